@@ -1,0 +1,3 @@
+from longrope.cli import main
+
+raise SystemExit(main())
