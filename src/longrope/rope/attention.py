@@ -1,0 +1,81 @@
+"""Attention temperature ("mscale"): the factor ``m`` that multiplies both cos and sin.
+
+Because q and k are both rotated by tables scaled by ``m``, attention logits scale by ``m²``
+(LONGROPE.md §2). Policies:
+
+- ``"longrope"`` (Phi-3 "su"): ``m = sqrt(1 + ln s / ln L)``, 1 when ``s ≤ 1``; transformers'
+  default for ``rope_type="longrope"`` when no ``attention_factor`` is given.
+- ``"yarn"``: ``m = 0.1·ln s + 1``, 1 when ``s ≤ 1`` (transformers' ``get_mscale``).
+- ``"none"``: ``m = 1``.
+- a number: that value, as given (must be finite and > 0).
+
+``None`` means "longrope", the contract's default for :class:`~longrope.rope.FactorSet`.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+from longrope.errors import UserError
+
+__all__ = [
+    "ATTENTION_POLICIES",
+    "longrope_attention_factor",
+    "yarn_attention_factor",
+    "resolve_attention_factor",
+]
+
+ATTENTION_POLICIES = ("longrope", "yarn", "none")
+
+
+def longrope_attention_factor(scale: float, original_length: int) -> float:
+    """``sqrt(1 + ln s / ln L)``; 1.0 when ``s ≤ 1`` (no extension, no temperature)."""
+    if scale <= 1.0:
+        return 1.0
+    if original_length <= 1:
+        # ln(1) = 0 would divide by zero; a 1-token pre-training context is not a real case.
+        raise UserError(
+            f"original_length must be > 1 for the longrope attention factor, got {original_length}"
+        )
+    return math.sqrt(1.0 + math.log(scale) / math.log(original_length))
+
+
+def yarn_attention_factor(scale: float, mscale: float = 1.0) -> float:
+    """``0.1·mscale·ln s + 1``; 1.0 when ``s ≤ 1`` (transformers' ``get_mscale``)."""
+    if scale <= 1.0:
+        return 1.0
+    return 0.1 * mscale * math.log(scale) + 1.0
+
+
+def resolve_attention_factor(
+    policy_or_value: str | float | None, scale: float, original_length: int
+) -> float:
+    """Turn a policy name, an explicit value or ``None`` (= "longrope") into the factor ``m``."""
+    if policy_or_value is None:
+        return longrope_attention_factor(scale, original_length)
+    if isinstance(policy_or_value, str):
+        name = policy_or_value.strip().lower()
+        if name in ("longrope", "su"):
+            return longrope_attention_factor(scale, original_length)
+        if name == "yarn":
+            return yarn_attention_factor(scale)
+        if name == "none":
+            return 1.0
+        try:
+            value = float(name)
+        except ValueError:
+            raise UserError(
+                f"unknown attention factor policy {policy_or_value!r}; use one of "
+                f"{', '.join(ATTENTION_POLICIES)} or a number > 0"
+            ) from None
+        return _check_value(value)
+    if isinstance(policy_or_value, bool) or not isinstance(policy_or_value, numbers.Real):
+        raise UserError(f"attention factor must be a policy name or a number, got {policy_or_value!r}")
+    return _check_value(float(policy_or_value))
+
+
+def _check_value(value: float) -> float:
+    if not math.isfinite(value) or value <= 0:
+        raise UserError(f"attention factor must be a finite number > 0, got {value}")
+    return value

@@ -1,0 +1,73 @@
+"""Rotary frequencies: the ``inv_freq`` buffer of Hugging Face models, in float64.
+
+Notation (LONGROPE.md §1): ``d`` is the rotary dimension, ``i = 0 … d/2−1`` the pair index and
+``θ_i = b^(−2i/d)`` the angular frequency of pair ``i`` for rope base ``b`` (``rope_theta``).
+Everything here is float64: the rescaled angles ``p·θ_i/λ_i`` are needed to ~1e-9 rad at 2M
+positions, and a float32 ``θ_i`` alone is off by ~1e-7 relative, i.e. ~0.1 rad there.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy as np
+
+from longrope.errors import UserError
+
+__all__ = ["inv_freq", "rotary_dim", "check_rotary_dim", "check_rope_theta"]
+
+
+def check_rotary_dim(rotary_dim: int, *, name: str = "rotary_dim") -> int:
+    """Return ``rotary_dim`` as an int after checking it is a positive even integer."""
+    if isinstance(rotary_dim, bool) or not isinstance(rotary_dim, numbers.Integral):
+        raise UserError(f"{name} must be a positive even integer, got {rotary_dim!r}")
+    d = int(rotary_dim)
+    if d < 2 or d % 2:
+        raise UserError(f"{name} must be a positive even integer, got {d}")
+    return d
+
+
+def check_rope_theta(rope_theta: float, *, name: str = "rope_theta") -> float:
+    """Return ``rope_theta`` as a float after checking it is finite and > 0."""
+    if isinstance(rope_theta, bool) or not isinstance(rope_theta, numbers.Real):
+        raise UserError(f"{name} must be a positive number, got {rope_theta!r}")
+    b = float(rope_theta)
+    if not math.isfinite(b) or b <= 0:
+        raise UserError(f"{name} must be a finite number > 0, got {b}")
+    return b
+
+
+def rotary_dim(head_dim: int, partial_rotary_factor: float = 1.0) -> int:
+    """Number of rotated channels per head: ``int(head_dim · partial_rotary_factor)``.
+
+    Truncation with ``int`` matches transformers (``dim = int(head_dim * partial_rotary_factor)``),
+    so a factor file validated here has the same length as the model's ``inv_freq`` buffer.
+    """
+    if isinstance(head_dim, bool) or not isinstance(head_dim, numbers.Integral) or head_dim < 2:
+        raise UserError(f"head_dim must be an integer >= 2, got {head_dim!r}")
+    if (
+        isinstance(partial_rotary_factor, bool)
+        or not isinstance(partial_rotary_factor, numbers.Real)
+        or not (0.0 < float(partial_rotary_factor) <= 1.0)
+    ):
+        raise UserError(f"partial_rotary_factor must be in (0, 1], got {partial_rotary_factor!r}")
+    d = int(int(head_dim) * float(partial_rotary_factor))
+    if d < 2 or d % 2:
+        raise UserError(
+            f"rotary dim int(head_dim {head_dim} * partial_rotary_factor {partial_rotary_factor}) = {d} "
+            "is not a positive even number"
+        )
+    return d
+
+
+def inv_freq(rope_theta: float, rotary_dim: int) -> np.ndarray:
+    """``θ_i = 1 / b^(2i/d)`` for ``i = 0 … d/2−1``, float64, shape ``[d/2]``.
+
+    Computed as ``1 / b**(2i/d)`` like transformers (rather than ``b**(−2i/d)``) so the float64
+    values round the same way as the reference formula; the difference is at most 1 ulp anyway.
+    """
+    b = check_rope_theta(rope_theta)
+    d = check_rotary_dim(rotary_dim)
+    exponents = np.arange(0, d, 2, dtype=np.float64) / d  # [d/2]
+    return 1.0 / (b**exponents)

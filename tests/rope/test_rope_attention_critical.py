@@ -1,0 +1,107 @@
+"""Attention temperature policies and the LongRoPE2 critical dimension / factor shape."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from rope_strategies import original_lengths, rotary_dims, scales
+
+from longrope.errors import UserError
+from longrope.rope import (
+    inv_freq,
+    longrope2_factors,
+    longrope_attention_factor,
+    resolve_attention_factor,
+    theoretical_critical_dim,
+    yarn_attention_factor,
+)
+
+
+def test_attention_policies_known_values():
+    # Phi-3-mini-128k: s = 32, L = 4096.
+    assert resolve_attention_factor("longrope", 32, 4096) == pytest.approx(1.1902380714238083)
+    assert resolve_attention_factor(None, 32, 4096) == resolve_attention_factor("longrope", 32, 4096)
+    assert resolve_attention_factor("su", 32, 4096) == resolve_attention_factor("longrope", 32, 4096)
+    assert resolve_attention_factor("yarn", 16, 4096) == pytest.approx(0.1 * math.log(16) + 1)
+    assert resolve_attention_factor("none", 16, 4096) == 1.0
+    assert resolve_attention_factor(1.25, 16, 4096) == 1.25
+    assert resolve_attention_factor("1.5", 16, 4096) == 1.5
+    assert yarn_attention_factor(16, mscale=0.707) == pytest.approx(0.1 * 0.707 * math.log(16) + 1)
+
+
+@given(s=st.floats(0.01, 1.0), L=original_lengths)
+def test_no_temperature_without_extension(s, L):
+    assert longrope_attention_factor(s, L) == 1.0
+    assert yarn_attention_factor(s) == 1.0
+
+
+@given(s=st.floats(1.0001, 1e4), L=original_lengths)
+def test_temperatures_grow_with_scale(s, L):
+    assert 1.0 < longrope_attention_factor(s, L) < longrope_attention_factor(2 * s, L)
+    assert 1.0 < yarn_attention_factor(s) < yarn_attention_factor(2 * s)
+
+
+@pytest.mark.parametrize(
+    "value,message",
+    [
+        ("warm", "unknown attention factor policy 'warm'"),
+        (0.0, "> 0"),
+        (float("nan"), "> 0"),
+        (True, "policy name"),
+    ],
+)
+def test_bad_attention_policies(value, message):
+    with pytest.raises(UserError, match=message):
+        resolve_attention_factor(value, 8, 4096)
+
+
+@settings(max_examples=60, deadline=None)
+@given(d=rotary_dims, b=st.sampled_from([10000.0, 500000.0, 1e6]), L=original_lengths)
+def test_theoretical_critical_dim_is_first_pair_without_a_full_turn(d, b, L):
+    k = theoretical_critical_dim(b, d, L)
+    period = 2 * math.pi / inv_freq(b, d)  # [d/2]
+    assert 0 <= k <= d // 2
+    assert np.all(period[k:] >= L * (1 - 1e-12))  # never a full turn inside L
+    assert np.all(period[: max(k - 1, 0)] < L)  # pairs below the boundary turn at least once
+    assert theoretical_critical_dim(b, d, L, offset=-1) == max(k - 1, 0)
+
+
+def test_critical_dim_known_values():
+    # Llama-2 (b 1e4, d 128, L 4096): 64·log_1e4(4096/2π) = 45.03 → 46; Llama-3 (b 5e5, L 8192) → 35.
+    assert theoretical_critical_dim(10000.0, 128, 4096) == 46
+    assert theoretical_critical_dim(500000.0, 128, 8192) == 35
+
+
+@settings(max_examples=60, deadline=None)
+@given(d=rotary_dims, L=original_lengths, s=scales, data=st.data())
+def test_longrope2_shape(d, L, s, data):
+    half = d // 2
+    k = data.draw(st.integers(0, half))
+    extra = np.sort(data.draw(st.lists(st.floats(0.0, 1.0), min_size=half - k, max_size=half - k)))
+    high = s * (1.0 + np.asarray(extra))  # non-decreasing, in [s, 2s]
+    fs = longrope2_factors(10000.0, d, L, L * s, k, high)
+    lam = fs.long_factor
+    assert lam.shape == (half,) and fs.method == "longrope2" and fs.attention_factor is None
+    np.testing.assert_array_equal(lam[k:], high)
+    assert np.all(np.diff(lam) >= -1e-12 * lam[1:])
+    assert lam[0] == pytest.approx(1.0 if k else high[0])
+    if k:  # geometric (NTK-style) ramp below the critical dim, reaching λ_k at i = k
+        anchor = high[0] if half > k else s
+        np.testing.assert_allclose(lam[:k], anchor ** (np.arange(k) / k), rtol=1e-12)
+
+
+def test_longrope2_defaults_and_errors():
+    fs = longrope2_factors(10000.0, 16, 4096, 32768, 5)
+    np.testing.assert_array_equal(fs.long_factor[5:], 8.0)
+    with pytest.raises(UserError, match=">= s = 8"):
+        longrope2_factors(10000.0, 16, 4096, 32768, 5, 4.0)
+    with pytest.raises(UserError, match="non-decreasing"):
+        longrope2_factors(10000.0, 16, 4096, 32768, 5, [8.0, 9.0, 8.5])
+    with pytest.raises(UserError, match="must have 3 values"):
+        longrope2_factors(10000.0, 16, 4096, 32768, 5, [8.0, 9.0])
+    with pytest.raises(UserError, match="critical_dim must be in"):
+        longrope2_factors(10000.0, 16, 4096, 32768, 9)

@@ -1,0 +1,237 @@
+"""Baselines: shapes, monotonicity and bounds (property tests) and parity with transformers."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from rope_strategies import original_lengths, rotary_dims, scales, thetas
+
+from longrope.errors import UserError
+from longrope.rope import (
+    BASELINES,
+    FactorSet,
+    baseline_options,
+    inv_freq,
+    make_baseline,
+    rotary_dim,
+    yarn_extrapolation_mask,
+    yarn_linear_seed,
+)
+
+EPS = 1e-12
+
+
+def _build(method, d, b, L, s, **options) -> FactorSet:
+    return make_baseline(
+        method, rope_theta=b, rotary_dim=d, original_length=L, target_length=L * s, **options
+    )
+
+
+@settings(max_examples=60, deadline=None)
+@given(method=st.sampled_from(sorted(BASELINES)), d=rotary_dims, b=thetas, L=original_lengths, s=scales)
+def test_every_baseline_is_a_valid_monotone_factor_set(method, d, b, L, s):
+    if d < 4 and method in ("ntk", "dynamic-ntk"):
+        return
+    fs = _build(method, d, b, L, s)
+    lam = fs.long_factor
+    assert lam.shape == (d // 2,) and lam.dtype == np.float64
+    assert fs.method == method and fs.provenance["method"] == method
+    np.testing.assert_array_equal(fs.short_factor, np.ones(d // 2))
+    assert np.all(np.diff(lam) >= -EPS * lam[1:]), "factors must be non-decreasing in the pair index"
+    upper = s * s - s + 1 if method == "dynamic-ntk" else s  # dynamic NTK at ℓ = L' over-scales
+    assert np.all(lam >= 1 - EPS) and np.all(lam <= upper * (1 + EPS))
+    if method == "pi":
+        np.testing.assert_array_equal(lam, np.full(d // 2, float(s)))
+    else:
+        assert lam[0] == pytest.approx(1.0, abs=1e-12)  # fastest pair extrapolates
+    if method in ("ntk", "dynamic-ntk"):
+        assert lam[-1] == pytest.approx(upper, rel=1e-12)  # slowest pair fully interpolated
+    if method == "yarn":
+        assert fs.attention_factor == pytest.approx(0.1 * math.log(s) + 1 if s > 1 else 1.0)
+    else:
+        assert fs.attention_factor == 1.0
+
+
+@settings(max_examples=40, deadline=None)
+@given(d=st.sampled_from([16, 64, 128]), b=thetas, L=original_lengths, s=scales)
+def test_yarn_linear_seed_blends_lambda_not_theta(d, b, L, s):
+    seed = yarn_linear_seed(rope_theta=b, rotary_dim=d, original_length=L, target_length=L * s)
+    mask = yarn_extrapolation_mask(rope_theta=b, rotary_dim=d, original_length=L)
+    np.testing.assert_allclose(seed.long_factor, s * (1 - mask) + mask, rtol=1e-15)
+    yarn = _build("yarn", d, b, L, s).long_factor
+    # A linear blend of λ is >= the harmonic blend YaRN gets from blending θ (equal where mask ∈ {0, 1}).
+    assert np.all(seed.long_factor >= yarn * (1 - EPS))
+    assert seed.attention_factor is None and seed.method == "yarn-linear-seed"
+
+
+def test_ntk_base_formula():
+    fs = _build("ntk", 128, 10000.0, 4096, 8)
+    base = 10000.0 * 8 ** (128 / 126)
+    i = np.arange(64)
+    np.testing.assert_allclose(fs.long_factor, (base / 10000.0) ** (2 * i / 128), rtol=1e-13)
+    assert fs.provenance["options"]["base"] == pytest.approx(base)
+
+
+def test_dynamic_ntk_identity_within_original_length_and_grows_with_length():
+    d, b, L = 64, 10000.0, 2048
+    within = _build("dynamic-ntk", d, b, L, 8, length=1000)
+    np.testing.assert_allclose(within.long_factor, np.ones(d // 2))
+    a = _build("dynamic-ntk", d, b, L, 8, length=4096).long_factor
+    c = _build("dynamic-ntk", d, b, L, 8, length=8192).long_factor
+    assert np.all(c >= a) and c[-1] > a[-1]
+
+
+def test_unknown_method_and_option_are_user_errors():
+    with pytest.raises(
+        UserError, match=r"unknown baseline method 'rope-magic'; known: pi, ntk, dynamic-ntk, yarn, llama3"
+    ):
+        make_baseline("rope-magic", rope_theta=1e4, rotary_dim=8, original_length=16, target_length=32)
+    with pytest.raises(UserError, match="no option"):
+        make_baseline("pi", rope_theta=1e4, rotary_dim=8, original_length=16, target_length=32, beta_fast=4)
+    with pytest.raises(UserError, match="shorter than original_length"):
+        make_baseline("pi", rope_theta=1e4, rotary_dim=8, original_length=16, target_length=8)
+    with pytest.raises(UserError, match="rotary_dim"):
+        make_baseline("pi", rope_theta=1e4, rotary_dim=7, original_length=16, target_length=32)
+    with pytest.raises(UserError, match="high_freq_factor"):
+        make_baseline(
+            "llama3", rope_theta=1e4, rotary_dim=8, original_length=16, target_length=32, high_freq_factor=1.0
+        )
+    assert "beta_fast" in baseline_options("yarn") and baseline_options("pi") == []
+
+
+# ---------------------------------------------------------------- parity with transformers
+transformers = pytest.importorskip("transformers")
+torch = pytest.importorskip("torch")
+
+
+def _hf_inv_freq(rope_type: str, *, head_dim: int, max_pos: int, params: dict, prf: float | None = None):
+    from transformers import LlamaConfig
+    from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
+
+    kwargs = {} if prf is None else {"partial_rotary_factor": prf}
+    cfg = LlamaConfig(
+        hidden_size=head_dim * 2,
+        num_attention_heads=2,
+        head_dim=head_dim,
+        num_hidden_layers=1,
+        intermediate_size=16,
+        vocab_size=16,
+        max_position_embeddings=max_pos,
+        rope_parameters={"rope_type": rope_type, **params},
+        **kwargs,
+    )
+    inv, attn = ROPE_INIT_FUNCTIONS[rope_type](cfg, "cpu")
+    return inv.double().numpy(), float(attn)
+
+
+YARN_CASES = [
+    # (head_dim, theta, L, L', beta_fast, beta_slow, extra)
+    (64, 10000.0, 2048, 16384, 32, 1, {}),
+    (128, 10000.0, 4096, 65536, 32, 1, {}),
+    (128, 1e6, 32768, 131072, 128, 2, {}),  # Mistral-style betas
+    (96, 10000.0, 4096, 131072, 32, 1, {"truncate": False}),
+    (128, 10000.0, 4096, 32768, 32, 1, {"mscale": 0.707, "mscale_all_dim": 0.707}),
+    (128, 10000.0, 4096, 32768, 32, 1, {"mscale": 1.0, "mscale_all_dim": 0.5}),
+]
+
+
+@pytest.mark.parametrize("head_dim,theta,L,Lt,bf,bs,extra", YARN_CASES)
+def test_yarn_matches_transformers(head_dim, theta, L, Lt, bf, bs, extra):
+    s = Lt / L
+    params = {
+        "factor": s,
+        "original_max_position_embeddings": L,
+        "rope_theta": theta,
+        "beta_fast": bf,
+        "beta_slow": bs,
+        **extra,
+    }
+    want, want_attn = _hf_inv_freq("yarn", head_dim=head_dim, max_pos=Lt, params=params)
+    fs = make_baseline(
+        "yarn",
+        rope_theta=theta,
+        rotary_dim=head_dim,
+        original_length=L,
+        target_length=Lt,
+        beta_fast=bf,
+        beta_slow=bs,
+        **extra,
+    )
+    # transformers computes in float32 (its ramp too: ~1e-6 relative with an untruncated range);
+    # we compute in float64. A convention slip (floor/ceil, d/2 vs d clamp) costs far more than 2e-6.
+    np.testing.assert_allclose(fs.inv_freq(), want, rtol=2e-6)
+    assert fs.attention_factor == pytest.approx(want_attn, rel=1e-12)
+
+
+LLAMA3_CASES = [
+    # (head_dim, theta, L, L', factor, low, high)
+    (128, 500000.0, 8192, 131072, 8.0, 1.0, 4.0),  # Llama 3.1
+    (64, 500000.0, 8192, 131072, 32.0, 1.0, 4.0),  # Llama 3.2 1B/3B
+    (64, 10000.0, 2048, 16384, None, 1.0, 4.0),
+    (128, 10000.0, 4096, 65536, None, 2.0, 8.0),
+]
+
+
+@pytest.mark.parametrize("head_dim,theta,L,Lt,factor,low,high", LLAMA3_CASES)
+def test_llama3_matches_transformers(head_dim, theta, L, Lt, factor, low, high):
+    f = Lt / L if factor is None else factor
+    params = {
+        "factor": f,
+        "low_freq_factor": low,
+        "high_freq_factor": high,
+        "original_max_position_embeddings": L,
+        "rope_theta": theta,
+    }
+    want, want_attn = _hf_inv_freq("llama3", head_dim=head_dim, max_pos=Lt, params=params)
+    options = {"low_freq_factor": low, "high_freq_factor": high} | (
+        {} if factor is None else {"factor": factor}
+    )
+    fs = make_baseline(
+        "llama3", rope_theta=theta, rotary_dim=head_dim, original_length=L, target_length=Lt, **options
+    )
+    np.testing.assert_allclose(fs.inv_freq(), want, rtol=5e-7)
+    assert fs.attention_factor == want_attn == 1.0
+
+
+@pytest.mark.parametrize("length", [4096, 6000, 16384, 65536])
+def test_dynamic_ntk_matches_transformers(length):
+    from transformers import LlamaConfig
+    from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
+
+    head_dim, theta, L, s = 64, 10000.0, 4096, 4.0
+    # transformers' dynamic type keeps max_position_embeddings = the original length M.
+    cfg = LlamaConfig(
+        hidden_size=128,
+        num_attention_heads=2,
+        head_dim=head_dim,
+        num_hidden_layers=1,
+        intermediate_size=16,
+        vocab_size=16,
+        max_position_embeddings=L,
+        rope_parameters={"rope_type": "dynamic", "factor": s, "rope_theta": theta},
+    )
+    want, _ = ROPE_INIT_FUNCTIONS["dynamic"](cfg, "cpu", seq_len=length)
+    fs = make_baseline(
+        "dynamic-ntk",
+        rope_theta=theta,
+        rotary_dim=head_dim,
+        original_length=L,
+        target_length=int(L * s),
+        length=length,
+    )
+    np.testing.assert_allclose(fs.inv_freq(), want.double().numpy(), rtol=5e-7)
+
+
+def test_pi_with_partial_rotary_matches_transformers_linear():
+    # head_dim 80 with partial_rotary_factor 0.4 (Phi-2 style) → 32 rotated channels.
+    d = rotary_dim(80, 0.4)
+    assert d == 32
+    params = {"rope_theta": 10000.0, "factor": 4.0, "partial_rotary_factor": 0.4}
+    want, _ = _hf_inv_freq("linear", head_dim=80, max_pos=8192, params=params, prf=0.4)
+    fs = make_baseline("pi", rope_theta=10000.0, rotary_dim=d, original_length=2048, target_length=8192)
+    np.testing.assert_allclose(fs.inv_freq(), want, rtol=5e-7)
+    np.testing.assert_allclose(inv_freq(10000.0, d), want * 4.0, rtol=5e-7)

@@ -1,0 +1,405 @@
+"""FactorSet: validation, file round-trips (factors.json, HF config both spellings, CSV), bad files."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from longrope.errors import UserError
+from longrope.rope import FORMAT_VERSION, FactorSet, make_baseline
+
+
+def _fs(**kw) -> FactorSet:
+    base = dict(
+        long_factor=[1.0, 1.5, 3.0, 8.0],
+        short_factor=[1.0, 1.0, 1.1, 1.2],
+        start_tokens=4,
+        attention_factor=None,
+        original_max_position_embeddings=64,
+        max_position_embeddings=512,
+        rope_theta=10000.0,
+        method="longrope",
+        provenance={"note": "test"},
+    )
+    base.update(kw)
+    return FactorSet(**base)
+
+
+factor_sets = st.builds(
+    lambda half, data, n_hat, attn, L, s, theta: FactorSet(
+        long_factor=data[:half],
+        short_factor=data[half : 2 * half],
+        start_tokens=n_hat,
+        attention_factor=attn,
+        original_max_position_embeddings=L,
+        max_position_embeddings=L * s,
+        rope_theta=theta,
+        method="longrope",
+        provenance={"seed": n_hat},
+    ),
+    st.integers(1, 64),
+    st.lists(st.floats(1e-3, 1e3, allow_nan=False), min_size=128, max_size=128),
+    st.integers(0, 256),
+    st.none() | st.floats(0.5, 3.0),
+    st.integers(1, 10**6),
+    st.integers(1, 64),
+    st.floats(1.0, 1e8),
+)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(fs=factor_sets)
+def test_json_round_trip_is_exact(tmp_path, fs):
+    path = fs.save(tmp_path / "factors.json")
+    back = FactorSet.load(path)
+    assert back == fs
+    assert back.to_dict() == fs.to_dict()
+    assert json.loads(path.read_text())["format_version"] == FORMAT_VERSION
+    assert FactorSet.load(tmp_path) == fs  # a folder means its factors.json
+
+
+def test_defaults_and_derived_values():
+    fs = FactorSet(
+        long_factor=[1.0, 2.0],
+        original_max_position_embeddings=4096,
+        max_position_embeddings=131072,
+        rope_theta=1e4,
+    )
+    np.testing.assert_array_equal(fs.short_factor, [1.0, 1.0])
+    assert fs.rotary_dim == 4 and fs.scale == 32.0 and fs.start_tokens == 0 and fs.method == "custom"
+    assert fs.resolved_attention_factor() == pytest.approx(math.sqrt(1 + math.log(32) / math.log(4096)))
+    assert fs.with_(attention_factor=1.25).resolved_attention_factor() == 1.25
+    assert fs.with_(max_position_embeddings=4096).resolved_attention_factor() == 1.0  # s = 1
+    assert fs.original_length == 4096 and fs.target_length == 131072
+
+
+def test_inputs_are_copied_not_aliased():
+    lam = np.array([1.0, 2.0])
+    fs = FactorSet(
+        long_factor=lam, original_max_position_embeddings=4, max_position_embeddings=8, rope_theta=1e4
+    )
+    lam[0] = 99.0
+    assert fs.long_factor[0] == 1.0
+
+
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        ({"long_factor": []}, "long_factor must be a non-empty"),
+        ({"long_factor": np.ones((2, 2))}, "long_factor must be a non-empty 1-D"),
+        ({"long_factor": [[1.0, 2.0]]}, r"long_factor\[0\] is not a number"),
+        ({"long_factor": [1.0, float("nan"), 2.0, 3.0]}, r"long_factor\[1\] is not finite"),
+        ({"long_factor": [1.0, 0.0, 2.0, 3.0]}, r"long_factor\[1\] = 0.0 must be > 0"),
+        ({"long_factor": [1.0, "2", 2.0, 3.0]}, r"long_factor\[1\] is not a number"),
+        ({"long_factor": [1.0, True, 2.0, 3.0]}, r"long_factor\[1\] is not a number"),
+        ({"short_factor": [1.0, 1.0]}, "short_factor has 2 values, expected 4"),
+        ({"short_factor": [1.0, 1.0, -1.0, 1.0]}, r"short_factor\[2\] = -1.0 must be > 0"),
+        ({"start_tokens": -1}, "start_tokens must be an integer >= 0"),
+        ({"start_tokens": 1.5}, "start_tokens must be an integer"),
+        ({"attention_factor": 0.0}, "attention_factor must be a finite number > 0"),
+        ({"attention_factor": float("inf")}, "attention_factor must be a finite number > 0"),
+        ({"original_max_position_embeddings": 0}, "original_max_position_embeddings must be an integer >= 1"),
+        ({"max_position_embeddings": "big"}, "max_position_embeddings must be an integer"),
+        ({"rope_theta": -1.0}, "rope_theta must be a finite number > 0"),
+        ({"method": ""}, "method must be a non-empty string"),
+        ({"provenance": [1, 2]}, "provenance must be a JSON object"),
+    ],
+)
+def test_validation_names_the_bad_field(change, message):
+    with pytest.raises(UserError, match=message):
+        _fs(**change)
+
+
+def test_factors_below_one_are_accepted():
+    # Phi-3's short factors sit around 1.0 and may dip below it; only λ > 0 is required.
+    assert _fs(short_factor=[0.98, 1.0, 1.02, 1.05]).short_factor[0] == 0.98
+
+
+def _write(tmp_path, obj, name="factors.json"):
+    p = tmp_path / name
+    p.write_text(obj if isinstance(obj, str) else json.dumps(obj))
+    return p
+
+
+@pytest.mark.parametrize(
+    "mutate,message",
+    [
+        (lambda d: d.pop("long_factor"), r"no 'long_factor'"),
+        (lambda d: d.pop("rope_theta"), "missing required key\\(s\\): rope_theta"),
+        (lambda d: d.update(format_version=2), "unsupported factor file format_version 2"),
+        (lambda d: d.update(start_token=3), "unknown key\\(s\\) 'start_token'"),
+        (lambda d: d.update(long_factor=d["long_factor"][:3]), "short_factor has 4 values, expected 3"),
+        (lambda d: d.update(long_factor=[1.0, "x", 2.0, 3.0]), r"long_factor\[1\] is not a number"),
+        (lambda d: d.update(rotary_dim=16), "rotary_dim 16 does not match long_factor"),
+        (
+            lambda d: d.update(original_max_position_embeddings=4096.5),
+            "original_max_position_embeddings must be an integer",
+        ),
+    ],
+)
+def test_bad_factor_files_are_user_errors(tmp_path, mutate, message):
+    d = _fs().to_dict()
+    mutate(d)
+    with pytest.raises(UserError, match=message):
+        FactorSet.load(_write(tmp_path, d))
+
+
+def test_nan_and_broken_json_are_user_errors(tmp_path):
+    text = json.dumps(_fs().to_dict()).replace("1.5", "NaN", 1)
+    with pytest.raises(UserError, match=r"long_factor\[1\] is not finite"):
+        FactorSet.load(_write(tmp_path, text))
+    with pytest.raises(UserError, match="is not valid JSON"):
+        FactorSet.load(_write(tmp_path, '{"long_factor": [1.0,'))
+    with pytest.raises(UserError, match="neither a factors.json"):
+        FactorSet.load(_write(tmp_path, {"hidden_size": 64}))
+    with pytest.raises(UserError, match="cannot read factor file"):
+        FactorSet.load(tmp_path / "missing.json")
+    (tmp_path / "empty_dir").mkdir()
+    with pytest.raises(UserError, match="folder without factors.json or config.json"):
+        FactorSet.load(tmp_path / "empty_dir")
+
+
+# ---------------------------------------------------------------- reference CSV
+def test_csv_round_trip(tmp_path):
+    fs = make_baseline("yarn", rope_theta=10000.0, rotary_dim=64, original_length=4096, target_length=65536)
+    path = fs.save_csv(tmp_path / "factors.csv")
+    assert len(path.read_text().splitlines()) == 32
+    back = FactorSet.load(path, rope_theta=10000.0, original_length=4096, target_length=65536)
+    np.testing.assert_array_equal(back.long_factor, fs.long_factor)
+    np.testing.assert_array_equal(back.short_factor, np.ones(32))
+    assert back.scale == 16 and back.provenance["format"] == "reference-csv"
+
+
+def test_csv_needs_lengths_and_base(tmp_path):
+    path = _write(tmp_path, "1.0\n2.0\n", name="f.csv")
+    with pytest.raises(UserError, match="give --rope-theta, --original-length, --target-length"):
+        FactorSet.load(path)
+    with pytest.raises(UserError, match="give --target-length"):
+        FactorSet.load(path, rope_theta=1e4, original_length=4)
+    # Content, not the suffix, decides: a bare column of numbers is a CSV too.
+    with pytest.raises(UserError, match="reference-code CSV"):
+        FactorSet.load(_write(tmp_path, "1.0\n2.0\n", name="factors.txt"))
+
+
+@pytest.mark.parametrize(
+    "text,message",
+    [
+        ("1.0\nabc\n", "f.csv:2: 'abc' is not a number"),
+        ("1.0,2.0\n3.0,4.0\n", "only the one-λ-per-line CSV"),
+        ("\n# nothing\n", "holds no factors"),
+        ("1.0\nnan\n", r"factor\[1\] is not finite"),
+    ],
+)
+def test_bad_csv_files(tmp_path, text, message):
+    with pytest.raises(UserError, match=message):
+        FactorSet.from_csv(
+            _write(tmp_path, text, name="f.csv"), rope_theta=1e4, original_length=4, target_length=8
+        )
+
+
+def test_csv_skips_comments_blank_lines_and_trailing_commas(tmp_path):
+    path = _write(tmp_path, "# lambda\n1.0,\n\n 2.5 \n", name="f.csv")
+    fs = FactorSet.from_csv(path, rope_theta=1e4, original_length=4, target_length=8, start_tokens=2)
+    np.testing.assert_array_equal(fs.long_factor, [1.0, 2.5])
+    assert fs.start_tokens == 2
+
+
+# ---------------------------------------------------------------- Hugging Face config.json
+def _phi3_mini_128k_like() -> dict:
+    """A Phi-3-mini-128k-instruct-shaped config (head_dim 96 → 48 factors; values made up here)."""
+    i = np.arange(48)
+    long_factor = [float(x) for x in np.round(1.0 + 46.0 * (i / 47) ** 3, 4)]
+    short_factor = [float(x) for x in np.round(1.0 + 0.1 * (i / 47) ** 2, 4)]
+    return {
+        "architectures": ["Phi3ForCausalLM"],
+        "model_type": "phi3",
+        "hidden_size": 3072,
+        "num_attention_heads": 32,
+        "num_key_value_heads": 32,
+        "num_hidden_layers": 32,
+        "intermediate_size": 8192,
+        "vocab_size": 32064,
+        "max_position_embeddings": 131072,
+        "original_max_position_embeddings": 4096,
+        "rope_theta": 10000.0,
+        "rope_scaling": {"type": "longrope", "long_factor": long_factor, "short_factor": short_factor},
+        "sliding_window": 262144,
+    }
+
+
+def test_phi3_mini_128k_config_imports(tmp_path):
+    cfg = _phi3_mini_128k_like()
+    fs = FactorSet.load(_write(tmp_path, cfg, name="config.json"))
+    assert fs.rotary_dim == 96 and fs.long_factor.size == 48
+    assert fs.original_max_position_embeddings == 4096 and fs.max_position_embeddings == 131072
+    assert fs.scale == 32 and fs.rope_theta == 10000.0 and fs.method == "longrope"
+    np.testing.assert_array_equal(fs.long_factor, cfg["rope_scaling"]["long_factor"])
+    np.testing.assert_array_equal(fs.short_factor, cfg["rope_scaling"]["short_factor"])
+    assert fs.attention_factor is None
+    assert fs.resolved_attention_factor() == pytest.approx(math.sqrt(1 + math.log(32) / math.log(4096)))
+    assert FactorSet.load(tmp_path) == fs  # folder without factors.json → its config.json
+
+
+def test_phi3_config_with_wrong_factor_count_is_rejected(tmp_path):
+    cfg = _phi3_mini_128k_like()
+    cfg["rope_scaling"]["long_factor"] = cfg["rope_scaling"]["long_factor"][:32]
+    with pytest.raises(UserError, match="short_factor has 48 values, expected 32"):
+        FactorSet.load(_write(tmp_path, cfg, name="config.json"))
+    cfg["rope_scaling"]["short_factor"] = cfg["rope_scaling"]["short_factor"][:32]
+    with pytest.raises(UserError, match="long_factor has 32 values but the model's rotary dim is 96"):
+        FactorSet.load(_write(tmp_path, cfg, name="config.json"))
+
+
+@pytest.mark.parametrize("spelling", ["rope_scaling", "rope_parameters", "both"])
+def test_hf_config_round_trip_both_spellings(tmp_path, spelling):
+    fs = _fs(start_tokens=0, attention_factor=1.3, provenance={})
+    fields = fs.hf_config_fields()
+    cfg = {"hidden_size": 32, "num_attention_heads": 4, **fields}  # head_dim 8 → 4 factors
+    if spelling == "rope_scaling":
+        del cfg["rope_parameters"]  # 4.x: theta only at top level
+    elif spelling == "rope_parameters":
+        del cfg["rope_scaling"]
+        del cfg["rope_theta"]  # 5.x keeps theta inside rope_parameters
+    back = FactorSet.load(_write(tmp_path, cfg, name="config.json"))
+    assert back.same_factors(fs.with_(method="longrope"), rtol=0)
+    assert back.attention_factor == 1.3
+
+
+def test_hf_per_layer_type_rope_parameters_and_disagreements(tmp_path):
+    fs = _fs(start_tokens=0)
+    rp = fs.hf_config_fields()["rope_parameters"]
+    cfg = {
+        "max_position_embeddings": 512,
+        "rope_parameters": {
+            "full_attention": rp,
+            "sliding_attention": {"rope_type": "default", "rope_theta": 1e4},
+        },
+    }
+    back = FactorSet.load(_write(tmp_path, cfg, name="config.json"))
+    np.testing.assert_array_equal(back.long_factor, fs.long_factor)
+
+    bad = {**fs.hf_config_fields()}
+    bad["rope_scaling"] = {**bad["rope_scaling"], "long_factor": [1.0, 1.0, 1.0, 1.0]}
+    with pytest.raises(UserError, match="disagree on long_factor"):
+        FactorSet.load(_write(tmp_path, bad, name="config.json"))
+
+    yarn = {"max_position_embeddings": 512, "rope_scaling": {"rope_type": "yarn", "factor": 8.0}}
+    with pytest.raises(UserError, match="no longrope rope scaling \\(rope type: yarn\\)"):
+        FactorSet.load(_write(tmp_path, yarn, name="config.json"))
+
+    missing = {
+        "max_position_embeddings": 512,
+        "rope_scaling": {"rope_type": "longrope", "long_factor": [1.0, 2.0]},
+    }
+    with pytest.raises(UserError, match="has no 'short_factor'"):
+        FactorSet.load(_write(tmp_path, missing, name="config.json"))
+    no_len = {
+        "max_position_embeddings": 512,
+        "rope_scaling": {"rope_type": "longrope", "long_factor": [1.0], "short_factor": [1.0]},
+    }
+    with pytest.raises(UserError, match="no original_max_position_embeddings"):
+        FactorSet.load(_write(tmp_path, no_len, name="config.json"))
+
+
+def test_hf_factor_differing_from_length_ratio_keeps_transformers_temperature(tmp_path):
+    cfg = _phi3_mini_128k_like()
+    cfg["rope_scaling"]["factor"] = 16.0  # transformers derives the temperature from this, not 131072/4096
+    fs = FactorSet.load(_write(tmp_path, cfg, name="config.json"))
+    assert fs.resolved_attention_factor() == pytest.approx(math.sqrt(1 + math.log(16) / math.log(4096)))
+
+
+# ---------------------------------------------------------------- identity / compose / equality
+def test_identity():
+    fs = FactorSet.identity(128, 10000.0, 4096)
+    assert fs.rotary_dim == 128 and fs.scale == 1 and fs.resolved_attention_factor() == 1.0
+    np.testing.assert_array_equal(fs.long_factor, np.ones(64))
+    far = FactorSet.identity(128, 10000.0, 4096, target_length=65536)
+    assert far.scale == 16 and far.resolved_attention_factor() == 1.0  # still the original RoPE
+
+
+def test_compose_multiplies_factors_for_progressive_extension():
+    ft = make_baseline("yarn", rope_theta=1e4, rotary_dim=16, original_length=4096, target_length=262144)
+    rel = FactorSet(
+        long_factor=np.linspace(1.0, 8.0, 8),
+        start_tokens=8,
+        original_max_position_embeddings=4096,
+        max_position_embeddings=2097152,
+        rope_theta=1e4,
+        method="longrope",
+    )
+    out = ft.compose(rel)
+    np.testing.assert_array_equal(out.long_factor, ft.long_factor * rel.long_factor)
+    assert out.max_position_embeddings == 2097152 and out.original_max_position_embeddings == 4096
+    assert out.start_tokens == 8 and out.attention_factor is None and out.scale == 512
+    assert len(out.provenance["composed_of"]) == 2
+    with pytest.raises(UserError, match="rotary_dim"):
+        ft.compose(FactorSet.identity(8, 1e4, 4096))
+    with pytest.raises(UserError, match="rope_theta"):
+        ft.compose(FactorSet.identity(16, 5e5, 4096))
+
+
+def test_equality_helpers():
+    a = _fs()
+    assert a == _fs() and a != _fs(start_tokens=5) and a != _fs(provenance={})
+    b = _fs(long_factor=[1.0, 1.5 * (1 + 1e-14), 3.0, 8.0])
+    assert a != b and a.same_factors(b) and not a.same_factors(b, rtol=0)
+    assert a.same_factors(_fs(provenance={"other": 1}), rtol=0)
+    assert "method='longrope'" in repr(a)
+
+
+def test_save_rejects_unserialisable_provenance(tmp_path):
+    with pytest.raises(UserError, match="provenance is not JSON-serialisable"):
+        _fs(provenance={"x": object()}).save(tmp_path / "f.json")
+    assert not (tmp_path / "f.json").exists()
+
+
+# ---------------------------------------------------------------- transformers reads what we write
+transformers = pytest.importorskip("transformers")
+
+
+@pytest.mark.parametrize("spelling", ["rope_scaling", "rope_parameters"])
+def test_transformers_longrope_uses_our_factors(spelling):
+    """Exported fields → transformers' longrope init gives θ/λ and our temperature (LONGROPE.md §8)."""
+    from transformers import Phi3Config
+    from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
+
+    fs = FactorSet(
+        long_factor=np.linspace(1.0, 40.0, 48),
+        short_factor=np.linspace(1.0, 1.2, 48),
+        original_max_position_embeddings=4096,
+        max_position_embeddings=131072,
+        rope_theta=10000.0,
+        method="longrope",
+    )
+    fields = fs.hf_config_fields()
+    kwargs = {k: v for k, v in fields.items() if k not in ("rope_scaling", "rope_parameters")}
+    kwargs[spelling] = fields[spelling]
+    cfg = Phi3Config(
+        hidden_size=3072,
+        num_attention_heads=32,
+        num_hidden_layers=1,
+        intermediate_size=64,
+        vocab_size=64,
+        **kwargs,
+    )
+    fn = ROPE_INIT_FUNCTIONS["longrope"]
+    long_inv, attn = fn(cfg, "cpu", seq_len=131072)
+    short_inv, _ = fn(cfg, "cpu", seq_len=4096)
+    np.testing.assert_allclose(long_inv.double().numpy(), fs.inv_freq("long"), rtol=5e-7)
+    np.testing.assert_allclose(short_inv.double().numpy(), fs.inv_freq("short"), rtol=5e-7)
+    assert attn == pytest.approx(fs.resolved_attention_factor(), rel=1e-12)
+
+
+def test_pickle_and_deepcopy_round_trip():
+    # Search evaluators ship factor sets to worker processes (multiprocessing / Ray).
+    import copy
+    import pickle
+
+    fs = _fs()
+    assert pickle.loads(pickle.dumps(fs)) == fs
+    assert copy.deepcopy(fs) == fs
