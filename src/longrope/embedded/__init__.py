@@ -1,0 +1,67 @@
+"""The embedded default: a tiny Llama trained from scratch and an offline corpus of long documents.
+
+Everything here ships inside the package, so ``longrope demo`` and the tests need no network:
+
+- ``assets/tiny/``: a normal Hugging Face folder (config.json, model.safetensors in fp16,
+  tokenizer.json, tokenizer_config.json) plus ``training.json`` (the exact ``longrope train-tiny``
+  command, seed, resolved config, held-out report) and ``train_log.jsonl``. Load it with
+  ``AutoModelForCausalLM.from_pretrained(TINY_MODEL_DIR)`` / ``AutoTokenizer.from_pretrained(...)``
+  or ``longrope.models.load_model("tiny")``. Trained at 256 tokens with standard RoPE (theta 1e4,
+  head_dim 64), so every longer context is an extension.
+- ``assets/corpus/``: ``split.json`` (every book, its role and the SHA-256 of its text) and the
+  search and held-out books as text. Training books are not shipped; their hashes are.
+
+Both are rebuilt by ``longrope train-tiny`` (see :mod:`longrope.embedded.corpus` and
+:mod:`longrope.embedded.train`). This module imports only the standard library.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+ASSETS_DIR = Path(__file__).resolve().parent / "assets"
+TINY_MODEL_DIR = ASSETS_DIR / "tiny"
+CORPUS_DIR = ASSETS_DIR / "corpus"
+
+__all__ = [
+    "ASSETS_DIR",
+    "CORPUS_DIR",
+    "TINY_MODEL_DIR",
+    "heldout_texts",
+    "load_split",
+    "search_texts",
+    "training_info",
+]
+
+
+def load_split(corpus_dir: str | Path = CORPUS_DIR) -> dict:
+    """The corpus manifest ``split.json``: ``roles`` (train/search/heldout -> names), ``books``
+    (name, role, source, chars, sha256), ``train_sha256`` and token counts under ``notes``."""
+    path = Path(corpus_dir) / "split.json"
+    if not path.exists():
+        from longrope.errors import UserError
+
+        raise UserError(f"{path} is missing; reinstall longrope or rebuild it with `longrope train-tiny`")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _texts(role: str, corpus_dir: str | Path) -> dict[str, str]:
+    corpus_dir = Path(corpus_dir)
+    names = load_split(corpus_dir)["roles"][role]
+    return {n: (corpus_dir / role / f"{n}.txt").read_text(encoding="utf-8") for n in names}
+
+
+def heldout_texts(corpus_dir: str | Path = CORPUS_DIR) -> dict[str, str]:
+    """Held-out books (name -> text), in manifest order: only for final reports, never searched."""
+    return _texts("heldout", corpus_dir)
+
+
+def search_texts(corpus_dir: str | Path = CORPUS_DIR) -> dict[str, str]:
+    """Search books (name -> text), in manifest order: what a LongRoPE search scores factors on."""
+    return _texts("search", corpus_dir)
+
+
+def training_info(model_dir: str | Path = TINY_MODEL_DIR) -> dict:
+    """``training.json`` of the tiny model: command, seed, config, run summary and report."""
+    return json.loads((Path(model_dir) / "training.json").read_text(encoding="utf-8"))

@@ -1,0 +1,41 @@
+"""The adapter to transformers: the only package that touches its internals.
+
+- :func:`load_model` / :func:`read_rope_info` (``loading``): "tiny", "smollm2", HF folders, GGUF, hub ids.
+- :class:`RopeInfo`, :func:`inspect_model` (``families``): supported families and their RoPE facts.
+- :func:`install_factors` → :class:`RopePatch` (``patch``): inject, swap, restore LongRoPE factors.
+- :func:`export_hf` (``export``): a Hugging Face folder stock transformers loads without longrope.
+
+Importing this package imports torch (``patch``) but not transformers (imported on first use);
+the CLI imports it inside ``run`` only.
+"""
+
+from longrope.models.export import ExportResult, export_hf, longrope_config_entries
+from longrope.models.families import (
+    FAMILIES,
+    RopeInfo,
+    inspect_model,
+    rope_info_from_config,
+    supported_families_text,
+)
+from longrope.models.loading import load_config, load_model, read_rope_info, resolve_device, resolve_dtype
+from longrope.models.patch import LongRopeRotaryEmbedding, RopePatch, current_patch, install_factors
+
+__all__ = [
+    "FAMILIES",
+    "ExportResult",
+    "LongRopeRotaryEmbedding",
+    "RopeInfo",
+    "RopePatch",
+    "current_patch",
+    "export_hf",
+    "inspect_model",
+    "install_factors",
+    "load_config",
+    "load_model",
+    "longrope_config_entries",
+    "read_rope_info",
+    "resolve_device",
+    "resolve_dtype",
+    "rope_info_from_config",
+    "supported_families_text",
+]

@@ -1,0 +1,46 @@
+"""``longrope inspect``: print a model's RoPE facts as JSON (family, rotary dim, base, L, scaling).
+
+Reads only the config (config.json or the GGUF header), so it is quick even for big models.
+``--load`` also loads the weights and checks the module structure the patch relies on (one
+shared ``rotary_emb`` whose (cos, sin) every attention layer takes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+COMMAND = "inspect"
+HELP = "print a model's RoPE facts (family, rotary dim, rope_theta, original length, scaling) as JSON"
+DESCRIPTION = __doc__
+EXAMPLE = """example:
+  longrope inspect --model smollm2
+  longrope inspect --model path/to/hf-folder --load
+"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True,
+                        help="'tiny', 'smollm2', a Hugging Face folder, a .gguf file or a hub id")
+    parser.add_argument("--load", action="store_true",
+                        help="also load the weights and check the model structure (slower)")
+    parser.add_argument("-o", "--output", default=None, help="also write the JSON to this file")
+
+
+def run(args: argparse.Namespace) -> int:
+    from longrope.io import write_json
+    from longrope.models.loading import read_rope_info
+
+    if args.load:
+        from longrope.models import inspect_model
+        from longrope.models.loading import load_model
+
+        model, _ = load_model(args.model)
+        info = inspect_model(model)
+    else:
+        info = read_rope_info(args.model)
+    result = {"model": args.model, **info.to_dict()}
+    print(json.dumps(result, indent=2))
+    if args.output:
+        write_json(args.output, result)
+    return 0

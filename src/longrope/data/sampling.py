@@ -1,0 +1,120 @@
+"""Seeded document sampling with a search / held-out split that a search can never cross.
+
+**The split.** Every document has a role, ``"search"`` or ``"heldout"``:
+
+- pinned at tokenize time (``--input search=PATH`` / ``heldout=PATH``), or else
+- by hash: ``u = int(blake2b(SALT ‖ 0 ‖ doc_id)[:8]) / 2^64`` and the document is held out when
+  ``u < heldout_fraction`` (default 0.5).
+
+The hash depends only on the document's stable id (see :mod:`longrope.data.sources`), so the role
+of a document does not change with the seed, the sample size, the tokenizer, the order of the
+inputs, or which other documents the corpus holds; a search sampling ``split="search"`` and the
+final report sampling ``split="heldout"`` (with the same fraction) can never share a document.
+Raising the fraction only moves documents from search to held-out.
+
+**The sample.** Documents of the split with at least ``min_tokens`` tokens are shuffled by a
+``np.random.default_rng(seed)`` permutation and the first ``n`` taken (fewer if fewer qualify).
+With ``windows_per_doc = k > 1`` each chosen document gives up to ``k`` non-overlapping windows
+of ``min_tokens`` tokens at offsets ``0, min_tokens, 2·min_tokens, …``; windows of one document
+are not independent samples, so prefer more documents when the corpus has them. With one window
+per document the sample's tokens are the whole document (a free memory-mapped view), so
+sliding-window evaluation can use all of it; truncate mode reads only the first tokens.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+
+from longrope.data.shards import TokenCorpus
+from longrope.errors import UserError
+
+__all__ = ["SPLIT_SALT", "SPLITS", "Sample", "document_role", "document_roles", "sample_documents"]
+
+SPLIT_SALT = "longrope-split-v1"
+SPLITS = ("search", "heldout", "all")
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One sampled document window; ``tokens`` is a memory-mapped view (no copy)."""
+
+    doc_index: int
+    """Row of the document in the corpus index."""
+    doc_id: str
+    """Stable id; ``id@offset`` for windows after the first."""
+    offset: int
+    tokens: np.ndarray
+    role: str
+
+
+def _check_fraction(heldout_fraction: float) -> float:
+    f = float(heldout_fraction)
+    if not 0.0 <= f <= 1.0:
+        raise UserError(f"heldout_fraction must be in [0, 1], got {heldout_fraction}")
+    return f
+
+
+def document_role(doc_id: str, heldout_fraction: float = 0.5, *, salt: str = SPLIT_SALT) -> str:
+    """``"heldout"`` or ``"search"`` for a document id, by a stable hash (see the module doc)."""
+    f = _check_fraction(heldout_fraction)
+    digest = hashlib.blake2b(f"{salt}\0{doc_id}".encode(), digest_size=8).digest()
+    u = int.from_bytes(digest, "big") / 2.0**64
+    return "heldout" if u < f else "search"
+
+
+def document_roles(corpus: TokenCorpus, heldout_fraction: float = 0.5) -> list[str]:
+    """Role of every document of ``corpus`` (pinned roles win over the hash)."""
+    return [corpus.pinned_role(i) or document_role(name, heldout_fraction) for i, name in enumerate(corpus.names)]
+
+
+def sample_documents(
+    corpus: TokenCorpus,
+    min_tokens: int,
+    n: int,
+    *,
+    seed: int,
+    split: str = "heldout",
+    heldout_fraction: float = 0.5,
+    windows_per_doc: int = 1,
+) -> list[Sample]:
+    """``n`` seeded samples of ≥ ``min_tokens`` tokens from one split (see the module doc).
+
+    Raises :class:`UserError` when no document of the split is long enough, naming the longest.
+    Returns fewer than ``n`` samples when fewer qualify (the caller may warn).
+    """
+    if split not in SPLITS:
+        raise UserError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
+    for name, v, lo in (("min_tokens", min_tokens, 1), ("n", n, 1), ("windows_per_doc", windows_per_doc, 1)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
+            raise UserError(f"{name} must be a positive integer, got {v!r}")
+    if len(corpus) == 0:
+        raise UserError(f"{corpus.path} holds no documents")
+    roles = document_roles(corpus, heldout_fraction)
+    lengths = corpus.lengths
+    in_split = np.array([split == "all" or r == split for r in roles], dtype=bool)
+    if not in_split.any():
+        raise UserError(f"{corpus.path}: no {split} documents among {len(corpus)} (heldout fraction "
+                        f"{heldout_fraction}); use --split all or change the fraction")
+    eligible = np.flatnonzero(in_split & (lengths >= min_tokens))
+    if eligible.size == 0:
+        longest = int(np.argmax(np.where(in_split, lengths, -1)))
+        which = "" if split == "all" else f"{split} "
+        raise UserError(f"no {which}document has {min_tokens} tokens; the longest is {corpus.names[longest]!r} "
+                        f"with {int(lengths[longest])} tokens; use shorter lengths or longer documents")
+    rng = np.random.default_rng(seed)
+    order = eligible[rng.permutation(eligible.size)]
+    out: list[Sample] = []
+    for i in order:
+        i = int(i)
+        k = min(int(windows_per_doc), int(lengths[i]) // min_tokens)
+        for w in range(k):
+            off = w * min_tokens
+            name = corpus.names[i] if off == 0 else f"{corpus.names[i]}@{off}"
+            stop = None if windows_per_doc == 1 else off + min_tokens
+            out.append(Sample(i, name, off, corpus.tokens(i, off, stop), roles[i]))
+            if len(out) == n:
+                return out
+    return out

@@ -1,0 +1,271 @@
+"""Where documents come from: local files and folders, or Hugging Face datasets (streamed).
+
+Every source yields ``(doc_id, text)`` pairs one at a time, so a multi-GB corpus never sits in
+memory (a single ``.txt`` file is one document and is read whole). Document ids are stable
+names that do not depend on where the corpus lives on disk or which tokenizer is used, because
+the search / held-out split is a hash of them (:mod:`longrope.data.sampling`):
+
+- ``.txt`` (also ``.txt.gz``): one document per file; id = the path relative to the input,
+  prefixed by the input's own name (``books/austen/emma.txt``);
+- ``.jsonl`` (``.jsonl.gz``): one document per line, text in ``text_field``; id = ``file#line``
+  (or ``file#<id_field value>`` with ``id_field``);
+- ``.parquet``: one document per row, streamed in record batches with pyarrow; id = ``file#row``;
+- a folder: every file above inside it, recursively, in sorted order; other files are ignored
+  (counted), unreadable ones are skipped and reported, and the run goes on;
+- anything else that is not an existing path is taken as a Hugging Face dataset name
+  (``pg19``, ``proof-pile`` or ``user/name``), loaded lazily with ``datasets`` in streaming mode;
+  id = ``name/split#row``. Offline, that is a one-line :class:`UserError` saying to pass local files.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from longrope.errors import UserError
+
+__all__ = ["Source", "SkipLog", "resolve_sources", "HUB_ALIASES", "DOC_SUFFIXES"]
+
+#: Short names for the paper's corpora → (hub id, default text field).
+HUB_ALIASES = {
+    "pg19": ("deepmind/pg19", "text"),
+    "proof-pile": ("hoskinson-center/proof-pile", "text"),
+}
+
+DOC_SUFFIXES = (".txt", ".txt.gz", ".jsonl", ".jsonl.gz", ".parquet")
+
+
+def _suffix(path: Path) -> str | None:
+    name = path.name.lower()
+    for s in DOC_SUFFIXES:
+        if name.endswith(s):
+            return s
+    return None
+
+
+@dataclass
+class SkipLog:
+    """Files and records that could not be read: reported at the end, never fatal on their own."""
+
+    skipped: list[dict] = field(default_factory=list)
+    ignored_files: int = 0
+    """Files inside input folders whose type is not a document type (not an error)."""
+
+    def skip(self, where: str, reason: str) -> None:
+        self.skipped.append({"path": where, "reason": reason})
+
+
+@dataclass(frozen=True)
+class Source:
+    """One ``--input``: a local path or a hub dataset, with an optional fixed role."""
+
+    spec: str
+    """The input as given (without a role prefix)."""
+    kind: str
+    """``"file"``, ``"folder"`` or ``"hub"``."""
+    role: str | None = None
+    """``"search"``/``"heldout"`` to pin every document of this input to that role, else None."""
+    split: str = "train"
+    text_field: str = "text"
+    id_field: str | None = None
+
+    @property
+    def label(self) -> str:
+        """The prefix of this source's document ids."""
+        if self.kind == "hub":
+            return f"{HUB_ALIASES.get(self.spec, (self.spec,))[0]}/{self.split}"
+        return Path(self.spec).name
+
+    def files(self) -> list[Path]:
+        """The local document files (sorted), for fingerprints and progress totals."""
+        p = Path(self.spec)
+        if self.kind == "file":
+            return [p]
+        if self.kind == "folder":
+            return sorted(q for q in p.rglob("*") if q.is_file() and _suffix(q) is not None)
+        return []
+
+    def documents(self, log: SkipLog) -> Iterator[tuple[str, str, int]]:
+        """Yield ``(doc_id, text, bytes_read)``; bytes feed the progress bar (0 for the hub)."""
+        if self.kind == "hub":
+            yield from self._hub_documents()
+            return
+        root = Path(self.spec)
+        if self.kind == "folder":
+            for q in sorted(root.rglob("*")):
+                if q.is_file() and _suffix(q) is None and not q.name.startswith("."):
+                    log.ignored_files += 1
+        for path in self.files():
+            rel = path.name if self.kind == "file" else path.relative_to(root).as_posix()
+            name = rel if self.kind == "file" else f"{root.name}/{rel}"
+            yield from _file_documents(path, name, self, log)
+
+    def _hub_documents(self) -> Iterator[tuple[str, str, int]]:
+        hub_id, default_field = HUB_ALIASES.get(self.spec, (self.spec, self.text_field))
+        text_field = self.text_field if self.text_field != "text" else default_field
+        if os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0") or os.environ.get("HF_DATASETS_OFFLINE", "") not in ("", "0"):
+            raise UserError(f"{self.spec!r} is not a local file or folder and the Hugging Face hub is offline "
+                            "(HF_HUB_OFFLINE); download the dataset and pass its files or folder as --input")
+        if not _hub_reachable():
+            raise UserError(f"{self.spec!r} is not a local file or folder and the Hugging Face hub is unreachable "
+                            "(offline?); download the dataset and pass its files or folder as --input")
+        try:
+            import datasets  # lazy: only hub inputs need it
+        except ImportError as exc:
+            raise UserError(f"{self.spec!r} is not a local file or folder; reading hub datasets needs the "
+                            "'datasets' package (pip install 'longrope[hub]') or pass local files") from exc
+        try:
+            ds = datasets.load_dataset(hub_id, split=self.split, streaming=True)
+            rows = iter(ds)
+            first = next(rows, None)
+        except Exception as exc:  # network/hub errors have many types; all mean the same here
+            raise UserError(f"cannot load {hub_id!r} (split {self.split!r}) from the Hugging Face hub "
+                            f"({type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else 'no detail'}); "
+                            "offline? pass local .txt/.jsonl/.parquet files or folders instead") from None
+        if first is None:
+            return
+        if text_field not in first:
+            raise UserError(f"dataset {hub_id!r} has no field {text_field!r} (fields: {', '.join(first)}); "
+                            "pick one with --text-field")
+        i = 0
+        for row in _chain_one(first, rows):
+            text = row.get(text_field)
+            if isinstance(text, str) and text:
+                rid = row.get(self.id_field) if self.id_field else None
+                yield f"{self.label}#{rid if rid is not None else i}", text, 0
+            i += 1
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """A TCP probe of the hub endpoint: offline runs fail in seconds instead of after retries."""
+    import socket
+    from urllib.parse import urlparse
+
+    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    host, port = url.hostname or "huggingface.co", url.port or (443 if url.scheme == "https" else 80)
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _chain_one(first, rest):
+    yield first
+    yield from rest
+
+
+def _open_text(path: Path):
+    raw = gzip.open(path, "rb") if path.name.lower().endswith(".gz") else open(path, "rb")
+    return io.TextIOWrapper(raw, encoding="utf-8", errors="strict", newline="")
+
+
+def _file_documents(path: Path, name: str, src: Source, log: SkipLog) -> Iterator[tuple[str, str, int]]:
+    suffix = _suffix(path)
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        log.skip(str(path), f"{type(exc).__name__}: {exc.strerror or exc}")
+        return
+    try:
+        if suffix in (".txt", ".txt.gz"):
+            with _open_text(path) as f:
+                text = f.read()
+            if text.strip():
+                yield name, text, size
+            else:
+                log.skip(str(path), "empty document")
+        elif suffix in (".jsonl", ".jsonl.gz"):
+            yield from _jsonl_documents(path, name, src, log, size)
+        elif suffix == ".parquet":
+            yield from _parquet_documents(path, name, src, log, size)
+    except UnicodeDecodeError as exc:
+        log.skip(str(path), f"not UTF-8 text ({exc.reason} at byte {exc.start})")
+    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        log.skip(str(path), f"{type(exc).__name__}: {getattr(exc, 'strerror', None) or exc}")
+
+
+def _jsonl_documents(path, name, src, log, size) -> Iterator[tuple[str, str, int]]:
+    bad = 0
+    with _open_text(path) as f:
+        for lineno, line in enumerate(f):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+                text = row[src.text_field]
+            except (json.JSONDecodeError, KeyError, TypeError):
+                bad += 1
+                continue
+            if not isinstance(text, str) or not text:
+                bad += 1
+                continue
+            rid = row.get(src.id_field) if src.id_field else None
+            # progress counts characters, not bytes: close enough for a bar, and no re-encoding
+            yield f"{name}#{rid if rid is not None else lineno}", text, len(line)
+    if bad:
+        log.skip(f"{path}", f"{bad} line(s) without a string field {src.text_field!r} or not JSON")
+
+
+def _parquet_documents(path, name, src, log, size) -> Iterator[tuple[str, str, int]]:
+    import pyarrow.parquet as pq
+
+    try:
+        pf = pq.ParquetFile(path)
+    except Exception as exc:  # pyarrow raises its own ArrowInvalid etc. for corrupt files
+        log.skip(str(path), f"unreadable parquet ({type(exc).__name__}: {str(exc)[:100]})")
+        return
+    cols = [src.text_field] + ([src.id_field] if src.id_field else [])
+    missing = [c for c in cols if c not in pf.schema_arrow.names]
+    if missing:
+        log.skip(str(path), f"no column {missing[0]!r} (columns: {', '.join(pf.schema_arrow.names)})")
+        return
+    n_rows = max(pf.metadata.num_rows, 1)
+    row = 0
+    for batch in pf.iter_batches(columns=cols, batch_size=1024):
+        texts = batch.column(0).to_pylist()
+        ids = batch.column(1).to_pylist() if src.id_field else [None] * len(texts)
+        for text, rid in zip(texts, ids):
+            if isinstance(text, str) and text:
+                yield f"{name}#{rid if rid is not None else row}", text, size // n_rows
+            row += 1
+
+
+def resolve_sources(
+    specs: list[str],
+    *,
+    split: str = "train",
+    text_field: str = "text",
+    id_field: str | None = None,
+) -> list[Source]:
+    """Turn ``--input`` strings into sources. ``search=PATH`` / ``heldout=PATH`` pin a role."""
+    out = []
+    if not specs:
+        raise UserError("no --input given; pass files, folders or a dataset name")
+    for spec in specs:
+        role = None
+        for r in ("search", "heldout"):
+            if spec.startswith(r + "=") and not Path(spec).exists():
+                role, spec = r, spec[len(r) + 1 :]
+        p = Path(spec)
+        if p.is_dir():
+            kind = "folder"
+        elif p.is_file():
+            if _suffix(p) is None:
+                raise UserError(f"{spec}: unsupported file type; use .txt, .jsonl or .parquet "
+                                "(optionally .txt.gz/.jsonl.gz)")
+            kind = "file"
+        elif p.exists():
+            raise UserError(f"{spec}: not a regular file or folder")
+        elif spec in HUB_ALIASES or (spec.count("/") == 1 and not spec.startswith((".", "/"))
+                                     and _suffix(p) is None):
+            kind = "hub"
+        else:
+            raise UserError(f"{spec}: no such file or folder (and not a dataset name like 'pg19' or 'user/name')")
+        out.append(Source(spec, kind, role, split, text_field, id_field))
+    return out

@@ -1,0 +1,291 @@
+"""Corpora → token shards: streamed, parallel, idempotent.
+
+:func:`tokenize_corpus` reads documents one batch at a time (a reader thread fills a queue of
+at most two batches while the main thread encodes the previous one), encodes each batch with
+the Rust ``tokenizers`` backend (``encode_batch``, which spreads a batch over every core), and
+appends the ids to the current shard. Memory stays flat: two text batches plus one batch of ids.
+
+Re-running with the same inputs (paths, sizes, modification times), tokenizer vocabulary and
+options finds the fingerprint in ``meta.json``, checks the shards, and does nothing. Otherwise
+the new shards are built in ``DIR/.building`` and moved into place, ``meta.json`` last, so a
+killed run leaves either the old complete folder or one that fails verification, never a
+folder that silently reads wrong.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import queue
+import shutil
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from longrope.data.shards import (
+    FORMAT,
+    FORMAT_VERSION,
+    SPECIAL_TOKEN_POLICY,
+    ShardWriter,
+    TokenCorpus,
+    token_dtype,
+    vocab_sha256,
+    write_meta,
+)
+from longrope.data.sources import SkipLog, Source, resolve_sources
+from longrope.errors import UserError
+
+__all__ = ["TokenizeReport", "tokenize_corpus", "make_encoder"]
+
+_OUR_FILES = ("index.npy", "names.jsonl")
+
+
+@dataclass
+class TokenizeReport:
+    """What a run did (also what ``longrope tokenize`` prints)."""
+
+    out_dir: Path
+    up_to_date: bool
+    n_docs: int
+    n_tokens: int
+    n_shards: int
+    seconds: float
+    skipped: list[dict] = field(default_factory=list)
+    ignored_files: int = 0
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.n_tokens / self.seconds if self.seconds > 0 else float("nan")
+
+
+def make_encoder(tokenizer: Any) -> Callable[[list[str]], list[np.ndarray]]:
+    """A batch encoder without special tokens, using the Rust backend directly when there is one.
+
+    ``backend.encode_batch_fast`` skips the offsets that ``tokenizer(...)`` computes and the
+    Python-side BatchEncoding; it is checked against ``tokenizer(...)`` on the first batch by
+    :func:`tokenize_corpus`, which falls back if they ever disagree.
+    """
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    fast = getattr(backend, "encode_batch_fast", None) or getattr(backend, "encode_batch", None)
+    if fast is not None:
+        def encode(texts: list[str]) -> list[np.ndarray]:
+            return [np.asarray(e.ids, dtype=np.int64) for e in fast(texts, add_special_tokens=False)]
+        return encode
+    return _slow_encoder(tokenizer)
+
+
+def _slow_encoder(tokenizer: Any) -> Callable[[list[str]], list[np.ndarray]]:
+    def encode(texts: list[str]) -> list[np.ndarray]:
+        out = tokenizer(texts, add_special_tokens=False)["input_ids"]
+        return [np.asarray(x, dtype=np.int64) for x in out]
+    return encode
+
+
+def _fingerprint(sources: list[Source], vhash: str, options: dict) -> str:
+    items = []
+    for s in sources:
+        files = []
+        if s.kind != "hub":
+            root = Path(s.spec)
+            for p in s.files():
+                st = p.stat()
+                files.append([p.relative_to(root).as_posix() if s.kind == "folder" else p.name,
+                              st.st_size, st.st_mtime_ns])
+        items.append({"spec": str(Path(s.spec).resolve()) if s.kind != "hub" else s.spec, "kind": s.kind,
+                      "role": s.role, "files": files})
+    blob = json.dumps({"v": FORMAT_VERSION, "vocab": vhash, "options": options, "sources": items}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _batches(sources: list[Source], log: SkipLog, batch_docs: int, batch_chars: int,
+             ) -> Iterator[list[tuple[str, str, str | None, int]]]:
+    batch: list[tuple[str, str, str | None, int]] = []
+    chars = 0
+    for src in sources:
+        for doc_id, text, nbytes in src.documents(log):
+            batch.append((doc_id, text, src.role, nbytes))
+            chars += len(text)
+            if len(batch) >= batch_docs or chars >= batch_chars:
+                yield batch
+                batch, chars = [], 0
+    if batch:
+        yield batch
+
+
+def _prefetch(it: Iterator, depth: int = 2) -> Iterator:
+    """Run ``it`` in a thread, ``depth`` items ahead; re-raise its exception here."""
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    done = object()
+    stop = threading.Event()
+
+    def work():
+        try:
+            for item in it:
+                while not stop.is_set():
+                    try:
+                        q.put(("item", item), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put(("end", done))
+        except BaseException as exc:  # handed to the consumer, which re-raises it
+            q.put(("error", exc))
+
+    t = threading.Thread(target=work, name="longrope-read", daemon=True)
+    t.start()
+    try:
+        while True:
+            kind, item = q.get()
+            if kind == "item":
+                yield item
+            elif kind == "error":
+                raise item
+            else:
+                return
+    finally:
+        stop.set()
+        t.join(timeout=5)
+
+
+def tokenize_corpus(
+    tokenizer: Any,
+    inputs: list[str],
+    out_dir: str | os.PathLike,
+    *,
+    tokenizer_name: str,
+    split: str = "train",
+    text_field: str = "text",
+    id_field: str | None = None,
+    shard_tokens: int = 1 << 27,
+    batch_docs: int = 256,
+    batch_chars: int = 4_000_000,
+    force: bool = False,
+    progress: bool = True,
+) -> TokenizeReport:
+    """Tokenize ``inputs`` (see :mod:`longrope.data.sources`) into a shard folder ``out_dir``.
+
+    Returns a :class:`TokenizeReport`; raises :class:`UserError` on an empty corpus or bad input.
+    Files that cannot be read are skipped, listed in the report and in ``meta.json``.
+    """
+    t0 = time.perf_counter()
+    out = Path(out_dir)
+    sources = resolve_sources(list(inputs), split=split, text_field=text_field, id_field=id_field)
+    vhash = vocab_sha256(tokenizer)
+    dtype = token_dtype(tokenizer)
+    options = {"split": split, "text_field": text_field, "id_field": id_field, "shard_tokens": int(shard_tokens),
+               "dtype": dtype.name}
+    fp = _fingerprint(sources, vhash, options)
+
+    if not force and (out / "meta.json").is_file():
+        try:
+            old = json.loads((out / "meta.json").read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            old = {}
+        if old.get("fingerprint") == fp and not any(s.kind == "hub" for s in sources):
+            try:
+                corpus = TokenCorpus.open(out, verify="sample")
+            except UserError:
+                corpus = None  # damaged: rebuild below
+            if corpus is not None:
+                return TokenizeReport(out, True, len(corpus), corpus.n_tokens, len(corpus.meta["shards"]),
+                                      time.perf_counter() - t0, corpus.meta.get("skipped", []),
+                                      corpus.meta.get("ignored_files", 0))
+
+    building = out / ".building"
+    if building.exists():
+        shutil.rmtree(building)
+    building.mkdir(parents=True)
+    log = SkipLog()
+    writer = ShardWriter(building, dtype, shard_tokens)
+    encode = make_encoder(tokenizer)
+    checked = False
+    total = sum(p.stat().st_size for s in sources for p in s.files()) or None
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=total, unit="B", unit_scale=True, desc="tokenize", file=sys.stderr,
+                   disable=None)
+    try:
+        for batch in _prefetch(_batches(sources, log, batch_docs, batch_chars)):
+            texts = [b[1] for b in batch]
+            ids = encode(texts)
+            if not checked:
+                ref = _slow_encoder(tokenizer)(texts[:1])[0]
+                if not np.array_equal(ref, ids[0]):
+                    encode = _slow_encoder(tokenizer)
+                    ids = encode(texts)
+                checked = True
+            for (doc_id, _, role, _), arr in zip(batch, ids):
+                if len(arr):
+                    writer.add(doc_id, arr, role)
+                else:
+                    log.skip(doc_id, "no tokens")
+            if bar is not None:
+                bar.update(sum(b[3] for b in batch))
+                bar.set_postfix(docs=writer.n_docs, tokens=writer.n_tokens, refresh=False)
+        files = writer.finish()
+    except BaseException:
+        writer.abort()
+        shutil.rmtree(building, ignore_errors=True)
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
+
+    if writer.n_docs == 0:
+        shutil.rmtree(building, ignore_errors=True)
+        why = f"; {len(log.skipped)} file(s) skipped, first: {log.skipped[0]['path']} ({log.skipped[0]['reason']})" \
+            if log.skipped else ""
+        raise UserError(f"empty corpus: no documents with text in {', '.join(inputs)}{why}")
+
+    meta = {
+        "format": FORMAT,
+        "version": FORMAT_VERSION,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "tokenizer": {
+            "name": tokenizer_name,
+            "vocab_sha256": vhash,
+            "vocab_size": len(tokenizer),
+            "bos_token_id": getattr(tokenizer, "bos_token_id", None),
+            "eos_token_id": getattr(tokenizer, "eos_token_id", None),
+        },
+        "special_tokens": SPECIAL_TOKEN_POLICY,
+        "dtype": dtype.name,
+        "n_docs": writer.n_docs,
+        "n_tokens": writer.n_tokens,
+        "inputs": [{"input": s.spec, "kind": s.kind, "role": s.role} for s in sources],
+        "options": options,
+        "fingerprint": fp,
+        "skipped": log.skipped,
+        "ignored_files": log.ignored_files,
+        **files,
+    }
+    _install(building, out, files)
+    write_meta(out, meta)
+    shutil.rmtree(building, ignore_errors=True)
+    return TokenizeReport(out, False, writer.n_docs, writer.n_tokens, len(files["shards"]),
+                          time.perf_counter() - t0, log.skipped, log.ignored_files)
+
+
+def _install(building: Path, out: Path, files: dict) -> None:
+    """Move the new files over the old ones; meta.json goes first so no stale meta survives."""
+    (out / "meta.json").unlink(missing_ok=True)
+    for p in out.glob("shard-*.bin"):
+        p.unlink()
+    for name in _OUR_FILES:
+        (out / name).unlink(missing_ok=True)
+    for rec in files["shards"]:
+        os.replace(building / rec["file"], out / rec["file"])
+    for name in _OUR_FILES:
+        os.replace(building / name, out / name)

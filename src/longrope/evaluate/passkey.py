@@ -1,0 +1,375 @@
+"""Passkey retrieval (generated answer) and the teacher-forced needle score.
+
+**The prompt** (LONGROPE.md §7), sized in tokens, not characters::
+
+    [BOS] instruction  filler…  needle  filler…  question  [answer]
+
+- instruction: "There is an important info hidden inside a lot of irrelevant text. Find it and
+  memorize it. I will quiz you about the important information there."
+- filler: "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back
+  again." repeated; its token ids are tiled and cut at a token boundary, so the prompt has
+  exactly the requested number of tokens. With ``haystack`` tokens (a real document, as
+  LongRoPE2's needle-driven perplexity uses) the document's tokens are the filler instead.
+- needle: "The pass key is K. Remember it. K is the pass key." with K a 5-digit number. The needle
+  is planted once (K itself appears twice inside it, as in the standard prompt);
+  ``depth`` ∈ [0, 1] is the share of the filler placed before it.
+- question: "What is the pass key? The pass key is".
+- answer (needle mode only): the tokens of " K".
+
+Each piece is encoded separately and the ids are concatenated, which is what makes the size
+exact. Whether a piece needs a leading space to read as continuing text depends on the tokenizer
+(byte-level BPE: yes; SentencePiece with a prefix space: no); :func:`piece_joiner` decides by
+checking which convention reproduces the encoding of a two-sentence probe.
+
+**Generate mode**: ``BOS + prompt == length`` tokens, greedy decoding with the KV cache
+(``model.generate``, ``do_sample=False``) for a few tokens; correct when the first integer in the
+decoded output equals K. **Needle mode**: ``BOS + prompt + answer == length``; one forward pass;
+the answer tokens are scored teacher-forced: exact match of all of them under argmax, and their
+mean NLL. No generation, so it is cheap and smooth, which is what a needle-driven fitness needs.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from longrope.errors import UserError
+from longrope.evaluate import lm
+from longrope.evaluate.windows import check_length
+
+__all__ = [
+    "INSTRUCTION",
+    "FILLER",
+    "NEEDLE",
+    "QUESTION",
+    "PasskeyPrompt",
+    "PasskeyTrial",
+    "PasskeyResult",
+    "NeedleScore",
+    "build_passkey_prompt",
+    "passkey_key",
+    "passkey_accuracy",
+    "needle_score",
+    "needle_prompts",
+    "first_integer",
+    "piece_joiner",
+]
+
+INSTRUCTION = ("There is an important info hidden inside a lot of irrelevant text. Find it and memorize it. "
+               "I will quiz you about the important information there.")
+FILLER = "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again."
+NEEDLE = "The pass key is {key}. Remember it. {key} is the pass key."
+QUESTION = "What is the pass key? The pass key is"
+
+
+def _encode(tokenizer: Any, text: str) -> list[int]:
+    return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def piece_joiner(tokenizer: Any) -> str:
+    """``" "`` when a continuing piece must be encoded with a leading space, else ``""``.
+
+    Byte-level BPE (GPT-2, SmolLM2) marks a word after a space inside the token (" The"), so a
+    piece encoded alone needs its space; SentencePiece tokenizers that add a prefix space
+    already encode "The" at the start as "▁The", and a leading space would double it.
+    """
+    a, b = "The grass is green.", "The sky is blue."
+    joint = _encode(tokenizer, f"{a} {b}")
+    if _encode(tokenizer, a) + _encode(tokenizer, " " + b) == joint:
+        return " "
+    if _encode(tokenizer, a) + _encode(tokenizer, b) == joint:
+        return ""
+    return " "  # neither reproduces it exactly; a leading space is the usual convention
+
+
+def passkey_key(seed: int, length: int, depth_index: int, trial: int) -> int:
+    """The 5-digit key of one trial, from its own seed sequence (independent of the run's order)."""
+    rng = np.random.default_rng([int(seed), int(length), int(depth_index), int(trial)])
+    return int(rng.integers(10_000, 100_000))
+
+
+@dataclass(frozen=True)
+class PasskeyPrompt:
+    """A prompt of exactly ``length`` tokens (answer included in needle mode)."""
+
+    input_ids: np.ndarray
+    """int64 ``[length]``, BOS first when used."""
+    key: int
+    depth: float
+    """Requested share of the filler before the needle."""
+    needle_start: int
+    """Token position where the needle begins."""
+    answer_len: int
+    """Number of trailing answer tokens (0 in generate mode)."""
+
+    @property
+    def answer_ids(self) -> np.ndarray:
+        return self.input_ids[len(self.input_ids) - self.answer_len :]
+
+
+def build_passkey_prompt(
+    tokenizer: Any,
+    length: int,
+    key: int,
+    depth: float,
+    *,
+    bos_id: int | None,
+    with_answer: bool = False,
+    haystack: np.ndarray | None = None,
+    joiner: str | None = None,
+) -> PasskeyPrompt:
+    """The standard passkey prompt, ``length`` tokens exactly (see the module doc)."""
+    length = check_length(length)
+    if not 0.0 <= float(depth) <= 1.0:
+        raise UserError(f"depth must be in [0, 1], got {depth}")
+    if not 10_000 <= int(key) <= 99_999:
+        raise UserError(f"the pass key must be a 5-digit number, got {key}")
+    sep = piece_joiner(tokenizer) if joiner is None else joiner
+    instr = _encode(tokenizer, INSTRUCTION)
+    needle = _encode(tokenizer, sep + NEEDLE.format(key=key))
+    question = _encode(tokenizer, sep + QUESTION)
+    answer = _encode(tokenizer, " " + str(key)) if with_answer else []
+    head = [bos_id] if bos_id is not None else []
+    budget = length - len(head) - len(instr) - len(needle) - len(question) - len(answer)
+    if budget < 0:
+        raise UserError(f"length {length} is too short for the passkey prompt; it needs at least "
+                        f"{length - budget} tokens with this tokenizer")
+    n_before = int(round(float(depth) * budget))
+    n_after = budget - n_before
+    if haystack is None:
+        unit = np.asarray(_encode(tokenizer, sep + FILLER), dtype=np.int64)
+        reps = budget // len(unit) + 2
+        stream = np.tile(unit, reps)
+        before, after = stream[:n_before], stream[:n_after]
+    else:
+        hay = np.asarray(haystack, dtype=np.int64)
+        if len(hay) < budget:
+            raise UserError(f"haystack has {len(hay)} tokens; the prompt needs {budget} filler tokens")
+        before, after = hay[:n_before], hay[n_before:budget]
+    parts = [np.asarray(head, np.int64), np.asarray(instr, np.int64), before, np.asarray(needle, np.int64),
+             after, np.asarray(question, np.int64), np.asarray(answer, np.int64)]
+    ids = np.concatenate(parts)
+    assert len(ids) == length, (len(ids), length)
+    needle_start = len(head) + len(instr) + n_before
+    return PasskeyPrompt(ids, int(key), float(depth), needle_start, len(answer))
+
+
+_INT = re.compile(r"\d+")
+
+
+def first_integer(text: str) -> int | None:
+    """The first run of digits in ``text`` as an int, or None."""
+    m = _INT.search(text)
+    return int(m.group()) if m else None
+
+
+@dataclass(frozen=True)
+class PasskeyTrial:
+    length: int
+    depth: float
+    trial: int
+    key: int
+    correct: bool
+    output: str = ""
+    """Generated text (generate mode)."""
+    answer_nll: float = float("nan")
+    """Mean NLL of the answer tokens (needle mode)."""
+
+
+@dataclass
+class PasskeyResult:
+    """Accuracy per (length, depth) cell, plus every trial."""
+
+    mode: str
+    trials: list[PasskeyTrial] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def cells(self) -> list[dict]:
+        """One row per (length, depth): trials, correct, accuracy (and mean answer NLL)."""
+        groups: dict[tuple[int, float], list[PasskeyTrial]] = {}
+        for t in self.trials:
+            groups.setdefault((t.length, t.depth), []).append(t)
+        rows = []
+        for (length, depth), ts in sorted(groups.items()):
+            row = {"length": length, "depth": depth, "trials": len(ts), "correct": sum(t.correct for t in ts),
+                   "accuracy": sum(t.correct for t in ts) / len(ts)}
+            if self.mode == "needle":
+                row["answer_nll"] = float(np.mean([t.answer_nll for t in ts]))
+            rows.append(row)
+        return rows
+
+    @property
+    def accuracy(self) -> float:
+        return sum(t.correct for t in self.trials) / len(self.trials) if self.trials else float("nan")
+
+    def to_dict(self) -> dict:
+        return {"mode": self.mode, "accuracy": self.accuracy, "cells": self.cells(),
+                "trials": [asdict(t) for t in self.trials], "seconds": self.seconds}
+
+
+@dataclass(frozen=True)
+class NeedleScore:
+    """Teacher-forced answer scores over a set of needle prompts."""
+
+    n_prompts: int
+    exact: int
+    """Prompts whose every answer token is the argmax."""
+    nll_sum: float
+    n_tokens: int
+    per_prompt: tuple[tuple[bool, float, int], ...] = ()
+    """(exact, answer NLL sum, answer tokens) per prompt."""
+
+    @property
+    def accuracy(self) -> float:
+        return self.exact / self.n_prompts if self.n_prompts else float("nan")
+
+    @property
+    def mean_nll(self) -> float:
+        """Token-weighted mean NLL of the answer tokens (the needle-driven fitness)."""
+        return self.nll_sum / self.n_tokens if self.n_tokens else float("nan")
+
+    @property
+    def ppl(self) -> float:
+        return math.exp(self.mean_nll)
+
+
+def needle_prompts(
+    tokenizer: Any,
+    length: int,
+    n: int,
+    *,
+    seed: int,
+    bos_id: int | None,
+    haystacks: Sequence[Any] | None = None,
+    depths: Sequence[float] | None = None,
+) -> list[PasskeyPrompt]:
+    """``n`` answer-bearing prompts of ``length`` tokens for a needle-driven fitness (LongRoPE2).
+
+    Build them once and call :func:`needle_score` per candidate. Keys and (unless ``depths`` is
+    given, then cycled) depths come from ``np.random.default_rng([seed, length])``. With
+    ``haystacks`` (token arrays or :class:`longrope.data.Sample` objects from the *search* split)
+    prompt ``k`` plants its needle in haystack ``k mod len(haystacks)``; else the synthetic filler.
+    """
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise UserError(f"n must be a positive integer, got {n!r}")
+    rng = np.random.default_rng([int(seed), int(length)])
+    joiner = piece_joiner(tokenizer)
+    out = []
+    for k in range(n):
+        key = int(rng.integers(10_000, 100_000))
+        depth = float(depths[k % len(depths)]) if depths else float(rng.uniform(0.0, 1.0))
+        hay = None
+        if haystacks:
+            h = haystacks[k % len(haystacks)]
+            hay = np.asarray(getattr(h, "tokens", h))
+        out.append(build_passkey_prompt(tokenizer, length, key, depth, bos_id=bos_id, with_answer=True,
+                                        haystack=hay, joiner=joiner))
+    return out
+
+
+def needle_score(model: torch.nn.Module, prompts: Sequence[PasskeyPrompt], *,
+                 chunk_size: int | None = None) -> NeedleScore:
+    """Score the answer tokens of needle-mode prompts: one forward each, no generation."""
+    if not prompts:
+        raise UserError("no needle prompts to score")
+    device = lm.model_device(model)
+    transform = lm.logit_transform(getattr(model, "config", None))
+    per = []
+    with torch.inference_mode():
+        for p in prompts:
+            if p.answer_len < 1:
+                raise UserError("needle_score needs prompts built with with_answer=True")
+            ids = torch.from_numpy(p.input_ids)[None].to(device)  # [1, T]
+            hidden = lm.hidden_states(model, ids)[0]  # [T, H]
+            t = len(p.input_ids)
+            h = hidden[t - p.answer_len - 1 : t - 1]  # rows predicting the answer tokens
+            labels = ids[0, t - p.answer_len :]
+            nll, arg = lm.chunked_nll(model, h, labels, chunk_size=chunk_size or 16, transform=transform, return_argmax=True)
+            per.append((bool(torch.equal(arg, labels)), float(nll.double().sum()), p.answer_len))
+    return NeedleScore(len(per), sum(e for e, _, _ in per), sum(s for _, s, _ in per),
+                       sum(n for _, _, n in per), tuple(per))
+
+
+def greedy_generate(model: torch.nn.Module, input_ids: np.ndarray, max_new_tokens: int,
+                    *, pad_token_id: int | None) -> list[int]:
+    """Greedy continuation with the KV cache (``model.generate``; stops at EOS)."""
+    device = lm.model_device(model)
+    ids = torch.from_numpy(np.asarray(input_ids, dtype=np.int64))[None].to(device)  # [1, T]
+    with torch.inference_mode():
+        out = model.generate(
+            ids,
+            attention_mask=torch.ones_like(ids),
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            num_beams=1,
+            use_cache=True,
+            pad_token_id=pad_token_id,
+        )
+    return out[0, ids.shape[1] :].tolist()
+
+
+def passkey_accuracy(
+    model: torch.nn.Module,
+    tokenizer: Any,
+    lengths: Sequence[int],
+    *,
+    depths: Sequence[float] = (0.0, 0.25, 0.5, 0.75, 1.0),
+    trials: int = 5,
+    seed: int = 0,
+    bos_id: int | None,
+    mode: str = "generate",
+    max_new_tokens: int = 8,
+    progress: bool = False,
+) -> PasskeyResult:
+    """Passkey retrieval over a (length × depth) grid, ``trials`` seeded keys per cell.
+
+    ``mode="generate"``: greedy decoding, correct when the first integer generated equals the
+    key. ``mode="needle"``: teacher-forced, correct when every answer token is the argmax; the
+    mean answer NLL is recorded too.
+    """
+    if mode not in ("generate", "needle"):
+        raise UserError(f"mode must be 'generate' or 'needle', got {mode!r}")
+    if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
+        raise UserError(f"trials must be a positive integer, got {trials!r}")
+    lengths = [check_length(n) for n in lengths]
+    for d in depths:
+        if not 0.0 <= float(d) <= 1.0:
+            raise UserError(f"depths must be in [0, 1], got {d}")
+    joiner = piece_joiner(tokenizer)
+    pad = getattr(tokenizer, "pad_token_id", None)
+    if pad is None:
+        pad = getattr(tokenizer, "eos_token_id", None)
+    result = PasskeyResult(mode)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(lengths) * len(depths) * trials, desc=f"passkey/{mode}", unit="trial", leave=False)
+    t0 = time.perf_counter()
+    for length in lengths:
+        for di, depth in enumerate(depths):
+            for k in range(trials):
+                key = passkey_key(seed, length, di, k)
+                p = build_passkey_prompt(tokenizer, length, key, float(depth), bos_id=bos_id,
+                                         with_answer=mode == "needle", joiner=joiner)
+                if mode == "generate":
+                    new = greedy_generate(model, p.input_ids, max_new_tokens, pad_token_id=pad)
+                    text = tokenizer.decode(new, skip_special_tokens=True)
+                    trial = PasskeyTrial(length, float(depth), k, key, first_integer(text) == key, output=text)
+                else:
+                    s = needle_score(model, [p])
+                    trial = PasskeyTrial(length, float(depth), k, key, s.exact == 1, answer_nll=s.mean_nll)
+                result.trials.append(trial)
+                if bar is not None:
+                    bar.update(1)
+    if bar is not None:
+        bar.close()
+    result.seconds = time.perf_counter() - t0
+    return result

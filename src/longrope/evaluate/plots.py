@@ -1,0 +1,90 @@
+"""PNG plots of evaluation results: perplexity vs length, passkey accuracy heatmap.
+
+Built on ``matplotlib.figure.Figure`` directly (no pyplot, no global backend switch), rendered
+with the Agg canvas into memory and written atomically.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+from collections.abc import Mapping, Sequence
+
+from longrope.io import write_bytes
+
+__all__ = ["plot_ppl_vs_length", "plot_passkey_heatmap"]
+
+
+def _save(fig, path: str | os.PathLike) -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(fig)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
+    write_bytes(path, buf.getvalue())
+
+
+def _length_label(n: int) -> str:
+    return f"{n // 1024}k" if n >= 1024 and n % 1024 == 0 else str(n)
+
+
+def plot_ppl_vs_length(series: Mapping[str, Sequence[tuple[int, float]]], path: str | os.PathLike, *,
+                       title: str = "Perplexity vs context length", original_length: int | None = None) -> None:
+    """One line per factor set: ``series[name] = [(length, ppl), ...]``; log-scale y when it spans >10×."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6.4, 4.2))
+    ax = fig.add_subplot(1, 1, 1)
+    values = []
+    lengths = sorted({n for pts in series.values() for n, _ in pts})
+    for name, pts in series.items():
+        pts = sorted(pts)
+        xs = [n for n, _ in pts]
+        ys = [p for _, p in pts]
+        values += [y for y in ys if math.isfinite(y)]
+        ax.plot(xs, ys, marker="o", label=name)
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(lengths)
+    ax.set_xticklabels([_length_label(n) for n in lengths])
+    ax.minorticks_off()
+    if values and min(values) > 0 and max(values) / min(values) > 10:
+        ax.set_yscale("log")
+    if original_length:
+        ax.axvline(original_length, color="grey", linestyle=":", linewidth=1)
+        ax.annotate("original L", (original_length, 1), xycoords=("data", "axes fraction"),
+                    textcoords="offset points", xytext=(3, -12), fontsize=8, color="grey")
+    ax.set_xlabel("context length (tokens)")
+    ax.set_ylabel("perplexity (token-weighted)")
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    _save(fig, path)
+
+
+def plot_passkey_heatmap(cells: Sequence[Mapping], path: str | os.PathLike, *, title: str = "Passkey accuracy") -> None:
+    """Accuracy over (depth × length) from rows with ``length``, ``depth``, ``accuracy``."""
+    import numpy as np
+    from matplotlib.figure import Figure
+
+    lengths = sorted({int(c["length"]) for c in cells})
+    depths = sorted({float(c["depth"]) for c in cells})
+    grid = np.full((len(depths), len(lengths)), np.nan)
+    for c in cells:
+        grid[depths.index(float(c["depth"])), lengths.index(int(c["length"]))] = float(c["accuracy"])
+    fig = Figure(figsize=(1.2 + 0.9 * len(lengths), 1.2 + 0.5 * len(depths)))
+    ax = fig.add_subplot(1, 1, 1)
+    im = ax.imshow(grid, vmin=0.0, vmax=1.0, cmap="RdYlGn", aspect="auto", origin="upper")
+    ax.set_xticks(range(len(lengths)))
+    ax.set_xticklabels([_length_label(n) for n in lengths])
+    ax.set_yticks(range(len(depths)))
+    ax.set_yticklabels([f"{d:.0%}" for d in depths])
+    for i in range(len(depths)):
+        for j in range(len(lengths)):
+            if not math.isnan(grid[i, j]):
+                ax.text(j, i, f"{grid[i, j]:.2f}", ha="center", va="center", fontsize=8)
+    ax.set_xlabel("context length (tokens)")
+    ax.set_ylabel("needle depth")
+    ax.set_title(title)
+    fig.colorbar(im, ax=ax, label="accuracy")
+    _save(fig, path)

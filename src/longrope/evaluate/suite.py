@@ -1,0 +1,153 @@
+"""Several factor sets × several lengths on one loaded model, and the files that record them.
+
+The model is loaded once; factors are installed once and swapped per set
+(``RopePatch.swap``), so PI, YaRN, LongRoPE … are compared on the same documents in one run.
+The unscaled model is the set named ``none`` (``swap(None)``: the model's own RoPE).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from longrope.evaluate.passkey import PasskeyResult, passkey_accuracy
+from longrope.evaluate.perplexity import PerplexityResult, evaluate_perplexity
+from longrope.evaluate.plots import plot_passkey_heatmap, plot_ppl_vs_length
+from longrope.io import write_json, write_text
+
+__all__ = ["NamedFactors", "factor_switch", "ppl_suite", "passkey_suite", "write_ppl_outputs",
+           "write_passkey_outputs", "PPL_CSV_FIELDS"]
+
+NamedFactors = tuple[str, Any]
+"""``(name, FactorSet or None)``; None = the model's own RoPE."""
+
+
+@contextmanager
+def factor_switch(model: torch.nn.Module, sets: Sequence[NamedFactors]) -> Iterator[Callable[[Any], None]]:
+    """Yield ``use(factor_set_or_None)``; installs the patch at the first real set, restores at exit."""
+    patch = None
+
+    def use(fs: Any) -> None:
+        nonlocal patch
+        if fs is None:
+            if patch is not None:
+                patch.swap(None)
+            return
+        if patch is None:
+            from longrope.models import install_factors  # the only module touching transformers internals
+
+            patch = install_factors(model, fs)
+        else:
+            patch.swap(fs)
+
+    try:
+        yield use
+    finally:
+        if patch is not None:
+            patch.restore()
+
+
+def ppl_suite(
+    model: torch.nn.Module,
+    docs: Sequence[Any],
+    sets: Sequence[NamedFactors],
+    lengths: Sequence[int],
+    *,
+    bos_id: int | None,
+    stride: int | None = None,
+    max_tokens: int | None = None,
+    chunk_size: int | None = None,
+    batch_size: int = 1,
+    progress: bool = False,
+    log: Callable[[str], None] | None = None,
+) -> list[tuple[str, PerplexityResult]]:
+    """``evaluate_perplexity`` for every (factor set, length), the same documents throughout."""
+    out = []
+    with factor_switch(model, sets) as use:
+        for name, fs in sets:
+            use(fs)
+            for length in lengths:
+                r = evaluate_perplexity(model, docs, length, bos_id=bos_id, stride=stride, max_tokens=max_tokens,
+                                        chunk_size=chunk_size, batch_size=batch_size, progress=progress)
+                if log:
+                    log(f"{name:>16s}  {length:>8d}  ppl {r.ppl:10.4f}  ({r.n_tokens} tokens, {r.seconds:.1f} s)")
+                out.append((name, r))
+    return out
+
+
+def passkey_suite(model: torch.nn.Module, tokenizer: Any, sets: Sequence[NamedFactors], lengths: Sequence[int],
+                  *, log: Callable[[str], None] | None = None, **kwargs: Any) -> list[tuple[str, PasskeyResult]]:
+    """``passkey_accuracy`` for every factor set (same seeded keys and depths for each)."""
+    out = []
+    with factor_switch(model, sets) as use:
+        for name, fs in sets:
+            use(fs)
+            r = passkey_accuracy(model, tokenizer, lengths, **kwargs)
+            if log:
+                for c in r.cells():
+                    log(f"{name:>16s}  {c['length']:>8d}  depth {c['depth']:.2f}  accuracy {c['accuracy']:.2f}")
+            out.append((name, r))
+    return out
+
+
+PPL_CSV_FIELDS = ["factors", "length", "mode", "stride", "bos", "n_docs", "n_tokens", "nll_sum", "mean_nll", "ppl",
+                  "ppl_doc_mean", "seconds"]
+
+
+def _csv(rows: list[dict], fields: list[str]) -> str:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore", lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow(r)
+    return buf.getvalue()
+
+
+def write_ppl_outputs(out_dir: str | os.PathLike, results: list[tuple[str, PerplexityResult]], config: dict, *,
+                      original_length: int | None = None) -> dict[str, Path]:
+    """``ppl.json`` (config + every result with per-document sums), ``ppl.csv``, ``ppl.png``."""
+    out = Path(out_dir)
+    rows = []
+    for name, r in results:
+        d = r.to_dict()
+        d["factors"] = name
+        rows.append(d)
+    paths = {"json": out / "ppl.json", "csv": out / "ppl.csv", "png": out / "ppl.png"}
+    write_json(paths["json"], {"config": config, "results": rows})
+    write_text(paths["csv"], _csv(rows, PPL_CSV_FIELDS))
+    series: dict[str, list[tuple[int, float]]] = {}
+    for name, r in results:
+        series.setdefault(name, []).append((r.length, r.ppl))
+    mode = results[0][1].mode if results else "truncate"
+    plot_ppl_vs_length(series, paths["png"], original_length=original_length,
+                       title=f"Perplexity vs context length ({mode})")
+    return paths
+
+
+def write_passkey_outputs(out_dir: str | os.PathLike, results: list[tuple[str, PasskeyResult]],
+                          config: dict) -> dict[str, Path]:
+    """``passkey.json``, ``passkey.csv`` (one row per set × length × depth), a heatmap per set."""
+    out = Path(out_dir)
+    rows = []
+    for name, r in results:
+        for c in r.cells():
+            rows.append({"factors": name, "mode": r.mode, **c})
+    fields = ["factors", "mode", "length", "depth", "trials", "correct", "accuracy"]
+    if any("answer_nll" in r for r in rows):
+        fields.append("answer_nll")
+    paths = {"json": out / "passkey.json", "csv": out / "passkey.csv"}
+    write_json(paths["json"], {"config": config, "results": [{"factors": n, **r.to_dict()} for n, r in results]})
+    write_text(paths["csv"], _csv(rows, fields))
+    for name, r in results:
+        safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
+        p = out / f"passkey_{safe}.png"
+        plot_passkey_heatmap(r.cells(), p, title=f"Passkey accuracy ({r.mode}) — {name}")
+        paths[f"png:{name}"] = p
+    return paths

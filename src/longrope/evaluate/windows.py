@@ -1,0 +1,114 @@
+"""Which tokens a perplexity evaluation feeds and which predictions it scores (pure numpy).
+
+Kept apart from the model plumbing so the bookkeeping (BOS, truncation, sliding-window label
+masking) can be read and tested without a model.
+
+A :class:`Window` is one forward pass: ``tokens`` (the model input, BOS included when used) and
+``score_start``: the labels at positions ``score_start … len(tokens)−1`` are scored, each predicted
+from the hidden state one position earlier. Position 0 is never a label (nothing predicts it).
+
+Two modes (LONGROPE.md §7):
+
+- **truncate** (the LongRoPE protocol): one window per document, ``[BOS] + doc[:length−1]``
+  (``doc[:length]`` without BOS); every prediction in it is scored, i.e. ``length − 1`` tokens.
+- **sliding** (``stride`` given; YaRN uses 256): the sequence ``[BOS] + doc`` (optionally cut to
+  ``max_tokens``) is covered by windows of ``length`` tokens starting at ``0, stride, 2·stride, …``
+  until one reaches the end; the last window is shorter when the sequence does not divide evenly.
+  Each window scores only the labels no earlier window scored, so with ``stride < length`` every
+  token after the first is scored exactly once, with at least ``length − stride`` tokens of
+  context (except at the start). With ``stride == length`` (disjoint windows) a window cannot
+  score its own first token, so one token per later window goes unscored. Later windows start mid-document and get no BOS: that matches the usual Hugging Face
+  recipe (slices of one encoded sequence), and is why sliding PPL is not comparable to truncate PPL.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from longrope.errors import UserError
+
+__all__ = ["Window", "document_windows", "check_length", "check_stride"]
+
+
+@dataclass(frozen=True)
+class Window:
+    """One model input and the part of it that is scored."""
+
+    doc: int
+    """Index of the document (in the caller's list) this window belongs to."""
+    tokens: np.ndarray
+    """Token ids fed to the model, int64 ``[T]``."""
+    score_start: int
+    """First scored label position (``1 ≤ score_start < T``)."""
+
+    @property
+    def n_scored(self) -> int:
+        return len(self.tokens) - self.score_start
+
+
+def check_length(length: object, *, name: str = "length") -> int:
+    """A context length must be an integer ≥ 2 (a window needs one prediction at least)."""
+    if isinstance(length, bool) or not isinstance(length, (int, np.integer)):
+        raise UserError(f"{name} must be a positive integer number of tokens, got {length!r}")
+    if int(length) < 2:
+        raise UserError(f"{name} must be at least 2 tokens, got {int(length)}")
+    return int(length)
+
+
+def check_stride(stride: object, length: int) -> int:
+    """A stride must be a positive integer no larger than the window (else tokens go unscored)."""
+    if isinstance(stride, bool) or not isinstance(stride, (int, np.integer)) or int(stride) < 1:
+        raise UserError(f"stride must be a positive integer number of tokens, got {stride!r}")
+    if int(stride) > length:
+        raise UserError(f"stride {int(stride)} is larger than the window length {length}; "
+                        "tokens between windows would never be scored, use a stride ≤ the length")
+    return int(stride)
+
+
+def document_windows(
+    doc_index: int,
+    tokens: np.ndarray,
+    length: int,
+    *,
+    bos_id: int | None,
+    stride: int | None = None,
+    max_tokens: int | None = None,
+    doc_name: object = None,
+) -> list[Window]:
+    """The windows of one document; raises :class:`UserError` if it is shorter than ``length``.
+
+    ``tokens`` are the document's ids without special tokens (as the shards store them).
+    ``max_tokens`` (sliding mode only) cuts the BOS-prefixed sequence before windowing.
+    """
+    length = check_length(length)
+    tokens = np.asarray(tokens)
+    need = length - 1 if bos_id is not None else length
+    if len(tokens) < need:
+        name = doc_name if doc_name is not None else doc_index
+        raise UserError(f"document {name} has {len(tokens)} tokens, fewer than the {need} a window of "
+                        f"{length} needs; sample documents with at least that many tokens")
+    if stride is None:
+        body = np.asarray(tokens[:need], dtype=np.int64)
+        seq = body if bos_id is None else np.concatenate([np.array([bos_id], np.int64), body])
+        return [Window(doc_index, seq, 1)]
+
+    stride = check_stride(stride, length)
+    body = np.asarray(tokens if max_tokens is None else tokens[: max(need, max_tokens - (bos_id is not None))],
+                      dtype=np.int64)
+    seq = body if bos_id is None else np.concatenate([np.array([bos_id], np.int64), body])
+    n = len(seq)
+    windows: list[Window] = []
+    prev_end = 1  # label position 0 has no prediction
+    begin = 0
+    while True:
+        end = min(begin + length, n)
+        first = max(prev_end, begin + 1)
+        if end > first:
+            windows.append(Window(doc_index, seq[begin:end], first - begin))
+        prev_end = end
+        if end >= n:
+            break
+        begin += stride
+    return windows

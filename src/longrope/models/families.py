@@ -1,0 +1,275 @@
+"""Which model families the adapter supports, and what their RoPE looks like (``RopeInfo``).
+
+Everything here reads a transformers config (or a loaded model) and nothing else; it never
+touches weights, so ``longrope inspect`` and ``longrope baseline`` stay cheap.
+
+Supported means: the decoder computes ``position_embeddings = self.rotary_emb(hidden, position_ids)``
+once and hands ``(cos, sin)`` to every attention layer (transformers ≥ 4.48, all of 5.x), so
+replacing that one module changes the RoPE of every layer (see :mod:`longrope.models.patch`).
+Each family below was checked against transformers 5.24 with tiny random models in
+``tests/models``; a family is listed only once such a test exists.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+from longrope.errors import UserError
+
+__all__ = [
+    "FAMILIES",
+    "Family",
+    "RopeInfo",
+    "rope_info_from_config",
+    "inspect_model",
+    "require_supported",
+    "supported_families_text",
+]
+
+
+@dataclasses.dataclass(frozen=True)
+class Family:
+    """How one ``model_type`` applies RoPE."""
+
+    model_type: str
+    """transformers' ``config.model_type``."""
+    name: str
+    """Human name shown in messages."""
+    honours_partial_rotary: bool
+    """Whether attention rotates only the first ``rotary_dim`` channels (Phi-3 slices by
+    ``cos.shape[-1]``). Other families rotate the whole head: a ``partial_rotary_factor`` in their
+    config would make the cos/sin width disagree with the head and is refused."""
+
+
+FAMILIES: dict[str, Family] = {
+    f.model_type: f
+    for f in (
+        Family("llama", "Llama", False),
+        Family("mistral", "Mistral", False),
+        Family("qwen2", "Qwen2", False),
+        Family("qwen3", "Qwen3", False),
+        Family("phi3", "Phi-3", True),
+        Family("gemma", "Gemma", False),
+        Family("gemma2", "Gemma 2", False),
+    )
+}
+
+# Decoders compute position_embeddings once and pass them to every layer from this version on
+# (the adapter is tested with 5.24; the structural check in inspect_model guards the rest).
+MIN_TRANSFORMERS = (4, 48)
+
+# Architectures that position tokens without RoPE, to give a precise reason instead of "unknown".
+_NO_ROPE = {
+    "gpt2": "learned absolute position embeddings",
+    "gpt_bigcode": "learned absolute position embeddings",
+    "opt": "learned absolute position embeddings",
+    "bert": "learned absolute position embeddings",
+    "bloom": "ALiBi attention biases",
+    "mpt": "ALiBi attention biases",
+    "falcon": "ALiBi or its own RoPE layout",
+}
+
+# rope types whose ``original_max_position_embeddings`` is the pre-training length L.
+_SCALED_TYPES = ("llama3", "yarn", "longrope")
+
+
+def supported_families_text() -> str:
+    """``"Llama (llama), Mistral (mistral), …"`` for error messages."""
+    return ", ".join(f"{f.name} ({f.model_type})" for f in FAMILIES.values())
+
+
+@dataclasses.dataclass(frozen=True)
+class RopeInfo:
+    """The RoPE facts of one model, as ``longrope inspect`` prints them."""
+
+    model_type: str
+    """``config.model_type`` ("llama", "phi3", ...)."""
+    family: str | None
+    """Family name when supported ("Llama"), else None."""
+    head_dim: int | None
+    """Channels per attention head."""
+    rotary_dim: int | None
+    """Rotated channels per head, d = head_dim · partial_rotary_factor (Phi-3); len(factors) = d/2."""
+    rope_theta: float | None
+    """The rope base b."""
+    original_max_position_embeddings: int | None
+    """L: the original (pre-training) context; from the present scaling's original length, else
+    ``max_position_embeddings``."""
+    max_position_embeddings: int | None
+    """The config's ``max_position_embeddings`` (L' when the model already carries scaling)."""
+    rope_scaling: dict[str, Any] | None
+    """The rope parameters the model already has when their type is not "default" (e.g. Llama 3.1's
+    ``llama3`` or Phi-3-128k's ``longrope``), else None. Installed factors replace them."""
+    supported: bool
+    """Whether :func:`longrope.models.install_factors` accepts this model."""
+    reason: str | None
+    """Why not, when ``supported`` is False."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _rope_parameters(config: Any) -> Mapping[str, Any] | None:
+    """The config's flat rope parameter dict (5.x ``rope_parameters``; 4.x ``rope_scaling`` + ``rope_theta``)."""
+    params = getattr(config, "rope_parameters", None)
+    if isinstance(params, Mapping) and params:
+        return params
+    theta = getattr(config, "rope_theta", None)
+    if theta is None:
+        return None
+    scaling = getattr(config, "rope_scaling", None)
+    merged = dict(scaling) if isinstance(scaling, Mapping) else {}
+    merged.setdefault("rope_type", merged.get("type", "default"))
+    merged.setdefault("rope_theta", theta)
+    return merged
+
+
+def _head_dim(config: Any) -> int | None:
+    head_dim = getattr(config, "head_dim", None)
+    if isinstance(head_dim, int) and head_dim > 0:
+        return head_dim
+    hidden, heads = getattr(config, "hidden_size", None), getattr(config, "num_attention_heads", None)
+    if isinstance(hidden, int) and isinstance(heads, int) and heads > 0:
+        return hidden // heads
+    return None
+
+
+def rope_info_from_config(config: Any) -> RopeInfo:
+    """Read :class:`RopeInfo` from a transformers config object (no weights needed)."""
+    model_type = str(getattr(config, "model_type", "") or "unknown")
+    family = FAMILIES.get(model_type)
+    head_dim = _head_dim(config)
+    max_pos = getattr(config, "max_position_embeddings", None)
+    max_pos = int(max_pos) if isinstance(max_pos, int) else None
+    params = _rope_parameters(config)
+
+    def unsupported(reason: str, **known: Any) -> RopeInfo:
+        fields = dict(
+            model_type=model_type,
+            family=None,
+            head_dim=head_dim,
+            rotary_dim=None,
+            rope_theta=None,
+            original_max_position_embeddings=None,
+            max_position_embeddings=max_pos,
+            rope_scaling=None,
+            supported=False,
+            reason=reason,
+        )
+        fields.update(known)
+        return RopeInfo(**fields)
+
+    if params is None:
+        why = _NO_ROPE.get(model_type, "no rotary position embedding in its config")
+        return unsupported(
+            f"model type {model_type!r} has no RoPE ({why}); supported families: {supported_families_text()}"
+        )
+    labels = getattr(config, "_rope_type_labels", None) or getattr(config, "layer_types", None) or ()
+    if any(k in labels for k in params):
+        return unsupported(
+            f"model type {model_type!r} has per-layer-type rope parameters, which are not supported; "
+            f"supported families: {supported_families_text()}"
+        )
+    theta = params.get("rope_theta", getattr(config, "rope_theta", None))
+    theta = float(theta) if theta is not None else None
+    rope_type = str(params.get("rope_type", params.get("type", "default")))
+    scaling = {k: v for k, v in params.items() if k not in ("rope_theta",)} if rope_type != "default" else None
+    if rope_type in _SCALED_TYPES and params.get("original_max_position_embeddings") is not None:
+        original = int(params["original_max_position_embeddings"])
+    elif rope_type in _SCALED_TYPES and isinstance(getattr(config, "original_max_position_embeddings", None), int):
+        original = int(config.original_max_position_embeddings)
+    else:
+        original = max_pos
+    prf = params.get("partial_rotary_factor", getattr(config, "partial_rotary_factor", None))
+    prf = 1.0 if prf is None else float(prf)
+    known = dict(
+        rope_theta=theta,
+        original_max_position_embeddings=original,
+        rope_scaling=dict(scaling) if scaling else None,
+    )
+    if family is None:
+        return unsupported(
+            f"model type {model_type!r} is not a supported family; supported families: {supported_families_text()}",
+            **known,
+        )
+    if head_dim is None or theta is None or original is None:
+        return unsupported(f"{family.name} config lacks head_dim, rope_theta or max_position_embeddings", **known)
+    if prf != 1.0 and not family.honours_partial_rotary:
+        return unsupported(
+            f"{family.name} rotates the whole head but its config has partial_rotary_factor={prf}", **known
+        )
+    rotary_dim = int(head_dim * prf)
+    if rotary_dim < 2 or rotary_dim % 2:
+        return unsupported(f"rotary dim {rotary_dim} (head_dim {head_dim} × {prf}) is not even", **known)
+    return RopeInfo(
+        model_type=model_type,
+        family=family.name,
+        head_dim=head_dim,
+        rotary_dim=rotary_dim,
+        max_position_embeddings=max_pos,
+        supported=True,
+        reason=None,
+        **known,
+    )
+
+
+def _find_rotary_owner(model: Any) -> Any | None:
+    """The module that owns the shared ``rotary_emb`` (the decoder: ``model.model`` for *ForCausalLM)."""
+    for candidate in (getattr(model, "model", None), model):
+        if candidate is not None and hasattr(candidate, "rotary_emb") and hasattr(candidate, "layers"):
+            return candidate
+    return None
+
+
+def inspect_model(model: Any) -> RopeInfo:
+    """:class:`RopeInfo` of a loaded model: the config facts plus a structural check.
+
+    The structural check catches the silent failure of LONGROPE.md §10: if the attention layers
+    did not take ``position_embeddings`` from the decoder, replacing ``rotary_emb`` would change
+    nothing. We require exactly one ``rotary_emb`` in the module tree, owned by the decoder, and an
+    attention ``forward`` that accepts ``position_embeddings``.
+    """
+    import inspect as _inspect
+
+    import transformers
+
+    info = rope_info_from_config(model.config)
+    if not info.supported:
+        return info
+    version = tuple(int(p) for p in transformers.__version__.split(".")[:2] if p.isdigit())
+    if version < MIN_TRANSFORMERS:
+        return dataclasses.replace(
+            info,
+            supported=False,
+            reason=f"transformers {transformers.__version__} is older than "
+            f"{'.'.join(map(str, MIN_TRANSFORMERS))}, where decoders start passing one shared (cos, sin) "
+            "to every layer; upgrade transformers",
+        )
+    owner = _find_rotary_owner(model)
+    rotary_names = [n for n, _ in model.named_modules() if n.split(".")[-1] == "rotary_emb"]
+    problem = None
+    if owner is None:
+        problem = "no decoder-level rotary_emb module"
+    elif len(rotary_names) != 1:
+        problem = f"{len(rotary_names)} rotary_emb modules (expected one, shared by all layers)"
+    else:
+        layers = getattr(owner, "layers", None)
+        attn = getattr(layers[0], "self_attn", None) if layers is not None and len(layers) else None
+        if attn is None or "position_embeddings" not in _inspect.signature(type(attn).forward).parameters:
+            problem = "attention layers do not take position_embeddings from the decoder"
+    if problem:
+        return dataclasses.replace(
+            info,
+            supported=False,
+            reason=f"{info.family} model structure not recognised by this transformers version: {problem}",
+        )
+    return info
+
+
+def require_supported(info: RopeInfo) -> RopeInfo:
+    """Raise :class:`UserError` with the reason when ``info`` is not supported."""
+    if not info.supported:
+        raise UserError(info.reason or f"model type {info.model_type!r} is not supported")
+    return info

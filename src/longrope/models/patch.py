@@ -1,0 +1,320 @@
+"""Install LongRoPE factors into a loaded transformers model, swap them fast, restore the original.
+
+Design (the torchtune habit: inject the position-embedding module, never edit attention code):
+in transformers ≥ 4.48 the decoder computes ``position_embeddings = self.rotary_emb(hidden,
+position_ids)`` once per forward and passes ``(cos, sin)`` to every layer. We replace that single
+module, ``model.model.rotary_emb``, by :class:`LongRopeRotaryEmbedding` and keep the original to
+put back. Nothing process-wide is patched; two models in one process are independent.
+
+What the replacement computes, for position ``p`` and pair ``i`` (LONGROPE.md §2):
+
+- angle ``p·θ_i`` for ``p < n̂`` (retained start tokens), ``p·θ_i/λ_i`` otherwise;
+- ``λ`` = the long factors when ``max(position_ids) + 1 > L``, the short ones otherwise — the same
+  switch transformers' own ``longrope`` rope type makes, decided per forward call for the whole batch;
+- cos and sin both multiplied by the attention factor m, on every row (start tokens included: the
+  reference code forgot those rows);
+- angles in float64, reduced into [−π, π), then cast to float32 for cos/sin, then to the model dtype.
+  At 2M positions a float32 ``p·θ`` is off by ~0.1 rad on the fastest pair; this is not.
+
+KV cache: ``generate()`` passes absolute ``position_ids`` for the new tokens, so n̂ holds. Keys
+already in the cache keep the rotation they were computed with: when generation crosses L, the
+cached keys stay rotated with the short factors while new tokens use the long ones. That is exactly
+what stock transformers does for every longrope model except Phi-3 (whose
+``prepare_inputs_for_generation`` drops the cache at that step — still true here, since it
+reads only the config).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from longrope.errors import UserError
+from longrope.models.families import RopeInfo, _find_rotary_owner, inspect_model, require_supported
+from longrope.rope import inv_freq as rope_inv_freq
+
+if TYPE_CHECKING:  # pragma: no cover
+    pass
+
+__all__ = ["LongRopeRotaryEmbedding", "RopePatch", "install_factors", "current_patch"]
+
+log = logging.getLogger(__name__)
+
+_TWO_PI = 2.0 * math.pi
+# Buffers this module keeps in float64 whatever ``model.to(dtype)`` asks (see ``_apply``).
+_FP64_BUFFERS = ("base_inv_freq", "short_inv_freq", "long_inv_freq")
+
+
+def _base_inv_freq(rope_theta: float, rotary_dim: int) -> np.ndarray:
+    """θ_i = 1 / b^(2i/d), float64 [d/2]: transformers' ``inv_freq`` formula, without its float32 rounding."""
+    return rope_inv_freq(rope_theta, rotary_dim)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Resolved:
+    """A factor set turned into what the forward pass needs (validated against the model)."""
+
+    short_inv_freq: np.ndarray  # [d/2] float64, θ_i / λ_short_i
+    long_inv_freq: np.ndarray  # [d/2] float64, θ_i / λ_long_i
+    start_tokens: int
+    attention_scaling: float
+    original_max_position_embeddings: int
+
+
+def _resolve(factor_set: Any, info: RopeInfo, base: np.ndarray) -> _Resolved:
+    """Check a factor set against the model and precompute its rescaled frequencies."""
+    try:
+        long_f = np.asarray(factor_set.long_factor, dtype=np.float64)
+        short_f = np.asarray(factor_set.short_factor, dtype=np.float64)
+    except AttributeError:
+        raise UserError(
+            f"expected a FactorSet (long_factor, short_factor, ...), got {type(factor_set).__name__}"
+        ) from None
+    half = info.rotary_dim // 2
+    for name, arr in (("long_factor", long_f), ("short_factor", short_f)):
+        if arr.shape != (half,):
+            raise UserError(
+                f"{name} has {arr.size} values but this {info.family} model's rotary dim is {info.rotary_dim} "
+                f"(needs {half}); use a factor file made for this model"
+            )
+        if not np.all(np.isfinite(arr)) or np.any(arr <= 0):
+            raise UserError(f"{name} must be finite and > 0")
+    theta = float(factor_set.rope_theta)
+    if not math.isclose(theta, float(info.rope_theta), rel_tol=1e-9):
+        raise UserError(
+            f"factor set is for rope_theta={theta:g} but the model has rope_theta={info.rope_theta:g}; "
+            "the factors are relative to the model's own base, use a factor file made for this model"
+        )
+    L = int(factor_set.original_max_position_embeddings)
+    n_hat = int(factor_set.start_tokens)
+    if n_hat < 0:
+        raise UserError(f"start_tokens must be >= 0, got {n_hat}")
+    m = float(factor_set.resolved_attention_factor())
+    if not math.isfinite(m) or m <= 0:
+        raise UserError(f"attention factor must be finite and > 0, got {m}")
+    return _Resolved(base / short_f, base / long_f, n_hat, m, L)
+
+
+class LongRopeRotaryEmbedding(nn.Module):
+    """Drop-in replacement for a family's ``*RotaryEmbedding``: same call, same (cos, sin) shapes/dtypes.
+
+    ``forward(x, position_ids) -> (cos, sin)``, each ``[batch, seq, rotary_dim]`` in ``x.dtype`` on
+    ``x.device``, laid out ``cat(freqs, freqs)`` like transformers (rotate_half convention).
+    The frequency tables are float64 buffers preallocated once; :meth:`load` copies new values
+    into them (no reallocation), which is what makes :meth:`RopePatch.swap` cheap.
+    """
+
+    def __init__(self, info: RopeInfo, resolved: _Resolved, config: Any = None):
+        super().__init__()
+        self.rotary_dim = int(info.rotary_dim)
+        self.rope_theta = float(info.rope_theta)
+        self.rope_type = "longrope"  # informational, mirrors the transformers attribute
+        self.config = config
+        base = _base_inv_freq(self.rope_theta, self.rotary_dim)
+        # Non-persistent: never written into a state dict, so saving the model is unaffected.
+        self.register_buffer("base_inv_freq", torch.from_numpy(base.copy()), persistent=False)  # [d/2] f64
+        self.register_buffer("short_inv_freq", torch.empty_like(self.base_inv_freq), persistent=False)
+        self.register_buffer("long_inv_freq", torch.empty_like(self.base_inv_freq), persistent=False)
+        self.start_tokens = 0
+        self.attention_scaling = 1.0
+        self.original_max_position_embeddings = 1
+        self.load(resolved)
+
+    @torch.no_grad()
+    def load(self, resolved: _Resolved) -> None:
+        """Copy a resolved factor set into the existing buffers (in place, any device)."""
+        self.short_inv_freq.copy_(torch.from_numpy(resolved.short_inv_freq))
+        self.long_inv_freq.copy_(torch.from_numpy(resolved.long_inv_freq))
+        self.start_tokens = resolved.start_tokens
+        self.attention_scaling = resolved.attention_scaling
+        self.original_max_position_embeddings = resolved.original_max_position_embeddings
+
+    def _apply(self, fn, recurse=True):  # noqa: D401 - nn.Module hook
+        """Follow ``model.to(device)`` but keep the frequency tables in float64.
+
+        ``model.to(torch.bfloat16)`` casts every floating buffer; transformers' own ``inv_freq``
+        silently loses precision that way. Ours move device only. Devices without float64 (MPS)
+        keep the tables on the CPU; ``forward`` then computes the angles there.
+        """
+        saved = {name: self._buffers[name] for name in _FP64_BUFFERS}
+        super()._apply(fn, recurse)
+        for name, old in saved.items():
+            new = self._buffers[name]
+            target = new.device if new.device.type != "mps" else torch.device("cpu")
+            if new.dtype != torch.float64 or new.device != target:
+                self._buffers[name] = old.to(device=target)
+        return self
+
+    def angles(self, position_ids: torch.Tensor) -> torch.Tensor:
+        """Rotary angles ``[batch, seq, d/2]`` float64 (not reduced), for tests and diagnostics."""
+        dev = self.base_inv_freq.device
+        pos = position_ids.to(device=dev, dtype=torch.float64)  # [batch, seq]
+        # Scalar decision for the whole call, kept on device (no host sync), like transformers.
+        is_long = position_ids.max().to(dev) + 1 > self.original_max_position_embeddings
+        inv = torch.where(is_long, self.long_inv_freq, self.short_inv_freq)  # [d/2]
+        freqs = pos[..., None] * inv  # [batch, seq, d/2]
+        if self.start_tokens > 0:
+            keep = (pos < self.start_tokens)[..., None]  # [batch, seq, 1]
+            freqs = torch.where(keep, pos[..., None] * self.base_inv_freq, freqs)
+        return freqs
+
+    @torch.no_grad()
+    def forward(self, x: torch.Tensor, position_ids: torch.Tensor | None = None, layer_type: Any = None):
+        if layer_type is not None:
+            raise UserError("per-layer-type RoPE is not supported by longrope")
+        if position_ids is None:  # the decoders always pass them; be lenient for direct calls
+            position_ids = torch.arange(x.shape[1], device=x.device)[None]
+        # Reduce into [-π, π) in float64 first: the float32 cast then loses < 2e-7 rad at any position.
+        freqs = (torch.remainder(self.angles(position_ids) + math.pi, _TWO_PI) - math.pi).to(torch.float32)
+        # Trig on the d/2 distinct angles, then duplicate: transformers' cat(freqs, freqs) layout
+        # (rotate_half pairs channel i with i + d/2) at half the trig cost.
+        cos = freqs.cos() * self.attention_scaling  # [batch, seq, d/2]
+        sin = freqs.sin() * self.attention_scaling
+        cos = torch.cat((cos, cos), dim=-1).to(device=x.device, dtype=x.dtype)  # [batch, seq, d]
+        sin = torch.cat((sin, sin), dim=-1).to(device=x.device, dtype=x.dtype)
+        return cos, sin
+
+    def extra_repr(self) -> str:
+        return (
+            f"rotary_dim={self.rotary_dim}, rope_theta={self.rope_theta:g}, "
+            f"L={self.original_max_position_embeddings}, start_tokens={self.start_tokens}, "
+            f"attention_scaling={self.attention_scaling:.6g}"
+        )
+
+
+class RopePatch:
+    """Handle on an installed patch: ``swap`` factors, ``restore`` the original RoPE.
+
+    Usable as a context manager (``with install_factors(model, fs) as patch: ...`` restores on exit).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        owner: nn.Module,
+        original: nn.Module,
+        module: LongRopeRotaryEmbedding,
+        info: RopeInfo,
+        factor_set: Any,
+    ):
+        self.model = model
+        self.info = info
+        self._owner = owner
+        self._original = original
+        self._module = module
+        self._base = _base_inv_freq(info.rope_theta, info.rotary_dim)
+        self.factor_set = factor_set
+        self._warned_lengths: set[int] = set()
+        self._warn_once_about_length(int(factor_set.original_max_position_embeddings))
+
+    @property
+    def module(self) -> LongRopeRotaryEmbedding:
+        """The injected rotary module."""
+        return self._module
+
+    @property
+    def original(self) -> nn.Module:
+        """The model's own rotary module (what ``restore`` puts back)."""
+        return self._original
+
+    @property
+    def active(self) -> bool:
+        """True while the model runs with the installed factors."""
+        return self._owner.rotary_emb is self._module
+
+    def swap(self, factor_set: Any | None) -> RopePatch:
+        """Run the model with ``factor_set`` from now on; ``None`` puts the original RoPE back.
+
+        Copies the new tables into the preallocated buffers (no reallocation, no model reload):
+        a few tens of microseconds on CPU. A factor set of the wrong size raises :class:`UserError`
+        and leaves the current factors in place.
+        """
+        if factor_set is None:
+            self._attach(self._original)
+            self.factor_set = None
+            return self
+        resolved = _resolve(factor_set, self.info, self._base)
+        self._warn_once_about_length(resolved.original_max_position_embeddings)
+        self._module.load(resolved)
+        self._attach(self._module)
+        self.factor_set = factor_set
+        return self
+
+    def _warn_once_about_length(self, L: int) -> None:
+        """A factor set made for another L is allowed (it defines the switch point) but worth one warning."""
+        if L != self.info.original_max_position_embeddings and L not in self._warned_lengths:
+            self._warned_lengths.add(L)
+            log.warning(
+                "factor set original length L=%d differs from the model's %s; short/long factors switch at %d",
+                L,
+                self.info.original_max_position_embeddings,
+                L,
+            )
+
+    def _attach(self, new: nn.Module) -> None:
+        """Put ``new`` in place of the current rotary module, on the device the model has moved to.
+
+        The detached module does not follow ``model.to(...)``, so bring it to where the attached
+        one lives (``.to(device)`` only: our float64 tables and transformers' float32 ones keep
+        their dtypes).
+        """
+        current = self._owner.rotary_emb
+        if current is new:
+            return
+        device = _buffer_device(current)
+        if device is not None and device != _buffer_device(new):
+            new.to(device)
+        self._owner.rotary_emb = new
+
+    def restore(self) -> nn.Module:
+        """Put the original rotary module back (the very same object); returns the model."""
+        self.swap(None)
+        return self.model
+
+    def __enter__(self) -> RopePatch:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.restore()
+
+
+def current_patch(model: nn.Module) -> RopePatch | None:
+    """The patch installed on ``model`` (active or not), or None."""
+    return getattr(model, "_longrope_patch", None)
+
+
+def _buffer_device(module: nn.Module) -> torch.device | None:
+    for buf in module.buffers():
+        return buf.device
+    return None
+
+
+def install_factors(model: nn.Module, factor_set: Any) -> RopePatch:
+    """Make ``model`` use ``factor_set`` (a :class:`~longrope.rope.FactorSet`), in place.
+
+    Raises :class:`UserError` for an unsupported model or a factor set that does not fit it
+    (wrong rotary dim, other rope base). Installing on a model that already carries a patch
+    swaps the factors of that patch and returns it (one patch per model).
+    """
+    existing = getattr(model, "_longrope_patch", None)
+    if existing is not None:
+        return existing.swap(factor_set)
+    info = require_supported(inspect_model(model))
+    owner = _find_rotary_owner(model)
+    original = owner.rotary_emb
+    base = _base_inv_freq(info.rope_theta, info.rotary_dim)
+    resolved = _resolve(factor_set, info, base)
+    ref = original.inv_freq if isinstance(getattr(original, "inv_freq", None), torch.Tensor) else None
+    device = ref.device if ref is not None else next(model.parameters()).device
+    module = LongRopeRotaryEmbedding(info, resolved, config=getattr(original, "config", None)).to(device)
+    patch = RopePatch(model, owner, original, module, info, factor_set)
+    owner.rotary_emb = module
+    # A plain attribute (not a submodule) so it stays out of state_dict / named_modules.
+    object.__setattr__(model, "_longrope_patch", patch)
+    return patch

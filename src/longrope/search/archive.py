@@ -1,0 +1,103 @@
+"""The fitness cache: every genome ever evaluated and its per-document scores.
+
+Scores are stored per document as ``(nll_sum, n_tokens)``. They are additive, which is what makes
+racing cheap and exact: a candidate scored on one document and later promoted is only evaluated on
+the documents it lacks, and its fitness on any subset of documents is
+``sum(nll_sum) / sum(n_tokens)`` over that subset (token-weighted mean NLL; with the paper's
+equal-length truncated documents it equals the paper's mean of per-document means). PPL = exp(fitness).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+import numpy as np
+
+from longrope.search.space import Genome
+
+
+class Archive:
+    """Genome -> {doc index: (nll_sum, n_tokens)}, plus the ranking of fully evaluated genomes."""
+
+    def __init__(self, n_docs: int) -> None:
+        if n_docs < 1:
+            raise ValueError(f"n_docs must be >= 1, got {n_docs}")
+        self.n_docs = n_docs
+        self.scores: dict[Genome, dict[int, tuple[float, int]]] = {}
+        #: genomes proposed but not yet told back (so that no duplicate is proposed meanwhile).
+        self.reserved: set[Genome] = set()
+        self._ranked: list[Genome] | None = None
+
+    # -- updates ---------------------------------------------------------------------------------
+    def add(self, genome: Genome, docs: Iterable[int], scores: np.ndarray) -> None:
+        """Record per-document ``scores`` ``[len(docs), 2]`` (nll_sum, n_tokens) of ``genome``."""
+        entry = self.scores.setdefault(genome, {})
+        for d, (nll, ntok) in zip(docs, np.asarray(scores, dtype=np.float64)):
+            nll = float(nll)
+            if not math.isfinite(nll):
+                nll = math.inf  # a diverged model is the worst fitness, never a crash of the loop
+            entry[int(d)] = (nll, int(ntok))
+        self._ranked = None
+
+    # -- queries ---------------------------------------------------------------------------------
+    def known(self, genome: Genome) -> bool:
+        """Evaluated (at any fidelity) or currently in flight: proposing it again would be a duplicate."""
+        return genome in self.scores or genome in self.reserved
+
+    def missing_docs(self, genome: Genome, docs: Iterable[int]) -> tuple[int, ...]:
+        have = self.scores.get(genome, {})
+        return tuple(d for d in docs if d not in have)
+
+    def evaluated_docs(self, genome: Genome) -> tuple[int, ...]:
+        return tuple(sorted(self.scores.get(genome, {})))
+
+    def is_full(self, genome: Genome) -> bool:
+        return len(self.scores.get(genome, {})) >= self.n_docs
+
+    def fitness(self, genome: Genome, docs: Iterable[int] | None = None) -> float | None:
+        """Mean NLL per token over ``docs`` (default: all docs); None when one of them is missing."""
+        have = self.scores.get(genome)
+        if have is None:
+            return None
+        docs = range(self.n_docs) if docs is None else docs
+        nll = 0.0
+        ntok = 0
+        for d in docs:
+            if d not in have:
+                return None
+            nll += have[d][0]
+            ntok += have[d][1]
+        if ntok <= 0:
+            return math.inf
+        return nll / ntok
+
+    def ranked(self) -> list[Genome]:
+        """Fully evaluated genomes, best first; ties broken by the genome itself (deterministic)."""
+        if self._ranked is None:
+            full = [g for g, s in self.scores.items() if len(s) >= self.n_docs]
+            self._ranked = sorted(full, key=lambda g: (self.fitness(g), g))
+        return self._ranked
+
+    def best(self) -> tuple[Genome, float] | None:
+        ranked = self.ranked()
+        if not ranked:
+            return None
+        return ranked[0], float(self.fitness(ranked[0]))
+
+    def n_doc_evals(self) -> int:
+        return sum(len(s) for s in self.scores.values())
+
+    # -- (de)serialisation -----------------------------------------------------------------------
+    def to_json(self) -> list:
+        return [
+            [g.to_json(), {str(d): [v[0], v[1]] for d, v in sorted(s.items())}] for g, s in self.scores.items()
+        ]
+
+    @classmethod
+    def from_json(cls, n_docs: int, obj: list) -> Archive:
+        arc = cls(n_docs)
+        for g_json, s in obj:
+            g = Genome.from_json(g_json)
+            arc.scores[g] = {int(d): (float(v[0]), int(v[1])) for d, v in s.items()}
+        return arc

@@ -1,0 +1,244 @@
+"""Evaluators: where fitness values are computed, behind one small interface.
+
+The loop hands an evaluator :class:`EvalRequest` s (plain numpy factors, n̂ and document indices,
+no genome and no model) and collects :class:`EvalOutcome` s as they finish:
+
+- :class:`InProcessEvaluator` — the objective is called in this process, one request at a time
+  (the default; fully deterministic).
+- :class:`ProcessPoolEvaluator` — one worker process per device (``torch.multiprocessing`` spawn);
+  each worker builds its objective once (loads the model once) and only swaps factors per request.
+  On CPU, ``--workers N`` gives N such processes. A worker that dies has its request re-queued and
+  is restarted.
+- :class:`~longrope.search.ray_evaluator.RayEvaluator` — one Ray actor per GPU over many machines
+  (optional extra, imported lazily).
+
+An *objective* is any callable ``objective(factors [d/2] float64, start_tokens, docs,
+attention_factor=None) -> [len(docs), 2]`` array of per-document ``(nll_sum, n_tokens)`` with an
+``n_docs`` attribute. An *objective factory*
+is a picklable callable ``factory(device: str) -> objective`` used to build one objective per worker.
+"""
+
+from __future__ import annotations
+
+import queue as queue_mod
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+
+class Objective(Protocol):
+    n_docs: int
+
+    def __call__(
+        self, factors: np.ndarray, start_tokens: int, docs: Sequence[int], attention_factor: float | None = None
+    ) -> np.ndarray: ...
+
+
+ObjectiveFactory = Callable[[str], Objective]
+
+
+@dataclass
+class EvalRequest:
+    ticket: int
+    factors: np.ndarray
+    """λ, float64 [d/2], as the objective should install them"""
+    start_tokens: int
+    docs: tuple[int, ...]
+    attention_factor: float | None = None
+    """the attention temperature m; None = the factor set's default"""
+
+
+@dataclass
+class EvalOutcome:
+    ticket: int
+    scores: np.ndarray | None
+    """[len(docs), 2] (nll_sum, n_tokens) or None when the evaluation failed"""
+    error: str | None = None
+    seconds: float = 0.0
+    worker: str = ""
+
+
+class Evaluator(Protocol):
+    """What the loop needs: ``slots`` requests may be in flight; ``wait`` returns finished ones."""
+
+    slots: int
+
+    def submit(self, request: EvalRequest) -> None: ...
+
+    def wait(self) -> list[EvalOutcome]: ...
+
+    def close(self) -> None: ...
+
+
+def call_objective(objective: Objective, request: EvalRequest, worker: str) -> EvalOutcome:
+    """Run one request, turning an exception into an outcome with its error (one line + type)."""
+    t0 = time.perf_counter()
+    try:
+        scores = np.asarray(
+            objective(request.factors, request.start_tokens, request.docs, request.attention_factor),
+            dtype=np.float64,
+        )
+        if scores.shape != (len(request.docs), 2):
+            raise ValueError(f"objective returned shape {scores.shape}, expected ({len(request.docs)}, 2)")
+        return EvalOutcome(request.ticket, scores, None, time.perf_counter() - t0, worker)
+    except Exception as exc:  # the loop decides: retry, or stop with this message
+        last = traceback.format_exception_only(type(exc), exc)[-1].strip()
+        return EvalOutcome(request.ticket, None, last, time.perf_counter() - t0, worker)
+
+
+class InProcessEvaluator:
+    """Calls the objective in this process; one slot, so the run is exactly reproducible."""
+
+    slots = 1
+
+    def __init__(self, objective: Objective) -> None:
+        self.objective = objective
+        self._queue: list[EvalRequest] = []
+
+    def submit(self, request: EvalRequest) -> None:
+        self._queue.append(request)
+
+    def wait(self) -> list[EvalOutcome]:
+        if not self._queue:
+            return []
+        return [call_objective(self.objective, self._queue.pop(0), "main")]
+
+    def close(self) -> None:
+        self._queue.clear()
+
+
+# -- one process per device -----------------------------------------------------------------------
+def _worker_main(worker: str, device: str, factory: Any, tasks: Any, results: Any) -> None:
+    """Worker process: build the objective once, then serve requests until it receives None."""
+    try:
+        objective = factory(device)
+    except BaseException as exc:  # reported to the parent, which stops the search with this line
+        results.put(("fatal", worker, None, traceback.format_exception_only(type(exc), exc)[-1].strip()))
+        return
+    results.put(("ready", worker, None, None))
+    while True:
+        request = tasks.get()
+        if request is None:
+            return
+        results.put(("outcome", worker, request.ticket, call_objective(objective, request, worker)))
+
+
+def _spawn_context():
+    """torch.multiprocessing's spawn context when torch is installed (CUDA needs spawn, and its
+    reducers share tensors), the standard library's otherwise — the loop itself never needs torch."""
+    try:
+        import torch.multiprocessing as mp
+    except ImportError:  # pragma: no cover - torch is a dependency of the package
+        import multiprocessing as mp
+    return mp.get_context("spawn")
+
+
+class WorkerCrashed(RuntimeError):
+    """A worker could not start or kept dying; the message says why."""
+
+
+class ProcessPoolEvaluator:
+    """One spawned worker process per entry of ``devices`` (e.g. ``["cuda:0", "cuda:1"]`` or
+    ``["cpu"] * N``). Requests go to idle workers; results come back in completion order."""
+
+    def __init__(self, factory: ObjectiveFactory, devices: Sequence[str], *, max_restarts: int = 3) -> None:
+        if not devices:
+            raise ValueError("at least one device is needed")
+        self.factory = factory
+        self.devices = list(devices)
+        self.slots = len(self.devices)
+        self.max_restarts = max_restarts
+        self._ctx = _spawn_context()
+        self._results = self._ctx.Queue()
+        self._procs: dict[str, Any] = {}
+        self._tasks: dict[str, Any] = {}
+        self._busy: dict[str, EvalRequest | None] = {}
+        self._backlog: list[EvalRequest] = []
+        self._restarts = 0
+        for i, dev in enumerate(self.devices):
+            self._start(f"w{i}", dev)
+
+    def _start(self, worker: str, device: str) -> None:
+        tasks = self._ctx.Queue()
+        proc = self._ctx.Process(
+            target=_worker_main, args=(worker, device, self.factory, tasks, self._results), daemon=True
+        )
+        proc.start()
+        self._procs[worker] = proc
+        self._tasks[worker] = tasks
+        self._busy[worker] = None
+
+    def _dispatch(self) -> None:
+        for worker, req in self._busy.items():
+            if req is None and self._backlog and self._procs[worker].is_alive():
+                nxt = self._backlog.pop(0)
+                self._busy[worker] = nxt
+                self._tasks[worker].put(nxt)
+
+    def submit(self, request: EvalRequest) -> None:
+        self._backlog.append(request)
+        self._dispatch()
+
+    def _check_dead(self) -> None:
+        for worker, proc in list(self._procs.items()):
+            if proc.is_alive():
+                continue
+            req = self._busy.get(worker)
+            self._restarts += 1
+            if self._restarts > self.max_restarts:
+                raise WorkerCrashed(
+                    f"worker {worker} on {self.devices[int(worker[1:])]} died (exit code {proc.exitcode}) "
+                    f"and {self.max_restarts} restarts are used up"
+                )
+            if req is not None:
+                self._backlog.insert(0, req)  # its candidate is re-queued, nothing is lost
+            self._start(worker, self.devices[int(worker[1:])])
+
+    def wait(self) -> list[EvalOutcome]:
+        if not self._backlog and all(r is None for r in self._busy.values()):
+            return []
+        out: list[EvalOutcome] = []
+        while not out:
+            try:
+                kind, worker, ticket, payload = self._results.get(timeout=0.5)
+            except queue_mod.Empty:
+                self._check_dead()
+                self._dispatch()
+                continue
+            if kind == "fatal":
+                raise WorkerCrashed(f"worker {worker} could not build its objective: {payload}")
+            if kind == "outcome":
+                self._busy[worker] = None
+                out.append(payload)
+            self._dispatch()
+            # Drain whatever else is already there without blocking.
+            while True:
+                try:
+                    kind, worker, ticket, payload = self._results.get_nowait()
+                except queue_mod.Empty:
+                    break
+                if kind == "fatal":
+                    raise WorkerCrashed(f"worker {worker} could not build its objective: {payload}")
+                if kind == "outcome":
+                    self._busy[worker] = None
+                    out.append(payload)
+            self._dispatch()
+        return out
+
+    def close(self) -> None:
+        for worker, proc in self._procs.items():
+            if proc.is_alive():
+                try:
+                    self._tasks[worker].put(None)
+                except Exception:  # a broken pipe on shutdown is not worth a traceback
+                    pass
+        for proc in self._procs.values():
+            proc.join(timeout=5)
+            if proc.is_alive():
+                proc.terminate()
+                proc.join(timeout=5)
+        self._procs.clear()

@@ -1,0 +1,389 @@
+"""The search loop: ask the strategy, hand requests to an evaluator, tell results back, checkpoint.
+
+Pure numpy (no torch): it never knows how a fitness is computed.
+
+Determinism and resume — the design:
+
+- Every request gets a *ticket* (0, 1, 2 …) when the strategy proposes it.
+- The strategy's state (and the RNG it draws from) changes only in ``ask`` and ``tell``.
+- In *ordered* mode (the default, and the only mode of the in-process evaluator) results are told
+  in ticket order, and ticket ``j`` is asked only once tickets ``< j − slots + 1`` have been told.
+  The proposals are then a deterministic function of the seed and the results, independent of
+  timing: with the in-process evaluator (one slot) the run is exactly reproducible, and with W
+  parallel workers it is reproducible for the same W. A worker may idle while the oldest ticket
+  is still running (bounded lag), never for a whole generation.
+- In *unordered* mode (``ordered=False``) results are told as they arrive and every free slot is
+  refilled at once: no idling, but the trajectory depends on completion order (each fitness is
+  still exact, bounds/elitism still hold; a resumed run is valid but not bit-identical).
+- After every told result, one JSON checkpoint is written atomically: RNG state
+  (``Generator.bit_generator.state``), strategy state (population, queues, counters), the fitness
+  cache (per-document scores), results that came back but are not told yet, history and the
+  pending tickets.
+  SIGKILL at any moment loses only evaluations in flight; ``resume`` re-submits the pending tickets
+  (results already in the cache are not recomputed) and continues identically.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from longrope.errors import UserError
+from longrope.io import write_json, write_text
+from longrope.search.archive import Archive
+from longrope.search.evaluators import EvalOutcome, EvalRequest, Evaluator, WorkerCrashed
+from longrope.search.space import Genome, SearchSpace
+from longrope.search.strategies import Proposal, Strategy
+
+CHECKPOINT_FORMAT = "longrope-search-checkpoint"
+CHECKPOINT_VERSION = 1
+
+
+@dataclass
+class SearchResult:
+    best: Genome
+    factors: np.ndarray
+    """λ of the best genome, float64 [d/2]"""
+    start_tokens: int
+    attention_factor: float | None
+    """the searched attention temperature m, or None (not searched: the factor set's default)"""
+    fitness: float
+    """mean NLL per token of the best genome over the full document set"""
+    ppl: float
+    n_candidates: int
+    """candidate genomes whose evaluation ended"""
+    n_doc_evals: int
+    """documents scored in total (one full-fidelity evaluation = n_docs of them)"""
+    n_docs: int
+    seconds: float
+    stop_reason: str
+    history: list[dict]
+
+    @property
+    def full_evals(self) -> float:
+        """Cost in full-fidelity evaluations (racing makes this fractional)."""
+        return self.n_doc_evals / self.n_docs
+
+
+@dataclass
+class Progress:
+    """What a progress display needs, passed to ``on_progress`` after every told result."""
+
+    done: int
+    budget: int
+    best_ppl: float
+    full_evals: float
+    elapsed: float
+
+
+def _jsonable_float(x: float) -> float | None:
+    return float(x) if math.isfinite(x) else None
+
+
+class SearchLoop:
+    """Runs a strategy against an evaluator. Construct, then :meth:`run` (fresh) or :meth:`resume`."""
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        strategy: Strategy,
+        evaluator: Evaluator,
+        *,
+        seed: int,
+        checkpoint: str | Path | None = None,
+        history_path: str | Path | None = None,
+        fingerprint: dict | None = None,
+        ordered: bool = True,
+        max_failures: int = 3,
+        on_progress: Callable[[Progress], None] | None = None,
+    ) -> None:
+        self.space = space
+        self.strategy = strategy
+        self.archive: Archive = strategy.archive
+        self.evaluator = evaluator
+        self.seed = int(seed)
+        self.rng = np.random.default_rng(self.seed)
+        self.checkpoint = Path(checkpoint) if checkpoint else None
+        self.history_path = Path(history_path) if history_path else None
+        self.fingerprint = fingerprint or {}
+        self.ordered = ordered or evaluator.slots == 1
+        self.max_failures = max_failures
+        self.on_progress = on_progress
+        self.history: list[dict] = []
+        self.pending: dict[int, Proposal] = {}
+        self.in_flight: set[int] = set()
+        #: ticket -> (docs, scores) of results that came back but are not told yet (ordered mode)
+        self.arrived: dict[int, tuple[tuple[int, ...], np.ndarray]] = {}
+        self.next_ticket = 0
+        self.failures = 0
+        self._meta: dict[int, dict] = {}
+        self._elapsed_before = 0.0
+        self._t0 = time.perf_counter()
+        self._started = False
+
+    # -- public ----------------------------------------------------------------------------------
+    def run(self, seeds: list[Genome]) -> SearchResult:
+        """A fresh search from ``seeds`` (genomes of ``space``)."""
+        for g in seeds:
+            if not self.space.contains(g):
+                raise ValueError(f"seed {g} is not a valid genome of the space")
+        self.strategy.start(seeds, self.rng)
+        self._started = True
+        if self.history_path:
+            write_text(self.history_path, "")
+        self._save()
+        return self._loop()
+
+    def resume(self) -> SearchResult:
+        """Continue from the checkpoint file (refuses one written by a different configuration)."""
+        if self.checkpoint is None or not self.checkpoint.exists():
+            raise UserError(f"no checkpoint to resume at {self.checkpoint}; start the search without --resume")
+        self._load()
+        self._started = True
+        if self.history_path:
+            # history.jsonl may hold lines written after the last checkpoint: rewrite it from the
+            # checkpoint so that it matches the resumed state exactly.
+            write_text(self.history_path, "".join(json.dumps(h) + "\n" for h in self.history))
+        for ticket in sorted(self.pending):
+            self._dispatch(ticket)
+        return self._loop()
+
+    # -- core ------------------------------------------------------------------------------------
+    def _loop(self) -> SearchResult:
+        try:
+            while True:
+                self._advance()
+                if not self.in_flight:
+                    if self.pending:  # cannot happen: a pending ticket is in flight or complete
+                        raise RuntimeError(f"pending tickets {sorted(self.pending)} are neither running nor done")
+                    break
+                try:
+                    outcomes = self.evaluator.wait()
+                except WorkerCrashed as exc:
+                    where = f"; the checkpoint {self.checkpoint} is kept, fix it and --resume" if self.checkpoint else ""
+                    raise UserError(f"{exc}{where}") from None
+                for outcome in outcomes:
+                    self._on_outcome(outcome)
+        finally:
+            self.evaluator.close()
+        return self._result()
+
+    def _advance(self) -> None:
+        """Ask for work and tell finished results, interleaved canonically.
+
+        Ordered mode: ticket ``j`` is asked right after ticket ``j − slots`` is told and before the
+        next tell, whatever the completion order was (results that arrive early wait in the cache).
+        """
+        while True:
+            self._fill()
+            ticket = self._next_tellable()
+            if ticket is None:
+                return
+            self._tell(ticket)
+
+    def _next_tellable(self) -> int | None:
+        for ticket in sorted(self.pending):
+            if ticket in self.in_flight:
+                if self.ordered:
+                    return None
+                continue
+            prop = self.pending[ticket]
+            if ticket in self.arrived or not self.archive.missing_docs(prop.genome, prop.docs):
+                return ticket
+            if self.ordered:
+                return None
+        return None
+
+    def _fill(self) -> None:
+        while len(self.in_flight) < self.evaluator.slots:
+            if self.ordered and self.pending and self.next_ticket - min(self.pending) >= self.evaluator.slots:
+                return  # bounded lag: ticket j waits until ticket j − slots has been told
+            proposal = self.strategy.ask(self.rng, n_pending=len(self.pending))
+            if proposal is None:
+                return
+            ticket = self.next_ticket
+            self.next_ticket += 1
+            self.pending[ticket] = proposal
+            self.archive.reserved.add(proposal.genome)
+            self._dispatch(ticket)
+
+    def _dispatch(self, ticket: int) -> None:
+        prop = self.pending[ticket]
+        missing = self.archive.missing_docs(prop.genome, prop.docs)
+        if not missing or ticket in self.arrived:
+            return
+        self.in_flight.add(ticket)
+        self.evaluator.submit(
+            EvalRequest(
+                ticket, self.space.factors(prop.genome), prop.genome.start_tokens, missing,
+                self.space.attention_factor(prop.genome),
+            )
+        )
+
+    def _on_outcome(self, outcome: EvalOutcome) -> None:
+        ticket = outcome.ticket
+        if ticket not in self.pending:
+            return  # a stale duplicate (e.g. from a worker that was presumed dead)
+        prop = self.pending[ticket]
+        if outcome.error is not None:
+            self.failures += 1
+            if self.failures >= self.max_failures:
+                where = f"; the checkpoint {self.checkpoint} is kept, fix it and --resume" if self.checkpoint else ""
+                raise UserError(
+                    f"the evaluation failed {self.failures} times in a row, last: {outcome.error}{where}"
+                )
+            # retry the same request (same ticket, so the order stays canonical)
+            self.in_flight.discard(ticket)
+            self._dispatch(ticket)
+            return
+        self.failures = 0
+        self.in_flight.discard(ticket)
+        # Held back until the ticket is told: the strategy must not see results out of order.
+        self.arrived[ticket] = (self.archive.missing_docs(prop.genome, prop.docs), outcome.scores)
+        self._meta[ticket] = {"seconds": round(outcome.seconds, 4), "worker": outcome.worker}
+
+    def _tell(self, ticket: int) -> None:
+        prop = self.pending.pop(ticket)
+        if ticket in self.arrived:
+            docs, scores = self.arrived.pop(ticket)
+            self.archive.add(prop.genome, docs, scores)
+        self.archive.reserved.discard(prop.genome)
+        self.strategy.tell(prop)
+        g = prop.genome
+        seen = self.archive.evaluated_docs(g)
+        f = self.archive.fitness(g, seen)
+        best = self.archive.best()
+        entry = {
+            "ticket": ticket,
+            "kind": prop.kind,
+            "factors": [round(float(x), 6) for x in self.space.factors(g)],
+            "start_tokens": g.start_tokens,
+            "critical_dim": g.critical if g.critical >= 0 else None,
+            "attention_factor": self.space.attention_factor(g),
+            "docs": list(prop.docs),
+            "doc_nll": [
+                _jsonable_float(self.archive.scores[g][d][0] / max(self.archive.scores[g][d][1], 1)) for d in prop.docs
+            ],
+            "n_docs_seen": len(seen),
+            "full": len(seen) >= self.archive.n_docs,
+            "fitness": _jsonable_float(f) if f is not None else None,
+            "ppl": _jsonable_float(math.exp(f)) if f is not None and f < 700 else None,
+            "best_ppl": _jsonable_float(math.exp(best[1])) if best and best[1] < 700 else None,
+            "doc_evals_total": self.archive.n_doc_evals(),
+            "elapsed": round(self._elapsed(), 3),
+            **self._meta.pop(ticket, {}),
+        }
+        self.history.append(entry)
+        if self.history_path:
+            with open(self.history_path, "a") as f_h:
+                f_h.write(json.dumps(entry) + "\n")
+        self._save()
+        if self.on_progress:
+            self.on_progress(
+                Progress(
+                    done=self.strategy.progress(),
+                    budget=self.strategy.budget,
+                    best_ppl=math.exp(best[1]) if best and best[1] < 700 else math.inf,
+                    full_evals=self.archive.n_doc_evals() / self.archive.n_docs,
+                    elapsed=self._elapsed(),
+                )
+            )
+
+    def _elapsed(self) -> float:
+        return self._elapsed_before + (time.perf_counter() - self._t0)
+
+    # -- checkpoint ------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "version": CHECKPOINT_VERSION,
+            "fingerprint": self.fingerprint,
+            "seed": self.seed,
+            "strategy_name": self.strategy.name,
+            "space": self.space.to_dict(),
+            "rng": self.rng.bit_generator.state,
+            "strategy": self.strategy.state_dict(),
+            "cache": self.archive.to_json(),
+            "history": self.history,
+            "pending": [[t, p.to_json()] for t, p in sorted(self.pending.items())],
+            "arrived": [[t, list(d), np.asarray(sc).tolist()] for t, (d, sc) in sorted(self.arrived.items())],
+            "next_ticket": self.next_ticket,
+            "elapsed": self._elapsed(),
+        }
+
+    def _save(self) -> None:
+        if self.checkpoint is not None:
+            write_json(self.checkpoint, self.state_dict(), indent=None)
+
+    def _load(self) -> None:
+        try:
+            d = json.loads(self.checkpoint.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise UserError(f"cannot read the checkpoint {self.checkpoint}: {exc}") from exc
+        if d.get("format") != CHECKPOINT_FORMAT or d.get("version") != CHECKPOINT_VERSION:
+            raise UserError(f"{self.checkpoint} is not a version-{CHECKPOINT_VERSION} longrope search checkpoint")
+        diffs = describe_differences(d.get("fingerprint", {}), self.fingerprint)
+        if d.get("strategy_name") != self.strategy.name:
+            diffs.insert(0, f"strategy: {d.get('strategy_name')} -> {self.strategy.name}")
+        if d.get("space") != self.space.to_dict():
+            diffs.append("search space (bounds/grid/n̂ set/critical dims)")
+        if int(d.get("seed", -1)) != self.seed:
+            diffs.append(f"seed: {d.get('seed')} -> {self.seed}")
+        if diffs:
+            raise UserError(
+                "--resume refused, the run in this folder used a different configuration: "
+                + "; ".join(diffs)
+                + " (use the same flags, or a new output folder)"
+            )
+        self.rng.bit_generator.state = d["rng"]
+        self.strategy.load_state_dict(d["strategy"])
+        fresh = Archive.from_json(self.archive.n_docs, d["cache"])
+        self.archive.scores = fresh.scores
+        self.archive._ranked = None
+        self.history = list(d["history"])
+        self.pending = {int(t): Proposal.from_json(p) for t, p in d["pending"]}
+        self.archive.reserved = {p.genome for p in self.pending.values()}
+        self.arrived = {int(t): (tuple(int(x) for x in d), np.asarray(sc, dtype=np.float64)) for t, d, sc in d["arrived"]}
+        self.next_ticket = int(d["next_ticket"])
+        self._elapsed_before = float(d["elapsed"])
+        self._t0 = time.perf_counter()
+
+    # -- result ----------------------------------------------------------------------------------
+    def _result(self) -> SearchResult:
+        best = self.archive.best()
+        if best is None:
+            raise UserError("the search finished without a single fully evaluated candidate")
+        g, f = best
+        return SearchResult(
+            best=g,
+            factors=self.space.factors(g),
+            start_tokens=g.start_tokens,
+            attention_factor=self.space.attention_factor(g),
+            fitness=f,
+            ppl=math.exp(f) if f < 700 else math.inf,
+            n_candidates=self.strategy.progress(),
+            n_doc_evals=self.archive.n_doc_evals(),
+            n_docs=self.archive.n_docs,
+            seconds=self._elapsed(),
+            stop_reason=self.strategy.stop_reason,
+            history=self.history,
+        )
+
+
+def describe_differences(old: dict, new: dict, prefix: str = "") -> list[str]:
+    """Human-readable list of the keys whose values differ between two (nested) dicts."""
+    out: list[str] = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key, "<absent>"), new.get(key, "<absent>")
+        if isinstance(a, dict) and isinstance(b, dict):
+            out.extend(describe_differences(a, b, f"{prefix}{key}."))
+        elif a != b:
+            out.append(f"{prefix}{key}: {a!r} -> {b!r}")
+    return out

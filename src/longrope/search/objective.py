@@ -1,0 +1,254 @@
+"""Model-backed objectives: the glue between the pure loop and a loaded model.
+
+Imports torch/transformers only inside :meth:`ObjectiveSpec.__call__` (i.e. in the process that
+evaluates), so the loop, the checkpoints and the Ray driver never need them.
+
+An :class:`ObjectiveSpec` is a small picklable description (model, data, length, documents, how a
+candidate λ becomes a :class:`~longrope.rope.FactorSet`). Calling it with a device builds the
+objective there: the model is loaded once, the factors are installed once, and each request only
+``swap`` s the factor tables (microseconds) and runs the forward passes.
+
+Two fitnesses, both per-document ``(nll_sum, n_tokens)`` so that they are additive:
+
+- ``ppl``: perplexity at the target length on search-split documents, each truncated to
+  BOS + L'−1 tokens (the LongRoPE protocol);
+- ``needle``: LongRoPE2's needle-driven perplexity: the NLL of the answer tokens of a pass key
+  planted in a real document at a seeded depth, teacher-forced (one forward, no generation).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from longrope.errors import UserError
+
+MODES = ("long", "short", "progressive")
+FITNESSES = ("ppl", "needle")
+
+
+@dataclass(frozen=True)
+class CandidateMapper:
+    """How a searched λ (and n̂) becomes the factor set installed in the model. Pure numpy.
+
+    - ``long``: λ are the long factors for L → L'; attention factor None (LongRoPE's
+      ``sqrt(1 + ln s / ln L)``, the same for every candidate).
+    - ``short``: λ are the short factors of ``base`` (used when the sequence fits in L); the rest of
+      ``base`` is kept.
+    - ``progressive``: λ' is relative to ``base`` (the set the model was fine-tuned with); the
+      installed factors are ``λ_base ⊙ λ'`` for the new target length (``FactorSet.compose``).
+    """
+
+    mode: str
+    rope_theta: float
+    original_length: int
+    """L of the model"""
+    target_length: int
+    """the length the factors are for (L' of the result)"""
+    base: dict | None = None
+    """``FactorSet.to_dict()`` of the base factors (short / progressive modes)"""
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
+        if self.mode != "long" and self.base is None:
+            raise ValueError(f"mode {self.mode!r} needs base factors")
+
+    def factor_set(
+        self,
+        factors: np.ndarray,
+        start_tokens: int,
+        provenance: dict | None = None,
+        attention_factor: float | None = None,
+    ):
+        """The factor set to install; ``attention_factor`` None keeps the default (LongRoPE's formula;
+        the short mode keeps the base file's)."""
+        from longrope.rope import FactorSet
+
+        lam = np.asarray(factors, dtype=np.float64)
+        prov = dict(provenance or {})
+        if self.mode == "long":
+            return FactorSet(
+                long_factor=lam,
+                start_tokens=int(start_tokens),
+                attention_factor=attention_factor,
+                original_max_position_embeddings=self.original_length,
+                max_position_embeddings=self.target_length,
+                rope_theta=self.rope_theta,
+                method="longrope",
+                provenance=prov,
+            )
+        base = FactorSet.from_dict(self.base)
+        if self.mode == "short":
+            return base.with_(short_factor=lam, method="longrope", provenance={**base.provenance, **prov})
+        relative = FactorSet(
+            long_factor=lam,
+            start_tokens=int(start_tokens),
+            attention_factor=attention_factor,
+            original_max_position_embeddings=base.max_position_embeddings,
+            max_position_embeddings=self.target_length,
+            rope_theta=base.rope_theta,
+            method="longrope",
+        )
+        out = base.compose(relative)
+        return out.with_(provenance={**out.provenance, **prov, "relative_factor": lam.tolist()})
+
+
+@dataclass
+class ObjectiveSpec:
+    """Picklable recipe for a model objective; ``spec(device)`` builds it (loads the model once)."""
+
+    model: str
+    data: str
+    length: int
+    """evaluation length in tokens, BOS included"""
+    n_docs: int
+    mapper: CandidateMapper
+    fitness: str = "ppl"
+    seed: int = 0
+    """seed of the document sample (and of the needle keys/depths)"""
+    split: str = "search"
+    heldout_fraction: float = 0.5
+    dtype: str = "float32"
+    attn_implementation: str = "sdpa"
+    threads: int | None = None
+    """torch threads in this process (CPU workers share the cores)"""
+    windows_per_doc: int = 1
+    """non-overlapping windows taken from each long document (see ``sample_documents``)"""
+    doc_ids: list[str] = field(default_factory=list)
+    """filled by :meth:`describe`: the sampled documents, for the record"""
+
+    def __post_init__(self) -> None:
+        if self.fitness not in FITNESSES:
+            raise ValueError(f"fitness must be one of {FITNESSES}, got {self.fitness!r}")
+        if self.n_docs < 1:
+            raise ValueError(f"n_docs must be >= 1, got {self.n_docs}")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d.pop("doc_ids", None)
+        return d
+
+    def __call__(self, device: str = "cpu") -> PerplexityObjective | NeedleObjective:
+        import torch
+
+        from longrope.models import install_factors
+        from longrope.models.loading import load_model
+
+        if self.threads:
+            torch.set_num_threads(int(self.threads))
+        model, tokenizer = load_model(
+            self.model, dtype=self.dtype, device=device, attn_implementation=self.attn_implementation
+        )
+        docs = load_documents(self.data, self.length, self.n_docs, seed=self.seed, split=self.split,
+                              heldout_fraction=self.heldout_fraction, tokenizer=tokenizer, model_name=self.model,
+                              windows_per_doc=self.windows_per_doc)
+        bos_id = resolve_bos(model, tokenizer)
+        m = self.mapper
+        patch = install_factors(model, m.factor_set(_identity_like(m, model), 0))
+        if self.fitness == "needle":
+            if tokenizer is None:
+                raise UserError(f"the needle fitness needs a tokenizer, and {self.model} has none")
+            return NeedleObjective(model, patch, m, docs, self.length, bos_id, tokenizer, self.seed)
+        return PerplexityObjective(model, patch, m, docs, self.length, bos_id)
+
+
+def _identity_like(mapper: CandidateMapper, model: Any) -> np.ndarray:
+    """Factors of ones of the model's size (a valid first install; every request swaps anyway)."""
+    from longrope.models import inspect_model
+
+    info = inspect_model(model)
+    if not info.supported:
+        raise UserError(f"cannot search factors for this model: {info.reason}")
+    return np.ones(int(info.rotary_dim) // 2)
+
+
+def resolve_bos(model: Any, tokenizer: Any) -> int | None:
+    """The BOS id the model was trained with: the tokenizer's, else the config's, else none."""
+    bos = getattr(tokenizer, "bos_token_id", None) if tokenizer is not None else None
+    if bos is None:
+        bos = getattr(getattr(model, "config", None), "bos_token_id", None)
+    return int(bos) if bos is not None else None
+
+
+def load_documents(
+    data: str,
+    length: int,
+    n_docs: int,
+    *,
+    seed: int,
+    split: str,
+    heldout_fraction: float = 0.5,
+    tokenizer: Any = None,
+    model_name: str | None = None,
+    windows_per_doc: int = 1,
+) -> list:
+    """``n_docs`` seeded documents of ≥ ``length − 1`` tokens from one split; too few → UserError."""
+    from longrope.data import TokenCorpus, sample_documents
+
+    corpus = TokenCorpus.open(data)
+    if tokenizer is not None:
+        corpus.check_tokenizer(tokenizer, model_name=model_name)
+    docs = sample_documents(corpus, length - 1, n_docs, seed=seed, split=split, heldout_fraction=heldout_fraction,
+                            windows_per_doc=windows_per_doc)
+    if len(docs) < n_docs:
+        raise UserError(
+            f"{data} has only {len(docs)} {split} document(s) with >= {length - 1} tokens, {n_docs} are needed; "
+            f"lower {'--heldout-samples' if split == 'heldout' else '--samples'} or the length, raise "
+            f"--windows-per-doc, or add longer documents"
+        )
+    return docs
+
+
+class PerplexityObjective:
+    """Per-document (nll_sum, n_tokens) at ``length`` (truncate mode: BOS + length−1 tokens)."""
+
+    def __init__(self, model: Any, patch: Any, mapper: CandidateMapper, docs: Sequence, length: int,
+                 bos_id: int | None) -> None:
+        self.model, self.patch, self.mapper = model, patch, mapper
+        self.docs = list(docs)
+        self.length = length
+        self.bos_id = bos_id
+        self.n_docs = len(self.docs)
+
+    def __call__(
+        self, factors: np.ndarray, start_tokens: int, docs: Sequence[int], attention_factor: float | None = None
+    ) -> np.ndarray:
+        from longrope.evaluate import evaluate_perplexity
+
+        self.patch.swap(self.mapper.factor_set(factors, start_tokens, attention_factor=attention_factor))
+        res = evaluate_perplexity(self.model, [self.docs[d] for d in docs], self.length, bos_id=self.bos_id)
+        return np.asarray([[p.nll_sum, p.n_tokens] for p in res.per_doc], dtype=np.float64)
+
+
+class NeedleObjective:
+    """LongRoPE2's needle-driven fitness: answer-token NLL of a pass key planted in document d."""
+
+    def __init__(self, model: Any, patch: Any, mapper: CandidateMapper, docs: Sequence, length: int,
+                 bos_id: int | None, tokenizer: Any, seed: int) -> None:
+        from longrope.evaluate.passkey import build_passkey_prompt
+
+        self.model, self.patch, self.mapper = model, patch, mapper
+        self.bos_id = bos_id
+        self.n_docs = len(docs)
+        rng = np.random.default_rng([seed, 0x6E65])  # seeded keys; depths spread evenly over the docs
+        self.prompts = []
+        for k, doc in enumerate(docs):
+            key = int(rng.integers(10_000, 100_000))
+            depth = (k + 0.5) / len(docs)
+            self.prompts.append(
+                build_passkey_prompt(tokenizer, length, key, depth, bos_id=bos_id, with_answer=True,
+                                     haystack=np.asarray(doc.tokens, dtype=np.int64))
+            )
+
+    def __call__(
+        self, factors: np.ndarray, start_tokens: int, docs: Sequence[int], attention_factor: float | None = None
+    ) -> np.ndarray:
+        from longrope.evaluate.passkey import needle_score
+
+        self.patch.swap(self.mapper.factor_set(factors, start_tokens, attention_factor=attention_factor))
+        res = needle_score(self.model, [self.prompts[d] for d in docs])
+        return np.asarray([[nll, n] for _, nll, n in res.per_prompt], dtype=np.float64)

@@ -1,0 +1,131 @@
+"""Ray evaluator: one actor per GPU (or per CPU when the cluster has none), over many machines.
+
+Optional: Ray is imported lazily, only when this evaluator is built (``pip install longrope[ray]``).
+Each actor builds its objective once (loads the model once) and then only swaps factors. Results
+stream back as they finish (``ray.wait``). An actor that dies (machine lost, OOM, killed) has its
+request re-queued on a fresh actor; after ``max_restarts`` deaths the search stops with the error
+and keeps its checkpoint.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from longrope.errors import UserError
+from longrope.search.evaluators import (
+    EvalOutcome,
+    EvalRequest,
+    ObjectiveFactory,
+    WorkerCrashed,
+    call_objective,
+)
+
+
+class _RayWorker:
+    """The actor body (wrapped by ``ray.remote`` at run time, so this module imports without Ray)."""
+
+    def __init__(self, factory: ObjectiveFactory, name: str) -> None:
+        import ray
+
+        gpus = ray.get_gpu_ids()
+        # Ray sets CUDA_VISIBLE_DEVICES to the actor's GPU, which is then cuda:0 inside the actor.
+        self.device = "cuda:0" if gpus else "cpu"
+        self.name = name
+        self.objective = factory(self.device)
+
+    def evaluate(self, request: EvalRequest) -> EvalOutcome:
+        return call_objective(self.objective, request, self.name)
+
+    def pid(self) -> int:
+        return os.getpid()
+
+
+class RayEvaluator:
+    """One actor per GPU of the cluster (or ``num_workers`` CPU actors); see the module docstring."""
+
+    def __init__(
+        self,
+        factory: ObjectiveFactory,
+        *,
+        address: str | None = None,
+        num_workers: int | None = None,
+        init_kwargs: dict | None = None,
+        max_restarts: int = 3,
+    ) -> None:
+        try:
+            import ray
+        except ImportError:
+            raise UserError("the Ray evaluator needs Ray: pip install 'longrope[ray]'") from None
+        self._ray = ray
+        self._owns_ray = False
+        if not ray.is_initialized():
+            try:
+                ray.init(address=address, **(init_kwargs or {}))
+            except Exception as exc:  # connection refused, bad address: one line for the user
+                raise UserError(f"cannot connect to the Ray cluster at {address!r}: {exc}") from None
+            self._owns_ray = True
+        resources = ray.cluster_resources()
+        n_gpus = int(resources.get("GPU", 0))
+        self._per_actor = {"num_gpus": 1, "num_cpus": 1} if n_gpus else {"num_cpus": 1}
+        n = num_workers or (n_gpus if n_gpus else max(1, int(resources.get("CPU", 1))))
+        self.slots = n
+        self.factory = factory
+        self.max_restarts = max_restarts
+        self._remote_cls = ray.remote(**self._per_actor)(_RayWorker)
+        self.actors: list[Any] = [self._new_actor(i) for i in range(n)]
+        self._idle: list[int] = list(range(n))
+        self._backlog: list[EvalRequest] = []
+        self._refs: dict[Any, tuple[int, EvalRequest]] = {}
+        self._restarts = 0
+        self._generation = [0] * n
+
+    def _new_actor(self, i: int) -> Any:
+        return self._remote_cls.remote(self.factory, f"ray{i}")
+
+    def _dispatch(self) -> None:
+        while self._idle and self._backlog:
+            i = self._idle.pop(0)
+            req = self._backlog.pop(0)
+            self._refs[self.actors[i].evaluate.remote(req)] = (i, req)
+
+    def submit(self, request: EvalRequest) -> None:
+        self._backlog.append(request)
+        self._dispatch()
+
+    def wait(self) -> list[EvalOutcome]:
+        ray = self._ray
+        out: list[EvalOutcome] = []
+        while not out:
+            if not self._refs:
+                return out
+            ready, _ = ray.wait(list(self._refs), num_returns=1)
+            more, _ = ray.wait([r for r in self._refs if r not in ready], num_returns=len(self._refs) - len(ready),
+                               timeout=0)
+            for ref in list(ready) + list(more):
+                i, req = self._refs.pop(ref)
+                try:
+                    out.append(ray.get(ref))
+                    self._idle.append(i)
+                except ray.exceptions.RayActorError as exc:
+                    self._restarts += 1
+                    if self._restarts > self.max_restarts:
+                        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                        raise WorkerCrashed(f"Ray actor ray{i} died and {self.max_restarts} restarts are used up: "
+                                            f"{first}") from None
+                    self._backlog.insert(0, req)  # its candidate is re-queued, nothing is lost
+                    self.actors[i] = self._new_actor(i)
+                    self._idle.append(i)
+            self._dispatch()
+        return out
+
+    def close(self) -> None:
+        for actor in self.actors:
+            try:
+                self._ray.kill(actor)
+            except Exception:  # already dead
+                pass
+        self.actors = []
+        self._refs.clear()
+        if self._owns_ray:
+            self._ray.shutdown()

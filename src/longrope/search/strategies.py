@@ -1,0 +1,502 @@
+"""Search strategies behind one ask/tell interface.
+
+A strategy never sees a model or a document: it proposes ``(genome, docs)`` requests and reads the
+scores back from the shared :class:`~longrope.search.archive.Archive`. All randomness comes from the
+generator the loop passes in, so the sequence of proposals is a deterministic function of the seed
+and of the results told back, in the order they are told.
+
+- :class:`PaperStrategy` — LongRoPE Algorithm 1 as published: initial population of PI/NTK/YaRN
+  seeds and their mutations; each iteration the best ``k`` are parents, ``N1`` mutants and ``N2``
+  crossovers are produced, evaluated, and compete with the parents ((μ+λ) elitism); duplicates of
+  anything evaluated are rejected. Generations are synchronous by definition.
+- :class:`SteadyStrategy` — ours: steady-state (one child whenever a slot frees), racing on the
+  additive per-document scores (a child is scored on the first document(s); only if it is at least
+  as good as the parent cut-off on the same documents is it promoted to the full set), smooth
+  log-space mutation with a 1/5-success-rule step size, blend crossover, more seeds, and a stopping
+  rule when the best stops improving.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from longrope.search.archive import Archive
+from longrope.search.operators import blend_crossover, paper_crossover, paper_mutation, smooth_mutation
+from longrope.search.space import Genome, SearchSpace
+
+STRATEGIES = ("steady", "paper")
+
+
+@dataclass
+class StrategyConfig:
+    """Knobs of both strategies (the paper's defaults, LongRoPE Table 4, plus ours)."""
+
+    population: int = 64
+    """Initial population of the paper strategy; archive size bound of ours."""
+    parents: int = 32
+    """k: the best k are the parents of the next children."""
+    mutations: int = 16
+    """N1: mutants per iteration."""
+    crossovers: int = 16
+    """N2: crossovers per iteration."""
+    iterations: int = 40
+    """T: iterations of the paper; ours gets the same candidate budget P + T·(N1+N2)."""
+    mutation_prob: float = 0.3
+    """p: per-gene mutation probability of the paper's mutation."""
+    # -- ours only --
+    initial: int = 16
+    """Ours: size of the initial set (all seeds first, then smooth mutants of them)."""
+    race: tuple[int, ...] = (1,)
+    """Ours: cumulative document counts of the racing stages before the full set; () = no racing."""
+    race_rank: int = 0
+    """Ours: a raced child must be at least as good as the member of this rank (1-based; 0 = parents)
+    on the documents it has seen; smaller = stricter and cheaper."""
+    race_margin: float = 0.0
+    """Ours: tolerance (nats/token) added to the racing reference."""
+    race_min_population: int = 3
+    """Ours: race only once this many genomes are fully evaluated (the seeds are the first)."""
+    sigma: float = 0.1
+    """Ours: initial log-space mutation scale (0.1 ≈ ±10 % on the moved factors; the 1/5 rule adapts it)."""
+    sigma_bounds: tuple[float, float] = (0.004, 0.5)
+    crossover_prob: float = 0.3
+    """Ours: probability that a child is a blend crossover rather than a mutation."""
+    point_mutation_prob: float = 0.25
+    """Ours: share of mutations that use the paper's gene-wise redraw (large exploratory jumps)
+    instead of the smooth log-space bump."""
+    patience: int | None = None
+    """Stop when this many new candidates in a row did not improve the best by min_delta; None =
+    paper: never; ours: max(3·(N1+N2), budget/8)."""
+    min_delta: float = 1e-4
+    """Improvement (nats/token, i.e. relative PPL change) that resets the patience counter."""
+    max_tries: int = 1000
+    """Attempts to find an unseen child before giving up on that child."""
+
+    def __post_init__(self) -> None:
+        for name in ("population", "parents", "iterations", "initial", "max_tries"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("mutations", "crossovers"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.mutations + self.crossovers < 1:
+            raise ValueError("mutations + crossovers must be >= 1")
+        if self.parents > self.population:
+            raise ValueError(f"parents ({self.parents}) must not exceed population ({self.population})")
+        if not 0.0 <= self.mutation_prob <= 1.0:
+            raise ValueError(f"mutation_prob must lie in [0, 1], got {self.mutation_prob}")
+        if not 0.0 <= self.point_mutation_prob <= 1.0:
+            raise ValueError(f"point_mutation_prob must lie in [0, 1], got {self.point_mutation_prob}")
+        if not 0.0 <= self.crossover_prob <= 1.0:
+            raise ValueError(f"crossover_prob must lie in [0, 1], got {self.crossover_prob}")
+        self.race = tuple(int(r) for r in self.race)
+        if any(r < 1 for r in self.race) or list(self.race) != sorted(set(self.race)):
+            raise ValueError(f"race must be increasing positive document counts, got {self.race}")
+        if not self.sigma > 0:
+            raise ValueError(f"sigma must be > 0, got {self.sigma}")
+        self.sigma_bounds = (float(self.sigma_bounds[0]), float(self.sigma_bounds[1]))
+        if self.patience is not None and self.patience < 1:
+            raise ValueError(f"patience must be >= 1 or None, got {self.patience}")
+
+    @property
+    def budget(self) -> int:
+        """Candidate genomes the paper evaluates: P + T·(N1+N2) (1,344 with the defaults)."""
+        return self.population + self.iterations * (self.mutations + self.crossovers)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["race"] = list(self.race)
+        d["sigma_bounds"] = list(self.sigma_bounds)
+        return d
+
+
+@dataclass
+class Proposal:
+    """A request of the strategy: score ``genome`` on ``docs``."""
+
+    genome: Genome
+    docs: tuple[int, ...]
+    kind: str
+    """seed | init | mutation | crossover | promotion"""
+
+    def to_json(self) -> dict:
+        return {"genome": self.genome.to_json(), "docs": list(self.docs), "kind": self.kind}
+
+    @classmethod
+    def from_json(cls, d: dict) -> Proposal:
+        return cls(Genome.from_json(d["genome"]), tuple(int(x) for x in d["docs"]), str(d["kind"]))
+
+
+class Strategy:
+    """Base class: ``start`` once, then ``ask``/``tell`` until ``finished``."""
+
+    name = "base"
+
+    def __init__(self, space: SearchSpace, archive: Archive, config: StrategyConfig) -> None:
+        self.space = space
+        self.archive = archive
+        self.config = config
+        self.finished = False
+        self.stop_reason = ""
+
+    def start(self, seeds: list[Genome], rng: np.random.Generator) -> None:
+        raise NotImplementedError
+
+    def ask(self, rng: np.random.Generator, n_pending: int) -> Proposal | None:
+        """The next request, or None when nothing can be proposed until results come back."""
+        raise NotImplementedError
+
+    def tell(self, proposal: Proposal) -> None:
+        """The scores of ``proposal`` are in the archive now."""
+        raise NotImplementedError
+
+    @property
+    def budget(self) -> int:
+        return self.config.budget
+
+    def progress(self) -> int:
+        """Candidates finished so far (for the progress bar; ≤ budget)."""
+        raise NotImplementedError
+
+    def state_dict(self) -> dict:
+        raise NotImplementedError
+
+    def load_state_dict(self, d: dict) -> None:
+        raise NotImplementedError
+
+    # -- helpers ---------------------------------------------------------------------------------
+    def _all_docs(self) -> tuple[int, ...]:
+        return tuple(range(self.archive.n_docs))
+
+
+def _unique_seeds(seeds: list[Genome]) -> list[Genome]:
+    out: list[Genome] = []
+    for g in seeds:
+        if g not in out:
+            out.append(g)
+    if not out:
+        raise ValueError("at least one seed genome is needed")
+    return out
+
+
+class PaperStrategy(Strategy):
+    """LongRoPE Algorithm 1 (see the module docstring); synchronous generations."""
+
+    name = "paper"
+
+    def __init__(self, space: SearchSpace, archive: Archive, config: StrategyConfig) -> None:
+        super().__init__(space, archive, config)
+        self.generation = 0
+        self.queue: list[Proposal] = []
+        self.population: list[Genome] = []
+        self.n_done = 0
+        self.since_improve = 0
+        self.best = math.inf
+
+    def start(self, seeds: list[Genome], rng: np.random.Generator) -> None:
+        cfg = self.config
+        initial = _unique_seeds(seeds)[: cfg.population]
+        n_seeds = len(initial)
+        seen = set(initial)
+        tries = 0
+        while len(initial) < cfg.population and tries < cfg.max_tries * cfg.population:
+            tries += 1
+            parent = initial[int(rng.integers(n_seeds))]
+            child = paper_mutation(self.space, parent, rng, cfg.mutation_prob)
+            if child not in seen:
+                seen.add(child)
+                initial.append(child)
+        docs = self._all_docs()
+        self.queue = [Proposal(g, docs, "seed" if i < n_seeds else "init") for i, g in enumerate(initial)]
+        self.population = list(initial)
+
+    def _next_generation(self, rng: np.random.Generator) -> None:
+        cfg = self.config
+        parents = self.archive.ranked()[: cfg.parents]
+        children: list[Proposal] = []
+        seen: set[Genome] = set()
+
+        def fresh(g: Genome | None) -> bool:
+            return g is not None and g not in seen and not self.archive.known(g)
+
+        docs = self._all_docs()
+        for _ in range(cfg.mutations):
+            for _ in range(cfg.max_tries):
+                parent = parents[int(rng.integers(len(parents)))]
+                child = paper_mutation(self.space, parent, rng, cfg.mutation_prob)
+                if fresh(child):
+                    seen.add(child)
+                    children.append(Proposal(child, docs, "mutation"))
+                    break
+        if len(parents) >= 2:
+            for _ in range(cfg.crossovers):
+                for _ in range(cfg.max_tries):
+                    i, j = rng.choice(len(parents), size=2, replace=False)
+                    child = paper_crossover(self.space, parents[int(i)], parents[int(j)], rng)
+                    if fresh(child):
+                        seen.add(child)
+                        children.append(Proposal(child, docs, "crossover"))
+                        break
+        self.generation += 1
+        self.population = list(parents) + [c.genome for c in children]
+        self.queue = children
+
+    def ask(self, rng: np.random.Generator, n_pending: int) -> Proposal | None:
+        while not self.queue:
+            if self.finished or n_pending > 0:
+                return None  # the generation barrier of the published algorithm
+            if self.generation >= self.config.iterations:
+                self.finished, self.stop_reason = True, f"completed {self.config.iterations} iterations"
+                return None
+            if self.config.patience is not None and self.since_improve >= self.config.patience:
+                self.finished = True
+                self.stop_reason = f"no improvement in {self.since_improve} candidates"
+                return None
+            if not self.archive.ranked():
+                self.finished, self.stop_reason = True, "no candidate could be evaluated"
+                return None
+            self._next_generation(rng)
+        return self.queue.pop(0)
+
+    def tell(self, proposal: Proposal) -> None:
+        self.n_done += 1
+        f = self.archive.fitness(proposal.genome)
+        if f is not None and f < self.best - self.config.min_delta:
+            self.best = f
+            self.since_improve = 0
+        else:
+            self.since_improve += 1
+
+    def progress(self) -> int:
+        return self.n_done
+
+    def state_dict(self) -> dict:
+        return {
+            "generation": self.generation,
+            "queue": [p.to_json() for p in self.queue],
+            "population": [g.to_json() for g in self.population],
+            "n_done": self.n_done,
+            "since_improve": self.since_improve,
+            "best": self.best,
+            "finished": self.finished,
+            "stop_reason": self.stop_reason,
+        }
+
+    def load_state_dict(self, d: dict) -> None:
+        self.generation = int(d["generation"])
+        self.queue = [Proposal.from_json(p) for p in d["queue"]]
+        self.population = [Genome.from_json(g) for g in d["population"]]
+        self.n_done = int(d["n_done"])
+        self.since_improve = int(d["since_improve"])
+        self.best = float(d["best"])
+        self.finished = bool(d["finished"])
+        self.stop_reason = str(d["stop_reason"])
+
+
+@dataclass
+class _SteadyCounters:
+    n_new: int = 0
+    """new genomes proposed (the budget counts these)"""
+    n_final: int = 0
+    """new genomes whose evaluation ended (rejected by racing or fully scored)"""
+    n_raced_out: int = 0
+    n_success: int = 0
+    since_improve: int = 0
+    best: float = math.inf
+    sigma: float = 0.05
+
+
+class SteadyStrategy(Strategy):
+    """Ours: steady-state racing evolution (see the module docstring)."""
+
+    name = "steady"
+
+    def __init__(self, space: SearchSpace, archive: Archive, config: StrategyConfig) -> None:
+        super().__init__(space, archive, config)
+        self.queue: list[Genome] = []
+        self.promotions: list[Proposal] = []
+        self.c = _SteadyCounters(sigma=config.sigma)
+        # Default stall length: three generations' worth of children, or an eighth of the budget.
+        # Two generations stopped too early on the synthetic benchmark (a lucky seed start followed
+        # by a plateau while the step size adapts).
+        self.patience = (
+            config.patience
+            if config.patience is not None
+            else max(3 * (config.mutations + config.crossovers), config.budget // 8)
+        )
+
+    # -- racing ----------------------------------------------------------------------------------
+    def _stages(self) -> tuple[int, ...]:
+        n = self.archive.n_docs
+        return tuple(r for r in self.config.race if r < n) + (n,)
+
+    def _first_docs(self) -> tuple[int, ...]:
+        if len(self.archive.ranked()) < self.config.race_min_population:
+            return self._all_docs()
+        return tuple(range(self._stages()[0]))
+
+    def _race_reference(self) -> Genome:
+        ranked = self.archive.ranked()
+        rank = self.config.race_rank or self.config.parents
+        return ranked[min(rank, len(ranked)) - 1]
+
+    # -- selection -------------------------------------------------------------------------------
+    def _pick_parent(self, parents: list[Genome], rng: np.random.Generator) -> Genome:
+        """Binary tournament among the parents (rank-biased, keeps some diversity)."""
+        i, j = rng.integers(len(parents), size=2)
+        return parents[int(min(i, j))]
+
+    def _make_child(self, rng: np.random.Generator) -> Proposal | None:
+        cfg = self.config
+        parents = self.archive.ranked()[: cfg.parents]
+        if not parents:
+            return None
+        for attempt in range(cfg.max_tries):
+            # Widen the step after repeated duplicates: the neighbourhood on the grid is used up.
+            sigma = self.c.sigma * (1.0 + attempt / 10.0)
+            if len(parents) >= 2 and rng.random() < cfg.crossover_prob:
+                a = self._pick_parent(parents, rng)
+                b = self._pick_parent(parents, rng)
+                child = blend_crossover(self.space, a, b, rng)
+                kind = "crossover"
+                if child == a or child == b:
+                    child = smooth_mutation(self.space, child, rng, sigma)
+                    kind = "mutation"
+            elif rng.random() < cfg.point_mutation_prob:
+                child = paper_mutation(self.space, self._pick_parent(parents, rng), rng, cfg.mutation_prob)
+                kind = "mutation"
+            else:
+                child = smooth_mutation(self.space, self._pick_parent(parents, rng), rng, sigma)
+                kind = "mutation"
+            if not self.archive.known(child):
+                return Proposal(child, self._first_docs(), kind)
+        return None
+
+    # -- ask / tell ------------------------------------------------------------------------------
+    def start(self, seeds: list[Genome], rng: np.random.Generator) -> None:
+        cfg = self.config
+        initial = _unique_seeds(seeds)
+        n_seeds = len(initial)
+        seen = set(initial)
+        tries = 0
+        while len(initial) < max(cfg.initial, n_seeds) and tries < cfg.max_tries * cfg.initial:
+            tries += 1
+            parent = initial[int(rng.integers(n_seeds))]
+            child = smooth_mutation(self.space, parent, rng, self.c.sigma)
+            if child not in seen:
+                seen.add(child)
+                initial.append(child)
+        self.queue = initial
+        self._n_seeds = n_seeds
+
+    def ask(self, rng: np.random.Generator, n_pending: int) -> Proposal | None:
+        if self.promotions:
+            return self.promotions.pop(0)
+        if self.finished:
+            return None
+        if self.queue:
+            g = self.queue.pop(0)
+            self.c.n_new += 1
+            kind = "seed" if self.c.n_new <= getattr(self, "_n_seeds", 0) else "init"
+            # Seeds and the initial set: full fidelity until there is a population to race against.
+            return Proposal(g, self._first_docs(), kind)
+        if self.c.n_new >= self.budget:
+            if n_pending == 0:
+                self.finished, self.stop_reason = True, f"used the budget of {self.budget} candidates"
+            return None
+        if self.c.since_improve >= self.patience:
+            if n_pending == 0:
+                self.finished = True
+                self.stop_reason = f"no improvement in {self.c.since_improve} candidates"
+            return None
+        prop = self._make_child(rng)
+        if prop is None:
+            if n_pending == 0:
+                self.finished = True
+                self.stop_reason = "no unseen child could be produced (space exhausted)"
+            return None
+        self.c.n_new += 1
+        return prop
+
+    def _finish_candidate(self, success: bool, fitness: float | None) -> None:
+        c = self.c
+        c.n_final += 1
+        if fitness is not None and fitness < c.best - self.config.min_delta:
+            c.best = fitness
+            c.since_improve = 0
+        else:
+            c.since_improve += 1
+        # 1/5 success rule (Rechenberg): grow the step when more than 1 in 5 children make it into
+        # the parents, shrink it otherwise. Damping 3 keeps it from oscillating on noisy fitness.
+        c.n_success += int(success)
+        lo, hi = self.config.sigma_bounds
+        c.sigma = float(np.clip(c.sigma * math.exp(((1.0 if success else 0.0) - 0.2) / 3.0), lo, hi))
+
+    def tell(self, proposal: Proposal) -> None:
+        g = proposal.genome
+        arc = self.archive
+        if arc.is_full(g):
+            f = arc.fitness(g)
+            ranked = arc.ranked()
+            success = ranked.index(g) < self.config.parents
+            self._finish_candidate(success, f)
+            return
+        seen = arc.evaluated_docs(g)
+        ref = self._race_reference()
+        f_c = arc.fitness(g, seen)
+        f_r = arc.fitness(ref, seen)
+        if f_c is not None and f_r is not None and f_c <= f_r + self.config.race_margin:
+            nxt = next(s for s in self._stages() if s > len(seen))
+            self.promotions.append(Proposal(g, tuple(range(len(seen), nxt)), "promotion"))
+        else:
+            self.c.n_raced_out += 1
+            self._finish_candidate(False, None)
+
+    def progress(self) -> int:
+        return self.c.n_final
+
+    def state_dict(self) -> dict:
+        c = self.c
+        return {
+            "queue": [g.to_json() for g in self.queue],
+            "n_seeds": getattr(self, "_n_seeds", 0),
+            "promotions": [p.to_json() for p in self.promotions],
+            "counters": {
+                "n_new": c.n_new,
+                "n_final": c.n_final,
+                "n_raced_out": c.n_raced_out,
+                "n_success": c.n_success,
+                "since_improve": c.since_improve,
+                "best": c.best,
+                "sigma": c.sigma,
+            },
+            "finished": self.finished,
+            "stop_reason": self.stop_reason,
+        }
+
+    def load_state_dict(self, d: dict) -> None:
+        self.queue = [Genome.from_json(g) for g in d["queue"]]
+        self._n_seeds = int(d["n_seeds"])
+        self.promotions = [Proposal.from_json(p) for p in d["promotions"]]
+        k = d["counters"]
+        self.c = _SteadyCounters(
+            n_new=int(k["n_new"]),
+            n_final=int(k["n_final"]),
+            n_raced_out=int(k["n_raced_out"]),
+            n_success=int(k["n_success"]),
+            since_improve=int(k["since_improve"]),
+            best=float(k["best"]),
+            sigma=float(k["sigma"]),
+        )
+        self.finished = bool(d["finished"])
+        self.stop_reason = str(d["stop_reason"])
+
+
+def make_strategy(name: str, space: SearchSpace, archive: Archive, config: StrategyConfig) -> Strategy:
+    if name == "paper":
+        return PaperStrategy(space, archive, config)
+    if name == "steady":
+        return SteadyStrategy(space, archive, config)
+    raise ValueError(f"unknown strategy {name!r}; choose one of {', '.join(STRATEGIES)}")

@@ -1,0 +1,102 @@
+"""Smoke tests of ``longrope inspect``, ``baseline`` and ``export`` on a tiny model in a tmp folder."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from longrope.cli import main
+
+
+def _run(capsys, *argv):
+    capsys.readouterr()  # drop what fixtures printed (progress bars)
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_help_lists_the_core_commands():
+    proc = subprocess.run([sys.executable, "-m", "longrope", "--help"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0
+    for cmd in ("inspect", "baseline", "export"):
+        assert cmd in proc.stdout
+
+
+def test_inspect_prints_rope_facts(capsys, tiny_model_dir):
+    code, out, _ = _run(capsys, "inspect", "--model", str(tiny_model_dir))
+    assert code == 0
+    info = json.loads(out)
+    assert info["supported"] is True and info["family"] == "Llama"
+    assert (info["rotary_dim"], info["rope_theta"], info["original_max_position_embeddings"]) == (16, 10000.0, 32)
+
+
+def test_inspect_load_checks_structure(capsys, tiny_model_dir, tmp_path):
+    code, out, _ = _run(capsys, "inspect", "--model", str(tiny_model_dir), "--load", "-o", str(tmp_path / "i.json"))
+    assert code == 0 and json.loads(out)["supported"] is True
+    assert json.loads((tmp_path / "i.json").read_text())["rotary_dim"] == 16
+
+
+def test_inspect_unsupported_model_says_why(capsys, tmp_path):
+    import transformers
+
+    transformers.GPT2Config(n_layer=1, n_embd=32, n_head=2, vocab_size=64).save_pretrained(tmp_path / "gpt2")
+    code, out, _ = _run(capsys, "inspect", "--model", str(tmp_path / "gpt2"))
+    info = json.loads(out)
+    assert code == 0 and info["supported"] is False
+    assert "gpt2" in info["reason"] and "llama" in info["reason"]
+
+
+def test_baseline_pi_and_yarn(capsys, tiny_model_dir, tmp_path):
+    from longrope.rope import FactorSet
+
+    code, out, _ = _run(capsys, "baseline", "--model", str(tiny_model_dir), "--method", "pi",
+                        "--target-length", "128", "--start-tokens", "4", "-o", str(tmp_path / "pi.json"))
+    assert code == 0
+    fs = FactorSet.load(tmp_path / "pi.json")
+    np.testing.assert_array_equal(fs.long_factor, np.full(8, 4.0))
+    assert (fs.start_tokens, fs.original_max_position_embeddings, fs.rope_theta) == (4, 32, 10000.0)
+    assert "longrope baseline" in fs.provenance["command"]
+    assert json.loads(out)["scale"] == 4.0
+
+    code, _, _ = _run(capsys, "baseline", "--model", str(tiny_model_dir), "--method", "yarn", "--target-length",
+                      "128", "--beta-fast", "16", "--attention-factor", "1.2", "-o", str(tmp_path / "y.json"))
+    assert code == 0
+    fs = FactorSet.load(tmp_path / "y.json")
+    assert fs.method == "yarn" and fs.resolved_attention_factor() == 1.2
+    assert fs.long_factor[0] == pytest.approx(1.0) and fs.long_factor[-1] == pytest.approx(4.0)
+
+
+def test_baseline_rejects_options_of_other_methods(capsys, tiny_model_dir, tmp_path):
+    code, _, err = _run(capsys, "baseline", "--model", str(tiny_model_dir), "--method", "pi",
+                        "--target-length", "128", "--beta-fast", "16", "-o", str(tmp_path / "f.json"))
+    assert code == 2 and err.count("\n") == 1 and "--beta-fast" in err
+    assert not (tmp_path / "f.json").exists()
+
+
+def test_export_roundtrip_through_the_cli(capsys, tiny_model_dir, tmp_path):
+    import transformers
+
+    assert _run(capsys, "baseline", "--model", str(tiny_model_dir), "--method", "yarn",
+                "--target-length", "128", "-o", str(tmp_path / "f.json"))[0] == 0
+    code, out, err = _run(capsys, "export", "--model", str(tiny_model_dir), "--factors", str(tmp_path / "f.json"),
+                          "-o", str(tmp_path / "exported"))
+    assert code == 0, err
+    assert json.loads(out)["output"] == str(tmp_path / "exported")
+    config = transformers.AutoConfig.from_pretrained(tmp_path / "exported")
+    assert config.rope_parameters["rope_type"] == "longrope" and config.max_position_embeddings == 128
+
+
+def test_export_bad_factor_path_is_one_line_exit_2(capsys, tiny_model_dir, tmp_path):
+    code, out, err = _run(capsys, "export", "--model", str(tiny_model_dir), "--factors",
+                          str(tmp_path / "missing.json"), "-o", str(tmp_path / "o"))
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and err.startswith("longrope export: error:") and "missing.json" in err
+
+
+def test_missing_model_is_one_line_exit_2(capsys, tmp_path):
+    code, _, err = _run(capsys, "inspect", "--model", str(tmp_path / "no-such-model"))
+    assert code == 2 and err.count("\n") == 1 and "no such model" in err

@@ -1,0 +1,192 @@
+"""End to end: ``longrope tokenize`` and ``longrope eval ppl|passkey`` on a tiny saved model.
+
+The model is a 2-layer random Llama saved with ``save_pretrained`` next to a tiny byte-level BPE
+tokenizer (BOS ``<s>``), so ``--model`` / ``--tokenizer`` take the folder like a real model.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from longrope.cli import main
+
+WORDS = ("the grass is green the sky is blue the sun is yellow here we go there and back again "
+         "it was the best of times it was the worst of times a tale of two cities").split()
+
+
+def _tokenizer():
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    from longrope.evaluate.passkey import FILLER, INSTRUCTION, NEEDLE, QUESTION
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=350, special_tokens=["<pad>", "<s>", "</s>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tok.train_from_iterator([INSTRUCTION, FILLER, NEEDLE, QUESTION, " ".join(WORDS)] * 20, trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>")
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    d = tmp_path_factory.mktemp("tiny-model")
+    tok = _tokenizer()
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
+                      bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=0,
+                      tie_word_embeddings=False)
+    model = LlamaForCausalLM(cfg)
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() >= 2:
+                p.copy_(torch.randn(p.shape, generator=g) * 0.05)
+    model.save_pretrained(d)
+    tok.save_pretrained(d)
+    return d
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    root = tmp_path_factory.mktemp("corpus") / "books"
+    root.mkdir()
+    rng = np.random.default_rng(0)
+    for k in range(12):
+        n = 150 + 40 * k  # words; lengths differ per document
+        (root / f"book{k:02d}.txt").write_text(" ".join(rng.choice(WORDS, size=n)), encoding="utf-8")
+    (root / "broken.txt").write_bytes(b"\xff\xfe not utf-8 \xff")
+    return root
+
+
+@pytest.fixture(scope="module")
+def shards(model_dir, corpus, tmp_path_factory):
+    out = tmp_path_factory.mktemp("shards") / "s"
+    assert main(["tokenize", "--tokenizer", str(model_dir), "--input", str(corpus), "-o", str(out), "--quiet"]) == 0
+    return out
+
+
+def test_tokenize_reports_skips_and_is_idempotent(model_dir, corpus, shards, tmp_path, capsys):
+    meta = json.loads((shards / "meta.json").read_text())
+    assert meta["n_docs"] == 12 and any("broken.txt" in s["path"] for s in meta["skipped"])
+    assert main(["tokenize", "--tokenizer", str(model_dir), "--input", str(corpus), "-o", str(shards), "--quiet"]) == 0
+    out = capsys.readouterr()
+    assert "up to date" in out.out and "skipped" in out.err and "broken.txt" in out.err
+
+
+def test_eval_ppl_with_factor_sets(model_dir, shards, tmp_path, capsys):
+    from longrope.rope import make_baseline
+
+    pi = make_baseline("pi", rope_theta=10000.0, rotary_dim=16, original_length=128, target_length=256)
+    pi.save(tmp_path / "pi" / "factors.json")
+    out = tmp_path / "res"
+    rc = main(["eval", "ppl", "--model", str(model_dir), "--factors", str(tmp_path / "pi" / "factors.json"),
+               "--data", str(shards), "--lengths", "64,128,256", "--samples", "3", "--split", "all",
+               "--quiet", "-o", str(out)])
+    assert rc == 0, capsys.readouterr().err
+    rows = list(csv.DictReader(open(out / "ppl.csv")))
+    assert [(r["factors"], int(r["length"])) for r in rows] == [
+        ("none", 64), ("none", 128), ("none", 256), ("pi", 64), ("pi", 128), ("pi", 256)]
+    for r in rows:
+        assert int(r["n_tokens"]) == 3 * (int(r["length"]) - 1)
+        assert float(r["ppl"]) == pytest.approx(math.exp(float(r["nll_sum"]) / int(r["n_tokens"])))
+    res = json.loads((out / "ppl.json").read_text())
+    assert len(res["config"]["documents"]) == 3 and res["config"]["mode"] == "truncate"
+    assert (out / "ppl.png").stat().st_size > 1000
+    # the same documents for every factor set and length; PI changes the numbers
+    docs = {tuple(d["doc_id"] for d in r["per_doc"]) for r in res["results"]}
+    assert len(docs) == 1
+    by = {(r["factors"], r["length"]): r["ppl"] for r in res["results"]}
+    assert by[("pi", 256)] != by[("none", 256)]
+
+
+def test_eval_ppl_matches_library_call(model_dir, shards, tmp_path):
+    """The CLI's number equals evaluate_perplexity on the same sampled documents."""
+    from longrope.data import TokenCorpus, sample_documents
+    from longrope.evaluate import evaluate_perplexity
+    from longrope.models.loading import load_model
+
+    out = tmp_path / "res"
+    assert main(["eval", "ppl", "--model", str(model_dir), "--data", str(shards), "--lengths", "100",
+                 "--samples", "2", "--stride", "30", "--seed", "3", "--quiet", "-o", str(out)]) == 0
+    row = json.loads((out / "ppl.json").read_text())["results"][0]
+    model, tok = load_model(str(model_dir))
+    docs = sample_documents(TokenCorpus.open(shards), 99, 2, seed=3, split="heldout")
+    ref = evaluate_perplexity(model, docs, 100, bos_id=tok.bos_token_id, stride=30)
+    assert row["mode"] == "sliding" and row["n_tokens"] == ref.n_tokens
+    assert row["ppl"] == pytest.approx(ref.ppl, rel=1e-6)
+
+
+def test_eval_passkey_generate_and_needle(model_dir, tmp_path, capsys):
+    for mode in ("generate", "needle"):
+        out = tmp_path / mode
+        rc = main(["eval", "passkey", "--model", str(model_dir), "--lengths", "128,192", "--trials", "2",
+                   "--depths", "0,1", "--mode", mode, "--max-new-tokens", "3", "--quiet", "-o", str(out)])
+        assert rc == 0, capsys.readouterr().err
+        rows = list(csv.DictReader(open(out / "passkey.csv")))
+        assert [(int(r["length"]), float(r["depth"])) for r in rows] == [(128, 0.0), (128, 1.0), (192, 0.0), (192, 1.0)]
+        assert all(int(r["trials"]) == 2 for r in rows)
+        assert (out / "passkey_none.png").stat().st_size > 1000
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["--lengths", "100000"], "the longest is"),
+    (["--lengths", "0,64"], "--lengths"),
+    (["--lengths", "abc"], "--lengths"),
+    (["--lengths", "64", "--stride", "100"], "--stride"),
+    (["--lengths", "64", "--samples", "0"], "--samples"),
+])
+def test_eval_ppl_bad_input_is_one_line(model_dir, shards, tmp_path, capsys, argv, needle):
+    rc = main(["eval", "ppl", "--model", str(model_dir), "--data", str(shards), "--split", "all", "--quiet",
+               "-o", str(tmp_path / "o"), *argv])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and needle in err and len(err.splitlines()) == 1
+
+
+def test_eval_ppl_wrong_tokenizer(model_dir, corpus, tmp_path, capsys):
+    """Shards made with another vocabulary are refused before any evaluation."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    other = Tokenizer(models.WordLevel({w: i for i, w in enumerate(["<unk>", "<s>", *sorted(set(WORDS))])},
+                                       unk_token="<unk>"))
+    other.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok_dir = tmp_path / "wordlevel"
+    PreTrainedTokenizerFast(tokenizer_object=other, bos_token="<s>", unk_token="<unk>").save_pretrained(tok_dir)
+    # a tokenizer folder is not a model folder: give it a config so the resolver accepts it
+    (tok_dir / "config.json").write_text((model_dir / "config.json").read_text())
+    assert main(["tokenize", "--tokenizer", str(tok_dir), "--input", str(corpus), "-o", str(tmp_path / "s"),
+                 "--quiet"]) == 0
+    capsys.readouterr()
+    rc = main(["eval", "ppl", "--model", str(model_dir), "--data", str(tmp_path / "s"), "--lengths", "32",
+               "--split", "all", "--quiet", "-o", str(tmp_path / "o")])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and "different vocabulary" in err and len(err.splitlines()) == 1
+
+
+def test_tokenize_empty_and_offline(model_dir, tmp_path, capsys, monkeypatch):
+    (tmp_path / "empty").mkdir()
+    assert main(["tokenize", "--tokenizer", str(model_dir), "--input", str(tmp_path / "empty"),
+                 "-o", str(tmp_path / "o"), "--quiet"]) == 2
+    assert "empty corpus" in capsys.readouterr().err
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert main(["tokenize", "--tokenizer", str(model_dir), "--input", "pg19", "-o", str(tmp_path / "o"),
+                 "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "offline" in err and len(err.splitlines()) == 1
+
+
+def test_help_has_examples(capsys):
+    for argv in (["tokenize", "--help"], ["eval", "--help"], ["eval", "ppl", "--help"]):
+        with pytest.raises(SystemExit):
+            main(argv)
+        assert "example" in capsys.readouterr().out

@@ -1,0 +1,194 @@
+"""tokenize_corpus: round trip, formats, idempotence, corruption, skipped files, bad input."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+from data_helpers import TEXTS
+
+from longrope.data import TokenCorpus, tokenize_corpus, vocab_sha256
+from longrope.data.shards import sample_sha256
+from longrope.errors import UserError
+
+
+def _run(tok, inputs, out, **kw):
+    return tokenize_corpus(tok, [str(p) for p in inputs], out, tokenizer_name="test-bpe", progress=False, **kw)
+
+
+def test_round_trip_all_formats(tokenizer, corpus_dir, tmp_path):
+    rep = _run(tokenizer, [corpus_dir], tmp_path / "out")
+    assert not rep.up_to_date and rep.n_docs == 7
+    c = TokenCorpus.open(tmp_path / "out", verify="full")
+    texts = {name: tokenizer.decode(np.asarray(c.tokens(i)).tolist()) for i, name in enumerate(c.names)}
+    assert texts == {
+        "books/a.txt": TEXTS[0],
+        "books/c.jsonl#0": TEXTS[2],
+        "books/c.jsonl#2": TEXTS[3],
+        "books/d.jsonl.gz#0": TEXTS[4],
+        "books/e.parquet#0": TEXTS[0] + " again",
+        "books/e.parquet#1": TEXTS[1] + " again",
+        "books/sub/b.txt": TEXTS[1],
+    }
+    assert c.dtype == np.uint16
+    assert c.meta["tokenizer"]["vocab_sha256"] == vocab_sha256(tokenizer)
+    assert c.n_tokens == int(c.lengths.sum())
+    # no special tokens stored
+    bos = tokenizer.bos_token_id
+    assert all(bos not in np.asarray(c.tokens(i)) for i in range(len(c)))
+    # ids equal the tokenizer's own encoding
+    i = c.names.index("books/a.txt")
+    assert np.asarray(c.tokens(i)).tolist() == tokenizer(TEXTS[0], add_special_tokens=False)["input_ids"]
+
+
+def test_skipped_unreadable_file_is_reported(tokenizer, corpus_dir, tmp_path):
+    (corpus_dir / "bad.jsonl.gz").write_bytes(b"not gzip at all")
+    rep = _run(tokenizer, [corpus_dir], tmp_path / "out")
+    reasons = {os.path.basename(s["path"]): s["reason"] for s in rep.skipped}
+    assert "UTF-8" in reasons["broken.txt"]
+    assert "bad.jsonl.gz" in reasons
+    assert rep.ignored_files == 1  # notes.md
+    meta = TokenCorpus.open(tmp_path / "out").meta
+    assert {os.path.basename(s["path"]) for s in meta["skipped"]} >= {"broken.txt", "bad.jsonl.gz"}
+    assert rep.n_docs == 7  # the rest went through
+
+
+def test_idempotent_rerun(tokenizer, corpus_dir, tmp_path):
+    out = tmp_path / "out"
+    first = _run(tokenizer, [corpus_dir], out)
+    stamp = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    again = _run(tokenizer, [corpus_dir], out)
+    assert again.up_to_date and again.n_tokens == first.n_tokens
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == stamp
+    # a changed input rebuilds
+    (corpus_dir / "a.txt").write_text(TEXTS[0] + " More.", encoding="utf-8")
+    third = _run(tokenizer, [corpus_dir], out)
+    assert not third.up_to_date and third.n_tokens > first.n_tokens
+    # a damaged folder rebuilds too, without --force
+    shard = next(out.glob("shard-*.bin"))
+    shard.write_bytes(shard.read_bytes()[:-2])
+    fourth = _run(tokenizer, [corpus_dir], out)
+    assert not fourth.up_to_date
+    TokenCorpus.open(out, verify="full")
+
+
+def test_several_shards_and_force(tokenizer, corpus_dir, tmp_path):
+    out = tmp_path / "out"
+    rep = _run(tokenizer, [corpus_dir], out, shard_tokens=40)
+    assert rep.n_shards > 2
+    c = TokenCorpus.open(out, verify="full")
+    assert sum(s["n_tokens"] for s in c.meta["shards"]) == c.n_tokens
+    # fewer shards on a rebuild: stale shard files are removed
+    _run(tokenizer, [corpus_dir], out, force=True)
+    assert len(list(out.glob("shard-*.bin"))) == 1
+
+
+def test_truncated_shard_detected(tokenizer, corpus_dir, tmp_path):
+    out = tmp_path / "out"
+    _run(tokenizer, [corpus_dir], out)
+    shard = out / "shard-00000.bin"
+    shard.write_bytes(shard.read_bytes()[:-6])
+    with pytest.raises(UserError, match="truncated"):
+        TokenCorpus.open(out, verify="size")
+
+
+@pytest.mark.parametrize("level", ["sample", "full"])
+def test_flipped_byte_detected(tokenizer, corpus_dir, tmp_path, level):
+    out = tmp_path / "out"
+    _run(tokenizer, [corpus_dir], out)
+    shard = out / "shard-00000.bin"
+    data = bytearray(shard.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    shard.write_bytes(bytes(data))
+    with pytest.raises(UserError, match="corrupted"):
+        TokenCorpus.open(out, verify=level)
+    TokenCorpus.open(out, verify="size")  # sizes alone cannot see it: that is what checksums are for
+
+
+def test_sample_checksum_covers_large_files(tmp_path):
+    p = tmp_path / "big.bin"
+    data = bytearray(np.arange(3_000_000, dtype=np.uint8).tobytes())
+    p.write_bytes(bytes(data))
+    h = sample_sha256(p)
+    data[-1] ^= 1  # last byte: always in the sample
+    p.write_bytes(bytes(data))
+    assert sample_sha256(p) != h
+
+
+def test_missing_meta_and_not_a_folder(tmp_path):
+    with pytest.raises(UserError, match="no such shard folder"):
+        TokenCorpus.open(tmp_path / "nope")
+    (tmp_path / "x").mkdir()
+    with pytest.raises(UserError, match="no meta.json"):
+        TokenCorpus.open(tmp_path / "x")
+
+
+def test_empty_corpus_is_an_error(tokenizer, tmp_path):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "blank.txt").write_text("   \n", encoding="utf-8")
+    with pytest.raises(UserError, match="empty corpus"):
+        _run(tokenizer, [tmp_path / "empty"], tmp_path / "out")
+    assert not (tmp_path / "out" / "meta.json").exists()
+
+
+def test_bad_inputs(tokenizer, tmp_path):
+    (tmp_path / "x.csv").write_text("a,b", encoding="utf-8")
+    with pytest.raises(UserError, match="unsupported file type"):
+        _run(tokenizer, [tmp_path / "x.csv"], tmp_path / "out")
+    with pytest.raises(UserError, match="no such file"):
+        _run(tokenizer, [tmp_path / "missing.txt"], tmp_path / "out")
+
+
+@pytest.mark.parametrize("offline_env", [True, False])
+def test_hub_offline_is_one_line(tokenizer, tmp_path, monkeypatch, offline_env):
+    if offline_env:
+        monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    else:  # no hint from the environment: the reachability probe must catch it
+        monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+        monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
+        monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # discard port: refused at once
+    with pytest.raises(UserError) as e:
+        _run(tokenizer, ["pg19", "someone/corpus"], tmp_path / "out")
+    msg = str(e.value)
+    assert "\n" not in msg and "offline" in msg and "local" in msg
+
+
+def test_jsonl_id_field_and_pinned_roles(tokenizer, corpus_dir, tmp_path):
+    out = tmp_path / "out"
+    tokenize_corpus(tokenizer, [f"heldout={corpus_dir / 'c.jsonl'}", str(corpus_dir / "a.txt")], out,
+                    tokenizer_name="t", id_field="id", progress=False)
+    c = TokenCorpus.open(out)
+    assert c.names == ["c.jsonl#hamlet", "c.jsonl#2", "a.txt"]
+    assert [c.pinned_role(i) for i in range(3)] == ["heldout", "heldout", None]
+
+
+def test_uint32_for_large_vocabularies(tmp_path):
+    from longrope.data.shards import token_dtype
+
+    class Big:
+        def get_vocab(self):
+            return {"a": 0, "b": 70000}
+
+        def __len__(self):
+            return 70001
+
+    assert token_dtype(Big()) == np.uint32
+
+
+def test_writer_flushes_index_in_blocks(tmp_path):
+    """More documents than one in-memory block of index rows: every row lands on disk in order."""
+    from longrope.data.shards import ShardWriter, write_meta
+
+    w = ShardWriter(tmp_path / "s", np.dtype("<u2"), shard_tokens=50_000)
+    n = (1 << 16) + 123
+    for k in range(n):
+        w.add(f"d{k}", np.full(k % 3 + 1, k % 60000), None)
+    files = w.finish()
+    write_meta(tmp_path / "s", {"format": "longrope-token-shards", "version": 1, "dtype": "uint16", "n_docs": n,
+                                "n_tokens": w.n_tokens, "tokenizer": {"name": "t", "vocab_sha256": "x"}, **files})
+    c = TokenCorpus.open(tmp_path / "s", verify="full")
+    assert len(c) == n and not (tmp_path / "s" / "index.raw").exists()
+    for k in (0, 1, 65535, 65536, n - 1):
+        assert c.names[k] == f"d{k}"
+        assert np.array_equal(c.tokens(k), np.full(k % 3 + 1, k % 60000))

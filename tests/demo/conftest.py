@@ -1,0 +1,48 @@
+"""Fixtures for the demo tests: a small random Llama *with a tokenizer*, saved as a model folder.
+
+The demo tokenizes the shipped books with the model's tokenizer, so the bare fixture models of
+``tests/conftest.py`` (no tokenizer) do not fit. This one pairs a seeded random 2-layer Llama
+(hidden 64, head_dim 16 → 8 frequency pairs, L = 128) with a byte-level BPE trained in a second
+on one shipped book. Session-scoped: built once.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+FIXTURE_L = 128
+
+
+@pytest.fixture(scope="session")
+def demo_model_dir(tmp_path_factory):
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from longrope.embedded import search_texts
+    from longrope.embedded.train import train_tokenizer
+
+    text = next(iter(search_texts().values()))[:60_000]
+    tokenizer = train_tokenizer([text], 512)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        max_position_embeddings=FIXTURE_L,
+        rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        tie_word_embeddings=True,
+    )
+    model = LlamaForCausalLM(config)
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for _name, p in sorted(model.named_parameters()):
+            if p.ndim >= 2:
+                p.copy_(torch.randn(p.shape, generator=gen) * 0.08)
+    folder = tmp_path_factory.mktemp("demo-model") / "llama-with-tokenizer"
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder

@@ -1,0 +1,174 @@
+"""``longrope demo``: budget logic, configuration errors, and smoke runs that check every output.
+
+The smoke runs use a budget of seconds (target 2×L, lengths L and 2L, one window, three full
+evaluations, one passkey trial): they check the files, not the numbers.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from longrope.cli import main
+from longrope.demo import METHODS, DemoConfig, _Budget, default_lengths
+from longrope.errors import UserError
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+# -- pure pieces ---------------------------------------------------------------------------------
+def test_default_lengths_is_the_issue_grid():
+    assert default_lengths(256, 2048) == [256, 512, 1024, 2048, 4096]
+    # a target that is not a power-of-two multiple is kept, with its stretch point
+    assert default_lengths(8192, 32768) == [8192, 16384, 32768, 65536]
+    assert default_lengths(256, 600) == [256, 512, 600, 1200]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "flag"),
+    [
+        ({"samples": 0}, "--samples"),
+        ({"search_samples": 0}, "--search-samples"),
+        ({"passkey_trials": -1}, "--passkey-trials"),
+        ({"budget_seconds": 0}, "--budget-seconds"),
+        ({"max_evals": -2}, "--max-evals"),
+        ({"target_length": 1}, "--target-length"),
+        ({"lengths": (1, 512)}, "--lengths"),
+        ({"passkey_depths": (0.5, 1.5)}, "--passkey-depths"),
+        ({"strategy": "random"}, "--strategy"),
+    ],
+)
+def test_config_errors_name_the_flag(kwargs, flag):
+    with pytest.raises(UserError, match=flag):
+        DemoConfig(**kwargs)
+
+
+def _synthetic_loop(budget_kw):
+    from longrope.search import (
+        Archive,
+        InProcessEvaluator,
+        SearchLoop,
+        SearchSpace,
+        StrategyConfig,
+        make_strategy,
+    )
+    from longrope.search.synthetic import SyntheticObjective
+
+    n, scale, docs = 8, 4.0, 3
+    space = SearchSpace(n_dims=n, lower=1.0, upper=1.25 * scale)
+    i = np.arange(n)
+    seeds = [space.from_factors(np.full(n, scale)), space.from_factors(scale ** (i / (n - 1)))]
+    cfg = StrategyConfig(population=8, parents=4, mutations=4, crossovers=4, iterations=50, initial=6)
+    strategy = _Budget(make_strategy("steady", space, Archive(docs), cfg), **budget_kw)
+    loop = SearchLoop(space, strategy, InProcessEvaluator(SyntheticObjective(n, scale, n_docs=docs)), seed=0)
+    return loop.run(seeds)
+
+
+def test_budget_stops_after_max_evals():
+    r = _synthetic_loop({"deadline": None, "max_evals": 4.0, "budget_seconds": None})
+    assert "4 full evaluations" in r.stop_reason
+    # it stops at the first ask past the budget: at most one more candidate's documents
+    assert 4.0 <= r.full_evals <= 5.0
+
+
+def test_spent_time_budget_still_scores_one_candidate_fully():
+    r = _synthetic_loop({"deadline": time.perf_counter() - 1.0, "max_evals": None, "budget_seconds": 1.0})
+    assert "time budget" in r.stop_reason
+    assert r.full_evals == 1.0 and r.n_candidates == 1
+    assert math.isfinite(r.ppl)
+
+
+def test_out_folder_that_holds_files_is_refused(tmp_path, demo_model_dir):
+    (tmp_path / "keep.txt").write_text("x")
+    from longrope.demo import run_demo
+
+    with pytest.raises(UserError, match="--out"):
+        run_demo(DemoConfig(model=str(demo_model_dir), out=str(tmp_path), progress=False))
+
+
+# -- smoke runs ----------------------------------------------------------------------------------
+def _read_csv(path: Path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def check_run_folder(run: Path, *, target: int, lengths: list[int], depths: list[float], trials: int) -> dict:
+    """Every file the demo promises exists and is well-formed; returns summary.json."""
+    from longrope.rope import FactorSet
+
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["target_length"] == target
+    assert summary["lengths"] == lengths
+    assert set(summary["heldout_ppl"]) == set(METHODS)
+    for m, v in summary["heldout_ppl"].items():
+        assert isinstance(v, float) and v > 1.0, (m, v)
+        assert v == summary["ppl_vs_length"][m][str(target)]
+    assert summary["best_baseline"] in ("pi", "ntk", "yarn")
+    ratio = summary["heldout_ppl"]["longrope"] / summary["heldout_ppl"][summary["best_baseline"]]
+    assert summary["longrope_vs_best_baseline"] == pytest.approx(ratio)
+    assert summary["goal"]["met"] == (ratio <= 0.90)
+    assert set(summary["passkey_accuracy"]) == set(METHODS)
+    assert all(0.0 <= a <= 1.0 for a in summary["passkey_accuracy"].values())
+    assert summary["search"]["full_evals"] >= 1.0
+
+    config = json.loads((run / "config.json").read_text())
+    assert config["resolved"]["target_length"] == target and config["resolved"]["lengths"] == lengths
+    held = config["documents"]["heldout"]
+    search = set(config["documents"]["search"]["ids"])
+    assert search and all(held[str(n)] for n in lengths)
+    # the search never saw a held-out book (ids are "book" or "book@offset")
+    books = {i.split("@")[0] for i in search}
+    assert not books & {i.split("@")[0] for ids in held.values() for i in ids}
+
+    ppl = json.loads((run / "ppl_vs_length.json").read_text())
+    assert {(r["factors"], r["length"]) for r in ppl["results"]} == {(m, n) for m in METHODS for n in lengths}
+    rows = _read_csv(run / "ppl_vs_length.csv")
+    assert len(rows) == len(METHODS) * len(lengths)
+    assert all(float(r["ppl"]) > 1.0 and int(r["n_tokens"]) > 0 for r in rows)
+
+    pk = json.loads((run / "passkey.json").read_text())
+    assert [r["factors"] for r in pk["results"]] == list(METHODS)
+    rows = _read_csv(run / "passkey.csv")
+    assert len(rows) == len(METHODS) * len(depths)
+    assert all(int(r["length"]) == target and int(r["trials"]) == trials for r in rows)
+
+    for name in ("ppl_vs_length.png", "passkey.png", "factors.png", *[f"passkey_{m}.png" for m in METHODS]):
+        assert (run / name).read_bytes()[:8] == PNG_MAGIC, name
+
+    searched = FactorSet.load(run / "factors.json")
+    assert searched.max_position_embeddings == target and searched.method == "longrope"
+    for m in ("pi", "ntk", "yarn"):
+        fs = FactorSet.load(run / f"factors_{m}.json")
+        assert fs.max_position_embeddings == target and fs.rotary_dim == searched.rotary_dim
+    history = [json.loads(line) for line in (run / "search_history.jsonl").read_text().splitlines()]
+    assert history and all("factors" in h and "fitness" in h for h in history)
+    assert (run / "table.md").read_text().count("\n| ") == len(METHODS) + 1
+    return summary
+
+
+def _smoke(capsys, tmp_path, model: str, L: int) -> None:
+    target, lengths, depths = 2 * L, [L, 2 * L], [0.5]
+    run = tmp_path / "run"
+    rc = main(["demo", "--model", model, "--target-length", str(target), "--lengths", f"{L},{2 * L}",
+               "--samples", "1", "--search-samples", "2", "--max-evals", "3", "--budget-seconds", "60",
+               "--passkey-trials", "1", "--passkey-depths", "0.5", "--device", "cpu", "--out", str(run)])
+    out = capsys.readouterr()
+    assert rc == 0, out.err
+    assert out.out.rstrip("\n").splitlines()[-1] == str(run)
+    assert "longrope" in out.out and "search:" in out.err  # the table on stdout, progress on stderr
+    check_run_folder(run, target=target, lengths=lengths, depths=depths, trials=1)
+
+
+def test_demo_smoke_on_a_model_folder(capsys, tmp_path, demo_model_dir):
+    _smoke(capsys, tmp_path, str(demo_model_dir), 128)  # the fixture model's L (tests/demo/conftest.py)
+
+
+def test_demo_smoke_on_the_embedded_model(capsys, tmp_path):
+    """The main job on the shipped tiny model (trained at L = 256), with a budget of seconds."""
+    _smoke(capsys, tmp_path, "tiny", 256)

@@ -1,0 +1,107 @@
+"""The corpus split never leaks held-out or search books into training (names and contents)."""
+
+from __future__ import annotations
+
+import pytest
+
+from longrope.embedded import CORPUS_DIR, heldout_texts, load_split, search_texts
+from longrope.embedded.corpus import (
+    Book,
+    clean_gutenberg,
+    split_books,
+    text_sha256,
+    verify_manifest,
+    write_corpus,
+)
+from longrope.errors import UserError
+
+
+def test_shipped_roles_are_disjoint_by_name():
+    roles = load_split()["roles"]
+    train, search, heldout = set(roles["train"]), set(roles["search"]), set(roles["heldout"])
+    assert train and search and heldout
+    assert not train & search
+    assert not train & heldout
+    assert not search & heldout
+    books = load_split()["books"]
+    assert len({b["name"] for b in books}) == len(books)  # every book exactly once
+
+
+def test_shipped_texts_are_not_training_texts_by_content():
+    split = load_split()
+    train_hashes = set(split["train_sha256"])
+    assert len(train_hashes) == len(split["roles"]["train"])
+    recorded = {b["name"]: b["sha256"] for b in split["books"]}
+    for texts in (search_texts(), heldout_texts()):
+        for name, text in texts.items():
+            digest = text_sha256(text)
+            assert digest == recorded[name], f"{name} differs from its manifest hash"
+            assert digest not in train_hashes, f"{name} is a training text"
+    # and no paragraph-sized piece of a held-out book appears in a search book
+    search_blob = "\n".join(search_texts().values())
+    for name, text in heldout_texts().items():
+        for start in range(0, len(text) - 400, len(text) // 7):
+            assert text[start : start + 400] not in search_blob, name
+    assert verify_manifest(split, CORPUS_DIR) == []
+
+
+def test_training_books_are_not_shipped():
+    split = load_split()
+    shipped = {p.stem for p in CORPUS_DIR.rglob("*.txt")}
+    assert shipped == set(split["roles"]["search"]) | set(split["roles"]["heldout"])
+    assert not (CORPUS_DIR / "train").exists()
+
+
+def _books():
+    return [Book(n, f"text of {n}\n" * 5, "local") for n in ("a", "b", "c", "d")]
+
+
+def test_split_books_assigns_the_rest_to_training():
+    s = split_books(_books(), ["b"], ["c", "d"])
+    assert [b.name for b in s.train] == ["a"]
+    assert [b.name for b in s.search] == ["b"] and [b.name for b in s.heldout] == ["c", "d"]
+    m = s.manifest()
+    assert m["train_sha256"] == [text_sha256("text of a\n" * 5)]
+
+
+def test_split_rejects_a_book_in_two_roles_or_unknown_names():
+    with pytest.raises(UserError, match="both search and held-out"):
+        split_books(_books(), ["b"], ["b"])
+    with pytest.raises(UserError, match="not in the corpus"):
+        split_books(_books(), ["zz"], ["c"])
+    with pytest.raises(UserError, match="no train books"):
+        split_books(_books()[1:], ["b"], ["c", "d"])
+
+
+def test_split_rejects_a_held_out_copy_of_a_training_text():
+    books = _books() + [Book("a_copy", "text of a\n" * 5, "local")]
+    with pytest.raises(UserError, match="same text as a training book"):
+        split_books(books, ["b"], ["a_copy"])
+
+
+def test_verify_manifest_catches_tampering(tmp_path):
+    s = split_books(_books(), ["b"], ["c"])
+    write_corpus(s, tmp_path)
+    manifest = s.manifest()
+    assert verify_manifest(manifest, tmp_path) == []
+    (tmp_path / "heldout" / "c.txt").write_text("text of a\n" * 5)  # now a training text
+    problems = verify_manifest(manifest, tmp_path)
+    assert any("manifest hash" in p for p in problems)
+    assert any("training book" in p for p in problems)
+
+
+def test_clean_gutenberg_strips_header_and_licence():
+    raw = (
+        "\ufeffThe Project Gutenberg EBook of X\r\n\r\nLicence words.\r\n"
+        "*** START OF THIS PROJECT GUTENBERG EBOOK X ***\r\n\r\nCall me Ishmael.  \r\n\r\n\r\n\r\n\r\n\r\n"
+        "The end.\r\n*** END OF THIS PROJECT GUTENBERG EBOOK X ***\r\nMore licence.\r\n"
+    )
+    out = clean_gutenberg(raw)
+    assert out == "Call me Ishmael.\n\n\nThe end.\n"
+    assert "Gutenberg" not in out
+
+
+def test_shipped_texts_carry_no_gutenberg_boilerplate():
+    for text in list(search_texts().values()) + list(heldout_texts().values()):
+        assert "*** START OF" not in text and "PROJECT GUTENBERG" not in text.upper()[:2000]
+        assert "\r" not in text

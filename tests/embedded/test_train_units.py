@@ -1,0 +1,121 @@
+"""Pieces of the tiny model's training: config checks, schedule, sampler, baselines, RoPE edits."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from longrope.embedded.passkey import FILLER, INTRO, NEEDLE, QUESTION, first_integer
+from longrope.embedded.train import (
+    BatchSampler,
+    TinyConfig,
+    baseline_factors,
+    build_model,
+    encode_docs,
+    lr_at,
+    perplexity,
+    scale_inv_freq,
+    train_tokenizer,
+)
+from longrope.errors import UserError
+
+
+@pytest.fixture(scope="module")
+def tok():
+    rng = np.random.default_rng(0)
+    words = "the cat sat on a mat while dogs ran to and fro in an old green park".split()
+    texts = [" ".join(rng.choice(words, 2000)) for _ in range(2)]
+    texts.append((INTRO + FILLER * 5 + NEEDLE.format(key=12345) + QUESTION) * 20)
+    return train_tokenizer(texts, 400)
+
+
+@pytest.mark.parametrize(
+    "kwargs, flag",
+    [({"hidden_size": 100, "num_heads": 3}, "--hidden-size"), ({"max_steps": 0}, "--max-steps"),
+     ({"passkey_fraction": 1.0}, "--passkey-fraction"), ({"context": 16}, "--context"),
+     ({"vocab_size": 100}, "--vocab-size"), ({"time_budget_s": 0}, "--time-budget")],
+)
+def test_config_errors_name_the_flag(kwargs, flag):
+    with pytest.raises(UserError, match=flag):
+        TinyConfig(**kwargs)
+
+
+def test_fingerprint_ignores_budget_but_not_shape():
+    a = TinyConfig()
+    assert a.fingerprint() == TinyConfig(time_budget_s=10, checkpoint_every_s=1, threads=2).fingerprint()
+    assert a.fingerprint() != TinyConfig(seed=1).fingerprint()
+    assert a.fingerprint() != TinyConfig(max_steps=10).fingerprint()
+
+
+def test_lr_schedule_warms_up_then_decays_to_the_floor():
+    cfg = TinyConfig(lr=1e-3, warmup_steps=10, max_steps=110, min_lr_ratio=0.1)
+    lrs = [lr_at(s, cfg) for s in range(110)]
+    assert lrs[0] == pytest.approx(1e-4) and lrs[9] == pytest.approx(1e-3)
+    assert all(b <= a + 1e-15 for a, b in zip(lrs[9:], lrs[10:]))
+    assert lr_at(110, cfg) == pytest.approx(1e-4)
+    assert lr_at(60, cfg) == pytest.approx(1e-4 + 0.9e-3 * 0.5)
+
+
+def test_tokenizer_has_llama_special_ids_and_bos(tok):
+    assert (tok.unk_token_id, tok.bos_token_id, tok.eos_token_id) == (0, 1, 2)
+    assert tok("the cat")["input_ids"][0] == 1
+    assert tok.decode(tok("the cat sat 90210")["input_ids"], skip_special_tokens=True) == "the cat sat 90210"
+
+
+def test_sampler_windows_start_with_bos_and_passkeys_carry_their_answer(tok):
+    cfg = TinyConfig(context=512, batch_size=64, passkey_fraction=0.5, vocab_size=400)
+    docs = encode_docs(tok, [" ".join(["the old green park"] * 400)])
+    sampler = BatchSampler(docs, tok, cfg, np.random.default_rng(3))
+    batch = sampler.batch()
+    assert batch.shape == (64, 512) and batch.dtype == np.int64
+    assert (batch[:, 0] == tok.bos_token_id).all()
+    texts = [tok.decode(row[1:]) for row in batch]
+    pk = [t for t in texts if t.startswith(INTRO)]
+    assert 16 <= len(pk) <= 48  # ~half, seeded
+    for t in pk:
+        key = first_integer(t)
+        assert 10000 <= key <= 99999
+        assert f"The pass key is {key}. Remember it. {key} is the pass key." in t
+        assert f"What is the pass key? The pass key is {key}." in t
+    # same seed, same batches
+    again = BatchSampler(docs, tok, cfg, np.random.default_rng(3)).batch()
+    np.testing.assert_array_equal(batch, again)
+
+
+def test_baselines():
+    s = 8.0
+    pi, m = baseline_factors("pi", rotary_dim=64, rope_theta=1e4, scale=s)
+    assert m == 1.0 and np.all(pi == s)
+    ntk, _ = baseline_factors("ntk", rotary_dim=64, rope_theta=1e4, scale=s)
+    assert ntk[0] == 1.0 and np.all(np.diff(ntk) > 0)
+    assert ntk[-1] == pytest.approx(s)  # the lowest frequency is interpolated by exactly s
+    yarn, m = baseline_factors("yarn", rotary_dim=64, rope_theta=1e4, scale=s, original_length=256)
+    assert yarn[0] == pytest.approx(1.0) and yarn[-1] == pytest.approx(s)
+    assert np.all(np.diff(yarn) >= -1e-12) and m == pytest.approx(0.1 * math.log(s) + 1)
+    with pytest.raises(ValueError):
+        baseline_factors("nope", rotary_dim=64, rope_theta=1e4, scale=s)
+
+
+def test_scale_inv_freq_changes_long_context_scores_and_restores(tok):
+    import torch
+
+    cfg = TinyConfig(vocab_size=400, hidden_size=32, num_layers=1, num_heads=1, intermediate_size=64,
+                     context=64)
+    model = build_model(cfg, tok).eval()
+    docs = encode_docs(tok, [" ".join(["the cat sat on a mat"] * 100)])
+    spans = [(0, 0)]
+    before = perplexity(model, docs, spans, 128, tok.bos_token_id)
+    orig = model.model.rotary_emb.inv_freq.clone()
+    pi, _ = baseline_factors("pi", rotary_dim=32, rope_theta=1e4, scale=2.0)
+    scale_inv_freq(model, pi, 1.5)
+    torch.testing.assert_close(model.model.rotary_emb.inv_freq, orig / 2)
+    assert perplexity(model, docs, spans, 128, tok.bos_token_id) != before
+    scale_inv_freq(model, None)
+    torch.testing.assert_close(model.model.rotary_emb.inv_freq, orig, rtol=0, atol=0)
+    assert model.model.rotary_emb.attention_scaling == 1.0
+    assert perplexity(model, docs, spans, 128, tok.bos_token_id) == pytest.approx(before, rel=1e-6)
+    # the windowed variant scores the same tokens minus one per extra BOS window
+    windowed = perplexity(model, docs, spans, 128, tok.bos_token_id, window=64)
+    assert math.isfinite(windowed) and windowed > 1

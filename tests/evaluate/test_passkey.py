@@ -1,0 +1,158 @@
+"""Passkey prompts (exact token counts), generation, and the teacher-forced needle score."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from eval_helpers import make_tokenizer, tiny_llama
+
+from longrope.errors import UserError
+from longrope.evaluate import passkey as pk
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return make_tokenizer()
+
+
+@pytest.fixture(scope="module")
+def model(tok):
+    return tiny_llama(vocab=len(tok), max_pos=512)
+
+
+@pytest.mark.parametrize("length", [120, 257, 500])
+@pytest.mark.parametrize("depth", [0.0, 0.3, 1.0])
+@pytest.mark.parametrize("bos", [True, False])
+@pytest.mark.parametrize("with_answer", [False, True])
+def test_prompt_has_exact_length_and_one_needle(tok, length, depth, bos, with_answer):
+    key = 48213
+    p = pk.build_passkey_prompt(tok, length, key, depth, bos_id=tok.bos_token_id if bos else None,
+                                with_answer=with_answer)
+    assert len(p.input_ids) == length
+    assert (p.input_ids[0] == tok.bos_token_id) == bos
+    assert (p.input_ids[1:] != tok.bos_token_id).all()
+    text = tok.decode(p.input_ids.tolist(), skip_special_tokens=True)
+    needle = pk.NEEDLE.format(key=key)
+    assert text.count(needle) == 1
+    # the key occurs only inside the needle (twice, as the standard needle says it twice) + answer
+    assert text.count(str(key)) == 2 + with_answer
+    assert text.startswith(pk.INSTRUCTION)
+    assert text.rstrip().endswith(pk.QUESTION + (f" {key}" if with_answer else ""))
+    if with_answer:
+        assert tok.decode(p.answer_ids.tolist()) == f" {key}"
+
+
+def test_depth_moves_the_needle(tok):
+    starts = [pk.build_passkey_prompt(tok, 300, 11111, d, bos_id=1).needle_start for d in (0, 0.25, 0.5, 1)]
+    assert starts == sorted(starts) and starts[0] < starts[-1]
+    instr = len(tok(pk.INSTRUCTION, add_special_tokens=False)["input_ids"])
+    assert starts[0] == 1 + instr
+
+
+def test_haystack_filler(tok):
+    hay = np.arange(3, 300)
+    p = pk.build_passkey_prompt(tok, 200, 22222, 0.5, bos_id=1, haystack=hay)
+    assert len(p.input_ids) == 200
+    with pytest.raises(UserError, match="haystack"):
+        pk.build_passkey_prompt(tok, 200, 22222, 0.5, bos_id=1, haystack=hay[:20])
+
+
+def test_too_short_and_bad_args(tok):
+    with pytest.raises(UserError, match="too short"):
+        pk.build_passkey_prompt(tok, 20, 12345, 0.5, bos_id=1)
+    with pytest.raises(UserError, match="depth"):
+        pk.build_passkey_prompt(tok, 200, 12345, 1.5, bos_id=1)
+    with pytest.raises(UserError, match="5-digit"):
+        pk.build_passkey_prompt(tok, 200, 123, 0.5, bos_id=1)
+
+
+def test_joiner_and_first_integer(tok):
+    assert pk.piece_joiner(tok) == " "
+    assert pk.first_integer(" 12345. Remember") == 12345
+    assert pk.first_integer("key is 0042 or 7") == 42
+    assert pk.first_integer("none") is None
+
+
+def test_keys_are_seeded_five_digit():
+    keys = {pk.passkey_key(0, 1024, d, t) for d in range(5) for t in range(20)}
+    assert all(10000 <= k <= 99999 for k in keys) and len(keys) > 90
+    assert pk.passkey_key(3, 1024, 1, 2) == pk.passkey_key(3, 1024, 1, 2)
+    assert pk.passkey_key(3, 1024, 1, 2) != pk.passkey_key(4, 1024, 1, 2)
+
+
+def test_generate_uses_cache_and_matches_uncached_greedy(model, tok):
+    p = pk.build_passkey_prompt(tok, 150, 33333, 0.5, bos_id=1)
+    model.generation_config.eos_token_id = None  # let it run the full number of steps
+    try:
+        got = pk.greedy_generate(model, p.input_ids, 6, pad_token_id=0)
+    finally:
+        model.generation_config.eos_token_id = 2
+    ids = torch.as_tensor(p.input_ids)[None]
+    want = []
+    with torch.no_grad():
+        for _ in range(6):
+            nxt = int(model(input_ids=ids).logits[0, -1].argmax())
+            want.append(nxt)
+            ids = torch.cat([ids, torch.tensor([[nxt]])], dim=1)
+    assert got == want
+
+
+def test_needle_score_matches_full_logits(model, tok):
+    prompts = [pk.build_passkey_prompt(tok, n, pk.passkey_key(0, n, 0, 0), 0.5, bos_id=1, with_answer=True)
+               for n in (100, 180)]
+    s = pk.needle_score(model, prompts, chunk_size=2)
+    tot, cnt, exact = 0.0, 0, 0
+    for p in prompts:
+        ids = torch.as_tensor(p.input_ids)[None]
+        with torch.no_grad():
+            logp = torch.log_softmax(model(input_ids=ids).logits[0].double(), -1)
+        a = p.answer_len
+        rows = logp[-a - 1 : -1]
+        lab = ids[0, -a:]
+        tot += float(-rows.gather(1, lab[:, None]).sum())
+        cnt += a
+        exact += bool(torch.equal(rows.argmax(-1), lab))
+    assert s.n_tokens == cnt and s.exact == exact
+    assert s.nll_sum == pytest.approx(tot, rel=1e-5)
+    assert s.mean_nll == pytest.approx(tot / cnt, rel=1e-5)
+
+
+def test_accuracy_grid_scores_the_first_integer(model, tok, monkeypatch):
+    """With a generator that answers the key (or a wrong one), accuracy is 1 (or 0) per cell."""
+    res = pk.passkey_accuracy(model, tok, [120, 160], depths=[0.0, 1.0], trials=2, seed=5, bos_id=1)
+    assert len(res.trials) == 8 and [c["trials"] for c in res.cells()] == [2, 2, 2, 2]
+
+    def answer(right):
+        def fake(model, input_ids, max_new_tokens, *, pad_token_id):
+            text = tok.decode(list(input_ids))
+            key = int(text.split("The pass key is ")[1][:5])
+            return tok(f" {key if right else key + 1}. Remember", add_special_tokens=False)["input_ids"]
+        return fake
+
+    monkeypatch.setattr(pk, "greedy_generate", answer(True))
+    good = pk.passkey_accuracy(model, tok, [120, 160], depths=[0.0, 1.0], trials=2, seed=5, bos_id=1)
+    assert good.accuracy == 1.0 and all(c["accuracy"] == 1.0 for c in good.cells())
+    assert [t.key for t in good.trials] == [t.key for t in res.trials]  # same seeded keys
+    monkeypatch.setattr(pk, "greedy_generate", answer(False))
+    assert pk.passkey_accuracy(model, tok, [120], depths=[0.5], trials=3, seed=5, bos_id=1).accuracy == 0.0
+
+
+def test_needle_mode_grid(model, tok):
+    res = pk.passkey_accuracy(model, tok, [120], depths=[0.0, 0.5], trials=2, seed=1, bos_id=1, mode="needle")
+    cells = res.cells()
+    assert len(cells) == 2 and all(np.isfinite(c["answer_nll"]) for c in cells)
+
+
+def test_needle_prompts_for_a_fitness(model, tok):
+    hay = [np.arange(5, 400) % 300, np.arange(7, 400) % 300]
+    ps = pk.needle_prompts(tok, 160, 4, seed=2, bos_id=1, haystacks=hay)
+    again = pk.needle_prompts(tok, 160, 4, seed=2, bos_id=1, haystacks=hay)
+    assert [p.key for p in ps] == [p.key for p in again] and len({p.key for p in ps}) == 4
+    assert all(len(p.input_ids) == 160 and p.answer_len > 0 for p in ps)
+    # the needle sits inside the document's own tokens
+    p = ps[1]
+    start = 1 + len(tok(pk.INSTRUCTION, add_special_tokens=False)["input_ids"])
+    assert np.array_equal(p.input_ids[start : p.needle_start], hay[1][: p.needle_start - start])
+    s = pk.needle_score(model, ps)
+    assert s.n_prompts == 4 and s.n_tokens == sum(p.answer_len for p in ps)

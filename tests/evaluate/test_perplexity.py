@@ -1,0 +1,175 @@
+"""evaluate_perplexity against a naive full-logits computation on tiny random models."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from eval_helpers import naive_nll, reinit, tiny_llama
+
+from longrope.errors import UserError
+from longrope.evaluate import evaluate_perplexity
+from longrope.evaluate.windows import document_windows
+
+
+def _docs(rng, lengths, vocab=97):
+    return [rng.integers(3, vocab, size=n).astype(np.uint16) for n in lengths]
+
+
+def test_truncate_matches_naive(llama, rng):
+    docs = _docs(rng, [80, 64, 120])
+    length = 50
+    res = evaluate_perplexity(llama, docs, length, bos_id=1, chunk_size=7)
+    tot, n = 0.0, 0
+    for d, per in zip(docs, res.per_doc):
+        seq = np.concatenate([[1], d[: length - 1]])
+        s, k = naive_nll(llama, seq, 1)
+        assert per.n_tokens == k == length - 1
+        assert per.nll_sum == pytest.approx(s, rel=1e-5)
+        tot, n = tot + s, n + k
+    assert res.n_tokens == n
+    assert res.ppl == pytest.approx(math.exp(tot / n), rel=1e-5)
+    # equal token counts per doc: the paper's doc-mean fitness equals the token-weighted PPL
+    assert res.ppl_doc_mean == pytest.approx(res.ppl, rel=1e-9)
+
+
+def test_truncate_without_bos(llama, rng):
+    docs = _docs(rng, [40])
+    res = evaluate_perplexity(llama, docs, 40, bos_id=None)
+    s, k = naive_nll(llama, docs[0][:40], 1)
+    assert res.n_tokens == k == 39
+    assert res.nll_sum == pytest.approx(s, rel=1e-5)
+
+
+@pytest.mark.parametrize("n,length,stride", [(100, 32, 10), (95, 40, 40), (64, 64, 8), (200, 48, 17)])
+def test_sliding_matches_naive_hf_recipe(llama, rng, n, length, stride):
+    """Sliding windows against the Hugging Face recipe, written out independently here."""
+    doc = _docs(rng, [n])[0]
+    res = evaluate_perplexity(llama, [doc], length, bos_id=1, stride=stride, chunk_size=5)
+    seq = np.concatenate([[1], doc]).astype(np.int64)
+    tot, cnt, prev_end = 0.0, 0, 0
+    for begin in range(0, len(seq), stride):
+        end = min(begin + length, len(seq))
+        trg_len = end - prev_end  # labels not scored by an earlier window
+        win = seq[begin:end]
+        start = max(len(win) - trg_len, 1)
+        s, k = naive_nll(llama, win, start)
+        tot, cnt, prev_end = tot + s, cnt + k, end
+        if end == len(seq):
+            break
+    assert cnt == res.n_tokens
+    if stride < length:
+        assert cnt == len(seq) - 1  # every token but BOS scored exactly once
+    else:  # disjoint windows: a window cannot score its own first token
+        assert cnt == len(seq) - 1 - (math.ceil(len(seq) / stride) - 1)
+    assert res.nll_sum == pytest.approx(tot, rel=1e-5)
+    assert res.ppl == pytest.approx(math.exp(tot / cnt), rel=1e-5)
+
+
+def test_sliding_uneven_last_window_is_shorter(rng):
+    ws = document_windows(0, np.arange(3, 3 + 99), 40, bos_id=1, stride=25)  # 100 tokens with BOS
+    assert [len(w.tokens) for w in ws] == [40, 40, 40, 25]
+    assert [w.n_scored for w in ws] == [39, 25, 25, 10]
+    assert sum(w.n_scored for w in ws) == 99
+
+
+def test_token_weighting_on_unequal_documents(llama, rng):
+    docs = _docs(rng, [60, 150])
+    res = evaluate_perplexity(llama, docs, 32, bos_id=1, stride=16)
+    a, b = res.per_doc
+    assert (a.n_tokens, b.n_tokens) == (60, 150)
+    weighted = (a.nll_sum + b.nll_sum) / (a.n_tokens + b.n_tokens)
+    assert res.ppl == pytest.approx(math.exp(weighted), rel=1e-12)
+    doc_mean = (a.mean_nll + b.mean_nll) / 2
+    assert res.ppl_doc_mean == pytest.approx(math.exp(doc_mean), rel=1e-12)
+    assert abs(weighted - doc_mean) > 1e-4  # the two differ here, so the test can tell them apart
+    single = evaluate_perplexity(llama, docs[1:], 32, bos_id=1, stride=16)
+    assert single.nll_sum == pytest.approx(b.nll_sum, rel=1e-9)
+
+
+def test_batching_and_chunking_do_not_change_the_result(llama, rng):
+    docs = _docs(rng, [70, 70, 90, 64])
+    ref = evaluate_perplexity(llama, docs, 64, bos_id=1, chunk_size=1000)
+    for bs, cs in [(3, 1), (4, 13), (2, 64)]:
+        r = evaluate_perplexity(llama, docs, 64, bos_id=1, batch_size=bs, chunk_size=cs)
+        assert r.nll_sum == pytest.approx(ref.nll_sum, rel=1e-5)
+        for x, y in zip(r.per_doc, ref.per_doc):
+            assert x.nll_sum == pytest.approx(y.nll_sum, rel=1e-5)
+
+
+def test_deterministic(llama, rng):
+    docs = _docs(rng, [70, 90])
+    a = evaluate_perplexity(llama, docs, 64, bos_id=1)
+    b = evaluate_perplexity(llama, docs, 64, bos_id=1)
+    assert a.nll_sum == b.nll_sum
+
+
+def test_final_logit_softcapping_applied(rng):
+    from transformers import Gemma2Config, Gemma2ForCausalLM
+
+    cfg = Gemma2Config(vocab_size=97, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                       num_attention_heads=4, num_key_value_heads=2, head_dim=16,
+                       max_position_embeddings=256, final_logit_softcapping=5.0,
+                       sliding_window=256, bos_token_id=1, eos_token_id=2, pad_token_id=0)
+    model = reinit(Gemma2ForCausalLM(cfg).eval(), seed=3)
+    doc = _docs(rng, [60])[0]
+    res = evaluate_perplexity(model, [doc], 48, bos_id=1, chunk_size=9)
+    s, k = naive_nll(model, np.concatenate([[1], doc[:47]]), 1)
+    assert res.nll_sum == pytest.approx(s, rel=1e-5)
+    model.config.final_logit_softcapping = None  # without the cap the numbers must differ
+    off = evaluate_perplexity(model, [doc], 48, bos_id=1)
+    assert abs(off.nll_sum - s) > 1e-3 * abs(s)
+
+
+def test_accepts_tensors_and_objects(llama, rng):
+    class Doc:
+        def __init__(self, t, i):
+            self.tokens, self.doc_id = t, i
+
+    d = _docs(rng, [50])[0]
+    a = evaluate_perplexity(llama, [torch.as_tensor(d.astype(np.int64))], 40, bos_id=1)
+    b = evaluate_perplexity(llama, [Doc(d, "book#3")], 40, bos_id=1)
+    assert a.nll_sum == b.nll_sum and b.per_doc[0].doc_id == "book#3"
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(length=0), "at least 2"),
+    (dict(length=2.5), "positive integer"),
+    (dict(length=500), "fewer than"),
+    (dict(length=32, stride=0), "stride"),
+    (dict(length=32, stride=40), "larger than the window"),
+])
+def test_bad_input_is_a_user_error(llama, rng, kwargs, match):
+    with pytest.raises(UserError, match=match):
+        evaluate_perplexity(llama, _docs(rng, [100]), bos_id=1, **kwargs)
+
+
+def test_empty_docs(llama):
+    with pytest.raises(UserError, match="no documents"):
+        evaluate_perplexity(llama, [], 32, bos_id=1)
+
+
+def test_default_chunk_keeps_block_small():
+    from longrope.evaluate.lm import default_chunk_size
+
+    m = tiny_llama(vocab=32000, hidden=16, layers=1)
+    assert default_chunk_size(m) * 32000 <= 1 << 24
+
+
+def test_suite_swaps_factor_sets_and_restores(rng):
+    """ppl_suite installs once, swaps per set, and leaves the model's own RoPE in place."""
+    from longrope.evaluate.suite import ppl_suite
+    from longrope.models import current_patch
+    from longrope.rope import make_baseline
+
+    model = tiny_llama(max_pos=32)
+    original = model.model.rotary_emb
+    docs = _docs(rng, [80, 80])
+    pi = make_baseline("pi", rope_theta=10000.0, rotary_dim=16, original_length=32, target_length=64)
+    res = dict((name, r) for name, r in ppl_suite(model, docs, [("none", None), ("pi", pi)], [64], bos_id=1))
+    assert model.model.rotary_emb is original and not current_patch(model).active
+    plain = evaluate_perplexity(model, docs, 64, bos_id=1)
+    assert res["none"].nll_sum == pytest.approx(plain.nll_sum, rel=1e-6)
+    assert abs(res["pi"].nll_sum - plain.nll_sum) > 1e-3

@@ -1,0 +1,274 @@
+"""export_hf: the exported folder loads in stock transformers (no longrope) with the same logits."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+from model_helpers import FAMILY_NAMES, TINY_L, TINY_THETA, build_tiny, tiny_ids
+
+from longrope.errors import UserError
+from longrope.models import inspect_model, install_factors
+from longrope.models.export import START_TOKENS_KEY, export_hf, longrope_config_entries
+from longrope.rope import FactorSet
+
+ATOL = 2e-5
+
+# Runs in a fresh interpreter; any attempt to import longrope fails loudly, so the exported folder
+# is proven loadable by transformers alone.
+_STOCK_SCRIPT = textwrap.dedent(
+    """
+    import json, sys, torch
+
+    class _NoLongrope:
+        def find_spec(self, name, path=None, target=None):
+            if name == "longrope" or name.startswith("longrope."):
+                raise ImportError("longrope must not be imported here")
+            return None
+
+    sys.meta_path.insert(0, _NoLongrope())
+    import transformers
+    from transformers import AutoModelForCausalLM
+
+    jobs = json.loads(sys.argv[1])
+    for job in jobs:
+        model = AutoModelForCausalLM.from_pretrained(job["folder"], attn_implementation="eager").eval()
+        ids = torch.load(job["ids"])
+        out = {}
+        with torch.no_grad():
+            for name, x in ids.items():
+                out[name] = model(x).logits
+        # 5.x: rope_parameters; 4.x: rope_scaling (rope_parameters is then just an unused attribute)
+        rope = dict(model.config.rope_parameters if transformers.__version__ >= "5" else model.config.rope_scaling)
+        out["rope"] = {k: rope.get(k) for k in ("rope_type", "long_factor", "short_factor", "factor",
+                                                   "attention_factor", "original_max_position_embeddings")}
+        out["attention_scaling"] = float(model.model.rotary_emb.attention_scaling)
+        out["version"] = transformers.__version__
+        out["longrope_imported"] = any(m.split(".")[0] == "longrope" for m in sys.modules)
+        torch.save(out, job["out"])
+    """
+)
+
+
+def _factors(model, *, attention_factor=None, start_tokens=0, target=4 * TINY_L) -> FactorSet:
+    info = inspect_model(model)
+    half = info.rotary_dim // 2
+    return FactorSet(
+        long_factor=np.linspace(1.0, 5.5, half),
+        short_factor=np.linspace(1.0, 1.4, half),
+        start_tokens=start_tokens,
+        attention_factor=attention_factor,
+        original_max_position_embeddings=TINY_L,
+        max_position_embeddings=target,
+        rope_theta=TINY_THETA,
+    )
+
+
+def _run_stock(jobs: list[dict]) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-c", _STOCK_SCRIPT, json.dumps(jobs)], capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+def _inputs():
+    return {"short": tiny_ids(TINY_L - 4, seed=3), "long": tiny_ids(3 * TINY_L, seed=4)}
+
+
+def test_export_reloads_in_stock_transformers_with_equal_logits(tmp_path):
+    """Every family, short and long inputs, explicit and default attention factors, n̂ = 0."""
+    cases = [(fam, None) for fam in FAMILY_NAMES] + [("llama", 1.25), ("phi3", 1.25), ("gemma", 1.25)]
+    jobs, expected = [], []
+    for k, (fam, attn) in enumerate(cases):
+        model = build_tiny(fam)
+        fs = _factors(model, attention_factor=attn)
+        folder = tmp_path / f"{fam}-{k}"
+        export_hf(model, None, fs, folder)
+        install_factors(model, fs)
+        ids = _inputs()
+        torch.save(ids, tmp_path / f"ids-{k}.pt")
+        with torch.no_grad():
+            expected.append((fs, {n: model(x).logits for n, x in ids.items()}))
+        jobs.append({"folder": str(folder), "ids": str(tmp_path / f"ids-{k}.pt"), "out": str(tmp_path / f"out-{k}.pt")})
+    _run_stock(jobs)
+    for (fam, attn), job, (fs, want) in zip(cases, jobs, expected):
+        got = torch.load(job["out"])
+        assert got["longrope_imported"] is False
+        assert got["rope"]["rope_type"] == "longrope"
+        assert got["rope"]["long_factor"] == fs.long_factor.tolist()
+        assert got["rope"]["short_factor"] == fs.short_factor.tolist()
+        assert got["rope"]["original_max_position_embeddings"] == TINY_L
+        assert math.isclose(got["attention_scaling"], fs.resolved_attention_factor(), rel_tol=1e-12), (fam, attn)
+        for name in ("short", "long"):
+            torch.testing.assert_close(got[name], want[name], atol=ATOL, rtol=1e-5, msg=f"{fam} {attn} {name}")
+
+
+def test_start_tokens_export_exact_for_one_and_position_zero_only_beyond(tmp_path):
+    import transformers
+
+    for n_hat in (1, 4):
+        model = build_tiny("llama")
+        fs = _factors(model, start_tokens=n_hat)
+        result = export_hf(model, None, fs, tmp_path / f"n{n_hat}")
+        config = json.loads((tmp_path / f"n{n_hat}" / "config.json").read_text())
+        assert config[START_TOKENS_KEY] == n_hat
+        assert bool(result.warnings) == (n_hat >= 2)
+        install_factors(model, fs)
+        stock = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / f"n{n_hat}", attn_implementation="eager")
+        x = tiny_ids(3 * TINY_L)
+        with torch.no_grad():
+            want, got = model(x).logits, stock.eval()(x).logits
+        if n_hat == 1:  # position 0 has angle 0 under any factors: n̂ = 1 is exactly expressible
+            torch.testing.assert_close(got, want, atol=ATOL, rtol=1e-5)
+        else:
+            torch.testing.assert_close(got[:, :1], want[:, :1], atol=ATOL, rtol=1e-5)
+            assert (got[:, 1:] - want[:, 1:]).abs().max() > 100 * ATOL
+
+
+def test_config_entries_dual_format():
+    model = build_tiny("qwen2")
+    fs = _factors(model, attention_factor=1.3)
+    entries, warnings = longrope_config_entries(fs, inspect_model(model))
+    assert not warnings
+    assert entries["max_position_embeddings"] == 4 * TINY_L
+    assert entries["original_max_position_embeddings"] == TINY_L
+    assert entries["rope_theta"] == TINY_THETA
+    scaling, params = entries["rope_scaling"], entries["rope_parameters"]
+    assert scaling == {
+        "rope_type": "longrope",
+        "short_factor": fs.short_factor.tolist(),
+        "long_factor": fs.long_factor.tolist(),
+        "original_max_position_embeddings": TINY_L,
+        "factor": 4.0,
+        "attention_factor": 1.3,
+    }
+    assert params == {**scaling, "rope_theta": TINY_THETA}
+    assert START_TOKENS_KEY not in entries
+
+
+def test_phi3_default_attention_uses_the_three_key_form_4x_requires():
+    model = build_tiny("phi3")
+    entries, warnings = longrope_config_entries(_factors(model), inspect_model(model))
+    assert set(entries["rope_scaling"]) == {"type", "short_factor", "long_factor"}
+    assert entries["partial_rotary_factor"] == 0.5 and entries["rope_parameters"]["partial_rotary_factor"] == 0.5
+    assert not warnings
+    _, warnings = longrope_config_entries(_factors(model, attention_factor=1.3), inspect_model(model))
+    assert len(warnings) == 1 and "4.x" in warnings[0]
+
+
+def test_export_dtype_and_tokenizerless_folder(tmp_path):
+    model = build_tiny("mistral")
+    export_hf(model, None, _factors(model), tmp_path / "bf16", dtype=torch.bfloat16)
+    config = json.loads((tmp_path / "bf16" / "config.json").read_text())
+    assert config["dtype"] == "bfloat16"
+    assert (tmp_path / "bf16" / "model.safetensors").is_file()
+    # the folder's factors.json carries the full factor set (n̂, provenance) for longrope itself
+    assert FactorSet.load(tmp_path / "bf16").same_factors(_factors(model))
+
+
+def test_export_of_a_quantized_model_saves_a_clean_copy(tmp_path):
+    """GGUF-loaded models refuse save_pretrained; the export copies the weights into a fresh model."""
+    import transformers
+
+    model = build_tiny("llama")
+    model.hf_quantizer = object()  # what a GGUF load leaves behind; save_pretrained would refuse
+    export_hf(model, None, _factors(model), tmp_path / "q")
+    stock = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "q")
+    for (k, a), (_, b) in zip(sorted(model.state_dict().items()), sorted(stock.state_dict().items())):
+        assert torch.equal(a, b), k
+
+
+def test_export_refuses_non_empty_output_and_bad_factors(tmp_path):
+    model = build_tiny("llama")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("x")
+    with pytest.raises(UserError, match="not empty"):
+        export_hf(model, None, _factors(model), out)
+    export_hf(model, None, _factors(model), out, overwrite=True)
+    assert not (out / "keep.txt").exists() and (out / "config.json").is_file()
+    bad = _factors(build_tiny("phi3"))  # 4 factors for a 16-dim rotary model
+    with pytest.raises(UserError, match="rotary dim"):
+        export_hf(model, None, bad, tmp_path / "bad")
+    assert not (tmp_path / "bad").exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temp folders left
+
+
+@pytest.mark.slow
+def test_smollm2_gguf_export_roundtrip(tmp_path):
+    """The real GGUF path: load SmolLM2 (dequantized), export, reload with stock transformers."""
+    import transformers
+
+    from longrope.models.loading import load_model
+    from longrope.rope import make_baseline
+
+    model, tok = load_model("smollm2")
+    info = inspect_model(model)
+    fs = make_baseline(
+        "yarn", rope_theta=info.rope_theta, rotary_dim=info.rotary_dim,
+        original_length=info.original_max_position_embeddings, target_length=4 * info.original_max_position_embeddings,
+    )
+    export_hf(model, tok, fs, tmp_path / "smol")
+    stock = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "smol").eval()
+    tok2 = transformers.AutoTokenizer.from_pretrained(tmp_path / "smol")
+    assert tok2("hello world")["input_ids"] == tok("hello world")["input_ids"]
+    install_factors(model, fs)
+    x = torch.tensor([tok("The grass is green. The sky is blue. " * 8)["input_ids"]])
+    with torch.no_grad():
+        torch.testing.assert_close(stock(x).logits, model(x).logits, atol=1e-4, rtol=1e-4)
+
+
+def test_export_folder_has_ordinary_permissions(tmp_path):
+    import os
+    import stat
+
+    model = build_tiny("llama")
+    export_hf(model, None, _factors(model), tmp_path / "perm")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE((tmp_path / "perm").stat().st_mode) == 0o777 & ~umask
+    assert stat.S_IMODE((tmp_path / "perm" / "config.json").stat().st_mode) == 0o666 & ~umask
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not __import__("os").environ.get("LONGROPE_TRANSFORMERS4_PATH"),
+    reason="set LONGROPE_TRANSFORMERS4_PATH to a folder with transformers 4.x installed (pip install --target)",
+)
+def test_export_loads_the_same_in_transformers_4x(tmp_path):
+    """The dual-format config read by an older transformers (e.g. 4.51.3) gives the same logits.
+
+    Setup: ``pip install --no-deps --target DIR transformers==4.51.3 tokenizers==0.21.1
+    huggingface-hub==0.30.2`` and ``LONGROPE_TRANSFORMERS4_PATH=DIR``; torch comes from this venv.
+    """
+    import os
+
+    cases = [(fam, None) for fam in FAMILY_NAMES] + [("llama", 1.25), ("qwen2", 1.25)]
+    jobs, expected = [], []
+    for k, (fam, attn) in enumerate(cases):
+        model = build_tiny(fam)
+        fs = _factors(model, attention_factor=attn)
+        export_hf(model, None, fs, tmp_path / f"{fam}-{k}")
+        install_factors(model, fs)
+        ids = _inputs()
+        torch.save(ids, tmp_path / f"ids-{k}.pt")
+        with torch.no_grad():
+            expected.append((fs, {n: model(x).logits for n, x in ids.items()}))
+        jobs.append({"folder": str(tmp_path / f"{fam}-{k}"), "ids": str(tmp_path / f"ids-{k}.pt"),
+                     "out": str(tmp_path / f"out-{k}.pt")})
+    env = {**os.environ, "PYTHONPATH": os.environ["LONGROPE_TRANSFORMERS4_PATH"]}
+    proc = subprocess.run([sys.executable, "-c", _STOCK_SCRIPT, json.dumps(jobs)], capture_output=True, text=True,
+                          timeout=600, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for (fam, attn), job, (fs, want) in zip(cases, jobs, expected):
+        got = torch.load(job["out"])
+        assert got["version"].startswith("4.") and got["longrope_imported"] is False
+        assert math.isclose(got["attention_scaling"], fs.resolved_attention_factor(), rel_tol=1e-6), (fam, attn)
+        for name in ("short", "long"):
+            torch.testing.assert_close(got[name], want[name], atol=ATOL, rtol=1e-5, msg=f"{fam} {attn} {name}")

@@ -1,0 +1,117 @@
+"""load_model / read_rope_info / resolve_source: every kind of model argument, and its errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from model_helpers import TINY_L, TINY_THETA, build_tiny, save_tiny
+
+from longrope.errors import UserError
+from longrope.models import loading
+from longrope.models.families import rope_info_from_config, supported_families_text
+
+
+def test_load_local_folder(tmp_path):
+    folder = save_tiny(build_tiny("qwen2"), tmp_path / "m")
+    model, tok = loading.load_model(folder, dtype="bf16")
+    assert tok is None  # the folder has no tokenizer files
+    assert not model.training
+    assert next(model.parameters()).dtype == torch.bfloat16
+    assert model._longrope_source["kind"] == "folder"
+
+
+def test_read_rope_info_from_config_only(tmp_path):
+    folder = save_tiny(build_tiny("phi3"), tmp_path / "m")
+    (folder / "model.safetensors").unlink()  # no weights needed
+    info = loading.read_rope_info(folder)
+    assert info.supported and info.family == "Phi-3"
+    assert (info.head_dim, info.rotary_dim, info.rope_theta) == (16, 8, TINY_THETA)
+    assert info.original_max_position_embeddings == TINY_L
+    assert info.rope_scaling is None
+
+
+def test_rope_info_reports_present_scaling():
+    from model_helpers import tiny_config
+
+    config = tiny_config(
+        "llama",
+        rope_parameters={"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": TINY_L},
+        max_position_embeddings=4 * TINY_L,
+    )
+    info = rope_info_from_config(config)
+    assert info.original_max_position_embeddings == TINY_L
+    assert info.max_position_embeddings == 4 * TINY_L
+    assert info.rope_scaling["rope_type"] == "yarn" and info.rope_scaling["factor"] == 4.0
+
+
+def test_partial_rotary_on_a_family_that_ignores_it_is_unsupported():
+    from model_helpers import tiny_config
+
+    config = tiny_config("llama", rope_parameters={"partial_rotary_factor": 0.5})
+    info = rope_info_from_config(config)
+    assert not info.supported and "partial_rotary_factor" in info.reason
+
+
+def test_missing_paths_are_user_errors(tmp_path):
+    for bad in (str(tmp_path / "nope"), "./nope", "nope.gguf", "~/nope-model"):
+        with pytest.raises(UserError, match="no such model"):
+            loading.resolve_source(bad)
+    (tmp_path / "weights.bin").write_text("x")
+    with pytest.raises(UserError, match="not a .gguf"):
+        loading.resolve_source(tmp_path / "weights.bin")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match="no config.json"):
+        loading.resolve_source(tmp_path / "empty")
+
+
+def test_gguf_file_and_folder_resolve(tmp_path):
+    (tmp_path / "m.gguf").write_bytes(b"GGUF")
+    src = loading.resolve_source(tmp_path / "m.gguf")
+    assert (src.kind, src.gguf_file) == ("gguf", "m.gguf")
+    assert loading.resolve_source(tmp_path).gguf_file == "m.gguf"
+
+
+def test_missing_embedded_tiny_model_is_a_user_error(tmp_path, monkeypatch):
+    monkeypatch.setattr(loading, "embedded_tiny_path", lambda: tmp_path / "tiny")
+    with pytest.raises(UserError, match="embedded tiny model is missing"):
+        loading.resolve_source("tiny")
+
+
+def test_unreachable_hub_is_one_line_user_error(monkeypatch):
+    monkeypatch.setattr(loading, "_hub_reachable", lambda timeout=3.0: False)
+    with pytest.raises(UserError) as e:
+        loading.load_config("some-org/some-model-that-is-not-cached")
+    msg = str(e.value)
+    assert "\n" not in msg and "hub" in msg and "local model folder" in msg
+
+
+def test_smollm2_source_comes_from_the_package():
+    src = loading.resolve_source("smollm2")
+    assert src.kind == "gguf" and src.gguf_file == loading.SMOLLM2_GGUF
+
+
+def test_dtype_and_device_errors():
+    assert loading.resolve_dtype("bfloat16") is torch.bfloat16
+    assert loading.resolve_dtype(torch.float16) is torch.float16
+    with pytest.raises(UserError, match="unknown dtype"):
+        loading.resolve_dtype("int7")
+    if not torch.cuda.is_available():
+        with pytest.raises(UserError, match="CUDA is not available"):
+            loading.resolve_device("cuda")
+    with pytest.raises(UserError, match="bad device"):
+        loading.resolve_device("toaster")
+
+
+def test_supported_families_text_names_all():
+    text = supported_families_text()
+    for name in ("llama", "mistral", "qwen2", "phi3", "gemma"):
+        assert f"({name})" in text
+
+
+@pytest.mark.slow
+def test_load_smollm2_gguf():
+    model, tok = loading.load_model("smollm2")
+    info = loading.read_rope_info("smollm2")
+    assert info.family == "Llama" and info.rotary_dim == 64 and info.rope_theta == 100000.0
+    assert tok is not None and tok("hello")["input_ids"]
+    assert model.config.model_type == "llama"

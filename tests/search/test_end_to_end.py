@@ -1,0 +1,212 @@
+"""``longrope search`` end to end on a tiny random Llama (d = 16 → 8 factors, L = 32) and a small
+shard folder of random tokens: outputs, modes, resume and bad input. Seconds, not minutes."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from longrope.cli import main
+from longrope.errors import UserError
+
+L = 32
+TARGET = 128
+KNOBS = ["--population", "6", "--parents", "3", "--mutations", "2", "--crossovers", "2", "--iterations", "2",
+         "--samples", "2", "--heldout-samples", "2", "--quiet", "--initial", "6"]
+
+
+def _tokenizer():
+    """A byte-level BPE trained in memory on the passkey sentences (BOS ``<s>`` = id 1)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    from longrope.evaluate.passkey import FILLER, INSTRUCTION, NEEDLE, QUESTION
+
+    texts = [INSTRUCTION, FILLER, NEEDLE.format(key=12345), QUESTION, "0123456789 " * 3]
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=["<pad>", "<s>", "</s>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tok.train_from_iterator(texts * 20, trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>")
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from longrope.data.shards import ShardWriter, vocab_sha256, write_meta
+
+    root = tmp_path_factory.mktemp("tiny")
+    tok = _tokenizer()
+    vocab = len(tok)
+    cfg = LlamaConfig(vocab_size=vocab, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=L,
+                      bos_token_id=1, eos_token_id=2, rope_parameters={"rope_type": "default", "rope_theta": 10000.0})
+    model = LlamaForCausalLM(cfg)
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for _, p in sorted(model.named_parameters()):
+            if p.ndim >= 2:
+                p.copy_(torch.randn(p.shape, generator=gen) * 0.08)
+    model.save_pretrained(root / "model")
+    tok.save_pretrained(root / "model")
+    # documents: a repeating pattern with noise, so that position handling matters to the loss
+    rng = np.random.default_rng(0)
+    w = ShardWriter(root / "data", np.dtype("<u2"))
+    for k in range(10):
+        base = rng.integers(3, vocab, size=17)
+        ids = np.tile(base, 20)[:300]
+        noise = rng.random(300) < 0.2
+        ids[noise] = rng.integers(3, vocab, size=int(noise.sum()))
+        w.add(f"doc{k}", ids, "search" if k < 5 else "heldout")
+    files = w.finish()
+    write_meta(root / "data", {"format": "longrope-token-shards", "version": 1, "dtype": "uint16",
+                               "n_docs": w.n_docs, "n_tokens": w.n_tokens,
+                               "tokenizer": {"name": "tiny-bpe", "vocab_sha256": vocab_sha256(tok)}, **files})
+    return root
+
+
+def _search(tiny, out, *extra):
+    argv = ["search", "--model", str(tiny / "model"), "--data", str(tiny / "data"), "-o", str(out), *KNOBS, *extra]
+    return main(argv)
+
+
+@pytest.mark.parametrize("strategy", ["paper", "steady"])
+def test_search_writes_every_output(tiny, tmp_path, strategy):
+    from longrope.rope import FactorSet
+
+    out = tmp_path / strategy
+    assert _search(tiny, out, "--target-length", str(TARGET), "--strategy", strategy) == 0
+    fs = FactorSet.load(out / "factors.json")
+    assert fs.max_position_embeddings == TARGET and fs.original_max_position_embeddings == L
+    assert fs.long_factor.shape == (8,) and np.all(np.diff(fs.long_factor) >= 0)
+    assert np.all(fs.long_factor >= 1.0) and np.all(fs.long_factor <= 1.25 * TARGET / L + 1e-9)
+    hist = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
+    assert hist and all("fitness" in h and "factors" in h for h in hist)
+    report = json.loads((out / "report.json").read_text())
+    assert set(report["heldout"]["ppl"]) == {"searched", "pi", "ntk", "yarn"}
+    assert report["search"]["best_ppl"] == pytest.approx(min(np.exp(h["fitness"]) for h in hist if h["full"]))
+    config = json.loads((out / "config.json").read_text())
+    assert config["resolved"]["strategy"] == strategy and config["resolved"]["length"] == TARGET
+    assert (out / "factors.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # resuming a finished run changes nothing
+    before = (out / "factors.json").read_text()
+    assert _search(tiny, out, "--target-length", str(TARGET), "--strategy", strategy, "--resume") == 0
+    assert (out / "factors.json").read_text() == before
+
+
+def test_short_progressive_and_longrope2_modes(tiny, tmp_path):
+    from longrope.rope import FactorSet
+
+    base = tmp_path / "base"
+    assert _search(tiny, base, "--target-length", str(TARGET)) == 0
+    # short-factor recovery at the original length: fills short_factor, keeps the long factors
+    assert _search(tiny, tmp_path / "short", "--short", "--base-factors", str(base / "factors.json")) == 0
+    b, s = FactorSet.load(base / "factors.json"), FactorSet.load(tmp_path / "short" / "factors.json")
+    np.testing.assert_array_equal(b.long_factor, s.long_factor)
+    assert np.all(s.short_factor >= 1.0) and np.all(s.short_factor <= 2.0)
+    # progressive: λ_final = λ_base ⊙ λ'
+    assert _search(tiny, tmp_path / "prog", "--target-length", str(2 * TARGET), "--base-factors",
+                   str(base / "factors.json")) == 0
+    p = FactorSet.load(tmp_path / "prog" / "factors.json")
+    rel = np.asarray(p.provenance["relative_factor"])
+    np.testing.assert_allclose(p.long_factor, b.long_factor * rel)
+    assert p.max_position_embeddings == 2 * TARGET
+    # LongRoPE2: needle fitness, λ ≥ s above the searched critical dimension
+    # (the passkey prompt needs ~140 tokens with this tokenizer: search at 256)
+    assert _search(tiny, tmp_path / "lr2", "--target-length", str(2 * TARGET), "--strategy", "longrope2") == 0
+    q = FactorSet.load(tmp_path / "lr2" / "factors.json")
+    crit = q.provenance["search"]["critical_dim"]
+    assert crit is not None and np.all(q.long_factor[crit:] >= 2 * TARGET / L - 1e-9)
+    assert q.provenance["search"]["fitness"] == "needle"
+
+
+def test_resume_after_kill_matches_uninterrupted(tiny, tmp_path, monkeypatch):
+    """Kill (an exception escaping after k evaluations) then --resume: identical factors and history."""
+    from longrope.search import objective as obj_mod
+
+    common = ("--target-length", str(TARGET), "--no-report")
+    assert _search(tiny, tmp_path / "ref", *common) == 0
+
+    real = obj_mod.PerplexityObjective.__call__
+    calls = {"n": 0}
+
+    class Killed(BaseException):
+        pass
+
+    def dying(self, factors, start_tokens, docs, attention_factor=None):
+        calls["n"] += 1
+        if calls["n"] > 7:
+            raise Killed()
+        return real(self, factors, start_tokens, docs, attention_factor)
+
+    monkeypatch.setattr(obj_mod.PerplexityObjective, "__call__", dying)
+    with pytest.raises(Killed):
+        _search(tiny, tmp_path / "run", *common)
+    monkeypatch.setattr(obj_mod.PerplexityObjective, "__call__", real)
+    assert _search(tiny, tmp_path / "run", *common, "--resume") == 0
+
+    def strip(path):
+        return [(h["ticket"], h["factors"], h["start_tokens"], h["fitness"])
+                for h in map(json.loads, path.read_text().splitlines())]
+
+    assert strip(tmp_path / "run" / "history.jsonl") == strip(tmp_path / "ref" / "history.jsonl")
+    assert (tmp_path / "run" / "factors.json").read_text() == (tmp_path / "ref" / "factors.json").read_text()
+
+
+def test_bad_input_is_one_line(tiny, tmp_path, capsys):
+    assert _search(tiny, tmp_path / "a", "--target-length", str(L)) == 2
+    assert "must exceed the model's original context 32" in capsys.readouterr().err
+    assert _search(tiny, tmp_path / "b", "--target-length", "4096") == 2
+    err = capsys.readouterr().err
+    assert "no search document has 4095 tokens" in err and len(err.strip().splitlines()) == 1  # before any load
+    assert _search(tiny, tmp_path / "c", "--target-length", str(TARGET), "--samples", "9") == 2
+    assert "only 5 search document(s)" in capsys.readouterr().err
+    assert _search(tiny, tmp_path / "d", "--short") == 2
+    assert "--base-factors" in capsys.readouterr().err
+    out = tmp_path / "e"
+    assert _search(tiny, out, "--target-length", str(TARGET), "--no-report") == 0
+    assert _search(tiny, out, "--target-length", str(TARGET), "--no-report") == 2
+    assert "add --resume" in capsys.readouterr().err
+    assert _search(tiny, out, "--target-length", str(2 * TARGET), "--no-report", "--resume") == 2
+    err = capsys.readouterr().err
+    assert "--resume refused" in err and "config.target_length: 128 -> 256" in err
+
+
+def test_a_worker_that_fails_on_every_candidate_stops_with_its_error(tiny, tmp_path, monkeypatch, capsys):
+    from longrope.search import objective as obj_mod
+
+    def broken(self, factors, start_tokens, docs, attention_factor=None):
+        raise RuntimeError("CUDA error: device-side assert triggered")
+
+    monkeypatch.setattr(obj_mod.PerplexityObjective, "__call__", broken)
+    assert _search(tiny, tmp_path / "f", "--target-length", str(TARGET)) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert len(err) == 1  # one line (transformers' own loading bar may precede it)
+    assert "RuntimeError: CUDA error: device-side assert triggered" in err[0] and "--resume" in err[0]
+    assert (tmp_path / "f" / "checkpoint.json").exists()
+
+
+def test_job_validation_names_the_flag(tiny, tmp_path):
+    from longrope.search.job import SearchJob
+
+    with pytest.raises(UserError, match="--samples"):
+        SearchJob(model="m", data="d", output="o", target_length=64, samples=0)
+    with pytest.raises(UserError, match="only one of --workers"):
+        SearchJob(model="m", data="d", output="o", target_length=64, workers=2, ray_address="auto")
+
+
+@pytest.mark.slow
+def test_cpu_worker_processes_give_the_same_result_as_in_process(tiny, tmp_path):
+    """--workers 2 (spawned processes, each loading the model once) in ordered mode: the paper
+    strategy's generations make the result independent of the worker count."""
+    common = ("--target-length", str(TARGET), "--strategy", "paper", "--no-report")
+    assert _search(tiny, tmp_path / "one", *common) == 0
+    assert _search(tiny, tmp_path / "two", *common, "--workers", "2") == 0
+    one = (tmp_path / "one" / "factors.json").read_text()
+    assert (tmp_path / "two" / "factors.json").read_text() == one

@@ -1,0 +1,145 @@
+"""Operators never leave the space: grid, bounds, monotonicity, derived LongRoPE2 dims."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from longrope.search.operators import blend_crossover, paper_crossover, paper_mutation, smooth_mutation
+from longrope.search.space import PAPER_START_TOKENS, Genome, SearchSpace, isotonic_non_decreasing
+
+
+@st.composite
+def spaces(draw):
+    n = draw(st.integers(1, 24))
+    scale = draw(st.sampled_from([1.0, 1.5, 2.0, 4.0, 8.0, 32.0]))
+    critical = draw(st.booleans()) and n >= 3
+    if critical:
+        lo_c = draw(st.integers(0, n - 2))
+        dims = tuple(range(lo_c, min(n, lo_c + draw(st.integers(1, 4)))))
+        return SearchSpace(
+            n_dims=n, lower=1.0, upper=2 * scale, critical_dims=dims, critical_lower=scale, start_tokens=(0,)
+        )
+    attention = draw(st.sampled_from([(), (1.0,), (1.0, 1.1, 1.2074)]))
+    return SearchSpace(n_dims=n, lower=1.0, upper=max(1.25 * scale, 1.0), start_tokens=PAPER_START_TOKENS,
+                       attention_choices=attention)
+
+
+@st.composite
+def space_and_genomes(draw):
+    space = draw(spaces())
+    seeds = []
+    for _ in range(2):
+        raw = draw(st.lists(st.floats(0.5, 80.0), min_size=space.n_dims, max_size=space.n_dims))
+        n_hat = draw(st.integers(0, 300))
+        crit = draw(st.integers(0, space.n_dims)) if space.has_critical else -1
+        m = draw(st.one_of(st.none(), st.floats(0.5, 2.0)))
+        seeds.append(space.from_factors(np.sort(np.asarray(raw)) if draw(st.booleans()) else raw, n_hat, crit, m))
+    return space, seeds, draw(st.integers(0, 2**32 - 1))
+
+
+def assert_valid(space: SearchSpace, g: Genome) -> None:
+    assert space.contains(g), g
+    lam = space.factors(g)
+    assert np.all(lam >= space.lower - 1e-12) and np.all(lam <= space.upper + 1e-12)
+    assert np.all(np.diff(np.asarray(g.q)) >= 0)
+    assert g.start_tokens in space.start_tokens
+    m = space.attention_factor(g)
+    assert (m is None) == (not space.has_attention)
+    assert m is None or m in space.attention_choices
+
+
+@settings(max_examples=150, deadline=None)
+@given(space_and_genomes())
+def test_canonical_is_valid_and_idempotent(case):
+    space, (a, b), _ = case
+    for g in (a, b):
+        assert_valid(space, g)
+        assert space.canonical(np.asarray(g.q), g.start_tokens, g.critical, g.attention) == g
+
+
+@settings(max_examples=150, deadline=None)
+@given(space_and_genomes(), st.floats(0.0, 1.0), st.floats(1e-3, 1.0))
+def test_operators_keep_bounds_and_monotonicity(case, prob, sigma):
+    space, (a, b), seed = case
+    rng = np.random.default_rng(seed)
+    for _ in range(5):
+        assert_valid(space, paper_mutation(space, a, rng, prob))
+        assert_valid(space, smooth_mutation(space, a, rng, sigma))
+        assert_valid(space, blend_crossover(space, a, b, rng))
+        child = paper_crossover(space, a, b, rng)
+        if child is not None:
+            assert_valid(space, child)
+
+
+def test_paper_mutation_redraws_between_neighbours():
+    """A mutated gene lies between its (possibly mutated) lower neighbour and its upper one."""
+    space = SearchSpace(n_dims=8, lower=1.0, upper=10.0)
+    parent = space.from_factors(np.linspace(1.0, 9.0, 8), 0)
+    rng = np.random.default_rng(0)
+    changed = 0
+    for _ in range(200):
+        child = paper_mutation(space, parent, rng, 0.3)
+        changed += child != parent
+        assert_valid(space, child)
+    assert changed > 150  # p = 0.3 on 9 genes: P(no change) = 0.7^9 ≈ 4 %
+
+
+def test_paper_crossover_rejects_non_monotone_children():
+    space = SearchSpace(n_dims=4, lower=1.0, upper=10.0, start_tokens=(0,))
+    a = space.from_factors([1.0, 1.0, 9.0, 9.0])
+    b = space.from_factors([5.0, 5.0, 5.0, 5.0])
+    rng = np.random.default_rng(0)
+    results = [paper_crossover(space, a, b, rng) for _ in range(100)]
+    assert any(r is None for r in results)  # e.g. (5, 1, …) is not monotone
+    assert all(r is None or space.contains(r) for r in results)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.floats(-10, 10), min_size=1, max_size=30))
+def test_isotonic_projection(values):
+    v = np.asarray(values)
+    p = isotonic_non_decreasing(v)
+    assert np.all(np.diff(p) >= -1e-9)
+    assert abs(p.mean() - v.mean()) < 1e-6  # PAV preserves the mean
+    if np.all(np.diff(v) >= 0):
+        np.testing.assert_allclose(p, v)
+
+
+def test_longrope2_space_derives_the_dims_below_the_critical_one():
+    space = SearchSpace(n_dims=16, lower=1.0, upper=16.0, critical_dims=(8, 9, 10), critical_lower=8.0, start_tokens=(0,))
+    g = space.from_factors(np.full(16, 3.0), 0, critical=9)
+    lam = space.factors(g)
+    assert g.critical == 9
+    assert np.all(lam[9:] >= 8.0)  # searched part lies in [s, 2s]
+    assert lam[0] == pytest.approx(1.0) and np.all(np.diff(lam) >= 0)
+    # mutating d_rcd keeps the derived part consistent
+    rng = np.random.default_rng(1)
+    for _ in range(50):
+        assert_valid(space, smooth_mutation(space, g, rng, 0.1, discrete_prob=1.0))
+
+
+def test_space_validation_names_the_field():
+    with pytest.raises(ValueError, match="step"):
+        SearchSpace(n_dims=4, step=0.0)
+    with pytest.raises(ValueError, match="lower"):
+        SearchSpace(n_dims=4, lower=2.0, upper=1.0)
+    with pytest.raises(ValueError, match="critical_lower"):
+        SearchSpace(n_dims=4, critical_dims=(1,))
+
+
+def test_attention_gene_seeds_and_default():
+    from longrope.search.seeds import attention_choices
+
+    choices = attention_choices(8.0, 256)
+    assert choices[0] == 1.0 and round(0.1 * np.log(8) + 1, 3) in choices
+    assert round(float(np.sqrt(1 + np.log(8) / np.log(256))), 3) in choices
+    space = SearchSpace(n_dims=4, upper=10.0, attention_choices=choices)
+    assert space.attention_factor(space.from_factors(np.full(4, 8.0), 0, attention_factor=1.0)) == 1.0
+    # None (LongRoPE's formula, the largest usual temperature) maps to the largest choice
+    assert space.attention_factor(space.from_factors(np.full(4, 8.0), 0)) == max(choices)
+    # a space without the gene gives None: the factor set's own default, as the paper
+    plain = SearchSpace(n_dims=4, upper=10.0)
+    assert plain.attention_factor(plain.from_factors(np.full(4, 8.0), 0, attention_factor=1.0)) is None
