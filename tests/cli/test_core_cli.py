@@ -100,3 +100,15 @@ def test_export_bad_factor_path_is_one_line_exit_2(capsys, tiny_model_dir, tmp_p
 def test_missing_model_is_one_line_exit_2(capsys, tmp_path):
     code, _, err = _run(capsys, "inspect", "--model", str(tmp_path / "no-such-model"))
     assert code == 2 and err.count("\n") == 1 and "no such model" in err
+
+
+def test_export_keeps_the_stored_dtype(capsys, build_tiny_model, tmp_path):
+    import torch
+
+    build_tiny_model("llama").to(torch.float16).save_pretrained(tmp_path / "fp16")
+    assert _run(capsys, "baseline", "--model", str(tmp_path / "fp16"), "--method", "ntk",
+                "--target-length", "64", "-o", str(tmp_path / "f.json"))[0] == 0
+    code, _, err = _run(capsys, "export", "--model", str(tmp_path / "fp16"), "--factors", str(tmp_path / "f.json"),
+                        "-o", str(tmp_path / "out"))
+    assert code == 0, err
+    assert json.loads((tmp_path / "out" / "config.json").read_text())["dtype"] == "float16"

@@ -272,3 +272,16 @@ def test_export_loads_the_same_in_transformers_4x(tmp_path):
         assert math.isclose(got["attention_scaling"], fs.resolved_attention_factor(), rel_tol=1e-6), (fam, attn)
         for name in ("short", "long"):
             torch.testing.assert_close(got[name], want[name], atol=ATOL, rtol=1e-5, msg=f"{fam} {attn} {name}")
+
+
+@pytest.mark.parametrize("family", ["llama", "phi3"])
+def test_exported_config_reads_back_as_the_same_factor_set(tmp_path, family):
+    """longrope's own loader understands the dual-format config.json (Phi-3's three-key form too)."""
+    model = build_tiny(family)
+    fs = _factors(model, attention_factor=None)
+    export_hf(model, None, fs, tmp_path / "e")
+    back = FactorSet.load(tmp_path / "e" / "config.json")
+    np.testing.assert_array_equal(back.long_factor, fs.long_factor)
+    np.testing.assert_array_equal(back.short_factor, fs.short_factor)
+    assert (back.original_max_position_embeddings, back.max_position_embeddings) == (TINY_L, 4 * TINY_L)
+    assert back.resolved_attention_factor() == pytest.approx(fs.resolved_attention_factor(), rel=1e-12)

@@ -207,6 +207,18 @@ def test_llama3_matches_transformers_llama3(family):
     torch.testing.assert_close(logits(model, ids), logits(hf, ids), atol=ATOL, rtol=RTOL)
 
 
+@pytest.mark.parametrize("family", ["llama", "qwen2", "gemma"])
+def test_dynamic_ntk_matches_transformers_dynamic_at_that_length(family):
+    """Dynamic NTK is length-dependent: our static factors for ℓ equal HF `dynamic` run at length ℓ."""
+    model = build_tiny(family)
+    n = 3 * TINY_L
+    fs = _baseline(model, "dynamic-ntk", 4 * TINY_L, length=n, factor=4.0)
+    hf = clone_with_rope(model, family, {"rope_type": "dynamic", "factor": 4.0})
+    install_factors(model, fs)
+    ids = tiny_ids(n)
+    torch.testing.assert_close(logits(model, ids), logits(hf, ids), atol=ATOL, rtol=RTOL)
+
+
 # --------------------------------------------------------------------------- n̂ (start tokens)
 @pytest.mark.parametrize("attention_factor", [1.0, 1.3])
 def test_start_token_rows_keep_original_rotation(family, attention_factor):

@@ -37,13 +37,15 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from longrope.models.export import export_hf
-    from longrope.models.loading import load_config, load_model, resolve_dtype
+    from longrope.models.loading import load_config, load_model, resolve_dtype, resolve_source
     from longrope.rope import FactorSet
 
     factor_set = FactorSet.load(args.factors)  # fail fast on a bad factor file, before loading weights
     if args.dtype:
         dtype = resolve_dtype(args.dtype)
-    else:  # keep the dtype the weights are stored in (fp16 stays fp16); GGUF has none → float32
+    elif resolve_source(args.model).kind == "gguf":  # dequantized weights: float32 (no stored dtype)
+        dtype = torch.float32
+    else:  # keep the dtype the weights are stored in (fp16 stays fp16)
         stored = getattr(load_config(args.model), "dtype", None)
         dtype = stored if isinstance(stored, torch.dtype) and stored.is_floating_point else torch.float32
     model, tokenizer = load_model(args.model, dtype=dtype)

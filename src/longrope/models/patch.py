@@ -13,15 +13,16 @@ What the replacement computes, for position ``p`` and pair ``i`` (LONGROPE.md §
   switch transformers' own ``longrope`` rope type makes, decided per forward call for the whole batch;
 - cos and sin both multiplied by the attention factor m, on every row (start tokens included: the
   reference code forgot those rows);
-- angles in float64, reduced into [−π, π), then cast to float32 for cos/sin, then to the model dtype.
+- angles in float64, reduced into [−π, π], then cast to float32 for cos/sin, then to the model dtype.
   At 2M positions a float32 ``p·θ`` is off by ~0.1 rad on the fastest pair; this is not.
 
 KV cache: ``generate()`` passes absolute ``position_ids`` for the new tokens, so n̂ holds. Keys
 already in the cache keep the rotation they were computed with: when generation crosses L, the
 cached keys stay rotated with the short factors while new tokens use the long ones. That is exactly
-what stock transformers does for every longrope model except Phi-3 (whose
-``prepare_inputs_for_generation`` drops the cache at that step — still true here, since it
-reads only the config).
+what stock transformers does for every longrope model except Phi-3, whose
+``prepare_inputs_for_generation`` drops the cache once at that step and recomputes everything
+with the long factors — still true when patched, since it reads only the model config (its
+``original_max_position_embeddings``, which should equal the factor set's L).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
@@ -38,9 +39,6 @@ from torch import nn
 from longrope.errors import UserError
 from longrope.models.families import RopeInfo, _find_rotary_owner, inspect_model, require_supported
 from longrope.rope import inv_freq as rope_inv_freq
-
-if TYPE_CHECKING:  # pragma: no cover
-    pass
 
 __all__ = ["LongRopeRotaryEmbedding", "RopePatch", "install_factors", "current_patch"]
 
@@ -170,8 +168,11 @@ class LongRopeRotaryEmbedding(nn.Module):
             raise UserError("per-layer-type RoPE is not supported by longrope")
         if position_ids is None:  # the decoders always pass them; be lenient for direct calls
             position_ids = torch.arange(x.shape[1], device=x.device)[None]
-        # Reduce into [-π, π) in float64 first: the float32 cast then loses < 2e-7 rad at any position.
-        freqs = (torch.remainder(self.angles(position_ids) + math.pi, _TWO_PI) - math.pi).to(torch.float32)
+        # Reduce into [-π, π] in float64 first (subtract whole turns; cheaper than remainder): the
+        # float32 cast then loses < 2e-7 rad at any position.
+        freqs = self.angles(position_ids)  # [batch, seq, d/2] float64, a fresh tensor
+        turns = torch.round(freqs * (1.0 / _TWO_PI))
+        freqs = freqs.sub_(turns.mul_(_TWO_PI)).to(torch.float32)
         # Trig on the d/2 distinct angles, then duplicate: transformers' cat(freqs, freqs) layout
         # (rotate_half pairs channel i with i + d/2) at half the trig cost.
         cos = freqs.cos() * self.attention_scaling  # [batch, seq, d/2]
