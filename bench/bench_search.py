@@ -23,6 +23,7 @@ script itself; its numbers say nothing about a real model.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import platform
@@ -61,7 +62,9 @@ def parse_args(argv=None):
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     p.add_argument("--synthetic", action="store_true", help="synthetic objective instead of a model")
     p.add_argument("--synthetic-dims", type=int, default=32)
-    p.add_argument("--out", default="bench/results/search.md")
+    p.add_argument("--out", default="bench/results/search.md", help="markdown result (the raw record is embedded)")
+    p.add_argument("--json", default=None, help="also write the raw record to this JSON file")
+    p.add_argument("--note", default=None, help="a paragraph placed under the title (e.g. what model this is)")
     p.add_argument("--quiet", action="store_true")
     return p.parse_args(argv)
 
@@ -217,7 +220,11 @@ def main(argv=None) -> int:
     heldout = {"ppl": ppl, "best_baseline": min(("pi", "ntk", "yarn"), key=ppl.get),
                "ours_ratio": ppl["ours"] / best_base, "paper_ratio": ppl["paper"] / best_base}
 
-    command = "python " + " ".join(shlex.quote(a) for a in [sys.argv[0], *(argv if argv is not None else sys.argv[1:])])
+    given = list(argv if argv is not None else sys.argv[1:])
+    if "--note" in given:  # the note is printed under the title; keep the command readable
+        i = given.index("--note")
+        given[i + 1 : i + 2] = ["'<the note above>'"] if i + 1 < len(given) else []
+    command = "python " + " ".join([shlex.quote(sys.argv[0]), *(a if a.startswith("'<") else shlex.quote(a) for a in given)])
     record = {
         "command": command,
         "started": started,
@@ -236,9 +243,10 @@ def main(argv=None) -> int:
                           "attention_factor": ours.attention_factor},
                  "ours-fixed-m": {"factors": fixed.factors.tolist(), "start_tokens": fixed.start_tokens}},
     }
-    out = Path(args.out)
-    write_json(out.with_suffix(".json"), record)
-    write_text(out, render(record))
+    record["note"] = args.note
+    if args.json:
+        write_json(args.json, record)
+    write_text(Path(args.out), render(record))
     print(render(record))
     return 0
 
@@ -254,6 +262,7 @@ def render(r: dict) -> str:
     lines = [
         "# Search benchmark: ours (steady) vs the paper's strategy",
         "",
+        *([r["note"], ""] if r.get("note") else []),
         f"- model: {r['model']}",
         f"- command: `{r['command']}`",
         f"- started: {r['started']}; seed {r['seed']}; {r['samples']} search docs, {r['heldout_samples']} held-out docs",
@@ -290,7 +299,8 @@ def render(r: dict) -> str:
     best = min(h["ppl"][m] for m in ("pi", "ntk", "yarn"))
     for name in ("ours", "ours-fixed-m", "paper", "pi", "ntk", "yarn"):
         lines.append(f"| {name} | {_f(h['ppl'][name])} | {_f(h['ppl'][name] / best, '.3f')} |")
-    lines.append("")
+    lines += ["", "<details><summary>raw record (JSON)</summary>", "", "```json",
+              json.dumps(r, indent=1), "```", "", "</details>", ""]
     return "\n".join(lines)
 
 

@@ -91,6 +91,10 @@ def test_search_writes_every_output(tiny, tmp_path, strategy):
     report = json.loads((out / "report.json").read_text())
     assert set(report["heldout"]["ppl"]) == {"searched", "pi", "ntk", "yarn"}
     assert report["search"]["best_ppl"] == pytest.approx(min(np.exp(h["fitness"]) for h in hist if h["full"]))
+    # ours searches the attention temperature; the paper keeps LongRoPE's formula (None)
+    m = report["search"]["attention_factor"]
+    assert (m is None) == (strategy == "paper")
+    assert fs.attention_factor == m
     config = json.loads((out / "config.json").read_text())
     assert config["resolved"]["strategy"] == strategy and config["resolved"]["length"] == TARGET
     assert (out / "factors.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

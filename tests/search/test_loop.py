@@ -127,6 +127,7 @@ def test_resume_after_a_kill_reproduces_the_uninterrupted_run(tmp_path, strategy
     assert comparable(lines) == comparable(reference.history)
 
 
+@pytest.mark.timeout(120)
 def test_resume_survives_a_real_sigkill(tmp_path):
     """A real subprocess killed with SIGKILL mid-run, then resumed here, ends like an uninterrupted run."""
     ckpt = tmp_path / "ckpt.json"

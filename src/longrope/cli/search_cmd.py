@@ -20,7 +20,8 @@ evaluation: --resume continues a killed run exactly where it stopped.
 
 strategies:
   steady     (default) ours: steady-state, racing on one document first, fitness cache,
-             smooth mutations with adaptive step, more seeds, stops when the best stalls
+             smooth mutations with adaptive step, more seeds, the attention temperature
+             searched too (--fixed-attention: LongRoPE's), stops when the best stalls
   paper      the published algorithm: seeds PI/NTK/YaRN, (μ+λ) generations, 1,344
              evaluations with the default knobs
   longrope2  LongRoPE2: λ_i in [s, 2s] for i >= d_rcd, NTK-style below, d_rcd searched,

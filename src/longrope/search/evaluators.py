@@ -20,7 +20,6 @@ is a picklable callable ``factory(device: str) -> objective`` used to build one 
 
 from __future__ import annotations
 
-import queue as queue_mod
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -112,19 +111,22 @@ class InProcessEvaluator:
 
 
 # -- one process per device -----------------------------------------------------------------------
-def _worker_main(worker: str, device: str, factory: Any, tasks: Any, results: Any) -> None:
-    """Worker process: build the objective once, then serve requests until it receives None."""
+def _worker_main(worker: str, device: str, factory: Any, conn: Any) -> None:
+    """Worker process: build the objective once, then serve requests from its pipe until None/EOF."""
     try:
         objective = factory(device)
     except BaseException as exc:  # reported to the parent, which stops the search with this line
-        results.put(("fatal", worker, None, traceback.format_exception_only(type(exc), exc)[-1].strip()))
+        conn.send(("fatal", traceback.format_exception_only(type(exc), exc)[-1].strip()))
         return
-    results.put(("ready", worker, None, None))
+    conn.send(("ready", None))
     while True:
-        request = tasks.get()
+        try:
+            request = conn.recv()
+        except (EOFError, OSError):
+            return
         if request is None:
             return
-        results.put(("outcome", worker, request.ticket, call_objective(objective, request, worker)))
+        conn.send(("outcome", call_objective(objective, request, worker)))
 
 
 def _spawn_context():
@@ -143,7 +145,11 @@ class WorkerCrashed(RuntimeError):
 
 class ProcessPoolEvaluator:
     """One spawned worker process per entry of ``devices`` (e.g. ``["cuda:0", "cuda:1"]`` or
-    ``["cpu"] * N``). Requests go to idle workers; results come back in completion order."""
+    ``["cpu"] * N``). Requests go to idle workers; results come back in completion order.
+
+    Each worker has its own pipe (not one shared queue): a worker killed while writing can only
+    break its own channel, which is discarded with it, never block the others.
+    """
 
     def __init__(self, factory: ObjectiveFactory, devices: Sequence[str], *, max_restarts: int = 3) -> None:
         if not devices:
@@ -153,92 +159,99 @@ class ProcessPoolEvaluator:
         self.slots = len(self.devices)
         self.max_restarts = max_restarts
         self._ctx = _spawn_context()
-        self._results = self._ctx.Queue()
         self._procs: dict[str, Any] = {}
-        self._tasks: dict[str, Any] = {}
+        self._conns: dict[str, Any] = {}
         self._busy: dict[str, EvalRequest | None] = {}
         self._backlog: list[EvalRequest] = []
         self._restarts = 0
         for i, dev in enumerate(self.devices):
             self._start(f"w{i}", dev)
 
+    def _device(self, worker: str) -> str:
+        return self.devices[int(worker[1:])]
+
     def _start(self, worker: str, device: str) -> None:
-        tasks = self._ctx.Queue()
-        proc = self._ctx.Process(
-            target=_worker_main, args=(worker, device, self.factory, tasks, self._results), daemon=True
-        )
+        parent, child = self._ctx.Pipe(duplex=True)
+        proc = self._ctx.Process(target=_worker_main, args=(worker, device, self.factory, child), daemon=True)
         proc.start()
+        child.close()  # the parent keeps only its end, so a dead worker reads as EOF
         self._procs[worker] = proc
-        self._tasks[worker] = tasks
+        self._conns[worker] = parent
         self._busy[worker] = None
 
     def _dispatch(self) -> None:
-        for worker, req in self._busy.items():
-            if req is None and self._backlog and self._procs[worker].is_alive():
-                nxt = self._backlog.pop(0)
-                self._busy[worker] = nxt
-                self._tasks[worker].put(nxt)
+        for worker in list(self._busy):
+            if self._busy[worker] is None and self._backlog:
+                req = self._backlog.pop(0)
+                self._busy[worker] = req
+                try:
+                    self._conns[worker].send(req)
+                except (BrokenPipeError, OSError):
+                    self._worker_died(worker)
 
     def submit(self, request: EvalRequest) -> None:
         self._backlog.append(request)
         self._dispatch()
 
-    def _check_dead(self) -> None:
-        for worker, proc in list(self._procs.items()):
-            if proc.is_alive():
-                continue
-            req = self._busy.get(worker)
-            self._restarts += 1
-            if self._restarts > self.max_restarts:
-                raise WorkerCrashed(
-                    f"worker {worker} on {self.devices[int(worker[1:])]} died (exit code {proc.exitcode}) "
-                    f"and {self.max_restarts} restarts are used up"
-                )
-            if req is not None:
-                self._backlog.insert(0, req)  # its candidate is re-queued, nothing is lost
-            self._start(worker, self.devices[int(worker[1:])])
+    def _worker_died(self, worker: str) -> None:
+        """Re-queue its request, replace it (or give up after ``max_restarts``)."""
+        proc = self._procs[worker]
+        proc.join(timeout=5)
+        req = self._busy.get(worker)
+        try:
+            self._conns[worker].close()
+        except OSError:
+            pass
+        self._restarts += 1
+        if self._restarts > self.max_restarts:
+            raise WorkerCrashed(
+                f"worker {worker} on {self._device(worker)} died (exit code {proc.exitcode}) "
+                f"and {self.max_restarts} restarts are used up"
+            )
+        if req is not None:
+            self._backlog.insert(0, req)  # its candidate is re-queued, nothing is lost
+        self._start(worker, self._device(worker))
 
     def wait(self) -> list[EvalOutcome]:
+        from multiprocessing.connection import wait as wait_connections
+
         if not self._backlog and all(r is None for r in self._busy.values()):
             return []
         out: list[EvalOutcome] = []
         while not out:
-            try:
-                kind, worker, ticket, payload = self._results.get(timeout=0.5)
-            except queue_mod.Empty:
-                self._check_dead()
-                self._dispatch()
-                continue
-            if kind == "fatal":
-                raise WorkerCrashed(f"worker {worker} could not build its objective: {payload}")
-            if kind == "outcome":
-                self._busy[worker] = None
-                out.append(payload)
-            self._dispatch()
-            # Drain whatever else is already there without blocking.
-            while True:
+            by_conn = {conn: w for w, conn in self._conns.items()}
+            ready = wait_connections(list(by_conn), timeout=1.0)
+            for conn in ready:
+                worker = by_conn[conn]
                 try:
-                    kind, worker, ticket, payload = self._results.get_nowait()
-                except queue_mod.Empty:
-                    break
+                    kind, payload = conn.recv()
+                except (EOFError, OSError):
+                    self._worker_died(worker)
+                    continue
                 if kind == "fatal":
                     raise WorkerCrashed(f"worker {worker} could not build its objective: {payload}")
                 if kind == "outcome":
                     self._busy[worker] = None
                     out.append(payload)
+            if not ready:  # belt and braces: a worker that died without closing its pipe
+                for worker, proc in list(self._procs.items()):
+                    if not proc.is_alive():
+                        self._worker_died(worker)
             self._dispatch()
         return out
 
     def close(self) -> None:
-        for worker, proc in self._procs.items():
-            if proc.is_alive():
-                try:
-                    self._tasks[worker].put(None)
-                except Exception:  # a broken pipe on shutdown is not worth a traceback
-                    pass
+        for conn in self._conns.values():
+            try:
+                conn.send(None)
+            except (BrokenPipeError, OSError):  # already gone
+                pass
         for proc in self._procs.values():
             proc.join(timeout=5)
             if proc.is_alive():
                 proc.terminate()
                 proc.join(timeout=5)
+        for conn in self._conns.values():
+            conn.close()
         self._procs.clear()
+        self._conns.clear()

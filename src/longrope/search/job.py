@@ -79,8 +79,9 @@ class SearchJob:
     device: str = "cpu"
     dtype: str = "float32"
     ordered: bool | None = None
-    """tell results in ticket order (reproducible for a given worker count); default: yes in
-    process, no with parallel evaluators (no idling)"""
+    """tell results in ticket order: reproducible for a given worker count, at the price of a worker
+    occasionally waiting for the oldest running ticket (never for a whole generation). Default yes;
+    ``--unordered`` tells results as they arrive (no waiting, not reproducible)."""
     resume: bool = False
     report: bool = True
     progress: bool = True
@@ -337,7 +338,7 @@ def run_job(job: SearchJob, *, log=None) -> dict:
     archive = Archive(job.samples)
     strategy = make_strategy(job.loop_strategy, p.space, archive, job.config)
     bar = _Bar(strategy.budget, f"search {job.strategy}", job.progress)
-    ordered = job.ordered if job.ordered is not None else evaluator.slots == 1
+    ordered = True if job.ordered is None else job.ordered
     loop = SearchLoop(p.space, strategy, evaluator, seed=job.seed, checkpoint=ckpt,
                       history_path=out / "history.jsonl", fingerprint=fingerprint, ordered=ordered,
                       on_progress=bar)
@@ -454,7 +455,9 @@ def plot_factors(path: Path, best: Any, p: Plan, job: SearchJob) -> None:
         rel = np.asarray(best.provenance.get("relative_factor", best.long_factor))
         ax.plot(i, rel, color="black", linewidth=2, label="searched λ' (relative)")
     else:
-        ax.plot(i, best.long_factor, color="black", linewidth=2, label=f"searched ({job.strategy}, n̂={best.start_tokens})")
+        m = best.resolved_attention_factor()
+        ax.plot(i, best.long_factor, color="black", linewidth=2,
+                label=f"searched ({job.strategy}, n̂={best.start_tokens}, m={m:.3g})")
     ax.set_yscale("log")
     ax.set_xlabel("frequency index i (low i = high frequency)")
     ax.set_ylabel("rescale factor λ_i")

@@ -13,7 +13,8 @@ and of the results told back, in the order they are told.
   additive per-document scores (a child is scored on the first document(s); only if it is at least
   as good as the parent cut-off on the same documents is it promoted to the full set), smooth
   log-space mutation with a 1/5-success-rule step size, blend crossover, more seeds, and a stopping
-  rule when the best stops improving.
+  rule when the best stops improving. (The attention-temperature gene and the extra seeds live in
+  the space and the seed list, see :mod:`.seeds`; the strategy only sees genomes.)
 """
 
 from __future__ import annotations
