@@ -130,3 +130,11 @@ def test_passkey_prompt_layout_with_the_shipped_tokenizer(tiny):
             assert text.count("The pass key is 12345. Remember it. 12345 is the pass key.") == 1
             assert text.endswith("What is the pass key? The pass key is")
     assert np.all(np.asarray(enc("0123456789")) > 2)
+
+
+def test_a_staged_run_records_its_starting_checkpoint():
+    run = training_info()["run"]
+    if "init_from" in run:
+        init = run["init_from"]
+        assert len(init["sha256"]) == 64 and init["step"] >= 1 and len(init["fingerprint"]) == 16
+        assert init["log"] and init["log"][-1]["step"] <= init["step"]

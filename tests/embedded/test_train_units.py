@@ -119,3 +119,44 @@ def test_scale_inv_freq_changes_long_context_scores_and_restores(tok):
     # the windowed variant scores the same tokens minus one per extra BOS window
     windowed = perplexity(model, docs, spans, 128, tok.bos_token_id, window=64)
     assert math.isfinite(windowed) and windowed > 1
+
+
+def test_weighted_batch_draws_the_same_rows_and_weights_only_the_key_digits(tok):
+    cfg = TinyConfig(context=512, batch_size=32, passkey_fraction=0.5, vocab_size=400,
+                     passkey_answer_weight=8.0)
+    docs = encode_docs(tok, [" ".join(["the old green park"] * 400)])
+    plain = BatchSampler(docs, tok, cfg, np.random.default_rng(5)).batch()
+    ids, w = BatchSampler(docs, tok, cfg, np.random.default_rng(5)).weighted_batch()
+    np.testing.assert_array_equal(ids, plain)
+    for row, wrow in zip(ids, w):
+        hot = np.nonzero(wrow != 1.0)[0]
+        if tok.decode(row[1:]).startswith(INTRO):
+            assert len(hot) == 5 and np.all(wrow[hot] == 8.0)
+            key = tok.decode(row[hot])
+            assert key.isdigit() and f"What is the pass key? The pass key is {key}." in tok.decode(row)
+        else:
+            assert len(hot) == 0
+    with pytest.raises(UserError, match="--passkey-answer-weight"):
+        TinyConfig(passkey_answer_weight=0)
+
+
+def test_init_from_starts_from_a_checkpoint_and_records_it(tok, tmp_path):
+    from longrope.embedded.train import train
+
+    docs = encode_docs(tok, [" ".join(["the cat sat on a mat by the old green park"] * 200)])
+    small = dict(vocab_size=400, hidden_size=32, num_layers=1, num_heads=1, intermediate_size=64,
+                 context=64, batch_size=2, warmup_steps=1, eval_every=2, eval_windows=1)
+    first = TinyConfig(max_steps=2, **small)
+    ckpt = tmp_path / "first.pt"
+    trained, _, _ = train(first, tok, docs, docs, checkpoint=ckpt)
+    assert first.fingerprint() == TinyConfig(max_steps=2, passkey_answer_weight=1.0, **small).fingerprint()
+    second = TinyConfig(max_steps=1, lr=1e-9, init_from=str(ckpt), **small)
+    assert second.fingerprint() != TinyConfig(max_steps=1, lr=1e-9, **small).fingerprint()
+    model, _, summary = train(second, tok, docs, docs)
+    assert summary["init_from"]["step"] == 2 and summary["init_from"]["fingerprint"] == first.fingerprint()
+    assert len(summary["init_from"]["sha256"]) == 64
+    # lr 1e-9 for one step: the weights are (almost exactly) the checkpoint's
+    for (k, a), (_, b) in zip(trained.state_dict().items(), model.state_dict().items()):
+        assert (a - b).abs().max() < 1e-6, k
+    with pytest.raises(UserError, match="--init-from"):
+        train(TinyConfig(max_steps=1, init_from=str(tmp_path / "nope.pt"), **small), tok, docs, docs)

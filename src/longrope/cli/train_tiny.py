@@ -53,7 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     for f in dataclasses.fields(TinyConfig):
         flag = "--" + f.name.replace("_", "-").replace("-s", "") if f.name.endswith("_s") else \
             "--" + f.name.replace("_", "-")
-        typ = float if f.type in ("float", "float | None") else int  # int | None -> int
+        typ = {"float": float, "float | None": float, "str | None": str}.get(f.type, int)
         if f.type == "bool":
             parser.add_argument(flag, dest=f.name, type=_bool, default=f.default, metavar="{true,false}",
                                 help=f"(default {str(f.default).lower()})")

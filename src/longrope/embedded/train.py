@@ -65,6 +65,12 @@ class TinyConfig:
     grad_clip: float = 1.0
     passkey_fraction: float = 0.1
     """Share of training sequences that are passkey prompts with their answer."""
+    passkey_answer_weight: float = 1.0
+    """Loss weight of the answer's key digits in passkey rows (1 = the plain LM loss). The answer
+    is 5 tokens of ~250; weighting it speeds up learning to retrieve without more passkey rows."""
+    init_from: str | None = None
+    """A train-tiny checkpoint whose weights start this run; its optimizer and schedule do not
+    carry over (this run's warmup and cosine start afresh). Recorded with its hash in training.json."""
     eval_every: int = 250
     eval_windows: int = 24
     """Held-out 256-token windows scored at each periodic evaluation (logging only)."""
@@ -88,6 +94,8 @@ class TinyConfig:
             raise UserError(f"--context {self.context} is too short for a passkey prompt; use >= 64")
         if not 0.0 <= self.passkey_fraction < 1.0:
             raise UserError(f"--passkey-fraction must be in [0, 1), got {self.passkey_fraction}")
+        if self.passkey_answer_weight <= 0:
+            raise UserError(f"--passkey-answer-weight must be > 0, got {self.passkey_answer_weight}")
         if self.lr <= 0 or not 0 <= self.min_lr_ratio <= 1:
             raise UserError("--lr must be > 0 and --min-lr-ratio in [0, 1]")
         if self.warmup_steps < 0:
@@ -102,6 +110,11 @@ class TinyConfig:
         d = dataclasses.asdict(self)
         for k in ("time_budget_s", "stop_at_step", "checkpoint_every_s", "threads"):
             d.pop(k)
+        # Options added later are left out at their neutral values, so that older checkpoints
+        # (the shipped run's first stage among them) keep their fingerprints.
+        for k, neutral in (("passkey_answer_weight", 1.0), ("init_from", None)):
+            if d[k] == neutral:
+                d.pop(k)
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -226,15 +239,20 @@ class BatchSampler:
         return np.concatenate([[self.bos], doc[off : off + c - 1]])
 
     def passkey(self) -> np.ndarray:
+        return self._passkey()[0]
+
+    def _passkey(self) -> tuple[np.ndarray, int]:
+        """(ids, index of the answer's first token)."""
         c = self.cfg.context
         key = int(self.rng.integers(10000, 100000))
         length = int(self.rng.integers(self.min_passkey, c - 4 + 1))
         ids = build_prompt(self.pieces, self.encode, length=length, key=key,
                            depth=float(self.rng.random()), bos_id=self.bos)
+        answer_at = len(ids)
         ids += answer_ids(self.encode, key)
         while len(ids) < c:
             ids += self.pieces.filler
-        return np.asarray(ids[:c])
+        return np.asarray(ids[:c]), answer_at
 
     def batch(self) -> np.ndarray:
         """[batch, context] int64 ids."""
@@ -243,6 +261,22 @@ class BatchSampler:
             use_pk = self.min_passkey is not None and self.rng.random() < self.cfg.passkey_fraction
             rows.append(self.passkey() if use_pk else self.window())
         return np.stack(rows).astype(np.int64)
+
+    def weighted_batch(self) -> tuple[np.ndarray, np.ndarray]:
+        """([batch, context] int64 ids, [batch, context] float32 loss weights of each token as a
+        target): 1 everywhere except the 5 key digits of passkey answers (``passkey_answer_weight``).
+        Draws the same random numbers as :meth:`batch`, so both give the same ids."""
+        rows, weights = [], []
+        for _ in range(self.cfg.batch_size):
+            w = np.ones(self.cfg.context, dtype=np.float32)
+            if self.min_passkey is not None and self.rng.random() < self.cfg.passkey_fraction:
+                ids, at = self._passkey()
+                w[at + 1 : at + 6] = self.cfg.passkey_answer_weight  # " " then 5 digits, then "."
+            else:
+                ids = self.window()
+            rows.append(ids)
+            weights.append(w)
+        return np.stack(rows).astype(np.int64), np.stack(weights)
 
 
 def lr_at(step: int, cfg: TinyConfig) -> float:
@@ -351,7 +385,11 @@ def passkey_min_length(tokenizer) -> int:
 
 
 def passkey_accuracy(model, tokenizer, length: int, trials: int, seed: int) -> float:
-    """Share of ``trials`` passkey prompts of ``length`` tokens answered right (greedy, KV cache)."""
+    """Share of ``trials`` passkey prompts answered right (greedy, KV cache).
+
+    The prompt has ``length - 8`` tokens so that prompt and the 7 generated tokens fit in
+    ``length`` positions: "passkey at 256" stays inside the trained window.
+    """
     import torch
 
     encode = encoder(tokenizer)
@@ -363,7 +401,7 @@ def passkey_accuracy(model, tokenizer, length: int, trials: int, seed: int) -> f
         for t in range(trials):
             key = int(rng.integers(10000, 100000))
             depth = t / max(1, trials - 1)
-            ids = build_prompt(pieces, encode, length=length, key=key, depth=depth,
+            ids = build_prompt(pieces, encode, length=length - 8, key=key, depth=depth,
                                bos_id=tokenizer.bos_token_id)
             x = torch.tensor([ids])
             out = model.generate(x, attention_mask=torch.ones_like(x), max_new_tokens=7,
@@ -442,6 +480,17 @@ def train(cfg: TinyConfig, tokenizer, train_docs: list[np.ndarray], eval_docs: l
 
     torch.set_num_threads(cfg.threads)
     model = build_model(cfg, tokenizer)
+    init_info = None
+    if cfg.init_from is not None:
+        init_path = Path(cfg.init_from)
+        if not init_path.is_file():
+            raise UserError(f"--init-from {init_path} is not a file; give a train-tiny checkpoint (.pt)")
+        init = torch.load(init_path, weights_only=False)
+        model.load_state_dict(init["model"])
+        init_info = {"path": str(init_path), "sha256": hashlib.sha256(init_path.read_bytes()).hexdigest(),
+                     "fingerprint": init["fingerprint"], "config": init.get("config"), "step": init["step"],
+                     "log": init["log"]}
+        del init
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
     opt = torch.optim.AdamW(
@@ -465,7 +514,7 @@ def train(cfg: TinyConfig, tokenizer, train_docs: list[np.ndarray], eval_docs: l
     def save_checkpoint() -> None:
         if checkpoint is None:
             return
-        state = {"fingerprint": cfg.fingerprint(), "model": model.state_dict(), "optimizer": opt.state_dict(),
+        state = {"fingerprint": cfg.fingerprint(), "config": dataclasses.asdict(cfg), "model": model.state_dict(), "optimizer": opt.state_dict(),
                  "rng": rng.bit_generator.state, "step": step, "log": log,
                  "elapsed_s": elapsed_before + time.perf_counter() - t_start}
         atomic_write(checkpoint, lambda f: torch.save(state, f), mode="wb")
@@ -493,8 +542,15 @@ def train(cfg: TinyConfig, tokenizer, train_docs: list[np.ndarray], eval_docs: l
         lr = lr_at(step, cfg)
         for g in opt.param_groups:
             g["lr"] = lr
-        x = torch.from_numpy(sampler.batch())  # [batch, context]
-        loss = model(input_ids=x, labels=x).loss
+        if cfg.passkey_answer_weight == 1.0:
+            x = torch.from_numpy(sampler.batch())  # [batch, context]
+            loss = model(input_ids=x, labels=x).loss
+        else:
+            ids, w = sampler.weighted_batch()
+            x, w = torch.from_numpy(ids), torch.from_numpy(w)  # [batch, context] each
+            logits = model(input_ids=x).logits[:, :-1].float()  # [batch, context-1, vocab]
+            nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), x[:, 1:], reduction="none")
+            loss = (nll * w[:, 1:]).sum() / w[:, 1:].sum()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         gnorm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip))
@@ -517,6 +573,8 @@ def train(cfg: TinyConfig, tokenizer, train_docs: list[np.ndarray], eval_docs: l
     save_checkpoint()
     summary = {"steps": step, "tokens_seen": step * tokens_per_step, "stopped_early": stopped_early,
                "train_seconds": round(elapsed_before + time.perf_counter() - t_start, 1)}
+    if init_info is not None:
+        summary["init_from"] = init_info
     model.eval()
     return model, log, summary
 
