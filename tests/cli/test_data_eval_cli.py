@@ -138,6 +138,15 @@ def test_eval_passkey_generate_and_needle(model_dir, tmp_path, capsys):
         assert (out / "passkey_none.png").stat().st_size > 1000
 
 
+def test_eval_passkey_in_real_documents(model_dir, shards, tmp_path, capsys):
+    out = tmp_path / "pk"
+    rc = main(["eval", "passkey", "--model", str(model_dir), "--lengths", "128", "--trials", "2", "--depths", "0.5",
+               "--mode", "needle", "--data", str(shards), "--split", "all", "--quiet", "-o", str(out)])
+    assert rc == 0, capsys.readouterr().err
+    cfg = json.loads((out / "passkey.json").read_text())["config"]
+    assert len(cfg["haystack"]["documents"]) == 2
+
+
 @pytest.mark.parametrize("argv,needle", [
     (["--lengths", "100000"], "the longest is"),
     (["--lengths", "0,64"], "--lengths"),
@@ -162,8 +171,7 @@ def test_eval_ppl_wrong_tokenizer(model_dir, corpus, tmp_path, capsys):
     other.pre_tokenizer = pre_tokenizers.Whitespace()
     tok_dir = tmp_path / "wordlevel"
     PreTrainedTokenizerFast(tokenizer_object=other, bos_token="<s>", unk_token="<unk>").save_pretrained(tok_dir)
-    # a tokenizer folder is not a model folder: give it a config so the resolver accepts it
-    (tok_dir / "config.json").write_text((model_dir / "config.json").read_text())
+    # a tokenizer-only folder (no config.json), as AutoTokenizer accepts
     assert main(["tokenize", "--tokenizer", str(tok_dir), "--input", str(corpus), "-o", str(tmp_path / "s"),
                  "--quiet"]) == 0
     capsys.readouterr()

@@ -192,3 +192,37 @@ def test_writer_flushes_index_in_blocks(tmp_path):
     for k in (0, 1, 65535, 65536, n - 1):
         assert c.names[k] == f"d{k}"
         assert np.array_equal(c.tokens(k), np.full(k % 3 + 1, k % 60000))
+
+
+def test_output_inside_input_and_hidden_files(tokenizer, corpus_dir, tmp_path):
+    with pytest.raises(UserError, match="inside input folder"):
+        _run(tokenizer, [corpus_dir], corpus_dir / "shards")
+    (corpus_dir / ".git").mkdir()
+    (corpus_dir / ".git" / "x.txt").write_text("hidden", encoding="utf-8")
+    assert _run(tokenizer, [corpus_dir], tmp_path / "out").n_docs == 7
+
+
+def test_hub_dataset_streamed_through_datasets(tokenizer, tmp_path, monkeypatch):
+    """The hub path with a stand-in ``datasets`` module: streaming rows, text field, row ids."""
+    import sys
+    import types
+
+    from longrope.data import sources
+
+    calls = {}
+
+    def load_dataset(name, split, streaming):
+        calls.update(name=name, split=split, streaming=streaming)
+        return iter([{"text": TEXTS[0], "n": 1}, {"text": ""}, {"text": TEXTS[1], "n": 3}])
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
+    monkeypatch.setattr(sources, "_hub_reachable", lambda timeout=3.0: True)
+    monkeypatch.setitem(sys.modules, "datasets", types.SimpleNamespace(load_dataset=load_dataset))
+    rep = _run(tokenizer, ["pg19"], tmp_path / "out", split="test")
+    assert calls == {"name": "deepmind/pg19", "split": "test", "streaming": True}
+    c = TokenCorpus.open(tmp_path / "out")
+    assert rep.n_docs == 2 and c.names == ["deepmind/pg19/test#0", "deepmind/pg19/test#2"]
+    assert tokenizer.decode(list(c.tokens(1))) == TEXTS[1]
+    with pytest.raises(UserError, match="no field 'body'"):
+        _run(tokenizer, ["user/data"], tmp_path / "out2", text_field="body")

@@ -103,6 +103,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     pk.add_argument("--mode", default="generate", choices=["generate", "needle"],
                     help="generate: greedy decoding; needle: teacher-forced answer score (default generate)")
     pk.add_argument("--max-new-tokens", type=int, default=8, help="tokens to generate (default 8)")
+    pk.add_argument("--data", default=None, metavar="DIR",
+                    help="hide the needle in real documents of this shard folder instead of the filler")
+    pk.add_argument("--split", default="heldout", choices=["heldout", "search", "all"],
+                    help="with --data: which documents (default heldout)")
+    pk.add_argument("--heldout-fraction", type=float, default=0.5, help="with --data: share held out (default 0.5)")
 
 
 def _say(msg: str) -> None:
@@ -273,12 +278,23 @@ def _run_passkey(args: argparse.Namespace, lengths: list[int], depths: list[floa
     if tokenizer is None:
         raise UserError(f"{args.model} has no tokenizer files; the passkey prompt needs one")
     bos = _bos(args, tokenizer)
+    haystacks = None
+    if args.data:
+        from longrope.data import TokenCorpus, sample_documents
+
+        corpus = TokenCorpus.open(args.data)
+        corpus.check_tokenizer(tokenizer, model_name=args.model)
+        haystacks = sample_documents(corpus, max(lengths), len(depths) * args.trials, seed=args.seed,
+                                     split=args.split, heldout_fraction=args.heldout_fraction)
     sets = _factor_sets(args.factors, skip_none=args.skip_none, model=model, lengths=lengths)
     results = passkey_suite(model, tokenizer, sets, lengths, depths=depths, trials=args.trials, seed=args.seed,
-                            bos_id=bos, mode=args.mode, max_new_tokens=args.max_new_tokens,
+                            bos_id=bos, mode=args.mode, max_new_tokens=args.max_new_tokens, haystacks=haystacks,
                             progress=not args.quiet, log=_say)
     config = _config(args, sets, {"lengths": lengths, "depths": depths, "trials": args.trials, "mode": args.mode,
                                   "max_new_tokens": args.max_new_tokens, "bos_id": bos,
+                                  "haystack": "synthetic filler" if haystacks is None else
+                                  {"data": str(args.data), "split": args.split,
+                                   "documents": [d.doc_id for d in haystacks]},
                                   "correct_if": "first integer of the greedy output equals the key" if
                                   args.mode == "generate" else "every answer token is the argmax (teacher-forced)"})
     paths = write_passkey_outputs(args.output, results, config)

@@ -87,7 +87,8 @@ class Source:
         if self.kind == "file":
             return [p]
         if self.kind == "folder":
-            return sorted(q for q in p.rglob("*") if q.is_file() and _suffix(q) is not None)
+            return sorted(q for q in p.rglob("*") if q.is_file() and _suffix(q) is not None
+                          and not any(part.startswith(".") for part in q.relative_to(p).parts))
         return []
 
     def documents(self, log: SkipLog) -> Iterator[tuple[str, str, int]]:
@@ -98,22 +99,29 @@ class Source:
         root = Path(self.spec)
         if self.kind == "folder":
             for q in sorted(root.rglob("*")):
-                if q.is_file() and _suffix(q) is None and not q.name.startswith("."):
+                hidden = any(part.startswith(".") for part in q.relative_to(root).parts)
+                if q.is_file() and _suffix(q) is None and not hidden:
                     log.ignored_files += 1
         for path in self.files():
             rel = path.name if self.kind == "file" else path.relative_to(root).as_posix()
             name = rel if self.kind == "file" else f"{root.name}/{rel}"
             yield from _file_documents(path, name, self, log)
 
-    def _hub_documents(self) -> Iterator[tuple[str, str, int]]:
-        hub_id, default_field = HUB_ALIASES.get(self.spec, (self.spec, self.text_field))
-        text_field = self.text_field if self.text_field != "text" else default_field
+    def preflight(self) -> None:
+        """Fail in seconds, before any work, when a hub input cannot be read (offline)."""
+        if self.kind != "hub":
+            return
         if os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0") or os.environ.get("HF_DATASETS_OFFLINE", "") not in ("", "0"):
             raise UserError(f"{self.spec!r} is not a local file or folder and the Hugging Face hub is offline "
                             "(HF_HUB_OFFLINE); download the dataset and pass its files or folder as --input")
         if not _hub_reachable():
             raise UserError(f"{self.spec!r} is not a local file or folder and the Hugging Face hub is unreachable "
                             "(offline?); download the dataset and pass its files or folder as --input")
+
+    def _hub_documents(self) -> Iterator[tuple[str, str, int]]:
+        hub_id, default_field = HUB_ALIASES.get(self.spec, (self.spec, self.text_field))
+        text_field = self.text_field if self.text_field != "text" else default_field
+        self.preflight()
         try:
             import datasets  # lazy: only hub inputs need it
         except ImportError as exc:

@@ -9,7 +9,8 @@ Re-running with the same inputs (paths, sizes, modification times), tokenizer vo
 options finds the fingerprint in ``meta.json``, checks the shards, and does nothing. Otherwise
 the new shards are built in ``DIR/.building`` and moved into place, ``meta.json`` last, so a
 killed run leaves either the old complete folder or one that fails verification, never a
-folder that silently reads wrong.
+folder that silently reads wrong. Hub datasets have no sizes or dates to fingerprint, so
+inputs that include one are re-read on every run.
 """
 
 from __future__ import annotations
@@ -126,20 +127,23 @@ def _prefetch(it: Iterator, depth: int = 2) -> Iterator:
     done = object()
     stop = threading.Event()
 
+    def put(msg) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(msg, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
     def work():
         try:
             for item in it:
-                while not stop.is_set():
-                    try:
-                        q.put(("item", item), timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
+                if not put(("item", item)):
                     return
-            q.put(("end", done))
+            put(("end", done))
         except BaseException as exc:  # handed to the consumer, which re-raises it
-            q.put(("error", exc))
+            put(("error", exc))
 
     t = threading.Thread(target=work, name="longrope-read", daemon=True)
     t.start()
@@ -180,6 +184,14 @@ def tokenize_corpus(
     t0 = time.perf_counter()
     out = Path(out_dir)
     sources = resolve_sources(list(inputs), split=split, text_field=text_field, id_field=id_field)
+    for s in sources:
+        s.preflight()
+    if out.exists() and not out.is_dir():
+        raise UserError(f"output {out} exists and is not a folder; choose another -o")
+    for s in sources:
+        if s.kind == "folder" and out.resolve().is_relative_to(Path(s.spec).resolve()):
+            raise UserError(f"output folder {out} is inside input folder {s.spec}; its shards would be read as "
+                            "input, choose an -o outside the inputs")
     vhash = vocab_sha256(tokenizer)
     dtype = token_dtype(tokenizer)
     options = {"split": split, "text_field": text_field, "id_field": id_field, "shard_tokens": int(shard_tokens),

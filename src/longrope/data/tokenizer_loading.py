@@ -1,18 +1,32 @@
 """Resolve ``--tokenizer`` the way ``--model`` is resolved, loading only the tokenizer.
 
-Prefers ``longrope.models.loading.load_tokenizer`` (the model loader's own resolver: "tiny",
-"smollm2", folders, GGUF files, hub ids) when that exists; otherwise resolves the name with
-``longrope.models.loading.resolve_source`` and calls ``AutoTokenizer.from_pretrained`` here.
+A folder holding only tokenizer files (no ``config.json``) is loaded with ``AutoTokenizer``
+directly. Otherwise this prefers ``longrope.models.loading.load_tokenizer`` (the model loader's
+own resolver: "tiny", "smollm2", folders, GGUF files, hub ids) when that exists; else it resolves
+the name with ``longrope.models.loading.resolve_source`` and calls ``AutoTokenizer`` here.
 """
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 from longrope.errors import UserError
 
 __all__ = ["load_tokenizer"]
+
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
+
+
+def _auto(location: str, name: object, **kwargs: Any) -> Any:
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(location, **kwargs)
+    except (OSError, ValueError, KeyError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UserError(f"cannot load a tokenizer from {str(name)!r}: {first[:200]}") from None
 
 
 def load_tokenizer(name_or_path: str | os.PathLike) -> Any:
@@ -20,22 +34,22 @@ def load_tokenizer(name_or_path: str | os.PathLike) -> Any:
     from longrope.models import loading
 
     own = getattr(loading, "load_tokenizer", None)
-    if callable(own):
+    folder = Path(name_or_path).expanduser()
+    if folder.is_dir() and not (folder / "config.json").is_file() and any(
+        (folder / n).is_file() for n in _TOKENIZER_FILES
+    ):
+        # a tokenizer-only folder (what AutoTokenizer accepts, but not a model folder)
+        tok = _auto(str(folder), name_or_path, local_files_only=True)
+    elif callable(own):
         tok = own(name_or_path)
     else:
-        from transformers import AutoTokenizer
-
         source = loading.resolve_source(name_or_path)
         kwargs: dict[str, Any] = {}
         if source.gguf_file:
             kwargs["gguf_file"] = source.gguf_file
         if source.kind != "hub" or os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0"):
             kwargs["local_files_only"] = True
-        try:
-            tok = AutoTokenizer.from_pretrained(source.location, **kwargs)
-        except (OSError, ValueError, KeyError) as e:
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise UserError(f"cannot load a tokenizer from {str(name_or_path)!r}: {first[:200]}") from None
+        tok = _auto(source.location, name_or_path, **kwargs)
     if tok is None:
         raise UserError(f"{str(name_or_path)!r} has no tokenizer files; pass a model folder with a tokenizer")
     return tok

@@ -326,13 +326,16 @@ def passkey_accuracy(
     bos_id: int | None,
     mode: str = "generate",
     max_new_tokens: int = 8,
+    haystacks: Sequence[Any] | None = None,
     progress: bool = False,
 ) -> PasskeyResult:
     """Passkey retrieval over a (length × depth) grid, ``trials`` seeded keys per cell.
 
     ``mode="generate"``: greedy decoding, correct when the first integer generated equals the
     key. ``mode="needle"``: teacher-forced, correct when every answer token is the argmax; the
-    mean answer NLL is recorded too.
+    mean answer NLL is recorded too. With ``haystacks`` (token arrays or samples with
+    ``.tokens``, each long enough for the longest length) trial ``k`` of depth ``j`` hides its
+    needle in haystack ``(j·trials + k) mod len(haystacks)`` instead of the synthetic filler.
     """
     if mode not in ("generate", "needle"):
         raise UserError(f"mode must be 'generate' or 'needle', got {mode!r}")
@@ -357,8 +360,12 @@ def passkey_accuracy(
         for di, depth in enumerate(depths):
             for k in range(trials):
                 key = passkey_key(seed, length, di, k)
+                hay = None
+                if haystacks:
+                    h = haystacks[(di * trials + k) % len(haystacks)]
+                    hay = np.asarray(getattr(h, "tokens", h))
                 p = build_passkey_prompt(tokenizer, length, key, float(depth), bos_id=bos_id,
-                                         with_answer=mode == "needle", joiner=joiner)
+                                         with_answer=mode == "needle", joiner=joiner, haystack=hay)
                 if mode == "generate":
                     new = greedy_generate(model, p.input_ids, max_new_tokens, pad_token_id=pad)
                     text = tokenizer.decode(new, skip_special_tokens=True)
