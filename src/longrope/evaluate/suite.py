@@ -31,27 +31,30 @@ NamedFactors = tuple[str, Any]
 
 @contextmanager
 def factor_switch(model: torch.nn.Module, sets: Sequence[NamedFactors]) -> Iterator[Callable[[Any], None]]:
-    """Yield ``use(factor_set_or_None)``; installs the patch at the first real set, restores at exit."""
-    patch = None
+    """Yield ``use(factor_set_or_None)``; on exit the model runs with what it ran with on entry.
+
+    A patch installed before (by a search, say) is reused, so ``use(None)`` really gives the
+    model's own RoPE rather than silently keeping the last factors; without one, the patch is
+    installed at the first real set and removed at exit.
+    """
+    from longrope.models import current_patch, install_factors  # the only module touching transformers
+
+    patch = current_patch(model)
+    entry = patch.factor_set if patch is not None and patch.active else None
 
     def use(fs: Any) -> None:
         nonlocal patch
-        if fs is None:
-            if patch is not None:
-                patch.swap(None)
-            return
         if patch is None:
-            from longrope.models import install_factors  # the only module touching transformers internals
-
-            patch = install_factors(model, fs)
-        else:
-            patch.swap(fs)
+            if fs is not None:
+                patch = install_factors(model, fs)
+            return
+        patch.swap(fs)
 
     try:
         yield use
     finally:
         if patch is not None:
-            patch.restore()
+            patch.swap(entry)
 
 
 def ppl_suite(
