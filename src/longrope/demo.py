@@ -81,11 +81,15 @@ class DemoConfig:
     budget_seconds: float | None = 240.0
     """Wall-clock budget of the search (None: no time limit). At least one candidate is always
     scored in full, so the search ends with a result even on a tiny budget."""
-    max_evals: float | None = None
+    max_evals: float | None = 80.0
     """Stop the search after this many full-fidelity evaluations (racing counts fractions);
-    None: only the time budget and the strategy's own stopping rule apply."""
-    samples: int = 4
-    """Held-out windows per length (perplexity)."""
+    None: only the time budget and the strategy's own stopping rule apply. Whichever of this and
+    ``budget_seconds`` comes first ends the search: on an idle 2-core machine the evaluation cap
+    binds and the run is exactly reproducible; on a slower or busier one the time cap keeps the
+    demo under its time limit (and the result depends on how far the search got)."""
+    samples: int = 3
+    """Held-out windows per length (perplexity); 3 = one per shipped held-out book when they are
+    long enough (windows spread over books before a second one is taken from any book)."""
     search_samples: int = 4
     """Search-split windows at the target length the fitness is computed on."""
     passkey_trials: int = 2
@@ -371,6 +375,7 @@ def run_demo(config: DemoConfig, *, log: Callable[[str], None] | None = None) ->
     from longrope.models import install_factors, load_model
     from longrope.search.objective import resolve_bos
 
+    say(f"loading {config.model} ({config.dtype})")
     model, tokenizer = load_model(config.model, dtype=config.dtype, device=device)
     if tokenizer is None:
         raise UserError(f"{config.model} has no tokenizer; the demo tokenizes the shipped books, give a model "
@@ -419,9 +424,11 @@ def run_demo(config: DemoConfig, *, log: Callable[[str], None] | None = None) ->
     from longrope.search.job import SearchJob, plan, plot_factors
     from longrope.search.objective import PerplexityObjective
 
-    # Sized for a short run: fewer parents than the paper's 32 so that racing compares a child
-    # with a good reference; the candidate budget is large, the time budget is what binds.
-    strategy_config = StrategyConfig(population=16, parents=8, mutations=8, crossovers=8, iterations=40, initial=16)
+    # Sized for a short run: fewer parents than the paper's 32, and racing against the 4th best
+    # (not the worst parent), so that a child that loses on its first window costs one window
+    # instead of all of them. The candidate budget is large; the time budget is what binds.
+    strategy_config = StrategyConfig(population=16, parents=8, mutations=8, crossovers=8, iterations=40, initial=16,
+                                     race_rank=4)
     job = SearchJob(model=config.model, data=str(tokens_dir), output=str(out), target_length=target,
                     strategy=config.strategy, seed=config.seed, samples=len(search_docs), config=strategy_config,
                     device=device, dtype=config.dtype, progress=config.progress)
@@ -479,13 +486,14 @@ def run_demo(config: DemoConfig, *, log: Callable[[str], None] | None = None) ->
                       history_path=out / "search_history.jsonl", on_progress=on_search)
     result = loop.run(p.seeds)
     seconds["search"] = time.perf_counter() - t
-    say(f"search: best search ppl {result.ppl:.4f} (n̂ = {result.start_tokens}) after {result.n_candidates} "
+    say(f"search: best search ppl {result.ppl:.4f} (n̂ = {result.start_tokens}, "
+        f"attention factor {_fmt(getattr(result, 'attention_factor', None), '.4g')}) after {result.n_candidates} "
         f"candidates, {result.full_evals:.1f} full evaluations, {seconds['search']:.0f} s ({result.stop_reason})")
     best = p.mapper.factor_set(result.factors, result.start_tokens, provenance={"demo": {
         "model": config.model, "strategy": config.strategy, "seed": config.seed, "target_length": target,
         "search_docs": [d.doc_id for d in search_docs], "best_search_ppl": result.ppl,
         "candidates": result.n_candidates, "full_evals": result.full_evals, "seconds": result.seconds,
-        "stop_reason": result.stop_reason}})
+        "stop_reason": result.stop_reason}}, attention_factor=getattr(result, "attention_factor", None))
     best.save(out / "factors.json")
     plot_factors(out / "factors.png", best, p, job)
     # Put the model's own RoPE back: the evaluation suites install and swap on their own, and their
@@ -532,16 +540,21 @@ def run_demo(config: DemoConfig, *, log: Callable[[str], None] | None = None) ->
     passkey: dict[str, float | None] = {}
     pk_rows: list[dict] = []
     if config.passkey_trials > 0:
-        n_cells = len(sets) * len(config.passkey_depths)
+        n_depths = len(config.passkey_depths)
+        n_cells = len(sets) * n_depths
         cells_done = [0]
         est = n_cells * config.passkey_trials * (target + 8) / rate
-        say(f"passkey at {target}: {len(sets)} methods × {len(config.passkey_depths)} depths × "
+        say(f"passkey at {target}: {len(sets)} methods × {n_depths} depths × "
             f"{config.passkey_trials} trial(s); estimated {_eta(est)}")
 
         def on_pk(line: str) -> None:
+            # passkey_suite reports a method's cells together once it is done: ETA per method.
             cells_done[0] += 1
-            elapsed = time.perf_counter() - t
-            say(f"passkey {line}  [ETA {_eta((n_cells - cells_done[0]) * elapsed / cells_done[0])}]")
+            tail = ""
+            if cells_done[0] % n_depths == 0:
+                elapsed = time.perf_counter() - t
+                tail = f"  [ETA {_eta((n_cells - cells_done[0]) * elapsed / cells_done[0])}]"
+            say(f"passkey {line}{tail}")
 
         pk_results = passkey_suite(model, tokenizer, sets, [target], depths=config.passkey_depths,
                                    trials=config.passkey_trials, seed=config.seed, bos_id=bos_id, mode="generate",
@@ -577,6 +590,7 @@ def run_demo(config: DemoConfig, *, log: Callable[[str], None] | None = None) ->
         "passkey_length": target,
         "passkey_accuracy": passkey,
         "search": {"strategy": config.strategy, "best_search_ppl": result.ppl, "start_tokens": result.start_tokens,
+                   "attention_factor": best.resolved_attention_factor(),
                    "candidates": result.n_candidates, "full_evals": result.full_evals,
                    "doc_evals": result.n_doc_evals, "search_windows": len(search_docs),
                    "stop_reason": result.stop_reason, "seconds": result.seconds},
@@ -638,7 +652,7 @@ def render_table(summary: dict) -> str:
         f"(goal ≤ {goal['ratio']:.2f}: {'met' if goal['met'] else 'NOT met'})",
         f"Search ({s['strategy']}): {s['candidates']} candidates, {_fmt(s['full_evals'], '.1f')} full evaluations on "
         f"{s['search_windows']} search window(s), {_fmt(s['seconds'], '.0f')} s ({s['stop_reason']}); "
-        f"n̂ = {s['start_tokens']}; whole run {_fmt(summary['seconds']['total'], '.0f')} s.",
+        f"n̂ = {s['start_tokens']}, attention factor {_fmt(s.get('attention_factor'), '.4g')}; whole run {_fmt(summary['seconds']['total'], '.0f')} s.",
     ]
     return "\n".join(lines)
 

@@ -122,9 +122,14 @@ def check_run_folder(run: Path, *, target: int, lengths: list[int], depths: list
     held = config["documents"]["heldout"]
     search = set(config["documents"]["search"]["ids"])
     assert search and all(held[str(n)] for n in lengths)
-    # the search never saw a held-out book (ids are "book" or "book@offset")
-    books = {i.split("@")[0] for i in search}
-    assert not books & {i.split("@")[0] for ids in held.values() for i in ids}
+    # the search never saw a held-out book (ids are "<role folder>/<book>.txt", "@offset" after the first window)
+    held_ids = [i for ids in held.values() for i in ids]
+    assert all(i.startswith("search/") for i in search) and all(i.startswith("heldout/") for i in held_ids)
+
+    def book(doc_id: str) -> str:
+        return doc_id.split("@")[0].split("/")[-1]
+
+    assert not {book(i) for i in search} & {book(i) for i in held_ids}
 
     ppl = json.loads((run / "ppl_vs_length.json").read_text())
     assert {(r["factors"], r["length"]) for r in ppl["results"]} == {(m, n) for m in METHODS for n in lengths}

@@ -70,9 +70,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="perplexity-vs-length grid (default L, 2L, ... up to the target, then 2 x target)")
     p.add_argument("--budget-seconds", type=float, default=240.0, metavar="S",
                    help="wall-clock budget of the search (default 240; 0 = no time limit)")
-    p.add_argument("--max-evals", type=float, default=None, metavar="N",
-                   help="stop the search after N full-fidelity evaluations (default: time budget only)")
-    p.add_argument("--samples", type=int, default=4, help="held-out windows per length (default 4)")
+    p.add_argument("--max-evals", type=float, default=80.0, metavar="N",
+                   help="stop the search after N full-fidelity evaluations, whichever of this and "
+                        "--budget-seconds comes first (default 80; 0 = no cap)")
+    p.add_argument("--samples", type=int, default=3, help="held-out windows per length (default 3)")
     p.add_argument("--search-samples", type=int, default=4, help="search windows at the target length (default 4)")
     p.add_argument("--passkey-trials", type=int, default=2, help="keys per depth at the target length (default 2; 0 = skip)")
     p.add_argument("--passkey-depths", default="0,0.25,0.5,0.75,1", metavar="D,D,...",
@@ -93,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
         target_length=args.target_length,
         lengths=tuple(_lengths(args.lengths)) if args.lengths else None,
         budget_seconds=args.budget_seconds if args.budget_seconds else None,
-        max_evals=args.max_evals,
+        max_evals=args.max_evals if args.max_evals else None,
         samples=args.samples,
         search_samples=args.search_samples,
         passkey_trials=args.passkey_trials,
