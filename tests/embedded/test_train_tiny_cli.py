@@ -127,3 +127,11 @@ def test_bad_flags_are_user_errors(text_dir, tmp_path, capsys):
     assert main([*args, "--search-docs", "beta", "--heldout-docs", "gamma", "--hidden-size", "30",
                  "--num-heads", "4"]) == 2
     assert "--hidden-size" in capsys.readouterr().err
+
+
+def test_copy_and_periodic_passkey_flags_are_recorded(text_dir, tmp_path):
+    _run(text_dir, tmp_path / "o", tmp_path / "c", "--copy-fraction", "0.2", "--eval-passkey-trials", "2",
+         "--no-resume")
+    info = json.loads((tmp_path / "o" / "tiny" / "training.json").read_text())
+    assert info["config"]["copy_fraction"] == 0.2 and info["config"]["eval_passkey_trials"] == 2
+    assert "--copy-fraction 0.2" in info["command"] and "--eval-passkey-trials 2" in info["command"]

@@ -160,3 +160,65 @@ def test_init_from_starts_from_a_checkpoint_and_records_it(tok, tmp_path):
         assert (a - b).abs().max() < 1e-6, k
     with pytest.raises(UserError, match="--init-from"):
         train(TinyConfig(max_steps=1, init_from=str(tmp_path / "nope.pt"), **small), tok, docs, docs)
+
+
+def test_copy_rows_repeat_a_random_string_and_weight_only_its_second_copy(tok):
+    cfg = TinyConfig(context=256, batch_size=64, passkey_fraction=0.25, copy_fraction=0.25, vocab_size=400,
+                     passkey_answer_weight=3.0)
+    docs = encode_docs(tok, [" ".join(["the old green park"] * 400)])
+    ids, w = BatchSampler(docs, tok, cfg, np.random.default_rng(7)).weighted_batch()
+    assert ids.shape == w.shape == (64, 256) and (ids[:, 0] == tok.bos_token_id).all()
+    copies = 0
+    for row, wrow in zip(ids, w):
+        if not (wrow == 0).any():
+            continue
+        copies += 1
+        n = int(np.argmax(wrow[1:] != 0))  # the first copy: targets 1..n weigh 0
+        assert 5 <= n <= 32 and np.all(wrow[1 : 1 + n] == 0)
+        hot = np.nonzero(wrow == 3.0)[0]
+        assert len(hot) == n - 1
+        second = hot[0] - 1
+        assert wrow[second] == 0  # the copy's first token cannot be predicted
+        np.testing.assert_array_equal(row[second : second + n], row[1 : 1 + n])
+        assert np.all(np.delete(wrow, np.r_[1 : 1 + n, second : second + n]) == 1.0)
+    assert 6 <= copies <= 26  # ~a quarter, seeded
+    # same seed, same rows; copy_fraction 0 keeps the old draws (resumable older checkpoints)
+    again = BatchSampler(docs, tok, cfg, np.random.default_rng(7)).batch()
+    np.testing.assert_array_equal(ids, again)
+    old = TinyConfig(context=256, batch_size=8, passkey_fraction=0.25, vocab_size=400)
+    assert old.fingerprint() == TinyConfig(context=256, batch_size=8, passkey_fraction=0.25, vocab_size=400,
+                                           copy_fraction=0.0, eval_passkey_trials=0).fingerprint()
+    assert old.fingerprint() != TinyConfig(context=256, batch_size=8, passkey_fraction=0.25, vocab_size=400,
+                                           copy_fraction=0.1).fingerprint()
+
+
+@pytest.mark.parametrize("kwargs, flag", [({"copy_fraction": -0.1}, "--copy-fraction"),
+                                          ({"copy_fraction": 0.5, "passkey_fraction": 0.5}, "--copy-fraction"),
+                                          ({"copy_max_length": 4}, "--copy-max-length"),
+                                          ({"eval_passkey_trials": -1}, "--eval-passkey-trials")])
+def test_copy_and_eval_passkey_options_are_checked(kwargs, flag):
+    with pytest.raises(UserError, match=flag):
+        TinyConfig(**kwargs)
+
+
+def test_periodic_evaluation_can_score_passkeys(tok):
+    from longrope.embedded.train import train
+
+    docs = encode_docs(tok, [" ".join(["the cat sat on a mat by the old green park"] * 200)])
+    cfg = TinyConfig(vocab_size=400, hidden_size=32, num_layers=1, num_heads=1, intermediate_size=64,
+                     context=256, batch_size=2, warmup_steps=1, eval_every=1, eval_windows=1, max_steps=1,
+                     copy_fraction=0.5, eval_passkey_trials=2)
+    _, log, _ = train(cfg, tok, docs, docs)
+    assert log[-1]["step"] == 1 and log[-1]["passkey_256"] in (0.0, 0.5, 1.0)
+
+
+def test_copy_max_length_sets_the_longest_string(tok):
+    docs = encode_docs(tok, [" ".join(["the old green park"] * 400)])
+    lengths = []
+    for max_len in (8, 100):
+        cfg = TinyConfig(context=256, batch_size=64, copy_fraction=0.9, passkey_fraction=0.0, vocab_size=400,
+                         copy_max_length=max_len, passkey_answer_weight=2.0)
+        _, w = BatchSampler(docs, tok, cfg, np.random.default_rng(1)).weighted_batch()
+        lengths.append([int(np.argmax(r[1:] != 0)) for r in w if (r == 0).any()])
+    assert max(lengths[0]) <= 8 and min(lengths[0]) >= 5
+    assert max(lengths[1]) > 32 and max(lengths[1]) <= 100

@@ -29,6 +29,9 @@ _CONFIG_HELP = {
     "max_steps": "training steps (also the cosine schedule's length)",
     "time_budget_s": "stop early after this many seconds of training (recorded as stopped_early)",
     "passkey_fraction": "share of training sequences that are passkey prompts",
+    "copy_fraction": "share of training sequences that are synthetic copy rows (a random string repeated "
+                     "after a gap; teaches induction)",
+    "eval_passkey_trials": "passkey prompts at --context scored at each periodic evaluation (0 = none)",
     "context": "training length L in tokens",
 }
 
@@ -159,6 +162,8 @@ def run(args: argparse.Namespace) -> int:
 
     def progress(e: dict) -> None:
         extra = f", held-out ppl {e[f'heldout_ppl_{cfg.context}']:.2f}" if f"heldout_ppl_{cfg.context}" in e else ""
+        if f"passkey_{cfg.context}" in e:
+            extra += f", passkey@{cfg.context} {e[f'passkey_{cfg.context}']:.2f}"
         say(f"step {e['step']}/{cfg.max_steps}: loss {e['train_loss']:.3f}{extra}")
 
     model, log, summary = tr.train(cfg, tokenizer, train_docs, heldout_docs, checkpoint=checkpoint,

@@ -68,6 +68,16 @@ class TinyConfig:
     passkey_answer_weight: float = 1.0
     """Loss weight of the answer's key digits in passkey rows (1 = the plain LM loss). The answer
     is 5 tokens of ~250; weighting it speeds up learning to retrieve without more passkey rows."""
+    copy_fraction: float = 0.0
+    """Share of training sequences that are synthetic copy rows: a random string (digits or any
+    tokens) after BOS, a stretch of book text, then the same string again. Only the second copy is
+    a target (weighted like a passkey answer); the first copy is not (random tokens would teach the
+    model nothing but noise). Such rows make induction (copy) heads form quickly, the ability a
+    passkey answer needs and plain text plus passkey rows did not give this model."""
+    copy_max_length: int = 32
+    """Longest random string of a copy row (5..this many tokens; capped by half the context)."""
+    eval_passkey_trials: int = 0
+    """Passkey prompts at ``context`` scored at each periodic evaluation (0 = none; logging only)."""
     init_from: str | None = None
     """A train-tiny checkpoint whose weights start this run; its optimizer and schedule do not
     carry over (this run's warmup and cosine start afresh). Recorded with its hash in training.json."""
@@ -94,6 +104,13 @@ class TinyConfig:
             raise UserError(f"--context {self.context} is too short for a passkey prompt; use >= 64")
         if not 0.0 <= self.passkey_fraction < 1.0:
             raise UserError(f"--passkey-fraction must be in [0, 1), got {self.passkey_fraction}")
+        if not 0.0 <= self.copy_fraction < 1.0 or self.passkey_fraction + self.copy_fraction >= 1.0:
+            raise UserError(f"--copy-fraction must be in [0, 1) with --passkey-fraction + --copy-fraction "
+                            f"< 1, got {self.copy_fraction} and {self.passkey_fraction}")
+        if self.copy_max_length < 5:
+            raise UserError(f"--copy-max-length must be >= 5, got {self.copy_max_length}")
+        if self.eval_passkey_trials < 0:
+            raise UserError(f"--eval-passkey-trials must be >= 0, got {self.eval_passkey_trials}")
         if self.passkey_answer_weight <= 0:
             raise UserError(f"--passkey-answer-weight must be > 0, got {self.passkey_answer_weight}")
         if self.lr <= 0 or not 0 <= self.min_lr_ratio <= 1:
@@ -112,7 +129,8 @@ class TinyConfig:
             d.pop(k)
         # Options added later are left out at their neutral values, so that older checkpoints
         # (the shipped run's first stage among them) keep their fingerprints.
-        for k, neutral in (("passkey_answer_weight", 1.0), ("init_from", None)):
+        for k, neutral in (("passkey_answer_weight", 1.0), ("init_from", None), ("copy_fraction", 0.0),
+                           ("copy_max_length", 32), ("eval_passkey_trials", 0)):
             if d[k] == neutral:
                 d.pop(k)
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
@@ -231,6 +249,8 @@ class BatchSampler:
             + len(self.pieces.question) + 8
         if self.min_passkey + 8 > cfg.context:
             self.min_passkey = None  # context too short for passkeys (only in microscopic tests)
+        self.digits = np.asarray([self.encode(str(d))[0] for d in range(10)], dtype=np.int64)
+        self.vocab = len(tokenizer)
 
     def window(self) -> np.ndarray:
         c = self.cfg.context
@@ -254,28 +274,53 @@ class BatchSampler:
             ids += self.pieces.filler
         return np.asarray(ids[:c]), answer_at
 
+    def _copy(self) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, target weights) of a copy row: BOS, a random string S of 5..``copy_max_length`` tokens (half the
+        rows digits only, like a passkey; the others any non-special token), book text of random
+        length, S again, more text. Target weights: 0 on S's first copy and on the first token of
+        its second copy (neither is predictable), ``passkey_answer_weight`` on the rest of the
+        second copy, 1 on the text. The gap spans the whole window, so copying is practised at
+        every distance up to the context."""
+        c = self.cfg.context
+        n = int(self.rng.integers(5, max(5, min(self.cfg.copy_max_length, (c - 2) // 2)) + 1))
+        if self.rng.random() < 0.5:
+            s = self.digits[self.rng.integers(0, 10, n)]
+        else:
+            s = self.rng.integers(3, self.vocab, n)
+        gap = int(self.rng.integers(0, c - 1 - 2 * n + 1))
+        text = self.window()[1:]
+        ids = np.concatenate([[self.bos], s, text[:gap], s, text[gap:]])[:c]
+        w = np.ones(c, dtype=np.float32)
+        w[1 : 1 + n] = 0.0
+        second = 1 + n + gap
+        w[second] = 0.0
+        w[second + 1 : second + n] = self.cfg.passkey_answer_weight
+        return ids, w
+
+    def _row(self) -> tuple[np.ndarray, np.ndarray]:
+        """One row and its target weights; draws passkey / copy / text by their fractions."""
+        w = np.ones(self.cfg.context, dtype=np.float32)
+        if self.min_passkey is None:
+            return self.window(), w
+        u = self.rng.random()
+        if u < self.cfg.passkey_fraction:
+            ids, at = self._passkey()
+            w[at + 1 : at + 6] = self.cfg.passkey_answer_weight  # " " then 5 digits, then "."
+            return ids, w
+        if u < self.cfg.passkey_fraction + self.cfg.copy_fraction:
+            return self._copy()
+        return self.window(), w
+
     def batch(self) -> np.ndarray:
         """[batch, context] int64 ids."""
-        rows = []
-        for _ in range(self.cfg.batch_size):
-            use_pk = self.min_passkey is not None and self.rng.random() < self.cfg.passkey_fraction
-            rows.append(self.passkey() if use_pk else self.window())
-        return np.stack(rows).astype(np.int64)
+        return self.weighted_batch()[0]
 
     def weighted_batch(self) -> tuple[np.ndarray, np.ndarray]:
         """([batch, context] int64 ids, [batch, context] float32 loss weights of each token as a
         target): 1 everywhere except the 5 key digits of passkey answers (``passkey_answer_weight``).
+        Copy rows (``copy_fraction``) carry their own weights (see :meth:`_copy`).
         Draws the same random numbers as :meth:`batch`, so both give the same ids."""
-        rows, weights = [], []
-        for _ in range(self.cfg.batch_size):
-            w = np.ones(self.cfg.context, dtype=np.float32)
-            if self.min_passkey is not None and self.rng.random() < self.cfg.passkey_fraction:
-                ids, at = self._passkey()
-                w[at + 1 : at + 6] = self.cfg.passkey_answer_weight  # " " then 5 digits, then "."
-            else:
-                ids = self.window()
-            rows.append(ids)
-            weights.append(w)
+        rows, weights = zip(*(self._row() for _ in range(self.cfg.batch_size)))
         return np.stack(rows).astype(np.int64), np.stack(weights)
 
 
@@ -542,7 +587,7 @@ def train(cfg: TinyConfig, tokenizer, train_docs: list[np.ndarray], eval_docs: l
         lr = lr_at(step, cfg)
         for g in opt.param_groups:
             g["lr"] = lr
-        if cfg.passkey_answer_weight == 1.0:
+        if cfg.passkey_answer_weight == 1.0 and cfg.copy_fraction == 0.0:
             x = torch.from_numpy(sampler.batch())  # [batch, context]
             loss = model(input_ids=x, labels=x).loss
         else:
@@ -564,7 +609,10 @@ def train(cfg: TinyConfig, tokenizer, train_docs: list[np.ndarray], eval_docs: l
             if eval_spans:
                 entry[f"heldout_ppl_{cfg.context}"] = perplexity(model, eval_docs, eval_spans, cfg.context,
                                                                  tokenizer.bos_token_id)
-                model.train()
+            if cfg.eval_passkey_trials and passkey_min_length(tokenizer) <= cfg.context:
+                entry[f"passkey_{cfg.context}"] = passkey_accuracy(model, tokenizer, cfg.context,
+                                                                   cfg.eval_passkey_trials, seed=cfg.seed + 1)
+            model.train()
             running, n_running = 0.0, 0
             record(entry)
         if time.perf_counter() - last_ckpt >= cfg.checkpoint_every_s:
