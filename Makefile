@@ -18,11 +18,11 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 test: install
-	OMP_NUM_THREADS=2 $(BIN)/ruff check src tests bench scripts
+	$(BIN)/ruff check src tests bench
 	OMP_NUM_THREADS=2 $(BIN)/python -m pytest -q
 
 lint: install
-	$(BIN)/ruff check src tests bench scripts
+	$(BIN)/ruff check src tests bench
 
 demo: install
 	$(BIN)/longrope demo

@@ -78,7 +78,7 @@ class DemoConfig:
     """L' of the search and of the held-out/passkey headline; default 8 × the model's L."""
     lengths: tuple[int, ...] | None = None
     """Perplexity-vs-length grid; default L, 2L, 4L, … up to the target, then 2 × target (stretch)."""
-    budget_seconds: float | None = 240.0
+    budget_seconds: float | None = 330.0
     """Wall-clock budget of the search (None: no time limit). At least one candidate is always
     scored in full, so the search ends with a result even on a tiny budget."""
     max_evals: float | None = 80.0

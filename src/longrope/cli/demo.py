@@ -68,8 +68,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="target context L' (default 8 x the model's trained length)")
     p.add_argument("--lengths", default=None, metavar="N,N,...",
                    help="perplexity-vs-length grid (default L, 2L, ... up to the target, then 2 x target)")
-    p.add_argument("--budget-seconds", type=float, default=240.0, metavar="S",
-                   help="wall-clock budget of the search (default 240; 0 = no time limit)")
+    p.add_argument("--budget-seconds", type=float, default=330.0, metavar="S",
+                   help="wall-clock budget of the search (default 330; 0 = no time limit)")
     p.add_argument("--max-evals", type=float, default=80.0, metavar="N",
                    help="stop the search after N full-fidelity evaluations, whichever of this and "
                         "--budget-seconds comes first (default 80; 0 = no cap)")
