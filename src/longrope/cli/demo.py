@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 
+from longrope.cli._parse import parse_lengths
+
 COMMAND = "demo"
 HELP = "the whole LongRoPE demo: search vs PI/NTK/YaRN, perplexity vs length, passkey (minutes on a CPU)"
 DESCRIPTION = """\
@@ -33,24 +35,6 @@ examples:
   longrope demo
   longrope demo --budget-seconds 60 --samples 2 --out runs/quick-demo
   longrope demo --model smollm2 --target-length 32768 --device cuda --budget-seconds 1800"""
-
-
-def _lengths(text: str) -> list[int]:
-    """``"256,512,2k"`` → ``[256, 512, 2048]``."""
-    from longrope.errors import UserError
-
-    out = []
-    for part in [t.strip() for t in str(text).split(",") if t.strip()]:
-        mult = 1
-        if part[-1] in "kK":
-            part, mult = part[:-1], 1024
-        try:
-            out.append(int(part) * mult)
-        except ValueError:
-            raise UserError(f"--lengths must be comma-separated integers (e.g. 256,512,2k), got {text!r}") from None
-    if not out:
-        raise UserError("--lengths is empty; give e.g. --lengths 256,512,1024,2048")
-    return out
 
 
 def _depths(text: str) -> list[float]:
@@ -92,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     config = DemoConfig(
         model=args.model,
         target_length=args.target_length,
-        lengths=tuple(_lengths(args.lengths)) if args.lengths else None,
+        lengths=tuple(parse_lengths(args.lengths)) if args.lengths else None,
         budget_seconds=args.budget_seconds if args.budget_seconds else None,
         max_evals=args.max_evals if args.max_evals else None,
         samples=args.samples,

@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from longrope.cli._parse import parse_lengths
+
 COMMAND = "eval"
 HELP = "evaluate perplexity or passkey retrieval of a model with several factor sets"
 DESCRIPTION = """\
@@ -22,27 +24,6 @@ examples:
   longrope eval ppl --model tiny --factors runs/yarn/factors.json --data shards/tiny \\
       --lengths 256,512,1024 --samples 3 -o results/ppl
   longrope eval passkey --model tiny --lengths 512,1024 --trials 3 -o results/passkey"""
-
-
-def _lengths(text: str) -> list[int]:
-    """``"2048,4k,8K"`` → ``[2048, 4096, 8192]``; anything else is a one-line error."""
-    from longrope.errors import UserError
-
-    out = []
-    for part in [t.strip() for t in str(text).split(",") if t.strip()]:
-        mult = 1
-        if part[-1] in "kK":
-            part, mult = part[:-1], 1024
-        try:
-            n = int(part) * mult
-        except ValueError:
-            raise UserError(f"--lengths must be positive integers (e.g. 2048,4k), got {text!r}") from None
-        if n < 2:
-            raise UserError(f"--lengths must be positive integers of at least 2 tokens, got {n}")
-        out.append(n)
-    if not out:
-        raise UserError("--lengths is empty; give e.g. --lengths 2048,4096")
-    return sorted(set(out))
 
 
 def _floats(text: str, flag: str) -> list[float]:
@@ -178,7 +159,7 @@ def _config(args: argparse.Namespace, sets, extra: dict) -> dict:
 def run(args: argparse.Namespace) -> int:
     from longrope.errors import UserError
 
-    lengths = _lengths(args.lengths)
+    lengths = parse_lengths(args.lengths)
     if args.eval_kind == "ppl":
         for flag, v in (("--samples", args.samples), ("--batch-size", args.batch_size),
                         ("--windows-per-doc", args.windows_per_doc)):

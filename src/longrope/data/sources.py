@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from longrope.errors import UserError
+from longrope.hub import hub_reachable as _hub_reachable  # module-level name: tests monkeypatch it
 
 __all__ = ["Source", "SkipLog", "resolve_sources", "HUB_ALIASES", "DOC_SUFFIXES"]
 
@@ -147,20 +148,6 @@ class Source:
                 rid = row.get(self.id_field) if self.id_field else None
                 yield f"{self.label}#{rid if rid is not None else i}", text, 0
             i += 1
-
-
-def _hub_reachable(timeout: float = 3.0) -> bool:
-    """A TCP probe of the hub endpoint: offline runs fail in seconds instead of after retries."""
-    import socket
-    from urllib.parse import urlparse
-
-    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
-    host, port = url.hostname or "huggingface.co", url.port or (443 if url.scheme == "https" else 80)
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
 
 
 def _chain_one(first, rest):

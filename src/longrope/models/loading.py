@@ -19,12 +19,11 @@ import dataclasses
 import importlib.util
 import os
 import re
-import socket
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 from longrope.errors import UserError
+from longrope.hub import hub_reachable as _hub_reachable  # module-level name: tests monkeypatch it
 from longrope.models.families import RopeInfo, rope_info_from_config
 
 __all__ = [
@@ -121,19 +120,6 @@ def resolve_source(name_or_path: str | os.PathLike) -> ModelSource:
     if _HUB_ID.fullmatch(label) or re.fullmatch(r"[A-Za-z0-9][\w.-]*", label):
         return ModelSource("hub", label, label=label)
     raise UserError(f"no such model file or folder: {label}")
-
-
-def _hub_reachable(timeout: float = 3.0) -> bool:
-    """Quick DNS + TCP probe of the hub endpoint, so an offline run fails in seconds, not after retries."""
-    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
-        return False
-    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
-    host, port = url.hostname or "huggingface.co", url.port or (443 if url.scheme == "https" else 80)
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
 
 
 def _hub_error(source: ModelSource, detail: str = "") -> UserError:
