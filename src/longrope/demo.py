@@ -51,7 +51,7 @@ from typing import Any
 import numpy as np
 
 from longrope.errors import UserError
-from longrope.io import write_bytes, write_json, write_text
+from longrope.io import write_json, write_text
 
 __all__ = ["DemoConfig", "METHODS", "GOAL_RATIO", "default_lengths", "run_demo", "render_table"]
 
@@ -278,41 +278,6 @@ def _csv_text(rows: list[dict], fields: Sequence[str]) -> str:
     return buf.getvalue()
 
 
-def _plot_passkey_methods(rows: list[dict], path: Path, *, length: int, methods: Sequence[str]) -> None:
-    """Heatmap of passkey accuracy, needle depth × method, at one length (one PNG for all methods).
-
-    ``evaluate.plots.plot_passkey_heatmap`` draws depth × length for one method; the demo's
-    headline compares methods at the target length, which needs the other axis.
-    """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    depths = sorted({float(r["depth"]) for r in rows})
-    grid = np.full((len(depths), len(methods)), np.nan)
-    for r in rows:
-        if r["factors"] in methods:
-            grid[depths.index(float(r["depth"])), list(methods).index(r["factors"])] = float(r["accuracy"])
-    fig = Figure(figsize=(1.6 + 1.0 * len(methods), 1.4 + 0.45 * len(depths)))
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot(1, 1, 1)
-    im = ax.imshow(grid, vmin=0.0, vmax=1.0, cmap="RdYlGn", aspect="auto", origin="upper")
-    ax.set_xticks(range(len(methods)))
-    ax.set_xticklabels(list(methods))
-    ax.set_yticks(range(len(depths)))
-    ax.set_yticklabels([f"{d:.0%}" for d in depths])
-    for i in range(len(depths)):
-        for j in range(len(methods)):
-            if not math.isnan(grid[i, j]):
-                ax.text(j, i, f"{grid[i, j]:.2f}", ha="center", va="center", fontsize=8)
-    ax.set_xlabel("method")
-    ax.set_ylabel("needle depth")
-    ax.set_title(f"Passkey accuracy at {length} tokens")
-    fig.colorbar(im, ax=ax, label="accuracy")
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
-    write_bytes(path, buf.getvalue())
-
-
 def _new_run_dir(out: str | None) -> Path:
     if out is not None:
         path = Path(out)
@@ -530,7 +495,7 @@ def run_demo(config: DemoConfig, *, log: Callable[[str], None] | None = None) ->
         "protocol": "truncate (BOS + length-1 tokens per window), token-weighted",
         "original_length": L, "target_length": target, "results": rows}))
     write_text(out / "ppl_vs_length.csv", _csv_text(rows, PPL_CSV_FIELDS))
-    from longrope.evaluate.plots import plot_ppl_vs_length
+    from longrope.evaluate.plots import plot_passkey_methods, plot_ppl_vs_length
 
     plot_ppl_vs_length({name: sorted(v.items()) for name, v in ppl_table.items()}, out / "ppl_vs_length.png",
                        original_length=L, title=f"{config.model}: held-out perplexity vs length (L' = {target})")
@@ -565,7 +530,7 @@ def run_demo(config: DemoConfig, *, log: Callable[[str], None] | None = None) ->
         for name, r in pk_results:
             passkey[name] = r.accuracy
             pk_rows += [{"factors": name, **c} for c in r.cells()]
-        _plot_passkey_methods(pk_rows, out / "passkey.png", length=target, methods=[n for n, _ in sets])
+        plot_passkey_methods(pk_rows, out / "passkey.png", length=target, methods=[n for n, _ in sets])
     seconds["passkey"] = time.perf_counter() - t
 
     # 5. summary ---------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 
 from longrope.io import write_bytes
 
-__all__ = ["plot_ppl_vs_length", "plot_passkey_heatmap"]
+__all__ = ["plot_ppl_vs_length", "plot_passkey_heatmap", "plot_passkey_methods"]
 
 
 def _save(fig, path: str | os.PathLike) -> None:
@@ -62,29 +62,55 @@ def plot_ppl_vs_length(series: Mapping[str, Sequence[tuple[int, float]]], path: 
     _save(fig, path)
 
 
+def _accuracy_heatmap(grid, columns: Sequence[str], depths: Sequence[float], path: str | os.PathLike, *,
+                      xlabel: str, title: str) -> None:
+    """Draw ``grid[depth, column]`` accuracies (NaN = not measured) as an annotated heatmap PNG."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(1.4 + 0.95 * len(columns), 1.3 + 0.5 * len(depths)))
+    ax = fig.add_subplot(1, 1, 1)
+    im = ax.imshow(grid, vmin=0.0, vmax=1.0, cmap="RdYlGn", aspect="auto", origin="upper")
+    ax.set_xticks(range(len(columns)))
+    ax.set_xticklabels(list(columns))
+    ax.set_yticks(range(len(depths)))
+    ax.set_yticklabels([f"{d:.0%}" for d in depths])
+    for i in range(len(depths)):
+        for j in range(len(columns)):
+            if not math.isnan(grid[i, j]):
+                ax.text(j, i, f"{grid[i, j]:.2f}", ha="center", va="center", fontsize=8)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("needle depth")
+    ax.set_title(title)
+    fig.colorbar(im, ax=ax, label="accuracy")
+    _save(fig, path)
+
+
 def plot_passkey_heatmap(cells: Sequence[Mapping], path: str | os.PathLike, *, title: str = "Passkey accuracy") -> None:
     """Accuracy over (depth × length) from rows with ``length``, ``depth``, ``accuracy``."""
     import numpy as np
-    from matplotlib.figure import Figure
 
     lengths = sorted({int(c["length"]) for c in cells})
     depths = sorted({float(c["depth"]) for c in cells})
     grid = np.full((len(depths), len(lengths)), np.nan)
     for c in cells:
         grid[depths.index(float(c["depth"])), lengths.index(int(c["length"]))] = float(c["accuracy"])
-    fig = Figure(figsize=(1.2 + 0.9 * len(lengths), 1.2 + 0.5 * len(depths)))
-    ax = fig.add_subplot(1, 1, 1)
-    im = ax.imshow(grid, vmin=0.0, vmax=1.0, cmap="RdYlGn", aspect="auto", origin="upper")
-    ax.set_xticks(range(len(lengths)))
-    ax.set_xticklabels([_length_label(n) for n in lengths])
-    ax.set_yticks(range(len(depths)))
-    ax.set_yticklabels([f"{d:.0%}" for d in depths])
-    for i in range(len(depths)):
-        for j in range(len(lengths)):
-            if not math.isnan(grid[i, j]):
-                ax.text(j, i, f"{grid[i, j]:.2f}", ha="center", va="center", fontsize=8)
-    ax.set_xlabel("context length (tokens)")
-    ax.set_ylabel("needle depth")
-    ax.set_title(title)
-    fig.colorbar(im, ax=ax, label="accuracy")
-    _save(fig, path)
+    _accuracy_heatmap(grid, [_length_label(n) for n in lengths], depths, path,
+                      xlabel="context length (tokens)", title=title)
+
+
+def plot_passkey_methods(cells: Sequence[Mapping], path: str | os.PathLike, *, length: int,
+                         methods: Sequence[str]) -> None:
+    """Accuracy over (depth × method) at one length, from rows with ``factors``, ``depth``, ``accuracy``.
+
+    The other axis of :func:`plot_passkey_heatmap`: which factor sets keep retrieval at ``length``.
+    """
+    import numpy as np
+
+    methods = list(methods)
+    depths = sorted({float(c["depth"]) for c in cells})
+    grid = np.full((len(depths), len(methods)), np.nan)
+    for c in cells:
+        if c["factors"] in methods:
+            grid[depths.index(float(c["depth"])), methods.index(c["factors"])] = float(c["accuracy"])
+    _accuracy_heatmap(grid, methods, depths, path, xlabel="method",
+                      title=f"Passkey accuracy at {_length_label(length)} tokens")
