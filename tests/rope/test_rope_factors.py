@@ -403,3 +403,23 @@ def test_pickle_and_deepcopy_round_trip():
     fs = _fs()
     assert pickle.loads(pickle.dumps(fs)) == fs
     assert copy.deepcopy(fs) == fs
+
+
+def test_hf_config_start_tokens_key_is_read_back():
+    """``longrope export`` stores n̂ under our own key; importing that config must not drop it."""
+    from longrope.rope.factors import START_TOKENS_CONFIG_KEY
+
+    cfg = {
+        "rope_theta": 10000.0,
+        "max_position_embeddings": 2048,
+        "head_dim": 8,
+        "rope_scaling": {"rope_type": "longrope", "short_factor": [1.0] * 4, "long_factor": [1.0, 2.0, 4.0, 8.0],
+                         "original_max_position_embeddings": 256},
+        START_TOKENS_CONFIG_KEY: 4,
+    }
+    assert FactorSet.from_hf_config(cfg).start_tokens == 4
+    del cfg[START_TOKENS_CONFIG_KEY]
+    assert FactorSet.from_hf_config(cfg).start_tokens == 0
+    cfg[START_TOKENS_CONFIG_KEY] = -1
+    with pytest.raises(UserError, match=START_TOKENS_CONFIG_KEY):
+        FactorSet.from_hf_config(cfg)

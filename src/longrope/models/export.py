@@ -46,12 +46,13 @@ from typing import Any
 from longrope.errors import UserError
 from longrope.io import write_json
 from longrope.models.families import FAMILIES, RopeInfo, inspect_model, require_supported
+from longrope.rope.factors import START_TOKENS_CONFIG_KEY
 
 __all__ = ["ExportResult", "export_hf", "longrope_config_entries", "START_TOKENS_KEY"]
 
 log = logging.getLogger(__name__)
 
-START_TOKENS_KEY = "longrope_start_tokens"
+START_TOKENS_KEY = START_TOKENS_CONFIG_KEY
 FACTORS_FILE = "factors.json"  # FactorSet.load(folder) reads it first: n̂ and provenance survive
 
 

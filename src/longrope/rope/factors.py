@@ -54,9 +54,13 @@ from longrope.io import write_json, write_text
 from longrope.rope.attention import resolve_attention_factor
 from longrope.rope.frequencies import check_rope_theta, check_rotary_dim, inv_freq, rotary_dim
 
-__all__ = ["FORMAT_VERSION", "FactorSet"]
+__all__ = ["FORMAT_VERSION", "START_TOKENS_CONFIG_KEY", "FactorSet"]
 
 FORMAT_VERSION = 1
+
+#: Where ``longrope export`` records n̂ in a Hugging Face config.json (no runtime has a key for it;
+#: stock runtimes ignore this one). Read back by :meth:`FactorSet.from_hf_config`.
+START_TOKENS_CONFIG_KEY = "longrope_start_tokens"
 
 _FILE_KEYS = (
     "format_version",
@@ -432,6 +436,7 @@ class FactorSet:
         fs = cls(
             long_factor=_factor_array(params["long_factor"], f"{where}.long_factor"),
             short_factor=_factor_array(params["short_factor"], f"{where}.short_factor"),
+            start_tokens=_int_field(config.get(START_TOKENS_CONFIG_KEY, 0), f"{source}: {START_TOKENS_CONFIG_KEY}", 0),
             attention_factor=attention,
             original_max_position_embeddings=L,
             max_position_embeddings=L_target,
