@@ -29,7 +29,6 @@ import resource
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 
 def _rss_bytes() -> int:
@@ -144,9 +143,9 @@ def main() -> None:
             lines.append(f"| {length} | {m} | {r['seconds']:.2f} | {t_ratio} | {r['maxrss'] * mb:.0f} | {p_ratio} | "
                          f"{own:.0f} | {o_ratio} |")
             print(lines[-1], file=sys.stderr)
-    cmd = " ".join(["OMP_NUM_THREADS=" + os.environ.get("OMP_NUM_THREADS", "?"), ".venv/bin/python",
-                    os.path.relpath(__file__, Path(__file__).resolve().parent.parent), *sys.argv[1:]])
-    lines += ["", f"Command: `{cmd}` ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})"]
+    from _record import command_line  # bench/ is on sys.path when a bench script runs
+
+    lines += ["", command_line(__file__)]
     text = "\n".join(lines) + "\n"
     print(text)
     if args.out:

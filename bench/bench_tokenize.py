@@ -111,9 +111,9 @@ def main() -> None:
     for label, r, nbytes in rows:
         lines.append(f"| {label} | {r['docs']} | {r['tokens']} | {r['seconds']:.1f} | {r['tokens'] / r['seconds']:,.0f} | "
                      f"{nbytes / 2**20 / r['seconds']:.1f} | {r['maxrss_mb']:.0f} |")
-    cmd = " ".join(["OMP_NUM_THREADS=" + os.environ.get("OMP_NUM_THREADS", "?"), ".venv/bin/python",
-                    os.path.relpath(__file__, Path(__file__).resolve().parent.parent), *sys.argv[1:]])
-    lines += ["", f"Command: `{cmd}` ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})"]
+    from _record import command_line  # bench/ is on sys.path when a bench script runs
+
+    lines += ["", command_line(__file__)]
     text = "\n".join(lines) + "\n"
     print(text)
     if args.out:

@@ -70,29 +70,26 @@ class CandidateMapper:
 
         lam = np.asarray(factors, dtype=np.float64)
         prov = dict(provenance or {})
-        if self.mode == "long":
+
+        def long_set(original_length: int, rope_theta: float, provenance: dict) -> FactorSet:
             return FactorSet(
                 long_factor=lam,
                 start_tokens=int(start_tokens),
                 attention_factor=attention_factor,
-                original_max_position_embeddings=self.original_length,
+                original_max_position_embeddings=original_length,
                 max_position_embeddings=self.target_length,
-                rope_theta=self.rope_theta,
+                rope_theta=rope_theta,
                 method="longrope",
-                provenance=prov,
+                provenance=provenance,
             )
+
+        if self.mode == "long":
+            return long_set(self.original_length, self.rope_theta, prov)
         base = FactorSet.from_dict(self.base)
         if self.mode == "short":
             return base.with_(short_factor=lam, method="longrope", provenance={**base.provenance, **prov})
-        relative = FactorSet(
-            long_factor=lam,
-            start_tokens=int(start_tokens),
-            attention_factor=attention_factor,
-            original_max_position_embeddings=base.max_position_embeddings,
-            max_position_embeddings=self.target_length,
-            rope_theta=base.rope_theta,
-            method="longrope",
-        )
+        # λ' of the progressive search is relative to the fine-tuned model, whose length is L'_F.
+        relative = long_set(base.max_position_embeddings, base.rope_theta, {})
         out = base.compose(relative)
         return out.with_(provenance={**out.provenance, **prov, "relative_factor": lam.tolist()})
 
