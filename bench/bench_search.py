@@ -48,6 +48,8 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="tiny")
     p.add_argument("--data", default=None, help="shard folder (default: tokenize the embedded corpus)")
+    p.add_argument("--domain", default="books", choices=["books", "maths"],
+                   help="embedded corpus domain when --data is not given (default books)")
     p.add_argument("--factor", type=float, default=8.0, help="target length = factor × L (default 8)")
     p.add_argument("--population", type=int, default=32)
     p.add_argument("--parents", type=int, default=16)
@@ -69,14 +71,15 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def embedded_shards(model: str, cache: Path) -> str:
-    """Tokenize the embedded corpus (search/held-out books pinned) with the model's tokenizer."""
+def embedded_shards(model: str, cache: Path, domain: str = "books") -> str:
+    """Tokenize one domain of the embedded corpus (search/held-out documents pinned) with the
+    model's tokenizer."""
     from longrope.data import tokenize_corpus
-    from longrope.embedded import CORPUS_DIR
+    from longrope.embedded import document_paths
     from longrope.models.loading import load_model
 
     _, tok = load_model(model)
-    inputs = [f"search={CORPUS_DIR / 'search'}", f"heldout={CORPUS_DIR / 'heldout'}"]
+    inputs = [f"{role}={path}" for role in ("search", "heldout") for path in document_paths(role, domain)]
     tokenize_corpus(tok, inputs, cache, tokenizer_name=model, progress=False)
     return str(cache)
 
@@ -144,7 +147,8 @@ def main(argv=None) -> int:
             torch.set_num_threads(args.threads)
         data = args.data
         if data is None:
-            data = embedded_shards(args.model, Path(tempfile.gettempdir()) / f"longrope-bench-{args.model}-shards")
+            data = embedded_shards(args.model, Path(tempfile.gettempdir())
+                                   / f"longrope-bench-{args.model}-{args.domain}-shards", args.domain)
         from longrope.models.loading import read_rope_info
 
         L = int(read_rope_info(args.model).original_max_position_embeddings)

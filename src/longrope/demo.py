@@ -1,14 +1,18 @@
 """``longrope demo``: the whole LongRoPE story on one model, in minutes, written to one run folder.
 
-On the embedded tiny Llama (trained at L = 256) and the shipped books, by default at 8× its
+On the embedded tiny Llama (trained at L = 256) and the shipped documents, by default at 8× its
 trained length:
 
-1. tokenize the shipped search and held-out books with the model's tokenizer (pinned roles:
-   the search never sees a held-out book; :mod:`longrope.data`);
-2. run a LongRoPE evolution search at the target length on windows of the *search* books,
-   within a wall-clock and/or evaluation budget (:mod:`longrope.search`);
-3. perplexity vs context length (1× … 8×, and 16× as a stretch) on windows of the *held-out*
-   books for the unscaled model, PI, NTK, YaRN and the searched factors (:mod:`longrope.evaluate`);
+1. tokenize the shipped search and held-out documents with the model's tokenizer, one token
+   corpus per domain — ``books`` (the PG19 stand-in) and ``maths`` (HOL Light proof scripts, the
+   Proof-Pile stand-in) — with pinned roles: the search never sees a held-out document
+   (:mod:`longrope.data`);
+2. run a LongRoPE evolution search at the target length on windows of the first domain's
+   *search* documents (books, as the paper searched on PG19), within a wall-clock and/or
+   evaluation budget (:mod:`longrope.search`);
+3. perplexity vs context length (1× … 8×, and 16× as a stretch) on windows of each domain's
+   *held-out* documents for the unscaled model, PI, NTK, YaRN and the searched factors
+   (:mod:`longrope.evaluate`); the first domain is the headline;
 4. passkey retrieval at the target length for the same five;
 5. write everything into the run folder and return the summary (the CLI prints a table and, as
    its last line, the folder).
@@ -16,12 +20,14 @@ trained length:
 Run folder (``runs/demo-<UTC timestamp>`` unless given):
 
 - ``config.json`` — the resolved configuration, model RoPE facts, documents, versions;
-- ``summary.json`` — ``target_length``, ``heldout_ppl`` (method → PPL at the target length),
-  the ratio of LongRoPE to the best closed-form baseline, passkey accuracy, timings;
-- ``ppl_vs_length.{json,csv,png}``, ``passkey.{json,csv,png}`` (+ ``passkey_<method>.png``);
+- ``summary.json`` — ``target_length``, ``heldout_ppl`` (method → PPL at the target length on the
+  headline domain), the ratio of LongRoPE to the best closed-form baseline, the same per domain
+  under ``domains``, passkey accuracy, timings;
+- ``ppl_vs_length.{json,csv,png}`` (every domain in the JSON/CSV, the headline one in the PNG,
+  ``ppl_vs_length_<domain>.png`` for the others), ``passkey.{json,csv,png}`` (+ ``passkey_<method>.png``);
 - ``factors.json`` (the searched set) and ``factors_{pi,ntk,yarn}.json``, ``factors.png``;
 - ``search_history.jsonl`` (every evaluated candidate), ``table.md`` (the printed table);
-- ``tokens/`` — the token shards the run used (a few MB).
+- ``tokens/<domain>/`` — the token shards the run used (a few MB).
 
 Windows: each document is one window of ``BOS + length − 1`` tokens (the LongRoPE truncate
 protocol). The shipped corpus has few but long books, so several non-overlapping windows are
@@ -61,6 +67,8 @@ BASELINE_METHODS = ("pi", "ntk", "yarn")
 #: The issue's target: held-out PPL of LongRoPE ≤ GOAL_RATIO × the best of PI, NTK and YaRN.
 GOAL_RATIO = 0.90
 DEFAULT_DEPTHS = (0.0, 0.25, 0.5, 0.75, 1.0)
+#: Domains of the shipped corpus: books (PG19 stand-in), formal maths (Proof-Pile stand-in).
+DOMAINS = ("books", "maths")
 SUMMARY_FORMAT = "longrope-demo/1"
 
 
@@ -78,10 +86,10 @@ class DemoConfig:
     """L' of the search and of the held-out/passkey headline; default 8 × the model's L."""
     lengths: tuple[int, ...] | None = None
     """Perplexity-vs-length grid; default L, 2L, 4L, … up to the target, then 2 × target (stretch)."""
-    budget_seconds: float | None = 330.0
+    budget_seconds: float | None = 420.0
     """Wall-clock budget of the search (None: no time limit). At least one candidate is always
     scored in full, so the search ends with a result even on a tiny budget."""
-    max_evals: float | None = 80.0
+    max_evals: float | None = 250.0
     """Stop the search after this many full-fidelity evaluations (racing counts fractions);
     None: only the time budget and the strategy's own stopping rule apply. Whichever of this and
     ``budget_seconds`` comes first ends the search: on an idle 2-core machine the evaluation cap
@@ -90,7 +98,7 @@ class DemoConfig:
     samples: int = 3
     """Held-out windows per length (perplexity); 3 = one per shipped held-out book when they are
     long enough (windows spread over books before a second one is taken from any book)."""
-    search_samples: int = 4
+    search_samples: int = 8
     """Search-split windows at the target length the fitness is computed on."""
     passkey_trials: int = 2
     """Seeded keys per depth at the target length."""
@@ -106,6 +114,10 @@ class DemoConfig:
     """Search strategy: "steady" (ours, racing) or "paper" (Algorithm 1 as published)."""
     progress: bool = True
     """Progress lines with ETA on stderr."""
+    domains: tuple[str, ...] = ("books", "maths")
+    """Domains of the shipped corpus to report held-out perplexity on: ``books`` (PG19 stand-in)
+    and/or ``maths`` (Proof-Pile stand-in). The first is the headline: the search runs on its
+    search documents, and ``heldout_ppl`` and the goal are its numbers."""
 
     def __post_init__(self) -> None:
         if not str(self.model).strip():
@@ -131,6 +143,9 @@ class DemoConfig:
             raise UserError(f"--passkey-depths must be numbers in [0, 1], got {list(self.passkey_depths)}")
         if self.strategy not in ("steady", "paper"):
             raise UserError(f"--strategy must be steady or paper, got {self.strategy!r}")
+        self.domains = tuple(dict.fromkeys(str(d).strip() for d in self.domains if str(d).strip()))
+        if not self.domains or any(d not in DOMAINS for d in self.domains):
+            raise UserError(f"--domains must name some of {', '.join(DOMAINS)}, got {list(self.domains)}")
 
 
 def default_lengths(original_length: int, target_length: int) -> list[int]:
@@ -244,14 +259,6 @@ def _windows(corpus: Any, length: int, n: int, *, split: str, seed: int) -> list
         per += 1
 
 
-def _capacity(corpus: Any, length: int, split: str) -> int:
-    """How many non-overlapping windows of ``length − 1`` tokens the books of ``split`` hold."""
-    from longrope.data import document_roles
-
-    roles = document_roles(corpus)
-    return int(sum(int(n) // (length - 1) for n, r in zip(corpus.lengths, roles) if r == split))
-
-
 # ------------------------------------------------------------------------------------------------
 # outputs
 
@@ -350,34 +357,45 @@ def run_demo(config: DemoConfig, *, log: Callable[[str], None] | None = None) ->
 
     t = time.perf_counter()
     from longrope.data import TokenCorpus, tokenize_corpus
-    from longrope.embedded import CORPUS_DIR, load_split
+    from longrope.embedded import document_paths, load_split
 
     split = load_split()
     tokens_dir = out / "tokens"
-    tokenize_corpus(tokenizer, [f"search={CORPUS_DIR / 'search'}", f"heldout={CORPUS_DIR / 'heldout'}"], tokens_dir,
-                    tokenizer_name=config.model, progress=False)
-    corpus = TokenCorpus.open(tokens_dir)
+    corpora: dict[str, Any] = {}
+    for dom in config.domains:
+        specs = [f"{role}={path}" for role in ("search", "heldout") for path in document_paths(role, dom)]
+        if not document_paths("heldout", dom):
+            raise UserError(f"the shipped corpus has no held-out {dom} documents; drop {dom} from --domains")
+        tokenize_corpus(tokenizer, specs, tokens_dir / dom, tokenizer_name=config.model, progress=False)
+        corpora[dom] = TokenCorpus.open(tokens_dir / dom)
     seconds["tokenize"] = time.perf_counter() - t
-    say(f"tokenized the shipped books: {len(corpus)} books, {corpus.n_tokens} tokens "
-        f"(search: {', '.join(split['roles']['search'])}; held-out: {', '.join(split['roles']['heldout'])})")
+    main = config.domains[0]
+    say("tokenized the shipped documents: " + "; ".join(
+        f"{dom} {len(c)} documents, {c.n_tokens} tokens" for dom, c in corpora.items())
+        + f" (search: {', '.join(p.stem for p in document_paths('search', main))}; held-out: "
+        + ", ".join(p.stem for dom in config.domains for p in document_paths("heldout", dom)) + ")")
 
-    search_docs = _windows(corpus, target, config.search_samples, split="search", seed=config.seed)
+    search_docs = _windows(corpora[main], target, config.search_samples, split="search", seed=config.seed)
     if not search_docs:
-        raise UserError(f"the shipped search books hold no window of {target} tokens with this tokenizer; "
-                        f"lower --target-length")
-    heldout_docs: dict[int, list] = {}
+        raise UserError(f"the shipped {main} search documents hold no window of {target} tokens with this "
+                        f"tokenizer; lower --target-length")
     notes: list[str] = []
-    for n in lengths:
-        docs = _windows(corpus, n, config.samples, split="heldout", seed=config.seed)
-        if not docs:
-            if n == target:
-                raise UserError(f"the shipped held-out books hold no window of {target} tokens with this tokenizer; "
-                                f"lower --target-length")
-            notes.append(f"length {n} dropped: no held-out book has {n - 1} tokens")
-            continue
-        if len(docs) < config.samples:
-            notes.append(f"length {n}: only {len(docs)} held-out window(s) (of {config.samples} asked)")
-        heldout_docs[n] = docs
+    domain_docs: dict[str, dict[int, list]] = {}
+    for dom, corpus in corpora.items():
+        docs_by_len: dict[int, list] = {}
+        for n in lengths:
+            docs = _windows(corpus, n, config.samples, split="heldout", seed=config.seed)
+            if not docs:
+                if n == target and dom == main:
+                    raise UserError(f"the shipped held-out {dom} documents hold no window of {target} tokens with "
+                                    f"this tokenizer; lower --target-length")
+                notes.append(f"{dom}: length {n} dropped: no held-out document has {n - 1} tokens")
+                continue
+            if len(docs) < config.samples:
+                notes.append(f"{dom}: length {n}: only {len(docs)} held-out window(s) (of {config.samples} asked)")
+            docs_by_len[n] = docs
+        domain_docs[dom] = docs_by_len
+    heldout_docs = domain_docs[main]
     lengths = sorted(heldout_docs)
     if len(search_docs) < config.search_samples:
         notes.append(f"search: only {len(search_docs)} window(s) of {target} tokens (of {config.search_samples} asked)")
@@ -391,10 +409,12 @@ def run_demo(config: DemoConfig, *, log: Callable[[str], None] | None = None) ->
 
     # Sized for a short run: fewer parents than the paper's 32, and racing against the 4th best
     # (not the worst parent), so that a child that loses on its first window costs one window
-    # instead of all of them. The candidate budget is large; the time budget is what binds.
+    # instead of all of them. Patience 250 (not the default 82): on the tiny model the search
+    # improves in bursts after long plateaus; stopping at the first plateau left 0.90× YaRN where
+    # the full 656-candidate budget reaches 0.88× (bench/results/demo.md).
     strategy_config = StrategyConfig(population=16, parents=8, mutations=8, crossovers=8, iterations=40, initial=16,
-                                     race_rank=4)
-    job = SearchJob(model=config.model, data=str(tokens_dir), output=str(out), target_length=target,
+                                     race_rank=4, patience=250)
+    job = SearchJob(model=config.model, data=str(tokens_dir / main), output=str(out), target_length=target,
                     strategy=config.strategy, seed=config.seed, samples=len(search_docs), config=strategy_config,
                     device=device, dtype=config.dtype, progress=config.progress)
     p = plan(job)
@@ -408,12 +428,14 @@ def run_demo(config: DemoConfig, *, log: Callable[[str], None] | None = None) ->
                      "out": str(out)},
         "model": {"name": config.model, "rope": info.to_dict(), "bos_id": bos_id,
                   "source": getattr(model, "_longrope_source", None)},
-        "corpus": {"split": split["roles"], "tokens_dir": str(tokens_dir), "n_tokens": corpus.n_tokens},
+        "corpus": {"split": split["roles"], "domains": list(config.domains), "tokens_dir": str(tokens_dir),
+                   "n_tokens": {dom: c.n_tokens for dom, c in corpora.items()}},
         "documents": {
             "protocol": "truncate: BOS + length-1 tokens per window; non-overlapping windows per book, book order "
                         "seeded (longrope.data.sample_documents)",
             "search": {"length": target, "ids": [d.doc_id for d in search_docs]},
-            "heldout": {str(n): [d.doc_id for d in docs] for n, docs in heldout_docs.items()},
+            "heldout": {dom: {str(n): [d.doc_id for d in docs] for n, docs in by_len.items()}
+                        for dom, by_len in domain_docs.items()},
         },
         "search": {"strategy": config.strategy, "knobs": strategy_config.to_dict(), "space": p.space.to_dict(),
                    "seeds": [g.to_json() for g in p.seeds], "budget_seconds": config.budget_seconds,
@@ -473,32 +495,37 @@ def run_demo(config: DemoConfig, *, log: Callable[[str], None] | None = None) ->
     from longrope.evaluate.suite import PPL_CSV_FIELDS, passkey_suite, ppl_suite, write_passkey_outputs
 
     t = time.perf_counter()
-    total = sum(len(sets) * len(docs) * n for n, docs in heldout_docs.items())
+    total = sum(len(sets) * len(docs) * n for by_len in domain_docs.values() for n, docs in by_len.items())
     done = [0.0]
-    say(f"held-out perplexity: {len(sets)} methods × lengths {', '.join(map(str, lengths))}, "
-        f"{config.samples} window(s) each; estimated {_eta(total / rate)}")
-    ppl_results: list[tuple[str, Any]] = []
-    for n, docs in heldout_docs.items():
-        def on_ppl(line: str, n: int = n, k: int = len(docs)) -> None:
-            done[0] += k * n
-            elapsed = time.perf_counter() - t
-            eta = (total - done[0]) * elapsed / done[0] if done[0] else float("nan")
-            say(f"ppl {line}  [ETA {_eta(eta)}]")
+    say(f"held-out perplexity ({', '.join(config.domains)}): {len(sets)} methods × lengths "
+        f"{', '.join(map(str, lengths))}, {config.samples} window(s) each; estimated {_eta(total / rate)}")
+    rows: list[dict] = []
+    tables: dict[str, dict[str, dict[int, float]]] = {}
+    for dom, by_len in domain_docs.items():
+        table: dict[str, dict[int, float]] = {name: {} for name, _ in sets}
+        for n, docs in by_len.items():
+            def on_ppl(line: str, n: int = n, k: int = len(docs), dom: str = dom) -> None:
+                done[0] += k * n
+                elapsed = time.perf_counter() - t
+                eta = (total - done[0]) * elapsed / done[0] if done[0] else float("nan")
+                say(f"ppl [{dom}] {line}  [ETA {_eta(eta)}]")
 
-        ppl_results += ppl_suite(model, docs, sets, [n], bos_id=bos_id, log=on_ppl)
+            for name, r in ppl_suite(model, docs, sets, [n], bos_id=bos_id, log=on_ppl):
+                table[name][r.length] = r.ppl
+                rows.append({"domain": dom, **r.to_dict(), "factors": name})
+        tables[dom] = table
     seconds["ppl"] = time.perf_counter() - t
-    ppl_table = {name: {} for name, _ in sets}
-    for name, r in ppl_results:
-        ppl_table[name][r.length] = r.ppl
-    rows = [{**r.to_dict(), "factors": name} for name, r in ppl_results]
+    ppl_table = tables[main]
     write_json(out / "ppl_vs_length.json", _finite({
         "protocol": "truncate (BOS + length-1 tokens per window), token-weighted",
-        "original_length": L, "target_length": target, "results": rows}))
-    write_text(out / "ppl_vs_length.csv", _csv_text(rows, PPL_CSV_FIELDS))
+        "original_length": L, "target_length": target, "domains": list(config.domains), "results": rows}))
+    write_text(out / "ppl_vs_length.csv", _csv_text(rows, ("domain", *PPL_CSV_FIELDS)))
     from longrope.evaluate.plots import plot_passkey_methods, plot_ppl_vs_length
 
-    plot_ppl_vs_length({name: sorted(v.items()) for name, v in ppl_table.items()}, out / "ppl_vs_length.png",
-                       original_length=L, title=f"{config.model}: held-out perplexity vs length (L' = {target})")
+    for dom, table in tables.items():
+        name = "ppl_vs_length.png" if dom == main else f"ppl_vs_length_{dom}.png"
+        plot_ppl_vs_length({m: sorted(v.items()) for m, v in table.items()}, out / name, original_length=L,
+                           title=f"{config.model}: held-out {dom} perplexity vs length (L' = {target})")
 
     # 4. passkey ---------------------------------------------------------------------------------
     t = time.perf_counter()
@@ -534,9 +561,20 @@ def run_demo(config: DemoConfig, *, log: Callable[[str], None] | None = None) ->
     seconds["passkey"] = time.perf_counter() - t
 
     # 5. summary ---------------------------------------------------------------------------------
-    heldout = {name: ppl_table[name][target] for name, _ in sets}
-    best_base = min(BASELINE_METHODS, key=lambda m: heldout[m] if math.isfinite(heldout[m]) else math.inf)
-    ratio = heldout["longrope"] / heldout[best_base] if heldout[best_base] > 0 else float("nan")
+    per_domain = {}
+    for dom, table in tables.items():
+        if not all(target in table[name] for name, _ in sets):
+            continue  # this domain's held-out documents hold no window of the target length (noted)
+        at = {name: table[name][target] for name, _ in sets}
+        base = min(BASELINE_METHODS, key=lambda m: at[m] if math.isfinite(at[m]) else math.inf)
+        per_domain[dom] = {
+            "heldout_ppl": at, "heldout_windows": len(domain_docs[dom][target]), "best_baseline": base,
+            "longrope_vs_best_baseline": at["longrope"] / at[base] if at[base] > 0 else float("nan"),
+            "ppl_vs_length": {name: {str(n): v for n, v in sorted(row.items())} for name, row in table.items()},
+        }
+    heldout = per_domain[main]["heldout_ppl"]
+    best_base = per_domain[main]["best_baseline"]
+    ratio = per_domain[main]["longrope_vs_best_baseline"]
     seconds["total"] = time.perf_counter() - t_start
     summary = _finite({
         "format": SUMMARY_FORMAT,
@@ -545,6 +583,7 @@ def run_demo(config: DemoConfig, *, log: Callable[[str], None] | None = None) ->
         "target_length": target,
         "scale": target / L,
         "lengths": lengths,
+        "domain": main,
         "heldout_ppl": heldout,
         "heldout_windows": len(heldout_docs[target]),
         "best_baseline": best_base,
@@ -552,6 +591,7 @@ def run_demo(config: DemoConfig, *, log: Callable[[str], None] | None = None) ->
         "goal": {"ratio": GOAL_RATIO, "met": bool(ratio <= GOAL_RATIO),
                  "statement": f"held-out PPL at {target}: longrope <= {GOAL_RATIO} x best of pi, ntk, yarn"},
         "ppl_vs_length": {name: {str(n): v for n, v in sorted(row.items())} for name, row in ppl_table.items()},
+        "domains": per_domain,
         "passkey_length": target,
         "passkey_accuracy": passkey,
         "search": {"strategy": config.strategy, "best_search_ppl": result.ppl, "start_tokens": result.start_tokens,
@@ -597,7 +637,7 @@ def render_table(summary: dict) -> str:
     if summary.get("passkey_accuracy"):
         head.append(f"passkey@{target}")
     lines = [
-        f"Held-out perplexity of {summary['model']} (trained at L = {L}) by context length; "
+        f"Held-out {summary.get('domain', 'books')} perplexity of {summary['model']} (trained at L = {L}) by context length; "
         f"{summary['heldout_windows']} held-out window(s) at the target, truncate protocol, token-weighted.",
         "",
         "| " + " | ".join(head) + " |",
@@ -611,6 +651,15 @@ def render_table(summary: dict) -> str:
     ratio = summary["longrope_vs_best_baseline"]
     goal = summary["goal"]
     s = summary["search"]
+    for dom, d in summary.get("domains", {}).items():
+        if dom == summary.get("domain"):
+            continue
+        lines += ["", f"Held-out {dom} perplexity (same factors; {d['heldout_windows']} window(s) at the target):", "",
+                  "| " + " | ".join(head[: 1 + len(lengths)]) + " |", "|" + "---|" * (1 + len(lengths))]
+        for m, row in d["ppl_vs_length"].items():
+            lines.append("| " + " | ".join([m] + [_fmt(row.get(str(n))) for n in lengths]) + " |")
+        lines.append(f"{dom}: LongRoPE / best baseline ({d['best_baseline']}) at {target}: "
+                     f"{_fmt(d['longrope_vs_best_baseline'], '.3f')}")
     lines += [
         "",
         f"LongRoPE / best baseline ({summary['best_baseline']}) at {target}: {_fmt(ratio, '.3f')} "

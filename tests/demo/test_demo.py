@@ -42,6 +42,8 @@ def test_default_lengths_is_the_issue_grid():
         ({"lengths": (1, 512)}, "--lengths"),
         ({"passkey_depths": (0.5, 1.5)}, "--passkey-depths"),
         ({"strategy": "random"}, "--strategy"),
+        ({"domains": ("books", "code")}, "--domains"),
+        ({"domains": ()}, "--domains"),
     ],
 )
 def test_config_errors_name_the_flag(kwargs, flag):
@@ -98,11 +100,18 @@ def _read_csv(path: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
-def check_run_folder(run: Path, *, target: int, lengths: list[int], depths: list[float], trials: int) -> dict:
+def check_run_folder(run: Path, *, target: int, lengths: list[int], depths: list[float], trials: int,
+                     domains: tuple[str, ...] = ("books", "maths")) -> dict:
     """Every file the demo promises exists and is well-formed; returns summary.json."""
     from longrope.rope import FactorSet
 
     summary = json.loads((run / "summary.json").read_text())
+    assert summary["domain"] == domains[0] and list(summary["domains"]) == list(domains)
+    assert summary["domains"][domains[0]]["heldout_ppl"] == summary["heldout_ppl"]
+    for dom, d in summary["domains"].items():
+        assert set(d["heldout_ppl"]) == set(METHODS) and all(v > 1.0 for v in d["heldout_ppl"].values()), dom
+        assert d["longrope_vs_best_baseline"] == pytest.approx(d["heldout_ppl"]["longrope"]
+                                                               / d["heldout_ppl"][d["best_baseline"]])
     assert summary["target_length"] == target
     assert summary["lengths"] == lengths
     assert set(summary["heldout_ppl"]) == set(METHODS)
@@ -121,21 +130,28 @@ def check_run_folder(run: Path, *, target: int, lengths: list[int], depths: list
     assert config["resolved"]["target_length"] == target and config["resolved"]["lengths"] == lengths
     held = config["documents"]["heldout"]
     search = set(config["documents"]["search"]["ids"])
-    assert search and all(held[str(n)] for n in lengths)
-    # the search never saw a held-out book (ids are "<role folder>/<book>.txt", "@offset" after the first window)
-    held_ids = [i for ids in held.values() for i in ids]
-    assert all(i.startswith("search/") for i in search) and all(i.startswith("heldout/") for i in held_ids)
+    assert list(held) == list(domains) and search and all(held[d][str(n)] for d in domains for n in lengths)
+    # the search never saw a held-out document (ids are "<file>.txt", "@offset" after the first window)
+    held_ids = [i for by_len in held.values() for ids in by_len.values() for i in ids]
 
-    def book(doc_id: str) -> str:
+    def doc(doc_id: str) -> str:
         return doc_id.split("@")[0].split("/")[-1]
 
-    assert not {book(i) for i in search} & {book(i) for i in held_ids}
+    from longrope.embedded import document_paths
+
+    assert {doc(i) for i in search} <= {p.name for p in document_paths("search", domains[0])}
+    assert {doc(i) for i in held_ids} <= {p.name for p in document_paths("heldout")}
+    assert not {doc(i) for i in search} & {doc(i) for i in held_ids}
+    for dom in domains:  # each domain's windows come from its own documents
+        names = {p.name for p in document_paths("heldout", dom)}
+        assert all(doc(i) in names for ids in held[dom].values() for i in ids), dom
 
     ppl = json.loads((run / "ppl_vs_length.json").read_text())
-    assert {(r["factors"], r["length"]) for r in ppl["results"]} == {(m, n) for m in METHODS for n in lengths}
+    assert {(r["domain"], r["factors"], r["length"]) for r in ppl["results"]} == {
+        (d, m, n) for d in domains for m in METHODS for n in lengths}
     rows = _read_csv(run / "ppl_vs_length.csv")
-    assert len(rows) == len(METHODS) * len(lengths)
-    assert all(float(r["ppl"]) > 1.0 and int(r["n_tokens"]) > 0 for r in rows)
+    assert len(rows) == len(domains) * len(METHODS) * len(lengths)
+    assert all(float(r["ppl"]) > 1.0 and int(r["n_tokens"]) > 0 and r["domain"] in domains for r in rows)
 
     pk = json.loads((run / "passkey.json").read_text())
     assert [r["factors"] for r in pk["results"]] == list(METHODS)
@@ -143,7 +159,8 @@ def check_run_folder(run: Path, *, target: int, lengths: list[int], depths: list
     assert len(rows) == len(METHODS) * len(depths)
     assert all(int(r["length"]) == target and int(r["trials"]) == trials for r in rows)
 
-    for name in ("ppl_vs_length.png", "passkey.png", "factors.png", *[f"passkey_{m}.png" for m in METHODS]):
+    for name in ("ppl_vs_length.png", "passkey.png", "factors.png", *[f"passkey_{m}.png" for m in METHODS],
+                 *[f"ppl_vs_length_{d}.png" for d in domains[1:]]):
         assert (run / name).read_bytes()[:8] == PNG_MAGIC, name
 
     searched = FactorSet.load(run / "factors.json")
@@ -153,7 +170,7 @@ def check_run_folder(run: Path, *, target: int, lengths: list[int], depths: list
         assert fs.max_position_embeddings == target and fs.rotary_dim == searched.rotary_dim
     history = [json.loads(line) for line in (run / "search_history.jsonl").read_text().splitlines()]
     assert history and all("factors" in h and "fitness" in h for h in history)
-    assert (run / "table.md").read_text().count("\n| ") == len(METHODS) + 1
+    assert (run / "table.md").read_text().count("\n| ") == len(domains) * (len(METHODS) + 1)
     return summary
 
 

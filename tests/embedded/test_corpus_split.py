@@ -105,3 +105,46 @@ def test_shipped_texts_carry_no_gutenberg_boilerplate():
     for text in list(search_texts().values()) + list(heldout_texts().values()):
         assert "*** START OF" not in text and "PROJECT GUTENBERG" not in text.upper()[:2000]
         assert "\r" not in text
+
+
+def test_shipped_split_has_books_and_formal_maths_in_every_role():
+    """Books are the PG19 stand-in, HOL Light proof scripts the Proof-Pile stand-in."""
+    from longrope.embedded import document_paths
+
+    split = load_split()
+    for role in ("train", "search", "heldout"):
+        domains = {b["domain"] for b in split["books"] if b["role"] == role}
+        assert domains == {"books", "maths"}, role
+    assert {b["source"] for b in split["books"] if b["domain"] == "maths"} == {"hol-light"}
+    for role in ("search", "heldout"):
+        for dom in ("books", "maths"):
+            paths = document_paths(role, dom)
+            assert paths and all(p.is_file() and p.parent.name == role for p in paths), (role, dom)
+        assert sorted(document_paths(role)) == sorted(document_paths(role, "books") + document_paths(role, "maths"))
+
+
+def test_hol_light_documents_are_named_by_folder_and_cleaned(tmp_path):
+    from longrope.embedded.corpus import _HOL_EXTRA, _HOL_TRAIN_DIR, hol_light_documents
+
+    root = tmp_path / "usr/share/hol-light"
+    (root / _HOL_TRAIN_DIR).mkdir(parents=True)
+    (root / _HOL_TRAIN_DIR / "Fourier.ml").write_text("let X = prove\r\n (`T`,   \r\n\n\n\n\n  SIMP_TAC[]);;\r\n")
+    for rel in _HOL_EXTRA:
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(f"(* {rel} *)\n")
+    docs = hol_light_documents(root)
+    assert [d.name for d in docs][:1] == [f"hol_{_HOL_TRAIN_DIR.lower()}_fourier"]
+    assert docs[0].text == "let X = prove\n (`T`,\n\n\n  SIMP_TAC[]);;\n"
+    assert all(d.source == "hol-light" and d.domain == "maths" for d in docs)
+    (root / _HOL_EXTRA[0]).unlink()
+    with pytest.raises(UserError, match="hol-light"):
+        hol_light_documents(root)
+
+
+def test_fetch_books_rejects_unknown_domains(tmp_path):
+    from longrope.embedded.corpus import fetch_books
+
+    for bad in (["code"], []):
+        with pytest.raises(UserError, match="--domains"):
+            fetch_books(tmp_path, bad)
+    assert not any(tmp_path.iterdir())  # nothing downloaded before the check

@@ -222,3 +222,61 @@ def test_copy_max_length_sets_the_longest_string(tok):
         lengths.append([int(np.argmax(r[1:] != 0)) for r in w if (r == 0).any()])
     assert max(lengths[0]) <= 8 and min(lengths[0]) >= 5
     assert max(lengths[1]) > 32 and max(lengths[1]) <= 100
+
+
+def test_induction_rows_repeat_one_string_and_weight_every_later_repeat(tok):
+    cfg = TinyConfig(context=256, batch_size=32, vocab_size=400, induction_steps=10)
+    docs = encode_docs(tok, [" ".join(["the old green park"] * 400)])
+    ids, w = BatchSampler(docs, tok, cfg, np.random.default_rng(3)).induction_batch()
+    assert ids.shape == w.shape == (32, 256) and (ids[:, 0] == tok.bos_token_id).all()
+    periods = []
+    for row, wrow in zip(ids, w):
+        n = int(np.argmax(wrow != 0)) - 2  # weights start at the second repeat's second token
+        assert 4 <= n <= 40 and (row[1:] >= 3).all()  # no special token inside the string
+        np.testing.assert_array_equal(row[1 + n :], row[1 : 256 - n])  # period n all the way
+        assert np.all(wrow[: n + 2] == 0) and np.all(wrow[n + 2 :] == 1)
+        periods.append(n)
+    assert len(set(periods)) > 5  # lengths vary, so no fixed-offset shortcut copies them
+
+
+def test_training_starts_with_the_induction_phase_and_logs_its_end(tok):
+    from longrope.embedded.train import train
+
+    docs = encode_docs(tok, [" ".join(["the cat sat on a mat by the old green park"] * 200)])
+    cfg = TinyConfig(vocab_size=400, hidden_size=32, num_layers=1, num_heads=1, intermediate_size=64,
+                     context=64, batch_size=2, warmup_steps=1, eval_every=4, eval_windows=1, max_steps=4,
+                     induction_steps=3)
+    _, log, _ = train(cfg, tok, docs, docs)
+    assert [(e["step"], e["phase"]) for e in log] == [(3, "induction"), (4, "mixed")]
+
+
+def test_induction_steps_and_tokenizer_are_checked(tok, tmp_path):
+    from longrope.embedded.train import load_tokenizer
+
+    with pytest.raises(UserError, match="--induction-steps"):
+        TinyConfig(max_steps=10, induction_steps=11)
+    assert TinyConfig().fingerprint() == TinyConfig(induction_steps=0, tokenizer=None).fingerprint()
+    assert TinyConfig().fingerprint() != TinyConfig(induction_steps=5).fingerprint()
+    tok.save_pretrained(tmp_path / "tok")
+    again = load_tokenizer(tmp_path / "tok", len(tok))
+    text = "the cat sat on 12345 mats"
+    assert again(text)["input_ids"] == tok(text)["input_ids"] and again(text)["input_ids"][0] == tok.bos_token_id
+    assert load_tokenizer(tmp_path / "tok" / "tokenizer.json", len(tok)).vocab_size == tok.vocab_size
+    with pytest.raises(UserError, match="--vocab-size"):
+        load_tokenizer(tmp_path / "tok", len(tok) + 1)
+    with pytest.raises(UserError, match="--tokenizer"):
+        load_tokenizer(tmp_path / "missing", len(tok))
+
+
+def test_induction_segments_make_more_shorter_rows(tok):
+    cfg = TinyConfig(context=256, batch_size=8, vocab_size=400, induction_steps=10, induction_segments=2)
+    docs = encode_docs(tok, [" ".join(["the old green park"] * 400)])
+    ids, w = BatchSampler(docs, tok, cfg, np.random.default_rng(5)).induction_batch()
+    assert ids.shape == w.shape == (16, 128) and (ids[:, 0] == tok.bos_token_id).all()
+    for row, wrow in zip(ids, w):
+        n = int(np.argmax(wrow != 0)) - 2
+        assert 4 <= n <= 40
+        np.testing.assert_array_equal(row[1 + n :], row[1 : 128 - n])
+        assert np.all(wrow[: n + 2] == 0) and np.all(wrow[n + 2 :] == 1)
+    with pytest.raises(UserError, match="--induction-segments"):
+        TinyConfig(context=256, induction_segments=17)

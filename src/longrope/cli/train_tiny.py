@@ -33,6 +33,9 @@ _CONFIG_HELP = {
                      "after a gap; teaches induction)",
     "eval_passkey_trials": "passkey prompts at --context scored at each periodic evaluation (0 = none)",
     "context": "training length L in tokens",
+    "induction_steps": "the first N steps train on induction rows only (a random string repeated; grows "
+                       "copy heads)",
+    "tokenizer": "reuse this tokenizer (folder with tokenizer.json, or the file) instead of training one",
 }
 
 
@@ -49,6 +52,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="comma-separated book names used as search documents (default: built-in split)")
     parser.add_argument("--heldout-docs", default=None,
                         help="comma-separated book names held out for the report (default: built-in split)")
+    parser.add_argument("--domains", default="books,maths",
+                        help="which default sources to fetch: books (PG19 stand-in) and/or maths (HOL Light, the "
+                             "Proof-Pile stand-in); the default split keeps the names of the domains fetched "
+                             "(default books,maths)")
     parser.add_argument("--no-resume", action="store_true",
                         help="ignore (and overwrite) a matching checkpoint in --cache-dir")
     parser.add_argument("--report-passkey-trials", type=int, default=20,
@@ -88,6 +95,8 @@ def resolved_command(args: argparse.Namespace, cfg, stopped_at: int | None = Non
     parts = ["longrope", COMMAND, "--out", str(args.out), "--cache-dir", str(args.cache_dir)]
     if args.text_dir:
         parts += ["--text-dir", str(args.text_dir)]
+    else:
+        parts += ["--domains", args.domains]
     if args.search_docs:
         parts += ["--search-docs", args.search_docs]
     if args.heldout_docs:
@@ -135,20 +144,32 @@ def run(args: argparse.Namespace) -> int:
 
             raise UserError("--text-dir needs --search-docs and --heldout-docs naming its files (stems)")
     else:
-        books = corpus_mod.fetch_books(cache)
-    search = _names(args.search_docs) or list(corpus_mod.DEFAULT_SEARCH)
-    heldout = _names(args.heldout_docs) or list(corpus_mod.DEFAULT_HELDOUT)
+        books = corpus_mod.fetch_books(cache, _names(args.domains) or [])
+    present = {b.name for b in books}
+    search = _names(args.search_docs) or [n for n in corpus_mod.DEFAULT_SEARCH if n in present]
+    heldout = _names(args.heldout_docs) or [n for n in corpus_mod.DEFAULT_HELDOUT if n in present]
     split = corpus_mod.split_books(books, search, heldout)
     say(f"corpus: {len(split.train)} training books, search {search}, held-out {heldout}")
 
     # 2. tokenizer
-    tokenizer = tr.train_tokenizer([b.text for b in split.train], cfg.vocab_size)
+    if cfg.tokenizer:
+        tokenizer = tr.load_tokenizer(cfg.tokenizer, cfg.vocab_size)
+        origin = f"tiny/tokenizer.json (reused from {cfg.tokenizer}; trained on an earlier stage's training books)"
+    else:
+        tokenizer = tr.train_tokenizer([b.text for b in split.train], cfg.vocab_size)
+        origin = "tiny/tokenizer.json (BPE trained on the training books only)"
     train_docs = tr.encode_docs(tokenizer, [b.text for b in split.train])
     heldout_docs = tr.encode_docs(tokenizer, [b.text for b in split.heldout])
     search_docs = tr.encode_docs(tokenizer, [b.text for b in split.search])
     split.notes = {"tokens": {b.name: int(len(d)) for b, d in zip(split.train + split.search + split.heldout,
                                                                    train_docs + search_docs + heldout_docs)},
-                   "tokenizer": "tiny/tokenizer.json (BPE trained on the training books only)"}
+                   "tokenizer": origin}
+    # Reports are per domain (books = PG19 stand-in, maths = Proof-Pile stand-in); the periodic
+    # evaluation uses the books, like the earlier stages' logs.
+    by_domain: dict[str, list] = {}
+    for b, d in zip(split.heldout, heldout_docs):
+        by_domain.setdefault(b.domain, []).append(d)
+    main_domain = "books" if "books" in by_domain else next(iter(by_domain))
     corpus_mod.write_corpus(split, out / "corpus")
     say(f"tokenizer: {len(tokenizer)} tokens; {sum(map(len, train_docs))} training tokens")
 
@@ -166,7 +187,7 @@ def run(args: argparse.Namespace) -> int:
             extra += f", passkey@{cfg.context} {e[f'passkey_{cfg.context}']:.2f}"
         say(f"step {e['step']}/{cfg.max_steps}: loss {e['train_loss']:.3f}{extra}")
 
-    model, log, summary = tr.train(cfg, tokenizer, train_docs, heldout_docs, checkpoint=checkpoint,
+    model, log, summary = tr.train(cfg, tokenizer, train_docs, by_domain[main_domain], checkpoint=checkpoint,
                                    log_path=tiny / "train_log.jsonl", progress=progress)
     say(f"trained {summary['steps']} steps in {summary['train_seconds']} s")
     tr.export(model, tokenizer, tiny)
@@ -176,9 +197,15 @@ def run(args: argparse.Namespace) -> int:
 
     shipped = AutoModelForCausalLM.from_pretrained(tiny, dtype=torch.float32)
     shipped_tok = AutoTokenizer.from_pretrained(tiny)
-    rep = tr.report(shipped, shipped_tok, heldout_docs, cfg, passkey_trials=args.report_passkey_trials)
+    rep = tr.report(shipped, shipped_tok, by_domain[main_domain], cfg, passkey_trials=args.report_passkey_trials)
+    rep["domain"] = main_domain
     say("report: " + json.dumps({k: (round(v, 3) if isinstance(v, float) else v) for k, v in rep.items()
                                  if k != "protocol"}))
+    for domain, docs in by_domain.items():
+        if domain != main_domain:
+            rep.setdefault("domains", {})[domain] = extra = tr.report(shipped, shipped_tok, docs, cfg, passkey_trials=0)
+            say(f"report ({domain}): " + json.dumps({k: (round(v, 3) if isinstance(v, float) else v)
+                                                     for k, v in extra.items() if k != "protocol"}))
     n_params = sum(p.numel() for p in shipped.parameters())
     write_json(tiny / "training.json", {
         "command": resolved_command(args, cfg),
@@ -190,6 +217,9 @@ def run(args: argparse.Namespace) -> int:
         "parameters": n_params,
         "weights_dtype": "float16",
         "corpus": {"split": "corpus/split.json", "training_books": [b.name for b in split.train],
+                   "training_tokens_by_domain": {dom: int(sum(len(d) for b, d in zip(split.train, train_docs)
+                                                                if b.domain == dom))
+                                                 for dom in sorted({b.domain for b in split.train})},
                    "training_tokens": int(sum(map(len, train_docs))),
                    "search": search, "heldout": heldout},
         "run": summary,

@@ -8,8 +8,9 @@ Everything here ships inside the package, so ``longrope demo`` and the tests nee
   ``AutoModelForCausalLM.from_pretrained(TINY_MODEL_DIR)`` / ``AutoTokenizer.from_pretrained(...)``
   or ``longrope.models.load_model("tiny")``. Trained at 256 tokens with standard RoPE (theta 1e4,
   head_dim 64), so every longer context is an extension.
-- ``assets/corpus/``: ``split.json`` (every book, its role and the SHA-256 of its text) and the
-  search and held-out books as text. Training books are not shipped; their hashes are.
+- ``assets/corpus/``: ``split.json`` (every document, its role, domain and the SHA-256 of its text)
+  and the search and held-out documents as text: books (the PG19 stand-in) and HOL Light proof
+  scripts (the Proof-Pile stand-in). Training documents are not shipped; their hashes are.
 
 Both are rebuilt by ``longrope train-tiny`` (see :mod:`longrope.embedded.corpus` and
 :mod:`longrope.embedded.train`). This module imports only the standard library.
@@ -28,6 +29,7 @@ __all__ = [
     "ASSETS_DIR",
     "CORPUS_DIR",
     "TINY_MODEL_DIR",
+    "document_paths",
     "heldout_texts",
     "load_split",
     "search_texts",
@@ -44,6 +46,24 @@ def load_split(corpus_dir: str | Path = CORPUS_DIR) -> dict:
 
         raise UserError(f"{path} is missing; reinstall longrope or rebuild it with `longrope train-tiny`")
     return json.loads(path.read_text(encoding="utf-8"))
+
+
+#: Domain of each source of the shipped corpus (mirrors ``corpus.DOMAINS``; kept here so that this
+#: module imports only the standard library). Manifests written before domains existed lack the
+#: field; their sources map through this.
+_SOURCE_DOMAINS = {"shakespeare": "books", "austen": "books", "melville": "books", "hol-light": "maths"}
+
+
+def document_paths(role: str, domain: str | None = None, corpus_dir: str | Path = CORPUS_DIR) -> list[Path]:
+    """Shipped text files of one role (``search`` or ``heldout``), optionally of one domain
+    (``books`` or ``maths``), in manifest order."""
+    corpus_dir = Path(corpus_dir)
+    out = []
+    for entry in load_split(corpus_dir)["books"]:
+        dom = entry.get("domain") or _SOURCE_DOMAINS.get(entry.get("source"), "local")
+        if entry["role"] == role and (domain is None or dom == domain):
+            out.append(corpus_dir / role / f"{entry['name']}.txt")
+    return out
 
 
 def _texts(role: str, corpus_dir: str | Path) -> dict[str, str]:

