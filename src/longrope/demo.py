@@ -111,7 +111,9 @@ class DemoConfig:
     """"auto" (CUDA when available, else CPU), "cpu", "cuda", "cuda:1", …"""
     dtype: str = "float32"
     strategy: str = "steady"
-    """Search strategy: "steady" (ours, racing) or "paper" (Algorithm 1 as published)."""
+    """Search strategy: "steady" (ours, racing), "paper" (Algorithm 1 as published) or "longrope2"
+    (LongRoPE2: critical-dimension space, fitness = NLL of a pass key planted in each search window,
+    which rewards keeping retrieval rather than perplexity over all tokens)."""
     progress: bool = True
     """Progress lines with ETA on stderr."""
     domains: tuple[str, ...] = ("books", "maths")
@@ -141,8 +143,8 @@ class DemoConfig:
         self.passkey_depths = tuple(float(d) for d in self.passkey_depths)
         if not self.passkey_depths or any(not 0.0 <= d <= 1.0 for d in self.passkey_depths):
             raise UserError(f"--passkey-depths must be numbers in [0, 1], got {list(self.passkey_depths)}")
-        if self.strategy not in ("steady", "paper"):
-            raise UserError(f"--strategy must be steady or paper, got {self.strategy!r}")
+        if self.strategy not in ("steady", "paper", "longrope2"):
+            raise UserError(f"--strategy must be steady, paper or longrope2, got {self.strategy!r}")
         self.domains = tuple(dict.fromkeys(str(d).strip() for d in self.domains if str(d).strip()))
         if not self.domains or any(d not in DOMAINS for d in self.domains):
             raise UserError(f"--domains must name some of {', '.join(DOMAINS)}, got {list(self.domains)}")
@@ -448,7 +450,12 @@ def run_demo(config: DemoConfig, *, log: Callable[[str], None] | None = None) ->
 
     t = time.perf_counter()
     patch = install_factors(model, p.baselines["pi"])
-    objective = PerplexityObjective(model, patch, p.mapper, search_docs, target, bos_id)
+    if job.fitness == "needle":
+        from longrope.search.objective import NeedleObjective
+
+        objective = NeedleObjective(model, patch, p.mapper, search_docs, target, bos_id, tokenizer, config.seed)
+    else:
+        objective = PerplexityObjective(model, patch, p.mapper, search_docs, target, bos_id)
     archive = Archive(len(search_docs))
     deadline = t + config.budget_seconds if config.budget_seconds is not None else None
     strategy = _Budget(make_strategy(job.loop_strategy, p.space, archive, strategy_config), deadline=deadline,
@@ -594,7 +601,8 @@ def run_demo(config: DemoConfig, *, log: Callable[[str], None] | None = None) ->
         "domains": per_domain,
         "passkey_length": target,
         "passkey_accuracy": passkey,
-        "search": {"strategy": config.strategy, "best_search_ppl": result.ppl, "start_tokens": result.start_tokens,
+        "search": {"strategy": config.strategy, "fitness": job.fitness, "best_search_ppl": result.ppl,
+                   "start_tokens": result.start_tokens,
                    "attention_factor": best.resolved_attention_factor(),
                    "candidates": result.n_candidates, "full_evals": result.full_evals,
                    "doc_evals": result.n_doc_evals, "search_windows": len(search_docs),

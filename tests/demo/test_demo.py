@@ -174,17 +174,17 @@ def check_run_folder(run: Path, *, target: int, lengths: list[int], depths: list
     return summary
 
 
-def _smoke(capsys, tmp_path, model: str, L: int) -> None:
+def _smoke(capsys, tmp_path, model: str, L: int, *extra: str, domains: tuple[str, ...] = ("books", "maths")) -> dict:
     target, lengths, depths = 2 * L, [L, 2 * L], [0.5]
     run = tmp_path / "run"
     rc = main(["demo", "--model", model, "--target-length", str(target), "--lengths", f"{L},{2 * L}",
                "--samples", "1", "--search-samples", "2", "--max-evals", "3", "--budget-seconds", "60",
-               "--passkey-trials", "1", "--passkey-depths", "0.5", "--device", "cpu", "--out", str(run)])
+               "--passkey-trials", "1", "--passkey-depths", "0.5", "--device", "cpu", "--out", str(run), "--domains", ",".join(domains), *extra])
     out = capsys.readouterr()
     assert rc == 0, out.err
     assert out.out.rstrip("\n").splitlines()[-1] == str(run)
     assert "longrope" in out.out and "search:" in out.err  # the table on stdout, progress on stderr
-    check_run_folder(run, target=target, lengths=lengths, depths=depths, trials=1)
+    return check_run_folder(run, target=target, lengths=lengths, depths=depths, trials=1, domains=domains)
 
 
 def test_demo_smoke_on_a_model_folder(capsys, tmp_path, demo_model_dir):
@@ -194,3 +194,8 @@ def test_demo_smoke_on_a_model_folder(capsys, tmp_path, demo_model_dir):
 def test_demo_smoke_on_the_embedded_model(capsys, tmp_path):
     """The main job on the shipped tiny model (trained at L = 256), with a budget of seconds."""
     _smoke(capsys, tmp_path, "tiny", 256)
+
+
+def test_demo_smoke_with_the_longrope2_needle_fitness(capsys, tmp_path, demo_model_dir):
+    summary = _smoke(capsys, tmp_path, str(demo_model_dir), 128, "--strategy", "longrope2", domains=("books",))
+    assert summary["search"]["strategy"] == "longrope2" and summary["search"]["fitness"] == "needle"

@@ -62,7 +62,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--passkey-trials", type=int, default=2, help="keys per depth at the target length (default 2; 0 = skip)")
     p.add_argument("--passkey-depths", default="0,0.25,0.5,0.75,1", metavar="D,D,...",
                    help="needle depths in [0, 1] (default 0,0.25,0.5,0.75,1)")
-    p.add_argument("--strategy", default="steady", choices=["steady", "paper"], help="search strategy (default steady)")
+    p.add_argument("--strategy", default="steady", choices=["steady", "paper", "longrope2"],
+                   help="search strategy (default steady); longrope2 scores candidates by the NLL of a pass key "
+                        "planted in each search window")
     p.add_argument("--seed", type=int, default=0, help="seed of the documents, the search and the keys (default 0)")
     p.add_argument("--out", "-o", default=None, metavar="DIR", help="run folder (default runs/demo-<UTC timestamp>)")
     p.add_argument("--device", default="auto", help='"auto" (default: CUDA if available), "cpu", "cuda", "cuda:1"')
