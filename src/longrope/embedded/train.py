@@ -78,7 +78,7 @@ class TinyConfig:
     """Longest random string of a copy row (5..this many tokens; capped by half the context)."""
     induction_steps: int = 0
     """The first this many steps train on induction rows only: BOS, then a random string of 4..40
-    tokens repeated to fill the context, the loss on every repeat after the first. A language model
+    tokens repeated to fill the row, the loss on every repeat after the first. A language model
     this small does not learn to copy from text, passkey rows or gapped copy rows in a few thousand
     steps; on induction rows it grows induction (copy) heads in a few hundred (their loss drops
     sharply), and the mixed rows that follow turn that into passkey retrieval."""
