@@ -13,7 +13,8 @@ Everything here ships inside the package, so ``longrope demo`` and the tests nee
   scripts (the Proof-Pile stand-in). Training documents are not shipped; their hashes are.
 
 Both are rebuilt by ``longrope train-tiny`` (see :mod:`longrope.embedded.corpus` and
-:mod:`longrope.embedded.train`). This module imports only the standard library.
+:mod:`longrope.embedded.train`). At import this module needs only the standard library
+(:func:`document_paths` imports the light :mod:`longrope.embedded.corpus`).
 """
 
 from __future__ import annotations
@@ -48,19 +49,15 @@ def load_split(corpus_dir: str | Path = CORPUS_DIR) -> dict:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-#: Domain of each source of the shipped corpus (mirrors ``corpus.DOMAINS``; kept here so that this
-#: module imports only the standard library). Manifests written before domains existed lack the
-#: field; their sources map through this.
-_SOURCE_DOMAINS = {"shakespeare": "books", "austen": "books", "melville": "books", "hol-light": "maths"}
-
-
 def document_paths(role: str, domain: str | None = None, corpus_dir: str | Path = CORPUS_DIR) -> list[Path]:
     """Shipped text files of one role (``search`` or ``heldout``), optionally of one domain
     (``books`` or ``maths``), in manifest order."""
+    from longrope.embedded.corpus import DOMAINS  # source -> domain, for manifests without the field
+
     corpus_dir = Path(corpus_dir)
     out = []
     for entry in load_split(corpus_dir)["books"]:
-        dom = entry.get("domain") or _SOURCE_DOMAINS.get(entry.get("source"), "local")
+        dom = entry.get("domain") or DOMAINS.get(entry.get("source"), "local")
         if entry["role"] == role and (domain is None or dom == domain):
             out.append(corpus_dir / role / f"{entry['name']}.txt")
     return out
