@@ -1,10 +1,38 @@
-"""The one exception type for mistakes a user can fix.
+"""Exceptions for mistakes a user can fix.
 
 Library code raises :class:`UserError` with a one-line message that names what is wrong and how
 to fix it; the CLI prints that line (no traceback) and exits with status 2. Anything else is a
 bug and keeps its traceback.
+
+:class:`ConfigError` is the typed form for a bad value of a configuration field: the library
+names the *field* (``samples``), and whoever shows the message names it the way the user gave it
+— the CLI as its flag (``--samples``), the Python API as the field.
 """
+
+from __future__ import annotations
 
 
 class UserError(Exception):
     """A bad input, file or flag. The message is shown to the user as one line."""
+
+
+class ConfigError(UserError):
+    """A bad value of configuration field(s).
+
+    ``template`` holds ``{name}`` (or ``{name0}``, ``{name1}`` … for several fields) where the field
+    is mentioned; ``str(err)`` fills in the field names, :meth:`render` any other spelling.
+    """
+
+    def __init__(self, fields: str | tuple[str, ...], template: str) -> None:
+        self.fields = (fields,) if isinstance(fields, str) else tuple(fields)
+        self.template = template
+        super().__init__(self.render(lambda f: f))
+
+    def render(self, spell) -> str:
+        """The message with each field written as ``spell(field)`` (e.g. its command-line flag).
+
+        Plain substitution, not ``str.format``: a user's value quoted in the message may hold braces."""
+        text = self.template
+        for i, f in reversed(list(enumerate(self.fields))):
+            text = text.replace(f"{{name{i}}}", str(spell(f)))
+        return text.replace("{name}", str(spell(self.fields[0])))

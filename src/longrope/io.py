@@ -7,10 +7,13 @@ target, which is atomic on POSIX file systems.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
+import math
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -57,3 +60,30 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
 
 def write_json(path: str | os.PathLike, obj: Any, indent: int | None = 2) -> Path:
     return write_text(path, json.dumps(obj, indent=indent, sort_keys=False) + "\n")
+
+
+def json_safe(obj: Any) -> Any:
+    """A copy that strict JSON can hold: non-finite floats become None, numpy scalars Python ones."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {str(k): json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if hasattr(obj, "item") and callable(obj.item) and getattr(obj, "shape", None) == ():
+        return json_safe(obj.item())
+    return obj
+
+
+def csv_text(rows: Sequence[dict], fields: Sequence[str]) -> str:
+    """Rows (dicts) as CSV text with a header; keys not in ``fields`` are left out."""
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(fields), extrasaction="ignore", lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow(r)
+    return buf.getvalue()
+
+
+def write_csv(path: str | os.PathLike, rows: Sequence[dict], fields: Sequence[str]) -> Path:
+    return write_text(path, csv_text(rows, fields))

@@ -130,7 +130,7 @@ def test_eval_passkey_generate_and_needle(model_dir, tmp_path, capsys):
     for mode in ("generate", "needle"):
         out = tmp_path / mode
         rc = main(["eval", "passkey", "--model", str(model_dir), "--lengths", "128,192", "--trials", "2",
-                   "--depths", "0,1", "--mode", mode, "--max-new-tokens", "3", "--quiet", "-o", str(out)])
+                   "--depths", "0,1", "--mode", mode, "--quiet", "-o", str(out)])
         assert rc == 0, capsys.readouterr().err
         rows = list(csv.DictReader(open(out / "passkey.csv")))
         assert [(int(r["length"]), float(r["depth"])) for r in rows] == [(128, 0.0), (128, 1.0), (192, 0.0), (192, 1.0)]

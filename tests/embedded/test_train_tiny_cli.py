@@ -135,3 +135,22 @@ def test_copy_and_periodic_passkey_flags_are_recorded(text_dir, tmp_path):
     info = json.loads((tmp_path / "o" / "tiny" / "training.json").read_text())
     assert info["config"]["copy_fraction"] == 0.2 and info["config"]["eval_passkey_trials"] == 2
     assert "--copy-fraction 0.2" in info["command"] and "--eval-passkey-trials 2" in info["command"]
+
+
+def test_rerun_retrains_to_the_same_weights_and_report_only_recomputes_the_report(text_dir, tmp_path):
+    from safetensors.torch import load_file
+
+    first, again = tmp_path / "a", tmp_path / "b"
+    _run(text_dir, first, tmp_path / "ca")
+    assert main(["rerun", str(first), "-o", str(again)]) == 0
+    wa, wb = (load_file(f / "tiny" / "model.safetensors") for f in (first, again))
+    assert all((wa[k] == wb[k]).all() for k in wa)
+    ra, rb = (json.loads((f / "summary.json").read_text()) for f in (first, again))
+    assert {k: v for k, v in ra.items() if k.startswith("ppl_")} == {k: v for k, v in rb.items() if k.startswith("ppl_")}
+    # --report-only: the report again, from the model and held-out texts in the folder
+    info = json.loads((first / "tiny" / "training.json").read_text())
+    assert main(["train-tiny", "--out", str(first), "--report-only", "--report-passkey-trials", "0"]) == 0
+    new = json.loads((first / "tiny" / "training.json").read_text())
+    assert new["run"] == info["run"] and new["command"] == info["command"]
+    assert {k: v for k, v in new["report"].items() if k.startswith("ppl_")} == \
+        {k: v for k, v in info["report"].items() if k.startswith("ppl_")}

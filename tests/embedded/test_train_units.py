@@ -7,19 +7,18 @@ import math
 import numpy as np
 import pytest
 
-from longrope.embedded.passkey import FILLER, INTRO, NEEDLE, QUESTION, first_integer
+from longrope.embedded.passkey import FILLER, INTRO, NEEDLE, QUESTION
 from longrope.embedded.train import (
     BatchSampler,
     TinyConfig,
-    baseline_factors,
     build_model,
     encode_docs,
     lr_at,
-    perplexity,
-    scale_inv_freq,
     train_tokenizer,
 )
-from longrope.errors import UserError
+from longrope.errors import ConfigError, UserError
+from longrope.evaluate.passkey import first_integer
+from longrope.options import field_flags
 
 
 @pytest.fixture(scope="module")
@@ -38,8 +37,9 @@ def tok():
      ({"vocab_size": 100}, "--vocab-size"), ({"time_budget_s": 0}, "--time-budget")],
 )
 def test_config_errors_name_the_flag(kwargs, flag):
-    with pytest.raises(UserError, match=flag):
+    with pytest.raises(ConfigError) as err:
         TinyConfig(**kwargs)
+    assert flag in err.value.render(field_flags(TinyConfig).get)
 
 
 def test_fingerprint_ignores_budget_but_not_shape():
@@ -84,41 +84,28 @@ def test_sampler_windows_start_with_bos_and_passkeys_carry_their_answer(tok):
     np.testing.assert_array_equal(batch, again)
 
 
-def test_baselines():
-    s = 8.0
-    pi, m = baseline_factors("pi", rotary_dim=64, rope_theta=1e4, scale=s)
-    assert m == 1.0 and np.all(pi == s)
-    ntk, _ = baseline_factors("ntk", rotary_dim=64, rope_theta=1e4, scale=s)
-    assert ntk[0] == 1.0 and np.all(np.diff(ntk) > 0)
-    assert ntk[-1] == pytest.approx(s)  # the lowest frequency is interpolated by exactly s
-    yarn, m = baseline_factors("yarn", rotary_dim=64, rope_theta=1e4, scale=s, original_length=256)
-    assert yarn[0] == pytest.approx(1.0) and yarn[-1] == pytest.approx(s)
-    assert np.all(np.diff(yarn) >= -1e-12) and m == pytest.approx(0.1 * math.log(s) + 1)
-    with pytest.raises(ValueError):
-        baseline_factors("nope", rotary_dim=64, rope_theta=1e4, scale=s)
+def test_report_numbers_are_what_longrope_eval_gives(tok):
+    """The training report goes through the shared stack: its PI/YaRN numbers equal ppl_suite's with
+    make_baseline's factors on the same spans."""
+    from longrope.embedded.train import eval_spans, report
+    from longrope.evaluate.suite import ppl_suite
+    from longrope.rope import make_baseline
 
-
-def test_scale_inv_freq_changes_long_context_scores_and_restores(tok):
-    import torch
-
-    cfg = TinyConfig(vocab_size=400, hidden_size=32, num_layers=1, num_heads=1, intermediate_size=64,
-                     context=64)
+    cfg = TinyConfig(vocab_size=400, hidden_size=32, num_layers=1, num_heads=1, intermediate_size=64, context=64)
     model = build_model(cfg, tok).eval()
-    docs = encode_docs(tok, [" ".join(["the cat sat on a mat"] * 100)])
-    spans = [(0, 0)]
-    before = perplexity(model, docs, spans, 128, tok.bos_token_id)
-    orig = model.model.rotary_emb.inv_freq.clone()
-    pi, _ = baseline_factors("pi", rotary_dim=32, rope_theta=1e4, scale=2.0)
-    scale_inv_freq(model, pi, 1.5)
-    torch.testing.assert_close(model.model.rotary_emb.inv_freq, orig / 2)
-    assert perplexity(model, docs, spans, 128, tok.bos_token_id) != before
-    scale_inv_freq(model, None)
-    torch.testing.assert_close(model.model.rotary_emb.inv_freq, orig, rtol=0, atol=0)
-    assert model.model.rotary_emb.attention_scaling == 1.0
-    assert perplexity(model, docs, spans, 128, tok.bos_token_id) == pytest.approx(before, rel=1e-6)
-    # the windowed variant scores the same tokens minus one per extra BOS window
-    windowed = perplexity(model, docs, spans, 128, tok.bos_token_id, window=64)
-    assert math.isfinite(windowed) and windowed > 1
+    docs = encode_docs(tok, [" ".join(["the cat sat on a mat by the old green park"] * 150)])
+    rep = report(model, tok, docs, cfg, per_doc=2, target=256, passkey_trials=0)
+    spans = eval_spans(docs, 256, 2)
+    sets = [(m, make_baseline(m, rope_theta=1e4, rotary_dim=32, original_length=64, target_length=256))
+            for m in ("pi", "yarn")]
+    for name, r in ppl_suite(model, spans, sets, [256], bos_id=tok.bos_token_id):
+        assert rep[f"ppl_256_{name}"] == pytest.approx(r.ppl, rel=1e-9)
+    assert rep["ppl_256_unscaled"] != rep["ppl_256_pi"] and math.isfinite(rep["ppl_64"])
+    # the model is left as it was: no patch active after the report
+    from longrope.models import current_patch
+
+    patch = current_patch(model)
+    assert patch is None or not patch.active
 
 
 def test_weighted_batch_draws_the_same_rows_and_weights_only_the_key_digits(tok):
@@ -136,7 +123,7 @@ def test_weighted_batch_draws_the_same_rows_and_weights_only_the_key_digits(tok)
             assert key.isdigit() and f"What is the pass key? The pass key is {key}." in tok.decode(row)
         else:
             assert len(hot) == 0
-    with pytest.raises(UserError, match="--passkey-answer-weight"):
+    with pytest.raises(UserError, match="passkey_answer_weight"):
         TinyConfig(passkey_answer_weight=0)
 
 
@@ -158,7 +145,7 @@ def test_init_from_starts_from_a_checkpoint_and_records_it(tok, tmp_path):
     # lr 1e-9 for one step: the weights are (almost exactly) the checkpoint's
     for (k, a), (_, b) in zip(trained.state_dict().items(), model.state_dict().items()):
         assert (a - b).abs().max() < 1e-6, k
-    with pytest.raises(UserError, match="--init-from"):
+    with pytest.raises(UserError, match="init_from"):
         train(TinyConfig(max_steps=1, init_from=str(tmp_path / "nope.pt"), **small), tok, docs, docs)
 
 
@@ -197,8 +184,9 @@ def test_copy_rows_repeat_a_random_string_and_weight_only_its_second_copy(tok):
                                           ({"copy_max_length": 4}, "--copy-max-length"),
                                           ({"eval_passkey_trials": -1}, "--eval-passkey-trials")])
 def test_copy_and_eval_passkey_options_are_checked(kwargs, flag):
-    with pytest.raises(UserError, match=flag):
+    with pytest.raises(ConfigError) as err:
         TinyConfig(**kwargs)
+    assert flag in err.value.render(field_flags(TinyConfig).get)
 
 
 def test_periodic_evaluation_can_score_passkeys(tok):
@@ -209,7 +197,7 @@ def test_periodic_evaluation_can_score_passkeys(tok):
                      context=256, batch_size=2, warmup_steps=1, eval_every=1, eval_windows=1, max_steps=1,
                      copy_fraction=0.5, eval_passkey_trials=2)
     _, log, _ = train(cfg, tok, docs, docs)
-    assert log[-1]["step"] == 1 and log[-1]["passkey_256"] in (0.0, 0.5, 1.0)
+    assert log[-1]["step"] == 1 and 0.0 <= log[-1]["passkey_256"] <= 1.0
 
 
 def test_copy_max_length_sets_the_longest_string(tok):
@@ -253,7 +241,7 @@ def test_training_starts_with_the_induction_phase_and_logs_its_end(tok):
 def test_induction_steps_and_tokenizer_are_checked(tok, tmp_path):
     from longrope.embedded.train import load_tokenizer
 
-    with pytest.raises(UserError, match="--induction-steps"):
+    with pytest.raises(UserError, match="induction_steps"):
         TinyConfig(max_steps=10, induction_steps=11)
     assert TinyConfig().fingerprint() == TinyConfig(induction_steps=0, tokenizer=None).fingerprint()
     assert TinyConfig().fingerprint() != TinyConfig(induction_steps=5).fingerprint()
@@ -262,9 +250,9 @@ def test_induction_steps_and_tokenizer_are_checked(tok, tmp_path):
     text = "the cat sat on 12345 mats"
     assert again(text)["input_ids"] == tok(text)["input_ids"] and again(text)["input_ids"][0] == tok.bos_token_id
     assert load_tokenizer(tmp_path / "tok" / "tokenizer.json", len(tok)).vocab_size == tok.vocab_size
-    with pytest.raises(UserError, match="--vocab-size"):
+    with pytest.raises(UserError, match="vocab_size"):
         load_tokenizer(tmp_path / "tok", len(tok) + 1)
-    with pytest.raises(UserError, match="--tokenizer"):
+    with pytest.raises(UserError, match="tokenizer"):
         load_tokenizer(tmp_path / "missing", len(tok))
 
 
@@ -278,5 +266,5 @@ def test_induction_segments_make_more_shorter_rows(tok):
         assert 4 <= n <= 40
         np.testing.assert_array_equal(row[1 + n :], row[1 : 128 - n])
         assert np.all(wrow[: n + 2] == 0) and np.all(wrow[n + 2 :] == 1)
-    with pytest.raises(UserError, match="--induction-segments"):
+    with pytest.raises(UserError, match="induction_segments"):
         TinyConfig(context=256, induction_segments=17)

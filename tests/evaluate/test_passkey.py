@@ -124,7 +124,7 @@ def test_accuracy_grid_scores_the_first_integer(model, tok, monkeypatch):
     assert len(res.trials) == 8 and [c["trials"] for c in res.cells()] == [2, 2, 2, 2]
 
     def answer(right):
-        def fake(model, input_ids, max_new_tokens, *, pad_token_id):
+        def fake(model, input_ids, max_new_tokens, *, pad_token_id, stop=None):
             text = tok.decode(list(input_ids))
             key = int(text.split("The pass key is ")[1][:5])
             return tok(f" {key if right else key + 1}. Remember", add_special_tokens=False)["input_ids"]

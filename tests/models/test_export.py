@@ -147,6 +147,8 @@ def test_config_entries_dual_format():
         "original_max_position_embeddings": TINY_L,
         "factor": 4.0,
         "attention_factor": 1.3,
+        "short_mscale": 1.3,  # vLLM reads these, not attention_factor
+        "long_mscale": 1.3,
     }
     assert params == {**scaling, "rope_theta": TINY_THETA}
     assert START_TOKENS_KEY not in entries

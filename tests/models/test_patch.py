@@ -16,7 +16,7 @@ import torch
 from model_helpers import FAMILY_NAMES, TINY_L, TINY_THETA, build_tiny, clone_with_rope, tiny_ids
 
 from longrope.errors import UserError
-from longrope.models import inspect_model, install_factors
+from longrope.models import current_patch, inspect_model, install_factors
 from longrope.models.patch import LongRopeRotaryEmbedding
 from longrope.rope import FactorSet, inv_freq, make_baseline, rope_angles
 
@@ -293,7 +293,8 @@ def test_generate_with_cache_equals_recompute_across_L(family):
 
 
 def test_generate_crossing_L_matches_transformers_longrope():
-    """Distinct short/long factors: cached keys keep their short rotation, exactly like stock HF."""
+    """Cache policy "keep": cached keys keep their short rotation, exactly like stock HF (the default
+    policy re-prefills at the switch instead; see test_generation.py)."""
     model = build_tiny("llama")
     half = inspect_model(model).rotary_dim // 2
     long, short = np.linspace(1.0, 6.0, half), np.linspace(1.0, 1.3, half)
@@ -311,6 +312,7 @@ def test_generate_crossing_L_matches_transformers_longrope():
         },
         max_position_embeddings=4 * TINY_L,
     )
+    current_patch(model).cache_policy = "keep"
     ids = tiny_ids(TINY_L - 2)
     seq, log = _greedy(model, ids, 6, use_cache=True)
     seq_hf, log_hf = _greedy(hf, ids, 6, use_cache=True)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from rope_strategies import hf_config_fields
 
 from longrope.errors import UserError
 from longrope.rope import FORMAT_VERSION, FactorSet, make_baseline
@@ -258,7 +259,7 @@ def test_phi3_config_with_wrong_factor_count_is_rejected(tmp_path):
 @pytest.mark.parametrize("spelling", ["rope_scaling", "rope_parameters", "both"])
 def test_hf_config_round_trip_both_spellings(tmp_path, spelling):
     fs = _fs(start_tokens=0, attention_factor=1.3, provenance={})
-    fields = fs.hf_config_fields()
+    fields = hf_config_fields(fs)
     cfg = {"hidden_size": 32, "num_attention_heads": 4, **fields}  # head_dim 8 → 4 factors
     if spelling == "rope_scaling":
         del cfg["rope_parameters"]  # 4.x: theta only at top level
@@ -272,7 +273,7 @@ def test_hf_config_round_trip_both_spellings(tmp_path, spelling):
 
 def test_hf_per_layer_type_rope_parameters_and_disagreements(tmp_path):
     fs = _fs(start_tokens=0)
-    rp = fs.hf_config_fields()["rope_parameters"]
+    rp = hf_config_fields(fs)["rope_parameters"]
     cfg = {
         "max_position_embeddings": 512,
         "rope_parameters": {
@@ -283,7 +284,7 @@ def test_hf_per_layer_type_rope_parameters_and_disagreements(tmp_path):
     back = FactorSet.load(_write(tmp_path, cfg, name="config.json"))
     np.testing.assert_array_equal(back.long_factor, fs.long_factor)
 
-    bad = {**fs.hf_config_fields()}
+    bad = {**hf_config_fields(fs)}
     bad["rope_scaling"] = {**bad["rope_scaling"], "long_factor": [1.0, 1.0, 1.0, 1.0]}
     with pytest.raises(UserError, match="disagree on long_factor"):
         FactorSet.load(_write(tmp_path, bad, name="config.json"))
@@ -376,7 +377,7 @@ def test_transformers_longrope_uses_our_factors(spelling):
         rope_theta=10000.0,
         method="longrope",
     )
-    fields = fs.hf_config_fields()
+    fields = hf_config_fields(fs)
     kwargs = {k: v for k, v in fields.items() if k not in ("rope_scaling", "rope_parameters")}
     kwargs[spelling] = fields[spelling]
     cfg = Phi3Config(

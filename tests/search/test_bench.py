@@ -6,20 +6,27 @@ import importlib.util
 import json
 from pathlib import Path
 
-BENCH = Path(__file__).resolve().parents[2] / "bench" / "bench_search.py"
+BENCH_DIR = Path(__file__).resolve().parents[2] / "bench"
 
 
-def test_bench_script_runs_the_whole_protocol_on_the_synthetic_objective(tmp_path):
-    spec = importlib.util.spec_from_file_location("bench_search", BENCH)
+def test_bench_script_runs_the_whole_protocol_on_the_synthetic_objective(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCH_DIR))  # the script imports bench/_report.py as a sibling
+    spec = importlib.util.spec_from_file_location("bench_search", BENCH_DIR / "bench_search.py")
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
-    out = tmp_path / "search.md"
+    out = tmp_path / "search.json"
     argv = ["--synthetic", "--synthetic-dims", "16", "--population", "8", "--parents", "4", "--mutations", "4",
-            "--crossovers", "4", "--iterations", "3", "--out", str(out), "--json", str(tmp_path / "r.json"), "--quiet"]
+            "--crossovers", "4", "--iterations", "3", "--out", str(out), "--quiet"]
     assert bench.main(argv) == 0
-    record = json.loads((tmp_path / "r.json").read_text())
-    assert set(record["heldout"]["ppl"]) == {"ours", "ours-fixed-m", "paper", "pi", "ntk", "yarn"}
-    assert record["speed"]["paper_doc_evals"] == 5 * (8 + 3 * 8)  # every paper candidate on all 5 docs
-    assert "--synthetic" in record["command"]
-    text = out.read_text()
+    record = json.loads(out.read_text())
+    assert record["format"] == "longrope-bench/1" and record["name"] == "search"
+    assert record["command"].endswith("bench_search.py " + " ".join(argv))
+    assert set(record["data"]["heldout"]["ppl"]) == {"ours", "ours-fixed-m", "paper", "pi", "ntk", "yarn"}
+    assert record["values"]["paper_doc_evals"] == 5 * (8 + 3 * 8)  # every paper candidate on all 5 docs
+    assert record["values"]["budget"] == 8 + 3 * (4 + 4)
+    heldout = record["tables"]["heldout"]
+    assert [row[0] for row in heldout["rows"]] == ["ours", "ours-fixed-m", "paper", "pi", "ntk", "yarn"]
+    best = min(record["values"][f"heldout_ppl_{m}"] for m in ("pi", "ntk", "yarn"))
+    assert abs(heldout["rows"][0][2] - record["values"]["heldout_ppl_ours"] / best) < 1e-12
+    text = (tmp_path / "search.md").read_text()
     assert "(a) cost to reach" in text and "(b) held-out perplexity" in text

@@ -258,7 +258,7 @@ def test_genome_json_round_trip():
 def test_the_loop_imports_no_torch():
     """The pure loop (everything but the model glue) must not pull in torch, transformers or Ray."""
     code = (
-        "import sys; import longrope.search, longrope.search.seeds, longrope.search.job; "
+        "import sys; import longrope.search, longrope.search.seeds, longrope.search.plan; "
         "bad = [m for m in ('torch', 'transformers', 'ray') if m in sys.modules]; print(bad); sys.exit(bool(bad))"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)

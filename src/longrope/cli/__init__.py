@@ -1,13 +1,18 @@
 """Thin command-line front end: ``longrope COMMAND ...``.
 
-Each command lives in its own module of this package, which defines
+Two kinds of commands:
 
-- ``COMMAND`` (its name), ``HELP`` (one line),
-- ``add_arguments(parser)`` (argparse only, no heavy imports), and
-- ``run(args) -> int`` (imports the library inside, does the work, returns the exit status).
+- **runs** (``search``, ``eval ppl|passkey``, ``finetune``, ``demo``, ``train-tiny``): their options are built from
+  the fields of the run's config dataclass (:mod:`longrope.runs`), so defaults and help live in one
+  place; ``--config RUN_DIR`` starts from a recorded run's configuration (flags given override it),
+  and ``longrope rerun RUN_DIR`` repeats a recorded run;
+- **tools** (``inspect``, ``baseline``, ``export``, ``tokenize``, ``generate``): a module each here,
+  defining ``COMMAND``, ``HELP``, ``add_arguments(parser)`` and ``run(args) -> int``.
 
-Only argparse is imported at start-up, so ``longrope --help`` is instant. A
-:class:`longrope.errors.UserError` raised anywhere becomes one line on stderr and exit status 2.
+Errors: a :class:`longrope.errors.UserError` anywhere becomes one line on stderr and exit status
+2; a :class:`~longrope.errors.ConfigError` names the offending flag; so does argparse's own
+complaint (one line, not the usage block). Heavy libraries are imported inside commands, so
+``longrope --help`` is instant.
 """
 
 from __future__ import annotations
@@ -16,69 +21,145 @@ import argparse
 import importlib
 import sys
 
-# Command modules, in the order ``--help`` lists them. A module that is missing (work in
-# progress) is skipped rather than breaking every other command.
-_COMMAND_MODULES = [
-    "inspect_cmd",
-    "baseline",
-    "export",
-    "tokenize",
-    "eval_cmd",
-    "search_cmd",
-    "train_tiny",
-    "demo",
-]
+_TOOL_MODULES = ["inspect_cmd", "baseline", "export", "tokenize", "generate"]
+_RUN_ORDER = ["search", "eval", "finetune", "demo", "train-tiny"]
 
 
-def _load_commands():
-    mods = []
-    for name in _COMMAND_MODULES:
-        try:
-            mods.append(importlib.import_module(f"longrope.cli.{name}"))
-        except ModuleNotFoundError as exc:
-            if exc.name != f"longrope.cli.{name}":
-                raise
-    return mods
+class _ArgError(Exception):
+    """argparse's complaint, as one line for :func:`main` to print."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose errors are one line (``longrope search: error: ... (see --help)``), exit 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise _ArgError(f"{self.prog}: error: {message} (see {self.prog} --help)")
+
+
+def _add_run(sub, spec) -> None:
+    from longrope.options import add_options
+
+    name = spec.command.split()[-1]
+    p = sub.add_parser(name, help=spec.help, description=spec.description, epilog=spec.example,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", default=None, metavar="RUN_DIR",
+                   help="start from the configuration a run recorded (RUN_DIR or its config.json); "
+                        "flags given override it")
+    add_options(p, spec.config)
+    p.set_defaults(_spec=spec)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="longrope",
-        description="Extend the context window of RoPE language models (LongRoPE).",
-    )
+    from longrope.runs import RUNS, get_run
+
+    parser = _Parser(prog="longrope", description="Extend the context window of RoPE language models (LongRoPE).")
     parser.add_argument("--version", action="store_true", help="print the version and exit")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for mod in _load_commands():
-        p = sub.add_parser(
-            mod.COMMAND,
-            help=mod.HELP,
-            description=getattr(mod, "DESCRIPTION", mod.HELP),
-            epilog=getattr(mod, "EXAMPLE", None),
-            formatter_class=argparse.RawDescriptionHelpFormatter,
-        )
-        mod.add_arguments(p)
-        p.set_defaults(_run=mod.run)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for name in _TOOL_MODULES[:4]:
+        _add_tool(sub, name)
+    for top in _RUN_ORDER:
+        commands = [c for c in RUNS if c.split()[0] == top]
+        if commands == [top]:
+            _add_run(sub, get_run(top))
+            continue
+        group = sub.add_parser(top, help=f"{top}: " + ", ".join(c.split()[1] for c in commands),
+                               description=f"longrope {top} KIND: " + "; ".join(
+                                   f"{c.split()[1]} — {get_run(c).help}" for c in commands),
+                               epilog="\n".join(get_run(c).example for c in commands),
+                               formatter_class=argparse.RawDescriptionHelpFormatter)
+        kinds = group.add_subparsers(dest="kind", metavar="KIND", required=True, parser_class=_Parser)
+        for c in commands:
+            _add_run(kinds, get_run(c))
+    for name in _TOOL_MODULES[4:]:
+        _add_tool(sub, name)
+    r = sub.add_parser("rerun", help="repeat a recorded run from its run folder's config.json",
+                       description="Repeat the run recorded in RUN_DIR with the same configuration; deterministic "
+                                   "commands give the same numbers.",
+                       epilog="example:\n  longrope rerun runs/search-2k -o runs/search-2k-again",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    r.add_argument("run_dir", metavar="RUN_DIR", help="a run folder written by search, eval, demo or train-tiny")
+    r.add_argument("-o", "--output", required=True, metavar="NEW_DIR", help="where the new run goes")
+    r.set_defaults(_rerun=True)
     return parser
+
+
+def _add_tool(sub, name: str) -> None:
+    mod = importlib.import_module(f"longrope.cli.{name}")
+    p = sub.add_parser(mod.COMMAND, help=mod.HELP, description=getattr(mod, "DESCRIPTION", mod.HELP),
+                       epilog=getattr(mod, "EXAMPLE", None), formatter_class=argparse.RawDescriptionHelpFormatter)
+    mod.add_arguments(p)
+    p.set_defaults(_run=mod.run)
+
+
+def _run_command(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from longrope.options import config_from_args, config_from_dict
+    from longrope.runs import get_run
+    from longrope.runs.folder import read_run_config
+
+    if getattr(args, "_rerun", False):
+        command, saved = read_run_config(args.run_dir)
+        spec = get_run(command)
+        args._spec = spec
+        config = config_from_dict(spec.config, saved)
+        updates = {spec.output_field: args.output}
+        if hasattr(config, "resume"):
+            updates["resume"] = False
+        config = replace(config, **updates)
+    else:
+        spec = args._spec
+        saved = read_run_config(args.config)[1] if args.config else None
+        if args.config and read_run_config(args.config)[0] != spec.command:
+            from longrope.errors import UserError
+
+            raise UserError(f"--config {args.config} was recorded by '{read_run_config(args.config)[0]}', "
+                            f"not '{spec.command}'")
+        config = config_from_args(spec.config, args, saved=saved)
+    result = spec.run(config)
+    text = spec.render(result)
+    if text:
+        print(text)
+    print(getattr(config, spec.output_field) if getattr(config, spec.output_field, None) else result.get("run_dir"),
+          flush=True)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except _ArgError as exc:
+        print(exc, file=sys.stderr)
+        return 2
     if args.version:
         from longrope import __version__
 
         print(__version__)
         return 0
-    if not getattr(args, "_run", None):
+    is_run = hasattr(args, "_spec") or getattr(args, "_rerun", False)
+    if not is_run and not getattr(args, "_run", None):
         parser.print_help()
         return 2
-    from longrope.errors import UserError
+    from longrope.errors import ConfigError, UserError
 
+    name = " ".join(x for x in (args.command, getattr(args, "kind", None)) if x)
     try:
-        return int(args._run(args) or 0)
+        return int((_run_command(args) if is_run else args._run(args)) or 0)
+    except ConfigError as exc:
+        from longrope.options import field_flags
+
+        spec = getattr(args, "_spec", None)
+        flags = field_flags(spec.config) if spec is not None else {}
+        print(f"longrope {name}: error: {exc.render(lambda f: flags.get(f, f))}", file=sys.stderr)
+        return 2
     except UserError as exc:
-        print(f"longrope {args.command}: error: {exc}", file=sys.stderr)
+        print(f"longrope {name}: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a file the user named: unreadable, read-only, disk full ...
+        where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+        print(f"longrope {name}: error: {exc.strerror or exc}{where}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"longrope {args.command}: interrupted", file=sys.stderr)
+        print(f"longrope {name}: interrupted", file=sys.stderr)
         return 130

@@ -35,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--target-length", type=int, required=True, help="target context L' in tokens")
     parser.add_argument("-o", "--output", required=True, help="factors.json to write")
     parser.add_argument("--original-length", type=int, default=None,
-                        help="override the original context L (default: from the model config)")
+                        help="override the original context L, an integer >= 2 (default: from the model config)")
     parser.add_argument("--attention-factor", type=float, default=None,
                         help="attention temperature m (default: the method's own; YaRN 0.1 ln s + 1, others 1)")
     parser.add_argument("--start-tokens", type=int, default=0, help="retained start tokens n̂ (default 0)")
@@ -67,6 +67,10 @@ def run(args: argparse.Namespace) -> int:
     from longrope.models.loading import read_rope_info
     from longrope.rope import baseline_options, make_baseline
 
+    if args.original_length is not None and args.original_length < 2:
+        # 0 used to fall back to the config's L silently; 1 makes ln L = 0 in the attention factor
+        raise UserError(f"--original-length must be an integer >= 2 (or omitted to use the model's), "
+                        f"got {args.original_length}")
     given = {k: getattr(args, k) for k in _OPTIONS if getattr(args, k) is not None}
     allowed = set(baseline_options(args.method))
     wrong = sorted(k for k in given if k not in allowed)
@@ -76,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     info = read_rope_info(args.model)
     if not info.supported:
         raise UserError(info.reason)
-    original = args.original_length or info.original_max_position_embeddings
+    original = info.original_max_position_embeddings if args.original_length is None else args.original_length
     if args.method == "yarn" and args.attention_factor is not None:
         given["attention_factor"] = args.attention_factor
     fs = make_baseline(

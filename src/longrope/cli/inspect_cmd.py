@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
         from longrope.models import inspect_model
         from longrope.models.loading import load_model
 
-        model, _ = load_model(args.model)
+        model, _ = load_model(args.model, require_rope=False)
         info = inspect_model(model)
     else:
         info = read_rope_info(args.model)

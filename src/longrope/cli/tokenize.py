@@ -10,13 +10,19 @@ HELP = "tokenize text files, folders or a hub dataset into token shards for eval
 DESCRIPTION = """\
 Tokenize documents into a shard folder: token ids (uint16 when the vocabulary fits, else
 uint32, memory-mapped on load), a document index, and meta.json with the tokenizer's
-vocabulary hash and a checksum per shard. No special tokens are stored; evaluation adds BOS.
+vocabulary hash and SHA-256 checksums (per shard and per 1 MiB block; every token is checked
+when it is first read). No special tokens are stored; evaluation adds BOS.
 
 Inputs: .txt (one document per file), .jsonl (one per line, --text-field), .parquet, folders
-of those (recursive; unreadable files are skipped and reported), or a Hugging Face dataset
-name (pg19, proof-pile, user/name; needs the hub). Prefix an input with search= or heldout=
-to pin all its documents to that role; others are split by a stable hash of their id.
-Re-running with unchanged inputs does nothing."""
+of those (recursive), or a Hugging Face dataset name (pg19, proof-pile, user/name; needs the
+hub). Files that cannot be read — not UTF-8, bad gzip/parquet, a file name that is not UTF-8 —
+are skipped and listed (as are bad .jsonl lines); the run fails only when nothing is left.
+Prefix an input with search=, heldout= or train= (fine-tuning documents) to pin all its documents
+to that role; others are split by a stable hash of their id.
+
+The output folder appears only when complete (built next to it, then renamed; a failed run
+leaves the previous folder or none). Re-running with unchanged inputs re-hashes every byte and
+does nothing if all match; any damage rebuilds the folder."""
 EXAMPLE = """\
 example:
   longrope tokenize --tokenizer tiny --input books/ notes.jsonl -o shards/tiny"""
@@ -26,7 +32,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tokenizer", required=True, metavar="M",
                    help='tokenizer: "tiny", "smollm2", a model folder, a .gguf file or a hub id')
     p.add_argument("--input", required=True, nargs="+", action="extend", metavar="SRC",
-                   help="files, folders or dataset names (repeatable); search=SRC / heldout=SRC pins a role")
+                   help="files, folders or dataset names (repeatable); search=SRC / heldout=SRC / train=SRC pins a role")
     p.add_argument("-o", "--output", required=True, metavar="DIR", help="shard folder to write")
     p.add_argument("--split", default="train", help="hub dataset split (default: train)")
     p.add_argument("--text-field", default="text", help="text field of .jsonl/.parquet/hub rows (default: text)")

@@ -2,7 +2,8 @@
 
 **The split.** Every document has a role, ``"search"`` or ``"heldout"``:
 
-- pinned at tokenize time (``--input search=PATH`` / ``heldout=PATH``), or else
+- pinned at tokenize time (``--input search=PATH`` / ``heldout=PATH``; ``train=PATH`` pins
+  fine-tuning documents, which neither split ever samples), or else
 - by hash: ``u = int(blake2b(SALT ‖ 0 ‖ doc_id)[:8]) / 2^64`` and the document is held out when
   ``u < heldout_fraction`` (default 0.5).
 
@@ -12,13 +13,18 @@ inputs, or which other documents the corpus holds; a search sampling ``split="se
 final report sampling ``split="heldout"`` (with the same fraction) can never share a document.
 Raising the fraction only moves documents from search to held-out.
 
-**The sample.** Documents of the split with at least ``min_tokens`` tokens are shuffled by a
-``np.random.default_rng(seed)`` permutation and the first ``n`` taken (fewer if fewer qualify).
-With ``windows_per_doc = k > 1`` each chosen document gives up to ``k`` non-overlapping windows
-of ``min_tokens`` tokens at offsets ``0, min_tokens, 2·min_tokens, …``; windows of one document
-are not independent samples, so prefer more documents when the corpus has them. With one window
-per document the sample's tokens are the whole document (a free memory-mapped view), so
-sliding-window evaluation can use all of it; truncate mode reads only the first tokens.
+**The sample.** ``n`` counts *windows* (the :class:`Sample` objects returned), not documents.
+Documents of the split with at least ``min_tokens`` tokens are shuffled by a
+``np.random.default_rng(seed)`` permutation and walked in that order; each gives up to
+``windows_per_doc = k`` non-overlapping windows of ``min_tokens`` tokens at offsets
+``0, min_tokens, 2·min_tokens, …`` (``min(k, length // min_tokens)`` of them), until ``n``
+windows are taken or the documents run out (then fewer are returned). So ``n`` windows come from
+``ceil(n / k)`` documents or more — exactly ``n`` documents only when ``k = 1``. Windows of one
+document are not independent samples, so prefer more documents when the corpus has them. With
+one window per document (``k = 1``) the sample's tokens are the whole document (a free
+memory-mapped view), so sliding-window evaluation can use all of it; truncate mode reads only
+the first tokens. Every window's tokens are checksum-verified when the sample is drawn
+(:meth:`longrope.data.TokenCorpus.tokens`).
 """
 
 from __future__ import annotations
@@ -39,7 +45,9 @@ SPLITS = ("search", "heldout", "all")
 
 @dataclass(frozen=True)
 class Sample:
-    """One sampled document window; ``tokens`` is a memory-mapped view (no copy)."""
+    """One sampled window of a document; ``tokens`` is a verified memory-mapped view (no copy).
+
+    With one window per document the window is the whole document (``offset`` 0)."""
 
     doc_index: int
     """Row of the document in the corpus index."""
@@ -80,10 +88,15 @@ def sample_documents(
     heldout_fraction: float = 0.5,
     windows_per_doc: int = 1,
 ) -> list[Sample]:
-    """``n`` seeded samples of ≥ ``min_tokens`` tokens from one split (see the module doc).
+    """``n`` seeded windows of ≥ ``min_tokens`` tokens from one split (see the module doc).
 
-    Raises :class:`UserError` when no document of the split is long enough, naming the longest.
-    Returns fewer than ``n`` samples when fewer qualify (the caller may warn).
+    ``n`` is the number of :class:`Sample` windows returned, not of documents: with
+    ``windows_per_doc = k`` they come from at least ``ceil(n / k)`` documents, each giving up to
+    ``k`` consecutive non-overlapping windows of exactly ``min_tokens`` tokens; with ``k = 1``
+    each window is one whole document of at least ``min_tokens`` tokens. Raises
+    :class:`UserError` when no document of the split is long enough, naming the longest.
+    Returns fewer than ``n`` windows when the split's long-enough documents run out (the caller
+    may warn).
     """
     if split not in SPLITS:
         raise UserError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")

@@ -5,19 +5,30 @@ A shard folder holds
 - ``shard-00000.bin`` … : raw token ids, little-endian ``uint16`` when every id fits (vocabulary
   ≤ 65,536), else ``uint32``, documents back to back (a document never spans two shards);
 - ``index.npy``: one row per document, ``(shard, offset, length, role)``; ``role`` is 0 (decided
-  by the hash split), 1 (pinned to search) or 2 (pinned to held-out);
+  by the hash split), 1 (pinned to search) or 2 (pinned to held-out); a plain structured array
+  (loaded with ``allow_pickle=False``);
 - ``names.jsonl``: one JSON string per line, the stable document id of each row;
 - ``meta.json`` (written last, atomically): the tokenizer's name and the SHA-256 of its
   vocabulary, the dtype, counts, the special-token policy, every file's size and SHA-256, a
-  cheap *sample* SHA-256 per shard, the inputs' fingerprint, and the files skipped.
+  cheap *sample* SHA-256 per shard, the SHA-256 of every ``block_bytes`` (1 MiB) block of every
+  shard, the inputs' fingerprint, and the files skipped.
 
 No special tokens are stored: evaluation decides whether to prepend BOS.
 
-Verification on open (:meth:`TokenCorpus.open`): file sizes always; ``verify="sample"``
-(default) also hashes ≤ 1 MiB per shard (16 blocks of 64 KiB spread over the file, or the whole
-of a small file) — this catches truncation, padding and most corruption in milliseconds;
-``verify="full"`` hashes every byte. A mismatch is a :class:`UserError` that names the file and
-says to re-run ``longrope tokenize``.
+**No token is used unverified.** :meth:`TokenCorpus.tokens` checks the blocks a read touches
+against their recorded SHA-256 the first time each block is read (an open corpus remembers the
+blocks it has verified, so a block is hashed once per open), and raises a :class:`UserError`
+naming the file and byte offset on a mismatch. Folders written before per-block sums existed
+are still read: the first read from such a shard hashes the whole shard against its recorded
+SHA-256. Measured cost: ``bench/results/shard_verify.md``.
+
+Checks on open (:meth:`TokenCorpus.open`), before any long work: file sizes and the index always
+(``index.npy`` and ``names.jsonl`` are hashed in full, and every index row must lie inside its
+shard); ``verify="sample"`` (default) also hashes ≤ 1 MiB per shard (16 blocks of 64 KiB spread
+over the file, or the whole of a small file), which catches truncation, padding and most
+corruption in milliseconds; ``verify="full"`` hashes every byte now (and the reads then need no
+further hashing). A mismatch is a :class:`UserError` that names the file and says to re-run
+``longrope tokenize``.
 """
 
 from __future__ import annotations
@@ -25,7 +36,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -45,17 +56,23 @@ __all__ = [
     "token_dtype",
     "sample_sha256",
     "file_sha256",
+    "BLOCK_BYTES",
 ]
 
 FORMAT = "longrope-token-shards"
 FORMAT_VERSION = 1
 INDEX_DTYPE = np.dtype([("shard", "<u4"), ("offset", "<u8"), ("length", "<u8"), ("role", "u1")])
-ROLE_CODES = {None: 0, "search": 1, "heldout": 2}
+ROLE_CODES = {None: 0, "search": 1, "heldout": 2, "train": 3}
 ROLE_NAMES = {v: k for k, v in ROLE_CODES.items()}
 SPECIAL_TOKEN_POLICY = ("none stored: documents are encoded with add_special_tokens=False; "
                         "evaluation prepends BOS itself")
 _SAMPLE_BLOCKS = 16
 _SAMPLE_BLOCK = 1 << 16
+#: Bytes per checksummed block of a shard (a multiple of every token size). 1 MiB: one block
+#: holds 512 Ki uint16 tokens, so reading a few long windows hashes only a few MiB, and the
+#: per-block digests of a 100M-token shard take ~13 KB of meta.json.
+BLOCK_BYTES = 1 << 20
+_TOKEN_DTYPES = ("uint16", "uint32")
 
 
 def vocab_sha256(tokenizer: Any) -> str:
@@ -125,6 +142,9 @@ class ShardWriter:
         self._names = open(self.folder / "names.jsonl", "w", encoding="utf-8")
         self._f = None
         self._hash = None
+        self._block_hash = None
+        self._block_fill = 0
+        self._blocks: list[str] = []
         self._pos = 0
         self.n_tokens = 0
         self._limit = np.iinfo(self.dtype).max
@@ -134,8 +154,24 @@ class ShardWriter:
         name = f"shard-{len(self.shards):05d}.bin"
         self._f = open(self.folder / name, "wb")
         self._hash = hashlib.sha256()
+        self._block_hash = hashlib.sha256()
+        self._block_fill = 0
+        self._blocks = []
         self._pos = 0
         self.shards.append({"file": name})
+
+    def _hash_blocks(self, data: bytes) -> None:
+        """Feed ``data`` to the per-block hashes, closing a block every BLOCK_BYTES bytes."""
+        view = memoryview(data)
+        while len(view):
+            take = min(BLOCK_BYTES - self._block_fill, len(view))
+            self._block_hash.update(view[:take])
+            self._block_fill += take
+            view = view[take:]
+            if self._block_fill == BLOCK_BYTES:
+                self._blocks.append(self._block_hash.hexdigest())
+                self._block_hash = hashlib.sha256()
+                self._block_fill = 0
 
     def _close_current(self) -> None:
         if self._f is None:
@@ -143,11 +179,13 @@ class ShardWriter:
         self._f.flush()
         os.fsync(self._f.fileno())
         self._f.close()
+        if self._block_fill:
+            self._blocks.append(self._block_hash.hexdigest())
         rec = self.shards[-1]
         path = self.folder / rec["file"]
         size = path.stat().st_size
         rec.update(n_tokens=self._pos, bytes=size, sha256=self._hash.hexdigest(),
-                   sample_sha256=sample_sha256(path, size))
+                   sample_sha256=sample_sha256(path, size), block_sha256=self._blocks)
         self._f = None
 
     def add(self, name: str, ids: np.ndarray, role: str | None = None) -> None:
@@ -159,6 +197,7 @@ class ShardWriter:
         data = ids.astype(self.dtype, copy=False).tobytes()
         self._f.write(data)
         self._hash.update(data)
+        self._hash_blocks(data)
         self._rows.append((len(self.shards) - 1, self._pos, len(ids), ROLE_CODES[role]))
         if len(self._rows) >= 1 << 16:
             self._flush_rows()
@@ -194,22 +233,36 @@ class ShardWriter:
         for key, fname in (("index", "index.npy"), ("names", "names.jsonl")):
             p = self.folder / fname
             files[key] = {"file": fname, "bytes": p.stat().st_size, "sha256": file_sha256(p)}
-        return {"shards": self.shards, **files}
+        return {"block_bytes": BLOCK_BYTES, "shards": self.shards, **files}
+
+
+_HINT = "re-run 'longrope tokenize' (add --force) to rebuild it"
 
 
 @dataclass
 class TokenCorpus:
-    """A shard folder opened for reading; documents are zero-copy memory-mapped views."""
+    """A shard folder opened for reading; documents are zero-copy memory-mapped views.
+
+    Every view :meth:`tokens` returns has been checked against the checksums in ``meta.json``
+    (see the module doc); the blocks verified so far are remembered per open corpus.
+    """
 
     path: Path
     meta: dict
     index: np.ndarray
     names: list[str]
     _maps: dict
+    _verified: dict = field(default_factory=dict)
+    """shard number → bool array over its blocks (True = hashed and matching), or True for a
+    whole shard checked against its file SHA-256 (folders without per-block sums)."""
 
     @classmethod
     def open(cls, path: str | os.PathLike, *, verify: str = "sample") -> TokenCorpus:
-        """Open and check a shard folder (``verify``: ``"size"``, ``"sample"`` or ``"full"``)."""
+        """Open and check a shard folder (``verify``: ``"size"``, ``"sample"`` or ``"full"``).
+
+        ``verify`` only sets how much is hashed now; whatever is hashed now or not, every token
+        is verified before :meth:`tokens` hands it out.
+        """
         if verify not in ("size", "sample", "full"):
             raise UserError(f"verify must be 'size', 'sample' or 'full', got {verify!r}")
         path = Path(path)
@@ -221,27 +274,44 @@ class TokenCorpus:
                             f"run 'longrope tokenize ... -o {path}'")
         try:
             meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise UserError(f"{meta_path}: corrupt metadata ({exc}); re-run 'longrope tokenize'") from None
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+            raise UserError(f"{meta_path}: corrupt metadata ({exc}); {_HINT}") from None
+        except OSError as exc:
+            raise UserError(f"{meta_path}: cannot read it ({exc.strerror or exc})") from None
+        if not isinstance(meta, dict):
+            raise UserError(f"{meta_path}: corrupt metadata (not a JSON object); {_HINT}")
         if meta.get("format") != FORMAT or meta.get("version") != FORMAT_VERSION:
             raise UserError(f"{path}: not a version-{FORMAT_VERSION} {FORMAT} folder "
                             f"(format {meta.get('format')!r} version {meta.get('version')!r}); re-run 'longrope tokenize'")
+        _check_meta(path, meta)
         _check_file(path, meta["index"], "full")
         _check_file(path, meta["names"], "full")
         for rec in meta["shards"]:
-            _check_file(path, rec, verify)
-        index = np.load(path / "index.npy", mmap_mode="r")
-        with open(path / "names.jsonl", encoding="utf-8") as f:
-            names = [json.loads(line) for line in f]
+            _check_file(path, rec, "size" if verify == "full" else verify)
+        index = _load_index(path / "index.npy")
+        try:
+            with open(path / "names.jsonl", encoding="utf-8") as f:
+                names = [json.loads(line) for line in f]
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise UserError(f"{path / 'names.jsonl'}: unreadable ({exc}); {_HINT}") from None
         if len(index) != meta["n_docs"] or len(names) != meta["n_docs"]:
             raise UserError(f"{path}: index has {len(index)} rows and {len(names)} names but meta.json says "
-                            f"{meta['n_docs']} documents; re-run 'longrope tokenize'")
-        return cls(path, meta, index, names, {})
+                            f"{meta['n_docs']} documents; {_HINT}")
+        _check_rows(path, index, meta["shards"])
+        corpus = cls(path, meta, index, names, {})
+        if verify == "full":
+            corpus.verify("full")
+        return corpus
 
     def verify(self, level: str = "full") -> None:
-        """Re-check every shard now (``"full"`` hashes every byte)."""
-        for rec in self.meta["shards"]:
-            _check_file(self.path, rec, level)
+        """Re-check every shard now; ``"full"`` hashes every byte (and marks every block verified)."""
+        if level not in ("size", "sample", "full"):
+            raise UserError(f"verify must be 'size', 'sample' or 'full', got {level!r}")
+        for k, rec in enumerate(self.meta["shards"]):
+            _check_file(self.path, rec, "size" if level == "full" else level)
+            if level == "full":
+                self._verified.pop(k, None)
+                self._verify_range(k, 0, int(rec["n_tokens"]))
 
     @property
     def dtype(self) -> np.dtype:
@@ -272,13 +342,48 @@ class TokenCorpus:
             self._maps[k] = m
         return m
 
+    def _verify_range(self, k: int, lo: int, hi: int) -> None:
+        """Check tokens ``lo:hi`` of shard ``k`` against meta.json, hashing each block once."""
+        if hi <= lo:
+            return
+        state = self._verified.get(k)
+        if state is True:
+            return
+        rec = self.meta["shards"][k]
+        p = self.path / rec["file"]
+        raw = self._shard(k).view(np.uint8)  # [bytes]
+        blocks = rec.get("block_sha256")
+        if blocks is None:  # a folder from before per-block sums: the whole shard, once
+            if hashlib.sha256(raw).hexdigest() != rec["sha256"]:
+                raise UserError(f"{p}: corrupted (SHA-256 differs from meta.json); {_HINT}")
+            self._verified[k] = True
+            return
+        size = self.meta["block_bytes"]
+        if state is None:
+            state = self._verified[k] = np.zeros(len(blocks), dtype=bool)
+        item = self.dtype.itemsize
+        for b in range(lo * item // size, (hi * item - 1) // size + 1):
+            if state[b]:
+                continue
+            if hashlib.sha256(raw[b * size : (b + 1) * size]).hexdigest() != blocks[b]:
+                raise UserError(f"{p}: corrupted (block {b}, bytes {b * size}-{min((b + 1) * size, len(raw)) - 1}, "
+                                f"differs from its SHA-256 in meta.json); {_HINT}")
+            state[b] = True
+
     def tokens(self, i: int, start: int = 0, stop: int | None = None) -> np.ndarray:
-        """Tokens ``start:stop`` of document ``i`` (a read-only memory-mapped view)."""
+        """Tokens ``start:stop`` of document ``i`` (a read-only memory-mapped view), verified.
+
+        The blocks under the view are checked against their SHA-256 first (once per open corpus);
+        a mismatch is a :class:`UserError`.
+        """
         row = self.index[i]
         n = int(row["length"])
         stop = n if stop is None else min(stop, n)
+        start = max(0, min(start, stop))
         off = int(row["offset"])
-        return self._shard(int(row["shard"]))[off + start : off + stop]
+        k = int(row["shard"])
+        self._verify_range(k, off + start, off + stop)
+        return self._shard(k)[off + start : off + stop]
 
     def check_tokenizer(self, tokenizer: Any, *, model_name: str | None = None) -> None:
         """Raise a UserError when ``tokenizer`` is not the one the shards were made with."""
@@ -295,21 +400,91 @@ class TokenCorpus:
         return self.meta["tokenizer"]
 
 
+def _check_meta(folder: Path, meta: dict) -> None:
+    """meta.json's structure, so that a damaged or hand-edited file gives one line, not a KeyError."""
+    def bad(what: str) -> UserError:
+        return UserError(f"{folder / 'meta.json'}: malformed ({what}); {_HINT}")
+
+    def file_rec(rec: Any, what: str) -> None:
+        if not isinstance(rec, dict) or not isinstance(rec.get("file"), str) or "/" in rec["file"] \
+                or rec["file"] in ("", ".", "..") or not _is_count(rec.get("bytes")) \
+                or not isinstance(rec.get("sha256"), str):
+            raise bad(f"{what} is not a file record")
+
+    for key in ("n_docs", "n_tokens"):
+        if not _is_count(meta.get(key)):
+            raise bad(f"{key!r} is not a count")
+    if meta.get("dtype") not in _TOKEN_DTYPES:
+        raise bad(f"dtype {meta.get('dtype')!r} is not one of {', '.join(_TOKEN_DTYPES)}")
+    tok = meta.get("tokenizer")
+    if not isinstance(tok, dict) or not isinstance(tok.get("vocab_sha256"), str):
+        raise bad("no tokenizer record")
+    file_rec(meta.get("index"), "'index'")
+    file_rec(meta.get("names"), "'names'")
+    shards = meta.get("shards")
+    if not isinstance(shards, list):
+        raise bad("'shards' is not a list")
+    item = np.dtype(meta["dtype"]).itemsize
+    if any("block_sha256" in rec for rec in shards if isinstance(rec, dict)):
+        if meta.get("block_bytes") is None or not _is_count(meta["block_bytes"]) \
+                or meta["block_bytes"] < item or meta["block_bytes"] % item:
+            raise bad("'block_bytes' is not a positive multiple of the token size")
+    for k, rec in enumerate(shards):
+        file_rec(rec, f"shards[{k}]")
+        if not _is_count(rec.get("n_tokens")) or rec["n_tokens"] * item != rec["bytes"]:
+            raise bad(f"shards[{k}] n_tokens does not match its size")
+        blocks = rec.get("block_sha256")
+        if blocks is not None:
+            want = -(-rec["bytes"] // meta["block_bytes"])
+            if not isinstance(blocks, list) or len(blocks) != want or not all(isinstance(b, str) for b in blocks):
+                raise bad(f"shards[{k}] needs {want} block checksums")
+
+
+def _is_count(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+
+def _load_index(p: Path) -> np.ndarray:
+    """index.npy as a plain structured array (never unpickled), memory-mapped."""
+    try:
+        index = np.load(p, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"{p}: not a plain array of index rows ({first}); {_HINT}") from None
+    if not isinstance(index, np.ndarray) or index.ndim != 1 or index.dtype != INDEX_DTYPE:
+        raise UserError(f"{p}: index rows have dtype {getattr(index, 'dtype', type(index).__name__)} and "
+                        f"shape {getattr(index, 'shape', '?')}, expected a 1-D array of {INDEX_DTYPE}; {_HINT}")
+    return index
+
+
+def _check_rows(folder: Path, index: np.ndarray, shards: list[dict]) -> None:
+    """Every row must point inside its shard and have a known role (else reads would be silently cut)."""
+    if not len(index):
+        return
+    sizes = np.array([rec["n_tokens"] for rec in shards] + [0], dtype=np.uint64)
+    shard = np.asarray(index["shard"]).astype(np.int64)
+    bad = (shard >= len(shards)) | (np.asarray(index["role"]) > max(ROLE_NAMES))
+    ends = np.asarray(index["offset"]) + np.asarray(index["length"])
+    bad |= (ends < np.asarray(index["offset"])) | (ends > sizes[np.minimum(shard, len(shards))])
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise UserError(f"{folder / 'index.npy'}: row {i} points outside its shard or has an unknown role; {_HINT}")
+
+
 def _check_file(folder: Path, rec: dict, level: str) -> None:
     p = folder / rec["file"]
-    hint = "re-run 'longrope tokenize' (add --force) to rebuild it"
     if not p.is_file():
-        raise UserError(f"{p}: missing shard-folder file; {hint}")
+        raise UserError(f"{p}: missing shard-folder file; {_HINT}")
     size = p.stat().st_size
     if size != rec["bytes"]:
         state = "truncated" if size < rec["bytes"] else "longer than recorded"
-        raise UserError(f"{p}: {state} ({size} bytes, meta.json records {rec['bytes']}); {hint}")
+        raise UserError(f"{p}: {state} ({size} bytes, meta.json records {rec['bytes']}); {_HINT}")
     if level == "sample" and "sample_sha256" in rec:
         if sample_sha256(p, size) != rec["sample_sha256"]:
-            raise UserError(f"{p}: corrupted (checksum of sampled blocks differs from meta.json); {hint}")
+            raise UserError(f"{p}: corrupted (checksum of sampled blocks differs from meta.json); {_HINT}")
     elif level == "full" or (level == "sample" and "sample_sha256" not in rec):
         if file_sha256(p) != rec["sha256"]:
-            raise UserError(f"{p}: corrupted (SHA-256 differs from meta.json); {hint}")
+            raise UserError(f"{p}: corrupted (SHA-256 differs from meta.json); {_HINT}")
 
 
 def write_meta(folder: Path, meta: dict) -> None:

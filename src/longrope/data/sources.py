@@ -15,6 +15,13 @@ the search / held-out split is a hash of them (:mod:`longrope.data.sampling`):
 - anything else that is not an existing path is taken as a Hugging Face dataset name
   (``pg19``, ``proof-pile`` or ``user/name``), loaded lazily with ``datasets`` in streaming mode;
   id = ``name/split#row``. Offline, that is a one-line :class:`UserError` saying to pass local files.
+
+**One policy for what cannot be read**: a file that cannot be opened, is not valid UTF-8 (or not
+valid gzip/parquet), or whose *name* is not valid UTF-8 (document ids are stored as UTF-8) is
+skipped whole; a ``.jsonl`` line that is not JSON, lacks the text field, or holds text that is
+not valid Unicode (an escaped lone surrogate such as ``"\\ud800"``) is skipped alone. Every skip
+is listed (path and reason) in the report and in ``meta.json``; the run goes on, and fails with
+one line only when nothing readable is left (``empty corpus``).
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import gzip
 import io
 import json
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +47,26 @@ HUB_ALIASES = {
 }
 
 DOC_SUFFIXES = (".txt", ".txt.gz", ".jsonl", ".jsonl.gz", ".parquet")
+
+# Lone UTF-16 surrogates: what a non-UTF-8 file name (os.fsdecode) or an escaped "\ud800" in
+# JSON turns into; such a str cannot be encoded as UTF-8 (names.jsonl) nor by the tokenizer.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def printable(text: object) -> str:
+    """``text`` with lone surrogates written as escapes, safe to print and to store as UTF-8."""
+    s = str(text)
+    if not _SURROGATE.search(s):
+        return s
+    try:  # a file name's undecodable bytes (surrogateescape) → their \xNN escapes
+        return s.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:
+        return s.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def valid_text(text: str) -> bool:
+    """Whether ``text`` is valid Unicode that UTF-8 (and a tokenizer) can encode."""
+    return _SURROGATE.search(text) is None
 
 
 def _suffix(path: Path) -> str | None:
@@ -58,7 +86,7 @@ class SkipLog:
     """Files inside input folders whose type is not a document type (not an error)."""
 
     def skip(self, where: str, reason: str) -> None:
-        self.skipped.append({"path": where, "reason": reason})
+        self.skipped.append({"path": printable(where), "reason": printable(reason)})
 
 
 @dataclass(frozen=True)
@@ -70,7 +98,8 @@ class Source:
     kind: str
     """``"file"``, ``"folder"`` or ``"hub"``."""
     role: str | None = None
-    """``"search"``/``"heldout"`` to pin every document of this input to that role, else None."""
+    """``"search"``/``"heldout"``/``"train"`` to pin every document of this input to that role, else
+    None (then the role comes from a hash of the document id: search or held-out)."""
     split: str = "train"
     text_field: str = "text"
     id_field: str | None = None
@@ -106,6 +135,9 @@ class Source:
         for path in self.files():
             rel = path.name if self.kind == "file" else path.relative_to(root).as_posix()
             name = rel if self.kind == "file" else f"{root.name}/{rel}"
+            if not valid_text(name):
+                log.skip(str(path), "file name is not valid UTF-8 (document ids are stored as UTF-8); rename it")
+                continue
             yield from _file_documents(path, name, self, log)
 
     def preflight(self) -> None:
@@ -144,9 +176,11 @@ class Source:
         i = 0
         for row in _chain_one(first, rows):
             text = row.get(text_field)
-            if isinstance(text, str) and text:
+            if isinstance(text, str) and text and valid_text(text):
                 rid = row.get(self.id_field) if self.id_field else None
-                yield f"{self.label}#{rid if rid is not None else i}", text, 0
+                doc_id = f"{self.label}#{rid if rid is not None else i}"
+                if valid_text(doc_id):
+                    yield doc_id, text, 0
             i += 1
 
 
@@ -186,7 +220,7 @@ def _file_documents(path: Path, name: str, src: Source, log: SkipLog) -> Iterato
 
 
 def _jsonl_documents(path, name, src, log, size) -> Iterator[tuple[str, str, int]]:
-    bad = 0
+    bad = invalid = 0
     with _open_text(path) as f:
         for lineno, line in enumerate(f):
             if not line.strip():
@@ -194,17 +228,23 @@ def _jsonl_documents(path, name, src, log, size) -> Iterator[tuple[str, str, int
             try:
                 row = json.loads(line)
                 text = row[src.text_field]
-            except (json.JSONDecodeError, KeyError, TypeError):
+            except (json.JSONDecodeError, KeyError, TypeError, IndexError, ValueError, RecursionError):
                 bad += 1
                 continue
             if not isinstance(text, str) or not text:
                 bad += 1
                 continue
-            rid = row.get(src.id_field) if src.id_field else None
+            rid = row.get(src.id_field) if src.id_field and isinstance(row, dict) else None
+            doc_id = f"{name}#{rid if rid is not None else lineno}"
+            if not valid_text(text) or not valid_text(doc_id):
+                invalid += 1
+                continue
             # progress counts characters, not bytes: close enough for a bar, and no re-encoding
-            yield f"{name}#{rid if rid is not None else lineno}", text, len(line)
+            yield doc_id, text, len(line)
     if bad:
         log.skip(f"{path}", f"{bad} line(s) without a string field {src.text_field!r} or not JSON")
+    if invalid:
+        log.skip(f"{path}", f"{invalid} line(s) whose text or id is not valid Unicode (lone surrogate escapes)")
 
 
 def _parquet_documents(path, name, src, log, size) -> Iterator[tuple[str, str, int]]:
@@ -238,13 +278,14 @@ def resolve_sources(
     text_field: str = "text",
     id_field: str | None = None,
 ) -> list[Source]:
-    """Turn ``--input`` strings into sources. ``search=PATH`` / ``heldout=PATH`` pin a role."""
+    """Turn ``--input`` strings into sources. ``search=PATH`` / ``heldout=PATH`` / ``train=PATH`` pin a
+    role (``train``: fine-tuning documents, never sampled for a search or a held-out report)."""
     out = []
     if not specs:
         raise UserError("no --input given; pass files, folders or a dataset name")
     for spec in specs:
         role = None
-        for r in ("search", "heldout"):
+        for r in ("search", "heldout", "train"):
             if spec.startswith(r + "=") and not Path(spec).exists():
                 role, spec = r, spec[len(r) + 1 :]
         p = Path(spec)

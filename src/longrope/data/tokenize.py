@@ -6,11 +6,16 @@ the Rust ``tokenizers`` backend (``encode_batch``, which spreads a batch over ev
 appends the ids to the current shard. Memory stays flat: two text batches plus one batch of ids.
 
 Re-running with the same inputs (paths, sizes, modification times), tokenizer vocabulary and
-options finds the fingerprint in ``meta.json``, checks the shards, and does nothing. Otherwise
-the new shards are built in ``DIR/.building`` and moved into place, ``meta.json`` last, so a
-killed run leaves either the old complete folder or one that fails verification, never a
-folder that silently reads wrong. Hub datasets have no sizes or dates to fingerprint, so
-inputs that include one are re-read on every run.
+options finds the fingerprint in ``meta.json``, hashes every byte of the folder against its
+checksums, and does nothing; any difference (a flipped byte anywhere) rebuilds it. Hub datasets
+have no sizes or dates to fingerprint, so inputs that include one are re-read on every run.
+
+The output is one atomic unit: a new folder is built next to ``DIR`` in ``.DIR.tokenize-<pid>``
+and renamed to ``DIR`` only when complete (the previous ``DIR``, if any, is moved aside first and
+removed after). A failed run removes its build folder; a killed one leaves it behind, and the
+next run on the same ``DIR`` removes it (only when its process is gone). So ``DIR`` is always
+either the previous complete folder, the new complete folder, or (killed between two renames)
+absent — never half-written, never an empty folder.
 """
 
 from __future__ import annotations
@@ -41,12 +46,13 @@ from longrope.data.shards import (
     vocab_sha256,
     write_meta,
 )
-from longrope.data.sources import SkipLog, Source, resolve_sources
+from longrope.data.sources import SkipLog, Source, printable, resolve_sources
 from longrope.errors import UserError
 
 __all__ = ["TokenizeReport", "tokenize_corpus", "make_encoder"]
 
-_OUR_FILES = ("index.npy", "names.jsonl")
+# What a shard folder may hold; a folder with anything else is not replaced wholesale.
+_OUR_NAMES = ("meta.json", "index.npy", "names.jsonl", "index.raw", ".building")
 
 
 @dataclass
@@ -183,6 +189,8 @@ def tokenize_corpus(
     """
     t0 = time.perf_counter()
     out = Path(out_dir)
+    if out.is_symlink() and out.is_dir():
+        out = out.resolve()  # replace the folder it points to, not the link
     sources = resolve_sources(list(inputs), split=split, text_field=text_field, id_field=id_field)
     for s in sources:
         s.preflight()
@@ -201,11 +209,12 @@ def tokenize_corpus(
     if not force and (out / "meta.json").is_file():
         try:
             old = json.loads((out / "meta.json").read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError):
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
             old = {}
-        if old.get("fingerprint") == fp and not any(s.kind == "hub" for s in sources):
+        if isinstance(old, dict) and old.get("fingerprint") == fp and not any(s.kind == "hub" for s in sources):
             try:
-                corpus = TokenCorpus.open(out, verify="sample")
+                # every byte: "up to date" must not vouch for a shard with a flipped byte anywhere
+                corpus = TokenCorpus.open(out, verify="full")
             except UserError:
                 corpus = None  # damaged: rebuild below
             if corpus is not None:
@@ -213,15 +222,19 @@ def tokenize_corpus(
                                       time.perf_counter() - t0, corpus.meta.get("skipped", []),
                                       corpus.meta.get("ignored_files", 0))
 
-    building = out / ".building"
-    if building.exists():
-        shutil.rmtree(building)
-    building.mkdir(parents=True)
+    _check_replaceable(out)
+    _remove_stale_builds(out)
+    building = out.parent / f"{_BUILD_PREFIX.format(name=out.name)}{os.getpid()}"
+    try:
+        building.mkdir(parents=True)
+    except OSError as exc:
+        raise UserError(f"cannot create {building} next to the output folder ({exc.strerror or exc}); "
+                        "choose an -o in a writable folder") from None
     log = SkipLog()
-    writer = ShardWriter(building, dtype, shard_tokens)
+    writer = None
     encode = make_encoder(tokenizer)
     checked = False
-    total = sum(p.stat().st_size for s in sources for p in s.files()) or None
+    total = sum(_size(p) for s in sources for p in s.files()) or None
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -229,6 +242,7 @@ def tokenize_corpus(
         bar = tqdm(total=total, unit="B", unit_scale=True, desc="tokenize", file=sys.stderr,
                    disable=None)
     try:
+        writer = ShardWriter(building, dtype, shard_tokens)
         for batch in _prefetch(_batches(sources, log, batch_docs, batch_chars)):
             texts = [b[1] for b in batch]
             ids = encode(texts)
@@ -247,9 +261,12 @@ def tokenize_corpus(
                 bar.update(sum(b[3] for b in batch))
                 bar.set_postfix(docs=writer.n_docs, tokens=writer.n_tokens, refresh=False)
         files = writer.finish()
-    except BaseException:
-        writer.abort()
+    except BaseException as exc:
+        if writer is not None:
+            writer.abort()
         shutil.rmtree(building, ignore_errors=True)
+        if isinstance(exc, OSError):
+            raise _os_error(exc, building) from None
         raise
     finally:
         if bar is not None:
@@ -259,7 +276,7 @@ def tokenize_corpus(
         shutil.rmtree(building, ignore_errors=True)
         why = f"; {len(log.skipped)} file(s) skipped, first: {log.skipped[0]['path']} ({log.skipped[0]['reason']})" \
             if log.skipped else ""
-        raise UserError(f"empty corpus: no documents with text in {', '.join(inputs)}{why}")
+        raise UserError(f"empty corpus: no documents with text in {', '.join(printable(i) for i in inputs)}{why}")
 
     meta = {
         "format": FORMAT,
@@ -283,21 +300,83 @@ def tokenize_corpus(
         "ignored_files": log.ignored_files,
         **files,
     }
-    _install(building, out, files)
-    write_meta(out, meta)
-    shutil.rmtree(building, ignore_errors=True)
+    try:
+        write_meta(building, meta)
+        _install(building, out)
+    except BaseException:
+        shutil.rmtree(building, ignore_errors=True)
+        raise
     return TokenizeReport(out, False, writer.n_docs, writer.n_tokens, len(files["shards"]),
                           time.perf_counter() - t0, log.skipped, log.ignored_files)
 
 
-def _install(building: Path, out: Path, files: dict) -> None:
-    """Move the new files over the old ones; meta.json goes first so no stale meta survives."""
-    (out / "meta.json").unlink(missing_ok=True)
-    for p in out.glob("shard-*.bin"):
-        p.unlink()
-    for name in _OUR_FILES:
-        (out / name).unlink(missing_ok=True)
-    for rec in files["shards"]:
-        os.replace(building / rec["file"], out / rec["file"])
-    for name in _OUR_FILES:
-        os.replace(building / name, out / name)
+_BUILD_PREFIX = ".{name}.tokenize-"
+
+
+def _os_error(exc: OSError, building: Path) -> UserError:
+    """One line for an OS failure while building: writing the shards (disk full, permissions) or
+    reading an input the per-file skipping could not catch (a folder that cannot be listed)."""
+    where = exc.filename
+    why = exc.strerror or str(exc)
+    if where is None or str(where).startswith(str(building)):
+        return UserError(f"cannot write shards next to {building.parent} ({why}); free space or choose another -o")
+    return UserError(f"cannot read {printable(where)} ({why}); fix its permissions or leave it out of --input")
+
+
+def _size(p: Path) -> int:
+    try:
+        return p.stat().st_size
+    except OSError:
+        return 0  # vanished or unreadable: the reader skips and reports it
+
+
+def _check_replaceable(out: Path) -> None:
+    """Refuse to replace a folder that holds anything but a shard folder's files."""
+    if not out.is_dir():
+        return
+    for entry in out.iterdir():
+        if entry.name in _OUR_NAMES or (entry.name.startswith("shard-") and entry.name.endswith(".bin")):
+            continue
+        raise UserError(f"output folder {out} holds {entry.name!r}, which is not part of a shard folder; "
+                        "choose a new -o (tokenize replaces its output folder as a whole)")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _remove_stale_builds(out: Path) -> None:
+    """Remove build folders of killed runs on the same output (their process is gone)."""
+    prefix = _BUILD_PREFIX.format(name=out.name)
+    if not out.parent.is_dir():
+        return
+    for entry in out.parent.iterdir():
+        if not entry.name.startswith(prefix) or not entry.is_dir():
+            continue
+        tail = entry.name[len(prefix):].split(".")[0]
+        if tail.isdigit() and int(tail) != os.getpid() and _alive(int(tail)):
+            continue  # another run is building this output right now
+        shutil.rmtree(entry, ignore_errors=True)
+
+
+def _install(building: Path, out: Path) -> None:
+    """Put the complete folder ``building`` at ``out``: move the old one aside, rename, remove the old."""
+    old = None
+    try:
+        if out.exists():
+            old = building.with_name(building.name + ".old")
+            os.replace(out, old)
+        os.replace(building, out)
+    except OSError as exc:
+        if old is not None and not out.exists() and old.exists():
+            os.replace(old, out)  # put the previous folder back
+        raise UserError(f"cannot move the new shards into {out} ({exc.strerror or exc}); "
+                        "check the permissions of its parent folder") from None
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

@@ -1,9 +1,8 @@
 """Resolve ``--tokenizer`` the way ``--model`` is resolved, loading only the tokenizer.
 
 A folder holding only tokenizer files (no ``config.json``) is loaded with ``AutoTokenizer``
-directly. Otherwise this prefers ``longrope.models.loading.load_tokenizer`` (the model loader's
-own resolver: "tiny", "smollm2", folders, GGUF files, hub ids) when that exists; else it resolves
-the name with ``longrope.models.loading.resolve_source`` and calls ``AutoTokenizer`` here.
+directly. Anything else ("tiny", "smollm2", model folders, GGUF files, hub ids) is resolved with
+the model loader's ``longrope.models.loading.resolve_source`` and loaded with ``AutoTokenizer``.
 """
 
 from __future__ import annotations
@@ -33,15 +32,12 @@ def load_tokenizer(name_or_path: str | os.PathLike) -> Any:
     """A Hugging Face tokenizer for a model name, folder, ``.gguf`` file or hub id."""
     from longrope.models import loading
 
-    own = getattr(loading, "load_tokenizer", None)
     folder = Path(name_or_path).expanduser()
     if folder.is_dir() and not (folder / "config.json").is_file() and any(
         (folder / n).is_file() for n in _TOKENIZER_FILES
     ):
         # a tokenizer-only folder (what AutoTokenizer accepts, but not a model folder)
         tok = _auto(str(folder), name_or_path, local_files_only=True)
-    elif callable(own):
-        tok = own(name_or_path)
     else:
         source = loading.resolve_source(name_or_path)
         kwargs: dict[str, Any] = {}

@@ -52,12 +52,12 @@ def load_split(corpus_dir: str | Path = CORPUS_DIR) -> dict:
 def document_paths(role: str, domain: str | None = None, corpus_dir: str | Path = CORPUS_DIR) -> list[Path]:
     """Shipped text files of one role (``search`` or ``heldout``), optionally of one domain
     (``books`` or ``maths``), in manifest order."""
-    from longrope.embedded.corpus import DOMAINS  # source -> domain, for manifests without the field
+    from longrope.embedded.corpus import SOURCE_DOMAINS  # source -> domain, for manifests without the field
 
     corpus_dir = Path(corpus_dir)
     out = []
     for entry in load_split(corpus_dir)["books"]:
-        dom = entry.get("domain") or DOMAINS.get(entry.get("source"), "local")
+        dom = entry.get("domain") or SOURCE_DOMAINS.get(entry.get("source"), "local")
         if entry["role"] == role and (domain is None or dom == domain):
             out.append(corpus_dir / role / f"{entry['name']}.txt")
     return out

@@ -39,7 +39,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from longrope.errors import UserError
+from longrope.errors import ConfigError, UserError
 from longrope.io import write_json, write_text
 
 ROLES = ("train", "search", "heldout")
@@ -86,8 +86,10 @@ SOURCES = {
 }
 
 #: Domain of each source: ``books`` is the PG19 stand-in, ``maths`` the Proof-Pile stand-in.
-DOMAINS = {"shakespeare": "books", "austen": "books", "melville": "books", "hol-light": "maths",
-           "local": "local"}
+SOURCE_DOMAINS = {"shakespeare": "books", "austen": "books", "melville": "books", "hol-light": "maths",
+                  "local": "local"}
+#: The domains of the shipped corpus, the headline first.
+DOMAINS = ("books", "maths")
 
 
 @dataclass(frozen=True)
@@ -108,7 +110,7 @@ class Book:
     @property
     def domain(self) -> str:
         """``books`` (PG19 stand-in), ``maths`` (Proof-Pile stand-in) or ``local``."""
-        return DOMAINS.get(self.source, "local")
+        return SOURCE_DOMAINS.get(self.source, "local")
 
 
 def text_sha256(text: str) -> str:
@@ -227,7 +229,7 @@ def fetch_books(cache_dir: str | Path, domains: tuple[str, ...] | list[str] = ("
     (``books``, ``maths``), sorted by name."""
     unknown = sorted(set(domains) - {"books", "maths"})
     if unknown or not domains:
-        raise UserError(f"--domains must name books and/or maths, got {list(domains)}")
+        raise ConfigError("domains", "{name} must name books and/or maths, got " + str(list(domains)))
     cache_dir = Path(cache_dir).resolve()  # subprocesses run with cwd inside it
     books: list[Book] = []
     if "maths" in domains:
@@ -269,13 +271,13 @@ def read_text_dir(folder: str | Path) -> list[Book]:
     """Read a local folder of ``*.txt`` files as books (name = file stem), cleaned, sorted."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise UserError(f"--text-dir {folder} is not a folder; give a folder of .txt files")
+        raise ConfigError("text_dir", f"{{name}} {folder} is not a folder; give a folder of .txt files")
     books = [
         Book(_safe_name(p.stem), clean_gutenberg(p.read_text(encoding="utf-8", errors="replace")), "local")
         for p in sorted(folder.glob("*.txt"))
     ]
     if not books:
-        raise UserError(f"--text-dir {folder} holds no .txt files")
+        raise ConfigError("text_dir", f"{{name}} {folder} holds no .txt files")
     return books
 
 

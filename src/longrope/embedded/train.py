@@ -1,6 +1,6 @@
 """Train the embedded tiny Llama from scratch: BPE tokenizer, model, loop, evaluation, export.
 
-Pure functions plus one config dataclass; :mod:`longrope.cli.train_tiny` wires them together.
+Pure functions plus one config dataclass; :mod:`longrope.runs.train_tiny` wires them together.
 The model is a plain ``LlamaForCausalLM`` with standard RoPE trained at a short context (256), so
 that everything beyond 256 tokens is context extension, the thing this project studies. Training
 windows always start with BOS at position 0 (the evaluation protocol's layout) and come from random
@@ -12,6 +12,12 @@ Determinism: all randomness flows from ``TinyConfig.seed`` through one ``numpy.r
 (data) and ``torch.manual_seed`` at init (weights, before any other torch RNG use); a checkpoint
 stores the model, optimizer, step, log and the generator state, so a resumed run continues the
 same sequence of batches.
+
+Checkpoints (:func:`save_checkpoint` / :func:`load_checkpoint`) are one ``.safetensors`` file:
+the model's and the optimizer's tensors, plus a JSON document in the safetensors header metadata
+(format tag, config and fingerprint, step, elapsed time, training log, the numpy generator's
+state and the optimizer's hyper-parameters). Nothing is unpickled: a checkpoint from before this
+format (a ``torch.save`` pickle, ``.pt``) is refused with a one-line message.
 """
 
 from __future__ import annotations
@@ -27,9 +33,10 @@ from pathlib import Path
 
 import numpy as np
 
-from longrope.embedded.passkey import NEEDLE, PasskeyPieces, answer_ids, build_prompt, first_integer
-from longrope.errors import UserError
+from longrope.embedded.passkey import PasskeyPieces, answer_ids, build_prompt
+from longrope.errors import ConfigError, UserError
 from longrope.io import atomic_write, write_text
+from longrope.options import option
 
 BOS, EOS, UNK = "<s>", "</s>", "<unk>"
 
@@ -38,105 +45,92 @@ BOS, EOS, UNK = "<s>", "</s>", "<unk>"
 class TinyConfig:
     """Everything that determines the trained model (recorded verbatim in ``training.json``)."""
 
-    seed: int = 0
-    """Seeds the weight init (torch) and the batch sampler (numpy)."""
-    vocab_size: int = 4096
-    """BPE vocabulary including the 3 special tokens."""
-    hidden_size: int = 256
-    num_layers: int = 4
-    num_heads: int = 4
-    """head_dim = hidden_size / num_heads; 64 gives 32 RoPE frequency pairs."""
-    intermediate_size: int = 768
-    context: int = 256
-    """Training length L (the model's original_max_position_embeddings)."""
-    rope_theta: float = 10000.0
-    batch_size: int = 16
-    max_steps: int = 3000
-    """Length of the cosine schedule and the default stopping point."""
-    time_budget_s: float | None = None
-    """Stop early (checkpointed, recorded) after this many seconds of training; None = no limit.
-    Where it stops depends on the machine's speed; ``stop_at_step`` replays such a run exactly."""
-    stop_at_step: int | None = None
-    """Stop after this step without changing the schedule (which still spans ``max_steps``)."""
-    lr: float = 2e-3
-    min_lr_ratio: float = 0.1
-    warmup_steps: int = 100
-    weight_decay: float = 0.1
-    grad_clip: float = 1.0
-    passkey_fraction: float = 0.1
-    """Share of training sequences that are passkey prompts with their answer."""
-    passkey_answer_weight: float = 1.0
-    """Loss weight of the answer's key digits in passkey rows (1 = the plain LM loss). The answer
-    is 5 tokens of ~250; weighting it speeds up learning to retrieve without more passkey rows."""
-    copy_fraction: float = 0.0
-    """Share of training sequences that are synthetic copy rows: a random string (digits or any
-    tokens) after BOS, a stretch of book text, then the same string again. Only the second copy is
-    a target (weighted like a passkey answer); the first copy is not (random tokens would teach the
-    model nothing but noise). Such rows make induction (copy) heads form quickly, the ability a
-    passkey answer needs and plain text plus passkey rows did not give this model."""
-    copy_max_length: int = 32
-    """Longest random string of a copy row (5..this many tokens; capped by half the context)."""
-    induction_steps: int = 0
-    """The first this many steps train on induction rows only: BOS, then a random string of 4..40
-    tokens repeated to fill the row, the loss on every repeat after the first. A language model
-    this small does not learn to copy from text, passkey rows or gapped copy rows in a few thousand
-    steps; on induction rows it grows induction (copy) heads in a few hundred (their loss drops
-    sharply), and the mixed rows that follow turn that into passkey retrieval."""
-    induction_segments: int = 1
-    """Induction batches hold ``batch_size * this`` rows of ``context / this`` tokens (same tokens
-    per step, more distinct strings)."""
-    eval_passkey_trials: int = 0
-    """Passkey prompts at ``context`` scored at each periodic evaluation (0 = none; logging only)."""
-    tokenizer: str | None = None
-    """Reuse this tokenizer (a folder with ``tokenizer.json``, or the file) instead of training one;
-    needed with ``init_from`` whenever the training text differs from the first stage's."""
-    init_from: str | None = None
-    """A train-tiny checkpoint whose weights start this run; its optimizer and schedule do not
-    carry over (this run's warmup and cosine start afresh). Recorded with its hash in training.json."""
-    eval_every: int = 250
-    eval_windows: int = 24
-    """Held-out 256-token windows scored at each periodic evaluation (logging only)."""
-    checkpoint_every_s: float = 120.0
-    threads: int = 1
-    tie_embeddings: bool = True
+    seed: int = option(0, "seed of the weight init (torch) and the batch sampler (numpy)")
+    vocab_size: int = option(4096, "BPE vocabulary including the 3 special tokens")
+    hidden_size: int = option(256, "hidden size")
+    num_layers: int = option(4, "transformer layers")
+    num_heads: int = option(4, "attention heads; head_dim = hidden_size / num_heads (64 gives 32 RoPE pairs)")
+    intermediate_size: int = option(768, "MLP size")
+    context: int = option(256, "training length L in tokens (the model's original_max_position_embeddings)")
+    rope_theta: float = option(10000.0, "RoPE base")
+    batch_size: int = option(16, "sequences per step")
+    max_steps: int = option(3000, "training steps (also the cosine schedule's length)")
+    time_budget_s: float | None = option(None, "stop early (checkpointed, recorded as stopped_early) after this "
+                                               "many seconds of training; where it stops depends on the machine, "
+                                               "--stop-at-step replays such a run exactly", flag="--time-budget",
+                                         metavar="S")
+    stop_at_step: int | None = option(None, "stop after this step without changing the schedule (which still "
+                                            "spans --max-steps)")
+    lr: float = option(2e-3, "peak learning rate")
+    min_lr_ratio: float = option(0.1, "final learning rate as a share of the peak (cosine floor)")
+    warmup_steps: int = option(100, "linear warm-up steps")
+    weight_decay: float = option(0.1, "AdamW weight decay of the matrices")
+    grad_clip: float = option(1.0, "gradient-norm clip")
+    passkey_fraction: float = option(0.1, "share of training sequences that are passkey prompts with their answer")
+    passkey_answer_weight: float = option(1.0, "loss weight of the answer's key digits in passkey rows (1 = the "
+                                               "plain LM loss)")
+    copy_fraction: float = option(0.0, "share of training sequences that are synthetic copy rows: a random string "
+                                       "after BOS, book text, then the same string again (only the second copy is "
+                                       "a target); they make induction heads form")
+    copy_max_length: int = option(32, "longest random string of a copy row (5..this many tokens; capped by half "
+                                      "the context)")
+    induction_steps: int = option(0, "the first N steps train on induction rows only (a random string of 4..40 "
+                                     "tokens repeated to fill the row; grows copy heads in a few hundred steps)")
+    induction_segments: int = option(1, "induction batches hold batch_size x this rows of context / this tokens")
+    eval_passkey_trials: int = option(0, "passkey prompts near L scored at each periodic evaluation (0 = none; "
+                                         "logging only)")
+    tokenizer: str | None = option(None, "reuse this tokenizer (a folder with tokenizer.json, or the file) "
+                                         "instead of training one", metavar="PATH")
+    init_from: str | None = option(None, "start from the weights of this train-tiny checkpoint (.safetensors; "
+                                         "its optimizer and schedule do not carry over; old .pt pickles are "
+                                         "refused, never unpickled)", metavar="CKPT")
+    eval_every: int = option(250, "steps between periodic evaluations")
+    eval_windows: int = option(24, "held-out windows of L tokens scored at each periodic evaluation (logging only)")
+    checkpoint_every_s: float = option(120.0, "seconds between checkpoints", flag="--checkpoint-every", metavar="S")
+    threads: int = option(1, "torch threads")
+    tie_embeddings: bool = option(True, "tie the input embedding and the LM head")
 
     def __post_init__(self) -> None:
         positive = ["vocab_size", "hidden_size", "num_layers", "num_heads", "intermediate_size",
                     "context", "batch_size", "max_steps", "eval_every", "eval_windows", "threads"]
         for name in positive:
             if int(getattr(self, name)) < 1:
-                raise UserError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+                raise ConfigError(name, "{name} must be >= 1, got " + str(getattr(self, name)))
         if self.hidden_size % self.num_heads or (self.hidden_size // self.num_heads) % 2:
-            raise UserError(f"--hidden-size {self.hidden_size} must split into --num-heads "
-                            f"{self.num_heads} heads of even size")
+            raise ConfigError(("hidden_size", "num_heads"), f"{{name0}} {self.hidden_size} must split into "
+                                                            f"{{name1}} {self.num_heads} heads of even size")
         if self.vocab_size < 300:
-            raise UserError(f"--vocab-size {self.vocab_size} is below the 256 bytes + specials a "
-                            "byte-level BPE needs; use >= 300")
+            raise ConfigError("vocab_size", f"{{name}} {self.vocab_size} is below the 256 bytes + specials a "
+                                            "byte-level BPE needs; use >= 300")
         if self.context < 64:
-            raise UserError(f"--context {self.context} is too short for a passkey prompt; use >= 64")
+            raise ConfigError("context", f"{{name}} {self.context} is too short for a passkey prompt; use >= 64")
         if not 0.0 <= self.passkey_fraction < 1.0:
-            raise UserError(f"--passkey-fraction must be in [0, 1), got {self.passkey_fraction}")
+            raise ConfigError("passkey_fraction", "{name} must be in [0, 1), got " + str(self.passkey_fraction))
         if not 0.0 <= self.copy_fraction < 1.0 or self.passkey_fraction + self.copy_fraction >= 1.0:
-            raise UserError(f"--copy-fraction must be in [0, 1) with --passkey-fraction + --copy-fraction "
-                            f"< 1, got {self.copy_fraction} and {self.passkey_fraction}")
+            raise ConfigError(("copy_fraction", "passkey_fraction"),
+                              "{name0} must be in [0, 1) with {name1} + {name0} < 1, got "
+                              f"{self.copy_fraction} and {self.passkey_fraction}")
         if self.copy_max_length < 5:
-            raise UserError(f"--copy-max-length must be >= 5, got {self.copy_max_length}")
+            raise ConfigError("copy_max_length", "{name} must be >= 5, got " + str(self.copy_max_length))
         if not 0 <= self.induction_steps <= self.max_steps:
-            raise UserError(f"--induction-steps must be in [0, --max-steps], got {self.induction_steps}")
+            raise ConfigError(("induction_steps", "max_steps"), "{name0} must be in [0, {name1}], got "
+                              + str(self.induction_steps))
         if not 1 <= self.induction_segments <= self.context // 16:
-            raise UserError(f"--induction-segments must be in [1, context / 16], got {self.induction_segments}")
+            raise ConfigError("induction_segments", "{name} must be in [1, context / 16], got "
+                              + str(self.induction_segments))
         if self.eval_passkey_trials < 0:
-            raise UserError(f"--eval-passkey-trials must be >= 0, got {self.eval_passkey_trials}")
+            raise ConfigError("eval_passkey_trials", "{name} must be >= 0, got " + str(self.eval_passkey_trials))
         if self.passkey_answer_weight <= 0:
-            raise UserError(f"--passkey-answer-weight must be > 0, got {self.passkey_answer_weight}")
+            raise ConfigError("passkey_answer_weight", "{name} must be > 0, got " + str(self.passkey_answer_weight))
         if self.lr <= 0 or not 0 <= self.min_lr_ratio <= 1:
-            raise UserError("--lr must be > 0 and --min-lr-ratio in [0, 1]")
+            raise ConfigError(("lr", "min_lr_ratio"), "{name0} must be > 0 and {name1} in [0, 1]")
         if self.warmup_steps < 0:
-            raise UserError(f"--warmup-steps must be >= 0, got {self.warmup_steps}")
+            raise ConfigError("warmup_steps", "{name} must be >= 0, got " + str(self.warmup_steps))
         if self.stop_at_step is not None and not 1 <= self.stop_at_step <= self.max_steps:
-            raise UserError(f"--stop-at-step must be in [1, --max-steps], got {self.stop_at_step}")
+            raise ConfigError(("stop_at_step", "max_steps"), "{name0} must be in [1, {name1}], got "
+                              + str(self.stop_at_step))
         if self.time_budget_s is not None and self.time_budget_s <= 0:
-            raise UserError(f"--time-budget must be > 0 seconds, got {self.time_budget_s}")
+            raise ConfigError("time_budget_s", "{name} must be > 0 seconds, got " + str(self.time_budget_s))
 
     def fingerprint(self) -> str:
         """Hash of the fields that shape the run (not the budget/checkpoint cadence)."""
@@ -200,11 +194,13 @@ def load_tokenizer(path: str | Path, vocab_size: int):
     path = Path(path)
     file = path / "tokenizer.json" if path.is_dir() else path
     if not file.is_file():
-        raise UserError(f"--tokenizer {path}: no tokenizer.json there; give a tiny model folder or its tokenizer.json")
+        raise ConfigError("tokenizer", f"{{name}} {path}: no tokenizer.json there; give a tiny model folder or its "
+                                       "tokenizer.json")
     tok = PreTrainedTokenizerFast(tokenizer_file=str(file), bos_token=BOS, eos_token=EOS, unk_token=UNK,
                                   model_max_length=1 << 30, clean_up_tokenization_spaces=False)
     if len(tok) != vocab_size:
-        raise UserError(f"--tokenizer {path} has {len(tok)} tokens but --vocab-size is {vocab_size}; make them agree")
+        raise ConfigError(("tokenizer", "vocab_size"), f"{{name0}} {path} has {len(tok)} tokens but {{name1}} is "
+                                                       f"{vocab_size}; make them agree")
     return tok
 
 
@@ -386,179 +382,208 @@ def lr_at(step: int, cfg: TinyConfig) -> float:
 
 
 # ----------------------------------------------------------------------------------------------
-# Evaluation (self-contained: PI/NTK by editing inv_freq, so it needs no other package module)
+# Evaluation: the shared stack (longrope.evaluate, longrope.models, longrope.rope), so the numbers
+# in training.json come from the same code as ``longrope eval``.
+
+#: The passkey "at L" is measured with prompts this many tokens shorter than L, so that the prompt
+#: and the decoded answer (at most ``evaluate.passkey.answer_budget`` = 12 tokens) stay inside
+#: the trained window.
+PASSKEY_MARGIN = 12
 
 
-def eval_windows(docs: list[np.ndarray], length: int, per_doc: int) -> list[tuple[int, int]]:
-    """(doc index, offset) of ``per_doc`` evenly spaced spans of ``length - 1`` tokens per doc."""
+def eval_spans(docs: list[np.ndarray], length: int, per_doc: int) -> list[np.ndarray]:
+    """``per_doc`` evenly spaced spans of ``length - 1`` tokens per document (the windows' text)."""
     spans = []
-    for i, d in enumerate(docs):
+    for d in docs:
         room = len(d) - (length - 1)
         if room < 0:
             continue
         for k in range(per_doc):
-            spans.append((i, int(room * k / max(1, per_doc - 1)) if per_doc > 1 else 0))
+            off = int(room * k / max(1, per_doc - 1)) if per_doc > 1 else 0
+            spans.append(np.asarray(d[off : off + length - 1]))
     return spans
 
 
-def perplexity(model, docs: list[np.ndarray], spans: list[tuple[int, int]], length: int,
-               bos_id: int, window: int | None = None) -> float:
-    """Token-weighted PPL of BOS + next ``length - 1`` tokens at each span.
-
-    With ``window`` < ``length`` each span is cut into consecutive windows of ``window - 1`` tokens,
-    each scored with its own BOS, so PPL at the trained length covers the same text as at 8x.
-    """
-    import torch
-
-    window = window or length
-    nll, count = 0.0, 0
-    model.eval()
-    with torch.inference_mode():
-        for i, off in spans:
-            text = docs[i][off : off + length - 1]
-            for s in range(0, len(text), window - 1):
-                piece = text[s : s + window - 1]
-                if len(piece) < 2:
-                    continue
-                ids = torch.tensor(np.concatenate([[bos_id], piece]), dtype=torch.long)[None]
-                logits = model(input_ids=ids).logits[0, :-1].float()  # [T-1, vocab]
-                loss = torch.nn.functional.cross_entropy(logits, ids[0, 1:], reduction="sum")
-                nll += float(loss)
-                count += ids.shape[1] - 1
-    return math.exp(nll / count)
+def pieces(spans: list[np.ndarray], length: int) -> list[np.ndarray]:
+    """Each span cut into consecutive pieces of ``length - 1`` tokens (a remainder is dropped), so a
+    PPL at the trained length covers the same text as the long windows."""
+    return [s[k : k + length - 1] for s in spans for k in range(0, len(s) - (length - 1) + 1, length - 1)]
 
 
-def scale_inv_freq(model, factors: np.ndarray | None, attention_scaling: float = 1.0) -> None:
-    """Divide the model's RoPE ``inv_freq`` by ``factors`` and set the cos/sin multiplier.
+def heldout_ppl(model, spans: list[np.ndarray], length: int, bos_id: int | None) -> float:
+    """Token-weighted PPL of ``BOS + span`` windows (``longrope.evaluate.evaluate_perplexity``)."""
+    from longrope.evaluate import evaluate_perplexity
 
-    ``None`` restores the original RoPE. Works because Llama's rotary module recomputes cos/sin
-    from its ``inv_freq`` buffer and ``attention_scaling`` on every forward (default rope type).
-    """
-    import torch
-
-    rot = model.model.rotary_emb
-    if not hasattr(rot, "_longrope_orig_inv_freq"):
-        rot._longrope_orig_inv_freq = rot.inv_freq.detach().clone()
-        rot._longrope_orig_scaling = float(getattr(rot, "attention_scaling", 1.0))
-    orig = rot._longrope_orig_inv_freq
-    if factors is None:
-        rot.inv_freq = orig.clone()
-        rot.attention_scaling = rot._longrope_orig_scaling
-    else:
-        rot.inv_freq = (orig.double() / torch.as_tensor(factors, dtype=torch.float64)).to(orig.dtype)
-        rot.attention_scaling = float(attention_scaling)
+    was_training = model.training
+    res = evaluate_perplexity(model, spans, length, bos_id=bos_id)
+    model.train(was_training)
+    return res.ppl
 
 
-def baseline_factors(method: str, *, rotary_dim: int, rope_theta: float, scale: float,
-                     original_length: int = 256) -> tuple[np.ndarray, float]:
-    """(λ per frequency pair, cos/sin multiplier) of a closed-form baseline.
+def passkey_rate(model, tokenizer, length: int, trials: int, seed: int) -> float | None:
+    """Passkey accuracy at ``length`` (``longrope.evaluate.passkey_accuracy``: 5 depths, about
+    ``trials`` keys in all); None when ``length`` cannot hold the standard prompt."""
+    from longrope.evaluate.passkey import build_passkey_prompt, passkey_accuracy
 
-    PI: λ = s. NTK-aware: b' = b·s^(d/(d−2)), λ_i = (b'/b)^(2i/d). YaRN (β_fast 32, β_slow 1):
-    ramp between the dims whose wavelength fits 32 and 1 times in L, λ_i = 1/((1−mask)/s + mask),
-    m = 0.1 ln s + 1. Kept local so this package's report needs no other module.
-    """
-    d = rotary_dim
-    i = np.arange(d // 2, dtype=np.float64)
-    if method == "pi":
-        return np.full(d // 2, float(scale)), 1.0
-    if method == "ntk":
-        return (scale ** (d / (d - 2))) ** (2 * i / d), 1.0
-    if method == "yarn":
-        def dim(r: float) -> float:
-            return d * math.log(original_length / (2 * math.pi * r)) / (2 * math.log(rope_theta))
-
-        low = max(math.floor(dim(32.0)), 0)
-        high = min(math.ceil(dim(1.0)), d - 1)
-        ramp = np.clip((i - low) / max(high - low, 1e-3), 0.0, 1.0)
-        mask = 1.0 - ramp  # 1 = keep the original frequency (extrapolate), 0 = interpolate
-        return 1.0 / ((1.0 - mask) / scale + mask), 0.1 * math.log(scale) + 1.0
-    raise ValueError(f"unknown baseline {method!r}")
-
-
-def passkey_min_length(tokenizer) -> int:
-    """Tokens of the shortest passkey prompt (no filler) plus its 6-token answer."""
-    encode = encoder(tokenizer)
-    pieces = PasskeyPieces.from_tokenizer(encode)
-    return 1 + len(pieces.intro) + len(encode(NEEDLE.format(key=12345))) + len(pieces.question) + 6
-
-
-def passkey_accuracy(model, tokenizer, length: int, trials: int, seed: int) -> float:
-    """Share of ``trials`` passkey prompts answered right (greedy, KV cache).
-
-    The prompt has ``length - 8`` tokens so that prompt and the 7 generated tokens fit in
-    ``length`` positions: "passkey at 256" stays inside the trained window.
-    """
-    import torch
-
-    encode = encoder(tokenizer)
-    pieces = PasskeyPieces.from_tokenizer(encode)
-    rng = np.random.default_rng(seed)
-    right = 0
-    model.eval()
-    with torch.inference_mode():
-        for t in range(trials):
-            key = int(rng.integers(10000, 100000))
-            depth = t / max(1, trials - 1)
-            ids = build_prompt(pieces, encode, length=length - 8, key=key, depth=depth,
-                               bos_id=tokenizer.bos_token_id)
-            x = torch.tensor([ids])
-            out = model.generate(x, attention_mask=torch.ones_like(x), max_new_tokens=7,
-                                 do_sample=False, pad_token_id=tokenizer.eos_token_id)
-            right += first_integer(tokenizer.decode(out[0, len(ids):])) == key
-    return right / trials
-
-
-def forward_seconds(model, length: int, vocab: int, repeats: int = 3) -> float:
-    """Best-of-``repeats`` wall time of one forward pass over ``length`` tokens."""
-    import torch
-
-    x = torch.randint(3, vocab, (1, length), generator=torch.Generator().manual_seed(0))
-    best = float("inf")
-    with torch.inference_mode():
-        model(input_ids=x[:, :16])
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            model(input_ids=x)
-            best = min(best, time.perf_counter() - t0)
-    return best
+    try:
+        build_passkey_prompt(tokenizer, length, 12345, 0.5, bos_id=tokenizer.bos_token_id)
+    except UserError:
+        return None
+    was_training = model.training
+    res = passkey_accuracy(model, tokenizer, [length], depths=(0.0, 0.25, 0.5, 0.75, 1.0),
+                           trials=max(1, trials // 5), seed=seed, bos_id=tokenizer.bos_token_id)
+    model.train(was_training)
+    return res.accuracy
 
 
 def report(model, tokenizer, heldout: list[np.ndarray], cfg: TinyConfig, *, per_doc: int = 4,
            target: int | None = None, passkey_trials: int = 20) -> dict:
-    """Held-out PPL at L (same text as the 8x spans), at 8x unscaled / PI / NTK, passkey, speed."""
+    """Held-out PPL at L (same text as the 8x spans), at 8x unscaled / PI / NTK / YaRN, and passkey.
+
+    Factors are installed with :func:`longrope.models.install_factors` and the baselines come from
+    :func:`longrope.rope.make_baseline`: the numbers are what ``longrope eval`` gives."""
+    from longrope.evaluate.suite import factor_switch
+    from longrope.rope import make_baseline
+
     target = target or 8 * cfg.context
-    rotary_dim = cfg.hidden_size // cfg.num_heads
     bos = tokenizer.bos_token_id
-    spans = eval_windows(heldout, target, per_doc)
+    spans = eval_spans(heldout, target, per_doc)
     out: dict = {"target_length": target, "heldout_spans": len(spans),
-                 "protocol": f"BOS + {target - 1} tokens at {per_doc} evenly spaced offsets per held-out "
-                             f"doc; at {cfg.context} the same text in BOS-first windows of {cfg.context}; "
-                             "token-weighted NLL"}
+                 "protocol": f"BOS + {target - 1} tokens at {per_doc} evenly spaced offsets per held-out doc; at "
+                             f"{cfg.context} the same text in BOS-first pieces of {cfg.context}; token-weighted "
+                             f"NLL (longrope.evaluate); passkey: longrope.evaluate.passkey_accuracy, 5 depths, at "
+                             f"{cfg.context} with prompts of {cfg.context - PASSKEY_MARGIN} tokens so the answer "
+                             "stays inside the trained window"}
     if not spans:
         out["note"] = f"no held-out document has {target} tokens"
         return out
-    scale_inv_freq(model, None)
-    if passkey_trials and passkey_min_length(tokenizer) > cfg.context:
-        passkey_trials = 0  # context too short for the standard prompt (microscopic test configs)
-    out[f"ppl_{cfg.context}"] = perplexity(model, heldout, spans, target, bos, window=cfg.context)
-    out[f"ppl_{target}_unscaled"] = perplexity(model, heldout, spans, target, bos)
-    s = target / cfg.context
-    for method in ("pi", "ntk", "yarn"):
-        factors, mscale = baseline_factors(method, rotary_dim=rotary_dim, rope_theta=cfg.rope_theta,
-                                           scale=s, original_length=cfg.context)
-        scale_inv_freq(model, factors, mscale)
-        out[f"ppl_{target}_{method}"] = perplexity(model, heldout, spans, target, bos)
-        if passkey_trials:
-            out[f"passkey_{target}_{method}"] = passkey_accuracy(model, tokenizer, target, passkey_trials,
-                                                                 seed=cfg.seed + 1)
-    scale_inv_freq(model, None)
+    model.eval()
+    out[f"ppl_{cfg.context}"] = heldout_ppl(model, pieces(spans, cfg.context), cfg.context, bos)
+    out[f"ppl_{target}_unscaled"] = heldout_ppl(model, spans, target, bos)
+    sets = [(m, make_baseline(m, rope_theta=cfg.rope_theta, rotary_dim=cfg.hidden_size // cfg.num_heads,
+                              original_length=cfg.context, target_length=target)) for m in ("pi", "ntk", "yarn")]
+    with factor_switch(model, sets) as use:
+        for method, fs in sets:
+            use(fs)
+            out[f"ppl_{target}_{method}"] = heldout_ppl(model, spans, target, bos)
+            if passkey_trials:
+                out[f"passkey_{target}_{method}"] = passkey_rate(model, tokenizer, target, passkey_trials, cfg.seed + 1)
     if passkey_trials:
-        out[f"passkey_{cfg.context}"] = passkey_accuracy(model, tokenizer, cfg.context, passkey_trials,
-                                                         seed=cfg.seed + 1)
-        out[f"passkey_{target}_unscaled"] = passkey_accuracy(model, tokenizer, target, passkey_trials,
-                                                             seed=cfg.seed + 1)
-    out[f"forward_seconds_{target}"] = forward_seconds(model, target, len(tokenizer))
+        out[f"passkey_{cfg.context}"] = passkey_rate(model, tokenizer, cfg.context - PASSKEY_MARGIN, passkey_trials,
+                                                     cfg.seed + 1)
+        out[f"passkey_{target}_unscaled"] = passkey_rate(model, tokenizer, target, passkey_trials, cfg.seed + 1)
     return out
+
+
+# ----------------------------------------------------------------------------------------------
+# Checkpoints: safetensors (tensors) + JSON (everything else), never a pickle
+
+CHECKPOINT_FORMAT = "longrope-train-tiny-checkpoint"
+CHECKPOINT_VERSION = 1
+_MODEL_PREFIX = "model."
+_OPT_PREFIX = "optimizer."
+
+
+def save_checkpoint(path: Path, model, opt, state: dict) -> Path:
+    """Write model + optimizer tensors and the JSON-able ``state`` atomically to ``path``.
+
+    ``state`` holds plain JSON values (config, fingerprint, step, log, rng state, elapsed time).
+    Tensors are cloned: a tied embedding shares storage with the LM head, which safetensors
+    (rightly) refuses to write twice; loading copies the same values into both.
+    """
+    import torch
+    from safetensors.torch import save
+
+    tensors = {_MODEL_PREFIX + k: v.detach().to("cpu").clone().contiguous() for k, v in model.state_dict().items()}
+    opt_state = opt.state_dict()
+    scalars: dict[str, dict] = {}
+    for idx, entry in opt_state["state"].items():
+        for key, value in entry.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"{_OPT_PREFIX}{idx}.{key}"] = value.detach().to("cpu").clone().contiguous()
+            else:
+                scalars.setdefault(str(idx), {})[key] = value
+    doc = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, **state,
+           "optimizer": {"param_groups": opt_state["param_groups"], "scalars": scalars}}
+    blob = save(tensors, metadata={"longrope": json.dumps(doc)})
+    return atomic_write(path, lambda f: f.write(blob), mode="wb")
+
+
+def _is_pickle(head: bytes) -> bool:
+    """``torch.save`` output: a zip archive (PyTorch ≥ 1.6) or a bare pickle (protocol 2+)."""
+    return head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"
+
+
+def load_checkpoint(path: Path, *, what: str) -> tuple[dict, dict]:
+    """``(tensors, state)`` of a checkpoint written by :func:`save_checkpoint`; never unpickles.
+
+    ``what`` names the file in messages ("--init-from" or "checkpoint"). Old pickle checkpoints,
+    other files and damaged ones are a one-line :class:`UserError` saying what to do.
+    """
+    from safetensors import SafetensorError, safe_open
+
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(16)
+    except OSError as e:
+        raise UserError(f"{what} {path}: cannot read it ({e.strerror or e})") from None
+    if _is_pickle(head):
+        raise UserError(f"{what} {path} is an old pickle-format checkpoint (.pt), which longrope no longer loads "
+                        "because unpickling a file can run code; re-create it with this version of train-tiny "
+                        "(it writes .safetensors checkpoints), or delete it / pass --no-resume to start over")
+    try:
+        tensors = {}
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            for k in f.keys():
+                tensors[k] = f.get_tensor(k)
+        state = json.loads(meta["longrope"])
+    except (SafetensorError, OSError, KeyError, ValueError) as e:
+        first = str(e).strip().splitlines()[0][:120] if str(e).strip() else type(e).__name__
+        raise UserError(f"{what} {path} is not a train-tiny checkpoint ({first}); give a .safetensors checkpoint "
+                        "written by train-tiny") from None
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT \
+            or state.get("version") != CHECKPOINT_VERSION:
+        raise UserError(f"{what} {path} is not a version-{CHECKPOINT_VERSION} train-tiny checkpoint; give one "
+                        "written by this version of train-tiny")
+    missing = [k for k in ("fingerprint", "step", "log") if k not in state]
+    if missing:
+        raise UserError(f"{what} {path} lacks {', '.join(missing)}; it is damaged, re-create it")
+    return tensors, state
+
+
+def _load_model_tensors(model, tensors: dict, path: Path, what: str) -> None:
+    weights = {k[len(_MODEL_PREFIX):]: v for k, v in tensors.items() if k.startswith(_MODEL_PREFIX)}
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()[0][:160]
+        raise UserError(f"{what} {path} does not fit this model's shape ({first}); use the same --hidden-size, "
+                        "--num-layers, --num-heads, --intermediate-size and --vocab-size as the run that wrote it") \
+            from None
+
+
+def _load_optimizer(opt, tensors: dict, state: dict, path: Path) -> None:
+    saved = state.get("optimizer") or {}
+    groups = saved.get("param_groups")
+    if not isinstance(groups, list):
+        raise ConfigError("resume", f"checkpoint {path} has no optimizer state; it is damaged, delete it or pass {{name}}")
+    for g in groups:
+        if isinstance(g.get("betas"), list):
+            g["betas"] = tuple(g["betas"])  # JSON has no tuples; AdamW writes them as one
+    per: dict[int, dict] = {}
+    for k, v in tensors.items():
+        if k.startswith(_OPT_PREFIX):
+            idx, key = k[len(_OPT_PREFIX):].split(".", 1)
+            per.setdefault(int(idx), {})[key] = v
+    for idx, entry in (saved.get("scalars") or {}).items():
+        per.setdefault(int(idx), {}).update(entry)
+    try:
+        opt.load_state_dict({"state": per, "param_groups": groups})
+    except (ValueError, KeyError, RuntimeError) as e:
+        raise UserError(f"checkpoint {path}: optimizer state does not fit this model ({e}); delete it or pass "
+                        "--no-resume") from None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -582,13 +607,14 @@ def train(cfg: TinyConfig, tokenizer, train_docs: list[np.ndarray], eval_docs: l
     if cfg.init_from is not None:
         init_path = Path(cfg.init_from)
         if not init_path.is_file():
-            raise UserError(f"--init-from {init_path} is not a file; give a train-tiny checkpoint (.pt)")
-        init = torch.load(init_path, weights_only=False)
-        model.load_state_dict(init["model"])
+            raise ConfigError("init_from", f"{{name}} {init_path} is not a file; give a train-tiny checkpoint "
+                                           "(.safetensors)")
+        tensors, init = load_checkpoint(init_path, what="--init-from")
+        _load_model_tensors(model, tensors, init_path, "--init-from")
         init_info = {"path": str(init_path), "sha256": hashlib.sha256(init_path.read_bytes()).hexdigest(),
                      "fingerprint": init["fingerprint"], "config": init.get("config"), "step": init["step"],
                      "log": init["log"]}
-        del init
+        del tensors, init
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
     opt = torch.optim.AdamW(
@@ -598,24 +624,29 @@ def train(cfg: TinyConfig, tokenizer, train_docs: list[np.ndarray], eval_docs: l
     rng = np.random.default_rng(cfg.seed)
     step, log, elapsed_before = 0, [], 0.0
     if checkpoint is not None and checkpoint.exists():
-        state = torch.load(checkpoint, weights_only=False)
+        tensors, state = load_checkpoint(checkpoint, what="checkpoint")
         if state["fingerprint"] != cfg.fingerprint():
             raise UserError(f"checkpoint {checkpoint} is from a different config; delete it or pass "
                             "--no-resume")
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        rng.bit_generator.state = state["rng"]
-        step, log, elapsed_before = state["step"], state["log"], state["elapsed_s"]
+        _load_model_tensors(model, tensors, checkpoint, "checkpoint")
+        _load_optimizer(opt, tensors, state, checkpoint)
+        try:
+            rng.bit_generator.state = state["rng"]
+        except (KeyError, TypeError, ValueError) as e:
+            raise UserError(f"checkpoint {checkpoint} has no usable generator state ({e}); delete it or pass "
+                            "--no-resume") from None
+        step, log, elapsed_before = int(state["step"]), list(state["log"]), float(state.get("elapsed_s", 0.0))
+        del tensors
     sampler = BatchSampler(train_docs, tokenizer, cfg, rng)
-    eval_spans = eval_windows(eval_docs, cfg.context, max(1, cfg.eval_windows // max(1, len(eval_docs))))
+    periodic = eval_spans(eval_docs, cfg.context, max(1, cfg.eval_windows // max(1, len(eval_docs))))
 
-    def save_checkpoint() -> None:
+    def write_checkpoint() -> None:
         if checkpoint is None:
             return
-        state = {"fingerprint": cfg.fingerprint(), "config": dataclasses.asdict(cfg), "model": model.state_dict(), "optimizer": opt.state_dict(),
-                 "rng": rng.bit_generator.state, "step": step, "log": log,
-                 "elapsed_s": elapsed_before + time.perf_counter() - t_start}
-        atomic_write(checkpoint, lambda f: torch.save(state, f), mode="wb")
+        save_checkpoint(checkpoint, model, opt, {
+            "fingerprint": cfg.fingerprint(), "config": dataclasses.asdict(cfg), "step": step, "log": log,
+            "rng": rng.bit_generator.state,  # PCG64: {"bit_generator", "state": {"state", "inc"}, ...}, ints
+            "elapsed_s": elapsed_before + time.perf_counter() - t_start})
 
     def record(entry: dict) -> None:
         log.append(entry)
@@ -661,19 +692,21 @@ def train(cfg: TinyConfig, tokenizer, train_docs: list[np.ndarray], eval_docs: l
             entry = {"step": step, "phase": "induction" if induction else "mixed", "lr": lr,
                      "train_loss": running / n_running, "grad_norm": gnorm,
                      "tokens": step * tokens_per_step, "elapsed_s": round(elapsed, 1)}
-            if eval_spans:
-                entry[f"heldout_ppl_{cfg.context}"] = perplexity(model, eval_docs, eval_spans, cfg.context,
-                                                                 tokenizer.bos_token_id)
-            if cfg.eval_passkey_trials and passkey_min_length(tokenizer) <= cfg.context:
-                entry[f"passkey_{cfg.context}"] = passkey_accuracy(model, tokenizer, cfg.context,
-                                                                   cfg.eval_passkey_trials, seed=cfg.seed + 1)
+            if periodic:
+                entry[f"heldout_ppl_{cfg.context}"] = heldout_ppl(model, periodic, cfg.context,
+                                                                  tokenizer.bos_token_id)
+            if cfg.eval_passkey_trials:
+                rate = passkey_rate(model, tokenizer, cfg.context - PASSKEY_MARGIN, cfg.eval_passkey_trials,
+                                    seed=cfg.seed + 1)
+                if rate is not None:
+                    entry[f"passkey_{cfg.context}"] = rate
             model.train()
             running, n_running = 0.0, 0
             record(entry)
         if time.perf_counter() - last_ckpt >= cfg.checkpoint_every_s:
-            save_checkpoint()
+            write_checkpoint()
             last_ckpt = time.perf_counter()
-    save_checkpoint()
+    write_checkpoint()
     summary = {"steps": step, "tokens_seen": step * tokens_per_step, "stopped_early": stopped_early,
                "train_seconds": round(elapsed_before + time.perf_counter() - t_start, 1)}
     if init_info is not None:

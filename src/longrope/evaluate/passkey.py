@@ -21,11 +21,21 @@ exact. Whether a piece needs a leading space to read as continuing text depends 
 (byte-level BPE: yes; SentencePiece with a prefix space: no); :func:`piece_joiner` decides by
 checking which convention reproduces the encoding of a two-sentence probe.
 
-**Generate mode**: ``BOS + prompt == length`` tokens, greedy decoding with the KV cache
-(``model.generate``, ``do_sample=False``) for a few tokens; correct when the first integer in the
-decoded output equals K. **Needle mode**: ``BOS + prompt + answer == length``; one forward pass;
-the answer tokens are scored teacher-forced: exact match of all of them under argmax, and their
-mean NLL. No generation, so it is cheap and smooth, which is what a needle-driven fitness needs.
+**Generate mode**: ``BOS + prompt == length`` tokens, then greedy decoding with the KV cache
+(``model.generate``, ``do_sample=False``) until the answer is decided (:func:`judge_answer`). The
+answer is the *first integer* of the decoded continuation (special tokens dropped): its first
+maximal run of ASCII digits ``0-9``, complete once a non-digit character follows it or the model
+ends the text (EOS). A trial is correct when that integer is complete and its value equals K
+(leading zeros do not matter: "012345" reads as 12345). Decoding stops as soon as the first
+integer is complete, at EOS, or after :func:`answer_budget` new tokens — ``2·digits(K) + 2``, 12
+for a 5-digit key: room for ``digits(K) + 1`` tokens before the number, one token per digit, and
+one token to end it — and an answer still incomplete at that cap is wrong. The decision therefore
+never depends on a caller's decode budget: "123456" is wrong however many tokens one would
+otherwise have decoded (a 6-token budget used to cut it to "12345" and call it right).
+
+**Needle mode**: ``BOS + prompt + answer == length``; one forward pass; the answer tokens are
+scored teacher-forced: exact match of all of them under argmax, and their mean NLL. No
+generation, so it is cheap and smooth, which is what a needle-driven fitness needs.
 """
 
 from __future__ import annotations
@@ -33,7 +43,7 @@ from __future__ import annotations
 import math
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -59,6 +69,10 @@ __all__ = [
     "needle_score",
     "needle_prompts",
     "first_integer",
+    "judge_answer",
+    "answer_budget",
+    "generate_answer",
+    "greedy_generate",
     "piece_joiner",
 ]
 
@@ -161,13 +175,47 @@ def build_passkey_prompt(
     return PasskeyPrompt(ids, int(key), float(depth), needle_start, len(answer))
 
 
-_INT = re.compile(r"\d+")
+_INT = re.compile(r"[0-9]+")
 
 
 def first_integer(text: str) -> int | None:
-    """The first run of digits in ``text`` as an int, or None."""
+    """The first maximal run of ASCII digits in ``text`` as an int, or None.
+
+    Whether that run is complete (more digits could follow) is :func:`judge_answer`'s concern.
+    """
     m = _INT.search(text)
     return int(m.group()) if m else None
+
+
+def answer_budget(key: int) -> int:
+    """The most tokens decoded for an answer to ``key``: ``2·digits(key) + 2`` (12 for 5 digits).
+
+    ``digits + 1`` tokens of preamble (a space, "**", a short phrase), one token per digit (no
+    tokenizer needs more), and one token to end the number. Derived from the key only, never
+    from a caller's budget, so that the decision is the same whatever the caller asks.
+    """
+    return 2 * len(str(abs(int(key)))) + 2
+
+
+def _first_integer_complete(text: str) -> bool:
+    """Whether ``text`` holds a run of digits followed by a non-digit character."""
+    m = _INT.search(text)
+    return m is not None and m.end() < len(text)
+
+
+def judge_answer(text: str, key: int, *, ended: bool) -> bool:
+    """Whether a decoded continuation answers ``key`` (the generate-mode rule of the module doc).
+
+    Correct iff ``text`` holds a first integer (maximal run of ASCII digits) that is *complete* —
+    a non-digit character follows it in ``text``, or ``ended`` (the model emitted EOS right after
+    ``text``) — and whose value equals ``key``. An integer still running at the end of a text
+    that did not end is undecided, hence wrong: "12345" cut from "123456" does not count.
+    """
+    m = _INT.search(text)
+    if m is None:
+        return False
+    complete = m.end() < len(text) or ended
+    return complete and int(m.group()) == int(key)
 
 
 @dataclass(frozen=True)
@@ -298,10 +346,22 @@ def needle_score(model: torch.nn.Module, prompts: Sequence[PasskeyPrompt], *,
 
 
 def greedy_generate(model: torch.nn.Module, input_ids: np.ndarray, max_new_tokens: int,
-                    *, pad_token_id: int | None) -> list[int]:
-    """Greedy continuation with the KV cache (``model.generate``; stops at EOS)."""
+                    *, pad_token_id: int | None, stop: Callable[[list[int]], bool] | None = None) -> list[int]:
+    """Greedy continuation with the KV cache (``model.generate``); stops at EOS, after
+    ``max_new_tokens``, or as soon as ``stop(new_ids)`` is true (checked after every token)."""
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
     device = lm.model_device(model)
     ids = torch.from_numpy(np.asarray(input_ids, dtype=np.int64))[None].to(device)  # [1, T]
+    prompt_len = ids.shape[1]
+    criteria = None
+    if stop is not None:
+        class _Stop(StoppingCriteria):
+            def __call__(self, seq: torch.LongTensor, scores: torch.FloatTensor, **kwargs: Any) -> torch.BoolTensor:
+                done = bool(stop(seq[0, prompt_len:].tolist()))  # seq: [1, T + new]
+                return torch.full((seq.shape[0],), done, dtype=torch.bool, device=seq.device)
+
+        criteria = StoppingCriteriaList([_Stop()])
     with torch.inference_mode():
         out = model.generate(
             ids,
@@ -311,8 +371,35 @@ def greedy_generate(model: torch.nn.Module, input_ids: np.ndarray, max_new_token
             num_beams=1,
             use_cache=True,
             pad_token_id=pad_token_id,
+            stopping_criteria=criteria,
         )
-    return out[0, ids.shape[1] :].tolist()
+    return out[0, prompt_len:].tolist()
+
+
+def _eos_ids(model: torch.nn.Module, tokenizer: Any) -> set[int]:
+    """Token ids at which ``generate`` stops (the generation config's EOS, else the tokenizer's)."""
+    eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    if eos is None:
+        eos = getattr(tokenizer, "eos_token_id", None)
+    if eos is None:
+        return set()
+    return {int(e) for e in (eos if isinstance(eos, (list, tuple)) else [eos])}
+
+
+def generate_answer(model: torch.nn.Module, tokenizer: Any, input_ids: np.ndarray, key: int, *,
+                    pad_token_id: int | None) -> tuple[str, bool]:
+    """Decode the answer to a generate-mode prompt: ``(text, correct)`` by :func:`judge_answer`.
+
+    Greedy with the KV cache, stopping once the first integer is complete, at EOS, or after
+    :func:`answer_budget(key) <answer_budget>` tokens.
+    """
+    def decided(new: list[int]) -> bool:
+        return _first_integer_complete(tokenizer.decode(new, skip_special_tokens=True))
+
+    new = greedy_generate(model, input_ids, answer_budget(key), pad_token_id=pad_token_id, stop=decided)
+    ended = bool(new) and new[-1] in _eos_ids(model, tokenizer)
+    text = tokenizer.decode(new, skip_special_tokens=True)
+    return text, judge_answer(text, key, ended=ended)
 
 
 def passkey_accuracy(
@@ -325,17 +412,20 @@ def passkey_accuracy(
     seed: int = 0,
     bos_id: int | None,
     mode: str = "generate",
-    max_new_tokens: int = 8,
     haystacks: Sequence[Any] | None = None,
     progress: bool = False,
 ) -> PasskeyResult:
     """Passkey retrieval over a (length × depth) grid, ``trials`` seeded keys per cell.
 
-    ``mode="generate"``: greedy decoding, correct when the first integer generated equals the
-    key. ``mode="needle"``: teacher-forced, correct when every answer token is the argmax; the
-    mean answer NLL is recorded too. With ``haystacks`` (token arrays or samples with
-    ``.tokens``, each long enough for the longest length) trial ``k`` of depth ``j`` hides its
-    needle in haystack ``(j·trials + k) mod len(haystacks)`` instead of the synthetic filler.
+    ``mode="generate"``: greedy decoding with the KV cache until the answer is decided; a trial
+    is correct when the first integer of the continuation is complete (a non-digit or EOS
+    follows it, within :func:`answer_budget` tokens) and equals the key — see
+    :func:`judge_answer` and the module doc; the decode length is set by that rule, so the score
+    cannot depend on a decoding budget. ``mode="needle"``: teacher-forced, correct when
+    every answer token (" K") is the argmax; the mean answer NLL is recorded too. With
+    ``haystacks`` (token arrays or samples with ``.tokens``, each long enough for the longest
+    length) trial ``k`` of depth ``j`` hides its needle in haystack ``(j·trials + k) mod
+    len(haystacks)`` instead of the synthetic filler.
     """
     if mode not in ("generate", "needle"):
         raise UserError(f"mode must be 'generate' or 'needle', got {mode!r}")
@@ -367,9 +457,8 @@ def passkey_accuracy(
                 p = build_passkey_prompt(tokenizer, length, key, float(depth), bos_id=bos_id,
                                          with_answer=mode == "needle", joiner=joiner, haystack=hay)
                 if mode == "generate":
-                    new = greedy_generate(model, p.input_ids, max_new_tokens, pad_token_id=pad)
-                    text = tokenizer.decode(new, skip_special_tokens=True)
-                    trial = PasskeyTrial(length, float(depth), k, key, first_integer(text) == key, output=text)
+                    text, correct = generate_answer(model, tokenizer, p.input_ids, key, pad_token_id=pad)
+                    trial = PasskeyTrial(length, float(depth), k, key, correct, output=text)
                 else:
                     s = needle_score(model, [p])
                     trial = PasskeyTrial(length, float(depth), k, key, s.exact == 1, answer_nll=s.mean_nll)

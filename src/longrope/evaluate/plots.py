@@ -1,4 +1,4 @@
-"""PNG plots of evaluation results: perplexity vs length, passkey accuracy heatmap.
+"""PNG plots of results: perplexity vs length, passkey accuracy heatmaps, rescale factors per dimension.
 
 Built on ``matplotlib.figure.Figure`` directly (no pyplot, no global backend switch), rendered
 with the Agg canvas into memory and written atomically.
@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 
 from longrope.io import write_bytes
 
-__all__ = ["plot_ppl_vs_length", "plot_passkey_heatmap", "plot_passkey_methods"]
+__all__ = ["plot_ppl_vs_length", "plot_passkey_heatmap", "plot_passkey_methods", "plot_factors"]
 
 
 def _save(fig, path: str | os.PathLike) -> None:
@@ -114,3 +114,24 @@ def plot_passkey_methods(cells: Sequence[Mapping], path: str | os.PathLike, *, l
             grid[depths.index(float(c["depth"])), methods.index(c["factors"])] = float(c["accuracy"])
     _accuracy_heatmap(grid, methods, depths, path, xlabel="method",
                       title=f"Passkey accuracy at {_length_label(length)} tokens")
+
+
+def plot_factors(path: str | os.PathLike, curve: Sequence[float], label: str, *,
+                 references: Mapping[str, Sequence[float]], title: str) -> None:
+    """λ per frequency index: ``curve`` (solid, labelled ``label``) against ``references`` (dashed,
+    e.g. PI, NTK, YaRN), log y."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6.4, 4.2))
+    ax = fig.add_subplot(1, 1, 1)
+    i = list(range(len(curve)))
+    for name, lam in references.items():
+        ax.plot(i, list(lam), linestyle="--", linewidth=1.2, label=name)
+    ax.plot(i, list(curve), color="black", linewidth=2, label=label)
+    ax.set_yscale("log")
+    ax.set_xlabel("frequency index i (low i = high frequency)")
+    ax.set_ylabel("rescale factor λ_i")
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    _save(fig, path)

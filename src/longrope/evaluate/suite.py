@@ -7,8 +7,6 @@ The unscaled model is the set named ``none`` (``swap(None)``: the model's own Ro
 
 from __future__ import annotations
 
-import csv
-import io
 import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -20,10 +18,10 @@ import torch
 from longrope.evaluate.passkey import PasskeyResult, passkey_accuracy
 from longrope.evaluate.perplexity import PerplexityResult, evaluate_perplexity
 from longrope.evaluate.plots import plot_passkey_heatmap, plot_ppl_vs_length
-from longrope.io import write_json, write_text
+from longrope.io import write_csv, write_json
 
-__all__ = ["NamedFactors", "factor_switch", "ppl_suite", "passkey_suite", "write_ppl_outputs",
-           "write_passkey_outputs", "PPL_CSV_FIELDS"]
+__all__ = ["NamedFactors", "factor_switch", "ppl_suite", "passkey_suite", "compare_at_length",
+           "write_ppl_outputs", "write_passkey_outputs", "PPL_CSV_FIELDS"]
 
 NamedFactors = tuple[str, Any]
 """``(name, FactorSet or None)``; None = the model's own RoPE."""
@@ -85,6 +83,28 @@ def ppl_suite(
     return out
 
 
+def compare_at_length(model: torch.nn.Module, docs: Sequence[Any], length: int, sets: dict[str, Any], *,
+                      bos_id: int | None, subject: str = "searched") -> dict:
+    """Token-weighted PPL of each named factor set on the same ``docs`` at ``length``, and the ratio
+    of ``subject`` to the best of the others (the search's held-out report)."""
+    import time
+
+    t0 = time.perf_counter()
+    results = ppl_suite(model, docs, list(sets.items()), [length], bos_id=bos_id)
+    ppl = {name: r.ppl for name, r in results}
+    others = {k: v for k, v in ppl.items() if k != subject}
+    best = min(others, key=others.get) if others else None
+    return {
+        "length": length,
+        "docs": [getattr(d, "doc_id", str(i)) for i, d in enumerate(docs)],
+        "scored_tokens_per_set": results[0][1].n_tokens if results else 0,
+        "ppl": ppl,
+        "best_baseline": best,
+        "ratio_to_best_baseline": ppl[subject] / others[best] if best and subject in ppl else None,
+        "seconds": time.perf_counter() - t0,
+    }
+
+
 def passkey_suite(model: torch.nn.Module, tokenizer: Any, sets: Sequence[NamedFactors], lengths: Sequence[int],
                   *, log: Callable[[str], None] | None = None, **kwargs: Any) -> list[tuple[str, PasskeyResult]]:
     """``passkey_accuracy`` for every factor set (same seeded keys and depths for each)."""
@@ -104,15 +124,6 @@ PPL_CSV_FIELDS = ["factors", "length", "mode", "stride", "bos", "n_docs", "n_tok
                   "ppl_doc_mean", "seconds"]
 
 
-def _csv(rows: list[dict], fields: list[str]) -> str:
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore", lineterminator="\n")
-    w.writeheader()
-    for r in rows:
-        w.writerow(r)
-    return buf.getvalue()
-
-
 def write_ppl_outputs(out_dir: str | os.PathLike, results: list[tuple[str, PerplexityResult]], config: dict, *,
                       original_length: int | None = None) -> dict[str, Path]:
     """``ppl.json`` (config + every result with per-document sums), ``ppl.csv``, ``ppl.png``."""
@@ -124,7 +135,7 @@ def write_ppl_outputs(out_dir: str | os.PathLike, results: list[tuple[str, Perpl
         rows.append(d)
     paths = {"json": out / "ppl.json", "csv": out / "ppl.csv", "png": out / "ppl.png"}
     write_json(paths["json"], {"config": config, "results": rows})
-    write_text(paths["csv"], _csv(rows, PPL_CSV_FIELDS))
+    write_csv(paths["csv"], rows, PPL_CSV_FIELDS)
     series: dict[str, list[tuple[int, float]]] = {}
     for name, r in results:
         series.setdefault(name, []).append((r.length, r.ppl))
@@ -147,7 +158,7 @@ def write_passkey_outputs(out_dir: str | os.PathLike, results: list[tuple[str, P
         fields.append("answer_nll")
     paths = {"json": out / "passkey.json", "csv": out / "passkey.csv"}
     write_json(paths["json"], {"config": config, "results": [{"factors": n, **r.to_dict()} for n, r in results]})
-    write_text(paths["csv"], _csv(rows, fields))
+    write_csv(paths["csv"], rows, fields)
     for name, r in results:
         safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
         p = out / f"passkey_{safe}.png"

@@ -29,7 +29,51 @@ import numpy as np
 
 from longrope.errors import UserError
 
-__all__ = ["Window", "document_windows", "check_length", "check_stride"]
+__all__ = ["Window", "document_windows", "check_length", "check_stride", "resolve_bos", "select_windows"]
+
+
+def resolve_bos(tokenizer: object = None, *, corpus: object = None, model: object = None) -> int | None:
+    """The BOS token every evaluation prepends: one policy for every command.
+
+    The tokenizer decides when there is one (a tokenizer without BOS, e.g. Qwen's, means no BOS,
+    whatever the model config says); without a tokenizer, the BOS recorded in the shard folder's
+    metadata (the tokenizer the documents were encoded with); else the model config's.
+    """
+    if tokenizer is not None:
+        bos = getattr(tokenizer, "bos_token_id", None)
+    elif corpus is not None and getattr(corpus, "tokenizer_info", {}).get("bos_token_id") is not None:
+        bos = corpus.tokenizer_info["bos_token_id"]
+    else:
+        bos = getattr(getattr(model, "config", None), "bos_token_id", None)
+    return int(bos) if bos is not None else None
+
+
+def select_windows(corpus: object, length: int, n: int, *, split: str, seed: int, heldout_fraction: float = 0.5,
+                   windows_per_doc: int | None = 1, bos: bool = True, empty_ok: bool = True) -> list:
+    """Up to ``n`` seeded, non-overlapping windows for evaluations at ``length`` (BOS included when
+    ``bos``) from one split of a shard folder: one policy for the search, ``eval`` and the demo.
+
+    ``windows_per_doc``: at most this many windows per document (documents in a seeded order);
+    None spreads the sample over as many documents as possible — the fewest windows per document
+    that yield ``n`` (for corpora of few, long books). Fewer than ``n`` come back when the split
+    cannot supply them; none when no document of the split is long enough (``empty_ok``; else a
+    one-line error naming the split's longest document).
+    """
+    from longrope.data import document_roles, sample_documents
+
+    need = length - 1 if bos else length
+    roles = document_roles(corpus, heldout_fraction)
+    lengths = np.asarray(corpus.lengths)
+    eligible = [i for i, r in enumerate(roles) if (split == "all" or r == split) and lengths[i] >= need]
+    if not eligible and empty_ok:
+        return []
+    per = windows_per_doc if windows_per_doc is not None else max(1, -(-n // max(1, len(eligible))))
+    while True:
+        docs = sample_documents(corpus, need, n, seed=seed, split=split, heldout_fraction=heldout_fraction,
+                                windows_per_doc=per)
+        if windows_per_doc is not None or len(docs) >= n or per >= n:
+            return docs
+        per += 1
 
 
 @dataclass(frozen=True)

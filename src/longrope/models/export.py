@@ -22,6 +22,17 @@ Version facts this relies on (checked in the 4.51.3 and 5.24.0 sources):
   keys when m equals that default (the usual case); with a custom m we write the full dict, which
   5.x honours and 4.x Phi-3 rejects loudly (never a silently different m) — a warning says so.
 
+vLLM reads ``short_mscale`` / ``long_mscale`` from the same dict (and ignores ``attention_factor`` and
+``factor``): it multiplies the short-factor cos/sin table by ``short_mscale`` and the long one by
+``long_mscale``, each defaulting to sqrt(1 + ln(max_position_embeddings/L) / ln L). A factor set has
+one m, applied to both regimes by transformers and by our patch, so both keys get m: without them a
+searched m (e.g. the demo's 1.083 where the default is 1.172) would silently become the default in
+vLLM. transformers 5.24 warns once about these two keys it does not know, then ignores them. For
+Phi-3 with the default m the 4.x-compatible three-key ``rope_scaling`` stays as it is (vLLM's
+default equals m there) and ``rope_parameters`` carries the mscale keys.
+
+The folder also gets a ``README.md`` saying how to serve it with transformers, vLLM and llama.cpp.
+
 n̂ (retained start tokens) has no key in any runtime. It is stored as ``longrope_start_tokens``
 in config.json, and the whole factor set (n̂ and provenance included) as ``factors.json`` next to
 it, which ``FactorSet.load(folder)`` reads first; stock runtimes ignore both. Position 0 has angle 0 under any factors, so
@@ -44,11 +55,20 @@ from pathlib import Path
 from typing import Any
 
 from longrope.errors import UserError
-from longrope.io import write_json
+from longrope.io import write_json, write_text
 from longrope.models.families import FAMILIES, RopeInfo, inspect_model, require_supported
 from longrope.rope.factors import START_TOKENS_CONFIG_KEY
 
-__all__ = ["ExportResult", "export_hf", "longrope_config_entries", "START_TOKENS_KEY"]
+__all__ = [
+    "ExportResult",
+    "START_TOKENS_KEY",
+    "check_output_folder",
+    "check_target_length",
+    "export_hf",
+    "longrope_config_entries",
+    "remove_stale_temporaries",
+    "serving_readme",
+]
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +110,7 @@ def longrope_config_entries(factor_set: Any, info: RopeInfo) -> tuple[dict[str, 
         )
     L = int(factor_set.original_max_position_embeddings)
     L_target = int(factor_set.max_position_embeddings)
+    check_target_length(factor_set)
     s = L_target / L
     m = float(factor_set.resolved_attention_factor())
     n_hat = int(factor_set.start_tokens)
@@ -101,6 +122,9 @@ def longrope_config_entries(factor_set: Any, info: RopeInfo) -> tuple[dict[str, 
         "original_max_position_embeddings": L,
         "factor": s,
         "attention_factor": m,
+        # vLLM: one m per regime (see module doc); ours is the same m for both.
+        "short_mscale": m,
+        "long_mscale": m,
     }
     prf = info.rotary_dim / info.head_dim
     family = FAMILIES[info.model_type]
@@ -134,6 +158,17 @@ def longrope_config_entries(factor_set: Any, info: RopeInfo) -> tuple[dict[str, 
             "factors, so their logits match the patched model only at position 0"
         )
     return entries, warnings
+
+
+def check_target_length(factor_set: Any) -> None:
+    """Refuse a factor set whose target length L' is below its original length L (one line)."""
+    L = int(factor_set.original_max_position_embeddings)
+    L_target = int(factor_set.max_position_embeddings)
+    if L_target < L:
+        raise UserError(
+            f"factor set targets L' = {L_target} tokens, below its original length L = {L}; exporting it would "
+            "shrink the context: fix max_position_embeddings (or --target-length) to at least L"
+        )
 
 
 def _is_quantized(model: Any) -> bool:
@@ -170,13 +205,74 @@ def _default_permissions(folder: Path) -> None:
             path.chmod(0o666 & ~umask)
 
 
+def _stale_owner_dead(name: str, prefix: str) -> bool:
+    """Whether a ``{prefix}{pid}-...`` leftover belongs to a process that no longer runs.
+
+    Names without a pid (older versions of this code) count as stale too. A pid that now belongs
+    to another process keeps its folder until that process ends (reuse of pids is rare).
+    """
+    pid_text = name[len(prefix):].split("-", 1)[0]
+    if not pid_text.isdigit():
+        return True
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, owned by someone else
+        return False
+    return False
+
+
+def remove_stale_temporaries(out: Path) -> list[Path]:
+    """Delete what killed exports to ``out`` left behind: ``.{name}.tmp-*`` / ``.{name}.old-*`` siblings.
+
+    Each holds a full copy of the weights. Only leftovers of processes that no longer run are
+    removed, so an export running now in another process keeps its folder. Returns what was removed.
+    """
+    removed = []
+    parent = out.parent if str(out.parent) else Path(".")
+    if not parent.is_dir():
+        return removed
+    for kind in ("tmp", "old"):
+        prefix = f".{out.name}.{kind}-"
+        for path in parent.glob(f"{glob_escape(prefix)}*"):
+            if _stale_owner_dead(path.name, prefix):
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    path.unlink(missing_ok=True)
+                removed.append(path)
+                log.info("removed %s left by an interrupted export", path)
+    return removed
+
+
+def glob_escape(text: str) -> str:
+    """``text`` with glob metacharacters escaped (``glob.escape`` for pathlib patterns)."""
+    import glob
+
+    return glob.escape(text)
+
+
+def temporary_sibling(out: Path, *, folder: bool) -> Path:
+    """A new hidden temporary folder/file next to ``out``, named ``.{name}.tmp-{pid}-XXXX``."""
+    prefix = f".{out.name}.tmp-{os.getpid()}-"
+    if folder:
+        return Path(tempfile.mkdtemp(prefix=prefix, dir=out.parent))
+    fd, name = tempfile.mkstemp(prefix=prefix, dir=out.parent)
+    os.close(fd)
+    return Path(name)
+
+
 def _swap_into_place(tmp: Path, out: Path, overwrite: bool) -> None:
     """Move the finished ``tmp`` folder to ``out`` (atomic rename when ``out`` does not exist)."""
     if out.exists():
         if out.is_dir() and not any(out.iterdir()):
             out.rmdir()
         elif overwrite and out.is_dir():
-            trash = out.with_name(f".{out.name}.old-{os.getpid()}")
+            trash = out.with_name(f".{out.name}.old-{os.getpid()}-{os.urandom(3).hex()}")
             os.replace(out, trash)
             os.replace(tmp, out)
             shutil.rmtree(trash, ignore_errors=True)
@@ -184,6 +280,76 @@ def _swap_into_place(tmp: Path, out: Path, overwrite: bool) -> None:
         else:
             raise UserError(f"output folder {out} already exists and is not empty; pass --overwrite or another -o")
     os.replace(tmp, out)
+
+
+def check_output_folder(out: Path, overwrite: bool) -> None:
+    """One-line errors for an output that cannot become the export folder (checked before any work)."""
+    if out.exists() and not out.is_dir():
+        raise UserError(f"output {out} is a file; give a folder path with -o (or --format gguf for a .gguf file)")
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise UserError(f"output folder {out} already exists and is not empty; pass --overwrite or another -o")
+    parent = out.parent if str(out.parent) else Path(".")
+    probe = parent
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise UserError(f"cannot create {out}: {probe} is a file")
+    if not os.access(probe, os.W_OK):
+        raise UserError(f"cannot write into {probe}: permission denied; choose another -o")
+
+
+def serving_readme(factor_set: Any, info: RopeInfo, name: str) -> str:
+    """The export folder's README.md: what the factors are and how to serve them in each runtime."""
+    L = int(factor_set.original_max_position_embeddings)
+    L_target = int(factor_set.max_position_embeddings)
+    m = float(factor_set.resolved_attention_factor())
+    n_hat = int(factor_set.start_tokens)
+    n_hat_line = (
+        f"- **Retained start tokens n̂ = {n_hat}**: no runtime has a key for it (it is stored as "
+        f"`{START_TOKENS_KEY}` and in `factors.json`); transformers, vLLM and llama.cpp rotate positions "
+        f"1…{n_hat - 1} with the rescaled factors, so they match `longrope` exactly only at position 0.\n"
+        if n_hat >= 2 else ""
+    )
+    return f"""# {name}: a {info.family} model with LongRoPE factors
+
+Original context L = {L} tokens, target L' = {L_target} (s = {L_target / L:g}), rope base {info.rope_theta:g},
+rotary dim {info.rotary_dim}, attention factor m = {m:.6g}, factor method `{factor_set.method}`.
+The factors are in `config.json` (`rope_scaling` and `rope_parameters`, rope type `longrope`) and in
+`factors.json` (what `longrope` reads back, n̂ and provenance included).
+{n_hat_line}
+## transformers (4.51+ and 5.x)
+
+```python
+from transformers import AutoModelForCausalLM, AutoTokenizer
+model = AutoModelForCausalLM.from_pretrained("{name}")
+tokenizer = AutoTokenizer.from_pretrained("{name}")
+```
+
+transformers uses the short factors while `max(position)+1 <= {L}` and the long ones beyond, with m
+on both. When `generate()` crosses {L} tokens, every family but Phi-3 keeps the keys it cached with
+the short factors beside queries rotated with the long ones (an inexact mix); `longrope generate`
+re-feeds the sequence once at that step and stays exact (`--cache-policy reprefill`).
+
+## vLLM
+
+```bash
+vllm serve {name} --max-model-len {L_target}
+```
+
+vLLM picks one factor set for the whole engine at start: the long factors when `--max-model-len` >
+{L}, else the short ones; it applies `long_mscale` / `short_mscale` (both written as m = {m:.6g}) and
+ignores `attention_factor`. It cannot switch per request length, and it has no n̂: serving long
+contexts means the long factors for short prompts too (`longrope generate --mode long` gives the
+same tokens).
+
+## llama.cpp
+
+Convert with `longrope export --format gguf -o {name}.gguf` (same `--model`/`--factors`): it writes the
+factors as the `rope_factors_long.weight` / `rope_factors_short.weight` tensors and
+`{{arch}}.rope.scaling.*` keys. llama.cpp uses the long factors when the context size (`-c`) exceeds {L}
+and the short ones otherwise, for the whole context; it multiplies cos/sin by
+`rope.scaling.attn_factor`. It has no n̂ either.
+"""
 
 
 def export_hf(
@@ -207,11 +373,11 @@ def export_hf(
     info = require_supported(inspect_model(model))
     entries, warnings = longrope_config_entries(factor_set, info)
     out = Path(out_dir)
-    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not overwrite)):
-        raise UserError(f"output folder {out} already exists and is not empty; pass --overwrite or another -o")
+    check_output_folder(out, overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(out)
     weights_dtype = dtype if dtype is not None else next(model.parameters()).dtype
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    tmp = temporary_sibling(out, folder=True)
     try:
         src = model
         if _is_quantized(model) or weights_dtype != next(model.parameters()).dtype:
@@ -227,6 +393,7 @@ def export_hf(
         factors = factor_set.to_dict() if hasattr(factor_set, "to_dict") else None
         if factors is not None:
             write_json(tmp / FACTORS_FILE, factors)
+        write_text(tmp / "README.md", serving_readme(factor_set, info, out.name))
         # Read back with the installed transformers: the factors must arrive where its rotary reads them.
         loaded = AutoConfig.from_pretrained(tmp)
         params = loaded.rope_parameters

@@ -25,6 +25,9 @@ __all__ = [
     "rope_info_from_config",
     "inspect_model",
     "require_supported",
+    "require_rope",
+    "has_rope",
+    "attn_implementation_for",
     "supported_families_text",
 ]
 
@@ -41,6 +44,12 @@ class Family:
     """Whether attention rotates only the first ``rotary_dim`` channels (Phi-3 slices by
     ``cos.shape[-1]``). Other families rotate the whole head: a ``partial_rotary_factor`` in their
     config would make the cos/sin width disagree with the head and is refused."""
+    attn_implementation: str = "sdpa"
+    """The attention implementation :func:`longrope.models.load_model` asks transformers for by
+    default. SDPA where transformers offers it (fast, exact); Gemma 2 soft-caps its attention
+    logits, which transformers' SDPA path does not do, so it refuses SDPA for Gemma 2 ("does not
+    support an attention implementation through torch.nn.functional.scaled_dot_product_attention"):
+    eager there."""
 
 
 FAMILIES: dict[str, Family] = {
@@ -52,7 +61,7 @@ FAMILIES: dict[str, Family] = {
         Family("qwen3", "Qwen3", False),
         Family("phi3", "Phi-3", True),
         Family("gemma", "Gemma", False),
-        Family("gemma2", "Gemma 2", False),
+        Family("gemma2", "Gemma 2", False, attn_implementation="eager"),
     )
 }
 
@@ -73,6 +82,12 @@ _NO_ROPE = {
 
 # rope types whose ``original_max_position_embeddings`` is the pre-training length L.
 _SCALED_TYPES = ("llama3", "yarn", "longrope")
+
+
+def attn_implementation_for(model_type: str) -> str | None:
+    """The default attention implementation for ``model_type`` (None: transformers' own choice)."""
+    family = FAMILIES.get(model_type)
+    return family.attn_implementation if family is not None else None
 
 
 def supported_families_text() -> str:
@@ -124,6 +139,26 @@ def _rope_parameters(config: Any) -> Mapping[str, Any] | None:
     merged.setdefault("rope_type", merged.get("type", "default"))
     merged.setdefault("rope_theta", theta)
     return merged
+
+
+def has_rope(config: Any) -> bool:
+    """Whether the config positions tokens with a rotary embedding (rope parameters or theta)."""
+    return _rope_parameters(config) is not None
+
+
+def require_rope(config: Any, *, label: str | None = None) -> None:
+    """Raise a one-line :class:`UserError` when the model has no RoPE (GPT-2, OPT, BLOOM, ...).
+
+    Loading such a model would let a command measure it at short lengths as if nothing were
+    wrong, while nothing this package does (factors, search, export) applies to it.
+    """
+    if has_rope(config):
+        return
+    model_type = str(getattr(config, "model_type", "") or "unknown")
+    why = _NO_ROPE.get(model_type, "no rotary position embedding in its config")
+    who = f"{label}: " if label else ""
+    raise UserError(f"{who}model type {model_type!r} has no RoPE ({why}), so context extension by RoPE "
+                    f"rescaling does not apply; use a RoPE model: {supported_families_text()}")
 
 
 def _head_dim(config: Any) -> int | None:

@@ -11,6 +11,13 @@ Accepted names (``name_or_path``):
 - a Hugging Face hub id (``org/name``) — needs the hub; offline this is a one-line error.
 
 :func:`read_rope_info` reads only the config (no weights), for ``inspect`` and ``baseline``.
+
+:func:`load_model` reads the config first and refuses a model without RoPE before any weight is
+read; it asks for the attention implementation the family needs (``families.FAMILIES``: SDPA,
+eager for Gemma 2) unless told otherwise. Weights load through transformers, which reads
+``*.safetensors`` without unpickling and ``pytorch_model.bin`` only with torch's restricted
+``weights_only`` unpickler; a file that unpickler refuses (it would run code) or a corrupt
+weights file is a one-line :class:`UserError`.
 """
 
 from __future__ import annotations
@@ -18,13 +25,15 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import os
+import pickle
 import re
 from pathlib import Path
 from typing import Any
 
 from longrope.errors import UserError
 from longrope.hub import hub_reachable as _hub_reachable  # module-level name: tests monkeypatch it
-from longrope.models.families import RopeInfo, rope_info_from_config
+from longrope.models.families import RopeInfo, attn_implementation_for, rope_info_from_config
+from longrope.models.families import require_rope as _require_rope
 
 __all__ = [
     "ModelSource",
@@ -198,27 +207,84 @@ def _has_tokenizer(folder: Path) -> bool:
     return any((folder / n).is_file() for n in names)
 
 
+def _weights_error(source: ModelSource, exc: BaseException) -> UserError | None:
+    """A one-line error for weights that cannot be read safely, or None when ``exc`` is something else."""
+    text = str(exc).strip()
+    folder = Path(source.location)
+    if isinstance(exc, pickle.UnpicklingError):
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", text) or re.search(r"WeightsUnpickler error: ([^\n]+)", text)
+        detail = f": it needs {found.group(1)}" if found else ""
+        return UserError(
+            f"cannot load {source.label!r}: torch refuses to unpickle its pytorch_model.bin{detail} (a pickle that "
+            "holds more than tensors can run code, and longrope never loads one); convert the weights to "
+            "model.safetensors where you trust the file, or use a folder with .safetensors weights"
+        )
+    name = type(exc).__name__
+    if name == "SafetensorError" or (isinstance(exc, RuntimeError) and "PytorchStreamReader" in text) \
+            or isinstance(exc, EOFError):
+        files = sorted(p.name for p in folder.glob("*.safetensors")) or sorted(p.name for p in folder.glob("*.bin"))
+        which = f" ({', '.join(files[:3])})" if files else ""
+        first = text.splitlines()[0][:160] if text else name
+        return UserError(f"cannot load {source.label!r}: its weights file{which} is corrupt or truncated ({first}); "
+                         "download or save the model again")
+    return None
+
+
 def load_model(
     name_or_path: str | os.PathLike,
     *,
     dtype: Any = "float32",
     device: Any = "cpu",
-    attn_implementation: str = "sdpa",
+    attn_implementation: str | None = None,
+    require_rope: bool = True,
 ) -> tuple[Any, Any]:
     """Load ``(model, tokenizer)`` in eval mode on ``device`` in ``dtype``.
+
+    ``attn_implementation``: ``None`` (default) takes the family's entry in
+    :data:`longrope.models.families.FAMILIES` (``"sdpa"``; ``"eager"`` for Gemma 2, which
+    transformers does not run with SDPA) and transformers' own default for other model types;
+    any name transformers accepts (``"eager"``, ``"sdpa"``, ``"flash_attention_2"``, ...)
+    overrides it. ``require_rope`` (default True): a model without rotary position embeddings
+    (GPT-2, OPT, BLOOM, ...) is refused with a one-line :class:`UserError` before its weights are
+    read; only a command that merely reports on a model (``inspect``) should pass False.
 
     The tokenizer is None for a folder without tokenizer files (e.g. a bare test model). GGUF
     weights are dequantized to ``dtype`` by transformers; such a model cannot be re-saved with
     ``save_pretrained`` (transformers refuses), :func:`longrope.models.export.export_hf` handles it.
     """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     source = resolve_source(name_or_path)
     torch_dtype = resolve_dtype(dtype)
     dev = resolve_device(device)
-    model = _from_pretrained(
-        source, AutoModelForCausalLM, dtype=torch_dtype, attn_implementation=attn_implementation
-    )
+    if attn_implementation is not None and (not isinstance(attn_implementation, str) or not attn_implementation):
+        raise UserError(f"attn_implementation must be a name such as 'eager' or 'sdpa', got {attn_implementation!r}")
+    config = _from_pretrained(source, AutoConfig)
+    if require_rope:
+        _require_rope(config, label=source.label)
+    impl = attn_implementation or attn_implementation_for(str(getattr(config, "model_type", "")))
+    kwargs: dict[str, Any] = {"dtype": torch_dtype}
+    if impl is not None:
+        kwargs["attn_implementation"] = impl
+    default = attn_implementation_for(str(getattr(config, "model_type", "")))
+    shown = default or "transformers' own"
+    try:
+        model = _from_pretrained(source, AutoModelForCausalLM, **kwargs)
+    except ImportError as e:  # e.g. flash_attention_2 without the flash-attn package
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UserError(f"cannot load {source.label!r} with attention implementation {impl!r}: {first[:200]}; "
+                        f"choose another (the default for this model is {shown})") from None
+    except UserError as e:
+        if attn_implementation is None or ("attn" not in str(e) and "attention implementation" not in str(e)):
+            raise
+        reason = str(e).split(": ", 1)[-1].split(". ")[0][:200]
+        raise UserError(f"cannot load {source.label!r} with attention implementation {impl!r}: {reason}; "
+                        f"omit it to use this model's default ({shown})") from None
+    except Exception as e:  # noqa: BLE001 - only the weight-file failures below are mapped; the rest re-raise
+        mapped = _weights_error(source, e)
+        if mapped is None:
+            raise
+        raise mapped from None
     model.to(dev)
     model.eval()
     tokenizer = None

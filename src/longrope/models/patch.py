@@ -16,18 +16,21 @@ What the replacement computes, for position ``p`` and pair ``i`` (LONGROPE.md §
 - angles in float64, reduced into [−π, π], then cast to float32 for cos/sin, then to the model dtype.
   At 2M positions a float32 ``p·θ`` is off by ~0.1 rad on the fastest pair; this is not.
 
-KV cache: ``generate()`` passes absolute ``position_ids`` for the new tokens, so n̂ holds. Keys
-already in the cache keep the rotation they were computed with: when generation crosses L, the
-cached keys stay rotated with the short factors while new tokens use the long ones. That is exactly
-what stock transformers does for every longrope model except Phi-3, whose
-``prepare_inputs_for_generation`` drops the cache once at that step and recomputes everything
-with the long factors — still true when patched, since it reads only the model config (its
-``original_max_position_embeddings``, which should equal the factor set's L).
+KV cache: ``generate()`` passes absolute ``position_ids`` for the new tokens, so n̂ holds. When
+generation crosses L, stock transformers keeps the cached keys rotated with the short factors while
+new tokens use the long ones (every longrope family but Phi-3, which drops the cache and re-prefills
+once). The patch carries a cache policy (:mod:`longrope.models.cache_switch`): ``"reprefill"``
+(default) drops the cache at the crossing step for every family, so ``generate()`` equals a
+from-scratch forward with the long factors; ``"rerotate"`` re-rotates the cached keys in one pass
+(cheap, exact for the first layer only); ``"keep"`` is the stock behaviour. ``patch.mode = "long"``
+uses the long factors from the first token (what vLLM does when ``max_model_len > L``, and llama.cpp
+when the context is larger than L).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import math
 from typing import Any
@@ -37,16 +40,19 @@ import torch
 from torch import nn
 
 from longrope.errors import UserError
+from longrope.models.cache_switch import CACHE_POLICIES, CacheSwitch
 from longrope.models.families import RopeInfo, _find_rotary_owner, inspect_model, require_supported
 from longrope.rope import inv_freq as rope_inv_freq
 
-__all__ = ["LongRopeRotaryEmbedding", "RopePatch", "install_factors", "current_patch"]
+__all__ = ["CACHE_POLICIES", "MODES", "LongRopeRotaryEmbedding", "RopePatch", "current_patch", "install_factors"]
 
 log = logging.getLogger(__name__)
 
 _TWO_PI = 2.0 * math.pi
 # Buffers this module keeps in float64 whatever ``model.to(dtype)`` asks (see ``_apply``).
 _FP64_BUFFERS = ("base_inv_freq", "short_inv_freq", "long_inv_freq")
+MODES = ("switch", "long")
+"""``switch``: short factors while max(position)+1 <= L, long beyond (transformers); ``long``: always long."""
 
 
 def _base_inv_freq(rope_theta: float, rotary_dim: int) -> np.ndarray:
@@ -108,6 +114,9 @@ class LongRopeRotaryEmbedding(nn.Module):
     into them (no reallocation), which is what makes :meth:`RopePatch.swap` cheap.
     """
 
+    _host_switch_devices: tuple[str, ...] = ("cpu",)
+    """Device types whose positions decide the switch on the host (others keep it on the device)."""
+
     def __init__(self, info: RopeInfo, resolved: _Resolved, config: Any = None):
         super().__init__()
         self.rotary_dim = int(info.rotary_dim)
@@ -120,8 +129,13 @@ class LongRopeRotaryEmbedding(nn.Module):
         self.register_buffer("short_inv_freq", torch.empty_like(self.base_inv_freq), persistent=False)
         self.register_buffer("long_inv_freq", torch.empty_like(self.base_inv_freq), persistent=False)
         self.start_tokens = 0
-        self.attention_scaling = 1.0
+        # m for rows computed with the short / the long factors. A factor set has one m and
+        # transformers applies it to both; vLLM has one per regime (short_mscale / long_mscale).
+        self.short_attention_scaling = 1.0
+        self.long_attention_scaling = 1.0
         self.original_max_position_embeddings = 1
+        self.always_long = False
+        """True: long factors for every call, whatever the length (``RopePatch.mode = "long"``)."""
         self.load(resolved)
 
     @torch.no_grad()
@@ -132,6 +146,25 @@ class LongRopeRotaryEmbedding(nn.Module):
         self.start_tokens = resolved.start_tokens
         self.attention_scaling = resolved.attention_scaling
         self.original_max_position_embeddings = resolved.original_max_position_embeddings
+
+    @property
+    def attention_scaling(self) -> float:
+        """The attention factor m (of the long rows; the short rows use ``short_attention_scaling``)."""
+        return self.long_attention_scaling
+
+    @attention_scaling.setter
+    def attention_scaling(self, value: float) -> None:
+        self.short_attention_scaling = self.long_attention_scaling = float(value)
+
+    def uses_long(self, position_ids: torch.Tensor) -> bool:
+        """Whether a call with these positions uses the long factors (host decision: syncs once)."""
+        if self.always_long:
+            return True
+        return int(position_ids.max()) + 1 > self.original_max_position_embeddings
+
+    def regime_scaling(self, long: bool) -> float:
+        """m of the rows computed with the long (True) or short (False) factors."""
+        return self.long_attention_scaling if long else self.short_attention_scaling
 
     def _apply(self, fn, recurse=True):  # noqa: D401 - nn.Module hook
         """Follow ``model.to(device)`` but keep the frequency tables in float64.
@@ -149,18 +182,50 @@ class LongRopeRotaryEmbedding(nn.Module):
                 self._buffers[name] = old.to(device=target)
         return self
 
-    def angles(self, position_ids: torch.Tensor) -> torch.Tensor:
-        """Rotary angles ``[batch, seq, d/2]`` float64 (not reduced), for tests and diagnostics."""
+    def _is_long(self, position_ids: torch.Tensor) -> torch.Tensor | bool:
+        """The switch for this call: a Python bool, or a 0-d bool tensor on the tables' device.
+
+        On the CPU the decision is taken on the host (nothing to synchronise with, and it saves the
+        ``where`` ops in the decoding loop); on an accelerator it stays on the device, like transformers.
+        """
+        if self.always_long:
+            return True
+        if position_ids.device.type in self._host_switch_devices:
+            return int(position_ids.max()) + 1 > self.original_max_position_embeddings
+        dev = self.base_inv_freq.device
+        return position_ids.max().to(dev) + 1 > self.original_max_position_embeddings
+
+    def angles(self, position_ids: torch.Tensor, long: bool | None = None) -> torch.Tensor:
+        """Rotary angles ``[batch, seq, d/2]`` float64 (not reduced).
+
+        ``long=None`` applies the switch (or ``always_long``) like ``forward``; True/False forces the
+        long/short factors (the cache re-rotation needs both for the same positions).
+        """
         dev = self.base_inv_freq.device
         pos = position_ids.to(device=dev, dtype=torch.float64)  # [batch, seq]
-        # Scalar decision for the whole call, kept on device (no host sync), like transformers.
-        is_long = position_ids.max().to(dev) + 1 > self.original_max_position_embeddings
-        inv = torch.where(is_long, self.long_inv_freq, self.short_inv_freq)  # [d/2]
+        if long is None:
+            is_long = self._is_long(position_ids)  # one decision for the whole call, like transformers
+            if isinstance(is_long, bool):
+                inv = self.long_inv_freq if is_long else self.short_inv_freq
+            else:
+                inv = torch.where(is_long, self.long_inv_freq, self.short_inv_freq)
+        else:
+            inv = self.long_inv_freq if long else self.short_inv_freq  # [d/2]
         freqs = pos[..., None] * inv  # [batch, seq, d/2]
         if self.start_tokens > 0:
             keep = (pos < self.start_tokens)[..., None]  # [batch, seq, 1]
             freqs = torch.where(keep, pos[..., None] * self.base_inv_freq, freqs)
         return freqs
+
+    def _scaling(self, position_ids: torch.Tensor) -> torch.Tensor | float:
+        """m for this call: a float when both regimes share it (the usual case), else a 0-d tensor."""
+        if self.always_long or self.short_attention_scaling == self.long_attention_scaling:
+            return self.long_attention_scaling
+        is_long = self._is_long(position_ids)
+        if isinstance(is_long, bool):
+            return self.regime_scaling(is_long)
+        m = torch.tensor([self.short_attention_scaling, self.long_attention_scaling], device=is_long.device)
+        return m[is_long.long()].float()
 
     @torch.no_grad()
     def forward(self, x: torch.Tensor, position_ids: torch.Tensor | None = None, layer_type: Any = None):
@@ -168,15 +233,19 @@ class LongRopeRotaryEmbedding(nn.Module):
             raise UserError("per-layer-type RoPE is not supported by longrope")
         if position_ids is None:  # the decoders always pass them; be lenient for direct calls
             position_ids = torch.arange(x.shape[1], device=x.device)[None]
-        # Reduce into [-π, π] in float64 first (subtract whole turns; cheaper than remainder): the
-        # float32 cast then loses < 2e-7 rad at any position.
+        # Reduce into [−π, π] in float64 first (subtract whole turns: torch.remainder is ~20× slower on
+        # CPU float64): the float32 cast then loses < 2e-7 rad at any position.
         freqs = self.angles(position_ids)  # [batch, seq, d/2] float64, a fresh tensor
         turns = torch.round(freqs * (1.0 / _TWO_PI))
         freqs = freqs.sub_(turns.mul_(_TWO_PI)).to(torch.float32)
         # Trig on the d/2 distinct angles, then duplicate: transformers' cat(freqs, freqs) layout
         # (rotate_half pairs channel i with i + d/2) at half the trig cost.
-        cos = freqs.cos() * self.attention_scaling  # [batch, seq, d/2]
-        sin = freqs.sin() * self.attention_scaling
+        m = self._scaling(position_ids)
+        if isinstance(m, torch.Tensor):
+            m = m.to(freqs.device)
+        cos, sin = freqs.cos(), freqs.sin()  # [batch, seq, d/2]
+        if not (isinstance(m, float) and m == 1.0):
+            cos, sin = cos.mul_(m), sin.mul_(m)
         cos = torch.cat((cos, cos), dim=-1).to(device=x.device, dtype=x.dtype)  # [batch, seq, d]
         sin = torch.cat((sin, sin), dim=-1).to(device=x.device, dtype=x.dtype)
         return cos, sin
@@ -185,7 +254,7 @@ class LongRopeRotaryEmbedding(nn.Module):
         return (
             f"rotary_dim={self.rotary_dim}, rope_theta={self.rope_theta:g}, "
             f"L={self.original_max_position_embeddings}, start_tokens={self.start_tokens}, "
-            f"attention_scaling={self.attention_scaling:.6g}"
+            f"attention_scaling={self.attention_scaling:.6g}, always_long={self.always_long}"
         )
 
 
@@ -213,6 +282,70 @@ class RopePatch:
         self.factor_set = factor_set
         self._warned_lengths: set[int] = set()
         self._warn_once_about_length(int(factor_set.original_max_position_embeddings))
+        self._switch = CacheSwitch(owner, module, info.rotary_dim)
+        self._wrapped_prepare = False
+
+    # ------------------------------------------------------------------ generation behaviour
+    @property
+    def mode(self) -> str:
+        """``"switch"`` (short factors up to L, long beyond; default) or ``"long"`` (long from the first token)."""
+        return "long" if self._module.always_long else "switch"
+
+    @mode.setter
+    def mode(self, value: str) -> None:
+        if value not in MODES:
+            raise UserError(f"mode must be one of {', '.join(MODES)}, got {value!r}")
+        self._module.always_long = value == "long"
+
+    @property
+    def cache_policy(self) -> str:
+        """At the short→long switch: ``"reprefill"`` (default, exact), ``"rerotate"`` or ``"keep"`` (stock)."""
+        return self._switch.policy
+
+    @cache_policy.setter
+    def cache_policy(self, value: str) -> None:
+        if value not in CACHE_POLICIES:
+            raise UserError(f"cache policy must be one of {', '.join(CACHE_POLICIES)}, got {value!r}")
+        self._switch.policy = value
+        self._sync_generation_wrapper()
+
+    @property
+    def rerotations(self) -> int:
+        """How many times a KV cache was re-rotated at the switch since install."""
+        return self._switch.rerotations
+
+    @property
+    def reprefills(self) -> int:
+        """How many times ``generate()`` re-prefilled at the switch since install."""
+        return self._switch.reprefills
+
+    def _sync_generation_wrapper(self) -> None:
+        """Wrap this model's ``prepare_inputs_for_generation`` while the patch is active and not "keep".
+
+        The wrapper (:meth:`CacheSwitch.prepare_inputs`) re-prefills at our L. It is an attribute of
+        this one model instance, shadowing the class method; deleting it restores the class method.
+        Nothing is patched process-wide. Phi-3's own override (a reset keyed on the config's L) is
+        skipped in favour of the generic method it would call after its check, as our switch is at
+        the factor set's L.
+        """
+        want = self.active and self._switch.policy != "keep"
+        if want and not self._wrapped_prepare:
+            model = self.model
+            if _resets_cache_at_switch(model):
+                base = super(type(model), model).prepare_inputs_for_generation
+            else:
+                base = model.prepare_inputs_for_generation
+            switch = self._switch
+
+            @functools.wraps(base)  # same signature: generate() inspects it
+            def wrapper(input_ids, *args, **kwargs):
+                return switch.prepare_inputs(base, input_ids, *args, **kwargs)
+
+            object.__setattr__(model, "prepare_inputs_for_generation", wrapper)
+            self._wrapped_prepare = True
+        elif not want and self._wrapped_prepare:
+            object.__delattr__(self.model, "prepare_inputs_for_generation")
+            self._wrapped_prepare = False
 
     @property
     def module(self) -> LongRopeRotaryEmbedding:
@@ -266,12 +399,12 @@ class RopePatch:
         their dtypes).
         """
         current = self._owner.rotary_emb
-        if current is new:
-            return
-        device = _buffer_device(current)
-        if device is not None and device != _buffer_device(new):
-            new.to(device)
-        self._owner.rotary_emb = new
+        if current is not new:
+            device = _buffer_device(current)
+            if device is not None and device != _buffer_device(new):
+                new.to(device)
+            self._owner.rotary_emb = new
+        self._sync_generation_wrapper()
 
     def restore(self) -> nn.Module:
         """Put the original rotary module back (the very same object); returns the model."""
@@ -288,6 +421,13 @@ class RopePatch:
 def current_patch(model: nn.Module) -> RopePatch | None:
     """The patch installed on ``model`` (active or not), or None."""
     return getattr(model, "_longrope_patch", None)
+
+
+def _resets_cache_at_switch(model: nn.Module) -> bool:
+    """Whether this model class drops its KV cache when generation crosses L (Phi-3 in transformers)."""
+    return getattr(getattr(model, "config", None), "model_type", None) == "phi3" and (
+        "prepare_inputs_for_generation" in vars(type(model))
+    )
 
 
 def _buffer_device(module: nn.Module) -> torch.device | None:
@@ -315,7 +455,7 @@ def install_factors(model: nn.Module, factor_set: Any) -> RopePatch:
     device = ref.device if ref is not None else next(model.parameters()).device
     module = LongRopeRotaryEmbedding(info, resolved, config=getattr(original, "config", None)).to(device)
     patch = RopePatch(model, owner, original, module, info, factor_set)
-    owner.rotary_emb = module
     # A plain attribute (not a submodule) so it stays out of state_dict / named_modules.
     object.__setattr__(model, "_longrope_patch", patch)
+    patch._attach(module)
     return patch

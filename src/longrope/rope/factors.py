@@ -29,6 +29,11 @@ On load, ``long_factor``, ``rope_theta``, ``original_max_position_embeddings`` a
 must be 1 when present. Unknown keys are rejected (a misspelt "start_token" must not silently
 mean n̂ = 0). Numbers must be JSON numbers (no strings, no booleans, no NaN/Infinity).
 
+Every :class:`FactorSet` is usable as built (``__post_init__``): L' ≥ L (a factor set extends the
+context; L' < L is refused), lengths and n̂ at most 2^40, factors finite and > 0 with finite,
+positive rescaled frequencies ``θ_i/λ_i``. Files are UTF-8 (a byte-order mark is allowed and
+ignored). Any problem with a file, whatever its bytes, is a one-line :class:`UserError`.
+
 :meth:`FactorSet.load` also reads a Hugging Face ``config.json`` whose ``rope_scaling`` (4.x) or
 ``rope_parameters`` (5.x) has ``rope_type``/``type`` "longrope" (or the early Phi-3 name "su"),
 and the reference code's CSV (one λ per line, long factors only). See docs/factors-format.md.
@@ -76,6 +81,9 @@ _FILE_KEYS = (
     "provenance",
 )
 _REQUIRED_KEYS = ("long_factor", "rope_theta", "original_max_position_embeddings", "max_position_embeddings")
+#: Largest accepted length / n̂: far beyond any context (2M = 2^21) yet exact in float64, so that
+#: s = L'/L and every position index stay exact.
+MAX_LENGTH = 1 << 40
 # rope types transformers treats as LongRoPE ("su" is the name early Phi-3 configs used).
 _HF_LONGROPE_TYPES = ("longrope", "su")
 
@@ -90,8 +98,8 @@ def _factor_array(value: Any, field: str, length: int | None = None) -> np.ndarr
                 raise UserError(f"{field}[{j}] is not a number: {x!r}")
     try:
         arr = np.array(value, dtype=np.float64, copy=True)
-    except (TypeError, ValueError) as e:
-        raise UserError(f"{field} must be a list of numbers ({e})") from None
+    except (TypeError, ValueError, OverflowError) as e:
+        raise UserError(f"{field} must be a list of finite numbers ({e})") from None
     if arr.ndim != 1 or arr.size == 0:
         raise UserError(f"{field} must be a non-empty 1-D list of numbers, got shape {list(arr.shape)}")
     if length is not None and arr.size != length:
@@ -105,20 +113,44 @@ def _factor_array(value: Any, field: str, length: int | None = None) -> np.ndarr
     return arr
 
 
-def _int_field(value: Any, field: str, minimum: int) -> int:
-    """An integer >= minimum; integral floats (4096.0) are accepted, booleans are not."""
+def _int_field(value: Any, field: str, minimum: int, maximum: int = MAX_LENGTH) -> int:
+    """An integer in [minimum, maximum]; integral floats (4096.0) are accepted, booleans are not."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise UserError(f"{field} must be an integer >= {minimum}, got {value!r}")
+        raise UserError(f"{field} must be an integer >= {minimum}, got {_short(value)}")
     if isinstance(value, numbers.Integral):
         v = int(value)
     else:
-        f = float(value)
+        try:
+            f = float(value)
+        except (OverflowError, ValueError):
+            f = math.nan
         if not math.isfinite(f) or f != int(f):
-            raise UserError(f"{field} must be an integer >= {minimum}, got {value!r}")
+            raise UserError(f"{field} must be an integer >= {minimum}, got {_short(value)}")
         v = int(f)
     if v < minimum:
-        raise UserError(f"{field} must be an integer >= {minimum}, got {v}")
+        raise UserError(f"{field} must be an integer >= {minimum}, got {_short(v)}")
+    if v > maximum:
+        raise UserError(f"{field} must be an integer <= {maximum} (2^{maximum.bit_length() - 1}), got {_short(v)}")
     return v
+
+
+def _real(value: Any, field: str) -> float:
+    """A finite float from a real number (a huge JSON integer is refused, not an OverflowError)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise UserError(f"{field} must be a number, got {_short(value)}")
+    try:
+        f = float(value)
+    except (OverflowError, ValueError):
+        f = math.inf
+    if not math.isfinite(f):
+        raise UserError(f"{field} must be a finite number, got {_short(value)}")
+    return f
+
+
+def _short(value: Any) -> str:
+    """``repr`` cut to one short line (a fuzzed 4000-digit integer must not flood the message)."""
+    text = repr(value) if not isinstance(value, int) or abs(value) < 10**30 else f"a {len(str(abs(value)))}-digit integer"
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 @dataclasses.dataclass(frozen=True, eq=False, kw_only=True)
@@ -160,9 +192,13 @@ class FactorSet:
         set_(self, "start_tokens", _int_field(self.start_tokens, "start_tokens", 0))
         if self.attention_factor is not None:
             a = self.attention_factor
-            if isinstance(a, bool) or not isinstance(a, numbers.Real) or not math.isfinite(a) or a <= 0:
-                raise UserError(f"attention_factor must be a finite number > 0 or null, got {a!r}")
-            set_(self, "attention_factor", float(a))
+            try:
+                a_f = math.nan if isinstance(a, bool) or not isinstance(a, numbers.Real) else float(a)
+            except (OverflowError, ValueError):
+                a_f = math.nan
+            if not math.isfinite(a_f) or a_f <= 0:
+                raise UserError(f"attention_factor must be a finite number > 0 or null, got {_short(a)}")
+            set_(self, "attention_factor", a_f)
         set_(
             self,
             "original_max_position_embeddings",
@@ -173,7 +209,24 @@ class FactorSet:
             "max_position_embeddings",
             _int_field(self.max_position_embeddings, "max_position_embeddings", 1),
         )
-        set_(self, "rope_theta", check_rope_theta(self.rope_theta))
+        if self.max_position_embeddings < self.original_max_position_embeddings:
+            raise UserError(
+                f"max_position_embeddings L' = {self.max_position_embeddings} is below "
+                f"original_max_position_embeddings L = {self.original_max_position_embeddings}; a factor set "
+                "extends the context, so L' must be >= L (fix the target length or the file)"
+            )
+        theta = self.rope_theta
+        if not isinstance(theta, bool) and isinstance(theta, numbers.Real):
+            theta = _real(theta, "rope_theta")
+        set_(self, "rope_theta", check_rope_theta(theta))
+        self.resolved_attention_factor()  # usable as built: L = 1 with s > 1 has no default temperature
+        for name, lam in (("long_factor", long_), ("short_factor", short)):
+            with np.errstate(over="ignore", divide="ignore", under="ignore"):
+                freq = inv_freq(self.rope_theta, 2 * lam.size) / lam  # [d/2]
+            if not (np.isfinite(freq).all() and (freq > 0).all()):
+                i = int(np.flatnonzero(~(np.isfinite(freq) & (freq > 0)))[0])
+                raise UserError(f"{name}[{i}] = {lam[i]:g} with rope_theta {self.rope_theta:g} gives a rescaled "
+                                "frequency that is not a finite positive number; use factors of a sane size")
         if not isinstance(self.method, str) or not self.method:
             raise UserError(f"method must be a non-empty string, got {self.method!r}")
         if not isinstance(self.provenance, Mapping):
@@ -366,30 +419,7 @@ class FactorSet:
         return write_text(path, "".join(f"{float(x)!r}\n" for x in self.long_factor))
 
     # ----------------------------------------------------------------- Hugging Face config
-    def hf_config_fields(self) -> dict[str, Any]:
-        """Top-level config.json fields for this set, both spellings (LONGROPE.md §8).
-
-        ``attention_factor`` is written only when explicit (transformers derives the same default
-        from ``factor`` = L'/L). transformers has no key for n̂, so an exported config cannot carry
-        it: keep the ``factors.json`` next to the export.
-        """
-        scaling: dict[str, Any] = {
-            "rope_type": "longrope",
-            "short_factor": [float(x) for x in self.short_factor],
-            "long_factor": [float(x) for x in self.long_factor],
-            "original_max_position_embeddings": self.original_max_position_embeddings,
-            "factor": self.scale,
-        }
-        if self.attention_factor is not None:
-            scaling["attention_factor"] = self.attention_factor
-        return {
-            "rope_theta": self.rope_theta,
-            "max_position_embeddings": self.max_position_embeddings,
-            "original_max_position_embeddings": self.original_max_position_embeddings,
-            "rope_scaling": dict(scaling),
-            "rope_parameters": {**scaling, "rope_theta": self.rope_theta},
-        }
-
+    # (writing a config is the export's job: longrope.models.export.longrope_config_entries)
     @classmethod
     def from_hf_config(cls, config: Mapping[str, Any], *, source: str = "config.json") -> FactorSet:
         """Read LongRoPE factors from a Hugging Face config dict (``rope_scaling`` or ``rope_parameters``).
@@ -411,19 +441,25 @@ class FactorSet:
             )
         L = _int_field(L, f"{source}: original_max_position_embeddings", 1)
         factor = params.get("factor")
-        if factor is not None and (isinstance(factor, bool) or not isinstance(factor, numbers.Real)):
-            raise UserError(f"{where}: factor must be a number, got {factor!r}")
+        if factor is not None:
+            factor = _real(factor, f"{where}: factor")
+            if factor <= 0:
+                raise UserError(f"{where}: factor must be > 0, got {factor}")
         L_target = config.get("max_position_embeddings")
         if L_target is None:
             if factor is None:
                 raise UserError(f"{source} has neither max_position_embeddings nor a rope scaling factor")
-            L_target = int(round(L * float(factor)))
+            L_target = L * factor
+            if L_target > MAX_LENGTH:
+                raise UserError(f"{where}: factor {factor} × L {L} is beyond {MAX_LENGTH} positions")
+            L_target = int(round(L_target))
         L_target = _int_field(L_target, f"{source}: max_position_embeddings", 1)
         theta = params.get("rope_theta", config.get("rope_theta"))
         provenance: dict[str, Any] = {"source": source, "format": "hf-config"}
         if theta is None:
             theta = 10000.0  # transformers' default_theta for Llama/Phi-3-like models
             provenance["rope_theta_defaulted"] = True
+        theta = _real(theta, f"{source}: rope_theta")
         attention = params.get("attention_factor")
         if attention is None and factor is not None:
             s_hf = float(factor)
@@ -470,11 +506,7 @@ class FactorSet:
         are skipped; a row with several numbers (the per-layer 32×64 variant) is rejected.
         """
         path = Path(path)
-        try:
-            text = path.read_text()
-        except OSError as e:
-            raise UserError(f"cannot read factor CSV {path}: {e.strerror or e}") from None
-        values = _parse_csv_column(text, str(path))
+        values = _parse_csv_column(_read_text(path, "factor CSV"), str(path))
         return cls(
             long_factor=values,
             start_tokens=start_tokens,
@@ -510,10 +542,7 @@ class FactorSet:
                     break
             else:
                 raise UserError(f"{path} is a folder without factors.json or config.json")
-        try:
-            text = path.read_text()
-        except OSError as e:
-            raise UserError(f"cannot read factor file {path}: {e.strerror or e}") from None
+        text = _read_text(path, "factor file")
         stripped = text.lstrip()
         if path.suffix.lower() == ".csv" or (stripped and stripped[0] not in "{["):
             missing = [
@@ -533,14 +562,14 @@ class FactorSet:
             return cls.from_csv(
                 path, rope_theta=rope_theta, original_length=original_length, target_length=target_length
             )
-        try:
-            obj = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise UserError(f"{path} is not valid JSON (line {e.lineno}: {e.msg})") from None
+        obj = _parse_json(text, path)
         if not isinstance(obj, dict):
             raise UserError(f"{path} must hold a JSON object, got {type(obj).__name__}")
         if "long_factor" in obj:
-            fs = cls.from_dict(obj)
+            try:
+                fs = cls.from_dict(obj)
+            except UserError as e:  # name the file the problem is in
+                raise UserError(f"{path}: {e}") from None
         elif "rope_scaling" in obj or "rope_parameters" in obj:
             fs = cls.from_hf_config(obj, source=str(path))
         else:
@@ -549,6 +578,29 @@ class FactorSet:
                 "(no 'rope_scaling'/'rope_parameters')"
             )
         return fs
+
+
+# --------------------------------------------------------------------- reading files
+def _read_text(path: Path, what: str) -> str:
+    """A file's text as UTF-8; a byte-order mark is dropped (editors on Windows write one)."""
+    try:
+        data = path.read_bytes()
+    except (OSError, ValueError) as e:  # ValueError: a NUL byte in the path
+        raise UserError(f"cannot read {what} {path}: {getattr(e, 'strerror', None) or e}") from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise UserError(f"{what} {path} is not UTF-8 text (byte {e.start}: {e.reason}); save it as UTF-8") from None
+
+
+def _parse_json(text: str, path: Path) -> Any:
+    # NaN/Infinity literals parse (to floats) so that the field check can name the key they sit in.
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise UserError(f"{path} is not valid JSON (line {e.lineno}: {e.msg})") from None
+    except (ValueError, RecursionError) as e:  # a number too long to parse, nesting too deep
+        raise UserError(f"{path} is not a usable JSON file ({str(e).splitlines()[0][:80] or type(e).__name__})") from None
 
 
 # --------------------------------------------------------------------- helpers for HF configs
@@ -591,7 +643,7 @@ def _hf_longrope_params(config: Mapping[str, Any], source: str) -> Mapping[str, 
     if len(found) == 2:
         a, b = found["rope_parameters"], found["rope_scaling"]
         for k in ("long_factor", "short_factor"):
-            if a.get(k) is not None and b.get(k) is not None and list(a[k]) != list(b[k]):
+            if a.get(k) is not None and b.get(k) is not None and a[k] != b[k]:
                 raise UserError(f"{source}: rope_parameters and rope_scaling disagree on {k}")
         return {**b, **a}
     return next(iter(found.values()))
@@ -609,6 +661,10 @@ def _hf_rotary_dim(config: Mapping[str, Any], params: Mapping[str, Any], source:
     prf = params.get("partial_rotary_factor", config.get("partial_rotary_factor", 1.0))
     if prf is None:
         prf = 1.0
+    if isinstance(head_dim, numbers.Integral) and not isinstance(head_dim, bool):
+        head_dim = _int_field(head_dim, f"{source}: head_dim", 2)
+    if isinstance(prf, numbers.Real) and not isinstance(prf, bool):
+        prf = _real(prf, f"{source}: partial_rotary_factor")
     try:
         return rotary_dim(head_dim, prf)
     except UserError as e:
@@ -617,7 +673,11 @@ def _hf_rotary_dim(config: Mapping[str, Any], params: Mapping[str, Any], source:
 
 def _parse_csv_column(text: str, source: str) -> np.ndarray:
     values: list[float] = []
-    for lineno, row in enumerate(csv.reader(io.StringIO(text)), start=1):
+    try:
+        rows = list(csv.reader(io.StringIO(text)))
+    except csv.Error as e:
+        raise UserError(f"{source} is not a readable CSV ({e})") from None
+    for lineno, row in enumerate(rows, start=1):
         cells = [c.strip() for c in row if c.strip()]
         if not cells or cells[0].startswith("#"):
             continue
@@ -629,7 +689,7 @@ def _parse_csv_column(text: str, source: str) -> np.ndarray:
         try:
             values.append(float(cells[0]))
         except ValueError:
-            raise UserError(f"{source}:{lineno}: {cells[0]!r} is not a number") from None
+            raise UserError(f"{source}:{lineno}: {_short(cells[0])} is not a number") from None
     if not values:
         raise UserError(f"{source} holds no factors")
     return _factor_array(values, f"{source}: factor")

@@ -6,12 +6,17 @@ Layers, from pure to glue:
 - :mod:`.operators` — the paper's mutation/crossover and our smooth ones;
 - :mod:`.archive` — the fitness cache (per-document, additive scores);
 - :mod:`.strategies` — ``paper`` (Algorithm 1 as published) and ``steady`` (ours) behind ask/tell;
-- :mod:`.loop` — the loop: evaluators, canonical ordering, checkpoint/resume, history;
+- :mod:`.loop` — the loop: evaluators, canonical ordering, checkpoint/resume, history, budgets
+  (:class:`StopRules`), and the one entry point :func:`run_search` (space, seeds, evaluator,
+  strategy, stopping rules, checkpoint);
 - :mod:`.evaluators` / :mod:`.ray_evaluator` — in-process, one process per device, Ray;
 - :mod:`.synthetic` — a synthetic objective with a known optimum (tests, loop benchmarks);
-- :mod:`.objective` / :mod:`.seeds` / :mod:`.job` — model objectives, seeds and ``longrope search``.
+- :mod:`.seeds` / :mod:`.plan` — seeds and spaces, and the plan of a search from a model's RoPE facts;
+- :mod:`.objective` — model-backed objectives (the glue that loads a model in a worker).
 
-Everything up to :mod:`.loop` is numpy only; torch is imported only where a model is evaluated.
+Everything but :mod:`.objective`'s evaluation runs on numpy only; torch is imported only where a
+model is evaluated. A whole ``longrope search`` run (run folder, report) is
+:mod:`longrope.runs.search`.
 """
 
 from longrope.search.archive import Archive
@@ -24,7 +29,7 @@ from longrope.search.evaluators import (
     ProcessPoolEvaluator,
     WorkerCrashed,
 )
-from longrope.search.loop import Progress, SearchLoop, SearchResult
+from longrope.search.loop import Progress, SearchLoop, SearchResult, StopRules, run_search
 from longrope.search.space import PAPER_START_TOKENS, Genome, SearchSpace
 from longrope.search.strategies import (
     STRATEGIES,
@@ -52,9 +57,11 @@ __all__ = [
     "SearchResult",
     "SearchSpace",
     "SteadyStrategy",
+    "StopRules",
     "StrategyConfig",
     "SyntheticFactory",
     "SyntheticObjective",
     "WorkerCrashed",
     "make_strategy",
+    "run_search",
 ]

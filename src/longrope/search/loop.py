@@ -35,12 +35,12 @@ from typing import Any
 
 import numpy as np
 
-from longrope.errors import UserError
+from longrope.errors import ConfigError, UserError
 from longrope.io import write_json, write_text
 from longrope.search.archive import Archive
 from longrope.search.evaluators import EvalOutcome, EvalRequest, Evaluator, WorkerCrashed
 from longrope.search.space import Genome, SearchSpace
-from longrope.search.strategies import Proposal, Strategy
+from longrope.search.strategies import Proposal, Strategy, StrategyConfig
 
 CHECKPOINT_FORMAT = "longrope-search-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -70,6 +70,37 @@ class SearchResult:
     def full_evals(self) -> float:
         """Cost in full-fidelity evaluations (racing makes this fractional)."""
         return self.n_doc_evals / self.n_docs
+
+
+@dataclass(frozen=True)
+class StopRules:
+    """Budgets of a search: stopping rules of the loop, whatever the strategy.
+
+    When one is spent the loop proposes nothing more (in-flight evaluations still finish), but
+    never before one candidate has been scored on every document, so a search always ends with a
+    result. The strategy's own ends (the paper's T iterations, our candidate budget and stall
+    rule ``StrategyConfig.patience``) still apply; whichever comes first ends the search. Budgets
+    are not part of a checkpoint's identity: a resumed search may be given more (or less).
+    """
+
+    max_evals: float | None = None
+    """full-fidelity evaluations (documents scored / documents per fitness; racing counts fractions)"""
+    max_seconds: float | None = None
+    """wall-clock seconds of search, a resumed search's earlier time included"""
+
+    def __post_init__(self) -> None:
+        for name in ("max_evals", "max_seconds"):
+            v = getattr(self, name)
+            if v is not None and not v > 0:
+                raise ConfigError(name, "{name} must be > 0 (or unset for no limit), got " + repr(v))
+
+    def spent(self, full_evals: float, elapsed: float) -> str | None:
+        """Why the budget is spent, or None."""
+        if self.max_seconds is not None and elapsed >= self.max_seconds:
+            return f"used the time budget of {self.max_seconds:g} s"
+        if self.max_evals is not None and full_evals >= self.max_evals:
+            return f"used the budget of {self.max_evals:g} full evaluations"
+        return None
 
 
 @dataclass
@@ -103,6 +134,7 @@ class SearchLoop:
         ordered: bool = True,
         max_failures: int = 3,
         on_progress: Callable[[Progress], None] | None = None,
+        stop: StopRules | None = None,
     ) -> None:
         self.space = space
         self.strategy = strategy
@@ -116,6 +148,8 @@ class SearchLoop:
         self.ordered = ordered or evaluator.slots == 1
         self.max_failures = max_failures
         self.on_progress = on_progress
+        self.stop = stop or StopRules()
+        self.stop_reason = ""
         self.history: list[dict] = []
         self.pending: dict[int, Proposal] = {}
         self.in_flight: set[int] = set()
@@ -144,7 +178,7 @@ class SearchLoop:
     def resume(self) -> SearchResult:
         """Continue from the checkpoint file (refuses one written by a different configuration)."""
         if self.checkpoint is None or not self.checkpoint.exists():
-            raise UserError(f"no checkpoint to resume at {self.checkpoint}; start the search without --resume")
+            raise UserError(f"no checkpoint to resume at {self.checkpoint}; start the search afresh")
         self._load()
         self._started = True
         if self.history_path:
@@ -205,6 +239,11 @@ class SearchLoop:
         while len(self.in_flight) < self.evaluator.slots:
             if self.ordered and self.pending and self.next_ticket - min(self.pending) >= self.evaluator.slots:
                 return  # bounded lag: ticket j waits until ticket j − slots has been told
+            reason = self._budget_spent()
+            if reason is not None:
+                if not self.pending and not self.stop_reason and not self.strategy.finished:
+                    self.stop_reason = reason
+                return
             proposal = self.strategy.ask(self.rng, n_pending=len(self.pending))
             if proposal is None:
                 return
@@ -296,6 +335,11 @@ class SearchLoop:
                 )
             )
 
+    def _budget_spent(self) -> str | None:
+        if self.archive.best() is None:  # never stop before one candidate is fully scored
+            return None
+        return self.stop.spent(self.archive.n_doc_evals() / self.archive.n_docs, self._elapsed())
+
     def _elapsed(self) -> float:
         return self._elapsed_before + (time.perf_counter() - self._t0)
 
@@ -372,7 +416,7 @@ class SearchLoop:
             n_doc_evals=self.archive.n_doc_evals(),
             n_docs=self.archive.n_docs,
             seconds=self._elapsed(),
-            stop_reason=self.strategy.stop_reason,
+            stop_reason=self.stop_reason or self.strategy.stop_reason,
             history=self.history,
         )
 
@@ -387,3 +431,33 @@ def describe_differences(old: dict, new: dict, prefix: str = "") -> list[str]:
         elif a != b:
             out.append(f"{prefix}{key}: {a!r} -> {b!r}")
     return out
+
+
+def run_search(
+    space: SearchSpace,
+    seeds: list[Genome],
+    evaluator: Evaluator,
+    *,
+    n_docs: int,
+    strategy: str = "steady",
+    config: StrategyConfig | None = None,
+    stop: StopRules | None = None,
+    seed: int = 0,
+    checkpoint: str | Path | None = None,
+    history: str | Path | None = None,
+    fingerprint: dict | None = None,
+    ordered: bool = True,
+    resume: bool = False,
+    on_progress: Callable[[Progress], None] | None = None,
+) -> SearchResult:
+    """The one entry point of a search: ``strategy`` ("steady" or "paper") over ``space`` from
+    ``seeds``, fitness from ``evaluator`` (``n_docs`` documents per full evaluation), ended by the
+    strategy or by ``stop``; checkpointed after every told result when ``checkpoint`` is given, and
+    continued from it with ``resume``."""
+    from longrope.search.strategies import make_strategy
+
+    archive = Archive(n_docs)
+    strat = make_strategy(strategy, space, archive, config or StrategyConfig())
+    loop = SearchLoop(space, strat, evaluator, seed=seed, checkpoint=checkpoint, history_path=history,
+                      fingerprint=fingerprint, ordered=ordered, on_progress=on_progress, stop=stop)
+    return loop.resume() if resume else loop.run(seeds)

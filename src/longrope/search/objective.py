@@ -19,7 +19,7 @@ Two fitnesses, both per-document ``(nll_sum, n_tokens)`` so that they are additi
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -110,13 +110,13 @@ class ObjectiveSpec:
     split: str = "search"
     heldout_fraction: float = 0.5
     dtype: str = "float32"
-    attn_implementation: str = "sdpa"
+    attn_implementation: str | None = None
+    """None: the family's working implementation (``load_model``)"""
     threads: int | None = None
     """torch threads in this process (CPU workers share the cores)"""
-    windows_per_doc: int = 1
-    """non-overlapping windows taken from each long document (see ``sample_documents``)"""
-    doc_ids: list[str] = field(default_factory=list)
-    """filled by :meth:`describe`: the sampled documents, for the record"""
+    windows_per_doc: int | None = 1
+    """at most this many non-overlapping windows per document; None spreads the windows over as many
+    documents as possible (``longrope.evaluate.windows.select_windows``)"""
 
     def __post_init__(self) -> None:
         if self.fitness not in FITNESSES:
@@ -125,32 +125,44 @@ class ObjectiveSpec:
             raise ValueError(f"n_docs must be >= 1, got {self.n_docs}")
 
     def to_dict(self) -> dict:
-        d = asdict(self)
-        d.pop("doc_ids", None)
-        return d
+        return asdict(self)
 
     def __call__(self, device: str = "cpu") -> PerplexityObjective | NeedleObjective:
         import torch
 
-        from longrope.models import install_factors
+        from longrope.data import TokenCorpus
+        from longrope.evaluate.windows import resolve_bos, select_windows
         from longrope.models.loading import load_model
 
         if self.threads:
             torch.set_num_threads(int(self.threads))
-        model, tokenizer = load_model(
-            self.model, dtype=self.dtype, device=device, attn_implementation=self.attn_implementation
-        )
-        docs = load_documents(self.data, self.length, self.n_docs, seed=self.seed, split=self.split,
-                              heldout_fraction=self.heldout_fraction, tokenizer=tokenizer, model_name=self.model,
-                              windows_per_doc=self.windows_per_doc)
-        bos_id = resolve_bos(model, tokenizer)
-        m = self.mapper
-        patch = install_factors(model, m.factor_set(_identity_like(m, model), 0))
-        if self.fitness == "needle":
-            if tokenizer is None:
-                raise UserError(f"the needle fitness needs a tokenizer, and {self.model} has none")
-            return NeedleObjective(model, patch, m, docs, self.length, bos_id, tokenizer, self.seed)
-        return PerplexityObjective(model, patch, m, docs, self.length, bos_id)
+        model, tokenizer = load_model(self.model, dtype=self.dtype, device=device,
+                                      attn_implementation=self.attn_implementation)
+        corpus = TokenCorpus.open(self.data)
+        if tokenizer is not None:
+            corpus.check_tokenizer(tokenizer, model_name=self.model)
+        bos_id = resolve_bos(tokenizer, corpus=corpus, model=model)
+        docs = select_windows(corpus, self.length, self.n_docs, split=self.split, seed=self.seed,
+                              heldout_fraction=self.heldout_fraction, windows_per_doc=self.windows_per_doc,
+                              bos=bos_id is not None)
+        if len(docs) < self.n_docs:
+            raise UserError(f"{self.data} holds only {len(docs)} {self.split} window(s) of {self.length} tokens, "
+                            f"{self.n_docs} are needed")
+        return build_objective(model, tokenizer, self.mapper, docs, self.length, bos_id, fitness=self.fitness,
+                               seed=self.seed)
+
+
+def build_objective(model: Any, tokenizer: Any, mapper: CandidateMapper, docs: Sequence, length: int,
+                    bos_id: int | None, *, fitness: str = "ppl", seed: int = 0) -> PerplexityObjective | NeedleObjective:
+    """The objective over ``docs`` on a loaded model (factors installed here, swapped per request)."""
+    from longrope.models import install_factors
+
+    patch = install_factors(model, mapper.factor_set(_identity_like(mapper, model), 0))
+    if fitness == "needle":
+        if tokenizer is None:
+            raise UserError("the needle fitness needs a tokenizer, and this model has none")
+        return NeedleObjective(model, patch, mapper, docs, length, bos_id, tokenizer, seed)
+    return PerplexityObjective(model, patch, mapper, docs, length, bos_id)
 
 
 def _identity_like(mapper: CandidateMapper, model: Any) -> np.ndarray:
@@ -161,43 +173,6 @@ def _identity_like(mapper: CandidateMapper, model: Any) -> np.ndarray:
     if not info.supported:
         raise UserError(f"cannot search factors for this model: {info.reason}")
     return np.ones(int(info.rotary_dim) // 2)
-
-
-def resolve_bos(model: Any, tokenizer: Any) -> int | None:
-    """The BOS id the model was trained with: the tokenizer's, else the config's, else none."""
-    bos = getattr(tokenizer, "bos_token_id", None) if tokenizer is not None else None
-    if bos is None:
-        bos = getattr(getattr(model, "config", None), "bos_token_id", None)
-    return int(bos) if bos is not None else None
-
-
-def load_documents(
-    data: str,
-    length: int,
-    n_docs: int,
-    *,
-    seed: int,
-    split: str,
-    heldout_fraction: float = 0.5,
-    tokenizer: Any = None,
-    model_name: str | None = None,
-    windows_per_doc: int = 1,
-) -> list:
-    """``n_docs`` seeded documents of ≥ ``length − 1`` tokens from one split; too few → UserError."""
-    from longrope.data import TokenCorpus, sample_documents
-
-    corpus = TokenCorpus.open(data)
-    if tokenizer is not None:
-        corpus.check_tokenizer(tokenizer, model_name=model_name)
-    docs = sample_documents(corpus, length - 1, n_docs, seed=seed, split=split, heldout_fraction=heldout_fraction,
-                            windows_per_doc=windows_per_doc)
-    if len(docs) < n_docs:
-        raise UserError(
-            f"{data} has only {len(docs)} {split} document(s) with >= {length - 1} tokens, {n_docs} are needed; "
-            f"lower {'--heldout-samples' if split == 'heldout' else '--samples'} or the length, raise "
-            f"--windows-per-doc, or add longer documents"
-        )
-    return docs
 
 
 class PerplexityObjective:

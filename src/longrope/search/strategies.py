@@ -24,82 +24,83 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from longrope.errors import ConfigError
+from longrope.options import option
 from longrope.search.archive import Archive
 from longrope.search.operators import blend_crossover, paper_crossover, paper_mutation, smooth_mutation
 from longrope.search.space import Genome, SearchSpace
 
 STRATEGIES = ("steady", "paper")
+_PAPER = "the paper's knobs (LongRoPE Table 4 defaults)"
+_OURS = "ours (--strategy steady / longrope2)"
 
 
 @dataclass
 class StrategyConfig:
     """Knobs of both strategies (the paper's defaults, LongRoPE Table 4, plus ours)."""
 
-    population: int = 64
-    """Initial population of the paper strategy; archive size bound of ours."""
-    parents: int = 32
-    """k: the best k are the parents of the next children."""
-    mutations: int = 16
-    """N1: mutants per iteration."""
-    crossovers: int = 16
-    """N2: crossovers per iteration."""
-    iterations: int = 40
-    """T: iterations of the paper; ours gets the same candidate budget P + T·(N1+N2)."""
-    mutation_prob: float = 0.3
-    """p: per-gene mutation probability of the paper's mutation."""
+    population: int = option(64, "initial population P of the paper strategy; archive size bound of ours",
+                             group=_PAPER)
+    parents: int = option(32, "parents k: the best k are the parents of the next children", group=_PAPER)
+    mutations: int = option(16, "mutants per iteration N1", group=_PAPER)
+    crossovers: int = option(16, "crossovers per iteration N2", group=_PAPER)
+    iterations: int = option(40, "iterations T of the paper; ours gets the same candidate budget P + T·(N1+N2)",
+                             group=_PAPER)
+    mutation_prob: float = option(0.3, "per-gene mutation probability p of the paper's mutation", group=_PAPER)
     # -- ours only --
-    initial: int = 16
-    """Ours: size of the initial set (all seeds first, then smooth mutants of them)."""
-    race: tuple[int, ...] = (1,)
-    """Ours: cumulative document counts of the racing stages before the full set; () = no racing."""
-    race_rank: int = 0
-    """Ours: a raced child must be at least as good as the member of this rank (1-based; 0 = parents)
-    on the documents it has seen; smaller = stricter and cheaper."""
-    race_margin: float = 0.0
-    """Ours: tolerance (nats/token) added to the racing reference."""
-    race_min_population: int = 3
-    """Ours: race only once this many genomes are fully evaluated (the seeds are the first)."""
-    sigma: float = 0.1
-    """Ours: initial log-space mutation scale (0.1 ≈ ±10 % on the moved factors; the 1/5 rule adapts it)."""
-    sigma_bounds: tuple[float, float] = (0.004, 0.5)
-    crossover_prob: float = 0.3
-    """Ours: probability that a child is a blend crossover rather than a mutation."""
-    point_mutation_prob: float = 0.25
-    """Ours: share of mutations that use the paper's gene-wise redraw (large exploratory jumps)
-    instead of the smooth log-space bump."""
-    patience: int | None = None
-    """Stop when this many new candidates in a row did not improve the best by min_delta; None =
-    paper: never; ours: max(3·(N1+N2), budget/8)."""
-    min_delta: float = 1e-4
-    """Improvement (nats/token, i.e. relative PPL change) that resets the patience counter."""
-    max_tries: int = 1000
-    """Attempts to find an unseen child before giving up on that child."""
+    initial: int = option(16, "ours: size of the initial set (all seeds first, then smooth mutants of them)",
+                          group=_OURS)
+    race: tuple[int, ...] = option((1,), "ours: cumulative document counts of the racing stages before the full "
+                                         "set, comma-separated; 'none' scores every candidate fully", group=_OURS,
+                                   metavar="N,N")
+    race_rank: int = option(0, "ours: a raced child must be at least as good as the member of this rank "
+                               "(1-based; 0 = the worst parent) on the documents it has seen", group=_OURS)
+    race_margin: float = option(0.0, "ours: tolerance (nats/token) added to the racing reference", group=_OURS)
+    race_min_population: int = option(3, "ours: race only once this many genomes are fully evaluated",
+                                      group=_OURS)
+    sigma: float = option(0.1, "ours: initial log-space mutation scale (0.1 = ±10 % on the moved factors; the "
+                               "1/5 success rule adapts it)", group=_OURS)
+    sigma_bounds: tuple[float, float] = option((0.004, 0.5), "ours: bounds of the adapted mutation scale",
+                                               group=_OURS, metavar="LO,HI")
+    crossover_prob: float = option(0.3, "ours: probability that a child is a blend crossover rather than a "
+                                        "mutation", group=_OURS)
+    point_mutation_prob: float = option(0.25, "ours: share of mutations that use the paper's gene-wise redraw "
+                                              "instead of the smooth log-space bump", group=_OURS)
+    patience: int | None = option(None, "stop after this many candidates in a row without improvement (the "
+                                        "stall rule)", group=_OURS,
+                                  default_text="paper: never; ours: max(3·(N1+N2), budget/8)")
+    min_delta: float = option(1e-4, "improvement (nats/token) that resets the stall counter", group=_OURS)
+    max_tries: int = option(1000, "attempts to find an unseen child before giving up on that child", group=_OURS)
 
     def __post_init__(self) -> None:
         for name in ("population", "parents", "iterations", "initial", "max_tries"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+                raise ConfigError(name, "{name} must be >= 1, got " + str(getattr(self, name)))
         for name in ("mutations", "crossovers"):
             if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+                raise ConfigError(name, "{name} must be >= 0, got " + str(getattr(self, name)))
         if self.mutations + self.crossovers < 1:
-            raise ValueError("mutations + crossovers must be >= 1")
+            raise ConfigError(("mutations", "crossovers"), "{name0} + {name1} must be >= 1")
         if self.parents > self.population:
-            raise ValueError(f"parents ({self.parents}) must not exceed population ({self.population})")
-        if not 0.0 <= self.mutation_prob <= 1.0:
-            raise ValueError(f"mutation_prob must lie in [0, 1], got {self.mutation_prob}")
-        if not 0.0 <= self.point_mutation_prob <= 1.0:
-            raise ValueError(f"point_mutation_prob must lie in [0, 1], got {self.point_mutation_prob}")
-        if not 0.0 <= self.crossover_prob <= 1.0:
-            raise ValueError(f"crossover_prob must lie in [0, 1], got {self.crossover_prob}")
+            raise ConfigError(("parents", "population"),
+                              f"{{name0}} ({self.parents}) must not exceed {{name1}} ({self.population})")
+        for name in ("mutation_prob", "point_mutation_prob", "crossover_prob"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ConfigError(name, "{name} must lie in [0, 1], got " + str(getattr(self, name)))
         self.race = tuple(int(r) for r in self.race)
         if any(r < 1 for r in self.race) or list(self.race) != sorted(set(self.race)):
-            raise ValueError(f"race must be increasing positive document counts, got {self.race}")
+            raise ConfigError("race", "{name} must be increasing positive document counts, got " + str(self.race))
+        if self.race_rank < 0 or self.race_min_population < 1:
+            raise ConfigError(("race_rank", "race_min_population"), "{name0} must be >= 0 and {name1} >= 1")
         if not self.sigma > 0:
-            raise ValueError(f"sigma must be > 0, got {self.sigma}")
+            raise ConfigError("sigma", "{name} must be > 0, got " + str(self.sigma))
         self.sigma_bounds = (float(self.sigma_bounds[0]), float(self.sigma_bounds[1]))
+        if not 0 < self.sigma_bounds[0] <= self.sigma_bounds[1]:
+            raise ConfigError("sigma_bounds", "{name} must be 0 < LO <= HI, got " + str(self.sigma_bounds))
         if self.patience is not None and self.patience < 1:
-            raise ValueError(f"patience must be >= 1 or None, got {self.patience}")
+            raise ConfigError("patience", "{name} must be >= 1 (or unset), got " + str(self.patience))
+        if not self.min_delta >= 0 or not self.race_margin >= 0:
+            raise ConfigError(("min_delta", "race_margin"), "{name0} and {name1} must be >= 0")
 
     @property
     def budget(self) -> int:

@@ -7,68 +7,13 @@ import json
 
 import numpy as np
 import pytest
+from run_helpers import L
 
 from longrope.cli import main
-from longrope.errors import UserError
 
-L = 32
 TARGET = 128
 KNOBS = ["--population", "6", "--parents", "3", "--mutations", "2", "--crossovers", "2", "--iterations", "2",
          "--samples", "2", "--heldout-samples", "2", "--quiet", "--initial", "6"]
-
-
-def _tokenizer():
-    """A byte-level BPE trained in memory on the passkey sentences (BOS ``<s>`` = id 1)."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    from longrope.evaluate.passkey import FILLER, INSTRUCTION, NEEDLE, QUESTION
-
-    texts = [INSTRUCTION, FILLER, NEEDLE.format(key=12345), QUESTION, "0123456789 " * 3]
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=["<pad>", "<s>", "</s>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
-    tok.train_from_iterator(texts * 20, trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>")
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    from longrope.data.shards import ShardWriter, vocab_sha256, write_meta
-
-    root = tmp_path_factory.mktemp("tiny")
-    tok = _tokenizer()
-    vocab = len(tok)
-    cfg = LlamaConfig(vocab_size=vocab, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=L,
-                      bos_token_id=1, eos_token_id=2, rope_parameters={"rope_type": "default", "rope_theta": 10000.0})
-    model = LlamaForCausalLM(cfg)
-    gen = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for _, p in sorted(model.named_parameters()):
-            if p.ndim >= 2:
-                p.copy_(torch.randn(p.shape, generator=gen) * 0.08)
-    model.save_pretrained(root / "model")
-    tok.save_pretrained(root / "model")
-    # documents: a repeating pattern with noise, so that position handling matters to the loss
-    rng = np.random.default_rng(0)
-    w = ShardWriter(root / "data", np.dtype("<u2"))
-    for k in range(10):
-        base = rng.integers(3, vocab, size=17)
-        ids = np.tile(base, 20)[:300]
-        noise = rng.random(300) < 0.2
-        ids[noise] = rng.integers(3, vocab, size=int(noise.sum()))
-        w.add(f"doc{k}", ids, "search" if k < 5 else "heldout")
-    files = w.finish()
-    write_meta(root / "data", {"format": "longrope-token-shards", "version": 1, "dtype": "uint16",
-                               "n_docs": w.n_docs, "n_tokens": w.n_tokens,
-                               "tokenizer": {"name": "tiny-bpe", "vocab_sha256": vocab_sha256(tok)}, **files})
-    return root
 
 
 def _search(tiny, out, *extra):
@@ -88,7 +33,7 @@ def test_search_writes_every_output(tiny, tmp_path, strategy):
     assert np.all(fs.long_factor >= 1.0) and np.all(fs.long_factor <= 1.25 * TARGET / L + 1e-9)
     hist = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
     assert hist and all("fitness" in h and "factors" in h for h in hist)
-    report = json.loads((out / "report.json").read_text())
+    report = json.loads((out / "summary.json").read_text())
     assert set(report["heldout"]["ppl"]) == {"searched", "pi", "ntk", "yarn"}
     assert report["search"]["best_ppl"] == pytest.approx(min(np.exp(h["fitness"]) for h in hist if h["full"]))
     # ours searches the attention temperature; the paper keeps LongRoPE's formula (None)
@@ -96,7 +41,8 @@ def test_search_writes_every_output(tiny, tmp_path, strategy):
     assert (m is None) == (strategy == "paper")
     assert fs.attention_factor == m
     config = json.loads((out / "config.json").read_text())
-    assert config["resolved"]["strategy"] == strategy and config["resolved"]["length"] == TARGET
+    assert config["command"] == "search" and config["config"]["strategy"] == strategy
+    assert json.loads((out / "run.json").read_text())["plan"]["length"] == TARGET
     assert (out / "factors.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # resuming a finished run changes nothing
     before = (out / "factors.json").read_text()
@@ -168,9 +114,10 @@ def test_bad_input_is_one_line(tiny, tmp_path, capsys):
     assert "must exceed the model's original context 32" in capsys.readouterr().err
     assert _search(tiny, tmp_path / "b", "--target-length", "4096") == 2
     err = capsys.readouterr().err
-    assert "no search document has 4095 tokens" in err and len(err.strip().splitlines()) == 1  # before any load
+    assert "only 0 search window(s) of 4096 tokens" in err and len(err.strip().splitlines()) == 1  # before any load
     assert _search(tiny, tmp_path / "c", "--target-length", str(TARGET), "--samples", "9") == 2
-    assert "only 5 search document(s)" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "only 5 search window(s)" in err and "lower --samples" in err
     assert _search(tiny, tmp_path / "d", "--short") == 2
     assert "--base-factors" in capsys.readouterr().err
     out = tmp_path / "e"
@@ -196,13 +143,20 @@ def test_a_worker_that_fails_on_every_candidate_stops_with_its_error(tiny, tmp_p
     assert (tmp_path / "f" / "checkpoint.json").exists()
 
 
-def test_job_validation_names_the_flag(tiny, tmp_path):
-    from longrope.search.job import SearchJob
+def test_config_validation_names_the_field_and_the_flag(tiny, tmp_path):
+    from longrope.errors import ConfigError
+    from longrope.options import field_flags
+    from longrope.runs.search import SearchConfig
 
-    with pytest.raises(UserError, match="--samples"):
-        SearchJob(model="m", data="d", output="o", target_length=64, samples=0)
-    with pytest.raises(UserError, match="only one of --workers"):
-        SearchJob(model="m", data="d", output="o", target_length=64, workers=2, ray_address="auto")
+    flags = field_flags(SearchConfig).get
+    with pytest.raises(ConfigError, match="samples must be >= 1") as err:
+        SearchConfig(model="m", data="d", output="o", target_length=64, samples=0)
+    assert err.value.render(flags).startswith("--samples must be >= 1")
+    with pytest.raises(ConfigError) as err:
+        SearchConfig(model="m", data="d", output="o", target_length=64, workers=2, ray_address="auto")
+    assert "only one of --workers, --devices and --ray-address" in err.value.render(flags)
+    with pytest.raises(ConfigError, match="strategy must be one of"):
+        SearchConfig(model="m", data="d", output="o", target_length=64, strategy="random")
 
 
 @pytest.mark.slow

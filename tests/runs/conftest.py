@@ -1,4 +1,9 @@
-"""Fixtures for the demo tests: a small random Llama *with a tokenizer*, saved as a model folder.
+"""Fixtures for the run tests: small random Llamas *with a tokenizer*, saved as model folders.
+
+``tiny``: a 2-layer Llama (d = 16 → 8 factors, L = 32) with a BPE trained on the passkey sentences,
+and a shard folder of patterned random documents (5 search, 5 held out) — for search and eval runs.
+
+``demo_model_dir``:
 
 The demo tokenizes the shipped books with the model's tokenizer, so the bare fixture models of
 ``tests/conftest.py`` (no tokenizer) do not fit. This one pairs a seeded random 2-layer Llama
@@ -9,8 +14,14 @@ on one shipped book. Session-scoped: built once.
 from __future__ import annotations
 
 import pytest
+from run_helpers import build_tiny
 
 FIXTURE_L = 128
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return build_tiny(tmp_path_factory.mktemp("tiny"))
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,191 @@
+"""Generate text with a patched model, exact across the short/long switch.
+
+:func:`generate` runs transformers' own ``model.generate()`` on a model that carries a LongRoPE
+patch (:func:`longrope.models.install_factors`). Two modes:
+
+- ``"switch"`` (transformers' rule): short factors while the sequence fits in L, long beyond. What
+  happens to the KV cache at the crossing is the patch's cache policy
+  (:mod:`longrope.models.cache_switch`): by default the sequence is re-fed once with the long
+  factors, so every step after the crossing produces the logits of a from-scratch forward with the
+  long factors, for every family; ``cache_policy="rerotate"`` re-rotates the cached keys instead
+  (cheaper, exact for the first layer only).
+- ``"long"``: long factors from the first token, what a runtime that fixes the factors at start does
+  (vLLM with ``max_model_len > L``, llama.cpp with a context larger than L).
+
+Prompts may be text (needs the tokenizer), one list of token ids, a list of lists (ragged: left
+padded here) or a ``[batch, seq]`` tensor with an optional attention mask. Greedy by default;
+sampling is seeded (``torch.random.fork_rng``, the caller's global RNG state is left untouched).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from longrope.errors import UserError
+from longrope.models.patch import MODES, current_patch, install_factors
+
+__all__ = ["GenerationResult", "generate", "prepare_batch"]
+
+
+@dataclasses.dataclass(frozen=True)
+class GenerationResult:
+    """What :func:`generate` produced, one entry per batch row."""
+
+    prompt_tokens: list[list[int]]
+    """Each row's prompt ids, without padding."""
+    new_tokens: list[list[int]]
+    """Each row's generated ids (up to and including EOS when ``stop_at_eos``)."""
+    text: list[str] | None
+    """The decoded new tokens (special tokens skipped), when a tokenizer was given."""
+    mode: str
+    """"switch" or "long"."""
+    reprefills: int
+    """How many times the sequence was re-fed at the switch during this call (policy "reprefill")."""
+    rerotations: int
+    """How many times the KV cache was re-rotated at the switch during this call (policy "rerotate")."""
+    logits: torch.Tensor | None = None
+    """``[batch, steps, vocab]`` float32 logits of each generated position (``return_logits=True``)."""
+
+
+def _pad_id(model: Any, tokenizer: Any) -> int:
+    for source in (tokenizer, getattr(model, "generation_config", None), getattr(model, "config", None)):
+        for name in ("pad_token_id", "eos_token_id"):
+            value = getattr(source, name, None) if source is not None else None
+            if isinstance(value, (list, tuple)):
+                value = value[0] if value else None
+            if isinstance(value, int):
+                return value
+    return 0
+
+
+def _eos_ids(model: Any, tokenizer: Any) -> list[int] | None:
+    for source in (getattr(model, "generation_config", None), tokenizer, getattr(model, "config", None)):
+        value = getattr(source, "eos_token_id", None) if source is not None else None
+        if isinstance(value, int):
+            return [value]
+        if isinstance(value, (list, tuple)) and value:
+            return [int(v) for v in value]
+    return None
+
+
+def prepare_batch(
+    model: Any, tokenizer: Any, prompts: Any, attention_mask: Any = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(input_ids, attention_mask)`` ``[batch, seq]`` on the model's device, ragged rows left-padded."""
+    device = next(model.parameters()).device
+    if isinstance(prompts, str) or (
+        isinstance(prompts, Sequence) and prompts and all(isinstance(p, str) for p in prompts)
+    ):
+        if tokenizer is None:
+            raise UserError("text prompts need a tokenizer; pass token ids or a model with a tokenizer")
+        texts = [prompts] if isinstance(prompts, str) else list(prompts)
+        rows = [list(tokenizer(t, add_special_tokens=True)["input_ids"]) for t in texts]
+    elif isinstance(prompts, torch.Tensor):
+        ids = prompts.to(device=device, dtype=torch.long)
+        if ids.ndim == 1:
+            ids = ids[None]
+        if ids.ndim != 2 or ids.shape[1] == 0:
+            raise UserError(f"input_ids must be [batch, seq] with seq >= 1, got shape {list(prompts.shape)}")
+        if attention_mask is None:
+            mask = torch.ones_like(ids)
+        else:
+            mask = torch.as_tensor(attention_mask, device=device).to(torch.long).reshape(ids.shape)
+            if bool((mask[:, -1] == 0).any()):
+                raise UserError("padded batches must be left-padded (the last column of attention_mask is 0)")
+        return ids, mask
+    elif isinstance(prompts, Sequence) and prompts and all(isinstance(t, int) for t in prompts):
+        rows = [list(prompts)]
+    elif isinstance(prompts, Sequence) and prompts and all(isinstance(r, Sequence) for r in prompts):
+        rows = [[int(t) for t in r] for r in prompts]
+    else:
+        raise UserError("prompt must be text, a list of token ids, a list of such lists or a [batch, seq] tensor")
+    if any(len(r) == 0 for r in rows):
+        raise UserError("every prompt needs at least one token")
+    width, pad = max(len(r) for r in rows), _pad_id(model, tokenizer)
+    ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows], dtype=torch.long, device=device)
+    mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], dtype=torch.long, device=device)
+    return ids, mask
+
+
+def generate(
+    model: Any,
+    tokenizer: Any,
+    input_ids: Any,
+    max_new_tokens: int,
+    mode: str = "switch",
+    *,
+    attention_mask: Any = None,
+    factor_set: Any = None,
+    cache_policy: str | None = None,
+    do_sample: bool = False,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    seed: int = 0,
+    stop_at_eos: bool = True,
+    return_logits: bool = False,
+) -> GenerationResult:
+    """Generate ``max_new_tokens`` tokens per row with the model's LongRoPE patch (see module doc).
+
+    ``factor_set`` installs factors first (else the model must already carry a patch). The patch's
+    mode (and ``cache_policy``, when given) are set for this call only and put back afterwards.
+    """
+    from transformers import GenerationConfig
+
+    if mode not in MODES:
+        raise UserError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
+        raise UserError(f"max_new_tokens must be an integer >= 1, got {max_new_tokens!r}")
+    if do_sample and (not temperature > 0 or not 0 < top_p <= 1):
+        raise UserError(f"sampling needs temperature > 0 and 0 < top_p <= 1, got {temperature}, {top_p}")
+    patch = install_factors(model, factor_set) if factor_set is not None else current_patch(model)
+    if patch is None or not patch.active:
+        raise UserError("the model carries no active LongRoPE factors; install_factors(model, factor_set) first")
+    ids, mask = prepare_batch(model, tokenizer, input_ids, attention_mask)
+    pad = _pad_id(model, tokenizer)
+    eos = _eos_ids(model, tokenizer) if stop_at_eos else None
+    config = GenerationConfig(
+        max_new_tokens=max_new_tokens,
+        do_sample=do_sample,
+        temperature=temperature if do_sample else None,
+        top_p=top_p if do_sample else None,
+        top_k=None,
+        num_beams=1,
+        pad_token_id=pad,
+        eos_token_id=eos,
+        bos_token_id=getattr(model.config, "bos_token_id", None),
+        use_cache=True,
+        return_dict_in_generate=True,
+        output_logits=return_logits,
+    )
+    previous_mode, previous_policy = patch.mode, patch.cache_policy
+    before = (patch.reprefills, patch.rerotations)
+    patch.mode = mode
+    try:
+        if cache_policy is not None:
+            patch.cache_policy = cache_policy
+        with torch.no_grad(), torch.random.fork_rng(devices=[] if ids.device.type == "cpu" else [ids.device]):
+            torch.manual_seed(seed)  # only sampling draws from it; the caller's RNG state is restored
+            out = model.generate(input_ids=ids, attention_mask=mask, generation_config=config)
+    finally:
+        patch.mode = previous_mode
+        patch.cache_policy = previous_policy
+    width = ids.shape[1]
+    new = out.sequences[:, width:].tolist()
+    prompt_rows = [row[mask_row.index(1):] for row, mask_row in zip(ids.tolist(), mask.tolist())]
+    new_rows = []
+    for row in new:
+        if eos:
+            for i, t in enumerate(row):
+                if t in eos:
+                    row = row[: i + 1]
+                    break
+        new_rows.append(row)
+    text = [tokenizer.decode(r, skip_special_tokens=True) for r in new_rows] if tokenizer is not None else None
+    logits = torch.stack(out.logits, dim=1).float() if return_logits else None
+    return GenerationResult(
+        prompt_rows, new_rows, text, mode, patch.reprefills - before[0], patch.rerotations - before[1], logits
+    )

@@ -1,0 +1,456 @@
+"""Export LongRoPE factors as a GGUF file that llama.cpp applies.
+
+What llama.cpp reads (LONGROPE.md §8; checked with a real llama.cpp, see bench/bench_llamacpp.py):
+the F32 tensors ``rope_factors_long.weight`` / ``rope_factors_short.weight`` ([d/2] each, λ_i of
+pair i) and the keys ``{arch}.rope.scaling.type = "longrope"``,
+``{arch}.rope.scaling.original_context_length = L`` and ``{arch}.rope.scaling.attn_factor = m``
+(cos and sin are multiplied by it). It uses the long factors when the context size exceeds L and the
+short ones otherwise — decided once per context, not per position — for the Llama architecture
+too, although its own converter writes these tensors only for Phi-3-like models. We also set
+``{arch}.context_length = L'``, so a context of the default size uses the long factors.
+``{arch}.rope.scaling.factor`` is never written (llama.cpp would divide every frequency by it on top
+of the factors), and a ``rope_freqs.weight`` tensor (Llama-3.1 style scaling, which llama.cpp would
+prefer) is dropped: the installed factors replace the model's own scaling, as in
+:func:`longrope.models.install_factors`. n̂ has no GGUF key: a warning says so when n̂ ≥ 2.
+
+Which families: llama.cpp (the build node-llama-cpp 3.21.1 bundles, checked per family with tiny
+random models) reads the factor tensors for its ``llama`` and ``phi3`` architectures only; a file
+with them for ``qwen2``, ``qwen3``, ``gemma`` or ``gemma2`` fails to load ("wrong number of
+tensors"), and so does one with ``rope_freqs.weight``. Llama and Mistral map to ``llama`` (as in
+llama.cpp's converter), Phi-3 to ``phi3``, and Qwen2 — Llama with q/k/v biases, which the ``llama``
+architecture accepts — is written as ``llama`` too. Qwen3 (q/k norms) and Gemma/Gemma 2 (GELU MLP,
+embedding scale, soft-capping) have no such equivalent: exporting them to GGUF is refused with one
+line (serve them with transformers or vLLM from ``--format hf``).
+
+Two sources:
+
+- :func:`export_gguf` — a loaded Hugging Face model → weights in f16 (2-D tensors; norms and biases
+  stay f32) or f32, plus the tokenizer (byte-level BPE with the ``gpt-2``/``smollm`` pre-tokenizers,
+  byte-fallback BPE and SentencePiece through the ``gguf`` package's vocab classes). Tensor names
+  come from the ``gguf`` package's ``TensorNameMap``. llama.cpp's ``llama`` architecture rotates
+  adjacent channel pairs while transformers rotates (i, i + d/2), so q/k rows (and biases) are
+  permuted per head, as llama.cpp's own converter does; factor i then still applies to the pair
+  (i, i + d/2) of the original model. ``phi3`` uses the (i, i + d/2) layout: nothing to permute.
+- :func:`export_gguf_from_gguf` — an existing GGUF file: every field and tensor is copied unchanged
+  (quantized ones included), only the rope keys above and the two factor tensors are added or
+  replaced (no model is loaded; SmolLM2's 93 MB file takes seconds).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from longrope.errors import UserError
+from longrope.models.export import (
+    ExportResult,
+    check_target_length,
+    remove_stale_temporaries,
+    temporary_sibling,
+)
+
+__all__ = [
+    "GGUF_ARCHES",
+    "NO_GGUF_FACTORS",
+    "check_output_file",
+    "export_gguf",
+    "export_gguf_from_gguf",
+    "gguf_rope_facts",
+    "longrope_gguf_keys",
+]
+
+log = logging.getLogger(__name__)
+
+# transformers model_type -> llama.cpp architecture name.
+GGUF_ARCHES = {
+    "llama": "llama",
+    "mistral": "llama",  # llama.cpp's converter maps MistralForCausalLM to its llama architecture
+    # Qwen2 is Llama with q/k/v biases, which llama.cpp's llama architecture accepts; its own qwen2
+    # architecture does not read the factor tensors, so Qwen2 models are written as "llama".
+    "qwen2": "llama",
+    "phi3": "phi3",
+}
+# Families llama.cpp cannot run with LongRoPE factors: its qwen3/gemma/gemma2 architectures neither
+# read rope_factors_long/short nor rope_freqs (a file with them fails to load: "wrong number of
+# tensors"), and their layouts (q/k norms; Gemma's GELU MLP, embedding scale, soft-capping) have no
+# llama-architecture equivalent. Checked with the llama.cpp that node-llama-cpp 3.21.1 bundles.
+NO_GGUF_FACTORS = {"qwen3": "qwen3", "gemma": "gemma", "gemma2": "gemma2"}
+_INTERLEAVED_ARCHES = ("llama",)  # llama.cpp rope type "norm": pairs (2j, 2j+1); the others are "neox"
+FACTOR_TENSORS = ("rope_factors_long.weight", "rope_factors_short.weight")
+_DROPPED_TENSORS = (*FACTOR_TENSORS, "rope_freqs.weight")
+OUTTYPES = ("f16", "f32")
+
+
+def longrope_gguf_keys(arch: str, factor_set: Any) -> dict[str, tuple[Any, str]]:
+    """``{key: (value, gguf type name)}`` for the rope keys this export sets (see module doc)."""
+    return {
+        f"{arch}.context_length": (int(factor_set.max_position_embeddings), "UINT32"),
+        f"{arch}.rope.scaling.type": ("longrope", "STRING"),
+        f"{arch}.rope.scaling.original_context_length": (int(factor_set.original_max_position_embeddings), "UINT32"),
+        f"{arch}.rope.scaling.attn_factor": (float(factor_set.resolved_attention_factor()), "FLOAT32"),
+    }
+
+
+def _factor_arrays(factor_set: Any) -> dict[str, np.ndarray]:
+    return {
+        "rope_factors_long.weight": np.asarray(factor_set.long_factor, dtype=np.float32),
+        "rope_factors_short.weight": np.asarray(factor_set.short_factor, dtype=np.float32),
+    }
+
+
+def _common_warnings(factor_set: Any) -> list[str]:
+    n_hat = int(factor_set.start_tokens)
+    if n_hat >= 2:
+        return [f"n̂ = {n_hat} retained start tokens cannot be expressed in GGUF: llama.cpp rotates positions "
+                f"1..{n_hat - 1} with the rescaled factors"]
+    return []
+
+
+def check_output_file(out: Path, overwrite: bool) -> None:
+    """One-line errors for an output that cannot become the GGUF file (checked before any work)."""
+    if out.exists() and out.is_dir():
+        raise UserError(f"output {out} is a folder; --format gguf writes one file, give e.g. -o {out}.gguf")
+    if out.exists() and not overwrite:
+        raise UserError(f"output file {out} already exists; pass --overwrite or another -o")
+    probe = out.parent if str(out.parent) else Path(".")
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise UserError(f"cannot create {out}: {probe} is a file")
+    if not os.access(probe, os.W_OK):
+        raise UserError(f"cannot write into {probe}: permission denied; choose another -o")
+
+
+def _check_factor_fit(factor_set: Any, rotary_dim: int, rope_theta: float, what: str) -> None:
+    half = rotary_dim // 2
+    if len(factor_set.long_factor) != half:
+        raise UserError(
+            f"factor set has {len(factor_set.long_factor)} factors but {what} has rotary dim {rotary_dim} "
+            f"(needs {half}); use a factor file made for this model"
+        )
+    if not math.isclose(float(factor_set.rope_theta), float(rope_theta), rel_tol=1e-6):
+        raise UserError(f"factor set is for rope_theta={factor_set.rope_theta:g} but {what} has {rope_theta:g}")
+    check_target_length(factor_set)
+
+
+def _finish(tmp: Path, out: Path) -> None:
+    umask = os.umask(0)
+    os.umask(umask)
+    tmp.chmod(0o666 & ~umask)
+    os.replace(tmp, out)
+
+
+# --------------------------------------------------------------------------- GGUF -> GGUF
+def gguf_rope_facts(path: str | os.PathLike) -> dict[str, Any]:
+    """``{arch, rotary_dim, rope_theta, context_length}`` of a GGUF file (header only)."""
+    import gguf
+
+    reader = gguf.GGUFReader(path)
+    arch = _field(reader, "general.architecture")
+    if arch in NO_GGUF_FACTORS.values():
+        raise UserError(_no_factors_message(arch))
+    if arch not in set(GGUF_ARCHES.values()):
+        raise UserError(
+            f"{path} is a {arch!r} GGUF; longrope writes LongRoPE factors for the architectures "
+            f"{', '.join(sorted(set(GGUF_ARCHES.values())))}"
+        )
+    heads = _field(reader, f"{arch}.attention.head_count")
+    emb = _field(reader, f"{arch}.embedding_length")
+    rotary = _field(reader, f"{arch}.rope.dimension_count")
+    if rotary is None:
+        key_len = _field(reader, f"{arch}.attention.key_length")
+        rotary = key_len if key_len is not None else emb // heads
+    theta = _field(reader, f"{arch}.rope.freq_base")
+    return {
+        "arch": arch,
+        "rotary_dim": int(rotary),
+        "rope_theta": float(theta) if theta is not None else 10000.0,
+        "context_length": _field(reader, f"{arch}.context_length"),
+    }
+
+
+def _no_factors_message(arch: str) -> str:
+    return (f"llama.cpp's {arch} architecture does not read LongRoPE factors (a GGUF carrying them fails to load), "
+            "so this model cannot be served with them by llama.cpp; use --format hf (transformers, vLLM)")
+
+
+def _field(reader: Any, key: str) -> Any:
+    field = reader.get_field(key)
+    return field.contents() if field is not None else None
+
+
+def export_gguf_from_gguf(
+    src: str | os.PathLike, factor_set: Any, out: str | os.PathLike, *, overwrite: bool = False
+) -> ExportResult:
+    """Copy the GGUF ``src`` to ``out`` with ``factor_set`` added (see module doc)."""
+    import gguf
+
+    out = Path(out)
+    src = Path(src)
+    check_output_file(out, overwrite)
+    if out.resolve() == src.resolve():
+        raise UserError(f"-o {out} is the source model itself; write to another file")
+    facts = gguf_rope_facts(src)
+    arch = facts["arch"]
+    _check_factor_fit(factor_set, facts["rotary_dim"], facts["rope_theta"], f"{src.name}")
+    warnings = _common_warnings(factor_set)
+    reader = gguf.GGUFReader(src)
+    dropped = [t.name for t in reader.tensors if t.name == "rope_freqs.weight"]
+    if dropped:
+        warnings.append("the source's rope_freqs.weight (its own RoPE scaling) is replaced by the LongRoPE factors")
+    new_keys = longrope_gguf_keys(arch, factor_set)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(out)
+    tmp = temporary_sibling(out, folder=False)
+    try:
+        writer = gguf.GGUFWriter(tmp, arch=arch, endianess=reader.endianess)
+        alignment = _field(reader, "general.alignment")
+        if alignment is not None:
+            writer.data_alignment = alignment
+        for field in reader.fields.values():
+            name = field.name
+            if name.startswith("GGUF.") or name == "general.architecture" or name in new_keys:
+                continue
+            if name.startswith(f"{arch}.rope.scaling."):
+                continue  # any earlier scaling (linear, yarn, ...) is replaced by ours
+            vtype = field.types[0]
+            sub = field.types[-1] if vtype == gguf.GGUFValueType.ARRAY else None
+            writer.add_key_value(name, field.contents(), vtype, sub_type=sub)
+        for key, (value, tname) in new_keys.items():
+            writer.add_key_value(key, value, gguf.GGUFValueType[tname])
+        kept = [t for t in reader.tensors if t.name not in _DROPPED_TENSORS]
+        factors = _factor_arrays(factor_set)
+        for name, arr in factors.items():
+            writer.add_tensor_info(name, arr.shape, arr.dtype, arr.nbytes, gguf.GGMLQuantizationType.F32)
+        for t in kept:
+            writer.add_tensor_info(t.name, t.data.shape, t.data.dtype, t.data.nbytes, t.tensor_type)
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_ti_data_to_file()
+        for arr in factors.values():
+            writer.write_tensor_data(arr)
+        for t in kept:
+            writer.write_tensor_data(t.data, tensor_endianess=reader.endianess)
+        writer.close()
+        _finish(tmp, out)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    for w in warnings:
+        log.warning(w)
+    return ExportResult(out, tuple(warnings))
+
+
+# --------------------------------------------------------------------------- HF model -> GGUF
+def _permute_rows(t: Any, n_head: int) -> Any:
+    """``rotate_half`` row order → llama.cpp's adjacent-pair order, per head (rows i, i+d/2 → 2i, 2i+1)."""
+    rows = t.shape[0]
+    return t.reshape(n_head, 2, rows // n_head // 2, *t.shape[1:]).swapaxes(1, 2).reshape(t.shape)
+
+
+def _hparams(writer: Any, config: Any, info: Any, arch: str, warnings: list[str]) -> None:
+    heads = int(config.num_attention_heads)
+    kv = int(getattr(config, "num_key_value_heads", None) or heads)
+    writer.add_embedding_length(int(config.hidden_size))
+    writer.add_block_count(int(config.num_hidden_layers))
+    writer.add_feed_forward_length(int(config.intermediate_size))
+    writer.add_head_count(heads)
+    writer.add_head_count_kv(kv)
+    writer.add_layer_norm_rms_eps(float(config.rms_norm_eps))
+    writer.add_rope_freq_base(float(info.rope_theta))
+    writer.add_rope_dimension_count(int(info.rotary_dim))
+    writer.add_key_length(int(info.head_dim))
+    writer.add_value_length(int(info.head_dim))
+    writer.add_vocab_size(int(config.vocab_size))
+    window = getattr(config, "sliding_window", None)
+    if arch == "phi3" and window:
+        writer.add_sliding_window(int(window))
+    elif window and getattr(config, "use_sliding_window", True) and int(window) < int(config.max_position_embeddings):
+        warnings.append(f"llama.cpp's {arch} architecture has no sliding window; the model's window of {window} "
+                        "tokens is not applied")
+
+
+def _tokenizer_vocab(tokenizer: Any, vocab_size: int, workdir: Path, warnings: list[str]) -> dict | None:
+    """Tokens, types, scores and the tokenizer model name for GGUF, or None (tokenizer not convertible)."""
+    import gguf
+
+    tokenizer.save_pretrained(workdir)
+    tj_path = workdir / "tokenizer.json"
+    if tj_path.is_file():
+        tj = json.loads(tj_path.read_text(encoding="utf-8"))
+        model = tj.get("model", {})
+        byte_level = (tj.get("decoder") or {}).get("type") == "ByteLevel"
+        if model.get("type") == "BPE" and not model.get("byte_fallback", False) and byte_level:
+            return _gpt2_vocab(tokenizer, tj, vocab_size, warnings)
+        if model.get("type") == "BPE" and model.get("byte_fallback", False):
+            vocab = gguf.LlamaHfVocab(workdir)
+            return _vocab_from(vocab, "llama", vocab_size)
+    if (workdir / "tokenizer.model").is_file():
+        try:
+            vocab = gguf.SentencePieceVocab(workdir)
+        except (ImportError, RuntimeError, TypeError) as e:  # sentencepiece missing
+            warnings.append(f"the SentencePiece tokenizer was not converted ({e}); the GGUF has no vocabulary")
+            return None
+        return _vocab_from(vocab, "llama", vocab_size)
+    warnings.append(f"the {type(tokenizer).__name__} tokenizer is not a kind this export converts (byte-level "
+                    "BPE, byte-fallback BPE, SentencePiece); the GGUF has no vocabulary")
+    return None
+
+
+def _vocab_from(vocab: Any, model_name: str, vocab_size: int) -> dict:
+    import gguf
+
+    tokens, scores, types = [], [], []
+    for text, score, ttype in vocab.all_tokens():
+        tokens.append(text)
+        scores.append(score)
+        types.append(ttype)
+    for i in range(len(tokens), vocab_size):
+        tokens.append(f"[PAD{i}]".encode())
+        scores.append(-1000.0)
+        types.append(gguf.TokenType.UNUSED)
+    return {"model": model_name, "tokens": tokens, "scores": scores, "types": types, "pre": None}
+
+
+def _gpt2_pre(tj: dict) -> str | None:
+    """llama.cpp's pre-tokenizer name for the byte-level BPE pre-tokenizers it shares with HF."""
+    pre = tj.get("pre_tokenizer") or {}
+
+    def is_byte_level(p: dict) -> bool:
+        return p.get("type") == "ByteLevel" and not p.get("add_prefix_space", False) and p.get("use_regex", True)
+
+    if is_byte_level(pre):
+        return "gpt-2"
+    parts = pre.get("pretokenizers") if pre.get("type") == "Sequence" else None
+    if parts and len(parts) == 2 and parts[0].get("type") == "Digits" and parts[0].get("individual_digits") \
+            and is_byte_level(parts[1]):
+        return "smollm"  # digits split one by one, then GPT-2's regex (SmolLM's tokenizer)
+    return None
+
+
+def _gpt2_vocab(tokenizer: Any, tj: dict, vocab_size: int, warnings: list[str]) -> dict:
+    import gguf
+
+    vocab = tokenizer.get_vocab()
+    reverse = {i: t for t, i in vocab.items()}
+    added = {int(i): tok for i, tok in getattr(tokenizer, "added_tokens_decoder", {}).items()}
+    special_ids = set(getattr(tokenizer, "all_special_ids", []) or [])
+    size = max(vocab_size, max(reverse) + 1)
+    tokens, types = [], []
+    for i in range(size):
+        if i not in reverse:
+            tokens.append(f"[PAD{i}]")
+            types.append(gguf.TokenType.UNUSED)
+        elif i in special_ids or (i in added and getattr(added[i], "special", False)):
+            tokens.append(reverse[i])
+            types.append(gguf.TokenType.CONTROL)
+        elif i in added:
+            tokens.append(reverse[i])
+            types.append(gguf.TokenType.USER_DEFINED)
+        else:
+            tokens.append(reverse[i])
+            types.append(gguf.TokenType.NORMAL)
+    pre = _gpt2_pre(tj)
+    if pre is None:
+        pre = "default"
+        warnings.append("this byte-level BPE pre-tokenizer has no llama.cpp name; wrote 'default': llama.cpp may "
+                        "split text differently from transformers (token ids fed directly are unaffected)")
+    return {"model": "gpt2", "tokens": tokens, "scores": None, "types": types, "pre": pre}
+
+
+def export_gguf(
+    model: Any,
+    tokenizer: Any,
+    factor_set: Any,
+    out: str | os.PathLike,
+    *,
+    outtype: str = "f16",
+    overwrite: bool = False,
+    name: str | None = None,
+) -> ExportResult:
+    """Write a loaded Hugging Face ``model`` (+ ``tokenizer``) with ``factor_set`` as one GGUF file."""
+    import gguf
+    import torch
+
+    from longrope.models.export import longrope_config_entries
+    from longrope.models.families import inspect_model, require_supported
+
+    if outtype not in OUTTYPES:
+        raise UserError(f"GGUF weights type must be one of {', '.join(OUTTYPES)}, got {outtype!r}")
+    out = Path(out)
+    check_output_file(out, overwrite)
+    info = require_supported(inspect_model(model))
+    if info.model_type in NO_GGUF_FACTORS:
+        raise UserError(_no_factors_message(NO_GGUF_FACTORS[info.model_type]))
+    longrope_config_entries(factor_set, info)  # validates the set against the model (its caveats are HF's)
+    warnings = _common_warnings(factor_set)
+    config = model.config
+    arch = GGUF_ARCHES[info.model_type]
+    state = model.state_dict()
+    tied = bool(getattr(config, "tie_word_embeddings", False))
+    heads = int(config.num_attention_heads)
+    kv_heads = int(getattr(config, "num_key_value_heads", None) or heads)
+    names = gguf.get_tensor_name_map(gguf.MODEL_ARCH[arch.upper()], int(config.num_hidden_layers))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(out)
+    tmp = temporary_sibling(out, folder=False)
+    workdir = Path(tempfile.mkdtemp(prefix=f".{out.name}.tok-", dir=out.parent))
+    try:
+        writer = gguf.GGUFWriter(tmp, arch=arch)
+        writer.add_type(gguf.GGUFType.MODEL)
+        writer.add_name(name or str(getattr(config, "_name_or_path", "") or out.stem))
+        writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
+        writer.add_file_type(gguf.LlamaFileType.MOSTLY_F16 if outtype == "f16" else gguf.LlamaFileType.ALL_F32)
+        _hparams(writer, config, info, arch, warnings)
+        for key, (value, tname) in longrope_gguf_keys(arch, factor_set).items():
+            writer.add_key_value(key, value, gguf.GGUFValueType[tname])
+        vocab = _tokenizer_vocab(tokenizer, int(config.vocab_size), workdir, warnings) if tokenizer else None
+        if vocab is None:
+            writer.add_tokenizer_model("none")
+        else:
+            writer.add_tokenizer_model(vocab["model"])
+            if vocab["pre"]:
+                writer.add_tokenizer_pre(vocab["pre"])
+            writer.add_token_list(vocab["tokens"])
+            writer.add_token_types(vocab["types"])
+            if vocab["scores"] is not None:
+                writer.add_token_scores(vocab["scores"])
+            special = gguf.SpecialVocab(workdir, load_merges=vocab["model"] == "gpt2", n_vocab=len(vocab["tokens"]))
+            special.add_to_gguf(writer, quiet=True)
+        for key, arr in _factor_arrays(factor_set).items():
+            writer.add_tensor(key, arr)
+        for hf_name, tensor in state.items():
+            if hf_name == "lm_head.weight" and tied:
+                continue
+            gguf_name = names.get_name(hf_name, try_suffixes=(".weight", ".bias"))
+            if gguf_name is None:
+                raise UserError(f"no GGUF tensor name for {hf_name} in llama.cpp's {arch} architecture")
+            data = tensor.detach().to(device="cpu", dtype=torch.float32)
+            if arch in _INTERLEAVED_ARCHES and hf_name.endswith(("q_proj.weight", "q_proj.bias")):
+                data = _permute_rows(data, heads)
+            elif arch in _INTERLEAVED_ARCHES and hf_name.endswith(("k_proj.weight", "k_proj.bias")):
+                data = _permute_rows(data, kv_heads)
+            arr = data.numpy()
+            arr = arr.astype(np.float16) if (outtype == "f16" and arr.ndim >= 2) else np.ascontiguousarray(arr)
+            writer.add_tensor(gguf_name, arr)
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_tensors_to_file()
+        writer.close()
+        _finish(tmp, out)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    for w in warnings:
+        log.warning(w)
+    return ExportResult(out, tuple(warnings))

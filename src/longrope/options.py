@@ -1,0 +1,346 @@
+"""Configuration dataclasses as the one home of every default, and the command line derived from them.
+
+A run's configuration is a dataclass whose fields are declared with :func:`option`: the default,
+a help text, and how the field is spelled on the command line. :func:`add_options` turns the
+fields into argparse options (with ``argparse.SUPPRESS`` defaults, so only what the user typed is
+seen), and :func:`config_from_args` builds the dataclass from the defaults, an optional saved
+configuration (``--config RUN_DIR/config.json``) and the flags, in that order of precedence.
+:func:`config_to_dict` / :func:`config_from_dict` are the JSON round trip ``longrope rerun`` uses.
+
+Field types understood: ``bool`` (``--flag``, or ``--no-flag`` when the default is True), ``int``,
+``float``, ``str``, ``X | None``, ``tuple[int | float | str, ...]`` (comma-separated on the command
+line), and a nested config dataclass (``nested=True``: its fields become flags of their own).
+
+Only argparse and the standard library are imported here, so ``--help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import types
+import typing
+from collections.abc import Callable
+from typing import Any
+
+from longrope.errors import ConfigError, UserError
+
+__all__ = ["option", "nested", "check_choices", "config_to_argv", "add_options", "config_from_args", "config_to_dict", "config_from_dict",
+           "flag_of", "field_flags", "parse_list"]
+
+
+def option(default: Any = dataclasses.MISSING, help: str = "", *, flag: str | None = None, short: str | None = None,
+           choices: tuple | Callable[[], tuple] | None = None, metavar: str | None = None,
+           parse: Callable[[str], Any] | None = None, group: str | None = None, cli: bool = True,
+           default_text: str | None = None, multiple: bool = False) -> Any:
+    """A documented config field.
+
+    ``help`` is required (every field is documented); ``flag`` overrides ``--field-name``;
+    ``choices`` may be a callable (a registry's names, resolved when the parser is built);
+    ``parse`` converts the command-line text; ``cli=False`` keeps the field out of the command line
+    (it is still saved and re-read); ``default_text`` replaces the default shown in ``--help``;
+    ``multiple`` (tuple fields) takes space-separated values (``--factors a.json b.json``) instead
+    of one comma-separated string.
+    """
+    if not help:
+        raise TypeError("option() needs a help text: every config field is documented")
+    meta = {"help": help, "flag": flag, "short": short, "choices": choices, "metavar": metavar, "parse": parse,
+            "group": group, "cli": cli, "default_text": default_text,
+            "multiple": multiple}
+    if isinstance(default, (list, dict, set)):
+        raise TypeError("mutable defaults are not allowed; use a tuple")
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def nested(factory: Callable[[], Any], help: str, *, group: str | None = None) -> Any:
+    """A nested config dataclass whose own fields become command-line options; ``factory()`` gives
+    its defaults (a class, or e.g. ``lambda: StrategyConfig(population=16)`` for other defaults)."""
+    return dataclasses.field(default_factory=factory, metadata={"help": help, "nested": True, "group": group,
+                                                                  "cli": True})
+
+
+def check_choices(cfg: Any) -> None:
+    """Raise :class:`ConfigError` for a field whose value is not among its declared ``choices``
+    (argparse checks the command line; this checks configs built in Python or read from JSON)."""
+    for f in dataclasses.fields(cfg):
+        choices = f.metadata.get("choices")
+        if not choices:
+            continue
+        allowed = tuple(choices()) if callable(choices) else tuple(choices)
+        value = getattr(cfg, f.name)
+        values = value if isinstance(value, tuple) else (value,)
+        bad = [v for v in values if v is not None and v not in allowed]
+        if bad:
+            raise ConfigError(f.name, "{name} must be one of " + f"{', '.join(map(str, allowed))}, got {bad[0]!r}")
+
+
+# ---------------------------------------------------------------------------------------------
+# field introspection
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
+    """``X | None`` → ``(X, True)``; anything else → ``(tp, False)``."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1 and len(typing.get_args(tp)) == 2:
+            return args[0], True
+    return tp, False
+
+
+def _tuple_item(tp: Any) -> Any | None:
+    """``tuple[X, ...]`` or ``tuple[X, X]`` → X; else None."""
+    if typing.get_origin(tp) is tuple:
+        args = [a for a in typing.get_args(tp) if a is not Ellipsis]
+        if args and all(a == args[0] for a in args):
+            return args[0]
+    return None
+
+
+def flag_of(name: str, f: dataclasses.Field | None = None) -> str:
+    """The command-line spelling of a field (``--no-x`` for a switch that is on by default)."""
+    if f is not None and f.metadata.get("flag"):
+        return f.metadata["flag"]
+    if f is not None and f.default is True:
+        return "--no-" + name.replace("_", "-")
+    return "--" + name.replace("_", "-")
+
+
+def field_flags(cls: type) -> dict[str, str]:
+    """``{field name: flag}`` for every field of ``cls`` and of its nested configs."""
+    out: dict[str, str] = {}
+    for f in dataclasses.fields(cls):
+        if f.metadata.get("nested"):
+            out.update(field_flags(type(f.default_factory())))  # type: ignore[misc]
+        else:
+            out[f.name] = flag_of(f.name, f)
+    return out
+
+
+def parse_list(text: str, item: Callable[[str], Any], flag: str) -> tuple:
+    """``"a,b,c"`` → ``(item(a), item(b), item(c))``; empty or ``none`` → ``()``."""
+    parts = [t.strip() for t in str(text).split(",") if t.strip()]
+    if len(parts) == 1 and parts[0].lower() == "none":
+        return ()
+    try:
+        return tuple(item(p) for p in parts)
+    except (TypeError, ValueError):
+        kind = getattr(item, "__name__", "value")
+        raise UserError(f"{flag} must be comma-separated {kind} values, got {text!r}") from None
+
+
+def _converter(tp: Any, f: dataclasses.Field, flag: str) -> Callable[[str], Any]:
+    conv = _plain_converter(tp, f, flag)
+
+    def convert(text: str) -> Any:  # argparse reports ArgumentTypeError as one line, naming the flag
+        try:
+            return conv(text)
+        except UserError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    convert.__name__ = getattr(conv, "__name__", "value")
+    return convert
+
+
+def _plain_converter(tp: Any, f: dataclasses.Field, flag: str) -> Callable[[str], Any]:
+    parse = f.metadata.get("parse")
+    if parse is not None:
+        return parse
+    inner, _ = _unwrap_optional(tp)
+    item = _tuple_item(inner)
+    if item is not None:
+        return lambda text: parse_list(text, item, flag)
+    if inner in (int, float, str):
+        return inner
+    raise TypeError(f"field {f.name}: type {tp!r} has no command-line form; give parse=")
+
+
+# ---------------------------------------------------------------------------------------------
+# argparse
+
+
+def _default_text(f: dataclasses.Field, defaults: Any = None) -> str | None:
+    if f.metadata.get("default_text") is not None and defaults is None:
+        return f.metadata["default_text"]
+    d = getattr(defaults, f.name) if defaults is not None else f.default
+    if d is dataclasses.MISSING or d is None or d is False or d == ():
+        return None
+    if isinstance(d, tuple):
+        return ",".join(str(x) for x in d)
+    return str(d)
+
+
+def add_options(parser: argparse.ArgumentParser, cls: type, *, groups: dict | None = None,
+                defaults: Any = None) -> None:
+    """Add one option per (nested) field of ``cls`` to ``parser``; defaults stay in the dataclass
+    (``defaults``: an instance whose values ``--help`` shows instead, for nested configs)."""
+    hints = _hints(cls)
+    groups = {} if groups is None else groups
+    for f in dataclasses.fields(cls):
+        meta = f.metadata
+        if not meta.get("cli", True):
+            continue
+        if "help" not in meta:
+            raise TypeError(f"{cls.__name__}.{f.name} has no help text; declare it with option()")
+        if meta.get("nested"):
+            inst = f.default_factory()  # type: ignore[misc]
+            add_options(parser, type(inst), groups=groups, defaults=inst)
+            continue
+        target = parser
+        if meta.get("group"):
+            if meta["group"] not in groups:
+                groups[meta["group"]] = parser.add_argument_group(meta["group"])
+            target = groups[meta["group"]]
+        flag = flag_of(f.name, f)
+        names = [flag] + ([meta["short"]] if meta.get("short") else [])
+        tp = hints[f.name]
+        helptext = meta["help"]
+        if f.default is dataclasses.MISSING:
+            helptext += " (required)"
+        elif (dt := _default_text(f, defaults)) is not None and tp is not bool:
+            helptext += f" (default {dt})"
+        helptext = helptext.replace("%", "%%")
+        if tp is bool:
+            if f.default is True and not meta.get("flag"):
+                target.add_argument(*names, dest=f.name, action="store_false", default=argparse.SUPPRESS,
+                                    help=helptext + " (on by default; this turns it off)")
+            else:
+                target.add_argument(*names, dest=f.name, action="store_true", default=argparse.SUPPRESS,
+                                    help=helptext)
+            continue
+        choices = meta.get("choices")
+        if callable(choices):
+            choices = tuple(choices())
+        kwargs: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS, "help": helptext,
+                                  "type": _converter(tp, f, flag)}
+        if choices:
+            kwargs["choices"] = choices
+        if meta.get("multiple"):
+            kwargs.update(nargs="+", action="extend", type=_tuple_item(_unwrap_optional(tp)[0]))
+        if meta.get("metavar"):
+            kwargs["metavar"] = meta["metavar"]
+        elif not choices:
+            kwargs["metavar"] = {int: "N", float: "X"}.get(_unwrap_optional(tp)[0], "TEXT")
+        target.add_argument(*names, **kwargs)
+
+
+def _given(args: argparse.Namespace, cls: type) -> dict[str, Any]:
+    """The values the user typed, as a (nested) dict keyed like :func:`config_to_dict`."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        if f.metadata.get("nested"):
+            sub = _given(args, type(f.default_factory()))  # type: ignore[misc]
+            if sub:
+                out[f.name] = sub
+        elif hasattr(args, f.name):
+            v = getattr(args, f.name)
+            out[f.name] = tuple(v) if isinstance(v, list) else v
+    return out
+
+
+def _merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def config_from_args(cls: type, args: argparse.Namespace, *, saved: dict | None = None) -> Any:
+    """Defaults ← ``saved`` (a :func:`config_to_dict` of an earlier run) ← the flags given."""
+    values = _merge(saved or {}, _given(args, cls))
+    return config_from_dict(cls, values)
+
+
+# ---------------------------------------------------------------------------------------------
+# JSON round trip
+
+
+def config_to_dict(cfg: Any) -> dict[str, Any]:
+    """Plain JSON-able dict of a config (tuples become lists, nested configs dicts)."""
+
+    def plain(v: Any) -> Any:
+        if dataclasses.is_dataclass(v) and not isinstance(v, type):
+            return {f.name: plain(getattr(v, f.name)) for f in dataclasses.fields(v)}
+        if isinstance(v, (tuple, list)):
+            return [plain(x) for x in v]
+        return v
+
+    return plain(cfg)
+
+
+def _coerce(tp: Any, value: Any, name: str) -> Any:
+    inner, optional = _unwrap_optional(tp)
+    if value is None:
+        if optional:
+            return None
+        raise ConfigError(name, "{name} must not be empty")
+    item = _tuple_item(inner)
+    if item is not None:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(name, "{name} must be a list, got " + repr(value))
+        n = len(typing.get_args(inner))
+        if Ellipsis not in typing.get_args(inner) and len(value) != n:
+            raise ConfigError(name, "{name} must have " + f"{n} values, got {list(value)!r}")
+        return tuple(_coerce(item, v, name) for v in value)
+    if inner is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if inner in (int, float, str, bool) and not isinstance(value, inner):
+        raise ConfigError(name, "{name} must be " + f"{inner.__name__}, got {value!r}")
+    if inner is int and isinstance(value, bool):
+        raise ConfigError(name, "{name} must be " + f"int, got {value!r}")
+    return value
+
+
+def config_from_dict(cls: type, values: dict[str, Any]) -> Any:
+    """Build ``cls`` from a (possibly partial) dict; unknown keys and missing required fields are
+    :class:`~longrope.errors.ConfigError` s naming the field."""
+    if not isinstance(values, dict):
+        raise UserError(f"a {cls.__name__} must be a JSON object, got {type(values).__name__}")
+    hints = _hints(cls)
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ConfigError(unknown[0], "{name} is not a setting of this command (saved by another version?)")
+    kwargs: dict[str, Any] = {}
+    for name, f in known.items():
+        if name not in values:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise ConfigError(name, "{name} is required")
+            continue
+        if f.metadata.get("nested"):
+            inst = f.default_factory()  # type: ignore[misc]
+            kwargs[name] = config_from_dict(type(inst), {**config_to_dict(inst), **values[name]})
+        else:
+            kwargs[name] = _coerce(hints[name], values[name], name)
+    return cls(**kwargs)
+
+
+def config_to_argv(cfg: Any) -> list[str]:
+    """Command-line arguments that rebuild ``cfg`` (every field spelled out, unset ones left out),
+    for records that must replay a run even if a later version changes a default."""
+    out: list[str] = []
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if f.metadata.get("nested"):
+            out += config_to_argv(value)
+            continue
+        if not f.metadata.get("cli", True) or value is None:
+            continue
+        flag = flag_of(f.name, f)
+        if isinstance(value, bool):
+            if f.default is True and not f.metadata.get("flag"):
+                out += [] if value else [flag]
+            elif value:
+                out.append(flag)
+            continue
+        if isinstance(value, tuple):
+            if not value:
+                continue
+            out += [flag, *map(str, value)] if f.metadata.get("multiple") else [flag, ",".join(map(str, value))]
+            continue
+        out += [flag, str(value)]
+    return out

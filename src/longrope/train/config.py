@@ -1,0 +1,166 @@
+"""``FinetuneConfig``: every knob of a fine-tuning run and its default, in one place.
+
+Each field is a documented :func:`longrope.options.option` (help, and ``choices``/``metavar``/
+``group``/``short`` where they help): the command line is derived from them; no argparse lives here.
+Values that depend on the model, the factors or the number of processes (``seq_len`` = L' when
+unset, ``short_length`` = L, the gradient-accumulation count behind ``tokens_per_step``) are
+resolved at run time and recorded in every checkpoint (:mod:`longrope.train.checkpoint`).
+
+Validation that needs nothing but the values happens in ``__post_init__`` and raises
+:class:`~longrope.errors.ConfigError` naming the field, so the CLI can name the flag.
+This module imports no torch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from longrope.errors import ConfigError
+from longrope.options import option
+
+__all__ = ["FinetuneConfig", "SCHEDULES", "DTYPES", "DEVICES", "TRAJECTORY_FIELDS"]
+
+SCHEDULES = ("linear", "cosine", "constant")
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+DEVICES = ("auto", "cpu", "cuda")
+
+_DATA = "data"
+_OPT = "optimisation"
+_MEM = "memory and precision"
+_LORA = "LoRA (peft)"
+_RUN = "checkpoints and output"
+
+
+@dataclass
+class FinetuneConfig:
+    """Continued pre-training with LongRoPE factors installed (LONGROPE.md §5, §6)."""
+
+    model: str = option(help='model to fine-tune: "tiny", "smollm2", a Hugging Face folder, a .gguf file or a hub id',
+                      metavar="M")
+    factors: str = option(help="factor file (factors.json, a longrope config.json or a run folder) installed "
+                             "while training; its tables are fixed, not trained", metavar="F")
+    data: str = option(help="shard folder from 'longrope tokenize' holding documents of role 'train' "
+                          "(--input train=PATH)", metavar="DIR")
+    output: str = option(help="run folder: checkpoints/, train_log.jsonl, loss.png and the exported model/",
+                       metavar="OUT", short="-o")
+    seq_len: int | None = option(None, "training window N in tokens", metavar="N",
+                               default_text="the factor set's target length L'", group=_DATA)
+    short_share: float = option(0.0, "share of steps trained on windows of at most --short-length tokens with the "
+                                   "short factors (LongRoPE2 mixed context windows); the rest use the long "
+                                   "factors at N", metavar="P", group=_DATA)
+    short_length: int | None = option(None, "length of the short windows", metavar="S",
+                                    default_text="the factor set's original length L", group=_DATA)
+    bos: bool = option(True, "begin every packed segment (a document, or the rest of one, in a window) with BOS "
+                           "at position 0, as evaluation windows do", group=_DATA)
+    heldout_fraction: float = option(0.5, "the hash split's held-out share, as in search and eval (decides which "
+                                        "unpinned documents are search or held-out, all refused for training)",
+                                   group=_DATA)
+    exclude: tuple[str, ...] = option((), "more shard folders whose search and held-out documents must not be "
+                                        "trained on (checked by document id and by content)",
+                                    metavar="DIR,DIR", group=_DATA)
+    steps: int = option(400, "optimizer steps (LongRoPE: 400 at 128k, then 600 at 256k)", group=_OPT)
+    learning_rate: float = option(2e-5, "peak learning rate (LongRoPE on LLaMA2: 2e-5)", metavar="LR", group=_OPT)
+    lr_schedule: str = option("linear", "decay after warm-up: linear or cosine to 0, or constant",
+                            choices=SCHEDULES, group=_OPT)
+    warmup_steps: int = option(20, "linear warm-up from 0, in optimizer steps (inside --steps)", group=_OPT)
+    batch_size: int = option(1, "windows per process per micro-step", group=_OPT)
+    grad_accum: int | None = option(None, "micro-steps per optimizer step", default_text="1, or what "
+                                  "--tokens-per-step needs", group=_OPT)
+    tokens_per_step: int | None = option(None, "tokens per optimizer step over all processes (batch-size x "
+                                             "seq-len x grad-accum x processes); sets grad-accum",
+                                       metavar="T", group=_OPT)
+    weight_decay: float = option(0.0, "AdamW weight decay", group=_OPT)
+    max_grad_norm: float = option(1.0, "clip the gradient norm to this (0: no clipping)", group=_OPT)
+    seed: int = option(0, "seeds the document order, the weight init of LoRA adapters and torch", group=_OPT)
+    gradient_checkpointing: bool = option(False, "recompute each layer's activations in the backward pass "
+                                               "(less memory, ~30% more time)", group=_MEM)
+    dtype: str = option("auto", "compute precision (mixed, through accelerate; weights and optimizer stay "
+                              "float32): auto = bfloat16 where the device supports it, else float32",
+                      choices=DTYPES, group=_MEM)
+    device: str = option("auto", "auto (CUDA when available), cpu or cuda; under 'accelerate launch' each process "
+                               "gets its own device", choices=DEVICES, group=_MEM)
+    attn_implementation: str = option("sdpa", "attention kernel: sdpa (packed documents get a [N, N] mask per "
+                                            "window), flash_attention_2 (varlen, no mask; CUDA), eager",
+                                    group=_MEM)
+    loss_chunk: int | None = option(None, "positions per chunk of the LM head and the loss (never [N, vocab] "
+                                        "logits)", default_text="max(128, 2^21 / vocab)", group=_MEM)
+    lora: bool = option(False, "train LoRA adapters (peft) instead of all weights; merged into the export",
+                      group=_LORA)
+    lora_rank: int = option(8, "LoRA rank r", group=_LORA)
+    lora_alpha: float = option(16.0, "LoRA alpha (scaling alpha / r)", group=_LORA)
+    lora_dropout: float = option(0.0, "dropout on the LoRA input", group=_LORA)
+    lora_targets: tuple[str, ...] = option(("q_proj", "k_proj", "v_proj", "o_proj"),
+                                         "module names that get adapters", metavar="NAME,NAME", group=_LORA)
+    lora_trainable: tuple[str, ...] = option(("embed", "norm"), "parameters whose name contains one of these are "
+                                                              "trained fully alongside the adapters (LongLoRA "
+                                                              "trains embeddings and norms)",
+                                           metavar="PART,PART", group=_LORA)
+    checkpoint_every: int = option(50, "save a resumable checkpoint every this many steps (and at the end)",
+                                 group=_RUN)
+    keep_checkpoints: int = option(2, "checkpoints kept (older ones are deleted)", group=_RUN)
+    resume: bool = option(False, "continue from the newest checkpoint in the run folder (starts afresh when "
+                               "there is none)", group=_RUN)
+    export_dtype: str | None = option(None, "dtype of the exported weights", choices=DTYPES[1:],
+                                    default_text="the input model's", group=_RUN)
+    quiet: bool = option(False, "no progress bar", group=_RUN)
+
+    def __post_init__(self) -> None:
+        for name in ("model", "factors", "data", "output"):
+            if not isinstance(getattr(self, name), str) or not getattr(self, name).strip():
+                raise ConfigError(name, "{name} is required")
+        positive = ["steps", "batch_size", "lora_rank", "checkpoint_every", "keep_checkpoints"]
+        positive += [n for n in ("seq_len", "short_length", "grad_accum", "tokens_per_step", "loss_chunk")
+                     if getattr(self, n) is not None]
+        for name in positive:
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ConfigError(name, "{name} must be an integer >= 1, got " + repr(v))
+        if self.seq_len is not None and self.seq_len < 2:
+            raise ConfigError("seq_len", "{name} must be >= 2 tokens, got " + str(self.seq_len))
+        if self.short_length is not None and self.short_length < 2:
+            raise ConfigError("short_length", "{name} must be >= 2 tokens, got " + str(self.short_length))
+        if self.warmup_steps < 0 or self.warmup_steps > self.steps:
+            raise ConfigError(("warmup_steps", "steps"), "{name0} must be in [0, {name1}], got "
+                              + str(self.warmup_steps))
+        for name, lo, hi in (("short_share", 0.0, 1.0), ("heldout_fraction", 0.0, 1.0),
+                             ("lora_dropout", 0.0, 0.999)):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and lo <= v <= hi):
+                raise ConfigError(name, "{name} must be in " + f"[{lo:g}, {hi:g}], got {v!r}")
+        for name in ("learning_rate", "lora_alpha"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
+                raise ConfigError(name, "{name} must be > 0, got " + repr(v))
+        for name in ("weight_decay", "max_grad_norm"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
+                raise ConfigError(name, "{name} must be >= 0, got " + repr(v))
+        for name, allowed in (("lr_schedule", SCHEDULES), ("dtype", DTYPES), ("device", DEVICES)):
+            if getattr(self, name) not in allowed:
+                raise ConfigError(name, "{name} must be one of " + ", ".join(allowed)
+                                  + f", got {getattr(self, name)!r}")
+        if self.export_dtype is not None and self.export_dtype not in DTYPES[1:]:
+            raise ConfigError("export_dtype", "{name} must be one of " + ", ".join(DTYPES[1:])
+                              + f", got {self.export_dtype!r}")
+        if self.lora and not self.lora_targets:
+            raise ConfigError("lora_targets", "{name} must name at least one module when LoRA is on")
+        self.exclude = tuple(self.exclude)
+        self.lora_targets = tuple(self.lora_targets)
+        self.lora_trainable = tuple(self.lora_trainable)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able dict (tuples become lists)."""
+        return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v)
+                for f in dataclasses.fields(self)}
+
+
+#: Fields that decide the sequence of weights a run produces: a resumed run must have the same values
+#: (the others — progress, checkpoint cadence, export — may change between the killed run and ``resume``).
+TRAJECTORY_FIELDS = tuple(
+    f.name for f in dataclasses.fields(FinetuneConfig)
+    if f.name not in ("output", "resume", "quiet", "checkpoint_every", "keep_checkpoints", "export_dtype",
+                      "device", "grad_accum", "batch_size")
+)

@@ -1,0 +1,429 @@
+"""``finetune``: continued pre-training with LongRoPE factors installed, on accelerate.
+
+The story, top to bottom (each part a method below):
+
+1. **Set-up** — everything that can be wrong with the input is checked before the model loads:
+   the run folder, the factor file, the shards and the training/search/held-out overlap. Then the
+   model is loaded (float32 master weights), the factors installed through the existing patch
+   (:func:`longrope.models.install_factors`: a replaced rotary module whose tables are buffers, so
+   they are never trained), LoRA and gradient checkpointing applied on request, and model,
+   optimizer and schedule handed to ``Accelerator.prepare`` — one process on a CPU, or whatever
+   ``accelerate launch`` set up (DDP, FSDP; see docs/finetune.md).
+2. **Train** — per optimizer step: long or short windows (:func:`~longrope.train.data.is_short_step`),
+   the patch switched to the matching factors, the global batch's rows cut from the document
+   stream, this process's micro-batches run through :class:`~longrope.train.loss.CausalLMLoss`
+   under ``accelerator.accumulate``, one optimizer and schedule step, a log line, and every
+   ``checkpoint_every`` steps an atomic accelerate checkpoint.
+3. **Export** — LoRA merged, the weights and the factor set written by
+   :func:`longrope.models.export_hf` as a folder stock transformers loads.
+
+**Which factors a window gets.** The patch, like transformers' ``longrope`` type, picks the long
+factors when ``max(position_ids) + 1 > L`` for the whole batch. Packed windows restart position ids
+in every segment, so a long window made of short documents would silently get the short factors.
+The loop therefore installs *forced* factor sets — the long factors for both regimes on long
+steps, the short ones for both on short steps — which is LongRoPE2's mixed-context-window rule:
+rescaled RoPE for long windows, the original-window factors for windows of at most L.
+
+**Loss normalisation.** A step's loss is the mean over every target token of the global batch. Each
+micro-batch contributes ``nll_sum · (processes · accumulation) / global_targets``; accelerate
+divides by the accumulation count and DDP averages over processes, so the gradient is exactly the
+gradient of that mean whatever the split into processes and micro-steps — one process with
+``tokens_per_step`` T trains the same as two with the same T (up to float summation order).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from longrope.data import TokenCorpus
+from longrope.errors import ConfigError, UserError
+from longrope.train.checkpoint import (
+    TrainState,
+    check_same_run,
+    latest_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+)
+from longrope.train.config import TRAJECTORY_FIELDS, FinetuneConfig
+from longrope.train.data import PackedWindows, is_short_step, materialize, row_targets, training_documents
+from longrope.train.loss import CausalLMLoss, default_loss_chunk
+from longrope.train.record import LossLog, plot_losses, progress_bar
+from longrope.train.result import FinetuneResult
+
+__all__ = ["finetune", "LOG_FILE", "PLOT_FILE", "MODEL_DIR"]
+
+LOG_FILE = "train_log.jsonl"
+PLOT_FILE = "loss.png"
+MODEL_DIR = "model"
+_PRECISION = {"float32": "no", "bfloat16": "bf16", "float16": "fp16"}
+
+_log = logging.getLogger(__name__)
+
+
+def finetune(config: FinetuneConfig, *, log: Callable[[str], None] | None = None) -> FinetuneResult:
+    """Fine-tune ``config.model`` with ``config.factors`` installed; write ``config.output``.
+
+    Under ``accelerate launch`` every process calls this with the same config. Bad input raises
+    :class:`~longrope.errors.UserError` (or its :class:`~longrope.errors.ConfigError` form naming the
+    field) before the model is loaded.
+    """
+    trainer = _Trainer(config, log)
+    try:
+        trainer.set_up()
+        trainer.train()
+        return trainer.export()
+    finally:
+        trainer.close()
+
+
+def _abs_if_path(value: str) -> str:
+    p = Path(value).expanduser()
+    return str(p.resolve()) if p.exists() else value
+
+
+class _Trainer:
+    """One run's state; the methods are the steps of :func:`finetune`."""
+
+    def __init__(self, config: FinetuneConfig, log: Callable[[str], None] | None):
+        self.cfg = config
+        self._sink = log
+        self.out = Path(config.output)
+        self.accelerator: Any = None
+        self.bar: Any = None
+
+    # ------------------------------------------------------------------------------ messages
+    def say(self, msg: str) -> None:
+        if self.accelerator is not None and not self.accelerator.is_main_process:
+            return
+        if self._sink is not None:
+            self._sink(msg)
+        else:
+            _log.info(msg)
+
+    # ------------------------------------------------------------------------------ 1. set-up
+    def set_up(self) -> None:
+        from longrope.rope import FactorSet
+
+        cfg = self.cfg
+        self._check_output()
+        self.factor_set = FactorSet.load(cfg.factors)
+        self.corpus = TokenCorpus.open(cfg.data)
+        self.train_rows = training_documents(self.corpus, heldout_fraction=cfg.heldout_fraction, exclude=cfg.exclude)
+        L = int(self.factor_set.original_max_position_embeddings)
+        self.seq_len = int(cfg.seq_len or self.factor_set.max_position_embeddings)
+        self.short_length = int(cfg.short_length or L)
+        if cfg.seq_len is None and self.seq_len < 2:
+            raise ConfigError("seq_len", "{name} must be >= 2 tokens")
+        if self.short_length > self.seq_len:
+            raise ConfigError(("short_length", "seq_len"), "{name0} " + f"({self.short_length}) must not exceed "
+                              + "{name1} " + f"({self.seq_len})")
+        longest = int(self.corpus.lengths[self.train_rows].max())
+        if longest + int(cfg.bos) < self.seq_len:
+            self._warnings = [f"the longest training document has {longest} tokens, fewer than seq_len {self.seq_len}: "
+                              "every window packs several documents and positions beyond that are never trained"]
+        else:
+            self._warnings = []
+        if cfg.short_share > 0 and self.short_length > L:
+            raise ConfigError("short_length", "{name} " + f"({self.short_length}) must be at most the factor set's "
+                              f"original length L = {L}: short windows train the short factors, used up to L")
+        self._make_accelerator()
+        for w in self._warnings:
+            self.say(f"warning: {w}")
+        self._load_model()
+        self._prepare()
+        self._resume_or_start()
+
+    def _check_output(self) -> None:
+        out = self.out
+        if out.exists() and not out.is_dir():
+            raise UserError(f"output {out} exists and is not a folder; choose another -o")
+        if not self.cfg.resume and (latest_checkpoint(out) is not None or (out / MODEL_DIR).exists()):
+            raise UserError(f"{out} already holds a fine-tuning run; pass --resume to continue it, or another -o")
+
+    def _make_accelerator(self) -> None:
+        from accelerate import Accelerator
+        from accelerate.state import AcceleratorState
+
+        from longrope.models import resolve_device
+
+        cfg = self.cfg
+        if cfg.device == "cuda":
+            resolve_device("cuda")  # a one-line error when there is no GPU
+        cpu = cfg.device == "cpu" or (cfg.device == "auto" and not torch.cuda.is_available())
+        if cpu and cfg.dtype == "float16":
+            raise ConfigError("dtype", "{name} float16 (mixed precision with a gradient scaler) needs a GPU; use "
+                              "bfloat16 or float32 on a CPU")
+        if cfg.dtype == "auto":
+            launched = "ACCELERATE_MIXED_PRECISION" in os.environ  # the launcher's config decides
+            bf16 = not cpu and torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+            precision = None if launched else ("bf16" if bf16 else "no")
+        else:
+            precision = _PRECISION[cfg.dtype]
+        if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+            # In-process callers (tests, notebooks) may run several trainings with different settings;
+            # accelerate's state is a process-wide singleton, so start each single-process run afresh.
+            AcceleratorState._reset_state(reset_partial_state=True)
+        from accelerate import PartialState
+
+        world = PartialState(cpu=cpu).num_processes
+        self.world = int(world)
+        per_row = cfg.batch_size * self.seq_len * self.world
+        if cfg.tokens_per_step is not None:
+            if cfg.tokens_per_step % per_row:
+                raise ConfigError(("tokens_per_step", "batch_size", "seq_len"),
+                                  "{name0} " + f"({cfg.tokens_per_step}) must be a multiple of " + "{name1} x {name2} "
+                                  + f"x processes = {cfg.batch_size} x {self.seq_len} x {self.world} = {per_row}")
+            accum = cfg.tokens_per_step // per_row
+            if cfg.grad_accum is not None and cfg.grad_accum != accum:
+                raise ConfigError(("grad_accum", "tokens_per_step"), "{name0} " + f"{cfg.grad_accum} contradicts "
+                                  + "{name1} " + f"{cfg.tokens_per_step} (which needs {accum}); give one of them")
+        else:
+            accum = cfg.grad_accum or 1
+        self.grad_accum = int(accum)
+        self.global_rows = cfg.batch_size * self.grad_accum * self.world
+        self.accelerator = Accelerator(cpu=cpu, mixed_precision=precision, gradient_accumulation_steps=self.grad_accum,
+                                       step_scheduler_with_optimizer=False)
+        acc = self.accelerator
+        self.say(f"accelerate: {acc.distributed_type.value}, {self.world} process(es) on {acc.device}, mixed precision "
+                 f"{acc.mixed_precision}; {self.global_rows} windows of {self.seq_len} tokens per step "
+                 f"({self.grad_accum} micro-step(s) of {cfg.batch_size} per process)")
+
+    def _load_model(self) -> None:
+        from accelerate.utils import set_seed
+
+        from longrope.models import install_factors, load_model
+        from longrope.train.lora import apply_lora, trainable_summary
+
+        cfg = self.cfg
+        self.say(f"loading {cfg.model}")
+        model, tokenizer = load_model(cfg.model, dtype="float32", device="cpu",
+                                      attn_implementation=cfg.attn_implementation)
+        if tokenizer is not None:
+            self.corpus.check_tokenizer(tokenizer, model_name=cfg.model)
+        self.tokenizer = tokenizer
+        self.vocab_size = int(model.get_output_embeddings().weight.shape[0])
+        bos = tokenizer.bos_token_id if tokenizer is not None else getattr(model.config, "bos_token_id", None)
+        if cfg.bos and bos is None:
+            raise ConfigError("bos", "{name} is on but the model has no BOS token; turn it off")
+        self.bos_id = int(bos) if cfg.bos else None
+        self.export_dtype = cfg.export_dtype or _stored_dtype(model)
+        # Forced factor sets (see the module doc): each regime's factors whatever the positions.
+        fs = self.factor_set
+        self.long_fs = fs.with_(short_factor=fs.long_factor)
+        self.short_fs = fs.with_(long_factor=fs.short_factor)
+        self.patch = install_factors(model, self.long_fs)
+        self.kind = "long"
+        model.config.use_cache = False
+        if cfg.gradient_checkpointing:
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        set_seed(cfg.seed)  # LoRA's adapter init draws from torch's generator
+        if cfg.lora:
+            model = apply_lora(model, rank=cfg.lora_rank, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout,
+                               targets=cfg.lora_targets, trainable=cfg.lora_trainable)
+        model.train()
+        self.trainable, total = trainable_summary(model)
+        self.say(f"training {self.trainable:,} of {total:,} parameters on {len(self.train_rows)} documents "
+                 f"({int(self.corpus.lengths[self.train_rows].sum()):,} tokens); windows of {self.seq_len} tokens"
+                 + (f", {cfg.short_share:.0%} of steps short (segments <= {self.short_length})"
+                    if cfg.short_share > 0 else ""))
+        self.wrapper = CausalLMLoss(model, chunk=cfg.loss_chunk or default_loss_chunk(self.vocab_size))
+
+    def _prepare(self) -> None:
+        from transformers import get_scheduler
+
+        cfg = self.cfg
+        params = [p for p in self.wrapper.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+        name = "constant_with_warmup" if cfg.lr_schedule == "constant" else cfg.lr_schedule
+        scheduler = get_scheduler(name, optimizer, num_warmup_steps=cfg.warmup_steps, num_training_steps=cfg.steps)
+        self.model, self.optimizer, self.scheduler = self.accelerator.prepare(self.wrapper, optimizer, scheduler)
+        module = self.patch.module
+        if any(getattr(module, n).dtype != torch.float64 for n in ("short_inv_freq", "long_inv_freq")):
+            raise RuntimeError("the rotary tables lost their float64 precision in accelerate.prepare (an FSDP1 "
+                               "buffer_dtype?); use the shipped FSDP2 config")
+
+    def _run_record(self) -> dict[str, Any]:
+        """The settings a resumed run must share with the checkpoint (resolved values, absolute paths)."""
+        d = self.cfg.to_dict()
+        run = {k: d[k] for k in TRAJECTORY_FIELDS}
+        for k in ("model", "factors", "data"):
+            run[k] = _abs_if_path(run[k])
+        run["exclude"] = [_abs_if_path(p) for p in run["exclude"]]
+        run.update(seq_len=self.seq_len, short_length=self.short_length,
+                   tokens_per_step=self.global_rows * self.seq_len)
+        return run
+
+    def _resume_or_start(self) -> None:
+        self.log_file = LossLog(self.out / LOG_FILE)
+        self.windows = PackedWindows(self.corpus.lengths[self.train_rows], seed=self.cfg.seed, bos=self.cfg.bos)
+        run = self._run_record()
+        ckpt = latest_checkpoint(self.out) if self.cfg.resume else None
+        self.resumed_from: int | None = None
+        self.last_checkpoint: Path | None = ckpt
+        if ckpt is not None:
+            self.state = load_checkpoint(self.accelerator, ckpt)
+            check_same_run(self.state.run, run)
+            self.resumed_from = self.state.step
+            if self.accelerator.is_main_process:
+                self.log_file.truncate(self.state.step)
+            self.say(f"resumed from {ckpt} (step {self.state.step})")
+        else:
+            if self.cfg.resume:
+                self.say(f"nothing to resume in {self.out}; starting afresh")
+            self.state = TrainState(run=run)
+            if self.accelerator.is_main_process:
+                self.out.mkdir(parents=True, exist_ok=True)
+                self.log_file.truncate(0)
+        self.accelerator.wait_for_everyone()
+
+    # ------------------------------------------------------------------------------ 2. train
+    def _use(self, kind: str) -> None:
+        if kind != self.kind:
+            self.patch.swap(self.short_fs if kind == "short" else self.long_fs)
+            self.kind = kind
+
+    def _tokens(self, j: int, start: int, stop: int) -> np.ndarray:
+        return self.corpus.tokens(int(self.train_rows[j]), start, stop)
+
+    def train(self) -> None:
+        cfg, acc = self.cfg, self.accelerator
+        self.bar = progress_bar(cfg.steps, self.state.step, enabled=not cfg.quiet and acc.is_main_process)
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        rank, W, B, N = acc.process_index, self.world, cfg.batch_size, self.seq_len
+        for step in range(self.state.step, cfg.steps):
+            t0 = time.perf_counter()
+            kind = "short" if is_short_step(step, cfg.short_share) else "long"
+            self._use(kind)
+            segment = self.short_length if kind == "short" else N
+            rows, cursor = self.windows.rows(self.state.cursor, self.global_rows, N, segment)
+            targets = sum(row_targets(r, cfg.bos) for r in rows)
+            longest = max(b - a for row in rows for _, a, b in row) + int(cfg.bos)  # the step's longest segment
+            scale = W * self.grad_accum / targets
+            lr = float(self.optimizer.param_groups[0]["lr"])
+            nll = torch.zeros((), dtype=torch.float32, device=acc.device)
+            grad_norm = None
+            for a in range(self.grad_accum):
+                first = (a * W + rank) * B
+                batch = materialize(rows[first : first + B], self._tokens, row_len=N, bos_id=self.bos_id,
+                                    vocab_size=self.vocab_size)
+                batch = {k: torch.from_numpy(v).to(acc.device) for k, v in batch.items()}
+                with acc.accumulate(self.model):
+                    loss, part = self.model(batch["input_ids"], batch["position_ids"], batch["targets"], scale)
+                    acc.backward(loss)
+                    nll += part
+                    if acc.sync_gradients:
+                        if cfg.max_grad_norm > 0:
+                            grad_norm = float(acc.clip_grad_norm_(params, cfg.max_grad_norm))
+                        self.optimizer.step()
+                        self.scheduler.step()
+                        self.optimizer.zero_grad(set_to_none=True)
+            mean = float(acc.reduce(nll, reduction="sum")) / targets
+            if not math.isfinite(mean):
+                raise FloatingPointError(f"the loss is {mean} at step {step + 1}; lower the learning rate")
+            dt = time.perf_counter() - t0
+            step_tokens = self.global_rows * N
+            self.state.step, self.state.cursor = step + 1, cursor
+            self.state.tokens += step_tokens
+            self.state.seconds += dt
+            if acc.is_main_process:
+                self.log_file.append({"step": step + 1, "loss": mean, "kind": kind, "segment": segment, "longest_segment": longest, "lr": lr,
+                                      "grad_norm": grad_norm, "targets": targets, "tokens": self.state.tokens,
+                                      "seconds": dt, "tokens_per_s": step_tokens / dt})
+            self.bar.update(1)
+            self.bar.set_postfix(loss=f"{mean:.4f}", tok_s=f"{step_tokens / dt:,.0f}", kind=kind, refresh=False)
+            if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps:
+                self.last_checkpoint = save_checkpoint(acc, self.out, self.state, keep=cfg.keep_checkpoints)
+                if acc.is_main_process:
+                    plot_losses(self.log_file.read(), self.out / PLOT_FILE)
+        self.bar.close()
+
+    # ------------------------------------------------------------------------------ 3. export
+    def export(self) -> FinetuneResult:
+        from longrope.models import export_hf
+
+        cfg, acc = self.cfg, self.accelerator
+        entries = self.log_file.read()
+        model = self._full_model()
+        warnings: tuple[str, ...] = ()
+        model_dir = self.out / MODEL_DIR
+        if acc.is_main_process:
+            if cfg.lora:
+                from longrope.train.lora import merge_lora
+
+                model = merge_lora(model)
+            summary = {"model": cfg.model, "data": str(cfg.data), "steps": self.state.step,
+                       "seq_len": self.seq_len, "short_share": cfg.short_share, "short_length": self.short_length,
+                       "tokens": self.state.tokens, "learning_rate": cfg.learning_rate, "lora": cfg.lora,
+                       "final_loss": entries[-1]["loss"] if entries else None}
+            fs = self.factor_set
+            exported = fs.with_(provenance={**fs.provenance, "finetune": summary})
+            result = export_hf(model, self.tokenizer, exported, model_dir, dtype=_torch_dtype(self.export_dtype),
+                               overwrite=True)
+            warnings = result.warnings
+            if entries:
+                plot_losses(entries, self.out / PLOT_FILE)
+            self.say(f"exported the fine-tuned model to {model_dir}")
+        acc.wait_for_everyone()
+        return FinetuneResult(
+            output=self.out, model_dir=model_dir, steps=self.state.step, resumed_from=self.resumed_from,
+            losses=tuple(float(e["loss"]) for e in entries), kinds=tuple(e["kind"] for e in entries),
+            tokens=self.state.tokens, seconds=self.state.seconds, seq_len=self.seq_len,
+            short_length=self.short_length, tokens_per_step=self.global_rows * self.seq_len,
+            grad_accum=self.grad_accum, num_processes=self.world, trainable_parameters=self.trainable,
+            log_path=self.out / LOG_FILE, plot_path=self.out / PLOT_FILE, checkpoint=self.last_checkpoint,
+            export_warnings=tuple(warnings))
+
+    def _full_model(self) -> Any:
+        """The trained model with whole (unsharded) weights on the main process."""
+        from accelerate.utils import DistributedType
+
+        acc = self.accelerator
+        if acc.distributed_type not in (DistributedType.FSDP, DistributedType.DEEPSPEED):
+            return acc.unwrap_model(self.model).lm
+        # Sharded weights: gather a full state dict (collective) and load it into a fresh CPU copy.
+        state = acc.get_state_dict(self.model)
+        if not acc.is_main_process:
+            return None
+        inner = acc.unwrap_model(self.model).lm
+        base = inner.get_base_model() if self.cfg.lora else inner
+        fresh = type(base)._from_config(base.config, dtype=torch.float32)
+        if self.cfg.lora:
+            from longrope.train.lora import apply_lora
+
+            fresh = apply_lora(fresh, rank=self.cfg.lora_rank, alpha=self.cfg.lora_alpha, dropout=0.0,
+                               targets=self.cfg.lora_targets, trainable=())
+        fresh.load_state_dict({k[len("lm."):]: v for k, v in state.items() if k.startswith("lm.")})
+        return fresh
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _stored_dtype(model: Any) -> str:
+    """The dtype the input model's folder stores its weights in (what the export writes by default)."""
+    import json
+
+    name = ""
+    source = getattr(model, "_longrope_source", None) or {}
+    if source.get("kind") == "folder":
+        try:
+            stored = json.loads((Path(source["location"]) / "config.json").read_text(encoding="utf-8"))
+            name = str(stored.get("dtype") or stored.get("torch_dtype") or "").replace("torch.", "")
+        except (OSError, ValueError):
+            name = ""
+    return name if name in ("float32", "bfloat16", "float16") else "float32"
+
+
+def _torch_dtype(name: str) -> torch.dtype:
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
+

@@ -1,0 +1,62 @@
+"""Optional LoRA through peft, LongLoRA style: adapters on the attention projections, plus embeddings
+and norms trained fully (LongLoRA, arXiv 2309.12307: "trainable embedding and normalization layers"
+are what make low-rank long-context adaptation work).
+
+The adapters are merged into the weights before export (:func:`merge_lora`), so the exported folder is
+a plain model that stock transformers loads without peft.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from torch import nn
+
+from longrope.errors import ConfigError
+
+__all__ = ["apply_lora", "merge_lora", "trainable_summary"]
+
+
+def apply_lora(model: nn.Module, *, rank: int, alpha: float, dropout: float, targets: Sequence[str],
+               trainable: Sequence[str] = ()) -> nn.Module:
+    """Wrap ``model`` in a peft LoRA model; parameters whose name contains one of ``trainable`` train fully.
+
+    Unknown ``targets`` (no module of that name) → :class:`ConfigError` on ``lora_targets``. Adapter
+    weights are drawn from torch's generator, which the loop seeds first.
+    """
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(r=int(rank), lora_alpha=float(alpha), lora_dropout=float(dropout),
+                        target_modules=list(targets), bias="none", task_type="CAUSAL_LM")
+    try:
+        peft_model = get_peft_model(model, config)
+    except ValueError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else "no module matched"
+        raise ConfigError("lora_targets", "{name} " + f"{list(targets)} do not fit this model: {first}") from None
+    matched = 0
+    for name, p in peft_model.named_parameters():
+        if "lora_" not in name and any(part in name for part in trainable):
+            p.requires_grad_(True)
+            matched += 1
+    if trainable and matched == 0:
+        raise ConfigError("lora_trainable", "{name} " + f"{list(trainable)} match no parameter of this model")
+    return peft_model
+
+
+def merge_lora(model: nn.Module) -> nn.Module:
+    """The base model with the adapters added into its weights (peft ``merge_and_unload``)."""
+    return model.merge_and_unload()
+
+
+def trainable_summary(model: nn.Module) -> tuple[int, int]:
+    """``(trainable, total)`` parameter counts (tied weights counted once)."""
+    seen: set[int] = set()
+    trainable = total = 0
+    for p in model.parameters():
+        if id(p) in seen:
+            continue
+        seen.add(id(p))
+        total += p.numel()
+        if p.requires_grad:
+            trainable += p.numel()
+    return trainable, total

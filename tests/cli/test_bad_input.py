@@ -1,0 +1,195 @@
+"""The contract of every command on bad input: exit status 2, one ``error:`` line on stderr naming
+the problem, no traceback — and nothing half-written where the output should go.
+
+One battery drives each command with the classes of mistakes users really make (output paths,
+unreadable or wrong files, numbers out of range, models without RoPE, corrupted shards, bad factor
+files), then property-based fuzzing throws random values at every run config and every option.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from longrope.cli import main
+
+
+def _helpers():
+    name = "longrope_tests_run_helpers"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).parents[1] / "runs" / "run_helpers.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    """A tiny model with tokenizer, its shards, a GPT-2 folder (no RoPE), bad files of every kind."""
+    root = tmp_path_factory.mktemp("bad")
+    _helpers().build_tiny(root)
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    GPT2LMHeadModel(GPT2Config(n_layer=1, n_head=2, n_embd=16, vocab_size=64, n_positions=64)).save_pretrained(
+        root / "gpt2")
+    (root / "a_file").write_text("x")
+    (root / "latin1.txt").write_bytes("caf\xe9 au lait ".encode("latin-1") * 50)
+    (root / "garbage.json").write_bytes(b"\x00\x01{not json")
+    short = {"format_version": 1, "long_factor": [1.0] * 8, "short_factor": [1.0] * 8,
+             "original_max_position_embeddings": 32, "max_position_embeddings": 16, "rope_theta": 10000.0}
+    (root / "short.json").write_text(json.dumps(short))
+    # a shard folder with one flipped byte far from the start of a shard
+    import shutil
+
+    shutil.copytree(root / "data", root / "flipped")
+    shard = sorted((root / "flipped").glob("*.bin"))[0]
+    raw = bytearray(shard.read_bytes())
+    raw[len(raw) - 7] ^= 0xFF
+    shard.write_bytes(bytes(raw))
+    # a shard index that is a pickled object array
+    shutil.copytree(root / "data", root / "pickled")
+    np.save(root / "pickled" / "index.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    return root
+
+
+def _cases(r: Path) -> list[tuple[str, list[str], str]]:
+    m, d = str(r / "model"), str(r / "data")
+    search = ["search", "--model", m, "--data", d, "--target-length", "128", "--quiet", "--samples", "2",
+              "--heldout-samples", "2"]
+    ppl = ["eval", "ppl", "--model", m, "--data", d, "--lengths", "32", "--samples", "2", "--quiet"]
+    return [
+        # output paths
+        ("search-out-is-file", [*search, "-o", str(r / "a_file")], "is a file"),
+        ("search-out-under-file", [*search, "-o", str(r / "a_file" / "x")], "is a file"),
+        ("ppl-out-is-file", [*ppl, "-o", str(r / "a_file")], "is a file"),
+        ("demo-out-is-file", ["demo", "--model", m, "--out", str(r / "a_file")], "is a file"),
+        ("tokenize-out-is-file", ["tokenize", "--tokenizer", m, "--input", f"search={r / 'latin1.txt'}", "-o",
+                                  str(r / "a_file")], "a_file"),
+        # numbers out of range
+        ("search-samples-0", [*search, "-o", str(r / "o1"), "--samples", "0"], "--samples"),
+        ("search-max-factor", [*search, "-o", str(r / "o2"), "--max-factor", "-1"], "--max-factor"),
+        ("search-min-above-max", [*search, "-o", str(r / "o3"), "--min-factor", "5", "--max-factor", "2"],
+         "--min-factor"),
+        ("search-budget", [*search, "-o", str(r / "o4"), "--max-evals", "0"], "--max-evals"),
+        ("search-length-text", [*search, "-o", str(r / "o5"), "--target-length", "abc"], "--target-length"),
+        ("ppl-lengths-0", [*ppl, "-o", str(r / "o6"), "--lengths", "0,64"], "--lengths"),
+        ("ppl-stride", [*ppl, "-o", str(r / "o7"), "--stride", "100"], "--stride"),
+        ("passkey-depths", ["eval", "passkey", "--model", m, "--lengths", "64", "--depths", "2", "-o",
+                            str(r / "o8")], "--depths"),
+        ("demo-domains", ["demo", "--model", m, "--domains", "code", "--out", str(r / "o9")], "--domains"),
+        ("baseline-original-0", ["baseline", "--model", m, "--method", "pi", "--target-length", "64",
+                                 "--original-length", "0", "-o", str(r / "b.json")], "--original-length"),
+        ("train-tiny-heads", ["train-tiny", "--out", str(r / "t"), "--hidden-size", "30", "--num-heads", "4"],
+         "--hidden-size"),
+        # models and files
+        ("search-no-rope", ["search", "--model", str(r / "gpt2"), "--data", d, "--target-length", "128", "-o",
+                            str(r / "o10")], "RoPE"),
+        ("ppl-no-rope", ["eval", "ppl", "--model", str(r / "gpt2"), "--data", d, "--lengths", "32", "-o",
+                         str(r / "o11")], "RoPE"),
+        ("ppl-missing-model", [*ppl[:3], str(r / "nowhere"), *ppl[4:], "-o", str(r / "o12")], "nowhere"),
+        ("ppl-garbage-factors", [*ppl, "--factors", str(r / "garbage.json"), "-o", str(r / "o13")], "garbage"),
+        ("ppl-short-factors", [*ppl, "--factors", str(r / "short.json"), "-o", str(r / "o14")], "short.json"),
+        ("search-not-shards", ["search", "--model", m, "--data", str(r / "gpt2"), "--target-length", "128", "-o",
+                               str(r / "o15")], "shard"),
+        ("ppl-flipped-byte", [*ppl[:5], str(r / "flipped"), *ppl[6:], "--lengths", "300", "--samples", "9",
+                              "--split", "all", "-o", str(r / "o16")], "flipped"),
+        ("ppl-pickled-index", [*ppl[:5], str(r / "pickled"), *ppl[6:], "-o", str(r / "o17")], "index"),
+        ("rerun-not-a-run", ["rerun", str(r / "gpt2"), "-o", str(r / "o18")], "run configuration"),
+        ("rerun-empty", ["rerun", str(r / "nowhere"), "-o", str(r / "o18")], "not a run folder"),
+        ("config-not-a-run", [*search, "--config", str(r / "gpt2"), "-o", str(r / "o19")], "run configuration"),
+    ]
+
+
+CASE_IDS = [c[0] for c in _cases(Path("."))]
+
+
+@pytest.mark.parametrize("case", CASE_IDS)
+def test_bad_input_is_one_line_and_exit_2(env, case, capsys):
+    name, argv, needle = next(c for c in _cases(env) if c[0] == case)
+    before = {p.name for p in env.iterdir()}
+    rc = main(argv)
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if "error:" in ln]
+    assert rc == 2, (name, err)
+    assert "Traceback" not in err and len(lines) == 1, (name, err)
+    assert needle.lower() in lines[0].lower(), (name, lines[0])
+    # nothing new but the (refused) targets' absence: no stray partial folders
+    after = {p.name for p in env.iterdir()}
+    assert not {p for p in after - before if p.startswith(".")}, (name, after - before)
+
+
+def _fields(cls):
+    import dataclasses
+
+    out = []
+    for f in dataclasses.fields(cls):
+        if f.metadata.get("nested"):
+            out += [(f.name, g) for g in dataclasses.fields(type(f.default_factory()))]
+        else:
+            out.append((None, f))
+    return out
+
+
+def _run_configs():
+    from longrope.runs import RUNS, get_run
+
+    return [get_run(c).config for c in RUNS]
+
+
+values = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6), st.floats(allow_nan=True),
+                   st.text(max_size=8), st.lists(st.integers(-5, 5), max_size=3))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_fuzzed_configs_are_valid_or_config_errors(data):
+    """Any value in any field of any run config: a valid config or a ConfigError, nothing else."""
+    import dataclasses
+
+    from longrope.errors import ConfigError
+    from longrope.options import config_from_dict
+
+    cls = data.draw(st.sampled_from(_run_configs()))
+    fields = _fields(cls)
+    required = {f.name for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING
+                and f.default_factory is dataclasses.MISSING}
+    values_dict: dict = {k: v for k, v in {"model": "m", "data": "d", "output": "o", "lengths": [64],
+                                           "target_length": 128}.items() if k in required}
+    for parent, f in data.draw(st.lists(st.sampled_from(fields), max_size=3)):
+        v = data.draw(values)
+        if parent:
+            values_dict.setdefault(parent, {})[f.name] = v  # a nested config's field
+        else:
+            values_dict[f.name] = v
+    try:
+        config_from_dict(cls, values_dict)
+    except ConfigError:
+        pass
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(flag=st.sampled_from(["--samples", "--target-length", "--max-factor", "--min-factor", "--step", "--seed",
+                             "--population", "--parents", "--race", "--start-tokens", "--max-evals",
+                             "--heldout-fraction", "--devices", "--patience", "--sigma-bounds"]),
+       value=st.one_of(st.text(max_size=6), st.integers(-3, 3).map(str), st.floats().map(str)))
+def test_fuzzed_search_options_never_raise(tmp_path_factory, flag, value):
+    """Random text for the search's options is rejected (or accepted) before any model loads: exit 2
+    with one error line, never an exception. (The data folder does not exist, so a valid set of
+    options ends in a one-line error too.)"""
+    import contextlib
+    import io
+
+    out = tmp_path_factory.mktemp("fz")
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        rc = main(["search", "--model", "tiny", "--data", str(out / "none"), "--target-length", "512", "-o",
+                   str(out / "run"), flag, value])
+    assert rc == 2 and len([ln for ln in err.getvalue().splitlines() if "error:" in ln]) == 1

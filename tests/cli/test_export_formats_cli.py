@@ -1,0 +1,96 @@
+"""``longrope export``: --format gguf, the reference CSV, and one-line errors for bad targets."""
+
+from __future__ import annotations
+
+import json
+
+import gguf
+import numpy as np
+import pytest
+
+from longrope.cli import main
+
+
+def _run(capsys, *argv):
+    capsys.readouterr()
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _factors(tmp_path, *, target=128, original=32, n=8):
+    from longrope.rope import FactorSet
+
+    return FactorSet(long_factor=np.linspace(1, 4, n), original_max_position_embeddings=original,
+                     max_position_embeddings=target, rope_theta=1e4).save(tmp_path / "f.json")
+
+
+def test_reference_csv_exports_with_lengths_from_the_model_and_the_flag(capsys, tiny_model_dir, tmp_path):
+    csv = tmp_path / "factors.csv"
+    csv.write_text("".join(f"{float(x)!r}\n" for x in np.linspace(1.0, 3.5, 8)))
+    code, _, err = _run(capsys, "export", "--model", str(tiny_model_dir), "--factors", str(csv), "-o",
+                        str(tmp_path / "a"))
+    assert code == 2 and err.count("\n") == 1 and "--target-length" in err
+    code, out, err = _run(capsys, "export", "--model", str(tiny_model_dir), "--factors", str(csv),
+                          "--target-length", "256", "-o", str(tmp_path / "a"))
+    assert code == 0, err
+    config = json.loads((tmp_path / "a" / "config.json").read_text())
+    assert config["rope_scaling"]["long_factor"] == list(np.linspace(1.0, 3.5, 8))
+    assert config["original_max_position_embeddings"] == 32 and config["max_position_embeddings"] == 256
+    code, _, err = _run(capsys, "export", "--model", str(tiny_model_dir), "--factors", str(csv),
+                        "--target-length", "256", "--original-length", "64", "--format", "gguf",
+                        "-o", str(tmp_path / "a.gguf"))
+    assert code == 0, err
+    kv = {f.name: f.contents() for f in gguf.GGUFReader(tmp_path / "a.gguf").fields.values()}
+    assert kv["llama.rope.scaling.original_context_length"] == 64 and kv["llama.context_length"] == 256
+
+
+def test_target_below_original_is_one_line(capsys, tiny_model_dir, tmp_path):
+    f = tmp_path / "f.json"
+    f.write_text(json.dumps({"long_factor": [1.0] * 8, "original_max_position_embeddings": 32,
+                             "max_position_embeddings": 16, "rope_theta": 1e4}))
+    for fmt, out in (("hf", "x"), ("gguf", "x.gguf")):
+        code, _, err = _run(capsys, "export", "--model", str(tiny_model_dir), "--factors", str(f), "--format", fmt,
+                            "-o", str(tmp_path / out))
+        assert code == 2 and err.count("\n") == 1 and "below" in err
+    assert not (tmp_path / "x").exists() and not (tmp_path / "x.gguf").exists()
+
+
+def test_gguf_from_hf_then_from_gguf(capsys, tiny_model_dir, tmp_path):
+    f = _factors(tmp_path)
+    code, out, err = _run(capsys, "export", "--model", str(tiny_model_dir), "--factors", str(f), "--format", "gguf",
+                          "--dtype", "float32", "-o", str(tmp_path / "m.gguf"))
+    assert code == 0, err
+    assert json.loads(out)["format"] == "gguf"
+    first = {t.name: t for t in gguf.GGUFReader(tmp_path / "m.gguf").tensors}
+    assert first["token_embd.weight"].tensor_type == gguf.GGMLQuantizationType.F32
+    f2 = tmp_path / "g"
+    f2.mkdir()
+    f2 = _factors(f2, target=256)
+    code, out, err = _run(capsys, "export", "--model", str(tmp_path / "m.gguf"), "--factors", str(f2), "--format",
+                          "gguf", "-o", str(tmp_path / "m2.gguf"))
+    assert code == 0, err
+    kv = {f.name: f.contents() for f in gguf.GGUFReader(tmp_path / "m2.gguf").fields.values()}
+    assert kv["llama.context_length"] == 256
+    code, _, err = _run(capsys, "export", "--model", str(tmp_path / "m.gguf"), "--factors", str(f2), "--format",
+                        "gguf", "--dtype", "float16", "-o", str(tmp_path / "m3.gguf"))
+    assert code == 2 and "--dtype" in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("fmt, out, needle", [
+    ("gguf", "folder", "is a folder"),
+    ("hf", "file.txt", "is a file"),
+])
+def test_bad_outputs_are_one_line(capsys, tiny_model_dir, tmp_path, fmt, out, needle):
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "file.txt").write_text("x")
+    code, _, err = _run(capsys, "export", "--model", str(tiny_model_dir), "--factors", str(_factors(tmp_path)),
+                        "--format", fmt, "-o", str(tmp_path / out))
+    assert code == 2 and err.count("\n") == 1 and needle in err
+
+
+def test_gguf_of_a_family_llamacpp_cannot_run_is_refused_before_loading(capsys, build_tiny_model, tmp_path):
+    build_tiny_model("gemma").save_pretrained(tmp_path / "gemma")
+    code, _, err = _run(capsys, "export", "--model", str(tmp_path / "gemma"), "--factors",
+                        str(_factors(tmp_path)), "--format", "gguf", "-o", str(tmp_path / "g.gguf"))
+    assert code == 2 and err.count("\n") == 1 and "llama.cpp" in err and "--format hf" in err

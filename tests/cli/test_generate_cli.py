@@ -1,0 +1,77 @@
+"""``longrope generate`` on the embedded tiny model (L = 256): JSON output, crossing L, one-line errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from longrope.cli import main
+
+
+def _run(capsys, *argv):
+    capsys.readouterr()
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope="module")
+def yarn_file(tmp_path_factory):
+    from longrope.models import read_rope_info
+    from longrope.rope import make_baseline
+
+    info = read_rope_info("tiny")
+    fs = make_baseline("yarn", rope_theta=info.rope_theta, rotary_dim=info.rotary_dim,
+                       original_length=info.original_max_position_embeddings, target_length=2048)
+    return fs.save(tmp_path_factory.mktemp("factors") / "yarn.json")
+
+
+def test_json_output_crosses_L_and_matches_the_library(capsys, tmp_path, yarn_file):
+    from longrope.models import install_factors, load_model
+    from longrope.models.generation import generate
+    from longrope.rope import FactorSet
+
+    words = "the whale and the sea were old friends of the captain " * 23  # 254 tokens with BOS
+    prompt = tmp_path / "prompt.txt"
+    prompt.write_text(words)
+    code, out, err = _run(capsys, "generate", "--model", "tiny", "--factors", str(yarn_file), "--prompt-file",
+                          str(prompt), "--max-new-tokens", "12", "--ignore-eos", "--json")
+    assert code == 0, err
+    got = json.loads(out)
+    assert set(got) == {"prompt_tokens", "new_tokens", "text"}
+    assert len(got["new_tokens"]) == 12 and isinstance(got["text"], str)
+    assert len(got["prompt_tokens"]) < 256 < len(got["prompt_tokens"]) + 12, "the prompt must cross L = 256"
+    assert "re-fed once" in err
+    model, tok = load_model("tiny")
+    install_factors(model, FactorSet.load(yarn_file))
+    ref = generate(model, tok, words, 12, stop_at_eos=False)
+    assert ref.prompt_tokens[0] == got["prompt_tokens"] and ref.new_tokens[0] == got["new_tokens"]
+
+
+def test_plain_text_output(capsys, yarn_file):
+    code, out, _ = _run(capsys, "generate", "--model", "tiny", "--factors", str(yarn_file), "--prompt",
+                        "It was a dark night", "--max-new-tokens", "5", "--mode", "long")
+    assert code == 0 and out.strip()
+
+
+def test_reference_csv_needs_target_length(capsys, tmp_path):
+    csv = tmp_path / "factors.csv"
+    csv.write_text("".join(f"{x}\n" for x in np.linspace(1, 8, 32)))
+    code, _, err = _run(capsys, "generate", "--model", "tiny", "--factors", str(csv), "--prompt", "a",
+                        "--max-new-tokens", "2")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "--target-length" in err
+    code, out, err = _run(capsys, "generate", "--model", "tiny", "--factors", str(csv), "--prompt", "a b",
+                          "--max-new-tokens", "2", "--target-length", "2048")
+    assert code == 0, err
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["--prompt-file", "/nonexistent/p.txt", "--max-new-tokens", "3"], "--prompt-file"),
+    (["--prompt", "", "--max-new-tokens", "3"], "empty"),
+    (["--prompt", "hi", "--max-new-tokens", "0"], "--max-new-tokens"),
+])
+def test_bad_input_is_one_line(capsys, yarn_file, argv, needle):
+    code, _, err = _run(capsys, "generate", "--model", "tiny", "--factors", str(yarn_file), *argv)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and needle in err

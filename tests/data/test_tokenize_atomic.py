@@ -1,0 +1,163 @@
+"""tokenize's output is one atomic unit; unreadable input is skipped and reported, never a traceback."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from data_helpers import TEXTS
+
+from longrope.data import TokenCorpus, tokenize_corpus
+from longrope.data import tokenize as tokenize_mod
+from longrope.errors import UserError
+
+
+def _run(tok, inputs, out, **kw):
+    return tokenize_corpus(tok, [str(p) for p in inputs], out, tokenizer_name="test-bpe", progress=False, **kw)
+
+
+def _siblings(out):
+    return sorted(p.name for p in out.parent.iterdir() if p.name.startswith(f".{out.name}."))
+
+
+def test_a_failed_run_leaves_no_output_and_no_build_folder(tokenizer, tmp_path):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "blank.txt").write_text("  \n", encoding="utf-8")
+    out = tmp_path / "out"
+    with pytest.raises(UserError, match="empty corpus"):
+        _run(tokenizer, [tmp_path / "empty"], out)
+    assert not out.exists() and _siblings(out) == []
+
+
+def test_an_interrupted_rebuild_keeps_the_previous_folder(tokenizer, corpus_dir, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    _run(tokenizer, [corpus_dir], out)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+
+    def boom(tok):
+        def encode(texts):
+            raise KeyboardInterrupt  # as a Ctrl-C in the middle of encoding
+        return encode
+
+    monkeypatch.setattr(tokenize_mod, "make_encoder", boom)
+    with pytest.raises(KeyboardInterrupt):
+        _run(tokenizer, [corpus_dir], out, force=True)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert _siblings(out) == []
+    TokenCorpus.open(out, verify="full")
+
+
+def test_a_rebuild_replaces_the_folder_whole(tokenizer, corpus_dir, tmp_path):
+    out = tmp_path / "out"
+    _run(tokenizer, [corpus_dir], out, shard_tokens=40)
+    assert len(list(out.glob("shard-*.bin"))) > 2
+    (out / ".building").mkdir()  # leftovers of the earlier in-folder build scheme go too
+    _run(tokenizer, [corpus_dir], out, force=True)
+    assert sorted(p.name for p in out.iterdir()) == ["index.npy", "meta.json", "names.jsonl", "shard-00000.bin"]
+    assert _siblings(out) == []
+
+
+def test_an_empty_existing_folder_is_fine_and_a_foreign_one_is_refused(tokenizer, corpus_dir, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    assert _run(tokenizer, [corpus_dir], out).n_docs == 7
+    other = tmp_path / "mine"
+    other.mkdir()
+    (other / "thesis.tex").write_text("precious", encoding="utf-8")
+    with pytest.raises(UserError, match="thesis.tex") as e:
+        _run(tokenizer, [corpus_dir], other)
+    assert "\n" not in str(e.value) and (other / "thesis.tex").read_text(encoding="utf-8") == "precious"
+
+
+def test_stale_build_folders_of_dead_runs_are_removed(tokenizer, corpus_dir, tmp_path):
+    out = tmp_path / "out"
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(dead.stdout)
+    stale = tmp_path / f".out.tokenize-{dead_pid}"
+    stale.mkdir()
+    (stale / "shard-00000.bin").write_bytes(b"half")
+    (tmp_path / f".out.tokenize-{dead_pid}.old").mkdir()
+    live = tmp_path / f".out.tokenize-{os.getppid()}"  # a running process: maybe another tokenize
+    live.mkdir()
+    _run(tokenizer, [corpus_dir], out)
+    assert _siblings(out) == [live.name]
+
+
+def test_output_under_a_file_is_one_line(tokenizer, corpus_dir, tmp_path):
+    (tmp_path / "afile").write_text("x", encoding="utf-8")
+    with pytest.raises(UserError, match="writable") as e:
+        _run(tokenizer, [corpus_dir], tmp_path / "afile" / "out")
+    assert "\n" not in str(e.value)
+
+
+def test_unwritable_parent_is_one_line(tokenizer, corpus_dir, tmp_path):
+    if os.geteuid() == 0:
+        pytest.skip("root ignores folder permissions")
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    try:
+        with pytest.raises(UserError, match="writable"):
+            _run(tokenizer, [corpus_dir], ro / "out")
+    finally:
+        ro.chmod(0o700)
+
+
+def test_non_utf8_names_and_text_are_skipped_and_reported(tokenizer, tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    (src / "good.txt").write_text(TEXTS[0], encoding="utf-8")
+    bad_name = os.fsdecode(b"caf\xe9.txt")  # a Latin-1 file name on a UTF-8 system
+    (src / bad_name).write_text(TEXTS[1], encoding="utf-8")
+    (src / "latin1.txt").write_bytes("café".encode("latin-1"))
+    (src / "lines.jsonl").write_text(json.dumps({"text": "ok line"}) + "\n" + '{"text": "bad \\ud800 line"}\n',
+                                     encoding="utf-8")
+    rep = _run(tokenizer, [src], tmp_path / "out")
+    reasons = {s["path"].rsplit("/", 1)[-1]: s["reason"] for s in rep.skipped}
+    assert "not UTF-8" in reasons["latin1.txt"]
+    assert "file name is not valid UTF-8" in reasons["caf\\xe9.txt"]
+    assert "not valid Unicode" in reasons["lines.jsonl"]
+    c = TokenCorpus.open(tmp_path / "out")
+    assert sorted(c.names) == ["in/good.txt", "in/lines.jsonl#0"]
+    json.dumps(c.meta["skipped"]).encode("utf-8")  # the record itself is valid UTF-8
+    assert np.asarray(c.tokens(0)).size > 0
+
+
+def test_only_unreadable_input_is_one_line_naming_the_file(tokenizer, tmp_path):
+    (tmp_path / "latin1.txt").write_bytes("café au lait".encode("latin-1"))
+    with pytest.raises(UserError) as e:
+        _run(tokenizer, [tmp_path / "latin1.txt"], tmp_path / "out")
+    msg = str(e.value)
+    assert "\n" not in msg and "latin1.txt" in msg and "not UTF-8" in msg
+    assert not (tmp_path / "out").exists()
+
+
+def test_disk_full_and_unlistable_inputs_are_one_line(tokenizer, corpus_dir, tmp_path, monkeypatch):
+    import errno
+
+    from longrope.data import sources
+    from longrope.data.shards import ShardWriter
+
+    out = tmp_path / "out"
+
+    def full(self, name, ids, role=None):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with monkeypatch.context() as m:
+        m.setattr(ShardWriter, "add", full)
+        with pytest.raises(UserError, match="No space left on device.*free space") as e:
+            _run(tokenizer, [corpus_dir], out)
+    assert "\n" not in str(e.value) and not out.exists() and _siblings(out) == []
+
+    def unlistable(self, log):
+        raise PermissionError(errno.EACCES, "Permission denied", str(corpus_dir / "locked"))
+        yield  # a generator, like the real one
+
+    monkeypatch.setattr(sources.Source, "documents", unlistable)
+    with pytest.raises(UserError, match="cannot read .*locked") as e:
+        _run(tokenizer, [corpus_dir], out)
+    assert "\n" not in str(e.value) and not out.exists() and _siblings(out) == []

@@ -1,0 +1,88 @@
+"""HF export for serving: vLLM's mscale keys, the README, stale temporaries, L' < L refused."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import types
+
+import numpy as np
+import pytest
+from model_helpers import TINY_L, build_tiny
+
+from longrope.errors import UserError
+from longrope.models import export_hf, inspect_model, longrope_config_entries
+from longrope.models.export import check_target_length, remove_stale_temporaries
+from longrope.rope import FactorSet
+
+
+def factor_set(model, **kw) -> FactorSet:
+    info = inspect_model(model)
+    half = info.rotary_dim // 2
+    return FactorSet(long_factor=np.linspace(1.0, 4.0, half), original_max_position_embeddings=TINY_L,
+                     max_position_embeddings=4 * TINY_L, rope_theta=info.rope_theta, **kw)
+
+
+@pytest.mark.parametrize("attention_factor", [None, 1.083])
+def test_vllm_mscale_keys_equal_m(family, attention_factor):
+    model = build_tiny(family)
+    fs = factor_set(model, attention_factor=attention_factor)
+    m = fs.resolved_attention_factor()
+    entries, _ = longrope_config_entries(fs, inspect_model(model))
+    params = entries["rope_parameters"]
+    assert params["short_mscale"] == params["long_mscale"] == m
+    scaling = entries["rope_scaling"]
+    if family == "phi3" and attention_factor is None:
+        # transformers 4.x Phi-3 accepts only these keys; vLLM's default mscale equals m here
+        assert set(scaling) == {"type", "short_factor", "long_factor"}
+        default = math.sqrt(1 + math.log(4) / math.log(TINY_L))
+        assert math.isclose(m, default, rel_tol=1e-12)
+    else:
+        assert scaling["short_mscale"] == scaling["long_mscale"] == m
+
+
+def test_export_folder_has_a_serving_readme_and_loads(tmp_path):
+    from transformers import AutoConfig
+
+    model = build_tiny("llama")
+    out = export_hf(model, None, factor_set(model, attention_factor=1.083, start_tokens=4), tmp_path / "m").path
+    readme = (out / "README.md").read_text()
+    for needle in ("vllm serve", "--max-model-len", "short_mscale", "llama.cpp", "--format gguf", "n̂ = 4", "1.083"):
+        assert needle in readme, needle
+    config = AutoConfig.from_pretrained(out)  # stock transformers still reads it as longrope
+    assert config.rope_parameters["rope_type"] == "longrope"
+    assert json.loads((out / "config.json").read_text())["rope_scaling"]["long_mscale"] == 1.083
+
+
+def test_stale_temporaries_of_killed_exports_are_removed(tmp_path):
+    model = build_tiny("qwen2")
+    dead = tmp_path / ".m.tmp-99999999-abc"  # a pid above any pid_max: that process is gone
+    dead.mkdir()
+    (dead / "model.safetensors").write_bytes(b"x" * 1000)
+    legacy = tmp_path / ".m.tmp-k3j2h1"  # the old naming, without a pid
+    legacy.mkdir()
+    old = tmp_path / ".m.old-99999998"
+    old.mkdir()
+    alive = tmp_path / f".m.tmp-{os.getppid()}-zzz"  # our parent runs: an export in progress elsewhere
+    alive.mkdir()
+    other = tmp_path / ".other.tmp-99999999-abc"  # another output's leftovers are not ours to judge
+    other.mkdir()
+    export_hf(model, None, factor_set(model), tmp_path / "m")
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == sorted(["m", alive.name, other.name])
+    assert remove_stale_temporaries(tmp_path / "m") == []
+
+
+def test_target_below_original_is_refused_in_one_line():
+    fake = types.SimpleNamespace(original_max_position_embeddings=4096, max_position_embeddings=2048)
+    with pytest.raises(UserError, match="below its original length") as exc:
+        check_target_length(fake)
+    assert "\n" not in str(exc.value)
+
+
+def test_output_that_is_a_file_is_refused(tmp_path):
+    model = build_tiny("llama")
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(UserError, match="is a file"):
+        export_hf(model, None, factor_set(model), tmp_path / "file")

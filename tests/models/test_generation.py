@@ -1,0 +1,230 @@
+"""Generation across the short/long switch equals a from-scratch forward, for every family.
+
+The tiny models have L = 32. Prompts of ~28 tokens and 10 new tokens cross L; every step's logits
+are compared with a full forward of the same prefix (no cache), which applies the switch to the
+whole sequence: short factors up to L tokens, long factors for every position beyond.
+
+The default cache policy ("reprefill") is exact for every model. The "rerotate" policy repairs the
+rotation of the cached keys only, which is exact for one-layer models (tested for every family,
+checking the rotation layout, partial rotary, n̂, m and sliding windows) and for the first layer's
+keys of deeper models; beyond that it is an approximation (see bench/bench_generate.py).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from model_helpers import TINY_L, build_tiny, tiny_ids
+
+from longrope.errors import UserError
+from longrope.models import current_patch, inspect_model, install_factors
+from longrope.models.generation import generate, prepare_batch
+from longrope.rope import FactorSet
+
+ATOL = 1e-4
+RTOL = 1e-4
+
+
+def factor_set(model, *, start_tokens=3, attention_factor=1.15) -> FactorSet:
+    info = inspect_model(model)
+    half = info.rotary_dim // 2
+    return FactorSet(
+        long_factor=np.linspace(1.0, 6.0, half),
+        short_factor=np.linspace(1.0, 1.4, half),
+        start_tokens=start_tokens,
+        attention_factor=attention_factor,
+        original_max_position_embeddings=TINY_L,
+        max_position_embeddings=4 * TINY_L,
+        rope_theta=info.rope_theta,
+    )
+
+
+def recompute_logits(model, ids, mask, steps, width):
+    """Logits of each generated position from a fresh full forward of its prefix (no cache)."""
+    out = []
+    with torch.no_grad():
+        for t in range(steps):
+            sub_ids, sub_mask = ids[:, : width + t], mask[:, : width + t]
+            pos = (sub_mask.cumsum(-1) - 1).masked_fill(sub_mask == 0, 0)
+            out.append(model(sub_ids, attention_mask=sub_mask, position_ids=pos, use_cache=False).logits[:, -1])
+    return torch.stack(out, dim=1)
+
+
+def run_and_reference(model, prompts, steps=10, mode="switch"):
+    res = generate(model, None, prompts, steps, mode, stop_at_eos=False, return_logits=True)
+    ids, mask = prepare_batch(model, None, prompts)
+    width = ids.shape[1]
+    new = torch.tensor(res.new_tokens)
+    full_ids = torch.cat([ids, new], dim=1)
+    full_mask = torch.cat([mask, torch.ones_like(new)], dim=1)
+    patch = current_patch(model)
+    previous = patch.mode
+    patch.mode = mode
+    try:
+        ref = recompute_logits(model, full_ids, full_mask, steps, width)
+    finally:
+        patch.mode = previous
+    return res, ref
+
+
+@pytest.mark.parametrize("start_tokens", [0, 3])
+def test_crossing_generation_equals_recompute(family, start_tokens):
+    model = build_tiny(family)
+    install_factors(model, factor_set(model, start_tokens=start_tokens))
+    prompt = tiny_ids(TINY_L - 4, seed=5)[0].tolist()
+    res, ref = run_and_reference(model, prompt)
+    assert (res.reprefills, res.rerotations) == (1, 0)  # crossed exactly once
+    assert res.new_tokens[0] == ref.argmax(-1)[0].tolist()  # greedy tokens equal
+    torch.testing.assert_close(res.logits, ref, atol=ATOL, rtol=RTOL)
+
+
+def test_rerotation_is_exact_on_one_layer_models(family):
+    model = build_tiny(family, num_hidden_layers=1)
+    patch = install_factors(model, factor_set(model))
+    patch.cache_policy = "rerotate"
+    a = tiny_ids(TINY_L - 3, seed=6)[0].tolist()
+    b = tiny_ids(TINY_L - 9, seed=7)[0].tolist()
+    res, ref = run_and_reference(model, [a, b])
+    assert (res.reprefills, res.rerotations) == (0, 1)
+    torch.testing.assert_close(res.logits, ref, atol=ATOL, rtol=RTOL)
+
+
+def test_rerotated_first_layer_keys_equal_a_long_forward():
+    """On a deeper model the re-rotation gets layer 0 exactly; later layers saw short-factor context."""
+    from transformers import DynamicCache
+
+    model = build_tiny("gemma")
+    patch = install_factors(model, factor_set(model))
+    patch.cache_policy = "rerotate"
+    ids = tiny_ids(TINY_L, seed=12)
+    with torch.no_grad():
+        cache = DynamicCache(config=model.config)
+        model(ids, cache=cache, use_cache=True)  # short factors (32 tokens = L)
+        model(tiny_ids(1, seed=13), cache=cache, use_cache=True)  # position 32: long, re-rotates
+        ref = DynamicCache(config=model.config)
+        model(torch.cat([ids, tiny_ids(1, seed=13)], 1), cache=ref, use_cache=True)
+    assert patch.rerotations == 1
+    torch.testing.assert_close(cache.layers[0].keys, ref.layers[0].keys, atol=1e-5, rtol=1e-5)
+    assert (cache.layers[1].keys - ref.layers[1].keys).abs().max() > 1e-4  # not exact beyond layer 0
+
+
+def test_left_padded_batch_crossing_equals_recompute(family):
+    model = build_tiny(family)
+    install_factors(model, factor_set(model))
+    a = tiny_ids(TINY_L - 3, seed=6)[0].tolist()
+    b = tiny_ids(TINY_L - 9, seed=7)[0].tolist()
+    res, ref = run_and_reference(model, [a, b])
+    assert res.reprefills == 1
+    assert res.prompt_tokens == [a, b]
+    for row in range(2):
+        assert res.new_tokens[row] == ref.argmax(-1)[row].tolist()
+    torch.testing.assert_close(res.logits, ref, atol=ATOL, rtol=RTOL)
+
+
+def test_always_long_mode_equals_long_forward():
+    model = build_tiny("qwen3")
+    patch = install_factors(model, factor_set(model))
+    res, ref = run_and_reference(model, tiny_ids(12, seed=8)[0].tolist(), steps=6, mode="long")
+    assert res.reprefills == res.rerotations == 0 and patch.mode == "switch"  # mode restored after the call
+    torch.testing.assert_close(res.logits, ref, atol=ATOL, rtol=RTOL)
+    # and it differs from the switching mode below L (where the short factors apply)
+    short = generate(model, None, tiny_ids(12, seed=8)[0].tolist(), 6, stop_at_eos=False, return_logits=True)
+    assert (short.logits - res.logits).abs().max() > 1e-2
+
+
+def test_keep_policy_reproduces_the_stock_mismatch():
+    """With the stock behaviour the cached short keys meet long queries: logits leave the reference."""
+    model = build_tiny("llama")
+    patch = install_factors(model, factor_set(model))
+    patch.cache_policy = "keep"
+    res, ref = run_and_reference(model, tiny_ids(TINY_L - 4, seed=5)[0].tolist())
+    assert res.rerotations == res.reprefills == 0
+    assert (res.logits[:, 4:] - ref[:, 4:]).abs().max() > 1e-2  # after the crossing
+    torch.testing.assert_close(res.logits[:, :4], ref[:, :4], atol=ATOL, rtol=RTOL)  # before it
+    patch.cache_policy = "reprefill"
+    res, ref = run_and_reference(model, tiny_ids(TINY_L - 4, seed=5)[0].tolist())
+    torch.testing.assert_close(res.logits, ref, atol=ATOL, rtol=RTOL)
+
+
+def test_different_short_and_long_attention_factors():
+    """m of the short rows differs from the long rows': the re-rotation rescales by their ratio."""
+    model = build_tiny("phi3", num_hidden_layers=1)
+    patch = install_factors(model, factor_set(model))
+    patch.cache_policy = "rerotate"
+    patch.module.short_attention_scaling = 0.9
+    patch.module.long_attention_scaling = 1.3
+    res, ref = run_and_reference(model, tiny_ids(TINY_L - 2, seed=9)[0].tolist(), steps=5)
+    assert res.rerotations == 1
+    torch.testing.assert_close(res.logits, ref, atol=ATOL, rtol=RTOL)
+
+
+@pytest.mark.parametrize("policy", ["reprefill", "rerotate"])
+@pytest.mark.parametrize("family", ["mistral", "gemma2"])
+def test_sliding_window_caches_cross_exactly(family, policy):
+    model = build_tiny(family, sliding_window=12, num_hidden_layers=1 if policy == "rerotate" else 2)
+    patch = install_factors(model, factor_set(model))
+    patch.cache_policy = policy
+    res, ref = run_and_reference(model, tiny_ids(TINY_L - 3, seed=10)[0].tolist(), steps=6)
+    assert res.rerotations + res.reprefills == 1
+    torch.testing.assert_close(res.logits, ref, atol=ATOL, rtol=RTOL)
+
+
+def test_phi3_switches_at_the_factor_sets_L():
+    model = build_tiny("phi3")
+    patch = install_factors(model, factor_set(model))
+    seen = []
+    handle = model.model.register_forward_pre_hook(
+        lambda mod, args, kwargs: seen.append(kwargs["input_ids"].shape[1]), with_kwargs=True
+    )
+    generate(model, None, tiny_ids(TINY_L - 2, seed=11)[0].tolist(), 5, stop_at_eos=False)
+    # prefill, two tokens, then one re-prefill of the whole sequence at position L, then one token
+    assert seen == [TINY_L - 2, 1, 1, TINY_L + 1, 1]
+    patch.cache_policy = "rerotate"
+    seen.clear()
+    generate(model, None, tiny_ids(TINY_L - 2, seed=11)[0].tolist(), 5, stop_at_eos=False)
+    assert seen == [TINY_L - 2, 1, 1, 1, 1]  # no re-prefill at all
+    patch.restore()
+    assert "prepare_inputs_for_generation" not in vars(model)  # the class method is back
+    handle.remove()
+
+
+def test_generate_errors_are_user_errors():
+    model = build_tiny("llama")
+    with pytest.raises(UserError, match="install_factors"):
+        generate(model, None, [5, 6, 7], 3)
+    install_factors(model, factor_set(model))
+    with pytest.raises(UserError, match="mode"):
+        generate(model, None, [5, 6, 7], 3, mode="sometimes")
+    with pytest.raises(UserError, match="max_new_tokens"):
+        generate(model, None, [5, 6, 7], 0)
+    with pytest.raises(UserError, match="tokenizer"):
+        generate(model, None, "hello", 3)
+    with pytest.raises(UserError, match="left-padded"):
+        generate(model, None, torch.tensor([[5, 6, 0]]), 3, attention_mask=torch.tensor([[1, 1, 0]]))
+
+
+def test_sampling_is_seeded_and_leaves_global_rng_alone():
+    model = build_tiny("gemma")
+    install_factors(model, factor_set(model))
+    state = torch.random.get_rng_state()
+    a = generate(model, None, [5, 6, 7], 8, do_sample=True, seed=3, stop_at_eos=False)
+    b = generate(model, None, [5, 6, 7], 8, do_sample=True, seed=3, stop_at_eos=False)
+    assert a.new_tokens == b.new_tokens
+    assert torch.equal(state, torch.random.get_rng_state())
+
+
+def test_device_side_switch_gives_the_same_tables(monkeypatch):
+    """On accelerators the short/long decision stays on the device (no sync); same cos/sin as on the host."""
+    from longrope.models.patch import LongRopeRotaryEmbedding
+
+    model = build_tiny("phi3")
+    patch = install_factors(model, factor_set(model))
+    patch.module.short_attention_scaling = 0.9  # distinct m per regime: the device path picks it too
+    x = torch.zeros(1, 1, 4)
+    cases = [torch.arange(TINY_L)[None], torch.arange(TINY_L + 1)[None], torch.tensor([[TINY_L + 5]])]
+    host = [patch.module(x, pos) for pos in cases]
+    monkeypatch.setattr(LongRopeRotaryEmbedding, "_host_switch_devices", ())
+    for pos, (cos, sin) in zip(cases, host):
+        cos_d, sin_d = patch.module(x, pos)
+        assert torch.equal(cos, cos_d) and torch.equal(sin, sin_d)

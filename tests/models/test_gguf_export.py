@@ -1,0 +1,246 @@
+"""GGUF export: read back with the ``gguf`` package; llama.cpp itself is checked in test_llamacpp.py (slow)."""
+
+from __future__ import annotations
+
+import math
+
+import gguf
+import numpy as np
+import pytest
+import torch
+from model_helpers import TINY_L, build_tiny
+
+from longrope.errors import UserError
+from longrope.models import inspect_model
+from longrope.models.gguf import (
+    GGUF_ARCHES,
+    NO_GGUF_FACTORS,
+    export_gguf,
+    export_gguf_from_gguf,
+    gguf_rope_facts,
+)
+from longrope.rope import FactorSet
+
+SUPPORTED = tuple(GGUF_ARCHES)  # llama, mistral, qwen2, phi3
+
+
+def factor_set(model, *, start_tokens=0, attention_factor=1.083, target=4 * TINY_L) -> FactorSet:
+    info = inspect_model(model)
+    half = info.rotary_dim // 2
+    return FactorSet(
+        long_factor=np.linspace(1.0, 5.5, half),
+        short_factor=np.linspace(1.0, 1.2, half),
+        start_tokens=start_tokens,
+        attention_factor=attention_factor,
+        original_max_position_embeddings=TINY_L,
+        max_position_embeddings=target,
+        rope_theta=info.rope_theta,
+    )
+
+
+def fields(path) -> dict:
+    reader = gguf.GGUFReader(path)
+    return {f.name: f.contents() for f in reader.fields.values()}
+
+
+def tensors(path) -> dict:
+    return {t.name: t for t in gguf.GGUFReader(path).tensors}
+
+
+def unpermute(rows: np.ndarray, n_head: int) -> np.ndarray:
+    """Inverse of the llama-architecture q/k row permutation (pairs (2j, 2j+1) back to (j, j + d/2))."""
+    return rows.reshape(n_head, rows.shape[0] // n_head // 2, 2, *rows.shape[1:]).swapaxes(1, 2).reshape(rows.shape)
+
+
+@pytest.mark.parametrize("family", SUPPORTED)
+def test_hf_export_reads_back_with_the_right_values(family, tmp_path):
+    model = build_tiny(family)
+    fs = factor_set(model)
+    out = export_gguf(model, None, fs, tmp_path / "m.gguf", outtype="f16").path
+    arch = GGUF_ARCHES[family]
+    kv = fields(out)
+    assert kv["general.architecture"] == arch
+    assert kv[f"{arch}.context_length"] == 4 * TINY_L
+    assert kv[f"{arch}.rope.scaling.type"] == "longrope"
+    assert kv[f"{arch}.rope.scaling.original_context_length"] == TINY_L
+    assert math.isclose(kv[f"{arch}.rope.scaling.attn_factor"], 1.083, rel_tol=1e-6)
+    assert f"{arch}.rope.scaling.factor" not in kv  # llama.cpp would divide the frequencies by it on top
+    info = inspect_model(model)
+    assert kv[f"{arch}.rope.dimension_count"] == info.rotary_dim
+    assert kv[f"{arch}.rope.freq_base"] == info.rope_theta
+    t = tensors(out)
+    for name, want in (("rope_factors_long.weight", fs.long_factor), ("rope_factors_short.weight", fs.short_factor)):
+        assert t[name].tensor_type == gguf.GGMLQuantizationType.F32
+        np.testing.assert_allclose(np.asarray(t[name].data), want.astype(np.float32))
+    state = model.state_dict()
+    assert len(t) == len(state) + 2  # every weight (untied lm_head → output.weight) plus the two factor tensors
+    assert t["token_embd.weight"].tensor_type == gguf.GGMLQuantizationType.F16
+    assert t["output_norm.weight"].tensor_type == gguf.GGMLQuantizationType.F32
+
+
+@pytest.mark.parametrize("family", ["llama", "qwen2"])
+def test_llama_architecture_gets_permuted_q_k_rows(family, tmp_path):
+    model = build_tiny(family)
+    out = export_gguf(model, None, factor_set(model), tmp_path / "m.gguf", outtype="f32").path
+    t = tensors(out)
+    cfg = model.config
+    state = {k: v.numpy() for k, v in model.state_dict().items()}
+    q = np.asarray(t["blk.0.attn_q.weight"].data)
+    k = np.asarray(t["blk.0.attn_k.weight"].data)
+    np.testing.assert_array_equal(unpermute(q, cfg.num_attention_heads), state["model.layers.0.self_attn.q_proj.weight"])
+    np.testing.assert_array_equal(unpermute(k, cfg.num_key_value_heads), state["model.layers.0.self_attn.k_proj.weight"])
+    assert not np.array_equal(q, state["model.layers.0.self_attn.q_proj.weight"])
+    np.testing.assert_array_equal(np.asarray(t["blk.0.attn_v.weight"].data), state["model.layers.0.self_attn.v_proj.weight"])
+    if family == "qwen2":  # biases follow their rows
+        bq = np.asarray(t["blk.0.attn_q.bias"].data)
+        np.testing.assert_array_equal(unpermute(bq, cfg.num_attention_heads), state["model.layers.0.self_attn.q_proj.bias"])
+
+
+def test_phi3_keeps_its_layout_and_fused_tensors(tmp_path):
+    model = build_tiny("phi3")
+    out = export_gguf(model, None, factor_set(model), tmp_path / "m.gguf", outtype="f32").path
+    t = tensors(out)
+    np.testing.assert_array_equal(
+        np.asarray(t["blk.0.attn_qkv.weight"].data), model.state_dict()["model.layers.0.self_attn.qkv_proj.weight"].numpy()
+    )
+    assert fields(out)["phi3.rope.dimension_count"] == 8  # partial rotary: 8 of 16 channels
+
+
+def test_tied_embeddings_write_no_output_tensor(tmp_path):
+    model = build_tiny("llama", tie_word_embeddings=True)
+    t = tensors(export_gguf(model, None, factor_set(model), tmp_path / "m.gguf").path)
+    assert "output.weight" not in t and "token_embd.weight" in t
+
+
+@pytest.mark.parametrize("family", sorted(NO_GGUF_FACTORS))
+def test_families_llamacpp_cannot_run_are_refused_in_one_line(family, tmp_path):
+    model = build_tiny(family)
+    with pytest.raises(UserError, match="llama.cpp") as exc:
+        export_gguf(model, None, factor_set(model), tmp_path / "m.gguf")
+    assert "\n" not in str(exc.value)
+    assert not list(tmp_path.iterdir())  # nothing left behind
+
+
+def test_tokenizer_of_the_embedded_model(tmp_path):
+    from longrope.models import load_model
+
+    model, tok = load_model("tiny")
+    info = inspect_model(model)
+    fs = FactorSet(long_factor=np.full(info.rotary_dim // 2, 8.0), original_max_position_embeddings=256,
+                   max_position_embeddings=2048, rope_theta=info.rope_theta)
+    out = export_gguf(model, tok, fs, tmp_path / "tiny.gguf").path
+    kv = fields(out)
+    assert kv["tokenizer.ggml.model"] == "gpt2" and kv["tokenizer.ggml.pre"] == "smollm"
+    tokens = kv["tokenizer.ggml.tokens"]
+    assert len(tokens) == 4096 and tokens[1] == "<s>"
+    assert kv["tokenizer.ggml.token_type"][1] == gguf.TokenType.CONTROL
+    assert len(kv["tokenizer.ggml.merges"]) > 1000
+    assert kv["tokenizer.ggml.bos_token_id"] == 1 and kv["tokenizer.ggml.eos_token_id"] == 2
+
+
+def test_start_tokens_warn_once(tmp_path, caplog):
+    model = build_tiny("llama")
+    result = export_gguf(model, None, factor_set(model, start_tokens=4), tmp_path / "m.gguf")
+    assert len(result.warnings) == 1 and "n̂ = 4" in result.warnings[0] and "GGUF" in result.warnings[0]
+    assert not export_gguf(model, None, factor_set(model, start_tokens=1), tmp_path / "m1.gguf").warnings
+
+
+def test_bad_targets_are_one_line_errors(tmp_path):
+    model = build_tiny("llama")
+    fs = factor_set(model)
+    (tmp_path / "dir.gguf").mkdir()
+    with pytest.raises(UserError, match="is a folder"):
+        export_gguf(model, None, fs, tmp_path / "dir.gguf")
+    export_gguf(model, None, fs, tmp_path / "m.gguf")
+    with pytest.raises(UserError, match="--overwrite"):
+        export_gguf(model, None, fs, tmp_path / "m.gguf")
+    export_gguf(model, None, fs, tmp_path / "m.gguf", overwrite=True)
+    with pytest.raises(UserError, match="below"):  # refused by the factor set itself (FactorSet checks L' >= L)
+        export_gguf(model, None, factor_set(model, target=TINY_L // 2), tmp_path / "short.gguf")
+    with pytest.raises(UserError, match="rotary dim"):
+        export_gguf(model, None, FactorSet(long_factor=np.ones(3), original_max_position_embeddings=TINY_L,
+                                           max_position_embeddings=64, rope_theta=1e4), tmp_path / "x.gguf")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dir.gguf", "m.gguf"]  # no temporaries left
+
+
+def _quantized_gguf(path, fs_source):
+    """A small llama GGUF with one Q8_0 tensor, an old scaling and a rope_freqs tensor to be replaced."""
+    writer = gguf.GGUFWriter(path, arch="llama")
+    writer.add_name("synthetic")
+    writer.add_context_length(TINY_L)
+    writer.add_embedding_length(64)
+    writer.add_head_count(4)
+    writer.add_rope_dimension_count(16)
+    writer.add_rope_freq_base(10000.0)
+    writer.add_key_value("llama.rope.scaling.type", "linear", gguf.GGUFValueType.STRING)
+    writer.add_key_value("llama.rope.scaling.factor", 2.0, gguf.GGUFValueType.FLOAT32)
+    writer.add_array("general.languages", ["en", "fr"])
+    gen = np.random.default_rng(0)
+    w = gen.standard_normal((64, 64)).astype(np.float32)
+    writer.add_tensor("blk.0.attn_q.weight", gguf.quants.quantize(w, gguf.GGMLQuantizationType.Q8_0),
+                      raw_dtype=gguf.GGMLQuantizationType.Q8_0)
+    writer.add_tensor("blk.0.attn_norm.weight", gen.standard_normal(64).astype(np.float32))
+    writer.add_tensor("rope_freqs.weight", np.full(8, 3.0, dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
+
+
+def test_gguf_to_gguf_copies_everything_and_adds_the_factors(tmp_path):
+    src = _quantized_gguf(tmp_path / "src.gguf", None)
+    facts = gguf_rope_facts(src)
+    assert facts == {"arch": "llama", "rotary_dim": 16, "rope_theta": 10000.0, "context_length": TINY_L}
+    fs = FactorSet(long_factor=np.linspace(1, 4, 8), short_factor=np.linspace(1, 1.1, 8), attention_factor=1.2,
+                   original_max_position_embeddings=TINY_L, max_position_embeddings=4 * TINY_L, rope_theta=1e4)
+    result = export_gguf_from_gguf(src, fs, tmp_path / "out.gguf")
+    assert len(result.warnings) == 1 and "rope_freqs" in result.warnings[0]
+    before, after = fields(src), fields(result.path)
+    for key, value in before.items():
+        if key.startswith(("GGUF.", "llama.rope.scaling.", "llama.context_length")):
+            continue
+        assert after[key] == value, key
+    assert after["llama.context_length"] == 4 * TINY_L
+    assert after["llama.rope.scaling.type"] == "longrope" and "llama.rope.scaling.factor" not in after
+    assert after["llama.rope.scaling.original_context_length"] == TINY_L
+    assert math.isclose(after["llama.rope.scaling.attn_factor"], 1.2, rel_tol=1e-6)
+    t0, t1 = tensors(src), tensors(result.path)
+    assert set(t1) == {"blk.0.attn_q.weight", "blk.0.attn_norm.weight", "rope_factors_long.weight",
+                       "rope_factors_short.weight"}
+    for name in ("blk.0.attn_q.weight", "blk.0.attn_norm.weight"):
+        assert t1[name].tensor_type == t0[name].tensor_type
+        assert np.asarray(t1[name].data).tobytes() == np.asarray(t0[name].data).tobytes()
+    np.testing.assert_allclose(np.asarray(t1["rope_factors_long.weight"].data), np.linspace(1, 4, 8), rtol=1e-6)
+    # and again, from the exported file (factor tensors replaced, not duplicated)
+    again = export_gguf_from_gguf(result.path, fs.with_(long_factor=np.full(8, 2.0)), tmp_path / "again.gguf")
+    t2 = tensors(again.path)
+    assert len(t2) == 4 and np.all(np.asarray(t2["rope_factors_long.weight"].data) == 2.0)
+
+
+def test_gguf_to_gguf_refuses_mismatched_factors_and_other_archs(tmp_path):
+    src = _quantized_gguf(tmp_path / "src.gguf", None)
+    fs = FactorSet(long_factor=np.ones(4), original_max_position_embeddings=TINY_L, max_position_embeddings=64,
+                   rope_theta=1e4)
+    with pytest.raises(UserError, match="rotary dim 16"):
+        export_gguf_from_gguf(src, fs, tmp_path / "out.gguf")
+    with pytest.raises(UserError, match="source model itself"):
+        export_gguf_from_gguf(src, fs.with_(long_factor=np.ones(8), short_factor=None), src, overwrite=True)
+    writer = gguf.GGUFWriter(tmp_path / "g.gguf", arch="gemma2")
+    writer.add_tensor("x", np.zeros(2, dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    with pytest.raises(UserError, match="gemma2"):
+        export_gguf_from_gguf(tmp_path / "g.gguf", fs, tmp_path / "out.gguf")
+    assert not (tmp_path / "out.gguf").exists()
+
+
+def test_f32_export_keeps_exact_weights(tmp_path):
+    model = build_tiny("mistral")
+    t = tensors(export_gguf(model, None, factor_set(model), tmp_path / "m.gguf", outtype="f32").path)
+    assert t["token_embd.weight"].tensor_type == gguf.GGMLQuantizationType.F32
+    np.testing.assert_array_equal(np.asarray(t["blk.1.ffn_down.weight"].data),
+                                  model.state_dict()["model.layers.1.mlp.down_proj.weight"].numpy())
+    assert torch.is_tensor(model.model.embed_tokens.weight)  # the model itself is untouched

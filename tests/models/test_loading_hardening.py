@@ -1,0 +1,145 @@
+"""load_model: models without RoPE, per-family attention, weights that must not be unpickled."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from model_helpers import build_tiny, save_tiny, tiny_config, tiny_ids
+
+from longrope.errors import UserError
+from longrope.models import loading
+from longrope.models.families import FAMILIES, attn_implementation_for, has_rope, require_rope
+
+
+def _one_line(exc_info) -> str:
+    msg = str(exc_info.value)
+    assert msg and "\n" not in msg
+    return msg
+
+
+@pytest.mark.parametrize("make", [
+    lambda t: t.GPT2Config(n_layer=1, n_embd=32, n_head=2, vocab_size=64, n_positions=64),
+    lambda t: t.OPTConfig(num_hidden_layers=1, hidden_size=32, num_attention_heads=2, ffn_dim=64, vocab_size=64,
+                          word_embed_proj_dim=32),
+    lambda t: t.BloomConfig(n_layer=1, hidden_size=32, n_head=2, vocab_size=64),
+])
+def test_a_model_without_rope_is_refused_before_its_weights_are_read(tmp_path, make):
+    import transformers
+
+    config = make(transformers)
+    config.save_pretrained(tmp_path / "m")  # config only: the refusal must not need the weights
+    assert not has_rope(config)
+    with pytest.raises(UserError, match="has no RoPE") as e:
+        loading.load_model(tmp_path / "m")
+    msg = _one_line(e)
+    assert config.model_type in msg and "llama" in msg
+
+
+def test_require_rope_false_loads_it_anyway(tmp_path):
+    import transformers
+
+    config = transformers.GPT2Config(n_layer=1, n_embd=32, n_head=2, vocab_size=64, n_positions=64)
+    transformers.GPT2LMHeadModel(config).save_pretrained(tmp_path / "gpt2")
+    model, _ = loading.load_model(tmp_path / "gpt2", require_rope=False)
+    assert model.config.model_type == "gpt2"
+    with pytest.raises(UserError, match="no RoPE"):
+        require_rope(model.config, label="gpt2")
+
+
+def test_every_supported_family_has_rope():
+    for family in FAMILIES:
+        assert has_rope(tiny_config(family)), family
+
+
+def test_gemma2_loads_with_eager_and_runs_a_forward(tmp_path):
+    """Loading always asked for SDPA, which transformers refuses for Gemma 2."""
+    ref = build_tiny("gemma2")
+    folder = save_tiny(ref, tmp_path / "g2")
+    model, tok = loading.load_model(folder)
+    assert tok is None and model.config._attn_implementation == "eager"
+    ids = tiny_ids(48)  # longer than TINY_L: the sliding/global layers both see it
+    with torch.no_grad():
+        got = model(input_ids=ids).logits
+        want = ref(input_ids=ids).logits
+    torch.testing.assert_close(got, want)
+    assert attn_implementation_for("gemma2") == "eager"
+
+
+@pytest.mark.parametrize("family", ["llama", "gemma", "qwen2", "phi3"])
+def test_families_default_to_sdpa_and_accept_an_override(tmp_path, family):
+    folder = save_tiny(build_tiny(family), tmp_path / family)
+    model, _ = loading.load_model(folder)
+    assert model.config._attn_implementation == "sdpa" == attn_implementation_for(family)
+    model, _ = loading.load_model(folder, attn_implementation="eager")
+    assert model.config._attn_implementation == "eager"
+
+
+def test_an_impossible_attention_implementation_is_one_line(tmp_path):
+    folder = save_tiny(build_tiny("gemma2"), tmp_path / "g2")
+    with pytest.raises(UserError) as e:
+        loading.load_model(folder, attn_implementation="sdpa")
+    assert "g2" in _one_line(e)
+    with pytest.raises(UserError):
+        loading.load_model(folder, attn_implementation="no-such-attention")
+    with pytest.raises(UserError, match="attn_implementation"):
+        loading.load_model(folder, attn_implementation="")
+
+
+class _Evil:
+    """Unpickling this creates a file, so its absence proves nothing ran."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def _bin_folder(tmp_path, extra=None):
+    folder = tmp_path / "binmodel"
+    tiny_config("llama").save_pretrained(folder)
+    state = dict(build_tiny("llama").state_dict())
+    if extra is not None:
+        state["evil"] = extra
+    torch.save(state, folder / "pytorch_model.bin")
+    return folder
+
+
+def test_a_bin_torch_refuses_to_unpickle_is_one_line_and_runs_nothing(tmp_path):
+    marker = tmp_path / "code-ran"
+    folder = _bin_folder(tmp_path, _Evil(str(marker)))
+    with pytest.raises(UserError, match="refuses to unpickle") as e:
+        loading.load_model(folder)
+    assert "safetensors" in _one_line(e)
+    assert not marker.exists()
+
+
+def test_a_plain_tensor_bin_still_loads(tmp_path):
+    folder = _bin_folder(tmp_path)
+    model, _ = loading.load_model(folder)
+    assert model.config.model_type == "llama"
+
+
+@pytest.mark.parametrize("name,data", [("model.safetensors", b"\x08\x00\x00\x00\x00\x00\x00\x00{bad json"),
+                                       ("model.safetensors", b"short"),
+                                       ("pytorch_model.bin", b"PK\x03\x04 truncated zip")])
+def test_corrupt_weights_are_one_line(tmp_path, name, data):
+    folder = tmp_path / "m"
+    tiny_config("llama").save_pretrained(folder)
+    (folder / name).write_bytes(data)
+    with pytest.raises(UserError) as e:
+        loading.load_model(folder)
+    assert "m" in _one_line(e)
+
+
+def test_config_json_is_still_read_first(tmp_path):
+    folder = save_tiny(build_tiny("llama"), tmp_path / "m")
+    cfg = json.loads((folder / "config.json").read_text())
+    cfg["model_type"] = "gpt2"  # a config that says "no RoPE" wins over whatever weights are there
+    cfg.pop("rope_parameters", None)
+    cfg.pop("rope_theta", None)
+    (folder / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(UserError, match="no RoPE"):
+        loading.load_model(folder)

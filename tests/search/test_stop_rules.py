@@ -1,0 +1,50 @@
+"""Budgets are stopping rules of the loop (``StopRules``), whatever the strategy."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from longrope.errors import ConfigError
+from longrope.search import InProcessEvaluator, SearchSpace, StrategyConfig
+from longrope.search.loop import StopRules, run_search
+from longrope.search.synthetic import SyntheticObjective
+
+
+def _run(stop: StopRules, strategy: str = "steady"):
+    n, scale, docs = 8, 4.0, 3
+    space = SearchSpace(n_dims=n, lower=1.0, upper=1.25 * scale)
+    i = np.arange(n)
+    seeds = [space.from_factors(np.full(n, scale)), space.from_factors(scale ** (i / (n - 1)))]
+    cfg = StrategyConfig(population=8, parents=4, mutations=4, crossovers=4, iterations=50, initial=6)
+    return run_search(space, seeds, InProcessEvaluator(SyntheticObjective(n, scale, n_docs=docs)), n_docs=docs,
+                      strategy=strategy, config=cfg, stop=stop, seed=0)
+
+
+@pytest.mark.parametrize("strategy", ["steady", "paper"])
+def test_evaluation_budget_stops_the_search(strategy):
+    r = _run(StopRules(max_evals=4.0), strategy)
+    assert "4 full evaluations" in r.stop_reason
+    # it stops at the first ask past the budget: at most one more candidate's documents
+    assert 4.0 <= r.full_evals <= 5.0
+
+
+def test_spent_time_budget_still_scores_one_candidate_fully():
+    r = _run(StopRules(max_seconds=1e-9))
+    assert "time budget" in r.stop_reason
+    assert r.full_evals == 1.0 and r.n_candidates == 1
+    assert math.isfinite(r.ppl)
+
+
+def test_no_budget_leaves_the_strategy_its_own_end():
+    r = _run(StopRules())
+    assert "budget of" in r.stop_reason or "no improvement" in r.stop_reason
+    assert "full evaluations" not in r.stop_reason
+
+
+@pytest.mark.parametrize("kwargs", [{"max_evals": 0}, {"max_seconds": -1.0}])
+def test_budgets_must_be_positive(kwargs):
+    with pytest.raises(ConfigError, match=next(iter(kwargs))):
+        StopRules(**kwargs)

@@ -1,0 +1,72 @@
+"""``FinetuneConfig``: documented fields, value checks that name the field, the JSON round trip."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+
+from longrope.errors import ConfigError
+from longrope.train import ACCELERATE_CONFIGS, FinetuneConfig, accelerate_config
+from longrope.train.config import TRAJECTORY_FIELDS
+
+REQUIRED = dict(model="tiny", factors="f.json", data="shards", output="out")
+
+
+def test_every_field_is_documented():
+    for f in dataclasses.fields(FinetuneConfig):
+        assert len(f.metadata.get("help", "")) > 10, f.name
+
+
+@pytest.mark.parametrize("field,value,match", [
+    ("steps", 0, "steps must be an integer >= 1"),
+    ("seq_len", 1, "seq_len must be >= 2"),
+    ("short_share", 1.5, r"short_share must be in \[0, 1\]"),
+    ("learning_rate", 0.0, "learning_rate must be > 0"),
+    ("lr_schedule", "step", "lr_schedule must be one of linear, cosine, constant"),
+    ("dtype", "int8", "dtype must be one of"),
+    ("tokens_per_step", 0, "tokens_per_step must be an integer >= 1"),
+    ("max_grad_norm", -1.0, "max_grad_norm must be >= 0"),
+    ("model", "", "model is required"),
+])
+def test_bad_values_name_the_field(field, value, match):
+    with pytest.raises(ConfigError, match=match) as e:
+        FinetuneConfig(**{**REQUIRED, field: value})
+    assert field in e.value.fields
+
+
+def test_warmup_beyond_the_run_is_refused():
+    with pytest.raises(ConfigError, match=r"warmup_steps must be in \[0, steps\]"):
+        FinetuneConfig(**REQUIRED, steps=10, warmup_steps=11)
+
+
+def test_json_round_trip_and_trajectory_fields():
+    cfg = FinetuneConfig(**REQUIRED, lora=True, lora_targets=("q_proj",), exclude=("a", "b"))
+    again = FinetuneConfig(**json.loads(json.dumps(cfg.to_dict())))
+    assert again == cfg
+    assert {"learning_rate", "seq_len", "short_share", "seed", "tokens_per_step"} <= set(TRAJECTORY_FIELDS)
+    assert not {"resume", "quiet", "output", "checkpoint_every"} & set(TRAJECTORY_FIELDS)
+
+
+def test_command_line_derives_from_the_fields():
+    """The CLI layer's generator (longrope.options) builds flags from this dataclass and back."""
+    import argparse
+
+    from longrope.options import add_options, config_from_args
+
+    parser = argparse.ArgumentParser()
+    add_options(parser, FinetuneConfig)
+    args = parser.parse_args(["--model", "tiny", "--factors", "f.json", "--data", "d", "-o", "out", "--seq-len",
+                              "2048", "--short-share", "0.2", "--lora", "--lora-targets", "q_proj,v_proj"])
+    cfg = config_from_args(FinetuneConfig, args)
+    assert (cfg.seq_len, cfg.short_share, cfg.lora, cfg.lora_targets) == (2048, 0.2, True, ("q_proj", "v_proj"))
+
+
+def test_shipped_accelerate_configs_exist():
+    import yaml
+
+    for name in ACCELERATE_CONFIGS:
+        data = yaml.safe_load(accelerate_config(name).read_text())
+        assert data["compute_environment"] == "LOCAL_MACHINE" and data["num_processes"] >= 2
+    assert yaml.safe_load(accelerate_config("fsdp").read_text())["fsdp_config"]["fsdp_version"] == 2

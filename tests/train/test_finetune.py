@@ -1,0 +1,170 @@
+"""``finetune`` end to end on a tiny random Llama (2 layers, L = 32) and windows of N = 64 tokens."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from train_helpers import pattern_doc, write_corpus
+
+from longrope.errors import ConfigError, UserError
+from longrope.train import finetune
+from longrope.train.checkpoint import checkpoint_dirs
+
+SCRIPT = Path(__file__).with_name("finetune_script.py")
+
+
+def test_a_few_steps_lower_the_loss_and_write_the_run(make_config):
+    result = finetune(make_config(steps=12, keep_checkpoints=2))
+    first, last = np.mean(result.losses[:3]), np.mean(result.losses[-3:])
+    assert last < first - 0.3, result.losses
+    assert result.steps == 12 and result.kinds == ("long",) * 12 and result.tokens == 12 * 64
+    lines = result.log_path.read_text().splitlines()
+    assert [json.loads(x)["step"] for x in lines] == list(range(1, 13))
+    assert result.plot_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert [p.name for p in checkpoint_dirs(result.output)] == ["step-00000010", "step-00000012"]
+    assert (result.model_dir / "config.json").is_file() and (result.model_dir / "factors.json").is_file()
+
+
+def test_short_steps_train_short_windows_with_the_short_factors(make_config, factors_file, monkeypatch):
+    """On short steps every segment fits in L and the rotary module holds the short factors for both regimes."""
+    from longrope.models import current_patch
+    from longrope.rope import FactorSet
+    from longrope.train.loss import CausalLMLoss
+
+    fs = FactorSet.load(factors_file)
+    seen = []
+    forward = CausalLMLoss.forward
+
+    def spy(self, input_ids, position_ids, targets, scale=1.0):
+        module = current_patch(self.lm).module
+        seen.append((int(position_ids.max()) + 1, module.long_inv_freq.clone(), module.short_inv_freq.clone()))
+        return forward(self, input_ids, position_ids, targets, scale)
+
+    monkeypatch.setattr(CausalLMLoss, "forward", spy)
+    result = finetune(make_config(steps=4, short_share=0.5))
+    assert result.kinds == ("long", "short", "long", "short")
+    base = torch.from_numpy(fs.inv_freq("long") * fs.long_factor)  # θ_i
+    for (longest, long_tab, short_tab), kind in zip(seen, result.kinds):
+        want = base / torch.from_numpy(fs.short_factor if kind == "short" else fs.long_factor)
+        torch.testing.assert_close(long_tab, want)
+        torch.testing.assert_close(short_tab, want)
+        assert longest <= (32 if kind == "short" else 64)
+    assert [json.loads(x)["segment"] for x in result.log_path.read_text().splitlines()] == [64, 32, 64, 32]
+
+
+def test_export_loads_in_stock_transformers_with_both_factor_sets(make_config, factors_file, tiny_dir):
+    from transformers import AutoModelForCausalLM
+
+    from longrope.models import install_factors, load_model
+    from longrope.rope import FactorSet
+
+    result = finetune(make_config(steps=2, warmup_steps=0))
+    fs = FactorSet.load(factors_file)
+    stock = AutoModelForCausalLM.from_pretrained(result.model_dir).eval()
+    params = stock.config.rope_parameters
+    assert params["rope_type"] == "longrope"
+    assert np.allclose(params["long_factor"], fs.long_factor) and np.allclose(params["short_factor"], fs.short_factor)
+    ours, _ = load_model(str(result.model_dir))
+    install_factors(ours, fs)
+    original = AutoModelForCausalLM.from_pretrained(tiny_dir)
+    assert not torch.equal(original.model.layers[0].mlp.up_proj.weight, stock.model.layers[0].mlp.up_proj.weight)
+    ids = torch.randint(3, 128, (1, 80), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        for n in (24, 80):  # short factors (n <= L = 32), long factors (n > L)
+            torch.testing.assert_close(stock(ids[:, :n]).logits, ours(ids[:, :n]).logits, rtol=1e-4, atol=1e-4)
+        assert not torch.allclose(stock(ids[:, :24]).logits, original(ids[:, :24]).logits, atol=1e-3)
+
+
+def test_lora_trains_adapters_embeddings_and_norms_and_merges_on_export(make_config, tiny_dir):
+    from safetensors.torch import load_file
+
+    result = finetune(make_config(steps=3, warmup_steps=0, lora=True, lora_rank=4))
+    before = load_file(tiny_dir / "model.safetensors")
+    after = load_file(result.model_dir / "model.safetensors")
+    assert set(before) == set(after)  # merged: a plain model, no adapter weights
+    assert result.trainable_parameters < sum(v.numel() for v in before.values())
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert "model.layers.0.self_attn.q_proj.weight" in changed  # adapters merged in
+    assert "model.embed_tokens.weight" in changed and "model.norm.weight" in changed  # trained fully
+    assert "model.layers.0.mlp.up_proj.weight" not in changed  # frozen
+
+
+def test_lora_run_resumes_from_a_checkpoint_exactly(make_config, tmp_path):
+    full = finetune(make_config(steps=4, lora=True, output=str(tmp_path / "full")))
+    cfg = make_config(steps=4, lora=True, output=str(tmp_path / "cut"))
+    finetune(cfg)
+    # As if the run had died after step 3: the step-4 checkpoint and the export never happened.
+    shutil.rmtree(Path(cfg.output, "checkpoints", "step-00000004"))
+    shutil.rmtree(Path(cfg.output, "model"))
+    resumed = finetune(dataclasses.replace(cfg, resume=True))
+    assert resumed.resumed_from == 2
+    np.testing.assert_allclose(resumed.losses, full.losses, rtol=1e-6, atol=0)
+
+
+def test_gradient_checkpointing_gives_the_same_curve(make_config, tmp_path):
+    plain = finetune(make_config(steps=3, output=str(tmp_path / "a")))
+    ckpt = finetune(make_config(steps=3, output=str(tmp_path / "b"), gradient_checkpointing=True))
+    np.testing.assert_allclose(ckpt.losses, plain.losses, rtol=1e-5)
+
+
+def test_bf16_mixed_precision_on_cpu(make_config, tmp_path):
+    fp32 = finetune(make_config(steps=2, output=str(tmp_path / "fp32")))
+    bf16 = finetune(make_config(steps=2, dtype="bfloat16", output=str(tmp_path / "bf16")))
+    assert bf16.losses[0] == pytest.approx(fp32.losses[0], rel=2e-2) and bf16.losses[0] != fp32.losses[0]
+    with pytest.raises(ConfigError, match="dtype float16 .* needs a GPU"):
+        finetune(make_config(steps=2, dtype="float16", output=str(tmp_path / "fp16")))
+
+
+def test_tokens_per_step_sets_the_accumulation(make_config, tmp_path):
+    result = finetune(make_config(steps=2, tokens_per_step=3 * 64))
+    assert result.grad_accum == 3 and result.tokens == 2 * 3 * 64
+    with pytest.raises(ConfigError, match="tokens_per_step .*must be a multiple of batch_size x seq_len"):
+        finetune(make_config(steps=2, tokens_per_step=100, output=str(tmp_path / "other")))
+
+
+def test_overlap_with_held_out_documents_is_refused_before_loading(make_config, tmp_path):
+    shards = write_corpus(tmp_path / "leaky", [("train/a.txt", pattern_doc(1, 90), "train"),
+                                                ("copy-of-a.txt", pattern_doc(1, 90), "heldout")])
+    cfg = make_config(data=str(shards), model=str(tmp_path / "no-such-model"))
+    with pytest.raises(UserError, match="'train/a.txt' has the same content as heldout document 'copy-of-a.txt'"):
+        finetune(cfg)
+    assert not Path(cfg.output).exists()
+
+
+def test_a_finished_run_is_not_overwritten_and_resume_checks_the_settings(make_config):
+    first = finetune(make_config(steps=2))
+    with pytest.raises(UserError, match="already holds a fine-tuning run; pass --resume"):
+        finetune(make_config(steps=2))
+    again = finetune(make_config(steps=2, resume=True))
+    assert again.resumed_from == 2 and again.losses == first.losses
+    with pytest.raises(ConfigError, match="learning_rate is 0.001 but the checkpoint was made with 0.003"):
+        finetune(make_config(steps=2, resume=True, learning_rate=1e-3))
+
+
+def _run_script(cfg, *args, env_extra=None):
+    cfg_file = Path(cfg.output).with_name(Path(cfg.output).name + ".json")
+    cfg_file.write_text(json.dumps(cfg.to_dict()))
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"), **(env_extra or {})}
+    return subprocess.run([sys.executable, str(SCRIPT), str(cfg_file), *map(str, args)], capture_output=True,
+                          text=True, env=env, timeout=120)
+
+
+def test_sigkill_then_resume_continues_the_same_loss_curve(make_config, tmp_path):
+    reference = finetune(make_config(steps=6, output=str(tmp_path / "reference")))
+    cfg = make_config(steps=6, output=str(tmp_path / "killed"))
+    proc = _run_script(cfg, 3)  # checkpoints at 2 and 4; killed right after logging step 3
+    assert proc.returncode == -9, proc.stderr[-2000:]
+    assert [p.name for p in checkpoint_dirs(Path(cfg.output))] == ["step-00000002"]
+    assert len(Path(cfg.output, "train_log.jsonl").read_text().splitlines()) == 3  # step 3: past the checkpoint
+    resumed = finetune(make_config(steps=6, output=cfg.output, resume=True))
+    assert resumed.resumed_from == 2
+    np.testing.assert_allclose(resumed.losses, reference.losses, rtol=1e-6, atol=0)
