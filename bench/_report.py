@@ -298,10 +298,11 @@ def render_table(t: dict) -> str:
     """The table's grid as Markdown (numeric columns right-aligned); no title, no note."""
     cols = t["columns"]
     formats = t.get("formats") or [None] * len(cols)
+    cols = [str(c).replace("|", "\\|") for c in cols]  # a pipe inside a cell would end it
     lines = ["| " + " | ".join(cols) + " |",
              "|" + "|".join("---:" if _numeric(t, j) else "---" for j in range(len(cols))) + "|"]
     for row in t["rows"]:
-        lines.append("| " + " | ".join(fmt(c, formats[j]) for j, c in enumerate(row)) + " |")
+        lines.append("| " + " | ".join(fmt(c, formats[j]).replace("|", "\\|") for j, c in enumerate(row)) + " |")
     return "\n".join(lines)
 
 

@@ -151,7 +151,7 @@ def build_record(run_dir: str | Path, source_command: str, *, argv: list[str] | 
     for key, spec in (("strategy", None), ("fitness", None), ("best_search_ppl", ".2f"), ("start_tokens", None),
                       ("attention_factor", ".3f"), ("candidates", None), ("full_evals", ".1f"),
                       ("doc_evals", ",d"), ("search_windows", None), ("stop_reason", None), ("seconds", ".0f")):
-        put_value(rec, f"search_{key}", s.get(key), spec)
+        put_value(rec, key if key.startswith("search_") else f"search_{key}", s.get(key), spec)
     yarn = Path(run_dir) / "factors_yarn.json"
     if yarn.exists():
         from longrope.rope import FactorSet

@@ -145,6 +145,6 @@ def test_fetch_books_rejects_unknown_domains(tmp_path):
     from longrope.embedded.corpus import fetch_books
 
     for bad in (["code"], []):
-        with pytest.raises(UserError, match="--domains"):
+        with pytest.raises(UserError, match="domains"):
             fetch_books(tmp_path, bad)
     assert not any(tmp_path.iterdir())  # nothing downloaded before the check

@@ -288,8 +288,12 @@ def check_output_folder(out: Path, overwrite: bool) -> None:
         raise UserError(f"output {out} is a file; give a folder path with -o (or --format gguf for a .gguf file)")
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise UserError(f"output folder {out} already exists and is not empty; pass --overwrite or another -o")
-    parent = out.parent if str(out.parent) else Path(".")
-    probe = parent
+    check_writable_parent(out)
+
+
+def check_writable_parent(out: Path) -> None:
+    """The nearest existing ancestor of ``out`` must be a writable folder (one-line error otherwise)."""
+    probe = out.parent if str(out.parent) else Path(".")
     while not probe.exists():
         probe = probe.parent
     if not probe.is_dir():

@@ -120,13 +120,9 @@ def check_output_file(out: Path, overwrite: bool) -> None:
         raise UserError(f"output {out} is a folder; --format gguf writes one file, give e.g. -o {out}.gguf")
     if out.exists() and not overwrite:
         raise UserError(f"output file {out} already exists; pass --overwrite or another -o")
-    probe = out.parent if str(out.parent) else Path(".")
-    while not probe.exists():
-        probe = probe.parent
-    if not probe.is_dir():
-        raise UserError(f"cannot create {out}: {probe} is a file")
-    if not os.access(probe, os.W_OK):
-        raise UserError(f"cannot write into {probe}: permission denied; choose another -o")
+    from longrope.models.export import check_writable_parent
+
+    check_writable_parent(out)
 
 
 def _check_factor_fit(factor_set: Any, rotary_dim: int, rope_theta: float, what: str) -> None:

@@ -67,7 +67,7 @@ def plan_search(rope: dict, **kwargs: Any) -> SearchPlan:
     upper bound, say) are a :class:`~longrope.errors.ConfigError` naming them."""
     try:
         return _plan(rope, **kwargs)
-    except ValueError as e:  # SearchSpace's own checks: bounds, grid, n̂ set
+    except (ValueError, OverflowError) as e:  # SearchSpace's own checks: bounds, grid, n̂ set; absurd sizes
         raise ConfigError(("min_factor", "max_factor", "step"),
                           f"these search bounds leave no valid factors ({e}); check {{name0}}, {{name1}} and "
                           "{name2}") from None

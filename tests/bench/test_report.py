@@ -1,0 +1,112 @@
+"""BENCHMARKS.md is what the benchmark records give; the record → Markdown renderer on a synthetic record."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+BENCH = ROOT / "bench"
+
+
+@pytest.fixture
+def bench(monkeypatch):
+    """``(_report, report)`` imported from bench/ (scripts, not a package)."""
+    monkeypatch.syspath_prepend(str(BENCH))
+    mods = []
+    for name, file in (("_report", "_report.py"), ("bench_report_script", "report.py")):
+        spec = importlib.util.spec_from_file_location(name, BENCH / file)
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        mods.append(mod)
+    return tuple(mods)
+
+
+def test_benchmarks_md_is_what_the_records_give():
+    out = subprocess.run([sys.executable, str(BENCH / "report.py"), "--check"], capture_output=True, text=True,
+                         cwd=ROOT, timeout=120)
+    assert out.returncode == 0, out.stderr.strip()
+
+
+def test_fmt_formats_numbers_in_one_place(bench):
+    r, _ = bench
+    assert r.fmt(None) == "—" and r.fmt(math.nan, ".2f") == "—"
+    assert r.fmt(True, "met|NOT met") == "met" and r.fmt(False, "met|NOT met") == "NOT met"
+    assert r.fmt(True) == "yes"
+    assert r.fmt(4096) == "4096" and r.fmt(4458752, ",d") == "4,458,752"
+    assert r.fmt(0.88346) == "0.8835" and r.fmt(123456.7) == "123,457"
+    assert r.fmt(0.0262, ".1%") == "2.6%" and r.fmt([2048, 4096]) == "2048, 4096"
+    with pytest.raises(r.RecordError):
+        r.fmt(1.0, "not a spec")
+
+
+def _toy_record(r, results: Path) -> dict:
+    rec = r.new_record("toy", "A toy benchmark", script=str(BENCH / "bench_toy.py"), argv=["--n", "3"],
+                       settings={"n": 3, "knobs": {"k": [1, 2]}}, description="Synthetic.")
+    r.put_value(rec, "ratio", 0.87078, ".3f")
+    r.put_value(rec, "ok", True, "met|NOT met")
+    r.put_value(rec, "count", 192)
+    r.put_table(rec, "t", ["method", "ppl", "n"], [["yarn", 85.2149, 3], ["longrope", 75.2201, None]],
+                formats=[None, ".2f", None], title="PPL", note="A note.")
+    rec["notes"].append("Stopped early.")
+    r.write_record(rec, results / "toy.json", machine={"python": "3.11.7", "cpus": 2}, quiet=True)
+    return json.loads((results / "toy.json").read_text())
+
+
+def test_record_round_trip_and_markdown(bench, tmp_path):
+    r, _ = bench
+    rec = _toy_record(r, tmp_path)
+    assert rec["format"] == r.FORMAT and rec["command"].endswith("bench/bench_toy.py --n 3")
+    assert rec["settings"] == {"n": 3, "knobs.k": [1, 2]} and rec["machine"]["cpus"] == 2
+    assert rec["tables"]["t"]["rows"][1] == ["longrope", 75.2201, None]  # numbers stay numbers
+    md = (tmp_path / "toy.md").read_text()
+    assert md == r.render_record(r.load_record(tmp_path / "toy.json"))
+    assert "| method | ppl | n |\n|---|---:|---:|\n| yarn | 85.21 | 3 |\n| longrope | 75.22 | — |" in md
+    assert "| `ratio` | 0.871 |" in md and "| `ok` | met |" in md and "- Stopped early." in md
+    with pytest.raises(r.RecordError, match="row 0 has 2 cells"):
+        r.table(["a", "b", "c"], [[1, 2]])
+
+
+def test_template_placeholders_are_filled_and_checked(bench, tmp_path, capsys):
+    r, report = bench
+    results = tmp_path / "results"
+    rec = _toy_record(r, results)
+    template = tmp_path / "T.md"
+    template.write_text("# Title\n\nIntro {{toy.value.count}} candidates.\n\n## A\n\n"
+                        "Ratio **{{toy.value.ratio}}** ({{ toy.value.ratio:.1% }}), goal {{toy.value.ok}}.\n\n"
+                        "{{toy.table.t}}\n\n## B\n\nCommand: `{{toy.command}}`, n = {{toy.setting.n}}, "
+                        "Python {{toy.machine.python}}.\n")
+    out = tmp_path / "OUT.md"
+    args = ["--template", str(template), "--results", str(results), "--output", str(out)]
+    assert report.main(args) == 0
+    text = out.read_text()
+    assert text == (report.HEADER + "# Title\n\nIntro 192 candidates.\n\n## A\n\nRatio **0.871** (87.1%), goal met.\n\n"
+                    "| method | ppl | n |\n|---|---:|---:|\n| yarn | 85.21 | 3 |\n| longrope | 75.22 | — |\n\n## B\n\n"
+                    f"Command: `{rec['command']}`, n = 3, Python 3.11.7.\n")
+    assert report.main([*args, "--check"]) == 0
+
+    out.write_text(text.replace("0.871", "0.883"))  # a hand edit in section A
+    capsys.readouterr()
+    assert report.main([*args, "--check"]) == 1
+    err = capsys.readouterr().err
+    assert "## A" in err and err.count("\n") == 1
+
+    out.write_text(text)
+    (results / "toy.md").write_text("# A toy benchmark\n\nedited by hand\n")
+    assert report.main([*args, "--check"]) == 1
+    assert "toy.md" in capsys.readouterr().err
+    assert report.main(args) == 0 and report.main([*args, "--check"]) == 0  # rewrites toy.md from toy.json
+
+    for bad, why in (("{{toy.value.nope}}", "has no value 'nope'"), ("{{toy.colour.x}}", "unknown kind"),
+                     ("{{other.value.x}}", "other.json is missing"), ("{{toy.table.t:.2f}}", "takes no format"),
+                     ("{{toy.value.ratio", "unbalanced")):
+        template.write_text(f"# T\n\n{bad}\n")
+        assert report.main(args) == 2
+        err = capsys.readouterr().err
+        assert why in err and "T.md:3" in err and err.count("\n") == 1
