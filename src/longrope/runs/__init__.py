@@ -1,0 +1,65 @@
+"""The application layer: every command that does work is a typed run with one run folder.
+
+A run is a config dataclass (the only home of its defaults, every field documented, see
+:mod:`longrope.options`) and ``run(config) -> result``, writing through
+:class:`~longrope.runs.folder.RunFolder` (``config.json``, ``run.json``, ``summary.json`` and the
+command's files). The CLI builds each command's options from its config's fields; ``longrope rerun
+RUN_DIR`` rebuilds the config from ``config.json`` and runs it again.
+
+- :mod:`.search` — ``longrope search``;
+- :mod:`.evaluate` — ``longrope eval ppl`` and ``longrope eval passkey``;
+- :mod:`.demo` — ``longrope demo`` (the main job);
+- :mod:`.train_tiny` — ``longrope train-tiny`` (rebuild the embedded model);
+- :mod:`.finetune` — ``longrope finetune`` (long-context fine-tuning, :mod:`longrope.train`);
+- :mod:`.folder` — the run-folder layout; :mod:`.progress` — progress lines and bars.
+
+Runs compose the library packages (``rope``, ``models``, ``data``, ``evaluate``, ``search``); no
+run re-implements what one of them does.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+__all__ = ["RunSpec", "RUNS", "get_run"]
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """How a run is offered as a command."""
+
+    command: str
+    """e.g. "search" or "eval ppl" (the name ``config.json`` records)"""
+    help: str
+    description: str
+    example: str
+    config: type
+    run: Callable[..., dict]
+    render: Callable[[dict], str]
+    """what the command prints on stdout for a result"""
+    output_field: str = "output"
+    """the config field naming the run folder"""
+
+
+#: command → "module:attribute" of its RunSpec (imported on use, so ``--help`` stays light).
+RUNS = {
+    "search": "longrope.runs.search:SPEC",
+    "eval ppl": "longrope.runs.evaluate:PPL_SPEC",
+    "eval passkey": "longrope.runs.evaluate:PASSKEY_SPEC",
+    "demo": "longrope.runs.demo:SPEC",
+    "train-tiny": "longrope.runs.train_tiny:SPEC",
+    "finetune": "longrope.runs.finetune:SPEC",
+}
+
+
+def get_run(command: str) -> RunSpec:
+    """The :class:`RunSpec` of ``command``."""
+    from longrope.errors import UserError
+
+    if command not in RUNS:
+        raise UserError(f"unknown run command {command!r}; known: {', '.join(RUNS)}")
+    module, attr = RUNS[command].split(":")
+    return getattr(importlib.import_module(module), attr)
+

@@ -1,0 +1,334 @@
+"""``longrope eval ppl`` and ``longrope eval passkey``: one model, several factor sets, one run folder.
+
+The model is loaded once; factors are installed once and swapped, so every set is measured on the
+same windows (or the same seeded keys). The unscaled model is the set named ``none`` unless
+``skip_none``. The run folder is staged: a killed evaluation leaves the previous complete folder
+(or none), never files of two runs side by side.
+
+- ``eval ppl``: token-weighted perplexity on windows of a shard folder — truncate mode (one window of
+  ``BOS + length − 1`` tokens each, every prediction scored) or sliding windows (``stride``);
+  ``ppl.{json,csv,png}``.
+- ``eval passkey``: the standard passkey prompt sized exactly in tokens; greedy decoding with the KV
+  cache (``generate``) or teacher-forced answer tokens (``needle``); ``passkey.{json,csv}`` and a
+  heatmap per set.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from longrope.errors import ConfigError
+from longrope.options import check_choices, config_to_dict, option
+from longrope.runs import RunSpec
+
+SPLITS = ("heldout", "search", "all")
+
+
+def _lengths(text: str) -> tuple[int, ...]:
+    from longrope.cli._parse import parse_lengths
+
+    return tuple(parse_lengths(text))
+
+
+@dataclass(kw_only=True)
+class _EvalConfig:
+    """Settings both evaluations share."""
+
+    model: str = option(help='"tiny", "smollm2", a model folder, a .gguf file or a hub id', metavar="M")
+    lengths: tuple[int, ...] = option(help="context lengths in tokens, comma-separated (4k = 4096)",
+                                      parse=_lengths, metavar="N,N")
+    output: str = option(help="run folder (a finished eval run there is replaced when this one succeeds)",
+                         short="-o", metavar="OUT")
+    factors: tuple[str, ...] = option((), "factor files (factors.json, HF config.json, reference CSV) or folders; "
+                                          "'none' = unscaled", multiple=True, metavar="F")
+    skip_none: bool = option(False, "do not evaluate the unscaled model")
+    seed: int = option(0, "seed of the window sample / the pass keys")
+    dtype: str = option("float32", "model dtype: float32, bfloat16, float16")
+    device: str = option("cpu", "cpu, cuda, cuda:1, mps")
+    attn_implementation: str | None = option(None, "attention implementation (sdpa, eager, ...)",
+                                             default_text="the family's working one")
+    bos: bool = option(True, "prepend the tokenizer's BOS token")
+    quiet: bool = option(False, "no progress bars")
+
+    def __post_init__(self) -> None:
+        check_choices(self)
+        self.lengths = tuple(sorted(set(int(n) for n in self.lengths)))
+        if not self.lengths or self.lengths[0] < 2:
+            raise ConfigError("lengths", "{name} must be integers >= 2 tokens, got " + str(list(self.lengths)))
+        if self.skip_none and not self.factors:
+            raise ConfigError(("skip_none", "factors"), "nothing to evaluate: {name0} without {name1}")
+
+
+@dataclass(kw_only=True)
+class PplConfig(_EvalConfig):
+    """Everything ``longrope eval ppl`` does."""
+
+    data: str = option(help="shard folder from 'longrope tokenize'", metavar="DIR")
+    samples: int = option(5, "windows to evaluate per length (at most --windows-per-doc from one document; each "
+                             "window is BOS + length-1 tokens in truncate mode)", metavar="K")
+    stride: int | None = option(None, "sliding-window mode with this stride", metavar="S",
+                                default_text="truncate mode")
+    max_tokens: int | None = option(None, "sliding mode: evaluate at most N tokens of each document", metavar="N")
+    split: str = option("heldout", "which documents", choices=SPLITS)
+    heldout_fraction: float = option(0.5, "share of documents held out (documents without a pinned role)")
+    windows_per_doc: int = option(1, "at most this many non-overlapping windows per document", metavar="W")
+    batch_size: int = option(1, "windows per forward pass")
+    chunk_size: int | None = option(None, "positions per LM-head chunk", default_text="auto")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for name in ("samples", "batch_size", "windows_per_doc"):
+            if getattr(self, name) < 1:
+                raise ConfigError(name, "{name} must be a positive integer, got " + str(getattr(self, name)))
+        if not 0.0 <= self.heldout_fraction <= 1.0:
+            raise ConfigError("heldout_fraction", "{name} must be in [0, 1], got " + str(self.heldout_fraction))
+        if self.max_tokens is not None and self.stride is None:
+            raise ConfigError(("max_tokens", "stride"), "{name0} needs {name1} (it applies to sliding windows)")
+        if self.stride is not None and not 1 <= self.stride <= min(self.lengths):
+            raise ConfigError("stride", f"{{name}} must be between 1 and the shortest length ({min(self.lengths)}), "
+                                        f"got {self.stride}")
+        if self.chunk_size is not None and self.chunk_size < 1:
+            raise ConfigError("chunk_size", "{name} must be a positive integer, got " + str(self.chunk_size))
+
+
+@dataclass(kw_only=True)
+class PasskeyConfig(_EvalConfig):
+    """Everything ``longrope eval passkey`` does."""
+
+    trials: int = option(5, "keys per (length, depth)", metavar="N")
+    depths: tuple[float, ...] = option((0.0, 0.25, 0.5, 0.75, 1.0), "needle depths in [0, 1]", metavar="D,D")
+    mode: str = option("generate", "generate: greedy decoding until the first number of the output is complete "
+                                   "(a non-digit or end of text follows it; at most a few tokens more than the key "
+                                   "has digits), correct when it equals the key; needle: teacher-forced, correct "
+                                   "when every answer token is the argmax", choices=("generate", "needle"))
+    data: str | None = option(None, "hide the needle in real documents of this shard folder instead of the filler",
+                              metavar="DIR")
+    split: str = option("heldout", "with --data: which documents", choices=SPLITS)
+    heldout_fraction: float = option(0.5, "with --data: share of documents held out")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.trials < 1:
+            raise ConfigError("trials", "{name} must be a positive integer, got " + str(self.trials))
+        if not self.depths or any(not 0.0 <= d <= 1.0 for d in self.depths):
+            raise ConfigError("depths", "{name} must be numbers in [0, 1], got " + str(list(self.depths)))
+
+
+# ------------------------------------------------------------------------------------------------
+
+
+def _say(config: _EvalConfig) -> Callable[[str], None]:
+    return lambda msg: print(msg, file=sys.stderr)
+
+
+def factor_sets(specs: tuple[str, ...], *, skip_none: bool, info: Any, target: int) -> list[tuple[str, Any]]:
+    """``[(name, FactorSet | None)]``: 'none' first unless skipped, names from file/folder names.
+
+    Files are read against the model's RoPE (``info``); a set whose L' is below the model's L is
+    refused by ``FactorSet.load``."""
+    from longrope.rope import FactorSet
+
+    sets: list[tuple[str, Any]] = []
+    seen: set[str] = set()
+
+    def add(name: str, fs: Any) -> None:
+        base, k = name, 2
+        while name in seen:
+            name, k = f"{base}-{k}", k + 1
+        seen.add(name)
+        sets.append((name, fs))
+
+    if not skip_none and "none" not in specs:
+        add("none", None)
+    for spec in specs:
+        if spec == "none":
+            add("none", None)
+            continue
+        p = Path(spec)
+        fs = FactorSet.load(p, rope_theta=info.rope_theta, original_length=info.original_max_position_embeddings,
+                            target_length=target)
+        name = p.name if p.is_dir() else (p.parent.name if p.name in ("factors.json", "config.json") and
+                                          p.parent.name else p.stem)
+        add(name or spec, fs)
+    return sets
+
+
+def _factor_records(sets: list[tuple[str, Any]]) -> list[dict]:
+    return [{"name": n, "file": None if fs is None else (fs.provenance or {}).get("source"),
+             "method": None if fs is None else fs.method,
+             "target_length": None if fs is None else fs.max_position_embeddings} for n, fs in sets]
+
+
+def _load(config: _EvalConfig):
+    """The model (RoPE required), its tokenizer and facts; factor files read before any evaluation."""
+    from longrope.models import inspect_model
+    from longrope.models.loading import load_model
+
+    if config.quiet:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+    model, tokenizer = load_model(config.model, dtype=config.dtype, device=config.device,
+                                  attn_implementation=config.attn_implementation)
+    info = inspect_model(model)
+    if not info.supported:
+        raise ConfigError("model", f"{{name}} {config.model} cannot be evaluated with RoPE factors: {info.reason}")
+    sets = factor_sets(config.factors, skip_none=config.skip_none, info=info, target=max(config.lengths))
+    return model, tokenizer, info, sets
+
+
+def run_ppl(config: PplConfig, *, log: Callable[[str], None] | None = None) -> dict:
+    """Perplexity of every factor set at every length on the same windows; returns the result."""
+    from longrope.data import TokenCorpus
+    from longrope.evaluate.suite import ppl_suite, write_ppl_outputs
+    from longrope.evaluate.windows import resolve_bos, select_windows
+    from longrope.runs.folder import RunFolder
+
+    say = log or _say(config)
+    corpus = TokenCorpus.open(config.data)
+
+    def windows(bos: int | None) -> list:
+        return select_windows(corpus, max(config.lengths), config.samples, split=config.split, seed=config.seed,
+                              heldout_fraction=config.heldout_fraction, windows_per_doc=config.windows_per_doc,
+                              bos=bos is not None, empty_ok=False)
+
+    # Windows first (cheap; a length no document holds fails before the model loads), with the BOS
+    # the shards recorded; the model's tokenizer confirms it below.
+    guess = resolve_bos(None, corpus=corpus) if config.bos else None
+    docs = windows(guess)
+    folder = RunFolder.open(config.output, PPL_SPEC.command, staged=True, replace=True)
+    try:
+        model, tokenizer, info, sets = _load(config)
+        if tokenizer is not None:
+            corpus.check_tokenizer(tokenizer, model_name=config.model)
+        else:
+            say(f"warning: {config.model} has no tokenizer; cannot check that {config.data} was tokenized for it")
+        vocab = int(getattr(model.config, "vocab_size", 0) or 0)
+        if vocab and corpus.tokenizer_info.get("vocab_size", 0) > vocab:
+            raise ConfigError(("data", "model"), f"{{name0}} uses a {corpus.tokenizer_info['vocab_size']}-token "
+                                                 f"vocabulary but {{name1}} has {vocab} embeddings; tokenize with "
+                                                 "the model's tokenizer")
+        bos = resolve_bos(tokenizer, corpus=corpus, model=model) if config.bos else None
+        if config.bos and bos is None:
+            say("note: the tokenizer has no BOS token; windows start with document tokens")
+        if (bos is None) != (guess is None):
+            docs = windows(bos)
+        if len(docs) < config.samples:
+            say(f"warning: only {len(docs)} {config.split} window(s) of {max(config.lengths)} tokens; evaluating "
+                f"those (asked for {config.samples})")
+        folder.start(config_to_dict(config), device=config.device)
+        results = ppl_suite(model, docs, sets, config.lengths, bos_id=bos, stride=config.stride,
+                            max_tokens=config.max_tokens, chunk_size=config.chunk_size, batch_size=config.batch_size,
+                            progress=not config.quiet, log=say)
+        record = {"model": config.model, "factors": _factor_records(sets), "data": str(config.data),
+                  "tokenizer": corpus.tokenizer_info, "bos_id": bos, "documents": [d.doc_id for d in docs],
+                  "mode": "truncate" if config.stride is None else "sliding",
+                  "weighting": "ppl = exp(sum of NLL / number of scored tokens); "
+                               "ppl_doc_mean = exp(mean of per-window mean NLL)",
+                  "original_max_position_embeddings": info.original_max_position_embeddings}
+        write_ppl_outputs(folder.path, results, record, original_length=info.original_max_position_embeddings)
+        result = {"kind": "ppl", **record,
+                  "results": [{"factors": n, "length": r.length, "ppl": r.ppl, "n_tokens": r.n_tokens,
+                               "n_docs": r.n_docs} for n, r in results]}
+        folder.finish(result)
+    except BaseException:
+        folder.abandon()
+        raise
+    return result
+
+
+def run_passkey(config: PasskeyConfig, *, log: Callable[[str], None] | None = None) -> dict:
+    """Passkey accuracy of every factor set over lengths × depths (same seeded keys for each)."""
+    from longrope.evaluate.suite import passkey_suite, write_passkey_outputs
+    from longrope.evaluate.windows import resolve_bos
+    from longrope.runs.folder import RunFolder
+
+    say = log or _say(config)
+    folder = RunFolder.open(config.output, PASSKEY_SPEC.command, staged=True, replace=True)
+    try:
+        model, tokenizer, info, sets = _load(config)
+        if tokenizer is None:
+            raise ConfigError("model", "{name} " + f"{config.model} has no tokenizer files; the passkey prompt needs one")
+        bos = resolve_bos(tokenizer, model=model) if config.bos else None
+        haystacks = None
+        if config.data:
+            from longrope.data import TokenCorpus, sample_documents
+
+            corpus = TokenCorpus.open(config.data)
+            corpus.check_tokenizer(tokenizer, model_name=config.model)
+            haystacks = sample_documents(corpus, max(config.lengths), len(config.depths) * config.trials,
+                                         seed=config.seed, split=config.split,
+                                         heldout_fraction=config.heldout_fraction)
+        folder.start(config_to_dict(config), device=config.device)
+        results = passkey_suite(model, tokenizer, sets, list(config.lengths), depths=list(config.depths),
+                                trials=config.trials, seed=config.seed, bos_id=bos, mode=config.mode,
+                                haystacks=haystacks,
+                                progress=not config.quiet, log=say)
+        record = {"model": config.model, "factors": _factor_records(sets), "bos_id": bos, "mode": config.mode,
+                  "haystack": "synthetic filler" if haystacks is None else
+                  {"data": str(config.data), "split": config.split, "documents": [d.doc_id for d in haystacks]},
+                  "correct_if": "the first number of the greedy output, decoded until complete, equals the key"
+                  if config.mode == "generate"
+                  else "every answer token is the argmax (teacher-forced)"}
+        write_passkey_outputs(folder.path, results, record)
+        result = {"kind": "passkey", **record,
+                  "accuracy": {n: r.accuracy for n, r in results},
+                  "cells": [{"factors": n, **c} for n, r in results for c in r.cells()]}
+        folder.finish(result)
+    except BaseException:
+        folder.abandon()
+        raise
+    return result
+
+
+def _render_ppl(result: dict) -> str:
+    return "\n".join(f"{r['factors']:>16s}  {r['length']:>8d}  ppl {r['ppl']:10.4f}  ({r['n_tokens']} tokens)"
+                     for r in result["results"])
+
+
+def _render_passkey(result: dict) -> str:
+    return "\n".join(f"{name:>16s}  accuracy {acc:.2f}" for name, acc in result["accuracy"].items())
+
+
+_EVAL_DESCRIPTION = """\
+Evaluate one model with several factor sets in one run (the model is loaded once; factors are
+installed once and swapped). The unscaled model is always included as 'none' unless
+--skip-none. The run folder holds config.json, run.json, summary.json and the files below; it
+appears only when the evaluation succeeded (a finished eval folder at -o is replaced)."""
+
+PPL_SPEC = RunSpec(
+    command="eval ppl",
+    help="perplexity vs length on windows of a shard folder",
+    description=_EVAL_DESCRIPTION + """
+
+eval ppl: token-weighted perplexity (truncate mode: BOS + the first length-1 tokens of each
+window; --stride: sliding windows); ppl.json, ppl.csv, ppl.png.""",
+    example="""\
+example:
+  longrope eval ppl --model tiny --data shards/tiny --lengths 256,512,1024 --samples 3 \\
+      --factors runs/yarn.json runs/search/factors.json -o results/ppl""",
+    config=PplConfig,
+    run=run_ppl,
+    render=_render_ppl,
+)
+
+PASSKEY_SPEC = RunSpec(
+    command="eval passkey",
+    help="passkey retrieval accuracy over length x depth",
+    description=_EVAL_DESCRIPTION + """
+
+eval passkey: the standard passkey prompt, sized exactly in tokens; --mode generate (greedy
+decoding with the KV cache) or --mode needle (teacher-forced answer tokens); passkey.json,
+passkey.csv and a heatmap per factor set.""",
+    example="""\
+example:
+  longrope eval passkey --model tiny --lengths 512,1024 --trials 3 --factors runs/yarn.json -o results/passkey""",
+    config=PasskeyConfig,
+    run=run_passkey,
+    render=_render_passkey,
+)
+

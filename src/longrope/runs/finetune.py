@@ -1,0 +1,74 @@
+"""``longrope finetune``: long-context fine-tuning with LongRoPE factors installed, in a run folder.
+
+The work is :func:`longrope.train.finetune` (accelerate; one process here, ``accelerate launch`` for
+several); this module gives it the run-folder layout (``config.json``, ``run.json``,
+``summary.json`` beside ``checkpoints/``, ``train_log.jsonl``, ``loss.png`` and ``model/``). Under
+``accelerate launch`` only the main process writes the run records.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+from longrope.options import config_to_dict
+from longrope.runs import RunSpec
+from longrope.train.config import FinetuneConfig
+
+COMMAND = "finetune"
+
+
+def _main_process() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def run(config: FinetuneConfig, *, log: Callable[[str], None] | None = None) -> dict:
+    """Fine-tune, export ``OUT/model``; returns the result (also in ``summary.json``)."""
+    from longrope.errors import UserError
+    from longrope.runs.folder import RunFolder, read_run_config
+    from longrope.train import finetune
+
+    folder = None
+    if _main_process():
+        try:
+            previous = read_run_config(config.output)[0] == COMMAND
+        except UserError:
+            previous = False
+        folder = RunFolder.open(config.output, COMMAND, staged=False, resume=config.resume and previous)
+        folder.start(config_to_dict(config), device=config.device)
+    result = finetune(config, log=log).to_dict()
+    if folder is not None:
+        folder.finish(result)
+    return result
+
+
+def render(result: dict) -> str:
+    last = result.get("final_loss")
+    tail = f", last loss {last:.4f}" if last is not None else ""
+    return f"fine-tuned {result['steps']} steps ({result['tokens']} tokens){tail}; model in {result['model_dir']}"
+
+
+SPEC = RunSpec(
+    command=COMMAND,
+    help="fine-tune a model with LongRoPE factors installed (accelerate; resumable; exports an HF folder)",
+    description="""\
+Continued pre-training at --seq-len (default: the factors' L') with the factors installed through
+the model patch (its tables are fixed), on packed windows of the shard folder's 'train' documents
+(tokenize them with --input train=PATH; documents that are also search or held-out documents are
+refused). --short-share P trains that share of steps on windows of at most L tokens with the short
+factors (LongRoPE2's mixed context windows). The loss runs through the LM head in chunks (never
+[N, vocab] logits). Checkpoints (accelerate save_state) every --checkpoint-every steps: --resume
+continues the same loss curve after a kill. The result is OUT/model, a Hugging Face folder with the
+factors in its config that stock transformers loads; also train_log.jsonl and loss.png.
+
+Several processes or GPUs: accelerate launch --config_file CONFIG -m longrope finetune ...
+with a config shipped in longrope/embedded/assets/accelerate/ (see docs/finetune.md).""",
+    example="""\
+example:
+  longrope tokenize --tokenizer tiny --input train=my_books/ -o shards/train
+  longrope finetune --model tiny --factors runs/search/factors.json --data shards/train --steps 200 -o runs/ft
+  longrope finetune --model tiny --factors runs/search/factors.json --data shards/train --steps 200 -o runs/ft --resume""",
+    config=FinetuneConfig,
+    run=run,
+    render=render,
+)

@@ -1,0 +1,229 @@
+"""One run-folder layout for every command that does work.
+
+::
+
+    RUN_DIR/
+      config.json   {"format": "longrope-run/1", "command": "search", "config": {...}}
+                    — the resolved configuration; ``longrope rerun RUN_DIR`` repeats the run from it
+      run.json      argv, library versions, device, start/end time, status ("running", "done")
+      summary.json  the command's result (what its ``run`` returns)
+      ...           the command's own files (factors.json, ppl.csv, plots, checkpoints, ...)
+
+Two ways a folder comes into being:
+
+- **staged** (one-shot commands: ``eval``, ``demo``): everything is written into a hidden sibling
+  ``.NAME.partial-PID`` and renamed to ``NAME`` when the run succeeds. A killed or failed run
+  leaves the previous complete folder (or none); stale partial folders of dead processes are
+  removed by the next run for the same target. An existing folder is replaced only when it is a
+  finished run of the same command and the command allows it.
+- **in place** (resumable commands: ``search``, ``train-tiny``): the folder is the checkpoint's home;
+  each file is written atomically, and ``run.json``'s status says whether the run finished.
+
+Every check that can fail on the target (a file where a folder is expected, a folder that is not a
+run of this command, a folder that cannot be written) happens in :meth:`RunFolder.open`, before any
+long work starts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from longrope.errors import UserError
+from longrope.io import write_json
+
+RUN_FORMAT = "longrope-run/1"
+CONFIG_FILE = "config.json"
+RUN_FILE = "run.json"
+RESULT_FILE = "summary.json"
+
+__all__ = ["RunFolder", "read_run_config", "versions", "RUN_FORMAT", "CONFIG_FILE", "RUN_FILE", "RESULT_FILE"]
+
+
+def versions(device: str | None = None) -> dict[str, Any]:
+    """Library versions and the machine, for the record."""
+    import numpy
+    import torch
+    import transformers
+
+    import longrope
+
+    out: dict[str, Any] = {
+        "longrope": longrope.__version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "numpy": numpy.__version__,
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+    }
+    if device is not None:
+        out["device"] = str(device)
+        if str(device).startswith("cuda") and torch.cuda.is_available():
+            out["device_name"] = torch.cuda.get_device_name(torch.device(device))
+    return out
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def read_run_config(run_dir: str | os.PathLike) -> tuple[str, dict]:
+    """``(command, config dict)`` saved in a run folder; a one-line error when it is not one."""
+    path = Path(run_dir)
+    cfg_path = path / CONFIG_FILE if path.is_dir() else path
+    try:
+        doc = json.loads(cfg_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"{path} is not a run folder (no {CONFIG_FILE}); give the folder a command wrote") from None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise UserError(f"cannot read {cfg_path}: {exc}") from None
+    if not isinstance(doc, dict) or doc.get("format") != RUN_FORMAT or not isinstance(doc.get("config"), dict):
+        raise UserError(f"{cfg_path} is not a {RUN_FORMAT} run configuration (written by an older longrope?); "
+                        f"run the command again with its flags")
+    return str(doc.get("command")), doc["config"]
+
+
+class RunFolder:
+    """A command's output folder (see the module docstring). Create it with :meth:`open`."""
+
+    def __init__(self, final: Path, work: Path, command: str, staged: bool) -> None:
+        self.final = final
+        """where the results end up"""
+        self.path = work
+        """where files are written now (``final`` itself unless staged)"""
+        self.command = command
+        self.staged = staged
+        self._t0 = time.time()
+        self._run: dict[str, Any] = {}
+
+    def __truediv__(self, name: str) -> Path:
+        return self.path / name
+
+    # -- opening ----------------------------------------------------------------------------------
+    @classmethod
+    def open(cls, target: str | os.PathLike, command: str, *, staged: bool, resume: bool = False,
+             replace: bool = False, adopt: bool = False, flag: str = "--output") -> RunFolder:
+        """Check ``target`` and prepare the folder to write into.
+
+        ``resume``: the folder must hold an unfinished or finished run of ``command`` (in place only).
+        ``replace``: a finished run of the same command at ``target`` is replaced on success.
+        ``adopt``: an existing folder that is no run folder yet becomes one (in place only; e.g. the
+        shipped assets, written before run folders existed).
+        """
+        final = Path(target)
+        if final.exists() and not final.is_dir():
+            raise UserError(f"{flag} {final} is a file, not a folder; give a folder path")
+        parent = final.resolve().parent
+        if parent.exists() and not parent.is_dir():
+            raise UserError(f"{flag} {final}: {parent} is a file, not a folder")
+        existing = final.is_dir() and any(final.iterdir())
+        if existing and not resume and not (adopt and not staged and _run_command(final) in (None, command)):
+            prev = _run_command(final)
+            if not (replace and staged and prev == command):
+                what = f"holds a {prev} run" if prev else "is not empty"
+                hint = "add --resume to continue it, or choose" if prev == command and not staged else "choose"
+                raise UserError(f"{flag} {final} already exists and {what}; {hint} a new folder")
+        if resume:
+            if staged:
+                raise ValueError("a staged run folder cannot be resumed")
+            if _run_command(final) != command:
+                raise UserError(f"nothing to resume in {final}: it holds no {command} run; run without --resume")
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+            if staged:
+                cls._clean_partials(final)
+                work = parent / f".{final.name}.partial-{os.getpid()}"
+                if work.exists():
+                    shutil.rmtree(work)
+                work.mkdir()
+            else:
+                final.mkdir(exist_ok=True)
+                work = final
+            probe = work / f".write-test-{os.getpid()}"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            raise UserError(f"{flag} {final} cannot be written ({exc.strerror or exc}); choose a writable folder") \
+                from None
+        return cls(final, work, command, staged)
+
+    @staticmethod
+    def _clean_partials(final: Path) -> None:
+        """Remove partial folders of earlier runs for the same target whose process is gone."""
+        for p in final.resolve().parent.glob(f".{final.name}.partial-*"):
+            try:
+                pid = int(p.name.rsplit("-", 1)[1])
+            except ValueError:
+                continue
+            if pid != os.getpid() and not _pid_alive(pid):
+                shutil.rmtree(p, ignore_errors=True)
+
+    # -- writing ----------------------------------------------------------------------------------
+    def start(self, config: dict[str, Any], *, device: str | None = None, extra: dict | None = None) -> None:
+        """Write ``config.json`` and ``run.json`` (status "running")."""
+        write_json(self.path / CONFIG_FILE, {"format": RUN_FORMAT, "command": self.command, "config": config})
+        prev = {}
+        if (self.path / RUN_FILE).exists():  # a resumed run keeps its history of starts
+            try:
+                prev = json.loads((self.path / RUN_FILE).read_text())
+            except (OSError, ValueError):
+                prev = {}
+        self._run = {
+            "command": self.command,
+            "argv": [Path(sys.argv[0]).name, *sys.argv[1:]],
+            "rerun": f"longrope rerun {self.final}",
+            "versions": versions(device),
+            "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self._t0)),
+            "status": "running",
+            "previous_starts": [*prev.get("previous_starts", []), prev["started"]] if prev.get("started") else [],
+            **(extra or {}),
+        }
+        write_json(self.path / RUN_FILE, self._run)
+
+    def finish(self, result: dict[str, Any]) -> Path:
+        """Write ``summary.json``, mark the run done and (staged) move the folder into place."""
+        write_json(self.path / RESULT_FILE, result)
+        self._run.update(status="done", finished=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                         seconds=round(time.time() - self._t0, 3))
+        write_json(self.path / RUN_FILE, self._run)
+        if self.staged:
+            self._swap_into_place()
+        return self.final
+
+    def abandon(self) -> None:
+        """Remove a staged folder after a failure (in-place folders keep their checkpoints)."""
+        if self.staged and self.path.exists():
+            shutil.rmtree(self.path, ignore_errors=True)
+
+    def _swap_into_place(self) -> None:
+        final = self.final
+        old = None
+        if final.exists():
+            old = final.with_name(f".{final.name}.old-{os.getpid()}")
+            os.replace(final, old)
+        os.replace(self.path, final)
+        self.path = final
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def _run_command(folder: Path) -> str | None:
+    """The command that wrote ``folder`` (from its config.json), or None."""
+    try:
+        return read_run_config(folder)[0]
+    except UserError:
+        return None

@@ -1,0 +1,340 @@
+"""``longrope search``: a whole search run — plan, evaluate, checkpoint, report — in one run folder.
+
+Files (besides the run folder's ``config.json``, ``run.json`` and ``summary.json``):
+
+- ``checkpoint.json``: the resumable state, rewritten atomically after every told evaluation;
+- ``history.jsonl``: every evaluated genome, its documents and fitness, in the order told;
+- ``factors.json``: the best factor set (``FactorSet.save``), with the search in its provenance;
+- ``factors.png``: λ per dimension against PI, NTK and YaRN;
+- ``summary.json``: the search's outcome and, unless ``report`` is off, the held-out perplexity of
+  the result beside the closed-form baselines on the same held-out windows.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from longrope.errors import ConfigError, UserError
+from longrope.options import check_choices, config_to_dict, nested, option
+from longrope.runs import RunSpec
+from longrope.search.plan import STRATEGY_NAMES
+from longrope.search.space import PAPER_START_TOKENS
+from longrope.search.strategies import StrategyConfig
+
+COMMAND = "search"
+FITNESSES = ("ppl", "needle")
+_EVAL = "evaluation"
+_MODES = "modes"
+
+
+@dataclass
+class SearchConfig:
+    """Everything ``longrope search`` does; the only home of its defaults."""
+
+    model: str = option(help='"tiny", "smollm2", a model folder, a .gguf file or a hub id')
+    data: str = option(help="shard folder from 'longrope tokenize'", metavar="DIR")
+    output: str = option(help="run folder (created; holds the checkpoint)", short="-o", metavar="RUN_DIR")
+    target_length: int | None = option(None, "target context L' in tokens (required except with --short)",
+                                       metavar="N")
+    strategy: str = option("steady", "search strategy: steady (ours), paper (Algorithm 1 as published), "
+                                     "longrope2 (critical dimension + needle fitness)", choices=STRATEGY_NAMES)
+    seed: int = option(0, "seed of the search and of the window sample")
+    samples: int = option(5, "search windows the fitness is computed on (each BOS + L'-1 tokens; several may "
+                             "come from one long document, see --windows-per-doc)")
+    knobs: StrategyConfig = nested(StrategyConfig, "the strategies' knobs")
+    step: float = option(0.01, "grid of λ", group="the paper's knobs (LongRoPE Table 4 defaults)")
+    min_factor: float | None = option(None, "lower bound of λ", default_text="1.0",
+                                      group="the paper's knobs (LongRoPE Table 4 defaults)")
+    max_factor: float | None = option(None, "upper bound of λ", default_text="1.25·s; 2.0 with --short; 2·s "
+                                      "for longrope2", group="the paper's knobs (LongRoPE Table 4 defaults)")
+    start_tokens: tuple[int, ...] = option(PAPER_START_TOKENS, "n̂ values searched",
+                                           group="the paper's knobs (LongRoPE Table 4 defaults)", metavar="N,N")
+    fixed_attention: bool = option(False, "steady: keep LongRoPE's attention temperature instead of searching it",
+                                   group="ours (--strategy steady / longrope2)")
+    fitness: str | None = option(None, "fitness: ppl, or needle (answer-token loss of a planted pass key)",
+                                 choices=FITNESSES, default_text="needle for longrope2, else ppl",
+                                 group="ours (--strategy steady / longrope2)")
+    max_evals: float | None = option(None, "stop after this many full-fidelity evaluations (racing counts "
+                                           "fractions); unset: no limit", metavar="N", group="budgets")
+    max_seconds: float | None = option(None, "stop after this many seconds of search (a resumed search's "
+                                             "earlier time included); unset: no limit", metavar="S",
+                                       group="budgets")
+    short: bool = option(False, "search the short factors of --base-factors at length L", group=_MODES)
+    base_factors: str | None = option(None, "factor file the model was fine-tuned with (progressive search), or "
+                                            "whose short factors to fill (--short)", metavar="F", group=_MODES)
+    heldout_samples: int = option(5, "held-out windows in the report", group=_EVAL)
+    windows_per_doc: int = option(1, "at most this many non-overlapping windows per document", group=_EVAL)
+    heldout_fraction: float = option(0.5, "share of documents held out (documents without a pinned role)",
+                                     group=_EVAL)
+    report: bool = option(True, "score the result and PI/NTK/YaRN on held-out windows", group=_EVAL)
+    workers: int = option(0, "CPU worker processes (0: evaluate in this process)", group=_EVAL)
+    devices: tuple[str, ...] = option((), "one worker process per device, e.g. cuda:0,cuda:1", group=_EVAL,
+                                      metavar="D,D")
+    ray_address: str | None = option(None, "Ray cluster address ('auto', 'ray://host:10001'); needs "
+                                           "pip install longrope[ray]", group=_EVAL)
+    device: str = option("cpu", "device of the in-process evaluator", group=_EVAL)
+    dtype: str = option("float32", "model dtype: float32, bfloat16, float16", group=_EVAL)
+    attn_implementation: str | None = option(None, "attention implementation (sdpa, eager, ...)", group=_EVAL,
+                                             default_text="the family's working one")
+    unordered: bool = option(False, "parallel evaluators: tell results as they arrive (never idle, not "
+                                    "reproducible)", group=_EVAL)
+    resume: bool = option(False, "continue the search saved in the run folder")
+    quiet: bool = option(False, "no progress bar")
+
+    def __post_init__(self) -> None:
+        check_choices(self)
+        for name in ("samples", "heldout_samples", "windows_per_doc"):
+            if getattr(self, name) < 1:
+                raise ConfigError(name, "{name} must be >= 1, got " + str(getattr(self, name)))
+        if self.workers < 0:
+            raise ConfigError("workers", "{name} must be >= 0, got " + str(self.workers))
+        if sum([self.workers > 0, bool(self.devices), bool(self.ray_address)]) > 1:
+            raise ConfigError(("workers", "devices", "ray_address"), "give only one of {name0}, {name1} and {name2}")
+        if self.short and self.base_factors is None:
+            raise ConfigError(("short", "base_factors"),
+                              "{name0} fills the short factors of an existing factor file: give it with {name1}")
+        if self.short and self.strategy == "longrope2":
+            raise ConfigError(("short", "strategy"), "{name0} and {name1} longrope2 do not combine")
+        if not self.short and self.target_length is None:
+            raise ConfigError("target_length", "{name} is required (except with --short)")
+        if self.target_length is not None and self.target_length < 2:
+            raise ConfigError("target_length", "{name} must be >= 2 tokens, got " + str(self.target_length))
+        if not self.step > 0:
+            raise ConfigError("step", "{name} must be > 0, got " + str(self.step))
+        for name in ("min_factor", "max_factor"):
+            v = getattr(self, name)
+            if v is not None and not 0 < v <= 1e6:
+                raise ConfigError(name, "{name} must be > 0 and at most 1e6, got " + str(v))
+        if not self.step >= 1e-6:
+            raise ConfigError("step", "{name} must be at least 1e-6, got " + str(self.step))
+        if self.min_factor is not None and self.max_factor is not None and self.min_factor >= self.max_factor:
+            raise ConfigError(("min_factor", "max_factor"), "{name0} must be below {name1}")
+        if not self.start_tokens or min(self.start_tokens) < 0:
+            raise ConfigError("start_tokens", "{name} must be integers >= 0")
+        self.start_tokens = tuple(sorted(set(self.start_tokens)))
+        if not 0.0 <= self.heldout_fraction <= 1.0:
+            raise ConfigError("heldout_fraction", "{name} must be in [0, 1], got " + str(self.heldout_fraction))
+        from longrope.search.loop import StopRules
+
+        StopRules(self.max_evals, self.max_seconds)  # validates the budgets
+
+    @property
+    def fitness_name(self) -> str:
+        return self.fitness or ("needle" if self.strategy == "longrope2" else "ppl")
+
+
+#: Fields that never change the trajectory of a search (a resume may change them).
+_RUNTIME_FIELDS = ("output", "resume", "workers", "devices", "ray_address", "device", "quiet", "report", "dtype",
+                   "heldout_samples", "max_evals", "max_seconds", "attn_implementation")
+
+
+def _data_fingerprint(data: str) -> dict:
+    """Identity of a shard folder: its meta's checksums (cheap; no token is read)."""
+    try:
+        meta = json.loads((Path(data) / "meta.json").read_text())
+    except (OSError, ValueError):
+        raise ConfigError("data", f"{{name}} {data} is not a shard folder (no readable meta.json); create one with "
+                                  "'longrope tokenize'") from None
+    return {"n_docs": meta.get("n_docs"), "n_tokens": meta.get("n_tokens"),
+            "shards": [s.get("sha256") for s in meta.get("shards", [])]}
+
+
+def fingerprint(config: SearchConfig, plan: Any) -> dict:
+    """What must match for a resume: model, data, and every setting that changes the trajectory."""
+    cfg = {k: v for k, v in config_to_dict(config).items() if k not in _RUNTIME_FIELDS}
+    cfg["space"] = plan.space.to_dict()
+    return {"model": config.model, "rope": plan.rope, "data": _data_fingerprint(config.data), "config": cfg}
+
+
+def make_plan(config: SearchConfig):
+    """The search plan from the model's RoPE facts (config only, no weights)."""
+    from longrope.models.loading import read_rope_info
+    from longrope.rope import FactorSet
+    from longrope.search.plan import plan_search
+
+    info = read_rope_info(config.model)
+    if not info.supported:
+        raise ConfigError("model", f"cannot search factors for {{name}} {config.model}: {info.reason}")
+    rope = {"family": info.family, "rope_theta": float(info.rope_theta), "rotary_dim": int(info.rotary_dim),
+            "original_length": int(info.original_max_position_embeddings)}
+    base = None
+    if config.base_factors:
+        base = FactorSet.load(config.base_factors, rope_theta=rope["rope_theta"], original_length=rope["original_length"])
+    return plan_search(rope, target_length=config.target_length, strategy=config.strategy, base=base,
+                       short=config.short, step=config.step, min_factor=config.min_factor,
+                       max_factor=config.max_factor, start_tokens=config.start_tokens,
+                       search_attention=not config.fixed_attention)
+
+
+def _check_windows(config: SearchConfig, length: int) -> None:
+    """Enough windows in both splits, before a model is loaded or a worker started."""
+    from longrope.data import TokenCorpus
+    from longrope.evaluate.windows import resolve_bos, select_windows
+
+    corpus = TokenCorpus.open(config.data)
+    bos = resolve_bos(None, corpus=corpus) is not None
+    needs = [("search", config.samples, "samples")] + ([("heldout", config.heldout_samples, "heldout_samples")]
+                                                       if config.report else [])
+    for split, n, field in needs:
+        got = len(select_windows(corpus, length, n, split=split, seed=config.seed, bos=bos,
+                                 heldout_fraction=config.heldout_fraction, windows_per_doc=config.windows_per_doc))
+        if got < n:
+            raise ConfigError((field, "windows_per_doc"),
+                              f"{config.data} holds only {got} {split} window(s) of {length} tokens, {n} are "
+                              f"needed: lower {{name0}} or the length, raise {{name1}}, or add longer documents")
+
+
+def run(config: SearchConfig, *, log: Callable[[str], None] | None = None) -> dict:
+    """Run (or resume) the search; returns the result (also in ``summary.json``)."""
+    from longrope.evaluate.plots import plot_factors
+    from longrope.runs.folder import RunFolder
+    from longrope.runs.progress import SearchBar
+    from longrope.search.evaluators import make_evaluator
+    from longrope.search.loop import StopRules, run_search
+    from longrope.search.objective import ObjectiveSpec
+    from longrope.search.plan import loop_strategy
+
+    say = log or (lambda msg: print(msg, file=sys.stderr))
+    plan = make_plan(config)
+    ident = fingerprint(config, plan)
+    folder = RunFolder.open(config.output, COMMAND, staged=False, resume=config.resume)
+    ckpt = folder / "checkpoint.json"
+    if config.resume:
+        _refuse_other_run(ckpt, ident)
+    elif ckpt.exists():
+        raise ConfigError(("output", "resume"), "{name0} " + f"{config.output} already holds a search; add "
+                                                 "{name1} to continue it or choose a new folder")
+    _check_windows(config, plan.length)
+    spec = ObjectiveSpec(model=config.model, data=config.data, length=plan.length, n_docs=config.samples,
+                         mapper=plan.mapper, fitness=config.fitness_name, seed=config.seed, split="search",
+                         heldout_fraction=config.heldout_fraction, dtype=config.dtype,
+                         windows_per_doc=config.windows_per_doc, attn_implementation=config.attn_implementation)
+    folder.start(config_to_dict(config), device=config.device,
+                 extra={"plan": {"length": plan.length, "space": plan.space.to_dict(), "n_seeds": len(plan.seeds),
+                                 "rope": plan.rope}})
+    evaluator, objective = make_evaluator(spec, workers=config.workers, devices=config.devices,
+                                          ray_address=config.ray_address, device=config.device)
+    bar = SearchBar(f"search {config.strategy}", enabled=not config.quiet)
+    try:
+        result = run_search(plan.space, plan.seeds, evaluator, n_docs=config.samples,
+                            strategy=loop_strategy(config.strategy), config=config.knobs,
+                            stop=StopRules(config.max_evals, config.max_seconds), seed=config.seed,
+                            checkpoint=ckpt, history=folder / "history.jsonl", fingerprint=ident,
+                            ordered=not config.unordered, resume=config.resume, on_progress=bar)
+    finally:
+        bar.close()
+    say(f"search: best ppl {result.ppl:.4f} after {result.n_candidates} candidates, "
+        f"{result.full_evals:.1f} full evaluations, {result.seconds:.1f} s ({result.stop_reason})")
+    outcome = {"fitness": config.fitness_name, "length": plan.length, "best_fitness": result.fitness,
+               "best_ppl": result.ppl, "start_tokens": result.start_tokens,
+               "attention_factor": result.attention_factor,
+               "critical_dim": result.best.critical if result.best.critical >= 0 else None,
+               "candidates": result.n_candidates, "doc_evals": result.n_doc_evals,
+               "full_evals": result.full_evals, "seconds": result.seconds, "stop_reason": result.stop_reason}
+    best = plan.mapper.factor_set(result.factors, result.start_tokens, attention_factor=result.attention_factor,
+                                  provenance={"search": {"strategy": config.strategy, "seed": config.seed,
+                                                         "model": config.model, "samples": config.samples,
+                                                         **{k: v for k, v in outcome.items() if k != "seconds"}}})
+    best.save(folder / "factors.json")
+    plot_factors(folder / "factors.png", *result_curve(best, plan, config.strategy), references=plan.references,
+                 title=f"{config.model}: L'={plan.length}")
+    report: dict[str, Any] = {"strategy": config.strategy, "search": outcome}
+    if config.report:
+        report["heldout"] = heldout_report(config, plan, best, objective)
+        say("held-out ppl: " + ", ".join(f"{k} {v:.4f}" for k, v in report["heldout"]["ppl"].items()))
+    folder.finish(report)
+    return report
+
+
+def _refuse_other_run(ckpt: Path, ident: dict) -> None:
+    """A resume with other settings than the saved run's is refused before any model is loaded."""
+    from longrope.search.loop import describe_differences
+
+    if not ckpt.exists():
+        raise ConfigError("resume", f"nothing to resume in {ckpt.parent} (no checkpoint.json); run without {{name}}")
+    try:
+        old = json.loads(ckpt.read_text()).get("fingerprint", {})
+    except (OSError, ValueError) as exc:
+        raise UserError(f"cannot read {ckpt}: {exc}") from None
+    diffs = describe_differences(old, ident)
+    if diffs:
+        raise ConfigError("resume", "{name} refused, the run in this folder used a different configuration: "
+                          + "; ".join(diffs) + " (use the same settings, or a new output folder)")
+
+
+def result_curve(best: Any, plan: Any, strategy: str) -> tuple[list[float], str]:
+    """The searched λ curve of ``best`` (what factors.png draws) and its legend label."""
+    if plan.mapper.mode == "short":
+        return list(best.short_factor), "searched short factors"
+    if plan.mapper.mode == "progressive":
+        return list(best.provenance.get("relative_factor", best.long_factor)), "searched λ' (relative)"
+    m = best.resolved_attention_factor()
+    return list(best.long_factor), f"searched ({strategy}, n̂={best.start_tokens}, m={m:.3g})"
+
+
+def heldout_report(config: SearchConfig, plan: Any, best: Any, objective: Any) -> dict:
+    """PPL of the result and of the baselines on the same held-out windows at the search length."""
+    from longrope.data import TokenCorpus
+    from longrope.evaluate.suite import compare_at_length
+    from longrope.evaluate.windows import resolve_bos, select_windows
+    from longrope.models.loading import load_model
+
+    if objective is not None:  # in-process search: reuse its model (loaded once)
+        model, tokenizer = objective.model, getattr(objective, "tokenizer", None)
+    else:
+        model, tokenizer = load_model(config.model, dtype=config.dtype, device=config.device,
+                                      attn_implementation=config.attn_implementation)
+    corpus = TokenCorpus.open(config.data)
+    bos_id = objective.bos_id if objective is not None else resolve_bos(tokenizer, corpus=corpus, model=model)
+    docs = select_windows(corpus, plan.length, config.heldout_samples, split="heldout", seed=config.seed,
+                          heldout_fraction=config.heldout_fraction, windows_per_doc=config.windows_per_doc,
+                          bos=bos_id is not None)
+    return compare_at_length(model, docs, plan.length, {"searched": best, **plan.baselines}, bos_id=bos_id)
+
+
+def render(result: dict) -> str:
+    s = result["search"]
+    return (f"best ppl {s['best_ppl']:.4f} at length {s['length']} ({s['candidates']} candidates, "
+            f"{s['full_evals']:.1f} full evaluations, {s['seconds']:.1f} s)")
+
+
+SPEC = RunSpec(
+    command=COMMAND,
+    help="search LongRoPE rescale factors for a target length (evolution search, resumable)",
+    description="""\
+Evolution search of per-dimension RoPE rescale factors λ (and retained start tokens n̂) that
+minimise perplexity at --target-length on windows of the search split of a shard folder
+(LongRoPE, arXiv 2402.13753). Writes factors.json (the best set), history.jsonl (every
+evaluated candidate), factors.png and summary.json (held-out PPL of the result beside PI, NTK
+and YaRN on the same windows) into the run folder, with config.json and run.json. A checkpoint
+is written after every evaluation: --resume continues a killed run exactly where it stopped
+(budgets --max-evals/--max-seconds may be raised on resume).
+
+strategies:
+  steady     (default) ours: steady-state, racing on one window first, fitness cache,
+             smooth mutations with adaptive step, more seeds, the attention temperature
+             searched too (--fixed-attention: LongRoPE's), stops when the best stalls
+  paper      the published algorithm: seeds PI/NTK/YaRN, (μ+λ) generations, 1,344
+             evaluations with the default knobs
+  longrope2  LongRoPE2: λ_i in [s, 2s] for i >= d_rcd, NTK-style below, d_rcd searched,
+             needle-driven fitness (answer-token loss of planted pass keys)
+
+modes:
+  --short --base-factors F        search F's short factors at the original length
+  --base-factors F (no --short)   progressive: search λ' on a model fine-tuned with F;
+                                  writes λ_F ⊙ λ'""",
+    example="""\
+examples:
+  longrope tokenize --tokenizer tiny --input search=corpus/search heldout=corpus/heldout -o shards/tiny
+  longrope search --model tiny --data shards/tiny --target-length 2048 --iterations 10 -o runs/tiny-2k
+  longrope search --model tiny --data shards/tiny --target-length 2048 -o runs/tiny-2k --resume
+  longrope rerun runs/tiny-2k -o runs/tiny-2k-again""",
+    config=SearchConfig,
+    run=run,
+    render=render,
+)

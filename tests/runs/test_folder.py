@@ -1,0 +1,100 @@
+"""One run-folder layout: checks before work, staged (atomic) folders, in-place resumable ones."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from longrope.errors import UserError
+from longrope.runs.folder import RunFolder, read_run_config
+
+
+def test_staged_folder_appears_only_when_finished(tmp_path):
+    out = tmp_path / "run"
+    f = RunFolder.open(out, "eval ppl", staged=True)
+    f.start({"a": 1})
+    (f / "ppl.csv").write_text("x")
+    assert not out.exists()  # nothing at the target while the run works
+    f.finish({"ok": True})
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "ppl.csv", "run.json", "summary.json"]
+    assert read_run_config(out) == ("eval ppl", {"a": 1})
+    run = json.loads((out / "run.json").read_text())
+    assert run["status"] == "done" and {"torch", "transformers", "python", "longrope"} <= set(run["versions"])
+    assert not list(tmp_path.glob(".run.partial-*"))
+
+
+def test_a_failed_staged_run_keeps_the_previous_complete_folder(tmp_path):
+    out = tmp_path / "run"
+    f = RunFolder.open(out, "eval ppl", staged=True)
+    f.start({"v": 1})
+    f.finish({"v": 1})
+    g = RunFolder.open(out, "eval ppl", staged=True, replace=True)
+    g.start({"v": 2})
+    g.abandon()  # what a failure does
+    assert json.loads((out / "summary.json").read_text()) == {"v": 1}
+    h = RunFolder.open(out, "eval ppl", staged=True, replace=True)
+    h.start({"v": 3})
+    h.finish({"v": 3})
+    assert json.loads((out / "summary.json").read_text()) == {"v": 3}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+
+
+def test_partial_folders_of_dead_processes_are_removed(tmp_path):
+    stale = tmp_path / ".run.partial-999999999"
+    stale.mkdir()
+    (stale / "big.bin").write_bytes(b"0" * 10)
+    RunFolder.open(tmp_path / "run", "demo", staged=True)
+    assert not stale.exists()
+
+
+@pytest.mark.parametrize("case", ["file", "foreign", "other-command", "parent-is-file"])
+def test_bad_targets_are_refused_before_work(tmp_path, case):
+    target = tmp_path / "out"
+    if case == "file":
+        target.write_text("x")
+    elif case == "foreign":
+        target.mkdir()
+        (target / "notes.txt").write_text("mine")
+    elif case == "other-command":
+        f = RunFolder.open(target, "search", staged=False)
+        f.start({})
+    else:
+        (tmp_path / "f").write_text("x")
+        target = tmp_path / "f" / "out"
+    with pytest.raises(UserError, match="--output"):
+        RunFolder.open(target, "eval ppl", staged=True, replace=True)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_read_only_parent_is_refused(tmp_path):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    try:
+        with pytest.raises(UserError, match="cannot be written"):
+            RunFolder.open(ro / "out", "demo", staged=True)
+    finally:
+        ro.chmod(0o700)
+
+
+def test_in_place_folder_resume_rules(tmp_path):
+    out = tmp_path / "s"
+    with pytest.raises(UserError, match="nothing to resume"):
+        RunFolder.open(out, "search", staged=False, resume=True)
+    f = RunFolder.open(out, "search", staged=False)
+    f.start({"x": 1})
+    with pytest.raises(UserError, match="add --resume"):
+        RunFolder.open(out, "search", staged=False)
+    g = RunFolder.open(out, "search", staged=False, resume=True)
+    g.start({"x": 1})
+    assert len(json.loads((out / "run.json").read_text())["previous_starts"]) == 1
+
+
+def test_read_run_config_errors_are_one_line(tmp_path):
+    with pytest.raises(UserError, match="not a run folder"):
+        read_run_config(tmp_path)
+    (tmp_path / "config.json").write_text('{"resolved": {}}')
+    with pytest.raises(UserError, match="longrope-run/1"):
+        read_run_config(tmp_path)

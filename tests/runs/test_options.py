@@ -1,0 +1,104 @@
+"""Config dataclasses → command line → config, and the JSON round trip ``rerun`` relies on."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import dataclass
+
+import pytest
+
+from longrope.errors import ConfigError
+from longrope.options import (
+    add_options,
+    check_choices,
+    config_from_args,
+    config_from_dict,
+    config_to_dict,
+    field_flags,
+    nested,
+    option,
+)
+
+
+@dataclass
+class Inner:
+    rate: float = option(0.5, "a rate")
+    stages: tuple[int, ...] = option((1,), "stages")
+
+
+@dataclass
+class Outer:
+    name: str = option(help="a required name")
+    count: int = option(3, "how many")
+    limit: float | None = option(None, "optional limit")
+    mode: str = option("a", "the mode", choices=("a", "b"))
+    report: bool = option(True, "report at the end")
+    fast: bool = option(False, "go fast")
+    files: tuple[str, ...] = option((), "files", multiple=True)
+    inner: Inner = nested(lambda: Inner(rate=0.25), "inner knobs")
+
+    def __post_init__(self) -> None:
+        check_choices(self)
+        if self.count < 1:
+            raise ConfigError("count", "{name} must be >= 1")
+
+
+def _parse(argv, saved=None):
+    p = argparse.ArgumentParser()
+    add_options(p, Outer)
+    return config_from_args(Outer, p.parse_args(argv), saved=saved)
+
+
+def test_defaults_live_in_the_dataclass_and_flags_override_them():
+    cfg = _parse(["--name", "x"])
+    assert cfg == Outer(name="x")
+    assert cfg.inner.rate == 0.25  # the nested factory's default, not Inner's
+    cfg = _parse(["--name", "x", "--count", "7", "--limit", "1.5", "--mode", "b", "--no-report", "--fast",
+                  "--files", "a.json", "b.json", "--rate", "0.1", "--stages", "1,3"])
+    assert (cfg.count, cfg.limit, cfg.mode, cfg.report, cfg.fast) == (7, 1.5, "b", False, True)
+    assert cfg.files == ("a.json", "b.json") and cfg.inner == Inner(0.1, (1, 3))
+
+
+def test_saved_config_then_flags():
+    saved = config_to_dict(Outer(name="x", count=5, inner=Inner(rate=0.9)))
+    cfg = _parse(["--count", "6"], saved=saved)
+    assert (cfg.name, cfg.count, cfg.inner.rate) == ("x", 6, 0.9)
+
+
+def test_json_round_trip_is_exact():
+    cfg = Outer(name="x", limit=2.0, files=("a", "b"), inner=Inner(0.3, (2, 4)))
+    assert config_from_dict(Outer, json.loads(json.dumps(config_to_dict(cfg)))) == cfg
+
+
+@pytest.mark.parametrize(("values", "field"), [
+    ({}, "name"),
+    ({"name": "x", "bogus": 1}, "bogus"),
+    ({"name": "x", "count": "3"}, "count"),
+    ({"name": "x", "count": True}, "count"),
+    ({"name": "x", "count": 0}, "count"),
+    ({"name": "x", "mode": "c"}, "mode"),
+])
+def test_bad_values_are_config_errors_naming_the_field(values, field):
+    with pytest.raises(ConfigError) as err:
+        config_from_dict(Outer, values)
+    assert err.value.fields[0] == field
+    flags = field_flags(Outer)
+    assert flags.get(field, field) in err.value.render(lambda f: flags.get(f, f))
+
+
+def test_every_run_config_field_is_documented_and_on_the_command_line():
+    from longrope.runs import RUNS, get_run
+
+    for command in RUNS:
+        spec = get_run(command)
+        p = argparse.ArgumentParser()
+        add_options(p, spec.config)  # raises for a field without help
+        given = {s for a in p._actions for s in a.option_strings}
+        for flag in field_flags(spec.config).values():
+            assert flag in given or f"--no-{flag[2:]}" in given, (command, flag)
+
+
+def test_option_needs_help():
+    with pytest.raises(TypeError):
+        option(1)

@@ -1,0 +1,67 @@
+"""Every run type: ``longrope rerun RUN_DIR`` repeats the recorded run from its config.json and,
+the commands being deterministic, gives the same numbers."""
+
+from __future__ import annotations
+
+import json
+
+from longrope.cli import main
+
+
+def _summary(folder):
+    return json.loads((folder / "summary.json").read_text())
+
+
+def _rerun(capsys, first, second):
+    assert main(["rerun", str(first), "-o", str(second)]) == 0, capsys.readouterr().err
+    a, b = (json.loads((f / "config.json").read_text())["config"] for f in (first, second))
+    assert b.pop("output") == str(second) and {**a, "output": None} == {**b, "output": None}
+
+
+def test_search_reruns_to_the_same_factors(tiny, tmp_path, capsys):
+    first = tmp_path / "a"
+    assert main(["search", "--model", str(tiny / "model"), "--data", str(tiny / "data"), "-o", str(first),
+                 "--target-length", "128", "--population", "6", "--parents", "3", "--mutations", "2",
+                 "--crossovers", "2", "--iterations", "2", "--samples", "2", "--heldout-samples", "2",
+                 "--quiet"]) == 0
+    _rerun(capsys, first, tmp_path / "b")
+    a, b = _summary(first), _summary(tmp_path / "b")
+    assert a["search"]["best_ppl"] == b["search"]["best_ppl"] and a["heldout"]["ppl"] == b["heldout"]["ppl"]
+    assert (first / "factors.json").read_text() == (tmp_path / "b" / "factors.json").read_text()
+
+
+def test_eval_ppl_and_passkey_rerun_to_the_same_numbers(tiny, tmp_path, capsys):
+    ppl = tmp_path / "ppl"
+    assert main(["eval", "ppl", "--model", str(tiny / "model"), "--data", str(tiny / "data"), "--lengths", "32,64",
+                 "--samples", "2", "--quiet", "-o", str(ppl)]) == 0
+    _rerun(capsys, ppl, tmp_path / "ppl2")
+    assert _summary(ppl)["results"] == _summary(tmp_path / "ppl2")["results"]
+    pk = tmp_path / "pk"
+    assert main(["eval", "passkey", "--model", str(tiny / "model"), "--lengths", "160", "--trials", "2",
+                 "--depths", "0.5", "--quiet", "-o", str(pk)]) == 0
+    _rerun(capsys, pk, tmp_path / "pk2")
+    assert _summary(pk)["cells"] == _summary(tmp_path / "pk2")["cells"]
+
+
+def test_config_flag_starts_from_a_recorded_run(tiny, tmp_path, capsys):
+    ppl = tmp_path / "ppl"
+    assert main(["eval", "ppl", "--model", str(tiny / "model"), "--data", str(tiny / "data"), "--lengths", "32",
+                 "--samples", "2", "--quiet", "-o", str(ppl)]) == 0
+    assert main(["eval", "ppl", "--config", str(ppl), "--lengths", "64", "-o", str(tmp_path / "b")]) == 0
+    cfg = json.loads((tmp_path / "b" / "config.json").read_text())["config"]
+    assert cfg["lengths"] == [64] and cfg["samples"] == 2
+    capsys.readouterr()
+    assert main(["search", "--config", str(ppl), "-o", str(tmp_path / "c")]) == 2
+    assert "recorded by 'eval ppl'" in capsys.readouterr().err
+
+
+def test_demo_reruns_to_the_same_numbers(demo_model_dir, tmp_path, capsys):
+    first = tmp_path / "demo"
+    assert main(["demo", "--model", str(demo_model_dir), "--target-length", "256", "--lengths", "128,256",
+                 "--samples", "1", "--search-samples", "2", "--max-evals", "3", "--budget-seconds", "0",
+                 "--passkey-trials", "1", "--passkey-depths", "0.5", "--device", "cpu", "--domains", "books",
+                 "--quiet", "--out", str(first)]) == 0
+    _rerun(capsys, first, tmp_path / "again")
+    a, b = _summary(first), _summary(tmp_path / "again")
+    assert a["ppl_vs_length"] == b["ppl_vs_length"] and a["passkey_accuracy"] == b["passkey_accuracy"]
+    assert a["search"]["best_search_ppl"] == b["search"]["best_search_ppl"]
