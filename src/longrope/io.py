@@ -12,6 +12,8 @@ import io
 import json
 import math
 import os
+import re
+import shutil
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -87,3 +89,38 @@ def csv_text(rows: Sequence[dict], fields: Sequence[str]) -> str:
 
 def write_csv(path: str | os.PathLike, rows: Sequence[dict], fields: Sequence[str]) -> Path:
     return write_text(path, csv_text(rows, fields))
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (owned by anyone)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by someone else
+        return True
+    return True
+
+
+def remove_dead_leftovers(parent: Path, prefix: str) -> list[Path]:
+    """Delete the entries ``{prefix}{pid}…`` of ``parent`` that a killed process left behind.
+
+    Writers that build an output aside name their temporary ``{prefix}{pid}…``; an entry whose pid
+    no longer runs (or that carries no pid) is removed, one of a live process (another run writing
+    the same output now, or this one) is kept. Returns what was removed.
+    """
+    removed: list[Path] = []
+    if not parent.is_dir():
+        return removed
+    for path in parent.iterdir():
+        if not path.name.startswith(prefix):
+            continue
+        m = re.match(r"\d+", path.name[len(prefix):])
+        if m and (int(m.group()) == os.getpid() or pid_alive(int(m.group()))):
+            continue
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+        removed.append(path)
+    return removed

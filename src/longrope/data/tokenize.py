@@ -48,6 +48,7 @@ from longrope.data.shards import (
 )
 from longrope.data.sources import SkipLog, Source, printable, resolve_sources
 from longrope.errors import UserError
+from longrope.io import remove_dead_leftovers
 
 __all__ = ["TokenizeReport", "tokenize_corpus", "make_encoder"]
 
@@ -341,28 +342,9 @@ def _check_replaceable(out: Path) -> None:
                         "choose a new -o (tokenize replaces its output folder as a whole)")
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _remove_stale_builds(out: Path) -> None:
     """Remove build folders of killed runs on the same output (their process is gone)."""
-    prefix = _BUILD_PREFIX.format(name=out.name)
-    if not out.parent.is_dir():
-        return
-    for entry in out.parent.iterdir():
-        if not entry.name.startswith(prefix) or not entry.is_dir():
-            continue
-        tail = entry.name[len(prefix):].split(".")[0]
-        if tail.isdigit() and int(tail) != os.getpid() and _alive(int(tail)):
-            continue  # another run is building this output right now
-        shutil.rmtree(entry, ignore_errors=True)
+    remove_dead_leftovers(out.parent, _BUILD_PREFIX.format(name=out.name))
 
 
 def _install(building: Path, out: Path) -> None:

@@ -55,7 +55,7 @@ from pathlib import Path
 from typing import Any
 
 from longrope.errors import UserError
-from longrope.io import write_json, write_text
+from longrope.io import remove_dead_leftovers, write_json, write_text
 from longrope.models.families import FAMILIES, RopeInfo, inspect_model, require_supported
 from longrope.rope.factors import START_TOKENS_CONFIG_KEY
 
@@ -205,55 +205,17 @@ def _default_permissions(folder: Path) -> None:
             path.chmod(0o666 & ~umask)
 
 
-def _stale_owner_dead(name: str, prefix: str) -> bool:
-    """Whether a ``{prefix}{pid}-...`` leftover belongs to a process that no longer runs.
-
-    Names without a pid (older versions of this code) count as stale too. A pid that now belongs
-    to another process keeps its folder until that process ends (reuse of pids is rare).
-    """
-    pid_text = name[len(prefix):].split("-", 1)[0]
-    if not pid_text.isdigit():
-        return True
-    pid = int(pid_text)
-    if pid == os.getpid():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:  # alive, owned by someone else
-        return False
-    return False
-
-
 def remove_stale_temporaries(out: Path) -> list[Path]:
     """Delete what killed exports to ``out`` left behind: ``.{name}.tmp-*`` / ``.{name}.old-*`` siblings.
 
     Each holds a full copy of the weights. Only leftovers of processes that no longer run are
     removed, so an export running now in another process keeps its folder. Returns what was removed.
     """
-    removed = []
     parent = out.parent if str(out.parent) else Path(".")
-    if not parent.is_dir():
-        return removed
-    for kind in ("tmp", "old"):
-        prefix = f".{out.name}.{kind}-"
-        for path in parent.glob(f"{glob_escape(prefix)}*"):
-            if _stale_owner_dead(path.name, prefix):
-                if path.is_dir() and not path.is_symlink():
-                    shutil.rmtree(path, ignore_errors=True)
-                else:
-                    path.unlink(missing_ok=True)
-                removed.append(path)
-                log.info("removed %s left by an interrupted export", path)
+    removed = [p for kind in ("tmp", "old") for p in remove_dead_leftovers(parent, f".{out.name}.{kind}-")]
+    for path in removed:
+        log.info("removed %s left by an interrupted export", path)
     return removed
-
-
-def glob_escape(text: str) -> str:
-    """``text`` with glob metacharacters escaped (``glob.escape`` for pathlib patterns)."""
-    import glob
-
-    return glob.escape(text)
 
 
 def temporary_sibling(out: Path, *, folder: bool) -> Path:

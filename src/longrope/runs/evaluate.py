@@ -121,8 +121,8 @@ class PasskeyConfig(_EvalConfig):
 # ------------------------------------------------------------------------------------------------
 
 
-def _say(config: _EvalConfig) -> Callable[[str], None]:
-    return lambda msg: print(msg, file=sys.stderr)
+def _say(msg: str) -> None:
+    print(msg, file=sys.stderr)
 
 
 def factor_sets(specs: tuple[str, ...], *, skip_none: bool, info: Any, target: int) -> list[tuple[str, Any]]:
@@ -188,7 +188,7 @@ def run_ppl(config: PplConfig, *, log: Callable[[str], None] | None = None) -> d
     from longrope.evaluate.windows import resolve_bos, select_windows
     from longrope.runs.folder import RunFolder
 
-    say = log or _say(config)
+    say = log or _say
     corpus = TokenCorpus.open(config.data)
 
     def windows(bos: int | None) -> list:
@@ -247,7 +247,7 @@ def run_passkey(config: PasskeyConfig, *, log: Callable[[str], None] | None = No
     from longrope.evaluate.windows import resolve_bos
     from longrope.runs.folder import RunFolder
 
-    say = log or _say(config)
+    say = log or _say
     folder = RunFolder.open(config.output, PASSKEY_SPEC.command, staged=True, replace=True)
     try:
         model, tokenizer, info, sets = _load(config)

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from longrope.errors import UserError
-from longrope.io import write_json
+from longrope.io import remove_dead_leftovers, write_json
 
 RUN_FORMAT = "longrope-run/1"
 CONFIG_FILE = "config.json"
@@ -69,16 +69,6 @@ def versions(device: str | None = None) -> dict[str, Any]:
         if str(device).startswith("cuda") and torch.cuda.is_available():
             out["device_name"] = torch.cuda.get_device_name(torch.device(device))
     return out
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def read_run_config(run_dir: str | os.PathLike) -> tuple[str, dict]:
@@ -164,13 +154,7 @@ class RunFolder:
     @staticmethod
     def _clean_partials(final: Path) -> None:
         """Remove partial folders of earlier runs for the same target whose process is gone."""
-        for p in final.resolve().parent.glob(f".{final.name}.partial-*"):
-            try:
-                pid = int(p.name.rsplit("-", 1)[1])
-            except ValueError:
-                continue
-            if pid != os.getpid() and not _pid_alive(pid):
-                shutil.rmtree(p, ignore_errors=True)
+        remove_dead_leftovers(final.resolve().parent, f".{final.name}.partial-")
 
     # -- writing ----------------------------------------------------------------------------------
     def start(self, config: dict[str, Any], *, device: str | None = None, extra: dict | None = None) -> None:
