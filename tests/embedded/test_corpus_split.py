@@ -45,11 +45,11 @@ def test_shipped_texts_are_not_training_texts_by_content():
     assert verify_manifest(split, CORPUS_DIR) == []
 
 
-def test_training_books_are_not_shipped():
+def test_only_the_finetune_training_books_are_shipped():
     split = load_split()
     shipped = {p.stem for p in CORPUS_DIR.rglob("*.txt")}
     assert shipped == set(split["roles"]["search"]) | set(split["roles"]["heldout"])
-    assert not (CORPUS_DIR / "train").exists()
+    assert {p.name for p in (CORPUS_DIR / "train").iterdir()} == {f"{n}.txt.gz" for n in split["finetune"]}
 
 
 def _books():
@@ -148,3 +148,39 @@ def test_fetch_books_rejects_unknown_domains(tmp_path):
         with pytest.raises(UserError, match="domains"):
             fetch_books(tmp_path, bad)
     assert not any(tmp_path.iterdir())  # nothing downloaded before the check
+
+
+def test_shipped_finetune_documents_are_training_books_disjoint_from_search_and_heldout():
+    """The fine-tuning documents ship gzip'd, hash to their manifest entry, and are training books:
+    no search or held-out book by name or by text."""
+    import gzip
+
+    from longrope.embedded import CORPUS_DIR, document_paths
+    from longrope.embedded.corpus import DEFAULT_FINETUNE, text_sha256, verify_manifest
+
+    split = load_split()
+    assert split["finetune"] == list(DEFAULT_FINETUNE)
+    paths = document_paths("train")
+    assert [p.name for p in paths] == [f"{n}.txt.gz" for n in split["roles"]["train"] if n in DEFAULT_FINETUNE]
+    assert {b["domain"] for b in split["books"] if b["name"] in DEFAULT_FINETUNE} == {"books", "maths"}
+    other = {b["sha256"] for b in split["books"] if b["role"] != "train"}
+    for path in paths:
+        digest = text_sha256(gzip.decompress(path.read_bytes()).decode("utf-8"))
+        assert digest in split["train_sha256"] and digest not in other
+    assert verify_manifest(split, CORPUS_DIR) == []
+
+
+def test_verify_manifest_catches_a_damaged_or_misrolled_finetune_document(tmp_path):
+    import shutil
+
+    from longrope.embedded import CORPUS_DIR
+    from longrope.embedded.corpus import verify_manifest
+
+    corpus = tmp_path / "corpus"
+    shutil.copytree(CORPUS_DIR, corpus)
+    split = load_split(corpus)
+    name = split["finetune"][0]
+    (corpus / "train" / f"{name}.txt.gz").write_bytes(__import__("gzip").compress(b"other text"))
+    assert any("does not match" in p for p in verify_manifest(split, corpus))
+    split["finetune"] = [split["roles"]["heldout"][0]]
+    assert any("not a training book" in p for p in verify_manifest(split, corpus))

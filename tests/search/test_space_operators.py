@@ -143,3 +143,24 @@ def test_attention_gene_seeds_and_default():
     # a space without the gene gives None: the factor set's own default, as the paper
     plain = SearchSpace(n_dims=4, upper=10.0)
     assert plain.attention_factor(plain.from_factors(np.full(4, 8.0), 0, attention_factor=1.0)) is None
+
+
+def test_progressive_seeds_start_from_the_closed_forms_of_the_whole_extension():
+    """A progressive search on a model fine-tuned with λ_base for L0 starts from YaRN/NTK/PI for L → L'
+    re-expressed as λ' = λ_cf / λ_base (projected into the space), besides the step's own seeds."""
+    from longrope.rope import make_baseline
+    from longrope.search.plan import plan_search
+
+    theta, d, L, L0, Lt = 1e4, 64, 256, 2048, 8192
+    base = make_baseline("yarn", rope_theta=theta, rotary_dim=d, original_length=L, target_length=L0)
+    plan = plan_search({"family": "llama", "rope_theta": theta, "rotary_dim": d, "original_length": L},
+                       target_length=Lt, strategy="steady", base=base)
+    assert all(plan.space.contains(g) for g in plan.seeds)
+    yarn = make_baseline("yarn", rope_theta=theta, rotary_dim=d, original_length=L, target_length=Lt)
+    want = plan.space.from_factors(yarn.long_factor / base.long_factor, 0,
+                                   attention_factor=yarn.resolved_attention_factor())
+    assert want in plan.seeds
+    lam = plan.mapper.factor_set(plan.space.factors(want), 0).long_factor
+    # where λ_cf / λ_base is inside [1, 1.25 s'], the composed seed is the closed form itself (to the grid)
+    inside = (yarn.long_factor / base.long_factor >= 1) & (yarn.long_factor / base.long_factor <= 1.25 * Lt / L0)
+    np.testing.assert_allclose(lam[inside], yarn.long_factor[inside], rtol=0.01)

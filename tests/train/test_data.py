@@ -112,3 +112,32 @@ def test_overlap_with_an_excluded_folder_is_refused(tmp_path):
     assert training_documents(c).tolist() == [0]  # alone it is fine
     with pytest.raises(UserError, match="same content as heldout document 'pg19/x.txt' of .*eval"):
         training_documents(c, exclude=[str(tmp_path / "eval")])
+
+
+def test_passkey_rows_are_seeded_by_step_and_have_the_share():
+    from longrope.train.data import passkey_rows
+
+    assert passkey_rows(0, 3, 16, 0.0) == set()
+    assert passkey_rows(0, 3, 16, 1.0) == set(range(16))
+    a = passkey_rows(0, 3, 4000, 0.25)
+    assert a == passkey_rows(0, 3, 4000, 0.25) and a != passkey_rows(0, 4, 4000, 0.25)
+    assert 0.22 < len(a) / 4000 < 0.28
+
+
+def test_a_passkey_row_is_the_prompt_with_its_answer_and_every_target():
+    from longrope.data.tokenizer_loading import load_tokenizer
+    from longrope.evaluate.passkey import QUESTION
+    from longrope.train.data import IGNORE_INDEX, passkey_row
+
+    tok = load_tokenizer("tiny")
+    row = passkey_row(tok, 300, seed=0, step=5, row=2, bos_id=tok.bos_token_id)
+    ids = row["input_ids"]
+    assert ids.shape == (300,) and ids[0] == tok.bos_token_id
+    np.testing.assert_array_equal(row["position_ids"], np.arange(300))
+    np.testing.assert_array_equal(row["targets"][:-1], ids[1:])
+    assert row["targets"][-1] == IGNORE_INDEX
+    text = tok.decode(ids)
+    key = text.strip().split()[-1]
+    assert QUESTION.strip()[:10] in text and len(key) == 5 and text.count(key) >= 2
+    again = passkey_row(tok, 300, seed=0, step=5, row=2, bos_id=tok.bos_token_id)
+    np.testing.assert_array_equal(again["input_ids"], ids)

@@ -168,3 +168,29 @@ def test_sigkill_then_resume_continues_the_same_loss_curve(make_config, tmp_path
     resumed = finetune(make_config(steps=6, output=cfg.output, resume=True))
     assert resumed.resumed_from == 2
     np.testing.assert_allclose(resumed.losses, reference.losses, rtol=1e-6, atol=0)
+
+
+def test_passkey_share_replaces_long_rows_with_passkey_prompts(make_config, tmp_path):
+    """With the embedded model (it has a tokenizer): every long row a passkey prompt at share 1, the
+    short steps untouched; a model without a tokenizer is refused before training."""
+    from longrope.data import tokenize_corpus
+    from longrope.data.tokenizer_loading import load_tokenizer
+    from longrope.embedded import document_paths
+    from longrope.errors import UserError
+    from longrope.rope import make_baseline
+
+    fs = make_baseline("yarn", rope_theta=1e4, rotary_dim=64, original_length=256, target_length=512)
+    factors = fs.save(tmp_path / "yarn.json")
+    shards = tmp_path / "tiny-shards"
+    tokenize_corpus(load_tokenizer("tiny"), [f"train={document_paths('train')[0]}"], shards, tokenizer_name="tiny",
+                    progress=False)
+    cfg = make_config(model="tiny", factors=str(factors), data=str(shards), seq_len=512, steps=4, short_share=0.5, passkey_share=1.0,
+                      batch_size=2, output=str(tmp_path / "pk"), checkpoint_every=4, learning_rate=1e-5)
+    result = finetune(cfg)
+    log = [json.loads(x) for x in result.log_path.read_text().splitlines()]
+    assert [r["passkey_rows"] for r in log] == [0 if r["kind"] == "short" else 2 for r in log]
+    assert {r["kind"] for r in log} == {"short", "long"}
+    assert all(r["targets"] == 2 * 511 for r in log if r["kind"] == "long")
+    assert all(np.isfinite(r["loss"]) for r in log)
+    with pytest.raises(UserError, match="tokenizer"):
+        finetune(make_config(passkey_share=0.5, output=str(tmp_path / "no-tok")))

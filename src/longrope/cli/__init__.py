@@ -22,7 +22,7 @@ import importlib
 import sys
 
 _TOOL_MODULES = ["inspect_cmd", "baseline", "export", "tokenize", "generate"]
-_RUN_ORDER = ["search", "eval", "finetune", "demo", "train-tiny"]
+_RUN_ORDER = ["search", "eval", "finetune", "pipeline", "demo", "train-tiny"]
 
 
 class _ArgError(Exception):

@@ -52,58 +52,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
+    from longrope.models.export import export_model
 
-    import torch
-
-    from longrope.errors import UserError
-    from longrope.models.export import check_output_folder, check_target_length, export_hf
-    from longrope.models.factor_files import load_factors_for
-    from longrope.models.families import require_supported
-    from longrope.models.loading import load_config, load_model, read_rope_info, resolve_dtype, resolve_source
-
-    source = resolve_source(args.model)
-    info = require_supported(read_rope_info(args.model))
-    # fail fast on a bad factor file or output, before loading weights
-    factor_set = load_factors_for(args.factors, info, original_length=args.original_length,
-                                  target_length=args.target_length)
-    check_target_length(factor_set)
-    if args.format == "gguf":
-        from longrope.models.gguf import check_output_file, export_gguf, export_gguf_from_gguf
-
-        check_output_file(Path(args.output), args.overwrite)
-        dtype = resolve_dtype(args.dtype or "float16")
-        if dtype not in (torch.float16, torch.float32):
-            raise UserError(f"--format gguf writes float16 or float32 weights, not {args.dtype}")
-        if source.kind == "gguf":
-            if args.dtype:
-                raise UserError("--dtype does not apply to a GGUF source: its tensors are copied unchanged")
-            result = export_gguf_from_gguf(Path(source.location) / source.gguf_file, factor_set, args.output,
-                                           overwrite=args.overwrite)
-            tokenizer_out = "copied from the source GGUF"
-        else:
-            from longrope.models.gguf import NO_GGUF_FACTORS, _no_factors_message
-
-            if info.model_type in NO_GGUF_FACTORS:  # before loading the weights
-                raise UserError(_no_factors_message(NO_GGUF_FACTORS[info.model_type]))
-            model, tokenizer = load_model(args.model, dtype=torch.float32)
-            result = export_gguf(model, tokenizer, factor_set, args.output,
-                                 outtype="f16" if dtype == torch.float16 else "f32", overwrite=args.overwrite)
-            tokenizer_out = tokenizer is not None
-    else:
-        check_output_folder(Path(args.output), args.overwrite)
-        if args.dtype:
-            dtype = resolve_dtype(args.dtype)
-        elif source.kind == "gguf":  # dequantized weights: float32 (no stored dtype)
-            dtype = torch.float32
-        else:  # keep the dtype the weights are stored in (fp16 stays fp16)
-            stored = getattr(load_config(args.model), "dtype", None)
-            dtype = stored if isinstance(stored, torch.dtype) and stored.is_floating_point else torch.float32
-        model, tokenizer = load_model(args.model, dtype=dtype)
-        result = export_hf(model, tokenizer, factor_set, args.output, dtype=dtype, overwrite=args.overwrite)
-        tokenizer_out = tokenizer is not None
-    for w in result.warnings:
+    out = export_model(args.model, args.factors, args.output, fmt=args.format, dtype=args.dtype,
+                       overwrite=args.overwrite, original_length=args.original_length,
+                       target_length=args.target_length)
+    for w in out["warnings"]:
         print(f"longrope export: warning: {w}", file=sys.stderr)
-    print(json.dumps({"output": str(result.path), "format": args.format, "tokenizer": tokenizer_out,
-                      "warnings": list(result.warnings)}, indent=2))
+    print(json.dumps(out, indent=2))
     return 0

@@ -10,7 +10,9 @@ Everything here ships inside the package, so ``longrope demo`` and the tests nee
   head_dim 64), so every longer context is an extension.
 - ``assets/corpus/``: ``split.json`` (every document, its role, domain and the SHA-256 of its text)
   and the search and held-out documents as text: books (the PG19 stand-in) and HOL Light proof
-  scripts (the Proof-Pile stand-in). Training documents are not shipped; their hashes are.
+  scripts (the Proof-Pile stand-in). Of the training documents only the fine-tuning ones
+  (``split.json``'s ``finetune``: two books and three HOL Light files) are shipped, gzip'd under
+  ``train/``; the others' hashes are.
 
 Both are rebuilt by ``longrope train-tiny`` (see :mod:`longrope.embedded.corpus` and
 :mod:`longrope.embedded.train`). At import this module needs only the standard library
@@ -50,15 +52,23 @@ def load_split(corpus_dir: str | Path = CORPUS_DIR) -> dict:
 
 
 def document_paths(role: str, domain: str | None = None, corpus_dir: str | Path = CORPUS_DIR) -> list[Path]:
-    """Shipped text files of one role (``search`` or ``heldout``), optionally of one domain
-    (``books`` or ``maths``), in manifest order."""
+    """Shipped text files of one role, optionally of one domain (``books`` or ``maths``), in manifest
+    order: ``search`` and ``heldout`` as ``.txt``; ``train``: the fine-tuning documents
+    (``.txt.gz``; the other training books are not shipped)."""
     from longrope.embedded.corpus import SOURCE_DOMAINS  # source -> domain, for manifests without the field
 
     corpus_dir = Path(corpus_dir)
+    split = load_split(corpus_dir)
+    shipped_train = set(split.get("finetune", []))
     out = []
-    for entry in load_split(corpus_dir)["books"]:
+    for entry in split["books"]:
         dom = entry.get("domain") or SOURCE_DOMAINS.get(entry.get("source"), "local")
-        if entry["role"] == role and (domain is None or dom == domain):
+        if entry["role"] != role or (domain is not None and dom != domain):
+            continue
+        if role == "train":
+            if entry["name"] in shipped_train:
+                out.append(corpus_dir / "train" / f"{entry['name']}.txt.gz")
+        else:
             out.append(corpus_dir / role / f"{entry['name']}.txt")
     return out
 

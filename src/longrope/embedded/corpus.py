@@ -51,6 +51,14 @@ DEFAULT_SEARCH = ("austen_northanger_abbey", "shakespeare_hamlet", "hol_library_
 DEFAULT_HELDOUT = ("austen_persuasion", "shakespeare_othello", "shakespeare_julius_caesar",
                    "hol_multivariate_gamma", "hol_library_pocklington")
 
+#: Training books shipped (gzip'd, ``train/NAME.txt.gz``) as the fine-tuning documents of the
+#: embedded pipeline, in the proportions of the model's own training text (novels, plays, HOL Light
+#: files): ~1.2M tiny-tokenizer tokens, all of the ``train`` role, so disjoint from search and
+#: held-out by construction (and checked by hash).
+DEFAULT_FINETUNE = ("austen_emma", "melville_moby_dick", "shakespeare_henry_v", "shakespeare_lear",
+                    "shakespeare_macbeth", "shakespeare_richard_iii", "hol_100_pnt", "hol_100_fourier",
+                    "hol_100_isoperimetric")
+
 #: HOL Light files (relative to ``usr/share/hol-light``): the training folder, and the library
 #: files offered as search / held-out documents (whole files, never in the training folder).
 _HOL_ROOT = "usr/share/hol-light"
@@ -297,6 +305,8 @@ class CorpusSplit:
     search: list[Book]
     heldout: list[Book]
     notes: dict = field(default_factory=dict)
+    finetune: tuple[str, ...] = ()
+    """names of training books shipped as fine-tuning documents (``train/NAME.txt.gz``)"""
 
     def __post_init__(self) -> None:
         names = [b.name for b in self.train + self.search + self.heldout]
@@ -313,6 +323,9 @@ class CorpusSplit:
             if not getattr(self, role):
                 raise UserError(f"corpus split: no {role} books; name at least one with --{role}-docs "
                                 "or give more books")
+        not_train = sorted(set(self.finetune) - {b.name for b in self.train})
+        if not_train:
+            raise UserError(f"corpus split: fine-tuning documents {not_train} are not training books")
 
     def manifest(self) -> dict:
         """The ``split.json`` content: every book with role, source, size and content hash."""
@@ -324,21 +337,26 @@ class CorpusSplit:
         return {
             "format": "longrope-corpus-split/1",
             "description": (
-                "Whole-book split. train: the tokenizer's and model's training text (not shipped). "
-                "search: documents a LongRoPE search scores candidates on. heldout: documents used "
-                "only for the final report. sha256 is of the cleaned UTF-8 text as shipped."
+                "Whole-book split. train: the tokenizer's and model's training text (only the books "
+                "named in 'finetune' are shipped, gzip'd under train/: the fine-tuning documents of "
+                "the embedded pipeline). search: documents a LongRoPE search scores candidates on. "
+                "heldout: documents used only for the final report. sha256 is of the cleaned UTF-8 "
+                "text as shipped."
             ),
             "sources": {k: v for k, v in SOURCES.items() if any(b["source"] == k for b in books)},
             "roles": {role: [b.name for b in getattr(self, role)] for role in ROLES},
             "train_sha256": sorted(b.sha256 for b in self.train),
+            "finetune": list(self.finetune),
             "books": books,
             **({"notes": self.notes} if self.notes else {}),
         }
 
 
 def split_books(books: list[Book], search: tuple[str, ...] | list[str],
-                heldout: tuple[str, ...] | list[str]) -> CorpusSplit:
-    """Assign ``search`` and ``heldout`` books by name; every other book trains."""
+                heldout: tuple[str, ...] | list[str],
+                finetune: tuple[str, ...] | list[str] = ()) -> CorpusSplit:
+    """Assign ``search`` and ``heldout`` books by name; every other book trains, and the training
+    books named in ``finetune`` (those present) are shipped as fine-tuning documents."""
     by_name = {b.name: b for b in books}
     for role, names in (("search", search), ("heldout", heldout)):
         missing = [n for n in names if n not in by_name]
@@ -353,18 +371,30 @@ def split_books(books: list[Book], search: tuple[str, ...] | list[str],
         train=[b for b in books if b.name not in taken],
         search=[by_name[n] for n in search],
         heldout=[by_name[n] for n in heldout],
+        finetune=tuple(n for n in finetune if n in by_name and n not in taken),
     )
 
 
 def write_corpus(split: CorpusSplit, out_dir: str | Path, *, include_train: bool = False) -> Path:
-    """Write ``search/*.txt``, ``heldout/*.txt`` (and ``train/*.txt`` if asked) and ``split.json``."""
+    """Write ``search/*.txt``, ``heldout/*.txt``, the fine-tuning documents as
+    ``train/NAME.txt.gz`` (every training book as ``train/*.txt`` if asked) and ``split.json``."""
     out_dir = Path(out_dir)
     roles = ROLES if include_train else ("search", "heldout")
     for role in roles:
         for b in getattr(split, role):
             write_text(out_dir / role / f"{b.name}.txt", b.text)
+    by_name = {b.name: b for b in split.train}
+    for name in split.finetune:
+        write_gzip_text(out_dir / "train" / f"{name}.txt.gz", by_name[name].text)
     write_json(out_dir / "split.json", split.manifest())
     return out_dir
+
+
+def write_gzip_text(path: Path, text: str) -> None:
+    """Gzip ``text`` into ``path`` reproducibly (no name, mtime 0), atomically."""
+    from longrope.io import write_bytes
+
+    write_bytes(path, gzip.compress(text.encode("utf-8"), compresslevel=9, mtime=0))
 
 
 def verify_manifest(manifest: Mapping, corpus_dir: str | Path) -> list[str]:
@@ -395,4 +425,14 @@ def verify_manifest(manifest: Mapping, corpus_dir: str | Path) -> list[str]:
                 problems.append(f"{path} does not match its manifest hash")
             if digest in train_hashes:
                 problems.append(f"{path} has the text of a training book")
+    for name in manifest.get("finetune", []):
+        path = corpus_dir / "train" / f"{name}.txt.gz"
+        if name not in train:
+            problems.append(f"fine-tuning document {name} is not a training book")
+        elif not path.exists():
+            problems.append(f"{path} missing")
+        else:
+            entry = next(b for b in manifest["books"] if b["name"] == name)
+            if text_sha256(gzip.decompress(path.read_bytes()).decode("utf-8")) != entry["sha256"]:
+                problems.append(f"{path} does not match its manifest hash")
     return problems

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import logging
 import os
 import pickle
 import re
@@ -139,8 +140,24 @@ def _hub_error(source: ModelSource, detail: str = "") -> UserError:
     )
 
 
+class _VllmKeysFilter(logging.Filter):
+    """Drops transformers' warning about ``short_mscale`` / ``long_mscale`` in a longrope config: our
+    exports write those keys on purpose (vLLM reads them; transformers ignores them)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = record.getMessage()
+        return not ("Unrecognized keys" in msg and "mscale" in msg)
+
+
+def _quiet_vllm_keys() -> None:
+    logger = logging.getLogger("transformers.modeling_rope_utils")
+    if not any(isinstance(f, _VllmKeysFilter) for f in logger.filters):
+        logger.addFilter(_VllmKeysFilter())
+
+
 def _from_pretrained(source: ModelSource, loader: Any, **kwargs: Any) -> Any:
     """Call ``loader.from_pretrained`` for any kind of source, mapping failures to one-line errors."""
+    _quiet_vllm_keys()
     if source.kind == "gguf":
         kwargs["gguf_file"] = source.gguf_file
     if source.kind != "hub":

@@ -11,6 +11,8 @@ RUN_DIR`` rebuilds the config from ``config.json`` and runs it again.
 - :mod:`.demo` — ``longrope demo`` (the main job);
 - :mod:`.train_tiny` — ``longrope train-tiny`` (rebuild the embedded model);
 - :mod:`.finetune` — ``longrope finetune`` (long-context fine-tuning, :mod:`longrope.train`);
+- :mod:`.pipeline` — ``longrope pipeline`` (declared stages: search, fine-tune, progressive search,
+  recovery, :mod:`.compare`, export; a manifest; resumable);
 - :mod:`.folder` — the run-folder layout; :mod:`.progress` — progress lines and bars.
 
 Runs compose the library packages (``rope``, ``models``, ``data``, ``evaluate``, ``search``); no
@@ -51,6 +53,7 @@ RUNS = {
     "demo": "longrope.runs.demo:SPEC",
     "train-tiny": "longrope.runs.train_tiny:SPEC",
     "finetune": "longrope.runs.finetune:SPEC",
+    "pipeline": "longrope.runs.pipeline:SPEC",
 }
 
 

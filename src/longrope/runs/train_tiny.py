@@ -133,7 +133,7 @@ def _corpus_and_tokenizer(config: TrainTinyConfig, say: Callable[[str], None]):
     present = {b.name for b in books}
     search = list(config.search_docs) or [n for n in corpus_mod.DEFAULT_SEARCH if n in present]
     heldout = list(config.heldout_docs) or [n for n in corpus_mod.DEFAULT_HELDOUT if n in present]
-    split = corpus_mod.split_books(books, search, heldout)
+    split = corpus_mod.split_books(books, search, heldout, corpus_mod.DEFAULT_FINETUNE)
     say(f"corpus: {len(split.train)} training books, search {search}, held-out {heldout}")
     cfg = config.model
     if cfg.tokenizer:

@@ -28,6 +28,7 @@ from longrope.search.seeds import (
     longrope2_seeds,
     longrope2_space,
     paper_seeds,
+    progressive_seeds,
     short_seeds,
 )
 from longrope.search.space import PAPER_START_TOKENS, Genome, SearchSpace
@@ -132,7 +133,10 @@ def _plan(
                                                "progressive search (short factors: use short-factor recovery)")
         space = long_space(n, Lt / L0, step=step, lower=min_factor, upper=max_factor, start_tokens=start_tokens,
                            attention=attention(Lt / L, L) if attention else ())
-        seeds = (paper_seeds if strategy == "paper" else extended_seeds)(space, theta, d, L0, Lt)
+        if strategy == "paper":
+            seeds = paper_seeds(space, theta, d, L0, Lt)
+        else:
+            seeds = progressive_seeds(space, theta, d, L, L0, Lt, base.long_factor)
         mapper = CandidateMapper("progressive", theta, L, Lt, base.to_dict())
         baselines = {"base-file": base.with_(max_position_embeddings=Lt, method="base-file")}
         for m, lam in refs(L0, Lt).items():

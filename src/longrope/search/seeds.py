@@ -126,6 +126,24 @@ def extended_seeds(space: SearchSpace, theta: float, d: int, L: int, Lt: int) ->
     return out
 
 
+def progressive_seeds(space: SearchSpace, theta: float, d: int, L: int, L0: int, Lt: int,
+                      base_long: np.ndarray) -> list[Genome]:
+    """Progressive search (λ' on a model fine-tuned with ``base_long`` for L0): the extended seeds
+    of the step L0 → Lt, then the closed forms for the whole extension L → Lt re-expressed
+    relative to the fine-tuned factors (λ' = λ_cf / λ_base, projected into the space) with their
+    own temperatures — so the search starts from what YaRN or NTK at Lt would install."""
+    from longrope.rope import make_baseline
+
+    out = extended_seeds(space, theta, d, L0, Lt)
+    base_long = np.asarray(base_long, dtype=np.float64)
+    for m in ("yarn", "ntk", "pi", "llama3"):
+        fs = make_baseline(m, rope_theta=theta, rotary_dim=d, original_length=L, target_length=Lt)
+        g = space.from_factors(fs.long_factor / base_long, 0, attention_factor=fs.resolved_attention_factor())
+        if g not in out:
+            out.append(g)
+    return out
+
+
 def longrope2_seeds(space: SearchSpace, theta: float, d: int, L: int, Lt: int) -> list[Genome]:
     """For each candidate d_rcd: the searched block at s (LongRoPE2's start), and YaRN/NTK shapes
     lifted into [s, 2s]."""

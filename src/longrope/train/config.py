@@ -53,6 +53,10 @@ class FinetuneConfig:
                                    "factors at N", metavar="P", group=_DATA)
     short_length: int | None = option(None, "length of the short windows", metavar="S",
                                     default_text="the factor set's original length L", group=_DATA)
+    passkey_share: float = option(0.0, "share of the rows of long steps replaced by the standard passkey prompt of the "
+                                       "window's length with its answer (random 5-digit key and depth; needs the "
+                                       "model's tokenizer): keeps retrieval in the mixture while positions are "
+                                       "re-learned", metavar="P", group=_DATA)
     bos: bool = option(True, "begin every packed segment (a document, or the rest of one, in a window) with BOS "
                            "at position 0, as evaluation windows do", group=_DATA)
     heldout_fraction: float = option(0.5, "the hash split's held-out share, as in search and eval (decides which "
@@ -125,7 +129,7 @@ class FinetuneConfig:
         if self.warmup_steps < 0 or self.warmup_steps > self.steps:
             raise ConfigError(("warmup_steps", "steps"), "{name0} must be in [0, {name1}], got "
                               + str(self.warmup_steps))
-        for name, lo, hi in (("short_share", 0.0, 1.0), ("heldout_fraction", 0.0, 1.0),
+        for name, lo, hi in (("short_share", 0.0, 1.0), ("passkey_share", 0.0, 1.0), ("heldout_fraction", 0.0, 1.0),
                              ("lora_dropout", 0.0, 0.999)):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and lo <= v <= hi):

@@ -22,6 +22,13 @@ most S ≤ L tokens (S = L by default), so tokens per step stay the same and eve
 original window; the loop trains those with the short factors. Which steps are short is decided
 by the step index alone (:func:`is_short_step`), so a resumed run makes the same choice.
 
+**Synthetic passkey rows** (``passkey_share``): in long steps, each row of the global batch is, with
+that probability (decided from the seed, the step and the row index alone, so resumes and several
+processes agree), replaced by the standard passkey prompt of the row's length with its answer
+(:func:`passkey_row`: a 5-digit key at a random depth of the filler). The packed row it replaces
+is still consumed from the stream. This keeps retrieval in the mixture while positions are
+re-learned, as the embedded model's own pre-training mixture did.
+
 **Position in the data.** A :class:`Cursor` (epoch, place in the epoch's order, offset in the
 document) is all the state; it is saved with each checkpoint, and every process computes the
 same cursor (each builds the index spans of the whole global batch and reads only its own rows).
@@ -50,6 +57,8 @@ __all__ = [
     "is_short_step",
     "row_targets",
     "materialize",
+    "passkey_rows",
+    "passkey_row",
 ]
 
 TRAIN_ROLE = "train"
@@ -230,3 +239,25 @@ def materialize(
         raise UserError(f"token id {top} is outside the model's vocabulary ({vocab_size}); the shards were "
                         "tokenized for another model — re-run 'longrope tokenize --tokenizer <the model>'")
     return {"input_ids": input_ids, "position_ids": position_ids, "targets": targets}
+
+
+def passkey_rows(seed: int, step: int, n_rows: int, share: float) -> set[int]:
+    """Indices of the global batch's rows that are synthetic passkey prompts at ``step``."""
+    if share <= 0:
+        return set()
+    u = np.random.default_rng([int(seed), 0x9A55, int(step)]).random(n_rows)
+    return {int(i) for i in np.flatnonzero(u < share)}
+
+
+def passkey_row(tokenizer: object, length: int, *, seed: int, step: int, row: int,
+                bos_id: int | None) -> dict[str, np.ndarray]:
+    """One synthetic row: the passkey prompt of ``length`` tokens ending with its answer; every
+    position but the last has a target. Key and depth come from ``(seed, step, row)``."""
+    from longrope.evaluate.passkey import build_passkey_prompt
+
+    rng = np.random.default_rng([int(seed), 0x9A56, int(step), int(row)])
+    key, depth = int(rng.integers(10_000, 100_000)), float(rng.random())
+    ids = build_passkey_prompt(tokenizer, length, key, depth, bos_id=bos_id, with_answer=True).input_ids
+    targets = np.full(length, IGNORE_INDEX, dtype=np.int64)
+    targets[:-1] = ids[1:]
+    return {"input_ids": ids.astype(np.int64), "position_ids": np.arange(length, dtype=np.int64), "targets": targets}

@@ -54,7 +54,15 @@ from longrope.train.checkpoint import (
     save_checkpoint,
 )
 from longrope.train.config import TRAJECTORY_FIELDS, FinetuneConfig
-from longrope.train.data import PackedWindows, is_short_step, materialize, row_targets, training_documents
+from longrope.train.data import (
+    PackedWindows,
+    is_short_step,
+    materialize,
+    passkey_row,
+    passkey_rows,
+    row_targets,
+    training_documents,
+)
 from longrope.train.loss import CausalLMLoss, default_loss_chunk
 from longrope.train.record import LossLog, plot_losses, progress_bar
 from longrope.train.result import FinetuneResult
@@ -135,6 +143,11 @@ class _Trainer:
         if cfg.short_share > 0 and self.short_length > L:
             raise ConfigError("short_length", "{name} " + f"({self.short_length}) must be at most the factor set's "
                               f"original length L = {L}: short windows train the short factors, used up to L")
+        self.tokenizer = None
+        if cfg.passkey_share > 0:
+            from longrope.data.tokenizer_loading import load_tokenizer
+
+            self.tokenizer = load_tokenizer(cfg.model)
         self._make_accelerator()
         for w in self._warnings:
             self.say(f"warning: {w}")
@@ -305,7 +318,8 @@ class _Trainer:
             self._use(kind)
             segment = self.short_length if kind == "short" else N
             rows, cursor = self.windows.rows(self.state.cursor, self.global_rows, N, segment)
-            targets = sum(row_targets(r, cfg.bos) for r in rows)
+            synthetic = passkey_rows(cfg.seed, step, len(rows), cfg.passkey_share if kind == "long" else 0.0)
+            targets = sum(N - 1 if g in synthetic else row_targets(r, cfg.bos) for g, r in enumerate(rows))
             longest = max(b - a for row in rows for _, a, b in row) + int(cfg.bos)  # the step's longest segment
             scale = W * self.grad_accum / targets
             lr = float(self.optimizer.param_groups[0]["lr"])
@@ -315,6 +329,12 @@ class _Trainer:
                 first = (a * W + rank) * B
                 batch = materialize(rows[first : first + B], self._tokens, row_len=N, bos_id=self.bos_id,
                                     vocab_size=self.vocab_size)
+                for i in range(B):
+                    if first + i in synthetic:
+                        row = passkey_row(self.tokenizer, N, seed=cfg.seed, step=step, row=first + i,
+                                          bos_id=self.bos_id)
+                        for k, v in row.items():
+                            batch[k][i] = v
                 batch = {k: torch.from_numpy(v).to(acc.device) for k, v in batch.items()}
                 with acc.accumulate(self.model):
                     loss, part = self.model(batch["input_ids"], batch["position_ids"], batch["targets"], scale)
@@ -336,7 +356,7 @@ class _Trainer:
             self.state.seconds += dt
             if acc.is_main_process:
                 self.log_file.append({"step": step + 1, "loss": mean, "kind": kind, "segment": segment, "longest_segment": longest, "lr": lr,
-                                      "grad_norm": grad_norm, "targets": targets, "tokens": self.state.tokens,
+                                      "grad_norm": grad_norm, "targets": targets, "passkey_rows": len(synthetic), "tokens": self.state.tokens,
                                       "seconds": dt, "tokens_per_s": step_tokens / dt})
             self.bar.update(1)
             self.bar.set_postfix(loss=f"{mean:.4f}", tok_s=f"{step_tokens / dt:,.0f}", kind=kind, refresh=False)

@@ -1,0 +1,127 @@
+"""Benchmark: the progressive pipeline (``longrope pipeline``), as a record.
+
+Reads a finished pipeline folder — its ``summary.json`` (the comparison's tables and goals),
+``pipeline.json`` (each stage's settings, metrics and time) and ``run.json`` — and writes the record
+``bench/results/pipeline.json`` and ``pipeline.md`` rendered from it::
+
+    OMP_NUM_THREADS=2 .venv/bin/longrope pipeline --model tiny -o runs/pipeline      # ~30-45 min on 2 cores
+    .venv/bin/python bench/bench_pipeline.py --from-run runs/pipeline
+
+The numbers are the run's; the record names the command that produced it (``source.command``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from pathlib import Path
+
+from _report import add_out_option, new_record, put_table, put_value, write_record
+
+DESCRIPTION = """\
+`longrope pipeline` with the shipped plan (`longrope/embedded/assets/pipeline/tiny.json`) on the
+embedded model (L = 256): a LongRoPE search at 8× on the base model; fine-tuning at 8× with the
+searched factors and, as the fair baseline, with YaRN-8× (the same steps, learning-rate schedule and
+documents: the shipped fine-tuning books and HOL Light files, disjoint from search and held-out);
+a second search at 32× on the model fine-tuned with the searched factors (λ_final = λ_ft ⊙ λ');
+short-factor recovery at 256 on that model. Every method is measured on the same held-out windows
+(token-weighted perplexity, windows of BOS + length − 1 tokens) and the same seeded pass keys
+(greedy decoding) at each ratio. At 1× each method runs with the factor set it would be deployed
+with (a LongRoPE set uses its short factors below L, as transformers does)."""
+
+
+def _read(path: Path) -> dict:
+    from longrope.errors import UserError
+
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"{path.parent} is not a finished pipeline folder (no {path.name})") from None
+    except (OSError, ValueError) as exc:
+        raise UserError(f"cannot read {path}: {exc}") from None
+
+
+def _outcome(run: str, m: dict) -> str:
+    """One line on what a stage produced (from its metrics)."""
+    if run == "search":
+        return (f"best search-split PPL {m.get('best_ppl', float('nan')):.2f}, {m.get('candidates')} candidates, "
+                f"{m.get('full_evals')} full evaluations")
+    if run == "finetune":
+        return f"{m.get('steps')} steps, {m.get('tokens') or 0:,} tokens, last loss {m.get('final_loss') or 0:.3f}"
+    if run == "tokenize":
+        return f"{m.get('documents')} documents, {m.get('tokens') or 0:,} tokens"
+    return ""
+
+
+def build_record(run_dir: str | Path, *, argv: list[str] | None = None) -> tuple[dict, dict]:
+    from longrope.errors import UserError
+
+    folder = Path(run_dir)
+    config = _read(folder / "config.json")
+    if config.get("command") != "pipeline":
+        raise UserError(f"--from-run {folder} holds a {config.get('command')!r} run, not a pipeline")
+    run, summary, manifest = _read(folder / "run.json"), _read(folder / "summary.json"), _read(folder / "pipeline.json")
+    if run.get("status") != "done" or not summary.get("complete"):
+        raise UserError(f"--from-run {folder}: the pipeline has not finished; continue it with --resume")
+    rec = new_record("pipeline", "`longrope pipeline`: the progressive recipe on the embedded model", script=__file__,
+                     argv=argv, description=DESCRIPTION, settings=config["config"])
+    rec["source"] = {"command": shlex.join(["longrope", *run.get("argv", ["pipeline"])[1:]]),
+                     "run_dir": str(run_dir), "started": run.get("started"), "finished": run.get("finished"),
+                     "recorded": rec["utc"]}
+    rec["utc"] = run.get("started") or rec["utc"]
+    stage_seconds = sum(s.get("seconds") or 0.0 for s in manifest["stages"].values())
+    rec["seconds"] = stage_seconds
+    rec.pop("load_average_start", None)
+    ratios = summary["ratios"] if "ratios" in summary else list(summary["heldout_ppl"])
+    methods = list(summary["methods"])
+    ppl, passkey = summary["heldout_ppl"], summary["passkey"]
+    put_table(rec, "results", ["method"] + [f"PPL {r}" for r in ratios] + [f"passkey {r}" for r in ratios],
+              [[m] + [ppl.get(r, {}).get(m) for r in ratios] + [passkey.get(r, {}).get(m) for r in ratios]
+               for m in methods],
+              formats=[None] + [".2f"] * len(ratios) + [".2f"] * len(ratios),
+              title="Held-out perplexity and passkey accuracy by context ratio (— : not measured at that ratio)")
+    for r in ratios:
+        put_value(rec, f"tokens_{r}", summary["heldout_tokens"].get(r), ",d")
+        put_value(rec, f"length_{r}", summary["lengths"][r], ",d")
+        for m, v in ppl.get(r, {}).items():
+            put_value(rec, f"ppl_{r}_{m}", v, ".2f")
+        for m, v in passkey.get(r, {}).items():
+            put_value(rec, f"passkey_{r}_{m}", v, ".2f")
+    put_value(rec, "passkey_keys", summary.get("passkey_trials"))
+    goals = summary.get("goals") or []
+    put_table(rec, "goals", ["goal", "measured", "bound", "ratio to reference", "met"],
+              [[g["name"], g["measured"], g["bound"], g.get("ratio_to_reference"), g["met"]] for g in goals],
+              formats=[None, ".3f", ".3f", ".3f", "met|MISSED"], title="Goals")
+    for i, g in enumerate(goals):
+        put_value(rec, f"goal_{i}_met", g["met"], "met|MISSED")
+        put_value(rec, f"goal_{i}_ratio", g.get("ratio_to_reference"), ".3f")
+    rows = [[name, st["run"], st.get("seconds"), _outcome(st["run"], st.get("metrics") or {})]
+            for name, st in manifest["stages"].items()]
+    put_table(rec, "stages", ["stage", "run", "seconds", "outcome"], rows, formats=[None, None, ".0f", None],
+              title="Stages (seconds of each stage's last attempt)")
+    put_value(rec, "seconds_total", stage_seconds, ".0f")
+    rec["data"] = {"summary": summary, "stages": {n: {k: s.get(k) for k in ("run", "config", "metrics", "seconds")}
+                                                  for n, s in manifest["stages"].items()}}
+    return rec, dict(run.get("versions") or {})
+
+
+def main(argv: list[str] | None = None) -> int:
+    from longrope.errors import UserError
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--from-run", metavar="RUN_DIR", required=True, help="a finished pipeline folder")
+    add_out_option(ap, "pipeline", flag="--record")
+    args = ap.parse_args(argv)
+    try:
+        rec, machine = build_record(args.from_run, argv=argv)
+    except UserError as exc:
+        print(f"bench_pipeline: error: {exc}", file=sys.stderr)
+        return 2
+    write_record(rec, args.out, machine=machine)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

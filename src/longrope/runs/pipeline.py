@@ -1,0 +1,492 @@
+"""``longrope pipeline``: LongRoPE's progressive recipe as declared stages, resumable, in one folder.
+
+A *plan* (JSON, ``format: longrope-pipeline/1``) names a model and a list of stages; each stage is
+one of the package's runs with its settings written as that run's config fields:
+
+- ``tokenize``  documents → a shard folder (``inputs``: ``role=PATH`` or ``"embedded"``, the
+  shipped search, held-out and fine-tuning documents; ``tokenizer``, default the model);
+- ``baseline``  a closed-form factor set (``method``, ``target_length``) → ``factors.json``;
+- ``search``    ``longrope search`` (``SearchConfig``) → ``factors.json``; with ``base_factors`` on
+  a fine-tuned model it is the progressive second search (λ_final = λ_ft ⊙ λ'), with ``short`` the
+  short-context recovery;
+- ``finetune``  ``longrope finetune`` (``FinetuneConfig``) → ``model/`` (a Hugging Face folder);
+- ``compare``   methods × ratios on the same held-out windows (:mod:`longrope.runs.compare`);
+- ``export``    ``longrope export`` → ``model/`` (or ``model.gguf``).
+
+Values may refer to the plan: ``"{model}"`` is the pipeline's model; ``"@NAME"`` is stage NAME's
+main output (the path above), ``"@NAME/REL"`` a path inside its folder; lengths
+(``target_length``, ``seq_len``, ``short_length``) may be ratios of the model's original context
+(``"8x"``). A stage may only refer to stages before it.
+
+Layout: ``OUT/`` is a run folder (``config.json``, ``run.json``, ``summary.json``) with
+``pipeline.json`` (the manifest: the plan, and per stage its resolved config, inputs, outputs,
+metrics, status and times, rewritten atomically at every transition) and ``stages/NAME/``, each an
+ordinary run folder of its command (``longrope search --config OUT/stages/NAME`` re-runs one alone).
+``--resume`` continues a killed pipeline: finished stages are skipped, a search or fine-tuning
+stage resumes from its own checkpoint, a comparison from its last measured cell.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from longrope.errors import ConfigError, UserError
+from longrope.io import write_json, write_text
+from longrope.options import config_to_dict, option
+from longrope.runs import RunSpec
+
+COMMAND = "pipeline"
+PLAN_FORMAT = "longrope-pipeline/1"
+MANIFEST_FORMAT = "longrope-pipeline-manifest/1"
+MANIFEST = "pipeline.json"
+STAGES_DIR = "stages"
+STAGE_RUNS = ("tokenize", "baseline", "search", "finetune", "compare", "export")
+LENGTH_FIELDS = ("target_length", "seq_len", "short_length")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_REF = re.compile(r"^@([A-Za-z0-9][A-Za-z0-9_.-]*)(/.*)?$")
+
+
+def shipped_plan() -> Path:
+    """The showcase plan shipped with the package (sized for the embedded tiny model)."""
+    from longrope.embedded import ASSETS_DIR
+
+    return ASSETS_DIR / "pipeline" / "tiny.json"
+
+
+@dataclass
+class PipelineConfig:
+    """Everything ``longrope pipeline`` does."""
+
+    output: str = option(help="pipeline folder (created; holds every stage)", short="-o", metavar="OUT")
+    plan: str | None = option(None, "plan file (JSON, longrope-pipeline/1)", metavar="FILE",
+                              default_text="the shipped showcase plan (sized for --model tiny)")
+    model: str | None = option(None, "model; replaces the plan's 'model'", metavar="M",
+                               default_text="the plan's")
+    only: str | None = option(None, "run this one stage (the stages it refers to must be done)", metavar="STAGE")
+    until: str | None = option(None, "stop after this stage (--resume continues)", metavar="STAGE")
+    resume: bool = option(False, "continue the pipeline in the folder: finished stages are skipped, an interrupted "
+                                 "one resumes from its checkpoint")
+    quiet: bool = option(False, "no progress bars")
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.output, str) or not self.output.strip():
+            raise ConfigError("output", "{name} is required")
+        if self.only is not None and self.until is not None:
+            raise ConfigError(("only", "until"), "give only one of {name0} and {name1}")
+
+
+# ------------------------------------------------------------------------------------------------
+# The plan.
+
+
+def load_plan(path: str | Path, model: str | None = None) -> dict:
+    """Read and check a plan; ``model`` replaces its model. Errors name the stage and the fix."""
+    path = Path(path)
+    try:
+        plan = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError("plan", f"{{name}} {path} does not exist") from None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise ConfigError("plan", f"{{name}} {path} is not a readable JSON file ({exc})") from None
+    return check_plan(plan, model=model, source=str(path))
+
+
+def check_plan(plan: Any, *, model: str | None = None, source: str = "plan") -> dict:
+    """Validate the plan's shape (formats, names, runs, references); return a copy with ``model`` set."""
+    if not isinstance(plan, dict) or plan.get("format") != PLAN_FORMAT:
+        raise UserError(f"{source} is not a {PLAN_FORMAT} plan (it needs \"format\": \"{PLAN_FORMAT}\")")
+    plan = copy.deepcopy(plan)
+    if model is not None:
+        plan["model"] = model
+    if not isinstance(plan.get("model"), str) or not plan["model"]:
+        raise UserError(f"{source}: no model; give one in the plan (\"model\") or with --model")
+    stages = plan.get("stages")
+    if not isinstance(stages, list) or not stages:
+        raise UserError(f"{source}: \"stages\" must be a non-empty list")
+    seen: list[str] = []
+    for i, st in enumerate(stages):
+        if not isinstance(st, dict):
+            raise UserError(f"{source}: stage {i + 1} must be a JSON object")
+        name, run = st.get("name"), st.get("run")
+        if not isinstance(name, str) or not _NAME.match(name):
+            raise UserError(f"{source}: stage {i + 1} needs a \"name\" of letters, digits, '_', '-', '.'")
+        if name in seen:
+            raise UserError(f"{source}: two stages are named {name!r}; names must be unique")
+        if run not in STAGE_RUNS:
+            raise UserError(f"{source}: stage {name!r} has run {run!r}; known: {', '.join(STAGE_RUNS)}")
+        for ref in _refs(st):
+            if ref not in seen:
+                what = "a later stage" if any(s.get("name") == ref for s in stages) else "no stage"
+                raise UserError(f"{source}: stage {name!r} refers to @{ref}, which is {what}; a stage may "
+                                "only use the outputs of stages before it")
+        seen.append(name)
+    return plan
+
+
+def _refs(value: Any) -> list[str]:
+    if isinstance(value, str):
+        m = _REF.match(value)
+        return [m.group(1)] if m else []
+    if isinstance(value, dict):
+        return [r for k, v in value.items() if k not in ("name", "run") for r in _refs(v)]
+    if isinstance(value, list):
+        return [r for v in value for r in _refs(v)]
+    return []
+
+
+def main_output(run: str, folder: Path) -> Path:
+    """What ``@NAME`` means for a stage of ``run`` in ``folder``."""
+    return {"tokenize": folder, "baseline": folder / "factors.json", "search": folder / "factors.json",
+            "finetune": folder / "model", "compare": folder, "export": folder / "model"}[run]
+
+
+class _Resolver:
+    """Turns a stage's plan entry into concrete settings (references, ``{model}``, ratios)."""
+
+    def __init__(self, plan: dict, out: Path) -> None:
+        self.plan, self.out = plan, out
+        self.runs = {s["name"]: s["run"] for s in plan["stages"]}
+        self._original: int | None = None
+
+    def stage_dir(self, name: str) -> Path:
+        return self.out / STAGES_DIR / name
+
+    def original_length(self) -> int:
+        if self._original is None:
+            from longrope.models.loading import read_rope_info
+
+            self._original = int(read_rope_info(self.plan["model"]).original_max_position_embeddings)
+        return self._original
+
+    def value(self, v: Any, key: str | None = None) -> Any:
+        if isinstance(v, dict):
+            return {k: self.value(x, k) for k, x in v.items()}
+        if isinstance(v, list):
+            return [self.value(x) for x in v]
+        if not isinstance(v, str):
+            return v
+        m = _REF.match(v)
+        if m:
+            folder = self.stage_dir(m.group(1))
+            return str(folder / m.group(2).lstrip("/") if m.group(2) else main_output(self.runs[m.group(1)], folder))
+        v = v.replace("{model}", self.plan["model"])
+        if key in LENGTH_FIELDS and v.endswith("x"):
+            from longrope.runs.compare import ratio_length
+
+            return ratio_length(v, self.original_length())
+        return v
+
+    def stage(self, entry: dict) -> dict:
+        return {k: self.value(v, k) for k, v in entry.items() if k not in ("name", "run", "description")}
+
+
+# ------------------------------------------------------------------------------------------------
+# Stage runners: (settings, stage folder, resume?, quiet, log) -> (result, metrics).
+
+
+def _run_tokenize(cfg: dict, folder: Path, plan: dict, quiet: bool, say: Callable) -> tuple[dict, dict]:
+    from longrope.data import tokenize_corpus
+    from longrope.data.tokenizer_loading import load_tokenizer
+    from longrope.embedded import document_paths
+
+    extra = sorted(set(cfg) - {"tokenizer", "inputs"})
+    if extra:
+        raise UserError(f"a tokenize stage takes tokenizer and inputs, not {extra}")
+    name = cfg.get("tokenizer") or plan["model"]
+    inputs = cfg.get("inputs") or []
+    if not isinstance(inputs, list) or not inputs or not all(isinstance(i, str) for i in inputs):
+        raise UserError("a tokenize stage needs \"inputs\": a list of role=PATH strings or \"embedded\"")
+    specs: list[str] = []
+    for item in inputs:
+        if item == "embedded":
+            specs += [f"{role}={p}" for role in ("search", "heldout", "train") for p in document_paths(role)]
+        else:
+            specs.append(item)
+    tokenizer = load_tokenizer(name)
+    report = tokenize_corpus(tokenizer, specs, folder, tokenizer_name=name, progress=not quiet)
+    meta = json.loads((folder / "meta.json").read_text())
+    return {"shards": str(folder)}, {"documents": meta.get("n_docs"), "tokens": meta.get("n_tokens"),
+                                     "skipped": len(getattr(report, "skipped", []) or [])}
+
+
+def _run_baseline(cfg: dict, folder: Path, plan: dict, quiet: bool, say: Callable) -> tuple[dict, dict]:
+    from longrope.models.loading import read_rope_info
+    from longrope.rope import make_baseline
+
+    cfg = dict(cfg)
+    method, target = cfg.pop("method", None), cfg.pop("target_length", None)
+    model = cfg.pop("model", plan["model"])
+    if not isinstance(method, str) or not isinstance(target, int):
+        raise UserError("a baseline stage needs \"method\" (pi, ntk, yarn, ...) and \"target_length\" (tokens "
+                        "or a ratio like \"8x\")")
+    info = read_rope_info(model)
+    fs = make_baseline(method, rope_theta=float(info.rope_theta), rotary_dim=int(info.rotary_dim),
+                       original_length=int(info.original_max_position_embeddings), target_length=target, **cfg)
+    folder.mkdir(parents=True, exist_ok=True)
+    fs.save(folder / "factors.json")
+    return {"factors": str(folder / "factors.json")}, {"method": method, "target_length": target}
+
+
+def _run_config_stage(command: str, cfg: dict, folder: Path, plan: dict, quiet: bool, say: Callable,
+                      resume: bool) -> dict:
+    from longrope.options import config_from_dict
+    from longrope.runs import get_run
+
+    spec = get_run(command)
+    values = {"model": plan["model"], **cfg, spec.output_field: str(folder), "resume": resume, "quiet": quiet}
+    return spec.run(config_from_dict(spec.config, values), log=say)
+
+
+def _run_search(cfg: dict, folder: Path, plan: dict, quiet: bool, say: Callable) -> tuple[dict, dict]:
+    resume = (folder / "checkpoint.json").exists()
+    result = _run_config_stage("search", cfg, folder, plan, quiet, say, resume)
+    s = result["search"]
+    metrics = {k: s.get(k) for k in ("best_ppl", "length", "candidates", "full_evals", "seconds", "stop_reason")}
+    if "heldout" in result:
+        metrics["heldout_ppl"] = result["heldout"]["ppl"]
+    return {"factors": str(folder / "factors.json")}, metrics
+
+
+def _run_finetune(cfg: dict, folder: Path, plan: dict, quiet: bool, say: Callable) -> tuple[dict, dict]:
+    result = _run_config_stage("finetune", cfg, folder, plan, quiet, say, True)
+    metrics = {k: result.get(k) for k in ("steps", "tokens", "final_loss", "seconds")}
+    return {"model": str(folder / "model")}, metrics
+
+
+def _run_compare(cfg: dict, folder: Path, plan: dict, quiet: bool, say: Callable) -> tuple[dict, dict]:
+    from longrope.runs.compare import format_table, parse_ratio, run_compare
+
+    known = {"data": None, "methods": None, "ratios": None, "samples": 5, "windows_per_doc": None, "seed": 0,
+             "heldout_fraction": 0.5, "passkey_trials": 4, "passkey_depths": [0.0, 0.25, 0.5, 0.75, 1.0],
+             "passkey_mode": "generate", "passkey_ratios": None, "dtype": "float32", "device": "cpu", "goals": []}
+    extra = sorted(set(cfg) - set(known))
+    if extra:
+        raise UserError(f"a compare stage takes {', '.join(known)}; not {extra}")
+    c = {**known, **cfg}
+    for key in ("data", "methods", "ratios"):
+        if c[key] is None:
+            raise UserError(f"a compare stage needs {key!r}")
+    if not isinstance(c["ratios"], list) or not c["ratios"]:
+        raise UserError("a compare stage's ratios must be a list like [\"1x\", \"8x\"]")
+    for r in c["ratios"]:
+        parse_ratio(r)
+    folder.mkdir(parents=True, exist_ok=True)
+    result = run_compare(data=c["data"], methods=c["methods"], ratios=c["ratios"], folder=folder,
+                         samples=c["samples"] if isinstance(c["samples"], dict) else int(c["samples"]),
+                         windows_per_doc=None if c["windows_per_doc"] is None else int(c["windows_per_doc"]),
+                         seed=int(c["seed"]),
+                         heldout_fraction=float(c["heldout_fraction"]), passkey_trials=int(c["passkey_trials"]),
+                         passkey_depths=tuple(float(d) for d in c["passkey_depths"]), passkey_mode=c["passkey_mode"],
+                         dtype=c["dtype"], device=c["device"], goals=c["goals"], passkey_ratios=c["passkey_ratios"],
+                         log=say)
+    write_json(folder / "summary.json", result)
+    write_text(folder / "compare.md", format_table(result) + "\n")
+    say("compare:\n" + format_table(result))
+    for g in result["goals"]:
+        say(f"goal {'met' if g['met'] else 'MISSED' if g['met'] is False else 'not measured'}: {g['name']} "
+            f"({g['value']} = {g['measured']}, bound {g['bound']})")
+    return {"summary": str(folder / "summary.json")}, {k: result[k] for k in ("heldout_ppl", "passkey", "goals")}
+
+
+def _run_export(cfg: dict, folder: Path, plan: dict, quiet: bool, say: Callable) -> tuple[dict, dict]:
+    from longrope.models.export import export_model
+
+    cfg = dict(cfg)
+    model, factors = cfg.pop("model", plan["model"]), cfg.pop("factors", None)
+    fmt, dtype = cfg.pop("format", "hf"), cfg.pop("dtype", None)
+    if cfg:
+        raise UserError(f"an export stage takes model, factors, format, dtype; not {sorted(cfg)}")
+    if not isinstance(factors, str):
+        raise UserError("an export stage needs \"factors\"")
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / ("model.gguf" if fmt == "gguf" else "model")
+    out = export_model(model, factors, target, fmt=fmt, dtype=dtype, overwrite=True)
+    for w in out["warnings"]:
+        say(f"export: warning: {w}")
+    return {"model": out["output"]}, {"format": fmt, "warnings": out["warnings"]}
+
+
+_RUNNERS: dict[str, Callable[..., tuple[dict, dict]]] = {
+    "tokenize": _run_tokenize, "baseline": _run_baseline, "search": _run_search, "finetune": _run_finetune,
+    "compare": _run_compare, "export": _run_export,
+}
+
+
+# ------------------------------------------------------------------------------------------------
+# The manifest and the driver.
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def _new_manifest(plan: dict, plan_file: str) -> dict:
+    return {"format": MANIFEST_FORMAT, "plan_file": plan_file, "plan": plan,
+            "stages": {s["name"]: {"run": s["run"], "status": "pending"} for s in plan["stages"]}}
+
+
+def _read_manifest(out: Path) -> dict | None:
+    path = out / MANIFEST
+    if not path.exists():
+        return None
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise UserError(f"cannot read {path}: {exc}") from None
+    if doc.get("format") != MANIFEST_FORMAT:
+        raise UserError(f"{path} is not a {MANIFEST_FORMAT} manifest")
+    return doc
+
+
+def _plan_differences(old: dict, new: dict) -> list[str]:
+    diffs = []
+    if old.get("model") != new.get("model"):
+        diffs.append(f"model {old.get('model')!r} -> {new.get('model')!r}")
+    a = {s["name"]: s for s in old.get("stages", [])}
+    b = {s["name"]: s for s in new.get("stages", [])}
+    for name in list(a) + [n for n in b if n not in a]:
+        if a.get(name) != b.get(name):
+            diffs.append(f"stage {name!r} " + ("added" if name not in a else "removed" if name not in b else "changed"))
+    return diffs
+
+
+def is_done(manifest: dict, name: str) -> bool:
+    """A stage is done when the manifest says so and its main output still exists."""
+    st = manifest["stages"].get(name, {})
+    return st.get("status") == "done" and all(Path(p).exists() for p in st.get("outputs", {}).values())
+
+
+def summarize(manifest: dict) -> dict:
+    """``summary.json``: every stage's status and metrics, and the last comparison's tables at the top."""
+    out: dict[str, Any] = {"model": manifest["plan"]["model"],
+                           "complete": all(s.get("status") == "done" for s in manifest["stages"].values()),
+                           "stages": {n: {k: s.get(k) for k in ("run", "status", "seconds", "metrics", "outputs")
+                                          if k in s} for n, s in manifest["stages"].items()}}
+    compares = [n for n, s in manifest["stages"].items() if s.get("run") == "compare" and s.get("status") == "done"]
+    if compares:
+        path = Path(manifest["stages"][compares[-1]]["outputs"]["summary"])
+        if path.exists():
+            res = json.loads(path.read_text(encoding="utf-8"))
+            for key in ("heldout_ppl", "passkey", "heldout_tokens", "lengths", "passkey_trials", "goals", "methods"):
+                out[key] = res.get(key)
+    return out
+
+
+def run(config: PipelineConfig, *, log: Callable[[str], None] | None = None) -> dict:
+    """Run (or resume) the plan's stages in order; returns ``summary.json``'s content."""
+    from longrope.runs.folder import RunFolder
+
+    say = log or (lambda msg: print(msg, file=sys.stderr))
+    plan_file = config.plan or str(shipped_plan())
+    plan = load_plan(plan_file, model=config.model)
+    names = [s["name"] for s in plan["stages"]]
+    for field in ("only", "until"):
+        v = getattr(config, field)
+        if v is not None and v not in names:
+            raise ConfigError(field, f"{{name}} {v!r} is not a stage of the plan; stages: {', '.join(names)}")
+    out = Path(config.output)
+    old = _read_manifest(out) if out.is_dir() else None
+    if old is not None and not config.resume:
+        raise ConfigError(("output", "resume"), "{name0} " + f"{out} already holds a pipeline; add {{name1}} to "
+                                                "continue it or choose a new folder")
+    if old is None and config.resume:
+        raise ConfigError("resume", f"nothing to resume in {out} (no {MANIFEST}); run without {{name}}")
+    if old is not None:
+        diffs = _plan_differences(old["plan"], plan)
+        if diffs:
+            raise ConfigError("resume", "{name} refused: the plan differs from the one this pipeline ran: "
+                              + "; ".join(diffs) + " (use the same plan, or a new output folder)")
+    folder = RunFolder.open(out, COMMAND, staged=False, resume=config.resume)
+    manifest = old or _new_manifest(plan, plan_file)
+    folder.start(config_to_dict(config), extra={"plan_file": plan_file})
+    write_json(out / MANIFEST, manifest)
+    resolver = _Resolver(plan, out)
+    if config.only is not None:
+        todo = [config.only]
+    elif config.until is not None:
+        todo = names[: names.index(config.until) + 1]
+    else:
+        todo = names
+    entries = {s["name"]: s for s in plan["stages"]}
+    t_all = time.time()
+    for name in todo:
+        entry = entries[name]
+        if is_done(manifest, name):
+            say(f"pipeline: [{names.index(name) + 1}/{len(names)}] {name} ({entry['run']}): done, skipped")
+            continue
+        missing = [r for r in dict.fromkeys(_refs(entry)) if not is_done(manifest, r)]
+        if missing:
+            raise UserError(f"stage {name!r} needs the outputs of {', '.join(missing)}, which "
+                            f"{'is' if len(missing) == 1 else 'are'} not done; run those first (or the whole "
+                            "pipeline with --resume)")
+        cfg = resolver.stage(entry)
+        st = manifest["stages"][name]
+        st.update(status="running", config=cfg, started=_now(), attempts=st.get("attempts", 0) + 1,
+                  inputs={r: str(resolver.stage_dir(r)) for r in dict.fromkeys(_refs(entry))})
+        st.pop("error", None)
+        write_json(out / MANIFEST, manifest)
+        say(f"pipeline: [{names.index(name) + 1}/{len(names)}] {name} ({entry['run']})"
+            + (" — resuming" if st["attempts"] > 1 else ""))
+        t0 = time.time()
+        try:
+            outputs, metrics = _RUNNERS[entry["run"]](cfg, resolver.stage_dir(name), plan, config.quiet, say)
+        except BaseException as exc:
+            st.update(status="failed" if isinstance(exc, Exception) else "interrupted", ended=_now(),
+                      error=f"{type(exc).__name__}: {exc}")
+            write_json(out / MANIFEST, manifest)
+            write_json(out / "summary.json", summarize(manifest))
+            raise
+        st.update(status="done", ended=_now(), seconds=round(time.time() - t0, 3),
+                  outputs=outputs, metrics=metrics)
+        write_json(out / MANIFEST, manifest)
+        write_json(out / "summary.json", summarize(manifest))
+    summary = summarize(manifest)
+    summary["seconds_this_run"] = round(time.time() - t_all, 3)
+    if summary["complete"]:
+        folder.finish(summary)
+    else:
+        write_json(out / "summary.json", summary)
+    return summary
+
+
+def render(result: dict) -> str:
+    lines = [f"{n:>20s}  {s['run']:<9s} {s['status']}" + (f"  ({s['seconds']:.0f} s)" if s.get("seconds") else "")
+             for n, s in result["stages"].items()]
+    for g in result.get("goals") or []:
+        state = "met" if g["met"] else "MISSED" if g["met"] is False else "not measured"
+        lines.append(f"goal {state}: {g['name']}")
+    return "\n".join(lines)
+
+
+SPEC = RunSpec(
+    command=COMMAND,
+    help="the progressive recipe as declared stages: search, fine-tune, search again, recover, compare, export",
+    description="""\
+Run a plan of stages in one folder: LongRoPE's progressive recipe (search at s1, fine-tune at s1,
+a second search on the fine-tuned model at s2 giving λ_final = λ_ft ⊙ λ', short-context recovery
+at L, evaluation, export), or any other sequence of tokenize / baseline / search / finetune /
+compare / export stages. Without --plan, the shipped showcase plan runs (sized for --model tiny:
+8x search and fine-tuning, 32x second search, recovery, and the comparison against the fine-tuned
+YaRN baseline; ~30 min on 2 CPU cores).
+
+OUT/pipeline.json records each stage's resolved settings, inputs, outputs, metrics and status;
+each stage is an ordinary run folder under OUT/stages/. A killed pipeline continues with --resume
+(finished stages skipped, a search or fine-tuning resumes from its checkpoint); --only STAGE runs
+one stage alone, --until STAGE stops after it. The plan format is in docs/pipeline.md.""",
+    example="""\
+examples:
+  longrope pipeline --model tiny -o runs/pipeline
+  longrope pipeline --model tiny -o runs/pipeline --resume
+  longrope pipeline --plan my-plan.json -o runs/my-model --until finetune-8x""",
+    config=PipelineConfig,
+    run=run,
+    render=render,
+)

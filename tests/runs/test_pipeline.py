@@ -1,0 +1,343 @@
+"""``longrope pipeline`` end to end on the embedded tiny model at small ratios (2x, 4x): every stage
+kind, the manifest, the summary's tables, the progressive composition, the export, resume after a
+kill between and inside stages (search, fine-tuning, comparison), and bad plans."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from longrope.cli import main
+
+L = 256  # the tiny model's original context
+
+
+def _plan() -> dict:
+    ft = {"data": "@data", "steps": 4, "warmup_steps": 1, "learning_rate": 1e-4, "checkpoint_every": 2,
+          "seq_len": "2x"}
+    return {
+        "format": "longrope-pipeline/1",
+        "model": "tiny",
+        "stages": [
+            {"name": "data", "run": "tokenize", "inputs": ["embedded"]},
+            {"name": "search-2x", "run": "search", "data": "@data", "target_length": "2x", "samples": 2,
+             "max_evals": 4, "report": False},
+            {"name": "yarn-2x", "run": "baseline", "method": "yarn", "target_length": "2x"},
+            {"name": "ft", "run": "finetune", "factors": "@search-2x", **ft},
+            {"name": "ft-yarn", "run": "finetune", "factors": "@yarn-2x", **ft},
+            {"name": "search-4x", "run": "search", "model": "@ft", "base_factors": "@search-2x", "data": "@data",
+             "target_length": "4x", "samples": 2, "max_evals": 4, "report": False},
+            {"name": "recover", "run": "search", "model": "@ft", "short": True, "base_factors": "@search-4x",
+             "data": "@data", "samples": 4, "windows_per_doc": 2, "max_evals": 4, "report": False},
+            {"name": "compare", "run": "compare", "data": "@data", "ratios": ["1x", "2x", "4x"],
+             "samples": {"1x": 8, "2x": 2, "4x": 2}, "passkey_trials": 1, "passkey_depths": [0.5],
+             "passkey_ratios": ["2x", "4x"],
+             "methods": {
+                 "base_none": {"model": "{model}", "factors": {"1x": "none", "2x": "none", "4x": "none"}},
+                 "base_yarn": {"model": "{model}", "factors": {"1x": "yarn@2x", "2x": "yarn@2x", "4x": "yarn@4x"}},
+                 "yarn_ft": {"model": "@ft-yarn", "factors": {"2x": "@yarn-2x", "4x": "yarn@4x"}},
+                 "ours_progressive": {"model": "@ft", "factors": {"4x": "@search-4x"}},
+                 "ours_recovered": {"model": "@ft", "factors": {"1x": "@recover", "2x": "@recover",
+                                                                "4x": "@recover"}},
+             },
+             "goals": [{"name": "recovery", "value": "heldout_ppl.1x.ours_recovered",
+                        "at_most": "1.01*heldout_ppl.1x.base_none"},
+                       {"name": "progressive", "value": "heldout_ppl.4x.ours_progressive",
+                        "at_most": "0.9*heldout_ppl.4x.yarn_ft"}]},
+            {"name": "export", "run": "export", "model": "@ft", "factors": "@recover"},
+        ],
+    }
+
+
+def _write(tmp: Path, plan: dict) -> Path:
+    path = tmp / "plan.json"
+    path.write_text(json.dumps(plan))
+    return path
+
+
+def _pipeline(plan_file: Path, out: Path, *extra: str) -> int:
+    return main(["pipeline", "--plan", str(plan_file), "-o", str(out), "--quiet", *extra])
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("pipeline")
+    plan_file = _write(tmp, _plan())
+    out = tmp / "out"
+    assert _pipeline(plan_file, out) == 0
+    return plan_file, out
+
+
+def _cells(out: Path) -> dict:
+    return json.loads((out / "summary.json").read_text())["heldout_ppl"]
+
+
+def test_every_stage_runs_and_the_summary_holds_the_tables(reference):
+    plan_file, out = reference
+    manifest = json.loads((out / "pipeline.json").read_text())
+    assert [s for s in manifest["stages"]] == [s["name"] for s in _plan()["stages"]]
+    assert all(s["status"] == "done" and s["attempts"] == 1 for s in manifest["stages"].values())
+    assert manifest["stages"]["ft"]["config"]["seq_len"] == 2 * L  # "2x" resolved
+    assert manifest["stages"]["search-4x"]["inputs"] == {"ft": str(out / "stages" / "ft"),
+                                                         "search-2x": str(out / "stages" / "search-2x"),
+                                                         "data": str(out / "stages" / "data")}
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["complete"] and json.loads((out / "run.json").read_text())["status"] == "done"
+    assert list(summary["heldout_ppl"]) == ["1x", "2x", "4x"]
+    assert list(summary["heldout_ppl"]["1x"]) == ["base_none", "base_yarn", "ours_recovered"]
+    assert list(summary["heldout_ppl"]["4x"]) == ["base_none", "base_yarn", "yarn_ft", "ours_progressive",
+                                                  "ours_recovered"]
+    assert summary["heldout_tokens"] == {"1x": 8 * (L - 1), "2x": 2 * (2 * L - 1), "4x": 2 * (4 * L - 1)}
+    assert set(summary["passkey"]["2x"]) == {"base_none", "base_yarn", "yarn_ft", "ours_recovered"}
+    assert list(summary["passkey"]) == ["2x", "4x"]  # passkey_ratios
+    assert all(0.0 <= v <= 1.0 for r in summary["passkey"].values() for v in r.values())
+    goals = {g["name"]: g for g in summary["goals"]}
+    g = goals["recovery"]
+    assert g["measured"] == summary["heldout_ppl"]["1x"]["ours_recovered"]
+    assert g["bound"] == pytest.approx(1.01 * summary["heldout_ppl"]["1x"]["base_none"])
+    assert g["met"] == (g["measured"] <= g["bound"])
+    # each stage is an ordinary run folder of its command
+    assert json.loads((out / "stages" / "search-4x" / "config.json").read_text())["command"] == "search"
+    assert json.loads((out / "stages" / "ft" / "config.json").read_text())["command"] == "finetune"
+
+
+def test_progressive_factors_compose_elementwise_within_bounds(reference):
+    from longrope.rope import FactorSet
+
+    _, out = reference
+    base = FactorSet.load(out / "stages" / "search-2x" / "factors.json")
+    prog = FactorSet.load(out / "stages" / "search-4x" / "factors.json")
+    rel = np.asarray(prog.provenance["relative_factor"])
+    np.testing.assert_allclose(prog.long_factor, base.long_factor * rel, rtol=1e-12)
+    # λ' searched as an extension by s' = 4x / 2x = 2: within [1, 1.25 s']
+    assert np.all(rel >= 1.0 - 1e-12) and np.all(rel <= 1.25 * 2 + 1e-12)
+    assert prog.max_position_embeddings == 4 * L and prog.original_max_position_embeddings == L
+    rec = FactorSet.load(out / "stages" / "recover" / "factors.json")
+    np.testing.assert_array_equal(rec.long_factor, prog.long_factor)  # recovery only fills the short factors
+
+
+def test_the_export_loads_in_stock_transformers_with_both_factor_sets(reference):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from longrope.models import install_factors
+    from longrope.rope import FactorSet
+
+    _, out = reference
+    stock = AutoModelForCausalLM.from_pretrained(out / "stages" / "export" / "model", dtype=torch.float32).eval()
+    ours = AutoModelForCausalLM.from_pretrained(out / "stages" / "ft" / "model", dtype=torch.float32).eval()
+    fs = FactorSet.load(out / "stages" / "recover" / "factors.json")
+    install_factors(ours, fs)
+    scaling = stock.config.rope_scaling
+    np.testing.assert_allclose(scaling["short_factor"], fs.short_factor)
+    np.testing.assert_allclose(scaling["long_factor"], fs.long_factor)
+    g = torch.Generator().manual_seed(0)
+    for n in (L // 2, 2 * L):  # short factors, then long factors
+        ids = torch.randint(0, 4096, (1, n), generator=g)
+        with torch.no_grad():
+            a, b = stock(ids).logits, ours(ids).logits
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+
+
+class Killed(BaseException):
+    pass
+
+
+def test_resume_after_kills_inside_and_between_stages_gives_the_same_results(reference, tmp_path, monkeypatch):
+    import longrope.runs.compare as compare_mod
+    import longrope.train.loop as loop_mod
+    from longrope.search import objective as obj_mod
+
+    plan_file, ref_out = reference
+    out = tmp_path / "out"
+    # between stages: stop after the first search
+    assert _pipeline(plan_file, out, "--until", "search-2x") == 0
+    manifest = json.loads((out / "pipeline.json").read_text())
+    assert manifest["stages"]["search-2x"]["status"] == "done" and manifest["stages"]["ft"]["status"] == "pending"
+    assert not json.loads((out / "summary.json").read_text())["complete"]
+    # inside the fine-tuning stage: killed right after its first checkpoint
+    real_save = loop_mod.save_checkpoint
+
+    def save_then_die(*args, **kwargs):
+        real_save(*args, **kwargs)
+        raise Killed()
+
+    monkeypatch.setattr(loop_mod, "save_checkpoint", save_then_die)
+    with pytest.raises(Killed):
+        _pipeline(plan_file, out, "--resume")
+    monkeypatch.undo()
+    manifest = json.loads((out / "pipeline.json").read_text())
+    assert manifest["stages"]["ft"]["status"] == "interrupted"
+    # inside the progressive search: killed after a few evaluations
+    real_call = obj_mod.PerplexityObjective.__call__
+    calls = {"n": 0}
+
+    def dying(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] > 3:
+            raise Killed()
+        return real_call(self, *args, **kwargs)
+
+    monkeypatch.setattr(obj_mod.PerplexityObjective, "__call__", dying)
+    with pytest.raises(Killed):
+        _pipeline(plan_file, out, "--resume", "--until", "search-4x")
+    monkeypatch.undo()
+    manifest = json.loads((out / "pipeline.json").read_text())
+    assert manifest["stages"]["ft"]["status"] == "done" and manifest["stages"]["ft"]["attempts"] == 2
+    assert manifest["stages"]["search-4x"]["status"] == "interrupted"
+    assert (out / "stages" / "search-4x" / "checkpoint.json").exists()
+    # inside the comparison: killed after two measured cells
+    real_append = compare_mod._append_cell
+    appended = {"n": 0}
+
+    def append_then_die(path, cell):
+        real_append(path, cell)
+        appended["n"] += 1
+        if appended["n"] == 2:
+            raise Killed()
+
+    monkeypatch.setattr(compare_mod, "_append_cell", append_then_die)
+    with pytest.raises(Killed):
+        _pipeline(plan_file, out, "--resume")
+    monkeypatch.undo()
+    assert len((out / "stages" / "compare" / "cells.jsonl").read_text().splitlines()) == 2
+    assert _pipeline(plan_file, out, "--resume") == 0
+    ft_ref = [json.loads(x)["loss"] for x in (ref_out / "stages" / "ft" / "train_log.jsonl").read_text().splitlines()]
+    ft_new = [json.loads(x)["loss"] for x in (out / "stages" / "ft" / "train_log.jsonl").read_text().splitlines()]
+    np.testing.assert_allclose(ft_new[-len(ft_ref):], ft_ref, rtol=1e-6)
+    for name in ("search-2x", "search-4x", "recover"):
+        a = json.loads((ref_out / "stages" / name / "factors.json").read_text())
+        b = json.loads((out / "stages" / name / "factors.json").read_text())
+        assert a["long_factor"] == b["long_factor"] and a["short_factor"] == b["short_factor"], name
+    ref_cells, new_cells = _cells(ref_out), _cells(out)
+    assert ref_cells.keys() == new_cells.keys()
+    for r in ref_cells:
+        for m in ref_cells[r]:
+            assert new_cells[r][m] == pytest.approx(ref_cells[r][m], rel=1e-5), (r, m)
+
+
+def test_only_runs_one_stage_when_its_inputs_are_done(reference, tmp_path, capsys):
+    plan_file, _ = reference
+    out = tmp_path / "out"
+    assert _pipeline(plan_file, out, "--until", "data") == 0
+    capsys.readouterr()
+    assert _pipeline(plan_file, out, "--resume", "--only", "ft") == 2
+    err = capsys.readouterr().err
+    assert "search-2x" in err and "not done" in err and "Traceback" not in err
+    assert _pipeline(plan_file, out, "--resume", "--only", "yarn-2x") == 0
+    manifest = json.loads((out / "pipeline.json").read_text())
+    assert manifest["stages"]["yarn-2x"]["status"] == "done"
+    assert manifest["stages"]["search-2x"]["status"] == "pending"
+
+
+@pytest.mark.parametrize("change, match", [
+    (lambda p: p["stages"].insert(0, {"name": "x", "run": "finetune", "factors": "@search-2x"}), "later stage"),
+    (lambda p: p["stages"].append({"name": "data", "run": "tokenize", "inputs": ["embedded"]}), "two stages"),
+    (lambda p: p["stages"].append({"name": "z", "run": "train", "x": 1}), "known: tokenize"),
+    (lambda p: p.update(format="other"), "longrope-pipeline/1"),
+    (lambda p: p["stages"].append({"name": "bad name!", "run": "export"}), "letters, digits"),
+    (lambda p: p["stages"].append({"name": "e2", "run": "export", "factors": "@nowhere"}), "no stage"),
+])
+def test_bad_plans_are_refused_in_one_line_before_any_work(tmp_path, capsys, change, match):
+    plan = _plan()
+    change(plan)
+    out = tmp_path / "out"
+    assert _pipeline(_write(tmp_path, plan), out) == 2
+    err = capsys.readouterr().err.strip()
+    assert match in err and len(err.splitlines()) == 1 and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_resume_refuses_another_plan_and_a_second_run_refuses_the_folder(reference, tmp_path, capsys):
+    plan_file, _ = reference
+    out = tmp_path / "out"
+    assert _pipeline(plan_file, out, "--until", "data") == 0
+    capsys.readouterr()
+    assert _pipeline(plan_file, out) == 2
+    assert "--resume" in capsys.readouterr().err
+    plan = _plan()
+    plan["stages"][1]["samples"] = 3
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps(plan))
+    assert _pipeline(other, out, "--resume") == 2
+    err = capsys.readouterr().err
+    assert "stage 'search-2x' changed" in err
+    assert _pipeline(plan_file, tmp_path / "none", "--resume") == 2
+    assert "nothing to resume" in capsys.readouterr().err
+
+
+def test_bad_compare_methods_and_goals_are_refused(tmp_path):
+    from longrope.errors import UserError
+    from longrope.runs.compare import check_goals, check_methods, parse_ratio
+
+    methods = {"a": {"model": "tiny", "factors": {"1x": "none", "8x": "yarn@8x"}}}
+    check_methods(methods, ["1x", "8x"])
+    with pytest.raises(UserError, match="not in ratios"):
+        check_methods(methods, ["1x"])
+    with pytest.raises(UserError, match="unknown baseline"):
+        check_methods({"a": {"model": "tiny", "factors": {"1x": "warp@8x"}}}, ["1x"])
+    with pytest.raises(UserError, match="not measured"):
+        check_goals([{"name": "g", "value": "heldout_ppl.32x.a", "at_most": 1}], methods)
+    with pytest.raises(UserError, match="exactly one"):
+        check_goals([{"name": "g", "value": "heldout_ppl.8x.a", "at_most": 1, "at_least": 0}], methods)
+    with pytest.raises(UserError, match="METRIC.RATIO.METHOD"):
+        check_goals([{"name": "g", "value": "ppl.8x.a", "at_most": 1}], methods)
+    assert parse_ratio("8x") == 8.0 and parse_ratio("1.5x") == 1.5
+    for bad in ("8", "0.5x", "x", "eightx"):
+        with pytest.raises(UserError, match="context ratio"):
+            parse_ratio(bad)
+
+
+def test_goals_compare_a_cell_with_a_number_or_another_cell():
+    from longrope.runs.compare import evaluate_goals
+
+    result = {"heldout_ppl": {"32x": {"ours": 9.0, "yarn": 10.0}}, "passkey": {"8x": {"ours": 0.85}}}
+    goals = [{"name": "a", "value": "heldout_ppl.32x.ours", "at_most": "0.9*heldout_ppl.32x.yarn"},
+             {"name": "b", "value": "passkey.8x.ours", "at_least": 0.9},
+             {"name": "c", "value": "passkey.8x.missing", "at_least": 0.9}]
+    a, b, c = evaluate_goals(goals, result)
+    assert a["met"] is True and a["bound"] == pytest.approx(9.0) and a["ratio_to_reference"] == pytest.approx(0.9)
+    assert b["met"] is False and b["measured"] == 0.85
+    assert c["met"] is None
+
+
+def test_the_shipped_plan_is_valid_and_names_every_method_of_the_showcase():
+    from longrope.runs.compare import check_goals, check_methods
+    from longrope.runs.pipeline import load_plan, shipped_plan
+
+    plan = load_plan(shipped_plan())
+    compare = next(s for s in plan["stages"] if s["run"] == "compare")
+    assert compare["ratios"] == ["1x", "8x", "32x"]
+    assert list(compare["methods"]) == ["base_none", "base_pi", "base_ntk", "base_yarn", "base_searched", "yarn_ft",
+                                        "ours_ft", "ours_progressive", "ours_recovered"]
+    check_methods(compare["methods"], compare["ratios"])
+    check_goals(compare["goals"], compare["methods"])
+    runs = [s["run"] for s in plan["stages"]]
+    assert runs.count("finetune") == 2 and runs[-1] == "export"
+    ft = [s for s in plan["stages"] if s["run"] == "finetune"]
+    assert {k: v for k, v in ft[0].items() if k not in ("name", "factors")} == \
+        {k: v for k, v in ft[1].items() if k not in ("name", "factors")}  # the fair baseline: same steps and data
+
+
+def test_the_benchmark_record_of_a_finished_pipeline(reference, tmp_path, monkeypatch):
+    """``bench/bench_pipeline.py --from-run`` records the run's tables and goals unchanged."""
+    import importlib.util
+
+    bench = Path(__file__).resolve().parents[2] / "bench"
+    monkeypatch.syspath_prepend(str(bench))
+    spec = importlib.util.spec_from_file_location("bench_pipeline", bench / "bench_pipeline.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    _, out = reference
+    assert mod.main(["--from-run", str(out), "--record", str(tmp_path / "pipeline.json")]) == 0
+    rec = json.loads((tmp_path / "pipeline.json").read_text())
+    summary = json.loads((out / "summary.json").read_text())
+    assert rec["values"]["ppl_4x_ours_progressive"] == summary["heldout_ppl"]["4x"]["ours_progressive"]
+    assert rec["values"]["tokens_1x"] == summary["heldout_tokens"]["1x"]
+    assert [row[0] for row in rec["tables"]["results"]["rows"]] == list(summary["methods"])
+    assert rec["values"]["goal_0_met"] == summary["goals"][0]["met"]
+    assert (tmp_path / "pipeline.md").read_text().startswith("#")
+    assert mod.main(["--from-run", str(tmp_path), "--record", str(tmp_path / "x.json")]) == 2
