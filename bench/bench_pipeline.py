@@ -47,7 +47,7 @@ def _outcome(run: str, m: dict) -> str:
     """One line on what a stage produced (from its metrics)."""
     if run == "search":
         return (f"best search-split PPL {m.get('best_ppl', float('nan')):.2f}, {m.get('candidates')} candidates, "
-                f"{m.get('full_evals')} full evaluations")
+                f"{m.get('full_evals') or 0:.1f} full evaluations")
     if run == "finetune":
         return f"{m.get('steps')} steps, {m.get('tokens') or 0:,} tokens, last loss {m.get('final_loss') or 0:.3f}"
     if run == "tokenize":
@@ -77,10 +77,11 @@ def build_record(run_dir: str | Path, *, argv: list[str] | None = None) -> tuple
     ratios = summary["ratios"] if "ratios" in summary else list(summary["heldout_ppl"])
     methods = list(summary["methods"])
     ppl, passkey = summary["heldout_ppl"], summary["passkey"]
-    put_table(rec, "results", ["method"] + [f"PPL {r}" for r in ratios] + [f"passkey {r}" for r in ratios],
-              [[m] + [ppl.get(r, {}).get(m) for r in ratios] + [passkey.get(r, {}).get(m) for r in ratios]
+    pk_ratios = [r for r in ratios if r in passkey]
+    put_table(rec, "results", ["method"] + [f"PPL {r}" for r in ratios] + [f"passkey {r}" for r in pk_ratios],
+              [[m] + [ppl.get(r, {}).get(m) for r in ratios] + [passkey.get(r, {}).get(m) for r in pk_ratios]
                for m in methods],
-              formats=[None] + [".2f"] * len(ratios) + [".2f"] * len(ratios),
+              formats=[None] + [".2f"] * len(ratios) + [".2f"] * len(pk_ratios),
               title="Held-out perplexity and passkey accuracy by context ratio (— : not measured at that ratio)")
     for r in ratios:
         put_value(rec, f"tokens_{r}", summary["heldout_tokens"].get(r), ",d")

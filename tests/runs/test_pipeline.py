@@ -240,6 +240,12 @@ def test_only_runs_one_stage_when_its_inputs_are_done(reference, tmp_path, capsy
     (lambda p: p.update(format="other"), "longrope-pipeline/1"),
     (lambda p: p["stages"].append({"name": "bad name!", "run": "export"}), "letters, digits"),
     (lambda p: p["stages"].append({"name": "e2", "run": "export", "factors": "@nowhere"}), "no stage"),
+    (lambda p: p["stages"][1].update(samples=0), "plan stage 'search-2x' (search): samples must be >= 1"),
+    (lambda p: p["stages"][3].update(stepz=3), "plan stage 'ft' (finetune)"),
+    (lambda p: p["stages"][7]["methods"]["base_none"]["factors"].update({"8x": "none"}), "not in ratios"),
+    (lambda p: p["stages"][7]["goals"].append({"name": "g", "value": "passkey.1x.base_none", "at_least": 1}),
+     "not measured"),
+    (lambda p: p["stages"][2].update(method="warp"), "unknown baseline"),
 ])
 def test_bad_plans_are_refused_in_one_line_before_any_work(tmp_path, capsys, change, match):
     plan = _plan()

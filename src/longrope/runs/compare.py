@@ -92,18 +92,20 @@ def _parse_operand(text: Any) -> tuple[float, str | None]:
     return k, path
 
 
-def _check_path(path: str, methods: dict, what: str) -> None:
+def _check_path(path: str, methods: dict, what: str, passkey_ratios: list[str] | None) -> None:
     parts = path.split(".")
     if len(parts) != 3 or parts[0] not in METRICS:
         raise UserError(f"compare: {what} {path!r} must read METRIC.RATIO.METHOD with METRIC one of "
                         f"{', '.join(METRICS)}")
-    if parts[2] not in methods or parts[1] not in methods[parts[2]]["factors"]:
+    if (parts[2] not in methods or parts[1] not in methods[parts[2]]["factors"]
+            or (parts[0] == "passkey" and passkey_ratios is not None and parts[1] not in passkey_ratios)):
         raise UserError(f"compare: {what} {path!r} names a cell that is not measured (method {parts[2]!r} at "
                         f"{parts[1]})")
 
 
-def check_goals(goals: Any, methods: dict) -> None:
-    """Each goal: ``{"name", "value": PATH, "at_most" | "at_least": number or "K*PATH"}``."""
+def check_goals(goals: Any, methods: dict, passkey_ratios: list[str] | None = None) -> None:
+    """Each goal: ``{"name", "value": PATH, "at_most" | "at_least": number or "K*PATH"}``, naming
+    cells that are measured (a passkey cell only at ``passkey_ratios``, when given)."""
     if not isinstance(goals, list):
         raise UserError("compare: 'goals' must be a list")
     for g in goals:
@@ -112,10 +114,10 @@ def check_goals(goals: Any, methods: dict) -> None:
         bounds = [k for k in ("at_most", "at_least") if k in g]
         if len(bounds) != 1:
             raise UserError(f"compare: goal {g['name']!r} needs exactly one of at_most, at_least")
-        _check_path(g["value"], methods, f"goal {g['name']!r}")
+        _check_path(g["value"], methods, f"goal {g['name']!r}", passkey_ratios)
         _, ref = _parse_operand(g[bounds[0]])
         if ref is not None:
-            _check_path(ref, methods, f"goal {g['name']!r}")
+            _check_path(ref, methods, f"goal {g['name']!r}", passkey_ratios)
 
 
 def _lookup(result: dict, path: str) -> float | None:
@@ -200,11 +202,11 @@ def run_compare(*, data: str, methods: dict, ratios: list[str], folder: Path, sa
 
     say = log or (lambda msg: print(msg, file=sys.stderr))
     check_methods(methods, ratios)
-    check_goals(goals, methods)
     passkey_ratios = list(ratios if passkey_ratios is None else passkey_ratios)
     unknown = [r for r in passkey_ratios if r not in ratios]
     if unknown:
         raise UserError(f"compare: passkey_ratios {unknown} are not in ratios {ratios}")
+    check_goals(goals, methods, passkey_ratios)
     corpus = TokenCorpus.open(data)
     models = list(dict.fromkeys(m["model"] for m in methods.values()))
     L = {}
@@ -303,14 +305,15 @@ def tables(cells: dict[tuple[str, str], dict], methods: dict, ratios: list[str],
 def format_table(result: dict) -> str:
     """Markdown: one row per method, PPL and passkey per ratio."""
     ratios = result["ratios"]
-    head = "| method | " + " | ".join(f"PPL {r}" for r in ratios) + " | " + " | ".join(f"passkey {r}" for r in ratios) + " |"
-    rows = [head, "|---|" + "---:|" * (2 * len(ratios))]
+    pk = [r for r in ratios if r in result["passkey"]]
+    head = "| method | " + " | ".join([f"PPL {r}" for r in ratios] + [f"passkey {r}" for r in pk]) + " |"
+    rows = [head, "|---|" + "---:|" * (len(ratios) + len(pk))]
 
     def cell(metric: str, r: str, n: str, fmt: str) -> str:
         v = result[metric].get(r, {}).get(n)
         return "—" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, fmt)
 
     for n in result["methods"]:
-        rows.append(f"| {n} | " + " | ".join(cell("heldout_ppl", r, n, ".2f") for r in ratios) + " | "
-                    + " | ".join(cell("passkey", r, n, ".2f") for r in ratios) + " |")
+        rows.append(f"| {n} | " + " | ".join([cell("heldout_ppl", r, n, ".2f") for r in ratios]
+                                            + [cell("passkey", r, n, ".2f") for r in pk]) + " |")
     return "\n".join(rows)

@@ -261,16 +261,20 @@ def _run_finetune(cfg: dict, folder: Path, plan: dict, quiet: bool, say: Callabl
     return {"model": str(folder / "model")}, metrics
 
 
-def _run_compare(cfg: dict, folder: Path, plan: dict, quiet: bool, say: Callable) -> tuple[dict, dict]:
-    from longrope.runs.compare import format_table, parse_ratio, run_compare
+#: The compare stage's settings and their defaults.
+COMPARE_DEFAULTS = {"data": None, "methods": None, "ratios": None, "samples": 5, "windows_per_doc": None, "seed": 0,
+                    "heldout_fraction": 0.5, "passkey_trials": 4, "passkey_depths": [0.0, 0.25, 0.5, 0.75, 1.0],
+                    "passkey_mode": "generate", "passkey_ratios": None, "dtype": "float32", "device": "cpu",
+                    "goals": []}
 
-    known = {"data": None, "methods": None, "ratios": None, "samples": 5, "windows_per_doc": None, "seed": 0,
-             "heldout_fraction": 0.5, "passkey_trials": 4, "passkey_depths": [0.0, 0.25, 0.5, 0.75, 1.0],
-             "passkey_mode": "generate", "passkey_ratios": None, "dtype": "float32", "device": "cpu", "goals": []}
-    extra = sorted(set(cfg) - set(known))
+
+def _compare_settings(cfg: dict) -> dict:
+    from longrope.runs.compare import check_goals, check_methods, parse_ratio
+
+    extra = sorted(set(cfg) - set(COMPARE_DEFAULTS))
     if extra:
-        raise UserError(f"a compare stage takes {', '.join(known)}; not {extra}")
-    c = {**known, **cfg}
+        raise UserError(f"a compare stage takes {', '.join(COMPARE_DEFAULTS)}; not {extra}")
+    c = {**COMPARE_DEFAULTS, **cfg}
     for key in ("data", "methods", "ratios"):
         if c[key] is None:
             raise UserError(f"a compare stage needs {key!r}")
@@ -278,6 +282,20 @@ def _run_compare(cfg: dict, folder: Path, plan: dict, quiet: bool, say: Callable
         raise UserError("a compare stage's ratios must be a list like [\"1x\", \"8x\"]")
     for r in c["ratios"]:
         parse_ratio(r)
+    check_methods(c["methods"], c["ratios"])
+    pk = c["passkey_ratios"]
+    if pk is not None and (not isinstance(pk, list) or any(r not in c["ratios"] for r in pk)):
+        raise UserError(f"a compare stage's passkey_ratios must be a list of its ratios {c['ratios']}, got {pk!r}")
+    check_goals(c["goals"], c["methods"], pk)
+    if c["passkey_mode"] not in ("generate", "needle"):
+        raise UserError(f"a compare stage's passkey_mode must be generate or needle, got {c['passkey_mode']!r}")
+    return c
+
+
+def _run_compare(cfg: dict, folder: Path, plan: dict, quiet: bool, say: Callable) -> tuple[dict, dict]:
+    from longrope.runs.compare import format_table, run_compare
+
+    c = _compare_settings(cfg)
     folder.mkdir(parents=True, exist_ok=True)
     result = run_compare(data=c["data"], methods=c["methods"], ratios=c["ratios"], folder=folder,
                          samples=c["samples"] if isinstance(c["samples"], dict) else int(c["samples"]),
@@ -312,6 +330,38 @@ def _run_export(cfg: dict, folder: Path, plan: dict, quiet: bool, say: Callable)
     for w in out["warnings"]:
         say(f"export: warning: {w}")
     return {"model": out["output"]}, {"format": fmt, "warnings": out["warnings"]}
+
+
+def check_stage(run: str, cfg: dict, plan: dict) -> None:
+    """Check a stage's settings before anything runs (outputs of earlier stages need not exist yet):
+    search and finetune settings build their config; the others check their keys and values."""
+    if run in ("search", "finetune"):
+        from longrope.options import config_from_dict
+        from longrope.runs import get_run
+
+        spec = get_run(run)
+        config_from_dict(spec.config, {"model": plan["model"], **cfg, spec.output_field: "stage", "resume": False})
+    elif run == "compare":
+        _compare_settings(cfg)
+    elif run == "tokenize":
+        extra = sorted(set(cfg) - {"tokenizer", "inputs"})
+        if extra or not isinstance(cfg.get("inputs"), list) or not cfg["inputs"]:
+            raise UserError("a tokenize stage takes \"inputs\" (a list of role=PATH or \"embedded\") and "
+                            "optionally \"tokenizer\"" + (f"; not {extra}" if extra else ""))
+    elif run == "baseline":
+        from longrope.rope.baselines import baseline_options
+
+        options = sorted(set(cfg) - {"method", "target_length", "model"})
+        if not isinstance(cfg.get("method"), str) or not isinstance(cfg.get("target_length"), int):
+            raise UserError("a baseline stage needs \"method\" and \"target_length\" (tokens or a ratio like \"8x\")")
+        unknown = sorted(set(options) - set(baseline_options(cfg["method"])))
+        if unknown:
+            raise UserError(f"baseline {cfg['method']!r} has no option(s) {unknown}")
+    elif run == "export":
+        extra = sorted(set(cfg) - {"model", "factors", "format", "dtype"})
+        if extra or not isinstance(cfg.get("factors"), str) or cfg.get("format", "hf") not in ("hf", "gguf"):
+            raise UserError("an export stage takes \"factors\", and optionally \"model\", \"format\" (hf, gguf) "
+                            "and \"dtype\"" + (f"; not {extra}" if extra else ""))
 
 
 _RUNNERS: dict[str, Callable[..., tuple[dict, dict]]] = {
@@ -404,18 +454,25 @@ def run(config: PipelineConfig, *, log: Callable[[str], None] | None = None) -> 
         if diffs:
             raise ConfigError("resume", "{name} refused: the plan differs from the one this pipeline ran: "
                               + "; ".join(diffs) + " (use the same plan, or a new output folder)")
+    resolver = _Resolver(plan, out)
+    entries = {s["name"]: s for s in plan["stages"]}
+    for name, entry in entries.items():  # every stage's settings, before the first one runs
+        try:
+            check_stage(entry["run"], resolver.stage(entry), plan)
+        except ConfigError as exc:
+            raise UserError(f"plan stage {name!r} ({entry['run']}): {exc.render(lambda f: f)}") from None
+        except UserError as exc:
+            raise UserError(f"plan stage {name!r} ({entry['run']}): {exc}") from None
     folder = RunFolder.open(out, COMMAND, staged=False, resume=config.resume)
     manifest = old or _new_manifest(plan, plan_file)
     folder.start(config_to_dict(config), extra={"plan_file": plan_file})
     write_json(out / MANIFEST, manifest)
-    resolver = _Resolver(plan, out)
     if config.only is not None:
         todo = [config.only]
     elif config.until is not None:
         todo = names[: names.index(config.until) + 1]
     else:
         todo = names
-    entries = {s["name"]: s for s in plan["stages"]}
     t_all = time.time()
     for name in todo:
         entry = entries[name]
