@@ -1,5 +1,5 @@
-"""bench/bench_smollm2.py records a search run and its evaluation runs (here: the embedded model at
-2x with tiny budgets, the same commands the SmolLM2 benchmark runs at 16k)."""
+"""bench/bench_smollm2.py records a search run and its evaluation pipeline (here: the embedded model
+at 2x with tiny budgets and the benchmark's own plan scaled down; the SmolLM2 benchmark runs at 16k)."""
 
 from __future__ import annotations
 
@@ -28,26 +28,26 @@ def test_records_the_search_the_perplexities_and_the_passkey(tmp_path, monkeypat
                 f"heldout={CORPUS_DIR / 'heldout'}", "-o", str(shards), "--quiet"]) == 0
     assert cli(["search", "--model", "tiny", "--data", str(shards), "--target-length", "512", "--samples", "1",
                 "--max-evals", "2", "--no-report", "--quiet", "-o", str(search)]) == 0
-    for m in ("pi", "yarn"):
-        assert cli(["baseline", "--model", "tiny", "--method", m, "--target-length", "512",
-                    "-o", str(tmp_path / "b" / m / "factors.json")]) == 0
-    factors = [str(tmp_path / "b" / "pi"), str(tmp_path / "b" / "yarn"), str(search)]
-    assert cli(["eval", "ppl", "--model", "tiny", "--data", str(shards), "--lengths", "256,512", "--samples", "2",
-                "--quiet", "-o", str(tmp_path / "ppl"), "--factors", *factors]) == 0
-    assert cli(["eval", "passkey", "--model", "tiny", "--lengths", "512", "--trials", "1", "--depths", "0.5",
-                "--quiet", "-o", str(tmp_path / "pk"), "--factors", *factors]) == 0
+    plan = json.loads((BENCH / "smollm2_2x.plan.json").read_text())  # the benchmark's plan, scaled down
+    stage = plan["stages"][0]
+    stage.update(data=str(shards), samples={"1x": 2, "2x": 2}, passkey_trials=1, passkey_depths=[0.5])
+    for m in stage["methods"].values():
+        m["factors"] = {r: (str(search / "factors.json") if "smollm2-2x-search" in f else f)
+                        for r, f in m["factors"].items()}
+    plan_file = tmp_path / "plan.json"
+    plan_file.write_text(json.dumps(plan))
+    assert cli(["pipeline", "--plan", str(plan_file), "--model", "tiny", "-o", str(tmp_path / "eval"), "--quiet"]) == 0
     rec_path = tmp_path / "rec" / "smollm2-2x.json"
     mod = _module(monkeypatch)
-    assert mod.main(["--search", str(search), "--ppl", str(tmp_path / "ppl"), "--passkey", str(tmp_path / "pk"),
-                     "--record", str(rec_path)]) == 0
+    assert mod.main(["--search", str(search), "--eval", str(tmp_path / "eval"), "--record", str(rec_path)]) == 0
     rec = json.loads(rec_path.read_text())
-    ppl = {(r["factors"], r["length"]): r["ppl"] for r in json.loads((tmp_path / "ppl" / "summary.json")
-                                                                       .read_text())["results"]}
-    best = min(("pi", "yarn"), key=lambda m: ppl[(m, 512)])
-    assert rec["values"]["best_closed_form"] == best
-    assert rec["values"]["ratio_to_best"] == ppl[("search", 512)] / ppl[(best, 512)]
-    assert rec["values"]["tokens_512"] == 2 * 511
-    assert [r[0] for r in rec["tables"]["ppl"]["rows"]] == ["none", "pi", "yarn", "search"]
+    ppl = json.loads((tmp_path / "eval" / "summary.json").read_text())["heldout_ppl"]["2x"]
+    closed = {m: v for m, v in ppl.items() if m not in ("none", "searched")}
+    best = min(closed, key=closed.get)
+    assert rec["values"]["best_closed_form"] == best and set(closed) == {"pi", "ntk", "dynamic-ntk", "yarn"}
+    assert rec["values"]["ratio_to_best"] == ppl["searched"] / closed[best]
+    assert rec["values"]["tokens_512"] == 2 * 511 and rec["values"]["tokens_256"] == 2 * 255
+    assert [r[0] for r in rec["tables"]["ppl"]["rows"]] == ["none", "pi", "ntk", "dynamic-ntk", "yarn", "searched"]
     assert (rec_path.parent / "smollm2-2x" / "factors.json").is_file()
-    assert mod.main(["--search", str(tmp_path / "nowhere"), "--ppl", str(tmp_path / "ppl"),
+    assert mod.main(["--search", str(tmp_path / "nowhere"), "--eval", str(tmp_path / "eval"),
                      "--record", str(tmp_path / "x.json")]) == 2
