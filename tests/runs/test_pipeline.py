@@ -246,6 +246,9 @@ def test_only_runs_one_stage_when_its_inputs_are_done(reference, tmp_path, capsy
     (lambda p: p["stages"][7]["goals"].append({"name": "g", "value": "passkey.1x.base_none", "at_least": 1}),
      "not measured"),
     (lambda p: p["stages"][2].update(method="warp"), "unknown baseline"),
+    (lambda p: p["stages"][7].update(samples="five"), "samples must be an integer"),
+    (lambda p: p["stages"][7].update(passkey_depths=[2]), "passkey_depths"),
+    (lambda p: p["stages"][8].update(format="gguf", dtype="int3"), "unknown dtype"),
 ])
 def test_bad_plans_are_refused_in_one_line_before_any_work(tmp_path, capsys, change, match):
     plan = _plan()
@@ -347,3 +350,51 @@ def test_the_benchmark_record_of_a_finished_pipeline(reference, tmp_path, monkey
     assert rec["values"]["goal_0_met"] == summary["goals"][0]["met"]
     assert (tmp_path / "pipeline.md").read_text().startswith("#")
     assert mod.main(["--from-run", str(tmp_path), "--record", str(tmp_path / "x.json")]) == 2
+
+
+def test_resume_without_plan_uses_the_manifest_and_a_search_killed_before_its_checkpoint_restarts(
+        reference, tmp_path):
+    plan_file, _ = reference
+    out = tmp_path / "out"
+    assert _pipeline(plan_file, out, "--until", "data") == 0
+    # a search stage that died after writing its run records but before its first evaluation
+    stage = out / "stages" / "search-2x"
+    stage.mkdir(parents=True)
+    (stage / "config.json").write_text(json.dumps({"format": "longrope-run/1", "command": "search", "config": {}}))
+    plan_file.rename(tmp_path / "moved.json")  # the manifest's copy of the plan is what resumes
+    try:
+        assert main(["pipeline", "-o", str(out), "--quiet", "--resume", "--until", "search-2x"]) == 0
+    finally:
+        (tmp_path / "moved.json").rename(plan_file)
+    assert (stage / "factors.json").is_file()
+
+
+def test_a_second_process_on_the_same_folder_is_refused(reference, tmp_path, capsys):
+    from longrope.runs.pipeline import _lock
+
+    plan_file, _ = reference
+    out = tmp_path / "out"
+    assert _pipeline(plan_file, out, "--until", "data") == 0
+    held = _lock(out.resolve())
+    try:
+        capsys.readouterr()
+        assert _pipeline(plan_file, out, "--resume") == 2
+        assert "in use by another" in capsys.readouterr().err
+    finally:
+        held.close()
+
+
+def test_a_torn_cell_line_is_dropped_and_goals_read_fractional_ratios(tmp_path):
+    from longrope.runs.compare import _append_cell, _read_cells, check_goals, evaluate_goals
+
+    path = tmp_path / "cells.jsonl"
+    _append_cell(path, {"method": "a", "ratio": "1x", "ppl": 2.0})
+    with open(path, "a") as f:
+        f.write('{"method": "b", "ra')  # killed mid-line
+    assert list(_read_cells(path)) == [("a", "1x")]
+    _append_cell(path, {"method": "b", "ratio": "1x", "ppl": 3.0})
+    assert list(_read_cells(path)) == [("a", "1x"), ("b", "1x")]
+    methods = {"m.v2": {"model": "tiny", "factors": {"1.5x": "none"}}}
+    goals = [{"name": "g", "value": "heldout_ppl.1.5x.m.v2", "at_most": 3}]
+    check_goals(goals, methods)
+    assert evaluate_goals(goals, {"heldout_ppl": {"1.5x": {"m.v2": 2.5}}})[0]["met"] is True

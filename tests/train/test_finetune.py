@@ -194,3 +194,6 @@ def test_passkey_share_replaces_long_rows_with_passkey_prompts(make_config, tmp_
     assert all(np.isfinite(r["loss"]) for r in log)
     with pytest.raises(UserError, match="tokenizer"):
         finetune(make_config(passkey_share=0.5, output=str(tmp_path / "no-tok")))
+    with pytest.raises(UserError, match="passkey prompt"):  # refused at set-up, before any step
+        finetune(make_config(model="tiny", factors=str(factors), data=str(shards), seq_len=64, short_length=32,
+                             passkey_share=0.5, output=str(tmp_path / "short")))

@@ -36,6 +36,7 @@ CELLS_FILE = "cells.jsonl"
 METRICS = ("heldout_ppl", "passkey")
 _RATIO = re.compile(r"^(\d+(?:\.\d+)?)x$")
 _CLOSED_FORM = re.compile(r"^([a-z0-9_-]+)@(\d+(?:\.\d+)?)x$")
+_CELL = re.compile(r"^(heldout_ppl|passkey)\.(\d+(?:\.\d+)?x)\.(.+)$")
 
 __all__ = ["parse_ratio", "ratio_length", "check_methods", "check_goals", "evaluate_goals", "run_compare"]
 
@@ -92,9 +93,15 @@ def _parse_operand(text: Any) -> tuple[float, str | None]:
     return k, path
 
 
+def _cell_path(path: str) -> tuple[str, str, str] | None:
+    """``"heldout_ppl.1.5x.ours"`` → (metric, ratio, method); None when it does not read so."""
+    m = _CELL.match(path)
+    return (m.group(1), m.group(2), m.group(3)) if m else None
+
+
 def _check_path(path: str, methods: dict, what: str, passkey_ratios: list[str] | None) -> None:
-    parts = path.split(".")
-    if len(parts) != 3 or parts[0] not in METRICS:
+    parts = _cell_path(path)
+    if parts is None:
         raise UserError(f"compare: {what} {path!r} must read METRIC.RATIO.METHOD with METRIC one of "
                         f"{', '.join(METRICS)}")
     if (parts[2] not in methods or parts[1] not in methods[parts[2]]["factors"]
@@ -121,7 +128,7 @@ def check_goals(goals: Any, methods: dict, passkey_ratios: list[str] | None = No
 
 
 def _lookup(result: dict, path: str) -> float | None:
-    metric, ratio, method = path.split(".")
+    metric, ratio, method = _cell_path(path)
     return result.get(metric, {}).get(ratio, {}).get(method)
 
 
@@ -150,7 +157,12 @@ def _read_cells(path: Path) -> dict[tuple[str, str], dict]:
     cells: dict[tuple[str, str], dict] = {}
     if not path.exists():
         return cells
-    for line in path.read_text(encoding="utf-8").splitlines():
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):  # a line torn by a kill: drop it, so the next append starts clean
+        data = data[: data.rfind(b"\n") + 1]
+        with open(path, "r+b") as f:
+            f.truncate(len(data))
+    for line in data.decode("utf-8").splitlines():
         try:
             c = json.loads(line)
             cells[(c["method"], c["ratio"])] = c

@@ -29,8 +29,10 @@ stage resumes from its own checkpoint, a comparison from its last measured cell.
 from __future__ import annotations
 
 import copy
+import fcntl
 import json
 import re
+import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -142,10 +144,22 @@ def _refs(value: Any) -> list[str]:
     return []
 
 
-def main_output(run: str, folder: Path) -> Path:
-    """What ``@NAME`` means for a stage of ``run`` in ``folder``."""
+def main_output(run: str, folder: Path, entry: dict | None = None) -> Path:
+    """What ``@NAME`` means for a stage of ``run`` in ``folder`` (``entry``: its plan entry)."""
+    if run == "export" and (entry or {}).get("format") == "gguf":
+        return folder / "model.gguf"
     return {"tokenize": folder, "baseline": folder / "factors.json", "search": folder / "factors.json",
             "finetune": folder / "model", "compare": folder, "export": folder / "model"}[run]
+
+
+def _rope_facts(model: str) -> Any:
+    """The model's RoPE facts; a model the factors cannot apply to is a one-line error."""
+    from longrope.models.loading import read_rope_info
+
+    info = read_rope_info(model)
+    if not info.supported:
+        raise UserError(f"model {model} cannot take RoPE factors: {info.reason}")
+    return info
 
 
 class _Resolver:
@@ -153,7 +167,7 @@ class _Resolver:
 
     def __init__(self, plan: dict, out: Path) -> None:
         self.plan, self.out = plan, out
-        self.runs = {s["name"]: s["run"] for s in plan["stages"]}
+        self.entries = {s["name"]: s for s in plan["stages"]}
         self._original: int | None = None
 
     def stage_dir(self, name: str) -> Path:
@@ -161,9 +175,7 @@ class _Resolver:
 
     def original_length(self) -> int:
         if self._original is None:
-            from longrope.models.loading import read_rope_info
-
-            self._original = int(read_rope_info(self.plan["model"]).original_max_position_embeddings)
+            self._original = int(_rope_facts(self.plan["model"]).original_max_position_embeddings)
         return self._original
 
     def value(self, v: Any, key: str | None = None) -> Any:
@@ -176,7 +188,8 @@ class _Resolver:
         m = _REF.match(v)
         if m:
             folder = self.stage_dir(m.group(1))
-            return str(folder / m.group(2).lstrip("/") if m.group(2) else main_output(self.runs[m.group(1)], folder))
+            entry = self.entries[m.group(1)]
+            return str(folder / m.group(2).lstrip("/") if m.group(2) else main_output(entry["run"], folder, entry))
         v = v.replace("{model}", self.plan["model"])
         if key in LENGTH_FIELDS and v.endswith("x"):
             from longrope.runs.compare import ratio_length
@@ -218,7 +231,6 @@ def _run_tokenize(cfg: dict, folder: Path, plan: dict, quiet: bool, say: Callabl
 
 
 def _run_baseline(cfg: dict, folder: Path, plan: dict, quiet: bool, say: Callable) -> tuple[dict, dict]:
-    from longrope.models.loading import read_rope_info
     from longrope.rope import make_baseline
 
     cfg = dict(cfg)
@@ -227,7 +239,7 @@ def _run_baseline(cfg: dict, folder: Path, plan: dict, quiet: bool, say: Callabl
     if not isinstance(method, str) or not isinstance(target, int):
         raise UserError("a baseline stage needs \"method\" (pi, ntk, yarn, ...) and \"target_length\" (tokens "
                         "or a ratio like \"8x\")")
-    info = read_rope_info(model)
+    info = _rope_facts(model)
     fs = make_baseline(method, rope_theta=float(info.rope_theta), rotary_dim=int(info.rotary_dim),
                        original_length=int(info.original_max_position_embeddings), target_length=target, **cfg)
     folder.mkdir(parents=True, exist_ok=True)
@@ -247,6 +259,8 @@ def _run_config_stage(command: str, cfg: dict, folder: Path, plan: dict, quiet: 
 
 def _run_search(cfg: dict, folder: Path, plan: dict, quiet: bool, say: Callable) -> tuple[dict, dict]:
     resume = (folder / "checkpoint.json").exists()
+    if not resume and folder.exists():  # stopped before its first evaluation: nothing to keep
+        shutil.rmtree(folder)
     result = _run_config_stage("search", cfg, folder, plan, quiet, say, resume)
     s = result["search"]
     metrics = {k: s.get(k) for k in ("best_ppl", "length", "candidates", "full_evals", "seconds", "stop_reason")}
@@ -283,6 +297,30 @@ def _compare_settings(cfg: dict) -> dict:
     for r in c["ratios"]:
         parse_ratio(r)
     check_methods(c["methods"], c["ratios"])
+    samples = c["samples"]
+    counts = list(samples.values()) if isinstance(samples, dict) else [samples]
+    if isinstance(samples, dict) and sorted(samples) != sorted(c["ratios"]):
+        raise UserError(f"a compare stage's samples must give a window count for each ratio {c['ratios']}")
+    if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in counts):
+        raise UserError(f"a compare stage's samples must be an integer >= 1 or {{ratio: integer}}, got {samples!r}")
+    wpd = c["windows_per_doc"]
+    for key, v, lo in (("seed", c["seed"], 0), ("passkey_trials", c["passkey_trials"], 0),
+                       ("windows_per_doc", 1 if wpd is None else wpd, 1)):
+        if not isinstance(v, int) or isinstance(v, bool) or v < lo:
+            raise UserError(f"a compare stage's {key} must be an integer >= {lo}, got {v!r}")
+    depths = c["passkey_depths"]
+    if not isinstance(depths, list) or not depths or not all(
+            isinstance(d, (int, float)) and not isinstance(d, bool) and 0 <= d <= 1 for d in depths):
+        raise UserError(f"a compare stage's passkey_depths must be a list of numbers in [0, 1], got {depths!r}")
+    hf = c["heldout_fraction"]
+    if not isinstance(hf, (int, float)) or isinstance(hf, bool) or not 0 <= hf <= 1:
+        raise UserError(f"a compare stage's heldout_fraction must be in [0, 1], got {hf!r}")
+    from longrope.models.loading import resolve_dtype
+
+    resolve_dtype(c["dtype"])
+    if c["passkey_trials"] == 0 and any(str(g.get("value", "")).startswith("passkey.") for g in c["goals"]
+                                        if isinstance(g, dict)):
+        raise UserError("a compare stage with passkey_trials 0 measures no passkey; drop its passkey goals")
     pk = c["passkey_ratios"]
     if pk is not None and (not isinstance(pk, list) or any(r not in c["ratios"] for r in pk)):
         raise UserError(f"a compare stage's passkey_ratios must be a list of its ratios {c['ratios']}, got {pk!r}")
@@ -362,6 +400,10 @@ def check_stage(run: str, cfg: dict, plan: dict) -> None:
         if extra or not isinstance(cfg.get("factors"), str) or cfg.get("format", "hf") not in ("hf", "gguf"):
             raise UserError("an export stage takes \"factors\", and optionally \"model\", \"format\" (hf, gguf) "
                             "and \"dtype\"" + (f"; not {extra}" if extra else ""))
+        if cfg.get("dtype") is not None:
+            from longrope.models.loading import resolve_dtype
+
+            resolve_dtype(cfg["dtype"])
 
 
 _RUNNERS: dict[str, Callable[..., tuple[dict, dict]]] = {
@@ -430,25 +472,40 @@ def summarize(manifest: dict) -> dict:
     return out
 
 
+def _lock(out: Path) -> Any:
+    """An exclusive lock on ``OUT/.lock``: a second process on the same pipeline is refused."""
+    handle = open(out / ".lock", "a")  # noqa: SIM115 - held for the whole run
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        raise UserError(f"{out} is in use by another longrope pipeline process; wait for it or stop it") from None
+    return handle
+
+
 def run(config: PipelineConfig, *, log: Callable[[str], None] | None = None) -> dict:
     """Run (or resume) the plan's stages in order; returns ``summary.json``'s content."""
     from longrope.runs.folder import RunFolder
 
     say = log or (lambda msg: print(msg, file=sys.stderr))
-    plan_file = config.plan or str(shipped_plan())
-    plan = load_plan(plan_file, model=config.model)
-    names = [s["name"] for s in plan["stages"]]
-    for field in ("only", "until"):
-        v = getattr(config, field)
-        if v is not None and v not in names:
-            raise ConfigError(field, f"{{name}} {v!r} is not a stage of the plan; stages: {', '.join(names)}")
-    out = Path(config.output)
+    out = Path(config.output).resolve()  # stored paths do not depend on the working directory
     old = _read_manifest(out) if out.is_dir() else None
     if old is not None and not config.resume:
         raise ConfigError(("output", "resume"), "{name0} " + f"{out} already holds a pipeline; add {{name1}} to "
                                                 "continue it or choose a new folder")
     if old is None and config.resume:
         raise ConfigError("resume", f"nothing to resume in {out} (no {MANIFEST}); run without {{name}}")
+    if old is not None and config.plan is None:  # resuming: the plan the folder ran, unless one is given
+        plan_file = old.get("plan_file", "")
+        plan = check_plan(old["plan"], model=config.model, source=str(out / MANIFEST))
+    else:
+        plan_file = config.plan or str(shipped_plan())
+        plan = load_plan(plan_file, model=config.model)
+    names = [s["name"] for s in plan["stages"]]
+    for field in ("only", "until"):
+        v = getattr(config, field)
+        if v is not None and v not in names:
+            raise ConfigError(field, f"{{name}} {v!r} is not a stage of the plan; stages: {', '.join(names)}")
     if old is not None:
         diffs = _plan_differences(old["plan"], plan)
         if diffs:
@@ -464,53 +521,57 @@ def run(config: PipelineConfig, *, log: Callable[[str], None] | None = None) -> 
         except UserError as exc:
             raise UserError(f"plan stage {name!r} ({entry['run']}): {exc}") from None
     folder = RunFolder.open(out, COMMAND, staged=False, resume=config.resume)
-    manifest = old or _new_manifest(plan, plan_file)
-    folder.start(config_to_dict(config), extra={"plan_file": plan_file})
-    write_json(out / MANIFEST, manifest)
-    if config.only is not None:
-        todo = [config.only]
-    elif config.until is not None:
-        todo = names[: names.index(config.until) + 1]
-    else:
-        todo = names
-    t_all = time.time()
-    for name in todo:
-        entry = entries[name]
-        if is_done(manifest, name):
-            say(f"pipeline: [{names.index(name) + 1}/{len(names)}] {name} ({entry['run']}): done, skipped")
-            continue
-        missing = [r for r in dict.fromkeys(_refs(entry)) if not is_done(manifest, r)]
-        if missing:
-            raise UserError(f"stage {name!r} needs the outputs of {', '.join(missing)}, which "
-                            f"{'is' if len(missing) == 1 else 'are'} not done; run those first (or the whole "
-                            "pipeline with --resume)")
-        cfg = resolver.stage(entry)
-        st = manifest["stages"][name]
-        st.update(status="running", config=cfg, started=_now(), attempts=st.get("attempts", 0) + 1,
-                  inputs={r: str(resolver.stage_dir(r)) for r in dict.fromkeys(_refs(entry))})
-        st.pop("error", None)
+    lock = _lock(out)  # one process per pipeline folder
+    try:
+        manifest = old or _new_manifest(plan, plan_file)
+        folder.start(config_to_dict(config), extra={"plan_file": plan_file})
         write_json(out / MANIFEST, manifest)
-        say(f"pipeline: [{names.index(name) + 1}/{len(names)}] {name} ({entry['run']})"
-            + (" — resuming" if st["attempts"] > 1 else ""))
-        t0 = time.time()
-        try:
-            outputs, metrics = _RUNNERS[entry["run"]](cfg, resolver.stage_dir(name), plan, config.quiet, say)
-        except BaseException as exc:
-            st.update(status="failed" if isinstance(exc, Exception) else "interrupted", ended=_now(),
-                      error=f"{type(exc).__name__}: {exc}")
+        if config.only is not None:
+            todo = [config.only]
+        elif config.until is not None:
+            todo = names[: names.index(config.until) + 1]
+        else:
+            todo = names
+        t_all = time.time()
+        for name in todo:
+            entry = entries[name]
+            if is_done(manifest, name):
+                say(f"pipeline: [{names.index(name) + 1}/{len(names)}] {name} ({entry['run']}): done, skipped")
+                continue
+            missing = [r for r in dict.fromkeys(_refs(entry)) if not is_done(manifest, r)]
+            if missing:
+                raise UserError(f"stage {name!r} needs the outputs of {', '.join(missing)}, which "
+                                f"{'is' if len(missing) == 1 else 'are'} not done; run those first (or the whole "
+                                "pipeline with --resume)")
+            cfg = resolver.stage(entry)
+            st = manifest["stages"][name]
+            st.update(status="running", config=cfg, started=_now(), attempts=st.get("attempts", 0) + 1,
+                      inputs={r: str(resolver.stage_dir(r)) for r in dict.fromkeys(_refs(entry))})
+            st.pop("error", None)
+            write_json(out / MANIFEST, manifest)
+            say(f"pipeline: [{names.index(name) + 1}/{len(names)}] {name} ({entry['run']})"
+                + (" — resuming" if st["attempts"] > 1 else ""))
+            t0 = time.time()
+            try:
+                outputs, metrics = _RUNNERS[entry["run"]](cfg, resolver.stage_dir(name), plan, config.quiet, say)
+            except BaseException as exc:
+                st.update(status="failed" if isinstance(exc, Exception) else "interrupted", ended=_now(),
+                          error=f"{type(exc).__name__}: {exc}")
+                write_json(out / MANIFEST, manifest)
+                write_json(out / "summary.json", summarize(manifest))
+                raise
+            st.update(status="done", ended=_now(), seconds=round(time.time() - t0, 3),
+                      outputs=outputs, metrics=metrics)
             write_json(out / MANIFEST, manifest)
             write_json(out / "summary.json", summarize(manifest))
-            raise
-        st.update(status="done", ended=_now(), seconds=round(time.time() - t0, 3),
-                  outputs=outputs, metrics=metrics)
-        write_json(out / MANIFEST, manifest)
-        write_json(out / "summary.json", summarize(manifest))
-    summary = summarize(manifest)
-    summary["seconds_this_run"] = round(time.time() - t_all, 3)
-    if summary["complete"]:
-        folder.finish(summary)
-    else:
-        write_json(out / "summary.json", summary)
+        summary = summarize(manifest)
+        summary["seconds_this_run"] = round(time.time() - t_all, 3)
+        if summary["complete"]:
+            folder.finish(summary)
+        else:
+            write_json(out / "summary.json", summary)
+    finally:
+        lock.close()
     return summary
 
 

@@ -148,6 +148,12 @@ class _Trainer:
             from longrope.data.tokenizer_loading import load_tokenizer
 
             self.tokenizer = load_tokenizer(cfg.model)
+            try:  # a window too short for the prompt fails here, not at the first passkey row
+                passkey_row(self.tokenizer, self.seq_len, seed=cfg.seed, step=0, row=0,
+                            bos_id=self.tokenizer.bos_token_id if cfg.bos else None)
+            except UserError as exc:
+                raise ConfigError(("passkey_share", "seq_len"), "{name0} needs windows that hold the passkey "
+                                  f"prompt: {exc}") from None
         self._make_accelerator()
         for w in self._warnings:
             self.say(f"warning: {w}")
