@@ -51,3 +51,20 @@ def build_tiny_model():
 def tiny_model_dir(tmp_path):
     """A tiny random Llama saved as a Hugging Face folder (config + safetensors, no tokenizer)."""
     return tiny.save_tiny(tiny.build_tiny("llama"), tmp_path / "tiny-llama")
+
+
+@pytest.fixture
+def bench_script(monkeypatch):
+    """Factory: ``bench_script("bench_pipeline.py")`` imports a script of ``bench/`` (scripts, not a
+    package; ``bench/`` goes on ``sys.path`` for their ``_report`` import)."""
+    bench = Path(__file__).resolve().parents[1] / "bench"
+    monkeypatch.syspath_prepend(str(bench))
+
+    def load(relative: str):
+        path = bench / relative
+        spec = importlib.util.spec_from_file_location(f"bench_{path.stem}", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load

@@ -2,26 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shlex
-from pathlib import Path
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[2] / "bench"
 SMALL = ["--target-length", "512", "--lengths", "256,512", "--max-evals", "2", "--budget-seconds", "0",
          "--samples", "1", "--search-samples", "1", "--passkey-trials", "1", "--passkey-depths", "0.5",
          "--domains", "books", "--quiet"]
 
 
 @pytest.fixture
-def bench_demo(monkeypatch):
-    monkeypatch.syspath_prepend(str(BENCH))
-    spec = importlib.util.spec_from_file_location("bench_demo", BENCH / "bench_demo.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+def bench_demo(bench_script):
+    return bench_script("bench_demo.py")
 
 
 def test_records_a_demo_it_runs_and_the_same_run_folder_read_back(bench_demo, tmp_path, capsys):

@@ -3,7 +3,6 @@ at 2x with tiny budgets and the benchmark's own plan scaled down; the SmolLM2 be
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -12,15 +11,7 @@ from longrope.cli import main as cli
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 
 
-def _module(monkeypatch):
-    monkeypatch.syspath_prepend(str(BENCH))
-    spec = importlib.util.spec_from_file_location("bench_smollm2", BENCH / "bench_smollm2.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def test_records_the_search_the_perplexities_and_the_passkey(tmp_path, monkeypatch):
+def test_records_the_search_the_perplexities_and_the_passkey(tmp_path, bench_script):
     from longrope.embedded import CORPUS_DIR
 
     shards, search = tmp_path / "shards", tmp_path / "search"
@@ -38,7 +29,7 @@ def test_records_the_search_the_perplexities_and_the_passkey(tmp_path, monkeypat
     plan_file.write_text(json.dumps(plan))
     assert cli(["pipeline", "--plan", str(plan_file), "--model", "tiny", "-o", str(tmp_path / "eval"), "--quiet"]) == 0
     rec_path = tmp_path / "rec" / "smollm2-2x.json"
-    mod = _module(monkeypatch)
+    mod = bench_script("bench_smollm2.py")
     assert mod.main(["--search", str(search), "--eval", str(tmp_path / "eval"), "--record", str(rec_path)]) == 0
     rec = json.loads(rec_path.read_text())
     ppl = json.loads((tmp_path / "eval" / "summary.json").read_text())["heldout_ppl"]["2x"]

@@ -3,23 +3,12 @@ with the embedded model (search, held-out PPL of every method at L and 4L, passk
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
-def _script():
-    spec = importlib.util.spec_from_file_location("smollm2_4x", ROOT / "bench" / "gpu" / "smollm2_4x.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def test_smoke_mode_runs_every_step_and_writes_the_summary(tmp_path, capsys):
+def test_smoke_mode_runs_every_step_and_writes_the_summary(tmp_path, capsys, bench_script):
     out = tmp_path / "smoke"
-    assert _script().main(["--smoke", "-o", str(out)]) == 0
+    assert bench_script("gpu/smollm2_4x.py").main(["--smoke", "-o", str(out)]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["smoke"] and set(summary["seconds"]) == {"tokenize", "search", "ppl", "passkey"}
     assert set(summary["heldout_ppl"]) == {"256", "1024"}
@@ -32,8 +21,8 @@ def test_smoke_mode_runs_every_step_and_writes_the_summary(tmp_path, capsys):
     assert printed["target_length"] == 1024
 
 
-def test_a_non_empty_folder_is_refused(tmp_path, capsys):
+def test_a_non_empty_folder_is_refused(tmp_path, capsys, bench_script):
     (tmp_path / "x").mkdir()
     (tmp_path / "x" / "f").write_text("")
-    assert _script().main(["--smoke", "-o", str(tmp_path / "x")]) == 2
+    assert bench_script("gpu/smollm2_4x.py").main(["--smoke", "-o", str(tmp_path / "x")]) == 2
     assert "not empty" in capsys.readouterr().err

@@ -202,7 +202,8 @@ class _Resolver:
 
 
 # ------------------------------------------------------------------------------------------------
-# Stage runners: (settings, stage folder, resume?, quiet, log) -> (result, metrics).
+# Stage runners: (settings, stage folder, plan, quiet, log) -> (outputs, metrics). Their settings
+# have passed :func:`check_stage` (every stage is checked before the first one runs).
 
 
 def _run_tokenize(cfg: dict, folder: Path, plan: dict, quiet: bool, say: Callable) -> tuple[dict, dict]:
@@ -210,15 +211,9 @@ def _run_tokenize(cfg: dict, folder: Path, plan: dict, quiet: bool, say: Callabl
     from longrope.data.tokenizer_loading import load_tokenizer
     from longrope.embedded import document_paths
 
-    extra = sorted(set(cfg) - {"tokenizer", "inputs"})
-    if extra:
-        raise UserError(f"a tokenize stage takes tokenizer and inputs, not {extra}")
     name = cfg.get("tokenizer") or plan["model"]
-    inputs = cfg.get("inputs") or []
-    if not isinstance(inputs, list) or not inputs or not all(isinstance(i, str) for i in inputs):
-        raise UserError("a tokenize stage needs \"inputs\": a list of role=PATH strings or \"embedded\"")
     specs: list[str] = []
-    for item in inputs:
+    for item in cfg["inputs"]:
         if item == "embedded":
             specs += [f"{role}={p}" for role in ("search", "heldout", "train") for p in document_paths(role)]
         else:
@@ -234,11 +229,8 @@ def _run_baseline(cfg: dict, folder: Path, plan: dict, quiet: bool, say: Callabl
     from longrope.rope import make_baseline
 
     cfg = dict(cfg)
-    method, target = cfg.pop("method", None), cfg.pop("target_length", None)
+    method, target = cfg.pop("method"), cfg.pop("target_length")
     model = cfg.pop("model", plan["model"])
-    if not isinstance(method, str) or not isinstance(target, int):
-        raise UserError("a baseline stage needs \"method\" (pi, ntk, yarn, ...) and \"target_length\" (tokens "
-                        "or a ratio like \"8x\")")
     info = _rope_facts(model)
     fs = make_baseline(method, rope_theta=float(info.rope_theta), rotary_dim=int(info.rotary_dim),
                        original_length=int(info.original_max_position_embeddings), target_length=target, **cfg)
@@ -355,16 +347,10 @@ def _run_compare(cfg: dict, folder: Path, plan: dict, quiet: bool, say: Callable
 def _run_export(cfg: dict, folder: Path, plan: dict, quiet: bool, say: Callable) -> tuple[dict, dict]:
     from longrope.models.export import export_model
 
-    cfg = dict(cfg)
-    model, factors = cfg.pop("model", plan["model"]), cfg.pop("factors", None)
-    fmt, dtype = cfg.pop("format", "hf"), cfg.pop("dtype", None)
-    if cfg:
-        raise UserError(f"an export stage takes model, factors, format, dtype; not {sorted(cfg)}")
-    if not isinstance(factors, str):
-        raise UserError("an export stage needs \"factors\"")
+    fmt = cfg.get("format", "hf")
     folder.mkdir(parents=True, exist_ok=True)
-    target = folder / ("model.gguf" if fmt == "gguf" else "model")
-    out = export_model(model, factors, target, fmt=fmt, dtype=dtype, overwrite=True)
+    out = export_model(cfg.get("model", plan["model"]), cfg["factors"], main_output("export", folder, cfg), fmt=fmt,
+                       dtype=cfg.get("dtype"), overwrite=True)
     for w in out["warnings"]:
         say(f"export: warning: {w}")
     return {"model": out["output"]}, {"format": fmt, "warnings": out["warnings"]}
@@ -383,7 +369,8 @@ def check_stage(run: str, cfg: dict, plan: dict) -> None:
         _compare_settings(cfg)
     elif run == "tokenize":
         extra = sorted(set(cfg) - {"tokenizer", "inputs"})
-        if extra or not isinstance(cfg.get("inputs"), list) or not cfg["inputs"]:
+        inputs = cfg.get("inputs")
+        if extra or not isinstance(inputs, list) or not inputs or not all(isinstance(i, str) for i in inputs):
             raise UserError("a tokenize stage takes \"inputs\" (a list of role=PATH or \"embedded\") and "
                             "optionally \"tokenizer\"" + (f"; not {extra}" if extra else ""))
     elif run == "baseline":
