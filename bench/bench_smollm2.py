@@ -34,7 +34,13 @@ books (Persuasion, Othello, Julius Caesar), tokenized with SmolLM2's tokenizer
 one window first) on windows of 16,384 tokens, float32 on 2 CPU cores, spread over several
 resumed runs under a time budget. Evaluation: `bench/smollm2_2x.plan.json` (a compare stage):
 token-weighted perplexity on the same held-out windows for every method (BOS + length − 1 tokens
-each) at 8,192 and 16,384 tokens; passkey by greedy decoding at 16,384 tokens."""
+each) at 8,192 and 16,384 tokens; passkey by greedy decoding at 16,384 tokens. Where the search's
+time goes: `search_seconds_per_window` is the median time of one 16k window's scoring in the search
+(as run, on a shared machine); the `race_*` values read the search history: how the candidates
+scored on all windows rank on the racing window alone (`rank_concordant` of `rank_pairs`), and how
+many window scorings the same candidates would have cost had each been raced against the incumbent
+(`--race-rank 1`) instead of the default reference, and how many new bests that would have lost
+(`incumbent_race_misses`)."""
 
 
 def _read(path: Path) -> dict:
@@ -48,6 +54,58 @@ def _read(path: Path) -> dict:
 
 def _command(run: dict) -> str:
     return shlex.join(["longrope", *run.get("argv", [])[1:]])
+
+
+def _read_history(path: Path) -> list[dict]:
+    from longrope.errors import UserError
+
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+        return [json.loads(line) for line in lines if line.strip()]
+    except (OSError, ValueError) as exc:
+        raise UserError(f"cannot read {path}: {exc}") from None
+
+
+def race_analysis(history: list[dict], n_docs: int) -> dict:
+    """What one window tells about a candidate, from a steady search's history (window 0 is the
+    racing window): how the candidates that have every window rank on window 0 against their full
+    score, and the windows the search would have scored had it raced each candidate against the
+    incumbent (the best full score at that moment) instead of its default reference (the worst
+    parent: while the archive is small, nearly everything passes). ``misses``: candidates that
+    became the new best although window 0 put them behind the incumbent (racing against the
+    incumbent would have dropped them)."""
+    import numpy as np
+
+    def key(r: dict) -> tuple:
+        return (tuple(r["factors"]), r.get("start_tokens"), r.get("attention_factor"), r.get("critical_dim"))
+
+    docs: dict[tuple, list[float]] = {}
+    spent: dict[tuple, int] = {}
+    raced: list[tuple[tuple, bool, float | None]] = []  # (genome, incumbent race passed, best full at the time)
+    best: tuple | None = None
+    for r in history:
+        k = key(r)
+        if r["kind"] != "promotion":
+            if len(r["doc_nll"]) < n_docs and best is not None:
+                raced.append((k, r["doc_nll"][0] <= docs[best][0], float(np.mean(docs[best]))))
+        docs.setdefault(k, []).extend(float(x) for x in r["doc_nll"])
+        spent[k] = spent.get(k, 0) + len(r["doc_nll"])
+        if len(docs[k]) == n_docs and (best is None or np.mean(docs[k]) < np.mean(docs[best])):
+            best = k
+    full = [v for v in docs.values() if len(v) == n_docs]
+    first = np.array([v[0] for v in full])
+    whole = np.array([np.mean(v) for v in full])
+    pairs = [(i, j) for i in range(len(full)) for j in range(i + 1, len(full))]
+    concordant = sum((first[i] - first[j]) * (whole[i] - whole[j]) > 0 for i, j in pairs)
+    rank = lambda a: np.argsort(np.argsort(a))  # noqa: E731 (no ties in practice: float NLLs)
+    spearman = float(np.corrcoef(rank(first), rank(whole))[0, 1]) if len(full) > 2 else None
+    actual = sum(spent.values())
+    incumbent = actual - sum(spent[k] - 1 for k, passed, _ in raced if not passed)
+    misses = sum(1 for k, passed, b in raced if not passed and len(docs[k]) == n_docs and np.mean(docs[k]) < b)
+    return {"full_candidates": len(full), "rank_pairs": len(pairs), "rank_concordant": int(concordant),
+            "rank_spearman": spearman, "raced": len(raced), "raced_promoted": sum(len(docs[k]) > 1 for k, _, _ in raced),
+            "incumbent_would_promote": sum(passed for _, passed, _ in raced),
+            "window_evals": actual, "window_evals_incumbent_race": incumbent, "incumbent_race_misses": misses}
 
 
 def build_record(search_dir: Path, eval_dir: Path, *, argv: list[str] | None) -> dict:
@@ -68,6 +126,14 @@ def build_record(search_dir: Path, eval_dir: Path, *, argv: list[str] | None) ->
     for key, spec in (("candidates", None), ("full_evals", ".1f"), ("doc_evals", ",d"), ("seconds", ",.0f"),
                       ("best_ppl", ".3f"), ("start_tokens", None), ("attention_factor", ".3f"), ("stop_reason", None)):
         put_value(rec, f"search_{key}", s.get(key), spec)
+    history = _read_history(search_dir / "history.jsonl")
+    n_docs = int(_read(search_dir / "config.json")["config"]["samples"])
+    race = race_analysis(history, n_docs)
+    for k, v in race.items():
+        put_value(rec, f"race_{k}", v, ".3f" if isinstance(v, float) else None)
+    per_window = sorted(r["seconds"] / len(r["doc_nll"]) for r in history if r.get("seconds"))
+    if per_window:
+        put_value(rec, "search_seconds_per_window", per_window[len(per_window) // 2], ",.0f")
     ratios, lengths = e_sum["ratios"] if "ratios" in e_sum else list(e_sum["heldout_ppl"]), e_sum["lengths"]
     ppl, passkey = e_sum["heldout_ppl"], e_sum.get("passkey") or {}
     methods = list(e_sum["methods"])
@@ -90,6 +156,15 @@ def build_record(search_dir: Path, eval_dir: Path, *, argv: list[str] | None) ->
     for m, acc in passkey.get(target, {}).items():
         put_value(rec, f"passkey_{m}", acc, ".2f")
     put_value(rec, "passkey_keys", e_sum.get("passkey_trials"))
+    cells_file = eval_dir / "stages" / "compare" / "cells.jsonl"
+    cells = [json.loads(line) for line in cells_file.read_text(encoding="utf-8").splitlines() if line.strip()]
+    for r in ratios:  # the evaluating process's peak RSS after its cells at this length (float32, model included)
+        rss = [c["peak_rss_mb"] for c in cells if c.get("ratio") == r and "peak_rss_mb" in c]
+        if rss:
+            put_value(rec, f"peak_rss_mb_{lengths[r]}", max(rss), ",.0f")
+    for g in e_sum.get("goals", []):
+        if g["value"].startswith("passkey.") and g.get("met") is not None:
+            put_value(rec, "passkey_goal_met", g["met"], "met|MISSED")
     rec["data"] = {"eval": e_sum, "search": s}
     return rec
 

@@ -40,5 +40,27 @@ def test_records_the_search_the_perplexities_and_the_passkey(tmp_path, bench_scr
     assert rec["values"]["tokens_512"] == 2 * 511 and rec["values"]["tokens_256"] == 2 * 255
     assert [r[0] for r in rec["tables"]["ppl"]["rows"]] == ["none", "pi", "ntk", "dynamic-ntk", "yarn", "searched"]
     assert (rec_path.parent / "smollm2-2x" / "factors.json").is_file()
+    history = [json.loads(line) for line in (search / "history.jsonl").read_text().splitlines()]
+    assert rec["values"]["peak_rss_mb_512"] > 50
+    assert rec["values"]["race_window_evals"] == sum(len(r["doc_nll"]) for r in history)
     assert mod.main(["--search", str(tmp_path / "nowhere"), "--eval", str(tmp_path / "eval"),
                      "--record", str(tmp_path / "x.json")]) == 2
+
+
+def test_race_analysis_counts_what_racing_against_the_incumbent_would_cost(bench_script):
+    race_analysis = bench_script("bench_smollm2.py").race_analysis
+
+    def rec(kind, g, nll):
+        return {"kind": kind, "factors": [g], "start_tokens": 0, "attention_factor": 1.0, "doc_nll": nll}
+
+    history = [rec("seed", 1, [3.0, 3.2, 3.4]),            # incumbent (mean 3.2)
+               rec("seed", 2, [3.1]), rec("promotion", 2, [3.3, 3.5]),  # behind on window 0, worse in full
+               rec("mutation", 3, [2.9]), rec("promotion", 3, [3.0, 3.1]),  # ahead on window 0: new best
+               rec("mutation", 4, [3.05]), rec("promotion", 4, [2.9, 2.9]),  # behind 2.9, yet a new best: a miss
+               rec("mutation", 5, [3.5])]                   # raced out by the default too
+    a = race_analysis(history, 3)
+    assert a["full_candidates"] == 4 and a["rank_pairs"] == 6 and a["rank_concordant"] == 4  # 4 passes 1 and 3
+    assert a["raced"] == 4 and a["raced_promoted"] == 3 and a["incumbent_would_promote"] == 1
+    assert a["window_evals"] == 3 + 3 + 3 + 3 + 1
+    assert a["window_evals_incumbent_race"] == 13 - 2 - 2  # candidates 2 and 4 stop after window 0
+    assert a["incumbent_race_misses"] == 1

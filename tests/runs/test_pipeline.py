@@ -35,6 +35,7 @@ def _plan() -> dict:
             {"name": "compare", "run": "compare", "data": "@data", "ratios": ["1x", "2x", "4x"],
              "samples": {"1x": 8, "2x": 2, "4x": 2}, "passkey_trials": 1, "passkey_depths": [0.5],
              "passkey_ratios": ["2x", "4x"],
+             "passkey_methods": ["base_yarn", "yarn_ft", "ours_progressive", "ours_recovered"],
              "methods": {
                  "base_none": {"model": "{model}", "factors": {"1x": "none", "2x": "none", "4x": "none"}},
                  "base_yarn": {"model": "{model}", "factors": {"1x": "yarn@2x", "2x": "yarn@2x", "4x": "yarn@4x"}},
@@ -91,8 +92,11 @@ def test_every_stage_runs_and_the_summary_holds_the_tables(reference):
     assert list(summary["heldout_ppl"]["4x"]) == ["base_none", "base_yarn", "yarn_ft", "ours_progressive",
                                                   "ours_recovered"]
     assert summary["heldout_tokens"] == {"1x": 8 * (L - 1), "2x": 2 * (2 * L - 1), "4x": 2 * (4 * L - 1)}
-    assert set(summary["passkey"]["2x"]) == {"base_none", "base_yarn", "yarn_ft", "ours_recovered"}
+    assert set(summary["passkey"]["2x"]) == {"base_yarn", "yarn_ft", "ours_recovered"}  # passkey_methods
     assert list(summary["passkey"]) == ["2x", "4x"]  # passkey_ratios
+    cells = [json.loads(line) for line in (out / "stages" / "compare" / "cells.jsonl").read_text().splitlines()]
+    rss = [c["peak_rss_mb"] for c in cells]  # the process's high-water mark: never decreasing, a model's worth
+    assert rss == sorted(rss) and rss[0] > 50
     assert all(0.0 <= v <= 1.0 for r in summary["passkey"].values() for v in r.values())
     goals = {g["name"]: g for g in summary["goals"]}
     g = goals["recovery"]
@@ -245,6 +249,9 @@ def test_only_runs_one_stage_when_its_inputs_are_done(reference, tmp_path, capsy
     (lambda p: p["stages"][7]["methods"]["base_none"]["factors"].update({"8x": "none"}), "not in ratios"),
     (lambda p: p["stages"][7]["goals"].append({"name": "g", "value": "passkey.1x.base_none", "at_least": 1}),
      "not measured"),
+    (lambda p: p["stages"][7]["goals"].append({"name": "g", "value": "passkey.2x.base_none", "at_least": 1}),
+     "not measured"),
+    (lambda p: p["stages"][7].update(passkey_methods=["base_nope"]), "passkey_methods"),
     (lambda p: p["stages"][2].update(method="warp"), "unknown baseline"),
     (lambda p: p["stages"][7].update(samples="five"), "samples must be an integer"),
     (lambda p: p["stages"][7].update(passkey_depths=[2]), "passkey_depths"),

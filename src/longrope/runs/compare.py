@@ -99,20 +99,24 @@ def _cell_path(path: str) -> tuple[str, str, str] | None:
     return (m.group(1), m.group(2), m.group(3)) if m else None
 
 
-def _check_path(path: str, methods: dict, what: str, passkey_ratios: list[str] | None) -> None:
+def _check_path(path: str, methods: dict, what: str, passkey_ratios: list[str] | None,
+                passkey_methods: list[str] | None = None) -> None:
     parts = _cell_path(path)
     if parts is None:
         raise UserError(f"compare: {what} {path!r} must read METRIC.RATIO.METHOD with METRIC one of "
                         f"{', '.join(METRICS)}")
     if (parts[2] not in methods or parts[1] not in methods[parts[2]]["factors"]
-            or (parts[0] == "passkey" and passkey_ratios is not None and parts[1] not in passkey_ratios)):
+            or (parts[0] == "passkey" and passkey_ratios is not None and parts[1] not in passkey_ratios)
+            or (parts[0] == "passkey" and passkey_methods is not None and parts[2] not in passkey_methods)):
         raise UserError(f"compare: {what} {path!r} names a cell that is not measured (method {parts[2]!r} at "
                         f"{parts[1]})")
 
 
-def check_goals(goals: Any, methods: dict, passkey_ratios: list[str] | None = None) -> None:
+def check_goals(goals: Any, methods: dict, passkey_ratios: list[str] | None = None,
+                passkey_methods: list[str] | None = None) -> None:
     """Each goal: ``{"name", "value": PATH, "at_most" | "at_least": number or "K*PATH"}``, naming
-    cells that are measured (a passkey cell only at ``passkey_ratios``, when given)."""
+    cells that are measured (a passkey cell only at ``passkey_ratios`` and for ``passkey_methods``,
+    when given)."""
     if not isinstance(goals, list):
         raise UserError("compare: 'goals' must be a list")
     for g in goals:
@@ -121,10 +125,10 @@ def check_goals(goals: Any, methods: dict, passkey_ratios: list[str] | None = No
         bounds = [k for k in ("at_most", "at_least") if k in g]
         if len(bounds) != 1:
             raise UserError(f"compare: goal {g['name']!r} needs exactly one of at_most, at_least")
-        _check_path(g["value"], methods, f"goal {g['name']!r}", passkey_ratios)
+        _check_path(g["value"], methods, f"goal {g['name']!r}", passkey_ratios, passkey_methods)
         _, ref = _parse_operand(g[bounds[0]])
         if ref is not None:
-            _check_path(ref, methods, f"goal {g['name']!r}", passkey_ratios)
+            _check_path(ref, methods, f"goal {g['name']!r}", passkey_ratios, passkey_methods)
 
 
 def _lookup(result: dict, path: str) -> float | None:
@@ -192,17 +196,30 @@ def _factor_set(spec: str, info: Any, length: int) -> Any:
     return FactorSet.load(spec, rope_theta=info.rope_theta, original_length=L, target_length=max(length, L))
 
 
+def _peak_rss_mb() -> float | None:
+    """The process's resident-memory high-water mark so far (MB; None where the OS has no
+    getrusage). It never decreases: after a cell it bounds what that cell, and every earlier one, held."""
+    try:
+        import resource
+    except ImportError:
+        return None
+    kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    return round(kib / 1024 / (1024 if sys.platform == "darwin" else 1), 1)
+
+
 def run_compare(*, data: str, methods: dict, ratios: list[str], folder: Path, samples: int | dict[str, int],
                 windows_per_doc: int | None,
                 seed: int, heldout_fraction: float, passkey_trials: int, passkey_depths: tuple[float, ...],
                 passkey_mode: str, dtype: str, device: str, goals: list[dict], passkey_ratios: list[str] | None = None,
-                log: Callable[[str], None] | None = None) -> dict:
+                passkey_methods: list[str] | None = None, log: Callable[[str], None] | None = None) -> dict:
     """Measure every (method, ratio) cell not yet in ``folder/cells.jsonl``; returns the tables.
 
     ``samples``: held-out windows per ratio (one number, or ``{ratio: n}`` so that short ratios can
     rest on as many tokens as long ones); ``windows_per_doc`` None spreads them over the documents.
     ``passkey_ratios``: where the passkey is measured (default: every ratio; at 1× the answer is
     decoded past L, so a LongRoPE set switches to its long factors mid-answer).
+    ``passkey_methods``: the methods whose passkey is measured (default: every method; each
+    trial is one full-length prompt, so on a slow machine the passkey is the costliest cell).
     """
     from longrope.data import TokenCorpus
     from longrope.evaluate.passkey import passkey_accuracy
@@ -218,7 +235,11 @@ def run_compare(*, data: str, methods: dict, ratios: list[str], folder: Path, sa
     unknown = [r for r in passkey_ratios if r not in ratios]
     if unknown:
         raise UserError(f"compare: passkey_ratios {unknown} are not in ratios {ratios}")
-    check_goals(goals, methods, passkey_ratios)
+    passkey_methods = list(methods if passkey_methods is None else passkey_methods)
+    unknown = [m for m in passkey_methods if m not in methods]
+    if unknown:
+        raise UserError(f"compare: passkey_methods {unknown} are not among the methods {list(methods)}")
+    check_goals(goals, methods, passkey_ratios, passkey_methods)
     corpus = TokenCorpus.open(data)
     models = list(dict.fromkeys(m["model"] for m in methods.values()))
     L = {}
@@ -270,7 +291,7 @@ def run_compare(*, data: str, methods: dict, ratios: list[str], folder: Path, sa
                 ppl = evaluate_perplexity(model, windows[ratio], lengths[ratio], bos_id=bos_id)
                 cell = {"method": name, "ratio": ratio, "length": lengths[ratio], "model": model_name,
                         "factors": spec, "ppl": ppl.ppl, "n_tokens": ppl.n_tokens, "n_windows": ppl.n_docs}
-                if passkey_trials and ratio in passkey_ratios:
+                if passkey_trials and ratio in passkey_ratios and name in passkey_methods:
                     if tokenizer is None:
                         raise UserError(f"compare: {model_name} has no tokenizer; the passkey needs one "
                                         "(set passkey_trials to 0)")
@@ -279,6 +300,9 @@ def run_compare(*, data: str, methods: dict, ratios: list[str], folder: Path, sa
                     cell["passkey"] = pk.accuracy
                     cell["passkey_trials"] = passkey_trials * len(passkey_depths)
                 cell["seconds"] = round(time.perf_counter() - t0, 3)
+                rss = _peak_rss_mb()
+                if rss is not None:
+                    cell["peak_rss_mb"] = rss
                 _append_cell(cells_path, cell)
                 cells[(name, ratio)] = cell
                 say(f"compare: {name:>18s} {ratio:>4s} ({lengths[ratio]} tokens)  ppl {ppl.ppl:9.4f}"

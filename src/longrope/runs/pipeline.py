@@ -270,7 +270,7 @@ def _run_finetune(cfg: dict, folder: Path, plan: dict, quiet: bool, say: Callabl
 #: The compare stage's settings and their defaults.
 COMPARE_DEFAULTS = {"data": None, "methods": None, "ratios": None, "samples": 5, "windows_per_doc": None, "seed": 0,
                     "heldout_fraction": 0.5, "passkey_trials": 4, "passkey_depths": [0.0, 0.25, 0.5, 0.75, 1.0],
-                    "passkey_mode": "generate", "passkey_ratios": None, "dtype": "float32", "device": "cpu",
+                    "passkey_mode": "generate", "passkey_ratios": None, "passkey_methods": None, "dtype": "float32", "device": "cpu",
                     "goals": []}
 
 
@@ -316,7 +316,11 @@ def _compare_settings(cfg: dict) -> dict:
     pk = c["passkey_ratios"]
     if pk is not None and (not isinstance(pk, list) or any(r not in c["ratios"] for r in pk)):
         raise UserError(f"a compare stage's passkey_ratios must be a list of its ratios {c['ratios']}, got {pk!r}")
-    check_goals(c["goals"], c["methods"], pk)
+    pm = c["passkey_methods"]
+    if pm is not None and (not isinstance(pm, list) or any(m not in c["methods"] for m in pm)):
+        raise UserError(f"a compare stage's passkey_methods must be a list of its methods {list(c['methods'])}, "
+                        f"got {pm!r}")
+    check_goals(c["goals"], c["methods"], pk, pm)
     if c["passkey_mode"] not in ("generate", "needle"):
         raise UserError(f"a compare stage's passkey_mode must be generate or needle, got {c['passkey_mode']!r}")
     return c
@@ -334,7 +338,7 @@ def _run_compare(cfg: dict, folder: Path, plan: dict, quiet: bool, say: Callable
                          heldout_fraction=float(c["heldout_fraction"]), passkey_trials=int(c["passkey_trials"]),
                          passkey_depths=tuple(float(d) for d in c["passkey_depths"]), passkey_mode=c["passkey_mode"],
                          dtype=c["dtype"], device=c["device"], goals=c["goals"], passkey_ratios=c["passkey_ratios"],
-                         log=say)
+                         passkey_methods=c["passkey_methods"], log=say)
     write_json(folder / "summary.json", result)
     write_text(folder / "compare.md", format_table(result) + "\n")
     say("compare:\n" + format_table(result))
