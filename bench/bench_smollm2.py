@@ -6,12 +6,17 @@ are kept as they are measured), both in ``.bench/``; this script records what th
 ``bench/results/smollm2-2x/factors.json``::
 
     .venv/bin/python bench/smollm2_books.py -o .bench/smollm2-books          # SmolLM2 shards of the books
+    # 1. the seeds and first candidates, default racing (reference: the worst parent)
     OMP_NUM_THREADS=2 .venv/bin/longrope search --model smollm2 --data .bench/smollm2-books/shards \\
         --target-length 16384 --samples 3 --no-report --max-seconds 10800 --quiet -o .bench/smollm2-2x-search
+    # 2. the search that is recorded: racing against the incumbent, every window score of 1. reused
+    OMP_NUM_THREADS=1 .venv/bin/longrope search --model smollm2 --data .bench/smollm2-books/shards \\
+        --target-length 16384 --samples 3 --race-rank 1 --reuse .bench/smollm2-2x-search --no-report \\
+        --max-seconds 3900 --quiet -o .bench/smollm2-2x-search2
     #   (killed or out of budget: the same command with --resume, a larger --max-seconds allowed)
     OMP_NUM_THREADS=2 .venv/bin/longrope pipeline --plan bench/smollm2_2x.plan.json -o .bench/smollm2-2x-eval
     #   (killed, or run before the search finished: the same command with --resume)
-    .venv/bin/python bench/bench_smollm2.py --search .bench/smollm2-2x-search --eval .bench/smollm2-2x-eval
+    .venv/bin/python bench/bench_smollm2.py --search .bench/smollm2-2x-search2 --eval .bench/smollm2-2x-eval
 """
 
 from __future__ import annotations
@@ -67,41 +72,44 @@ def _read_history(path: Path) -> list[dict]:
 
 
 def race_analysis(history: list[dict], n_docs: int) -> dict:
-    """What one window tells about a candidate, from a steady search's history (window 0 is the
-    racing window): how the candidates that have every window rank on window 0 against their full
-    score, and the windows the search would have scored had it raced each candidate against the
-    incumbent (the best full score at that moment) instead of its default reference (the worst
-    parent: while the archive is small, nearly everything passes). ``misses``: candidates that
-    became the new best although window 0 put them behind the incumbent (racing against the
-    incumbent would have dropped them)."""
+    """What one window tells about a candidate, from steady searches' histories (window 0 is the
+    racing window; rows marked ``cached`` reused scores and cost nothing): how the candidates that
+    have every window rank on window 0 against their full score, and the windows the search would
+    have scored had it raced each candidate against the incumbent (the best full score at that
+    moment) instead of its reference (by default the worst parent: while the archive is small,
+    nearly everything passes). ``misses``: candidates that became the new best although window 0
+    put them behind the incumbent (racing against the incumbent would have dropped them)."""
     import numpy as np
 
     def key(r: dict) -> tuple:
         return (tuple(r["factors"]), r.get("start_tokens"), r.get("attention_factor"), r.get("critical_dim"))
 
-    docs: dict[tuple, list[float]] = {}
+    docs: dict[tuple, dict[int, float]] = {}
     spent: dict[tuple, int] = {}
-    raced: list[tuple[tuple, bool, float | None]] = []  # (genome, incumbent race passed, best full at the time)
+    raced: list[tuple[tuple, bool, float]] = []  # (genome, passes the incumbent, best full score then)
     best: tuple | None = None
+
+    def mean(k: tuple) -> float:
+        return float(np.mean(list(docs[k].values())))
+
     for r in history:
         k = key(r)
-        if r["kind"] != "promotion":
-            if len(r["doc_nll"]) < n_docs and best is not None:
-                raced.append((k, r["doc_nll"][0] <= docs[best][0], float(np.mean(docs[best]))))
-        docs.setdefault(k, []).extend(float(x) for x in r["doc_nll"])
-        spent[k] = spent.get(k, 0) + len(r["doc_nll"])
-        if len(docs[k]) == n_docs and (best is None or np.mean(docs[k]) < np.mean(docs[best])):
+        if r["kind"] != "promotion" and not r.get("cached") and len(r["docs"]) < n_docs and best is not None:
+            raced.append((k, r["doc_nll"][0] <= docs[best][0], mean(best)))
+        docs.setdefault(k, {}).update(zip(r["docs"], map(float, r["doc_nll"])))
+        spent[k] = spent.get(k, 0) + (0 if r.get("cached") else len(r["docs"]))
+        if len(docs[k]) == n_docs and (best is None or mean(k) < mean(best)):
             best = k
-    full = [v for v in docs.values() if len(v) == n_docs]
-    first = np.array([v[0] for v in full])
-    whole = np.array([np.mean(v) for v in full])
+    full = [k for k in docs if len(docs[k]) == n_docs]
+    first = np.array([docs[k][0] for k in full])
+    whole = np.array([mean(k) for k in full])
     pairs = [(i, j) for i in range(len(full)) for j in range(i + 1, len(full))]
     concordant = sum((first[i] - first[j]) * (whole[i] - whole[j]) > 0 for i, j in pairs)
     rank = lambda a: np.argsort(np.argsort(a))  # noqa: E731 (no ties in practice: float NLLs)
     spearman = float(np.corrcoef(rank(first), rank(whole))[0, 1]) if len(full) > 2 else None
     actual = sum(spent.values())
     incumbent = actual - sum(spent[k] - 1 for k, passed, _ in raced if not passed)
-    misses = sum(1 for k, passed, b in raced if not passed and len(docs[k]) == n_docs and np.mean(docs[k]) < b)
+    misses = sum(1 for k, passed, b in raced if not passed and len(docs[k]) == n_docs and mean(k) < b)
     return {"full_candidates": len(full), "rank_pairs": len(pairs), "rank_concordant": int(concordant),
             "rank_spearman": spearman, "raced": len(raced), "raced_promoted": sum(len(docs[k]) > 1 for k, _, _ in raced),
             "incumbent_would_promote": sum(passed for _, passed, _ in raced),
@@ -126,8 +134,14 @@ def build_record(search_dir: Path, eval_dir: Path, *, argv: list[str] | None) ->
     for key, spec in (("candidates", None), ("full_evals", ".1f"), ("doc_evals", ",d"), ("seconds", ",.0f"),
                       ("best_ppl", ".3f"), ("start_tokens", None), ("attention_factor", ".3f"), ("stop_reason", None)):
         put_value(rec, f"search_{key}", s.get(key), spec)
+    s_cfg = _read(search_dir / "config.json")["config"]
+    n_docs = int(s_cfg["samples"])
     history = _read_history(search_dir / "history.jsonl")
-    n_docs = int(_read(search_dir / "config.json")["config"]["samples"])
+    if s_cfg.get("reuse"):  # the search whose scores this one started from: its candidates cost too
+        reused = Path(s_cfg["reuse"])
+        history = _read_history(reused / "history.jsonl") + history
+        rec["source"].update(reused_search=str(reused), reused_search_command=_command(_read(reused / "run.json")),
+                             reused_search_seconds=_read(reused / "checkpoint.json").get("elapsed"))
     race = race_analysis(history, n_docs)
     for k, v in race.items():
         put_value(rec, f"race_{k}", v, ".3f" if isinstance(v, float) else None)

@@ -14,11 +14,13 @@ BENCH = Path(__file__).resolve().parents[2] / "bench"
 def test_records_the_search_the_perplexities_and_the_passkey(tmp_path, bench_script):
     from longrope.embedded import CORPUS_DIR
 
-    shards, search = tmp_path / "shards", tmp_path / "search"
+    shards, first, search = tmp_path / "shards", tmp_path / "first", tmp_path / "search"
     assert cli(["tokenize", "--tokenizer", "tiny", "--input", f"search={CORPUS_DIR / 'search'}",
                 f"heldout={CORPUS_DIR / 'heldout'}", "-o", str(shards), "--quiet"]) == 0
-    assert cli(["search", "--model", "tiny", "--data", str(shards), "--target-length", "512", "--samples", "1",
-                "--max-evals", "2", "--no-report", "--quiet", "-o", str(search)]) == 0
+    common = ["search", "--model", "tiny", "--data", str(shards), "--target-length", "512", "--samples", "2",
+              "--max-evals", "2", "--no-report", "--quiet"]
+    assert cli([*common, "-o", str(first)]) == 0  # like the benchmark: a first search, then one reusing its scores
+    assert cli([*common, "--race-rank", "1", "--reuse", str(first), "-o", str(search)]) == 0
     plan = json.loads((BENCH / "smollm2_2x.plan.json").read_text())  # the benchmark's plan, scaled down
     stage = plan["stages"][0]
     stage.update(data=str(shards), samples={"1x": 2, "2x": 2}, passkey_trials=1, passkey_depths=[0.5])
@@ -50,14 +52,17 @@ def test_records_the_search_the_perplexities_and_the_passkey(tmp_path, bench_scr
 def test_race_analysis_counts_what_racing_against_the_incumbent_would_cost(bench_script):
     race_analysis = bench_script("bench_smollm2.py").race_analysis
 
-    def rec(kind, g, nll):
-        return {"kind": kind, "factors": [g], "start_tokens": 0, "attention_factor": 1.0, "doc_nll": nll}
+    def rec(kind, g, nll, cached=False):
+        docs = [0, 1, 2] if len(nll) == 3 else [0] if len(nll) == 1 else [1, 2]
+        return {"kind": kind, "factors": [g], "start_tokens": 0, "attention_factor": 1.0, "docs": docs,
+                "doc_nll": nll, "cached": cached}
 
     history = [rec("seed", 1, [3.0, 3.2, 3.4]),            # incumbent (mean 3.2)
                rec("seed", 2, [3.1]), rec("promotion", 2, [3.3, 3.5]),  # behind on window 0, worse in full
                rec("mutation", 3, [2.9]), rec("promotion", 3, [3.0, 3.1]),  # ahead on window 0: new best
                rec("mutation", 4, [3.05]), rec("promotion", 4, [2.9, 2.9]),  # behind 2.9, yet a new best: a miss
-               rec("mutation", 5, [3.5])]                   # raced out by the default too
+               rec("mutation", 5, [3.5]),                  # raced out by the default too
+               rec("seed", 2, [3.1], cached=True)]         # a later search reusing the scores: free
     a = race_analysis(history, 3)
     assert a["full_candidates"] == 4 and a["rank_pairs"] == 6 and a["rank_concordant"] == 4  # 4 passes 1 and 3
     assert a["raced"] == 4 and a["raced_promoted"] == 3 and a["incumbent_would_promote"] == 1

@@ -168,3 +168,39 @@ def test_cpu_worker_processes_give_the_same_result_as_in_process(tiny, tmp_path)
     assert _search(tiny, tmp_path / "two", *common, "--workers", "2") == 0
     one = (tmp_path / "one" / "factors.json").read_text()
     assert (tmp_path / "two" / "factors.json").read_text() == one
+
+
+def test_reuse_scores_no_window_twice_and_refuses_other_windows(tiny, tmp_path, capsys):
+    """A second search with other racing knobs starts from the first one's window scores: every
+    genome the first scored is taken from its cache, the budget counts only new scores, and a
+    search whose windows differ (another length, sample count or dtype) is refused in one line."""
+    first = tmp_path / "first"
+    assert _search(tiny, first, "--target-length", str(TARGET), "--max-evals", "4", "--no-report") == 0
+    old = json.loads((first / "checkpoint.json").read_text())["cache"]
+    second = tmp_path / "second"
+    assert _search(tiny, second, "--target-length", str(TARGET), "--max-evals", "3", "--no-report",
+                   "--race-rank", "1", "--reuse", str(first)) == 0
+    hist = [json.loads(line) for line in (second / "history.jsonl").read_text().splitlines()]
+    ckpt = json.loads((second / "checkpoint.json").read_text())
+    reused = sum(len(s) for _, s in old)
+    assert ckpt["reused_doc_evals"] == reused
+    scores = {json.dumps(g): s for g, s in ckpt["cache"]}
+    for g, s in old:  # the reused scores are kept as they were
+        assert {d: v for d, v in scores[json.dumps(g)].items() if d in s} == s
+    computed = sum(len(h["doc_nll"]) for h in hist if not h["cached"])
+    assert computed == sum(len(s) for s in scores.values()) - reused
+    assert any(h["cached"] for h in hist) and any(not h["cached"] for h in hist)
+    summary = json.loads((second / "summary.json").read_text())["search"]
+    assert summary["reused_doc_evals"] == reused and summary["full_evals"] == pytest.approx(computed / 2)
+    assert summary["full_evals"] < 3 + 1  # the budget counted only new scores (plus one in flight)
+    assert summary["best_ppl"] <= min(np.exp(h["fitness"]) for h in
+                                      map(json.loads, (first / "history.jsonl").read_text().splitlines()) if h["full"])
+    capsys.readouterr()
+    for extra in (["--target-length", str(2 * TARGET)], ["--target-length", str(TARGET), "--samples", "1"],
+                  ["--target-length", str(TARGET), "--dtype", "bfloat16"]):
+        assert _search(tiny, tmp_path / "bad", *extra, "--reuse", str(first)) == 2
+        err = capsys.readouterr().err.strip()
+        assert "--reuse" in err and "mean something else" in err and len(err.splitlines()) == 1
+        assert not (tmp_path / "bad").exists()
+    assert _search(tiny, tmp_path / "bad2", "--target-length", str(TARGET), "--reuse", str(tmp_path)) == 2
+    assert "not a search run folder" in capsys.readouterr().err

@@ -64,6 +64,10 @@ class SearchConfig:
     max_seconds: float | None = option(None, "stop after this many seconds of search (a resumed search's "
                                              "earlier time included); unset: no limit", metavar="S",
                                        group="budgets")
+    reuse: str | None = option(None, "start from the window scores of an earlier search's run folder (same model, "
+                                     "data, length, windows, search space and dtype; strategy knobs may differ): "
+                                     "no window is scored twice, and the budgets count only new scores",
+                               metavar="RUN_DIR", group="budgets")
     short: bool = option(False, "search the short factors of --base-factors at length L", group=_MODES)
     base_factors: str | None = option(None, "factor file the model was fine-tuned with (progressive search), or "
                                             "whose short factors to fill (--short)", metavar="F", group=_MODES)
@@ -151,6 +155,41 @@ def fingerprint(config: SearchConfig, plan: Any) -> dict:
     return {"model": config.model, "rope": plan.rope, "data": _data_fingerprint(config.data), "config": cfg}
 
 
+#: The settings a window's score depends on (with model, rope, data and the search space); the
+#: others (strategy, knobs, budgets) only choose which candidates get scored.
+_SCORE_FIELDS = ("target_length", "seed", "samples", "windows_per_doc", "heldout_fraction", "short",
+                 "base_factors")
+
+
+def _score_identity(ident: dict, strategy: str, fitness: str | None, dtype: str) -> dict:
+    cfg = ident.get("config", {})
+    return {"model": ident.get("model"), "rope": ident.get("rope"), "data": ident.get("data"),
+            "space": cfg.get("space"), "fitness": fitness or ("needle" if strategy == "longrope2" else "ppl"),
+            "dtype": dtype, **{k: cfg.get(k) for k in _SCORE_FIELDS}}
+
+
+def reused_scores(config: SearchConfig, ident: dict) -> list:
+    """The fitness cache of the search in ``config.reuse``, refused (one line) unless its window
+    scores mean the same as this search's."""
+    from longrope.search.loop import describe_differences
+
+    where = Path(config.reuse)
+    try:
+        other = json.loads((where / "checkpoint.json").read_text())
+        other_cfg = json.loads((where / "config.json").read_text())["config"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise ConfigError("reuse", f"{{name}} {where} is not a search run folder (no readable checkpoint.json "
+                                   "and config.json)") from None
+    theirs = _score_identity(other.get("fingerprint", {}), other_cfg.get("strategy", ""), other_cfg.get("fitness"),
+                             other_cfg.get("dtype", "float32"))
+    mine = _score_identity(ident, config.strategy, config.fitness, config.dtype)
+    diffs = describe_differences(theirs, mine)
+    if diffs:
+        raise ConfigError("reuse", f"{{name}} {where}: its window scores mean something else here: "
+                          + "; ".join(diffs[:4]) + (" ..." if len(diffs) > 4 else ""))
+    return list(other.get("cache", []))
+
+
 def make_plan(config: SearchConfig):
     """The search plan from the model's RoPE facts (config only, no weights)."""
     from longrope.models.loading import read_rope_info
@@ -202,6 +241,7 @@ def run(config: SearchConfig, *, log: Callable[[str], None] | None = None) -> di
     say = log or (lambda msg: print(msg, file=sys.stderr))
     plan = make_plan(config)
     ident = fingerprint(config, plan)
+    preload = reused_scores(config, ident) if config.reuse and not config.resume else None
     folder = RunFolder.open(config.output, COMMAND, staged=False, resume=config.resume)
     ckpt = folder / "checkpoint.json"
     if config.resume:
@@ -225,7 +265,8 @@ def run(config: SearchConfig, *, log: Callable[[str], None] | None = None) -> di
                             strategy=loop_strategy(config.strategy), config=config.knobs,
                             stop=StopRules(config.max_evals, config.max_seconds), seed=config.seed,
                             checkpoint=ckpt, history=folder / "history.jsonl", fingerprint=ident,
-                            ordered=not config.unordered, resume=config.resume, on_progress=bar)
+                            ordered=not config.unordered, resume=config.resume, on_progress=bar,
+                            preload=preload)
     finally:
         bar.close()
     say(f"search: best ppl {result.ppl:.4f} after {result.n_candidates} candidates, "
@@ -235,6 +276,7 @@ def run(config: SearchConfig, *, log: Callable[[str], None] | None = None) -> di
                "attention_factor": result.attention_factor,
                "critical_dim": result.best.critical if result.best.critical >= 0 else None,
                "candidates": result.n_candidates, "doc_evals": result.n_doc_evals,
+               "reused_doc_evals": result.reused_doc_evals,
                "full_evals": result.full_evals, "seconds": result.seconds, "stop_reason": result.stop_reason}
     best = plan.mapper.factor_set(result.factors, result.start_tokens, attention_factor=result.attention_factor,
                                   provenance={"search": {"strategy": config.strategy, "seed": config.seed,

@@ -60,16 +60,18 @@ class SearchResult:
     n_candidates: int
     """candidate genomes whose evaluation ended"""
     n_doc_evals: int
-    """documents scored in total (one full-fidelity evaluation = n_docs of them)"""
+    """documents scored in total (one full-fidelity evaluation = n_docs of them), reused ones included"""
     n_docs: int
     seconds: float
     stop_reason: str
     history: list[dict]
+    reused_doc_evals: int = 0
+    """of ``n_doc_evals``, the scores reused from an earlier search (not computed by this one)"""
 
     @property
     def full_evals(self) -> float:
-        """Cost in full-fidelity evaluations (racing makes this fractional)."""
-        return self.n_doc_evals / self.n_docs
+        """Cost in full-fidelity evaluations (racing makes this fractional; reused scores are free)."""
+        return (self.n_doc_evals - self.reused_doc_evals) / self.n_docs
 
 
 @dataclass(frozen=True)
@@ -161,6 +163,8 @@ class SearchLoop:
         self._elapsed_before = 0.0
         self._t0 = time.perf_counter()
         self._started = False
+        #: window scores the archive held before this search began (reused from another search)
+        self.reused_doc_evals = 0
 
     # -- public ----------------------------------------------------------------------------------
     def run(self, seeds: list[Genome]) -> SearchResult:
@@ -290,6 +294,7 @@ class SearchLoop:
 
     def _tell(self, ticket: int) -> None:
         prop = self.pending.pop(ticket)
+        cached = ticket not in self.arrived  # every score it needed was in the archive already
         if ticket in self.arrived:
             docs, scores = self.arrived.pop(ticket)
             self.archive.add(prop.genome, docs, scores)
@@ -310,6 +315,7 @@ class SearchLoop:
             "doc_nll": [
                 _jsonable_float(self.archive.scores[g][d][0] / max(self.archive.scores[g][d][1], 1)) for d in prop.docs
             ],
+            "cached": cached,
             "n_docs_seen": len(seen),
             "full": len(seen) >= self.archive.n_docs,
             "fitness": _jsonable_float(f) if f is not None else None,
@@ -330,7 +336,7 @@ class SearchLoop:
                     done=self.strategy.progress(),
                     budget=self.strategy.budget,
                     best_ppl=math.exp(best[1]) if best and best[1] < 700 else math.inf,
-                    full_evals=self.archive.n_doc_evals() / self.archive.n_docs,
+                    full_evals=(self.archive.n_doc_evals() - self.reused_doc_evals) / self.archive.n_docs,
                     elapsed=self._elapsed(),
                 )
             )
@@ -338,7 +344,8 @@ class SearchLoop:
     def _budget_spent(self) -> str | None:
         if self.archive.best() is None:  # never stop before one candidate is fully scored
             return None
-        return self.stop.spent(self.archive.n_doc_evals() / self.archive.n_docs, self._elapsed())
+        return self.stop.spent((self.archive.n_doc_evals() - self.reused_doc_evals) / self.archive.n_docs,
+                               self._elapsed())
 
     def _elapsed(self) -> float:
         return self._elapsed_before + (time.perf_counter() - self._t0)
@@ -360,6 +367,7 @@ class SearchLoop:
             "arrived": [[t, list(d), np.asarray(sc).tolist()] for t, (d, sc) in sorted(self.arrived.items())],
             "next_ticket": self.next_ticket,
             "elapsed": self._elapsed(),
+            "reused_doc_evals": self.reused_doc_evals,
         }
 
     def _save(self) -> None:
@@ -397,6 +405,7 @@ class SearchLoop:
         self.arrived = {int(t): (tuple(int(x) for x in d), np.asarray(sc, dtype=np.float64)) for t, d, sc in d["arrived"]}
         self.next_ticket = int(d["next_ticket"])
         self._elapsed_before = float(d["elapsed"])
+        self.reused_doc_evals = int(d.get("reused_doc_evals", 0))
         self._t0 = time.perf_counter()
 
     # -- result ----------------------------------------------------------------------------------
@@ -418,6 +427,7 @@ class SearchLoop:
             seconds=self._elapsed(),
             stop_reason=self.stop_reason or self.strategy.stop_reason,
             history=self.history,
+            reused_doc_evals=self.reused_doc_evals,
         )
 
 
@@ -449,15 +459,19 @@ def run_search(
     ordered: bool = True,
     resume: bool = False,
     on_progress: Callable[[Progress], None] | None = None,
+    preload: list | None = None,
 ) -> SearchResult:
     """The one entry point of a search: ``strategy`` ("steady" or "paper") over ``space`` from
     ``seeds``, fitness from ``evaluator`` (``n_docs`` documents per full evaluation), ended by the
     strategy or by ``stop``; checkpointed after every told result when ``checkpoint`` is given, and
-    continued from it with ``resume``."""
+    continued from it with ``resume``. ``preload``: the fitness cache of an earlier search of the
+    same windows and space (``Archive.to_json``), reused by a fresh run (the budgets count only new
+    scores)."""
     from longrope.search.strategies import make_strategy
 
-    archive = Archive(n_docs)
+    archive = Archive.from_json(n_docs, preload) if preload and not resume else Archive(n_docs)
     strat = make_strategy(strategy, space, archive, config or StrategyConfig())
     loop = SearchLoop(space, strat, evaluator, seed=seed, checkpoint=checkpoint, history_path=history,
                       fingerprint=fingerprint, ordered=ordered, on_progress=on_progress, stop=stop)
+    loop.reused_doc_evals = archive.n_doc_evals()
     return loop.resume() if resume else loop.run(seeds)
