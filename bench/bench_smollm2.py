@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import shlex
 import sys
 from pathlib import Path
@@ -73,7 +74,8 @@ def _read_history(path: Path) -> list[dict]:
 
 def race_analysis(history: list[dict], n_docs: int) -> dict:
     """What one window tells about a candidate, from steady searches' histories (window 0 is the
-    racing window; rows marked ``cached`` reused scores and cost nothing): how the candidates that
+    racing window; a row's cost is the windows it lists as ``scored``, the others were reused — rows
+    written before that field say ``cached`` instead): how the candidates that
     have every window rank on window 0 against their full score, and the windows the search would
     have scored had it raced each candidate against the incumbent (the best full score at that
     moment) instead of its reference (by default the worst parent: while the archive is small,
@@ -94,10 +96,12 @@ def race_analysis(history: list[dict], n_docs: int) -> dict:
 
     for r in history:
         k = key(r)
-        if r["kind"] != "promotion" and not r.get("cached") and len(r["docs"]) < n_docs and best is not None:
-            raced.append((k, r["doc_nll"][0] <= docs[best][0], mean(best)))
-        docs.setdefault(k, {}).update(zip(r["docs"], map(float, r["doc_nll"])))
-        spent[k] = spent.get(k, 0) + (0 if r.get("cached") else len(r["docs"]))
+        cost = len(r["scored"]) if "scored" in r else 0 if r.get("cached") else len(r["docs"])
+        nll = [math.inf if v is None else float(v) for v in r["doc_nll"]]  # None: a diverged score
+        if r["kind"] != "promotion" and cost and len(r["docs"]) < n_docs and best is not None:
+            raced.append((k, nll[0] <= docs[best][0], mean(best)))
+        docs.setdefault(k, {}).update(zip(r["docs"], nll))
+        spent[k] = spent.get(k, 0) + cost
         if len(docs[k]) == n_docs and (best is None or mean(k) < mean(best)):
             best = k
     full = [k for k in docs if len(docs[k]) == n_docs]
@@ -145,7 +149,7 @@ def build_record(search_dir: Path, eval_dir: Path, *, argv: list[str] | None) ->
     race = race_analysis(history, n_docs)
     for k, v in race.items():
         put_value(rec, f"race_{k}", v, ".3f" if isinstance(v, float) else None)
-    per_window = sorted(r["seconds"] / len(r["doc_nll"]) for r in history if r.get("seconds"))
+    per_window = sorted(r["seconds"] / len(r["scored"]) for r in history if r.get("seconds") and r.get("scored"))
     if per_window:
         put_value(rec, "search_seconds_per_window", per_window[len(per_window) // 2], ",.0f")
     ratios, lengths = e_sum["ratios"] if "ratios" in e_sum else list(e_sum["heldout_ppl"]), e_sum["lengths"]
@@ -172,10 +176,9 @@ def build_record(search_dir: Path, eval_dir: Path, *, argv: list[str] | None) ->
     put_value(rec, "passkey_keys", e_sum.get("passkey_trials"))
     cells_file = eval_dir / "stages" / "compare" / "cells.jsonl"
     cells = [json.loads(line) for line in cells_file.read_text(encoding="utf-8").splitlines() if line.strip()]
-    for r in ratios:  # the evaluating process's peak RSS after its cells at this length (float32, model included)
-        rss = [c["peak_rss_mb"] for c in cells if c.get("ratio") == r and "peak_rss_mb" in c]
-        if rss:
-            put_value(rec, f"peak_rss_mb_{lengths[r]}", max(rss), ",.0f")
+    rss = [c["peak_rss_mb"] for c in cells if "peak_rss_mb" in c]
+    if rss:  # the evaluating process's high-water mark (MiB; float32, model included, windows up to the longest)
+        put_value(rec, "eval_peak_rss_mib", max(rss), ",.0f")
     for g in e_sum.get("goals", []):
         if g["value"].startswith("passkey.") and g.get("met") is not None:
             put_value(rec, "passkey_goal_met", g["met"], "met|MISSED")

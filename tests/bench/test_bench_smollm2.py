@@ -43,7 +43,7 @@ def test_records_the_search_the_perplexities_and_the_passkey(tmp_path, bench_scr
     assert [r[0] for r in rec["tables"]["ppl"]["rows"]] == ["none", "pi", "ntk", "dynamic-ntk", "yarn", "searched"]
     assert (rec_path.parent / "smollm2-2x" / "factors.json").is_file()
     history = [json.loads(line) for line in (search / "history.jsonl").read_text().splitlines()]
-    assert rec["values"]["peak_rss_mb_512"] > 50
+    assert rec["values"]["eval_peak_rss_mib"] > 50
     assert rec["values"]["race_window_evals"] == sum(len(r["doc_nll"]) for r in history)
     assert mod.main(["--search", str(tmp_path / "nowhere"), "--eval", str(tmp_path / "eval"),
                      "--record", str(tmp_path / "x.json")]) == 2
@@ -55,7 +55,7 @@ def test_race_analysis_counts_what_racing_against_the_incumbent_would_cost(bench
     def rec(kind, g, nll, cached=False):
         docs = [0, 1, 2] if len(nll) == 3 else [0] if len(nll) == 1 else [1, 2]
         return {"kind": kind, "factors": [g], "start_tokens": 0, "attention_factor": 1.0, "docs": docs,
-                "doc_nll": nll, "cached": cached}
+                "doc_nll": nll, "scored": [] if cached else docs}
 
     history = [rec("seed", 1, [3.0, 3.2, 3.4]),            # incumbent (mean 3.2)
                rec("seed", 2, [3.1]), rec("promotion", 2, [3.3, 3.5]),  # behind on window 0, worse in full

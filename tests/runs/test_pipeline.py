@@ -252,6 +252,7 @@ def test_only_runs_one_stage_when_its_inputs_are_done(reference, tmp_path, capsy
     (lambda p: p["stages"][7]["goals"].append({"name": "g", "value": "passkey.2x.base_none", "at_least": 1}),
      "not measured"),
     (lambda p: p["stages"][7].update(passkey_methods=["base_nope"]), "passkey_methods"),
+    (lambda p: p["stages"][7].update(passkey_methods=[["base_yarn"]]), "passkey_methods"),
     (lambda p: p["stages"][2].update(method="warp"), "unknown baseline"),
     (lambda p: p["stages"][7].update(samples="five"), "samples must be an integer"),
     (lambda p: p["stages"][7].update(passkey_depths=[2]), "passkey_depths"),

@@ -187,9 +187,9 @@ def test_reuse_scores_no_window_twice_and_refuses_other_windows(tiny, tmp_path, 
     scores = {json.dumps(g): s for g, s in ckpt["cache"]}
     for g, s in old:  # the reused scores are kept as they were
         assert {d: v for d, v in scores[json.dumps(g)].items() if d in s} == s
-    computed = sum(len(h["doc_nll"]) for h in hist if not h["cached"])
+    computed = sum(len(h["scored"]) for h in hist)
     assert computed == sum(len(s) for s in scores.values()) - reused
-    assert any(h["cached"] for h in hist) and any(not h["cached"] for h in hist)
+    assert any(not h["scored"] for h in hist) and any(h["scored"] for h in hist)
     summary = json.loads((second / "summary.json").read_text())["search"]
     assert summary["reused_doc_evals"] == reused and summary["full_evals"] == pytest.approx(computed / 2)
     assert summary["full_evals"] < 3 + 1  # the budget counted only new scores (plus one in flight)
@@ -204,3 +204,35 @@ def test_reuse_scores_no_window_twice_and_refuses_other_windows(tiny, tmp_path, 
         assert not (tmp_path / "bad").exists()
     assert _search(tiny, tmp_path / "bad2", "--target-length", str(TARGET), "--reuse", str(tmp_path)) == 2
     assert "not a search run folder" in capsys.readouterr().err
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "config.json").write_text((first / "config.json").read_text())
+    for text in ("[]", json.dumps({**json.loads((first / "checkpoint.json").read_text()), "cache": {"x": 1}})):
+        (broken / "checkpoint.json").write_text(text)
+        assert _search(tiny, tmp_path / "bad3", "--target-length", str(TARGET), "--reuse", str(broken)) == 2
+        err = capsys.readouterr().err.strip()
+        assert "not a search run folder" in err and len(err.splitlines()) == 1 and not (tmp_path / "bad3").exists()
+
+
+def test_reuse_compares_the_base_factors_by_content(tiny, tmp_path, capsys):
+    """Progressive scores depend on the base factor file's contents: the same file elsewhere is
+    reusable, a changed file at the same path is not."""
+    import shutil
+
+    base = tmp_path / "base"
+    assert _search(tiny, base, "--target-length", str(TARGET), "--max-evals", "2", "--no-report") == 0
+    first_base = tmp_path / "base.json"
+    shutil.copy(base / "factors.json", first_base)
+    prog = ["--target-length", str(2 * TARGET), "--max-evals", "2", "--no-report"]
+    assert _search(tiny, tmp_path / "p1", *prog, "--base-factors", str(first_base)) == 0
+    moved = tmp_path / "moved.json"
+    shutil.copy(first_base, moved)
+    assert _search(tiny, tmp_path / "p2", *prog, "--base-factors", str(moved), "--reuse", str(tmp_path / "p1")) == 0
+    from longrope.rope import FactorSet
+
+    fs = FactorSet.load(first_base)
+    FactorSet.from_dict({**fs.to_dict(), "long_factor": [f * 1.01 for f in fs.long_factor]}).save(first_base)
+    capsys.readouterr()
+    assert _search(tiny, tmp_path / "p3", *prog, "--base-factors", str(first_base),
+                   "--reuse", str(tmp_path / "p1")) == 2
+    assert "base_factors_sha256" in capsys.readouterr().err

@@ -263,3 +263,20 @@ def test_the_loop_imports_no_torch():
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("strategy", ["steady", "paper"])
+def test_a_preloaded_archive_sets_the_best_to_beat(strategy):
+    """Scores reused from another search: the strategy's improvement counter starts from their best,
+    so a child that beats only this run's candidates is no improvement (the stall rule stays honest)."""
+    from longrope.search.archive import Archive
+    from longrope.search.strategies import StrategyConfig, make_strategy
+
+    space = make_space()
+    g = make_seeds(space)[0]
+    pre = Archive(2)
+    pre.add(g, [0, 1], np.array([[10.0, 10], [12.0, 10]]))
+    strat = make_strategy(strategy, space, Archive.from_json(2, pre.to_json()), StrategyConfig())
+    strat.start([g], np.random.default_rng(0))
+    best = strat.c.best if strategy == "steady" else strat.best
+    assert best == pytest.approx(1.1)

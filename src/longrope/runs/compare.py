@@ -197,7 +197,7 @@ def _factor_set(spec: str, info: Any, length: int) -> Any:
 
 
 def _peak_rss_mb() -> float | None:
-    """The process's resident-memory high-water mark so far (MB; None where the OS has no
+    """The process's resident-memory high-water mark so far (MiB; None where the OS has no
     getrusage). It never decreases: after a cell it bounds what that cell, and every earlier one, held."""
     try:
         import resource

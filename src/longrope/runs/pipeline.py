@@ -317,7 +317,8 @@ def _compare_settings(cfg: dict) -> dict:
     if pk is not None and (not isinstance(pk, list) or any(r not in c["ratios"] for r in pk)):
         raise UserError(f"a compare stage's passkey_ratios must be a list of its ratios {c['ratios']}, got {pk!r}")
     pm = c["passkey_methods"]
-    if pm is not None and (not isinstance(pm, list) or any(m not in c["methods"] for m in pm)):
+    if pm is not None and (not isinstance(pm, list) or any(not isinstance(m, str) or m not in c["methods"]
+                                                           for m in pm)):
         raise UserError(f"a compare stage's passkey_methods must be a list of its methods {list(c['methods'])}, "
                         f"got {pm!r}")
     check_goals(c["goals"], c["methods"], pk, pm)

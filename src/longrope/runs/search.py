@@ -12,6 +12,7 @@ Files (besides the run folder's ``config.json``, ``run.json`` and ``summary.json
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
 from collections.abc import Callable
@@ -152,32 +153,39 @@ def fingerprint(config: SearchConfig, plan: Any) -> dict:
     """What must match for a resume: model, data, and every setting that changes the trajectory."""
     cfg = {k: v for k, v in config_to_dict(config).items() if k not in _RUNTIME_FIELDS}
     cfg["space"] = plan.space.to_dict()
-    return {"model": config.model, "rope": plan.rope, "data": _data_fingerprint(config.data), "config": cfg}
+    ident = {"model": config.model, "rope": plan.rope, "data": _data_fingerprint(config.data), "config": cfg}
+    if config.base_factors:  # the scores depend on the file's contents, not its name
+        ident["base_factors_sha256"] = hashlib.sha256(Path(config.base_factors).read_bytes()).hexdigest()
+    return ident
 
 
 #: The settings a window's score depends on (with model, rope, data and the search space); the
 #: others (strategy, knobs, budgets) only choose which candidates get scored.
-_SCORE_FIELDS = ("target_length", "seed", "samples", "windows_per_doc", "heldout_fraction", "short",
-                 "base_factors")
+_SCORE_FIELDS = ("target_length", "seed", "samples", "windows_per_doc", "heldout_fraction", "short")
 
 
 def _score_identity(ident: dict, strategy: str, fitness: str | None, dtype: str) -> dict:
     cfg = ident.get("config", {})
     return {"model": ident.get("model"), "rope": ident.get("rope"), "data": ident.get("data"),
             "space": cfg.get("space"), "fitness": fitness or ("needle" if strategy == "longrope2" else "ppl"),
-            "dtype": dtype, **{k: cfg.get(k) for k in _SCORE_FIELDS}}
+            "dtype": dtype, "base_factors_sha256": ident.get("base_factors_sha256"),
+            **{k: cfg.get(k) for k in _SCORE_FIELDS}}
 
 
 def reused_scores(config: SearchConfig, ident: dict) -> list:
     """The fitness cache of the search in ``config.reuse``, refused (one line) unless its window
     scores mean the same as this search's."""
-    from longrope.search.loop import describe_differences
+    from longrope.search.archive import Archive
+    from longrope.search.loop import CHECKPOINT_FORMAT, describe_differences
 
     where = Path(config.reuse)
     try:
         other = json.loads((where / "checkpoint.json").read_text())
         other_cfg = json.loads((where / "config.json").read_text())["config"]
-    except (OSError, ValueError, KeyError, TypeError):
+        if other.get("format") != CHECKPOINT_FORMAT or not isinstance(other_cfg, dict):
+            raise ValueError
+        Archive.from_json(config.samples, other["cache"])  # well-formed (its genomes are checked below)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, IndexError):
         raise ConfigError("reuse", f"{{name}} {where} is not a search run folder (no readable checkpoint.json "
                                    "and config.json)") from None
     theirs = _score_identity(other.get("fingerprint", {}), other_cfg.get("strategy", ""), other_cfg.get("fitness"),

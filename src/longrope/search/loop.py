@@ -294,10 +294,10 @@ class SearchLoop:
 
     def _tell(self, ticket: int) -> None:
         prop = self.pending.pop(ticket)
-        cached = ticket not in self.arrived  # every score it needed was in the archive already
+        scored: tuple[int, ...] = ()  # the windows scored for this ticket; the others were in the archive
         if ticket in self.arrived:
-            docs, scores = self.arrived.pop(ticket)
-            self.archive.add(prop.genome, docs, scores)
+            scored, scores = self.arrived.pop(ticket)
+            self.archive.add(prop.genome, scored, scores)
         self.archive.reserved.discard(prop.genome)
         self.strategy.tell(prop)
         g = prop.genome
@@ -315,7 +315,7 @@ class SearchLoop:
             "doc_nll": [
                 _jsonable_float(self.archive.scores[g][d][0] / max(self.archive.scores[g][d][1], 1)) for d in prop.docs
             ],
-            "cached": cached,
+            "scored": [int(d) for d in scored],
             "n_docs_seen": len(seen),
             "full": len(seen) >= self.archive.n_docs,
             "fitness": _jsonable_float(f) if f is not None else None,

@@ -199,6 +199,8 @@ class PaperStrategy(Strategy):
 
     def start(self, seeds: list[Genome], rng: np.random.Generator) -> None:
         cfg = self.config
+        known = self.archive.best()  # scores reused from another search: their best is the one to beat
+        self.best = known[1] if known else math.inf
         initial = _unique_seeds(seeds)[: cfg.population]
         n_seeds = len(initial)
         seen = set(initial)
@@ -379,6 +381,8 @@ class SteadyStrategy(Strategy):
     # -- ask / tell ------------------------------------------------------------------------------
     def start(self, seeds: list[Genome], rng: np.random.Generator) -> None:
         cfg = self.config
+        known = self.archive.best()  # scores reused from another search: their best is the one to beat
+        self.c.best = known[1] if known else math.inf
         initial = _unique_seeds(seeds)
         n_seeds = len(initial)
         seen = set(initial)
