@@ -36,17 +36,21 @@ context L = 8192, rope base 1e5) extended to 2× = 16,384 tokens without fine-tu
 the shipped search books (Northanger Abbey, Hamlet) and four more public-domain books of the offline
 sources (Emma, Mansfield Park, Pride and Prejudice, Moby Dick); held-out books: the shipped held-out
 books (Persuasion, Othello, Julius Caesar), tokenized with SmolLM2's tokenizer
-(`bench/smollm2_books.py`). The search is `longrope search` with the default strategy (racing on
-one window first) on windows of 16,384 tokens, float32 on 2 CPU cores, spread over several
-resumed runs under a time budget. Evaluation: `bench/smollm2_2x.plan.json` (a compare stage):
-token-weighted perplexity on the same held-out windows for every method (BOS + length − 1 tokens
-each) at 8,192 and 16,384 tokens; passkey by greedy decoding at 16,384 tokens. Where the search's
-time goes: `search_seconds_per_window` is the median time of one 16k window's scoring in the search
-(as run, on a shared machine); the `race_*` values read the search history: how the candidates
-scored on all windows rank on the racing window alone (`rank_concordant` of `rank_pairs`), and how
-many window scorings the same candidates would have cost had each been raced against the incumbent
-(`--race-rank 1`) instead of the default reference, and how many new bests that would have lost
-(`incumbent_race_misses`)."""
+(`bench/smollm2_books.py`). The search is `longrope search` with the default strategy on 3 windows
+of 16,384 tokens, float32 on the CPU, in two runs: the first with the default racing (a candidate
+is scored on window 0, then on all three unless it is worse than the worst parent there), resumed
+across sessions; the second (the recorded one) starts from every window score of the first
+(`--reuse`) and races each candidate against the incumbent (`--race-rank 1`). `search_*` values are
+the second run's (`search_doc_evals` counts the reused scores too; `search_total_seconds` is both
+runs' search time). Evaluation: `bench/smollm2_2x.plan.json` (a compare stage): token-weighted
+perplexity on the same held-out windows for every method (BOS + length − 1 tokens each) at 8,192
+and 16,384 tokens; passkey by greedy decoding at 16,384 tokens for YaRN and the searched factors.
+Where the search's time goes: `search_seconds_per_window` is the median time of one 16k window's
+scoring in the searches (as run: a shared machine, 1 or 2 threads); the `race_*` values read both
+histories: how the candidates scored on all windows rank on the racing window alone
+(`rank_concordant` of `rank_pairs`), how many window scorings the same candidates would have cost
+had each been raced against the incumbent from the start, how many new bests that would have lost
+(`incumbent_race_misses`), and how the best genome first came (`best_kind`)."""
 
 
 def _read(path: Path) -> dict:
@@ -87,6 +91,7 @@ def race_analysis(history: list[dict], n_docs: int) -> dict:
         return (tuple(r["factors"]), r.get("start_tokens"), r.get("attention_factor"), r.get("critical_dim"))
 
     docs: dict[tuple, dict[int, float]] = {}
+    kind: dict[tuple, str] = {}  # how each genome first came (seed, init, mutation, crossover)
     spent: dict[tuple, int] = {}
     raced: list[tuple[tuple, bool, float]] = []  # (genome, passes the incumbent, best full score then)
     best: tuple | None = None
@@ -101,6 +106,7 @@ def race_analysis(history: list[dict], n_docs: int) -> dict:
         if r["kind"] != "promotion" and cost and len(r["docs"]) < n_docs and best is not None:
             raced.append((k, nll[0] <= docs[best][0], mean(best)))
         docs.setdefault(k, {}).update(zip(r["docs"], nll))
+        kind.setdefault(k, r["kind"])
         spent[k] = spent.get(k, 0) + cost
         if len(docs[k]) == n_docs and (best is None or mean(k) < mean(best)):
             best = k
@@ -117,7 +123,8 @@ def race_analysis(history: list[dict], n_docs: int) -> dict:
     return {"full_candidates": len(full), "rank_pairs": len(pairs), "rank_concordant": int(concordant),
             "rank_spearman": spearman, "raced": len(raced), "raced_promoted": sum(len(docs[k]) > 1 for k, _, _ in raced),
             "incumbent_would_promote": sum(passed for _, passed, _ in raced),
-            "window_evals": actual, "window_evals_incumbent_race": incumbent, "incumbent_race_misses": misses}
+            "window_evals": actual, "window_evals_incumbent_race": incumbent, "incumbent_race_misses": misses,
+            "best_kind": kind.get(best) if best is not None else None}
 
 
 def build_record(search_dir: Path, eval_dir: Path, *, argv: list[str] | None) -> dict:
@@ -149,6 +156,8 @@ def build_record(search_dir: Path, eval_dir: Path, *, argv: list[str] | None) ->
     race = race_analysis(history, n_docs)
     for k, v in race.items():
         put_value(rec, f"race_{k}", v, ".3f" if isinstance(v, float) else None)
+    if s_cfg.get("reuse") and rec["source"].get("reused_search_seconds") is not None:
+        put_value(rec, "search_total_seconds", rec["source"]["reused_search_seconds"] + s["seconds"], ",.0f")
     per_window = sorted(r["seconds"] / len(r["scored"]) for r in history if r.get("seconds") and r.get("scored"))
     if per_window:
         put_value(rec, "search_seconds_per_window", per_window[len(per_window) // 2], ",.0f")

@@ -68,4 +68,4 @@ def test_race_analysis_counts_what_racing_against_the_incumbent_would_cost(bench
     assert a["raced"] == 4 and a["raced_promoted"] == 3 and a["incumbent_would_promote"] == 1
     assert a["window_evals"] == 3 + 3 + 3 + 3 + 1
     assert a["window_evals_incumbent_race"] == 13 - 2 - 2  # candidates 2 and 4 stop after window 0
-    assert a["incumbent_race_misses"] == 1
+    assert a["incumbent_race_misses"] == 1 and a["best_kind"] == "mutation"  # genome 4
