@@ -78,6 +78,11 @@ def _read_history(path: Path) -> list[dict]:
         raise UserError(f"cannot read {path}: {exc}") from None
 
 
+def _scored(row: dict) -> int:
+    """Windows a history row scored (rows written before ``scored`` existed say ``cached`` instead)."""
+    return len(row["scored"]) if "scored" in row else 0 if row.get("cached") else len(row["docs"])
+
+
 def race_analysis(history: list[dict], n_docs: int) -> dict:
     """What one window tells about a candidate, from steady searches' histories (window 0 is the
     racing window; a row's cost is the windows it lists as ``scored``, the others were reused — rows
@@ -103,7 +108,7 @@ def race_analysis(history: list[dict], n_docs: int) -> dict:
 
     for r in history:
         k = key(r)
-        cost = len(r["scored"]) if "scored" in r else 0 if r.get("cached") else len(r["docs"])
+        cost = _scored(r)
         nll = [math.inf if v is None else float(v) for v in r["doc_nll"]]  # None: a diverged score
         if r["kind"] != "promotion" and cost and len(r["docs"]) < n_docs and best is not None:
             raced.append((k, nll[0] <= docs[best][0], mean(best)))
@@ -160,7 +165,7 @@ def build_record(search_dir: Path, eval_dir: Path, *, argv: list[str] | None) ->
         put_value(rec, f"race_{k}", v, ".3f" if isinstance(v, float) else None)
     if s_cfg.get("reuse") and rec["source"].get("reused_search_seconds") is not None:
         put_value(rec, "search_total_seconds", rec["source"]["reused_search_seconds"] + s["seconds"], ",.0f")
-    per_window = sorted(r["seconds"] / len(r["scored"]) for r in history if r.get("seconds") and r.get("scored"))
+    per_window = sorted(r["seconds"] / _scored(r) for r in history if r.get("seconds") and _scored(r))
     if per_window:
         put_value(rec, "search_seconds_per_window", per_window[len(per_window) // 2], ",.0f")
     ratios, lengths = e_sum["ratios"] if "ratios" in e_sum else list(e_sum["heldout_ppl"]), e_sum["lengths"]
