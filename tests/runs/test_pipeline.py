@@ -400,3 +400,39 @@ def test_a_torn_cell_line_is_dropped_and_goals_read_fractional_ratios(tmp_path):
     goals = [{"name": "g", "value": "heldout_ppl.1.5x.m.v2", "at_most": 3}]
     check_goals(goals, methods)
     assert evaluate_goals(goals, {"heldout_ppl": {"1.5x": {"m.v2": 2.5}}})[0]["met"] is True
+
+
+def test_a_done_comparison_measures_again_the_cells_whose_factor_file_changed(tmp_path, capsys):
+    """A comparison of a factor file that later changes (a search resumed with a larger budget):
+    --resume re-enters the done stage and measures only the cells of that file again."""
+    from longrope.models.loading import read_rope_info
+    from longrope.rope import make_baseline
+
+    info = read_rope_info("tiny")
+    file = tmp_path / "searched.json"
+
+    def save(method: str) -> None:
+        make_baseline(method, rope_theta=float(info.rope_theta), rotary_dim=int(info.rotary_dim),
+                      original_length=L, target_length=2 * L).save(file)
+
+    save("yarn")
+    plan = {"format": "longrope-pipeline/1", "model": "tiny", "stages": [
+        {"name": "data", "run": "tokenize", "inputs": ["embedded"]},
+        {"name": "compare", "run": "compare", "data": "@data", "ratios": ["2x"], "samples": 1, "passkey_trials": 0,
+         "methods": {"base": {"model": "{model}", "factors": {"2x": "ntk@2x"}},
+                     "file": {"model": "{model}", "factors": {"2x": str(file)}}}}]}
+    plan_file, out = _write(tmp_path, plan), tmp_path / "out"
+    assert _pipeline(plan_file, out) == 0
+    cells = out / "stages" / "compare" / "cells.jsonl"
+    first = [json.loads(x) for x in cells.read_text().splitlines()]
+    assert _pipeline(plan_file, out, "--resume") == 0  # nothing changed: nothing measured
+    assert len(cells.read_text().splitlines()) == 2
+    save("pi")
+    capsys.readouterr()
+    assert _pipeline(plan_file, out, "--resume") == 0
+    assert "factor files changed" in capsys.readouterr().err
+    again = [json.loads(x) for x in cells.read_text().splitlines()]
+    assert len(again) == 3 and again[2]["method"] == "file" and again[2]["ppl"] != first[1]["ppl"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["heldout_ppl"]["2x"]["file"] == again[2]["ppl"]
+    assert summary["heldout_ppl"]["2x"]["base"] == first[0]["ppl"]

@@ -196,6 +196,29 @@ def _factor_set(spec: str, info: Any, length: int) -> Any:
     return FactorSet.load(spec, rope_theta=info.rope_theta, original_length=L, target_length=max(length, L))
 
 
+def factor_digests(methods: dict, ratios: list[str]) -> dict[str, str]:
+    """``"METHOD@RATIO"`` → SHA-256 of the factor set a cell applies, for every cell whose factors
+    come from a file or folder (closed forms and ``none`` are fixed by their name). A cell measured
+    with other factors than these is stale: a resumed comparison measures it again."""
+    import hashlib
+
+    from longrope.models.loading import read_rope_info
+
+    infos: dict[str, Any] = {}
+    out: dict[str, str] = {}
+    for name, m in methods.items():
+        for ratio, spec in m["factors"].items():
+            if ratio not in ratios or spec == "none" or _CLOSED_FORM.match(spec):
+                continue
+            if m["model"] not in infos:
+                infos[m["model"]] = read_rope_info(m["model"])
+            info = infos[m["model"]]
+            fs = _factor_set(spec, info, ratio_length(ratio, int(info.original_max_position_embeddings)))
+            text = json.dumps(fs.to_dict(), sort_keys=True)
+            out[f"{name}@{ratio}"] = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return out
+
+
 def _peak_rss_mb() -> float | None:
     """The process's resident-memory high-water mark so far (MiB; None where the OS has no
     getrusage). It never decreases: after a cell it bounds what that cell, and every earlier one, held."""
@@ -270,6 +293,12 @@ def run_compare(*, data: str, methods: dict, ratios: list[str], folder: Path, sa
                             "lower the ratio or add longer held-out documents")
     cells_path = folder / CELLS_FILE
     cells = _read_cells(cells_path)
+    digests = factor_digests(methods, ratios)
+    for (name, ratio), c in list(cells.items()):
+        now = digests.get(f"{name}@{ratio}")
+        if c.get("factors_sha256") is not None and c["factors_sha256"] != now:
+            say(f"compare: {name} at {ratio}: its factors changed since the cell was measured; measuring it again")
+            del cells[(name, ratio)]
     todo = [(n, r) for n, m in methods.items() for r in ratios if r in m["factors"] and (n, r) not in cells]
     if cells:
         say(f"compare: {len(cells)} cell(s) already measured, {len(todo)} to go")
@@ -291,6 +320,8 @@ def run_compare(*, data: str, methods: dict, ratios: list[str], folder: Path, sa
                 ppl = evaluate_perplexity(model, windows[ratio], lengths[ratio], bos_id=bos_id)
                 cell = {"method": name, "ratio": ratio, "length": lengths[ratio], "model": model_name,
                         "factors": spec, "ppl": ppl.ppl, "n_tokens": ppl.n_tokens, "n_windows": ppl.n_docs}
+                if f"{name}@{ratio}" in digests:
+                    cell["factors_sha256"] = digests[f"{name}@{ratio}"]
                 if passkey_trials and ratio in passkey_ratios and name in passkey_methods:
                     if tokenizer is None:
                         raise UserError(f"compare: {model_name} has no tokenizer; the passkey needs one "
@@ -312,6 +343,7 @@ def run_compare(*, data: str, methods: dict, ratios: list[str], folder: Path, sa
     result = tables(cells, methods, ratios, lengths)
     result["windows"] = {r: [d.doc_id for d in windows[r]] for r in ratios}
     result["goals"] = evaluate_goals(goals, result)
+    result["factor_digests"] = digests
     return result
 
 

@@ -346,7 +346,8 @@ def _run_compare(cfg: dict, folder: Path, plan: dict, quiet: bool, say: Callable
     for g in result["goals"]:
         say(f"goal {'met' if g['met'] else 'MISSED' if g['met'] is False else 'not measured'}: {g['name']} "
             f"({g['value']} = {g['measured']}, bound {g['bound']})")
-    return {"summary": str(folder / "summary.json")}, {k: result[k] for k in ("heldout_ppl", "passkey", "goals")}
+    return {"summary": str(folder / "summary.json")}, {k: result[k] for k in ("heldout_ppl", "passkey", "goals",
+                                                                              "factor_digests")}
 
 
 def _run_export(cfg: dict, folder: Path, plan: dict, quiet: bool, say: Callable) -> tuple[dict, dict]:
@@ -442,6 +443,16 @@ def _plan_differences(old: dict, new: dict) -> list[str]:
     return diffs
 
 
+def _changed_factors(entry: dict, st: dict, resolver: Any) -> bool:
+    """A done compare stage whose factor files now hold other factors than it measured."""
+    if entry["run"] != "compare" or "factor_digests" not in st:
+        return False
+    from longrope.runs.compare import factor_digests
+
+    cfg = resolver.stage(entry)
+    return factor_digests(cfg["methods"], cfg["ratios"]) != st["factor_digests"]
+
+
 def is_done(manifest: dict, name: str) -> bool:
     """A stage is done when the manifest says so and its main output still exists."""
     st = manifest["stages"].get(name, {})
@@ -527,6 +538,9 @@ def run(config: PipelineConfig, *, log: Callable[[str], None] | None = None) -> 
         t_all = time.time()
         for name in todo:
             entry = entries[name]
+            if is_done(manifest, name) and _changed_factors(entry, manifest["stages"][name], resolver):
+                say(f"pipeline: {name}: factor files changed since it ran; measuring the changed cells again")
+                manifest["stages"][name]["status"] = "stale"
             if is_done(manifest, name):
                 say(f"pipeline: [{names.index(name) + 1}/{len(names)}] {name} ({entry['run']}): done, skipped")
                 continue
@@ -552,8 +566,9 @@ def run(config: PipelineConfig, *, log: Callable[[str], None] | None = None) -> 
                 write_json(out / MANIFEST, manifest)
                 write_json(out / "summary.json", summarize(manifest))
                 raise
+            digests = metrics.pop("factor_digests", None)
             st.update(status="done", ended=_now(), seconds=round(time.time() - t0, 3),
-                      outputs=outputs, metrics=metrics)
+                      outputs=outputs, metrics=metrics, **({"factor_digests": digests} if digests is not None else {}))
             write_json(out / MANIFEST, manifest)
             write_json(out / "summary.json", summarize(manifest))
         summary = summarize(manifest)
