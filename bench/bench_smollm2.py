@@ -68,7 +68,7 @@ def _command(run: dict) -> str:
     return shlex.join(["longrope", *run.get("argv", [])[1:]])
 
 
-def _read_history(path: Path) -> list[dict]:
+def _read_jsonl(path: Path) -> list[dict]:
     from longrope.errors import UserError
 
     try:
@@ -154,10 +154,10 @@ def build_record(search_dir: Path, eval_dir: Path, *, argv: list[str] | None) ->
         put_value(rec, f"search_{key}", s.get(key), spec)
     s_cfg = _read(search_dir / "config.json")["config"]
     n_docs = int(s_cfg["samples"])
-    history = _read_history(search_dir / "history.jsonl")
+    history = _read_jsonl(search_dir / "history.jsonl")
     if s_cfg.get("reuse"):  # the search whose scores this one started from: its candidates cost too
         reused = Path(s_cfg["reuse"])
-        history = _read_history(reused / "history.jsonl") + history
+        history = _read_jsonl(reused / "history.jsonl") + history
         rec["source"].update(reused_search=str(reused), reused_search_command=_command(_read(reused / "run.json")),
                              reused_search_seconds=_read(reused / "checkpoint.json").get("elapsed"))
     race = race_analysis(history, n_docs)
@@ -190,8 +190,7 @@ def build_record(search_dir: Path, eval_dir: Path, *, argv: list[str] | None) ->
     for m, acc in passkey.get(target, {}).items():
         put_value(rec, f"passkey_{m}", acc, ".2f")
     put_value(rec, "passkey_keys", e_sum.get("passkey_trials"))
-    cells_file = eval_dir / "stages" / "compare" / "cells.jsonl"
-    cells = [json.loads(line) for line in cells_file.read_text(encoding="utf-8").splitlines() if line.strip()]
+    cells = _read_jsonl(eval_dir / "stages" / "compare" / "cells.jsonl")
     rss = [c["peak_rss_mb"] for c in cells if "peak_rss_mb" in c]
     if rss:  # the evaluating process's high-water mark (MiB; float32, model included, windows up to the longest)
         put_value(rec, "eval_peak_rss_mib", max(rss), ",.0f")

@@ -130,7 +130,12 @@ class SearchConfig:
 
     @property
     def fitness_name(self) -> str:
-        return self.fitness or ("needle" if self.strategy == "longrope2" else "ppl")
+        return fitness_name(self.strategy, self.fitness)
+
+
+def fitness_name(strategy: str, fitness: str | None) -> str:
+    """The fitness a search uses: the one asked for, else needle for longrope2 and ppl otherwise."""
+    return fitness or ("needle" if strategy == "longrope2" else "ppl")
 
 
 #: Fields that never change the trajectory of a search (a resume may change them).
@@ -167,7 +172,7 @@ _SCORE_FIELDS = ("target_length", "seed", "samples", "windows_per_doc", "heldout
 def _score_identity(ident: dict, strategy: str, fitness: str | None, dtype: str) -> dict:
     cfg = ident.get("config", {})
     return {"model": ident.get("model"), "rope": ident.get("rope"), "data": ident.get("data"),
-            "space": cfg.get("space"), "fitness": fitness or ("needle" if strategy == "longrope2" else "ppl"),
+            "space": cfg.get("space"), "fitness": fitness_name(strategy, fitness),
             "dtype": dtype, "base_factors_sha256": ident.get("base_factors_sha256"),
             **{k: cfg.get(k) for k in _SCORE_FIELDS}}
 
