@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     add_out_option(ap, "smollm2_speed")
     args = ap.parse_args(argv)
-    lengths = [int(x) for x in args.lengths.split(",")]
+    lengths = [int(x) for x in args.lengths.split(",") if x.strip()]
     if args.child:
         print(json.dumps(_child(args.child, lengths, args.repeats)))
         return 0
