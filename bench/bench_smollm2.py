@@ -18,7 +18,15 @@ are kept as they are measured), both in ``.bench/``; this script records what th
     #   --resume --max-seconds 1, which writes the best so far without scoring anything more)
     OMP_NUM_THREADS=2 .venv/bin/longrope pipeline --plan bench/smollm2_2x.plan.json -o .bench/smollm2-2x-eval
     #   (killed, or run before the search finished: the same command with --resume)
-    .venv/bin/python bench/bench_smollm2.py --search .bench/smollm2-2x-search2 --eval .bench/smollm2-2x-eval
+    # the teacher-forced needle score on other keys, YaRN against the searched factors
+    .venv/bin/longrope baseline --model smollm2 --method yarn --target-length 16384 \
+        -o .bench/smollm2-2x-needle-factors/yarn/factors.json
+    cp .bench/smollm2-2x-search2/factors.json .bench/smollm2-2x-needle-factors/searched/
+    OMP_NUM_THREADS=2 .venv/bin/longrope eval passkey --model smollm2 --lengths 16384 --skip-none \
+        --mode needle --trials 1 --seed 1 -o .bench/smollm2-2x-needle --quiet \
+        --factors .bench/smollm2-2x-needle-factors/searched .bench/smollm2-2x-needle-factors/yarn
+    .venv/bin/python bench/bench_smollm2.py --search .bench/smollm2-2x-search2 --eval .bench/smollm2-2x-eval \
+        --needle .bench/smollm2-2x-needle
 """
 
 from __future__ import annotations
@@ -52,7 +60,10 @@ scoring in the searches (as run: a shared machine, 1 or 2 threads); the `race_*`
 histories: how the candidates scored on all windows rank on the racing window alone
 (`rank_concordant` of `rank_pairs`), how many window scorings the same candidates would have cost
 had each been raced against the incumbent from the start, how many new bests that would have lost
-(`incumbent_race_misses`), and how the best genome first came (`best_kind`)."""
+(`incumbent_race_misses`), and how the best genome first came (`best_kind`). `needle_*` values (when
+recorded): `longrope eval passkey --mode needle` at 16,384 tokens for the searched factors and YaRN
+on the same keys (other keys than the passkey column's): the teacher-forced answer, so besides
+pass/fail each key gives the answer's mean NLL, which two sets can be compared on key by key."""
 
 
 def _read(path: Path) -> dict:
@@ -134,7 +145,30 @@ def race_analysis(history: list[dict], n_docs: int) -> dict:
             "best_kind": kind.get(best) if best is not None else None}
 
 
-def build_record(search_dir: Path, eval_dir: Path, *, argv: list[str] | None) -> dict:
+def needle_analysis(passkey: dict, a: str, b: str) -> dict:
+    """Paired teacher-forced needle scores of factor sets ``a`` and ``b`` from an ``eval passkey
+    --mode needle`` run's ``passkey.json``: per set the keys, the accuracy (every answer token the
+    argmax) and the mean answer NLL; and on how many of the shared keys ``a``'s answer NLL is lower.
+    The NLL is continuous, so a handful of keys says more than their pass/fail count."""
+    rows = {r["factors"]: r for r in passkey["results"]}
+    for name in (a, b):
+        if name not in rows:
+            raise KeyError(f"the needle run has no factor set named {name!r} (it has {sorted(rows)})")
+    out: dict = {}
+    nll: dict[str, dict[tuple, float]] = {}
+    for name in (a, b):
+        trials = rows[name]["trials"]
+        nll[name] = {(t["length"], t["depth"], t["trial"], t["key"]): float(t["answer_nll"]) for t in trials}
+        out[f"keys_{name}"] = len(trials)
+        out[f"accuracy_{name}"] = sum(bool(t["correct"]) for t in trials) / len(trials)
+        out[f"answer_nll_{name}"] = sum(nll[name].values()) / len(trials)
+    shared = sorted(set(nll[a]) & set(nll[b]))
+    out["shared_keys"] = len(shared)
+    out[f"{a}_lower_nll"] = sum(nll[a][k] < nll[b][k] for k in shared)
+    return out
+
+
+def build_record(search_dir: Path, eval_dir: Path, *, argv: list[str] | None, needle_dir: Path | None = None) -> dict:
     from longrope.errors import UserError
 
     s_run, s_sum = _read(search_dir / "run.json"), _read(search_dir / "summary.json")
@@ -198,6 +232,15 @@ def build_record(search_dir: Path, eval_dir: Path, *, argv: list[str] | None) ->
         if g["value"].startswith("passkey.") and g.get("met") is not None:
             put_value(rec, "passkey_goal_met", g["met"], "met|MISSED")
     rec["data"] = {"eval": e_sum, "search": s}
+    if needle_dir is not None:
+        needle_run = _read(needle_dir / "run.json")
+        rec["source"]["needle_command"] = _command(needle_run)
+        try:
+            needle = needle_analysis(_read(needle_dir / "passkey.json"), "searched", "yarn")
+        except KeyError as exc:
+            raise UserError(f"{needle_dir}: {exc.args[0]}; name the factor folders searched/ and yarn/") from None
+        for k, v in needle.items():
+            put_value(rec, f"needle_{k}", v, ".3f" if isinstance(v, float) else None)
     return rec
 
 
@@ -208,10 +251,12 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--search", required=True, type=Path, help="the search run folder")
     ap.add_argument("--eval", required=True, type=Path, help="the evaluation pipeline folder")
+    ap.add_argument("--needle", type=Path, default=None,
+                    help="an `eval passkey --mode needle` run folder with factor folders named searched/ and yarn/")
     add_out_option(ap, "smollm2-2x", flag="--record")
     args = ap.parse_args(argv)
     try:
-        rec = build_record(args.search, args.eval, argv=argv)
+        rec = build_record(args.search, args.eval, argv=argv, needle_dir=args.needle)
         factors = FactorSet.load(args.search / "factors.json")
     except UserError as exc:
         print(f"bench_smollm2: error: {exc}", file=sys.stderr)

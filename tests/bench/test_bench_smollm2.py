@@ -30,9 +30,18 @@ def test_records_the_search_the_perplexities_and_the_passkey(tmp_path, bench_scr
     plan_file = tmp_path / "plan.json"
     plan_file.write_text(json.dumps(plan))
     assert cli(["pipeline", "--plan", str(plan_file), "--model", "tiny", "-o", str(tmp_path / "eval"), "--quiet"]) == 0
+    needle_factors = tmp_path / "needle-factors"  # the needle run reads factor folders named after the methods
+    assert cli(["baseline", "--model", "tiny", "--method", "yarn", "--target-length", "512",
+                "-o", str(needle_factors / "yarn" / "factors.json")]) == 0
+    (needle_factors / "searched").mkdir()
+    (needle_factors / "searched" / "factors.json").write_bytes((search / "factors.json").read_bytes())
+    assert cli(["eval", "passkey", "--model", "tiny", "--lengths", "512", "--skip-none", "--mode", "needle",
+                "--depths", "0.25,0.75", "--trials", "1", "--seed", "1", "--quiet", "-o", str(tmp_path / "needle"),
+                "--factors", str(needle_factors / "searched"), str(needle_factors / "yarn")]) == 0
     rec_path = tmp_path / "rec" / "smollm2-2x.json"
     mod = bench_script("bench_smollm2.py")
-    assert mod.main(["--search", str(search), "--eval", str(tmp_path / "eval"), "--record", str(rec_path)]) == 0
+    assert mod.main(["--search", str(search), "--eval", str(tmp_path / "eval"), "--record", str(rec_path),
+                     "--needle", str(tmp_path / "needle")]) == 0
     rec = json.loads(rec_path.read_text())
     ppl = json.loads((tmp_path / "eval" / "summary.json").read_text())["heldout_ppl"]["2x"]
     closed = {m: v for m, v in ppl.items() if m not in ("none", "searched")}
@@ -45,8 +54,32 @@ def test_records_the_search_the_perplexities_and_the_passkey(tmp_path, bench_scr
     history = [json.loads(line) for line in (search / "history.jsonl").read_text().splitlines()]
     assert rec["values"]["eval_peak_rss_mib"] > 50
     assert rec["values"]["race_window_evals"] == sum(len(r["doc_nll"]) for r in history)
+    assert rec["values"]["needle_keys_searched"] == rec["values"]["needle_shared_keys"] == 2
+    assert 0 <= rec["values"]["needle_searched_lower_nll"] <= 2 and rec["values"]["needle_answer_nll_yarn"] > 0
+    assert rec["source"]["needle_command"].startswith("longrope")  # in-process here: run.json has pytest's argv
     assert mod.main(["--search", str(tmp_path / "nowhere"), "--eval", str(tmp_path / "eval"),
                      "--record", str(tmp_path / "x.json")]) == 2
+
+
+def test_needle_analysis_pairs_the_two_sets_key_by_key(bench_script):
+    needle_analysis = bench_script("bench_smollm2.py").needle_analysis
+
+    def trials(nlls, correct):
+        return [{"length": 16, "depth": d, "trial": 0, "key": 10 + i, "answer_nll": v, "correct": c}
+                for i, (d, v, c) in enumerate(zip((0.0, 0.5, 1.0), nlls, correct))]
+
+    run = {"results": [{"factors": "searched", "trials": trials([0.5, 2.0, 0.1], [True, False, True])},
+                       {"factors": "yarn", "trials": trials([0.7, 1.0, 0.2], [True, True, False])}]}
+    got = needle_analysis(run, "searched", "yarn")
+    assert got["searched_lower_nll"] == 2 and got["shared_keys"] == 3
+    assert got["accuracy_searched"] == got["accuracy_yarn"] == 2 / 3
+    assert abs(got["answer_nll_searched"] - 2.6 / 3) < 1e-12 and got["keys_yarn"] == 3
+    try:
+        needle_analysis(run, "searched", "ntk")
+    except KeyError as exc:
+        assert "'ntk'" in exc.args[0]
+    else:
+        raise AssertionError("a missing set must be named")
 
 
 def test_race_analysis_counts_what_racing_against_the_incumbent_would_cost(bench_script):

@@ -427,6 +427,11 @@ def test_a_done_comparison_measures_again_the_cells_whose_factor_file_changed(tm
     first = [json.loads(x) for x in cells.read_text().splitlines()]
     assert _pipeline(plan_file, out, "--resume") == 0  # nothing changed: nothing measured
     assert len(cells.read_text().splitlines()) == 2
+    doc = json.loads(file.read_text())  # rewritten with the same factors (a resumed search, no new best)
+    doc["provenance"] = {"note": "written again"}
+    file.write_text(json.dumps(doc))
+    assert _pipeline(plan_file, out, "--resume") == 0
+    assert len(cells.read_text().splitlines()) == 2
     save("pi")
     capsys.readouterr()
     assert _pipeline(plan_file, out, "--resume") == 0

@@ -199,7 +199,9 @@ def _factor_set(spec: str, info: Any, length: int) -> Any:
 def factor_digests(methods: dict, ratios: list[str]) -> dict[str, str]:
     """``"METHOD@RATIO"`` → SHA-256 of the factor set a cell applies, for every cell whose factors
     come from a file or folder (closed forms and ``none`` are fixed by their name). A cell measured
-    with other factors than these is stale: a resumed comparison measures it again."""
+    with other factors than these is stale: a resumed comparison measures it again. The digest
+    covers what is applied, not the file's provenance: a search resumed without a new best
+    rewrites its factor file with other provenance, and its cells stay measured."""
     import hashlib
 
     from longrope.models.loading import read_rope_info
@@ -214,7 +216,8 @@ def factor_digests(methods: dict, ratios: list[str]) -> dict[str, str]:
                 infos[m["model"]] = read_rope_info(m["model"])
             info = infos[m["model"]]
             fs = _factor_set(spec, info, ratio_length(ratio, int(info.original_max_position_embeddings)))
-            text = json.dumps(fs.to_dict(), sort_keys=True)
+            applied = {k: v for k, v in fs.to_dict().items() if k != "provenance"}
+            text = json.dumps(applied, sort_keys=True)
             out[f"{name}@{ratio}"] = hashlib.sha256(text.encode("utf-8")).hexdigest()
     return out
 
