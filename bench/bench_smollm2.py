@@ -14,8 +14,10 @@ are kept as they are measured), both in ``.bench/``; this script records what th
         --target-length 16384 --samples 3 --race-rank 1 --reuse .bench/smollm2-2x-search --no-report \\
         --max-seconds 3900 --quiet -o .bench/smollm2-2x-search2
     #   (killed or out of budget: the same command with --resume, a larger --max-seconds allowed; the
-    #   recorded run was killed after 2,470 s to free the cores for the evaluation and closed with
-    #   --resume --max-seconds 1, which writes the best so far without scoring anything more)
+    #   recorded run was killed after 2,470 s to free the cores for the evaluation, resumed in the next
+    #   session with --resume --max-seconds 8770 and killed at 6,460 s (no new best) to free them for
+    #   the needle run, and closed each time with --resume --max-seconds 1, which writes the best so
+    #   far without scoring anything more)
     OMP_NUM_THREADS=2 .venv/bin/longrope pipeline --plan bench/smollm2_2x.plan.json -o .bench/smollm2-2x-eval
     #   (killed, or run before the search finished: the same command with --resume)
     # the teacher-forced needle score on other keys, YaRN against the searched factors
