@@ -156,6 +156,9 @@ def needle_analysis(passkey: dict, a: str, b: str) -> dict:
     for name in (a, b):
         if name not in rows:
             raise KeyError(f"the needle run has no factor set named {name!r} (it has {sorted(rows)})")
+        if rows[name].get("mode") != "needle":
+            raise ValueError(f"the run scored {name!r} in {rows[name].get('mode')!r} mode, which gives no "
+                             "answer NLL; run it with --mode needle")
     out: dict = {}
     nll: dict[str, dict[tuple, float]] = {}
     for name in (a, b):
@@ -241,6 +244,8 @@ def build_record(search_dir: Path, eval_dir: Path, *, argv: list[str] | None, ne
             needle = needle_analysis(_read(needle_dir / "passkey.json"), "searched", "yarn")
         except KeyError as exc:
             raise UserError(f"{needle_dir}: {exc.args[0]}; name the factor folders searched/ and yarn/") from None
+        except ValueError as exc:
+            raise UserError(f"{needle_dir}: {exc}") from None
         for k, v in needle.items():
             put_value(rec, f"needle_{k}", v, ".3f" if isinstance(v, float) else None)
     return rec

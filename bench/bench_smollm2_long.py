@@ -16,6 +16,7 @@ import argparse
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 from _report import add_out_option, new_record, put_table, put_value, write_record
 
@@ -30,8 +31,6 @@ window's seconds over its length; `× previous` compares a row's time with the r
 
 def _measure(dtype: str, length: int | None) -> dict:
     """One subprocess of ``bench_smollm2_speed.py``'s child: ``length`` None scores no window."""
-    from pathlib import Path
-
     script = Path(__file__).with_name("bench_smollm2_speed.py")
     args = [sys.executable, str(script), "--child", dtype, "--repeats", "1", "--lengths", str(length or "")]
     proc = subprocess.run(args, capture_output=True, text=True, check=True)

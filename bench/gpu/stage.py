@@ -1,6 +1,6 @@
 """Move a file larger than one device call may carry (64 MiB with the working tree) in parts.
 
-The SmolLM2 GGUF (93 MB) cannot travel in one call, but a warm device machine keeps the ignored
+The SmolLM2 GGUF (98 MB) cannot travel in one call, but a warm device machine keeps the ignored
 files an earlier call left (``.bench/`` is ignored), so the parts can go one call at a time::
 
     python bench/gpu/stage.py split --parts 3 .bench/stage            # here: the SmolLM2 GGUF by default

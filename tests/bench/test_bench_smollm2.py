@@ -68,8 +68,8 @@ def test_needle_analysis_pairs_the_two_sets_key_by_key(bench_script):
         return [{"length": 16, "depth": d, "trial": 0, "key": 10 + i, "answer_nll": v, "correct": c}
                 for i, (d, v, c) in enumerate(zip((0.0, 0.5, 1.0), nlls, correct))]
 
-    run = {"results": [{"factors": "searched", "trials": trials([0.5, 2.0, 0.1], [True, False, True])},
-                       {"factors": "yarn", "trials": trials([0.7, 1.0, 0.2], [True, True, False])}]}
+    run = {"results": [{"factors": "searched", "mode": "needle", "trials": trials([0.5, 2.0, 0.1], [True, False, True])},
+                       {"factors": "yarn", "mode": "needle", "trials": trials([0.7, 1.0, 0.2], [True, True, False])}]}
     got = needle_analysis(run, "searched", "yarn")
     assert got["searched_lower_nll"] == 2 and got["shared_keys"] == 3
     assert got["accuracy_searched"] == got["accuracy_yarn"] == 2 / 3
@@ -80,6 +80,13 @@ def test_needle_analysis_pairs_the_two_sets_key_by_key(bench_script):
         assert "'ntk'" in exc.args[0]
     else:
         raise AssertionError("a missing set must be named")
+    run["results"][1]["mode"] = "generate"  # a generated answer has no NLL to compare
+    try:
+        needle_analysis(run, "searched", "yarn")
+    except ValueError as exc:
+        assert "--mode needle" in str(exc)
+    else:
+        raise AssertionError("a run in generate mode must be refused")
 
 
 def test_race_analysis_counts_what_racing_against_the_incumbent_would_cost(bench_script):
