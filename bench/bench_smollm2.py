@@ -27,8 +27,21 @@ are kept as they are measured), both in ``.bench/``; this script records what th
     OMP_NUM_THREADS=2 .venv/bin/longrope eval passkey --model smollm2 --lengths 16384 --skip-none \
         --mode needle --trials 1 --seed 1 -o .bench/smollm2-2x-needle --quiet \
         --factors .bench/smollm2-2x-needle-factors/searched .bench/smollm2-2x-needle-factors/yarn
+    # 3. a second search whose fitness sees retrieval (LongRoPE2's): the answer NLL of a pass key
+    #    planted in each search window, teacher-forced; same windows, same racing
+    OMP_NUM_THREADS=2 .venv/bin/longrope search --model smollm2 --data .bench/smollm2-books/shards \
+        --target-length 16384 --samples 3 --fitness needle --race-rank 1 --no-report --max-seconds 5100 \
+        --quiet -o .bench/smollm2-2x-needle-search
+    #   its held-out cells (method searched-needle of the plan; the other cells are kept, not measured again)
+    OMP_NUM_THREADS=2 .venv/bin/longrope pipeline --plan bench/smollm2_2x.plan.json -o .bench/smollm2-2x-eval --resume
+    #   its teacher-forced needle on the same keys as above, in a run of its own
+    mkdir -p .bench/smollm2-2x-needle-factors/searched-needle
+    cp .bench/smollm2-2x-needle-search/factors.json .bench/smollm2-2x-needle-factors/searched-needle/
+    OMP_NUM_THREADS=2 .venv/bin/longrope eval passkey --model smollm2 --lengths 16384 --skip-none \
+        --mode needle --trials 1 --seed 1 -o .bench/smollm2-2x-needle2 --quiet \
+        --factors .bench/smollm2-2x-needle-factors/searched-needle
     .venv/bin/python bench/bench_smollm2.py --search .bench/smollm2-2x-search2 --eval .bench/smollm2-2x-eval \
-        --needle .bench/smollm2-2x-needle
+        --needle .bench/smollm2-2x-needle .bench/smollm2-2x-needle2 --needle-search .bench/smollm2-2x-needle-search
 """
 
 from __future__ import annotations
@@ -65,7 +78,16 @@ had each been raced against the incumbent from the start, how many new bests tha
 (`incumbent_race_misses`), and how the best genome first came (`best_kind`). `needle_*` values (when
 recorded): `longrope eval passkey --mode needle` at 16,384 tokens for the searched factors and YaRN
 on the same keys (other keys than the passkey column's): the teacher-forced answer, so besides
-pass/fail each key gives the answer's mean NLL, which two sets can be compared on key by key."""
+pass/fail each key gives the answer's mean NLL, which two sets can be compared on key by key.
+`searched-needle` (and the `needle_search_*` values): a second search on the same windows whose
+fitness is the answer NLL of a pass key planted in each (LongRoPE2's needle-driven loss, one
+forward per window like the perplexity), so that a set which loses retrieval cannot win; its
+factors are `bench/results/smollm2-2x/factors-needle.json`."""
+
+
+#: the evaluation's name of the factors found by the needle-fitness search (its factor folder in the
+#: needle runs has the same name)
+NEEDLE_METHOD = "searched-needle"
 
 
 def _read(path: Path) -> dict:
@@ -173,7 +195,28 @@ def needle_analysis(passkey: dict, a: str, b: str) -> dict:
     return out
 
 
-def build_record(search_dir: Path, eval_dir: Path, *, argv: list[str] | None, needle_dir: Path | None = None) -> dict:
+def merge_needle_runs(runs: list[dict]) -> dict:
+    """One ``passkey.json``-like document from several ``eval passkey --mode needle`` runs (one per
+    factor set, say; each ``{"config": its config.json's config, "results": its passkey.json's}``),
+    refused unless they planted the same keys in the same haystack: the same seed, lengths, depths
+    and trials give the same keys (``passkey_key``), so their sets pair key by key."""
+    same = ("model", "seed", "lengths", "depths", "trials", "mode", "data", "split", "heldout_fraction", "bos")
+    first = {k: runs[0].get("config", {}).get(k) for k in same}
+    for run in runs[1:]:
+        other = {k: run.get("config", {}).get(k) for k in same}
+        if other != first:
+            diff = ", ".join(f"{k} {first[k]!r} vs {other[k]!r}" for k in same if first[k] != other[k])
+            raise ValueError(f"the needle runs planted other keys ({diff}); run them with the same model, --seed, "
+                             "--lengths, --depths, --trials and haystack")
+    results = [r for run in runs for r in run["results"]]
+    names = [r["factors"] for r in results]
+    if len(set(names)) != len(names):
+        raise ValueError(f"the needle runs score a factor set twice ({names}); name each set's folder once")
+    return {"config": runs[0].get("config", {}), "results": results}
+
+
+def build_record(search_dir: Path, eval_dir: Path, *, argv: list[str] | None, needle_dirs: list[Path] | None = None,
+                 needle_search_dir: Path | None = None) -> dict:
     from longrope.errors import UserError
 
     s_run, s_sum = _read(search_dir / "run.json"), _read(search_dir / "summary.json")
@@ -220,12 +263,15 @@ def build_record(search_dir: Path, eval_dir: Path, *, argv: list[str] | None, ne
         for m, v in ppl.get(r, {}).items():
             put_value(rec, f"ppl_{lengths[r]}_{m}", v, ".3f")
     target = ratios[-1]
-    closed = {m: v for m, v in ppl[target].items() if m not in ("none", "searched")}
+    closed = {m: v for m, v in ppl[target].items() if m != "none" and not m.startswith("searched")}
     best = min(closed, key=closed.get)
     put_value(rec, "best_closed_form", best)
     put_value(rec, "ratio_to_best", ppl[target]["searched"] / closed[best], ".3f")
     put_value(rec, "goal_ratio", 0.95, ".2f")
     put_value(rec, "goal_met", ppl[target]["searched"] / closed[best] <= 0.95, "met|MISSED")
+    if NEEDLE_METHOD in ppl[target]:
+        put_value(rec, f"ratio_to_best_{NEEDLE_METHOD}", ppl[target][NEEDLE_METHOD] / closed[best], ".3f")
+        put_value(rec, f"ratio_to_searched_{NEEDLE_METHOD}", ppl[target][NEEDLE_METHOD] / ppl[target]["searched"], ".3f")
     for m, acc in passkey.get(target, {}).items():
         put_value(rec, f"passkey_{m}", acc, ".2f")
     put_value(rec, "passkey_keys", e_sum.get("passkey_trials"))
@@ -235,20 +281,71 @@ def build_record(search_dir: Path, eval_dir: Path, *, argv: list[str] | None, ne
         put_value(rec, "eval_peak_rss_mib", max(rss), ",.0f")
     for g in e_sum.get("goals", []):
         if g["value"].startswith("passkey.") and g.get("met") is not None:
-            put_value(rec, "passkey_goal_met", g["met"], "met|MISSED")
+            method = g["value"].split(".")[-1]
+            put_value(rec, "passkey_goal_met" + ("" if method == "searched" else f"_{method}"), g["met"], "met|MISSED")
     rec["data"] = {"eval": e_sum, "search": s}
-    if needle_dir is not None:
-        needle_run = _read(needle_dir / "run.json")
-        rec["source"]["needle_command"] = _command(needle_run)
+    if needle_search_dir is not None:
+        _needle_search(rec, needle_search_dir)
+    if needle_dirs:
+        where = ", ".join(map(str, needle_dirs))
+        rec["source"]["needle_command"] = " ; ".join(_command(_read(d / "run.json")) for d in needle_dirs)
         try:
-            needle = needle_analysis(_read(needle_dir / "passkey.json"), "searched", "yarn")
+            run = merge_needle_runs([{"config": _read(d / "config.json").get("config", {}),
+                                      "results": _read(d / "passkey.json")["results"]} for d in needle_dirs])
+            needle = needle_analysis(run, "searched", "yarn")
+            if any(r["factors"] == NEEDLE_METHOD for r in run["results"]):
+                second = needle_analysis(run, NEEDLE_METHOD, "yarn")
+                needle.update({k.replace("shared_keys", f"{NEEDLE_METHOD}_shared_keys"): v for k, v in second.items()
+                               if not k.endswith("_yarn")})
         except KeyError as exc:
-            raise UserError(f"{needle_dir}: {exc.args[0]}; name the factor folders searched/ and yarn/") from None
+            raise UserError(f"{where}: {exc.args[0]}; name the factor folders searched/, yarn/ "
+                            f"(and {NEEDLE_METHOD}/)") from None
         except ValueError as exc:
-            raise UserError(f"{needle_dir}: {exc}") from None
+            raise UserError(f"{where}: {exc}") from None
         for k, v in needle.items():
             put_value(rec, f"needle_{k}", v, ".3f" if isinstance(v, float) else None)
     return rec
+
+
+def _needle_search(rec: dict, folder: Path) -> None:
+    """The values of the second search (fitness: the answer NLL of keys planted in search windows)."""
+    from longrope.errors import UserError
+
+    run, summary = _read(folder / "run.json"), _read(folder / "summary.json")
+    if run.get("status") != "done":
+        raise UserError(f"{folder}: the needle-fitness search has not finished (resume it, or close it with "
+                        "--resume --max-seconds 1)")
+    cfg = _read(folder / "config.json")["config"]
+    if cfg.get("fitness") != "needle":
+        raise UserError(f"{folder}: that search's fitness is {cfg.get('fitness') or 'ppl'!r}, not needle")
+    rec["source"].update(needle_search=str(folder), needle_search_command=_command(run),
+                         needle_search_starts=len(run.get("previous_starts", [])) + 1)
+    s = summary["search"]
+    for key, spec in (("candidates", None), ("doc_evals", ",d"), ("seconds", ",.0f"), ("start_tokens", None),
+                      ("attention_factor", ".3f"), ("stop_reason", None)):
+        put_value(rec, f"needle_search_{key}", s.get(key), spec)
+    history = _read_jsonl(folder / "history.jsonl")
+    n_docs = int(cfg["samples"])
+    full = {}
+    for r in history:  # the mean answer NLL of the candidates scored on every planted key
+        full.setdefault((tuple(r["factors"]), r.get("start_tokens"), r.get("attention_factor")), {}).update(
+            zip(r["docs"], r["doc_nll"]))
+    scores = {k: sum(v.values()) / n_docs for k, v in full.items()
+              if len(v) == n_docs and all(x is not None for x in v.values())}
+    best = min(scores, key=scores.get)
+    put_value(rec, "needle_search_best_answer_nll", scores[best], ".3f")
+    seeds = [r for r in history if r["kind"] == "seed" and
+             (tuple(r["factors"]), r.get("start_tokens"), r.get("attention_factor")) in scores]
+    if seeds:
+        put_value(rec, "needle_search_best_seed_answer_nll",
+                  min(scores[(tuple(r["factors"]), r.get("start_tokens"), r.get("attention_factor"))] for r in seeds),
+                  ".3f")
+    put_value(rec, "needle_search_full_candidates", len(scores))
+    race = race_analysis(history, n_docs)  # does one planted key rank candidates as three do?
+    for k in ("rank_pairs", "rank_concordant", "window_evals", "best_kind"):
+        put_value(rec, f"needle_search_race_{k}", race[k])
+    per_window = sorted(r["seconds"] / _scored(r) for r in history if r.get("seconds") and _scored(r))
+    put_value(rec, "needle_search_seconds_per_window", per_window[len(per_window) // 2], ",.0f")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -258,17 +355,25 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--search", required=True, type=Path, help="the search run folder")
     ap.add_argument("--eval", required=True, type=Path, help="the evaluation pipeline folder")
-    ap.add_argument("--needle", type=Path, default=None,
-                    help="an `eval passkey --mode needle` run folder with factor folders named searched/ and yarn/")
+    ap.add_argument("--needle", type=Path, nargs="+", default=None,
+                    help="`eval passkey --mode needle` run folder(s) on the same keys, with factor folders named "
+                         f"searched/, yarn/ (and {NEEDLE_METHOD}/)")
+    ap.add_argument("--needle-search", type=Path, default=None,
+                    help=f"a second search run folder, with --fitness needle (evaluated as {NEEDLE_METHOD!r})")
     add_out_option(ap, "smollm2-2x", flag="--record")
     args = ap.parse_args(argv)
     try:
-        rec = build_record(args.search, args.eval, argv=argv, needle_dir=args.needle)
+        rec = build_record(args.search, args.eval, argv=argv, needle_dirs=args.needle,
+                           needle_search_dir=args.needle_search)
         factors = FactorSet.load(args.search / "factors.json")
+        second = FactorSet.load(args.needle_search / "factors.json") if args.needle_search else None
     except UserError as exc:
         print(f"bench_smollm2: error: {exc}", file=sys.stderr)
         return 2
-    factors.save(record_paths(args.out)[0].with_suffix("") / "factors.json")  # smollm2-2x/factors.json
+    folder = record_paths(args.out)[0].with_suffix("")
+    factors.save(folder / "factors.json")  # smollm2-2x/factors.json
+    if second is not None:
+        second.save(folder / "factors-needle.json")
     write_record(rec, args.out)
     return 0
 

@@ -21,11 +21,14 @@ def test_records_the_search_the_perplexities_and_the_passkey(tmp_path, bench_scr
               "--max-evals", "2", "--no-report", "--quiet"]
     assert cli([*common, "-o", str(first)]) == 0  # like the benchmark: a first search, then one reusing its scores
     assert cli([*common, "--race-rank", "1", "--reuse", str(first), "-o", str(search)]) == 0
+    needle_search = tmp_path / "needle-search"  # the second search: the answer NLL of planted keys
+    assert cli([*common, "--fitness", "needle", "--race-rank", "1", "-o", str(needle_search)]) == 0
     plan = json.loads((BENCH / "smollm2_2x.plan.json").read_text())  # the benchmark's plan, scaled down
     stage = plan["stages"][0]
     stage.update(data=str(shards), samples={"1x": 2, "2x": 2}, passkey_trials=1, passkey_depths=[0.5])
     for m in stage["methods"].values():
-        m["factors"] = {r: (str(search / "factors.json") if "smollm2-2x-search" in f else f)
+        m["factors"] = {r: (str(search / "factors.json") if "smollm2-2x-search2" in f
+                            else str(needle_search / "factors.json") if "smollm2-2x-needle-search" in f else f)
                         for r, f in m["factors"].items()}
     plan_file = tmp_path / "plan.json"
     plan_file.write_text(json.dumps(plan))
@@ -38,19 +41,40 @@ def test_records_the_search_the_perplexities_and_the_passkey(tmp_path, bench_scr
     assert cli(["eval", "passkey", "--model", "tiny", "--lengths", "512", "--skip-none", "--mode", "needle",
                 "--depths", "0.25,0.75", "--trials", "1", "--seed", "1", "--quiet", "-o", str(tmp_path / "needle"),
                 "--factors", str(needle_factors / "searched"), str(needle_factors / "yarn")]) == 0
+    (needle_factors / "searched-needle").mkdir()  # scored in a run of its own, on the same keys
+    (needle_factors / "searched-needle" / "factors.json").write_bytes((needle_search / "factors.json").read_bytes())
+    assert cli(["eval", "passkey", "--model", "tiny", "--lengths", "512", "--skip-none", "--mode", "needle",
+                "--depths", "0.25,0.75", "--trials", "1", "--seed", "1", "--quiet", "-o", str(tmp_path / "needle2"),
+                "--factors", str(needle_factors / "searched-needle")]) == 0
     rec_path = tmp_path / "rec" / "smollm2-2x.json"
     mod = bench_script("bench_smollm2.py")
     assert mod.main(["--search", str(search), "--eval", str(tmp_path / "eval"), "--record", str(rec_path),
-                     "--needle", str(tmp_path / "needle")]) == 0
+                     "--needle", str(tmp_path / "needle"), str(tmp_path / "needle2"),
+                     "--needle-search", str(needle_search)]) == 0
     rec = json.loads(rec_path.read_text())
     ppl = json.loads((tmp_path / "eval" / "summary.json").read_text())["heldout_ppl"]["2x"]
-    closed = {m: v for m, v in ppl.items() if m not in ("none", "searched")}
+    closed = {m: v for m, v in ppl.items() if m not in ("none", "searched", "searched-needle")}
     best = min(closed, key=closed.get)
     assert rec["values"]["best_closed_form"] == best and set(closed) == {"pi", "ntk", "dynamic-ntk", "yarn"}
     assert rec["values"]["ratio_to_best"] == ppl["searched"] / closed[best]
+    assert rec["values"]["ratio_to_best_searched-needle"] == ppl["searched-needle"] / closed[best]
     assert rec["values"]["tokens_512"] == 2 * 511 and rec["values"]["tokens_256"] == 2 * 255
-    assert [r[0] for r in rec["tables"]["ppl"]["rows"]] == ["none", "pi", "ntk", "dynamic-ntk", "yarn", "searched"]
+    assert [r[0] for r in rec["tables"]["ppl"]["rows"]] == ["none", "pi", "ntk", "dynamic-ntk", "yarn", "searched",
+                                                           "searched-needle"]
     assert (rec_path.parent / "smollm2-2x" / "factors.json").is_file()
+    from longrope.rope import FactorSet
+
+    saved, found = (FactorSet.load(f) for f in (rec_path.parent / "smollm2-2x" / "factors-needle.json",
+                                                 needle_search / "factors.json"))
+    assert saved.long_factor.tolist() == found.long_factor.tolist()
+    summary = json.loads((needle_search / "summary.json").read_text())["search"]
+    assert rec["values"]["needle_search_candidates"] == summary["candidates"]
+    assert rec["values"]["needle_search_attention_factor"] == summary["attention_factor"]
+    assert rec["values"]["needle_search_best_answer_nll"] <= rec["values"]["needle_search_best_seed_answer_nll"]
+    assert rec["values"]["needle_keys_searched-needle"] == rec["values"]["needle_searched-needle_shared_keys"] == 2
+    assert "passkey_goal_met_searched-needle" in rec["values"]
+    assert rec["values"]["needle_search_race_window_evals"] == sum(
+        len(json.loads(x)["doc_nll"]) for x in (needle_search / "history.jsonl").read_text().splitlines())
     history = [json.loads(line) for line in (search / "history.jsonl").read_text().splitlines()]
     assert rec["values"]["eval_peak_rss_mib"] > 50
     assert rec["values"]["race_window_evals"] == sum(len(r["doc_nll"]) for r in history)
@@ -87,6 +111,21 @@ def test_needle_analysis_pairs_the_two_sets_key_by_key(bench_script):
         assert "--mode needle" in str(exc)
     else:
         raise AssertionError("a run in generate mode must be refused")
+
+
+def test_needle_runs_merge_only_when_they_planted_the_same_keys(bench_script):
+    merge = bench_script("bench_smollm2.py").merge_needle_runs
+    cfg = {"model": "smollm2", "seed": 1, "lengths": [16384], "depths": [0.0, 0.5], "trials": 1, "mode": "needle"}
+    a = {"config": cfg, "results": [{"factors": "searched"}, {"factors": "yarn"}]}
+    b = {"config": dict(cfg), "results": [{"factors": "searched-needle"}]}
+    assert [r["factors"] for r in merge([a, b])["results"]] == ["searched", "yarn", "searched-needle"]
+    for bad, match in (({"config": {**cfg, "seed": 2}, "results": [{"factors": "x"}]}, "planted other keys"),
+                       ({"config": cfg, "results": [{"factors": "yarn"}]}, "twice")):
+        try:
+            merge([a, bad])
+            raise AssertionError("merged")
+        except ValueError as exc:
+            assert match in str(exc)
 
 
 def test_race_analysis_counts_what_racing_against_the_incumbent_would_cost(bench_script):

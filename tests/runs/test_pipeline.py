@@ -441,3 +441,45 @@ def test_a_done_comparison_measures_again_the_cells_whose_factor_file_changed(tm
     summary = json.loads((out / "summary.json").read_text())
     assert summary["heldout_ppl"]["2x"]["file"] == again[2]["ppl"]
     assert summary["heldout_ppl"]["2x"]["base"] == first[0]["ppl"]
+
+
+def test_a_resumed_comparison_measures_only_the_methods_added_or_changed_in_its_plan(tmp_path, capsys):
+    """A compare stage may gain a method (a second search), a passkey or a goal between runs: --resume
+    with the edited plan measures those cells alone; a change of its windows is still refused."""
+    compare = {"name": "compare", "run": "compare", "data": "@data", "ratios": ["2x"], "samples": 1,
+               "passkey_trials": 1, "passkey_depths": [0.5], "passkey_methods": [],
+               "methods": {"ntk": {"model": "{model}", "factors": {"2x": "ntk@2x"}},
+                           "pi": {"model": "{model}", "factors": {"2x": "pi@2x"}}}}
+    plan = {"format": "longrope-pipeline/1", "model": "tiny",
+            "stages": [{"name": "data", "run": "tokenize", "inputs": ["embedded"]}, compare]}
+    plan_file, out = _write(tmp_path, plan), tmp_path / "out"
+    cells = out / "stages" / "compare" / "cells.jsonl"
+    assert _pipeline(plan_file, out) == 0
+    first = {c["method"]: c for c in map(json.loads, cells.read_text().splitlines())}
+    capsys.readouterr()
+
+    compare["methods"]["yarn"] = {"model": "{model}", "factors": {"2x": "yarn@2x"}}
+    compare["passkey_methods"] = ["yarn", "ntk"]
+    compare["goals"] = [{"name": "g", "value": "passkey.2x.yarn", "at_least": "passkey.2x.ntk"}]
+    compare["methods"]["pi"]["factors"]["2x"] = "pi@4x"
+    plan_file = _write(tmp_path, plan)
+    assert _pipeline(plan_file, out, "--resume") == 0
+    err = capsys.readouterr().err
+    assert "edited since it ran" in err and "ntk at 2x: its passkey is asked for" in err
+    assert "pi at 2x: the method names other factors" in err
+    lines = [json.loads(x) for x in cells.read_text().splitlines()]
+    assert [c["method"] for c in lines[2:]] == ["ntk", "pi", "yarn"]  # each measured again or anew, once
+    assert lines[2]["ppl"] == first["ntk"]["ppl"] and "passkey" in lines[2]
+    assert lines[3]["factors"] == "pi@4x" and lines[3]["ppl"] != first["pi"]["ppl"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["passkey"]["2x"]) == {"ntk", "yarn"} and summary["goals"][0]["met"] is not None
+    manifest = json.loads((out / "pipeline.json").read_text())
+    assert "yarn" in manifest["plan"]["stages"][1]["methods"]  # a plain --resume now runs the edited plan
+    assert _pipeline(plan_file, out, "--resume") == 0
+    assert len(cells.read_text().splitlines()) == 5  # nothing left to measure
+
+    compare["samples"] = 2  # other windows: every cell would mean something else
+    capsys.readouterr()
+    assert _pipeline(_write(tmp_path, plan), out, "--resume") == 2
+    err = capsys.readouterr().err
+    assert "stage 'compare' changed" in err and len(err.strip().splitlines()) == 1

@@ -222,6 +222,23 @@ def factor_digests(methods: dict, ratios: list[str]) -> dict[str, str]:
     return out
 
 
+def _stale_cell(cell: dict, methods: dict, digests: dict[str, str], needs_passkey: bool) -> str | None:
+    """Why a measured cell no longer stands for its (method, ratio) of the plan, or None if it does:
+    the method now names another model or factor spec, its factor file holds other factors, or its
+    passkey is now asked for. (A cell of a method the plan no longer has is kept, unused.)"""
+    name, ratio = cell["method"], cell["ratio"]
+    m = methods.get(name)
+    if m is None or ratio not in m["factors"]:
+        return None
+    if cell.get("model", m["model"]) != m["model"] or cell.get("factors", m["factors"][ratio]) != m["factors"][ratio]:
+        return "the method names other factors or another model"
+    if cell.get("factors_sha256") is not None and cell["factors_sha256"] != digests.get(f"{name}@{ratio}"):
+        return "its factors changed"
+    if needs_passkey and "passkey" not in cell:
+        return "its passkey is asked for"
+    return None
+
+
 def _peak_rss_mb() -> float | None:
     """The process's resident-memory high-water mark so far (MiB; None where the OS has no
     getrusage). It never decreases: after a cell it bounds what that cell, and every earlier one, held."""
@@ -298,9 +315,10 @@ def run_compare(*, data: str, methods: dict, ratios: list[str], folder: Path, sa
     cells = _read_cells(cells_path)
     digests = factor_digests(methods, ratios)
     for (name, ratio), c in list(cells.items()):
-        now = digests.get(f"{name}@{ratio}")
-        if c.get("factors_sha256") is not None and c["factors_sha256"] != now:
-            say(f"compare: {name} at {ratio}: its factors changed since the cell was measured; measuring it again")
+        why = _stale_cell(c, methods, digests, passkey_trials > 0 and ratio in passkey_ratios
+                          and name in passkey_methods)
+        if why:
+            say(f"compare: {name} at {ratio}: {why} since the cell was measured; measuring it again")
             del cells[(name, ratio)]
     todo = [(n, r) for n, m in methods.items() for r in ratios if r in m["factors"] and (n, r) not in cells]
     if cells:

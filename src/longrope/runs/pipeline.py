@@ -431,16 +431,36 @@ def _read_manifest(out: Path) -> dict | None:
     return doc
 
 
-def _plan_differences(old: dict, new: dict) -> list[str]:
-    diffs = []
+#: what a compare stage may change between runs of one pipeline: its cells are measured one by one and
+#: stay valid while the windows and the passkey protocol stay the same (``run_compare`` measures the
+#: cells of a new or changed method, and keeps the others)
+COMPARE_EDITABLE = ("methods", "passkey_methods", "goals")
+
+
+def _edited_comparison(a: dict | None, b: dict | None) -> bool:
+    """Both versions are one compare stage that differ only in :data:`COMPARE_EDITABLE` fields."""
+    if a is None or b is None or a.get("run") != "compare" or b.get("run") != "compare":
+        return False
+    return {k: v for k, v in a.items() if k not in COMPARE_EDITABLE} == \
+        {k: v for k, v in b.items() if k not in COMPARE_EDITABLE}
+
+
+def _plan_differences(old: dict, new: dict) -> tuple[list[str], list[str]]:
+    """``(refused, edited)``: the differences a resume refuses, and the compare stages whose methods
+    or goals were edited (a resume measures their new cells; see :data:`COMPARE_EDITABLE`)."""
+    diffs, edited = [], []
     if old.get("model") != new.get("model"):
         diffs.append(f"model {old.get('model')!r} -> {new.get('model')!r}")
     a = {s["name"]: s for s in old.get("stages", [])}
     b = {s["name"]: s for s in new.get("stages", [])}
     for name in list(a) + [n for n in b if n not in a]:
-        if a.get(name) != b.get(name):
+        if a.get(name) == b.get(name):
+            continue
+        if _edited_comparison(a.get(name), b.get(name)):
+            edited.append(name)
+        else:
             diffs.append(f"stage {name!r} " + ("added" if name not in a else "removed" if name not in b else "changed"))
-    return diffs
+    return diffs, edited
 
 
 def _changed_factors(entry: dict, st: dict, resolver: Any) -> bool:
@@ -509,11 +529,13 @@ def run(config: PipelineConfig, *, log: Callable[[str], None] | None = None) -> 
         v = getattr(config, field)
         if v is not None and v not in names:
             raise ConfigError(field, f"{{name}} {v!r} is not a stage of the plan; stages: {', '.join(names)}")
+    edited: list[str] = []
     if old is not None:
-        diffs = _plan_differences(old["plan"], plan)
+        diffs, edited = _plan_differences(old["plan"], plan)
         if diffs:
             raise ConfigError("resume", "{name} refused: the plan differs from the one this pipeline ran: "
-                              + "; ".join(diffs) + " (use the same plan, or a new output folder)")
+                              + "; ".join(diffs) + " (use the same plan, or a new output folder; a compare "
+                              "stage may change only its " + ", ".join(COMPARE_EDITABLE) + ")")
     resolver = _Resolver(plan, out)
     entries = {s["name"]: s for s in plan["stages"]}
     for name, entry in entries.items():  # every stage's settings, before the first one runs
@@ -527,6 +549,12 @@ def run(config: PipelineConfig, *, log: Callable[[str], None] | None = None) -> 
     lock = _lock(out)  # one process per pipeline folder
     try:
         manifest = old or _new_manifest(plan, plan_file)
+        if edited:  # the plan to run now is the edited one; its compare stages measure their new cells
+            manifest.update(plan=plan, plan_file=plan_file)
+            for name in edited:
+                if manifest["stages"].get(name, {}).get("status") == "done":
+                    manifest["stages"][name]["status"] = "stale"
+                say(f"pipeline: {name}: methods or goals edited since it ran; measuring the new cells")
         folder.start(config_to_dict(config), extra={"plan_file": plan_file})
         write_json(out / MANIFEST, manifest)
         if config.only is not None:
