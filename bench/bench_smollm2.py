@@ -69,7 +69,7 @@ across sessions; the second (the recorded one) starts from every window score of
 the second run's (`search_doc_evals` counts the reused scores too; `search_total_seconds` is both
 runs' search time). Evaluation: `bench/smollm2_2x.plan.json` (a compare stage): token-weighted
 perplexity on the same held-out windows for every method (BOS + length − 1 tokens each) at 8,192
-and 16,384 tokens; passkey by greedy decoding at 16,384 tokens for YaRN and the searched factors.
+and 16,384 tokens; passkey by greedy decoding at 16,384 tokens for YaRN and the searched sets.
 Where the search's time goes: `search_seconds_per_window` is the median time of one 16k window's
 scoring in the searches (as run: a shared machine, 1 or 2 threads); the `race_*` values read both
 histories: how the candidates scored on all windows rank on the racing window alone
@@ -82,7 +82,11 @@ pass/fail each key gives the answer's mean NLL, which two sets can be compared o
 `searched-needle` (and the `needle_search_*` values): a second search on the same windows whose
 fitness is the answer NLL of a pass key planted in each (LongRoPE2's needle-driven loss, one
 forward per window like the perplexity), so that a set which loses retrieval cannot win; its
-factors are `bench/results/smollm2-2x/factors-needle.json`."""
+factors are `bench/results/smollm2-2x/factors-needle.json`. `critical_dim`: LongRoPE2's theoretical
+critical dimension, the first rotary pair whose period exceeds L (pairs from it on never turned once
+in training); `min_lambda_from_critical_*`: each set's smallest λ on those pairs (λ ≥ s keeps
+positions up to s·L inside their trained range). `needle_search_seed_*`: seed shapes the needle
+search scored on its racing key at two attention temperatures, and how many did better hotter."""
 
 
 #: the evaluation's name of the factors found by the needle-fitness search (its factor folder in the
@@ -286,6 +290,9 @@ def build_record(search_dir: Path, eval_dir: Path, *, argv: list[str] | None, ne
     rec["data"] = {"eval": e_sum, "search": s}
     if needle_search_dir is not None:
         _needle_search(rec, needle_search_dir)
+    _critical_values(rec, _read(search_dir / "checkpoint.json")["fingerprint"]["rope"], int(s_cfg["target_length"]),
+                     {"searched": search_dir / "factors.json",
+                      **({NEEDLE_METHOD: needle_search_dir / "factors.json"} if needle_search_dir else {})})
     if needle_dirs:
         where = ", ".join(map(str, needle_dirs))
         rec["source"]["needle_command"] = " ; ".join(_command(_read(d / "run.json")) for d in needle_dirs)
@@ -305,6 +312,24 @@ def build_record(search_dir: Path, eval_dir: Path, *, argv: list[str] | None, ne
         for k, v in needle.items():
             put_value(rec, f"needle_{k}", v, ".3f" if isinstance(v, float) else None)
     return rec
+
+
+def _critical_values(rec: dict, rope: dict, target: int, files: dict[str, Path]) -> None:
+    """LongRoPE2's theoretical critical dimension of the model (the first rotary pair whose period
+    exceeds L: it never turned once in training, so positions past L leave its trained range unless
+    ``λ ≥ s``) and, per factor set (YaRN's too), the smallest λ from that pair on."""
+    from longrope.rope import FactorSet, make_baseline
+    from longrope.rope.critical import theoretical_critical_dim
+
+    theta, d, L = float(rope["rope_theta"]), int(rope["rotary_dim"]), int(rope["original_length"])
+    crit = theoretical_critical_dim(theta, d, L)
+    put_value(rec, "critical_dim", crit)
+    put_value(rec, "scale", target / L, ".2f")
+    sets = {name: FactorSet.load(path).long_factor for name, path in files.items()}
+    sets["yarn"] = make_baseline("yarn", rope_theta=theta, rotary_dim=d, original_length=L,
+                                 target_length=target).long_factor
+    for name, lam in sets.items():
+        put_value(rec, f"min_lambda_from_critical_{name}", float(min(lam[crit:])), ".2f")
 
 
 def _needle_search(rec: dict, folder: Path) -> None:
@@ -341,6 +366,13 @@ def _needle_search(rec: dict, folder: Path) -> None:
                   min(scores[(tuple(r["factors"]), r.get("start_tokens"), r.get("attention_factor"))] for r in seeds),
                   ".3f")
     put_value(rec, "needle_search_full_candidates", len(scores))
+    first: dict[tuple, dict[float, float]] = {}  # seed shape -> temperature -> answer NLL on the racing key
+    for r in history:
+        if r["kind"] == "seed" and r["docs"] and r["docs"][0] == 0 and r["doc_nll"][0] is not None:
+            first.setdefault((tuple(r["factors"]), r.get("start_tokens")), {})[r.get("attention_factor")] = r["doc_nll"][0]
+    pairs = [t for t in first.values() if len(t) > 1]
+    put_value(rec, "needle_search_seed_temperature_pairs", len(pairs))
+    put_value(rec, "needle_search_seed_hotter_better", sum(t[max(t)] < t[min(t)] for t in pairs))
     race = race_analysis(history, n_docs)  # does one planted key rank candidates as three do?
     for k in ("rank_pairs", "rank_concordant", "window_evals", "best_kind"):
         put_value(rec, f"needle_search_race_{k}", race[k])

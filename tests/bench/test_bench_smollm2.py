@@ -73,6 +73,10 @@ def test_records_the_search_the_perplexities_and_the_passkey(tmp_path, bench_scr
     assert rec["values"]["needle_search_best_answer_nll"] <= rec["values"]["needle_search_best_seed_answer_nll"]
     assert rec["values"]["needle_keys_searched-needle"] == rec["values"]["needle_searched-needle_shared_keys"] == 2
     assert "passkey_goal_met_searched-needle" in rec["values"]
+    assert 0 <= rec["values"]["needle_search_seed_hotter_better"] <= rec["values"]["needle_search_seed_temperature_pairs"]
+    crit = rec["values"]["critical_dim"]  # the tiny model: rope base 1e4, 64 rotary dims, L = 256
+    assert crit == 13 and rec["values"]["min_lambda_from_critical_yarn"] == 2.0  # YaRN interpolates those fully
+    assert rec["values"]["min_lambda_from_critical_searched-needle"] == min(found.long_factor[crit:])
     assert rec["values"]["needle_search_race_window_evals"] == sum(
         len(json.loads(x)["doc_nll"]) for x in (needle_search / "history.jsonl").read_text().splitlines())
     history = [json.loads(line) for line in (search / "history.jsonl").read_text().splitlines()]
