@@ -224,16 +224,20 @@ def factor_digests(methods: dict, ratios: list[str]) -> dict[str, str]:
 
 def _stale_cell(cell: dict, methods: dict, digests: dict[str, str], needs_passkey: bool) -> str | None:
     """Why a measured cell no longer stands for its (method, ratio) of the plan, or None if it does:
-    the method now names another model or factor spec, its factor file holds other factors, or its
-    passkey is now asked for. (A cell of a method the plan no longer has is kept, unused.)"""
+    the method now names another model, other factors (for a factor file: other content, wherever
+    it lies; for a closed form or ``none``: another name), or asks for a passkey the cell lacks. (A
+    cell of a method the plan no longer has is kept, unused.)"""
     name, ratio = cell["method"], cell["ratio"]
     m = methods.get(name)
     if m is None or ratio not in m["factors"]:
         return None
-    if cell.get("model", m["model"]) != m["model"] or cell.get("factors", m["factors"][ratio]) != m["factors"][ratio]:
-        return "the method names other factors or another model"
-    if cell.get("factors_sha256") is not None and cell["factors_sha256"] != digests.get(f"{name}@{ratio}"):
-        return "its factors changed"
+    if cell.get("model", m["model"]) != m["model"]:
+        return "the method names another model"
+    if cell.get("factors_sha256") is not None:
+        if cell["factors_sha256"] != digests.get(f"{name}@{ratio}"):
+            return "its factors changed"
+    elif cell.get("factors", m["factors"][ratio]) != m["factors"][ratio]:
+        return "the method names other factors"
     if needs_passkey and "passkey" not in cell:
         return "its passkey is asked for"
     return None
