@@ -122,6 +122,11 @@ def _scored(row: dict) -> int:
     return len(row["scored"]) if "scored" in row else 0 if row.get("cached") else len(row["docs"])
 
 
+def _genome(r: dict) -> tuple:
+    """A history row's candidate, as a key."""
+    return (tuple(r["factors"]), r.get("start_tokens"), r.get("attention_factor"), r.get("critical_dim"))
+
+
 def race_analysis(history: list[dict], n_docs: int) -> dict:
     """What one window tells about a candidate, from steady searches' histories (window 0 is the
     racing window; a row's cost is the windows it lists as ``scored``, the others were reused — rows
@@ -133,9 +138,6 @@ def race_analysis(history: list[dict], n_docs: int) -> dict:
     put them behind the incumbent (racing against the incumbent would have dropped them)."""
     import numpy as np
 
-    def key(r: dict) -> tuple:
-        return (tuple(r["factors"]), r.get("start_tokens"), r.get("attention_factor"), r.get("critical_dim"))
-
     docs: dict[tuple, dict[int, float]] = {}
     kind: dict[tuple, str] = {}  # how each genome first came (seed, init, mutation, crossover)
     spent: dict[tuple, int] = {}
@@ -146,7 +148,7 @@ def race_analysis(history: list[dict], n_docs: int) -> dict:
         return float(np.mean(list(docs[k].values())))
 
     for r in history:
-        k = key(r)
+        k = _genome(r)
         cost = _scored(r)
         nll = [math.inf if v is None else float(v) for v in r["doc_nll"]]  # None: a diverged score
         if r["kind"] != "promotion" and cost and len(r["docs"]) < n_docs and best is not None:
@@ -353,18 +355,14 @@ def _needle_search(rec: dict, folder: Path) -> None:
     n_docs = int(cfg["samples"])
     full = {}
     for r in history:  # the mean answer NLL of the candidates scored on every planted key
-        full.setdefault((tuple(r["factors"]), r.get("start_tokens"), r.get("attention_factor")), {}).update(
-            zip(r["docs"], r["doc_nll"]))
+        full.setdefault(_genome(r), {}).update(zip(r["docs"], r["doc_nll"]))
     scores = {k: sum(v.values()) / n_docs for k, v in full.items()
               if len(v) == n_docs and all(x is not None for x in v.values())}
     best = min(scores, key=scores.get)
     put_value(rec, "needle_search_best_answer_nll", scores[best], ".3f")
-    seeds = [r for r in history if r["kind"] == "seed" and
-             (tuple(r["factors"]), r.get("start_tokens"), r.get("attention_factor")) in scores]
+    seeds = [scores[_genome(r)] for r in history if r["kind"] == "seed" and _genome(r) in scores]
     if seeds:
-        put_value(rec, "needle_search_best_seed_answer_nll",
-                  min(scores[(tuple(r["factors"]), r.get("start_tokens"), r.get("attention_factor"))] for r in seeds),
-                  ".3f")
+        put_value(rec, "needle_search_best_seed_answer_nll", min(seeds), ".3f")
     put_value(rec, "needle_search_full_candidates", len(scores))
     first: dict[tuple, dict[float, float]] = {}  # seed shape -> temperature -> answer NLL on the racing key
     for r in history:
