@@ -23,6 +23,7 @@ from typing import Any
 def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: str = "w") -> Path:
     """Call ``write(fileobj)`` on a temporary file next to ``path`` and move it into place."""
     path = Path(path)
+    _check_writable_path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -40,6 +41,20 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: st
             pass
         raise
     return path
+
+
+def _check_writable_path(path: Path) -> None:
+    """Refuse, in one line naming the user's path, an output that is a folder or lies under a file
+    (the OS would name the temporary file, or only the part of the path that is a file)."""
+    from longrope.errors import UserError
+
+    if path.is_dir():
+        raise UserError(f"{path} is a folder; give the path of a file to write")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise UserError(f"cannot write {path}: {parent} is a file, not a folder; choose another path")
+            break
 
 
 def _read_umask() -> int:

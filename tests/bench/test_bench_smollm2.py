@@ -117,19 +117,52 @@ def test_needle_analysis_pairs_the_two_sets_key_by_key(bench_script):
         raise AssertionError("a run in generate mode must be refused")
 
 
-def test_needle_runs_merge_only_when_they_planted_the_same_keys(bench_script):
-    merge = bench_script("bench_smollm2.py").merge_needle_runs
+def test_needle_runs_merge_sets_on_the_same_keys_and_pool_other_seeds(bench_script):
+    script = bench_script("bench_smollm2.py")
+    merge, needle_analysis = script.merge_needle_runs, script.needle_analysis
     cfg = {"model": "smollm2", "seed": 1, "lengths": [16384], "depths": [0.0, 0.5], "trials": 1, "mode": "needle"}
-    a = {"config": cfg, "results": [{"factors": "searched"}, {"factors": "yarn"}]}
-    b = {"config": dict(cfg), "results": [{"factors": "searched-needle"}]}
-    assert [r["factors"] for r in merge([a, b])["results"]] == ["searched", "yarn", "searched-needle"]
-    for bad, match in (({"config": {**cfg, "seed": 2}, "results": [{"factors": "x"}]}, "planted other keys"),
-                       ({"config": cfg, "results": [{"factors": "yarn"}]}, "twice")):
+
+    def result(name, nlls, key0):
+        return {"factors": name, "mode": "needle", "seconds": 1.0,
+                "trials": [{"length": 16384, "depth": d, "trial": 0, "key": key0 + i, "answer_nll": v,
+                            "correct": v < 1.0} for i, (d, v) in enumerate(zip((0.0, 0.5), nlls))]}
+
+    a = {"config": cfg, "results": [result("searched", [0.5, 2.0], 10), result("yarn", [0.7, 1.5], 10)]}
+    b = {"config": dict(cfg), "results": [result("searched-needle", [0.4, 0.6], 10)]}
+    c = {"config": {**cfg, "seed": 2}, "results": [result(n, v, 20) for n, v in
+                                                   (("searched", [0.9, 0.3]), ("yarn", [0.8, 0.2]),
+                                                    ("searched-needle", [0.1, 0.1]))]}
+    merged = merge([a, b, c])
+    assert [r["factors"] for r in merged["results"]] == ["searched", "yarn", "searched-needle"]
+    assert merged["config"]["seed"] == [1, 2]
+    assert all(len(r["trials"]) == 4 for r in merged["results"])
+    got = needle_analysis(merged, "searched-needle", "yarn")
+    assert got["shared_keys"] == 4 and got["searched-needle_lower_nll"] == 4
+    assert abs(got["searched-needle_lower_nll_sign_p"] - 2 / 16) < 1e-12  # 4 of 4: 2 · 0.5^4
+    assert got["accuracy_searched-needle"] == 1.0 and abs(got["answer_nll_yarn"] - 3.2 / 4) < 1e-12
+    by_depth = script.needle_by_depth(merged, ["yarn", "searched-needle"])
+    assert by_depth[0][:2] == [0.0, 2] and by_depth[0][2] == 2 and abs(by_depth[0][3] - 0.75) < 1e-12
+    assert by_depth[1][4:] == [2, (0.6 + 0.1) / 2]
+    # the same key numbers under two seeds are two keys, told apart by the seed each trial carries
+    same_keys = {"config": {**cfg, "seed": 3}, "results": [result(n, [0.5, 0.5], 10) for n in ("searched", "yarn",
+                                                                                            "searched-needle")]}
+    assert needle_analysis(merge([a, b, same_keys]), "searched", "yarn")["shared_keys"] == 4
+    for bad, match in (({"config": {**cfg, "depths": [0.5]}, "results": [result("x", [1.0], 1)]}, "only --seed"),
+                       ({"config": cfg, "results": [result("yarn", [1.0, 1.0], 10)]}, "twice"),
+                       ({"config": {**cfg, "seed": 4}, "results": [result("yarn", [1.0, 1.0], 30)]},
+                        "same factor sets")):
         try:
-            merge([a, bad])
+            merge([a, b, bad])
             raise AssertionError("merged")
         except ValueError as exc:
             assert match in str(exc)
+
+
+def test_sign_test_p_is_the_two_sided_binomial_tail(bench_script):
+    p = bench_script("bench_smollm2.py").sign_test_p
+    assert p(0, 0) == 1.0 and p(3, 3) == 1.0
+    assert abs(p(4, 1) - 2 * 6 / 32) < 1e-12 and abs(p(1, 4) - p(4, 1)) < 1e-12
+    assert abs(p(10, 0) - 2 / 1024) < 1e-12
 
 
 def test_race_analysis_counts_what_racing_against_the_incumbent_would_cost(bench_script):

@@ -65,6 +65,9 @@ def _cases(r: Path) -> list[tuple[str, list[str], str]]:
     search = ["search", "--model", m, "--data", d, "--target-length", "128", "--quiet", "--samples", "2",
               "--heldout-samples", "2"]
     ppl = ["eval", "ppl", "--model", m, "--data", d, "--lengths", "32", "--samples", "2", "--quiet"]
+    base = ["baseline", "--model", m, "--method"]
+    tok = ["tokenize", "--tokenizer", m, "--input"]
+    gen = ["generate", "--model", m, "--factors", str(r / "short.json"), "--prompt", "hi", "--max-new-tokens", "2"]
     return [
         # output paths
         ("search-out-is-file", [*search, "-o", str(r / "a_file")], "is a file"),
@@ -97,6 +100,7 @@ def _cases(r: Path) -> list[tuple[str, list[str], str]]:
         ("ppl-missing-model", [*ppl[:3], str(r / "nowhere"), *ppl[4:], "-o", str(r / "o12")], "nowhere"),
         ("ppl-garbage-factors", [*ppl, "--factors", str(r / "garbage.json"), "-o", str(r / "o13")], "garbage"),
         ("ppl-short-factors", [*ppl, "--factors", str(r / "short.json"), "-o", str(r / "o14")], "short.json"),
+        ("ppl-data-is-file", [*ppl[:5], str(r / "a_file"), *ppl[6:], "-o", str(r / "o21")], "a_file is a file"),
         ("search-not-shards", ["search", "--model", m, "--data", str(r / "gpt2"), "--target-length", "128", "-o",
                                str(r / "o15")], "shard"),
         ("ppl-flipped-byte", [*ppl[:5], str(r / "flipped"), *ppl[6:], "--lengths", "300", "--samples", "9",
@@ -105,6 +109,29 @@ def _cases(r: Path) -> list[tuple[str, list[str], str]]:
         ("rerun-not-a-run", ["rerun", str(r / "gpt2"), "-o", str(r / "o18")], "run configuration"),
         ("rerun-empty", ["rerun", str(r / "nowhere"), "-o", str(r / "o18")], "not a run folder"),
         ("config-not-a-run", [*search, "--config", str(r / "gpt2"), "-o", str(r / "o19")], "run configuration"),
+        # closed forms: values that would give wrong factors silently
+        ("baseline-betas-swapped", [*base, "yarn", "--target-length", "64", "--beta-fast", "1", "--beta-slow", "32",
+                                    "-o", str(r / "b1.json")], "swap them"),
+        ("baseline-start-past-target", [*base, "pi", "--target-length", "64", "--start-tokens", "64", "-o",
+                                        str(r / "b2.json")], "--start-tokens"),
+        ("baseline-length-text", [*base, "pi", "--target-length", "4x", "-o", str(r / "b3.json")], "--target-length"),
+        ("baseline-out-is-folder", [*base, "pi", "--target-length", "64", "-o", str(r)], "is a folder"),
+        ("baseline-out-under-file", [*base, "pi", "--target-length", "64", "-o", str(r / "a_file" / "b.json")],
+         "a_file is a file"),
+        # inputs of tokenize
+        ("tokenize-unknown-role", [*tok, f"bogus={r / 'latin1.txt'}", "-o", str(r / "t1")], "unknown role 'bogus'"),
+        ("tokenize-overlap", [*tok, f"search={r / 'latin1.txt'}", f"heldout={r / 'latin1.txt'}", "-o", str(r / "t2")],
+         "same files"),
+        ("tokenize-overlap-folder", [*tok, str(r), f"heldout={r / 'latin1.txt'}", "-o", str(r / "t3")], "same files"),
+        ("tokenize-split-local", [*tok, str(r / "latin1.txt"), "--split", "validation", "-o", str(r / "t4")],
+         "--split"),
+        # options that do not apply to what was asked are refused, not ignored
+        ("search-unordered-alone", [*search, "-o", str(r / "o22"), "--unordered"], "--unordered orders the results"),
+        ("generate-temperature-greedy", [*gen, "--temperature", "0.5"], "add --sample"),
+        ("generate-policy-long", [*gen, "--mode", "long", "--cache-policy", "rerotate"], "drop --cache-policy"),
+        # an option the command does not have is named under that command
+        ("passkey-unknown-option", ["eval", "passkey", "--model", m, "--lengths", "64", "--bogus", "-o",
+                                    str(r / "o20")], "longrope eval passkey: error: unrecognized arguments: --bogus"),
     ]
 
 
@@ -124,6 +151,30 @@ def test_bad_input_is_one_line_and_exit_2(env, case, capsys):
     # nothing new but the (refused) targets' absence: no stray partial folders
     after = {p.name for p in env.iterdir()}
     assert not {p for p in after - before if p.startswith(".")}, (name, after - before)
+
+
+def test_baseline_target_length_takes_the_k_suffix(env, capsys):
+    out = env / "b-4k.json"
+    assert main(["baseline", "--model", str(env / "model"), "--method", "pi", "--target-length", "1k", "-o",
+                 str(out)]) == 0
+    assert json.loads(capsys.readouterr().out)["target_length"] == 1024 and out.is_file()
+
+
+def test_an_allocation_failure_is_one_line_naming_the_way_out(env, monkeypatch, capsys):
+    import longrope.cli.baseline as baseline
+
+    def boom(args):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:127] . DefaultCPUAllocator: can't allocate memory: "
+                           "you tried to allocate 102400000000 bytes.\nmore detail")
+
+    monkeypatch.setattr(baseline, "run", boom)
+    assert main(["baseline", "--model", "tiny", "--method", "pi", "--target-length", "64", "-o",
+                 str(env / "b.json")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "out of memory" in err and "--lengths" in err and "more detail" not in err
+    monkeypatch.setattr(baseline, "run", lambda args: (_ for _ in ()).throw(RuntimeError("a bug")))
+    with pytest.raises(RuntimeError, match="a bug"):  # any other RuntimeError keeps its traceback
+        main(["baseline", "--model", "tiny", "--method", "pi", "--target-length", "64", "-o", str(env / "b.json")])
 
 
 def _fields(cls):

@@ -198,3 +198,79 @@ def test_help_has_examples(capsys):
         with pytest.raises(SystemExit):
             main(argv)
         assert "example" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------ mistakes found before the weights load
+@pytest.fixture
+def no_weights(monkeypatch):
+    """Fail the test if the command reads model weights."""
+    import longrope.models
+    import longrope.models.loading
+
+    def refuse(*a, **k):
+        raise AssertionError("model weights were loaded before the input was checked")
+
+    monkeypatch.setattr(longrope.models.loading, "load_model", refuse)
+    monkeypatch.setattr(longrope.models, "load_model", refuse)
+
+
+def _one_line(capsys, argv):
+    capsys.readouterr()
+    rc = main(argv)
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1 and "Traceback" not in err, err
+    return err
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["--lengths", "16"], "too short for the passkey prompt"),
+    (["--lengths", "128", "--heldout-fraction", "2"], "--heldout-fraction must be in [0, 1]"),
+    (["--lengths", "128", "--split", "search"], "--split needs --data"),
+    (["--lengths", "128", "--heldout-fraction", "0.3"], "--heldout-fraction needs --data"),
+    (["--lengths", "100000000000"], "--lengths 100000000000"),
+    (["--lengths", "128", "--original-length", "1"], "--original-length"),
+])
+def test_eval_passkey_bad_input_before_the_weights(model_dir, tmp_path, capsys, no_weights, argv, needle):
+    err = _one_line(capsys, ["eval", "passkey", "--model", str(model_dir), "--trials", "1", "--depths", "0.5",
+                             "--quiet", "-o", str(tmp_path / "o"), *argv])
+    assert needle in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_eval_passkey_empty_data_folder_before_the_weights(model_dir, tmp_path, capsys, no_weights):
+    (tmp_path / "empty").mkdir()
+    err = _one_line(capsys, ["eval", "passkey", "--model", str(model_dir), "--lengths", "128", "--trials", "1",
+                             "--data", str(tmp_path / "empty"), "--quiet", "-o", str(tmp_path / "o")])
+    assert str(tmp_path / "empty") in err and "shard folder" in err
+
+
+def test_absurd_length_is_refused_with_the_memory_it_needs(model_dir, tmp_path, capsys, no_weights):
+    err = _one_line(capsys, ["eval", "passkey", "--model", str(model_dir), "--lengths", "100000000000",
+                             "--trials", "1", "--depths", "0.5", "-o", str(tmp_path / "o")])
+    assert "GiB" in err and "use lengths below" in err
+
+
+def test_factor_file_for_another_base_fails_before_the_unscaled_evaluation(model_dir, shards, tmp_path, capsys,
+                                                                           no_weights):
+    """Used to evaluate the whole unscaled 'none' set first, then fail installing the file."""
+    from longrope.rope import make_baseline
+
+    f = make_baseline("pi", rope_theta=500000.0, rotary_dim=16, original_length=128, target_length=256).save(
+        tmp_path / "theta.json")
+    err = _one_line(capsys, ["eval", "ppl", "--model", str(model_dir), "--data", str(shards), "--lengths", "64",
+                             "--split", "all", "--factors", str(f), "--quiet", "-o", str(tmp_path / "o")])
+    assert str(f) in err and "rope_theta=500000" in err and "longrope baseline" in err
+
+
+def test_out_of_memory_during_evaluation_is_one_line(model_dir, tmp_path, capsys, monkeypatch):
+    import longrope.evaluate.passkey as pk
+
+    def oom(*a, **k):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: can't allocate memory: "
+                           "you tried to allocate 409600000000 bytes. Error code 12 (Cannot allocate memory)")
+
+    monkeypatch.setattr(pk, "generate_answer", oom)
+    err = _one_line(capsys, ["eval", "passkey", "--model", str(model_dir), "--lengths", "128", "--trials", "1",
+                             "--depths", "0.5", "--quiet", "-o", str(tmp_path / "o")])
+    assert "out of memory" in err and "length 128" in err and "shorter lengths" in err
+    assert not (tmp_path / "o").exists()

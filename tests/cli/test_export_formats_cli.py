@@ -94,3 +94,24 @@ def test_gguf_of_a_family_llamacpp_cannot_run_is_refused_before_loading(capsys, 
     code, _, err = _run(capsys, "export", "--model", str(tmp_path / "gemma"), "--factors",
                         str(_factors(tmp_path)), "--format", "gguf", "-o", str(tmp_path / "g.gguf"))
     assert code == 2 and err.count("\n") == 1 and "llama.cpp" in err and "--format hf" in err
+
+
+def test_factors_for_another_original_length_are_refused_unless_asked_for(capsys, tmp_path):
+    """A file for another model's L (8192 → 32768) on tiny (L = 256) used to export a config claiming
+    original_max_position_embeddings 8192 for a 256-token model, with exit 0."""
+    from longrope.models import read_rope_info
+    from longrope.rope import make_baseline
+
+    info = read_rope_info("tiny")
+    f = make_baseline("yarn", rope_theta=info.rope_theta, rotary_dim=info.rotary_dim, original_length=8192,
+                      target_length=32768).save(tmp_path / "f.json")
+    for fmt, out in (("hf", "x"), ("gguf", "x.gguf")):
+        code, _, err = _run(capsys, "export", "--model", "tiny", "--factors", str(f), "--format", fmt,
+                            "-o", str(tmp_path / out))
+        assert code == 2 and err.count("\n") == 1, err
+        assert "L=8192" in err and "L=256" in err and "--original-length 8192" in err
+        assert not (tmp_path / out).exists()
+    code, _, err = _run(capsys, "export", "--model", "tiny", "--factors", str(f), "--original-length", "8192",
+                        "-o", str(tmp_path / "x"))
+    assert code == 0, err
+    assert json.loads((tmp_path / "x" / "config.json").read_text())["original_max_position_embeddings"] == 8192

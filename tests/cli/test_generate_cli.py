@@ -75,3 +75,42 @@ def test_reference_csv_needs_target_length(capsys, tmp_path):
 def test_bad_input_is_one_line(capsys, yarn_file, argv, needle):
     code, _, err = _run(capsys, "generate", "--model", "tiny", "--factors", str(yarn_file), *argv)
     assert code == 2 and len(err.strip().splitlines()) == 1 and needle in err
+
+
+@pytest.fixture
+def no_weights(monkeypatch):
+    """Fail the test if the command reads model weights."""
+    import longrope.models
+    import longrope.models.loading
+
+    def refuse(*a, **k):
+        raise AssertionError("model weights were loaded before the input was checked")
+
+    monkeypatch.setattr(longrope.models.loading, "load_model", refuse)
+    monkeypatch.setattr(longrope.models, "load_model", refuse)
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["--sample", "--temperature", "0"], "--temperature must be a number > 0"),
+    (["--sample", "--temperature", "-1"], "--temperature must be a number > 0"),
+    (["--sample", "--top-p", "1.5"], "--top-p must be in (0, 1]"),
+    (["--sample", "--top-p", "0"], "--top-p must be in (0, 1]"),
+])
+def test_sampling_settings_are_checked_before_the_weights_load(capsys, yarn_file, no_weights, argv, needle):
+    code, _, err = _run(capsys, "generate", "--model", "tiny", "--factors", str(yarn_file), "--prompt", "hi",
+                        "--max-new-tokens", "3", *argv)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and needle in err, err
+
+
+def test_factors_for_another_original_length_need_the_flag(capsys, tmp_path, yarn_file):
+    d = json.loads(yarn_file.read_text())
+    d.update(original_max_position_embeddings=1024, max_position_embeddings=8192)
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps(d))
+    code, _, err = _run(capsys, "generate", "--model", "tiny", "--factors", str(other), "--prompt", "hi",
+                        "--max-new-tokens", "2")
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "L=1024" in err and "L=256" in err and "--original-length 1024" in err
+    code, _, err = _run(capsys, "generate", "--model", "tiny", "--factors", str(other), "--prompt", "hi",
+                        "--max-new-tokens", "2", "--original-length", "1024")
+    assert code == 0, err

@@ -98,7 +98,7 @@ def test_inputs_are_copied_not_aliased():
         ({"long_factor": [1.0, 0.0, 2.0, 3.0]}, r"long_factor\[1\] = 0.0 must be > 0"),
         ({"long_factor": [1.0, "2", 2.0, 3.0]}, r"long_factor\[1\] is not a number"),
         ({"long_factor": [1.0, True, 2.0, 3.0]}, r"long_factor\[1\] is not a number"),
-        ({"short_factor": [1.0, 1.0]}, "short_factor has 2 values, expected 4"),
+        ({"short_factor": [1.0, 1.0]}, "long_factor has 4 values but short_factor has 2"),
         ({"short_factor": [1.0, 1.0, -1.0, 1.0]}, r"short_factor\[2\] = -1.0 must be > 0"),
         ({"start_tokens": -1}, "start_tokens must be an integer >= 0"),
         ({"start_tokens": 1.5}, "start_tokens must be an integer"),
@@ -134,7 +134,8 @@ def _write(tmp_path, obj, name="factors.json"):
         (lambda d: d.pop("rope_theta"), "missing required key\\(s\\): rope_theta"),
         (lambda d: d.update(format_version=2), "unsupported factor file format_version 2"),
         (lambda d: d.update(start_token=3), "unknown key\\(s\\) 'start_token'"),
-        (lambda d: d.update(long_factor=d["long_factor"][:3]), "short_factor has 4 values, expected 3"),
+        # the file's rotary_dim says which list was cut (not the other one)
+        (lambda d: d.update(long_factor=d["long_factor"][:3]), "long_factor has 3 values but the file's rotary_dim"),
         (lambda d: d.update(long_factor=[1.0, "x", 2.0, 3.0]), r"long_factor\[1\] is not a number"),
         (lambda d: d.update(rotary_dim=16), "rotary_dim 16 does not match long_factor"),
         (
@@ -249,7 +250,7 @@ def test_phi3_mini_128k_config_imports(tmp_path):
 def test_phi3_config_with_wrong_factor_count_is_rejected(tmp_path):
     cfg = _phi3_mini_128k_like()
     cfg["rope_scaling"]["long_factor"] = cfg["rope_scaling"]["long_factor"][:32]
-    with pytest.raises(UserError, match="short_factor has 48 values, expected 32"):
+    with pytest.raises(UserError, match="long_factor has 32 values but the model's rotary dim is 96"):
         FactorSet.load(_write(tmp_path, cfg, name="config.json"))
     cfg["rope_scaling"]["short_factor"] = cfg["rope_scaling"]["short_factor"][:32]
     with pytest.raises(UserError, match="long_factor has 32 values but the model's rotary dim is 96"):
@@ -424,3 +425,36 @@ def test_hf_config_start_tokens_key_is_read_back():
     cfg[START_TOKENS_CONFIG_KEY] = -1
     with pytest.raises(UserError, match=START_TOKENS_CONFIG_KEY):
         FactorSet.from_hf_config(cfg)
+
+
+def test_a_cut_list_is_named_not_the_other_one(tmp_path):
+    """A file whose long_factor was cut used to say "short_factor has 4 values, expected 3"."""
+    from longrope.rope.factors import RotaryDimMismatch
+
+    d = _fs().to_dict()
+    d["short_factor"] = d["short_factor"][:3]
+    with pytest.raises(UserError, match="short_factor has 3 values but the file's rotary_dim is 8 \\(needs 4\\)"):
+        FactorSet.load(_write(tmp_path, d))
+    d = _fs().to_dict()
+    d["long_factor"] = d["long_factor"][:3]
+    del d["rotary_dim"]  # nothing in the file says which list is right: both are named
+    with pytest.raises(UserError, match="long_factor has 3 values but short_factor has 4"):
+        FactorSet.load(_write(tmp_path, d))
+    # the model's rotary dim decides, whatever the file says; the error is a RotaryDimMismatch naming the file
+    with pytest.raises(RotaryDimMismatch, match=r"factors.json: long_factor has 3 values but the model's rotary "
+                                                r"dim is 8 \(needs 4\)"):
+        FactorSet.load(_write(tmp_path, d), rotary_dim=8)
+    with pytest.raises(RotaryDimMismatch, match="long_factor has 4 values but the model's rotary dim is 16"):
+        FactorSet.load(_write(tmp_path, _fs().to_dict()), rotary_dim=16)
+    assert FactorSet.load(_write(tmp_path, _fs().to_dict()), rotary_dim=8) == _fs()
+
+
+def test_model_rotary_dim_checks_csv_and_hf_config_too(tmp_path):
+    from longrope.rope.factors import RotaryDimMismatch
+
+    csv = _write(tmp_path, "1.0\n2.0\n3.0\n", name="f.csv")
+    with pytest.raises(RotaryDimMismatch, match="f.csv: long_factor has 3 values but the model's rotary dim is 8"):
+        FactorSet.load(csv, rope_theta=1e4, original_length=4, target_length=8, rotary_dim=8)
+    cfg = _phi3_mini_128k_like()
+    with pytest.raises(RotaryDimMismatch, match="long_factor has 48 values but the model's rotary dim is 64"):
+        FactorSet.load(_write(tmp_path, cfg, name="config.json"), rotary_dim=64)

@@ -85,6 +85,7 @@ def test_in_place_folder_resume_rules(tmp_path):
         RunFolder.open(out, "search", staged=False, resume=True)
     f = RunFolder.open(out, "search", staged=False)
     f.start({"x": 1})
+    (f / "checkpoint.json").write_text("{}")  # work to protect (a folder without any is a stub: see test_setup_failures)
     with pytest.raises(UserError, match="add --resume"):
         RunFolder.open(out, "search", staged=False)
     g = RunFolder.open(out, "search", staged=False, resume=True)

@@ -41,6 +41,15 @@ def test_warmup_beyond_the_run_is_refused():
         FinetuneConfig(**REQUIRED, steps=10, warmup_steps=11)
 
 
+@pytest.mark.parametrize("field,value", [("lora_rank", 4), ("lora_alpha", 32.0), ("lora_targets", ["q_proj"])])
+def test_a_lora_setting_without_lora_is_refused_not_ignored(field, value):
+    with pytest.raises(ConfigError, match=f"{field} applies to LoRA training; add lora") as e:
+        FinetuneConfig(**REQUIRED, **{field: value})
+    assert e.value.fields == (field, "lora")
+    FinetuneConfig(**REQUIRED, lora=True, **{field: value})  # with LoRA on it is taken
+    FinetuneConfig(**REQUIRED, lora_targets=["q_proj", "k_proj", "v_proj", "o_proj"])  # the default, from JSON
+
+
 def test_json_round_trip_and_trajectory_fields():
     cfg = FinetuneConfig(**REQUIRED, lora=True, lora_targets=("q_proj",), exclude=("a", "b"))
     again = FinetuneConfig(**json.loads(json.dumps(cfg.to_dict())))

@@ -128,9 +128,13 @@ def _run_command(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args, extra = parser.parse_known_args(argv)
     except _ArgError as exc:
         print(exc, file=sys.stderr)
+        return 2
+    if extra:  # named under the command they were given to, whose --help lists what it takes
+        prog = " ".join(x for x in ("longrope", getattr(args, "command", None), getattr(args, "kind", None)) if x)
+        print(f"{prog}: error: unrecognized arguments: {' '.join(extra)} (see {prog} --help)", file=sys.stderr)
         return 2
     if args.version:
         from longrope import __version__
@@ -163,3 +167,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"longrope {name}: interrupted", file=sys.stderr)
         return 130
+    except (MemoryError, RuntimeError) as exc:  # an allocation failure outside the evaluations' own guard
+        from longrope.evaluate.memory import is_out_of_memory
+
+        if not is_out_of_memory(exc):
+            raise
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        print(f"longrope {name}: error: out of memory ({first}); use shorter --lengths or fewer samples, a smaller "
+              "--dtype, or a device with more memory", file=sys.stderr)
+        return 2

@@ -22,3 +22,10 @@ def parse_lengths(text: str, flag: str = "--lengths") -> list[int]:
     if not out:
         raise UserError(f"{flag} is empty; give e.g. {flag} 2048,4096")
     return sorted(set(out))
+
+
+def parse_length(text: str, flag: str) -> int:
+    """One length as ``--lengths`` spells them (``16384``, ``16k``); anything else is a one-line error."""
+    if "," in str(text):
+        raise UserError(f"{flag} takes one length (e.g. 16k), got {text!r}")
+    return parse_lengths(text, flag)[0]

@@ -32,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True,
                         help="'tiny', 'smollm2', a Hugging Face folder, a .gguf file or a hub id")
     parser.add_argument("--method", required=True, choices=METHODS, help="closed-form method")
-    parser.add_argument("--target-length", type=int, required=True, help="target context L' in tokens")
+    parser.add_argument("--target-length", required=True, help="target context L' in tokens (16384 or 16k)")
     parser.add_argument("-o", "--output", required=True, help="factors.json to write")
     parser.add_argument("--original-length", type=int, default=None,
                         help="override the original context L, an integer >= 2 (default: from the model config)")
@@ -63,10 +63,15 @@ def _command_line(args: argparse.Namespace) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from longrope.cli._parse import parse_length
     from longrope.errors import UserError
     from longrope.models.loading import read_rope_info
     from longrope.rope import baseline_options, make_baseline
 
+    args.target_length = parse_length(args.target_length, "--target-length")
+    if not 0 <= args.start_tokens < args.target_length:
+        raise UserError(f"--start-tokens must be in [0, --target-length) = [0, {args.target_length}), got "
+                        f"{args.start_tokens}: n̂ positions keep their original angles, so n̂ ≥ L' rescales nothing")
     if args.original_length is not None and args.original_length < 2:
         # 0 used to fall back to the config's L silently; 1 makes ln L = 0 in the attention factor
         raise UserError(f"--original-length must be an integer >= 2 (or omitted to use the model's), "

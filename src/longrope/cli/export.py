@@ -46,7 +46,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="dtype of the saved weights: float32, bfloat16, float16 (hf default: as loaded, "
                              "float32 for GGUF sources; gguf default: float16 — gguf takes float16/float32)")
     parser.add_argument("--original-length", type=int, default=None,
-                        help="reference CSV factors only: L (default: the model's)")
+                        help="L of a reference CSV (default: the model's); for another factor file, its own L "
+                             "when that differs from the model's (refused otherwise)")
     parser.add_argument("--target-length", type=int, default=None, help="reference CSV factors only: L'")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
 

@@ -35,15 +35,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-new-tokens", type=int, required=True, help="tokens to generate")
     parser.add_argument("--mode", choices=("switch", "long"), default="switch",
                         help="switch: short factors up to L, long beyond (default); long: long from the start")
-    parser.add_argument("--cache-policy", choices=("reprefill", "rerotate", "keep"), default="reprefill",
-                        help="what happens to the KV cache at the switch (default reprefill: exact)")
+    parser.add_argument("--cache-policy", choices=("reprefill", "rerotate", "keep"), default=None,
+                        help="--mode switch: what happens to the KV cache at the switch (default reprefill: exact)")
     parser.add_argument("--sample", action="store_true", help="sample instead of greedy decoding")
-    parser.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (default 1)")
-    parser.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling threshold (default 1)")
+    parser.add_argument("--temperature", type=float, default=None, help="with --sample: temperature (default 1)")
+    parser.add_argument("--top-p", type=float, default=None,
+                        help="with --sample: nucleus sampling threshold (default 1)")
     parser.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
     parser.add_argument("--ignore-eos", action="store_true", help="do not stop at the end-of-sequence token")
     parser.add_argument("--original-length", type=int, default=None,
-                        help="reference CSV factors only: L (default: the model's)")
+                        help="L of a reference CSV (default: the model's); for another factor file, its own L "
+                             "when that differs from the model's (refused otherwise)")
     parser.add_argument("--target-length", type=int, default=None, help="reference CSV factors only: L'")
     parser.add_argument("--dtype", default=None, help="float32 (default), bfloat16 or float16")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: cuda if available)")
@@ -57,10 +59,20 @@ def run(args: argparse.Namespace) -> int:
     from longrope.models import install_factors, load_model, read_rope_info, resolve_device, resolve_dtype
     from longrope.models.factor_files import load_factors_for
     from longrope.models.families import require_supported
-    from longrope.models.generation import generate
+    from longrope.models.generation import check_sampling, generate
 
+    # Every check on the input before the weights load (seconds, not minutes, on a real model).
     if args.max_new_tokens < 1:
         raise UserError(f"--max-new-tokens must be >= 1, got {args.max_new_tokens}")
+    given = [f for f, v in (("--temperature", args.temperature), ("--top-p", args.top_p)) if v is not None]
+    if given and not args.sample:
+        raise UserError(f"{given[0]} applies to sampling; add --sample, or drop {given[0]} for greedy decoding")
+    if args.cache_policy is not None and args.mode != "switch":
+        raise UserError(f"--cache-policy applies to --mode switch (the KV cache at the switch); --mode {args.mode} "
+                        "never switches: drop --cache-policy")
+    temperature = 1.0 if args.temperature is None else args.temperature
+    top_p = 1.0 if args.top_p is None else args.top_p
+    check_sampling(args.sample, temperature, top_p, names=("--temperature", "--top-p"))
     if args.prompt_file is not None:
         try:
             text = Path(args.prompt_file).read_text(encoding="utf-8")
@@ -70,9 +82,9 @@ def run(args: argparse.Namespace) -> int:
         text = args.prompt
     if not text:
         raise UserError("the prompt is empty")
-    info = require_supported(read_rope_info(args.model))  # fail fast, before loading weights
+    info = require_supported(read_rope_info(args.model))  # the config only: no weights yet
     factor_set = load_factors_for(args.factors, info, original_length=args.original_length,
-                                  target_length=args.target_length)
+                                  target_length=args.target_length, model=args.model)
     import torch
 
     device = resolve_device(args.device) if args.device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -80,8 +92,9 @@ def run(args: argparse.Namespace) -> int:
     if tokenizer is None:
         raise UserError(f"{args.model} has no tokenizer; text prompts need one")
     install_factors(model, factor_set)
-    result = generate(model, tokenizer, text, args.max_new_tokens, args.mode, cache_policy=args.cache_policy,
-                      do_sample=args.sample, temperature=args.temperature, top_p=args.top_p, seed=args.seed,
+    result = generate(model, tokenizer, text, args.max_new_tokens, args.mode,
+                      cache_policy=args.cache_policy or "reprefill" if args.mode == "switch" else None,
+                      do_sample=args.sample, temperature=temperature, top_p=top_p, seed=args.seed,
                       stop_at_eos=not args.ignore_eos)
     if args.json:
         print(json.dumps({"prompt_tokens": result.prompt_tokens[0], "new_tokens": result.new_tokens[0],

@@ -267,6 +267,8 @@ class TokenCorpus:
             raise UserError(f"verify must be 'size', 'sample' or 'full', got {verify!r}")
         path = Path(path)
         meta_path = path / "meta.json"
+        if path.exists() and not path.is_dir():
+            raise UserError(f"{path} is a file; give a shard folder made by 'longrope tokenize'")
         if not path.is_dir():
             raise UserError(f"{path}: no such shard folder; create one with 'longrope tokenize'")
         if not meta_path.is_file():

@@ -285,9 +285,13 @@ def resolve_sources(
         raise UserError("no --input given; pass files, folders or a dataset name")
     for spec in specs:
         role = None
-        for r in ("search", "heldout", "train"):
+        for r in ROLES:
             if spec.startswith(r + "=") and not Path(spec).exists():
                 role, spec = r, spec[len(r) + 1 :]
+        prefix = re.match(r"([A-Za-z_][\w-]*)=", spec)
+        if role is None and prefix and not Path(spec).exists():
+            raise UserError(f"{spec}: unknown role {prefix.group(1)!r}; prefix an input with "
+                            f"{', '.join(r + '=' for r in ROLES)} or nothing")
         p = Path(spec)
         if p.is_dir():
             kind = "folder"
@@ -304,4 +308,23 @@ def resolve_sources(
         else:
             raise UserError(f"{spec}: no such file or folder (and not a dataset name like 'pg19' or 'user/name')")
         out.append(Source(spec, kind, role, split, text_field, id_field))
+    _refuse_overlaps(out)
     return out
+
+
+#: the roles an ``--input`` may be pinned to (``role=PATH``)
+ROLES = ("search", "heldout", "train")
+
+
+def _refuse_overlaps(sources: list[Source]) -> None:
+    """Two local inputs that hold the same file (the same path twice, or a file inside a folder also
+    given) would store its documents twice, under two roles when they are pinned differently: a
+    held-out document that is also searched on or trained on is no longer held out."""
+    local = [(s, Path(s.spec).resolve()) for s in sources if s.kind != "hub"]
+    for i, (a, pa) in enumerate(local):
+        for b, pb in local[i + 1:]:
+            if pa == pb or pa in pb.parents or pb in pa.parents:
+                def show(x: Source) -> str:
+                    return f"{x.role}={x.spec}" if x.role else x.spec
+                raise UserError(f"--input {show(a)} and {show(b)} hold the same files; give each file once "
+                                "(a document under two roles would be both held out and searched or trained on)")

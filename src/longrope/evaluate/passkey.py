@@ -52,6 +52,7 @@ import torch
 
 from longrope.errors import UserError
 from longrope.evaluate import lm
+from longrope.evaluate.memory import out_of_memory
 from longrope.evaluate.windows import check_length
 
 __all__ = [
@@ -64,6 +65,7 @@ __all__ = [
     "PasskeyResult",
     "NeedleScore",
     "build_passkey_prompt",
+    "check_passkey_lengths",
     "passkey_key",
     "passkey_accuracy",
     "needle_score",
@@ -402,6 +404,18 @@ def generate_answer(model: torch.nn.Module, tokenizer: Any, input_ids: np.ndarra
     return text, judge_answer(text, key, ended=ended)
 
 
+def check_passkey_lengths(tokenizer: Any, lengths: Sequence[int], *, depths: Sequence[float], trials: int,
+                          seed: int, bos_id: int | None, mode: str = "generate") -> None:
+    """Build the prompts of the shortest length (tokenizer only, no model), so that a length too short
+    for the passkey prompt fails before a model is loaded rather than after."""
+    n = min(check_length(x) for x in lengths)
+    joiner = piece_joiner(tokenizer)
+    for di, depth in enumerate(depths):
+        for k in range(trials):
+            build_passkey_prompt(tokenizer, n, passkey_key(seed, n, di, k), float(depth), bos_id=bos_id,
+                                 with_answer=mode == "needle", joiner=joiner)
+
+
 def passkey_accuracy(
     model: torch.nn.Module,
     tokenizer: Any,
@@ -446,26 +460,36 @@ def passkey_accuracy(
 
         bar = tqdm(total=len(lengths) * len(depths) * trials, desc=f"passkey/{mode}", unit="trial", leave=False)
     t0 = time.perf_counter()
+    device = lm.model_device(model)
     for length in lengths:
-        for di, depth in enumerate(depths):
-            for k in range(trials):
-                key = passkey_key(seed, length, di, k)
-                hay = None
-                if haystacks:
-                    h = haystacks[(di * trials + k) % len(haystacks)]
-                    hay = np.asarray(getattr(h, "tokens", h))
-                p = build_passkey_prompt(tokenizer, length, key, float(depth), bos_id=bos_id,
-                                         with_answer=mode == "needle", joiner=joiner, haystack=hay)
-                if mode == "generate":
-                    text, correct = generate_answer(model, tokenizer, p.input_ids, key, pad_token_id=pad)
-                    trial = PasskeyTrial(length, float(depth), k, key, correct, output=text)
-                else:
-                    s = needle_score(model, [p])
-                    trial = PasskeyTrial(length, float(depth), k, key, s.exact == 1, answer_nll=s.mean_nll)
-                result.trials.append(trial)
-                if bar is not None:
-                    bar.update(1)
+        with out_of_memory(f"passkey ({mode})", length, device):
+            _passkey_cells(model, tokenizer, length, depths, trials, seed=seed, bos_id=bos_id, mode=mode,
+                           haystacks=haystacks, joiner=joiner, pad=pad, result=result, bar=bar)
     if bar is not None:
         bar.close()
     result.seconds = time.perf_counter() - t0
     return result
+
+
+def _passkey_cells(model: torch.nn.Module, tokenizer: Any, length: int, depths: Sequence[float], trials: int, *,
+                   seed: int, bos_id: int | None, mode: str, haystacks: Sequence[Any] | None, joiner: str,
+                   pad: int | None, result: PasskeyResult, bar: Any) -> None:
+    """Every (depth, trial) of one length, appended to ``result``."""
+    for di, depth in enumerate(depths):
+        for k in range(trials):
+            key = passkey_key(seed, length, di, k)
+            hay = None
+            if haystacks:
+                h = haystacks[(di * trials + k) % len(haystacks)]
+                hay = np.asarray(getattr(h, "tokens", h))
+            p = build_passkey_prompt(tokenizer, length, key, float(depth), bos_id=bos_id,
+                                     with_answer=mode == "needle", joiner=joiner, haystack=hay)
+            if mode == "generate":
+                text, correct = generate_answer(model, tokenizer, p.input_ids, key, pad_token_id=pad)
+                trial = PasskeyTrial(length, float(depth), k, key, correct, output=text)
+            else:
+                s = needle_score(model, [p])
+                trial = PasskeyTrial(length, float(depth), k, key, s.exact == 1, answer_nll=s.mean_nll)
+            result.trials.append(trial)
+            if bar is not None:
+                bar.update(1)

@@ -70,13 +70,17 @@ def ppl_suite(
     log: Callable[[str], None] | None = None,
 ) -> list[tuple[str, PerplexityResult]]:
     """``evaluate_perplexity`` for every (factor set, length), the same documents throughout."""
+    from longrope.evaluate.lm import model_device
+    from longrope.evaluate.memory import out_of_memory
+
     out = []
     with factor_switch(model, sets) as use:
         for name, fs in sets:
             use(fs)
             for length in lengths:
-                r = evaluate_perplexity(model, docs, length, bos_id=bos_id, stride=stride, max_tokens=max_tokens,
-                                        chunk_size=chunk_size, batch_size=batch_size, progress=progress)
+                with out_of_memory(f"perplexity with factors {name!r}", length, model_device(model)):
+                    r = evaluate_perplexity(model, docs, length, bos_id=bos_id, stride=stride, max_tokens=max_tokens,
+                                            chunk_size=chunk_size, batch_size=batch_size, progress=progress)
                 if log:
                     log(f"{name:>16s}  {length:>8d}  ppl {r.ppl:10.4f}  ({r.n_tokens} tokens, {r.seconds:.1f} s)")
                 out.append((name, r))

@@ -51,6 +51,7 @@ import math
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -97,18 +98,14 @@ def longrope_config_entries(factor_set: Any, info: RopeInfo) -> tuple[dict[str, 
 
     Pure (no torch): the keys of LONGROPE.md §8 for the family described by ``info``.
     """
-    half = info.rotary_dim // 2
+    from longrope.models.factor_files import check_fits
+
+    # Rotary dim and base: the one judge (commands already refused another L before loading the
+    # model; a library caller's L is taken as given, so it is passed as the deliberate L here).
+    check_fits(factor_set, info, source=f"factor set ({factor_set.method})",
+               original_length=int(factor_set.original_max_position_embeddings))
     long_f = [float(x) for x in factor_set.long_factor]
     short_f = [float(x) for x in factor_set.short_factor]
-    if len(long_f) != half or len(short_f) != half:
-        raise UserError(
-            f"factor set has {len(long_f)} long / {len(short_f)} short factors but this {info.family} model "
-            f"needs {half} (rotary dim {info.rotary_dim}); use a factor file made for this model"
-        )
-    if not math.isclose(float(factor_set.rope_theta), float(info.rope_theta), rel_tol=1e-9):
-        raise UserError(
-            f"factor set is for rope_theta={factor_set.rope_theta:g} but the model has {info.rope_theta:g}"
-        )
     L = int(factor_set.original_max_position_embeddings)
     L_target = int(factor_set.max_position_embeddings)
     check_target_length(factor_set)
@@ -380,6 +377,37 @@ def export_hf(
     return ExportResult(out, tuple(warnings))
 
 
+def check_export_options(fmt: str, dtype: str | None, *, source_kind: str | None, model_type: str | None,
+                         spell: Callable[[str], str] = lambda key: "--" + key) -> None:
+    """The export settings that cannot work, refused before anything is read: a format other than
+    hf/gguf, a GGUF written in another dtype than float16/float32, a dtype for a GGUF source (its
+    tensors are copied), LongRoPE factors for a model type llama.cpp does not apply them to.
+    ``source_kind`` / ``model_type`` may be None (not known yet: the model is an earlier stage's
+    output); ``spell`` writes a setting's name as the caller's user typed it (a flag, a plan key)."""
+    import torch
+
+    from longrope.errors import UserError
+    from longrope.models.loading import resolve_dtype
+
+    if fmt not in ("hf", "gguf"):
+        raise UserError(f"{spell('format')} must be hf or gguf, got {fmt!r}")
+    if dtype is not None and not isinstance(dtype, str):
+        raise UserError(f"{spell('dtype')} must be float32, bfloat16 or float16, got {dtype!r}")
+    resolved = resolve_dtype(dtype) if dtype else None
+    if fmt != "gguf":
+        return
+    if resolved is not None and resolved not in (torch.float16, torch.float32):
+        raise UserError(f"{spell('dtype')} {dtype} does not fit {spell('format')} gguf, which writes float16 or "
+                        f"float32 weights; give float16 or float32, or leave {spell('dtype')} out")
+    if dtype and source_kind == "gguf":
+        raise UserError(f"{spell('dtype')} does not apply to a GGUF source: its tensors are copied unchanged; "
+                        f"leave {spell('dtype')} out")
+    from longrope.models.gguf import NO_GGUF_FACTORS, _no_factors_message
+
+    if model_type in NO_GGUF_FACTORS:
+        raise UserError(_no_factors_message(NO_GGUF_FACTORS[model_type], spell("format")))
+
+
 def export_model(model: str, factors: str | os.PathLike, output: str | os.PathLike, *, fmt: str = "hf",
                  dtype: str | None = None, overwrite: bool = False, original_length: int | None = None,
                  target_length: int | None = None) -> dict[str, Any]:
@@ -392,38 +420,25 @@ def export_model(model: str, factors: str | os.PathLike, output: str | os.PathLi
     """
     import torch
 
-    from longrope.errors import UserError
     from longrope.models.factor_files import load_factors_for
     from longrope.models.loading import load_config, load_model, read_rope_info, resolve_dtype, resolve_source
 
-    if fmt not in ("hf", "gguf"):
-        raise UserError(f"export format must be hf or gguf, got {fmt!r}")
     source = resolve_source(model)
     info = require_supported(read_rope_info(model))
-    factor_set = load_factors_for(factors, info, original_length=original_length, target_length=target_length)
+    check_export_options(fmt, dtype, source_kind=source.kind, model_type=info.model_type)
+    factor_set = load_factors_for(factors, info, original_length=original_length, target_length=target_length,
+                                  model=str(model))
     check_target_length(factor_set)
     if fmt == "gguf":
-        from longrope.models.gguf import (
-            NO_GGUF_FACTORS,
-            _no_factors_message,
-            check_output_file,
-            export_gguf,
-            export_gguf_from_gguf,
-        )
+        from longrope.models.gguf import check_output_file, export_gguf, export_gguf_from_gguf
 
         check_output_file(Path(output), overwrite)
         torch_dtype = resolve_dtype(dtype or "float16")
-        if torch_dtype not in (torch.float16, torch.float32):
-            raise UserError(f"--format gguf writes float16 or float32 weights, not {dtype}")
         if source.kind == "gguf":
-            if dtype:
-                raise UserError("--dtype does not apply to a GGUF source: its tensors are copied unchanged")
             result = export_gguf_from_gguf(Path(source.location) / source.gguf_file, factor_set, output,
                                            overwrite=overwrite)
             tokenizer_out: Any = "copied from the source GGUF"
         else:
-            if info.model_type in NO_GGUF_FACTORS:  # before loading the weights
-                raise UserError(_no_factors_message(NO_GGUF_FACTORS[info.model_type]))
             loaded, tokenizer = load_model(model, dtype=torch.float32)
             result = export_gguf(loaded, tokenizer, factor_set, output,
                                  outtype="f16" if torch_dtype == torch.float16 else "f32", overwrite=overwrite)

@@ -1,4 +1,17 @@
-"""Read a factor file for a given model: factors.json, a longrope config.json, or the reference CSV.
+"""Read a factor file for a given model, and decide whether a factor set fits that model.
+
+This module is the one place that answers "does this factor set fit this model": every command
+that takes ``--factors`` (``eval ppl|passkey``, ``generate``, ``export``, ``finetune``) calls
+:func:`load_factors_for` with the :class:`~longrope.models.RopeInfo` read from the model's config
+(:func:`longrope.models.read_rope_info`: no weights), so a wrong file fails in seconds, before
+minutes of weight loading or evaluation. A set fits when
+
+- it has one factor per rotary pair of the model (``rotary_dim/2`` values in each list);
+- its rope base is the model's (factors are relative to that base);
+- its original length L is the model's (L is where the short and the long factors switch, and the
+  long factors were made for s = L'/L): a file made for another model's L is refused unless the
+  user asks for that L on purpose with ``--original-length L`` (the same flag that gives L to a
+  reference CSV).
 
 The reference code's CSV holds only the long factors, one λ per line; the rope base, L and L' are
 not in it. For a CSV the base comes from the model, L from the model unless ``original_length`` is
@@ -7,23 +20,80 @@ given, and L' must be given (``--target-length`` on the command line); other for
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Any
 
 from longrope.errors import UserError
 
-__all__ = ["load_factors_for"]
+__all__ = ["load_factors_for", "check_fits", "how_to_make_factors"]
+
+
+def how_to_make_factors(info: Any, model: str | None, target_length: int | None = None) -> str:
+    """The fix for a factor set made for another model: a runnable ``longrope baseline`` line."""
+    L = int(info.original_max_position_embeddings)
+    target = max(int(target_length or 0), 2 * L)
+    return (f"use factors made for this model, e.g. longrope baseline --model {model or 'MODEL'} --method yarn "
+            f"--target-length {target} -o factors.json")
+
+
+def check_fits(factor_set: Any, info: Any, *, source: str, model: str | None = None,
+               original_length: int | None = None, override_flag: str | None = "--original-length") -> Any:
+    """Return ``factor_set`` when it fits the model described by ``info``; else one-line :class:`UserError`.
+
+    ``original_length``: an L the user asked for on purpose (``--original-length``); a set with that
+    L is accepted on a model trained at another L. ``override_flag``: how the command spells that
+    option (None when it has none), for the message.
+    """
+    half = int(info.rotary_dim) // 2
+    L_model = int(info.original_max_position_embeddings)
+    L = int(factor_set.original_max_position_embeddings)
+    # Keep the target the file had (same scale s, this model's L) in the suggested fix.
+    target = round(factor_set.scale * L_model)
+    fix = how_to_make_factors(info, model, target)
+    who = model or "the model"
+    for name in ("long_factor", "short_factor"):
+        n = int(len(getattr(factor_set, name)))
+        if n != half:
+            raise UserError(f"{source}: {name} has {n} values but {who} has rotary dim {info.rotary_dim} "
+                            f"(needs {half}); {fix}")
+    theta = float(factor_set.rope_theta)
+    if not math.isclose(theta, float(info.rope_theta), rel_tol=1e-9):
+        raise UserError(f"{source}: factor set is for rope_theta={theta:g} but {who} has rope_theta="
+                        f"{info.rope_theta:g} (factors are relative to the model's own base); {fix}")
+    if L != L_model and L != original_length:
+        on_purpose = (f", or pass {override_flag} {L} to switch at L={L} on purpose" if override_flag else "")
+        raise UserError(f"{source}: factor set is for a model trained at L={L} tokens (target L'="
+                        f"{factor_set.max_position_embeddings}) but {who} was trained at L={L_model}; "
+                        f"{fix}{on_purpose}")
+    return factor_set
 
 
 def load_factors_for(
-    path: str | os.PathLike, info: Any, *, original_length: int | None = None, target_length: int | None = None
+    path: str | os.PathLike, info: Any, *, original_length: int | None = None, target_length: int | None = None,
+    model: str | None = None, override_flag: str | None = "--original-length",
 ) -> Any:
-    """A :class:`~longrope.rope.FactorSet` from ``path`` for the model described by ``info`` (a RopeInfo)."""
-    from longrope.rope import FactorSet
+    """A :class:`~longrope.rope.FactorSet` from ``path`` checked against the model described by ``info``
+    (a RopeInfo, from the config alone); see the module doc. ``model``: the user's name for the model,
+    for messages."""
+    from longrope.models.families import require_supported
+    from longrope.rope.factors import FactorSet, RotaryDimMismatch
 
     if original_length is not None and original_length < 2:
         raise UserError(f"--original-length must be an integer >= 2, got {original_length}")
     if target_length is not None and target_length < 1:
         raise UserError(f"--target-length must be a positive integer, got {target_length}")
+    require_supported(info)
     L = original_length if original_length is not None else info.original_max_position_embeddings
-    return FactorSet.load(path, rope_theta=info.rope_theta, original_length=L, target_length=target_length)
+    try:
+        fs = FactorSet.load(path, rope_theta=info.rope_theta, original_length=L, target_length=target_length,
+                            rotary_dim=info.rotary_dim)
+    except RotaryDimMismatch as e:
+        raise UserError(f"{e}; {how_to_make_factors(info, model)}") from None
+    csv = (fs.provenance or {}).get("format") == "reference-csv"
+    if not csv and original_length is not None and original_length != fs.original_max_position_embeddings:
+        raise UserError(f"{path} says its original length is L={fs.original_max_position_embeddings} but "
+                        f"{override_flag or 'original_length'} is {original_length}; give the file's L (to use "
+                        "it on a model trained at another L) or leave the option out")
+    return check_fits(fs, info, source=str(path), model=model, original_length=original_length,
+                      override_flag=override_flag)

@@ -20,6 +20,7 @@ sampling is seeded (``torch.random.fork_rng``, the caller's global RNG state is 
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -28,7 +29,7 @@ import torch
 from longrope.errors import UserError
 from longrope.models.patch import MODES, current_patch, install_factors
 
-__all__ = ["GenerationResult", "generate", "prepare_batch"]
+__all__ = ["GenerationResult", "check_sampling", "generate", "prepare_batch"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,6 +112,21 @@ def prepare_batch(
     return ids, mask
 
 
+def check_sampling(do_sample: bool, temperature: Any, top_p: Any, *,
+                   names: tuple[str, str] = ("temperature", "top_p")) -> None:
+    """Refuse sampling settings transformers would reject or misread (before any model is loaded).
+
+    ``names``: how the caller spells the two settings (the CLI passes its flags)."""
+    if not do_sample:
+        return
+    t_name, p_name = names
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not 0 < temperature < math.inf:
+        raise UserError(f"{t_name} must be a number > 0 for sampling, got {temperature!r} "
+                        "(for greedy decoding leave sampling off)")
+    if isinstance(top_p, bool) or not isinstance(top_p, (int, float)) or not 0 < top_p <= 1:
+        raise UserError(f"{p_name} must be in (0, 1] for sampling, got {top_p!r} (1 keeps every token)")
+
+
 def generate(
     model: Any,
     tokenizer: Any,
@@ -139,8 +155,7 @@ def generate(
         raise UserError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
     if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
         raise UserError(f"max_new_tokens must be an integer >= 1, got {max_new_tokens!r}")
-    if do_sample and (not temperature > 0 or not 0 < top_p <= 1):
-        raise UserError(f"sampling needs temperature > 0 and 0 < top_p <= 1, got {temperature}, {top_p}")
+    check_sampling(do_sample, temperature, top_p)
     patch = install_factors(model, factor_set) if factor_set is not None else current_patch(model)
     if patch is None or not patch.active:
         raise UserError("the model carries no active LongRoPE factors; install_factors(model, factor_set) first")

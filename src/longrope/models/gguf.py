@@ -173,9 +173,9 @@ def gguf_rope_facts(path: str | os.PathLike) -> dict[str, Any]:
     }
 
 
-def _no_factors_message(arch: str) -> str:
+def _no_factors_message(arch: str, format_flag: str = "--format") -> str:
     return (f"llama.cpp's {arch} architecture does not read LongRoPE factors (a GGUF carrying them fails to load), "
-            "so this model cannot be served with them by llama.cpp; use --format hf (transformers, vLLM)")
+            f"so this model cannot be served with them by llama.cpp; use {format_flag} hf (transformers, vLLM)")
 
 
 def _field(reader: Any, key: str) -> Any:

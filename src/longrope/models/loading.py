@@ -44,6 +44,7 @@ __all__ = [
     "load_config",
     "read_rope_info",
     "load_model",
+    "load_tokenizer_of",
     "resolve_dtype",
     "resolve_device",
 ]
@@ -186,8 +187,35 @@ def load_config(name_or_path: str | os.PathLike) -> Any:
 
 
 def read_rope_info(name_or_path: str | os.PathLike) -> RopeInfo:
-    """:class:`RopeInfo` from the config alone (cheap; no weights are read)."""
-    return rope_info_from_config(load_config(name_or_path))
+    """:class:`RopeInfo` from the config alone (cheap; no weights are read).
+
+    For a GGUF that carries RoPE scaling (e.g. one ``longrope export --format gguf`` wrote), L is its
+    ``{arch}.rope.scaling.original_context_length``: transformers' GGUF reader drops that key and
+    reports the extended context as if it were the trained one.
+    """
+    from transformers import AutoConfig
+
+    source = resolve_source(name_or_path)
+    info = rope_info_from_config(_from_pretrained(source, AutoConfig))
+    if source.kind == "gguf" and info.supported:
+        original = _gguf_original_length(Path(source.location) / str(source.gguf_file))
+        if original is not None:
+            info = dataclasses.replace(info, original_max_position_embeddings=original)
+    return info
+
+
+def _gguf_original_length(path: Path) -> int | None:
+    """``{arch}.rope.scaling.original_context_length`` of a GGUF header, or None (absent, unreadable)."""
+    try:
+        import gguf
+
+        reader = gguf.GGUFReader(path)
+        arch = reader.get_field("general.architecture")
+        field = reader.get_field(f"{arch.contents()}.rope.scaling.original_context_length") if arch else None
+        value = field.contents() if field is not None else None
+    except Exception:  # noqa: BLE001 - an optional refinement: transformers already read this file
+        return None
+    return int(value) if isinstance(value, int) and value > 0 else None
 
 
 def resolve_dtype(dtype: Any) -> Any:
@@ -222,6 +250,18 @@ def resolve_device(device: Any) -> Any:
 def _has_tokenizer(folder: Path) -> bool:
     names = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
     return any((folder / n).is_file() for n in names)
+
+
+def load_tokenizer_of(name_or_path: str | os.PathLike | ModelSource) -> Any | None:
+    """The tokenizer :func:`load_model` returns with the model, without reading any weight (seconds):
+    None for a model folder without tokenizer files. Lets a command check what needs a tokenizer
+    (prompt sizes, the tokenizer a shard folder was made with) before the model loads."""
+    from transformers import AutoTokenizer
+
+    source = name_or_path if isinstance(name_or_path, ModelSource) else resolve_source(name_or_path)
+    if source.kind in ("gguf", "hub") or _has_tokenizer(Path(source.location)):
+        return _from_pretrained(source, AutoTokenizer)
+    return None
 
 
 def _weights_error(source: ModelSource, exc: BaseException) -> UserError | None:
@@ -269,7 +309,7 @@ def load_model(
     weights are dequantized to ``dtype`` by transformers; such a model cannot be re-saved with
     ``save_pretrained`` (transformers refuses), :func:`longrope.models.export.export_hf` handles it.
     """
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoConfig, AutoModelForCausalLM
 
     source = resolve_source(name_or_path)
     torch_dtype = resolve_dtype(dtype)
@@ -304,8 +344,6 @@ def load_model(
         raise mapped from None
     model.to(dev)
     model.eval()
-    tokenizer = None
-    if source.kind in ("gguf", "hub") or _has_tokenizer(Path(source.location)):
-        tokenizer = _from_pretrained(source, AutoTokenizer)
+    tokenizer = load_tokenizer_of(source)
     model._longrope_source = dataclasses.asdict(source)  # provenance for export and results
     return model, tokenizer

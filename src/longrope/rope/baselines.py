@@ -153,7 +153,12 @@ def yarn_correction_range(
     def dim_of(rotations: float) -> float:
         return d * math.log(L / (rotations * 2 * math.pi)) / (2 * math.log(b))
 
-    low, high = dim_of(_positive(beta_fast, "beta_fast")), dim_of(_positive(beta_slow, "beta_slow"))
+    fast, slow = _positive(beta_fast, "beta_fast"), _positive(beta_slow, "beta_slow")
+    if fast <= slow:  # reversed, the ramp runs backwards: the fast pairs interpolated, the slow ones kept
+        raise UserError(f"beta_fast ({fast:g}) must be greater than beta_slow ({slow:g}): β_fast counts the "
+                        "rotations in L above which a pair is kept, β_slow those below which it is "
+                        "interpolated (defaults 32 and 1); swap them")
+    low, high = dim_of(fast), dim_of(slow)
     if truncate:
         low, high = math.floor(low), math.ceil(high)
     return max(low, 0), min(high, d - 1)

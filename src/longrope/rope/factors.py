@@ -59,7 +59,7 @@ from longrope.io import write_json, write_text
 from longrope.rope.attention import resolve_attention_factor
 from longrope.rope.frequencies import check_rope_theta, check_rotary_dim, inv_freq, rotary_dim
 
-__all__ = ["FORMAT_VERSION", "START_TOKENS_CONFIG_KEY", "FactorSet"]
+__all__ = ["FORMAT_VERSION", "START_TOKENS_CONFIG_KEY", "FactorSet", "RotaryDimMismatch"]
 
 FORMAT_VERSION = 1
 
@@ -86,6 +86,26 @@ _REQUIRED_KEYS = ("long_factor", "rope_theta", "original_max_position_embeddings
 MAX_LENGTH = 1 << 40
 # rope types transformers treats as LongRoPE ("su" is the name early Phi-3 configs used).
 _HF_LONGROPE_TYPES = ("longrope", "su")
+
+
+class RotaryDimMismatch(UserError):
+    """A factor list whose length does not fit the model's rotary dim (``FactorSet.load(rotary_dim=...)``).
+
+    Its own class so that a caller who knows the model can add the fix (how to make factors for it)."""
+
+
+def _check_list_lengths(d: Mapping[str, Any], rotary_dim: Any, whose: str, *, prefix: str = "",
+                        error: type[UserError] = UserError) -> None:
+    """Refuse a ``long_factor`` / ``short_factor`` list that does not hold ``rotary_dim/2`` values,
+    naming that list (not the other one) — before the FactorSet is built, which can only compare the
+    two lists with each other. ``whose`` says where ``rotary_dim`` comes from ("the model's rotary dim")."""
+    if isinstance(rotary_dim, bool) or not isinstance(rotary_dim, int) or rotary_dim < 2:
+        return
+    half = rotary_dim // 2
+    for key in ("long_factor", "short_factor"):
+        value = d.get(key)
+        if isinstance(value, (list, tuple)) and len(value) != half:
+            raise error(f"{prefix}{key} has {len(value)} values but {whose} is {rotary_dim} (needs {half})")
 
 
 def _factor_array(value: Any, field: str, length: int | None = None) -> np.ndarray:
@@ -187,7 +207,12 @@ class FactorSet:
         if self.short_factor is None:
             short = np.ones_like(long_)
         else:
-            short = _factor_array(self.short_factor, "short_factor", length=long_.size)
+            short = _factor_array(self.short_factor, "short_factor")
+            if short.size != long_.size:
+                # Which list is wrong cannot be told from the two alone: name both (FactorSet.load
+                # names the wrong one when it knows the rotary dim, from the model or the file).
+                raise UserError(f"long_factor has {long_.size} values but short_factor has {short.size}; both "
+                                "lists need rotary_dim/2 values, one per rotary pair")
         set_(self, "short_factor", short)
         set_(self, "start_tokens", _int_field(self.start_tokens, "start_tokens", 0))
         if self.attention_factor is not None:
@@ -372,8 +397,12 @@ class FactorSet:
         }
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> FactorSet:
-        """Parse a ``factors.json`` object; any problem → :class:`UserError` naming the key."""
+    def from_dict(cls, d: Mapping[str, Any], *, rotary_dim: int | None = None) -> FactorSet:
+        """Parse a ``factors.json`` object; any problem → :class:`UserError` naming the key.
+
+        ``rotary_dim``: the model's, when known: a list of another length is a
+        :class:`RotaryDimMismatch` naming that list. Without it, the file's own ``rotary_dim`` names
+        the list that was cut when the two lists differ."""
         if not isinstance(d, Mapping):
             raise UserError(f"a factor file must hold a JSON object, got {type(d).__name__}")
         unknown = sorted(set(d) - set(_FILE_KEYS))
@@ -389,6 +418,11 @@ class FactorSet:
             raise UserError(
                 f"unsupported factor file format_version {version!r}; this longrope reads {FORMAT_VERSION}"
             )
+        _check_list_lengths(d, rotary_dim, "the model's rotary dim", error=RotaryDimMismatch)
+        long_raw, short_raw = d.get("long_factor"), d.get("short_factor")
+        if (isinstance(long_raw, (list, tuple)) and isinstance(short_raw, (list, tuple))
+                and len(long_raw) != len(short_raw)):
+            _check_list_lengths(d, d.get("rotary_dim"), "the file's rotary_dim")
         fs = cls(
             long_factor=d["long_factor"],
             short_factor=d.get("short_factor"),
@@ -421,7 +455,8 @@ class FactorSet:
     # ----------------------------------------------------------------- Hugging Face config
     # (writing a config is the export's job: longrope.models.export.longrope_config_entries)
     @classmethod
-    def from_hf_config(cls, config: Mapping[str, Any], *, source: str = "config.json") -> FactorSet:
+    def from_hf_config(cls, config: Mapping[str, Any], *, source: str = "config.json",
+                       rotary_dim: int | None = None) -> FactorSet:
         """Read LongRoPE factors from a Hugging Face config dict (``rope_scaling`` or ``rope_parameters``).
 
         Follows transformers: top-level ``original_max_position_embeddings`` wins over the one in
@@ -434,6 +469,9 @@ class FactorSet:
         for key in ("long_factor", "short_factor"):
             if key not in params:
                 raise UserError(f"{where} has no {key!r}")
+        _check_list_lengths(params, rotary_dim, "the model's rotary dim", prefix=f"{where}: ", error=RotaryDimMismatch)
+        _check_list_lengths(params, _hf_rotary_dim(config, params, source), "the model's rotary dim",
+                            prefix=f"{where}: ")
         L = config.get("original_max_position_embeddings", params.get("original_max_position_embeddings"))
         if L is None:
             raise UserError(
@@ -480,12 +518,6 @@ class FactorSet:
             method="longrope",
             provenance=provenance,
         )
-        d = _hf_rotary_dim(config, params, source)
-        if d is not None and d != fs.rotary_dim:
-            raise UserError(
-                f"{where}: long_factor has {fs.long_factor.size} values but the model's rotary dim is {d} "
-                f"(needs {d // 2})"
-            )
         return fs
 
     # ----------------------------------------------------------------- reference CSV
@@ -499,6 +531,7 @@ class FactorSet:
         target_length: int,
         method: str = "longrope",
         start_tokens: int = 0,
+        rotary_dim: int | None = None,
     ) -> FactorSet:
         """Read the reference code's CSV (one λ per line → ``long_factor``; short factors are ones).
 
@@ -507,6 +540,8 @@ class FactorSet:
         """
         path = Path(path)
         values = _parse_csv_column(_read_text(path, "factor CSV"), str(path))
+        _check_list_lengths({"long_factor": list(values)}, rotary_dim, "the model's rotary dim", prefix=f"{path}: ",
+                            error=RotaryDimMismatch)
         return cls(
             long_factor=values,
             start_tokens=start_tokens,
@@ -526,13 +561,17 @@ class FactorSet:
         rope_theta: float | None = None,
         original_length: int | None = None,
         target_length: int | None = None,
+        rotary_dim: int | None = None,
     ) -> FactorSet:
         """Load ``factors.json``, a Hugging Face ``config.json`` with longrope scaling, or a reference CSV.
 
         A folder means its ``factors.json`` (else its ``config.json``). The format is detected from
         the content: a JSON object with ``long_factor`` is ours; one with ``rope_scaling`` /
         ``rope_parameters`` is a HF config; a column of numbers is the reference CSV, which needs
-        ``rope_theta``, ``original_length`` and ``target_length``.
+        ``rope_theta``, ``original_length`` and ``target_length``. ``rotary_dim`` (the model's, when
+        known): a factor list of another length is a :class:`RotaryDimMismatch` naming the file and
+        the list. Whether the rest of the set fits a model (base, L) is
+        :func:`longrope.models.factor_files.check_fits`.
         """
         path = Path(path)
         if path.is_dir():
@@ -560,18 +599,19 @@ class FactorSet:
                     "(rope_theta, original_length, target_length)"
                 )
             return cls.from_csv(
-                path, rope_theta=rope_theta, original_length=original_length, target_length=target_length
+                path, rope_theta=rope_theta, original_length=original_length, target_length=target_length,
+                rotary_dim=rotary_dim,
             )
         obj = _parse_json(text, path)
         if not isinstance(obj, dict):
             raise UserError(f"{path} must hold a JSON object, got {type(obj).__name__}")
         if "long_factor" in obj:
             try:
-                fs = cls.from_dict(obj)
-            except UserError as e:  # name the file the problem is in
-                raise UserError(f"{path}: {e}") from None
+                fs = cls.from_dict(obj, rotary_dim=rotary_dim)
+            except UserError as e:  # name the file the problem is in (keeping a mismatch a mismatch)
+                raise (RotaryDimMismatch if isinstance(e, RotaryDimMismatch) else UserError)(f"{path}: {e}") from None
         elif "rope_scaling" in obj or "rope_parameters" in obj:
-            fs = cls.from_hf_config(obj, source=str(path))
+            fs = cls.from_hf_config(obj, source=str(path), rotary_dim=rotary_dim)
         else:
             raise UserError(
                 f"{path} is neither a factors.json (no 'long_factor') nor a Hugging Face config.json "

@@ -193,7 +193,11 @@ def _factor_set(spec: str, info: Any, length: int) -> Any:
     if cf:
         return make_baseline(cf.group(1), rope_theta=float(info.rope_theta), rotary_dim=int(info.rotary_dim),
                              original_length=L, target_length=ratio_length(float(cf.group(2)), L))
-    return FactorSet.load(spec, rope_theta=info.rope_theta, original_length=L, target_length=max(length, L))
+    from longrope.models.factor_files import check_fits
+
+    fs = FactorSet.load(spec, rope_theta=info.rope_theta, original_length=L, target_length=max(length, L),
+                        rotary_dim=int(info.rotary_dim))
+    return check_fits(fs, info, source=spec, override_flag=None)  # a file made for another model: refused
 
 
 def factor_digests(methods: dict, ratios: list[str]) -> dict[str, str]:

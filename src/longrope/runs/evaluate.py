@@ -15,6 +15,7 @@ same windows (or the same seeded keys). The unscaled model is the set named ``no
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -53,12 +54,17 @@ class _EvalConfig:
                                              default_text="the family's working one")
     bos: bool = option(True, "prepend the tokenizer's BOS token")
     quiet: bool = option(False, "no progress bars")
+    original_length: int | None = option(None, "L of reference-CSV factor files; for other factor files, accept "
+                                               "this L when it differs from the model's (refused otherwise)",
+                                         metavar="L", default_text="the model's")
 
     def __post_init__(self) -> None:
         check_choices(self)
         self.lengths = tuple(sorted(set(int(n) for n in self.lengths)))
         if not self.lengths or self.lengths[0] < 2:
             raise ConfigError("lengths", "{name} must be integers >= 2 tokens, got " + str(list(self.lengths)))
+        if self.original_length is not None and self.original_length < 2:
+            raise ConfigError("original_length", "{name} must be an integer >= 2, got " + str(self.original_length))
         if self.skip_none and not self.factors:
             raise ConfigError(("skip_none", "factors"), "nothing to evaluate: {name0} without {name1}")
 
@@ -116,6 +122,16 @@ class PasskeyConfig(_EvalConfig):
             raise ConfigError("trials", "{name} must be a positive integer, got " + str(self.trials))
         if not self.depths or any(not 0.0 <= d <= 1.0 for d in self.depths):
             raise ConfigError("depths", "{name} must be numbers in [0, 1], got " + str(list(self.depths)))
+        if not 0.0 <= self.heldout_fraction <= 1.0:
+            raise ConfigError("heldout_fraction", "{name} must be in [0, 1], got " + str(self.heldout_fraction))
+        # Both choose documents of --data; without it they would be silently ignored.
+        if self.data is None and self.split != "heldout":
+            raise ConfigError(("split", "data"), "{name0} needs {name1} (it chooses which documents hide the "
+                                                 "needle); without {name1} the synthetic filler is used")
+        default_fraction = next(f.default for f in dataclasses.fields(self) if f.name == "heldout_fraction")
+        if self.data is None and self.heldout_fraction != default_fraction:
+            raise ConfigError(("heldout_fraction", "data"), "{name0} needs {name1} (it splits the documents "
+                                                            "that hide the needle)")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -125,12 +141,14 @@ def _say(msg: str) -> None:
     print(msg, file=sys.stderr)
 
 
-def factor_sets(specs: tuple[str, ...], *, skip_none: bool, info: Any, target: int) -> list[tuple[str, Any]]:
+def factor_sets(specs: tuple[str, ...], *, skip_none: bool, info: Any, target: int, model: str | None = None,
+                original_length: int | None = None) -> list[tuple[str, Any]]:
     """``[(name, FactorSet | None)]``: 'none' first unless skipped, names from file/folder names.
 
-    Files are read against the model's RoPE (``info``); a set whose L' is below the model's L is
-    refused by ``FactorSet.load``."""
-    from longrope.rope import FactorSet
+    Files are read and checked against the model's RoPE (``info``: rotary dim, base, L) by
+    :func:`longrope.models.factor_files.load_factors_for`, the one judge of whether a set fits a model;
+    ``target`` is L' of a reference CSV (which carries none)."""
+    from longrope.models.factor_files import load_factors_for
 
     sets: list[tuple[str, Any]] = []
     seen: set[str] = set()
@@ -149,8 +167,7 @@ def factor_sets(specs: tuple[str, ...], *, skip_none: bool, info: Any, target: i
             add("none", None)
             continue
         p = Path(spec)
-        fs = FactorSet.load(p, rope_theta=info.rope_theta, original_length=info.original_max_position_embeddings,
-                            target_length=target)
+        fs = load_factors_for(p, info, original_length=original_length, target_length=target, model=model)
         name = p.name if p.is_dir() else (p.parent.name if p.name in ("factors.json", "config.json") and
                                           p.parent.name else p.stem)
         add(name or spec, fs)
@@ -163,8 +180,30 @@ def _factor_records(sets: list[tuple[str, Any]]) -> list[dict]:
              "target_length": None if fs is None else fs.max_position_embeddings} for n, fs in sets]
 
 
+def _prepare(config: _EvalConfig, *, kv_cache: bool, batch: int = 1) -> tuple[Any, Any, list[tuple[str, Any]]]:
+    """``(model config, RopeInfo, factor sets)`` from the model's config alone (no weights): the model
+    must have RoPE, every factor file must fit it, every length must fit in the device's memory.
+
+    Runs first, so that a mistake costs seconds, not minutes of weight loading or a finished
+    evaluation of the unscaled model."""
+    from longrope.evaluate.memory import check_lengths_fit
+    from longrope.models.families import require_rope, rope_info_from_config
+    from longrope.models.loading import load_config
+
+    hf_config = load_config(config.model)
+    require_rope(hf_config, label=config.model)
+    info = rope_info_from_config(hf_config)
+    if not info.supported:
+        raise ConfigError("model", f"{{name}} {config.model} cannot be evaluated with RoPE factors: {info.reason}")
+    sets = factor_sets(config.factors, skip_none=config.skip_none, info=info, target=max(config.lengths),
+                       model=config.model, original_length=config.original_length)
+    check_lengths_fit(config.lengths, hf_config, rotary_dim=info.rotary_dim, dtype=config.dtype,
+                      device=config.device, kv_cache=kv_cache, batch=batch)
+    return hf_config, info, sets
+
+
 def _load(config: _EvalConfig):
-    """The model (RoPE required), its tokenizer and facts; factor files read before any evaluation."""
+    """The model and its tokenizer (after :func:`_prepare`); the loaded model's structure is checked too."""
     from longrope.models import inspect_model
     from longrope.models.loading import load_model
 
@@ -177,18 +216,21 @@ def _load(config: _EvalConfig):
     info = inspect_model(model)
     if not info.supported:
         raise ConfigError("model", f"{{name}} {config.model} cannot be evaluated with RoPE factors: {info.reason}")
-    sets = factor_sets(config.factors, skip_none=config.skip_none, info=info, target=max(config.lengths))
-    return model, tokenizer, info, sets
+    return model, tokenizer
 
 
 def run_ppl(config: PplConfig, *, log: Callable[[str], None] | None = None) -> dict:
     """Perplexity of every factor set at every length on the same windows; returns the result."""
+    from types import SimpleNamespace
+
     from longrope.data import TokenCorpus
     from longrope.evaluate.suite import ppl_suite, write_ppl_outputs
     from longrope.evaluate.windows import resolve_bos, select_windows
+    from longrope.models.loading import load_tokenizer_of
     from longrope.runs.folder import RunFolder
 
     say = log or _say
+    hf_config, info, sets = _prepare(config, kv_cache=False, batch=min(config.batch_size, config.samples))
     corpus = TokenCorpus.open(config.data)
 
     def windows(bos: int | None) -> list:
@@ -196,30 +238,28 @@ def run_ppl(config: PplConfig, *, log: Callable[[str], None] | None = None) -> d
                               heldout_fraction=config.heldout_fraction, windows_per_doc=config.windows_per_doc,
                               bos=bos is not None, empty_ok=False)
 
-    # Windows first (cheap; a length no document holds fails before the model loads), with the BOS
-    # the shards recorded; the model's tokenizer confirms it below.
-    guess = resolve_bos(None, corpus=corpus) if config.bos else None
-    docs = windows(guess)
+    # Windows, tokenizer and vocabulary before the weights (a length no document holds, shards made
+    # with another tokenizer: seconds, not minutes).
+    tokenizer = load_tokenizer_of(config.model)
+    if tokenizer is not None:
+        corpus.check_tokenizer(tokenizer, model_name=config.model)
+    else:
+        say(f"warning: {config.model} has no tokenizer; cannot check that {config.data} was tokenized for it")
+    vocab = int(getattr(hf_config, "vocab_size", 0) or 0)
+    if vocab and corpus.tokenizer_info.get("vocab_size", 0) > vocab:
+        raise ConfigError(("data", "model"), f"{{name0}} uses a {corpus.tokenizer_info['vocab_size']}-token "
+                                             f"vocabulary but {{name1}} has {vocab} embeddings; tokenize with "
+                                             "the model's tokenizer")
+    bos = resolve_bos(tokenizer, corpus=corpus, model=SimpleNamespace(config=hf_config)) if config.bos else None
+    if config.bos and bos is None:
+        say("note: the tokenizer has no BOS token; windows start with document tokens")
+    docs = windows(bos)
+    if len(docs) < config.samples:
+        say(f"warning: only {len(docs)} {config.split} window(s) of {max(config.lengths)} tokens; evaluating "
+            f"those (asked for {config.samples})")
     folder = RunFolder.open(config.output, PPL_SPEC.command, staged=True, replace=True)
     try:
-        model, tokenizer, info, sets = _load(config)
-        if tokenizer is not None:
-            corpus.check_tokenizer(tokenizer, model_name=config.model)
-        else:
-            say(f"warning: {config.model} has no tokenizer; cannot check that {config.data} was tokenized for it")
-        vocab = int(getattr(model.config, "vocab_size", 0) or 0)
-        if vocab and corpus.tokenizer_info.get("vocab_size", 0) > vocab:
-            raise ConfigError(("data", "model"), f"{{name0}} uses a {corpus.tokenizer_info['vocab_size']}-token "
-                                                 f"vocabulary but {{name1}} has {vocab} embeddings; tokenize with "
-                                                 "the model's tokenizer")
-        bos = resolve_bos(tokenizer, corpus=corpus, model=model) if config.bos else None
-        if config.bos and bos is None:
-            say("note: the tokenizer has no BOS token; windows start with document tokens")
-        if (bos is None) != (guess is None):
-            docs = windows(bos)
-        if len(docs) < config.samples:
-            say(f"warning: only {len(docs)} {config.split} window(s) of {max(config.lengths)} tokens; evaluating "
-                f"those (asked for {config.samples})")
+        model, _ = _load(config)
         folder.start(config_to_dict(config), device=config.device)
         results = ppl_suite(model, docs, sets, config.lengths, bos_id=bos, stride=config.stride,
                             max_tokens=config.max_tokens, chunk_size=config.chunk_size, batch_size=config.batch_size,
@@ -243,26 +283,39 @@ def run_ppl(config: PplConfig, *, log: Callable[[str], None] | None = None) -> d
 
 def run_passkey(config: PasskeyConfig, *, log: Callable[[str], None] | None = None) -> dict:
     """Passkey accuracy of every factor set over lengths × depths (same seeded keys for each)."""
+    from types import SimpleNamespace
+
+    from longrope.errors import UserError
+    from longrope.evaluate.passkey import check_passkey_lengths
     from longrope.evaluate.suite import passkey_suite, write_passkey_outputs
     from longrope.evaluate.windows import resolve_bos
+    from longrope.models.loading import load_tokenizer_of
     from longrope.runs.folder import RunFolder
 
     say = log or _say
+    hf_config, info, sets = _prepare(config, kv_cache=config.mode == "generate")
+    # The prompts and the haystacks need only the tokenizer: checked before the weights load.
+    tokenizer = load_tokenizer_of(config.model)
+    if tokenizer is None:
+        raise ConfigError("model", "{name} " + f"{config.model} has no tokenizer files; the passkey prompt needs one")
+    bos = resolve_bos(tokenizer, model=SimpleNamespace(config=hf_config)) if config.bos else None
+    try:
+        check_passkey_lengths(tokenizer, config.lengths, depths=config.depths, trials=config.trials,
+                              seed=config.seed, bos_id=bos, mode=config.mode)
+    except UserError as exc:
+        raise ConfigError("lengths", "{name}: " + str(exc)) from None
+    haystacks = None
+    if config.data:
+        from longrope.data import TokenCorpus, sample_documents
+
+        corpus = TokenCorpus.open(config.data)
+        corpus.check_tokenizer(tokenizer, model_name=config.model)
+        haystacks = sample_documents(corpus, max(config.lengths), len(config.depths) * config.trials,
+                                     seed=config.seed, split=config.split,
+                                     heldout_fraction=config.heldout_fraction)
     folder = RunFolder.open(config.output, PASSKEY_SPEC.command, staged=True, replace=True)
     try:
-        model, tokenizer, info, sets = _load(config)
-        if tokenizer is None:
-            raise ConfigError("model", "{name} " + f"{config.model} has no tokenizer files; the passkey prompt needs one")
-        bos = resolve_bos(tokenizer, model=model) if config.bos else None
-        haystacks = None
-        if config.data:
-            from longrope.data import TokenCorpus, sample_documents
-
-            corpus = TokenCorpus.open(config.data)
-            corpus.check_tokenizer(tokenizer, model_name=config.model)
-            haystacks = sample_documents(corpus, max(config.lengths), len(config.depths) * config.trials,
-                                         seed=config.seed, split=config.split,
-                                         heldout_fraction=config.heldout_fraction)
+        model, tokenizer = _load(config)
         folder.start(config_to_dict(config), device=config.device)
         results = passkey_suite(model, tokenizer, sets, list(config.lengths), depths=list(config.depths),
                                 trials=config.trials, seed=config.seed, bos_id=bos, mode=config.mode,

@@ -25,9 +25,14 @@ def _main_process() -> bool:
 def run(config: FinetuneConfig, *, log: Callable[[str], None] | None = None) -> dict:
     """Fine-tune, export ``OUT/model``; returns the result (also in ``summary.json``)."""
     from longrope.errors import UserError
+    from longrope.models.factor_files import load_factors_for
+    from longrope.models.loading import read_rope_info
     from longrope.runs.folder import RunFolder, read_run_config
     from longrope.train import finetune
 
+    # The factor file against the model's config (no weights) before the run folder, the
+    # accelerator and minutes of weight loading: a file for another model fails here, in seconds.
+    load_factors_for(config.factors, read_rope_info(config.model), model=config.model, override_flag=None)
     folder = None
     if _main_process():
         try:

@@ -16,8 +16,13 @@ Two ways a folder comes into being:
   leaves the previous complete folder (or none); stale partial folders of dead processes are
   removed by the next run for the same target. An existing folder is replaced only when it is a
   finished run of the same command and the command allows it.
-- **in place** (resumable commands: ``search``, ``train-tiny``): the folder is the checkpoint's home;
-  each file is written atomically, and ``run.json``'s status says whether the run finished.
+- **in place** (resumable commands: ``search``, ``finetune``, ``pipeline``, ``train-tiny``): the folder
+  is the checkpoint's home; each file is written atomically, and ``run.json``'s status says whether
+  the run finished. A folder that holds nothing but ``config.json`` and an unfinished ``run.json``
+  (a *stub*: the run stopped during its set-up, before it wrote any work) protects nothing: a fresh
+  start of the same command takes it over, unless the process that wrote it still runs
+  (``run.json`` records its pid and host). A run that fails during set-up removes a folder it
+  created (:meth:`RunFolder.abandon`).
 
 Every check that can fail on the target (a file where a folder is expected, a folder that is not a
 run of this command, a folder that cannot be written) happens in :meth:`RunFolder.open`, before any
@@ -36,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from longrope.errors import UserError
-from longrope.io import remove_dead_leftovers, write_json
+from longrope.io import pid_alive, remove_dead_leftovers, write_json
 
 RUN_FORMAT = "longrope-run/1"
 CONFIG_FILE = "config.json"
@@ -90,13 +95,15 @@ def read_run_config(run_dir: str | os.PathLike) -> tuple[str, dict]:
 class RunFolder:
     """A command's output folder (see the module docstring). Create it with :meth:`open`."""
 
-    def __init__(self, final: Path, work: Path, command: str, staged: bool) -> None:
+    def __init__(self, final: Path, work: Path, command: str, staged: bool, created: bool = False) -> None:
         self.final = final
         """where the results end up"""
         self.path = work
         """where files are written now (``final`` itself unless staged)"""
         self.command = command
         self.staged = staged
+        self.created = created
+        """whether :meth:`open` created the (in-place) folder, so that :meth:`abandon` may remove it"""
         self._t0 = time.time()
         self._run: dict[str, Any] = {}
 
@@ -121,6 +128,9 @@ class RunFolder:
         if parent.exists() and not parent.is_dir():
             raise UserError(f"{flag} {final}: {parent} is a file, not a folder")
         existing = final.is_dir() and any(final.iterdir())
+        stub = existing and not staged and not resume and _is_stub(final, command, flag)
+        if stub:
+            existing = False
         if existing and not resume and not (adopt and not staged and _run_command(final) in (None, command)):
             prev = _run_command(final)
             if not (replace and staged and prev == command):
@@ -132,8 +142,12 @@ class RunFolder:
                 raise ValueError("a staged run folder cannot be resumed")
             if _run_command(final) != command:
                 raise UserError(f"nothing to resume in {final}: it holds no {command} run; run without --resume")
+        created = not staged and not final.exists()
         try:
             parent.mkdir(parents=True, exist_ok=True)
+            if stub:  # a fresh start: the stub's records go (its history of starts with them)
+                for name in (CONFIG_FILE, RUN_FILE):
+                    (final / name).unlink(missing_ok=True)
             if staged:
                 cls._clean_partials(final)
                 work = parent / f".{final.name}.partial-{os.getpid()}"
@@ -149,7 +163,7 @@ class RunFolder:
         except OSError as exc:
             raise UserError(f"{flag} {final} cannot be written ({exc.strerror or exc}); choose a writable folder") \
                 from None
-        return cls(final, work, command, staged)
+        return cls(final, work, command, staged, created)
 
     @staticmethod
     def _clean_partials(final: Path) -> None:
@@ -173,6 +187,8 @@ class RunFolder:
             "versions": versions(device),
             "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self._t0)),
             "status": "running",
+            "pid": os.getpid(),
+            "host": platform.node(),
             "previous_starts": [*prev.get("previous_starts", []), prev["started"]] if prev.get("started") else [],
             **(extra or {}),
         }
@@ -189,8 +205,13 @@ class RunFolder:
         return self.final
 
     def abandon(self) -> None:
-        """Remove a staged folder after a failure (in-place folders keep their checkpoints)."""
-        if self.staged and self.path.exists():
+        """After a failure: remove a staged folder; remove an in-place folder that :meth:`open`
+        created while it holds no work yet (nothing but config.json and run.json), so that a run
+        refused during its set-up leaves nothing behind. Other in-place folders keep their checkpoints."""
+        if self.staged:
+            if self.path.exists():
+                shutil.rmtree(self.path, ignore_errors=True)
+        elif self.created and self.path.is_dir() and _work_files(self.path) <= {CONFIG_FILE, RUN_FILE}:
             shutil.rmtree(self.path, ignore_errors=True)
 
     def _swap_into_place(self) -> None:
@@ -203,6 +224,36 @@ class RunFolder:
         self.path = final
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
+
+
+def _work_files(folder: Path) -> set[str]:
+    """The names in ``folder`` that may be work (hidden files — locks, write probes, temporaries — aside)."""
+    return {p.name for p in folder.iterdir() if not p.name.startswith(".")}
+
+
+def _is_stub(folder: Path, command: str, flag: str) -> bool:
+    """Whether ``folder`` holds a run of ``command`` that stopped during its set-up: nothing but
+    config.json and a run.json whose status is not "done" (no checkpoint, no result). A stub whose
+    process still runs (a run in its set-up now) is refused in one line."""
+    if _work_files(folder) - {CONFIG_FILE, RUN_FILE} or _run_command(folder) != command:
+        return False
+    try:
+        run = json.loads((folder / RUN_FILE).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        run = {}
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False  # unreadable records: not ours to judge, the caller refuses the folder
+    if not isinstance(run, dict) or run.get("status") == "done":
+        return False
+    pid, host = run.get("pid"), run.get("host")
+    if isinstance(pid, int) and pid != os.getpid():
+        if host != platform.node():
+            raise UserError(f"{flag} {folder} holds a {command} run started on host {host} (pid {pid}) that has "
+                            f"not written any work yet; if it no longer runs, delete the folder, or choose a new one")
+        if pid_alive(pid):
+            raise UserError(f"{flag} {folder} is in use by a {command} run still setting up (pid {pid}); wait for "
+                            "it or stop it, or choose a new folder")
+    return True
 
 
 def _run_command(folder: Path) -> str | None:

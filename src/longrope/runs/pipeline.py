@@ -51,6 +51,7 @@ MANIFEST_FORMAT = "longrope-pipeline-manifest/1"
 MANIFEST = "pipeline.json"
 STAGES_DIR = "stages"
 STAGE_RUNS = ("tokenize", "baseline", "search", "finetune", "compare", "export")
+PLAN_KEYS = ("format", "description", "model", "stages")
 LENGTH_FIELDS = ("target_length", "seq_len", "short_length")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _REF = re.compile(r"^@([A-Za-z0-9][A-Za-z0-9_.-]*)(/.*)?$")
@@ -101,10 +102,15 @@ def load_plan(path: str | Path, model: str | None = None) -> dict:
     return check_plan(plan, model=model, source=str(path))
 
 
-def check_plan(plan: Any, *, model: str | None = None, source: str = "plan") -> dict:
-    """Validate the plan's shape (formats, names, runs, references); return a copy with ``model`` set."""
+def check_plan(plan: Any, *, model: str | None = None, source: str = "plan", strict: bool = True) -> dict:
+    """Validate the plan's shape (formats, keys, names, runs, references); return a copy with ``model``
+    set. ``strict=False`` (a plan recorded in a manifest) tolerates top-level keys unknown today."""
     if not isinstance(plan, dict) or plan.get("format") != PLAN_FORMAT:
         raise UserError(f"{source} is not a {PLAN_FORMAT} plan (it needs \"format\": \"{PLAN_FORMAT}\")")
+    unknown = [k for k in plan if k not in PLAN_KEYS]
+    if strict and unknown:
+        raise UserError(f"{source}: unknown key {unknown[0]!r} in the plan; a plan takes only "
+                        + ", ".join(PLAN_KEYS) + " (settings belong in a stage)")
     plan = copy.deepcopy(plan)
     if model is not None:
         plan["model"] = model
@@ -307,9 +313,14 @@ def _compare_settings(cfg: dict) -> dict:
     hf = c["heldout_fraction"]
     if not isinstance(hf, (int, float)) or isinstance(hf, bool) or not 0 <= hf <= 1:
         raise UserError(f"a compare stage's heldout_fraction must be in [0, 1], got {hf!r}")
-    from longrope.models.loading import resolve_dtype
+    from longrope.models.loading import resolve_device, resolve_dtype
 
     resolve_dtype(c["dtype"])
+    try:
+        resolve_device(c["device"])
+    except UserError as exc:  # the loader's hint names --device; a plan spells it "device"
+        raise UserError(f"a compare stage's device {c['device']!r} cannot be used: {str(exc).split('; ')[0]}; "
+                        "give cpu or a device this machine has") from None
     if c["passkey_trials"] == 0 and any(str(g.get("value", "")).startswith("passkey.") for g in c["goals"]
                                         if isinstance(g, dict)):
         raise UserError("a compare stage with passkey_trials 0 measures no passkey; drop its passkey goals")
@@ -362,41 +373,105 @@ def _run_export(cfg: dict, folder: Path, plan: dict, quiet: bool, say: Callable)
     return {"model": out["output"]}, {"format": fmt, "warnings": out["warnings"]}
 
 
-def check_stage(run: str, cfg: dict, plan: dict) -> None:
-    """Check a stage's settings before anything runs (outputs of earlier stages need not exist yet):
-    search and finetune settings build their config; the others check their keys and values."""
+def _wrong(key: str, got: Any, expected: str) -> UserError:
+    """A plan value of the wrong kind: names the key, what it got and what it takes."""
+    return UserError(f"{key!r} must be {expected}, got {got!r}")
+
+
+def _facts_model(entry: dict, cfg: dict, plan: dict) -> str | None:
+    """The model whose RoPE facts a stage's settings are checked against before anything runs: its own
+    ``model``, or the pipeline's when it has none or when it is an earlier stage's output (which does
+    not exist yet, and keeps the RoPE of the pipeline's model); None when it is no string."""
+    model = cfg.get("model", plan["model"])
+    if not isinstance(model, str):
+        return None
+    return plan["model"] if _refs(entry.get("model")) else model
+
+
+def check_stage(run: str, cfg: dict, plan: dict, entry: dict | None = None) -> None:
+    """Check a stage's settings before anything runs (outputs of earlier stages need not exist yet),
+    with the checks of the command the stage runs: search and finetune settings build their config
+    (and a search checks its devices); a baseline is built (cheap: the model's config and a few numbers);
+    the others check their keys and values. Messages name the plan keys; ``entry``: the stage as the
+    plan writes it (before references are resolved)."""
+    entry = entry or {}
     if run in ("search", "finetune"):
         from longrope.options import config_from_dict
         from longrope.runs import get_run
 
         spec = get_run(run)
-        config_from_dict(spec.config, {"model": plan["model"], **cfg, spec.output_field: "stage", "resume": False})
+        config = config_from_dict(spec.config, {"model": plan["model"], **cfg, spec.output_field: "stage",
+                                                "resume": False})
+        if run == "search":
+            from longrope.runs.search import check_devices
+
+            check_devices(config)
     elif run == "compare":
         _compare_settings(cfg)
     elif run == "tokenize":
         extra = sorted(set(cfg) - {"tokenizer", "inputs"})
+        if extra:
+            raise UserError(f"a tokenize stage takes \"inputs\" and optionally \"tokenizer\"; not {extra}")
         inputs = cfg.get("inputs")
-        if extra or not isinstance(inputs, list) or not inputs or not all(isinstance(i, str) for i in inputs):
-            raise UserError("a tokenize stage takes \"inputs\" (a list of role=PATH or \"embedded\") and "
-                            "optionally \"tokenizer\"" + (f"; not {extra}" if extra else ""))
+        if inputs is None:
+            raise UserError("a tokenize stage needs \"inputs\" (a list of role=PATH or \"embedded\")")
+        if not isinstance(inputs, list) or not inputs or not all(isinstance(i, str) for i in inputs):
+            raise _wrong("inputs", entry.get("inputs", inputs), "a non-empty list of role=PATH or \"embedded\"")
+        if not isinstance(cfg.get("tokenizer", ""), str):
+            raise _wrong("tokenizer", entry.get("tokenizer"), "a tokenizer name or folder")
     elif run == "baseline":
-        from longrope.rope.baselines import baseline_options
-
-        options = sorted(set(cfg) - {"method", "target_length", "model"})
-        if not isinstance(cfg.get("method"), str) or not isinstance(cfg.get("target_length"), int):
-            raise UserError("a baseline stage needs \"method\" and \"target_length\" (tokens or a ratio like \"8x\")")
-        unknown = sorted(set(options) - set(baseline_options(cfg["method"])))
-        if unknown:
-            raise UserError(f"baseline {cfg['method']!r} has no option(s) {unknown}")
+        _check_baseline(cfg, plan, entry)
     elif run == "export":
-        extra = sorted(set(cfg) - {"model", "factors", "format", "dtype"})
-        if extra or not isinstance(cfg.get("factors"), str) or cfg.get("format", "hf") not in ("hf", "gguf"):
-            raise UserError("an export stage takes \"factors\", and optionally \"model\", \"format\" (hf, gguf) "
-                            "and \"dtype\"" + (f"; not {extra}" if extra else ""))
-        if cfg.get("dtype") is not None:
-            from longrope.models.loading import resolve_dtype
+        _check_export(cfg, plan, entry)
 
-            resolve_dtype(cfg["dtype"])
+
+def _check_baseline(cfg: dict, plan: dict, entry: dict) -> None:
+    """Build the factor set the stage will write (what ``longrope baseline`` checks, on the same
+    function): a bad method, option or value is refused before the first stage runs."""
+    from longrope.rope import make_baseline
+
+    for key in ("method", "target_length"):
+        if key not in cfg:
+            raise UserError(f"a baseline stage needs {key!r} (method: pi, ntk, dynamic-ntk, yarn, llama3; "
+                            "target_length: tokens or a ratio like \"8x\")")
+    method, target = cfg["method"], cfg["target_length"]
+    if not isinstance(method, str):
+        raise _wrong("method", method, "a method name (pi, ntk, dynamic-ntk, yarn, llama3)")
+    if isinstance(target, bool) or not isinstance(target, int):
+        raise _wrong("target_length", entry.get("target_length", target), "tokens (an integer) or a ratio like \"8x\"")
+    model = _facts_model(entry, cfg, plan)
+    if model is None:
+        raise _wrong("model", cfg.get("model"), "a model name or folder")
+    info = _rope_facts(model)
+    options = {k: v for k, v in cfg.items() if k not in ("method", "target_length", "model")}
+    make_baseline(method, rope_theta=float(info.rope_theta), rotary_dim=int(info.rotary_dim),
+                  original_length=int(info.original_max_position_embeddings), target_length=target, **options)
+
+
+def _check_export(cfg: dict, plan: dict, entry: dict) -> None:
+    """The settings ``longrope export`` checks on its flags, worded with the plan's keys.
+
+    The option checks are :func:`longrope.models.export.check_export_options`, the same that
+    ``longrope export`` runs, naming the plan's keys."""
+    extra = sorted(set(cfg) - {"model", "factors", "format", "dtype"})
+    if extra:
+        raise UserError("an export stage takes \"factors\", and optionally \"model\", \"format\" (hf, gguf) "
+                        f"and \"dtype\"; not {extra}")
+    if "factors" not in cfg:
+        raise UserError("an export stage needs \"factors\" (a factor file, e.g. \"@search\")")
+    if not isinstance(cfg["factors"], str):
+        raise _wrong("factors", cfg["factors"], "a factor file (a path or \"@STAGE\")")
+    fmt = cfg.get("format", "hf")
+    model = _facts_model(entry, cfg, plan)
+    if model is None:
+        raise _wrong("model", cfg.get("model"), "a model name or folder")
+    from longrope.models.export import check_export_options
+    from longrope.models.loading import resolve_source
+
+    known = not _refs(entry.get("model"))  # an earlier stage's output is not there yet: its kind is unknown
+    check_export_options(fmt, cfg.get("dtype"), source_kind=resolve_source(model).kind if known else None,
+                         model_type=_rope_facts(model).model_type if fmt == "gguf" else None,
+                         spell=repr)
 
 
 _RUNNERS: dict[str, Callable[..., tuple[dict, dict]]] = {
@@ -520,7 +595,7 @@ def run(config: PipelineConfig, *, log: Callable[[str], None] | None = None) -> 
         raise ConfigError("resume", f"nothing to resume in {out} (no {MANIFEST}); run without {{name}}")
     if old is not None and config.plan is None:  # resuming: the plan the folder ran, unless one is given
         plan_file = old.get("plan_file", "")
-        plan = check_plan(old["plan"], model=config.model, source=str(out / MANIFEST))
+        plan = check_plan(old["plan"], model=config.model, source=str(out / MANIFEST), strict=False)
     else:
         plan_file = config.plan or str(shipped_plan())
         plan = load_plan(plan_file, model=config.model)
@@ -540,7 +615,7 @@ def run(config: PipelineConfig, *, log: Callable[[str], None] | None = None) -> 
     entries = {s["name"]: s for s in plan["stages"]}
     for name, entry in entries.items():  # every stage's settings, before the first one runs
         try:
-            check_stage(entry["run"], resolver.stage(entry), plan)
+            check_stage(entry["run"], resolver.stage(entry), plan, entry)
         except ConfigError as exc:
             raise UserError(f"plan stage {name!r} ({entry['run']}): {exc.render(lambda f: f)}") from None
         except UserError as exc:

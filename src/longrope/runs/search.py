@@ -100,6 +100,10 @@ class SearchConfig:
             raise ConfigError("workers", "{name} must be >= 0, got " + str(self.workers))
         if sum([self.workers > 0, bool(self.devices), bool(self.ray_address)]) > 1:
             raise ConfigError(("workers", "devices", "ray_address"), "give only one of {name0}, {name1} and {name2}")
+        if self.unordered and not (self.workers > 0 or self.devices or self.ray_address):
+            raise ConfigError(("unordered", "workers", "devices", "ray_address"),
+                              "{name0} orders the results of parallel evaluators; give {name1}, {name2} or {name3} "
+                              "too, or drop {name0}")
         if self.short and self.base_factors is None:
             raise ConfigError(("short", "base_factors"),
                               "{name0} fills the short factors of an existing factor file: give it with {name1}")
@@ -223,6 +227,27 @@ def make_plan(config: SearchConfig):
                        search_attention=not config.fixed_attention)
 
 
+def check_devices(config: SearchConfig) -> None:
+    """The devices this machine must have (the in-process evaluator's and the report's, and each of
+    ``devices``), before a folder is opened; a Ray cluster's are checked by connecting to it."""
+    from longrope.models.loading import resolve_device
+
+    in_process = not (config.workers or config.devices or config.ray_address)
+    if in_process or config.report:
+        _device_field(resolve_device, config.device, "device")
+    for d in config.devices:
+        _device_field(resolve_device, d, "devices")
+
+
+def _device_field(resolve: Callable, device: str, field: str) -> None:
+    try:
+        resolve(device)
+    except UserError as exc:  # name the field (the CLI spells it as its flag, a pipeline as its key)
+        reason = str(exc).split("; ")[0]  # the loader's own hint names --device, which may not be the field
+        raise ConfigError(field, "{name} " + f"{device}: {reason}; give cpu or a device this machine has") \
+            from None
+
+
 def _check_windows(config: SearchConfig, length: int) -> None:
     """Enough windows in both splits, before a model is loaded or a worker started."""
     from longrope.data import TokenCorpus
@@ -255,23 +280,34 @@ def run(config: SearchConfig, *, log: Callable[[str], None] | None = None) -> di
     plan = make_plan(config)
     ident = fingerprint(config, plan)
     preload = reused_scores(config, ident) if config.reuse and not config.resume else None
+    check_devices(config)
     folder = RunFolder.open(config.output, COMMAND, staged=False, resume=config.resume)
     ckpt = folder / "checkpoint.json"
-    if config.resume:
-        _refuse_other_run(ckpt, ident)
-    elif ckpt.exists():
-        raise ConfigError(("output", "resume"), "{name0} " + f"{config.output} already holds a search; add "
-                                                 "{name1} to continue it or choose a new folder")
-    _check_windows(config, plan.length)
-    spec = ObjectiveSpec(model=config.model, data=config.data, length=plan.length, n_docs=config.samples,
-                         mapper=plan.mapper, fitness=config.fitness_name, seed=config.seed, split="search",
-                         heldout_fraction=config.heldout_fraction, dtype=config.dtype,
-                         windows_per_doc=config.windows_per_doc, attn_implementation=config.attn_implementation)
-    folder.start(config_to_dict(config), device=config.device,
-                 extra={"plan": {"length": plan.length, "space": plan.space.to_dict(), "n_seeds": len(plan.seeds),
-                                 "rope": plan.rope}})
-    evaluator, objective = make_evaluator(spec, workers=config.workers, devices=config.devices,
-                                          ray_address=config.ray_address, device=config.device)
+    try:  # set-up: a failure here leaves no folder behind (or the one that was there)
+        if config.resume:
+            _refuse_other_run(ckpt, ident)
+        elif ckpt.exists():
+            raise ConfigError(("output", "resume"), "{name0} " + f"{config.output} already holds a search; add "
+                                                     "{name1} to continue it or choose a new folder")
+        _check_windows(config, plan.length)
+        spec = ObjectiveSpec(model=config.model, data=config.data, length=plan.length, n_docs=config.samples,
+                             mapper=plan.mapper, fitness=config.fitness_name, seed=config.seed, split="search",
+                             heldout_fraction=config.heldout_fraction, dtype=config.dtype,
+                             windows_per_doc=config.windows_per_doc, attn_implementation=config.attn_implementation)
+        evaluator, objective = make_evaluator(spec, workers=config.workers, devices=config.devices,
+                                              ray_address=config.ray_address, device=config.device)
+    except BaseException:
+        folder.abandon()
+        raise
+    # the records are written once the evaluators stand: a run refused while setting up (no GPU, no
+    # Ray cluster, a model that does not load) leaves no stub that looks like a search to protect
+    try:
+        folder.start(config_to_dict(config), device=config.device,
+                     extra={"plan": {"length": plan.length, "space": plan.space.to_dict(),
+                                     "n_seeds": len(plan.seeds), "rope": plan.rope}})
+    except BaseException:
+        evaluator.close()
+        raise
     bar = SearchBar(f"search {config.strategy}", enabled=not config.quiet)
     try:
         result = run_search(plan.space, plan.seeds, evaluator, n_docs=config.samples,

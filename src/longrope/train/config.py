@@ -21,7 +21,7 @@ from typing import Any
 from longrope.errors import ConfigError
 from longrope.options import option
 
-__all__ = ["FinetuneConfig", "SCHEDULES", "DTYPES", "DEVICES", "TRAJECTORY_FIELDS"]
+__all__ = ["FinetuneConfig", "SCHEDULES", "DTYPES", "DEVICES", "TRAJECTORY_FIELDS", "WARMUP_STEPS"]
 
 SCHEDULES = ("linear", "cosine", "constant")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
@@ -32,6 +32,9 @@ _OPT = "optimisation"
 _MEM = "memory and precision"
 _LORA = "LoRA (peft)"
 _RUN = "checkpoints and output"
+
+#: The warm-up when none is given (clamped to ``steps``: a short run warms up over all of its steps).
+WARMUP_STEPS = 20
 
 
 @dataclass
@@ -69,7 +72,8 @@ class FinetuneConfig:
     learning_rate: float = option(2e-5, "peak learning rate (LongRoPE on LLaMA2: 2e-5)", metavar="LR", group=_OPT)
     lr_schedule: str = option("linear", "decay after warm-up: linear or cosine to 0, or constant",
                             choices=SCHEDULES, group=_OPT)
-    warmup_steps: int = option(20, "linear warm-up from 0, in optimizer steps (inside --steps)", group=_OPT)
+    warmup_steps: int | None = option(None, "linear warm-up from 0, in optimizer steps (inside --steps)",
+                                      default_text=f"{WARMUP_STEPS}, or --steps when fewer", group=_OPT)
     batch_size: int = option(1, "windows per process per micro-step", group=_OPT)
     grad_accum: int | None = option(None, "micro-steps per optimizer step", default_text="1, or what "
                                   "--tokens-per-step needs", group=_OPT)
@@ -126,6 +130,10 @@ class FinetuneConfig:
             raise ConfigError("seq_len", "{name} must be >= 2 tokens, got " + str(self.seq_len))
         if self.short_length is not None and self.short_length < 2:
             raise ConfigError("short_length", "{name} must be >= 2 tokens, got " + str(self.short_length))
+        if self.warmup_steps is None:  # not given: the default, within the run (an explicit value is checked)
+            self.warmup_steps = min(WARMUP_STEPS, self.steps)
+        if isinstance(self.warmup_steps, bool) or not isinstance(self.warmup_steps, int):
+            raise ConfigError("warmup_steps", "{name} must be an integer >= 0, got " + repr(self.warmup_steps))
         if self.warmup_steps < 0 or self.warmup_steps > self.steps:
             raise ConfigError(("warmup_steps", "steps"), "{name0} must be in [0, {name1}], got "
                               + str(self.warmup_steps))
@@ -149,6 +157,14 @@ class FinetuneConfig:
         if self.export_dtype is not None and self.export_dtype not in DTYPES[1:]:
             raise ConfigError("export_dtype", "{name} must be one of " + ", ".join(DTYPES[1:])
                               + f", got {self.export_dtype!r}")
+        if not self.lora:  # a LoRA setting changed without --lora would be ignored: refuse it
+            import dataclasses
+
+            for f in dataclasses.fields(self):
+                value = getattr(self, f.name)
+                if f.name.startswith("lora_") and (tuple(value) if isinstance(value, list) else value) != f.default:
+                    raise ConfigError((f.name, "lora"), "{name0} applies to LoRA training; add {name1} (or drop "
+                                      "{name0} to train all weights)")
         if self.lora and not self.lora_targets:
             raise ConfigError("lora_targets", "{name} must name at least one module when LoRA is on")
         self.exclude = tuple(self.exclude)

@@ -1,0 +1,151 @@
+"""``load_factors_for`` / ``check_fits``: the one judge of "does this factor set fit this model", and
+every command that takes ``--factors`` asks it before a single weight is read.
+
+The embedded tiny model: rotary dim 64 (32 factors), rope_theta 10000, trained at L = 256.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from longrope.cli import main
+from longrope.errors import UserError
+
+
+@pytest.fixture(scope="module")
+def info():
+    from longrope.models import read_rope_info
+
+    return read_rope_info("tiny")
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory, info):
+    """Factor files that do not fit tiny, one per way of not fitting, and one that does."""
+    from longrope.rope import make_baseline
+
+    root = tmp_path_factory.mktemp("factors")
+    good = make_baseline("yarn", rope_theta=info.rope_theta, rotary_dim=info.rotary_dim,
+                         original_length=info.original_max_position_embeddings, target_length=1024).to_dict()
+    out = {"good": good}
+    out["theta"] = {**good, "rope_theta": 500000.0}
+    out["dim"] = {**good, "long_factor": good["long_factor"][:8], "short_factor": good["short_factor"][:8],
+                  "rotary_dim": 16}
+    out["cut"] = {**good, "long_factor": good["long_factor"][:10]}  # rotary_dim 64 still in the file
+    out["other_L"] = {**good, "original_max_position_embeddings": 8192, "max_position_embeddings": 32768}
+    paths = {}
+    for name, d in out.items():
+        paths[name] = root / f"{name}.json"
+        paths[name].write_text(json.dumps(d))
+    paths["malformed"] = root / "malformed.json"
+    paths["malformed"].write_text('{"long_factor": [1, 2,')
+    paths["csv"] = root / "ref.csv"
+    paths["csv"].write_text("".join(f"{x!r}\n" for x in good["long_factor"]))
+    return paths
+
+
+def _load(path, info, **kw):
+    from longrope.models.factor_files import load_factors_for
+
+    return load_factors_for(path, info, model="tiny", **kw)
+
+
+def test_a_fitting_file_loads(files, info):
+    fs = _load(files["good"], info)
+    assert fs.rotary_dim == 64 and fs.original_max_position_embeddings == 256
+
+
+def test_wrong_rope_theta_names_the_file_and_the_fix(files, info):
+    with pytest.raises(UserError) as e:
+        _load(files["theta"], info)
+    msg = str(e.value)
+    assert str(files["theta"]) in msg and "rope_theta=500000" in msg and "10000" in msg
+    assert "longrope baseline --model tiny" in msg
+
+
+def test_wrong_rotary_dim_names_the_file_and_the_fix(files, info):
+    with pytest.raises(UserError) as e:
+        _load(files["dim"], info)
+    msg = str(e.value)
+    assert str(files["dim"]) in msg and "long_factor has 8 values" in msg and "rotary dim is 64 (needs 32)" in msg
+    assert "longrope baseline --model tiny" in msg
+
+
+def test_a_cut_list_is_the_one_blamed(files, info):
+    with pytest.raises(UserError, match="long_factor has 10 values but the model's rotary dim is 64") as e:
+        _load(files["cut"], info)
+    assert "short_factor" not in str(e.value)
+
+
+def test_another_models_original_length_is_refused_unless_asked_for(files, info):
+    with pytest.raises(UserError) as e:
+        _load(files["other_L"], info)
+    msg = str(e.value)
+    assert "L=8192" in msg and "L=256" in msg and "--original-length 8192" in msg and "longrope baseline" in msg
+    # the deliberate override: the user names the file's L
+    assert _load(files["other_L"], info, original_length=8192).original_max_position_embeddings == 8192
+    # an override that contradicts the file is not silently ignored
+    with pytest.raises(UserError, match="--original-length is 512"):
+        _load(files["good"], info, original_length=512)
+
+
+def test_reference_csv_takes_L_from_the_model_or_the_flag(files, info):
+    assert _load(files["csv"], info, target_length=1024).original_max_position_embeddings == 256
+    assert _load(files["csv"], info, target_length=1024, original_length=128).original_max_position_embeddings == 128
+
+
+def test_check_fits_on_a_built_factor_set(info):
+    from longrope.models.factor_files import check_fits
+    from longrope.rope import FactorSet
+
+    fs = FactorSet(long_factor=np.ones(8), original_max_position_embeddings=256, max_position_embeddings=512,
+                   rope_theta=1e4)
+    with pytest.raises(UserError, match="x.json: long_factor has 8 values but tiny has rotary dim 64"):
+        check_fits(fs, info, source="x.json", model="tiny")
+
+
+# ------------------------------------------------------------------ every command, before the weights
+def _commands(path, tmp):
+    common = ["--model", "tiny", "--factors", str(path)]
+    return {
+        "generate": ["generate", *common, "--prompt", "hi", "--max-new-tokens", "2"],
+        "export-hf": ["export", *common, "-o", str(tmp / "hf")],
+        "export-gguf": ["export", *common, "--format", "gguf", "-o", str(tmp / "m.gguf")],
+        "eval-ppl": ["eval", "ppl", *common, "--data", str(tmp / "shards"), "--lengths", "256", "-o",
+                     str(tmp / "ppl")],
+        "eval-passkey": ["eval", "passkey", *common, "--lengths", "512", "--trials", "1", "-o", str(tmp / "pk")],
+        "finetune": ["finetune", *common, "--data", str(tmp / "shards"), "--steps", "1", "-o", str(tmp / "ft")],
+    }
+
+
+@pytest.fixture
+def no_weights(monkeypatch):
+    """Fail the test if any command reads model weights."""
+    import longrope.models
+    import longrope.models.loading
+
+    def refuse(*a, **k):
+        raise AssertionError("model weights were loaded before the factor file was checked")
+
+    monkeypatch.setattr(longrope.models.loading, "load_model", refuse)
+    monkeypatch.setattr(longrope.models, "load_model", refuse)
+
+
+@pytest.mark.parametrize("command", ["generate", "export-hf", "export-gguf", "eval-ppl", "eval-passkey", "finetune"])
+@pytest.mark.parametrize("bad, needle", [("malformed", "not valid JSON"), ("theta", "rope_theta=500000"),
+                                         ("dim", "rotary dim is 64"), ("cut", "long_factor has 10 values"),
+                                         ("other_L", "L=8192")])
+def test_every_command_checks_factors_before_loading_weights(files, tmp_path, capsys, no_weights, command, bad,
+                                                             needle):
+    argv = _commands(files[bad], tmp_path)[command]
+    capsys.readouterr()
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert needle in lines[0] and str(files[bad]) in lines[0], lines[0]
+    assert not any(p.name in ("hf", "m.gguf", "ppl", "pk", "ft") for p in tmp_path.iterdir())

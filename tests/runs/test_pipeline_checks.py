@@ -1,0 +1,123 @@
+"""Every stage of a plan is checked before the first one runs, with the checks of the command the
+stage runs, in messages that name the stage and the plan key (not a command-line flag). No stage
+runs in these tests: a stage that started would fail them."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from longrope.cli import main
+from longrope.runs import pipeline
+
+
+def _plan(*stages: dict, **top) -> dict:
+    return {"format": "longrope-pipeline/1", "model": "tiny", **top,
+            "stages": [{"name": "data", "run": "tokenize", "inputs": ["embedded"]},
+                       {"name": "yarn", "run": "baseline", "method": "yarn", "target_length": "2x"},
+                       *stages]}
+
+
+@pytest.fixture
+def no_stage_runs(monkeypatch):
+    def ran(*args, **kwargs):
+        raise AssertionError("a stage ran before the plan was checked")
+
+    monkeypatch.setattr(pipeline, "_RUNNERS", {run: ran for run in pipeline.STAGE_RUNS})
+
+
+def _refused(tmp_path, capsys, plan: dict) -> str:
+    (tmp_path / "plan.json").write_text(json.dumps(plan))
+    out = tmp_path / "out"
+    assert main(["pipeline", "--plan", str(tmp_path / "plan.json"), "-o", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert not out.exists()
+    return err
+
+
+def test_an_export_dtype_gguf_cannot_write_is_refused_before_any_stage(tmp_path, capsys, no_stage_runs):
+    plan = _plan({"name": "search", "run": "search", "data": "@data", "target_length": "2x", "samples": 2},
+                 {"name": "export", "run": "export", "factors": "@search", "format": "gguf", "dtype": "bfloat16"})
+    err = _refused(tmp_path, capsys, plan)
+    assert "plan stage 'export' (export): 'dtype' bfloat16 does not fit 'format' gguf" in err
+    assert "float16 or float32" in err and "--" not in err
+
+
+@pytest.mark.parametrize("key, value, match", [
+    ("beta_fast", -5, "plan stage 'yarn' (baseline): beta_fast must be a finite number > 0, got -5"),
+    ("target_length", "four", "plan stage 'yarn' (baseline): 'target_length' must be tokens (an integer) or a "
+                              "ratio like \"8x\", got 'four'"),
+    ("target_length", 8, "plan stage 'yarn' (baseline): target_length 8 is shorter than original_length 256"),
+    ("method", 3, "plan stage 'yarn' (baseline): 'method' must be a method name"),
+    ("length", 512, "plan stage 'yarn' (baseline): baseline 'yarn' has no option(s) length"),
+])
+def test_a_bad_baseline_value_in_a_later_stage_is_refused_before_the_first(tmp_path, capsys, no_stage_runs,
+                                                                           key, value, match):
+    plan = _plan()
+    plan["stages"][1][key] = value
+    assert match in _refused(tmp_path, capsys, plan)
+
+
+def test_a_missing_baseline_setting_is_named(tmp_path, capsys, no_stage_runs):
+    plan = _plan()
+    del plan["stages"][1]["target_length"]
+    assert "plan stage 'yarn' (baseline): a baseline stage needs 'target_length'" in _refused(tmp_path, capsys, plan)
+
+
+@pytest.mark.parametrize("stage, match", [
+    ({"name": "tok", "run": "tokenize", "inputs": "embedded"},
+     "plan stage 'tok' (tokenize): 'inputs' must be a non-empty list of role=PATH or \"embedded\", got 'embedded'"),
+    ({"name": "e", "run": "export", "factors": "@yarn", "format": "onnx"},
+     "plan stage 'e' (export): 'format' must be hf or gguf, got 'onnx'"),
+    ({"name": "e", "run": "export", "factors": 3}, "plan stage 'e' (export): 'factors' must be a factor file"),
+    ({"name": "s", "run": "search", "data": "@data", "target_length": "four"},
+     "plan stage 's' (search): target_length must be int, got 'four'"),
+    ({"name": "ft", "run": "finetune", "factors": "@yarn", "data": "@data", "steps": 2, "warmup_steps": 5},
+     "plan stage 'ft' (finetune): warmup_steps must be in [0, steps], got 5"),
+])
+def test_wrong_values_name_the_stage_the_key_and_what_it_takes(tmp_path, capsys, no_stage_runs, stage, match):
+    assert match in _refused(tmp_path, capsys, _plan(stage))
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="needs a machine without CUDA")
+def test_a_search_stage_on_a_device_this_machine_lacks_is_refused_before_any_stage(tmp_path, capsys, no_stage_runs):
+    err = _refused(tmp_path, capsys, _plan({"name": "s", "run": "search", "data": "@data", "target_length": "2x",
+                                            "device": "cuda"}))
+    assert "plan stage 's' (search): device cuda: " in err and "CUDA is not available" in err
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="needs a machine without CUDA")
+def test_a_compare_stage_on_a_device_this_machine_lacks_is_refused_before_any_stage(tmp_path, capsys,
+                                                                                     no_stage_runs):
+    stage = {"name": "c", "run": "compare", "data": "@data", "ratios": ["1x"], "device": "cuda",
+             "methods": {"none": {"model": "{model}", "factors": {"1x": "none"}}}}
+    err = _refused(tmp_path, capsys, _plan(stage))
+    assert "plan stage 'c' (compare): a compare stage's device 'cuda' cannot be used" in err and "--" not in err
+
+
+def test_an_unknown_top_level_key_is_refused_with_the_allowed_ones(tmp_path, capsys, no_stage_runs):
+    err = _refused(tmp_path, capsys, _plan(colour="red"))
+    assert "unknown key 'colour'" in err and "format, description, model, stages" in err
+
+
+def test_a_plan_recorded_in_a_manifest_may_hold_keys_unknown_today():
+    plan = _plan(colour="red")
+    with pytest.raises(Exception, match="unknown key 'colour'"):
+        pipeline.check_plan(plan)
+    assert pipeline.check_plan(plan, strict=False)["colour"] == "red"
+
+
+def test_a_finetune_stage_without_warmup_fits_a_short_run(tmp_path, no_stage_runs):
+    """The default warm-up is clamped to the steps: such a plan passes its checks (and reaches the
+    first stage, which the fixture stops)."""
+    plan = _plan({"name": "ft", "run": "finetune", "factors": "@yarn", "data": "@data", "steps": 1})
+    (tmp_path / "plan.json").write_text(json.dumps(plan))
+    with pytest.raises(AssertionError, match="a stage ran"):
+        main(["pipeline", "--plan", str(tmp_path / "plan.json"), "-o", str(tmp_path / "out"), "--quiet"])
+
+
+def test_the_shipped_plan_passes_the_checks(tmp_path, no_stage_runs):
+    with pytest.raises(AssertionError, match="a stage ran"):
+        main(["pipeline", "--model", "tiny", "-o", str(tmp_path / "out"), "--quiet"])
