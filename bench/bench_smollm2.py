@@ -40,8 +40,13 @@ are kept as they are measured), both in ``.bench/``; this script records what th
     OMP_NUM_THREADS=2 .venv/bin/longrope eval passkey --model smollm2 --lengths 16384 --skip-none \
         --mode needle --trials 1 --seed 1 -o .bench/smollm2-2x-needle2 --quiet \
         --factors .bench/smollm2-2x-needle-factors/searched-needle
+    # 4. ten more teacher-forced keys (seeds 2 and 3, 5 keys each) for the three sets, pooled with seed 1's
+    for seed in 2 3; do OMP_NUM_THREADS=2 .venv/bin/longrope eval passkey --model smollm2 --lengths 16384 \
+        --skip-none --mode needle --trials 1 --seed $seed -o .bench/smollm2-2x-needle-s$seed --quiet \
+        --factors .bench/smollm2-2x-needle-factors/{searched,yarn,searched-needle}; done
     .venv/bin/python bench/bench_smollm2.py --search .bench/smollm2-2x-search2 --eval .bench/smollm2-2x-eval \
-        --needle .bench/smollm2-2x-needle .bench/smollm2-2x-needle2 --needle-search .bench/smollm2-2x-needle-search
+        --needle .bench/smollm2-2x-needle .bench/smollm2-2x-needle2 .bench/smollm2-2x-needle-s2 \
+        .bench/smollm2-2x-needle-s3 --needle-search .bench/smollm2-2x-needle-search
 """
 
 from __future__ import annotations
@@ -77,8 +82,11 @@ histories: how the candidates scored on all windows rank on the racing window al
 had each been raced against the incumbent from the start, how many new bests that would have lost
 (`incumbent_race_misses`), and how the best genome first came (`best_kind`). `needle_*` values (when
 recorded): `longrope eval passkey --mode needle` at 16,384 tokens for the searched factors and YaRN
-on the same keys (other keys than the passkey column's): the teacher-forced answer, so besides
-pass/fail each key gives the answer's mean NLL, which two sets can be compared on key by key.
+on the same keys (other keys than the passkey column's; runs with other seeds add keys, scored for
+every set): the teacher-forced answer, so besides pass/fail each key gives the answer's mean NLL,
+which two sets can be compared on key by key (`*_lower_nll`, with the two-sided sign-test p-value
+of that count, `*_lower_nll_sign_p`); keys at one depth share a place in the same filler, so the
+`needle_depths` table and the `*_depths` values compare the sets place by place against YaRN.
 `searched-needle` (and the `needle_search_*` values): a second search on the same windows whose
 fitness is the answer NLL of a pass key planted in each (LongRoPE2's needle-driven loss, one
 forward per window like the perplexity), so that a set which loses retrieval cannot win; its
@@ -177,8 +185,9 @@ def race_analysis(history: list[dict], n_docs: int) -> dict:
 
 def needle_analysis(passkey: dict, a: str, b: str) -> dict:
     """Paired teacher-forced needle scores of factor sets ``a`` and ``b`` from an ``eval passkey
-    --mode needle`` run's ``passkey.json``: per set the keys, the accuracy (every answer token the
-    argmax) and the mean answer NLL; and on how many of the shared keys ``a``'s answer NLL is lower.
+    --mode needle`` run's ``passkey.json`` (or several merged by :func:`merge_needle_runs`): per set
+    the keys, the accuracy (every answer token the argmax) and the mean answer NLL; on how many of
+    the shared keys ``a``'s answer NLL is lower, with the two-sided sign-test p-value of that count.
     The NLL is continuous, so a handful of keys says more than their pass/fail count."""
     rows = {r["factors"]: r for r in passkey["results"]}
     for name in (a, b):
@@ -191,34 +200,84 @@ def needle_analysis(passkey: dict, a: str, b: str) -> dict:
     nll: dict[str, dict[tuple, float]] = {}
     for name in (a, b):
         trials = rows[name]["trials"]
-        nll[name] = {(t["length"], t["depth"], t["trial"], t["key"]): float(t["answer_nll"]) for t in trials}
+        nll[name] = {(t.get("seed"), t["length"], t["depth"], t["trial"], t["key"]): float(t["answer_nll"])
+                     for t in trials}
         out[f"keys_{name}"] = len(trials)
         out[f"accuracy_{name}"] = sum(bool(t["correct"]) for t in trials) / len(trials)
         out[f"answer_nll_{name}"] = sum(nll[name].values()) / len(trials)
     shared = sorted(set(nll[a]) & set(nll[b]))
+    lower = sum(nll[a][k] < nll[b][k] for k in shared)
+    higher = sum(nll[a][k] > nll[b][k] for k in shared)
     out["shared_keys"] = len(shared)
-    out[f"{a}_lower_nll"] = sum(nll[a][k] < nll[b][k] for k in shared)
+    out[f"{a}_lower_nll"] = lower
+    out[f"{a}_lower_nll_sign_p"] = sign_test_p(lower, higher)
     return out
 
 
+def needle_by_depth(passkey: dict, names: list[str]) -> list[list]:
+    """Rows ``[depth, keys, (correct, mean answer NLL) per set]`` of a (merged) needle run: keys at
+    one depth sit at the same place of the same haystack, so how a set does by depth shows whether a
+    lead is one place or everywhere."""
+    rows = {r["factors"]: r["trials"] for r in passkey["results"]}
+    depths = sorted({t["depth"] for n in names for t in rows[n]})
+    out = []
+    for d in depths:
+        row: list = [d, len([t for t in rows[names[0]] if t["depth"] == d])]
+        for n in names:
+            at = [t for t in rows[n] if t["depth"] == d]
+            row += [sum(bool(t["correct"]) for t in at), sum(float(t["answer_nll"]) for t in at) / len(at)]
+        out.append(row)
+    return out
+
+
+def sign_test_p(wins: int, losses: int) -> float:
+    """Two-sided exact sign-test p-value of ``wins`` against ``losses`` (ties left out): the
+    probability, were either set as likely to win each key, of a split at least this uneven."""
+    n = wins + losses
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, i) for i in range(min(wins, losses) + 1)) / 2 ** n
+    return min(1.0, 2 * tail)
+
+
 def merge_needle_runs(runs: list[dict]) -> dict:
-    """One ``passkey.json``-like document from several ``eval passkey --mode needle`` runs (one per
-    factor set, say; each ``{"config": its config.json's config, "results": its passkey.json's}``),
-    refused unless they planted the same keys in the same haystack: the same seed, lengths, depths
-    and trials give the same keys (``passkey_key``), so their sets pair key by key."""
-    same = ("model", "seed", "lengths", "depths", "trials", "mode", "data", "split", "heldout_fraction", "bos")
+    """One ``passkey.json``-like document from several ``eval passkey --mode needle`` runs (each
+    ``{"config": its config.json's config, "results": its passkey.json's}``). Runs with the same
+    seed planted the same keys (same lengths, depths and trials give the same ``passkey_key``s), so
+    each may hold other factor sets; runs with another seed add keys, and must then score the same
+    sets, so that every set is compared on every key. Everything else that places a key (model,
+    lengths, depths, trials, mode, haystack, BOS) must be the same in all; each trial is tagged with
+    its seed."""
+    same = ("model", "lengths", "depths", "trials", "mode", "data", "split", "heldout_fraction", "bos")
     first = {k: runs[0].get("config", {}).get(k) for k in same}
-    for run in runs[1:]:
-        other = {k: run.get("config", {}).get(k) for k in same}
+    groups: dict = {}
+    for run in runs:
+        cfg = run.get("config", {})
+        other = {k: cfg.get(k) for k in same}
         if other != first:
             diff = ", ".join(f"{k} {first[k]!r} vs {other[k]!r}" for k in same if first[k] != other[k])
-            raise ValueError(f"the needle runs planted other keys ({diff}); run them with the same model, --seed, "
-                             "--lengths, --depths, --trials and haystack")
-    results = [r for run in runs for r in run["results"]]
-    names = [r["factors"] for r in results]
-    if len(set(names)) != len(names):
-        raise ValueError(f"the needle runs score a factor set twice ({names}); name each set's folder once")
-    return {"config": runs[0].get("config", {}), "results": results}
+            raise ValueError(f"the needle runs planted keys another way ({diff}); run them with the same model, "
+                             "--lengths, --depths, --trials and haystack (only --seed may differ)")
+        groups.setdefault(cfg.get("seed"), []).extend(run["results"])
+    sets = None
+    for seed, results in groups.items():
+        names = [r["factors"] for r in results]
+        if len(set(names)) != len(names):
+            raise ValueError(f"the needle runs with seed {seed} score a factor set twice ({names}); "
+                             "name each set's folder once")
+        if sets is None:
+            sets, first_seed = names, seed
+        elif set(names) != set(sets):
+            raise ValueError(f"the needle runs with seed {seed} score {sorted(names)}, those with seed {first_seed} "
+                             f"{sorted(sets)}; score the same factor sets on every seed's keys")
+    merged = []
+    for name in sets:
+        rows = [(seed, r) for seed, results in groups.items() for r in results if r["factors"] == name]
+        trials = [{**t, "seed": seed} for seed, r in rows for t in r["trials"]]
+        merged.append({**rows[0][1], "trials": trials, "cells": [c for _, r in rows for c in r.get("cells", [])],
+                       "accuracy": sum(bool(t["correct"]) for t in trials) / len(trials),
+                       "seconds": sum(r.get("seconds", 0.0) for _, r in rows)})
+    return {"config": {**runs[0].get("config", {}), "seed": sorted(groups)}, "results": merged}
 
 
 def build_record(search_dir: Path, eval_dir: Path, *, argv: list[str] | None, needle_dirs: list[Path] | None = None,
@@ -313,6 +372,18 @@ def build_record(search_dir: Path, eval_dir: Path, *, argv: list[str] | None, ne
             raise UserError(f"{where}: {exc}") from None
         for k, v in needle.items():
             put_value(rec, f"needle_{k}", v, ".3f" if isinstance(v, float) else None)
+        names = [n for n in ("yarn", "searched", NEEDLE_METHOD) if any(r["factors"] == n for r in run["results"])]
+        by_depth = needle_by_depth(run, names)
+        put_table(rec, "needle_depths", ["depth", "keys"] + [f"{n} {c}" for n in names for c in ("correct", "NLL")],
+                  by_depth, formats=[".2f", None] + [None, ".3f"] * len(names),
+                  title="Teacher-forced passkey at 16k by needle depth: keys answered (every answer token the "
+                        "argmax) and mean answer NLL")
+        put_value(rec, "needle_depth_count", len(by_depth))
+        col = {n: 2 + 2 * i for i, n in enumerate(names)}  # the set's "correct" column; its NLL follows
+        for n in names[1:]:  # by place, against YaRN: where the mean NLL is lower, where more keys are answered
+            put_value(rec, f"needle_{n}_lower_nll_depths", sum(r[col[n] + 1] < r[col["yarn"] + 1] for r in by_depth))
+            put_value(rec, f"needle_{n}_more_correct_depths", sum(r[col[n]] > r[col["yarn"]] for r in by_depth))
+            put_value(rec, f"needle_{n}_fewer_correct_depths", sum(r[col[n]] < r[col["yarn"]] for r in by_depth))
     return rec
 
 
@@ -386,8 +457,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--search", required=True, type=Path, help="the search run folder")
     ap.add_argument("--eval", required=True, type=Path, help="the evaluation pipeline folder")
     ap.add_argument("--needle", type=Path, nargs="+", default=None,
-                    help="`eval passkey --mode needle` run folder(s) on the same keys, with factor folders named "
-                         f"searched/, yarn/ (and {NEEDLE_METHOD}/)")
+                    help="`eval passkey --mode needle` run folder(s), with factor folders named searched/, yarn/ "
+                         f"(and {NEEDLE_METHOD}/); runs with one seed may split the sets, runs with other seeds "
+                         "add keys for the same sets")
     ap.add_argument("--needle-search", type=Path, default=None,
                     help=f"a second search run folder, with --fitness needle (evaluated as {NEEDLE_METHOD!r})")
     add_out_option(ap, "smollm2-2x", flag="--record")
