@@ -23,7 +23,7 @@ from typing import Any
 def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: str = "w") -> Path:
     """Call ``write(fileobj)`` on a temporary file next to ``path`` and move it into place."""
     path = Path(path)
-    _check_writable_path(path)
+    check_writable_path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -43,7 +43,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: st
     return path
 
 
-def _check_writable_path(path: Path) -> None:
+def check_writable_path(path: Path) -> None:
     """Refuse, in one line naming the user's path, an output that is a folder or lies under a file
     (the OS would name the temporary file, or only the part of the path that is a file)."""
     from longrope.errors import UserError

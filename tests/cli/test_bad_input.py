@@ -100,6 +100,8 @@ def _cases(r: Path) -> list[tuple[str, list[str], str]]:
         ("ppl-missing-model", [*ppl[:3], str(r / "nowhere"), *ppl[4:], "-o", str(r / "o12")], "nowhere"),
         ("ppl-garbage-factors", [*ppl, "--factors", str(r / "garbage.json"), "-o", str(r / "o13")], "garbage"),
         ("ppl-short-factors", [*ppl, "--factors", str(r / "short.json"), "-o", str(r / "o14")], "short.json"),
+        ("inspect-out-under-file", ["inspect", "--model", m, "--load", "-o", str(r / "a_file" / "x.json")],
+         "a_file is a file"),
         ("ppl-data-is-file", [*ppl[:5], str(r / "a_file"), *ppl[6:], "-o", str(r / "o21")], "a_file is a file"),
         ("search-not-shards", ["search", "--model", m, "--data", str(r / "gpt2"), "--target-length", "128", "-o",
                                str(r / "o15")], "shard"),

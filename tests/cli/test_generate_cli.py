@@ -56,6 +56,24 @@ def test_plain_text_output(capsys, yarn_file):
     assert code == 0 and out.strip()
 
 
+def test_generating_past_the_target_length_warns_once(capsys, tmp_path):
+    from longrope.models import read_rope_info
+    from longrope.rope import make_baseline
+
+    info = read_rope_info("tiny")
+    short = make_baseline("pi", rope_theta=info.rope_theta, rotary_dim=info.rotary_dim,
+                          original_length=info.original_max_position_embeddings, target_length=260)
+    path = short.save(tmp_path / "pi-260.json")
+    prompt = "the whale and the sea were old friends of the captain " * 23  # 255 tokens as generate feeds them
+    code, _, err = _run(capsys, "generate", "--model", "tiny", "--factors", str(path), "--prompt", prompt,
+                        "--max-new-tokens", "12", "--ignore-eos")
+    assert code == 0 and err.count("warning: prompt + --max-new-tokens reach 267 tokens") == 1, err
+    assert "L' = 260" in err
+    code, _, err = _run(capsys, "generate", "--model", "tiny", "--factors", str(path), "--prompt", prompt,
+                        "--max-new-tokens", "5", "--ignore-eos")
+    assert code == 0 and "warning" not in err  # 260 tokens: within L'
+
+
 def test_reference_csv_needs_target_length(capsys, tmp_path):
     csv = tmp_path / "factors.csv"
     csv.write_text("".join(f"{x}\n" for x in np.linspace(1, 8, 32)))

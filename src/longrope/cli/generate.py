@@ -92,6 +92,13 @@ def run(args: argparse.Namespace) -> int:
     if tokenizer is None:
         raise UserError(f"{args.model} has no tokenizer; text prompts need one")
     install_factors(model, factor_set)
+    from longrope.models.generation import prepare_batch
+
+    total = prepare_batch(model, tokenizer, text, None)[0].shape[1] + args.max_new_tokens  # as generate() feeds it
+    if total > factor_set.max_position_embeddings:  # allowed (the angles extend), but past what was prepared for
+        print(f"longrope generate: warning: prompt + --max-new-tokens reach {total:,} tokens, past the factors' "
+              f"target length L' = {factor_set.max_position_embeddings:,}; text beyond L' is outside the extended "
+              "context", file=sys.stderr)
     result = generate(model, tokenizer, text, args.max_new_tokens, args.mode,
                       cache_policy=args.cache_policy or "reprefill" if args.mode == "switch" else None,
                       do_sample=args.sample, temperature=temperature, top_p=top_p, seed=args.seed,

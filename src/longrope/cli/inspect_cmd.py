@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 COMMAND = "inspect"
 HELP = "print a model's RoPE facts (family, rotary dim, rope_theta, original length, scaling) as JSON"
@@ -28,9 +29,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from longrope.io import write_json
+    from longrope.io import check_writable_path, write_json
     from longrope.models.loading import read_rope_info
 
+    if args.output:  # before the weights load, not after
+        check_writable_path(Path(args.output))
     if args.load:
         from longrope.models import inspect_model
         from longrope.models.loading import load_model

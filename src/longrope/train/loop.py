@@ -119,13 +119,15 @@ class _Trainer:
 
     # ------------------------------------------------------------------------------ 1. set-up
     def set_up(self) -> None:
-        from longrope.rope import FactorSet
+        from longrope.models.factor_files import load_factors_for
+        from longrope.models.loading import read_rope_info
 
         cfg = self.cfg
         self._check_output()
-        self.factor_set = FactorSet.load(cfg.factors)
         self.corpus = TokenCorpus.open(cfg.data)
         self.train_rows = training_documents(self.corpus, heldout_fraction=cfg.heldout_fraction, exclude=cfg.exclude)
+        # the one judge of whether a factor file fits the model (rotary dim, base, L), from its config
+        self.factor_set = load_factors_for(cfg.factors, read_rope_info(cfg.model), model=cfg.model, override_flag=None)
         L = int(self.factor_set.original_max_position_embeddings)
         self.seq_len = int(cfg.seq_len or self.factor_set.max_position_embeddings)
         self.short_length = int(cfg.short_length or L)
