@@ -173,7 +173,7 @@ def test_an_allocation_failure_is_one_line_naming_the_way_out(env, monkeypatch, 
     assert main(["baseline", "--model", "tiny", "--method", "pi", "--target-length", "64", "-o",
                  str(env / "b.json")]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "out of memory" in err and "--lengths" in err and "more detail" not in err
+    assert err.count("\n") == 1 and "out of memory" in err and "shorter sequences" in err and "more detail" not in err
     monkeypatch.setattr(baseline, "run", lambda args: (_ for _ in ()).throw(RuntimeError("a bug")))
     with pytest.raises(RuntimeError, match="a bug"):  # any other RuntimeError keeps its traceback
         main(["baseline", "--model", "tiny", "--method", "pi", "--target-length", "64", "-o", str(env / "b.json")])

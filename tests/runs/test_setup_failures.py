@@ -82,6 +82,16 @@ def test_abandon_removes_only_an_in_place_folder_it_created_without_work(tmp_pat
     assert (tmp_path / "worked" / "checkpoint.json").exists()
 
 
+def test_abandon_never_removes_the_records_of_another_process(tmp_path):
+    # two starts raced into one empty folder: the second's records are there when the first gives up
+    first = RunFolder.open(tmp_path / "race", "search", staged=False)
+    first.start({})
+    run = json.loads((tmp_path / "race" / "run.json").read_text())
+    (tmp_path / "race" / "run.json").write_text(json.dumps({**run, "pid": os.getppid()}))
+    first.abandon()
+    assert (tmp_path / "race" / "run.json").exists()
+
+
 # -- longrope search ------------------------------------------------------------------------------
 
 KNOBS = ["--population", "6", "--parents", "3", "--mutations", "2", "--crossovers", "2", "--iterations", "1",

@@ -173,6 +173,6 @@ def main(argv: list[str] | None = None) -> int:
         if not is_out_of_memory(exc):
             raise
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
-        print(f"longrope {name}: error: out of memory ({first}); use shorter --lengths or fewer samples, a smaller "
-              "--dtype, or a device with more memory", file=sys.stderr)
+        print(f"longrope {name}: error: out of memory ({first}); use smaller sizes (shorter sequences, fewer "
+              "samples or a smaller batch), a smaller dtype, or a device with more memory", file=sys.stderr)
         return 2

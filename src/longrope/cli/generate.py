@@ -70,9 +70,14 @@ def run(args: argparse.Namespace) -> int:
     if args.cache_policy is not None and args.mode != "switch":
         raise UserError(f"--cache-policy applies to --mode switch (the KV cache at the switch); --mode {args.mode} "
                         "never switches: drop --cache-policy")
-    temperature = 1.0 if args.temperature is None else args.temperature
-    top_p = 1.0 if args.top_p is None else args.top_p
-    check_sampling(args.sample, temperature, top_p, names=("--temperature", "--top-p"))
+    import inspect
+
+    # what was given, over generate()'s own defaults (the one source of them)
+    given_opts = {k: v for k, v in (("temperature", args.temperature), ("top_p", args.top_p),
+                                    ("cache_policy", args.cache_policy)) if v is not None}
+    defaults = {k: p.default for k, p in inspect.signature(generate).parameters.items()}
+    check_sampling(args.sample, given_opts.get("temperature", defaults["temperature"]),
+                   given_opts.get("top_p", defaults["top_p"]), names=("--temperature", "--top-p"))
     if args.prompt_file is not None:
         try:
             text = Path(args.prompt_file).read_text(encoding="utf-8")
@@ -99,9 +104,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"longrope generate: warning: prompt + --max-new-tokens reach {total:,} tokens, past the factors' "
               f"target length L' = {factor_set.max_position_embeddings:,}; text beyond L' is outside the extended "
               "context", file=sys.stderr)
-    result = generate(model, tokenizer, text, args.max_new_tokens, args.mode,
-                      cache_policy=args.cache_policy or "reprefill" if args.mode == "switch" else None,
-                      do_sample=args.sample, temperature=temperature, top_p=top_p, seed=args.seed,
+    result = generate(model, tokenizer, text, args.max_new_tokens, args.mode, **given_opts,
+                      do_sample=args.sample, seed=args.seed,
                       stop_at_eos=not args.ignore_eos)
     if args.json:
         print(json.dumps({"prompt_tokens": result.prompt_tokens[0], "new_tokens": result.new_tokens[0],

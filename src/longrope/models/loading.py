@@ -230,20 +230,21 @@ def resolve_dtype(dtype: Any) -> Any:
     return getattr(torch, name)
 
 
-def resolve_device(device: Any) -> Any:
-    """A ``torch.device`` that exists on this machine (``"cuda"`` without a GPU → :class:`UserError`)."""
+def resolve_device(device: Any, *, fix: str = "use --device cpu") -> Any:
+    """A ``torch.device`` that exists on this machine (``"cuda"`` without a GPU → :class:`UserError`
+    ending in ``fix``, which a caller whose user spells the setting otherwise — a plan key — replaces)."""
     import torch
 
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError) as e:
-        raise UserError(f"bad device {device!r}: {e}") from None
+        raise UserError(f"bad device {device!r}: {e}; {fix}") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"device {device!r} requested but CUDA is not available; use --device cpu")
+        raise UserError(f"device {device!r} requested but CUDA is not available; {fix}")
     if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise UserError(f"device {device!r} does not exist ({torch.cuda.device_count()} CUDA devices)")
+        raise UserError(f"device {device!r} does not exist ({torch.cuda.device_count()} CUDA devices); {fix}")
     if dev.type == "mps" and not torch.backends.mps.is_available():
-        raise UserError(f"device {device!r} requested but MPS is not available; use --device cpu")
+        raise UserError(f"device {device!r} requested but MPS is not available; {fix}")
     return dev
 
 

@@ -187,12 +187,12 @@ def _prepare(config: _EvalConfig, *, kv_cache: bool, batch: int = 1) -> tuple[An
     Runs first, so that a mistake costs seconds, not minutes of weight loading or a finished
     evaluation of the unscaled model."""
     from longrope.evaluate.memory import check_lengths_fit
-    from longrope.models.families import require_rope, rope_info_from_config
-    from longrope.models.loading import load_config
+    from longrope.models.families import require_rope
+    from longrope.models.loading import load_config, read_rope_info
 
     hf_config = load_config(config.model)
     require_rope(hf_config, label=config.model)
-    info = rope_info_from_config(hf_config)
+    info = read_rope_info(config.model)  # the facts every command uses (a GGUF's own L included)
     if not info.supported:
         raise ConfigError("model", f"{{name}} {config.model} cannot be evaluated with RoPE factors: {info.reason}")
     sets = factor_sets(config.factors, skip_none=config.skip_none, info=info, target=max(config.lengths),

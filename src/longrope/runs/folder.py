@@ -211,7 +211,8 @@ class RunFolder:
         if self.staged:
             if self.path.exists():
                 shutil.rmtree(self.path, ignore_errors=True)
-        elif self.created and self.path.is_dir() and _work_files(self.path) <= {CONFIG_FILE, RUN_FILE}:
+        elif (self.created and self.path.is_dir() and _work_files(self.path) <= {CONFIG_FILE, RUN_FILE}
+              and _run_pid(self.path) in (None, os.getpid())):  # never another process's records
             shutil.rmtree(self.path, ignore_errors=True)
 
     def _swap_into_place(self) -> None:
@@ -229,6 +230,16 @@ class RunFolder:
 def _work_files(folder: Path) -> set[str]:
     """The names in ``folder`` that may be work (hidden files — locks, write probes, temporaries — aside)."""
     return {p.name for p in folder.iterdir() if not p.name.startswith(".")}
+
+
+def _run_pid(folder: Path) -> int | None:
+    """The pid ``run.json`` records (the process that started the run), or None."""
+    try:
+        run = json.loads((folder / RUN_FILE).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    pid = run.get("pid") if isinstance(run, dict) else None
+    return pid if isinstance(pid, int) else None
 
 
 def _is_stub(folder: Path, command: str, flag: str) -> bool:

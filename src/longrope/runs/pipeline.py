@@ -280,7 +280,7 @@ COMPARE_DEFAULTS = {"data": None, "methods": None, "ratios": None, "samples": 5,
                     "goals": []}
 
 
-def _compare_settings(cfg: dict) -> dict:
+def _compare_settings(cfg: dict, *, machine: bool = True) -> dict:
     from longrope.runs.compare import check_goals, check_methods, parse_ratio
 
     extra = sorted(set(cfg) - set(COMPARE_DEFAULTS))
@@ -316,11 +316,11 @@ def _compare_settings(cfg: dict) -> dict:
     from longrope.models.loading import resolve_device, resolve_dtype
 
     resolve_dtype(c["dtype"])
-    try:
-        resolve_device(c["device"])
-    except UserError as exc:  # the loader's hint names --device; a plan spells it "device"
-        raise UserError(f"a compare stage's device {c['device']!r} cannot be used: {str(exc).split('; ')[0]}; "
-                        "give cpu or a device this machine has") from None
+    if machine:  # a stage that will not run here need not find its device on this machine
+        try:
+            resolve_device(c["device"], fix="give cpu or a device this machine has")
+        except UserError as exc:
+            raise UserError(f"a compare stage's {exc}") from None
     if c["passkey_trials"] == 0 and any(str(g.get("value", "")).startswith("passkey.") for g in c["goals"]
                                         if isinstance(g, dict)):
         raise UserError("a compare stage with passkey_trials 0 measures no passkey; drop its passkey goals")
@@ -388,12 +388,14 @@ def _facts_model(entry: dict, cfg: dict, plan: dict) -> str | None:
     return plan["model"] if _refs(entry.get("model")) else model
 
 
-def check_stage(run: str, cfg: dict, plan: dict, entry: dict | None = None) -> None:
+def check_stage(run: str, cfg: dict, plan: dict, entry: dict | None = None, *, machine: bool = True) -> None:
     """Check a stage's settings before anything runs (outputs of earlier stages need not exist yet),
     with the checks of the command the stage runs: search and finetune settings build their config
     (and a search checks its devices); a baseline is built (cheap: the model's config and a few numbers);
     the others check their keys and values. Messages name the plan keys; ``entry``: the stage as the
-    plan writes it (before references are resolved)."""
+    plan writes it (before references are resolved); ``machine``: also check that this machine has
+    the devices the stage names (only for a stage that will run here: a finished one, or one left
+    out by ``--only``/``--until``, may have run on another machine)."""
     entry = entry or {}
     if run in ("search", "finetune"):
         from longrope.options import config_from_dict
@@ -402,12 +404,12 @@ def check_stage(run: str, cfg: dict, plan: dict, entry: dict | None = None) -> N
         spec = get_run(run)
         config = config_from_dict(spec.config, {"model": plan["model"], **cfg, spec.output_field: "stage",
                                                 "resume": False})
-        if run == "search":
+        if run == "search" and machine:
             from longrope.runs.search import check_devices
 
             check_devices(config)
     elif run == "compare":
-        _compare_settings(cfg)
+        _compare_settings(cfg, machine=machine)
     elif run == "tokenize":
         extra = sorted(set(cfg) - {"tokenizer", "inputs"})
         if extra:
@@ -417,7 +419,7 @@ def check_stage(run: str, cfg: dict, plan: dict, entry: dict | None = None) -> N
             raise UserError("a tokenize stage needs \"inputs\" (a list of role=PATH or \"embedded\")")
         if not isinstance(inputs, list) or not inputs or not all(isinstance(i, str) for i in inputs):
             raise _wrong("inputs", entry.get("inputs", inputs), "a non-empty list of role=PATH or \"embedded\"")
-        if not isinstance(cfg.get("tokenizer", ""), str):
+        if not isinstance(cfg.get("tokenizer") or "", str):  # null: the model's, as the runner reads it
             raise _wrong("tokenizer", entry.get("tokenizer"), "a tokenizer name or folder")
     elif run == "baseline":
         _check_baseline(cfg, plan, entry)
@@ -613,9 +615,14 @@ def run(config: PipelineConfig, *, log: Callable[[str], None] | None = None) -> 
                               "stage may change only its " + ", ".join(COMPARE_EDITABLE) + ")")
     resolver = _Resolver(plan, out)
     entries = {s["name"]: s for s in plan["stages"]}
+    selected = ([config.only] if config.only is not None
+                else names[: names.index(config.until) + 1] if config.until is not None else names)
+    finished = {n for n, st in ((old or {}).get("stages") or {}).items()
+                if st.get("status") == "done" and n not in edited}
     for name, entry in entries.items():  # every stage's settings, before the first one runs
         try:
-            check_stage(entry["run"], resolver.stage(entry), plan, entry)
+            check_stage(entry["run"], resolver.stage(entry), plan, entry,
+                        machine=name in selected and name not in finished)
         except ConfigError as exc:
             raise UserError(f"plan stage {name!r} ({entry['run']}): {exc.render(lambda f: f)}") from None
         except UserError as exc:
@@ -632,12 +639,7 @@ def run(config: PipelineConfig, *, log: Callable[[str], None] | None = None) -> 
                 say(f"pipeline: {name}: methods or goals edited since it ran; measuring the new cells")
         folder.start(config_to_dict(config), extra={"plan_file": plan_file})
         write_json(out / MANIFEST, manifest)
-        if config.only is not None:
-            todo = [config.only]
-        elif config.until is not None:
-            todo = names[: names.index(config.until) + 1]
-        else:
-            todo = names
+        todo = selected
         t_all = time.time()
         for name in todo:
             entry = entries[name]

@@ -241,11 +241,9 @@ def check_devices(config: SearchConfig) -> None:
 
 def _device_field(resolve: Callable, device: str, field: str) -> None:
     try:
-        resolve(device)
+        resolve(device, fix="give cpu or a device this machine has")
     except UserError as exc:  # name the field (the CLI spells it as its flag, a pipeline as its key)
-        reason = str(exc).split("; ")[0]  # the loader's own hint names --device, which may not be the field
-        raise ConfigError(field, "{name} " + f"{device}: {reason}; give cpu or a device this machine has") \
-            from None
+        raise ConfigError(field, "{name} " + f"{device}: {exc}") from None
 
 
 def _check_windows(config: SearchConfig, length: int) -> None:
@@ -290,6 +288,11 @@ def run(config: SearchConfig, *, log: Callable[[str], None] | None = None) -> di
             raise ConfigError(("output", "resume"), "{name0} " + f"{config.output} already holds a search; add "
                                                      "{name1} to continue it or choose a new folder")
         _check_windows(config, plan.length)
+        # the records first (pid and host): a second search into this folder while this one loads its
+        # model is refused; a set-up that fails below removes what it wrote (abandon)
+        folder.start(config_to_dict(config), device=config.device,
+                     extra={"plan": {"length": plan.length, "space": plan.space.to_dict(),
+                                     "n_seeds": len(plan.seeds), "rope": plan.rope}})
         spec = ObjectiveSpec(model=config.model, data=config.data, length=plan.length, n_docs=config.samples,
                              mapper=plan.mapper, fitness=config.fitness_name, seed=config.seed, split="search",
                              heldout_fraction=config.heldout_fraction, dtype=config.dtype,
@@ -298,15 +301,6 @@ def run(config: SearchConfig, *, log: Callable[[str], None] | None = None) -> di
                                               ray_address=config.ray_address, device=config.device)
     except BaseException:
         folder.abandon()
-        raise
-    # the records are written once the evaluators stand: a run refused while setting up (no GPU, no
-    # Ray cluster, a model that does not load) leaves no stub that looks like a search to protect
-    try:
-        folder.start(config_to_dict(config), device=config.device,
-                     extra={"plan": {"length": plan.length, "space": plan.space.to_dict(),
-                                     "n_seeds": len(plan.seeds), "rope": plan.rope}})
-    except BaseException:
-        evaluator.close()
         raise
     bar = SearchBar(f"search {config.strategy}", enabled=not config.quiet)
     try:
