@@ -151,9 +151,13 @@ def test_the_default_warmup_is_clamped_to_the_steps_and_an_explicit_one_is_check
     from longrope.train.config import WARMUP_STEPS, FinetuneConfig
 
     req = {"model": "tiny", "factors": "f.json", "data": "d", "output": "o"}
-    assert FinetuneConfig(**req, steps=1).warmup_steps == 1
-    assert FinetuneConfig(**req, steps=400).warmup_steps == WARMUP_STEPS
-    assert FinetuneConfig(**req, steps=1, warmup_steps=0).warmup_steps == 0
+    assert FinetuneConfig(**req, steps=1).warmup == 1
+    assert FinetuneConfig(**req, steps=400).warmup == WARMUP_STEPS
+    assert FinetuneConfig(**req, steps=1, warmup_steps=0).warmup == 0
+    # not given stays not given in the saved config: started again with more steps, the default applies
+    short = FinetuneConfig(**req, steps=10)
+    assert short.to_dict()["warmup_steps"] is None
+    assert FinetuneConfig(**{**short.to_dict(), "steps": 100}).warmup == WARMUP_STEPS
     with pytest.raises(ConfigError, match=r"warmup_steps must be in \[0, steps\], got 20"):
         FinetuneConfig(**req, steps=1, warmup_steps=20)
     with pytest.raises(ConfigError, match="warmup_steps must be an integer"):
@@ -168,7 +172,7 @@ def test_finetune_steps_1_without_warmup_passes_the_command_line(tmp_path):
 
     args = build_parser().parse_args(["finetune", "--model", "tiny", "--factors", "f.json", "--data", "d",
                                       "--steps", "1", "-o", str(tmp_path / "ft")])
-    assert config_from_args(FinetuneConfig, args).warmup_steps == 1
+    assert config_from_args(FinetuneConfig, args).warmup == 1
     args = build_parser().parse_args(["finetune", "--model", "tiny", "--factors", "f.json", "--data", "d",
                                       "--steps", "1", "--warmup-steps", "20", "-o", str(tmp_path / "ft")])
     with pytest.raises(ConfigError, match="warmup_steps"):

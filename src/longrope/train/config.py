@@ -130,13 +130,14 @@ class FinetuneConfig:
             raise ConfigError("seq_len", "{name} must be >= 2 tokens, got " + str(self.seq_len))
         if self.short_length is not None and self.short_length < 2:
             raise ConfigError("short_length", "{name} must be >= 2 tokens, got " + str(self.short_length))
-        if self.warmup_steps is None:  # not given: the default, within the run (an explicit value is checked)
-            self.warmup_steps = min(WARMUP_STEPS, self.steps)
-        if isinstance(self.warmup_steps, bool) or not isinstance(self.warmup_steps, int):
-            raise ConfigError("warmup_steps", "{name} must be an integer >= 0, got " + repr(self.warmup_steps))
-        if self.warmup_steps < 0 or self.warmup_steps > self.steps:
-            raise ConfigError(("warmup_steps", "steps"), "{name0} must be in [0, {name1}], got "
-                              + str(self.warmup_steps))
+        # not given (None, and so saved): the default within the run, resolved by ``warmup`` each time,
+        # so a run started again with more --steps gets the default, not an old run's clamp
+        if self.warmup_steps is not None:
+            if isinstance(self.warmup_steps, bool) or not isinstance(self.warmup_steps, int):
+                raise ConfigError("warmup_steps", "{name} must be an integer >= 0, got " + repr(self.warmup_steps))
+            if self.warmup_steps < 0 or self.warmup_steps > self.steps:
+                raise ConfigError(("warmup_steps", "steps"), "{name0} must be in [0, {name1}], got "
+                                  + str(self.warmup_steps))
         for name, lo, hi in (("short_share", 0.0, 1.0), ("passkey_share", 0.0, 1.0), ("heldout_fraction", 0.0, 1.0),
                              ("lora_dropout", 0.0, 0.999)):
             v = getattr(self, name)
@@ -170,6 +171,11 @@ class FinetuneConfig:
         self.exclude = tuple(self.exclude)
         self.lora_targets = tuple(self.lora_targets)
         self.lora_trainable = tuple(self.lora_trainable)
+
+    @property
+    def warmup(self) -> int:
+        """The warm-up in optimizer steps: ``warmup_steps`` when given, else the default clamped to ``steps``."""
+        return min(WARMUP_STEPS, self.steps) if self.warmup_steps is None else self.warmup_steps
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict (tuples become lists)."""

@@ -265,7 +265,7 @@ class _Trainer:
         params = [p for p in self.wrapper.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
         name = "constant_with_warmup" if cfg.lr_schedule == "constant" else cfg.lr_schedule
-        scheduler = get_scheduler(name, optimizer, num_warmup_steps=cfg.warmup_steps, num_training_steps=cfg.steps)
+        scheduler = get_scheduler(name, optimizer, num_warmup_steps=cfg.warmup, num_training_steps=cfg.steps)
         self.model, self.optimizer, self.scheduler = self.accelerator.prepare(self.wrapper, optimizer, scheduler)
         module = self.patch.module
         if any(getattr(module, n).dtype != torch.float64 for n in ("short_inv_freq", "long_inv_freq")):
@@ -279,7 +279,7 @@ class _Trainer:
         for k in ("model", "factors", "data"):
             run[k] = _abs_if_path(run[k])
         run["exclude"] = [_abs_if_path(p) for p in run["exclude"]]
-        run.update(seq_len=self.seq_len, short_length=self.short_length,
+        run.update(seq_len=self.seq_len, short_length=self.short_length, warmup_steps=self.cfg.warmup,
                    tokens_per_step=self.global_rows * self.seq_len)
         return run
 
