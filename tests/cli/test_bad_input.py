@@ -155,6 +155,22 @@ def test_bad_input_is_one_line_and_exit_2(env, case, capsys):
     assert not {p for p in after - before if p.startswith(".")}, (name, after - before)
 
 
+def test_rerun_of_a_configuration_now_refused_says_how_to_change_it(env, tmp_path, capsys):
+    from longrope.options import config_to_dict
+    from longrope.runs.search import SearchConfig
+
+    saved = config_to_dict(SearchConfig(model="tiny", data=str(env / "data"), output=str(tmp_path / "old"),
+                                        target_length=128))
+    saved["unordered"] = True  # accepted (and ignored) by an earlier version without parallel evaluators
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "config.json").write_text(json.dumps({"format": "longrope-run/1", "command": "search", "config": saved}))
+    assert main(["rerun", str(old), "-o", str(tmp_path / "new")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--unordered" in err
+    assert f"run 'longrope search --config {old}' with the flag changed instead" in err
+
+
 def test_baseline_target_length_takes_the_k_suffix(env, capsys):
     out = env / "b-4k.json"
     assert main(["baseline", "--model", str(env / "model"), "--method", "pi", "--target-length", "1k", "-o",

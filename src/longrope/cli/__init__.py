@@ -155,7 +155,11 @@ def main(argv: list[str] | None = None) -> int:
 
         spec = getattr(args, "_spec", None)
         flags = field_flags(spec.config) if spec is not None else {}
-        print(f"longrope {name}: error: {exc.render(lambda f: flags.get(f, f))}", file=sys.stderr)
+        where = ""
+        if getattr(args, "_rerun", False):  # rerun takes no flags: the recorded configuration is what to change
+            where = (f" (in the configuration recorded in {args.run_dir}: run 'longrope {spec.command if spec else name}"
+                     f" --config {args.run_dir}' with the flag changed instead)")
+        print(f"longrope {name}: error: {exc.render(lambda f: flags.get(f, f))}{where}", file=sys.stderr)
         return 2
     except UserError as exc:
         print(f"longrope {name}: error: {exc}", file=sys.stderr)

@@ -231,18 +231,23 @@ def _run_tokenize(cfg: dict, folder: Path, plan: dict, quiet: bool, say: Callabl
                                      "skipped": len(getattr(report, "skipped", []) or [])}
 
 
-def _run_baseline(cfg: dict, folder: Path, plan: dict, quiet: bool, say: Callable) -> tuple[dict, dict]:
+def _baseline_set(cfg: dict, model: str) -> Any:
+    """The factor set a baseline stage writes: ``make_baseline`` on ``model``'s RoPE facts, the stage's
+    method, target length and options (the stage checks this before anything runs, and runs it)."""
     from longrope.rope import make_baseline
 
-    cfg = dict(cfg)
-    method, target = cfg.pop("method"), cfg.pop("target_length")
-    model = cfg.pop("model", plan["model"])
     info = _rope_facts(model)
-    fs = make_baseline(method, rope_theta=float(info.rope_theta), rotary_dim=int(info.rotary_dim),
-                       original_length=int(info.original_max_position_embeddings), target_length=target, **cfg)
+    options = {k: v for k, v in cfg.items() if k not in ("method", "target_length", "model")}
+    return make_baseline(cfg["method"], rope_theta=float(info.rope_theta), rotary_dim=int(info.rotary_dim),
+                         original_length=int(info.original_max_position_embeddings),
+                         target_length=cfg["target_length"], **options)
+
+
+def _run_baseline(cfg: dict, folder: Path, plan: dict, quiet: bool, say: Callable) -> tuple[dict, dict]:
+    fs = _baseline_set(cfg, cfg.get("model", plan["model"]))
     folder.mkdir(parents=True, exist_ok=True)
     fs.save(folder / "factors.json")
-    return {"factors": str(folder / "factors.json")}, {"method": method, "target_length": target}
+    return {"factors": str(folder / "factors.json")}, {"method": cfg["method"], "target_length": cfg["target_length"]}
 
 
 def _run_config_stage(command: str, cfg: dict, folder: Path, plan: dict, quiet: bool, say: Callable,
@@ -430,8 +435,6 @@ def check_stage(run: str, cfg: dict, plan: dict, entry: dict | None = None, *, m
 def _check_baseline(cfg: dict, plan: dict, entry: dict) -> None:
     """Build the factor set the stage will write (what ``longrope baseline`` checks, on the same
     function): a bad method, option or value is refused before the first stage runs."""
-    from longrope.rope import make_baseline
-
     for key in ("method", "target_length"):
         if key not in cfg:
             raise UserError(f"a baseline stage needs {key!r} (method: pi, ntk, dynamic-ntk, yarn, llama3; "
@@ -444,10 +447,7 @@ def _check_baseline(cfg: dict, plan: dict, entry: dict) -> None:
     model = _facts_model(entry, cfg, plan)
     if model is None:
         raise _wrong("model", cfg.get("model"), "a model name or folder")
-    info = _rope_facts(model)
-    options = {k: v for k, v in cfg.items() if k not in ("method", "target_length", "model")}
-    make_baseline(method, rope_theta=float(info.rope_theta), rotary_dim=int(info.rotary_dim),
-                  original_length=int(info.original_max_position_embeddings), target_length=target, **options)
+    _baseline_set(cfg, model)
 
 
 def _check_export(cfg: dict, plan: dict, entry: dict) -> None:
