@@ -68,3 +68,16 @@ def bench_script(monkeypatch):
         return module
 
     return load
+
+
+@pytest.fixture
+def no_weights(monkeypatch):
+    """Fail the test if the command reads model weights: what it checks must be checked before they load."""
+    import longrope.models
+    import longrope.models.loading
+
+    def refuse(*a, **k):
+        raise AssertionError("model weights were loaded before the input was checked")
+
+    monkeypatch.setattr(longrope.models.loading, "load_model", refuse)
+    monkeypatch.setattr(longrope.models, "load_model", refuse)

@@ -201,19 +201,6 @@ def test_help_has_examples(capsys):
 
 
 # ------------------------------------------------------------------ mistakes found before the weights load
-@pytest.fixture
-def no_weights(monkeypatch):
-    """Fail the test if the command reads model weights."""
-    import longrope.models
-    import longrope.models.loading
-
-    def refuse(*a, **k):
-        raise AssertionError("model weights were loaded before the input was checked")
-
-    monkeypatch.setattr(longrope.models.loading, "load_model", refuse)
-    monkeypatch.setattr(longrope.models, "load_model", refuse)
-
-
 def _one_line(capsys, argv):
     capsys.readouterr()
     rc = main(argv)

@@ -95,19 +95,6 @@ def test_bad_input_is_one_line(capsys, yarn_file, argv, needle):
     assert code == 2 and len(err.strip().splitlines()) == 1 and needle in err
 
 
-@pytest.fixture
-def no_weights(monkeypatch):
-    """Fail the test if the command reads model weights."""
-    import longrope.models
-    import longrope.models.loading
-
-    def refuse(*a, **k):
-        raise AssertionError("model weights were loaded before the input was checked")
-
-    monkeypatch.setattr(longrope.models.loading, "load_model", refuse)
-    monkeypatch.setattr(longrope.models, "load_model", refuse)
-
-
 @pytest.mark.parametrize("argv, needle", [
     (["--sample", "--temperature", "0"], "--temperature must be a number > 0"),
     (["--sample", "--temperature", "-1"], "--temperature must be a number > 0"),

@@ -121,19 +121,6 @@ def _commands(path, tmp):
     }
 
 
-@pytest.fixture
-def no_weights(monkeypatch):
-    """Fail the test if any command reads model weights."""
-    import longrope.models
-    import longrope.models.loading
-
-    def refuse(*a, **k):
-        raise AssertionError("model weights were loaded before the factor file was checked")
-
-    monkeypatch.setattr(longrope.models.loading, "load_model", refuse)
-    monkeypatch.setattr(longrope.models, "load_model", refuse)
-
-
 @pytest.mark.parametrize("command", ["generate", "export-hf", "export-gguf", "eval-ppl", "eval-passkey", "finetune"])
 @pytest.mark.parametrize("bad, needle", [("malformed", "not valid JSON"), ("theta", "rope_theta=500000"),
                                          ("dim", "rotary dim is 64"), ("cut", "long_factor has 10 values"),
