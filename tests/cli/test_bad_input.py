@@ -63,7 +63,7 @@ def env(tmp_path_factory):
 def _cases(r: Path) -> list[tuple[str, list[str], str]]:
     m, d = str(r / "model"), str(r / "data")
     search = ["search", "--model", m, "--data", d, "--target-length", "128", "--quiet", "--samples", "2",
-              "--heldout-samples", "2"]
+              "--heldout-samples", "2", "--fitness", "ppl"]
     ppl = ["eval", "ppl", "--model", m, "--data", d, "--lengths", "32", "--samples", "2", "--quiet"]
     base = ["baseline", "--model", m, "--method"]
     tok = ["tokenize", "--tokenizer", m, "--input"]

@@ -38,9 +38,16 @@ def test_prompt_has_exact_length_and_one_needle(tok, length, depth, bos, with_an
     # the key occurs only inside the needle (twice, as the standard needle says it twice) + answer
     assert text.count(str(key)) == 2 + with_answer
     assert text.startswith(pk.INSTRUCTION)
-    assert text.rstrip().endswith(pk.QUESTION + (f" {key}" if with_answer else ""))
+    assert text.rstrip().endswith(pk.QUESTION + (pk.ANSWER.format(key=key) if with_answer else ""))
+    # the filler spans hold exactly the filler: everything but BOS, instruction, needle, question and answer
+    sep = pk.piece_joiner(tok)
+    n = {name: len(tok(t, add_special_tokens=False)["input_ids"])
+         for name, t in (("instr", pk.INSTRUCTION), ("needle", sep + needle), ("question", sep + pk.QUESTION))}
+    (a0, b0), (a1, b1) = p.filler_spans
+    assert (a0, b0) == (bos + n["instr"], p.needle_start)
+    assert (a1, b1) == (p.needle_start + n["needle"], length - p.answer_len - n["question"])
     if with_answer:
-        assert tok.decode(p.answer_ids.tolist()) == f" {key}"
+        assert tok.decode(p.answer_ids.tolist()) == pk.ANSWER.format(key=key)
 
 
 def test_depth_moves_the_needle(tok):

@@ -94,6 +94,16 @@ def check_run_folder(run: Path, *, target: int, lengths: list[int], depths: list
     assert summary["goal"]["met"] == (ratio <= 0.90)
     assert set(summary["passkey_accuracy"]) == set(METHODS)
     assert all(0.0 <= a <= 1.0 for a in summary["passkey_accuracy"].values())
+    # retrieval: greedy accuracy with its interval and the teacher-forced answer NLL of the same keys, and a
+    # verdict for every method but the reference (the best closed form at the target)
+    for m, p in summary["passkey"].items():
+        assert p["accuracy"] == summary["passkey_accuracy"][m] and p["keys"] == trials * len(depths)
+        assert 0.0 <= p["ci95"][0] <= p["accuracy"] <= p["ci95"][1] <= 1.0 and p["answer_nll"] >= 0.0
+    assert set(summary["verdicts"]) == set(METHODS) - {summary["best_baseline"]}
+    from longrope.search.objective import default_fitness
+
+    s = summary["search"]
+    assert s["fitness"] == default_fitness(s["strategy"]) and s["keys"] == s["search_windows"]
     assert summary["search"]["full_evals"] >= 1.0
 
     config = json.loads((run / "run.json").read_text())
@@ -110,7 +120,10 @@ def check_run_folder(run: Path, *, target: int, lengths: list[int], depths: list
 
     from longrope.embedded import document_paths
 
-    assert {doc(i) for i in search} <= {p.name for p in document_paths("search", domains[0])}
+    # search windows from every domain's search documents (interleaved), never from held-out ones
+    assert {doc(i) for i in search} <= {p.name for d in domains for p in document_paths("search", d)}
+    if len(search) >= len(domains):
+        assert all({doc(i) for i in search} & {p.name for p in document_paths("search", d)} for d in domains)
     assert {doc(i) for i in held_ids} <= {p.name for p in document_paths("heldout")}
     assert not {doc(i) for i in search} & {doc(i) for i in held_ids}
     for dom in domains:  # each domain's windows come from its own documents

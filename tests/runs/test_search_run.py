@@ -17,7 +17,11 @@ KNOBS = ["--population", "6", "--parents", "3", "--mutations", "2", "--crossover
 
 
 def _search(tiny, out, *extra):
-    argv = ["search", "--model", str(tiny / "model"), "--data", str(tiny / "data"), "-o", str(out), *KNOBS, *extra]
+    # the loop's machinery at 128 tokens, too short to plant a pass key: the perplexity fitness, unless a test
+    # names its fitness or strategy (the joint fitness has its own tests below, at 256)
+    fitness = [] if {"--fitness", "longrope2"} & set(extra) else ["--fitness", "ppl"]
+    argv = ["search", "--model", str(tiny / "model"), "--data", str(tiny / "data"), "-o", str(out), *KNOBS,
+            *fitness, *extra]
     return main(argv)
 
 
@@ -236,3 +240,54 @@ def test_reuse_compares_the_base_factors_by_content(tiny, tmp_path, capsys):
     assert _search(tiny, tmp_path / "p3", *prog, "--base-factors", str(first_base),
                    "--reuse", str(tmp_path / "p1")) == 2
     assert "base_factors_sha256" in capsys.readouterr().err
+
+
+def test_joint_fitness_is_the_default_and_reports_what_it_is_made_of(tiny, tmp_path):
+    """The default fitness plants a key in every window: history and summary carry the document perplexity
+    and the answer NLL beside the joint score, and the score is their weighted sum."""
+    from longrope.search.objective import DEFAULT_RETRIEVAL_WEIGHT
+
+    out = tmp_path / "joint"
+    argv = ["search", "--model", str(tiny / "model"), "--data", str(tiny / "data"), "-o", str(out), *KNOBS,
+            "--target-length", str(2 * TARGET), "--no-report"]
+    assert main(argv) == 0
+    config = json.loads((out / "config.json").read_text())["config"]
+    assert config["fitness"] == "joint" and config["retrieval_weight"] == DEFAULT_RETRIEVAL_WEIGHT
+    s = json.loads((out / "summary.json").read_text())["search"]
+    assert s["keys"] == 2 and 0 <= s["answer_exact"] <= 2
+    # score = mean document NLL + w x mean answer NLL (windows of equal length)
+    assert np.log(s["best_ppl"]) == pytest.approx(np.log(s["doc_ppl"]) + DEFAULT_RETRIEVAL_WEIGHT * s["answer_nll"],
+                                                  rel=1e-9)
+    hist = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
+    assert all(len(h["parts"]) == 5 for h in hist)
+
+
+def test_joint_fitness_bad_input_is_refused_before_any_load(tiny, tmp_path, capsys):
+    # 128 tokens cannot hold the passkey prompt with this tokenizer: one line naming both ways out
+    base = ["search", "--model", str(tiny / "model"), "--data", str(tiny / "data"), *KNOBS]
+    assert main([*base, "-o", str(tmp_path / "a"), "--target-length", str(TARGET)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--fitness ppl" in err and "--target-length" in err
+    assert not (tmp_path / "a").exists()
+    # a weight belongs to the joint fitness only
+    assert main([*base, "-o", str(tmp_path / "b"), "--target-length", str(2 * TARGET), "--fitness", "ppl",
+                 "--retrieval-weight", "0.5"]) == 2
+    assert "joint fitness only" in capsys.readouterr().err
+    assert main([*base, "-o", str(tmp_path / "c"), "--target-length", str(2 * TARGET), "--retrieval-weight", "-1"]) == 2
+    assert "[0, 100]" in capsys.readouterr().err
+
+
+def test_resume_of_a_search_recorded_before_the_joint_fitness(tiny, tmp_path, capsys):
+    """A checkpoint whose config left the fitness unset (it meant ppl) resumes with --fitness ppl, and the
+    new default is refused with the change named."""
+    out = tmp_path / "old"
+    assert _search(tiny, out, "--target-length", str(TARGET), "--no-report") == 0
+    ckpt = json.loads((out / "checkpoint.json").read_text())
+    ckpt["fingerprint"]["config"]["fitness"] = None  # as written before the joint fitness
+    del ckpt["fingerprint"]["config"]["retrieval_weight"]
+    (out / "checkpoint.json").write_text(json.dumps(ckpt))
+    assert _search(tiny, out, "--target-length", str(TARGET), "--no-report", "--resume") == 0
+    argv = ["search", "--model", str(tiny / "model"), "--data", str(tiny / "data"), "-o", str(out), *KNOBS,
+            "--target-length", str(2 * TARGET), "--no-report", "--resume"]
+    assert main(argv) == 2
+    assert "config.fitness: 'ppl' -> 'joint'" in capsys.readouterr().err

@@ -95,7 +95,8 @@ def test_abandon_never_removes_the_records_of_another_process(tmp_path):
 # -- longrope search ------------------------------------------------------------------------------
 
 KNOBS = ["--population", "6", "--parents", "3", "--mutations", "2", "--crossovers", "2", "--iterations", "1",
-         "--samples", "2", "--heldout-samples", "2", "--quiet", "--initial", "6", "--target-length", "128"]
+         "--samples", "2", "--heldout-samples", "2", "--quiet", "--initial", "6", "--target-length", "128",
+         "--fitness", "ppl"]
 
 
 def _search(tiny, out, *extra):

@@ -11,30 +11,32 @@ search can call them in its inner loop without re-reading files or reloading the
 
 The LM head and the loss always run in chunks (no ``[length, vocab]`` logits tensor).
 Everything runs under ``torch.inference_mode()`` and is deterministic.
+
+Importing this package imports neither torch nor transformers: the names below load their module on
+first use (PEP 562), so torch-free pieces (:mod:`.protocol`, :mod:`.stats`, :mod:`.windows`) serve the
+command line's configs without it.
 """
 
-from longrope.evaluate.passkey import (
-    NeedleScore,
-    PasskeyPrompt,
-    PasskeyResult,
-    PasskeyTrial,
-    build_passkey_prompt,
-    needle_prompts,
-    needle_score,
-    passkey_accuracy,
-)
-from longrope.evaluate.perplexity import DocNLL, PerplexityResult, evaluate_perplexity
+import importlib
 
-__all__ = [
-    "DocNLL",
-    "NeedleScore",
-    "PasskeyPrompt",
-    "PasskeyResult",
-    "PasskeyTrial",
-    "PerplexityResult",
-    "build_passkey_prompt",
-    "evaluate_perplexity",
-    "needle_prompts",
-    "needle_score",
-    "passkey_accuracy",
-]
+_EXPORTS = {
+    "NeedleScore": "passkey",
+    "PasskeyPrompt": "passkey",
+    "PasskeyResult": "passkey",
+    "PasskeyTrial": "passkey",
+    "build_passkey_prompt": "passkey",
+    "needle_prompts": "passkey",
+    "needle_score": "passkey",
+    "passkey_accuracy": "passkey",
+    "DocNLL": "perplexity",
+    "PerplexityResult": "perplexity",
+    "evaluate_perplexity": "perplexity",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"longrope.evaluate.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module 'longrope.evaluate' has no attribute {name!r}")

@@ -14,7 +14,10 @@
   is planted once (K itself appears twice inside it, as in the standard prompt);
   ``depth`` ∈ [0, 1] is the share of the filler placed before it.
 - question: "What is the pass key? The pass key is".
-- answer (needle mode only): the tokens of " K".
+- answer (needle mode only): the tokens of " K." — the key and the full stop that ends it, as the
+  needle itself writes it. The stop matters: a model that copies the key and then runs on with
+  another digit ("251218") fails the greedy rule below, and a teacher-forced score of " K" alone
+  would call it right.
 
 Each piece is encoded separately and the ids are concatenated, which is what makes the size
 exact. Whether a piece needs a leading space to read as continuing text depends on the tokenizer
@@ -36,10 +39,17 @@ otherwise have decoded (a 6-token budget used to cut it to "12345" and call it r
 **Needle mode**: ``BOS + prompt + answer == length``; one forward pass; the answer tokens are
 scored teacher-forced: exact match of all of them under argmax, and their mean NLL. No
 generation, so it is cheap and smooth, which is what a needle-driven fitness needs.
+
+**Both** (``mode="both"``, what ``eval passkey`` and the demo report): every key is asked both
+ways, with the same key at the same depth in the same filler — greedy accuracy from the generate
+prompt, and the teacher-forced answer NLL (and exact match) from the needle prompt. Accuracy
+counts keys, so it moves in steps of 1/n; the answer NLL is continuous and separates two sets
+that answer the same keys. :meth:`PasskeyResult.summary` gives both with a 95 % Wilson interval.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 import time
@@ -53,13 +63,16 @@ import torch
 from longrope.errors import UserError
 from longrope.evaluate import lm
 from longrope.evaluate.memory import out_of_memory
+from longrope.evaluate.protocol import PASSKEY_MODES
 from longrope.evaluate.windows import check_length
 
 __all__ = [
+    "MODES",
     "INSTRUCTION",
     "FILLER",
     "NEEDLE",
     "QUESTION",
+    "ANSWER",
     "PasskeyPrompt",
     "PasskeyTrial",
     "PasskeyResult",
@@ -78,11 +91,15 @@ __all__ = [
     "piece_joiner",
 ]
 
+#: Passkey scoring modes (see the module doc).
+MODES = PASSKEY_MODES
+
 INSTRUCTION = ("There is an important info hidden inside a lot of irrelevant text. Find it and memorize it. "
                "I will quiz you about the important information there.")
 FILLER = "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again."
 NEEDLE = "The pass key is {key}. Remember it. {key} is the pass key."
 QUESTION = "What is the pass key? The pass key is"
+ANSWER = " {key}."
 
 
 def _encode(tokenizer: Any, text: str) -> list[int]:
@@ -124,6 +141,9 @@ class PasskeyPrompt:
     """Token position where the needle begins."""
     answer_len: int
     """Number of trailing answer tokens (0 in generate mode)."""
+    filler_spans: tuple[tuple[int, int], ...] = ()
+    """``[start, end)`` token ranges of the filler (the haystack's own text) before and after the needle:
+    what a joint fitness scores as perplexity."""
 
     @property
     def answer_ids(self) -> np.ndarray:
@@ -151,7 +171,7 @@ def build_passkey_prompt(
     instr = _encode(tokenizer, INSTRUCTION)
     needle = _encode(tokenizer, sep + NEEDLE.format(key=key))
     question = _encode(tokenizer, sep + QUESTION)
-    answer = _encode(tokenizer, " " + str(key)) if with_answer else []
+    answer = _encode(tokenizer, ANSWER.format(key=key)) if with_answer else []
     head = [bos_id] if bos_id is not None else []
     budget = length - len(head) - len(instr) - len(needle) - len(question) - len(answer)
     if budget < 0:
@@ -174,7 +194,9 @@ def build_passkey_prompt(
     ids = np.concatenate(parts)
     assert len(ids) == length, (len(ids), length)
     needle_start = len(head) + len(instr) + n_before
-    return PasskeyPrompt(ids, int(key), float(depth), needle_start, len(answer))
+    after_start = needle_start + len(needle)
+    spans = ((len(head) + len(instr), needle_start), (after_start, after_start + n_after))
+    return PasskeyPrompt(ids, int(key), float(depth), needle_start, len(answer), spans)
 
 
 _INT = re.compile(r"[0-9]+")
@@ -228,9 +250,11 @@ class PasskeyTrial:
     key: int
     correct: bool
     output: str = ""
-    """Generated text (generate mode)."""
+    """Generated text (generate and both modes)."""
     answer_nll: float = float("nan")
-    """Mean NLL of the answer tokens (needle mode)."""
+    """Mean NLL of the answer tokens (needle and both modes)."""
+    forced_correct: bool | None = None
+    """Both mode: every answer token is the argmax when teacher-forced (``correct`` is the greedy answer's)."""
 
 
 @dataclass
@@ -250,8 +274,10 @@ class PasskeyResult:
         for (length, depth), ts in sorted(groups.items()):
             row = {"length": length, "depth": depth, "trials": len(ts), "correct": sum(t.correct for t in ts),
                    "accuracy": sum(t.correct for t in ts) / len(ts)}
-            if self.mode == "needle":
+            if self.mode in ("needle", "both"):
                 row["answer_nll"] = float(np.mean([t.answer_nll for t in ts]))
+            if self.mode == "both":
+                row["forced_correct"] = sum(bool(t.forced_correct) for t in ts)
             rows.append(row)
         return rows
 
@@ -259,8 +285,28 @@ class PasskeyResult:
     def accuracy(self) -> float:
         return sum(t.correct for t in self.trials) / len(self.trials) if self.trials else float("nan")
 
+    @property
+    def answer_nlls(self) -> list[float]:
+        """Mean answer NLL per key, in trial order (needle and both modes; empty otherwise)."""
+        return [t.answer_nll for t in self.trials] if self.mode in ("needle", "both") else []
+
+    def summary(self) -> dict:
+        """Keys, correct answers, accuracy with its 95 % Wilson interval, and (needle / both modes) the
+        mean teacher-forced answer NLL and the teacher-forced accuracy."""
+        from longrope.evaluate.stats import wilson_interval
+
+        n, k = len(self.trials), sum(t.correct for t in self.trials)
+        lo, hi = wilson_interval(k, n)
+        out = {"mode": self.mode, "keys": n, "correct": k, "accuracy": k / n if n else float("nan"),
+               "ci95": [lo, hi]}
+        if self.answer_nlls:
+            out["answer_nll"] = float(np.mean(self.answer_nlls))
+        if self.mode == "both":
+            out["forced_accuracy"] = sum(bool(t.forced_correct) for t in self.trials) / n if n else float("nan")
+        return out
+
     def to_dict(self) -> dict:
-        return {"mode": self.mode, "accuracy": self.accuracy, "cells": self.cells(),
+        return {"mode": self.mode, "accuracy": self.accuracy, "summary": self.summary(), "cells": self.cells(),
                 "trials": [asdict(t) for t in self.trials], "seconds": self.seconds}
 
 
@@ -364,7 +410,9 @@ def greedy_generate(model: torch.nn.Module, input_ids: np.ndarray, max_new_token
                 return torch.full((seq.shape[0],), done, dtype=torch.bool, device=seq.device)
 
         criteria = StoppingCriteriaList([_Stop()])
-    with torch.inference_mode():
+    from longrope.models.generation import quiet_length_reminder
+
+    with torch.inference_mode(), quiet_length_reminder():
         out = model.generate(
             ids,
             attention_mask=torch.ones_like(ids),
@@ -413,7 +461,7 @@ def check_passkey_lengths(tokenizer: Any, lengths: Sequence[int], *, depths: Seq
     for di, depth in enumerate(depths):
         for k in range(trials):
             build_passkey_prompt(tokenizer, n, passkey_key(seed, n, di, k), float(depth), bos_id=bos_id,
-                                 with_answer=mode == "needle", joiner=joiner)
+                                 with_answer=mode != "generate", joiner=joiner)
 
 
 def passkey_accuracy(
@@ -436,13 +484,15 @@ def passkey_accuracy(
     follows it, within :func:`answer_budget` tokens) and equals the key — see
     :func:`judge_answer` and the module doc; the decode length is set by that rule, so the score
     cannot depend on a decoding budget. ``mode="needle"``: teacher-forced, correct when
-    every answer token (" K") is the argmax; the mean answer NLL is recorded too. With
+    every answer token (" K.") is the argmax; the mean answer NLL is recorded too. ``mode="both"``:
+    the greedy answer decides ``correct``, and the same key, depth and filler are also scored
+    teacher-forced (``answer_nll``, ``forced_correct``). With
     ``haystacks`` (token arrays or samples with ``.tokens``, each long enough for the longest
     length) trial ``k`` of depth ``j`` hides its needle in haystack ``(j·trials + k) mod
     len(haystacks)`` instead of the synthetic filler.
     """
-    if mode not in ("generate", "needle"):
-        raise UserError(f"mode must be 'generate' or 'needle', got {mode!r}")
+    if mode not in MODES:
+        raise UserError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
     if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
         raise UserError(f"trials must be a positive integer, got {trials!r}")
     lengths = [check_length(n) for n in lengths]
@@ -484,12 +534,17 @@ def _passkey_cells(model: torch.nn.Module, tokenizer: Any, length: int, depths: 
                 hay = np.asarray(getattr(h, "tokens", h))
             p = build_passkey_prompt(tokenizer, length, key, float(depth), bos_id=bos_id,
                                      with_answer=mode == "needle", joiner=joiner, haystack=hay)
-            if mode == "generate":
-                text, correct = generate_answer(model, tokenizer, p.input_ids, key, pad_token_id=pad)
-                trial = PasskeyTrial(length, float(depth), k, key, correct, output=text)
-            else:
+            if mode == "needle":
                 s = needle_score(model, [p])
                 trial = PasskeyTrial(length, float(depth), k, key, s.exact == 1, answer_nll=s.mean_nll)
+            else:
+                text, correct = generate_answer(model, tokenizer, p.input_ids, key, pad_token_id=pad)
+                trial = PasskeyTrial(length, float(depth), k, key, correct, output=text)
+                if mode == "both":  # the same key at the same depth in the same filler, teacher-forced
+                    forced = build_passkey_prompt(tokenizer, length, key, float(depth), bos_id=bos_id,
+                                                  with_answer=True, joiner=joiner, haystack=hay)
+                    s = needle_score(model, [forced])
+                    trial = dataclasses.replace(trial, answer_nll=s.mean_nll, forced_correct=s.exact == 1)
             result.trials.append(trial)
             if bar is not None:
                 bar.update(1)

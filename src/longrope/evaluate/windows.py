@@ -29,7 +29,8 @@ import numpy as np
 
 from longrope.errors import UserError
 
-__all__ = ["Window", "document_windows", "check_length", "check_stride", "resolve_bos", "select_windows"]
+__all__ = ["Window", "document_windows", "check_length", "check_stride", "resolve_bos", "select_windows",
+           "windows_across"]
 
 
 def resolve_bos(tokenizer: object = None, *, corpus: object = None, model: object = None) -> int | None:
@@ -74,6 +75,25 @@ def select_windows(corpus: object, length: int, n: int, *, split: str, seed: int
         if windows_per_doc is not None or len(docs) >= n or per >= n:
             return docs
         per += 1
+
+
+def windows_across(corpora: dict, length: int, n: int, *, split: str, seed: int) -> tuple[list, dict[str, int]]:
+    """``n`` windows shared out over several shard folders (domains, in the order given; the first get the
+    remainder), each drawn by :func:`select_windows` (spread over as many documents as possible), then
+    interleaved — first of each domain, second of each, … — so that a search's racing window and its planted
+    depths cover every domain. Returns the windows and how many each domain gave (fewer than its share
+    when its documents run out)."""
+    names = list(corpora)
+    groups, got = [], {}
+    for k, name in enumerate(names):
+        share = n // len(names) + (k < n % len(names))
+        ws = select_windows(corpora[name], length, share, split=split, seed=seed, windows_per_doc=None) if share else []
+        groups.append(ws)
+        got[name] = len(ws)
+    out = []
+    for i in range(max((len(g) for g in groups), default=0)):
+        out += [g[i] for g in groups if i < len(g)]
+    return out, got
 
 
 @dataclass(frozen=True)

@@ -19,9 +19,11 @@ sampling is seeded (``torch.random.fork_rng``, the caller's global RNG state is 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
@@ -29,7 +31,7 @@ import torch
 from longrope.errors import UserError
 from longrope.models.patch import MODES, current_patch, install_factors
 
-__all__ = ["GenerationResult", "check_sampling", "generate", "prepare_batch"]
+__all__ = ["GenerationResult", "check_sampling", "generate", "prepare_batch", "quiet_length_reminder"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,6 +52,28 @@ class GenerationResult:
     """How many times the KV cache was re-rotated at the switch during this call (policy "rerotate")."""
     logits: torch.Tensor | None = None
     """``[batch, steps, vocab]`` float32 logits of each generated position (``return_logits=True``)."""
+
+
+class _DropLengthReminder(logging.Filter):
+    """Drops transformers' "exceeded the model's predefined maximum length" reminder, nothing else."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "exceeded the model's predefined maximum length" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def quiet_length_reminder() -> Iterator[None]:
+    """Within the block, transformers' generation does not print its reminder that the sequence passed
+    ``config.max_position_embeddings``: the config's L is the trained length, which a LongRoPE patch (and
+    a long-context evaluation of the unscaled model) passes on purpose; where a length past the factors'
+    L' deserves a warning, the caller gives its own (``longrope generate`` does)."""
+    logger = logging.getLogger("transformers.generation.stopping_criteria")
+    drop = _DropLengthReminder()
+    logger.addFilter(drop)
+    try:
+        yield
+    finally:
+        logger.removeFilter(drop)
 
 
 def _pad_id(model: Any, tokenizer: Any) -> int:
@@ -184,7 +208,8 @@ def generate(
             patch.cache_policy = cache_policy
         with torch.no_grad(), torch.random.fork_rng(devices=[] if ids.device.type == "cpu" else [ids.device]):
             torch.manual_seed(seed)  # only sampling draws from it; the caller's RNG state is restored
-            out = model.generate(input_ids=ids, attention_mask=mask, generation_config=config)
+            with quiet_length_reminder():
+                out = model.generate(input_ids=ids, attention_mask=mask, generation_config=config)
     finally:
         patch.mode = previous_mode
         patch.cache_policy = previous_policy

@@ -359,6 +359,10 @@ def run_compare(*, data: str, methods: dict, ratios: list[str], folder: Path, sa
                                           trials=passkey_trials, seed=seed, bos_id=bos_id, mode=passkey_mode)
                     cell["passkey"] = pk.accuracy
                     cell["passkey_trials"] = passkey_trials * len(passkey_depths)
+                    summary = pk.summary()
+                    cell["passkey_ci95"] = summary["ci95"]
+                    if "answer_nll" in summary:
+                        cell["passkey_answer_nll"] = summary["answer_nll"]
                 cell["seconds"] = round(time.perf_counter() - t0, 3)
                 rss = _peak_rss_mb()
                 if rss is not None:

@@ -6,12 +6,16 @@ trained length:
 1. tokenize the shipped search and held-out documents with the model's tokenizer, one shard
    folder per domain — ``books`` (the PG19 stand-in) and ``maths`` (HOL Light proof scripts, the
    Proof-Pile stand-in) — with pinned roles: the search never sees a held-out document;
-2. a LongRoPE evolution search at the target length on windows of the first domain's *search*
-   documents, ended by the strategy or by the time / evaluation budget;
+2. a LongRoPE evolution search at the target length on windows of every domain's *search*
+   documents (interleaved, so no domain is fitted alone), scored by the joint fitness — document
+   perplexity plus the answer loss of a pass key planted in each window — and ended by the strategy
+   or by the time / evaluation budget;
 3. perplexity vs context length (1× … 8×, and 16× as a stretch) on windows of each domain's
    *held-out* documents for the unscaled model, PI, NTK, YaRN and the searched factors;
-4. passkey retrieval at the target length for the same five;
-5. the summary (the CLI prints a table and, as its last line, the run folder).
+4. passkey retrieval at the target length for the same five: 8 keys per depth, greedy accuracy with
+   its 95 % interval and the teacher-forced answer NLL of the same keys;
+5. the summary, with one verdict line per method against the best closed form (the CLI prints a
+   table and, as its last line, the run folder).
 
 Windows (``longrope.evaluate.windows.select_windows``): BOS + length − 1 tokens each, spread over
 as many books as possible; every length gets its own windows. A length the held-out books cannot
@@ -40,6 +44,7 @@ from longrope.embedded.corpus import DOMAINS
 from longrope.errors import ConfigError
 from longrope.options import check_choices, config_to_dict, nested, option
 from longrope.runs import RunSpec
+from longrope.search.objective import FITNESSES, check_fitness, default_fitness
 from longrope.search.plan import BASELINE_NAMES, STRATEGY_NAMES
 from longrope.search.strategies import StrategyConfig
 
@@ -83,13 +88,19 @@ class DemoConfig:
                                             "whichever of this and --budget-seconds comes first (0: no cap); on "
                                             "an idle 2-core machine this cap binds and the run is reproducible",
                                      metavar="N")
-    samples: int = option(3, "held-out windows per length and domain (perplexity)")
-    search_samples: int = option(8, "search windows at the target length the fitness is computed on")
-    passkey_trials: int = option(2, "keys per depth at the target length (0 = skip the passkey test)")
+    samples: int = option(8, "held-out windows per length and domain (perplexity)")
+    search_samples: int = option(8, "search windows at the target length the fitness is computed on, shared "
+                                    "out over the domains")
+    passkey_trials: int = option(8, "keys per depth at the target length (0 = skip the passkey test)")
     passkey_depths: tuple[float, ...] = option((0.0, 0.25, 0.5, 0.75, 1.0), "needle depths in [0, 1]",
                                                metavar="D,D")
     strategy: str = option("steady", "search strategy; longrope2 scores candidates by the NLL of a pass key "
                                      "planted in each search window", choices=STRATEGY_NAMES)
+    fitness: str | None = option(None, "what a candidate is scored by: " + "; ".join(
+                                     f"{f.name}: {f.help}" for f in FITNESSES.values()),
+                                 choices=tuple(FITNESSES), default_text="joint; needle for longrope2")
+    retrieval_weight: float | None = option(None, "joint fitness: nats of document NLL one nat of mean answer NLL "
+                                                  "is worth", metavar="W", default_text="0.1")
     knobs: StrategyConfig = nested(_demo_knobs, "the search's knobs (sized for the demo)")
     domains: tuple[str, ...] = option(DOMAINS, "held-out domains to report: books (PG19 stand-in), maths "
                                                "(Proof-Pile stand-in); the first is searched on and is the headline",
@@ -127,6 +138,11 @@ class DemoConfig:
         self.domains = tuple(dict.fromkeys(str(d).strip() for d in self.domains if str(d).strip()))
         if not self.domains or any(d not in DOMAINS for d in self.domains):
             raise ConfigError("domains", "{name} must name some of " + f"{', '.join(DOMAINS)}, got {list(self.domains)}")
+        self.fitness = self.fitness or default_fitness(self.strategy)
+        try:
+            self.retrieval_weight = check_fitness(self.fitness, self.retrieval_weight)
+        except ValueError as exc:
+            raise ConfigError(("retrieval_weight", "fitness"), "{name0}: " + f"{exc} (see {{name1}})") from None
 
 
 def default_lengths(original_length: int, target_length: int) -> list[int]:
@@ -241,17 +257,19 @@ def _tokenize(ctx: _Ctx, tokenizer: Any) -> dict:
 
 
 def _select_windows(ctx: _Ctx, corpora: dict) -> tuple[list, dict]:
-    """Search windows at the target (headline domain) and held-out windows per domain and length."""
-    from longrope.evaluate.windows import select_windows
+    """Search windows at the target from every domain (shared out, then interleaved) and held-out windows
+    per domain and length."""
+    from longrope.evaluate.windows import select_windows, windows_across
 
     c, main = ctx.config, ctx.config.domains[0]
-    search = select_windows(corpora[main], ctx.target, c.search_samples, split="search", seed=c.seed,
-                            windows_per_doc=None)
-    if not search:
-        raise ConfigError("target_length", f"the shipped {main} search documents hold no window of {ctx.target} "
-                                           "tokens with this tokenizer; lower {name}")
+    search, got = windows_across({d: corpora[d] for d in c.domains}, ctx.target, c.search_samples, split="search",
+                                 seed=c.seed)
     if len(search) < c.search_samples:
-        ctx.notes.append(f"search: only {len(search)} window(s) of {ctx.target} tokens (of {c.search_samples} asked)")
+        ctx.notes.append(f"search: only {len(search)} window(s) of {ctx.target} tokens (of {c.search_samples} asked: "
+                         + ", ".join(f"{d} {k}" for d, k in got.items()) + ")")
+    if not search:
+        raise ConfigError("target_length", f"the shipped search documents hold no window of {ctx.target} "
+                                           "tokens with this tokenizer; lower {name}")
     heldout: dict[str, dict[int, list]] = {}
     for dom, corpus in corpora.items():
         heldout[dom] = {}
@@ -279,7 +297,8 @@ def _record(ctx: _Ctx, search_docs: list, heldout: dict, bos: int | None) -> dic
             "bos_id": bos, "split": load_split()["roles"], "notes": ctx.notes,
             "documents": {"protocol": "truncate: BOS + length-1 tokens per window, spread over the books "
                                       "(longrope.evaluate.windows.select_windows)",
-                          "search": {"length": ctx.target, "ids": [d.doc_id for d in search_docs]},
+                          "search": {"length": ctx.target, "ids": [d.doc_id for d in search_docs],
+                                     "domains": list(ctx.config.domains)},
                           "heldout": {dom: {str(n): [d.doc_id for d in docs] for n, docs in by.items()}
                                       for dom, by in heldout.items()}}}
 
@@ -302,16 +321,19 @@ def _search(ctx: _Ctx, model: Any, tokenizer: Any, bos: int | None, docs: list) 
     plan = plan_search(rope, target_length=ctx.target, strategy=c.strategy)
     for m in BASELINE_NAMES:
         plan.baselines[m].save(ctx.folder / f"factors_{m}.json")
-    fitness = "needle" if c.strategy == "longrope2" else "ppl"
-    objective = build_objective(model, tokenizer, plan.mapper, docs, ctx.target, bos, fitness=fitness, seed=c.seed)
-    ctx.say(f"search ({c.strategy}): {len(plan.seeds)} seeds, {len(docs)} search windows of {ctx.target} tokens, "
-            f"budget {c.budget_seconds or '∞'} s / {c.max_evals or '∞'} full evaluations")
+    fitness = c.fitness
+    objective = build_objective(model, tokenizer, plan.mapper, docs, ctx.target, bos, fitness=fitness, seed=c.seed,
+                                retrieval_weight=c.retrieval_weight)
+    weight = f", retrieval weight {c.retrieval_weight:g}" if c.retrieval_weight is not None else ""
+    ctx.say(f"search ({c.strategy}, {fitness} fitness{weight}): {len(plan.seeds)} seeds, {len(docs)} search windows "
+            f"of {ctx.target} tokens ({', '.join(c.domains)}), budget {c.budget_seconds or '∞'} s / "
+            f"{c.max_evals or '∞'} full evaluations")
     last = [0.0]
 
     def on_progress(p: Any) -> None:
         if time.perf_counter() - last[0] >= 5.0:
             last[0] = time.perf_counter()
-            ctx.say(f"search: {p.done} candidates, {p.full_evals:.1f} full evaluations, best search ppl "
+            ctx.say(f"search: {p.done} candidates, {p.full_evals:.1f} full evaluations, best score "
                     f"{p.best_ppl:.4g}")
 
     result = run_search(plan.space, plan.seeds, InProcessEvaluator(objective), n_docs=len(docs),
@@ -319,18 +341,25 @@ def _search(ctx: _Ctx, model: Any, tokenizer: Any, bos: int | None, docs: list) 
                         stop=StopRules(c.max_evals, c.budget_seconds), seed=c.seed,
                         history=ctx.folder / "search_history.jsonl", on_progress=on_progress)
     objective.patch.restore()  # the evaluation suites install and swap on their own
+    from longrope.runs.search import describe_best
+    from longrope.search.objective import named_parts
+
+    parts = named_parts(fitness, result.parts, result.n_docs)
     best = plan.mapper.factor_set(result.factors, result.start_tokens, attention_factor=result.attention_factor,
-                                  provenance={"demo": {"model": c.model, "strategy": c.strategy, "seed": c.seed,
-                                                       "target_length": ctx.target, "best_search_ppl": result.ppl,
-                                                       "search_docs": [d.doc_id for d in docs]}})
+                                  provenance={"demo": {"model": c.model, "strategy": c.strategy, "fitness": fitness,
+                                                       "retrieval_weight": c.retrieval_weight, "seed": c.seed,
+                                                       "target_length": ctx.target, "best_search_score": result.ppl,
+                                                       **parts, "search_docs": [d.doc_id for d in docs]}})
     best.save(ctx.folder / "factors.json")
     curve, label = result_curve(best, plan, c.strategy)
     plot_factors(ctx.folder / "factors.png", curve, label, references=plan.references,
                  title=f"{c.model}: L'={ctx.target}")
-    ctx.say(f"search: best search ppl {result.ppl:.4f} (n̂ = {result.start_tokens}) after {result.n_candidates} "
-            f"candidates, {result.full_evals:.1f} full evaluations, {result.seconds:.0f} s ({result.stop_reason})")
+    ctx.say(f"search: best {describe_best(fitness, result.ppl, parts)} (n̂ = {result.start_tokens}) after "
+            f"{result.n_candidates} candidates, {result.full_evals:.1f} full evaluations, {result.seconds:.0f} s "
+            f"({result.stop_reason})")
     rate = result.n_doc_evals * ctx.target / max(result.seconds, 1e-9)  # tokens/s, for the ETAs below
-    return best, {"plan": plan, "result": result, "fitness": fitness, "windows": len(docs), "rate": rate}
+    return best, {"plan": plan, "result": result, "fitness": fitness, "parts": parts, "windows": len(docs),
+                  "rate": rate}
 
 
 def _perplexity(ctx: _Ctx, model: Any, bos: int | None, sets: list, heldout: dict, rate: float) -> dict:
@@ -371,12 +400,13 @@ def _passkey(ctx: _Ctx, model: Any, tokenizer: Any, bos: int | None, sets: list,
     ctx.say(f"passkey at {ctx.target}: {len(sets)} methods × {len(c.passkey_depths)} depths × {c.passkey_trials} "
             f"trial(s)")
     results = passkey_suite(model, tokenizer, sets, [ctx.target], depths=c.passkey_depths, trials=c.passkey_trials,
-                            seed=c.seed, bos_id=bos, mode="generate", log=lambda s: ctx.say(f"passkey {s}"))
+                            seed=c.seed, bos_id=bos, mode="both", log=lambda s: ctx.say(f"passkey {s}"))
     write_passkey_outputs(ctx.folder.path, results, {"model": c.model, "length": ctx.target, "seed": c.seed,
-                                                     "depths": list(c.passkey_depths), "trials": c.passkey_trials})
+                                                     "depths": list(c.passkey_depths), "trials": c.passkey_trials,
+                                                     "mode": "both"})
     cells = [{"factors": name, **cell} for name, r in results for cell in r.cells()]
     plot_passkey_methods(cells, ctx.folder / "passkey.png", length=ctx.target, methods=[n for n, _ in sets])
-    return {name: r.accuracy for name, r in results}
+    return {name: {**r.summary(), "answer_nlls": r.answer_nlls} for name, r in results}
 
 
 def _summary(ctx: _Ctx, tables: dict, heldout: dict, passkey: dict, search: dict) -> dict:
@@ -394,6 +424,7 @@ def _summary(ctx: _Ctx, tables: dict, heldout: dict, passkey: dict, search: dict
             "longrope_vs_best_baseline": at["longrope"] / at[base] if at[base] > 0 else float("nan"),
             "ppl_vs_length": {name: {str(n): v for n, v in sorted(row.items())} for name, row in table.items()}}
     head = per_domain[main]
+    verdicts = _verdicts(per_domain, passkey, head["best_baseline"], target)
     ctx.seconds["total"] = time.perf_counter() - ctx.seconds.pop("started")
     return json_safe({
         "format": SUMMARY_FORMAT, "model": ctx.config.model, "original_length": ctx.L, "target_length": target,
@@ -403,14 +434,41 @@ def _summary(ctx: _Ctx, tables: dict, heldout: dict, passkey: dict, search: dict
         "goal": {"ratio": GOAL_RATIO, "met": bool(head["longrope_vs_best_baseline"] <= GOAL_RATIO),
                  "statement": f"held-out PPL at {target}: longrope <= {GOAL_RATIO} x best of pi, ntk, yarn"},
         "ppl_vs_length": head["ppl_vs_length"], "domains": per_domain,
-        "passkey_length": target, "passkey_accuracy": passkey,
-        "search": {"strategy": ctx.config.strategy, "fitness": search["fitness"], "best_search_ppl": r.ppl,
+        "passkey_length": target, "passkey_accuracy": {m: p["accuracy"] for m, p in passkey.items()},
+        "passkey": {m: {k: v for k, v in p.items() if k != "answer_nlls"} for m, p in passkey.items()},
+        "verdicts": verdicts,
+        "search": {"strategy": ctx.config.strategy, "fitness": search["fitness"],
+                   "retrieval_weight": ctx.config.retrieval_weight, "best_search_score": r.ppl, **search["parts"],
                    "start_tokens": r.start_tokens,
                    "attention_factor": search["plan"].mapper.factor_set(
                        r.factors, r.start_tokens, attention_factor=r.attention_factor).resolved_attention_factor(),
                    "candidates": r.n_candidates, "full_evals": r.full_evals, "doc_evals": r.n_doc_evals,
                    "search_windows": search["windows"], "stop_reason": r.stop_reason, "seconds": r.seconds},
         "notes": ctx.notes, "seconds": ctx.seconds, "run_dir": str(ctx.folder.final)})
+
+
+def _verdicts(per_domain: dict, passkey: dict, reference: str, target: int) -> dict:
+    """Per method, against ``reference`` (the best closed form at the target on the headline domain): the
+    :func:`~longrope.evaluate.stats.verdict` label, where perplexity counts as better only when it is lower
+    on every domain at the target, and the paired answer-NLL wins and sign test over the same keys."""
+    from longrope.evaluate.stats import paired_wins, sign_test_p, verdict
+
+    if not passkey or reference not in passkey:
+        return {}
+    ref = passkey[reference]
+    out = {}
+    for m, p in passkey.items():
+        if m == reference:
+            continue
+        ratios = {dom: d["heldout_ppl"][m] / d["heldout_ppl"][reference] for dom, d in per_domain.items()}
+        worst = max(ratios.values()) if ratios else float("nan")
+        row = {"reference": reference, "ppl_ratio": ratios,
+               "label": verdict(worst, 1.0, p["accuracy"], ref["accuracy"], p.get("answer_nll"), ref.get("answer_nll"))}
+        if p.get("answer_nlls") and ref.get("answer_nlls"):
+            wins, losses = paired_wins(p["answer_nlls"], ref["answer_nlls"])
+            row.update(nll_wins=wins, nll_losses=losses, sign_p=sign_test_p(wins, losses))
+        out[m] = row
+    return out
 
 
 # ------------------------------------------------------------------------------------------------
@@ -450,7 +508,10 @@ def render_table(summary: dict) -> str:
     target, L = summary["target_length"], summary["original_length"]
     lengths = [int(n) for n in summary["lengths"]]
     head = ["method"] + [f"{n}{' (target)' if n == target else ''}" for n in lengths]
-    if summary.get("passkey_accuracy"):
+    passkey = summary.get("passkey") or {}
+    if passkey:
+        head += [f"passkey@{target} [95 % CI]", "answer NLL"]
+    elif summary.get("passkey_accuracy"):  # summaries written before the teacher-forced scores
         head.append(f"passkey@{target}")
     lines = [
         f"Held-out {summary.get('domain', 'books')} perplexity of {summary['model']} (trained at L = {L}) by context "
@@ -458,9 +519,17 @@ def render_table(summary: dict) -> str:
         "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for m, row in summary["ppl_vs_length"].items():
         cells = [m] + [_fmt(row.get(str(n))) for n in lengths]
-        if summary.get("passkey_accuracy"):
+        if passkey:
+            p = passkey.get(m, {})
+            lo, hi = p.get("ci95", [None, None])
+            cells += [f"{_fmt(p.get('accuracy'))} [{_fmt(lo)}, {_fmt(hi)}]", _fmt(p.get("answer_nll"), ".3f")]
+        elif summary.get("passkey_accuracy"):
             cells.append(_fmt(summary["passkey_accuracy"].get(m)))
         lines.append("| " + " | ".join(cells) + " |")
+    if passkey:
+        keys = next(iter(passkey.values())).get("keys")
+        lines += ["", f"Passkey at {target}: {keys} keys per method (the same keys for each), greedy accuracy with its "
+                      "95 % Wilson interval; answer NLL: mean teacher-forced NLL of the same keys' answer tokens."]
     for dom, d in summary.get("domains", {}).items():
         if dom == summary.get("domain"):
             continue
@@ -471,12 +540,22 @@ def render_table(summary: dict) -> str:
         lines.append(f"{dom}: LongRoPE / best baseline ({d['best_baseline']}) at {target}: "
                      f"{_fmt(d['longrope_vs_best_baseline'], '.3f')}")
     goal, s = summary["goal"], summary["search"]
+    verdicts = summary.get("verdicts") or {}
+    if verdicts:
+        lines += ["", f"Verdicts against {next(iter(verdicts.values()))['reference']} (perplexity: lower on every "
+                      f"domain at {target}; retrieval: accuracy at least its and answer NLL at most its):"]
+        for m, v in verdicts.items():
+            ratios = ", ".join(f"{dom} {r:.3f}x" for dom, r in v["ppl_ratio"].items())
+            test = (f"; lower answer NLL on {v['nll_wins']} of {v['nll_wins'] + v['nll_losses']} keys (sign test p "
+                    f"{v['sign_p']:.2g})") if "nll_wins" in v else ""
+            lines.append(f"- {m}: {v['label']} (ppl {ratios}{test})")
     lines += [
         "",
         f"LongRoPE / best baseline ({summary['best_baseline']}) at {target}: "
         f"{_fmt(summary['longrope_vs_best_baseline'], '.3f')} (goal ≤ {goal['ratio']:.2f}: "
         f"{'met' if goal['met'] else 'NOT met'})",
-        f"Search ({s['strategy']}): {s['candidates']} candidates, {_fmt(s['full_evals'], '.1f')} full evaluations on "
+        f"Search ({s['strategy']}, {s.get('fitness', 'ppl')} fitness): {s['candidates']} candidates, "
+        f"{_fmt(s['full_evals'], '.1f')} full evaluations on "
         f"{s['search_windows']} search window(s), {_fmt(s['seconds'], '.0f')} s ({s['stop_reason']}); "
         f"n̂ = {s['start_tokens']}, attention factor {_fmt(s.get('attention_factor'), '.4g')}; whole run "
         f"{_fmt(summary['seconds']['total'], '.0f')} s.",

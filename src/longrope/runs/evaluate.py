@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from longrope.errors import ConfigError
+from longrope.evaluate.protocol import PASSKEY_MODES
 from longrope.options import check_choices, config_to_dict, option
 from longrope.runs import RunSpec
 
@@ -105,12 +106,16 @@ class PplConfig(_EvalConfig):
 class PasskeyConfig(_EvalConfig):
     """Everything ``longrope eval passkey`` does."""
 
-    trials: int = option(5, "keys per (length, depth)", metavar="N")
+    trials: int = option(8, "keys per (length, depth); 8 x 5 depths = 40 keys per set and length, enough for a "
+                            "95 %% interval of about +-0.15", metavar="N")
     depths: tuple[float, ...] = option((0.0, 0.25, 0.5, 0.75, 1.0), "needle depths in [0, 1]", metavar="D,D")
-    mode: str = option("generate", "generate: greedy decoding until the first number of the output is complete "
-                                   "(a non-digit or end of text follows it; at most a few tokens more than the key "
-                                   "has digits), correct when it equals the key; needle: teacher-forced, correct "
-                                   "when every answer token is the argmax", choices=("generate", "needle"))
+    mode: str = option("both", "generate: greedy decoding until the first number of the output is complete "
+                               "(a non-digit or end of text follows it; at most a few tokens more than the key "
+                               "has digits), correct when it equals the key; needle: teacher-forced, correct "
+                               "when every answer token is the argmax; both: greedy accuracy and the "
+                               "teacher-forced answer NLL of the same keys", choices=PASSKEY_MODES)
+    reference: str | None = option(None, "the factor set every verdict compares with (its name as printed)",
+                                   metavar="NAME", default_text="yarn when evaluated, else the first set")
     data: str | None = option(None, "hide the needle in real documents of this shard folder instead of the filler",
                               metavar="DIR")
     split: str = option("heldout", "with --data: which documents", choices=SPLITS)
@@ -293,7 +298,12 @@ def run_passkey(config: PasskeyConfig, *, log: Callable[[str], None] | None = No
     from longrope.runs.folder import RunFolder
 
     say = log or _say
-    hf_config, info, sets = _prepare(config, kv_cache=config.mode == "generate")
+    hf_config, info, sets = _prepare(config, kv_cache=config.mode != "needle")
+    names = [n for n, _ in sets]
+    if config.reference is not None and config.reference not in names:
+        raise ConfigError("reference", "{name} " + f"{config.reference!r} is not among the evaluated sets "
+                                       f"({', '.join(names)}); give one of them")
+    reference = config.reference or ("yarn" if "yarn" in names else names[0])
     # The prompts and the haystacks need only the tokenizer: checked before the weights load.
     tokenizer = load_tokenizer_of(config.model)
     if tokenizer is None:
@@ -321,15 +331,17 @@ def run_passkey(config: PasskeyConfig, *, log: Callable[[str], None] | None = No
                                 trials=config.trials, seed=config.seed, bos_id=bos, mode=config.mode,
                                 haystacks=haystacks,
                                 progress=not config.quiet, log=say)
+        retrieval = {n: r.summary() for n, r in results}
+        verdicts = _passkey_verdicts(results, reference)
         record = {"model": config.model, "factors": _factor_records(sets), "bos_id": bos, "mode": config.mode,
                   "haystack": "synthetic filler" if haystacks is None else
                   {"data": str(config.data), "split": config.split, "documents": [d.doc_id for d in haystacks]},
-                  "correct_if": "the first number of the greedy output, decoded until complete, equals the key"
-                  if config.mode == "generate"
-                  else "every answer token is the argmax (teacher-forced)"}
+                  "correct_if": "every answer token is the argmax (teacher-forced)" if config.mode == "needle"
+                  else "the first number of the greedy output, decoded until complete, equals the key"}
         write_passkey_outputs(folder.path, results, record)
         result = {"kind": "passkey", **record,
-                  "accuracy": {n: r.accuracy for n, r in results},
+                  "accuracy": {n: r.accuracy for n, r in results}, "retrieval": retrieval,
+                  "reference": reference, "verdicts": verdicts,
                   "cells": [{"factors": n, **c} for n, r in results for c in r.cells()]}
         folder.finish(result)
     except BaseException:
@@ -343,8 +355,42 @@ def _render_ppl(result: dict) -> str:
                      for r in result["results"])
 
 
+def _passkey_verdicts(results: list, reference: str) -> dict:
+    """Per set but the reference: its retrieval verdict and, with answer NLLs, paired wins and the sign test."""
+    from longrope.evaluate.stats import paired_wins, retrieval_verdict, sign_test_p
+
+    ref = dict(results)[reference]
+    rs, out = ref.summary(), {}
+    for name, r in results:
+        if name == reference:
+            continue
+        s = r.summary()
+        row = {"label": retrieval_verdict(s["accuracy"], rs["accuracy"], s.get("answer_nll"), rs.get("answer_nll"),
+                                          reference=reference)}
+        if r.answer_nlls and ref.answer_nlls and len(r.answer_nlls) == len(ref.answer_nlls):
+            wins, losses = paired_wins(r.answer_nlls, ref.answer_nlls)
+            row.update(nll_wins=wins, nll_losses=losses, sign_p=sign_test_p(wins, losses))
+        out[name] = row
+    return out
+
+
 def _render_passkey(result: dict) -> str:
-    return "\n".join(f"{name:>16s}  accuracy {acc:.2f}" for name, acc in result["accuracy"].items())
+    retrieval = result.get("retrieval")
+    if not retrieval:  # results written before intervals were recorded
+        return "\n".join(f"{name:>16s}  accuracy {acc:.2f}" for name, acc in result["accuracy"].items())
+    lines = []
+    for name, s in retrieval.items():
+        lo, hi = s["ci95"]
+        nll = f"  answer NLL {s['answer_nll']:.3f}" if "answer_nll" in s else ""
+        v = (result.get("verdicts") or {}).get(name)
+        tail = "  (reference)" if name == result.get("reference") else ""
+        if v:
+            test = (f"; lower answer NLL on {v['nll_wins']} of {v['nll_wins'] + v['nll_losses']} keys, sign test p "
+                    f"{v['sign_p']:.2g}") if "nll_wins" in v else ""
+            tail = f"  — {v['label']}{test}"
+        lines.append(f"{name:>16s}  accuracy {s['accuracy']:.2f} [{lo:.2f}, {hi:.2f}] ({s['correct']}/{s['keys']} keys)"
+                     f"{nll}{tail}")
+    return "\n".join(lines)
 
 
 _EVAL_DESCRIPTION = """\
@@ -374,8 +420,10 @@ PASSKEY_SPEC = RunSpec(
     help="passkey retrieval accuracy over length x depth",
     description=_EVAL_DESCRIPTION + """
 
-eval passkey: the standard passkey prompt, sized exactly in tokens; --mode generate (greedy
-decoding with the KV cache) or --mode needle (teacher-forced answer tokens); passkey.json,
+eval passkey: the standard passkey prompt, sized exactly in tokens; --mode both (default: greedy
+decoding with the KV cache, and the same keys' answer tokens teacher-forced), generate or needle;
+40 keys per set and length by default, accuracy with its 95 % Wilson interval, the mean answer
+NLL, and one verdict line per set against --reference (yarn when evaluated); passkey.json,
 passkey.csv and a heatmap per factor set.""",
     example="""\
 example:

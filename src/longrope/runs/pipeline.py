@@ -338,8 +338,11 @@ def _compare_settings(cfg: dict, *, machine: bool = True) -> dict:
         raise UserError(f"a compare stage's passkey_methods must be a list of its methods {list(c['methods'])}, "
                         f"got {pm!r}")
     check_goals(c["goals"], c["methods"], pk, pm)
-    if c["passkey_mode"] not in ("generate", "needle"):
-        raise UserError(f"a compare stage's passkey_mode must be generate or needle, got {c['passkey_mode']!r}")
+    from longrope.evaluate.protocol import PASSKEY_MODES
+
+    if c["passkey_mode"] not in PASSKEY_MODES:
+        raise UserError(f"a compare stage's passkey_mode must be one of {', '.join(PASSKEY_MODES)}, got "
+                        f"{c['passkey_mode']!r}")
     return c
 
 

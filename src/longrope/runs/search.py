@@ -23,12 +23,12 @@ from typing import Any
 from longrope.errors import ConfigError, UserError
 from longrope.options import check_choices, config_to_dict, nested, option
 from longrope.runs import RunSpec
+from longrope.search.objective import FITNESSES, check_fitness, default_fitness, legacy_fitness
 from longrope.search.plan import STRATEGY_NAMES
 from longrope.search.space import PAPER_START_TOKENS
 from longrope.search.strategies import StrategyConfig
 
 COMMAND = "search"
-FITNESSES = ("ppl", "needle")
 _EVAL = "evaluation"
 _MODES = "modes"
 
@@ -57,9 +57,13 @@ class SearchConfig:
                                            group="the paper's knobs (LongRoPE Table 4 defaults)", metavar="N,N")
     fixed_attention: bool = option(False, "steady: keep LongRoPE's attention temperature instead of searching it",
                                    group="ours (--strategy steady / longrope2)")
-    fitness: str | None = option(None, "fitness: ppl, or needle (answer-token loss of a planted pass key)",
-                                 choices=FITNESSES, default_text="needle for longrope2, else ppl",
+    fitness: str | None = option(None, "what a candidate is scored by: " + "; ".join(
+                                     f"{f.name}: {f.help}" for f in FITNESSES.values()),
+                                 choices=tuple(FITNESSES), default_text="joint; needle for longrope2; ppl with --short",
                                  group="ours (--strategy steady / longrope2)")
+    retrieval_weight: float | None = option(None, "joint fitness: nats of document NLL one nat of mean answer NLL "
+                                                  "is worth", metavar="W", default_text="0.1",
+                                            group="ours (--strategy steady / longrope2)")
     max_evals: float | None = option(None, "stop after this many full-fidelity evaluations (racing counts "
                                            "fractions); unset: no limit", metavar="N", group="budgets")
     max_seconds: float | None = option(None, "stop after this many seconds of search (a resumed search's "
@@ -131,6 +135,12 @@ class SearchConfig:
         from longrope.search.loop import StopRules
 
         StopRules(self.max_evals, self.max_seconds)  # validates the budgets
+        # resolved here, so config.json says which fitness ran (an unset one in older records: legacy_fitness)
+        self.fitness = self.fitness or default_fitness(self.strategy, self.short)
+        try:
+            self.retrieval_weight = check_fitness(self.fitness, self.retrieval_weight)
+        except ValueError as exc:
+            raise ConfigError(("retrieval_weight", "fitness"), "{name0}: " + f"{exc} (see {{name1}})") from None
 
     @property
     def fitness_name(self) -> str:
@@ -138,8 +148,21 @@ class SearchConfig:
 
 
 def fitness_name(strategy: str, fitness: str | None) -> str:
-    """The fitness a search uses: the one asked for, else needle for longrope2 and ppl otherwise."""
-    return fitness or ("needle" if strategy == "longrope2" else "ppl")
+    """The fitness a recorded search used: the one its config names; unset (records older than the joint
+    fitness) meant needle for longrope2 and ppl otherwise."""
+    return fitness or legacy_fitness(strategy)
+
+
+def _upgrade_fingerprint(old: dict) -> dict:
+    """A fingerprint written before the joint fitness, in today's terms (its fitness named, no weight)."""
+    cfg = old.get("config")
+    if not isinstance(cfg, dict):
+        return old
+    cfg = dict(cfg)
+    if cfg.get("fitness") is None:
+        cfg["fitness"] = legacy_fitness(str(cfg.get("strategy", "")))
+    cfg.setdefault("retrieval_weight", None)
+    return {**old, "config": cfg}
 
 
 #: Fields that never change the trajectory of a search (a resume may change them).
@@ -177,6 +200,7 @@ def _score_identity(ident: dict, strategy: str, fitness: str | None, dtype: str)
     cfg = ident.get("config", {})
     return {"model": ident.get("model"), "rope": ident.get("rope"), "data": ident.get("data"),
             "space": cfg.get("space"), "fitness": fitness_name(strategy, fitness),
+            "retrieval_weight": cfg.get("retrieval_weight"),
             "dtype": dtype, "base_factors_sha256": ident.get("base_factors_sha256"),
             **{k: cfg.get(k) for k in _SCORE_FIELDS}}
 
@@ -264,6 +288,29 @@ def _check_windows(config: SearchConfig, length: int) -> None:
                               f"needed: lower {{name0}} or the length, raise {{name1}}, or add longer documents")
 
 
+def check_fitness_fits(model: str, fitness: str, length: int, seed: int) -> None:
+    """A fitness that plants pass keys needs the model's tokenizer and room for the prompt at ``length``:
+    checked with the tokenizer alone, before a model loads (one line naming the fix otherwise)."""
+    from longrope.errors import UserError
+    from longrope.models.loading import load_tokenizer_of
+    from longrope.search.objective import FITNESSES
+
+    if not FITNESSES[fitness].needs_tokenizer:
+        return
+    tokenizer = load_tokenizer_of(model)
+    if tokenizer is None:
+        raise ConfigError(("model", "fitness"), "{name0} " + f"{model} has no tokenizer files, and the {fitness} "
+                          "fitness plants pass keys; give {name1} ppl")
+    from longrope.evaluate.passkey import build_passkey_prompt
+
+    try:
+        build_passkey_prompt(tokenizer, length, 10_000, 0.5, bos_id=getattr(tokenizer, "bos_token_id", None),
+                             with_answer=True)
+    except UserError as exc:
+        raise ConfigError(("fitness", "target_length"), f"the {fitness} fitness plants a pass key in every window, "
+                          f"and {exc}: give {{name0}} ppl, or a longer {{name1}}") from None
+
+
 def run(config: SearchConfig, *, log: Callable[[str], None] | None = None) -> dict:
     """Run (or resume) the search; returns the result (also in ``summary.json``)."""
     from longrope.evaluate.plots import plot_factors
@@ -283,11 +330,12 @@ def run(config: SearchConfig, *, log: Callable[[str], None] | None = None) -> di
     ckpt = folder / "checkpoint.json"
     try:  # set-up: a failure here leaves no folder behind (or the one that was there)
         if config.resume:
-            _refuse_other_run(ckpt, ident)
+            ident = _refuse_other_run(ckpt, ident)
         elif ckpt.exists():
             raise ConfigError(("output", "resume"), "{name0} " + f"{config.output} already holds a search; add "
                                                      "{name1} to continue it or choose a new folder")
         _check_windows(config, plan.length)
+        check_fitness_fits(config.model, config.fitness_name, plan.length, config.seed)
         # the records first (pid and host): a second search into this folder while this one loads its
         # model is refused; a set-up that fails below removes what it wrote (abandon)
         folder.start(config_to_dict(config), device=config.device,
@@ -296,7 +344,8 @@ def run(config: SearchConfig, *, log: Callable[[str], None] | None = None) -> di
         spec = ObjectiveSpec(model=config.model, data=config.data, length=plan.length, n_docs=config.samples,
                              mapper=plan.mapper, fitness=config.fitness_name, seed=config.seed, split="search",
                              heldout_fraction=config.heldout_fraction, dtype=config.dtype,
-                             windows_per_doc=config.windows_per_doc, attn_implementation=config.attn_implementation)
+                             windows_per_doc=config.windows_per_doc, attn_implementation=config.attn_implementation,
+                             retrieval_weight=config.retrieval_weight)
         evaluator, objective = make_evaluator(spec, workers=config.workers, devices=config.devices,
                                               ray_address=config.ray_address, device=config.device)
     except BaseException:
@@ -312,10 +361,13 @@ def run(config: SearchConfig, *, log: Callable[[str], None] | None = None) -> di
                             preload=preload)
     finally:
         bar.close()
-    say(f"search: best ppl {result.ppl:.4f} after {result.n_candidates} candidates, "
-        f"{result.full_evals:.1f} full evaluations, {result.seconds:.1f} s ({result.stop_reason})")
-    outcome = {"fitness": config.fitness_name, "length": plan.length, "best_fitness": result.fitness,
-               "best_ppl": result.ppl, "start_tokens": result.start_tokens,
+    from longrope.search.objective import named_parts
+
+    parts = named_parts(config.fitness_name, result.parts, result.n_docs)
+    say(f"search: best {describe_best(config.fitness_name, result.ppl, parts)} after {result.n_candidates} "
+        f"candidates, {result.full_evals:.1f} full evaluations, {result.seconds:.1f} s ({result.stop_reason})")
+    outcome = {"fitness": config.fitness_name, "retrieval_weight": config.retrieval_weight, "length": plan.length,
+               "best_fitness": result.fitness, "best_ppl": result.ppl, **parts, "start_tokens": result.start_tokens,
                "attention_factor": result.attention_factor,
                "critical_dim": result.best.critical if result.best.critical >= 0 else None,
                "candidates": result.n_candidates, "doc_evals": result.n_doc_evals,
@@ -336,20 +388,33 @@ def run(config: SearchConfig, *, log: Callable[[str], None] | None = None) -> di
     return report
 
 
-def _refuse_other_run(ckpt: Path, ident: dict) -> None:
-    """A resume with other settings than the saved run's is refused before any model is loaded."""
+def _refuse_other_run(ckpt: Path, ident: dict) -> dict:
+    """A resume with other settings than the saved run's is refused before any model is loaded; returns the
+    fingerprint to go on with (the recorded one, which may be written in an older but equivalent form)."""
     from longrope.search.loop import describe_differences
 
     if not ckpt.exists():
         raise ConfigError("resume", f"nothing to resume in {ckpt.parent} (no checkpoint.json); run without {{name}}")
     try:
         old = json.loads(ckpt.read_text()).get("fingerprint", {})
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, AttributeError) as exc:
         raise UserError(f"cannot read {ckpt}: {exc}") from None
-    diffs = describe_differences(old, ident)
+    diffs = describe_differences(_upgrade_fingerprint(old), ident)
     if diffs:
         raise ConfigError("resume", "{name} refused, the run in this folder used a different configuration: "
                           + "; ".join(diffs) + " (use the same settings, or a new output folder)")
+    return old
+
+
+def describe_best(fitness: str, score_ppl: float, parts: dict) -> str:
+    """The best candidate in words: what its fitness measures, not a perplexity it is not."""
+    if fitness == "ppl":
+        return f"ppl {score_ppl:.4f}"
+    if fitness == "needle":
+        return f"answer NLL {parts.get('answer_nll', float('nan')):.4f}"
+    return (f"joint score {score_ppl:.4f} (document ppl {parts.get('doc_ppl', float('nan')):.4f}, answer NLL "
+            f"{parts.get('answer_nll', float('nan')):.4f}, {parts.get('answer_exact', 0)}/{parts.get('keys', 0)} keys "
+            "exact)")
 
 
 def result_curve(best: Any, plan: Any, strategy: str) -> tuple[list[float], str]:
@@ -384,7 +449,8 @@ def heldout_report(config: SearchConfig, plan: Any, best: Any, objective: Any) -
 
 def render(result: dict) -> str:
     s = result["search"]
-    return (f"best ppl {s['best_ppl']:.4f} at length {s['length']} ({s['candidates']} candidates, "
+    best = describe_best(s.get("fitness") or "ppl", s["best_ppl"], s)
+    return (f"best {best} at length {s['length']} ({s['candidates']} candidates, "
             f"{s['full_evals']:.1f} full evaluations, {s['seconds']:.1f} s)")
 
 
@@ -393,8 +459,11 @@ SPEC = RunSpec(
     help="search LongRoPE rescale factors for a target length (evolution search, resumable)",
     description="""\
 Evolution search of per-dimension RoPE rescale factors λ (and retained start tokens n̂) that
-minimise perplexity at --target-length on windows of the search split of a shard folder
-(LongRoPE, arXiv 2402.13753). Writes factors.json (the best set), history.jsonl (every
+minimise a fitness at --target-length on windows of the search split of a shard folder
+(LongRoPE, arXiv 2402.13753). The default fitness is joint: each window carries a planted pass
+key, and a candidate is scored by the document tokens' perplexity plus --retrieval-weight times
+the answer tokens' loss (one forward), so the search cannot buy perplexity with retrieval;
+--fitness ppl is the paper's. Writes factors.json (the best set), history.jsonl (every
 evaluated candidate), factors.png and summary.json (held-out PPL of the result beside PI, NTK
 and YaRN on the same windows) into the run folder, with config.json and run.json. A checkpoint
 is written after every evaluation: --resume continues a killed run exactly where it stopped

@@ -1,6 +1,8 @@
 """The fitness cache: every genome ever evaluated and its per-document scores.
 
-Scores are stored per document as ``(nll_sum, n_tokens)``. They are additive, which is what makes
+Scores are stored per document as ``(nll_sum, n_tokens, *parts)``: the fitness reads the first two;
+``parts`` are what the fitness was made of (a joint fitness's document NLL and answer NLL, say),
+kept for reports. ``(nll_sum, n_tokens)`` are additive, which is what makes
 racing cheap and exact: a candidate scored on one document and later promoted is only evaluated on
 the documents it lacks, and its fitness on any subset of documents is
 ``sum(nll_sum) / sum(n_tokens)`` over that subset (token-weighted mean NLL; with the paper's
@@ -18,27 +20,39 @@ from longrope.search.space import Genome
 
 
 class Archive:
-    """Genome -> {doc index: (nll_sum, n_tokens)}, plus the ranking of fully evaluated genomes."""
+    """Genome -> {doc index: (nll_sum, n_tokens, *parts)}, plus the ranking of fully evaluated genomes."""
 
     def __init__(self, n_docs: int) -> None:
         if n_docs < 1:
             raise ValueError(f"n_docs must be >= 1, got {n_docs}")
         self.n_docs = n_docs
-        self.scores: dict[Genome, dict[int, tuple[float, int]]] = {}
+        self.scores: dict[Genome, dict[int, tuple]] = {}
         #: genomes proposed but not yet told back (so that no duplicate is proposed meanwhile).
         self.reserved: set[Genome] = set()
         self._ranked: list[Genome] | None = None
 
     # -- updates ---------------------------------------------------------------------------------
     def add(self, genome: Genome, docs: Iterable[int], scores: np.ndarray) -> None:
-        """Record per-document ``scores`` ``[len(docs), 2]`` (nll_sum, n_tokens) of ``genome``."""
+        """Record per-document ``scores`` ``[len(docs), 2 + parts]`` (nll_sum, n_tokens, *parts) of ``genome``."""
         entry = self.scores.setdefault(genome, {})
-        for d, (nll, ntok) in zip(docs, np.asarray(scores, dtype=np.float64)):
-            nll = float(nll)
+        for d, row in zip(docs, np.asarray(scores, dtype=np.float64)):
+            nll = float(row[0])
             if not math.isfinite(nll):
                 nll = math.inf  # a diverged model is the worst fitness, never a crash of the loop
-            entry[int(d)] = (nll, int(ntok))
+            entry[int(d)] = (nll, int(row[1]), *(float(x) for x in row[2:]))
         self._ranked = None
+
+    def parts(self, genome: Genome, docs: Iterable[int] | None = None) -> np.ndarray | None:
+        """Sums over ``docs`` (default: all scored) of the parts recorded beside the fitness, or None
+        when there are none (a fitness made of one thing) or a document is missing."""
+        have = self.scores.get(genome)
+        if not have:
+            return None
+        docs = sorted(have) if docs is None else list(docs)
+        rows = [have.get(d) for d in docs]
+        if any(r is None or len(r) <= 2 for r in rows):
+            return None
+        return np.sum([r[2:] for r in rows], axis=0)
 
     # -- queries ---------------------------------------------------------------------------------
     def known(self, genome: Genome) -> bool:
@@ -91,7 +105,7 @@ class Archive:
     # -- (de)serialisation -----------------------------------------------------------------------
     def to_json(self) -> list:
         return [
-            [g.to_json(), {str(d): [v[0], v[1]] for d, v in sorted(s.items())}] for g, s in self.scores.items()
+            [g.to_json(), {str(d): list(v) for d, v in sorted(s.items())}] for g, s in self.scores.items()
         ]
 
     @classmethod
@@ -99,5 +113,5 @@ class Archive:
         arc = cls(n_docs)
         for g_json, s in obj:
             g = Genome.from_json(g_json)
-            arc.scores[g] = {int(d): (float(v[0]), int(v[1])) for d, v in s.items()}
+            arc.scores[g] = {int(d): (float(v[0]), int(v[1]), *(float(x) for x in v[2:])) for d, v in s.items()}
         return arc

@@ -81,8 +81,8 @@ def call_objective(objective: Objective, request: EvalRequest, worker: str) -> E
             objective(request.factors, request.start_tokens, request.docs, request.attention_factor),
             dtype=np.float64,
         )
-        if scores.shape != (len(request.docs), 2):
-            raise ValueError(f"objective returned shape {scores.shape}, expected ({len(request.docs)}, 2)")
+        if scores.ndim != 2 or scores.shape[0] != len(request.docs) or scores.shape[1] < 2:
+            raise ValueError(f"objective returned shape {scores.shape}, expected ({len(request.docs)}, 2 or more)")
         return EvalOutcome(request.ticket, scores, None, time.perf_counter() - t0, worker)
     except Exception as exc:  # the loop decides: retry, or stop with this message
         last = traceback.format_exception_only(type(exc), exc)[-1].strip()

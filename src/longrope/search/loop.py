@@ -67,6 +67,8 @@ class SearchResult:
     history: list[dict]
     reused_doc_evals: int = 0
     """of ``n_doc_evals``, the scores reused from an earlier search (not computed by this one)"""
+    parts: np.ndarray | None = None
+    """sums over every window of what the best's fitness was made of (``Fitness.parts``), or None"""
 
     @property
     def full_evals(self) -> float:
@@ -319,6 +321,8 @@ class SearchLoop:
             "n_docs_seen": len(seen),
             "full": len(seen) >= self.archive.n_docs,
             "fitness": _jsonable_float(f) if f is not None else None,
+            **({"parts": [_jsonable_float(x) for x in parts]}
+               if (parts := self.archive.parts(g, seen)) is not None else {}),
             "ppl": _jsonable_float(math.exp(f)) if f is not None and f < 700 else None,
             "best_ppl": _jsonable_float(math.exp(best[1])) if best and best[1] < 700 else None,
             "doc_evals_total": self.archive.n_doc_evals(),
@@ -428,6 +432,7 @@ class SearchLoop:
             stop_reason=self.stop_reason or self.strategy.stop_reason,
             history=self.history,
             reused_doc_evals=self.reused_doc_evals,
+            parts=self.archive.parts(g),
         )
 
 

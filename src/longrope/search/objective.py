@@ -8,8 +8,16 @@ candidate λ becomes a :class:`~longrope.rope.FactorSet`). Calling it with a dev
 objective there: the model is loaded once, the factors are installed once, and each request only
 ``swap`` s the factor tables (microseconds) and runs the forward passes.
 
-Two fitnesses, both per-document ``(nll_sum, n_tokens)`` so that they are additive:
+Three fitnesses (:data:`FITNESSES`, the one registry every front end reads), each per-window
+``(nll_sum, n_tokens, *parts)`` with the first two additive, so racing and the cache stay exact:
 
+- ``joint`` (the default): perplexity and retrieval from one forward per window. A pass key is
+  planted at a seeded depth in the window's own document (the prompt of
+  :func:`longrope.evaluate.passkey.build_passkey_prompt`, the document as filler, the answer
+  appended); the fitness is the document tokens' mean NLL plus ``retrieval_weight`` × the answer
+  tokens' mean NLL. A perplexity-only fitness cannot see retrieval: on the embedded model it chose
+  an attention temperature that answered 0.15 of 40 keys against YaRN's 0.53 at equal perplexity
+  (docs/method.md has the reasoning, BENCHMARKS.md the measurements of the weight);
 - ``ppl``: perplexity at the target length on search-split documents, each truncated to
   BOS + L'−1 tokens (the LongRoPE protocol);
 - ``needle``: LongRoPE2's needle-driven perplexity: the NLL of the answer tokens of a pass key
@@ -27,7 +35,78 @@ import numpy as np
 from longrope.errors import UserError
 
 MODES = ("long", "short", "progressive")
-FITNESSES = ("ppl", "needle")
+
+
+@dataclass(frozen=True)
+class Fitness:
+    """One way of scoring a candidate on a window (a row of :data:`FITNESSES`)."""
+
+    name: str
+    help: str
+    """one line for ``--help``"""
+    needs_tokenizer: bool
+    parts: tuple[str, ...] = ()
+    """what each window's score row holds after ``(nll_sum, n_tokens)``, summed over windows in reports"""
+
+
+#: Every fitness by name; front ends take their choices from here.
+FITNESSES: dict[str, Fitness] = {f.name: f for f in (
+    Fitness("joint", "document perplexity + retrieval_weight x the answer loss of a pass key planted in the same "
+                     "window (one forward)", True, ("doc_nll", "doc_tokens", "answer_nll", "answer_tokens",
+                                                    "answer_exact")),
+    Fitness("ppl", "perplexity of the search windows (the LongRoPE paper)", False),
+    Fitness("needle", "answer loss of a pass key planted in each window (LongRoPE2)", True,
+            ("answer_nll", "answer_tokens", "answer_exact")),
+)}
+
+#: Nats of document NLL one nat of mean answer NLL is worth in the joint fitness (bench/bench_fitness.py
+#: measured the alternatives; BENCHMARKS.md records them).
+DEFAULT_RETRIEVAL_WEIGHT = 0.1
+
+
+def named_parts(fitness: str, parts: Any, n_windows: int) -> dict:
+    """What a fitness's summed parts mean, for reports: the document perplexity, the mean answer NLL per key
+    and the keys answered exactly (teacher-forced) over ``n_windows`` windows; empty when it has none."""
+    names = FITNESSES[fitness].parts
+    if parts is None or len(parts) != len(names):
+        return {}
+    got = dict(zip(names, (float(x) for x in parts)))
+    out: dict[str, Any] = {}
+    if got.get("doc_tokens"):
+        out["doc_ppl"] = float(np.exp(got["doc_nll"] / got["doc_tokens"]))
+    if "answer_nll" in got and n_windows:
+        out["answer_nll"] = got["answer_nll"] / got["answer_tokens"] if got["answer_tokens"] else float("nan")
+        out["answer_exact"] = int(round(got["answer_exact"]))
+        out["keys"] = int(n_windows)
+    return out
+
+
+def default_fitness(strategy: str, short: bool = False) -> str:
+    """The fitness a search uses unless told: LongRoPE2's needle fitness for its strategy, plain perplexity for
+    short-factor recovery (at most L tokens: no long-range retrieval to keep), else the joint fitness."""
+    if strategy == "longrope2":
+        return "needle"
+    return "ppl" if short else "joint"
+
+
+def legacy_fitness(strategy: str) -> str:
+    """What an unset fitness meant in records written before the joint fitness existed."""
+    return "needle" if strategy == "longrope2" else "ppl"
+
+
+def check_fitness(fitness: str, retrieval_weight: float | None) -> float | None:
+    """The retrieval weight a fitness runs with (the joint fitness's default when unset); a weight given to a
+    fitness that has none, or outside [0, 100], is a ``ValueError`` naming it."""
+    if fitness not in FITNESSES:
+        raise ValueError(f"fitness must be one of {', '.join(FITNESSES)}, got {fitness!r}")
+    if fitness != "joint":
+        if retrieval_weight is not None:
+            raise ValueError(f"a retrieval weight applies to the joint fitness only, not {fitness!r}")
+        return None
+    w = DEFAULT_RETRIEVAL_WEIGHT if retrieval_weight is None else retrieval_weight
+    if isinstance(w, bool) or not isinstance(w, (int, float)) or not 0.0 <= float(w) <= 100.0:
+        raise ValueError(f"the retrieval weight must be a number in [0, 100], got {w!r}")
+    return float(w)
 
 
 @dataclass(frozen=True)
@@ -117,10 +196,11 @@ class ObjectiveSpec:
     windows_per_doc: int | None = 1
     """at most this many non-overlapping windows per document; None spreads the windows over as many
     documents as possible (``longrope.evaluate.windows.select_windows``)"""
+    retrieval_weight: float | None = None
+    """joint fitness: weight of the answer NLL (None: :data:`DEFAULT_RETRIEVAL_WEIGHT`)"""
 
     def __post_init__(self) -> None:
-        if self.fitness not in FITNESSES:
-            raise ValueError(f"fitness must be one of {FITNESSES}, got {self.fitness!r}")
+        self.retrieval_weight = check_fitness(self.fitness, self.retrieval_weight)
         if self.n_docs < 1:
             raise ValueError(f"n_docs must be >= 1, got {self.n_docs}")
 
@@ -149,19 +229,24 @@ class ObjectiveSpec:
             raise UserError(f"{self.data} holds only {len(docs)} {self.split} window(s) of {self.length} tokens, "
                             f"{self.n_docs} are needed")
         return build_objective(model, tokenizer, self.mapper, docs, self.length, bos_id, fitness=self.fitness,
-                               seed=self.seed)
+                               seed=self.seed, retrieval_weight=self.retrieval_weight)
 
 
 def build_objective(model: Any, tokenizer: Any, mapper: CandidateMapper, docs: Sequence, length: int,
-                    bos_id: int | None, *, fitness: str = "ppl", seed: int = 0) -> PerplexityObjective | NeedleObjective:
+                    bos_id: int | None, *, fitness: str = "ppl", seed: int = 0,
+                    retrieval_weight: float | None = None) -> PerplexityObjective | NeedleObjective | JointObjective:
     """The objective over ``docs`` on a loaded model (factors installed here, swapped per request)."""
     from longrope.models import install_factors
 
+    weight = check_fitness(fitness, retrieval_weight)
+    if FITNESSES[fitness].needs_tokenizer and tokenizer is None:
+        raise UserError(f"the {fitness} fitness plants pass keys and needs a tokenizer, and this model has none; "
+                        "use --fitness ppl")
     patch = install_factors(model, mapper.factor_set(_identity_like(mapper, model), 0))
     if fitness == "needle":
-        if tokenizer is None:
-            raise UserError("the needle fitness needs a tokenizer, and this model has none")
         return NeedleObjective(model, patch, mapper, docs, length, bos_id, tokenizer, seed)
+    if fitness == "joint":
+        return JointObjective(model, patch, mapper, docs, length, bos_id, tokenizer, seed, weight)
     return PerplexityObjective(model, patch, mapper, docs, length, bos_id)
 
 
@@ -223,4 +308,78 @@ class NeedleObjective:
 
         self.patch.swap(self.mapper.factor_set(factors, start_tokens, attention_factor=attention_factor))
         res = needle_score(self.model, [self.prompts[d] for d in docs])
-        return np.asarray([[nll, n] for _, nll, n in res.per_prompt], dtype=np.float64)
+        return np.asarray([[nll, n, nll, n, float(exact)] for exact, nll, n in res.per_prompt], dtype=np.float64)
+
+
+def planted_prompts(tokenizer: Any, docs: Sequence, length: int, bos_id: int | None, seed: int) -> list:
+    """One answer-bearing passkey prompt of ``length`` tokens per window, the window's own document as the
+    filler: keys seeded, depths spread evenly over the windows (``(k + 0.5) / n``), as the needle fitness
+    plants them."""
+    from longrope.evaluate.passkey import build_passkey_prompt, piece_joiner
+
+    rng = np.random.default_rng([seed, 0x6E65])
+    joiner = piece_joiner(tokenizer)
+    out = []
+    for k, doc in enumerate(docs):
+        key = int(rng.integers(10_000, 100_000))
+        out.append(build_passkey_prompt(tokenizer, length, key, (k + 0.5) / len(docs), bos_id=bos_id,
+                                        with_answer=True, haystack=np.asarray(doc.tokens, dtype=np.int64),
+                                        joiner=joiner))
+    return out
+
+
+class JointObjective:
+    """Perplexity and retrieval in one forward per window (the ``joint`` fitness of the module doc).
+
+    Window ``d`` is the needle prompt of :func:`planted_prompts`; one forward scores every position, from
+    which the document tokens (the two filler spans) give ``doc_nll`` / ``doc_tokens`` and the trailing
+    answer tokens ``answer_nll`` / ``answer_tokens`` (and whether all of them are the argmax). The row
+    the loop sees is ``(doc_nll + w · doc_tokens · answer_nll / answer_tokens, doc_tokens, *parts)``:
+    summed over windows of equal length and divided by the tokens, that is the mean document NLL plus
+    ``w`` × the mean answer NLL per key — additive, so racing on a subset of windows stays exact.
+    """
+
+    def __init__(self, model: Any, patch: Any, mapper: CandidateMapper, docs: Sequence, length: int,
+                 bos_id: int | None, tokenizer: Any, seed: int, weight: float) -> None:
+        import torch
+
+        self.model, self.patch, self.mapper = model, patch, mapper
+        self.bos_id = bos_id
+        self.tokenizer = tokenizer
+        self.n_docs = len(docs)
+        self.weight = float(weight)
+        self.prompts = planted_prompts(tokenizer, docs, length, bos_id, seed)
+        self._masks = []
+        for p in self.prompts:
+            mask = torch.zeros(len(p.input_ids), dtype=torch.bool)  # label positions that are document text
+            for a, b in p.filler_spans:
+                mask[max(a, 1):b] = True
+            self._masks.append(mask[1:])  # aligned with the predictions of positions 1 … T-1
+
+    def __call__(
+        self, factors: np.ndarray, start_tokens: int, docs: Sequence[int], attention_factor: float | None = None
+    ) -> np.ndarray:
+        import torch
+
+        from longrope.evaluate import lm
+
+        self.patch.swap(self.mapper.factor_set(factors, start_tokens, attention_factor=attention_factor))
+        device = lm.model_device(self.model)
+        transform = lm.logit_transform(getattr(self.model, "config", None))
+        rows = []
+        with torch.inference_mode():
+            for d in docs:
+                p, mask = self.prompts[d], self._masks[d]
+                ids = torch.from_numpy(p.input_ids)[None].to(device)  # [1, T]
+                hidden = lm.hidden_states(self.model, ids)[0, :-1]  # [T-1, H]: row j predicts token j+1
+                nll, arg = lm.chunked_nll(self.model, hidden, ids[0, 1:],
+                                          chunk_size=lm.default_chunk_size(self.model, len(p.input_ids)),
+                                          transform=transform, return_argmax=True)
+                nll, arg, mask = nll.double().cpu(), arg.cpu(), mask
+                a = p.answer_len
+                doc_nll, doc_n = float(nll[mask].sum()), int(mask.sum())
+                ans_nll = float(nll[-a:].sum())
+                exact = bool(torch.equal(arg[-a:], ids[0, -a:].cpu()))
+                combined = doc_nll + self.weight * doc_n * ans_nll / a
+                rows.append([combined, doc_n, doc_nll, doc_n, ans_nll, a, float(exact)])
+        return np.asarray(rows, dtype=np.float64)

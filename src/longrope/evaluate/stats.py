@@ -1,0 +1,103 @@
+"""Small statistics for reporting retrieval: intervals for proportions, paired sign tests, and the
+verdict of one factor set against a reference on perplexity and retrieval. Pure Python.
+
+Why these: a passkey accuracy is a proportion of a few dozen keys, so two sets that answer 0.53
+and 0.70 of 40 keys may not differ at all; the Wilson interval says how wide the uncertainty
+is (it stays inside [0, 1] and behaves at 0 and 1, unlike the normal approximation). The mean
+teacher-forced answer NLL is continuous, so it separates sets that answer the same keys; a
+paired sign test on it (key by key, the same keys for both sets) says whether one set is
+lower on more keys than chance would give.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+__all__ = ["wilson_interval", "sign_test_p", "paired_wins", "Verdict", "verdict", "retrieval_verdict"]
+
+#: z of a two-sided 95 % interval
+Z95 = 1.959963984540054
+
+
+def wilson_interval(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
+    """Wilson score interval of a proportion ``successes / n`` (95 % by default); (nan, nan) for n = 0."""
+    if n <= 0:
+        return float("nan"), float("nan")
+    if not 0 <= successes <= n:
+        raise ValueError(f"successes must lie in [0, {n}], got {successes}")
+    p = successes / n
+    z2 = z * z
+    centre = (p + z2 / (2 * n)) / (1 + z2 / n)
+    half = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def sign_test_p(wins: int, losses: int) -> float:
+    """Two-sided exact sign test: the chance of a split at least this uneven if wins and losses were
+    equally likely (ties are left out by the caller). 1.0 when there is nothing to test."""
+    n = wins + losses
+    if n == 0:
+        return 1.0
+    k = min(wins, losses)
+    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2.0**n
+    return min(1.0, 2.0 * tail)
+
+
+class Verdict:
+    """How a factor set compares with a reference set on perplexity and on retrieval.
+
+    Perplexity is better when strictly lower. Retrieval is *kept* when greedy accuracy is at least
+    the reference's and the mean teacher-forced answer NLL is at most the reference's (both, when
+    both are known; accuracy alone otherwise). The labels are what the tables print.
+    """
+
+    BOTH = "better on perplexity and retrieval"
+    PPL_ONLY = "better on perplexity only"
+    RETRIEVAL_ONLY = "better on retrieval only"
+    NEITHER = "better on neither"
+
+
+def verdict(ppl: float, ref_ppl: float, accuracy: float, ref_accuracy: float,
+            answer_nll: float | None = None, ref_answer_nll: float | None = None) -> str:
+    """The :class:`Verdict` label of a set against a reference (see there for the rule)."""
+    better_ppl = _finite(ppl) and _finite(ref_ppl) and ppl < ref_ppl
+    kept = _finite(accuracy) and _finite(ref_accuracy) and accuracy >= ref_accuracy
+    if kept and answer_nll is not None and ref_answer_nll is not None and _finite(answer_nll) and _finite(ref_answer_nll):
+        kept = answer_nll <= ref_answer_nll
+    if better_ppl and kept:
+        return Verdict.BOTH
+    if better_ppl:
+        return Verdict.PPL_ONLY
+    if kept:
+        return Verdict.RETRIEVAL_ONLY
+    return Verdict.NEITHER
+
+
+def retrieval_verdict(accuracy: float, ref_accuracy: float, answer_nll: float | None = None,
+                      ref_answer_nll: float | None = None, *, reference: str = "the reference") -> str:
+    """Retrieval alone against a reference (no perplexity measured): kept when greedy accuracy is at least the
+    reference's and (when both are known) the mean answer NLL at most the reference's."""
+    acc_ok = _finite(accuracy) and _finite(ref_accuracy) and accuracy >= ref_accuracy
+    if not (_finite(answer_nll) and _finite(ref_answer_nll)):
+        return f"retrieval at least as good as {reference}" if acc_ok else f"retrieval worse than {reference}"
+    nll_ok = answer_nll <= ref_answer_nll
+    if acc_ok and nll_ok:
+        return f"retrieval at least as good as {reference}"
+    if not acc_ok and not nll_ok:
+        return f"retrieval worse than {reference}"
+    return (f"retrieval mixed against {reference} (accuracy {'higher or equal' if acc_ok else 'lower'}, answer NLL "
+            f"{'lower or equal' if nll_ok else 'higher'})")
+
+
+def paired_wins(a: Sequence[float], b: Sequence[float]) -> tuple[int, int]:
+    """``(keys where a < b, keys where a > b)`` of two paired score lists (lower is better)."""
+    if len(a) != len(b):
+        raise ValueError(f"paired scores need equal lengths, got {len(a)} and {len(b)}")
+    wins = sum(1 for x, y in zip(a, b) if x < y)
+    losses = sum(1 for x, y in zip(a, b) if x > y)
+    return wins, losses
+
+
+def _finite(x: float | None) -> bool:
+    return x is not None and isinstance(x, (int, float)) and math.isfinite(x)
