@@ -1,6 +1,6 @@
 """Passkey retrieval (generated answer) and the teacher-forced needle score.
 
-**The prompt** (LONGROPE.md §7), sized in tokens, not characters::
+**The prompt** (docs/method.md §7), sized in tokens, not characters::
 
     [BOS] instruction  filler…  needle  filler…  question  [answer]
 

@@ -7,7 +7,7 @@ A :class:`Window` is one forward pass: ``tokens`` (the model input, BOS included
 ``score_start``: the labels at positions ``score_start … len(tokens)−1`` are scored, each predicted
 from the hidden state one position earlier. Position 0 is never a label (nothing predicts it).
 
-Two modes (LONGROPE.md §7):
+Two modes (docs/method.md §7):
 
 - **truncate** (the LongRoPE protocol): one window per document, ``[BOS] + doc[:length−1]``
   (``doc[:length]`` without BOS); every prediction in it is scored, i.e. ``length − 1`` tokens.

@@ -1,7 +1,7 @@
 """Export a model with LongRoPE factors as a Hugging Face folder that stock transformers loads.
 
 The folder (weights as safetensors, tokenizer, ``config.json``) needs no longrope at load time:
-the factors travel in the config's standard ``longrope`` rope type (LONGROPE.md §8), written in
+the factors travel in the config's standard ``longrope`` rope type (docs/method.md §8), written in
 both spellings so transformers 4.51+ and 5.x read the same thing:
 
 - top-level ``rope_theta``, ``max_position_embeddings = L'``, ``original_max_position_embeddings = L``;
@@ -96,7 +96,7 @@ def _default_attention(scale: float, original: int) -> float:
 def longrope_config_entries(factor_set: Any, info: RopeInfo) -> tuple[dict[str, Any], list[str]]:
     """The top-level config.json keys that carry ``factor_set``, and the warnings that go with them.
 
-    Pure (no torch): the keys of LONGROPE.md §8 for the family described by ``info``.
+    Pure (no torch): the keys of docs/method.md §8 for the family described by ``info``.
     """
     from longrope.models.factor_files import check_fits
 

@@ -1,6 +1,6 @@
 """Export LongRoPE factors as a GGUF file that llama.cpp applies.
 
-What llama.cpp reads (LONGROPE.md §8; checked with a real llama.cpp, see bench/bench_llamacpp.py):
+What llama.cpp reads (docs/method.md §8; checked with a real llama.cpp, see bench/bench_llamacpp.py):
 the F32 tensors ``rope_factors_long.weight`` / ``rope_factors_short.weight`` ([d/2] each, λ_i of
 pair i) and the keys ``{arch}.rope.scaling.type = "longrope"``,
 ``{arch}.rope.scaling.original_context_length = L`` and ``{arch}.rope.scaling.attn_factor = m``

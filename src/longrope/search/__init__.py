@@ -1,4 +1,4 @@
-"""Evolution search of LongRoPE rescale factors (LONGROPE.md §4–§6).
+"""Evolution search of LongRoPE rescale factors (docs/method.md §4–§6).
 
 Layers, from pure to glue:
 

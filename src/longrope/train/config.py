@@ -39,7 +39,7 @@ WARMUP_STEPS = 20
 
 @dataclass
 class FinetuneConfig:
-    """Continued pre-training with LongRoPE factors installed (LONGROPE.md §5, §6)."""
+    """Continued pre-training with LongRoPE factors installed (docs/method.md §5, §6)."""
 
     model: str = option(help='model to fine-tune: "tiny", "smollm2", a Hugging Face folder, a .gguf file or a hub id',
                       metavar="M")
