@@ -63,9 +63,9 @@ def _command_line(args: argparse.Namespace) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from longrope.cli._parse import parse_length
     from longrope.errors import UserError
     from longrope.models.loading import read_rope_info
+    from longrope.options import parse_length
     from longrope.rope import baseline_options, make_baseline
 
     args.target_length = parse_length(args.target_length, "--target-length")

@@ -53,6 +53,8 @@ from longrope.errors import UserError
 from longrope.models.export import (
     ExportResult,
     check_target_length,
+    check_writable_parent,
+    longrope_config_entries,
     remove_stale_temporaries,
     temporary_sibling,
 )
@@ -120,8 +122,6 @@ def check_output_file(out: Path, overwrite: bool) -> None:
         raise UserError(f"output {out} is a folder; --format gguf writes one file, give e.g. -o {out}.gguf")
     if out.exists() and not overwrite:
         raise UserError(f"output file {out} already exists; pass --overwrite or another -o")
-    from longrope.models.export import check_writable_parent
-
     check_writable_parent(out)
 
 
@@ -376,7 +376,6 @@ def export_gguf(
     import gguf
     import torch
 
-    from longrope.models.export import longrope_config_entries
     from longrope.models.families import inspect_model, require_supported
 
     if outtype not in OUTTYPES:

@@ -53,7 +53,7 @@ SUMMARY_FORMAT = "longrope-demo/1"
 
 
 def _lengths(text: str) -> tuple[int, ...]:
-    from longrope.cli._parse import parse_lengths
+    from longrope.options import parse_lengths
 
     return tuple(parse_lengths(text))
 

@@ -30,7 +30,7 @@ SPLITS = ("heldout", "search", "all")
 
 
 def _lengths(text: str) -> tuple[int, ...]:
-    from longrope.cli._parse import parse_lengths
+    from longrope.options import parse_lengths
 
     return tuple(parse_lengths(text))
 

@@ -367,7 +367,7 @@ def _run_compare(cfg: dict, folder: Path, plan: dict, quiet: bool, say: Callable
 
 
 def _run_export(cfg: dict, folder: Path, plan: dict, quiet: bool, say: Callable) -> tuple[dict, dict]:
-    from longrope.models.export import export_model
+    from longrope.models.exporter import export_model
 
     fmt = cfg.get("format", "hf")
     folder.mkdir(parents=True, exist_ok=True)
@@ -453,7 +453,7 @@ def _check_baseline(cfg: dict, plan: dict, entry: dict) -> None:
 def _check_export(cfg: dict, plan: dict, entry: dict) -> None:
     """The settings ``longrope export`` checks on its flags, worded with the plan's keys.
 
-    The option checks are :func:`longrope.models.export.check_export_options`, the same that
+    The option checks are :func:`longrope.models.exporter.check_export_options`, the same that
     ``longrope export`` runs, naming the plan's keys."""
     extra = sorted(set(cfg) - {"model", "factors", "format", "dtype"})
     if extra:
@@ -467,7 +467,7 @@ def _check_export(cfg: dict, plan: dict, entry: dict) -> None:
     model = _facts_model(entry, cfg, plan)
     if model is None:
         raise _wrong("model", cfg.get("model"), "a model name or folder")
-    from longrope.models.export import check_export_options
+    from longrope.models.exporter import check_export_options
     from longrope.models.loading import resolve_source
 
     known = not _refs(entry.get("model"))  # an earlier stage's output is not there yet: its kind is unknown

@@ -269,7 +269,7 @@ def run(config: SearchConfig, *, log: Callable[[str], None] | None = None) -> di
     from longrope.evaluate.plots import plot_factors
     from longrope.runs.folder import RunFolder
     from longrope.runs.progress import SearchBar
-    from longrope.search.evaluators import make_evaluator
+    from longrope.search.backends import make_evaluator
     from longrope.search.loop import StopRules, run_search
     from longrope.search.objective import ObjectiveSpec
     from longrope.search.plan import loop_strategy
