@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from longrope.errors import UserError
+from longrope.settings import HELDOUT_FRACTION
 
 __all__ = ["Window", "document_windows", "check_length", "check_stride", "resolve_bos", "select_windows"]
 
@@ -48,8 +49,9 @@ def resolve_bos(tokenizer: object = None, *, corpus: object = None, model: objec
     return int(bos) if bos is not None else None
 
 
-def select_windows(corpus: object, length: int, n: int, *, split: str, seed: int, heldout_fraction: float = 0.5,
-                   windows_per_doc: int | None = 1, bos: bool = True, empty_ok: bool = True) -> list:
+def select_windows(corpus: object, length: int, n: int, *, split: str, seed: int,
+                   heldout_fraction: float = HELDOUT_FRACTION, windows_per_doc: int | None = 1, bos: bool = True,
+                   empty_ok: bool = True) -> list:
     """Up to ``n`` seeded, non-overlapping windows for evaluations at ``length`` (BOS included when
     ``bos``) from one split of a shard folder: one policy for the search, ``eval`` and the demo.
 

@@ -44,6 +44,7 @@ from longrope.errors import ConfigError, UserError
 from longrope.io import write_json, write_text
 from longrope.options import config_to_dict, option
 from longrope.runs import RunSpec
+from longrope.settings import HELDOUT_FRACTION, check_heldout_fraction
 
 COMMAND = "pipeline"
 PLAN_FORMAT = "longrope-pipeline/1"
@@ -280,7 +281,7 @@ def _run_finetune(cfg: dict, folder: Path, plan: dict, quiet: bool, say: Callabl
 
 #: The compare stage's settings and their defaults.
 COMPARE_DEFAULTS = {"data": None, "methods": None, "ratios": None, "samples": 5, "windows_per_doc": None, "seed": 0,
-                    "heldout_fraction": 0.5, "passkey_trials": 4, "passkey_depths": [0.0, 0.25, 0.5, 0.75, 1.0],
+                    "heldout_fraction": HELDOUT_FRACTION, "passkey_trials": 4, "passkey_depths": [0.0, 0.25, 0.5, 0.75, 1.0],
                     "passkey_mode": "generate", "passkey_ratios": None, "passkey_methods": None, "dtype": "float32", "device": "cpu",
                     "goals": []}
 
@@ -315,9 +316,10 @@ def _compare_settings(cfg: dict, *, machine: bool = True) -> dict:
     if not isinstance(depths, list) or not depths or not all(
             isinstance(d, (int, float)) and not isinstance(d, bool) and 0 <= d <= 1 for d in depths):
         raise UserError(f"a compare stage's passkey_depths must be a list of numbers in [0, 1], got {depths!r}")
-    hf = c["heldout_fraction"]
-    if not isinstance(hf, (int, float)) or isinstance(hf, bool) or not 0 <= hf <= 1:
-        raise UserError(f"a compare stage's heldout_fraction must be in [0, 1], got {hf!r}")
+    try:
+        check_heldout_fraction(c["heldout_fraction"])
+    except ConfigError as exc:
+        raise UserError(f"a compare stage's {exc}") from None
     from longrope.models.loading import resolve_device, resolve_dtype
 
     resolve_dtype(c["dtype"])
