@@ -42,6 +42,7 @@ from longrope.options import check_choices, config_to_dict, nested, option
 from longrope.runs import RunSpec
 from longrope.search.plan import BASELINE_NAMES, STRATEGY_NAMES
 from longrope.search.strategies import StrategyConfig
+from longrope.settings import PASSKEY_DEPTHS, check_passkey_depths
 
 __all__ = ["DemoConfig", "METHODS", "GOAL_RATIO", "default_lengths", "run", "render_table", "SPEC"]
 
@@ -86,7 +87,7 @@ class DemoConfig:
     samples: int = option(3, "held-out windows per length and domain (perplexity)")
     search_samples: int = option(8, "search windows at the target length the fitness is computed on")
     passkey_trials: int = option(2, "keys per depth at the target length (0 = skip the passkey test)")
-    passkey_depths: tuple[float, ...] = option((0.0, 0.25, 0.5, 0.75, 1.0), "needle depths in [0, 1]",
+    passkey_depths: tuple[float, ...] = option(PASSKEY_DEPTHS, "needle depths in [0, 1]",
                                                metavar="D,D")
     strategy: str = option("steady", "search strategy; longrope2 scores candidates by the NLL of a pass key "
                                      "planted in each search window", choices=STRATEGY_NAMES)
@@ -122,8 +123,7 @@ class DemoConfig:
         for name, low in (("samples", 1), ("search_samples", 1), ("passkey_trials", 0)):
             if getattr(self, name) < low:
                 raise ConfigError(name, "{name} must be an integer >= " + f"{low}, got {getattr(self, name)!r}")
-        if not self.passkey_depths or any(not 0.0 <= d <= 1.0 for d in self.passkey_depths):
-            raise ConfigError("passkey_depths", "{name} must be numbers in [0, 1], got " + str(list(self.passkey_depths)))
+        check_passkey_depths(self.passkey_depths, "passkey_depths")
         self.domains = tuple(dict.fromkeys(str(d).strip() for d in self.domains if str(d).strip()))
         if not self.domains or any(d not in DOMAINS for d in self.domains):
             raise ConfigError("domains", "{name} must name some of " + f"{', '.join(DOMAINS)}, got {list(self.domains)}")

@@ -24,7 +24,7 @@ from typing import Any
 from longrope.errors import ConfigError
 from longrope.options import check_choices, config_to_dict, option
 from longrope.runs import RunSpec
-from longrope.settings import HELDOUT_FRACTION, check_heldout_fraction
+from longrope.settings import HELDOUT_FRACTION, PASSKEY_DEPTHS, check_heldout_fraction, check_passkey_depths
 
 SPLITS = ("heldout", "search", "all")
 
@@ -105,7 +105,7 @@ class PasskeyConfig(_EvalConfig):
     """Everything ``longrope eval passkey`` does."""
 
     trials: int = option(5, "keys per (length, depth)", metavar="N")
-    depths: tuple[float, ...] = option((0.0, 0.25, 0.5, 0.75, 1.0), "needle depths in [0, 1]", metavar="D,D")
+    depths: tuple[float, ...] = option(PASSKEY_DEPTHS, "needle depths in [0, 1]", metavar="D,D")
     mode: str = option("generate", "generate: greedy decoding until the first number of the output is complete "
                                    "(a non-digit or end of text follows it; at most a few tokens more than the key "
                                    "has digits), correct when it equals the key; needle: teacher-forced, correct "
@@ -119,8 +119,7 @@ class PasskeyConfig(_EvalConfig):
         super().__post_init__()
         if self.trials < 1:
             raise ConfigError("trials", "{name} must be a positive integer, got " + str(self.trials))
-        if not self.depths or any(not 0.0 <= d <= 1.0 for d in self.depths):
-            raise ConfigError("depths", "{name} must be numbers in [0, 1], got " + str(list(self.depths)))
+        check_passkey_depths(self.depths)
         check_heldout_fraction(self.heldout_fraction)
         # Both choose documents of --data; without it they would be silently ignored.
         if self.data is None and self.split != "heldout":

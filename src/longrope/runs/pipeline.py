@@ -44,7 +44,7 @@ from longrope.errors import ConfigError, UserError
 from longrope.io import write_json, write_text
 from longrope.options import config_to_dict, option
 from longrope.runs import RunSpec
-from longrope.settings import HELDOUT_FRACTION, check_heldout_fraction
+from longrope.settings import HELDOUT_FRACTION, PASSKEY_DEPTHS, check_heldout_fraction, check_passkey_depths
 
 COMMAND = "pipeline"
 PLAN_FORMAT = "longrope-pipeline/1"
@@ -281,7 +281,7 @@ def _run_finetune(cfg: dict, folder: Path, plan: dict, quiet: bool, say: Callabl
 
 #: The compare stage's settings and their defaults.
 COMPARE_DEFAULTS = {"data": None, "methods": None, "ratios": None, "samples": 5, "windows_per_doc": None, "seed": 0,
-                    "heldout_fraction": HELDOUT_FRACTION, "passkey_trials": 4, "passkey_depths": [0.0, 0.25, 0.5, 0.75, 1.0],
+                    "heldout_fraction": HELDOUT_FRACTION, "passkey_trials": 4, "passkey_depths": list(PASSKEY_DEPTHS),
                     "passkey_mode": "generate", "passkey_ratios": None, "passkey_methods": None, "dtype": "float32", "device": "cpu",
                     "goals": []}
 
@@ -312,11 +312,8 @@ def _compare_settings(cfg: dict, *, machine: bool = True) -> dict:
                        ("windows_per_doc", 1 if wpd is None else wpd, 1)):
         if not isinstance(v, int) or isinstance(v, bool) or v < lo:
             raise UserError(f"a compare stage's {key} must be an integer >= {lo}, got {v!r}")
-    depths = c["passkey_depths"]
-    if not isinstance(depths, list) or not depths or not all(
-            isinstance(d, (int, float)) and not isinstance(d, bool) and 0 <= d <= 1 for d in depths):
-        raise UserError(f"a compare stage's passkey_depths must be a list of numbers in [0, 1], got {depths!r}")
     try:
+        check_passkey_depths(c["passkey_depths"], "passkey_depths")
         check_heldout_fraction(c["heldout_fraction"])
     except ConfigError as exc:
         raise UserError(f"a compare stage's {exc}") from None
