@@ -1,6 +1,6 @@
 """The repository stands alone: what it cites is inside it.
 
-- no file of src/, docs/, bench/, README.md or BENCHMARKS.md names a file outside the repository (the
+- no file of src/, docs/, bench/, tests/, README.md or BENCHMARKS.md names a file outside the repository (the
   method reference that used to live beside it, a sibling ``shared`` folder, an absolute /work path);
 - every ``docs/FILE.md §n`` cited in src/, bench/ or tests/, and every ``[FILE.md §n](FILE.md)`` cited in
   docs/, names a file of docs/ that has a heading numbered ``n``;
@@ -34,11 +34,12 @@ _LINK = re.compile(r"\]\(([^)\s]+)\)")
 
 
 def shipped_files() -> list[Path]:
-    """The text files whose references must stay inside the repository."""
+    """The text files whose references must stay inside the repository (this file, whose examples name
+    what is refused, left out)."""
     files = [ROOT / "README.md", ROOT / "BENCHMARKS.md"]
-    for folder in ("src", "docs", "bench"):
+    for folder in ("src", "docs", "bench", "tests"):
         files += sorted(p for p in (ROOT / folder).rglob("*") if p.is_file() and _is_text(p))
-    return files
+    return [p for p in files if p != Path(__file__).resolve()]
 
 
 def _is_text(path: Path) -> bool:

@@ -14,7 +14,7 @@ from typing import Any
 from longrope.errors import UserError
 from longrope.models.export import check_output_folder, check_target_length, export_hf
 from longrope.models.families import require_supported
-from longrope.models.gguf import NO_GGUF_FACTORS, _no_factors_message
+from longrope.models.gguf import NO_GGUF_FACTORS, no_factors_message
 
 __all__ = ["check_export_options", "export_model"]
 
@@ -44,7 +44,7 @@ def check_export_options(fmt: str, dtype: str | None, *, source_kind: str | None
         raise UserError(f"{spell('dtype')} does not apply to a GGUF source: its tensors are copied unchanged; "
                         f"leave {spell('dtype')} out")
     if model_type in NO_GGUF_FACTORS:
-        raise UserError(_no_factors_message(NO_GGUF_FACTORS[model_type], spell("format")))
+        raise UserError(no_factors_message(NO_GGUF_FACTORS[model_type], spell("format")))
 
 
 def export_model(model: str, factors: str | os.PathLike, output: str | os.PathLike, *, fmt: str = "hf",

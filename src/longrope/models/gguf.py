@@ -67,6 +67,7 @@ __all__ = [
     "export_gguf_from_gguf",
     "gguf_rope_facts",
     "longrope_gguf_keys",
+    "no_factors_message",
 ]
 
 log = logging.getLogger(__name__)
@@ -152,7 +153,7 @@ def gguf_rope_facts(path: str | os.PathLike) -> dict[str, Any]:
     reader = gguf.GGUFReader(path)
     arch = _field(reader, "general.architecture")
     if arch in NO_GGUF_FACTORS.values():
-        raise UserError(_no_factors_message(arch))
+        raise UserError(no_factors_message(arch))
     if arch not in set(GGUF_ARCHES.values()):
         raise UserError(
             f"{path} is a {arch!r} GGUF; longrope writes LongRoPE factors for the architectures "
@@ -173,7 +174,9 @@ def gguf_rope_facts(path: str | os.PathLike) -> dict[str, Any]:
     }
 
 
-def _no_factors_message(arch: str, format_flag: str = "--format") -> str:
+def no_factors_message(arch: str, format_flag: str = "--format") -> str:
+    """The one-line refusal of a GGUF export for an architecture llama.cpp applies no factors to
+    (``format_flag``: how the caller's user spells the format setting)."""
     return (f"llama.cpp's {arch} architecture does not read LongRoPE factors (a GGUF carrying them fails to load), "
             f"so this model cannot be served with them by llama.cpp; use {format_flag} hf (transformers, vLLM)")
 
@@ -384,7 +387,7 @@ def export_gguf(
     check_output_file(out, overwrite)
     info = require_supported(inspect_model(model))
     if info.model_type in NO_GGUF_FACTORS:
-        raise UserError(_no_factors_message(NO_GGUF_FACTORS[info.model_type]))
+        raise UserError(no_factors_message(NO_GGUF_FACTORS[info.model_type]))
     longrope_config_entries(factor_set, info)  # validates the set against the model (its caveats are HF's)
     warnings = _common_warnings(factor_set)
     config = model.config
