@@ -102,6 +102,17 @@ search scored on its racing key at two attention temperatures, and how many did 
 NEEDLE_METHOD = "searched-needle"
 
 
+def _relative_paths(value, base: Path):
+    """``value`` with every string that is an absolute path under ``base`` made relative to it."""
+    if isinstance(value, dict):
+        return {k: _relative_paths(v, base) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_relative_paths(v, base) for v in value]
+    if isinstance(value, str) and value.startswith(f"{base}/"):
+        return value[len(str(base)) + 1:]
+    return value
+
+
 def _read(path: Path) -> dict:
     from longrope.errors import UserError
 
@@ -348,7 +359,9 @@ def build_record(search_dir: Path, eval_dir: Path, *, argv: list[str] | None, ne
         if g["value"].startswith("passkey.") and g.get("met") is not None:
             method = g["value"].split(".")[-1]
             put_value(rec, "passkey_goal_met" + ("" if method == "searched" else f"_{method}"), g["met"], "met|MISSED")
-    rec["data"] = {"eval": e_sum, "search": s}
+    # A pipeline's summary names its stage outputs by absolute path; the record keeps them relative to the
+    # folder the script ran in (the repository root), as it keeps every other path.
+    rec["data"] = {"eval": _relative_paths(e_sum, Path.cwd().resolve()), "search": s}
     if needle_search_dir is not None:
         _needle_search(rec, needle_search_dir)
     _critical_values(rec, _read(search_dir / "checkpoint.json")["fingerprint"]["rope"], int(s_cfg["target_length"]),

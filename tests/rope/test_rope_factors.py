@@ -366,7 +366,7 @@ transformers = pytest.importorskip("transformers")
 
 @pytest.mark.parametrize("spelling", ["rope_scaling", "rope_parameters"])
 def test_transformers_longrope_uses_our_factors(spelling):
-    """Exported fields → transformers' longrope init gives θ/λ and our temperature (LONGROPE.md §8)."""
+    """Exported fields → transformers' longrope init gives θ/λ and our temperature (docs/method.md §8)."""
     from transformers import Phi3Config
     from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
 

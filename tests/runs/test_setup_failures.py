@@ -124,12 +124,12 @@ def test_a_search_refused_for_its_device_leaves_no_folder_and_a_retry_runs(tiny,
 def test_a_search_failing_in_its_set_up_leaves_no_folder(tiny, tmp_path, capsys, monkeypatch):
     """Any set-up failure after the folder was opened (here: the evaluators, as with an unreachable
     Ray cluster) removes the folder the run created."""
-    import longrope.search.evaluators as evaluators
+    import longrope.search.backends as backends
 
     def refuse(*args, **kwargs):
         raise UserError("cannot connect to the Ray cluster at 'auto'")
 
-    monkeypatch.setattr(evaluators, "make_evaluator", refuse)
+    monkeypatch.setattr(backends, "make_evaluator", refuse)
     out = tmp_path / "s40"
     assert _search(tiny, out, "--ray-address", "auto") == 2
     assert "Ray cluster" in capsys.readouterr().err

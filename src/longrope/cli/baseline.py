@@ -3,7 +3,7 @@
 The model's rope base, rotary dim and original length L come from its config (no weights are
 read); ``--original-length`` overrides L when the config's ``max_position_embeddings`` is not the
 length the model was trained at. The result is a ``factors.json`` that ``eval``, ``search`` (as
-a seed) and ``export`` read. Method options (LONGROPE.md §3): YaRN ``--beta-fast``/``--beta-slow``
+a seed) and ``export`` read. Method options (docs/method.md §3): YaRN ``--beta-fast``/``--beta-slow``
 (defaults 32/1; Mistral used 128/2), dynamic NTK ``--length`` (the current length ℓ), llama3
 ``--factor``/``--low-freq-factor``/``--high-freq-factor``.
 """
@@ -63,9 +63,9 @@ def _command_line(args: argparse.Namespace) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from longrope.cli._parse import parse_length
     from longrope.errors import UserError
     from longrope.models.loading import read_rope_info
+    from longrope.options import parse_length
     from longrope.rope import baseline_options, make_baseline
 
     args.target_length = parse_length(args.target_length, "--target-length")

@@ -53,7 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from longrope.models.export import export_model
+    from longrope.models.exporter import export_model
 
     out = export_model(args.model, args.factors, args.output, fmt=args.format, dtype=args.dtype,
                        overwrite=args.overwrite, original_length=args.original_length,

@@ -5,7 +5,8 @@
 - pinned at tokenize time (``--input search=PATH`` / ``heldout=PATH``; ``train=PATH`` pins
   fine-tuning documents, which neither split ever samples), or else
 - by hash: ``u = int(blake2b(SALT ‖ 0 ‖ doc_id)[:8]) / 2^64`` and the document is held out when
-  ``u < heldout_fraction`` (default 0.5).
+  ``u < heldout_fraction`` (default :data:`longrope.settings.HELDOUT_FRACTION`, the one every
+  command shares).
 
 The hash depends only on the document's stable id (see :mod:`longrope.data.sources`), so the role
 of a document does not change with the seed, the sample size, the tokenizer, the order of the
@@ -36,6 +37,7 @@ import numpy as np
 
 from longrope.data.shards import TokenCorpus
 from longrope.errors import UserError
+from longrope.settings import HELDOUT_FRACTION, check_heldout_fraction
 
 __all__ = ["SPLIT_SALT", "SPLITS", "Sample", "document_role", "document_roles", "sample_documents"]
 
@@ -58,22 +60,15 @@ class Sample:
     role: str
 
 
-def _check_fraction(heldout_fraction: float) -> float:
-    f = float(heldout_fraction)
-    if not 0.0 <= f <= 1.0:
-        raise UserError(f"heldout_fraction must be in [0, 1], got {heldout_fraction}")
-    return f
-
-
-def document_role(doc_id: str, heldout_fraction: float = 0.5, *, salt: str = SPLIT_SALT) -> str:
+def document_role(doc_id: str, heldout_fraction: float = HELDOUT_FRACTION, *, salt: str = SPLIT_SALT) -> str:
     """``"heldout"`` or ``"search"`` for a document id, by a stable hash (see the module doc)."""
-    f = _check_fraction(heldout_fraction)
+    f = check_heldout_fraction(heldout_fraction)
     digest = hashlib.blake2b(f"{salt}\0{doc_id}".encode(), digest_size=8).digest()
     u = int.from_bytes(digest, "big") / 2.0**64
     return "heldout" if u < f else "search"
 
 
-def document_roles(corpus: TokenCorpus, heldout_fraction: float = 0.5) -> list[str]:
+def document_roles(corpus: TokenCorpus, heldout_fraction: float = HELDOUT_FRACTION) -> list[str]:
     """Role of every document of ``corpus`` (pinned roles win over the hash)."""
     return [corpus.pinned_role(i) or document_role(name, heldout_fraction) for i, name in enumerate(corpus.names)]
 
@@ -85,7 +80,7 @@ def sample_documents(
     *,
     seed: int,
     split: str = "heldout",
-    heldout_fraction: float = 0.5,
+    heldout_fraction: float = HELDOUT_FRACTION,
     windows_per_doc: int = 1,
 ) -> list[Sample]:
     """``n`` seeded windows of ≥ ``min_tokens`` tokens from one split (see the module doc).

@@ -1,6 +1,6 @@
 """Passkey sequences in token space, shared by training and evaluation of the tiny model.
 
-The wording is the standard one (LONGROPE.md §7): an instruction, the filler "The grass is
+The wording is the standard one (docs/method.md §7): an instruction, the filler "The grass is
 green. ..." repeated, "The pass key is K. Remember it. K is the pass key." at a given depth, more
 filler, then "What is the pass key? The pass key is". Prompts are sized in tokens, not characters.
 Pieces are tokenized separately and concatenated; with a byte-level BPE whose pieces begin with a

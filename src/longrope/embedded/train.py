@@ -37,6 +37,7 @@ from longrope.embedded.passkey import PasskeyPieces, answer_ids, build_prompt
 from longrope.errors import ConfigError, UserError
 from longrope.io import atomic_write, write_text
 from longrope.options import option
+from longrope.settings import PASSKEY_DEPTHS
 
 BOS, EOS, UNK = "<s>", "</s>", "<unk>"
 
@@ -430,7 +431,7 @@ def passkey_rate(model, tokenizer, length: int, trials: int, seed: int) -> float
     except UserError:
         return None
     was_training = model.training
-    res = passkey_accuracy(model, tokenizer, [length], depths=(0.0, 0.25, 0.5, 0.75, 1.0),
+    res = passkey_accuracy(model, tokenizer, [length], depths=PASSKEY_DEPTHS,
                            trials=max(1, trials // 5), seed=seed, bos_id=tokenizer.bos_token_id)
     model.train(was_training)
     return res.accuracy

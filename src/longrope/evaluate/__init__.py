@@ -13,7 +13,7 @@ The LM head and the loss always run in chunks (no ``[length, vocab]`` logits ten
 Everything runs under ``torch.inference_mode()`` and is deterministic.
 
 Importing this package imports neither torch nor transformers: the names below load their module on
-first use (PEP 562), so torch-free pieces (:mod:`.protocol`, :mod:`.stats`, :mod:`.windows`) serve the
+first use (PEP 562), so torch-free pieces (:mod:`.stats`, :mod:`.windows`) serve the
 command line's configs without it.
 """
 

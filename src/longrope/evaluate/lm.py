@@ -1,7 +1,7 @@
 """Model plumbing for evaluation: hidden states, then the LM head and the loss in chunks.
 
 A causal LM's ``forward`` returns ``[batch, seq, vocab]`` logits: at 128k positions and a 128k
-vocabulary that is 67 GB in fp32 (LONGROPE.md §7). Evaluation only needs one number per position
+vocabulary that is 67 GB in fp32 (docs/method.md §7). Evaluation only needs one number per position
 (the NLL of the next token), so we run the decoder body (``model.model``) for hidden states and
 apply the LM head plus cross-entropy over chunks of positions; peak extra memory is one
 ``[chunk, vocab]`` block.

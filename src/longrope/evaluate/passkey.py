@@ -1,6 +1,6 @@
 """Passkey retrieval (generated answer) and the teacher-forced needle score.
 
-**The prompt** (LONGROPE.md §7), sized in tokens, not characters::
+**The prompt** (docs/method.md §7), sized in tokens, not characters::
 
     [BOS] instruction  filler…  needle  filler…  question  [answer]
 
@@ -63,8 +63,8 @@ import torch
 from longrope.errors import UserError
 from longrope.evaluate import lm
 from longrope.evaluate.memory import out_of_memory
-from longrope.evaluate.protocol import PASSKEY_MODES
 from longrope.evaluate.windows import check_length
+from longrope.settings import PASSKEY_DEPTHS, PASSKEY_MODES, check_passkey_depths
 
 __all__ = [
     "MODES",
@@ -469,7 +469,7 @@ def passkey_accuracy(
     tokenizer: Any,
     lengths: Sequence[int],
     *,
-    depths: Sequence[float] = (0.0, 0.25, 0.5, 0.75, 1.0),
+    depths: Sequence[float] = PASSKEY_DEPTHS,
     trials: int = 5,
     seed: int = 0,
     bos_id: int | None,
@@ -496,9 +496,7 @@ def passkey_accuracy(
     if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
         raise UserError(f"trials must be a positive integer, got {trials!r}")
     lengths = [check_length(n) for n in lengths]
-    for d in depths:
-        if not 0.0 <= float(d) <= 1.0:
-            raise UserError(f"depths must be in [0, 1], got {d}")
+    depths = check_passkey_depths(depths)
     joiner = piece_joiner(tokenizer)
     pad = getattr(tokenizer, "pad_token_id", None)
     if pad is None:

@@ -6,7 +6,7 @@ re-read or re-loaded between candidates. The numbers are token-weighted:
 
 ``ppl = exp(Σ nll / Σ n)`` over every scored prediction of every document.
 
-The LongRoPE fitness (LONGROPE.md §4) is ``exp(mean over docs of each doc's mean NLL)``; it is
+The LongRoPE fitness (docs/method.md §4) is ``exp(mean over docs of each doc's mean NLL)``; it is
 reported too as ``ppl_doc_mean``. In truncate mode every document contributes the same
 ``length − 1`` predictions, so the two agree; in sliding mode they differ and we say which is which.
 """

@@ -7,7 +7,7 @@ A :class:`Window` is one forward pass: ``tokens`` (the model input, BOS included
 ``score_start``: the labels at positions ``score_start … len(tokens)−1`` are scored, each predicted
 from the hidden state one position earlier. Position 0 is never a label (nothing predicts it).
 
-Two modes (LONGROPE.md §7):
+Two modes (docs/method.md §7):
 
 - **truncate** (the LongRoPE protocol): one window per document, ``[BOS] + doc[:length−1]``
   (``doc[:length]`` without BOS); every prediction in it is scored, i.e. ``length − 1`` tokens.
@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from longrope.errors import UserError
+from longrope.settings import HELDOUT_FRACTION
 
 __all__ = ["Window", "document_windows", "check_length", "check_stride", "resolve_bos", "select_windows",
            "windows_across"]
@@ -49,8 +50,9 @@ def resolve_bos(tokenizer: object = None, *, corpus: object = None, model: objec
     return int(bos) if bos is not None else None
 
 
-def select_windows(corpus: object, length: int, n: int, *, split: str, seed: int, heldout_fraction: float = 0.5,
-                   windows_per_doc: int | None = 1, bos: bool = True, empty_ok: bool = True) -> list:
+def select_windows(corpus: object, length: int, n: int, *, split: str, seed: int,
+                   heldout_fraction: float = HELDOUT_FRACTION, windows_per_doc: int | None = 1, bos: bool = True,
+                   empty_ok: bool = True) -> list:
     """Up to ``n`` seeded, non-overlapping windows for evaluations at ``length`` (BOS included when
     ``bos``) from one split of a shard folder: one policy for the search, ``eval`` and the demo.
 

@@ -4,7 +4,8 @@
 - :class:`RopeInfo`, :func:`inspect_model` (``families``): supported families and their RoPE facts.
 - :func:`install_factors` → :class:`RopePatch` (``patch``): inject, swap, restore LongRoPE factors.
 - :func:`export_hf` (``export``): a Hugging Face folder stock transformers (and vLLM) loads without longrope;
-  :func:`export_gguf` (``gguf``): a GGUF file llama.cpp applies the factors from.
+  :func:`export_gguf` (``gguf``): a GGUF file llama.cpp applies the factors from;
+  ``exporter.export_model``: `longrope export` over both formats (above the two, so neither imports the other).
 - :func:`generate` (``generation``, with ``cache_switch``): generation that stays exact when a sequence
   crosses L (re-prefill at the switch by default; re-rotation of the cached keys on request).
 

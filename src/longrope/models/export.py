@@ -1,7 +1,7 @@
 """Export a model with LongRoPE factors as a Hugging Face folder that stock transformers loads.
 
 The folder (weights as safetensors, tokenizer, ``config.json``) needs no longrope at load time:
-the factors travel in the config's standard ``longrope`` rope type (LONGROPE.md §8), written in
+the factors travel in the config's standard ``longrope`` rope type (docs/method.md §8), written in
 both spellings so transformers 4.51+ and 5.x read the same thing:
 
 - top-level ``rope_theta``, ``max_position_embeddings = L'``, ``original_max_position_embeddings = L``;
@@ -51,7 +51,6 @@ import math
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -66,7 +65,6 @@ __all__ = [
     "check_output_folder",
     "check_target_length",
     "export_hf",
-    "export_model",
     "longrope_config_entries",
     "remove_stale_temporaries",
     "serving_readme",
@@ -96,7 +94,7 @@ def _default_attention(scale: float, original: int) -> float:
 def longrope_config_entries(factor_set: Any, info: RopeInfo) -> tuple[dict[str, Any], list[str]]:
     """The top-level config.json keys that carry ``factor_set``, and the warnings that go with them.
 
-    Pure (no torch): the keys of LONGROPE.md §8 for the family described by ``info``.
+    Pure (no torch): the keys of docs/method.md §8 for the family described by ``info``.
     """
     from longrope.models.factor_files import check_fits
 
@@ -375,84 +373,3 @@ def export_hf(
     for w in warnings:
         log.warning(w)
     return ExportResult(out, tuple(warnings))
-
-
-def check_export_options(fmt: str, dtype: str | None, *, source_kind: str | None, model_type: str | None,
-                         spell: Callable[[str], str] = lambda key: "--" + key) -> None:
-    """The export settings that cannot work, refused before anything is read: a format other than
-    hf/gguf, a GGUF written in another dtype than float16/float32, a dtype for a GGUF source (its
-    tensors are copied), LongRoPE factors for a model type llama.cpp does not apply them to.
-    ``source_kind`` / ``model_type`` may be None (not known yet: the model is an earlier stage's
-    output); ``spell`` writes a setting's name as the caller's user typed it (a flag, a plan key)."""
-    import torch
-
-    from longrope.errors import UserError
-    from longrope.models.loading import resolve_dtype
-
-    if fmt not in ("hf", "gguf"):
-        raise UserError(f"{spell('format')} must be hf or gguf, got {fmt!r}")
-    if dtype is not None and not isinstance(dtype, str):
-        raise UserError(f"{spell('dtype')} must be float32, bfloat16 or float16, got {dtype!r}")
-    resolved = resolve_dtype(dtype) if dtype else None
-    if fmt != "gguf":
-        return
-    if resolved is not None and resolved not in (torch.float16, torch.float32):
-        raise UserError(f"{spell('dtype')} {dtype} does not fit {spell('format')} gguf, which writes float16 or "
-                        f"float32 weights; give float16 or float32, or leave {spell('dtype')} out")
-    if dtype and source_kind == "gguf":
-        raise UserError(f"{spell('dtype')} does not apply to a GGUF source: its tensors are copied unchanged; "
-                        f"leave {spell('dtype')} out")
-    from longrope.models.gguf import NO_GGUF_FACTORS, _no_factors_message
-
-    if model_type in NO_GGUF_FACTORS:
-        raise UserError(_no_factors_message(NO_GGUF_FACTORS[model_type], spell("format")))
-
-
-def export_model(model: str, factors: str | os.PathLike, output: str | os.PathLike, *, fmt: str = "hf",
-                 dtype: str | None = None, overwrite: bool = False, original_length: int | None = None,
-                 target_length: int | None = None) -> dict[str, Any]:
-    """``longrope export`` as a function: load ``model`` (a name, folder, ``.gguf`` or hub id), read
-    ``factors`` against its RoPE and write a Hugging Face folder (``fmt="hf"``) or a GGUF file.
-
-    The factor file and the output are checked before any weight is loaded. ``dtype`` (a name):
-    the saved weights' dtype (hf default: as stored, float32 for GGUF sources; gguf default:
-    float16). Returns ``{"output", "format", "tokenizer", "warnings"}``.
-    """
-    import torch
-
-    from longrope.models.factor_files import load_factors_for
-    from longrope.models.loading import load_config, load_model, read_rope_info, resolve_dtype, resolve_source
-
-    source = resolve_source(model)
-    info = require_supported(read_rope_info(model))
-    check_export_options(fmt, dtype, source_kind=source.kind, model_type=info.model_type)
-    factor_set = load_factors_for(factors, info, original_length=original_length, target_length=target_length,
-                                  model=str(model))
-    check_target_length(factor_set)
-    if fmt == "gguf":
-        from longrope.models.gguf import check_output_file, export_gguf, export_gguf_from_gguf
-
-        check_output_file(Path(output), overwrite)
-        torch_dtype = resolve_dtype(dtype or "float16")
-        if source.kind == "gguf":
-            result = export_gguf_from_gguf(Path(source.location) / source.gguf_file, factor_set, output,
-                                           overwrite=overwrite)
-            tokenizer_out: Any = "copied from the source GGUF"
-        else:
-            loaded, tokenizer = load_model(model, dtype=torch.float32)
-            result = export_gguf(loaded, tokenizer, factor_set, output,
-                                 outtype="f16" if torch_dtype == torch.float16 else "f32", overwrite=overwrite)
-            tokenizer_out = tokenizer is not None
-    else:
-        check_output_folder(Path(output), overwrite)
-        if dtype:
-            torch_dtype = resolve_dtype(dtype)
-        elif source.kind == "gguf":  # dequantized weights: float32 (no stored dtype)
-            torch_dtype = torch.float32
-        else:  # keep the dtype the weights are stored in (fp16 stays fp16)
-            stored = getattr(load_config(model), "dtype", None)
-            torch_dtype = stored if isinstance(stored, torch.dtype) and stored.is_floating_point else torch.float32
-        loaded, tokenizer = load_model(model, dtype=torch_dtype)
-        result = export_hf(loaded, tokenizer, factor_set, output, dtype=torch_dtype, overwrite=overwrite)
-        tokenizer_out = tokenizer is not None
-    return {"output": str(result.path), "format": fmt, "tokenizer": tokenizer_out, "warnings": list(result.warnings)}

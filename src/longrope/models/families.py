@@ -261,7 +261,7 @@ def _find_rotary_owner(model: Any) -> Any | None:
 def inspect_model(model: Any) -> RopeInfo:
     """:class:`RopeInfo` of a loaded model: the config facts plus a structural check.
 
-    The structural check catches the silent failure of LONGROPE.md §10: if the attention layers
+    The structural check catches the silent failure of docs/method.md §10: if the attention layers
     did not take ``position_embeddings`` from the decoder, replacing ``rotary_emb`` would change
     nothing. We require exactly one ``rotary_emb`` in the module tree, owned by the decoder, and an
     attention ``forward`` that accepts ``position_embeddings``.

@@ -1,6 +1,6 @@
 """Export LongRoPE factors as a GGUF file that llama.cpp applies.
 
-What llama.cpp reads (LONGROPE.md §8; checked with a real llama.cpp, see bench/bench_llamacpp.py):
+What llama.cpp reads (docs/method.md §8; checked with a real llama.cpp, see bench/bench_llamacpp.py):
 the F32 tensors ``rope_factors_long.weight`` / ``rope_factors_short.weight`` ([d/2] each, λ_i of
 pair i) and the keys ``{arch}.rope.scaling.type = "longrope"``,
 ``{arch}.rope.scaling.original_context_length = L`` and ``{arch}.rope.scaling.attn_factor = m``
@@ -53,6 +53,8 @@ from longrope.errors import UserError
 from longrope.models.export import (
     ExportResult,
     check_target_length,
+    check_writable_parent,
+    longrope_config_entries,
     remove_stale_temporaries,
     temporary_sibling,
 )
@@ -65,6 +67,7 @@ __all__ = [
     "export_gguf_from_gguf",
     "gguf_rope_facts",
     "longrope_gguf_keys",
+    "no_factors_message",
 ]
 
 log = logging.getLogger(__name__)
@@ -120,8 +123,6 @@ def check_output_file(out: Path, overwrite: bool) -> None:
         raise UserError(f"output {out} is a folder; --format gguf writes one file, give e.g. -o {out}.gguf")
     if out.exists() and not overwrite:
         raise UserError(f"output file {out} already exists; pass --overwrite or another -o")
-    from longrope.models.export import check_writable_parent
-
     check_writable_parent(out)
 
 
@@ -152,7 +153,7 @@ def gguf_rope_facts(path: str | os.PathLike) -> dict[str, Any]:
     reader = gguf.GGUFReader(path)
     arch = _field(reader, "general.architecture")
     if arch in NO_GGUF_FACTORS.values():
-        raise UserError(_no_factors_message(arch))
+        raise UserError(no_factors_message(arch))
     if arch not in set(GGUF_ARCHES.values()):
         raise UserError(
             f"{path} is a {arch!r} GGUF; longrope writes LongRoPE factors for the architectures "
@@ -173,7 +174,9 @@ def gguf_rope_facts(path: str | os.PathLike) -> dict[str, Any]:
     }
 
 
-def _no_factors_message(arch: str, format_flag: str = "--format") -> str:
+def no_factors_message(arch: str, format_flag: str = "--format") -> str:
+    """The one-line refusal of a GGUF export for an architecture llama.cpp applies no factors to
+    (``format_flag``: how the caller's user spells the format setting)."""
     return (f"llama.cpp's {arch} architecture does not read LongRoPE factors (a GGUF carrying them fails to load), "
             f"so this model cannot be served with them by llama.cpp; use {format_flag} hf (transformers, vLLM)")
 
@@ -376,7 +379,6 @@ def export_gguf(
     import gguf
     import torch
 
-    from longrope.models.export import longrope_config_entries
     from longrope.models.families import inspect_model, require_supported
 
     if outtype not in OUTTYPES:
@@ -385,7 +387,7 @@ def export_gguf(
     check_output_file(out, overwrite)
     info = require_supported(inspect_model(model))
     if info.model_type in NO_GGUF_FACTORS:
-        raise UserError(_no_factors_message(NO_GGUF_FACTORS[info.model_type]))
+        raise UserError(no_factors_message(NO_GGUF_FACTORS[info.model_type]))
     longrope_config_entries(factor_set, info)  # validates the set against the model (its caveats are HF's)
     warnings = _common_warnings(factor_set)
     config = model.config

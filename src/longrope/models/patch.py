@@ -6,7 +6,7 @@ position_ids)`` once per forward and passes ``(cos, sin)`` to every layer. We re
 module, ``model.model.rotary_emb``, by :class:`LongRopeRotaryEmbedding` and keep the original to
 put back. Nothing process-wide is patched; two models in one process are independent.
 
-What the replacement computes, for position ``p`` and pair ``i`` (LONGROPE.md §2):
+What the replacement computes, for position ``p`` and pair ``i`` (docs/method.md §2):
 
 - angle ``p·θ_i`` for ``p < n̂`` (retained start tokens), ``p·θ_i/λ_i`` otherwise;
 - ``λ`` = the long factors when ``max(position_ids) + 1 > L``, the short ones otherwise — the same

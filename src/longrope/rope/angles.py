@@ -1,6 +1,6 @@
 """Rotary angles with rescale factors, retained start tokens and the attention temperature.
 
-LONGROPE.md §2: position ``p`` in pair ``i`` gets angle ``p·θ_i`` when ``p < n̂`` (retained start
+docs/method.md §2: position ``p`` in pair ``i`` gets angle ``p·θ_i`` when ``p < n̂`` (retained start
 tokens keep their trained geometry) and ``p·θ_i/λ_i`` otherwise.
 
 Precision: everything is float64. At p = 2M and θ_0 = 1 the angle is 2e6 rad; float64 holds it to

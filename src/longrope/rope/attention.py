@@ -1,7 +1,7 @@
 """Attention temperature ("mscale"): the factor ``m`` that multiplies both cos and sin.
 
 Because q and k are both rotated by tables scaled by ``m``, attention logits scale by ``m²``
-(LONGROPE.md §2). Policies:
+(docs/method.md §2). Policies:
 
 - ``"longrope"`` (Phi-3 "su"): ``m = sqrt(1 + ln s / ln L)``, 1 when ``s ≤ 1``; transformers'
   default for ``rope_type="longrope"`` when no ``attention_factor`` is given.

@@ -1,4 +1,4 @@
-"""Closed-form baselines (LONGROPE.md §3), each a pure function registered by name.
+"""Closed-form baselines (docs/method.md §3), each a pure function registered by name.
 
 Every function has the same keyword-only signature, like transformers' ``ROPE_INIT_FUNCTIONS``::
 

@@ -1,4 +1,4 @@
-"""LongRoPE2's critical dimension and its factor shape (LONGROPE.md §6, arXiv 2502.20082).
+"""LongRoPE2's critical dimension and its factor shape (docs/method.md §6, arXiv 2502.20082).
 
 Convention: dimensions are indexed by rotary PAIR ``i = 0 … d/2−1`` (the index of ``θ_i`` and of
 ``λ_i``), not by channel. Pair ``i`` has period ``2π/θ_i = 2π·b^(2i/d)``; it completes a full

@@ -1,6 +1,6 @@
 """``FactorSet``: one LongRoPE rescale result, and its file format ``factors.json``.
 
-A factor set is everything a model needs to apply LongRoPE (LONGROPE.md §2, §5, §8):
+A factor set is everything a model needs to apply LongRoPE (docs/method.md §2, §5, §8):
 per-pair rescale factors ``λ_i`` for long sequences (``long_factor``) and for sequences that fit
 in the original window (``short_factor``), the number of retained start tokens ``n̂``, the
 attention temperature, the original and target lengths and the rope base.
@@ -175,7 +175,7 @@ def _short(value: Any) -> str:
 
 @dataclasses.dataclass(frozen=True, eq=False, kw_only=True)
 class FactorSet:
-    """Per-pair RoPE rescale factors plus what is needed to apply them (LONGROPE.md §2).
+    """Per-pair RoPE rescale factors plus what is needed to apply them (docs/method.md §2).
 
     Frozen: derive variants with :meth:`with_`. The arrays are private float64 copies; do not
     write into them (a search builds a new FactorSet per genome, which costs microseconds).
@@ -318,7 +318,7 @@ class FactorSet:
         return dataclasses.replace(self, **changes)
 
     def compose(self, other: FactorSet) -> FactorSet:
-        """Progressive extension (LONGROPE.md §5.3): ``λ_final = λ_self ⊙ λ_other``.
+        """Progressive extension (docs/method.md §5.3): ``λ_final = λ_self ⊙ λ_other``.
 
         ``self`` is the set the model was fine-tuned with, ``other`` the factors found by the second
         search on that fine-tuned model (relative to it). The result keeps ``self``'s L and rope base
@@ -505,7 +505,7 @@ class FactorSet:
                 attention = resolve_attention_factor("longrope", s_hf, L)
                 provenance["attention_factor_from_factor"] = s_hf
         for extra in ("short_mscale", "long_mscale"):
-            if extra in params:  # vLLM reads these; transformers does not (LONGROPE.md §8)
+            if extra in params:  # vLLM reads these; transformers does not (docs/method.md §8)
                 provenance[extra] = params[extra]
         fs = cls(
             long_factor=_factor_array(params["long_factor"], f"{where}.long_factor"),

@@ -1,6 +1,6 @@
 """Rotary frequencies: the ``inv_freq`` buffer of Hugging Face models, in float64.
 
-Notation (LONGROPE.md §1): ``d`` is the rotary dimension, ``i = 0 … d/2−1`` the pair index and
+Notation (docs/method.md §1): ``d`` is the rotary dimension, ``i = 0 … d/2−1`` the pair index and
 ``θ_i = b^(−2i/d)`` the angular frequency of pair ``i`` for rope base ``b`` (``rope_theta``).
 Everything here is float64: the rescaled angles ``p·θ_i/λ_i`` are needed to ~1e-9 rad at 2M
 positions, and a float32 ``θ_i`` alone is off by ~1e-7 relative, i.e. ~0.1 rad there.

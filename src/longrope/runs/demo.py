@@ -47,6 +47,7 @@ from longrope.runs import RunSpec
 from longrope.search.objective import FITNESSES, check_fitness, default_fitness
 from longrope.search.plan import BASELINE_NAMES, STRATEGY_NAMES
 from longrope.search.strategies import StrategyConfig
+from longrope.settings import PASSKEY_DEPTHS, check_passkey_depths
 
 __all__ = ["DemoConfig", "METHODS", "GOAL_RATIO", "default_lengths", "run", "render_table", "SPEC"]
 
@@ -58,7 +59,7 @@ SUMMARY_FORMAT = "longrope-demo/1"
 
 
 def _lengths(text: str) -> tuple[int, ...]:
-    from longrope.cli._parse import parse_lengths
+    from longrope.options import parse_lengths
 
     return tuple(parse_lengths(text))
 
@@ -92,7 +93,7 @@ class DemoConfig:
     search_samples: int = option(8, "search windows at the target length the fitness is computed on, shared "
                                     "out over the domains")
     passkey_trials: int = option(8, "keys per depth at the target length (0 = skip the passkey test)")
-    passkey_depths: tuple[float, ...] = option((0.0, 0.25, 0.5, 0.75, 1.0), "needle depths in [0, 1]",
+    passkey_depths: tuple[float, ...] = option(PASSKEY_DEPTHS, "needle depths in [0, 1]",
                                                metavar="D,D")
     strategy: str = option("steady", "search strategy; longrope2 scores candidates by the NLL of a pass key "
                                      "planted in each search window", choices=STRATEGY_NAMES)
@@ -133,8 +134,7 @@ class DemoConfig:
         for name, low in (("samples", 1), ("search_samples", 1), ("passkey_trials", 0)):
             if getattr(self, name) < low:
                 raise ConfigError(name, "{name} must be an integer >= " + f"{low}, got {getattr(self, name)!r}")
-        if not self.passkey_depths or any(not 0.0 <= d <= 1.0 for d in self.passkey_depths):
-            raise ConfigError("passkey_depths", "{name} must be numbers in [0, 1], got " + str(list(self.passkey_depths)))
+        check_passkey_depths(self.passkey_depths, "passkey_depths")
         self.domains = tuple(dict.fromkeys(str(d).strip() for d in self.domains if str(d).strip()))
         if not self.domains or any(d not in DOMAINS for d in self.domains):
             raise ConfigError("domains", "{name} must name some of " + f"{', '.join(DOMAINS)}, got {list(self.domains)}")

@@ -15,7 +15,6 @@ same windows (or the same seeded keys). The unscaled model is the set named ``no
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,15 +22,21 @@ from pathlib import Path
 from typing import Any
 
 from longrope.errors import ConfigError
-from longrope.evaluate.protocol import PASSKEY_MODES
 from longrope.options import check_choices, config_to_dict, option
 from longrope.runs import RunSpec
+from longrope.settings import (
+    HELDOUT_FRACTION,
+    PASSKEY_DEPTHS,
+    PASSKEY_MODES,
+    check_heldout_fraction,
+    check_passkey_depths,
+)
 
 SPLITS = ("heldout", "search", "all")
 
 
 def _lengths(text: str) -> tuple[int, ...]:
-    from longrope.cli._parse import parse_lengths
+    from longrope.options import parse_lengths
 
     return tuple(parse_lengths(text))
 
@@ -81,7 +86,7 @@ class PplConfig(_EvalConfig):
                                 default_text="truncate mode")
     max_tokens: int | None = option(None, "sliding mode: evaluate at most N tokens of each document", metavar="N")
     split: str = option("heldout", "which documents", choices=SPLITS)
-    heldout_fraction: float = option(0.5, "share of documents held out (documents without a pinned role)")
+    heldout_fraction: float = option(HELDOUT_FRACTION, "share of documents held out (documents without a pinned role)")
     windows_per_doc: int = option(1, "at most this many non-overlapping windows per document", metavar="W")
     batch_size: int = option(1, "windows per forward pass")
     chunk_size: int | None = option(None, "positions per LM-head chunk", default_text="auto")
@@ -91,8 +96,7 @@ class PplConfig(_EvalConfig):
         for name in ("samples", "batch_size", "windows_per_doc"):
             if getattr(self, name) < 1:
                 raise ConfigError(name, "{name} must be a positive integer, got " + str(getattr(self, name)))
-        if not 0.0 <= self.heldout_fraction <= 1.0:
-            raise ConfigError("heldout_fraction", "{name} must be in [0, 1], got " + str(self.heldout_fraction))
+        check_heldout_fraction(self.heldout_fraction)
         if self.max_tokens is not None and self.stride is None:
             raise ConfigError(("max_tokens", "stride"), "{name0} needs {name1} (it applies to sliding windows)")
         if self.stride is not None and not 1 <= self.stride <= min(self.lengths):
@@ -108,7 +112,7 @@ class PasskeyConfig(_EvalConfig):
 
     trials: int = option(8, "keys per (length, depth); 8 x 5 depths = 40 keys per set and length, enough for a "
                             "95 %% interval of about +-0.15", metavar="N")
-    depths: tuple[float, ...] = option((0.0, 0.25, 0.5, 0.75, 1.0), "needle depths in [0, 1]", metavar="D,D")
+    depths: tuple[float, ...] = option(PASSKEY_DEPTHS, "needle depths in [0, 1]", metavar="D,D")
     mode: str = option("both", "generate: greedy decoding until the first number of the output is complete "
                                "(a non-digit or end of text follows it; at most a few tokens more than the key "
                                "has digits), correct when it equals the key; needle: teacher-forced, correct "
@@ -119,22 +123,19 @@ class PasskeyConfig(_EvalConfig):
     data: str | None = option(None, "hide the needle in real documents of this shard folder instead of the filler",
                               metavar="DIR")
     split: str = option("heldout", "with --data: which documents", choices=SPLITS)
-    heldout_fraction: float = option(0.5, "with --data: share of documents held out")
+    heldout_fraction: float = option(HELDOUT_FRACTION, "with --data: share of documents held out")
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.trials < 1:
             raise ConfigError("trials", "{name} must be a positive integer, got " + str(self.trials))
-        if not self.depths or any(not 0.0 <= d <= 1.0 for d in self.depths):
-            raise ConfigError("depths", "{name} must be numbers in [0, 1], got " + str(list(self.depths)))
-        if not 0.0 <= self.heldout_fraction <= 1.0:
-            raise ConfigError("heldout_fraction", "{name} must be in [0, 1], got " + str(self.heldout_fraction))
+        check_passkey_depths(self.depths)
+        check_heldout_fraction(self.heldout_fraction)
         # Both choose documents of --data; without it they would be silently ignored.
         if self.data is None and self.split != "heldout":
             raise ConfigError(("split", "data"), "{name0} needs {name1} (it chooses which documents hide the "
                                                  "needle); without {name1} the synthetic filler is used")
-        default_fraction = next(f.default for f in dataclasses.fields(self) if f.name == "heldout_fraction")
-        if self.data is None and self.heldout_fraction != default_fraction:
+        if self.data is None and self.heldout_fraction != HELDOUT_FRACTION:
             raise ConfigError(("heldout_fraction", "data"), "{name0} needs {name1} (it splits the documents "
                                                             "that hide the needle)")
 

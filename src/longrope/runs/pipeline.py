@@ -44,6 +44,7 @@ from longrope.errors import ConfigError, UserError
 from longrope.io import write_json, write_text
 from longrope.options import config_to_dict, option
 from longrope.runs import RunSpec
+from longrope.settings import HELDOUT_FRACTION, PASSKEY_DEPTHS, check_heldout_fraction, check_passkey_depths
 
 COMMAND = "pipeline"
 PLAN_FORMAT = "longrope-pipeline/1"
@@ -280,7 +281,7 @@ def _run_finetune(cfg: dict, folder: Path, plan: dict, quiet: bool, say: Callabl
 
 #: The compare stage's settings and their defaults.
 COMPARE_DEFAULTS = {"data": None, "methods": None, "ratios": None, "samples": 5, "windows_per_doc": None, "seed": 0,
-                    "heldout_fraction": 0.5, "passkey_trials": 4, "passkey_depths": [0.0, 0.25, 0.5, 0.75, 1.0],
+                    "heldout_fraction": HELDOUT_FRACTION, "passkey_trials": 4, "passkey_depths": list(PASSKEY_DEPTHS),
                     "passkey_mode": "generate", "passkey_ratios": None, "passkey_methods": None, "dtype": "float32", "device": "cpu",
                     "goals": []}
 
@@ -311,13 +312,11 @@ def _compare_settings(cfg: dict, *, machine: bool = True) -> dict:
                        ("windows_per_doc", 1 if wpd is None else wpd, 1)):
         if not isinstance(v, int) or isinstance(v, bool) or v < lo:
             raise UserError(f"a compare stage's {key} must be an integer >= {lo}, got {v!r}")
-    depths = c["passkey_depths"]
-    if not isinstance(depths, list) or not depths or not all(
-            isinstance(d, (int, float)) and not isinstance(d, bool) and 0 <= d <= 1 for d in depths):
-        raise UserError(f"a compare stage's passkey_depths must be a list of numbers in [0, 1], got {depths!r}")
-    hf = c["heldout_fraction"]
-    if not isinstance(hf, (int, float)) or isinstance(hf, bool) or not 0 <= hf <= 1:
-        raise UserError(f"a compare stage's heldout_fraction must be in [0, 1], got {hf!r}")
+    try:
+        check_passkey_depths(c["passkey_depths"], "passkey_depths")
+        check_heldout_fraction(c["heldout_fraction"])
+    except ConfigError as exc:
+        raise UserError(f"a compare stage's {exc}") from None
     from longrope.models.loading import resolve_device, resolve_dtype
 
     resolve_dtype(c["dtype"])
@@ -338,7 +337,7 @@ def _compare_settings(cfg: dict, *, machine: bool = True) -> dict:
         raise UserError(f"a compare stage's passkey_methods must be a list of its methods {list(c['methods'])}, "
                         f"got {pm!r}")
     check_goals(c["goals"], c["methods"], pk, pm)
-    from longrope.evaluate.protocol import PASSKEY_MODES
+    from longrope.settings import PASSKEY_MODES
 
     if c["passkey_mode"] not in PASSKEY_MODES:
         raise UserError(f"a compare stage's passkey_mode must be one of {', '.join(PASSKEY_MODES)}, got "
@@ -370,7 +369,7 @@ def _run_compare(cfg: dict, folder: Path, plan: dict, quiet: bool, say: Callable
 
 
 def _run_export(cfg: dict, folder: Path, plan: dict, quiet: bool, say: Callable) -> tuple[dict, dict]:
-    from longrope.models.export import export_model
+    from longrope.models.exporter import export_model
 
     fmt = cfg.get("format", "hf")
     folder.mkdir(parents=True, exist_ok=True)
@@ -456,7 +455,7 @@ def _check_baseline(cfg: dict, plan: dict, entry: dict) -> None:
 def _check_export(cfg: dict, plan: dict, entry: dict) -> None:
     """The settings ``longrope export`` checks on its flags, worded with the plan's keys.
 
-    The option checks are :func:`longrope.models.export.check_export_options`, the same that
+    The option checks are :func:`longrope.models.exporter.check_export_options`, the same that
     ``longrope export`` runs, naming the plan's keys."""
     extra = sorted(set(cfg) - {"model", "factors", "format", "dtype"})
     if extra:
@@ -470,7 +469,7 @@ def _check_export(cfg: dict, plan: dict, entry: dict) -> None:
     model = _facts_model(entry, cfg, plan)
     if model is None:
         raise _wrong("model", cfg.get("model"), "a model name or folder")
-    from longrope.models.export import check_export_options
+    from longrope.models.exporter import check_export_options
     from longrope.models.loading import resolve_source
 
     known = not _refs(entry.get("model"))  # an earlier stage's output is not there yet: its kind is unknown

@@ -27,6 +27,7 @@ from longrope.search.objective import FITNESSES, check_fitness, default_fitness,
 from longrope.search.plan import STRATEGY_NAMES
 from longrope.search.space import PAPER_START_TOKENS
 from longrope.search.strategies import StrategyConfig
+from longrope.settings import HELDOUT_FRACTION, check_heldout_fraction
 
 COMMAND = "search"
 _EVAL = "evaluation"
@@ -78,7 +79,7 @@ class SearchConfig:
                                             "whose short factors to fill (--short)", metavar="F", group=_MODES)
     heldout_samples: int = option(5, "held-out windows in the report", group=_EVAL)
     windows_per_doc: int = option(1, "at most this many non-overlapping windows per document", group=_EVAL)
-    heldout_fraction: float = option(0.5, "share of documents held out (documents without a pinned role)",
+    heldout_fraction: float = option(HELDOUT_FRACTION, "share of documents held out (documents without a pinned role)",
                                      group=_EVAL)
     report: bool = option(True, "score the result and PI/NTK/YaRN on held-out windows", group=_EVAL)
     workers: int = option(0, "CPU worker processes (0: evaluate in this process)", group=_EVAL)
@@ -130,8 +131,7 @@ class SearchConfig:
         if not self.start_tokens or min(self.start_tokens) < 0:
             raise ConfigError("start_tokens", "{name} must be integers >= 0")
         self.start_tokens = tuple(sorted(set(self.start_tokens)))
-        if not 0.0 <= self.heldout_fraction <= 1.0:
-            raise ConfigError("heldout_fraction", "{name} must be in [0, 1], got " + str(self.heldout_fraction))
+        check_heldout_fraction(self.heldout_fraction)
         from longrope.search.loop import StopRules
 
         StopRules(self.max_evals, self.max_seconds)  # validates the budgets
@@ -316,7 +316,7 @@ def run(config: SearchConfig, *, log: Callable[[str], None] | None = None) -> di
     from longrope.evaluate.plots import plot_factors
     from longrope.runs.folder import RunFolder
     from longrope.runs.progress import SearchBar
-    from longrope.search.evaluators import make_evaluator
+    from longrope.search.backends import make_evaluator
     from longrope.search.loop import StopRules, run_search
     from longrope.search.objective import ObjectiveSpec
     from longrope.search.plan import loop_strategy

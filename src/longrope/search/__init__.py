@@ -1,4 +1,4 @@
-"""Evolution search of LongRoPE rescale factors (LONGROPE.md §4–§6).
+"""Evolution search of LongRoPE rescale factors (docs/method.md §4–§6).
 
 Layers, from pure to glue:
 
@@ -9,7 +9,8 @@ Layers, from pure to glue:
 - :mod:`.loop` — the loop: evaluators, canonical ordering, checkpoint/resume, history, budgets
   (:class:`StopRules`), and the one entry point :func:`run_search` (space, seeds, evaluator,
   strategy, stopping rules, checkpoint);
-- :mod:`.evaluators` / :mod:`.ray_evaluator` — in-process, one process per device, Ray;
+- :mod:`.evaluators` / :mod:`.ray_evaluator` — in-process, one process per device, Ray; :mod:`.backends`
+  picks one for a run (above both, so neither imports the other);
 - :mod:`.synthetic` — a synthetic objective with a known optimum (tests, loop benchmarks);
 - :mod:`.seeds` / :mod:`.plan` — seeds and spaces, and the plan of a search from a model's RoPE facts;
 - :mod:`.objective` — model-backed objectives (the glue that loads a model in a worker).

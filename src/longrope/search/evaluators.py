@@ -10,7 +10,10 @@ no genome and no model) and collects :class:`EvalOutcome` s as they finish:
   On CPU, ``--workers N`` gives N such processes. A worker that dies has its request re-queued and
   is restarted.
 - :class:`~longrope.search.ray_evaluator.RayEvaluator` — one Ray actor per GPU over many machines
-  (optional extra, imported lazily).
+  (optional extra, imported lazily; it builds on this module, which never imports it back).
+
+Which of them a search runs on is chosen by :func:`longrope.search.backends.make_evaluator`, the
+factory above both modules.
 
 An *objective* is any callable ``objective(factors [d/2] float64, start_tokens, docs,
 attention_factor=None) -> [len(docs), 2]`` array of per-document ``(nll_sum, n_tokens)`` with an
@@ -255,26 +258,3 @@ class ProcessPoolEvaluator:
             conn.close()
         self._procs.clear()
         self._conns.clear()
-
-
-def make_evaluator(factory: Any, *, workers: int = 0, devices: Sequence[str] = (), ray_address: str | None = None,
-                   device: str = "cpu") -> tuple[Evaluator, Any]:
-    """The evaluator a search runs on, and the in-process objective when there is one.
-
-    ``factory(device) -> objective`` (an :class:`~longrope.search.objective.ObjectiveSpec`) is built
-    once per worker: in this process (default), in ``workers`` CPU processes (torch threads split
-    between them), one process per entry of ``devices``, or one Ray actor per GPU of the cluster at
-    ``ray_address``.
-    """
-    if ray_address:
-        from longrope.search.ray_evaluator import RayEvaluator
-
-        return RayEvaluator(factory, address=ray_address), None
-    if devices:
-        return ProcessPoolEvaluator(factory, list(devices)), None
-    if workers > 0:
-        if getattr(factory, "threads", None) is None and hasattr(factory, "threads"):
-            factory.threads = 1
-        return ProcessPoolEvaluator(factory, ["cpu"] * workers), None
-    objective = factory(device)
-    return InProcessEvaluator(objective), objective

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from longrope.errors import UserError
+from longrope.settings import HELDOUT_FRACTION
 
 MODES = ("long", "short", "progressive")
 
@@ -187,7 +188,7 @@ class ObjectiveSpec:
     seed: int = 0
     """seed of the document sample (and of the needle keys/depths)"""
     split: str = "search"
-    heldout_fraction: float = 0.5
+    heldout_fraction: float = HELDOUT_FRACTION
     dtype: str = "float32"
     attn_implementation: str | None = None
     """None: the family's working implementation (``load_model``)"""

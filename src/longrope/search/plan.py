@@ -1,7 +1,7 @@
 """What a search is over, resolved from the model's RoPE facts: space, seeds, candidate mapping,
 and the closed-form factor sets the result is compared with. Pure numpy (no model is loaded).
 
-Three modes (LONGROPE.md §4–§5):
+Three modes (docs/method.md §4–§5):
 
 - ``long``: λ for L → L' (``strategy`` paper/steady: the paper's space ``[1, 1.25·s]`` with n̂;
   longrope2: the critical-dimension space ``[s, 2s]`` above ``d_rcd``);

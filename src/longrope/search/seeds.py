@@ -1,6 +1,6 @@
 """Search spaces and seed genomes for each mode, from the model's RoPE facts (pure numpy).
 
-The paper seeds with PI, NTK and YaRN (LongRoPE §4). Ours adds the reference code's YaRN linear
+The paper seeds with PI, NTK and YaRN (docs/method.md §4). Ours adds the reference code's YaRN linear
 seed, Llama-3.1-style factors, LongRoPE2-shaped factors around the theoretical critical dimension
 and a retained-start-token variant of the best-known shapes: the closed-form methods disagree
 most where the search has the most to gain, so starting from all of them costs a few evaluations
@@ -13,7 +13,7 @@ import numpy as np
 
 from longrope.search.space import PAPER_START_TOKENS, Genome, SearchSpace
 
-#: Default upper bound of the short-factor search (our choice; LongRoPE §5 only says "lower").
+#: Default upper bound of the short-factor search (our choice; docs/method.md §5.4: the paper only says "lower").
 SHORT_UPPER_DEFAULT = 2.0
 
 
@@ -63,7 +63,7 @@ def long_space(n_dims: int, scale: float, *, step: float = 0.01, lower: float | 
 
 def longrope2_space(n_dims: int, scale: float, critical_dims: tuple[int, ...], *, step: float = 0.01,
                     upper: float | None = None) -> SearchSpace:
-    """LongRoPE2 (§6): λ_i ∈ [s, 2s] monotone for i ≥ d_rcd, NTK-style ramp below; d_rcd searched; n̂ = 0."""
+    """LongRoPE2 (docs/method.md §6): λ_i ∈ [s, 2s] monotone for i ≥ d_rcd, NTK-style ramp below; d_rcd searched; n̂ = 0."""
     return SearchSpace(
         n_dims=n_dims,
         lower=1.0,

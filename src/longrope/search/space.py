@@ -7,10 +7,10 @@ of integer arithmetic rather than of rounding luck.
 
 Three spaces share this code:
 
-- the paper's space (LongRoPE §4): ``λ_i ∈ [1, 1.25·s]``, non-decreasing in i, plus ``n̂`` from a
+- the paper's space (docs/method.md §4): ``λ_i ∈ [1, 1.25·s]``, non-decreasing in i, plus ``n̂`` from a
   fixed set;
-- the short-factor space (LongRoPE §5): the same shape with a lower upper bound;
-- the LongRoPE2 space (§6): only ``i ≥ d_rcd`` is searched, in ``[s, 2s]``, and ``d_rcd`` is a gene;
+- the short-factor space (docs/method.md §5.4): the same shape with a lower upper bound;
+- the LongRoPE2 space (docs/method.md §6): only ``i ≥ d_rcd`` is searched, in ``[s, 2s]``, and ``d_rcd`` is a gene;
   the dimensions below it are derived (NTK-style ramp), so they are not free genes.
 """
 

@@ -20,6 +20,7 @@ from typing import Any
 
 from longrope.errors import ConfigError
 from longrope.options import option
+from longrope.settings import HELDOUT_FRACTION, check_heldout_fraction
 
 __all__ = ["FinetuneConfig", "SCHEDULES", "DTYPES", "DEVICES", "TRAJECTORY_FIELDS", "WARMUP_STEPS"]
 
@@ -39,7 +40,7 @@ WARMUP_STEPS = 20
 
 @dataclass
 class FinetuneConfig:
-    """Continued pre-training with LongRoPE factors installed (LONGROPE.md §5, §6)."""
+    """Continued pre-training with LongRoPE factors installed (docs/method.md §5, §6)."""
 
     model: str = option(help='model to fine-tune: "tiny", "smollm2", a Hugging Face folder, a .gguf file or a hub id',
                       metavar="M")
@@ -62,7 +63,7 @@ class FinetuneConfig:
                                        "re-learned", metavar="P", group=_DATA)
     bos: bool = option(True, "begin every packed segment (a document, or the rest of one, in a window) with BOS "
                            "at position 0, as evaluation windows do", group=_DATA)
-    heldout_fraction: float = option(0.5, "the hash split's held-out share, as in search and eval (decides which "
+    heldout_fraction: float = option(HELDOUT_FRACTION, "the hash split's held-out share, as in search and eval (decides which "
                                         "unpinned documents are search or held-out, all refused for training)",
                                    group=_DATA)
     exclude: tuple[str, ...] = option((), "more shard folders whose search and held-out documents must not be "
@@ -138,8 +139,8 @@ class FinetuneConfig:
             if self.warmup_steps < 0 or self.warmup_steps > self.steps:
                 raise ConfigError(("warmup_steps", "steps"), "{name0} must be in [0, {name1}], got "
                                   + str(self.warmup_steps))
-        for name, lo, hi in (("short_share", 0.0, 1.0), ("passkey_share", 0.0, 1.0), ("heldout_fraction", 0.0, 1.0),
-                             ("lora_dropout", 0.0, 0.999)):
+        check_heldout_fraction(self.heldout_fraction)
+        for name, lo, hi in (("short_share", 0.0, 1.0), ("passkey_share", 0.0, 1.0), ("lora_dropout", 0.0, 0.999)):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and lo <= v <= hi):
                 raise ConfigError(name, "{name} must be in " + f"[{lo:g}, {hi:g}], got {v!r}")

@@ -45,6 +45,7 @@ import numpy as np
 
 from longrope.data import TokenCorpus, document_roles
 from longrope.errors import UserError
+from longrope.settings import HELDOUT_FRACTION
 
 __all__ = [
     "TRAIN_ROLE",
@@ -84,7 +85,7 @@ def _guarded(corpus: TokenCorpus, roles: Sequence[str], ids: dict, hashes: dict)
 
 
 def training_documents(
-    corpus: TokenCorpus, *, heldout_fraction: float = 0.5, exclude: Sequence[str] = ()
+    corpus: TokenCorpus, *, heldout_fraction: float = HELDOUT_FRACTION, exclude: Sequence[str] = ()
 ) -> np.ndarray:
     """Rows of ``corpus`` with role ``train`` (non-empty), after refusing any overlap (see module doc).
 

@@ -2,7 +2,7 @@
 
 ``model(input_ids, labels=...)`` materialises ``[N, vocab]`` logits, upcasts them to float32 for the
 cross-entropy and keeps them (and their gradient) for the backward pass — 67 GB at 128k positions
-with a 128k vocabulary (LONGROPE.md §7). Here the decoder body gives hidden states ``[T, H]`` and
+with a 128k vocabulary (docs/method.md §7). Here the decoder body gives hidden states ``[T, H]`` and
 :class:`ChunkedLinearCrossEntropy` runs the head and the loss ``chunk`` rows at a time.
 
 How the gradient stays exact without keeping any chunk's logits: the forward pass of the autograd

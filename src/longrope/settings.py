@@ -1,0 +1,66 @@
+"""Settings several commands share, each decided here once: its default and its check.
+
+Every command config (search, eval, finetune, demo), every pipeline stage and every library function
+that takes one of these settings takes its default from the constant below and validates it with the
+function below, so the commands cannot drift apart:
+
+- the held-out share of the document split: the search, the held-out report and the training data
+  must split a shard folder the same way, or a "held-out" document could have been searched on or
+  trained on;
+- the passkey depths: ``eval passkey``, the demo and the pipeline's comparison measure retrieval on
+  the same grid, so their accuracies compare;
+- the passkey scoring modes the commands offer.
+
+Only the standard library and :mod:`longrope.errors` are imported here (config modules import this
+one, and ``--help`` stays light).
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any
+
+from longrope.errors import ConfigError
+
+__all__ = ["HELDOUT_FRACTION", "PASSKEY_DEPTHS", "PASSKEY_MODES", "check_heldout_fraction", "check_passkey_depths"]
+
+#: The share of a shard folder's documents (those without a pinned role) that the stable hash split of
+#: :func:`longrope.data.document_role` holds out from the search and from training.
+HELDOUT_FRACTION = 0.5
+
+
+#: Where the pass key is planted, as a share of the prompt's filler (0: at its start, 1: at its end): the
+#: depth grid of every passkey measurement (``eval passkey``, the demo, the pipeline's compare stage,
+#: :func:`longrope.evaluate.passkey.passkey_accuracy`).
+PASSKEY_DEPTHS = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+#: How a pass key is scored (:mod:`longrope.evaluate.passkey`): greedy decoding, teacher-forced answer
+#: tokens, or both on the same keys.
+PASSKEY_MODES = ("generate", "needle", "both")
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return str(list(value))
+    return str(value) if _number(value) else repr(value)
+
+
+def check_heldout_fraction(value: Any, field: str = "heldout_fraction") -> float:
+    """``value`` as a float when it is a number in [0, 1]; else a :class:`ConfigError` naming ``field``
+    (which the CLI shows as its flag, ``--heldout-fraction``)."""
+    if not _number(value) or not 0.0 <= value <= 1.0:
+        raise ConfigError(field, "{name} must be in [0, 1], got " + _shown(value))
+    return float(value)
+
+
+def check_passkey_depths(value: Any, field: str = "depths") -> tuple[float, ...]:
+    """``value`` as a tuple of floats when it is a non-empty sequence of numbers in [0, 1]; else a
+    :class:`ConfigError` naming ``field`` (``--depths``, a demo's ``--passkey-depths``, a plan key)."""
+    items = None if isinstance(value, (str, bytes, dict)) or not hasattr(value, "__iter__") else list(value)
+    if not items or not all(_number(d) and 0.0 <= d <= 1.0 for d in items):
+        raise ConfigError(field, "{name} must be numbers in [0, 1], got " + _shown(value))
+    return tuple(float(d) for d in items)

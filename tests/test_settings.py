@@ -1,0 +1,77 @@
+"""Settings several commands share (``longrope.settings``): one default each, one check each."""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+
+import numpy as np
+import pytest
+
+from longrope.errors import ConfigError, UserError
+from longrope.settings import PASSKEY_DEPTHS, check_heldout_fraction, check_passkey_depths
+
+
+def _default(cls, name):
+    return {f.name: f for f in dataclasses.fields(cls)}[name].default
+
+
+def test_heldout_fraction_check():
+    assert check_heldout_fraction(0) == 0.0 and check_heldout_fraction(1) == 1.0
+    assert check_heldout_fraction(np.float32(0.25)) == 0.25
+    for bad, shown in ((1.5, "1.5"), (-0.1, "-0.1"), (float("nan"), "nan"), (True, "True"), ("0.5", "'0.5'"),
+                       (None, "None")):
+        with pytest.raises(ConfigError) as err:
+            check_heldout_fraction(bad)
+        assert str(err.value) == f"heldout_fraction must be in [0, 1], got {shown}"
+    with pytest.raises(ConfigError) as err:
+        check_heldout_fraction(2, "split_share")
+    assert err.value.render(lambda f: "--" + f.replace("_", "-")) == "--split-share must be in [0, 1], got 2"
+
+
+def test_passkey_depths_check():
+    assert check_passkey_depths([0, 0.5, 1]) == (0.0, 0.5, 1.0)
+    assert check_passkey_depths(np.array([0.25])) == (0.25,)
+    for bad, shown in (((), "[]"), ([0.5, 1.5], "[0.5, 1.5]"), ([True], "[True]"), ("0.5", "'0.5'"),
+                       (0.5, "0.5"), ({"a": 1}, "{'a': 1}"), ([float("nan")], "[nan]")):
+        with pytest.raises(ConfigError) as err:
+            check_passkey_depths(bad)
+        assert str(err.value) == f"depths must be numbers in [0, 1], got {shown}"
+
+
+def test_every_passkey_depth_default_is_the_shared_one():
+    from longrope.evaluate.passkey import passkey_accuracy
+    from longrope.runs.demo import DemoConfig
+    from longrope.runs.evaluate import PasskeyConfig
+    from longrope.runs.pipeline import COMPARE_DEFAULTS
+
+    assert _default(PasskeyConfig, "depths") == PASSKEY_DEPTHS
+    assert _default(DemoConfig, "passkey_depths") == PASSKEY_DEPTHS
+    assert DemoConfig().passkey_depths == PASSKEY_DEPTHS
+    assert COMPARE_DEFAULTS["passkey_depths"] == list(PASSKEY_DEPTHS)
+    assert inspect.signature(passkey_accuracy).parameters["depths"].default == PASSKEY_DEPTHS
+
+
+def test_every_passkey_depth_check_is_the_shared_one():
+    """Each front end refuses the same depths with the same message, naming the field as its user gave it."""
+    from longrope.evaluate.passkey import passkey_accuracy
+    from longrope.runs.demo import DemoConfig
+    from longrope.runs.evaluate import PasskeyConfig
+    from longrope.runs.pipeline import _compare_settings
+
+    bad = (0.5, 1.5)
+    with pytest.raises(ConfigError) as err:
+        PasskeyConfig(model="m", lengths=(64,), output="o", depths=bad)
+    assert str(err.value) == "depths must be numbers in [0, 1], got [0.5, 1.5]"
+    with pytest.raises(ConfigError) as err:
+        DemoConfig(passkey_depths=bad)
+    assert str(err.value) == "passkey_depths must be numbers in [0, 1], got [0.5, 1.5]"
+    with pytest.raises(UserError) as err:
+        _compare_settings({"data": "d", "ratios": ["1x"], "methods": {"m": {"model": "m", "factors": {}}},
+                           "passkey_depths": list(bad)}, machine=False)
+    assert str(err.value) == "a compare stage's passkey_depths must be numbers in [0, 1], got [0.5, 1.5]"
+    with pytest.raises(UserError) as err:  # checked before the model or the tokenizer is touched
+        passkey_accuracy(None, None, [64], depths=bad, bos_id=None)
+    assert str(err.value) == "depths must be numbers in [0, 1], got [0.5, 1.5]"
+    for ok in ([0.0], [1]):
+        assert PasskeyConfig(model="m", lengths=(64,), output="o", depths=tuple(ok)).depths == tuple(ok)
