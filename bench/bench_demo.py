@@ -133,6 +133,7 @@ def build_record(run_dir: str | Path, source_command: str, *, argv: list[str] | 
     for m, acc in passkey.items():
         put_value(rec, f"passkey_{m}", acc, ".2f")
         put_value(rec, f"passkey_keys_{m}", round(acc * n_keys))
+    _retrieval(rec, summary)
     for dom, d in summary["domains"].items():
         put_value(rec, f"{dom}_ratio", d["longrope_vs_best_baseline"], ".3f")
         put_value(rec, f"{dom}_best_baseline", d["best_baseline"])
@@ -148,7 +149,9 @@ def build_record(run_dir: str | Path, source_command: str, *, argv: list[str] | 
                   title=f"Held-out {dom} perplexity by context length"
                         + (" (and passkey accuracy at the target)" if with_passkey else ""))
     s = summary["search"]
-    for key, spec in (("strategy", None), ("fitness", None), ("best_search_ppl", ".2f"), ("start_tokens", None),
+    for key, spec in (("strategy", None), ("fitness", None), ("retrieval_weight", "g"), ("best_search_score", ".2f"),
+                      ("doc_ppl", ".2f"), ("answer_nll", ".3f"), ("answer_exact", None), ("keys", None),
+                      ("start_tokens", None),
                       ("attention_factor", ".3f"), ("candidates", None), ("full_evals", ".1f"),
                       ("doc_evals", ",d"), ("search_windows", None), ("stop_reason", None), ("seconds", ".0f")):
         put_value(rec, key if key.startswith("search_") else f"search_{key}", s.get(key), spec)
@@ -168,6 +171,53 @@ def build_record(run_dir: str | Path, source_command: str, *, argv: list[str] | 
     rec["data"] = {"summary": summary, "documents": run.get("documents")}
     machine = dict(run.get("versions") or {})
     return rec, machine
+
+
+def _retrieval(rec: dict, summary: dict) -> None:
+    """The passkey with its intervals and answer NLLs, the verdicts, and the goals of the joint search:
+    at the target <= 0.90 x the best closed form on books and <= 1.00 x on maths; at 2 x the target <= 1.00 x
+    YaRN on both; passkey accuracy >= YaRN's and mean answer NLL <= YaRN's."""
+    target = int(summary["target_length"])
+    pk, verdicts = summary.get("passkey") or {}, summary.get("verdicts") or {}
+    rows = []
+    for m, p in pk.items():
+        v = verdicts.get(m, {})
+        wins = f"{v['nll_wins']}/{v['nll_wins'] + v['nll_losses']}" if "nll_wins" in v else None
+        rows.append([m, p["correct"], p["keys"], p["accuracy"], p["ci95"][0], p["ci95"][1], p.get("answer_nll"), wins,
+                     v.get("sign_p"), v.get("label", "reference" if m == summary["best_baseline"] else None)])
+        put_value(rec, f"passkey_ci_low_{m}", p["ci95"][0], ".2f")
+        put_value(rec, f"passkey_ci_high_{m}", p["ci95"][1], ".2f")
+        put_value(rec, f"answer_nll_{m}", p.get("answer_nll"), ".3f")
+        if v:
+            put_value(rec, f"verdict_{m}", v["label"])
+    if rows:
+        put_table(rec, "retrieval", ["method", "correct", "keys", "accuracy", "95 % CI low", "95 % CI high",
+                                     "answer NLL", f"lower NLL than {summary['best_baseline']}", "sign p", "verdict"],
+                  rows, formats=[None, None, None, ".2f", ".2f", ".2f", ".3f", None, ".2g", None],
+                  title=f"Passkey at {target}: greedy accuracy and teacher-forced answer NLL of the same keys")
+    dom = summary.get("domains") or {}
+    goals = []
+    for name, ratio, limit in (("books", dom.get("books", {}).get("longrope_vs_best_baseline"), 0.90),
+                               ("maths", dom.get("maths", {}).get("longrope_vs_best_baseline"), 1.00)):
+        if ratio is not None:
+            goals.append((f"held-out PPL at {target} on {name} <= {limit:.2f} x the best closed form", ratio, limit))
+    for name, d in dom.items():
+        row = d["ppl_vs_length"]
+        hi = str(2 * target)
+        if hi in row.get("longrope", {}) and hi in row.get("yarn", {}):
+            goals.append((f"held-out PPL at {hi} on {name} <= 1.00 x YaRN", row["longrope"][hi] / row["yarn"][hi], 1.0))
+    if "longrope" in pk and "yarn" in pk:
+        goals.append(("passkey accuracy >= YaRN's", pk["longrope"]["accuracy"] - pk["yarn"]["accuracy"], None))
+        if pk["longrope"].get("answer_nll") is not None and pk["yarn"].get("answer_nll") is not None:
+            goals.append(("mean answer NLL <= YaRN's", pk["longrope"]["answer_nll"] - pk["yarn"]["answer_nll"], 0.0))
+    grows = []
+    for k, (what, value, limit) in enumerate(goals):
+        met = value >= 0 if limit is None else value <= limit
+        grows.append([what, value, "met" if met else "MISSED"])
+        put_value(rec, f"goal_{k}_met", met, "met|MISSED")
+    if grows:
+        put_table(rec, "goals", ["goal", "value (ratio, or difference to YaRN)", "status"], grows,
+                  formats=[None, ".3f", None], title="Goals of the default search (issue 21)")
 
 
 def _demo_command(argv: list[str]) -> str:

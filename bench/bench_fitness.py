@@ -92,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--samples", type=int, default=8, help="held-out windows per domain and length")
     ap.add_argument("--trials", type=int, default=8, help="keys per depth (5 depths)")
     ap.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset of the variants")
+    ap.add_argument("--closed-forms", default="yarn,ntk,pi", help="closed forms measured beside them (yarn first)")
     add_out_option(ap, "fitness")
     args = ap.parse_args(argv)
     names = [v for v in args.variants.split(",") if v]
@@ -135,7 +136,7 @@ def _measure(folders: dict, work: Path, args, say) -> dict:
     summary = json.loads((first / "summary.json").read_text())
     target = int(summary["target_length"])
     yarn = FactorSet.load(first / "factors_yarn.json")
-    sets = {m: FactorSet.load(first / f"factors_{m}.json") for m in ("yarn", "ntk", "pi")}
+    sets = {m: FactorSet.load(first / f"factors_{m}.json") for m in args.closed_forms.split(",") if m}
     for n, f in folders.items():
         sets[n] = FactorSet.load(f / "factors.json")
     if DERIVE_FROM in folders:

@@ -163,3 +163,23 @@ def test_needle_prompts_for_a_fitness(model, tok):
     assert np.array_equal(p.input_ids[start : p.needle_start], hay[1][: p.needle_start - start])
     s = pk.needle_score(model, ps)
     assert s.n_prompts == 4 and s.n_tokens == sum(p.answer_len for p in ps)
+
+
+def test_both_mode_is_generate_and_needle_on_the_same_keys(model, tok):
+    """Mode both: the greedy verdict of generate mode and the teacher-forced score of needle mode, key by key
+    (the same key, depth and filler), with a summary that carries the interval and the mean answer NLL."""
+    kw = {"depths": [0.0, 1.0], "trials": 2, "seed": 5, "bos_id": tok.bos_token_id}
+    both = pk.passkey_accuracy(model, tok, [160], mode="both", **kw)
+    gen = pk.passkey_accuracy(model, tok, [160], mode="generate", **kw)
+    needle = pk.passkey_accuracy(model, tok, [160], mode="needle", **kw)
+    assert [(t.key, t.depth, t.correct, t.output) for t in both.trials] == \
+        [(t.key, t.depth, t.correct, t.output) for t in gen.trials]
+    assert [t.answer_nll for t in both.trials] == pytest.approx([t.answer_nll for t in needle.trials])
+    assert [t.forced_correct for t in both.trials] == [t.correct for t in needle.trials]
+    s = both.summary()
+    assert s["keys"] == 4 and s["correct"] == sum(t.correct for t in both.trials)
+    assert s["ci95"][0] <= s["accuracy"] <= s["ci95"][1]
+    assert s["answer_nll"] == pytest.approx(np.mean([t.answer_nll for t in needle.trials]))
+    assert "answer_nll" not in gen.summary() and gen.answer_nlls == []
+    cells = both.cells()
+    assert all("answer_nll" in c and "forced_correct" in c for c in cells)

@@ -170,7 +170,7 @@ def test_every_command_holds_out_the_same_documents(tiny, unpinned, tmp_path, mo
         PasskeyConfig(model=model, data=data, lengths=(8 * L,), trials=1, output=str(tmp_path / "pk"), quiet=True)))
     finetune_cfg = FinetuneConfig(model=model, factors=str(factors), data=data, output=str(tmp_path / "ft"))
     draws["finetune"] = _draw(monkeypatch, lambda: _Trainer(finetune_cfg, None).set_up())
-    demo_cfg = demo.DemoConfig()
+    demo_cfg = demo.DemoConfig(domains=("books",))
     demo_ctx = SimpleNamespace(config=demo_cfg, target=2 * L, lengths=[2 * L], notes=[], say=lambda m: None)
     corpora = {demo_cfg.domains[0]: TokenCorpus.open(data)}
     draws["demo"] = _draw(monkeypatch, lambda: demo._select_windows(demo_ctx, corpora))

@@ -83,9 +83,9 @@ class DemoConfig:
                                        default_text="8 x the model's trained length", metavar="N")
     lengths: tuple[int, ...] | None = option(None, "perplexity-vs-length grid", parse=_lengths, metavar="N,N",
                                              default_text="L, 2L, ... up to the target, then 2 x target")
-    budget_seconds: float | None = option(420.0, "wall-clock budget of the search (0 or unset: no time limit); "
+    budget_seconds: float | None = option(240.0, "wall-clock budget of the search (0 or unset: no time limit); "
                                                  "at least one candidate is always scored in full", metavar="S")
-    max_evals: float | None = option(250.0, "stop the search after this many full-fidelity evaluations, "
+    max_evals: float | None = option(150.0, "stop the search after this many full-fidelity evaluations, "
                                             "whichever of this and --budget-seconds comes first (0: no cap); on "
                                             "an idle 2-core machine this cap binds and the run is reproducible",
                                      metavar="N")

@@ -1,0 +1,94 @@
+"""The joint fitness (search/objective.py): document perplexity and the answer loss of a planted key from
+one forward per window, checked against a plain full-logits computation; its parts through the archive."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from eval_helpers import make_tokenizer, tiny_llama
+
+from longrope.evaluate import passkey as pk
+from longrope.search.archive import Archive
+from longrope.search.objective import CandidateMapper, build_objective, check_fitness, named_parts
+from longrope.search.space import Genome
+
+LENGTH = 256
+
+
+@pytest.fixture(scope="module")
+def setup():
+    tok = make_tokenizer()
+    model = tiny_llama(vocab=len(tok), max_pos=128)
+    rng = np.random.default_rng(0)
+    docs = [SimpleNamespace(tokens=rng.integers(5, len(tok), size=400), doc_id=f"d{i}") for i in range(3)]
+    mapper = CandidateMapper("long", 10000.0, 128, LENGTH)
+    return tok, model, docs, mapper
+
+
+def _reference(model, prompt):
+    """Per-position NLL from the model's own full logits (what the chunked code must reproduce)."""
+    ids = torch.from_numpy(prompt.input_ids)[None]
+    with torch.no_grad():
+        logp = torch.log_softmax(model(ids).logits[0, :-1].double(), dim=-1)
+    return -logp.gather(1, ids[0, 1:, None])[:, 0]
+
+
+def test_one_forward_gives_document_nll_and_answer_nll(setup):
+    tok, model, docs, mapper = setup
+    w = 0.5
+    obj = build_objective(model, tok, mapper, docs, LENGTH, tok.bos_token_id, fitness="joint", seed=3,
+                          retrieval_weight=w)
+    lam = np.linspace(1.0, 2.0, 8)
+    rows = obj(lam, 0, [0, 2])
+    assert rows.shape == (2, 7)
+    for row, d in zip(rows, [0, 2]):
+        p = obj.prompts[d]
+        nll = _reference(model, p)  # the patch is installed: the same factors as the objective's forward
+        doc = sum(float(nll[a - 1:b - 1].sum()) for a, b in p.filler_spans)
+        n_doc = sum(b - a for a, b in p.filler_spans)
+        ans = float(nll[-p.answer_len:].sum())
+        combined, n, doc_nll, n2, ans_nll, n_ans, exact = row
+        assert (n, n2, n_ans) == (n_doc, n_doc, p.answer_len)
+        assert doc_nll == pytest.approx(doc, rel=1e-4) and ans_nll == pytest.approx(ans, rel=1e-4)
+        assert combined == pytest.approx(doc_nll + w * n_doc * ans_nll / n_ans, rel=1e-12)
+        assert exact in (0.0, 1.0)
+        # the key is planted in the window's own document, which is the filler, answer " K." at the end
+        assert tok.decode(p.answer_ids.tolist()) == pk.ANSWER.format(key=p.key)
+        np.testing.assert_array_equal(p.input_ids[p.filler_spans[0][0]:p.filler_spans[0][1]],
+                                      docs[d].tokens[:p.filler_spans[0][1] - p.filler_spans[0][0]])
+    # depths spread over the windows
+    assert [p.depth for p in obj.prompts] == pytest.approx([1 / 6, 3 / 6, 5 / 6])
+    obj.patch.restore()
+
+
+def test_weight_zero_is_the_document_perplexity_and_weights_are_checked(setup):
+    tok, model, docs, mapper = setup
+    obj = build_objective(model, tok, mapper, docs, LENGTH, tok.bos_token_id, fitness="joint", seed=3,
+                          retrieval_weight=0.0)
+    rows = obj(np.ones(8), 0, [1])
+    assert rows[0, 0] == rows[0, 2]
+    obj.patch.restore()
+    assert check_fitness("joint", None) == 0.1 and check_fitness("ppl", None) is None
+    for bad in (-0.1, 101.0, True, "1"):
+        with pytest.raises(ValueError):
+            check_fitness("joint", bad)
+    with pytest.raises(ValueError, match="joint fitness only"):
+        check_fitness("needle", 0.3)
+
+
+def test_parts_travel_through_the_archive_and_name_themselves():
+    arc = Archive(2)
+    g = Genome((100, 120))
+    arc.add(g, [0, 1], np.array([[10.0, 100, 9.0, 100, 2.0, 4, 1.0], [12.0, 100, 11.0, 100, 2.0, 4, 0.0]]))
+    assert arc.fitness(g) == pytest.approx(22.0 / 200)  # the first two columns only
+    back = Archive.from_json(2, arc.to_json())
+    np.testing.assert_allclose(back.parts(g), [20.0, 200, 4.0, 8, 1.0])
+    got = named_parts("joint", back.parts(g), 2)
+    assert got["doc_ppl"] == pytest.approx(np.exp(20.0 / 200)) and got["answer_nll"] == pytest.approx(0.5)
+    assert got["answer_exact"] == 1 and got["keys"] == 2
+    # checkpoints written before parts existed still load (two columns), and report none
+    old = Archive.from_json(2, [[g.to_json(), {"0": [1.0, 10], "1": [2.0, 10]}]])
+    assert old.fitness(g) == pytest.approx(0.15) and old.parts(g) is None and named_parts("joint", None, 2) == {}

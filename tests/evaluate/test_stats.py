@@ -1,0 +1,54 @@
+"""Intervals, sign tests and verdicts of the retrieval reports."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from longrope.evaluate.stats import Verdict, paired_wins, retrieval_verdict, sign_test_p, verdict, wilson_interval
+
+
+def test_wilson_interval_known_values_and_edges():
+    lo, hi = wilson_interval(21, 40)  # 0.525 of 40 keys
+    assert lo == pytest.approx(0.3750, abs=1e-4) and hi == pytest.approx(0.6707, abs=1e-4)
+    lo, hi = wilson_interval(0, 40)
+    assert lo == 0.0 and hi == pytest.approx(0.0876, abs=1e-4)
+    lo, hi = wilson_interval(40, 40)
+    assert hi == 1.0 and lo == pytest.approx(0.9124, abs=1e-4)
+    assert all(math.isnan(x) for x in wilson_interval(0, 0))
+    with pytest.raises(ValueError):
+        wilson_interval(5, 4)
+    # narrower with more keys at the same proportion
+    assert wilson_interval(40, 80)[1] - wilson_interval(40, 80)[0] < wilson_interval(20, 40)[1] - wilson_interval(20, 40)[0]
+
+
+def test_sign_test_is_the_exact_two_sided_binomial():
+    assert sign_test_p(0, 0) == 1.0
+    assert sign_test_p(5, 0) == pytest.approx(2 / 32)
+    assert sign_test_p(12, 3) == pytest.approx(2 * sum(math.comb(15, i) for i in range(4)) / 2**15)
+    assert sign_test_p(3, 12) == sign_test_p(12, 3)
+    assert sign_test_p(4, 4) == 1.0
+    assert paired_wins([0.1, 0.5, 0.3], [0.2, 0.5, 0.1]) == (1, 1)
+    with pytest.raises(ValueError):
+        paired_wins([1.0], [1.0, 2.0])
+
+
+@pytest.mark.parametrize(("ppl", "acc", "nll", "label"), [
+    (0.9, 0.6, 0.2, Verdict.BOTH),
+    (0.9, 0.6, 0.4, Verdict.PPL_ONLY),      # more keys answered, but a higher answer NLL: retrieval not kept
+    (0.9, 0.4, 0.2, Verdict.PPL_ONLY),
+    (1.1, 0.5, 0.3, Verdict.RETRIEVAL_ONLY),  # ties keep retrieval
+    (1.0, 0.4, 0.4, Verdict.NEITHER),       # equal perplexity is not better
+])
+def test_verdict_against_a_reference(ppl, acc, nll, label):
+    assert verdict(ppl, 1.0, acc, 0.5, nll, 0.3) == label
+
+
+def test_verdict_without_answer_nll_uses_accuracy_alone():
+    assert verdict(0.8, 1.0, 0.5, 0.5) == Verdict.BOTH
+    assert verdict(0.8, 1.0, 0.5, 0.5, float("nan"), 0.3) == Verdict.BOTH
+    assert verdict(float("nan"), 1.0, 0.5, 0.5) == Verdict.RETRIEVAL_ONLY
+    assert retrieval_verdict(0.6, 0.5, reference="yarn") == "retrieval at least as good as yarn"
+    assert retrieval_verdict(0.4, 0.5, 0.1, 0.2, reference="yarn").startswith("retrieval mixed against yarn")
+    assert retrieval_verdict(0.4, 0.5, 0.3, 0.2, reference="yarn") == "retrieval worse than yarn"
