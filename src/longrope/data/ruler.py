@@ -102,7 +102,7 @@ ALIASES = {"vt": "ruler_vt", "cwe": "ruler_cwe", "fwe": "ruler_fwe", "qa_squad":
 DEFAULT_TASKS = tuple(name for name, t in TASKS.items() if t.offline)
 
 # The arguments lm-eval 0.4.13's essay wrappers (lm_eval/tasks/ruler/niah_utils.py) pass to
-# generate_samples besides the haystack; tests/data/test_ruler.py checks them against the wrappers.
+# generate_samples besides the haystack; tests/data/test_ruler_samples.py checks them against the wrappers.
 ESSAY_ARGS: dict[str, dict[str, Any]] = {
     "niah_single_2": {"type_needle_k": "words", "type_needle_v": "numbers"},
     "niah_single_3": {"type_needle_k": "words", "type_needle_v": "uuids"},
@@ -220,10 +220,11 @@ def train_punkt(texts: Sequence[str], folder: str | os.PathLike) -> Path:
     params = trainer.get_params()
     enc = TabEncoder()
     out = Path(folder) / "tokenizers" / "punkt_tab" / "english"
-    write_text(out / "collocations.tab", enc.tups2tab(params.collocations))
-    write_text(out / "sent_starters.txt", enc.set2txt(params.sent_starters))
-    write_text(out / "abbrev_types.txt", enc.set2txt(params.abbrev_types))
-    write_text(out / "ortho_context.tab", enc.ivdict2tab(params.ortho_context))
+    # sorted: NLTK writes sets in hash order, which changes from one process to the next
+    write_text(out / "collocations.tab", enc.tups2tab(sorted(params.collocations)))
+    write_text(out / "sent_starters.txt", enc.set2txt(sorted(params.sent_starters)))
+    write_text(out / "abbrev_types.txt", enc.set2txt(sorted(params.abbrev_types)))
+    write_text(out / "ortho_context.tab", enc.ivdict2tab(dict(sorted(params.ortho_context.items()))))
     return out
 
 
