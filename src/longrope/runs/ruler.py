@@ -75,7 +75,11 @@ class RulerConfig(_EvalConfig):
         if not 1 <= self.samples <= MAX_SAMPLES:
             raise ConfigError("samples", f"{{name}} must be between 1 and {MAX_SAMPLES} (lm-eval makes {MAX_SAMPLES} "
                                          f"per task and length), got {self.samples}")
-        if self.haystack is not None and not Path(self.haystack).exists():
+        try:
+            found = self.haystack is None or Path(self.haystack).exists()
+        except (OSError, ValueError):  # a name the OS cannot hold (a NUL byte ...)
+            found = False
+        if not found:
             raise ConfigError("haystack", f"{{name}} {self.haystack}: no such file or folder; give text files, a "
                                           "folder of them or a shard folder")
 
