@@ -160,6 +160,10 @@ def _all_samples(config: RulerConfig, tasks: list[str], *, tokenizer: Any, token
                                 seed=config.seed, haystack=haystack)
             if not config.quiet:
                 say(f"samples: {task} at {length} tokens ({time.perf_counter() - t0:.1f} s)")
+            longest = max(int(r["length"]) for r in rows)
+            if longest > length:
+                say(f"note: lm-eval's {task} samples at {length} take up to {longest} tokens with the answer "
+                    "budget (its sizing); evaluated as they are")
             found[(task, length)] = {"key": key, "rows": rows, "stored": False}
     return found
 
