@@ -177,62 +177,19 @@ def _cell_context(config: RulerConfig) -> dict:
 
 def run_ruler(config: RulerConfig, *, log: Callable[[str], None] | None = None) -> dict:
     """RULER accuracy of every factor set × length × task (same samples for each set); see the module doc."""
-    import shutil
-
-    from longrope.data.ruler import check_lm_eval, load_haystack
-    from longrope.evaluate.ruler import Cell, averages, ruler_lm, score_cell, write_ruler_outputs
-    from longrope.evaluate.suite import factor_switch
-    from longrope.io import json_safe, write_json
-    from longrope.models.loading import load_tokenizer_of
-    from longrope.runs.folder import RunFolder
+    from longrope.data.ruler import check_lm_eval
+    from longrope.evaluate.ruler import averages, write_ruler_outputs
+    from longrope.io import json_safe
 
     say = log or _say
     check_lm_eval()
-    tasks = []
-    for t in config.tasks:
-        if TASKS[t].offline:
-            tasks.append(t)
-        else:
-            say(f"skipping {t}: it {TASKS[t].why_not}, which is not available offline")
-    if not tasks:
-        raise ConfigError("tasks", "{name}: every task asked for needs the hub; choose from "
-                          + ", ".join(DEFAULT_TASKS))
-    _, info, sets = _prepare(config, kv_cache=True)
-    tokenizer = load_tokenizer_of(config.model)
-    if tokenizer is None:
-        raise ConfigError("model", "{name} " + f"{config.model} has no tokenizer files; RULER sizes its prompts "
-                                               "with the model's tokenizer")
-    essay = [t for t in tasks if TASKS[t].haystack == "essay"]
-    haystack = load_haystack(config.haystack, tokenizer) if essay else None
-    if config.haystack is not None and not essay:
-        say("note: --haystack is used by the essay tasks only, and none is asked for")
-    out = Path(config.output)
-    resume = config.resume or _holds_ruler_run(out)
-
-    with tempfile.TemporaryDirectory(prefix="longrope-ruler-tok-") as scratch:
-        tokenizer_path, save_tokenizer = _tokenizer_source(config, tokenizer, out, Path(scratch))
-        samples = _all_samples(config, tasks, tokenizer=tokenizer, tokenizer_path=tokenizer_path,
-                               haystack=haystack, out=out, say=say)
-        folder = RunFolder.open(out, SPEC.command, staged=False, resume=resume)
-        if save_tokenizer:
-            dest = folder.path / TOKENIZER_DIR
-            shutil.rmtree(dest, ignore_errors=True)
-            shutil.copytree(scratch, dest)
-            tokenizer_path = str(dest.resolve())
+    tasks = _runnable_tasks(config, say)
+    _, info, sets = _prepare(config, kv_cache=True)  # factor files, RoPE, memory: no weights read
+    tokenizer, haystack = _tokenizer_and_haystack(config, tasks, say)
+    folder, tokenizer_path, samples = _open(config, tasks, tokenizer, haystack, say)
     try:
-        for (task, length), s in samples.items():
-            if not s["stored"]:
-                write_json(folder.path / SAMPLES_DIR / f"{task}-{length}.json", {"key": s["key"], "rows": s["rows"]})
         folder.start(config_to_dict(config), device=config.device)
         context = _cell_context(config)
-        stored = _read_json(folder.path / CELLS_FILE)
-        kept: dict[tuple, dict] = {}  # every stored cell (other configurations' too: they are kept in the file)
-        for entry in stored.get("cells", []) if isinstance(stored, dict) else []:
-            try:
-                kept[_entry_key(entry["context"], entry["factors"], entry["fingerprint"], entry["length"],
-                                entry["task"], entry["samples_sha256"])] = entry
-            except (KeyError, TypeError):
-                continue  # a damaged entry: measured again
         record = {"model": config.model, "factors": _factor_records(sets), "tasks": tasks,
                   "skipped_tasks": {t: TASKS[t].why_not for t in config.tasks if t not in tasks},
                   "lengths": list(config.lengths), "samples": config.samples, "seed": config.seed,
@@ -242,53 +199,123 @@ def run_ruler(config: RulerConfig, *, log: Callable[[str], None] | None = None) 
                   "original_max_position_embeddings": info.original_max_position_embeddings,
                   "scored_by": "lm-eval's RULER process_results: per sample, the share of expected answers found "
                                "in the greedy output; accuracy = mean over samples; 95 % Wilson interval"}
-        result = _measure(config, folder, sets, tasks, samples, kept, context, record, say,
-                          Cell=Cell, ruler_lm=ruler_lm, score_cell=score_cell, factor_switch=factor_switch)
-        write_ruler_outputs(folder.path, result, sets=[n for n, _ in sets], lengths=list(config.lengths),
-                            tasks=tasks, record=record)
-        avg = averages(result, [n for n, _ in sets], list(config.lengths), tasks)
-        summary = {"kind": "ruler", **record,
-                   "table": {n: {"by_length": {str(k): v for k, v in a["by_length"].items()}, "avg": a["avg"]}
-                             for n, a in avg.items()},
-                   "cells": [c.row() for c in result]}
-        folder.finish(json_safe(summary))
+        cells = _measure(config, folder, sets, tasks, samples, context, record["hflm_max_length"], say)
+        names = [n for n, _ in sets]
+        write_ruler_outputs(folder.path, cells, sets=names, lengths=list(config.lengths), tasks=tasks, record=record)
+        avg = averages(cells, names, list(config.lengths), tasks)
+        summary = json_safe({"kind": "ruler", **record,
+                             "table": {n: {"by_length": {str(k): v for k, v in a["by_length"].items()},
+                                           "avg": a["avg"]} for n, a in avg.items()},
+                             "cells": [c.row() for c in cells]})
+        folder.finish(summary)
     except BaseException:
         folder.abandon()
         raise
-    return json_safe(summary)
+    return summary
+
+
+def _runnable_tasks(config: RulerConfig, say: Callable[[str], None]) -> list[str]:
+    """The tasks asked for that can run here; one line for each that cannot."""
+    tasks = []
+    for t in config.tasks:
+        if TASKS[t].offline:
+            tasks.append(t)
+        else:
+            say(f"skipping {t}: it {TASKS[t].why_not}, which is not available offline")
+    if not tasks:
+        raise ConfigError("tasks", "{name}: every task asked for needs the hub; choose from "
+                          + ", ".join(DEFAULT_TASKS))
+    return tasks
+
+
+def _tokenizer_and_haystack(config: RulerConfig, tasks: list[str], say: Callable[[str], None]) -> tuple:
+    from longrope.data.ruler import load_haystack
+    from longrope.models.loading import load_tokenizer_of
+
+    tokenizer = load_tokenizer_of(config.model)
+    if tokenizer is None:
+        raise ConfigError("model", "{name} " + f"{config.model} has no tokenizer files; RULER sizes its prompts "
+                                               "with the model's tokenizer")
+    essay = [t for t in tasks if TASKS[t].haystack == "essay"]
+    if config.haystack is not None and not essay:
+        say("note: --haystack is used by the essay tasks only, and none is asked for")
+    return tokenizer, load_haystack(config.haystack, tokenizer) if essay else None
+
+
+def _open(config: RulerConfig, tasks: list[str], tokenizer: Any, haystack: Any,
+          say: Callable[[str], None]) -> tuple[Any, str, dict]:
+    """The samples (stored ones reused, the rest generated — a length too short for a task fails
+    here, before anything is written), then the run folder with the tokenizer and the samples in it."""
+    import shutil
+
+    from longrope.io import write_json
+    from longrope.runs.folder import RunFolder
+
+    out = Path(config.output)
+    resume = config.resume or _holds_ruler_run(out)
+    with tempfile.TemporaryDirectory(prefix="longrope-ruler-tok-") as scratch:
+        tokenizer_path, save_tokenizer = _tokenizer_source(config, tokenizer, out, Path(scratch))
+        samples = _all_samples(config, tasks, tokenizer=tokenizer, tokenizer_path=tokenizer_path,
+                               haystack=haystack, out=out, say=say)
+        folder = RunFolder.open(out, SPEC.command, staged=False, resume=resume)
+        try:
+            if save_tokenizer:
+                dest = folder.path / TOKENIZER_DIR
+                shutil.rmtree(dest, ignore_errors=True)
+                shutil.copytree(scratch, dest)
+                tokenizer_path = str(dest.resolve())
+            for (task, length), s in samples.items():
+                if not s["stored"]:
+                    write_json(folder.path / SAMPLES_DIR / f"{task}-{length}.json",
+                               {"key": s["key"], "rows": s["rows"]})
+        except BaseException:
+            folder.abandon()
+            raise
+    return folder, tokenizer_path, samples
 
 
 def _entry_key(context: dict, factors: str, fingerprint: str, length: int, task: str, samples: str) -> tuple:
     return (_fingerprint(context), factors, fingerprint, int(length), task, samples)
 
 
-def _measure(config: RulerConfig, folder: Any, sets: list, tasks: list[str], samples: dict, kept: dict,
-             context: dict, record: dict, say: Callable[[str], None], **lib: Any) -> list:
-    """Score the cells not kept; save ``cells.json`` after each one. Returns every cell of this config."""
+def _stored_cells(folder: Any) -> dict[tuple, dict]:
+    """Every cell ``cells.json`` holds (other configurations' too: the file keeps them), by key."""
+    stored = _read_json(folder.path / CELLS_FILE)
+    kept: dict[tuple, dict] = {}
+    for entry in stored.get("cells", []) if isinstance(stored, dict) else []:
+        try:
+            kept[_entry_key(entry["context"], entry["factors"], entry["fingerprint"], entry["length"],
+                            entry["task"], entry["samples_sha256"])] = entry
+        except (KeyError, TypeError):
+            continue  # a damaged entry: its cell is measured again
+    return kept
+
+
+def _measure(config: RulerConfig, folder: Any, sets: list, tasks: list[str], samples: dict, context: dict,
+             max_length: int, say: Callable[[str], None]) -> list:
+    """Score the cells not stored yet, saving ``cells.json`` after each; every cell of this config."""
     from longrope.data.ruler import samples_sha256
+    from longrope.evaluate import ruler as scoring  # module attribute: tests replace score_cell
+    from longrope.evaluate.suite import factor_switch
     from longrope.io import write_json
 
-    Cell, factor_switch = lib["Cell"], lib["factor_switch"]
-    todo, cells, entries = [], [], dict(kept)
+    entries = _stored_cells(folder)
+    todo, cells = [], []
     for name, fs in sets:
         for length in config.lengths:
             for task in tasks:
                 rows = samples[(task, length)]["rows"]
                 key = _entry_key(context, name, _set_fingerprint(fs), length, task, samples_sha256(rows))
-                if key in kept:
-                    cells.append(Cell.from_dict(kept[key]["cell"]))
+                if key in entries:
+                    cells.append(scoring.Cell.from_dict(entries[key]["cell"]))
                 else:
                     todo.append((name, fs, length, task, rows, key))
     if cells and not config.quiet:
         say(f"kept {len(cells)} measured cell(s) of {folder.final}; {len(todo)} to measure")
     if not todo:
         return cells
-
-    def save() -> None:
-        write_json(folder.path / CELLS_FILE, {"cells": list(entries.values())})
-
     model, tokenizer = _load(config)
-    lm = lib["ruler_lm"](model, tokenizer, max_length=record["hflm_max_length"])
+    lm = scoring.ruler_lm(model, tokenizer, max_length=max_length)
     if not config.bos:
         lm.add_bos_token = False
     bar = None
@@ -302,16 +329,16 @@ def _measure(config: RulerConfig, folder: Any, sets: list, tasks: list[str], sam
             current = object()
             for name, fs, length, task, rows, key in todo:
                 if fs is not current:
-                    use(fs)
+                    use(fs)  # a swap of the installed factors (None: the model's own RoPE)
                     current = fs
                 if bar is not None:
                     bar.set_postfix_str(f"{name} {length} {task}")
-                cell = lib["score_cell"](lm, name, task, length, rows,
-                                         on_sample=(lambda: bar.update(1)) if bar is not None else None)
+                cell = scoring.score_cell(lm, name, task, length, rows,
+                                          on_sample=(lambda: bar.update(1)) if bar is not None else None)
                 cells.append(cell)
                 entries[key] = {"factors": name, "fingerprint": key[2], "length": length, "task": task,
                                 "samples_sha256": key[5], "context": context, "cell": cell.to_dict()}
-                save()
+                write_json(folder.path / CELLS_FILE, {"cells": list(entries.values())})
                 if bar is not None:
                     bar.write(f"{name:>16s}  {length:>7d}  {task:<16s} accuracy {cell.accuracy:.2f} "
                               f"({cell.n} samples, {cell.seconds / max(cell.n, 1):.1f} s/sample)", file=sys.stderr)
