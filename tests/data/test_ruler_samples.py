@@ -58,6 +58,37 @@ def test_haystack_from_text_files(tmp_path):
         ruler.load_haystack(str(tmp_path / "b"))
 
 
+def test_haystack_from_a_shard_folder(tmp_path):
+    from longrope.cli import main
+    from longrope.embedded import CORPUS_DIR
+    from longrope.models.loading import load_tokenizer_of
+
+    assert main(["tokenize", "--tokenizer", "tiny", "--input", f"heldout={CORPUS_DIR / 'heldout'}",
+                 "-o", str(tmp_path / "shards")]) == 0
+    hay = ruler.load_haystack(str(tmp_path / "shards"), load_tokenizer_of("tiny"))
+    assert len(hay.documents) == 5 and hay.words[:4] == ("Persuasion", "by", "Jane", "Austen")
+
+
+def test_every_offline_task_makes_its_samples_on_the_tiny_tokenizer():
+    """One sample per task (niah at 512; vt needs ~1k tokens, cwe ~2k with this tokenizer): lm-eval's
+    generators on the embedded model's tokenizer, the essay tasks on the shipped books."""
+    from longrope.models.loading import embedded_tiny_path, load_tokenizer_of
+
+    tok = load_tokenizer_of("tiny")
+    hay = ruler.load_haystack(None)
+    lengths = {"ruler_vt": 1024, "ruler_fwe": 1024, "ruler_cwe": 2048}
+    for task in ruler.DEFAULT_TASKS:
+        n = lengths.get(task, 512)
+        rows = ruler.make_samples(task, n, 1, tokenizer_path=str(embedded_tiny_path()), tokenizer=tok,
+                                  haystack=hay)
+        assert rows[0]["max_length"] == n and rows[0]["outputs"], task
+        assert all(answer in rows[0]["input"] for answer in rows[0]["outputs"]) or task in (
+            "ruler_cwe", "ruler_fwe", "ruler_vt"), task  # aggregation tasks: the answer is counted, not written
+    essay = ruler.make_samples("niah_single_2", 512, 1, tokenizer_path=str(embedded_tiny_path()), tokenizer=tok,
+                               haystack=hay)[0]["input"]
+    assert "Persuasion" in essay  # the first book (lm-eval adds essay words 500 at a time), not Paul Graham
+
+
 def test_the_shipped_punkt_model_is_the_one_the_books_train(tmp_path):
     texts = [t for _, t in ruler._shipped_book_texts()]
     folder = ruler.train_punkt(texts, tmp_path)

@@ -127,10 +127,23 @@ def _tokenizer_source(config: RulerConfig, tokenizer: Any, out: Path, scratch: P
     source = resolve_source(config.model)
     if source.kind == "folder" and _has_tokenizer(Path(source.location)):
         return source.location, False
-    if (out / TOKENIZER_DIR / "tokenizer_config.json").is_file():
-        return str((out / TOKENIZER_DIR).resolve()), False
+    saved = out / TOKENIZER_DIR
+    if (saved / "tokenizer_config.json").is_file() and _same_vocabulary(saved, tokenizer):
+        return str(saved.resolve()), False
     tokenizer.save_pretrained(str(scratch))
     return str(scratch), True
+
+
+def _same_vocabulary(folder: Path, tokenizer: Any) -> bool:
+    """Whether the tokenizer saved in ``folder`` (by an earlier run into the same -o) is ``tokenizer``."""
+    from transformers import AutoTokenizer
+
+    from longrope.data.shards import vocab_sha256
+
+    try:
+        return vocab_sha256(AutoTokenizer.from_pretrained(str(folder))) == vocab_sha256(tokenizer)
+    except (OSError, ValueError):
+        return False
 
 
 def _samples_key(task: str, length: int, config: RulerConfig, vocab: str, haystack: Any) -> dict:
@@ -148,6 +161,7 @@ def _all_samples(config: RulerConfig, tasks: list[str], *, tokenizer: Any, token
 
     vocab = vocab_sha256(tokenizer)
     found: dict[tuple[str, int], dict] = {}
+    announced = False
     for task in tasks:
         for length in config.lengths:
             key = _samples_key(task, length, config, vocab, haystack)
@@ -155,6 +169,9 @@ def _all_samples(config: RulerConfig, tasks: list[str], *, tokenizer: Any, token
             if isinstance(stored, dict) and stored.get("key") == key and len(stored.get("rows", [])) >= config.samples:
                 found[(task, length)] = {"key": key, "rows": stored["rows"][: config.samples], "stored": True}
                 continue
+            if not announced and not config.quiet:
+                say("making RULER samples with lm-eval's task code (importing it takes ~20 s on 2 cores)")
+                announced = True
             t0 = time.perf_counter()
             rows = make_samples(task, length, config.samples, tokenizer_path=tokenizer_path, tokenizer=tokenizer,
                                 seed=config.seed, haystack=haystack)
