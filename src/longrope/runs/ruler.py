@@ -261,33 +261,32 @@ def _tokenizer_and_haystack(config: RulerConfig, tasks: list[str], say: Callable
 
 def _open(config: RulerConfig, tasks: list[str], tokenizer: Any, haystack: Any,
           say: Callable[[str], None]) -> tuple[Any, str, dict]:
-    """The samples (stored ones reused, the rest generated — a length too short for a task fails
-    here, before anything is written), then the run folder with the tokenizer and the samples in it."""
+    """The run folder (checked first: a wrong -o costs nothing), the samples (stored ones reused, the
+    rest generated; a length too short for a task fails here and leaves no new folder behind), and
+    the tokenizer and the samples written into the folder."""
     import shutil
 
     from longrope.io import write_json
     from longrope.runs.folder import RunFolder
 
     out = Path(config.output)
-    resume = config.resume or _holds_ruler_run(out)
-    with tempfile.TemporaryDirectory(prefix="longrope-ruler-tok-") as scratch:
-        tokenizer_path, save_tokenizer = _tokenizer_source(config, tokenizer, out, Path(scratch))
-        samples = _all_samples(config, tasks, tokenizer=tokenizer, tokenizer_path=tokenizer_path,
-                               haystack=haystack, out=out, say=say)
-        folder = RunFolder.open(out, SPEC.command, staged=False, resume=resume)
-        try:
+    folder = RunFolder.open(out, SPEC.command, staged=False, resume=config.resume or _holds_ruler_run(out))
+    try:
+        with tempfile.TemporaryDirectory(prefix="longrope-ruler-tok-") as scratch:
+            tokenizer_path, save_tokenizer = _tokenizer_source(config, tokenizer, out, Path(scratch))
+            samples = _all_samples(config, tasks, tokenizer=tokenizer, tokenizer_path=tokenizer_path,
+                                   haystack=haystack, out=out, say=say)
             if save_tokenizer:
                 dest = folder.path / TOKENIZER_DIR
                 shutil.rmtree(dest, ignore_errors=True)
                 shutil.copytree(scratch, dest)
                 tokenizer_path = str(dest.resolve())
-            for (task, length), s in samples.items():
-                if not s["stored"]:
-                    write_json(folder.path / SAMPLES_DIR / f"{task}-{length}.json",
-                               {"key": s["key"], "rows": s["rows"]})
-        except BaseException:
-            folder.abandon()
-            raise
+        for (task, length), s in samples.items():
+            if not s["stored"]:
+                write_json(folder.path / SAMPLES_DIR / f"{task}-{length}.json", {"key": s["key"], "rows": s["rows"]})
+    except BaseException:
+        folder.abandon()  # removes a folder this run created while it holds nothing
+        raise
     return folder, tokenizer_path, samples
 
 
@@ -395,7 +394,7 @@ table.md (a row per factor set, a column per length, Avg; then per task with 95 
 intervals), ruler.png (task x length per set), samples/ (the prompts) and cells.json.""",
     example="""\
 example:
-  longrope eval ruler --model tiny --factors runs/yarn.json --lengths 512,1024 --tasks niah_single_1,vt \\
+  longrope eval ruler --model tiny --factors runs/yarn.json --lengths 1024,2048 --tasks niah_single_1,vt \\
       --samples 5 -o results/ruler""",
     config=RulerConfig,
     run=run_ruler,
