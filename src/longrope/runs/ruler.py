@@ -76,7 +76,7 @@ class RulerConfig(_EvalConfig):
             raise ConfigError("samples", f"{{name}} must be between 1 and {MAX_SAMPLES} (lm-eval makes {MAX_SAMPLES} "
                                          f"per task and length), got {self.samples}")
         try:
-            found = self.haystack is None or Path(self.haystack).exists()
+            found = self.haystack is None or (bool(self.haystack.strip()) and Path(self.haystack).exists())
         except (OSError, ValueError):  # a name the OS cannot hold (a NUL byte ...)
             found = False
         if not found:
