@@ -116,12 +116,15 @@ def test_a_task_that_needs_the_hub_is_skipped_with_one_line(finished, yarn, caps
     (["--tasks", "vt"], "--lengths: 256 tokens is too short for ruler_vt"),
     (["--samples", "501"], "--samples must be between 1 and 500"),
     (["--haystack", "no/such/books"], "--haystack no/such/books: no such file or folder"),
+    (["--chat-template", ""], "--chat-template: the tokenizer of --model tiny has no chat template"),
 ])
 def test_bad_input_is_one_line_exit_2_before_the_model_loads(tmp_path, yarn, change, needle, capsys, no_weights):
     out = tmp_path / "out"
     argv = _argv(out, yarn)
     for i in range(0, len(change), 2):
-        if change[i] in argv:
+        if not change[i + 1]:  # a switch
+            argv.append(change[i])
+        elif change[i] in argv:
             argv[argv.index(change[i]) + 1] = change[i + 1]
         else:
             argv += change[i:i + 2]
@@ -159,3 +162,14 @@ def test_stock_lm_eval_on_an_export_gives_the_same_numbers(tmp_path, yarn, capsy
     assert [float(s["512"]) for s in stock] == cell["scores"]
     samples = json.loads((out / "samples" / f"{TASK}-512.json").read_text())["rows"]
     assert [s["doc"]["input"] for s in stock] == [r["input"] for r in samples]
+
+
+def test_the_help_example_parses():
+    import shlex
+
+    from longrope.cli import build_parser
+    from longrope.runs.ruler import SPEC
+
+    line = " ".join(ln.strip().rstrip("\\") for ln in SPEC.example.splitlines()[1:])
+    args = build_parser().parse_args(shlex.split(line)[1:])
+    assert args._spec is SPEC and args.tasks == ("niah_single_1", "vt")

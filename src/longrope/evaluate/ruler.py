@@ -124,9 +124,10 @@ def _cell_task(task: str, length: int, rows: Sequence[dict]) -> Any:
     return ConfigurableTask(config=cfg)
 
 
-def score_cell(lm: Any, factors: str, task: str, length: int, rows: Sequence[dict], *,
+def score_cell(lm: Any, factors: str, task: str, length: int, rows: Sequence[dict], *, chat_template: bool = False,
                on_sample: Callable[[], None] | None = None) -> Cell:
-    """Run lm-eval's ``evaluate`` for one cell on ``lm`` (whatever factors the model carries now)."""
+    """Run lm-eval's ``evaluate`` for one cell on ``lm`` (whatever factors the model carries now);
+    ``chat_template``: lm-eval's ``apply_chat_template``."""
     from lm_eval.api.model import CacheHook
     from lm_eval.evaluator import evaluate
 
@@ -137,7 +138,8 @@ def score_cell(lm: Any, factors: str, task: str, length: int, rows: Sequence[dic
     try:
         with lm_eval_quiet():
             task_obj = _cell_task(task, length, rows)
-            out = evaluate(lm=lm, task_dict={"tasks": {task: task_obj}}, log_samples=True, bootstrap_iters=0)
+            out = evaluate(lm=lm, task_dict={"tasks": {task: task_obj}}, log_samples=True, bootstrap_iters=0,
+                           apply_chat_template=chat_template)
     finally:
         lm.set_cache_hook(CacheHook(None))
     seconds = time.perf_counter() - t0

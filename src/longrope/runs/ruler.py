@@ -61,6 +61,8 @@ class RulerConfig(_EvalConfig):
                                         "hub): .txt/.jsonl/.parquet files, a folder of them, or a shard folder",
                                   metavar="PATH", default_text="the shipped books")
     bos: bool = option(True, "BOS as the tokenizer adds it (lm-eval's default); off: never")
+    chat_template: bool = option(False, "wrap each prompt in the tokenizer's chat template (lm-eval's "
+                                        "--apply_chat_template; for instruct models such as smollm2)")
     resume: bool = option(False, "continue the eval ruler run in --output (the same -o continues one too); "
                                  "measured cells are kept")
 
@@ -189,7 +191,7 @@ def _cell_context(config: RulerConfig) -> dict:
     from longrope.data.ruler import LM_EVAL_VERSION
 
     return {"model": config.model, "dtype": config.dtype, "attn_implementation": config.attn_implementation,
-            "bos": config.bos, "lm_eval": LM_EVAL_VERSION}
+            "bos": config.bos, "chat_template": config.chat_template, "lm_eval": LM_EVAL_VERSION}
 
 
 def run_ruler(config: RulerConfig, *, log: Callable[[str], None] | None = None) -> dict:
@@ -253,6 +255,9 @@ def _tokenizer_and_haystack(config: RulerConfig, tasks: list[str], say: Callable
     if tokenizer is None:
         raise ConfigError("model", "{name} " + f"{config.model} has no tokenizer files; RULER sizes its prompts "
                                                "with the model's tokenizer")
+    if config.chat_template and not getattr(tokenizer, "chat_template", None):
+        raise ConfigError(("chat_template", "model"), "{name0}: the tokenizer of {name1} " + f"{config.model} "
+                          "has no chat template; leave the flag out")
     essay = [t for t in tasks if TASKS[t].haystack == "essay"]
     if config.haystack is not None and not essay:
         say("note: --haystack is used by the essay tasks only, and none is asked for")
@@ -349,7 +354,7 @@ def _measure(config: RulerConfig, folder: Any, sets: list, tasks: list[str], sam
                     current = fs
                 if bar is not None:
                     bar.set_postfix_str(f"{name} {length} {task}")
-                cell = scoring.score_cell(lm, name, task, length, rows,
+                cell = scoring.score_cell(lm, name, task, length, rows, chat_template=config.chat_template,
                                           on_sample=(lambda: bar.update(1)) if bar is not None else None)
                 cells.append(cell)
                 entries[key] = {"factors": name, "fingerprint": key[2], "length": length, "task": task,
