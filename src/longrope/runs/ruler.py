@@ -2,13 +2,13 @@
 
 The story of a run:
 
-1. check everything that needs no weights: the factor files against the model's RoPE, the
-   tokenizer, the haystack, and the samples themselves — lm-eval's RULER code generates them from
-   the tokenizer (:mod:`longrope.data.ruler`), so a length too short for a task fails here, in
-   seconds;
-2. open the run folder in place (a folder holding an ``eval ruler`` run is continued: its
-   measured cells are kept), save the tokenizer lm-eval sized the prompts with (when the model
-   has no tokenizer folder of its own) and the samples;
+1. check what needs no weights: the factor files against the model's RoPE, the tokenizer (and its
+   chat template when asked for), the haystack;
+2. open the run folder in place (a folder holding an ``eval ruler`` run is continued: its measured
+   cells are kept), then make the samples — lm-eval's RULER code generates them from the tokenizer
+   (:mod:`longrope.data.ruler`), so a length too short for a task fails here, before any weight is
+   read, and a folder this run created is removed — and save them, with the tokenizer lm-eval sized
+   the prompts with when the model has no tokenizer folder of its own (a GGUF, a hub id);
 3. load the model once and wrap it in lm-eval's ``HFLM``; for each factor set (swapped in the
    loaded model), each length and task, score the cell (:mod:`longrope.evaluate.ruler`) and save
    it at once (``cells.json``, atomically), so a killed run loses at most the cell in progress;
@@ -16,7 +16,7 @@ The story of a run:
 
 A cell is reused only when everything that decides its numbers matches: the factor set (its
 factors, not only its name), the samples (by hash), the model, dtype, attention implementation,
-BOS setting and the lm-eval release.
+BOS and chat-template settings and the lm-eval release.
 """
 
 from __future__ import annotations
