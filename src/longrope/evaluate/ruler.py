@@ -24,7 +24,7 @@ from typing import Any
 
 from longrope.io import json_safe, write_csv, write_json, write_text
 
-__all__ = ["Cell", "wilson", "ruler_lm", "score_cell", "write_ruler_outputs", "RULER_CSV_FIELDS"]
+__all__ = ["Cell", "wilson", "ruler_lm", "score_cell", "averages", "write_ruler_outputs", "RULER_CSV_FIELDS"]
 
 Z95 = 1.959963984540054
 
@@ -157,10 +157,6 @@ RULER_CSV_FIELDS = ["factors", "length", "task", "n", "score_sum", "accuracy", "
                     "seconds_per_sample"]
 
 
-def _label(n: int) -> str:
-    return f"{n // 1024}k" if n >= 1024 and n % 1024 == 0 else str(n)
-
-
 def _pct(x: float | None) -> str:
     return "–" if x is None or not math.isfinite(x) else f"{100 * x:.1f}"
 
@@ -189,7 +185,9 @@ def _table_md(cells: Sequence[Cell], sets: Sequence[str], lengths: Sequence[int]
               record: dict) -> str:
     avg = averages(cells, sets, lengths, tasks)
     by = {(c.factors, c.length, c.task): c for c in cells}
-    cols = [_label(n) for n in lengths]
+    from longrope.evaluate.plots import _length_label  # the plots' column labels: 4k, 8k, ...
+
+    cols = [_length_label(n) for n in lengths]
     lines = [f"# RULER: {record.get('model')}", "",
              f"lm-eval {record.get('lm_eval')} RULER tasks ({', '.join(tasks)}); {record.get('samples')} samples "
              f"per cell; essay haystack: {(record.get('haystack') or {}).get('name', 'not used')}. Accuracy in % "
