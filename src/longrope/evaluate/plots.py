@@ -13,7 +13,8 @@ from collections.abc import Mapping, Sequence
 
 from longrope.io import write_bytes
 
-__all__ = ["plot_ppl_vs_length", "plot_passkey_heatmap", "plot_passkey_methods", "plot_factors"]
+__all__ = ["plot_ppl_vs_length", "plot_passkey_heatmap", "plot_passkey_methods", "plot_factors",
+           "plot_ruler_heatmaps"]
 
 
 def _save(fig, path: str | os.PathLike) -> None:
@@ -134,4 +135,38 @@ def plot_factors(path: str | os.PathLike, curve: Sequence[float], label: str, *,
     ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
+    _save(fig, path)
+
+
+def plot_ruler_heatmaps(grids: Mapping[str, Mapping[tuple[str, int], float]], tasks: Sequence[str],
+                        lengths: Sequence[int], path: str | os.PathLike, *, title: str = "RULER accuracy") -> None:
+    """One task × length accuracy heatmap per factor set, side by side: ``grids[set][(task, length)]``
+    (a missing cell is left blank)."""
+    import numpy as np
+    from matplotlib.figure import Figure
+
+    names = list(grids)
+    width = 1.0 + 0.8 * len(lengths)
+    fig = Figure(figsize=(2.2 + width * len(names), 1.4 + 0.35 * len(tasks)))
+    axes = [fig.add_subplot(1, len(names), k + 1) for k in range(len(names))]
+    im = None
+    for k, (ax, name) in enumerate(zip(axes, names)):
+        grid = np.full((len(tasks), len(lengths)), np.nan)
+        for (task, n), acc in grids[name].items():
+            if task in tasks and n in lengths:
+                grid[list(tasks).index(task), list(lengths).index(n)] = acc
+        im = ax.imshow(grid, vmin=0.0, vmax=1.0, cmap="RdYlGn", aspect="auto", origin="upper")
+        ax.set_xticks(range(len(lengths)))
+        ax.set_xticklabels([_length_label(n) for n in lengths])
+        ax.set_yticks(range(len(tasks)))
+        ax.set_yticklabels(list(tasks) if k == 0 else [])
+        for i in range(len(tasks)):
+            for j in range(len(lengths)):
+                if not math.isnan(grid[i, j]):
+                    ax.text(j, i, f"{grid[i, j]:.2f}", ha="center", va="center", fontsize=7)
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("context length")
+    fig.suptitle(title)
+    if im is not None:
+        fig.colorbar(im, ax=axes, label="accuracy", fraction=0.05)
     _save(fig, path)

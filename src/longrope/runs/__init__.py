@@ -8,6 +8,7 @@ RUN_DIR`` rebuilds the config from ``config.json`` and runs it again.
 
 - :mod:`.search` — ``longrope search``;
 - :mod:`.evaluate` — ``longrope eval ppl`` and ``longrope eval passkey``;
+- :mod:`.ruler` — ``longrope eval ruler`` (RULER through lm-evaluation-harness, resumable by cell);
 - :mod:`.demo` — ``longrope demo`` (the main job);
 - :mod:`.train_tiny` — ``longrope train-tiny`` (rebuild the embedded model);
 - :mod:`.finetune` — ``longrope finetune`` (long-context fine-tuning, :mod:`longrope.train`);
@@ -50,6 +51,7 @@ RUNS = {
     "search": "longrope.runs.search:SPEC",
     "eval ppl": "longrope.runs.evaluate:PPL_SPEC",
     "eval passkey": "longrope.runs.evaluate:PASSKEY_SPEC",
+    "eval ruler": "longrope.runs.ruler:SPEC",
     "demo": "longrope.runs.demo:SPEC",
     "train-tiny": "longrope.runs.train_tiny:SPEC",
     "finetune": "longrope.runs.finetune:SPEC",

@@ -1,0 +1,106 @@
+"""RULER samples: the task table, the essay wrappers' arguments, the haystack, the shipped Punkt model."""
+
+from __future__ import annotations
+
+import ast
+import inspect
+
+import pytest
+
+pytest.importorskip("lm_eval", reason="needs the ruler extra: pip install 'longrope[ruler]'")
+
+from longrope.data import ruler  # noqa: E402
+from longrope.errors import ConfigError  # noqa: E402
+
+
+def test_names_and_aliases():
+    assert ruler.canonical_task("vt") == "ruler_vt" and ruler.canonical_task("niah_single_1") == "niah_single_1"
+    with pytest.raises(ConfigError, match="unknown RULER task 'nope'"):
+        ruler.canonical_task("nope")
+    assert not {"ruler_qa_squad", "ruler_qa_hotpot"} & set(ruler.DEFAULT_TASKS)
+    assert set(ruler.DEFAULT_TASKS) | {"ruler_qa_squad", "ruler_qa_hotpot"} == set(ruler.TASKS)
+
+
+def test_every_task_is_lm_evals():
+    for name in ruler.TASKS:
+        assert ruler.task_config(name)["task"] == name
+
+
+def test_essay_arguments_are_those_of_lm_evals_wrappers():
+    """Our essay tasks call lm-eval's generate_samples with the arguments its wrappers pass (read
+    from the wrappers' source), the haystack excepted; the non-essay wrappers are used as they are."""
+    ruler.use_shipped_punkt()
+    from lm_eval.tasks.ruler import niah_utils
+
+    for name, spec in ruler.TASKS.items():
+        if not name.startswith("niah_"):
+            continue
+        tree = ast.parse(inspect.getsource(getattr(niah_utils, name)))
+        call = next(n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "id", "") ==
+                    "generate_samples")
+        kwargs = {k.arg: ast.literal_eval(k.value) for k in call.keywords
+                  if isinstance(k.value, ast.Constant)}
+        assert kwargs.pop("type_haystack") == spec.haystack, name
+        assert kwargs.pop("num_samples") == ruler.MAX_SAMPLES
+        if spec.haystack == "essay":
+            assert kwargs == ruler.ESSAY_ARGS[name], name
+
+
+def test_haystack_from_text_files(tmp_path):
+    default = ruler.load_haystack(None)
+    assert default.name == "shipped books" and len(default.words) > 100_000
+    (tmp_path / "a.txt").write_text("The grass is green.  The sky\n is blue. " * 300)
+    hay = ruler.load_haystack(str(tmp_path))
+    assert hay.words[:5] == ("The", "grass", "is", "green.", "The") and hay.sha256 != default.sha256
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "short.txt").write_text("too few words")
+    with pytest.raises(ConfigError, match="only 3 words"):
+        ruler.load_haystack(str(tmp_path / "b"))
+
+
+def test_haystack_from_a_shard_folder(tmp_path):
+    from longrope.cli import main
+    from longrope.embedded import CORPUS_DIR
+    from longrope.models.loading import load_tokenizer_of
+
+    assert main(["tokenize", "--tokenizer", "tiny", "--input", f"heldout={CORPUS_DIR / 'heldout'}",
+                 "-o", str(tmp_path / "shards")]) == 0
+    hay = ruler.load_haystack(str(tmp_path / "shards"), load_tokenizer_of("tiny"))
+    assert len(hay.documents) == 5 and hay.words[:4] == ("Persuasion", "by", "Jane", "Austen")
+
+
+def test_every_offline_task_makes_its_samples_on_the_tiny_tokenizer():
+    """One sample per task (niah at 512; vt needs ~1k tokens, cwe ~2k with this tokenizer): lm-eval's
+    generators on the embedded model's tokenizer, the essay tasks on the shipped books."""
+    from longrope.models.loading import embedded_tiny_path, load_tokenizer_of
+
+    tok = load_tokenizer_of("tiny")
+    hay = ruler.load_haystack(None)
+    lengths = {"ruler_vt": 1024, "ruler_fwe": 1024, "ruler_cwe": 2048}
+    for task in ruler.DEFAULT_TASKS:
+        n = lengths.get(task, 512)
+        rows = ruler.make_samples(task, n, 1, tokenizer_path=str(embedded_tiny_path()), tokenizer=tok,
+                                  haystack=hay)
+        assert rows[0]["max_length"] == n and rows[0]["outputs"], task
+        assert all(answer in rows[0]["input"] for answer in rows[0]["outputs"]) or task in (
+            "ruler_cwe", "ruler_fwe", "ruler_vt"), task  # aggregation tasks: the answer is counted, not written
+    essay = ruler.make_samples("niah_single_2", 512, 1, tokenizer_path=str(embedded_tiny_path()), tokenizer=tok,
+                               haystack=hay)[0]["input"]
+    assert "Persuasion" in essay  # the first book (lm-eval adds essay words 500 at a time), not Paul Graham
+
+
+def test_the_shipped_punkt_model_is_the_one_the_books_train(tmp_path):
+    texts = [t for _, t in ruler._shipped_book_texts()]
+    folder = ruler.train_punkt(texts, tmp_path)
+    shipped = ruler.SHIPPED_PUNKT / "tokenizers" / "punkt_tab" / "english"
+    for name in ("collocations.tab", "sent_starters.txt", "abbrev_types.txt", "ortho_context.tab"):
+        assert (folder / name).read_text() == (shipped / name).read_text(), name
+
+
+def test_wilson_interval():
+    from longrope.evaluate.ruler import wilson
+
+    lo, hi = wilson(0, 2)
+    assert lo == 0.0 and abs(hi - 0.6576) < 1e-3
+    lo, hi = wilson(8, 10)
+    assert abs(lo - 0.4902) < 1e-3 and abs(hi - 0.9433) < 1e-3

@@ -1,0 +1,175 @@
+"""``longrope eval ruler`` end to end on the embedded tiny model: lm-eval's RULER code in process.
+
+Short lengths (256/512), one fast task (niah_single_1, the repeat haystack), two samples per cell.
+lm-eval's RULER code takes ~20 s to import on two cores (it builds its word lists), once per session.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+
+pytest.importorskip("lm_eval", reason="needs the ruler extra: pip install 'longrope[ruler]'")
+
+from longrope.cli import main  # noqa: E402
+
+TASK = "niah_single_1"
+
+
+@pytest.fixture(scope="module")
+def yarn(tmp_path_factory):
+    """A YaRN factor file for the tiny model (L = 256) at 1024, n̂ = 0."""
+    from longrope.models.loading import read_rope_info
+    from longrope.rope import make_baseline
+
+    info = read_rope_info("tiny")
+    fs = make_baseline("yarn", rope_theta=info.rope_theta, rotary_dim=info.rotary_dim,
+                       original_length=info.original_max_position_embeddings, target_length=1024)
+    path = tmp_path_factory.mktemp("ruler") / "yarn.json"
+    fs.save(path)
+    return path
+
+
+def _argv(out, yarn, *extra):
+    return ["eval", "ruler", "--model", "tiny", "--factors", str(yarn), "--lengths", "256,512", "--tasks", TASK,
+            "--samples", "2", "-o", str(out), "--quiet", *extra]
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory, yarn):
+    out = tmp_path_factory.mktemp("ruler-run") / "out"
+    assert main(_argv(out, yarn)) == 0
+    return out
+
+
+def test_the_command_writes_the_paper_table_and_every_cell(finished):
+    names = {p.name for p in finished.iterdir()}
+    assert {"config.json", "run.json", "summary.json", "ruler.json", "ruler.csv", "table.md", "ruler.png",
+            "cells.json", "samples"} <= names
+    rows = list(csv.DictReader((finished / "ruler.csv").open()))
+    assert {(r["factors"], int(r["length"]), r["task"]) for r in rows} == {
+        (s, n, TASK) for s in ("none", "yarn") for n in (256, 512)}
+    for r in rows:
+        acc, lo, hi = float(r["accuracy"]), float(r["ci95_low"]), float(r["ci95_high"])
+        assert int(r["n"]) == 2 and 0.0 <= lo <= acc <= hi <= 1.0 and float(r["seconds_per_sample"]) > 0
+    table = (finished / "table.md").read_text()
+    assert "| Factors | 256 | 512 | Avg |" in table and "| none |" in table and "| yarn |" in table
+    assert f"| {TASK} |" in table  # the per-task table
+    doc = json.loads((finished / "ruler.json").read_text())
+    cells = doc["cells"]
+    # every factor set answered the same prompts
+    for n in (256, 512):
+        assert len({c["samples_sha256"] for c in cells if c["length"] == n}) == 1
+    assert all(len(c["scores"]) == len(c["responses"]) == 2 for c in cells)
+    run = json.loads((finished / "run.json").read_text())
+    assert run["status"] == "done" and run["command"] == "eval ruler"
+
+
+def test_a_killed_run_keeps_its_cells_and_the_same_command_measures_only_the_rest(tmp_path, yarn, monkeypatch,
+                                                                                 capsys):
+    import longrope.evaluate.ruler as ruler
+
+    real, calls = ruler.score_cell, []
+
+    def dies_at_the_third(*args, **kwargs):
+        calls.append(args[1:4])
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ruler, "score_cell", dies_at_the_third)
+    out = tmp_path / "out"
+    assert main(_argv(out, yarn)) == 130
+    kept = json.loads((out / "cells.json").read_text())["cells"]
+    assert len(kept) == 2 and json.loads((out / "run.json").read_text())["status"] == "running"
+    before = {(c["factors"], c["length"]): c["cell"] for c in kept}
+
+    calls.clear()
+    monkeypatch.setattr(ruler, "score_cell", lambda *a, **k: (calls.append(a[1:4]), real(*a, **k))[1])
+    assert main(_argv(out, yarn)) == 0
+    assert len(calls) == 2  # only the missing cells
+    after = {(c["factors"], c["length"]): c for c in json.loads((out / "ruler.json").read_text())["cells"]}
+    assert len(after) == 4
+    for key, cell in before.items():  # measured cells come back unchanged (their timing included)
+        assert after[key]["seconds"] == cell["seconds"] and after[key]["responses"] == cell["responses"]
+    # --resume says the same; nothing left to measure
+    calls.clear()
+    assert main(_argv(out, yarn, "--resume")) == 0 and calls == []
+
+
+def test_a_task_that_needs_the_hub_is_skipped_with_one_line(finished, yarn, capsys):
+    # the same folder: every cell is there, so nothing runs but the skip notice and the outputs
+    argv = _argv(finished, yarn)
+    argv[argv.index("--tasks") + 1] = f"{TASK},qa_squad"
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    skips = [ln for ln in err.splitlines() if ln.startswith("skipping")]
+    assert len(skips) == 1 and "ruler_qa_squad" in skips[0] and "hub" in skips[0]
+    assert json.loads((finished / "summary.json").read_text())["skipped_tasks"]
+
+
+@pytest.mark.parametrize("change, needle", [
+    (["--tasks", "niah_nope"], "--tasks: unknown RULER task 'niah_nope'"),
+    (["--lengths", "128"], "--lengths: RULER needs at least 256"),
+    (["--tasks", "vt"], "--lengths: 256 tokens is too short for ruler_vt"),
+    (["--samples", "501"], "--samples must be between 1 and 500"),
+    (["--haystack", "no/such/books"], "--haystack no/such/books: no such file or folder"),
+    (["--chat-template", ""], "--chat-template: the tokenizer of --model tiny has no chat template"),
+])
+def test_bad_input_is_one_line_exit_2_before_the_model_loads(tmp_path, yarn, change, needle, capsys, no_weights):
+    out = tmp_path / "out"
+    argv = _argv(out, yarn)
+    for i in range(0, len(change), 2):
+        if not change[i + 1]:  # a switch
+            argv.append(change[i])
+        elif change[i] in argv:
+            argv[argv.index(change[i]) + 1] = change[i + 1]
+        else:
+            argv += change[i:i + 2]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if "error:" in ln]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert needle in lines[0], lines[0]
+    assert not out.exists()
+
+
+def test_stock_lm_eval_on_an_export_gives_the_same_numbers(tmp_path, yarn, capsys):
+    """``lm_eval`` with ``--model hf --model_args pretrained=EXPORT`` on a folder ``longrope export``
+    wrote (n̂ = 0) answers the same samples with the same text and scores as ``eval ruler``. At 512 the
+    prompts are past the tiny model's L = 256 from their first token, where stock transformers and
+    the patch agree (stock keeps short-factor keys when generation crosses L; the patch re-prefills)."""
+    import lm_eval
+
+    from longrope.data.ruler import use_shipped_punkt
+
+    export = tmp_path / "export"
+    assert main(["export", "--model", "tiny", "--factors", str(yarn), "-o", str(export)]) == 0
+    out = tmp_path / "ours"
+    assert main(["eval", "ruler", "--model", "tiny", "--factors", str(yarn), "--skip-none", "--lengths", "512",
+                 "--tasks", TASK, "--samples", "2", "-o", str(out), "--quiet"]) == 0
+    ours = json.loads((out / "ruler.json").read_text())
+    max_length = ours["config"]["hflm_max_length"]
+    use_shipped_punkt()  # lm-eval would download punkt_tab otherwise
+    res = lm_eval.simple_evaluate(model="hf", model_args=f"pretrained={export},max_length={max_length},dtype=float32",
+                                  device="cpu", tasks=[TASK], metadata={"max_seq_lengths": [512]}, limit=2,
+                                  bootstrap_iters=0)
+    stock = sorted(res["samples"][TASK], key=lambda s: s["doc_id"])
+    cell = ours["cells"][0]
+    assert [s["filtered_resps"][0] for s in stock] == cell["responses"]
+    assert [float(s["512"]) for s in stock] == cell["scores"]
+    samples = json.loads((out / "samples" / f"{TASK}-512.json").read_text())["rows"]
+    assert [s["doc"]["input"] for s in stock] == [r["input"] for r in samples]
+
+
+def test_the_help_example_parses():
+    import shlex
+
+    from longrope.cli import build_parser
+    from longrope.runs.ruler import SPEC
+
+    line = " ".join(ln.strip().rstrip("\\") for ln in SPEC.example.splitlines()[1:])
+    args = build_parser().parse_args(shlex.split(line)[1:])
+    assert args._spec is SPEC and args.tasks == ("niah_single_1", "vt")
