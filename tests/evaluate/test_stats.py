@@ -6,7 +6,14 @@ import math
 
 import pytest
 
-from longrope.evaluate.stats import Verdict, paired_wins, retrieval_verdict, sign_test_p, verdict, wilson_interval
+from longrope.evaluate.stats import (
+    Verdict,
+    paired_wins,
+    retrieval_verdict,
+    sign_test_p,
+    verdict,
+    wilson_interval,
+)
 
 
 def test_wilson_interval_known_values_and_edges():
