@@ -372,18 +372,18 @@ def test_resume_without_plan_uses_the_manifest_and_a_search_killed_before_its_ch
 
 
 def test_a_second_process_on_the_same_folder_is_refused(reference, tmp_path, capsys):
-    from longrope.runs.pipeline import _lock
+    from longrope.runs.folder import FolderLock
 
     plan_file, _ = reference
     out = tmp_path / "out"
     assert _pipeline(plan_file, out, "--until", "data") == 0
-    held = _lock(out.resolve())
+    held = FolderLock.acquire(out, "pipeline")
     try:
         capsys.readouterr()
         assert _pipeline(plan_file, out, "--resume") == 2
         assert "in use by another" in capsys.readouterr().err
     finally:
-        held.close()
+        held.release()
 
 
 def test_a_torn_cell_line_is_dropped_and_goals_read_fractional_ratios(tmp_path):

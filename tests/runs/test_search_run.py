@@ -236,3 +236,16 @@ def test_reuse_compares_the_base_factors_by_content(tiny, tmp_path, capsys):
     assert _search(tiny, tmp_path / "p3", *prog, "--base-factors", str(first_base),
                    "--reuse", str(tmp_path / "p1")) == 2
     assert "base_factors_sha256" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("resume", [False, True])
+def test_a_second_process_into_the_folder_is_refused(tiny, tmp_path, capsys, resume):
+    from longrope.runs.folder import FolderLock
+
+    out = tmp_path / "run"
+    out.mkdir()
+    with FolderLock.acquire(out, "search"):  # what a search running in the folder holds
+        assert _search(tiny, out, "--target-length", str(TARGET), "--no-report", *(["--resume"] if resume else [])) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "is in use by another longrope process" in err[0], err
+    assert sorted(p.name for p in out.iterdir()) == [".lock"]  # nothing written

@@ -29,7 +29,6 @@ stage resumes from its own checkpoint, a comparison from its last measured cell.
 from __future__ import annotations
 
 import copy
-import fcntl
 import json
 import re
 import shutil
@@ -572,17 +571,6 @@ def summarize(manifest: dict) -> dict:
     return out
 
 
-def _lock(out: Path) -> Any:
-    """An exclusive lock on ``OUT/.lock``: a second process on the same pipeline is refused."""
-    handle = open(out / ".lock", "a")  # noqa: SIM115 - held for the whole run
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        handle.close()
-        raise UserError(f"{out} is in use by another longrope pipeline process; wait for it or stop it") from None
-    return handle
-
-
 def run(config: PipelineConfig, *, log: Callable[[str], None] | None = None) -> dict:
     """Run (or resume) the plan's stages in order; returns ``summary.json``'s content."""
     from longrope.runs.folder import RunFolder
@@ -627,8 +615,7 @@ def run(config: PipelineConfig, *, log: Callable[[str], None] | None = None) -> 
             raise UserError(f"plan stage {name!r} ({entry['run']}): {exc.render(lambda f: f)}") from None
         except UserError as exc:
             raise UserError(f"plan stage {name!r} ({entry['run']}): {exc}") from None
-    folder = RunFolder.open(out, COMMAND, staged=False, resume=config.resume)
-    lock = _lock(out)  # one process per pipeline folder
+    folder = RunFolder.open(out, COMMAND, staged=False, resume=config.resume)  # locked: one process per folder
     try:
         manifest = old or _new_manifest(plan, plan_file)
         if edited:  # the plan to run now is the edited one; its compare stages measure their new cells
@@ -683,7 +670,7 @@ def run(config: PipelineConfig, *, log: Callable[[str], None] | None = None) -> 
         else:
             write_json(out / "summary.json", summary)
     finally:
-        lock.close()
+        folder.close()
     return summary
 
 

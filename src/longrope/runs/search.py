@@ -266,20 +266,30 @@ def _check_windows(config: SearchConfig, length: int) -> None:
 
 def run(config: SearchConfig, *, log: Callable[[str], None] | None = None) -> dict:
     """Run (or resume) the search; returns the result (also in ``summary.json``)."""
-    from longrope.evaluate.plots import plot_factors
     from longrope.runs.folder import RunFolder
-    from longrope.runs.progress import SearchBar
-    from longrope.search.evaluators import make_evaluator
-    from longrope.search.loop import StopRules, run_search
-    from longrope.search.objective import ObjectiveSpec
-    from longrope.search.plan import loop_strategy
 
     say = log or (lambda msg: print(msg, file=sys.stderr))
     plan = make_plan(config)
     ident = fingerprint(config, plan)
     preload = reused_scores(config, ident) if config.reuse and not config.resume else None
     check_devices(config)
-    folder = RunFolder.open(config.output, COMMAND, staged=False, resume=config.resume)
+    folder = RunFolder.open(config.output, COMMAND, staged=False, resume=config.resume)  # locked until closed
+    try:
+        return _search_in(folder, config, plan, ident, preload, say)
+    finally:
+        folder.close()
+
+
+def _search_in(folder: Any, config: SearchConfig, plan: Any, ident: dict, preload: list | None,
+               say: Callable[[str], None]) -> dict:
+    """:func:`run`'s work, in its open (locked) run folder."""
+    from longrope.evaluate.plots import plot_factors
+    from longrope.runs.progress import SearchBar
+    from longrope.search.evaluators import make_evaluator
+    from longrope.search.loop import StopRules, run_search
+    from longrope.search.objective import ObjectiveSpec
+    from longrope.search.plan import loop_strategy
+
     ckpt = folder / "checkpoint.json"
     try:  # set-up: a failure here leaves no folder behind (or the one that was there)
         if config.resume:
