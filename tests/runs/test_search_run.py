@@ -127,6 +127,9 @@ def test_bad_input_is_one_line(tiny, tmp_path, capsys):
     assert _search(tiny, out, "--target-length", str(2 * TARGET), "--no-report", "--resume") == 2
     err = capsys.readouterr().err
     assert "--resume refused" in err and "config.target_length: 128 -> 256" in err
+    assert _search(tiny, out, "--target-length", str(TARGET), "--no-report", "--resume", "--dtype", "bfloat16") == 2
+    err = capsys.readouterr().err
+    assert "--resume refused" in err and "config.dtype: 'float32' -> 'bfloat16'" in err and len(err.splitlines()) == 1
 
 
 def test_a_worker_that_fails_on_every_candidate_stops_with_its_error(tiny, tmp_path, monkeypatch, capsys):

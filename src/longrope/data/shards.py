@@ -316,6 +316,17 @@ class TokenCorpus:
                 self._verify_range(k, 0, int(rec["n_tokens"]))
 
     @property
+    def content_digest(self) -> str:
+        """SHA-256 naming the folder's content: its token dtype, tokenizer vocabulary, and the
+        checksums of its index, names and shards (which every token read is verified against). A folder
+        rebuilt at the same path with other documents, roles or tokens has another digest."""
+        m = self.meta
+        ident = {"dtype": m["dtype"], "n_docs": m["n_docs"], "n_tokens": m["n_tokens"],
+                 "vocab_sha256": m["tokenizer"]["vocab_sha256"], "index": m["index"]["sha256"],
+                 "names": m["names"]["sha256"], "shards": [r["sha256"] for r in m["shards"]]}
+        return hashlib.sha256(json.dumps(ident, sort_keys=True).encode("utf-8")).hexdigest()
+
+    @property
     def dtype(self) -> np.dtype:
         return np.dtype(self.meta["dtype"])
 

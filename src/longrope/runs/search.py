@@ -142,8 +142,9 @@ def fitness_name(strategy: str, fitness: str | None) -> str:
     return fitness or ("needle" if strategy == "longrope2" else "ppl")
 
 
-#: Fields that never change the trajectory of a search (a resume may change them).
-_RUNTIME_FIELDS = ("output", "resume", "workers", "devices", "ray_address", "device", "quiet", "report", "dtype",
+#: Fields that never change the trajectory of a search (a resume may change them). The dtype is not one
+#: of them: scores in two precisions in one archive compare unlike numbers (``--reuse`` refuses it too).
+_RUNTIME_FIELDS = ("output", "resume", "workers", "devices", "ray_address", "device", "quiet", "report",
                    "heldout_samples", "max_evals", "max_seconds", "attn_implementation")
 
 
