@@ -90,6 +90,13 @@ def _cases(r: Path) -> list[tuple[str, list[str], str]]:
         ("demo-domains", ["demo", "--model", m, "--domains", "code", "--out", str(r / "o9")], "--domains"),
         ("baseline-original-0", ["baseline", "--model", m, "--method", "pi", "--target-length", "64",
                                  "--original-length", "0", "-o", str(r / "b.json")], "--original-length"),
+        ("finetune-steps-huge", ["finetune", "--model", m, "--factors", str(r / "short.json"), "--data", d,
+                                 "--steps", str(10**400), "-o", str(r / "o23")], "--steps must be an integer in"),
+        ("search-length-huge", [*search, "-o", str(r / "o24"), "--target-length", str(10**23)], "--target-length"),
+        ("generate-tokens-huge", [*gen[:-1], str(10**23)], "--max-new-tokens must be an integer in"),
+        ("ppl-max-tokens-0", [*ppl, "-o", str(r / "o25"), "--stride", "16", "--max-tokens", "0"], "--max-tokens"),
+        ("passkey-trials-huge", ["eval", "passkey", "--model", m, "--lengths", "64", "--trials", str(10**30), "-o",
+                                 str(r / "o26")], "--trials"),
         ("train-tiny-heads", ["train-tiny", "--out", str(r / "t"), "--hidden-size", "30", "--num-heads", "4"],
          "--hidden-size"),
         # models and files

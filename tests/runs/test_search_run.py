@@ -152,9 +152,9 @@ def test_config_validation_names_the_field_and_the_flag(tiny, tmp_path):
     from longrope.runs.search import SearchConfig
 
     flags = field_flags(SearchConfig).get
-    with pytest.raises(ConfigError, match="samples must be >= 1") as err:
+    with pytest.raises(ConfigError, match="samples must be an integer in \\[1, ") as err:
         SearchConfig(model="m", data="d", output="o", target_length=64, samples=0)
-    assert err.value.render(flags).startswith("--samples must be >= 1")
+    assert err.value.render(flags).startswith("--samples must be an integer in [1, ")
     with pytest.raises(ConfigError) as err:
         SearchConfig(model="m", data="d", output="o", target_length=64, workers=2, ray_address="auto")
     assert "only one of --workers, --devices and --ray-address" in err.value.render(flags)

@@ -127,6 +127,15 @@ def check_sampling(do_sample: bool, temperature: Any, top_p: Any, *,
         raise UserError(f"{p_name} must be in (0, 1] for sampling, got {top_p!r} (1 keeps every token)")
 
 
+def check_max_new_tokens(value: Any, name: str = "max_new_tokens") -> None:
+    """The one check of a generation length (``name``: how the caller spells it, e.g. its flag)."""
+    from longrope.options import MAX_TOKENS, int_problem
+
+    problem = int_problem(value, 1, MAX_TOKENS)
+    if problem:
+        raise UserError(f"{name} {problem}")
+
+
 def generate(
     model: Any,
     tokenizer: Any,
@@ -153,8 +162,7 @@ def generate(
 
     if mode not in MODES:
         raise UserError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
-    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
-        raise UserError(f"max_new_tokens must be an integer >= 1, got {max_new_tokens!r}")
+    check_max_new_tokens(max_new_tokens)
     check_sampling(do_sample, temperature, top_p)
     patch = install_factors(model, factor_set) if factor_set is not None else current_patch(model)
     if patch is None or not patch.active:

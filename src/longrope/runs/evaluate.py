@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from longrope.errors import ConfigError
-from longrope.options import check_choices, config_to_dict, option
+from longrope.options import MAX_COUNT, MAX_SEED, MAX_TOKENS, check_choices, check_int, config_to_dict, option
 from longrope.runs import RunSpec
 
 SPLITS = ("heldout", "search", "all")
@@ -61,10 +61,11 @@ class _EvalConfig:
     def __post_init__(self) -> None:
         check_choices(self)
         self.lengths = tuple(sorted(set(int(n) for n in self.lengths)))
-        if not self.lengths or self.lengths[0] < 2:
-            raise ConfigError("lengths", "{name} must be integers >= 2 tokens, got " + str(list(self.lengths)))
-        if self.original_length is not None and self.original_length < 2:
-            raise ConfigError("original_length", "{name} must be an integer >= 2, got " + str(self.original_length))
+        if not self.lengths or self.lengths[0] < 2 or self.lengths[-1] > MAX_TOKENS:
+            raise ConfigError("lengths", "{name} must be integers in " + f"[2, {MAX_TOKENS:,}] tokens, got "
+                              + (str(list(self.lengths)) if len(str(self.lengths)) < 200 else "a larger one"))
+        check_int(self, "original_length", 2, MAX_TOKENS, optional=True)
+        check_int(self, "seed", 0, MAX_SEED)
         if self.skip_none and not self.factors:
             raise ConfigError(("skip_none", "factors"), "nothing to evaluate: {name0} without {name1}")
 
@@ -88,8 +89,9 @@ class PplConfig(_EvalConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         for name in ("samples", "batch_size", "windows_per_doc"):
-            if getattr(self, name) < 1:
-                raise ConfigError(name, "{name} must be a positive integer, got " + str(getattr(self, name)))
+            check_int(self, name)
+        # 0 is not "no cap" (that is leaving it out)
+        check_int(self, "max_tokens", 1, MAX_COUNT, optional=True)
         if not 0.0 <= self.heldout_fraction <= 1.0:
             raise ConfigError("heldout_fraction", "{name} must be in [0, 1], got " + str(self.heldout_fraction))
         if self.max_tokens is not None and self.stride is None:
@@ -97,8 +99,7 @@ class PplConfig(_EvalConfig):
         if self.stride is not None and not 1 <= self.stride <= min(self.lengths):
             raise ConfigError("stride", f"{{name}} must be between 1 and the shortest length ({min(self.lengths)}), "
                                         f"got {self.stride}")
-        if self.chunk_size is not None and self.chunk_size < 1:
-            raise ConfigError("chunk_size", "{name} must be a positive integer, got " + str(self.chunk_size))
+        check_int(self, "chunk_size", 1, MAX_TOKENS, optional=True)
 
 
 @dataclass(kw_only=True)
@@ -118,8 +119,7 @@ class PasskeyConfig(_EvalConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.trials < 1:
-            raise ConfigError("trials", "{name} must be a positive integer, got " + str(self.trials))
+        check_int(self, "trials")
         if not self.depths or any(not 0.0 <= d <= 1.0 for d in self.depths):
             raise ConfigError("depths", "{name} must be numbers in [0, 1], got " + str(list(self.depths)))
         if not 0.0 <= self.heldout_fraction <= 1.0:

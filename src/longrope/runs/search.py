@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from longrope.errors import ConfigError, UserError
-from longrope.options import check_choices, config_to_dict, nested, option
+from longrope.options import MAX_SEED, MAX_TOKENS, check_choices, check_int, config_to_dict, nested, option
 from longrope.runs import RunSpec
 from longrope.search.plan import STRATEGY_NAMES
 from longrope.search.space import PAPER_START_TOKENS
@@ -94,10 +94,10 @@ class SearchConfig:
     def __post_init__(self) -> None:
         check_choices(self)
         for name in ("samples", "heldout_samples", "windows_per_doc"):
-            if getattr(self, name) < 1:
-                raise ConfigError(name, "{name} must be >= 1, got " + str(getattr(self, name)))
-        if self.workers < 0:
-            raise ConfigError("workers", "{name} must be >= 0, got " + str(self.workers))
+            check_int(self, name)
+        check_int(self, "workers", 0, 4096)
+        check_int(self, "seed", 0, MAX_SEED)
+        check_int(self, "target_length", 2, MAX_TOKENS, optional=True)
         if sum([self.workers > 0, bool(self.devices), bool(self.ray_address)]) > 1:
             raise ConfigError(("workers", "devices", "ray_address"), "give only one of {name0}, {name1} and {name2}")
         if self.unordered and not (self.workers > 0 or self.devices or self.ray_address):
