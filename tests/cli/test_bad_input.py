@@ -57,6 +57,19 @@ def env(tmp_path_factory):
     # a shard index that is a pickled object array
     shutil.copytree(root / "data", root / "pickled")
     np.save(root / "pickled" / "index.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    # hand-edited run records: a nested setting that is no object, a file nested 200,000 deep
+    for name, text in (("knobs5", json.dumps({"format": "longrope-run/1", "command": "search", "config": {
+            "model": str(root / "model"), "data": str(root / "data"), "output": "o", "target_length": 128,
+            "knobs": 5}})),
+                       ("deep", "[" * 200_000 + "]" * 200_000)):
+        (root / name).mkdir()
+        (root / name / "config.json").write_text(text)
+    # shard folders whose meta.json has a tokenizer record of the wrong shape
+    for name, edit in (("bos-x", {"bos_token_id": "x"}), ("no-tok-name", {"name": None})):
+        shutil.copytree(root / "data", root / name)
+        meta = json.loads((root / name / "meta.json").read_text())
+        meta["tokenizer"].update(edit)
+        (root / name / "meta.json").write_text(json.dumps(meta))
     return root
 
 
@@ -117,6 +130,12 @@ def _cases(r: Path) -> list[tuple[str, list[str], str]]:
         ("ppl-pickled-index", [*ppl[:5], str(r / "pickled"), *ppl[6:], "-o", str(r / "o17")], "index"),
         ("rerun-not-a-run", ["rerun", str(r / "gpt2"), "-o", str(r / "o18")], "run configuration"),
         ("rerun-empty", ["rerun", str(r / "nowhere"), "-o", str(r / "o18")], "not a run folder"),
+        ("rerun-knobs-5", ["rerun", str(r / "knobs5"), "-o", str(r / "o27")], "knobs must be a JSON object"),
+        ("rerun-deep", ["rerun", str(r / "deep"), "-o", str(r / "o28")], "nested deeper than"),
+        ("config-deep", [*search, "--config", str(r / "deep"), "-o", str(r / "o29")], "nested deeper than"),
+        ("ppl-meta-bos-x", [*ppl[:5], str(r / "bos-x"), *ppl[6:], "-o", str(r / "o30")], "bos_token_id"),
+        ("ppl-meta-no-tokenizer-name", [*ppl[:5], str(r / "no-tok-name"), *ppl[6:], "-o", str(r / "o31")],
+         "tokenizer"),
         ("config-not-a-run", [*search, "--config", str(r / "gpt2"), "-o", str(r / "o19")], "run configuration"),
         # closed forms: values that would give wrong factors silently
         ("baseline-betas-swapped", [*base, "yarn", "--target-length", "64", "--beta-fast", "1", "--beta-slow", "32",

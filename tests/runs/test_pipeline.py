@@ -258,6 +258,10 @@ def test_only_runs_one_stage_when_its_inputs_are_done(reference, tmp_path, capsy
     (lambda p: p["stages"][7].update(samples="five"), "samples must be an integer"),
     (lambda p: p["stages"][7].update(passkey_depths=[2]), "passkey_depths"),
     (lambda p: p["stages"][8].update(format="gguf", dtype="int3"), "unknown dtype"),
+    (lambda p: p["stages"][2].update(name="yarn\n"), "needs a \"name\" of letters"),
+    (lambda p: p["stages"][8].update(factors="@recover/../../.."), "inside a stage's folder only"),
+    (lambda p: p["stages"][3].update(steps=[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]),
+     "nested deeper than 64 levels"),
 ])
 def test_bad_plans_are_refused_in_one_line_before_any_work(tmp_path, capsys, change, match):
     plan = _plan()
@@ -484,3 +488,19 @@ def test_a_resumed_comparison_measures_only_the_methods_added_or_changed_in_its_
     assert _pipeline(_write(tmp_path, plan), out, "--resume") == 2
     err = capsys.readouterr().err
     assert "stage 'compare' changed" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("manifest", [
+    "[]",
+    "[" * 200_000 + "]" * 200_000,
+    '{"format": "longrope-pipeline-manifest/1", "plan": {}, "stages": 5}',
+    '{"format": "longrope-pipeline-manifest/1", "plan": {}, "stages": {"a": {"outputs": 3}}}',
+    "\xff\xfe",
+])
+def test_a_damaged_manifest_is_one_line(tmp_path, capsys, manifest):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "pipeline.json").write_text(manifest, encoding="latin-1")
+    assert main(["pipeline", "-o", str(out), "--resume", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "pipeline.json" in err[0] and "Traceback" not in err[0], err

@@ -38,7 +38,6 @@ long work starts.
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import platform
 import shutil
@@ -48,7 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from longrope.errors import UserError
-from longrope.io import pid_alive, remove_dead_leftovers, write_json
+from longrope.io import pid_alive, read_json, remove_dead_leftovers, write_json
 
 RUN_FORMAT = "longrope-run/1"
 CONFIG_FILE = "config.json"
@@ -88,12 +87,9 @@ def read_run_config(run_dir: str | os.PathLike) -> tuple[str, dict]:
     """``(command, config dict)`` saved in a run folder; a one-line error when it is not one."""
     path = Path(run_dir)
     cfg_path = path / CONFIG_FILE if path.is_dir() else path
-    try:
-        doc = json.loads(cfg_path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserError(f"{path} is not a run folder (no {CONFIG_FILE}); give the folder a command wrote") from None
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise UserError(f"cannot read {cfg_path}: {exc}") from None
+    if not cfg_path.exists():
+        raise UserError(f"{path} is not a run folder (no {CONFIG_FILE}); give the folder a command wrote")
+    doc = read_json(cfg_path, what="run configuration", expect=None)
     if not isinstance(doc, dict) or doc.get("format") != RUN_FORMAT or not isinstance(doc.get("config"), dict):
         raise UserError(f"{cfg_path} is not a {RUN_FORMAT} run configuration (written by an older longrope?); "
                         f"run the command again with its flags")
@@ -259,12 +255,9 @@ class RunFolder:
     def start(self, config: dict[str, Any], *, device: str | None = None, extra: dict | None = None) -> None:
         """Write ``config.json`` and ``run.json`` (status "running")."""
         write_json(self.path / CONFIG_FILE, {"format": RUN_FORMAT, "command": self.command, "config": config})
-        prev = {}
-        if (self.path / RUN_FILE).exists():  # a resumed run keeps its history of starts
-            try:
-                prev = json.loads((self.path / RUN_FILE).read_text())
-            except (OSError, ValueError):
-                prev = {}
+        prev = _read_run(self.path) if (self.path / RUN_FILE).exists() else {}  # a resumed run keeps its starts
+        starts = prev.get("previous_starts")
+        starts = [x for x in starts if isinstance(x, str)] if isinstance(starts, list) else []
         self._run = {
             "command": self.command,
             "argv": [Path(sys.argv[0]).name, *sys.argv[1:]],
@@ -274,7 +267,7 @@ class RunFolder:
             "status": "running",
             "pid": os.getpid(),
             "host": platform.node(),
-            "previous_starts": [*prev.get("previous_starts", []), prev["started"]] if prev.get("started") else [],
+            "previous_starts": [*starts, prev["started"]] if isinstance(prev.get("started"), str) else starts,
             **(extra or {}),
         }
         write_json(self.path / RUN_FILE, self._run)
@@ -323,14 +316,19 @@ def _work_files(folder: Path) -> set[str]:
     return {p.name for p in folder.iterdir() if not p.name.startswith(".")}
 
 
+def _read_run(folder: Path) -> dict:
+    """``run.json`` of ``folder`` as a dict; an unreadable or malformed one counts as empty (it is a
+    record of the run, rewritten at the next start, never an input to the work)."""
+    try:
+        return read_json(folder / RUN_FILE, what="run record")
+    except UserError:
+        return {}
+
+
 def _run_pid(folder: Path) -> int | None:
     """The pid ``run.json`` records (the process that started the run), or None."""
-    try:
-        run = json.loads((folder / RUN_FILE).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError):
-        return None
-    pid = run.get("pid") if isinstance(run, dict) else None
-    return pid if isinstance(pid, int) else None
+    pid = _read_run(folder).get("pid")
+    return pid if isinstance(pid, int) and not isinstance(pid, bool) else None
 
 
 def _is_stub(folder: Path, command: str, flag: str) -> bool:
@@ -339,13 +337,14 @@ def _is_stub(folder: Path, command: str, flag: str) -> bool:
     process still runs (a run in its set-up now) is refused in one line."""
     if _work_files(folder) - {CONFIG_FILE, RUN_FILE} or _run_command(folder) != command:
         return False
-    try:
-        run = json.loads((folder / RUN_FILE).read_text(encoding="utf-8"))
-    except FileNotFoundError:
+    if (folder / RUN_FILE).exists():
+        try:
+            run = read_json(folder / RUN_FILE, what="run record")
+        except UserError:
+            return False  # unreadable records: not ours to judge, the caller refuses the folder
+    else:
         run = {}
-    except (OSError, UnicodeDecodeError, ValueError):
-        return False  # unreadable records: not ours to judge, the caller refuses the folder
-    if not isinstance(run, dict) or run.get("status") == "done":
+    if run.get("status") == "done":
         return False
     pid, host = run.get("pid"), run.get("host")
     if isinstance(pid, int) and pid != os.getpid():

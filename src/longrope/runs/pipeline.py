@@ -29,7 +29,6 @@ stage resumes from its own checkpoint, a comparison from its last measured cell.
 from __future__ import annotations
 
 import copy
-import json
 import re
 import shutil
 import sys
@@ -40,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from longrope.errors import ConfigError, UserError
-from longrope.io import write_json, write_text
+from longrope.io import read_json, write_json, write_text
 from longrope.options import config_to_dict, option
 from longrope.runs import RunSpec
 
@@ -92,12 +91,12 @@ class PipelineConfig:
 def load_plan(path: str | Path, model: str | None = None) -> dict:
     """Read and check a plan; ``model`` replaces its model. Errors name the stage and the fix."""
     path = Path(path)
+    if not path.exists():
+        raise ConfigError("plan", f"{{name}} {path} does not exist")
     try:
-        plan = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError("plan", f"{{name}} {path} does not exist") from None
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise ConfigError("plan", f"{{name}} {path} is not a readable JSON file ({exc})") from None
+        plan = read_json(path, what="plan (JSON)", expect=None)
+    except UserError as exc:
+        raise ConfigError("plan", "{name} " + str(exc)) from None
     return check_plan(plan, model=model, source=str(path))
 
 
@@ -123,12 +122,16 @@ def check_plan(plan: Any, *, model: str | None = None, source: str = "plan", str
         if not isinstance(st, dict):
             raise UserError(f"{source}: stage {i + 1} must be a JSON object")
         name, run = st.get("name"), st.get("run")
-        if not isinstance(name, str) or not _NAME.match(name):
+        if not isinstance(name, str) or not _NAME.fullmatch(name):  # fullmatch: "yarn\n" is no name
             raise UserError(f"{source}: stage {i + 1} needs a \"name\" of letters, digits, '_', '-', '.'")
         if name in seen:
             raise UserError(f"{source}: two stages are named {name!r}; names must be unique")
         if run not in STAGE_RUNS:
             raise UserError(f"{source}: stage {name!r} has run {run!r}; known: {', '.join(STAGE_RUNS)}")
+        for inside in _ref_paths(st):
+            if inside.is_absolute() or ".." in inside.parts:
+                raise UserError(f"{source}: stage {name!r} refers to @.../{inside}: a reference may name a path "
+                                "inside a stage's folder only (no '..')")
         for ref in _refs(st):
             if ref not in seen:
                 what = "a later stage" if any(s.get("name") == ref for s in stages) else "no stage"
@@ -138,9 +141,21 @@ def check_plan(plan: Any, *, model: str | None = None, source: str = "plan", str
     return plan
 
 
+def _ref_paths(value: Any) -> list[Path]:
+    """The ``REL`` parts of the ``@NAME/REL`` references in ``value`` (a stage entry or any of its values)."""
+    if isinstance(value, str):
+        m = _REF.fullmatch(value)
+        return [Path(m.group(2).lstrip("/"))] if m and m.group(2) else []
+    if isinstance(value, dict):
+        return [r for k, v in value.items() if k not in ("name", "run") for r in _ref_paths(v)]
+    if isinstance(value, list):
+        return [r for v in value for r in _ref_paths(v)]
+    return []
+
+
 def _refs(value: Any) -> list[str]:
     if isinstance(value, str):
-        m = _REF.match(value)
+        m = _REF.fullmatch(value)
         return [m.group(1)] if m else []
     if isinstance(value, dict):
         return [r for k, v in value.items() if k not in ("name", "run") for r in _refs(v)]
@@ -190,7 +205,7 @@ class _Resolver:
             return [self.value(x) for x in v]
         if not isinstance(v, str):
             return v
-        m = _REF.match(v)
+        m = _REF.fullmatch(v)
         if m:
             folder = self.stage_dir(m.group(1))
             entry = self.entries[m.group(1)]
@@ -225,7 +240,7 @@ def _run_tokenize(cfg: dict, folder: Path, plan: dict, quiet: bool, say: Callabl
             specs.append(item)
     tokenizer = load_tokenizer(name)
     report = tokenize_corpus(tokenizer, specs, folder, tokenizer_name=name, progress=not quiet)
-    meta = json.loads((folder / "meta.json").read_text())
+    meta = read_json(folder / "meta.json", what="shard folder's meta.json")
     return {"shards": str(folder)}, {"documents": meta.get("n_docs"), "tokens": meta.get("n_tokens"),
                                      "skipped": len(getattr(report, "skipped", []) or [])}
 
@@ -498,12 +513,19 @@ def _read_manifest(out: Path) -> dict | None:
     path = out / MANIFEST
     if not path.exists():
         return None
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise UserError(f"cannot read {path}: {exc}") from None
+    fix = "restore it, or start the pipeline in a new folder"
+    doc = read_json(path, what=f"{MANIFEST_FORMAT} manifest", fix=fix)
     if doc.get("format") != MANIFEST_FORMAT:
-        raise UserError(f"{path} is not a {MANIFEST_FORMAT} manifest")
+        raise UserError(f"{path} is not a {MANIFEST_FORMAT} manifest; {fix}")
+    stages = doc.get("stages")
+    if not isinstance(doc.get("plan"), dict) or not isinstance(stages, dict) \
+            or not all(isinstance(st, dict) and isinstance(st.get("status", ""), str) for st in stages.values()) \
+            or not isinstance(doc.get("plan_file", ""), str):
+        raise UserError(f"{path} is malformed (its plan must be an object and its stages an object of stage "
+                        f"records); {fix}")
+    for st in stages.values():
+        if not isinstance(st.get("outputs", {}), dict) or not isinstance(st.get("attempts", 0), int):
+            raise UserError(f"{path} is malformed (a stage record's outputs or attempts); {fix}")
     return doc
 
 
@@ -565,7 +587,7 @@ def summarize(manifest: dict) -> dict:
     if compares:
         path = Path(manifest["stages"][compares[-1]]["outputs"]["summary"])
         if path.exists():
-            res = json.loads(path.read_text(encoding="utf-8"))
+            res = read_json(path, what="comparison summary")
             for key in ("heldout_ppl", "passkey", "heldout_tokens", "lengths", "passkey_trials", "goals", "methods"):
                 out[key] = res.get(key)
     return out

@@ -13,7 +13,6 @@ Files (besides the run folder's ``config.json``, ``run.json`` and ``summary.json
 from __future__ import annotations
 
 import hashlib
-import json
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from longrope.errors import ConfigError, UserError
+from longrope.io import read_json
 from longrope.options import MAX_SEED, MAX_TOKENS, check_choices, check_int, config_to_dict, nested, option
 from longrope.runs import RunSpec
 from longrope.search.plan import STRATEGY_NAMES
@@ -151,12 +151,15 @@ _RUNTIME_FIELDS = ("output", "resume", "workers", "devices", "ray_address", "dev
 def _data_fingerprint(data: str) -> dict:
     """Identity of a shard folder: its meta's checksums (cheap; no token is read)."""
     try:
-        meta = json.loads((Path(data) / "meta.json").read_text())
-    except (OSError, ValueError):
+        meta = read_json(Path(data) / "meta.json", what="shard folder's meta.json")
+        shards = meta.get("shards", [])
+        if not isinstance(shards, list) or not all(isinstance(r, dict) for r in shards):
+            raise UserError("malformed")
+    except UserError:
         raise ConfigError("data", f"{{name}} {data} is not a shard folder (no readable meta.json); create one with "
                                   "'longrope tokenize'") from None
     return {"n_docs": meta.get("n_docs"), "n_tokens": meta.get("n_tokens"),
-            "shards": [s.get("sha256") for s in meta.get("shards", [])]}
+            "shards": [r.get("sha256") for r in shards]}
 
 
 def fingerprint(config: SearchConfig, plan: Any) -> dict:
@@ -190,12 +193,12 @@ def reused_scores(config: SearchConfig, ident: dict) -> list:
 
     where = Path(config.reuse)
     try:
-        other = json.loads((where / "checkpoint.json").read_text())
-        other_cfg = json.loads((where / "config.json").read_text())["config"]
+        other = read_json(where / "checkpoint.json", what="search checkpoint")
+        other_cfg = read_json(where / "config.json", what="run configuration")["config"]
         if other.get("format") != CHECKPOINT_FORMAT or not isinstance(other_cfg, dict):
             raise ValueError
         Archive.from_json(config.samples, other["cache"])  # well-formed (its genomes are checked below)
-    except (OSError, ValueError, KeyError, TypeError, AttributeError, IndexError):
+    except (UserError, ValueError, KeyError, TypeError, AttributeError, IndexError):
         raise ConfigError("reuse", f"{{name}} {where} is not a search run folder (no readable checkpoint.json "
                                    "and config.json)") from None
     theirs = _score_identity(other.get("fingerprint", {}), other_cfg.get("strategy", ""), other_cfg.get("fitness"),
@@ -353,10 +356,10 @@ def _refuse_other_run(ckpt: Path, ident: dict) -> None:
 
     if not ckpt.exists():
         raise ConfigError("resume", f"nothing to resume in {ckpt.parent} (no checkpoint.json); run without {{name}}")
-    try:
-        old = json.loads(ckpt.read_text()).get("fingerprint", {})
-    except (OSError, ValueError) as exc:
-        raise UserError(f"cannot read {ckpt}: {exc}") from None
+    old = read_json(ckpt, what="search checkpoint", fix="delete the folder to start over, or choose a new one")
+    old = old.get("fingerprint", {})
+    if not isinstance(old, dict):
+        raise UserError(f"{ckpt} is malformed (its fingerprint is no object); delete the folder to start over")
     diffs = describe_differences(old, ident)
     if diffs:
         raise ConfigError("resume", "{name} refused, the run in this folder used a different configuration: "
