@@ -64,6 +64,19 @@ def env(tmp_path_factory):
                        ("deep", "[" * 200_000 + "]" * 200_000)):
         (root / name).mkdir()
         (root / name / "config.json").write_text(text)
+    # a GGUF cut short: at 1,000 bytes (inside its header) and inside its tensor data
+    import gguf
+
+    writer = gguf.GGUFWriter(root / "whole.gguf", arch="llama")
+    writer.add_context_length(32)
+    writer.add_tensor("token_embd.weight", np.ones((64, 16), dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    whole = (root / "whole.gguf").read_bytes()
+    (root / "cut-1000.gguf").write_bytes(whole[:1000])
+    (root / "cut-data.gguf").write_bytes(whole[:-100])
     # shard folders whose meta.json has a tokenizer record of the wrong shape
     for name, edit in (("bos-x", {"bos_token_id": "x"}), ("no-tok-name", {"name": None})):
         shutil.copytree(root / "data", root / name)
@@ -136,6 +149,10 @@ def _cases(r: Path) -> list[tuple[str, list[str], str]]:
         ("ppl-meta-bos-x", [*ppl[:5], str(r / "bos-x"), *ppl[6:], "-o", str(r / "o30")], "bos_token_id"),
         ("ppl-meta-no-tokenizer-name", [*ppl[:5], str(r / "no-tok-name"), *ppl[6:], "-o", str(r / "o31")],
          "tokenizer"),
+        ("inspect-gguf-cut-1000", ["inspect", "--model", str(r / "cut-1000.gguf")], "not a readable GGUF file"),
+        ("inspect-gguf-cut-data", ["inspect", "--model", str(r / "cut-data.gguf")], "not a readable GGUF file"),
+        ("export-gguf-cut-1000", ["export", "--model", str(r / "cut-1000.gguf"), "--factors", str(r / "short.json"),
+                                  "--format", "gguf", "-o", str(r / "o32.gguf")], "not a readable GGUF file"),
         ("config-not-a-run", [*search, "--config", str(r / "gpt2"), "-o", str(r / "o19")], "run configuration"),
         # closed forms: values that would give wrong factors silently
         ("baseline-betas-swapped", [*base, "yarn", "--target-length", "64", "--beta-fast", "1", "--beta-slow", "32",

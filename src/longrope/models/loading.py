@@ -160,6 +160,9 @@ def _from_pretrained(source: ModelSource, loader: Any, **kwargs: Any) -> Any:
     """Call ``loader.from_pretrained`` for any kind of source, mapping failures to one-line errors."""
     _quiet_vllm_keys()
     if source.kind == "gguf":
+        from longrope.models.gguf import check_gguf_file
+
+        check_gguf_file(Path(source.location) / str(source.gguf_file))  # truncated: one line, not a struct.error
         kwargs["gguf_file"] = source.gguf_file
     if source.kind != "hub":
         try:
