@@ -277,7 +277,10 @@ def _run_config_stage(command: str, cfg: dict, folder: Path, plan: dict, quiet: 
 def _run_search(cfg: dict, folder: Path, plan: dict, quiet: bool, say: Callable) -> tuple[dict, dict]:
     resume = (folder / "checkpoint.json").exists()
     if not resume and folder.exists():  # stopped before its first evaluation: nothing to keep
-        shutil.rmtree(folder)
+        from longrope.runs.folder import FolderLock
+
+        with FolderLock.acquire(folder, "search"):  # never under a search another process runs in it
+            shutil.rmtree(folder)
     result = _run_config_stage("search", cfg, folder, plan, quiet, say, resume)
     s = result["search"]
     metrics = {k: s.get(k) for k in ("best_ppl", "length", "candidates", "full_evals", "seconds", "stop_reason")}
