@@ -170,7 +170,7 @@ def _read_cells(path: Path) -> dict[tuple[str, str], dict]:
         try:
             c = json.loads(line)
             cells[(c["method"], c["ratio"])] = c
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, RecursionError):
             continue
     return cells
 
