@@ -81,7 +81,9 @@ def test_a_damaged_newest_checkpoint_is_skipped_for_the_previous_one_and_none_in
 def _edit_state(ckpt: Path, **fields) -> None:
     doc = json.loads((ckpt / STATE_FILE).read_text())
     for key, value in fields.items():
-        if key == "files":
+        if key == "files" and value is None:
+            doc.pop("files")
+        elif key == "files":
             doc["files"].update(value)
         else:
             doc[key] = value
@@ -95,6 +97,8 @@ def _edit_state(ckpt: Path, **fields) -> None:
     ({"cursor": {"epoch": 0, "index": 0, "offset": 10**6}}, r"points 1000000 tokens into a document"),
     ({"seconds": "x"}, "seconds must be a number"),
     ({"files": {"model.safetensors": "0" * 64}}, "model.safetensors is damaged"),
+    ({"files": {"../../config.json": "0" * 64}}, r"\.\./\.\./config.json is missing"),
+    ({"files": None}, "records no file digests"),
 ])
 def test_hand_edited_checkpoint_states_are_refused_in_one_line(make_config, killed_run, edit, message):
     out = killed_run()

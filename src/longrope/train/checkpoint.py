@@ -164,8 +164,8 @@ def _file_digests(folder: Path) -> dict[str, str]:
 
 def intact_checkpoint(path: Path) -> TrainState:
     """The state of checkpoint ``path`` once its files match their digests and its fields are in range
-    (without loading anything into a model); a ``UserError`` naming the problem otherwise. A checkpoint
-    written before digests were recorded is checked for its fields only."""
+    (without loading anything into a model); a ``UserError`` naming the problem otherwise (a checkpoint
+    without digests, written before they were recorded, cannot be verified and is refused too)."""
     path = Path(path)
     doc = read_json(path / STATE_FILE, what="checkpoint state")
     try:
@@ -175,8 +175,9 @@ def intact_checkpoint(path: Path) -> TrainState:
     if path.name != _name(state.step):
         raise UserError(f"{path / STATE_FILE}: step {state.step} does not match its folder {path.name}")
     files = doc.get("files")
-    if files is None:
-        return state
+    if files is None:  # nothing proves its files are the ones saved: never loaded unverified
+        raise UserError(f"{path / STATE_FILE} records no file digests (written by an older longrope, or edited), so "
+                        "the checkpoint cannot be verified")
     if not isinstance(files, dict) or not files or not all(isinstance(v, str) for v in files.values()):
         raise UserError(f"{path / STATE_FILE}: malformed 'files' (the digests of the checkpoint's files)")
     for rel, digest in files.items():
