@@ -25,7 +25,7 @@ from typing import Any
 
 from longrope.errors import ConfigError, UserError
 
-__all__ = ["option", "nested", "check_choices", "check_int", "int_problem", "MAX_TOKENS", "MAX_COUNT", "MAX_SEED", "config_to_argv", "add_options", "config_from_args", "config_to_dict", "config_from_dict",
+__all__ = ["option", "nested", "check_choices", "check_int", "int_problem", "MAX_TOKENS", "MAX_EXACT", "MAX_COUNT", "MAX_SEED", "config_to_argv", "add_options", "config_from_args", "config_to_dict", "config_from_dict",
            "flag_of", "field_flags", "parse_list"]
 
 
@@ -77,6 +77,8 @@ def check_choices(cfg: Any) -> None:
 #: Upper bound of a length or token count (context lengths, windows, generated tokens): 8x the 2M-token
 #: context of LongRoPE's longest model; a larger number is a typo that would run for ever or overflow.
 MAX_TOKENS = 1 << 24
+#: The largest integer a float holds exactly: the bound of a setting checked by a later, finer rule.
+MAX_EXACT = 1 << 53
 #: Upper bound of other counts (steps, windows, trials, workers, ...).
 MAX_COUNT = (1 << 31) - 1
 #: Seeds are in [0, MAX_SEED] (what numpy's and torch's generators take alike).

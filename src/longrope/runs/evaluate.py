@@ -23,7 +23,16 @@ from pathlib import Path
 from typing import Any
 
 from longrope.errors import ConfigError
-from longrope.options import MAX_COUNT, MAX_SEED, MAX_TOKENS, check_choices, check_int, config_to_dict, option
+from longrope.options import (
+    MAX_COUNT,
+    MAX_EXACT,
+    MAX_SEED,
+    MAX_TOKENS,
+    check_choices,
+    check_int,
+    config_to_dict,
+    option,
+)
 from longrope.runs import RunSpec
 
 SPLITS = ("heldout", "search", "all")
@@ -61,8 +70,10 @@ class _EvalConfig:
     def __post_init__(self) -> None:
         check_choices(self)
         self.lengths = tuple(sorted(set(int(n) for n in self.lengths)))
-        if not self.lengths or self.lengths[0] < 2 or self.lengths[-1] > MAX_TOKENS:
-            raise ConfigError("lengths", "{name} must be integers in " + f"[2, {MAX_TOKENS:,}] tokens, got "
+        # no tighter bound than float-exact integers: a length too long for this machine is refused by the
+        # memory estimate before the weights load, naming the memory it needs and the longest that fits
+        if not self.lengths or self.lengths[0] < 2 or self.lengths[-1] > MAX_EXACT:
+            raise ConfigError("lengths", "{name} must be integers in " + f"[2, {MAX_EXACT:,}] tokens, got "
                               + (str(list(self.lengths)) if len(str(self.lengths)) < 200 else "a larger one"))
         check_int(self, "original_length", 2, MAX_TOKENS, optional=True)
         check_int(self, "seed", 0, MAX_SEED)
