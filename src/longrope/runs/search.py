@@ -123,8 +123,8 @@ class SearchConfig:
             raise ConfigError("step", "{name} must be at least 1e-6, got " + str(self.step))
         if self.min_factor is not None and self.max_factor is not None and self.min_factor >= self.max_factor:
             raise ConfigError(("min_factor", "max_factor"), "{name0} must be below {name1}")
-        if not self.start_tokens or min(self.start_tokens) < 0:
-            raise ConfigError("start_tokens", "{name} must be integers >= 0")
+        if not self.start_tokens or min(self.start_tokens) < 0 or max(self.start_tokens) > MAX_TOKENS:
+            raise ConfigError("start_tokens", "{name} must be integers in " + f"[0, {MAX_TOKENS:,}]")
         self.start_tokens = tuple(sorted(set(self.start_tokens)))
         if not 0.0 <= self.heldout_fraction <= 1.0:
             raise ConfigError("heldout_fraction", "{name} must be in [0, 1], got " + str(self.heldout_fraction))
