@@ -152,3 +152,14 @@ def test_a_refused_open_keeps_no_lock(tmp_path):
         RunFolder.open(out, "search", staged=False)
     (out / "notes.txt").unlink()
     RunFolder.open(out, "search", staged=False).close()  # a folder holding only a lock file counts as empty
+
+
+def test_a_lock_file_planted_as_a_symlink_is_refused_and_its_target_kept(tmp_path):
+    precious = tmp_path / "precious.txt"
+    precious.write_text("keep me")
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / ".lock").symlink_to(precious)
+    with pytest.raises(UserError, match="cannot be written"):
+        RunFolder.open(out, "search", staged=False)
+    assert precious.read_text() == "keep me"

@@ -113,8 +113,9 @@ class FolderLock:
     def acquire(cls, folder: str | os.PathLike, command: str, *, flag: str = "--output") -> FolderLock:
         """Lock the (existing) ``folder`` or refuse in one line naming the process that holds it."""
         folder = Path(folder)
-        try:
-            handle = open(folder / LOCK_FILE, "a+")  # noqa: SIM115 - held until release()
+        try:  # O_NOFOLLOW: a planted symlink never makes the lock truncate the file it points to
+            fd = os.open(folder / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+            handle = os.fdopen(fd, "r+")
         except OSError as exc:
             raise UserError(f"{flag} {folder} cannot be written ({exc.strerror or exc}); choose a writable folder") \
                 from None
