@@ -252,3 +252,31 @@ def test_a_second_process_into_the_folder_is_refused(tiny, tmp_path, capsys, res
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "is in use by another longrope process" in err[0], err
     assert sorted(p.name for p in out.iterdir()) == [".lock"]  # nothing written
+
+
+def test_resume_refuses_a_shard_folder_rebuilt_in_place_with_other_roles(tiny, tmp_path, capsys):
+    """Same tokens, same path, other search/held-out roles: other windows, so not the same search."""
+    import shutil
+
+    from longrope.data import TokenCorpus
+    from longrope.data.shards import ShardWriter, write_meta
+
+    data = tmp_path / "data"
+    shutil.copytree(tiny / "data", data)
+    out = tmp_path / "run"
+    argv = ["search", "--model", str(tiny / "model"), "--data", str(data), "-o", str(out), *KNOBS,
+            "--target-length", str(TARGET), "--no-report"]
+    assert main(argv) == 0
+    old = TokenCorpus.open(data)
+    docs = [(old.names[i], np.asarray(old.tokens(i)), "heldout" if old.pinned_role(i) == "search" else "search")
+            for i in range(len(old))]
+    meta = {k: v for k, v in old.meta.items() if k in ("format", "version", "dtype", "tokenizer")}
+    shutil.rmtree(data)
+    w = ShardWriter(data, np.dtype("<u2"))
+    for name, ids, role in docs:
+        w.add(name, ids, role)
+    write_meta(data, {**meta, "n_docs": w.n_docs, "n_tokens": w.n_tokens, **w.finish()})
+    capsys.readouterr()
+    assert main([*argv, "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert "--resume refused" in err and "data.index" in err and len(err.strip().splitlines()) == 1, err

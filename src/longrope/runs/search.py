@@ -149,7 +149,7 @@ _RUNTIME_FIELDS = ("output", "resume", "workers", "devices", "ray_address", "dev
 
 
 def _data_fingerprint(data: str) -> dict:
-    """Identity of a shard folder: its meta's checksums (cheap; no token is read)."""
+    """Identity of a shard folder by content: its meta's checksums (cheap; no token is read)."""
     try:
         meta = read_json(Path(data) / "meta.json", what="shard folder's meta.json")
         shards = meta.get("shards", [])
@@ -158,8 +158,14 @@ def _data_fingerprint(data: str) -> dict:
     except UserError:
         raise ConfigError("data", f"{{name}} {data} is not a shard folder (no readable meta.json); create one with "
                                   "'longrope tokenize'") from None
+    def digest(key: str) -> Any:
+        rec = meta.get(key)
+        return rec.get("sha256") if isinstance(rec, dict) else None
+
+    # the index (document boundaries, pinned roles) and names too: a folder rebuilt with the same tokens
+    # but other roles selects other windows
     return {"n_docs": meta.get("n_docs"), "n_tokens": meta.get("n_tokens"),
-            "shards": [r.get("sha256") for r in shards]}
+            "shards": [r.get("sha256") for r in shards], "index": digest("index"), "names": digest("names")}
 
 
 def fingerprint(config: SearchConfig, plan: Any) -> dict:
