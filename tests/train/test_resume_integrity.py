@@ -59,6 +59,14 @@ def test_inputs_changed_in_place_are_refused_by_content(make_config, killed_run,
         _resume(make_config, killed_run(), dtype="bfloat16")
 
 
+
+def test_a_model_rebuilt_at_the_same_path_is_refused(make_config, killed_run, tiny_dir, build_tiny_model):
+    out = killed_run()
+    build_tiny_model("llama", seed=1).save_pretrained(tiny_dir)  # other weights, same folder
+    with pytest.raises(ConfigError, match=r"model .* now holds another model"):
+        _resume(make_config, out)
+
+
 def test_a_damaged_newest_checkpoint_is_skipped_for_the_previous_one_and_none_intact_is_refused(make_config,
                                                                                                  killed_run):
     out = killed_run()

@@ -182,6 +182,32 @@ def _from_pretrained(source: ModelSource, loader: Any, **kwargs: Any) -> Any:
         raise _hub_error(source, str(e).strip().splitlines()[0] if str(e).strip() else "") from None
 
 
+#: The files of a model folder that decide what the model computes (weights, config, tokenizer).
+_MODEL_FILES = (".safetensors", ".bin", ".gguf", ".json", ".model", ".txt")
+
+
+def model_digest(name_or_path: str | os.PathLike) -> str | None:
+    """SHA-256 of a local model's content — a GGUF file, or a folder's weights, configs and tokenizer
+    files (names and bytes) — so that a record can tell a model rebuilt at the same path from the one
+    it was made with. None for a hub model (its revision is the hub's business). Reads every byte of
+    the weights once (about a second per GB)."""
+    import hashlib
+
+    source = resolve_source(name_or_path)
+    if source.kind == "hub":
+        return None
+    root = Path(source.location)
+    files = [root / str(source.gguf_file)] if source.kind == "gguf" else sorted(
+        p for p in root.iterdir() if p.is_file() and p.name.endswith(_MODEL_FILES) and not p.name.startswith("."))
+    h = hashlib.sha256()
+    for path in files:
+        h.update(path.name.encode("utf-8") + b"\0")
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 22), b""):
+                h.update(block)
+    return h.hexdigest()
+
+
 def load_config(name_or_path: str | os.PathLike) -> Any:
     """The transformers config of a model (reads config.json or the GGUF header; no weights)."""
     from transformers import AutoConfig

@@ -231,6 +231,8 @@ def load_checkpoint(accelerator: Any, path: Path, state: TrainState | None = Non
 #: what a mismatch means. A record that has the digest is compared by content, not by its path: a
 #: file moved elsewhere resumes, a file rewritten in place does not.
 CONTENT_KEYS = {
+    "model_sha256": ("model", "now holds another model (weights, config or tokenizer) than the checkpoint was "
+                              "trained from"),
     "factors_sha256": ("factors", "now holds other factors than the checkpoint was trained with"),
     "data_sha256": ("data", "now holds other documents or tokens than the checkpoint was trained on (rebuilt?)"),
     "train_docs_sha256": ("exclude", "selects other training documents than the checkpoint's (the held-out "

@@ -109,6 +109,7 @@ class _Trainer:
         self.out = Path(config.output)
         self.accelerator: Any = None
         self.bar: Any = None
+        self._record: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------------------ messages
     def say(self, msg: str) -> None:
@@ -277,6 +278,10 @@ class _Trainer:
 
     def _run_record(self) -> dict[str, Any]:
         """The settings a resumed run must share with the checkpoint (resolved values, absolute paths)."""
+        if self._record is not None:  # computed once (the model digest reads every weight byte)
+            return dict(self._record)
+        from longrope.models.loading import model_digest
+
         d = self.cfg.to_dict()
         run = {k: d[k] for k in TRAJECTORY_FIELDS}
         for k in ("model", "factors", "data"):
@@ -288,7 +293,11 @@ class _Trainer:
                    # what the run reads, by content (a file rewritten in place is another input)
                    factors_sha256=self.factor_set.digest(), data_sha256=self.corpus.content_digest,
                    train_docs_sha256=hashlib.sha256(np.asarray(self.train_rows, dtype="<i8").tobytes()).hexdigest())
-        return run
+        digest = model_digest(self.cfg.model)
+        if digest is not None:  # a hub model is named by its id
+            run["model_sha256"] = digest
+        self._record = run
+        return dict(run)
 
     def _find_resume_point(self) -> None:
         """With ``resume``: the newest intact checkpoint (damaged newer ones skipped, said so) whose state
