@@ -64,6 +64,8 @@ def env(tmp_path_factory):
                        ("deep", "[" * 200_000 + "]" * 200_000)):
         (root / name).mkdir()
         (root / name / "config.json").write_text(text)
+    (root / "deep-model").mkdir()
+    (root / "deep-model" / "config.json").write_text("[" * 200_000 + "]" * 200_000)
     # a GGUF cut short: at 1,000 bytes (inside its header) and inside its tensor data
     import gguf
 
@@ -149,6 +151,7 @@ def _cases(r: Path) -> list[tuple[str, list[str], str]]:
         ("ppl-meta-bos-x", [*ppl[:5], str(r / "bos-x"), *ppl[6:], "-o", str(r / "o30")], "bos_token_id"),
         ("ppl-meta-no-tokenizer-name", [*ppl[:5], str(r / "no-tok-name"), *ppl[6:], "-o", str(r / "o31")],
          "tokenizer"),
+        ("inspect-model-config-deep", ["inspect", "--model", str(r / "deep-model")], "nested deeper than"),
         ("inspect-gguf-cut-1000", ["inspect", "--model", str(r / "cut-1000.gguf")], "not a readable GGUF file"),
         ("inspect-gguf-cut-data", ["inspect", "--model", str(r / "cut-data.gguf")], "not a readable GGUF file"),
         ("export-gguf-cut-1000", ["export", "--model", str(r / "cut-1000.gguf"), "--factors", str(r / "short.json"),

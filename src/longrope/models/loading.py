@@ -164,6 +164,12 @@ def _from_pretrained(source: ModelSource, loader: Any, **kwargs: Any) -> Any:
 
         check_gguf_file(Path(source.location) / str(source.gguf_file))  # truncated: one line, not a struct.error
         kwargs["gguf_file"] = source.gguf_file
+    elif source.kind == "folder" and (Path(source.location) / "config.json").is_file():
+        from longrope.io import read_json
+
+        # bounded and shape-checked before transformers parses it (a file nested 200,000 deep is a
+        # RecursionError there)
+        read_json(Path(source.location) / "config.json", what="model configuration (config.json)")
     if source.kind != "hub":
         try:
             return loader.from_pretrained(source.location, local_files_only=True, **kwargs)
