@@ -254,8 +254,9 @@ def test_a_second_process_into_the_folder_is_refused(tiny, tmp_path, capsys, res
     assert sorted(p.name for p in out.iterdir()) == [".lock"]  # nothing written
 
 
-def test_resume_refuses_a_shard_folder_rebuilt_in_place_with_other_roles(tiny, tmp_path, capsys):
-    """Same tokens, same path, other search/held-out roles: other windows, so not the same search."""
+def test_resume_is_bound_to_the_shards_content_not_their_path(tiny, tmp_path, capsys):
+    """The same shards moved elsewhere resume; the same tokens at the same path with other search/held-out
+    roles (other windows, so not the same search) are refused."""
     import shutil
 
     from longrope.data import TokenCorpus
@@ -267,6 +268,9 @@ def test_resume_refuses_a_shard_folder_rebuilt_in_place_with_other_roles(tiny, t
     argv = ["search", "--model", str(tiny / "model"), "--data", str(data), "-o", str(out), *KNOBS,
             "--target-length", str(TARGET), "--no-report"]
     assert main(argv) == 0
+    moved = tmp_path / "moved"
+    shutil.copytree(data, moved)  # by content, not by path: the same shards elsewhere resume
+    assert main([*argv, "--data", str(moved), "--resume"]) == 0, capsys.readouterr().err
     old = TokenCorpus.open(data)
     docs = [(old.names[i], np.asarray(old.tokens(i)), "heldout" if old.pinned_role(i) == "search" else "search")
             for i in range(len(old))]

@@ -168,11 +168,21 @@ def _data_fingerprint(data: str) -> dict:
             "shards": [r.get("sha256") for r in shards], "index": digest("index"), "names": digest("names")}
 
 
+#: Paths whose content the fingerprint holds instead of their names (a folder moved elsewhere resumes,
+#: one rebuilt in place does not).
+_CONTENT_FIELDS = ("data", "base_factors")
+
+
 def fingerprint(config: SearchConfig, plan: Any) -> dict:
-    """What must match for a resume: model, data, and every setting that changes the trajectory."""
-    cfg = {k: v for k, v in config_to_dict(config).items() if k not in _RUNTIME_FIELDS}
+    """What must match for a resume: model, data, and every setting that changes the trajectory,
+    inputs by content (a local model by its digest, a hub model by its id)."""
+    from longrope.models.loading import model_digest
+
+    cfg = {k: v for k, v in config_to_dict(config).items() if k not in _RUNTIME_FIELDS + _CONTENT_FIELDS}
     cfg["space"] = plan.space.to_dict()
-    ident = {"model": config.model, "rope": plan.rope, "data": _data_fingerprint(config.data), "config": cfg}
+    digest = model_digest(config.model)
+    model = config.model if digest is None else {"sha256": digest}
+    ident = {"model": model, "rope": plan.rope, "data": _data_fingerprint(config.data), "config": cfg}
     if config.base_factors:  # the scores depend on the file's contents, not its name
         ident["base_factors_sha256"] = hashlib.sha256(Path(config.base_factors).read_bytes()).hexdigest()
     return ident
