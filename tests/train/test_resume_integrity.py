@@ -99,7 +99,8 @@ def _edit_state(ckpt: Path, **fields) -> None:
 
 
 @pytest.mark.parametrize("edit, message", [
-    ({"step": -5}, "step must be an integer >= 0, got -5"),
+    ({"step": -5}, r"step must be an integer in \[0, .*\], got -5"),
+    ({"tokens": 10**400}, "tokens must be an integer in .*, got an integer of 401 digits"),
     ({"step": "4"}, "step must be an integer"),
     ({"cursor": {"epoch": 0, "index": 999, "offset": 0}}, r"the data cursor .* points at document 999 of 6"),
     ({"cursor": {"epoch": 0, "index": 0, "offset": 10**6}}, r"points 1000000 tokens into a document"),

@@ -67,9 +67,12 @@ class TrainState:
     def from_dict(cls, d: Any) -> TrainState:
         """The state from ``train_state.json``; a field of the wrong kind or out of range raises
         ``ValueError`` naming it (the caller names the file)."""
+        from longrope.options import int_problem
+
         def count(v: Any, what: str) -> int:
-            if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < 2**62:
-                raise ValueError(f"{what} must be an integer >= 0, got {v!r}")
+            problem = int_problem(v, 0, 2**62)
+            if problem:
+                raise ValueError(f"{what} {problem}")
             return v
 
         if not isinstance(d, dict):
