@@ -127,13 +127,15 @@ def check_sampling(do_sample: bool, temperature: Any, top_p: Any, *,
         raise UserError(f"{p_name} must be in (0, 1] for sampling, got {top_p!r} (1 keeps every token)")
 
 
-def check_max_new_tokens(value: Any, name: str = "max_new_tokens") -> None:
-    """The one check of a generation length (``name``: how the caller spells it, e.g. its flag)."""
-    from longrope.options import MAX_TOKENS, int_problem
+def check_generation_counts(max_new_tokens: Any, seed: Any, *, names: tuple[str, str] = ("max_new_tokens", "seed")
+                            ) -> None:
+    """The one check of generate()'s integers (``names``: how the caller spells them, e.g. as flags)."""
+    from longrope.options import MAX_SEED, MAX_TOKENS, int_problem
 
-    problem = int_problem(value, 1, MAX_TOKENS)
-    if problem:
-        raise UserError(f"{name} {problem}")
+    for name, value, hi in ((names[0], max_new_tokens, MAX_TOKENS), (names[1], seed, MAX_SEED)):
+        problem = int_problem(value, 1 if hi == MAX_TOKENS else 0, hi)
+        if problem:
+            raise UserError(f"{name} {problem}")
 
 
 def generate(
@@ -162,7 +164,7 @@ def generate(
 
     if mode not in MODES:
         raise UserError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
-    check_max_new_tokens(max_new_tokens)
+    check_generation_counts(max_new_tokens, seed)
     check_sampling(do_sample, temperature, top_p)
     patch = install_factors(model, factor_set) if factor_set is not None else current_patch(model)
     if patch is None or not patch.active:
