@@ -118,6 +118,14 @@ def test_hand_edited_checkpoint_states_are_refused_in_one_line(make_config, kill
     assert "\n" not in str(err.value)
 
 
+def test_a_file_not_saved_with_the_checkpoint_is_refused(make_config, killed_run):
+    out = killed_run()
+    for ckpt in checkpoint_dirs(out):
+        (ckpt / "pytorch_model.bin").write_bytes(b"planted")
+    with pytest.raises(UserError, match="pytorch_model.bin was not saved with the checkpoint"):
+        _resume(make_config, out)
+
+
 def test_a_file_torch_refuses_is_one_line_even_with_a_matching_digest(make_config, killed_run):
     import hashlib
     import pickle

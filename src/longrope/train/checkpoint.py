@@ -159,10 +159,11 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _file_digests(folder: Path) -> dict[str, str]:
-    """``{path relative to folder: SHA-256}`` of every file under ``folder`` but ``train_state.json``."""
-    return {p.relative_to(folder).as_posix(): _sha256(p) for p in sorted(folder.rglob("*"))
-            if p.is_file() and p.name != STATE_FILE}
+def _file_digests(folder: Path, *, hash_files: bool = True) -> dict[str, str]:
+    """``{path relative to folder: SHA-256}`` of every file under ``folder`` but ``train_state.json``
+    (``hash_files=False``: the names only, with empty digests)."""
+    return {p.relative_to(folder).as_posix(): _sha256(p) if hash_files else "" for p in sorted(folder.rglob("*"))
+            if (p.is_file() or p.is_symlink()) and p.relative_to(folder).as_posix() != STATE_FILE}
 
 
 def intact_checkpoint(path: Path) -> TrainState:
@@ -183,6 +184,9 @@ def intact_checkpoint(path: Path) -> TrainState:
                         "the checkpoint cannot be verified")
     if not isinstance(files, dict) or not files or not all(isinstance(v, str) for v in files.values()):
         raise UserError(f"{path / STATE_FILE}: malformed 'files' (the digests of the checkpoint's files)")
+    extra = sorted(set(_file_digests(path, hash_files=False)) - set(files))
+    if extra:  # accelerate loads what it finds (a pytorch_model.bin beside the weights, say): nothing unlisted
+        raise UserError(f"{path}: {extra[0]} was not saved with the checkpoint (it is not among its digests)")
     for rel, digest in files.items():
         f = path / rel
         if ".." in Path(rel).parts or Path(rel).is_absolute() or not f.is_file():
