@@ -247,6 +247,8 @@ def test_only_runs_one_stage_when_its_inputs_are_done(reference, tmp_path, capsy
     (lambda p: p["stages"][1].update(samples=0), "plan stage 'search-2x' (search): samples must be an integer in"),
     (lambda p: p["stages"][3].update(stepz=3), "plan stage 'ft' (finetune)"),
     (lambda p: p["stages"][3].update(steps=10**400), "plan stage 'ft' (finetune): steps must be an integer in"),
+    (lambda p: p["stages"][7].update(passkey_trials=10**400), "passkey_trials must be an integer in"),
+    (lambda p: p["stages"][7]["samples"].update({"1x": 10**400}), "samples must be an integer in"),
     (lambda p: p["stages"][7]["methods"]["base_none"]["factors"].update({"8x": "none"}), "not in ratios"),
     (lambda p: p["stages"][7]["goals"].append({"name": "g", "value": "passkey.1x.base_none", "at_least": 1}),
      "not measured"),

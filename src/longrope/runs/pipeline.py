@@ -40,7 +40,7 @@ from typing import Any
 
 from longrope.errors import ConfigError, UserError
 from longrope.io import read_json, write_json, write_text
-from longrope.options import config_to_dict, option
+from longrope.options import MAX_COUNT, MAX_SEED, config_to_dict, int_problem, option
 from longrope.runs import RunSpec
 
 COMMAND = "pipeline"
@@ -321,13 +321,15 @@ def _compare_settings(cfg: dict, *, machine: bool = True) -> dict:
     counts = list(samples.values()) if isinstance(samples, dict) else [samples]
     if isinstance(samples, dict) and sorted(samples) != sorted(c["ratios"]):
         raise UserError(f"a compare stage's samples must give a window count for each ratio {c['ratios']}")
-    if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in counts):
-        raise UserError(f"a compare stage's samples must be an integer >= 1 or {{ratio: integer}}, got {samples!r}")
+    if any(int_problem(n, 1, MAX_COUNT) for n in counts):
+        raise UserError(f"a compare stage's samples must be an integer in [1, {MAX_COUNT:,}] or {{ratio: integer}}, "
+                        f"got {samples!r}"[:300])
     wpd = c["windows_per_doc"]
-    for key, v, lo in (("seed", c["seed"], 0), ("passkey_trials", c["passkey_trials"], 0),
-                       ("windows_per_doc", 1 if wpd is None else wpd, 1)):
-        if not isinstance(v, int) or isinstance(v, bool) or v < lo:
-            raise UserError(f"a compare stage's {key} must be an integer >= {lo}, got {v!r}")
+    for key, v, lo, hi in (("seed", c["seed"], 0, MAX_SEED), ("passkey_trials", c["passkey_trials"], 0, MAX_COUNT),
+                           ("windows_per_doc", 1 if wpd is None else wpd, 1, MAX_COUNT)):
+        problem = int_problem(v, lo, hi)
+        if problem:
+            raise UserError(f"a compare stage's {key} {problem}")
     depths = c["passkey_depths"]
     if not isinstance(depths, list) or not depths or not all(
             isinstance(d, (int, float)) and not isinstance(d, bool) and 0 <= d <= 1 for d in depths):
