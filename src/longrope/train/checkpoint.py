@@ -261,7 +261,13 @@ def check_same_run(saved: dict[str, Any], current: dict[str, Any]) -> None:
         if key in CONTENT_KEYS or key in by_content or key not in saved or saved[key] == value:
             continue
         if key == "mixed_precision":
-            raise ConfigError("dtype", "{name} " + f"resolves to mixed precision {value!r} here but the checkpoint "
-                              f"was trained with {saved[key]!r}; give the checkpoint's precision with " + "{name}")
-        raise ConfigError(key, "{name} is " + f"{value!r} but the checkpoint was made with {saved[key]!r}; "
+            raise ConfigError("dtype", "{name} " + f"resolves to mixed precision {_short(value)} here but the checkpoint "
+                              f"was trained with {_short(saved[key])}; give the checkpoint's precision with " + "{name}")
+        raise ConfigError(key, "{name} is " + f"{_short(value)} but the checkpoint was made with {_short(saved[key])}; "
                           "resume with the same value, or start a new run folder")
+
+
+def _short(value: Any) -> str:
+    """``repr(value)`` cut to a message's length (a hand-edited record may hold anything)."""
+    text = repr(value)
+    return text if len(text) <= 120 else text[:117] + "..."
