@@ -148,3 +148,15 @@ def test_saving_a_tied_model_says_nothing_about_shared_tensors(make_config, buil
     caplog.set_level(logging.WARNING)
     finetune(make_config(model=str(tied), steps=2, checkpoint_every=1, output=str(tmp_path / "tied")))
     assert not [r for r in caplog.records if "shared tensor" in r.getMessage()]
+
+
+def test_a_resume_that_resolves_another_precision_is_refused(make_config, killed_run):
+    """``--dtype auto`` is bf16 on a GPU and float32 on a CPU: the same flag, other numbers."""
+    out = killed_run()
+    for ckpt in checkpoint_dirs(out):
+        doc = json.loads((ckpt / STATE_FILE).read_text())
+        doc["run"]["mixed_precision"] = "bf16"  # as if trained where auto meant bf16
+        (ckpt / STATE_FILE).write_text(json.dumps(doc))
+    with pytest.raises(ConfigError, match="dtype resolves to mixed precision 'no' here but the checkpoint was "
+                                          "trained with 'bf16'"):
+        _resume(make_config, out)
