@@ -86,15 +86,23 @@ def test_a_damaged_newest_checkpoint_is_skipped_for_the_previous_one_and_none_in
         _resume(make_config, out)
 
 
-def _edit_state(ckpt: Path, **fields) -> None:
+def _edit_state(ckpt: Path, *, resign: bool = True, **fields) -> None:
+    """Edit train_state.json; ``resign``: recompute its own digest too, as a deliberate editor would (so
+    that the range checks behind it are what is tested)."""
+    from longrope.train.checkpoint import _state_digest
+
     doc = json.loads((ckpt / STATE_FILE).read_text())
     for key, value in fields.items():
         if key == "files" and value is None:
             doc.pop("files")
         elif key == "files":
             doc["files"].update(value)
+        elif key == "run":
+            doc["run"].update(value)
         else:
             doc[key] = value
+    if resign:
+        doc["sha256"] = _state_digest(doc)
     (ckpt / STATE_FILE).write_text(json.dumps(doc))
 
 
@@ -116,6 +124,14 @@ def test_hand_edited_checkpoint_states_are_refused_in_one_line(make_config, kill
     with pytest.raises(UserError, match=message) as err:
         _resume(make_config, out)
     assert "\n" not in str(err.value)
+
+
+def test_an_edit_of_the_state_in_range_is_caught_by_its_digest(make_config, killed_run):
+    out = killed_run()
+    for ckpt in checkpoint_dirs(out):
+        _edit_state(ckpt, resign=False, cursor={"epoch": 0, "index": 1, "offset": 3})  # a valid position
+    with pytest.raises(UserError, match="train_state.json is damaged or edited"):
+        _resume(make_config, out)
 
 
 def test_a_file_not_saved_with_the_checkpoint_is_refused(make_config, killed_run):
@@ -154,9 +170,7 @@ def test_a_resume_that_resolves_another_precision_is_refused(make_config, killed
     """``--dtype auto`` is bf16 on a GPU and float32 on a CPU: the same flag, other numbers."""
     out = killed_run()
     for ckpt in checkpoint_dirs(out):
-        doc = json.loads((ckpt / STATE_FILE).read_text())
-        doc["run"]["mixed_precision"] = "bf16"  # as if trained where auto meant bf16
-        (ckpt / STATE_FILE).write_text(json.dumps(doc))
+        _edit_state(ckpt, run={"mixed_precision": "bf16"})  # as if trained where auto meant bf16
     with pytest.raises(ConfigError, match="dtype resolves to mixed precision 'no' here but the checkpoint was "
                                           "trained with 'bf16'"):
         _resume(make_config, out)

@@ -5,7 +5,8 @@ safetensors, optimizer, scheduler, gradient scaler, every process's RNG states) 
 ``train_state.json``: the step, the data :class:`~longrope.train.data.Cursor`, tokens and time so
 far, and the resolved configuration the run was started with.
 
-Integrity: ``train_state.json`` also records the SHA-256 of every file accelerate wrote (``files``),
+Integrity: ``train_state.json`` also records the SHA-256 of every file accelerate wrote (``files``) and of
+its own fields (``sha256``),
 computed at save; :func:`intact_checkpoint` checks them, and the fields' ranges, before anything is
 loaded. :func:`newest_intact_checkpoint` resumes from the newest checkpoint that passes and says
 which damaged ones it skipped; none intact is refused in one line.
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import logging
 import math
 import os
@@ -125,7 +127,8 @@ def save_checkpoint(accelerator: Any, out: Path, state: TrainState, *, keep: int
         accelerator.save_state(str(partial))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        write_json(partial / STATE_FILE, {**state.to_dict(), "files": _file_digests(partial)})
+        doc = {**state.to_dict(), "files": _file_digests(partial)}
+        write_json(partial / STATE_FILE, {**doc, "sha256": _state_digest(doc)})
         if final.exists():  # the same step saved by an earlier, killed run of this same trajectory
             shutil.rmtree(final)
         os.replace(partial, final)
@@ -166,6 +169,13 @@ def _file_digests(folder: Path, *, hash_files: bool = True) -> dict[str, str]:
             if (p.is_file() or p.is_symlink()) and p.relative_to(folder).as_posix() != STATE_FILE}
 
 
+def _state_digest(doc: dict[str, Any]) -> str:
+    """SHA-256 of ``train_state.json``'s own fields (all but this digest): a changed digit of the step,
+    the data cursor or a setting shows, as a changed byte of the weights does."""
+    body = {k: v for k, v in doc.items() if k != "sha256"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode("utf-8")).hexdigest()
+
+
 def intact_checkpoint(path: Path) -> TrainState:
     """The state of checkpoint ``path`` once its files match their digests and its fields are in range
     (without loading anything into a model); a ``UserError`` naming the problem otherwise (a checkpoint
@@ -176,10 +186,12 @@ def intact_checkpoint(path: Path) -> TrainState:
         state = TrainState.from_dict(doc)
     except ValueError as exc:
         raise UserError(f"{path / STATE_FILE}: {exc}") from None
+    if doc.get("sha256") is not None and doc["sha256"] != _state_digest(doc):
+        raise UserError(f"{path / STATE_FILE} is damaged or edited (its fields do not match their SHA-256)")
     if path.name != _name(state.step):
         raise UserError(f"{path / STATE_FILE}: step {state.step} does not match its folder {path.name}")
     files = doc.get("files")
-    if files is None:  # nothing proves its files are the ones saved: never loaded unverified
+    if files is None or doc.get("sha256") is None:  # nothing proves it is what was saved: never loaded unverified
         raise UserError(f"{path / STATE_FILE} records no file digests (written by an older longrope, or edited), so "
                         "the checkpoint cannot be verified")
     if not isinstance(files, dict) or not files or not all(isinstance(v, str) for v in files.values()):
