@@ -5,10 +5,9 @@ safetensors, optimizer, scheduler, gradient scaler, every process's RNG states) 
 ``train_state.json``: the step, the data :class:`~longrope.train.data.Cursor`, tokens and time so
 far, and the resolved configuration the run was started with.
 
-Integrity: ``train_state.json`` also records the SHA-256 of every file accelerate wrote (``files``) and of
-its own fields (``sha256``),
-computed at save; :func:`intact_checkpoint` checks them, and the fields' ranges, before anything is
-loaded. :func:`newest_intact_checkpoint` resumes from the newest checkpoint that passes and says
+Integrity: ``train_state.json`` also records the SHA-256 of every file accelerate wrote (``files``)
+and of its own fields (``sha256``), computed at save; :func:`intact_checkpoint` checks them, and the
+fields' ranges, before anything is loaded. :func:`newest_intact_checkpoint` resumes from the newest checkpoint that passes and says
 which damaged ones it skipped; none intact is refused in one line.
 
 Atomicity: every process saves into ``.step-00000050.partial`` (FSDP and DeepSpeed save shards from
