@@ -139,3 +139,67 @@ def remove_dead_leftovers(parent: Path, prefix: str) -> list[Path]:
             path.unlink(missing_ok=True)
         removed.append(path)
     return removed
+
+
+# ------------------------------------------------------------------------------------------------
+# Reading the project's JSON records.
+
+#: Bounds of a JSON record longrope reads (plans, run records, manifests, shard metadata, checkpoint
+#: states): no record it writes comes near them (a search checkpoint with a long fitness cache is a few
+#: MB; a shard folder's meta.json ~13 KB per 100M tokens), and a hostile file stops at them in one line
+#: instead of filling memory or the parser's stack (a file nested 200,000 deep is a RecursionError).
+MAX_JSON_BYTES = 256 << 20
+MAX_JSON_DEPTH = 64
+
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_JSON_BRACKET = re.compile(r"[\[\]{}]")
+
+
+def json_depth(text: str, limit: int) -> int:
+    """The nesting depth of the JSON ``text`` (brackets inside strings aside), counted up to ``limit + 1``."""
+    depth = deepest = 0
+    for m in _JSON_BRACKET.finditer(_JSON_STRING.sub('""', text)):
+        depth += 1 if m.group() in "[{" else -1
+        if depth > deepest:
+            deepest = depth
+            if deepest > limit:
+                break
+    return deepest
+
+
+def read_json(path: str | os.PathLike, *, what: str = "JSON file", expect: type | None = dict,
+              fix: str | None = None, max_bytes: int = MAX_JSON_BYTES, max_depth: int = MAX_JSON_DEPTH) -> Any:
+    """The JSON document in ``path``, read within the size and depth bounds, of type ``expect``
+    (``dict``: a JSON object; None: any). Every failure is a one-line
+    :class:`~longrope.errors.UserError` naming the file, what it should be (``what``) and ``fix``."""
+    from longrope.errors import UserError
+
+    path = Path(path)
+    tail = f"; {fix}" if fix else ""
+
+    def bad(reason: str) -> UserError:
+        return UserError(f"{path} is not a readable {what} ({reason}){tail}")
+
+    try:
+        with open(path, "rb") as f:
+            data = f.read(max_bytes + 1)
+    except FileNotFoundError:
+        raise UserError(f"{path} does not exist (a {what} was expected there){tail}") from None
+    except OSError as exc:
+        raise bad(exc.strerror or str(exc)) from None
+    if len(data) > max_bytes:
+        raise bad(f"larger than {max_bytes >> 20} MiB")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise bad("not UTF-8 text") from None
+    if json_depth(text, max_depth) > max_depth:
+        raise bad(f"nested deeper than {max_depth} levels")
+    try:
+        doc = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise bad(str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__) from None
+    if expect is not None and not isinstance(doc, expect):
+        kind = {dict: "a JSON object", list: "a JSON list"}.get(expect, expect.__name__)
+        raise bad(f"it holds {type(doc).__name__ if doc is not None else 'null'}, not {kind}")
+    return doc

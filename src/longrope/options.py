@@ -25,7 +25,8 @@ from typing import Any
 
 from longrope.errors import ConfigError, UserError
 
-__all__ = ["option", "nested", "check_choices", "config_to_argv", "add_options", "config_from_args", "config_to_dict", "config_from_dict",
+__all__ = ["option", "nested", "check_choices", "check_int", "int_problem", "MAX_TOKENS", "MAX_EXACT", "MAX_COUNT",
+           "MAX_SEED", "config_to_argv", "add_options", "config_from_args", "config_to_dict", "config_from_dict",
            "flag_of", "field_flags", "parse_list", "parse_length", "parse_lengths"]
 
 
@@ -72,6 +73,41 @@ def check_choices(cfg: Any) -> None:
         bad = [v for v in values if v is not None and v not in allowed]
         if bad:
             raise ConfigError(f.name, "{name} must be one of " + f"{', '.join(map(str, allowed))}, got {bad[0]!r}")
+
+
+#: Upper bound of a length or token count (context lengths, windows, generated tokens): 8x the 2M-token
+#: context of LongRoPE's longest model; a larger number is a typo that would run for ever or overflow.
+MAX_TOKENS = 1 << 24
+#: The largest integer a float holds exactly: the bound of a setting checked by a later, finer rule.
+MAX_EXACT = 1 << 53
+#: Upper bound of other counts (steps, windows, trials, workers, ...).
+MAX_COUNT = (1 << 31) - 1
+#: Seeds are in [0, MAX_SEED] (what numpy's and torch's generators take alike).
+MAX_SEED = (1 << 32) - 1
+
+
+def _shown(v: Any) -> str:
+    """``v`` for a message: a huge integer by its number of digits (a message stays one short line)."""
+    if isinstance(v, int) and not isinstance(v, bool) and abs(v) >= 10**15:
+        return f"an integer of {len(str(abs(v)))} digits"
+    return repr(v)
+
+
+def int_problem(v: Any, lo: int, hi: int) -> str | None:
+    """Why ``v`` is not an integer in ``[lo, hi]`` ("must be an integer in [lo, hi], got ..."), or None."""
+    if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+        return f"must be an integer in [{lo:,}, {hi:,}], got {_shown(v)}"
+    return None
+
+
+def check_int(cfg: Any, name: str, lo: int = 1, hi: int = MAX_COUNT, *, optional: bool = False) -> None:
+    """Raise :class:`ConfigError` unless field ``name`` of ``cfg`` is an integer in ``[lo, hi]`` (or None
+    when ``optional``): the one check of an integer setting, so the command line, a plan, a saved
+    configuration and a Python caller are refused alike."""
+    v = getattr(cfg, name)
+    problem = None if optional and v is None else int_problem(v, lo, hi)
+    if problem:
+        raise ConfigError(name, "{name} " + problem)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -339,6 +375,8 @@ def config_from_dict(cls: type, values: dict[str, Any]) -> Any:
                 raise ConfigError(name, "{name} is required")
             continue
         if f.metadata.get("nested"):
+            if not isinstance(values[name], dict):
+                raise ConfigError(name, "{name} must be a JSON object of settings, got " + _shown(values[name]))
             inst = f.default_factory()  # type: ignore[misc]
             kwargs[name] = config_from_dict(type(inst), {**config_to_dict(inst), **values[name]})
         else:

@@ -57,6 +57,34 @@ def env(tmp_path_factory):
     # a shard index that is a pickled object array
     shutil.copytree(root / "data", root / "pickled")
     np.save(root / "pickled" / "index.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    # hand-edited run records: a nested setting that is no object, a file nested 200,000 deep
+    for name, text in (("knobs5", json.dumps({"format": "longrope-run/1", "command": "search", "config": {
+            "model": str(root / "model"), "data": str(root / "data"), "output": "o", "target_length": 128,
+            "knobs": 5}})),
+                       ("deep", "[" * 200_000 + "]" * 200_000)):
+        (root / name).mkdir()
+        (root / name / "config.json").write_text(text)
+    (root / "deep-model").mkdir()
+    (root / "deep-model" / "config.json").write_text("[" * 200_000 + "]" * 200_000)
+    # a GGUF cut short: at 1,000 bytes (inside its header) and inside its tensor data
+    import gguf
+
+    writer = gguf.GGUFWriter(root / "whole.gguf", arch="llama")
+    writer.add_context_length(32)
+    writer.add_tensor("token_embd.weight", np.ones((64, 16), dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    whole = (root / "whole.gguf").read_bytes()
+    (root / "cut-1000.gguf").write_bytes(whole[:1000])
+    (root / "cut-data.gguf").write_bytes(whole[:-100])
+    # shard folders whose meta.json has a tokenizer record of the wrong shape
+    for name, edit in (("bos-x", {"bos_token_id": "x"}), ("no-tok-name", {"name": None})):
+        shutil.copytree(root / "data", root / name)
+        meta = json.loads((root / name / "meta.json").read_text())
+        meta["tokenizer"].update(edit)
+        (root / name / "meta.json").write_text(json.dumps(meta))
     return root
 
 
@@ -90,6 +118,16 @@ def _cases(r: Path) -> list[tuple[str, list[str], str]]:
         ("demo-domains", ["demo", "--model", m, "--domains", "code", "--out", str(r / "o9")], "--domains"),
         ("baseline-original-0", ["baseline", "--model", m, "--method", "pi", "--target-length", "64",
                                  "--original-length", "0", "-o", str(r / "b.json")], "--original-length"),
+        ("finetune-steps-huge", ["finetune", "--model", m, "--factors", str(r / "short.json"), "--data", d,
+                                 "--steps", str(10**400), "-o", str(r / "o23")], "--steps must be an integer in"),
+        ("search-length-huge", [*search, "-o", str(r / "o24"), "--target-length", str(10**23)], "--target-length"),
+        ("generate-tokens-huge", [*gen[:-1], str(10**23)], "--max-new-tokens must be an integer in"),
+        ("generate-seed-huge", [*gen, "--sample", "--seed", str(10**400)], "--seed must be an integer in"),
+        ("demo-length-huge", ["demo", "--model", m, "--target-length", str(10**400), "--out", str(r / "o33")],
+         "--target-length must be an integer in"),
+        ("ppl-max-tokens-0", [*ppl, "-o", str(r / "o25"), "--stride", "16", "--max-tokens", "0"], "--max-tokens"),
+        ("passkey-trials-huge", ["eval", "passkey", "--model", m, "--lengths", "64", "--trials", str(10**30), "-o",
+                                 str(r / "o26")], "--trials"),
         ("train-tiny-heads", ["train-tiny", "--out", str(r / "t"), "--hidden-size", "30", "--num-heads", "4"],
          "--hidden-size"),
         # models and files
@@ -110,6 +148,17 @@ def _cases(r: Path) -> list[tuple[str, list[str], str]]:
         ("ppl-pickled-index", [*ppl[:5], str(r / "pickled"), *ppl[6:], "-o", str(r / "o17")], "index"),
         ("rerun-not-a-run", ["rerun", str(r / "gpt2"), "-o", str(r / "o18")], "run configuration"),
         ("rerun-empty", ["rerun", str(r / "nowhere"), "-o", str(r / "o18")], "not a run folder"),
+        ("rerun-knobs-5", ["rerun", str(r / "knobs5"), "-o", str(r / "o27")], "knobs must be a JSON object"),
+        ("rerun-deep", ["rerun", str(r / "deep"), "-o", str(r / "o28")], "nested deeper than"),
+        ("config-deep", [*search, "--config", str(r / "deep"), "-o", str(r / "o29")], "nested deeper than"),
+        ("ppl-meta-bos-x", [*ppl[:5], str(r / "bos-x"), *ppl[6:], "-o", str(r / "o30")], "bos_token_id"),
+        ("ppl-meta-no-tokenizer-name", [*ppl[:5], str(r / "no-tok-name"), *ppl[6:], "-o", str(r / "o31")],
+         "tokenizer"),
+        ("inspect-model-config-deep", ["inspect", "--model", str(r / "deep-model")], "nested deeper than"),
+        ("inspect-gguf-cut-1000", ["inspect", "--model", str(r / "cut-1000.gguf")], "not a readable GGUF file"),
+        ("inspect-gguf-cut-data", ["inspect", "--model", str(r / "cut-data.gguf")], "not a readable GGUF file"),
+        ("export-gguf-cut-1000", ["export", "--model", str(r / "cut-1000.gguf"), "--factors", str(r / "short.json"),
+                                  "--format", "gguf", "-o", str(r / "o32.gguf")], "not a readable GGUF file"),
         ("config-not-a-run", [*search, "--config", str(r / "gpt2"), "-o", str(r / "o19")], "run configuration"),
         # closed forms: values that would give wrong factors silently
         ("baseline-betas-swapped", [*base, "yarn", "--target-length", "64", "--beta-fast", "1", "--beta-slow", "32",

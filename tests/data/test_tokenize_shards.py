@@ -44,10 +44,12 @@ def test_round_trip_all_formats(tokenizer, corpus_dir, tmp_path):
 
 def test_skipped_unreadable_file_is_reported(tokenizer, corpus_dir, tmp_path):
     (corpus_dir / "bad.jsonl.gz").write_bytes(b"not gzip at all")
+    (corpus_dir / "gone.txt").symlink_to(corpus_dir / "deleted.txt")  # a broken link: listed, not dropped silently
     rep = _run(tokenizer, [corpus_dir], tmp_path / "out")
     reasons = {os.path.basename(s["path"]): s["reason"] for s in rep.skipped}
     assert "UTF-8" in reasons["broken.txt"]
     assert "bad.jsonl.gz" in reasons
+    assert "broken symbolic link" in reasons["gone.txt"]
     assert rep.ignored_files == 1  # notes.md
     meta = TokenCorpus.open(tmp_path / "out").meta
     assert {os.path.basename(s["path"]) for s in meta["skipped"]} >= {"broken.txt", "bad.jsonl.gz"}

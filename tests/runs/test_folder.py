@@ -86,6 +86,7 @@ def test_in_place_folder_resume_rules(tmp_path):
     f = RunFolder.open(out, "search", staged=False)
     f.start({"x": 1})
     (f / "checkpoint.json").write_text("{}")  # work to protect (a folder without any is a stub: see test_setup_failures)
+    f.close()  # the run is over (while it runs, its lock refuses any other open)
     with pytest.raises(UserError, match="add --resume"):
         RunFolder.open(out, "search", staged=False)
     g = RunFolder.open(out, "search", staged=False, resume=True)
@@ -99,3 +100,66 @@ def test_read_run_config_errors_are_one_line(tmp_path):
     (tmp_path / "config.json").write_text('{"resolved": {}}')
     with pytest.raises(UserError, match="longrope-run/1"):
         read_run_config(tmp_path)
+
+
+_HOLDER = """
+import sys
+from longrope.runs.folder import RunFolder
+folder = RunFolder.open(sys.argv[1], "search", staged=False)
+print("locked", flush=True)
+sys.stdin.read()  # hold the folder until the test closes stdin (or kills this process)
+"""
+
+
+def _holder(out):
+    """A second process that opened ``out`` in place and holds it."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.Popen([sys.executable, "-c", _HOLDER, str(out)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            text=True, env=env)
+    assert proc.stdout.readline().strip() == "locked"
+    return proc
+
+
+def test_an_in_place_folder_takes_one_process_and_a_dead_holder_leaves_no_stale_lock(tmp_path):
+    out = tmp_path / "run"
+    proc = _holder(out)
+    try:
+        for resume in (False, True):
+            with pytest.raises(UserError, match=rf"--output {out} is in use by another longrope process \(pid "
+                                                rf"{proc.pid}\)"):
+                RunFolder.open(out, "search", staged=False, resume=resume)
+    finally:
+        proc.kill()  # SIGKILL: the OS drops the lock with the process
+        proc.wait()
+    assert (out / ".lock").exists()  # the file stays; it does not block
+    folder = RunFolder.open(out, "search", staged=False)
+    folder.start({})
+    with pytest.raises(UserError, match="in use by another longrope process"):  # even from this same process
+        RunFolder.open(out, "search", staged=False, resume=True)
+    folder.close()
+    again = RunFolder.open(out, "search", staged=False, resume=True)
+    again.close()
+
+
+def test_a_refused_open_keeps_no_lock(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(UserError, match="is not empty"):
+        RunFolder.open(out, "search", staged=False)
+    (out / "notes.txt").unlink()
+    RunFolder.open(out, "search", staged=False).close()  # a folder holding only a lock file counts as empty
+
+
+def test_a_lock_file_planted_as_a_symlink_is_refused_and_its_target_kept(tmp_path):
+    precious = tmp_path / "precious.txt"
+    precious.write_text("keep me")
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / ".lock").symlink_to(precious)
+    with pytest.raises(UserError, match="cannot be written"):
+        RunFolder.open(out, "search", staged=False)
+    assert precious.read_text() == "keep me"

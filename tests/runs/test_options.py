@@ -78,6 +78,8 @@ def test_json_round_trip_is_exact():
     ({"name": "x", "count": True}, "count"),
     ({"name": "x", "count": 0}, "count"),
     ({"name": "x", "mode": "c"}, "mode"),
+    ({"name": "x", "inner": 5}, "inner"),  # a nested config that is no JSON object (a hand-edited config.json)
+    ({"name": "x", "inner": ["rate"]}, "inner"),
 ])
 def test_bad_values_are_config_errors_naming_the_field(values, field):
     with pytest.raises(ConfigError) as err:

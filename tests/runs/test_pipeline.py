@@ -244,8 +244,11 @@ def test_only_runs_one_stage_when_its_inputs_are_done(reference, tmp_path, capsy
     (lambda p: p.update(format="other"), "longrope-pipeline/1"),
     (lambda p: p["stages"].append({"name": "bad name!", "run": "export"}), "letters, digits"),
     (lambda p: p["stages"].append({"name": "e2", "run": "export", "factors": "@nowhere"}), "no stage"),
-    (lambda p: p["stages"][1].update(samples=0), "plan stage 'search-2x' (search): samples must be >= 1"),
+    (lambda p: p["stages"][1].update(samples=0), "plan stage 'search-2x' (search): samples must be an integer in"),
     (lambda p: p["stages"][3].update(stepz=3), "plan stage 'ft' (finetune)"),
+    (lambda p: p["stages"][3].update(steps=10**400), "plan stage 'ft' (finetune): steps must be an integer in"),
+    (lambda p: p["stages"][7].update(passkey_trials=10**400), "passkey_trials must be an integer in"),
+    (lambda p: p["stages"][7]["samples"].update({"1x": 10**400}), "samples must be an integer in"),
     (lambda p: p["stages"][7]["methods"]["base_none"]["factors"].update({"8x": "none"}), "not in ratios"),
     (lambda p: p["stages"][7]["goals"].append({"name": "g", "value": "passkey.1x.base_none", "at_least": 1}),
      "not measured"),
@@ -257,6 +260,10 @@ def test_only_runs_one_stage_when_its_inputs_are_done(reference, tmp_path, capsy
     (lambda p: p["stages"][7].update(samples="five"), "samples must be an integer"),
     (lambda p: p["stages"][7].update(passkey_depths=[2]), "passkey_depths"),
     (lambda p: p["stages"][8].update(format="gguf", dtype="int3"), "unknown dtype"),
+    (lambda p: p["stages"][2].update(name="yarn\n"), "needs a \"name\" of letters"),
+    (lambda p: p["stages"][8].update(factors="@recover/../../.."), "inside a stage's folder only"),
+    (lambda p: p["stages"][3].update(steps=[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]),
+     "nested deeper than 64 levels"),
 ])
 def test_bad_plans_are_refused_in_one_line_before_any_work(tmp_path, capsys, change, match):
     plan = _plan()
@@ -372,18 +379,18 @@ def test_resume_without_plan_uses_the_manifest_and_a_search_killed_before_its_ch
 
 
 def test_a_second_process_on_the_same_folder_is_refused(reference, tmp_path, capsys):
-    from longrope.runs.pipeline import _lock
+    from longrope.runs.folder import FolderLock
 
     plan_file, _ = reference
     out = tmp_path / "out"
     assert _pipeline(plan_file, out, "--until", "data") == 0
-    held = _lock(out.resolve())
+    held = FolderLock.acquire(out, "pipeline")
     try:
         capsys.readouterr()
         assert _pipeline(plan_file, out, "--resume") == 2
         assert "in use by another" in capsys.readouterr().err
     finally:
-        held.close()
+        held.release()
 
 
 def test_a_torn_cell_line_is_dropped_and_goals_read_fractional_ratios(tmp_path):
@@ -483,3 +490,19 @@ def test_a_resumed_comparison_measures_only_the_methods_added_or_changed_in_its_
     assert _pipeline(_write(tmp_path, plan), out, "--resume") == 2
     err = capsys.readouterr().err
     assert "stage 'compare' changed" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("manifest", [
+    "[]",
+    "[" * 200_000 + "]" * 200_000,
+    '{"format": "longrope-pipeline-manifest/1", "plan": {}, "stages": 5}',
+    '{"format": "longrope-pipeline-manifest/1", "plan": {}, "stages": {"a": {"outputs": 3}}}',
+    "\xff\xfe",
+])
+def test_a_damaged_manifest_is_one_line(tmp_path, capsys, manifest):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "pipeline.json").write_text(manifest, encoding="latin-1")
+    assert main(["pipeline", "-o", str(out), "--resume", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "pipeline.json" in err[0] and "Traceback" not in err[0], err

@@ -131,6 +131,9 @@ def test_bad_input_is_one_line(tiny, tmp_path, capsys):
     assert _search(tiny, out, "--target-length", str(2 * TARGET), "--no-report", "--resume") == 2
     err = capsys.readouterr().err
     assert "--resume refused" in err and "config.target_length: 128 -> 256" in err
+    assert _search(tiny, out, "--target-length", str(TARGET), "--no-report", "--resume", "--dtype", "bfloat16") == 2
+    err = capsys.readouterr().err
+    assert "--resume refused" in err and "config.dtype: 'float32' -> 'bfloat16'" in err and len(err.splitlines()) == 1
 
 
 def test_a_worker_that_fails_on_every_candidate_stops_with_its_error(tiny, tmp_path, monkeypatch, capsys):
@@ -153,9 +156,9 @@ def test_config_validation_names_the_field_and_the_flag(tiny, tmp_path):
     from longrope.runs.search import SearchConfig
 
     flags = field_flags(SearchConfig).get
-    with pytest.raises(ConfigError, match="samples must be >= 1") as err:
+    with pytest.raises(ConfigError, match="samples must be an integer in \\[1, ") as err:
         SearchConfig(model="m", data="d", output="o", target_length=64, samples=0)
-    assert err.value.render(flags).startswith("--samples must be >= 1")
+    assert err.value.render(flags).startswith("--samples must be an integer in [1, ")
     with pytest.raises(ConfigError) as err:
         SearchConfig(model="m", data="d", output="o", target_length=64, workers=2, ray_address="auto")
     assert "only one of --workers, --devices and --ray-address" in err.value.render(flags)
@@ -291,3 +294,46 @@ def test_resume_of_a_search_recorded_before_the_joint_fitness(tiny, tmp_path, ca
             "--target-length", str(2 * TARGET), "--no-report", "--resume"]
     assert main(argv) == 2
     assert "config.fitness: 'ppl' -> 'joint'" in capsys.readouterr().err
+@pytest.mark.parametrize("resume", [False, True])
+def test_a_second_process_into_the_folder_is_refused(tiny, tmp_path, capsys, resume):
+    from longrope.runs.folder import FolderLock
+
+    out = tmp_path / "run"
+    out.mkdir()
+    with FolderLock.acquire(out, "search"):  # what a search running in the folder holds
+        assert _search(tiny, out, "--target-length", str(TARGET), "--no-report", *(["--resume"] if resume else [])) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "is in use by another longrope process" in err[0], err
+    assert sorted(p.name for p in out.iterdir()) == [".lock"]  # nothing written
+
+
+def test_resume_is_bound_to_the_shards_content_not_their_path(tiny, tmp_path, capsys):
+    """The same shards moved elsewhere resume; the same tokens at the same path with other search/held-out
+    roles (other windows, so not the same search) are refused."""
+    import shutil
+
+    from longrope.data import TokenCorpus
+    from longrope.data.shards import ShardWriter, write_meta
+
+    data = tmp_path / "data"
+    shutil.copytree(tiny / "data", data)
+    out = tmp_path / "run"
+    argv = ["search", "--model", str(tiny / "model"), "--data", str(data), "-o", str(out), *KNOBS,
+            "--target-length", str(TARGET), "--no-report"]
+    assert main(argv) == 0
+    moved = tmp_path / "moved"
+    shutil.copytree(data, moved)  # by content, not by path: the same shards elsewhere resume
+    assert main([*argv, "--data", str(moved), "--resume"]) == 0, capsys.readouterr().err
+    old = TokenCorpus.open(data)
+    docs = [(old.names[i], np.asarray(old.tokens(i)), "heldout" if old.pinned_role(i) == "search" else "search")
+            for i in range(len(old))]
+    meta = {k: v for k, v in old.meta.items() if k in ("format", "version", "dtype", "tokenizer")}
+    shutil.rmtree(data)
+    w = ShardWriter(data, np.dtype("<u2"))
+    for name, ids, role in docs:
+        w.add(name, ids, role)
+    write_meta(data, {**meta, "n_docs": w.n_docs, "n_tokens": w.n_tokens, **w.finish()})
+    capsys.readouterr()
+    assert main([*argv, "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert "--resume refused" in err and "data.index" in err and len(err.strip().splitlines()) == 1, err

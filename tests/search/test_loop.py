@@ -280,3 +280,26 @@ def test_a_preloaded_archive_sets_the_best_to_beat(strategy):
     strat.start([g], np.random.default_rng(0))
     best = strat.c.best if strategy == "steady" else strat.best
     assert best == pytest.approx(1.1)
+
+
+@pytest.mark.parametrize("edit", [
+    lambda d: d.update(cache=5),
+    lambda d: d.update(pending=[["x", {}]]),
+    lambda d: d.update(arrived=7),
+    lambda d: d.pop("next_ticket"),
+])
+def test_a_hand_edited_checkpoint_is_one_line(tmp_path, edit):
+    import json
+
+    ckpt = tmp_path / "ckpt.json"
+    loop = make_loop("steady", seed=0, checkpoint=ckpt)
+    loop.run(make_seeds(loop.space))
+    d = json.loads(ckpt.read_text())
+    edit(d)
+    ckpt.write_text(json.dumps(d))
+    with pytest.raises(UserError, match="ckpt.json is malformed") as err:
+        make_loop("steady", seed=0, checkpoint=ckpt).resume()
+    assert "\n" not in str(err.value)
+    ckpt.write_text("[" * 200_000 + "]" * 200_000)
+    with pytest.raises(UserError, match="nested deeper than"):
+        make_loop("steady", seed=0, checkpoint=ckpt).resume()

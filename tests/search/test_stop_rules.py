@@ -48,3 +48,10 @@ def test_no_budget_leaves_the_strategy_its_own_end():
 def test_budgets_must_be_positive(kwargs):
     with pytest.raises(ConfigError, match=next(iter(kwargs))):
         StopRules(**kwargs)
+
+
+@pytest.mark.parametrize("field", ["population", "parents", "mutations", "iterations", "initial", "race_rank",
+                                   "max_tries", "patience"])
+def test_strategy_counts_are_bounded(field):
+    with pytest.raises(ConfigError, match=f"{field} must be an integer in .*, got an integer of 401 digits"):
+        StrategyConfig(**{field: 10**400})

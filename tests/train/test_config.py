@@ -20,13 +20,16 @@ def test_every_field_is_documented():
 
 
 @pytest.mark.parametrize("field,value,match", [
-    ("steps", 0, "steps must be an integer >= 1"),
+    ("steps", 0, r"steps must be an integer in \[1, "),
+    ("steps", 10**400, "steps must be an integer in .*, got an integer of 401 digits"),
+    ("seq_len", 1 << 40, "seq_len must be an integer in"),
+    ("seed", -1, "seed must be an integer in"),
     ("seq_len", 1, "seq_len must be >= 2"),
     ("short_share", 1.5, r"short_share must be in \[0, 1\]"),
     ("learning_rate", 0.0, "learning_rate must be > 0"),
     ("lr_schedule", "step", "lr_schedule must be one of linear, cosine, constant"),
     ("dtype", "int8", "dtype must be one of"),
-    ("tokens_per_step", 0, "tokens_per_step must be an integer >= 1"),
+    ("tokens_per_step", 0, "tokens_per_step must be an integer in"),
     ("max_grad_norm", -1.0, "max_grad_norm must be >= 0"),
     ("model", "", "model is required"),
 ])

@@ -32,3 +32,29 @@ def test_finetune_command_writes_a_run_folder_and_reruns_identically(tiny_dir, f
     assert main(argv) == 2
     err = [ln for ln in capsys.readouterr().err.splitlines() if "error:" in ln]
     assert len(err) == 1 and "--resume" in err[0]
+
+
+def test_a_second_finetune_into_a_working_folder_is_refused(tiny_dir, factors_file, corpus_dir, tmp_path, capsys):
+    """``finetune --resume`` while the same fine-tuning still runs: one line, exit 2, nothing written."""
+    from longrope.runs.folder import FolderLock
+
+    out = tmp_path / "ft"
+    out.mkdir()
+    argv = ["finetune", "--model", str(tiny_dir), "--factors", str(factors_file), "--data", str(corpus_dir),
+            "--steps", "2", "--seq-len", "64", "--quiet", "-o", str(out)]
+    with FolderLock.acquire(out, "finetune"):
+        for extra in ([], ["--resume"]):
+            assert main(argv + extra) == 2
+            err = capsys.readouterr().err.strip().splitlines()
+            assert len(err) == 1 and "in use by another longrope process" in err[0], err
+    assert sorted(p.name for p in out.iterdir()) == [".lock"]
+    assert main(argv + ["--resume"]) == 0  # released: the run starts (nothing to resume yet)
+
+
+def test_a_set_up_failure_leaves_no_stub_folder(tiny_dir, factors_file, tmp_path, capsys):
+    out = tmp_path / "ft"
+    argv = ["finetune", "--model", str(tiny_dir), "--factors", str(factors_file), "--data", str(tmp_path / "nowhere"),
+            "--steps", "2", "--seq-len", "64", "--quiet", "-o", str(out)]
+    assert main(argv) == 2
+    assert "nowhere" in capsys.readouterr().err
+    assert not out.exists()  # no "running" run.json of a dead process left behind

@@ -59,11 +59,10 @@ def run(args: argparse.Namespace) -> int:
     from longrope.models import install_factors, load_model, read_rope_info, resolve_device, resolve_dtype
     from longrope.models.factor_files import load_factors_for
     from longrope.models.families import require_supported
-    from longrope.models.generation import check_sampling, generate
+    from longrope.models.generation import check_generation_counts, check_sampling, generate
 
     # Every check on the input before the weights load (seconds, not minutes, on a real model).
-    if args.max_new_tokens < 1:
-        raise UserError(f"--max-new-tokens must be >= 1, got {args.max_new_tokens}")
+    check_generation_counts(args.max_new_tokens, args.seed, names=("--max-new-tokens", "--seed"))
     given = [f for f, v in (("--temperature", args.temperature), ("--top-p", args.top_p)) if v is not None]
     if given and not args.sample:
         raise UserError(f"{given[0]} applies to sampling; add --sample, or drop {given[0]} for greedy decoding")

@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 
 from longrope.errors import UserError
-from longrope.io import write_json
+from longrope.io import read_json, write_json
 
 __all__ = [
     "FORMAT",
@@ -274,14 +274,7 @@ class TokenCorpus:
         if not meta_path.is_file():
             raise UserError(f"{path}: no meta.json (not a shard folder, or tokenization did not finish); "
                             f"run 'longrope tokenize ... -o {path}'")
-        try:
-            meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
-            raise UserError(f"{meta_path}: corrupt metadata ({exc}); {_HINT}") from None
-        except OSError as exc:
-            raise UserError(f"{meta_path}: cannot read it ({exc.strerror or exc})") from None
-        if not isinstance(meta, dict):
-            raise UserError(f"{meta_path}: corrupt metadata (not a JSON object); {_HINT}")
+        meta = read_json(meta_path, what="shard folder's meta.json", fix=_HINT)
         if meta.get("format") != FORMAT or meta.get("version") != FORMAT_VERSION:
             raise UserError(f"{path}: not a version-{FORMAT_VERSION} {FORMAT} folder "
                             f"(format {meta.get('format')!r} version {meta.get('version')!r}); re-run 'longrope tokenize'")
@@ -314,6 +307,17 @@ class TokenCorpus:
             if level == "full":
                 self._verified.pop(k, None)
                 self._verify_range(k, 0, int(rec["n_tokens"]))
+
+    @property
+    def content_digest(self) -> str:
+        """SHA-256 naming the folder's content: its token dtype, tokenizer vocabulary, and the
+        checksums of its index, names and shards (which every token read is verified against). A folder
+        rebuilt at the same path with other documents, roles or tokens has another digest."""
+        m = self.meta
+        ident = {"dtype": m["dtype"], "n_docs": m["n_docs"], "n_tokens": m["n_tokens"],
+                 "vocab_sha256": m["tokenizer"]["vocab_sha256"], "index": m["index"]["sha256"],
+                 "names": m["names"]["sha256"], "shards": [r["sha256"] for r in m["shards"]]}
+        return hashlib.sha256(json.dumps(ident, sort_keys=True).encode("utf-8")).hexdigest()
 
     @property
     def dtype(self) -> np.dtype:
@@ -419,8 +423,11 @@ def _check_meta(folder: Path, meta: dict) -> None:
     if meta.get("dtype") not in _TOKEN_DTYPES:
         raise bad(f"dtype {meta.get('dtype')!r} is not one of {', '.join(_TOKEN_DTYPES)}")
     tok = meta.get("tokenizer")
-    if not isinstance(tok, dict) or not isinstance(tok.get("vocab_sha256"), str):
-        raise bad("no tokenizer record")
+    if not isinstance(tok, dict) or not isinstance(tok.get("vocab_sha256"), str) or not isinstance(tok.get("name"), str):
+        raise bad("no tokenizer record with a name and a vocabulary hash")
+    for key in ("bos_token_id", "eos_token_id", "vocab_size"):
+        if tok.get(key) is not None and not _is_count(tok[key]):
+            raise bad(f"the tokenizer's {key} {tok[key]!r} is not a token id")
     file_rec(meta.get("index"), "'index'")
     file_rec(meta.get("names"), "'names'")
     shards = meta.get("shards")

@@ -132,6 +132,8 @@ class Source:
                 hidden = any(part.startswith(".") for part in q.relative_to(root).parts)
                 if q.is_file() and _suffix(q) is None and not hidden:
                     log.ignored_files += 1
+                elif q.is_symlink() and not q.exists() and not hidden:  # is_file() is False: it would vanish
+                    log.skip(str(q), "broken symbolic link (its target does not exist)")
         for path in self.files():
             rel = path.name if self.kind == "file" else path.relative_to(root).as_posix()
             name = rel if self.kind == "file" else f"{root.name}/{rel}"

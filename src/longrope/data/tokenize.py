@@ -48,7 +48,7 @@ from longrope.data.shards import (
 )
 from longrope.data.sources import SkipLog, Source, printable, resolve_sources
 from longrope.errors import UserError
-from longrope.io import remove_dead_leftovers
+from longrope.io import read_json, remove_dead_leftovers
 
 __all__ = ["TokenizeReport", "tokenize_corpus", "make_encoder"]
 
@@ -209,9 +209,9 @@ def tokenize_corpus(
 
     if not force and (out / "meta.json").is_file():
         try:
-            old = json.loads((out / "meta.json").read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-            old = {}
+            old = read_json(out / "meta.json", what="shard folder's meta.json")
+        except UserError:
+            old = {}  # damaged: rebuilt below
         if isinstance(old, dict) and old.get("fingerprint") == fp and not any(s.kind == "hub" for s in sources):
             try:
                 # every byte: "up to date" must not vouch for a shard with a flipped byte anywhere

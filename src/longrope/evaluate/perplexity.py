@@ -145,6 +145,8 @@ def evaluate_perplexity(
         raise UserError(f"batch_size must be a positive integer, got {batch_size!r}")
     if max_tokens is not None and stride is None:
         raise UserError("max_tokens only applies to sliding-window mode (give a stride)")
+    if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1):
+        raise UserError(f"max_tokens must be an integer >= 1 (leave it out for no cap), got {max_tokens!r}")
     if len(docs) == 0:
         raise UserError("no documents to evaluate; sample at least one document")
     if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int)

@@ -151,6 +151,17 @@ def check_sampling(do_sample: bool, temperature: Any, top_p: Any, *,
         raise UserError(f"{p_name} must be in (0, 1] for sampling, got {top_p!r} (1 keeps every token)")
 
 
+def check_generation_counts(max_new_tokens: Any, seed: Any, *, names: tuple[str, str] = ("max_new_tokens", "seed")
+                            ) -> None:
+    """The one check of generate()'s integers (``names``: how the caller spells them, e.g. as flags)."""
+    from longrope.options import MAX_SEED, MAX_TOKENS, int_problem
+
+    for name, value, hi in ((names[0], max_new_tokens, MAX_TOKENS), (names[1], seed, MAX_SEED)):
+        problem = int_problem(value, 1 if hi == MAX_TOKENS else 0, hi)
+        if problem:
+            raise UserError(f"{name} {problem}")
+
+
 def generate(
     model: Any,
     tokenizer: Any,
@@ -177,8 +188,7 @@ def generate(
 
     if mode not in MODES:
         raise UserError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
-    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
-        raise UserError(f"max_new_tokens must be an integer >= 1, got {max_new_tokens!r}")
+    check_generation_counts(max_new_tokens, seed)
     check_sampling(do_sample, temperature, top_p)
     patch = install_factors(model, factor_set) if factor_set is not None else current_patch(model)
     if patch is None or not patch.active:

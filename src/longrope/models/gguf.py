@@ -38,6 +38,7 @@ Two sources:
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -145,12 +146,46 @@ def _finish(tmp: Path, out: Path) -> None:
     os.replace(tmp, out)
 
 
+# --------------------------------------------------------------------------- reading
+def open_gguf(path: str | os.PathLike) -> Any:
+    """A ``gguf.GGUFReader`` on ``path`` once its header parses and every tensor lies inside the file;
+    a truncated or damaged file is a one-line :class:`UserError` (the readers raise struct, numpy and
+    index errors of many kinds on one)."""
+    import gguf
+
+    path = Path(path)
+    try:
+        reader = gguf.GGUFReader(path)
+        size = path.stat().st_size
+        end = max((int(t.data_offset) + int(t.n_bytes) for t in reader.tensors), default=0)
+    except OSError as exc:
+        raise UserError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except Exception as exc:  # noqa: BLE001 - any parse failure of a file means the same thing here
+        detail = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+        raise UserError(f"{path} is not a readable GGUF file (truncated or damaged: {detail}); give the complete "
+                        "file") from None
+    if end > size:
+        raise UserError(f"{path} is truncated: its tensors need {end:,} bytes, the file has {size:,}; give the "
+                        "complete file")
+    return reader
+
+
+def check_gguf_file(path: str | os.PathLike) -> None:
+    """Refuse a truncated or damaged GGUF in one line before anything else reads it (checked once per
+    file version: its size and modification time)."""
+    st = Path(path).stat()
+    _check_gguf_cached(str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=16)
+def _check_gguf_cached(path: str, size: int, mtime_ns: int) -> None:
+    open_gguf(path)
+
+
 # --------------------------------------------------------------------------- GGUF -> GGUF
 def gguf_rope_facts(path: str | os.PathLike) -> dict[str, Any]:
     """``{arch, rotary_dim, rope_theta, context_length}`` of a GGUF file (header only)."""
-    import gguf
-
-    reader = gguf.GGUFReader(path)
+    reader = open_gguf(path)
     arch = _field(reader, "general.architecture")
     if arch in NO_GGUF_FACTORS.values():
         raise UserError(no_factors_message(arch))
@@ -201,7 +236,7 @@ def export_gguf_from_gguf(
     arch = facts["arch"]
     _check_factor_fit(factor_set, facts["rotary_dim"], facts["rope_theta"], f"{src.name}")
     warnings = _common_warnings(factor_set)
-    reader = gguf.GGUFReader(src)
+    reader = open_gguf(src)
     dropped = [t.name for t in reader.tensors if t.name == "rope_freqs.weight"]
     if dropped:
         warnings.append("the source's rope_freqs.weight (its own RoPE scaling) is replaced by the LongRoPE factors")

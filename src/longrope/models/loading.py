@@ -160,7 +160,16 @@ def _from_pretrained(source: ModelSource, loader: Any, **kwargs: Any) -> Any:
     """Call ``loader.from_pretrained`` for any kind of source, mapping failures to one-line errors."""
     _quiet_vllm_keys()
     if source.kind == "gguf":
+        from longrope.models.gguf import check_gguf_file
+
+        check_gguf_file(Path(source.location) / str(source.gguf_file))  # truncated: one line, not a struct.error
         kwargs["gguf_file"] = source.gguf_file
+    elif source.kind == "folder" and (Path(source.location) / "config.json").is_file():
+        from longrope.io import read_json
+
+        # bounded and shape-checked before transformers parses it (a file nested 200,000 deep is a
+        # RecursionError there)
+        read_json(Path(source.location) / "config.json", what="model configuration (config.json)")
     if source.kind != "hub":
         try:
             return loader.from_pretrained(source.location, local_files_only=True, **kwargs)
@@ -177,6 +186,32 @@ def _from_pretrained(source: ModelSource, loader: Any, **kwargs: Any) -> Any:
         return loader.from_pretrained(source.location, **kwargs)
     except (OSError, ValueError) as e:
         raise _hub_error(source, str(e).strip().splitlines()[0] if str(e).strip() else "") from None
+
+
+#: The files of a model folder that decide what the model computes (weights, config, tokenizer).
+_MODEL_FILES = (".safetensors", ".bin", ".gguf", ".json", ".model", ".txt")
+
+
+def model_digest(name_or_path: str | os.PathLike) -> str | None:
+    """SHA-256 of a local model's content — a GGUF file, or a folder's weights, configs and tokenizer
+    files (names and bytes) — so that a record can tell a model rebuilt at the same path from the one
+    it was made with. None for a hub model (its revision is the hub's business). Reads every byte of
+    the weights once (about a second per GB)."""
+    import hashlib
+
+    source = resolve_source(name_or_path)
+    if source.kind == "hub":
+        return None
+    root = Path(source.location)
+    files = [root / str(source.gguf_file)] if source.kind == "gguf" else sorted(
+        p for p in root.iterdir() if p.is_file() and p.name.endswith(_MODEL_FILES) and not p.name.startswith("."))
+    h = hashlib.sha256()
+    for path in files:
+        h.update(path.name.encode("utf-8") + b"\0")
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 22), b""):
+                h.update(block)
+    return h.hexdigest()
 
 
 def load_config(name_or_path: str | os.PathLike) -> Any:

@@ -379,6 +379,14 @@ class FactorSet:
             f"long=[{lf[0]:.4g} … {lf[-1]:.4g}])"
         )
 
+    def digest(self) -> str:
+        """SHA-256 of what the set applies (every field but ``provenance``): equal digests, equal
+        factors, wherever the file lies and whatever history it records."""
+        import hashlib
+
+        applied = {k: v for k, v in self.to_dict().items() if k != "provenance"}
+        return hashlib.sha256(json.dumps(applied, sort_keys=True).encode("utf-8")).hexdigest()
+
     # ----------------------------------------------------------------- factors.json
     def to_dict(self) -> dict[str, Any]:
         """The ``factors.json`` object (plain Python types; floats round-trip exactly through JSON)."""

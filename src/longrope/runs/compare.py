@@ -170,7 +170,7 @@ def _read_cells(path: Path) -> dict[tuple[str, str], dict]:
         try:
             c = json.loads(line)
             cells[(c["method"], c["ratio"])] = c
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, RecursionError):
             continue
     return cells
 
@@ -206,8 +206,6 @@ def factor_digests(methods: dict, ratios: list[str]) -> dict[str, str]:
     with other factors than these is stale: a resumed comparison measures it again. The digest
     covers what is applied, not the file's provenance: a search resumed without a new best
     rewrites its factor file with other provenance, and its cells stay measured."""
-    import hashlib
-
     from longrope.models.loading import read_rope_info
 
     infos: dict[str, Any] = {}
@@ -220,9 +218,7 @@ def factor_digests(methods: dict, ratios: list[str]) -> dict[str, str]:
                 infos[m["model"]] = read_rope_info(m["model"])
             info = infos[m["model"]]
             fs = _factor_set(spec, info, ratio_length(ratio, int(info.original_max_position_embeddings)))
-            applied = {k: v for k, v in fs.to_dict().items() if k != "provenance"}
-            text = json.dumps(applied, sort_keys=True)
-            out[f"{name}@{ratio}"] = hashlib.sha256(text.encode("utf-8")).hexdigest()
+            out[f"{name}@{ratio}"] = fs.digest()
     return out
 
 

@@ -42,7 +42,7 @@ from typing import Any
 
 from longrope.embedded.corpus import DOMAINS
 from longrope.errors import ConfigError
-from longrope.options import check_choices, config_to_dict, nested, option
+from longrope.options import MAX_TOKENS, check_choices, check_int, config_to_dict, nested, option
 from longrope.runs import RunSpec
 from longrope.search.objective import FITNESSES, check_fitness, default_fitness
 from longrope.search.plan import BASELINE_NAMES, STRATEGY_NAMES
@@ -119,8 +119,7 @@ class DemoConfig:
         check_choices(self)
         if not str(self.model).strip():
             raise ConfigError("model", "{name} is empty; give 'tiny', 'smollm2', a model folder or a .gguf file")
-        if self.target_length is not None and self.target_length < 2:
-            raise ConfigError("target_length", "{name} must be an integer >= 2, got " + repr(self.target_length))
+        check_int(self, "target_length", 2, MAX_TOKENS, optional=True)
         if self.lengths is not None:
             self.lengths = tuple(sorted({int(n) for n in self.lengths}))
             if not self.lengths or self.lengths[0] < 2:

@@ -22,7 +22,16 @@ from pathlib import Path
 from typing import Any
 
 from longrope.errors import ConfigError
-from longrope.options import check_choices, config_to_dict, option
+from longrope.options import (
+    MAX_COUNT,
+    MAX_EXACT,
+    MAX_SEED,
+    MAX_TOKENS,
+    check_choices,
+    check_int,
+    config_to_dict,
+    option,
+)
 from longrope.runs import RunSpec
 from longrope.settings import (
     HELDOUT_FRACTION,
@@ -67,10 +76,13 @@ class _EvalConfig:
     def __post_init__(self) -> None:
         check_choices(self)
         self.lengths = tuple(sorted(set(int(n) for n in self.lengths)))
-        if not self.lengths or self.lengths[0] < 2:
-            raise ConfigError("lengths", "{name} must be integers >= 2 tokens, got " + str(list(self.lengths)))
-        if self.original_length is not None and self.original_length < 2:
-            raise ConfigError("original_length", "{name} must be an integer >= 2, got " + str(self.original_length))
+        # no tighter bound than float-exact integers: a length too long for this machine is refused by the
+        # memory estimate before the weights load, naming the memory it needs and the longest that fits
+        if not self.lengths or self.lengths[0] < 2 or self.lengths[-1] > MAX_EXACT:
+            raise ConfigError("lengths", "{name} must be integers in " + f"[2, {MAX_EXACT:,}] tokens, got "
+                              + (str(list(self.lengths)) if len(str(self.lengths)) < 200 else "a larger one"))
+        check_int(self, "original_length", 2, MAX_TOKENS, optional=True)
+        check_int(self, "seed", 0, MAX_SEED)
         if self.skip_none and not self.factors:
             raise ConfigError(("skip_none", "factors"), "nothing to evaluate: {name0} without {name1}")
 
@@ -94,16 +106,16 @@ class PplConfig(_EvalConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         for name in ("samples", "batch_size", "windows_per_doc"):
-            if getattr(self, name) < 1:
-                raise ConfigError(name, "{name} must be a positive integer, got " + str(getattr(self, name)))
+            check_int(self, name)
+        # 0 is not "no cap" (that is leaving it out)
+        check_int(self, "max_tokens", 1, MAX_COUNT, optional=True)
         check_heldout_fraction(self.heldout_fraction)
         if self.max_tokens is not None and self.stride is None:
             raise ConfigError(("max_tokens", "stride"), "{name0} needs {name1} (it applies to sliding windows)")
         if self.stride is not None and not 1 <= self.stride <= min(self.lengths):
             raise ConfigError("stride", f"{{name}} must be between 1 and the shortest length ({min(self.lengths)}), "
                                         f"got {self.stride}")
-        if self.chunk_size is not None and self.chunk_size < 1:
-            raise ConfigError("chunk_size", "{name} must be a positive integer, got " + str(self.chunk_size))
+        check_int(self, "chunk_size", 1, MAX_TOKENS, optional=True)
 
 
 @dataclass(kw_only=True)
@@ -127,8 +139,7 @@ class PasskeyConfig(_EvalConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.trials < 1:
-            raise ConfigError("trials", "{name} must be a positive integer, got " + str(self.trials))
+        check_int(self, "trials")
         check_passkey_depths(self.depths)
         check_heldout_fraction(self.heldout_fraction)
         # Both choose documents of --data; without it they would be silently ignored.

@@ -39,12 +39,23 @@ def run(config: FinetuneConfig, *, log: Callable[[str], None] | None = None) -> 
             previous = read_run_config(config.output)[0] == COMMAND
         except UserError:
             previous = False
+        # locked until closed: a second process into this folder (a second --resume) is refused
         folder = RunFolder.open(config.output, COMMAND, staged=False, resume=config.resume and previous)
-        folder.start(config_to_dict(config), device=config.device)
-    result = finetune(config, log=log).to_dict()
-    if folder is not None:
-        folder.finish(result)
-    return result
+    try:
+        if folder is not None:
+            folder.start(config_to_dict(config), device=config.device)
+        try:
+            result = finetune(config, log=log).to_dict()
+        except BaseException:
+            if folder is not None:
+                folder.abandon()  # a set-up failure leaves no stub folder (a folder with work stays)
+            raise
+        if folder is not None:
+            folder.finish(result)
+        return result
+    finally:
+        if folder is not None:
+            folder.close()
 
 
 def render(result: dict) -> str:

@@ -24,6 +24,12 @@ Two ways a folder comes into being:
   (``run.json`` records its pid and host). A run that fails during set-up removes a folder it
   created (:meth:`RunFolder.abandon`).
 
+**One process per in-place folder.** :meth:`RunFolder.open` takes an exclusive :class:`FolderLock`
+(``fcntl.flock`` on ``RUN_DIR/.lock``) before it writes anything into an in-place folder and the
+run holds it until :meth:`RunFolder.close` (or its process ends: the OS drops the lock of a killed
+process, so no stale lock is ever left behind). A second process into the same folder — a second
+``--resume`` while the first still trains — is refused in one line.
+
 Every check that can fail on the target (a file where a folder is expected, a folder that is not a
 run of this command, a folder that cannot be written) happens in :meth:`RunFolder.open`, before any
 long work starts.
@@ -31,7 +37,7 @@ long work starts.
 
 from __future__ import annotations
 
-import json
+import fcntl
 import os
 import platform
 import shutil
@@ -41,14 +47,15 @@ from pathlib import Path
 from typing import Any
 
 from longrope.errors import UserError
-from longrope.io import pid_alive, remove_dead_leftovers, write_json
+from longrope.io import pid_alive, read_json, remove_dead_leftovers, write_json
 
 RUN_FORMAT = "longrope-run/1"
 CONFIG_FILE = "config.json"
 RUN_FILE = "run.json"
 RESULT_FILE = "summary.json"
+LOCK_FILE = ".lock"
 
-__all__ = ["RunFolder", "read_run_config", "versions", "RUN_FORMAT", "CONFIG_FILE", "RUN_FILE", "RESULT_FILE"]
+__all__ = ["RunFolder", "FolderLock", "read_run_config", "versions", "RUN_FORMAT", "CONFIG_FILE", "RUN_FILE", "RESULT_FILE"]
 
 
 def versions(device: str | None = None) -> dict[str, Any]:
@@ -80,22 +87,74 @@ def read_run_config(run_dir: str | os.PathLike) -> tuple[str, dict]:
     """``(command, config dict)`` saved in a run folder; a one-line error when it is not one."""
     path = Path(run_dir)
     cfg_path = path / CONFIG_FILE if path.is_dir() else path
-    try:
-        doc = json.loads(cfg_path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserError(f"{path} is not a run folder (no {CONFIG_FILE}); give the folder a command wrote") from None
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise UserError(f"cannot read {cfg_path}: {exc}") from None
+    if not cfg_path.exists():
+        raise UserError(f"{path} is not a run folder (no {CONFIG_FILE}); give the folder a command wrote")
+    doc = read_json(cfg_path, what="run configuration", expect=None)
     if not isinstance(doc, dict) or doc.get("format") != RUN_FORMAT or not isinstance(doc.get("config"), dict):
         raise UserError(f"{cfg_path} is not a {RUN_FORMAT} run configuration (written by an older longrope?); "
                         f"run the command again with its flags")
     return str(doc.get("command")), doc["config"]
 
 
+class FolderLock:
+    """An exclusive lock on ``FOLDER/.lock``, held while a process works in the folder.
+
+    ``fcntl.flock`` belongs to the open file, so the OS releases it when the process dies however it
+    dies (a SIGKILL included): a lock file left behind by a dead process never blocks. The holder's pid
+    is written into the file, for the refusal's message only (the lock, not the pid, decides). The
+    lock is per open file, so a second :meth:`acquire` on the same folder is refused even within one
+    process."""
+
+    def __init__(self, folder: Path, handle: Any) -> None:
+        self.folder = folder
+        self._handle = handle
+
+    @classmethod
+    def acquire(cls, folder: str | os.PathLike, command: str, *, flag: str = "--output") -> FolderLock:
+        """Lock the (existing) ``folder`` or refuse in one line naming the process that holds it."""
+        folder = Path(folder)
+        try:  # O_NOFOLLOW: a planted symlink never makes the lock truncate the file it points to
+            fd = os.open(folder / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+            handle = os.fdopen(fd, "r+")
+        except OSError as exc:
+            raise UserError(f"{flag} {folder} cannot be written ({exc.strerror or exc}); choose a writable folder") \
+                from None
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.seek(0)
+            holder = handle.read(32).strip()
+            handle.close()
+            who = f" (pid {holder})" if holder.isdigit() else ""
+            raise UserError(f"{flag} {folder} is in use by another longrope process{who}; wait for it to finish or "
+                            f"stop it, or give another folder (one {command} run per folder)") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        return cls(folder, handle)
+
+    def release(self) -> None:
+        if self._handle is not None:
+            self._handle.close()  # closing the file drops the lock
+            self._handle = None
+
+    @property
+    def held(self) -> bool:
+        return self._handle is not None
+
+    def __enter__(self) -> FolderLock:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
 class RunFolder:
     """A command's output folder (see the module docstring). Create it with :meth:`open`."""
 
-    def __init__(self, final: Path, work: Path, command: str, staged: bool, created: bool = False) -> None:
+    def __init__(self, final: Path, work: Path, command: str, staged: bool, created: bool = False,
+                 lock: FolderLock | None = None) -> None:
         self.final = final
         """where the results end up"""
         self.path = work
@@ -104,6 +163,9 @@ class RunFolder:
         self.staged = staged
         self.created = created
         """whether :meth:`open` created the (in-place) folder, so that :meth:`abandon` may remove it"""
+        self.lock = lock
+        """the in-place folder's :class:`FolderLock` (None for a staged folder: its work folder is this
+        process's own)"""
         self._t0 = time.time()
         self._run: dict[str, Any] = {}
 
@@ -127,7 +189,20 @@ class RunFolder:
         parent = final.resolve().parent
         if parent.exists() and not parent.is_dir():
             raise UserError(f"{flag} {final}: {parent} is a file, not a folder")
-        existing = final.is_dir() and any(final.iterdir())
+        # in place: the lock first (an existing folder is judged only by the process that holds it)
+        lock = FolderLock.acquire(final, command, flag=flag) if not staged and final.is_dir() else None
+        try:
+            folder = cls._open(final, parent, command, staged, resume, replace, adopt, flag, lock)
+        except BaseException:
+            if lock is not None:
+                lock.release()
+            raise
+        return folder
+
+    @classmethod
+    def _open(cls, final: Path, parent: Path, command: str, staged: bool, resume: bool, replace: bool, adopt: bool,
+              flag: str, lock: FolderLock | None) -> RunFolder:
+        existing = final.is_dir() and any(p.name != LOCK_FILE for p in final.iterdir())
         stub = existing and not staged and not resume and _is_stub(final, command, flag)
         if stub:
             existing = False
@@ -157,13 +232,20 @@ class RunFolder:
             else:
                 final.mkdir(exist_ok=True)
                 work = final
+            if not staged and lock is None:  # a new folder: locked before anything is written into it
+                lock = FolderLock.acquire(final, command, flag=flag)
+                if _work_files(final) and not stub:  # another process ran into it since the checks above
+                    lock.release()
+                    raise UserError(f"{flag} {final} was just written by another process; choose a new folder")
             probe = work / f".write-test-{os.getpid()}"
             probe.write_bytes(b"")
             probe.unlink()
         except OSError as exc:
+            if lock is not None:
+                lock.release()
             raise UserError(f"{flag} {final} cannot be written ({exc.strerror or exc}); choose a writable folder") \
                 from None
-        return cls(final, work, command, staged, created)
+        return cls(final, work, command, staged, created, lock)
 
     @staticmethod
     def _clean_partials(final: Path) -> None:
@@ -174,12 +256,9 @@ class RunFolder:
     def start(self, config: dict[str, Any], *, device: str | None = None, extra: dict | None = None) -> None:
         """Write ``config.json`` and ``run.json`` (status "running")."""
         write_json(self.path / CONFIG_FILE, {"format": RUN_FORMAT, "command": self.command, "config": config})
-        prev = {}
-        if (self.path / RUN_FILE).exists():  # a resumed run keeps its history of starts
-            try:
-                prev = json.loads((self.path / RUN_FILE).read_text())
-            except (OSError, ValueError):
-                prev = {}
+        prev = _read_run(self.path) if (self.path / RUN_FILE).exists() else {}  # a resumed run keeps its starts
+        starts = prev.get("previous_starts")
+        starts = [x for x in starts if isinstance(x, str)] if isinstance(starts, list) else []
         self._run = {
             "command": self.command,
             "argv": [Path(sys.argv[0]).name, *sys.argv[1:]],
@@ -189,7 +268,7 @@ class RunFolder:
             "status": "running",
             "pid": os.getpid(),
             "host": platform.node(),
-            "previous_starts": [*prev.get("previous_starts", []), prev["started"]] if prev.get("started") else [],
+            "previous_starts": [*starts, prev["started"]] if isinstance(prev.get("started"), str) else starts,
             **(extra or {}),
         }
         write_json(self.path / RUN_FILE, self._run)
@@ -204,6 +283,11 @@ class RunFolder:
             self._swap_into_place()
         return self.final
 
+    def close(self) -> None:
+        """Release the folder's lock (the run is over, finished or not). Idempotent."""
+        if self.lock is not None:
+            self.lock.release()
+
     def abandon(self) -> None:
         """After a failure: remove a staged folder; remove an in-place folder that :meth:`open`
         created while it holds no work yet (nothing but config.json and run.json), so that a run
@@ -214,6 +298,7 @@ class RunFolder:
         elif (self.created and self.path.is_dir() and _work_files(self.path) <= {CONFIG_FILE, RUN_FILE}
               and _run_pid(self.path) in (None, os.getpid())):  # never another process's records
             shutil.rmtree(self.path, ignore_errors=True)
+        self.close()
 
     def _swap_into_place(self) -> None:
         final = self.final
@@ -232,14 +317,19 @@ def _work_files(folder: Path) -> set[str]:
     return {p.name for p in folder.iterdir() if not p.name.startswith(".")}
 
 
+def _read_run(folder: Path) -> dict:
+    """``run.json`` of ``folder`` as a dict; an unreadable or malformed one counts as empty (it is a
+    record of the run, rewritten at the next start, never an input to the work)."""
+    try:
+        return read_json(folder / RUN_FILE, what="run record")
+    except UserError:
+        return {}
+
+
 def _run_pid(folder: Path) -> int | None:
     """The pid ``run.json`` records (the process that started the run), or None."""
-    try:
-        run = json.loads((folder / RUN_FILE).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError):
-        return None
-    pid = run.get("pid") if isinstance(run, dict) else None
-    return pid if isinstance(pid, int) else None
+    pid = _read_run(folder).get("pid")
+    return pid if isinstance(pid, int) and not isinstance(pid, bool) else None
 
 
 def _is_stub(folder: Path, command: str, flag: str) -> bool:
@@ -248,13 +338,14 @@ def _is_stub(folder: Path, command: str, flag: str) -> bool:
     process still runs (a run in its set-up now) is refused in one line."""
     if _work_files(folder) - {CONFIG_FILE, RUN_FILE} or _run_command(folder) != command:
         return False
-    try:
-        run = json.loads((folder / RUN_FILE).read_text(encoding="utf-8"))
-    except FileNotFoundError:
+    if (folder / RUN_FILE).exists():
+        try:
+            run = read_json(folder / RUN_FILE, what="run record")
+        except UserError:
+            return False  # unreadable records: not ours to judge, the caller refuses the folder
+    else:
         run = {}
-    except (OSError, UnicodeDecodeError, ValueError):
-        return False  # unreadable records: not ours to judge, the caller refuses the folder
-    if not isinstance(run, dict) or run.get("status") == "done":
+    if run.get("status") == "done":
         return False
     pid, host = run.get("pid"), run.get("host")
     if isinstance(pid, int) and pid != os.getpid():

@@ -29,8 +29,6 @@ stage resumes from its own checkpoint, a comparison from its last measured cell.
 from __future__ import annotations
 
 import copy
-import fcntl
-import json
 import re
 import shutil
 import sys
@@ -41,8 +39,8 @@ from pathlib import Path
 from typing import Any
 
 from longrope.errors import ConfigError, UserError
-from longrope.io import write_json, write_text
-from longrope.options import config_to_dict, option
+from longrope.io import read_json, write_json, write_text
+from longrope.options import MAX_COUNT, MAX_SEED, config_to_dict, int_problem, option
 from longrope.runs import RunSpec
 from longrope.settings import HELDOUT_FRACTION, PASSKEY_DEPTHS, check_heldout_fraction, check_passkey_depths
 
@@ -94,12 +92,12 @@ class PipelineConfig:
 def load_plan(path: str | Path, model: str | None = None) -> dict:
     """Read and check a plan; ``model`` replaces its model. Errors name the stage and the fix."""
     path = Path(path)
+    if not path.exists():
+        raise ConfigError("plan", f"{{name}} {path} does not exist")
     try:
-        plan = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError("plan", f"{{name}} {path} does not exist") from None
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise ConfigError("plan", f"{{name}} {path} is not a readable JSON file ({exc})") from None
+        plan = read_json(path, what="plan (JSON)", expect=None)
+    except UserError as exc:
+        raise ConfigError("plan", "{name} " + str(exc)) from None
     return check_plan(plan, model=model, source=str(path))
 
 
@@ -125,12 +123,16 @@ def check_plan(plan: Any, *, model: str | None = None, source: str = "plan", str
         if not isinstance(st, dict):
             raise UserError(f"{source}: stage {i + 1} must be a JSON object")
         name, run = st.get("name"), st.get("run")
-        if not isinstance(name, str) or not _NAME.match(name):
+        if not isinstance(name, str) or not _NAME.fullmatch(name):  # fullmatch: "yarn\n" is no name
             raise UserError(f"{source}: stage {i + 1} needs a \"name\" of letters, digits, '_', '-', '.'")
         if name in seen:
             raise UserError(f"{source}: two stages are named {name!r}; names must be unique")
         if run not in STAGE_RUNS:
             raise UserError(f"{source}: stage {name!r} has run {run!r}; known: {', '.join(STAGE_RUNS)}")
+        for inside in _ref_paths(st):
+            if inside.is_absolute() or ".." in inside.parts:
+                raise UserError(f"{source}: stage {name!r} refers to @.../{inside}: a reference may name a path "
+                                "inside a stage's folder only (no '..')")
         for ref in _refs(st):
             if ref not in seen:
                 what = "a later stage" if any(s.get("name") == ref for s in stages) else "no stage"
@@ -140,9 +142,21 @@ def check_plan(plan: Any, *, model: str | None = None, source: str = "plan", str
     return plan
 
 
+def _ref_paths(value: Any) -> list[Path]:
+    """The ``REL`` parts of the ``@NAME/REL`` references in ``value`` (a stage entry or any of its values)."""
+    if isinstance(value, str):
+        m = _REF.fullmatch(value)
+        return [Path(m.group(2).lstrip("/"))] if m and m.group(2) else []
+    if isinstance(value, dict):
+        return [r for k, v in value.items() if k not in ("name", "run") for r in _ref_paths(v)]
+    if isinstance(value, list):
+        return [r for v in value for r in _ref_paths(v)]
+    return []
+
+
 def _refs(value: Any) -> list[str]:
     if isinstance(value, str):
-        m = _REF.match(value)
+        m = _REF.fullmatch(value)
         return [m.group(1)] if m else []
     if isinstance(value, dict):
         return [r for k, v in value.items() if k not in ("name", "run") for r in _refs(v)]
@@ -192,7 +206,7 @@ class _Resolver:
             return [self.value(x) for x in v]
         if not isinstance(v, str):
             return v
-        m = _REF.match(v)
+        m = _REF.fullmatch(v)
         if m:
             folder = self.stage_dir(m.group(1))
             entry = self.entries[m.group(1)]
@@ -227,7 +241,7 @@ def _run_tokenize(cfg: dict, folder: Path, plan: dict, quiet: bool, say: Callabl
             specs.append(item)
     tokenizer = load_tokenizer(name)
     report = tokenize_corpus(tokenizer, specs, folder, tokenizer_name=name, progress=not quiet)
-    meta = json.loads((folder / "meta.json").read_text())
+    meta = read_json(folder / "meta.json", what="shard folder's meta.json")
     return {"shards": str(folder)}, {"documents": meta.get("n_docs"), "tokens": meta.get("n_tokens"),
                                      "skipped": len(getattr(report, "skipped", []) or [])}
 
@@ -264,7 +278,10 @@ def _run_config_stage(command: str, cfg: dict, folder: Path, plan: dict, quiet: 
 def _run_search(cfg: dict, folder: Path, plan: dict, quiet: bool, say: Callable) -> tuple[dict, dict]:
     resume = (folder / "checkpoint.json").exists()
     if not resume and folder.exists():  # stopped before its first evaluation: nothing to keep
-        shutil.rmtree(folder)
+        from longrope.runs.folder import FolderLock
+
+        with FolderLock.acquire(folder, "search"):  # never under a search another process runs in it
+            shutil.rmtree(folder)
     result = _run_config_stage("search", cfg, folder, plan, quiet, say, resume)
     s = result["search"]
     metrics = {k: s.get(k) for k in ("best_ppl", "length", "candidates", "full_evals", "seconds", "stop_reason")}
@@ -305,13 +322,15 @@ def _compare_settings(cfg: dict, *, machine: bool = True) -> dict:
     counts = list(samples.values()) if isinstance(samples, dict) else [samples]
     if isinstance(samples, dict) and sorted(samples) != sorted(c["ratios"]):
         raise UserError(f"a compare stage's samples must give a window count for each ratio {c['ratios']}")
-    if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in counts):
-        raise UserError(f"a compare stage's samples must be an integer >= 1 or {{ratio: integer}}, got {samples!r}")
+    if any(int_problem(n, 1, MAX_COUNT) for n in counts):
+        raise UserError(f"a compare stage's samples must be an integer in [1, {MAX_COUNT:,}] or {{ratio: integer}}, "
+                        f"got {samples!r}"[:300])
     wpd = c["windows_per_doc"]
-    for key, v, lo in (("seed", c["seed"], 0), ("passkey_trials", c["passkey_trials"], 0),
-                       ("windows_per_doc", 1 if wpd is None else wpd, 1)):
-        if not isinstance(v, int) or isinstance(v, bool) or v < lo:
-            raise UserError(f"a compare stage's {key} must be an integer >= {lo}, got {v!r}")
+    for key, v, lo, hi in (("seed", c["seed"], 0, MAX_SEED), ("passkey_trials", c["passkey_trials"], 0, MAX_COUNT),
+                           ("windows_per_doc", 1 if wpd is None else wpd, 1, MAX_COUNT)):
+        problem = int_problem(v, lo, hi)
+        if problem:
+            raise UserError(f"a compare stage's {key} {problem}")
     try:
         check_passkey_depths(c["passkey_depths"], "passkey_depths")
         check_heldout_fraction(c["heldout_fraction"])
@@ -501,12 +520,19 @@ def _read_manifest(out: Path) -> dict | None:
     path = out / MANIFEST
     if not path.exists():
         return None
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise UserError(f"cannot read {path}: {exc}") from None
+    fix = "restore it, or start the pipeline in a new folder"
+    doc = read_json(path, what=f"{MANIFEST_FORMAT} manifest", fix=fix)
     if doc.get("format") != MANIFEST_FORMAT:
-        raise UserError(f"{path} is not a {MANIFEST_FORMAT} manifest")
+        raise UserError(f"{path} is not a {MANIFEST_FORMAT} manifest; {fix}")
+    stages = doc.get("stages")
+    if not isinstance(doc.get("plan"), dict) or not isinstance(stages, dict) \
+            or not all(isinstance(st, dict) and isinstance(st.get("status", ""), str) for st in stages.values()) \
+            or not isinstance(doc.get("plan_file", ""), str):
+        raise UserError(f"{path} is malformed (its plan must be an object and its stages an object of stage "
+                        f"records); {fix}")
+    for st in stages.values():
+        if not isinstance(st.get("outputs", {}), dict) or not isinstance(st.get("attempts", 0), int):
+            raise UserError(f"{path} is malformed (a stage record's outputs or attempts); {fix}")
     return doc
 
 
@@ -568,21 +594,10 @@ def summarize(manifest: dict) -> dict:
     if compares:
         path = Path(manifest["stages"][compares[-1]]["outputs"]["summary"])
         if path.exists():
-            res = json.loads(path.read_text(encoding="utf-8"))
+            res = read_json(path, what="comparison summary")
             for key in ("heldout_ppl", "passkey", "heldout_tokens", "lengths", "passkey_trials", "goals", "methods"):
                 out[key] = res.get(key)
     return out
-
-
-def _lock(out: Path) -> Any:
-    """An exclusive lock on ``OUT/.lock``: a second process on the same pipeline is refused."""
-    handle = open(out / ".lock", "a")  # noqa: SIM115 - held for the whole run
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        handle.close()
-        raise UserError(f"{out} is in use by another longrope pipeline process; wait for it or stop it") from None
-    return handle
 
 
 def run(config: PipelineConfig, *, log: Callable[[str], None] | None = None) -> dict:
@@ -629,8 +644,7 @@ def run(config: PipelineConfig, *, log: Callable[[str], None] | None = None) -> 
             raise UserError(f"plan stage {name!r} ({entry['run']}): {exc.render(lambda f: f)}") from None
         except UserError as exc:
             raise UserError(f"plan stage {name!r} ({entry['run']}): {exc}") from None
-    folder = RunFolder.open(out, COMMAND, staged=False, resume=config.resume)
-    lock = _lock(out)  # one process per pipeline folder
+    folder = RunFolder.open(out, COMMAND, staged=False, resume=config.resume)  # locked: one process per folder
     try:
         manifest = old or _new_manifest(plan, plan_file)
         if edited:  # the plan to run now is the edited one; its compare stages measure their new cells
@@ -685,7 +699,7 @@ def run(config: PipelineConfig, *, log: Callable[[str], None] | None = None) -> 
         else:
             write_json(out / "summary.json", summary)
     finally:
-        lock.close()
+        folder.close()
     return summary
 
 

@@ -13,7 +13,6 @@ Files (besides the run folder's ``config.json``, ``run.json`` and ``summary.json
 from __future__ import annotations
 
 import hashlib
-import json
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from longrope.errors import ConfigError, UserError
-from longrope.options import check_choices, config_to_dict, nested, option
+from longrope.io import read_json
+from longrope.options import MAX_SEED, MAX_TOKENS, check_choices, check_int, config_to_dict, nested, option
 from longrope.runs import RunSpec
 from longrope.search.objective import FITNESSES, check_fitness, default_fitness, legacy_fitness
 from longrope.search.plan import STRATEGY_NAMES
@@ -99,10 +99,10 @@ class SearchConfig:
     def __post_init__(self) -> None:
         check_choices(self)
         for name in ("samples", "heldout_samples", "windows_per_doc"):
-            if getattr(self, name) < 1:
-                raise ConfigError(name, "{name} must be >= 1, got " + str(getattr(self, name)))
-        if self.workers < 0:
-            raise ConfigError("workers", "{name} must be >= 0, got " + str(self.workers))
+            check_int(self, name)
+        check_int(self, "workers", 0, 4096)
+        check_int(self, "seed", 0, MAX_SEED)
+        check_int(self, "target_length", 2, MAX_TOKENS, optional=True)
         if sum([self.workers > 0, bool(self.devices), bool(self.ray_address)]) > 1:
             raise ConfigError(("workers", "devices", "ray_address"), "give only one of {name0}, {name1} and {name2}")
         if self.unordered and not (self.workers > 0 or self.devices or self.ray_address):
@@ -128,8 +128,8 @@ class SearchConfig:
             raise ConfigError("step", "{name} must be at least 1e-6, got " + str(self.step))
         if self.min_factor is not None and self.max_factor is not None and self.min_factor >= self.max_factor:
             raise ConfigError(("min_factor", "max_factor"), "{name0} must be below {name1}")
-        if not self.start_tokens or min(self.start_tokens) < 0:
-            raise ConfigError("start_tokens", "{name} must be integers >= 0")
+        if not self.start_tokens or min(self.start_tokens) < 0 or max(self.start_tokens) > MAX_TOKENS:
+            raise ConfigError("start_tokens", "{name} must be integers in " + f"[0, {MAX_TOKENS:,}]")
         self.start_tokens = tuple(sorted(set(self.start_tokens)))
         check_heldout_fraction(self.heldout_fraction)
         from longrope.search.loop import StopRules
@@ -165,27 +165,47 @@ def _upgrade_fingerprint(old: dict) -> dict:
     return {**old, "config": cfg}
 
 
-#: Fields that never change the trajectory of a search (a resume may change them).
-_RUNTIME_FIELDS = ("output", "resume", "workers", "devices", "ray_address", "device", "quiet", "report", "dtype",
+#: Fields that never change the trajectory of a search (a resume may change them). The dtype is not one
+#: of them: scores in two precisions in one archive compare unlike numbers (``--reuse`` refuses it too).
+_RUNTIME_FIELDS = ("output", "resume", "workers", "devices", "ray_address", "device", "quiet", "report",
                    "heldout_samples", "max_evals", "max_seconds", "attn_implementation")
 
 
 def _data_fingerprint(data: str) -> dict:
-    """Identity of a shard folder: its meta's checksums (cheap; no token is read)."""
+    """Identity of a shard folder by content: its meta's checksums (cheap; no token is read)."""
     try:
-        meta = json.loads((Path(data) / "meta.json").read_text())
-    except (OSError, ValueError):
+        meta = read_json(Path(data) / "meta.json", what="shard folder's meta.json")
+        shards = meta.get("shards", [])
+        if not isinstance(shards, list) or not all(isinstance(r, dict) for r in shards):
+            raise UserError("malformed")
+    except UserError:
         raise ConfigError("data", f"{{name}} {data} is not a shard folder (no readable meta.json); create one with "
                                   "'longrope tokenize'") from None
+    def digest(key: str) -> Any:
+        rec = meta.get(key)
+        return rec.get("sha256") if isinstance(rec, dict) else None
+
+    # the index (document boundaries, pinned roles) and names too: a folder rebuilt with the same tokens
+    # but other roles selects other windows
     return {"n_docs": meta.get("n_docs"), "n_tokens": meta.get("n_tokens"),
-            "shards": [s.get("sha256") for s in meta.get("shards", [])]}
+            "shards": [r.get("sha256") for r in shards], "index": digest("index"), "names": digest("names")}
+
+
+#: Paths whose content the fingerprint holds instead of their names (a folder moved elsewhere resumes,
+#: one rebuilt in place does not).
+_CONTENT_FIELDS = ("data", "base_factors")
 
 
 def fingerprint(config: SearchConfig, plan: Any) -> dict:
-    """What must match for a resume: model, data, and every setting that changes the trajectory."""
-    cfg = {k: v for k, v in config_to_dict(config).items() if k not in _RUNTIME_FIELDS}
+    """What must match for a resume: model, data, and every setting that changes the trajectory,
+    inputs by content (a local model by its digest, a hub model by its id)."""
+    from longrope.models.loading import model_digest
+
+    cfg = {k: v for k, v in config_to_dict(config).items() if k not in _RUNTIME_FIELDS + _CONTENT_FIELDS}
     cfg["space"] = plan.space.to_dict()
-    ident = {"model": config.model, "rope": plan.rope, "data": _data_fingerprint(config.data), "config": cfg}
+    digest = model_digest(config.model)
+    model = config.model if digest is None else {"sha256": digest}
+    ident = {"model": model, "rope": plan.rope, "data": _data_fingerprint(config.data), "config": cfg}
     if config.base_factors:  # the scores depend on the file's contents, not its name
         ident["base_factors_sha256"] = hashlib.sha256(Path(config.base_factors).read_bytes()).hexdigest()
     return ident
@@ -213,12 +233,12 @@ def reused_scores(config: SearchConfig, ident: dict) -> list:
 
     where = Path(config.reuse)
     try:
-        other = json.loads((where / "checkpoint.json").read_text())
-        other_cfg = json.loads((where / "config.json").read_text())["config"]
+        other = read_json(where / "checkpoint.json", what="search checkpoint")
+        other_cfg = read_json(where / "config.json", what="run configuration")["config"]
         if other.get("format") != CHECKPOINT_FORMAT or not isinstance(other_cfg, dict):
             raise ValueError
         Archive.from_json(config.samples, other["cache"])  # well-formed (its genomes are checked below)
-    except (OSError, ValueError, KeyError, TypeError, AttributeError, IndexError):
+    except (UserError, ValueError, KeyError, TypeError, AttributeError, IndexError):
         raise ConfigError("reuse", f"{{name}} {where} is not a search run folder (no readable checkpoint.json "
                                    "and config.json)") from None
     theirs = _score_identity(other.get("fingerprint", {}), other_cfg.get("strategy", ""), other_cfg.get("fitness"),
@@ -313,20 +333,30 @@ def check_fitness_fits(model: str, fitness: str, length: int, seed: int) -> None
 
 def run(config: SearchConfig, *, log: Callable[[str], None] | None = None) -> dict:
     """Run (or resume) the search; returns the result (also in ``summary.json``)."""
-    from longrope.evaluate.plots import plot_factors
     from longrope.runs.folder import RunFolder
-    from longrope.runs.progress import SearchBar
-    from longrope.search.backends import make_evaluator
-    from longrope.search.loop import StopRules, run_search
-    from longrope.search.objective import ObjectiveSpec
-    from longrope.search.plan import loop_strategy
 
     say = log or (lambda msg: print(msg, file=sys.stderr))
     plan = make_plan(config)
     ident = fingerprint(config, plan)
     preload = reused_scores(config, ident) if config.reuse and not config.resume else None
     check_devices(config)
-    folder = RunFolder.open(config.output, COMMAND, staged=False, resume=config.resume)
+    folder = RunFolder.open(config.output, COMMAND, staged=False, resume=config.resume)  # locked until closed
+    try:
+        return _search_in(folder, config, plan, ident, preload, say)
+    finally:
+        folder.close()
+
+
+def _search_in(folder: Any, config: SearchConfig, plan: Any, ident: dict, preload: list | None,
+               say: Callable[[str], None]) -> dict:
+    """:func:`run`'s work, in its open (locked) run folder."""
+    from longrope.evaluate.plots import plot_factors
+    from longrope.runs.progress import SearchBar
+    from longrope.search.backends import make_evaluator
+    from longrope.search.loop import StopRules, run_search
+    from longrope.search.objective import ObjectiveSpec
+    from longrope.search.plan import loop_strategy
+
     ckpt = folder / "checkpoint.json"
     try:  # set-up: a failure here leaves no folder behind (or the one that was there)
         if config.resume:
@@ -395,10 +425,10 @@ def _refuse_other_run(ckpt: Path, ident: dict) -> dict:
 
     if not ckpt.exists():
         raise ConfigError("resume", f"nothing to resume in {ckpt.parent} (no checkpoint.json); run without {{name}}")
-    try:
-        old = json.loads(ckpt.read_text()).get("fingerprint", {})
-    except (OSError, ValueError, AttributeError) as exc:
-        raise UserError(f"cannot read {ckpt}: {exc}") from None
+    old = read_json(ckpt, what="search checkpoint", fix="delete the folder to start over, or choose a new one")
+    old = old.get("fingerprint", {})
+    if not isinstance(old, dict):
+        raise UserError(f"{ckpt} is malformed (its fingerprint is no object); delete the folder to start over")
     diffs = describe_differences(_upgrade_fingerprint(old), ident)
     if diffs:
         raise ConfigError("resume", "{name} refused, the run in this folder used a different configuration: "

@@ -85,17 +85,20 @@ def run(config: TrainTinyConfig, *, log: Callable[[str], None] | None = None) ->
     except UserError:  # not a run folder (yet)
         previous = False
     folder = RunFolder.open(out, COMMAND, staged=False, resume=previous, adopt=config.report_only, flag="--out")
-    if config.report_only:
-        return _report_only(config, folder, say)
-    checkpoint = _checkpoint_path(config)
-    folder.start(config_to_dict(config), extra={"command_line": command_line(config)})
-    split, tokenizer, origin, docs = _corpus_and_tokenizer(config, say)
-    model, summary = _train(config, tokenizer, docs, out / "tiny", checkpoint, say)
-    report = _report(config, out / "tiny", docs["heldout_by_domain"], say)
-    _write_training_json(config, out / "tiny", split, docs, origin, summary, report)
-    say(f"wrote {out / 'tiny'} and {out / 'corpus'}")
-    folder.finish(report)
-    return report
+    try:  # the folder is locked until closed: one process at a time
+        if config.report_only:
+            return _report_only(config, folder, say)
+        checkpoint = _checkpoint_path(config)
+        folder.start(config_to_dict(config), extra={"command_line": command_line(config)})
+        split, tokenizer, origin, docs = _corpus_and_tokenizer(config, say)
+        model, summary = _train(config, tokenizer, docs, out / "tiny", checkpoint, say)
+        report = _report(config, out / "tiny", docs["heldout_by_domain"], say)
+        _write_training_json(config, out / "tiny", split, docs, origin, summary, report)
+        say(f"wrote {out / 'tiny'} and {out / 'corpus'}")
+        folder.finish(report)
+        return report
+    finally:
+        folder.close()
 
 
 def _checkpoint_path(config: TrainTinyConfig) -> Path:

@@ -379,10 +379,9 @@ class SearchLoop:
             write_json(self.checkpoint, self.state_dict(), indent=None)
 
     def _load(self) -> None:
-        try:
-            d = json.loads(self.checkpoint.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise UserError(f"cannot read the checkpoint {self.checkpoint}: {exc}") from exc
+        from longrope.io import read_json
+
+        d = read_json(self.checkpoint, what="search checkpoint")
         if d.get("format") != CHECKPOINT_FORMAT or d.get("version") != CHECKPOINT_VERSION:
             raise UserError(f"{self.checkpoint} is not a version-{CHECKPOINT_VERSION} longrope search checkpoint")
         diffs = describe_differences(d.get("fingerprint", {}), self.fingerprint)
@@ -398,18 +397,23 @@ class SearchLoop:
                 + "; ".join(diffs)
                 + " (use the same flags, or a new output folder)"
             )
-        self.rng.bit_generator.state = d["rng"]
-        self.strategy.load_state_dict(d["strategy"])
-        fresh = Archive.from_json(self.archive.n_docs, d["cache"])
-        self.archive.scores = fresh.scores
-        self.archive._ranked = None
-        self.history = list(d["history"])
-        self.pending = {int(t): Proposal.from_json(p) for t, p in d["pending"]}
-        self.archive.reserved = {p.genome for p in self.pending.values()}
-        self.arrived = {int(t): (tuple(int(x) for x in d), np.asarray(sc, dtype=np.float64)) for t, d, sc in d["arrived"]}
-        self.next_ticket = int(d["next_ticket"])
-        self._elapsed_before = float(d["elapsed"])
-        self.reused_doc_evals = int(d.get("reused_doc_evals", 0))
+        try:  # a hand-edited or damaged state: one line, not a KeyError deep in a strategy
+            self.rng.bit_generator.state = d["rng"]
+            self.strategy.load_state_dict(d["strategy"])
+            fresh = Archive.from_json(self.archive.n_docs, d["cache"])
+            self.archive.scores = fresh.scores
+            self.archive._ranked = None
+            self.history = list(d["history"])
+            self.pending = {int(t): Proposal.from_json(p) for t, p in d["pending"]}
+            self.archive.reserved = {p.genome for p in self.pending.values()}
+            self.arrived = {int(t): (tuple(int(x) for x in d), np.asarray(sc, dtype=np.float64))
+                            for t, d, sc in d["arrived"]}
+            self.next_ticket = int(d["next_ticket"])
+            self._elapsed_before = float(d["elapsed"])
+            self.reused_doc_evals = int(d.get("reused_doc_evals", 0))
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+            raise UserError(f"{self.checkpoint} is malformed ({type(exc).__name__}: {str(exc)[:100]}); delete the "
+                            "folder to start over, or choose a new one") from None
         self._t0 = time.perf_counter()
 
     # -- result ----------------------------------------------------------------------------------

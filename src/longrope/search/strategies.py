@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from longrope.errors import ConfigError
-from longrope.options import option
+from longrope.options import MAX_COUNT, check_int, option
 from longrope.search.archive import Archive
 from longrope.search.operators import blend_crossover, paper_crossover, paper_mutation, smooth_mutation
 from longrope.search.space import Genome, SearchSpace
@@ -33,6 +33,11 @@ from longrope.search.space import Genome, SearchSpace
 STRATEGIES = ("steady", "paper")
 _PAPER = "the paper's knobs (LongRoPE Table 4 defaults)"
 _OURS = "ours (--strategy steady / longrope2)"
+
+
+#: Upper bound of a strategy's candidate counts (population, children per iteration, iterations, ...):
+#: far beyond any search a model evaluation allows; a larger number is a typo.
+MAX_CANDIDATES = 10**6
 
 
 @dataclass
@@ -73,12 +78,11 @@ class StrategyConfig:
     max_tries: int = option(1000, "attempts to find an unseen child before giving up on that child", group=_OURS)
 
     def __post_init__(self) -> None:
-        for name in ("population", "parents", "iterations", "initial", "max_tries"):
-            if getattr(self, name) < 1:
-                raise ConfigError(name, "{name} must be >= 1, got " + str(getattr(self, name)))
-        for name in ("mutations", "crossovers"):
-            if getattr(self, name) < 0:
-                raise ConfigError(name, "{name} must be >= 0, got " + str(getattr(self, name)))
+        for name in ("population", "parents", "iterations", "initial", "max_tries", "race_min_population"):
+            check_int(self, name, 1, MAX_CANDIDATES)
+        for name in ("mutations", "crossovers", "race_rank"):
+            check_int(self, name, 0, MAX_CANDIDATES)
+        check_int(self, "patience", 1, MAX_COUNT, optional=True)
         if self.mutations + self.crossovers < 1:
             raise ConfigError(("mutations", "crossovers"), "{name0} + {name1} must be >= 1")
         if self.parents > self.population:
@@ -88,7 +92,7 @@ class StrategyConfig:
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(name, "{name} must lie in [0, 1], got " + str(getattr(self, name)))
         self.race = tuple(int(r) for r in self.race)
-        if any(r < 1 for r in self.race) or list(self.race) != sorted(set(self.race)):
+        if any(not 1 <= r <= MAX_COUNT for r in self.race) or list(self.race) != sorted(set(self.race)):
             raise ConfigError("race", "{name} must be increasing positive document counts, got " + str(self.race))
         if self.race_rank < 0 or self.race_min_population < 1:
             raise ConfigError(("race_rank", "race_min_population"), "{name0} must be >= 0 and {name1} >= 1")
@@ -97,8 +101,6 @@ class StrategyConfig:
         self.sigma_bounds = (float(self.sigma_bounds[0]), float(self.sigma_bounds[1]))
         if not 0 < self.sigma_bounds[0] <= self.sigma_bounds[1]:
             raise ConfigError("sigma_bounds", "{name} must be 0 < LO <= HI, got " + str(self.sigma_bounds))
-        if self.patience is not None and self.patience < 1:
-            raise ConfigError("patience", "{name} must be >= 1 (or unset), got " + str(self.patience))
         if not self.min_delta >= 0 or not self.race_margin >= 0:
             raise ConfigError(("min_delta", "race_margin"), "{name0} and {name1} must be >= 0")
 

@@ -5,6 +5,11 @@ safetensors, optimizer, scheduler, gradient scaler, every process's RNG states) 
 ``train_state.json``: the step, the data :class:`~longrope.train.data.Cursor`, tokens and time so
 far, and the resolved configuration the run was started with.
 
+Integrity: ``train_state.json`` also records the SHA-256 of every file accelerate wrote (``files``)
+and of its own fields (``sha256``), computed at save; :func:`intact_checkpoint` checks them, and the
+fields' ranges, before anything is loaded. :func:`newest_intact_checkpoint` resumes from the newest checkpoint that passes and says
+which damaged ones it skipped; none intact is refused in one line.
+
 Atomicity: every process saves into ``.step-00000050.partial`` (FSDP and DeepSpeed save shards from
 every rank), then the main process writes ``train_state.json`` last and renames the folder. A run
 killed at any moment leaves either a complete ``step-*`` folder or a partial one that is ignored
@@ -13,19 +18,26 @@ and cleaned up; only complete folders are resumed from.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
+import logging
+import math
 import os
+import pickle
 import shutil
+import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from longrope.errors import ConfigError, UserError
-from longrope.io import write_json
+from longrope.io import read_json, write_json
 from longrope.train.data import Cursor
 
-__all__ = ["TrainState", "CHECKPOINTS", "STATE_FILE", "checkpoint_dirs", "latest_checkpoint",
-           "save_checkpoint", "load_checkpoint", "check_same_run"]
+__all__ = ["TrainState", "CHECKPOINTS", "STATE_FILE", "checkpoint_dirs", "latest_checkpoint", "intact_checkpoint",
+           "newest_intact_checkpoint", "save_checkpoint", "load_checkpoint", "check_same_run"]
 
 CHECKPOINTS = "checkpoints"
 STATE_FILE = "train_state.json"
@@ -53,8 +65,30 @@ class TrainState:
                 "seconds": self.seconds, "run": self.run}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> TrainState:
-        return cls(int(d["step"]), Cursor.from_dict(d["cursor"]), int(d["tokens"]), float(d["seconds"]),
+    def from_dict(cls, d: Any) -> TrainState:
+        """The state from ``train_state.json``; a field of the wrong kind or out of range raises
+        ``ValueError`` naming it (the caller names the file)."""
+        from longrope.options import int_problem
+
+        def count(v: Any, what: str) -> int:
+            problem = int_problem(v, 0, 2**62)
+            if problem:
+                raise ValueError(f"{what} {problem}")
+            return v
+
+        if not isinstance(d, dict):
+            raise ValueError("not a JSON object")
+        cur = d.get("cursor")
+        if not isinstance(cur, dict):
+            raise ValueError(f"cursor must be an object, got {cur!r}")
+        seconds = d.get("seconds")
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not math.isfinite(seconds) \
+                or seconds < 0:
+            raise ValueError(f"seconds must be a number >= 0, got {seconds!r}")
+        if not isinstance(d.get("run"), dict):
+            raise ValueError("run must be an object")
+        cursor = Cursor(*(count(cur.get(k), f"cursor.{k}") for k in ("epoch", "index", "offset")))
+        return cls(count(d.get("step"), "step"), cursor, count(d.get("tokens"), "tokens"), float(seconds),
                    dict(d["run"]))
 
 
@@ -88,10 +122,12 @@ def save_checkpoint(accelerator: Any, out: Path, state: TrainState, *, keep: int
         root.mkdir(parents=True, exist_ok=True)
         shutil.rmtree(partial, ignore_errors=True)
     accelerator.wait_for_everyone()
-    accelerator.save_state(str(partial))
+    with _quiet_shared_tensor_notice():
+        accelerator.save_state(str(partial))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        write_json(partial / STATE_FILE, state.to_dict())
+        doc = {**state.to_dict(), "files": _file_digests(partial)}
+        write_json(partial / STATE_FILE, {**doc, "sha256": _state_digest(doc)})
         if final.exists():  # the same step saved by an earlier, killed run of this same trajectory
             shutil.rmtree(final)
         os.replace(partial, final)
@@ -103,20 +139,146 @@ def save_checkpoint(accelerator: Any, out: Path, state: TrainState, *, keep: int
     return final
 
 
-def load_checkpoint(accelerator: Any, path: Path) -> TrainState:
-    """Restore model, optimizer, scheduler and RNG states from ``path``; returns our state."""
+@contextlib.contextmanager
+def _quiet_shared_tensor_notice():
+    """Hide accelerate's "Removed shared tensor ... while saving" warning, logged on every save of a
+    model with tied weights (the embeddings and the LM head): the tie is restored by ``load_state``
+    into the same model, so there is nothing for a user to check or do."""
+    logger = logging.getLogger("accelerate.utils.other")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
     try:
-        state = TrainState.from_dict(json.loads((Path(path) / STATE_FILE).read_text(encoding="utf-8")))
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise UserError(f"{path}/{STATE_FILE} is unreadable ({e}); delete that checkpoint folder to resume "
-                        "from the one before") from None
-    accelerator.load_state(str(path))
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _file_digests(folder: Path, *, hash_files: bool = True) -> dict[str, str]:
+    """``{path relative to folder: SHA-256}`` of every file under ``folder`` but ``train_state.json``
+    (``hash_files=False``: the names only, with empty digests)."""
+    return {p.relative_to(folder).as_posix(): _sha256(p) if hash_files else "" for p in sorted(folder.rglob("*"))
+            if (p.is_file() or p.is_symlink()) and p.relative_to(folder).as_posix() != STATE_FILE}
+
+
+def _state_digest(doc: dict[str, Any]) -> str:
+    """SHA-256 of ``train_state.json``'s own fields (all but this digest): a changed digit of the step,
+    the data cursor or a setting shows, as a changed byte of the weights does."""
+    body = {k: v for k, v in doc.items() if k != "sha256"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode("utf-8")).hexdigest()
+
+
+def intact_checkpoint(path: Path) -> TrainState:
+    """The state of checkpoint ``path`` once its files match their digests and its fields are in range
+    (without loading anything into a model); a ``UserError`` naming the problem otherwise (a checkpoint
+    without digests, written before they were recorded, cannot be verified and is refused too)."""
+    path = Path(path)
+    doc = read_json(path / STATE_FILE, what="checkpoint state")
+    try:
+        state = TrainState.from_dict(doc)
+    except ValueError as exc:
+        raise UserError(f"{path / STATE_FILE}: {exc}") from None
+    if doc.get("sha256") is not None and doc["sha256"] != _state_digest(doc):
+        raise UserError(f"{path / STATE_FILE} is damaged or edited (its fields do not match their SHA-256)")
+    if path.name != _name(state.step):
+        raise UserError(f"{path / STATE_FILE}: step {state.step} does not match its folder {path.name}")
+    files = doc.get("files")
+    if files is None or doc.get("sha256") is None:  # nothing proves it is what was saved: never loaded unverified
+        raise UserError(f"{path / STATE_FILE} records no file digests (written by an older longrope, or edited), so "
+                        "the checkpoint cannot be verified")
+    if not isinstance(files, dict) or not files or not all(isinstance(v, str) for v in files.values()):
+        raise UserError(f"{path / STATE_FILE}: malformed 'files' (the digests of the checkpoint's files)")
+    extra = sorted(set(_file_digests(path, hash_files=False)) - set(files))
+    if extra:  # accelerate loads what it finds (a pytorch_model.bin beside the weights, say): nothing unlisted
+        raise UserError(f"{path}: {extra[0]} was not saved with the checkpoint (it is not among its digests)")
+    for rel, digest in files.items():
+        f = path / rel
+        if ".." in Path(rel).parts or Path(rel).is_absolute() or not f.is_file():
+            raise UserError(f"{path}: {rel} is missing")
+        if _sha256(f) != digest:
+            raise UserError(f"{path}: {rel} is damaged (its SHA-256 differs from the one recorded at save)")
     return state
 
 
+def newest_intact_checkpoint(out: Path, say: Callable[[str], None]) -> tuple[Path, TrainState] | None:
+    """The newest checkpoint under ``out`` that :func:`intact_checkpoint` accepts, and its state; the
+    damaged newer ones are skipped with a message saying so. None when there is no checkpoint; a
+    ``UserError`` when there are some and none is intact."""
+    damaged: list[str] = []
+    dirs = checkpoint_dirs(out)
+    for path in reversed(dirs):
+        try:
+            state = intact_checkpoint(path)
+        except UserError as exc:
+            damaged.append(str(exc))
+            continue
+        if damaged:
+            say(f"warning: skipped {len(damaged)} damaged checkpoint(s) ({'; '.join(damaged)}); resuming from "
+                f"the previous intact one, {path.name}")
+        return path, state
+    if damaged:
+        raise UserError(f"no intact checkpoint to resume from: {damaged[0]}" + (f" (and {len(damaged) - 1} more)"
+                        if len(damaged) > 1 else "") + f"; delete {Path(out) / CHECKPOINTS} to start over")
+    return None
+
+
+def load_checkpoint(accelerator: Any, path: Path, state: TrainState | None = None) -> TrainState:
+    """Restore model, optimizer, scheduler and RNG states from ``path``; returns our state (``state``:
+    the one :func:`intact_checkpoint` already read and checked)."""
+    if state is None:
+        state = intact_checkpoint(path)
+    try:
+        with warnings.catch_warnings():  # torch's remark on a foreign pickle protocol: the error below says it
+            warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+            accelerator.load_state(str(path))
+    except (OSError, RuntimeError, ValueError, KeyError, TypeError, EOFError, pickle.UnpicklingError) as exc:
+        # a file accelerate or torch refuses (torch's weights-only unpickler included): one line
+        raise UserError(f"cannot load the checkpoint {path} ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+                        f"); delete that folder to resume from the one before") from None
+    return state
+
+
+#: Content digests in a run record, the setting each one stands for (the CLI spells it as its flag) and
+#: what a mismatch means. A record that has the digest is compared by content, not by its path: a
+#: file moved elsewhere resumes, a file rewritten in place does not.
+CONTENT_KEYS = {
+    "model_sha256": ("model", "now holds another model (weights, config or tokenizer) than the checkpoint was "
+                              "trained from"),
+    "factors_sha256": ("factors", "now holds other factors than the checkpoint was trained with"),
+    "data_sha256": ("data", "now holds other documents or tokens than the checkpoint was trained on (rebuilt?)"),
+    "train_docs_sha256": ("exclude", "selects other training documents than the checkpoint's (the held-out "
+                                     "split or the excluded folders changed)"),
+}
+
+
 def check_same_run(saved: dict[str, Any], current: dict[str, Any]) -> None:
-    """Refuse to resume when a setting that shapes the trajectory changed (names the first one)."""
+    """Refuse to resume when a setting that shapes the trajectory changed (names the first one): the
+    content of the factor file and the shard folder, the resolved precision, and every setting in
+    ``current`` that ``saved`` also records."""
+    by_content = {CONTENT_KEYS[k][0] for k in CONTENT_KEYS if k in saved}
+    for key, (field_name, meaning) in CONTENT_KEYS.items():
+        if key in saved and key in current and saved[key] != current[key]:
+            value = current.get(field_name)
+            shown = f" {value}" if isinstance(value, str) else ""
+            raise ConfigError(field_name, "{name}" + f"{shown} {meaning}; restore it, or start a new run folder")
     for key, value in current.items():
-        if key in saved and saved[key] != value:
-            raise ConfigError(key, "{name} is " + f"{value!r} but the checkpoint was made with {saved[key]!r}; "
-                              "resume with the same value, or start a new run folder")
+        if key in CONTENT_KEYS or key in by_content or key not in saved or saved[key] == value:
+            continue
+        if key == "mixed_precision":
+            raise ConfigError("dtype", "{name} " + f"resolves to mixed precision {_short(value)} here but the checkpoint "
+                              f"was trained with {_short(saved[key])}; give the checkpoint's precision with " + "{name}")
+        raise ConfigError(key, "{name} is " + f"{_short(value)} but the checkpoint was made with {_short(saved[key])}; "
+                          "resume with the same value, or start a new run folder")
+
+
+def _short(value: Any) -> str:
+    """``repr(value)`` cut to a message's length (a hand-edited record may hold anything)."""
+    text = repr(value)
+    return text if len(text) <= 120 else text[:117] + "..."

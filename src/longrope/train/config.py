@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from longrope.errors import ConfigError
-from longrope.options import option
+from longrope.options import MAX_SEED, MAX_TOKENS, check_int, option
 from longrope.settings import HELDOUT_FRACTION, check_heldout_fraction
 
 __all__ = ["FinetuneConfig", "SCHEDULES", "DTYPES", "DEVICES", "TRAJECTORY_FIELDS", "WARMUP_STEPS"]
@@ -120,13 +120,13 @@ class FinetuneConfig:
         for name in ("model", "factors", "data", "output"):
             if not isinstance(getattr(self, name), str) or not getattr(self, name).strip():
                 raise ConfigError(name, "{name} is required")
-        positive = ["steps", "batch_size", "lora_rank", "checkpoint_every", "keep_checkpoints"]
-        positive += [n for n in ("seq_len", "short_length", "grad_accum", "tokens_per_step", "loss_chunk")
-                     if getattr(self, n) is not None]
-        for name in positive:
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ConfigError(name, "{name} must be an integer >= 1, got " + repr(v))
+        for name in ("steps", "batch_size", "lora_rank", "checkpoint_every", "keep_checkpoints"):
+            check_int(self, name)
+        for name in ("grad_accum", "tokens_per_step"):
+            check_int(self, name, optional=True)
+        for name in ("seq_len", "short_length", "loss_chunk"):
+            check_int(self, name, hi=MAX_TOKENS, optional=True)
+        check_int(self, "seed", 0, MAX_SEED)
         if self.seq_len is not None and self.seq_len < 2:
             raise ConfigError("seq_len", "{name} must be >= 2 tokens, got " + str(self.seq_len))
         if self.short_length is not None and self.short_length < 2:

@@ -168,6 +168,19 @@ class PackedWindows:
             self._order_epoch = epoch
         return self._order
 
+    def cursor_problem(self, cursor: Cursor) -> str | None:
+        """Why ``cursor`` cannot be a position in this stream (None if it can): an epoch beyond any run,
+        a document index past the documents, or an offset past that document's end."""
+        n_docs = self.lengths.size
+        if cursor.epoch >= 2**31:
+            return "has an epoch beyond any run"
+        if cursor.index >= n_docs:
+            return f"points at document {cursor.index} of {n_docs}"
+        length = int(self.lengths[int(self.order(cursor.epoch)[cursor.index])])
+        if cursor.offset >= length:
+            return f"points {cursor.offset} tokens into a document of {length}"
+        return None
+
     def rows(self, cursor: Cursor, n_rows: int, row_len: int, max_segment: int) -> tuple[list[list[Segment]], Cursor]:
         """``n_rows`` rows of exactly ``row_len`` tokens, segments of at most ``max_segment`` tokens (BOS
         included), and the cursor after them."""

@@ -33,6 +33,7 @@ gradient of that mean whatever the split into processes and micro-steps — one 
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import os
@@ -51,6 +52,7 @@ from longrope.train.checkpoint import (
     check_same_run,
     latest_checkpoint,
     load_checkpoint,
+    newest_intact_checkpoint,
     save_checkpoint,
 )
 from longrope.train.config import TRAJECTORY_FIELDS, FinetuneConfig
@@ -107,6 +109,7 @@ class _Trainer:
         self.out = Path(config.output)
         self.accelerator: Any = None
         self.bar: Any = None
+        self._record: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------------------ messages
     def say(self, msg: str) -> None:
@@ -159,6 +162,7 @@ class _Trainer:
         self._make_accelerator()
         for w in self._warnings:
             self.say(f"warning: {w}")
+        self._find_resume_point()  # a damaged checkpoint or changed input is refused before the model loads
         self._load_model()
         self._prepare()
         self._resume_or_start()
@@ -274,25 +278,57 @@ class _Trainer:
 
     def _run_record(self) -> dict[str, Any]:
         """The settings a resumed run must share with the checkpoint (resolved values, absolute paths)."""
+        if self._record is not None:  # computed once (the model digest reads every weight byte)
+            return dict(self._record)
+        from longrope.models.loading import model_digest
+
         d = self.cfg.to_dict()
         run = {k: d[k] for k in TRAJECTORY_FIELDS}
         for k in ("model", "factors", "data"):
             run[k] = _abs_if_path(run[k])
         run["exclude"] = [_abs_if_path(p) for p in run["exclude"]]
         run.update(seq_len=self.seq_len, short_length=self.short_length, warmup_steps=self.cfg.warmup,
-                   tokens_per_step=self.global_rows * self.seq_len)
-        return run
+                   tokens_per_step=self.global_rows * self.seq_len,
+                   mixed_precision=str(self.accelerator.mixed_precision),
+                   # what the run reads, by content (a file rewritten in place is another input)
+                   factors_sha256=self.factor_set.digest(), data_sha256=self.corpus.content_digest,
+                   train_docs_sha256=hashlib.sha256(np.asarray(self.train_rows, dtype="<i8").tobytes()).hexdigest())
+        digest = model_digest(self.cfg.model)
+        if digest is not None:  # a hub model is named by its id
+            run["model_sha256"] = digest
+        self._record = run
+        return dict(run)
+
+    def _find_resume_point(self) -> None:
+        """With ``resume``: the newest intact checkpoint (damaged newer ones skipped, said so) whose state
+        fits this run — the same settings and inputs by content, its step and data cursor in range."""
+        self.resume_point: tuple[Path, TrainState] | None = None
+        if not self.cfg.resume:
+            return
+        found = newest_intact_checkpoint(self.out, self.say)
+        if found is None:
+            return
+        path, state = found
+        check_same_run(state.run, self._run_record())
+        if state.step > self.cfg.steps:
+            raise UserError(f"{path}: step {state.step} is past the run's {self.cfg.steps} steps; the checkpoint "
+                            "does not belong to this run (delete it, or start a new run folder)")
+        stream = PackedWindows(self.corpus.lengths[self.train_rows], seed=self.cfg.seed, bos=self.cfg.bos)
+        problem = stream.cursor_problem(state.cursor)
+        if problem:
+            raise UserError(f"{path}: the data cursor {state.cursor.to_dict()} {problem}; the checkpoint does not "
+                            "belong to this data (delete it, or start a new run folder)")
+        self.resume_point = found
 
     def _resume_or_start(self) -> None:
         self.log_file = LossLog(self.out / LOG_FILE)
         self.windows = PackedWindows(self.corpus.lengths[self.train_rows], seed=self.cfg.seed, bos=self.cfg.bos)
         run = self._run_record()
-        ckpt = latest_checkpoint(self.out) if self.cfg.resume else None
+        ckpt = self.resume_point[0] if self.resume_point is not None else None
         self.resumed_from: int | None = None
         self.last_checkpoint: Path | None = ckpt
-        if ckpt is not None:
-            self.state = load_checkpoint(self.accelerator, ckpt)
-            check_same_run(self.state.run, run)
+        if self.resume_point is not None:
+            self.state = load_checkpoint(self.accelerator, *self.resume_point)
             self.resumed_from = self.state.step
             if self.accelerator.is_main_process:
                 self.log_file.truncate(self.state.step)

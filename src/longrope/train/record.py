@@ -40,9 +40,13 @@ class LossLog:
                 if not line.endswith("\n"):
                     break
                 try:
-                    out.append(json.loads(line))
-                except json.JSONDecodeError:
+                    entry = json.loads(line)
+                except (ValueError, RecursionError):  # torn or damaged: the log ends here
                     break
+                if not isinstance(entry, dict) or isinstance(entry.get("step", 0), bool) \
+                        or not isinstance(entry.get("step", 0), int):
+                    break
+                out.append(entry)
         return out
 
     def truncate(self, step: int) -> list[dict[str, Any]]:

@@ -1,0 +1,176 @@
+"""A resume is as safe as a start: bound to its inputs by content, from verified checkpoints whose
+fields are in range; every refusal is one line (a UserError) before the model is loaded."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from train_helpers import standard_corpus, write_factors
+
+from longrope.errors import ConfigError, UserError
+from longrope.train import finetune
+from longrope.train.checkpoint import STATE_FILE, checkpoint_dirs
+
+
+@pytest.fixture
+def killed_run(make_config, tmp_path):
+    """A 4-step run with checkpoints at 2 and 4, then copied aside: ``copy()`` gives a fresh folder of it
+    (a run killed after its step-4 checkpoint, as far as a resume can tell)."""
+    done = finetune(make_config(steps=4, checkpoint_every=2, keep_checkpoints=2, output=str(tmp_path / "base")))
+    n = iter(range(100))
+
+    def copy() -> Path:
+        out = tmp_path / f"run-{next(n)}"
+        shutil.copytree(done.output, out)
+        shutil.rmtree(out / "model")
+        return out
+
+    return copy
+
+
+def _resume(make_config, out, **overrides):
+    said: list[str] = []
+    result = finetune(make_config(steps=4, checkpoint_every=2, output=str(out), resume=True, **overrides),
+                      log=said.append)
+    return result, said
+
+
+def test_inputs_changed_in_place_are_refused_by_content(make_config, killed_run, factors_file, corpus_dir, tmp_path):
+    out = killed_run()
+    write_factors(factors_file, target=8 * 32)  # another factor set at the same path
+    with pytest.raises(ConfigError, match=r"factors .* now holds other factors than the checkpoint was trained with"):
+        _resume(make_config, out)
+    write_factors(factors_file)  # the same content again, written anew: accepted
+    moved = tmp_path / "elsewhere.json"
+    shutil.copy(factors_file, moved)  # and by content, not by path: a moved file resumes
+    shutil.rmtree(corpus_dir)
+    standard_corpus(corpus_dir, n_train=5)  # the shard folder rebuilt at the same path with other documents
+    with pytest.raises(ConfigError, match=r"data .* now holds other documents or tokens"):
+        _resume(make_config, out, factors=str(moved))
+    shutil.rmtree(corpus_dir)
+    standard_corpus(corpus_dir)
+    result, _ = _resume(make_config, out, factors=str(moved))
+    assert result.resumed_from == 4
+    with pytest.raises(ConfigError, match="dtype is 'bfloat16' but the checkpoint was made with 'float32'"):
+        _resume(make_config, killed_run(), dtype="bfloat16")
+
+
+
+def test_a_model_rebuilt_at_the_same_path_is_refused(make_config, killed_run, tiny_dir, build_tiny_model):
+    out = killed_run()
+    build_tiny_model("llama", seed=1).save_pretrained(tiny_dir)  # other weights, same folder
+    with pytest.raises(ConfigError, match=r"model .* now holds another model"):
+        _resume(make_config, out)
+
+
+def test_a_damaged_newest_checkpoint_is_skipped_for_the_previous_one_and_none_intact_is_refused(make_config,
+                                                                                                 killed_run):
+    out = killed_run()
+    newest = checkpoint_dirs(out)[-1]
+    weights = newest / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-400:] = bytes(400)  # 400 bytes of the weights zeroed
+    weights.write_bytes(bytes(data))
+    result, said = _resume(make_config, out)
+    assert result.resumed_from == 2 and result.steps == 4
+    assert any("skipped 1 damaged checkpoint" in m and "model.safetensors is damaged" in m and "step-00000002" in m
+               for m in said), said
+    out = killed_run()
+    for ckpt in checkpoint_dirs(out):
+        (ckpt / "optimizer.bin").write_bytes((ckpt / "optimizer.bin").read_bytes()[:100])  # truncated
+    with pytest.raises(UserError, match="no intact checkpoint to resume from: .*optimizer.bin is damaged"):
+        _resume(make_config, out)
+
+
+def _edit_state(ckpt: Path, *, resign: bool = True, **fields) -> None:
+    """Edit train_state.json; ``resign``: recompute its own digest too, as a deliberate editor would (so
+    that the range checks behind it are what is tested)."""
+    from longrope.train.checkpoint import _state_digest
+
+    doc = json.loads((ckpt / STATE_FILE).read_text())
+    for key, value in fields.items():
+        if key == "files" and value is None:
+            doc.pop("files")
+        elif key == "files":
+            doc["files"].update(value)
+        elif key == "run":
+            doc["run"].update(value)
+        else:
+            doc[key] = value
+    if resign:
+        doc["sha256"] = _state_digest(doc)
+    (ckpt / STATE_FILE).write_text(json.dumps(doc))
+
+
+@pytest.mark.parametrize("edit, message", [
+    ({"step": -5}, r"step must be an integer in \[0, .*\], got -5"),
+    ({"tokens": 10**400}, "tokens must be an integer in .*, got an integer of 401 digits"),
+    ({"step": "4"}, "step must be an integer"),
+    ({"cursor": {"epoch": 0, "index": 999, "offset": 0}}, r"the data cursor .* points at document 999 of 6"),
+    ({"cursor": {"epoch": 0, "index": 0, "offset": 10**6}}, r"points 1000000 tokens into a document"),
+    ({"seconds": "x"}, "seconds must be a number"),
+    ({"files": {"model.safetensors": "0" * 64}}, "model.safetensors is damaged"),
+    ({"files": {"../../config.json": "0" * 64}}, r"\.\./\.\./config.json is missing"),
+    ({"files": None}, "records no file digests"),
+])
+def test_hand_edited_checkpoint_states_are_refused_in_one_line(make_config, killed_run, edit, message):
+    out = killed_run()
+    for ckpt in checkpoint_dirs(out):
+        _edit_state(ckpt, **edit)
+    with pytest.raises(UserError, match=message) as err:
+        _resume(make_config, out)
+    assert "\n" not in str(err.value)
+
+
+def test_an_edit_of_the_state_in_range_is_caught_by_its_digest(make_config, killed_run):
+    out = killed_run()
+    for ckpt in checkpoint_dirs(out):
+        _edit_state(ckpt, resign=False, cursor={"epoch": 0, "index": 1, "offset": 3})  # a valid position
+    with pytest.raises(UserError, match="train_state.json is damaged or edited"):
+        _resume(make_config, out)
+
+
+def test_a_file_not_saved_with_the_checkpoint_is_refused(make_config, killed_run):
+    out = killed_run()
+    for ckpt in checkpoint_dirs(out):
+        (ckpt / "pytorch_model.bin").write_bytes(b"planted")
+    with pytest.raises(UserError, match="pytorch_model.bin was not saved with the checkpoint"):
+        _resume(make_config, out)
+
+
+def test_a_file_torch_refuses_is_one_line_even_with_a_matching_digest(make_config, killed_run):
+    import hashlib
+    import pickle
+
+    out = killed_run()
+    ckpt = checkpoint_dirs(out)[-1]
+    hostile = pickle.dumps(np.ones(3))  # not a weights-only pickle: torch's safe unpickler refuses it
+    (ckpt / "optimizer.bin").write_bytes(hostile)
+    _edit_state(ckpt, files={"optimizer.bin": hashlib.sha256(hostile).hexdigest()})
+    with pytest.raises(UserError, match=r"cannot load the checkpoint .*step-00000004"):
+        _resume(make_config, out)
+
+
+def test_saving_a_tied_model_says_nothing_about_shared_tensors(make_config, build_tiny_model, tmp_path, caplog):
+    """accelerate logs "Removed shared tensor" on every save of tied weights: nothing a user can act on."""
+    import logging
+
+    tied = tmp_path / "tied-llama"
+    build_tiny_model("llama", tie_word_embeddings=True).save_pretrained(tied)
+    caplog.set_level(logging.WARNING)
+    finetune(make_config(model=str(tied), steps=2, checkpoint_every=1, output=str(tmp_path / "tied")))
+    assert not [r for r in caplog.records if "shared tensor" in r.getMessage()]
+
+
+def test_a_resume_that_resolves_another_precision_is_refused(make_config, killed_run):
+    """``--dtype auto`` is bf16 on a GPU and float32 on a CPU: the same flag, other numbers."""
+    out = killed_run()
+    for ckpt in checkpoint_dirs(out):
+        _edit_state(ckpt, run={"mixed_precision": "bf16"})  # as if trained where auto meant bf16
+    with pytest.raises(ConfigError, match="dtype resolves to mixed precision 'no' here but the checkpoint was "
+                                          "trained with 'bf16'"):
+        _resume(make_config, out)
