@@ -138,6 +138,33 @@ def test_eval_passkey_generate_and_needle(model_dir, tmp_path, capsys):
         assert (out / "passkey_none.png").stat().st_size > 1000
 
 
+def test_eval_passkey_reports_intervals_answer_nll_and_verdicts(model_dir, tmp_path, capsys):
+    """The default mode scores every key both ways; the summary gives each set's interval and answer NLL, and
+    one verdict per set against --reference; an unknown reference is one line."""
+    from longrope.rope import make_baseline
+
+    yarn = tmp_path / "yarn.json"
+    make_baseline("yarn", rope_theta=10000.0, rotary_dim=16, original_length=128, target_length=256).save(yarn)
+    out = tmp_path / "both"
+    rc = main(["eval", "passkey", "--model", str(model_dir), "--lengths", "192", "--trials", "2", "--depths", "0,1",
+               "--factors", str(yarn), "--quiet", "-o", str(out)])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["mode"] == "both" and summary["reference"] == "yarn"
+    for name in ("none", "yarn"):
+        r = summary["retrieval"][name]
+        assert r["keys"] == 4 and r["ci95"][0] <= r["accuracy"] <= r["ci95"][1] and r["answer_nll"] >= 0
+    v = summary["verdicts"]["none"]
+    assert set(summary["verdicts"]) == {"none"} and "yarn" in v["label"] and v["nll_wins"] + v["nll_losses"] <= 4
+    printed = [line for line in captured.out.splitlines() if line.strip().startswith("none")]
+    assert printed and "[" in printed[0] and "answer NLL" in printed[0] and v["label"] in printed[0]
+    rc = main(["eval", "passkey", "--model", str(model_dir), "--lengths", "192", "--trials", "1",
+               "--reference", "nope", "--quiet", "-o", str(tmp_path / "x")])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and "--reference" in err and len(err.splitlines()) == 1
+
+
 def test_eval_passkey_in_real_documents(model_dir, shards, tmp_path, capsys):
     out = tmp_path / "pk"
     rc = main(["eval", "passkey", "--model", str(model_dir), "--lengths", "128", "--trials", "2", "--depths", "0.5",

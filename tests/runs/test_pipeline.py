@@ -176,7 +176,8 @@ def test_resume_after_kills_inside_and_between_stages_gives_the_same_results(ref
     manifest = json.loads((out / "pipeline.json").read_text())
     assert manifest["stages"]["ft"]["status"] == "interrupted"
     # inside the progressive search: killed after a few evaluations
-    real_call = obj_mod.PerplexityObjective.__call__
+    # (the searches score with the joint fitness, the default)
+    real_call = obj_mod.JointObjective.__call__
     calls = {"n": 0}
 
     def dying(self, *args, **kwargs):
@@ -185,7 +186,7 @@ def test_resume_after_kills_inside_and_between_stages_gives_the_same_results(ref
             raise Killed()
         return real_call(self, *args, **kwargs)
 
-    monkeypatch.setattr(obj_mod.PerplexityObjective, "__call__", dying)
+    monkeypatch.setattr(obj_mod.JointObjective, "__call__", dying)
     with pytest.raises(Killed):
         _pipeline(plan_file, out, "--resume", "--until", "search-4x")
     monkeypatch.undo()

@@ -319,7 +319,7 @@ def test_resume_is_bound_to_the_shards_content_not_their_path(tiny, tmp_path, ca
     shutil.copytree(tiny / "data", data)
     out = tmp_path / "run"
     argv = ["search", "--model", str(tiny / "model"), "--data", str(data), "-o", str(out), *KNOBS,
-            "--target-length", str(TARGET), "--no-report"]
+            "--target-length", str(TARGET), "--no-report", "--fitness", "ppl"]
     assert main(argv) == 0
     moved = tmp_path / "moved"
     shutil.copytree(data, moved)  # by content, not by path: the same shards elsewhere resume

@@ -17,7 +17,7 @@ Three fitnesses (:data:`FITNESSES`, the one registry every front end reads), eac
   appended); the fitness is the document tokens' mean NLL plus ``retrieval_weight`` × the answer
   tokens' mean NLL. A perplexity-only fitness cannot see retrieval: on the embedded model it chose
   an attention temperature that answered 0.15 of 40 keys against YaRN's 0.53 at equal perplexity
-  (docs/method.md has the reasoning, BENCHMARKS.md the measurements of the weight);
+  (docs/method.md §11 has the reasoning, BENCHMARKS.md the measurements of the weight);
 - ``ppl``: perplexity at the target length on search-split documents, each truncated to
   BOS + L'−1 tokens (the LongRoPE protocol);
 - ``needle``: LongRoPE2's needle-driven perplexity: the NLL of the answer tokens of a pass key
