@@ -8,6 +8,7 @@ target, which is atomic on POSIX file systems.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import math
@@ -18,6 +19,19 @@ import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
+
+
+def update_hash(h: Any, path: str | os.PathLike) -> Any:
+    """Feed the bytes of the file at ``path`` to the hashlib object ``h`` in 4 MiB blocks; returns ``h``."""
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            h.update(block)
+    return h
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """The SHA-256 of a file's bytes (hex), read in blocks: the one file digest of the project."""
+    return update_hash(hashlib.sha256(), path).hexdigest()
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: str = "w") -> Path:

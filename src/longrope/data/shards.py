@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 
 from longrope.errors import UserError
-from longrope.io import read_json, write_json
+from longrope.io import file_sha256, read_json, write_json
 
 __all__ = [
     "FORMAT",
@@ -93,12 +93,6 @@ def token_dtype(tokenizer: Any) -> np.dtype:
     return np.dtype("<u2") if top <= 1 << 16 else np.dtype("<u4")
 
 
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def sample_sha256(path: Path, size: int | None = None) -> str:

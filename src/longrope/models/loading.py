@@ -199,6 +199,8 @@ def model_digest(name_or_path: str | os.PathLike) -> str | None:
     the weights once (about a second per GB)."""
     import hashlib
 
+    from longrope.io import update_hash
+
     source = resolve_source(name_or_path)
     if source.kind == "hub":
         return None
@@ -208,9 +210,7 @@ def model_digest(name_or_path: str | os.PathLike) -> str | None:
     h = hashlib.sha256()
     for path in files:
         h.update(path.name.encode("utf-8") + b"\0")
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 22), b""):
-                h.update(block)
+        update_hash(h, path)
     return h.hexdigest()
 
 

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from longrope.errors import ConfigError, UserError
-from longrope.io import read_json, write_json
+from longrope.io import file_sha256, read_json, write_json
 from longrope.train.data import Cursor
 
 __all__ = ["TrainState", "CHECKPOINTS", "STATE_FILE", "checkpoint_dirs", "latest_checkpoint", "intact_checkpoint",
@@ -153,18 +153,12 @@ def _quiet_shared_tensor_notice():
         logger.setLevel(level)
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _file_digests(folder: Path, *, hash_files: bool = True) -> dict[str, str]:
     """``{path relative to folder: SHA-256}`` of every file under ``folder`` but ``train_state.json``
     (``hash_files=False``: the names only, with empty digests)."""
-    return {p.relative_to(folder).as_posix(): _sha256(p) if hash_files else "" for p in sorted(folder.rglob("*"))
+    return {p.relative_to(folder).as_posix(): file_sha256(p) if hash_files else "" for p in sorted(folder.rglob("*"))
             if (p.is_file() or p.is_symlink()) and p.relative_to(folder).as_posix() != STATE_FILE}
 
 
@@ -202,7 +196,7 @@ def intact_checkpoint(path: Path) -> TrainState:
         f = path / rel
         if ".." in Path(rel).parts or Path(rel).is_absolute() or not f.is_file():
             raise UserError(f"{path}: {rel} is missing")
-        if _sha256(f) != digest:
+        if file_sha256(f) != digest:
             raise UserError(f"{path}: {rel} is damaged (its SHA-256 differs from the one recorded at save)")
     return state
 
