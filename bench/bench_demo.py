@@ -25,10 +25,12 @@ from pathlib import Path
 from _report import add_out_option, fmt, new_record, put_table, put_value, write_record
 
 DESCRIPTION = """\
-`longrope demo`: a LongRoPE search at the target length on windows of the search books, then
-held-out perplexity against context length on books (the PG19 stand-in) and HOL Light proof
-scripts (the Proof-Pile stand-in) for the unscaled model, PI, NTK, YaRN and the searched factors,
-and passkey retrieval at the target length (greedy decoding). Search and held-out documents are
+`longrope demo`: a LongRoPE search at the target length on windows of the search books and proof
+scripts (the joint fitness: document perplexity plus the answer loss of a pass key planted in each
+window), then held-out perplexity against context length on books (the PG19 stand-in) and HOL Light
+proof scripts (the Proof-Pile stand-in) for the unscaled model, PI, NTK, YaRN and the searched
+factors, and passkey retrieval at the target length (greedy accuracy with its 95 % interval and the
+teacher-forced answer NLL of the same keys). Search and held-out documents are
 disjoint (the shipped split); windows are BOS + length − 1 tokens, perplexity is token-weighted
 (truncate protocol). The search is deterministic in-process: with no time cap
 (`--budget-seconds 0`) the numbers do not depend on the machine's speed."""

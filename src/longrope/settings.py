@@ -22,7 +22,8 @@ from typing import Any
 
 from longrope.errors import ConfigError
 
-__all__ = ["HELDOUT_FRACTION", "PASSKEY_DEPTHS", "PASSKEY_MODES", "check_heldout_fraction", "check_passkey_depths"]
+__all__ = ["HELDOUT_FRACTION", "PASSKEY_ANSWER", "PASSKEY_DEPTHS", "PASSKEY_MODES", "PASSKEY_TRIALS",
+           "check_heldout_fraction", "check_passkey_depths"]
 
 #: The share of a shard folder's documents (those without a pinned role) that the stable hash split of
 #: :func:`longrope.data.document_role` holds out from the search and from training.
@@ -33,6 +34,14 @@ HELDOUT_FRACTION = 0.5
 #: depth grid of every passkey measurement (``eval passkey``, the demo, the pipeline's compare stage,
 #: :func:`longrope.evaluate.passkey.passkey_accuracy`).
 PASSKEY_DEPTHS = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+#: Keys per depth of a retrieval report (``eval passkey``, the demo): 8 × 5 depths = 40 keys, a 95 % interval
+#: of about ±0.15 on an accuracy near one half.
+PASSKEY_TRIALS = 8
+
+#: The answer a teacher-forced pass key is scored on: the key and the full stop that ends it (the needle
+#: writes it so). Scores made with another answer text are not comparable: search records carry it.
+PASSKEY_ANSWER = " {key}."
 
 #: How a pass key is scored (:mod:`longrope.evaluate.passkey`): greedy decoding, teacher-forced answer
 #: tokens, or both on the same keys.

@@ -153,12 +153,20 @@ def test_eval_passkey_reports_intervals_answer_nll_and_verdicts(model_dir, tmp_p
     summary = json.loads((out / "summary.json").read_text())
     assert summary["mode"] == "both" and summary["reference"] == "yarn"
     for name in ("none", "yarn"):
-        r = summary["retrieval"][name]
+        r = summary["retrieval"][name]["192"]
         assert r["keys"] == 4 and r["ci95"][0] <= r["accuracy"] <= r["ci95"][1] and r["answer_nll"] >= 0
-    v = summary["verdicts"]["none"]
+    v = summary["verdicts"]["none"]["192"]
     assert set(summary["verdicts"]) == {"none"} and "yarn" in v["label"] and v["nll_wins"] + v["nll_losses"] <= 4
     printed = [line for line in captured.out.splitlines() if line.strip().startswith("none")]
     assert printed and "[" in printed[0] and "answer NLL" in printed[0] and v["label"] in printed[0]
+    # two lengths: one interval and one verdict per length, keys of different lengths never pooled
+    rc = main(["eval", "passkey", "--model", str(model_dir), "--lengths", "160,192", "--trials", "1", "--depths",
+               "0,1", "--factors", str(yarn), "--quiet", "-o", str(tmp_path / "two")])
+    assert rc == 0
+    two = json.loads((tmp_path / "two" / "summary.json").read_text())
+    assert {k: v["keys"] for k, v in two["retrieval"]["none"].items()} == {"160": 2, "192": 2}
+    assert set(two["verdicts"]["none"]) == {"160", "192"}
+    capsys.readouterr()
     rc = main(["eval", "passkey", "--model", str(model_dir), "--lengths", "192", "--trials", "1",
                "--reference", "nope", "--quiet", "-o", str(tmp_path / "x")])
     err = capsys.readouterr().err.strip()

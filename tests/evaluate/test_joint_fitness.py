@@ -92,3 +92,24 @@ def test_parts_travel_through_the_archive_and_name_themselves():
     # checkpoints written before parts existed still load (two columns), and report none
     old = Archive.from_json(2, [[g.to_json(), {"0": [1.0, 10], "1": [2.0, 10]}]])
     assert old.fitness(g) == pytest.approx(0.15) and old.parts(g) is None and named_parts("joint", None, 2) == {}
+
+
+def test_windows_across_shares_out_and_interleaves(monkeypatch):
+    """Windows from several domains: the remainder goes to the first domains, a short domain gives what it has,
+    and the order alternates between the domains."""
+    from longrope.evaluate import windows as w
+
+    have = {"books": [f"b{i}" for i in range(9)], "maths": ["m0"], "code": [f"c{i}" for i in range(9)]}
+    asked = {}
+
+    def fake(corpus, length, n, *, split, seed, windows_per_doc):
+        asked[corpus] = (n, split, seed, windows_per_doc)
+        return have[corpus][:n]
+
+    monkeypatch.setattr(w, "select_windows", fake)
+    got, counts = w.windows_across({"books": "books", "maths": "maths", "code": "code"}, 256, 8, split="search",
+                                   seed=4)
+    assert {k: v[0] for k, v in asked.items()} == {"books": 3, "maths": 3, "code": 2}
+    assert all(v[1:] == ("search", 4, None) for v in asked.values())
+    assert counts == {"books": 3, "maths": 1, "code": 2}
+    assert got == ["b0", "m0", "c0", "b1", "c1", "b2"]

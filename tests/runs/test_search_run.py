@@ -259,8 +259,9 @@ def test_joint_fitness_is_the_default_and_reports_what_it_is_made_of(tiny, tmp_p
     s = json.loads((out / "summary.json").read_text())["search"]
     assert s["keys"] == 2 and 0 <= s["answer_exact"] <= 2
     # score = mean document NLL + w x mean answer NLL (windows of equal length)
-    assert np.log(s["best_ppl"]) == pytest.approx(np.log(s["doc_ppl"]) + DEFAULT_RETRIEVAL_WEIGHT * s["answer_nll"],
-                                                  rel=1e-9)
+    assert np.log(s["best_score"]) == pytest.approx(np.log(s["doc_ppl"]) + DEFAULT_RETRIEVAL_WEIGHT * s["answer_nll"],
+                                                    rel=1e-9)
+    assert s["best_ppl"] == s["doc_ppl"]  # a perplexity field holds a perplexity, the document's
     hist = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
     assert all(len(h["parts"]) == 5 for h in hist)
 
@@ -337,3 +338,20 @@ def test_resume_is_bound_to_the_shards_content_not_their_path(tiny, tmp_path, ca
     assert main([*argv, "--resume"]) == 2
     err = capsys.readouterr().err
     assert "--resume refused" in err and "data.index" in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_a_needle_search_scored_on_the_old_answer_is_not_resumed(tiny, tmp_path, capsys):
+    """Window scores of the needle fitness made when the answer was " K" (before its full stop was scored)
+    mean something else: --resume is refused with the change named."""
+    out = tmp_path / "lr2"
+    args = ["--target-length", str(2 * TARGET), "--strategy", "longrope2", "--no-report"]
+    assert _search(tiny, out, *args) == 0
+    ckpt = json.loads((out / "checkpoint.json").read_text())
+    assert ckpt["fingerprint"]["answer"] == " {key}."
+    del ckpt["fingerprint"]["answer"]  # as written before the answer protocol was recorded
+    ckpt["fingerprint"]["config"]["fitness"] = None
+    (out / "checkpoint.json").write_text(json.dumps(ckpt))
+    capsys.readouterr()
+    assert _search(tiny, out, *args, "--resume") == 2
+    err = capsys.readouterr().err
+    assert "answer: ' {key}' -> ' {key}.'" in err and len(err.strip().splitlines()) == 1

@@ -41,8 +41,9 @@ scored teacher-forced: exact match of all of them under argmax, and their mean N
 generation, so it is cheap and smooth, which is what a needle-driven fitness needs.
 
 **Both** (``mode="both"``, what ``eval passkey`` and the demo report): every key is asked both
-ways, with the same key at the same depth in the same filler — greedy accuracy from the generate
-prompt, and the teacher-forced answer NLL (and exact match) from the needle prompt. Accuracy
+ways, the same key at the same depth of the same filler text — greedy accuracy from the generate
+prompt, and the teacher-forced answer NLL (and exact match) from the needle prompt, which holds as
+many filler tokens fewer as the answer has, so that both prompts are ``length`` tokens. Accuracy
 counts keys, so it moves in steps of 1/n; the answer NLL is continuous and separates two sets
 that answer the same keys. :meth:`PasskeyResult.summary` gives both with a 95 % Wilson interval.
 """
@@ -64,7 +65,7 @@ from longrope.errors import UserError
 from longrope.evaluate import lm
 from longrope.evaluate.memory import out_of_memory
 from longrope.evaluate.windows import check_length
-from longrope.settings import PASSKEY_DEPTHS, PASSKEY_MODES, check_passkey_depths
+from longrope.settings import PASSKEY_ANSWER, PASSKEY_DEPTHS, PASSKEY_MODES, check_passkey_depths
 
 __all__ = [
     "MODES",
@@ -99,7 +100,7 @@ INSTRUCTION = ("There is an important info hidden inside a lot of irrelevant tex
 FILLER = "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again."
 NEEDLE = "The pass key is {key}. Remember it. {key} is the pass key."
 QUESTION = "What is the pass key? The pass key is"
-ANSWER = " {key}."
+ANSWER = PASSKEY_ANSWER
 
 
 def _encode(tokenizer: Any, text: str) -> list[int]:
@@ -284,6 +285,10 @@ class PasskeyResult:
     @property
     def accuracy(self) -> float:
         return sum(t.correct for t in self.trials) / len(self.trials) if self.trials else float("nan")
+
+    def at(self, length: int) -> PasskeyResult:
+        """The trials of one context length (a report pools keys of one length only)."""
+        return PasskeyResult(self.mode, [t for t in self.trials if t.length == int(length)], self.seconds)
 
     @property
     def answer_nlls(self) -> list[float]:

@@ -82,8 +82,8 @@ def select_windows(corpus: object, length: int, n: int, *, split: str, seed: int
 def windows_across(corpora: dict, length: int, n: int, *, split: str, seed: int) -> tuple[list, dict[str, int]]:
     """``n`` windows shared out over several shard folders (domains, in the order given; the first get the
     remainder), each drawn by :func:`select_windows` (spread over as many documents as possible), then
-    interleaved — first of each domain, second of each, … — so that a search's racing window and its planted
-    depths cover every domain. Returns the windows and how many each domain gave (fewer than its share
+    interleaved — first of each domain, second of each, … — so that any prefix of them and a search's planted
+    depths mix the domains. Returns the windows and how many each domain gave (fewer than its share
     when its documents run out)."""
     names = list(corpora)
     groups, got = [], {}

@@ -44,10 +44,10 @@ from longrope.embedded.corpus import DOMAINS
 from longrope.errors import ConfigError
 from longrope.options import MAX_TOKENS, check_choices, check_int, config_to_dict, nested, option
 from longrope.runs import RunSpec
-from longrope.search.objective import FITNESSES, check_fitness, default_fitness
+from longrope.search.objective import DEFAULT_RETRIEVAL_WEIGHT, FITNESSES, check_fitness, default_fitness
 from longrope.search.plan import BASELINE_NAMES, STRATEGY_NAMES
 from longrope.search.strategies import StrategyConfig
-from longrope.settings import PASSKEY_DEPTHS, check_passkey_depths
+from longrope.settings import PASSKEY_DEPTHS, PASSKEY_TRIALS, check_passkey_depths
 
 __all__ = ["DemoConfig", "METHODS", "GOAL_RATIO", "default_lengths", "run", "render_table", "SPEC"]
 
@@ -92,7 +92,7 @@ class DemoConfig:
     samples: int = option(8, "held-out windows per length and domain (perplexity)")
     search_samples: int = option(8, "search windows at the target length the fitness is computed on, shared "
                                     "out over the domains")
-    passkey_trials: int = option(8, "keys per depth at the target length (0 = skip the passkey test)")
+    passkey_trials: int = option(PASSKEY_TRIALS, "keys per depth at the target length (0 = skip the passkey test)")
     passkey_depths: tuple[float, ...] = option(PASSKEY_DEPTHS, "needle depths in [0, 1]",
                                                metavar="D,D")
     strategy: str = option("steady", "search strategy; longrope2 scores candidates by the NLL of a pass key "
@@ -101,10 +101,11 @@ class DemoConfig:
                                      f"{f.name}: {f.help}" for f in FITNESSES.values()),
                                  choices=tuple(FITNESSES), default_text="joint; needle for longrope2")
     retrieval_weight: float | None = option(None, "joint fitness: nats of document NLL one nat of mean answer NLL "
-                                                  "is worth", metavar="W", default_text="0.1")
+                                                  "is worth", metavar="W",
+                                            default_text=f"{DEFAULT_RETRIEVAL_WEIGHT:g}")
     knobs: StrategyConfig = nested(_demo_knobs, "the search's knobs (sized for the demo)")
-    domains: tuple[str, ...] = option(DOMAINS, "held-out domains to report: books (PG19 stand-in), maths "
-                                               "(Proof-Pile stand-in); the first is searched on and is the headline",
+    domains: tuple[str, ...] = option(DOMAINS, "domains searched on and reported: books (PG19 stand-in), maths "
+                                               "(Proof-Pile stand-in); the first is the headline",
                                       metavar="D,D")
     seed: int = option(0, "seed of the windows, the search and the keys")
     output: str | None = option(None, "run folder", flag="--out", short="-o", metavar="DIR",
@@ -294,7 +295,7 @@ def _record(ctx: _Ctx, search_docs: list, heldout: dict, bos: int | None) -> dic
 
     return {"resolved": {"target_length": ctx.target, "lengths": ctx.lengths, "device": ctx.device},
             "bos_id": bos, "split": load_split()["roles"], "notes": ctx.notes,
-            "documents": {"protocol": "truncate: BOS + length-1 tokens per window, spread over the books "
+            "documents": {"protocol": "truncate: BOS + length-1 tokens per window, spread over the documents "
                                       "(longrope.evaluate.windows.select_windows)",
                           "search": {"length": ctx.target, "ids": [d.doc_id for d in search_docs],
                                      "domains": list(ctx.config.domains)},
@@ -460,7 +461,8 @@ def _verdicts(per_domain: dict, passkey: dict, reference: str, target: int) -> d
         if m == reference:
             continue
         ratios = {dom: d["heldout_ppl"][m] / d["heldout_ppl"][reference] for dom, d in per_domain.items()}
-        worst = max(ratios.values()) if ratios else float("nan")
+        # NaN-safe: a ratio that is not a number makes the whole comparison unknown, never a win
+        worst = float("nan") if not ratios or any(r != r for r in ratios.values()) else max(ratios.values())
         row = {"reference": reference, "ppl_ratio": ratios,
                "label": verdict(worst, 1.0, p["accuracy"], ref["accuracy"], p.get("answer_nll"), ref.get("answer_nll"))}
         if p.get("answer_nlls") and ref.get("answer_nlls"):

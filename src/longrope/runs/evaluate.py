@@ -37,6 +37,7 @@ from longrope.settings import (
     HELDOUT_FRACTION,
     PASSKEY_DEPTHS,
     PASSKEY_MODES,
+    PASSKEY_TRIALS,
     check_heldout_fraction,
     check_passkey_depths,
 )
@@ -122,7 +123,7 @@ class PplConfig(_EvalConfig):
 class PasskeyConfig(_EvalConfig):
     """Everything ``longrope eval passkey`` does."""
 
-    trials: int = option(8, "keys per (length, depth); 8 x 5 depths = 40 keys per set and length, enough for a "
+    trials: int = option(PASSKEY_TRIALS, "keys per (length, depth); 8 x 5 depths = 40 keys per set and length, enough for a "
                             "95 %% interval of about +-0.15", metavar="N")
     depths: tuple[float, ...] = option(PASSKEY_DEPTHS, "needle depths in [0, 1]", metavar="D,D")
     mode: str = option("both", "generate: greedy decoding until the first number of the output is complete "
@@ -343,8 +344,10 @@ def run_passkey(config: PasskeyConfig, *, log: Callable[[str], None] | None = No
                                 trials=config.trials, seed=config.seed, bos_id=bos, mode=config.mode,
                                 haystacks=haystacks,
                                 progress=not config.quiet, log=say)
-        retrieval = {n: r.summary() for n, r in results}
-        verdicts = _passkey_verdicts(results, reference)
+        # per set and length: keys of different lengths are never pooled into one interval or verdict
+        retrieval = {n: {str(L): r.at(L).summary() for L in config.lengths} for n, r in results}
+        verdicts = {n: {str(L): v for L, v in by_length.items()} for n, by_length in
+                    _passkey_verdicts(results, reference, config.lengths).items()}
         record = {"model": config.model, "factors": _factor_records(sets), "bos_id": bos, "mode": config.mode,
                   "haystack": "synthetic filler" if haystacks is None else
                   {"data": str(config.data), "split": config.split, "documents": [d.doc_id for d in haystacks]},
@@ -367,22 +370,26 @@ def _render_ppl(result: dict) -> str:
                      for r in result["results"])
 
 
-def _passkey_verdicts(results: list, reference: str) -> dict:
-    """Per set but the reference: its retrieval verdict and, with answer NLLs, paired wins and the sign test."""
+def _passkey_verdicts(results: list, reference: str, lengths: tuple[int, ...]) -> dict:
+    """Per set but the reference, per length: its retrieval verdict and, with answer NLLs, paired wins and the
+    sign test over the same keys."""
     from longrope.evaluate.stats import paired_wins, retrieval_verdict, sign_test_p
 
-    ref = dict(results)[reference]
-    rs, out = ref.summary(), {}
-    for name, r in results:
-        if name == reference:
-            continue
-        s = r.summary()
-        row = {"label": retrieval_verdict(s["accuracy"], rs["accuracy"], s.get("answer_nll"), rs.get("answer_nll"),
-                                          reference=reference)}
-        if r.answer_nlls and ref.answer_nlls and len(r.answer_nlls) == len(ref.answer_nlls):
-            wins, losses = paired_wins(r.answer_nlls, ref.answer_nlls)
-            row.update(nll_wins=wins, nll_losses=losses, sign_p=sign_test_p(wins, losses))
-        out[name] = row
+    out: dict = {}
+    for length in lengths:
+        ref = dict(results)[reference].at(length)
+        rs = ref.summary()
+        for name, whole in results:
+            if name == reference:
+                continue
+            r = whole.at(length)
+            s = r.summary()
+            row = {"label": retrieval_verdict(s["accuracy"], rs["accuracy"], s.get("answer_nll"),
+                                              rs.get("answer_nll"), reference=reference)}
+            if r.answer_nlls and ref.answer_nlls and len(r.answer_nlls) == len(ref.answer_nlls):
+                wins, losses = paired_wins(r.answer_nlls, ref.answer_nlls)
+                row.update(nll_wins=wins, nll_losses=losses, sign_p=sign_test_p(wins, losses))
+            out.setdefault(name, {})[length] = row
     return out
 
 
@@ -391,17 +398,18 @@ def _render_passkey(result: dict) -> str:
     if not retrieval:  # results written before intervals were recorded
         return "\n".join(f"{name:>16s}  accuracy {acc:.2f}" for name, acc in result["accuracy"].items())
     lines = []
-    for name, s in retrieval.items():
-        lo, hi = s["ci95"]
-        nll = f"  answer NLL {s['answer_nll']:.3f}" if "answer_nll" in s else ""
-        v = (result.get("verdicts") or {}).get(name)
-        tail = "  (reference)" if name == result.get("reference") else ""
-        if v:
-            test = (f"; lower answer NLL on {v['nll_wins']} of {v['nll_wins'] + v['nll_losses']} keys, sign test p "
-                    f"{v['sign_p']:.2g}") if "nll_wins" in v else ""
-            tail = f"  — {v['label']}{test}"
-        lines.append(f"{name:>16s}  accuracy {s['accuracy']:.2f} [{lo:.2f}, {hi:.2f}] ({s['correct']}/{s['keys']} keys)"
-                     f"{nll}{tail}")
+    for name, by_length in retrieval.items():
+        for length, s in by_length.items():
+            lo, hi = s["ci95"]
+            nll = f"  answer NLL {s['answer_nll']:.3f}" if "answer_nll" in s else ""
+            v = ((result.get("verdicts") or {}).get(name) or {}).get(length)
+            tail = "  (reference)" if name == result.get("reference") else ""
+            if v:
+                test = (f"; lower answer NLL on {v['nll_wins']} of {v['nll_wins'] + v['nll_losses']} keys, sign "
+                        f"test p {v['sign_p']:.2g}") if "nll_wins" in v else ""
+                tail = f"  — {v['label']}{test}"
+            lines.append(f"{name:>16s}  {length:>8s}  accuracy {s['accuracy']:.2f} [{lo:.2f}, {hi:.2f}] "
+                         f"({s['correct']}/{s['keys']} keys){nll}{tail}")
     return "\n".join(lines)
 
 

@@ -58,7 +58,7 @@ class SearchBar:
         self.bar.total = p.budget
         self.bar.n = p.done
         rate = p.full_evals / p.elapsed if p.elapsed > 0 else 0.0
-        self.bar.set_postfix_str(f"best ppl {p.best_ppl:.4g}, {p.full_evals:.1f} evals, {rate:.2f} evals/s")
+        self.bar.set_postfix_str(f"best score {p.best_ppl:.4g}, {p.full_evals:.1f} evals, {rate:.2f} evals/s")
 
     def close(self) -> None:
         if self.bar is not None:

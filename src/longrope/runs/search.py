@@ -23,7 +23,15 @@ from longrope.errors import ConfigError, UserError
 from longrope.io import read_json
 from longrope.options import MAX_SEED, MAX_TOKENS, check_choices, check_int, config_to_dict, nested, option
 from longrope.runs import RunSpec
-from longrope.search.objective import FITNESSES, check_fitness, default_fitness, legacy_fitness
+from longrope.search.objective import (
+    DEFAULT_RETRIEVAL_WEIGHT,
+    FITNESSES,
+    LEGACY_ANSWER,
+    answer_protocol,
+    check_fitness,
+    default_fitness,
+    legacy_fitness,
+)
 from longrope.search.plan import STRATEGY_NAMES
 from longrope.search.space import PAPER_START_TOKENS
 from longrope.search.strategies import StrategyConfig
@@ -63,7 +71,7 @@ class SearchConfig:
                                  choices=tuple(FITNESSES), default_text="joint; needle for longrope2; ppl with --short",
                                  group="ours (--strategy steady / longrope2)")
     retrieval_weight: float | None = option(None, "joint fitness: nats of document NLL one nat of mean answer NLL "
-                                                  "is worth", metavar="W", default_text="0.1",
+                                                  "is worth", metavar="W", default_text=f"{DEFAULT_RETRIEVAL_WEIGHT:g}",
                                             group="ours (--strategy steady / longrope2)")
     max_evals: float | None = option(None, "stop after this many full-fidelity evaluations (racing counts "
                                            "fractions); unset: no limit", metavar="N", group="budgets")
@@ -162,7 +170,8 @@ def _upgrade_fingerprint(old: dict) -> dict:
     if cfg.get("fitness") is None:
         cfg["fitness"] = legacy_fitness(str(cfg.get("strategy", "")))
     cfg.setdefault("retrieval_weight", None)
-    return {**old, "config": cfg}
+    planted = FITNESSES.get(cfg["fitness"]) is not None and FITNESSES[cfg["fitness"]].needs_tokenizer
+    return {"answer": LEGACY_ANSWER if planted else None, **old, "config": cfg}
 
 
 #: Fields that never change the trajectory of a search (a resume may change them). The dtype is not one
@@ -205,7 +214,8 @@ def fingerprint(config: SearchConfig, plan: Any) -> dict:
     cfg["space"] = plan.space.to_dict()
     digest = model_digest(config.model)
     model = config.model if digest is None else {"sha256": digest}
-    ident = {"model": model, "rope": plan.rope, "data": _data_fingerprint(config.data), "config": cfg}
+    ident = {"model": model, "rope": plan.rope, "data": _data_fingerprint(config.data), "config": cfg,
+             "answer": answer_protocol(config.fitness_name)}
     if config.base_factors:  # the scores depend on the file's contents, not its name
         ident["base_factors_sha256"] = hashlib.sha256(Path(config.base_factors).read_bytes()).hexdigest()
     return ident
@@ -220,7 +230,7 @@ def _score_identity(ident: dict, strategy: str, fitness: str | None, dtype: str)
     cfg = ident.get("config", {})
     return {"model": ident.get("model"), "rope": ident.get("rope"), "data": ident.get("data"),
             "space": cfg.get("space"), "fitness": fitness_name(strategy, fitness),
-            "retrieval_weight": cfg.get("retrieval_weight"),
+            "retrieval_weight": cfg.get("retrieval_weight"), "answer": ident.get("answer"),
             "dtype": dtype, "base_factors_sha256": ident.get("base_factors_sha256"),
             **{k: cfg.get(k) for k in _SCORE_FIELDS}}
 
@@ -241,7 +251,9 @@ def reused_scores(config: SearchConfig, ident: dict) -> list:
     except (UserError, ValueError, KeyError, TypeError, AttributeError, IndexError):
         raise ConfigError("reuse", f"{{name}} {where} is not a search run folder (no readable checkpoint.json "
                                    "and config.json)") from None
-    theirs = _score_identity(other.get("fingerprint", {}), other_cfg.get("strategy", ""), other_cfg.get("fitness"),
+    fp = other.get("fingerprint", {})
+    theirs = _score_identity(_upgrade_fingerprint(fp) if isinstance(fp, dict) else {}, other_cfg.get("strategy", ""),
+                             other_cfg.get("fitness"),
                              other_cfg.get("dtype", "float32"))
     mine = _score_identity(ident, config.strategy, config.fitness, config.dtype)
     diffs = describe_differences(theirs, mine)
@@ -397,7 +409,8 @@ def _search_in(folder: Any, config: SearchConfig, plan: Any, ident: dict, preloa
     say(f"search: best {describe_best(config.fitness_name, result.ppl, parts)} after {result.n_candidates} "
         f"candidates, {result.full_evals:.1f} full evaluations, {result.seconds:.1f} s ({result.stop_reason})")
     outcome = {"fitness": config.fitness_name, "retrieval_weight": config.retrieval_weight, "length": plan.length,
-               "best_fitness": result.fitness, "best_ppl": result.ppl, **parts, "start_tokens": result.start_tokens,
+               "best_fitness": result.fitness, "best_score": result.ppl,
+               "best_ppl": result.ppl if config.fitness_name == "ppl" else parts.get("doc_ppl"), **parts, "start_tokens": result.start_tokens,
                "attention_factor": result.attention_factor,
                "critical_dim": result.best.critical if result.best.critical >= 0 else None,
                "candidates": result.n_candidates, "doc_evals": result.n_doc_evals,
@@ -479,7 +492,7 @@ def heldout_report(config: SearchConfig, plan: Any, best: Any, objective: Any) -
 
 def render(result: dict) -> str:
     s = result["search"]
-    best = describe_best(s.get("fitness") or "ppl", s["best_ppl"], s)
+    best = describe_best(s.get("fitness") or "ppl", s.get("best_score", s["best_ppl"]), s)
     return (f"best {best} at length {s['length']} ({s['candidates']} candidates, "
             f"{s['full_evals']:.1f} full evaluations, {s['seconds']:.1f} s)")
 

@@ -65,6 +65,18 @@ FITNESSES: dict[str, Fitness] = {f.name: f for f in (
 DEFAULT_RETRIEVAL_WEIGHT = 0.1
 
 
+def answer_protocol(fitness: str) -> str | None:
+    """The answer text a fitness's planted keys are scored on (None for a fitness that plants none): part of
+    what a window score means, so a resume or a reuse across a change of it is refused."""
+    from longrope.settings import PASSKEY_ANSWER
+
+    return PASSKEY_ANSWER if FITNESSES[fitness].needs_tokenizer else None
+
+
+#: The answer text of records written before :func:`answer_protocol` was recorded (the key alone).
+LEGACY_ANSWER = " {key}"
+
+
 def named_parts(fitness: str, parts: Any, n_windows: int) -> dict:
     """What a fitness's summed parts mean, for reports: the document perplexity, the mean answer NLL per key
     and the keys answered exactly (teacher-forced) over ``n_windows`` windows; empty when it has none."""
@@ -287,20 +299,11 @@ class NeedleObjective:
 
     def __init__(self, model: Any, patch: Any, mapper: CandidateMapper, docs: Sequence, length: int,
                  bos_id: int | None, tokenizer: Any, seed: int) -> None:
-        from longrope.evaluate.passkey import build_passkey_prompt
-
         self.model, self.patch, self.mapper = model, patch, mapper
         self.bos_id = bos_id
+        self.tokenizer = tokenizer
         self.n_docs = len(docs)
-        rng = np.random.default_rng([seed, 0x6E65])  # seeded keys; depths spread evenly over the docs
-        self.prompts = []
-        for k, doc in enumerate(docs):
-            key = int(rng.integers(10_000, 100_000))
-            depth = (k + 0.5) / len(docs)
-            self.prompts.append(
-                build_passkey_prompt(tokenizer, length, key, depth, bos_id=bos_id, with_answer=True,
-                                     haystack=np.asarray(doc.tokens, dtype=np.int64))
-            )
+        self.prompts = planted_prompts(tokenizer, docs, length, bos_id, seed)
 
     def __call__(
         self, factors: np.ndarray, start_tokens: int, docs: Sequence[int], attention_factor: float | None = None
