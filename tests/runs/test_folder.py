@@ -154,6 +154,24 @@ def test_a_refused_open_keeps_no_lock(tmp_path):
     RunFolder.open(out, "search", staged=False).close()  # a folder holding only a lock file counts as empty
 
 
+def test_a_refused_folder_keeps_no_trace_of_the_refusal(tmp_path):
+    """A folder refused as output (someone's own files; nothing to resume) is left exactly as it was: no lock
+    file of ours in it. A lock file that was there before (a run folder's) stays."""
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(UserError, match="is not empty"):
+        RunFolder.open(out, "search", staged=False)
+    with pytest.raises(UserError, match="nothing to resume"):
+        RunFolder.open(out, "search", staged=False, resume=True)
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+    run = tmp_path / "run"
+    RunFolder.open(run, "search", staged=False).close()
+    with pytest.raises(UserError, match="nothing to resume"):
+        RunFolder.open(run, "finetune", staged=False, resume=True)
+    assert (run / ".lock").exists()
+
+
 def test_a_lock_file_planted_as_a_symlink_is_refused_and_its_target_kept(tmp_path):
     precious = tmp_path / "precious.txt"
     precious.write_text("keep me")
