@@ -44,6 +44,7 @@ from longrope.embedded.corpus import DOMAINS
 from longrope.errors import ConfigError
 from longrope.options import MAX_TOKENS, check_choices, check_int, config_to_dict, nested, option
 from longrope.runs import RunSpec
+from longrope.runs.search import recorded_config
 from longrope.search.objective import FITNESSES, check_fitness, default_fitness
 from longrope.search.plan import BASELINE_NAMES, STRATEGY_NAMES
 from longrope.search.strategies import StrategyConfig
@@ -590,4 +591,5 @@ examples:
     config=DemoConfig,
     run=run,
     render=render_table,
+    upgrade=recorded_config,
 )

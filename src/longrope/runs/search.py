@@ -153,6 +153,16 @@ def fitness_name(strategy: str, fitness: str | None) -> str:
     return fitness or legacy_fitness(strategy)
 
 
+def recorded_config(saved: dict) -> dict:
+    """A recorded search (or demo) configuration in today's terms: an unset fitness was resolved when the run
+    started only since the joint fitness became the default; in older records it meant
+    :func:`legacy_fitness`, which ``rerun`` and ``--config`` must repeat rather than today's default."""
+    if isinstance(saved, dict) and saved.get("fitness") is None:
+        strategy = saved.get("strategy", "steady")
+        return {**saved, "fitness": legacy_fitness(strategy if isinstance(strategy, str) else "")}
+    return saved
+
+
 def _upgrade_fingerprint(old: dict) -> dict:
     """A fingerprint written before the joint fitness, in today's terms (its fitness named, no weight)."""
     cfg = old.get("config")
@@ -521,4 +531,5 @@ examples:
     config=SearchConfig,
     run=run,
     render=render,
+    upgrade=recorded_config,
 )
