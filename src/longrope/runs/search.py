@@ -251,8 +251,16 @@ def reused_scores(config: SearchConfig, ident: dict) -> list:
     except (UserError, ValueError, KeyError, TypeError, AttributeError, IndexError):
         raise ConfigError("reuse", f"{{name}} {where} is not a search run folder (no readable checkpoint.json "
                                    "and config.json)") from None
-    theirs = _score_identity(other.get("fingerprint", {}), other_cfg.get("strategy", ""), other_cfg.get("fitness"),
-                             other_cfg.get("dtype", "float32"))
+    # what the scores were computed under is what the checkpoint's own fingerprint says; config.json (rewritten
+    # by every start, editable by hand) only fills what an older fingerprint did not hold
+    theirs_fp = other.get("fingerprint", {})
+    theirs_fp = _upgrade_fingerprint(theirs_fp) if isinstance(theirs_fp, dict) else {}
+    recorded = theirs_fp.get("config", {}) if isinstance(theirs_fp.get("config"), dict) else {}
+
+    def known(key: str, default: Any) -> Any:
+        return recorded[key] if recorded.get(key) is not None else other_cfg.get(key, default)
+
+    theirs = _score_identity(theirs_fp, known("strategy", ""), known("fitness", None), known("dtype", "float32"))
     mine = _score_identity(ident, config.strategy, config.fitness, config.dtype)
     diffs = describe_differences(theirs, mine)
     if diffs:
