@@ -142,3 +142,33 @@ def test_a_tokenize_stage_may_spell_the_model_s_tokenizer_as_null():
     pipeline.check_stage("tokenize", {"inputs": ["embedded"], "tokenizer": None}, _plan())
     with pytest.raises(Exception, match="tokenizer"):
         pipeline.check_stage("tokenize", {"inputs": ["embedded"], "tokenizer": 3}, _plan())
+
+
+def test_a_resume_on_a_model_rebuilt_at_the_same_path_is_refused(tmp_path, capsys):
+    """The pipeline is bound to its model's content: other weights written into the plan's model folder between a
+    kill and --resume are refused in one line (the finished stages came from the old weights); the same model
+    resumes."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from longrope.embedded import TINY_MODEL_DIR
+
+    model = tmp_path / "model"
+    shutil.copytree(TINY_MODEL_DIR, model)
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps({"format": "longrope-pipeline/1", "model": str(model), "stages": [
+        {"name": "yarn-2x", "run": "baseline", "method": "yarn", "target_length": "2x"},
+        {"name": "pi-2x", "run": "baseline", "method": "pi", "target_length": "2x"}]}))
+    out = tmp_path / "out"
+    assert main(["pipeline", "--plan", str(plan), "-o", str(out), "--until", "yarn-2x"]) == 0
+    weights = model / "model.safetensors"
+    original = weights.read_bytes()
+    save_file({k: (0.5 * v).contiguous() for k, v in load_file(weights).items()}, weights, metadata={"format": "pt"})
+    capsys.readouterr()
+    assert main(["pipeline", "-o", str(out), "--resume"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "holds other files" in err and len(err.splitlines()) == 1
+    assert json.loads((out / "pipeline.json").read_text())["stages"]["pi-2x"]["status"] == "pending"
+    weights.write_bytes(original)
+    assert main(["pipeline", "-o", str(out), "--resume"]) == 0

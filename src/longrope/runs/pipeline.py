@@ -511,6 +511,20 @@ def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
+def _model_identity(model: str, old: dict | None) -> str | None:
+    """The plan's model by content (None for a hub model); a resume whose local model now holds other weights
+    or configs than the pipeline started with is refused: its finished stages were made from the old one."""
+    from longrope.models.loading import model_digest
+
+    digest = model_digest(model)
+    recorded = (old or {}).get("model_sha256")
+    if recorded is not None and recorded != digest:
+        raise ConfigError("resume", "{name} refused: " + f"the model {model} holds other files than when this "
+                          "pipeline started (its finished stages were made from those); restore them, or start "
+                          "the pipeline in a new folder")
+    return digest
+
+
 def _new_manifest(plan: dict, plan_file: str) -> dict:
     return {"format": MANIFEST_FORMAT, "plan_file": plan_file, "plan": plan,
             "stages": {s["name"]: {"run": s["run"], "status": "pending"} for s in plan["stages"]}}
@@ -527,9 +541,9 @@ def _read_manifest(out: Path) -> dict | None:
     stages = doc.get("stages")
     if not isinstance(doc.get("plan"), dict) or not isinstance(stages, dict) \
             or not all(isinstance(st, dict) and isinstance(st.get("status", ""), str) for st in stages.values()) \
-            or not isinstance(doc.get("plan_file", ""), str):
-        raise UserError(f"{path} is malformed (its plan must be an object and its stages an object of stage "
-                        f"records); {fix}")
+            or not isinstance(doc.get("plan_file", ""), str) or not isinstance(doc.get("model_sha256", ""), (str, type(None))):
+        raise UserError(f"{path} is malformed (its plan must be an object, its stages an object of stage "
+                        f"records, its model_sha256 a string); {fix}")
     for st in stages.values():
         if not isinstance(st.get("outputs", {}), dict) or not isinstance(st.get("attempts", 0), int):
             raise UserError(f"{path} is malformed (a stage record's outputs or attempts); {fix}")
@@ -630,6 +644,7 @@ def run(config: PipelineConfig, *, log: Callable[[str], None] | None = None) -> 
             raise ConfigError("resume", "{name} refused: the plan differs from the one this pipeline ran: "
                               + "; ".join(diffs) + " (use the same plan, or a new output folder; a compare "
                               "stage may change only its " + ", ".join(COMPARE_EDITABLE) + ")")
+    model_sha256 = _model_identity(plan["model"], old)
     resolver = _Resolver(plan, out)
     entries = {s["name"]: s for s in plan["stages"]}
     selected = ([config.only] if config.only is not None
@@ -647,6 +662,7 @@ def run(config: PipelineConfig, *, log: Callable[[str], None] | None = None) -> 
     folder = RunFolder.open(out, COMMAND, staged=False, resume=config.resume)  # locked: one process per folder
     try:
         manifest = old or _new_manifest(plan, plan_file)
+        manifest["model_sha256"] = model_sha256  # (a manifest written before this record gains it now)
         if edited:  # the plan to run now is the edited one; its compare stages measure their new cells
             manifest.update(plan=plan, plan_file=plan_file)
             for name in edited:
