@@ -190,6 +190,8 @@ class RunFolder:
         shipped assets, written before run folders existed).
         """
         final = Path(target)
+        if final.is_symlink():  # a link names its target: that folder is judged, written and replaced, never the
+            final = Path(os.path.realpath(final))  # link itself (a staged run would swap a folder in for it)
         if final.exists() and not final.is_dir():
             raise UserError(f"{flag} {final} is a file, not a folder; give a folder path")
         parent = final.resolve().parent
