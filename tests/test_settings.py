@@ -75,3 +75,17 @@ def test_every_passkey_depth_check_is_the_shared_one():
     assert str(err.value) == "depths must be numbers in [0, 1], got [0.5, 1.5]"
     for ok in ([0.0], [1]):
         assert PasskeyConfig(model="m", lengths=(64,), output="o", depths=tuple(ok)).depths == tuple(ok)
+
+
+def test_a_repeated_passkey_depth_is_refused_by_every_command(capsys):
+    """Two keys under one (length, depth, trial) would make the per-depth cells and the paired comparison of
+    sets ambiguous: a repeated depth is refused by the one check, so eval passkey, the demo and plans agree."""
+    from longrope.cli import main
+
+    with pytest.raises(ConfigError, match="must be distinct depths"):
+        check_passkey_depths([0.5, 0.25, 0.5])
+    for argv in (["eval", "passkey", "--model", "tiny", "--lengths", "256", "--depths", "0.5,0.5", "-o", "x"],
+                 ["demo", "--passkey-depths", "0,1,1.0", "-o", "x"]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert "distinct depths" in err and len(err.splitlines()) == 1, err

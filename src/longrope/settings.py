@@ -63,4 +63,8 @@ def check_passkey_depths(value: Any, field: str = "depths") -> tuple[float, ...]
     items = None if isinstance(value, (str, bytes, dict)) or not hasattr(value, "__iter__") else list(value)
     if not items or not all(_number(d) and 0.0 <= d <= 1.0 for d in items):
         raise ConfigError(field, "{name} must be numbers in [0, 1], got " + _shown(value))
-    return tuple(float(d) for d in items)
+    depths = tuple(float(d) for d in items)
+    if len(set(depths)) < len(depths):  # a repeated depth would record two keys under one (length, depth, trial)
+        raise ConfigError(field, "{name} must be distinct depths, got " + _shown(value)
+                          + "; give each depth once")
+    return depths
