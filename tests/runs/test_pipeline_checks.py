@@ -172,3 +172,28 @@ def test_a_resume_on_a_model_rebuilt_at_the_same_path_is_refused(tmp_path, capsy
     assert json.loads((out / "pipeline.json").read_text())["stages"]["pi-2x"]["status"] == "pending"
     weights.write_bytes(original)
     assert main(["pipeline", "-o", str(out), "--resume"]) == 0
+
+
+def test_a_search_stage_started_before_the_joint_default_resumes_with_its_fitness(tmp_path, capsys):
+    """A plan that leaves a search stage's fitness unset resolved it to ppl before the joint default: a pipeline
+    killed inside such a stage resumes it with the fitness it ran (recorded in the stage), not today's default."""
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps({"format": "longrope-pipeline/1", "model": "tiny", "stages": [
+        {"name": "data", "run": "tokenize", "inputs": ["embedded"]},
+        {"name": "s", "run": "search", "data": "@data", "target_length": "2x", "samples": 1, "max_evals": 1,
+         "report": False}]}))
+    out = tmp_path / "out"
+    assert main(["pipeline", "--plan", str(plan), "-o", str(out), "--quiet"]) == 0
+    stage = out / "stages" / "s"
+    manifest = json.loads((out / "pipeline.json").read_text())
+    manifest["stages"]["s"]["status"] = "running"  # killed inside the stage
+    (out / "pipeline.json").write_text(json.dumps(manifest))
+    for name, key in (("config.json", None), ("checkpoint.json", "fingerprint")):  # as the older version wrote it
+        doc = json.loads((stage / name).read_text())
+        cfg = doc[key]["config"] if key else doc["config"]
+        cfg["fitness"] = None
+        del cfg["retrieval_weight"]
+        (stage / name).write_text(json.dumps(doc))
+    capsys.readouterr()
+    assert main(["pipeline", "-o", str(out), "--resume", "--quiet"]) == 0, capsys.readouterr().err
+    assert json.loads((stage / "summary.json").read_text())["search"]["fitness"] == "ppl"

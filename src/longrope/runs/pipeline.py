@@ -282,12 +282,29 @@ def _run_search(cfg: dict, folder: Path, plan: dict, quiet: bool, say: Callable)
 
         with FolderLock.acquire(folder, "search"):  # never under a search another process runs in it
             shutil.rmtree(folder)
+    if resume and "fitness" not in cfg:  # a search the plan leaves the fitness of goes on with the one it ran
+        cfg = {**cfg, "fitness": _recorded_fitness(folder)}
     result = _run_config_stage("search", cfg, folder, plan, quiet, say, resume)
     s = result["search"]
     metrics = {k: s.get(k) for k in ("best_ppl", "length", "candidates", "full_evals", "seconds", "stop_reason")}
     if "heldout" in result:
         metrics["heldout_ppl"] = result["heldout"]["ppl"]
     return {"factors": str(folder / "factors.json")}, metrics
+
+
+def _recorded_fitness(folder: Path) -> str | None:
+    """The fitness the search in ``folder`` started with (None when its record is unreadable: the search's own
+    resume check then names the difference): a stage started before the joint default meant another fitness
+    than a plan without ``fitness`` resolves to today."""
+    from longrope.runs.folder import read_run_config
+    from longrope.runs.search import recorded_config
+
+    try:
+        command, saved = read_run_config(folder)
+    except UserError:
+        return None
+    fitness = recorded_config(saved).get("fitness") if command == "search" else None
+    return fitness if isinstance(fitness, str) else None
 
 
 def _run_finetune(cfg: dict, folder: Path, plan: dict, quiet: bool, say: Callable) -> tuple[dict, dict]:
