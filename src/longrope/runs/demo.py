@@ -218,12 +218,25 @@ def _setup(config: DemoConfig, say: Any) -> _Ctx:
     if target <= L:
         raise ConfigError("target_length", f"{{name}} {target} must exceed the model's original context {L}")
     lengths = sorted({*(config.lengths or default_lengths(L, target)), target})
+    _check_tokenizer(config, target)
     device = _resolve_device(config.device)
     out = config.output or _default_folder()
     folder = RunFolder.open(out, SPEC.command, staged=True, flag="--out")
     say(f"demo: {config.model} (L = {L}, rotary dim {info.rotary_dim}, theta {info.rope_theta:g}) → {target} tokens "
         f"({target / L:g}×) on {device}; run folder {out}")
     return _Ctx(config, say, folder, L, target, lengths, device, {"started": time.perf_counter()}, [])
+
+
+def _check_tokenizer(config: DemoConfig, target: int) -> None:
+    """The demo tokenizes the shipped books and plants pass keys: a model without tokenizer files is refused with
+    the tokenizer alone, before its weights load (and the fitness's prompt must fit the target)."""
+    from longrope.models.loading import load_tokenizer_of
+    from longrope.runs.search import check_fitness_fits
+
+    if load_tokenizer_of(config.model) is None:
+        raise ConfigError("model", "{name} " + f"{config.model} has no tokenizer; the demo tokenizes the shipped "
+                                               "books, give a model folder with tokenizer files")
+    check_fitness_fits(config.model, config.fitness, target, config.seed)
 
 
 def _load_model(ctx: _Ctx):
