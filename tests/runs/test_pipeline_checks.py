@@ -197,3 +197,26 @@ def test_a_search_stage_started_before_the_joint_default_resumes_with_its_fitnes
     capsys.readouterr()
     assert main(["pipeline", "-o", str(out), "--resume", "--quiet"]) == 0, capsys.readouterr().err
     assert json.loads((stage / "summary.json").read_text())["search"]["fitness"] == "ppl"
+
+
+def test_a_search_stage_its_model_cannot_run_is_refused_before_the_first_stage(tmp_path, capsys, no_stage_runs):
+    """What the search checks from the RoPE facts and the tokenizer (a target not above L, a joint fitness on a
+    model without tokenizer files) is checked for every stage before the first one runs, not after the earlier
+    stages (a fine-tune of many minutes) have spent their time."""
+    import shutil
+
+    from longrope.embedded import TINY_MODEL_DIR
+
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        shutil.copy(TINY_MODEL_DIR / name, bare / name)
+    for model, target, match in (("tiny", "1x", "must exceed the model's original context"),
+                                 (str(bare), "2x", "has no tokenizer files")):
+        plan = tmp_path / "plan.json"
+        plan.write_text(json.dumps(_plan({"name": "s", "run": "search", "data": "@data", "target_length": target,
+                                          "model": model})))
+        assert main(["pipeline", "--plan", str(plan), "-o", str(tmp_path / "out")]) == 2
+        err = capsys.readouterr().err.strip()
+        assert "plan stage 's' (search)" in err and match in err and len(err.splitlines()) == 1, err
+        assert not (tmp_path / "out").exists()

@@ -431,6 +431,21 @@ def _facts_model(entry: dict, cfg: dict, plan: dict) -> str | None:
     return plan["model"] if _refs(entry.get("model")) else model
 
 
+def _check_search_plan(config: Any, model: str | None) -> None:
+    """What ``longrope search`` checks from the model's RoPE facts and tokenizer before it loads weights (the
+    target above L, the bounds of λ, room for the fitness's pass key), done before the first stage runs; a
+    search on factors an earlier stage writes (progressive, short) is checked when it starts."""
+    import dataclasses
+
+    from longrope.runs.search import check_fitness_fits, make_plan
+
+    if model is None or config.base_factors is not None:
+        return
+    config = dataclasses.replace(config, model=model)
+    length = make_plan(config).length
+    check_fitness_fits(model, config.fitness_name, length, config.seed)
+
+
 def check_stage(run: str, cfg: dict, plan: dict, entry: dict | None = None, *, machine: bool = True) -> None:
     """Check a stage's settings before anything runs (outputs of earlier stages need not exist yet),
     with the checks of the command the stage runs: search and finetune settings build their config
@@ -447,6 +462,8 @@ def check_stage(run: str, cfg: dict, plan: dict, entry: dict | None = None, *, m
         spec = get_run(run)
         config = config_from_dict(spec.config, {"model": plan["model"], **cfg, spec.output_field: "stage",
                                                 "resume": False})
+        if run == "search":
+            _check_search_plan(config, _facts_model(entry, cfg, plan))
         if run == "search" and machine:
             from longrope.runs.search import check_devices
 
