@@ -247,7 +247,6 @@ def reused_scores(config: SearchConfig, ident: dict) -> list:
         other_cfg = read_json(where / "config.json", what="run configuration")["config"]
         if other.get("format") != CHECKPOINT_FORMAT or not isinstance(other_cfg, dict):
             raise ValueError
-        Archive.from_json(config.samples, other["cache"])  # well-formed (its genomes are checked below)
     except (UserError, ValueError, KeyError, TypeError, AttributeError, IndexError):
         raise ConfigError("reuse", f"{{name}} {where} is not a search run folder (no readable checkpoint.json "
                                    "and config.json)") from None
@@ -266,6 +265,13 @@ def reused_scores(config: SearchConfig, ident: dict) -> list:
     if diffs:
         raise ConfigError("reuse", f"{{name}} {where}: its window scores mean something else here: "
                           + "; ".join(diffs[:4]) + (" ..." if len(diffs) > 4 else ""))
+    try:  # well-formed for these windows (the same as its own, checked above; its genomes are checked later)
+        Archive.from_json(config.samples, other["cache"])
+    except (ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
+        why = str(exc).replace("{", "(").replace("}", ")")[:160] if isinstance(exc, ValueError) else ""
+        raise ConfigError("reuse", f"{{name}} {where} is not a search run folder one can reuse: its checkpoint.json "
+                          "holds a malformed cache" + (f" ({why})" if why else "") + "; give another search's folder") \
+            from None
     return list(other.get("cache", []))
 
 
