@@ -323,3 +323,19 @@ def test_an_archive_no_search_could_have_written_is_refused_when_read():
                        ({"0": [10.0, 5, 9.0, 5.0], "1": [10.0, 5]}, "different widths")):
         with pytest.raises(ValueError, match=match):
             Archive.from_json(2, [[g.to_json(), bad]])
+
+
+def test_a_cached_genome_outside_the_space_is_refused_when_read():
+    """A genome no strategy could propose (other dimensions, off the grid, out of bounds) read back with the
+    search's space is refused: it would become the best candidate and write factors outside the bounds."""
+    from longrope.search.archive import Archive
+    from longrope.search.space import Genome
+
+    space = make_space()
+    ok = make_seeds(space)[0]
+    row = {"0": [10.0, 5]}
+    assert Archive.from_json(1, [[ok.to_json(), row]], space).known(ok)
+    for q in ([ok.q[0]] * (N_DIMS - 1), [10**9] * N_DIMS, [-1] * N_DIMS):
+        bad = Genome(tuple(q), ok.start_tokens, ok.critical, ok.attention)
+        with pytest.raises(ValueError, match="outside the search space"):
+            Archive.from_json(1, [[bad.to_json(), row]], space)

@@ -235,7 +235,7 @@ def _score_identity(ident: dict, strategy: str, fitness: str | None, dtype: str)
             **{k: cfg.get(k) for k in _SCORE_FIELDS}}
 
 
-def reused_scores(config: SearchConfig, ident: dict) -> list:
+def reused_scores(config: SearchConfig, ident: dict, space: Any = None) -> list:
     """The fitness cache of the search in ``config.reuse``, refused (one line) unless its window
     scores mean the same as this search's."""
     from longrope.search.archive import Archive
@@ -266,7 +266,7 @@ def reused_scores(config: SearchConfig, ident: dict) -> list:
         raise ConfigError("reuse", f"{{name}} {where}: its window scores mean something else here: "
                           + "; ".join(diffs[:4]) + (" ..." if len(diffs) > 4 else ""))
     try:  # well-formed for these windows (the same as its own, checked above; its genomes are checked later)
-        Archive.from_json(config.samples, other["cache"])
+        Archive.from_json(config.samples, other["cache"], space)
     except (ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
         why = str(exc).replace("{", "(").replace("}", ")")[:160] if isinstance(exc, ValueError) else ""
         raise ConfigError("reuse", f"{{name}} {where} is not a search run folder one can reuse: its checkpoint.json "
@@ -362,7 +362,7 @@ def run(config: SearchConfig, *, log: Callable[[str], None] | None = None) -> di
     say = log or (lambda msg: print(msg, file=sys.stderr))
     plan = make_plan(config)
     ident = fingerprint(config, plan)
-    preload = reused_scores(config, ident) if config.reuse and not config.resume else None
+    preload = reused_scores(config, ident, plan.space) if config.reuse and not config.resume else None
     check_devices(config)
     folder = RunFolder.open(config.output, COMMAND, staged=False, resume=config.resume)  # locked until closed
     try:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 
@@ -109,14 +110,17 @@ class Archive:
         ]
 
     @classmethod
-    def from_json(cls, n_docs: int, obj: list) -> Archive:
+    def from_json(cls, n_docs: int, obj: list, space: Any = None) -> Archive:
         """The archive :meth:`to_json` wrote; a ``ValueError`` naming the first entry that no search could have
         written (a document index outside ``[0, n_docs)``, a non-finite score, a token count below 1, parts of
-        another width): such scores would count as documents that do not exist, or win or lose every race."""
+        another width, with ``space`` a genome outside it): such scores would count as documents that do not
+        exist, win or lose every race, or make a best candidate the search could never have proposed."""
         arc = cls(n_docs)
         width = None
         for g_json, s in obj:
             g = Genome.from_json(g_json)
+            if space is not None and not space.contains(g):
+                raise ValueError("a genome outside the search space (other dimensions, grid or bounds)")
             entry = {}
             for d, v in s.items():
                 doc, row = int(d), (float(v[0]), int(v[1]), *(float(x) for x in v[2:]))
