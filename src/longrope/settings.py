@@ -22,7 +22,7 @@ from typing import Any
 
 from longrope.errors import ConfigError
 
-__all__ = ["HELDOUT_FRACTION", "PASSKEY_DEPTHS", "PASSKEY_MODES", "check_heldout_fraction", "check_passkey_depths"]
+__all__ = ["HELDOUT_FRACTION", "PASSKEY_DEPTHS", "PASSKEY_MAX_TRIALS", "PASSKEY_MODES", "check_heldout_fraction", "check_passkey_depths"]
 
 #: The share of a shard folder's documents (those without a pinned role) that the stable hash split of
 #: :func:`longrope.data.document_role` holds out from the search and from training.
@@ -33,6 +33,11 @@ HELDOUT_FRACTION = 0.5
 #: depth grid of every passkey measurement (``eval passkey``, the demo, the pipeline's compare stage,
 #: :func:`longrope.evaluate.passkey.passkey_accuracy`).
 PASSKEY_DEPTHS = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+#: Most keys per (length, depth) a passkey measurement takes: keys are 5-digit (90,000 of them), so beyond this
+#: they repeat often, the 95 % interval is already about +-0.01, and every key's prompt is built by the check
+#: that runs before the model loads; a larger count is a typo that would run for days without a word.
+PASSKEY_MAX_TRIALS = 10_000
 
 #: How a pass key is scored (:mod:`longrope.evaluate.passkey`): greedy decoding, teacher-forced answer
 #: tokens, or both on the same keys.

@@ -48,7 +48,7 @@ from longrope.runs.search import recorded_config
 from longrope.search.objective import FITNESSES, check_fitness, default_fitness
 from longrope.search.plan import BASELINE_NAMES, STRATEGY_NAMES
 from longrope.search.strategies import StrategyConfig
-from longrope.settings import PASSKEY_DEPTHS, check_passkey_depths
+from longrope.settings import PASSKEY_DEPTHS, PASSKEY_MAX_TRIALS, check_passkey_depths
 
 __all__ = ["DemoConfig", "METHODS", "GOAL_RATIO", "default_lengths", "run", "render_table", "SPEC"]
 
@@ -134,6 +134,7 @@ class DemoConfig:
         for name, low in (("samples", 1), ("search_samples", 1), ("passkey_trials", 0)):
             if getattr(self, name) < low:
                 raise ConfigError(name, "{name} must be an integer >= " + f"{low}, got {getattr(self, name)!r}")
+        check_int(self, "passkey_trials", 0, PASSKEY_MAX_TRIALS)
         check_passkey_depths(self.passkey_depths, "passkey_depths")
         self.domains = tuple(dict.fromkeys(str(d).strip() for d in self.domains if str(d).strip()))
         if not self.domains or any(d not in DOMAINS for d in self.domains):

@@ -42,7 +42,13 @@ from longrope.errors import ConfigError, UserError
 from longrope.io import read_json, write_json, write_text
 from longrope.options import MAX_COUNT, MAX_SEED, config_to_dict, int_problem, option
 from longrope.runs import RunSpec
-from longrope.settings import HELDOUT_FRACTION, PASSKEY_DEPTHS, check_heldout_fraction, check_passkey_depths
+from longrope.settings import (
+    HELDOUT_FRACTION,
+    PASSKEY_DEPTHS,
+    PASSKEY_MAX_TRIALS,
+    check_heldout_fraction,
+    check_passkey_depths,
+)
 
 COMMAND = "pipeline"
 PLAN_FORMAT = "longrope-pipeline/1"
@@ -343,7 +349,7 @@ def _compare_settings(cfg: dict, *, machine: bool = True) -> dict:
         raise UserError(f"a compare stage's samples must be an integer in [1, {MAX_COUNT:,}] or {{ratio: integer}}, "
                         f"got {samples!r}"[:300])
     wpd = c["windows_per_doc"]
-    for key, v, lo, hi in (("seed", c["seed"], 0, MAX_SEED), ("passkey_trials", c["passkey_trials"], 0, MAX_COUNT),
+    for key, v, lo, hi in (("seed", c["seed"], 0, MAX_SEED), ("passkey_trials", c["passkey_trials"], 0, PASSKEY_MAX_TRIALS),
                            ("windows_per_doc", 1 if wpd is None else wpd, 1, MAX_COUNT)):
         problem = int_problem(v, lo, hi)
         if problem:
