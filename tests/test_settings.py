@@ -75,3 +75,40 @@ def test_every_passkey_depth_check_is_the_shared_one():
     assert str(err.value) == "depths must be numbers in [0, 1], got [0.5, 1.5]"
     for ok in ([0.0], [1]):
         assert PasskeyConfig(model="m", lengths=(64,), output="o", depths=tuple(ok)).depths == tuple(ok)
+
+
+def test_a_repeated_passkey_depth_is_refused_by_every_command(capsys):
+    """Two keys under one (length, depth, trial) would make the per-depth cells and the paired comparison of
+    sets ambiguous: a repeated depth is refused by the one check, so eval passkey, the demo and plans agree."""
+    from longrope.cli import main
+
+    with pytest.raises(ConfigError, match="must be distinct depths"):
+        check_passkey_depths([0.5, 0.25, 0.5])
+    for argv in (["eval", "passkey", "--model", "tiny", "--lengths", "256", "--depths", "0.5,0.5", "-o", "x"],
+                 ["demo", "--passkey-depths", "0,1,1.0", "-o", "x"]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert "distinct depths" in err and len(err.splitlines()) == 1, err
+
+
+def test_a_passkey_trial_count_past_the_bound_is_refused_at_once(tmp_path, capsys):
+    """Every key's prompt is built before the model loads, so --trials 2,000,000,000 ran for days without a word:
+    the count is bounded by the one passkey setting, alike for eval passkey, the demo and a plan's compare stage."""
+    import json
+
+    from longrope.cli import main
+    from longrope.settings import PASSKEY_MAX_TRIALS
+
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps({"format": "longrope-pipeline/1", "model": "tiny", "stages": [
+        {"name": "data", "run": "tokenize", "inputs": ["embedded"]},
+        {"name": "c", "run": "compare", "data": "@data", "ratios": ["1x"], "passkey_trials": PASSKEY_MAX_TRIALS + 1,
+         "methods": {"none": {"model": "{model}", "factors": {"1x": "none"}}}}]}))
+    big = str(PASSKEY_MAX_TRIALS + 1)
+    for argv in (["eval", "passkey", "--model", "tiny", "--lengths", "256", "--trials", big, "-o", str(tmp_path / "x")],
+                 ["demo", "--passkey-trials", big, "-o", str(tmp_path / "x")],
+                 ["pipeline", "--plan", str(plan), "-o", str(tmp_path / "x")]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert f"[0, {PASSKEY_MAX_TRIALS:,}]" in err or f"[1, {PASSKEY_MAX_TRIALS:,}]" in err, err
+        assert len(err.splitlines()) == 1 and not (tmp_path / "x").exists()

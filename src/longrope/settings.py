@@ -22,8 +22,8 @@ from typing import Any
 
 from longrope.errors import ConfigError
 
-__all__ = ["HELDOUT_FRACTION", "PASSKEY_ANSWER", "PASSKEY_DEPTHS", "PASSKEY_MODES", "PASSKEY_TRIALS",
-           "check_heldout_fraction", "check_passkey_depths"]
+__all__ = ["HELDOUT_FRACTION", "PASSKEY_ANSWER", "PASSKEY_DEPTHS", "PASSKEY_MAX_TRIALS", "PASSKEY_MODES",
+           "PASSKEY_TRIALS", "check_heldout_fraction", "check_passkey_depths"]
 
 #: The share of a shard folder's documents (those without a pinned role) that the stable hash split of
 #: :func:`longrope.data.document_role` holds out from the search and from training.
@@ -42,6 +42,10 @@ PASSKEY_TRIALS = 8
 #: The answer a teacher-forced pass key is scored on: the key and the full stop that ends it (the needle
 #: writes it so). Scores made with another answer text are not comparable: search records carry it.
 PASSKEY_ANSWER = " {key}."
+#: Most keys per (length, depth) a passkey measurement takes: keys are 5-digit (90,000 of them), so beyond this
+#: they repeat often, the 95 % interval is already about +-0.01, and every key's prompt is built by the check
+#: that runs before the model loads; a larger count is a typo that would run for days without a word.
+PASSKEY_MAX_TRIALS = 10_000
 
 #: How a pass key is scored (:mod:`longrope.evaluate.passkey`): greedy decoding, teacher-forced answer
 #: tokens, or both on the same keys.
@@ -72,4 +76,8 @@ def check_passkey_depths(value: Any, field: str = "depths") -> tuple[float, ...]
     items = None if isinstance(value, (str, bytes, dict)) or not hasattr(value, "__iter__") else list(value)
     if not items or not all(_number(d) and 0.0 <= d <= 1.0 for d in items):
         raise ConfigError(field, "{name} must be numbers in [0, 1], got " + _shown(value))
-    return tuple(float(d) for d in items)
+    depths = tuple(float(d) for d in items)
+    if len(set(depths)) < len(depths):  # a repeated depth would record two keys under one (length, depth, trial)
+        raise ConfigError(field, "{name} must be distinct depths, got " + _shown(value)
+                          + "; give each depth once")
+    return depths

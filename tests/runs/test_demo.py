@@ -183,3 +183,29 @@ def test_demo_smoke_on_the_embedded_model(capsys, tmp_path):
 def test_demo_smoke_with_the_longrope2_needle_fitness(capsys, tmp_path, demo_model_dir):
     summary = _smoke(capsys, tmp_path, str(demo_model_dir), 128, "--strategy", "longrope2", domains=("books",))
     assert summary["search"]["strategy"] == "longrope2" and summary["search"]["fitness"] == "needle"
+
+
+def test_a_model_without_a_tokenizer_is_refused_before_its_weights_load(tmp_path, monkeypatch, capsys):
+    """The demo needs the tokenizer (it tokenizes the shipped books and plants pass keys): its absence is one line,
+    found with the tokenizer files alone, before any weights load and before a run folder appears."""
+    import shutil
+
+    import longrope.models
+    import longrope.models.loading
+    from longrope.cli import main
+    from longrope.embedded import TINY_MODEL_DIR
+
+    model = tmp_path / "model"
+    model.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        shutil.copy(TINY_MODEL_DIR / name, model / name)
+
+    def no_weights(*args, **kwargs):
+        raise AssertionError("the weights were loaded")
+
+    monkeypatch.setattr(longrope.models, "load_model", no_weights)
+    monkeypatch.setattr(longrope.models.loading, "load_model", no_weights)
+    assert main(["demo", "--model", str(model), "-o", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "has no tokenizer" in err and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "out").exists()

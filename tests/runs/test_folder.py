@@ -154,6 +154,24 @@ def test_a_refused_open_keeps_no_lock(tmp_path):
     RunFolder.open(out, "search", staged=False).close()  # a folder holding only a lock file counts as empty
 
 
+def test_a_refused_folder_keeps_no_trace_of_the_refusal(tmp_path):
+    """A folder refused as output (someone's own files; nothing to resume) is left exactly as it was: no lock
+    file of ours in it. A lock file that was there before (a run folder's) stays."""
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(UserError, match="is not empty"):
+        RunFolder.open(out, "search", staged=False)
+    with pytest.raises(UserError, match="nothing to resume"):
+        RunFolder.open(out, "search", staged=False, resume=True)
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+    run = tmp_path / "run"
+    RunFolder.open(run, "search", staged=False).close()
+    with pytest.raises(UserError, match="nothing to resume"):
+        RunFolder.open(run, "finetune", staged=False, resume=True)
+    assert (run / ".lock").exists()
+
+
 def test_a_lock_file_planted_as_a_symlink_is_refused_and_its_target_kept(tmp_path):
     precious = tmp_path / "precious.txt"
     precious.write_text("keep me")
@@ -163,3 +181,23 @@ def test_a_lock_file_planted_as_a_symlink_is_refused_and_its_target_kept(tmp_pat
     with pytest.raises(UserError, match="cannot be written"):
         RunFolder.open(out, "search", staged=False)
     assert precious.read_text() == "keep me"
+
+
+def test_an_output_given_as_a_symlink_writes_into_its_target_and_keeps_the_link(tmp_path):
+    """-o LINK means the folder the link names: a staged run replaces the target (the link stays a link, no
+    leftover beside it), a dangling link gets its target created, and the work starts only after these checks."""
+    target = tmp_path / "runs" / "first"
+    target.parent.mkdir()
+    link = tmp_path / "latest"
+    link.symlink_to(target)  # dangling
+    for _ in range(2):  # created, then replaced
+        folder = RunFolder.open(link, "eval passkey", staged=True, replace=True)
+        folder.start({"x": 1})
+        folder.finish({"ok": True})
+        assert link.is_symlink() and (target / "summary.json").exists()
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["latest", "runs"]
+        assert sorted(p.name for p in target.parent.iterdir()) == ["first"]
+    in_place = tmp_path / "search-link"
+    in_place.symlink_to(tmp_path / "search")
+    RunFolder.open(in_place, "search", staged=False).close()
+    assert in_place.is_symlink() and (tmp_path / "search" / ".lock").exists()

@@ -142,3 +142,81 @@ def test_a_tokenize_stage_may_spell_the_model_s_tokenizer_as_null():
     pipeline.check_stage("tokenize", {"inputs": ["embedded"], "tokenizer": None}, _plan())
     with pytest.raises(Exception, match="tokenizer"):
         pipeline.check_stage("tokenize", {"inputs": ["embedded"], "tokenizer": 3}, _plan())
+
+
+def test_a_resume_on_a_model_rebuilt_at_the_same_path_is_refused(tmp_path, capsys):
+    """The pipeline is bound to its model's content: other weights written into the plan's model folder between a
+    kill and --resume are refused in one line (the finished stages came from the old weights); the same model
+    resumes."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from longrope.embedded import TINY_MODEL_DIR
+
+    model = tmp_path / "model"
+    shutil.copytree(TINY_MODEL_DIR, model)
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps({"format": "longrope-pipeline/1", "model": str(model), "stages": [
+        {"name": "yarn-2x", "run": "baseline", "method": "yarn", "target_length": "2x"},
+        {"name": "pi-2x", "run": "baseline", "method": "pi", "target_length": "2x"}]}))
+    out = tmp_path / "out"
+    assert main(["pipeline", "--plan", str(plan), "-o", str(out), "--until", "yarn-2x"]) == 0
+    weights = model / "model.safetensors"
+    original = weights.read_bytes()
+    save_file({k: (0.5 * v).contiguous() for k, v in load_file(weights).items()}, weights, metadata={"format": "pt"})
+    capsys.readouterr()
+    assert main(["pipeline", "-o", str(out), "--resume"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "holds other files" in err and len(err.splitlines()) == 1
+    assert json.loads((out / "pipeline.json").read_text())["stages"]["pi-2x"]["status"] == "pending"
+    weights.write_bytes(original)
+    assert main(["pipeline", "-o", str(out), "--resume"]) == 0
+
+
+def test_a_search_stage_started_before_the_joint_default_resumes_with_its_fitness(tmp_path, capsys):
+    """A plan that leaves a search stage's fitness unset resolved it to ppl before the joint default: a pipeline
+    killed inside such a stage resumes it with the fitness it ran (recorded in the stage), not today's default."""
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps({"format": "longrope-pipeline/1", "model": "tiny", "stages": [
+        {"name": "data", "run": "tokenize", "inputs": ["embedded"]},
+        {"name": "s", "run": "search", "data": "@data", "target_length": "2x", "samples": 1, "max_evals": 1,
+         "report": False}]}))
+    out = tmp_path / "out"
+    assert main(["pipeline", "--plan", str(plan), "-o", str(out), "--quiet"]) == 0
+    stage = out / "stages" / "s"
+    manifest = json.loads((out / "pipeline.json").read_text())
+    manifest["stages"]["s"]["status"] = "running"  # killed inside the stage
+    (out / "pipeline.json").write_text(json.dumps(manifest))
+    for name, key in (("config.json", None), ("checkpoint.json", "fingerprint")):  # as the older version wrote it
+        doc = json.loads((stage / name).read_text())
+        cfg = doc[key]["config"] if key else doc["config"]
+        cfg["fitness"] = None
+        del cfg["retrieval_weight"]
+        (stage / name).write_text(json.dumps(doc))
+    capsys.readouterr()
+    assert main(["pipeline", "-o", str(out), "--resume", "--quiet"]) == 0, capsys.readouterr().err
+    assert json.loads((stage / "summary.json").read_text())["search"]["fitness"] == "ppl"
+
+
+def test_a_search_stage_its_model_cannot_run_is_refused_before_the_first_stage(tmp_path, capsys, no_stage_runs):
+    """What the search checks from the RoPE facts and the tokenizer (a target not above L, a joint fitness on a
+    model without tokenizer files) is checked for every stage before the first one runs, not after the earlier
+    stages (a fine-tune of many minutes) have spent their time."""
+    import shutil
+
+    from longrope.embedded import TINY_MODEL_DIR
+
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        shutil.copy(TINY_MODEL_DIR / name, bare / name)
+    for model, target, match in (("tiny", "1x", "must exceed the model's original context"),
+                                 (str(bare), "2x", "has no tokenizer files")):
+        plan = tmp_path / "plan.json"
+        plan.write_text(json.dumps(_plan({"name": "s", "run": "search", "data": "@data", "target_length": target,
+                                          "model": model})))
+        assert main(["pipeline", "--plan", str(plan), "-o", str(tmp_path / "out")]) == 2
+        err = capsys.readouterr().err.strip()
+        assert "plan stage 's' (search)" in err and match in err and len(err.splitlines()) == 1, err
+        assert not (tmp_path / "out").exists()

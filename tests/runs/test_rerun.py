@@ -65,3 +65,34 @@ def test_demo_reruns_to_the_same_numbers(demo_model_dir, tmp_path, capsys):
     a, b = _summary(first), _summary(tmp_path / "again")
     assert a["ppl_vs_length"] == b["ppl_vs_length"] and a["passkey_accuracy"] == b["passkey_accuracy"]
     assert a["search"]["best_search_score"] == b["search"]["best_search_score"]
+
+
+def _record(folder, command, config):
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"format": "longrope-run/1", "command": command,
+                                                    "config": config}))
+
+
+def test_a_record_written_before_the_joint_fitness_reruns_with_the_fitness_it_ran(tmp_path, monkeypatch, capsys):
+    """An unset fitness in a record older than the joint default meant ppl (needle for longrope2): ``rerun`` and
+    ``--config`` repeat that, never today's default; flags on top of ``--config`` still change it."""
+    import dataclasses
+
+    import longrope.runs.demo as demo_mod
+    import longrope.runs.search as search_mod
+
+    seen = []
+    for mod in (search_mod, demo_mod):
+        monkeypatch.setattr(mod, "SPEC", dataclasses.replace(mod.SPEC, run=lambda c: seen.append(c) or {},
+                                                             render=lambda r: ""))
+    old = {"model": "tiny", "data": "shards", "output": "x", "target_length": 512, "fitness": None}
+    _record(tmp_path / "steady", "search", old)
+    _record(tmp_path / "lr2", "search", {**old, "strategy": "longrope2"})
+    _record(tmp_path / "demo", "demo", {"strategy": "steady"})  # the demo had no fitness field then
+    for run_dir in ("steady", "lr2", "demo"):
+        assert main(["rerun", str(tmp_path / run_dir), "-o", str(tmp_path / "again")]) == 0, capsys.readouterr().err
+    assert [(c.fitness, c.retrieval_weight) for c in seen] == [("ppl", None), ("needle", None), ("ppl", None)]
+    seen.clear()
+    assert main(["search", "--config", str(tmp_path / "steady"), "-o", str(tmp_path / "b")]) == 0
+    assert main(["search", "--config", str(tmp_path / "steady"), "--fitness", "joint", "-o", str(tmp_path / "c")]) == 0
+    assert [c.fitness for c in seen] == ["ppl", "joint"]

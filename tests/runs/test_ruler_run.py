@@ -173,3 +173,27 @@ def test_the_help_example_parses():
     line = " ".join(ln.strip().rstrip("\\") for ln in SPEC.example.splitlines()[1:])
     args = build_parser().parse_args(shlex.split(line)[1:])
     assert args._spec is SPEC and args.tasks == ("niah_single_1", "vt")
+
+
+def test_a_model_rebuilt_at_the_same_path_is_measured_again(tmp_path, monkeypatch):
+    """Cells are bound to the model's content, not its path: other weights written over the same folder between
+    two runs (a fine-tune redone, an export replaced) are scored afresh, never answered from the old cells."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    import longrope.evaluate.ruler as ruler
+    from longrope.embedded import TINY_MODEL_DIR
+
+    model = tmp_path / "model"
+    shutil.copytree(TINY_MODEL_DIR, model)
+    real, calls = ruler.score_cell, []
+    monkeypatch.setattr(ruler, "score_cell", lambda *a, **k: (calls.append(a[1:4]), real(*a, **k))[1])
+    argv = ["eval", "ruler", "--model", str(model), "--lengths", "256", "--tasks", TASK, "--samples", "1",
+            "-o", str(tmp_path / "out"), "--quiet"]
+    assert main(argv) == 0 and len(calls) == 1
+    assert main(argv) == 0 and len(calls) == 1  # the same model: its cell is kept
+    weights = next(model.glob("*.safetensors"))
+    tensors = load_file(weights)
+    save_file({k: (0.5 * v).contiguous() for k, v in tensors.items()}, weights, metadata={"format": "pt"})
+    assert main(argv) == 0 and len(calls) == 2

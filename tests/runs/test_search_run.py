@@ -355,3 +355,18 @@ def test_a_needle_search_scored_on_the_old_answer_is_not_resumed(tiny, tmp_path,
     assert _search(tiny, out, *args, "--resume") == 2
     err = capsys.readouterr().err
     assert "answer: ' {key}' -> ' {key}.'" in err and len(err.strip().splitlines()) == 1
+def test_reuse_judges_the_scores_by_the_checkpoint_not_by_an_edited_config(tiny, tmp_path, capsys):
+    """The reused scores were computed under what the source checkpoint's fingerprint says: config.json edited to
+    another dtype, fitness or weight never lets float32 (or joint) scores into a bfloat16 (or ppl) search."""
+    first = tmp_path / "first"
+    assert _search(tiny, first, "--target-length", str(TARGET), "--max-evals", "2", "--no-report") == 0
+    record = json.loads((first / "config.json").read_text())
+    for edit, extra in (({"dtype": "bfloat16"}, ["--dtype", "bfloat16"]),  # (the first search is a ppl one)
+                        ({"fitness": "joint", "retrieval_weight": 0.5}, ["--fitness", "joint", "--retrieval-weight",
+                                                                         "0.5"])):
+        (first / "config.json").write_text(json.dumps({**record, "config": {**record["config"], **edit}}))
+        capsys.readouterr()
+        assert _search(tiny, tmp_path / "bad", "--target-length", str(TARGET), *extra, "--reuse", str(first)) == 2
+        err = capsys.readouterr().err.strip()
+        assert "mean something else" in err and len(err.splitlines()) == 1, err
+        assert not (tmp_path / "bad").exists()

@@ -303,3 +303,39 @@ def test_a_hand_edited_checkpoint_is_one_line(tmp_path, edit):
     ckpt.write_text("[" * 200_000 + "]" * 200_000)
     with pytest.raises(UserError, match="nested deeper than"):
         make_loop("steady", seed=0, checkpoint=ckpt).resume()
+
+
+def test_an_archive_no_search_could_have_written_is_refused_when_read():
+    """A cache read back (--resume, --reuse) holds only what a search writes: document indices inside the
+    windows searched, finite scores over at least one token, parts of one width. A NaN would win or lose every
+    race and an index past the windows would make a genome look fully evaluated."""
+    from longrope.search.archive import Archive
+    from longrope.search.space import Genome
+
+    g = Genome(tuple([100] * 4), 0, -1, 0)
+    good = [[g.to_json(), {"0": [10.0, 5, 9.0, 5.0], "1": [11.0, 5, 10.0, 5.0]}]]
+    assert Archive.from_json(2, good).is_full(g)
+    for bad, match in (({"0": [float("nan"), 5, 9.0, 5.0]}, "not finite"),
+                       ({"0": [10.0, 5, float("inf"), 5.0]}, "not finite"),
+                       ({"0": [10.0, 0, 9.0, 5.0]}, "counts no token"),
+                       ({"2": [10.0, 5, 9.0, 5.0]}, "outside the 2 window"),
+                       ({"-1": [10.0, 5, 9.0, 5.0]}, "outside the 2 window"),
+                       ({"0": [10.0, 5, 9.0, 5.0], "1": [10.0, 5]}, "different widths")):
+        with pytest.raises(ValueError, match=match):
+            Archive.from_json(2, [[g.to_json(), bad]])
+
+
+def test_a_cached_genome_outside_the_space_is_refused_when_read():
+    """A genome no strategy could propose (other dimensions, off the grid, out of bounds) read back with the
+    search's space is refused: it would become the best candidate and write factors outside the bounds."""
+    from longrope.search.archive import Archive
+    from longrope.search.space import Genome
+
+    space = make_space()
+    ok = make_seeds(space)[0]
+    row = {"0": [10.0, 5]}
+    assert Archive.from_json(1, [[ok.to_json(), row]], space).known(ok)
+    for q in ([ok.q[0]] * (N_DIMS - 1), [10**9] * N_DIMS, [-1] * N_DIMS):
+        bad = Genome(tuple(q), ok.start_tokens, ok.critical, ok.attention)
+        with pytest.raises(ValueError, match="outside the search space"):
+            Archive.from_json(1, [[bad.to_json(), row]], space)

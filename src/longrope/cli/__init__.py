@@ -102,7 +102,7 @@ def _run_command(args: argparse.Namespace) -> int:
         command, saved = read_run_config(args.run_dir)
         spec = get_run(command)
         args._spec = spec
-        config = config_from_dict(spec.config, saved)
+        config = config_from_dict(spec.config, spec.recorded(saved))
         updates = {spec.output_field: args.output}
         if hasattr(config, "resume"):
             updates["resume"] = False
@@ -115,7 +115,7 @@ def _run_command(args: argparse.Namespace) -> int:
 
             raise UserError(f"--config {args.config} was recorded by '{read_run_config(args.config)[0]}', "
                             f"not '{spec.command}'")
-        config = config_from_args(spec.config, args, saved=saved)
+        config = config_from_args(spec.config, args, saved=spec.recorded(saved) if saved is not None else None)
     result = spec.run(config)
     text = spec.render(result)
     if text:

@@ -44,6 +44,13 @@ class RunSpec:
     """what the command prints on stdout for a result"""
     output_field: str = "output"
     """the config field naming the run folder"""
+    upgrade: Callable[[dict], dict] | None = None
+    """a recorded configuration (``config.json``, read by ``rerun`` and ``--config``) in today's terms: a
+    setting whose default changed since it was written keeps the meaning it had then"""
+
+    def recorded(self, saved: dict) -> dict:
+        """``saved`` (a recorded configuration of this command) as today's fields must read it."""
+        return self.upgrade(saved) if self.upgrade is not None else saved
 
 
 #: command → "module:attribute" of its RunSpec (imported on use, so ``--help`` stays light).

@@ -44,10 +44,11 @@ from longrope.embedded.corpus import DOMAINS
 from longrope.errors import ConfigError
 from longrope.options import MAX_TOKENS, check_choices, check_int, config_to_dict, nested, option
 from longrope.runs import RunSpec
+from longrope.runs.search import recorded_config
 from longrope.search.objective import DEFAULT_RETRIEVAL_WEIGHT, FITNESSES, check_fitness, default_fitness
 from longrope.search.plan import BASELINE_NAMES, STRATEGY_NAMES
 from longrope.search.strategies import StrategyConfig
-from longrope.settings import PASSKEY_DEPTHS, PASSKEY_TRIALS, check_passkey_depths
+from longrope.settings import PASSKEY_DEPTHS, PASSKEY_MAX_TRIALS, PASSKEY_TRIALS, check_passkey_depths
 
 __all__ = ["DemoConfig", "METHODS", "GOAL_RATIO", "default_lengths", "run", "render_table", "SPEC"]
 
@@ -134,6 +135,7 @@ class DemoConfig:
         for name, low in (("samples", 1), ("search_samples", 1), ("passkey_trials", 0)):
             if getattr(self, name) < low:
                 raise ConfigError(name, "{name} must be an integer >= " + f"{low}, got {getattr(self, name)!r}")
+        check_int(self, "passkey_trials", 0, PASSKEY_MAX_TRIALS)
         check_passkey_depths(self.passkey_depths, "passkey_depths")
         self.domains = tuple(dict.fromkeys(str(d).strip() for d in self.domains if str(d).strip()))
         if not self.domains or any(d not in DOMAINS for d in self.domains):
@@ -218,12 +220,25 @@ def _setup(config: DemoConfig, say: Any) -> _Ctx:
     if target <= L:
         raise ConfigError("target_length", f"{{name}} {target} must exceed the model's original context {L}")
     lengths = sorted({*(config.lengths or default_lengths(L, target)), target})
+    _check_tokenizer(config, target)
     device = _resolve_device(config.device)
     out = config.output or _default_folder()
     folder = RunFolder.open(out, SPEC.command, staged=True, flag="--out")
     say(f"demo: {config.model} (L = {L}, rotary dim {info.rotary_dim}, theta {info.rope_theta:g}) → {target} tokens "
         f"({target / L:g}×) on {device}; run folder {out}")
     return _Ctx(config, say, folder, L, target, lengths, device, {"started": time.perf_counter()}, [])
+
+
+def _check_tokenizer(config: DemoConfig, target: int) -> None:
+    """The demo tokenizes the shipped books and plants pass keys: a model without tokenizer files is refused with
+    the tokenizer alone, before its weights load (and the fitness's prompt must fit the target)."""
+    from longrope.models.loading import load_tokenizer_of
+    from longrope.runs.search import check_fitness_fits
+
+    if load_tokenizer_of(config.model) is None:
+        raise ConfigError("model", "{name} " + f"{config.model} has no tokenizer; the demo tokenizes the shipped "
+                                               "books, give a model folder with tokenizer files")
+    check_fitness_fits(config.model, config.fitness, target, config.seed)
 
 
 def _load_model(ctx: _Ctx):
@@ -592,4 +607,5 @@ examples:
     config=DemoConfig,
     run=run,
     render=render_table,
+    upgrade=recorded_config,
 )

@@ -36,6 +36,7 @@ from longrope.runs import RunSpec
 from longrope.settings import (
     HELDOUT_FRACTION,
     PASSKEY_DEPTHS,
+    PASSKEY_MAX_TRIALS,
     PASSKEY_MODES,
     PASSKEY_TRIALS,
     check_heldout_fraction,
@@ -140,7 +141,7 @@ class PasskeyConfig(_EvalConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_int(self, "trials")
+        check_int(self, "trials", 1, PASSKEY_MAX_TRIALS)
         check_passkey_depths(self.depths)
         check_heldout_fraction(self.heldout_fraction)
         # Both choose documents of --data; without it they would be silently ignored.

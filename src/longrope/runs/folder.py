@@ -134,6 +134,12 @@ class FolderLock:
         handle.flush()
         return cls(folder, handle)
 
+    def discard(self) -> None:
+        """Remove the lock file while still holding it (the folder was refused: a lock this process
+        created leaves nothing behind). A process that opened it meanwhile fails to lock it and refuses."""
+        if self._handle is not None:
+            (self.folder / LOCK_FILE).unlink(missing_ok=True)
+
     def release(self) -> None:
         if self._handle is not None:
             self._handle.close()  # closing the file drops the lock
@@ -184,17 +190,22 @@ class RunFolder:
         shipped assets, written before run folders existed).
         """
         final = Path(target)
+        if final.is_symlink():  # a link names its target: that folder is judged, written and replaced, never the
+            final = Path(os.path.realpath(final))  # link itself (a staged run would swap a folder in for it)
         if final.exists() and not final.is_dir():
             raise UserError(f"{flag} {final} is a file, not a folder; give a folder path")
         parent = final.resolve().parent
         if parent.exists() and not parent.is_dir():
             raise UserError(f"{flag} {final}: {parent} is a file, not a folder")
         # in place: the lock first (an existing folder is judged only by the process that holds it)
+        planted = not staged and final.is_dir() and not os.path.lexists(final / LOCK_FILE)
         lock = FolderLock.acquire(final, command, flag=flag) if not staged and final.is_dir() else None
         try:
             folder = cls._open(final, parent, command, staged, resume, replace, adopt, flag, lock)
         except BaseException:
             if lock is not None:
+                if planted:  # a refused folder (someone's own files, say) keeps no trace of the refusal
+                    lock.discard()
                 lock.release()
             raise
         return folder

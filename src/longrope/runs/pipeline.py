@@ -42,7 +42,13 @@ from longrope.errors import ConfigError, UserError
 from longrope.io import read_json, write_json, write_text
 from longrope.options import MAX_COUNT, MAX_SEED, config_to_dict, int_problem, option
 from longrope.runs import RunSpec
-from longrope.settings import HELDOUT_FRACTION, PASSKEY_DEPTHS, check_heldout_fraction, check_passkey_depths
+from longrope.settings import (
+    HELDOUT_FRACTION,
+    PASSKEY_DEPTHS,
+    PASSKEY_MAX_TRIALS,
+    check_heldout_fraction,
+    check_passkey_depths,
+)
 
 COMMAND = "pipeline"
 PLAN_FORMAT = "longrope-pipeline/1"
@@ -282,12 +288,29 @@ def _run_search(cfg: dict, folder: Path, plan: dict, quiet: bool, say: Callable)
 
         with FolderLock.acquire(folder, "search"):  # never under a search another process runs in it
             shutil.rmtree(folder)
+    if resume and "fitness" not in cfg:  # a search the plan leaves the fitness of goes on with the one it ran
+        cfg = {**cfg, "fitness": _recorded_fitness(folder)}
     result = _run_config_stage("search", cfg, folder, plan, quiet, say, resume)
     s = result["search"]
     metrics = {k: s.get(k) for k in ("best_ppl", "length", "candidates", "full_evals", "seconds", "stop_reason")}
     if "heldout" in result:
         metrics["heldout_ppl"] = result["heldout"]["ppl"]
     return {"factors": str(folder / "factors.json")}, metrics
+
+
+def _recorded_fitness(folder: Path) -> str | None:
+    """The fitness the search in ``folder`` started with (None when its record is unreadable: the search's own
+    resume check then names the difference): a stage started before the joint default meant another fitness
+    than a plan without ``fitness`` resolves to today."""
+    from longrope.runs.folder import read_run_config
+    from longrope.runs.search import recorded_config
+
+    try:
+        command, saved = read_run_config(folder)
+    except UserError:
+        return None
+    fitness = recorded_config(saved).get("fitness") if command == "search" else None
+    return fitness if isinstance(fitness, str) else None
 
 
 def _run_finetune(cfg: dict, folder: Path, plan: dict, quiet: bool, say: Callable) -> tuple[dict, dict]:
@@ -326,7 +349,7 @@ def _compare_settings(cfg: dict, *, machine: bool = True) -> dict:
         raise UserError(f"a compare stage's samples must be an integer in [1, {MAX_COUNT:,}] or {{ratio: integer}}, "
                         f"got {samples!r}"[:300])
     wpd = c["windows_per_doc"]
-    for key, v, lo, hi in (("seed", c["seed"], 0, MAX_SEED), ("passkey_trials", c["passkey_trials"], 0, MAX_COUNT),
+    for key, v, lo, hi in (("seed", c["seed"], 0, MAX_SEED), ("passkey_trials", c["passkey_trials"], 0, PASSKEY_MAX_TRIALS),
                            ("windows_per_doc", 1 if wpd is None else wpd, 1, MAX_COUNT)):
         problem = int_problem(v, lo, hi)
         if problem:
@@ -414,6 +437,21 @@ def _facts_model(entry: dict, cfg: dict, plan: dict) -> str | None:
     return plan["model"] if _refs(entry.get("model")) else model
 
 
+def _check_search_plan(config: Any, model: str | None) -> None:
+    """What ``longrope search`` checks from the model's RoPE facts and tokenizer before it loads weights (the
+    target above L, the bounds of λ, room for the fitness's pass key), done before the first stage runs; a
+    search on factors an earlier stage writes (progressive, short) is checked when it starts."""
+    import dataclasses
+
+    from longrope.runs.search import check_fitness_fits, make_plan
+
+    if model is None or config.base_factors is not None:
+        return
+    config = dataclasses.replace(config, model=model)
+    length = make_plan(config).length
+    check_fitness_fits(model, config.fitness_name, length, config.seed)
+
+
 def check_stage(run: str, cfg: dict, plan: dict, entry: dict | None = None, *, machine: bool = True) -> None:
     """Check a stage's settings before anything runs (outputs of earlier stages need not exist yet),
     with the checks of the command the stage runs: search and finetune settings build their config
@@ -430,6 +468,8 @@ def check_stage(run: str, cfg: dict, plan: dict, entry: dict | None = None, *, m
         spec = get_run(run)
         config = config_from_dict(spec.config, {"model": plan["model"], **cfg, spec.output_field: "stage",
                                                 "resume": False})
+        if run == "search":
+            _check_search_plan(config, _facts_model(entry, cfg, plan))
         if run == "search" and machine:
             from longrope.runs.search import check_devices
 
@@ -511,6 +551,20 @@ def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
+def _model_identity(model: str, old: dict | None) -> str | None:
+    """The plan's model by content (None for a hub model); a resume whose local model now holds other weights
+    or configs than the pipeline started with is refused: its finished stages were made from the old one."""
+    from longrope.models.loading import model_digest
+
+    digest = model_digest(model)
+    recorded = (old or {}).get("model_sha256")
+    if recorded is not None and recorded != digest:
+        raise ConfigError("resume", "{name} refused: " + f"the model {model} holds other files than when this "
+                          "pipeline started (its finished stages were made from those); restore them, or start "
+                          "the pipeline in a new folder")
+    return digest
+
+
 def _new_manifest(plan: dict, plan_file: str) -> dict:
     return {"format": MANIFEST_FORMAT, "plan_file": plan_file, "plan": plan,
             "stages": {s["name"]: {"run": s["run"], "status": "pending"} for s in plan["stages"]}}
@@ -527,9 +581,9 @@ def _read_manifest(out: Path) -> dict | None:
     stages = doc.get("stages")
     if not isinstance(doc.get("plan"), dict) or not isinstance(stages, dict) \
             or not all(isinstance(st, dict) and isinstance(st.get("status", ""), str) for st in stages.values()) \
-            or not isinstance(doc.get("plan_file", ""), str):
-        raise UserError(f"{path} is malformed (its plan must be an object and its stages an object of stage "
-                        f"records); {fix}")
+            or not isinstance(doc.get("plan_file", ""), str) or not isinstance(doc.get("model_sha256", ""), (str, type(None))):
+        raise UserError(f"{path} is malformed (its plan must be an object, its stages an object of stage "
+                        f"records, its model_sha256 a string); {fix}")
     for st in stages.values():
         if not isinstance(st.get("outputs", {}), dict) or not isinstance(st.get("attempts", 0), int):
             raise UserError(f"{path} is malformed (a stage record's outputs or attempts); {fix}")
@@ -630,6 +684,7 @@ def run(config: PipelineConfig, *, log: Callable[[str], None] | None = None) -> 
             raise ConfigError("resume", "{name} refused: the plan differs from the one this pipeline ran: "
                               + "; ".join(diffs) + " (use the same plan, or a new output folder; a compare "
                               "stage may change only its " + ", ".join(COMPARE_EDITABLE) + ")")
+    model_sha256 = _model_identity(plan["model"], old)
     resolver = _Resolver(plan, out)
     entries = {s["name"]: s for s in plan["stages"]}
     selected = ([config.only] if config.only is not None
@@ -647,6 +702,7 @@ def run(config: PipelineConfig, *, log: Callable[[str], None] | None = None) -> 
     folder = RunFolder.open(out, COMMAND, staged=False, resume=config.resume)  # locked: one process per folder
     try:
         manifest = old or _new_manifest(plan, plan_file)
+        manifest["model_sha256"] = model_sha256  # (a manifest written before this record gains it now)
         if edited:  # the plan to run now is the edited one; its compare stages measure their new cells
             manifest.update(plan=plan, plan_file=plan_file)
             for name in edited:

@@ -15,7 +15,7 @@ The story of a run:
 4. write ``ruler.json``, ``ruler.csv``, ``table.md``, ``ruler.png`` and ``summary.json``.
 
 A cell is reused only when everything that decides its numbers matches: the factor set (its
-factors, not only its name), the samples (by hash), the model, dtype, attention implementation,
+factors, not only its name), the samples (by hash), the model (a local one by its content), dtype, attention implementation,
 BOS and chat-template settings and the lm-eval release.
 """
 
@@ -189,8 +189,12 @@ def _all_samples(config: RulerConfig, tasks: list[str], *, tokenizer: Any, token
 
 def _cell_context(config: RulerConfig) -> dict:
     from longrope.data.ruler import LM_EVAL_VERSION
+    from longrope.models.loading import model_digest
 
-    return {"model": config.model, "dtype": config.dtype, "attn_implementation": config.attn_implementation,
+    # a local model by its content (one rebuilt or fine-tuned again at the same path is another model whose
+    # cells are measured afresh), a hub model by its id
+    digest = model_digest(config.model)
+    return {"model": config.model if digest is None else {"sha256": digest}, "dtype": config.dtype, "attn_implementation": config.attn_implementation,
             "bos": config.bos, "chat_template": config.chat_template, "lm_eval": LM_EVAL_VERSION}
 
 

@@ -161,6 +161,16 @@ def fitness_name(strategy: str, fitness: str | None) -> str:
     return fitness or legacy_fitness(strategy)
 
 
+def recorded_config(saved: dict) -> dict:
+    """A recorded search (or demo) configuration in today's terms: an unset fitness was resolved when the run
+    started only since the joint fitness became the default; in older records it meant
+    :func:`legacy_fitness`, which ``rerun`` and ``--config`` must repeat rather than today's default."""
+    if isinstance(saved, dict) and saved.get("fitness") is None:
+        strategy = saved.get("strategy", "steady")
+        return {**saved, "fitness": legacy_fitness(strategy if isinstance(strategy, str) else "")}
+    return saved
+
+
 def _upgrade_fingerprint(old: dict) -> dict:
     """A fingerprint written before the joint fitness, in today's terms (its fitness named, no weight)."""
     cfg = old.get("config")
@@ -235,7 +245,7 @@ def _score_identity(ident: dict, strategy: str, fitness: str | None, dtype: str)
             **{k: cfg.get(k) for k in _SCORE_FIELDS}}
 
 
-def reused_scores(config: SearchConfig, ident: dict) -> list:
+def reused_scores(config: SearchConfig, ident: dict, space: Any = None) -> list:
     """The fitness cache of the search in ``config.reuse``, refused (one line) unless its window
     scores mean the same as this search's."""
     from longrope.search.archive import Archive
@@ -247,19 +257,31 @@ def reused_scores(config: SearchConfig, ident: dict) -> list:
         other_cfg = read_json(where / "config.json", what="run configuration")["config"]
         if other.get("format") != CHECKPOINT_FORMAT or not isinstance(other_cfg, dict):
             raise ValueError
-        Archive.from_json(config.samples, other["cache"])  # well-formed (its genomes are checked below)
     except (UserError, ValueError, KeyError, TypeError, AttributeError, IndexError):
         raise ConfigError("reuse", f"{{name}} {where} is not a search run folder (no readable checkpoint.json "
                                    "and config.json)") from None
-    fp = other.get("fingerprint", {})
-    theirs = _score_identity(_upgrade_fingerprint(fp) if isinstance(fp, dict) else {}, other_cfg.get("strategy", ""),
-                             other_cfg.get("fitness"),
-                             other_cfg.get("dtype", "float32"))
+    # what the scores were computed under is what the checkpoint's own fingerprint says; config.json (rewritten
+    # by every start, editable by hand) only fills what an older fingerprint did not hold
+    theirs_fp = other.get("fingerprint", {})
+    theirs_fp = _upgrade_fingerprint(theirs_fp) if isinstance(theirs_fp, dict) else {}
+    recorded = theirs_fp.get("config", {}) if isinstance(theirs_fp.get("config"), dict) else {}
+
+    def known(key: str, default: Any) -> Any:
+        return recorded[key] if recorded.get(key) is not None else other_cfg.get(key, default)
+
+    theirs = _score_identity(theirs_fp, known("strategy", ""), known("fitness", None), known("dtype", "float32"))
     mine = _score_identity(ident, config.strategy, config.fitness, config.dtype)
     diffs = describe_differences(theirs, mine)
     if diffs:
         raise ConfigError("reuse", f"{{name}} {where}: its window scores mean something else here: "
                           + "; ".join(diffs[:4]) + (" ..." if len(diffs) > 4 else ""))
+    try:  # well-formed for these windows (the same as its own, checked above; its genomes are checked later)
+        Archive.from_json(config.samples, other["cache"], space)
+    except (ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
+        why = str(exc).replace("{", "(").replace("}", ")")[:160] if isinstance(exc, ValueError) else ""
+        raise ConfigError("reuse", f"{{name}} {where} is not a search run folder one can reuse: its checkpoint.json "
+                          "holds a malformed cache" + (f" ({why})" if why else "") + "; give another search's folder") \
+            from None
     return list(other.get("cache", []))
 
 
@@ -350,7 +372,7 @@ def run(config: SearchConfig, *, log: Callable[[str], None] | None = None) -> di
     say = log or (lambda msg: print(msg, file=sys.stderr))
     plan = make_plan(config)
     ident = fingerprint(config, plan)
-    preload = reused_scores(config, ident) if config.reuse and not config.resume else None
+    preload = reused_scores(config, ident, plan.space) if config.reuse and not config.resume else None
     check_devices(config)
     folder = RunFolder.open(config.output, COMMAND, staged=False, resume=config.resume)  # locked until closed
     try:
@@ -534,4 +556,5 @@ examples:
     config=SearchConfig,
     run=run,
     render=render,
+    upgrade=recorded_config,
 )

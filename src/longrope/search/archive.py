@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 
@@ -109,9 +110,27 @@ class Archive:
         ]
 
     @classmethod
-    def from_json(cls, n_docs: int, obj: list) -> Archive:
+    def from_json(cls, n_docs: int, obj: list, space: Any = None) -> Archive:
+        """The archive :meth:`to_json` wrote; a ``ValueError`` naming the first entry that no search could have
+        written (a document index outside ``[0, n_docs)``, a non-finite score, a token count below 1, parts of
+        another width, with ``space`` a genome outside it): such scores would count as documents that do not
+        exist, win or lose every race, or make a best candidate the search could never have proposed."""
         arc = cls(n_docs)
+        width = None
         for g_json, s in obj:
             g = Genome.from_json(g_json)
-            arc.scores[g] = {int(d): (float(v[0]), int(v[1]), *(float(x) for x in v[2:])) for d, v in s.items()}
+            if space is not None and not space.contains(g):
+                raise ValueError("a genome outside the search space (other dimensions, grid or bounds)")
+            entry = {}
+            for d, v in s.items():
+                doc, row = int(d), (float(v[0]), int(v[1]), *(float(x) for x in v[2:]))
+                if not 0 <= doc < n_docs:
+                    raise ValueError(f"a score of document {doc}, outside the {n_docs} window(s) searched")
+                if row[1] < 1 or not all(math.isfinite(x) for x in row):
+                    raise ValueError(f"a score {list(v)[:4]} that is not finite or counts no token")
+                if width is not None and len(row) != width:
+                    raise ValueError("scores of different widths (parts of different fitnesses)")
+                width = len(row)
+                entry[doc] = row
+            arc.scores[g] = entry
         return arc

@@ -400,7 +400,7 @@ class SearchLoop:
         try:  # a hand-edited or damaged state: one line, not a KeyError deep in a strategy
             self.rng.bit_generator.state = d["rng"]
             self.strategy.load_state_dict(d["strategy"])
-            fresh = Archive.from_json(self.archive.n_docs, d["cache"])
+            fresh = Archive.from_json(self.archive.n_docs, d["cache"], self.space)
             self.archive.scores = fresh.scores
             self.archive._ranked = None
             self.history = list(d["history"])
@@ -478,7 +478,7 @@ def run_search(
     scores)."""
     from longrope.search.strategies import make_strategy
 
-    archive = Archive.from_json(n_docs, preload) if preload and not resume else Archive(n_docs)
+    archive = Archive.from_json(n_docs, preload, space) if preload and not resume else Archive(n_docs)
     strat = make_strategy(strategy, space, archive, config or StrategyConfig())
     loop = SearchLoop(space, strat, evaluator, seed=seed, checkpoint=checkpoint, history_path=history,
                       fingerprint=fingerprint, ordered=ordered, on_progress=on_progress, stop=stop)
