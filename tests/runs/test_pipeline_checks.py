@@ -193,6 +193,8 @@ def test_a_search_stage_started_before_the_joint_default_resumes_with_its_fitnes
         cfg = doc[key]["config"] if key else doc["config"]
         cfg["fitness"] = None
         del cfg["retrieval_weight"]
+        if key:
+            del doc[key]["answer"]  # fingerprints of that version did not record the answer text
         (stage / name).write_text(json.dumps(doc))
     capsys.readouterr()
     assert main(["pipeline", "-o", str(out), "--resume", "--quiet"]) == 0, capsys.readouterr().err
