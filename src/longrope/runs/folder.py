@@ -220,7 +220,7 @@ class RunFolder:
         if existing and not resume and not (adopt and not staged and _run_command(final) in (None, command)):
             prev = _run_command(final)
             if not (replace and staged and prev == command):
-                what = f"holds a {prev} run" if prev else "is not empty"
+                what = f"holds {_article(prev)} {prev} run" if prev else "is not empty"
                 hint = "add --resume to continue it, or choose" if prev == command and not staged else "choose"
                 raise UserError(f"{flag} {final} already exists and {what}; {hint} a new folder")
         if resume:
@@ -361,7 +361,7 @@ def _is_stub(folder: Path, command: str, flag: str) -> bool:
     pid, host = run.get("pid"), run.get("host")
     if isinstance(pid, int) and pid != os.getpid():
         if host != platform.node():
-            raise UserError(f"{flag} {folder} holds a {command} run started on host {host} (pid {pid}) that has "
+            raise UserError(f"{flag} {folder} holds {_article(command)} {command} run started on host {host} (pid {pid}) that has "
                             f"not written any work yet; if it no longer runs, delete the folder, or choose a new one")
         if pid_alive(pid):
             raise UserError(f"{flag} {folder} is in use by a {command} run still setting up (pid {pid}); wait for "
@@ -375,3 +375,8 @@ def _run_command(folder: Path) -> str | None:
         return read_run_config(folder)[0]
     except UserError:
         return None
+
+
+def _article(word: str) -> str:
+    """"an" before a command name that starts with a vowel ("an eval passkey run"), else "a"."""
+    return "an" if str(word)[:1].lower() in "aeiou" else "a"
