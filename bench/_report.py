@@ -159,6 +159,20 @@ def new_record(name: str, title: str, *, script: str | None = None, argv: list[s
     }
 
 
+def relative_paths(value: Any, base: str | Path | None = None) -> Any:
+    """``value`` with every string that is an absolute path under ``base`` (default: the working directory)
+    made relative to it, inside dicts and lists: a record names its files as they lie in the repository,
+    never as one machine's absolute paths."""
+    root = str(Path(base or Path.cwd()).resolve())
+    if isinstance(value, dict):
+        return {k: relative_paths(v, root) for k, v in value.items()}
+    if isinstance(value, list):
+        return [relative_paths(v, root) for v in value]
+    if isinstance(value, str) and value.startswith(f"{root}/"):
+        return value[len(root) + 1:]
+    return value
+
+
 def put_value(rec: dict, key: str, value: Any, spec: str | None = None) -> None:
     """A named number (or string/boolean) of the record; ``spec`` is how it is shown by default."""
     if not KEY.match(key):

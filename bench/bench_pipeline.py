@@ -18,7 +18,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from _report import add_out_option, new_record, put_table, put_value, write_record
+from _report import add_out_option, new_record, put_table, put_value, relative_paths, write_record
 
 DESCRIPTION = """\
 `longrope pipeline` with the shipped plan (`longrope/embedded/assets/pipeline/tiny.json`) on the
@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"bench_pipeline: error: {exc}", file=sys.stderr)
         return 2
-    write_record(rec, args.out, machine=machine)
+    write_record(relative_paths(rec), args.out, machine=machine)
     return 0
 
 

