@@ -49,6 +49,8 @@ VARIANTS = {
     "joint-w0.3": ({"fitness": "joint", "retrieval_weight": 0.3}, "joint fitness, weight 0.3"),
     "joint-w1": ({"fitness": "joint", "retrieval_weight": 1.0}, "joint fitness, weight 1"),
     "needle": ({"fitness": "needle"}, "answer NLL only (LongRoPE2's needle fitness)"),
+    "joint-w0.1-floor": ({"fitness": "joint", "retrieval_weight": 0.1, "critical_floor": True},
+                         "joint fitness, weight 0.1, searched with lambda >= s installed from the critical pair on"),
 }
 #: the searched set the derived sets are made from
 DERIVE_FROM = "joint-w0.1"

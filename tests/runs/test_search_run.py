@@ -370,3 +370,24 @@ def test_reuse_judges_the_scores_by_the_checkpoint_not_by_an_edited_config(tiny,
         err = capsys.readouterr().err.strip()
         assert "mean something else" in err and len(err.splitlines()) == 1, err
         assert not (tmp_path / "bad").exists()
+
+
+def test_critical_floor_installs_lambda_at_least_s_from_the_critical_pair(tiny, tmp_path, capsys):
+    from longrope.rope import FactorSet
+    from longrope.rope.critical import theoretical_critical_dim
+    from longrope.search.objective import CandidateMapper
+
+    mapper = CandidateMapper("long", 10000.0, L, TARGET, floor_from=5)
+    lam = mapper.factor_set(np.linspace(1.0, 2.0, 8), 0).long_factor
+    np.testing.assert_allclose(lam[:5], np.linspace(1.0, 2.0, 8)[:5])
+    assert np.all(lam[5:] >= TARGET / L) and lam[7] == TARGET / L  # raised, never lowered
+    out = tmp_path / "floor"
+    assert _search(tiny, out, "--target-length", str(TARGET), "--critical-floor", "--no-report") == 0
+    fs = FactorSet.load(out / "factors.json")
+    crit = theoretical_critical_dim(fs.rope_theta, fs.rotary_dim, L)
+    assert crit < 8 and np.all(fs.long_factor[crit:] >= TARGET / L - 1e-12)
+    assert json.loads((out / "config.json").read_text())["config"]["critical_floor"] is True
+    capsys.readouterr()
+    assert _search(tiny, tmp_path / "x", "--short", "--base-factors", str(out / "factors.json"),
+                   "--critical-floor") == 2
+    assert "--critical-floor applies to a first extension search" in capsys.readouterr().err

@@ -104,6 +104,8 @@ class DemoConfig:
     retrieval_weight: float | None = option(None, "joint fitness: nats of document NLL one nat of mean answer NLL "
                                                   "is worth", metavar="W",
                                             default_text=f"{DEFAULT_RETRIEVAL_WEIGHT:g}")
+    critical_floor: bool = option(False, "install λ_i >= s for every pair from LongRoPE2's critical pair on "
+                                         "(not with --strategy longrope2, which has its own)")
     knobs: StrategyConfig = nested(_demo_knobs, "the search's knobs (sized for the demo)")
     domains: tuple[str, ...] = option(DOMAINS, "domains searched on and reported: books (PG19 stand-in), maths "
                                                "(Proof-Pile stand-in); the first is the headline",
@@ -140,6 +142,9 @@ class DemoConfig:
         self.domains = tuple(dict.fromkeys(str(d).strip() for d in self.domains if str(d).strip()))
         if not self.domains or any(d not in DOMAINS for d in self.domains):
             raise ConfigError("domains", "{name} must name some of " + f"{', '.join(DOMAINS)}, got {list(self.domains)}")
+        if self.critical_floor and self.strategy == "longrope2":
+            raise ConfigError(("critical_floor", "strategy"), "{name0} does not combine with {name1} longrope2 (it "
+                                                              "has its own floor)")
         self.fitness = self.fitness or default_fitness(self.strategy)
         try:
             self.retrieval_weight = check_fitness(self.fitness, self.retrieval_weight)
@@ -333,7 +338,7 @@ def _search(ctx: _Ctx, model: Any, tokenizer: Any, bos: int | None, docs: list) 
     info = inspect_model(model)
     rope = {"family": info.family, "rope_theta": float(info.rope_theta), "rotary_dim": int(info.rotary_dim),
             "original_length": ctx.L}
-    plan = plan_search(rope, target_length=ctx.target, strategy=c.strategy)
+    plan = plan_search(rope, target_length=ctx.target, strategy=c.strategy, critical_floor=c.critical_floor)
     for m in BASELINE_NAMES:
         plan.baselines[m].save(ctx.folder / f"factors_{m}.json")
     fitness = c.fitness

@@ -66,6 +66,9 @@ class SearchConfig:
                                            group="the paper's knobs (LongRoPE Table 4 defaults)", metavar="N,N")
     fixed_attention: bool = option(False, "steady: keep LongRoPE's attention temperature instead of searching it",
                                    group="ours (--strategy steady / longrope2)")
+    critical_floor: bool = option(False, "install λ_i >= s for every pair from LongRoPE2's critical pair on "
+                                         "(steady / paper, extension searches)",
+                                  group="ours (--strategy steady / longrope2)")
     fitness: str | None = option(None, "what a candidate is scored by: " + "; ".join(
                                      f"{f.name}: {f.help}" for f in FITNESSES.values()),
                                  choices=tuple(FITNESSES), default_text="joint; needle for longrope2; ppl with --short",
@@ -120,6 +123,9 @@ class SearchConfig:
         if self.short and self.base_factors is None:
             raise ConfigError(("short", "base_factors"),
                               "{name0} fills the short factors of an existing factor file: give it with {name1}")
+        if self.critical_floor and (self.short or self.base_factors or self.strategy == "longrope2"):
+            raise ConfigError("critical_floor", "{name} applies to a first extension search (steady or paper); "
+                                                "longrope2 has its own floor, --short and --base-factors none")
         if self.short and self.strategy == "longrope2":
             raise ConfigError(("short", "strategy"), "{name0} and {name1} longrope2 do not combine")
         if not self.short and self.target_length is None:
@@ -180,6 +186,7 @@ def _upgrade_fingerprint(old: dict) -> dict:
     if cfg.get("fitness") is None:
         cfg["fitness"] = legacy_fitness(str(cfg.get("strategy", "")))
     cfg.setdefault("retrieval_weight", None)
+    cfg.setdefault("critical_floor", False)
     planted = FITNESSES.get(cfg["fitness"]) is not None and FITNESSES[cfg["fitness"]].needs_tokenizer
     return {"answer": LEGACY_ANSWER if planted else None, **old, "config": cfg}
 
@@ -233,7 +240,7 @@ def fingerprint(config: SearchConfig, plan: Any) -> dict:
 
 #: The settings a window's score depends on (with model, rope, data and the search space); the
 #: others (strategy, knobs, budgets) only choose which candidates get scored.
-_SCORE_FIELDS = ("target_length", "seed", "samples", "windows_per_doc", "heldout_fraction", "short")
+_SCORE_FIELDS = ("target_length", "seed", "samples", "windows_per_doc", "heldout_fraction", "short", "critical_floor")
 
 
 def _score_identity(ident: dict, strategy: str, fitness: str | None, dtype: str) -> dict:
@@ -302,7 +309,7 @@ def make_plan(config: SearchConfig):
     return plan_search(rope, target_length=config.target_length, strategy=config.strategy, base=base,
                        short=config.short, step=config.step, min_factor=config.min_factor,
                        max_factor=config.max_factor, start_tokens=config.start_tokens,
-                       search_attention=not config.fixed_attention)
+                       search_attention=not config.fixed_attention, critical_floor=config.critical_floor)
 
 
 def check_devices(config: SearchConfig) -> None:

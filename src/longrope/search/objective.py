@@ -142,6 +142,9 @@ class CandidateMapper:
     """the length the factors are for (L' of the result)"""
     base: dict | None = None
     """``FactorSet.to_dict()`` of the base factors (short / progressive modes)"""
+    floor_from: int | None = None
+    """long mode: λ_i of pairs ``i ≥ floor_from`` are raised to at least ``s = L'/L`` when installed
+    (LongRoPE2's rule above the critical pair; ``--critical-floor``); None: no floor"""
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -161,6 +164,9 @@ class CandidateMapper:
         from longrope.rope import FactorSet
 
         lam = np.asarray(factors, dtype=np.float64)
+        if self.floor_from is not None and self.mode == "long":
+            lam = lam.copy()
+            lam[self.floor_from:] = np.maximum(lam[self.floor_from:], self.target_length / self.original_length)
         prov = dict(provenance or {})
 
         def long_set(original_length: int, rope_theta: float, provenance: dict) -> FactorSet:

@@ -86,6 +86,7 @@ def _plan(
     max_factor: float | None = None,
     start_tokens: tuple[int, ...] = PAPER_START_TOKENS,
     search_attention: bool = True,
+    critical_floor: bool = False,
 ) -> SearchPlan:
     """Resolve the search from ``rope`` = ``{"rope_theta", "rotary_dim", "original_length", ...}``.
 
@@ -154,7 +155,12 @@ def _plan(
         space = long_space(n, s, step=step, lower=min_factor, upper=max_factor, start_tokens=start_tokens,
                            attention=attention(s, L) if attention else ())
         seeds = (paper_seeds if strategy == "paper" else extended_seeds)(space, theta, d, L, Lt)
-    mapper = CandidateMapper("long", theta, L, Lt)
+    floor = None
+    if critical_floor:
+        from longrope.rope.critical import theoretical_critical_dim
+
+        floor = theoretical_critical_dim(theta, d, L)
+    mapper = CandidateMapper("long", theta, L, Lt, floor_from=floor)
     baselines = {m: make_baseline(m, rope_theta=theta, rotary_dim=d, original_length=L, target_length=Lt)
                  for m in BASELINE_NAMES}
     return SearchPlan(space, seeds, mapper, Lt, rope, baselines, refs(L, Lt))
