@@ -59,3 +59,11 @@ def test_verdict_without_answer_nll_uses_accuracy_alone():
     assert retrieval_verdict(0.6, 0.5, reference="yarn") == "retrieval at least as good as yarn"
     assert retrieval_verdict(0.4, 0.5, 0.1, 0.2, reference="yarn").startswith("retrieval mixed against yarn")
     assert retrieval_verdict(0.4, 0.5, 0.3, 0.2, reference="yarn") == "retrieval worse than yarn"
+
+
+def test_paired_test_only_on_the_same_keys():
+    from longrope.evaluate.stats import paired_test
+
+    assert paired_test([0.1, 0.2, 0.9], [0.3, 0.3, 0.3]) == {"nll_wins": 2, "nll_losses": 1,
+                                                              "sign_p": sign_test_p(2, 1)}
+    assert paired_test([], [0.3]) == {} and paired_test([0.1], [0.3, 0.3]) == {}

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-__all__ = ["wilson_interval", "sign_test_p", "paired_wins", "Verdict", "verdict", "retrieval_verdict"]
+__all__ = ["wilson_interval", "sign_test_p", "paired_wins", "paired_test", "Verdict", "verdict", "retrieval_verdict"]
 
 #: z of a two-sided 95 % interval
 Z95 = 1.959963984540054
@@ -62,9 +62,8 @@ def verdict(ppl: float, ref_ppl: float, accuracy: float, ref_accuracy: float,
             answer_nll: float | None = None, ref_answer_nll: float | None = None) -> str:
     """The :class:`Verdict` label of a set against a reference (see there for the rule)."""
     better_ppl = _finite(ppl) and _finite(ref_ppl) and ppl < ref_ppl
-    kept = _finite(accuracy) and _finite(ref_accuracy) and accuracy >= ref_accuracy
-    if kept and answer_nll is not None and ref_answer_nll is not None and _finite(answer_nll) and _finite(ref_answer_nll):
-        kept = answer_nll <= ref_answer_nll
+    acc_ok, nll_ok = _retrieval(accuracy, ref_accuracy, answer_nll, ref_answer_nll)
+    kept = acc_ok and nll_ok is not False
     if better_ppl and kept:
         return Verdict.BOTH
     if better_ppl:
@@ -78,16 +77,34 @@ def retrieval_verdict(accuracy: float, ref_accuracy: float, answer_nll: float | 
                       ref_answer_nll: float | None = None, *, reference: str = "the reference") -> str:
     """Retrieval alone against a reference (no perplexity measured): kept when greedy accuracy is at least the
     reference's and (when both are known) the mean answer NLL at most the reference's."""
-    acc_ok = _finite(accuracy) and _finite(ref_accuracy) and accuracy >= ref_accuracy
-    if not (_finite(answer_nll) and _finite(ref_answer_nll)):
+    acc_ok, nll_ok = _retrieval(accuracy, ref_accuracy, answer_nll, ref_answer_nll)
+    if nll_ok is None:
         return f"retrieval at least as good as {reference}" if acc_ok else f"retrieval worse than {reference}"
-    nll_ok = answer_nll <= ref_answer_nll
     if acc_ok and nll_ok:
         return f"retrieval at least as good as {reference}"
     if not acc_ok and not nll_ok:
         return f"retrieval worse than {reference}"
     return (f"retrieval mixed against {reference} (accuracy {'higher or equal' if acc_ok else 'lower'}, answer NLL "
             f"{'lower or equal' if nll_ok else 'higher'})")
+
+
+def _retrieval(accuracy: float, ref_accuracy: float, answer_nll: float | None,
+               ref_answer_nll: float | None) -> tuple[bool, bool | None]:
+    """The one retrieval rule: (accuracy at least the reference's, answer NLL at most the reference's — None
+    when either NLL is unknown)."""
+    acc_ok = _finite(accuracy) and _finite(ref_accuracy) and accuracy >= ref_accuracy
+    if not (_finite(answer_nll) and _finite(ref_answer_nll)):
+        return acc_ok, None
+    return acc_ok, answer_nll <= ref_answer_nll
+
+
+def paired_test(nlls: Sequence[float], ref_nlls: Sequence[float]) -> dict:
+    """Key by key against a reference on the same keys: ``nll_wins`` (lower answer NLL), ``nll_losses`` and the
+    exact sign test's ``sign_p``; empty when the two lists are not paired (missing or of other lengths)."""
+    if not nlls or not ref_nlls or len(nlls) != len(ref_nlls):
+        return {}
+    wins, losses = paired_wins(nlls, ref_nlls)
+    return {"nll_wins": wins, "nll_losses": losses, "sign_p": sign_test_p(wins, losses)}
 
 
 def paired_wins(a: Sequence[float], b: Sequence[float]) -> tuple[int, int]:

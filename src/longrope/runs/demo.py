@@ -471,7 +471,7 @@ def _verdicts(per_domain: dict, passkey: dict, reference: str, target: int) -> d
     """Per method, against ``reference`` (the best closed form at the target on the headline domain): the
     :func:`~longrope.evaluate.stats.verdict` label, where perplexity counts as better only when it is lower
     on every domain at the target, and the paired answer-NLL wins and sign test over the same keys."""
-    from longrope.evaluate.stats import paired_wins, sign_test_p, verdict
+    from longrope.evaluate.stats import paired_test, verdict
 
     if not passkey or reference not in passkey:
         return {}
@@ -485,9 +485,7 @@ def _verdicts(per_domain: dict, passkey: dict, reference: str, target: int) -> d
         worst = float("nan") if not ratios or any(r != r for r in ratios.values()) else max(ratios.values())
         row = {"reference": reference, "ppl_ratio": ratios,
                "label": verdict(worst, 1.0, p["accuracy"], ref["accuracy"], p.get("answer_nll"), ref.get("answer_nll"))}
-        if p.get("answer_nlls") and ref.get("answer_nlls"):
-            wins, losses = paired_wins(p["answer_nlls"], ref["answer_nlls"])
-            row.update(nll_wins=wins, nll_losses=losses, sign_p=sign_test_p(wins, losses))
+        row.update(paired_test(p.get("answer_nlls") or [], ref.get("answer_nlls") or []))
         out[m] = row
     return out
 

@@ -374,7 +374,7 @@ def _render_ppl(result: dict) -> str:
 def _passkey_verdicts(results: list, reference: str, lengths: tuple[int, ...]) -> dict:
     """Per set but the reference, per length: its retrieval verdict and, with answer NLLs, paired wins and the
     sign test over the same keys."""
-    from longrope.evaluate.stats import paired_wins, retrieval_verdict, sign_test_p
+    from longrope.evaluate.stats import paired_test, retrieval_verdict
 
     out: dict = {}
     for length in lengths:
@@ -387,9 +387,7 @@ def _passkey_verdicts(results: list, reference: str, lengths: tuple[int, ...]) -
             s = r.summary()
             row = {"label": retrieval_verdict(s["accuracy"], rs["accuracy"], s.get("answer_nll"),
                                               rs.get("answer_nll"), reference=reference)}
-            if r.answer_nlls and ref.answer_nlls and len(r.answer_nlls) == len(ref.answer_nlls):
-                wins, losses = paired_wins(r.answer_nlls, ref.answer_nlls)
-                row.update(nll_wins=wins, nll_losses=losses, sign_p=sign_test_p(wins, losses))
+            row.update(paired_test(r.answer_nlls, ref.answer_nlls))
             out.setdefault(name, {})[length] = row
     return out
 
