@@ -22,22 +22,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from longrope.evaluate.stats import wilson_interval
 from longrope.io import json_safe, write_csv, write_json, write_text
 
 __all__ = ["Cell", "wilson", "ruler_lm", "score_cell", "averages", "write_ruler_outputs", "RULER_CSV_FIELDS"]
 
-Z95 = 1.959963984540054
-
-
-def wilson(successes: float, n: int, z: float = Z95) -> tuple[float, float]:
-    """The Wilson score interval of a proportion ``successes / n`` (``(nan, nan)`` when n is 0)."""
-    if n <= 0:
-        return math.nan, math.nan
-    p = successes / n
-    denom = 1.0 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
+#: the Wilson interval of a cell: the one of every proportion the project reports
+wilson = wilson_interval
 
 
 @dataclasses.dataclass

@@ -20,8 +20,9 @@ __all__ = ["wilson_interval", "sign_test_p", "paired_wins", "paired_test", "Verd
 Z95 = 1.959963984540054
 
 
-def wilson_interval(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
-    """Wilson score interval of a proportion ``successes / n`` (95 % by default); (nan, nan) for n = 0."""
+def wilson_interval(successes: float, n: int, z: float = Z95) -> tuple[float, float]:
+    """Wilson score interval of a proportion ``successes / n`` (95 % by default); (nan, nan) for n = 0.
+    ``successes`` may be fractional (a sum of per-sample scores in [0, 1], as RULER's)."""
     if n <= 0:
         return float("nan"), float("nan")
     if not 0 <= successes <= n:
