@@ -543,8 +543,8 @@ def passkey_accuracy(
     :func:`judge_answer` and the module doc; the decode length is set by that rule, so the score
     cannot depend on a decoding budget. ``mode="needle"``: teacher-forced, correct when
     every answer token (" K.") is the argmax; the mean answer NLL is recorded too. ``mode="both"``:
-    the greedy answer decides ``correct``, and the same key, depth and filler are also scored
-    teacher-forced (``answer_nll``, ``forced_correct``). With
+    the greedy answer decides ``correct``, and the answer appended to the same prompt is scored
+    teacher-forced (``answer_nll``, ``forced_correct``), from one prefill of the prompt (:func:`ask_both`). With
     ``haystacks`` (token arrays or samples with ``.tokens``, each long enough for the longest
     length) trial ``k`` of depth ``j`` hides its needle in haystack ``(j·trials + k) mod
     len(haystacks)`` instead of the synthetic filler.
