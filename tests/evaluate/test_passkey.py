@@ -272,3 +272,36 @@ def test_ask_both_falls_back_where_the_cache_cannot_be_cropped(model, tok, monke
         two = pk.ask_both(model, tok, p, pad_token_id=0)
     assert len(seen.calls) == 2
     assert one[:2] == two[:2] and one[3] == two[3] and one[2] == pytest.approx(two[2], rel=1e-5)
+
+
+class _IdsTokenizer:
+    """Enough of a tokenizer for ask_both on a vocab-128 model: the answer " K." is ids 5 6 7."""
+
+    eos_token_id = 2
+
+    def __call__(self, text, add_special_tokens=False):
+        return {"input_ids": [5, 6, 7]}
+
+    def decode(self, ids, skip_special_tokens=True):
+        return " ".join(map(str, ids))
+
+
+def test_ask_both_equals_two_forwards_for_every_family(tiny_model, family):
+    """Every family (L = 32, short and long factors): a prompt below L, one whose answer crosses L and one past
+    L give the greedy answer and the answer NLL of the two separate forwards (Gemma 2's sliding-window cache
+    takes the separate forwards itself)."""
+    from longrope.models import inspect_model, install_factors
+    from longrope.rope import FactorSet
+
+    info = inspect_model(tiny_model)
+    half = info.rotary_dim // 2
+    install_factors(tiny_model, FactorSet(long_factor=np.linspace(1.0, 6.0, half), short_factor=np.linspace(1.0, 1.4, half),
+                                          start_tokens=2, attention_factor=1.1, original_max_position_embeddings=32,
+                                          max_position_embeddings=128, rope_theta=info.rope_theta))
+    tok = _IdsTokenizer()
+    for n in (12, 31, 42):
+        p = pk.PasskeyPrompt(np.random.default_rng(n).integers(3, 120, n), 12345, 0.5, 1, 0)
+        text, correct, nll, exact = pk.ask_both(tiny_model, tok, p, pad_token_id=0)
+        assert (text, correct) == pk.generate_answer(tiny_model, tok, p.input_ids, p.key, pad_token_id=0), (family, n)
+        s = pk.needle_score(tiny_model, [pk.answer_prompt(tok, p)])
+        assert nll == pytest.approx(s.mean_nll, rel=1e-5) and exact == (s.exact == 1), (family, n)
