@@ -131,7 +131,7 @@ def test_accuracy_grid_scores_the_first_integer(model, tok, monkeypatch):
     assert len(res.trials) == 8 and [c["trials"] for c in res.cells()] == [2, 2, 2, 2]
 
     def answer(right):
-        def fake(model, input_ids, max_new_tokens, *, pad_token_id, stop=None):
+        def fake(model, input_ids, max_new_tokens, *, pad_token_id, stop=None, cache=None):
             text = tok.decode(list(input_ids))
             key = int(text.split("The pass key is ")[1][:5])
             return tok(f" {key if right else key + 1}. Remember", add_special_tokens=False)["input_ids"]
@@ -165,21 +165,143 @@ def test_needle_prompts_for_a_fitness(model, tok):
     assert s.n_prompts == 4 and s.n_tokens == sum(p.answer_len for p in ps)
 
 
-def test_both_mode_is_generate_and_needle_on_the_same_keys(model, tok):
-    """Mode both: the greedy verdict of generate mode and the teacher-forced score of needle mode, key by key
-    (the same key, depth and filler), with a summary that carries the interval and the mean answer NLL."""
-    kw = {"depths": [0.0, 1.0], "trials": 2, "seed": 5, "bos_id": tok.bos_token_id}
-    both = pk.passkey_accuracy(model, tok, [160], mode="both", **kw)
-    gen = pk.passkey_accuracy(model, tok, [160], mode="generate", **kw)
-    needle = pk.passkey_accuracy(model, tok, [160], mode="needle", **kw)
+def _separately(model, tok, lengths, kw):
+    """Mode both the two-forward way: greedy on each generate prompt, needle_score on it + the answer."""
+    gen = pk.passkey_accuracy(model, tok, lengths, mode="generate", **kw)
+    joiner = pk.piece_joiner(tok)
+    scores = []
+    for t in gen.trials:
+        p = pk.build_passkey_prompt(tok, t.length, t.key, t.depth, bos_id=kw["bos_id"], joiner=joiner)
+        forced = pk.answer_prompt(tok, p)
+        assert np.array_equal(forced.input_ids[: t.length], p.input_ids) and forced.answer_len > 0
+        scores.append(pk.needle_score(model, [forced]))
+    return gen, scores
+
+
+def _assert_same(both, gen, scores):
     assert [(t.key, t.depth, t.correct, t.output) for t in both.trials] == \
         [(t.key, t.depth, t.correct, t.output) for t in gen.trials]
-    assert [t.answer_nll for t in both.trials] == pytest.approx([t.answer_nll for t in needle.trials])
-    assert [t.forced_correct for t in both.trials] == [t.correct for t in needle.trials]
+    assert [t.answer_nll for t in both.trials] == pytest.approx([s.mean_nll for s in scores], rel=1e-5)
+    assert [t.forced_correct for t in both.trials] == [s.exact == 1 for s in scores]
+
+
+class _PromptForwards:
+    """Counts decoder calls that feed more than ``threshold`` tokens (forwards over a whole prompt)."""
+
+    def __init__(self, model, threshold):
+        from longrope.evaluate.lm import decoder_body
+
+        self.calls = []
+
+        def count(module, args, kwargs):
+            ids = kwargs.get("input_ids", args[0] if args else None)
+            if ids is not None and ids.shape[1] > threshold:
+                self.calls.append(int(ids.shape[1]))
+
+        self.handle = decoder_body(model).register_forward_pre_hook(count, with_kwargs=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.handle.remove()
+
+
+def test_both_mode_is_greedy_and_teacher_forced_on_one_prompt(model, tok):
+    """Mode both: the greedy verdict of generate mode and the teacher-forced score of the answer appended to
+    the same prompt, key by key, from one forward over each prompt; a summary with the interval and the NLL."""
+    kw = {"depths": [0.0, 1.0], "trials": 2, "seed": 5, "bos_id": tok.bos_token_id}
+    with _PromptForwards(model, 100) as seen:
+        both = pk.passkey_accuracy(model, tok, [160], mode="both", **kw)
+    assert seen.calls == [159] * 4  # one prefill per key (the last prompt token goes with the answer)
+    gen, scores = _separately(model, tok, [160], kw)
+    _assert_same(both, gen, scores)
     s = both.summary()
     assert s["keys"] == 4 and s["correct"] == sum(t.correct for t in both.trials)
     assert s["ci95"][0] <= s["accuracy"] <= s["ci95"][1]
-    assert s["answer_nll"] == pytest.approx(np.mean([t.answer_nll for t in needle.trials]))
+    assert s["answer_nll"] == pytest.approx(np.mean([x.mean_nll for x in scores]), rel=1e-5)
     assert "answer_nll" not in gen.summary() and gen.answer_nlls == []
     cells = both.cells()
     assert all("answer_nll" in c and "forced_correct" in c for c in cells)
+    # the answer is scored after the whole generate prompt, not inside a shorter one as in needle mode
+    needle = pk.passkey_accuracy(model, tok, [160], mode="needle", **kw)
+    assert [t.answer_nll for t in both.trials] != pytest.approx([t.answer_nll for t in needle.trials])
+
+
+def test_both_mode_is_exact_across_the_short_long_switch(tok, monkeypatch):
+    """With a LongRoPE patch (short factors up to L = 180 tokens, long beyond): prompts below L, within an
+    answer of L (prompt short, prompt + answer long: forwarded separately) and past L equal the two-forward
+    way; below and past L there is one forward over each prompt."""
+    from longrope.evaluate import prefix
+    from longrope.models import current_patch, inspect_model, install_factors
+    from longrope.rope import FactorSet
+
+    model = tiny_llama(vocab=len(tok), max_pos=512, seed=3)
+    half = inspect_model(model).rotary_dim // 2
+    install_factors(model, FactorSet(long_factor=np.linspace(1.0, 6.0, half), short_factor=np.linspace(1.0, 1.4, half),
+                                     start_tokens=2, attention_factor=1.1, original_max_position_embeddings=180,
+                                     max_position_embeddings=720, rope_theta=inspect_model(model).rope_theta))
+    assert current_patch(model).mode == "switch"
+    kw = {"depths": [0.5], "trials": 2, "seed": 7, "bos_id": tok.bos_token_id}
+    for length, forwards in ((150, [149] * 2), (179, None), (240, [239] * 2)):
+        with _PromptForwards(model, 100) as seen:
+            both = pk.passkey_accuracy(model, tok, [length], mode="both", **kw)
+        if forwards is not None:
+            assert seen.calls == forwards, length
+        else:  # per key: the prompt + answer from scratch, then generate()'s prefill (and its re-prefill at L)
+            forced = [len(pk.answer_prompt(tok, pk.build_passkey_prompt(tok, length, t.key, t.depth, bos_id=1)
+                                           ).input_ids) for t in both.trials]
+            assert seen.calls[0::3] == forced and seen.calls[1::3] == [length] * 2 and len(seen.calls) == 6
+        gen, scores = _separately(model, tok, [length], kw)
+        _assert_same(both, gen, scores)
+    # the separate forwards matter there: a short-factor cache is not the prefix of a long forward
+    monkeypatch.setattr(prefix, "single_prefill_exact", lambda *a: True)
+    shared = pk.passkey_accuracy(model, tok, [179], mode="both", **kw)
+    gen, scores = _separately(model, tok, [179], kw)
+    assert [t.answer_nll for t in shared.trials] != pytest.approx([s.mean_nll for s in scores], rel=1e-5)
+
+
+def test_ask_both_falls_back_where_the_cache_cannot_be_cropped(model, tok, monkeypatch):
+    """Without a croppable cache (e.g. sliding-window layers) the two forwards run separately, same numbers."""
+    from longrope.evaluate import prefix
+
+    p = pk.build_passkey_prompt(tok, 140, 51515, 0.3, bos_id=1)
+    one = pk.ask_both(model, tok, p, pad_token_id=0)
+    monkeypatch.setattr(prefix, "prefill", lambda model, ids: None)
+    with _PromptForwards(model, 100) as seen:
+        two = pk.ask_both(model, tok, p, pad_token_id=0)
+    assert len(seen.calls) == 2
+    assert one[:2] == two[:2] and one[3] == two[3] and one[2] == pytest.approx(two[2], rel=1e-5)
+
+
+class _IdsTokenizer:
+    """Enough of a tokenizer for ask_both on a vocab-128 model: the answer " K." is ids 5 6 7."""
+
+    eos_token_id = 2
+
+    def __call__(self, text, add_special_tokens=False):
+        return {"input_ids": [5, 6, 7]}
+
+    def decode(self, ids, skip_special_tokens=True):
+        return " ".join(map(str, ids))
+
+
+def test_ask_both_equals_two_forwards_for_every_family(tiny_model, family):
+    """Every family (L = 32, short and long factors): a prompt below L, one whose answer crosses L and one past
+    L give the greedy answer and the answer NLL of the two separate forwards (Gemma 2's sliding-window cache
+    takes the separate forwards itself)."""
+    from longrope.models import inspect_model, install_factors
+    from longrope.rope import FactorSet
+
+    info = inspect_model(tiny_model)
+    half = info.rotary_dim // 2
+    install_factors(tiny_model, FactorSet(long_factor=np.linspace(1.0, 6.0, half), short_factor=np.linspace(1.0, 1.4, half),
+                                          start_tokens=2, attention_factor=1.1, original_max_position_embeddings=32,
+                                          max_position_embeddings=128, rope_theta=info.rope_theta))
+    tok = _IdsTokenizer()
+    for n in (12, 31, 42):
+        p = pk.PasskeyPrompt(np.random.default_rng(n).integers(3, 120, n), 12345, 0.5, 1, 0)
+        text, correct, nll, exact = pk.ask_both(tiny_model, tok, p, pad_token_id=0)
+        assert (text, correct) == pk.generate_answer(tiny_model, tok, p.input_ids, p.key, pad_token_id=0), (family, n)
+        s = pk.needle_score(tiny_model, [pk.answer_prompt(tok, p)])
+        assert nll == pytest.approx(s.mean_nll, rel=1e-5) and exact == (s.exact == 1), (family, n)

@@ -41,11 +41,15 @@ scored teacher-forced: exact match of all of them under argmax, and their mean N
 generation, so it is cheap and smooth, which is what a needle-driven fitness needs.
 
 **Both** (``mode="both"``, what ``eval passkey`` and the demo report): every key is asked both
-ways, the same key at the same depth of the same filler text — greedy accuracy from the generate
-prompt, and the teacher-forced answer NLL (and exact match) from the needle prompt, which holds as
-many filler tokens fewer as the answer has, so that both prompts are ``length`` tokens. Accuracy
-counts keys, so it moves in steps of 1/n; the answer NLL is continuous and separates two sets
-that answer the same keys. :meth:`PasskeyResult.summary` gives both with a 95 % Wilson interval.
+ways on the same prompt — greedy accuracy from the generate prompt (``length`` tokens), and the
+teacher-forced answer NLL (and exact match) of the answer appended to that very prompt
+(:func:`answer_prompt`, ``length + answer`` tokens; needle mode instead fits the answer inside
+``length``). Both are continuations of one prompt, so the prompt is prefilled once with the KV cache
+and shared (:func:`ask_both`, :mod:`longrope.evaluate.prefix`); where that would not be exact (the
+prompt and prompt + answer on two sides of the short/long switch, sliding-window caches) the two are
+forwarded separately, with the same numbers. Accuracy counts keys, so it moves in steps of 1/n; the
+answer NLL is continuous and separates two sets that answer the same keys.
+:meth:`PasskeyResult.summary` gives both with a 95 % Wilson interval.
 """
 
 from __future__ import annotations
@@ -89,6 +93,8 @@ __all__ = [
     "answer_budget",
     "generate_answer",
     "greedy_generate",
+    "answer_prompt",
+    "ask_both",
     "piece_joiner",
 ]
 
@@ -399,9 +405,13 @@ def needle_score(model: torch.nn.Module, prompts: Sequence[PasskeyPrompt], *,
 
 
 def greedy_generate(model: torch.nn.Module, input_ids: np.ndarray, max_new_tokens: int,
-                    *, pad_token_id: int | None, stop: Callable[[list[int]], bool] | None = None) -> list[int]:
+                    *, pad_token_id: int | None, stop: Callable[[list[int]], bool] | None = None,
+                    cache: Any = None) -> list[int]:
     """Greedy continuation with the KV cache (``model.generate``); stops at EOS, after
-    ``max_new_tokens``, or as soon as ``stop(new_ids)`` is true (checked after every token)."""
+    ``max_new_tokens``, or as soon as ``stop(new_ids)`` is true (checked after every token).
+
+    ``cache``: a cache already holding a prefix of ``input_ids`` (:func:`longrope.evaluate.prefix.prefill`);
+    ``generate`` then feeds only the rest (and grows that cache)."""
     from transformers import StoppingCriteria, StoppingCriteriaList
 
     device = lm.model_device(model)
@@ -427,6 +437,7 @@ def greedy_generate(model: torch.nn.Module, input_ids: np.ndarray, max_new_token
             use_cache=True,
             pad_token_id=pad_token_id,
             stopping_criteria=criteria,
+            **({"cache": cache} if cache is not None else {}),
         )
     return out[0, prompt_len:].tolist()
 
@@ -442,19 +453,61 @@ def _eos_ids(model: torch.nn.Module, tokenizer: Any) -> set[int]:
 
 
 def generate_answer(model: torch.nn.Module, tokenizer: Any, input_ids: np.ndarray, key: int, *,
-                    pad_token_id: int | None) -> tuple[str, bool]:
+                    pad_token_id: int | None, cache: Any = None) -> tuple[str, bool]:
     """Decode the answer to a generate-mode prompt: ``(text, correct)`` by :func:`judge_answer`.
 
     Greedy with the KV cache, stopping once the first integer is complete, at EOS, or after
-    :func:`answer_budget(key) <answer_budget>` tokens.
+    :func:`answer_budget(key) <answer_budget>` tokens. ``cache``: as in :func:`greedy_generate`.
     """
     def decided(new: list[int]) -> bool:
         return _first_integer_complete(tokenizer.decode(new, skip_special_tokens=True))
 
-    new = greedy_generate(model, input_ids, answer_budget(key), pad_token_id=pad_token_id, stop=decided)
+    new = greedy_generate(model, input_ids, answer_budget(key), pad_token_id=pad_token_id, stop=decided,
+                          cache=cache)
     ended = bool(new) and new[-1] in _eos_ids(model, tokenizer)
     text = tokenizer.decode(new, skip_special_tokens=True)
     return text, judge_answer(text, key, ended=ended)
+
+
+def answer_prompt(tokenizer: Any, prompt: PasskeyPrompt) -> PasskeyPrompt:
+    """A generate-mode prompt with its answer (" K.") appended: what mode "both" scores teacher-forced,
+    the very prompt the greedy decoder reads followed by the answer (``len(prompt) + answer`` tokens)."""
+    if prompt.answer_len:
+        raise UserError("answer_prompt takes a generate-mode prompt (built without the answer)")
+    answer = np.asarray(_encode(tokenizer, ANSWER.format(key=prompt.key)), dtype=np.int64)
+    return dataclasses.replace(prompt, input_ids=np.concatenate([prompt.input_ids, answer]),
+                               answer_len=len(answer))
+
+
+def ask_both(model: torch.nn.Module, tokenizer: Any, prompt: PasskeyPrompt, *, pad_token_id: int | None
+             ) -> tuple[str, bool, float, bool]:
+    """Mode "both" for one key: ``(greedy text, greedy correct, mean answer NLL, teacher-forced exact)``.
+
+    One forward over the prompt (:mod:`longrope.evaluate.prefix`): the answer is scored on the cached
+    prompt, and the greedy decoder continues from the same cache. Where that shared prefill would not
+    equal separate from-scratch forwards — the prompt and prompt + answer fall on the two sides of a
+    LongRoPE patch's short/long switch, or the model's cache layers cannot be cropped (sliding window) —
+    the two are run separately: :func:`generate_answer` on the prompt and :func:`needle_score` on
+    :func:`answer_prompt`. Both ways give the same numbers (to float tolerance).
+    """
+    from longrope.evaluate import prefix
+
+    forced = answer_prompt(tokenizer, prompt)
+    n = len(prompt.input_ids)
+    cache = None
+    if n > 1 and prefix.single_prefill_exact(model, n - 1, len(forced.input_ids)):
+        ids = torch.from_numpy(prompt.input_ids)[None].to(lm.model_device(model))  # [1, n]
+        with torch.inference_mode():
+            cache = prefix.prefill(model, ids[:, :-1])
+            if cache is not None:
+                answer = torch.from_numpy(forced.answer_ids).to(ids.device)
+                exact, nll_sum = prefix.score_continuation(model, cache, ids[0, -1:], answer)
+    if cache is None:
+        s = needle_score(model, [forced])
+        exact, nll_sum = s.exact == 1, s.nll_sum
+    text, correct = generate_answer(model, tokenizer, prompt.input_ids, prompt.key, pad_token_id=pad_token_id,
+                                    cache=cache)
+    return text, correct, nll_sum / forced.answer_len, exact
 
 
 def check_passkey_lengths(tokenizer: Any, lengths: Sequence[int], *, depths: Sequence[float], trials: int,
@@ -466,7 +519,7 @@ def check_passkey_lengths(tokenizer: Any, lengths: Sequence[int], *, depths: Seq
     for di, depth in enumerate(depths):
         for k in range(trials):
             build_passkey_prompt(tokenizer, n, passkey_key(seed, n, di, k), float(depth), bos_id=bos_id,
-                                 with_answer=mode != "generate", joiner=joiner)
+                                 with_answer=mode == "needle", joiner=joiner)
 
 
 def passkey_accuracy(
@@ -490,8 +543,8 @@ def passkey_accuracy(
     :func:`judge_answer` and the module doc; the decode length is set by that rule, so the score
     cannot depend on a decoding budget. ``mode="needle"``: teacher-forced, correct when
     every answer token (" K.") is the argmax; the mean answer NLL is recorded too. ``mode="both"``:
-    the greedy answer decides ``correct``, and the same key, depth and filler are also scored
-    teacher-forced (``answer_nll``, ``forced_correct``). With
+    the greedy answer decides ``correct``, and the answer appended to the same prompt is scored
+    teacher-forced (``answer_nll``, ``forced_correct``), from one prefill of the prompt (:func:`ask_both`). With
     ``haystacks`` (token arrays or samples with ``.tokens``, each long enough for the longest
     length) trial ``k`` of depth ``j`` hides its needle in haystack ``(j·trials + k) mod
     len(haystacks)`` instead of the synthetic filler.
@@ -540,14 +593,13 @@ def _passkey_cells(model: torch.nn.Module, tokenizer: Any, length: int, depths: 
             if mode == "needle":
                 s = needle_score(model, [p])
                 trial = PasskeyTrial(length, float(depth), k, key, s.exact == 1, answer_nll=s.mean_nll)
+            elif mode == "both":  # the same prompt, greedy and teacher-forced, on one prefill
+                text, correct, nll, exact = ask_both(model, tokenizer, p, pad_token_id=pad)
+                trial = PasskeyTrial(length, float(depth), k, key, correct, output=text, answer_nll=nll,
+                                     forced_correct=exact)
             else:
                 text, correct = generate_answer(model, tokenizer, p.input_ids, key, pad_token_id=pad)
                 trial = PasskeyTrial(length, float(depth), k, key, correct, output=text)
-                if mode == "both":  # the same key at the same depth in the same filler, teacher-forced
-                    forced = build_passkey_prompt(tokenizer, length, key, float(depth), bos_id=bos_id,
-                                                  with_answer=True, joiner=joiner, haystack=hay)
-                    s = needle_score(model, [forced])
-                    trial = dataclasses.replace(trial, answer_nll=s.mean_nll, forced_correct=s.exact == 1)
             result.trials.append(trial)
             if bar is not None:
                 bar.update(1)
