@@ -21,11 +21,11 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 test: install
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff check src tests bench experiments tools
 	OMP_NUM_THREADS=2 $(BIN)/python -m pytest -q
 
 lint: install
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff check src tests bench experiments tools
 
 demo: install
 	$(BIN)/longrope demo

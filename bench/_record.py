@@ -1,11 +1,11 @@
 """Provenance every benchmark record carries: the command as typed, the UTC time, the machine.
 
-Used by :mod:`_report` (``new_record`` / ``write_record``); a benchmark script rarely needs it
+Used by :mod:`bench._report` (``new_record`` / ``write_record``); a benchmark script rarely needs it
 directly.
 
 - :func:`command` — the command line that reproduces the run from the repository root, e.g.
-  ``OMP_NUM_THREADS=2 .venv/bin/python bench/bench_eval.py --model tiny --lengths 4096,8192``
-  (the thread variables that were set, the interpreter, the script, the arguments shell-quoted);
+  ``OMP_NUM_THREADS=2 .venv/bin/python -m bench.bench_eval --model tiny --lengths 4096,8192``
+  (the thread variables that were set, the interpreter, the module, the arguments shell-quoted);
 - :func:`utc_now` — ``2026-11-30T04:40:12Z``;
 - :func:`machine` — python, torch, transformers, numpy, longrope, platform, CPU count, torch
   threads, the thread variables and the load average (the machine is often shared: say so);
@@ -23,6 +23,8 @@ from pathlib import Path
 
 #: environment variables that change how many threads a benchmark uses; set ones are part of the command
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "RAYON_NUM_THREADS")
+#: the repository root: benchmark modules are named from it (``bench.bench_eval``)
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _shown_path(path: str) -> str:
@@ -36,21 +38,33 @@ def _shown_path(path: str) -> str:
     return path
 
 
-def command(script: str | None = None, argv: list[str] | None = None) -> str:
-    """The command as a user types it from the working directory.
+def module_name(script: str) -> str | None:
+    """``bench.bench_eval`` for the file ``bench/bench_eval.py`` of this repository; None for a file
+    outside it (or not a ``.py`` file)."""
+    path = Path(script).resolve()
+    if path.suffix != ".py" or ROOT not in path.parents:
+        return None
+    return ".".join(path.relative_to(ROOT).with_suffix("").parts)
 
-    ``script``: the benchmark's file (``__file__``); shown as typed when ``sys.argv[0]`` is that file
-    (else relative to the working directory). ``argv``: its arguments (default ``sys.argv[1:]``).
+
+def command(script: str | None = None, argv: list[str] | None = None) -> str:
+    """The command as a user types it from the repository root.
+
+    ``script``: the benchmark's file (``__file__``), shown as ``-m MODULE`` (a file outside the
+    repository: its path relative to the working directory; none: ``sys.argv[0]`` as typed).
+    ``argv``: its arguments (default ``sys.argv[1:]``).
     """
     args = list(sys.argv[1:] if argv is None else argv)
-    typed = sys.argv[0] if sys.argv else ""
-    if script is None or (typed and Path(typed).resolve() == Path(script).resolve()):
-        shown = typed
+    module = module_name(script) if script is not None else None
+    if module is not None:
+        shown = ["-m", module]
+    elif script is not None:
+        shown = [_shown_path(os.path.abspath(script))]
     else:
-        shown = _shown_path(os.path.abspath(script))
+        shown = [sys.argv[0] if sys.argv else ""]
     python = _shown_path(sys.executable or "python")
     env = [f"{k}={os.environ[k]}" for k in THREAD_VARIABLES if os.environ.get(k)]
-    return " ".join([*env, shlex.quote(python), shlex.quote(shown), *map(shlex.quote, args)])
+    return " ".join([*env, shlex.quote(python), *map(shlex.quote, shown), *map(shlex.quote, args)])
 
 
 def utc_now() -> str:

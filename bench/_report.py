@@ -6,9 +6,10 @@ what, and every number it reports) and ``bench/results/NAME.md`` (rendered from 
 formatted here and nowhere else: a script stores raw numbers, with a format spec where the default
 does not suit. Markdown is never written by hand or by a script's own f-strings.
 
-The API a benchmark script uses (``bench/`` is on ``sys.path`` when a script in it runs)::
+The API a benchmark script uses (scripts run as modules from the repository root:
+``python -m bench.bench_swap``)::
 
-    from _report import add_out_option, new_record, put_table, put_value, write_record
+    from bench._report import add_out_option, new_record, put_table, put_value, write_record
 
     ap = argparse.ArgumentParser(...)
     add_out_option(ap, "swap")                       # --out, default bench/results/swap.json
@@ -56,8 +57,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-if str(Path(__file__).resolve().parent) not in sys.path:  # _record sits next to this file
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench._record import command, load_average, utc_now
+from bench._record import machine as machine_facts
 
 FORMAT = "longrope-bench/1"
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -146,8 +147,6 @@ def new_record(name: str, title: str, *, script: str | None = None, argv: list[s
                settings: dict | None = None, description: str = "") -> dict:
     """A new record: command as typed, UTC start time, load average now; ``settings`` (nested dicts
     are flattened to dotted keys) is what the run was asked to do."""
-    from _record import command, load_average, utc_now
-
     if not NAME.match(name):
         raise RecordError(f"record name {name!r} must be lower-case letters, digits, '_' or '-'")
     return {
@@ -235,8 +234,6 @@ def write_record(rec: dict, out: str | Path | None = None, *, machine: dict | No
     if rec.get("seconds") is None and t0 is not None:
         rec["seconds"] = round(time.time() - t0, 1)
     if machine is None:
-        from _record import machine as machine_facts
-
         machine = machine_facts()
     start = rec.pop("load_average_start", None)
     rec["machine"] = {**machine, **({"load_average_start": start} if start is not None else {})}

@@ -6,8 +6,8 @@ dataclass ``DemoConfig``, the only home of their defaults) — or reads a finish
 record ``bench/results/demo.json`` and ``demo.md`` rendered from it (``--record`` elsewhere; the
 demo's own ``--out`` names its run folder).
 
-    .venv/bin/python bench/bench_demo.py --budget-seconds 0             # run the demo, then record it
-    .venv/bin/python bench/bench_demo.py --from-run runs/demo-20261130T043200Z   # record a finished run
+    .venv/bin/python -m bench.bench_demo --budget-seconds 0             # run the demo, then record it
+    .venv/bin/python -m bench.bench_demo --from-run runs/demo-20261130T043200Z   # record a finished run
 
 The record's numbers are the run's: held-out perplexity by length per domain, passkey accuracy,
 the search's cost, the step timings, the machine of the run (``run.json``), and the command that
@@ -22,7 +22,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from _report import add_out_option, fmt, new_record, put_table, put_value, write_record
+from bench._report import add_out_option, fmt, new_record, put_table, put_value, write_record
 
 DESCRIPTION = """\
 `longrope demo`: a LongRoPE search at the target length on windows of the search books and proof

@@ -16,8 +16,8 @@ Model: ``--model tiny`` (the embedded model; needs its assets) or ``--model rand
 
 Run (writes the record ``bench/results/eval_<model>.json`` and ``eval_<model>.md`` rendered from it)::
 
-    OMP_NUM_THREADS=2 .venv/bin/python bench/bench_eval.py --model tiny --lengths 4096,8192 --repeats 3 --threads 2
-    OMP_NUM_THREADS=2 .venv/bin/python bench/bench_eval.py --model random32k --lengths 2048,8192 --threads 2
+    OMP_NUM_THREADS=2 .venv/bin/python -m bench.bench_eval --model tiny --lengths 4096,8192 --repeats 3 --threads 2
+    OMP_NUM_THREADS=2 .venv/bin/python -m bench.bench_eval --model random32k --lengths 2048,8192 --threads 2
 """
 
 from __future__ import annotations
@@ -26,11 +26,11 @@ import argparse
 import json
 import os
 import resource
-import subprocess
 import sys
 import time
 
-from _report import RESULTS_DIR, new_record, put_table, put_value, write_record
+from bench._child import run_module
+from bench._report import RESULTS_DIR, new_record, put_table, put_value, write_record
 
 DESCRIPTION = """\
 `evaluate_perplexity` (truncate mode, one window of BOS + length − 1 tokens, batch 1, fp32, default
@@ -123,9 +123,8 @@ def head_flop_share(r: dict, length: int) -> float:
 
 def measure(mode: str, model: str, length: int, repeats: int, threads: int) -> dict:
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
-    out = subprocess.run([sys.executable, __file__, "--worker", mode, "--model", model, "--lengths", str(length),
-                          "--repeats", str(repeats), "--threads", str(threads)],
-                         capture_output=True, text=True, env=env, check=False)
+    out = run_module(__spec__.name, ["--worker", mode, "--model", model, "--lengths", str(length),
+                                     "--repeats", str(repeats), "--threads", str(threads)], env=env)
     if out.returncode != 0:
         return {"mode": mode, "length": length, "error": (out.stderr.strip().splitlines() or ["?"])[-1]}
     return json.loads(out.stdout.strip().splitlines()[-1])

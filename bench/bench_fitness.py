@@ -17,7 +17,7 @@ held-out windows and keys:
 Resumable: each search keeps its folder under ``--work`` (a finished one is not run again), and
 each measured set its cell (``cells.json``); kill it and run the same command again.
 
-    OMP_NUM_THREADS=2 .venv/bin/python bench/bench_fitness.py --work .bench/fitness
+    OMP_NUM_THREADS=2 .venv/bin/python -m bench.bench_fitness --work .bench/fitness
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import math
 import sys
 from pathlib import Path
 
-from _report import add_out_option, new_record, put_table, put_value, write_record
+from bench._report import add_out_option, new_record, put_table, put_value, write_record
 
 DESCRIPTION = """\
 Searches of the embedded tiny Llama (L = 256) at 8x (2048 tokens) that differ only in their fitness

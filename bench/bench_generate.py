@@ -13,7 +13,7 @@
    transformers), each step's next-token distribution compared with a from-scratch forward with
    the long factors (what "reprefill" equals): KL divergence, top-1 agreement, max |Δ logit|.
 
-    OMP_NUM_THREADS=2 .venv/bin/python bench/bench_generate.py --threads 2
+    OMP_NUM_THREADS=2 .venv/bin/python -m bench.bench_generate --threads 2
 
 Writes ``bench/results/generate.json`` and ``generate.md`` (``--out`` elsewhere).
 """
@@ -24,7 +24,7 @@ import argparse
 import statistics
 import time
 
-from _report import add_out_option, new_record, put_table, put_value, write_record
+from bench._report import add_out_option, new_record, put_table, put_value, write_record
 
 DESCRIPTION = """\
 (1) Greedy decoding speed of the embedded model with and without YaRN factors installed (prompt and

@@ -15,7 +15,7 @@ per-token probability maps over the vocabulary are the slow part; the last token
 the extended range). n̂ cannot be expressed in GGUF: with n̂ ≥ 2 the comparison uses the factor set
 with n̂ = 0, and ours with n̂ is reported beside it.
 
-    .venv/bin/python bench/bench_llamacpp.py --case tiny,target=2048 \\
+    .venv/bin/python -m bench.bench_llamacpp --case tiny,target=2048 \\
         --case tiny,factors=runs/search/factors.json \\
         --case smollm2,target=16384,windows=1,score_last=1024,goal=0.02
 
@@ -31,8 +31,8 @@ import tempfile
 import time
 from pathlib import Path
 
-import _llamacpp
-from _report import add_out_option, new_record, put_table, put_value, write_record
+from bench import _llamacpp
+from bench._report import add_out_option, new_record, put_table, put_value, write_record
 
 DESCRIPTION = """\
 Perplexity of the same model and factor set computed by longrope (the factors installed in the

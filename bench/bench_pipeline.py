@@ -5,7 +5,7 @@ Reads a finished pipeline folder — its ``summary.json`` (the comparison's tabl
 ``bench/results/pipeline.json`` and ``pipeline.md`` rendered from it::
 
     OMP_NUM_THREADS=2 .venv/bin/longrope pipeline --model tiny -o runs/pipeline      # ~30-45 min on 2 cores
-    .venv/bin/python bench/bench_pipeline.py --from-run runs/pipeline
+    .venv/bin/python -m bench.bench_pipeline --from-run runs/pipeline
 
 The numbers are the run's; the record names the command that produced it (``source.command``).
 """
@@ -18,7 +18,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from _report import add_out_option, new_record, put_table, put_value, relative_paths, write_record
+from bench._report import add_out_option, new_record, put_table, put_value, relative_paths, write_record
 
 DESCRIPTION = """\
 `longrope pipeline` with the shipped plan (`longrope/embedded/assets/pipeline/tiny.json`) on the

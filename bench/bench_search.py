@@ -14,7 +14,7 @@ The paper's full defaults (1,344 evaluations) are too many for a CPU; pass a sca
 (command, seeds, versions, timings, every number) and ``search.md`` rendered from it are written
 (``--out`` elsewhere).
 
-    .venv/bin/python bench/bench_search.py --model tiny --factor 8 --population 32 --parents 16 \\
+    .venv/bin/python -m bench.bench_search --model tiny --factor 8 --population 32 --parents 16 \\
         --mutations 8 --crossovers 8 --iterations 10 --windows-per-doc 4
 
 ``--synthetic`` runs the same protocol on the synthetic objective (no model; seconds) to test the
@@ -30,7 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _report import add_out_option, new_record, put_table, put_value, write_record
+from bench._report import add_out_option, new_record, put_table, put_value, write_record
 from longrope.embedded.corpus import DOMAINS
 from longrope.search.evaluators import InProcessEvaluator
 from longrope.search.loop import run_search

@@ -18,7 +18,7 @@ page cache (the file was just written; evaluation reads it the same way):
 Times are the best of ``--repeats`` runs (each on a freshly opened corpus). Writes a Markdown
 table to stdout and, with ``--out``, to a file::
 
-    OMP_NUM_THREADS=1 .venv/bin/python bench/bench_shard_verify.py --out bench/results/shard_verify.md
+    OMP_NUM_THREADS=1 .venv/bin/python -m bench.bench_shard_verify --out bench/results/shard_verify.md
 """
 
 from __future__ import annotations
@@ -27,15 +27,13 @@ import argparse
 import json
 import os
 import platform
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _record import command_line  # noqa: E402
+from bench._record import command_line
 
 
 def build(folder: Path, n_tokens: int, doc_tokens: int, seed: int) -> float:

@@ -1,50 +1,13 @@
 """Benchmark: LongRoPE vs the closed forms on the pretrained SmolLM2-135M at 2× (16k), on a CPU.
 
-The long work is a resumable search and a resumable evaluation (a one-stage pipeline whose cells
-are kept as they are measured), both in ``.bench/``; this script records what their folders hold:
+The long work is resumable searches and a resumable evaluation (a one-stage pipeline whose cells
+are kept as they are measured), both in ``.bench/``; the runs, session by session, are in
+``experiments/smollm2_2x/README.md`` (data: ``experiments/smollm2_2x/books.py``, evaluation plan:
+``experiments/smollm2_2x/plan.json``). This script records what their folders hold:
 ``bench/results/smollm2-2x.json`` / ``.md`` and the searched factors as
 ``bench/results/smollm2-2x/factors.json``::
 
-    .venv/bin/python bench/smollm2_books.py -o .bench/smollm2-books          # SmolLM2 shards of the books
-    # 1. the seeds and first candidates, default racing (reference: the worst parent)
-    OMP_NUM_THREADS=2 .venv/bin/longrope search --model smollm2 --data .bench/smollm2-books/shards \\
-        --target-length 16384 --samples 3 --no-report --max-seconds 10800 --quiet -o .bench/smollm2-2x-search
-    # 2. the search that is recorded: racing against the incumbent, every window score of 1. reused
-    OMP_NUM_THREADS=1 .venv/bin/longrope search --model smollm2 --data .bench/smollm2-books/shards \\
-        --target-length 16384 --samples 3 --race-rank 1 --reuse .bench/smollm2-2x-search --no-report \\
-        --max-seconds 3900 --quiet -o .bench/smollm2-2x-search2
-    #   (killed or out of budget: the same command with --resume, a larger --max-seconds allowed; the
-    #   recorded run was killed after 2,470 s to free the cores for the evaluation, resumed in the next
-    #   session with --resume --max-seconds 8770 and killed at 6,460 s (no new best) to free them for
-    #   the needle run, and closed each time with --resume --max-seconds 1, which writes the best so
-    #   far without scoring anything more)
-    OMP_NUM_THREADS=2 .venv/bin/longrope pipeline --plan bench/smollm2_2x.plan.json -o .bench/smollm2-2x-eval
-    #   (killed, or run before the search finished: the same command with --resume)
-    # the teacher-forced needle score on other keys, YaRN against the searched factors
-    .venv/bin/longrope baseline --model smollm2 --method yarn --target-length 16384 \
-        -o .bench/smollm2-2x-needle-factors/yarn/factors.json
-    cp .bench/smollm2-2x-search2/factors.json .bench/smollm2-2x-needle-factors/searched/
-    OMP_NUM_THREADS=2 .venv/bin/longrope eval passkey --model smollm2 --lengths 16384 --skip-none \
-        --mode needle --trials 1 --seed 1 -o .bench/smollm2-2x-needle --quiet \
-        --factors .bench/smollm2-2x-needle-factors/searched .bench/smollm2-2x-needle-factors/yarn
-    # 3. a second search whose fitness sees retrieval (LongRoPE2's): the answer NLL of a pass key
-    #    planted in each search window, teacher-forced; same windows, same racing
-    OMP_NUM_THREADS=2 .venv/bin/longrope search --model smollm2 --data .bench/smollm2-books/shards \
-        --target-length 16384 --samples 3 --fitness needle --race-rank 1 --no-report --max-seconds 5100 \
-        --quiet -o .bench/smollm2-2x-needle-search
-    #   its held-out cells (method searched-needle of the plan; the other cells are kept, not measured again)
-    OMP_NUM_THREADS=2 .venv/bin/longrope pipeline --plan bench/smollm2_2x.plan.json -o .bench/smollm2-2x-eval --resume
-    #   its teacher-forced needle on the same keys as above, in a run of its own
-    mkdir -p .bench/smollm2-2x-needle-factors/searched-needle
-    cp .bench/smollm2-2x-needle-search/factors.json .bench/smollm2-2x-needle-factors/searched-needle/
-    OMP_NUM_THREADS=2 .venv/bin/longrope eval passkey --model smollm2 --lengths 16384 --skip-none \
-        --mode needle --trials 1 --seed 1 -o .bench/smollm2-2x-needle2 --quiet \
-        --factors .bench/smollm2-2x-needle-factors/searched-needle
-    # 4. ten more teacher-forced keys (seeds 2 and 3, 5 keys each) for the three sets, pooled with seed 1's
-    for seed in 2 3; do OMP_NUM_THREADS=2 .venv/bin/longrope eval passkey --model smollm2 --lengths 16384 \
-        --skip-none --mode needle --trials 1 --seed $seed -o .bench/smollm2-2x-needle-s$seed --quiet \
-        --factors .bench/smollm2-2x-needle-factors/{searched,yarn,searched-needle}; done
-    .venv/bin/python bench/bench_smollm2.py --search .bench/smollm2-2x-search2 --eval .bench/smollm2-2x-eval \
+    .venv/bin/python -m bench.bench_smollm2 --search .bench/smollm2-2x-search2 --eval .bench/smollm2-2x-eval \
         --needle .bench/smollm2-2x-needle .bench/smollm2-2x-needle2 .bench/smollm2-2x-needle-s2 \
         .bench/smollm2-2x-needle-s3 --needle-search .bench/smollm2-2x-needle-search
 """
@@ -58,7 +21,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from _report import (
+from bench._report import (
     add_out_option,
     new_record,
     put_table,
@@ -74,13 +37,13 @@ context L = 8192, rope base 1e5) extended to 2× = 16,384 tokens without fine-tu
 the shipped search books (Northanger Abbey, Hamlet) and four more public-domain books of the offline
 sources (Emma, Mansfield Park, Pride and Prejudice, Moby Dick); held-out books: the shipped held-out
 books (Persuasion, Othello, Julius Caesar), tokenized with SmolLM2's tokenizer
-(`bench/smollm2_books.py`). The search is `longrope search` with the default strategy on 3 windows
+(`experiments/smollm2_2x/books.py`). The search is `longrope search` with the default strategy on 3 windows
 of 16,384 tokens, float32 on the CPU, in two runs: the first with the default racing (a candidate
 is scored on window 0, then on all three unless it is worse than the worst parent there), resumed
 across sessions; the second (the recorded one) starts from every window score of the first
 (`--reuse`) and races each candidate against the incumbent (`--race-rank 1`). `search_*` values are
 the second run's (`search_doc_evals` counts the reused scores too; `search_total_seconds` is both
-runs' search time). Evaluation: `bench/smollm2_2x.plan.json` (a compare stage): token-weighted
+runs' search time). Evaluation: `experiments/smollm2_2x/plan.json` (a compare stage): token-weighted
 perplexity on the same held-out windows for every method (BOS + length − 1 tokens each) at 8,192
 and 16,384 tokens; passkey by greedy decoding at 16,384 tokens for YaRN and the searched sets.
 Where the search's time goes: `search_seconds_per_window` is the median time of one 16k window's

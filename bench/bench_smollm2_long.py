@@ -7,18 +7,17 @@ each peak RSS is that length's alone; the model with no window scored is measure
 the table also says what the window itself adds. Writes ``bench/results/smollm2_long.json`` /
 ``.md``::
 
-    OMP_NUM_THREADS=2 .venv/bin/python bench/bench_smollm2_long.py --lengths 4096,8192,16384,32768
+    OMP_NUM_THREADS=2 .venv/bin/python -m bench.bench_smollm2_long --lengths 4096,8192,16384,32768
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
-from pathlib import Path
 
-from _report import add_out_option, new_record, put_table, put_value, write_record
+from bench._child import run_module
+from bench._report import add_out_option, new_record, put_table, put_value, write_record
 
 DESCRIPTION = """\
 One window of real text (the first shipped held-out book, SmolLM2's tokenizer), BOS + length − 1
@@ -30,10 +29,9 @@ window's seconds over its length; `× previous` compares a row's time with the r
 
 
 def _measure(dtype: str, length: int | None) -> dict:
-    """One subprocess of ``bench_smollm2_speed.py``'s child: ``length`` None scores no window."""
-    script = Path(__file__).with_name("bench_smollm2_speed.py")
-    args = [sys.executable, str(script), "--child", dtype, "--repeats", "1", "--lengths", str(length or "")]
-    proc = subprocess.run(args, capture_output=True, text=True, check=True)
+    """One subprocess of ``bench.bench_smollm2_speed``'s child: ``length`` None scores no window."""
+    args = ["--child", dtype, "--repeats", "1", "--lengths", str(length or "")]
+    proc = run_module("bench.bench_smollm2_speed", args, check=True)
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 

@@ -6,7 +6,7 @@ GGUF) in float32 and bfloat16 at a few lengths, one subprocess per dtype (each l
 once, warms up at 256 tokens, then takes the best of ``--repeats`` calls per length), and records
 the process's peak RSS. Writes ``bench/results/smollm2_speed.json`` / ``.md``::
 
-    OMP_NUM_THREADS=2 .venv/bin/python bench/bench_smollm2_speed.py --lengths 1024,2048,4096 --repeats 2
+    OMP_NUM_THREADS=2 .venv/bin/python -m bench.bench_smollm2_speed --lengths 1024,2048,4096 --repeats 2
 """
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import subprocess
 import sys
 import time
 
-from _report import add_out_option, new_record, put_table, put_value, write_record
+from bench._child import run_module
+from bench._report import add_out_option, new_record, put_table, put_value, write_record
 
 DESCRIPTION = """\
 One window of real text (a shipped held-out book, SmolLM2's tokenizer), BOS + length − 1 tokens,
@@ -69,8 +69,8 @@ def main(argv: list[str] | None = None) -> int:
                      settings={"lengths": lengths, "repeats": args.repeats})
     results = {}
     for dtype in ("float32", "bfloat16"):
-        proc = subprocess.run([sys.executable, __file__, "--child", dtype, "--lengths", args.lengths,
-                               "--repeats", str(args.repeats)], capture_output=True, text=True, check=True)
+        proc = run_module(__spec__.name, ["--child", dtype, "--lengths", args.lengths, "--repeats", str(args.repeats)],
+                          check=True)
         results[dtype] = json.loads(proc.stdout.strip().splitlines()[-1])
     rows = []
     for n in lengths:

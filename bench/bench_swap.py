@@ -14,8 +14,8 @@ Model: the embedded "tiny" model when it is there, else a random Llama of the sa
 (hidden 256, 4 layers, 4 heads of 64, vocab 4096, L = 256), saved to a temp folder so the
 reload timing reads real files.
 
-    .venv/bin/python bench/bench_swap.py --model tiny --lengths 2048 4096 --repeats 9 --threads 1
-    .venv/bin/python bench/bench_swap.py --device cuda --lengths 4096 16384 --repeats 15 --out /tmp/swap-gpu.json
+    .venv/bin/python -m bench.bench_swap --model tiny --lengths 2048 4096 --repeats 9 --threads 1
+    .venv/bin/python -m bench.bench_swap --device cuda --lengths 4096 16384 --repeats 15 --out /tmp/swap-gpu.json
 
 Writes the record ``bench/results/swap.json`` and ``swap.md`` rendered from it (``--out`` elsewhere).
 """
@@ -30,7 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _report import add_out_option, new_record, put_table, put_value, write_record
+from bench._report import add_out_option, new_record, put_table, put_value, write_record
 
 DESCRIPTION = """\
 `RopePatch.swap` (validate a factor set and copy its tables into the preallocated buffers: the

@@ -10,8 +10,8 @@ books (``.txt``), replicated to ``--mb`` megabytes. Each run is a fresh subproce
 
 Run (writes the record ``bench/results/tokenize.json`` and ``tokenize.md`` rendered from it)::
 
-    .venv/bin/python bench/bench_tokenize.py --tokenizer tiny --mb 20
-    .venv/bin/python bench/bench_tokenize.py --tokenizer smollm2 --mb 40 --out /tmp/tokenize-smollm2.json
+    .venv/bin/python -m bench.bench_tokenize --tokenizer tiny --mb 20
+    .venv/bin/python -m bench.bench_tokenize --tokenizer smollm2 --mb 40 --out /tmp/tokenize-smollm2.json
 """
 
 from __future__ import annotations
@@ -20,13 +20,13 @@ import argparse
 import json
 import os
 import resource
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from _report import add_out_option, new_record, put_table, put_value, write_record
+from bench._child import run_module
+from bench._report import add_out_option, new_record, put_table, put_value, write_record
 
 ROOT = Path(__file__).resolve().parent.parent
 DESCRIPTION = """\
@@ -83,8 +83,8 @@ def run_one(tokenizer: str, corpus: Path, out: Path, threads: int | None) -> dic
     env = dict(os.environ)
     if threads:
         env["RAYON_NUM_THREADS"] = str(threads)
-    r = subprocess.run([sys.executable, __file__, "--worker", "--tokenizer", tokenizer, "--corpus", str(corpus),
-                        "--shards", str(out)], capture_output=True, text=True, env=env, check=False)
+    r = run_module(__spec__.name, ["--worker", "--tokenizer", tokenizer, "--corpus", str(corpus), "--shards", str(out)],
+                   env=env)
     if r.returncode != 0:
         raise SystemExit(r.stderr)
     return json.loads(r.stdout.strip().splitlines()[-1])

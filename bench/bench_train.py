@@ -29,7 +29,7 @@ to float tolerance.
 
 Run (writes bench/results/train.json and train.md)::
 
-    OMP_NUM_THREADS=1 .venv/bin/python bench/bench_train.py --length 2048 --repeats 5 --threads 1
+    OMP_NUM_THREADS=1 .venv/bin/python -m bench.bench_train --length 2048 --repeats 5 --threads 1
 """
 
 from __future__ import annotations
@@ -46,9 +46,8 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from _report import add_out_option, new_record, put_table, put_value, write_record  # noqa: E402
+from bench._child import run_module
+from bench._report import add_out_option, new_record, put_table, put_value, write_record
 
 MODES = ("plain", "ours", "ours-packed")
 DESCRIPTION = __doc__.split("Run (writes")[0].split("\n", 2)[2].strip()
@@ -147,8 +146,8 @@ def measure(mode: str, length: int, steps: int, threads: int, *, memory: bool = 
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
     if memory:
         env["MALLOC_MMAP_THRESHOLD_"] = "65536"  # large blocks mapped and unmapped: RSS follows live tensors
-    out = subprocess.run([sys.executable, __file__, "--worker", mode, "--length", str(length), "--steps", str(steps),
-                          "--threads", str(threads)], capture_output=True, text=True, env=env, check=False)
+    out = run_module(__spec__.name, ["--worker", mode, "--length", str(length), "--steps", str(steps),
+                                     "--threads", str(threads)], env=env)
     if out.returncode != 0:
         raise SystemExit(f"worker {mode} failed: {(out.stderr.strip().splitlines() or ['?'])[-1]}")
     return json.loads(out.stdout.strip().splitlines()[-1])

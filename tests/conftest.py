@@ -1,32 +1,15 @@
 """Shared fixtures: tiny random transformers models of every supported family, seeded.
 
-The builders live in ``tests/models/model_helpers.py`` (imported by path under a unique module
-name, because several test folders have their own ``conftest.py`` and a plain ``import conftest``
-would pick whichever was loaded last). Each model has 2 layers, hidden size 64, vocab 128 and an
-original context of ``TINY_L`` = 32 tokens so tests cross L with a few dozen tokens. Weights come
-from a seeded ``torch.Generator``. Nothing here imports torch at collection time.
+The builders live in ``tests/models/model_helpers.py``. Each model has 2 layers, hidden size 64,
+vocab 128 and an original context of ``TINY_L`` = 32 tokens so tests cross L with a few dozen
+tokens. Weights come from a seeded ``torch.Generator``. Nothing here imports torch at collection time.
 """
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 
-
-def _load_helpers():
-    name = "longrope_tests_tiny_models"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).parent / "models" / "model_helpers.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-tiny = _load_helpers()
+from tests.models import model_helpers as tiny
 
 
 @pytest.fixture(params=tiny.FAMILY_NAMES)
@@ -51,23 +34,6 @@ def build_tiny_model():
 def tiny_model_dir(tmp_path):
     """A tiny random Llama saved as a Hugging Face folder (config + safetensors, no tokenizer)."""
     return tiny.save_tiny(tiny.build_tiny("llama"), tmp_path / "tiny-llama")
-
-
-@pytest.fixture
-def bench_script(monkeypatch):
-    """Factory: ``bench_script("bench_pipeline.py")`` imports a script of ``bench/`` (scripts, not a
-    package; ``bench/`` goes on ``sys.path`` for their ``_report`` import)."""
-    bench = Path(__file__).resolve().parents[1] / "bench"
-    monkeypatch.syspath_prepend(str(bench))
-
-    def load(relative: str):
-        path = bench / relative
-        spec = importlib.util.spec_from_file_location(f"bench_{path.stem}", path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module
-
-    return load
 
 
 @pytest.fixture

@@ -1,10 +1,13 @@
 """The repository stands alone: what it cites is inside it.
 
-- no file of src/, docs/, bench/, tests/, README.md or BENCHMARKS.md names a file outside the repository (the
-  method reference that used to live beside it, a sibling ``shared`` folder, an absolute /work path);
-- every ``docs/FILE.md §n`` cited in src/, bench/ or tests/, and every ``[FILE.md §n](FILE.md)`` cited in
-  docs/, names a file of docs/ that has a heading numbered ``n``;
-- every relative link of README.md and docs/ points at a file that exists.
+- no file of src/, docs/, bench/, experiments/, tools/, tests/, README.md, BENCHMARKS.md, the Makefile or
+  pyproject.toml names a file outside the repository (the method reference that used to live beside it, a
+  sibling ``shared`` folder, an absolute path of one machine: /work, a home folder);
+- every ``docs/FILE.md §n`` cited in the code (src/, bench/, experiments/, tools/, tests/), and every
+  ``[FILE.md §n](FILE.md)`` cited in docs/, names a file of docs/ that has a heading numbered ``n``;
+- every relative link of README.md, BENCHMARKS.md, docs/ and experiments/ points at a file of the repository;
+- every repository path those files name (``bench/bench_swap.py``) exists (the records of bench/results/ aside);
+- bench/, experiments/, tools/ and tests/ are packages whose modules import one another by name, never by path.
 """
 
 from __future__ import annotations
@@ -21,7 +24,12 @@ OUTSIDE = [
     (re.compile(r"LONGROPE\.md"), "the method reference lives in docs/method.md"),
     (re.compile(r"\.\./shared\b"), "a folder beside the repository"),
     (re.compile(r"(?<![\w.~-])/work/"), "an absolute path of one machine"),
+    (re.compile(r"(?<![\w.~-])/(?:home|Users|root)/\w"), "a home folder of one machine"),
 ]
+#: the folders whose files are checked, every file of each (the repository's own text)
+FOLDERS = ("src", "docs", "bench", "experiments", "tools", "tests")
+#: the folders of code that cites docs/
+CODE_FOLDERS = ("src", "bench", "experiments", "tools", "tests")
 
 _SECTION = r"§(\d+(?:\.\d+)*)"
 #: ``docs/method.md §4``, ``docs/method.md §4–§6``, ``docs/method.md §2, §5, §8``.
@@ -36,8 +44,8 @@ _LINK = re.compile(r"\]\(([^)\s]+)\)")
 def shipped_files() -> list[Path]:
     """The text files whose references must stay inside the repository (this file, whose examples name
     what is refused, left out)."""
-    files = [ROOT / "README.md", ROOT / "BENCHMARKS.md"]
-    for folder in ("src", "docs", "bench", "tests"):
+    files = [ROOT / name for name in ("README.md", "BENCHMARKS.md", "Makefile", "pyproject.toml")]
+    for folder in FOLDERS:
         files += sorted(p for p in (ROOT / folder).rglob("*") if p.is_file() and _is_text(p))
     return [p for p in files if p != Path(__file__).resolve()]
 
@@ -110,7 +118,7 @@ def test_no_file_names_a_path_outside_the_repository():
 
 def test_every_cited_section_of_docs_exists():
     cited = []
-    for folder in ("src", "bench", "tests"):
+    for folder in CODE_FOLDERS:
         for path in sorted((ROOT / folder).rglob("*.py")):
             if path == Path(__file__).resolve():
                 continue  # this file's own examples cite missing sections on purpose
@@ -127,7 +135,20 @@ def test_every_cited_section_of_docs_exists():
     assert not problems, "citations of missing sections:\n" + "\n".join(problems)
 
 
-@pytest.mark.parametrize("page", ["README.md", *sorted(f"docs/{p.name}" for p in (ROOT / "docs").glob("*.md"))])
+def markdown_pages() -> list[str]:
+    """The pages whose relative links are checked, relative to the repository root."""
+    pages = [ROOT / "README.md", ROOT / "BENCHMARKS.md", *(ROOT / "docs").glob("*.md"),
+             *(ROOT / "experiments").rglob("*.md")]
+    return sorted(str(p.relative_to(ROOT)) for p in pages)
+
+
+def test_every_folder_checked_is_there():
+    """A folder renamed away would leave its replacement unchecked."""
+    assert [f for f in FOLDERS if not (ROOT / f).is_dir()] == []
+    assert any(p.startswith("experiments/") for p in markdown_pages())
+
+
+@pytest.mark.parametrize("page", markdown_pages())
 def test_relative_links_point_at_files_of_the_repository(page):
     path = ROOT / page
     broken = []
@@ -140,14 +161,60 @@ def test_relative_links_point_at_files_of_the_repository(page):
     assert not broken, f"{page} links to files that are not in the repository: {broken}"
 
 
+#: a path of the repository named in its text (``bench/bench_swap.py``, ``docs/method.md``); a part in
+#: capitals is a placeholder (``bench/results/NAME.json``), not a file
+_REPO_PATH = re.compile(r"(?<![\w./~-])((?:src|docs|bench|tests|experiments|tools)/[\w./-]*\w\.(?:py|md|json|mjs|toml|yaml))")
+
+
+def repository_paths(text: str) -> list[str]:
+    """The repository paths named in ``text`` (placeholders left out)."""
+    return [m for m in _REPO_PATH.findall(text) if not re.search(r"(?:^|/)[A-Z][A-Z_-]*(?:/|\.)", m)]
+
+
+def test_every_file_of_the_repository_named_in_its_text_exists():
+    """A moved or removed file leaves no stale name behind; the records of bench/results/ are history (they
+    name the files as they were when they ran) and are not checked."""
+    missing = [f"{path.relative_to(ROOT)}: {name}" for path in shipped_files() if "results" not in path.parts
+               for name in repository_paths(path.read_text("utf-8")) if not (ROOT / name).exists()]
+    assert not missing, "names of files that do not exist:\n" + "\n".join(missing)
+
+
+#: the packages beside src/: their modules import one another by module name, never by file path
+PACKAGES = ("bench", "experiments", "tools", "tests")
+#: what loading a file by its path looks like
+BY_PATH = re.compile(r"spec_from_file_location|SourceFileLoader|\brunpy\b|sys\.path\.(?:insert|append)|syspath_prepend")
+
+
+def test_tests_benchmarks_experiments_and_tools_are_packages():
+    missing = sorted(str(d.relative_to(ROOT)) for folder in PACKAGES for d in [ROOT / folder, *(ROOT / folder).rglob("*")]
+                     if d.is_dir() and "__pycache__" not in d.parts and any(d.glob("*.py"))
+                     and not (d / "__init__.py").is_file())
+    assert not missing, f"folders of Python files without __init__.py: {missing}"
+
+
+def test_no_module_is_loaded_by_its_file_path():
+    hits = [f"{path.relative_to(ROOT)}: {line.strip()}"
+            for folder in PACKAGES for path in sorted((ROOT / folder).rglob("*.py"))
+            if path != Path(__file__).resolve()  # this file names what it refuses
+            for line in path.read_text("utf-8").splitlines() if BY_PATH.search(line)]
+    assert not hits, "modules loaded by path (import them as package modules):\n" + "\n".join(hits)
+
+
 # --- the scanners themselves (a scanner that finds nothing would pass every check above) -----------------
 
 
 def test_outside_references_are_found():
-    text = "ok line\nsee LONGROPE.md §4\nread ../shared/notes and /work/main/x\nrelative work/ is fine"
+    text = ("ok line\nsee LONGROPE.md §4\nread ../shared/notes and /work/main/x\nrelative work/ is fine\n"
+            "cd /home/me/longrope or /Users/me/x; data/home/x and ~/home/ are fine")
     hits = outside_references(text)
-    assert len(hits) == 3
-    assert hits[0].startswith("line 2:") and hits[2].startswith("line 3:")
+    assert len(hits) == 5
+    assert hits[0].startswith("line 2:") and hits[2].startswith("line 3:") and hits[4].startswith("line 5:")
+
+
+def test_repository_paths_are_found_and_placeholders_skipped():
+    text = "see `bench/bench_swap.py`, tests/runs/conftest.py and docs/method.md; bench/results/NAME.json, docs/FILE.md"
+    assert repository_paths(text) == ["bench/bench_swap.py", "tests/runs/conftest.py", "docs/method.md"]
+    assert repository_paths("src/longrope/x.py and mysrc/a.py, ./bench/b.py") == ["src/longrope/x.py"]
 
 
 def test_code_citations_parse_lists_and_ranges():

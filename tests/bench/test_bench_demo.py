@@ -5,19 +5,14 @@ from __future__ import annotations
 import json
 import shlex
 
-import pytest
+from bench import bench_demo
 
 SMALL = ["--target-length", "512", "--lengths", "256,512", "--max-evals", "2", "--budget-seconds", "0",
          "--samples", "1", "--search-samples", "1", "--passkey-trials", "1", "--passkey-depths", "0.5",
          "--domains", "books", "--quiet"]
 
 
-@pytest.fixture
-def bench_demo(bench_script):
-    return bench_script("bench_demo.py")
-
-
-def test_records_a_demo_it_runs_and_the_same_run_folder_read_back(bench_demo, tmp_path, capsys):
+def test_records_a_demo_it_runs_and_the_same_run_folder_read_back(tmp_path, capsys):
     run_dir, rec_path = tmp_path / "run", tmp_path / "rec" / "demo.json"
     assert bench_demo.main([*SMALL, "--out", str(run_dir), "--record", str(rec_path)]) == 0
     rec = json.loads(rec_path.read_text())

@@ -6,12 +6,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from bench import bench_smollm2
 from longrope.cli import main as cli
 
-BENCH = Path(__file__).resolve().parents[2] / "bench"
+EXPERIMENT = Path(__file__).resolve().parents[2] / "experiments" / "smollm2_2x"
 
 
-def test_records_the_search_the_perplexities_and_the_passkey(tmp_path, bench_script):
+def test_records_the_search_the_perplexities_and_the_passkey(tmp_path):
     from longrope.embedded import CORPUS_DIR
 
     shards, first, search = tmp_path / "shards", tmp_path / "first", tmp_path / "search"
@@ -23,7 +24,7 @@ def test_records_the_search_the_perplexities_and_the_passkey(tmp_path, bench_scr
     assert cli([*common, "--race-rank", "1", "--reuse", str(first), "-o", str(search)]) == 0
     needle_search = tmp_path / "needle-search"  # the second search: the answer NLL of planted keys
     assert cli([*common, "--fitness", "needle", "--race-rank", "1", "-o", str(needle_search)]) == 0
-    plan = json.loads((BENCH / "smollm2_2x.plan.json").read_text())  # the benchmark's plan, scaled down
+    plan = json.loads((EXPERIMENT / "plan.json").read_text())  # the benchmark's plan, scaled down
     stage = plan["stages"][0]
     stage.update(data=str(shards), samples={"1x": 2, "2x": 2}, passkey_trials=1, passkey_depths=[0.5])
     for m in stage["methods"].values():
@@ -47,10 +48,9 @@ def test_records_the_search_the_perplexities_and_the_passkey(tmp_path, bench_scr
                 "--depths", "0.25,0.75", "--trials", "1", "--seed", "1", "--quiet", "-o", str(tmp_path / "needle2"),
                 "--factors", str(needle_factors / "searched-needle")]) == 0
     rec_path = tmp_path / "rec" / "smollm2-2x.json"
-    mod = bench_script("bench_smollm2.py")
-    assert mod.main(["--search", str(search), "--eval", str(tmp_path / "eval"), "--record", str(rec_path),
-                     "--needle", str(tmp_path / "needle"), str(tmp_path / "needle2"),
-                     "--needle-search", str(needle_search)]) == 0
+    assert bench_smollm2.main(["--search", str(search), "--eval", str(tmp_path / "eval"), "--record", str(rec_path),
+                               "--needle", str(tmp_path / "needle"), str(tmp_path / "needle2"),
+                               "--needle-search", str(needle_search)]) == 0
     rec = json.loads(rec_path.read_text())
     ppl = json.loads((tmp_path / "eval" / "summary.json").read_text())["heldout_ppl"]["2x"]
     closed = {m: v for m, v in ppl.items() if m not in ("none", "searched", "searched-needle")}
@@ -85,12 +85,12 @@ def test_records_the_search_the_perplexities_and_the_passkey(tmp_path, bench_scr
     assert rec["values"]["needle_keys_searched"] == rec["values"]["needle_shared_keys"] == 2
     assert 0 <= rec["values"]["needle_searched_lower_nll"] <= 2 and rec["values"]["needle_answer_nll_yarn"] > 0
     assert rec["source"]["needle_command"].startswith("longrope")  # in-process here: run.json has pytest's argv
-    assert mod.main(["--search", str(tmp_path / "nowhere"), "--eval", str(tmp_path / "eval"),
-                     "--record", str(tmp_path / "x.json")]) == 2
+    assert bench_smollm2.main(["--search", str(tmp_path / "nowhere"), "--eval", str(tmp_path / "eval"),
+                               "--record", str(tmp_path / "x.json")]) == 2
 
 
-def test_needle_analysis_pairs_the_two_sets_key_by_key(bench_script):
-    needle_analysis = bench_script("bench_smollm2.py").needle_analysis
+def test_needle_analysis_pairs_the_two_sets_key_by_key():
+    needle_analysis = bench_smollm2.needle_analysis
 
     def trials(nlls, correct):
         return [{"length": 16, "depth": d, "trial": 0, "key": 10 + i, "answer_nll": v, "correct": c}
@@ -117,9 +117,8 @@ def test_needle_analysis_pairs_the_two_sets_key_by_key(bench_script):
         raise AssertionError("a run in generate mode must be refused")
 
 
-def test_needle_runs_merge_sets_on_the_same_keys_and_pool_other_seeds(bench_script):
-    script = bench_script("bench_smollm2.py")
-    merge, needle_analysis = script.merge_needle_runs, script.needle_analysis
+def test_needle_runs_merge_sets_on_the_same_keys_and_pool_other_seeds():
+    merge, needle_analysis = bench_smollm2.merge_needle_runs, bench_smollm2.needle_analysis
     cfg = {"model": "smollm2", "seed": 1, "lengths": [16384], "depths": [0.0, 0.5], "trials": 1, "mode": "needle"}
 
     def result(name, nlls, key0):
@@ -140,7 +139,7 @@ def test_needle_runs_merge_sets_on_the_same_keys_and_pool_other_seeds(bench_scri
     assert got["shared_keys"] == 4 and got["searched-needle_lower_nll"] == 4
     assert abs(got["searched-needle_lower_nll_sign_p"] - 2 / 16) < 1e-12  # 4 of 4: 2 · 0.5^4
     assert got["accuracy_searched-needle"] == 1.0 and abs(got["answer_nll_yarn"] - 3.2 / 4) < 1e-12
-    by_depth = script.needle_by_depth(merged, ["yarn", "searched-needle"])
+    by_depth = bench_smollm2.needle_by_depth(merged, ["yarn", "searched-needle"])
     assert by_depth[0][:2] == [0.0, 2] and by_depth[0][2] == 2 and abs(by_depth[0][3] - 0.75) < 1e-12
     assert by_depth[1][4:] == [2, (0.6 + 0.1) / 2]
     # the same key numbers under two seeds are two keys, told apart by the seed each trial carries
@@ -158,15 +157,15 @@ def test_needle_runs_merge_sets_on_the_same_keys_and_pool_other_seeds(bench_scri
             assert match in str(exc)
 
 
-def test_sign_test_p_is_the_two_sided_binomial_tail(bench_script):
-    p = bench_script("bench_smollm2.py").sign_test_p
+def test_sign_test_p_is_the_two_sided_binomial_tail():
+    p = bench_smollm2.sign_test_p
     assert p(0, 0) == 1.0 and p(3, 3) == 1.0
     assert abs(p(4, 1) - 2 * 6 / 32) < 1e-12 and abs(p(1, 4) - p(4, 1)) < 1e-12
     assert abs(p(10, 0) - 2 / 1024) < 1e-12
 
 
-def test_race_analysis_counts_what_racing_against_the_incumbent_would_cost(bench_script):
-    race_analysis = bench_script("bench_smollm2.py").race_analysis
+def test_race_analysis_counts_what_racing_against_the_incumbent_would_cost():
+    race_analysis = bench_smollm2.race_analysis
 
     def rec(kind, g, nll, cached=False):
         docs = [0, 1, 2] if len(nll) == 3 else [0] if len(nll) == 1 else [1, 2]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import subprocess
@@ -11,31 +10,20 @@ from pathlib import Path
 
 import pytest
 
+from bench import _report as r
+from bench import report
+
 ROOT = Path(__file__).resolve().parents[2]
 BENCH = ROOT / "bench"
 
 
-@pytest.fixture
-def bench(monkeypatch):
-    """``(_report, report)`` imported from bench/ (scripts, not a package)."""
-    monkeypatch.syspath_prepend(str(BENCH))
-    mods = []
-    for name, file in (("_report", "_report.py"), ("bench_report_script", "report.py")):
-        spec = importlib.util.spec_from_file_location(name, BENCH / file)
-        mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
-        mods.append(mod)
-    return tuple(mods)
-
-
 def test_benchmarks_md_is_what_the_records_give():
-    out = subprocess.run([sys.executable, str(BENCH / "report.py"), "--check"], capture_output=True, text=True,
+    out = subprocess.run([sys.executable, "-m", "bench.report", "--check"], capture_output=True, text=True,
                          cwd=ROOT, timeout=120)
     assert out.returncode == 0, out.stderr.strip()
 
 
-def test_fmt_formats_numbers_in_one_place(bench):
-    r, _ = bench
+def test_fmt_formats_numbers_in_one_place():
     assert r.fmt(None) == "—" and r.fmt(math.nan, ".2f") == "—"
     assert r.fmt(True, "met|NOT met") == "met" and r.fmt(False, "met|NOT met") == "NOT met"
     assert r.fmt(True) == "yes"
@@ -46,7 +34,7 @@ def test_fmt_formats_numbers_in_one_place(bench):
         r.fmt(1.0, "not a spec")
 
 
-def _toy_record(r, results: Path) -> dict:
+def _toy_record(results: Path) -> dict:
     rec = r.new_record("toy", "A toy benchmark", script=str(BENCH / "bench_toy.py"), argv=["--n", "3"],
                        settings={"n": 3, "knobs": {"k": [1, 2]}}, description="Synthetic.")
     r.put_value(rec, "ratio", 0.87078, ".3f")
@@ -59,10 +47,9 @@ def _toy_record(r, results: Path) -> dict:
     return json.loads((results / "toy.json").read_text())
 
 
-def test_record_round_trip_and_markdown(bench, tmp_path):
-    r, _ = bench
-    rec = _toy_record(r, tmp_path)
-    assert rec["format"] == r.FORMAT and rec["command"].endswith("bench/bench_toy.py --n 3")
+def test_record_round_trip_and_markdown(tmp_path):
+    rec = _toy_record(tmp_path)
+    assert rec["format"] == r.FORMAT and rec["command"].endswith("-m bench.bench_toy --n 3")
     assert rec["settings"] == {"n": 3, "knobs.k": [1, 2]} and rec["machine"]["cpus"] == 2
     assert rec["tables"]["t"]["rows"][1] == ["longrope", 75.2201, None]  # numbers stay numbers
     md = (tmp_path / "toy.md").read_text()
@@ -73,10 +60,9 @@ def test_record_round_trip_and_markdown(bench, tmp_path):
         r.table(["a", "b", "c"], [[1, 2]])
 
 
-def test_template_placeholders_are_filled_and_checked(bench, tmp_path, capsys):
-    r, report = bench
+def test_template_placeholders_are_filled_and_checked(tmp_path, capsys):
     results = tmp_path / "results"
-    rec = _toy_record(r, results)
+    rec = _toy_record(results)
     template = tmp_path / "T.md"
     template.write_text("# Title\n\nIntro {{toy.value.count}} candidates.\n\n## A\n\n"
                         "Ratio **{{toy.value.ratio}}** ({{ toy.value.ratio:.1% }}), goal {{toy.value.ok}}.\n\n"

@@ -8,9 +8,7 @@ files), then property-based fuzzing throws random values at every run config and
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,23 +17,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from longrope.cli import main
-
-
-def _helpers():
-    name = "longrope_tests_run_helpers"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).parents[1] / "runs" / "run_helpers.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
+from tests.runs import run_helpers
 
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     """A tiny model with tokenizer, its shards, a GPT-2 folder (no RoPE), bad files of every kind."""
     root = tmp_path_factory.mktemp("bad")
-    _helpers().build_tiny(root)
+    run_helpers.build_tiny(root)
     from transformers import GPT2Config, GPT2LMHeadModel
 
     GPT2LMHeadModel(GPT2Config(n_layer=1, n_head=2, n_embd=16, vocab_size=64, n_positions=64)).save_pretrained(

@@ -6,7 +6,8 @@ import gzip
 import json
 
 import pytest
-from data_helpers import TEXTS, make_tokenizer
+
+from tests.data.data_helpers import TEXTS, make_tokenizer
 
 
 @pytest.fixture(scope="session")

@@ -11,12 +11,12 @@ import json
 
 import numpy as np
 import pytest
-from data_helpers import TEXTS
 
 from longrope.data import TokenCorpus, sample_documents, tokenize_corpus
 from longrope.data import shards as shards_mod
 from longrope.data.shards import ShardWriter, file_sha256, sample_sha256, write_meta
 from longrope.errors import UserError
+from tests.data.data_helpers import TEXTS
 
 BLOCK = 4096  # bytes per block in these tests (2048 uint16 tokens)
 DOC = 3000  # tokens per document: documents straddle block boundaries

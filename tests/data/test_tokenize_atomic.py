@@ -9,11 +9,11 @@ import sys
 
 import numpy as np
 import pytest
-from data_helpers import TEXTS
 
 from longrope.data import TokenCorpus, tokenize_corpus
 from longrope.data import tokenize as tokenize_mod
 from longrope.errors import UserError
+from tests.data.data_helpers import TEXTS
 
 
 def _run(tok, inputs, out, **kw):

@@ -6,11 +6,11 @@ import os
 
 import numpy as np
 import pytest
-from data_helpers import TEXTS
 
 from longrope.data import TokenCorpus, tokenize_corpus, vocab_sha256
 from longrope.data.shards import sample_sha256
 from longrope.errors import UserError
+from tests.data.data_helpers import TEXTS
 
 
 def _run(tok, inputs, out, **kw):

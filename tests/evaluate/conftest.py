@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from eval_helpers import tiny_llama
+
+from tests.evaluate.eval_helpers import tiny_llama
 
 
 @pytest.fixture(scope="session")

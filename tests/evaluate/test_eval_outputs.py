@@ -8,12 +8,12 @@ import math
 
 import numpy as np
 import pytest
-from eval_helpers import tiny_llama
 
 from longrope.evaluate import evaluate_perplexity
 from longrope.evaluate.passkey import PasskeyResult, PasskeyTrial
 from longrope.evaluate.plots import plot_passkey_heatmap, plot_ppl_vs_length
 from longrope.evaluate.suite import write_passkey_outputs, write_ppl_outputs
+from tests.evaluate.eval_helpers import tiny_llama
 
 
 def _png_ok(path):

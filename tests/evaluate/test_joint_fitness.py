@@ -8,12 +8,12 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from eval_helpers import make_tokenizer, tiny_llama
 
 from longrope.evaluate import passkey as pk
 from longrope.search.archive import Archive
 from longrope.search.objective import CandidateMapper, build_objective, check_fitness, named_parts
 from longrope.search.space import Genome
+from tests.evaluate.eval_helpers import make_tokenizer, tiny_llama
 
 LENGTH = 256
 

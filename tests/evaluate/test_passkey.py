@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from eval_helpers import make_tokenizer, tiny_llama
 
 from longrope.errors import UserError
 from longrope.evaluate import passkey as pk
+from tests.evaluate.eval_helpers import make_tokenizer, tiny_llama
 
 
 @pytest.fixture(scope="module")

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from eval_helpers import make_tokenizer
 
 from longrope.evaluate import passkey as pk
+from tests.evaluate.eval_helpers import make_tokenizer
 
 
 @pytest.fixture(scope="module")

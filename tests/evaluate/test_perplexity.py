@@ -7,11 +7,11 @@ import math
 import numpy as np
 import pytest
 import torch
-from eval_helpers import naive_nll, reinit, tiny_llama
 
 from longrope.errors import UserError
 from longrope.evaluate import evaluate_perplexity
 from longrope.evaluate.windows import document_windows
+from tests.evaluate.eval_helpers import naive_nll, reinit, tiny_llama
 
 
 def _docs(rng, lengths, vocab=97):

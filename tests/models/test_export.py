@@ -11,12 +11,12 @@ import textwrap
 import numpy as np
 import pytest
 import torch
-from model_helpers import FAMILY_NAMES, TINY_L, TINY_THETA, build_tiny, tiny_ids
 
 from longrope.errors import UserError
 from longrope.models import inspect_model, install_factors
 from longrope.models.export import START_TOKENS_KEY, export_hf, longrope_config_entries
 from longrope.rope import FactorSet
+from tests.models.model_helpers import FAMILY_NAMES, TINY_L, TINY_THETA, build_tiny, tiny_ids
 
 ATOL = 2e-5
 

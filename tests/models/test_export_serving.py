@@ -9,12 +9,12 @@ import types
 
 import numpy as np
 import pytest
-from model_helpers import TINY_L, build_tiny
 
 from longrope.errors import UserError
 from longrope.models import export_hf, inspect_model, longrope_config_entries
 from longrope.models.export import check_target_length, remove_stale_temporaries
 from longrope.rope import FactorSet
+from tests.models.model_helpers import TINY_L, build_tiny
 
 
 def factor_set(model, **kw) -> FactorSet:

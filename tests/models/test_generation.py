@@ -15,12 +15,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from model_helpers import TINY_L, build_tiny, tiny_ids
 
 from longrope.errors import UserError
 from longrope.models import current_patch, inspect_model, install_factors
 from longrope.models.generation import generate, prepare_batch
 from longrope.rope import FactorSet
+from tests.models.model_helpers import TINY_L, build_tiny, tiny_ids
 
 ATOL = 1e-4
 RTOL = 1e-4

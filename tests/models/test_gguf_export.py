@@ -8,7 +8,6 @@ import gguf
 import numpy as np
 import pytest
 import torch
-from model_helpers import TINY_L, build_tiny
 
 from longrope.errors import UserError
 from longrope.models import inspect_model
@@ -20,6 +19,7 @@ from longrope.models.gguf import (
     gguf_rope_facts,
 )
 from longrope.rope import FactorSet
+from tests.models.model_helpers import TINY_L, build_tiny
 
 SUPPORTED = tuple(GGUF_ARCHES)  # llama, mistral, qwen2, phi3
 

@@ -10,30 +10,18 @@ factors (llama.cpp decides by context size). NLL sums agree to 1e-4 (f32 weights
 from __future__ import annotations
 
 import importlib.util
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from model_helpers import build_tiny
 
+from bench import _llamacpp as llamacpp
 from longrope.models import inspect_model, install_factors
 from longrope.models.gguf import GGUF_ARCHES, export_gguf, export_gguf_from_gguf
 from longrope.rope import FactorSet
+from tests.models.model_helpers import build_tiny
 
-BENCH = Path(__file__).resolve().parents[2] / "bench"
-
-
-def _runner():
-    spec = importlib.util.spec_from_file_location("longrope_bench_llamacpp", BENCH / "_llamacpp.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-llamacpp = _runner()
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(not llamacpp.available(), reason="node or node_modules/node-llama-cpp is missing"),

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from model_helpers import TINY_L, TINY_THETA, build_tiny, save_tiny
 
 from longrope.errors import UserError
 from longrope.models import loading
 from longrope.models.families import rope_info_from_config, supported_families_text
+from tests.models.model_helpers import TINY_L, TINY_THETA, build_tiny, save_tiny
 
 
 def test_load_local_folder(tmp_path):
@@ -31,7 +31,7 @@ def test_read_rope_info_from_config_only(tmp_path):
 
 
 def test_rope_info_reports_present_scaling():
-    from model_helpers import tiny_config
+    from tests.models.model_helpers import tiny_config
 
     config = tiny_config(
         "llama",
@@ -45,7 +45,7 @@ def test_rope_info_reports_present_scaling():
 
 
 def test_partial_rotary_on_a_family_that_ignores_it_is_unsupported():
-    from model_helpers import tiny_config
+    from tests.models.model_helpers import tiny_config
 
     config = tiny_config("llama", rope_parameters={"partial_rotary_factor": 0.5})
     info = rope_info_from_config(config)

@@ -6,11 +6,11 @@ import json
 
 import pytest
 import torch
-from model_helpers import build_tiny, save_tiny, tiny_config, tiny_ids
 
 from longrope.errors import UserError
 from longrope.models import loading
 from longrope.models.families import FAMILIES, attn_implementation_for, has_rope, require_rope
+from tests.models.model_helpers import build_tiny, save_tiny, tiny_config, tiny_ids
 
 
 def _one_line(exc_info) -> str:

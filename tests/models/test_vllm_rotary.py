@@ -23,10 +23,10 @@ import zipfile
 import numpy as np
 import pytest
 import torch
-from model_helpers import TINY_L, build_tiny
 
 from longrope.models import export_hf, inspect_model, install_factors
 from longrope.rope import FactorSet
+from tests.models.model_helpers import TINY_L, build_tiny
 
 WHEEL = os.environ.get("LONGROPE_VLLM_WHEEL")
 pytestmark = [

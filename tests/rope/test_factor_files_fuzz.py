@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from rope_strategies import hf_config_fields
 
 from longrope.errors import UserError
 from longrope.rope import FactorSet
+from tests.rope.rope_strategies import hf_config_fields
 
 BOM = "\ufeff"
 

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from rope_strategies import rotary_dims, thetas
 
 from longrope.errors import UserError
 from longrope.rope import (
@@ -21,6 +20,7 @@ from longrope.rope import (
     reduce_angles,
     rope_angles,
 )
+from tests.rope.rope_strategies import rotary_dims, thetas
 
 factor_vectors = st.integers(1, 32).flatmap(
     lambda half: st.lists(st.floats(1.0, 256.0), min_size=half, max_size=half).map(np.array)

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from rope_strategies import original_lengths, rotary_dims, scales
 
 from longrope.errors import UserError
 from longrope.rope import (
@@ -19,6 +18,7 @@ from longrope.rope import (
     theoretical_critical_dim,
     yarn_attention_factor,
 )
+from tests.rope.rope_strategies import original_lengths, rotary_dims, scales
 
 
 def test_attention_policies_known_values():

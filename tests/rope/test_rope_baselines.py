@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from rope_strategies import original_lengths, rotary_dims, scales, thetas
 
 from longrope.errors import UserError
 from longrope.rope import (
@@ -21,6 +20,7 @@ from longrope.rope import (
     yarn_extrapolation_mask,
     yarn_linear_seed,
 )
+from tests.rope.rope_strategies import original_lengths, rotary_dims, scales, thetas
 
 EPS = 1e-12
 

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from rope_strategies import hf_config_fields
 
 from longrope.errors import UserError
 from longrope.rope import FORMAT_VERSION, FactorSet, make_baseline
+from tests.rope.rope_strategies import hf_config_fields
 
 
 def _fs(**kw) -> FactorSet:

@@ -14,7 +14,8 @@ on one shipped book. Session-scoped: built once.
 from __future__ import annotations
 
 import pytest
-from run_helpers import build_tiny
+
+from tests.runs.run_helpers import build_tiny
 
 FIXTURE_L = 128
 

@@ -1,4 +1,4 @@
-"""Builders for the run tests (imported as ``run_helpers``; fixtures in ``conftest.py``)."""
+"""Builders for the run tests (``tests.runs.run_helpers``; fixtures in ``conftest.py``)."""
 
 from __future__ import annotations
 

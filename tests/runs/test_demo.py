@@ -172,7 +172,7 @@ def _smoke(capsys, tmp_path, model: str, L: int, *extra: str, domains: tuple[str
 
 
 def test_demo_smoke_on_a_model_folder(capsys, tmp_path, demo_model_dir):
-    _smoke(capsys, tmp_path, str(demo_model_dir), 128)  # the fixture model's L (tests/demo/conftest.py)
+    _smoke(capsys, tmp_path, str(demo_model_dir), 128)  # the fixture model's L (tests/runs/conftest.py)
 
 
 def test_demo_smoke_on_the_embedded_model(capsys, tmp_path):

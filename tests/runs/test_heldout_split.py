@@ -16,9 +16,9 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from run_helpers import L
 
 from longrope.settings import HELDOUT_FRACTION
+from tests.runs.run_helpers import L
 
 N_DOCS = 24
 DOC_TOKENS = 300

@@ -347,9 +347,10 @@ def test_the_shipped_plan_is_valid_and_names_every_method_of_the_showcase():
         {k: v for k, v in ft[1].items() if k not in ("name", "factors")}  # the fair baseline: same steps and data
 
 
-def test_the_benchmark_record_of_a_finished_pipeline(reference, tmp_path, bench_script):
+def test_the_benchmark_record_of_a_finished_pipeline(reference, tmp_path):
     """``bench/bench_pipeline.py --from-run`` records the run's tables and goals unchanged."""
-    mod = bench_script("bench_pipeline.py")
+    from bench import bench_pipeline as mod
+
     _, out = reference
     assert mod.main(["--from-run", str(out), "--record", str(tmp_path / "pipeline.json")]) == 0
     rec = json.loads((tmp_path / "pipeline.json").read_text())

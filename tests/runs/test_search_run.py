@@ -7,9 +7,9 @@ import json
 
 import numpy as np
 import pytest
-from run_helpers import L
 
 from longrope.cli import main
+from tests.runs.run_helpers import L
 
 TARGET = 128
 KNOBS = ["--population", "6", "--parents", "3", "--mutations", "2", "--crossovers", "2", "--iterations", "2",

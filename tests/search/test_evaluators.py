@@ -6,7 +6,10 @@ import os
 import signal
 
 import pytest
-from search_helpers import (
+
+from longrope.search.evaluators import ProcessPoolEvaluator
+from longrope.search.synthetic import SyntheticFactory, SyntheticObjective
+from tests.search.search_helpers import (
     N_DIMS,
     N_DOCS,
     SCALE,
@@ -16,9 +19,6 @@ from search_helpers import (
     make_seeds,
     small_config,
 )
-
-from longrope.search.evaluators import ProcessPoolEvaluator
-from longrope.search.synthetic import SyntheticFactory, SyntheticObjective
 
 
 @pytest.mark.timeout(120)

@@ -10,11 +10,14 @@ import subprocess
 import sys
 import textwrap
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
-from search_helpers import (
+
+from longrope.errors import UserError
+from longrope.search.space import Genome
+from longrope.search.synthetic import SyntheticObjective
+from tests.search.search_helpers import (
     N_DIMS,
     N_DOCS,
     SCALE,
@@ -26,10 +29,6 @@ from search_helpers import (
     make_space,
     small_config,
 )
-
-from longrope.errors import UserError
-from longrope.search.space import Genome
-from longrope.search.synthetic import SyntheticObjective
 
 STRATEGIES = ["paper", "steady"]
 
@@ -131,19 +130,16 @@ def test_resume_after_a_kill_reproduces_the_uninterrupted_run(tmp_path, strategy
 def test_resume_survives_a_real_sigkill(tmp_path):
     """A real subprocess killed with SIGKILL mid-run, then resumed here, ends like an uninterrupted run."""
     ckpt = tmp_path / "ckpt.json"
-    here = Path(__file__).parent
     script = textwrap.dedent(
         f"""
-        import sys
-        sys.path.insert(0, {str(here)!r})
-        from search_helpers import make_loop, make_seeds, N_DIMS, SCALE, N_DOCS
+        from tests.search.search_helpers import make_loop, make_seeds, N_DIMS, SCALE, N_DOCS
         from longrope.search.synthetic import SyntheticObjective
         obj = SyntheticObjective(N_DIMS, SCALE, n_docs=N_DOCS, seconds_per_doc=0.01)
         loop = make_loop("steady", seed=11, objective=obj, checkpoint={str(ckpt)!r})
         loop.run(make_seeds(loop.space))
         """
     )
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)}  # tests.search too
     proc = subprocess.Popen([sys.executable, "-c", script], env=env)
     try:
         deadline = time.monotonic() + 60

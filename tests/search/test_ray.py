@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from search_helpers import (
+
+from longrope.search.synthetic import SyntheticFactory, SyntheticObjective
+from tests.search.search_helpers import (
     N_DIMS,
     N_DOCS,
     SCALE,
@@ -13,8 +15,6 @@ from search_helpers import (
     make_seeds,
     small_config,
 )
-
-from longrope.search.synthetic import SyntheticFactory, SyntheticObjective
 
 ray = pytest.importorskip("ray")
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from train_helpers import standard_corpus, write_factors
+
+from tests.train.train_helpers import standard_corpus, write_factors
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from train_helpers import pattern_doc, write_corpus
 
 from longrope.data import TokenCorpus
 from longrope.errors import UserError
@@ -17,6 +16,7 @@ from longrope.train.data import (
     row_targets,
     training_documents,
 )
+from tests.train.train_helpers import pattern_doc, write_corpus
 
 
 def _docs(lengths, seed=0):

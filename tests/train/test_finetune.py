@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from train_helpers import pattern_doc, write_corpus
 
 from longrope.errors import ConfigError, UserError
 from longrope.train import finetune
 from longrope.train.checkpoint import checkpoint_dirs
+from tests.train.train_helpers import pattern_doc, write_corpus
 
 SCRIPT = Path(__file__).with_name("finetune_script.py")
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from train_helpers import TINY_VOCAB
 
 from longrope.train.loss import CausalLMLoss, chunked_cross_entropy, default_loss_chunk
+from tests.train.train_helpers import TINY_VOCAB
 
 
 def _inputs(T=37, H=16, V=50, seed=0):

