@@ -27,7 +27,8 @@ def test_every_stage_kind_is_one_complete_entry():
         assert callable(stage.run) and callable(stage.output) and callable(stage.check), run
         assert isinstance(pipeline.main_output(run, Path("f"), {}), Path), run
     assert pipeline.main_output("export", Path("f"), {"format": "gguf"}) == Path("f/model.gguf")
-    assert STAGES["compare"].editable == pipeline.COMPARE_EDITABLE == ("methods", "passkey_methods", "goals")
+    assert STAGES["compare"].editable == pipeline.COMPARE_EDITABLE == ("methods", "passkey_methods", "ruler_methods",
+                                                                           "goals")
     assert all(not s.editable for r, s in STAGES.items() if r != "compare")
 
 
@@ -105,7 +106,7 @@ def test_a_stage_kind_registered_alone_runs_through_the_driver(tmp_path, capsys,
     assert main(["pipeline", "--plan", str(plan), "-o", str(out), "--quiet", "--resume"]) == 2
     err = capsys.readouterr().err
     assert "stage 'n1' changed" in err and "a note stage may change only its text" in err
-    assert "a compare stage may change only its methods, passkey_methods, goals" in err
+    assert "a compare stage may change only its methods, passkey_methods, ruler_methods, goals" in err
 
 
 @pytest.mark.parametrize("change, match", [

@@ -29,8 +29,8 @@ from longrope.runs.compare import CompareConfig
 from longrope.runs.search import SearchConfig
 from longrope.train.config import FinetuneConfig
 
-__all__ = ["Stage", "StageContext", "Outcome", "STAGES", "main_output", "rope_facts", "settings_of", "TokenizeSettings", "BaselineSettings",
-           "ExportSettings"]
+__all__ = ["Stage", "StageContext", "Outcome", "STAGES", "COMPARE_EDITABLE", "main_output", "rope_facts", "settings_of",
+           "TokenizeSettings", "BaselineSettings", "ExportSettings"]
 
 
 def _stderr(msg: str) -> None:
@@ -315,13 +315,17 @@ def _run_finetune(config: Any, ctx: StageContext) -> Outcome:
 #: what a compare stage may change between runs of one pipeline: its cells are measured one by one and
 #: stay valid while the windows and the passkey protocol stay the same (``run_compare`` measures the
 #: cells of a new or changed method, and keeps the others)
-COMPARE_EDITABLE = ("methods", "passkey_methods", "goals")
+COMPARE_EDITABLE = ("methods", "passkey_methods", "ruler_methods", "goals")
 
 
 def _check_compare(config: Any, ctx: StageContext) -> None:
     from longrope.models.loading import resolve_device, resolve_dtype
 
     resolve_dtype(config.dtype)
+    if config.ruler_ratios:  # lm-eval's RULER code, checked before the first stage
+        from longrope.data.ruler import check_lm_eval
+
+        check_lm_eval()
     if ctx.machine:  # a stage that will not run here need not find its device on this machine
         try:
             resolve_device(config.device, fix="give cpu or a device this machine has")
@@ -341,7 +345,7 @@ def _run_compare(config: Any, ctx: StageContext) -> Outcome:
         ctx.say(f"goal {'met' if g['met'] else 'MISSED' if g['met'] is False else 'not measured'}: {g['name']} "
                 f"({g['value']} = {g['measured']}, bound {g['bound']})")
     return Outcome({"summary": str(ctx.folder / "summary.json")},
-                   {k: result[k] for k in ("heldout_ppl", "passkey", "goals")},
+                   {k: result[k] for k in ("heldout_ppl", "passkey", "ruler", "goals")},
                    {"factor_digests": result["factor_digests"]})
 
 
@@ -411,9 +415,10 @@ STAGES: dict[str, Stage] = {
                     build=_search_config),
     "finetune": Stage(FinetuneConfig, _at("model"), _run_finetune,
                       build=lambda ctx: _command_config("finetune", ctx, resume=ctx.running)),
-    "compare": Stage(CompareConfig, _at(""), _run_compare, check=_check_compare, editable=COMPARE_EDITABLE, stale=_compare_changed_factors,
-                     summary_keys=("heldout_ppl", "passkey", "heldout_tokens", "lengths", "passkey_trials", "goals",
-                                   "methods")),
+    "compare": Stage(CompareConfig, _at(""), _run_compare, check=_check_compare, editable=COMPARE_EDITABLE,
+                     stale=_compare_changed_factors,
+                     summary_keys=("heldout_ppl", "passkey", "ruler", "heldout_tokens", "lengths", "passkey_trials",
+                                   "goals", "methods")),
     "export": Stage(ExportSettings, _export_output, _run_export, check=_check_export),
 }
 
