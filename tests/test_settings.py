@@ -41,23 +41,23 @@ def test_passkey_depths_check():
 
 def test_every_passkey_depth_default_is_the_shared_one():
     from longrope.evaluate.passkey import passkey_accuracy
+    from longrope.runs.compare import CompareConfig
     from longrope.runs.demo import DemoConfig
     from longrope.runs.evaluate import PasskeyConfig
-    from longrope.runs.pipeline import COMPARE_DEFAULTS
 
     assert _default(PasskeyConfig, "depths") == PASSKEY_DEPTHS
     assert _default(DemoConfig, "passkey_depths") == PASSKEY_DEPTHS
     assert DemoConfig().passkey_depths == PASSKEY_DEPTHS
-    assert COMPARE_DEFAULTS["passkey_depths"] == list(PASSKEY_DEPTHS)
+    assert _default(CompareConfig, "passkey_depths") == PASSKEY_DEPTHS
     assert inspect.signature(passkey_accuracy).parameters["depths"].default == PASSKEY_DEPTHS
 
 
 def test_every_passkey_depth_check_is_the_shared_one():
     """Each front end refuses the same depths with the same message, naming the field as its user gave it."""
     from longrope.evaluate.passkey import passkey_accuracy
+    from longrope.runs.compare import CompareConfig
     from longrope.runs.demo import DemoConfig
     from longrope.runs.evaluate import PasskeyConfig
-    from longrope.runs.pipeline import _compare_settings
 
     bad = (0.5, 1.5)
     with pytest.raises(ConfigError) as err:
@@ -66,10 +66,9 @@ def test_every_passkey_depth_check_is_the_shared_one():
     with pytest.raises(ConfigError) as err:
         DemoConfig(passkey_depths=bad)
     assert str(err.value) == "passkey_depths must be numbers in [0, 1], got [0.5, 1.5]"
-    with pytest.raises(UserError) as err:
-        _compare_settings({"data": "d", "ratios": ["1x"], "methods": {"m": {"model": "m", "factors": {}}},
-                           "passkey_depths": list(bad)}, machine=False)
-    assert str(err.value) == "a compare stage's passkey_depths must be numbers in [0, 1], got [0.5, 1.5]"
+    with pytest.raises(ConfigError) as err:
+        CompareConfig(data="d", ratios=("1x",), methods={"m": {"model": "m", "factors": {}}}, passkey_depths=bad)
+    assert str(err.value) == "passkey_depths must be numbers in [0, 1], got [0.5, 1.5]"
     with pytest.raises(UserError) as err:  # checked before the model or the tokenizer is touched
         passkey_accuracy(None, None, [64], depths=bad, bos_id=None)
     assert str(err.value) == "depths must be numbers in [0, 1], got [0.5, 1.5]"

@@ -106,32 +106,6 @@ def _draw(monkeypatch, run) -> tuple[float, list[str]]:
     return draws[0]
 
 
-def _stage_config(monkeypatch, run_stage):
-    """The config a pipeline stage builds from its settings (the stage is stopped before it runs)."""
-    import longrope.runs
-
-    real_get_run = longrope.runs.get_run
-    built = []
-
-    class _Built(Exception):
-        pass
-
-    def get_run(command):
-        spec = real_get_run(command)
-
-        def capture(config, **_):
-            built.append(config)
-            raise _Built
-
-        return SimpleNamespace(config=spec.config, output_field=spec.output_field, run=capture)
-
-    monkeypatch.setattr(longrope.runs, "get_run", get_run)
-    with pytest.raises(_Built):
-        run_stage()
-    monkeypatch.undo()
-    return built[0]
-
-
 def _factor_file(tmp_path: Path, model: Path) -> Path:
     from longrope.models import read_rope_info
     from longrope.rope import make_baseline
@@ -176,17 +150,22 @@ def test_every_command_holds_out_the_same_documents(tiny, unpinned, tmp_path, mo
     draws["demo"] = _draw(monkeypatch, lambda: demo._select_windows(demo_ctx, corpora))
 
     # the pipeline: a search and a fine-tuning stage with default settings, and the compare stage
-    stage_plan = {"model": model}
-    staged_search = _stage_config(monkeypatch, lambda: pipeline._run_search(
-        {"data": data, "target_length": 2 * L}, tmp_path / "stage-search", stage_plan, True, lambda m: None))
+    def stage(run: str, settings: dict) -> tuple:
+        ctx = pipeline.StageContext(name=run, run=run, plan={"model": model}, entry={}, settings=settings,
+                                    folder=tmp_path / f"stage-{run}", running=True, quiet=True, say=lambda m: None)
+        return pipeline.STAGES[run], ctx
+
+    search_stage, ctx = stage("search", {"data": data, "target_length": 2 * L})
+    staged_search = search_stage.settings(ctx)
     draws["pipeline search stage"] = _draw(
         monkeypatch, lambda: search_run.heldout_report(staged_search, plan, None, in_process))
-    staged_finetune = _stage_config(monkeypatch, lambda: pipeline._run_finetune(
-        {"data": data, "factors": str(factors)}, tmp_path / "stage-ft", stage_plan, True, lambda m: None))
+    finetune_stage, ctx = stage("finetune", {"data": data, "factors": str(factors)})
+    staged_finetune = finetune_stage.settings(ctx)
     draws["pipeline finetune stage"] = _draw(monkeypatch, lambda: _Trainer(staged_finetune, None).set_up())
-    compare = {"data": data, "ratios": ["2x"], "methods": {"pi": {"model": model, "factors": {"2x": "pi"}}}}
-    draws["pipeline compare stage"] = _draw(monkeypatch, lambda: pipeline._run_compare(
-        compare, tmp_path / "stage-compare", stage_plan, True, lambda m: None))
+    compare_stage, compare_ctx = stage("compare", {"data": data, "ratios": ["2x"],
+                                                   "methods": {"pi": {"model": model, "factors": {"2x": "pi"}}}})
+    draws["pipeline compare stage"] = _draw(
+        monkeypatch, lambda: compare_stage.run(compare_stage.settings(compare_ctx), compare_ctx))
 
     for command, (fraction, documents) in draws.items():
         assert fraction == HELDOUT_FRACTION, f"{command} holds out a share of {fraction}"
@@ -204,17 +183,16 @@ def test_every_default_and_check_is_the_shared_one():
     from longrope.data import document_role, document_roles, sample_documents
     from longrope.errors import ConfigError, UserError
     from longrope.evaluate.windows import select_windows
+    from longrope.runs.compare import CompareConfig
     from longrope.runs.evaluate import PasskeyConfig, PplConfig
-    from longrope.runs.pipeline import COMPARE_DEFAULTS, _compare_settings
     from longrope.runs.search import SearchConfig
     from longrope.search.objective import ObjectiveSpec
     from longrope.train.config import FinetuneConfig
     from longrope.train.data import training_documents
 
-    for cls in (SearchConfig, PplConfig, PasskeyConfig, FinetuneConfig, ObjectiveSpec):
+    for cls in (SearchConfig, PplConfig, PasskeyConfig, FinetuneConfig, ObjectiveSpec, CompareConfig):
         field = {f.name: f for f in dataclasses.fields(cls)}["heldout_fraction"]
         assert field.default == HELDOUT_FRACTION, cls.__name__
-    assert COMPARE_DEFAULTS["heldout_fraction"] == HELDOUT_FRACTION
     for fn in (select_windows, sample_documents, document_role, document_roles, training_documents):
         assert inspect.signature(fn).parameters["heldout_fraction"].default == HELDOUT_FRACTION, fn.__name__
 
@@ -230,8 +208,7 @@ def test_every_default_and_check_is_the_shared_one():
             make(1.5)
         assert str(err.value) == "heldout_fraction must be in [0, 1], got 1.5", command
         assert make(0.25).heldout_fraction == 0.25
-    with pytest.raises(UserError, match=r"^a compare stage's heldout_fraction must be in \[0, 1\], got '0.5'$"):
-        _compare_settings({"data": "d", "ratios": ["1x"], "methods": {"m": {"model": "m", "factors": {}}},
-                           "heldout_fraction": "0.5"}, machine=False)
+    with pytest.raises(ConfigError, match=r"^heldout_fraction must be in \[0, 1\], got 1.5$"):
+        CompareConfig(data="d", ratios=("1x",), methods={"m": {"model": "m", "factors": {}}}, heldout_fraction=1.5)
     with pytest.raises(UserError, match=r"heldout_fraction must be in \[0, 1\], got -0.1"):
         document_role("doc", -0.1)

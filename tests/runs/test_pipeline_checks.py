@@ -24,7 +24,10 @@ def no_stage_runs(monkeypatch):
     def ran(*args, **kwargs):
         raise AssertionError("a stage ran before the plan was checked")
 
-    monkeypatch.setattr(pipeline, "_RUNNERS", {run: ran for run in pipeline.STAGE_RUNS})
+    import dataclasses
+
+    for run, stage in pipeline.STAGES.items():
+        monkeypatch.setitem(pipeline.STAGES, run, dataclasses.replace(stage, run=ran))
 
 
 def _refused(tmp_path, capsys, plan: dict) -> str:

@@ -27,18 +27,29 @@ import re
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from longrope.errors import UserError
+from longrope.errors import ConfigError, UserError
+from longrope.options import MAX_COUNT, MAX_SEED, check_choices, check_int, int_problem, option
+from longrope.settings import (
+    HELDOUT_FRACTION,
+    PASSKEY_DEPTHS,
+    PASSKEY_MAX_TRIALS,
+    PASSKEY_MODES,
+    check_heldout_fraction,
+    check_passkey_depths,
+)
 
 CELLS_FILE = "cells.jsonl"
-METRICS = ("heldout_ppl", "passkey")
+METRICS = ("heldout_ppl", "passkey", "ruler")
 _RATIO = re.compile(r"^(\d+(?:\.\d+)?)x$")
 _CLOSED_FORM = re.compile(r"^([a-z0-9_-]+)@(\d+(?:\.\d+)?)x$")
-_CELL = re.compile(r"^(heldout_ppl|passkey)\.(\d+(?:\.\d+)?x)\.(.+)$")
+_CELL = re.compile(r"^(heldout_ppl|passkey|ruler)\.(\d+(?:\.\d+)?x)\.(.+)$")
 
-__all__ = ["parse_ratio", "ratio_length", "check_methods", "check_goals", "evaluate_goals", "run_compare"]
+__all__ = ["CompareConfig", "parse_ratio", "ratio_length", "check_methods", "check_goals", "evaluate_goals",
+           "run_compare"]
 
 
 def parse_ratio(text: Any) -> float:
@@ -99,24 +110,28 @@ def _cell_path(path: str) -> tuple[str, str, str] | None:
     return (m.group(1), m.group(2), m.group(3)) if m else None
 
 
-def _check_path(path: str, methods: dict, what: str, passkey_ratios: list[str] | None,
-                passkey_methods: list[str] | None = None) -> None:
+def _check_path(path: str, methods: dict, what: str, measured: dict[str, tuple]) -> None:
+    """``path`` names a cell that is measured: ``measured`` gives per metric the ratios and the methods it is
+    measured at (None: every one)."""
     parts = _cell_path(path)
     if parts is None:
         raise UserError(f"compare: {what} {path!r} must read METRIC.RATIO.METHOD with METRIC one of "
                         f"{', '.join(METRICS)}")
-    if (parts[2] not in methods or parts[1] not in methods[parts[2]]["factors"]
-            or (parts[0] == "passkey" and passkey_ratios is not None and parts[1] not in passkey_ratios)
-            or (parts[0] == "passkey" and passkey_methods is not None and parts[2] not in passkey_methods)):
+    metric, ratio, method = parts
+    ratios, names = measured.get(metric, (None, None))
+    if (method not in methods or ratio not in methods[method]["factors"]
+            or (ratios is not None and ratio not in ratios) or (names is not None and method not in names)):
         raise UserError(f"compare: {what} {path!r} names a cell that is not measured (method {parts[2]!r} at "
                         f"{parts[1]})")
 
 
 def check_goals(goals: Any, methods: dict, passkey_ratios: list[str] | None = None,
-                passkey_methods: list[str] | None = None) -> None:
+                passkey_methods: list[str] | None = None, ruler_ratios: list[str] | None = (),
+                ruler_methods: list[str] | None = None) -> None:
     """Each goal: ``{"name", "value": PATH, "at_most" | "at_least": number or "K*PATH"}``, naming
     cells that are measured (a passkey cell only at ``passkey_ratios`` and for ``passkey_methods``,
-    when given)."""
+    when given; a RULER cell only at ``ruler_ratios`` — none by default — and for ``ruler_methods``)."""
+    measured = {"passkey": (passkey_ratios, passkey_methods), "ruler": (ruler_ratios, ruler_methods)}
     if not isinstance(goals, list):
         raise UserError("compare: 'goals' must be a list")
     for g in goals:
@@ -125,10 +140,10 @@ def check_goals(goals: Any, methods: dict, passkey_ratios: list[str] | None = No
         bounds = [k for k in ("at_most", "at_least") if k in g]
         if len(bounds) != 1:
             raise UserError(f"compare: goal {g['name']!r} needs exactly one of at_most, at_least")
-        _check_path(g["value"], methods, f"goal {g['name']!r}", passkey_ratios, passkey_methods)
+        _check_path(g["value"], methods, f"goal {g['name']!r}", measured)
         _, ref = _parse_operand(g[bounds[0]])
         if ref is not None:
-            _check_path(ref, methods, f"goal {g['name']!r}", passkey_ratios, passkey_methods)
+            _check_path(ref, methods, f"goal {g['name']!r}", measured)
 
 
 def _lookup(result: dict, path: str) -> float | None:
@@ -151,6 +166,111 @@ def evaluate_goals(goals: list[dict], result: dict) -> list[dict]:
                                            and ref_value else None),
                     "met": met})
     return out
+
+
+# ------------------------------------------------------------------------------------------------
+# The stage's settings.
+
+
+@dataclass
+class CompareConfig:
+    """Everything a compare stage does (its plan keys are these fields; every check is here, once)."""
+
+    data: str = option(help="shard folder whose held-out documents give the windows (e.g. \"@data\")")
+    methods: dict = option(help="{name: {\"model\": M, \"factors\": {ratio: spec}}}: what is compared")
+    ratios: tuple[str, ...] = option(help="context ratios of the model's original context, e.g. [\"1x\", \"8x\"]")
+    samples: int | dict = option(5, "held-out windows per ratio: a number, or {ratio: number}")
+    windows_per_doc: int | None = option(None, "most windows taken from one document",
+                                         default_text="spread over the documents")
+    seed: int = option(0, "seed of the windows and the pass keys")
+    heldout_fraction: float = option(HELDOUT_FRACTION, "share of documents held out")
+    passkey_trials: int = option(4, "keys per (ratio, depth); 0 measures no passkey")
+    passkey_depths: tuple[float, ...] = option(PASSKEY_DEPTHS, "needle depths in [0, 1]")
+    passkey_mode: str = option("generate", "how a pass key is scored", choices=PASSKEY_MODES)
+    passkey_ratios: tuple[str, ...] | None = option(None, "the ratios whose passkey is measured",
+                                                    default_text="every ratio")
+    passkey_methods: tuple[str, ...] | None = option(None, "the methods whose passkey is measured",
+                                                     default_text="every method")
+    dtype: str = option("float32", "weights' dtype")
+    device: str = option("cpu", "where the models run")
+    goals: tuple[dict, ...] = option((), "[{\"name\", \"value\": CELL, \"at_most\" | \"at_least\": bound}]")
+    ruler_ratios: tuple[str, ...] = option((), "the ratios whose RULER accuracy is measured (eval ruler's samples "
+                                               "and metric)", default_text="none")
+    ruler_methods: tuple[str, ...] | None = option(None, "the methods whose RULER accuracy is measured",
+                                                   default_text="every method")
+    ruler_tasks: tuple[str, ...] = option(("niah_single_1",), "RULER tasks (eval ruler's names); a cell's ruler is "
+                                                              "their mean accuracy")
+    ruler_samples: int = option(10, "RULER samples per (method, ratio, task)")
+
+    def __post_init__(self) -> None:
+        if not self.ratios:
+            raise ConfigError("ratios", "{name} must be a list like [\"1x\", \"8x\"]")
+        for r in self.ratios:
+            parse_ratio(r)
+        check_methods(self.methods, list(self.ratios))
+        self._check_samples()
+        check_int(self, "seed", 0, MAX_SEED)
+        check_int(self, "passkey_trials", 0, PASSKEY_MAX_TRIALS)
+        check_int(self, "windows_per_doc", 1, MAX_COUNT, optional=True)
+        self.passkey_depths = check_passkey_depths(self.passkey_depths, "passkey_depths")
+        self.heldout_fraction = check_heldout_fraction(self.heldout_fraction)
+        check_choices(self)
+        if self.passkey_trials == 0 and any(str(g.get("value", "")).startswith("passkey.") for g in self.goals
+                                            if isinstance(g, dict)):
+            raise ConfigError(("passkey_trials", "goals"), "{name0} 0 measures no passkey; drop the passkey {name1}")
+        if self.passkey_ratios is not None and any(r not in self.ratios for r in self.passkey_ratios):
+            raise ConfigError("passkey_ratios", "{name} must be a list of the ratios " + f"{list(self.ratios)}, "
+                              f"got {list(self.passkey_ratios)!r}")
+        if self.passkey_methods is not None and any(m not in self.methods for m in self.passkey_methods):
+            raise ConfigError("passkey_methods", "{name} must be a list of the methods " + f"{list(self.methods)}, "
+                              f"got {list(self.passkey_methods)!r}")
+        self._check_ruler()
+        check_goals(list(self.goals), self.methods, self._list(self.passkey_ratios), self._list(self.passkey_methods),
+                    list(self.ruler_ratios), self._list(self.ruler_methods))
+
+    @staticmethod
+    def _list(v: tuple | None) -> list | None:
+        return None if v is None else list(v)
+
+    def _check_samples(self) -> None:
+        counts = list(self.samples.values()) if isinstance(self.samples, dict) else [self.samples]
+        if isinstance(self.samples, dict) and sorted(self.samples) != sorted(self.ratios):
+            raise ConfigError("samples", "{name} must give a window count for each ratio " + str(list(self.ratios)))
+        if any(int_problem(n, 1, MAX_COUNT) for n in counts):
+            raise ConfigError("samples", "{name} must be an integer in " + f"[1, {MAX_COUNT:,}] or {{ratio: integer}}, "
+                              f"got {self.samples!r}"[:300])
+
+    def _check_ruler(self) -> None:
+        from longrope.data.ruler import MAX_SAMPLES, TASKS, canonical_task
+
+        if any(r not in self.ratios for r in self.ruler_ratios):
+            raise ConfigError("ruler_ratios", "{name} must be a list of the ratios " + f"{list(self.ratios)}, "
+                              f"got {list(self.ruler_ratios)!r}")
+        if self.ruler_methods is not None and any(m not in self.methods for m in self.ruler_methods):
+            raise ConfigError("ruler_methods", "{name} must be a list of the methods " + f"{list(self.methods)}, "
+                              f"got {list(self.ruler_methods)!r}")
+        try:
+            self.ruler_tasks = tuple(dict.fromkeys(canonical_task(t) for t in self.ruler_tasks))
+        except ConfigError as exc:
+            raise ConfigError("ruler_tasks", exc.template) from None
+        hub = [t for t in self.ruler_tasks if not TASKS[t].offline]
+        if not self.ruler_tasks or hub:
+            raise ConfigError("ruler_tasks", "{name} must name RULER tasks that run offline" + (
+                f"; {hub[0]} {TASKS[hub[0]].why_not}" if hub else ", e.g. [\"niah_single_1\"]"))
+        check_int(self, "ruler_samples", 1, MAX_SAMPLES)
+
+    def samples_at(self, ratio: str) -> int:
+        """Held-out windows at ``ratio``."""
+        return int(self.samples[ratio] if isinstance(self.samples, dict) else self.samples)
+
+    def measures_passkey(self, method: str, ratio: str) -> bool:
+        """Whether the cell (``method``, ``ratio``) holds a passkey."""
+        return (self.passkey_trials > 0 and (self.passkey_ratios is None or ratio in self.passkey_ratios)
+                and (self.passkey_methods is None or method in self.passkey_methods))
+
+    def measures_ruler(self, method: str, ratio: str) -> bool:
+        """Whether the cell (``method``, ``ratio``) holds a RULER accuracy."""
+        return ratio in self.ruler_ratios and (self.ruler_methods is None or method in self.ruler_methods)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -222,10 +342,12 @@ def factor_digests(methods: dict, ratios: list[str]) -> dict[str, str]:
     return out
 
 
-def _stale_cell(cell: dict, methods: dict, digests: dict[str, str], needs_passkey: bool) -> str | None:
+def _stale_cell(cell: dict, methods: dict, digests: dict[str, str], needs_passkey: bool,
+                ruler: dict | None = None) -> str | None:
     """Why a measured cell no longer stands for its (method, ratio) of the plan, or None if it does:
     the method now names another model, other factors (for a factor file: other content, wherever
-    it lies; for a closed form or ``none``: another name), or asks for a passkey the cell lacks. (A
+    it lies; for a closed form or ``none``: another name), or asks for a passkey the cell lacks, or a RULER
+    accuracy measured with ``ruler`` (its protocol) the cell lacks. (A
     cell of a method the plan no longer has is kept, unused.)"""
     name, ratio = cell["method"], cell["ratio"]
     m = methods.get(name)
@@ -240,6 +362,8 @@ def _stale_cell(cell: dict, methods: dict, digests: dict[str, str], needs_passke
         return "the method names other factors"
     if needs_passkey and "passkey" not in cell:
         return "its passkey is asked for"
+    if ruler is not None and cell.get("ruler_protocol") != ruler:
+        return "its RULER is asked for" if "ruler" not in cell else "its RULER protocol changed"
     return None
 
 
@@ -254,43 +378,62 @@ def _peak_rss_mb() -> float | None:
     return round(kib / 1024 / (1024 if sys.platform == "darwin" else 1), 1)
 
 
-def run_compare(*, data: str, methods: dict, ratios: list[str], folder: Path, samples: int | dict[str, int],
-                windows_per_doc: int | None,
-                seed: int, heldout_fraction: float, passkey_trials: int, passkey_depths: tuple[float, ...],
-                passkey_mode: str, dtype: str, device: str, goals: list[dict], passkey_ratios: list[str] | None = None,
-                passkey_methods: list[str] | None = None, log: Callable[[str], None] | None = None) -> dict:
+def run_compare(config: CompareConfig, folder: Path, *, log: Callable[[str], None] | None = None) -> dict:
     """Measure every (method, ratio) cell not yet in ``folder/cells.jsonl``; returns the tables.
 
-    ``samples``: held-out windows per ratio (one number, or ``{ratio: n}`` so that short ratios can
-    rest on as many tokens as long ones); ``windows_per_doc`` None spreads them over the documents.
-    ``passkey_ratios``: where the passkey is measured (default: every ratio; at 1× the answer is
-    decoded past L, so a LongRoPE set switches to its long factors mid-answer).
-    ``passkey_methods``: the methods whose passkey is measured (default: every method; each
-    trial is one full-length prompt, so on a slow machine the passkey is the costliest cell).
-    """
+    ``config`` has passed its own checks (:class:`CompareConfig`); what needs the data and the models
+    (their original contexts, enough held-out windows) is checked here, before the first cell."""
     from longrope.data import TokenCorpus
-    from longrope.evaluate.passkey import passkey_accuracy
-    from longrope.evaluate.perplexity import evaluate_perplexity
-    from longrope.evaluate.suite import factor_switch
-    from longrope.evaluate.windows import resolve_bos, select_windows
-    from longrope.models import inspect_model
-    from longrope.models.loading import load_model, read_rope_info
 
     say = log or (lambda msg: print(msg, file=sys.stderr))
-    check_methods(methods, ratios)
-    passkey_ratios = list(ratios if passkey_ratios is None else passkey_ratios)
-    unknown = [r for r in passkey_ratios if r not in ratios]
-    if unknown:
-        raise UserError(f"compare: passkey_ratios {unknown} are not in ratios {ratios}")
-    passkey_methods = list(methods if passkey_methods is None else passkey_methods)
-    unknown = [m for m in passkey_methods if m not in methods]
-    if unknown:
-        raise UserError(f"compare: passkey_methods {unknown} are not among the methods {list(methods)}")
-    check_goals(goals, methods, passkey_ratios, passkey_methods)
-    corpus = TokenCorpus.open(data)
-    models = list(dict.fromkeys(m["model"] for m in methods.values()))
+    corpus = TokenCorpus.open(config.data)
+    original = _original_length(config.methods)
+    lengths = {r: ratio_length(r, original) for r in config.ratios}
+    windows = _heldout_windows(config, corpus, lengths)
+    if config.ruler_ratios:
+        from longrope.runs.compare_ruler import check_lengths
+
+        check_lengths(config, lengths)
+    cells_path = folder / CELLS_FILE
+    cells = _read_cells(cells_path)
+    digests = factor_digests(config.methods, list(config.ratios))
+    for (name, ratio), c in list(cells.items()):
+        why = _stale_cell(c, config.methods, digests, config.measures_passkey(name, ratio),
+                          _ruler_protocol(config, name, ratio))
+        if why:
+            say(f"compare: {name} at {ratio}: {why} since the cell was measured; measuring it again")
+            del cells[(name, ratio)]
+    todo = [(n, r) for n, m in config.methods.items() for r in config.ratios
+            if r in m["factors"] and (n, r) not in cells]
+    if cells:
+        say(f"compare: {len(cells)} cell(s) already measured, {len(todo)} to go")
+    for model_name in dict.fromkeys(m["model"] for m in config.methods.values()):
+        mine = [(n, r) for n, r in todo if config.methods[n]["model"] == model_name]
+        if mine:
+            _measure_model(config, model_name, mine, corpus, windows, lengths, digests,
+                           lambda cell: _keep_cell(cells_path, cells, cell), say, folder)
+    result = tables(cells, config.methods, list(config.ratios), lengths)
+    result["windows"] = {r: [d.doc_id for d in windows[r]] for r in config.ratios}
+    result["goals"] = evaluate_goals(list(config.goals), result)
+    result["factor_digests"] = digests
+    return result
+
+
+def _ruler_protocol(config: CompareConfig, method: str, ratio: str) -> dict | None:
+    if not config.measures_ruler(method, ratio):
+        return None
+    from longrope.runs.compare_ruler import protocol
+
+    return protocol(config)
+
+
+def _original_length(methods: dict) -> int:
+    """The original context L every method's model shares (ratios are of L); a model that cannot take
+    factors, or models of different L, are refused."""
+    from longrope.models.loading import read_rope_info
+
     L = {}
-    for name in models:
+    for name in dict.fromkeys(m["model"] for m in methods.values()):
         info = read_rope_info(name)
         if not info.supported:
             raise UserError(f"compare: model {name} cannot take RoPE factors: {info.reason}")
@@ -298,89 +441,99 @@ def run_compare(*, data: str, methods: dict, ratios: list[str], folder: Path, sa
     if len(set(L.values())) != 1:
         raise UserError(f"compare: the methods' models have different original contexts {L}; ratios would "
                         "mean different lengths")
-    original = next(iter(L.values()))
-    lengths = {r: ratio_length(r, original) for r in ratios}
+    return next(iter(L.values()))
+
+
+def _heldout_windows(config: CompareConfig, corpus: Any, lengths: dict[str, int]) -> dict[str, list]:
+    """Per ratio, the held-out windows every method is scored on (the same for all)."""
+    from longrope.evaluate.windows import resolve_bos, select_windows
+
     bos = resolve_bos(None, corpus=corpus) is not None
-    if isinstance(samples, dict):
-        missing = [r for r in ratios if r not in samples]
-        if missing:
-            raise UserError(f"compare: samples gives no window count for ratio(s) {missing}")
     windows = {}
-    for r in ratios:
-        n = int(samples[r]) if isinstance(samples, dict) else int(samples)
-        if n < 1:
-            raise UserError(f"compare: samples at {r} must be >= 1, got {n}")
-        windows[r] = select_windows(corpus, lengths[r], n, split="heldout", seed=seed,
-                                    heldout_fraction=heldout_fraction, windows_per_doc=windows_per_doc, bos=bos)
+    for r in config.ratios:
+        windows[r] = select_windows(corpus, lengths[r], config.samples_at(r), split="heldout", seed=config.seed,
+                                    heldout_fraction=config.heldout_fraction,
+                                    windows_per_doc=config.windows_per_doc, bos=bos)
         if not windows[r]:
-            raise UserError(f"compare: {data} holds no held-out window of {lengths[r]} tokens (ratio {r}); "
+            raise UserError(f"compare: {config.data} holds no held-out window of {lengths[r]} tokens (ratio {r}); "
                             "lower the ratio or add longer held-out documents")
-    cells_path = folder / CELLS_FILE
-    cells = _read_cells(cells_path)
-    digests = factor_digests(methods, ratios)
-    for (name, ratio), c in list(cells.items()):
-        why = _stale_cell(c, methods, digests, passkey_trials > 0 and ratio in passkey_ratios
-                          and name in passkey_methods)
-        if why:
-            say(f"compare: {name} at {ratio}: {why} since the cell was measured; measuring it again")
-            del cells[(name, ratio)]
-    todo = [(n, r) for n, m in methods.items() for r in ratios if r in m["factors"] and (n, r) not in cells]
-    if cells:
-        say(f"compare: {len(cells)} cell(s) already measured, {len(todo)} to go")
-    for model_name in models:
-        mine = [(n, r) for n, r in todo if methods[n]["model"] == model_name]
-        if not mine:
-            continue
-        model, tokenizer = load_model(model_name, dtype=dtype, device=device)
-        info = inspect_model(model)
-        bos_id = resolve_bos(tokenizer, corpus=corpus, model=model)
-        if tokenizer is not None:
-            corpus.check_tokenizer(tokenizer, model_name=model_name)
-        with factor_switch(model, []) as use:
-            for name, ratio in mine:
-                spec = methods[name]["factors"][ratio]
-                fs = _factor_set(spec, info, lengths[ratio])
-                use(fs)
-                t0 = time.perf_counter()
-                ppl = evaluate_perplexity(model, windows[ratio], lengths[ratio], bos_id=bos_id)
-                cell = {"method": name, "ratio": ratio, "length": lengths[ratio], "model": model_name,
-                        "factors": spec, "ppl": ppl.ppl, "n_tokens": ppl.n_tokens, "n_windows": ppl.n_docs}
-                if f"{name}@{ratio}" in digests:
-                    cell["factors_sha256"] = digests[f"{name}@{ratio}"]
-                if passkey_trials and ratio in passkey_ratios and name in passkey_methods:
-                    if tokenizer is None:
-                        raise UserError(f"compare: {model_name} has no tokenizer; the passkey needs one "
-                                        "(set passkey_trials to 0)")
-                    pk = passkey_accuracy(model, tokenizer, [lengths[ratio]], depths=list(passkey_depths),
-                                          trials=passkey_trials, seed=seed, bos_id=bos_id, mode=passkey_mode)
-                    cell["passkey"] = pk.accuracy
-                    cell["passkey_trials"] = passkey_trials * len(passkey_depths)
-                    summary = pk.summary()
-                    cell["passkey_ci95"] = summary["ci95"]
-                    if "answer_nll" in summary:
-                        cell["passkey_answer_nll"] = summary["answer_nll"]
-                cell["seconds"] = round(time.perf_counter() - t0, 3)
-                rss = _peak_rss_mb()
-                if rss is not None:
-                    cell["peak_rss_mb"] = rss
-                _append_cell(cells_path, cell)
-                cells[(name, ratio)] = cell
-                say(f"compare: {name:>18s} {ratio:>4s} ({lengths[ratio]} tokens)  ppl {ppl.ppl:9.4f}"
-                    + (f"  passkey {cell['passkey']:.2f}" if "passkey" in cell else "")
-                    + f"  [{spec}]")
-        del model
-    result = tables(cells, methods, ratios, lengths)
-    result["windows"] = {r: [d.doc_id for d in windows[r]] for r in ratios}
-    result["goals"] = evaluate_goals(goals, result)
-    result["factor_digests"] = digests
-    return result
+    return windows
+
+
+def _keep_cell(path: Path, cells: dict, cell: dict) -> None:
+    _append_cell(path, cell)
+    cells[(cell["method"], cell["ratio"])] = cell
+
+
+def _measure_model(config: CompareConfig, model_name: str, mine: list[tuple[str, str]], corpus: Any,
+                   windows: dict, lengths: dict[str, int], digests: dict[str, str], keep: Callable[[dict], None],
+                   say: Callable[[str], None], folder: Path) -> None:
+    """Load ``model_name`` once and measure its cells ``mine`` (``(method, ratio)``), keeping each as it is done."""
+    from longrope.evaluate.suite import factor_switch
+    from longrope.evaluate.windows import resolve_bos
+    from longrope.models import inspect_model
+    from longrope.models.loading import load_model
+
+    model, tokenizer = load_model(model_name, dtype=config.dtype, device=config.device)
+    info = inspect_model(model)
+    bos_id = resolve_bos(tokenizer, corpus=corpus, model=model)
+    if tokenizer is not None:
+        corpus.check_tokenizer(tokenizer, model_name=model_name)
+    ruler = None
+    if any(config.measures_ruler(n, r) for n, r in mine):
+        from longrope.runs.compare_ruler import RulerScorer
+
+        ruler = RulerScorer(config, model_name, model, tokenizer, folder, lengths, say)
+    with factor_switch(model, []) as use:
+        for name, ratio in mine:
+            spec = config.methods[name]["factors"][ratio]
+            use(_factor_set(spec, info, lengths[ratio]))
+            cell = _measure_cell(config, model, tokenizer, bos_id, name, ratio, windows[ratio], lengths[ratio])
+            cell["model"] = model_name
+            if config.measures_ruler(name, ratio):
+                cell.update(ruler.measure(name, ratio))
+            if f"{name}@{ratio}" in digests:
+                cell["factors_sha256"] = digests[f"{name}@{ratio}"]
+            keep(cell)
+            say(f"compare: {name:>18s} {ratio:>4s} ({lengths[ratio]} tokens)  ppl {cell['ppl']:9.4f}"
+                + (f"  passkey {cell['passkey']:.2f}" if "passkey" in cell else "")
+                + (f"  RULER {cell['ruler']:.2f}" if "ruler" in cell else "") + f"  [{spec}]")
+
+
+def _measure_cell(config: CompareConfig, model: Any, tokenizer: Any, bos_id: int | None, name: str, ratio: str,
+                  windows: list, length: int) -> dict:
+    """One cell: held-out perplexity at ``length`` (and the passkey where the config asks for it)."""
+    from longrope.evaluate.passkey import passkey_accuracy
+    from longrope.evaluate.perplexity import evaluate_perplexity
+
+    t0 = time.perf_counter()
+    ppl = evaluate_perplexity(model, windows, length, bos_id=bos_id)
+    cell = {"method": name, "ratio": ratio, "length": length, "factors": config.methods[name]["factors"][ratio],
+            "ppl": ppl.ppl, "n_tokens": ppl.n_tokens, "n_windows": ppl.n_docs}
+    if config.measures_passkey(name, ratio):
+        if tokenizer is None:
+            raise UserError(f"compare: {config.methods[name]['model']} has no tokenizer; the passkey needs one "
+                            "(set passkey_trials to 0)")
+        pk = passkey_accuracy(model, tokenizer, [length], depths=list(config.passkey_depths),
+                              trials=config.passkey_trials, seed=config.seed, bos_id=bos_id, mode=config.passkey_mode)
+        summary = pk.summary()
+        cell.update(passkey=pk.accuracy, passkey_trials=config.passkey_trials * len(config.passkey_depths),
+                    passkey_ci95=summary["ci95"])
+        if "answer_nll" in summary:
+            cell["passkey_answer_nll"] = summary["answer_nll"]
+    cell["seconds"] = round(time.perf_counter() - t0, 3)
+    rss = _peak_rss_mb()
+    if rss is not None:
+        cell["peak_rss_mb"] = rss
+    return cell
 
 
 def tables(cells: dict[tuple[str, str], dict], methods: dict, ratios: list[str], lengths: dict[str, int]) -> dict:
-    """``heldout_ppl`` / ``passkey`` keyed by ratio then method (methods in plan order; a method not
+    """``heldout_ppl`` / ``passkey`` / ``ruler`` keyed by ratio then method (methods in plan order; a method not
     measured at a ratio is absent), and the tokens each ratio's perplexities rest on."""
     ppl: dict[str, dict[str, float]] = {}
     passkey: dict[str, dict[str, float]] = {}
+    ruler: dict[str, dict[str, float]] = {}
     tokens: dict[str, int] = {}
     for r in ratios:
         for n in methods:
@@ -391,20 +544,24 @@ def tables(cells: dict[tuple[str, str], dict], methods: dict, ratios: list[str],
             tokens[r] = c["n_tokens"]
             if "passkey" in c:
                 passkey.setdefault(r, {})[n] = c["passkey"]
+            if "ruler" in c:
+                ruler.setdefault(r, {})[n] = c["ruler"]
     trials = next((c.get("passkey_trials") for c in cells.values() if "passkey_trials" in c), None)
     return {"ratios": list(ratios), "lengths": lengths, "heldout_ppl": ppl, "heldout_tokens": tokens,
-            "passkey": passkey, "passkey_trials": trials,
+            "passkey": passkey, "passkey_trials": trials, "ruler": ruler,
             "methods": {n: {"model": m["model"], "factors": m["factors"],
                             **({"description": m["description"]} if "description" in m else {})}
                         for n, m in methods.items()}}
 
 
 def format_table(result: dict) -> str:
-    """Markdown: one row per method, PPL and passkey per ratio."""
+    """Markdown: one row per method, PPL, passkey and RULER per ratio."""
     ratios = result["ratios"]
     pk = [r for r in ratios if r in result["passkey"]]
-    head = "| method | " + " | ".join([f"PPL {r}" for r in ratios] + [f"passkey {r}" for r in pk]) + " |"
-    rows = [head, "|---|" + "---:|" * (len(ratios) + len(pk))]
+    rl = [r for r in ratios if r in result.get("ruler", {})]
+    head = "| method | " + " | ".join([f"PPL {r}" for r in ratios] + [f"passkey {r}" for r in pk]
+                                    + [f"RULER {r}" for r in rl]) + " |"
+    rows = [head, "|---|" + "---:|" * (len(ratios) + len(pk) + len(rl))]
 
     def cell(metric: str, r: str, n: str, fmt: str) -> str:
         v = result[metric].get(r, {}).get(n)
@@ -412,5 +569,6 @@ def format_table(result: dict) -> str:
 
     for n in result["methods"]:
         rows.append(f"| {n} | " + " | ".join([cell("heldout_ppl", r, n, ".2f") for r in ratios]
-                                            + [cell("passkey", r, n, ".2f") for r in pk]) + " |")
+                                            + [cell("passkey", r, n, ".2f") for r in pk]
+                                            + [cell("ruler", r, n, ".2f") for r in rl]) + " |")
     return "\n".join(rows)

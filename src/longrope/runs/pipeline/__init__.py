@@ -1,0 +1,257 @@
+"""``longrope pipeline``: LongRoPE's progressive recipe as declared stages, resumable, in one folder.
+
+A *plan* (JSON, ``format: longrope-pipeline/1``) names a model and a list of stages; each stage is
+one of the package's runs with its settings written as that run's config fields:
+
+- ``tokenize``  documents → a shard folder (``inputs``: ``role=PATH`` or ``"embedded"``, the
+  shipped search, held-out and fine-tuning documents; ``tokenizer``, default the model);
+- ``baseline``  a closed-form factor set (``method``, ``target_length``) → ``factors.json``;
+- ``search``    ``longrope search`` (``SearchConfig``) → ``factors.json``; with ``base_factors`` on
+  a fine-tuned model it is the progressive second search (λ_final = λ_ft ⊙ λ'), with ``short`` the
+  short-context recovery;
+- ``finetune``  ``longrope finetune`` (``FinetuneConfig``) → ``model/`` (a Hugging Face folder);
+- ``compare``   methods × ratios on the same held-out windows (:mod:`longrope.runs.compare`);
+- ``export``    ``longrope export`` → ``model/`` (or ``model.gguf``).
+
+Values may refer to the plan: ``"{model}"`` is the pipeline's model; ``"@NAME"`` is stage NAME's
+main output (the path above), ``"@NAME/REL"`` a path inside its folder; lengths
+(``target_length``, ``seq_len``, ``short_length``) may be ratios of the model's original context
+(``"8x"``). A stage may only refer to stages before it.
+
+Layout: ``OUT/`` is a run folder (``config.json``, ``run.json``, ``summary.json``) with
+``pipeline.json`` (the manifest: the plan, and per stage its resolved config, inputs, outputs,
+metrics, status and times, rewritten atomically at every transition) and ``stages/NAME/``, each an
+ordinary run folder of its command (``longrope search --config OUT/stages/NAME`` re-runs one alone).
+``--resume`` continues a killed pipeline: finished stages are skipped, a search or fine-tuning
+stage resumes from its own checkpoint, a comparison from its last measured cell.
+
+The package: :mod:`.stages` declares every kind of stage (one :class:`~.stages.Stage` entry each: its
+settings type, main output, run, plan check, what a resume may change); :mod:`.plan` checks a plan and
+resolves its references; :mod:`.manifest` reads and writes ``pipeline.json``; this module is the driver.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from longrope.errors import ConfigError, UserError
+from longrope.io import write_json
+from longrope.options import config_to_dict, option
+from longrope.runs import RunSpec
+from longrope.runs.pipeline import manifest as records
+from longrope.runs.pipeline.manifest import (
+    MANIFEST,
+    MANIFEST_FORMAT,
+    editable_keys,
+    is_done,
+    model_identity,
+    new_manifest,
+    plan_differences,
+    read_manifest,
+    save,
+    summarize,
+)
+from longrope.runs.pipeline.plan import (
+    LENGTH_FIELDS,
+    PLAN_FORMAT,
+    PLAN_KEYS,
+    STAGES_DIR,
+    Resolver,
+    check_plan,
+    check_stage,
+    load_plan,
+    refs,
+    shipped_plan,
+)
+from longrope.runs.pipeline.stages import COMPARE_EDITABLE, STAGES, Outcome, Stage, StageContext, main_output
+
+COMMAND = "pipeline"
+STAGE_RUNS = tuple(STAGES)
+
+__all__ = ["PipelineConfig", "run", "render", "SPEC", "load_plan", "check_plan", "check_stage", "shipped_plan",
+           "main_output", "summarize", "is_done", "STAGES", "STAGE_RUNS", "Stage", "StageContext", "Outcome",
+           "COMPARE_EDITABLE", "PLAN_FORMAT", "PLAN_KEYS", "MANIFEST", "MANIFEST_FORMAT", "STAGES_DIR",
+           "LENGTH_FIELDS"]
+
+
+@dataclass
+class PipelineConfig:
+    """Everything ``longrope pipeline`` does."""
+
+    output: str = option(help="pipeline folder (created; holds every stage)", short="-o", metavar="OUT")
+    plan: str | None = option(None, "plan file (JSON, longrope-pipeline/1)", metavar="FILE",
+                              default_text="the shipped showcase plan (sized for --model tiny)")
+    model: str | None = option(None, "model; replaces the plan's 'model'", metavar="M",
+                               default_text="the plan's")
+    only: str | None = option(None, "run this one stage (the stages it refers to must be done)", metavar="STAGE")
+    until: str | None = option(None, "stop after this stage (--resume continues)", metavar="STAGE")
+    resume: bool = option(False, "continue the pipeline in the folder: finished stages are skipped, an interrupted "
+                                 "one resumes from its checkpoint")
+    quiet: bool = option(False, "no progress bars")
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.output, str) or not self.output.strip():
+            raise ConfigError("output", "{name} is required")
+        if self.only is not None and self.until is not None:
+            raise ConfigError(("only", "until"), "give only one of {name0} and {name1}")
+
+
+# ------------------------------------------------------------------------------------------------
+# The driver.
+
+
+def run(config: PipelineConfig, *, log: Callable[[str], None] | None = None) -> dict:
+    """Run (or resume) the plan's stages in order; returns ``summary.json``'s content."""
+    from longrope.runs.folder import RunFolder
+
+    say = log or (lambda msg: print(msg, file=sys.stderr))
+    out = Path(config.output).resolve()  # stored paths do not depend on the working directory
+    old, plan, plan_file = _open_plan(config, out)
+    names = [s["name"] for s in plan["stages"]]
+    selected = _selected(config, names)
+    edited = _edits(old, plan)
+    model_sha256 = model_identity(plan["model"], old)
+    resolver = Resolver(plan, out)
+    finished = {n for n, st in ((old or {}).get("stages") or {}).items()
+                if st.get("status") == "done" and n not in edited}
+    for name in names:  # every stage's settings, before the first one runs
+        _check(resolver.context(name, machine=name in selected and name not in finished))
+    folder = RunFolder.open(out, COMMAND, staged=False, resume=config.resume)  # locked: one process per folder
+    try:
+        manifest = old or new_manifest(plan, plan_file)
+        manifest["model_sha256"] = model_sha256  # (a manifest written before this record gains it now)
+        if edited:  # the plan to run now is the edited one; its edited stages run again
+            records.take_edits(manifest, plan, plan_file, edited, say)
+        folder.start(config_to_dict(config), extra={"plan_file": plan_file})
+        save(out, manifest, summary=False)
+        t_all = time.time()
+        for name in selected:
+            ctx = resolver.context(name, running=True, quiet=config.quiet, say=say)
+            _run_stage(ctx, manifest, out, f"[{names.index(name) + 1}/{len(names)}]")
+        summary = summarize(manifest)
+        summary["seconds_this_run"] = round(time.time() - t_all, 3)
+        if summary["complete"]:
+            folder.finish(summary)
+        else:
+            write_json(out / "summary.json", summary)
+    finally:
+        folder.close()
+    return summary
+
+
+def _open_plan(config: PipelineConfig, out: Path) -> tuple[dict | None, dict, str]:
+    """``(old manifest, plan, plan file)``: a new pipeline's plan, or on ``--resume`` the folder's manifest and
+    the plan it ran unless one is given; a folder that holds a pipeline without ``--resume`` is refused."""
+    old = read_manifest(out) if out.is_dir() else None
+    if old is not None and not config.resume:
+        raise ConfigError(("output", "resume"), "{name0} " + f"{out} already holds a pipeline; add {{name1}} to "
+                                                "continue it or choose a new folder")
+    if old is None and config.resume:
+        raise ConfigError("resume", f"nothing to resume in {out} (no {MANIFEST}); run without {{name}}")
+    if old is not None and config.plan is None:  # resuming: the plan the folder ran, unless one is given
+        plan = check_plan(old["plan"], model=config.model, source=str(out / MANIFEST), strict=False)
+        return old, plan, old.get("plan_file", "")
+    plan_file = config.plan or str(shipped_plan())
+    return old, load_plan(plan_file, model=config.model), plan_file
+
+
+def _selected(config: PipelineConfig, names: list[str]) -> list[str]:
+    """The stages this invocation runs (``--only``, ``--until``)."""
+    for field in ("only", "until"):
+        v = getattr(config, field)
+        if v is not None and v not in names:
+            raise ConfigError(field, f"{{name}} {v!r} is not a stage of the plan; stages: {', '.join(names)}")
+    if config.only is not None:
+        return [config.only]
+    return names[: names.index(config.until) + 1] if config.until is not None else names
+
+
+def _edits(old: dict | None, plan: dict) -> list[str]:
+    """The stages a resume runs again because the plan edited what their kind lets change; any other
+    difference from the plan the folder ran is refused."""
+    if old is None:
+        return []
+    diffs, edited = plan_differences(old["plan"], plan)
+    if diffs:
+        raise ConfigError("resume", "{name} refused: the plan differs from the one this pipeline ran: "
+                          + "; ".join(diffs) + f" (use the same plan, or a new output folder; {editable_keys()})")
+    return edited
+
+
+def _check(ctx: StageContext) -> None:
+    """A stage's plan check, its message naming the stage."""
+    try:
+        STAGES[ctx.run].check_plan(ctx)
+    except ConfigError as exc:
+        raise UserError(f"plan stage {ctx.name!r} ({ctx.run}): {exc.render(lambda f: f)}") from None
+    except UserError as exc:
+        raise UserError(f"plan stage {ctx.name!r} ({ctx.run}): {exc}") from None
+
+
+def _run_stage(ctx: StageContext, manifest: dict, out: Path, counter: str) -> None:
+    """Run one stage unless it is done (and still stands), recording every transition in the manifest."""
+    stage, st = STAGES[ctx.run], manifest["stages"][ctx.name]
+    why = stage.stale(stage.settings(ctx), st) if is_done(manifest, ctx.name) and stage.stale else None
+    if why:
+        ctx.say(f"pipeline: {ctx.name}: {why}")
+        st["status"] = "stale"
+    if is_done(manifest, ctx.name):
+        ctx.say(f"pipeline: {counter} {ctx.name} ({ctx.run}): done, skipped")
+        return
+    used = list(dict.fromkeys(refs(ctx.entry)))
+    missing = [r for r in used if not is_done(manifest, r)]
+    if missing:
+        raise UserError(f"stage {ctx.name!r} needs the outputs of {', '.join(missing)}, which "
+                        f"{'is' if len(missing) == 1 else 'are'} not done; run those first (or the whole "
+                        "pipeline with --resume)")
+    records.start(st, ctx.settings, {r: str(ctx.folder.parent / r) for r in used})
+    save(out, manifest, summary=False)
+    ctx.say(f"pipeline: {counter} {ctx.name} ({ctx.run})" + (" — resuming" if st["attempts"] > 1 else ""))
+    t0 = time.time()
+    try:
+        outcome = stage.run(stage.settings(ctx), ctx)
+    except BaseException as exc:
+        records.fail(st, exc)
+        save(out, manifest)
+        raise
+    records.finish(st, outcome, time.time() - t0)
+    save(out, manifest)
+
+
+def render(result: dict) -> str:
+    lines = [f"{n:>20s}  {s['run']:<9s} {s['status']}" + (f"  ({s['seconds']:.0f} s)" if s.get("seconds") else "")
+             for n, s in result["stages"].items()]
+    for g in result.get("goals") or []:
+        state = "met" if g["met"] else "MISSED" if g["met"] is False else "not measured"
+        lines.append(f"goal {state}: {g['name']}")
+    return "\n".join(lines)
+
+
+SPEC = RunSpec(
+    command=COMMAND,
+    help="the progressive recipe as declared stages: search, fine-tune, search again, recover, compare, export",
+    description="""\
+Run a plan of stages in one folder: LongRoPE's progressive recipe (search at s1, fine-tune at s1,
+a second search on the fine-tuned model at s2 giving λ_final = λ_ft ⊙ λ', short-context recovery
+at L, evaluation, export), or any other sequence of tokenize / baseline / search / finetune /
+compare / export stages. Without --plan, the shipped showcase plan runs (sized for --model tiny:
+8x search and fine-tuning, 32x second search, recovery, and the comparison against the fine-tuned
+YaRN baseline; ~30 min on 2 CPU cores).
+
+OUT/pipeline.json records each stage's resolved settings, inputs, outputs, metrics and status;
+each stage is an ordinary run folder under OUT/stages/. A killed pipeline continues with --resume
+(finished stages skipped, a search or fine-tuning resumes from its checkpoint); --only STAGE runs
+one stage alone, --until STAGE stops after it. The plan format is in docs/pipeline.md.""",
+    example="""\
+examples:
+  longrope pipeline --model tiny -o runs/pipeline
+  longrope pipeline --model tiny -o runs/pipeline --resume
+  longrope pipeline --plan my-plan.json -o runs/my-model --until finetune-8x""",
+    config=PipelineConfig,
+    run=run,
+    render=render,
+)

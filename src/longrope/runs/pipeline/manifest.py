@@ -1,0 +1,152 @@
+"""``OUT/pipeline.json``, the manifest of a pipeline: the plan it runs and per stage its resolved settings,
+inputs, outputs, metrics, status and times (rewritten atomically at every transition); what a resume
+compares with the plan given; and ``summary.json`` made from it."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from longrope.errors import ConfigError, UserError
+from longrope.io import read_json, write_json
+from longrope.runs.pipeline.stages import STAGES, Outcome
+
+MANIFEST_FORMAT = "longrope-pipeline-manifest/1"
+MANIFEST = "pipeline.json"
+
+
+def now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def new_manifest(plan: dict, plan_file: str) -> dict:
+    return {"format": MANIFEST_FORMAT, "plan_file": plan_file, "plan": plan,
+            "stages": {s["name"]: {"run": s["run"], "status": "pending"} for s in plan["stages"]}}
+
+
+def read_manifest(out: Path) -> dict | None:
+    """The manifest in ``out`` (None when there is none); a damaged one is a one-line error."""
+    path = out / MANIFEST
+    if not path.exists():
+        return None
+    fix = "restore it, or start the pipeline in a new folder"
+    doc = read_json(path, what=f"{MANIFEST_FORMAT} manifest", fix=fix)
+    if doc.get("format") != MANIFEST_FORMAT:
+        raise UserError(f"{path} is not a {MANIFEST_FORMAT} manifest; {fix}")
+    stages = doc.get("stages")
+    if not isinstance(doc.get("plan"), dict) or not isinstance(stages, dict) \
+            or not all(isinstance(st, dict) and isinstance(st.get("status", ""), str) for st in stages.values()) \
+            or not isinstance(doc.get("plan_file", ""), str) or not isinstance(doc.get("model_sha256", ""), (str, type(None))):
+        raise UserError(f"{path} is malformed (its plan must be an object, its stages an object of stage "
+                        f"records, its model_sha256 a string); {fix}")
+    for st in stages.values():
+        if not isinstance(st.get("outputs", {}), dict) or not isinstance(st.get("attempts", 0), int):
+            raise UserError(f"{path} is malformed (a stage record's outputs or attempts); {fix}")
+    return doc
+
+
+def save(out: Path, manifest: dict, *, summary: bool = True) -> None:
+    """Write the manifest (and ``summary.json`` from it)."""
+    write_json(out / MANIFEST, manifest)
+    if summary:
+        write_json(out / "summary.json", summarize(manifest))
+
+
+def model_identity(model: str, old: dict | None) -> str | None:
+    """The plan's model by content (None for a hub model); a resume whose local model now holds other weights
+    or configs than the pipeline started with is refused: its finished stages were made from the old one."""
+    from longrope.models.loading import model_digest
+
+    digest = model_digest(model)
+    recorded = (old or {}).get("model_sha256")
+    if recorded is not None and recorded != digest:
+        raise ConfigError("resume", "{name} refused: " + f"the model {model} holds other files than when this "
+                          "pipeline started (its finished stages were made from those); restore them, or start "
+                          "the pipeline in a new folder")
+    return digest
+
+
+def _edited(a: dict | None, b: dict | None) -> bool:
+    """Both versions are one stage that differ only in the keys its kind lets a resume change."""
+    if a is None or b is None or a.get("run") != b.get("run") or a.get("run") not in STAGES:
+        return False
+    editable = STAGES[a["run"]].editable
+    return bool(editable) and {k: v for k, v in a.items() if k not in editable} == \
+        {k: v for k, v in b.items() if k not in editable}
+
+
+def plan_differences(old: dict, new: dict) -> tuple[list[str], list[str]]:
+    """``(refused, edited)``: the differences a resume refuses, and the stages edited only in the keys their
+    kind lets change (:attr:`Stage.editable <longrope.runs.pipeline.stages.Stage.editable>`): they run again."""
+    diffs, edited = [], []
+    if old.get("model") != new.get("model"):
+        diffs.append(f"model {old.get('model')!r} -> {new.get('model')!r}")
+    a = {s["name"]: s for s in old.get("stages", [])}
+    b = {s["name"]: s for s in new.get("stages", [])}
+    for name in list(a) + [n for n in b if n not in a]:
+        if a.get(name) == b.get(name):
+            continue
+        if _edited(a.get(name), b.get(name)):
+            edited.append(name)
+        else:
+            diffs.append(f"stage {name!r} " + ("added" if name not in a else "removed" if name not in b else "changed"))
+    return diffs, edited
+
+
+def take_edits(manifest: dict, plan: dict, plan_file: str, edited: list[str], say: Callable[[str], None]) -> None:
+    """Record the edited ``plan`` as the one the pipeline runs; its ``edited`` stages run again."""
+    manifest.update(plan=plan, plan_file=plan_file)
+    runs = {s["name"]: s["run"] for s in plan["stages"]}
+    for name in edited:
+        if manifest["stages"].get(name, {}).get("status") == "done":
+            manifest["stages"][name]["status"] = "stale"
+        say(f"pipeline: {name}: its {', '.join(STAGES[runs[name]].editable)} edited since it ran; running it "
+            "again for what changed")
+
+
+def editable_keys() -> str:
+    """What a resume lets change, for its refusal: "a compare stage may change only its methods, ..."."""
+    return "; ".join(f"a {run} stage may change only its " + ", ".join(s.editable)
+                     for run, s in STAGES.items() if s.editable)
+
+
+def is_done(manifest: dict, name: str) -> bool:
+    """A stage is done when the manifest says so and its main output still exists."""
+    st = manifest["stages"].get(name, {})
+    return st.get("status") == "done" and all(Path(p).exists() for p in st.get("outputs", {}).values())
+
+
+def start(st: dict, settings: dict, inputs: dict) -> None:
+    """Stage record ``st`` at the start of an attempt."""
+    st.update(status="running", config=settings, started=now(), attempts=st.get("attempts", 0) + 1, inputs=inputs)
+    st.pop("error", None)
+
+
+def fail(st: dict, exc: BaseException) -> None:
+    st.update(status="failed" if isinstance(exc, Exception) else "interrupted", ended=now(),
+              error=f"{type(exc).__name__}: {exc}")
+
+
+def finish(st: dict, outcome: Outcome, seconds: float) -> None:
+    st.update(status="done", ended=now(), seconds=round(seconds, 3), outputs=outcome.outputs,
+              metrics=outcome.metrics, **outcome.record)
+
+
+def summarize(manifest: dict) -> dict:
+    """``summary.json``: every stage's status and metrics, and the tables of the last done stage whose kind
+    reports some (the last comparison) at the top."""
+    out: dict[str, Any] = {"model": manifest["plan"]["model"],
+                           "complete": all(s.get("status") == "done" for s in manifest["stages"].values()),
+                           "stages": {n: {k: s.get(k) for k in ("run", "status", "seconds", "metrics", "outputs")
+                                          if k in s} for n, s in manifest["stages"].items()}}
+    reporting = [s for s in manifest["stages"].values() if s.get("status") == "done"
+                 and s.get("run") in STAGES and STAGES[s["run"]].summary_keys]
+    if reporting:
+        path = Path(reporting[-1]["outputs"]["summary"])
+        if path.exists():
+            res = read_json(path, what="comparison summary")
+            for key in STAGES[reporting[-1]["run"]].summary_keys:
+                out[key] = res.get(key)
+    return out

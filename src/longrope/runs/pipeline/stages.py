@@ -1,0 +1,428 @@
+"""The kinds of pipeline stage, one :class:`Stage` entry each in :data:`STAGES`: the one place a stage kind is
+declared.
+
+An entry holds the stage's settings type (a config dataclass whose fields are the plan keys, checked by its
+``__post_init__`` — for search and finetune the command's own config), its main output (what ``@NAME``
+means), its run function, its plan check (what needs the model's RoPE facts or this machine's devices,
+done for every stage before the first one runs) and what a resume may change. The driver
+(:func:`longrope.runs.pipeline.run`) knows no stage by name: a new kind of stage is one new entry.
+
+The settings of ``tokenize``, ``baseline`` and ``export`` stages are declared here
+(:class:`TokenizeSettings`, :class:`BaselineSettings`, :class:`ExportSettings`); ``compare`` takes
+:class:`longrope.runs.compare.CompareConfig`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from longrope.errors import ConfigError, UserError
+from longrope.io import read_json, write_json, write_text
+from longrope.options import config_from_dict, option
+from longrope.runs.compare import CompareConfig
+from longrope.runs.search import SearchConfig
+from longrope.train.config import FinetuneConfig
+
+__all__ = ["Stage", "StageContext", "Outcome", "STAGES", "COMPARE_EDITABLE", "main_output", "rope_facts", "settings_of",
+           "TokenizeSettings", "BaselineSettings", "ExportSettings"]
+
+
+def _stderr(msg: str) -> None:
+    print(msg, file=sys.stderr)
+
+
+@dataclass
+class StageContext:
+    """One stage of one plan, as its check and its run see it."""
+
+    name: str
+    run: str
+    plan: dict
+    entry: dict
+    """the stage as the plan writes it (before references are resolved)"""
+    settings: dict
+    """its settings resolved (references, ``{model}``, ratios), without name, run and description"""
+    folder: Path
+    model_is_output: bool = False
+    """the stage's ``model`` is an earlier stage's output (not there yet when the plan is checked)"""
+    machine: bool = True
+    """it will run on this machine (its devices are checked)"""
+    running: bool = False
+    """built to run now (not only to check the plan)"""
+    quiet: bool = False
+    say: Callable[[str], None] = _stderr
+
+    @property
+    def model(self) -> str:
+        """The model the stage runs on: its own ``model``, or the pipeline's."""
+        return self.settings.get("model") or self.plan["model"]
+
+    @property
+    def facts_model(self) -> str:
+        """The model whose RoPE facts the stage's settings are checked against before anything runs: an
+        earlier stage's output does not exist yet, and keeps the RoPE of the pipeline's model."""
+        return self.plan["model"] if self.model_is_output else self.model
+
+
+@dataclass
+class Outcome:
+    """What a stage's run returns: its ``outputs`` (name → path), ``metrics`` and other ``record`` fields
+    of its manifest entry."""
+
+    outputs: dict
+    metrics: dict
+    record: dict = field(default_factory=dict)
+
+
+def _no_check(config: Any, ctx: StageContext) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class Stage:
+    """The contract of a stage kind."""
+
+    config: type
+    """its settings (plan keys are the fields)"""
+    output: Callable[[Path, dict], Path]
+    """its main output, from its folder and its plan entry (what ``@NAME`` means)"""
+    run: Callable[[Any, StageContext], Outcome]
+    """run it: (settings, context) → outcome"""
+    check: Callable[[Any, StageContext], None] = _no_check
+    """its checks beyond the settings' own, before the first stage runs (RoPE facts, devices)"""
+    editable: tuple[str, ...] = ()
+    """plan keys a resume may change (the stage then runs again, keeping what still stands)"""
+    build: Callable[[StageContext], Any] | None = None
+    """settings from the context; default: :func:`settings_of` its config"""
+    stale: Callable[[Any, dict], str | None] | None = None
+    """(settings, manifest record) → why a done stage must run again (its inputs changed), or None"""
+    summary_keys: tuple[str, ...] = ()
+    """keys of its ``outputs["summary"]`` the pipeline's summary shows (from the last such stage done)"""
+
+    def settings(self, ctx: StageContext) -> Any:
+        return self.build(ctx) if self.build is not None else settings_of(self.config, ctx)
+
+    def check_plan(self, ctx: StageContext) -> None:
+        """Every check of the stage that needs no earlier stage's output."""
+        self.check(self.settings(ctx), ctx)
+
+
+def _article(run: str) -> str:
+    return "an" if run[0] in "aeiou" else "a"
+
+
+def settings_of(cls: type, ctx: StageContext, values: dict | None = None, *, filled: tuple[str, ...] = ()) -> Any:
+    """``cls`` from the stage's settings (or ``values``): an unknown key or a missing required one names
+    the stage kind and what it takes; a bad value is the config's :class:`ConfigError`. ``filled``: fields
+    the pipeline sets (a plan may leave them out)."""
+    values = ctx.settings if values is None else values
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        takes = [n for n in fields if n not in filled]
+        known = (f"it takes {', '.join(takes)}" if len(takes) <= 16
+                 else f"its settings are those of longrope {ctx.run}")
+        raise UserError(f"{_article(ctx.run)} {ctx.run} stage has no setting {unknown[0]!r}; {known}")
+    for name, f in fields.items():
+        if name not in values and name not in filled and f.default is dataclasses.MISSING \
+                and f.default_factory is dataclasses.MISSING:
+            raise UserError(f"{_article(ctx.run)} {ctx.run} stage needs {name!r} ({f.metadata.get('help', '')})")
+    return config_from_dict(cls, values)
+
+
+def _at(name: str) -> Callable[[Path, dict], Path]:
+    return lambda folder, entry: folder / name if name else folder
+
+
+def _wrong(key: str, got: Any, expected: str) -> ConfigError:
+    """A plan value of the wrong kind: names the key, what it got and what it takes."""
+    return ConfigError(key, "'{name}' must be " + f"{expected}, got {got!r}")
+
+
+def rope_facts(model: str) -> Any:
+    """The model's RoPE facts; a model the factors cannot apply to is a one-line error."""
+    from longrope.models.loading import read_rope_info
+
+    info = read_rope_info(model)
+    if not info.supported:
+        raise UserError(f"model {model} cannot take RoPE factors: {info.reason}")
+    return info
+
+
+# ------------------------------------------------------------------------------------------------
+# tokenize: documents → a shard folder
+
+
+@dataclass
+class TokenizeSettings:
+    """A tokenize stage."""
+
+    inputs: list = option(help="a list of role=PATH or \"embedded\" (the shipped search, held-out and fine-tuning "
+                               "documents)")
+    tokenizer: str | None = option(None, "tokenizer name or folder", default_text="the model's")
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.inputs, list) or not self.inputs or not all(isinstance(i, str) for i in self.inputs):
+            raise _wrong("inputs", self.inputs, "a non-empty list of role=PATH or \"embedded\"")
+
+
+def _run_tokenize(config: TokenizeSettings, ctx: StageContext) -> Outcome:
+    from longrope.data import tokenize_corpus
+    from longrope.data.tokenizer_loading import load_tokenizer
+    from longrope.embedded import document_paths
+
+    name = config.tokenizer or ctx.plan["model"]
+    specs: list[str] = []
+    for item in config.inputs:
+        if item == "embedded":
+            specs += [f"{role}={p}" for role in ("search", "heldout", "train") for p in document_paths(role)]
+        else:
+            specs.append(item)
+    report = tokenize_corpus(load_tokenizer(name), specs, ctx.folder, tokenizer_name=name, progress=not ctx.quiet)
+    meta = read_json(ctx.folder / "meta.json", what="shard folder's meta.json")
+    return Outcome({"shards": str(ctx.folder)}, {"documents": meta.get("n_docs"), "tokens": meta.get("n_tokens"),
+                                                 "skipped": len(getattr(report, "skipped", []) or [])})
+
+
+# ------------------------------------------------------------------------------------------------
+# baseline: a closed-form factor set → factors.json
+
+
+@dataclass
+class BaselineSettings:
+    """A baseline stage; its other plan keys are the method's options (``beta_fast`` ...)."""
+
+    method: Any = option(help="method: pi, ntk, dynamic-ntk, yarn, llama3")  # checked below, in the plan's words
+    target_length: Any = option(help="target_length: tokens or a ratio like \"8x\"")
+    model: str | None = option(None, "model whose RoPE facts the factors are for", default_text="the pipeline's")
+    options: dict | None = option(None, "the method's options", cli=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.method, str):
+            raise _wrong("method", self.method, "a method name (pi, ntk, dynamic-ntk, yarn, llama3)")
+        if isinstance(self.target_length, bool) or not isinstance(self.target_length, int):
+            raise _wrong("target_length", self.target_length, "tokens (an integer) or a ratio like \"8x\"")
+
+
+def _baseline_settings(ctx: StageContext) -> BaselineSettings:
+    own = ("method", "target_length", "model")
+    values = {k: v for k, v in ctx.settings.items() if k in own}
+    return settings_of(BaselineSettings, ctx, {**values, "options": {k: v for k, v in ctx.settings.items()
+                                                                     if k not in own}}, filled=("options",))
+
+
+def _baseline_set(config: BaselineSettings, model: str) -> Any:
+    """The factor set a baseline stage writes: ``make_baseline`` on ``model``'s RoPE facts, the stage's
+    method, target length and options (the plan check builds it too: a bad option is refused early)."""
+    from longrope.rope import make_baseline
+
+    info = rope_facts(model)
+    return make_baseline(config.method, rope_theta=float(info.rope_theta), rotary_dim=int(info.rotary_dim),
+                         original_length=int(info.original_max_position_embeddings),
+                         target_length=config.target_length, **(config.options or {}))
+
+
+def _run_baseline(config: BaselineSettings, ctx: StageContext) -> Outcome:
+    fs = _baseline_set(config, ctx.model)
+    ctx.folder.mkdir(parents=True, exist_ok=True)
+    fs.save(ctx.folder / "factors.json")
+    return Outcome({"factors": str(ctx.folder / "factors.json")},
+                   {"method": config.method, "target_length": config.target_length})
+
+
+# ------------------------------------------------------------------------------------------------
+# search and finetune: the commands' own configs and runs
+
+
+def _command_config(command: str, ctx: StageContext, resume: bool, **over: Any) -> Any:
+    from longrope.runs import get_run
+
+    spec = get_run(command)
+    filled = ("model", spec.output_field, "resume", "quiet")
+    values = {"model": ctx.plan["model"], **ctx.settings, **over, spec.output_field: str(ctx.folder),
+              "resume": resume, "quiet": ctx.quiet}
+    return settings_of(spec.config, ctx, values, filled=filled)
+
+
+def _search_config(ctx: StageContext) -> Any:
+    """A search stage resumes from its checkpoint; one the plan leaves the fitness of goes on with the
+    fitness it ran (a stage started before the joint default meant another one than today's)."""
+    resume = ctx.running and (ctx.folder / "checkpoint.json").exists()
+    over = {"fitness": _recorded_fitness(ctx.folder)} if resume and "fitness" not in ctx.settings else {}
+    return _command_config("search", ctx, resume, **over)
+
+
+def _recorded_fitness(folder: Path) -> str | None:
+    """The fitness the search in ``folder`` started with (None when its record is unreadable: the search's own
+    resume check then names the difference)."""
+    from longrope.runs.folder import read_run_config
+    from longrope.runs.search import recorded_config
+
+    try:
+        command, saved = read_run_config(folder)
+    except UserError:
+        return None
+    fitness = recorded_config(saved).get("fitness") if command == "search" else None
+    return fitness if isinstance(fitness, str) else None
+
+
+def _check_search(config: Any, ctx: StageContext) -> None:
+    """What ``longrope search`` checks from the model's RoPE facts and tokenizer before it loads weights (the
+    target above L, the bounds of λ, room for the fitness's pass key) and this machine's devices; a search
+    on factors an earlier stage writes (progressive, short) is checked when it starts."""
+    from longrope.runs.search import check_devices, check_fitness_fits, make_plan
+
+    if config.base_factors is None:
+        config = dataclasses.replace(config, model=ctx.facts_model)
+        check_fitness_fits(ctx.facts_model, config.fitness_name, make_plan(config).length, config.seed)
+    if ctx.machine:
+        check_devices(config)
+
+
+def _run_search(config: Any, ctx: StageContext) -> Outcome:
+    from longrope.runs import get_run
+
+    if not config.resume and ctx.folder.exists():  # stopped before its first evaluation: nothing to keep
+        from longrope.runs.folder import FolderLock
+
+        with FolderLock.acquire(ctx.folder, "search"):  # never under a search another process runs in it
+            shutil.rmtree(ctx.folder)
+    result = get_run("search").run(config, log=ctx.say)
+    s = result["search"]
+    metrics = {k: s.get(k) for k in ("best_ppl", "length", "candidates", "full_evals", "seconds", "stop_reason")}
+    if "heldout" in result:
+        metrics["heldout_ppl"] = result["heldout"]["ppl"]
+    return Outcome({"factors": str(ctx.folder / "factors.json")}, metrics)
+
+
+def _run_finetune(config: Any, ctx: StageContext) -> Outcome:
+    from longrope.runs import get_run
+
+    result = get_run("finetune").run(config, log=ctx.say)
+    return Outcome({"model": str(ctx.folder / "model")},
+                   {k: result.get(k) for k in ("steps", "tokens", "final_loss", "seconds")})
+
+
+# ------------------------------------------------------------------------------------------------
+# compare: methods × ratios on the same held-out windows (:mod:`longrope.runs.compare`)
+
+#: what a compare stage may change between runs of one pipeline: its cells are measured one by one and
+#: stay valid while the windows and the passkey protocol stay the same (``run_compare`` measures the
+#: cells of a new or changed method, and keeps the others)
+COMPARE_EDITABLE = ("methods", "passkey_methods", "ruler_methods", "goals")
+
+
+def _check_compare(config: Any, ctx: StageContext) -> None:
+    from longrope.models.loading import resolve_device, resolve_dtype
+
+    resolve_dtype(config.dtype)
+    if config.ruler_ratios:  # lm-eval's RULER code, checked before the first stage
+        from longrope.data.ruler import check_lm_eval
+
+        check_lm_eval()
+    if ctx.machine:  # a stage that will not run here need not find its device on this machine
+        try:
+            resolve_device(config.device, fix="give cpu or a device this machine has")
+        except UserError as exc:
+            raise UserError(f"a compare stage's {exc}") from None
+
+
+def _run_compare(config: Any, ctx: StageContext) -> Outcome:
+    from longrope.runs.compare import format_table, run_compare
+
+    ctx.folder.mkdir(parents=True, exist_ok=True)
+    result = run_compare(config, ctx.folder, log=ctx.say)
+    write_json(ctx.folder / "summary.json", result)
+    write_text(ctx.folder / "compare.md", format_table(result) + "\n")
+    ctx.say("compare:\n" + format_table(result))
+    for g in result["goals"]:
+        ctx.say(f"goal {'met' if g['met'] else 'MISSED' if g['met'] is False else 'not measured'}: {g['name']} "
+                f"({g['value']} = {g['measured']}, bound {g['bound']})")
+    return Outcome({"summary": str(ctx.folder / "summary.json")},
+                   {k: result[k] for k in ("heldout_ppl", "passkey", "ruler", "goals")},
+                   {"factor_digests": result["factor_digests"]})
+
+
+def _compare_changed_factors(config: CompareConfig, record: dict) -> str | None:
+    """Why a done comparison runs again: its factor files now hold other factors than it measured."""
+    from longrope.runs.compare import factor_digests
+
+    if "factor_digests" in record and factor_digests(config.methods, list(config.ratios)) != record["factor_digests"]:
+        return "factor files changed since it ran; measuring the changed cells again"
+    return None
+
+
+# ------------------------------------------------------------------------------------------------
+# export: ``longrope export`` → model/ (or model.gguf)
+
+
+@dataclass
+class ExportSettings:
+    """An export stage."""
+
+    factors: Any = option(help="a factor file, e.g. \"@search\"")  # checked below, in the plan's words
+    model: str | None = option(None, "the model to export", default_text="the pipeline's")
+    format: str = option("hf", "hf or gguf")
+    dtype: str | None = option(None, "weights' dtype", default_text="the model's")
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.factors, str):
+            raise _wrong("factors", self.factors, "a factor file (a path or \"@STAGE\")")
+
+
+def _export_output(folder: Path, entry: dict) -> Path:
+    return folder / ("model.gguf" if entry.get("format") == "gguf" else "model")
+
+
+def _check_export(config: ExportSettings, ctx: StageContext) -> None:
+    """The option checks of ``longrope export`` (:func:`longrope.models.exporter.check_export_options`),
+    naming the plan's keys."""
+    from longrope.models.exporter import check_export_options
+    from longrope.models.loading import resolve_source
+
+    known = not ctx.model_is_output  # an earlier stage's output is not there yet: its kind is unknown
+    check_export_options(config.format, config.dtype, source_kind=resolve_source(ctx.model).kind if known else None,
+                         model_type=rope_facts(ctx.facts_model).model_type if config.format == "gguf" else None,
+                         spell=repr)
+
+
+def _run_export(config: ExportSettings, ctx: StageContext) -> Outcome:
+    from longrope.models.exporter import export_model
+
+    ctx.folder.mkdir(parents=True, exist_ok=True)
+    out = export_model(ctx.model, config.factors, _export_output(ctx.folder, ctx.settings), fmt=config.format,
+                       dtype=config.dtype, overwrite=True)
+    for w in out["warnings"]:
+        ctx.say(f"export: warning: {w}")
+    return Outcome({"model": out["output"]}, {"format": config.format, "warnings": out["warnings"]})
+
+
+# ------------------------------------------------------------------------------------------------
+
+
+#: Every kind of stage, in the order ``--help`` and messages list them.
+STAGES: dict[str, Stage] = {
+    "tokenize": Stage(TokenizeSettings, _at(""), _run_tokenize),
+    "baseline": Stage(BaselineSettings, _at("factors.json"), _run_baseline,
+                      check=lambda config, ctx: _baseline_set(config, ctx.facts_model), build=_baseline_settings),
+    "search": Stage(SearchConfig, _at("factors.json"), _run_search, check=_check_search,
+                    build=_search_config),
+    "finetune": Stage(FinetuneConfig, _at("model"), _run_finetune,
+                      build=lambda ctx: _command_config("finetune", ctx, resume=ctx.running)),
+    "compare": Stage(CompareConfig, _at(""), _run_compare, check=_check_compare, editable=COMPARE_EDITABLE,
+                     stale=_compare_changed_factors,
+                     summary_keys=("heldout_ppl", "passkey", "ruler", "heldout_tokens", "lengths", "passkey_trials",
+                                   "goals", "methods")),
+    "export": Stage(ExportSettings, _export_output, _run_export, check=_check_export),
+}
+
+
+def main_output(run: str, folder: Path, entry: dict | None = None) -> Path:
+    """What ``@NAME`` means for a stage of ``run`` in ``folder`` (``entry``: its plan entry)."""
+    return STAGES[run].output(folder, entry or {})

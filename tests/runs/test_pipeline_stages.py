@@ -1,0 +1,176 @@
+"""The registry of stage kinds is the one place a stage is declared: every entry holds its settings type,
+main output and run; a kind registered here alone is checked, run, recorded, referred to and resumed by
+the driver like the shipped ones. And the compare stage's settings are one typed config, checked once."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+
+from longrope.cli import main
+from longrope.errors import ConfigError, UserError
+from longrope.options import option
+from longrope.runs import pipeline
+from longrope.runs.compare import CompareConfig
+from longrope.runs.pipeline.stages import STAGES, Outcome, Stage
+
+
+def test_every_stage_kind_is_one_complete_entry():
+    assert pipeline.STAGE_RUNS == tuple(STAGES) == ("tokenize", "baseline", "search", "finetune", "compare",
+                                                    "export")
+    for run, stage in STAGES.items():
+        assert dataclasses.is_dataclass(stage.config), run
+        assert all(f.metadata.get("help") for f in dataclasses.fields(stage.config)), run
+        assert callable(stage.run) and callable(stage.output) and callable(stage.check), run
+        assert isinstance(pipeline.main_output(run, Path("f"), {}), Path), run
+    assert pipeline.main_output("export", Path("f"), {"format": "gguf"}) == Path("f/model.gguf")
+    assert STAGES["compare"].editable == pipeline.COMPARE_EDITABLE == ("methods", "passkey_methods", "ruler_methods",
+                                                                           "goals")
+    assert all(not s.editable for r, s in STAGES.items() if r != "compare")
+
+
+@dataclasses.dataclass
+class NoteSettings:
+    """A stage kind that exists only in this test: writes ``text`` ``times`` times, and the size of ``source``."""
+
+    text: str = option(help="what to write")
+    source: str | None = option(None, "a file whose size is noted")
+    times: int = option(1, "how many times")
+
+    def __post_init__(self) -> None:
+        if self.times < 1:
+            raise ConfigError("times", "{name} must be at least 1, got " + str(self.times))
+
+
+def _run_note(config: NoteSettings, ctx) -> Outcome:
+    ctx.folder.mkdir(parents=True, exist_ok=True)
+    size = Path(config.source).stat().st_size if config.source else None
+    (ctx.folder / "note.txt").write_text(config.text * config.times + f"\n{size}\n")
+    return Outcome({"note": str(ctx.folder / "note.txt")}, {"size": size}, {"ran_with": config.text})
+
+
+@pytest.fixture
+def note_stage(monkeypatch):
+    runs = []
+
+    def run(config, ctx):
+        runs.append(ctx.name)
+        return _run_note(config, ctx)
+
+    stage = Stage(NoteSettings, lambda folder, entry: folder / "note.txt", run, editable=("text",))
+    monkeypatch.setitem(STAGES, "note", stage)
+    return runs
+
+
+def _write_plan(tmp_path: Path, stages: list[dict]) -> Path:
+    path = tmp_path / "plan.json"
+    path.write_text(json.dumps({"format": "longrope-pipeline/1", "model": "tiny", "stages": stages}))
+    return path
+
+
+def _stages(text: str = "hi") -> list[dict]:
+    return [{"name": "yarn", "run": "baseline", "method": "yarn", "target_length": "2x"},
+            {"name": "n1", "run": "note", "text": text, "source": "@yarn", "times": 2},
+            {"name": "n2", "run": "note", "text": "again", "source": "@n1"}]
+
+
+def test_a_stage_kind_registered_alone_runs_through_the_driver(tmp_path, capsys, note_stage):
+    out = tmp_path / "out"
+    plan = _write_plan(tmp_path, _stages())
+    assert main(["pipeline", "--plan", str(plan), "-o", str(out), "--quiet"]) == 0
+    assert note_stage == ["n1", "n2"]
+    n1 = out / "stages" / "n1" / "note.txt"
+    size = (out / "stages" / "yarn" / "factors.json").stat().st_size
+    assert n1.read_text() == f"hihi\n{size}\n"  # "@yarn": the baseline's main output
+    assert (out / "stages" / "n2" / "note.txt").read_text() == f"again\n{n1.stat().st_size}\n"  # "@n1": its own
+    manifest = json.loads((out / "pipeline.json").read_text())
+    st = manifest["stages"]["n1"]
+    assert st["status"] == "done" and st["run"] == "note" and st["ran_with"] == "hi"
+    assert st["config"] == {"text": "hi", "source": str(out / "stages" / "yarn" / "factors.json"), "times": 2}
+    assert st["inputs"] == {"yarn": str(out / "stages" / "yarn")} and st["metrics"] == {"size": size}
+    assert json.loads((out / "summary.json").read_text())["complete"]
+
+    assert main(["pipeline", "--plan", str(plan), "-o", str(out), "--quiet", "--resume"]) == 0
+    assert note_stage == ["n1", "n2"]  # done: skipped
+    capsys.readouterr()
+    plan = _write_plan(tmp_path, _stages("ho"))  # the kind lets a resume change "text": that stage runs again
+    assert main(["pipeline", "--plan", str(plan), "-o", str(out), "--quiet", "--resume"]) == 0
+    assert note_stage == ["n1", "n2", "n1"] and n1.read_text().startswith("hoho")
+    assert "n1: its text edited since it ran" in capsys.readouterr().err
+    stages = _stages("ho")
+    stages[1]["times"] = 3  # not editable: refused, naming what may change
+    plan = _write_plan(tmp_path, stages)
+    assert main(["pipeline", "--plan", str(plan), "-o", str(out), "--quiet", "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert "stage 'n1' changed" in err and "a note stage may change only its text" in err
+    assert "a compare stage may change only its methods, passkey_methods, ruler_methods, goals" in err
+
+
+@pytest.mark.parametrize("change, match", [
+    ({"times": 0}, "plan stage 'n1' (note): times must be at least 1, got 0"),
+    ({"times": "two"}, "plan stage 'n1' (note): times must be int, got 'two'"),
+    ({"colour": "red"}, "plan stage 'n1' (note): a note stage has no setting 'colour'; it takes text, source, times"),
+    ({"text": None}, "plan stage 'n1' (note): text must not be empty"),
+])
+def test_a_registered_kind_s_settings_are_checked_before_any_stage_runs(tmp_path, capsys, note_stage, change,
+                                                                        match):
+    stages = _stages()
+    stages[1].update(change)
+    out = tmp_path / "out"
+    assert main(["pipeline", "--plan", str(_write_plan(tmp_path, stages)), "-o", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert match in err and len(err.splitlines()) == 1
+    assert not out.exists() and note_stage == []
+
+
+def test_a_missing_setting_is_named_with_its_help(tmp_path, capsys, note_stage):
+    stages = _stages()
+    del stages[1]["text"]
+    assert main(["pipeline", "--plan", str(_write_plan(tmp_path, stages)), "-o", str(tmp_path / "o")]) == 2
+    assert "plan stage 'n1' (note): a note stage needs 'text' (what to write)" in capsys.readouterr().err
+
+
+def test_an_unregistered_kind_is_refused_with_the_registered_ones(tmp_path, capsys):
+    plan = _write_plan(tmp_path, [{"name": "n", "run": "note", "text": "x"}])
+    assert main(["pipeline", "--plan", str(plan), "-o", str(tmp_path / "o")]) == 2
+    assert "known: tokenize, baseline, search, finetune, compare, export" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------------------
+# the compare stage's config
+
+
+def _compare(**kw) -> CompareConfig:
+    methods = {"a": {"model": "tiny", "factors": {"1x": "none", "2x": "yarn@2x"}},
+               "b": {"model": "tiny", "factors": {"2x": "pi@2x"}}}
+    return CompareConfig(**{"data": "d", "ratios": ("1x", "2x"), "methods": methods, **kw})
+
+
+def test_the_compare_config_holds_the_defaults_and_answers_what_a_cell_measures():
+    c = _compare(passkey_ratios=("2x",), passkey_methods=("b",), samples={"1x": 3, "2x": 1})
+    assert c.measures_passkey("b", "2x") and not c.measures_passkey("a", "2x") and not c.measures_passkey("b", "1x")
+    assert c.samples_at("1x") == 3 and _compare().samples_at("2x") == 5
+    assert not _compare(passkey_trials=0).measures_passkey("a", "1x")
+    assert _compare().passkey_mode == "generate" and _compare().device == "cpu"
+
+
+@pytest.mark.parametrize("kw, error, match", [
+    ({"ratios": ()}, ConfigError, "ratios must be a list like"),
+    ({"ratios": ("1x", "half")}, UserError, "not a context ratio"),
+    ({"samples": {"1x": 2}}, ConfigError, "samples must give a window count for each ratio ['1x', '2x']"),
+    ({"samples": 0}, ConfigError, "samples must be an integer in [1, "),
+    ({"seed": -1}, ConfigError, "seed must be an integer in [0, "),
+    ({"passkey_mode": "guess"}, ConfigError, "passkey_mode must be one of generate, needle, both, got 'guess'"),
+    ({"passkey_ratios": ("4x",)}, ConfigError, "passkey_ratios must be a list of the ratios ['1x', '2x']"),
+    ({"passkey_methods": ("c",)}, ConfigError, "passkey_methods must be a list of the methods ['a', 'b']"),
+    ({"goals": ({"name": "g", "value": "passkey.1x.b", "at_least": 1},)}, UserError, "not measured"),
+    ({"passkey_trials": 0, "goals": ({"name": "g", "value": "passkey.2x.a", "at_least": 1},)}, ConfigError,
+     "passkey_trials 0 measures no passkey"),
+])
+def test_the_compare_config_refuses_bad_settings_once(kw, error, match):
+    with pytest.raises(error) as err:
+        _compare(**kw)
+    assert match in str(err.value)
