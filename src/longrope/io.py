@@ -131,6 +131,33 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+def aside_prefix(dest: Path) -> str:
+    """The name prefix of the folder :func:`replace_folder` moves aside (``.{name}.old-``), for
+    :func:`remove_dead_leftovers` after a kill between its two renames."""
+    return f".{Path(dest).name}.old-"
+
+
+def replace_folder(new: str | os.PathLike, dest: str | os.PathLike) -> Path:
+    """Put the finished folder ``new`` (a sibling of ``dest``) at ``dest``: the build-aside-then-swap of
+    every writer of a whole folder. A folder already at ``dest`` is moved aside (``.{name}.old-{pid}-…``),
+    ``new`` renamed into place, then the old one removed; when the rename fails the old folder is put
+    back and the ``OSError`` raised. A reader sees the old folder or the new one, never a mix."""
+    new, dest = Path(new), Path(dest)
+    old = None
+    if dest.exists():
+        old = dest.with_name(f"{aside_prefix(dest)}{os.getpid()}-{os.urandom(3).hex()}")
+        os.replace(dest, old)
+    try:
+        os.replace(new, dest)
+    except OSError:
+        if old is not None and not dest.exists():
+            os.replace(old, dest)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    return dest
+
+
 def remove_dead_leftovers(parent: Path, prefix: str) -> list[Path]:
     """Delete the entries ``{prefix}{pid}…`` of ``parent`` that a killed process left behind.
 

@@ -136,3 +136,32 @@ def test_every_command_checks_factors_before_loading_weights(files, tmp_path, ca
     assert len(lines) == 1 and "Traceback" not in err, err
     assert needle in lines[0] and str(files[bad]) in lines[0], lines[0]
     assert not any(p.name in ("hf", "m.gguf", "ppl", "pk", "ft") for p in tmp_path.iterdir())
+
+
+def test_one_rotary_fit_rule_for_every_consumer(info):
+    """The commands, the patch, the GGUF export and a search plan's base set share one rule (and one
+    base tolerance): a base rounded through float32 (as GGUF stores it) fits, a base 1e-5 off does not."""
+    import dataclasses
+    import types
+
+    from longrope.models.factor_files import ROPE_THETA_RTOL, check_fits, check_rotary_fit, rotary_fit_problem
+    from longrope.rope import make_baseline
+    from longrope.search.plan import plan_search
+
+    fs = make_baseline("yarn", rope_theta=info.rope_theta, rotary_dim=info.rotary_dim,
+                       original_length=info.original_max_position_embeddings, target_length=1024)
+    near = info.rope_theta * (1 + 6e-8)  # float32's relative rounding
+    off = info.rope_theta * (1 + 10 * ROPE_THETA_RTOL)
+    assert rotary_fit_problem(fs, info.rotary_dim, near) is None
+    assert check_fits(fs, dataclasses.replace(info, rope_theta=near), source="f") is fs
+    assert "rope_theta=10000 but the model has rope_theta=10000.1" in rotary_fit_problem(fs, info.rotary_dim, off)
+    short = types.SimpleNamespace(long_factor=[1.0] * 32, short_factor=[1.0] * 8, rope_theta=info.rope_theta)
+    assert rotary_fit_problem(short, 64, info.rope_theta, "tiny") == (
+        "short_factor has 8 values but tiny has rotary dim 64 (needs 32)")
+    with pytest.raises(UserError, match=r"^f\.json: factor set is for rope_theta=10000 .*; do this$"):
+        check_rotary_fit(fs, info.rotary_dim, off, source="f.json", who="tiny", fix="do this")
+    rope = {"rope_theta": off, "rotary_dim": info.rotary_dim, "original_length": 256}
+    with pytest.raises(UserError, match="base_factors"):
+        plan_search(rope, target_length=None, base=fs, short=True)
+    rope["rope_theta"] = near
+    assert plan_search(rope, target_length=None, base=fs, short=True) is not None

@@ -102,6 +102,18 @@ def test_dtype_and_device_errors():
         loading.resolve_device("toaster")
 
 
+def test_auto_device_is_the_one_reading_of_auto(monkeypatch):
+    """"auto" (or no setting) is CUDA when there is a GPU, else the CPU; other names are resolve_device's."""
+    for has_gpu, expected in ((False, "cpu"), (True, "cuda")):
+        monkeypatch.setattr(torch.cuda, "is_available", lambda has_gpu=has_gpu: has_gpu)
+        assert loading.auto_device("auto") == torch.device(expected)
+        assert loading.auto_device(None) == torch.device(expected)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert loading.auto_device("cpu") == torch.device("cpu")
+    with pytest.raises(UserError, match="CUDA is not available; give cpu"):
+        loading.auto_device("cuda", fix="give cpu")
+
+
 def test_supported_families_text_names_all():
     text = supported_families_text()
     for name in ("llama", "mistral", "qwen2", "phi3", "gemma"):

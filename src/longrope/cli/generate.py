@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from longrope.errors import UserError
-    from longrope.models import install_factors, load_model, read_rope_info, resolve_device, resolve_dtype
+    from longrope.models import auto_device, install_factors, load_model, read_rope_info, resolve_dtype
     from longrope.models.factor_files import load_factors_for
     from longrope.models.families import require_supported
     from longrope.models.generation import check_generation_counts, check_sampling, generate
@@ -89,9 +89,7 @@ def run(args: argparse.Namespace) -> int:
     info = require_supported(read_rope_info(args.model))  # the config only: no weights yet
     factor_set = load_factors_for(args.factors, info, original_length=args.original_length,
                                   target_length=args.target_length, model=args.model)
-    import torch
-
-    device = resolve_device(args.device) if args.device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = auto_device(args.device)
     model, tokenizer = load_model(args.model, dtype=resolve_dtype(args.dtype or "float32"), device=device)
     if tokenizer is None:
         raise UserError(f"{args.model} has no tokenizer; text prompts need one")

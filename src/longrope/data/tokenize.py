@@ -48,7 +48,7 @@ from longrope.data.shards import (
 )
 from longrope.data.sources import SkipLog, Source, printable, resolve_sources
 from longrope.errors import UserError
-from longrope.io import read_json, remove_dead_leftovers
+from longrope.io import aside_prefix, read_json, remove_dead_leftovers, replace_folder
 
 __all__ = ["TokenizeReport", "tokenize_corpus", "make_encoder"]
 
@@ -344,21 +344,14 @@ def _check_replaceable(out: Path) -> None:
 
 def _remove_stale_builds(out: Path) -> None:
     """Remove build folders of killed runs on the same output (their process is gone)."""
-    remove_dead_leftovers(out.parent, _BUILD_PREFIX.format(name=out.name))
+    for prefix in (_BUILD_PREFIX.format(name=out.name), aside_prefix(out)):
+        remove_dead_leftovers(out.parent, prefix)
 
 
 def _install(building: Path, out: Path) -> None:
-    """Put the complete folder ``building`` at ``out``: move the old one aside, rename, remove the old."""
-    old = None
+    """Put the complete folder ``building`` at ``out`` (:func:`~longrope.io.replace_folder`)."""
     try:
-        if out.exists():
-            old = building.with_name(building.name + ".old")
-            os.replace(out, old)
-        os.replace(building, out)
+        replace_folder(building, out)
     except OSError as exc:
-        if old is not None and not out.exists() and old.exists():
-            os.replace(old, out)  # put the previous folder back
         raise UserError(f"cannot move the new shards into {out} ({exc.strerror or exc}); "
                         "check the permissions of its parent folder") from None
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)

@@ -12,13 +12,15 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-INTRO = (
-    "There is an important info hidden inside a lot of irrelevant text. Find it and memorize it. "
-    "I will quiz you about the important information there."
-)
-FILLER = " The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again."
-NEEDLE = " The pass key is {key}. Remember it. {key} is the pass key."
-QUESTION = " What is the pass key? The pass key is"
+from longrope.evaluate import passkey as _wording
+from longrope.settings import PASSKEY_ANSWER
+
+# The wording is :mod:`longrope.evaluate.passkey`'s; each piece after the intro begins with the space a
+# byte-level BPE keeps inside its first token.
+INTRO = _wording.INSTRUCTION
+FILLER = " " + _wording.FILLER
+NEEDLE = " " + _wording.NEEDLE
+QUESTION = " " + _wording.QUESTION
 
 
 @dataclass(frozen=True)
@@ -59,7 +61,7 @@ def build_prompt(pieces: PasskeyPieces, encode, *, length: int, key: int, depth:
 
 def answer_ids(encode, key: int) -> list[int]:
     """The expected continuation ``" K."`` as ids."""
-    return encode(f" {key}.")
+    return encode(PASSKEY_ANSWER.format(key=key))
 
 
 def first_integer(text: str) -> int | None:

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from longrope.embedded.passkey import PasskeyPieces, answer_ids, build_prompt
+from longrope.embedded.passkey import NEEDLE, PasskeyPieces, answer_ids, build_prompt
 from longrope.errors import ConfigError, UserError
 from longrope.io import atomic_write, write_text
 from longrope.options import option
@@ -274,9 +274,8 @@ class BatchSampler:
         self.bos = tokenizer.bos_token_id
         self.encode = encoder(tokenizer)
         self.pieces = PasskeyPieces.from_tokenizer(self.encode)
-        self.min_passkey = 1 + len(self.pieces.intro) + len(self.encode(" The pass key is 12345. Remember it. "
-                                                                        "12345 is the pass key.")) \
-            + len(self.pieces.question) + 8
+        self.min_passkey = (1 + len(self.pieces.intro) + len(self.encode(NEEDLE.format(key=12345)))
+                            + len(self.pieces.question) + 8)
         if self.min_passkey + 8 > cfg.context:
             self.min_passkey = None  # context too short for passkeys (only in microscopic tests)
         self.digits = np.asarray([self.encode(str(d))[0] for d in range(10)], dtype=np.int64)

@@ -23,7 +23,14 @@ from longrope.models.families import (
 )
 from longrope.models.generation import generate
 from longrope.models.gguf import export_gguf
-from longrope.models.loading import load_config, load_model, read_rope_info, resolve_device, resolve_dtype
+from longrope.models.loading import (
+    auto_device,
+    load_config,
+    load_model,
+    read_rope_info,
+    resolve_device,
+    resolve_dtype,
+)
 from longrope.models.patch import LongRopeRotaryEmbedding, RopePatch, current_patch, install_factors
 
 __all__ = [
@@ -42,6 +49,7 @@ __all__ = [
     "load_model",
     "longrope_config_entries",
     "read_rope_info",
+    "auto_device",
     "resolve_device",
     "resolve_dtype",
     "rope_info_from_config",

@@ -55,8 +55,9 @@ from pathlib import Path
 from typing import Any
 
 from longrope.errors import UserError
-from longrope.io import remove_dead_leftovers, write_json, write_text
+from longrope.io import aside_prefix, remove_dead_leftovers, replace_folder, write_json, write_text
 from longrope.models.families import FAMILIES, RopeInfo, inspect_model, require_supported
+from longrope.rope.attention import longrope_attention_factor
 from longrope.rope.factors import START_TOKENS_CONFIG_KEY
 
 __all__ = [
@@ -84,11 +85,6 @@ class ExportResult:
     """The output folder."""
     warnings: tuple[str, ...]
     """Caveats for the user (n̂ ignored by stock runtimes, Phi-3 and 4.x, ...)."""
-
-
-def _default_attention(scale: float, original: int) -> float:
-    """transformers' longrope default m (the same formula as :mod:`longrope.rope.attention`)."""
-    return 1.0 if scale <= 1.0 else math.sqrt(1.0 + math.log(scale) / math.log(original))
 
 
 def longrope_config_entries(factor_set: Any, info: RopeInfo) -> tuple[dict[str, Any], list[str]]:
@@ -134,13 +130,13 @@ def longrope_config_entries(factor_set: Any, info: RopeInfo) -> tuple[dict[str, 
         entries["partial_rotary_factor"] = prf
     parameters = {**scaling, "rope_theta": float(info.rope_theta)}
     if info.model_type == "phi3":
-        if math.isclose(m, _default_attention(s, L), rel_tol=1e-12):
+        if math.isclose(m, longrope_attention_factor(s, L), rel_tol=1e-12):
             # transformers 4.x Phi-3 accepts exactly these three keys and derives the same m.
             scaling = {"type": "longrope", "short_factor": short_f, "long_factor": long_f}
         else:
             warnings.append(
                 f"attention factor {m:.6g} differs from Phi-3's built-in sqrt(1+ln s/ln L) = "
-                f"{_default_attention(s, L):.6g}: transformers 5.x honours it, transformers 4.x refuses this "
+                f"{longrope_attention_factor(s, L):.6g}: transformers 5.x honours it, transformers 4.x refuses this "
                 "config (its Phi-3 rope_scaling allows only type/short_factor/long_factor)"
             )
     entries["rope_scaling"] = scaling
@@ -208,7 +204,7 @@ def remove_stale_temporaries(out: Path) -> list[Path]:
     removed, so an export running now in another process keeps its folder. Returns what was removed.
     """
     parent = out.parent if str(out.parent) else Path(".")
-    removed = [p for kind in ("tmp", "old") for p in remove_dead_leftovers(parent, f".{out.name}.{kind}-")]
+    removed = [p for prefix in (f".{out.name}.tmp-", aside_prefix(out)) for p in remove_dead_leftovers(parent, prefix)]
     for path in removed:
         log.info("removed %s left by an interrupted export", path)
     return removed
@@ -229,15 +225,9 @@ def _swap_into_place(tmp: Path, out: Path, overwrite: bool) -> None:
     if out.exists():
         if out.is_dir() and not any(out.iterdir()):
             out.rmdir()
-        elif overwrite and out.is_dir():
-            trash = out.with_name(f".{out.name}.old-{os.getpid()}-{os.urandom(3).hex()}")
-            os.replace(out, trash)
-            os.replace(tmp, out)
-            shutil.rmtree(trash, ignore_errors=True)
-            return
-        else:
+        elif not (overwrite and out.is_dir()):
             raise UserError(f"output folder {out} already exists and is not empty; pass --overwrite or another -o")
-    os.replace(tmp, out)
+    replace_folder(tmp, out)
 
 
 def check_output_folder(out: Path, overwrite: bool) -> None:

@@ -26,7 +26,13 @@ from typing import Any
 
 from longrope.errors import UserError
 
-__all__ = ["load_factors_for", "check_fits", "how_to_make_factors"]
+__all__ = ["ROPE_THETA_RTOL", "load_factors_for", "check_fits", "check_rotary_fit", "how_to_make_factors",
+           "rotary_fit_problem"]
+
+#: How close a factor set's rope base must be to the model's (relative), for every consumer (commands,
+#: the patch, the GGUF export). GGUF stores the base as float32 (relative rounding up to 6e-8), so a
+#: stricter tolerance would refuse a set made for a model when that model is read back from a GGUF.
+ROPE_THETA_RTOL = 1e-6
 
 
 def how_to_make_factors(info: Any, model: str | None, target_length: int | None = None) -> str:
@@ -37,6 +43,30 @@ def how_to_make_factors(info: Any, model: str | None, target_length: int | None 
             f"--target-length {target} -o factors.json")
 
 
+def rotary_fit_problem(factor_set: Any, rotary_dim: int, rope_theta: float, who: str = "the model") -> str | None:
+    """What keeps ``factor_set`` from fitting a model with ``rotary_dim`` and base ``rope_theta`` (None: it
+    fits): one factor per rotary pair in both lists, the same base within :data:`ROPE_THETA_RTOL`. The one
+    judge of the rotary fit; :func:`check_fits` adds the original length L."""
+    half = int(rotary_dim) // 2
+    for name in ("long_factor", "short_factor"):
+        n = int(len(getattr(factor_set, name)))
+        if n != half:
+            return f"{name} has {n} values but {who} has rotary dim {rotary_dim} (needs {half})"
+    theta = float(factor_set.rope_theta)
+    if not math.isclose(theta, float(rope_theta), rel_tol=ROPE_THETA_RTOL):
+        return (f"factor set is for rope_theta={theta:g} but {who} has rope_theta={float(rope_theta):g} "
+                "(factors are relative to the model's own base)")
+    return None
+
+
+def check_rotary_fit(factor_set: Any, rotary_dim: int, rope_theta: float, *, source: str, who: str,
+                     fix: str) -> None:
+    """:func:`rotary_fit_problem` as a one-line :class:`UserError`: ``"{source}: {problem}; {fix}"``."""
+    problem = rotary_fit_problem(factor_set, rotary_dim, rope_theta, who)
+    if problem:
+        raise UserError(f"{source}: {problem}; {fix}")
+
+
 def check_fits(factor_set: Any, info: Any, *, source: str, model: str | None = None,
                original_length: int | None = None, override_flag: str | None = "--original-length") -> Any:
     """Return ``factor_set`` when it fits the model described by ``info``; else one-line :class:`UserError`.
@@ -45,22 +75,13 @@ def check_fits(factor_set: Any, info: Any, *, source: str, model: str | None = N
     L is accepted on a model trained at another L. ``override_flag``: how the command spells that
     option (None when it has none), for the message.
     """
-    half = int(info.rotary_dim) // 2
     L_model = int(info.original_max_position_embeddings)
     L = int(factor_set.original_max_position_embeddings)
     # Keep the target the file had (same scale s, this model's L) in the suggested fix.
     target = round(factor_set.scale * L_model)
     fix = how_to_make_factors(info, model, target)
     who = model or "the model"
-    for name in ("long_factor", "short_factor"):
-        n = int(len(getattr(factor_set, name)))
-        if n != half:
-            raise UserError(f"{source}: {name} has {n} values but {who} has rotary dim {info.rotary_dim} "
-                            f"(needs {half}); {fix}")
-    theta = float(factor_set.rope_theta)
-    if not math.isclose(theta, float(info.rope_theta), rel_tol=1e-9):
-        raise UserError(f"{source}: factor set is for rope_theta={theta:g} but {who} has rope_theta="
-                        f"{info.rope_theta:g} (factors are relative to the model's own base); {fix}")
+    check_rotary_fit(factor_set, info.rotary_dim, info.rope_theta, source=source, who=who, fix=fix)
     if L != L_model and L != original_length:
         on_purpose = (f", or pass {override_flag} {L} to switch at L={L} on purpose" if override_flag else "")
         raise UserError(f"{source}: factor set is for a model trained at L={L} tokens (target L'="

@@ -41,7 +41,6 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import math
 import os
 import shutil
 import tempfile
@@ -59,6 +58,7 @@ from longrope.models.export import (
     remove_stale_temporaries,
     temporary_sibling,
 )
+from longrope.models.factor_files import check_rotary_fit
 
 __all__ = [
     "GGUF_ARCHES",
@@ -128,14 +128,8 @@ def check_output_file(out: Path, overwrite: bool) -> None:
 
 
 def _check_factor_fit(factor_set: Any, rotary_dim: int, rope_theta: float, what: str) -> None:
-    half = rotary_dim // 2
-    if len(factor_set.long_factor) != half:
-        raise UserError(
-            f"factor set has {len(factor_set.long_factor)} factors but {what} has rotary dim {rotary_dim} "
-            f"(needs {half}); use a factor file made for this model"
-        )
-    if not math.isclose(float(factor_set.rope_theta), float(rope_theta), rel_tol=1e-6):
-        raise UserError(f"factor set is for rope_theta={factor_set.rope_theta:g} but {what} has {rope_theta:g}")
+    check_rotary_fit(factor_set, rotary_dim, rope_theta, source="factor set", who=what,
+                     fix="use a factor file made for this model")
     check_target_length(factor_set)
 
 

@@ -46,6 +46,7 @@ __all__ = [
     "load_model",
     "load_tokenizer_of",
     "resolve_dtype",
+    "auto_device",
     "resolve_device",
 ]
 
@@ -281,6 +282,16 @@ def resolve_device(device: Any, *, fix: str = "use --device cpu") -> Any:
     if dev.type == "mps" and not torch.backends.mps.is_available():
         raise UserError(f"device {device!r} requested but MPS is not available; {fix}")
     return dev
+
+
+def auto_device(device: Any = "auto", *, fix: str = "use --device cpu") -> Any:
+    """The ``torch.device`` a device setting means: ``"auto"`` (or None) is CUDA when this machine has a
+    GPU, else the CPU; anything else is :func:`resolve_device`'s. The one reading of ``"auto"``."""
+    import torch
+
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return resolve_device(device, fix=fix)
 
 
 def _has_tokenizer(folder: Path) -> bool:

@@ -41,6 +41,7 @@ from torch import nn
 
 from longrope.errors import UserError
 from longrope.models.cache_switch import CACHE_POLICIES, CacheSwitch
+from longrope.models.factor_files import check_rotary_fit
 from longrope.models.families import RopeInfo, _find_rotary_owner, inspect_model, require_supported
 from longrope.rope import inv_freq as rope_inv_freq
 
@@ -80,21 +81,13 @@ def _resolve(factor_set: Any, info: RopeInfo, base: np.ndarray) -> _Resolved:
         raise UserError(
             f"expected a FactorSet (long_factor, short_factor, ...), got {type(factor_set).__name__}"
         ) from None
-    half = info.rotary_dim // 2
+    check_rotary_fit(factor_set, info.rotary_dim, info.rope_theta, source="factor set",
+                     who=f"this {info.family} model", fix="use a factor file made for this model")
     for name, arr in (("long_factor", long_f), ("short_factor", short_f)):
-        if arr.shape != (half,):
-            raise UserError(
-                f"{name} has {arr.size} values but this {info.family} model's rotary dim is {info.rotary_dim} "
-                f"(needs {half}); use a factor file made for this model"
-            )
+        if arr.ndim != 1:
+            raise UserError(f"{name} must be a flat list of factors, got shape {arr.shape}")
         if not np.all(np.isfinite(arr)) or np.any(arr <= 0):
             raise UserError(f"{name} must be finite and > 0")
-    theta = float(factor_set.rope_theta)
-    if not math.isclose(theta, float(info.rope_theta), rel_tol=1e-9):
-        raise UserError(
-            f"factor set is for rope_theta={theta:g} but the model has rope_theta={info.rope_theta:g}; "
-            "the factors are relative to the model's own base, use a factor file made for this model"
-        )
     L = int(factor_set.original_max_position_embeddings)
     n_hat = int(factor_set.start_tokens)
     if n_hat < 0:

@@ -226,7 +226,9 @@ def _setup(config: DemoConfig, say: Any) -> _Ctx:
         raise ConfigError("target_length", f"{{name}} {target} must exceed the model's original context {L}")
     lengths = sorted({*(config.lengths or default_lengths(L, target)), target})
     _check_tokenizer(config, target)
-    device = _resolve_device(config.device)
+    from longrope.models.loading import auto_device
+
+    device = str(auto_device(config.device))
     out = config.output or _default_folder()
     folder = RunFolder.open(out, SPEC.command, staged=True, flag="--out")
     say(f"demo: {config.model} (L = {L}, rotary dim {info.rotary_dim}, theta {info.rope_theta:g}) → {target} tokens "
@@ -502,16 +504,6 @@ def _default_folder() -> str:
         k += 1
         path = base.with_name(f"{base.name}-{k}")
     return str(path)
-
-
-def _resolve_device(device: str) -> str:
-    if device == "auto":
-        import torch
-
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    from longrope.models import resolve_device
-
-    return str(resolve_device(device))
 
 
 def _fmt(x: Any, spec: str = ".2f") -> str:

@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from longrope.errors import UserError
-from longrope.io import pid_alive, read_json, remove_dead_leftovers, write_json
+from longrope.io import pid_alive, read_json, remove_dead_leftovers, replace_folder, write_json
 
 RUN_FORMAT = "longrope-run/1"
 CONFIG_FILE = "config.json"
@@ -312,15 +312,7 @@ class RunFolder:
         self.close()
 
     def _swap_into_place(self) -> None:
-        final = self.final
-        old = None
-        if final.exists():
-            old = final.with_name(f".{final.name}.old-{os.getpid()}")
-            os.replace(final, old)
-        os.replace(self.path, final)
-        self.path = final
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        self.path = replace_folder(self.path, self.final)
 
 
 def _work_files(folder: Path) -> set[str]:

@@ -93,6 +93,7 @@ def _plan(
     ``base`` is a FactorSet (short / progressive modes). Errors name the config fields
     (``target_length``, ``base_factors``) as :class:`~longrope.errors.ConfigError`.
     """
+    from longrope.models.factor_files import rotary_fit_problem
     from longrope.rope import make_baseline
 
     theta, d, L = float(rope["rope_theta"]), int(rope["rotary_dim"]), int(rope["original_length"])
@@ -102,7 +103,7 @@ def _plan(
         return {m: make_baseline(m, rope_theta=theta, rotary_dim=d, original_length=L0, target_length=Lt).long_factor
                 for m in BASELINE_NAMES}
 
-    if base is not None and (base.rotary_dim != d or base.rope_theta != theta):
+    if base is not None and rotary_fit_problem(base, d, theta):
         raise ConfigError("base_factors", "{name} is for rotary dim " + f"{base.rotary_dim} / base "
                           f"{base.rope_theta:g}, the model has {d} / {theta:g}")
     attention = attention_choices if strategy == "steady" and search_attention else None

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from longrope.rope.attention import longrope_attention_factor
+
 
 def default_optimum(n_dims: int, scale: float) -> np.ndarray:
     """A monotone λ* from ~1 (fast dims) to ~1.1·s (slow dims), sigmoid-shaped like searched factors."""
@@ -56,7 +58,7 @@ class SyntheticObjective:
     @property
     def default_attention(self) -> float:
         """What ``attention_factor=None`` stands for (LongRoPE's formula with L = 256)."""
-        return float(np.sqrt(1 + np.log(self.scale) / np.log(256))) if self.scale > 1 else 1.0
+        return longrope_attention_factor(self.scale, 256)
 
     def doc_nll(self, factors: np.ndarray, start_tokens: int, doc: int, attention_factor: float | None = None) -> float:
         """Mean NLL per token of one document; the best temperature is halfway between 1 and the default."""

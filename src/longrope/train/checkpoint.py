@@ -23,7 +23,6 @@ import hashlib
 import json
 import logging
 import math
-import os
 import pickle
 import shutil
 import warnings
@@ -33,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from longrope.errors import ConfigError, UserError
-from longrope.io import file_sha256, read_json, write_json
+from longrope.io import file_sha256, read_json, replace_folder, write_json
 from longrope.train.data import Cursor
 
 __all__ = ["TrainState", "CHECKPOINTS", "STATE_FILE", "checkpoint_dirs", "latest_checkpoint", "intact_checkpoint",
@@ -128,9 +127,8 @@ def save_checkpoint(accelerator: Any, out: Path, state: TrainState, *, keep: int
     if accelerator.is_main_process:
         doc = {**state.to_dict(), "files": _file_digests(partial)}
         write_json(partial / STATE_FILE, {**doc, "sha256": _state_digest(doc)})
-        if final.exists():  # the same step saved by an earlier, killed run of this same trajectory
-            shutil.rmtree(final)
-        os.replace(partial, final)
+        # the same step may be there, saved by an earlier, killed run of this same trajectory
+        replace_folder(partial, final)
         for old in checkpoint_dirs(out)[:-keep]:
             shutil.rmtree(old, ignore_errors=True)
         for stale in root.glob(f".{_PREFIX}*{_PARTIAL}"):

@@ -178,12 +178,10 @@ class _Trainer:
         from accelerate import Accelerator
         from accelerate.state import AcceleratorState
 
-        from longrope.models import resolve_device
+        from longrope.models import auto_device
 
         cfg = self.cfg
-        if cfg.device == "cuda":
-            resolve_device("cuda")  # a one-line error when there is no GPU
-        cpu = cfg.device == "cpu" or (cfg.device == "auto" and not torch.cuda.is_available())
+        cpu = auto_device(cfg.device).type == "cpu"  # "cuda" without a GPU: a one-line error
         if cpu and cfg.dtype == "float16":
             raise ConfigError("dtype", "{name} float16 (mixed precision with a gradient scaler) needs a GPU; use "
                               "bfloat16 or float32 on a CPU")
