@@ -129,7 +129,7 @@ def longrope_config_entries(factor_set: Any, info: RopeInfo) -> tuple[dict[str, 
         scaling["partial_rotary_factor"] = prf
         entries["partial_rotary_factor"] = prf
     parameters = {**scaling, "rope_theta": float(info.rope_theta)}
-    if info.model_type == "phi3":
+    if family.hf4_three_key_scaling:
         if math.isclose(m, longrope_attention_factor(s, L), rel_tol=1e-12):
             # transformers 4.x Phi-3 accepts exactly these three keys and derives the same m.
             scaling = {"type": "longrope", "short_factor": short_f, "long_factor": long_f}

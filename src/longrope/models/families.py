@@ -50,6 +50,22 @@ class Family:
     logits, which transformers' SDPA path does not do, so it refuses SDPA for Gemma 2 ("does not
     support an attention implementation through torch.nn.functional.scaled_dot_product_attention"):
     eager there."""
+    gguf_arch: str = "llama"
+    """The llama.cpp architecture a GGUF of this family is written as / read from (``general.architecture``).
+    Mistral maps to ``llama`` as in llama.cpp's converter; Qwen2 (Llama with q/k/v biases, which the ``llama``
+    architecture accepts) is written as ``llama`` because llama.cpp's own ``qwen2`` does not read the factors."""
+    gguf_factors: bool = True
+    """Whether llama.cpp reads LongRoPE factor tensors for :attr:`gguf_arch`. Its qwen3/gemma/gemma2
+    architectures read neither rope_factors_long/short nor rope_freqs (a file with them fails to load:
+    "wrong number of tensors"), and their layouts (q/k norms; Gemma's GELU MLP, embedding scale,
+    soft-capping) have no llama-architecture equivalent: a GGUF export of them is refused. Checked with
+    the llama.cpp that node-llama-cpp 3.21.1 bundles."""
+    resets_cache_at_switch: bool = False
+    """Whether transformers' model class drops the KV cache and re-prefills when generation crosses L
+    (Phi-3's own ``prepare_inputs_for_generation``); other families keep their cached keys."""
+    hf4_three_key_scaling: bool = False
+    """Whether transformers 4.x accepts only ``type``/``short_factor``/``long_factor`` in this family's
+    ``rope_scaling`` and derives m itself (Phi-3): the export writes that form when m is the default."""
 
 
 FAMILIES: dict[str, Family] = {
@@ -58,10 +74,10 @@ FAMILIES: dict[str, Family] = {
         Family("llama", "Llama", False),
         Family("mistral", "Mistral", False),
         Family("qwen2", "Qwen2", False),
-        Family("qwen3", "Qwen3", False),
-        Family("phi3", "Phi-3", True),
-        Family("gemma", "Gemma", False),
-        Family("gemma2", "Gemma 2", False, attn_implementation="eager"),
+        Family("qwen3", "Qwen3", False, gguf_arch="qwen3", gguf_factors=False),
+        Family("phi3", "Phi-3", True, gguf_arch="phi3", resets_cache_at_switch=True, hf4_three_key_scaling=True),
+        Family("gemma", "Gemma", False, gguf_arch="gemma", gguf_factors=False),
+        Family("gemma2", "Gemma 2", False, attn_implementation="eager", gguf_arch="gemma2", gguf_factors=False),
     )
 }
 

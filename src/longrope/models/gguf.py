@@ -59,6 +59,7 @@ from longrope.models.export import (
     temporary_sibling,
 )
 from longrope.models.factor_files import check_rotary_fit
+from longrope.models.families import FAMILIES
 
 __all__ = [
     "GGUF_ARCHES",
@@ -73,20 +74,10 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-# transformers model_type -> llama.cpp architecture name.
-GGUF_ARCHES = {
-    "llama": "llama",
-    "mistral": "llama",  # llama.cpp's converter maps MistralForCausalLM to its llama architecture
-    # Qwen2 is Llama with q/k/v biases, which llama.cpp's llama architecture accepts; its own qwen2
-    # architecture does not read the factor tensors, so Qwen2 models are written as "llama".
-    "qwen2": "llama",
-    "phi3": "phi3",
-}
-# Families llama.cpp cannot run with LongRoPE factors: its qwen3/gemma/gemma2 architectures neither
-# read rope_factors_long/short nor rope_freqs (a file with them fails to load: "wrong number of
-# tensors"), and their layouts (q/k norms; Gemma's GELU MLP, embedding scale, soft-capping) have no
-# llama-architecture equivalent. Checked with the llama.cpp that node-llama-cpp 3.21.1 bundles.
-NO_GGUF_FACTORS = {"qwen3": "qwen3", "gemma": "gemma", "gemma2": "gemma2"}
+# transformers model_type -> llama.cpp architecture name, from the family rows (Family.gguf_arch,
+# Family.gguf_factors): the families whose factors llama.cpp reads, and those it cannot run with them.
+GGUF_ARCHES = {t: f.gguf_arch for t, f in FAMILIES.items() if f.gguf_factors}
+NO_GGUF_FACTORS = {t: f.gguf_arch for t, f in FAMILIES.items() if not f.gguf_factors}
 _INTERLEAVED_ARCHES = ("llama",)  # llama.cpp rope type "norm": pairs (2j, 2j+1); the others are "neox"
 FACTOR_TENSORS = ("rope_factors_long.weight", "rope_factors_short.weight")
 _DROPPED_TENSORS = (*FACTOR_TENSORS, "rope_freqs.weight")

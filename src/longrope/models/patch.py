@@ -42,7 +42,7 @@ from torch import nn
 from longrope.errors import UserError
 from longrope.models.cache_switch import CACHE_POLICIES, CacheSwitch
 from longrope.models.factor_files import check_rotary_fit
-from longrope.models.families import RopeInfo, _find_rotary_owner, inspect_model, require_supported
+from longrope.models.families import FAMILIES, RopeInfo, _find_rotary_owner, inspect_model, require_supported
 from longrope.rope import inv_freq as rope_inv_freq
 
 __all__ = ["CACHE_POLICIES", "MODES", "LongRopeRotaryEmbedding", "RopePatch", "current_patch", "install_factors"]
@@ -417,8 +417,10 @@ def current_patch(model: nn.Module) -> RopePatch | None:
 
 
 def _resets_cache_at_switch(model: nn.Module) -> bool:
-    """Whether this model class drops its KV cache when generation crosses L (Phi-3 in transformers)."""
-    return getattr(getattr(model, "config", None), "model_type", None) == "phi3" and (
+    """Whether this model class drops its KV cache when generation crosses L (its family's row says so:
+    Phi-3 in transformers) and still carries the override that does it."""
+    family = FAMILIES.get(getattr(getattr(model, "config", None), "model_type", None))
+    return family is not None and family.resets_cache_at_switch and (
         "prepare_inputs_for_generation" in vars(type(model))
     )
 

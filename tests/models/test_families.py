@@ -1,0 +1,53 @@
+"""The family rows: every per-family fact (GGUF architecture, cache reset, config quirks) is read from
+``FAMILIES``, and the modules that act on them derive their tables from it."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from model_helpers import build_tiny
+
+from longrope.models import export, gguf, patch
+from longrope.models.families import FAMILIES
+
+
+def test_gguf_tables_are_the_family_rows():
+    # the families llama.cpp runs with factors and the architecture each is written as
+    assert gguf.GGUF_ARCHES == {"llama": "llama", "mistral": "llama", "qwen2": "llama", "phi3": "phi3"}
+    assert gguf.NO_GGUF_FACTORS == {"qwen3": "qwen3", "gemma": "gemma", "gemma2": "gemma2"}
+    assert set(gguf.GGUF_ARCHES) | set(gguf.NO_GGUF_FACTORS) == set(FAMILIES)
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_cache_reset_follows_the_row(family, monkeypatch):
+    model = build_tiny(family)
+    expected = FAMILIES[family].resets_cache_at_switch and "prepare_inputs_for_generation" in vars(type(model))
+    assert patch._resets_cache_at_switch(model) == expected
+    flipped = dataclasses.replace(FAMILIES[family], resets_cache_at_switch=not FAMILIES[family].resets_cache_at_switch)
+    monkeypatch.setitem(FAMILIES, family, flipped)
+    assert patch._resets_cache_at_switch(model) == (
+        flipped.resets_cache_at_switch and "prepare_inputs_for_generation" in vars(type(model)))
+
+
+def test_phi3_rows_quirks():
+    phi3 = FAMILIES["phi3"]
+    assert phi3.resets_cache_at_switch and phi3.hf4_three_key_scaling and phi3.honours_partial_rotary
+    others = [f for t, f in FAMILIES.items() if t != "phi3"]
+    assert not any(f.resets_cache_at_switch or f.hf4_three_key_scaling for f in others)
+
+
+def test_three_key_scaling_follows_the_row(monkeypatch):
+    from longrope.models.families import inspect_model
+    from longrope.rope import make_baseline
+
+    model = build_tiny("llama")
+    info = inspect_model(model)
+    fs = make_baseline("yarn", rope_theta=info.rope_theta, rotary_dim=info.rotary_dim,
+                       original_length=info.original_max_position_embeddings,
+                       target_length=4 * info.original_max_position_embeddings).with_(attention_factor=None)
+    entries, _ = export.longrope_config_entries(fs, info)
+    assert "attention_factor" in entries["rope_scaling"]
+    monkeypatch.setitem(FAMILIES, "llama", dataclasses.replace(FAMILIES["llama"], hf4_three_key_scaling=True))
+    entries, _ = export.longrope_config_entries(fs, info)
+    assert set(entries["rope_scaling"]) == {"type", "short_factor", "long_factor"}
