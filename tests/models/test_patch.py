@@ -17,8 +17,9 @@ import torch
 from longrope.errors import UserError
 from longrope.models import current_patch, inspect_model, install_factors
 from longrope.models.patch import LongRopeRotaryEmbedding
-from longrope.rope import FactorSet, inv_freq, make_baseline, rope_angles
+from longrope.rope import FactorSet, inv_freq, make_baseline
 from tests.models.model_helpers import FAMILY_NAMES, TINY_L, TINY_THETA, build_tiny, clone_with_rope, tiny_ids
+from tests.rope.rope_angles import rope_angles
 
 ATOL = 2e-5
 RTOL = 1e-5

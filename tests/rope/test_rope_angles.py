@@ -1,4 +1,4 @@
-"""Angles: identity, PI, n̂, rotation properties, 2M-position accuracy, mscale on every row."""
+"""The float64 angle oracle (tests/rope/rope_angles.py): identity, PI, n̂, rotation properties, 2M-position accuracy, mscale on every row."""
 
 from __future__ import annotations
 
@@ -11,15 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from longrope.errors import UserError
-from longrope.rope import (
-    FactorSet,
-    apply_rotary,
-    cos_sin,
-    inv_freq,
-    make_baseline,
-    reduce_angles,
-    rope_angles,
-)
+from longrope.rope import FactorSet, inv_freq, make_baseline
+from tests.rope.rope_angles import apply_rotary, cos_sin, reduce_angles, rope_angles
 from tests.rope.rope_strategies import rotary_dims, thetas
 
 factor_vectors = st.integers(1, 32).flatmap(

@@ -2,12 +2,10 @@
 
 The public API other packages code against: :class:`FactorSet` (a factor set and its file
 format), :func:`inv_freq`, :func:`make_baseline` / :data:`BASELINES` (PI, NTK, dynamic NTK,
-YaRN, llama3), :func:`rope_angles` / :func:`cos_sin` (float64 angles, exact at millions of
-positions, n̂ and the attention temperature applied), attention policies and the LongRoPE2
-critical dimension.
+YaRN, llama3), attention policies and the LongRoPE2 critical dimension. (A float64 oracle of the
+rotary angles, for tests, is ``tests/rope/rope_angles.py``.)
 """
 
-from longrope.rope.angles import apply_rotary, cos_sin, reduce_angles, rope_angles
 from longrope.rope.attention import (
     ATTENTION_POLICIES,
     longrope_attention_factor,
@@ -31,16 +29,12 @@ __all__ = [
     "BASELINES",
     "FORMAT_VERSION",
     "FactorSet",
-    "apply_rotary",
     "baseline_options",
-    "cos_sin",
     "inv_freq",
     "longrope2_factors",
     "longrope_attention_factor",
     "make_baseline",
-    "reduce_angles",
     "resolve_attention_factor",
-    "rope_angles",
     "rotary_dim",
     "theoretical_critical_dim",
     "yarn_attention_factor",

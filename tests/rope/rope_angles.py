@@ -1,4 +1,5 @@
-"""Rotary angles with rescale factors, retained start tokens and the attention temperature.
+"""Test oracle: rotary angles with rescale factors, retained start tokens and the attention temperature,
+computed in float64 numpy (the patch's torch tables are checked against it; nothing in the package uses it).
 
 docs/method.md §2: position ``p`` in pair ``i`` gets angle ``p·θ_i`` when ``p < n̂`` (retained start
 tokens keep their trained geometry) and ``p·θ_i/λ_i`` otherwise.
