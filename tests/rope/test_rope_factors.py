@@ -409,7 +409,7 @@ def test_pickle_and_deepcopy_round_trip():
 
 def test_hf_config_start_tokens_key_is_read_back():
     """``longrope export`` stores n̂ under our own key; importing that config must not drop it."""
-    from longrope.rope.factors import START_TOKENS_CONFIG_KEY
+    from longrope.formats.hf_config import START_TOKENS_CONFIG_KEY
 
     cfg = {
         "rope_theta": 10000.0,

@@ -55,10 +55,10 @@ from pathlib import Path
 from typing import Any
 
 from longrope.errors import UserError
+from longrope.formats.hf_config import START_TOKENS_CONFIG_KEY
 from longrope.io import aside_prefix, remove_dead_leftovers, replace_folder, write_json, write_text
 from longrope.models.families import FAMILIES, RopeInfo, inspect_model, require_supported
 from longrope.rope.attention import longrope_attention_factor
-from longrope.rope.factors import START_TOKENS_CONFIG_KEY
 
 __all__ = [
     "ExportResult",

@@ -1,7 +1,7 @@
 """Which model families the adapter supports, and what their RoPE looks like (``RopeInfo``).
 
-Everything here reads a transformers config (or a loaded model) and nothing else; it never
-touches weights, so ``longrope inspect`` and ``longrope baseline`` stay cheap.
+Everything here reads a transformers config (through :mod:`longrope.formats.hf_config`, the one
+reader of a config's RoPE part) or a loaded model and nothing else; it never touches weights, so ``longrope inspect`` and ``longrope baseline`` stay cheap.
 
 Supported means: the decoder computes ``position_embeddings = self.rotary_emb(hidden, position_ids)``
 once and hands ``(cos, sin)`` to every attention layer (transformers ≥ 4.48, all of 5.x), so
@@ -13,10 +13,10 @@ Each family below was checked against transformers 5.24 with tiny random models 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
 from typing import Any
 
 from longrope.errors import UserError
+from longrope.formats import hf_config
 
 __all__ = [
     "FAMILIES",
@@ -96,9 +96,6 @@ _NO_ROPE = {
     "falcon": "ALiBi or its own RoPE layout",
 }
 
-# rope types whose ``original_max_position_embeddings`` is the pre-training length L.
-_SCALED_TYPES = ("llama3", "yarn", "longrope")
-
 
 def attn_implementation_for(model_type: str) -> str | None:
     """The default attention implementation for ``model_type`` (None: transformers' own choice)."""
@@ -142,24 +139,9 @@ class RopeInfo:
         return dataclasses.asdict(self)
 
 
-def _rope_parameters(config: Any) -> Mapping[str, Any] | None:
-    """The config's flat rope parameter dict (5.x ``rope_parameters``; 4.x ``rope_scaling`` + ``rope_theta``)."""
-    params = getattr(config, "rope_parameters", None)
-    if isinstance(params, Mapping) and params:
-        return params
-    theta = getattr(config, "rope_theta", None)
-    if theta is None:
-        return None
-    scaling = getattr(config, "rope_scaling", None)
-    merged = dict(scaling) if isinstance(scaling, Mapping) else {}
-    merged.setdefault("rope_type", merged.get("type", "default"))
-    merged.setdefault("rope_theta", theta)
-    return merged
-
-
 def has_rope(config: Any) -> bool:
     """Whether the config positions tokens with a rotary embedding (rope parameters or theta)."""
-    return _rope_parameters(config) is not None
+    return hf_config.rope_parameters(config) is not None
 
 
 def require_rope(config: Any, *, label: str | None = None) -> None:
@@ -178,13 +160,8 @@ def require_rope(config: Any, *, label: str | None = None) -> None:
 
 
 def _head_dim(config: Any) -> int | None:
-    head_dim = getattr(config, "head_dim", None)
-    if isinstance(head_dim, int) and head_dim > 0:
-        return head_dim
-    hidden, heads = getattr(config, "hidden_size", None), getattr(config, "num_attention_heads", None)
-    if isinstance(hidden, int) and isinstance(heads, int) and heads > 0:
-        return hidden // heads
-    return None
+    head_dim = hf_config.head_dim(config)
+    return head_dim if isinstance(head_dim, int) and not isinstance(head_dim, bool) and head_dim > 0 else None
 
 
 def rope_info_from_config(config: Any) -> RopeInfo:
@@ -194,7 +171,7 @@ def rope_info_from_config(config: Any) -> RopeInfo:
     head_dim = _head_dim(config)
     max_pos = getattr(config, "max_position_embeddings", None)
     max_pos = int(max_pos) if isinstance(max_pos, int) else None
-    params = _rope_parameters(config)
+    params = hf_config.rope_parameters(config)
 
     def unsupported(reason: str, **known: Any) -> RopeInfo:
         fields = dict(
@@ -223,18 +200,13 @@ def rope_info_from_config(config: Any) -> RopeInfo:
             f"model type {model_type!r} has per-layer-type rope parameters, which are not supported; "
             f"supported families: {supported_families_text()}"
         )
-    theta = params.get("rope_theta", getattr(config, "rope_theta", None))
+    theta = hf_config.rope_theta(config, params)
     theta = float(theta) if theta is not None else None
-    rope_type = str(params.get("rope_type", params.get("type", "default")))
+    rope_type = hf_config.rope_type(params) or "default"
     scaling = {k: v for k, v in params.items() if k not in ("rope_theta",)} if rope_type != "default" else None
-    if rope_type in _SCALED_TYPES and params.get("original_max_position_embeddings") is not None:
-        original = int(params["original_max_position_embeddings"])
-    elif rope_type in _SCALED_TYPES and isinstance(getattr(config, "original_max_position_embeddings", None), int):
-        original = int(config.original_max_position_embeddings)
-    else:
-        original = max_pos
-    prf = params.get("partial_rotary_factor", getattr(config, "partial_rotary_factor", None))
-    prf = 1.0 if prf is None else float(prf)
+    original = hf_config.original_length(config, params)
+    original = int(original) if original is not None else max_pos
+    prf = float(hf_config.partial_rotary_factor(config, params))
     known = dict(
         rope_theta=theta,
         original_max_position_embeddings=original,

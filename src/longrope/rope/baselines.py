@@ -25,8 +25,9 @@ import numpy as np
 
 from longrope.errors import UserError
 from longrope.rope.attention import yarn_attention_factor
-from longrope.rope.factors import FactorSet, _int_field
+from longrope.rope.factors import FactorSet
 from longrope.rope.frequencies import check_rope_theta, check_rotary_dim, inv_freq
+from longrope.rope.values import int_field
 
 __all__ = [
     "BASELINES",
@@ -50,8 +51,8 @@ def _common(
 ) -> tuple[float, int, int, int]:
     b = check_rope_theta(rope_theta)
     d = check_rotary_dim(rotary_dim)
-    L = _int_field(original_length, "original_length", 1)
-    Lt = _int_field(target_length, "target_length", 1)
+    L = int_field(original_length, "original_length", 1)
+    Lt = int_field(target_length, "target_length", 1)
     if Lt < L:
         raise UserError(
             f"target_length {Lt} is shorter than original_length {L}; a baseline extends the context"
@@ -123,7 +124,7 @@ def dynamic_ntk_factors(
     if d < 4:
         raise UserError(f"dynamic NTK scaling needs rotary_dim >= 4, got {d}")
     s = Lt / L if factor is None else _positive(factor, "factor")
-    ell = Lt if length is None else _int_field(length, "length", 1)
+    ell = Lt if length is None else int_field(length, "length", 1)
     ell_eff = max(ell, L)
     ratio = s * ell_eff / L - (s - 1.0)  # b'/b = ratio^(d/(d−2))
     i = np.arange(d // 2, dtype=np.float64)
@@ -148,7 +149,7 @@ def yarn_correction_range(
     """
     b = check_rope_theta(rope_theta)
     d = check_rotary_dim(rotary_dim)
-    L = _int_field(original_length, "original_length", 1)
+    L = int_field(original_length, "original_length", 1)
 
     def dim_of(rotations: float) -> float:
         return d * math.log(L / (rotations * 2 * math.pi)) / (2 * math.log(b))

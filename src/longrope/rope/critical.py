@@ -21,8 +21,9 @@ import numbers
 import numpy as np
 
 from longrope.errors import UserError
-from longrope.rope.factors import FactorSet, _int_field
+from longrope.rope.factors import FactorSet
 from longrope.rope.frequencies import check_rope_theta, check_rotary_dim
+from longrope.rope.values import int_field
 
 __all__ = ["theoretical_critical_dim", "longrope2_factors"]
 
@@ -33,7 +34,7 @@ def theoretical_critical_dim(
     """``ceil((d/2)·log_b(L/2π)) + offset``, clamped to ``[0, d/2]`` (a pair index; see module doc)."""
     b = check_rope_theta(rope_theta)
     d = check_rotary_dim(rotary_dim)
-    L = _int_field(original_length, "original_length", 1)
+    L = int_field(original_length, "original_length", 1)
     if b <= 1:
         raise UserError(f"rope_theta must be > 1 for a critical dimension, got {b}")
     raw = (d / 2) * math.log(L / (2 * math.pi)) / math.log(b)
@@ -59,10 +60,10 @@ def longrope2_factors(
     """
     b = check_rope_theta(rope_theta)
     d = check_rotary_dim(rotary_dim)
-    L = _int_field(original_length, "original_length", 1)
-    Lt = _int_field(target_length, "target_length", 1)
+    L = int_field(original_length, "original_length", 1)
+    Lt = int_field(target_length, "target_length", 1)
     half = d // 2
-    k = _int_field(critical_dim, "critical_dim", 0)
+    k = int_field(critical_dim, "critical_dim", 0)
     if k > half:
         raise UserError(f"critical_dim must be in [0, {half}] (a rotary pair index), got {k}")
     s = Lt / L

@@ -1,0 +1,290 @@
+"""The factor files of :class:`~longrope.rope.FactorSet`: ``factors.json``, the reference code's CSV, and
+which format a file is (:func:`load`); a Hugging Face ``config.json`` is read by
+:mod:`longrope.formats.hf_config`. Docs: docs/factors-format.md.
+
+``factors.json`` (format_version 1)
+-----------------------------------
+A JSON object; :meth:`FactorSet.save` always writes every key below, in this order::
+
+    {
+      "format_version": 1,
+      "method": "longrope",              # how the factors were made: "pi", "yarn", "longrope", ...
+      "rope_theta": 10000.0,             # rope base b
+      "original_max_position_embeddings": 4096,   # L
+      "max_position_embeddings": 131072,          # L'  (scale s = L'/L)
+      "rotary_dim": 96,                  # informational: 2 * len(long_factor); checked on load
+      "start_tokens": 0,                 # n̂: positions p < n̂ keep the original angles
+      "attention_factor": null,          # number, or null = sqrt(1 + ln s / ln L) (1 when s <= 1)
+      "long_factor": [1.0, ...],         # d/2 numbers λ_i > 0, used when the sequence exceeds L
+      "short_factor": [1.0, ...],        # d/2 numbers, used when the sequence fits in L
+      "provenance": {...}                # free-form JSON object: command, options, fitness, dates
+    }
+
+On load, ``long_factor``, ``rope_theta``, ``original_max_position_embeddings`` and
+``max_position_embeddings`` are required; ``short_factor`` defaults to ones, ``start_tokens`` to 0,
+``attention_factor`` to null, ``method`` to "custom", ``provenance`` to {}; ``format_version``
+must be 1 when present. Unknown keys are rejected (a misspelt "start_token" must not silently
+mean n̂ = 0). Numbers must be JSON numbers (no strings, no booleans, no NaN/Infinity).
+
+Every :class:`FactorSet` is usable as built (``__post_init__``): L' ≥ L (a factor set extends the
+context; L' < L is refused), lengths and n̂ at most 2^40, factors finite and > 0 with finite,
+positive rescaled frequencies ``θ_i/λ_i``. Files are UTF-8 (a byte-order mark is allowed and
+ignored). Any problem with a file, whatever its bytes, is a one-line :class:`UserError`.
+
+:meth:`FactorSet.load` also reads a Hugging Face ``config.json`` whose ``rope_scaling`` (4.x) or
+``rope_parameters`` (5.x) has ``rope_type``/``type`` "longrope" (or the early Phi-3 name "su"),
+and the reference code's CSV (one λ per line, long factors only). See docs/factors-format.md.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+
+from longrope.errors import UserError
+from longrope.formats.hf_config import longrope_fields
+from longrope.io import write_json, write_text
+from longrope.rope.values import (
+    FORMAT_VERSION,
+    RotaryDimMismatch,
+    check_list_lengths,
+    factor_array,
+    short_repr,
+)
+
+__all__ = ["FILE_KEYS", "FORMAT_VERSION", "REQUIRED_KEYS", "csv_fields", "from_json", "load", "save_csv",
+           "save_json", "to_json"]
+
+T = TypeVar("T")
+
+FILE_KEYS = (
+    "format_version",
+    "method",
+    "rope_theta",
+    "original_max_position_embeddings",
+    "max_position_embeddings",
+    "rotary_dim",
+    "start_tokens",
+    "attention_factor",
+    "long_factor",
+    "short_factor",
+    "provenance",
+)
+REQUIRED_KEYS = ("long_factor", "rope_theta", "original_max_position_embeddings", "max_position_embeddings")
+
+
+# --------------------------------------------------------------------- factors.json
+def to_json(fs: Any) -> dict[str, Any]:
+    """The ``factors.json`` object of a factor set (plain Python types; floats round-trip exactly through JSON)."""
+    return {
+        "format_version": FORMAT_VERSION,
+        "method": fs.method,
+        "rope_theta": fs.rope_theta,
+        "original_max_position_embeddings": fs.original_max_position_embeddings,
+        "max_position_embeddings": fs.max_position_embeddings,
+        "rotary_dim": fs.rotary_dim,
+        "start_tokens": fs.start_tokens,
+        "attention_factor": fs.attention_factor,
+        "long_factor": [float(x) for x in fs.long_factor],
+        "short_factor": [float(x) for x in fs.short_factor],
+        "provenance": fs.provenance,
+    }
+
+
+def from_json(make: Callable[..., T], d: Mapping[str, Any], *, rotary_dim: int | None = None) -> T:
+    """``make(**fields)`` (the FactorSet class) of a ``factors.json`` object; any problem → :class:`UserError`
+    naming the key. ``rotary_dim``: the model's, when known: a list of another length is a
+    :class:`RotaryDimMismatch` naming that list. Without it, the file's own ``rotary_dim`` names the list
+    that was cut when the two lists differ."""
+    if not isinstance(d, Mapping):
+        raise UserError(f"a factor file must hold a JSON object, got {type(d).__name__}")
+    unknown = sorted(set(d) - set(FILE_KEYS))
+    if unknown:
+        raise UserError(
+            f"unknown key(s) {', '.join(map(repr, unknown))} in factor file; known: {', '.join(FILE_KEYS)}"
+        )
+    missing = [k for k in REQUIRED_KEYS if k not in d]
+    if missing:
+        raise UserError(f"factor file is missing required key(s): {', '.join(missing)}")
+    version = d.get("format_version", FORMAT_VERSION)
+    if isinstance(version, bool) or version != FORMAT_VERSION:
+        raise UserError(
+            f"unsupported factor file format_version {version!r}; this longrope reads {FORMAT_VERSION}"
+        )
+    check_list_lengths(d, rotary_dim, "the model's rotary dim", error=RotaryDimMismatch)
+    long_raw, short_raw = d.get("long_factor"), d.get("short_factor")
+    if (isinstance(long_raw, (list, tuple)) and isinstance(short_raw, (list, tuple))
+            and len(long_raw) != len(short_raw)):
+        check_list_lengths(d, d.get("rotary_dim"), "the file's rotary_dim")
+    fs = make(
+        long_factor=d["long_factor"],
+        short_factor=d.get("short_factor"),
+        start_tokens=d.get("start_tokens", 0),
+        attention_factor=d.get("attention_factor"),
+        original_max_position_embeddings=d["original_max_position_embeddings"],
+        max_position_embeddings=d["max_position_embeddings"],
+        rope_theta=d["rope_theta"],
+        method=d.get("method", "custom"),
+        provenance=d.get("provenance") or {},
+    )
+    if "rotary_dim" in d and d["rotary_dim"] != fs.rotary_dim:
+        raise UserError(
+            f"rotary_dim {d['rotary_dim']!r} does not match long_factor ({fs.long_factor.size} values → {fs.rotary_dim})"
+        )
+    return fs
+
+
+def save_json(fs: Any, path: str | os.PathLike) -> Path:
+    """Write ``factors.json`` atomically (a killed process never leaves half a file)."""
+    try:
+        json.dumps(fs.provenance, allow_nan=False)
+    except (TypeError, ValueError) as e:
+        raise UserError(f"provenance is not JSON-serialisable: {e}") from None
+    return write_json(path, to_json(fs))
+
+
+# --------------------------------------------------------------------- reference CSV
+def save_csv(fs: Any, path: str | os.PathLike) -> Path:
+    """Write ``long_factor`` in the reference code's CSV (one λ per line; everything else is lost)."""
+    return write_text(path, "".join(f"{float(x)!r}\n" for x in fs.long_factor))
+
+
+def csv_fields(
+    path: str | os.PathLike,
+    *,
+    rope_theta: float,
+    original_length: int,
+    target_length: int,
+    method: str = "longrope",
+    start_tokens: int = 0,
+    rotary_dim: int | None = None,
+) -> dict[str, Any]:
+    """The FactorSet fields of the reference code's CSV (one λ per line → ``long_factor``; short factors
+    are ones). The CSV carries no lengths or base, so they must be given. Blank lines and ``#`` comments
+    are skipped; a row with several numbers (the per-layer 32×64 variant) is rejected."""
+    path = Path(path)
+    values = _parse_csv_column(_read_text(path, "factor CSV"), str(path))
+    check_list_lengths({"long_factor": list(values)}, rotary_dim, "the model's rotary dim", prefix=f"{path}: ",
+                       error=RotaryDimMismatch)
+    return dict(
+        long_factor=values,
+        start_tokens=start_tokens,
+        original_max_position_embeddings=original_length,
+        max_position_embeddings=target_length,
+        rope_theta=rope_theta,
+        method=method,
+        provenance={"source": str(path), "format": "reference-csv"},
+    )
+
+
+# --------------------------------------------------------------------- any file
+def load(
+    make: Callable[..., T],
+    path: str | os.PathLike,
+    *,
+    rope_theta: float | None = None,
+    original_length: int | None = None,
+    target_length: int | None = None,
+    rotary_dim: int | None = None,
+) -> T:
+    """``factors.json``, a Hugging Face ``config.json`` with longrope scaling, or a reference CSV, as
+    ``make(**fields)``; see :meth:`longrope.rope.FactorSet.load`."""
+    path = Path(path)
+    if path.is_dir():
+        for name in ("factors.json", "config.json"):
+            if (path / name).is_file():
+                path = path / name
+                break
+        else:
+            raise UserError(f"{path} is a folder without factors.json or config.json")
+    text = _read_text(path, "factor file")
+    stripped = text.lstrip()
+    if path.suffix.lower() == ".csv" or (stripped and stripped[0] not in "{["):
+        missing = [
+            flag
+            for flag, v in (
+                ("--rope-theta", rope_theta),
+                ("--original-length", original_length),
+                ("--target-length", target_length),
+            )
+            if v is None
+        ]
+        if missing:
+            raise UserError(
+                f"{path} is a reference-code CSV (factors only); give {', '.join(missing)} "
+                "(rope_theta, original_length, target_length)"
+            )
+        return make(**csv_fields(
+            path, rope_theta=rope_theta, original_length=original_length, target_length=target_length,
+            rotary_dim=rotary_dim,
+        ))
+    obj = _parse_json(text, path)
+    if not isinstance(obj, dict):
+        raise UserError(f"{path} must hold a JSON object, got {type(obj).__name__}")
+    if "long_factor" in obj:
+        try:
+            fs = from_json(make, obj, rotary_dim=rotary_dim)
+        except UserError as e:  # name the file the problem is in (keeping a mismatch a mismatch)
+            raise (RotaryDimMismatch if isinstance(e, RotaryDimMismatch) else UserError)(f"{path}: {e}") from None
+    elif "rope_scaling" in obj or "rope_parameters" in obj:
+        fs = make(**longrope_fields(obj, source=str(path), rotary_dim=rotary_dim))
+    else:
+        raise UserError(
+            f"{path} is neither a factors.json (no 'long_factor') nor a Hugging Face config.json "
+            "(no 'rope_scaling'/'rope_parameters')"
+        )
+    return fs
+
+
+# --------------------------------------------------------------------- reading files
+def _read_text(path: Path, what: str) -> str:
+    """A file's text as UTF-8; a byte-order mark is dropped (editors on Windows write one)."""
+    try:
+        data = path.read_bytes()
+    except (OSError, ValueError) as e:  # ValueError: a NUL byte in the path
+        raise UserError(f"cannot read {what} {path}: {getattr(e, 'strerror', None) or e}") from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise UserError(f"{what} {path} is not UTF-8 text (byte {e.start}: {e.reason}); save it as UTF-8") from None
+
+
+def _parse_json(text: str, path: Path) -> Any:
+    # NaN/Infinity literals parse (to floats) so that the field check can name the key they sit in.
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise UserError(f"{path} is not valid JSON (line {e.lineno}: {e.msg})") from None
+    except (ValueError, RecursionError) as e:  # a number too long to parse, nesting too deep
+        raise UserError(f"{path} is not a usable JSON file ({str(e).splitlines()[0][:80] or type(e).__name__})") from None
+
+
+def _parse_csv_column(text: str, source: str) -> np.ndarray:
+    values: list[float] = []
+    try:
+        rows = list(csv.reader(io.StringIO(text)))
+    except csv.Error as e:
+        raise UserError(f"{source} is not a readable CSV ({e})") from None
+    for lineno, row in enumerate(rows, start=1):
+        cells = [c.strip() for c in row if c.strip()]
+        if not cells or cells[0].startswith("#"):
+            continue
+        if len(cells) > 1:
+            raise UserError(
+                f"{source}:{lineno} has {len(cells)} values; only the one-λ-per-line CSV is supported "
+                "(not the per-layer variant)"
+            )
+        try:
+            values.append(float(cells[0]))
+        except ValueError:
+            raise UserError(f"{source}:{lineno}: {short_repr(cells[0])} is not a number") from None
+    if not values:
+        raise UserError(f"{source} holds no factors")
+    return factor_array(values, f"{source}: factor")
