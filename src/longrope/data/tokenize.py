@@ -193,92 +193,26 @@ def tokenize_corpus(
     if out.is_symlink() and out.is_dir():
         out = out.resolve()  # replace the folder it points to, not the link
     sources = resolve_sources(list(inputs), split=split, text_field=text_field, id_field=id_field)
-    for s in sources:
-        s.preflight()
-    if out.exists() and not out.is_dir():
-        raise UserError(f"output {out} exists and is not a folder; choose another -o")
-    for s in sources:
-        if s.kind == "folder" and out.resolve().is_relative_to(Path(s.spec).resolve()):
-            raise UserError(f"output folder {out} is inside input folder {s.spec}; its shards would be read as "
-                            "input, choose an -o outside the inputs")
+    _check_inputs_and_output(sources, out)
     vhash = vocab_sha256(tokenizer)
     dtype = token_dtype(tokenizer)
     options = {"split": split, "text_field": text_field, "id_field": id_field, "shard_tokens": int(shard_tokens),
                "dtype": dtype.name}
     fp = _fingerprint(sources, vhash, options)
+    if not force:
+        current = _up_to_date(out, fp, sources, t0)
+        if current is not None:
+            return current
 
-    if not force and (out / "meta.json").is_file():
-        try:
-            old = read_json(out / "meta.json", what="shard folder's meta.json")
-        except UserError:
-            old = {}  # damaged: rebuilt below
-        if isinstance(old, dict) and old.get("fingerprint") == fp and not any(s.kind == "hub" for s in sources):
-            try:
-                # every byte: "up to date" must not vouch for a shard with a flipped byte anywhere
-                corpus = TokenCorpus.open(out, verify="full")
-            except UserError:
-                corpus = None  # damaged: rebuild below
-            if corpus is not None:
-                return TokenizeReport(out, True, len(corpus), corpus.n_tokens, len(corpus.meta["shards"]),
-                                      time.perf_counter() - t0, corpus.meta.get("skipped", []),
-                                      corpus.meta.get("ignored_files", 0))
-
-    _check_replaceable(out)
-    _remove_stale_builds(out)
-    building = out.parent / f"{_BUILD_PREFIX.format(name=out.name)}{os.getpid()}"
-    try:
-        building.mkdir(parents=True)
-    except OSError as exc:
-        raise UserError(f"cannot create {building} next to the output folder ({exc.strerror or exc}); "
-                        "choose an -o in a writable folder") from None
+    building = _new_build_folder(out)
     log = SkipLog()
-    writer = None
-    encode = make_encoder(tokenizer)
-    checked = False
-    total = sum(_size(p) for s in sources for p in s.files()) or None
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=total, unit="B", unit_scale=True, desc="tokenize", file=sys.stderr,
-                   disable=None)
-    try:
-        writer = ShardWriter(building, dtype, shard_tokens)
-        for batch in _prefetch(_batches(sources, log, batch_docs, batch_chars)):
-            texts = [b[1] for b in batch]
-            ids = encode(texts)
-            if not checked:
-                ref = _slow_encoder(tokenizer)(texts[:1])[0]
-                if not np.array_equal(ref, ids[0]):
-                    encode = _slow_encoder(tokenizer)
-                    ids = encode(texts)
-                checked = True
-            for (doc_id, _, role, _), arr in zip(batch, ids):
-                if len(arr):
-                    writer.add(doc_id, arr, role)
-                else:
-                    log.skip(doc_id, "no tokens")
-            if bar is not None:
-                bar.update(sum(b[3] for b in batch))
-                bar.set_postfix(docs=writer.n_docs, tokens=writer.n_tokens, refresh=False)
-        files = writer.finish()
-    except BaseException as exc:
-        if writer is not None:
-            writer.abort()
-        shutil.rmtree(building, ignore_errors=True)
-        if isinstance(exc, OSError):
-            raise _os_error(exc, building) from None
-        raise
-    finally:
-        if bar is not None:
-            bar.close()
-
+    writer, files = _write_shards(tokenizer, sources, building, log, dtype=dtype, shard_tokens=shard_tokens,
+                                  batch_docs=batch_docs, batch_chars=batch_chars, progress=progress)
     if writer.n_docs == 0:
         shutil.rmtree(building, ignore_errors=True)
         why = f"; {len(log.skipped)} file(s) skipped, first: {log.skipped[0]['path']} ({log.skipped[0]['reason']})" \
             if log.skipped else ""
         raise UserError(f"empty corpus: no documents with text in {', '.join(printable(i) for i in inputs)}{why}")
-
     meta = {
         "format": FORMAT,
         "version": FORMAT_VERSION,
@@ -309,6 +243,98 @@ def tokenize_corpus(
         raise
     return TokenizeReport(out, False, writer.n_docs, writer.n_tokens, len(files["shards"]),
                           time.perf_counter() - t0, log.skipped, log.ignored_files)
+
+
+def _check_inputs_and_output(sources: list, out: Path) -> None:
+    """One-line errors before any work: unreadable inputs, an output that is a file or lies inside an input."""
+    for s in sources:
+        s.preflight()
+    if out.exists() and not out.is_dir():
+        raise UserError(f"output {out} exists and is not a folder; choose another -o")
+    for s in sources:
+        if s.kind == "folder" and out.resolve().is_relative_to(Path(s.spec).resolve()):
+            raise UserError(f"output folder {out} is inside input folder {s.spec}; its shards would be read as "
+                            "input, choose an -o outside the inputs")
+
+
+def _up_to_date(out: Path, fp: str, sources: list, t0: float) -> TokenizeReport | None:
+    """The report of an intact shard folder at ``out`` made from the same inputs and options (the
+    fingerprint ``fp``), else None (a hub input is never taken as unchanged)."""
+    if not (out / "meta.json").is_file():
+        return None
+    try:
+        old = read_json(out / "meta.json", what="shard folder's meta.json")
+    except UserError:
+        return None  # damaged: rebuilt
+    if not (isinstance(old, dict) and old.get("fingerprint") == fp and not any(s.kind == "hub" for s in sources)):
+        return None
+    try:
+        # every byte: "up to date" must not vouch for a shard with a flipped byte anywhere
+        corpus = TokenCorpus.open(out, verify="full")
+    except UserError:
+        return None  # damaged: rebuilt
+    return TokenizeReport(out, True, len(corpus), corpus.n_tokens, len(corpus.meta["shards"]),
+                          time.perf_counter() - t0, corpus.meta.get("skipped", []),
+                          corpus.meta.get("ignored_files", 0))
+
+
+def _new_build_folder(out: Path) -> Path:
+    """The empty folder the shards are built in, next to ``out`` (after the checks that ``out`` may be
+    replaced, and removing what killed builds left)."""
+    _check_replaceable(out)
+    _remove_stale_builds(out)
+    building = out.parent / f"{_BUILD_PREFIX.format(name=out.name)}{os.getpid()}"
+    try:
+        building.mkdir(parents=True)
+    except OSError as exc:
+        raise UserError(f"cannot create {building} next to the output folder ({exc.strerror or exc}); "
+                        "choose an -o in a writable folder") from None
+    return building
+
+
+def _write_shards(tokenizer: Any, sources: list, building: Path, log: SkipLog, *, dtype: Any, shard_tokens: int,
+                  batch_docs: int, batch_chars: int, progress: bool) -> tuple[ShardWriter, dict]:
+    """Tokenize every document of ``sources`` into shards in ``building``; ``(writer, its files)``. On any
+    failure ``building`` is removed (an OS error becomes one line)."""
+    writer = None
+    encode = make_encoder(tokenizer)
+    checked = False
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        total = sum(_size(p) for s in sources for p in s.files()) or None
+        bar = tqdm(total=total, unit="B", unit_scale=True, desc="tokenize", file=sys.stderr, disable=None)
+    try:
+        writer = ShardWriter(building, dtype, shard_tokens)
+        for batch in _prefetch(_batches(sources, log, batch_docs, batch_chars)):
+            texts = [b[1] for b in batch]
+            ids = encode(texts)
+            if not checked:  # the fast tokenizer must give the slow one's ids, else the slow one is used
+                ref = _slow_encoder(tokenizer)(texts[:1])[0]
+                if not np.array_equal(ref, ids[0]):
+                    encode = _slow_encoder(tokenizer)
+                    ids = encode(texts)
+                checked = True
+            for (doc_id, _, role, _), arr in zip(batch, ids):
+                if len(arr):
+                    writer.add(doc_id, arr, role)
+                else:
+                    log.skip(doc_id, "no tokens")
+            if bar is not None:
+                bar.update(sum(b[3] for b in batch))
+                bar.set_postfix(docs=writer.n_docs, tokens=writer.n_tokens, refresh=False)
+        return writer, writer.finish()
+    except BaseException as exc:
+        if writer is not None:
+            writer.abort()
+        shutil.rmtree(building, ignore_errors=True)
+        if isinstance(exc, OSError):
+            raise _os_error(exc, building) from None
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
 
 
 _BUILD_PREFIX = ".{name}.tokenize-"
