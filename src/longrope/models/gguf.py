@@ -385,6 +385,51 @@ def _gpt2_vocab(tokenizer: Any, tj: dict, vocab_size: int, warnings: list[str]) 
     return {"model": "gpt2", "tokens": tokens, "scores": None, "types": types, "pre": pre}
 
 
+def _add_vocab(writer: Any, vocab: dict | None, workdir: Path) -> None:
+    """The tokenizer keys (``tokenizer.ggml.*``) of :func:`_tokenizer_vocab`'s result; model "none" without one."""
+    import gguf
+
+    if vocab is None:
+        writer.add_tokenizer_model("none")
+        return
+    writer.add_tokenizer_model(vocab["model"])
+    if vocab["pre"]:
+        writer.add_tokenizer_pre(vocab["pre"])
+    writer.add_token_list(vocab["tokens"])
+    writer.add_token_types(vocab["types"])
+    if vocab["scores"] is not None:
+        writer.add_token_scores(vocab["scores"])
+    special = gguf.SpecialVocab(workdir, load_merges=vocab["model"] == "gpt2", n_vocab=len(vocab["tokens"]))
+    special.add_to_gguf(writer, quiet=True)
+
+
+def _add_weights(writer: Any, model: Any, arch: str, outtype: str) -> None:
+    """Every weight of ``model`` under its llama.cpp name (a tied ``lm_head`` left out), q/k rows permuted for
+    the interleaved architectures, 2-D tensors in f16 when ``outtype`` says so."""
+    import gguf
+    import torch
+
+    config = model.config
+    tied = bool(getattr(config, "tie_word_embeddings", False))
+    heads = int(config.num_attention_heads)
+    kv_heads = int(getattr(config, "num_key_value_heads", None) or heads)
+    names = gguf.get_tensor_name_map(gguf.MODEL_ARCH[arch.upper()], int(config.num_hidden_layers))
+    for hf_name, tensor in model.state_dict().items():
+        if hf_name == "lm_head.weight" and tied:
+            continue
+        gguf_name = names.get_name(hf_name, try_suffixes=(".weight", ".bias"))
+        if gguf_name is None:
+            raise UserError(f"no GGUF tensor name for {hf_name} in llama.cpp's {arch} architecture")
+        data = tensor.detach().to(device="cpu", dtype=torch.float32)
+        if arch in _INTERLEAVED_ARCHES and hf_name.endswith(("q_proj.weight", "q_proj.bias")):
+            data = _permute_rows(data, heads)
+        elif arch in _INTERLEAVED_ARCHES and hf_name.endswith(("k_proj.weight", "k_proj.bias")):
+            data = _permute_rows(data, kv_heads)
+        arr = data.numpy()
+        arr = arr.astype(np.float16) if (outtype == "f16" and arr.ndim >= 2) else np.ascontiguousarray(arr)
+        writer.add_tensor(gguf_name, arr)
+
+
 def export_gguf(
     model: Any,
     tokenizer: Any,
@@ -397,7 +442,6 @@ def export_gguf(
 ) -> ExportResult:
     """Write a loaded Hugging Face ``model`` (+ ``tokenizer``) with ``factor_set`` as one GGUF file."""
     import gguf
-    import torch
 
     from longrope.models.families import inspect_model, require_supported
 
@@ -412,11 +456,6 @@ def export_gguf(
     warnings = _common_warnings(factor_set)
     config = model.config
     arch = GGUF_ARCHES[info.model_type]
-    state = model.state_dict()
-    tied = bool(getattr(config, "tie_word_embeddings", False))
-    heads = int(config.num_attention_heads)
-    kv_heads = int(getattr(config, "num_key_value_heads", None) or heads)
-    names = gguf.get_tensor_name_map(gguf.MODEL_ARCH[arch.upper()], int(config.num_hidden_layers))
     out.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(out)
     tmp = temporary_sibling(out, folder=False)
@@ -431,34 +470,10 @@ def export_gguf(
         for key, (value, tname) in longrope_gguf_keys(arch, factor_set).items():
             writer.add_key_value(key, value, gguf.GGUFValueType[tname])
         vocab = _tokenizer_vocab(tokenizer, int(config.vocab_size), workdir, warnings) if tokenizer else None
-        if vocab is None:
-            writer.add_tokenizer_model("none")
-        else:
-            writer.add_tokenizer_model(vocab["model"])
-            if vocab["pre"]:
-                writer.add_tokenizer_pre(vocab["pre"])
-            writer.add_token_list(vocab["tokens"])
-            writer.add_token_types(vocab["types"])
-            if vocab["scores"] is not None:
-                writer.add_token_scores(vocab["scores"])
-            special = gguf.SpecialVocab(workdir, load_merges=vocab["model"] == "gpt2", n_vocab=len(vocab["tokens"]))
-            special.add_to_gguf(writer, quiet=True)
+        _add_vocab(writer, vocab, workdir)
         for key, arr in _factor_arrays(factor_set).items():
             writer.add_tensor(key, arr)
-        for hf_name, tensor in state.items():
-            if hf_name == "lm_head.weight" and tied:
-                continue
-            gguf_name = names.get_name(hf_name, try_suffixes=(".weight", ".bias"))
-            if gguf_name is None:
-                raise UserError(f"no GGUF tensor name for {hf_name} in llama.cpp's {arch} architecture")
-            data = tensor.detach().to(device="cpu", dtype=torch.float32)
-            if arch in _INTERLEAVED_ARCHES and hf_name.endswith(("q_proj.weight", "q_proj.bias")):
-                data = _permute_rows(data, heads)
-            elif arch in _INTERLEAVED_ARCHES and hf_name.endswith(("k_proj.weight", "k_proj.bias")):
-                data = _permute_rows(data, kv_heads)
-            arr = data.numpy()
-            arr = arr.astype(np.float16) if (outtype == "f16" and arr.ndim >= 2) else np.ascontiguousarray(arr)
-            writer.add_tensor(gguf_name, arr)
+        _add_weights(writer, model, arch, outtype)
         writer.write_header_to_file()
         writer.write_kv_data_to_file()
         writer.write_tensors_to_file()
