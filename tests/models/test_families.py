@@ -6,10 +6,10 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from model_helpers import build_tiny
 
 from longrope.models import export, gguf, patch
 from longrope.models.families import FAMILIES
+from tests.models.model_helpers import build_tiny
 
 
 def test_gguf_tables_are_the_family_rows():
