@@ -195,20 +195,16 @@ def check_groups(cfg: Any) -> None:
 
 
 def resolve_lengths(cfg: Any, model_field: str = "model") -> None:
-    """Turn the context ratios (``8x``) of ``cfg``'s length fields into tokens, times the original context
-    L of the model ``cfg.<model_field>`` names (read from its config, no weights; only when a ratio is
-    given). A model whose L cannot be read is a :class:`ConfigError` naming the length's field."""
-    def items(v: Any) -> tuple:
-        return tuple(v) if isinstance(v, (tuple, list)) else (v,)
-
-    ratio_fields = [f.name for f in dataclasses.fields(cfg)
-                    if f.metadata.get("length") and any(map(is_ratio, items(getattr(cfg, f.name))))]
-    if not ratio_fields:
-        return
+    """Read the length fields of ``cfg`` as the command line does (``"16k"``) and turn their context ratios
+    (``8x``) into tokens, times the original context L of the model ``cfg.<model_field>`` names (read from
+    its config, no weights; only when a ratio is given). A model whose L cannot be read is a
+    :class:`ConfigError` naming the length's field."""
 
     def original() -> int:
         from longrope.models.loading import read_rope_info
 
+        field = next(f.name for f in dataclasses.fields(cfg) if f.metadata.get("length") and any(
+            map(is_ratio, (lambda v: v if isinstance(v, (tuple, list)) else (v,))(getattr(cfg, f.name)))))
         model = getattr(cfg, model_field)
         try:
             info = read_rope_info(model)
@@ -216,7 +212,7 @@ def resolve_lengths(cfg: Any, model_field: str = "model") -> None:
                 raise UserError(info.reason)
             return int(info.original_max_position_embeddings)
         except UserError as exc:
-            raise ConfigError(ratio_fields[0], "{name} " + f"is a ratio of the model's original context, which "
-                              f"cannot be read from {model}: {exc}; give the length in tokens (e.g. 16k)") from None
+            raise ConfigError(field, "{name} " + f"is a ratio of the model's original context, which cannot be "
+                              f"read from {model}: {exc}; give the length in tokens (e.g. 16k)") from None
 
     resolve_ratios(cfg, original)

@@ -227,23 +227,32 @@ def is_ratio(value: Any) -> bool:
 
 def _length_value(value: Any, f: dataclasses.Field, tp: Any) -> Any:
     """A saved or planned value of a ``length`` field, its texts (``"16k"``, ``"8x"``) read as on the command line."""
-    flag = f.name
-    if isinstance(value, str):
-        tuple_field = _tuple_item(_unwrap_optional(tp)[0]) is not None
-        return tuple(parse_lengths(value, flag, ratios=True)) if tuple_field else parse_length(value, flag, ratios=True)
-    if isinstance(value, (list, tuple)):
-        return [parse_length(v, flag, ratios=True) if isinstance(v, str) else v for v in value]
+    flag = "{name}"  # the message names the field as its reader spells it (ConfigError)
+    try:
+        if isinstance(value, str):
+            tuple_field = _tuple_item(_unwrap_optional(tp)[0]) is not None
+            return tuple(parse_lengths(value, flag, ratios=True)) if tuple_field \
+                else parse_length(value, flag, ratios=True)
+        if isinstance(value, (list, tuple)):
+            return [parse_length(v, flag, ratios=True) if isinstance(v, str) else v for v in value]
+    except UserError as exc:
+        raise ConfigError(f.name, str(exc)) from None
     return value
 
 
 def resolve_ratios(cfg: Any, original_length: Callable[[], int]) -> None:
     """Replace every context ratio (``"8x"``) in the ``length`` fields of ``cfg`` by its tokens,
     ``round(r * original_length())``; ``original_length`` is only called when a ratio is there (it reads
-    the model's config). Tuples of lengths end sorted and unique."""
+    the model's config). Texts (``"16k"``, a Python caller's) are read first, as the command line reads them.
+    Tuples of lengths end sorted and unique."""
+    hints = _hints(type(cfg))
     for f in dataclasses.fields(cfg):
         if not f.metadata.get("length"):
             continue
         value = getattr(cfg, f.name)
+        if isinstance(value, str) or (isinstance(value, (tuple, list)) and any(isinstance(v, str) for v in value)):
+            value = _length_value(value, f, hints[f.name])
+            setattr(cfg, f.name, tuple(value) if isinstance(value, list) else value)
         items = value if isinstance(value, (tuple, list)) else (value,)
         if not any(is_ratio(v) for v in items):
             continue
