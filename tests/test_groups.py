@@ -94,6 +94,7 @@ _MINIMAL = {"search": {"model": "m", "data": "d", "output": "o", "target_length"
     ("samples", 0, "must be an integer in [1, 2,147,483,647], got 0"),
     ("depths", [0.5, 1.5], "must be numbers in [0, 1], got [0.5, 1.5]"),
     ("split", "train", "must be one of heldout, search, all, got 'train'"),
+    ("dtype", "float64", "must be one of float32, bfloat16, float16, got 'float64'"),
 ])
 def test_every_command_refuses_a_bad_value_with_the_one_check(concept, bad, message):
     checked = 0
@@ -107,6 +108,14 @@ def test_every_command_refuses_a_bad_value_with_the_one_check(concept, bad, mess
             assert err.value.render(field_flags(cls).get).startswith(flag + " "), command
             checked += 1
     assert checked >= 2, concept
+
+
+def test_a_dtype_alias_is_kept_as_given():
+    """Recorded configurations with another name of a dtype (bf16) still load, with that name (a search's resume
+    identity holds it)."""
+    from longrope.runs.search import SearchConfig
+
+    assert SearchConfig(model="m", data="d", output="o", target_length=64, dtype="bf16").dtype == "bf16"
 
 
 def test_passkey_trials_bounds():

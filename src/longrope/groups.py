@@ -39,6 +39,7 @@ from longrope.options import (
 from longrope.settings import (
     DEVICE,
     DTYPE,
+    DTYPE_ALIASES,
     DTYPES,
     HELDOUT_FRACTION,
     PASSKEY_DEPTHS,
@@ -137,8 +138,8 @@ def device_option(help: str = "auto (CUDA when available, else cpu), cpu, cuda, 
     return _field("device", DEVICE, help, **kw)
 
 
-def dtype_option(help: str = "model dtype", **kw: Any) -> Any:
-    return _field("dtype", DTYPE, help, choices=DTYPES, **kw)
+def dtype_option(help: str = "model dtype: " + ", ".join(DTYPES), **kw: Any) -> Any:
+    return _field("dtype", DTYPE, help, metavar="DTYPE", **kw)
 
 
 def run_device(device: str, *, fix: str = "use --device cpu") -> str:
@@ -180,6 +181,8 @@ def _check_field(cfg: Any, f: dataclasses.Field) -> None:
         raise ConfigError(name, "{name} must name a shard folder from 'longrope tokenize', got " + repr(value))
     elif concept == "device" and (not isinstance(value, str) or not value.strip()):
         raise ConfigError(name, "{name} must name a device (auto, cpu, cuda, cuda:1, mps), got " + repr(value))
+    elif concept == "dtype" and str(value).lower() not in (*DTYPES, *DTYPE_ALIASES):
+        raise ConfigError(name, "{name} must be one of " + f"{', '.join(DTYPES)}, got {value!r}")
     elif concept == "bos" and not isinstance(value, bool):
         raise ConfigError(name, "{name} must be true or false, got " + repr(value))
 

@@ -27,7 +27,7 @@ from longrope.errors import ConfigError
 
 __all__ = ["HELDOUT_FRACTION", "PASSKEY_ANSWER", "PASSKEY_DEPTHS", "PASSKEY_MAX_TRIALS", "PASSKEY_MODES",
            "PASSKEY_MODE", "PASSKEY_TRIALS", "SPLITS", "SPLIT", "SEED", "WINDOW_SAMPLES", "WINDOWS_PER_DOC", "DEVICE",
-           "DTYPE", "DTYPES", "check_heldout_fraction", "check_passkey_depths", "check_budget"]
+           "DTYPE", "DTYPES", "DTYPE_ALIASES", "check_heldout_fraction", "check_passkey_depths", "check_budget"]
 
 #: Which documents of a shard folder a window sample reads: the held-out ones (reports), the search ones
 #: (the fitness) or all.
@@ -45,6 +45,9 @@ DEVICE = "auto"
 #: The precision of a model's weights and activations in search and evaluation.
 DTYPE = "float32"
 DTYPES = ("float32", "bfloat16", "float16")
+#: Other names of them a command accepts (as :func:`longrope.models.loading.resolve_dtype` reads them); a
+#: recorded configuration keeps the name it was given.
+DTYPE_ALIASES = {"fp32": "float32", "float": "float32", "bf16": "bfloat16", "fp16": "float16", "half": "float16"}
 
 #: The share of a shard folder's documents (those without a pinned role) that the stable hash split of
 #: :func:`longrope.data.document_role` holds out from the search and from training.
