@@ -9,7 +9,7 @@ import pytest
 
 from longrope.errors import ConfigError, UserError
 from longrope.groups import GROUPS, group_fields
-from longrope.options import config_from_dict, field_flags, parse_length, parse_lengths
+from longrope.options import config_from_dict, field_flags, parse_length, parse_lengths, token_count
 from longrope.settings import (
     DEVICE,
     HELDOUT_FRACTION,
@@ -141,6 +141,10 @@ def test_one_length_parser():
     for bad in ("0.5x", "x", "-2x", "nanx"):
         with pytest.raises(UserError, match="a context ratio must be a number of at least 1"):
             parse_length(bad, "--target-length", ratios=True)
+    # a count of tokens where no ratio applies (a stride, a chunk, L itself): 2048 or 2k
+    assert token_count("--stride")("1k") == 1024 and token_count("--stride")("1") == 1
+    with pytest.raises(UserError, match=r"^--stride must be a number of tokens \(e.g. 2048 or 2k\), got '1x'$"):
+        token_count("--stride")("1x")
 
 
 def test_every_length_takes_16k_and_8x_from_the_model(tmp_path):

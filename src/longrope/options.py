@@ -27,7 +27,8 @@ from longrope.errors import ConfigError, UserError
 
 __all__ = ["option", "nested", "check_choices", "check_int", "int_problem", "MAX_TOKENS", "MAX_EXACT", "MAX_COUNT",
            "MAX_SEED", "config_to_argv", "add_options", "config_from_args", "config_to_dict", "config_from_dict",
-           "flag_of", "field_flags", "parse_list", "parse_length", "parse_lengths", "is_ratio", "resolve_ratios",
+           "flag_of", "field_flags", "parse_list", "parse_length", "parse_lengths", "token_count", "is_ratio",
+           "resolve_ratios",
            "renamed_keys"]
 
 
@@ -218,6 +219,22 @@ def parse_length(text: str, flag: str, *, ratios: bool = False) -> int | str:
     if "," in str(text):
         raise UserError(f"{flag} takes one length (e.g. 16k), got {text!r}")
     return parse_lengths(text, flag, ratios=ratios)[0]
+
+
+def token_count(flag: str) -> Callable[[str], int]:
+    """The parser of a count of tokens where a ratio of the context does not apply (a stride, a chunk, L itself):
+    ``2048`` or ``2k``; its bounds are the field's check."""
+
+    def parse(text: str) -> int:
+        t = str(text).strip()
+        mult = 1024 if t[-1:] in ("k", "K") else 1
+        try:
+            return int(t[:-1] if mult > 1 else t) * mult
+        except ValueError:
+            raise UserError(f"{flag} must be a number of tokens (e.g. 2048 or 2k), got {text!r}") from None
+
+    parse.__name__ = "token count"
+    return parse
 
 
 def is_ratio(value: Any) -> bool:

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from longrope.errors import ConfigError, UserError
+from longrope.errors import ConfigError
 from longrope.groups import check_groups, device_option, dtype_option, resolve_lengths, seed_option
-from longrope.options import MAX_COUNT, MAX_TOKENS, check_int, option, resolve_ratios
+from longrope.options import MAX_COUNT, MAX_TOKENS, check_int, option, resolve_ratios, token_count
 
 __all__ = ["BaselineConfig", "ExportConfig", "TokenizeConfig", "GenerateConfig", "InspectConfig", "METHODS",
            "MODEL_HELP", "FACTORS_HELP"]
@@ -29,21 +29,6 @@ METHODS = ("pi", "ntk", "dynamic-ntk", "yarn", "llama3")  # longrope.rope.BASELI
 _ORIGINAL_HELP = ("L of a reference CSV (default: the model's); for another factor file, its own L when that "
                   "differs from the model's (refused otherwise)")
 _METHOD_OPTIONS = "method options"
-
-
-def _tokens(flag: str):
-    """A parser of a token count as lengths are written (``2048``, ``2k``) where a ratio cannot apply (L itself,
-    counts); its bounds are the field's check."""
-    def parse(text: str) -> int:
-        t = str(text).strip()
-        mult = 1024 if t[-1:] in ("k", "K") else 1
-        try:
-            return int(t[:-1] if mult > 1 else t) * mult
-        except ValueError:
-            raise UserError(f"{flag} must be a number of tokens (e.g. 2048 or 2k), got {text!r}") from None
-
-    parse.__name__ = "length"
-    return parse
 
 
 @dataclass(kw_only=True)
@@ -66,7 +51,7 @@ class BaselineConfig:
                                 length=True, metavar="N")
     output: str = option(help="factors.json to write", short="-o", metavar="FILE", aliases=("--out",))
     original_length: int | None = option(None, "override the original context L, an integer >= 2",
-                                         default_text="from the model config", parse=_tokens("--original-length"),
+                                         default_text="from the model config", parse=token_count("--original-length"),
                                          metavar="L")
     attention_factor: float | None = option(None, "attention temperature m",
                                             default_text="the method's own; YaRN 0.1 ln s + 1, others 1")
@@ -128,7 +113,7 @@ class ExportConfig:
     dtype: str | None = option(None, "dtype of the saved weights: float32, bfloat16, float16",
                                default_text="hf: as loaded, float32 for GGUF sources; gguf: float16 — gguf takes "
                                             "float16/float32")
-    original_length: int | None = option(None, _ORIGINAL_HELP, parse=_tokens("--original-length"), metavar="L")
+    original_length: int | None = option(None, _ORIGINAL_HELP, parse=token_count("--original-length"), metavar="L")
     target_length: int | None = option(None, "reference CSV factors only: L' (16k, or 8x the model's L)",
                                        length=True, metavar="N")
     overwrite: bool = option(False, "replace an existing output")
@@ -153,7 +138,7 @@ class TokenizeConfig:
     text_field: str = option("text", "text field of .jsonl/.parquet/hub rows")
     id_field: str | None = option(None, "optional id field used in document names")
     shard_tokens: int = option(1 << 27, "tokens per shard file (2048, 64k ...)", default_text="2^27",
-                               parse=_tokens("--shard-tokens"), metavar="N")
+                               parse=token_count("--shard-tokens"), metavar="N")
     force: bool = option(False, "rebuild even if the folder is up to date")
     quiet: bool = option(False, "no progress bar")
 
@@ -172,7 +157,7 @@ class GenerateConfig:
     factors: str = option(help=FACTORS_HELP + " to install", metavar="F")
     prompt: str | None = option(None, "the prompt text (this or --prompt-file)")
     prompt_file: str | None = option(None, "a UTF-8 text file holding the prompt", metavar="FILE")
-    max_new_tokens: int = option(help="tokens to generate (64, 1k ...)", parse=_tokens("--max-new-tokens"),
+    max_new_tokens: int = option(help="tokens to generate (64, 1k ...)", parse=token_count("--max-new-tokens"),
                                  metavar="N")
     mode: str = option("switch", "switch: short factors up to L, long beyond; long: long from the start",
                        choices=("switch", "long"))
@@ -183,7 +168,7 @@ class GenerateConfig:
     top_p: float | None = option(None, "with --sample: nucleus sampling threshold", default_text="1")
     seed: int = seed_option("sampling seed")
     ignore_eos: bool = option(False, "do not stop at the end-of-sequence token")
-    original_length: int | None = option(None, _ORIGINAL_HELP, parse=_tokens("--original-length"), metavar="L")
+    original_length: int | None = option(None, _ORIGINAL_HELP, parse=token_count("--original-length"), metavar="L")
     target_length: int | None = option(None, "reference CSV factors only: L' (16k, or 8x the model's L)",
                                        length=True, metavar="N")
     dtype: str = dtype_option()

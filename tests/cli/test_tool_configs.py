@@ -144,3 +144,12 @@ def test_a_tool_config_is_the_python_api_too():
         BaselineConfig(model="tiny", method="pi", target_length=64, output="o", start_tokens=64)
     with pytest.raises(ConfigError, match="^input is empty"):
         TokenizeConfig(tokenizer="tiny", input=(), output="s")
+
+
+def test_token_counts_take_the_k_suffix_in_the_runs_too():
+    cfg = _config(["eval", "ppl", "--model", "m", "--data", "d", "--lengths", "2k,4k", "--stride", "1k",
+                   "--max-tokens", "64k", "--chunk-size", "1k", "-o", "o"])
+    assert (cfg.lengths, cfg.stride, cfg.max_tokens, cfg.chunk_size) == ((2048, 4096), 1024, 65536, 1024)
+    cfg = _config(["finetune", "--model", "m", "--factors", "f", "--data", "d", "-o", "o", "--seq-len", "4k",
+                   "--tokens-per-step", "16k", "--loss-chunk", "1k"])
+    assert (cfg.seq_len, cfg.tokens_per_step, cfg.loss_chunk) == (4096, 16384, 1024)

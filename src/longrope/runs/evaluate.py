@@ -39,13 +39,9 @@ from longrope.groups import (
     trials_option,
     windows_per_doc_option,
 )
-from longrope.options import MAX_COUNT, MAX_EXACT, MAX_TOKENS, check_int, config_to_dict, option, parse_length
+from longrope.options import MAX_COUNT, MAX_EXACT, MAX_TOKENS, check_int, config_to_dict, option, token_count
 from longrope.runs import RunSpec
 from longrope.settings import HELDOUT_FRACTION, SPLIT
-
-
-def _tokens(text: str) -> int:
-    return int(parse_length(text, "--original-length"))
 
 
 @dataclass(kw_only=True)
@@ -69,7 +65,7 @@ class _EvalConfig:
     quiet: bool = option(False, "no progress bars")
     original_length: int | None = option(None, "L of reference-CSV factor files; for other factor files, accept "
                                                "this L when it differs from the model's (refused otherwise)",
-                                         metavar="L", default_text="the model's", parse=_tokens)
+                                         metavar="L", default_text="the model's", parse=token_count("--original-length"))
 
     def __post_init__(self) -> None:
         resolve_lengths(self)
@@ -92,14 +88,17 @@ class PplConfig(_EvalConfig):
     data: str = data_option()
     samples: int = samples_option("windows to evaluate per length (at most --windows-per-doc from one document; each "
                                   "window is BOS + length-1 tokens in truncate mode)")
-    stride: int | None = option(None, "sliding-window mode with this stride", metavar="S",
+    stride: int | None = option(None, "sliding-window mode with this stride (tokens: 512, 1k)", metavar="S",
+                                parse=token_count("--stride"),
                                 default_text="truncate mode")
-    max_tokens: int | None = option(None, "sliding mode: evaluate at most N tokens of each document", metavar="N")
+    max_tokens: int | None = option(None, "sliding mode: evaluate at most N tokens of each document (64k ...)",
+                                    metavar="N", parse=token_count("--max-tokens"))
     split: str = split_option()
     heldout_fraction: float = heldout_fraction_option()
     windows_per_doc: int = windows_per_doc_option()
     batch_size: int = option(1, "windows per forward pass")
-    chunk_size: int | None = option(None, "positions per LM-head chunk", default_text="auto")
+    chunk_size: int | None = option(None, "positions per LM-head chunk", default_text="auto", metavar="N",
+                                    parse=token_count("--chunk-size"))
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -28,7 +28,7 @@ from longrope.groups import (
     resolve_lengths,
     seed_option,
 )
-from longrope.options import MAX_TOKENS, check_int, option
+from longrope.options import MAX_TOKENS, check_int, option, token_count
 
 __all__ = ["FinetuneConfig", "SCHEDULES", "DTYPES", "DEVICES", "TRAJECTORY_FIELDS", "WARMUP_STEPS"]
 
@@ -88,8 +88,8 @@ class FinetuneConfig:
     grad_accum: int | None = option(None, "micro-steps per optimizer step", default_text="1, or what "
                                   "--tokens-per-step needs", group=_OPT)
     tokens_per_step: int | None = option(None, "tokens per optimizer step over all processes (batch-size x "
-                                             "seq-len x grad-accum x processes); sets grad-accum",
-                                       metavar="T", group=_OPT)
+                                             "seq-len x grad-accum x processes; 64k ...); sets grad-accum",
+                                       metavar="T", parse=token_count("--tokens-per-step"), group=_OPT)
     weight_decay: float = option(0.0, "AdamW weight decay", group=_OPT)
     max_grad_norm: float = option(1.0, "clip the gradient norm to this (0: no clipping)", group=_OPT)
     seed: int = seed_option("seeds the document order, the weight init of LoRA adapters and torch", group=_OPT)
@@ -104,7 +104,8 @@ class FinetuneConfig:
                                             "window), flash_attention_2 (varlen, no mask; CUDA), eager",
                                     group=_MEM)
     loss_chunk: int | None = option(None, "positions per chunk of the LM head and the loss (never [N, vocab] "
-                                        "logits)", default_text="max(128, 2^21 / vocab)", group=_MEM)
+                                        "logits)", default_text="max(128, 2^21 / vocab)", metavar="N",
+                                      parse=token_count("--loss-chunk"), group=_MEM)
     lora: bool = option(False, "train LoRA adapters (peft) instead of all weights; merged into the export",
                       group=_LORA)
     lora_rank: int = option(8, "LoRA rank r", group=_LORA)
