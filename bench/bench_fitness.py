@@ -64,7 +64,7 @@ def _search(name: str, overrides: dict, work: Path, max_evals: int, say) -> Path
     if (folder / "summary.json").exists():
         say(f"{name}: searched before ({folder})")
         return folder
-    cfg = DemoConfig(budget_seconds=0, max_evals=max_evals, samples=1, passkey_trials=0, output=str(folder),
+    cfg = DemoConfig(max_seconds=0, max_evals=max_evals, samples=1, passkey_trials=0, output=str(folder),
                      quiet=True, **overrides)
     cfg.lengths = None
     say(f"{name}: searching ({max_evals} full evaluations)")

@@ -27,13 +27,16 @@ from longrope.errors import ConfigError, UserError
 
 __all__ = ["option", "nested", "check_choices", "check_int", "int_problem", "MAX_TOKENS", "MAX_EXACT", "MAX_COUNT",
            "MAX_SEED", "config_to_argv", "add_options", "config_from_args", "config_to_dict", "config_from_dict",
-           "flag_of", "field_flags", "parse_list", "parse_length", "parse_lengths"]
+           "flag_of", "field_flags", "parse_list", "parse_length", "parse_lengths", "token_count", "is_ratio",
+           "resolve_ratios",
+           "renamed_keys"]
 
 
 def option(default: Any = dataclasses.MISSING, help: str = "", *, flag: str | None = None, short: str | None = None,
            choices: tuple | Callable[[], tuple] | None = None, metavar: str | None = None,
            parse: Callable[[str], Any] | None = None, group: str | None = None, cli: bool = True,
-           default_text: str | None = None, multiple: bool = False) -> Any:
+           default_text: str | None = None, multiple: bool = False, aliases: tuple[str, ...] = (),
+           length: bool = False, tags: dict | None = None) -> Any:
     """A documented config field.
 
     ``help`` is required (every field is documented); ``flag`` overrides ``--field-name``;
@@ -41,13 +44,17 @@ def option(default: Any = dataclasses.MISSING, help: str = "", *, flag: str | No
     ``parse`` converts the command-line text; ``cli=False`` keeps the field out of the command line
     (it is still saved and re-read); ``default_text`` replaces the default shown in ``--help``;
     ``multiple`` (tuple fields) takes space-separated values (``--factors a.json b.json``) instead
-    of one comma-separated string.
+    of one comma-separated string; ``aliases`` are older spellings of the flag, still accepted and left
+    out of ``--help``; ``length`` (an ``int`` or ``tuple[int, ...]`` field of tokens) reads every length
+    as :func:`parse_lengths` does — ``16384``, ``16k`` and ``8x`` (times the model's original context,
+    resolved by :func:`resolve_ratios` once the model is known); ``tags`` is more metadata (the shared
+    setting a field stands for, :mod:`longrope.groups`).
     """
     if not help:
         raise TypeError("option() needs a help text: every config field is documented")
     meta = {"help": help, "flag": flag, "short": short, "choices": choices, "metavar": metavar, "parse": parse,
             "group": group, "cli": cli, "default_text": default_text,
-            "multiple": multiple}
+            "multiple": multiple, "aliases": tuple(aliases), "length": length, **(tags or {})}
     if isinstance(default, (list, dict, set)):
         raise TypeError("mutable defaults are not allowed; use a tuple")
     return dataclasses.field(default=default, metadata=meta)
@@ -170,30 +177,105 @@ def parse_list(text: str, item: Callable[[str], Any], flag: str) -> tuple:
 
 
 # Lengths, as every command that takes one spells them (the command line, run configs, pipeline plans).
-def parse_lengths(text: str, flag: str = "--lengths") -> list[int]:
-    """``"2048,4k,8K"`` → ``[2048, 4096, 8192]`` (sorted, unique); anything else is a one-line error."""
-    out = []
-    for part in [t.strip() for t in str(text).split(",") if t.strip()]:
-        mult = 1
-        if part[-1] in "kK":
-            part, mult = part[:-1], 1024
+def _length_item(part: str, text: str, flag: str, ratios: bool) -> int | str:
+    """One length: ``2048`` or ``4k`` (x 1024) → int; with ``ratios``, ``8x`` or ``1.5x`` (times the model's
+    original context) → the normalized text ``"8x"``, resolved by :func:`resolve_ratios`."""
+    if ratios and part[-1] in "xX":
         try:
-            n = int(part) * mult
+            r = float(part[:-1])
         except ValueError:
-            raise UserError(f"{flag} must be positive integers (e.g. 2048,4k), got {text!r}") from None
-        if n < 2:
-            raise UserError(f"{flag} must be positive integers of at least 2 tokens, got {n}")
-        out.append(n)
+            r = float("nan")
+        if not 1 <= r <= MAX_TOKENS:
+            raise UserError(f"{flag}: a context ratio must be a number of at least 1 before 'x' (e.g. 8x), "
+                            f"got {part!r}")
+        return f"{r:g}x"
+    mult = 1
+    if part[-1] in "kK":
+        part, mult = part[:-1], 1024
+    try:
+        n = int(part) * mult
+    except ValueError:
+        eg = "2048,4k,8x" if ratios else "2048,4k"
+        raise UserError(f"{flag} must be positive integers (e.g. {eg}), got {text!r}") from None
+    if n < 2:
+        raise UserError(f"{flag} must be positive integers of at least 2 tokens, got {n}")
+    return n
+
+
+def parse_lengths(text: str, flag: str = "--lengths", *, ratios: bool = False) -> list:
+    """``"2048,4k,8K"`` → ``[2048, 4096, 8192]`` (sorted, unique); anything else is a one-line error.
+    With ``ratios`` an item may also be ``8x`` (kept as ``"8x"`` until :func:`resolve_ratios`)."""
+    out = [_length_item(t, text, flag, ratios) for t in (t.strip() for t in str(text).split(",")) if t]
     if not out:
         raise UserError(f"{flag} is empty; give e.g. {flag} 2048,4096")
-    return sorted(set(out))
+    if all(isinstance(n, int) for n in out):
+        return sorted(set(out))
+    return list(dict.fromkeys(out))
 
 
-def parse_length(text: str, flag: str) -> int:
-    """One length as ``--lengths`` spells them (``16384``, ``16k``); anything else is a one-line error."""
+def parse_length(text: str, flag: str, *, ratios: bool = False) -> int | str:
+    """One length as ``--lengths`` spells them (``16384``, ``16k``; ``8x`` with ``ratios``); anything else
+    is a one-line error."""
     if "," in str(text):
         raise UserError(f"{flag} takes one length (e.g. 16k), got {text!r}")
-    return parse_lengths(text, flag)[0]
+    return parse_lengths(text, flag, ratios=ratios)[0]
+
+
+def token_count(flag: str) -> Callable[[str], int]:
+    """The parser of a count of tokens where a ratio of the context does not apply (a stride, a chunk, L itself):
+    ``2048`` or ``2k``; its bounds are the field's check."""
+
+    def parse(text: str) -> int:
+        t = str(text).strip()
+        mult = 1024 if t[-1:] in ("k", "K") else 1
+        try:
+            return int(t[:-1] if mult > 1 else t) * mult
+        except ValueError:
+            raise UserError(f"{flag} must be a number of tokens (e.g. 2048 or 2k), got {text!r}") from None
+
+    parse.__name__ = "token count"
+    return parse
+
+
+def is_ratio(value: Any) -> bool:
+    """Whether ``value`` is a context ratio (``"8x"``) as :func:`parse_lengths` keeps them."""
+    return isinstance(value, str) and value[-1:] in ("x", "X")
+
+
+def _length_value(value: Any, f: dataclasses.Field, tp: Any) -> Any:
+    """A saved or planned value of a ``length`` field, its texts (``"16k"``, ``"8x"``) read as on the command line."""
+    flag = "{name}"  # the message names the field as its reader spells it (ConfigError)
+    try:
+        if isinstance(value, str):
+            tuple_field = _tuple_item(_unwrap_optional(tp)[0]) is not None
+            return tuple(parse_lengths(value, flag, ratios=True)) if tuple_field \
+                else parse_length(value, flag, ratios=True)
+        if isinstance(value, (list, tuple)):
+            return [parse_length(v, flag, ratios=True) if isinstance(v, str) else v for v in value]
+    except UserError as exc:
+        raise ConfigError(f.name, str(exc)) from None
+    return value
+
+
+def resolve_ratios(cfg: Any, original_length: Callable[[], int]) -> None:
+    """Replace every context ratio (``"8x"``) in the ``length`` fields of ``cfg`` by its tokens,
+    ``round(r * original_length())``; ``original_length`` is only called when a ratio is there (it reads
+    the model's config). Texts (``"16k"``, a Python caller's) are read first, as the command line reads them.
+    Tuples of lengths end sorted and unique."""
+    hints = _hints(type(cfg))
+    for f in dataclasses.fields(cfg):
+        if not f.metadata.get("length"):
+            continue
+        value = getattr(cfg, f.name)
+        if isinstance(value, str) or (isinstance(value, (tuple, list)) and any(isinstance(v, str) for v in value)):
+            value = _length_value(value, f, hints[f.name])
+            setattr(cfg, f.name, tuple(value) if isinstance(value, list) else value)
+        items = value if isinstance(value, (tuple, list)) else (value,)
+        if not any(is_ratio(v) for v in items):
+            continue
+        n = original_length()
+        resolved = [int(round(float(v[:-1]) * n)) if is_ratio(v) else v for v in items]
+        setattr(cfg, f.name, tuple(sorted(set(resolved))) if isinstance(value, (tuple, list)) else resolved[0])
 
 
 def _converter(tp: Any, f: dataclasses.Field, flag: str) -> Callable[[str], Any]:
@@ -215,6 +297,10 @@ def _plain_converter(tp: Any, f: dataclasses.Field, flag: str) -> Callable[[str]
         return parse
     inner, _ = _unwrap_optional(tp)
     item = _tuple_item(inner)
+    if f.metadata.get("length"):
+        if item is not None:
+            return lambda text: tuple(parse_lengths(text, flag, ratios=True))
+        return lambda text: parse_length(text, flag, ratios=True)
     if item is not None:
         return lambda text: parse_list(text, item, flag)
     if inner in (int, float, str):
@@ -268,12 +354,13 @@ def add_options(parser: argparse.ArgumentParser, cls: type, *, groups: dict | No
             helptext += f" (default {dt})"
         helptext = helptext.replace("%", "%%")
         if tp is bool:
-            if f.default is True and not meta.get("flag"):
-                target.add_argument(*names, dest=f.name, action="store_false", default=argparse.SUPPRESS,
-                                    help=helptext + " (on by default; this turns it off)")
-            else:
-                target.add_argument(*names, dest=f.name, action="store_true", default=argparse.SUPPRESS,
-                                    help=helptext)
+            action = "store_false" if f.default is True and not meta.get("flag") else "store_true"
+            if action == "store_false":
+                helptext += " (on by default; this turns it off)"
+            target.add_argument(*names, dest=f.name, action=action, default=argparse.SUPPRESS, help=helptext)
+            for alias in meta.get("aliases", ()):  # an older spelling: still read, not shown
+                target.add_argument(alias, dest=f.name, action=action, default=argparse.SUPPRESS,
+                                    help=argparse.SUPPRESS)
             continue
         choices = meta.get("choices")
         if callable(choices):
@@ -289,6 +376,8 @@ def add_options(parser: argparse.ArgumentParser, cls: type, *, groups: dict | No
         elif not choices:
             kwargs["metavar"] = {int: "N", float: "X"}.get(_unwrap_optional(tp)[0], "TEXT")
         target.add_argument(*names, **kwargs)
+        for alias in meta.get("aliases", ()):  # an older spelling: still read, not shown
+            target.add_argument(alias, **{**kwargs, "help": argparse.SUPPRESS})
 
 
 def _given(args: argparse.Namespace, cls: type) -> dict[str, Any]:
@@ -379,9 +468,23 @@ def config_from_dict(cls: type, values: dict[str, Any]) -> Any:
                 raise ConfigError(name, "{name} must be a JSON object of settings, got " + _shown(values[name]))
             inst = f.default_factory()  # type: ignore[misc]
             kwargs[name] = config_from_dict(type(inst), {**config_to_dict(inst), **values[name]})
+        elif f.metadata.get("length"):
+            value = _length_value(values[name], f, hints[name])
+            items = value if isinstance(value, (list, tuple)) else (value,)
+            kwargs[name] = (tuple(value) if isinstance(value, list) else value) if any(map(is_ratio, items)) \
+                else _coerce(hints[name], value, name)
         else:
             kwargs[name] = _coerce(hints[name], values[name], name)
     return cls(**kwargs)
+
+
+def renamed_keys(saved: dict, renames: dict[str, str]) -> dict:
+    """A recorded configuration with its keys renamed (``{old: new}``): how a config that renamed a field
+    keeps reading the run folders written before (a key given both ways keeps the new one)."""
+    if not isinstance(saved, dict):
+        return saved
+    out = {renames.get(k, k): v for k, v in saved.items() if not (k in renames and renames[k] in saved)}
+    return out
 
 
 def config_to_argv(cfg: Any) -> list[str]:

@@ -9,7 +9,10 @@ function below, so the commands cannot drift apart:
   trained on;
 - the passkey depths: ``eval passkey``, the demo and the pipeline's comparison measure retrieval on
   the same grid, so their accuracies compare;
-- the passkey scoring modes the commands offer.
+- the passkey scoring modes the commands offer;
+- the window sample (how many windows, from which split, how many per document, the seed), the device
+  and the model dtype (the field factories of :mod:`longrope.groups` carry these defaults);
+- what a budget of 0 means (:func:`check_budget`: no limit, in every command).
 
 Only the standard library and :mod:`longrope.errors` are imported here (config modules import this
 one, and ``--help`` stays light).
@@ -23,7 +26,28 @@ from typing import Any
 from longrope.errors import ConfigError
 
 __all__ = ["HELDOUT_FRACTION", "PASSKEY_ANSWER", "PASSKEY_DEPTHS", "PASSKEY_MAX_TRIALS", "PASSKEY_MODES",
-           "PASSKEY_TRIALS", "check_heldout_fraction", "check_passkey_depths"]
+           "PASSKEY_MODE", "PASSKEY_TRIALS", "SPLITS", "SPLIT", "SEED", "WINDOW_SAMPLES", "WINDOWS_PER_DOC", "DEVICE",
+           "DTYPE", "DTYPES", "DTYPE_ALIASES", "check_heldout_fraction", "check_passkey_depths", "check_budget"]
+
+#: Which documents of a shard folder a window sample reads: the held-out ones (reports), the search ones
+#: (the fitness) or all.
+SPLITS = ("heldout", "search", "all")
+#: The split a report reads unless told otherwise.
+SPLIT = "heldout"
+#: The seed of every window sample, search and key draw unless one is given.
+SEED = 0
+#: Windows per length a perplexity measurement or a search fitness is computed on.
+WINDOW_SAMPLES = 5
+#: At most this many non-overlapping windows come from one document (1: as many documents as windows).
+WINDOWS_PER_DOC = 1
+#: Where a model runs unless told: ``auto`` is CUDA when the machine has it, else the CPU.
+DEVICE = "auto"
+#: The precision of a model's weights and activations in search and evaluation.
+DTYPE = "float32"
+DTYPES = ("float32", "bfloat16", "float16")
+#: Other names of them a command accepts (as :func:`longrope.models.loading.resolve_dtype` reads them); a
+#: recorded configuration keeps the name it was given.
+DTYPE_ALIASES = {"fp32": "float32", "float": "float32", "bf16": "bfloat16", "fp16": "float16", "half": "float16"}
 
 #: The share of a shard folder's documents (those without a pinned role) that the stable hash split of
 #: :func:`longrope.data.document_role` holds out from the search and from training.
@@ -50,6 +74,8 @@ PASSKEY_MAX_TRIALS = 10_000
 #: How a pass key is scored (:mod:`longrope.evaluate.passkey`): greedy decoding, teacher-forced answer
 #: tokens, or both on the same keys.
 PASSKEY_MODES = ("generate", "needle", "both")
+#: The mode a passkey measurement uses unless told: greedy accuracy and the answer NLL of the same keys.
+PASSKEY_MODE = "both"
 
 
 def _number(value: Any) -> bool:
@@ -81,3 +107,14 @@ def check_passkey_depths(value: Any, field: str = "depths") -> tuple[float, ...]
         raise ConfigError(field, "{name} must be distinct depths, got " + _shown(value)
                           + "; give each depth once")
     return depths
+
+
+def check_budget(value: Any, field: str) -> float | None:
+    """A budget (seconds, evaluations) as the commands read it: unset or 0 means no limit (None); a positive
+    number is the limit; anything else is a :class:`ConfigError` naming ``field``. The one meaning of 0 for
+    ``search --max-seconds/--max-evals``, the demo's and a plan's."""
+    if value is None or (_number(value) and value == 0):
+        return None
+    if not _number(value) or not 0 < value < float("inf"):
+        raise ConfigError(field, "{name} must be a number >= 0 (0 or unset: no limit), got " + _shown(value))
+    return float(value)

@@ -34,7 +34,7 @@ def test_default_lengths_is_the_issue_grid():
         ({"samples": 0}, "--samples"),
         ({"search_samples": 0}, "--search-samples"),
         ({"passkey_trials": -1}, "--passkey-trials"),
-        ({"budget_seconds": -1}, "--budget-seconds"),
+        ({"max_seconds": -1}, "--max-seconds"),
         ({"max_evals": -2}, "--max-evals"),
         ({"target_length": 1}, "--target-length"),
         ({"lengths": (1, 512)}, "--lengths"),
@@ -51,15 +51,25 @@ def test_config_errors_name_the_flag(kwargs, flag):
 
 
 def test_zero_budgets_mean_no_limit():
-    cfg = DemoConfig(budget_seconds=0, max_evals=0)
-    assert cfg.budget_seconds is None and cfg.max_evals is None
+    cfg = DemoConfig(max_seconds=0, max_evals=0)
+    assert cfg.max_seconds is None and cfg.max_evals is None
+
+
+def test_a_demo_recorded_with_budget_seconds_reads_as_max_seconds():
+    """Demos recorded before the time budget took the search's spelling (max_seconds) rerun with their budget."""
+    from longrope.options import config_from_dict
+    from longrope.runs.demo import SPEC
+
+    for old, new in ((None, None), (60.0, 60.0)):
+        cfg = config_from_dict(DemoConfig, SPEC.recorded({"budget_seconds": old, "max_evals": 3.0}))
+        assert cfg.max_seconds == new and cfg.max_evals == 3.0
 
 
 def test_out_folder_that_holds_files_is_refused(tmp_path, demo_model_dir):
     (tmp_path / "keep.txt").write_text("x")
     from longrope.runs.demo import run
 
-    with pytest.raises(UserError, match="--out"):
+    with pytest.raises(UserError, match="--output"):
         run(DemoConfig(model=str(demo_model_dir), output=str(tmp_path), quiet=True))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.txt"]
 

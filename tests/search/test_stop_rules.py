@@ -44,10 +44,17 @@ def test_no_budget_leaves_the_strategy_its_own_end():
     assert "full evaluations" not in r.stop_reason
 
 
-@pytest.mark.parametrize("kwargs", [{"max_evals": 0}, {"max_seconds": -1.0}])
-def test_budgets_must_be_positive(kwargs):
-    with pytest.raises(ConfigError, match=next(iter(kwargs))):
+@pytest.mark.parametrize("kwargs", [{"max_evals": -1}, {"max_seconds": -1.0}, {"max_seconds": float("nan")},
+                                    {"max_evals": True}])
+def test_budgets_must_be_positive_or_zero(kwargs):
+    with pytest.raises(ConfigError, match=next(iter(kwargs)) + r" must be a number >= 0 \(0 or unset: no limit\)"):
         StopRules(**kwargs)
+
+
+def test_a_zero_budget_is_no_limit():
+    """0 means no limit, in the library as in every command (settings.check_budget)."""
+    assert StopRules(max_evals=0, max_seconds=0) == StopRules()
+    assert StopRules(max_evals=0).spent(1e9, 1e9) is None
 
 
 @pytest.mark.parametrize("field", ["population", "parents", "mutations", "iterations", "initial", "race_rank",

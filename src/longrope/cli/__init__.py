@@ -7,7 +7,8 @@ Two kinds of commands:
   place; ``--config RUN_DIR`` starts from a recorded run's configuration (flags given override it),
   and ``longrope rerun RUN_DIR`` repeats a recorded run;
 - **tools** (``inspect``, ``baseline``, ``export``, ``tokenize``, ``generate``): a module each here,
-  defining ``COMMAND``, ``HELP``, ``add_arguments(parser)`` and ``run(args) -> int``.
+  defining ``COMMAND``, ``HELP``, ``CONFIG`` (a config dataclass of :mod:`longrope.tools`, whose fields
+  give the options as the runs' do) and ``run(config) -> int``.
 
 Errors: a :class:`longrope.errors.UserError` anywhere becomes one line on stderr and exit status
 2; a :class:`~longrope.errors.ConfigError` names the offending flag; so does argparse's own
@@ -84,11 +85,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_tool(sub, name: str) -> None:
+    from longrope.options import add_options
+
     mod = importlib.import_module(f"longrope.cli.{name}")
     p = sub.add_parser(mod.COMMAND, help=mod.HELP, description=getattr(mod, "DESCRIPTION", mod.HELP),
                        epilog=getattr(mod, "EXAMPLE", None), formatter_class=argparse.RawDescriptionHelpFormatter)
-    mod.add_arguments(p)
-    p.set_defaults(_run=mod.run)
+    add_options(p, mod.CONFIG)
+    p.set_defaults(_tool=mod)
+
+
+def _run_tool(args: argparse.Namespace) -> int:
+    from longrope.options import config_from_args
+
+    mod = args._tool
+    return mod.run(config_from_args(mod.CONFIG, args))  # looked up now: a test may replace run
 
 
 def _run_command(args: argparse.Namespace) -> int:
@@ -142,19 +152,20 @@ def main(argv: list[str] | None = None) -> int:
         print(__version__)
         return 0
     is_run = hasattr(args, "_spec") or getattr(args, "_rerun", False)
-    if not is_run and not getattr(args, "_run", None):
+    if not is_run and not getattr(args, "_tool", None):
         parser.print_help()
         return 2
     from longrope.errors import ConfigError, UserError
 
     name = " ".join(x for x in (args.command, getattr(args, "kind", None)) if x)
     try:
-        return int((_run_command(args) if is_run else args._run(args)) or 0)
+        return int((_run_command(args) if is_run else _run_tool(args)) or 0)
     except ConfigError as exc:
         from longrope.options import field_flags
 
         spec = getattr(args, "_spec", None)
-        flags = field_flags(spec.config) if spec is not None else {}
+        config = spec.config if spec is not None else getattr(getattr(args, "_tool", None), "CONFIG", None)
+        flags = field_flags(config) if config is not None else {}
         where = ""
         if getattr(args, "_rerun", False):  # rerun takes no flags: the recorded configuration is what to change
             where = (f" (in the configuration recorded in {args.run_dir}: run 'longrope {spec.command if spec else name}"

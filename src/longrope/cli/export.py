@@ -19,9 +19,12 @@ overrides it) and L' must be given with ``--target-length``.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
+
+from longrope.tools import ExportConfig
+
+CONFIG = ExportConfig
 
 COMMAND = "export"
 HELP = "write the model with its factors: a Hugging Face folder (transformers, vLLM) or a GGUF file (llama.cpp)"
@@ -33,26 +36,7 @@ EXAMPLE = """example:
 """
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", required=True,
-                        help="'tiny', 'smollm2', a Hugging Face folder, a .gguf file or a hub id")
-    parser.add_argument("--factors", required=True,
-                        help="factors.json (or a longrope config.json / reference CSV) to export")
-    parser.add_argument("-o", "--output", required=True,
-                        help="output folder (hf: must not exist or be empty) or file (gguf)")
-    parser.add_argument("--format", choices=("hf", "gguf"), default="hf",
-                        help="hf: a Hugging Face folder (default); gguf: one llama.cpp file")
-    parser.add_argument("--dtype", default=None,
-                        help="dtype of the saved weights: float32, bfloat16, float16 (hf default: as loaded, "
-                             "float32 for GGUF sources; gguf default: float16 — gguf takes float16/float32)")
-    parser.add_argument("--original-length", type=int, default=None,
-                        help="L of a reference CSV (default: the model's); for another factor file, its own L "
-                             "when that differs from the model's (refused otherwise)")
-    parser.add_argument("--target-length", type=int, default=None, help="reference CSV factors only: L'")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
-
-
-def run(args: argparse.Namespace) -> int:
+def run(args: ExportConfig) -> int:
     from longrope.models.exporter import export_model
 
     out = export_model(args.model, args.factors, args.output, fmt=args.format, dtype=args.dtype,

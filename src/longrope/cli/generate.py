@@ -11,9 +11,12 @@ from the first token, like vLLM with ``--max-model-len`` > L and llama.cpp with 
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
+
+from longrope.tools import GenerateConfig
+
+CONFIG = GenerateConfig
 
 COMMAND = "generate"
 HELP = "generate text with the factors installed (exact across the short/long switch)"
@@ -24,53 +27,19 @@ EXAMPLE = """example:
 """
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", required=True,
-                        help="'tiny', 'smollm2', a Hugging Face folder, a .gguf file or a hub id")
-    parser.add_argument("--factors", required=True,
-                        help="factors.json (or a longrope config.json / reference CSV) to install")
-    prompt = parser.add_mutually_exclusive_group(required=True)
-    prompt.add_argument("--prompt", help="the prompt text")
-    prompt.add_argument("--prompt-file", help="a UTF-8 text file holding the prompt")
-    parser.add_argument("--max-new-tokens", type=int, required=True, help="tokens to generate")
-    parser.add_argument("--mode", choices=("switch", "long"), default="switch",
-                        help="switch: short factors up to L, long beyond (default); long: long from the start")
-    parser.add_argument("--cache-policy", choices=("reprefill", "rerotate", "keep"), default=None,
-                        help="--mode switch: what happens to the KV cache at the switch (default reprefill: exact)")
-    parser.add_argument("--sample", action="store_true", help="sample instead of greedy decoding")
-    parser.add_argument("--temperature", type=float, default=None, help="with --sample: temperature (default 1)")
-    parser.add_argument("--top-p", type=float, default=None,
-                        help="with --sample: nucleus sampling threshold (default 1)")
-    parser.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
-    parser.add_argument("--ignore-eos", action="store_true", help="do not stop at the end-of-sequence token")
-    parser.add_argument("--original-length", type=int, default=None,
-                        help="L of a reference CSV (default: the model's); for another factor file, its own L "
-                             "when that differs from the model's (refused otherwise)")
-    parser.add_argument("--target-length", type=int, default=None, help="reference CSV factors only: L'")
-    parser.add_argument("--dtype", default=None, help="float32 (default), bfloat16 or float16")
-    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: cuda if available)")
-    parser.add_argument("--json", action="store_true", help="print prompt/new token ids and text as JSON")
-
-
-def run(args: argparse.Namespace) -> int:
+def run(args: GenerateConfig) -> int:
+    import inspect
     from pathlib import Path
 
     from longrope.errors import UserError
-    from longrope.models import auto_device, install_factors, load_model, read_rope_info, resolve_dtype
+    from longrope.groups import run_device
+    from longrope.models import install_factors, load_model, read_rope_info, resolve_dtype
     from longrope.models.factor_files import load_factors_for
     from longrope.models.families import require_supported
-    from longrope.models.generation import check_generation_counts, check_sampling, generate
+    from longrope.models.generation import check_sampling, generate
 
-    # Every check on the input before the weights load (seconds, not minutes, on a real model).
-    check_generation_counts(args.max_new_tokens, args.seed, names=("--max-new-tokens", "--seed"))
-    given = [f for f, v in (("--temperature", args.temperature), ("--top-p", args.top_p)) if v is not None]
-    if given and not args.sample:
-        raise UserError(f"{given[0]} applies to sampling; add --sample, or drop {given[0]} for greedy decoding")
-    if args.cache_policy is not None and args.mode != "switch":
-        raise UserError(f"--cache-policy applies to --mode switch (the KV cache at the switch); --mode {args.mode} "
-                        "never switches: drop --cache-policy")
-    import inspect
-
+    # Every check on the input before the weights load (seconds, not minutes, on a real model); the counts,
+    # the prompt and which options apply are the config's own checks.
     # what was given, over generate()'s own defaults (the one source of them)
     given_opts = {k: v for k, v in (("temperature", args.temperature), ("top_p", args.top_p),
                                     ("cache_policy", args.cache_policy)) if v is not None}
@@ -89,8 +58,8 @@ def run(args: argparse.Namespace) -> int:
     info = require_supported(read_rope_info(args.model))  # the config only: no weights yet
     factor_set = load_factors_for(args.factors, info, original_length=args.original_length,
                                   target_length=args.target_length, model=args.model)
-    device = auto_device(args.device)
-    model, tokenizer = load_model(args.model, dtype=resolve_dtype(args.dtype or "float32"), device=device)
+    device = run_device(args.device)
+    model, tokenizer = load_model(args.model, dtype=resolve_dtype(args.dtype), device=device)
     if tokenizer is None:
         raise UserError(f"{args.model} has no tokenizer; text prompts need one")
     install_factors(model, factor_set)

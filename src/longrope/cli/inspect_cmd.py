@@ -7,9 +7,12 @@ shared ``rotary_emb`` whose (cos, sin) every attention layer takes).
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
+
+from longrope.tools import InspectConfig
+
+CONFIG = InspectConfig
 
 COMMAND = "inspect"
 HELP = "print a model's RoPE facts (family, rotary dim, rope_theta, original length, scaling) as JSON"
@@ -20,15 +23,7 @@ EXAMPLE = """example:
 """
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", required=True,
-                        help="'tiny', 'smollm2', a Hugging Face folder, a .gguf file or a hub id")
-    parser.add_argument("--load", action="store_true",
-                        help="also load the weights and check the model structure (slower)")
-    parser.add_argument("-o", "--output", default=None, help="also write the JSON to this file")
-
-
-def run(args: argparse.Namespace) -> int:
+def run(args: InspectConfig) -> int:
     from longrope.io import check_writable_path, write_json
     from longrope.models.loading import read_rope_info
 

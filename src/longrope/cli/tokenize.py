@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
+
+from longrope.tools import TokenizeConfig
+
+CONFIG = TokenizeConfig
 
 COMMAND = "tokenize"
 HELP = "tokenize text files, folders or a hub dataset into token shards for evaluation and search"
@@ -28,33 +31,18 @@ example:
   longrope tokenize --tokenizer tiny --input books/ notes.jsonl -o shards/tiny"""
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--tokenizer", required=True, metavar="M",
-                   help='tokenizer: "tiny", "smollm2", a model folder, a .gguf file or a hub id')
-    p.add_argument("--input", required=True, nargs="+", action="extend", metavar="SRC",
-                   help="files, folders or dataset names (repeatable); search=SRC / heldout=SRC / train=SRC pins a role")
-    p.add_argument("-o", "--output", required=True, metavar="DIR", help="shard folder to write")
-    p.add_argument("--split", default=None, help="hub dataset split (default: train)")
-    p.add_argument("--text-field", default="text", help="text field of .jsonl/.parquet/hub rows (default: text)")
-    p.add_argument("--id-field", default=None, help="optional id field used in document names")
-    p.add_argument("--shard-tokens", type=int, default=1 << 27, metavar="N",
-                   help="tokens per shard file (default: 2^27)")
-    p.add_argument("--force", action="store_true", help="rebuild even if the folder is up to date")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-
-
-def run(args: argparse.Namespace) -> int:
+def run(args: TokenizeConfig) -> int:
     from longrope.data import tokenize_corpus
     from longrope.data.sources import resolve_sources
     from longrope.data.tokenizer_loading import load_tokenizer
-    from longrope.errors import UserError
+    from longrope.errors import ConfigError
 
     split = "train" if args.split is None else args.split
-    sources = resolve_sources(args.input, split=split)  # bad inputs are refused before the tokenizer loads
+    sources = resolve_sources(list(args.input), split=split)  # bad inputs are refused before the tokenizer loads
     if args.split is not None and not any(s.kind == "hub" for s in sources):
-        raise UserError("--split picks a split of a hub dataset and no --input is one; drop --split")
+        raise ConfigError(("split", "input"), "{name0} picks a split of a hub dataset and no {name1} is one; drop {name0}")
     tokenizer = load_tokenizer(args.tokenizer)
-    rep = tokenize_corpus(tokenizer, args.input, args.output, tokenizer_name=str(args.tokenizer), split=split,
+    rep = tokenize_corpus(tokenizer, list(args.input), args.output, tokenizer_name=str(args.tokenizer), split=split,
                           text_field=args.text_field, id_field=args.id_field, shard_tokens=args.shard_tokens,
                           force=args.force, progress=not args.quiet)
     for s in rep.skipped[:20]:

@@ -42,13 +42,24 @@ from typing import Any
 
 from longrope.embedded.corpus import DOMAINS
 from longrope.errors import ConfigError
-from longrope.options import MAX_TOKENS, check_choices, check_int, config_to_dict, nested, option
+from longrope.groups import (
+    check_groups,
+    depths_option,
+    device_option,
+    dtype_option,
+    resolve_lengths,
+    run_device,
+    samples_option,
+    seed_option,
+    trials_option,
+)
+from longrope.options import MAX_TOKENS, check_int, config_to_dict, nested, option, renamed_keys
 from longrope.runs import RunSpec
 from longrope.runs.search import recorded_config
 from longrope.search.objective import DEFAULT_RETRIEVAL_WEIGHT, FITNESSES, check_fitness, default_fitness
 from longrope.search.plan import BASELINE_NAMES, STRATEGY_NAMES
 from longrope.search.strategies import StrategyConfig
-from longrope.settings import PASSKEY_DEPTHS, PASSKEY_MAX_TRIALS, PASSKEY_TRIALS, check_passkey_depths
+from longrope.settings import check_budget
 
 __all__ = ["DemoConfig", "METHODS", "GOAL_RATIO", "default_lengths", "run", "render_table", "SPEC"]
 
@@ -56,13 +67,12 @@ __all__ = ["DemoConfig", "METHODS", "GOAL_RATIO", "default_lengths", "run", "ren
 METHODS = ("none", *BASELINE_NAMES, "longrope")
 #: The goal: held-out PPL of LongRoPE ≤ GOAL_RATIO × the best of PI, NTK and YaRN.
 GOAL_RATIO = 0.90
+#: Windows per length and domain (held-out) and search windows at the target: the demo's sizing of the shared
+#: ``samples`` setting (``longrope.settings.WINDOW_SAMPLES`` elsewhere), for 2 CPU cores in minutes.
+DEMO_SAMPLES = 8
+#: Settings renamed since earlier demos recorded them: {old key: today's}.
+RENAMED = {"budget_seconds": "max_seconds"}
 SUMMARY_FORMAT = "longrope-demo/1"
-
-
-def _lengths(text: str) -> tuple[int, ...]:
-    from longrope.options import parse_lengths
-
-    return tuple(parse_lengths(text))
 
 
 def _demo_knobs() -> StrategyConfig:
@@ -80,22 +90,24 @@ class DemoConfig:
     stays well under 10 minutes (``bench/results/demo.md``)."""
 
     model: str = option("tiny", '"tiny" (embedded), "smollm2", a model folder or .gguf')
-    target_length: int | None = option(None, "target context L' of the search and the headline",
-                                       default_text="8 x the model's trained length", metavar="N")
-    lengths: tuple[int, ...] | None = option(None, "perplexity-vs-length grid", parse=_lengths, metavar="N,N",
-                                             default_text="L, 2L, ... up to the target, then 2 x target")
-    budget_seconds: float | None = option(240.0, "wall-clock budget of the search (0 or unset: no time limit); "
-                                                 "at least one candidate is always scored in full", metavar="S")
+    target_length: int | None = option(None, "target context L' of the search and the headline: 2048, 2k or 8x",
+                                       default_text="8x, 8 times the model's trained length", metavar="N",
+                                       length=True)
+    lengths: tuple[int, ...] | None = option(None, "perplexity-vs-length grid: 256,2k,4x ...", length=True,
+                                             metavar="N,N", default_text="L, 2L, ... up to the target, then 2 x target")
+    max_seconds: float | None = option(240.0, "wall-clock budget of the search (0 or unset: no limit); at least one "
+                                              "candidate is always scored in full", metavar="S",
+                                       aliases=("--budget-seconds",))
     max_evals: float | None = option(150.0, "stop the search after this many full-fidelity evaluations, "
-                                            "whichever of this and --budget-seconds comes first (0: no cap); on "
-                                            "an idle 2-core machine this cap binds and the run is reproducible",
+                                            "whichever of this and --max-seconds comes first (0 or unset: no limit); "
+                                            "on an idle 2-core machine this cap binds and the run is reproducible",
                                      metavar="N")
-    samples: int = option(8, "held-out windows per length and domain (perplexity)")
-    search_samples: int = option(8, "search windows at the target length the fitness is computed on, shared "
-                                    "out over the domains")
-    passkey_trials: int = option(PASSKEY_TRIALS, "keys per depth at the target length (0 = skip the passkey test)")
-    passkey_depths: tuple[float, ...] = option(PASSKEY_DEPTHS, "needle depths in [0, 1]",
-                                               metavar="D,D")
+    samples: int = samples_option("held-out windows per length and domain (perplexity)", default=DEMO_SAMPLES)
+    search_samples: int = samples_option("search windows at the target length the fitness is computed on, shared "
+                                         "out over the domains", default=DEMO_SAMPLES)
+    passkey_trials: int = trials_option("keys per depth at the target length (0 = skip the passkey test)",
+                                        skip_zero=True)
+    passkey_depths: tuple[float, ...] = depths_option()
     strategy: str = option("steady", "search strategy; longrope2 scores candidates by the NLL of a pass key "
                                      "planted in each search window", choices=STRATEGY_NAMES)
     fitness: str | None = option(None, "what a candidate is scored by: " + "; ".join(
@@ -110,35 +122,27 @@ class DemoConfig:
     domains: tuple[str, ...] = option(DOMAINS, "domains searched on and reported: books (PG19 stand-in), maths "
                                                "(Proof-Pile stand-in); the first is the headline",
                                       metavar="D,D")
-    seed: int = option(0, "seed of the windows, the search and the keys")
-    output: str | None = option(None, "run folder", flag="--out", short="-o", metavar="DIR",
+    seed: int = seed_option("seed of the windows, the search and the keys")
+    output: str | None = option(None, "run folder", short="-o", metavar="DIR", aliases=("--out",),
                                 default_text="runs/demo-<UTC timestamp>")
-    device: str = option("auto", '"auto" (CUDA if available), "cpu", "cuda", "cuda:1"')
-    dtype: str = option("float32", "float32, bfloat16 or float16")
+    device: str = device_option()
+    dtype: str = dtype_option()
     attn_implementation: str | None = option(None, "attention implementation (sdpa, eager, ...)",
                                              default_text="the family's working one")
     quiet: bool = option(False, "no progress lines on stderr")
 
     def __post_init__(self) -> None:
-        check_choices(self)
         if not str(self.model).strip():
             raise ConfigError("model", "{name} is empty; give 'tiny', 'smollm2', a model folder or a .gguf file")
+        resolve_lengths(self)
+        check_groups(self)
         check_int(self, "target_length", 2, MAX_TOKENS, optional=True)
         if self.lengths is not None:
             self.lengths = tuple(sorted({int(n) for n in self.lengths}))
             if not self.lengths or self.lengths[0] < 2:
                 raise ConfigError("lengths", "{name} must be integers >= 2, got " + str(list(self.lengths)))
-        for name in ("budget_seconds", "max_evals"):  # 0 means no limit on the command line
-            v = getattr(self, name)
-            if v is not None and v < 0:
-                raise ConfigError(name, "{name} must be >= 0 (0: no limit), got " + repr(v))
-            if v == 0:
-                setattr(self, name, None)
-        for name, low in (("samples", 1), ("search_samples", 1), ("passkey_trials", 0)):
-            if getattr(self, name) < low:
-                raise ConfigError(name, "{name} must be an integer >= " + f"{low}, got {getattr(self, name)!r}")
-        check_int(self, "passkey_trials", 0, PASSKEY_MAX_TRIALS)
-        check_passkey_depths(self.passkey_depths, "passkey_depths")
+        for name in ("max_seconds", "max_evals"):
+            setattr(self, name, check_budget(getattr(self, name), name))
         self.domains = tuple(dict.fromkeys(str(d).strip() for d in self.domains if str(d).strip()))
         if not self.domains or any(d not in DOMAINS for d in self.domains):
             raise ConfigError("domains", "{name} must name some of " + f"{', '.join(DOMAINS)}, got {list(self.domains)}")
@@ -150,6 +154,13 @@ class DemoConfig:
             self.retrieval_weight = check_fitness(self.fitness, self.retrieval_weight)
         except ValueError as exc:
             raise ConfigError(("retrieval_weight", "fitness"), "{name0}: " + f"{exc} (see {{name1}})") from None
+
+
+def recorded_demo(saved: dict) -> dict:
+    """A recorded demo configuration in today's terms: ``budget_seconds`` is ``max_seconds`` (one spelling of a
+    time budget in every command; 0 or null meant no limit then as now), and an unset fitness as
+    :func:`longrope.runs.search.recorded_config` reads it."""
+    return recorded_config(renamed_keys(saved, RENAMED))
 
 
 def default_lengths(original_length: int, target_length: int) -> list[int]:
@@ -226,11 +237,9 @@ def _setup(config: DemoConfig, say: Any) -> _Ctx:
         raise ConfigError("target_length", f"{{name}} {target} must exceed the model's original context {L}")
     lengths = sorted({*(config.lengths or default_lengths(L, target)), target})
     _check_tokenizer(config, target)
-    from longrope.models.loading import auto_device
-
-    device = str(auto_device(config.device))
+    device = run_device(config.device)
     out = config.output or _default_folder()
-    folder = RunFolder.open(out, SPEC.command, staged=True, flag="--out")
+    folder = RunFolder.open(out, SPEC.command, staged=True)
     say(f"demo: {config.model} (L = {L}, rotary dim {info.rotary_dim}, theta {info.rope_theta:g}) → {target} tokens "
         f"({target / L:g}×) on {device}; run folder {out}")
     return _Ctx(config, say, folder, L, target, lengths, device, {"started": time.perf_counter()}, [])
@@ -348,7 +357,7 @@ def _search(ctx: _Ctx, model: Any, tokenizer: Any, bos: int | None, docs: list) 
                                 retrieval_weight=c.retrieval_weight)
     weight = f", retrieval weight {c.retrieval_weight:g}" if c.retrieval_weight is not None else ""
     ctx.say(f"search ({c.strategy}, {fitness} fitness{weight}): {len(plan.seeds)} seeds, {len(docs)} search windows "
-            f"of {ctx.target} tokens ({', '.join(c.domains)}), budget {c.budget_seconds or '∞'} s / "
+            f"of {ctx.target} tokens ({', '.join(c.domains)}), budget {c.max_seconds or '∞'} s / "
             f"{c.max_evals or '∞'} full evaluations")
     last = [0.0]
 
@@ -360,7 +369,7 @@ def _search(ctx: _Ctx, model: Any, tokenizer: Any, bos: int | None, docs: list) 
 
     result = run_search(plan.space, plan.seeds, InProcessEvaluator(objective), n_docs=len(docs),
                         strategy=loop_strategy(c.strategy), config=c.knobs,
-                        stop=StopRules(c.max_evals, c.budget_seconds), seed=c.seed,
+                        stop=StopRules(c.max_evals, c.max_seconds), seed=c.seed,
                         history=ctx.folder / "search_history.jsonl", on_progress=on_progress)
     objective.patch.restore()  # the evaluation suites install and swap on their own
     from longrope.runs.search import describe_best
@@ -596,11 +605,11 @@ on a CPU it works, slowly (each evaluation at 32k tokens takes minutes).""",
     example="""\
 examples:
   longrope demo
-  longrope demo --budget-seconds 60 --samples 2 --out runs/quick-demo
-  longrope demo --model smollm2 --target-length 32768 --device cuda --budget-seconds 1800
+  longrope demo --max-seconds 60 --samples 2 -o runs/quick-demo
+  longrope demo --model smollm2 --target-length 32768 --device cuda --max-seconds 1800
   longrope rerun runs/quick-demo -o runs/quick-demo-again""",
     config=DemoConfig,
     run=run,
     render=render_table,
-    upgrade=recorded_config,
+    upgrade=recorded_demo,
 )

@@ -22,34 +22,26 @@ from pathlib import Path
 from typing import Any
 
 from longrope.errors import ConfigError
-from longrope.options import (
-    MAX_COUNT,
-    MAX_EXACT,
-    MAX_SEED,
-    MAX_TOKENS,
-    check_choices,
-    check_int,
-    config_to_dict,
-    option,
+from longrope.groups import (
+    bos_option,
+    check_groups,
+    data_option,
+    depths_option,
+    device_option,
+    dtype_option,
+    heldout_fraction_option,
+    mode_option,
+    resolve_lengths,
+    run_device,
+    samples_option,
+    seed_option,
+    split_option,
+    trials_option,
+    windows_per_doc_option,
 )
+from longrope.options import MAX_COUNT, MAX_EXACT, MAX_TOKENS, check_int, config_to_dict, option, token_count
 from longrope.runs import RunSpec
-from longrope.settings import (
-    HELDOUT_FRACTION,
-    PASSKEY_DEPTHS,
-    PASSKEY_MAX_TRIALS,
-    PASSKEY_MODES,
-    PASSKEY_TRIALS,
-    check_heldout_fraction,
-    check_passkey_depths,
-)
-
-SPLITS = ("heldout", "search", "all")
-
-
-def _lengths(text: str) -> tuple[int, ...]:
-    from longrope.options import parse_lengths
-
-    return tuple(parse_lengths(text))
+from longrope.settings import HELDOUT_FRACTION, SPLIT
 
 
 @dataclass(kw_only=True)
@@ -57,26 +49,27 @@ class _EvalConfig:
     """Settings both evaluations share."""
 
     model: str = option(help='"tiny", "smollm2", a model folder, a .gguf file or a hub id', metavar="M")
-    lengths: tuple[int, ...] = option(help="context lengths in tokens, comma-separated (4k = 4096)",
-                                      parse=_lengths, metavar="N,N")
+    lengths: tuple[int, ...] = option(help="context lengths in tokens, comma-separated: 4096, 4k, or 8x the "
+                                           "model's original context", length=True, metavar="N,N")
     output: str = option(help="run folder (a finished eval run there is replaced when this one succeeds)",
                          short="-o", metavar="OUT")
     factors: tuple[str, ...] = option((), "factor files (factors.json, HF config.json, reference CSV) or folders; "
                                           "'none' = unscaled", multiple=True, metavar="F")
     skip_none: bool = option(False, "do not evaluate the unscaled model")
-    seed: int = option(0, "seed of the window sample / the pass keys")
-    dtype: str = option("float32", "model dtype: float32, bfloat16, float16")
-    device: str = option("cpu", "cpu, cuda, cuda:1, mps")
+    seed: int = seed_option("seed of the window sample / the pass keys")
+    dtype: str = dtype_option()
+    device: str = device_option()
     attn_implementation: str | None = option(None, "attention implementation (sdpa, eager, ...)",
                                              default_text="the family's working one")
-    bos: bool = option(True, "prepend the tokenizer's BOS token")
+    bos: bool = bos_option()
     quiet: bool = option(False, "no progress bars")
     original_length: int | None = option(None, "L of reference-CSV factor files; for other factor files, accept "
                                                "this L when it differs from the model's (refused otherwise)",
-                                         metavar="L", default_text="the model's")
+                                         metavar="L", default_text="the model's", parse=token_count("--original-length"))
 
     def __post_init__(self) -> None:
-        check_choices(self)
+        resolve_lengths(self)
+        check_groups(self)
         self.lengths = tuple(sorted(set(int(n) for n in self.lengths)))
         # no tighter bound than float-exact integers: a length too long for this machine is refused by the
         # memory estimate before the weights load, naming the memory it needs and the longest that fits
@@ -84,7 +77,6 @@ class _EvalConfig:
             raise ConfigError("lengths", "{name} must be integers in " + f"[2, {MAX_EXACT:,}] tokens, got "
                               + (str(list(self.lengths)) if len(str(self.lengths)) < 200 else "a larger one"))
         check_int(self, "original_length", 2, MAX_TOKENS, optional=True)
-        check_int(self, "seed", 0, MAX_SEED)
         if self.skip_none and not self.factors:
             raise ConfigError(("skip_none", "factors"), "nothing to evaluate: {name0} without {name1}")
 
@@ -93,25 +85,26 @@ class _EvalConfig:
 class PplConfig(_EvalConfig):
     """Everything ``longrope eval ppl`` does."""
 
-    data: str = option(help="shard folder from 'longrope tokenize'", metavar="DIR")
-    samples: int = option(5, "windows to evaluate per length (at most --windows-per-doc from one document; each "
-                             "window is BOS + length-1 tokens in truncate mode)", metavar="K")
-    stride: int | None = option(None, "sliding-window mode with this stride", metavar="S",
+    data: str = data_option()
+    samples: int = samples_option("windows to evaluate per length (at most --windows-per-doc from one document; each "
+                                  "window is BOS + length-1 tokens in truncate mode)")
+    stride: int | None = option(None, "sliding-window mode with this stride (tokens: 512, 1k)", metavar="S",
+                                parse=token_count("--stride"),
                                 default_text="truncate mode")
-    max_tokens: int | None = option(None, "sliding mode: evaluate at most N tokens of each document", metavar="N")
-    split: str = option("heldout", "which documents", choices=SPLITS)
-    heldout_fraction: float = option(HELDOUT_FRACTION, "share of documents held out (documents without a pinned role)")
-    windows_per_doc: int = option(1, "at most this many non-overlapping windows per document", metavar="W")
+    max_tokens: int | None = option(None, "sliding mode: evaluate at most N tokens of each document (64k ...)",
+                                    metavar="N", parse=token_count("--max-tokens"))
+    split: str = split_option()
+    heldout_fraction: float = heldout_fraction_option()
+    windows_per_doc: int = windows_per_doc_option()
     batch_size: int = option(1, "windows per forward pass")
-    chunk_size: int | None = option(None, "positions per LM-head chunk", default_text="auto")
+    chunk_size: int | None = option(None, "positions per LM-head chunk", default_text="auto", metavar="N",
+                                    parse=token_count("--chunk-size"))
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for name in ("samples", "batch_size", "windows_per_doc"):
-            check_int(self, name)
+        check_int(self, "batch_size")
         # 0 is not "no cap" (that is leaving it out)
         check_int(self, "max_tokens", 1, MAX_COUNT, optional=True)
-        check_heldout_fraction(self.heldout_fraction)
         if self.max_tokens is not None and self.stride is None:
             raise ConfigError(("max_tokens", "stride"), "{name0} needs {name1} (it applies to sliding windows)")
         if self.stride is not None and not 1 <= self.stride <= min(self.lengths):
@@ -124,28 +117,20 @@ class PplConfig(_EvalConfig):
 class PasskeyConfig(_EvalConfig):
     """Everything ``longrope eval passkey`` does."""
 
-    trials: int = option(PASSKEY_TRIALS, "keys per (length, depth); 8 x 5 depths = 40 keys per set and length, enough for a "
-                            "95 %% interval of about +-0.15", metavar="N")
-    depths: tuple[float, ...] = option(PASSKEY_DEPTHS, "needle depths in [0, 1]", metavar="D,D")
-    mode: str = option("both", "generate: greedy decoding until the first number of the output is complete "
-                               "(a non-digit or end of text follows it; at most a few tokens more than the key "
-                               "has digits), correct when it equals the key; needle: teacher-forced, correct "
-                               "when every answer token is the argmax; both: greedy accuracy and the "
-                               "teacher-forced answer NLL of the same keys", choices=PASSKEY_MODES)
+    trials: int = trials_option()
+    depths: tuple[float, ...] = depths_option()
+    mode: str = mode_option()
     reference: str | None = option(None, "the factor set every verdict compares with (its name as printed)",
                                    metavar="NAME", default_text="yarn when evaluated, else the first set")
-    data: str | None = option(None, "hide the needle in real documents of this shard folder instead of the filler",
-                              metavar="DIR")
-    split: str = option("heldout", "with --data: which documents", choices=SPLITS)
-    heldout_fraction: float = option(HELDOUT_FRACTION, "with --data: share of documents held out")
+    data: str | None = data_option("hide the needle in real documents of this shard folder instead of the filler",
+                                   required=False)
+    split: str = split_option("with --data: which documents")
+    heldout_fraction: float = heldout_fraction_option("with --data: share of documents held out")
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_int(self, "trials", 1, PASSKEY_MAX_TRIALS)
-        check_passkey_depths(self.depths)
-        check_heldout_fraction(self.heldout_fraction)
         # Both choose documents of --data; without it they would be silently ignored.
-        if self.data is None and self.split != "heldout":
+        if self.data is None and self.split != SPLIT:
             raise ConfigError(("split", "data"), "{name0} needs {name1} (it chooses which documents hide the "
                                                  "needle); without {name1} the synthetic filler is used")
         if self.data is None and self.heldout_fraction != HELDOUT_FRACTION:
@@ -217,7 +202,7 @@ def _prepare(config: _EvalConfig, *, kv_cache: bool, batch: int = 1) -> tuple[An
     sets = factor_sets(config.factors, skip_none=config.skip_none, info=info, target=max(config.lengths),
                        model=config.model, original_length=config.original_length)
     check_lengths_fit(config.lengths, hf_config, rotary_dim=info.rotary_dim, dtype=config.dtype,
-                      device=config.device, kv_cache=kv_cache, batch=batch)
+                      device=run_device(config.device), kv_cache=kv_cache, batch=batch)
     return hf_config, info, sets
 
 
@@ -230,7 +215,7 @@ def _load(config: _EvalConfig):
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()
-    model, tokenizer = load_model(config.model, dtype=config.dtype, device=config.device,
+    model, tokenizer = load_model(config.model, dtype=config.dtype, device=run_device(config.device),
                                   attn_implementation=config.attn_implementation)
     info = inspect_model(model)
     if not info.supported:
@@ -279,7 +264,7 @@ def run_ppl(config: PplConfig, *, log: Callable[[str], None] | None = None) -> d
     folder = RunFolder.open(config.output, PPL_SPEC.command, staged=True, replace=True)
     try:
         model, _ = _load(config)
-        folder.start(config_to_dict(config), device=config.device)
+        folder.start(config_to_dict(config), device=run_device(config.device))
         results = ppl_suite(model, docs, sets, config.lengths, bos_id=bos, stride=config.stride,
                             max_tokens=config.max_tokens, chunk_size=config.chunk_size, batch_size=config.batch_size,
                             progress=not config.quiet, log=say)
@@ -340,7 +325,7 @@ def run_passkey(config: PasskeyConfig, *, log: Callable[[str], None] | None = No
     folder = RunFolder.open(config.output, PASSKEY_SPEC.command, staged=True, replace=True)
     try:
         model, tokenizer = _load(config)
-        folder.start(config_to_dict(config), device=config.device)
+        folder.start(config_to_dict(config), device=run_device(config.device))
         results = passkey_suite(model, tokenizer, sets, list(config.lengths), depths=list(config.depths),
                                 trials=config.trials, seed=config.seed, bos_id=bos, mode=config.mode,
                                 haystacks=haystacks,

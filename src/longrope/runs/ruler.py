@@ -33,6 +33,7 @@ from typing import Any
 
 from longrope.data.ruler import DEFAULT_TASKS, MAX_SAMPLES, MIN_LENGTH, TASKS, canonical_task
 from longrope.errors import ConfigError
+from longrope.groups import bos_option, run_device
 from longrope.options import config_to_dict, option
 from longrope.runs import RunSpec
 from longrope.runs.evaluate import _EvalConfig, _factor_records, _load, _prepare
@@ -60,7 +61,7 @@ class RulerConfig(_EvalConfig):
     haystack: str | None = option(None, "text for the essay haystack (RULER's is Paul Graham's essays from the "
                                         "hub): .txt/.jsonl/.parquet files, a folder of them, or a shard folder",
                                   metavar="PATH", default_text="the shipped books")
-    bos: bool = option(True, "BOS as the tokenizer adds it (lm-eval's default); off: never")
+    bos: bool = bos_option("BOS as the tokenizer adds it (lm-eval's default); off: never")
     chat_template: bool = option(False, "wrap each prompt in the tokenizer's chat template (lm-eval's "
                                         "--apply_chat_template; for instruct models such as smollm2)")
     resume: bool = option(False, "continue the eval ruler run in --output (the same -o continues one too); "
@@ -211,7 +212,7 @@ def run_ruler(config: RulerConfig, *, log: Callable[[str], None] | None = None) 
     tokenizer, haystack = _tokenizer_and_haystack(config, tasks, say)
     folder, tokenizer_path, samples = _open(config, tasks, tokenizer, haystack, say)
     try:
-        folder.start(config_to_dict(config), device=config.device)
+        folder.start(config_to_dict(config), device=run_device(config.device))
         context = _cell_context(config)
         record = {"model": config.model, "factors": _factor_records(sets), "tasks": tasks,
                   "skipped_tasks": {t: TASKS[t].why_not for t in config.tasks if t not in tasks},

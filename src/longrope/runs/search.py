@@ -20,8 +20,20 @@ from pathlib import Path
 from typing import Any
 
 from longrope.errors import ConfigError, UserError
+from longrope.groups import (
+    check_groups,
+    data_option,
+    device_option,
+    dtype_option,
+    heldout_fraction_option,
+    resolve_lengths,
+    run_device,
+    samples_option,
+    seed_option,
+    windows_per_doc_option,
+)
 from longrope.io import read_json
-from longrope.options import MAX_SEED, MAX_TOKENS, check_choices, check_int, config_to_dict, nested, option
+from longrope.options import MAX_TOKENS, check_int, config_to_dict, nested, option
 from longrope.runs import RunSpec
 from longrope.search.objective import (
     DEFAULT_RETRIEVAL_WEIGHT,
@@ -35,7 +47,7 @@ from longrope.search.objective import (
 from longrope.search.plan import STRATEGY_NAMES
 from longrope.search.space import PAPER_START_TOKENS
 from longrope.search.strategies import StrategyConfig
-from longrope.settings import HELDOUT_FRACTION, check_heldout_fraction
+from longrope.settings import check_budget
 
 COMMAND = "search"
 _EVAL = "evaluation"
@@ -47,15 +59,15 @@ class SearchConfig:
     """Everything ``longrope search`` does; the only home of its defaults."""
 
     model: str = option(help='"tiny", "smollm2", a model folder, a .gguf file or a hub id')
-    data: str = option(help="shard folder from 'longrope tokenize'", metavar="DIR")
+    data: str = data_option()
     output: str = option(help="run folder (created; holds the checkpoint)", short="-o", metavar="RUN_DIR")
-    target_length: int | None = option(None, "target context L' in tokens (required except with --short)",
-                                       metavar="N")
+    target_length: int | None = option(None, "target context L' in tokens: 16384, 16k, or 8x the model's original "
+                                             "context (required except with --short)", metavar="N", length=True)
     strategy: str = option("steady", "search strategy: steady (ours), paper (Algorithm 1 as published), "
                                      "longrope2 (critical dimension + needle fitness)", choices=STRATEGY_NAMES)
-    seed: int = option(0, "seed of the search and of the window sample")
-    samples: int = option(5, "search windows the fitness is computed on (each BOS + L'-1 tokens; several may "
-                             "come from one long document, see --windows-per-doc)")
+    seed: int = seed_option("seed of the search and of the window sample")
+    samples: int = samples_option("search windows the fitness is computed on (each BOS + L'-1 tokens; several may "
+                                  "come from one long document, see --windows-per-doc)", metavar="N")
     knobs: StrategyConfig = nested(StrategyConfig, "the strategies' knobs")
     step: float = option(0.01, "grid of λ", group="the paper's knobs (LongRoPE Table 4 defaults)")
     min_factor: float | None = option(None, "lower bound of λ", default_text="1.0",
@@ -77,9 +89,9 @@ class SearchConfig:
                                                   "is worth", metavar="W", default_text=f"{DEFAULT_RETRIEVAL_WEIGHT:g}",
                                             group="ours (--strategy steady / longrope2)")
     max_evals: float | None = option(None, "stop after this many full-fidelity evaluations (racing counts "
-                                           "fractions); unset: no limit", metavar="N", group="budgets")
+                                           "fractions); 0 or unset: no limit", metavar="N", group="budgets")
     max_seconds: float | None = option(None, "stop after this many seconds of search (a resumed search's "
-                                             "earlier time included); unset: no limit", metavar="S",
+                                             "earlier time included); 0 or unset: no limit", metavar="S",
                                        group="budgets")
     reuse: str | None = option(None, "start from the window scores of an earlier search's run folder (same model, "
                                      "data, length, windows, search space and dtype; strategy knobs may differ): "
@@ -88,18 +100,18 @@ class SearchConfig:
     short: bool = option(False, "search the short factors of --base-factors at length L", group=_MODES)
     base_factors: str | None = option(None, "factor file the model was fine-tuned with (progressive search), or "
                                             "whose short factors to fill (--short)", metavar="F", group=_MODES)
-    heldout_samples: int = option(5, "held-out windows in the report", group=_EVAL)
-    windows_per_doc: int = option(1, "at most this many non-overlapping windows per document", group=_EVAL)
-    heldout_fraction: float = option(HELDOUT_FRACTION, "share of documents held out (documents without a pinned role)",
-                                     group=_EVAL)
+    heldout_samples: int = samples_option("held-out windows in the report", metavar="N", group=_EVAL)
+    windows_per_doc: int = windows_per_doc_option(group=_EVAL)
+    heldout_fraction: float = heldout_fraction_option(group=_EVAL)
     report: bool = option(True, "score the result and PI/NTK/YaRN on held-out windows", group=_EVAL)
     workers: int = option(0, "CPU worker processes (0: evaluate in this process)", group=_EVAL)
     devices: tuple[str, ...] = option((), "one worker process per device, e.g. cuda:0,cuda:1", group=_EVAL,
                                       metavar="D,D")
     ray_address: str | None = option(None, "Ray cluster address ('auto', 'ray://host:10001'); needs "
                                            "pip install longrope[ray]", group=_EVAL)
-    device: str = option("cpu", "device of the in-process evaluator", group=_EVAL)
-    dtype: str = option("float32", "model dtype: float32, bfloat16, float16", group=_EVAL)
+    device: str = device_option("device of the in-process evaluator and of the report: auto (CUDA when available, "
+                                "else cpu), cpu, cuda, cuda:1", group=_EVAL)
+    dtype: str = dtype_option(group=_EVAL)
     attn_implementation: str | None = option(None, "attention implementation (sdpa, eager, ...)", group=_EVAL,
                                              default_text="the family's working one")
     unordered: bool = option(False, "parallel evaluators: tell results as they arrive (never idle, not "
@@ -108,11 +120,9 @@ class SearchConfig:
     quiet: bool = option(False, "no progress bar")
 
     def __post_init__(self) -> None:
-        check_choices(self)
-        for name in ("samples", "heldout_samples", "windows_per_doc"):
-            check_int(self, name)
+        resolve_lengths(self)
+        check_groups(self)
         check_int(self, "workers", 0, 4096)
-        check_int(self, "seed", 0, MAX_SEED)
         check_int(self, "target_length", 2, MAX_TOKENS, optional=True)
         if sum([self.workers > 0, bool(self.devices), bool(self.ray_address)]) > 1:
             raise ConfigError(("workers", "devices", "ray_address"), "give only one of {name0}, {name1} and {name2}")
@@ -145,10 +155,8 @@ class SearchConfig:
         if not self.start_tokens or min(self.start_tokens) < 0 or max(self.start_tokens) > MAX_TOKENS:
             raise ConfigError("start_tokens", "{name} must be integers in " + f"[0, {MAX_TOKENS:,}]")
         self.start_tokens = tuple(sorted(set(self.start_tokens)))
-        check_heldout_fraction(self.heldout_fraction)
-        from longrope.search.loop import StopRules
-
-        StopRules(self.max_evals, self.max_seconds)  # validates the budgets
+        self.max_evals = check_budget(self.max_evals, "max_evals")
+        self.max_seconds = check_budget(self.max_seconds, "max_seconds")
         # resolved here, so config.json says which fitness ran (an unset one in older records: legacy_fitness)
         self.fitness = self.fitness or default_fitness(self.strategy, self.short)
         try:
@@ -319,7 +327,7 @@ def check_devices(config: SearchConfig) -> None:
 
     in_process = not (config.workers or config.devices or config.ray_address)
     if in_process or config.report:
-        _device_field(resolve_device, config.device, "device")
+        _device_field(run_device, config.device, "device")
     for d in config.devices:
         _device_field(resolve_device, d, "devices")
 
@@ -409,7 +417,7 @@ def _search_in(folder: Any, config: SearchConfig, plan: Any, ident: dict, preloa
         check_fitness_fits(config.model, config.fitness_name, plan.length, config.seed)
         # the records first (pid and host): a second search into this folder while this one loads its
         # model is refused; a set-up that fails below removes what it wrote (abandon)
-        folder.start(config_to_dict(config), device=config.device,
+        folder.start(config_to_dict(config), device=run_device(config.device),
                      extra={"plan": {"length": plan.length, "space": plan.space.to_dict(),
                                      "n_seeds": len(plan.seeds), "rope": plan.rope}})
         spec = ObjectiveSpec(model=config.model, data=config.data, length=plan.length, n_docs=config.samples,
@@ -418,7 +426,7 @@ def _search_in(folder: Any, config: SearchConfig, plan: Any, ident: dict, preloa
                              windows_per_doc=config.windows_per_doc, attn_implementation=config.attn_implementation,
                              retrieval_weight=config.retrieval_weight)
         evaluator, objective = make_evaluator(spec, workers=config.workers, devices=config.devices,
-                                              ray_address=config.ray_address, device=config.device)
+                                              ray_address=config.ray_address, device=run_device(config.device))
     except BaseException:
         folder.abandon()
         raise
@@ -509,7 +517,7 @@ def heldout_report(config: SearchConfig, plan: Any, best: Any, objective: Any) -
     if objective is not None:  # in-process search: reuse its model (loaded once)
         model, tokenizer = objective.model, getattr(objective, "tokenizer", None)
     else:
-        model, tokenizer = load_model(config.model, dtype=config.dtype, device=config.device,
+        model, tokenizer = load_model(config.model, dtype=config.dtype, device=run_device(config.device),
                                       attn_implementation=config.attn_implementation)
     corpus = TokenCorpus.open(config.data)
     bos_id = objective.bos_id if objective is not None else resolve_bos(tokenizer, corpus=corpus, model=model)

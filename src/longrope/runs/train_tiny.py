@@ -38,7 +38,7 @@ COMMAND = "train-tiny"
 class TrainTinyConfig:
     """Everything ``longrope train-tiny`` does; ``model`` determines the trained weights."""
 
-    output: str = option(help="output folder (gets corpus/ and tiny/)", flag="--out", metavar="DIR")
+    output: str = option(help="output folder (gets corpus/ and tiny/)", short="-o", metavar="DIR", aliases=("--out",))
     cache_dir: str = option(".corpus", "where raw downloads, unpacked packages and checkpoints go", metavar="DIR")
     text_dir: str | None = option(None, "use this folder of .txt files as the corpus instead of downloading "
                                         "books (needs --search-docs and --heldout-docs)", metavar="DIR")
@@ -84,7 +84,7 @@ def run(config: TrainTinyConfig, *, log: Callable[[str], None] | None = None) ->
         previous = read_run_config(out)[0] == COMMAND
     except UserError:  # not a run folder (yet)
         previous = False
-    folder = RunFolder.open(out, COMMAND, staged=False, resume=previous, adopt=config.report_only, flag="--out")
+    folder = RunFolder.open(out, COMMAND, staged=False, resume=previous, adopt=config.report_only)
     try:  # the folder is locked until closed: one process at a time
         if config.report_only:
             return _report_only(config, folder, say)
@@ -290,7 +290,7 @@ SPEC = RunSpec(
     description=__doc__,
     example="""\
 example (a 20-second smoke run on your own text files):
-  longrope train-tiny --text-dir my_books/ --search-docs a --heldout-docs b --out /tmp/tiny \\
+  longrope train-tiny --text-dir my_books/ --search-docs a --heldout-docs b -o /tmp/tiny \\
       --vocab-size 400 --hidden-size 64 --num-layers 2 --num-heads 2 --intermediate-size 128 \\
       --context 64 --batch-size 4 --max-steps 20 --eval-every 10""",
     config=TrainTinyConfig,

@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from longrope.errors import ConfigError, UserError
+from longrope.errors import UserError
 from longrope.io import write_json, write_text
 from longrope.search.archive import Archive
 from longrope.search.evaluators import EvalOutcome, EvalRequest, Evaluator, WorkerCrashed
@@ -78,7 +78,7 @@ class SearchResult:
 
 @dataclass(frozen=True)
 class StopRules:
-    """Budgets of a search: stopping rules of the loop, whatever the strategy.
+    """Budgets of a search: stopping rules of the loop, whatever the strategy (unset or 0: no limit).
 
     When one is spent the loop proposes nothing more (in-flight evaluations still finish), but
     never before one candidate has been scored on every document, so a search always ends with a
@@ -93,10 +93,10 @@ class StopRules:
     """wall-clock seconds of search, a resumed search's earlier time included"""
 
     def __post_init__(self) -> None:
-        for name in ("max_evals", "max_seconds"):
-            v = getattr(self, name)
-            if v is not None and not v > 0:
-                raise ConfigError(name, "{name} must be > 0 (or unset for no limit), got " + repr(v))
+        from longrope.settings import check_budget
+
+        for name in ("max_evals", "max_seconds"):  # 0 or None: no limit, as every command reads a budget
+            object.__setattr__(self, name, check_budget(getattr(self, name), name))
 
     def spent(self, full_evals: float, elapsed: float) -> str | None:
         """Why the budget is spent, or None."""

@@ -19,8 +19,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from longrope.errors import ConfigError
-from longrope.options import MAX_SEED, MAX_TOKENS, check_int, option
-from longrope.settings import HELDOUT_FRACTION, check_heldout_fraction
+from longrope.groups import (
+    bos_option,
+    check_groups,
+    data_option,
+    device_option,
+    heldout_fraction_option,
+    resolve_lengths,
+    seed_option,
+)
+from longrope.options import MAX_TOKENS, check_int, option, token_count
 
 __all__ = ["FinetuneConfig", "SCHEDULES", "DTYPES", "DEVICES", "TRAJECTORY_FIELDS", "WARMUP_STEPS"]
 
@@ -46,26 +54,27 @@ class FinetuneConfig:
                       metavar="M")
     factors: str = option(help="factor file (factors.json, a longrope config.json or a run folder) installed "
                              "while training; its tables are fixed, not trained", metavar="F")
-    data: str = option(help="shard folder from 'longrope tokenize' holding documents of role 'train' "
-                          "(--input train=PATH)", metavar="DIR")
+    data: str = data_option("shard folder from 'longrope tokenize' holding documents of role 'train' "
+                            "(--input train=PATH)")
     output: str = option(help="run folder: checkpoints/, train_log.jsonl, loss.png and the exported model/",
                        metavar="OUT", short="-o")
-    seq_len: int | None = option(None, "training window N in tokens", metavar="N",
-                               default_text="the factor set's target length L'", group=_DATA)
+    seq_len: int | None = option(None, "training window N in tokens: 16384, 16k, or 8x the model's original "
+                                       "context", metavar="N", length=True,
+                                 default_text="the factor set's target length L'", group=_DATA)
     short_share: float = option(0.0, "share of steps trained on windows of at most --short-length tokens with the "
                                    "short factors (LongRoPE2 mixed context windows); the rest use the long "
                                    "factors at N", metavar="P", group=_DATA)
-    short_length: int | None = option(None, "length of the short windows", metavar="S",
-                                    default_text="the factor set's original length L", group=_DATA)
+    short_length: int | None = option(None, "length of the short windows (2048, 2k or 1x)", metavar="S",
+                                      length=True, default_text="the factor set's original length L", group=_DATA)
     passkey_share: float = option(0.0, "share of the rows of long steps replaced by the standard passkey prompt of the "
                                        "window's length with its answer (random 5-digit key and depth; needs the "
                                        "model's tokenizer): keeps retrieval in the mixture while positions are "
                                        "re-learned", metavar="P", group=_DATA)
-    bos: bool = option(True, "begin every packed segment (a document, or the rest of one, in a window) with BOS "
+    bos: bool = bos_option("begin every packed segment (a document, or the rest of one, in a window) with BOS "
                            "at position 0, as evaluation windows do", group=_DATA)
-    heldout_fraction: float = option(HELDOUT_FRACTION, "the hash split's held-out share, as in search and eval (decides which "
-                                        "unpinned documents are search or held-out, all refused for training)",
-                                   group=_DATA)
+    heldout_fraction: float = heldout_fraction_option("the hash split's held-out share, as in search and eval (decides "
+                                                      "which unpinned documents are search or held-out, all refused "
+                                                      "for training)", group=_DATA)
     exclude: tuple[str, ...] = option((), "more shard folders whose search and held-out documents must not be "
                                         "trained on (checked by document id and by content)",
                                     metavar="DIR,DIR", group=_DATA)
@@ -79,23 +88,24 @@ class FinetuneConfig:
     grad_accum: int | None = option(None, "micro-steps per optimizer step", default_text="1, or what "
                                   "--tokens-per-step needs", group=_OPT)
     tokens_per_step: int | None = option(None, "tokens per optimizer step over all processes (batch-size x "
-                                             "seq-len x grad-accum x processes); sets grad-accum",
-                                       metavar="T", group=_OPT)
+                                             "seq-len x grad-accum x processes; 64k ...); sets grad-accum",
+                                       metavar="T", parse=token_count("--tokens-per-step"), group=_OPT)
     weight_decay: float = option(0.0, "AdamW weight decay", group=_OPT)
     max_grad_norm: float = option(1.0, "clip the gradient norm to this (0: no clipping)", group=_OPT)
-    seed: int = option(0, "seeds the document order, the weight init of LoRA adapters and torch", group=_OPT)
+    seed: int = seed_option("seeds the document order, the weight init of LoRA adapters and torch", group=_OPT)
     gradient_checkpointing: bool = option(False, "recompute each layer's activations in the backward pass "
                                                "(less memory, ~30% more time)", group=_MEM)
     dtype: str = option("auto", "compute precision (mixed, through accelerate; weights and optimizer stay "
                               "float32): auto = bfloat16 where the device supports it, else float32",
                       choices=DTYPES, group=_MEM)
-    device: str = option("auto", "auto (CUDA when available), cpu or cuda; under 'accelerate launch' each process "
-                               "gets its own device", choices=DEVICES, group=_MEM)
+    device: str = device_option("auto (CUDA when available), cpu or cuda; under 'accelerate launch' each process "
+                                "gets its own device", choices=DEVICES, group=_MEM)
     attn_implementation: str = option("sdpa", "attention kernel: sdpa (packed documents get a [N, N] mask per "
                                             "window), flash_attention_2 (varlen, no mask; CUDA), eager",
                                     group=_MEM)
     loss_chunk: int | None = option(None, "positions per chunk of the LM head and the loss (never [N, vocab] "
-                                        "logits)", default_text="max(128, 2^21 / vocab)", group=_MEM)
+                                        "logits)", default_text="max(128, 2^21 / vocab)", metavar="N",
+                                      parse=token_count("--loss-chunk"), group=_MEM)
     lora: bool = option(False, "train LoRA adapters (peft) instead of all weights; merged into the export",
                       group=_LORA)
     lora_rank: int = option(8, "LoRA rank r", group=_LORA)
@@ -120,13 +130,14 @@ class FinetuneConfig:
         for name in ("model", "factors", "data", "output"):
             if not isinstance(getattr(self, name), str) or not getattr(self, name).strip():
                 raise ConfigError(name, "{name} is required")
+        resolve_lengths(self)
+        check_groups(self)
         for name in ("steps", "batch_size", "lora_rank", "checkpoint_every", "keep_checkpoints"):
             check_int(self, name)
         for name in ("grad_accum", "tokens_per_step"):
             check_int(self, name, optional=True)
         for name in ("seq_len", "short_length", "loss_chunk"):
             check_int(self, name, hi=MAX_TOKENS, optional=True)
-        check_int(self, "seed", 0, MAX_SEED)
         if self.seq_len is not None and self.seq_len < 2:
             raise ConfigError("seq_len", "{name} must be >= 2 tokens, got " + str(self.seq_len))
         if self.short_length is not None and self.short_length < 2:
@@ -139,7 +150,6 @@ class FinetuneConfig:
             if self.warmup_steps < 0 or self.warmup_steps > self.steps:
                 raise ConfigError(("warmup_steps", "steps"), "{name0} must be in [0, {name1}], got "
                                   + str(self.warmup_steps))
-        check_heldout_fraction(self.heldout_fraction)
         for name, lo, hi in (("short_share", 0.0, 1.0), ("passkey_share", 0.0, 1.0), ("lora_dropout", 0.0, 0.999)):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and lo <= v <= hi):

@@ -1,0 +1,192 @@
+"""The configs of the tools (``inspect``, ``baseline``, ``export``, ``tokenize``, ``generate``): typed like the
+runs' (:mod:`longrope.runs`), so their flags, defaults, help and checks come from one field each.
+
+The command line derives from these dataclasses (:func:`longrope.options.add_options`), the commands in
+:mod:`longrope.cli` do the work, and a Python caller or a pipeline stage can build and check the same
+config (``BaselineConfig(model="tiny", method="pi", target_length="8x", output="pi.json")``). Checks
+that need only the values run in ``__post_init__`` and raise :class:`~longrope.errors.ConfigError`
+naming the field (the CLI shows its flag); a length may be given as ``8x``, a ratio of the model's
+original context, read from the model's config (no weights) only when a ratio is given.
+
+Only :mod:`longrope.options`, :mod:`longrope.groups` and the standard library are imported at module
+level (``--help`` stays light).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from longrope.errors import ConfigError
+from longrope.groups import check_groups, device_option, dtype_option, resolve_lengths, seed_option
+from longrope.options import MAX_COUNT, MAX_TOKENS, check_int, option, resolve_ratios, token_count
+
+__all__ = ["BaselineConfig", "ExportConfig", "TokenizeConfig", "GenerateConfig", "InspectConfig", "METHODS",
+           "MODEL_HELP", "FACTORS_HELP"]
+
+MODEL_HELP = "'tiny', 'smollm2', a Hugging Face folder, a .gguf file or a hub id"
+FACTORS_HELP = "factors.json (or a longrope config.json / reference CSV)"
+METHODS = ("pi", "ntk", "dynamic-ntk", "yarn", "llama3")  # longrope.rope.BASELINES, kept import-free
+_ORIGINAL_HELP = ("L of a reference CSV (default: the model's); for another factor file, its own L when that "
+                  "differs from the model's (refused otherwise)")
+_METHOD_OPTIONS = "method options"
+
+
+@dataclass(kw_only=True)
+class InspectConfig:
+    """``longrope inspect``: a model's RoPE facts as JSON."""
+
+    model: str = option(help=MODEL_HELP, metavar="M")
+    load: bool = option(False, "also load the weights and check the model structure (slower)")
+    output: str | None = option(None, "also write the JSON to this file", short="-o", metavar="FILE",
+                                aliases=("--out",))
+
+
+@dataclass(kw_only=True)
+class BaselineConfig:
+    """``longrope baseline``: the factors of a closed-form method as a factors.json."""
+
+    model: str = option(help=MODEL_HELP, metavar="M")
+    method: str = option(help="closed-form method", choices=METHODS)
+    target_length: int = option(help="target context L' in tokens: 16384, 16k, or 8x the original context L",
+                                length=True, metavar="N")
+    output: str = option(help="factors.json to write", short="-o", metavar="FILE", aliases=("--out",))
+    original_length: int | None = option(None, "override the original context L, an integer >= 2",
+                                         default_text="from the model config", parse=token_count("--original-length"),
+                                         metavar="L")
+    attention_factor: float | None = option(None, "attention temperature m",
+                                            default_text="the method's own; YaRN 0.1 ln s + 1, others 1")
+    start_tokens: int = option(0, "retained start tokens n̂", metavar="N")
+    beta_fast: float | None = option(None, "yarn: β_fast", default_text="32", group=_METHOD_OPTIONS)
+    beta_slow: float | None = option(None, "yarn: β_slow", default_text="1", group=_METHOD_OPTIONS)
+    mscale: float | None = option(None, "yarn: DeepSeek-style mscale", group=_METHOD_OPTIONS)
+    mscale_all_dim: float | None = option(None, "yarn: DeepSeek-style mscale_all_dim", group=_METHOD_OPTIONS)
+    length: int | None = option(None, "dynamic-ntk: the current length ℓ (tokens, 16k or a ratio 4x)",
+                                default_text="L'", length=True, metavar="N", group=_METHOD_OPTIONS)
+    factor: float | None = option(None, "yarn/llama3/dynamic-ntk: scale factor",
+                                  default_text="L'/L; Llama 3.1 ships 8", group=_METHOD_OPTIONS)
+    low_freq_factor: float | None = option(None, "llama3: low_freq_factor", default_text="1",
+                                           group=_METHOD_OPTIONS)
+    high_freq_factor: float | None = option(None, "llama3: high_freq_factor", default_text="4",
+                                            group=_METHOD_OPTIONS)
+
+    #: the method options passed on to ``make_baseline`` when given
+    METHOD_OPTIONS = ("beta_fast", "beta_slow", "length", "factor", "low_freq_factor", "high_freq_factor", "mscale",
+                      "mscale_all_dim")
+
+    def __post_init__(self) -> None:
+        check_groups(self)
+        # 0 used to fall back to the config's L silently; 1 makes ln L = 0 in the attention factor
+        check_int(self, "original_length", 2, MAX_TOKENS, optional=True)
+        if self.original_length is not None:  # a ratio is of the L the factors are made for
+            resolve_ratios(self, lambda: self.original_length)
+        resolve_lengths(self)
+        check_int(self, "target_length", 2, MAX_TOKENS)
+        check_int(self, "length", 1, MAX_TOKENS, optional=True)
+        if isinstance(self.start_tokens, bool) or not isinstance(self.start_tokens, int) \
+                or not 0 <= self.start_tokens < self.target_length:
+            raise ConfigError(("start_tokens", "target_length"),
+                              "{name0} must be in [0, {name1}) = " + f"[0, {self.target_length}), got "
+                              f"{self.start_tokens}: n̂ positions keep their original angles, so n̂ ≥ L' rescales "
+                              "nothing")
+
+    def method_options(self) -> dict:
+        """The method options given (not None), checked to apply to ``method``."""
+        from longrope.rope import baseline_options
+
+        given = {k: getattr(self, k) for k in self.METHOD_OPTIONS if getattr(self, k) is not None}
+        wrong = sorted(k for k in given if k not in set(baseline_options(self.method)))
+        if wrong:
+            raise ConfigError((*wrong, "method"), ", ".join(f"{{name{i}}}" for i in range(len(wrong)))
+                              + " does not apply to {name" + str(len(wrong)) + "} " + self.method)
+        return given
+
+
+@dataclass(kw_only=True)
+class ExportConfig:
+    """``longrope export``: the model with its factors, as a Hugging Face folder or a GGUF file."""
+
+    model: str = option(help=MODEL_HELP, metavar="M")
+    factors: str = option(help=FACTORS_HELP + " to export", metavar="F")
+    output: str = option(help="output folder (hf: must not exist or be empty) or file (gguf)", short="-o",
+                         metavar="OUT", aliases=("--out",))
+    format: str = option("hf", "hf: a Hugging Face folder; gguf: one llama.cpp file", choices=("hf", "gguf"))
+    dtype: str | None = option(None, "dtype of the saved weights: float32, bfloat16, float16",
+                               default_text="hf: as loaded, float32 for GGUF sources; gguf: float16 — gguf takes "
+                                            "float16/float32")
+    original_length: int | None = option(None, _ORIGINAL_HELP, parse=token_count("--original-length"), metavar="L")
+    target_length: int | None = option(None, "reference CSV factors only: L' (16k, or 8x the model's L)",
+                                       length=True, metavar="N")
+    overwrite: bool = option(False, "replace an existing output")
+
+    def __post_init__(self) -> None:
+        check_groups(self)
+        check_int(self, "original_length", 2, MAX_TOKENS, optional=True)
+        resolve_lengths(self)
+        check_int(self, "target_length", 2, MAX_TOKENS, optional=True)
+
+
+@dataclass(kw_only=True)
+class TokenizeConfig:
+    """``longrope tokenize``: corpora → memory-mapped token shards with a verified index."""
+
+    tokenizer: str = option(help='tokenizer: "tiny", "smollm2", a model folder, a .gguf file or a hub id',
+                            metavar="M")
+    input: tuple[str, ...] = option(help="files, folders or dataset names (repeatable); search=SRC / heldout=SRC / "
+                                         "train=SRC pins a role", multiple=True, metavar="SRC")
+    output: str = option(help="shard folder to write", short="-o", metavar="DIR", aliases=("--out",))
+    split: str | None = option(None, "hub dataset split", default_text="train")
+    text_field: str = option("text", "text field of .jsonl/.parquet/hub rows")
+    id_field: str | None = option(None, "optional id field used in document names")
+    shard_tokens: int = option(1 << 27, "tokens per shard file (2048, 64k ...)", default_text="2^27",
+                               parse=token_count("--shard-tokens"), metavar="N")
+    force: bool = option(False, "rebuild even if the folder is up to date")
+    quiet: bool = option(False, "no progress bar")
+
+    def __post_init__(self) -> None:
+        check_groups(self)
+        if not self.input:
+            raise ConfigError("input", "{name} is empty; give files, folders or dataset names")
+        check_int(self, "shard_tokens", 1, MAX_COUNT)
+
+
+@dataclass(kw_only=True)
+class GenerateConfig:
+    """``longrope generate``: greedy (or seeded sampled) generation with the factors installed."""
+
+    model: str = option(help=MODEL_HELP, metavar="M")
+    factors: str = option(help=FACTORS_HELP + " to install", metavar="F")
+    prompt: str | None = option(None, "the prompt text (this or --prompt-file)")
+    prompt_file: str | None = option(None, "a UTF-8 text file holding the prompt", metavar="FILE")
+    max_new_tokens: int = option(help="tokens to generate (64, 1k ...)", parse=token_count("--max-new-tokens"),
+                                 metavar="N")
+    mode: str = option("switch", "switch: short factors up to L, long beyond; long: long from the start",
+                       choices=("switch", "long"))
+    cache_policy: str | None = option(None, "--mode switch: what happens to the KV cache at the switch",
+                                      choices=("reprefill", "rerotate", "keep"), default_text="reprefill: exact")
+    sample: bool = option(False, "sample instead of greedy decoding")
+    temperature: float | None = option(None, "with --sample: temperature", default_text="1")
+    top_p: float | None = option(None, "with --sample: nucleus sampling threshold", default_text="1")
+    seed: int = seed_option("sampling seed")
+    ignore_eos: bool = option(False, "do not stop at the end-of-sequence token")
+    original_length: int | None = option(None, _ORIGINAL_HELP, parse=token_count("--original-length"), metavar="L")
+    target_length: int | None = option(None, "reference CSV factors only: L' (16k, or 8x the model's L)",
+                                       length=True, metavar="N")
+    dtype: str = dtype_option()
+    device: str = device_option()
+    json: bool = option(False, "print prompt/new token ids and text as JSON")
+
+    def __post_init__(self) -> None:
+        check_groups(self)  # the seed among them
+        if (self.prompt is None) == (self.prompt_file is None):
+            raise ConfigError(("prompt", "prompt_file"), "give one of {name0} and {name1}")
+        check_int(self, "max_new_tokens", 1, MAX_TOKENS)  # as generate() checks it
+        given = [f for f in ("temperature", "top_p") if getattr(self, f) is not None]
+        if given and not self.sample:
+            raise ConfigError((given[0], "sample"), "{name0} applies to sampling; add {name1}, or drop {name0} for "
+                                                    "greedy decoding")
+        if self.cache_policy is not None and self.mode != "switch":
+            raise ConfigError(("cache_policy", "mode"), "{name0} applies to {name1} switch (the KV cache at the "
+                              f"switch); {{name1}} {self.mode} never switches: drop {{name0}}")
+        check_int(self, "original_length", 2, MAX_TOKENS, optional=True)
+        resolve_lengths(self)
+        check_int(self, "target_length", 2, MAX_TOKENS, optional=True)

@@ -1,0 +1,200 @@
+"""The shared setting groups (``longrope.groups``): one declaration, one default and one check per field, in
+every command that takes it; lengths read as 16k or 8x through one parser; one meaning of a budget of 0."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from longrope.errors import ConfigError, UserError
+from longrope.groups import GROUPS, group_fields
+from longrope.options import config_from_dict, field_flags, parse_length, parse_lengths, token_count
+from longrope.settings import (
+    DEVICE,
+    HELDOUT_FRACTION,
+    PASSKEY_DEPTHS,
+    PASSKEY_MODE,
+    PASSKEY_TRIALS,
+    SEED,
+    SPLIT,
+    WINDOW_SAMPLES,
+    WINDOWS_PER_DOC,
+    check_budget,
+)
+
+#: Every concept's one default (``data`` has none: it is required, or None where optional).
+DEFAULTS = {"samples": WINDOW_SAMPLES, "seed": SEED, "split": SPLIT, "heldout_fraction": HELDOUT_FRACTION,
+            "windows_per_doc": WINDOWS_PER_DOC, "bos": True, "trials": PASSKEY_TRIALS, "depths": PASSKEY_DEPTHS,
+            "mode": PASSKEY_MODE, "device": DEVICE, "dtype": "float32"}
+
+
+def _configs() -> dict:
+    from longrope.runs import RUNS, get_run
+    from longrope.tools import BaselineConfig, ExportConfig, GenerateConfig, InspectConfig, TokenizeConfig
+
+    out = {command: get_run(command).config for command in RUNS}
+    out.update(baseline=BaselineConfig, export=ExportConfig, generate=GenerateConfig, inspect=InspectConfig,
+               tokenize=TokenizeConfig)
+    return out
+
+
+def _field(cls, name):
+    return {f.name: f for f in dataclasses.fields(cls)}[name]
+
+
+def test_every_concept_has_one_default_everywhere():
+    from longrope.runs.demo import DEMO_SAMPLES, DemoConfig
+
+    seen = {concept: [] for group in GROUPS.values() for concept in group}
+    for command, cls in _configs().items():
+        for concept in seen:
+            for f in group_fields(cls, concept):
+                seen[concept].append(command)
+                if concept == "data":
+                    assert f.default in (dataclasses.MISSING, None), (command, f.name)
+                elif (cls, concept) == (DemoConfig, "samples"):  # the demo's declared sizing, for 2 CPU cores
+                    assert f.default == DEMO_SAMPLES
+                else:
+                    assert f.default == DEFAULTS[concept], (command, f.name)
+    # the groups are used by the commands the issue names
+    for concept, commands in {"heldout_fraction": ["search", "eval ppl", "eval passkey", "finetune"],
+                              "seed": ["search", "eval ppl", "eval passkey", "eval ruler", "finetune", "demo",
+                                       "generate"],
+                              "windows_per_doc": ["search", "eval ppl"], "trials": ["eval passkey", "demo"],
+                              "depths": ["eval passkey", "demo"],
+                              "device": ["search", "eval ppl", "eval passkey", "eval ruler", "finetune", "demo",
+                                         "generate"]}.items():
+        assert set(commands) <= set(seen[concept]), (concept, seen[concept])
+
+
+@pytest.mark.parametrize("name", ["seed", "heldout_fraction", "windows_per_doc", "split", "device", "depths",
+                                  "trials"])
+def test_no_command_declares_a_shared_setting_by_hand(name):
+    """A field with a shared setting's name is the group's field (its default and check), in every command."""
+    other_concepts = {("tokenize", "split")}  # a hub dataset's split (train, validation), not the document split
+    for command, cls in _configs().items():
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        if name in fields and (command, name) not in other_concepts:
+            assert fields[name].metadata.get("concept") == name, (command, name)
+
+
+_MINIMAL = {"search": {"model": "m", "data": "d", "output": "o", "target_length": 64},
+            "eval ppl": {"model": "m", "data": "d", "output": "o", "lengths": [64]},
+            "eval passkey": {"model": "m", "data": "d", "output": "o", "lengths": [64]},
+            "finetune": {"model": "m", "factors": "f", "data": "d", "output": "o"},
+            "demo": {},
+            "generate": {"model": "m", "factors": "f", "prompt": "hi", "max_new_tokens": 2}}
+
+
+@pytest.mark.parametrize(("concept", "bad", "message"), [
+    ("seed", -1, "must be an integer in [0, 4,294,967,295], got -1"),
+    ("heldout_fraction", 1.5, "must be in [0, 1], got 1.5"),
+    ("windows_per_doc", 0, "must be an integer in [1, 2,147,483,647], got 0"),
+    ("samples", 0, "must be an integer in [1, 2,147,483,647], got 0"),
+    ("depths", [0.5, 1.5], "must be numbers in [0, 1], got [0.5, 1.5]"),
+    ("split", "train", "must be one of heldout, search, all, got 'train'"),
+    ("dtype", "float64", "must be one of float32, bfloat16, float16, got 'float64'"),
+])
+def test_every_command_refuses_a_bad_value_with_the_one_check(concept, bad, message):
+    checked = 0
+    for command, values in _MINIMAL.items():
+        cls = _configs()[command]
+        for f in group_fields(cls, concept):
+            with pytest.raises(ConfigError) as err:
+                config_from_dict(cls, {**values, f.name: bad})
+            assert str(err.value) == f"{f.name} {message}", command
+            flag = field_flags(cls)[f.name]
+            assert err.value.render(field_flags(cls).get).startswith(flag + " "), command
+            checked += 1
+    assert checked >= 2, concept
+
+
+def test_a_dtype_alias_is_kept_as_given():
+    """Recorded configurations with another name of a dtype (bf16) still load, with that name (a search's resume
+    identity holds it)."""
+    from longrope.runs.search import SearchConfig
+
+    assert SearchConfig(model="m", data="d", output="o", target_length=64, dtype="bf16").dtype == "bf16"
+
+
+def test_passkey_trials_bounds():
+    from longrope.runs.demo import DemoConfig
+    from longrope.runs.evaluate import PasskeyConfig
+
+    assert DemoConfig(passkey_trials=0).passkey_trials == 0  # the demo skips the passkey test
+    with pytest.raises(ConfigError, match=r"^trials must be an integer in \[1, "):
+        PasskeyConfig(model="m", lengths=(64,), output="o", trials=0)
+    with pytest.raises(ConfigError, match=r"^passkey_trials must be an integer in \[0, .*\(0 skips"):
+        DemoConfig(passkey_trials=-1)
+
+
+# -- lengths ------------------------------------------------------------------------------------------
+
+
+def test_one_length_parser():
+    assert parse_lengths("2048,4k,8K") == [2048, 4096, 8192]
+    assert parse_lengths("4k,2x,1.5x", ratios=True) == [4096, "2x", "1.5x"]
+    assert parse_length("8x", "--target-length", ratios=True) == "8x"
+    with pytest.raises(UserError, match=r"--lengths must be positive integers \(e.g. 2048,4k\), got '8x'"):
+        parse_lengths("8x")  # a ratio only where the model is known
+    for bad in ("0.5x", "x", "-2x", "nanx"):
+        with pytest.raises(UserError, match="a context ratio must be a number of at least 1"):
+            parse_length(bad, "--target-length", ratios=True)
+    # a count of tokens where no ratio applies (a stride, a chunk, L itself): 2048 or 2k
+    assert token_count("--stride")("1k") == 1024 and token_count("--stride")("1") == 1
+    with pytest.raises(UserError, match=r"^--stride must be a number of tokens \(e.g. 2048 or 2k\), got '1x'$"):
+        token_count("--stride")("1x")
+
+
+def test_every_length_takes_16k_and_8x_from_the_model(tmp_path):
+    """Every length a command takes is read by one parser: tokens, 16k, or a ratio of the model's L (resolved
+    from the model's config when the config is built: config.json records tokens)."""
+    from longrope.models import read_rope_info
+    from longrope.runs.demo import DemoConfig
+    from longrope.runs.evaluate import PplConfig
+    from longrope.runs.search import SearchConfig
+    from longrope.tools import BaselineConfig, ExportConfig
+
+    model = "tiny"  # the embedded model: its config is read, no weights
+    L = read_rope_info(model).original_max_position_embeddings
+    search = config_from_dict(SearchConfig, {"model": model, "data": "d", "output": "o", "target_length": "8x"})
+    assert search.target_length == 8 * L
+    assert SearchConfig(model=model, data="d", output="o", target_length="2k").target_length == 2048
+    ppl = config_from_dict(PplConfig, {"model": model, "data": "d", "output": "o", "lengths": "1x,4x,1k"})
+    assert ppl.lengths == tuple(sorted({L, 4 * L, 1024}))
+    assert DemoConfig(model=model, target_length="4x", lengths=("1x", "2x")).lengths == (L, 2 * L)
+    assert BaselineConfig(model=model, method="pi", target_length="2x", output="o").target_length == 2 * L
+    # a ratio in a baseline is of the L the factors are made for: --original-length when given
+    assert BaselineConfig(model=model, method="pi", target_length="2x", output="o", original_length=100
+                          ).target_length == 200
+    assert ExportConfig(model=model, factors="f", output="o", target_length="16k").target_length == 16384
+    with pytest.raises(ConfigError, match="target_length is a ratio of the model's original context, which cannot "
+                                          "be read from"):
+        SearchConfig(model=str(tmp_path / "nowhere"), data="d", output="o", target_length="8x")
+    with pytest.raises(ConfigError, match=r"^lengths must be positive integers"):
+        config_from_dict(PplConfig, {"model": model, "data": "d", "output": "o", "lengths": "abc"})
+
+
+# -- budgets -----------------------------------------------------------------------------------------
+
+
+def test_a_budget_of_zero_means_no_limit_in_every_command():
+    from longrope.runs.demo import DemoConfig
+    from longrope.runs.search import SearchConfig
+    from longrope.search.loop import StopRules
+
+    assert check_budget(0, "max_seconds") is None and check_budget(None, "x") is None
+    assert check_budget(2, "max_seconds") == 2.0
+    search = SearchConfig(model="m", data="d", output="o", target_length=64, max_evals=0, max_seconds=0)
+    assert (search.max_evals, search.max_seconds) == (None, None)
+    demo = DemoConfig(max_evals=0, max_seconds=0)
+    assert (demo.max_evals, demo.max_seconds) == (None, None)
+    assert StopRules(0, 0) == StopRules()
+    for bad in (-1, float("inf"), "10"):
+        for make in (lambda v: SearchConfig(model="m", data="d", output="o", target_length=64, max_seconds=v),
+                     lambda v: DemoConfig(max_seconds=v)):
+            with pytest.raises(ConfigError, match=r"^max_seconds must be a number >= 0 \(0 or unset: no limit\)"):
+                make(bad)
+    # one spelling: the demo's time budget is the search's --max-seconds
+    assert field_flags(DemoConfig)["max_seconds"] == field_flags(SearchConfig)["max_seconds"] == "--max-seconds"
