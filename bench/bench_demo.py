@@ -6,7 +6,7 @@ dataclass ``DemoConfig``, the only home of their defaults) — or reads a finish
 record ``bench/results/demo.json`` and ``demo.md`` rendered from it (``--record`` elsewhere; the
 demo's own ``--out`` names its run folder).
 
-    .venv/bin/python -m bench.bench_demo --budget-seconds 0             # run the demo, then record it
+    .venv/bin/python -m bench.bench_demo --max-seconds 0             # run the demo, then record it
     .venv/bin/python -m bench.bench_demo --from-run runs/demo-20261130T043200Z   # record a finished run
 
 The record's numbers are the run's: held-out perplexity by length per domain, passkey accuracy,
@@ -33,7 +33,7 @@ factors, and passkey retrieval at the target length (greedy accuracy with its 95
 teacher-forced answer NLL of the same keys). Search and held-out documents are
 disjoint (the shipped split); windows are BOS + length − 1 tokens, perplexity is token-weighted
 (truncate protocol). The search is deterministic in-process: with no time cap
-(`--budget-seconds 0`) the numbers do not depend on the machine's speed."""
+(`--max-seconds 0`) the numbers do not depend on the machine's speed."""
 
 STEPS = ("load", "tokenize", "search", "ppl", "passkey", "total")
 
