@@ -32,14 +32,11 @@ from pathlib import Path
 from typing import Any
 
 from longrope.errors import ConfigError, UserError
-from longrope.options import MAX_COUNT, MAX_SEED, check_choices, check_int, int_problem, option
+from longrope.groups import check_groups, depths_option, heldout_fraction_option, seed_option
+from longrope.options import MAX_COUNT, check_int, int_problem, option
 from longrope.settings import (
-    HELDOUT_FRACTION,
-    PASSKEY_DEPTHS,
     PASSKEY_MAX_TRIALS,
     PASSKEY_MODES,
-    check_heldout_fraction,
-    check_passkey_depths,
 )
 
 CELLS_FILE = "cells.jsonl"
@@ -182,10 +179,10 @@ class CompareConfig:
     samples: int | dict = option(5, "held-out windows per ratio: a number, or {ratio: number}")
     windows_per_doc: int | None = option(None, "most windows taken from one document",
                                          default_text="spread over the documents")
-    seed: int = option(0, "seed of the windows and the pass keys")
-    heldout_fraction: float = option(HELDOUT_FRACTION, "share of documents held out")
+    seed: int = seed_option("seed of the windows and the pass keys")
+    heldout_fraction: float = heldout_fraction_option("share of documents held out")
     passkey_trials: int = option(4, "keys per (ratio, depth); 0 measures no passkey")
-    passkey_depths: tuple[float, ...] = option(PASSKEY_DEPTHS, "needle depths in [0, 1]")
+    passkey_depths: tuple[float, ...] = depths_option()
     passkey_mode: str = option("generate", "how a pass key is scored", choices=PASSKEY_MODES)
     passkey_ratios: tuple[str, ...] | None = option(None, "the ratios whose passkey is measured",
                                                     default_text="every ratio")
@@ -209,12 +206,9 @@ class CompareConfig:
             parse_ratio(r)
         check_methods(self.methods, list(self.ratios))
         self._check_samples()
-        check_int(self, "seed", 0, MAX_SEED)
+        check_groups(self)  # seed, heldout_fraction, passkey_depths: the shared checks
         check_int(self, "passkey_trials", 0, PASSKEY_MAX_TRIALS)
         check_int(self, "windows_per_doc", 1, MAX_COUNT, optional=True)
-        self.passkey_depths = check_passkey_depths(self.passkey_depths, "passkey_depths")
-        self.heldout_fraction = check_heldout_fraction(self.heldout_fraction)
-        check_choices(self)
         if self.passkey_trials == 0 and any(str(g.get("value", "")).startswith("passkey.") for g in self.goals
                                             if isinstance(g, dict)):
             raise ConfigError(("passkey_trials", "goals"), "{name0} 0 measures no passkey; drop the passkey {name1}")

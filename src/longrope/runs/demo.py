@@ -58,7 +58,7 @@ from longrope.runs import RunSpec
 from longrope.runs.search import recorded_config
 from longrope.search.objective import DEFAULT_RETRIEVAL_WEIGHT, FITNESSES, check_fitness, default_fitness
 from longrope.search.plan import BASELINE_NAMES, STRATEGY_NAMES
-from longrope.search.strategies import StrategyConfig
+from longrope.search.strategies import StrategyConfig, search_strategy
 from longrope.settings import check_budget
 
 __all__ = ["DemoConfig", "METHODS", "GOAL_RATIO", "default_lengths", "run", "render_table", "SPEC"]
@@ -146,7 +146,7 @@ class DemoConfig:
         self.domains = tuple(dict.fromkeys(str(d).strip() for d in self.domains if str(d).strip()))
         if not self.domains or any(d not in DOMAINS for d in self.domains):
             raise ConfigError("domains", "{name} must name some of " + f"{', '.join(DOMAINS)}, got {list(self.domains)}")
-        if self.critical_floor and self.strategy == "longrope2":
+        if self.critical_floor and search_strategy(self.strategy).space == "critical":
             raise ConfigError(("critical_floor", "strategy"), "{name0} does not combine with {name1} longrope2 (it "
                                                               "has its own floor)")
         self.fitness = self.fitness or default_fitness(self.strategy)

@@ -46,7 +46,7 @@ from longrope.search.objective import (
 )
 from longrope.search.plan import STRATEGY_NAMES
 from longrope.search.space import PAPER_START_TOKENS
-from longrope.search.strategies import StrategyConfig
+from longrope.search.strategies import StrategyConfig, search_strategy
 from longrope.settings import check_budget
 
 COMMAND = "search"
@@ -133,10 +133,10 @@ class SearchConfig:
         if self.short and self.base_factors is None:
             raise ConfigError(("short", "base_factors"),
                               "{name0} fills the short factors of an existing factor file: give it with {name1}")
-        if self.critical_floor and (self.short or self.base_factors or self.strategy == "longrope2"):
+        if self.critical_floor and (self.short or self.base_factors or search_strategy(self.strategy).space == "critical"):
             raise ConfigError("critical_floor", "{name} applies to a first extension search (steady or paper); "
                                                 "longrope2 has its own floor, --short and --base-factors none")
-        if self.short and self.strategy == "longrope2":
+        if self.short and search_strategy(self.strategy).space == "critical":
             raise ConfigError(("short", "strategy"), "{name0} and {name1} longrope2 do not combine")
         if not self.short and self.target_length is None:
             raise ConfigError("target_length", "{name} is required (except with --short)")

@@ -95,16 +95,20 @@ def named_parts(fitness: str, parts: Any, n_windows: int) -> dict:
 
 
 def default_fitness(strategy: str, short: bool = False) -> str:
-    """The fitness a search uses unless told: LongRoPE2's needle fitness for its strategy, plain perplexity for
-    short-factor recovery (at most L tokens: no long-range retrieval to keep), else the joint fitness."""
-    if strategy == "longrope2":
-        return "needle"
-    return "ppl" if short else "joint"
+    """The fitness a search uses unless told, from the strategy's row: LongRoPE2's needle fitness for its
+    strategy, plain perplexity for short-factor recovery (at most L tokens: no long-range retrieval to keep),
+    else the joint fitness."""
+    from longrope.search.strategies import search_strategy
+
+    kind = search_strategy(strategy)
+    return kind.short_fitness if short else kind.fitness
 
 
 def legacy_fitness(strategy: str) -> str:
     """What an unset fitness meant in records written before the joint fitness existed."""
-    return "needle" if strategy == "longrope2" else "ppl"
+    from longrope.search.strategies import search_strategy
+
+    return search_strategy(strategy).legacy_fitness
 
 
 def check_fitness(fitness: str, retrieval_weight: float | None) -> float | None:

@@ -32,17 +32,22 @@ from longrope.search.seeds import (
     short_seeds,
 )
 from longrope.search.space import PAPER_START_TOKENS, Genome, SearchSpace
+from longrope.search.strategies import SEARCH_STRATEGIES, search_strategy
 
-#: Search strategies by name: the loop strategy each runs and what it is.
-STRATEGY_NAMES = ("steady", "paper", "longrope2")
+#: Search strategies by name (their meaning: :data:`longrope.search.strategies.SEARCH_STRATEGIES`).
+STRATEGY_NAMES = tuple(SEARCH_STRATEGIES)
 BASELINE_NAMES = ("pi", "ntk", "yarn")
 
 __all__ = ["SearchPlan", "plan_search", "STRATEGY_NAMES", "BASELINE_NAMES", "loop_strategy"]
 
 
+#: the seed makers of an extension search, by :attr:`SearchStrategy.seeds`
+_SEEDS = {"paper": paper_seeds, "extended": extended_seeds, "longrope2": longrope2_seeds}
+
+
 def loop_strategy(strategy: str) -> str:
     """The loop strategy behind a search strategy name (longrope2 runs ours in its own space)."""
-    return "paper" if strategy == "paper" else "steady"
+    return search_strategy(strategy).loop
 
 
 @dataclass
@@ -106,7 +111,8 @@ def _plan(
     if base is not None and rotary_fit_problem(base, d, theta):
         raise ConfigError("base_factors", "{name} is for rotary dim " + f"{base.rotary_dim} / base "
                           f"{base.rope_theta:g}, the model has {d} / {theta:g}")
-    attention = attention_choices if strategy == "steady" and search_attention else None
+    kind = search_strategy(strategy)
+    attention = attention_choices if kind.searches_attention and search_attention else None
 
     if short:
         if base is None:
@@ -135,7 +141,7 @@ def _plan(
                                                "progressive search (short factors: use short-factor recovery)")
         space = long_space(n, Lt / L0, step=step, lower=min_factor, upper=max_factor, start_tokens=start_tokens,
                            attention=attention(Lt / L, L) if attention else ())
-        if strategy == "paper":
+        if kind.seeds == "paper":
             seeds = paper_seeds(space, theta, d, L0, Lt)
         else:
             seeds = progressive_seeds(space, theta, d, L, L0, Lt, base.long_factor)
@@ -149,13 +155,12 @@ def _plan(
         raise ConfigError("target_length", f"{{name}} {Lt} must exceed the model's original context {L} "
                                            "(short factors at the original length: use short-factor recovery)")
     s = Lt / L
-    if strategy == "longrope2":
+    if kind.space == "critical":
         space = longrope2_space(n, s, critical_window(theta, d, L), step=step, upper=max_factor)
-        seeds = longrope2_seeds(space, theta, d, L, Lt)
     else:
         space = long_space(n, s, step=step, lower=min_factor, upper=max_factor, start_tokens=start_tokens,
                            attention=attention(s, L) if attention else ())
-        seeds = (paper_seeds if strategy == "paper" else extended_seeds)(space, theta, d, L, Lt)
+    seeds = _SEEDS[kind.seeds](space, theta, d, L, Lt)
     floor = None
     if critical_floor:
         from longrope.rope.critical import theoretical_critical_dim

@@ -30,6 +30,8 @@ from longrope.search.archive import Archive
 from longrope.search.operators import blend_crossover, paper_crossover, paper_mutation, smooth_mutation
 from longrope.search.space import Genome, SearchSpace
 
+#: the loop strategies (how candidates are proposed and told); a ``--strategy`` name picks one in
+#: :data:`SEARCH_STRATEGIES`
 STRATEGIES = ("steady", "paper")
 _PAPER = "the paper's knobs (LongRoPE Table 4 defaults)"
 _OURS = "ours (--strategy steady / longrope2)"
@@ -502,9 +504,52 @@ class SteadyStrategy(Strategy):
         self.stop_reason = str(d["stop_reason"])
 
 
+_LOOPS: dict[str, type[Strategy]] = {"steady": SteadyStrategy, "paper": PaperStrategy}
+assert tuple(_LOOPS) == STRATEGIES
+
+
 def make_strategy(name: str, space: SearchSpace, archive: Archive, config: StrategyConfig) -> Strategy:
-    if name == "paper":
-        return PaperStrategy(space, archive, config)
-    if name == "steady":
-        return SteadyStrategy(space, archive, config)
-    raise ValueError(f"unknown strategy {name!r}; choose one of {', '.join(STRATEGIES)}")
+    if name not in _LOOPS:
+        raise ValueError(f"unknown strategy {name!r}; choose one of {', '.join(STRATEGIES)}")
+    return _LOOPS[name](space, archive, config)
+
+
+@dataclass(frozen=True)
+class SearchStrategy:
+    """What a ``--strategy`` name means, in one row: the loop strategy that runs, the space and seeds of an
+    extension search, whether the attention temperature is searched, and the fitness used unless told."""
+
+    loop: str
+    """key of the loop strategies (:data:`STRATEGIES`)"""
+    space: str
+    """``"paper"``: λ in [1, 1.25·s] on every pair, with n̂; ``"critical"``: LongRoPE2's [s, 2s] above d_rcd"""
+    seeds: str
+    """seeds of an extension search: ``"paper"`` (PI, NTK, YaRN), ``"extended"`` or ``"longrope2"``"""
+    searches_attention: bool
+    fitness: str
+    """default fitness of extension and progressive searches"""
+    short_fitness: str
+    """default fitness of short-factor recovery (at most L tokens)"""
+    legacy_fitness: str
+    """what an unset fitness meant in records written before the joint fitness"""
+    help: str
+
+
+#: Every ``--strategy``: the one table the CLI choices, the plan, the loop and the default fitness read.
+SEARCH_STRATEGIES: dict[str, SearchStrategy] = {
+    "steady": SearchStrategy("steady", "paper", "extended", True, "joint", "ppl", "ppl",
+                             "ours: steady-state, racing on one window first, fitness cache, smooth mutations with "
+                             "adaptive step, more seeds, the attention temperature searched too"),
+    "paper": SearchStrategy("paper", "paper", "paper", False, "joint", "ppl", "ppl",
+                            "the published algorithm: seeds PI/NTK/YaRN, (mu+lambda) generations"),
+    "longrope2": SearchStrategy("steady", "critical", "longrope2", False, "needle", "needle", "needle",
+                                "LongRoPE2: lambda_i in [s, 2s] for i >= d_rcd, NTK-style below, d_rcd searched, "
+                                "needle-driven fitness"),
+}
+
+
+def search_strategy(name: str) -> SearchStrategy:
+    """The row of a ``--strategy`` name (a ValueError naming the choices for another)."""
+    if name not in SEARCH_STRATEGIES:
+        raise ValueError(f"unknown strategy {name!r}; choose one of {', '.join(SEARCH_STRATEGIES)}")
+    return SEARCH_STRATEGIES[name]

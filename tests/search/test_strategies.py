@@ -1,0 +1,47 @@
+"""The strategy table: every ``--strategy`` is one row that the CLI, the plan, the loop and the default
+fitness all read (a new strategy is one row)."""
+
+from __future__ import annotations
+
+import pytest
+
+from longrope.runs.demo import DemoConfig
+from longrope.runs.search import SearchConfig
+from longrope.search.objective import FITNESSES, default_fitness, legacy_fitness
+from longrope.search.plan import _SEEDS, STRATEGY_NAMES, loop_strategy, plan_search
+from longrope.search.strategies import SEARCH_STRATEGIES, STRATEGIES, search_strategy
+
+ROPE = {"rope_theta": 10000.0, "rotary_dim": 16, "original_length": 256}
+
+
+@pytest.mark.parametrize("name", list(SEARCH_STRATEGIES))
+def test_every_row_names_things_that_exist(name):
+    row = SEARCH_STRATEGIES[name]
+    assert row.loop in STRATEGIES and row.seeds in _SEEDS and row.space in ("paper", "critical")
+    assert {row.fitness, row.short_fitness, row.legacy_fitness} <= set(FITNESSES)
+    assert loop_strategy(name) == row.loop
+    assert default_fitness(name) == row.fitness and default_fitness(name, short=True) == row.short_fitness
+    assert legacy_fitness(name) == row.legacy_fitness
+
+
+def test_the_cli_choices_are_the_table():
+    assert STRATEGY_NAMES == tuple(SEARCH_STRATEGIES)
+    for cfg in (SearchConfig, DemoConfig):
+        field = cfg.__dataclass_fields__["strategy"]
+        assert tuple(field.metadata["choices"]) == STRATEGY_NAMES
+
+
+def test_the_plan_follows_the_row():
+    """The row decides the space and whether the temperature is searched."""
+    steady = plan_search(ROPE, target_length=2048, strategy="steady")
+    paper = plan_search(ROPE, target_length=2048, strategy="paper")
+    lr2 = plan_search(ROPE, target_length=2048, strategy="longrope2")
+    assert steady.space.has_attention and not paper.space.has_attention and not lr2.space.has_attention
+    assert len(paper.seeds) == 3 and len(steady.seeds) > 3
+    s = 2048 / 256
+    assert lr2.space.upper >= 2 * s - 1e-9  # the critical space reaches 2s
+
+
+def test_an_unknown_name_is_one_line():
+    with pytest.raises(ValueError, match="unknown strategy 'nope'; choose one of steady, paper, longrope2"):
+        search_strategy("nope")
