@@ -55,7 +55,7 @@ from typing import Any
 import numpy as np
 
 from longrope.errors import UserError
-from longrope.io import write_json, write_text
+from longrope.io import json_object, write_json, write_text
 from longrope.rope.attention import resolve_attention_factor
 from longrope.rope.frequencies import check_rope_theta, check_rotary_dim, inv_freq, rotary_dim
 
@@ -644,7 +644,7 @@ def _read_text(path: Path, what: str) -> str:
 def _parse_json(text: str, path: Path) -> Any:
     # NaN/Infinity literals parse (to floats) so that the field check can name the key they sit in.
     try:
-        return json.loads(text)
+        return json.loads(text, object_pairs_hook=json_object)
     except json.JSONDecodeError as e:
         raise UserError(f"{path} is not valid JSON (line {e.lineno}: {e.msg})") from None
     except (ValueError, RecursionError) as e:  # a number too long to parse, nesting too deep
