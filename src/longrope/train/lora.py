@@ -8,6 +8,7 @@ a plain model that stock transformers loads without peft.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 from torch import nn
@@ -29,7 +30,10 @@ def apply_lora(model: nn.Module, *, rank: int, alpha: float, dropout: float, tar
     config = LoraConfig(r=int(rank), lora_alpha=float(alpha), lora_dropout=float(dropout),
                         target_modules=list(targets), bias="none", task_type="CAUSAL_LM")
     try:
-        peft_model = get_peft_model(model, config)
+        with warnings.catch_warnings():  # peft asks transformers' deprecated name: a warning no user can act on
+            warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated",
+                                    category=FutureWarning)
+            peft_model = get_peft_model(model, config)
     except ValueError as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else "no module matched"
         raise ConfigError("lora_targets", "{name} " + f"{list(targets)} do not fit this model: {first}") from None
