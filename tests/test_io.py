@@ -8,7 +8,7 @@ import threading
 import pytest
 
 from longrope.errors import UserError
-from longrope.io import read_json
+from longrope.io import read_json, read_regular
 from longrope.rope import FactorSet
 
 
@@ -29,6 +29,10 @@ def test_a_pipe_or_folder_where_a_record_belongs_is_one_line_and_never_blocks(tm
     assert "not a readable search checkpoint (a special file" in result[0] and "\n" not in result[0]
     (tmp_path / "dir.json").mkdir()
     assert "(a folder, not a file)" in _error(lambda: read_json(tmp_path / "dir.json"))
+    # the other files a user names (a factor file, generate's --prompt-file) are read the same way
+    assert "cannot read factor file" in _error(lambda: FactorSet.load(pipe))
+    with pytest.raises(OSError, match="special file"):
+        read_regular("/dev/zero")  # would never end
 
 
 def test_a_key_given_twice_is_refused_in_records_and_factor_files(tmp_path):

@@ -206,6 +206,13 @@ def _open_regular(path: Path) -> Any:
     return os.fdopen(fd, "rb")
 
 
+def read_regular(path: str | os.PathLike) -> bytes:
+    """The bytes of the regular file ``path``; an ``OSError`` for a folder, pipe or device (whose read would
+    block, or never end, like /dev/zero): the one way longrope reads a file a user names."""
+    with _open_regular(Path(path)) as f:
+        return f.read()
+
+
 def read_json(path: str | os.PathLike, *, what: str = "JSON file", expect: type | None = dict,
               fix: str | None = None, max_bytes: int = MAX_JSON_BYTES, max_depth: int = MAX_JSON_DEPTH) -> Any:
     """The JSON document in ``path``, read within the size and depth bounds, of type ``expect``

@@ -55,7 +55,7 @@ from typing import Any
 import numpy as np
 
 from longrope.errors import UserError
-from longrope.io import json_object, write_json, write_text
+from longrope.io import json_object, read_regular, write_json, write_text
 from longrope.rope.attention import resolve_attention_factor
 from longrope.rope.frequencies import check_rope_theta, check_rotary_dim, inv_freq, rotary_dim
 
@@ -632,7 +632,7 @@ class FactorSet:
 def _read_text(path: Path, what: str) -> str:
     """A file's text as UTF-8; a byte-order mark is dropped (editors on Windows write one)."""
     try:
-        data = path.read_bytes()
+        data = read_regular(path)  # a pipe or device named as the file: refused, never waited on
     except (OSError, ValueError) as e:  # ValueError: a NUL byte in the path
         raise UserError(f"cannot read {what} {path}: {getattr(e, 'strerror', None) or e}") from None
     try:

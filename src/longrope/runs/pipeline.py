@@ -587,6 +587,10 @@ def _read_manifest(out: Path) -> dict | None:
     for st in stages.values():
         if not isinstance(st.get("outputs", {}), dict) or not isinstance(st.get("attempts", 0), int):
             raise UserError(f"{path} is malformed (a stage record's outputs or attempts); {fix}")
+    planned = [s.get("name") for s in doc["plan"].get("stages", []) if isinstance(s, dict)]
+    if sorted(stages) != sorted(planned):  # a record removed or added by hand
+        raise UserError(f"{path} is malformed (its stage records {sorted(stages)} are not its plan's stages "
+                        f"{sorted(map(str, planned))}); {fix}")
     return doc
 
 
@@ -654,6 +658,15 @@ def summarize(manifest: dict) -> dict:
     return out
 
 
+def _check_stage_folders(paths: list[Path]) -> None:
+    """Refuse, before any stage runs, a file or a broken (or looping) link where a stage folder goes: found
+    after the stages before it, it was an OS error ('File exists') or a refusal naming --output."""
+    for where in paths:
+        if (where.is_symlink() or where.exists()) and not where.is_dir():
+            raise UserError(f"{where} is not a folder (a file or a broken link where the pipeline keeps its stages); "
+                            "move it away, or start the pipeline in a new folder")
+
+
 def run(config: PipelineConfig, *, log: Callable[[str], None] | None = None) -> dict:
     """Run (or resume) the plan's stages in order; returns ``summary.json``'s content."""
     from longrope.runs.folder import RunFolder
@@ -699,6 +712,7 @@ def run(config: PipelineConfig, *, log: Callable[[str], None] | None = None) -> 
             raise UserError(f"plan stage {name!r} ({entry['run']}): {exc.render(lambda f: f)}") from None
         except UserError as exc:
             raise UserError(f"plan stage {name!r} ({entry['run']}): {exc}") from None
+    _check_stage_folders([out / STAGES_DIR, *(resolver.stage_dir(n) for n in selected)])
     folder = RunFolder.open(out, COMMAND, staged=False, resume=config.resume)  # locked: one process per folder
     try:
         manifest = old or _new_manifest(plan, plan_file)
