@@ -589,6 +589,9 @@ class FactorSet:
                     break
             else:
                 raise UserError(f"{path} is a folder without factors.json or config.json")
+            if path.name == "config.json" and _run_record_command(path):  # e.g. a fine-tuning or eval run folder
+                raise UserError(f"{path.parent} is {_run_record_command(path)} run folder without factors.json; give "
+                                "a factor file, a search run folder or a fine-tuned model folder (its model/)")
         text = _read_text(path, "factor file")
         stripped = text.lstrip()
         if path.suffix.lower() == ".csv" or (stripped and stripped[0] not in "{["):
@@ -629,6 +632,18 @@ class FactorSet:
 
 
 # --------------------------------------------------------------------- reading files
+def _run_record_command(path: Path) -> str | None:
+    """'a finetune' when ``path`` is the config.json of a longrope run folder (of that command), else None."""
+    from longrope.io import read_json
+
+    try:
+        doc = read_json(path, what="run configuration")
+    except UserError:
+        return None
+    command = doc.get("command") if doc.get("format") == "longrope-run/1" else None
+    return f"{'an' if str(command)[:1] in 'aeiou' else 'a'} {command}" if isinstance(command, str) else None
+
+
 def _read_text(path: Path, what: str) -> str:
     """A file's text as UTF-8; a byte-order mark is dropped (editors on Windows write one)."""
     try:
