@@ -1,12 +1,16 @@
-"""``longrope.io``: the build-aside-then-swap of a whole folder (``replace_folder``)."""
+"""``longrope.io``: the build-aside-then-swap of a whole folder (``replace_folder``) and the one safe reader of
+JSON records."""
 
 from __future__ import annotations
 
 import os
+import threading
 
 import pytest
 
-from longrope.io import aside_prefix, remove_dead_leftovers, replace_folder
+from longrope.errors import UserError
+from longrope.io import aside_prefix, read_json, read_regular, remove_dead_leftovers, replace_folder
+from longrope.rope import FactorSet
 
 
 def _folder(path, text):
@@ -50,3 +54,48 @@ def test_a_folder_left_aside_by_a_dead_process_is_removed(tmp_path):
     live = _folder(tmp_path / f"{aside_prefix(dest)}{os.getpid()}-abc", "old")
     assert remove_dead_leftovers(tmp_path, aside_prefix(dest)) == [dead]
     assert live.exists()
+
+
+def test_a_pipe_or_folder_where_a_record_belongs_is_one_line_and_never_blocks(tmp_path):
+    """A named pipe planted where a record belongs would block a plain open() until something writes
+    to it (a resume hung forever); a folder there is refused in the same words."""
+    pipe = tmp_path / "checkpoint.json"
+    os.mkfifo(pipe)
+    result: list = []
+    reader = threading.Thread(target=lambda: result.append(_error(lambda: read_json(pipe, what="search checkpoint"))),
+                              daemon=True)
+    reader.start()
+    reader.join(10)
+    if reader.is_alive():  # unblock the reader so the test process can end, then fail
+        with open(pipe, "w"):
+            pass
+        pytest.fail("read_json blocked on a named pipe")
+    assert "not a readable search checkpoint (a special file" in result[0] and "\n" not in result[0]
+    (tmp_path / "dir.json").mkdir()
+    assert "(a folder, not a file)" in _error(lambda: read_json(tmp_path / "dir.json"))
+    # the other files a user names (a factor file, generate's --prompt-file) are read the same way
+    assert "cannot read factor file" in _error(lambda: FactorSet.load(pipe))
+    with pytest.raises(OSError, match="special file"):
+        read_regular("/dev/zero")  # would never end
+
+
+def test_a_key_given_twice_is_refused_in_records_and_factor_files(tmp_path):
+    """Parsers disagree on which of two values of one key counts: a record or a factor file holding one is
+    refused in one line naming the key, never read as the last value."""
+    record = tmp_path / "config.json"
+    record.write_text('{"command": "eval passkey", "config": {}, "command": "search"}')
+    assert "the key 'command' appears twice" in _error(lambda: read_json(record))
+    record.write_text('{"a": {"b": 1, "c": 2}, "d": [{"b": 1}, {"b": 2}]}')  # the same key in different objects
+    assert read_json(record) == {"a": {"b": 1, "c": 2}, "d": [{"b": 1}, {"b": 2}]}
+    factors = tmp_path / "factors.json"
+    FactorSet(long_factor=[1.0] * 4, short_factor=[1.0] * 4, original_max_position_embeddings=32,
+              max_position_embeddings=64, rope_theta=10000.0).save(factors)
+    text = factors.read_text()
+    factors.write_text(text.replace('"rope_theta"', '"rotary_dim": 2, "rope_theta"', 1))
+    assert "the key 'rotary_dim' appears twice" in _error(lambda: FactorSet.load(factors))
+
+
+def _error(call) -> str:
+    with pytest.raises(UserError) as err:
+        call()
+    return str(err.value)

@@ -15,6 +15,7 @@ import math
 import os
 import re
 import shutil
+import stat
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -208,6 +209,37 @@ def json_depth(text: str, limit: int) -> int:
     return deepest
 
 
+def json_object(pairs: list[tuple[str, Any]]) -> dict:
+    """``object_pairs_hook`` of every JSON file longrope reads: a key given twice in one object is a
+    ``ValueError`` (an edit gone wrong; parsers disagree on which value counts, so none is taken)."""
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        dup = next(k for k, _ in pairs if k in seen or seen.add(k))
+        raise ValueError(f"the key {dup!r} appears twice in one object")
+    return obj
+
+
+def _open_regular(path: Path) -> Any:
+    """``path`` opened for reading in binary, or an ``OSError`` when it is no regular file: a folder, or a
+    named pipe or device planted where a record belongs, whose read would block or never end (opened
+    non-blocking, so that the check itself cannot hang)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise OSError(f"a {'folder' if stat.S_ISDIR(mode) else 'special file (pipe, socket or device)'}, not a file")
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "rb")
+
+
+def read_regular(path: str | os.PathLike) -> bytes:
+    """The bytes of the regular file ``path``; an ``OSError`` for a folder, pipe or device (whose read would
+    block, or never end, like /dev/zero): the one way longrope reads a file a user names."""
+    with _open_regular(Path(path)) as f:
+        return f.read()
+
+
 def read_json(path: str | os.PathLike, *, what: str = "JSON file", expect: type | None = dict,
               fix: str | None = None, max_bytes: int = MAX_JSON_BYTES, max_depth: int = MAX_JSON_DEPTH) -> Any:
     """The JSON document in ``path``, read within the size and depth bounds, of type ``expect``
@@ -222,7 +254,7 @@ def read_json(path: str | os.PathLike, *, what: str = "JSON file", expect: type 
         return UserError(f"{path} is not a readable {what} ({reason}){tail}")
 
     try:
-        with open(path, "rb") as f:
+        with _open_regular(path) as f:
             data = f.read(max_bytes + 1)
     except FileNotFoundError:
         raise UserError(f"{path} does not exist (a {what} was expected there){tail}") from None
@@ -237,7 +269,7 @@ def read_json(path: str | os.PathLike, *, what: str = "JSON file", expect: type 
     if json_depth(text, max_depth) > max_depth:
         raise bad(f"nested deeper than {max_depth} levels")
     try:
-        doc = json.loads(text)
+        doc = json.loads(text, object_pairs_hook=json_object)
     except (ValueError, RecursionError) as exc:
         raise bad(str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__) from None
     if expect is not None and not isinstance(doc, expect):

@@ -112,3 +112,34 @@ def test_export_keeps_the_stored_dtype(capsys, build_tiny_model, tmp_path):
                         "-o", str(tmp_path / "out"))
     assert code == 0, err
     assert json.loads((tmp_path / "out" / "config.json").read_text())["dtype"] == "float16"
+
+
+@pytest.mark.parametrize("command", [["search", "--data", "shards", "--target-length", "512"],
+                                     ["finetune", "--factors", "f.json", "--data", "shards"]])
+def test_quiet_turns_off_transformers_progress_bars_too(monkeypatch, tmp_path, command):
+    """--quiet means no progress bars: transformers' own ("Loading weights", "Writing model shards") included,
+    for every command that has the flag, not only the eval commands."""
+    from dataclasses import replace
+
+    from transformers.utils import logging as hf_logging
+
+    import longrope.runs as runs
+
+    seen: list[bool] = []
+    real = runs.get_run
+
+    def get_run(name):
+        spec = real(name)
+        if name != command[0]:
+            return spec
+        return replace(spec, run=lambda config, **_: seen.append(hf_logging.is_progress_bar_enabled()) or {},
+                       render=lambda result: "")
+
+    monkeypatch.setattr(runs, "get_run", get_run)
+    was = hf_logging.is_progress_bar_enabled()
+    try:
+        argv = [*command, "--model", "tiny", "-o", str(tmp_path / "out")]
+        hf_logging.enable_progress_bar()
+        assert main([*argv, "--quiet"]) == 0 and seen == [False]
+    finally:
+        (hf_logging.enable_progress_bar if was else hf_logging.disable_progress_bar)()

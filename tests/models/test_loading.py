@@ -44,6 +44,19 @@ def test_rope_info_reports_present_scaling():
     assert info.rope_scaling["rope_type"] == "yarn" and info.rope_scaling["factor"] == 4.0
 
 
+@pytest.mark.parametrize("theta", [float("nan"), float("inf"), -5.0, 0.0])
+def test_a_config_whose_rope_theta_is_no_finite_positive_number_is_unsupported(theta):
+    """It was reported as supported (inspect printed "rope_theta": NaN, which is no JSON), and the commands
+    went on with it."""
+    import json
+
+    from model_helpers import tiny_config
+
+    info = rope_info_from_config(tiny_config("llama", rope_parameters={"rope_type": "default", "rope_theta": theta}))
+    assert not info.supported and "not a finite number > 0" in info.reason
+    json.dumps(info.rope_theta, allow_nan=False)
+
+
 def test_partial_rotary_on_a_family_that_ignores_it_is_unsupported():
     from tests.models.model_helpers import tiny_config
 

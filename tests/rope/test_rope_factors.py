@@ -167,6 +167,16 @@ def test_nan_and_broken_json_are_user_errors(tmp_path):
 
 
 # ---------------------------------------------------------------- reference CSV
+def test_a_run_folder_without_factors_names_what_to_give(tmp_path):
+    """A fine-tuning or eval run folder given as factors: its config.json is the run's record, not a model
+    config, so it is refused naming what it is and what to give (was 'neither a factors.json nor ...')."""
+    run = tmp_path / "ft"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"format": "longrope-run/1", "command": "finetune", "config": {}}))
+    with pytest.raises(UserError, match=r"ft is a finetune run folder without factors.json; give a factor file"):
+        FactorSet.load(run)
+
+
 def test_csv_round_trip(tmp_path):
     fs = make_baseline("yarn", rope_theta=10000.0, rotary_dim=64, original_length=4096, target_length=65536)
     path = fs.save_csv(tmp_path / "factors.csv")

@@ -508,3 +508,37 @@ def test_a_damaged_manifest_is_one_line(tmp_path, capsys, manifest):
     assert main(["pipeline", "-o", str(out), "--resume", "--quiet"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "pipeline.json" in err[0] and "Traceback" not in err[0], err
+
+
+@pytest.mark.parametrize("edit", [lambda stages: stages.pop("yarn-2x"),
+                                  lambda stages: stages.update(evil={"run": "search", "status": "done"})])
+def test_a_stage_record_removed_or_added_by_hand_is_one_line(tmp_path, capsys, edit):
+    """The manifest's stage records are its plan's stages: one removed was a KeyError traceback on --resume,
+    one added was kept and summarised as a finished stage."""
+    plan = {"format": "longrope-pipeline/1", "model": "tiny", "stages": [
+        {"name": "yarn-2x", "run": "baseline", "method": "yarn", "target_length": "2x"},
+        {"name": "pi-2x", "run": "baseline", "method": "pi", "target_length": "2x"}]}
+    plan_file, out = _write(tmp_path, plan), tmp_path / "out"
+    assert _pipeline(plan_file, out) == 0
+    manifest = json.loads((out / "pipeline.json").read_text())
+    edit(manifest["stages"])
+    (out / "pipeline.json").write_text(json.dumps(manifest))
+    capsys.readouterr()
+    assert _pipeline(plan_file, out, "--resume") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "are not its plan's stages" in err[0], err
+
+
+def test_a_file_or_looping_link_where_a_stage_folder_goes_is_refused_before_any_stage_runs(tmp_path, capsys):
+    """Found only when its stage came (after the work of the stages before it), it was 'File exists' or a
+    refusal naming --output, which the user never gave."""
+    plan = {"format": "longrope-pipeline/1", "model": "tiny", "stages": [
+        {"name": "yarn-2x", "run": "baseline", "method": "yarn", "target_length": "2x"},
+        {"name": "pi-2x", "run": "baseline", "method": "pi", "target_length": "2x"}]}
+    plan_file, out = _write(tmp_path, plan), tmp_path / "out"
+    assert _pipeline(plan_file, out, "--until", "yarn-2x") == 0
+    (out / "stages" / "pi-2x").symlink_to("pi-2x")  # a link to itself
+    capsys.readouterr()
+    assert _pipeline(plan_file, out, "--resume") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "pi-2x is not a folder" in err[0] and "move it away" in err[0], err

@@ -197,3 +197,41 @@ def test_a_model_rebuilt_at_the_same_path_is_measured_again(tmp_path, monkeypatc
     tensors = load_file(weights)
     save_file({k: (0.5 * v).contiguous() for k, v in tensors.items()}, weights, metadata={"format": "pt"})
     assert main(argv) == 0 and len(calls) == 2
+
+
+def test_hand_edited_cells_and_samples_are_measured_again_and_planted_pipes_never_block(finished, yarn, tmp_path,
+                                                                                       monkeypatch):
+    """What a rerun keeps is what was measured: a cell whose score, count or key was edited (or that lost a
+    field) is measured again, a samples file whose prompts were edited is made again (the cells measured on the
+    originals then still match), and a named pipe where cells.json or a samples file belongs is read as
+    absent, not waited on."""
+    import os
+    import shutil
+
+    import longrope.evaluate.ruler as ruler
+
+    out = tmp_path / "out"
+    shutil.copytree(finished, out)
+    doc = json.loads((out / "cells.json").read_text())
+    forged = doc["cells"][0]["cell"]
+    forged.update(scores=[1.0, 1.0], score_sum=2.0)  # consistent in itself, not what was measured
+    doc["cells"][1]["cell"].pop("n")
+    doc["cells"][2]["cell"]["task"] = "vt"
+    (out / "cells.json").write_text(json.dumps(doc))
+    sample_file = out / "samples" / f"{TASK}-512.json"
+    samples = json.loads(sample_file.read_text())
+    original_rows = samples["rows"]
+    samples["rows"] = [{**r, "input": r["input"].replace("the", "THE")} for r in original_rows]
+    sample_file.write_text(json.dumps(samples))
+    real, calls = ruler.score_cell, []
+    monkeypatch.setattr(ruler, "score_cell", lambda *a, **k: (calls.append(a[1:4]), real(*a, **k))[1])
+    assert main(_argv(out, yarn)) == 0
+    assert len(calls) == 3  # the three edited cells, not the intact one
+    assert json.loads(sample_file.read_text())["rows"] == original_rows
+    assert (forged["factors"], TASK, forged["length"]) in calls  # the forged score is not what the table shows
+    calls.clear()
+    (out / "cells.json").unlink()
+    os.mkfifo(out / "cells.json")
+    (out / "samples" / f"{TASK}-256.json").unlink()
+    os.mkfifo(out / "samples" / f"{TASK}-256.json")
+    assert main(_argv(out, yarn)) == 0 and len(calls) == 4

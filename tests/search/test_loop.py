@@ -283,6 +283,15 @@ def test_a_preloaded_archive_sets_the_best_to_beat(strategy):
     lambda d: d.update(pending=[["x", {}]]),
     lambda d: d.update(arrived=7),
     lambda d: d.pop("next_ticket"),
+    # values of the right JSON type that no search writes: each is refused, none resumes with them
+    lambda d: d.update(elapsed=float("nan")),
+    lambda d: d.update(elapsed=-1e12),
+    lambda d: d.update(next_ticket=3.7),
+    lambda d: d.update(reused_doc_evals=-100),
+    lambda d: d.update(history=[5, "a"]),
+    lambda d: d.update(arrived=[[d["next_ticket"] + 5, [0], [float("nan"), 5]]]),
+    lambda d: d["rng"]["state"].update(state=-1),
+    lambda d: d.update(seed="zero"),
 ])
 def test_a_hand_edited_checkpoint_is_one_line(tmp_path, edit):
     import json
@@ -293,7 +302,7 @@ def test_a_hand_edited_checkpoint_is_one_line(tmp_path, edit):
     d = json.loads(ckpt.read_text())
     edit(d)
     ckpt.write_text(json.dumps(d))
-    with pytest.raises(UserError, match="ckpt.json is malformed") as err:
+    with pytest.raises(UserError, match="ckpt.json is malformed|used a different configuration: seed") as err:
         make_loop("steady", seed=0, checkpoint=ckpt).resume()
     assert "\n" not in str(err.value)
     ckpt.write_text("[" * 200_000 + "]" * 200_000)

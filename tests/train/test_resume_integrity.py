@@ -126,6 +126,35 @@ def test_hand_edited_checkpoint_states_are_refused_in_one_line(make_config, kill
     assert "\n" not in str(err.value)
 
 
+def test_entries_of_the_run_folder_replaced_by_hand_are_refused_before_training_or_replaced(make_config, killed_run):
+    """What the run writes as a folder found as a file is one line before any training (not an OS error, or a
+    refusal after the work); a link planted as a later checkpoint is skipped and replaced, never followed; a
+    log line that is not UTF-8 is damage like a torn line (the log ends there), not a traceback."""
+    out = killed_run()
+    shutil.rmtree(out / "checkpoints")
+    (out / "checkpoints").write_text("x")
+    with pytest.raises(UserError, match=r"checkpoints is not a folder .*move it away") as err:
+        _resume(make_config, out)
+    assert "\n" not in str(err.value)
+    out = killed_run()
+    (out / "model").write_text("x")
+    with pytest.raises(UserError, match=r"model is not a folder .*move it away"):
+        _resume(make_config, out)
+    out = killed_run()
+    shutil.rmtree(out / "checkpoints" / "step-00000004")
+    (out / "checkpoints" / "step-00000004").symlink_to("step-00000002")
+    log = (out / "train_log.jsonl").read_bytes().split(b"\n")
+    log[1] = b'{"step": 2, "loss": "\xff"}'
+    (out / "train_log.jsonl").write_bytes(b"\n".join(log))
+    result, said = _resume(make_config, out)
+    assert result.resumed_from == 2 and result.steps == 4
+    assert any("step 2 does not match its folder step-00000004" in m for m in said), said
+    newest = out / "checkpoints" / "step-00000004"
+    assert newest.is_dir() and not newest.is_symlink() and (out / "checkpoints" / "step-00000002").is_dir()
+    steps = [json.loads(line)["step"] for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert steps == [1, 3, 4]
+
+
 def test_an_edit_of_the_state_in_range_is_caught_by_its_digest(make_config, killed_run):
     out = killed_run()
     for ckpt in checkpoint_dirs(out):

@@ -126,6 +126,10 @@ def _run_command(args: argparse.Namespace) -> int:
             raise UserError(f"--config {args.config} was recorded by '{read_run_config(args.config)[0]}', "
                             f"not '{spec.command}'")
         config = config_from_args(spec.config, args, saved=spec.recorded(saved) if saved is not None else None)
+    if getattr(config, "quiet", False):  # --quiet: no progress bars, transformers' own (loading, saving) too
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
     result = spec.run(config)
     text = spec.render(result)
     if text:

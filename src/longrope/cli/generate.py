@@ -29,10 +29,10 @@ EXAMPLE = """example:
 
 def run(args: GenerateConfig) -> int:
     import inspect
-    from pathlib import Path
 
     from longrope.errors import UserError
     from longrope.groups import run_device
+    from longrope.io import read_regular
     from longrope.models import install_factors, load_model, read_rope_info, resolve_dtype
     from longrope.models.factor_files import load_factors_for
     from longrope.models.families import require_supported
@@ -48,7 +48,7 @@ def run(args: GenerateConfig) -> int:
                    given_opts.get("top_p", defaults["top_p"]), names=("--temperature", "--top-p"))
     if args.prompt_file is not None:
         try:
-            text = Path(args.prompt_file).read_text(encoding="utf-8")
+            text = read_regular(args.prompt_file).decode("utf-8")  # a pipe or /dev/zero: refused, not read
         except (OSError, UnicodeDecodeError) as e:
             raise UserError(f"cannot read --prompt-file {args.prompt_file}: {e}") from None
     else:

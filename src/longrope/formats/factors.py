@@ -50,7 +50,7 @@ import numpy as np
 
 from longrope.errors import UserError
 from longrope.formats.hf_config import longrope_fields
-from longrope.io import write_json, write_text
+from longrope.io import json_object, read_regular, write_json, write_text
 from longrope.rope.values import (
     FORMAT_VERSION,
     RotaryDimMismatch,
@@ -204,6 +204,9 @@ def load(
                 break
         else:
             raise UserError(f"{path} is a folder without factors.json or config.json")
+        if path.name == "config.json" and _run_record_command(path):  # e.g. a fine-tuning or eval run folder
+            raise UserError(f"{path.parent} is {_run_record_command(path)} run folder without factors.json; give "
+                            "a factor file, a search run folder or a fine-tuned model folder (its model/)")
     text = _read_text(path, "factor file")
     stripped = text.lstrip()
     if path.suffix.lower() == ".csv" or (stripped and stripped[0] not in "{["):
@@ -244,10 +247,22 @@ def load(
 
 
 # --------------------------------------------------------------------- reading files
+def _run_record_command(path: Path) -> str | None:
+    """'a finetune' when ``path`` is the config.json of a longrope run folder (of that command), else None."""
+    from longrope.io import read_json
+
+    try:
+        doc = read_json(path, what="run configuration")
+    except UserError:
+        return None
+    command = doc.get("command") if doc.get("format") == "longrope-run/1" else None
+    return f"{'an' if str(command)[:1] in 'aeiou' else 'a'} {command}" if isinstance(command, str) else None
+
+
 def _read_text(path: Path, what: str) -> str:
     """A file's text as UTF-8; a byte-order mark is dropped (editors on Windows write one)."""
     try:
-        data = path.read_bytes()
+        data = read_regular(path)  # a pipe or device named as the file: refused, never waited on
     except (OSError, ValueError) as e:  # ValueError: a NUL byte in the path
         raise UserError(f"cannot read {what} {path}: {getattr(e, 'strerror', None) or e}") from None
     try:
@@ -259,7 +274,7 @@ def _read_text(path: Path, what: str) -> str:
 def _parse_json(text: str, path: Path) -> Any:
     # NaN/Infinity literals parse (to floats) so that the field check can name the key they sit in.
     try:
-        return json.loads(text)
+        return json.loads(text, object_pairs_hook=json_object)
     except json.JSONDecodeError as e:
         raise UserError(f"{path} is not valid JSON (line {e.lineno}: {e.msg})") from None
     except (ValueError, RecursionError) as e:  # a number too long to parse, nesting too deep

@@ -13,6 +13,7 @@ Each family below was checked against transformers 5.24 with tiny random models 
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any
 
 from longrope.errors import UserError
@@ -219,6 +220,9 @@ def rope_info_from_config(config: Any) -> RopeInfo:
         )
     if head_dim is None or theta is None or original is None:
         return unsupported(f"{family.name} config lacks head_dim, rope_theta or max_position_embeddings", **known)
+    if not (math.isfinite(theta) and theta > 0):  # (a NaN was reported as supported, and printed as invalid JSON)
+        return unsupported(f"{family.name} config has rope_theta {theta}, not a finite number > 0",
+                           **{**known, "rope_theta": None})
     if prf != 1.0 and not family.honours_partial_rotary:
         return unsupported(
             f"{family.name} rotates the whole head but its config has partial_rotary_factor={prf}", **known

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import os
 import sys
 import tempfile
 import time
@@ -32,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from longrope.data.ruler import DEFAULT_TASKS, MAX_SAMPLES, MIN_LENGTH, TASKS, canonical_task
-from longrope.errors import ConfigError
+from longrope.errors import ConfigError, UserError
 from longrope.groups import bos_option, run_device
 from longrope.options import config_to_dict, option
 from longrope.runs import RunSpec
@@ -108,9 +110,15 @@ def _set_fingerprint(fs: Any) -> str:
 
 
 def _read_json(path: Path) -> Any:
+    """The JSON in ``path``, or None when it is absent or unreadable (read by the one safe reader: a pipe
+    planted there is refused, not waited on)."""
+    from longrope.io import read_json
+
+    if not os.path.lexists(path):
+        return None
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        return read_json(path, expect=None)
+    except UserError:
         return None
 
 
@@ -169,7 +177,7 @@ def _all_samples(config: RulerConfig, tasks: list[str], *, tokenizer: Any, token
         for length in config.lengths:
             key = _samples_key(task, length, config, vocab, haystack)
             stored = _read_json(out / SAMPLES_DIR / f"{task}-{length}.json")
-            if isinstance(stored, dict) and stored.get("key") == key and len(stored.get("rows", [])) >= config.samples:
+            if _intact_samples(stored, key, config.samples):
                 found[(task, length)] = {"key": key, "rows": stored["rows"][: config.samples], "stored": True}
                 continue
             if not announced and not config.quiet:
@@ -276,6 +284,7 @@ def _open(config: RulerConfig, tasks: list[str], tokenizer: Any, haystack: Any,
     the tokenizer and the samples written into the folder."""
     import shutil
 
+    from longrope.data.ruler import samples_sha256
     from longrope.io import write_json
     from longrope.runs.folder import RunFolder
 
@@ -293,7 +302,8 @@ def _open(config: RulerConfig, tasks: list[str], tokenizer: Any, haystack: Any,
                 tokenizer_path = str(dest.resolve())
         for (task, length), s in samples.items():
             if not s["stored"]:
-                write_json(folder.path / SAMPLES_DIR / f"{task}-{length}.json", {"key": s["key"], "rows": s["rows"]})
+                write_json(folder.path / SAMPLES_DIR / f"{task}-{length}.json",
+                           {"key": s["key"], "rows": s["rows"], "sha256": samples_sha256(s["rows"])})
     except BaseException:
         folder.abandon()  # removes a folder this run created while it holds nothing
         raise
@@ -304,16 +314,59 @@ def _entry_key(context: dict, factors: str, fingerprint: str, length: int, task:
     return (_fingerprint(context), factors, fingerprint, int(length), task, samples)
 
 
+def _intact_samples(stored: Any, key: dict, n: int) -> bool:
+    """Whether a samples file holds at least ``n`` samples made with ``key`` and unchanged since: its rows
+    match the digest written with them (an edited prompt or answer, or a file without the digest, is made
+    again; the cells measured on the original samples still match those)."""
+    from longrope.data.ruler import samples_sha256
+
+    if not (isinstance(stored, dict) and stored.get("key") == key and isinstance(stored.get("rows"), list)
+            and len(stored["rows"]) >= n):
+        return False
+    try:
+        return stored.get("sha256") == samples_sha256(stored["rows"])
+    except (KeyError, TypeError, AttributeError):
+        return False
+
+
+def _entry_digest(entry: dict) -> str:
+    """SHA-256 of a ``cells.json`` entry's fields (all but this digest): a changed score or answer shows."""
+    body = {k: v for k, v in entry.items() if k != "sha256"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode("utf-8")).hexdigest()
+
+
+def _intact_cell(entry: dict) -> Any:
+    """The :class:`~longrope.evaluate.ruler.Cell` of a ``cells.json`` entry, or a ``ValueError`` (or the
+    like) when it is not one a measurement writes: its own fields disagree with the entry's key, its count
+    with its scores, its sum with their sum, or a score lies outside [0, 1]."""
+    from longrope.evaluate.ruler import Cell
+
+    if entry.get("sha256") != _entry_digest(entry):
+        raise ValueError("a cell whose fields do not match their digest (edited, or written without one)")
+    cell = Cell.from_dict(entry["cell"])
+    scores = cell.scores
+    if ((cell.factors, cell.length, cell.task, cell.samples_sha256)
+            != (entry["factors"], entry["length"], entry["task"], entry["samples_sha256"])
+            or cell.n != len(scores) or cell.n != len(cell.responses) or cell.n < 1
+            or not all(0.0 <= x <= 1.0 for x in scores) or not abs(cell.score_sum - sum(scores)) <= 1e-5
+            or not (math.isfinite(cell.seconds) and cell.seconds >= 0)):
+        raise ValueError("a cell that disagrees with itself")
+    return cell
+
+
 def _stored_cells(folder: Any) -> dict[tuple, dict]:
-    """Every cell ``cells.json`` holds (other configurations' too: the file keeps them), by key."""
+    """Every intact cell ``cells.json`` holds (other configurations' too: the file keeps them), by key;
+    a damaged or hand-edited entry is left out, so its cell is measured again."""
     stored = _read_json(folder.path / CELLS_FILE)
     kept: dict[tuple, dict] = {}
     for entry in stored.get("cells", []) if isinstance(stored, dict) else []:
         try:
-            kept[_entry_key(entry["context"], entry["factors"], entry["fingerprint"], entry["length"],
-                            entry["task"], entry["samples_sha256"])] = entry
-        except (KeyError, TypeError):
+            key = _entry_key(entry["context"], entry["factors"], entry["fingerprint"], entry["length"],
+                             entry["task"], entry["samples_sha256"])
+            _intact_cell(entry)
+        except (KeyError, TypeError, ValueError, AttributeError):
             continue  # a damaged entry: its cell is measured again
+        kept[key] = entry
     return kept
 
 
@@ -323,7 +376,7 @@ def _measure(config: RulerConfig, folder: Any, sets: list, tasks: list[str], sam
     from longrope.data.ruler import samples_sha256
     from longrope.evaluate import ruler as scoring  # module attribute: tests replace score_cell
     from longrope.evaluate.suite import factor_switch
-    from longrope.io import write_json
+    from longrope.io import check_writable_path, write_json
 
     entries = _stored_cells(folder)
     todo, cells = [], []
@@ -340,6 +393,7 @@ def _measure(config: RulerConfig, folder: Any, sets: list, tasks: list[str], sam
         say(f"kept {len(cells)} measured cell(s) of {folder.final}; {len(todo)} to measure")
     if not todo:
         return cells
+    check_writable_path(folder.path / CELLS_FILE)  # a folder planted there: refused before the work, not after
     model, tokenizer = _load(config)
     lm = scoring.ruler_lm(model, tokenizer, max_length=max_length)
     if not config.bos:
@@ -362,8 +416,9 @@ def _measure(config: RulerConfig, folder: Any, sets: list, tasks: list[str], sam
                 cell = scoring.score_cell(lm, name, task, length, rows, chat_template=config.chat_template,
                                           on_sample=(lambda: bar.update(1)) if bar is not None else None)
                 cells.append(cell)
-                entries[key] = {"factors": name, "fingerprint": key[2], "length": length, "task": task,
-                                "samples_sha256": key[5], "context": context, "cell": cell.to_dict()}
+                entry = {"factors": name, "fingerprint": key[2], "length": length, "task": task,
+                         "samples_sha256": key[5], "context": context, "cell": cell.to_dict()}
+                entries[key] = {**entry, "sha256": _entry_digest(entry)}
                 write_json(folder.path / CELLS_FILE, {"cells": list(entries.values())})
                 if bar is not None:
                     bar.write(f"{name:>16s}  {length:>7d}  {task:<16s} accuracy {cell.accuracy:.2f} "

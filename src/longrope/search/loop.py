@@ -384,13 +384,14 @@ class SearchLoop:
         d = read_json(self.checkpoint, what="search checkpoint")
         if d.get("format") != CHECKPOINT_FORMAT or d.get("version") != CHECKPOINT_VERSION:
             raise UserError(f"{self.checkpoint} is not a version-{CHECKPOINT_VERSION} longrope search checkpoint")
-        diffs = describe_differences(d.get("fingerprint", {}), self.fingerprint)
+        fingerprint = d.get("fingerprint", {})
+        diffs = describe_differences(fingerprint, self.fingerprint) if isinstance(fingerprint, dict) else ["fingerprint"]
         if d.get("strategy_name") != self.strategy.name:
             diffs.insert(0, f"strategy: {d.get('strategy_name')} -> {self.strategy.name}")
         if d.get("space") != self.space.to_dict():
             diffs.append("search space (bounds/grid/n̂ set/critical dims)")
-        if int(d.get("seed", -1)) != self.seed:
-            diffs.append(f"seed: {d.get('seed')} -> {self.seed}")
+        if d.get("seed") != self.seed:
+            diffs.append(f"seed: {d.get('seed')!r} -> {self.seed}")
         if diffs:
             raise UserError(
                 "--resume refused, the run in this folder used a different configuration: "
@@ -398,23 +399,39 @@ class SearchLoop:
                 + " (use the same flags, or a new output folder)"
             )
         try:  # a hand-edited or damaged state: one line, not a KeyError deep in a strategy
-            self.rng.bit_generator.state = d["rng"]
-            self.strategy.load_state_dict(d["strategy"])
-            fresh = Archive.from_json(self.archive.n_docs, d["cache"], self.space)
-            self.archive.scores = fresh.scores
-            self.archive._ranked = None
-            self.history = list(d["history"])
-            self.pending = {int(t): Proposal.from_json(p) for t, p in d["pending"]}
-            self.archive.reserved = {p.genome for p in self.pending.values()}
-            self.arrived = {int(t): (tuple(int(x) for x in d), np.asarray(sc, dtype=np.float64))
-                            for t, d, sc in d["arrived"]}
-            self.next_ticket = int(d["next_ticket"])
-            self._elapsed_before = float(d["elapsed"])
-            self.reused_doc_evals = int(d.get("reused_doc_evals", 0))
-        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+            self._load_state(d)
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError, OverflowError) as exc:
             raise UserError(f"{self.checkpoint} is malformed ({type(exc).__name__}: {str(exc)[:100]}); delete the "
                             "folder to start over, or choose a new one") from None
         self._t0 = time.perf_counter()
+
+    def _load_state(self, d: dict[str, Any]) -> None:
+        """Restore the loop from checkpoint ``d``; a ``ValueError`` (or the like) for a state no search
+        writes: counters that are not counts, a negative or non-finite elapsed time, results of tickets
+        never asked or scores that are not finite (they would be told to the strategy as measured)."""
+        self.rng.bit_generator.state = d["rng"]
+        self.strategy.load_state_dict(d["strategy"])
+        fresh = Archive.from_json(self.archive.n_docs, d["cache"], self.space)
+        self.archive.scores = fresh.scores
+        self.archive._ranked = None
+        if not isinstance(d["history"], list) or not all(isinstance(h, dict) for h in d["history"]):
+            raise ValueError("history is not a list of records")
+        self.history = list(d["history"])
+        self.next_ticket = _count(d["next_ticket"], "next_ticket")
+        self.pending = {_count(t, "a pending ticket"): Proposal.from_json(p) for t, p in d["pending"]}
+        self.archive.reserved = {p.genome for p in self.pending.values()}
+        self.arrived = {}
+        for t, docs, sc in d["arrived"]:
+            ticket, scores = _count(t, "an arrived ticket"), np.asarray(sc, dtype=np.float64)
+            if ticket not in self.pending or not np.isfinite(scores).all():
+                raise ValueError(f"a result of ticket {ticket} that is not pending or not finite")
+            self.arrived[ticket] = (tuple(int(x) for x in docs), scores)
+        if any(t >= self.next_ticket for t in self.pending):
+            raise ValueError(f"pending tickets at or beyond next_ticket {self.next_ticket}")
+        self._elapsed_before = float(d["elapsed"])
+        if not (math.isfinite(self._elapsed_before) and self._elapsed_before >= 0):
+            raise ValueError(f"elapsed time {d['elapsed']!r} is not a finite number of seconds >= 0")
+        self.reused_doc_evals = _count(d.get("reused_doc_evals", 0), "reused_doc_evals")
 
     # -- result ----------------------------------------------------------------------------------
     def _result(self) -> SearchResult:
@@ -438,6 +455,13 @@ class SearchLoop:
             reused_doc_evals=self.reused_doc_evals,
             parts=self.archive.parts(g),
         )
+
+
+def _count(value: Any, what: str) -> int:
+    """``value`` as a count (an integer >= 0, not a bool) or a ``ValueError`` naming ``what``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{what} is {value!r}, not an integer >= 0")
+    return value
 
 
 def describe_differences(old: dict, new: dict, prefix: str = "") -> list[str]:

@@ -23,6 +23,7 @@ import hashlib
 import json
 import logging
 import math
+import os
 import pickle
 import shutil
 import warnings
@@ -98,6 +99,9 @@ def _name(step: int) -> str:
 def checkpoint_dirs(out: Path) -> list[Path]:
     """Complete checkpoints under ``out``, oldest first."""
     root = Path(out) / CHECKPOINTS
+    if os.path.lexists(root) and not root.is_dir():  # a file (or a dead link) where the checkpoints go
+        raise UserError(f"{root} is not a folder (the run folder keeps its checkpoints there); move it away, or "
+                        "choose another output folder")
     if not root.is_dir():
         return []
     found = []
@@ -127,6 +131,8 @@ def save_checkpoint(accelerator: Any, out: Path, state: TrainState, *, keep: int
     if accelerator.is_main_process:
         doc = {**state.to_dict(), "files": _file_digests(partial)}
         write_json(partial / STATE_FILE, {**doc, "sha256": _state_digest(doc)})
+        if final.is_symlink() or final.is_file():  # not a checkpoint this run wrote (it was refused as damaged)
+            final.unlink()
         # the same step may be there, saved by an earlier, killed run of this same trajectory
         replace_folder(partial, final)
         for old in checkpoint_dirs(out)[:-keep]:

@@ -171,6 +171,9 @@ class _Trainer:
         out = self.out
         if out.exists() and not out.is_dir():
             raise UserError(f"output {out} exists and is not a folder; choose another -o")
+        if os.path.lexists(out / MODEL_DIR) and not (out / MODEL_DIR).is_dir():  # found before training, not at export
+            raise UserError(f"{out / MODEL_DIR} is not a folder (the run exports its model there); move it away, or "
+                            "choose another -o")
         if not self.cfg.resume and (latest_checkpoint(out) is not None or (out / MODEL_DIR).exists()):
             raise UserError(f"{out} already holds a fine-tuning run; pass --resume to continue it, or another -o")
 

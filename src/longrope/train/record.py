@@ -35,13 +35,13 @@ class LossLog:
         if not self.path.is_file():
             return []
         out = []
-        with open(self.path, encoding="utf-8") as f:
+        with open(self.path, "rb") as f:  # bytes: a line that is not UTF-8 is damaged like any other
             for line in f:
-                if not line.endswith("\n"):
+                if not line.endswith(b"\n"):
                     break
                 try:
                     entry = json.loads(line)
-                except (ValueError, RecursionError):  # torn or damaged: the log ends here
+                except (ValueError, RecursionError):  # torn or damaged (not UTF-8 too): the log ends here
                     break
                 if not isinstance(entry, dict) or isinstance(entry.get("step", 0), bool) \
                         or not isinstance(entry.get("step", 0), int):

@@ -120,6 +120,7 @@ def run(config: PipelineConfig, *, log: Callable[[str], None] | None = None) -> 
                 if st.get("status") == "done" and n not in edited}
     for name in names:  # every stage's settings, before the first one runs
         _check(resolver.context(name, machine=name in selected and name not in finished))
+    _check_stage_folders([out / STAGES_DIR, *(resolver.stage_dir(n) for n in selected)])
     folder = RunFolder.open(out, COMMAND, staged=False, resume=config.resume)  # locked: one process per folder
     try:
         manifest = old or new_manifest(plan, plan_file)
@@ -157,6 +158,15 @@ def _open_plan(config: PipelineConfig, out: Path) -> tuple[dict | None, dict, st
         return old, plan, old.get("plan_file", "")
     plan_file = config.plan or str(shipped_plan())
     return old, load_plan(plan_file, model=config.model), plan_file
+
+
+def _check_stage_folders(paths: list[Path]) -> None:
+    """Refuse, before any stage runs, a file or a broken (or looping) link where a stage folder goes: found
+    after the stages before it, it was an OS error ('File exists') or a refusal naming --output."""
+    for where in paths:
+        if (where.is_symlink() or where.exists()) and not where.is_dir():
+            raise UserError(f"{where} is not a folder (a file or a broken link where the pipeline keeps its stages); "
+                            "move it away, or start the pipeline in a new folder")
 
 
 def _selected(config: PipelineConfig, names: list[str]) -> list[str]:

@@ -44,6 +44,10 @@ def read_manifest(out: Path) -> dict | None:
     for st in stages.values():
         if not isinstance(st.get("outputs", {}), dict) or not isinstance(st.get("attempts", 0), int):
             raise UserError(f"{path} is malformed (a stage record's outputs or attempts); {fix}")
+    planned = [s.get("name") for s in doc["plan"].get("stages", []) if isinstance(s, dict)]
+    if sorted(stages) != sorted(planned):  # a record removed or added by hand
+        raise UserError(f"{path} is malformed (its stage records {sorted(stages)} are not its plan's stages "
+                        f"{sorted(map(str, planned))}); {fix}")
     return doc
 
 
