@@ -529,6 +529,39 @@ def test_a_stage_record_removed_or_added_by_hand_is_one_line(tmp_path, capsys, e
     assert len(err) == 1 and "are not its plan's stages" in err[0], err
 
 
+@pytest.mark.parametrize("path", ["/etc/passwd", "{out}/stages/pi-2x/factors.json", "{out}/stages/yarn-2x/../x"])
+def test_a_stage_output_edited_to_lie_outside_its_stage_folder_is_one_line(tmp_path, capsys, path):
+    """An edited output path was kept (rc 0): the manifest kept the false path and the summary read it."""
+    plan = {"format": "longrope-pipeline/1", "model": "tiny", "stages": [
+        {"name": "yarn-2x", "run": "baseline", "method": "yarn", "target_length": "2x"},
+        {"name": "pi-2x", "run": "baseline", "method": "pi", "target_length": "2x"}]}
+    plan_file, out = _write(tmp_path, plan), tmp_path / "out"
+    assert _pipeline(plan_file, out) == 0
+    manifest = json.loads((out / "pipeline.json").read_text())
+    manifest["stages"]["yarn-2x"]["outputs"]["factors"] = path.format(out=out)
+    (out / "pipeline.json").write_text(json.dumps(manifest))
+    capsys.readouterr()
+    assert _pipeline(plan_file, out, "--resume") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "is not inside its stage folder stages/yarn-2x/" in err[0], err
+
+
+def test_a_moved_pipeline_folder_keeps_its_finished_stages(tmp_path, capsys):
+    """Outputs were recorded by absolute path: a moved or copied folder ran every stage again."""
+    plan = {"format": "longrope-pipeline/1", "model": "tiny", "stages": [
+        {"name": "yarn-2x", "run": "baseline", "method": "yarn", "target_length": "2x"}]}
+    plan_file, out = _write(tmp_path, plan), tmp_path / "out"
+    assert _pipeline(plan_file, out) == 0
+    moved = tmp_path / "moved"
+    out.rename(moved)
+    capsys.readouterr()
+    assert _pipeline(plan_file, moved, "--resume") == 0
+    said = capsys.readouterr()
+    manifest = json.loads((moved / "pipeline.json").read_text())
+    assert manifest["stages"]["yarn-2x"]["outputs"]["factors"] == str(moved / "stages" / "yarn-2x" / "factors.json")
+    assert manifest["stages"]["yarn-2x"].get("attempts") == 1, said
+
+
 def test_a_file_or_looping_link_where_a_stage_folder_goes_is_refused_before_any_stage_runs(tmp_path, capsys):
     """Found only when its stage came (after the work of the stages before it), it was 'File exists' or a
     refusal naming --output, which the user never gave."""

@@ -11,6 +11,7 @@ from typing import Any
 
 from longrope.errors import ConfigError, UserError
 from longrope.io import read_json, write_json
+from longrope.runs.pipeline.plan import STAGES_DIR
 from longrope.runs.pipeline.stages import STAGES, Outcome
 
 MANIFEST_FORMAT = "longrope-pipeline-manifest/1"
@@ -48,7 +49,23 @@ def read_manifest(out: Path) -> dict | None:
     if sorted(stages) != sorted(planned):  # a record removed or added by hand
         raise UserError(f"{path} is malformed (its stage records {sorted(stages)} are not its plan's stages "
                         f"{sorted(map(str, planned))}); {fix}")
+    for name, st in stages.items():
+        if "outputs" in st:
+            st["outputs"] = {k: anchor_output(out, name, v, fix=f"{path}: {fix}") for k, v in st["outputs"].items()}
     return doc
+
+
+def anchor_output(out: Path, name: str, recorded: Any, *, fix: str) -> str:
+    """A stage's recorded output path, re-anchored in the pipeline folder ``out`` as it is now: every output
+    lies in its stage's own folder (``stages/NAME/...``), so a pipeline folder that was moved or copied keeps
+    its finished stages, and a path edited to point anywhere else is refused in one line."""
+    parts = Path(str(recorded)).parts
+    starts = [i for i in range(len(parts) - 1) if parts[i] == STAGES_DIR and parts[i + 1] == name]
+    rest = parts[starts[-1] + 2:] if starts and isinstance(recorded, str) else None
+    if rest is None or any(p in ("..", ".", "") for p in rest):
+        raise UserError(f"stage {name!r}'s recorded output {recorded!r} is not inside its stage folder "
+                        f"{STAGES_DIR}/{name}/ (the manifest was edited); {fix}")
+    return str(out.joinpath(STAGES_DIR, name, *rest))
 
 
 def save(out: Path, manifest: dict, *, summary: bool = True) -> None:
