@@ -414,7 +414,8 @@ STAGES: dict[str, Stage] = {
     "search": Stage(SearchConfig, _at("factors.json"), _run_search, check=_check_search,
                     build=_search_config),
     "finetune": Stage(FinetuneConfig, _at("model"), _run_finetune,
-                      build=lambda ctx: _command_config("finetune", ctx, resume=ctx.running)),
+                      # resume what an earlier attempt left; a first attempt starts (no "nothing to resume" line)
+                      build=lambda ctx: _command_config("finetune", ctx, resume=ctx.running and ctx.folder.exists())),
     "compare": Stage(CompareConfig, _at(""), _run_compare, check=_check_compare, editable=COMPARE_EDITABLE,
                      stale=_compare_changed_factors,
                      summary_keys=("heldout_ppl", "passkey", "ruler", "heldout_tokens", "lengths", "passkey_trials",
