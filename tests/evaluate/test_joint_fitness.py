@@ -11,7 +11,13 @@ import torch
 
 from longrope.evaluate import passkey as pk
 from longrope.search.archive import Archive
-from longrope.search.objective import CandidateMapper, build_objective, check_fitness, named_parts
+from longrope.search.objective import (
+    DEFAULT_RETRIEVAL_WEIGHT,
+    CandidateMapper,
+    build_objective,
+    check_fitness,
+    named_parts,
+)
 from longrope.search.space import Genome
 from tests.evaluate.eval_helpers import make_tokenizer, tiny_llama
 
@@ -71,7 +77,7 @@ def test_weight_zero_is_the_document_perplexity_and_weights_are_checked(setup):
     rows = obj(np.ones(8), 0, [1])
     assert rows[0, 0] == rows[0, 2]
     obj.patch.restore()
-    assert check_fitness("joint", None) == 0.1 and check_fitness("ppl", None) is None
+    assert check_fitness("joint", None) == DEFAULT_RETRIEVAL_WEIGHT and check_fitness("ppl", None) is None
     for bad in (-0.1, 101.0, True, "1"):
         with pytest.raises(ValueError):
             check_fitness("joint", bad)

@@ -50,7 +50,7 @@ def test_a_config_whose_rope_theta_is_no_finite_positive_number_is_unsupported(t
     went on with it."""
     import json
 
-    from model_helpers import tiny_config
+    from tests.models.model_helpers import tiny_config
 
     info = rope_info_from_config(tiny_config("llama", rope_parameters={"rope_type": "default", "rope_theta": theta}))
     assert not info.supported and "not a finite number > 0" in info.reason
