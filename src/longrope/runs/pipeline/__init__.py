@@ -173,7 +173,7 @@ def _open_plan(config: PipelineConfig, out: Path) -> tuple[dict | None, dict, st
 def _rerun_config(config: PipelineConfig, run_dir: Path) -> PipelineConfig:
     """What ``longrope rerun`` of a pipeline folder runs: the plan that folder ran (its manifest), not the
     plan file as it reads now (edited, moved or gone since)."""
-    return dataclasses.replace(config, plan=str(run_dir)) if (run_dir / MANIFEST).is_file() else config
+    return dataclasses.replace(config, plan=str(run_dir.resolve())) if (run_dir / MANIFEST).is_file() else config
 
 
 def _check_stage_folders(paths: list[Path]) -> None:
