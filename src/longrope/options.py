@@ -257,6 +257,18 @@ def _length_value(value: Any, f: dataclasses.Field, tp: Any) -> Any:
     return value
 
 
+def _token_value(value: Any, f: dataclasses.Field) -> Any:
+    """A saved or planned value of a token-count field (``--tokens-per-step`` ...), its text (``"4k"``) read as
+    on the command line; any other value as it is."""
+    parse = f.metadata.get("parse")
+    if not isinstance(value, str) or getattr(parse, "__name__", None) != "token count":
+        return value
+    try:
+        return parse(value)
+    except UserError as exc:
+        raise ConfigError(f.name, str(exc)) from None
+
+
 def resolve_ratios(cfg: Any, original_length: Callable[[], int]) -> None:
     """Replace every context ratio (``"8x"``) in the ``length`` fields of ``cfg`` by its tokens,
     ``round(r * original_length())``; ``original_length`` is only called when a ratio is there (it reads
@@ -474,7 +486,7 @@ def config_from_dict(cls: type, values: dict[str, Any]) -> Any:
             kwargs[name] = (tuple(value) if isinstance(value, list) else value) if any(map(is_ratio, items)) \
                 else _coerce(hints[name], value, name)
         else:
-            kwargs[name] = _coerce(hints[name], values[name], name)
+            kwargs[name] = _coerce(hints[name], _token_value(values[name], f), name)
     return cls(**kwargs)
 
 

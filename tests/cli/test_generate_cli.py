@@ -56,6 +56,19 @@ def test_plain_text_output(capsys, yarn_file):
     assert code == 0 and out.strip()
 
 
+def test_default_path_prints_no_library_progress_bar(capsys, yarn_file):
+    # battery 4: generate has no bars of its own and no --quiet, so transformers' "Loading weights" bar was noise
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.enable_progress_bar()
+    try:
+        code, out, err = _run(capsys, "generate", "--model", "tiny", "--factors", str(yarn_file), "--prompt",
+                              "It was a dark night", "--max-new-tokens", "3")
+    finally:
+        hf_logging.enable_progress_bar()
+    assert code == 0 and out.strip() and "Loading weights" not in err and err == ""
+
+
 def test_generating_past_the_target_length_warns_once(capsys, tmp_path):
     from longrope.models import read_rope_info
     from longrope.rope import make_baseline

@@ -104,3 +104,21 @@ def test_every_run_config_field_is_documented_and_on_the_command_line():
 def test_option_needs_help():
     with pytest.raises(TypeError):
         option(1)
+
+
+def test_saved_token_counts_read_like_their_flags():
+    # battery 4: --tokens-per-step 1k worked, "tokens_per_step": "1k" in a plan or config.json was refused
+    from longrope.options import token_count
+
+    @dataclass
+    class Counts:
+        tokens: int = option(512, "tokens", parse=token_count("--tokens"))
+        plain: int = option(3, "a plain count")
+
+    assert config_from_dict(Counts, {"tokens": "4k"}).tokens == 4096
+    assert config_from_dict(Counts, {"tokens": 2048}).tokens == 2048
+    with pytest.raises(ConfigError) as err:
+        config_from_dict(Counts, {"tokens": "4q"})
+    assert err.value.fields[0] == "tokens"
+    with pytest.raises(ConfigError):  # a count without a token parser stays an int
+        config_from_dict(Counts, {"plain": "3"})

@@ -575,3 +575,21 @@ def test_a_file_or_looping_link_where_a_stage_folder_goes_is_refused_before_any_
     assert _pipeline(plan_file, out, "--resume") == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "pi-2x is not a folder" in err[0] and "move it away" in err[0], err
+
+
+def test_rerun_repeats_the_plan_the_folder_ran_not_the_plan_file_as_it_reads_now(tmp_path, capsys):
+    # battery 4: rerun read --plan FILE again, so an edited plan ran silently and a removed one was refused
+    plan = {"format": "longrope-pipeline/1", "model": "tiny",
+            "stages": [{"name": "yarn", "run": "baseline", "method": "yarn", "target_length": "2x"}]}
+    plan_file = _write(tmp_path, plan)
+    assert _pipeline(plan_file, tmp_path / "first") == 0
+    plan["stages"][0]["target_length"] = "4x"
+    plan_file.write_text(json.dumps(plan))
+    assert main(["rerun", str(tmp_path / "first"), "-o", str(tmp_path / "again")]) == 0
+    factors = json.loads((tmp_path / "again" / "stages" / "yarn" / "factors.json").read_text())
+    assert factors["max_position_embeddings"] == 512
+    plan_file.unlink()
+    assert main(["rerun", str(tmp_path / "first"), "-o", str(tmp_path / "third")]) == 0
+    capsys.readouterr()
+    assert main(["pipeline", "--plan", str(tmp_path), "-o", str(tmp_path / "x")]) == 2
+    assert "is a folder without a pipeline.json" in capsys.readouterr().err

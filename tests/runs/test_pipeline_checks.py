@@ -225,3 +225,20 @@ def test_a_search_stage_its_model_cannot_run_is_refused_before_the_first_stage(t
         err = capsys.readouterr().err.strip()
         assert "plan stage 's' (search)" in err and match in err and len(err.splitlines()) == 1, err
         assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("stage, match", [
+    ({"name": "cmp", "run": "compare", "data": "@data", "ratios": ["2x"], "samples": 1,
+      "methods": {"y": {"model": "{model}", "factors": {"2x": "@data"}}}},
+     "stage 'cmp' gives @data as 'factors', but @data is the output of a tokenize stage, not factors"),
+    ({"name": "cmp", "run": "compare", "data": "@data", "ratios": ["2x"], "samples": 1,
+      "methods": {"y": {"model": "@yarn", "factors": {"2x": "@yarn"}}}},
+     "stage 'cmp' gives @yarn as 'model', but @yarn is the output of a baseline stage, not model"),
+    ({"name": "s", "run": "search", "data": "@yarn", "target_length": "2x", "samples": 1},
+     "stage 's' gives @yarn as 'data', but @yarn is the output of a baseline stage, not data"),
+])
+def test_a_reference_to_an_output_of_the_wrong_kind_is_refused_before_any_stage(tmp_path, capsys, no_stage_runs,
+                                                                                stage, match):
+    # battery 4: "@data" given as factors (or factors as a model) failed only when the compare stage ran,
+    # after every stage before it
+    assert match in _refused(tmp_path, capsys, _plan(stage))

@@ -117,6 +117,11 @@ def _run_command(args: argparse.Namespace) -> int:
         if hasattr(config, "resume"):
             updates["resume"] = False
         config = replace(config, **updates)
+        if spec.rerun is not None:
+            from pathlib import Path
+
+            run_dir = Path(args.run_dir)
+            config = spec.rerun(config, run_dir if run_dir.is_dir() else run_dir.parent)
     else:
         spec = args._spec
         saved = read_run_config(args.config)[1] if args.config else None

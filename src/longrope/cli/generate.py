@@ -59,6 +59,9 @@ def run(args: GenerateConfig) -> int:
     factor_set = load_factors_for(args.factors, info, original_length=args.original_length,
                                   target_length=args.target_length, model=args.model)
     device = run_device(args.device)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # the output is the text: transformers' loading bar is noise here
     model, tokenizer = load_model(args.model, dtype=resolve_dtype(args.dtype), device=device)
     if tokenizer is None:
         raise UserError(f"{args.model} has no tokenizer; text prompts need one")

@@ -25,6 +25,8 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 __all__ = ["RunSpec", "RUNS", "get_run"]
 
@@ -47,6 +49,10 @@ class RunSpec:
     upgrade: Callable[[dict], dict] | None = None
     """a recorded configuration (``config.json``, read by ``rerun`` and ``--config``) in today's terms: a
     setting whose default changed since it was written keeps the meaning it had then"""
+
+    rerun: Callable[[Any, Path], Any] | None = None
+    """the configuration ``longrope rerun RUN_DIR`` runs, from the recorded one and RUN_DIR (default: the
+    recorded one)"""
 
     def recorded(self, saved: dict) -> dict:
         """``saved`` (a recorded configuration of this command) as today's fields must read it."""

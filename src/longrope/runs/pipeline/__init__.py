@@ -32,6 +32,7 @@ resolves its references; :mod:`.manifest` reads and writes ``pipeline.json``; th
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 from collections.abc import Callable
@@ -83,7 +84,8 @@ class PipelineConfig:
     """Everything ``longrope pipeline`` does."""
 
     output: str = option(help="pipeline folder (created; holds every stage)", short="-o", metavar="OUT")
-    plan: str | None = option(None, "plan file (JSON, longrope-pipeline/1)", metavar="FILE",
+    plan: str | None = option(None, "plan file (JSON, longrope-pipeline/1), or a pipeline folder: the plan it ran",
+                              metavar="FILE",
                               default_text="the shipped showcase plan (sized for --model tiny)")
     model: str | None = option(None, "model; replaces the plan's 'model'", metavar="M",
                                default_text="the plan's")
@@ -157,7 +159,21 @@ def _open_plan(config: PipelineConfig, out: Path) -> tuple[dict | None, dict, st
         plan = check_plan(old["plan"], model=config.model, source=str(out / MANIFEST), strict=False)
         return old, plan, old.get("plan_file", "")
     plan_file = config.plan or str(shipped_plan())
+    ran = Path(plan_file)
+    ran = ran if ran.is_dir() else ran.parent if ran.name == MANIFEST else None
+    if ran is not None:  # a pipeline folder: the plan it ran (what `longrope rerun` repeats), not today's file
+        recorded = read_manifest(ran)
+        if recorded is None:
+            raise ConfigError("plan", f"{{name}} {plan_file} is a folder without a {MANIFEST}; give a plan file")
+        return old, check_plan(recorded["plan"], model=config.model, source=str(ran / MANIFEST), strict=False), \
+            plan_file
     return old, load_plan(plan_file, model=config.model), plan_file
+
+
+def _rerun_config(config: PipelineConfig, run_dir: Path) -> PipelineConfig:
+    """What ``longrope rerun`` of a pipeline folder runs: the plan that folder ran (its manifest), not the
+    plan file as it reads now (edited, moved or gone since)."""
+    return dataclasses.replace(config, plan=str(run_dir.resolve())) if (run_dir / MANIFEST).is_file() else config
 
 
 def _check_stage_folders(paths: list[Path]) -> None:
@@ -264,4 +280,5 @@ examples:
     config=PipelineConfig,
     run=run,
     render=render,
+    rerun=_rerun_config,
 )

@@ -19,6 +19,9 @@ STAGES_DIR = "stages"
 LENGTH_FIELDS = ("target_length", "seq_len", "short_length")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _REF = re.compile(r"^@([A-Za-z0-9][A-Za-z0-9_.-]*)(/.*)?$")
+#: what a plan key takes, for the keys a whole stage's output (``@NAME``) is given to (a compare method's
+#: ``factors`` holds one per ratio)
+_TAKES = {"data": "data", "model": "model", "factors": "factors", "base_factors": "factors"}
 
 
 def shipped_plan() -> Path:
@@ -84,6 +87,24 @@ def _check_entry(st: Any, i: int, seen: list[str], stages: list, source: str) ->
             what = "a later stage" if any(s.get("name") == ref for s in stages) else "no stage"
             raise UserError(f"{source}: stage {name!r} refers to @{ref}, which is {what}; a stage may "
                             "only use the outputs of stages before it")
+    runs = {s.get("name"): s.get("run") for s in stages if isinstance(s, dict)}
+    for key, ref in _whole_refs(st):
+        if _TAKES[key] not in STAGES[runs[ref]].gives:
+            raise UserError(f"{source}: stage {name!r} gives @{ref} as {key!r}, but @{ref} is the output of a "
+                            f"{runs[ref]} stage, not {_TAKES[key]}")
+
+
+def _whole_refs(value: Any, key: str | None = None) -> list[tuple[str, str]]:
+    """``(key, NAME)`` of the ``@NAME`` references (no ``/REL`` path) given to a key of :data:`_TAKES`."""
+    if isinstance(value, str):
+        m = _REF.fullmatch(value)
+        return [(key, m.group(1))] if m and not m.group(2) and key in _TAKES else []
+    if isinstance(value, dict):
+        return [r for k, v in value.items() if k not in ("name", "run")
+                for r in _whole_refs(v, k if k in _TAKES or key not in _TAKES else key)]
+    if isinstance(value, list):
+        return [r for v in value for r in _whole_refs(v, key)]
+    return []
 
 
 def ref_paths(value: Any) -> list[Path]:

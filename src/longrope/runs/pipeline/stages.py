@@ -104,6 +104,9 @@ class Stage:
     """(settings, manifest record) → why a done stage must run again (its inputs changed), or None"""
     summary_keys: tuple[str, ...] = ()
     """keys of its ``outputs["summary"]`` the pipeline's summary shows (from the last such stage done)"""
+    gives: tuple[str, ...] = ()
+    """what its main output (``@NAME``) can stand for in another stage: "data", "factors", "model"
+    (a Hugging Face folder holds its factors in config.json, so a model is factors too)"""
 
     def settings(self, ctx: StageContext) -> Any:
         return self.build(ctx) if self.build is not None else settings_of(self.config, ctx)
@@ -408,19 +411,21 @@ def _run_export(config: ExportSettings, ctx: StageContext) -> Outcome:
 
 #: Every kind of stage, in the order ``--help`` and messages list them.
 STAGES: dict[str, Stage] = {
-    "tokenize": Stage(TokenizeSettings, _at(""), _run_tokenize),
+    "tokenize": Stage(TokenizeSettings, _at(""), _run_tokenize, gives=("data",)),
     "baseline": Stage(BaselineSettings, _at("factors.json"), _run_baseline,
-                      check=lambda config, ctx: _baseline_set(config, ctx.facts_model), build=_baseline_settings),
+                      check=lambda config, ctx: _baseline_set(config, ctx.facts_model), build=_baseline_settings,
+                      gives=("factors",)),
     "search": Stage(SearchConfig, _at("factors.json"), _run_search, check=_check_search,
-                    build=_search_config),
+                    build=_search_config, gives=("factors",)),
     "finetune": Stage(FinetuneConfig, _at("model"), _run_finetune,
                       # resume what an earlier attempt left; a first attempt starts (no "nothing to resume" line)
-                      build=lambda ctx: _command_config("finetune", ctx, resume=ctx.running and ctx.folder.exists())),
+                      build=lambda ctx: _command_config("finetune", ctx, resume=ctx.running and ctx.folder.exists()),
+                      gives=("model", "factors")),
     "compare": Stage(CompareConfig, _at(""), _run_compare, check=_check_compare, editable=COMPARE_EDITABLE,
                      stale=_compare_changed_factors,
                      summary_keys=("heldout_ppl", "passkey", "ruler", "heldout_tokens", "lengths", "passkey_trials",
                                    "goals", "methods")),
-    "export": Stage(ExportSettings, _export_output, _run_export, check=_check_export),
+    "export": Stage(ExportSettings, _export_output, _run_export, check=_check_export, gives=("model", "factors")),
 }
 
 
