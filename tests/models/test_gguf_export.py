@@ -138,6 +138,25 @@ def test_tokenizer_of_the_embedded_model(tmp_path):
     assert kv["tokenizer.ggml.bos_token_id"] == 1 and kv["tokenizer.ggml.eos_token_id"] == 2
 
 
+def test_a_loaded_export_knows_its_original_length(tmp_path, caplog):
+    """transformers' GGUF reader drops L; the loaded model reported the extended context as trained, and
+    installing the factors warned that their L differs from the model's (noise a user cannot act on)."""
+    import logging
+
+    from longrope.models import install_factors, load_model
+
+    model, tok = load_model("tiny")
+    info = inspect_model(model)
+    fs = FactorSet(long_factor=np.full(info.rotary_dim // 2, 4.0), original_max_position_embeddings=TINY_L,
+                   max_position_embeddings=4 * TINY_L, rope_theta=info.rope_theta)
+    out = export_gguf(model, tok, fs, tmp_path / "tiny.gguf").path
+    loaded, _ = load_model(out)
+    assert inspect_model(loaded).original_max_position_embeddings == TINY_L
+    with caplog.at_level(logging.WARNING, logger="longrope"):
+        install_factors(loaded, fs)
+    assert not [r for r in caplog.records if "differs from the model" in r.getMessage()]
+
+
 def test_start_tokens_warn_once(tmp_path, caplog):
     model = build_tiny("llama")
     result = export_gguf(model, None, factor_set(model, start_tokens=4), tmp_path / "m.gguf")

@@ -265,6 +265,9 @@ def inspect_model(model: Any) -> RopeInfo:
     info = rope_info_from_config(model.config)
     if not info.supported:
         return info
+    original = getattr(model, "_longrope_original_length", None)  # a GGUF's own L (load_model sets it)
+    if isinstance(original, int) and original > 0:
+        info = dataclasses.replace(info, original_max_position_embeddings=original)
     version = tuple(int(p) for p in transformers.__version__.split(".")[:2] if p.isdigit())
     if version < MIN_TRANSFORMERS:
         return dataclasses.replace(

@@ -393,4 +393,6 @@ def load_model(
     model.eval()
     tokenizer = load_tokenizer_of(source)
     model._longrope_source = dataclasses.asdict(source)  # provenance for export and results
+    if source.kind == "gguf":  # transformers drops the header's L; inspect_model reads it from here
+        model._longrope_original_length = _gguf_original_length(Path(source.location) / str(source.gguf_file))
     return model, tokenizer
