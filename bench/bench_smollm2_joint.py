@@ -34,15 +34,10 @@ from bench._report import (
     relative_paths,
     write_record,
 )
-from bench.bench_smollm2 import (
-    _command,
-    _critical_values,
-    _read,
-    _read_jsonl,
-    _scored,
-    merge_needle_runs,
-    race_analysis,
-)
+from bench._runs import command as _command
+from bench._runs import read_json as _read
+from bench._runs import read_jsonl as _read_jsonl
+from bench.bench_smollm2 import _critical_values, _scored, merge_needle_runs, race_analysis
 
 NAME = "smollm2-2x-joint"
 METHOD = "searched-joint"

@@ -510,17 +510,22 @@ def test_a_damaged_manifest_is_one_line(tmp_path, capsys, manifest):
     assert len(err) == 1 and "pipeline.json" in err[0] and "Traceback" not in err[0], err
 
 
-@pytest.mark.parametrize("edit", [lambda stages: stages.pop("yarn-2x"),
-                                  lambda stages: stages.update(evil={"run": "search", "status": "done"})])
-def test_a_stage_record_removed_or_added_by_hand_is_one_line(tmp_path, capsys, edit):
-    """The manifest's stage records are its plan's stages: one removed was a KeyError traceback on --resume,
-    one added was kept and summarised as a finished stage."""
+def _two_baselines_done(tmp_path: Path) -> tuple[Path, Path, dict]:
+    """A finished two-stage plan (YaRN and PI at 2x, seconds): its plan file, folder and manifest."""
     plan = {"format": "longrope-pipeline/1", "model": "tiny", "stages": [
         {"name": "yarn-2x", "run": "baseline", "method": "yarn", "target_length": "2x"},
         {"name": "pi-2x", "run": "baseline", "method": "pi", "target_length": "2x"}]}
     plan_file, out = _write(tmp_path, plan), tmp_path / "out"
     assert _pipeline(plan_file, out) == 0
-    manifest = json.loads((out / "pipeline.json").read_text())
+    return plan_file, out, json.loads((out / "pipeline.json").read_text())
+
+
+@pytest.mark.parametrize("edit", [lambda stages: stages.pop("yarn-2x"),
+                                  lambda stages: stages.update(evil={"run": "search", "status": "done"})])
+def test_a_stage_record_removed_or_added_by_hand_is_one_line(tmp_path, capsys, edit):
+    """The manifest's stage records are its plan's stages: one removed was a KeyError traceback on --resume,
+    one added was kept and summarised as a finished stage."""
+    plan_file, out, manifest = _two_baselines_done(tmp_path)
     edit(manifest["stages"])
     (out / "pipeline.json").write_text(json.dumps(manifest))
     capsys.readouterr()
@@ -532,12 +537,7 @@ def test_a_stage_record_removed_or_added_by_hand_is_one_line(tmp_path, capsys, e
 @pytest.mark.parametrize("path", ["/etc/passwd", "{out}/stages/pi-2x/factors.json", "{out}/stages/yarn-2x/../x"])
 def test_a_stage_output_edited_to_lie_outside_its_stage_folder_is_one_line(tmp_path, capsys, path):
     """An edited output path was kept (rc 0): the manifest kept the false path and the summary read it."""
-    plan = {"format": "longrope-pipeline/1", "model": "tiny", "stages": [
-        {"name": "yarn-2x", "run": "baseline", "method": "yarn", "target_length": "2x"},
-        {"name": "pi-2x", "run": "baseline", "method": "pi", "target_length": "2x"}]}
-    plan_file, out = _write(tmp_path, plan), tmp_path / "out"
-    assert _pipeline(plan_file, out) == 0
-    manifest = json.loads((out / "pipeline.json").read_text())
+    plan_file, out, manifest = _two_baselines_done(tmp_path)
     manifest["stages"]["yarn-2x"]["outputs"]["factors"] = path.format(out=out)
     (out / "pipeline.json").write_text(json.dumps(manifest))
     capsys.readouterr()

@@ -1,0 +1,34 @@
+"""Reading the run folders a benchmark records (``run.json``, ``config.json``, ``summary.json``,
+``history.jsonl``): one reader each, a :class:`~longrope.errors.UserError` of one line on failure."""
+
+from __future__ import annotations
+
+import json
+import shlex
+from pathlib import Path
+
+
+def read_json(path: Path, hint: str | None = None) -> dict:
+    """A JSON file of a run folder; ``hint`` (what to do) is added to the one-line error."""
+    from longrope.errors import UserError
+
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise UserError(f"cannot read {path}: {exc}" + (f"; {hint}" if hint else "")) from None
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    """The rows of a JSON-lines file of a run folder (blank lines skipped)."""
+    from longrope.errors import UserError
+
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+        return [json.loads(line) for line in lines if line.strip()]
+    except (OSError, ValueError) as exc:
+        raise UserError(f"cannot read {path}: {exc}") from None
+
+
+def command(run: dict) -> str:
+    """The command line a run folder's ``run.json`` recorded, as ``longrope ...``."""
+    return shlex.join(["longrope", *run.get("argv", [])[1:]])

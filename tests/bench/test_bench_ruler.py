@@ -1,0 +1,47 @@
+"""``bench.bench_ruler``: the seed's table from ``eval ruler`` run folders (their ``ruler.json`` written by the
+command's own writer), one row per set, one column per length, the goal on the average at one length."""
+
+from __future__ import annotations
+
+import json
+
+from bench import bench_ruler
+from longrope.evaluate.ruler import Cell, write_ruler_outputs
+
+
+def _run(folder, cells, sets, lengths):
+    write_ruler_outputs(folder, cells, sets=sets, lengths=lengths, tasks=["niah_single_1", "vt"],
+                        record={"model": "tiny", "lm_eval": "0.4.13"}, plot=False)
+    (folder / "run.json").write_text(json.dumps({"argv": ["longrope", "eval", "ruler", "--model", "tiny"]}))
+
+
+def _cell(s, n, task, scores):
+    return Cell(s, n, task, len(scores), float(sum(scores)), 2.0 * len(scores), "x", scores, ["r"] * len(scores))
+
+
+def test_two_runs_give_the_table_and_the_goal(tmp_path):
+    base, ext = tmp_path / "base", tmp_path / "ext"
+    base.mkdir(), ext.mkdir()
+    _run(base, [_cell("none", 256, t, [1.0, 1.0]) for t in ("niah_single_1", "vt")], ["none"], [256])
+    _run(ext, [_cell("yarn", 512, "niah_single_1", [1.0, 0.0]), _cell("yarn", 512, "vt", [0.0, 0.0]),
+               _cell("ours", 512, "niah_single_1", [1.0, 1.0]), _cell("ours", 512, "vt", [0.5, 0.0])],
+         ["yarn", "ours"], [512])
+    out = tmp_path / "rec.json"
+    assert bench_ruler.main(["--runs", str(base), str(ext), "--goal-set", "ours", "--goal-reference", "yarn",
+                             "--goal-length", "512", "--record", str(out)]) == 0
+    rec = json.loads(out.read_text())
+    rows = {r[0]: r[1:] for r in rec["tables"]["ruler"]["rows"]}
+    assert rows["none"] == [1.0, None, 1.0] and rows["yarn"] == [None, 0.25, 0.25] and rows["ours"][1] == 0.625
+    assert rec["values"]["goal_met"] is True and abs(rec["values"]["goal_gap"] - 0.375) < 1e-12
+    assert rec["values"]["samples_per_cell"] == 2 and len(rec["tables"]["cells"]["rows"]) == 6
+
+
+def test_a_cell_in_two_runs_or_an_unfinished_run_is_one_line(tmp_path, capsys):
+    a, b = tmp_path / "a", tmp_path / "b"
+    for f in (a, b):
+        f.mkdir()
+        _run(f, [_cell("none", 256, "niah_single_1", [1.0])], ["none"], [256])
+    assert bench_ruler.main(["--runs", str(a), str(b), "--record", str(tmp_path / "r.json")]) == 2
+    assert "measured in another run too" in capsys.readouterr().err
+    assert bench_ruler.main(["--runs", str(tmp_path / "none"), "--record", str(tmp_path / "r.json")]) == 2
+    assert "finish the run first" in capsys.readouterr().err
