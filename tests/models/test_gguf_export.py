@@ -121,14 +121,20 @@ def test_families_llamacpp_cannot_run_are_refused_in_one_line(family, tmp_path):
     assert not list(tmp_path.iterdir())  # nothing left behind
 
 
-def test_tokenizer_of_the_embedded_model(tmp_path):
+def test_tokenizer_of_the_embedded_model(tmp_path, caplog):
+    """... and without gguf's "Unknown separator token '<s>' in TemplateProcessing<pair>" (a Llama-style pair
+    template; llama.cpp never uses it for generation) printed on every export (battery 4)."""
+    import logging
+
     from longrope.models import load_model
 
     model, tok = load_model("tiny")
     info = inspect_model(model)
     fs = FactorSet(long_factor=np.full(info.rotary_dim // 2, 8.0), original_max_position_embeddings=256,
                    max_position_embeddings=2048, rope_theta=info.rope_theta)
-    out = export_gguf(model, tok, fs, tmp_path / "tiny.gguf").path
+    with caplog.at_level(logging.WARNING):
+        out = export_gguf(model, tok, fs, tmp_path / "tiny.gguf").path
+    assert not [r for r in caplog.records if "TemplateProcessing" in r.getMessage()]
     kv = fields(out)
     assert kv["tokenizer.ggml.model"] == "gpt2" and kv["tokenizer.ggml.pre"] == "smollm"
     tokens = kv["tokenizer.ggml.tokens"]
@@ -155,6 +161,31 @@ def test_a_loaded_export_knows_its_original_length(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="longrope"):
         install_factors(loaded, fs)
     assert not [r for r in caplog.records if "differs from the model" in r.getMessage()]
+
+
+def test_quiet_hides_the_gguf_reader_bar_too(tmp_path, capfd):
+    """transformers' GGUF reader draws its "Converting and de-quantizing" bar with tqdm directly; with
+    transformers' bars switched off (``--quiet``) it was still drawn on every load of a GGUF model."""
+    from transformers.utils import logging as hf_logging
+
+    from longrope.models import load_model
+
+    model, tok = load_model("tiny")
+    info = inspect_model(model)
+    fs = FactorSet(long_factor=np.full(info.rotary_dim // 2, 4.0), original_max_position_embeddings=TINY_L,
+                   max_position_embeddings=4 * TINY_L, rope_theta=info.rope_theta)
+    out = export_gguf(model, tok, fs, tmp_path / "tiny.gguf").path
+    capfd.readouterr()
+    was = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        load_model(out)
+        assert "de-quantizing" not in capfd.readouterr().err
+    finally:
+        if was:
+            hf_logging.enable_progress_bar()
+    load_model(out)  # bars on: the reader's bar is drawn as before (the switch is restored after the load)
+    assert "de-quantizing" in capfd.readouterr().err
 
 
 def test_start_tokens_warn_once(tmp_path, caplog):

@@ -399,8 +399,21 @@ def _add_vocab(writer: Any, vocab: dict | None, workdir: Path) -> None:
     writer.add_token_types(vocab["types"])
     if vocab["scores"] is not None:
         writer.add_token_scores(vocab["scores"])
-    special = gguf.SpecialVocab(workdir, load_merges=vocab["model"] == "gpt2", n_vocab=len(vocab["tokens"]))
+    pair_notes = logging.getLogger("gguf.vocab")
+    pair_notes.addFilter(_no_pair_template_notes)
+    try:
+        special = gguf.SpecialVocab(workdir, load_merges=vocab["model"] == "gpt2", n_vocab=len(vocab["tokens"]))
+    finally:
+        pair_notes.removeFilter(_no_pair_template_notes)
     special.add_to_gguf(writer, quiet=True)
+
+
+def _no_pair_template_notes(record: logging.LogRecord) -> bool:
+    """gguf's reader of ``tokenizer.json`` warns of any token between the two sequences of a *pair*
+    template ("Unknown separator token '<s>' in TemplateProcessing<pair>" for every Llama-style
+    tokenizer); llama.cpp uses that only to encode sentence pairs (rerankers), never for generation or
+    perplexity, so the warning is noise on every export of such a tokenizer."""
+    return "TemplateProcessing<pair>" not in record.getMessage()
 
 
 def _add_weights(writer: Any, model: Any, arch: str, outtype: str) -> None:

@@ -22,6 +22,7 @@ weights file is a one-line :class:`UserError`.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib.util
 import logging
@@ -29,6 +30,7 @@ import os
 import pickle
 import re
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 from longrope.errors import UserError
@@ -157,26 +159,56 @@ def _quiet_vllm_keys() -> None:
         logger.addFilter(_VllmKeysFilter())
 
 
+@contextlib.contextmanager
+def _gguf_bar_follows_transformers() -> Iterator[None]:
+    """transformers' GGUF reader draws its "Converting and de-quantizing" bar with tqdm directly, not
+    through its own progress-bar switch, so ``--quiet`` (which turns that switch off) did not hide it.
+    While the switch is off, that module's bar is drawn disabled."""
+    from transformers.utils import logging as hf_logging
+
+    if hf_logging.is_progress_bar_enabled():
+        yield
+        return
+    import functools
+
+    from transformers import modeling_gguf_pytorch_utils as gguf_utils
+
+    drawn = gguf_utils.tqdm
+    gguf_utils.tqdm = functools.partial(drawn, disable=True)
+    try:
+        yield
+    finally:
+        gguf_utils.tqdm = drawn
+
+
 def _from_pretrained(source: ModelSource, loader: Any, **kwargs: Any) -> Any:
     """Call ``loader.from_pretrained`` for any kind of source, mapping failures to one-line errors."""
     _quiet_vllm_keys()
     if source.kind == "gguf":
+        with _gguf_bar_follows_transformers():
+            return _load_local(source, loader, gguf_file=source.gguf_file, **kwargs)
+    return _load_local(source, loader, **kwargs) if source.kind != "hub" else _load_hub(source, loader, **kwargs)
+
+
+def _load_local(source: ModelSource, loader: Any, **kwargs: Any) -> Any:
+    if source.kind == "gguf":
         from longrope.models.gguf import check_gguf_file
 
         check_gguf_file(Path(source.location) / str(source.gguf_file))  # truncated: one line, not a struct.error
-        kwargs["gguf_file"] = source.gguf_file
     elif source.kind == "folder" and (Path(source.location) / "config.json").is_file():
         from longrope.io import read_json
 
         # bounded and shape-checked before transformers parses it (a file nested 200,000 deep is a
         # RecursionError there)
         read_json(Path(source.location) / "config.json", what="model configuration (config.json)")
-    if source.kind != "hub":
-        try:
-            return loader.from_pretrained(source.location, local_files_only=True, **kwargs)
-        except (OSError, ValueError, KeyError) as e:
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise UserError(f"cannot load {source.label!r}: {first}") from None
+    try:
+        return loader.from_pretrained(source.location, local_files_only=True, **kwargs)
+    except (OSError, ValueError, KeyError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UserError(f"cannot load {source.label!r}: {first}") from None
+
+
+def _load_hub(source: ModelSource, loader: Any, **kwargs: Any) -> Any:
     try:  # the local cache first: works offline when the model was downloaded before
         return loader.from_pretrained(source.location, local_files_only=True, **kwargs)
     except (OSError, ValueError):
