@@ -3,6 +3,7 @@ JSON records."""
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 
@@ -99,3 +100,13 @@ def _error(call) -> str:
     with pytest.raises(UserError) as err:
         call()
     return str(err.value)
+
+
+def test_a_sealed_record_tells_an_edit_from_the_original():
+    from longrope.io import SEAL, seal_intact, sealed
+
+    doc = sealed({"method": "yarn", "ppl": 12.5, "nested": {"a": [1, 2]}})
+    assert seal_intact(doc) and seal_intact(json.loads(json.dumps(doc)))  # survives a JSON round trip
+    assert not seal_intact({**doc, "ppl": 12.4})
+    assert not seal_intact({k: v for k, v in doc.items() if k != SEAL})  # no seal: not intact
+    assert not seal_intact([doc]) and not seal_intact({**doc, "x": object()})

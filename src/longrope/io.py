@@ -35,6 +35,30 @@ def file_sha256(path: str | os.PathLike) -> str:
     return update_hash(hashlib.sha256(), path).hexdigest()
 
 
+#: The field a sealed record keeps its own digest in (see :func:`sealed`).
+SEAL = "sha256"
+
+
+def record_digest(doc: dict[str, Any]) -> str:
+    """SHA-256 of a JSON record's fields, all but its :data:`SEAL` (keys sorted): one changed digit shows."""
+    body = {k: v for k, v in doc.items() if k != SEAL}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode("utf-8")).hexdigest()
+
+
+def sealed(doc: dict[str, Any]) -> dict[str, Any]:
+    """``doc`` with its digest under :data:`SEAL`: the one way a record that is read back on resume (a
+    measured cell, a checkpoint's state) is written, so that a damaged or hand-edited one is told apart."""
+    return {**doc, SEAL: record_digest(doc)}
+
+
+def seal_intact(doc: Any) -> bool:
+    """Whether ``doc`` is a record :func:`sealed` wrote and nobody changed since (False without a seal)."""
+    try:
+        return isinstance(doc, dict) and doc.get(SEAL) == record_digest(doc)
+    except (TypeError, ValueError):
+        return False
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: str = "w") -> Path:
     """Call ``write(fileobj)`` on a temporary file next to ``path`` and move it into place."""
     path = Path(path)

@@ -186,7 +186,7 @@ def _length_item(part: str, text: str, flag: str, ratios: bool) -> int | str:
         except ValueError:
             r = float("nan")
         if not 1 <= r <= MAX_TOKENS:
-            raise UserError(f"{flag}: a context ratio must be a number of at least 1 before 'x' (e.g. 8x), "
+            raise UserError(f"{flag}: a context ratio is a number from 1 to {MAX_TOKENS:,} before 'x' (e.g. 8x), "
                             f"got {part!r}")
         return f"{r:g}x"
     mult = 1
@@ -195,10 +195,10 @@ def _length_item(part: str, text: str, flag: str, ratios: bool) -> int | str:
     try:
         n = int(part) * mult
     except ValueError:
-        eg = "2048,4k,8x" if ratios else "2048,4k"
-        raise UserError(f"{flag} must be positive integers (e.g. {eg}), got {text!r}") from None
+        eg = "2048, 4k or 8x" if ratios else "2048 or 4k"
+        raise UserError(f"{flag}: a length is a whole number of tokens (e.g. {eg}), got {part!r}") from None
     if n < 2:
-        raise UserError(f"{flag} must be positive integers of at least 2 tokens, got {n}")
+        raise UserError(f"{flag}: a length is at least 2 tokens, got {n}")
     return n
 
 

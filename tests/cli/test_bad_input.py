@@ -211,6 +211,26 @@ def test_rerun_of_a_configuration_now_refused_says_how_to_change_it(env, tmp_pat
     assert f"run 'longrope search --config {old}' with the flag changed instead" in err
 
 
+def test_rerun_into_an_existing_folder_says_rerun_writes_a_new_one(env, tmp_path, capsys):
+    """``rerun RUN -o RUN`` was refused with "add --resume to continue it", a flag rerun has not (battery 4)."""
+    from longrope.options import config_to_dict
+    from longrope.runs.search import SearchConfig
+
+    old = tmp_path / "old"
+    old.mkdir()
+    saved = config_to_dict(SearchConfig(model="tiny", data=str(env / "data"), output=str(old), target_length=128))
+    (old / "config.json").write_text(json.dumps({"format": "longrope-run/1", "command": "search", "config": saved}))
+    assert main(["rerun", str(old), "-o", str(old)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "is the run being repeated; rerun writes a new folder" in err
+    assert f"longrope search --config {old} --resume" in err
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "x").write_text("mine")
+    assert main(["rerun", str(old), "-o", str(other)]) == 2
+    assert "already exists and is not empty; rerun writes a new folder" in capsys.readouterr().err
+
+
 def test_baseline_target_length_takes_the_k_suffix(env, capsys):
     out = env / "b-4k.json"
     assert main(["baseline", "--model", str(env / "model"), "--method", "pi", "--target-length", "1k", "-o",

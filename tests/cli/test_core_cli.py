@@ -143,3 +143,18 @@ def test_quiet_turns_off_transformers_progress_bars_too(monkeypatch, tmp_path, c
         assert main([*argv, "--quiet"]) == 0 and seen == [False]
     finally:
         (hf_logging.enable_progress_bar if was else hf_logging.disable_progress_bar)()
+
+
+@pytest.mark.parametrize("argv, line", [
+    (["baseline", "--model", "tiny", "--method", "yarn", "--target-length", "1000000000000x", "-o", "f.json"],
+     "longrope baseline: error: --target-length: a context ratio is a number from 1 to 16,777,216 before 'x' "
+     "(e.g. 8x), got '1000000000000x' (see longrope baseline --help)"),
+    (["eval", "ppl", "--model", "tiny", "--lengths", "2k,12q", "--data", "d", "-o", "o"],
+     "longrope eval ppl: error: --lengths: a length is a whole number of tokens (e.g. 2048, 4k or 8x), got '12q' "
+     "(see longrope eval ppl --help)"),
+])
+def test_a_bad_length_is_named_once_and_said_as_it_is(capsys, tmp_path, argv, line):
+    """argparse's own "argument --lengths:" prefix repeated the flag our parser names (battery 4), and a ratio
+    too large was called "not at least 1"."""
+    code, _, err = _run(capsys, *argv)
+    assert code == 2 and err.strip() == line

@@ -402,13 +402,37 @@ def test_a_torn_cell_line_is_dropped_and_goals_read_fractional_ratios(tmp_path):
     _append_cell(path, {"method": "a", "ratio": "1x", "ppl": 2.0})
     with open(path, "a") as f:
         f.write('{"method": "b", "ra')  # killed mid-line
-    assert list(_read_cells(path)) == [("a", "1x")]
+    assert list(_read_cells(path)[0]) == [("a", "1x")]
     _append_cell(path, {"method": "b", "ratio": "1x", "ppl": 3.0})
-    assert list(_read_cells(path)) == [("a", "1x"), ("b", "1x")]
+    assert list(_read_cells(path)[0]) == [("a", "1x"), ("b", "1x")]
     methods = {"m.v2": {"model": "tiny", "factors": {"1.5x": "none"}}}
     goals = [{"name": "g", "value": "heldout_ppl.1.5x.m.v2", "at_most": 3}]
     check_goals(goals, methods)
     assert evaluate_goals(goals, {"heldout_ppl": {"1.5x": {"m.v2": 2.5}}})[0]["met"] is True
+
+
+def test_a_hand_edited_cell_is_measured_again_not_reported(tmp_path, capsys):
+    """A measured cell's line edited by hand (a better perplexity typed in) was accepted on --resume and
+    reported as measured (battery 4); every line now carries its digest, and one that does not match
+    is said and measured again."""
+    plan = {"format": "longrope-pipeline/1", "model": "tiny", "stages": [
+        {"name": "data", "run": "tokenize", "inputs": ["embedded"]},
+        {"name": "compare", "run": "compare", "data": "@data", "ratios": ["2x"], "samples": 1, "passkey_trials": 0,
+         "methods": {"ntk": {"model": "{model}", "factors": {"2x": "ntk@2x"}},
+                     "pi": {"model": "{model}", "factors": {"2x": "pi@2x"}}}}]}
+    plan_file, out = _write(tmp_path, plan), tmp_path / "out"
+    assert _pipeline(plan_file, out) == 0
+    cells = out / "stages" / "compare" / "cells.jsonl"
+    first = [json.loads(x) for x in cells.read_text().splitlines()]
+    edited = [{**first[0], "ppl": 1.01}, first[1]]
+    cells.write_text("".join(json.dumps(c) + "\n" for c in edited))
+    plan["stages"][1]["methods"]["yarn"] = {"model": "{model}", "factors": {"2x": "yarn@2x"}}  # re-enters the stage
+    plan_file = _write(tmp_path, plan)
+    capsys.readouterr()
+    assert _pipeline(plan_file, out, "--resume") == 0
+    assert "1 line(s)" in capsys.readouterr().err
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["heldout_ppl"]["2x"][first[0]["method"]] == first[0]["ppl"] != 1.01
 
 
 def test_a_done_comparison_measures_again_the_cells_whose_factor_file_changed(tmp_path, capsys):

@@ -76,7 +76,7 @@ def test_a_missing_baseline_setting_is_named(tmp_path, capsys, no_stage_runs):
      "plan stage 'e' (export): 'format' must be hf or gguf, got 'onnx'"),
     ({"name": "e", "run": "export", "factors": 3}, "plan stage 'e' (export): 'factors' must be a factor file"),
     ({"name": "s", "run": "search", "data": "@data", "target_length": "four"},
-     "plan stage 's' (search): target_length must be positive integers (e.g. 2048,4k,8x), got 'four'"),
+     "plan stage 's' (search): target_length: a length is a whole number of tokens (e.g. 2048, 4k or 8x), got 'four'"),
     ({"name": "ft", "run": "finetune", "factors": "@yarn", "data": "@data", "steps": 2, "warmup_steps": 5},
      "plan stage 'ft' (finetune): warmup_steps must be in [0, steps], got 5"),
 ])

@@ -34,7 +34,16 @@ class _Parser(argparse.ArgumentParser):
     """argparse whose errors are one line (``longrope search: error: ... (see --help)``), exit 2."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        raise _ArgError(f"{self.prog}: error: {message} (see {self.prog} --help)")
+        raise _ArgError(f"{self.prog}: error: {_named_once(message)} (see {self.prog} --help)")
+
+
+def _named_once(message: str) -> str:
+    """argparse prefixes a value's error with ``argument --flag:``; our parsers' messages already start
+    with the flag (the same parsers serve configs and plans), so the prefix goes where it would repeat it."""
+    head, sep, rest = message.partition(": ")
+    if sep and head.startswith("argument ") and any(rest.startswith(o) for o in head[9:].split("/")):
+        return rest
+    return message
 
 
 def _add_run(sub, spec) -> None:
@@ -101,6 +110,24 @@ def _run_tool(args: argparse.Namespace) -> int:
     return mod.run(config_from_args(mod.CONFIG, args))  # looked up now: a test may replace run
 
 
+def _check_rerun_output(output: str, run_dir: str, command: str, *, resumable: bool) -> None:
+    """``rerun`` repeats a run into a new folder; an existing one was refused further on with the hint of
+    the command's own ``--resume``, which ``rerun`` has not."""
+    from pathlib import Path
+
+    from longrope.errors import UserError
+
+    out = Path(output)
+    if out.is_dir() and any(out.iterdir()):
+        source = Path(run_dir)
+        source = source if source.is_dir() else source.parent
+        same = out.resolve() == source.resolve()
+        raise UserError(f"-o {out} {'is the run being repeated' if same else 'already exists and is not empty'}; "
+                        f"rerun writes a new folder: choose one that does not exist"
+                        + (f" (to continue that run instead: longrope {command} --config {source} --resume)"
+                           if same and resumable else ""))
+
+
 def _run_command(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
@@ -113,6 +140,7 @@ def _run_command(args: argparse.Namespace) -> int:
         spec = get_run(command)
         args._spec = spec
         config = config_from_dict(spec.config, spec.recorded(saved))
+        _check_rerun_output(args.output, args.run_dir, command, resumable=hasattr(config, "resume"))
         updates = {spec.output_field: args.output}
         if hasattr(config, "resume"):
             updates["resume"] = False

@@ -29,8 +29,8 @@ import logging
 import os
 import pickle
 import re
-from pathlib import Path
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from longrope.errors import UserError

@@ -270,28 +270,37 @@ class CompareConfig:
 # ------------------------------------------------------------------------------------------------
 
 
-def _read_cells(path: Path) -> dict[tuple[str, str], dict]:
-    """Cells measured so far (a torn last line from a kill is ignored)."""
+def _read_cells(path: Path) -> tuple[dict[tuple[str, str], dict], int]:
+    """Cells measured so far, and how many lines were left out because they do not match their seal
+    (edited by hand or damaged: their cells are measured again). A torn last line from a kill is
+    dropped from the file."""
+    from longrope.io import seal_intact
+
     cells: dict[tuple[str, str], dict] = {}
+    broken = 0
     if not path.exists():
-        return cells
+        return cells, broken
     data = path.read_bytes()
     if data and not data.endswith(b"\n"):  # a line torn by a kill: drop it, so the next append starts clean
         data = data[: data.rfind(b"\n") + 1]
         with open(path, "r+b") as f:
             f.truncate(len(data))
-    for line in data.decode("utf-8").splitlines():
+    for line in data.decode("utf-8", errors="replace").splitlines():
         try:
             c = json.loads(line)
+            if not seal_intact(c):
+                raise ValueError("unsealed")
             cells[(c["method"], c["ratio"])] = c
         except (ValueError, KeyError, TypeError, RecursionError):
-            continue
-    return cells
+            broken += bool(line.strip())
+    return cells, broken
 
 
 def _append_cell(path: Path, cell: dict) -> None:
+    from longrope.io import sealed
+
     with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps(cell, sort_keys=True) + "\n")
+        f.write(json.dumps(sealed(cell), sort_keys=True) + "\n")
         f.flush()
         os.fsync(f.fileno())
 
@@ -389,7 +398,10 @@ def run_compare(config: CompareConfig, folder: Path, *, log: Callable[[str], Non
 
         check_lengths(config, lengths)
     cells_path = folder / CELLS_FILE
-    cells = _read_cells(cells_path)
+    cells, broken = _read_cells(cells_path)
+    if broken:
+        say(f"compare: {broken} line(s) of {cells_path} do not match their digest (edited or damaged); "
+            "their cells are measured again")
     digests = factor_digests(config.methods, list(config.ratios))
     for (name, ratio), c in list(cells.items()):
         why = _stale_cell(c, config.methods, digests, config.measures_passkey(name, ratio),

@@ -36,6 +36,7 @@ from typing import Any
 from longrope.data.ruler import DEFAULT_TASKS, MAX_SAMPLES, MIN_LENGTH, TASKS, canonical_task
 from longrope.errors import ConfigError, UserError
 from longrope.groups import bos_option, run_device
+from longrope.io import seal_intact, sealed
 from longrope.options import config_to_dict, option
 from longrope.runs import RunSpec
 from longrope.runs.evaluate import _EvalConfig, _factor_records, _load, _prepare
@@ -329,19 +330,13 @@ def _intact_samples(stored: Any, key: dict, n: int) -> bool:
         return False
 
 
-def _entry_digest(entry: dict) -> str:
-    """SHA-256 of a ``cells.json`` entry's fields (all but this digest): a changed score or answer shows."""
-    body = {k: v for k, v in entry.items() if k != "sha256"}
-    return hashlib.sha256(json.dumps(body, sort_keys=True).encode("utf-8")).hexdigest()
-
-
 def _intact_cell(entry: dict) -> Any:
     """The :class:`~longrope.evaluate.ruler.Cell` of a ``cells.json`` entry, or a ``ValueError`` (or the
     like) when it is not one a measurement writes: its own fields disagree with the entry's key, its count
     with its scores, its sum with their sum, or a score lies outside [0, 1]."""
     from longrope.evaluate.ruler import Cell
 
-    if entry.get("sha256") != _entry_digest(entry):
+    if not seal_intact(entry):
         raise ValueError("a cell whose fields do not match their digest (edited, or written without one)")
     cell = Cell.from_dict(entry["cell"])
     scores = cell.scores
@@ -418,7 +413,7 @@ def _measure(config: RulerConfig, folder: Any, sets: list, tasks: list[str], sam
                 cells.append(cell)
                 entry = {"factors": name, "fingerprint": key[2], "length": length, "task": task,
                          "samples_sha256": key[5], "context": context, "cell": cell.to_dict()}
-                entries[key] = {**entry, "sha256": _entry_digest(entry)}
+                entries[key] = sealed(entry)
                 write_json(folder.path / CELLS_FILE, {"cells": list(entries.values())})
                 if bar is not None:
                     bar.write(f"{name:>16s}  {length:>7d}  {task:<16s} accuracy {cell.accuracy:.2f} "

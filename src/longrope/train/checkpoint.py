@@ -19,8 +19,6 @@ and cleaned up; only complete folders are resumed from.
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import logging
 import math
 import os
@@ -33,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from longrope.errors import ConfigError, UserError
-from longrope.io import file_sha256, read_json, replace_folder, write_json
+from longrope.io import SEAL, file_sha256, read_json, replace_folder, seal_intact, sealed, write_json
 from longrope.train.data import Cursor
 
 __all__ = ["TrainState", "CHECKPOINTS", "STATE_FILE", "checkpoint_dirs", "latest_checkpoint", "intact_checkpoint",
@@ -130,7 +128,7 @@ def save_checkpoint(accelerator: Any, out: Path, state: TrainState, *, keep: int
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         doc = {**state.to_dict(), "files": _file_digests(partial)}
-        write_json(partial / STATE_FILE, {**doc, "sha256": _state_digest(doc)})
+        write_json(partial / STATE_FILE, sealed(doc))
         if final.is_symlink() or final.is_file():  # not a checkpoint this run wrote (it was refused as damaged)
             final.unlink()
         # the same step may be there, saved by an earlier, killed run of this same trajectory
@@ -166,13 +164,6 @@ def _file_digests(folder: Path, *, hash_files: bool = True) -> dict[str, str]:
             if (p.is_file() or p.is_symlink()) and p.relative_to(folder).as_posix() != STATE_FILE}
 
 
-def _state_digest(doc: dict[str, Any]) -> str:
-    """SHA-256 of ``train_state.json``'s own fields (all but this digest): a changed digit of the step,
-    the data cursor or a setting shows, as a changed byte of the weights does."""
-    body = {k: v for k, v in doc.items() if k != "sha256"}
-    return hashlib.sha256(json.dumps(body, sort_keys=True).encode("utf-8")).hexdigest()
-
-
 def intact_checkpoint(path: Path) -> TrainState:
     """The state of checkpoint ``path`` once its files match their digests and its fields are in range
     (without loading anything into a model); a ``UserError`` naming the problem otherwise (a checkpoint
@@ -183,7 +174,7 @@ def intact_checkpoint(path: Path) -> TrainState:
         state = TrainState.from_dict(doc)
     except ValueError as exc:
         raise UserError(f"{path / STATE_FILE}: {exc}") from None
-    if doc.get("sha256") is not None and doc["sha256"] != _state_digest(doc):
+    if doc.get(SEAL) is not None and not seal_intact(doc):
         raise UserError(f"{path / STATE_FILE} is damaged or edited (its fields do not match their SHA-256)")
     if path.name != _name(state.step):
         raise UserError(f"{path / STATE_FILE}: step {state.step} does not match its folder {path.name}")
