@@ -10,7 +10,14 @@ import threading
 import pytest
 
 from longrope.errors import UserError
-from longrope.io import aside_prefix, read_json, read_regular, remove_dead_leftovers, replace_folder
+from longrope.io import (
+    aside_prefix,
+    read_json,
+    read_regular,
+    remove_dead_leftovers,
+    replace_folder,
+    write_json,
+)
 from longrope.rope import FactorSet
 
 
@@ -110,3 +117,20 @@ def test_a_sealed_record_tells_an_edit_from_the_original():
     assert not seal_intact({**doc, "ppl": 12.4})
     assert not seal_intact({k: v for k, v in doc.items() if k != SEAL})  # no seal: not intact
     assert not seal_intact([doc]) and not seal_intact({**doc, "x": object()})
+
+
+def test_an_output_that_is_a_pipe_device_or_dash_is_refused_and_left_alone(tmp_path, monkeypatch):
+    """Writing moves a temporary file into place, which would replace a named pipe or (as root) a device
+    such as /dev/full with a regular file (battery 5: ``baseline -o /dev/full`` did, rc 0); '-' made a file
+    named '-' though a user means stdout."""
+    pipe = tmp_path / "out.json"
+    os.mkfifo(pipe)
+    message = _error(lambda: write_json(pipe, {"a": 1}))
+    assert "is not a regular file (a device, pipe or socket)" in message and "\n" not in message
+    assert pipe.exists() and not pipe.is_file()  # still the pipe
+    assert "not a regular file" in _error(lambda: write_json("/dev/null", {"a": 1}))
+    monkeypatch.chdir(tmp_path)
+    assert "'-' is not an output file here" in _error(lambda: write_json("-", {"a": 1}))
+    assert not os.path.lexists(tmp_path / "-")
+    write_json(tmp_path / "-", {"a": 1})  # a file really named '-' is still one path away
+    assert json.loads((tmp_path / "-").read_text()) == {"a": 1}

@@ -82,13 +82,21 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: st
     return path
 
 
-def check_writable_path(path: Path) -> None:
-    """Refuse, in one line naming the user's path, an output that is a folder or lies under a file
-    (the OS would name the temporary file, or only the part of the path that is a file)."""
+def check_writable_path(path: str | os.PathLike) -> None:
+    """Refuse, in one line naming the user's path, an output that is a folder, a device, pipe or socket (the
+    move into place would replace it: as root even ``/dev/null``) or one that lies under a file (the OS would
+    name the temporary file, or only the part of the path that is a file), or ``-`` (a user means stdout, but
+    it would be a file named '-'; a path such as /abs/- still names one)."""
     from longrope.errors import UserError
 
+    if os.fspath(path) == "-":
+        raise UserError("'-' is not an output file here (longrope writes no file to stdout); give a file path")
+    path = Path(path)
     if path.is_dir():
         raise UserError(f"{path} is a folder; give the path of a file to write")
+    if path.exists() and not path.is_file():
+        raise UserError(f"{path} is not a regular file (a device, pipe or socket), which writing would replace; "
+                        "give the path of a file to write")
     for parent in path.parents:
         if parent.exists():
             if not parent.is_dir():

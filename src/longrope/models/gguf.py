@@ -50,6 +50,7 @@ from typing import Any
 import numpy as np
 
 from longrope.errors import UserError
+from longrope.io import check_writable_path
 from longrope.models.export import (
     ExportResult,
     check_target_length,
@@ -113,6 +114,7 @@ def check_output_file(out: Path, overwrite: bool) -> None:
     """One-line errors for an output that cannot become the GGUF file (checked before any work)."""
     if out.exists() and out.is_dir():
         raise UserError(f"output {out} is a folder; --format gguf writes one file, give e.g. -o {out}.gguf")
+    check_writable_path(out)  # a device or pipe there is never replaced, --overwrite or not
     if out.exists() and not overwrite:
         raise UserError(f"output file {out} already exists; pass --overwrite or another -o")
     check_writable_parent(out)
