@@ -286,10 +286,13 @@ def resolve_sources(
     if not specs:
         raise UserError("no --input given; pass files, folders or a dataset name")
     for spec in specs:
-        role = None
+        role, given = None, spec
         for r in ROLES:
             if spec.startswith(r + "=") and not Path(spec).exists():
                 role, spec = r, spec[len(r) + 1 :]
+        if not spec.strip():  # '' is Path('.'): an unset variable ("search=$DIR") would read the current folder
+            raise UserError(f"--input {given!r} names no file, folder or dataset; give one"
+                            + (f" after '{role}='" if role else "") + " ('.' for the current folder)")
         prefix = re.match(r"([A-Za-z_][\w-]*)=", spec)
         if role is None and prefix and not Path(spec).exists():
             raise UserError(f"{spec}: unknown role {prefix.group(1)!r}; prefix an input with "
