@@ -164,6 +164,9 @@ def test_config_validation_names_the_field_and_the_flag(tiny, tmp_path):
     assert "only one of --workers, --devices and --ray-address" in err.value.render(flags)
     with pytest.raises(ConfigError, match="strategy must be one of"):
         SearchConfig(model="m", data="d", output="o", target_length=64, strategy="random")
+    # --step inf made a grid of NaN factors: found by three failed evaluations, not before (battery 5)
+    with pytest.raises(ConfigError, match="step must be a number from 1e-6 to 1e6, got inf"):
+        SearchConfig(model="m", data="d", output="o", target_length=64, step=float("inf"))
 
 
 @pytest.mark.slow

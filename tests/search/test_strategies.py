@@ -45,3 +45,16 @@ def test_the_plan_follows_the_row():
 def test_an_unknown_name_is_one_line():
     with pytest.raises(ValueError, match="unknown strategy 'nope'; choose one of steady, paper, longrope2"):
         search_strategy("nope")
+
+
+@pytest.mark.parametrize("knob", [{"sigma": float("inf")}, {"sigma_bounds": (0.1, float("inf"))},
+                                  {"min_delta": float("inf")}, {"race_margin": float("inf")}])
+def test_a_knob_that_is_not_finite_is_refused(knob):
+    """--sigma inf, --sigma-bounds 0.1,inf, --min-delta inf and --race-margin inf ran (battery 5): a mutation
+    step, a stall tolerance or a racing margin of infinity is no setting."""
+    from longrope.errors import ConfigError
+    from longrope.search.strategies import StrategyConfig
+
+    with pytest.raises(ConfigError, match="finite"):
+        StrategyConfig(**knob)
+    StrategyConfig(sigma=0.5, sigma_bounds=(0.1, 2.0), min_delta=0.0, race_margin=0.1)  # finite ones still do

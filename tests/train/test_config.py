@@ -26,11 +26,12 @@ def test_every_field_is_documented():
     ("seed", -1, "seed must be an integer in"),
     ("seq_len", 1, "seq_len must be >= 2"),
     ("short_share", 1.5, r"short_share must be in \[0, 1\]"),
-    ("learning_rate", 0.0, "learning_rate must be > 0"),
+    ("learning_rate", 0.0, "learning_rate must be a finite number > 0"),
     ("lr_schedule", "step", "lr_schedule must be one of linear, cosine, constant"),
     ("dtype", "int8", "dtype must be one of"),
     ("tokens_per_step", 0, "tokens_per_step must be an integer in"),
-    ("max_grad_norm", -1.0, "max_grad_norm must be >= 0"),
+    ("max_grad_norm", -1.0, "max_grad_norm must be a finite number >= 0"),
+    ("max_grad_norm", float("inf"), "max_grad_norm must be a finite number >= 0, got inf"),  # said "must be >= 0"
     ("model", "", "model is required"),
 ])
 def test_bad_values_name_the_field(field, value, match):

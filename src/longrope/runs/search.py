@@ -148,8 +148,8 @@ class SearchConfig:
             v = getattr(self, name)
             if v is not None and not 0 < v <= 1e6:
                 raise ConfigError(name, "{name} must be > 0 and at most 1e6, got " + str(v))
-        if not self.step >= 1e-6:
-            raise ConfigError("step", "{name} must be at least 1e-6, got " + str(self.step))
+        if not 1e-6 <= self.step <= 1e6:  # inf: a grid of NaN factors, found only by the evaluations
+            raise ConfigError("step", "{name} must be a number from 1e-6 to 1e6, got " + str(self.step))
         if self.min_factor is not None and self.max_factor is not None and self.min_factor >= self.max_factor:
             raise ConfigError(("min_factor", "max_factor"), "{name0} must be below {name1}")
         if not self.start_tokens or min(self.start_tokens) < 0 or max(self.start_tokens) > MAX_TOKENS:

@@ -98,13 +98,13 @@ class StrategyConfig:
             raise ConfigError("race", "{name} must be increasing positive document counts, got " + str(self.race))
         if self.race_rank < 0 or self.race_min_population < 1:
             raise ConfigError(("race_rank", "race_min_population"), "{name0} must be >= 0 and {name1} >= 1")
-        if not self.sigma > 0:
-            raise ConfigError("sigma", "{name} must be > 0, got " + str(self.sigma))
+        if not 0 < self.sigma < math.inf:
+            raise ConfigError("sigma", "{name} must be a finite number > 0, got " + str(self.sigma))
         self.sigma_bounds = (float(self.sigma_bounds[0]), float(self.sigma_bounds[1]))
-        if not 0 < self.sigma_bounds[0] <= self.sigma_bounds[1]:
-            raise ConfigError("sigma_bounds", "{name} must be 0 < LO <= HI, got " + str(self.sigma_bounds))
-        if not self.min_delta >= 0 or not self.race_margin >= 0:
-            raise ConfigError(("min_delta", "race_margin"), "{name0} and {name1} must be >= 0")
+        if not 0 < self.sigma_bounds[0] <= self.sigma_bounds[1] < math.inf:
+            raise ConfigError("sigma_bounds", "{name} must be finite, 0 < LO <= HI, got " + str(self.sigma_bounds))
+        if not 0 <= self.min_delta < math.inf or not 0 <= self.race_margin < math.inf:
+            raise ConfigError(("min_delta", "race_margin"), "{name0} and {name1} must be finite numbers >= 0")
 
     @property
     def budget(self) -> int:

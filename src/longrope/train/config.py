@@ -157,11 +157,11 @@ class FinetuneConfig:
         for name in ("learning_rate", "lora_alpha"):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
-                raise ConfigError(name, "{name} must be > 0, got " + repr(v))
+                raise ConfigError(name, "{name} must be a finite number > 0, got " + repr(v))
         for name in ("weight_decay", "max_grad_norm"):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
-                raise ConfigError(name, "{name} must be >= 0, got " + repr(v))
+                raise ConfigError(name, "{name} must be a finite number >= 0, got " + repr(v))
         for name, allowed in (("lr_schedule", SCHEDULES), ("dtype", DTYPES), ("device", DEVICES)):
             if getattr(self, name) not in allowed:
                 raise ConfigError(name, "{name} must be one of " + ", ".join(allowed)
