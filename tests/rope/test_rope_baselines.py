@@ -101,6 +101,12 @@ def test_unknown_method_and_option_are_user_errors():
             "llama3", rope_theta=1e4, rotary_dim=8, original_length=16, target_length=32, high_freq_factor=1.0
         )
     assert "beta_fast" in baseline_options("yarn") and baseline_options("pi") == []
+    # a DeepSeek mscale of NaN or inf (read as --mscale nan) said "provenance is not JSON-serialisable" (battery 5)
+    for option in ("mscale", "mscale_all_dim"):
+        for bad in (float("nan"), float("inf")):
+            with pytest.raises(UserError, match=f"^{option} must be a finite number, got {bad}"):
+                make_baseline("yarn", rope_theta=1e4, rotary_dim=8, original_length=16, target_length=32,
+                              **{option: bad})
 
 
 # ---------------------------------------------------------------- parity with transformers

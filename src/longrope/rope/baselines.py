@@ -71,6 +71,12 @@ def _positive(value: Any, name: str) -> float:
     return float(value)
 
 
+def _finite(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise UserError(f"{name} must be a finite number, got {value!r}")
+    return float(value)
+
+
 def _result(
     method: str, lam: np.ndarray, b: float, L: int, Lt: int, attention: float | None, options: dict[str, Any]
 ) -> FactorSet:
@@ -221,6 +227,9 @@ def yarn_factors(
         truncate=truncate,
     )
     lam = 1.0 / ((1.0 - mask) / s + mask)
+    for name, value in (("mscale", mscale), ("mscale_all_dim", mscale_all_dim)):
+        if value is not None:  # NaN/inf: "provenance is not JSON-serialisable" when the file was written
+            _finite(value, name)
     if attention_factor is not None:
         attn = _positive(attention_factor, "attention_factor")
     elif mscale and mscale_all_dim:
