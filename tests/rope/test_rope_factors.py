@@ -100,6 +100,9 @@ def test_inputs_are_copied_not_aliased():
         ({"long_factor": [1.0, True, 2.0, 3.0]}, r"long_factor\[1\] is not a number"),
         ({"short_factor": [1.0, 1.0]}, "long_factor has 4 values but short_factor has 2"),
         ({"short_factor": [1.0, 1.0, -1.0, 1.0]}, r"short_factor\[2\] = -1.0 must be > 0"),
+        # finite and > 0, but its angles are not computable: perplexity NaN, rc 0 (battery 5)
+        ({"long_factor": [1e-300, 1.0, 2.0, 3.0]}, r"long_factor\[0\] = 1e-300 .* past 2\^52 rad"),
+        ({"short_factor": [1.0, 1e-15, 1.0, 1.0]}, r"short_factor\[1\] = 1e-15 .* past 2\^52 rad"),
         ({"start_tokens": -1}, "start_tokens must be an integer >= 0"),
         ({"start_tokens": 1.5}, "start_tokens must be an integer"),
         ({"attention_factor": 0.0}, "attention_factor must be a finite number > 0"),
@@ -119,6 +122,7 @@ def test_validation_names_the_bad_field(change, message):
 def test_factors_below_one_are_accepted():
     # Phi-3's short factors sit around 1.0 and may dip below it; only λ > 0 is required.
     assert _fs(short_factor=[0.98, 1.0, 1.02, 1.05]).short_factor[0] == 0.98
+    assert _fs(long_factor=[1e-6, 1.0, 1e300, 3.0]).long_factor[0] == 1e-6  # odd, but its angles are computable
 
 
 def _write(tmp_path, obj, name="factors.json"):

@@ -7,7 +7,8 @@ attention temperature, the original and target lengths and the rope base.
 
 Every :class:`FactorSet` is usable as built (``__post_init__``): L' ≥ L (a factor set extends the
 context; L' < L is refused), lengths and n̂ at most 2^40, factors finite and > 0 with finite,
-positive rescaled frequencies ``θ_i/λ_i``; a bad value is a one-line :class:`UserError`.
+positive rescaled frequencies ``θ_i/λ_i`` whose angles stay below 2^52 rad up to L'; a bad value is a
+one-line :class:`UserError`.
 
 Its files — ``factors.json`` (format_version 1), a Hugging Face ``config.json`` with longrope scaling
 and the reference code's CSV — are read and written by :mod:`longrope.formats` (docs/factors-format.md);
@@ -42,6 +43,9 @@ from longrope.rope.values import (
 )
 
 __all__ = ["FORMAT_VERSION", "MAX_LENGTH", "FactorSet", "RotaryDimMismatch"]
+
+#: the largest rotary angle (radians) a factor set may reach by L': beyond it float64 holds no fraction of a turn
+_MAX_ANGLE = 2.0**52
 
 
 @dataclasses.dataclass(frozen=True, eq=False, kw_only=True)
@@ -123,6 +127,13 @@ class FactorSet:
                 i = int(np.flatnonzero(~(np.isfinite(freq) & (freq > 0)))[0])
                 raise UserError(f"{name}[{i}] = {lam[i]:g} with rope_theta {self.rope_theta:g} gives a rescaled "
                                 "frequency that is not a finite positive number; use factors of a sane size")
+            # angles p·θ_i/λ_i past 2^52 rad are not computable (the float64 reduction into [-π, π] loses whole
+            # turns, then NaN): λ = 1e-300 ran and gave perplexity NaN (battery 5)
+            if (freq * self.max_position_embeddings >= _MAX_ANGLE).any():
+                i = int(np.flatnonzero(freq * self.max_position_embeddings >= _MAX_ANGLE)[0])
+                raise UserError(f"{name}[{i}] = {lam[i]:g} with rope_theta {self.rope_theta:g} gives rotary angles "
+                                f"past 2^52 rad by position {self.max_position_embeddings} (not computable: NaN "
+                                "results); use factors of a sane size")
         if not isinstance(self.method, str) or not self.method:
             raise UserError(f"method must be a non-empty string, got {self.method!r}")
         if not isinstance(self.provenance, Mapping):
