@@ -79,6 +79,11 @@ def test_a_missing_baseline_setting_is_named(tmp_path, capsys, no_stage_runs):
      "plan stage 's' (search): target_length: a length is a whole number of tokens (e.g. 2048, 4k or 8x), got 'four'"),
     ({"name": "ft", "run": "finetune", "factors": "@yarn", "data": "@data", "steps": 2, "warmup_steps": 5},
      "plan stage 'ft' (finetune): warmup_steps must be in [0, steps], got 5"),
+    # the keys the pipeline sets were dropped unsaid (the manifest recorded an output the stage never wrote to)
+    ({"name": "ft", "run": "finetune", "factors": "@yarn", "data": "@data", "steps": 2, "output": "/elsewhere"},
+     "plan stage 'ft' (finetune): a finetune stage cannot set 'output': the pipeline sets it"),
+    ({"name": "s", "run": "search", "data": "@data", "target_length": "2x", "resume": True},
+     "plan stage 's' (search): a search stage cannot set 'resume': the pipeline sets it"),
 ])
 def test_wrong_values_name_the_stage_the_key_and_what_it_takes(tmp_path, capsys, no_stage_runs, stage, match):
     assert match in _refused(tmp_path, capsys, _plan(stage))

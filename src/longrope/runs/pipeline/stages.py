@@ -248,6 +248,11 @@ def _command_config(command: str, ctx: StageContext, resume: bool, **over: Any) 
 
     spec = get_run(command)
     filled = ("model", spec.output_field, "resume", "quiet")
+    ours = [key for key in filled[1:] if key in ctx.settings]  # a plan's own value would be dropped unsaid
+    if ours:
+        raise UserError(f"{_article(ctx.run)} {ctx.run} stage cannot set {ours[0]!r}: the pipeline sets it (each stage "
+                        "writes into its own folder stages/NAME, resumes with --resume, is quiet with --quiet); "
+                        "remove it from the plan")
     values = {"model": ctx.plan["model"], **ctx.settings, **over, spec.output_field: str(ctx.folder),
               "resume": resume, "quiet": ctx.quiet}
     return settings_of(spec.config, ctx, values, filled=filled)
