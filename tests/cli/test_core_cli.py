@@ -158,3 +158,22 @@ def test_a_bad_length_is_named_once_and_said_as_it_is(capsys, tmp_path, argv, li
     too large was called "not at least 1"."""
     code, _, err = _run(capsys, *argv)
     assert code == 2 and err.strip() == line
+
+
+def test_a_reader_that_stops_reading_ends_the_command_quietly(monkeypatch, capsys):
+    """``longrope inspect | head -1``: the closed pipe is no mistake of the user's; it said "error: Broken pipe"
+    with the bad-input status 2 (battery 5). Now: nothing on stderr, 141 as for a process SIGPIPE ends."""
+    import os
+    import sys
+
+    from longrope.cli import main
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before the first line
+    stdout = os.fdopen(write_end, "w", buffering=1)  # a line reaches the pipe at once, as a terminal's would
+    monkeypatch.setattr(sys, "stdout", stdout)
+    try:
+        assert main(["inspect", "--model", "tiny"]) == 141
+    finally:
+        stdout.close()
+    assert capsys.readouterr().err == ""

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 _TOOL_MODULES = ["inspect_cmd", "baseline", "export", "tokenize", "generate"]
@@ -172,6 +173,18 @@ def _run_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _stdout_gone() -> bool:
+    """Whether stdout is a pipe nobody reads any more (poll reports an error on it)."""
+    import select
+
+    try:
+        poll = select.poll()
+        poll.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poll.poll(0))
+    except (AttributeError, OSError, ValueError):  # no real file behind stdout (a test's capture), no poll
+        return False
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     try:
@@ -213,6 +226,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"longrope {name}: error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:  # a file the user named: unreadable, read-only, disk full ...
+        if isinstance(exc, BrokenPipeError) and _stdout_gone():  # `| head` stopped reading: no mistake of theirs
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit's flush must not fail again
+            return 141  # as a process SIGPIPE ends (Python ignores the signal), not 2 "error: Broken pipe"
         where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
         print(f"longrope {name}: error: {exc.strerror or exc}{where}", file=sys.stderr)
         return 2
