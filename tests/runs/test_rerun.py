@@ -96,3 +96,24 @@ def test_a_record_written_before_the_joint_fitness_reruns_with_the_fitness_it_ra
     assert main(["search", "--config", str(tmp_path / "steady"), "-o", str(tmp_path / "b")]) == 0
     assert main(["search", "--config", str(tmp_path / "steady"), "--fitness", "joint", "-o", str(tmp_path / "c")]) == 0
     assert [c.fitness for c in seen] == ["ppl", "joint"]
+
+
+def test_a_run_started_with_relative_paths_reruns_from_another_folder(tiny, tmp_path, capsys, monkeypatch):
+    """``cd work && longrope eval ppl --data shards ...``, later ``longrope rerun work/ppl -o ...`` from elsewhere:
+    the recorded relative paths were read against the new folder ("--data shards is not a shard folder",
+    battery 5). config.json records where the run started; rerun reads its inputs from there."""
+    import os
+
+    work = tmp_path / "work"
+    work.mkdir()
+    os.symlink(tiny / "data", work / "shards")
+    monkeypatch.chdir(work)
+    assert main(["eval", "ppl", "--model", str(tiny / "model"), "--data", "shards", "--lengths", "32",
+                 "--samples", "2", "--quiet", "-o", "ppl"]) == 0
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert main(["rerun", "../work/ppl", "-o", "again"]) == 0, capsys.readouterr().err
+    again = elsewhere / "again"  # -o means what it means where rerun was typed
+    assert _summary(again)["results"] == _summary(work / "ppl")["results"]
+    assert json.loads((again / "config.json").read_text())["config"]["data"] == "shards"

@@ -111,6 +111,20 @@ def _run_tool(args: argparse.Namespace) -> int:
     return mod.run(config_from_args(mod.CONFIG, args))  # looked up now: a test may replace run
 
 
+def _enter_recorded_cwd(args: argparse.Namespace) -> None:
+    """Work in the folder the recorded run was started in, so that its relative paths (``--data shards``) name
+    the same inputs; ``RUN_DIR`` and ``-o`` keep meaning what they mean here. (From another folder a rerun
+    read them against that one: "cannot read factor file yarn.json".)"""
+    from pathlib import Path
+
+    from longrope.runs.folder import read_run_cwd
+
+    recorded = read_run_cwd(args.run_dir)
+    if recorded is not None and recorded.resolve() != Path.cwd().resolve():
+        args.run_dir, args.output = os.path.abspath(args.run_dir), os.path.abspath(args.output)
+        os.chdir(recorded)
+
+
 def _check_rerun_output(output: str, run_dir: str, command: str, *, resumable: bool) -> None:
     """``rerun`` repeats a run into a new folder; an existing one was refused further on with the hint of
     the command's own ``--resume``, which ``rerun`` has not."""
@@ -142,6 +156,7 @@ def _run_command(args: argparse.Namespace) -> int:
         args._spec = spec
         config = config_from_dict(spec.config, spec.recorded(saved))
         _check_rerun_output(args.output, args.run_dir, command, resumable=hasattr(config, "resume"))
+        _enter_recorded_cwd(args)
         updates = {spec.output_field: args.output}
         if hasattr(config, "resume"):
             updates["resume"] = False

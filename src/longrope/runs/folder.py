@@ -96,6 +96,18 @@ def read_run_config(run_dir: str | os.PathLike) -> tuple[str, dict]:
     return str(doc.get("command")), doc["config"]
 
 
+def read_run_cwd(run_dir: str | os.PathLike) -> Path | None:
+    """The folder a recorded run was started in (its config's relative paths are relative to it), when its
+    ``config.json`` records one that still exists; None otherwise (older records, a run from elsewhere)."""
+    path = Path(run_dir)
+    try:
+        doc = read_json(path / CONFIG_FILE if path.is_dir() else path, what="run configuration", expect=None)
+    except UserError:
+        return None
+    cwd = doc.get("cwd") if isinstance(doc, dict) else None
+    return Path(cwd) if isinstance(cwd, str) and os.path.isabs(cwd) and os.path.isdir(cwd) else None
+
+
 class FolderLock:
     """An exclusive lock on ``FOLDER/.lock``, held while a process works in the folder.
 
@@ -266,7 +278,8 @@ class RunFolder:
     # -- writing ----------------------------------------------------------------------------------
     def start(self, config: dict[str, Any], *, device: str | None = None, extra: dict | None = None) -> None:
         """Write ``config.json`` and ``run.json`` (status "running")."""
-        write_json(self.path / CONFIG_FILE, {"format": RUN_FORMAT, "command": self.command, "config": config})
+        write_json(self.path / CONFIG_FILE, {"format": RUN_FORMAT, "command": self.command, "config": config,
+                                             "cwd": os.getcwd()})  # what its relative paths are relative to
         prev = _read_run(self.path) if (self.path / RUN_FILE).exists() else {}  # a resumed run keeps its starts
         starts = prev.get("previous_starts")
         starts = [x for x in starts if isinstance(x, str)] if isinstance(starts, list) else []
