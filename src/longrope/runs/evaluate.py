@@ -203,6 +203,10 @@ def _prepare(config: _EvalConfig, *, kv_cache: bool, batch: int = 1) -> tuple[An
                        model=config.model, original_length=config.original_length)
     check_lengths_fit(config.lengths, hf_config, rotary_dim=info.rotary_dim, dtype=config.dtype,
                       device=run_device(config.device), kv_cache=kv_cache, batch=batch)
+    own = (info.rope_scaling or {}).get("rope_type") or (info.rope_scaling or {}).get("type")
+    if own not in (None, "default") and any(fs is None for _, fs in sets):  # e.g. a folder longrope export wrote
+        _say(f"note: {config.model} carries its own RoPE scaling ({own}): 'none' is the model as it loads, with that "
+             "scaling, not the unscaled model")
     return hf_config, info, sets
 
 
