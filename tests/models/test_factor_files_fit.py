@@ -97,6 +97,17 @@ def test_reference_csv_takes_L_from_the_model_or_the_flag(files, info):
     assert _load(files["csv"], info, target_length=1024, original_length=128).original_max_position_embeddings == 128
 
 
+def test_a_target_length_the_file_contradicts_is_refused_not_ignored(files, info):
+    """``export/generate --factors factors.json --target-length 8x``: the file's own L' was used unsaid (a 2048
+    asked for, 1024 exported; battery 5). The flag gives a CSV its L'; for another file it must agree."""
+    flag = {"target_flag": "--target-length"}
+    with pytest.raises(UserError, match="says its target length is L'=1024 but --target-length is 2048"):
+        _load(files["good"], info, target_length=2048, **flag)
+    assert _load(files["good"], info, target_length=1024, **flag).max_position_embeddings == 1024
+    assert _load(files["csv"], info, target_length=2048, **flag).max_position_embeddings == 2048
+    assert _load(files["good"], info, target_length=2048).max_position_embeddings == 1024  # eval's own longest length
+
+
 def test_check_fits_on_a_built_factor_set(info):
     from longrope.models.factor_files import check_fits
     from longrope.rope import FactorSet

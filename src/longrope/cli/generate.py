@@ -57,7 +57,7 @@ def run(args: GenerateConfig) -> int:
         raise UserError("the prompt is empty")
     info = require_supported(read_rope_info(args.model))  # the config only: no weights yet
     factor_set = load_factors_for(args.factors, info, original_length=args.original_length,
-                                  target_length=args.target_length, model=args.model)
+                                  target_length=args.target_length, model=args.model, target_flag="--target-length")
     device = run_device(args.device)
     from transformers.utils import logging as hf_logging
 

@@ -66,7 +66,7 @@ def export_model(model: str, factors: str | os.PathLike, output: str | os.PathLi
     info = require_supported(read_rope_info(model))
     check_export_options(fmt, dtype, source_kind=source.kind, model_type=info.model_type)
     factor_set = load_factors_for(factors, info, original_length=original_length, target_length=target_length,
-                                  model=str(model))
+                                  model=str(model), target_flag="--target-length")
     check_target_length(factor_set)
     if fmt == "gguf":
         from longrope.models.gguf import check_output_file, export_gguf, export_gguf_from_gguf

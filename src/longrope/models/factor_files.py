@@ -92,11 +92,12 @@ def check_fits(factor_set: Any, info: Any, *, source: str, model: str | None = N
 
 def load_factors_for(
     path: str | os.PathLike, info: Any, *, original_length: int | None = None, target_length: int | None = None,
-    model: str | None = None, override_flag: str | None = "--original-length",
+    model: str | None = None, override_flag: str | None = "--original-length", target_flag: str | None = None,
 ) -> Any:
     """A :class:`~longrope.rope.FactorSet` from ``path`` checked against the model described by ``info``
     (a RopeInfo, from the config alone); see the module doc. ``model``: the user's name for the model,
-    for messages."""
+    for messages. ``target_flag``: ``target_length`` is that flag of the user's (the L' of a CSV, which carries
+    none); another file with another L' is refused rather than exported or run at its own L' unsaid."""
     from longrope.models.families import require_supported
     from longrope.rope.factors import FactorSet, RotaryDimMismatch
 
@@ -116,5 +117,9 @@ def load_factors_for(
         raise UserError(f"{path} says its original length is L={fs.original_max_position_embeddings} but "
                         f"{override_flag or 'original_length'} is {original_length}; give the file's L (to use "
                         "it on a model trained at another L) or leave the option out")
+    if not csv and target_flag and target_length is not None and target_length != fs.max_position_embeddings:
+        raise UserError(f"{path} says its target length is L'={fs.max_position_embeddings} but {target_flag} is "
+                        f"{target_length}; {target_flag} gives the L' of a reference CSV (which has none): leave it "
+                        "out, or use factors made for that length")
     return check_fits(fs, info, source=str(path), model=model, original_length=original_length,
                       override_flag=override_flag)
