@@ -143,3 +143,18 @@ def test_config_json_is_still_read_first(tmp_path):
     (folder / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(UserError, match="no RoPE"):
         loading.load_model(folder)
+
+
+def test_a_config_that_does_not_fit_its_weights_is_one_line_without_the_load_report(tmp_path, capfd):
+    """A hand-edited config.json (head_dim 48 on 64-wide weights) gave transformers' LOAD REPORT table and a
+    RuntimeError traceback (battery 5); now one line, and the report is left out."""
+    folder = save_tiny(build_tiny("llama"), tmp_path / "m")
+    cfg = json.loads((folder / "config.json").read_text())
+    cfg["head_dim"] = cfg["hidden_size"] // cfg["num_attention_heads"] // 2
+    (folder / "config.json").write_text(json.dumps(cfg))
+    capfd.readouterr()
+    with pytest.raises(UserError) as e:
+        loading.load_model(folder)
+    assert "its weights do not fit its config.json" in _one_line(e)
+    captured = capfd.readouterr()
+    assert "LOAD REPORT" not in captured.err + captured.out

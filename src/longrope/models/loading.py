@@ -343,6 +343,28 @@ def load_tokenizer_of(name_or_path: str | os.PathLike | ModelSource) -> Any | No
     return None
 
 
+@contextlib.contextmanager
+def _held_load_report() -> Iterator[None]:
+    """transformers logs a table-sized LOAD REPORT, then raises, when the weights' shapes do not fit config.json:
+    held here, dropped when the load fails (its one-line error says what is wrong), passed on when it succeeds."""
+    held: list[logging.LogRecord] = []
+
+    def hold(record: logging.LogRecord) -> bool:
+        if "LOAD REPORT" in str(record.msg):
+            held.append(record)
+            return False
+        return True
+
+    log = logging.getLogger("transformers.modeling_utils")
+    log.addFilter(hold)
+    try:
+        yield
+    finally:
+        log.removeFilter(hold)
+    for record in held:
+        log.handle(record)
+
+
 def _weights_error(source: ModelSource, exc: BaseException) -> UserError | None:
     """A one-line error for weights that cannot be read safely, or None when ``exc`` is something else."""
     text = str(exc).strip()
@@ -356,6 +378,9 @@ def _weights_error(source: ModelSource, exc: BaseException) -> UserError | None:
             "model.safetensors where you trust the file, or use a folder with .safetensors weights"
         )
     name = type(exc).__name__
+    if isinstance(exc, RuntimeError) and ("ignore_mismatched_sizes" in text or "size mismatch" in text):
+        return UserError(f"cannot load {source.label!r}: its weights do not fit its config.json (tensor shapes differ: "
+                         "the config was edited or belongs to other weights); use the config.json saved with them")
     if name == "SafetensorError" or (isinstance(exc, RuntimeError) and "PytorchStreamReader" in text) \
             or isinstance(exc, EOFError):
         files = sorted(p.name for p in folder.glob("*.safetensors")) or sorted(p.name for p in folder.glob("*.bin"))
@@ -405,7 +430,8 @@ def load_model(
     default = attn_implementation_for(str(getattr(config, "model_type", "")))
     shown = default or "transformers' own"
     try:
-        model = _from_pretrained(source, AutoModelForCausalLM, **kwargs)
+        with _held_load_report():
+            model = _from_pretrained(source, AutoModelForCausalLM, **kwargs)
     except ImportError as e:  # e.g. flash_attention_2 without the flash-attn package
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise UserError(f"cannot load {source.label!r} with attention implementation {impl!r}: {first[:200]}; "
