@@ -115,3 +115,21 @@ def test_factors_for_another_original_length_are_refused_unless_asked_for(capsys
                         "-o", str(tmp_path / "x"))
     assert code == 0, err
     assert json.loads((tmp_path / "x" / "config.json").read_text())["original_max_position_embeddings"] == 8192
+
+
+def test_overwrite_of_a_run_folder_another_process_works_in_is_refused(capsys, tiny_model_dir, tmp_path):
+    """``export -o RUN --overwrite`` while a search worked in RUN replaced the folder under it: the search finished
+    rc 0 into the removed folder, its checkpoint and results gone (battery 5). The run's lock now refuses it."""
+    from longrope.runs.folder import FolderLock
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "checkpoint.json").write_text("{}")
+    with FolderLock.acquire(run, "search"):  # the search's hold on its folder (a lock is per open file)
+        code, _, err = _run(capsys, "export", "--model", str(tiny_model_dir), "--factors", str(_factors(tmp_path)),
+                            "-o", str(run), "--overwrite")
+    assert code == 2 and err.count("\n") == 1 and "is in use by another longrope process" in err
+    assert (run / "checkpoint.json").exists()
+    code, _, err = _run(capsys, "export", "--model", str(tiny_model_dir), "--factors", str(_factors(tmp_path)),
+                        "-o", str(run), "--overwrite")  # once the search is done, --overwrite does what it says
+    assert code == 0 and (run / "config.json").exists() and not (run / "checkpoint.json").exists()

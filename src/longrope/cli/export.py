@@ -19,8 +19,11 @@ overrides it) and L' must be given with ``--target-length``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
+from collections.abc import Iterator
+from pathlib import Path
 
 from longrope.tools import ExportConfig
 
@@ -39,10 +42,25 @@ EXAMPLE = """example:
 def run(args: ExportConfig) -> int:
     from longrope.models.exporter import export_model
 
-    out = export_model(args.model, args.factors, args.output, fmt=args.format, dtype=args.dtype,
-                       overwrite=args.overwrite, original_length=args.original_length,
-                       target_length=args.target_length)
+    with _held(args.output):
+        out = export_model(args.model, args.factors, args.output, fmt=args.format, dtype=args.dtype,
+                           overwrite=args.overwrite, original_length=args.original_length,
+                           target_length=args.target_length)
     for w in out["warnings"]:
         print(f"longrope export: warning: {w}", file=sys.stderr)
     print(json.dumps(out, indent=2))
     return 0
+
+
+@contextlib.contextmanager
+def _held(output: str) -> Iterator[None]:
+    """Hold the lock of a run folder ``--overwrite`` would replace: one another longrope process works in is
+    refused in one line (a search went on into the replaced folder and finished rc 0 with its checkpoint and
+    results gone, battery 5)."""
+    from longrope.runs.folder import LOCK_FILE, FolderLock
+
+    if not (Path(output).is_dir() and (Path(output) / LOCK_FILE).is_file()):
+        yield
+        return
+    with FolderLock.acquire(output, "export"):
+        yield
