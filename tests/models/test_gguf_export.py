@@ -176,16 +176,16 @@ def test_quiet_hides_the_gguf_reader_bar_too(tmp_path, capfd):
                    max_position_embeddings=4 * TINY_L, rope_theta=info.rope_theta)
     out = export_gguf(model, tok, fs, tmp_path / "tiny.gguf").path
     capfd.readouterr()
-    was = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
+    was = hf_logging.is_progress_bar_enabled()  # an earlier test (generate's CLI) may have switched bars off
     try:
+        hf_logging.disable_progress_bar()
         load_model(out)
         assert "de-quantizing" not in capfd.readouterr().err
+        hf_logging.enable_progress_bar()
+        load_model(out)  # bars on: the reader's bar is drawn as before (the switch is restored after the load)
+        assert "de-quantizing" in capfd.readouterr().err
     finally:
-        if was:
-            hf_logging.enable_progress_bar()
-    load_model(out)  # bars on: the reader's bar is drawn as before (the switch is restored after the load)
-    assert "de-quantizing" in capfd.readouterr().err
+        (hf_logging.enable_progress_bar if was else hf_logging.disable_progress_bar)()
 
 
 def test_start_tokens_warn_once(tmp_path, caplog):
