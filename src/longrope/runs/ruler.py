@@ -278,6 +278,30 @@ def _tokenizer_and_haystack(config: RulerConfig, tasks: list[str], say: Callable
     return tokenizer, load_haystack(config.haystack, tokenizer) if essay else None
 
 
+def store_samples(samples: dict, folder: Path) -> None:
+    """Write the samples a run made (those reused are on disk already) into ``folder``'s samples/, one
+    file per (task, length), with the digest a later run checks before reusing them."""
+    from longrope.data.ruler import samples_sha256
+    from longrope.io import write_json
+
+    for (task, length), s in samples.items():
+        if not s["stored"]:
+            write_json(folder / SAMPLES_DIR / f"{task}-{length}.json",
+                       {"key": s["key"], "rows": s["rows"], "sha256": samples_sha256(s["rows"])})
+
+
+def samples_for(config: RulerConfig, tokenizer: Any, out: Path, say: Callable[[str], None]) -> dict:
+    """``{(task, length): rows}``: ``config``'s samples for ``tokenizer``, those stored under ``out``
+    reused and the others made and stored there (the compare stage's RULER cells use this)."""
+    _, haystack = _tokenizer_and_haystack(config, list(config.tasks), say)
+    with tempfile.TemporaryDirectory(prefix="longrope-ruler-tok-") as scratch:
+        path, _ = _tokenizer_source(config, tokenizer, out, Path(scratch))
+        found = _all_samples(config, list(config.tasks), tokenizer=tokenizer, tokenizer_path=path,
+                             haystack=haystack, out=out, say=say)
+    store_samples(found, out)
+    return {k: s["rows"] for k, s in found.items()}
+
+
 def _open(config: RulerConfig, tasks: list[str], tokenizer: Any, haystack: Any,
           say: Callable[[str], None]) -> tuple[Any, str, dict]:
     """The run folder (checked first: a wrong -o costs nothing), the samples (stored ones reused, the
@@ -285,8 +309,6 @@ def _open(config: RulerConfig, tasks: list[str], tokenizer: Any, haystack: Any,
     the tokenizer and the samples written into the folder."""
     import shutil
 
-    from longrope.data.ruler import samples_sha256
-    from longrope.io import write_json
     from longrope.runs.folder import RunFolder
 
     out = Path(config.output)
@@ -301,10 +323,7 @@ def _open(config: RulerConfig, tasks: list[str], tokenizer: Any, haystack: Any,
                 shutil.rmtree(dest, ignore_errors=True)
                 shutil.copytree(scratch, dest)
                 tokenizer_path = str(dest.resolve())
-        for (task, length), s in samples.items():
-            if not s["stored"]:
-                write_json(folder.path / SAMPLES_DIR / f"{task}-{length}.json",
-                           {"key": s["key"], "rows": s["rows"], "sha256": samples_sha256(s["rows"])})
+        store_samples(samples, folder.path)
     except BaseException:
         folder.abandon()  # removes a folder this run created while it holds nothing
         raise
