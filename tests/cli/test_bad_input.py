@@ -156,7 +156,7 @@ def _cases(r: Path) -> list[tuple[str, list[str], str]]:
                                         str(r / "b2.json")], "--start-tokens"),
         ("baseline-length-text", [*base, "pi", "--target-length", "4y", "-o", str(r / "b3.json")], "--target-length"),
         ("baseline-ratio-below-1", [*base, "pi", "--target-length", "0.5x", "-o", str(r / "b4.json")],
-         "--target-length: a context ratio must be"),
+         "--target-length: a context ratio is a number from 1 to"),
         ("baseline-out-is-folder", [*base, "pi", "--target-length", "64", "-o", str(r)], "is a folder"),
         ("baseline-out-under-file", [*base, "pi", "--target-length", "64", "-o", str(r / "a_file" / "b.json")],
          "a_file is a file"),
