@@ -39,7 +39,7 @@ from longrope.groups import bos_option, run_device
 from longrope.io import seal_intact, sealed
 from longrope.options import config_to_dict, option
 from longrope.runs import RunSpec
-from longrope.runs.evaluate import _EvalConfig, _factor_records, _load, _prepare
+from longrope.runs.evaluate import EvalConfig, factor_records, load_for_eval, prepare_eval
 
 CELLS_FILE = "cells.json"
 SAMPLES_DIR = "samples"
@@ -53,7 +53,7 @@ def _tasks(text: str) -> tuple[str, ...]:
 
 
 @dataclass(kw_only=True)
-class RulerConfig(_EvalConfig):
+class RulerConfig(EvalConfig):
     """Everything ``longrope eval ruler`` does."""
 
     tasks: tuple[str, ...] = option(DEFAULT_TASKS, "RULER tasks, comma-separated (lm-eval's names; vt, cwe, fwe "
@@ -217,13 +217,13 @@ def run_ruler(config: RulerConfig, *, log: Callable[[str], None] | None = None) 
     say = log or _say
     check_lm_eval()
     tasks = _runnable_tasks(config, say)
-    _, info, sets = _prepare(config, kv_cache=True)  # factor files, RoPE, memory: no weights read
+    _, info, sets = prepare_eval(config, kv_cache=True)  # factor files, RoPE, memory: no weights read
     tokenizer, haystack = _tokenizer_and_haystack(config, tasks, say)
     folder, tokenizer_path, samples = _open(config, tasks, tokenizer, haystack, say)
     try:
         folder.start(config_to_dict(config), device=run_device(config.device))
         context = _cell_context(config)
-        record = {"model": config.model, "factors": _factor_records(sets), "tasks": tasks,
+        record = {"model": config.model, "factors": factor_records(sets), "tasks": tasks,
                   "skipped_tasks": {t: TASKS[t].why_not for t in config.tasks if t not in tasks},
                   "lengths": list(config.lengths), "samples": config.samples, "seed": config.seed,
                   "haystack": haystack.record() if haystack is not None else None,
@@ -408,7 +408,7 @@ def _measure(config: RulerConfig, folder: Any, sets: list, tasks: list[str], sam
     if not todo:
         return cells
     check_writable_path(folder.path / CELLS_FILE)  # a folder planted there: refused before the work, not after
-    model, tokenizer = _load(config)
+    model, tokenizer = load_for_eval(config)
     lm = scoring.ruler_lm(model, tokenizer, max_length=max_length)
     if not config.bos:
         lm.add_bos_token = False
