@@ -1,5 +1,7 @@
 """The layering of ``src/longrope``, read from the source: no import cycle, and the application layer
-(``longrope.runs``) never reaches into the command line (``longrope.cli``).
+(``longrope.runs``) never reaches into the command line (``longrope.cli``); and the package stands alone:
+it never imports the repository's packages beside it (``tools``, ``bench``, ``experiments``, ``tests``), which
+are not installed.
 
 The graph is built from the AST of every module, imports inside functions included (a lazy import
 is still a dependency: it only moves the cost). An edge goes to the module named, or to a module
@@ -149,3 +151,37 @@ def test_cycles_and_relative_imports_are_found(tmp_path):
     assert cycles(graph) == [["pkg.a", "pkg.c", "pkg.sub.b"]]
     (pkg / "c.py").write_text("")
     assert cycles(import_graph(tmp_path, "pkg")) == []
+
+
+#: the repository's packages beside src/: a checkout has them, an installed longrope does not
+BESIDE = ("tools", "bench", "experiments", "tests")
+
+
+def imports_from_beside(src: Path = SRC, package: str = PACKAGE) -> list[str]:
+    """``"module: imported name"`` for every absolute import of a package of :data:`BESIDE`."""
+    found = []
+    for name, (path, _) in module_names(src, package).items():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+            if isinstance(node, ast.Import):
+                targets = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and not node.level:
+                targets = [node.module or ""]
+            else:
+                continue
+            found += [f"{name}: {t}" for t in targets if t.split(".")[0] in BESIDE]
+    return found
+
+
+def test_the_package_never_imports_the_repositorys_tools():
+    found = imports_from_beside()
+    assert not found, f"src/ imports what is not installed with it (move the piece into the package): {found}"
+
+
+def test_an_import_of_the_tools_is_found(tmp_path):
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("from pkg import tools\n")  # a module of its own named tools: fine
+    (pkg / "tools.py").write_text("")
+    (pkg / "a.py").write_text("def f():\n    from tools.train_tiny import run\n")
+    (pkg / "b.py").write_text("import bench.report, os\n")
+    assert imports_from_beside(tmp_path, "pkg") == ["pkg.a: tools.train_tiny", "pkg.b: bench.report"]

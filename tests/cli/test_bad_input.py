@@ -117,8 +117,8 @@ def _cases(r: Path) -> list[tuple[str, list[str], str]]:
         ("ppl-max-tokens-0", [*ppl, "-o", str(r / "o25"), "--stride", "16", "--max-tokens", "0"], "--max-tokens"),
         ("passkey-trials-huge", ["eval", "passkey", "--model", m, "--lengths", "64", "--trials", str(10**30), "-o",
                                  str(r / "o26")], "--trials"),
-        ("train-tiny-heads", ["train-tiny", "--out", str(r / "t"), "--hidden-size", "30", "--num-heads", "4"],
-         "--hidden-size"),
+        ("train-tiny-moved", ["train-tiny", "--out", str(r / "t"), "--hidden-size", "30", "--num-heads", "4"],
+         "python -m tools.train_tiny"),
         # models and files
         ("search-no-rope", ["search", "--model", str(r / "gpt2"), "--data", d, "--target-length", "128", "-o",
                             str(r / "o10")], "RoPE"),

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import pytest
 
 from longrope.embedded import (
@@ -113,23 +112,6 @@ def test_load_split_missing_is_a_user_error(tmp_path):
 
     with pytest.raises(UserError, match="split.json"):
         load_split(tmp_path)
-
-
-def test_passkey_prompt_layout_with_the_shipped_tokenizer(tiny):
-    from longrope.embedded.passkey import PasskeyPieces, build_prompt
-    from longrope.embedded.train import encoder
-
-    _, tok = tiny
-    enc = encoder(tok)
-    pieces = PasskeyPieces.from_tokenizer(enc)
-    for length in (256, 2048):
-        for depth in (0.0, 0.5, 1.0):
-            ids = build_prompt(pieces, enc, length=length, key=12345, depth=depth, bos_id=tok.bos_token_id)
-            assert len(ids) == length and ids[0] == tok.bos_token_id
-            text = tok.decode(ids[1:])
-            assert text.count("The pass key is 12345. Remember it. 12345 is the pass key.") == 1
-            assert text.endswith("What is the pass key? The pass key is")
-    assert np.all(np.asarray(enc("0123456789")) > 2)
 
 
 def test_a_staged_run_records_its_starting_checkpoint():

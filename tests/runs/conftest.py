@@ -31,7 +31,7 @@ def demo_model_dir(tmp_path_factory):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     from longrope.embedded import search_texts
-    from longrope.embedded.train import train_tokenizer
+    from tools.train_tiny.tokenizer import train_tokenizer
 
     text = next(iter(search_texts().values()))[:60_000]
     tokenizer = train_tokenizer([text], 512)

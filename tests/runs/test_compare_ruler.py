@@ -46,11 +46,14 @@ def test_ruler_cells_are_measured_kept_tabled_and_resumed(tmp_path, capsys):
         [("none", "1x", False), ("none", "2x", True), ("yarn", "2x", False)]
     assert first[1]["ruler_tasks"][TASK]["n"] == 2 and 0.0 <= first[1]["ruler"] <= 1.0
     assert first[1]["ruler"] == first[1]["ruler_tasks"][TASK]["accuracy"]  # one task: its accuracy
-    assert (tmp_path / "out" / "stages" / "compare" / "ruler" / "samples" / f"{TASK}-512.json").is_file()
+    samples = tmp_path / "out" / "stages" / "compare" / "ruler" / "samples" / f"{TASK}-512.json"
+    assert "sha256" in json.loads(samples.read_text())  # stored as eval ruler stores them: reused, not remade
+    made = samples.stat().st_mtime_ns
 
     # the edited plan asks RULER of yarn too: that cell alone is measured again
     assert _run(tmp_path, _plan(["none", "yarn"]), "--resume") == 0
     assert "yarn at 2x: its RULER is asked for" in capsys.readouterr().err
+    assert samples.stat().st_mtime_ns == made  # the stored samples were reused (before: made again every time)
     cells = _cells(tmp_path)
     assert len(cells) == 4 and cells[3]["method"] == "yarn" and cells[3]["ppl"] == first[2]["ppl"]
     out = tmp_path / "out"

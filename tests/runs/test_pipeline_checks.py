@@ -102,7 +102,7 @@ def test_a_compare_stage_on_a_device_this_machine_lacks_is_refused_before_any_st
     stage = {"name": "c", "run": "compare", "data": "@data", "ratios": ["1x"], "device": "cuda",
              "methods": {"none": {"model": "{model}", "factors": {"1x": "none"}}}}
     err = _refused(tmp_path, capsys, _plan(stage))
-    assert "plan stage 'c' (compare): a compare stage's device 'cuda' requested but CUDA is not available; give cpu" in err and "--" not in err
+    assert "plan stage 'c' (compare): a compare stage's device 'cuda' requested but CUDA is not available; give auto, cpu or a device this machine has" in err and "--" not in err
 
 
 def test_an_unknown_top_level_key_is_refused_with_the_allowed_ones(tmp_path, capsys, no_stage_runs):

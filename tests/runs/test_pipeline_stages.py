@@ -154,7 +154,7 @@ def test_the_compare_config_holds_the_defaults_and_answers_what_a_cell_measures(
     assert c.measures_passkey("b", "2x") and not c.measures_passkey("a", "2x") and not c.measures_passkey("b", "1x")
     assert c.samples_at("1x") == 3 and _compare().samples_at("2x") == 5
     assert not _compare(passkey_trials=0).measures_passkey("a", "1x")
-    assert _compare().passkey_mode == "generate" and _compare().device == "cpu"
+    assert _compare().passkey_mode == "both" and _compare().device == "auto"  # the shared groups' defaults
 
 
 @pytest.mark.parametrize("kw, error, match", [

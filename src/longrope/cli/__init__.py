@@ -2,7 +2,7 @@
 
 Two kinds of commands:
 
-- **runs** (``search``, ``eval ppl|passkey``, ``finetune``, ``demo``, ``train-tiny``): their options are built from
+- **runs** (``search``, ``eval ppl|passkey``, ``finetune``, ``pipeline``, ``demo``): their options are built from
   the fields of the run's config dataclass (:mod:`longrope.runs`), so defaults and help live in one
   place; ``--config RUN_DIR`` starts from a recorded run's configuration (flags given override it),
   and ``longrope rerun RUN_DIR`` repeats a recorded run;
@@ -24,7 +24,7 @@ import os
 import sys
 
 _TOOL_MODULES = ["inspect_cmd", "baseline", "export", "tokenize", "generate"]
-_RUN_ORDER = ["search", "eval", "finetune", "pipeline", "demo", "train-tiny"]
+_RUN_ORDER = ["search", "eval", "finetune", "pipeline", "demo"]
 
 
 class _ArgError(Exception):
@@ -48,11 +48,25 @@ def _named_once(message: str) -> str:
 
 
 def _add_run(sub, spec) -> None:
-    from longrope.options import add_options
-
     name = spec.command.split()[-1]
     p = sub.add_parser(name, help=spec.help, description=spec.description, epilog=spec.example,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_run_options(p, spec)
+
+
+def run_parser(prog: str, spec) -> argparse.ArgumentParser:
+    """The command line of a program that is one run (a repository tool: ``python -m tools.train_tiny``), as
+    ``longrope``'s subcommand for it would be; :func:`main` runs it (``main(argv, parser=...)``)."""
+    p = _Parser(prog=prog, description=spec.description, epilog=spec.example,
+                formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_run_options(p, spec)
+    return p
+
+
+def _add_run_options(p: argparse.ArgumentParser, spec) -> None:
+    """``--config RUN_DIR`` and one option per field of ``spec``'s config."""
+    from longrope.options import add_options
+
     p.add_argument("--config", default=None, metavar="RUN_DIR",
                    help="start from the configuration a run recorded (RUN_DIR or its config.json); "
                         "flags given override it")
@@ -88,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "commands give the same numbers.",
                        epilog="example:\n  longrope rerun runs/search-2k -o runs/search-2k-again",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    r.add_argument("run_dir", metavar="RUN_DIR", help="a run folder written by search, eval, demo or train-tiny")
+    r.add_argument("run_dir", metavar="RUN_DIR", help="a run folder written by search, eval, finetune, pipeline or demo")
     r.add_argument("-o", "--output", required=True, metavar="NEW_DIR", help="where the new run goes")
     r.set_defaults(_rerun=True)
     return parser
@@ -200,18 +214,26 @@ def _stdout_gone() -> bool:
         return False
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+def main(argv: list[str] | None = None, *, parser: argparse.ArgumentParser | None = None) -> int:
+    """``longrope ARGV``; with ``parser`` (from :func:`run_parser`), that program's command line, with the same
+    one-line errors named by its prog."""
+    from longrope.runs import MOVED
+
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if parser is None and argv and argv[0] in MOVED:
+        print(f"longrope {argv[0]}: error: {MOVED[argv[0]]}", file=sys.stderr)
+        return 2
+    parser = parser or build_parser()
     try:
         args, extra = parser.parse_known_args(argv)
     except _ArgError as exc:
         print(exc, file=sys.stderr)
         return 2
     if extra:  # named under the command they were given to, whose --help lists what it takes
-        prog = " ".join(x for x in ("longrope", getattr(args, "command", None), getattr(args, "kind", None)) if x)
+        prog = " ".join(x for x in (parser.prog, getattr(args, "command", None), getattr(args, "kind", None)) if x)
         print(f"{prog}: error: unrecognized arguments: {' '.join(extra)} (see {prog} --help)", file=sys.stderr)
         return 2
-    if args.version:
+    if getattr(args, "version", False):
         from longrope import __version__
 
         print(__version__)
@@ -222,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from longrope.errors import ConfigError, UserError
 
-    name = " ".join(x for x in (args.command, getattr(args, "kind", None)) if x)
+    name = " ".join(x for x in (parser.prog, getattr(args, "command", None), getattr(args, "kind", None)) if x)
     try:
         return int((_run_command(args) if is_run else _run_tool(args)) or 0)
     except ConfigError as exc:
@@ -233,22 +255,22 @@ def main(argv: list[str] | None = None) -> int:
         flags = field_flags(config) if config is not None else {}
         where = ""
         if getattr(args, "_rerun", False):  # rerun takes no flags: the recorded configuration is what to change
-            where = (f" (in the configuration recorded in {args.run_dir}: run 'longrope {spec.command if spec else name}"
+            where = (f" (in the configuration recorded in {args.run_dir}: run '{parser.prog} {spec.command if spec else args.command}"
                      f" --config {args.run_dir}' with the flag changed instead)")
-        print(f"longrope {name}: error: {exc.render(lambda f: flags.get(f, f))}{where}", file=sys.stderr)
+        print(f"{name}: error: {exc.render(lambda f: flags.get(f, f))}{where}", file=sys.stderr)
         return 2
     except UserError as exc:
-        print(f"longrope {name}: error: {exc}", file=sys.stderr)
+        print(f"{name}: error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:  # a file the user named: unreadable, read-only, disk full ...
         if isinstance(exc, BrokenPipeError) and _stdout_gone():  # `| head` stopped reading: no mistake of theirs
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit's flush must not fail again
             return 141  # as a process SIGPIPE ends (Python ignores the signal), not 2 "error: Broken pipe"
         where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
-        print(f"longrope {name}: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        print(f"{name}: error: {exc.strerror or exc}{where}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"longrope {name}: interrupted", file=sys.stderr)
+        print(f"{name}: interrupted", file=sys.stderr)
         return 130
     except (MemoryError, RuntimeError) as exc:  # an allocation failure outside the evaluations' own guard
         from longrope.evaluate.memory import is_out_of_memory
@@ -256,6 +278,6 @@ def main(argv: list[str] | None = None) -> int:
         if not is_out_of_memory(exc):
             raise
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
-        print(f"longrope {name}: error: out of memory ({first}); use smaller sizes (shorter sequences, fewer "
+        print(f"{name}: error: out of memory ({first}); use smaller sizes (shorter sequences, fewer "
               "samples or a smaller batch), a smaller dtype, or a device with more memory", file=sys.stderr)
         return 2

@@ -3,7 +3,7 @@
 Everything here ships inside the package, so ``longrope demo`` and the tests need no network:
 
 - ``assets/tiny/``: a normal Hugging Face folder (config.json, model.safetensors in fp16,
-  tokenizer.json, tokenizer_config.json) plus ``training.json`` (the exact ``longrope train-tiny``
+  tokenizer.json, tokenizer_config.json) plus ``training.json`` (the exact training
   command, seed, resolved config, held-out report) and ``train_log.jsonl``. Load it with
   ``AutoModelForCausalLM.from_pretrained(TINY_MODEL_DIR)`` / ``AutoTokenizer.from_pretrained(...)``
   or ``longrope.models.load_model("tiny")``. Trained at 256 tokens with standard RoPE (theta 1e4,
@@ -14,8 +14,9 @@ Everything here ships inside the package, so ``longrope demo`` and the tests nee
   (``split.json``'s ``finetune``: two books and three HOL Light files) are shipped, gzip'd under
   ``train/``; the others' hashes are.
 
-Both are rebuilt by ``longrope train-tiny`` (see :mod:`longrope.embedded.corpus` and
-:mod:`longrope.embedded.train`). At import this module needs only the standard library
+Both are rebuilt by the maintainer tool ``python -m tools.train_tiny``, run from a checkout of the
+repository (it is not part of the installed package; it uses :mod:`longrope.embedded.corpus`, which is).
+At import this module needs only the standard library
 (:func:`document_paths` imports the light :mod:`longrope.embedded.corpus`).
 """
 
@@ -47,7 +48,8 @@ def load_split(corpus_dir: str | Path = CORPUS_DIR) -> dict:
     if not path.exists():
         from longrope.errors import UserError
 
-        raise UserError(f"{path} is missing; reinstall longrope or rebuild it with `longrope train-tiny`")
+        raise UserError(f"{path} is missing; reinstall longrope, or rebuild it from a checkout of the repository "
+                        "with `python -m tools.train_tiny`")
     return json.loads(path.read_text(encoding="utf-8"))
 
 

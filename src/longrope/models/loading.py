@@ -111,7 +111,8 @@ def resolve_source(name_or_path: str | os.PathLike) -> ModelSource:
         if not (folder / "config.json").is_file():
             raise UserError(
                 f"the embedded tiny model is missing ({folder} has no config.json); "
-                "train it first (longrope train-tiny) or pass another model"
+                "reinstall longrope (it ships the model), rebuild it from a checkout of the repository with "
+                "`python -m tools.train_tiny`, or pass another model"
             )
         return ModelSource("folder", str(folder), label=label)
     if label == "smollm2":

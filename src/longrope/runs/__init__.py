@@ -10,7 +10,6 @@ RUN_DIR`` rebuilds the config from ``config.json`` and runs it again.
 - :mod:`.evaluate` — ``longrope eval ppl`` and ``longrope eval passkey``;
 - :mod:`.ruler` — ``longrope eval ruler`` (RULER through lm-evaluation-harness, resumable by cell);
 - :mod:`.demo` — ``longrope demo`` (the main job);
-- :mod:`.train_tiny` — ``longrope train-tiny`` (rebuild the embedded model);
 - :mod:`.finetune` — ``longrope finetune`` (long-context fine-tuning, :mod:`longrope.train`);
 - :mod:`.pipeline` — ``longrope pipeline`` (declared stages: search, fine-tune, progressive search,
   recovery, :mod:`.compare`, export; a manifest; resumable);
@@ -28,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["RunSpec", "RUNS", "get_run"]
+__all__ = ["MOVED", "RunSpec", "RUNS", "get_run"]
 
 
 @dataclass(frozen=True)
@@ -66,9 +65,18 @@ RUNS = {
     "eval passkey": "longrope.runs.evaluate:PASSKEY_SPEC",
     "eval ruler": "longrope.runs.ruler:SPEC",
     "demo": "longrope.runs.demo:SPEC",
-    "train-tiny": "longrope.runs.train_tiny:SPEC",
     "finetune": "longrope.runs.finetune:SPEC",
     "pipeline": "longrope.runs.pipeline:SPEC",
+}
+
+
+#: commands that left the installed package → the one line that says where they went (``longrope COMMAND``,
+#: ``longrope rerun`` and ``--config`` of their run folders all say it).
+MOVED = {
+    "train-tiny": "train-tiny moved out of the installed package into the repository's maintainer tools (it "
+                  "rebuilds the embedded model's assets): from a checkout of the repository run `python -m "
+                  "tools.train_tiny` with the same flags, or `python -m tools.train_tiny --config RUN_DIR -o NEW_DIR "
+                  "--no-resume` to repeat a recorded run",
 }
 
 
@@ -76,6 +84,8 @@ def get_run(command: str) -> RunSpec:
     """The :class:`RunSpec` of ``command``."""
     from longrope.errors import UserError
 
+    if command in MOVED:
+        raise UserError(MOVED[command])
     if command not in RUNS:
         raise UserError(f"unknown run command {command!r}; known: {', '.join(RUNS)}")
     module, attr = RUNS[command].split(":")

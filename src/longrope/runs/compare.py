@@ -32,12 +32,18 @@ from pathlib import Path
 from typing import Any
 
 from longrope.errors import ConfigError, UserError
-from longrope.groups import check_groups, depths_option, heldout_fraction_option, seed_option
-from longrope.options import MAX_COUNT, check_int, int_problem, option
-from longrope.settings import (
-    PASSKEY_MAX_TRIALS,
-    PASSKEY_MODES,
+from longrope.groups import (
+    check_groups,
+    depths_option,
+    device_option,
+    dtype_option,
+    heldout_fraction_option,
+    mode_option,
+    run_device,
+    seed_option,
+    trials_option,
 )
+from longrope.options import MAX_COUNT, check_int, int_problem, option
 
 CELLS_FILE = "cells.jsonl"
 METRICS = ("heldout_ppl", "passkey", "ruler")
@@ -181,15 +187,15 @@ class CompareConfig:
                                          default_text="spread over the documents")
     seed: int = seed_option("seed of the windows and the pass keys")
     heldout_fraction: float = heldout_fraction_option("share of documents held out")
-    passkey_trials: int = option(4, "keys per (ratio, depth); 0 measures no passkey")
+    passkey_trials: int = trials_option("keys per (ratio, depth); 0 measures no passkey", skip_zero=True)
     passkey_depths: tuple[float, ...] = depths_option()
-    passkey_mode: str = option("generate", "how a pass key is scored", choices=PASSKEY_MODES)
+    passkey_mode: str = mode_option()
     passkey_ratios: tuple[str, ...] | None = option(None, "the ratios whose passkey is measured",
                                                     default_text="every ratio")
     passkey_methods: tuple[str, ...] | None = option(None, "the methods whose passkey is measured",
                                                      default_text="every method")
-    dtype: str = option("float32", "weights' dtype")
-    device: str = option("cpu", "where the models run")
+    dtype: str = dtype_option()
+    device: str = device_option()
     goals: tuple[dict, ...] = option((), "[{\"name\", \"value\": CELL, \"at_most\" | \"at_least\": bound}]")
     ruler_ratios: tuple[str, ...] = option((), "the ratios whose RULER accuracy is measured (eval ruler's samples "
                                                "and metric)", default_text="none")
@@ -206,8 +212,7 @@ class CompareConfig:
             parse_ratio(r)
         check_methods(self.methods, list(self.ratios))
         self._check_samples()
-        check_groups(self)  # seed, heldout_fraction, passkey_depths: the shared checks
-        check_int(self, "passkey_trials", 0, PASSKEY_MAX_TRIALS)
+        check_groups(self)  # seed, heldout_fraction, the passkey protocol, dtype, device: the shared checks
         check_int(self, "windows_per_doc", 1, MAX_COUNT, optional=True)
         if self.passkey_trials == 0 and any(str(g.get("value", "")).startswith("passkey.") for g in self.goals
                                             if isinstance(g, dict)):
@@ -346,10 +351,11 @@ def factor_digests(methods: dict, ratios: list[str]) -> dict[str, str]:
 
 
 def _stale_cell(cell: dict, methods: dict, digests: dict[str, str], needs_passkey: bool,
-                ruler: dict | None = None) -> str | None:
+                ruler: dict | None = None, passkey: dict | None = None) -> str | None:
     """Why a measured cell no longer stands for its (method, ratio) of the plan, or None if it does:
     the method now names another model, other factors (for a factor file: other content, wherever
-    it lies; for a closed form or ``none``: another name), or asks for a passkey the cell lacks, or a RULER
+    it lies; for a closed form or ``none``: another name), or asks for a passkey the cell lacks or one by
+    another ``passkey`` protocol (a cell written before cells recorded it is taken as is), or a RULER
     accuracy measured with ``ruler`` (its protocol) the cell lacks. (A
     cell of a method the plan no longer has is kept, unused.)"""
     name, ratio = cell["method"], cell["ratio"]
@@ -365,6 +371,8 @@ def _stale_cell(cell: dict, methods: dict, digests: dict[str, str], needs_passke
         return "the method names other factors"
     if needs_passkey and "passkey" not in cell:
         return "its passkey is asked for"
+    if needs_passkey and cell.get("passkey_protocol", passkey) != passkey:
+        return "its passkey protocol (trials, depths, mode) changed"
     if ruler is not None and cell.get("ruler_protocol") != ruler:
         return "its RULER is asked for" if "ruler" not in cell else "its RULER protocol changed"
     return None
@@ -405,7 +413,7 @@ def run_compare(config: CompareConfig, folder: Path, *, log: Callable[[str], Non
     digests = factor_digests(config.methods, list(config.ratios))
     for (name, ratio), c in list(cells.items()):
         why = _stale_cell(c, config.methods, digests, config.measures_passkey(name, ratio),
-                          _ruler_protocol(config, name, ratio))
+                          _ruler_protocol(config, name, ratio), passkey_protocol(config))
         if why:
             say(f"compare: {name} at {ratio}: {why} since the cell was measured; measuring it again")
             del cells[(name, ratio)]
@@ -423,6 +431,12 @@ def run_compare(config: CompareConfig, folder: Path, *, log: Callable[[str], Non
     result["goals"] = evaluate_goals(list(config.goals), result)
     result["factor_digests"] = digests
     return result
+
+
+def passkey_protocol(config: CompareConfig) -> dict:
+    """What decides a cell's pass keys besides its factors and the seed: kept with the cell, so that a
+    resumed comparison whose protocol changed measures the passkey again rather than mixing protocols."""
+    return {"trials": config.passkey_trials, "depths": list(config.passkey_depths), "mode": config.passkey_mode}
 
 
 def _ruler_protocol(config: CompareConfig, method: str, ratio: str) -> dict | None:
@@ -480,7 +494,7 @@ def _measure_model(config: CompareConfig, model_name: str, mine: list[tuple[str,
     from longrope.models import inspect_model
     from longrope.models.loading import load_model
 
-    model, tokenizer = load_model(model_name, dtype=config.dtype, device=config.device)
+    model, tokenizer = load_model(model_name, dtype=config.dtype, device=run_device(config.device))
     info = inspect_model(model)
     bos_id = resolve_bos(tokenizer, corpus=corpus, model=model)
     if tokenizer is not None:
@@ -524,7 +538,7 @@ def _measure_cell(config: CompareConfig, model: Any, tokenizer: Any, bos_id: int
                               trials=config.passkey_trials, seed=config.seed, bos_id=bos_id, mode=config.passkey_mode)
         summary = pk.summary()
         cell.update(passkey=pk.accuracy, passkey_trials=config.passkey_trials * len(config.passkey_depths),
-                    passkey_ci95=summary["ci95"])
+                    passkey_ci95=summary["ci95"], passkey_protocol=passkey_protocol(config))
         if "answer_nll" in summary:
             cell["passkey_answer_nll"] = summary["answer_nll"]
     cell["seconds"] = round(time.perf_counter() - t0, 3)

@@ -9,7 +9,6 @@ paper's RULER table); ``ruler_tasks`` holds each task's cell as ``eval ruler`` r
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -69,24 +68,9 @@ def _samples(config: Any, model_name: str, tokenizer: Any, out: Path, lengths: l
     """``{(task, length): rows}``: ``eval ruler``'s samples for this tokenizer (stored ones reused, the others
     made and stored in ``out``)."""
     from longrope.data.ruler import check_lm_eval
-    from longrope.io import write_json
-    from longrope.runs.ruler import (
-        SAMPLES_DIR,
-        RulerConfig,
-        _all_samples,
-        _tokenizer_and_haystack,
-        _tokenizer_source,
-    )
+    from longrope.runs.ruler import RulerConfig, samples_for
 
     check_lm_eval()
     rcfg = RulerConfig(model=model_name, lengths=tuple(lengths), output=str(out), tasks=tuple(config.ruler_tasks),
                        samples=config.ruler_samples, seed=config.seed, quiet=True)
-    _, haystack = _tokenizer_and_haystack(rcfg, list(rcfg.tasks), say)
-    with tempfile.TemporaryDirectory(prefix="longrope-compare-ruler-") as scratch:
-        path, _ = _tokenizer_source(rcfg, tokenizer, out, Path(scratch))
-        found = _all_samples(rcfg, list(rcfg.tasks), tokenizer=tokenizer, tokenizer_path=path, haystack=haystack,
-                             out=out, say=say)
-    for (task, length), s in found.items():
-        if not s["stored"]:
-            write_json(out / SAMPLES_DIR / f"{task}-{length}.json", {"key": s["key"], "rows": s["rows"]})
-    return {k: s["rows"] for k, s in found.items()}
+    return samples_for(rcfg, tokenizer, out, say)

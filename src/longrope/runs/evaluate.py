@@ -45,7 +45,7 @@ from longrope.settings import HELDOUT_FRACTION, SPLIT
 
 
 @dataclass(kw_only=True)
-class _EvalConfig:
+class EvalConfig:
     """Settings both evaluations share."""
 
     model: str = option(help='"tiny", "smollm2", a model folder, a .gguf file or a hub id', metavar="M")
@@ -82,7 +82,7 @@ class _EvalConfig:
 
 
 @dataclass(kw_only=True)
-class PplConfig(_EvalConfig):
+class PplConfig(EvalConfig):
     """Everything ``longrope eval ppl`` does."""
 
     data: str = data_option()
@@ -114,7 +114,7 @@ class PplConfig(_EvalConfig):
 
 
 @dataclass(kw_only=True)
-class PasskeyConfig(_EvalConfig):
+class PasskeyConfig(EvalConfig):
     """Everything ``longrope eval passkey`` does."""
 
     trials: int = trials_option()
@@ -178,13 +178,13 @@ def factor_sets(specs: tuple[str, ...], *, skip_none: bool, info: Any, target: i
     return sets
 
 
-def _factor_records(sets: list[tuple[str, Any]]) -> list[dict]:
+def factor_records(sets: list[tuple[str, Any]]) -> list[dict]:
     return [{"name": n, "file": None if fs is None else (fs.provenance or {}).get("source"),
              "method": None if fs is None else fs.method,
              "target_length": None if fs is None else fs.max_position_embeddings} for n, fs in sets]
 
 
-def _prepare(config: _EvalConfig, *, kv_cache: bool, batch: int = 1) -> tuple[Any, Any, list[tuple[str, Any]]]:
+def prepare_eval(config: EvalConfig, *, kv_cache: bool, batch: int = 1) -> tuple[Any, Any, list[tuple[str, Any]]]:
     """``(model config, RopeInfo, factor sets)`` from the model's config alone (no weights): the model
     must have RoPE, every factor file must fit it, every length must fit in the device's memory.
 
@@ -210,8 +210,8 @@ def _prepare(config: _EvalConfig, *, kv_cache: bool, batch: int = 1) -> tuple[An
     return hf_config, info, sets
 
 
-def _load(config: _EvalConfig):
-    """The model and its tokenizer (after :func:`_prepare`); the loaded model's structure is checked too."""
+def load_for_eval(config: EvalConfig):
+    """The model and its tokenizer (after :func:`prepare_eval`); the loaded model's structure is checked too."""
     from longrope.models import inspect_model
     from longrope.models.loading import load_model
 
@@ -238,7 +238,7 @@ def run_ppl(config: PplConfig, *, log: Callable[[str], None] | None = None) -> d
     from longrope.runs.folder import RunFolder
 
     say = log or _say
-    hf_config, info, sets = _prepare(config, kv_cache=False, batch=min(config.batch_size, config.samples))
+    hf_config, info, sets = prepare_eval(config, kv_cache=False, batch=min(config.batch_size, config.samples))
     corpus = TokenCorpus.open(config.data)
 
     def windows(bos: int | None) -> list:
@@ -267,12 +267,12 @@ def run_ppl(config: PplConfig, *, log: Callable[[str], None] | None = None) -> d
             f"those (asked for {config.samples})")
     folder = RunFolder.open(config.output, PPL_SPEC.command, staged=True, replace=True)
     try:
-        model, _ = _load(config)
+        model, _ = load_for_eval(config)
         folder.start(config_to_dict(config), device=run_device(config.device))
         results = ppl_suite(model, docs, sets, config.lengths, bos_id=bos, stride=config.stride,
                             max_tokens=config.max_tokens, chunk_size=config.chunk_size, batch_size=config.batch_size,
                             progress=not config.quiet, log=say)
-        record = {"model": config.model, "factors": _factor_records(sets), "data": str(config.data),
+        record = {"model": config.model, "factors": factor_records(sets), "data": str(config.data),
                   "tokenizer": corpus.tokenizer_info, "bos_id": bos, "documents": [d.doc_id for d in docs],
                   "mode": "truncate" if config.stride is None else "sliding",
                   "weighting": "ppl = exp(sum of NLL / number of scored tokens); "
@@ -301,7 +301,7 @@ def run_passkey(config: PasskeyConfig, *, log: Callable[[str], None] | None = No
     from longrope.runs.folder import RunFolder
 
     say = log or _say
-    hf_config, info, sets = _prepare(config, kv_cache=config.mode != "needle")
+    hf_config, info, sets = prepare_eval(config, kv_cache=config.mode != "needle")
     names = [n for n, _ in sets]
     if config.reference is not None and config.reference not in names:
         raise ConfigError("reference", "{name} " + f"{config.reference!r} is not among the evaluated sets "
@@ -328,7 +328,7 @@ def run_passkey(config: PasskeyConfig, *, log: Callable[[str], None] | None = No
                                      heldout_fraction=config.heldout_fraction)
     folder = RunFolder.open(config.output, PASSKEY_SPEC.command, staged=True, replace=True)
     try:
-        model, tokenizer = _load(config)
+        model, tokenizer = load_for_eval(config)
         folder.start(config_to_dict(config), device=run_device(config.device))
         results = passkey_suite(model, tokenizer, sets, list(config.lengths), depths=list(config.depths),
                                 trials=config.trials, seed=config.seed, bos_id=bos, mode=config.mode,
@@ -338,7 +338,7 @@ def run_passkey(config: PasskeyConfig, *, log: Callable[[str], None] | None = No
         retrieval = {n: {str(L): r.at(L).summary() for L in config.lengths} for n, r in results}
         verdicts = {n: {str(L): v for L, v in by_length.items()} for n, by_length in
                     _passkey_verdicts(results, reference, config.lengths).items()}
-        record = {"model": config.model, "factors": _factor_records(sets), "bos_id": bos, "mode": config.mode,
+        record = {"model": config.model, "factors": factor_records(sets), "bos_id": bos, "mode": config.mode,
                   "haystack": "synthetic filler" if haystacks is None else
                   {"data": str(config.data), "split": config.split, "documents": [d.doc_id for d in haystacks]},
                   "correct_if": "every answer token is the argmax (teacher-forced)" if config.mode == "needle"

@@ -16,7 +16,7 @@ Two ways a folder comes into being:
   leaves the previous complete folder (or none); stale partial folders of dead processes are
   removed by the next run for the same target. An existing folder is replaced only when it is a
   finished run of the same command and the command allows it.
-- **in place** (resumable commands: ``search``, ``finetune``, ``pipeline``, ``train-tiny``): the folder
+- **in place** (resumable commands: ``search``, ``finetune``, ``pipeline``; the repository's tiny-model trainer): the folder
   is the checkpoint's home; each file is written atomically, and ``run.json``'s status says whether
   the run finished. A folder that holds nothing but ``config.json`` and an unfinished ``run.json``
   (a *stub*: the run stopped during its set-up, before it wrote any work) protects nothing: a fresh

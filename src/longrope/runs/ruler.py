@@ -39,7 +39,7 @@ from longrope.groups import bos_option, run_device
 from longrope.io import seal_intact, sealed
 from longrope.options import config_to_dict, option
 from longrope.runs import RunSpec
-from longrope.runs.evaluate import _EvalConfig, _factor_records, _load, _prepare
+from longrope.runs.evaluate import EvalConfig, factor_records, load_for_eval, prepare_eval
 
 CELLS_FILE = "cells.json"
 SAMPLES_DIR = "samples"
@@ -53,7 +53,7 @@ def _tasks(text: str) -> tuple[str, ...]:
 
 
 @dataclass(kw_only=True)
-class RulerConfig(_EvalConfig):
+class RulerConfig(EvalConfig):
     """Everything ``longrope eval ruler`` does."""
 
     tasks: tuple[str, ...] = option(DEFAULT_TASKS, "RULER tasks, comma-separated (lm-eval's names; vt, cwe, fwe "
@@ -217,13 +217,13 @@ def run_ruler(config: RulerConfig, *, log: Callable[[str], None] | None = None) 
     say = log or _say
     check_lm_eval()
     tasks = _runnable_tasks(config, say)
-    _, info, sets = _prepare(config, kv_cache=True)  # factor files, RoPE, memory: no weights read
+    _, info, sets = prepare_eval(config, kv_cache=True)  # factor files, RoPE, memory: no weights read
     tokenizer, haystack = _tokenizer_and_haystack(config, tasks, say)
     folder, tokenizer_path, samples = _open(config, tasks, tokenizer, haystack, say)
     try:
         folder.start(config_to_dict(config), device=run_device(config.device))
         context = _cell_context(config)
-        record = {"model": config.model, "factors": _factor_records(sets), "tasks": tasks,
+        record = {"model": config.model, "factors": factor_records(sets), "tasks": tasks,
                   "skipped_tasks": {t: TASKS[t].why_not for t in config.tasks if t not in tasks},
                   "lengths": list(config.lengths), "samples": config.samples, "seed": config.seed,
                   "haystack": haystack.record() if haystack is not None else None,
@@ -278,6 +278,30 @@ def _tokenizer_and_haystack(config: RulerConfig, tasks: list[str], say: Callable
     return tokenizer, load_haystack(config.haystack, tokenizer) if essay else None
 
 
+def store_samples(samples: dict, folder: Path) -> None:
+    """Write the samples a run made (those reused are on disk already) into ``folder``'s samples/, one
+    file per (task, length), with the digest a later run checks before reusing them."""
+    from longrope.data.ruler import samples_sha256
+    from longrope.io import write_json
+
+    for (task, length), s in samples.items():
+        if not s["stored"]:
+            write_json(folder / SAMPLES_DIR / f"{task}-{length}.json",
+                       {"key": s["key"], "rows": s["rows"], "sha256": samples_sha256(s["rows"])})
+
+
+def samples_for(config: RulerConfig, tokenizer: Any, out: Path, say: Callable[[str], None]) -> dict:
+    """``{(task, length): rows}``: ``config``'s samples for ``tokenizer``, those stored under ``out``
+    reused and the others made and stored there (the compare stage's RULER cells use this)."""
+    _, haystack = _tokenizer_and_haystack(config, list(config.tasks), say)
+    with tempfile.TemporaryDirectory(prefix="longrope-ruler-tok-") as scratch:
+        path, _ = _tokenizer_source(config, tokenizer, out, Path(scratch))
+        found = _all_samples(config, list(config.tasks), tokenizer=tokenizer, tokenizer_path=path,
+                             haystack=haystack, out=out, say=say)
+    store_samples(found, out)
+    return {k: s["rows"] for k, s in found.items()}
+
+
 def _open(config: RulerConfig, tasks: list[str], tokenizer: Any, haystack: Any,
           say: Callable[[str], None]) -> tuple[Any, str, dict]:
     """The run folder (checked first: a wrong -o costs nothing), the samples (stored ones reused, the
@@ -285,8 +309,6 @@ def _open(config: RulerConfig, tasks: list[str], tokenizer: Any, haystack: Any,
     the tokenizer and the samples written into the folder."""
     import shutil
 
-    from longrope.data.ruler import samples_sha256
-    from longrope.io import write_json
     from longrope.runs.folder import RunFolder
 
     out = Path(config.output)
@@ -301,10 +323,7 @@ def _open(config: RulerConfig, tasks: list[str], tokenizer: Any, haystack: Any,
                 shutil.rmtree(dest, ignore_errors=True)
                 shutil.copytree(scratch, dest)
                 tokenizer_path = str(dest.resolve())
-        for (task, length), s in samples.items():
-            if not s["stored"]:
-                write_json(folder.path / SAMPLES_DIR / f"{task}-{length}.json",
-                           {"key": s["key"], "rows": s["rows"], "sha256": samples_sha256(s["rows"])})
+        store_samples(samples, folder.path)
     except BaseException:
         folder.abandon()  # removes a folder this run created while it holds nothing
         raise
@@ -389,7 +408,7 @@ def _measure(config: RulerConfig, folder: Any, sets: list, tasks: list[str], sam
     if not todo:
         return cells
     check_writable_path(folder.path / CELLS_FILE)  # a folder planted there: refused before the work, not after
-    model, tokenizer = _load(config)
+    model, tokenizer = load_for_eval(config)
     lm = scoring.ruler_lm(model, tokenizer, max_length=max_length)
     if not config.bos:
         lm.add_bos_token = False

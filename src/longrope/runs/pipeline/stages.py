@@ -327,7 +327,8 @@ COMPARE_EDITABLE = ("methods", "passkey_methods", "ruler_methods", "goals")
 
 
 def _check_compare(config: Any, ctx: StageContext) -> None:
-    from longrope.models.loading import resolve_device, resolve_dtype
+    from longrope.groups import run_device
+    from longrope.models.loading import resolve_dtype
 
     resolve_dtype(config.dtype)
     if config.ruler_ratios:  # lm-eval's RULER code, checked before the first stage
@@ -336,7 +337,7 @@ def _check_compare(config: Any, ctx: StageContext) -> None:
         check_lm_eval()
     if ctx.machine:  # a stage that will not run here need not find its device on this machine
         try:
-            resolve_device(config.device, fix="give cpu or a device this machine has")
+            run_device(config.device, fix="give auto, cpu or a device this machine has")
         except UserError as exc:
             raise UserError(f"a compare stage's {exc}") from None
 

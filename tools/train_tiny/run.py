@@ -1,4 +1,4 @@
-"""``longrope train-tiny``: rebuild the embedded corpus, tokenizer and tiny model reproducibly.
+"""Rebuild the embedded corpus, tokenizer and tiny model reproducibly (``python -m tools.train_tiny``).
 
 The story: fetch and clean the books (or read ``text_dir``), split them by whole book and write
 the search/held-out texts with ``split.json`` to ``OUT/corpus``; train a BPE tokenizer on the
@@ -11,7 +11,8 @@ full command, seed, resolved config, corpus summary, versions, held-out report) 
 report (after a change of the report protocol).
 
 OUT is a run folder (``config.json``, ``run.json``, ``summary.json`` = the report) written in place;
-a rerun into the same folder replaces its outputs.
+a rerun into the same folder replaces its outputs. Run folders record the command ``train-tiny`` (its
+name when it was ``longrope train-tiny``), so older ones still serve as ``--config RUN_DIR``.
 """
 
 from __future__ import annotations
@@ -26,17 +27,20 @@ from pathlib import Path
 from typing import Any
 
 from longrope.embedded.corpus import DOMAINS
-from longrope.embedded.train import TinyConfig
 from longrope.errors import ConfigError, UserError
 from longrope.options import config_to_argv, config_to_dict, nested, option
 from longrope.runs import RunSpec
+from tools.train_tiny.config import TinyConfig
 
+#: the name run folders record (``longrope train-tiny``'s, so that its folders stay readable)
 COMMAND = "train-tiny"
+#: how the tool is run, from the repository root
+PROGRAM = "python -m tools.train_tiny"
 
 
 @dataclass
 class TrainTinyConfig:
-    """Everything ``longrope train-tiny`` does; ``model`` determines the trained weights."""
+    """Everything ``python -m tools.train_tiny`` does; ``model`` determines the trained weights."""
 
     output: str = option(help="output folder (gets corpus/ and tiny/)", short="-o", metavar="DIR", aliases=("--out",))
     cache_dir: str = option(".corpus", "where raw downloads, unpacked packages and checkpoints go", metavar="DIR")
@@ -70,7 +74,7 @@ def command_line(config: TrainTinyConfig, stopped_at: int | None = None) -> str:
     if stopped_at is not None:
         config = dataclasses.replace(config, model=dataclasses.replace(config.model, time_budget_s=None,
                                                                        stop_at_step=stopped_at))
-    return shlex.join(["longrope", COMMAND, *config_to_argv(dataclasses.replace(config, report_only=False))])
+    return shlex.join([*PROGRAM.split(), *config_to_argv(dataclasses.replace(config, report_only=False))])
 
 
 def run(config: TrainTinyConfig, *, log: Callable[[str], None] | None = None) -> dict:
@@ -104,7 +108,7 @@ def run(config: TrainTinyConfig, *, log: Callable[[str], None] | None = None) ->
 def _checkpoint_path(config: TrainTinyConfig) -> Path:
     """The run's checkpoint; an old ``.pt`` pickle of the same run is refused (never loaded) unless
     ``--no-resume``, which deletes both. A bad ``--init-from`` or checkpoint fails here, before any work."""
-    from longrope.embedded.train import load_checkpoint
+    from tools.train_tiny.checkpoint import load_checkpoint
 
     cfg = config.model
     checkpoint = Path(config.cache_dir) / "checkpoints" / f"train-tiny-{cfg.fingerprint()}.safetensors"
@@ -127,7 +131,7 @@ def _checkpoint_path(config: TrainTinyConfig) -> Path:
 
 def _corpus_and_tokenizer(config: TrainTinyConfig, say: Callable[[str], None]):
     from longrope.embedded import corpus as corpus_mod
-    from longrope.embedded import train as tr
+    from tools.train_tiny.tokenizer import encode_docs, load_tokenizer, train_tokenizer
 
     if config.text_dir:
         books = corpus_mod.read_text_dir(config.text_dir)
@@ -140,12 +144,12 @@ def _corpus_and_tokenizer(config: TrainTinyConfig, say: Callable[[str], None]):
     say(f"corpus: {len(split.train)} training books, search {search}, held-out {heldout}")
     cfg = config.model
     if cfg.tokenizer:
-        tokenizer = tr.load_tokenizer(cfg.tokenizer, cfg.vocab_size)
+        tokenizer = load_tokenizer(cfg.tokenizer, cfg.vocab_size)
         origin = f"tiny/tokenizer.json (reused from {cfg.tokenizer}; trained on an earlier stage's training books)"
     else:
-        tokenizer = tr.train_tokenizer([b.text for b in split.train], cfg.vocab_size)
+        tokenizer = train_tokenizer([b.text for b in split.train], cfg.vocab_size)
         origin = "tiny/tokenizer.json (BPE trained on the training books only)"
-    docs = {role: tr.encode_docs(tokenizer, [b.text for b in getattr(split, role)])
+    docs = {role: encode_docs(tokenizer, [b.text for b in getattr(split, role)])
             for role in ("train", "search", "heldout")}
     split.notes = {"tokens": {b.name: int(len(d)) for b, d in zip(split.train + split.search + split.heldout,
                                                                    docs["train"] + docs["search"] + docs["heldout"])},
@@ -163,7 +167,9 @@ def _corpus_and_tokenizer(config: TrainTinyConfig, say: Callable[[str], None]):
 
 def _train(config: TrainTinyConfig, tokenizer: Any, docs: dict, tiny: Path, checkpoint: Path,
            say: Callable[[str], None]):
-    from longrope.embedded import train as tr
+
+    from tools.train_tiny.loop import train
+    from tools.train_tiny.model import export
 
     cfg = config.model
     if checkpoint.exists():
@@ -176,22 +182,22 @@ def _train(config: TrainTinyConfig, tokenizer: Any, docs: dict, tiny: Path, chec
         say(f"step {e['step']}/{cfg.max_steps}: loss {e['train_loss']:.3f}{extra}")
 
     first = next(iter(docs["heldout_by_domain"].values()))
-    model, _, summary = tr.train(cfg, tokenizer, docs["train"], first, checkpoint=checkpoint,
-                                 log_path=tiny / "train_log.jsonl", progress=progress)
+    model, _, summary = train(cfg, tokenizer, docs["train"], first, checkpoint=checkpoint,
+                              log_path=tiny / "train_log.jsonl", progress=progress)
     say(f"trained {summary['steps']} steps in {summary['train_seconds']} s")
-    tr.export(model, tokenizer, tiny)
+    export(model, tokenizer, tiny)
     return model, summary
 
 
 def _report(config: TrainTinyConfig, tiny: Path, by_domain: dict, say: Callable[[str], None]) -> dict:
     """The held-out report on the shipped (fp16-rounded) weights, loaded as a user loads them."""
-    from longrope.embedded import train as tr
     from longrope.models import load_model
+    from tools.train_tiny.report import report
 
     shipped, tok = load_model(str(tiny))
     rep: dict = {}
     for k, (domain, docs) in enumerate(by_domain.items()):
-        r = tr.report(shipped, tok, docs, config.model, passkey_trials=config.report_passkey_trials if k == 0 else 0)
+        r = report(shipped, tok, docs, config.model, passkey_trials=config.report_passkey_trials if k == 0 else 0)
         say(f"report ({domain}): " + json.dumps({key: (round(v, 3) if isinstance(v, float) else v)
                                                  for key, v in r.items() if key != "protocol"}))
         if k == 0:
@@ -249,9 +255,9 @@ def _report_only(config: TrainTinyConfig, folder: Any, say: Callable[[str], None
     import numpy as np
 
     from longrope.embedded import document_paths
-    from longrope.embedded import train as tr
     from longrope.io import write_json
     from longrope.models import load_model
+    from tools.train_tiny.tokenizer import encoder
 
     out = Path(config.output)
     info_path = out / "tiny" / "training.json"
@@ -263,7 +269,7 @@ def _report_only(config: TrainTinyConfig, folder: Any, say: Callable[[str], None
     config = dataclasses.replace(config, model=cfg)
     folder.start(config_to_dict(config), extra={"command_line": command_line(config)})
     _, tok = load_model(str(out / "tiny"))
-    encode = tr.encoder(tok)
+    encode = encoder(tok)
     from longrope.embedded import load_split
     from longrope.embedded.corpus import SOURCE_DOMAINS
 
@@ -290,9 +296,11 @@ SPEC = RunSpec(
     description=__doc__,
     example="""\
 example (a 20-second smoke run on your own text files):
-  longrope train-tiny --text-dir my_books/ --search-docs a --heldout-docs b -o /tmp/tiny \\
+  python -m tools.train_tiny --text-dir my_books/ --search-docs a --heldout-docs b -o /tmp/tiny \\
       --vocab-size 400 --hidden-size 64 --num-layers 2 --num-heads 2 --intermediate-size 128 \\
-      --context 64 --batch-size 4 --max-steps 20 --eval-every 10""",
+      --context 64 --batch-size 4 --max-steps 20 --eval-every 10
+repeat a recorded run (what `longrope rerun` did for it):
+  python -m tools.train_tiny --config RUN_DIR -o NEW_DIR --no-resume""",
     config=TrainTinyConfig,
     run=run,
     render=render,

@@ -1,4 +1,4 @@
-"""Passkey sequences in token space, shared by training and evaluation of the tiny model.
+"""Passkey sequences in token space: the passkey rows of the tiny model's training batches.
 
 The wording is the standard one (docs/method.md §7): an instruction, the filler "The grass is
 green. ..." repeated, "The pass key is K. Remember it. K is the pass key." at a given depth, more

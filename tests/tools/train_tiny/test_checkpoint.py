@@ -1,4 +1,4 @@
-"""train-tiny checkpoints are safetensors + JSON; pickles (old .pt files) are refused, never loaded."""
+"""``tools.train_tiny.checkpoint``: safetensors + JSON; pickles (old .pt files) are refused, never loaded."""
 
 from __future__ import annotations
 
@@ -8,15 +8,11 @@ import pickle
 import numpy as np
 import pytest
 
-from longrope.embedded.train import (
-    CHECKPOINT_FORMAT,
-    TinyConfig,
-    encode_docs,
-    load_checkpoint,
-    train,
-    train_tokenizer,
-)
 from longrope.errors import UserError
+from tools.train_tiny.checkpoint import CHECKPOINT_FORMAT, load_checkpoint
+from tools.train_tiny.config import TinyConfig
+from tools.train_tiny.loop import train
+from tools.train_tiny.tokenizer import encode_docs, train_tokenizer
 
 SMALL = dict(vocab_size=320, hidden_size=32, num_layers=1, num_heads=1, intermediate_size=64, context=64,
              batch_size=2, warmup_steps=1, eval_every=2, eval_windows=1)
@@ -125,40 +121,3 @@ def test_resume_restores_optimizer_and_generator_exactly(tok_docs, tmp_path):
         torch.testing.assert_close(a, b, rtol=0, atol=0, msg=k)
     _, state = load_checkpoint(ckpt, what="checkpoint")
     assert state["step"] == 4 and np.isfinite(state["elapsed_s"])
-
-
-def _config(tmp_path, **model):
-    from longrope.embedded.train import TinyConfig
-    from longrope.runs.train_tiny import TrainTinyConfig
-
-    return TrainTinyConfig(output=str(tmp_path / "out"), cache_dir=str(tmp_path / "cache"),
-                           text_dir=str(tmp_path / "nowhere"), search_docs=("a",), heldout_docs=("b",),
-                           model=TinyConfig(**model))
-
-
-def test_cli_refuses_an_old_pt_checkpoint_of_the_run_before_any_work(tmp_path):
-    import dataclasses
-
-    from longrope.runs import train_tiny
-
-    config = _config(tmp_path)
-    cfg = config.model
-    legacy = tmp_path / "cache" / "checkpoints" / f"train-tiny-{cfg.fingerprint()}.pt"
-    legacy.parent.mkdir(parents=True)
-    _torch_save(legacy, {"fingerprint": cfg.fingerprint()})
-    with pytest.raises(UserError, match="no-resume") as e:
-        train_tiny.run(config)  # the text dir does not even exist: the checkpoint is checked first
-    assert "\n" not in str(e.value) and legacy.exists()
-    path = train_tiny._checkpoint_path(dataclasses.replace(config, resume=False))
-    assert path.suffix == ".safetensors" and not legacy.exists()
-
-
-def test_cli_checks_init_from_before_any_work(tmp_path):
-    from longrope.runs import train_tiny
-
-    bad = tmp_path / "stage.pt"
-    _torch_save(bad, {"model": {}})
-    with pytest.raises(UserError, match="--init-from .*old pickle-format"):
-        train_tiny.run(_config(tmp_path, init_from=str(bad)))
-    with pytest.raises(UserError, match="init_from .* is not a file"):
-        train_tiny.run(_config(tmp_path, init_from=str(tmp_path / "missing.safetensors")))
