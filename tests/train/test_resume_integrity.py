@@ -89,7 +89,7 @@ def test_a_damaged_newest_checkpoint_is_skipped_for_the_previous_one_and_none_in
 def _edit_state(ckpt: Path, *, resign: bool = True, **fields) -> None:
     """Edit train_state.json; ``resign``: recompute its own digest too, as a deliberate editor would (so
     that the range checks behind it are what is tested)."""
-    from longrope.train.checkpoint import _state_digest
+    from longrope.io import sealed
 
     doc = json.loads((ckpt / STATE_FILE).read_text())
     for key, value in fields.items():
@@ -102,7 +102,7 @@ def _edit_state(ckpt: Path, *, resign: bool = True, **fields) -> None:
         else:
             doc[key] = value
     if resign:
-        doc["sha256"] = _state_digest(doc)
+        doc = sealed(doc)
     (ckpt / STATE_FILE).write_text(json.dumps(doc))
 
 
