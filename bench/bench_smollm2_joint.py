@@ -42,8 +42,10 @@ from bench.bench_smollm2 import _critical_values, _scored, merge_needle_runs, ra
 NAME = "smollm2-2x-joint"
 METHOD = "searched-joint"
 #: YaRN's perplexity here and in the earlier record must agree this closely for the earlier closed
-#: forms to be compared with (the same windows and code give the same float32 sums)
-SAME_WINDOWS_RTOL = 1e-6
+#: forms to be compared with. The same windows and code give the same sums up to the order of float32
+#: reductions, which the thread count changes (1 thread here against 2 in the earlier record: 29.98889
+#: against 29.98864, 8e-6 apart); another window moves it by a percent or more.
+SAME_WINDOWS_RTOL = 1e-4
 GOAL_PPL_RATIO = 1.00
 GOAL_WINS = 10
 
@@ -92,6 +94,29 @@ def _search_values(rec: dict, folder: Path) -> None:
     per_window = sorted(r["seconds"] / _scored(r) for r in history if r.get("seconds") and _scored(r))
     if per_window:
         put_value(rec, "search_seconds_per_window", per_window[len(per_window) // 2], ",.0f")
+    _yarn_seed_values(rec, history, float(cfg.get("step") or 0.01), int(cfg["target_length"]))
+
+
+def _yarn_seed_values(rec: dict, history: list[dict], step: float, target: int) -> None:
+    """The search windows' document perplexity and answer NLL of the seed that is YaRN (its factors on the
+    search's grid, YaRN's temperature), beside the best's: what the joint score traded on those windows."""
+    import numpy as np
+
+    from longrope.models.loading import read_rope_info
+    from longrope.rope import make_baseline
+
+    info = read_rope_info("smollm2")
+    yarn = make_baseline("yarn", rope_theta=float(info.rope_theta), rotary_dim=int(info.rotary_dim),
+                         original_length=int(info.original_max_position_embeddings), target_length=target)
+    for r in history:
+        f = r["factors"]["long_factor"] if isinstance(r["factors"], dict) else r["factors"]
+        if (r.get("kind") == "seed" and r.get("full") and len(f) == len(yarn.long_factor)
+                and np.abs(np.asarray(f) - np.asarray(yarn.long_factor)).max() <= step
+                and abs(float(r["attention_factor"]) - float(yarn.attention_factor)) <= 1e-3):
+            nll, tokens, answer, answer_tokens = (float(x) for x in r["parts"][:4])
+            put_value(rec, "search_yarn_doc_ppl", math.exp(nll / tokens), ".3f")
+            put_value(rec, "search_yarn_answer_nll", answer / answer_tokens, ".3f")
+            return
 
 
 def _ppl_values(rec: dict, eval_dir: Path, earlier: dict) -> float:
