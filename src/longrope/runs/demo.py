@@ -95,7 +95,7 @@ class DemoConfig:
                                        length=True)
     lengths: tuple[int, ...] | None = option(None, "perplexity-vs-length grid: 256,2k,4x ...", length=True,
                                              metavar="N,N", default_text="L, 2L, ... up to the target, then 2 x target")
-    max_seconds: float | None = option(240.0, "wall-clock budget of the search (0 or unset: no limit); at least one "
+    max_seconds: float | None = option(330.0, "wall-clock budget of the search (0 or unset: no limit); at least one "
                                               "candidate is always scored in full", metavar="S",
                                        aliases=("--budget-seconds",))
     max_evals: float | None = option(150.0, "stop the search after this many full-fidelity evaluations, "
