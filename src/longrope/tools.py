@@ -117,6 +117,7 @@ class ExportConfig:
     target_length: int | None = option(None, "reference CSV factors only: L' (16k, or 8x the model's L)",
                                        length=True, metavar="N")
     overwrite: bool = option(False, "replace an existing output")
+    quiet: bool = option(False, "no progress bars (transformers' loading and writing bars)")
 
     def __post_init__(self) -> None:
         check_groups(self)

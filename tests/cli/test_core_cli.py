@@ -177,3 +177,19 @@ def test_a_reader_that_stops_reading_ends_the_command_quietly(monkeypatch, capsy
     finally:
         stdout.close()
     assert capsys.readouterr().err == ""
+
+
+def test_export_quiet_hides_transformers_bars(capsys, tmp_path):
+    """export had no --quiet: transformers' "Loading weights" bar was drawn on every export (battery 5)."""
+    from transformers.utils import logging as hf_logging
+
+    assert _run(capsys, "baseline", "--model", "tiny", "--method", "yarn", "--target-length", "2x",
+                "-o", str(tmp_path / "f.json"))[0] == 0
+    hf_logging.enable_progress_bar()
+    try:
+        code, out, err = _run(capsys, "export", "--model", "tiny", "--factors", str(tmp_path / "f.json"),
+                              "-o", str(tmp_path / "out"), "--quiet")
+        assert code == 0 and "Loading weights" not in err and json.loads(out)["format"] == "hf"
+        assert not hf_logging.is_progress_bar_enabled()
+    finally:
+        hf_logging.enable_progress_bar()

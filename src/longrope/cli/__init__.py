@@ -22,6 +22,7 @@ import argparse
 import importlib
 import os
 import sys
+from typing import Any
 
 _TOOL_MODULES = ["inspect_cmd", "baseline", "export", "tokenize", "generate"]
 _RUN_ORDER = ["search", "eval", "finetune", "pipeline", "demo"]
@@ -118,11 +119,21 @@ def _add_tool(sub, name: str) -> None:
     p.set_defaults(_tool=mod)
 
 
+def _apply_quiet(config: Any) -> None:
+    """``--quiet`` (where a command has it): no progress bars, transformers' own (loading, saving) included."""
+    if getattr(config, "quiet", False):
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+
+
 def _run_tool(args: argparse.Namespace) -> int:
     from longrope.options import config_from_args
 
     mod = args._tool
-    return mod.run(config_from_args(mod.CONFIG, args))  # looked up now: a test may replace run
+    config = config_from_args(mod.CONFIG, args)
+    _apply_quiet(config)
+    return mod.run(config)  # looked up now: a test may replace run
 
 
 def _enter_recorded_cwd(args: argparse.Namespace) -> None:
@@ -189,10 +200,7 @@ def _run_command(args: argparse.Namespace) -> int:
             raise UserError(f"--config {args.config} was recorded by '{read_run_config(args.config)[0]}', "
                             f"not '{spec.command}'")
         config = config_from_args(spec.config, args, saved=spec.recorded(saved) if saved is not None else None)
-    if getattr(config, "quiet", False):  # --quiet: no progress bars, transformers' own (loading, saving) too
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.disable_progress_bar()
+    _apply_quiet(config)
     result = spec.run(config)
     text = spec.render(result)
     if text:
