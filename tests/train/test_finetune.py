@@ -140,6 +140,17 @@ def test_overlap_with_held_out_documents_is_refused_before_loading(make_config, 
     assert not Path(cfg.output).exists()
 
 
+def test_a_seq_len_below_l_names_seq_len_not_the_short_length_left_unset(make_config):
+    """--seq-len 2 alone blamed --short-length, a flag the user had not given (battery 5): its default L
+    exceeded the windows."""
+    with pytest.raises(ConfigError) as err:
+        finetune(make_config(seq_len=16))
+    assert err.value.render({"seq_len": "--seq-len", "short_length": "--short-length"}.get).startswith(
+        "--seq-len (16) is below the factor set's original length L = 32, the default of --short-length")
+    with pytest.raises(ConfigError, match=r"short_length \(24\) must not exceed seq_len \(16\)"):
+        finetune(make_config(seq_len=16, short_length=24))
+
+
 def test_a_finished_run_is_not_overwritten_and_resume_checks_the_settings(make_config):
     first = finetune(make_config(steps=2))
     with pytest.raises(UserError, match="already holds a fine-tuning run; pass --resume"):

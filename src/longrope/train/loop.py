@@ -136,6 +136,10 @@ class _Trainer:
         self.short_length = int(cfg.short_length or L)
         if cfg.seq_len is None and self.seq_len < 2:
             raise ConfigError("seq_len", "{name} must be >= 2 tokens")
+        if self.short_length > self.seq_len and cfg.short_length is None:  # the user set only seq_len
+            raise ConfigError(("seq_len", "short_length"), "{name0} " + f"({self.seq_len}) is below the factor set's "
+                              f"original length L = {L}, the default of " + "{name1}; give a {name0} of at least "
+                              f"{L}, or a shorter " + "{name1}")
         if self.short_length > self.seq_len:
             raise ConfigError(("short_length", "seq_len"), "{name0} " + f"({self.short_length}) must not exceed "
                               + "{name1} " + f"({self.seq_len})")
