@@ -24,6 +24,8 @@ import sys
 import time
 from pathlib import Path
 
+from bench.gpu import cuda_ready
+
 DEFAULT_TASKS = "niah_single_1,niah_multikey_1,vt"
 
 
@@ -55,13 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     s = _settings(args)
     out = Path(args.output)
     say = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
-    if s["device"] == "cuda":
-        import torch
-
-        if not torch.cuda.is_available():
-            print("ruler_32k: error: no CUDA device; use --smoke on a CPU", file=sys.stderr)
-            return 2
-        torch.cuda.reset_peak_memory_stats()
+    if not cuda_ready("ruler_32k", s["device"]):
+        return 2
     seconds: dict[str, float] = {}
     try:
         info = read_rope_info(s["model"])

@@ -48,6 +48,8 @@ import sys
 import time
 from pathlib import Path
 
+from bench.gpu import cuda_ready
+
 
 def _settings(args: argparse.Namespace) -> dict:
     if args.smoke:
@@ -83,13 +85,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"smollm2_4x: error: {out} is not empty; give a new folder", file=sys.stderr)
         return 2
     out.mkdir(parents=True, exist_ok=True)
-    if s["device"] == "cuda":
-        import torch
-
-        if not torch.cuda.is_available():
-            print("smollm2_4x: error: no CUDA device; use --smoke on a CPU", file=sys.stderr)
-            return 2
-        torch.cuda.reset_peak_memory_stats()
+    if not cuda_ready("smollm2_4x", s["device"]):
+        return 2
     seconds: dict[str, float] = {}
     summary: dict = {"settings": {k: list(v) if isinstance(v, tuple) else v for k, v in s.items()},
                      "smoke": args.smoke, "seconds": seconds}
