@@ -117,3 +117,26 @@ def test_a_run_started_with_relative_paths_reruns_from_another_folder(tiny, tmp_
     again = elsewhere / "again"  # -o means what it means where rerun was typed
     assert _summary(again)["results"] == _summary(work / "ppl")["results"]
     assert json.loads((again / "config.json").read_text())["config"]["data"] == "shards"
+
+
+def test_config_resume_continues_the_folder_it_names_when_copied_or_moved(tiny, tmp_path, capsys):
+    """``COMMAND --config RUN --resume`` (the hint rerun gives) continues RUN: it resumed the output RUN's
+    config.json records, so a copied folder resumed the original and a moved one had 'nothing to resume'
+    (battery 6)."""
+    import shutil
+
+    first = tmp_path / "s"
+    argv = ["search", "--model", str(tiny / "model"), "--data", str(tiny / "data"), "--target-length", "128",
+            "--fitness", "ppl", "--quiet", "--samples", "2", "--heldout-samples", "2", "--population", "4", "--parents", "2", "--max-evals", "4"]
+    assert main([*argv, "-o", str(first)]) == 0
+    copy = tmp_path / "copy"
+    shutil.copytree(first, copy)
+    before = (first / "checkpoint.json").read_bytes()
+    assert main(["search", "--config", str(copy), "--resume", "--max-evals", "6"]) == 0, capsys.readouterr().err
+    assert capsys.readouterr().out.strip().splitlines()[-1] == str(copy)
+    assert (first / "checkpoint.json").read_bytes() == before  # the original is left alone
+    assert json.loads((copy / "summary.json").read_text())["search"]["full_evals"] == 6
+    moved = tmp_path / "moved"
+    copy.rename(moved)
+    assert main(["search", "--config", str(moved / "config.json"), "--resume", "--max-evals", "7"]) == 0
+    assert json.loads((moved / "summary.json").read_text())["search"]["full_evals"] == 7

@@ -168,6 +168,16 @@ def _check_rerun_output(output: str, run_dir: str, command: str, *, resumable: b
                            if same and resumable else ""))
 
 
+def _run_folder(config_arg: str) -> str:
+    """The run folder ``--config`` names (a folder, or its config.json): what ``--config RUN --resume`` without
+    ``-o`` continues. (The output its config.json records is where the run was started: a copied folder resumed
+    the original, a moved one said there was nothing to resume.)"""
+    from pathlib import Path
+
+    path = Path(config_arg)
+    return str(path if path.is_dir() else path.parent)
+
+
 def _run_command(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
@@ -199,7 +209,10 @@ def _run_command(args: argparse.Namespace) -> int:
 
             raise UserError(f"--config {args.config} was recorded by '{read_run_config(args.config)[0]}', "
                             f"not '{spec.command}'")
-        config = config_from_args(spec.config, args, saved=spec.recorded(saved) if saved is not None else None)
+        recorded = spec.recorded(saved) if saved is not None else None
+        if recorded is not None and getattr(args, "resume", False) and not hasattr(args, spec.output_field):
+            recorded = {**recorded, spec.output_field: _run_folder(args.config)}
+        config = config_from_args(spec.config, args, saved=recorded)
     _apply_quiet(config)
     result = spec.run(config)
     text = spec.render(result)
