@@ -177,6 +177,24 @@ def test_a_failing_objective_stops_with_its_error_and_keeps_the_checkpoint(tmp_p
     assert comparable(resumed.history) == comparable(reference.history)
 
 
+def test_a_first_checkpoint_the_disk_cannot_take_leaves_no_history(tmp_path, monkeypatch):
+    """The checkpoint is written before history.jsonl: a search whose first checkpoint failed (a full disk)
+    left a history and no checkpoint, a folder that --resume ('nothing to resume') and a fresh start ('holds a
+    search run; add --resume') both refused (battery 6). Now it is a set-up stub a fresh start takes."""
+    import errno
+
+    import longrope.search.loop as loop_module
+
+    def full(path, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(loop_module, "write_json", full)
+    loop = make_loop("steady", checkpoint=tmp_path / "checkpoint.json", history_path=tmp_path / "history.jsonl")
+    with pytest.raises(OSError):
+        loop.run(make_seeds(loop.space))
+    assert not (tmp_path / "history.jsonl").exists() and not (tmp_path / "checkpoint.json").exists()
+
+
 def test_a_transient_failure_is_retried():
     obj = SyntheticObjective(N_DIMS, SCALE, n_docs=N_DOCS)
 

@@ -176,9 +176,9 @@ class SearchLoop:
                 raise ValueError(f"seed {g} is not a valid genome of the space")
         self.strategy.start(seeds, self.rng)
         self._started = True
-        if self.history_path:
+        self._save()  # before the history: a folder with a history has a checkpoint to resume (a full disk
+        if self.history_path:  # failing the first checkpoint left neither --resume nor a fresh start to take it)
             write_text(self.history_path, "")
-        self._save()
         return self._loop()
 
     def resume(self) -> SearchResult:
