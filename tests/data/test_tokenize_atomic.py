@@ -161,3 +161,27 @@ def test_disk_full_and_unlistable_inputs_are_one_line(tokenizer, corpus_dir, tmp
     with pytest.raises(UserError, match="cannot read .*locked") as e:
         _run(tokenizer, [corpus_dir], out)
     assert "\n" not in str(e.value) and not out.exists() and _siblings(out) == []
+
+
+def test_a_full_disk_that_fails_the_close_too_leaves_no_build_folder(tokenizer, corpus_dir, tmp_path, monkeypatch):
+    """On a full disk, closing a shard flushes its buffer and fails again: the abort raised from inside the
+    clean-up, so the build folder (and its space) stayed and the error had no path or fix (battery 6)."""
+    import errno
+
+    from longrope.data.shards import ShardWriter
+
+    class Full:
+        def write(self, data=b""):  # close() flushes the buffer: it fails like the write did
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        close = flush = write
+
+    def add(self, name, ids, role=None):
+        self._f = Full()
+        self._f.write(b"")
+
+    monkeypatch.setattr(ShardWriter, "add", add)
+    out = tmp_path / "out"
+    with pytest.raises(UserError, match="No space left on device.*free space"):
+        _run(tokenizer, [corpus_dir], out)
+    assert not out.exists() and _siblings(out) == []

@@ -33,6 +33,7 @@ further hashing). A mismatch is a :class:`UserError` that names the file and say
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -206,12 +207,13 @@ class ShardWriter:
             self._rows = []
 
     def abort(self) -> None:
-        """Close open files without writing the index (the caller removes the folder)."""
-        if self._f is not None:
-            self._f.close()
-            self._f = None
-        self._names.close()
-        self._index_raw.close()
+        """Close open files without writing the index (the caller removes the folder). Never raises: closing
+        flushes what is buffered, which on a full disk fails again (and the build folder was left behind)."""
+        for f in (self._f, self._names, self._index_raw):
+            if f is not None:
+                with contextlib.suppress(OSError):
+                    f.close()
+        self._f = None
 
     def finish(self) -> dict:
         self._close_current()
