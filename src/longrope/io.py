@@ -8,6 +8,7 @@ target, which is atomic on POSIX file systems.
 from __future__ import annotations
 
 import csv
+import errno
 import hashlib
 import io
 import json
@@ -20,6 +21,18 @@ import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
+
+#: how libraries word a write the disk could not take, when they do not raise ENOSPC itself: safetensors'
+#: ``SafetensorError`` ("... (os error 28)") and numpy's short ``tofile`` write (gguf's writer: "N requested and M
+#: written", an OSError without errno)
+_DISK_FULL = re.compile(r"No space left on device|Disk quota exceeded|\(os error (28|122)\)|\d+ requested and \d+ written")
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether ``exc`` is a write that found the disk (or the quota) full, raised by us or by a library."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    return bool(_DISK_FULL.search(str(exc)))
 
 
 def update_hash(h: Any, path: str | os.PathLike) -> Any:

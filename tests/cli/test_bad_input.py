@@ -255,6 +255,26 @@ def test_an_allocation_failure_is_one_line_naming_the_way_out(env, monkeypatch, 
         main(["baseline", "--model", "tiny", "--method", "pi", "--target-length", "64", "-o", str(env / "b.json")])
 
 
+@pytest.mark.parametrize("error", ["safetensors", "numpy-short-write", "enospc"])
+def test_a_full_disk_is_one_line_naming_the_way_out(env, monkeypatch, capsys, error):
+    """A write the disk cannot take, however the library words it: safetensors' save was a 25-line traceback
+    (export, a fine-tuning checkpoint), gguf's writer said '196608 requested and 64656 written' (battery 6)."""
+    import errno
+
+    from safetensors import SafetensorError
+
+    import longrope.cli.baseline as baseline
+
+    exc = {"safetensors": SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)"),
+           "numpy-short-write": OSError("196608 requested and 64656 written"),
+           "enospc": OSError(errno.ENOSPC, "No space left on device")}[error]
+    monkeypatch.setattr(baseline, "run", lambda args: (_ for _ in ()).throw(exc))
+    assert main(["baseline", "--model", "tiny", "--method", "pi", "--target-length", "64", "-o",
+                 str(env / "b.json")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no space left on the disk" in err and "another disk" in err, err
+
+
 def _fields(cls):
     import dataclasses
 

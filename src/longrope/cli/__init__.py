@@ -235,6 +235,13 @@ def _stdout_gone() -> bool:
         return False
 
 
+def _disk_full(name: str, where: str) -> int:
+    """The one line for a write the disk could not take (every command: one check, :func:`longrope.io.is_disk_full`)."""
+    print(f"{name}: error: no space left on the disk{where or ' being written to'}; free space there or write the "
+          "output to another disk", file=sys.stderr)
+    return 2
+
+
 def main(argv: list[str] | None = None, *, parser: argparse.ArgumentParser | None = None) -> int:
     """``longrope ARGV``; with ``parser`` (from :func:`run_parser`), that program's command line, with the same
     one-line errors named by its prog."""
@@ -264,6 +271,7 @@ def main(argv: list[str] | None = None, *, parser: argparse.ArgumentParser | Non
         parser.print_help()
         return 2
     from longrope.errors import ConfigError, UserError
+    from longrope.io import is_disk_full
 
     name = " ".join(x for x in (parser.prog, getattr(args, "command", None), getattr(args, "kind", None)) if x)
     try:
@@ -288,6 +296,8 @@ def main(argv: list[str] | None = None, *, parser: argparse.ArgumentParser | Non
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit's flush must not fail again
             return 141  # as a process SIGPIPE ends (Python ignores the signal), not 2 "error: Broken pipe"
         where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+        if is_disk_full(exc):
+            return _disk_full(name, where)
         print(f"{name}: error: {exc.strerror or exc}{where}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -296,9 +306,15 @@ def main(argv: list[str] | None = None, *, parser: argparse.ArgumentParser | Non
     except (MemoryError, RuntimeError) as exc:  # an allocation failure outside the evaluations' own guard
         from longrope.evaluate.memory import is_out_of_memory
 
+        if is_disk_full(exc):
+            return _disk_full(name, "")
         if not is_out_of_memory(exc):
             raise
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
         print(f"{name}: error: out of memory ({first}); use smaller sizes (shorter sequences, fewer "
               "samples or a smaller batch), a smaller dtype, or a device with more memory", file=sys.stderr)
         return 2
+    except Exception as exc:  # a library's own error for a full disk (safetensors' save: a traceback before)
+        if not is_disk_full(exc):
+            raise
+        return _disk_full(name, "")
