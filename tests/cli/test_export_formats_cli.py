@@ -133,3 +133,22 @@ def test_overwrite_of_a_run_folder_another_process_works_in_is_refused(capsys, t
     code, _, err = _run(capsys, "export", "--model", str(tiny_model_dir), "--factors", str(_factors(tmp_path)),
                         "-o", str(run), "--overwrite")  # once the search is done, --overwrite does what it says
     assert code == 0 and (run / "config.json").exists() and not (run / "checkpoint.json").exists()
+
+
+@pytest.mark.parametrize("fmt", ["hf", "gguf"])
+def test_each_export_warning_is_said_once(capsys, caplog, tiny_model_dir, tmp_path, fmt):
+    """The writers logged their warnings and the command printed them too: on a terminal every warning (n̂ that
+    no runtime expresses) came twice, once bare (battery 6)."""
+    import logging
+
+    from longrope.rope import FactorSet
+
+    factors = FactorSet(long_factor=np.linspace(1, 4, 8), original_max_position_embeddings=32,
+                        max_position_embeddings=128, rope_theta=1e4, start_tokens=4).save(tmp_path / "n4.json")
+    out = tmp_path / ("m.gguf" if fmt == "gguf" else "m")
+    with caplog.at_level(logging.WARNING, logger="longrope"):
+        code, _, err = _run(capsys, "export", "--model", str(tiny_model_dir), "--factors", str(factors), "--format",
+                            fmt, "--quiet", "-o", str(out))
+    assert code == 0, err
+    assert err.count("n̂ = 4") == 1 and err.startswith("longrope export: warning: n̂ = 4"), err
+    assert not [r for r in caplog.records if r.name.startswith("longrope.models")]

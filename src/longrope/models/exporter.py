@@ -6,8 +6,10 @@ file, which builds on the former's shared pieces), so neither of those imports t
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -57,10 +59,8 @@ def export_model(model: str, factors: str | os.PathLike, output: str | os.PathLi
     the saved weights' dtype (hf default: as stored, float32 for GGUF sources; gguf default:
     float16). Returns ``{"output", "format", "tokenizer", "warnings"}``.
     """
-    import torch
-
     from longrope.models.factor_files import load_factors_for
-    from longrope.models.loading import load_config, load_model, read_rope_info, resolve_dtype, resolve_source
+    from longrope.models.loading import read_rope_info, resolve_source
 
     source = resolve_source(model)
     info = require_supported(read_rope_info(model))
@@ -68,6 +68,36 @@ def export_model(model: str, factors: str | os.PathLike, output: str | os.PathLi
     factor_set = load_factors_for(factors, info, original_length=original_length, target_length=target_length,
                                   model=str(model), target_flag="--target-length")
     check_target_length(factor_set)
+    with _said_by_the_caller():
+        result, tokenizer_out = _write(model, source, factor_set, output, fmt, dtype, overwrite)
+    return {"output": str(result.path), "format": fmt, "tokenizer": tokenizer_out, "warnings": list(result.warnings)}
+
+
+@contextlib.contextmanager
+def _said_by_the_caller() -> Iterator[None]:
+    """The writers log their warnings (for whoever calls them alone); :func:`export_model` returns them and its
+    callers say them (the CLI, a pipeline stage): logged as well, each was printed twice (battery 6)."""
+    def not_a_warning(record: logging.LogRecord) -> bool:
+        return record.levelno != logging.WARNING
+
+    loggers = [logging.getLogger(name) for name in ("longrope.models.export", "longrope.models.gguf")]
+    for logger in loggers:
+        logger.addFilter(not_a_warning)
+    try:
+        yield
+    finally:
+        for logger in loggers:
+            logger.removeFilter(not_a_warning)
+
+
+def _write(model: str, source: Any, factor_set: Any, output: str | os.PathLike, fmt: str, dtype: str | None,
+           overwrite: bool) -> tuple[Any, Any]:
+    """Load ``model`` and write it with ``factor_set`` in ``fmt``: ``(the writer's result, what the tokenizer
+    became)``."""
+    import torch
+
+    from longrope.models.loading import load_config, load_model, resolve_dtype
+
     if fmt == "gguf":
         from longrope.models.gguf import check_output_file, export_gguf, export_gguf_from_gguf
 
@@ -94,4 +124,4 @@ def export_model(model: str, factors: str | os.PathLike, output: str | os.PathLi
         loaded, tokenizer = load_model(model, dtype=torch_dtype)
         result = export_hf(loaded, tokenizer, factor_set, output, dtype=torch_dtype, overwrite=overwrite)
         tokenizer_out = tokenizer is not None
-    return {"output": str(result.path), "format": fmt, "tokenizer": tokenizer_out, "warnings": list(result.warnings)}
+    return result, tokenizer_out
