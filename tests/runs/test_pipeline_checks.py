@@ -247,3 +247,39 @@ def test_a_reference_to_an_output_of_the_wrong_kind_is_refused_before_any_stage(
     # battery 4: "@data" given as factors (or factors as a model) failed only when the compare stage ran,
     # after every stage before it
     assert match in _refused(tmp_path, capsys, _plan(stage))
+
+
+def _compare(**methods) -> dict:
+    return {"name": "cmp", "run": "compare", "data": "@data", "ratios": ["1x"], "samples": 1, "passkey_trials": 0,
+            "methods": {"a": {"model": "{model}", "factors": {"1x": "none"}}, **methods}}
+
+
+@pytest.mark.parametrize("stage, match", [
+    ({"name": "t2", "run": "tokenize", "inputs": ["search=/nowhere/books"]}, "plan stage 't2' (tokenize): /nowhere/books"),
+    ({"name": "t2", "run": "tokenize", "inputs": ["embedded"], "tokenizer": "/nowhere/tok"},
+     "plan stage 't2' (tokenize): no such model file or folder: /nowhere/tok"),
+    ({"name": "s", "run": "search", "data": "/nowhere/shards", "target_length": "2x", "samples": 2},
+     "plan stage 's' (search): /nowhere/shards: no such shard folder"),
+    ({"name": "ft", "run": "finetune", "factors": "/nowhere/f.json", "data": "@data", "steps": 1},
+     "plan stage 'ft' (finetune): cannot read factor file /nowhere/f.json"),
+    (_compare(b={"model": "/nowhere/model", "factors": {"1x": "none"}}),
+     "plan stage 'cmp' (compare): no such model file or folder: /nowhere/model"),
+    (_compare(b={"model": "{model}", "factors": {"1x": "/nowhere/f.json"}}),
+     "plan stage 'cmp' (compare): method 'b' at 1x: cannot read factor file /nowhere/f.json"),
+    (_compare(b={"model": "{model}", "factors": {"1x": "yarn@0.5x"}}),
+     "plan stage 'cmp' (compare): compare: method 'b' at 1x: 'yarn@0.5x' extends to less than the original context"),
+    (_compare(b={"model": "{model}", "factors": {"1x": "yarn@99999999999x"}}),
+     "plan stage 'cmp' (compare): method 'b' at 1x: target_length must be an integer <= 1099511627776"),
+    ({**_compare(), "ratios": ["1x", "99999999x"], "samples": 1}, "ratio 99999999x is 25,599,999,744 tokens"),
+])
+def test_inputs_a_stage_names_itself_are_read_before_the_first_stage(tmp_path, capsys, no_stage_runs, stage, match):
+    """A model, shard folder, factor file, document or closed form the plan names itself (not an earlier stage's
+    output) was read only when its stage started, after the stages before it had run (battery 6)."""
+    assert match in _refused(tmp_path, capsys, _plan(stage))
+
+
+def test_a_finished_stage_s_named_inputs_are_not_read_again(tmp_path):
+    """Only a stage that runs now reads its inputs: a done tokenize stage whose documents were removed since
+    does not stop the pipeline's resume."""
+    pipeline.check_stage("tokenize", {"inputs": ["search=/nowhere/books"]}, _plan(),
+                         {"name": "t2", "inputs": ["search=/nowhere/books"]}, machine=False)

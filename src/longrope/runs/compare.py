@@ -51,7 +51,7 @@ _RATIO = re.compile(r"^(\d+(?:\.\d+)?)x$")
 _CLOSED_FORM = re.compile(r"^([a-z0-9_-]+)@(\d+(?:\.\d+)?)x$")
 _CELL = re.compile(r"^(heldout_ppl|passkey|ruler)\.(\d+(?:\.\d+)?x)\.(.+)$")
 
-__all__ = ["CompareConfig", "parse_ratio", "ratio_length", "check_methods", "check_goals", "evaluate_goals",
+__all__ = ["CompareConfig", "parse_ratio", "ratio_length", "check_methods", "check_goals", "evaluate_goals", "factor_set",
            "run_compare"]
 
 
@@ -91,6 +91,9 @@ def check_methods(methods: Any, ratios: list[str]) -> None:
                 from longrope.rope.baselines import baseline_options
 
                 baseline_options(cf.group(1))  # unknown method → UserError naming the known ones
+                if float(cf.group(2)) < 1:  # "yarn@0x" failed when the stage started, naming no method
+                    raise UserError(f"compare: method {name!r} at {ratio}: {spec!r} extends to less than the "
+                                    "original context; write the ratio like \"8x\" (at least \"1x\")")
 
 
 def _parse_operand(text: Any) -> tuple[float, str | None]:
@@ -310,7 +313,7 @@ def _append_cell(path: Path, cell: dict) -> None:
         os.fsync(f.fileno())
 
 
-def _factor_set(spec: str, info: Any, length: int) -> Any:
+def factor_set(spec: str, info: Any, length: int) -> Any:
     """``none`` → None; ``METHOD@Nx`` → the closed-form set; else a factor file or folder."""
     from longrope.rope import FactorSet, make_baseline
 
@@ -345,7 +348,7 @@ def factor_digests(methods: dict, ratios: list[str]) -> dict[str, str]:
             if m["model"] not in infos:
                 infos[m["model"]] = read_rope_info(m["model"])
             info = infos[m["model"]]
-            fs = _factor_set(spec, info, ratio_length(ratio, int(info.original_max_position_embeddings)))
+            fs = factor_set(spec, info, ratio_length(ratio, int(info.original_max_position_embeddings)))
             out[f"{name}@{ratio}"] = fs.digest()
     return out
 
@@ -507,7 +510,7 @@ def _measure_model(config: CompareConfig, model_name: str, mine: list[tuple[str,
     with factor_switch(model, []) as use:
         for name, ratio in mine:
             spec = config.methods[name]["factors"][ratio]
-            use(_factor_set(spec, info, lengths[ratio]))
+            use(factor_set(spec, info, lengths[ratio]))
             cell = _measure_cell(config, model, tokenizer, bos_id, name, ratio, windows[ratio], lengths[ratio])
             cell["model"] = model_name
             if config.measures_ruler(name, ratio):

@@ -113,7 +113,40 @@ class Stage:
 
     def check_plan(self, ctx: StageContext) -> None:
         """Every check of the stage that needs no earlier stage's output."""
-        self.check(self.settings(ctx), ctx)
+        config = self.settings(ctx)
+        if ctx.machine:
+            _check_named_inputs(ctx)
+        self.check(config, ctx)
+
+
+def _given(ctx: StageContext, key: str) -> str | None:
+    """The stage's resolved ``key`` when the plan names it itself (a path or a name, not an earlier stage's
+    ``@NAME``), else None."""
+    written = ctx.entry.get(key)
+    return ctx.settings.get(key) if isinstance(written, str) and not written.startswith("@") else None
+
+
+def _check_named_inputs(ctx: StageContext) -> None:
+    """The model, shard folder and factor files a stage names itself, read as its command reads them at its
+    start, before the first stage runs (they were read when the stage started, after the stages before it had
+    run: a missing factor file of a fine-tuning stage showed after the search before it). Only for a stage that
+    runs now: a finished one keeps what it read. A tokenize or compare stage checks its own inputs."""
+    from longrope.models.factor_files import load_factors_for
+    from longrope.rope import FactorSet
+
+    if _given(ctx, "model"):
+        rope_facts(_given(ctx, "model"))
+    if _given(ctx, "data"):
+        from longrope.data.shards import TokenCorpus
+
+        TokenCorpus.open(_given(ctx, "data"), verify="size")
+    if _given(ctx, "factors"):  # as finetune and export read theirs: against the model's RoPE
+        info = rope_facts(ctx.facts_model)
+        load_factors_for(_given(ctx, "factors"), info, model=ctx.facts_model, override_flag=None)
+    if _given(ctx, "base_factors"):  # as search reads them
+        info = rope_facts(ctx.facts_model)
+        FactorSet.load(_given(ctx, "base_factors"), rope_theta=info.rope_theta,
+                       original_length=int(info.original_max_position_embeddings))
 
 
 def _article(run: str) -> str:
@@ -173,6 +206,20 @@ class TokenizeSettings:
     def __post_init__(self) -> None:
         if not isinstance(self.inputs, list) or not self.inputs or not all(isinstance(i, str) for i in self.inputs):
             raise _wrong("inputs", self.inputs, "a non-empty list of role=PATH or \"embedded\"")
+
+
+def _check_tokenize(config: TokenizeSettings, ctx: StageContext) -> None:
+    """The tokenizer and the documents a tokenize stage names, as ``longrope tokenize`` checks them at its start."""
+    if not ctx.machine:
+        return
+    from longrope.data.sources import resolve_sources
+    from longrope.models.loading import resolve_source
+
+    if config.tokenizer is not None:
+        resolve_source(config.tokenizer)
+    named = [i for i in config.inputs if i != "embedded"]
+    for source in resolve_sources(named) if named else []:
+        source.preflight()
 
 
 def _run_tokenize(config: TokenizeSettings, ctx: StageContext) -> Outcome:
@@ -340,6 +387,34 @@ def _check_compare(config: Any, ctx: StageContext) -> None:
             run_device(config.device, fix="give auto, cpu or a device this machine has")
         except UserError as exc:
             raise UserError(f"a compare stage's {exc}") from None
+        _check_compare_inputs(config, ctx)
+
+
+def _check_compare_inputs(config: Any, ctx: StageContext) -> None:
+    """The models, closed forms and factor files a compare stage's methods name themselves, built or read as the
+    comparison does (an earlier stage's output is read when the stage starts; it keeps the pipeline model's
+    RoPE)."""
+    from longrope.options import MAX_TOKENS
+    from longrope.runs.compare import factor_set, ratio_length
+
+    L = int(rope_facts(ctx.plan["model"]).original_max_position_embeddings)
+    for ratio in config.ratios:  # "99999999x" asked the shard folder for windows of 25,599,999,744 tokens
+        if ratio_length(ratio, L) > MAX_TOKENS:
+            raise UserError(f"ratio {ratio} is {ratio_length(ratio, L):,} tokens at L = {L}; a length is at most "
+                            f"{MAX_TOKENS:,} tokens: lower the ratio")
+    written = ctx.entry.get("methods") if isinstance(ctx.entry.get("methods"), dict) else {}
+    for name, method in config.methods.items():
+        plan_method = written.get(name) if isinstance(written.get(name), dict) else {}
+        own_model = not str(plan_method.get("model", "")).startswith("@")
+        info = rope_facts(method["model"] if own_model else ctx.plan["model"])
+        specs = plan_method.get("factors") if isinstance(plan_method.get("factors"), dict) else {}
+        for ratio, spec in method["factors"].items():
+            if str(specs.get(ratio, "")).startswith("@"):
+                continue
+            try:
+                factor_set(spec, info, ratio_length(ratio, int(info.original_max_position_embeddings)))
+            except UserError as exc:
+                raise UserError(f"method {name!r} at {ratio}: {exc}") from None
 
 
 def _run_compare(config: Any, ctx: StageContext) -> Outcome:
@@ -417,7 +492,7 @@ def _run_export(config: ExportSettings, ctx: StageContext) -> Outcome:
 
 #: Every kind of stage, in the order ``--help`` and messages list them.
 STAGES: dict[str, Stage] = {
-    "tokenize": Stage(TokenizeSettings, _at(""), _run_tokenize, gives=("data",)),
+    "tokenize": Stage(TokenizeSettings, _at(""), _run_tokenize, check=_check_tokenize, gives=("data",)),
     "baseline": Stage(BaselineSettings, _at("factors.json"), _run_baseline,
                       check=lambda config, ctx: _baseline_set(config, ctx.facts_model), build=_baseline_settings,
                       gives=("factors",)),
