@@ -283,3 +283,19 @@ def test_a_finished_stage_s_named_inputs_are_not_read_again(tmp_path):
     does not stop the pipeline's resume."""
     pipeline.check_stage("tokenize", {"inputs": ["search=/nowhere/books"]}, _plan(),
                          {"name": "t2", "inputs": ["search=/nowhere/books"]}, machine=False)
+
+
+def test_a_search_stage_takes_its_knobs_by_their_flag_names(tmp_path):
+    """``"population": 4`` as ``--population 4``: a search stage refused the strategy's knobs by their flag names
+    ("its settings are those of longrope search", which has those flags; battery 6)."""
+    from longrope.runs.pipeline.stages import STAGES, StageContext
+
+    def config(**settings):
+        ctx = StageContext(name="s", run="search", plan=_plan(), entry={}, folder=tmp_path / "s",
+                           settings={"data": "shards", "target_length": 512, **settings})
+        return STAGES["search"].settings(ctx)
+
+    knobs = config(population=4, parents=2, knobs={"crossovers": 3}).knobs
+    assert (knobs.population, knobs.parents, knobs.crossovers) == (4, 2, 3)
+    with pytest.raises(Exception, match="'parents' is given twice"):
+        config(parents=2, knobs={"parents": 3})

@@ -157,7 +157,7 @@ def settings_of(cls: type, ctx: StageContext, values: dict | None = None, *, fil
     """``cls`` from the stage's settings (or ``values``): an unknown key or a missing required one names
     the stage kind and what it takes; a bad value is the config's :class:`ConfigError`. ``filled``: fields
     the pipeline sets (a plan may leave them out)."""
-    values = ctx.settings if values is None else values
+    values = _nested_by_flag_name(cls, ctx.settings if values is None else values)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - set(fields))
     if unknown:
@@ -170,6 +170,29 @@ def settings_of(cls: type, ctx: StageContext, values: dict | None = None, *, fil
                 and f.default_factory is dataclasses.MISSING:
             raise UserError(f"{_article(ctx.run)} {ctx.run} stage needs {name!r} ({f.metadata.get('help', '')})")
     return config_from_dict(cls, values)
+
+
+def _nested_by_flag_name(cls: type, values: dict) -> dict:
+    """A plan names a setting like its flag, ``"population": 8`` for ``--population 8``; a config keeps such
+    settings in a nested config (search: ``knobs``), where they are moved. (A search stage refused them, "its
+    settings are those of longrope search", which has the flag.) ``"knobs": {...}`` is read too."""
+    out = dict(values)
+    for f in dataclasses.fields(cls):
+        if not f.metadata.get("nested"):
+            continue
+        inner = {g.name for g in dataclasses.fields(type(f.default_factory()))}
+        flat = {k: out.pop(k) for k in list(out) if k in inner}
+        given = out.get(f.name)
+        if flat and isinstance(given, dict):
+            twice = sorted(set(flat) & set(given))
+            if twice:
+                raise UserError(f"{twice[0]!r} is given twice, alone and in {f.name!r}; give it once")
+            out[f.name] = {**given, **flat}
+        elif flat and given is None:
+            out[f.name] = flat
+        elif flat:  # a nested setting that is no object: its own check names it
+            out.update(flat)
+    return out
 
 
 def _at(name: str) -> Callable[[Path, dict], Path]:
