@@ -160,6 +160,7 @@ def test_the_compare_config_holds_the_defaults_and_answers_what_a_cell_measures(
 @pytest.mark.parametrize("kw, error, match", [
     ({"ratios": ()}, ConfigError, "ratios must be a list like"),
     ({"ratios": ("1x", "half")}, UserError, "not a context ratio"),
+    ({"ratios": ("1x", "2x", "2.0x")}, ConfigError, "ratios must give each ratio once, got ['1x', '2x', '2.0x']"),
     ({"samples": {"1x": 2}}, ConfigError, "samples must give a window count for each ratio ['1x', '2x']"),
     ({"samples": 0}, ConfigError, "samples must be an integer in [1, "),
     ({"seed": -1}, ConfigError, "seed must be an integer in [0, "),

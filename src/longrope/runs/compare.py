@@ -211,8 +211,9 @@ class CompareConfig:
     def __post_init__(self) -> None:
         if not self.ratios:
             raise ConfigError("ratios", "{name} must be a list like [\"1x\", \"8x\"]")
-        for r in self.ratios:
-            parse_ratio(r)
+        values = [parse_ratio(r) for r in self.ratios]
+        if len(set(values)) != len(values):  # ["1x", "1x"] measured every cell twice, two equal table columns
+            raise ConfigError("ratios", "{name} must give each ratio once, got " + f"{list(self.ratios)!r}")
         check_methods(self.methods, list(self.ratios))
         self._check_samples()
         check_groups(self)  # seed, heldout_fraction, the passkey protocol, dtype, device: the shared checks
