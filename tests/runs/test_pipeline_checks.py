@@ -299,3 +299,12 @@ def test_a_search_stage_takes_its_knobs_by_their_flag_names(tmp_path):
     assert (knobs.population, knobs.parents, knobs.crossovers) == (4, 2, 3)
     with pytest.raises(Exception, match="'parents' is given twice"):
         config(parents=2, knobs={"parents": 3})
+
+
+def test_a_stage_name_too_long_for_its_folder_is_refused_before_any_stage(tmp_path, capsys, no_stage_runs):
+    """A 300-character name failed when its stage started ('cannot create .../stages/.aaa...tokenize-PID': the
+    name passed the 255-byte file-name limit), after the stages before it (battery 6)."""
+    err = _refused(tmp_path, capsys, _plan({"name": "a" * 101, "run": "baseline", "method": "pi",
+                                            "target_length": "2x"}))
+    assert "stage 3 needs a \"name\" of letters, digits, '_', '-', '.' (at most 100)" in err
+    pipeline.check_plan(_plan({"name": "a" * 100, "run": "baseline", "method": "pi", "target_length": "2x"}))

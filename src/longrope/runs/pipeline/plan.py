@@ -17,7 +17,9 @@ PLAN_FORMAT = "longrope-pipeline/1"
 PLAN_KEYS = ("format", "description", "model", "stages")
 STAGES_DIR = "stages"
 LENGTH_FIELDS = ("target_length", "seq_len", "short_length")
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+#: a stage's name: its folder stages/NAME and the build folders beside it (".NAME.tokenize-PID") must fit a file
+#: name (255 bytes): a 300-character name failed when its stage started, after the stages before it
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 _REF = re.compile(r"^@([A-Za-z0-9][A-Za-z0-9_.-]*)(/.*)?$")
 #: what a plan key takes, for the keys a whole stage's output (``@NAME``) is given to (a compare method's
 #: ``factors`` holds one per ratio)
@@ -73,7 +75,7 @@ def _check_entry(st: Any, i: int, seen: list[str], stages: list, source: str) ->
         raise UserError(f"{source}: stage {i + 1} must be a JSON object")
     name, run = st.get("name"), st.get("run")
     if not isinstance(name, str) or not _NAME.fullmatch(name):  # fullmatch: "yarn\n" is no name
-        raise UserError(f"{source}: stage {i + 1} needs a \"name\" of letters, digits, '_', '-', '.'")
+        raise UserError(f"{source}: stage {i + 1} needs a \"name\" of letters, digits, '_', '-', '.' (at most 100)")
     if name in seen:
         raise UserError(f"{source}: two stages are named {name!r}; names must be unique")
     if run not in STAGES:
