@@ -204,6 +204,17 @@ def test_generate_errors_are_user_errors():
         generate(model, None, torch.tensor([[5, 6, 0]]), 3, attention_mask=torch.tensor([[1, 1, 0]]))
 
 
+def test_a_prompt_token_the_model_has_no_embedding_for_is_one_line():
+    """A GGUF longrope exported from the tiny model reads back with '<|endoftext|>' one past its last embedding
+    (transformers' GGUF tokenizer adds it): that text in a prompt was an IndexError traceback (battery 6)."""
+    model = build_tiny("llama")
+    install_factors(model, factor_set(model))
+    rows = model.get_input_embeddings().num_embeddings
+    for prompt in ([5, rows, 7], torch.tensor([[5, rows]]), [5, -1]):
+        with pytest.raises(UserError, match=f"the prompt holds token id {-1 if prompt == [5, -1] else rows}"):
+            generate(model, None, prompt, 2)
+
+
 def test_sampling_is_seeded_and_leaves_global_rng_alone():
     model = build_tiny("gemma")
     install_factors(model, factor_set(model))

@@ -121,6 +121,7 @@ def prepare_batch(
             mask = torch.as_tensor(attention_mask, device=device).to(torch.long).reshape(ids.shape)
             if bool((mask[:, -1] == 0).any()):
                 raise UserError("padded batches must be left-padded (the last column of attention_mask is 0)")
+        _check_ids(model, tokenizer, ids)
         return ids, mask
     elif isinstance(prompts, Sequence) and prompts and all(isinstance(t, int) for t in prompts):
         rows = [list(prompts)]
@@ -133,7 +134,22 @@ def prepare_batch(
     width, pad = max(len(r) for r in rows), _pad_id(model, tokenizer)
     ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows], dtype=torch.long, device=device)
     mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], dtype=torch.long, device=device)
+    _check_ids(model, tokenizer, ids)
     return ids, mask
+
+
+def _check_ids(model: Any, tokenizer: Any, ids: torch.Tensor) -> None:
+    """Every prompt token has an embedding: a tokenizer with more tokens than the model (transformers' GGUF
+    reader adds '<|endoftext|>' to a byte-level vocabulary that lacks it, one past the last embedding) made
+    such text an IndexError traceback deep in the model."""
+    rows = int(model.get_input_embeddings().num_embeddings)
+    bad = ids[(ids < 0) | (ids >= rows)]
+    if bad.numel():
+        token = int(bad[0])
+        piece = tokenizer.convert_ids_to_tokens(token) if tokenizer is not None and token >= 0 else None
+        raise UserError(f"the prompt holds token id {token}" + (f" ({piece!r})" if piece else "") + f", but the "
+                        f"model has {rows:,} token embeddings: its tokenizer knows tokens the model has none for; "
+                        "leave that text out of the prompt")
 
 
 def check_sampling(do_sample: bool, temperature: Any, top_p: Any, *,
