@@ -85,6 +85,16 @@ def test_dynamic_ntk_identity_within_original_length_and_grows_with_length():
     assert np.all(c >= a) and c[-1] > a[-1]
 
 
+@pytest.mark.parametrize("method", ["yarn", "llama3", "dynamic-ntk"])
+def test_a_scale_factor_below_1_is_refused(method):
+    """``--factor 0.5`` gave λ = 0.5 on the low frequencies (the context shrunk) in a file made to extend it, as
+    transformers refuses (battery 6); 1 and above stay."""
+    kw = dict(rope_theta=1e4, rotary_dim=8, original_length=16, target_length=32)
+    with pytest.raises(UserError, match=r"factor must be >= 1 \(a scale factor extends the context"):
+        make_baseline(method, factor=0.5, **kw)
+    assert min(make_baseline(method, factor=1.0, **kw).long_factor) >= 1
+
+
 def test_unknown_method_and_option_are_user_errors():
     with pytest.raises(
         UserError, match=r"unknown baseline method 'rope-magic'; known: pi, ntk, dynamic-ntk, yarn, llama3"

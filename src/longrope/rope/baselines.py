@@ -71,6 +71,15 @@ def _positive(value: Any, name: str) -> float:
     return float(value)
 
 
+def _scale_factor(value: Any) -> float:
+    """A method's scale factor s (yarn, llama3, dynamic NTK): at least 1, as transformers requires of it; below 1
+    it shrank the context (λ = 0.5 on the low frequencies) in a file that says it extends it."""
+    s = _positive(value, "factor")
+    if s < 1:
+        raise UserError(f"factor must be >= 1 (a scale factor extends the context; below 1 it shrinks it), got {s:g}")
+    return s
+
+
 def _finite(value: Any, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
         raise UserError(f"{name} must be a finite number, got {value!r}")
@@ -129,7 +138,7 @@ def dynamic_ntk_factors(
     b, d, L, Lt = _common(rope_theta, rotary_dim, original_length, target_length)
     if d < 4:
         raise UserError(f"dynamic NTK scaling needs rotary_dim >= 4, got {d}")
-    s = Lt / L if factor is None else _positive(factor, "factor")
+    s = Lt / L if factor is None else _scale_factor(factor)
     ell = Lt if length is None else int_field(length, "length", 1)
     ell_eff = max(ell, L)
     ratio = s * ell_eff / L - (s - 1.0)  # b'/b = ratio^(d/(d−2))
@@ -217,7 +226,7 @@ def yarn_factors(
     ``factor`` (s) defaults to L'/L. Defaults β_fast = 32, β_slow = 1 (Llama); Mistral uses 128/2.
     """
     b, d, L, Lt = _common(rope_theta, rotary_dim, original_length, target_length)
-    s = Lt / L if factor is None else _positive(factor, "factor")
+    s = Lt / L if factor is None else _scale_factor(factor)
     mask = yarn_extrapolation_mask(
         rope_theta=b,
         rotary_dim=d,
@@ -265,7 +274,7 @@ def llama3_factors(
     pass ``factor=8`` to reproduce it exactly).
     """
     b, d, L, Lt = _common(rope_theta, rotary_dim, original_length, target_length)
-    f = Lt / L if factor is None else _positive(factor, "factor")
+    f = Lt / L if factor is None else _scale_factor(factor)
     low = _positive(low_freq_factor, "low_freq_factor")
     high = _positive(high_freq_factor, "high_freq_factor")
     if high <= low:
