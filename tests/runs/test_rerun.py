@@ -140,3 +140,16 @@ def test_config_resume_continues_the_folder_it_names_when_copied_or_moved(tiny, 
     copy.rename(moved)
     assert main(["search", "--config", str(moved / "config.json"), "--resume", "--max-evals", "7"]) == 0
     assert json.loads((moved / "summary.json").read_text())["search"]["full_evals"] == 7
+
+
+def test_config_of_a_resumed_run_starts_a_new_one(tiny, tmp_path, capsys):
+    """A resumed run records resume: true; ``--config RUN -o NEW`` took it over and said 'nothing to resume in
+    NEW ... run without --resume', a flag the user had not given (battery 6)."""
+    first = tmp_path / "s"
+    argv = ["search", "--model", str(tiny / "model"), "--data", str(tiny / "data"), "--target-length", "128",
+            "--fitness", "ppl", "--quiet", "--samples", "2", "--heldout-samples", "2", "--population", "4",
+            "--parents", "2", "--max-evals", "4", "-o", str(first)]
+    assert main(argv) == 0 and main([*argv, "--resume", "--max-evals", "5"]) == 0
+    assert json.loads((first / "config.json").read_text())["config"]["resume"] is True
+    assert main(["search", "--config", str(first), "-o", str(tmp_path / "new")]) == 0, capsys.readouterr().err
+    assert json.loads((tmp_path / "new" / "config.json").read_text())["config"]["resume"] is False

@@ -210,6 +210,8 @@ def _run_command(args: argparse.Namespace) -> int:
             raise UserError(f"--config {args.config} was recorded by '{read_run_config(args.config)[0]}', "
                             f"not '{spec.command}'")
         recorded = spec.recorded(saved) if saved is not None else None
+        if recorded is not None and "resume" in recorded:  # how that run was started, not a setting of it: a
+            recorded = {**recorded, "resume": False}  # resumed run's folder gave 'nothing to resume' in a new -o
         if recorded is not None and getattr(args, "resume", False) and not hasattr(args, spec.output_field):
             recorded = {**recorded, spec.output_field: _run_folder(args.config)}
         config = config_from_args(spec.config, args, saved=recorded)
