@@ -51,3 +51,34 @@ def test_three_key_scaling_follows_the_row(monkeypatch):
     monkeypatch.setitem(FAMILIES, "llama", dataclasses.replace(FAMILIES["llama"], hf4_three_key_scaling=True))
     entries, _ = export.longrope_config_entries(fs, info)
     assert set(entries["rope_scaling"]) == {"type", "short_factor", "long_factor"}
+
+
+@pytest.mark.parametrize("edit, reason", [
+    ({"long_factor": ["a"] * 8}, "long_factor[0] is not a number: 'a'"),
+    ({"long_factor": [1.0] * 3}, "long_factor has 3 values but the model's rotary dim is 16 (needs 8)"),
+])
+def test_a_model_whose_own_longrope_factors_are_malformed_is_unsupported_in_one_line(
+        tiny_model_dir, tmp_path, capsys, edit, reason):
+    """A model folder with hand-edited longrope factors in its config.json was 'supported' (inspect rc 0), and
+    eval ppl on it ended in a 64-line transformers traceback after transformers' notes, twice (battery 6)."""
+    import json
+    import shutil
+
+    from longrope.cli import main
+    from longrope.models import read_rope_info
+
+    folder = tmp_path / "edited"
+    shutil.copytree(tiny_model_dir, folder)
+    config = json.loads((folder / "config.json").read_text())
+    params = {"rope_type": "longrope", "rope_theta": 10000.0, "long_factor": [1.0] * 8, "short_factor": [1.0] * 8, "original_max_position_embeddings": config["max_position_embeddings"]}
+    params.update(edit)
+    config.update(rope_parameters=params, rope_scaling=params, max_position_embeddings=4 * params[
+        "original_max_position_embeddings"])
+    (folder / "config.json").write_text(json.dumps(config))
+    info = read_rope_info(folder)
+    assert not info.supported and reason in info.reason
+    capsys.readouterr()
+    assert main(["generate", "--model", str(folder), "--factors", str(folder / "config.json"), "--prompt", "x",
+                 "--max-new-tokens", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and reason in err, err

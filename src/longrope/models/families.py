@@ -230,6 +230,11 @@ def rope_info_from_config(config: Any) -> RopeInfo:
     rotary_dim = int(head_dim * prf)
     if rotary_dim < 2 or rotary_dim % 2:
         return unsupported(f"rotary dim {rotary_dim} (head_dim {head_dim} × {prf}) is not even", **known)
+    if rope_type.lower() in hf_config.LONGROPE_TYPES:  # its own factors, read as --factors reads a config.json:
+        try:  # hand-edited ones (long_factor ["a", ...], 5 values) were supported, then a transformers traceback
+            hf_config.longrope_fields(config, source="its config.json", rotary_dim=rotary_dim)
+        except UserError as exc:
+            return unsupported(str(exc), **known)
     return RopeInfo(
         model_type=model_type,
         family=family.name,

@@ -147,11 +147,14 @@ def _hub_error(source: ModelSource, detail: str = "") -> UserError:
 
 class _VllmKeysFilter(logging.Filter):
     """Drops transformers' warning about ``short_mscale`` / ``long_mscale`` in a longrope config: our
-    exports write those keys on purpose (vLLM reads them; transformers ignores them)."""
+    exports write those keys on purpose (vLLM reads them; transformers ignores them). Drops its notes on
+    malformed longrope factors too: :func:`~longrope.models.families.rope_info_from_config` refuses those in
+    one line (the notes came first, twice)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         msg = record.getMessage()
-        return not ("Unrecognized keys" in msg and "mscale" in msg)
+        return not (("Unrecognized keys" in msg and "mscale" in msg)
+                    or re.search(r"`rope_parameters`'s (long|short)_factor field must", msg))
 
 
 def _quiet_vllm_keys() -> None:
