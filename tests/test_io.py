@@ -134,3 +134,30 @@ def test_an_output_that_is_a_pipe_device_or_dash_is_refused_and_left_alone(tmp_p
     assert not os.path.lexists(tmp_path / "-")
     write_json(tmp_path / "-", {"a": 1})  # a file really named '-' is still one path away
     assert json.loads((tmp_path / "-").read_text()) == {"a": 1}
+
+
+@pytest.mark.parametrize("argv", [
+    ["eval", "passkey", "--model", "tiny", "--lengths", "512", "-o"],
+    ["tokenize", "--tokenizer", "tiny", "--input", "search=doc.txt", "-o"],
+    ["export", "--model", "tiny", "--factors", "yarn.json", "--overwrite", "-o"],
+])
+@pytest.mark.parametrize("out", [".", "..", "./"])
+def test_a_whole_folder_output_that_is_the_current_folder_or_above_is_one_line(tmp_path, monkeypatch, capsys, argv,
+                                                                                out):
+    """Commands that build their output aside and rename it over the target: ``-o .`` was a ValueError traceback
+    ("PosixPath('.') has an empty name"), ``export -o .. --overwrite`` said 'Device or resource busy' (battery 6)."""
+    from longrope.cli import main
+
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "doc.txt").write_text("mine")
+    from longrope.rope import make_baseline
+
+    make_baseline("yarn", rope_theta=1e4, rotary_dim=64, original_length=256, target_length=512).save(
+        work / "yarn.json")
+    monkeypatch.chdir(work)
+    assert main([*argv, out]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is the current folder or holds it" in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["work"] and (work / "doc.txt").read_text() == "mine"
+    assert sorted(p.name for p in work.iterdir()) == ["doc.txt", "yarn.json"]

@@ -183,6 +183,19 @@ def aside_prefix(dest: Path) -> str:
     return f".{Path(dest).name}.old-"
 
 
+def check_replaceable_target(dest: str | os.PathLike, flag: str = "-o") -> None:
+    """Refuse, before any work, a ``dest`` that :func:`replace_folder` cannot swap: the current folder or one
+    above it ('.', '..', '/'). (``-o .`` failed with a ValueError traceback, "PosixPath('.') has an empty
+    name"; ``-o .. --overwrite`` said "Device or resource busy", and would have replaced the folder the user
+    works in.)"""
+    from longrope.errors import UserError
+
+    here, target = Path.cwd().resolve(), Path(os.path.abspath(dest))
+    if here == target or here.is_relative_to(target):
+        raise UserError(f"{flag} {dest} is the current folder or holds it; this command replaces its output "
+                        "folder as a whole: give a new folder's name")
+
+
 def replace_folder(new: str | os.PathLike, dest: str | os.PathLike) -> Path:
     """Put the finished folder ``new`` (a sibling of ``dest``) at ``dest``: the build-aside-then-swap of
     every writer of a whole folder. A folder already at ``dest`` is moved aside (``.{name}.old-{pid}-…``),

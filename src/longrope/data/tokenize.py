@@ -48,7 +48,13 @@ from longrope.data.shards import (
 )
 from longrope.data.sources import SkipLog, Source, printable, resolve_sources
 from longrope.errors import UserError
-from longrope.io import aside_prefix, read_json, remove_dead_leftovers, replace_folder
+from longrope.io import (
+    aside_prefix,
+    check_replaceable_target,
+    read_json,
+    remove_dead_leftovers,
+    replace_folder,
+)
 
 __all__ = ["TokenizeReport", "tokenize_corpus", "make_encoder"]
 
@@ -192,6 +198,7 @@ def tokenize_corpus(
     out = Path(out_dir)
     if out.is_symlink() and out.is_dir():
         out = out.resolve()  # replace the folder it points to, not the link
+    check_replaceable_target(out)
     sources = resolve_sources(list(inputs), split=split, text_field=text_field, id_field=id_field)
     _check_inputs_and_output(sources, out)
     vhash = vocab_sha256(tokenizer)

@@ -56,7 +56,14 @@ from typing import Any
 
 from longrope.errors import UserError
 from longrope.formats.hf_config import START_TOKENS_CONFIG_KEY
-from longrope.io import aside_prefix, remove_dead_leftovers, replace_folder, write_json, write_text
+from longrope.io import (
+    aside_prefix,
+    check_replaceable_target,
+    remove_dead_leftovers,
+    replace_folder,
+    write_json,
+    write_text,
+)
 from longrope.models.families import FAMILIES, RopeInfo, inspect_model, require_supported
 from longrope.rope.attention import longrope_attention_factor
 
@@ -234,6 +241,7 @@ def check_output_folder(out: Path, overwrite: bool) -> None:
     """One-line errors for an output that cannot become the export folder (checked before any work)."""
     if out.exists() and not out.is_dir():
         raise UserError(f"output {out} is a file; give a folder path with -o (or --format gguf for a .gguf file)")
+    check_replaceable_target(out)
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise UserError(f"output folder {out} already exists and is not empty; pass --overwrite or another -o")
     check_writable_parent(out)

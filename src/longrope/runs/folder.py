@@ -47,7 +47,14 @@ from pathlib import Path
 from typing import Any
 
 from longrope.errors import UserError
-from longrope.io import pid_alive, read_json, remove_dead_leftovers, replace_folder, write_json
+from longrope.io import (
+    check_replaceable_target,
+    pid_alive,
+    read_json,
+    remove_dead_leftovers,
+    replace_folder,
+    write_json,
+)
 
 RUN_FORMAT = "longrope-run/1"
 CONFIG_FILE = "config.json"
@@ -202,6 +209,8 @@ class RunFolder:
         shipped assets, written before run folders existed).
         """
         final = Path(target)
+        if staged:  # built aside, then renamed over the target
+            check_replaceable_target(final, flag)
         if final.is_symlink():  # a link names its target: that folder is judged, written and replaced, never the
             final = Path(os.path.realpath(final))  # link itself (a staged run would swap a folder in for it)
         if final.exists() and not final.is_dir():
