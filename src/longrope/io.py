@@ -291,11 +291,12 @@ def _open_regular(path: Path) -> Any:
     return os.fdopen(fd, "rb")
 
 
-def read_regular(path: str | os.PathLike) -> bytes:
+def read_regular(path: str | os.PathLike, limit: int | None = None) -> bytes:
     """The bytes of the regular file ``path``; an ``OSError`` for a folder, pipe or device (whose read would
-    block, or never end, like /dev/zero): the one way longrope reads a file a user names."""
+    block, or never end, like /dev/zero): the one way longrope reads a file a user names. With ``limit``, at
+    most ``limit + 1`` bytes (more than ``limit``: the file is too large for what it should be)."""
     with _open_regular(Path(path)) as f:
-        return f.read()
+        return f.read() if limit is None else f.read(limit + 1)
 
 
 def read_json(path: str | os.PathLike, *, what: str = "JSON file", expect: type | None = dict,

@@ -38,3 +38,19 @@ def test_a_csv_without_its_lengths_is_one_line(tmp_path):
     path = files.save_csv(_set(), tmp_path / "f.csv")
     with pytest.raises(UserError, match="reference-code CSV .* give --original-length, --target-length"):
         files.load(FactorSet, path, rope_theta=1e4)
+
+
+def test_a_model_file_or_a_huge_file_named_as_factors_is_one_line_and_not_read_whole(tmp_path, monkeypatch):
+    """A GGUF named by --factors said 'not UTF-8 text ... save it as UTF-8'; a 1 GB file of zeros was read whole
+    (2.4 GB of memory) and called a reference CSV (battery 6)."""
+    (tmp_path / "m.gguf").write_bytes(b"GGUF\x03\x00\x00\x00" + bytes(64))
+    (tmp_path / "model.safetensors").write_bytes((16).to_bytes(8, "little") + b'{"a": 1}' + bytes(32))
+    monkeypatch.setattr(files, "MAX_FACTOR_FILE_BYTES", 1024)
+    (tmp_path / "big.json").write_text(" " * 2000 + "{}")
+    for name, says in (("m.gguf", "(a GGUF model file)"), ("model.safetensors", "(binary data)"),
+                       ("big.json", "(more than 1,024 bytes)")):
+        with pytest.raises(UserError, match=f"is not a factor file {says.replace('(', '[(]').replace(')', '[)]')}"):
+            files.load(FactorSet, tmp_path / name)
+    (tmp_path / "utf16.json").write_bytes('{"long_factor": [1]}'.encode("utf-16"))
+    with pytest.raises(UserError, match="is not UTF-8 text"):  # text, said to be saved as UTF-8
+        files.load(FactorSet, tmp_path / "utf16.json")

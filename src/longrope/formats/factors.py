@@ -259,12 +259,25 @@ def _run_record_command(path: Path) -> str | None:
     return f"{'an' if str(command)[:1] in 'aeiou' else 'a'} {command}" if isinstance(command, str) else None
 
 
+#: the largest factor file read (a 128k-context model's config.json is a few kB; the factors of rotary dim 512
+#: in CSV text under 100 kB): a model file named by mistake is not read whole into memory
+MAX_FACTOR_FILE_BYTES = 16 << 20
+
+
 def _read_text(path: Path, what: str) -> str:
-    """A file's text as UTF-8; a byte-order mark is dropped (editors on Windows write one)."""
+    """A file's text as UTF-8; a byte-order mark is dropped (editors on Windows write one). A file of more than
+    :data:`MAX_FACTOR_FILE_BYTES` or binary data (a GGUF or weights file named by mistake) is no factor file: it
+    was read whole (a 1 GB file took 2.4 GB of memory, a model's GGUF all of it) and called a reference CSV."""
     try:
-        data = read_regular(path)  # a pipe or device named as the file: refused, never waited on
+        data = read_regular(path, limit=MAX_FACTOR_FILE_BYTES)  # a pipe or device: refused, never waited on
     except (OSError, ValueError) as e:  # ValueError: a NUL byte in the path
         raise UserError(f"cannot read {what} {path}: {getattr(e, 'strerror', None) or e}") from None
+    utf16 = data[:2] in (b"\xff\xfe", b"\xfe\xff")  # text all the same: said below to be saved as UTF-8
+    kind = ("a GGUF model file" if data[:4] == b"GGUF" else "binary data" if b"\0" in data[:4096] and not utf16
+            else f"more than {MAX_FACTOR_FILE_BYTES:,} bytes" if len(data) > MAX_FACTOR_FILE_BYTES else None)
+    if kind:
+        raise UserError(f"{path} is not a {what} ({kind}); give a factors.json, a model's config.json with longrope "
+                        "scaling or a reference CSV")
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
