@@ -40,6 +40,19 @@ def test_inspect_load_checks_structure(capsys, tiny_model_dir, tmp_path):
     assert json.loads((tmp_path / "i.json").read_text())["rotary_dim"] == 16
 
 
+def test_inspect_load_prints_no_library_progress_bar(capsys):
+    """inspect has no bars of its own and no --quiet: transformers' 'Loading weights' bar was noise on stderr
+    before its JSON, as it was in generate (battery 6)."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.enable_progress_bar()
+    try:
+        code, out, err = _run(capsys, "inspect", "--model", "tiny", "--load")
+    finally:
+        hf_logging.enable_progress_bar()
+    assert code == 0 and json.loads(out)["supported"] is True and err == "", err
+
+
 def test_inspect_unsupported_model_says_why(capsys, tmp_path):
     import transformers
 

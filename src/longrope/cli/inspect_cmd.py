@@ -30,9 +30,12 @@ def run(args: InspectConfig) -> int:
     if args.output:  # before the weights load, not after
         check_writable_path(Path(args.output))
     if args.load:
+        from transformers.utils import logging as hf_logging
+
         from longrope.models import inspect_model
         from longrope.models.loading import load_model
 
+        hf_logging.disable_progress_bar()  # the output is the JSON: transformers' loading bar was noise, as in generate
         model, _ = load_model(args.model, require_rope=False)
         info = inspect_model(model)
     else:
