@@ -34,8 +34,14 @@ from pathlib import Path
 from typing import Any
 
 from longrope.errors import UserError
+from longrope.formats import hf_config
 from longrope.hub import hub_reachable as _hub_reachable  # module-level name: tests monkeypatch it
-from longrope.models.families import RopeInfo, attn_implementation_for, rope_info_from_config
+from longrope.models.families import (
+    RopeInfo,
+    attn_implementation_for,
+    rope_info_from_config,
+    rope_type_problem,
+)
 from longrope.models.families import require_rope as _require_rope
 
 __all__ = [
@@ -202,11 +208,22 @@ def _load_local(source: ModelSource, loader: Any, **kwargs: Any) -> Any:
         # bounded and shape-checked before transformers parses it (a file nested 200,000 deep is a
         # RecursionError there)
         read_json(Path(source.location) / "config.json", what="model configuration (config.json)")
+    from huggingface_hub.errors import StrictDataclassError  # transformers' config field checks
+
     try:
         return loader.from_pretrained(source.location, local_files_only=True, **kwargs)
-    except (OSError, ValueError, KeyError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UserError(f"cannot load {source.label!r}: {first}") from None
+    except (OSError, ValueError, KeyError, StrictDataclassError) as e:
+        raise UserError(f"cannot load {source.label!r}: {_config_problem(e)}") from None
+
+
+def _config_problem(e: Exception) -> str:
+    """The first line of a load failure, and where to look when it is the RoPE scaling block."""
+    text = str(e).strip()
+    first = text.splitlines()[0] if text else type(e).__name__
+    if "rope_parameters" in text or "rope_scaling" in text or "rope_type" in text:
+        return (f"{first.rstrip('.:')}; fix or remove the rope_scaling block of its config.json "
+                "(a mapping with rope_type and that type's keys)")
+    return first
 
 
 def _load_hub(source: ModelSource, loader: Any, **kwargs: Any) -> Any:
@@ -424,6 +441,9 @@ def load_model(
     config = _from_pretrained(source, AutoConfig)
     if require_rope:
         _require_rope(config, label=source.label)
+    problem = rope_type_problem(hf_config.rope_type(hf_config.rope_parameters(config) or {}))
+    if problem:  # transformers' own message would be the bare type name, from a KeyError
+        raise UserError(f"cannot load {source.label!r}: {problem}")
     impl = attn_implementation or attn_implementation_for(str(getattr(config, "model_type", "")))
     kwargs: dict[str, Any] = {"dtype": torch_dtype}
     if impl is not None:
