@@ -173,7 +173,7 @@ def _run_command(args: argparse.Namespace) -> int:
 
     from longrope.options import config_from_args, config_from_dict
     from longrope.runs import get_run
-    from longrope.runs.folder import read_run_config
+    from longrope.runs.folder import read_run_config, recorded_paths_here
 
     if getattr(args, "_rerun", False):
         command, saved = read_run_config(args.run_dir)
@@ -193,7 +193,7 @@ def _run_command(args: argparse.Namespace) -> int:
             config = spec.rerun(config, run_dir if run_dir.is_dir() else run_dir.parent)
     else:
         spec = args._spec
-        saved = read_run_config(args.config)[1] if args.config else None
+        saved = recorded_paths_here(read_run_config(args.config)[1], args.config) if args.config else None
         if args.config and read_run_config(args.config)[0] != spec.command:
             from longrope.errors import UserError
 
