@@ -265,6 +265,8 @@ def main(argv: list[str] | None = None, *, parser: argparse.ArgumentParser | Non
         if getattr(args, "_rerun", False):  # rerun takes no flags: the recorded configuration is what to change
             where = (f" (in the configuration recorded in {args.run_dir}: run '{parser.prog} {spec.command if spec else args.command}"
                      f" --config {args.run_dir}' with the flag changed instead)")
+        elif getattr(args, "config", None) and not any(hasattr(args, f) for f in exc.fields):  # not typed now
+            where = f" (the value recorded in {args.config}: give the flag to change it)"
         print(f"{name}: error: {exc.render(lambda f: flags.get(f, f))}{where}", file=sys.stderr)
         return 2
     except UserError as exc:
