@@ -177,3 +177,22 @@ def test_a_bad_rope_scaling_block_is_one_line_that_names_it(tmp_path, scaling, e
     if isinstance(scaling, dict) and scaling["rope_type"] == "weird":
         info = loading.read_rope_info(folder)
         assert not info.supported and "fix or remove the rope_scaling block" in info.reason
+
+
+@pytest.mark.parametrize("layers", [0, 4])
+def test_a_config_with_other_layers_than_its_weights_is_one_line(tmp_path, capfd, layers):
+    """num_hidden_layers edited: transformers dropped the extra weights or filled missing layers with random
+    values, printed its LOAD REPORT and loaded; the model was then measured as if it were the saved one."""
+    folder = save_tiny(build_tiny("llama"), tmp_path / "m")
+    cfg = json.loads((folder / "config.json").read_text())
+    assert cfg["num_hidden_layers"] not in (layers,)
+    cfg["num_hidden_layers"] = layers
+    (folder / "config.json").write_text(json.dumps(cfg))
+    capfd.readouterr()
+    with pytest.raises(UserError) as e:
+        loading.load_model(folder)
+    msg = _one_line(e)
+    assert "its weights do not fit its config.json" in msg
+    assert ("have no place in its config.json" if layers == 0 else "are not in its weights") in msg
+    captured = capfd.readouterr()
+    assert "LOAD REPORT" not in captured.err + captured.out

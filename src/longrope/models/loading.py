@@ -362,9 +362,10 @@ def load_tokenizer_of(name_or_path: str | os.PathLike | ModelSource) -> Any | No
 
 
 @contextlib.contextmanager
-def _held_load_report() -> Iterator[None]:
+def _held_load_report() -> Iterator[list[logging.LogRecord]]:
     """transformers logs a table-sized LOAD REPORT, then raises, when the weights' shapes do not fit config.json:
-    held here, dropped when the load fails (its one-line error says what is wrong), passed on when it succeeds."""
+    held here, dropped when the load fails (its one-line error says what is wrong), passed on when it succeeds
+    unless the caller empties the list it is given."""
     held: list[logging.LogRecord] = []
 
     def hold(record: logging.LogRecord) -> bool:
@@ -376,11 +377,28 @@ def _held_load_report() -> Iterator[None]:
     log = logging.getLogger("transformers.modeling_utils")
     log.addFilter(hold)
     try:
-        yield
+        yield held
     finally:
         log.removeFilter(hold)
     for record in held:
         log.handle(record)
+
+
+def _misfit_weights(source: ModelSource, info: dict) -> UserError | None:
+    """A one-line error when the weights hold tensors the config has no place for, or lack ones it needs
+    (transformers drops the first and fills the second with random values: a config.json whose
+    num_hidden_layers was edited loaded, and was measured, as another model)."""
+    missing, unexpected = list(info.get("missing_keys") or ()), list(info.get("unexpected_keys") or ())
+    if not missing and not unexpected:
+        return None
+    said = []
+    if missing:
+        said.append(f"{len(missing)} tensor(s) its config.json needs are not in its weights (e.g. {sorted(missing)[0]})")
+    if unexpected:
+        said.append(f"{len(unexpected)} tensor(s) in its weights have no place in its config.json (e.g. "
+                    f"{sorted(unexpected)[0]})")
+    return UserError(f"cannot load {source.label!r}: its weights do not fit its config.json: {'; '.join(said)}; "
+                     "the config was edited or belongs to other weights: use the config.json saved with them")
 
 
 def _weights_error(source: ModelSource, exc: BaseException) -> UserError | None:
@@ -450,9 +468,13 @@ def load_model(
         kwargs["attn_implementation"] = impl
     default = attn_implementation_for(str(getattr(config, "model_type", "")))
     shown = default or "transformers' own"
+    misfit = None
     try:
-        with _held_load_report():
-            model = _from_pretrained(source, AutoModelForCausalLM, **kwargs)
+        with _held_load_report() as held:
+            model, info = _from_pretrained(source, AutoModelForCausalLM, output_loading_info=True, **kwargs)
+            misfit = _misfit_weights(source, info)
+            if misfit is not None:
+                held.clear()  # the one line says it
     except ImportError as e:  # e.g. flash_attention_2 without the flash-attn package
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise UserError(f"cannot load {source.label!r} with attention implementation {impl!r}: {first[:200]}; "
@@ -468,6 +490,8 @@ def load_model(
         if mapped is None:
             raise
         raise mapped from None
+    if misfit is not None:
+        raise misfit
     model.to(dev)
     model.eval()
     tokenizer = load_tokenizer_of(source)
