@@ -45,3 +45,19 @@ def test_a_cell_in_two_runs_or_an_unfinished_run_is_one_line(tmp_path, capsys):
     assert "measured in another run too" in capsys.readouterr().err
     assert bench_ruler.main(["--runs", str(tmp_path / "none"), "--record", str(tmp_path / "r.json")]) == 2
     assert "finish the run first" in capsys.readouterr().err
+
+
+def test_a_length_column_averages_the_tasks_measured_at_that_length(tmp_path):
+    """A task too long for the trained length (niah_multikey_1's essay haystack at 256) is left out of that
+    column for every set; at the long length a set missing a task measured there has no number."""
+    base, ext = tmp_path / "base", tmp_path / "ext"
+    base.mkdir(), ext.mkdir()
+    _run(base, [_cell("none", 256, "vt", [1.0, 0.0])], ["none"], [256])
+    _run(ext, [_cell("yarn", 512, "niah_single_1", [1.0, 1.0]), _cell("yarn", 512, "vt", [0.0, 0.0]),
+               _cell("ours", 512, "niah_single_1", [1.0, 0.0])], ["yarn", "ours"], [512])
+    out = tmp_path / "rec.json"
+    assert bench_ruler.main(["--runs", str(base), str(ext), "--record", str(out)]) == 0
+    rec = json.loads(out.read_text())
+    rows = {r[0]: r[1:] for r in rec["tables"]["ruler"]["rows"]}
+    assert rows["none"] == [0.5, None, 0.5] and rows["yarn"] == [None, 0.5, 0.5] and rows["ours"] == [None, None, None]
+    assert rec["values"]["tasks_256"] == "vt" and set(rec["values"]["tasks_512"].split(",")) == {"niah_single_1", "vt"}

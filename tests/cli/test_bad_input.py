@@ -135,7 +135,7 @@ def _cases(r: Path) -> list[tuple[str, list[str], str]]:
         ("ppl-flipped-byte", [*ppl[:5], str(r / "flipped"), *ppl[6:], "--lengths", "300", "--samples", "9",
                               "--split", "all", "-o", str(r / "o16")], "flipped"),
         ("ppl-pickled-index", [*ppl[:5], str(r / "pickled"), *ppl[6:], "-o", str(r / "o17")], "index"),
-        ("rerun-not-a-run", ["rerun", str(r / "gpt2"), "-o", str(r / "o18")], "run configuration"),
+        ("rerun-not-a-run", ["rerun", str(r / "gpt2"), "-o", str(r / "o18")], "is a model folder"),
         ("rerun-empty", ["rerun", str(r / "nowhere"), "-o", str(r / "o18")], "not a run folder"),
         ("rerun-knobs-5", ["rerun", str(r / "knobs5"), "-o", str(r / "o27")], "knobs must be a JSON object"),
         ("rerun-deep", ["rerun", str(r / "deep"), "-o", str(r / "o28")], "nested deeper than"),
@@ -148,7 +148,7 @@ def _cases(r: Path) -> list[tuple[str, list[str], str]]:
         ("inspect-gguf-cut-data", ["inspect", "--model", str(r / "cut-data.gguf")], "not a readable GGUF file"),
         ("export-gguf-cut-1000", ["export", "--model", str(r / "cut-1000.gguf"), "--factors", str(r / "short.json"),
                                   "--format", "gguf", "-o", str(r / "o32.gguf")], "not a readable GGUF file"),
-        ("config-not-a-run", [*search, "--config", str(r / "gpt2"), "-o", str(r / "o19")], "run configuration"),
+        ("config-not-a-run", [*search, "--config", str(r / "gpt2"), "-o", str(r / "o19")], "is a model folder"),
         # closed forms: values that would give wrong factors silently
         ("baseline-betas-swapped", [*base, "yarn", "--target-length", "64", "--beta-fast", "1", "--beta-slow", "32",
                                     "-o", str(r / "b1.json")], "swap them"),
@@ -209,6 +209,25 @@ def test_rerun_of_a_configuration_now_refused_says_how_to_change_it(env, tmp_pat
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "--unordered" in err
     assert f"run 'longrope search --config {old}' with the flag changed instead" in err
+
+
+def test_a_bad_value_read_from_config_says_where_it_came_from(env, tmp_path, capsys):
+    """``--config RUN`` with a recorded value now refused: the error named a flag the user had not typed."""
+    from longrope.options import config_to_dict
+    from longrope.runs.search import SearchConfig
+
+    saved = config_to_dict(SearchConfig(model="tiny", data=str(env / "data"), output=str(tmp_path / "old"),
+                                        target_length=128))
+    saved["step"] = -1.0
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "config.json").write_text(json.dumps({"format": "longrope-run/1", "command": "search", "config": saved}))
+    assert main(["search", "--config", str(old), "-o", str(tmp_path / "new")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"(the value recorded in {old}: give the flag to change it)" in err
+    assert main(["search", "--config", str(old), "-o", str(tmp_path / "new"), "--step", "-2"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--step must be > 0, got -2.0" in err and "recorded" not in err
 
 
 def test_rerun_into_an_existing_folder_says_rerun_writes_a_new_one(env, tmp_path, capsys):

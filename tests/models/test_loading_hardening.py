@@ -158,3 +158,41 @@ def test_a_config_that_does_not_fit_its_weights_is_one_line_without_the_load_rep
     assert "its weights do not fit its config.json" in _one_line(e)
     captured = capfd.readouterr()
     assert "LOAD REPORT" not in captured.err + captured.out
+
+
+@pytest.mark.parametrize("scaling,expect", [
+    ("yarn", "rope_scaling block"),  # not a mapping: a huggingface_hub validation error (was a traceback)
+    ({"rope_type": "yarn"}, "rope_scaling block"),  # a known type without its keys
+    ({"rope_type": "weird", "factor": 4.0}, "transformers does not know"),  # inspect said supported
+])
+def test_a_bad_rope_scaling_block_is_one_line_that_names_it(tmp_path, scaling, expect):
+    folder = save_tiny(build_tiny("llama"), tmp_path / "m")
+    cfg = json.loads((folder / "config.json").read_text())
+    cfg.pop("rope_parameters", None)
+    cfg["rope_scaling"] = scaling
+    (folder / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(UserError) as e:
+        loading.load_model(folder)
+    assert expect in _one_line(e) and "config.json" in str(e.value)
+    if isinstance(scaling, dict) and scaling["rope_type"] == "weird":
+        info = loading.read_rope_info(folder)
+        assert not info.supported and "fix or remove the rope_scaling block" in info.reason
+
+
+@pytest.mark.parametrize("layers", [0, 4])
+def test_a_config_with_other_layers_than_its_weights_is_one_line(tmp_path, capfd, layers):
+    """num_hidden_layers edited: transformers dropped the extra weights or filled missing layers with random
+    values, printed its LOAD REPORT and loaded; the model was then measured as if it were the saved one."""
+    folder = save_tiny(build_tiny("llama"), tmp_path / "m")
+    cfg = json.loads((folder / "config.json").read_text())
+    assert cfg["num_hidden_layers"] not in (layers,)
+    cfg["num_hidden_layers"] = layers
+    (folder / "config.json").write_text(json.dumps(cfg))
+    capfd.readouterr()
+    with pytest.raises(UserError) as e:
+        loading.load_model(folder)
+    msg = _one_line(e)
+    assert "its weights do not fit its config.json" in msg
+    assert ("have no place in its config.json" if layers == 0 else "are not in its weights") in msg
+    captured = capfd.readouterr()
+    assert "LOAD REPORT" not in captured.err + captured.out

@@ -8,7 +8,7 @@ import os
 import pytest
 
 from longrope.errors import UserError
-from longrope.runs.folder import RunFolder, read_run_config
+from longrope.runs.folder import RunFolder, read_run_config, recorded_paths_here
 
 
 def test_staged_folder_appears_only_when_finished(tmp_path):
@@ -100,6 +100,28 @@ def test_read_run_config_errors_are_one_line(tmp_path):
     (tmp_path / "config.json").write_text('{"resolved": {}}')
     with pytest.raises(UserError, match="longrope-run/1"):
         read_run_config(tmp_path)
+    (tmp_path / "config.json").write_text('{"model_type": "llama", "hidden_size": 64}')
+    with pytest.raises(UserError, match="is a model folder .* not a run folder"):
+        read_run_config(tmp_path)
+
+
+def test_a_recorded_config_reads_its_relative_paths_where_the_run_was_started(tmp_path, monkeypatch):
+    """``--config RUN`` from another folder: ``--data shards`` named the shards of the folder the run was
+    started in, not of the current one; names that are not paths there (a model name, an output to come)
+    stay as recorded."""
+    started, elsewhere = tmp_path / "started", tmp_path / "elsewhere"
+    (started / "shards").mkdir(parents=True)
+    elsewhere.mkdir()
+    run = started / "run"
+    run.mkdir()
+    saved = {"model": "tiny", "data": "shards", "factors": ["shards", "new.json"], "output": "out", "steps": 3}
+    (run / "config.json").write_text(json.dumps({"format": "longrope-run/1", "command": "search", "config": saved,
+                                                 "cwd": str(started)}))
+    monkeypatch.chdir(elsewhere)
+    here = recorded_paths_here(saved, run)
+    assert here == {**saved, "data": str(started / "shards"), "factors": [str(started / "shards"), "new.json"]}
+    monkeypatch.chdir(started)
+    assert recorded_paths_here(saved, run) == saved
 
 
 _HOLDER = """

@@ -59,6 +59,19 @@ def test_inputs_changed_in_place_are_refused_by_content(make_config, killed_run,
         _resume(make_config, killed_run(), dtype="bfloat16")
 
 
+def test_another_factor_file_given_on_resume_is_named_with_the_checkpoints(make_config, killed_run, factors_file,
+                                                                          tmp_path):
+    """``--factors other.json --resume``: the refusal said "now holds ...; restore it", as if the file had been
+    rewritten; it names the file the checkpoint was trained with instead."""
+    other = tmp_path / "other.json"
+    write_factors(other, target=8 * 32)
+    with pytest.raises(ConfigError) as e:
+        _resume(make_config, killed_run(), factors=str(other))
+    msg = str(e.value)
+    assert "holds other factors than the checkpoint was trained with" in msg and "now holds" not in msg
+    assert f"give the checkpoint's ({factors_file.resolve()})" in msg and "restore it" not in msg
+
+
 
 def test_a_model_rebuilt_at_the_same_path_is_refused(make_config, killed_run, tiny_dir, build_tiny_model):
     out = killed_run()

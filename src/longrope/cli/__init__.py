@@ -183,7 +183,7 @@ def _run_command(args: argparse.Namespace) -> int:
 
     from longrope.options import config_from_args, config_from_dict
     from longrope.runs import get_run
-    from longrope.runs.folder import read_run_config
+    from longrope.runs.folder import read_run_config, recorded_paths_here
 
     if getattr(args, "_rerun", False):
         command, saved = read_run_config(args.run_dir)
@@ -203,7 +203,7 @@ def _run_command(args: argparse.Namespace) -> int:
             config = spec.rerun(config, run_dir if run_dir.is_dir() else run_dir.parent)
     else:
         spec = args._spec
-        saved = read_run_config(args.config)[1] if args.config else None
+        saved = recorded_paths_here(read_run_config(args.config)[1], args.config) if args.config else None
         if args.config and read_run_config(args.config)[0] != spec.command:
             from longrope.errors import UserError
 
@@ -288,6 +288,8 @@ def main(argv: list[str] | None = None, *, parser: argparse.ArgumentParser | Non
         if getattr(args, "_rerun", False):  # rerun takes no flags: the recorded configuration is what to change
             where = (f" (in the configuration recorded in {args.run_dir}: run '{parser.prog} {spec.command if spec else args.command}"
                      f" --config {args.run_dir}' with the flag changed instead)")
+        elif getattr(args, "config", None) and not any(hasattr(args, f) for f in exc.fields):  # not typed now
+            where = f" (the value recorded in {args.config}: give the flag to change it)"
         print(f"{name}: error: {exc.render(lambda f: flags.get(f, f))}{where}", file=sys.stderr)
         return 2
     except UserError as exc:

@@ -223,6 +223,8 @@ def rope_info_from_config(config: Any) -> RopeInfo:
     if not (math.isfinite(theta) and theta > 0):  # (a NaN was reported as supported, and printed as invalid JSON)
         return unsupported(f"{family.name} config has rope_theta {theta}, not a finite number > 0",
                            **{**known, "rope_theta": None})
+    if rope_type_problem(rope_type):
+        return unsupported(rope_type_problem(rope_type), **known)
     if prf != 1.0 and not family.honours_partial_rotary:
         return unsupported(
             f"{family.name} rotates the whole head but its config has partial_rotary_factor={prf}", **known
@@ -245,6 +247,16 @@ def rope_info_from_config(config: Any) -> RopeInfo:
         reason=None,
         **known,
     )
+
+
+def rope_type_problem(rope_type: str | None) -> str | None:
+    """Why a config's RoPE scaling type cannot be built by the installed transformers, or None."""
+    from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
+
+    if rope_type in (None, "default") or rope_type in ROPE_INIT_FUNCTIONS:
+        return None
+    return (f"its config's rope_scaling has rope_type {rope_type!r}, which transformers does not know "
+            f"({', '.join(sorted(ROPE_INIT_FUNCTIONS))}); fix or remove the rope_scaling block of its config.json")
 
 
 def _find_rotary_owner(model: Any) -> Any | None:

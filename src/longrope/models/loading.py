@@ -34,8 +34,14 @@ from pathlib import Path
 from typing import Any
 
 from longrope.errors import UserError
+from longrope.formats import hf_config
 from longrope.hub import hub_reachable as _hub_reachable  # module-level name: tests monkeypatch it
-from longrope.models.families import RopeInfo, attn_implementation_for, rope_info_from_config
+from longrope.models.families import (
+    RopeInfo,
+    attn_implementation_for,
+    rope_info_from_config,
+    rope_type_problem,
+)
 from longrope.models.families import require_rope as _require_rope
 
 __all__ = [
@@ -205,11 +211,22 @@ def _load_local(source: ModelSource, loader: Any, **kwargs: Any) -> Any:
         # bounded and shape-checked before transformers parses it (a file nested 200,000 deep is a
         # RecursionError there)
         read_json(Path(source.location) / "config.json", what="model configuration (config.json)")
+    from huggingface_hub.errors import StrictDataclassError  # transformers' config field checks
+
     try:
         return loader.from_pretrained(source.location, local_files_only=True, **kwargs)
-    except (OSError, ValueError, KeyError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UserError(f"cannot load {source.label!r}: {first}") from None
+    except (OSError, ValueError, KeyError, StrictDataclassError) as e:
+        raise UserError(f"cannot load {source.label!r}: {_config_problem(e)}") from None
+
+
+def _config_problem(e: Exception) -> str:
+    """The first line of a load failure, and where to look when it is the RoPE scaling block."""
+    text = str(e).strip()
+    first = text.splitlines()[0] if text else type(e).__name__
+    if "rope_parameters" in text or "rope_scaling" in text or "rope_type" in text:
+        return (f"{first.rstrip('.:')}; fix or remove the rope_scaling block of its config.json "
+                "(a mapping with rope_type and that type's keys)")
+    return first
 
 
 def _load_hub(source: ModelSource, loader: Any, **kwargs: Any) -> Any:
@@ -348,9 +365,10 @@ def load_tokenizer_of(name_or_path: str | os.PathLike | ModelSource) -> Any | No
 
 
 @contextlib.contextmanager
-def _held_load_report() -> Iterator[None]:
+def _held_load_report() -> Iterator[list[logging.LogRecord]]:
     """transformers logs a table-sized LOAD REPORT, then raises, when the weights' shapes do not fit config.json:
-    held here, dropped when the load fails (its one-line error says what is wrong), passed on when it succeeds."""
+    held here, dropped when the load fails (its one-line error says what is wrong), passed on when it succeeds
+    unless the caller empties the list it is given."""
     held: list[logging.LogRecord] = []
 
     def hold(record: logging.LogRecord) -> bool:
@@ -362,11 +380,28 @@ def _held_load_report() -> Iterator[None]:
     log = logging.getLogger("transformers.modeling_utils")
     log.addFilter(hold)
     try:
-        yield
+        yield held
     finally:
         log.removeFilter(hold)
     for record in held:
         log.handle(record)
+
+
+def _misfit_weights(source: ModelSource, info: dict) -> UserError | None:
+    """A one-line error when the weights hold tensors the config has no place for, or lack ones it needs
+    (transformers drops the first and fills the second with random values: a config.json whose
+    num_hidden_layers was edited loaded, and was measured, as another model)."""
+    missing, unexpected = list(info.get("missing_keys") or ()), list(info.get("unexpected_keys") or ())
+    if not missing and not unexpected:
+        return None
+    said = []
+    if missing:
+        said.append(f"{len(missing)} tensor(s) its config.json needs are not in its weights (e.g. {sorted(missing)[0]})")
+    if unexpected:
+        said.append(f"{len(unexpected)} tensor(s) in its weights have no place in its config.json (e.g. "
+                    f"{sorted(unexpected)[0]})")
+    return UserError(f"cannot load {source.label!r}: its weights do not fit its config.json: {'; '.join(said)}; "
+                     "the config was edited or belongs to other weights: use the config.json saved with them")
 
 
 def _weights_error(source: ModelSource, exc: BaseException) -> UserError | None:
@@ -427,15 +462,22 @@ def load_model(
     config = _from_pretrained(source, AutoConfig)
     if require_rope:
         _require_rope(config, label=source.label)
+    problem = rope_type_problem(hf_config.rope_type(hf_config.rope_parameters(config) or {}))
+    if problem:  # transformers' own message would be the bare type name, from a KeyError
+        raise UserError(f"cannot load {source.label!r}: {problem}")
     impl = attn_implementation or attn_implementation_for(str(getattr(config, "model_type", "")))
     kwargs: dict[str, Any] = {"dtype": torch_dtype}
     if impl is not None:
         kwargs["attn_implementation"] = impl
     default = attn_implementation_for(str(getattr(config, "model_type", "")))
     shown = default or "transformers' own"
+    misfit = None
     try:
-        with _held_load_report():
-            model = _from_pretrained(source, AutoModelForCausalLM, **kwargs)
+        with _held_load_report() as held:
+            model, info = _from_pretrained(source, AutoModelForCausalLM, output_loading_info=True, **kwargs)
+            misfit = _misfit_weights(source, info)
+            if misfit is not None:
+                held.clear()  # the one line says it
     except ImportError as e:  # e.g. flash_attention_2 without the flash-attn package
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise UserError(f"cannot load {source.label!r} with attention implementation {impl!r}: {first[:200]}; "
@@ -451,6 +493,8 @@ def load_model(
         if mapped is None:
             raise
         raise mapped from None
+    if misfit is not None:
+        raise misfit
     model.to(dev)
     model.eval()
     tokenizer = load_tokenizer_of(source)

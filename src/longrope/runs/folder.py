@@ -97,6 +97,9 @@ def read_run_config(run_dir: str | os.PathLike) -> tuple[str, dict]:
     if not cfg_path.exists():
         raise UserError(f"{path} is not a run folder (no {CONFIG_FILE}); give the folder a command wrote")
     doc = read_json(cfg_path, what="run configuration", expect=None)
+    if isinstance(doc, dict) and "format" not in doc and ("model_type" in doc or "architectures" in doc):
+        raise UserError(f"{path} is a model folder (its {CONFIG_FILE} configures a model), not a run folder; "
+                        "give the folder a longrope command wrote (its -o)")
     if not isinstance(doc, dict) or doc.get("format") != RUN_FORMAT or not isinstance(doc.get("config"), dict):
         raise UserError(f"{cfg_path} is not a {RUN_FORMAT} run configuration (written by an older longrope?); "
                         f"run the command again with its flags")
@@ -113,6 +116,23 @@ def read_run_cwd(run_dir: str | os.PathLike) -> Path | None:
         return None
     cwd = doc.get("cwd") if isinstance(doc, dict) else None
     return Path(cwd) if isinstance(cwd, str) and os.path.isabs(cwd) and os.path.isdir(cwd) else None
+
+
+def recorded_paths_here(saved: dict, run_dir: str | os.PathLike) -> dict:
+    """A recorded configuration (``--config RUN``) with its relative paths made absolute against the folder the
+    run was started in, for a command started elsewhere: a value is rebased when it names something there
+    (``--data shards``), so model names such as ``tiny`` and outputs yet to be written stay as recorded.
+    The command's own flags are read against the folder it runs in, as always."""
+    recorded = read_run_cwd(run_dir)
+    if recorded is None or recorded.resolve() == Path.cwd().resolve():
+        return saved
+
+    def here(v: Any) -> Any:
+        if isinstance(v, str) and v and not os.path.isabs(v) and os.path.lexists(recorded / v):
+            return str(recorded / v)
+        return v
+
+    return {k: [here(x) for x in v] if isinstance(v, list) else here(v) for k, v in saved.items()}
 
 
 class FolderLock:

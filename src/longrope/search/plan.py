@@ -79,6 +79,20 @@ def plan_search(rope: dict, **kwargs: Any) -> SearchPlan:
                           "{name2}") from None
 
 
+def start_token_grid(start_tokens: tuple[int, ...], L: int) -> tuple[int, ...]:
+    """The n̂ values a search may use on a model trained on L tokens. The first n̂ positions keep their
+    original angles, which the model knows only below L, so n̂ ≤ L. The paper's grid (the default) is
+    cut to that; a grid the user gave with a larger value is refused naming it."""
+    grid = tuple(int(t) for t in start_tokens)
+    if grid == PAPER_START_TOKENS:
+        return tuple(t for t in grid if t <= L)
+    if max(grid) > L:
+        raise ConfigError("start_tokens", f"{{name}} {max(grid)} is more than the model's original length {L}: "
+                          "the first n̂ positions keep their original angles, which the model knows only "
+                          f"below {L}; give values from 0 to {L}")
+    return grid
+
+
 def _plan(
     rope: dict,
     *,
@@ -103,6 +117,7 @@ def _plan(
 
     theta, d, L = float(rope["rope_theta"]), int(rope["rotary_dim"]), int(rope["original_length"])
     n = d // 2
+    start_tokens = start_token_grid(start_tokens, L)
 
     def refs(L0: int, Lt: int) -> dict[str, np.ndarray]:
         return {m: make_baseline(m, rope_theta=theta, rotary_dim=d, original_length=L0, target_length=Lt).long_factor

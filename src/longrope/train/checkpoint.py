@@ -254,8 +254,12 @@ def check_same_run(saved: dict[str, Any], current: dict[str, Any]) -> None:
     by_content = {CONTENT_KEYS[k][0] for k in CONTENT_KEYS if k in saved}
     for key, (field_name, meaning) in CONTENT_KEYS.items():
         if key in saved and key in current and saved[key] != current[key]:
-            value = current.get(field_name)
+            value, before = current.get(field_name), saved.get(field_name)
             shown = f" {value}" if isinstance(value, str) else ""
+            if isinstance(before, str) and isinstance(value, str) and before != value:  # another file given
+                what = meaning.replace("now holds", "holds").replace("now selects", "selects")
+                raise ConfigError(field_name, "{name}" + f"{shown} {what}; give the checkpoint's ({before}), "
+                                  "or start a new run folder")
             raise ConfigError(field_name, "{name}" + f"{shown} {meaning}; restore it, or start a new run folder")
     for key, value in current.items():
         if key in CONTENT_KEYS or key in by_content or key not in saved or saved[key] == value:
