@@ -116,7 +116,7 @@ class ExportConfig:
     original_length: int | None = option(None, _ORIGINAL_HELP, parse=token_count("--original-length"), metavar="L")
     target_length: int | None = option(None, "reference CSV factors only: L' (16k, or 8x the model's L)",
                                        length=True, metavar="N")
-    overwrite: bool = option(False, "replace an existing output")
+    overwrite: bool = option(False, "replace an existing exported model (a model folder or GGUF file; a run folder or other files are refused)")
     quiet: bool = option(False, "no progress bars (transformers' loading and writing bars)")
 
     def __post_init__(self) -> None:

@@ -130,9 +130,32 @@ def test_overwrite_of_a_run_folder_another_process_works_in_is_refused(capsys, t
                             "-o", str(run), "--overwrite")
     assert code == 2 and err.count("\n") == 1 and "is in use by another longrope process" in err
     assert (run / "checkpoint.json").exists()
+    (run / "config.json").write_text(json.dumps({"format": "longrope-run/1", "command": "search", "config": {}}))
     code, _, err = _run(capsys, "export", "--model", str(tiny_model_dir), "--factors", str(_factors(tmp_path)),
-                        "-o", str(run), "--overwrite")  # once the search is done, --overwrite does what it says
-    assert code == 0 and (run / "config.json").exists() and not (run / "checkpoint.json").exists()
+                        "-o", str(run), "--overwrite")  # once the search is done: still a run folder, not a model
+    assert code == 2 and err.count("\n") == 1 and "is a longrope run folder ('search')" in err
+    assert (run / "checkpoint.json").exists()
+
+
+def test_overwrite_replaces_an_exported_model_and_nothing_else(capsys, tiny_model_dir, tmp_path):
+    """--overwrite replaced any folder whole: an idle search folder (its checkpoint and results) or a folder of
+    the user's files given by a mistyped -o (battery 6). It replaces a model folder, an earlier export."""
+    out = tmp_path / "out"
+    argv = ["export", "--model", str(tiny_model_dir), "--factors", str(_factors(tmp_path)), "-o", str(out)]
+    assert _run(capsys, *argv)[0] == 0
+    (out / "stale.txt").write_text("x")
+    code, _, err = _run(capsys, *argv, "--overwrite")
+    assert code == 0 and not (out / "stale.txt").exists() and (out / "config.json").exists(), err
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep")
+    code, _, err = _run(capsys, *argv[:-1], str(mine), "--overwrite")
+    assert code == 2 and err.count("\n") == 1 and "holds no model" in err
+    assert (mine / "notes.txt").read_text() == "keep"
+    notes = tmp_path / "notes.gguf"
+    notes.write_text("keep")
+    code, _, err = _run(capsys, *argv[:-1], str(notes), "--format", "gguf", "--overwrite")
+    assert code == 2 and "is not a GGUF file" in err and notes.read_text() == "keep"
 
 
 @pytest.mark.parametrize("fmt", ["hf", "gguf"])

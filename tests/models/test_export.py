@@ -193,8 +193,14 @@ def test_export_refuses_non_empty_output_and_bad_factors(tmp_path):
     (out / "keep.txt").write_text("x")
     with pytest.raises(UserError, match="not empty"):
         export_hf(model, None, _factors(model), out)
+    with pytest.raises(UserError, match="holds no model"):  # --overwrite replaces a model folder, not other files
+        export_hf(model, None, _factors(model), out, overwrite=True)
+    assert (out / "keep.txt").exists()
+    (out / "keep.txt").unlink()
+    export_hf(model, None, _factors(model), out)
+    (out / "stale.txt").write_text("x")
     export_hf(model, None, _factors(model), out, overwrite=True)
-    assert not (out / "keep.txt").exists() and (out / "config.json").is_file()
+    assert not (out / "stale.txt").exists() and (out / "config.json").is_file()
     bad = _factors(build_tiny("phi3"))  # 4 factors for a 16-dim rotary model
     with pytest.raises(UserError, match="rotary dim"):
         export_hf(model, None, bad, tmp_path / "bad")

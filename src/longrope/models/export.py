@@ -242,9 +242,29 @@ def check_output_folder(out: Path, overwrite: bool) -> None:
     if out.exists() and not out.is_dir():
         raise UserError(f"output {out} is a file; give a folder path with -o (or --format gguf for a .gguf file)")
     check_replaceable_target(out)
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise UserError(f"output folder {out} already exists and is not empty; pass --overwrite or another -o")
+    if out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise UserError(f"output folder {out} already exists and is not empty; pass --overwrite or another -o")
+        _check_a_model_folder(out)
     check_writable_parent(out)
+
+
+def _check_a_model_folder(out: Path) -> None:
+    """``--overwrite`` replaces a model folder (an earlier export), never a run folder or a folder of other
+    files: an idle search folder was replaced whole, its checkpoint and results lost."""
+    from longrope.io import read_json
+
+    config = out / "config.json"
+    try:
+        doc = read_json(config, what="model configuration (config.json)", expect=None) if config.is_file() else None
+    except UserError:
+        doc = None
+    if isinstance(doc, dict) and str(doc.get("format", "")).startswith("longrope-run"):
+        raise UserError(f"output folder {out} is a longrope run folder ('{doc.get('command')}'), not a model "
+                        "folder: --overwrite replaces only an exported model; choose another -o")
+    if not (isinstance(doc, dict) and ("model_type" in doc or "architectures" in doc)):
+        raise UserError(f"output folder {out} holds no model (no model config.json): --overwrite replaces only "
+                        "an exported model folder, not other files; choose another -o or empty it")
 
 
 def check_writable_parent(out: Path) -> None:

@@ -117,7 +117,18 @@ def check_output_file(out: Path, overwrite: bool) -> None:
     check_writable_path(out)  # a device or pipe there is never replaced, --overwrite or not
     if out.exists() and not overwrite:
         raise UserError(f"output file {out} already exists; pass --overwrite or another -o")
+    if out.exists() and out.stat().st_size and not _is_gguf(out):  # as for folders: an export, nothing else
+        raise UserError(f"output file {out} is not a GGUF file: --overwrite replaces only an exported model; "
+                        "choose another -o")
     check_writable_parent(out)
+
+
+def _is_gguf(path: Path) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return f.read(4) == b"GGUF"
+    except OSError:
+        return False
 
 
 def _check_factor_fit(factor_set: Any, rotary_dim: int, rope_theta: float, what: str) -> None:
