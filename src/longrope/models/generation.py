@@ -152,6 +152,11 @@ def _check_ids(model: Any, tokenizer: Any, ids: torch.Tensor) -> None:
                         "leave that text out of the prompt")
 
 
+#: The lowest sampling temperature: below it logits / temperature overflow float32 (and sampling that cold is
+#: greedy decoding anyway).
+MIN_TEMPERATURE = 1e-6
+
+
 def check_sampling(do_sample: bool, temperature: Any, top_p: Any, *,
                    names: tuple[str, str] = ("temperature", "top_p")) -> None:
     """Refuse sampling settings transformers would reject or misread (before any model is loaded).
@@ -163,6 +168,10 @@ def check_sampling(do_sample: bool, temperature: Any, top_p: Any, *,
     if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not 0 < temperature < math.inf:
         raise UserError(f"{t_name} must be a number > 0 for sampling, got {temperature!r} "
                         "(for greedy decoding leave sampling off)")
+    if temperature < MIN_TEMPERATURE:
+        # logits / temperature overflow float32 (inf, then NaN probabilities in torch.multinomial)
+        raise UserError(f"{t_name} {temperature!r} is below {MIN_TEMPERATURE:g}, where the scaled logits overflow; "
+                        "a temperature that low is greedy decoding: leave sampling off")
     if isinstance(top_p, bool) or not isinstance(top_p, (int, float)) or not 0 < top_p <= 1:
         raise UserError(f"{p_name} must be in (0, 1] for sampling, got {top_p!r} (1 keeps every token)")
 
