@@ -555,6 +555,10 @@ def passkey_accuracy(
         raise UserError(f"trials must be a positive integer, got {trials!r}")
     lengths = [check_length(n) for n in lengths]
     depths = check_passkey_depths(depths)
+    if bos_id is not None:
+        from longrope.models.generation import check_token_ids
+
+        check_token_ids(model, [bos_id], what="bos_id", fix="give the BOS id of this model's tokenizer (None: no BOS)")
     joiner = piece_joiner(tokenizer)
     pad = getattr(tokenizer, "pad_token_id", None)
     if pad is None:
