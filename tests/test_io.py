@@ -36,6 +36,16 @@ def test_replace_folder_puts_the_new_folder_in_place_and_removes_the_old(tmp_pat
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # nothing aside, nothing left over
 
 
+def test_replace_folder_over_a_link_leaves_no_link_aside(tmp_path):
+    """export -o LINK --overwrite (LINK -> an earlier export) left '.LINK.old-PID-…' behind: the link moved aside
+    could not be removed by rmtree (battery 7). The link is replaced, its target kept."""
+    target = _folder(tmp_path / "target", "kept")
+    (tmp_path / "out").symlink_to(target)
+    replace_folder(_folder(tmp_path / ".out.tmp-1", "new"), tmp_path / "out")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "target"]
+    assert (tmp_path / "out" / "f.txt").read_text() == "new" and (target / "f.txt").read_text() == "kept"
+
+
 def test_replace_folder_puts_the_old_folder_back_when_the_rename_fails(tmp_path, monkeypatch):
     dest = _folder(tmp_path / "out", "old")
     new = _folder(tmp_path / ".out.tmp-1", "new")

@@ -212,7 +212,9 @@ def replace_folder(new: str | os.PathLike, dest: str | os.PathLike) -> Path:
         if old is not None and not dest.exists():
             os.replace(old, dest)
         raise
-    if old is not None:
+    if old is not None and old.is_symlink():  # a link given as dest: rmtree refuses links, so it stayed behind
+        old.unlink(missing_ok=True)
+    elif old is not None:
         shutil.rmtree(old, ignore_errors=True)
     return dest
 

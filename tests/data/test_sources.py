@@ -18,3 +18,17 @@ def test_an_input_that_names_nothing_is_refused_not_read_as_the_current_folder(s
     message = str(err.value)
     assert "names no file, folder or dataset" in message and "\n" not in message
     assert [s.kind for s in resolve_sources(["."])] == ["folder"]  # the current folder, when named, still is one
+
+
+def test_a_shard_folder_as_input_says_it_is_one(tmp_path):
+    """tokenize --input SHARDS said 'empty corpus: ... names.jsonl (3 line(s) without a string field 'text')':
+    true of the shard folder's own index, silent on what the folder is (battery 7)."""
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    (shards / "meta.json").write_text("{}")
+    (shards / "index.npy").write_bytes(b"")
+    for spec in (str(shards), f"train={shards}"):
+        with pytest.raises(UserError, match="is a shard folder from 'longrope tokenize'.*--data"):
+            resolve_sources([spec])
+    (tmp_path / "a.txt").write_text("text")
+    assert resolve_sources([str(tmp_path)])[0].kind == "folder"  # a folder holding a shard folder is read

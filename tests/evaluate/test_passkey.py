@@ -74,6 +74,17 @@ def test_too_short_and_bad_args(tok):
         pk.build_passkey_prompt(tok, 200, 123, 0.5, bos_id=1)
 
 
+def test_a_seed_outside_the_flags_range_is_a_user_error(model, tok):
+    """passkey_accuracy(seed=-1) was numpy's 'expected non-negative integer' ValueError traceback and seed=1.5
+    drew the keys of seed 1 (battery 7): refused as --seed is, before any prompt is built."""
+    for seed in (-1, 1.5, 1 << 32):
+        with pytest.raises(UserError, match="seed must be an integer in"):
+            pk.passkey_accuracy(model, tok, [200], depths=[0.5], trials=1, seed=seed, bos_id=1)
+        with pytest.raises(UserError, match="seed must be an integer in"):
+            pk.needle_prompts(tok, 200, 1, seed=seed, bos_id=1)
+    assert len(pk.needle_prompts(tok, 200, 1, seed=np.int64(3), bos_id=1)) == 1
+
+
 def test_joiner_and_first_integer(tok):
     assert pk.piece_joiner(tok) == " "
     assert pk.first_integer(" 12345. Remember") == 12345

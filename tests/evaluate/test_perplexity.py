@@ -146,6 +146,21 @@ def test_bad_input_is_a_user_error(llama, rng, kwargs, match):
         evaluate_perplexity(llama, _docs(rng, [100]), bos_id=1, **kwargs)
 
 
+def test_a_token_id_without_an_embedding_is_a_user_error(llama, rng):
+    """The Python API took token ids the model has no embedding for (a BOS id of another tokenizer, -1,
+    documents of a larger vocabulary) into the forward pass: an IndexError traceback (battery 7). Checked
+    before any forward pass, naming what holds the id."""
+    rows = llama.get_input_embeddings().num_embeddings
+    docs = _docs(rng, [100])
+    for bos in (rows, -1):
+        with pytest.raises(UserError, match=f"bos_id holds token id {bos}, but the model has"):
+            evaluate_perplexity(llama, docs, 32, bos_id=bos)
+    bad = docs[0].copy()
+    bad[20] = rows + 5
+    with pytest.raises(UserError, match=f"document 0 holds token id {rows + 5}.*tokenize the documents"):
+        evaluate_perplexity(llama, [bad], 32, bos_id=1)
+
+
 def test_empty_docs(llama):
     with pytest.raises(UserError, match="no documents"):
         evaluate_perplexity(llama, [], 32, bos_id=1)

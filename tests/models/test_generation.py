@@ -215,6 +215,18 @@ def test_a_prompt_token_the_model_has_no_embedding_for_is_one_line():
             generate(model, None, prompt, 2)
 
 
+def test_a_temperature_too_low_to_compute_is_one_line():
+    """generate --sample --temperature 1e-300 was a 34-line RuntimeError traceback ('probability tensor contains
+    either inf, nan or element < 0'): the scaled logits overflow float32 (battery 7). The lowest temperature that
+    is refused is checked before the model runs; the lowest one allowed still samples."""
+    model = build_tiny("llama")
+    install_factors(model, factor_set(model))
+    with pytest.raises(UserError, match="below 1e-06.*leave sampling off"):
+        generate(model, None, [5, 6, 7], 2, do_sample=True, temperature=1e-300)
+    out = generate(model, None, [5, 6, 7], 2, do_sample=True, temperature=1e-6, stop_at_eos=False)
+    assert len(out.new_tokens[0]) == 2
+
+
 def test_sampling_is_seeded_and_leaves_global_rng_alone():
     model = build_tiny("gemma")
     install_factors(model, factor_set(model))

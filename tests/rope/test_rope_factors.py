@@ -105,6 +105,9 @@ def test_inputs_are_copied_not_aliased():
         ({"short_factor": [1.0, 1e-15, 1.0, 1.0]}, r"short_factor\[1\] = 1e-15 .* past 2\^52 rad"),
         ({"start_tokens": -1}, "start_tokens must be an integer >= 0"),
         ({"start_tokens": 1.5}, "start_tokens must be an integer"),
+        # a hand-edited n̂ past L' loaded everywhere (generate, eval, export) while baseline refuses to write one
+        # (battery 7)
+        ({"start_tokens": 10**9}, "start_tokens n̂ = 1000000000 is not below max_position_embeddings L'"),
         ({"attention_factor": 0.0}, "attention_factor must be a finite number > 0"),
         ({"attention_factor": float("inf")}, "attention_factor must be a finite number > 0"),
         ({"original_max_position_embeddings": 0}, "original_max_position_embeddings must be an integer >= 1"),

@@ -151,6 +151,14 @@ def test_a_seq_len_below_l_names_seq_len_not_the_short_length_left_unset(make_co
         finetune(make_config(seq_len=16, short_length=24))
 
 
+def test_a_diverging_loss_is_one_line_naming_the_settings(make_config, tmp_path):
+    """finetune --lora --lora-alpha 1e308 (or --learning-rate 1e10) ended in a FloatingPointError traceback (rc 1),
+    saying 'lower the learning rate' even when the LoRA scale was the cause (battery 7)."""
+    with pytest.raises(ConfigError, match="loss is nan at step 1: training diverged") as err:
+        finetune(make_config(steps=2, lora=True, lora_alpha=1e308, output=str(tmp_path / "ft")))
+    assert err.value.fields == ("learning_rate", "lora_alpha")
+
+
 def test_a_finished_run_is_not_overwritten_and_resume_checks_the_settings(make_config):
     first = finetune(make_config(steps=2))
     with pytest.raises(UserError, match="already holds a fine-tuning run; pass --resume"):

@@ -20,3 +20,29 @@ def test_wrapping_a_model_warns_nothing(build_tiny_model):
         wrapped = apply_lora(model, rank=2, alpha=4.0, dropout=0.0, targets=["q_proj", "v_proj"],
                              trainable=["norm"])
     assert any("lora_" in name for name, _ in wrapped.named_parameters())
+
+
+def test_an_adapter_on_a_tied_lm_head_is_refused(build_tiny_model):
+    """finetune --lora --lora-targets lm_head on a model with tied embeddings (the tiny one) printed 22 lines of
+    peft warnings and exported a model whose logits differed from the trained one (the merge changed the shared
+    embedding weight too; max logit difference 2.4 here). Refused, naming the flag (battery 7); an adapter on the
+    tied embeddings merges exactly and warns nothing."""
+    import torch
+
+    from longrope.errors import ConfigError
+    from longrope.train.lora import apply_lora, merge_lora
+
+    model = build_tiny_model("llama", tie_word_embeddings=True)
+    with pytest.raises(ConfigError, match="'lm_head' is the LM head, whose weight this model shares"):
+        apply_lora(model, rank=2, alpha=4.0, dropout=0.0, targets=["q_proj", "lm_head"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        wrapped = apply_lora(model, rank=2, alpha=4.0, dropout=0.0, targets=["embed_tokens"])
+    for name, p in wrapped.named_parameters():
+        if "lora_embedding_B" in name:
+            torch.nn.init.normal_(p, std=0.5)
+    ids = torch.tensor([[5, 6, 7, 8]])
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("error")
+        before = wrapped(ids).logits
+        torch.testing.assert_close(merge_lora(wrapped)(ids).logits, before)

@@ -299,6 +299,9 @@ def resolve_sources(
                             f"{', '.join(r + '=' for r in ROLES)} or nothing")
         p = Path(spec)
         if p.is_dir():
+            if (p / "meta.json").is_file() and (p / "index.npy").is_file():  # was "empty corpus: ... names.jsonl"
+                raise UserError(f"{spec} is a shard folder from 'longrope tokenize' (already tokens): pass it as "
+                                "--data to search, eval or finetune, or give the text files it was made from")
             kind = "folder"
         elif p.is_file():
             if _suffix(p) is None:

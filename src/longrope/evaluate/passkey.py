@@ -56,6 +56,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -127,6 +128,15 @@ def piece_joiner(tokenizer: Any) -> str:
     if _encode(tokenizer, a) + _encode(tokenizer, b) == joint:
         return ""
     return " "  # neither reproduces it exactly; a leading space is the usual convention
+
+
+def check_seed(seed: Any) -> None:
+    """The key draw's seed is an integer in [0, 2^32 - 1] (as ``--seed``): -1 was numpy's ValueError traceback,
+    1.5 silently drew the keys of seed 1."""
+    from longrope.options import MAX_SEED
+
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed <= MAX_SEED:
+        raise UserError(f"seed must be an integer in [0, {MAX_SEED:,}], got {seed!r}")
 
 
 def passkey_key(seed: int, length: int, depth_index: int, trial: int) -> int:
@@ -366,6 +376,7 @@ def needle_prompts(
     """
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise UserError(f"n must be a positive integer, got {n!r}")
+    check_seed(seed)
     rng = np.random.default_rng([int(seed), int(length)])
     joiner = piece_joiner(tokenizer)
     out = []
@@ -553,8 +564,13 @@ def passkey_accuracy(
         raise UserError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
     if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
         raise UserError(f"trials must be a positive integer, got {trials!r}")
+    check_seed(seed)
     lengths = [check_length(n) for n in lengths]
     depths = check_passkey_depths(depths)
+    if bos_id is not None:
+        from longrope.models.generation import check_token_ids
+
+        check_token_ids(model, [bos_id], what="bos_id", fix="give the BOS id of this model's tokenizer (None: no BOS)")
     joiner = piece_joiner(tokenizer)
     pad = getattr(tokenizer, "pad_token_id", None)
     if pad is None:

@@ -97,6 +97,17 @@ def doc_tokens_and_id(doc: Any, index: int) -> tuple[np.ndarray, str]:
     return tokens, str(doc_id if doc_id is not None else index)
 
 
+def _check_ids(model: torch.nn.Module, windows: list[Window], ids: list[str], bos_id: int | None) -> None:
+    """Every token of every window has an embedding (before any forward pass; was an IndexError traceback)."""
+    from longrope.models.generation import check_token_ids
+
+    if bos_id is not None:
+        check_token_ids(model, [bos_id], what="bos_id", fix="give the BOS id of this model's tokenizer (None: no BOS)")
+    for w in windows:
+        check_token_ids(model, w.tokens, what=f"document {ids[w.doc]}",
+                        fix="tokenize the documents with this model's tokenizer")
+
+
 def _batches(windows: list[Window], batch_size: int) -> list[list[Window]]:
     """Consecutive windows of equal length grouped up to ``batch_size`` (no padding needed)."""
     out: list[list[Window]] = []
@@ -161,6 +172,7 @@ def evaluate_perplexity(
         windows.extend(document_windows(i, tokens, length, bos_id=bos_id, stride=stride,
                                         max_tokens=max_tokens, doc_name=doc_id))
 
+    _check_ids(model, windows, ids, bos_id)
     device = lm.model_device(model)
     transform = lm.logit_transform(getattr(model, "config", None))
     nll_sums = np.zeros(len(docs), dtype=np.float64)

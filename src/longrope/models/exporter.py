@@ -90,6 +90,18 @@ def _said_by_the_caller() -> Iterator[None]:
             logger.removeFilter(not_a_warning)
 
 
+def _check_not_the_source(source: Any, output: str | os.PathLike) -> None:
+    """``-o`` is not the model being exported (nor a folder holding it): with --overwrite the source model was
+    replaced by its export, the files export does not write (a user's notes, the original config) lost."""
+    if source.kind == "hub":
+        return
+    src = (Path(source.location) / source.gguf_file if source.kind == "gguf" else Path(source.location)).resolve()
+    out = Path(os.path.abspath(output)).resolve()
+    if out == src or out in src.parents:
+        raise UserError(f"-o {output} is the model being exported ({source.label}) or holds it; export writes a "
+                        "new model and keeps the one it reads: choose another -o")
+
+
 def _write(model: str, source: Any, factor_set: Any, output: str | os.PathLike, fmt: str, dtype: str | None,
            overwrite: bool) -> tuple[Any, Any]:
     """Load ``model`` and write it with ``factor_set`` in ``fmt``: ``(the writer's result, what the tokenizer
@@ -98,6 +110,7 @@ def _write(model: str, source: Any, factor_set: Any, output: str | os.PathLike, 
 
     from longrope.models.loading import load_config, load_model, resolve_dtype
 
+    _check_not_the_source(source, output)
     if fmt == "gguf":
         from longrope.models.gguf import check_output_file, export_gguf, export_gguf_from_gguf
 

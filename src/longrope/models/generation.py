@@ -31,7 +31,7 @@ import torch
 from longrope.errors import UserError
 from longrope.models.patch import MODES, current_patch, install_factors
 
-__all__ = ["GenerationResult", "check_sampling", "generate", "prepare_batch", "quiet_length_reminder"]
+__all__ = ["GenerationResult", "check_sampling", "check_token_ids", "generate", "prepare_batch", "quiet_length_reminder"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -142,14 +142,26 @@ def _check_ids(model: Any, tokenizer: Any, ids: torch.Tensor) -> None:
     """Every prompt token has an embedding: a tokenizer with more tokens than the model (transformers' GGUF
     reader adds '<|endoftext|>' to a byte-level vocabulary that lacks it, one past the last embedding) made
     such text an IndexError traceback deep in the model."""
+    check_token_ids(model, ids, what="the prompt", tokenizer=tokenizer,
+                    fix="its tokenizer knows tokens the model has none for; leave that text out of the prompt")
+
+
+def check_token_ids(model: Any, ids: Any, *, what: str, fix: str, tokenizer: Any = None) -> None:
+    """The one check that token ids have a row in ``model``'s input embeddings (else an IndexError traceback
+    deep in the model): one :class:`UserError` line, ``what`` holds the id, ``fix`` says what to do."""
     rows = int(model.get_input_embeddings().num_embeddings)
+    ids = torch.as_tensor(ids)
     bad = ids[(ids < 0) | (ids >= rows)]
     if bad.numel():
         token = int(bad[0])
         piece = tokenizer.convert_ids_to_tokens(token) if tokenizer is not None and token >= 0 else None
-        raise UserError(f"the prompt holds token id {token}" + (f" ({piece!r})" if piece else "") + f", but the "
-                        f"model has {rows:,} token embeddings: its tokenizer knows tokens the model has none for; "
-                        "leave that text out of the prompt")
+        raise UserError(f"{what} holds token id {token}" + (f" ({piece!r})" if piece else "") + f", but the "
+                        f"model has {rows:,} token embeddings: {fix}")
+
+
+#: The lowest sampling temperature: below it logits / temperature overflow float32 (and sampling that cold is
+#: greedy decoding anyway).
+MIN_TEMPERATURE = 1e-6
 
 
 def check_sampling(do_sample: bool, temperature: Any, top_p: Any, *,
@@ -163,6 +175,10 @@ def check_sampling(do_sample: bool, temperature: Any, top_p: Any, *,
     if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not 0 < temperature < math.inf:
         raise UserError(f"{t_name} must be a number > 0 for sampling, got {temperature!r} "
                         "(for greedy decoding leave sampling off)")
+    if temperature < MIN_TEMPERATURE:
+        # logits / temperature overflow float32 (inf, then NaN probabilities in torch.multinomial)
+        raise UserError(f"{t_name} {temperature!r} is below {MIN_TEMPERATURE:g}, where the scaled logits overflow; "
+                        "a temperature that low is greedy decoding: leave sampling off")
     if isinstance(top_p, bool) or not isinstance(top_p, (int, float)) or not 0 < top_p <= 1:
         raise UserError(f"{p_name} must be in (0, 1] for sampling, got {top_p!r} (1 keeps every token)")
 

@@ -115,6 +115,10 @@ class FactorSet:
                 f"original_max_position_embeddings L = {self.original_max_position_embeddings}; a factor set "
                 "extends the context, so L' must be >= L (fix the target length or the file)"
             )
+        if 0 < self.start_tokens >= self.max_position_embeddings:  # as baseline --start-tokens is refused
+            raise UserError(f"start_tokens n̂ = {self.start_tokens} is not below max_position_embeddings L' = "
+                            f"{self.max_position_embeddings}: the first n̂ positions keep their original angles, so "
+                            "no position up to L' would use the factors; give n̂ below L' (fix the file)")
         theta = self.rope_theta
         if not isinstance(theta, bool) and isinstance(theta, numbers.Real):
             theta = real_number(theta, "rope_theta")

@@ -396,8 +396,10 @@ class _Trainer:
                         self.scheduler.step()
                         self.optimizer.zero_grad(set_to_none=True)
             mean = float(acc.reduce(nll, reduction="sum")) / targets
-            if not math.isfinite(mean):
-                raise FloatingPointError(f"the loss is {mean} at step {step + 1}; lower the learning rate")
+            if not math.isfinite(mean):  # settings that diverge: the user's to change, one line (was a traceback)
+                raise ConfigError(("learning_rate", "lora_alpha") if cfg.lora else "learning_rate",
+                                  f"the loss is {mean} at step {step + 1}: training diverged; start a new run "
+                                  "folder with a lower {name0}" + (" or {name1}" if cfg.lora else ""))
             dt = time.perf_counter() - t0
             step_tokens = self.global_rows * N
             self.state.step, self.state.cursor = step + 1, cursor

@@ -27,12 +27,15 @@ def apply_lora(model: nn.Module, *, rank: int, alpha: float, dropout: float, tar
     """
     from peft import LoraConfig, get_peft_model
 
+    _refuse_tied_head(model, targets)
     config = LoraConfig(r=int(rank), lora_alpha=float(alpha), lora_dropout=float(dropout),
                         target_modules=list(targets), bias="none", task_type="CAUSAL_LM")
     try:
         with warnings.catch_warnings():  # peft reads transformers' renamed property; nothing a user can change
             warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.* is deprecated",
                                     category=FutureWarning)
+            # an adapter on tied embeddings (the head is refused above): merged exactly, nothing to set
+            warnings.filterwarnings("ignore", message=".*`tie_word_embeddings=True`", category=UserWarning)
             peft_model = get_peft_model(model, config)
     except ValueError as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else "no module matched"
@@ -47,9 +50,27 @@ def apply_lora(model: nn.Module, *, rank: int, alpha: float, dropout: float, tar
     return peft_model
 
 
+def _refuse_tied_head(model: nn.Module, targets: Sequence[str]) -> None:
+    """An adapter on an LM head that shares its weight with the token embeddings is merged into that shared
+    weight at export, which changes the embeddings too: the exported model would not be the one trained."""
+    head, embed = model.get_output_embeddings(), model.get_input_embeddings()
+    if head is None or embed is None or head.weight is not embed.weight:
+        return
+    names = [n for n, m in model.named_modules() if m is head]
+    for t in targets:
+        if any(n == t or n.endswith("." + t) for n in names):
+            raise ConfigError(("lora_targets", "lora_trainable"),
+                              "{name0} " + f"{t!r} is the LM head, whose weight this model shares with its token "
+                              "embeddings: merging its adapter at export would change the embeddings too, so the "
+                              "exported model would not be the one trained; leave it out of {name0} ({name1} "
+                              f"{t} trains it fully)")
+
+
 def merge_lora(model: nn.Module) -> nn.Module:
     """The base model with the adapters added into its weights (peft ``merge_and_unload``)."""
-    return model.merge_and_unload()
+    with warnings.catch_warnings():  # an adapter on tied embeddings merges exactly (a tied head is refused)
+        warnings.filterwarnings("ignore", message=".*`tie_word_embeddings=True`", category=UserWarning)
+        return model.merge_and_unload()
 
 
 def trainable_summary(model: nn.Module) -> tuple[int, int]:
