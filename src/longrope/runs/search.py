@@ -242,7 +242,9 @@ def fingerprint(config: SearchConfig, plan: Any) -> dict:
     ident = {"model": model, "rope": plan.rope, "data": _data_fingerprint(config.data), "config": cfg,
              "answer": answer_protocol(config.fitness_name)}
     if config.base_factors:  # the scores depend on the file's contents, not its name
-        ident["base_factors_sha256"] = hashlib.sha256(Path(config.base_factors).read_bytes()).hexdigest()
+        from longrope.formats.factors import factor_file  # a folder: the file the factors are read from
+
+        ident["base_factors_sha256"] = hashlib.sha256(factor_file(config.base_factors).read_bytes()).hexdigest()
     return ident
 
 
