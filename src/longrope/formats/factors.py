@@ -59,7 +59,7 @@ from longrope.rope.values import (
     short_repr,
 )
 
-__all__ = ["FILE_KEYS", "FORMAT_VERSION", "REQUIRED_KEYS", "csv_fields", "factor_file", "from_json", "load", "save_csv",
+__all__ = ["FILE_KEYS", "FORMAT_VERSION", "REQUIRED_KEYS", "csv_fields", "factor_file", "run_record_command", "from_json", "load", "save_csv",
            "save_json", "to_json"]
 
 T = TypeVar("T")
@@ -248,13 +248,13 @@ def factor_file(path: str | os.PathLike) -> Path:
                 break
         else:
             raise UserError(f"{path} is a folder without factors.json or config.json")
-        if path.name == "config.json" and _run_record_command(path):  # e.g. a fine-tuning or eval run folder
-            raise UserError(f"{path.parent} is {_run_record_command(path)} run folder without factors.json; give "
+        if path.name == "config.json" and run_record_command(path):  # e.g. a fine-tuning or eval run folder
+            raise UserError(f"{path.parent} is {run_record_command(path)} run folder without factors.json; give "
                             "a factor file, a search run folder or a fine-tuned model folder (its model/)")
     return path
 
 
-def _run_record_command(path: Path) -> str | None:
+def run_record_command(path: Path) -> str | None:
     """'a finetune' when ``path`` is the config.json of a longrope run folder (of that command), else None."""
     from longrope.io import read_json
 
