@@ -274,6 +274,8 @@ def _compare(**methods) -> dict:
      "plan stage 't2' (tokenize): no such model file or folder: /nowhere/tok"),
     ({"name": "s", "run": "search", "data": "/nowhere/shards", "target_length": "2x", "samples": 2},
      "plan stage 's' (search): /nowhere/shards: no such shard folder"),
+    ({"name": "s", "run": "search", "data": "@data", "target_length": "2x", "samples": 2, "reuse": "/nowhere/run"},
+     "plan stage 's' (search): reuse /nowhere/run is not a search run folder"),  # battery 8: read at stage start
     ({"name": "ft", "run": "finetune", "factors": "/nowhere/f.json", "data": "@data", "steps": 1},
      "plan stage 'ft' (finetune): cannot read factor file /nowhere/f.json"),
     (_compare(b={"model": "/nowhere/model", "factors": {"1x": "none"}}),

@@ -262,13 +262,11 @@ def _score_identity(ident: dict, strategy: str, fitness: str | None, dtype: str)
             **{k: cfg.get(k) for k in _SCORE_FIELDS}}
 
 
-def reused_scores(config: SearchConfig, ident: dict, space: Any = None) -> list:
-    """The fitness cache of the search in ``config.reuse``, refused (one line) unless its window
-    scores mean the same as this search's."""
-    from longrope.search.archive import Archive
-    from longrope.search.loop import CHECKPOINT_FORMAT, describe_differences
+def read_reuse_source(where: Path) -> tuple[dict, dict]:
+    """The checkpoint and recorded configuration of the search run folder ``--reuse`` names; anything else is a
+    one-line :class:`ConfigError` (read by the search and by a pipeline's plan check, before any stage)."""
+    from longrope.search.loop import CHECKPOINT_FORMAT
 
-    where = Path(config.reuse)
     try:
         other = read_json(where / "checkpoint.json", what="search checkpoint")
         other_cfg = read_json(where / "config.json", what="run configuration")["config"]
@@ -277,6 +275,17 @@ def reused_scores(config: SearchConfig, ident: dict, space: Any = None) -> list:
     except (UserError, ValueError, KeyError, TypeError, AttributeError, IndexError):
         raise ConfigError("reuse", f"{{name}} {where} is not a search run folder (no readable checkpoint.json "
                                    "and config.json)") from None
+    return other, other_cfg
+
+
+def reused_scores(config: SearchConfig, ident: dict, space: Any = None) -> list:
+    """The fitness cache of the search in ``config.reuse``, refused (one line) unless its window
+    scores mean the same as this search's."""
+    from longrope.search.archive import Archive
+    from longrope.search.loop import describe_differences
+
+    where = Path(config.reuse)
+    other, other_cfg = read_reuse_source(where)
     # what the scores were computed under is what the checkpoint's own fingerprint says; config.json (rewritten
     # by every start, editable by hand) only fills what an older fingerprint did not hold
     theirs_fp = other.get("fingerprint", {})
