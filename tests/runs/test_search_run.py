@@ -248,6 +248,15 @@ def test_reuse_compares_the_base_factors_by_content(tiny, tmp_path, capsys):
     assert "base_factors_sha256" in capsys.readouterr().err
 
 
+def test_too_few_windows_names_the_held_out_share(tiny, tmp_path, capsys):
+    """Battery 8: --heldout-fraction 1 left no search window, and the message named --samples, the length and
+    --windows-per-doc, not the share that caused it; it names --heldout-fraction too, with its value."""
+    assert _search(tiny, tmp_path / "s", "--target-length", str(TARGET), "--samples", "100000",
+                   "--heldout-fraction", "0.75") == 2
+    err = capsys.readouterr().err
+    assert "lower --heldout-fraction (now 0.75)" in err and len(err.strip().splitlines()) == 1
+
+
 def test_base_factors_may_be_a_search_run_folder(tiny, tmp_path):
     """Battery 8: --base-factors RUN (a search run folder, read as its factors.json like --factors) stopped with
     'Is a directory (RUN)': the fingerprint hashed the path itself. It hashes the file the factors are read

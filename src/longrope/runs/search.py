@@ -362,10 +362,12 @@ def _check_windows(config: SearchConfig, length: int) -> None:
     for split, n, field in needs:
         got = len(select_windows(corpus, length, n, split=split, seed=config.seed, bos=bos,
                                  heldout_fraction=config.heldout_fraction, windows_per_doc=config.windows_per_doc))
-        if got < n:
-            raise ConfigError((field, "windows_per_doc"),
+        if got < n:  # the held-out share moves documents between the splits: name it, the way it helps
+            share = "lower" if split == "search" else "raise"
+            raise ConfigError((field, "windows_per_doc", "heldout_fraction"),
                               f"{config.data} holds only {got} {split} window(s) of {length} tokens, {n} are "
-                              f"needed: lower {{name0}} or the length, raise {{name1}}, or add longer documents")
+                              f"needed: lower {{name0}} or the length, raise {{name1}}, {share} {{name2}} "
+                              f"(now {config.heldout_fraction:g}), or add longer documents")
 
 
 def check_fitness_fits(model: str, fitness: str, length: int, seed: int) -> None:
