@@ -171,3 +171,11 @@ def test_a_whole_folder_output_that_is_the_current_folder_or_above_is_one_line(t
     assert err.count("\n") == 1 and "is the current folder or holds it" in err, err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["work"] and (work / "doc.txt").read_text() == "mine"
     assert sorted(p.name for p in work.iterdir()) == ["doc.txt", "yarn.json"]
+
+
+def test_read_json_accepts_a_utf8_bom(tmp_path):
+    """Battery 8: pipeline --plan PLAN saved with a UTF-8 BOM (Notepad) was refused with Python's 'Unexpected UTF-8 BOM
+    (decode using utf-8-sig)' while factor files with one were read; every JSON file the package reads takes it."""
+    path = tmp_path / "plan.json"
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps({"format": "x"}).encode())
+    assert read_json(path, what="plan") == {"format": "x"}

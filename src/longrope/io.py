@@ -324,7 +324,7 @@ def read_json(path: str | os.PathLike, *, what: str = "JSON file", expect: type 
     if len(data) > max_bytes:
         raise bad(f"larger than {max_bytes >> 20} MiB")
     try:
-        text = data.decode("utf-8")
+        text = data.decode("utf-8-sig")  # a BOM (Notepad's UTF-8) read as factor files read it
     except UnicodeDecodeError:
         raise bad("not UTF-8 text") from None
     if json_depth(text, max_depth) > max_depth:

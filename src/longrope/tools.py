@@ -58,8 +58,10 @@ class BaselineConfig:
     start_tokens: int = option(0, "retained start tokens n̂", metavar="N")
     beta_fast: float | None = option(None, "yarn: β_fast", default_text="32", group=_METHOD_OPTIONS)
     beta_slow: float | None = option(None, "yarn: β_slow", default_text="1", group=_METHOD_OPTIONS)
-    mscale: float | None = option(None, "yarn: DeepSeek-style mscale", group=_METHOD_OPTIONS)
-    mscale_all_dim: float | None = option(None, "yarn: DeepSeek-style mscale_all_dim", group=_METHOD_OPTIONS)
+    mscale: float | None = option(None, "yarn: DeepSeek-style mscale; m = get_mscale(s, mscale) / "
+                                   "get_mscale(s, mscale_all_dim), so give both", group=_METHOD_OPTIONS)
+    mscale_all_dim: float | None = option(None, "yarn: DeepSeek-style mscale_all_dim (with --mscale)",
+                                           group=_METHOD_OPTIONS)
     length: int | None = option(None, "dynamic-ntk: the current length ℓ (tokens, 16k or a ratio 4x)",
                                 default_text="L'", length=True, metavar="N", group=_METHOD_OPTIONS)
     factor: float | None = option(None, "yarn/llama3/dynamic-ntk: scale factor",

@@ -77,6 +77,24 @@ def test_missing_paths_are_user_errors(tmp_path):
         loading.resolve_source(tmp_path / "empty")
 
 
+def test_a_run_folder_is_refused_as_a_model_saying_what_it_is(tmp_path):
+    """Battery 8: inspect/search --model RUN (a search run folder) said transformers' 'Unrecognized model ...
+    Should have a `model_type` key'; a run folder is named as one, a finetune run's pointing at its model/."""
+    import json
+
+    record = {"format": "longrope-run/1", "command": "search", "config": {"model": "tiny"}}
+    (tmp_path / "s").mkdir()
+    (tmp_path / "s" / "config.json").write_text(json.dumps(record))
+    with pytest.raises(UserError, match=r"s is a search run folder, not a model: give the model it ran on"):
+        loading.resolve_source(tmp_path / "s")
+    (tmp_path / "f" / "model").mkdir(parents=True)
+    (tmp_path / "f" / "config.json").write_text(json.dumps({**record, "command": "finetune"}))
+    (tmp_path / "f" / "model" / "config.json").write_text(json.dumps({"model_type": "llama"}))
+    with pytest.raises(UserError, match=r"f is a finetune run folder, not a model: give its model/ folder"):
+        loading.resolve_source(tmp_path / "f")
+    assert loading.resolve_source(tmp_path / "f" / "model").kind == "folder"
+
+
 def test_gguf_file_and_folder_resolve(tmp_path):
     (tmp_path / "m.gguf").write_bytes(b"GGUF")
     src = loading.resolve_source(tmp_path / "m.gguf")

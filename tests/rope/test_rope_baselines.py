@@ -119,6 +119,19 @@ def test_unknown_method_and_option_are_user_errors():
                               **{option: bad})
 
 
+def test_yarn_mscale_alone_or_beside_attention_factor_is_refused():
+    """Battery 8: baseline --method yarn --mscale -100 wrote m = 0.1·ln s + 1 as if --mscale were not given
+    (transformers uses the DeepSeek pair only together, and attention_factor over both); such a set is refused."""
+    kw = dict(rope_theta=1e4, rotary_dim=8, original_length=16, target_length=32)
+    for option in ("mscale", "mscale_all_dim"):
+        with pytest.raises(UserError, match=f"^{option} alone is unused.*give both"):
+            make_baseline("yarn", **kw, **{option: 0.7})
+    with pytest.raises(UserError, match="^attention_factor overrides mscale"):
+        make_baseline("yarn", **kw, mscale=1.0, mscale_all_dim=0.5, attention_factor=1.2)
+    both = make_baseline("yarn", **kw, mscale=1.0, mscale_all_dim=0.5)
+    assert both.attention_factor == pytest.approx((0.1 * math.log(2) + 1) / (0.05 * math.log(2) + 1))
+
+
 # ---------------------------------------------------------------- parity with transformers
 transformers = pytest.importorskip("transformers")
 torch = pytest.importorskip("torch")

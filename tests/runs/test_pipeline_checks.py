@@ -249,6 +249,20 @@ def test_a_reference_to_an_output_of_the_wrong_kind_is_refused_before_any_stage(
     assert match in _refused(tmp_path, capsys, _plan(stage))
 
 
+def test_a_search_reuses_an_earlier_search_stage_by_its_name(tmp_path, capsys, no_stage_runs):
+    """Battery 8: "reuse": "@s0" resolved to s0's factors.json and failed when the stage started ("not a search run
+    folder"), after the stages before it; "@data" (a tokenize stage) the same. @NAME is the search's run folder,
+    and a stage of another command is refused at the plan check."""
+    from longrope.runs.pipeline.plan import Resolver
+
+    search = {"run": "search", "data": "@data", "target_length": "2x", "samples": 1}
+    plan = _plan({"name": "s0", **search}, {"name": "s", **search, "reuse": "@s0"})
+    assert Resolver(plan, tmp_path / "out").value("@s0", "reuse") == str(tmp_path / "out" / "stages" / "s0")
+    for other in ("data", "yarn"):
+        err = _refused(tmp_path, capsys, _plan({"name": "s", **search, "reuse": f"@{other}"}))
+        assert f"stage 's' gives @{other} as 'reuse', but @{other} is a" in err and "not a search stage" in err
+
+
 def _compare(**methods) -> dict:
     return {"name": "cmp", "run": "compare", "data": "@data", "ratios": ["1x"], "samples": 1, "passkey_trials": 0,
             "methods": {"a": {"model": "{model}", "factors": {"1x": "none"}}, **methods}}
@@ -260,6 +274,8 @@ def _compare(**methods) -> dict:
      "plan stage 't2' (tokenize): no such model file or folder: /nowhere/tok"),
     ({"name": "s", "run": "search", "data": "/nowhere/shards", "target_length": "2x", "samples": 2},
      "plan stage 's' (search): /nowhere/shards: no such shard folder"),
+    ({"name": "s", "run": "search", "data": "@data", "target_length": "2x", "samples": 2, "reuse": "/nowhere/run"},
+     "plan stage 's' (search): reuse /nowhere/run is not a search run folder"),  # battery 8: read at stage start
     ({"name": "ft", "run": "finetune", "factors": "/nowhere/f.json", "data": "@data", "steps": 1},
      "plan stage 'ft' (finetune): cannot read factor file /nowhere/f.json"),
     (_compare(b={"model": "/nowhere/model", "factors": {"1x": "none"}}),

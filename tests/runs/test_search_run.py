@@ -248,6 +248,28 @@ def test_reuse_compares_the_base_factors_by_content(tiny, tmp_path, capsys):
     assert "base_factors_sha256" in capsys.readouterr().err
 
 
+def test_too_few_windows_names_the_held_out_share(tiny, tmp_path, capsys):
+    """Battery 8: --heldout-fraction 1 left no search window, and the message named --samples, the length and
+    --windows-per-doc, not the share that caused it; it names --heldout-fraction too, with its value."""
+    assert _search(tiny, tmp_path / "s", "--target-length", str(TARGET), "--samples", "100000",
+                   "--heldout-fraction", "0.75") == 2
+    err = capsys.readouterr().err
+    assert "lower --heldout-fraction (now 0.75)" in err and len(err.strip().splitlines()) == 1
+
+
+def test_base_factors_may_be_a_search_run_folder(tiny, tmp_path):
+    """Battery 8: --base-factors RUN (a search run folder, read as its factors.json like --factors) stopped with
+    'Is a directory (RUN)': the fingerprint hashed the path itself. It hashes the file the factors are read
+    from, so the folder and its factors.json are the same base (the folder's run resumes with the file)."""
+    base = tmp_path / "base"
+    assert _search(tiny, base, "--target-length", str(TARGET), "--max-evals", "2", "--no-report") == 0
+    prog = ["--target-length", str(2 * TARGET), "--no-report"]
+    assert _search(tiny, tmp_path / "p", *prog, "--max-evals", "2", "--base-factors", str(base)) == 0
+    assert _search(tiny, tmp_path / "p", *prog, "--max-evals", "3", "--resume",
+                   "--base-factors", str(base / "factors.json")) == 0
+    assert len((tmp_path / "p" / "history.jsonl").read_text().splitlines()) == 3
+
+
 def test_joint_fitness_is_the_default_and_reports_what_it_is_made_of(tiny, tmp_path):
     """The default fitness plants a key in every window: history and summary carry the document perplexity
     and the answer NLL beside the joint score, and the score is their weighted sum."""

@@ -44,3 +44,25 @@ def test_process_pool_ordered_equals_any_two_slot_run_even_after_a_worker_is_kil
     assert killed and pool._restarts >= 1
     assert comparable(res.history) == comparable(reference.history)
     assert {h["worker"] for h in res.history} >= {"w0", "w1"}
+
+
+class _BarCheckingFactory(SyntheticFactory):
+    """Refuses to build its objective while transformers' progress bars are on in the worker."""
+
+    def __call__(self, device: str = "cpu") -> SyntheticObjective:
+        from transformers.utils import logging as hf_logging
+
+        if hf_logging.is_progress_bar_enabled():
+            raise RuntimeError("transformers' progress bars are on in the worker")
+        return super().__call__(device)
+
+
+@pytest.mark.timeout(120)
+def test_workers_draw_no_library_bars():
+    """Battery 8: search --workers 1 --quiet printed transformers' 'Loading weights' bar from each worker
+    (a spawned process starts with the bars on); a worker now loads its model with them off."""
+    pool = ProcessPoolEvaluator(_BarCheckingFactory(N_DIMS, SCALE, n_docs=N_DOCS), ["cpu"], max_restarts=0)
+    obj = SyntheticObjective(N_DIMS, SCALE, n_docs=N_DOCS)
+    loop = make_loop("steady", seed=7, objective=obj, evaluator=pool, config=small_config(iterations=1))
+    res = loop.run(make_seeds(loop.space))
+    assert res.history and {h["worker"] for h in res.history} == {"w0"}

@@ -59,7 +59,7 @@ from longrope.rope.values import (
     short_repr,
 )
 
-__all__ = ["FILE_KEYS", "FORMAT_VERSION", "REQUIRED_KEYS", "csv_fields", "from_json", "load", "save_csv",
+__all__ = ["FILE_KEYS", "FORMAT_VERSION", "REQUIRED_KEYS", "csv_fields", "factor_file", "run_record_command", "from_json", "load", "save_csv",
            "save_json", "to_json"]
 
 T = TypeVar("T")
@@ -196,17 +196,7 @@ def load(
 ) -> T:
     """``factors.json``, a Hugging Face ``config.json`` with longrope scaling, or a reference CSV, as
     ``make(**fields)``; see :meth:`longrope.rope.FactorSet.load`."""
-    path = Path(path)
-    if path.is_dir():
-        for name in ("factors.json", "config.json"):
-            if (path / name).is_file():
-                path = path / name
-                break
-        else:
-            raise UserError(f"{path} is a folder without factors.json or config.json")
-        if path.name == "config.json" and _run_record_command(path):  # e.g. a fine-tuning or eval run folder
-            raise UserError(f"{path.parent} is {_run_record_command(path)} run folder without factors.json; give "
-                            "a factor file, a search run folder or a fine-tuned model folder (its model/)")
+    path = factor_file(path)
     text = _read_text(path, "factor file")
     stripped = text.lstrip()
     if path.suffix.lower() == ".csv" or (stripped and stripped[0] not in "{["):
@@ -247,7 +237,24 @@ def load(
 
 
 # --------------------------------------------------------------------- reading files
-def _run_record_command(path: Path) -> str | None:
+def factor_file(path: str | os.PathLike) -> Path:
+    """The file a factor path names: itself, or a folder's ``factors.json`` (else its ``config.json``) —
+    what :func:`load` reads, and what a fingerprint of the factors' content must hash."""
+    path = Path(path)
+    if path.is_dir():
+        for name in ("factors.json", "config.json"):
+            if (path / name).is_file():
+                path = path / name
+                break
+        else:
+            raise UserError(f"{path} is a folder without factors.json or config.json")
+        if path.name == "config.json" and run_record_command(path):  # e.g. a fine-tuning or eval run folder
+            raise UserError(f"{path.parent} is {run_record_command(path)} run folder without factors.json; give "
+                            "a factor file, a search run folder or a fine-tuned model folder (its model/)")
+    return path
+
+
+def run_record_command(path: Path) -> str | None:
     """'a finetune' when ``path`` is the config.json of a longrope run folder (of that command), else None."""
     from longrope.io import read_json
 

@@ -107,6 +107,19 @@ def _smollm2_folder() -> Path:
     return folder
 
 
+def _refuse_run_folder(path: Path) -> None:
+    """A longrope run folder (its config.json the run's record) is not a model: say so, not transformers'
+    "Unrecognized model ... should have a `model_type` key"."""
+    from longrope.formats.factors import run_record_command
+
+    command = run_record_command(path / "config.json")
+    if command is None:
+        return
+    fix = ("give its model/ folder (the fine-tuned model)" if (path / "model" / "config.json").is_file()
+           else "give the model it ran on (its config.json records it)")
+    raise UserError(f"{path} is {command} run folder, not a model: {fix}")
+
+
 def resolve_source(name_or_path: str | os.PathLike) -> ModelSource:
     """Turn a user's model argument into a :class:`ModelSource`; missing files → :class:`UserError`."""
     label = str(name_or_path)
@@ -130,6 +143,7 @@ def resolve_source(name_or_path: str | os.PathLike) -> ModelSource:
         return ModelSource("gguf", str(path.resolve().parent), path.name, label=label)
     if path.is_dir():
         if (path / "config.json").is_file():
+            _refuse_run_folder(path)
             return ModelSource("folder", str(path.resolve()), label=label)
         ggufs = sorted(p.name for p in path.glob("*.gguf"))
         if len(ggufs) == 1:

@@ -86,6 +86,18 @@ def _finite(value: Any, name: str) -> float:
     return float(value)
 
 
+def _check_mscale_pair(mscale: Any, mscale_all_dim: Any, attention_factor: Any) -> None:
+    """YaRN's DeepSeek-style temperature needs both mscale values, and an explicit attention_factor overrides
+    them (transformers' rules): one alone, or either beside attention_factor, would be silently unused."""
+    given = [name for name, v in (("mscale", mscale), ("mscale_all_dim", mscale_all_dim)) if v is not None]
+    if len(given) == 1:
+        raise UserError(f"{given[0]} alone is unused: the DeepSeek-style attention temperature is "
+                        "get_mscale(s, mscale) / get_mscale(s, mscale_all_dim); give both, or neither for "
+                        "YaRN's 0.1·ln s + 1")
+    if given and attention_factor is not None:
+        raise UserError("attention_factor overrides mscale and mscale_all_dim; give one or the other")
+
+
 def _result(
     method: str, lam: np.ndarray, b: float, L: int, Lt: int, attention: float | None, options: dict[str, Any]
 ) -> FactorSet:
@@ -239,6 +251,7 @@ def yarn_factors(
     for name, value in (("mscale", mscale), ("mscale_all_dim", mscale_all_dim)):
         if value is not None:  # NaN/inf: "provenance is not JSON-serialisable" when the file was written
             _finite(value, name)
+    _check_mscale_pair(mscale, mscale_all_dim, attention_factor)
     if attention_factor is not None:
         attn = _positive(attention_factor, "attention_factor")
     elif mscale and mscale_all_dim:

@@ -242,7 +242,9 @@ def fingerprint(config: SearchConfig, plan: Any) -> dict:
     ident = {"model": model, "rope": plan.rope, "data": _data_fingerprint(config.data), "config": cfg,
              "answer": answer_protocol(config.fitness_name)}
     if config.base_factors:  # the scores depend on the file's contents, not its name
-        ident["base_factors_sha256"] = hashlib.sha256(Path(config.base_factors).read_bytes()).hexdigest()
+        from longrope.formats.factors import factor_file  # a folder: the file the factors are read from
+
+        ident["base_factors_sha256"] = hashlib.sha256(factor_file(config.base_factors).read_bytes()).hexdigest()
     return ident
 
 
@@ -260,13 +262,11 @@ def _score_identity(ident: dict, strategy: str, fitness: str | None, dtype: str)
             **{k: cfg.get(k) for k in _SCORE_FIELDS}}
 
 
-def reused_scores(config: SearchConfig, ident: dict, space: Any = None) -> list:
-    """The fitness cache of the search in ``config.reuse``, refused (one line) unless its window
-    scores mean the same as this search's."""
-    from longrope.search.archive import Archive
-    from longrope.search.loop import CHECKPOINT_FORMAT, describe_differences
+def read_reuse_source(where: Path) -> tuple[dict, dict]:
+    """The checkpoint and recorded configuration of the search run folder ``--reuse`` names; anything else is a
+    one-line :class:`ConfigError` (read by the search and by a pipeline's plan check, before any stage)."""
+    from longrope.search.loop import CHECKPOINT_FORMAT
 
-    where = Path(config.reuse)
     try:
         other = read_json(where / "checkpoint.json", what="search checkpoint")
         other_cfg = read_json(where / "config.json", what="run configuration")["config"]
@@ -275,6 +275,17 @@ def reused_scores(config: SearchConfig, ident: dict, space: Any = None) -> list:
     except (UserError, ValueError, KeyError, TypeError, AttributeError, IndexError):
         raise ConfigError("reuse", f"{{name}} {where} is not a search run folder (no readable checkpoint.json "
                                    "and config.json)") from None
+    return other, other_cfg
+
+
+def reused_scores(config: SearchConfig, ident: dict, space: Any = None) -> list:
+    """The fitness cache of the search in ``config.reuse``, refused (one line) unless its window
+    scores mean the same as this search's."""
+    from longrope.search.archive import Archive
+    from longrope.search.loop import describe_differences
+
+    where = Path(config.reuse)
+    other, other_cfg = read_reuse_source(where)
     # what the scores were computed under is what the checkpoint's own fingerprint says; config.json (rewritten
     # by every start, editable by hand) only fills what an older fingerprint did not hold
     theirs_fp = other.get("fingerprint", {})
@@ -351,10 +362,12 @@ def _check_windows(config: SearchConfig, length: int) -> None:
     for split, n, field in needs:
         got = len(select_windows(corpus, length, n, split=split, seed=config.seed, bos=bos,
                                  heldout_fraction=config.heldout_fraction, windows_per_doc=config.windows_per_doc))
-        if got < n:
-            raise ConfigError((field, "windows_per_doc"),
+        if got < n:  # the held-out share moves documents between the splits: name it, the way it helps
+            share = "lower" if split == "search" else "raise"
+            raise ConfigError((field, "windows_per_doc", "heldout_fraction"),
                               f"{config.data} holds only {got} {split} window(s) of {length} tokens, {n} are "
-                              f"needed: lower {{name0}} or the length, raise {{name1}}, or add longer documents")
+                              f"needed: lower {{name0}} or the length, raise {{name1}}, {share} {{name2}} "
+                              f"(now {config.heldout_fraction:g}), or add longer documents")
 
 
 def check_fitness_fits(model: str, fitness: str, length: int, seed: int) -> None:

@@ -115,7 +115,10 @@ class InProcessEvaluator:
 
 # -- one process per device -----------------------------------------------------------------------
 def _worker_main(worker: str, device: str, factory: Any, conn: Any) -> None:
-    """Worker process: build the objective once, then serve requests from its pipe until None/EOF."""
+    """Worker process: build the objective once, then serve requests from its pipe until None/EOF.
+    transformers' own bars (its weight-loading bar) are off here: the parent draws the search's
+    progress, and N workers' bars on the shared stderr were noise that --quiet did not hide."""
+    _no_library_bars()
     try:
         objective = factory(device)
     except BaseException as exc:  # reported to the parent, which stops the search with this line
@@ -130,6 +133,14 @@ def _worker_main(worker: str, device: str, factory: Any, conn: Any) -> None:
         if request is None:
             return
         conn.send(("outcome", call_objective(objective, request, worker)))
+
+
+def _no_library_bars() -> None:
+    try:
+        from transformers.utils import logging as hf_logging
+    except ImportError:  # pragma: no cover - transformers is a dependency of the package
+        return
+    hf_logging.disable_progress_bar()
 
 
 def _spawn_context():

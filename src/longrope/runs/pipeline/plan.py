@@ -24,6 +24,9 @@ _REF = re.compile(r"^@([A-Za-z0-9][A-Za-z0-9_.-]*)(/.*)?$")
 #: what a plan key takes, for the keys a whole stage's output (``@NAME``) is given to (a compare method's
 #: ``factors`` holds one per ratio)
 _TAKES = {"data": "data", "model": "model", "factors": "factors", "base_factors": "factors"}
+#: the keys whose ``@NAME`` is the stage's folder itself, and the command that stage must run: a search's
+#: ``reuse`` takes an earlier search's run folder (its main output, factors.json, was refused at stage start)
+_FOLDER_OF = {"reuse": "search"}
 
 
 def shipped_plan() -> Path:
@@ -90,6 +93,11 @@ def _check_entry(st: Any, i: int, seen: list[str], stages: list, source: str) ->
             raise UserError(f"{source}: stage {name!r} refers to @{ref}, which is {what}; a stage may "
                             "only use the outputs of stages before it")
     runs = {s.get("name"): s.get("run") for s in stages if isinstance(s, dict)}
+    for key, run in _FOLDER_OF.items():
+        m = _REF.fullmatch(st[key]) if isinstance(st.get(key), str) else None
+        if m and not m.group(2) and runs[m.group(1)] != run:
+            raise UserError(f"{source}: stage {name!r} gives @{m.group(1)} as {key!r}, but @{m.group(1)} is a "
+                            f"{runs[m.group(1)]} stage, not a {run} stage")
     for key, ref in _whole_refs(st):
         if _TAKES[key] not in STAGES[runs[ref]].gives:
             raise UserError(f"{source}: stage {name!r} gives @{ref} as {key!r}, but @{ref} is the output of a "
@@ -160,7 +168,9 @@ class Resolver:
         if m:
             folder = self.stage_dir(m.group(1))
             entry = self.entries[m.group(1)]
-            return str(folder / m.group(2).lstrip("/") if m.group(2) else main_output(entry["run"], folder, entry))
+            if m.group(2):
+                return str(folder / m.group(2).lstrip("/"))
+            return str(folder if key in _FOLDER_OF else main_output(entry["run"], folder, entry))
         v = v.replace("{model}", self.plan["model"])
         if key in LENGTH_FIELDS and v.endswith("x"):
             from longrope.runs.compare import ratio_length

@@ -143,6 +143,10 @@ def _check_named_inputs(ctx: StageContext) -> None:
     if _given(ctx, "factors"):  # as finetune and export read theirs: against the model's RoPE
         info = rope_facts(ctx.facts_model)
         load_factors_for(_given(ctx, "factors"), info, model=ctx.facts_model, override_flag=None)
+    if _given(ctx, "reuse"):  # a search run folder (its scores are compared with the stage's when it starts)
+        from longrope.runs.search import read_reuse_source
+
+        read_reuse_source(Path(_given(ctx, "reuse")))
     if _given(ctx, "base_factors"):  # as search reads them
         info = rope_facts(ctx.facts_model)
         FactorSet.load(_given(ctx, "base_factors"), rope_theta=info.rope_theta,
