@@ -35,7 +35,7 @@ factor_sets = st.builds(
     lambda half, data, n_hat, attn, L, s, theta: FactorSet(
         long_factor=data[:half],
         short_factor=data[half : 2 * half],
-        start_tokens=n_hat,
+        start_tokens=n_hat % (L * s),  # n̂ below L' (a larger one is refused by design)
         attention_factor=attn,
         original_max_position_embeddings=L,
         max_position_embeddings=L * s,
