@@ -416,3 +416,16 @@ def test_critical_floor_installs_lambda_at_least_s_from_the_critical_pair(tiny, 
     assert _search(tiny, tmp_path / "x", "--short", "--base-factors", str(out / "factors.json"),
                    "--critical-floor") == 2
     assert "--critical-floor applies to a first extension search" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("kw,named", [({"strategy": "paper"}, "strategy"), ({"strategy": "longrope2"}, "strategy"),
+                                      ({"short": True, "base_factors": "f.json"}, "short")])
+def test_fixed_attention_where_no_temperature_is_searched_is_refused(kw, named):
+    """--fixed-attention with paper, longrope2 or --short was accepted and changed nothing (battery 8)."""
+    from longrope.errors import ConfigError
+    from longrope.runs.search import SearchConfig
+
+    with pytest.raises(ConfigError) as e:
+        SearchConfig(model="tiny", data="d", output="o", target_length=512, fixed_attention=True, **kw)
+    assert e.value.fields == ("fixed_attention", named) and "drop" in str(e.value)
+    assert SearchConfig(model="tiny", data="d", output="o", target_length=512, fixed_attention=True).fixed_attention

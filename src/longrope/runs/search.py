@@ -136,6 +136,12 @@ class SearchConfig:
         if self.critical_floor and (self.short or self.base_factors or search_strategy(self.strategy).space == "critical"):
             raise ConfigError("critical_floor", "{name} applies to a first extension search (steady or paper); "
                                                 "longrope2 has its own floor, --short and --base-factors none")
+        if self.fixed_attention and self.short:  # accepted, and it changed nothing (battery 8)
+            raise ConfigError(("fixed_attention", "short"), "{name0} keeps the temperature that steady searches; "
+                                                            "{name1} searches none: drop {name0}")
+        if self.fixed_attention and not search_strategy(self.strategy).searches_attention:
+            raise ConfigError(("fixed_attention", "strategy"), "{name0} keeps the temperature that {name1} steady "
+                              f"searches; {self.strategy} searches none: drop " + "{name0}")
         if self.short and search_strategy(self.strategy).space == "critical":
             raise ConfigError(("short", "strategy"), "{name0} and {name1} longrope2 do not combine")
         if not self.short and self.target_length is None:
