@@ -133,7 +133,7 @@ def test_overwrite_of_a_run_folder_another_process_works_in_is_refused(capsys, t
     (run / "config.json").write_text(json.dumps({"format": "longrope-run/1", "command": "search", "config": {}}))
     code, _, err = _run(capsys, "export", "--model", str(tiny_model_dir), "--factors", str(_factors(tmp_path)),
                         "-o", str(run), "--overwrite")  # once the search is done: still a run folder, not a model
-    assert code == 2 and err.count("\n") == 1 and "is a longrope run folder ('search')" in err
+    assert code == 2 and err.count("\n") == 1 and "is a search run folder" in err
     assert (run / "checkpoint.json").exists()
 
 

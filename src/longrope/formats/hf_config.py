@@ -245,3 +245,9 @@ def longrope_fields(config: Any, *, source: str = "config.json", rotary_dim: int
         method="longrope",
         provenance=provenance,
     )
+
+
+def is_model_config(doc: Any) -> bool:
+    """Whether a parsed config.json configures a model (transformers writes ``model_type``; older files only
+    ``architectures``), as opposed to a longrope run record or anything else."""
+    return isinstance(doc, Mapping) and "format" not in doc and ("model_type" in doc or "architectures" in doc)

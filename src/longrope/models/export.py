@@ -252,17 +252,20 @@ def check_output_folder(out: Path, overwrite: bool) -> None:
 def _check_a_model_folder(out: Path) -> None:
     """``--overwrite`` replaces a model folder (an earlier export), never a run folder or a folder of other
     files: an idle search folder was replaced whole, its checkpoint and results lost."""
+    from longrope.formats.factors import run_record_command
+    from longrope.formats.hf_config import is_model_config
     from longrope.io import read_json
 
     config = out / "config.json"
+    command = run_record_command(config) if config.is_file() else None
+    if command is not None:
+        raise UserError(f"output folder {out} is {command} run folder, not a model folder: --overwrite replaces "
+                        "only an exported model; choose another -o")
     try:
         doc = read_json(config, what="model configuration (config.json)", expect=None) if config.is_file() else None
     except UserError:
         doc = None
-    if isinstance(doc, dict) and str(doc.get("format", "")).startswith("longrope-run"):
-        raise UserError(f"output folder {out} is a longrope run folder ('{doc.get('command')}'), not a model "
-                        "folder: --overwrite replaces only an exported model; choose another -o")
-    if not (isinstance(doc, dict) and ("model_type" in doc or "architectures" in doc)):
+    if not is_model_config(doc):
         raise UserError(f"output folder {out} holds no model (no model config.json): --overwrite replaces only "
                         "an exported model folder, not other files; choose another -o or empty it")
 

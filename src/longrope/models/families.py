@@ -223,8 +223,8 @@ def rope_info_from_config(config: Any) -> RopeInfo:
     if not (math.isfinite(theta) and theta > 0):  # (a NaN was reported as supported, and printed as invalid JSON)
         return unsupported(f"{family.name} config has rope_theta {theta}, not a finite number > 0",
                            **{**known, "rope_theta": None})
-    if rope_type_problem(rope_type):
-        return unsupported(rope_type_problem(rope_type), **known)
+    if problem := rope_type_problem(rope_type):
+        return unsupported(problem, **known)
     if prf != 1.0 and not family.honours_partial_rotary:
         return unsupported(
             f"{family.name} rotates the whole head but its config has partial_rotary_factor={prf}", **known

@@ -97,7 +97,9 @@ def read_run_config(run_dir: str | os.PathLike) -> tuple[str, dict]:
     if not cfg_path.exists():
         raise UserError(f"{path} is not a run folder (no {CONFIG_FILE}); give the folder a command wrote")
     doc = read_json(cfg_path, what="run configuration", expect=None)
-    if isinstance(doc, dict) and "format" not in doc and ("model_type" in doc or "architectures" in doc):
+    from longrope.formats.hf_config import is_model_config
+
+    if is_model_config(doc):
         raise UserError(f"{path} is a model folder (its {CONFIG_FILE} configures a model), not a run folder; "
                         "give the folder a longrope command wrote (its -o)")
     if not isinstance(doc, dict) or doc.get("format") != RUN_FORMAT or not isinstance(doc.get("config"), dict):
