@@ -159,8 +159,9 @@ def _check_rerun_output(output: str, run_dir: str, command: str, *, resumable: b
 
     out = Path(output)
     if out.is_dir() and any(out.iterdir()):
-        source = Path(run_dir)
-        source = source if source.is_dir() else source.parent
+        from longrope.runs.folder import run_folder_of
+
+        source = run_folder_of(run_dir)
         same = out.resolve() == source.resolve()
         raise UserError(f"-o {out} {'is the run being repeated' if same else 'already exists and is not empty'}; "
                         f"rerun writes a new folder: choose one that does not exist"
@@ -168,22 +169,12 @@ def _check_rerun_output(output: str, run_dir: str, command: str, *, resumable: b
                            if same and resumable else ""))
 
 
-def _run_folder(config_arg: str) -> str:
-    """The run folder ``--config`` names (a folder, or its config.json): what ``--config RUN --resume`` without
-    ``-o`` continues. (The output its config.json records is where the run was started: a copied folder resumed
-    the original, a moved one said there was nothing to resume.)"""
-    from pathlib import Path
-
-    path = Path(config_arg)
-    return str(path if path.is_dir() else path.parent)
-
-
 def _run_command(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from longrope.options import config_from_args, config_from_dict
     from longrope.runs import get_run
-    from longrope.runs.folder import read_run_config, recorded_paths_here
+    from longrope.runs.folder import read_run_config, recorded_paths_here, run_folder_of
 
     if getattr(args, "_rerun", False):
         command, saved = read_run_config(args.run_dir)
@@ -197,10 +188,7 @@ def _run_command(args: argparse.Namespace) -> int:
             updates["resume"] = False
         config = replace(config, **updates)
         if spec.rerun is not None:
-            from pathlib import Path
-
-            run_dir = Path(args.run_dir)
-            config = spec.rerun(config, run_dir if run_dir.is_dir() else run_dir.parent)
+            config = spec.rerun(config, run_folder_of(args.run_dir))
     else:
         spec = args._spec
         saved = recorded_paths_here(read_run_config(args.config)[1], args.config) if args.config else None
@@ -213,7 +201,9 @@ def _run_command(args: argparse.Namespace) -> int:
         if recorded is not None and "resume" in recorded:  # how that run was started, not a setting of it: a
             recorded = {**recorded, "resume": False}  # resumed run's folder gave 'nothing to resume' in a new -o
         if recorded is not None and getattr(args, "resume", False) and not hasattr(args, spec.output_field):
-            recorded = {**recorded, spec.output_field: _run_folder(args.config)}
+            # the folder --config names, not the output it records (where the run was started: a copied
+            # folder resumed the original, a moved one said there was nothing to resume)
+            recorded = {**recorded, spec.output_field: str(run_folder_of(args.config))}
         config = config_from_args(spec.config, args, saved=recorded)
     _apply_quiet(config)
     result = spec.run(config)

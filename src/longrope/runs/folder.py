@@ -90,6 +90,12 @@ def versions(device: str | None = None) -> dict[str, Any]:
     return out
 
 
+def run_folder_of(run_arg: str | os.PathLike) -> Path:
+    """The run folder a ``RUN`` argument names: the folder itself, or the folder of its ``config.json``."""
+    path = Path(run_arg)
+    return path if path.is_dir() else path.parent
+
+
 def read_run_config(run_dir: str | os.PathLike) -> tuple[str, dict]:
     """``(command, config dict)`` saved in a run folder; a one-line error when it is not one."""
     path = Path(run_dir)
