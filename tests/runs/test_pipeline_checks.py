@@ -287,6 +287,10 @@ def _compare(**methods) -> dict:
     (_compare(b={"model": "{model}", "factors": {"1x": "yarn@99999999999x"}}),
      "plan stage 'cmp' (compare): method 'b' at 1x: target_length must be an integer <= 1099511627776"),
     ({**_compare(), "ratios": ["1x", "99999999x"], "samples": 1}, "ratio 99999999x is 25,599,999,744 tokens"),
+    # battery 6 #65: a RULER task too long for a ratio's length was found when the stage made its samples
+    ({**_compare(), "ratios": ["1x", "2x"], "ruler_ratios": ["2x"], "ruler_tasks": ["niah_single_1", "vt"]},
+     "plan stage 'cmp' (compare): ruler_ratios 2x is 512 tokens, too short for RULER task ruler_vt (its smallest "
+     "prompt and answer take about"),
 ])
 def test_inputs_a_stage_names_itself_are_read_before_the_first_stage(tmp_path, capsys, no_stage_runs, stage, match):
     """A model, shard folder, factor file, document or closed form the plan names itself (not an earlier stage's

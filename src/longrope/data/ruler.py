@@ -47,7 +47,8 @@ from typing import Any
 
 from longrope.errors import ConfigError, UserError
 
-__all__ = ["TASKS", "ALIASES", "DEFAULT_TASKS", "ESSAY_ARGS", "MAX_SAMPLES", "MIN_LENGTH", "LM_EVAL_VERSION",
+__all__ = ["TASKS", "ALIASES", "DEFAULT_TASKS", "ESSAY_ARGS", "MAX_SAMPLES", "MIN_LENGTH", "check_length",
+           "length_problem", "LM_EVAL_VERSION",
            "RulerTask", "Haystack", "canonical_task", "load_haystack", "make_samples", "samples_sha256",
            "use_shipped_punkt", "train_punkt", "lm_eval_quiet", "check_lm_eval", "SHIPPED_PUNKT"]
 
@@ -355,11 +356,25 @@ def _too_short(task: str, length: int, detail: str) -> ConfigError:
                                   "use longer lengths or leave this task out with --tasks")
 
 
-def _check_room(task: str, length: int, tokenizer: Any) -> None:
-    """Refuse lengths at which lm-eval's vt and cwe generators would loop for ever: they shrink the
-    haystack until a sample fits and never give up. Their smallest prompt, measured with their own
-    functions (random state left as it was), must fit with 10 % to spare."""
+def check_length(task: str, length: int, tokenizer: Any) -> None:
+    """A :class:`ConfigError` naming ``lengths`` when ``task`` cannot make samples of ``length`` tokens
+    (:func:`length_problem`)."""
+    problem = length_problem(task, length, tokenizer)
+    if problem:
+        raise _too_short(task, length, problem)
+
+
+def length_problem(task: str, length: int, tokenizer: Any) -> str | None:
+    """Why ``task`` cannot make samples of ``length`` tokens with ``tokenizer``, or None: RULER's shortest
+    length, and the room lm-eval's vt and cwe generators need — they shrink the haystack until a sample fits
+    and never give up, so a length below it would loop for ever. Their smallest prompt, measured with their
+    own functions (random state left as it was), must fit with 10 % to spare. What ``eval ruler`` and a
+    pipeline's compare stage check before anything runs (a niah task that fits no sample at all is found
+    when its samples are made)."""
     import numpy as np
+
+    if length < MIN_LENGTH:
+        return f"RULER needs at least {MIN_LENGTH}"
 
     def n_tokens(text: str) -> int:
         return len(tokenizer(text).input_ids)
@@ -371,7 +386,7 @@ def _check_room(task: str, length: int, tokenizer: Any) -> None:
 
             example = n_tokens(vt_utils.generate_input_output(5, 1, 4, is_icl=True)[0]) + 30
             if example > 500:
-                raise _too_short(task, length, f"its in-context example needs {example} of its fixed 500 tokens")
+                return f"its in-context example needs {example} of its fixed 500 tokens"
             smallest = n_tokens(vt_utils.generate_input_output(10, 1, 4)[0]) + 30 + example
         elif task == "ruler_cwe":
             from lm_eval.tasks.ruler import cwe_utils
@@ -382,12 +397,13 @@ def _check_room(task: str, length: int, tokenizer: Any) -> None:
             listed = " ".join(f"{i + 1}. {word}" for i, word in enumerate(answer))
             smallest = n_tokens(example + "\n" + text + " " + listed) + 120
         else:
-            return
+            return None
     finally:
         random.setstate(state)
         np.random.set_state(np_state)
     if smallest > 0.9 * length:
-        raise _too_short(task, length, f"its smallest prompt and answer take about {smallest} tokens")
+        return f"its smallest prompt and answer take about {smallest} tokens"
+    return None
 
 
 def _essay_dataset(task: str, haystack: Haystack):
@@ -423,10 +439,8 @@ def make_samples(task: str, length: int, n: int, *, tokenizer_path: str, tokeniz
     spec = TASKS[task]
     if not spec.offline:
         raise UserError(f"RULER task {task} cannot run offline: it {spec.why_not}")
-    if length < MIN_LENGTH:
-        raise _too_short(task, length, f"RULER needs at least {MIN_LENGTH}")
+    check_length(task, length, tokenizer)
     cfg = task_config(task)
-    _check_room(task, length, tokenizer)
     if spec.haystack == "essay":
         if haystack is None:
             raise ValueError(f"{task} needs a haystack")

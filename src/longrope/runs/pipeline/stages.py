@@ -415,6 +415,36 @@ def _check_compare(config: Any, ctx: StageContext) -> None:
         except UserError as exc:
             raise UserError(f"a compare stage's {exc}") from None
         _check_compare_inputs(config, ctx)
+        _check_compare_ruler(config, ctx)
+
+
+def _check_compare_ruler(config: Any, ctx: StageContext) -> None:
+    """Each RULER length fits each RULER task (its shortest prompt, with each RULER method's tokenizer), before
+    the first stage runs: the stage itself finds out only when it makes its samples, after the stages before
+    it."""
+    from longrope.data.ruler import length_problem
+    from longrope.models.loading import load_tokenizer_of
+    from longrope.runs.compare import ratio_length
+
+    written = ctx.entry.get("methods") if isinstance(ctx.entry.get("methods"), dict) else {}
+    models = []
+    for name in config.ruler_methods if config.ruler_methods is not None else config.methods:
+        plan_method = written.get(name) if isinstance(written.get(name), dict) else {}
+        own_model = not str(plan_method.get("model", "")).startswith("@")
+        models.append(config.methods[name]["model"] if own_model else ctx.plan["model"])
+    for model in dict.fromkeys(models):
+        tokenizer = load_tokenizer_of(model)
+        if tokenizer is None:  # refused by the stage itself, which names the model
+            continue
+        L = int(rope_facts(model).original_max_position_embeddings)
+        for ratio in config.ruler_ratios:
+            for task in config.ruler_tasks:
+                length = ratio_length(ratio, L)
+                problem = length_problem(task, length, tokenizer)
+                if problem:
+                    raise ConfigError("ruler_ratios", "{name} " + f"{ratio} is {length} tokens, too short for RULER "
+                                      f"task {task} ({problem}): drop {ratio} from " + "{name} or "
+                                      f"{task} from ruler_tasks")
 
 
 def _check_compare_inputs(config: Any, ctx: StageContext) -> None:
