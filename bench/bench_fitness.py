@@ -37,7 +37,8 @@ same held-out windows (books and maths, at 2048 and 4096) and the same pass keys
 accuracy and teacher-forced answer NLL of each key). `joint-wX`: document perplexity + X × the mean
 answer NLL of a key planted in each search window (one forward per window); `ppl`: perplexity only;
 `needle`: answer NLL only; `books-ppl`: the search before this benchmark (perplexity of books windows
-only). Derived sets (`*+floor`, `*+yarn-m`, `*+n0`) change one thing of a searched set by hand to
+only); `constrained-wX`: document perplexity + X × how far each window's mean answer NLL lies above
+YaRN's on the same window (zero at or below it). Derived sets (`*+floor`, `*+yarn-m`, `*+n0`) change one thing of a searched set by hand to
 test a rule without searching it."""
 
 #: name -> (DemoConfig overrides, what it tests)
@@ -51,6 +52,10 @@ VARIANTS = {
     "needle": ({"fitness": "needle"}, "answer NLL only (LongRoPE2's needle fitness)"),
     "joint-w0.1-floor": ({"fitness": "joint", "retrieval_weight": 0.1, "critical_floor": True},
                          "joint fitness, weight 0.1, searched with lambda >= s installed from the critical pair on"),
+    "constrained-w1": ({"fitness": "constrained", "retrieval_weight": 1.0},
+                       "document perplexity, + 1 x each window's answer NLL above YaRN's (the constrained fitness)"),
+    "constrained-w0.3": ({"fitness": "constrained", "retrieval_weight": 0.3},
+                         "the constrained fitness with a softer penalty, 0.3"),
 }
 #: the searched set the derived sets are made from
 DERIVE_FROM = "joint-w0.1"

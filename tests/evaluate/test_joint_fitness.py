@@ -12,11 +12,14 @@ import torch
 from longrope.evaluate import passkey as pk
 from longrope.search.archive import Archive
 from longrope.search.objective import (
+    DEFAULT_CONSTRAINT_WEIGHT,
     DEFAULT_RETRIEVAL_WEIGHT,
     CandidateMapper,
     build_objective,
+    check_constrained,
     check_fitness,
     named_parts,
+    yarn_reference,
 )
 from longrope.search.space import Genome
 from tests.evaluate.eval_helpers import make_tokenizer, tiny_llama
@@ -81,8 +84,34 @@ def test_weight_zero_is_the_document_perplexity_and_weights_are_checked(setup):
     for bad in (-0.1, 101.0, True, "1"):
         with pytest.raises(ValueError):
             check_fitness("joint", bad)
-    with pytest.raises(ValueError, match="joint fitness only"):
+    with pytest.raises(ValueError, match="joint and constrained fitnesses only"):
         check_fitness("needle", 0.3)
+    assert check_fitness("constrained", None) == DEFAULT_CONSTRAINT_WEIGHT
+
+
+def test_the_constrained_fitness_counts_answer_loss_only_above_yarn_s_on_the_same_window(setup):
+    """Perplexity subject to retrieval: YaRN itself (the reference) scores its document NLL alone; a candidate
+    pays ``weight`` per nat of mean answer NLL above YaRN's on each window, nothing for being below it."""
+    tok, model, docs, mapper = setup
+    w = 2.0
+    obj = build_objective(model, tok, mapper, docs, LENGTH, tok.bos_token_id, fitness="constrained", seed=3,
+                          retrieval_weight=w)
+    lam, m = yarn_reference(mapper, model)
+    assert m == pytest.approx(0.1 * np.log(LENGTH / 128) + 1)
+    yarn = obj(lam, 0, [0, 1, 2], m)
+    np.testing.assert_allclose(obj.bound, yarn[:, 4] / yarn[:, 5])
+    np.testing.assert_array_equal(yarn[:, 0], yarn[:, 2])  # no excess over itself
+    other = obj(np.linspace(1.0, 2.0, 8), 0, [0, 1, 2], 1.0)
+    excess = np.maximum(0.0, other[:, 4] / other[:, 5] - obj.bound)
+    np.testing.assert_allclose(other[:, 0], other[:, 2] + w * other[:, 3] * excess)
+    joint = build_objective(model, tok, mapper, docs, LENGTH, tok.bos_token_id, fitness="joint", seed=3,
+                            retrieval_weight=w)
+    np.testing.assert_allclose(joint(np.linspace(1.0, 2.0, 8), 0, [0, 1, 2], 1.0)[:, 2:], other[:, 2:])
+    joint.patch.restore()
+    obj.patch.restore()
+    with pytest.raises(ValueError, match="extension searches only"):
+        check_constrained("constrained", "short")
+    check_constrained("joint", "short")
 
 
 def test_parts_travel_through_the_archive_and_name_themselves():

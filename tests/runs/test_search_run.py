@@ -301,9 +301,14 @@ def test_joint_fitness_bad_input_is_refused_before_any_load(tiny, tmp_path, caps
     # a weight belongs to the joint fitness only
     assert main([*base, "-o", str(tmp_path / "b"), "--target-length", str(2 * TARGET), "--fitness", "ppl",
                  "--retrieval-weight", "0.5"]) == 2
-    assert "joint fitness only" in capsys.readouterr().err
+    assert "joint and constrained fitnesses only" in capsys.readouterr().err
     assert main([*base, "-o", str(tmp_path / "c"), "--target-length", str(2 * TARGET), "--retrieval-weight", "-1"]) == 2
     assert "[0, 100]" in capsys.readouterr().err
+    # the constrained fitness's reference is YaRN's extension: a recovery search has none
+    assert main([*base, "-o", str(tmp_path / "d"), "--short", "--base-factors", str(tmp_path / "f.json"),
+                 "--fitness", "constrained"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--fitness: the constrained fitness" in err and "extension searches only" in err
 
 
 def test_resume_of_a_search_recorded_before_the_joint_fitness(tiny, tmp_path, capsys):

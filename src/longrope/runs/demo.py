@@ -55,8 +55,7 @@ from longrope.groups import (
 )
 from longrope.options import MAX_TOKENS, check_int, config_to_dict, nested, option, renamed_keys
 from longrope.runs import RunSpec
-from longrope.runs.search import recorded_config
-from longrope.search.objective import DEFAULT_RETRIEVAL_WEIGHT, FITNESSES, check_fitness, default_fitness
+from longrope.runs.search import fitness_option, recorded_config, resolve_fitness, retrieval_weight_option
 from longrope.search.plan import BASELINE_NAMES, STRATEGY_NAMES
 from longrope.search.strategies import StrategyConfig, search_strategy
 from longrope.settings import check_budget
@@ -110,12 +109,8 @@ class DemoConfig:
     passkey_depths: tuple[float, ...] = depths_option()
     strategy: str = option("steady", "search strategy; longrope2 scores candidates by the NLL of a pass key "
                                      "planted in each search window", choices=STRATEGY_NAMES)
-    fitness: str | None = option(None, "what a candidate is scored by: " + "; ".join(
-                                     f"{f.name}: {f.help}" for f in FITNESSES.values()),
-                                 choices=tuple(FITNESSES), default_text="joint; needle for longrope2")
-    retrieval_weight: float | None = option(None, "joint fitness: nats of document NLL one nat of mean answer NLL "
-                                                  "is worth", metavar="W",
-                                            default_text=f"{DEFAULT_RETRIEVAL_WEIGHT:g}")
+    fitness: str | None = fitness_option("joint; needle for longrope2")
+    retrieval_weight: float | None = retrieval_weight_option()
     critical_floor: bool = option(False, "install λ_i >= s for every pair from LongRoPE2's critical pair on "
                                          "(not with --strategy longrope2, which has its own)")
     knobs: StrategyConfig = nested(_demo_knobs, "the search's knobs (sized for the demo)")
@@ -149,11 +144,7 @@ class DemoConfig:
         if self.critical_floor and search_strategy(self.strategy).space == "critical":
             raise ConfigError(("critical_floor", "strategy"), "{name0} does not combine with {name1} longrope2 (it "
                                                               "has its own floor)")
-        self.fitness = self.fitness or default_fitness(self.strategy)
-        try:
-            self.retrieval_weight = check_fitness(self.fitness, self.retrieval_weight)
-        except ValueError as exc:
-            raise ConfigError(("retrieval_weight", "fitness"), "{name0}: " + f"{exc} (see {{name1}})") from None
+        resolve_fitness(self, "long")
 
 
 def recorded_demo(saved: dict) -> dict:

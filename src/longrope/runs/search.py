@@ -36,10 +36,11 @@ from longrope.io import read_json
 from longrope.options import MAX_TOKENS, check_int, config_to_dict, nested, option
 from longrope.runs import RunSpec
 from longrope.search.objective import (
-    DEFAULT_RETRIEVAL_WEIGHT,
     FITNESSES,
     LEGACY_ANSWER,
+    WEIGHT_HELP,
     answer_protocol,
+    check_constrained,
     check_fitness,
     default_fitness,
     legacy_fitness,
@@ -53,6 +54,31 @@ COMMAND = "search"
 _EVAL = "evaluation"
 _MODES = "modes"
 
+
+def fitness_option(default_text: str, **kw: Any) -> Any:
+    """The ``fitness`` field of a command that searches (search, demo)."""
+    return option(None, "what a candidate is scored by: " + "; ".join(f"{f.name}: {f.help}" for f in FITNESSES.values()),
+                  choices=tuple(FITNESSES), default_text=default_text, **kw)
+
+
+def retrieval_weight_option(**kw: Any) -> Any:
+    """The ``retrieval_weight`` field of a command that searches."""
+    return option(None, WEIGHT_HELP, metavar="W", default_text="per fitness", **kw)
+
+
+def resolve_fitness(config: Any, mode: str) -> None:
+    """Set ``config.fitness`` (the strategy's default when unset; resolved here, so config.json says which
+    fitness ran) and ``config.retrieval_weight`` (the fitness's default when unset); a weight the fitness
+    does not take, or a fitness the search ``mode`` cannot use, is a :class:`ConfigError`."""
+    config.fitness = config.fitness or default_fitness(config.strategy, mode == "short")
+    try:
+        config.retrieval_weight = check_fitness(config.fitness, config.retrieval_weight)
+    except ValueError as exc:
+        raise ConfigError(("retrieval_weight", "fitness"), "{name0}: " + f"{exc} (see {{name1}})") from None
+    try:
+        check_constrained(config.fitness, mode)
+    except ValueError as exc:
+        raise ConfigError("fitness", "{name}: " + str(exc)) from None
 
 @dataclass
 class SearchConfig:
@@ -81,13 +107,9 @@ class SearchConfig:
     critical_floor: bool = option(False, "install λ_i >= s for every pair from LongRoPE2's critical pair on "
                                          "(steady / paper, extension searches)",
                                   group="ours (--strategy steady / longrope2)")
-    fitness: str | None = option(None, "what a candidate is scored by: " + "; ".join(
-                                     f"{f.name}: {f.help}" for f in FITNESSES.values()),
-                                 choices=tuple(FITNESSES), default_text="joint; needle for longrope2; ppl with --short",
-                                 group="ours (--strategy steady / longrope2)")
-    retrieval_weight: float | None = option(None, "joint fitness: nats of document NLL one nat of mean answer NLL "
-                                                  "is worth", metavar="W", default_text=f"{DEFAULT_RETRIEVAL_WEIGHT:g}",
-                                            group="ours (--strategy steady / longrope2)")
+    fitness: str | None = fitness_option("joint; needle for longrope2; ppl with --short",
+                                         group="ours (--strategy steady / longrope2)")
+    retrieval_weight: float | None = retrieval_weight_option(group="ours (--strategy steady / longrope2)")
     max_evals: float | None = option(None, "stop after this many full-fidelity evaluations (racing counts "
                                            "fractions); 0 or unset: no limit", metavar="N", group="budgets")
     max_seconds: float | None = option(None, "stop after this many seconds of search (a resumed search's "
@@ -163,12 +185,7 @@ class SearchConfig:
         self.start_tokens = tuple(sorted(set(self.start_tokens)))
         self.max_evals = check_budget(self.max_evals, "max_evals")
         self.max_seconds = check_budget(self.max_seconds, "max_seconds")
-        # resolved here, so config.json says which fitness ran (an unset one in older records: legacy_fitness)
-        self.fitness = self.fitness or default_fitness(self.strategy, self.short)
-        try:
-            self.retrieval_weight = check_fitness(self.fitness, self.retrieval_weight)
-        except ValueError as exc:
-            raise ConfigError(("retrieval_weight", "fitness"), "{name0}: " + f"{exc} (see {{name1}})") from None
+        resolve_fitness(self, "short" if self.short else "progressive" if self.base_factors else "long")
 
     @property
     def fitness_name(self) -> str:
@@ -511,7 +528,7 @@ def describe_best(fitness: str, score_ppl: float, parts: dict) -> str:
         return f"ppl {score_ppl:.4f}"
     if fitness == "needle":
         return f"answer NLL {parts.get('answer_nll', float('nan')):.4f}"
-    return (f"joint score {score_ppl:.4f} (document ppl {parts.get('doc_ppl', float('nan')):.4f}, answer NLL "
+    return (f"{fitness} score {score_ppl:.4f} (document ppl {parts.get('doc_ppl', float('nan')):.4f}, answer NLL "
             f"{parts.get('answer_nll', float('nan')):.4f}, {parts.get('answer_exact', 0)}/{parts.get('keys', 0)} keys "
             "exact)")
 

@@ -21,7 +21,13 @@ Three fitnesses (:data:`FITNESSES`, the one registry every front end reads), eac
 - ``ppl``: perplexity at the target length on search-split documents, each truncated to
   BOS + L'−1 tokens (the LongRoPE protocol);
 - ``needle``: LongRoPE2's needle-driven perplexity: the NLL of the answer tokens of a pass key
-  planted in a real document at a seeded depth, teacher-forced (one forward, no generation).
+  planted in a real document at a seeded depth, teacher-forced (one forward, no generation);
+- ``constrained``: the joint fitness's forward, scored as perplexity subject to retrieval: the
+  document tokens' mean NLL plus ``retrieval_weight`` × how far the window's mean answer NLL lies
+  *above YaRN's on the same window* (a hinge: zero at or below it). YaRN's answer NLL per window is
+  measured once when the objective is built (one forward per window, YaRN's λ and temperature
+  installed as a candidate). Per window, so racing and the cache stay exact; extension searches only
+  (the reference is YaRN for L → L').
 """
 
 from __future__ import annotations
@@ -48,22 +54,39 @@ class Fitness:
     needs_tokenizer: bool
     parts: tuple[str, ...] = ()
     """what each window's score row holds after ``(nll_sum, n_tokens)``, summed over windows in reports"""
+    default_weight: float | None = None
+    """the ``retrieval_weight`` it runs with unless told; None: it takes no weight"""
 
 
 #: Every fitness by name; front ends take their choices from here.
-FITNESSES: dict[str, Fitness] = {f.name: f for f in (
-    Fitness("joint", "document perplexity + retrieval_weight x the answer loss of a pass key planted in the same "
-                     "window (one forward)", True, ("doc_nll", "doc_tokens", "answer_nll", "answer_tokens",
-                                                    "answer_exact")),
-    Fitness("ppl", "perplexity of the search windows (the LongRoPE paper)", False),
-    Fitness("needle", "answer loss of a pass key planted in each window (LongRoPE2)", True,
-            ("answer_nll", "answer_tokens", "answer_exact")),
-)}
-
 #: Nats of document NLL one nat of mean answer NLL is worth in the joint fitness. bench/bench_fitness.py
 #: measured the alternatives (BENCHMARKS.md §1a: 0.03 ahead of 0.1 on every column at 60 evaluations) and
 #: the demo at its 150 (BENCHMARKS.md §1: 0.03 meets every goal, 0.1 misses maths at 16x).
 DEFAULT_RETRIEVAL_WEIGHT = 0.03
+
+#: The constrained fitness's penalty: nats of document NLL per nat of mean answer NLL above YaRN's. At 1 an
+#: answer 0.1 nat worse than YaRN's costs as much as 10 % more perplexity, more than candidates differ by in
+#: perplexity, so the bound acts as a constraint (bench/bench_fitness.py, BENCHMARKS.md §1a).
+DEFAULT_CONSTRAINT_WEIGHT = 1.0
+
+_PLANTED = ("doc_nll", "doc_tokens", "answer_nll", "answer_tokens", "answer_exact")
+
+#: Every fitness by name; front ends take their choices from here.
+FITNESSES: dict[str, Fitness] = {f.name: f for f in (
+    Fitness("joint", "document perplexity + retrieval_weight x the answer loss of a pass key planted in the same "
+                     "window (one forward)", True, _PLANTED, DEFAULT_RETRIEVAL_WEIGHT),
+    Fitness("ppl", "perplexity of the search windows (the LongRoPE paper)", False),
+    Fitness("needle", "answer loss of a pass key planted in each window (LongRoPE2)", True,
+            ("answer_nll", "answer_tokens", "answer_exact")),
+    Fitness("constrained", "document perplexity, + retrieval_weight x the answer loss above YaRN's on each window "
+                           "(retrieval held at YaRN's; extension searches)", True, _PLANTED,
+            DEFAULT_CONSTRAINT_WEIGHT),
+)}
+
+#: the help of ``--retrieval-weight`` (search, demo)
+WEIGHT_HELP = ("joint fitness: nats of document NLL one nat of mean answer NLL is worth (default "
+               f"{DEFAULT_RETRIEVAL_WEIGHT:g}); constrained: nats per nat of answer NLL above YaRN's (default "
+               f"{DEFAULT_CONSTRAINT_WEIGHT:g})")
 
 
 def answer_protocol(fitness: str) -> str | None:
@@ -113,15 +136,17 @@ def legacy_fitness(strategy: str) -> str:
 
 
 def check_fitness(fitness: str, retrieval_weight: float | None) -> float | None:
-    """The retrieval weight a fitness runs with (the joint fitness's default when unset); a weight given to a
-    fitness that has none, or outside [0, 100], is a ``ValueError`` naming it."""
+    """The retrieval weight a fitness runs with (its row's default when unset); a weight given to a fitness
+    that has none, or outside [0, 100], is a ``ValueError`` naming it."""
     if fitness not in FITNESSES:
         raise ValueError(f"fitness must be one of {', '.join(FITNESSES)}, got {fitness!r}")
-    if fitness != "joint":
+    default = FITNESSES[fitness].default_weight
+    if default is None:
         if retrieval_weight is not None:
-            raise ValueError(f"a retrieval weight applies to the joint fitness only, not {fitness!r}")
+            weighted = " and ".join(f.name for f in FITNESSES.values() if f.default_weight is not None)
+            raise ValueError(f"a retrieval weight applies to the {weighted} fitnesses only, not {fitness!r}")
         return None
-    w = DEFAULT_RETRIEVAL_WEIGHT if retrieval_weight is None else retrieval_weight
+    w = default if retrieval_weight is None else retrieval_weight
     if isinstance(w, bool) or not isinstance(w, (int, float)) or not 0.0 <= float(w) <= 100.0:
         raise ValueError(f"the retrieval weight must be a number in [0, 100], got {w!r}")
     return float(w)
@@ -271,7 +296,31 @@ def build_objective(model: Any, tokenizer: Any, mapper: CandidateMapper, docs: S
         return NeedleObjective(model, patch, mapper, docs, length, bos_id, tokenizer, seed)
     if fitness == "joint":
         return JointObjective(model, patch, mapper, docs, length, bos_id, tokenizer, seed, weight)
+    if fitness == "constrained":
+        objective = JointObjective(model, patch, mapper, docs, length, bos_id, tokenizer, seed, weight)
+        objective.bound_by(yarn_reference(mapper, model))
+        return objective
     return PerplexityObjective(model, patch, mapper, docs, length, bos_id)
+
+
+def check_constrained(fitness: str, mode: str) -> None:
+    """The constrained fitness bounds retrieval by YaRN's for L → L': an extension search's (``long``) only; a
+    ``ValueError`` naming the fitness otherwise."""
+    if fitness == "constrained" and mode != "long":
+        raise ValueError("the constrained fitness bounds retrieval by YaRN's extension of the model, so it scores "
+                         f"extension searches only, not a {mode} search; use joint or ppl")
+
+
+def yarn_reference(mapper: CandidateMapper, model: Any) -> tuple[np.ndarray, float]:
+    """YaRN's ``(λ, attention factor)`` for the mapper's L → L' on ``model``'s rotary dimension: the candidate
+    whose answer NLL bounds the constrained fitness."""
+    from longrope.models import inspect_model
+    from longrope.rope import make_baseline
+
+    check_constrained("constrained", mapper.mode)
+    yarn = make_baseline("yarn", rope_theta=mapper.rope_theta, rotary_dim=int(inspect_model(model).rotary_dim),
+                         original_length=mapper.original_length, target_length=mapper.target_length)
+    return np.asarray(yarn.long_factor, dtype=np.float64), float(yarn.resolved_attention_factor())
 
 
 def _identity_like(mapper: CandidateMapper, model: Any) -> np.ndarray:
@@ -363,6 +412,8 @@ class JointObjective:
         self.tokenizer = tokenizer
         self.n_docs = len(docs)
         self.weight = float(weight)
+        self.bound: np.ndarray | None = None
+        """per window, the mean answer NLL above which the weight applies (None: from zero, the joint fitness)"""
         self.prompts = planted_prompts(tokenizer, docs, length, bos_id, seed)
         self._masks = []
         for p in self.prompts:
@@ -395,6 +446,15 @@ class JointObjective:
                 doc_nll, doc_n = float(nll[mask].sum()), int(mask.sum())
                 ans_nll = float(nll[-a:].sum())
                 exact = bool(torch.equal(arg[-a:], ids[0, -a:].cpu()))
-                combined = doc_nll + self.weight * doc_n * ans_nll / a
+                excess = ans_nll / a if self.bound is None else max(0.0, ans_nll / a - float(self.bound[d]))
+                combined = doc_nll + self.weight * doc_n * excess
                 rows.append([combined, doc_n, doc_nll, doc_n, ans_nll, a, float(exact)])
         return np.asarray(rows, dtype=np.float64)
+
+    def bound_by(self, reference: tuple[np.ndarray, float]) -> None:
+        """Score from now on as the constrained fitness: the answer NLL counts only above the reference
+        candidate's (``(λ, attention factor)``, start tokens 0) on the same window, measured here once."""
+        factors, attention = reference
+        self.bound = None
+        rows = self(factors, 0, range(self.n_docs), attention)
+        self.bound = rows[:, 4] / rows[:, 5]
