@@ -100,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--trials", type=int, default=8, help="keys per depth (5 depths)")
     ap.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset of the variants")
     ap.add_argument("--closed-forms", default="yarn,ntk,pi", help="closed forms measured beside them (yarn first)")
+    ap.add_argument("--name", default="fitness", help="record name (default fitness; give --out beside another)")
     add_out_option(ap, "fitness")
     args = ap.parse_args(argv)
     names = [v for v in args.variants.split(",") if v]
@@ -111,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     def say(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
 
-    rec = new_record("fitness", "Search fitness: perplexity and retrieval (embedded model, 8x)", script=__file__,
+    rec = new_record(args.name, "Search fitness: perplexity and retrieval (embedded model, 8x)", script=__file__,
                      argv=argv, description=DESCRIPTION,
                      settings={"max_evals": args.max_evals, "samples": args.samples, "trials": args.trials,
                                "variants": names, "derived_from": DERIVE_FROM})
@@ -207,6 +208,8 @@ def _put(rec: dict, cells: dict, folders: dict) -> None:
         put_value(rec, f"{slug}.passkey", p["accuracy"], ".2f")
         put_value(rec, f"{slug}.answer_nll", p.get("answer_nll"), ".3f")
         put_value(rec, f"{slug}.verdict", label)
+        if name != "yarn":
+            put_value(rec, f"{slug}.nll_wins", f"{wins}/{wins + losses}")
     n_keys = next(iter(cells.values()))["passkey"]["keys"]
     tokens = {k: next(iter(cells.values()))["ppl"][k]["tokens"] for k in keys}
     put_value(rec, "keys", n_keys)
