@@ -362,3 +362,30 @@ def test_a_cached_genome_outside_the_space_is_refused_when_read():
         bad = Genome(tuple(q), ok.start_tokens, ok.critical, ok.attention)
         with pytest.raises(ValueError, match="outside the search space"):
             Archive.from_json(1, [[bad.to_json(), row]], space)
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_a_queued_genome_outside_the_space_is_refused_on_resume(tmp_path, strategy):
+    """The strategy's own state (queued proposals, the paper's population, steady's promotions) holds genomes
+    too: one no strategy could propose — an index past the temperature choices, other dimensions, out of
+    bounds — was resumed with, scored as factors outside the search, or crashed the evaluator with an
+    IndexError traceback (battery 9b). Each is refused in one line naming the checkpoint."""
+    ckpt = tmp_path / "ckpt.json"
+    loop = make_loop(strategy, seed=0, objective=FailAfter(SyntheticObjective(N_DIMS, SCALE, n_docs=N_DOCS), 3,
+                                                           Killed()), checkpoint=ckpt)
+    with pytest.raises(Killed):
+        loop.run(make_seeds(loop.space))
+    good = json.loads(ckpt.read_text())
+    held = [k for k in ("queue", "population", "promotions") if good["strategy"].get(k)]
+    assert held
+    for key in held:
+        for bad in ([10**9] * N_DIMS, [100] * (N_DIMS - 1)):
+            d = json.loads(json.dumps(good))
+            entry = d["strategy"][key][0]
+            (entry["genome"] if isinstance(entry, dict) else entry)[0] = bad
+            ckpt.write_text(json.dumps(d))
+            with pytest.raises(UserError, match="ckpt.json is malformed .*outside the search space") as err:
+                make_loop(strategy, seed=0, checkpoint=ckpt).resume()
+            assert "\n" not in str(err.value)
+    ckpt.write_text(json.dumps(good))
+    make_loop(strategy, seed=0, checkpoint=ckpt).resume()  # the untouched state resumes

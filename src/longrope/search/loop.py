@@ -418,7 +418,8 @@ class SearchLoop:
             raise ValueError("history is not a list of records")
         self.history = list(d["history"])
         self.next_ticket = _count(d["next_ticket"], "next_ticket")
-        self.pending = {_count(t, "a pending ticket"): Proposal.from_json(p) for t, p in d["pending"]}
+        self.pending = {_count(t, "a pending ticket"): Proposal.from_json(p, self.space, self.archive.n_docs)
+                        for t, p in d["pending"]}
         self.archive.reserved = {p.genome for p in self.pending.values()}
         self.arrived = {}
         for t, docs, sc in d["arrived"]:
