@@ -235,3 +235,20 @@ def test_the_precision_a_dtype_resolves_to_decides_a_resume_not_its_spelling(mak
         _resume(make_config, out, dtype="float32")
     result, _ = _resume(make_config, out, dtype="bfloat16")
     assert result.resumed_from == 4
+
+
+def test_without_a_log_the_warnings_are_logged_as_warnings(make_config, killed_run, caplog):
+    """The command line passes no ``log``: the messages went to the logger at INFO, which nothing shows, so a
+    skipped damaged checkpoint (the run silently redid its steps) was never said (battery 9b). Warnings are
+    logged at WARNING (Python shows those on stderr when no logging is configured), the rest at INFO."""
+    import logging
+
+    out = killed_run()
+    (checkpoint_dirs(out)[-1] / "notes.txt").write_text("not saved with the checkpoint")
+    caplog.set_level(logging.INFO, logger="longrope.train.loop")
+    result = finetune(make_config(steps=4, checkpoint_every=2, output=str(out), resume=True))
+    assert result.resumed_from == 2
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warned) == 1 and warned[0].startswith("warning: skipped 1 damaged checkpoint") \
+        and "notes.txt" in warned[0], warned
+    assert any(r.levelno == logging.INFO and "resumed from" in r.getMessage() for r in caplog.records)

@@ -209,7 +209,7 @@ def newest_intact_checkpoint(out: Path, say: Callable[[str], None]) -> tuple[Pat
             damaged.append(str(exc))
             continue
         if damaged:
-            say(f"warning: skipped {len(damaged)} damaged checkpoint(s) ({'; '.join(damaged)}); resuming from "
+            say(f"skipped {len(damaged)} damaged checkpoint(s) ({'; '.join(damaged)}); resuming from "
                 f"the previous intact one, {path.name}")
         return path, state
     if damaged:
