@@ -570,6 +570,33 @@ def test_a_stage_output_edited_to_lie_outside_its_stage_folder_is_one_line(tmp_p
     assert len(err) == 1 and "is not inside its stage folder stages/yarn-2x/" in err[0], err
 
 
+@pytest.mark.parametrize("edit", [lambda m: m["plan"]["stages"].append(5),
+                                  lambda m: m["plan"].update(stages="ab"),
+                                  lambda m: m["plan"]["stages"][0].update(name=7)])
+def test_a_manifest_plan_whose_stages_are_not_stage_objects_is_one_line(tmp_path, capsys, edit):
+    """The plan recorded in the manifest was trusted to hold stage objects: a number or a string among them was
+    a TypeError traceback on --resume (battery 9b)."""
+    plan_file, out, manifest = _two_baselines_done(tmp_path)
+    edit(manifest)
+    (out / "pipeline.json").write_text(json.dumps(manifest))
+    capsys.readouterr()
+    assert _pipeline(plan_file, out, "--resume") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "its plan's stages must be a list of stage objects" in err[0], err
+
+
+def test_a_done_stage_that_records_no_outputs_runs_again(tmp_path, capsys):
+    """Every finished stage records its outputs; a "done" record without them (edited) was skipped, and a
+    later stage failed on the output it did not have (battery 9b)."""
+    plan_file, out, manifest = _two_baselines_done(tmp_path)
+    manifest["stages"]["yarn-2x"].pop("outputs")
+    (out / "pipeline.json").write_text(json.dumps(manifest))
+    capsys.readouterr()
+    assert _pipeline(plan_file, out, "--resume") == 0
+    again = json.loads((out / "pipeline.json").read_text())["stages"]["yarn-2x"]
+    assert again["status"] == "done" and again["attempts"] == 2 and "factors" in again["outputs"]
+
+
 def test_a_moved_pipeline_folder_keeps_its_finished_stages(tmp_path, capsys):
     """Outputs were recorded by absolute path: a moved or copied folder ran every stage again."""
     plan = {"format": "longrope-pipeline/1", "model": "tiny", "stages": [
