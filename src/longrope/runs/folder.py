@@ -164,8 +164,7 @@ class FolderLock:
             fd = os.open(folder / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
             handle = os.fdopen(fd, "r+")
         except OSError as exc:
-            raise UserError(f"{flag} {folder} cannot be written ({exc.strerror or exc}); choose a writable folder") \
-                from None
+            raise _lock_problem(folder, flag, exc) from None
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -201,6 +200,18 @@ class FolderLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+def _lock_problem(folder: Path, flag: str, exc: OSError) -> UserError:
+    """Why ``folder``'s lock file could not be opened, in one line: a lock path that is no plain file (a folder, a
+    link, a pipe someone made) is named with its fix — only longrope makes it, and any process of a run holds
+    it open, so removing it loses nothing — otherwise the folder cannot be written."""
+    lock = folder / LOCK_FILE
+    if os.path.islink(lock) or (os.path.lexists(lock) and not lock.is_file()):
+        kind = "a link" if os.path.islink(lock) else "a folder" if lock.is_dir() else "a special file"
+        return UserError(f"{flag} {folder}: its lock file {lock} is {kind}, not the plain file longrope makes; "
+                         "remove it and run again")
+    return UserError(f"{flag} {folder} cannot be written ({exc.strerror or exc}); choose a writable folder")
 
 
 class RunFolder:
