@@ -397,6 +397,27 @@ def test_reuse_judges_the_scores_by_the_checkpoint_not_by_an_edited_config(tiny,
         assert not (tmp_path / "bad").exists()
 
 
+def test_a_resume_does_not_need_the_reuse_source_by_its_path(tiny, tmp_path, capsys):
+    """The reused scores are in the checkpoint from the start: a resume without --reuse, or naming its moved
+    source, was refused ("config.reuse: 'first' -> None") while the old name of a deleted source passed
+    (battery 9b). Both resume, the record keeps the source; --reuse given to resume a run that started without
+    one (it would be ignored) is refused in one line."""
+    first, second = tmp_path / "first", tmp_path / "second"
+    assert _search(tiny, first, "--target-length", str(TARGET), "--max-evals", "2", "--no-report") == 0
+    assert _search(tiny, second, "--target-length", str(TARGET), "--max-evals", "2", "--no-report",
+                   "--reuse", str(first)) == 0
+    moved = first.rename(tmp_path / "moved")
+    assert _search(tiny, second, "--target-length", str(TARGET), "--max-evals", "3", "--no-report", "--resume") == 0
+    assert json.loads((second / "config.json").read_text())["config"]["reuse"] == str(first)
+    assert _search(tiny, second, "--target-length", str(TARGET), "--max-evals", "4", "--no-report", "--resume",
+                   "--reuse", str(moved)) == 0
+    capsys.readouterr()
+    assert _search(tiny, moved, "--target-length", str(TARGET), "--max-evals", "3", "--no-report", "--resume",
+                   "--reuse", str(second)) == 2
+    err = capsys.readouterr().err.strip()
+    assert "started without it" in err and "drop --reuse" in err and len(err.splitlines()) == 1, err
+
+
 def test_critical_floor_installs_lambda_at_least_s_from_the_critical_pair(tiny, tmp_path, capsys):
     from longrope.rope import FactorSet
     from longrope.rope.critical import theoretical_critical_dim

@@ -428,7 +428,7 @@ def _search_in(folder: Any, config: SearchConfig, plan: Any, ident: dict, preloa
     ckpt = folder / "checkpoint.json"
     try:  # set-up: a failure here leaves no folder behind (or the one that was there)
         if config.resume:
-            ident = _refuse_other_run(ckpt, ident)
+            ident = _refuse_other_run(ckpt, ident, config)
         elif ckpt.exists():
             raise ConfigError(("output", "resume"), "{name0} " + f"{config.output} already holds a search; add "
                                                      "{name1} to continue it or choose a new folder")
@@ -487,9 +487,13 @@ def _search_in(folder: Any, config: SearchConfig, plan: Any, ident: dict, preloa
     return report
 
 
-def _refuse_other_run(ckpt: Path, ident: dict) -> dict:
+def _refuse_other_run(ckpt: Path, ident: dict, config: SearchConfig) -> dict:
     """A resume with other settings than the saved run's is refused before any model is loaded; returns the
-    fingerprint to go on with (the recorded one, which may be written in an older but equivalent form)."""
+    fingerprint to go on with (the recorded one, which may be written in an older but equivalent form).
+
+    ``--reuse`` is not compared by its path: the scores it gave are in the checkpoint since the run started, so a
+    resume needs it no more (it is recorded again from the checkpoint when not given) and its source may have
+    moved; given to resume a run that started without it, it would be ignored, so it is refused."""
     from longrope.search.loop import describe_differences
 
     if not ckpt.exists():
@@ -498,7 +502,19 @@ def _refuse_other_run(ckpt: Path, ident: dict) -> dict:
     old = old.get("fingerprint", {})
     if not isinstance(old, dict):
         raise UserError(f"{ckpt} is malformed (its fingerprint is no object); delete the folder to start over")
-    diffs = describe_differences(_upgrade_fingerprint(old), ident)
+    upgraded = _upgrade_fingerprint(old)
+    reused = upgraded["config"].get("reuse") if isinstance(upgraded.get("config"), dict) else None
+    if config.reuse is not None and reused is None:
+        raise ConfigError(("reuse", "resume"), "{name0} gives scores to a search as it starts; the run in "
+                          f"{ckpt.parent} started without it, so a {{name1}} cannot take them: drop {{name0}}")
+    if config.reuse is None and isinstance(reused, str):
+        config.reuse = reused  # recorded as the run started (config.json is rewritten by every start)
+
+    def without_reuse(fp: dict) -> dict:
+        return {**fp, "config": {k: v for k, v in fp["config"].items() if k != "reuse"}} \
+            if isinstance(fp.get("config"), dict) else fp
+
+    diffs = describe_differences(without_reuse(upgraded), without_reuse(ident))
     if diffs:
         raise ConfigError("resume", "{name} refused, the run in this folder used a different configuration: "
                           + "; ".join(diffs) + " (use the same settings, or a new output folder)")
