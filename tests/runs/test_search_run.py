@@ -418,6 +418,26 @@ def test_a_resume_does_not_need_the_reuse_source_by_its_path(tiny, tmp_path, cap
     assert "started without it" in err and "drop --reuse" in err and len(err.splitlines()) == 1, err
 
 
+def test_a_resume_knows_a_local_model_by_its_content_not_its_path(tiny, tmp_path, capsys):
+    """The model was compared by its path as well as its digest: a model folder moved or copied elsewhere (a
+    pipeline folder moved with its fine-tuned model) could not be resumed at all (battery 9b). A copy resumes;
+    other content is refused."""
+    import shutil
+
+    out, copy = tmp_path / "run", tmp_path / "elsewhere" / "model"
+    assert _search(tiny, out, "--target-length", str(TARGET), "--max-evals", "2", "--no-report") == 0
+    shutil.copytree(tiny / "model", copy)
+    argv = ["search", "--model", str(copy), "--data", str(tiny / "data"), "-o", str(out), *KNOBS, "--fitness", "ppl",
+            "--target-length", str(TARGET), "--no-report", "--resume"]
+    assert main([*argv, "--max-evals", "3"]) == 0
+    config = json.loads((copy / "config.json").read_text())
+    (copy / "config.json").write_text(json.dumps({**config, "rms_norm_eps": 1e-3}))
+    capsys.readouterr()
+    assert main([*argv, "--max-evals", "4"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "model.sha256" in err and "config.model" not in err and len(err.splitlines()) == 1, err
+
+
 def test_critical_floor_installs_lambda_at_least_s_from_the_critical_pair(tiny, tmp_path, capsys):
     from longrope.rope import FactorSet
     from longrope.rope.critical import theoretical_critical_dim

@@ -241,9 +241,10 @@ def fingerprint(config: SearchConfig, plan: Any) -> dict:
     inputs by content (a local model by its digest, a hub model by its id)."""
     from longrope.models.loading import model_digest
 
-    cfg = {k: v for k, v in config_to_dict(config).items() if k not in _RUNTIME_FIELDS + _CONTENT_FIELDS}
+    digest = model_digest(config.model)  # a local model by its content: moved elsewhere, it resumes
+    by_content = _CONTENT_FIELDS + (("model",) if digest is not None else ())
+    cfg = {k: v for k, v in config_to_dict(config).items() if k not in _RUNTIME_FIELDS + by_content}
     cfg["space"] = plan.space.to_dict()
-    digest = model_digest(config.model)
     model = config.model if digest is None else {"sha256": digest}
     ident = {"model": model, "rope": plan.rope, "data": _data_fingerprint(config.data), "config": cfg,
              "answer": answer_protocol(config.fitness_name)}
@@ -491,7 +492,8 @@ def _refuse_other_run(ckpt: Path, ident: dict, config: SearchConfig) -> dict:
     """A resume with other settings than the saved run's is refused before any model is loaded; returns the
     fingerprint to go on with (the recorded one, which may be written in an older but equivalent form).
 
-    ``--reuse`` is not compared by its path: the scores it gave are in the checkpoint since the run started, so a
+    A local model is compared by its digest, not its path (a pipeline folder moved with its fine-tuned model
+    resumes). ``--reuse`` is not compared by its path either: the scores it gave are in the checkpoint since the run started, so a
     resume needs it no more (it is recorded again from the checkpoint when not given) and its source may have
     moved; given to resume a run that started without it, it would be ignored, so it is refused."""
     from longrope.search.loop import describe_differences
@@ -510,11 +512,12 @@ def _refuse_other_run(ckpt: Path, ident: dict, config: SearchConfig) -> dict:
     if config.reuse is None and isinstance(reused, str):
         config.reuse = reused  # recorded as the run started (config.json is rewritten by every start)
 
-    def without_reuse(fp: dict) -> dict:
-        return {**fp, "config": {k: v for k, v in fp["config"].items() if k != "reuse"}} \
+    def comparable(fp: dict) -> dict:  # a model known by its digest is compared by it (older records named it too)
+        named = ("reuse", "model") if isinstance(fp.get("model"), dict) else ("reuse",)
+        return {**fp, "config": {k: v for k, v in fp["config"].items() if k not in named}} \
             if isinstance(fp.get("config"), dict) else fp
 
-    diffs = describe_differences(without_reuse(upgraded), without_reuse(ident))
+    diffs = describe_differences(comparable(upgraded), comparable(ident))
     if diffs:
         raise ConfigError("resume", "{name} refused, the run in this folder used a different configuration: "
                           + "; ".join(diffs) + " (use the same settings, or a new output folder)")
