@@ -169,6 +169,17 @@ def test_config_validation_names_the_field_and_the_flag(tiny, tmp_path):
         SearchConfig(model="m", data="d", output="o", target_length=64, step=float("inf"))
 
 
+@pytest.mark.parametrize("flag", ["--base-factors", "--reuse", "--ray-address"])
+def test_an_empty_optional_input_is_refused_not_taken_as_unset(tiny, tmp_path, capsys, flag):
+    """``--base-factors "$F"`` with F unset ran a first extension search instead of the progressive one asked
+    for (and --reuse '' reused nothing, --ray-address '' evaluated in-process) without a word (battery 9b)."""
+    out = tmp_path / "run"
+    assert _search(tiny, out, "--target-length", str(TARGET), "--max-evals", "1", flag, "") == 2
+    err = capsys.readouterr().err.strip()
+    assert f"{flag} is empty" in err and len(err.splitlines()) == 1, err
+    assert not out.exists()
+
+
 @pytest.mark.slow
 def test_cpu_worker_processes_give_the_same_result_as_in_process(tiny, tmp_path):
     """--workers 2 (spawned processes, each loading the model once) in ordered mode: the paper

@@ -124,6 +124,11 @@ class SearchConfig:
         check_groups(self)
         check_int(self, "workers", 0, 4096)
         check_int(self, "target_length", 2, MAX_TOKENS, optional=True)
+        for name, what in (("base_factors", "a factor file"), ("reuse", "a search run folder"),
+                           ("ray_address", "a Ray cluster address")):
+            value = getattr(self, name)  # '' (an unset shell variable) meant the option was not given at all
+            if value is not None and not value.strip():
+                raise ConfigError(name, "{name} is empty; give " + what + ", or leave {name} out")
         if sum([self.workers > 0, bool(self.devices), bool(self.ray_address)]) > 1:
             raise ConfigError(("workers", "devices", "ray_address"), "give only one of {name0}, {name1} and {name2}")
         if self.unordered and not (self.workers > 0 or self.devices or self.ray_address):
