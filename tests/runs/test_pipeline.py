@@ -597,6 +597,21 @@ def test_a_done_stage_that_records_no_outputs_runs_again(tmp_path, capsys):
     assert again["status"] == "done" and again["attempts"] == 2 and "factors" in again["outputs"]
 
 
+def test_a_stage_description_edited_after_it_ran_resumes(tmp_path, capsys):
+    """A stage's "description" documents it (the plan's own may change): editing it was "--resume refused: ...
+    stage 'yarn-2x' changed", naming nothing that changed a result (battery 9b). It resumes, skipping the
+    finished stages; a setting edited beside it is still refused."""
+    plan_file, out, manifest = _two_baselines_done(tmp_path)
+    plan = {**manifest["plan"], "stages": [dict(s) for s in manifest["plan"]["stages"]]}
+    plan["stages"][0]["description"] = "the YaRN baseline at twice the trained length"
+    capsys.readouterr()
+    assert _pipeline(_write(tmp_path, plan), out, "--resume") == 0
+    assert "yarn-2x (baseline): done, skipped" in capsys.readouterr().err
+    plan["stages"][0]["target_length"] = "4x"
+    assert _pipeline(_write(tmp_path, plan), out, "--resume") == 2
+    assert "stage 'yarn-2x' changed" in capsys.readouterr().err
+
+
 def test_a_moved_pipeline_folder_keeps_its_finished_stages(tmp_path, capsys):
     """Outputs were recorded by absolute path: a moved or copied folder ran every stage again."""
     plan = {"format": "longrope-pipeline/1", "model": "tiny", "stages": [

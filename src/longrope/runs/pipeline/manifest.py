@@ -109,8 +109,9 @@ def plan_differences(old: dict, new: dict) -> tuple[list[str], list[str]]:
     diffs, edited = [], []
     if old.get("model") != new.get("model"):
         diffs.append(f"model {old.get('model')!r} -> {new.get('model')!r}")
-    a = {s["name"]: s for s in old.get("stages", [])}
-    b = {s["name"]: s for s in new.get("stages", [])}
+    # a stage's description documents it, as the plan's own does: editing it changes nothing that ran
+    a = {s["name"]: {k: v for k, v in s.items() if k != "description"} for s in old.get("stages", [])}
+    b = {s["name"]: {k: v for k, v in s.items() if k != "description"} for s in new.get("stages", [])}
     for name in list(a) + [n for n in b if n not in a]:
         if a.get(name) == b.get(name):
             continue
