@@ -20,8 +20,8 @@ Two ways a folder comes into being:
   is the checkpoint's home; each file is written atomically, and ``run.json``'s status says whether
   the run finished. A folder that holds nothing but ``config.json`` and an unfinished ``run.json``
   (a *stub*: the run stopped during its set-up, before it wrote any work) protects nothing: a fresh
-  start of the same command takes it over, unless the process that wrote it still runs
-  (``run.json`` records its pid and host). A run that fails during set-up removes a folder it
+  start of the same command takes it over, unless the process that wrote it still runs (it holds the
+  folder's lock; ``run.json`` records its pid and host, for a stub written on another host). A run that fails during set-up removes a folder it
   created (:meth:`RunFolder.abandon`).
 
 **One process per in-place folder.** :meth:`RunFolder.open` takes an exclusive :class:`FolderLock`
@@ -49,7 +49,6 @@ from typing import Any
 from longrope.errors import UserError
 from longrope.io import (
     check_replaceable_target,
-    pid_alive,
     read_json,
     remove_dead_leftovers,
     replace_folder,
@@ -398,8 +397,10 @@ def _run_pid(folder: Path) -> int | None:
 
 def _is_stub(folder: Path, command: str, flag: str) -> bool:
     """Whether ``folder`` holds a run of ``command`` that stopped during its set-up: nothing but
-    config.json and a run.json whose status is not "done" (no checkpoint, no result). A stub whose
-    process still runs (a run in its set-up now) is refused in one line."""
+    config.json and a run.json whose status is not "done" (no checkpoint, no result). Called with the folder's
+    lock held: a run in its set-up holds that lock from before it writes its records, so on this host the
+    stub's process is gone, whatever process now has its pid (a pid is reused: a stub of a killed run was
+    refused as "in use ... (pid 1)" for ever). A stub written on another host is refused in one line."""
     if _work_files(folder) - {CONFIG_FILE, RUN_FILE} or _run_command(folder) != command:
         return False
     if (folder / RUN_FILE).exists():
@@ -416,9 +417,6 @@ def _is_stub(folder: Path, command: str, flag: str) -> bool:
         if host != platform.node():
             raise UserError(f"{flag} {folder} holds {_article(command)} {command} run started on host {host} (pid {pid}) that has "
                             f"not written any work yet; if it no longer runs, delete the folder, or choose a new one")
-        if pid_alive(pid):
-            raise UserError(f"{flag} {folder} is in use by a {command} run still setting up (pid {pid}); wait for "
-                            "it or stop it, or choose a new folder")
     return True
 
 
