@@ -256,7 +256,36 @@ def test_reuse_compares_the_base_factors_by_content(tiny, tmp_path, capsys):
     capsys.readouterr()
     assert _search(tiny, tmp_path / "p3", *prog, "--base-factors", str(first_base),
                    "--reuse", str(tmp_path / "p1")) == 2
-    assert "base_factors_sha256" in capsys.readouterr().err
+    assert "base_factors:" in capsys.readouterr().err
+
+
+def test_a_resume_knows_the_base_factors_by_the_factors_not_the_files_bytes(tiny, tmp_path, capsys):
+    """The base factor file was fingerprinted by its bytes: the same factors saved again (other spacing, another
+    provenance) were refused on --resume, unlike a fine-tuning resume, which compares the factor set (battery
+    9b). The factors decide; a run recorded with the bytes' digest still resumes with the same bytes."""
+    import hashlib
+
+    from longrope.rope import FactorSet
+
+    base = tmp_path / "base"
+    assert _search(tiny, base, "--target-length", str(TARGET), "--max-evals", "2", "--no-report") == 0
+    fs = FactorSet.load(base / "factors.json")
+    prog, out = ["--target-length", str(2 * TARGET), "--no-report"], tmp_path / "prog"
+    assert _search(tiny, out, *prog, "--max-evals", "1", "--base-factors", str(base / "factors.json")) == 0
+    again = tmp_path / "again.json"
+    again.write_text(json.dumps(fs.to_dict(), separators=(",", ":")))  # the same factors, other bytes
+    assert _search(tiny, out, *prog, "--max-evals", "2", "--base-factors", str(again), "--resume") == 0
+    FactorSet.from_dict({**fs.to_dict(), "long_factor": [f * 1.01 for f in fs.long_factor]}).save(again)
+    capsys.readouterr()
+    assert _search(tiny, out, *prog, "--max-evals", "3", "--base-factors", str(again), "--resume") == 2
+    err = capsys.readouterr().err.strip()
+    assert "the base factor file holds other factors" in err and len(err.splitlines()) == 1, err
+    ckpt = json.loads((out / "checkpoint.json").read_text())  # as an older longrope recorded it
+    ckpt["fingerprint"].pop("base_factors_digest")
+    ckpt["fingerprint"]["base_factors_sha256"] = hashlib.sha256((base / "factors.json").read_bytes()).hexdigest()
+    (out / "checkpoint.json").write_text(json.dumps(ckpt))
+    assert _search(tiny, out, *prog, "--max-evals", "3", "--base-factors", str(base / "factors.json"),
+                   "--resume") == 0
 
 
 def test_too_few_windows_names_the_held_out_share(tiny, tmp_path, capsys):

@@ -253,11 +253,32 @@ def fingerprint(config: SearchConfig, plan: Any) -> dict:
     model = config.model if digest is None else {"sha256": digest}
     ident = {"model": model, "rope": plan.rope, "data": _data_fingerprint(config.data), "config": cfg,
              "answer": answer_protocol(config.fitness_name)}
-    if config.base_factors:  # the scores depend on the file's contents, not its name
-        from longrope.formats.factors import factor_file  # a folder: the file the factors are read from
-
-        ident["base_factors_sha256"] = hashlib.sha256(factor_file(config.base_factors).read_bytes()).hexdigest()
+    if config.base_factors:  # the scores depend on the factors the file holds, not on its name or its bytes
+        ident["base_factors_digest"] = _base_factor_set(config, plan).digest()
     return ident
+
+
+def _base_factor_set(config: SearchConfig, plan: Any) -> Any:
+    from longrope.rope import FactorSet
+
+    return FactorSet.load(config.base_factors, rope_theta=plan.rope["rope_theta"],
+                          original_length=plan.rope["original_length"])
+
+
+def _base_file_sha256(path: str) -> str:
+    """SHA-256 of the bytes of the base factor file (what fingerprints recorded before the factor set's digest)."""
+    from longrope.formats.factors import factor_file  # a folder: the file the factors are read from
+
+    return hashlib.sha256(factor_file(path).read_bytes()).hexdigest()
+
+
+def _as_recorded(ident: dict, old: dict, config: SearchConfig) -> dict:
+    """``ident`` in the terms of the recorded fingerprint ``old``: one written before the factor set's digest
+    named the base factor file by the SHA-256 of its bytes (it is resumed with the same bytes)."""
+    if "base_factors_sha256" not in old or "base_factors_digest" not in ident or not config.base_factors:
+        return ident
+    mine = {k: v for k, v in ident.items() if k != "base_factors_digest"}
+    return {**mine, "base_factors_sha256": _base_file_sha256(config.base_factors)}
 
 
 #: The settings a window's score depends on (with model, rope, data and the search space); the
@@ -270,7 +291,7 @@ def _score_identity(ident: dict, strategy: str, fitness: str | None, dtype: str)
     return {"model": ident.get("model"), "rope": ident.get("rope"), "data": ident.get("data"),
             "space": cfg.get("space"), "fitness": fitness_name(strategy, fitness),
             "retrieval_weight": cfg.get("retrieval_weight"), "answer": ident.get("answer"),
-            "dtype": dtype, "base_factors_sha256": ident.get("base_factors_sha256"),
+            "dtype": dtype, "base_factors": ident.get("base_factors_digest", ident.get("base_factors_sha256")),
             **{k: cfg.get(k) for k in _SCORE_FIELDS}}
 
 
@@ -308,7 +329,7 @@ def reused_scores(config: SearchConfig, ident: dict, space: Any = None) -> list:
         return recorded[key] if recorded.get(key) is not None else other_cfg.get(key, default)
 
     theirs = _score_identity(theirs_fp, known("strategy", ""), known("fitness", None), known("dtype", "float32"))
-    mine = _score_identity(ident, config.strategy, config.fitness, config.dtype)
+    mine = _score_identity(_as_recorded(ident, theirs_fp, config), config.strategy, config.fitness, config.dtype)
     diffs = describe_differences(theirs, mine)
     if diffs:
         raise ConfigError("reuse", f"{{name}} {where}: its window scores mean something else here: "
@@ -493,6 +514,9 @@ def _search_in(folder: Any, config: SearchConfig, plan: Any, ident: dict, preloa
     return report
 
 
+_BASE_CHANGED = "the base factor file holds other factors than the run started with"
+
+
 def _refuse_other_run(ckpt: Path, ident: dict, config: SearchConfig) -> dict:
     """A resume with other settings than the saved run's is refused before any model is loaded; returns the
     fingerprint to go on with (the recorded one, which may be written in an older but equivalent form).
@@ -522,7 +546,10 @@ def _refuse_other_run(ckpt: Path, ident: dict, config: SearchConfig) -> dict:
         return {**fp, "config": {k: v for k, v in fp["config"].items() if k not in named}} \
             if isinstance(fp.get("config"), dict) else fp
 
-    diffs = describe_differences(comparable(upgraded), comparable(ident))
+    diffs = describe_differences(comparable(upgraded), comparable(_as_recorded(ident, upgraded, config)))
+    changed = _BASE_CHANGED + (" (a run recorded before factor sets had digests: compared by the file's bytes)"
+                               if "base_factors_sha256" in upgraded else "")
+    diffs = [changed if d.startswith("base_factors_") else d for d in diffs]
     if diffs:
         raise ConfigError("resume", "{name} refused, the run in this folder used a different configuration: "
                           + "; ".join(diffs) + " (use the same settings, or a new output folder)")
