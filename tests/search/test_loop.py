@@ -389,3 +389,16 @@ def test_a_queued_genome_outside_the_space_is_refused_on_resume(tmp_path, strate
             assert "\n" not in str(err.value)
     ckpt.write_text(json.dumps(good))
     make_loop(strategy, seed=0, checkpoint=ckpt).resume()  # the untouched state resumes
+
+
+@pytest.mark.parametrize("edit", [{"version": 0}, {"format": "longrope-search-checkpoint/2"}, {"version": None}])
+def test_a_checkpoint_of_another_format_or_version_names_its_fix(tmp_path, edit):
+    """"ckpt.json is not a version-1 longrope search checkpoint" said what, not what to do (battery 9b)."""
+    ckpt = tmp_path / "ckpt.json"
+    loop = make_loop("steady", seed=0, checkpoint=ckpt)
+    loop.run(make_seeds(loop.space))
+    ckpt.write_text(json.dumps({**json.loads(ckpt.read_text()), **edit}))
+    with pytest.raises(UserError, match="not a version-1 longrope search checkpoint .*; resume it with that "
+                                        "longrope, or delete the folder to start over") as err:
+        make_loop("steady", seed=0, checkpoint=ckpt).resume()
+    assert "\n" not in str(err.value)
