@@ -612,6 +612,20 @@ def test_a_stage_description_edited_after_it_ran_resumes(tmp_path, capsys):
     assert "stage 'yarn-2x' changed" in capsys.readouterr().err
 
 
+def test_only_a_stage_whose_inputs_never_ran_leaves_no_folder(tmp_path, capsys):
+    """--only of a stage whose inputs have not run, in a new folder, was refused after the folder, its records
+    and its manifest were written: the next plain start was told to add --resume (battery 9b)."""
+    plan = {"format": "longrope-pipeline/1", "model": "tiny", "stages": [
+        {"name": "yarn-2x", "run": "baseline", "method": "yarn", "target_length": "2x"},
+        {"name": "export", "run": "export", "factors": "@yarn-2x"}]}
+    plan_file, out = _write(tmp_path, plan), tmp_path / "out"
+    assert _pipeline(plan_file, out, "--only", "export") == 2
+    err = capsys.readouterr().err.strip()
+    assert "stage 'export' needs the outputs of yarn-2x" in err and len(err.splitlines()) == 1, err
+    assert not out.exists()
+    assert _pipeline(plan_file, out, "--only", "yarn-2x") == 0  # a plain start, as if nothing had happened
+
+
 def test_a_moved_pipeline_folder_keeps_its_finished_stages(tmp_path, capsys):
     """Outputs were recorded by absolute path: a moved or copied folder ran every stage again."""
     plan = {"format": "longrope-pipeline/1", "model": "tiny", "stages": [
