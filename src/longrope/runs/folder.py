@@ -286,7 +286,7 @@ class RunFolder:
             if staged:
                 raise ValueError("a staged run folder cannot be resumed")
             if _run_command(final) != command:
-                raise UserError(f"nothing to resume in {final}: it holds no {command} run; run without --resume")
+                raise UserError(_nothing_to_resume(final, command))
         created = not staged and not final.exists()
         try:
             parent.mkdir(parents=True, exist_ok=True)
@@ -426,6 +426,19 @@ def _run_command(folder: Path) -> str | None:
         return read_run_config(folder)[0]
     except UserError:
         return None
+
+
+def _nothing_to_resume(folder: Path, command: str) -> str:
+    """Why ``folder`` cannot be resumed as a run of ``command``: it holds another command's run or none, or its
+    work lost the record that says which command wrote it (config.json deleted or damaged: "it holds no search
+    run" beside an intact checkpoint, and the fresh start then refused the folder as not empty)."""
+    recorded = folder / CONFIG_FILE
+    if (_run_command(folder) is None and _read_run(folder).get("command") == command
+            and _work_files(folder) - {CONFIG_FILE, RUN_FILE}):  # run.json says whose work it is
+        state = "unreadable" if os.path.lexists(recorded) else "missing"
+        return (f"nothing to resume in {folder}: its {CONFIG_FILE}, the record of the run that wrote it, is {state}; "
+                f"restore it (its command line is in {RUN_FILE}'s argv), or choose a new folder")
+    return f"nothing to resume in {folder}: it holds no {command} run; run without --resume"
 
 
 def _article(word: str) -> str:
