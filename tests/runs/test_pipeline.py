@@ -626,6 +626,23 @@ def test_only_a_stage_whose_inputs_never_ran_leaves_no_folder(tmp_path, capsys):
     assert _pipeline(plan_file, out, "--only", "yarn-2x") == 0  # a plain start, as if nothing had happened
 
 
+@pytest.mark.parametrize("other, said", [({"seed": 1}, "seed: 0 -> 1"), ({"target_length": "4x"}, "target_length: 512 -> 1024"),
+                                         ({"fitness": "ppl"}, "fitness: 'joint' -> 'ppl'")])
+def test_a_search_reusing_an_earlier_stage_under_other_settings_is_refused_at_the_plan_check(tmp_path, capsys, other,
+                                                                                            said):
+    """A search stage reusing @s under another seed, length or fitness was refused when it started, after every
+    stage before it had run (battery 9b); it is refused before the first stage."""
+    first = {"name": "s", "run": "search", "data": "@data", "target_length": "2x", "samples": 1, "max_evals": 1}
+    stages = [{"name": "data", "run": "tokenize", "inputs": ["embedded"]}, first,
+              {**first, "name": "p", "reuse": "@s", **other}]
+    plan_file, out = _write(tmp_path, {"format": "longrope-pipeline/1", "model": "tiny", "stages": stages}), tmp_path / "o"
+    assert _pipeline(plan_file, out) == 2
+    err = capsys.readouterr().err.strip()
+    assert "plan stage 'p' (search): reuse @s: its window scores mean something else here" in err and said in err \
+        and len(err.splitlines()) == 1, err
+    assert not out.exists()
+
+
 def test_a_moved_pipeline_folder_keeps_its_finished_stages(tmp_path, capsys):
     """Outputs were recorded by absolute path: a moved or copied folder ran every stage again."""
     plan = {"format": "longrope-pipeline/1", "model": "tiny", "stages": [

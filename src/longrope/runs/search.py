@@ -295,6 +295,15 @@ def _score_identity(ident: dict, strategy: str, fitness: str | None, dtype: str)
             **{k: cfg.get(k) for k in _SCORE_FIELDS}}
 
 
+def reuse_conflicts(config: SearchConfig, source: SearchConfig) -> list[str]:
+    """The settings a window's score depends on that differ between a search and the search whose folder it
+    would ``--reuse``, as far as their configurations tell (a pipeline's plan check, before either runs: the
+    model, the data and the search space are compared from the source's checkpoint when the search starts)."""
+    fields = (*_SCORE_FIELDS, "fitness", "retrieval_weight", "dtype")
+    return [f"{k}: {getattr(source, k)!r} -> {getattr(config, k)!r}" for k in fields
+            if getattr(source, k) != getattr(config, k)]
+
+
 def read_reuse_source(where: Path) -> tuple[dict, dict]:
     """The checkpoint and recorded configuration of the search run folder ``--reuse`` names; anything else is a
     one-line :class:`ConfigError` (read by the search and by a pipeline's plan check, before any stage)."""
