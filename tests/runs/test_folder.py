@@ -200,9 +200,25 @@ def test_a_lock_file_planted_as_a_symlink_is_refused_and_its_target_kept(tmp_pat
     out = tmp_path / "run"
     out.mkdir()
     (out / ".lock").symlink_to(precious)
-    with pytest.raises(UserError, match="cannot be written"):
+    with pytest.raises(UserError, match="its lock file .*/run/.lock is a link, not the plain file longrope makes; "
+                                        "remove it"):
         RunFolder.open(out, "search", staged=False)
     assert precious.read_text() == "keep me"
+
+
+@pytest.mark.parametrize("make", [os.mkdir, os.mkfifo])
+def test_a_lock_path_that_is_no_plain_file_is_named_with_its_fix(tmp_path, make):
+    """A folder or a pipe where the lock file goes was "--output RUN cannot be written (Is a directory); choose a
+    writable folder" (battery 9b): the hidden file was not named, and the fix given abandoned the run. The lock
+    path and its removal are named; once removed, the run folder opens."""
+    out = tmp_path / "run"
+    out.mkdir()
+    make(out / ".lock")
+    with pytest.raises(UserError, match=r"its lock file .*\.lock is a (folder|special file), not the plain file") as err:
+        RunFolder.open(out, "search", staged=False)
+    assert "remove it" in str(err.value) and "\n" not in str(err.value)
+    (os.rmdir if make is os.mkdir else os.unlink)(out / ".lock")
+    RunFolder.open(out, "search", staged=False).close()
 
 
 def test_an_output_given_as_a_symlink_writes_into_its_target_and_keeps_the_link(tmp_path):
@@ -223,3 +239,27 @@ def test_an_output_given_as_a_symlink_writes_into_its_target_and_keeps_the_link(
     in_place.symlink_to(tmp_path / "search")
     RunFolder.open(in_place, "search", staged=False).close()
     assert in_place.is_symlink() and (tmp_path / "search" / ".lock").exists()
+
+
+def test_a_resume_whose_config_json_is_lost_names_it(tmp_path):
+    """A run folder whose config.json was deleted (or damaged) beside its intact work was "nothing to resume in
+    RUN: it holds no search run; run without --resume", and the fresh start then "already exists and is not
+    empty" (battery 9b): the lost record is named, with where its command line is kept. A folder that is no
+    run keeps the plain refusal."""
+    out = tmp_path / "run"
+    f = RunFolder.open(out, "search", staged=False)
+    f.start({"x": 1})
+    (out / "checkpoint.json").write_text("{}")
+    f.close()
+    (out / "config.json").unlink()
+    with pytest.raises(UserError, match="its config.json, the record of the run that wrote it, is missing; restore "
+                                        "it \\(its command line is in run.json's argv\\)"):
+        RunFolder.open(out, "search", staged=False, resume=True)
+    (out / "config.json").mkdir()
+    with pytest.raises(UserError, match="config.json, the record of the run that wrote it, is unreadable"):
+        RunFolder.open(out, "search", staged=False, resume=True)
+    other = tmp_path / "notes"
+    other.mkdir()
+    (other / "mine.txt").write_text("x")
+    with pytest.raises(UserError, match="it holds no search run; run without --resume"):
+        RunFolder.open(other, "search", staged=False, resume=True)

@@ -570,6 +570,79 @@ def test_a_stage_output_edited_to_lie_outside_its_stage_folder_is_one_line(tmp_p
     assert len(err) == 1 and "is not inside its stage folder stages/yarn-2x/" in err[0], err
 
 
+@pytest.mark.parametrize("edit", [lambda m: m["plan"]["stages"].append(5),
+                                  lambda m: m["plan"].update(stages="ab"),
+                                  lambda m: m["plan"]["stages"][0].update(name=7)])
+def test_a_manifest_plan_whose_stages_are_not_stage_objects_is_one_line(tmp_path, capsys, edit):
+    """The plan recorded in the manifest was trusted to hold stage objects: a number or a string among them was
+    a TypeError traceback on --resume (battery 9b)."""
+    plan_file, out, manifest = _two_baselines_done(tmp_path)
+    edit(manifest)
+    (out / "pipeline.json").write_text(json.dumps(manifest))
+    capsys.readouterr()
+    assert _pipeline(plan_file, out, "--resume") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "its plan's stages must be a list of stage objects" in err[0], err
+
+
+def test_a_done_stage_that_records_no_outputs_runs_again(tmp_path, capsys):
+    """Every finished stage records its outputs; a "done" record without them (edited) was skipped, and a
+    later stage failed on the output it did not have (battery 9b)."""
+    plan_file, out, manifest = _two_baselines_done(tmp_path)
+    manifest["stages"]["yarn-2x"].pop("outputs")
+    (out / "pipeline.json").write_text(json.dumps(manifest))
+    capsys.readouterr()
+    assert _pipeline(plan_file, out, "--resume") == 0
+    again = json.loads((out / "pipeline.json").read_text())["stages"]["yarn-2x"]
+    assert again["status"] == "done" and again["attempts"] == 2 and "factors" in again["outputs"]
+
+
+def test_a_stage_description_edited_after_it_ran_resumes(tmp_path, capsys):
+    """A stage's "description" documents it (the plan's own may change): editing it was "--resume refused: ...
+    stage 'yarn-2x' changed", naming nothing that changed a result (battery 9b). It resumes, skipping the
+    finished stages; a setting edited beside it is still refused."""
+    plan_file, out, manifest = _two_baselines_done(tmp_path)
+    plan = {**manifest["plan"], "stages": [dict(s) for s in manifest["plan"]["stages"]]}
+    plan["stages"][0]["description"] = "the YaRN baseline at twice the trained length"
+    capsys.readouterr()
+    assert _pipeline(_write(tmp_path, plan), out, "--resume") == 0
+    assert "yarn-2x (baseline): done, skipped" in capsys.readouterr().err
+    plan["stages"][0]["target_length"] = "4x"
+    assert _pipeline(_write(tmp_path, plan), out, "--resume") == 2
+    assert "stage 'yarn-2x' changed" in capsys.readouterr().err
+
+
+def test_only_a_stage_whose_inputs_never_ran_leaves_no_folder(tmp_path, capsys):
+    """--only of a stage whose inputs have not run, in a new folder, was refused after the folder, its records
+    and its manifest were written: the next plain start was told to add --resume (battery 9b)."""
+    plan = {"format": "longrope-pipeline/1", "model": "tiny", "stages": [
+        {"name": "yarn-2x", "run": "baseline", "method": "yarn", "target_length": "2x"},
+        {"name": "export", "run": "export", "factors": "@yarn-2x"}]}
+    plan_file, out = _write(tmp_path, plan), tmp_path / "out"
+    assert _pipeline(plan_file, out, "--only", "export") == 2
+    err = capsys.readouterr().err.strip()
+    assert "stage 'export' needs the outputs of yarn-2x" in err and len(err.splitlines()) == 1, err
+    assert not out.exists()
+    assert _pipeline(plan_file, out, "--only", "yarn-2x") == 0  # a plain start, as if nothing had happened
+
+
+@pytest.mark.parametrize("other, said", [({"seed": 1}, "seed: 0 -> 1"), ({"target_length": "4x"}, "target_length: 512 -> 1024"),
+                                         ({"fitness": "ppl"}, "fitness: 'joint' -> 'ppl'")])
+def test_a_search_reusing_an_earlier_stage_under_other_settings_is_refused_at_the_plan_check(tmp_path, capsys, other,
+                                                                                            said):
+    """A search stage reusing @s under another seed, length or fitness was refused when it started, after every
+    stage before it had run (battery 9b); it is refused before the first stage."""
+    first = {"name": "s", "run": "search", "data": "@data", "target_length": "2x", "samples": 1, "max_evals": 1}
+    stages = [{"name": "data", "run": "tokenize", "inputs": ["embedded"]}, first,
+              {**first, "name": "p", "reuse": "@s", **other}]
+    plan_file, out = _write(tmp_path, {"format": "longrope-pipeline/1", "model": "tiny", "stages": stages}), tmp_path / "o"
+    assert _pipeline(plan_file, out) == 2
+    err = capsys.readouterr().err.strip()
+    assert "plan stage 'p' (search): reuse @s: its window scores mean something else here" in err and said in err \
+        and len(err.splitlines()) == 1, err
+    assert not out.exists()
+
+
 def test_a_moved_pipeline_folder_keeps_its_finished_stages(tmp_path, capsys):
     """Outputs were recorded by absolute path: a moved or copied folder ran every stage again."""
     plan = {"format": "longrope-pipeline/1", "model": "tiny", "stages": [

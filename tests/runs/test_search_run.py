@@ -169,6 +169,17 @@ def test_config_validation_names_the_field_and_the_flag(tiny, tmp_path):
         SearchConfig(model="m", data="d", output="o", target_length=64, step=float("inf"))
 
 
+@pytest.mark.parametrize("flag", ["--base-factors", "--reuse", "--ray-address"])
+def test_an_empty_optional_input_is_refused_not_taken_as_unset(tiny, tmp_path, capsys, flag):
+    """``--base-factors "$F"`` with F unset ran a first extension search instead of the progressive one asked
+    for (and --reuse '' reused nothing, --ray-address '' evaluated in-process) without a word (battery 9b)."""
+    out = tmp_path / "run"
+    assert _search(tiny, out, "--target-length", str(TARGET), "--max-evals", "1", flag, "") == 2
+    err = capsys.readouterr().err.strip()
+    assert f"{flag} is empty" in err and len(err.splitlines()) == 1, err
+    assert not out.exists()
+
+
 @pytest.mark.slow
 def test_cpu_worker_processes_give_the_same_result_as_in_process(tiny, tmp_path):
     """--workers 2 (spawned processes, each loading the model once) in ordered mode: the paper
@@ -245,7 +256,36 @@ def test_reuse_compares_the_base_factors_by_content(tiny, tmp_path, capsys):
     capsys.readouterr()
     assert _search(tiny, tmp_path / "p3", *prog, "--base-factors", str(first_base),
                    "--reuse", str(tmp_path / "p1")) == 2
-    assert "base_factors_sha256" in capsys.readouterr().err
+    assert "base_factors:" in capsys.readouterr().err
+
+
+def test_a_resume_knows_the_base_factors_by_the_factors_not_the_files_bytes(tiny, tmp_path, capsys):
+    """The base factor file was fingerprinted by its bytes: the same factors saved again (other spacing, another
+    provenance) were refused on --resume, unlike a fine-tuning resume, which compares the factor set (battery
+    9b). The factors decide; a run recorded with the bytes' digest still resumes with the same bytes."""
+    import hashlib
+
+    from longrope.rope import FactorSet
+
+    base = tmp_path / "base"
+    assert _search(tiny, base, "--target-length", str(TARGET), "--max-evals", "2", "--no-report") == 0
+    fs = FactorSet.load(base / "factors.json")
+    prog, out = ["--target-length", str(2 * TARGET), "--no-report"], tmp_path / "prog"
+    assert _search(tiny, out, *prog, "--max-evals", "1", "--base-factors", str(base / "factors.json")) == 0
+    again = tmp_path / "again.json"
+    again.write_text(json.dumps(fs.to_dict(), separators=(",", ":")))  # the same factors, other bytes
+    assert _search(tiny, out, *prog, "--max-evals", "2", "--base-factors", str(again), "--resume") == 0
+    FactorSet.from_dict({**fs.to_dict(), "long_factor": [f * 1.01 for f in fs.long_factor]}).save(again)
+    capsys.readouterr()
+    assert _search(tiny, out, *prog, "--max-evals", "3", "--base-factors", str(again), "--resume") == 2
+    err = capsys.readouterr().err.strip()
+    assert "the base factor file holds other factors" in err and len(err.splitlines()) == 1, err
+    ckpt = json.loads((out / "checkpoint.json").read_text())  # as an older longrope recorded it
+    ckpt["fingerprint"].pop("base_factors_digest")
+    ckpt["fingerprint"]["base_factors_sha256"] = hashlib.sha256((base / "factors.json").read_bytes()).hexdigest()
+    (out / "checkpoint.json").write_text(json.dumps(ckpt))
+    assert _search(tiny, out, *prog, "--max-evals", "3", "--base-factors", str(base / "factors.json"),
+                   "--resume") == 0
 
 
 def test_too_few_windows_names_the_held_out_share(tiny, tmp_path, capsys):
@@ -400,6 +440,47 @@ def test_reuse_judges_the_scores_by_the_checkpoint_not_by_an_edited_config(tiny,
         err = capsys.readouterr().err.strip()
         assert "mean something else" in err and len(err.splitlines()) == 1, err
         assert not (tmp_path / "bad").exists()
+
+
+def test_a_resume_does_not_need_the_reuse_source_by_its_path(tiny, tmp_path, capsys):
+    """The reused scores are in the checkpoint from the start: a resume without --reuse, or naming its moved
+    source, was refused ("config.reuse: 'first' -> None") while the old name of a deleted source passed
+    (battery 9b). Both resume, the record keeps the source; --reuse given to resume a run that started without
+    one (it would be ignored) is refused in one line."""
+    first, second = tmp_path / "first", tmp_path / "second"
+    assert _search(tiny, first, "--target-length", str(TARGET), "--max-evals", "2", "--no-report") == 0
+    assert _search(tiny, second, "--target-length", str(TARGET), "--max-evals", "2", "--no-report",
+                   "--reuse", str(first)) == 0
+    moved = first.rename(tmp_path / "moved")
+    assert _search(tiny, second, "--target-length", str(TARGET), "--max-evals", "3", "--no-report", "--resume") == 0
+    assert json.loads((second / "config.json").read_text())["config"]["reuse"] == str(first)
+    assert _search(tiny, second, "--target-length", str(TARGET), "--max-evals", "4", "--no-report", "--resume",
+                   "--reuse", str(moved)) == 0
+    capsys.readouterr()
+    assert _search(tiny, moved, "--target-length", str(TARGET), "--max-evals", "3", "--no-report", "--resume",
+                   "--reuse", str(second)) == 2
+    err = capsys.readouterr().err.strip()
+    assert "started without it" in err and "drop --reuse" in err and len(err.splitlines()) == 1, err
+
+
+def test_a_resume_knows_a_local_model_by_its_content_not_its_path(tiny, tmp_path, capsys):
+    """The model was compared by its path as well as its digest: a model folder moved or copied elsewhere (a
+    pipeline folder moved with its fine-tuned model) could not be resumed at all (battery 9b). A copy resumes;
+    other content is refused."""
+    import shutil
+
+    out, copy = tmp_path / "run", tmp_path / "elsewhere" / "model"
+    assert _search(tiny, out, "--target-length", str(TARGET), "--max-evals", "2", "--no-report") == 0
+    shutil.copytree(tiny / "model", copy)
+    argv = ["search", "--model", str(copy), "--data", str(tiny / "data"), "-o", str(out), *KNOBS, "--fitness", "ppl",
+            "--target-length", str(TARGET), "--no-report", "--resume"]
+    assert main([*argv, "--max-evals", "3"]) == 0
+    config = json.loads((copy / "config.json").read_text())
+    (copy / "config.json").write_text(json.dumps({**config, "rms_norm_eps": 1e-3}))
+    capsys.readouterr()
+    assert main([*argv, "--max-evals", "4"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "model.sha256" in err and "config.model" not in err and len(err.splitlines()) == 1, err
 
 
 def test_critical_floor_installs_lambda_at_least_s_from_the_critical_pair(tiny, tmp_path, capsys):

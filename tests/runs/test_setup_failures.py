@@ -42,16 +42,25 @@ def test_a_stub_of_a_dead_process_is_taken_over(tmp_path, command):
     RunFolder.open(out, command, staged=False)
 
 
-def test_a_stub_of_a_live_process_is_refused(tmp_path):
+def test_a_stub_is_judged_by_the_lock_not_by_a_reused_pid(tmp_path):
+    """A run in its set-up holds the folder's lock: a second start is refused by it. A stub whose pid now
+    belongs to another, unrelated process (pids are reused: after a reboot, in a new container) was refused
+    as "in use by a search run still setting up (pid N); wait for it" for ever (battery 9b); it is taken
+    over."""
+    from longrope.runs.folder import FolderLock
+
     out = tmp_path / "s"
     with subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"]) as proc:
         try:
             _stub(out, pid=proc.pid, host=platform.node())
-            with pytest.raises(UserError, match=f"in use by a search run still setting up \\(pid {proc.pid}\\)"):
-                RunFolder.open(out, "search", staged=False)
+            with FolderLock.acquire(out, "search"):  # the run setting up holds the lock
+                with pytest.raises(UserError, match="in use by another longrope process"):
+                    RunFolder.open(out, "search", staged=False)
+            assert (out / "run.json").exists()
+            RunFolder.open(out, "search", staged=False).close()  # a live pid without the lock: not that run
         finally:
             proc.kill()
-    assert (out / "run.json").exists()
+    assert not (out / "run.json").exists()
 
 
 @pytest.mark.parametrize("work", ["checkpoint.json", "summary.json", "checkpoints", "done", "other-command"])

@@ -362,3 +362,43 @@ def test_a_cached_genome_outside_the_space_is_refused_when_read():
         bad = Genome(tuple(q), ok.start_tokens, ok.critical, ok.attention)
         with pytest.raises(ValueError, match="outside the search space"):
             Archive.from_json(1, [[bad.to_json(), row]], space)
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_a_queued_genome_outside_the_space_is_refused_on_resume(tmp_path, strategy):
+    """The strategy's own state (queued proposals, the paper's population, steady's promotions) holds genomes
+    too: one no strategy could propose — an index past the temperature choices, other dimensions, out of
+    bounds — was resumed with, scored as factors outside the search, or crashed the evaluator with an
+    IndexError traceback (battery 9b). Each is refused in one line naming the checkpoint."""
+    ckpt = tmp_path / "ckpt.json"
+    loop = make_loop(strategy, seed=0, objective=FailAfter(SyntheticObjective(N_DIMS, SCALE, n_docs=N_DOCS), 3,
+                                                           Killed()), checkpoint=ckpt)
+    with pytest.raises(Killed):
+        loop.run(make_seeds(loop.space))
+    good = json.loads(ckpt.read_text())
+    held = [k for k in ("queue", "population", "promotions") if good["strategy"].get(k)]
+    assert held
+    for key in held:
+        for bad in ([10**9] * N_DIMS, [100] * (N_DIMS - 1)):
+            d = json.loads(json.dumps(good))
+            entry = d["strategy"][key][0]
+            (entry["genome"] if isinstance(entry, dict) else entry)[0] = bad
+            ckpt.write_text(json.dumps(d))
+            with pytest.raises(UserError, match="ckpt.json is malformed .*outside the search space") as err:
+                make_loop(strategy, seed=0, checkpoint=ckpt).resume()
+            assert "\n" not in str(err.value)
+    ckpt.write_text(json.dumps(good))
+    make_loop(strategy, seed=0, checkpoint=ckpt).resume()  # the untouched state resumes
+
+
+@pytest.mark.parametrize("edit", [{"version": 0}, {"format": "longrope-search-checkpoint/2"}, {"version": None}])
+def test_a_checkpoint_of_another_format_or_version_names_its_fix(tmp_path, edit):
+    """"ckpt.json is not a version-1 longrope search checkpoint" said what, not what to do (battery 9b)."""
+    ckpt = tmp_path / "ckpt.json"
+    loop = make_loop("steady", seed=0, checkpoint=ckpt)
+    loop.run(make_seeds(loop.space))
+    ckpt.write_text(json.dumps({**json.loads(ckpt.read_text()), **edit}))
+    with pytest.raises(UserError, match="not a version-1 longrope search checkpoint .*; resume it with that "
+                                        "longrope, or delete the folder to start over") as err:
+        make_loop("steady", seed=0, checkpoint=ckpt).resume()
+    assert "\n" not in str(err.value)

@@ -55,7 +55,8 @@ def test_inputs_changed_in_place_are_refused_by_content(make_config, killed_run,
     standard_corpus(corpus_dir)
     result, _ = _resume(make_config, out, factors=str(moved))
     assert result.resumed_from == 4
-    with pytest.raises(ConfigError, match="dtype is 'bfloat16' but the checkpoint was made with 'float32'"):
+    with pytest.raises(ConfigError, match="dtype resolves to mixed precision 'bf16' here but the checkpoint was "
+                                          "trained with 'no'"):
         _resume(make_config, killed_run(), dtype="bfloat16")
 
 
@@ -216,3 +217,38 @@ def test_a_resume_that_resolves_another_precision_is_refused(make_config, killed
     with pytest.raises(ConfigError, match="dtype resolves to mixed precision 'no' here but the checkpoint was "
                                           "trained with 'bf16'"):
         _resume(make_config, out)
+
+
+def test_the_precision_a_dtype_resolves_to_decides_a_resume_not_its_spelling(make_config, killed_run):
+    """A run started with ``--dtype auto`` where it meant float32 (a CPU) and resumed where auto means bf16 (a
+    GPU) was told to give the checkpoint's precision with --dtype; given (float32), it was refused because the
+    checkpoint recorded 'auto' (battery 9b): no flag resumed it. The resolved precision is what is compared."""
+    out = killed_run()
+    for ckpt in checkpoint_dirs(out):
+        _edit_state(ckpt, run={"dtype": "auto"})  # started with auto on this CPU: no mixed precision
+    result, _ = _resume(make_config, out, dtype="float32")
+    assert result.resumed_from == 4
+    out = killed_run()
+    for ckpt in checkpoint_dirs(out):
+        _edit_state(ckpt, run={"dtype": "auto", "mixed_precision": "bf16"})  # auto meant bf16 there
+    with pytest.raises(ConfigError, match="resolves to mixed precision 'no' here"):
+        _resume(make_config, out, dtype="float32")
+    result, _ = _resume(make_config, out, dtype="bfloat16")
+    assert result.resumed_from == 4
+
+
+def test_without_a_log_the_warnings_are_logged_as_warnings(make_config, killed_run, caplog):
+    """The command line passes no ``log``: the messages went to the logger at INFO, which nothing shows, so a
+    skipped damaged checkpoint (the run silently redid its steps) was never said (battery 9b). Warnings are
+    logged at WARNING (Python shows those on stderr when no logging is configured), the rest at INFO."""
+    import logging
+
+    out = killed_run()
+    (checkpoint_dirs(out)[-1] / "notes.txt").write_text("not saved with the checkpoint")
+    caplog.set_level(logging.INFO, logger="longrope.train.loop")
+    result = finetune(make_config(steps=4, checkpoint_every=2, output=str(out), resume=True))
+    assert result.resumed_from == 2
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warned) == 1 and warned[0].startswith("warning: skipped 1 damaged checkpoint") \
+        and "notes.txt" in warned[0], warned
+    assert any(r.levelno == logging.INFO and "resumed from" in r.getMessage() for r in caplog.records)

@@ -20,8 +20,8 @@ Two ways a folder comes into being:
   is the checkpoint's home; each file is written atomically, and ``run.json``'s status says whether
   the run finished. A folder that holds nothing but ``config.json`` and an unfinished ``run.json``
   (a *stub*: the run stopped during its set-up, before it wrote any work) protects nothing: a fresh
-  start of the same command takes it over, unless the process that wrote it still runs
-  (``run.json`` records its pid and host). A run that fails during set-up removes a folder it
+  start of the same command takes it over, unless the process that wrote it still runs (it holds the
+  folder's lock; ``run.json`` records its pid and host, for a stub written on another host). A run that fails during set-up removes a folder it
   created (:meth:`RunFolder.abandon`).
 
 **One process per in-place folder.** :meth:`RunFolder.open` takes an exclusive :class:`FolderLock`
@@ -49,7 +49,6 @@ from typing import Any
 from longrope.errors import UserError
 from longrope.io import (
     check_replaceable_target,
-    pid_alive,
     read_json,
     remove_dead_leftovers,
     replace_folder,
@@ -164,8 +163,7 @@ class FolderLock:
             fd = os.open(folder / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
             handle = os.fdopen(fd, "r+")
         except OSError as exc:
-            raise UserError(f"{flag} {folder} cannot be written ({exc.strerror or exc}); choose a writable folder") \
-                from None
+            raise _lock_problem(folder, flag, exc) from None
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -201,6 +199,18 @@ class FolderLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+def _lock_problem(folder: Path, flag: str, exc: OSError) -> UserError:
+    """Why ``folder``'s lock file could not be opened, in one line: a lock path that is no plain file (a folder, a
+    link, a pipe someone made) is named with its fix — only longrope makes it, and any process of a run holds
+    it open, so removing it loses nothing — otherwise the folder cannot be written."""
+    lock = folder / LOCK_FILE
+    if os.path.islink(lock) or (os.path.lexists(lock) and not lock.is_file()):
+        kind = "a link" if os.path.islink(lock) else "a folder" if lock.is_dir() else "a special file"
+        return UserError(f"{flag} {folder}: its lock file {lock} is {kind}, not the plain file longrope makes; "
+                         "remove it and run again")
+    return UserError(f"{flag} {folder} cannot be written ({exc.strerror or exc}); choose a writable folder")
 
 
 class RunFolder:
@@ -276,7 +286,7 @@ class RunFolder:
             if staged:
                 raise ValueError("a staged run folder cannot be resumed")
             if _run_command(final) != command:
-                raise UserError(f"nothing to resume in {final}: it holds no {command} run; run without --resume")
+                raise UserError(_nothing_to_resume(final, command))
         created = not staged and not final.exists()
         try:
             parent.mkdir(parents=True, exist_ok=True)
@@ -387,8 +397,10 @@ def _run_pid(folder: Path) -> int | None:
 
 def _is_stub(folder: Path, command: str, flag: str) -> bool:
     """Whether ``folder`` holds a run of ``command`` that stopped during its set-up: nothing but
-    config.json and a run.json whose status is not "done" (no checkpoint, no result). A stub whose
-    process still runs (a run in its set-up now) is refused in one line."""
+    config.json and a run.json whose status is not "done" (no checkpoint, no result). Called with the folder's
+    lock held: a run in its set-up holds that lock from before it writes its records, so on this host the
+    stub's process is gone, whatever process now has its pid (a pid is reused: a stub of a killed run was
+    refused as "in use ... (pid 1)" for ever). A stub written on another host is refused in one line."""
     if _work_files(folder) - {CONFIG_FILE, RUN_FILE} or _run_command(folder) != command:
         return False
     if (folder / RUN_FILE).exists():
@@ -405,9 +417,6 @@ def _is_stub(folder: Path, command: str, flag: str) -> bool:
         if host != platform.node():
             raise UserError(f"{flag} {folder} holds {_article(command)} {command} run started on host {host} (pid {pid}) that has "
                             f"not written any work yet; if it no longer runs, delete the folder, or choose a new one")
-        if pid_alive(pid):
-            raise UserError(f"{flag} {folder} is in use by a {command} run still setting up (pid {pid}); wait for "
-                            "it or stop it, or choose a new folder")
     return True
 
 
@@ -417,6 +426,19 @@ def _run_command(folder: Path) -> str | None:
         return read_run_config(folder)[0]
     except UserError:
         return None
+
+
+def _nothing_to_resume(folder: Path, command: str) -> str:
+    """Why ``folder`` cannot be resumed as a run of ``command``: it holds another command's run or none, or its
+    work lost the record that says which command wrote it (config.json deleted or damaged: "it holds no search
+    run" beside an intact checkpoint, and the fresh start then refused the folder as not empty)."""
+    recorded = folder / CONFIG_FILE
+    if (_run_command(folder) is None and _read_run(folder).get("command") == command
+            and _work_files(folder) - {CONFIG_FILE, RUN_FILE}):  # run.json says whose work it is
+        state = "unreadable" if os.path.lexists(recorded) else "missing"
+        return (f"nothing to resume in {folder}: its {CONFIG_FILE}, the record of the run that wrote it, is {state}; "
+                f"restore it (its command line is in {RUN_FILE}'s argv), or choose a new folder")
+    return f"nothing to resume in {folder}: it holds no {command} run; run without --resume"
 
 
 def _article(word: str) -> str:

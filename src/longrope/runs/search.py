@@ -146,6 +146,11 @@ class SearchConfig:
         check_groups(self)
         check_int(self, "workers", 0, 4096)
         check_int(self, "target_length", 2, MAX_TOKENS, optional=True)
+        for name, what in (("base_factors", "a factor file"), ("reuse", "a search run folder"),
+                           ("ray_address", "a Ray cluster address")):
+            value = getattr(self, name)  # '' (an unset shell variable) meant the option was not given at all
+            if value is not None and not value.strip():
+                raise ConfigError(name, "{name} is empty; give " + what + ", or leave {name} out")
         if sum([self.workers > 0, bool(self.devices), bool(self.ray_address)]) > 1:
             raise ConfigError(("workers", "devices", "ray_address"), "give only one of {name0}, {name1} and {name2}")
         if self.unordered and not (self.workers > 0 or self.devices or self.ray_address):
@@ -258,17 +263,39 @@ def fingerprint(config: SearchConfig, plan: Any) -> dict:
     inputs by content (a local model by its digest, a hub model by its id)."""
     from longrope.models.loading import model_digest
 
-    cfg = {k: v for k, v in config_to_dict(config).items() if k not in _RUNTIME_FIELDS + _CONTENT_FIELDS}
+    digest = model_digest(config.model)  # a local model by its content: moved elsewhere, it resumes
+    by_content = _CONTENT_FIELDS + (("model",) if digest is not None else ())
+    cfg = {k: v for k, v in config_to_dict(config).items() if k not in _RUNTIME_FIELDS + by_content}
     cfg["space"] = plan.space.to_dict()
-    digest = model_digest(config.model)
     model = config.model if digest is None else {"sha256": digest}
     ident = {"model": model, "rope": plan.rope, "data": _data_fingerprint(config.data), "config": cfg,
              "answer": answer_protocol(config.fitness_name)}
-    if config.base_factors:  # the scores depend on the file's contents, not its name
-        from longrope.formats.factors import factor_file  # a folder: the file the factors are read from
-
-        ident["base_factors_sha256"] = hashlib.sha256(factor_file(config.base_factors).read_bytes()).hexdigest()
+    if config.base_factors:  # the scores depend on the factors the file holds, not on its name or its bytes
+        ident["base_factors_digest"] = _base_factor_set(config, plan).digest()
     return ident
+
+
+def _base_factor_set(config: SearchConfig, plan: Any) -> Any:
+    from longrope.rope import FactorSet
+
+    return FactorSet.load(config.base_factors, rope_theta=plan.rope["rope_theta"],
+                          original_length=plan.rope["original_length"])
+
+
+def _base_file_sha256(path: str) -> str:
+    """SHA-256 of the bytes of the base factor file (what fingerprints recorded before the factor set's digest)."""
+    from longrope.formats.factors import factor_file  # a folder: the file the factors are read from
+
+    return hashlib.sha256(factor_file(path).read_bytes()).hexdigest()
+
+
+def _as_recorded(ident: dict, old: dict, config: SearchConfig) -> dict:
+    """``ident`` in the terms of the recorded fingerprint ``old``: one written before the factor set's digest
+    named the base factor file by the SHA-256 of its bytes (it is resumed with the same bytes)."""
+    if "base_factors_sha256" not in old or "base_factors_digest" not in ident or not config.base_factors:
+        return ident
+    mine = {k: v for k, v in ident.items() if k != "base_factors_digest"}
+    return {**mine, "base_factors_sha256": _base_file_sha256(config.base_factors)}
 
 
 #: The settings a window's score depends on (with model, rope, data and the search space); the
@@ -281,8 +308,17 @@ def _score_identity(ident: dict, strategy: str, fitness: str | None, dtype: str)
     return {"model": ident.get("model"), "rope": ident.get("rope"), "data": ident.get("data"),
             "space": cfg.get("space"), "fitness": fitness_name(strategy, fitness),
             "retrieval_weight": cfg.get("retrieval_weight"), "answer": ident.get("answer"),
-            "dtype": dtype, "base_factors_sha256": ident.get("base_factors_sha256"),
+            "dtype": dtype, "base_factors": ident.get("base_factors_digest", ident.get("base_factors_sha256")),
             **{k: cfg.get(k) for k in _SCORE_FIELDS}}
+
+
+def reuse_conflicts(config: SearchConfig, source: SearchConfig) -> list[str]:
+    """The settings a window's score depends on that differ between a search and the search whose folder it
+    would ``--reuse``, as far as their configurations tell (a pipeline's plan check, before either runs: the
+    model, the data and the search space are compared from the source's checkpoint when the search starts)."""
+    fields = (*_SCORE_FIELDS, "fitness", "retrieval_weight", "dtype")
+    return [f"{k}: {getattr(source, k)!r} -> {getattr(config, k)!r}" for k in fields
+            if getattr(source, k) != getattr(config, k)]
 
 
 def read_reuse_source(where: Path) -> tuple[dict, dict]:
@@ -319,7 +355,7 @@ def reused_scores(config: SearchConfig, ident: dict, space: Any = None) -> list:
         return recorded[key] if recorded.get(key) is not None else other_cfg.get(key, default)
 
     theirs = _score_identity(theirs_fp, known("strategy", ""), known("fitness", None), known("dtype", "float32"))
-    mine = _score_identity(ident, config.strategy, config.fitness, config.dtype)
+    mine = _score_identity(_as_recorded(ident, theirs_fp, config), config.strategy, config.fitness, config.dtype)
     diffs = describe_differences(theirs, mine)
     if diffs:
         raise ConfigError("reuse", f"{{name}} {where}: its window scores mean something else here: "
@@ -445,7 +481,7 @@ def _search_in(folder: Any, config: SearchConfig, plan: Any, ident: dict, preloa
     ckpt = folder / "checkpoint.json"
     try:  # set-up: a failure here leaves no folder behind (or the one that was there)
         if config.resume:
-            ident = _refuse_other_run(ckpt, ident)
+            ident = _refuse_other_run(ckpt, ident, config)
         elif ckpt.exists():
             raise ConfigError(("output", "resume"), "{name0} " + f"{config.output} already holds a search; add "
                                                      "{name1} to continue it or choose a new folder")
@@ -504,9 +540,17 @@ def _search_in(folder: Any, config: SearchConfig, plan: Any, ident: dict, preloa
     return report
 
 
-def _refuse_other_run(ckpt: Path, ident: dict) -> dict:
+_BASE_CHANGED = "the base factor file holds other factors than the run started with"
+
+
+def _refuse_other_run(ckpt: Path, ident: dict, config: SearchConfig) -> dict:
     """A resume with other settings than the saved run's is refused before any model is loaded; returns the
-    fingerprint to go on with (the recorded one, which may be written in an older but equivalent form)."""
+    fingerprint to go on with (the recorded one, which may be written in an older but equivalent form).
+
+    A local model is compared by its digest, not its path (a pipeline folder moved with its fine-tuned model
+    resumes). ``--reuse`` is not compared by its path either: the scores it gave are in the checkpoint since the run started, so a
+    resume needs it no more (it is recorded again from the checkpoint when not given) and its source may have
+    moved; given to resume a run that started without it, it would be ignored, so it is refused."""
     from longrope.search.loop import describe_differences
 
     if not ckpt.exists():
@@ -515,7 +559,23 @@ def _refuse_other_run(ckpt: Path, ident: dict) -> dict:
     old = old.get("fingerprint", {})
     if not isinstance(old, dict):
         raise UserError(f"{ckpt} is malformed (its fingerprint is no object); delete the folder to start over")
-    diffs = describe_differences(_upgrade_fingerprint(old), ident)
+    upgraded = _upgrade_fingerprint(old)
+    reused = upgraded["config"].get("reuse") if isinstance(upgraded.get("config"), dict) else None
+    if config.reuse is not None and reused is None:
+        raise ConfigError(("reuse", "resume"), "{name0} gives scores to a search as it starts; the run in "
+                          f"{ckpt.parent} started without it, so a {{name1}} cannot take them: drop {{name0}}")
+    if config.reuse is None and isinstance(reused, str):
+        config.reuse = reused  # recorded as the run started (config.json is rewritten by every start)
+
+    def comparable(fp: dict) -> dict:  # a model known by its digest is compared by it (older records named it too)
+        named = ("reuse", "model") if isinstance(fp.get("model"), dict) else ("reuse",)
+        return {**fp, "config": {k: v for k, v in fp["config"].items() if k not in named}} \
+            if isinstance(fp.get("config"), dict) else fp
+
+    diffs = describe_differences(comparable(upgraded), comparable(_as_recorded(ident, upgraded, config)))
+    changed = _BASE_CHANGED + (" (a run recorded before factor sets had digests: compared by the file's bytes)"
+                               if "base_factors_sha256" in upgraded else "")
+    diffs = [changed if d.startswith("base_factors_") else d for d in diffs]
     if diffs:
         raise ConfigError("resume", "{name} refused, the run in this folder used a different configuration: "
                           + "; ".join(diffs) + " (use the same settings, or a new output folder)")

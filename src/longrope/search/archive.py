@@ -118,9 +118,7 @@ class Archive:
         arc = cls(n_docs)
         width = None
         for g_json, s in obj:
-            g = Genome.from_json(g_json)
-            if space is not None and not space.contains(g):
-                raise ValueError("a genome outside the search space (other dimensions, grid or bounds)")
+            g = Genome.from_json(g_json) if space is None else space.recorded_genome(g_json)
             entry = {}
             for d, v in s.items():
                 doc, row = int(d), (float(v[0]), int(v[1]), *(float(x) for x in v[2:]))

@@ -383,7 +383,9 @@ class SearchLoop:
 
         d = read_json(self.checkpoint, what="search checkpoint")
         if d.get("format") != CHECKPOINT_FORMAT or d.get("version") != CHECKPOINT_VERSION:
-            raise UserError(f"{self.checkpoint} is not a version-{CHECKPOINT_VERSION} longrope search checkpoint")
+            raise UserError(f"{self.checkpoint} is not a version-{CHECKPOINT_VERSION} longrope search checkpoint (format "
+                            f"{str(d.get('format'))[:60]!r}, version {str(d.get('version'))[:20]}: another longrope "
+                            "wrote it?); resume it with that longrope, or delete the folder to start over")
         fingerprint = d.get("fingerprint", {})
         diffs = describe_differences(fingerprint, self.fingerprint) if isinstance(fingerprint, dict) else ["fingerprint"]
         if d.get("strategy_name") != self.strategy.name:
@@ -418,7 +420,8 @@ class SearchLoop:
             raise ValueError("history is not a list of records")
         self.history = list(d["history"])
         self.next_ticket = _count(d["next_ticket"], "next_ticket")
-        self.pending = {_count(t, "a pending ticket"): Proposal.from_json(p) for t, p in d["pending"]}
+        self.pending = {_count(t, "a pending ticket"): Proposal.from_json(p, self.space, self.archive.n_docs)
+                        for t, p in d["pending"]}
         self.archive.reserved = {p.genome for p in self.pending.values()}
         self.arrived = {}
         for t, docs, sc in d["arrived"]:

@@ -219,6 +219,16 @@ class SearchSpace:
         return np.clip(np.rint(lam / self.step).astype(np.int64), self.q_lo, q_crit)
 
     # -- checks ----------------------------------------------------------------------------------
+    def recorded_genome(self, obj: list) -> Genome:
+        """A genome a checkpoint recorded, decoded and checked: a ``ValueError`` when no search of this space
+        could have written it (other dimensions, an index past the n̂ or temperature choices, off the grid or
+        out of bounds) — it would be scored as a factor set the search never proposes, or fail in the
+        evaluator."""
+        g = Genome.from_json(obj)
+        if not self.contains(g):
+            raise ValueError("a genome outside the search space (other dimensions, grid or bounds)")
+        return g
+
     def contains(self, genome: Genome) -> bool:
         """True when the genome is on the grid, in bounds, monotone (if required) and canonical."""
         q = np.asarray(genome.q, dtype=np.int64)

@@ -131,8 +131,14 @@ class Proposal:
         return {"genome": self.genome.to_json(), "docs": list(self.docs), "kind": self.kind}
 
     @classmethod
-    def from_json(cls, d: dict) -> Proposal:
-        return cls(Genome.from_json(d["genome"]), tuple(int(x) for x in d["docs"]), str(d["kind"]))
+    def from_json(cls, d: dict, space: SearchSpace | None = None, n_docs: int | None = None) -> Proposal:
+        """The proposal :meth:`to_json` wrote; with ``space`` (and ``n_docs``) a recorded one is checked: a
+        ``ValueError`` for a genome outside the space or a window index outside ``[0, n_docs)``."""
+        genome = Genome.from_json(d["genome"]) if space is None else space.recorded_genome(d["genome"])
+        docs = tuple(int(x) for x in d["docs"])
+        if n_docs is not None and not all(0 <= x < n_docs for x in docs):
+            raise ValueError(f"a proposal of windows {list(docs)[:4]} outside the {n_docs} window(s) searched")
+        return cls(genome, docs, str(d["kind"]))
 
 
 class Strategy:
@@ -294,8 +300,8 @@ class PaperStrategy(Strategy):
 
     def load_state_dict(self, d: dict) -> None:
         self.generation = int(d["generation"])
-        self.queue = [Proposal.from_json(p) for p in d["queue"]]
-        self.population = [Genome.from_json(g) for g in d["population"]]
+        self.queue = [Proposal.from_json(p, self.space, self.archive.n_docs) for p in d["queue"]]
+        self.population = [self.space.recorded_genome(g) for g in d["population"]]
         self.n_done = int(d["n_done"])
         self.since_improve = int(d["since_improve"])
         self.best = float(d["best"])
@@ -487,9 +493,9 @@ class SteadyStrategy(Strategy):
         }
 
     def load_state_dict(self, d: dict) -> None:
-        self.queue = [Genome.from_json(g) for g in d["queue"]]
+        self.queue = [self.space.recorded_genome(g) for g in d["queue"]]
         self._n_seeds = int(d["n_seeds"])
-        self.promotions = [Proposal.from_json(p) for p in d["promotions"]]
+        self.promotions = [Proposal.from_json(p, self.space, self.archive.n_docs) for p in d["promotions"]]
         k = d["counters"]
         self.c = _SteadyCounters(
             n_new=int(k["n_new"]),

@@ -209,7 +209,7 @@ def newest_intact_checkpoint(out: Path, say: Callable[[str], None]) -> tuple[Pat
             damaged.append(str(exc))
             continue
         if damaged:
-            say(f"warning: skipped {len(damaged)} damaged checkpoint(s) ({'; '.join(damaged)}); resuming from "
+            say(f"skipped {len(damaged)} damaged checkpoint(s) ({'; '.join(damaged)}); resuming from "
                 f"the previous intact one, {path.name}")
         return path, state
     if damaged:
@@ -249,9 +249,12 @@ CONTENT_KEYS = {
 
 def check_same_run(saved: dict[str, Any], current: dict[str, Any]) -> None:
     """Refuse to resume when a setting that shapes the trajectory changed (names the first one): the
-    content of the factor file and the shard folder, the resolved precision, and every setting in
+    content of the factor file and the shard folder, the resolved precision (not the ``--dtype`` that names it:
+    a run started with ``auto`` on a CPU resumes on a GPU with ``--dtype float32``), and every setting in
     ``current`` that ``saved`` also records."""
     by_content = {CONTENT_KEYS[k][0] for k in CONTENT_KEYS if k in saved}
+    if "mixed_precision" in saved:  # the precision --dtype resolves to is compared, not its spelling: 'auto'
+        by_content.add("dtype")  # from a CPU run is 'float32' on a GPU, where 'auto' would resolve to bf16
     for key, (field_name, meaning) in CONTENT_KEYS.items():
         if key in saved and key in current and saved[key] != current[key]:
             value, before = current.get(field_name), saved.get(field_name)

@@ -112,13 +112,19 @@ class _Trainer:
         self._record: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------------------ messages
-    def say(self, msg: str) -> None:
+    def say(self, msg: str, *, warning: bool = False) -> None:
+        """A message of the main process to the caller's ``log``; without one, to this module's logger — a
+        warning at WARNING, so that it reaches the user of a command line that configures no logging (at INFO
+        the CLI's skipped damaged checkpoints and too-short documents were never shown)."""
         if self.accelerator is not None and not self.accelerator.is_main_process:
             return
         if self._sink is not None:
             self._sink(msg)
         else:
-            _log.info(msg)
+            _log.log(logging.WARNING if warning else logging.INFO, msg)
+
+    def warn(self, msg: str) -> None:
+        self.say(f"warning: {msg}", warning=True)
 
     # ------------------------------------------------------------------------------ 1. set-up
     def set_up(self) -> None:
@@ -165,7 +171,7 @@ class _Trainer:
                                   f"prompt: {exc}") from None
         self._make_accelerator()
         for w in self._warnings:
-            self.say(f"warning: {w}")
+            self.warn(w)
         self._find_resume_point()  # a damaged checkpoint or changed input is refused before the model loads
         self._load_model()
         self._prepare()
@@ -310,7 +316,7 @@ class _Trainer:
         self.resume_point: tuple[Path, TrainState] | None = None
         if not self.cfg.resume:
             return
-        found = newest_intact_checkpoint(self.out, self.say)
+        found = newest_intact_checkpoint(self.out, self.warn)
         if found is None:
             return
         path, state = found

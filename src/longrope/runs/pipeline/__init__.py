@@ -123,6 +123,11 @@ def run(config: PipelineConfig, *, log: Callable[[str], None] | None = None) -> 
     for name in names:  # every stage's settings, before the first one runs
         _check(resolver.context(name, machine=name in selected and name not in finished))
     _check_stage_folders([out / STAGES_DIR, *(resolver.stage_dir(n) for n in selected)])
+    _check_reuses(resolver, [n for n in selected if n not in finished])
+    done = {n for n in finished if old is not None and is_done(old, n)}
+    for name in selected:  # an earlier stage --only leaves out and that has not run: before the folder is written
+        _refuse_missing(name, [r for r in _inputs(plan, name) if r not in done])
+        done.add(name)
     folder = RunFolder.open(out, COMMAND, staged=False, resume=config.resume)  # locked: one process per folder
     try:
         manifest = old or new_manifest(plan, plan_file)
@@ -218,6 +223,37 @@ def _check(ctx: StageContext) -> None:
         raise UserError(f"plan stage {ctx.name!r} ({ctx.run}): {exc}") from None
 
 
+def _check_reuses(resolver: Resolver, running: list[str]) -> None:
+    """A search stage reusing an earlier search stage's scores (``"reuse": "@NAME"``) under settings where they
+    mean something else is refused before the first stage runs (it was refused when it started, after the
+    stages before it had run)."""
+    from longrope.runs.search import reuse_conflicts
+
+    for name in running:
+        entry = resolver.entries[name]
+        source = refs(entry.get("reuse")) if entry["run"] == "search" else []
+        if not source or resolver.entries[source[0]]["run"] != "search":
+            continue
+        mine, theirs = (STAGES["search"].settings(resolver.context(n, machine=False)) for n in (name, source[0]))
+        diffs = reuse_conflicts(mine, theirs)
+        if diffs:
+            raise UserError(f"plan stage {name!r} (search): reuse @{source[0]}: its window scores mean something "
+                            "else here: " + "; ".join(diffs) + "; give both stages the same settings, or drop reuse")
+
+
+def _inputs(plan: dict, name: str) -> list[str]:
+    """The earlier stages whose outputs stage ``name`` reads (its ``@NAME`` references)."""
+    entry = next(s for s in plan["stages"] if s["name"] == name)
+    return list(dict.fromkeys(refs(entry)))
+
+
+def _refuse_missing(name: str, missing: list[str]) -> None:
+    if missing:
+        raise UserError(f"stage {name!r} needs the outputs of {', '.join(missing)}, which "
+                        f"{'is' if len(missing) == 1 else 'are'} not done; run those first (or the whole "
+                        "pipeline with --resume)")
+
+
 def _run_stage(ctx: StageContext, manifest: dict, out: Path, counter: str) -> None:
     """Run one stage unless it is done (and still stands), recording every transition in the manifest."""
     stage, st = STAGES[ctx.run], manifest["stages"][ctx.name]
@@ -229,11 +265,7 @@ def _run_stage(ctx: StageContext, manifest: dict, out: Path, counter: str) -> No
         ctx.say(f"pipeline: {counter} {ctx.name} ({ctx.run}): done, skipped")
         return
     used = list(dict.fromkeys(refs(ctx.entry)))
-    missing = [r for r in used if not is_done(manifest, r)]
-    if missing:
-        raise UserError(f"stage {ctx.name!r} needs the outputs of {', '.join(missing)}, which "
-                        f"{'is' if len(missing) == 1 else 'are'} not done; run those first (or the whole "
-                        "pipeline with --resume)")
+    _refuse_missing(ctx.name, [r for r in used if not is_done(manifest, r)])
     records.start(st, ctx.settings, {r: str(ctx.folder.parent / r) for r in used})
     save(out, manifest, summary=False)
     ctx.say(f"pipeline: {counter} {ctx.name} ({ctx.run})" + (" — resuming" if st["attempts"] > 1 else ""))

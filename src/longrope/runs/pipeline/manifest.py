@@ -45,7 +45,12 @@ def read_manifest(out: Path) -> dict | None:
     for st in stages.values():
         if not isinstance(st.get("outputs", {}), dict) or not isinstance(st.get("attempts", 0), int):
             raise UserError(f"{path} is malformed (a stage record's outputs or attempts); {fix}")
-    planned = [s.get("name") for s in doc["plan"].get("stages", []) if isinstance(s, dict)]
+    planned = doc["plan"].get("stages", [])
+    if not isinstance(planned, list) or not all(isinstance(s, dict) and isinstance(s.get("name"), str)
+                                                 and isinstance(s.get("run"), str) for s in planned):
+        raise UserError(f"{path} is malformed (its plan's stages must be a list of stage objects, each with a name "
+                        f"and a run); {fix}")
+    planned = [s["name"] for s in planned]
     if sorted(stages) != sorted(planned):  # a record removed or added by hand
         raise UserError(f"{path} is malformed (its stage records {sorted(stages)} are not its plan's stages "
                         f"{sorted(map(str, planned))}); {fix}")
@@ -104,8 +109,9 @@ def plan_differences(old: dict, new: dict) -> tuple[list[str], list[str]]:
     diffs, edited = [], []
     if old.get("model") != new.get("model"):
         diffs.append(f"model {old.get('model')!r} -> {new.get('model')!r}")
-    a = {s["name"]: s for s in old.get("stages", [])}
-    b = {s["name"]: s for s in new.get("stages", [])}
+    # a stage's description documents it, as the plan's own does: editing it changes nothing that ran
+    a = {s["name"]: {k: v for k, v in s.items() if k != "description"} for s in old.get("stages", [])}
+    b = {s["name"]: {k: v for k, v in s.items() if k != "description"} for s in new.get("stages", [])}
     for name in list(a) + [n for n in b if n not in a]:
         if a.get(name) == b.get(name):
             continue
@@ -135,8 +141,8 @@ def editable_keys() -> str:
 
 def is_done(manifest: dict, name: str) -> bool:
     """A stage is done when the manifest says so and its main output still exists."""
-    st = manifest["stages"].get(name, {})
-    return st.get("status") == "done" and all(Path(p).exists() for p in st.get("outputs", {}).values())
+    st = manifest["stages"].get(name, {})  # a finished stage always records its outputs: none is an edited record
+    return st.get("status") == "done" and "outputs" in st and all(Path(p).exists() for p in st["outputs"].values())
 
 
 def start(st: dict, settings: dict, inputs: dict) -> None:
