@@ -203,7 +203,7 @@ def replace_folder(new: str | os.PathLike, dest: str | os.PathLike) -> Path:
     back and the ``OSError`` raised. A reader sees the old folder or the new one, never a mix."""
     new, dest = Path(new), Path(dest)
     old = None
-    if dest.exists():
+    if dest.exists() or dest.is_symlink():  # a dangling link too: renaming a folder onto it is ENOTDIR
         old = dest.with_name(f"{aside_prefix(dest)}{os.getpid()}-{os.urandom(3).hex()}")
         os.replace(dest, old)
     try:
