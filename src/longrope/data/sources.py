@@ -29,13 +29,13 @@ from __future__ import annotations
 import gzip
 import io
 import json
-import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from longrope.errors import UserError
+from longrope.hub import hub_offline
 from longrope.hub import hub_reachable as _hub_reachable  # module-level name: tests monkeypatch it
 
 __all__ = ["Source", "SkipLog", "resolve_sources", "HUB_ALIASES", "DOC_SUFFIXES"]
@@ -146,9 +146,10 @@ class Source:
         """Fail in seconds, before any work, when a hub input cannot be read (offline)."""
         if self.kind != "hub":
             return
-        if os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0") or os.environ.get("HF_DATASETS_OFFLINE", "") not in ("", "0"):
+        switch = hub_offline(datasets=True)
+        if switch:
             raise UserError(f"{self.spec!r} is not a local file or folder and the Hugging Face hub is offline "
-                            "(HF_HUB_OFFLINE); download the dataset and pass its files or folder as --input")
+                            f"({switch}); download the dataset and pass its files or folder as --input")
         if not _hub_reachable():
             raise UserError(f"{self.spec!r} is not a local file or folder and the Hugging Face hub is unreachable "
                             "(offline?); download the dataset and pass its files or folder as --input")

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from longrope.errors import UserError
+from longrope.hub import hub_offline
 
 __all__ = ["load_tokenizer"]
 
@@ -43,7 +44,7 @@ def load_tokenizer(name_or_path: str | os.PathLike) -> Any:
         kwargs: dict[str, Any] = {}
         if source.gguf_file:
             kwargs["gguf_file"] = source.gguf_file
-        if source.kind != "hub" or os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0"):
+        if source.kind != "hub" or hub_offline():
             kwargs["local_files_only"] = True
         tok = _auto(source.location, name_or_path, **kwargs)
     if tok is None:
