@@ -117,6 +117,27 @@ def check_int(cfg: Any, name: str, lo: int = 1, hi: int = MAX_COUNT, *, optional
         raise ConfigError(name, "{name} " + problem)
 
 
+def check_shapes(cfg: Any) -> None:
+    """Refuse, naming the field, a Python caller's value of another shape than the command line gives: None for
+    a required setting, a list setting that is not a list or tuple (a string was read letter by letter:
+    ``factors="yarn.json"`` looked for a factor file 'y', ``tasks="vt"`` for a task 'v'; ``lengths=512`` was a
+    TypeError), a switch that is not true or false (``quiet="no"`` was on)."""
+    hints = _hints(type(cfg))
+    for f in dataclasses.fields(cfg):
+        if f.metadata.get("nested"):
+            continue
+        value = getattr(cfg, f.name)
+        inner, optional = _unwrap_optional(hints[f.name])
+        if value is None:
+            if not optional and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise ConfigError(f.name, "{name} is required, got None")
+        elif _tuple_item(inner) is not None and not isinstance(value, (list, tuple)):
+            raise ConfigError(f.name, "{name} must be a list or tuple of values, got " + _shown(value)
+                              + (f" (write [{value!r}] for one)" if isinstance(value, (str, int)) else ""))
+        elif inner is bool and not isinstance(value, bool):
+            raise ConfigError(f.name, "{name} must be True or False, got " + _shown(value))
+
+
 # ---------------------------------------------------------------------------------------------
 # field introspection
 
