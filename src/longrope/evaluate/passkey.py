@@ -395,8 +395,16 @@ def needle_prompts(
 def needle_score(model: torch.nn.Module, prompts: Sequence[PasskeyPrompt], *,
                  chunk_size: int | None = None) -> NeedleScore:
     """Score the answer tokens of needle-mode prompts: one forward each, no generation."""
+    from longrope.models.generation import check_token_ids
+
     if not prompts:
         raise UserError("no needle prompts to score")
+    lm.check_chunk_size(chunk_size)
+    for k, p in enumerate(prompts):  # before any forward pass (an id without embedding was an IndexError)
+        if not isinstance(p, PasskeyPrompt):
+            raise UserError(f"needle_score takes the prompts needle_prompts built, got {type(p).__name__} (prompt {k})")
+        check_token_ids(model, p.input_ids, what=f"needle prompt {k}",
+                        fix="build the prompts with this model's tokenizer and BOS id")
     device = lm.model_device(model)
     transform = lm.logit_transform(getattr(model, "config", None))
     per = []

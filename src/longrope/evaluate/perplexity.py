@@ -160,9 +160,7 @@ def evaluate_perplexity(
         raise UserError(f"max_tokens must be an integer >= 1 (leave it out for no cap), got {max_tokens!r}")
     if len(docs) == 0:
         raise UserError("no documents to evaluate; sample at least one document")
-    if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int)
-                                   or chunk_size < 1):
-        raise UserError(f"chunk_size must be a positive integer, got {chunk_size!r}")
+    lm.check_chunk_size(chunk_size)
 
     ids: list[str] = []
     windows: list[Window] = []
