@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import numbers
 import types
 import typing
 from collections.abc import Callable
@@ -105,6 +106,13 @@ def int_problem(v: Any, lo: int, hi: int) -> str | None:
     if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
         return f"must be an integer in [{lo:,}, {hi:,}], got {_shown(v)}"
     return None
+
+
+def check_seed(seed: Any) -> None:
+    """A library caller's seed is an integer in [0, 2^32 - 1], as ``--seed`` (the one check of the passkey keys'
+    and the document sample's seed: -1 was numpy's ValueError traceback, 1.5 a TypeError or the draw of seed 1)."""
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed <= MAX_SEED:
+        raise UserError(f"seed must be an integer in [0, {MAX_SEED:,}], got {_shown(seed)}")
 
 
 def check_int(cfg: Any, name: str, lo: int = 1, hi: int = MAX_COUNT, *, optional: bool = False) -> None:

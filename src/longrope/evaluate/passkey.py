@@ -56,7 +56,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import numbers
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -70,6 +69,7 @@ from longrope.errors import UserError
 from longrope.evaluate import lm
 from longrope.evaluate.memory import out_of_memory
 from longrope.evaluate.windows import check_length
+from longrope.options import check_seed
 from longrope.settings import PASSKEY_ANSWER, PASSKEY_DEPTHS, PASSKEY_MODES, check_passkey_depths
 
 __all__ = [
@@ -128,15 +128,6 @@ def piece_joiner(tokenizer: Any) -> str:
     if _encode(tokenizer, a) + _encode(tokenizer, b) == joint:
         return ""
     return " "  # neither reproduces it exactly; a leading space is the usual convention
-
-
-def check_seed(seed: Any) -> None:
-    """The key draw's seed is an integer in [0, 2^32 - 1] (as ``--seed``): -1 was numpy's ValueError traceback,
-    1.5 silently drew the keys of seed 1."""
-    from longrope.options import MAX_SEED
-
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed <= MAX_SEED:
-        raise UserError(f"seed must be an integer in [0, {MAX_SEED:,}], got {seed!r}")
 
 
 def passkey_key(seed: int, length: int, depth_index: int, trial: int) -> int:
