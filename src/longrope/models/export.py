@@ -100,7 +100,9 @@ def longrope_config_entries(factor_set: Any, info: RopeInfo) -> tuple[dict[str, 
     Pure (no torch): the keys of docs/method.md §8 for the family described by ``info``.
     """
     from longrope.models.factor_files import check_fits
+    from longrope.rope.factors import require_factor_set
 
+    require_factor_set(factor_set)
     # Rotary dim and base: the one judge (commands already refused another L before loading the
     # model; a library caller's L is taken as given, so it is passed as the deliberate L here).
     check_fits(factor_set, info, source=f"factor set ({factor_set.method})",
@@ -353,13 +355,15 @@ def export_hf(
     import torch
     from transformers import AutoConfig
 
+    from longrope.models.loading import resolve_dtype
+
     info = require_supported(inspect_model(model))
     entries, warnings = longrope_config_entries(factor_set, info)
     out = Path(out_dir)
     check_output_folder(out, overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(out)
-    weights_dtype = dtype if dtype is not None else next(model.parameters()).dtype
+    weights_dtype = resolve_dtype(dtype) if dtype is not None else next(model.parameters()).dtype
     tmp = temporary_sibling(out, folder=True)
     try:
         src = model

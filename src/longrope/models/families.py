@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from typing import Any
 
 from longrope.errors import UserError
@@ -279,6 +280,9 @@ def inspect_model(model: Any) -> RopeInfo:
 
     import transformers
 
+    if not hasattr(model, "config") or not hasattr(model, "named_modules"):
+        hint = " (for a name or path: read_rope_info)" if isinstance(model, (str, os.PathLike)) else ""
+        raise UserError(f"inspect_model takes a loaded transformers model, got {type(model).__name__}{hint}")
     info = rope_info_from_config(model.config)
     if not info.supported:
         return info

@@ -489,7 +489,7 @@ def export_gguf(
     try:
         writer = gguf.GGUFWriter(tmp, arch=arch)
         writer.add_type(gguf.GGUFType.MODEL)
-        writer.add_name(name or str(getattr(config, "_name_or_path", "") or out.stem))
+        writer.add_name(str(name or getattr(config, "_name_or_path", "") or out.stem))
         writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
         writer.add_file_type(gguf.LlamaFileType.MOSTLY_F16 if outtype == "f16" else gguf.LlamaFileType.ALL_F32)
         _hparams(writer, config, info, arch, warnings)

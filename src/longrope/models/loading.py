@@ -325,9 +325,7 @@ def resolve_dtype(dtype: Any) -> Any:
     """A ``torch.dtype`` from a dtype or a name ("float32", "bf16", ...)."""
     import torch
 
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    name = _DTYPES.get(str(dtype).lower().replace("torch.", ""))
+    name = _DTYPES.get(str(dtype).lower().replace("torch.", ""))  # torch.int8 too: transformers' ValueError
     if name is None:
         raise UserError(f"unknown dtype {dtype!r}; use one of float32, bfloat16, float16")
     return getattr(torch, name)
