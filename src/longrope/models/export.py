@@ -355,7 +355,7 @@ def export_hf(
     import torch
     from transformers import AutoConfig
 
-    from longrope.models.loading import resolve_dtype
+    from longrope.settings import resolve_dtype
 
     info = require_supported(inspect_model(model))
     entries, warnings = longrope_config_entries(factor_set, info)

@@ -43,6 +43,7 @@ from longrope.models.families import (
     rope_type_problem,
 )
 from longrope.models.families import require_rope as _require_rope
+from longrope.settings import resolve_dtype  # noqa: F401 - longrope.models.resolve_dtype, as always
 
 __all__ = [
     "ModelSource",
@@ -60,16 +61,6 @@ __all__ = [
 
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
-_DTYPES = {
-    "float32": "float32",
-    "fp32": "float32",
-    "float": "float32",
-    "bfloat16": "bfloat16",
-    "bf16": "bfloat16",
-    "float16": "float16",
-    "fp16": "float16",
-    "half": "float16",
-}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -319,16 +310,6 @@ def _gguf_original_length(path: Path) -> int | None:
     except Exception:  # noqa: BLE001 - an optional refinement: transformers already read this file
         return None
     return int(value) if isinstance(value, int) and value > 0 else None
-
-
-def resolve_dtype(dtype: Any) -> Any:
-    """A ``torch.dtype`` from a dtype or a name ("float32", "bf16", ...)."""
-    import torch
-
-    name = _DTYPES.get(str(dtype).lower().replace("torch.", ""))  # torch.int8 too: transformers' ValueError
-    if name is None:
-        raise UserError(f"unknown dtype {dtype!r}; use one of float32, bfloat16, float16")
-    return getattr(torch, name)
 
 
 def resolve_device(device: Any, *, fix: str = "use --device cpu") -> Any:
