@@ -32,3 +32,18 @@ def test_a_shard_folder_as_input_says_it_is_one(tmp_path):
             resolve_sources([spec])
     (tmp_path / "a.txt").write_text("text")
     assert resolve_sources([str(tmp_path)])[0].kind == "folder"  # a folder holding a shard folder is read
+
+
+def test_a_folder_named_dot_names_its_documents_by_its_own_name(tmp_path, monkeypatch):
+    """--input . named the documents '/a.txt' (Path('.').name is ''), so the search/held-out split of one folder
+    changed with how it was spelled (battery 9a)."""
+    from longrope.data.sources import SkipLog
+
+    books = tmp_path / "books"
+    books.mkdir()
+    (books / "a.txt").write_text("some text", encoding="utf-8")
+    monkeypatch.chdir(books)
+    for spec in (".", "./", "../books/.", str(books)):
+        source = resolve_sources([spec])[0]
+        assert [doc_id for doc_id, _, _ in source.documents(SkipLog())] == ["books/a.txt"], spec
+        assert source.label == "books"

@@ -109,7 +109,7 @@ class Source:
         """The prefix of this source's document ids."""
         if self.kind == "hub":
             return f"{HUB_ALIASES.get(self.spec, (self.spec,))[0]}/{self.split}"
-        return Path(self.spec).name
+        return _own_name(Path(self.spec))
 
     def files(self) -> list[Path]:
         """The local document files (sorted), for fingerprints and progress totals."""
@@ -136,7 +136,7 @@ class Source:
                     log.skip(str(q), "broken symbolic link (its target does not exist)")
         for path in self.files():
             rel = path.name if self.kind == "file" else path.relative_to(root).as_posix()
-            name = rel if self.kind == "file" else f"{root.name}/{rel}"
+            name = rel if self.kind == "file" else f"{_own_name(root)}/{rel}"
             if not valid_text(name):
                 log.skip(str(path), "file name is not valid UTF-8 (document ids are stored as UTF-8); rename it")
                 continue
@@ -272,6 +272,13 @@ def _parquet_documents(path, name, src, log, size) -> Iterator[tuple[str, str, i
             if isinstance(text, str) and text:
                 yield f"{name}#{rid if rid is not None else row}", text, size // n_rows
             row += 1
+
+
+def _own_name(path: Path) -> str:
+    """The name a folder input gives its documents' ids: its own name, also when spelled '.', '..' or 'a/..'
+    (their ``name`` is empty: ids began with '/', and the search/held-out split of the same folder changed
+    with the way it was named)."""
+    return path.name if path.name not in ("", ".", "..") else path.resolve().name
 
 
 def resolve_sources(
