@@ -289,6 +289,9 @@ def inspect_model(model: Any) -> RopeInfo:
     original = getattr(model, "_longrope_original_length", None)  # a GGUF's own L (load_model sets it)
     if isinstance(original, int) and original > 0:
         info = dataclasses.replace(info, original_max_position_embeddings=original)
+    scaling = getattr(model, "_longrope_gguf_scaling", None)  # the scaling its header declares (not applied)
+    if isinstance(scaling, dict):
+        info = dataclasses.replace(info, rope_scaling=scaling)
     version = tuple(int(p) for p in transformers.__version__.split(".")[:2] if p.isdigit())
     if version < MIN_TRANSFORMERS:
         return dataclasses.replace(

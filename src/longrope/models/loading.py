@@ -26,6 +26,7 @@ import contextlib
 import dataclasses
 import importlib.util
 import logging
+import math
 import os
 import pickle
 import re
@@ -292,24 +293,41 @@ def read_rope_info(name_or_path: str | os.PathLike) -> RopeInfo:
     source = resolve_source(name_or_path)
     info = rope_info_from_config(_from_pretrained(source, AutoConfig))
     if source.kind == "gguf" and info.supported:
-        original = _gguf_original_length(Path(source.location) / str(source.gguf_file))
-        if original is not None:
-            info = dataclasses.replace(info, original_max_position_embeddings=original)
+        scaling = _gguf_rope_scaling(Path(source.location) / str(source.gguf_file))
+        if scaling is not None:  # transformers drops it: inspect said "rope_scaling": null of a longrope export
+            original = scaling.get("original_max_position_embeddings")
+            info = dataclasses.replace(info, rope_scaling=scaling, original_max_position_embeddings=(
+                original if original is not None else info.original_max_position_embeddings))
     return info
 
 
-def _gguf_original_length(path: Path) -> int | None:
-    """``{arch}.rope.scaling.original_context_length`` of a GGUF header, or None (absent, unreadable)."""
+def _gguf_rope_scaling(path: Path) -> dict[str, Any] | None:
+    """The RoPE scaling a GGUF header declares (``{arch}.rope.scaling.type``, its original context and attention
+    factor), marked ``applied_by_transformers: False`` (transformers' GGUF reader drops it; llama.cpp applies it);
+    None when absent or unreadable."""
     try:
         import gguf
 
         reader = gguf.GGUFReader(path)
         arch = reader.get_field("general.architecture")
-        field = reader.get_field(f"{arch.contents()}.rope.scaling.original_context_length") if arch else None
-        value = field.contents() if field is not None else None
+        prefix = f"{arch.contents()}.rope.scaling." if arch else None
+
+        def value(key: str) -> Any:
+            field = reader.get_field(prefix + key) if prefix else None
+            return field.contents() if field is not None else None
+
+        kind, original, attention = value("type"), value("original_context_length"), value("attn_factor")
     except Exception:  # noqa: BLE001 - an optional refinement: transformers already read this file
         return None
-    return int(value) if isinstance(value, int) and value > 0 else None
+    if not isinstance(kind, str) and original is None:
+        return None
+    scaling: dict[str, Any] = {"rope_type": kind if isinstance(kind, str) else None}
+    if isinstance(original, int) and original > 0:
+        scaling["original_max_position_embeddings"] = int(original)
+    if isinstance(attention, float) and math.isfinite(attention):
+        scaling["attention_factor"] = attention
+    scaling["applied_by_transformers"] = False
+    return scaling
 
 
 def resolve_device(device: Any, *, fix: str = "use --device cpu") -> Any:
@@ -492,6 +510,7 @@ def load_model(
     model.eval()
     tokenizer = load_tokenizer_of(source)
     model._longrope_source = dataclasses.asdict(source)  # provenance for export and results
-    if source.kind == "gguf":  # transformers drops the header's L; inspect_model reads it from here
-        model._longrope_original_length = _gguf_original_length(Path(source.location) / str(source.gguf_file))
+    if source.kind == "gguf":  # transformers drops the header's L and scaling; inspect_model reads them from here
+        model._longrope_gguf_scaling = _gguf_rope_scaling(Path(source.location) / str(source.gguf_file))
+        model._longrope_original_length = (model._longrope_gguf_scaling or {}).get("original_max_position_embeddings")
     return model, tokenizer
