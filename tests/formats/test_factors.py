@@ -54,3 +54,19 @@ def test_a_model_file_or_a_huge_file_named_as_factors_is_one_line_and_not_read_w
     (tmp_path / "utf16.json").write_bytes('{"long_factor": [1]}'.encode("utf-16"))
     with pytest.raises(UserError, match="is not UTF-8 text"):  # text, said to be saved as UTF-8
         files.load(FactorSet, tmp_path / "utf16.json")
+
+
+def test_a_folder_without_factors_says_what_to_give_instead(tmp_path):
+    """battery 9a: "--factors sets" (a folder of factor files) said only "is a folder without factors.json or
+    config.json" (no fix), also when its factors.json was a broken link."""
+    sets = tmp_path / "sets"
+    sets.mkdir()
+    files.save_json(_set(), sets / "yarn.json")
+    with pytest.raises(UserError, match=r"give its factor files themselves \(e.g. .*sets/yarn.json\)"):
+        files.load(FactorSet, sets)
+    (sets / "factors.json").symlink_to(tmp_path / "gone.json")
+    with pytest.raises(UserError, match=r"sets/factors.json is a broken link"):
+        files.load(FactorSet, sets)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match="give a factor file, a search run folder or a model folder"):
+        files.load(FactorSet, tmp_path / "empty")

@@ -247,11 +247,25 @@ def factor_file(path: str | os.PathLike) -> Path:
                 path = path / name
                 break
         else:
-            raise UserError(f"{path} is a folder without factors.json or config.json")
+            raise UserError(_no_factors_in(path))
         if path.name == "config.json" and run_record_command(path):  # e.g. a fine-tuning or eval run folder
             raise UserError(f"{path.parent} is {run_record_command(path)} run folder without factors.json; give "
                             "a factor file, a search run folder or a fine-tuned model folder (its model/)")
     return path
+
+
+def _no_factors_in(folder: Path) -> str:
+    """Why a folder given as factors holds none, and what to give instead (it said only "is a folder without
+    factors.json or config.json": no fix, and false of a factors.json that is a broken link)."""
+    broken = [folder / n for n in ("factors.json", "config.json") if (folder / n).is_symlink()]
+    if broken:
+        return f"{broken[0]} is a broken link (its target does not exist); fix the link or give the factor file itself"
+    files = sorted(p.name for p in folder.iterdir() if p.suffix.lower() in (".json", ".csv") and p.is_file())
+    if files:
+        return (f"{folder} is a folder without factors.json or config.json; give its factor files themselves "
+                f"(e.g. {folder / files[0]})")
+    return (f"{folder} is a folder without factors.json or config.json; give a factor file, a search run folder or "
+            "a model folder")
 
 
 def run_record_command(path: Path) -> str | None:
