@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from longrope.errors import UserError
@@ -70,3 +72,19 @@ def test_a_folder_without_factors_says_what_to_give_instead(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(UserError, match="give a factor file, a search run folder or a model folder"):
         files.load(FactorSet, tmp_path / "empty")
+
+
+def test_a_field_of_another_type_or_a_commented_json_file_is_named_as_such(tmp_path):
+    """battery 9a: format_version "1" said "unsupported format_version '1'; this longrope reads 1", rotary_dim "64"
+    "rotary_dim '64' does not match long_factor (32 values → 64)", and a .json file opening with a // comment was
+    read as a reference CSV ("'// yarn' is not a number")."""
+    doc = files.to_json(_set())
+    for key, value, match in (("format_version", "1", "format_version must be the integer 1, got '1'"),
+                              ("rotary_dim", "16", "rotary_dim must be an integer, got '16'")):
+        with pytest.raises(UserError, match=match):
+            files.from_json(FactorSet, {**doc, key: value})
+    assert files.from_json(FactorSet, {**doc, "rotary_dim": 16.0}) == _set()
+    path = tmp_path / "commented.json"
+    path.write_text("// yarn\n" + json.dumps(doc), encoding="utf-8")
+    with pytest.raises(UserError, match="is not valid JSON"):
+        files.load(FactorSet, path)

@@ -114,7 +114,9 @@ def from_json(make: Callable[..., T], d: Mapping[str, Any], *, rotary_dim: int |
     if missing:
         raise UserError(f"factor file is missing required key(s): {', '.join(missing)}")
     version = d.get("format_version", FORMAT_VERSION)
-    if isinstance(version, bool) or version != FORMAT_VERSION:
+    if isinstance(version, bool) or not isinstance(version, int):  # '1' was "unsupported '1'; this longrope reads 1"
+        raise UserError(f"format_version must be the integer {FORMAT_VERSION}, got {short_repr(version)}")
+    if version != FORMAT_VERSION:
         raise UserError(
             f"unsupported factor file format_version {version!r}; this longrope reads {FORMAT_VERSION}"
         )
@@ -134,6 +136,10 @@ def from_json(make: Callable[..., T], d: Mapping[str, Any], *, rotary_dim: int |
         method=d.get("method", "custom"),
         provenance=d.get("provenance") or {},
     )
+    dim = d.get("rotary_dim")
+    if "rotary_dim" in d and (isinstance(dim, bool) or not (isinstance(dim, int) or (
+            isinstance(dim, float) and dim.is_integer()))):  # as the lengths are read: 64.0 is 64
+        raise UserError(f"rotary_dim must be an integer, got {short_repr(d['rotary_dim'])}")
     if "rotary_dim" in d and d["rotary_dim"] != fs.rotary_dim:
         raise UserError(
             f"rotary_dim {d['rotary_dim']!r} does not match long_factor ({fs.long_factor.size} values → {fs.rotary_dim})"
@@ -199,7 +205,8 @@ def load(
     path = factor_file(path)
     text = _read_text(path, "factor file")
     stripped = text.lstrip()
-    if path.suffix.lower() == ".csv" or (stripped and stripped[0] not in "{["):
+    # a .json file is JSON (one starting with a // comment was read as a CSV: "'// yarn' is not a number")
+    if path.suffix.lower() == ".csv" or (stripped and stripped[0] not in "{[" and path.suffix.lower() != ".json"):
         missing = [
             flag
             for flag, v in (
