@@ -107,6 +107,11 @@ class PplConfig(EvalConfig):
         check_int(self, "max_tokens", 1, MAX_COUNT, optional=True)
         if self.max_tokens is not None and self.stride is None:
             raise ConfigError(("max_tokens", "stride"), "{name0} needs {name1} (it applies to sliding windows)")
+        from longrope.evaluate.windows import max_tokens_below
+
+        if max_tokens_below(self.max_tokens, max(self.lengths)):
+            raise ConfigError(("max_tokens", "lengths"), "{name0} " + f"{self.max_tokens} is below one window of the "
+                              "longest of {name1} " + f"({max(self.lengths)} tokens); give at least that or leave it out")
         if self.stride is not None and not 1 <= self.stride <= min(self.lengths):
             raise ConfigError("stride", f"{{name}} must be between 1 and the shortest length ({min(self.lengths)}), "
                                         f"got {self.stride}")
