@@ -23,6 +23,7 @@ weights file is a one-line :class:`UserError`.
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import importlib.util
 import logging
@@ -441,6 +442,36 @@ def _weights_error(source: ModelSource, exc: BaseException) -> UserError | None:
     return None
 
 
+def _attn_error(label: str, impl: Any, e: Exception, shown: str) -> UserError:
+    """The one line of an attention implementation transformers refuses (its reason, and the default to use)."""
+    if isinstance(e, ImportError):
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        return UserError(f"cannot load {label!r} with attention implementation {impl!r}: {first[:200]}; "
+                         f"choose another (the default for this model is {shown})")
+    reason = str(e).split(": ", 1)[-1].split(". ")[0][:200]
+    return UserError(f"cannot load {label!r} with attention implementation {impl!r}: {reason}; "
+                     f"omit it to use this model's default ({shown})")
+
+
+def check_attn_implementation(config: Any, attn_implementation: str | None, label: str) -> None:
+    """Refuse, before any long work, an attention implementation transformers would refuse when the weights load
+    (the model is built on the meta device: no memory, no weights). ``eval ruler --attn-implementation bogus`` made
+    its samples (~20 s of lm-eval) before saying so."""
+    if attn_implementation is None:
+        return
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    shown = attn_implementation_for(str(getattr(config, "model_type", ""))) or "transformers' own"
+    if not isinstance(attn_implementation, str) or not attn_implementation:
+        raise UserError(f"attn_implementation must be a name such as 'eager' or 'sdpa', got {attn_implementation!r}")
+    try:
+        with torch.device("meta"):
+            AutoModelForCausalLM.from_config(copy.deepcopy(config), attn_implementation=attn_implementation)
+    except (ImportError, ValueError) as e:
+        raise _attn_error(label, attn_implementation, e, shown) from None
+
+
 def load_model(
     name_or_path: str | os.PathLike,
     *,
@@ -489,16 +520,11 @@ def load_model(
             misfit = _misfit_weights(source, info)
             if misfit is not None:
                 held.clear()  # the one line says it
-    except ImportError as e:  # e.g. flash_attention_2 without the flash-attn package
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UserError(f"cannot load {source.label!r} with attention implementation {impl!r}: {first[:200]}; "
-                        f"choose another (the default for this model is {shown})") from None
-    except UserError as e:
-        if attn_implementation is None or ("attn" not in str(e) and "attention implementation" not in str(e)):
+    except (ImportError, UserError) as e:  # ImportError: e.g. flash_attention_2 without the flash-attn package
+        if isinstance(e, UserError) and (attn_implementation is None or "attn" not in str(e)
+                                         and "attention implementation" not in str(e)):
             raise
-        reason = str(e).split(": ", 1)[-1].split(". ")[0][:200]
-        raise UserError(f"cannot load {source.label!r} with attention implementation {impl!r}: {reason}; "
-                        f"omit it to use this model's default ({shown})") from None
+        raise _attn_error(source.label, impl, e, shown) from None
     except Exception as e:  # noqa: BLE001 - only the weight-file failures below are mapped; the rest re-raise
         mapped = _weights_error(source, e)
         if mapped is None:

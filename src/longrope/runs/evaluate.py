@@ -197,13 +197,14 @@ def prepare_eval(config: EvalConfig, *, kv_cache: bool, batch: int = 1) -> tuple
     evaluation of the unscaled model."""
     from longrope.evaluate.memory import check_lengths_fit
     from longrope.models.families import require_rope
-    from longrope.models.loading import load_config, read_rope_info
+    from longrope.models.loading import check_attn_implementation, load_config, read_rope_info
 
     hf_config = load_config(config.model)
     require_rope(hf_config, label=config.model)
     info = read_rope_info(config.model)  # the facts every command uses (a GGUF's own L included)
     if not info.supported:
         raise ConfigError("model", f"{{name}} {config.model} cannot be evaluated with RoPE factors: {info.reason}")
+    check_attn_implementation(hf_config, config.attn_implementation, config.model)
     sets = factor_sets(config.factors, skip_none=config.skip_none, info=info, target=max(config.lengths),
                        model=config.model, original_length=config.original_length)
     check_lengths_fit(config.lengths, hf_config, rotary_dim=info.rotary_dim, dtype=config.dtype,
