@@ -364,6 +364,19 @@ def _default_text(f: dataclasses.Field, defaults: Any = None) -> str | None:
     return str(d)
 
 
+class _Once(argparse.Action):
+    """An option tagged ``once`` (one value here, several in another command) given twice with two values is
+    refused; other options keep argparse's "the last one counts". ``export --factors a.json --factors b.json``
+    exported b without a word, where ``eval --factors`` takes both."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        if hasattr(namespace, self.dest) and getattr(namespace, self.dest) != values:
+            raise argparse.ArgumentError(self, f"given twice ({getattr(namespace, self.dest)!r}, then {values!r}); "
+                                               "it takes one value: give it once")
+        setattr(namespace, self.dest, values)
+
+
 def add_options(parser: argparse.ArgumentParser, cls: type, *, groups: dict | None = None,
                 defaults: Any = None) -> None:
     """Add one option per (nested) field of ``cls`` to ``parser``; defaults stay in the dataclass
@@ -412,6 +425,8 @@ def add_options(parser: argparse.ArgumentParser, cls: type, *, groups: dict | No
             kwargs["choices"] = choices
         if meta.get("multiple"):
             kwargs.update(nargs="+", action="extend", type=_tuple_item(_unwrap_optional(tp)[0]))
+        elif meta.get("once"):
+            kwargs["action"] = _Once
         if meta.get("metavar"):
             kwargs["metavar"] = meta["metavar"]
         elif not choices:
