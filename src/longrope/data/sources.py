@@ -264,14 +264,18 @@ def _parquet_documents(path, name, src, log, size) -> Iterator[tuple[str, str, i
         log.skip(str(path), f"no column {missing[0]!r} (columns: {', '.join(pf.schema_arrow.names)})")
         return
     n_rows = max(pf.metadata.num_rows, 1)
-    row = 0
+    row = bad = 0
     for batch in pf.iter_batches(columns=cols, batch_size=1024):
         texts = batch.column(0).to_pylist()
         ids = batch.column(1).to_pylist() if src.id_field else [None] * len(texts)
         for text, rid in zip(texts, ids):
             if isinstance(text, str) and text:
                 yield f"{name}#{rid if rid is not None else row}", text, size // n_rows
+            else:  # listed as .jsonl lines are (rows of numbers or nulls were dropped without a word)
+                bad += 1
             row += 1
+    if bad:
+        log.skip(str(path), f"{bad} row(s) whose {src.text_field!r} is not a non-empty string")
 
 
 def _own_name(path: Path) -> str:
