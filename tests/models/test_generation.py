@@ -225,6 +225,26 @@ def test_token_id_prompts_of_every_kind_are_read_alike_or_refused_in_one_line():
             generate(model, None if not isinstance(prompt, str) else object(), prompt, 2, **kw)
 
 
+def test_the_model_folder_s_decoding_settings_change_nothing_and_print_nothing(capfd):
+    """battery 9a: a model shipped with generation_config.json's repetition_penalty / no_repeat_ngram_size changed
+    greedy generation and passkey answers without a word; temperature / top_p / max_length printed transformers'
+    notes on every call. The file keeps its token ids only (models.generation.plain_decoding)."""
+    from longrope.evaluate.passkey import greedy_generate
+
+    model = build_tiny("llama")
+    install_factors(model, factor_set(model))
+    prompt = [5, 6, 7, 5, 6, 7, 5, 6]
+    plain = generate(model, None, prompt, 12, stop_at_eos=False).new_tokens
+    greedy = greedy_generate(model, prompt, 12, pad_token_id=0)
+    model.generation_config.update(repetition_penalty=50.0, no_repeat_ngram_size=1, temperature=0.3, top_p=0.5,
+                                   max_length=4)
+    capfd.readouterr()  # (the update itself may note the sampling flags: that is this test's doing)
+    assert generate(model, None, prompt, 12, stop_at_eos=False).new_tokens == plain
+    assert greedy_generate(model, prompt, 12, pad_token_id=0) == greedy
+    assert capfd.readouterr().err == ""
+    assert model.generation_config.repetition_penalty == 50.0  # the model's own config is put back
+
+
 def test_a_prompt_token_the_model_has_no_embedding_for_is_one_line():
     """A GGUF longrope exported from the tiny model reads back with '<|endoftext|>' one past its last embedding
     (transformers' GGUF tokenizer adds it): that text in a prompt was an IndexError traceback (battery 6)."""

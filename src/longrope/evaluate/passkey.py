@@ -435,9 +435,9 @@ def greedy_generate(model: torch.nn.Module, input_ids: np.ndarray, max_new_token
                 return torch.full((seq.shape[0],), done, dtype=torch.bool, device=seq.device)
 
         criteria = StoppingCriteriaList([_Stop()])
-    from longrope.models.generation import quiet_length_reminder
+    from longrope.models.generation import plain_decoding, quiet_length_reminder
 
-    with torch.inference_mode(), quiet_length_reminder():
+    with torch.inference_mode(), quiet_length_reminder(), plain_decoding(model):
         out = model.generate(
             ids,
             attention_mask=torch.ones_like(ids),

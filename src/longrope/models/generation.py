@@ -76,6 +76,31 @@ def quiet_length_reminder() -> Iterator[None]:
         logger.removeFilter(drop)
 
 
+#: the fields of a model's generation_config.json that say which tokens are which, kept by :func:`plain_decoding`
+_TOKEN_FIELDS = ("bos_token_id", "eos_token_id", "pad_token_id", "decoder_start_token_id")
+
+
+@contextlib.contextmanager
+def plain_decoding(model: Any) -> Iterator[None]:
+    """Within the block, ``model.generate`` decodes only as its caller asks: the model folder's
+    ``generation_config.json`` keeps its token ids, not its decoding settings. transformers fills every setting a
+    call leaves unset from that file, so a model shipped with ``repetition_penalty`` or ``no_repeat_ngram_size``
+    changed longrope's greedy generation, passkey answers and RULER cells without a word, and one shipped with
+    ``temperature``/``top_p``/``max_length`` printed transformers' notes about them on every call (battery 9a)."""
+    from transformers import GenerationConfig
+
+    own = getattr(model, "generation_config", None)
+    if own is None:
+        yield
+        return
+    plain = GenerationConfig(**{k: getattr(own, k) for k in _TOKEN_FIELDS if getattr(own, k, None) is not None})
+    model.generation_config = plain
+    try:
+        yield
+    finally:
+        model.generation_config = own
+
+
 def _pad_id(model: Any, tokenizer: Any) -> int:
     for source in (tokenizer, getattr(model, "generation_config", None), getattr(model, "config", None)):
         for name in ("pad_token_id", "eos_token_id"):
@@ -288,7 +313,7 @@ def generate(
             patch.cache_policy = cache_policy
         with torch.no_grad(), torch.random.fork_rng(devices=[] if ids.device.type == "cpu" else [ids.device]):
             torch.manual_seed(seed)  # only sampling draws from it; the caller's RNG state is restored
-            with quiet_length_reminder():
+            with quiet_length_reminder(), plain_decoding(model):
                 out = model.generate(input_ids=ids, attention_mask=mask, generation_config=config)
     finally:
         patch.mode = previous_mode
