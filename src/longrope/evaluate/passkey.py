@@ -193,7 +193,7 @@ def build_passkey_prompt(
         stream = np.tile(unit, reps)
         before, after = stream[:n_before], stream[:n_after]
     else:
-        hay = np.asarray(haystack, dtype=np.int64)
+        hay = haystack_ids(haystack)
         if len(hay) < budget:
             raise UserError(f"haystack has {len(hay)} tokens; the prompt needs {budget} filler tokens")
         before, after = hay[:n_before], hay[n_before:budget]
@@ -205,6 +205,15 @@ def build_passkey_prompt(
     after_start = needle_start + len(needle)
     spans = ((len(head) + len(instr), needle_start), (after_start, after_start + n_after))
     return PasskeyPrompt(ids, int(key), float(depth), needle_start, len(answer), spans)
+
+
+def haystack_ids(haystack: Any) -> np.ndarray:
+    """A haystack (token ids, or a sample with ``.tokens``) as a 1-D int64 array; anything else is one line (floats
+    were truncated, text a ValueError, a 2-D array a concatenate error)."""
+    hay = np.asarray(getattr(haystack, "tokens", haystack))
+    if hay.ndim != 1 or not (np.issubdtype(hay.dtype, np.integer) or hay.size == 0):
+        raise UserError(f"a haystack must be a 1-D array of token ids, got shape {list(hay.shape)} of {hay.dtype}")
+    return hay.astype(np.int64, copy=False)
 
 
 _INT = re.compile(r"[0-9]+")
@@ -376,8 +385,7 @@ def needle_prompts(
         depth = float(depths[k % len(depths)]) if depths else float(rng.uniform(0.0, 1.0))
         hay = None
         if haystacks:
-            h = haystacks[k % len(haystacks)]
-            hay = np.asarray(getattr(h, "tokens", h))
+            hay = haystack_ids(haystacks[k % len(haystacks)])
         out.append(build_passkey_prompt(tokenizer, length, key, depth, bos_id=bos_id, with_answer=True,
                                         haystack=hay, joiner=joiner))
     return out
@@ -566,10 +574,12 @@ def passkey_accuracy(
     check_seed(seed)
     lengths = [check_length(n) for n in lengths]
     depths = check_passkey_depths(depths)
-    if bos_id is not None:
-        from longrope.models.generation import check_token_ids
+    from longrope.models.generation import check_token_ids
 
+    if bos_id is not None:
         check_token_ids(model, [bos_id], what="bos_id", fix="give the BOS id of this model's tokenizer (None: no BOS)")
+    for k, h in enumerate(haystacks or ()):  # before any forward (an id past the embeddings was an IndexError)
+        check_token_ids(model, haystack_ids(h), what=f"haystack {k}", fix="give token ids of this model's tokenizer")
     joiner = piece_joiner(tokenizer)
     pad = getattr(tokenizer, "pad_token_id", None)
     if pad is None:
