@@ -142,6 +142,11 @@ def prepare_batch(
         if attention_mask is not None:
             raise UserError("attention_mask goes with token ids; text prompts are tokenized and padded here")
         texts = [prompts] if isinstance(prompts, str) else list(prompts)
+        from longrope.data.sources import valid_text
+
+        if not all(map(valid_text, texts)):  # tokenizers' TypeError "TextEncodeInput must be Union[...]"
+            raise UserError("the prompt holds lone surrogates (bytes that are not UTF-8, e.g. from argv or "
+                            "errors='surrogateescape'); give valid Unicode text")
         rows = [list(tokenizer(t, add_special_tokens=True)["input_ids"]) for t in texts]
     else:
         rows = _id_rows(prompts)
