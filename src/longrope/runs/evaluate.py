@@ -157,6 +157,7 @@ def factor_sets(specs: tuple[str, ...], *, skip_none: bool, info: Any, target: i
     Files are read and checked against the model's RoPE (``info``: rotary dim, base, L) by
     :func:`longrope.models.factor_files.load_factors_for`, the one judge of whether a set fits a model;
     ``target`` is L' of a reference CSV (which carries none)."""
+    from longrope.data.sources import printable
     from longrope.models.factor_files import load_factors_for
 
     sets: list[tuple[str, Any]] = []
@@ -179,7 +180,7 @@ def factor_sets(specs: tuple[str, ...], *, skip_none: bool, info: Any, target: i
         fs = load_factors_for(p, info, original_length=original_length, target_length=target, model=model)
         name = p.name if p.is_dir() else (p.parent.name if p.name in ("factors.json", "config.json") and
                                           p.parent.name else p.stem)
-        add(name or spec, fs)
+        add(printable(name or spec), fs)  # a file name's non-UTF-8 bytes: escaped (the CSV write was a traceback)
     return sets
 
 
@@ -313,11 +314,14 @@ def run_passkey(config: PasskeyConfig, *, log: Callable[[str], None] | None = No
 
     say = log or _say
     hf_config, info, sets = prepare_eval(config, kv_cache=config.mode != "needle")
+    from longrope.data.sources import printable
+
     names = [n for n, _ in sets]
-    if config.reference is not None and config.reference not in names:
-        raise ConfigError("reference", "{name} " + f"{config.reference!r} is not among the evaluated sets "
+    given = printable(config.reference) if config.reference is not None else None  # as factor_sets names the sets
+    if given is not None and given not in names:
+        raise ConfigError("reference", "{name} " + f"{given!r} is not among the evaluated sets "
                                        f"({', '.join(names)}); give one of them")
-    reference = config.reference or ("yarn" if "yarn" in names else names[0])
+    reference = given or ("yarn" if "yarn" in names else names[0])
     # The prompts and the haystacks need only the tokenizer: checked before the weights load.
     tokenizer = load_tokenizer_of(config.model)
     if tokenizer is None:
