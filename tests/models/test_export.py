@@ -227,6 +227,20 @@ def test_a_library_caller_s_factor_set_dtype_or_model_of_another_kind_is_one_lin
     assert not any(tmp_path.iterdir())
 
 
+def test_an_output_path_that_is_not_utf8_is_refused_before_any_work(tmp_path):
+    """battery 9a: export -o $'x\xff' wrote the weights, then the tokenizers library failed to save under the path
+    (UnicodeEncodeError traceback)."""
+    import os
+
+    from longrope.models import export_gguf
+
+    model = build_tiny("llama")
+    for export, name in ((export_hf, b"x\xff"), (export_gguf, b"x\xff.gguf")):
+        with pytest.raises(UserError, match="bytes that are not UTF-8"):
+            export(model, None, _factors(model), tmp_path / os.fsdecode(name))
+    assert not any(tmp_path.iterdir())
+
+
 @pytest.mark.slow
 def test_smollm2_gguf_export_roundtrip(tmp_path):
     """The real GGUF path: load SmolLM2 (dequantized), export, reload with stock transformers."""

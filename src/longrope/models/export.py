@@ -59,6 +59,7 @@ from longrope.formats.hf_config import START_TOKENS_CONFIG_KEY
 from longrope.io import (
     aside_prefix,
     check_replaceable_target,
+    check_utf8_path,
     remove_dead_leftovers,
     replace_folder,
     write_json,
@@ -241,6 +242,7 @@ def _swap_into_place(tmp: Path, out: Path, overwrite: bool) -> None:
 
 def check_output_folder(out: Path, overwrite: bool) -> None:
     """One-line errors for an output that cannot become the export folder (checked before any work)."""
+    check_utf8_path(out.resolve())
     if out.exists() and not out.is_dir():
         raise UserError(f"output {out} is a file; give a folder path with -o (or --format gguf for a .gguf file)")
     check_replaceable_target(out)

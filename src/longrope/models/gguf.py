@@ -50,7 +50,7 @@ from typing import Any
 import numpy as np
 
 from longrope.errors import UserError
-from longrope.io import check_writable_path
+from longrope.io import check_utf8_path, check_writable_path
 from longrope.models.export import (
     ExportResult,
     check_target_length,
@@ -112,6 +112,7 @@ def _common_warnings(factor_set: Any) -> list[str]:
 
 def check_output_file(out: Path, overwrite: bool) -> None:
     """One-line errors for an output that cannot become the GGUF file (checked before any work)."""
+    check_utf8_path(out.resolve())
     if out.exists() and out.is_dir():
         raise UserError(f"output {out} is a folder; --format gguf writes one file, give e.g. -o {out}.gguf")
     check_writable_path(out)  # a device or pipe there is never replaced, --overwrite or not
