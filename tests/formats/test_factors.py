@@ -88,3 +88,10 @@ def test_a_field_of_another_type_or_a_commented_json_file_is_named_as_such(tmp_p
     path.write_text("// yarn\n" + json.dumps(doc), encoding="utf-8")
     with pytest.raises(UserError, match="is not valid JSON"):
         files.load(FactorSet, path)
+
+
+def test_an_empty_factor_file_name_is_refused_not_read_as_the_current_folder():
+    """battery 9a: --factors '' was Path('') = '.', "'.' is a folder without factors.json ... (e.g. bp.json)"."""
+    for empty in ("", "  "):
+        with pytest.raises(UserError, match="factor file name .* is empty"):
+            files.load(FactorSet, empty)

@@ -247,6 +247,9 @@ def load(
 def factor_file(path: str | os.PathLike) -> Path:
     """The file a factor path names: itself, or a folder's ``factors.json`` (else its ``config.json``) —
     what :func:`load` reads, and what a fingerprint of the factors' content must hash."""
+    if isinstance(path, str) and not path.strip():  # Path('') is '.': --factors '' read the current folder
+        raise UserError(f"the factor file name {path!r} is empty; give a factors.json, a model's config.json with "
+                        "longrope scaling, a reference CSV or a folder holding one")
     path = Path(path)
     if path.is_dir():
         for name in ("factors.json", "config.json"):

@@ -177,7 +177,7 @@ def factor_sets(specs: tuple[str, ...], *, skip_none: bool, info: Any, target: i
             add("none", None)
             continue
         p = Path(spec)
-        fs = load_factors_for(p, info, original_length=original_length, target_length=target, model=model)
+        fs = load_factors_for(spec, info, original_length=original_length, target_length=target, model=model)
         name = p.name if p.is_dir() else (p.parent.name if p.name in ("factors.json", "config.json") and
                                           p.parent.name else p.stem)
         add(printable(name or spec), fs)  # a file name's non-UTF-8 bytes: escaped (the CSV write was a traceback)
