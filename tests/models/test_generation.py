@@ -220,7 +220,8 @@ def test_token_id_prompts_of_every_kind_are_read_alike_or_refused_in_one_line():
                               ([[5.7, 6.2]], {}, "token ids must be integers, got 5.7"),
                               (torch.tensor([[5.0, 6.0]]), {}, "integers, got an array of float32"),
                               ([["a", "b"]], {}, "token ids must be integers, got 'a'"),
-                              ("text", {"attention_mask": [1]}, "attention_mask goes with token ids")):
+                              ("text", {"attention_mask": [1]}, "attention_mask goes with token ids"),
+                              (np.array([], dtype=np.int64), {}, r"seq >= 1, got shape \[0\]")):
         with pytest.raises(UserError, match=match):
             generate(model, None if not isinstance(prompt, str) else object(), prompt, 2, **kw)
 

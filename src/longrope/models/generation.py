@@ -181,9 +181,16 @@ def _id_rows(prompts: Any) -> list[list[int]]:
     """Token-id prompts as rows of Python ints: a tensor or array of integers ([seq] or [batch, seq]), a list of
     ids or a list of such lists; anything else (floats, bools, strings in lists) is refused."""
     if hasattr(prompts, "shape") and hasattr(prompts, "dtype"):  # torch or numpy
-        arr = torch.as_tensor(prompts.tolist() if not isinstance(prompts, torch.Tensor) else prompts)
-        if arr.dtype.is_floating_point or arr.dtype.is_complex or arr.dtype == torch.bool:
-            raise UserError(f"token ids must be integers, got an array of {str(arr.dtype).replace('torch.', '')}")
+        if isinstance(prompts, torch.Tensor):
+            integer = not (prompts.dtype.is_floating_point or prompts.dtype.is_complex or prompts.dtype == torch.bool)
+        else:
+            import numpy as np
+
+            integer = np.issubdtype(np.asarray(prompts).dtype, np.integer)
+        if not integer:
+            raise UserError(f"token ids must be integers, got an array of {str(prompts.dtype).replace('torch.', '')}")
+        arr = prompts if isinstance(prompts, torch.Tensor) else torch.tensor(np.asarray(prompts).tolist(),
+                                                                             dtype=torch.long)
         if arr.ndim == 1:
             arr = arr[None]
         if arr.ndim != 2 or arr.shape[1] == 0:
