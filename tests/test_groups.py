@@ -198,3 +198,22 @@ def test_a_budget_of_zero_means_no_limit_in_every_command():
                 make(bad)
     # one spelling: the demo's time budget is the search's --max-seconds
     assert field_flags(DemoConfig)["max_seconds"] == field_flags(SearchConfig)["max_seconds"] == "--max-seconds"
+
+
+def test_a_python_caller_s_values_of_another_shape_are_refused_naming_the_field():
+    """battery 9a: PplConfig(factors="yarn.json") looked for a factor file 'y', RulerConfig(tasks="vt") for a task
+    'v', lengths=512 was a TypeError, output=None one after the config was accepted, quiet="no" was on."""
+    from longrope.runs.evaluate import PplConfig
+    from longrope.runs.ruler import RulerConfig
+    from longrope.tools import TokenizeConfig
+
+    base = {"model": "tiny", "data": "shards", "lengths": (512,), "output": "out"}
+    for change, field in (({"factors": "yarn.json"}, "factors"), ({"lengths": 512}, "lengths"),
+                          ({"output": None}, "output"), ({"quiet": "no"}, "quiet")):
+        with pytest.raises(ConfigError, match=field):
+            PplConfig(**{**base, **change})
+    with pytest.raises(ConfigError, match=r"tasks must be a list or tuple of values, got 'vt' \(write \['vt'\]"):
+        RulerConfig(model="tiny", lengths=(512,), output="out", tasks="vt")
+    with pytest.raises(ConfigError, match="input"):
+        TokenizeConfig(tokenizer="tiny", input="books", output="out")
+    assert PplConfig(**{**base, "factors": ["yarn.json"], "lengths": "512,1k"}).lengths == (512, 1024)

@@ -46,6 +46,15 @@ def test_replace_folder_over_a_link_leaves_no_link_aside(tmp_path):
     assert (tmp_path / "out" / "f.txt").read_text() == "new" and (target / "f.txt").read_text() == "kept"
 
 
+def test_replace_folder_over_a_dangling_link_replaces_the_link(tmp_path):
+    """tokenize / export -o LINK where LINK points nowhere failed after all the work with 'Not a directory
+    (.LINK.tmp-…)' (battery 9a): the link is replaced as a link to a folder is."""
+    (tmp_path / "out").symlink_to(tmp_path / "nowhere")
+    replace_folder(_folder(tmp_path / ".out.tmp-1", "new"), tmp_path / "out")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+    assert not (tmp_path / "out").is_symlink() and (tmp_path / "out" / "f.txt").read_text() == "new"
+
+
 def test_replace_folder_puts_the_old_folder_back_when_the_rename_fails(tmp_path, monkeypatch):
     dest = _folder(tmp_path / "out", "old")
     new = _folder(tmp_path / ".out.tmp-1", "new")

@@ -31,6 +31,7 @@ from longrope.options import (
     MAX_SEED,
     check_choices,
     check_int,
+    check_shapes,
     int_problem,
     is_ratio,
     option,
@@ -188,6 +189,7 @@ def check_groups(cfg: Any) -> None:
     """Check every group field of ``cfg`` (and every field with declared ``choices``) by its concept:
     the one check of each shared setting, so a command line, a saved configuration, a plan's stage and
     a Python caller are refused alike, naming the field."""
+    check_shapes(cfg)
     check_choices(cfg)
     for f in dataclasses.fields(cfg):
         if f.metadata.get("concept"):

@@ -117,6 +117,21 @@ def check_writable_path(path: str | os.PathLike) -> None:
             break
 
 
+def check_utf8_path(path: str | os.PathLike, flag: str = "-o") -> None:
+    """Refuse a path holding bytes that are not UTF-8 (read by Python as lone surrogates) where a library must write
+    under it: the tokenizers library (a model export's tokenizer) cannot, and said so in a traceback after the
+    weights were written."""
+    from longrope.errors import UserError
+
+    text = os.fspath(path)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        shown = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        raise UserError(f"{flag} {shown}: the path holds bytes that are not UTF-8, which the model's tokenizer "
+                        "cannot be written under; choose a UTF-8 name") from None
+
+
 def _read_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
@@ -203,7 +218,7 @@ def replace_folder(new: str | os.PathLike, dest: str | os.PathLike) -> Path:
     back and the ``OSError`` raised. A reader sees the old folder or the new one, never a mix."""
     new, dest = Path(new), Path(dest)
     old = None
-    if dest.exists():
+    if dest.exists() or dest.is_symlink():  # a dangling link too: renaming a folder onto it is ENOTDIR
         old = dest.with_name(f"{aside_prefix(dest)}{os.getpid()}-{os.urandom(3).hex()}")
         os.replace(dest, old)
     try:

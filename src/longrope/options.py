@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import numbers
 import types
 import typing
 from collections.abc import Callable
@@ -107,6 +108,13 @@ def int_problem(v: Any, lo: int, hi: int) -> str | None:
     return None
 
 
+def check_seed(seed: Any) -> None:
+    """A library caller's seed is an integer in [0, 2^32 - 1], as ``--seed`` (the one check of the passkey keys'
+    and the document sample's seed: -1 was numpy's ValueError traceback, 1.5 a TypeError or the draw of seed 1)."""
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed <= MAX_SEED:
+        raise UserError(f"seed must be an integer in [0, {MAX_SEED:,}], got {_shown(seed)}")
+
+
 def check_int(cfg: Any, name: str, lo: int = 1, hi: int = MAX_COUNT, *, optional: bool = False) -> None:
     """Raise :class:`ConfigError` unless field ``name`` of ``cfg`` is an integer in ``[lo, hi]`` (or None
     when ``optional``): the one check of an integer setting, so the command line, a plan, a saved
@@ -115,6 +123,27 @@ def check_int(cfg: Any, name: str, lo: int = 1, hi: int = MAX_COUNT, *, optional
     problem = None if optional and v is None else int_problem(v, lo, hi)
     if problem:
         raise ConfigError(name, "{name} " + problem)
+
+
+def check_shapes(cfg: Any) -> None:
+    """Refuse, naming the field, a Python caller's value of another shape than the command line gives: None for
+    a required setting, a list setting that is not a list or tuple (a string was read letter by letter:
+    ``factors="yarn.json"`` looked for a factor file 'y', ``tasks="vt"`` for a task 'v'; ``lengths=512`` was a
+    TypeError), a switch that is not true or false (``quiet="no"`` was on)."""
+    hints = _hints(type(cfg))
+    for f in dataclasses.fields(cfg):
+        if f.metadata.get("nested"):
+            continue
+        value = getattr(cfg, f.name)
+        inner, optional = _unwrap_optional(hints[f.name])
+        if value is None:
+            if not optional and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise ConfigError(f.name, "{name} is required, got None")
+        elif _tuple_item(inner) is not None and not isinstance(value, (list, tuple)):
+            raise ConfigError(f.name, "{name} must be a list or tuple of values, got " + _shown(value)
+                              + (f" (write [{value!r}] for one)" if isinstance(value, (str, int)) else ""))
+        elif inner is bool and not isinstance(value, bool):
+            raise ConfigError(f.name, "{name} must be True or False, got " + _shown(value))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -335,6 +364,19 @@ def _default_text(f: dataclasses.Field, defaults: Any = None) -> str | None:
     return str(d)
 
 
+class _Once(argparse.Action):
+    """An option tagged ``once`` (one value here, several in another command) given twice with two values is
+    refused; other options keep argparse's "the last one counts". ``export --factors a.json --factors b.json``
+    exported b without a word, where ``eval --factors`` takes both."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        if hasattr(namespace, self.dest) and getattr(namespace, self.dest) != values:
+            raise argparse.ArgumentError(self, f"given twice ({getattr(namespace, self.dest)!r}, then {values!r}); "
+                                               "it takes one value: give it once")
+        setattr(namespace, self.dest, values)
+
+
 def add_options(parser: argparse.ArgumentParser, cls: type, *, groups: dict | None = None,
                 defaults: Any = None) -> None:
     """Add one option per (nested) field of ``cls`` to ``parser``; defaults stay in the dataclass
@@ -383,6 +425,8 @@ def add_options(parser: argparse.ArgumentParser, cls: type, *, groups: dict | No
             kwargs["choices"] = choices
         if meta.get("multiple"):
             kwargs.update(nargs="+", action="extend", type=_tuple_item(_unwrap_optional(tp)[0]))
+        elif meta.get("once"):
+            kwargs["action"] = _Once
         if meta.get("metavar"):
             kwargs["metavar"] = meta["metavar"]
         elif not choices:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import numbers
 from typing import Any
 
-from longrope.errors import ConfigError
+from longrope.errors import ConfigError, UserError
 
 __all__ = ["HELDOUT_FRACTION", "PASSKEY_ANSWER", "PASSKEY_DEPTHS", "PASSKEY_MAX_TRIALS", "PASSKEY_MODES",
            "PASSKEY_MODE", "PASSKEY_TRIALS", "SPLITS", "SPLIT", "SEED", "WINDOW_SAMPLES", "WINDOWS_PER_DOC", "DEVICE",
@@ -45,9 +45,22 @@ DEVICE = "auto"
 #: The precision of a model's weights and activations in search and evaluation.
 DTYPE = "float32"
 DTYPES = ("float32", "bfloat16", "float16")
-#: Other names of them a command accepts (as :func:`longrope.models.loading.resolve_dtype` reads them); a
+#: Other names of them a command accepts (as :func:`resolve_dtype` reads them); a
 #: recorded configuration keeps the name it was given.
 DTYPE_ALIASES = {"fp32": "float32", "float": "float32", "bf16": "bfloat16", "fp16": "float16", "half": "float16"}
+
+
+def resolve_dtype(dtype: Any) -> Any:
+    """A ``torch.dtype`` of :data:`DTYPES` from one of them or a name of :data:`DTYPE_ALIASES` ("bf16"); anything
+    else is a :class:`UserError` (a torch dtype too: ``export_hf(dtype=torch.int8)`` was transformers' ValueError).
+    Imports torch on use only."""
+    import torch
+
+    text = str(dtype).lower().replace("torch.", "")
+    name = text if text in DTYPES else DTYPE_ALIASES.get(text)
+    if name is None:
+        raise UserError(f"unknown dtype {dtype!r}; use one of {', '.join(DTYPES)}")
+    return getattr(torch, name)
 
 #: The share of a shard folder's documents (those without a pinned role) that the stable hash split of
 #: :func:`longrope.data.document_role` holds out from the search and from training.

@@ -108,7 +108,7 @@ class ExportConfig:
     """``longrope export``: the model with its factors, as a Hugging Face folder or a GGUF file."""
 
     model: str = option(help=MODEL_HELP, metavar="M")
-    factors: str = option(help=FACTORS_HELP + " to export", metavar="F")
+    factors: str = option(help=FACTORS_HELP + " to export", metavar="F", tags={"once": True})
     output: str = option(help="output folder (hf: must not exist or be empty) or file (gguf)", short="-o",
                          metavar="OUT", aliases=("--out",))
     format: str = option("hf", "hf: a Hugging Face folder; gguf: one llama.cpp file", choices=("hf", "gguf"))
@@ -157,7 +157,7 @@ class GenerateConfig:
     """``longrope generate``: greedy (or seeded sampled) generation with the factors installed."""
 
     model: str = option(help=MODEL_HELP, metavar="M")
-    factors: str = option(help=FACTORS_HELP + " to install", metavar="F")
+    factors: str = option(help=FACTORS_HELP + " to install", metavar="F", tags={"once": True})
     prompt: str | None = option(None, "the prompt text (this or --prompt-file)")
     prompt_file: str | None = option(None, "a UTF-8 text file holding the prompt", metavar="FILE")
     max_new_tokens: int = option(help="tokens to generate (64, 1k ...)", parse=token_count("--max-new-tokens"),
@@ -182,6 +182,11 @@ class GenerateConfig:
         check_groups(self)  # the seed among them
         if (self.prompt is None) == (self.prompt_file is None):
             raise ConfigError(("prompt", "prompt_file"), "give one of {name0} and {name1}")
+        from longrope.data.sources import valid_text
+
+        if isinstance(self.prompt, str) and not valid_text(self.prompt):  # bytes the shell passed that are not UTF-8
+            raise ConfigError(("prompt", "prompt_file"), "{name0} holds bytes that are not UTF-8 text (a tokenizer "
+                              "cannot encode them); give UTF-8 text, or a UTF-8 file with {name1}")
         check_int(self, "max_new_tokens", 1, MAX_TOKENS)  # as generate() checks it
         given = [f for f in ("temperature", "top_p") if getattr(self, f) is not None]
         if given and not self.sample:

@@ -115,6 +115,8 @@ def _cases(r: Path) -> list[tuple[str, list[str], str]]:
         ("demo-length-huge", ["demo", "--model", m, "--target-length", str(10**400), "--out", str(r / "o33")],
          "--target-length must be an integer in"),
         ("ppl-max-tokens-0", [*ppl, "-o", str(r / "o25"), "--stride", "16", "--max-tokens", "0"], "--max-tokens"),
+        ("ppl-max-tokens-below-a-window", [*ppl, "-o", str(r / "o25b"), "--stride", "16", "--max-tokens", "10"],
+         "--max-tokens 10 is below one window of the longest of --lengths"),
         ("passkey-trials-huge", ["eval", "passkey", "--model", m, "--lengths", "64", "--trials", str(10**30), "-o",
                                  str(r / "o26")], "--trials"),
         ("train-tiny-moved", ["train-tiny", "--out", str(r / "t"), "--hidden-size", "30", "--num-heads", "4"],

@@ -206,3 +206,18 @@ def test_export_quiet_hides_transformers_bars(capsys, tmp_path):
         assert not hf_logging.is_progress_bar_enabled()
     finally:
         hf_logging.enable_progress_bar()
+
+
+def test_a_console_that_cannot_show_a_character_gets_an_escape_not_a_traceback(monkeypatch, tmp_path):
+    """battery 9a: PYTHONIOENCODING=ascii tokenize -o 'out ü' wrote the shards, then printed its summary line as a
+    UnicodeEncodeError traceback (exit 1). Now the character is escaped, as Python does on stderr."""
+    import io
+
+    (tmp_path / "books").mkdir()
+    (tmp_path / "books" / "a.txt").write_text("some words of text", encoding="utf-8")
+    raw = io.BytesIO()
+    stdout = io.TextIOWrapper(raw, encoding="ascii", errors="strict", write_through=True)
+    monkeypatch.setattr(sys, "stdout", stdout)
+    code = main(["tokenize", "--tokenizer", "tiny", "--input", str(tmp_path / "books"), "-o", str(tmp_path / "out ü"),
+                 "--quiet"])
+    assert code == 0 and b"out \\xfc" in raw.getvalue()

@@ -10,6 +10,7 @@ import dataclasses
 import pytest
 
 from longrope.cli import build_parser, main
+from longrope.errors import ConfigError, UserError
 from longrope.options import add_options, config_from_args, field_flags
 
 
@@ -152,3 +153,19 @@ def test_token_counts_take_the_k_suffix_in_the_runs_too():
     cfg = _config(["finetune", "--model", "m", "--factors", "f", "--data", "d", "-o", "o", "--seq-len", "4k",
                    "--tokens-per-step", "16k", "--loss-chunk", "1k"])
     assert (cfg.seq_len, cfg.tokens_per_step, cfg.loss_chunk) == (4096, 16384, 1024)
+
+
+def test_a_prompt_that_is_not_utf8_is_one_line_in_the_config_and_the_api():
+    """battery 9a: generate --prompt $'abc\\xff' (argv bytes that are not UTF-8, read as lone surrogates) was the
+    tokenizer's TypeError traceback "TextEncodeInput must be Union[...]"."""
+    from longrope.models import generate, install_factors, load_model
+    from longrope.rope import make_baseline
+    from longrope.tools import GenerateConfig
+
+    bad = "abc\udcff"
+    with pytest.raises(ConfigError, match="prompt"):
+        GenerateConfig(model="tiny", factors="f.json", prompt=bad, max_new_tokens=2)
+    model, tok = load_model("tiny")
+    install_factors(model, make_baseline("yarn", rope_theta=1e4, rotary_dim=64, original_length=256, target_length=512))
+    with pytest.raises(UserError, match="lone surrogates"):
+        generate(model, tok, [bad], 2)

@@ -88,7 +88,10 @@ def test_pinned_roles_win(tmp_path):
 
 
 @pytest.mark.parametrize("kw,match", [(dict(split="train"), "split"), (dict(n=0), "n must"),
-                                      (dict(min_tokens=-1), "min_tokens")])
+                                      (dict(min_tokens=-1), "min_tokens"),
+                                      # battery 9a: numpy's ValueError / TypeError tracebacks
+                                      (dict(seed=-1), "seed must be an integer"), (dict(seed=1.5), "seed must be"),
+                                      (dict(seed="0"), "seed must be")])
 def test_bad_arguments(tmp_path, kw, match):
     c = make_corpus(tmp_path / "c", [50])
     args = dict(min_tokens=10, n=1, seed=0, split="all") | kw

@@ -32,3 +32,37 @@ def test_a_shard_folder_as_input_says_it_is_one(tmp_path):
             resolve_sources([spec])
     (tmp_path / "a.txt").write_text("text")
     assert resolve_sources([str(tmp_path)])[0].kind == "folder"  # a folder holding a shard folder is read
+
+
+def test_a_folder_named_dot_names_its_documents_by_its_own_name(tmp_path, monkeypatch):
+    """--input . named the documents '/a.txt' (Path('.').name is ''), so the search/held-out split of one folder
+    changed with how it was spelled (battery 9a)."""
+    from longrope.data.sources import SkipLog
+
+    books = tmp_path / "books"
+    books.mkdir()
+    (books / "a.txt").write_text("some text", encoding="utf-8")
+    monkeypatch.chdir(books)
+    for spec in (".", "./", "../books/.", str(books)):
+        source = resolve_sources([spec])[0]
+        assert [doc_id for doc_id, _, _ in source.documents(SkipLog())] == ["books/a.txt"], spec
+        assert source.label == "books"
+
+
+def test_parquet_rows_without_text_are_listed_as_jsonl_lines_are(tmp_path):
+    """battery 9a: a .parquet row whose text was a number, null or empty was dropped without a word (bad .jsonl lines
+    are listed as skipped)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from longrope.data.sources import SkipLog
+
+    pq.write_table(pa.table({"text": ["some words", None, "", "more words"]}), tmp_path / "a.parquet")
+    pq.write_table(pa.table({"text": [1, 2]}), tmp_path / "b.parquet")
+    log = SkipLog()
+    docs = [doc_id for src in resolve_sources([str(tmp_path / "a.parquet"), str(tmp_path / "b.parquet")])
+            for doc_id, _, _ in src.documents(log)]
+    assert docs == ["a.parquet#0", "a.parquet#3"]
+    assert [(s["path"].rsplit("/", 1)[-1], s["reason"]) for s in log.skipped] == [
+        ("a.parquet", "2 row(s) whose 'text' is not a non-empty string"),
+        ("b.parquet", "2 row(s) whose 'text' is not a non-empty string")]

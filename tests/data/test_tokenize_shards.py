@@ -142,6 +142,19 @@ def test_bad_inputs(tokenizer, tmp_path):
         _run(tokenizer, [tmp_path / "missing.txt"], tmp_path / "out")
 
 
+def test_a_library_caller_s_inputs_and_tokenizer_of_another_kind(tokenizer, corpus_dir, tmp_path):
+    """battery 9a: inputs="books" was read letter by letter ("b: no such file"), a Path item was an
+    AttributeError, a tokenizer name instead of a tokenizer one too."""
+    for bad, match in ((str(corpus_dir), r"inputs must be a list .* \(write \["), (None, "inputs must be a list"),
+                       ([5], "inputs must be files, folders")):
+        with pytest.raises(UserError, match=match):
+            tokenize_corpus(tokenizer, bad, tmp_path / "out", tokenizer_name="t", progress=False)
+    with pytest.raises(UserError, match="tokenizer must be a loaded tokenizer"):
+        tokenize_corpus("tiny", [str(corpus_dir)], tmp_path / "out", tokenizer_name="t", progress=False)
+    report = tokenize_corpus(tokenizer, [corpus_dir], tmp_path / "out", tokenizer_name="t", progress=False)
+    assert report.n_docs > 0
+
+
 @pytest.mark.parametrize("offline_env", [True, False])
 def test_hub_offline_is_one_line(tokenizer, tmp_path, monkeypatch, offline_env):
     if offline_env:

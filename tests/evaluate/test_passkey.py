@@ -136,6 +136,32 @@ def test_needle_score_matches_full_logits(model, tok):
     assert s.mean_nll == pytest.approx(tot / cnt, rel=1e-5)
 
 
+def test_needle_score_refuses_a_bad_chunk_size_or_token_id_before_any_forward(model, tok):
+    """battery 9a: chunk_size=-3 ran no chunk and scored the never-written NLL buffer (exact 0, NLL 1e-44); a BOS
+    id past the embeddings was an IndexError traceback."""
+    prompts = pk.needle_prompts(tok, 100, 1, seed=0, bos_id=1)
+    for bad in (0, -3, 2.5):
+        with pytest.raises(UserError, match="chunk_size must be a positive integer"):
+            pk.needle_score(model, prompts, chunk_size=bad)
+    rows = model.get_input_embeddings().num_embeddings
+    with pytest.raises(UserError, match=f"needle prompt 0 holds token id {rows}"):
+        pk.needle_score(model, pk.needle_prompts(tok, 100, 1, seed=0, bos_id=rows))
+    with pytest.raises(UserError, match="takes the prompts needle_prompts built"):
+        pk.needle_score(model, [[1, 2, 3]])
+
+
+def test_haystacks_of_other_ids_or_types_are_refused_before_any_forward(model, tok):
+    """battery 9a: passkey_accuracy with a haystack holding -1 (or an id past the embeddings) in generate mode was an
+    IndexError traceback, float ids were truncated, text a ValueError."""
+    rows = model.get_input_embeddings().num_embeddings
+    for hay, match in ((np.full(300, -1), "haystack 0 holds token id -1"),
+                       (np.full(300, rows), f"haystack 0 holds token id {rows}"),
+                       (np.full(300, 5.5), "a haystack must be a 1-D array of token ids"),
+                       ("some text", "a haystack must be a 1-D array of token ids")):
+        with pytest.raises(UserError, match=match):
+            pk.passkey_accuracy(model, tok, [120], depths=[0.5], trials=1, bos_id=1, haystacks=[hay], mode="generate")
+
+
 def test_accuracy_grid_scores_the_first_integer(model, tok, monkeypatch):
     """With a generator that answers the key (or a wrong one), accuracy is 1 (or 0) per cell."""
     res = pk.passkey_accuracy(model, tok, [120, 160], depths=[0.0, 1.0], trials=2, seed=5, bos_id=1)

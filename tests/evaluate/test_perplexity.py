@@ -140,6 +140,8 @@ def test_accepts_tensors_and_objects(llama, rng):
     (dict(length=500), "fewer than"),
     (dict(length=32, stride=0), "stride"),
     (dict(length=32, stride=40), "larger than the window"),
+    # battery 9a: a cap below one window was raised to one window without a word (eval ppl --max-tokens 100 at 512)
+    (dict(length=32, stride=16, max_tokens=20), "max_tokens 20 is below one window of 32 tokens"),
 ])
 def test_bad_input_is_a_user_error(llama, rng, kwargs, match):
     with pytest.raises(UserError, match=match):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from longrope.errors import UserError
@@ -54,3 +56,42 @@ def test_a_model_file_or_a_huge_file_named_as_factors_is_one_line_and_not_read_w
     (tmp_path / "utf16.json").write_bytes('{"long_factor": [1]}'.encode("utf-16"))
     with pytest.raises(UserError, match="is not UTF-8 text"):  # text, said to be saved as UTF-8
         files.load(FactorSet, tmp_path / "utf16.json")
+
+
+def test_a_folder_without_factors_says_what_to_give_instead(tmp_path):
+    """battery 9a: "--factors sets" (a folder of factor files) said only "is a folder without factors.json or
+    config.json" (no fix), also when its factors.json was a broken link."""
+    sets = tmp_path / "sets"
+    sets.mkdir()
+    files.save_json(_set(), sets / "yarn.json")
+    with pytest.raises(UserError, match=r"give its factor files themselves \(e.g. .*sets/yarn.json\)"):
+        files.load(FactorSet, sets)
+    (sets / "factors.json").symlink_to(tmp_path / "gone.json")
+    with pytest.raises(UserError, match=r"sets/factors.json is a broken link"):
+        files.load(FactorSet, sets)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match="give a factor file, a search run folder or a model folder"):
+        files.load(FactorSet, tmp_path / "empty")
+
+
+def test_a_field_of_another_type_or_a_commented_json_file_is_named_as_such(tmp_path):
+    """battery 9a: format_version "1" said "unsupported format_version '1'; this longrope reads 1", rotary_dim "64"
+    "rotary_dim '64' does not match long_factor (32 values → 64)", and a .json file opening with a // comment was
+    read as a reference CSV ("'// yarn' is not a number")."""
+    doc = files.to_json(_set())
+    for key, value, match in (("format_version", "1", "format_version must be the integer 1, got '1'"),
+                              ("rotary_dim", "16", "rotary_dim must be an integer, got '16'")):
+        with pytest.raises(UserError, match=match):
+            files.from_json(FactorSet, {**doc, key: value})
+    assert files.from_json(FactorSet, {**doc, "rotary_dim": 16.0}) == _set()
+    path = tmp_path / "commented.json"
+    path.write_text("// yarn\n" + json.dumps(doc), encoding="utf-8")
+    with pytest.raises(UserError, match="is not valid JSON"):
+        files.load(FactorSet, path)
+
+
+def test_an_empty_factor_file_name_is_refused_not_read_as_the_current_folder():
+    """battery 9a: --factors '' was Path('') = '.', "'.' is a folder without factors.json ... (e.g. bp.json)"."""
+    for empty in ("", "  "):
+        with pytest.raises(UserError, match="factor file name .* is empty"):
+            files.load(FactorSet, empty)

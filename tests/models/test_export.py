@@ -208,6 +208,39 @@ def test_export_refuses_non_empty_output_and_bad_factors(tmp_path):
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temp folders left
 
 
+def test_a_library_caller_s_factor_set_dtype_or_model_of_another_kind_is_one_line(tmp_path):
+    """battery 9a: export_hf(model, tok, "yarn.json" / None, out) and export_gguf(...) were AttributeErrors deep in
+    the export, dtype=torch.int8 transformers' ValueError after the output checks, inspect_model("tiny") an
+    AttributeError."""
+    from longrope.models import export_gguf
+
+    model = build_tiny("llama")
+    for bad in ("factors.json", None):
+        for export in (export_hf, export_gguf):
+            with pytest.raises(UserError, match="expected a FactorSet"):
+                export(model, None, bad, tmp_path / "x.gguf")
+    for dtype in ("int8", torch.int8):
+        with pytest.raises(UserError, match="unknown dtype"):
+            export_hf(model, None, _factors(model), tmp_path / "out", dtype=dtype)
+    with pytest.raises(UserError, match="for a name or path: read_rope_info"):
+        inspect_model("tiny")
+    assert not any(tmp_path.iterdir())
+
+
+def test_an_output_path_that_is_not_utf8_is_refused_before_any_work(tmp_path):
+    """battery 9a: export -o $'x\xff' wrote the weights, then the tokenizers library failed to save under the path
+    (UnicodeEncodeError traceback)."""
+    import os
+
+    from longrope.models import export_gguf
+
+    model = build_tiny("llama")
+    for export, name in ((export_hf, b"x\xff"), (export_gguf, b"x\xff.gguf")):
+        with pytest.raises(UserError, match="bytes that are not UTF-8"):
+            export(model, None, _factors(model), tmp_path / os.fsdecode(name))
+    assert not any(tmp_path.iterdir())
+
+
 @pytest.mark.slow
 def test_smollm2_gguf_export_roundtrip(tmp_path):
     """The real GGUF path: load SmolLM2 (dequantized), export, reload with stock transformers."""

@@ -204,6 +204,48 @@ def test_generate_errors_are_user_errors():
         generate(model, None, torch.tensor([[5, 6, 0]]), 3, attention_mask=torch.tensor([[1, 1, 0]]))
 
 
+def test_token_id_prompts_of_every_kind_are_read_alike_or_refused_in_one_line():
+    """battery 9a: a list prompt's attention_mask was ignored (the padding read as tokens), a mask of another shape
+    a reshape traceback, float ids truncated (1.7 -> 1), numpy arrays refused, [["a"]] a ValueError."""
+    import numpy as np
+
+    model = build_tiny("llama")
+    install_factors(model, factor_set(model))
+    masked = generate(model, None, [[9, 5, 6, 7]], 2, attention_mask=[[0, 1, 1, 1]])
+    assert masked.prompt_tokens == [[5, 6, 7]] and masked.new_tokens == generate(model, None, [5, 6, 7], 2).new_tokens
+    assert generate(model, None, np.array([[5, 6, 7]]), 2).new_tokens == masked.new_tokens
+    for prompt, kw, match in (([5, 6, 7], {"attention_mask": [1, 1]}, r"attention_mask has shape \[1, 2\]"),
+                              (torch.tensor([[5, 6, 7]]), {"attention_mask": [1, 1]}, "attention_mask has shape"),
+                              ([[5, 6], [7]], {"attention_mask": [[1, 1], [1]]}, "ids of one width"),
+                              ([[5.7, 6.2]], {}, "token ids must be integers, got 5.7"),
+                              (torch.tensor([[5.0, 6.0]]), {}, "integers, got an array of float32"),
+                              ([["a", "b"]], {}, "token ids must be integers, got 'a'"),
+                              ("text", {"attention_mask": [1]}, "attention_mask goes with token ids"),
+                              (np.array([], dtype=np.int64), {}, r"seq >= 1, got shape \[0\]")):
+        with pytest.raises(UserError, match=match):
+            generate(model, None if not isinstance(prompt, str) else object(), prompt, 2, **kw)
+
+
+def test_the_model_folder_s_decoding_settings_change_nothing_and_print_nothing(capfd):
+    """battery 9a: a model shipped with generation_config.json's repetition_penalty / no_repeat_ngram_size changed
+    greedy generation and passkey answers without a word; temperature / top_p / max_length printed transformers'
+    notes on every call. The file keeps its token ids only (models.generation.plain_decoding)."""
+    from longrope.evaluate.passkey import greedy_generate
+
+    model = build_tiny("llama")
+    install_factors(model, factor_set(model))
+    prompt = [5, 6, 7, 5, 6, 7, 5, 6]
+    plain = generate(model, None, prompt, 12, stop_at_eos=False).new_tokens
+    greedy = greedy_generate(model, prompt, 12, pad_token_id=0)
+    model.generation_config.update(repetition_penalty=50.0, no_repeat_ngram_size=1, temperature=0.3, top_p=0.5,
+                                   max_length=4)
+    capfd.readouterr()  # (the update itself may note the sampling flags: that is this test's doing)
+    assert generate(model, None, prompt, 12, stop_at_eos=False).new_tokens == plain
+    assert greedy_generate(model, prompt, 12, pad_token_id=0) == greedy
+    assert capfd.readouterr().err == ""
+    assert model.generation_config.repetition_penalty == 50.0  # the model's own config is put back
+
+
 def test_a_prompt_token_the_model_has_no_embedding_for_is_one_line():
     """A GGUF longrope exported from the tiny model reads back with '<|endoftext|>' one past its last embedding
     (transformers' GGUF tokenizer adds it): that text in a prompt was an IndexError traceback (battery 6)."""

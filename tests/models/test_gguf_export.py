@@ -163,6 +163,23 @@ def test_a_loaded_export_knows_its_original_length(tmp_path, caplog):
     assert not [r for r in caplog.records if "differs from the model" in r.getMessage()]
 
 
+def test_a_gguf_export_read_back_declares_the_scaling_transformers_does_not_apply(tmp_path):
+    """battery 9a: inspect of a GGUF export said "rope_scaling": null, and eval's 'none' of it was the unscaled
+    model without a word (transformers' GGUF reader drops the factors; llama.cpp applies them)."""
+    from longrope.models import load_model, read_rope_info
+
+    model, tok = load_model("tiny")
+    info = inspect_model(model)
+    fs = FactorSet(long_factor=np.full(info.rotary_dim // 2, 4.0), original_max_position_embeddings=TINY_L,
+                   max_position_embeddings=4 * TINY_L, rope_theta=info.rope_theta)
+    out = export_gguf(model, tok, fs, tmp_path / "tiny.gguf").path
+    loaded, _ = load_model(out)
+    for read in (read_rope_info(out), inspect_model(loaded)):
+        assert read.rope_scaling["rope_type"] == "longrope" and read.rope_scaling["applied_by_transformers"] is False
+        assert read.original_max_position_embeddings == TINY_L
+    assert read_rope_info("tiny").rope_scaling is None
+
+
 def test_quiet_hides_the_gguf_reader_bar_too(tmp_path, capfd):
     """transformers' GGUF reader draws its "Converting and de-quantizing" bar with tqdm directly; with
     transformers' bars switched off (``--quiet``) it was still drawn on every load of a GGUF model."""

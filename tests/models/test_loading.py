@@ -126,6 +126,8 @@ def test_dtype_and_device_errors():
     assert loading.resolve_dtype(torch.float16) is torch.float16
     with pytest.raises(UserError, match="unknown dtype"):
         loading.resolve_dtype("int7")
+    with pytest.raises(UserError, match="unknown dtype"):  # a torch dtype too (battery 9a: export_hf took int8)
+        loading.resolve_dtype(torch.int8)
     if not torch.cuda.is_available():
         with pytest.raises(UserError, match="CUDA is not available"):
             loading.resolve_device("cuda")

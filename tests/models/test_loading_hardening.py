@@ -87,6 +87,20 @@ def test_an_impossible_attention_implementation_is_one_line(tmp_path):
         loading.load_model(folder, attn_implementation="")
 
 
+def test_an_attention_implementation_is_checked_from_the_config_alone():
+    """battery 9a: eval ruler --attn-implementation bogus made its samples (~20 s of lm-eval) before the model load
+    refused it; prepare_eval now checks it on the meta device (no weights), as the load would."""
+    from longrope.runs.evaluate import PplConfig, prepare_eval
+
+    for name in ("eager", "sdpa", None):
+        loading.check_attn_implementation(tiny_config("llama"), name, "m")
+    with pytest.raises(UserError, match="cannot load 'm' with attention implementation 'no-such-attention'"):
+        loading.check_attn_implementation(tiny_config("llama"), "no-such-attention", "m")
+    with pytest.raises(UserError, match="attention implementation 'no-such-attention'"):
+        prepare_eval(PplConfig(model="tiny", data="shards", lengths=(512,), output="o",
+                               attn_implementation="no-such-attention"), kv_cache=False)
+
+
 class _Evil:
     """Unpickling this creates a file, so its absence proves nothing ran."""
 

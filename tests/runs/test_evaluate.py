@@ -22,3 +22,20 @@ def test_none_on_a_model_with_its_own_scaling_is_said_to_be_that_model(tiny, tmp
                      "--samples", "1", "--quiet", "-o", str(tmp_path / f"ppl-{said}")]) == 0
         err = capsys.readouterr().err
         assert ("carries its own RoPE scaling (yarn): 'none' is the model as it loads" in err) is said, err
+
+
+def test_a_factor_file_named_in_bytes_that_are_not_utf8_gets_a_printable_set_name(tmp_path):
+    """battery 9a: eval ppl --factors $'y\\xff.json' ran the whole evaluation, then writing ppl.csv was a
+    UnicodeEncodeError traceback (the set's name held a lone surrogate) and the run folder was lost."""
+    import os
+
+    from longrope.models.loading import read_rope_info
+    from longrope.rope import make_baseline
+    from longrope.runs.evaluate import factor_sets
+
+    info = read_rope_info("tiny")
+    path = tmp_path / os.fsdecode(b"y\xff.json")
+    make_baseline("yarn", rope_theta=info.rope_theta, rotary_dim=info.rotary_dim, original_length=256,
+                  target_length=512).save(path)
+    names = [n for n, _ in factor_sets((str(path),), skip_none=False, info=info, target=512)]
+    assert names == ["none", "y\\xff"] and all(n.encode("utf-8") for n in names)

@@ -122,3 +122,20 @@ def test_saved_token_counts_read_like_their_flags():
     assert err.value.fields[0] == "tokens"
     with pytest.raises(ConfigError):  # a count without a token parser stays an int
         config_from_dict(Counts, {"plain": "3"})
+
+
+def test_an_option_tagged_once_given_twice_with_two_values_is_refused():
+    """battery 9a: export/generate --factors a.json --factors b.json used b without a word (eval --factors takes
+    both); other one-value options keep argparse's last-one-counts."""
+
+    @dataclass(kw_only=True)
+    class Cfg:
+        factors: str = option(help="one file", tags={"once": True})
+        seed: int = option(0, "a seed")
+
+    p = argparse.ArgumentParser(exit_on_error=False)
+    add_options(p, Cfg)
+    assert config_from_args(Cfg, p.parse_args(["--factors", "a", "--factors", "a"])).factors == "a"
+    with pytest.raises(argparse.ArgumentError, match=r"given twice \('a', then 'b'\)"):
+        p.parse_args(["--factors", "a", "--factors", "b"])
+    assert config_from_args(Cfg, p.parse_args(["--factors", "a", "--seed", "1", "--seed", "2"])).seed == 2

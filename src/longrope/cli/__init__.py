@@ -234,12 +234,25 @@ def _disk_full(name: str, where: str) -> int:
     return 2
 
 
+def _printable_stdout() -> None:
+    """Print what the console's encoding cannot show as escapes, as Python does on stderr: a path or generated text
+    with 'ü' under an ASCII console (PYTHONIOENCODING=ascii, a cp1252 console and CJK text) was a
+    UnicodeEncodeError traceback after the work was done."""
+    reconfigure = getattr(sys.stdout, "reconfigure", None)
+    if reconfigure is not None and (getattr(sys.stdout, "errors", None) or "strict") == "strict":
+        try:
+            reconfigure(errors="backslashreplace")
+        except (ValueError, OSError):  # a closed or detached stream: nothing will be printed to it anyway
+            pass
+
+
 def main(argv: list[str] | None = None, *, parser: argparse.ArgumentParser | None = None) -> int:
     """``longrope ARGV``; with ``parser`` (from :func:`run_parser`), that program's command line, with the same
     one-line errors named by its prog."""
     from longrope.runs import MOVED
 
     argv = sys.argv[1:] if argv is None else list(argv)
+    _printable_stdout()
     if parser is None and argv and argv[0] in MOVED:
         print(f"longrope {argv[0]}: error: {MOVED[argv[0]]}", file=sys.stderr)
         return 2

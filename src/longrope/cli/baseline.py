@@ -36,10 +36,13 @@ def _command_line(args: BaselineConfig) -> str:
 
 def run(args: BaselineConfig) -> int:
     from longrope.errors import UserError
+    from longrope.formats.outputs import check_replaceable_file
     from longrope.models.loading import read_rope_info
     from longrope.rope import make_baseline
 
     given = args.method_options()
+    check_replaceable_file(args.output, writes="a factors.json",
+                           is_own=lambda doc: isinstance(doc, dict) and "long_factor" in doc and "rope_theta" in doc)
     info = read_rope_info(args.model)
     if not info.supported:
         raise UserError(info.reason)

@@ -24,11 +24,13 @@ EXAMPLE = """example:
 
 
 def run(args: InspectConfig) -> int:
-    from longrope.io import check_writable_path, write_json
+    from longrope.formats.outputs import check_replaceable_file
+    from longrope.io import write_json
     from longrope.models.loading import read_rope_info
 
     if args.output:  # before the weights load, not after
-        check_writable_path(Path(args.output))
+        check_replaceable_file(Path(args.output), writes="an inspect report",
+                               is_own=lambda doc: isinstance(doc, dict) and {"model", "rotary_dim", "supported"} <= set(doc))
     if args.load:
         from transformers.utils import logging as hf_logging
 

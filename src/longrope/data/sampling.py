@@ -37,6 +37,7 @@ import numpy as np
 
 from longrope.data.shards import TokenCorpus
 from longrope.errors import UserError
+from longrope.options import check_seed
 from longrope.settings import HELDOUT_FRACTION, check_heldout_fraction
 
 __all__ = ["SPLIT_SALT", "SPLITS", "Sample", "document_role", "document_roles", "sample_documents"]
@@ -98,6 +99,7 @@ def sample_documents(
     for name, v, lo in (("min_tokens", min_tokens, 1), ("n", n, 1), ("windows_per_doc", windows_per_doc, 1)):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
             raise UserError(f"{name} must be a positive integer, got {v!r}")
+    check_seed(seed)
     if len(corpus) == 0:
         raise UserError(f"{corpus.path} holds no documents")
     roles = document_roles(corpus, heldout_fraction)

@@ -29,13 +29,13 @@ from __future__ import annotations
 import gzip
 import io
 import json
-import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from longrope.errors import UserError
+from longrope.hub import hub_offline
 from longrope.hub import hub_reachable as _hub_reachable  # module-level name: tests monkeypatch it
 
 __all__ = ["Source", "SkipLog", "resolve_sources", "HUB_ALIASES", "DOC_SUFFIXES"]
@@ -109,7 +109,7 @@ class Source:
         """The prefix of this source's document ids."""
         if self.kind == "hub":
             return f"{HUB_ALIASES.get(self.spec, (self.spec,))[0]}/{self.split}"
-        return Path(self.spec).name
+        return _own_name(Path(self.spec))
 
     def files(self) -> list[Path]:
         """The local document files (sorted), for fingerprints and progress totals."""
@@ -136,7 +136,7 @@ class Source:
                     log.skip(str(q), "broken symbolic link (its target does not exist)")
         for path in self.files():
             rel = path.name if self.kind == "file" else path.relative_to(root).as_posix()
-            name = rel if self.kind == "file" else f"{root.name}/{rel}"
+            name = rel if self.kind == "file" else f"{_own_name(root)}/{rel}"
             if not valid_text(name):
                 log.skip(str(path), "file name is not valid UTF-8 (document ids are stored as UTF-8); rename it")
                 continue
@@ -146,9 +146,10 @@ class Source:
         """Fail in seconds, before any work, when a hub input cannot be read (offline)."""
         if self.kind != "hub":
             return
-        if os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0") or os.environ.get("HF_DATASETS_OFFLINE", "") not in ("", "0"):
+        switch = hub_offline(datasets=True)
+        if switch:
             raise UserError(f"{self.spec!r} is not a local file or folder and the Hugging Face hub is offline "
-                            "(HF_HUB_OFFLINE); download the dataset and pass its files or folder as --input")
+                            f"({switch}); download the dataset and pass its files or folder as --input")
         if not _hub_reachable():
             raise UserError(f"{self.spec!r} is not a local file or folder and the Hugging Face hub is unreachable "
                             "(offline?); download the dataset and pass its files or folder as --input")
@@ -263,14 +264,25 @@ def _parquet_documents(path, name, src, log, size) -> Iterator[tuple[str, str, i
         log.skip(str(path), f"no column {missing[0]!r} (columns: {', '.join(pf.schema_arrow.names)})")
         return
     n_rows = max(pf.metadata.num_rows, 1)
-    row = 0
+    row = bad = 0
     for batch in pf.iter_batches(columns=cols, batch_size=1024):
         texts = batch.column(0).to_pylist()
         ids = batch.column(1).to_pylist() if src.id_field else [None] * len(texts)
         for text, rid in zip(texts, ids):
             if isinstance(text, str) and text:
                 yield f"{name}#{rid if rid is not None else row}", text, size // n_rows
+            else:  # listed as .jsonl lines are (rows of numbers or nulls were dropped without a word)
+                bad += 1
             row += 1
+    if bad:
+        log.skip(str(path), f"{bad} row(s) whose {src.text_field!r} is not a non-empty string")
+
+
+def _own_name(path: Path) -> str:
+    """The name a folder input gives its documents' ids: its own name, also when spelled '.', '..' or 'a/..'
+    (their ``name`` is empty: ids began with '/', and the search/held-out split of the same folder changed
+    with the way it was named)."""
+    return path.name if path.name not in ("", ".", "..") else path.resolve().name
 
 
 def resolve_sources(

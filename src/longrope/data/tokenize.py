@@ -174,6 +174,18 @@ def _prefetch(it: Iterator, depth: int = 2) -> Iterator:
         t.join(timeout=5)
 
 
+def _input_specs(inputs: Any) -> list[str]:
+    """A library caller's ``inputs`` as the ``--input`` strings: a list of str or path-like values (a bare string
+    was read letter by letter, "books" as the inputs 'b', 'o', ...; a Path item was an AttributeError)."""
+    if isinstance(inputs, (str, bytes, os.PathLike)) or not isinstance(inputs, (list, tuple)):
+        raise UserError(f"inputs must be a list of files, folders or dataset names, got {inputs!r}"
+                        + (f" (write [{inputs!r}] for one)" if isinstance(inputs, (str, os.PathLike)) else ""))
+    bad = [x for x in inputs if not isinstance(x, (str, os.PathLike))]
+    if bad:
+        raise UserError(f"inputs must be files, folders or dataset names (str or path), got {bad[0]!r}")
+    return [os.fspath(x) for x in inputs]
+
+
 def tokenize_corpus(
     tokenizer: Any,
     inputs: list[str],
@@ -199,7 +211,10 @@ def tokenize_corpus(
     if out.is_symlink() and out.is_dir():
         out = out.resolve()  # replace the folder it points to, not the link
     check_replaceable_target(out)
-    sources = resolve_sources(list(inputs), split=split, text_field=text_field, id_field=id_field)
+    sources = resolve_sources(_input_specs(inputs), split=split, text_field=text_field, id_field=id_field)
+    if not callable(getattr(tokenizer, "get_vocab", None)):
+        raise UserError(f"tokenizer must be a loaded tokenizer (longrope.data.tokenizer_loading.load_tokenizer"
+                        f"('tiny')), got {type(tokenizer).__name__}")
     _check_inputs_and_output(sources, out)
     vhash = vocab_sha256(tokenizer)
     dtype = token_dtype(tokenizer)

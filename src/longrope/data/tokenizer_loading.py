@@ -1,8 +1,8 @@
 """Resolve ``--tokenizer`` the way ``--model`` is resolved, loading only the tokenizer.
 
 A folder holding only tokenizer files (no ``config.json``) is loaded with ``AutoTokenizer``
-directly. Anything else ("tiny", "smollm2", model folders, GGUF files, hub ids) is resolved with
-the model loader's ``longrope.models.loading.resolve_source`` and loaded with ``AutoTokenizer``.
+directly. Anything else ("tiny", "smollm2", model folders, GGUF files, hub ids) is loaded as
+``longrope.models.loading.load_model`` loads its tokenizer (``load_tokenizer_of``).
 """
 
 from __future__ import annotations
@@ -38,14 +38,8 @@ def load_tokenizer(name_or_path: str | os.PathLike) -> Any:
     ):
         # a tokenizer-only folder (what AutoTokenizer accepts, but not a model folder)
         tok = _auto(str(folder), name_or_path, local_files_only=True)
-    else:
-        source = loading.resolve_source(name_or_path)
-        kwargs: dict[str, Any] = {}
-        if source.gguf_file:
-            kwargs["gguf_file"] = source.gguf_file
-        if source.kind != "hub" or os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0"):
-            kwargs["local_files_only"] = True
-        tok = _auto(source.location, name_or_path, **kwargs)
+    else:  # as load_model loads it (transformers' notes on our exports' vLLM keys dropped); None: no tokenizer files
+        tok = loading.load_tokenizer_of(name_or_path)
     if tok is None:
         raise UserError(f"{str(name_or_path)!r} has no tokenizer files; pass a model folder with a tokenizer")
     return tok

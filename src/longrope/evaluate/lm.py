@@ -17,11 +17,15 @@ config the same way their ``forward`` does:
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
+from longrope.errors import UserError
+
 __all__ = [
+    "check_chunk_size",
     "decoder_body",
     "lm_head",
     "logit_transform",
@@ -119,6 +123,13 @@ def hidden_states(model: torch.nn.Module, input_ids: torch.Tensor) -> torch.Tens
     return out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
 
 
+def check_chunk_size(chunk_size: Any) -> None:
+    """The one check of an LM-head chunk size: a positive integer, or None for the default. (needle_score took
+    a negative one: no chunk ran, and the never-written NLL buffer was scored, exact=0 with NLL 1e-44.)"""
+    if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1):
+        raise UserError(f"chunk_size must be a positive integer, got {chunk_size!r}")
+
+
 def chunked_nll(
     model: torch.nn.Module,
     hidden: torch.Tensor,
@@ -135,6 +146,7 @@ def chunked_nll(
     ``[chunk_size, vocab]``. With ``return_argmax`` also the argmax id per row (for exact-match
     scores), from the same transformed logits.
     """
+    check_chunk_size(chunk_size)
     head = lm_head(model)
     n = hidden.shape[0]
     nll = torch.empty(n, dtype=torch.float32, device=hidden.device)

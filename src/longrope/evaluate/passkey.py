@@ -56,7 +56,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import numbers
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -70,6 +69,7 @@ from longrope.errors import UserError
 from longrope.evaluate import lm
 from longrope.evaluate.memory import out_of_memory
 from longrope.evaluate.windows import check_length
+from longrope.options import check_seed
 from longrope.settings import PASSKEY_ANSWER, PASSKEY_DEPTHS, PASSKEY_MODES, check_passkey_depths
 
 __all__ = [
@@ -128,15 +128,6 @@ def piece_joiner(tokenizer: Any) -> str:
     if _encode(tokenizer, a) + _encode(tokenizer, b) == joint:
         return ""
     return " "  # neither reproduces it exactly; a leading space is the usual convention
-
-
-def check_seed(seed: Any) -> None:
-    """The key draw's seed is an integer in [0, 2^32 - 1] (as ``--seed``): -1 was numpy's ValueError traceback,
-    1.5 silently drew the keys of seed 1."""
-    from longrope.options import MAX_SEED
-
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed <= MAX_SEED:
-        raise UserError(f"seed must be an integer in [0, {MAX_SEED:,}], got {seed!r}")
 
 
 def passkey_key(seed: int, length: int, depth_index: int, trial: int) -> int:
@@ -202,7 +193,7 @@ def build_passkey_prompt(
         stream = np.tile(unit, reps)
         before, after = stream[:n_before], stream[:n_after]
     else:
-        hay = np.asarray(haystack, dtype=np.int64)
+        hay = haystack_ids(haystack)
         if len(hay) < budget:
             raise UserError(f"haystack has {len(hay)} tokens; the prompt needs {budget} filler tokens")
         before, after = hay[:n_before], hay[n_before:budget]
@@ -214,6 +205,15 @@ def build_passkey_prompt(
     after_start = needle_start + len(needle)
     spans = ((len(head) + len(instr), needle_start), (after_start, after_start + n_after))
     return PasskeyPrompt(ids, int(key), float(depth), needle_start, len(answer), spans)
+
+
+def haystack_ids(haystack: Any) -> np.ndarray:
+    """A haystack (token ids, or a sample with ``.tokens``) as a 1-D int64 array; anything else is one line (floats
+    were truncated, text a ValueError, a 2-D array a concatenate error)."""
+    hay = np.asarray(getattr(haystack, "tokens", haystack))
+    if hay.ndim != 1 or not (np.issubdtype(hay.dtype, np.integer) or hay.size == 0):
+        raise UserError(f"a haystack must be a 1-D array of token ids, got shape {list(hay.shape)} of {hay.dtype}")
+    return hay.astype(np.int64, copy=False)
 
 
 _INT = re.compile(r"[0-9]+")
@@ -385,8 +385,7 @@ def needle_prompts(
         depth = float(depths[k % len(depths)]) if depths else float(rng.uniform(0.0, 1.0))
         hay = None
         if haystacks:
-            h = haystacks[k % len(haystacks)]
-            hay = np.asarray(getattr(h, "tokens", h))
+            hay = haystack_ids(haystacks[k % len(haystacks)])
         out.append(build_passkey_prompt(tokenizer, length, key, depth, bos_id=bos_id, with_answer=True,
                                         haystack=hay, joiner=joiner))
     return out
@@ -395,8 +394,16 @@ def needle_prompts(
 def needle_score(model: torch.nn.Module, prompts: Sequence[PasskeyPrompt], *,
                  chunk_size: int | None = None) -> NeedleScore:
     """Score the answer tokens of needle-mode prompts: one forward each, no generation."""
+    from longrope.models.generation import check_token_ids
+
     if not prompts:
         raise UserError("no needle prompts to score")
+    lm.check_chunk_size(chunk_size)
+    for k, p in enumerate(prompts):  # before any forward pass (an id without embedding was an IndexError)
+        if not isinstance(p, PasskeyPrompt):
+            raise UserError(f"needle_score takes the prompts needle_prompts built, got {type(p).__name__} (prompt {k})")
+        check_token_ids(model, p.input_ids, what=f"needle prompt {k}",
+                        fix="build the prompts with this model's tokenizer and BOS id")
     device = lm.model_device(model)
     transform = lm.logit_transform(getattr(model, "config", None))
     per = []
@@ -436,9 +443,9 @@ def greedy_generate(model: torch.nn.Module, input_ids: np.ndarray, max_new_token
                 return torch.full((seq.shape[0],), done, dtype=torch.bool, device=seq.device)
 
         criteria = StoppingCriteriaList([_Stop()])
-    from longrope.models.generation import quiet_length_reminder
+    from longrope.models.generation import plain_decoding, quiet_length_reminder
 
-    with torch.inference_mode(), quiet_length_reminder():
+    with torch.inference_mode(), quiet_length_reminder(), plain_decoding(model):
         out = model.generate(
             ids,
             attention_mask=torch.ones_like(ids),
@@ -567,10 +574,12 @@ def passkey_accuracy(
     check_seed(seed)
     lengths = [check_length(n) for n in lengths]
     depths = check_passkey_depths(depths)
-    if bos_id is not None:
-        from longrope.models.generation import check_token_ids
+    from longrope.models.generation import check_token_ids
 
+    if bos_id is not None:
         check_token_ids(model, [bos_id], what="bos_id", fix="give the BOS id of this model's tokenizer (None: no BOS)")
+    for k, h in enumerate(haystacks or ()):  # before any forward (an id past the embeddings was an IndexError)
+        check_token_ids(model, haystack_ids(h), what=f"haystack {k}", fix="give token ids of this model's tokenizer")
     joiner = piece_joiner(tokenizer)
     pad = getattr(tokenizer, "pad_token_id", None)
     if pad is None:

@@ -24,7 +24,7 @@ import torch
 
 from longrope.errors import UserError
 from longrope.evaluate import lm
-from longrope.evaluate.windows import Window, check_length, document_windows
+from longrope.evaluate.windows import Window, check_length, document_windows, max_tokens_below
 
 __all__ = ["DocNLL", "PerplexityResult", "evaluate_perplexity", "doc_tokens_and_id"]
 
@@ -158,11 +158,12 @@ def evaluate_perplexity(
         raise UserError("max_tokens only applies to sliding-window mode (give a stride)")
     if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1):
         raise UserError(f"max_tokens must be an integer >= 1 (leave it out for no cap), got {max_tokens!r}")
+    if max_tokens_below(max_tokens, length):
+        raise UserError(f"max_tokens {max_tokens} is below one window of {length} tokens; give at least {length} "
+                        "or leave it out")
     if len(docs) == 0:
         raise UserError("no documents to evaluate; sample at least one document")
-    if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int)
-                                   or chunk_size < 1):
-        raise UserError(f"chunk_size must be a positive integer, got {chunk_size!r}")
+    lm.check_chunk_size(chunk_size)
 
     ids: list[str] = []
     windows: list[Window] = []

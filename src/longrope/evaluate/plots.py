@@ -7,6 +7,7 @@ with the Agg canvas into memory and written atomically.
 from __future__ import annotations
 
 import io
+import logging
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -14,7 +15,28 @@ from collections.abc import Mapping, Sequence
 from longrope.io import write_bytes
 
 __all__ = ["plot_ppl_vs_length", "plot_passkey_heatmap", "plot_passkey_methods", "plot_factors",
-           "plot_ruler_heatmaps"]
+           "plot_ruler_heatmaps", "quiet_matplotlib_cache_notes"]
+
+
+class _CacheDirNotes(logging.Filter):
+    """Drops matplotlib's notes that its config folder (~/.config/matplotlib, MPLCONFIGDIR) cannot be written and
+    that it uses a temporary one instead: it does, the plots are the same, and with an unwritable HOME (a service
+    user, a read-only container) every eval printed those two lines."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = record.getMessage()
+        return not ("mkdir -p failed for path" in msg or "is not a writable directory" in msg
+                    or "created a temporary cache directory" in msg)
+
+
+def quiet_matplotlib_cache_notes() -> None:
+    """Install :class:`_CacheDirNotes` on matplotlib's logger (once; matplotlib itself is not imported)."""
+    logger = logging.getLogger("matplotlib")
+    if not any(isinstance(f, _CacheDirNotes) for f in logger.filters):
+        logger.addFilter(_CacheDirNotes())
+
+
+quiet_matplotlib_cache_notes()  # before any plot function imports matplotlib
 
 
 def _save(fig, path: str | os.PathLike) -> None:

@@ -123,11 +123,12 @@ def score_cell(lm: Any, factors: str, task: str, length: int, rows: Sequence[dic
     from lm_eval.evaluator import evaluate
 
     from longrope.data.ruler import lm_eval_quiet, samples_sha256
+    from longrope.models.generation import plain_decoding
 
     t0 = time.perf_counter()
     lm.set_cache_hook(_SampleHook(on_sample) if on_sample else CacheHook(None))
     try:
-        with lm_eval_quiet():
+        with lm_eval_quiet(), plain_decoding(lm.model):
             task_obj = _cell_task(task, length, rows)
             out = evaluate(lm=lm, task_dict={"tasks": {task: task_obj}}, log_samples=True, bootstrap_iters=0,
                            apply_chat_template=chat_template)

@@ -133,6 +133,14 @@ def check_stride(stride: object, length: int) -> int:
     return int(stride)
 
 
+def max_tokens_below(max_tokens: object, length: int) -> bool:
+    """Whether a sliding-mode cap of ``max_tokens`` tokens per document is below one window of ``length`` (the rule
+    both evaluate_perplexity and ``eval ppl`` refuse: the cap was silently raised to one window, --max-tokens 100
+    at 512 scored 511 tokens a document)."""
+    return max_tokens is not None and not isinstance(max_tokens, bool) and isinstance(max_tokens, int) \
+        and max_tokens < length
+
+
 def document_windows(
     doc_index: int,
     tokens: np.ndarray,

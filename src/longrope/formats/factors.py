@@ -114,7 +114,9 @@ def from_json(make: Callable[..., T], d: Mapping[str, Any], *, rotary_dim: int |
     if missing:
         raise UserError(f"factor file is missing required key(s): {', '.join(missing)}")
     version = d.get("format_version", FORMAT_VERSION)
-    if isinstance(version, bool) or version != FORMAT_VERSION:
+    if isinstance(version, bool) or not isinstance(version, int):  # '1' was "unsupported '1'; this longrope reads 1"
+        raise UserError(f"format_version must be the integer {FORMAT_VERSION}, got {short_repr(version)}")
+    if version != FORMAT_VERSION:
         raise UserError(
             f"unsupported factor file format_version {version!r}; this longrope reads {FORMAT_VERSION}"
         )
@@ -134,6 +136,10 @@ def from_json(make: Callable[..., T], d: Mapping[str, Any], *, rotary_dim: int |
         method=d.get("method", "custom"),
         provenance=d.get("provenance") or {},
     )
+    dim = d.get("rotary_dim")
+    if "rotary_dim" in d and (isinstance(dim, bool) or not (isinstance(dim, int) or (
+            isinstance(dim, float) and dim.is_integer()))):  # as the lengths are read: 64.0 is 64
+        raise UserError(f"rotary_dim must be an integer, got {short_repr(d['rotary_dim'])}")
     if "rotary_dim" in d and d["rotary_dim"] != fs.rotary_dim:
         raise UserError(
             f"rotary_dim {d['rotary_dim']!r} does not match long_factor ({fs.long_factor.size} values → {fs.rotary_dim})"
@@ -199,7 +205,8 @@ def load(
     path = factor_file(path)
     text = _read_text(path, "factor file")
     stripped = text.lstrip()
-    if path.suffix.lower() == ".csv" or (stripped and stripped[0] not in "{["):
+    # a .json file is JSON (one starting with a // comment was read as a CSV: "'// yarn' is not a number")
+    if path.suffix.lower() == ".csv" or (stripped and stripped[0] not in "{[" and path.suffix.lower() != ".json"):
         missing = [
             flag
             for flag, v in (
@@ -240,6 +247,9 @@ def load(
 def factor_file(path: str | os.PathLike) -> Path:
     """The file a factor path names: itself, or a folder's ``factors.json`` (else its ``config.json``) —
     what :func:`load` reads, and what a fingerprint of the factors' content must hash."""
+    if isinstance(path, str) and not path.strip():  # Path('') is '.': --factors '' read the current folder
+        raise UserError(f"the factor file name {path!r} is empty; give a factors.json, a model's config.json with "
+                        "longrope scaling, a reference CSV or a folder holding one")
     path = Path(path)
     if path.is_dir():
         for name in ("factors.json", "config.json"):
@@ -247,11 +257,25 @@ def factor_file(path: str | os.PathLike) -> Path:
                 path = path / name
                 break
         else:
-            raise UserError(f"{path} is a folder without factors.json or config.json")
+            raise UserError(_no_factors_in(path))
         if path.name == "config.json" and run_record_command(path):  # e.g. a fine-tuning or eval run folder
             raise UserError(f"{path.parent} is {run_record_command(path)} run folder without factors.json; give "
                             "a factor file, a search run folder or a fine-tuned model folder (its model/)")
     return path
+
+
+def _no_factors_in(folder: Path) -> str:
+    """Why a folder given as factors holds none, and what to give instead (it said only "is a folder without
+    factors.json or config.json": no fix, and false of a factors.json that is a broken link)."""
+    broken = [folder / n for n in ("factors.json", "config.json") if (folder / n).is_symlink()]
+    if broken:
+        return f"{broken[0]} is a broken link (its target does not exist); fix the link or give the factor file itself"
+    files = sorted(p.name for p in folder.iterdir() if p.suffix.lower() in (".json", ".csv") and p.is_file())
+    if files:
+        return (f"{folder} is a folder without factors.json or config.json; give its factor files themselves "
+                f"(e.g. {folder / files[0]})")
+    return (f"{folder} is a folder without factors.json or config.json; give a factor file, a search run folder or "
+            "a model folder")
 
 
 def run_record_command(path: Path) -> str | None:

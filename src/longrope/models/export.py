@@ -59,6 +59,7 @@ from longrope.formats.hf_config import START_TOKENS_CONFIG_KEY
 from longrope.io import (
     aside_prefix,
     check_replaceable_target,
+    check_utf8_path,
     remove_dead_leftovers,
     replace_folder,
     write_json,
@@ -100,7 +101,9 @@ def longrope_config_entries(factor_set: Any, info: RopeInfo) -> tuple[dict[str, 
     Pure (no torch): the keys of docs/method.md §8 for the family described by ``info``.
     """
     from longrope.models.factor_files import check_fits
+    from longrope.rope.factors import require_factor_set
 
+    require_factor_set(factor_set)
     # Rotary dim and base: the one judge (commands already refused another L before loading the
     # model; a library caller's L is taken as given, so it is passed as the deliberate L here).
     check_fits(factor_set, info, source=f"factor set ({factor_set.method})",
@@ -239,6 +242,7 @@ def _swap_into_place(tmp: Path, out: Path, overwrite: bool) -> None:
 
 def check_output_folder(out: Path, overwrite: bool) -> None:
     """One-line errors for an output that cannot become the export folder (checked before any work)."""
+    check_utf8_path(out.resolve())
     if out.exists() and not out.is_dir():
         raise UserError(f"output {out} is a file; give a folder path with -o (or --format gguf for a .gguf file)")
     check_replaceable_target(out)
@@ -353,13 +357,15 @@ def export_hf(
     import torch
     from transformers import AutoConfig
 
+    from longrope.settings import resolve_dtype
+
     info = require_supported(inspect_model(model))
     entries, warnings = longrope_config_entries(factor_set, info)
     out = Path(out_dir)
     check_output_folder(out, overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(out)
-    weights_dtype = dtype if dtype is not None else next(model.parameters()).dtype
+    weights_dtype = resolve_dtype(dtype) if dtype is not None else next(model.parameters()).dtype
     tmp = temporary_sibling(out, folder=True)
     try:
         src = model

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from typing import Any
 
 from longrope.errors import UserError
@@ -279,12 +280,18 @@ def inspect_model(model: Any) -> RopeInfo:
 
     import transformers
 
+    if not hasattr(model, "config") or not hasattr(model, "named_modules"):
+        hint = " (for a name or path: read_rope_info)" if isinstance(model, (str, os.PathLike)) else ""
+        raise UserError(f"inspect_model takes a loaded transformers model, got {type(model).__name__}{hint}")
     info = rope_info_from_config(model.config)
     if not info.supported:
         return info
     original = getattr(model, "_longrope_original_length", None)  # a GGUF's own L (load_model sets it)
     if isinstance(original, int) and original > 0:
         info = dataclasses.replace(info, original_max_position_embeddings=original)
+    scaling = getattr(model, "_longrope_gguf_scaling", None)  # the scaling its header declares (not applied)
+    if isinstance(scaling, dict):
+        info = dataclasses.replace(info, rope_scaling=scaling)
     version = tuple(int(p) for p in transformers.__version__.split(".")[:2] if p.isdigit())
     if version < MIN_TRANSFORMERS:
         return dataclasses.replace(

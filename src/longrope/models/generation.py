@@ -76,6 +76,31 @@ def quiet_length_reminder() -> Iterator[None]:
         logger.removeFilter(drop)
 
 
+#: the fields of a model's generation_config.json that say which tokens are which, kept by :func:`plain_decoding`
+_TOKEN_FIELDS = ("bos_token_id", "eos_token_id", "pad_token_id", "decoder_start_token_id")
+
+
+@contextlib.contextmanager
+def plain_decoding(model: Any) -> Iterator[None]:
+    """Within the block, ``model.generate`` decodes only as its caller asks: the model folder's
+    ``generation_config.json`` keeps its token ids, not its decoding settings. transformers fills every setting a
+    call leaves unset from that file, so a model shipped with ``repetition_penalty`` or ``no_repeat_ngram_size``
+    changed longrope's greedy generation, passkey answers and RULER cells without a word, and one shipped with
+    ``temperature``/``top_p``/``max_length`` printed transformers' notes about them on every call (battery 9a)."""
+    from transformers import GenerationConfig
+
+    own = getattr(model, "generation_config", None)
+    if own is None:
+        yield
+        return
+    plain = GenerationConfig(**{k: getattr(own, k) for k in _TOKEN_FIELDS if getattr(own, k, None) is not None})
+    model.generation_config = plain
+    try:
+        yield
+    finally:
+        model.generation_config = own
+
+
 def _pad_id(model: Any, tokenizer: Any) -> int:
     for source in (tokenizer, getattr(model, "generation_config", None), getattr(model, "config", None)):
         for name in ("pad_token_id", "eos_token_id"):
@@ -97,38 +122,52 @@ def _eos_ids(model: Any, tokenizer: Any) -> list[int] | None:
     return None
 
 
+_PROMPT_KINDS = "text, a list of token ids, a list of such lists or a [batch, seq] tensor or array of ids"
+
+
 def prepare_batch(
     model: Any, tokenizer: Any, prompts: Any, attention_mask: Any = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(input_ids, attention_mask)`` ``[batch, seq]`` on the model's device, ragged rows left-padded."""
+    """``(input_ids, attention_mask)`` ``[batch, seq]`` on the model's device, ragged rows left-padded.
+
+    ``attention_mask`` goes with ids of one width (a tensor, an array or equal lists); it must have their shape.
+    (It was ignored for lists, a reshape traceback for another shape; float ids were truncated, 1.7 -> 1; numpy
+    arrays were refused; ``[["a"]]`` was a ValueError.)"""
     device = next(model.parameters()).device
     if isinstance(prompts, str) or (
         isinstance(prompts, Sequence) and prompts and all(isinstance(p, str) for p in prompts)
     ):
         if tokenizer is None:
             raise UserError("text prompts need a tokenizer; pass token ids or a model with a tokenizer")
+        if attention_mask is not None:
+            raise UserError("attention_mask goes with token ids; text prompts are tokenized and padded here")
         texts = [prompts] if isinstance(prompts, str) else list(prompts)
+        from longrope.data.sources import valid_text
+
+        if not all(map(valid_text, texts)):  # tokenizers' TypeError "TextEncodeInput must be Union[...]"
+            raise UserError("the prompt holds lone surrogates (bytes that are not UTF-8, e.g. from argv or "
+                            "errors='surrogateescape'); give valid Unicode text")
         rows = [list(tokenizer(t, add_special_tokens=True)["input_ids"]) for t in texts]
-    elif isinstance(prompts, torch.Tensor):
-        ids = prompts.to(device=device, dtype=torch.long)
-        if ids.ndim == 1:
-            ids = ids[None]
-        if ids.ndim != 2 or ids.shape[1] == 0:
-            raise UserError(f"input_ids must be [batch, seq] with seq >= 1, got shape {list(prompts.shape)}")
-        if attention_mask is None:
-            mask = torch.ones_like(ids)
-        else:
-            mask = torch.as_tensor(attention_mask, device=device).to(torch.long).reshape(ids.shape)
-            if bool((mask[:, -1] == 0).any()):
-                raise UserError("padded batches must be left-padded (the last column of attention_mask is 0)")
-        _check_ids(model, tokenizer, ids)
-        return ids, mask
-    elif isinstance(prompts, Sequence) and prompts and all(isinstance(t, int) for t in prompts):
-        rows = [list(prompts)]
-    elif isinstance(prompts, Sequence) and prompts and all(isinstance(r, Sequence) for r in prompts):
-        rows = [[int(t) for t in r] for r in prompts]
     else:
-        raise UserError("prompt must be text, a list of token ids, a list of such lists or a [batch, seq] tensor")
+        rows = _id_rows(prompts)
+        if attention_mask is not None or hasattr(prompts, "shape"):
+            if len({len(r) for r in rows}) != 1:
+                raise UserError("attention_mask goes with ids of one width; give lists of ids without it (rows "
+                                "of different lengths are left-padded here)")
+            ids = torch.tensor(rows, dtype=torch.long, device=device)
+            if attention_mask is None:
+                mask = torch.ones_like(ids)
+            else:
+                mask = torch.as_tensor(attention_mask, device=device)
+                if mask.ndim == 1:
+                    mask = mask[None]
+                if tuple(mask.shape) != tuple(ids.shape):
+                    raise UserError(f"attention_mask has shape {list(mask.shape)} but the ids {list(ids.shape)}")
+                mask = mask.to(torch.long)
+                if bool((mask[:, -1] == 0).any()):
+                    raise UserError("padded batches must be left-padded (the last column of attention_mask is 0)")
+            _check_ids(model, tokenizer, ids)
+            return ids, mask
     if any(len(r) == 0 for r in rows):
         raise UserError("every prompt needs at least one token")
     width, pad = max(len(r) for r in rows), _pad_id(model, tokenizer)
@@ -136,6 +175,42 @@ def prepare_batch(
     mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], dtype=torch.long, device=device)
     _check_ids(model, tokenizer, ids)
     return ids, mask
+
+
+def _id_rows(prompts: Any) -> list[list[int]]:
+    """Token-id prompts as rows of Python ints: a tensor or array of integers ([seq] or [batch, seq]), a list of
+    ids or a list of such lists; anything else (floats, bools, strings in lists) is refused."""
+    if hasattr(prompts, "shape") and hasattr(prompts, "dtype"):  # torch or numpy
+        if isinstance(prompts, torch.Tensor):
+            integer = not (prompts.dtype.is_floating_point or prompts.dtype.is_complex or prompts.dtype == torch.bool)
+        else:
+            import numpy as np
+
+            integer = np.issubdtype(np.asarray(prompts).dtype, np.integer)
+        if not integer:
+            raise UserError(f"token ids must be integers, got an array of {str(prompts.dtype).replace('torch.', '')}")
+        arr = prompts if isinstance(prompts, torch.Tensor) else torch.tensor(np.asarray(prompts).tolist(),
+                                                                             dtype=torch.long)
+        if arr.ndim == 1:
+            arr = arr[None]
+        if arr.ndim != 2 or arr.shape[1] == 0:
+            raise UserError(f"input_ids must be [batch, seq] with seq >= 1, got shape {list(prompts.shape)}")
+        return arr.tolist()
+    if isinstance(prompts, Sequence) and prompts and all(_is_id(t) for t in prompts):
+        return [[int(t) for t in prompts]]
+    if isinstance(prompts, Sequence) and prompts and all(
+            isinstance(r, Sequence) and not isinstance(r, str) for r in prompts):
+        bad = next((t for r in prompts for t in r if not _is_id(t)), None)
+        if bad is not None:
+            raise UserError(f"token ids must be integers, got {bad!r}")
+        return [[int(t) for t in r] for r in prompts]
+    raise UserError(f"prompt must be {_PROMPT_KINDS}")
+
+
+def _is_id(t: Any) -> bool:
+    import numbers
+
+    return isinstance(t, numbers.Integral) and not isinstance(t, bool)
 
 
 def _check_ids(model: Any, tokenizer: Any, ids: torch.Tensor) -> None:
@@ -250,7 +325,7 @@ def generate(
             patch.cache_policy = cache_policy
         with torch.no_grad(), torch.random.fork_rng(devices=[] if ids.device.type == "cpu" else [ids.device]):
             torch.manual_seed(seed)  # only sampling draws from it; the caller's RNG state is restored
-            with quiet_length_reminder():
+            with quiet_length_reminder(), plain_decoding(model):
                 out = model.generate(input_ids=ids, attention_mask=mask, generation_config=config)
     finally:
         patch.mode = previous_mode

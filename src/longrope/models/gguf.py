@@ -50,7 +50,7 @@ from typing import Any
 import numpy as np
 
 from longrope.errors import UserError
-from longrope.io import check_writable_path
+from longrope.io import check_utf8_path, check_writable_path
 from longrope.models.export import (
     ExportResult,
     check_target_length,
@@ -112,6 +112,7 @@ def _common_warnings(factor_set: Any) -> list[str]:
 
 def check_output_file(out: Path, overwrite: bool) -> None:
     """One-line errors for an output that cannot become the GGUF file (checked before any work)."""
+    check_utf8_path(out.resolve())
     if out.exists() and out.is_dir():
         raise UserError(f"output {out} is a folder; --format gguf writes one file, give e.g. -o {out}.gguf")
     check_writable_path(out)  # a device or pipe there is never replaced, --overwrite or not
@@ -489,7 +490,7 @@ def export_gguf(
     try:
         writer = gguf.GGUFWriter(tmp, arch=arch)
         writer.add_type(gguf.GGUFType.MODEL)
-        writer.add_name(name or str(getattr(config, "_name_or_path", "") or out.stem))
+        writer.add_name(str(name or getattr(config, "_name_or_path", "") or out.stem))
         writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
         writer.add_file_type(gguf.LlamaFileType.MOSTLY_F16 if outtype == "f16" else gguf.LlamaFileType.ALL_F32)
         _hparams(writer, config, info, arch, warnings)

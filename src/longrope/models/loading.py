@@ -23,9 +23,11 @@ weights file is a one-line :class:`UserError`.
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import importlib.util
 import logging
+import math
 import os
 import pickle
 import re
@@ -43,6 +45,7 @@ from longrope.models.families import (
     rope_type_problem,
 )
 from longrope.models.families import require_rope as _require_rope
+from longrope.settings import resolve_dtype  # noqa: F401 - longrope.models.resolve_dtype, as always
 
 __all__ = [
     "ModelSource",
@@ -60,16 +63,6 @@ __all__ = [
 
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
-_DTYPES = {
-    "float32": "float32",
-    "fp32": "float32",
-    "float": "float32",
-    "bfloat16": "bfloat16",
-    "bf16": "bfloat16",
-    "float16": "float16",
-    "fp16": "float16",
-    "half": "float16",
-}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -301,36 +294,41 @@ def read_rope_info(name_or_path: str | os.PathLike) -> RopeInfo:
     source = resolve_source(name_or_path)
     info = rope_info_from_config(_from_pretrained(source, AutoConfig))
     if source.kind == "gguf" and info.supported:
-        original = _gguf_original_length(Path(source.location) / str(source.gguf_file))
-        if original is not None:
-            info = dataclasses.replace(info, original_max_position_embeddings=original)
+        scaling = _gguf_rope_scaling(Path(source.location) / str(source.gguf_file))
+        if scaling is not None:  # transformers drops it: inspect said "rope_scaling": null of a longrope export
+            original = scaling.get("original_max_position_embeddings")
+            info = dataclasses.replace(info, rope_scaling=scaling, original_max_position_embeddings=(
+                original if original is not None else info.original_max_position_embeddings))
     return info
 
 
-def _gguf_original_length(path: Path) -> int | None:
-    """``{arch}.rope.scaling.original_context_length`` of a GGUF header, or None (absent, unreadable)."""
+def _gguf_rope_scaling(path: Path) -> dict[str, Any] | None:
+    """The RoPE scaling a GGUF header declares (``{arch}.rope.scaling.type``, its original context and attention
+    factor), marked ``applied_by_transformers: False`` (transformers' GGUF reader drops it; llama.cpp applies it);
+    None when absent or unreadable."""
     try:
         import gguf
 
         reader = gguf.GGUFReader(path)
         arch = reader.get_field("general.architecture")
-        field = reader.get_field(f"{arch.contents()}.rope.scaling.original_context_length") if arch else None
-        value = field.contents() if field is not None else None
+        prefix = f"{arch.contents()}.rope.scaling." if arch else None
+
+        def value(key: str) -> Any:
+            field = reader.get_field(prefix + key) if prefix else None
+            return field.contents() if field is not None else None
+
+        kind, original, attention = value("type"), value("original_context_length"), value("attn_factor")
     except Exception:  # noqa: BLE001 - an optional refinement: transformers already read this file
         return None
-    return int(value) if isinstance(value, int) and value > 0 else None
-
-
-def resolve_dtype(dtype: Any) -> Any:
-    """A ``torch.dtype`` from a dtype or a name ("float32", "bf16", ...)."""
-    import torch
-
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    name = _DTYPES.get(str(dtype).lower().replace("torch.", ""))
-    if name is None:
-        raise UserError(f"unknown dtype {dtype!r}; use one of float32, bfloat16, float16")
-    return getattr(torch, name)
+    if not isinstance(kind, str) and original is None:
+        return None
+    scaling: dict[str, Any] = {"rope_type": kind if isinstance(kind, str) else None}
+    if isinstance(original, int) and original > 0:
+        scaling["original_max_position_embeddings"] = int(original)
+    if isinstance(attention, float) and math.isfinite(attention):
+        scaling["attention_factor"] = attention
+    scaling["applied_by_transformers"] = False
+    return scaling
 
 
 def resolve_device(device: Any, *, fix: str = "use --device cpu") -> Any:
@@ -444,6 +442,36 @@ def _weights_error(source: ModelSource, exc: BaseException) -> UserError | None:
     return None
 
 
+def _attn_error(label: str, impl: Any, e: Exception, shown: str) -> UserError:
+    """The one line of an attention implementation transformers refuses (its reason, and the default to use)."""
+    if isinstance(e, ImportError):
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        return UserError(f"cannot load {label!r} with attention implementation {impl!r}: {first[:200]}; "
+                         f"choose another (the default for this model is {shown})")
+    reason = str(e).split(": ", 1)[-1].split(". ")[0][:200]
+    return UserError(f"cannot load {label!r} with attention implementation {impl!r}: {reason}; "
+                     f"omit it to use this model's default ({shown})")
+
+
+def check_attn_implementation(config: Any, attn_implementation: str | None, label: str) -> None:
+    """Refuse, before any long work, an attention implementation transformers would refuse when the weights load
+    (the model is built on the meta device: no memory, no weights). ``eval ruler --attn-implementation bogus`` made
+    its samples (~20 s of lm-eval) before saying so."""
+    if attn_implementation is None:
+        return
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    shown = attn_implementation_for(str(getattr(config, "model_type", ""))) or "transformers' own"
+    if not isinstance(attn_implementation, str) or not attn_implementation:
+        raise UserError(f"attn_implementation must be a name such as 'eager' or 'sdpa', got {attn_implementation!r}")
+    try:
+        with torch.device("meta"):
+            AutoModelForCausalLM.from_config(copy.deepcopy(config), attn_implementation=attn_implementation)
+    except (ImportError, ValueError) as e:
+        raise _attn_error(label, attn_implementation, e, shown) from None
+
+
 def load_model(
     name_or_path: str | os.PathLike,
     *,
@@ -492,16 +520,11 @@ def load_model(
             misfit = _misfit_weights(source, info)
             if misfit is not None:
                 held.clear()  # the one line says it
-    except ImportError as e:  # e.g. flash_attention_2 without the flash-attn package
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UserError(f"cannot load {source.label!r} with attention implementation {impl!r}: {first[:200]}; "
-                        f"choose another (the default for this model is {shown})") from None
-    except UserError as e:
-        if attn_implementation is None or ("attn" not in str(e) and "attention implementation" not in str(e)):
+    except (ImportError, UserError) as e:  # ImportError: e.g. flash_attention_2 without the flash-attn package
+        if isinstance(e, UserError) and (attn_implementation is None or "attn" not in str(e)
+                                         and "attention implementation" not in str(e)):
             raise
-        reason = str(e).split(": ", 1)[-1].split(". ")[0][:200]
-        raise UserError(f"cannot load {source.label!r} with attention implementation {impl!r}: {reason}; "
-                        f"omit it to use this model's default ({shown})") from None
+        raise _attn_error(source.label, impl, e, shown) from None
     except Exception as e:  # noqa: BLE001 - only the weight-file failures below are mapped; the rest re-raise
         mapped = _weights_error(source, e)
         if mapped is None:
@@ -513,6 +536,7 @@ def load_model(
     model.eval()
     tokenizer = load_tokenizer_of(source)
     model._longrope_source = dataclasses.asdict(source)  # provenance for export and results
-    if source.kind == "gguf":  # transformers drops the header's L; inspect_model reads it from here
-        model._longrope_original_length = _gguf_original_length(Path(source.location) / str(source.gguf_file))
+    if source.kind == "gguf":  # transformers drops the header's L and scaling; inspect_model reads them from here
+        model._longrope_gguf_scaling = _gguf_rope_scaling(Path(source.location) / str(source.gguf_file))
+        model._longrope_original_length = (model._longrope_gguf_scaling or {}).get("original_max_position_embeddings")
     return model, tokenizer

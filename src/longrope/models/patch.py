@@ -44,6 +44,7 @@ from longrope.models.cache_switch import CACHE_POLICIES, CacheSwitch
 from longrope.models.factor_files import check_rotary_fit
 from longrope.models.families import FAMILIES, RopeInfo, _find_rotary_owner, inspect_model, require_supported
 from longrope.rope import inv_freq as rope_inv_freq
+from longrope.rope.factors import require_factor_set
 
 __all__ = ["CACHE_POLICIES", "MODES", "LongRopeRotaryEmbedding", "RopePatch", "current_patch", "install_factors"]
 
@@ -74,13 +75,9 @@ class _Resolved:
 
 def _resolve(factor_set: Any, info: RopeInfo, base: np.ndarray) -> _Resolved:
     """Check a factor set against the model and precompute its rescaled frequencies."""
-    try:
-        long_f = np.asarray(factor_set.long_factor, dtype=np.float64)
-        short_f = np.asarray(factor_set.short_factor, dtype=np.float64)
-    except AttributeError:
-        raise UserError(
-            f"expected a FactorSet (long_factor, short_factor, ...), got {type(factor_set).__name__}"
-        ) from None
+    require_factor_set(factor_set)
+    long_f = np.asarray(factor_set.long_factor, dtype=np.float64)
+    short_f = np.asarray(factor_set.short_factor, dtype=np.float64)
     check_rotary_fit(factor_set, info.rotary_dim, info.rope_theta, source="factor set",
                      who=f"this {info.family} model", fix="use a factor file made for this model")
     for name, arr in (("long_factor", long_f), ("short_factor", short_f)):

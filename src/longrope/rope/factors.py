@@ -48,6 +48,17 @@ __all__ = ["FORMAT_VERSION", "MAX_LENGTH", "FactorSet", "RotaryDimMismatch"]
 _MAX_ANGLE = 2.0**52
 
 
+def require_factor_set(obj: Any) -> None:
+    """A library caller's factor set is one (its factors and lengths readable): the one check of the functions that
+    take a ``factor_set`` (install, export). A path or None was an AttributeError traceback in the export."""
+    if not all(hasattr(obj, name) for name in ("long_factor", "short_factor", "original_max_position_embeddings",
+                                               "max_position_embeddings")):
+        hint = " (load the file with FactorSet.load(path))" if isinstance(obj, (str, os.PathLike)) else ""
+        from longrope.errors import UserError
+
+        raise UserError(f"expected a FactorSet (long_factor, short_factor, ...), got {type(obj).__name__}{hint}")
+
+
 @dataclasses.dataclass(frozen=True, eq=False, kw_only=True)
 class FactorSet:
     """Per-pair RoPE rescale factors plus what is needed to apply them (docs/method.md §2).

@@ -107,6 +107,11 @@ class PplConfig(EvalConfig):
         check_int(self, "max_tokens", 1, MAX_COUNT, optional=True)
         if self.max_tokens is not None and self.stride is None:
             raise ConfigError(("max_tokens", "stride"), "{name0} needs {name1} (it applies to sliding windows)")
+        from longrope.evaluate.windows import max_tokens_below
+
+        if max_tokens_below(self.max_tokens, max(self.lengths)):
+            raise ConfigError(("max_tokens", "lengths"), "{name0} " + f"{self.max_tokens} is below one window of the "
+                              "longest of {name1} " + f"({max(self.lengths)} tokens); give at least that or leave it out")
         if self.stride is not None and not 1 <= self.stride <= min(self.lengths):
             raise ConfigError("stride", f"{{name}} must be between 1 and the shortest length ({min(self.lengths)}), "
                                         f"got {self.stride}")
@@ -152,6 +157,7 @@ def factor_sets(specs: tuple[str, ...], *, skip_none: bool, info: Any, target: i
     Files are read and checked against the model's RoPE (``info``: rotary dim, base, L) by
     :func:`longrope.models.factor_files.load_factors_for`, the one judge of whether a set fits a model;
     ``target`` is L' of a reference CSV (which carries none)."""
+    from longrope.data.sources import printable
     from longrope.models.factor_files import load_factors_for
 
     sets: list[tuple[str, Any]] = []
@@ -171,10 +177,10 @@ def factor_sets(specs: tuple[str, ...], *, skip_none: bool, info: Any, target: i
             add("none", None)
             continue
         p = Path(spec)
-        fs = load_factors_for(p, info, original_length=original_length, target_length=target, model=model)
+        fs = load_factors_for(spec, info, original_length=original_length, target_length=target, model=model)
         name = p.name if p.is_dir() else (p.parent.name if p.name in ("factors.json", "config.json") and
                                           p.parent.name else p.stem)
-        add(name or spec, fs)
+        add(printable(name or spec), fs)  # a file name's non-UTF-8 bytes: escaped (the CSV write was a traceback)
     return sets
 
 
@@ -192,19 +198,25 @@ def prepare_eval(config: EvalConfig, *, kv_cache: bool, batch: int = 1) -> tuple
     evaluation of the unscaled model."""
     from longrope.evaluate.memory import check_lengths_fit
     from longrope.models.families import require_rope
-    from longrope.models.loading import load_config, read_rope_info
+    from longrope.models.loading import check_attn_implementation, load_config, read_rope_info
 
     hf_config = load_config(config.model)
     require_rope(hf_config, label=config.model)
     info = read_rope_info(config.model)  # the facts every command uses (a GGUF's own L included)
     if not info.supported:
         raise ConfigError("model", f"{{name}} {config.model} cannot be evaluated with RoPE factors: {info.reason}")
+    check_attn_implementation(hf_config, config.attn_implementation, config.model)
     sets = factor_sets(config.factors, skip_none=config.skip_none, info=info, target=max(config.lengths),
                        model=config.model, original_length=config.original_length)
     check_lengths_fit(config.lengths, hf_config, rotary_dim=info.rotary_dim, dtype=config.dtype,
                       device=run_device(config.device), kv_cache=kv_cache, batch=batch)
-    own = (info.rope_scaling or {}).get("rope_type") or (info.rope_scaling or {}).get("type")
-    if own not in (None, "default") and any(fs is None for _, fs in sets):  # e.g. a folder longrope export wrote
+    scaling = info.rope_scaling or {}
+    own = scaling.get("rope_type") or scaling.get("type")
+    if scaling.get("applied_by_transformers") is False and any(fs is None for _, fs in sets):  # a GGUF's header
+        _say(f"note: {config.model} declares RoPE scaling ({own}) that transformers' GGUF reader does not apply: "
+             "'none' is the model without it (llama.cpp applies it); to measure it, give --factors the factor file "
+             "it was exported from")
+    elif own not in (None, "default") and any(fs is None for _, fs in sets):  # e.g. a folder longrope export wrote
         _say(f"note: {config.model} carries its own RoPE scaling ({own}): 'none' is the model as it loads, with that "
              "scaling, not the unscaled model")
     return hf_config, info, sets
@@ -302,11 +314,14 @@ def run_passkey(config: PasskeyConfig, *, log: Callable[[str], None] | None = No
 
     say = log or _say
     hf_config, info, sets = prepare_eval(config, kv_cache=config.mode != "needle")
+    from longrope.data.sources import printable
+
     names = [n for n, _ in sets]
-    if config.reference is not None and config.reference not in names:
-        raise ConfigError("reference", "{name} " + f"{config.reference!r} is not among the evaluated sets "
+    given = printable(config.reference) if config.reference is not None else None  # as factor_sets names the sets
+    if given is not None and given not in names:
+        raise ConfigError("reference", "{name} " + f"{given!r} is not among the evaluated sets "
                                        f"({', '.join(names)}); give one of them")
-    reference = config.reference or ("yarn" if "yarn" in names else names[0])
+    reference = given or ("yarn" if "yarn" in names else names[0])
     # The prompts and the haystacks need only the tokenizer: checked before the weights load.
     tokenizer = load_tokenizer_of(config.model)
     if tokenizer is None:

@@ -64,6 +64,9 @@ class LossLog:
 
 def plot_losses(entries: list[dict[str, Any]], path: str | os.PathLike, *, title: str = "Fine-tuning loss") -> None:
     """Loss per step (long windows as a line, short-window steps as dots), written atomically."""
+    from longrope.evaluate.plots import quiet_matplotlib_cache_notes
+
+    quiet_matplotlib_cache_notes()
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
