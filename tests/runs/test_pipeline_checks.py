@@ -298,6 +298,26 @@ def test_inputs_a_stage_names_itself_are_read_before_the_first_stage(tmp_path, c
     assert match in _refused(tmp_path, capsys, _plan(stage))
 
 
+def test_a_ruler_method_whose_model_has_no_tokenizer_is_refused_before_the_first_stage(tmp_path, capsys,
+                                                                                      no_stage_runs):
+    """A compare stage measuring RULER for a method whose model folder has no tokenizer files was refused when
+    the stage reached that method, after the stages before it and the other methods' cells (battery 10)."""
+    import shutil
+
+    from longrope.embedded import TINY_MODEL_DIR
+
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        shutil.copy(TINY_MODEL_DIR / name, bare / name)
+    stage = {**_compare(b={"model": str(bare), "factors": {"1x": "none", "2x": "yarn@2x"}}), "ratios": ["1x", "2x"],
+             "ruler_ratios": ["2x"]}
+    stage["methods"]["a"]["factors"]["2x"] = "yarn@2x"
+    err = _refused(tmp_path, capsys, _plan(stage))
+    assert f"plan stage 'cmp' (compare): {bare} has no tokenizer files" in err and "method(s) b" in err
+    assert "list only the other methods in ruler_methods" in err
+
+
 def test_a_finished_stage_s_named_inputs_are_not_read_again(tmp_path):
     """Only a stage that runs now reads its inputs: a done tokenize stage whose documents were removed since
     does not stop the pipeline's resume."""

@@ -427,15 +427,17 @@ def _check_compare_ruler(config: Any, ctx: StageContext) -> None:
     from longrope.runs.compare import ratio_length
 
     written = ctx.entry.get("methods") if isinstance(ctx.entry.get("methods"), dict) else {}
-    models = []
+    models: dict[str, list[str]] = {}
     for name in config.ruler_methods if config.ruler_methods is not None else config.methods:
         plan_method = written.get(name) if isinstance(written.get(name), dict) else {}
         own_model = not str(plan_method.get("model", "")).startswith("@")
-        models.append(config.methods[name]["model"] if own_model else ctx.plan["model"])
-    for model in dict.fromkeys(models):
+        models.setdefault(config.methods[name]["model"] if own_model else ctx.plan["model"], []).append(name)
+    for model, names in models.items():
         tokenizer = load_tokenizer_of(model)
-        if tokenizer is None:  # refused by the stage itself, which names the model
-            continue
+        if tokenizer is None:  # the stage found it when it reached the method, after the stages before it
+            raise ConfigError("ruler_methods", f"{model} has no tokenizer files, and RULER needs them to make "
+                              f"its samples (method(s) {', '.join(names)}): list only the other methods in "
+                              "{name}, or add the tokenizer files to the model folder")
         L = int(rope_facts(model).original_max_position_embeddings)
         for ratio in config.ruler_ratios:
             for task in config.ruler_tasks:
