@@ -515,3 +515,20 @@ def test_fixed_attention_where_no_temperature_is_searched_is_refused(kw, named):
         SearchConfig(model="tiny", data="d", output="o", target_length=512, fixed_attention=True, **kw)
     assert e.value.fields == ("fixed_attention", named) and "drop" in str(e.value)
     assert SearchConfig(model="tiny", data="d", output="o", target_length=512, fixed_attention=True).fixed_attention
+
+
+def test_a_run_recorded_with_an_inert_fixed_attention_reruns_and_resumes(tiny, tmp_path, capsys):
+    """A paper search recorded with --fixed-attention (accepted, and a no-op, before it was refused) could never
+    be rerun, taken by --config or resumed: the recorded flag was refused and no flag turns it off (battery 10)."""
+    out = tmp_path / "old"
+    assert _search(tiny, out, "--strategy", "paper", "--target-length", str(TARGET), "--no-report") == 0
+    record = json.loads((out / "config.json").read_text())
+    record["config"]["fixed_attention"] = True  # as battery 8's runs recorded it
+    (out / "config.json").write_text(json.dumps(record))
+    ckpt = json.loads((out / "checkpoint.json").read_text())
+    ckpt["fingerprint"]["config"]["fixed_attention"] = True
+    (out / "checkpoint.json").write_text(json.dumps(ckpt))
+    assert main(["rerun", str(out), "-o", str(tmp_path / "again")]) == 0
+    assert main(["search", "--config", str(out), "--resume", "-o", str(out)]) == 0
+    assert _search(tiny, out, "--strategy", "paper", "--target-length", str(TARGET), "--no-report", "--resume") == 0
+    assert "fixed" not in capsys.readouterr().err

@@ -47,7 +47,7 @@ from longrope.search.objective import (
 )
 from longrope.search.plan import STRATEGY_NAMES
 from longrope.search.space import PAPER_START_TOKENS
-from longrope.search.strategies import StrategyConfig, search_strategy
+from longrope.search.strategies import SEARCH_STRATEGIES, StrategyConfig, search_strategy
 from longrope.settings import check_budget
 
 COMMAND = "search"
@@ -207,10 +207,23 @@ def recorded_config(saved: dict) -> dict:
     """A recorded search (or demo) configuration in today's terms: an unset fitness was resolved when the run
     started only since the joint fitness became the default; in older records it meant
     :func:`legacy_fitness`, which ``rerun`` and ``--config`` must repeat rather than today's default."""
+    saved = _without_inert_fixed_attention(saved)
     if isinstance(saved, dict) and saved.get("fitness") is None:
         strategy = saved.get("strategy", "steady")
         return {**saved, "fitness": legacy_fitness(strategy if isinstance(strategy, str) else "")}
     return saved
+
+
+def _without_inert_fixed_attention(saved: Any) -> Any:
+    """A recorded ``fixed_attention`` that changed nothing (a strategy that searches no temperature, or a short
+    search) read as off: such runs were accepted before it was refused, and their rerun, ``--config`` and
+    ``--resume`` must keep working (the search they ran is the same)."""
+    if not isinstance(saved, dict) or saved.get("fixed_attention") is not True:
+        return saved
+    strategy = saved.get("strategy", "steady")
+    inert = saved.get("short") is True or (strategy in SEARCH_STRATEGIES
+                                           and not search_strategy(strategy).searches_attention)
+    return {**saved, "fixed_attention": False} if inert else saved
 
 
 def _upgrade_fingerprint(old: dict) -> dict:
@@ -218,7 +231,7 @@ def _upgrade_fingerprint(old: dict) -> dict:
     cfg = old.get("config")
     if not isinstance(cfg, dict):
         return old
-    cfg = dict(cfg)
+    cfg = dict(_without_inert_fixed_attention(cfg))
     if cfg.get("fitness") is None:
         cfg["fitness"] = legacy_fitness(str(cfg.get("strategy", "")))
     cfg.setdefault("retrieval_weight", None)
