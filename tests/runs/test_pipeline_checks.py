@@ -318,6 +318,30 @@ def test_a_ruler_method_whose_model_has_no_tokenizer_is_refused_before_the_first
     assert "list only the other methods in ruler_methods" in err
 
 
+def test_a_search_stage_reusing_a_run_folder_scored_otherwise_is_refused_before_the_first_stage(tmp_path, capsys,
+                                                                                                no_stage_runs):
+    """A search stage whose plan names a search run folder as ``reuse`` under another fitness (or length, seed
+    ...) was refused when the stage started, after the stages before it; an earlier stage's was refused at the
+    plan check (battery 9b). What its checkpoint says the scores were computed under decides (battery 10)."""
+    from longrope.options import config_to_dict
+    from longrope.runs.search import SearchConfig
+    from longrope.search.loop import CHECKPOINT_FORMAT
+
+    run = tmp_path / "ppl-run"
+    run.mkdir()
+    recorded = config_to_dict(SearchConfig(model="tiny", data="d", output=str(run), target_length=512,
+                                           fitness="ppl", samples=2))
+    (run / "config.json").write_text(json.dumps({"format": "longrope-run/1", "command": "search",
+                                                 "config": {**recorded, "fitness": "joint"}}))  # edited by hand
+    (run / "checkpoint.json").write_text(json.dumps({"format": CHECKPOINT_FORMAT, "fingerprint": {
+        "config": {**recorded, "space": {}}}, "cache": []}))
+    stage = {"name": "s", "run": "search", "data": "@data", "target_length": "2x", "samples": 2,
+             "reuse": str(run)}
+    err = _refused(tmp_path, capsys, _plan(stage))
+    assert f"plan stage 's' (search): reuse {run}: its window scores mean something else here: fitness: 'ppl' -> " \
+           "'joint'" in err and "drop reuse" in err
+
+
 def test_a_finished_stage_s_named_inputs_are_not_read_again(tmp_path):
     """Only a stage that runs now reads its inputs: a done tokenize stage whose documents were removed since
     does not stop the pipeline's resume."""

@@ -334,6 +334,18 @@ def reuse_conflicts(config: SearchConfig, source: SearchConfig) -> list[str]:
             if getattr(source, k) != getattr(config, k)]
 
 
+def scored_under(checkpoint: dict) -> dict:
+    """The settings a search checkpoint's window scores were computed under, as its fingerprint records them (in
+    today's terms; unset ones and what is no setting left out): what ``--reuse`` trusts over the folder's
+    config.json, which every start rewrites and a hand may edit."""
+    import dataclasses
+
+    fp = checkpoint.get("fingerprint")
+    cfg = _upgrade_fingerprint(fp).get("config") if isinstance(fp, dict) else None
+    settings = {f.name for f in dataclasses.fields(SearchConfig)} - {"model", "reuse"}
+    return {k: v for k, v in cfg.items() if v is not None and k in settings} if isinstance(cfg, dict) else {}
+
+
 def read_reuse_source(where: Path) -> tuple[dict, dict]:
     """The checkpoint and recorded configuration of the search run folder ``--reuse`` names; anything else is a
     one-line :class:`ConfigError` (read by the search and by a pipeline's plan check, before any stage)."""

@@ -365,6 +365,33 @@ def _check_search(config: Any, ctx: StageContext) -> None:
         check_fitness_fits(ctx.facts_model, config.fitness_name, make_plan(config).length, config.seed)
     if ctx.machine:
         check_devices(config)
+    if _given(ctx, "reuse"):
+        _check_reuse_source(config, Path(_given(ctx, "reuse")))
+
+
+def _check_reuse_source(config: Any, where: Path) -> None:
+    """A search run folder the plan names as ``reuse``, scored under other settings than the stage's (another
+    fitness, length, seed ...), is refused before the first stage runs, as an earlier stage's is (it was refused
+    when the stage started, after the stages before it). What the scores were computed under is the checkpoint's
+    fingerprint, its config.json filling the rest; the model and data are compared when the stage starts."""
+    from longrope.options import config_from_dict
+    from longrope.runs.search import (
+        SearchConfig,
+        read_reuse_source,
+        recorded_config,
+        reuse_conflicts,
+        scored_under,
+    )
+
+    checkpoint, recorded = read_reuse_source(where)
+    try:
+        theirs = config_from_dict(SearchConfig, recorded_config({**recorded, **scored_under(checkpoint)}))
+    except UserError:  # a record this check cannot read whole: the stage compares the checkpoint when it starts
+        return
+    diffs = reuse_conflicts(config, theirs)
+    if diffs:
+        raise ConfigError("reuse", "{name} " + f"{where}: its window scores mean something else here: "
+                          + "; ".join(diffs) + "; give the stage the same settings, or drop {name}")
 
 
 def _run_search(config: Any, ctx: StageContext) -> Outcome:
