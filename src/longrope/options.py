@@ -458,8 +458,16 @@ def _merge(base: dict, over: dict) -> dict:
 
 
 def config_from_args(cls: type, args: argparse.Namespace, *, saved: dict | None = None) -> Any:
-    """Defaults ← ``saved`` (a :func:`config_to_dict` of an earlier run) ← the flags given."""
-    values = _merge(saved or {}, _given(args, cls))
+    """Defaults ← ``saved`` (a :func:`config_to_dict` of an earlier run) ← the flags given. A saved field tagged
+    ``follows: F`` (a value resolved from F's default, e.g. the retrieval weight of the fitness) is dropped when
+    another F is given and the field is not: it is resolved again for the new F, as a fresh start resolves it."""
+    given = _given(args, cls)
+    saved = dict(saved or {})
+    for f in dataclasses.fields(cls):
+        leader = f.metadata.get("follows")
+        if leader and f.name not in given and leader in given and given[leader] != saved.get(leader):
+            saved.pop(f.name, None)
+    values = _merge(saved, given)
     return config_from_dict(cls, values)
 
 

@@ -139,3 +139,23 @@ def test_an_option_tagged_once_given_twice_with_two_values_is_refused():
     with pytest.raises(argparse.ArgumentError, match=r"given twice \('a', then 'b'\)"):
         p.parse_args(["--factors", "a", "--factors", "b"])
     assert config_from_args(Cfg, p.parse_args(["--factors", "a", "--seed", "1", "--seed", "2"])).seed == 2
+
+
+def test_a_recorded_value_that_follows_another_field_is_resolved_again_when_that_field_changes():
+    """battery 10: ``search --config RUN --fitness joint`` of a constrained run kept the constrained fitness's
+    resolved retrieval weight (1, 33 times joint's default) without a word; a field tagged ``follows`` is dropped
+    from the record when its leader is given another value and it is not given itself."""
+    from longrope.runs.search import SearchConfig
+
+    p = argparse.ArgumentParser()
+    add_options(p, SearchConfig)
+    saved = config_to_dict(SearchConfig(model="tiny", data="d", output="o", target_length=512,
+                                        fitness="constrained"))
+    assert saved["retrieval_weight"] == 1.0
+
+    def weight(*argv):
+        return config_from_args(SearchConfig, p.parse_args(["-o", "new", *argv]), saved=saved).retrieval_weight
+
+    assert weight("--fitness", "joint") == 0.03
+    assert weight("--fitness", "joint", "--retrieval-weight", "0.5") == 0.5
+    assert weight("--fitness", "constrained") == weight("--seed", "3") == 1.0

@@ -63,7 +63,7 @@ def fitness_option(default_text: str, **kw: Any) -> Any:
 
 def retrieval_weight_option(**kw: Any) -> Any:
     """The ``retrieval_weight`` field of a command that searches."""
-    return option(None, WEIGHT_HELP, metavar="W", default_text="per fitness", **kw)
+    return option(None, WEIGHT_HELP, metavar="W", default_text="per fitness", tags={"follows": "fitness"}, **kw)
 
 
 def resolve_fitness(config: Any, mode: str) -> None:
