@@ -33,6 +33,6 @@ def test_another_file_or_one_inside_a_model_run_or_shard_folder_is_refused(tmp_p
         (tmp_path / name).mkdir()
         (tmp_path / name / record).write_text(json.dumps(doc))
         (tmp_path / name / "factors.json").write_text(json.dumps({"long_factor": [1.0]}))
-        for target in (record, "factors.json"):
+        for target in (record, "factors.json", "new.json"):  # battery 10: a new file passed once, then not again
             with pytest.raises(UserError, match=owner):
                 check_replaceable_file(tmp_path / name / target, writes="a factors.json", is_own=_own)

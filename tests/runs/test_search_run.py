@@ -338,7 +338,7 @@ def test_joint_fitness_bad_input_is_refused_before_any_load(tiny, tmp_path, caps
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "--fitness ppl" in err and "--target-length" in err
     assert not (tmp_path / "a").exists()
-    # a weight belongs to the joint fitness only
+    # a weight belongs to the joint and constrained fitnesses only
     assert main([*base, "-o", str(tmp_path / "b"), "--target-length", str(2 * TARGET), "--fitness", "ppl",
                  "--retrieval-weight", "0.5"]) == 2
     assert "joint and constrained fitnesses only" in capsys.readouterr().err

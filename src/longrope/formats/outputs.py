@@ -1,10 +1,11 @@
 """The one rule for a command that writes a single JSON file at ``-o`` (``baseline``'s factors.json,
 ``inspect``'s report): which file already there it may replace.
 
-A file there is replaced only when it is one such a command writes (``is_own`` of its JSON) and it is no
-part of a model, run or shard folder. Before, any file was replaced: ``baseline --model M -o M/config.json``
-overwrote the model's own config.json (output = input), ``-o SHARDS/meta.json`` broke a shard folder and
-``inspect -o model.gguf`` replaced the model with its report.
+No output goes inside a model, run or shard folder (new file or not: a command that worked once must work
+again, and the folder's own files are not this command's to write), and a file there is replaced only when
+it is one such a command writes (``is_own`` of its JSON). Before, any file was replaced: ``baseline --model M
+-o M/config.json`` overwrote the model's own config.json (output = input), ``-o SHARDS/meta.json`` broke a
+shard folder and ``inspect -o model.gguf`` replaced the model with its report.
 """
 
 from __future__ import annotations
@@ -52,12 +53,12 @@ def check_replaceable_file(path: str | os.PathLike, *, writes: str, is_own: Call
     one such file."""
     check_writable_path(path)
     path = Path(path)
-    if not path.exists():
-        return
     owner = folder_owner(path.resolve().parent)
     if owner is not None:
-        raise UserError(f"{path} belongs to {path.resolve().parent}, {owner}; writing {writes} there would change "
+        raise UserError(f"{path} is inside {path.resolve().parent}, {owner}; writing {writes} there would change "
                         "it: choose an -o outside that folder")
+    if not path.exists():
+        return
     try:
         doc = read_json(path, expect=None)
     except UserError:
