@@ -459,14 +459,19 @@ def _merge(base: dict, over: dict) -> dict:
 
 def config_from_args(cls: type, args: argparse.Namespace, *, saved: dict | None = None) -> Any:
     """Defaults ← ``saved`` (a :func:`config_to_dict` of an earlier run) ← the flags given. A saved field tagged
-    ``follows: F`` (a value resolved from F's default, e.g. the retrieval weight of the fitness) is dropped when
-    another F is given and the field is not: it is resolved again for the new F, as a fresh start resolves it."""
+    ``follows: F`` (a value resolved from the default of F, or of any of the fields F names: the retrieval
+    weight from the fitness, the fitness from the strategy) is dropped when F changes — given another value, or
+    dropped itself — and the field is not given: it is resolved again, as a fresh start resolves it. Leaders come
+    before their followers in the class."""
     given = _given(args, cls)
     saved = dict(saved or {})
+    changed = {k for k, v in given.items() if v != saved.get(k)}
     for f in dataclasses.fields(cls):
-        leader = f.metadata.get("follows")
-        if leader and f.name not in given and leader in given and given[leader] != saved.get(leader):
-            saved.pop(f.name, None)
+        leaders = f.metadata.get("follows") or ()
+        leaders = (leaders,) if isinstance(leaders, str) else tuple(leaders)
+        if f.name not in given and changed.intersection(leaders) and f.name in saved:
+            saved.pop(f.name)
+            changed.add(f.name)
     values = _merge(saved, given)
     return config_from_dict(cls, values)
 

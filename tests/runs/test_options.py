@@ -159,3 +159,10 @@ def test_a_recorded_value_that_follows_another_field_is_resolved_again_when_that
     assert weight("--fitness", "joint") == 0.03
     assert weight("--fitness", "joint", "--retrieval-weight", "0.5") == 0.5
     assert weight("--fitness", "constrained") == weight("--seed", "3") == 1.0
+    # the fitness follows the strategy the same way (battery 10's note): another strategy, no fitness given, is
+    # that strategy's default fitness, and the weight follows the fitness in turn
+    again = config_from_args(SearchConfig, p.parse_args(["-o", "new", "--strategy", "longrope2"]), saved=saved)
+    assert (again.fitness, again.retrieval_weight) == ("needle", None)
+    kept = config_from_args(SearchConfig, p.parse_args(["-o", "new", "--strategy", "longrope2", "--fitness", "joint"]),
+                            saved=saved)
+    assert (kept.fitness, kept.retrieval_weight) == ("joint", 0.03)

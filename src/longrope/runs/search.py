@@ -58,7 +58,7 @@ _MODES = "modes"
 def fitness_option(default_text: str, **kw: Any) -> Any:
     """The ``fitness`` field of a command that searches (search, demo)."""
     return option(None, "what a candidate is scored by: " + "; ".join(f"{f.name}: {f.help}" for f in FITNESSES.values()),
-                  choices=tuple(FITNESSES), default_text=default_text, **kw)
+                  choices=tuple(FITNESSES), default_text=default_text, tags={"follows": ("strategy", "short")}, **kw)
 
 
 def retrieval_weight_option(**kw: Any) -> Any:
