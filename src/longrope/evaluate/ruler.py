@@ -118,17 +118,18 @@ def _cell_task(task: str, length: int, rows: Sequence[dict]) -> Any:
 def score_cell(lm: Any, factors: str, task: str, length: int, rows: Sequence[dict], *, chat_template: bool = False,
                on_sample: Callable[[], None] | None = None) -> Cell:
     """Run lm-eval's ``evaluate`` for one cell on ``lm`` (whatever factors the model carries now);
-    ``chat_template``: lm-eval's ``apply_chat_template``."""
+    ``chat_template``: lm-eval's ``apply_chat_template``. Decoding is lm-eval's own, the model's
+    ``generation_config.json`` included (unlike ``generate`` and passkey, which decode plainly): the numbers
+    must be the ones stock ``lm_eval`` gives on the same export."""
     from lm_eval.api.model import CacheHook
     from lm_eval.evaluator import evaluate
 
     from longrope.data.ruler import lm_eval_quiet, samples_sha256
-    from longrope.models.generation import plain_decoding
 
     t0 = time.perf_counter()
     lm.set_cache_hook(_SampleHook(on_sample) if on_sample else CacheHook(None))
     try:
-        with lm_eval_quiet(), plain_decoding(lm.model):
+        with lm_eval_quiet():
             task_obj = _cell_task(task, length, rows)
             out = evaluate(lm=lm, task_dict={"tasks": {task: task_obj}}, log_samples=True, bootstrap_iters=0,
                            apply_chat_template=chat_template)

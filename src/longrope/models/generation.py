@@ -85,8 +85,9 @@ def plain_decoding(model: Any) -> Iterator[None]:
     """Within the block, ``model.generate`` decodes only as its caller asks: the model folder's
     ``generation_config.json`` keeps its token ids, not its decoding settings. transformers fills every setting a
     call leaves unset from that file, so a model shipped with ``repetition_penalty`` or ``no_repeat_ngram_size``
-    changed longrope's greedy generation, passkey answers and RULER cells without a word, and one shipped with
-    ``temperature``/``top_p``/``max_length`` printed transformers' notes about them on every call (battery 9a)."""
+    changed longrope's greedy generation and passkey answers without a word, and one shipped with
+    ``temperature``/``top_p``/``max_length`` printed transformers' notes about them on every call (battery 9a).
+    RULER cells are not wrapped: they decode as stock lm-eval does, so they match lm-eval on the same export."""
     from transformers import GenerationConfig
 
     own = getattr(model, "generation_config", None)
