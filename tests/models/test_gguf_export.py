@@ -144,19 +144,26 @@ def test_tokenizer_of_the_embedded_model(tmp_path, caplog):
     assert kv["tokenizer.ggml.bos_token_id"] == 1 and kv["tokenizer.ggml.eos_token_id"] == 2
 
 
-def test_a_loaded_export_knows_its_original_length(tmp_path, caplog):
-    """transformers' GGUF reader drops L; the loaded model reported the extended context as trained, and
-    installing the factors warned that their L differs from the model's (noise a user cannot act on)."""
-    import logging
-
-    from longrope.models import install_factors, load_model
+def _tiny_4x_export_read_back(tmp_path):
+    """``(factors, GGUF path, the GGUF loaded back)`` of the tiny model exported at 4x."""
+    from longrope.models import load_model
 
     model, tok = load_model("tiny")
     info = inspect_model(model)
     fs = FactorSet(long_factor=np.full(info.rotary_dim // 2, 4.0), original_max_position_embeddings=TINY_L,
                    max_position_embeddings=4 * TINY_L, rope_theta=info.rope_theta)
     out = export_gguf(model, tok, fs, tmp_path / "tiny.gguf").path
-    loaded, _ = load_model(out)
+    return fs, out, load_model(out)[0]
+
+
+def test_a_loaded_export_knows_its_original_length(tmp_path, caplog):
+    """transformers' GGUF reader drops L; the loaded model reported the extended context as trained, and
+    installing the factors warned that their L differs from the model's (noise a user cannot act on)."""
+    import logging
+
+    from longrope.models import install_factors
+
+    fs, out, loaded = _tiny_4x_export_read_back(tmp_path)
     assert inspect_model(loaded).original_max_position_embeddings == TINY_L
     with caplog.at_level(logging.WARNING, logger="longrope"):
         install_factors(loaded, fs)
@@ -166,14 +173,9 @@ def test_a_loaded_export_knows_its_original_length(tmp_path, caplog):
 def test_a_gguf_export_read_back_declares_the_scaling_transformers_does_not_apply(tmp_path):
     """battery 9a: inspect of a GGUF export said "rope_scaling": null, and eval's 'none' of it was the unscaled
     model without a word (transformers' GGUF reader drops the factors; llama.cpp applies them)."""
-    from longrope.models import load_model, read_rope_info
+    from longrope.models import read_rope_info
 
-    model, tok = load_model("tiny")
-    info = inspect_model(model)
-    fs = FactorSet(long_factor=np.full(info.rotary_dim // 2, 4.0), original_max_position_embeddings=TINY_L,
-                   max_position_embeddings=4 * TINY_L, rope_theta=info.rope_theta)
-    out = export_gguf(model, tok, fs, tmp_path / "tiny.gguf").path
-    loaded, _ = load_model(out)
+    fs, out, loaded = _tiny_4x_export_read_back(tmp_path)
     for read in (read_rope_info(out), inspect_model(loaded)):
         assert read.rope_scaling["rope_type"] == "longrope" and read.rope_scaling["applied_by_transformers"] is False
         assert read.original_max_position_embeddings == TINY_L
