@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from longrope.errors import UserError
+from longrope.search.evaluators import InProcessEvaluator
 from longrope.search.space import Genome
 from longrope.search.synthetic import SyntheticObjective
 from tests.search.search_helpers import (
@@ -124,6 +125,24 @@ def test_resume_after_a_kill_reproduces_the_uninterrupted_run(tmp_path, strategy
     assert resumed.best == reference.best
     lines = [json.loads(line) for line in hist.read_text().splitlines()]
     assert comparable(lines) == comparable(reference.history)
+
+
+@pytest.mark.parametrize("resume_slots", [1, 2, 5])
+def test_a_resume_with_another_worker_count_continues_the_uninterrupted_trajectory(tmp_path, resume_slots):
+    """The order is the lag of the start (3 slots), kept in the checkpoint: a resume with 1, 2 or 5 slots
+    asks every ticket in the same state as the uninterrupted 3-slot run did."""
+    obj = SyntheticObjective(N_DIMS, SCALE, n_docs=N_DOCS)
+    _, reference = run("steady", seed=2, objective=obj, evaluator=ShuffledParallel(obj, 3, 0))
+    ckpt, hist = tmp_path / "ckpt.json", tmp_path / "history.jsonl"
+    loop = make_loop("steady", seed=2, evaluator=ShuffledParallel(FailAfter(obj, 11, Killed()), 3, 1),
+                     checkpoint=ckpt, history_path=hist)
+    with pytest.raises(Killed):
+        loop.run(make_seeds(loop.space))
+    assert json.loads(ckpt.read_text())["lag"] == 3
+    evaluator = InProcessEvaluator(obj) if resume_slots == 1 else ShuffledParallel(obj, resume_slots, 2)
+    resumed = make_loop("steady", seed=2, evaluator=evaluator, checkpoint=ckpt, history_path=hist).resume()
+    assert comparable(resumed.history) == comparable(reference.history)
+    assert resumed.best == reference.best
 
 
 @pytest.mark.timeout(120)

@@ -668,7 +668,8 @@ the answer tokens' loss (one forward), so the search cannot buy perplexity with 
 evaluated candidate), factors.png and summary.json (held-out PPL of the result beside PI, NTK
 and YaRN on the same windows) into the run folder, with config.json and run.json. A checkpoint
 is written after every evaluation: --resume continues a killed run exactly where it stopped
-(budgets --max-evals/--max-seconds may be raised on resume).
+(budgets --max-evals/--max-seconds may be raised on resume; so may the worker count: the order of
+the search stays that of its first start, so the trajectory is the uninterrupted run's).
 
 strategies:
   steady     (default) ours: steady-state, racing on one window first, fitness cache,

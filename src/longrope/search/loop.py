@@ -7,11 +7,13 @@ Determinism and resume — the design:
 - Every request gets a *ticket* (0, 1, 2 …) when the strategy proposes it.
 - The strategy's state (and the RNG it draws from) changes only in ``ask`` and ``tell``.
 - In *ordered* mode (the default, and the only mode of the in-process evaluator) results are told
-  in ticket order, and ticket ``j`` is asked only once tickets ``< j − slots + 1`` have been told.
-  The proposals are then a deterministic function of the seed and the results, independent of
-  timing: with the in-process evaluator (one slot) the run is exactly reproducible, and with W
-  parallel workers it is reproducible for the same W. A worker may idle while the oldest ticket
-  is still running (bounded lag), never for a whole generation.
+  in ticket order, and ticket ``j`` is asked as soon as tickets ``< j − lag + 1`` have been told. The
+  *lag* is the evaluator's slot count when the search starts (1 in process, W with W parallel
+  workers), and it is kept in the checkpoint. The proposals are then a deterministic function of
+  the seed, the lag and the results, independent of timing and of the slots a resume has: a search
+  started with W workers and resumed with one (or the reverse) continues the trajectory of the
+  uninterrupted run (tickets asked beyond the free slots wait for one). A worker may idle while the
+  oldest ticket is still running (bounded lag), never for a whole generation.
 - In *unordered* mode (``ordered=False``) results are told as they arrive and every free slot is
   refilled at once: no idling, but the trajectory depends on completion order (each fitness is
   still exact, bounds/elitism still hold; a resumed run is valid but not bit-identical).
@@ -150,6 +152,10 @@ class SearchLoop:
         self.history_path = Path(history_path) if history_path else None
         self.fingerprint = fingerprint or {}
         self.ordered = ordered or evaluator.slots == 1
+        #: ordered mode: ticket j is asked once ticket j − lag is told (the slots at the start; kept on resume)
+        self.lag = int(evaluator.slots)
+        #: tickets asked but not submitted: no free slot (a resume with fewer slots than the lag)
+        self.waiting: list[int] = []
         self.max_failures = max_failures
         self.on_progress = on_progress
         self.stop = stop or StopRules()
@@ -242,9 +248,13 @@ class SearchLoop:
         return None
 
     def _fill(self) -> None:
-        while len(self.in_flight) < self.evaluator.slots:
-            if self.ordered and self.pending and self.next_ticket - min(self.pending) >= self.evaluator.slots:
-                return  # bounded lag: ticket j waits until ticket j − slots has been told
+        self._submit_waiting()
+        while True:
+            if self.ordered:
+                if self.pending and self.next_ticket - min(self.pending) >= self.lag:
+                    return  # bounded lag: ticket j waits until ticket j − lag has been told
+            elif len(self.in_flight) + len(self.waiting) >= self.evaluator.slots:
+                return
             reason = self._budget_spent()
             if reason is not None:
                 if not self.pending and not self.stop_reason and not self.strategy.finished:
@@ -264,6 +274,9 @@ class SearchLoop:
         missing = self.archive.missing_docs(prop.genome, prop.docs)
         if not missing or ticket in self.arrived:
             return
+        if len(self.in_flight) >= self.evaluator.slots:
+            self.waiting.append(ticket)  # asked in its canonical place, submitted when a slot frees
+            return
         self.in_flight.add(ticket)
         self.evaluator.submit(
             EvalRequest(
@@ -271,6 +284,11 @@ class SearchLoop:
                 self.space.attention_factor(prop.genome),
             )
         )
+
+    def _submit_waiting(self) -> None:
+        while self.waiting and len(self.in_flight) < self.evaluator.slots:
+            self.waiting.sort()
+            self._dispatch(self.waiting.pop(0))
 
     def _on_outcome(self, outcome: EvalOutcome) -> None:
         ticket = outcome.ticket
@@ -370,6 +388,7 @@ class SearchLoop:
             "pending": [[t, p.to_json()] for t, p in sorted(self.pending.items())],
             "arrived": [[t, list(d), np.asarray(sc).tolist()] for t, (d, sc) in sorted(self.arrived.items())],
             "next_ticket": self.next_ticket,
+            "lag": self.lag,
             "elapsed": self._elapsed(),
             "reused_doc_evals": self.reused_doc_evals,
         }
@@ -435,6 +454,10 @@ class SearchLoop:
         if not (math.isfinite(self._elapsed_before) and self._elapsed_before >= 0):
             raise ValueError(f"elapsed time {d['elapsed']!r} is not a finite number of seconds >= 0")
         self.reused_doc_evals = _count(d.get("reused_doc_evals", 0), "reused_doc_evals")
+        # a checkpoint written before the lag was kept: the slots of this start, as those searches resumed
+        self.lag = _count(d.get("lag", self.lag), "lag")
+        if self.lag < 1:
+            raise ValueError("lag is 0, not a count of slots >= 1")
 
     # -- result ----------------------------------------------------------------------------------
     def _result(self) -> SearchResult:
