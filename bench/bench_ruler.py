@@ -118,8 +118,27 @@ def build_record(run_dirs: list[Path], *, name: str, goal: tuple[str, str, int] 
                             "them first")
         put_value(rec, "goal_gap", a - b, "+.3f")
         put_value(rec, "goal_met", a >= b, "met|MISSED")
+        _paired(rec, by, g_set, g_ref, g_len, tasks_at[g_len])
     rec["data"]["cells"] = cells
     return rec
+
+
+def _paired(rec: dict, by: dict, g_set: str, g_ref: str, length: int, tasks: list[str]) -> None:
+    """Sample by sample on the goal's tasks (the same samples for both sets): how many the goal set scores
+    higher and lower, and the exact two-sided sign test over the samples that differ."""
+    from longrope.evaluate.stats import paired_wins, sign_test_p
+
+    better = worse = n = 0
+    for t in tasks:
+        mine, ref = by[(g_set, length, t)], by[(g_ref, length, t)]
+        if mine.get("samples_sha256") != ref.get("samples_sha256") or len(mine["scores"]) != len(ref["scores"]):
+            return  # not the same samples: no pairing
+        up, down = paired_wins([-x for x in mine["scores"]], [-x for x in ref["scores"]])  # lower is better there
+        better, worse, n = better + up, worse + down, n + len(mine["scores"])
+    put_value(rec, "goal_samples", n)
+    put_value(rec, "goal_samples_better", better)
+    put_value(rec, "goal_samples_worse", worse)
+    put_value(rec, "goal_sign_p", sign_test_p(better, worse), ".2g")
 
 
 def main(argv: list[str] | None = None) -> int:

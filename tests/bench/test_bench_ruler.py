@@ -33,6 +33,9 @@ def test_two_runs_give_the_table_and_the_goal(tmp_path):
     rows = {r[0]: r[1:] for r in rec["tables"]["ruler"]["rows"]}
     assert rows["none"] == [1.0, None, 1.0] and rows["yarn"] == [None, 0.25, 0.25] and rows["ours"][1] == 0.625
     assert rec["values"]["goal_met"] is True and abs(rec["values"]["goal_gap"] - 0.375) < 1e-12
+    # sample by sample: ours scores higher on one sample of each task, lower on none
+    assert [rec["values"][f"goal_samples{k}"] for k in ("", "_better", "_worse")] == [4, 2, 0]
+    assert rec["values"]["goal_sign_p"] == 0.5
     assert rec["values"]["samples_per_cell"] == 2 and len(rec["tables"]["cells"]["rows"]) == 6
 
 
