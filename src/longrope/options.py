@@ -461,15 +461,20 @@ def config_from_args(cls: type, args: argparse.Namespace, *, saved: dict | None 
     """Defaults ← ``saved`` (a :func:`config_to_dict` of an earlier run) ← the flags given. A saved field tagged
     ``follows: F`` (a value resolved from the default of F, or of any of the fields F names: the retrieval
     weight from the fitness, the fitness from the strategy) is dropped when F changes — given another value, or
-    dropped itself — and the field is not given: it is resolved again, as a fresh start resolves it. Leaders come
-    before their followers in the class."""
+    dropped itself — and the field is not given: it is resolved again, as a fresh start resolves it. A field also
+    tagged ``keep`` (``keep(recorded, new)``: the recorded and the new values, leaders included) is dropped only
+    where that says False: a fitness the run chose (``--fitness ppl`` under steady, whose own is joint) stays, and
+    is checked with the new leaders. Leaders come before their followers in the class."""
     given = _given(args, cls)
     saved = dict(saved or {})
+    recorded, new = dict(saved), _merge(saved, given)
     changed = {k for k, v in given.items() if v != saved.get(k)}
     for f in dataclasses.fields(cls):
         leaders = f.metadata.get("follows") or ()
         leaders = (leaders,) if isinstance(leaders, str) else tuple(leaders)
-        if f.name not in given and changed.intersection(leaders) and f.name in saved:
+        keep = f.metadata.get("keep")
+        if f.name not in given and changed.intersection(leaders) and f.name in saved \
+                and not (keep is not None and keep(recorded, new)):
             saved.pop(f.name)
             changed.add(f.name)
     values = _merge(saved, given)

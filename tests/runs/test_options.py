@@ -161,8 +161,33 @@ def test_a_recorded_value_that_follows_another_field_is_resolved_again_when_that
     assert weight("--fitness", "constrained") == weight("--seed", "3") == 1.0
     # the fitness follows the strategy the same way (battery 10's note): another strategy, no fitness given, is
     # that strategy's default fitness, and the weight follows the fitness in turn
-    again = config_from_args(SearchConfig, p.parse_args(["-o", "new", "--strategy", "longrope2"]), saved=saved)
+    joint = config_to_dict(SearchConfig(model="tiny", data="d", output="o", target_length=512))
+    again = config_from_args(SearchConfig, p.parse_args(["-o", "new", "--strategy", "longrope2"]), saved=joint)
     assert (again.fitness, again.retrieval_weight) == ("needle", None)
     kept = config_from_args(SearchConfig, p.parse_args(["-o", "new", "--strategy", "longrope2", "--fitness", "joint"]),
                             saved=saved)
     assert (kept.fitness, kept.retrieval_weight) == ("joint", 0.03)
+
+
+def test_a_recorded_value_the_run_chose_does_not_follow_its_leader():
+    """battery 11b: ``--config RUN --strategy paper`` of a ``--fitness ppl`` (or constrained) run searched the joint
+    fitness without a word: only a fitness the recorded strategy resolved follows a new strategy; a chosen one is
+    kept (and checked with the new strategy). A recorded space setting the new strategy ignores (--min-factor under
+    longrope2) is dropped rather than refused, since no flag unsets it."""
+    from longrope.runs.search import SearchConfig
+
+    p = argparse.ArgumentParser()
+    add_options(p, SearchConfig)
+
+    def again(saved, *argv):
+        return config_from_args(SearchConfig, p.parse_args(["-o", "new", *argv]), saved=saved)
+
+    ppl = config_to_dict(SearchConfig(model="tiny", data="d", output="o", target_length=512, fitness="ppl"))
+    assert again(ppl, "--strategy", "paper").fitness == "ppl"
+    constrained = config_to_dict(SearchConfig(model="tiny", data="d", output="o", target_length=512,
+                                              fitness="constrained"))
+    assert (again(constrained, "--strategy", "paper").fitness, again(constrained, "--strategy", "paper")
+            .retrieval_weight) == ("constrained", 1.0)
+    bounded = config_to_dict(SearchConfig(model="tiny", data="d", output="o", target_length=512, min_factor=1.1))
+    assert again(bounded, "--strategy", "paper").min_factor == 1.1
+    assert again(bounded, "--strategy", "longrope2").min_factor is None
