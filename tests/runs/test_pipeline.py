@@ -597,6 +597,18 @@ def test_a_done_stage_that_records_no_outputs_runs_again(tmp_path, capsys):
     assert again["status"] == "done" and again["attempts"] == 2 and "factors" in again["outputs"]
 
 
+def test_a_done_stage_that_records_an_empty_set_of_outputs_runs_again(tmp_path, capsys):
+    """battery 11b: ``"outputs": {}`` passed as a finished stage's record (no output missing among none): the stage
+    was skipped, and a later stage failed on its output, or summarize (a compare stage) was a KeyError traceback."""
+    plan_file, out, manifest = _two_baselines_done(tmp_path)
+    manifest["stages"]["yarn-2x"]["outputs"] = {}
+    (out / "pipeline.json").write_text(json.dumps(manifest))
+    capsys.readouterr()
+    assert _pipeline(plan_file, out, "--resume") == 0
+    again = json.loads((out / "pipeline.json").read_text())["stages"]["yarn-2x"]
+    assert again["status"] == "done" and again["attempts"] == 2 and "factors" in again["outputs"]
+
+
 def test_a_stage_description_edited_after_it_ran_resumes(tmp_path, capsys):
     """A stage's "description" documents it (the plan's own may change): editing it was "--resume refused: ...
     stage 'yarn-2x' changed", naming nothing that changed a result (battery 9b). It resumes, skipping the
