@@ -702,3 +702,26 @@ def test_rerun_repeats_the_plan_the_folder_ran_not_the_plan_file_as_it_reads_now
     capsys.readouterr()
     assert main(["pipeline", "--plan", str(tmp_path), "-o", str(tmp_path / "x")]) == 2
     assert "is a folder without a pipeline.json" in capsys.readouterr().err
+
+
+def test_config_of_a_pipeline_folder_takes_the_plan_it_ran_as_rerun_does(tmp_path, capsys):
+    """battery 11b: ``pipeline --config RUN -o NEW`` read the plan file RUN recorded by its path (edited since: it
+    ran another plan than ``rerun RUN`` runs), and ``--config RUN --resume`` was refused as "the plan differs from
+    the one this pipeline ran" though no plan was given. Both take the plan RUN ran; --plan still overrides it."""
+    plan = {"format": "longrope-pipeline/1", "model": "tiny",
+            "stages": [{"name": "yarn", "run": "baseline", "method": "yarn", "target_length": "2x"}]}
+    plan_file = _write(tmp_path, plan)
+    first = tmp_path / "first"
+    assert _pipeline(plan_file, first) == 0
+    plan["stages"][0]["target_length"] = "4x"
+    plan_file.write_text(json.dumps(plan))
+
+    def length(out):
+        return json.loads((out / "stages" / "yarn" / "factors.json").read_text())["max_position_embeddings"]
+
+    assert main(["pipeline", "--config", str(first), "-o", str(tmp_path / "again"), "--quiet"]) == 0
+    assert length(tmp_path / "again") == 512
+    assert main(["pipeline", "--config", str(first), "--resume", "--quiet"]) == 0
+    assert main(["pipeline", "--config", str(first), "--plan", str(plan_file), "-o", str(tmp_path / "edited"),
+                 "--quiet"]) == 0
+    assert length(tmp_path / "edited") == 1024

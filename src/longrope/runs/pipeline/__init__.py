@@ -32,7 +32,6 @@ resolves its references; :mod:`.manifest` reads and writes ``pipeline.json``; th
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 import time
 from collections.abc import Callable
@@ -175,10 +174,12 @@ def _open_plan(config: PipelineConfig, out: Path) -> tuple[dict | None, dict, st
     return old, load_plan(plan_file, model=config.model), plan_file
 
 
-def _rerun_config(config: PipelineConfig, run_dir: Path) -> PipelineConfig:
-    """What ``longrope rerun`` of a pipeline folder runs: the plan that folder ran (its manifest), not the
-    plan file as it reads now (edited, moved or gone since)."""
-    return dataclasses.replace(config, plan=str(run_dir.resolve())) if (run_dir / MANIFEST).is_file() else config
+def _recorded_in(saved: dict, run_dir: Path) -> dict:
+    """A pipeline's recorded configuration as ``longrope rerun RUN_DIR`` and ``--config RUN_DIR`` read it: the plan
+    that folder ran (its manifest), not the plan file as it reads now (edited, moved or gone since: ``--config``
+    read the file, so it ran another plan than rerun, and ``--config RUN --resume`` was refused as a plan that
+    differs from the one RUN ran)."""
+    return {**saved, "plan": str(run_dir.resolve())} if (run_dir / MANIFEST).is_file() else saved
 
 
 def _check_stage_folders(paths: list[Path]) -> None:
@@ -312,5 +313,5 @@ examples:
     config=PipelineConfig,
     run=run,
     render=render,
-    rerun=_rerun_config,
+    recorded_in=_recorded_in,
 )
