@@ -191,3 +191,24 @@ def test_a_recorded_value_the_run_chose_does_not_follow_its_leader():
     bounded = config_to_dict(SearchConfig(model="tiny", data="d", output="o", target_length=512, min_factor=1.1))
     assert again(bounded, "--strategy", "paper").min_factor == 1.1
     assert again(bounded, "--strategy", "longrope2").min_factor is None
+
+
+def test_a_python_caller_s_values_of_another_type_are_refused_or_read_as_the_command_line_reads_them(tmp_path):
+    """battery 11b: SearchConfig(output=Path(...)) was a JSON TypeError once the run had started, knobs={...} an
+    AttributeError after the model loaded, base_factors=Path(...) an AttributeError, min_factor="1.1" a TypeError;
+    step=True searched a grid of 1 and start_tokens=(0.5,) a fractional n̂. A path object is its text; another
+    type is a ConfigError naming the field."""
+    from pathlib import Path
+
+    from longrope.errors import ConfigError
+    from longrope.runs.search import SearchConfig
+
+    base = {"model": "tiny", "data": "shards", "output": "o", "target_length": 512}
+    cfg = SearchConfig(**{**base, "output": Path("o"), "data": Path("shards")}, reuse=tmp_path)
+    assert (cfg.output, cfg.data, cfg.reuse) == ("o", "shards", str(tmp_path))
+    assert SearchConfig(**base, seed=__import__("numpy").int64(3)).seed == 3
+    for change, field in (({"knobs": {"population": 2}}, "knobs"), ({"min_factor": "1.1"}, "min_factor"),
+                          ({"step": True}, "step"), ({"start_tokens": (0.5,)}, "start_tokens"),
+                          ({"strategy": 5}, "strategy")):
+        with pytest.raises(ConfigError, match=f"^{field} must be"):
+            SearchConfig(**base, **change)

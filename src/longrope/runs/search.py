@@ -172,6 +172,8 @@ class SearchConfig:
     quiet: bool = option(False, "no progress bar")
 
     def __post_init__(self) -> None:
+        self.max_evals = check_budget(self.max_evals, "max_evals")  # first: its own message says what 0 means
+        self.max_seconds = check_budget(self.max_seconds, "max_seconds")
         resolve_lengths(self)
         check_groups(self)
         check_int(self, "workers", 0, 4096)
@@ -221,8 +223,6 @@ class SearchConfig:
         if not self.start_tokens or min(self.start_tokens) < 0 or max(self.start_tokens) > MAX_TOKENS:
             raise ConfigError("start_tokens", "{name} must be integers in " + f"[0, {MAX_TOKENS:,}]")
         self.start_tokens = tuple(sorted(set(self.start_tokens)))
-        self.max_evals = check_budget(self.max_evals, "max_evals")
-        self.max_seconds = check_budget(self.max_seconds, "max_seconds")
         resolve_fitness(self, "short" if self.short else "progressive" if self.base_factors else "long")
 
     @property
