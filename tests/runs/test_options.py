@@ -212,3 +212,12 @@ def test_a_python_caller_s_values_of_another_type_are_refused_or_read_as_the_com
                           ({"strategy": 5}, "strategy")):
         with pytest.raises(ConfigError, match=f"^{field} must be"):
             SearchConfig(**base, **change)
+    # the same reading in every run config: finetune said 'factors is required' for a path object, the pipeline
+    # took plan={...} and only=[...] as given
+    from longrope.runs.pipeline import PipelineConfig
+    from longrope.train.config import FinetuneConfig
+
+    assert FinetuneConfig(model="tiny", factors=Path("f.json"), data="d", output="o").factors == "f.json"
+    for change, field in (({"plan": {"stages": []}}, "plan"), ({"only": ["a"]}, "only")):
+        with pytest.raises(ConfigError, match=f"^{field} must be text"):
+            PipelineConfig(output="o", **change)

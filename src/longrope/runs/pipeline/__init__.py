@@ -40,7 +40,7 @@ from pathlib import Path
 
 from longrope.errors import ConfigError, UserError
 from longrope.io import write_json
-from longrope.options import config_to_dict, option
+from longrope.options import check_shapes, config_to_dict, option
 from longrope.runs import RunSpec
 from longrope.runs.pipeline import manifest as records
 from longrope.runs.pipeline.manifest import (
@@ -95,6 +95,7 @@ class PipelineConfig:
     quiet: bool = option(False, "no progress bars")
 
     def __post_init__(self) -> None:
+        check_shapes(self)  # a Python caller's plan={...} or only=[...] was taken as given
         if not isinstance(self.output, str) or not self.output.strip():
             raise ConfigError("output", "{name} is required")
         if self.only is not None and self.until is not None:
