@@ -548,6 +548,16 @@ def test_a_resume_or_reuse_with_the_same_settings_spelled_otherwise_is_the_same_
     assert _search(tiny, out, "--target-length", str(TARGET), "--no-report", "--max-evals", "4", "--resume",
                    "--min-factor", "1.01") == 2  # another space: still refused
     assert "space.lower" in capsys.readouterr().err
+    # a short search's unset length is L: --target-length L spells the same run (also for a run recorded before
+    # the fingerprint held the resolved length)
+    short = tmp_path / "short"
+    assert _search(tiny, short, "--short", "--base-factors", str(out / "factors.json"), "--no-report",
+                   "--max-evals", "1") == 0
+    ckpt = json.loads((short / "checkpoint.json").read_text())
+    ckpt["fingerprint"]["config"]["target_length"] = None  # as recorded before
+    (short / "checkpoint.json").write_text(json.dumps(ckpt))
+    assert _search(tiny, short, "--short", "--base-factors", str(out / "factors.json"), "--no-report",
+                   "--max-evals", "2", "--resume", "--target-length", str(L)) == 0
 
 
 def test_a_space_setting_the_strategy_or_mode_ignores_is_refused_and_dropped_from_records(tiny, tmp_path, capsys):

@@ -292,6 +292,9 @@ def _upgrade_fingerprint(old: dict) -> dict:
     cfg.setdefault("critical_floor", False)
     if isinstance(cfg.get("dtype"), str):  # recorded as spelled before: compared by the precision it names
         cfg["dtype"] = dtype_name(cfg["dtype"]) or cfg["dtype"]
+    rope = old.get("rope")
+    if cfg.get("target_length") is None and cfg.get("short") is True and isinstance(rope, dict):
+        cfg["target_length"] = rope.get("original_length")  # recorded unset before: a short search runs at L
     planted = FITNESSES.get(cfg["fitness"]) is not None and FITNESSES[cfg["fitness"]].needs_tokenizer
     return {"answer": LEGACY_ANSWER if planted else None, **old, "config": cfg}
 
@@ -342,6 +345,7 @@ def fingerprint(config: SearchConfig, plan: Any) -> dict:
     cfg = {k: v for k, v in config_to_dict(config).items() if k not in _RUNTIME_FIELDS + by_content}
     cfg["space"] = plan.space.to_dict()
     cfg["dtype"] = dtype_name(config.dtype)  # the precision, not its spelling: --dtype fp32 resumes a float32 run
+    cfg["target_length"] = plan.length  # resolved: a short search's unset length is L, as --target-length L says
     model = config.model if digest is None else {"sha256": digest}
     ident = {"model": model, "rope": plan.rope, "data": _data_fingerprint(config.data), "config": cfg,
              "answer": answer_protocol(config.fitness_name)}
@@ -396,8 +400,10 @@ def reuse_conflicts(config: SearchConfig, source: SearchConfig) -> list[str]:
     def compared(cfg: SearchConfig, k: str) -> Any:
         return dtype_name(cfg.dtype) if k == "dtype" else getattr(cfg, k)
 
+    # an unset length (a short search's: L) is compared when the search starts, its model's L known
     return [f"{k}: {getattr(source, k)!r} -> {getattr(config, k)!r}" for k in fields
-            if compared(source, k) != compared(config, k)]
+            if compared(source, k) != compared(config, k)
+            and not (k == "target_length" and None in (source.target_length, config.target_length))]
 
 
 def scored_under(checkpoint: dict) -> dict:
