@@ -580,3 +580,17 @@ def test_a_space_setting_the_strategy_or_mode_ignores_is_refused_and_dropped_fro
     (out / "config.json").write_text(json.dumps(record))
     assert main(["rerun", str(out), "-o", str(tmp_path / "again")]) == 0
     assert main(["search", "--config", str(out), "--resume", "-o", str(out), "--max-evals", "2"]) == 0
+
+
+def test_a_resume_of_a_search_whose_checkpoint_was_deleted_names_the_lost_checkpoint(tiny, tmp_path, capsys):
+    """battery 11b: with checkpoint.json deleted beside the run's other files, --resume said "nothing to resume
+    (no checkpoint.json); run without --resume" and the fresh start "already holds a search run; add --resume":
+    each message sent the user to the other."""
+    out = tmp_path / "s"
+    assert _search(tiny, out, "--target-length", str(TARGET), "--no-report", "--max-evals", "1") == 0
+    (out / "checkpoint.json").unlink()
+    capsys.readouterr()
+    assert _search(tiny, out, "--target-length", str(TARGET), "--no-report", "--resume") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "its checkpoint.json, the state a search continues from, is missing" in err[0], err
+    assert "run without --resume" not in err[0]

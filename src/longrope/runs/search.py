@@ -651,6 +651,10 @@ def _refuse_other_run(ckpt: Path, ident: dict, config: SearchConfig) -> dict:
     from longrope.search.loop import describe_differences
 
     if not ckpt.exists():
+        if any((ckpt.parent / name).exists() for name in ("history.jsonl", "factors.json")):  # its work, not its state
+            raise ConfigError("resume", f"nothing to resume in {ckpt.parent}: its checkpoint.json, the state a "
+                              "search continues from, is missing (its other files remain); restore it, or start "
+                              "over in a new folder (or delete this one)")
         raise ConfigError("resume", f"nothing to resume in {ckpt.parent} (no checkpoint.json); run without {{name}}")
     old = read_json(ckpt, what="search checkpoint", fix="delete the folder to start over, or choose a new one")
     old = old.get("fingerprint", {})
