@@ -725,3 +725,14 @@ def test_config_of_a_pipeline_folder_takes_the_plan_it_ran_as_rerun_does(tmp_pat
     assert main(["pipeline", "--config", str(first), "--plan", str(plan_file), "-o", str(tmp_path / "edited"),
                  "--quiet"]) == 0
     assert length(tmp_path / "edited") == 1024
+
+
+def test_a_resume_of_a_pipeline_whose_manifest_was_deleted_names_the_lost_manifest(tmp_path, capsys):
+    """battery 11b: pipeline.json deleted beside the stages: --resume said "run without --resume", and that said
+    "add --resume"; the refusal names the lost manifest."""
+    plan_file, out, _ = _two_baselines_done(tmp_path)
+    (out / "pipeline.json").unlink()
+    capsys.readouterr()
+    assert _pipeline(plan_file, out, "--resume") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "its pipeline.json, the record of the stages it ran, is missing" in err[0], err

@@ -159,6 +159,10 @@ def _open_plan(config: PipelineConfig, out: Path) -> tuple[dict | None, dict, st
         raise ConfigError(("output", "resume"), "{name0} " + f"{out} already holds a pipeline; add {{name1}} to "
                                                 "continue it or choose a new folder")
     if old is None and config.resume:
+        if (out / STAGES_DIR).is_dir():  # its stages remain: "run without --resume" then said "add --resume"
+            raise ConfigError("resume", f"nothing to resume in {out}: its {MANIFEST}, the record of the stages it "
+                              f"ran, is missing (its {STAGES_DIR}/ remain); restore it, or start over in a new "
+                              "folder (or delete this one)")
         raise ConfigError("resume", f"nothing to resume in {out} (no {MANIFEST}); run without {{name}}")
     if old is not None and config.plan is None:  # resuming: the plan the folder ran, unless one is given
         plan = check_plan(old["plan"], model=config.model, source=str(out / MANIFEST), strict=False)
