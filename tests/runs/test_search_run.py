@@ -572,6 +572,9 @@ def test_a_space_setting_the_strategy_or_mode_ignores_is_refused_and_dropped_fro
         with pytest.raises(ConfigError, match="drop") as e:
             SearchConfig(model="tiny", data="d", output="o", target_length=512, **kw)
         assert e.value.fields[0] == named
+    # a progressive longrope2 search (base_factors) searches the extension space: both are used there
+    assert SearchConfig(model="tiny", data="d", output="o", target_length=512, strategy="longrope2",
+                        base_factors="f.json", min_factor=1.5, start_tokens=(0, 4)).min_factor == 1.5
     out = tmp_path / "old"
     assert _search(tiny, out, "--strategy", "longrope2", "--fitness", "ppl", "--target-length", str(TARGET),
                    "--no-report", "--max-evals", "1") == 0

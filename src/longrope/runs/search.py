@@ -81,6 +81,7 @@ def _used_space_setting(name: str) -> Any:
         strategy = new.get("strategy", "steady")
         value = recorded.get(name)
         inert = _inert_space_settings(strategy if isinstance(strategy, str) else "", new.get("short") is True,
+                                      new.get("base_factors") is not None,
                                       value if name == "min_factor" else None,
                                       value if name == "start_tokens" else PAPER_START_TOKENS)
         return inert is None
@@ -201,7 +202,8 @@ class SearchConfig:
         if self.fixed_attention and not search_strategy(self.strategy).searches_attention:
             raise ConfigError(("fixed_attention", "strategy"), "{name0} keeps the temperature that {name1} steady "
                               f"searches; {self.strategy} searches none: drop " + "{name0}")
-        inert = _inert_space_settings(self.strategy, self.short, self.min_factor, self.start_tokens)
+        inert = _inert_space_settings(self.strategy, self.short, self.base_factors is not None, self.min_factor,
+                                      self.start_tokens)
         if inert:  # accepted, and the search space ignored them (battery 11b)
             raise ConfigError((inert[0], "strategy", "short"), "{name0} " + inert[1] + ": drop {name0}")
         if self.short and search_strategy(self.strategy).space == "critical":
@@ -247,10 +249,12 @@ def recorded_config(saved: dict) -> dict:
     return saved
 
 
-def _inert_space_settings(strategy: str, short: bool, min_factor: Any, start_tokens: Any) -> tuple[str, str] | None:
-    """``(field, why)`` of a space setting the search would ignore: longrope2 fixes λ's floor (1 below its critical
-    dimension, s from it) and n̂ = 0; a short search keeps the base file's n̂. None when every one is used."""
-    critical = strategy in SEARCH_STRATEGIES and search_strategy(strategy).space == "critical"
+def _inert_space_settings(strategy: str, short: bool, progressive: bool, min_factor: Any,
+                          start_tokens: Any) -> tuple[str, str] | None:
+    """``(field, why)`` of a space setting the search would ignore: longrope2's first extension fixes λ's floor (1
+    below its critical dimension, s from it) and n̂ = 0 (a progressive search, with ``base_factors``, searches the
+    extension space whatever the strategy); a short search keeps the base file's n̂. None when every one is used."""
+    critical = strategy in SEARCH_STRATEGIES and search_strategy(strategy).space == "critical" and not progressive
     if critical and min_factor is not None:
         return "min_factor", "bounds the λ that steady and paper search; {name1} longrope2 sets its own floor"
     given = isinstance(start_tokens, (list, tuple)) and tuple(sorted(set(start_tokens))) != PAPER_START_TOKENS
@@ -274,7 +278,8 @@ def _without_inert_settings(saved: Any) -> Any:
                                                            and not search_strategy(strategy).searches_attention)):
         out["fixed_attention"] = False
     for _ in range(2):  # min_factor, then start_tokens
-        inert = _inert_space_settings(strategy, short, out.get("min_factor"), out.get("start_tokens"))
+        inert = _inert_space_settings(strategy, short, out.get("base_factors") is not None, out.get("min_factor"),
+                                      out.get("start_tokens"))
         if inert:
             out[inert[0]] = None if inert[0] == "min_factor" else list(PAPER_START_TOKENS)
     return out if out != saved else saved
