@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import numbers
+import os
 import types
 import typing
 from collections.abc import Callable
@@ -144,6 +145,32 @@ def check_shapes(cfg: Any) -> None:
                               + (f" (write [{value!r}] for one)" if isinstance(value, (str, int)) else ""))
         elif inner is bool and not isinstance(value, bool):
             raise ConfigError(f.name, "{name} must be True or False, got " + _shown(value))
+        elif not (f.metadata.get("length") or f.metadata.get("parse")):  # texts a later reader parses: theirs
+            setattr(cfg, f.name, _checked_scalars(f.name, inner, value))
+    for f in dataclasses.fields(cfg):
+        if f.metadata.get("nested") and not isinstance(getattr(cfg, f.name), type(f.default_factory())):  # type: ignore[misc]
+            kind = type(f.default_factory()).__name__  # type: ignore[misc]
+            raise ConfigError(f.name, "{name} must be a " + f"{kind} (e.g. {kind}(population=16)), got "
+                              + _shown(getattr(cfg, f.name)))
+
+
+def _checked_scalars(name: str, tp: Any, value: Any) -> Any:
+    """``value`` of a text, number or integer field (or a list of them) as the command line gives it, a path
+    object as its text; another type is a :class:`ConfigError` naming the field (a Python caller's
+    ``output=Path(...)`` was a JSON TypeError once the run had started, ``min_factor="1.1"`` a TypeError,
+    ``step=True`` a grid of 1, ``start_tokens=(0.5,)`` a fractional n̂)."""
+    item = _tuple_item(tp)
+    if item is not None:
+        return tuple(_checked_scalars(name, item, v) for v in value) if isinstance(value, (list, tuple)) else value
+    if tp is str and isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if tp is str and not isinstance(value, str):
+        raise ConfigError(name, "{name} must be text, got " + _shown(value))
+    if tp in (int, float) and (isinstance(value, bool) or not isinstance(value, numbers.Real)
+                               or (tp is int and not isinstance(value, numbers.Integral))):
+        raise ConfigError(name, "{name} must be " + ("an integer" if tp is int else "a number") + ", got "
+                          + _shown(value))
+    return int(value) if tp is int else value
 
 
 # ---------------------------------------------------------------------------------------------
@@ -461,15 +488,20 @@ def config_from_args(cls: type, args: argparse.Namespace, *, saved: dict | None 
     """Defaults ← ``saved`` (a :func:`config_to_dict` of an earlier run) ← the flags given. A saved field tagged
     ``follows: F`` (a value resolved from the default of F, or of any of the fields F names: the retrieval
     weight from the fitness, the fitness from the strategy) is dropped when F changes — given another value, or
-    dropped itself — and the field is not given: it is resolved again, as a fresh start resolves it. Leaders come
-    before their followers in the class."""
+    dropped itself — and the field is not given: it is resolved again, as a fresh start resolves it. A field also
+    tagged ``keep`` (``keep(recorded, new)``: the recorded and the new values, leaders included) is dropped only
+    where that says False: a fitness the run chose (``--fitness ppl`` under steady, whose own is joint) stays, and
+    is checked with the new leaders. Leaders come before their followers in the class."""
     given = _given(args, cls)
     saved = dict(saved or {})
+    recorded, new = dict(saved), _merge(saved, given)
     changed = {k for k, v in given.items() if v != saved.get(k)}
     for f in dataclasses.fields(cls):
         leaders = f.metadata.get("follows") or ()
         leaders = (leaders,) if isinstance(leaders, str) else tuple(leaders)
-        if f.name not in given and changed.intersection(leaders) and f.name in saved:
+        keep = f.metadata.get("keep")
+        if f.name not in given and changed.intersection(leaders) and f.name in saved \
+                and not (keep is not None and keep(recorded, new)):
             saved.pop(f.name)
             changed.add(f.name)
     values = _merge(saved, given)

@@ -27,7 +27,7 @@ from longrope.errors import ConfigError, UserError
 
 __all__ = ["HELDOUT_FRACTION", "PASSKEY_ANSWER", "PASSKEY_DEPTHS", "PASSKEY_MAX_TRIALS", "PASSKEY_MODES",
            "PASSKEY_MODE", "PASSKEY_TRIALS", "SPLITS", "SPLIT", "SEED", "WINDOW_SAMPLES", "WINDOWS_PER_DOC", "DEVICE",
-           "DTYPE", "DTYPES", "DTYPE_ALIASES", "check_heldout_fraction", "check_passkey_depths", "check_budget"]
+           "DTYPE", "DTYPES", "DTYPE_ALIASES", "dtype_name", "check_heldout_fraction", "check_passkey_depths", "check_budget"]
 
 #: Which documents of a shard folder a window sample reads: the held-out ones (reports), the search ones
 #: (the fitness) or all.
@@ -50,14 +50,21 @@ DTYPES = ("float32", "bfloat16", "float16")
 DTYPE_ALIASES = {"fp32": "float32", "float": "float32", "bf16": "bfloat16", "fp16": "float16", "half": "float16"}
 
 
+def dtype_name(dtype: Any) -> str | None:
+    """The name in :data:`DTYPES` that ``dtype`` spells ("fp32", "FLOAT32", ``torch.float32`` → "float32"), or None:
+    how runs compare a recorded precision with a given one (``search --resume --dtype fp32`` of a float32 run is the
+    same run)."""
+    text = str(dtype).lower().replace("torch.", "")
+    return text if text in DTYPES else DTYPE_ALIASES.get(text)
+
+
 def resolve_dtype(dtype: Any) -> Any:
     """A ``torch.dtype`` of :data:`DTYPES` from one of them or a name of :data:`DTYPE_ALIASES` ("bf16"); anything
     else is a :class:`UserError` (a torch dtype too: ``export_hf(dtype=torch.int8)`` was transformers' ValueError).
     Imports torch on use only."""
     import torch
 
-    text = str(dtype).lower().replace("torch.", "")
-    name = text if text in DTYPES else DTYPE_ALIASES.get(text)
+    name = dtype_name(dtype)
     if name is None:
         raise UserError(f"unknown dtype {dtype!r}; use one of {', '.join(DTYPES)}")
     return getattr(torch, name)

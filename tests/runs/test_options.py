@@ -161,8 +161,63 @@ def test_a_recorded_value_that_follows_another_field_is_resolved_again_when_that
     assert weight("--fitness", "constrained") == weight("--seed", "3") == 1.0
     # the fitness follows the strategy the same way (battery 10's note): another strategy, no fitness given, is
     # that strategy's default fitness, and the weight follows the fitness in turn
-    again = config_from_args(SearchConfig, p.parse_args(["-o", "new", "--strategy", "longrope2"]), saved=saved)
+    joint = config_to_dict(SearchConfig(model="tiny", data="d", output="o", target_length=512))
+    again = config_from_args(SearchConfig, p.parse_args(["-o", "new", "--strategy", "longrope2"]), saved=joint)
     assert (again.fitness, again.retrieval_weight) == ("needle", None)
     kept = config_from_args(SearchConfig, p.parse_args(["-o", "new", "--strategy", "longrope2", "--fitness", "joint"]),
                             saved=saved)
     assert (kept.fitness, kept.retrieval_weight) == ("joint", 0.03)
+
+
+def test_a_recorded_value_the_run_chose_does_not_follow_its_leader():
+    """battery 11b: ``--config RUN --strategy paper`` of a ``--fitness ppl`` (or constrained) run searched the joint
+    fitness without a word: only a fitness the recorded strategy resolved follows a new strategy; a chosen one is
+    kept (and checked with the new strategy). A recorded space setting the new strategy ignores (--min-factor under
+    longrope2) is dropped rather than refused, since no flag unsets it."""
+    from longrope.runs.search import SearchConfig
+
+    p = argparse.ArgumentParser()
+    add_options(p, SearchConfig)
+
+    def again(saved, *argv):
+        return config_from_args(SearchConfig, p.parse_args(["-o", "new", *argv]), saved=saved)
+
+    ppl = config_to_dict(SearchConfig(model="tiny", data="d", output="o", target_length=512, fitness="ppl"))
+    assert again(ppl, "--strategy", "paper").fitness == "ppl"
+    constrained = config_to_dict(SearchConfig(model="tiny", data="d", output="o", target_length=512,
+                                              fitness="constrained"))
+    assert (again(constrained, "--strategy", "paper").fitness, again(constrained, "--strategy", "paper")
+            .retrieval_weight) == ("constrained", 1.0)
+    bounded = config_to_dict(SearchConfig(model="tiny", data="d", output="o", target_length=512, min_factor=1.1))
+    assert again(bounded, "--strategy", "paper").min_factor == 1.1
+    assert again(bounded, "--strategy", "longrope2").min_factor is None
+
+
+def test_a_python_caller_s_values_of_another_type_are_refused_or_read_as_the_command_line_reads_them(tmp_path):
+    """battery 11b: SearchConfig(output=Path(...)) was a JSON TypeError once the run had started, knobs={...} an
+    AttributeError after the model loaded, base_factors=Path(...) an AttributeError, min_factor="1.1" a TypeError;
+    step=True searched a grid of 1 and start_tokens=(0.5,) a fractional n̂. A path object is its text; another
+    type is a ConfigError naming the field."""
+    from pathlib import Path
+
+    from longrope.errors import ConfigError
+    from longrope.runs.search import SearchConfig
+
+    base = {"model": "tiny", "data": "shards", "output": "o", "target_length": 512}
+    cfg = SearchConfig(**{**base, "output": Path("o"), "data": Path("shards")}, reuse=tmp_path)
+    assert (cfg.output, cfg.data, cfg.reuse) == ("o", "shards", str(tmp_path))
+    assert SearchConfig(**base, seed=__import__("numpy").int64(3)).seed == 3
+    for change, field in (({"knobs": {"population": 2}}, "knobs"), ({"min_factor": "1.1"}, "min_factor"),
+                          ({"step": True}, "step"), ({"start_tokens": (0.5,)}, "start_tokens"),
+                          ({"strategy": 5}, "strategy")):
+        with pytest.raises(ConfigError, match=f"^{field} must be"):
+            SearchConfig(**base, **change)
+    # the same reading in every run config: finetune said 'factors is required' for a path object, the pipeline
+    # took plan={...} and only=[...] as given
+    from longrope.runs.pipeline import PipelineConfig
+    from longrope.train.config import FinetuneConfig
+
+    assert FinetuneConfig(model="tiny", factors=Path("f.json"), data="d", output="o").factors == "f.json"
+    for change, field in (({"plan": {"stages": []}}, "plan"), ({"only": ["a"]}, "only")):
+        with pytest.raises(ConfigError, match=f"^{field} must be text"):
+            PipelineConfig(output="o", **change)

@@ -597,6 +597,18 @@ def test_a_done_stage_that_records_no_outputs_runs_again(tmp_path, capsys):
     assert again["status"] == "done" and again["attempts"] == 2 and "factors" in again["outputs"]
 
 
+def test_a_done_stage_that_records_an_empty_set_of_outputs_runs_again(tmp_path, capsys):
+    """battery 11b: ``"outputs": {}`` passed as a finished stage's record (no output missing among none): the stage
+    was skipped, and a later stage failed on its output, or summarize (a compare stage) was a KeyError traceback."""
+    plan_file, out, manifest = _two_baselines_done(tmp_path)
+    manifest["stages"]["yarn-2x"]["outputs"] = {}
+    (out / "pipeline.json").write_text(json.dumps(manifest))
+    capsys.readouterr()
+    assert _pipeline(plan_file, out, "--resume") == 0
+    again = json.loads((out / "pipeline.json").read_text())["stages"]["yarn-2x"]
+    assert again["status"] == "done" and again["attempts"] == 2 and "factors" in again["outputs"]
+
+
 def test_a_stage_description_edited_after_it_ran_resumes(tmp_path, capsys):
     """A stage's "description" documents it (the plan's own may change): editing it was "--resume refused: ...
     stage 'yarn-2x' changed", naming nothing that changed a result (battery 9b). It resumes, skipping the
@@ -690,3 +702,37 @@ def test_rerun_repeats_the_plan_the_folder_ran_not_the_plan_file_as_it_reads_now
     capsys.readouterr()
     assert main(["pipeline", "--plan", str(tmp_path), "-o", str(tmp_path / "x")]) == 2
     assert "is a folder without a pipeline.json" in capsys.readouterr().err
+
+
+def test_config_of_a_pipeline_folder_takes_the_plan_it_ran_as_rerun_does(tmp_path, capsys):
+    """battery 11b: ``pipeline --config RUN -o NEW`` read the plan file RUN recorded by its path (edited since: it
+    ran another plan than ``rerun RUN`` runs), and ``--config RUN --resume`` was refused as "the plan differs from
+    the one this pipeline ran" though no plan was given. Both take the plan RUN ran; --plan still overrides it."""
+    plan = {"format": "longrope-pipeline/1", "model": "tiny",
+            "stages": [{"name": "yarn", "run": "baseline", "method": "yarn", "target_length": "2x"}]}
+    plan_file = _write(tmp_path, plan)
+    first = tmp_path / "first"
+    assert _pipeline(plan_file, first) == 0
+    plan["stages"][0]["target_length"] = "4x"
+    plan_file.write_text(json.dumps(plan))
+
+    def length(out):
+        return json.loads((out / "stages" / "yarn" / "factors.json").read_text())["max_position_embeddings"]
+
+    assert main(["pipeline", "--config", str(first), "-o", str(tmp_path / "again"), "--quiet"]) == 0
+    assert length(tmp_path / "again") == 512
+    assert main(["pipeline", "--config", str(first), "--resume", "--quiet"]) == 0
+    assert main(["pipeline", "--config", str(first), "--plan", str(plan_file), "-o", str(tmp_path / "edited"),
+                 "--quiet"]) == 0
+    assert length(tmp_path / "edited") == 1024
+
+
+def test_a_resume_of_a_pipeline_whose_manifest_was_deleted_names_the_lost_manifest(tmp_path, capsys):
+    """battery 11b: pipeline.json deleted beside the stages: --resume said "run without --resume", and that said
+    "add --resume"; the refusal names the lost manifest."""
+    plan_file, out, _ = _two_baselines_done(tmp_path)
+    (out / "pipeline.json").unlink()
+    capsys.readouterr()
+    assert _pipeline(plan_file, out, "--resume") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "its pipeline.json, the record of the stages it ran, is missing" in err[0], err

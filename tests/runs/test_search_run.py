@@ -532,3 +532,68 @@ def test_a_run_recorded_with_an_inert_fixed_attention_reruns_and_resumes(tiny, t
     assert main(["search", "--config", str(out), "--resume", "-o", str(out)]) == 0
     assert _search(tiny, out, "--strategy", "paper", "--target-length", str(TARGET), "--no-report", "--resume") == 0
     assert "fixed" not in capsys.readouterr().err
+
+
+def test_a_resume_or_reuse_with_the_same_settings_spelled_otherwise_is_the_same_run(tiny, tmp_path, capsys):
+    """battery 11b: ``--resume --dtype fp32`` of a float32 run ('float32' -> 'fp32'), ``--reuse`` of it with
+    ``--dtype FP32``, and ``--resume --min-factor 1.0`` (the unset bound spelled out: None -> 1.0) were refused:
+    the precision is compared, not its spelling, and the space's settings through the space they resolve to."""
+    out = tmp_path / "s"
+    assert _search(tiny, out, "--target-length", str(TARGET), "--no-report", "--max-evals", "2") == 0
+    assert _search(tiny, out, "--target-length", str(TARGET), "--no-report", "--max-evals", "3", "--resume",
+                   "--dtype", "fp32", "--min-factor", "1.0") == 0
+    assert _search(tiny, tmp_path / "r", "--target-length", str(TARGET), "--no-report", "--max-evals", "1",
+                   "--reuse", str(out), "--dtype", "FP32") == 0
+    capsys.readouterr()
+    assert _search(tiny, out, "--target-length", str(TARGET), "--no-report", "--max-evals", "4", "--resume",
+                   "--min-factor", "1.01") == 2  # another space: still refused
+    assert "space.lower" in capsys.readouterr().err
+    # a short search's unset length is L: --target-length L spells the same run (also for a run recorded before
+    # the fingerprint held the resolved length)
+    short = tmp_path / "short"
+    assert _search(tiny, short, "--short", "--base-factors", str(out / "factors.json"), "--no-report",
+                   "--max-evals", "1") == 0
+    ckpt = json.loads((short / "checkpoint.json").read_text())
+    ckpt["fingerprint"]["config"]["target_length"] = None  # as recorded before
+    (short / "checkpoint.json").write_text(json.dumps(ckpt))
+    assert _search(tiny, short, "--short", "--base-factors", str(out / "factors.json"), "--no-report",
+                   "--max-evals", "2", "--resume", "--target-length", str(L)) == 0
+
+
+def test_a_space_setting_the_strategy_or_mode_ignores_is_refused_and_dropped_from_records(tiny, tmp_path, capsys):
+    """battery 11b: longrope2 ignored --min-factor and --start-tokens, a short search --start-tokens (rc0, a
+    search other than asked); they are refused, and a record holding one still reruns (read as unset)."""
+    from longrope.errors import ConfigError
+    from longrope.runs.search import SearchConfig
+
+    for kw, named in (({"strategy": "longrope2", "min_factor": 1.5}, "min_factor"),
+                      ({"strategy": "longrope2", "start_tokens": (0, 4)}, "start_tokens"),
+                      ({"short": True, "base_factors": "f.json", "start_tokens": (0, 4)}, "start_tokens")):
+        with pytest.raises(ConfigError, match="drop") as e:
+            SearchConfig(model="tiny", data="d", output="o", target_length=512, **kw)
+        assert e.value.fields[0] == named
+    # a progressive longrope2 search (base_factors) searches the extension space: both are used there
+    assert SearchConfig(model="tiny", data="d", output="o", target_length=512, strategy="longrope2",
+                        base_factors="f.json", min_factor=1.5, start_tokens=(0, 4)).min_factor == 1.5
+    out = tmp_path / "old"
+    assert _search(tiny, out, "--strategy", "longrope2", "--fitness", "ppl", "--target-length", str(TARGET),
+                   "--no-report", "--max-evals", "1") == 0
+    record = json.loads((out / "config.json").read_text())
+    record["config"]["min_factor"] = 1.5  # as such a run recorded it
+    (out / "config.json").write_text(json.dumps(record))
+    assert main(["rerun", str(out), "-o", str(tmp_path / "again")]) == 0
+    assert main(["search", "--config", str(out), "--resume", "-o", str(out), "--max-evals", "2"]) == 0
+
+
+def test_a_resume_of_a_search_whose_checkpoint_was_deleted_names_the_lost_checkpoint(tiny, tmp_path, capsys):
+    """battery 11b: with checkpoint.json deleted beside the run's other files, --resume said "nothing to resume
+    (no checkpoint.json); run without --resume" and the fresh start "already holds a search run; add --resume":
+    each message sent the user to the other."""
+    out = tmp_path / "s"
+    assert _search(tiny, out, "--target-length", str(TARGET), "--no-report", "--max-evals", "1") == 0
+    (out / "checkpoint.json").unlink()
+    capsys.readouterr()
+    assert _search(tiny, out, "--target-length", str(TARGET), "--no-report", "--resume") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "its checkpoint.json, the state a search continues from, is missing" in err[0], err
+    assert "run without --resume" not in err[0]

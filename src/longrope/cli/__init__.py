@@ -180,15 +180,13 @@ def _run_command(args: argparse.Namespace) -> int:
         command, saved = read_run_config(args.run_dir)
         spec = get_run(command)
         args._spec = spec
-        config = config_from_dict(spec.config, spec.recorded(saved))
+        config = config_from_dict(spec.config, spec.recorded(saved, run_folder_of(args.run_dir)))
         _check_rerun_output(args.output, args.run_dir, command, resumable=hasattr(config, "resume"))
         _enter_recorded_cwd(args)
         updates = {spec.output_field: args.output}
         if hasattr(config, "resume"):
             updates["resume"] = False
         config = replace(config, **updates)
-        if spec.rerun is not None:
-            config = spec.rerun(config, run_folder_of(args.run_dir))
     else:
         spec = args._spec
         saved = recorded_paths_here(read_run_config(args.config)[1], args.config) if args.config else None
@@ -197,7 +195,7 @@ def _run_command(args: argparse.Namespace) -> int:
 
             raise UserError(f"--config {args.config} was recorded by '{read_run_config(args.config)[0]}', "
                             f"not '{spec.command}'")
-        recorded = spec.recorded(saved) if saved is not None else None
+        recorded = spec.recorded(saved, run_folder_of(args.config)) if saved is not None else None
         if recorded is not None and "resume" in recorded:  # how that run was started, not a setting of it: a
             recorded = {**recorded, "resume": False}  # resumed run's folder gave 'nothing to resume' in a new -o
         if recorded is not None and getattr(args, "resume", False) and not hasattr(args, spec.output_field):

@@ -25,7 +25,6 @@ import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 __all__ = ["MOVED", "RunSpec", "RUNS", "get_run"]
 
@@ -49,13 +48,16 @@ class RunSpec:
     """a recorded configuration (``config.json``, read by ``rerun`` and ``--config``) in today's terms: a
     setting whose default changed since it was written keeps the meaning it had then"""
 
-    rerun: Callable[[Any, Path], Any] | None = None
-    """the configuration ``longrope rerun RUN_DIR`` runs, from the recorded one and RUN_DIR (default: the
-    recorded one)"""
+    recorded_in: Callable[[dict, Path], dict] | None = None
+    """a recorded configuration as read from its run folder RUN_DIR, by ``longrope rerun RUN_DIR`` and by
+    ``--config RUN_DIR`` alike (a pipeline's plan is the one RUN_DIR ran, not the plan file as it reads now);
+    default: as recorded"""
 
-    def recorded(self, saved: dict) -> dict:
-        """``saved`` (a recorded configuration of this command) as today's fields must read it."""
-        return self.upgrade(saved) if self.upgrade is not None else saved
+    def recorded(self, saved: dict, run_dir: Path | None = None) -> dict:
+        """``saved`` (a recorded configuration of this command) as today's fields must read it; ``run_dir``: the
+        run folder it was read from."""
+        saved = self.upgrade(saved) if self.upgrade is not None else saved
+        return self.recorded_in(saved, run_dir) if self.recorded_in is not None and run_dir is not None else saved
 
 
 #: command → "module:attribute" of its RunSpec (imported on use, so ``--help`` stays light).

@@ -129,6 +129,8 @@ class DemoConfig:
     def __post_init__(self) -> None:
         if not str(self.model).strip():
             raise ConfigError("model", "{name} is empty; give 'tiny', 'smollm2', a model folder or a .gguf file")
+        for name in ("max_seconds", "max_evals"):  # first: the budget's own message says what 0 means
+            setattr(self, name, check_budget(getattr(self, name), name))
         resolve_lengths(self)
         check_groups(self)
         check_int(self, "target_length", 2, MAX_TOKENS, optional=True)
@@ -136,8 +138,6 @@ class DemoConfig:
             self.lengths = tuple(sorted({int(n) for n in self.lengths}))
             if not self.lengths or self.lengths[0] < 2:
                 raise ConfigError("lengths", "{name} must be integers >= 2, got " + str(list(self.lengths)))
-        for name in ("max_seconds", "max_evals"):
-            setattr(self, name, check_budget(getattr(self, name), name))
         self.domains = tuple(dict.fromkeys(str(d).strip() for d in self.domains if str(d).strip()))
         if not self.domains or any(d not in DOMAINS for d in self.domains):
             raise ConfigError("domains", "{name} must name some of " + f"{', '.join(DOMAINS)}, got {list(self.domains)}")

@@ -48,7 +48,7 @@ from longrope.search.objective import (
 from longrope.search.plan import STRATEGY_NAMES
 from longrope.search.space import PAPER_START_TOKENS
 from longrope.search.strategies import SEARCH_STRATEGIES, StrategyConfig, search_strategy
-from longrope.settings import check_budget
+from longrope.settings import check_budget, dtype_name
 
 COMMAND = "search"
 _EVAL = "evaluation"
@@ -56,9 +56,37 @@ _MODES = "modes"
 
 
 def fitness_option(default_text: str, **kw: Any) -> Any:
-    """The ``fitness`` field of a command that searches (search, demo)."""
+    """The ``fitness`` field of a command that searches (search, demo): it follows the strategy (and ``short``)
+    only where the record holds the fitness they resolved it to; one the run chose otherwise stays."""
     return option(None, "what a candidate is scored by: " + "; ".join(f"{f.name}: {f.help}" for f in FITNESSES.values()),
-                  choices=tuple(FITNESSES), default_text=default_text, tags={"follows": ("strategy", "short")}, **kw)
+                  choices=tuple(FITNESSES), default_text=default_text,
+                  tags={"follows": ("strategy", "short"), "keep": _chosen_fitness}, **kw)
+
+
+def _chosen_fitness(recorded: dict, new: dict) -> bool:
+    """Whether a recorded fitness was chosen rather than resolved from the recorded strategy and mode (kept then,
+    when ``--config RUN`` changes them: ``--config RUN --strategy paper`` of a ``--fitness ppl`` run stays ppl)."""
+    strategy = recorded.get("strategy", "steady")
+    if not isinstance(strategy, str) or strategy not in SEARCH_STRATEGIES:
+        return True  # no strategy to resolve it from: kept, and checked as it is
+    return recorded.get("fitness") != default_fitness(strategy, recorded.get("short") is True)
+
+
+def _used_space_setting(name: str) -> Any:
+    """``keep`` of a space setting that a strategy or mode may ignore: a recorded value is kept under the new
+    strategy and mode unless they ignore it (``--config RUN --strategy longrope2`` of a run with ``--min-factor``
+    drops it rather than refusing a value no flag unsets)."""
+
+    def keep(recorded: dict, new: dict) -> bool:
+        strategy = new.get("strategy", "steady")
+        value = recorded.get(name)
+        inert = _inert_space_settings(strategy if isinstance(strategy, str) else "", new.get("short") is True,
+                                      new.get("base_factors") is not None,
+                                      value if name == "min_factor" else None,
+                                      value if name == "start_tokens" else PAPER_START_TOKENS)
+        return inert is None
+
+    return keep
 
 
 def retrieval_weight_option(**kw: Any) -> Any:
@@ -97,11 +125,14 @@ class SearchConfig:
     knobs: StrategyConfig = nested(StrategyConfig, "the strategies' knobs")
     step: float = option(0.01, "grid of λ", group="the paper's knobs (LongRoPE Table 4 defaults)")
     min_factor: float | None = option(None, "lower bound of λ", default_text="1.0",
-                                      group="the paper's knobs (LongRoPE Table 4 defaults)")
+                                      group="the paper's knobs (LongRoPE Table 4 defaults)",
+                                      tags={"follows": ("strategy", "short"), "keep": _used_space_setting("min_factor")})
     max_factor: float | None = option(None, "upper bound of λ", default_text="1.25·s; 2.0 with --short; 2·s "
                                       "for longrope2", group="the paper's knobs (LongRoPE Table 4 defaults)")
-    start_tokens: tuple[int, ...] = option(PAPER_START_TOKENS, "n̂ values searched",
-                                           group="the paper's knobs (LongRoPE Table 4 defaults)", metavar="N,N")
+    start_tokens: tuple[int, ...] = option(PAPER_START_TOKENS, "n̂ values searched (steady and paper extension "
+                                           "searches)", group="the paper's knobs (LongRoPE Table 4 defaults)",
+                                           metavar="N,N", tags={"follows": ("strategy", "short"),
+                                                                "keep": _used_space_setting("start_tokens")})
     fixed_attention: bool = option(False, "steady: keep LongRoPE's attention temperature instead of searching it",
                                    group="ours (--strategy steady / longrope2)")
     critical_floor: bool = option(False, "install λ_i >= s for every pair from LongRoPE2's critical pair on "
@@ -142,6 +173,8 @@ class SearchConfig:
     quiet: bool = option(False, "no progress bar")
 
     def __post_init__(self) -> None:
+        self.max_evals = check_budget(self.max_evals, "max_evals")  # first: its own message says what 0 means
+        self.max_seconds = check_budget(self.max_seconds, "max_seconds")
         resolve_lengths(self)
         check_groups(self)
         check_int(self, "workers", 0, 4096)
@@ -169,6 +202,10 @@ class SearchConfig:
         if self.fixed_attention and not search_strategy(self.strategy).searches_attention:
             raise ConfigError(("fixed_attention", "strategy"), "{name0} keeps the temperature that {name1} steady "
                               f"searches; {self.strategy} searches none: drop " + "{name0}")
+        inert = _inert_space_settings(self.strategy, self.short, self.base_factors is not None, self.min_factor,
+                                      self.start_tokens)
+        if inert:  # accepted, and the search space ignored them (battery 11b)
+            raise ConfigError((inert[0], "strategy", "short"), "{name0} " + inert[1] + ": drop {name0}")
         if self.short and search_strategy(self.strategy).space == "critical":
             raise ConfigError(("short", "strategy"), "{name0} and {name1} longrope2 do not combine")
         if not self.short and self.target_length is None:
@@ -188,8 +225,6 @@ class SearchConfig:
         if not self.start_tokens or min(self.start_tokens) < 0 or max(self.start_tokens) > MAX_TOKENS:
             raise ConfigError("start_tokens", "{name} must be integers in " + f"[0, {MAX_TOKENS:,}]")
         self.start_tokens = tuple(sorted(set(self.start_tokens)))
-        self.max_evals = check_budget(self.max_evals, "max_evals")
-        self.max_seconds = check_budget(self.max_seconds, "max_seconds")
         resolve_fitness(self, "short" if self.short else "progressive" if self.base_factors else "long")
 
     @property
@@ -207,23 +242,47 @@ def recorded_config(saved: dict) -> dict:
     """A recorded search (or demo) configuration in today's terms: an unset fitness was resolved when the run
     started only since the joint fitness became the default; in older records it meant
     :func:`legacy_fitness`, which ``rerun`` and ``--config`` must repeat rather than today's default."""
-    saved = _without_inert_fixed_attention(saved)
+    saved = _without_inert_settings(saved)
     if isinstance(saved, dict) and saved.get("fitness") is None:
         strategy = saved.get("strategy", "steady")
         return {**saved, "fitness": legacy_fitness(strategy if isinstance(strategy, str) else "")}
     return saved
 
 
-def _without_inert_fixed_attention(saved: Any) -> Any:
-    """A recorded ``fixed_attention`` that changed nothing (a strategy that searches no temperature, or a short
-    search) read as off: such runs were accepted before it was refused, and their rerun, ``--config`` and
+def _inert_space_settings(strategy: str, short: bool, progressive: bool, min_factor: Any,
+                          start_tokens: Any) -> tuple[str, str] | None:
+    """``(field, why)`` of a space setting the search would ignore: longrope2's first extension fixes λ's floor (1
+    below its critical dimension, s from it) and n̂ = 0 (a progressive search, with ``base_factors``, searches the
+    extension space whatever the strategy); a short search keeps the base file's n̂. None when every one is used."""
+    critical = strategy in SEARCH_STRATEGIES and search_strategy(strategy).space == "critical" and not progressive
+    if critical and min_factor is not None:
+        return "min_factor", "bounds the λ that steady and paper search; {name1} longrope2 sets its own floor"
+    given = isinstance(start_tokens, (list, tuple)) and tuple(sorted(set(start_tokens))) != PAPER_START_TOKENS
+    if given and (critical or short is True):
+        return "start_tokens", ("are the n̂ values steady and paper search; {name1} longrope2 keeps n̂ = 0" if critical
+                                else "are the n̂ values an extension search tries; {name2} keeps the base file's n̂")
+    return None
+
+
+def _without_inert_settings(saved: Any) -> Any:
+    """A recorded setting that changed nothing read as unset: ``fixed_attention`` where no temperature is searched
+    (a strategy that searches none, or a short search), ``min_factor`` for longrope2, ``start_tokens`` for longrope2
+    or a short search. Such runs were accepted before they were refused, and their rerun, ``--config`` and
     ``--resume`` must keep working (the search they ran is the same)."""
-    if not isinstance(saved, dict) or saved.get("fixed_attention") is not True:
+    if not isinstance(saved, dict):
         return saved
     strategy = saved.get("strategy", "steady")
-    inert = saved.get("short") is True or (strategy in SEARCH_STRATEGIES
-                                           and not search_strategy(strategy).searches_attention)
-    return {**saved, "fixed_attention": False} if inert else saved
+    short = saved.get("short") is True
+    out = dict(saved)
+    if saved.get("fixed_attention") is True and (short or (strategy in SEARCH_STRATEGIES
+                                                           and not search_strategy(strategy).searches_attention)):
+        out["fixed_attention"] = False
+    for _ in range(2):  # min_factor, then start_tokens
+        inert = _inert_space_settings(strategy, short, out.get("base_factors") is not None, out.get("min_factor"),
+                                      out.get("start_tokens"))
+        if inert:
+            out[inert[0]] = None if inert[0] == "min_factor" else list(PAPER_START_TOKENS)
+    return out if out != saved else saved
 
 
 def _upgrade_fingerprint(old: dict) -> dict:
@@ -231,11 +290,16 @@ def _upgrade_fingerprint(old: dict) -> dict:
     cfg = old.get("config")
     if not isinstance(cfg, dict):
         return old
-    cfg = dict(_without_inert_fixed_attention(cfg))
+    cfg = dict(_without_inert_settings(cfg))
     if cfg.get("fitness") is None:
         cfg["fitness"] = legacy_fitness(str(cfg.get("strategy", "")))
     cfg.setdefault("retrieval_weight", None)
     cfg.setdefault("critical_floor", False)
+    if isinstance(cfg.get("dtype"), str):  # recorded as spelled before: compared by the precision it names
+        cfg["dtype"] = dtype_name(cfg["dtype"]) or cfg["dtype"]
+    rope = old.get("rope")
+    if cfg.get("target_length") is None and cfg.get("short") is True and isinstance(rope, dict):
+        cfg["target_length"] = rope.get("original_length")  # recorded unset before: a short search runs at L
     planted = FITNESSES.get(cfg["fitness"]) is not None and FITNESSES[cfg["fitness"]].needs_tokenizer
     return {"answer": LEGACY_ANSWER if planted else None, **old, "config": cfg}
 
@@ -266,6 +330,11 @@ def _data_fingerprint(data: str) -> dict:
             "shards": [r.get("sha256") for r in shards], "index": digest("index"), "names": digest("names")}
 
 
+#: Settings that only shape the search space, which the fingerprint holds as resolved (its bounds, grid and n̂
+#: values): a resume compares them through it, so an unset bound and the same bound spelled out
+#: (``--min-factor 1.0``) are the same run.
+_SPACE_FIELDS = ("step", "min_factor", "max_factor", "start_tokens")
+
 #: Paths whose content the fingerprint holds instead of their names (a folder moved elsewhere resumes,
 #: one rebuilt in place does not).
 _CONTENT_FIELDS = ("data", "base_factors")
@@ -280,6 +349,8 @@ def fingerprint(config: SearchConfig, plan: Any) -> dict:
     by_content = _CONTENT_FIELDS + (("model",) if digest is not None else ())
     cfg = {k: v for k, v in config_to_dict(config).items() if k not in _RUNTIME_FIELDS + by_content}
     cfg["space"] = plan.space.to_dict()
+    cfg["dtype"] = dtype_name(config.dtype)  # the precision, not its spelling: --dtype fp32 resumes a float32 run
+    cfg["target_length"] = plan.length  # resolved: a short search's unset length is L, as --target-length L says
     model = config.model if digest is None else {"sha256": digest}
     ident = {"model": model, "rope": plan.rope, "data": _data_fingerprint(config.data), "config": cfg,
              "answer": answer_protocol(config.fitness_name)}
@@ -321,7 +392,7 @@ def _score_identity(ident: dict, strategy: str, fitness: str | None, dtype: str)
     return {"model": ident.get("model"), "rope": ident.get("rope"), "data": ident.get("data"),
             "space": cfg.get("space"), "fitness": fitness_name(strategy, fitness),
             "retrieval_weight": cfg.get("retrieval_weight"), "answer": ident.get("answer"),
-            "dtype": dtype, "base_factors": ident.get("base_factors_digest", ident.get("base_factors_sha256")),
+            "dtype": dtype_name(dtype) or dtype, "base_factors": ident.get("base_factors_digest", ident.get("base_factors_sha256")),
             **{k: cfg.get(k) for k in _SCORE_FIELDS}}
 
 
@@ -330,8 +401,14 @@ def reuse_conflicts(config: SearchConfig, source: SearchConfig) -> list[str]:
     would ``--reuse``, as far as their configurations tell (a pipeline's plan check, before either runs: the
     model, the data and the search space are compared from the source's checkpoint when the search starts)."""
     fields = (*_SCORE_FIELDS, "fitness", "retrieval_weight", "dtype")
+
+    def compared(cfg: SearchConfig, k: str) -> Any:
+        return dtype_name(cfg.dtype) if k == "dtype" else getattr(cfg, k)
+
+    # an unset length (a short search's: L) is compared when the search starts, its model's L known
     return [f"{k}: {getattr(source, k)!r} -> {getattr(config, k)!r}" for k in fields
-            if getattr(source, k) != getattr(config, k)]
+            if compared(source, k) != compared(config, k)
+            and not (k == "target_length" and None in (source.target_length, config.target_length))]
 
 
 def scored_under(checkpoint: dict) -> dict:
@@ -579,6 +656,10 @@ def _refuse_other_run(ckpt: Path, ident: dict, config: SearchConfig) -> dict:
     from longrope.search.loop import describe_differences
 
     if not ckpt.exists():
+        if any((ckpt.parent / name).exists() for name in ("history.jsonl", "factors.json")):  # its work, not its state
+            raise ConfigError("resume", f"nothing to resume in {ckpt.parent}: its checkpoint.json, the state a "
+                              "search continues from, is missing (its other files remain); restore it, or start "
+                              "over in a new folder (or delete this one)")
         raise ConfigError("resume", f"nothing to resume in {ckpt.parent} (no checkpoint.json); run without {{name}}")
     old = read_json(ckpt, what="search checkpoint", fix="delete the folder to start over, or choose a new one")
     old = old.get("fingerprint", {})
@@ -593,7 +674,7 @@ def _refuse_other_run(ckpt: Path, ident: dict, config: SearchConfig) -> dict:
         config.reuse = reused  # recorded as the run started (config.json is rewritten by every start)
 
     def comparable(fp: dict) -> dict:  # a model known by its digest is compared by it (older records named it too)
-        named = ("reuse", "model") if isinstance(fp.get("model"), dict) else ("reuse",)
+        named = ("reuse", *_SPACE_FIELDS) + (("model",) if isinstance(fp.get("model"), dict) else ())
         return {**fp, "config": {k: v for k, v in fp["config"].items() if k not in named}} \
             if isinstance(fp.get("config"), dict) else fp
 

@@ -28,7 +28,7 @@ from longrope.groups import (
     resolve_lengths,
     seed_option,
 )
-from longrope.options import MAX_TOKENS, check_int, option, token_count
+from longrope.options import MAX_TOKENS, check_int, check_shapes, option, token_count
 
 __all__ = ["FinetuneConfig", "SCHEDULES", "DTYPES", "DEVICES", "TRAJECTORY_FIELDS", "WARMUP_STEPS"]
 
@@ -127,6 +127,7 @@ class FinetuneConfig:
     quiet: bool = option(False, "no progress bar", group=_RUN)
 
     def __post_init__(self) -> None:
+        check_shapes(self)  # first: a path object is its text ('factors is required' for factors=Path(...))
         for name in ("model", "factors", "data", "output"):
             if not isinstance(getattr(self, name), str) or not getattr(self, name).strip():
                 raise ConfigError(name, "{name} is required")

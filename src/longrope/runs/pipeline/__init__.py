@@ -32,7 +32,6 @@ resolves its references; :mod:`.manifest` reads and writes ``pipeline.json``; th
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 import time
 from collections.abc import Callable
@@ -41,7 +40,7 @@ from pathlib import Path
 
 from longrope.errors import ConfigError, UserError
 from longrope.io import write_json
-from longrope.options import config_to_dict, option
+from longrope.options import check_shapes, config_to_dict, option
 from longrope.runs import RunSpec
 from longrope.runs.pipeline import manifest as records
 from longrope.runs.pipeline.manifest import (
@@ -96,6 +95,7 @@ class PipelineConfig:
     quiet: bool = option(False, "no progress bars")
 
     def __post_init__(self) -> None:
+        check_shapes(self)  # a Python caller's plan={...} or only=[...] was taken as given
         if not isinstance(self.output, str) or not self.output.strip():
             raise ConfigError("output", "{name} is required")
         if self.only is not None and self.until is not None:
@@ -159,6 +159,10 @@ def _open_plan(config: PipelineConfig, out: Path) -> tuple[dict | None, dict, st
         raise ConfigError(("output", "resume"), "{name0} " + f"{out} already holds a pipeline; add {{name1}} to "
                                                 "continue it or choose a new folder")
     if old is None and config.resume:
+        if (out / STAGES_DIR).is_dir():  # its stages remain: "run without --resume" then said "add --resume"
+            raise ConfigError("resume", f"nothing to resume in {out}: its {MANIFEST}, the record of the stages it "
+                              f"ran, is missing (its {STAGES_DIR}/ remain); restore it, or start over in a new "
+                              "folder (or delete this one)")
         raise ConfigError("resume", f"nothing to resume in {out} (no {MANIFEST}); run without {{name}}")
     if old is not None and config.plan is None:  # resuming: the plan the folder ran, unless one is given
         plan = check_plan(old["plan"], model=config.model, source=str(out / MANIFEST), strict=False)
@@ -175,10 +179,12 @@ def _open_plan(config: PipelineConfig, out: Path) -> tuple[dict | None, dict, st
     return old, load_plan(plan_file, model=config.model), plan_file
 
 
-def _rerun_config(config: PipelineConfig, run_dir: Path) -> PipelineConfig:
-    """What ``longrope rerun`` of a pipeline folder runs: the plan that folder ran (its manifest), not the
-    plan file as it reads now (edited, moved or gone since)."""
-    return dataclasses.replace(config, plan=str(run_dir.resolve())) if (run_dir / MANIFEST).is_file() else config
+def _recorded_in(saved: dict, run_dir: Path) -> dict:
+    """A pipeline's recorded configuration as ``longrope rerun RUN_DIR`` and ``--config RUN_DIR`` read it: the plan
+    that folder ran (its manifest), not the plan file as it reads now (edited, moved or gone since: ``--config``
+    read the file, so it ran another plan than rerun, and ``--config RUN --resume`` was refused as a plan that
+    differs from the one RUN ran)."""
+    return {**saved, "plan": str(run_dir.resolve())} if (run_dir / MANIFEST).is_file() else saved
 
 
 def _check_stage_folders(paths: list[Path]) -> None:
@@ -312,5 +318,5 @@ examples:
     config=PipelineConfig,
     run=run,
     render=render,
-    rerun=_rerun_config,
+    recorded_in=_recorded_in,
 )

@@ -141,8 +141,16 @@ def editable_keys() -> str:
 
 def is_done(manifest: dict, name: str) -> bool:
     """A stage is done when the manifest says so and its main output still exists."""
-    st = manifest["stages"].get(name, {})  # a finished stage always records its outputs: none is an edited record
-    return st.get("status") == "done" and "outputs" in st and all(Path(p).exists() for p in st["outputs"].values())
+    return _finished(manifest["stages"].get(name, {}))
+
+
+def _finished(st: dict) -> bool:
+    """A stage record that says done and names its outputs, every one still there: a finished stage always records
+    its main output, so none (or an empty set: ``"outputs": {}`` was skipped as done, and a later stage failed on
+    the missing output, or the summary on a missing key) is an edited record, and the stage runs again."""
+    outputs = st.get("outputs")
+    return st.get("status") == "done" and isinstance(outputs, dict) and bool(outputs) \
+        and all(Path(p).exists() for p in outputs.values())
 
 
 def start(st: dict, settings: dict, inputs: dict) -> None:
@@ -168,11 +176,11 @@ def summarize(manifest: dict) -> dict:
                            "complete": all(s.get("status") == "done" for s in manifest["stages"].values()),
                            "stages": {n: {k: s.get(k) for k in ("run", "status", "seconds", "metrics", "outputs")
                                           if k in s} for n, s in manifest["stages"].items()}}
-    reporting = [s for s in manifest["stages"].values() if s.get("status") == "done"
+    reporting = [s for s in manifest["stages"].values() if _finished(s)
                  and s.get("run") in STAGES and STAGES[s["run"]].summary_keys]
     if reporting:
-        path = Path(reporting[-1]["outputs"]["summary"])
-        if path.exists():
+        path = Path(reporting[-1]["outputs"].get("summary", ""))
+        if path.name and path.exists():
             res = read_json(path, what="comparison summary")
             for key in STAGES[reporting[-1]["run"]].summary_keys:
                 out[key] = res.get(key)
