@@ -42,8 +42,8 @@ def test_essay_arguments_are_those_of_lm_evals_wrappers():
                   if isinstance(k.value, ast.Constant)}
         assert kwargs.pop("type_haystack") == spec.haystack, name
         assert kwargs.pop("num_samples") == ruler.MAX_SAMPLES
-        if spec.haystack == "essay":
-            assert kwargs == ruler.ESSAY_ARGS[name], name
+        assert kwargs == ruler.NIAH_ARGS[name], name
+    assert set(ruler.NIAH_ARGS) == {n for n in ruler.TASKS if n.startswith("niah_")}
 
 
 def test_haystack_from_text_files(tmp_path):
@@ -104,3 +104,28 @@ def test_wilson_interval():
     assert lo == 0.0 and abs(hi - 0.6576) < 1e-3
     lo, hi = wilson(8, 10)
     assert abs(lo - 0.4902) < 1e-3 and abs(hi - 0.9433) < 1e-3
+
+
+@pytest.mark.parametrize("length", [256, 512])
+def test_a_niah_task_too_long_for_a_length_is_found_before_any_sample(length):
+    """length_problem sizes every niah task's smallest prompt (battery 11b, class I: niah_multikey_3 at 256
+    passed the plan check and failed at its stage): where it finds no room, lm-eval's own generator makes no
+    sample either (of 20 tries)."""
+    from lm_eval.tasks.ruler import niah_utils, prepare_niah
+
+    from longrope.models.loading import load_tokenizer_of
+
+    tok = load_tokenizer_of("tiny")
+    ruler.use_shipped_punkt()
+    refused = set()
+    for task in ruler.NIAH_ARGS:
+        if ruler.length_problem(task, length, tok) is None:
+            continue
+        refused.add(task)
+        kind = ruler.TASKS[task].haystack
+        hay = ["word"] * 5_000 if kind == "essay" else prepare_niah.get_haystack(type_haystack=kind)
+        with pytest.raises(ValueError, match="Could not generate any sample"):
+            prepare_niah.generate_samples(hay, tok, max_seq_length=length, template=niah_utils.TEMPLATE,
+                                          type_haystack=kind, num_samples=20, **ruler.NIAH_ARGS[task])
+    assert ({"niah_multikey_3", "niah_multikey_1"} <= refused and "niah_single_1" not in refused) if length == 256 \
+        else not refused
