@@ -221,3 +221,16 @@ def test_a_console_that_cannot_show_a_character_gets_an_escape_not_a_traceback(m
     code = main(["tokenize", "--tokenizer", "tiny", "--input", str(tmp_path / "books"), "-o", str(tmp_path / "out ü"),
                  "--quiet"])
     assert code == 0 and b"out \\xfc" in raw.getvalue()
+
+
+def test_ctrl_c_while_the_command_line_is_read_is_one_line(monkeypatch, capsys):
+    """Ctrl-C in the first second (the parser being built imports every run module) was a 40-line
+    KeyboardInterrupt traceback; after it, one line. Now one line and status 130 there too (battery 11a)."""
+    import longrope.cli as cli
+
+    def interrupted():
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "build_parser", interrupted)
+    assert cli.main(["eval", "ppl", "--help"]) == 130
+    assert capsys.readouterr().err == "longrope: interrupted\n"
