@@ -66,3 +66,25 @@ def test_parquet_rows_without_text_are_listed_as_jsonl_lines_are(tmp_path):
     assert [(s["path"].rsplit("/", 1)[-1], s["reason"]) for s in log.skipped] == [
         ("a.parquet", "2 row(s) whose 'text' is not a non-empty string"),
         ("b.parquet", "2 row(s) whose 'text' is not a non-empty string")]
+
+
+def test_a_link_to_a_file_read_anyway_is_stored_once_under_the_files_own_name(tmp_path):
+    """A symbolic link in an input folder to a file another input holds stored the document twice: with
+    ``search=s heldout=h`` and ``s/l.txt -> ../h/a.txt`` a held-out document was also searched on (battery 11a).
+    A link to a file no input holds otherwise is still read, once."""
+    from longrope.data.sources import SkipLog, links_read_twice
+
+    (tmp_path / "h").mkdir()
+    (tmp_path / "s").mkdir()
+    (tmp_path / "out").mkdir()
+    (tmp_path / "h" / "a.txt").write_text("held out", encoding="utf-8")
+    (tmp_path / "out" / "b.txt").write_text("outside", encoding="utf-8")
+    (tmp_path / "s" / "l.txt").symlink_to("../h/a.txt")
+    (tmp_path / "s" / "m.txt").symlink_to("../out/b.txt")
+    (tmp_path / "s" / "n.txt").symlink_to("../out/b.txt")
+    sources = resolve_sources([f"search={tmp_path / 's'}", f"heldout={tmp_path / 'h'}"])
+    log, links = SkipLog(), links_read_twice(sources)
+    docs = [(doc_id, src.role) for src in sources for doc_id, _, _ in src.documents(log, links)]
+    assert docs == [("s/m.txt", "search"), ("h/a.txt", "heldout")]
+    assert [s["path"].rsplit("/", 1)[-1] for s in log.skipped] == ["l.txt", "n.txt"]
+    assert "symbolic link to" in log.skipped[0]["reason"]

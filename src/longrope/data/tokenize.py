@@ -46,7 +46,7 @@ from longrope.data.shards import (
     vocab_sha256,
     write_meta,
 )
-from longrope.data.sources import SkipLog, Source, printable, resolve_sources
+from longrope.data.sources import SkipLog, Source, links_read_twice, printable, resolve_sources
 from longrope.errors import UserError
 from longrope.io import (
     aside_prefix,
@@ -123,8 +123,9 @@ def _batches(sources: list[Source], log: SkipLog, batch_docs: int, batch_chars: 
              ) -> Iterator[list[tuple[str, str, str | None, int]]]:
     batch: list[tuple[str, str, str | None, int]] = []
     chars = 0
+    links = links_read_twice(sources)
     for src in sources:
-        for doc_id, text, nbytes in src.documents(log):
+        for doc_id, text, nbytes in src.documents(log, links):
             batch.append((doc_id, text, src.role, nbytes))
             chars += len(text)
             if len(batch) >= batch_docs or chars >= batch_chars:
