@@ -54,6 +54,7 @@ from longrope.io import (
     read_json,
     remove_dead_leftovers,
     replace_folder,
+    sibling_prefix,
 )
 
 __all__ = ["TokenizeReport", "tokenize_corpus", "make_encoder"]
@@ -306,7 +307,7 @@ def _new_build_folder(out: Path) -> Path:
     replaced, and removing what killed builds left)."""
     _check_replaceable(out)
     _remove_stale_builds(out)
-    building = out.parent / f"{_BUILD_PREFIX.format(name=out.name)}{os.getpid()}"
+    building = out.parent / f"{sibling_prefix(out, _BUILD_TAG)}{os.getpid()}"
     try:
         building.mkdir(parents=True)
     except OSError as exc:
@@ -360,7 +361,7 @@ def _write_shards(tokenizer: Any, sources: list, building: Path, log: SkipLog, *
             bar.close()
 
 
-_BUILD_PREFIX = ".{name}.tokenize-"
+_BUILD_TAG = "tokenize-"
 
 
 def _os_error(exc: OSError, building: Path) -> UserError:
@@ -393,7 +394,7 @@ def _check_replaceable(out: Path) -> None:
 
 def _remove_stale_builds(out: Path) -> None:
     """Remove build folders of killed runs on the same output (their process is gone)."""
-    for prefix in (_BUILD_PREFIX.format(name=out.name), aside_prefix(out)):
+    for prefix in (sibling_prefix(out, _BUILD_TAG), aside_prefix(out)):
         remove_dead_leftovers(out.parent, prefix)
 
 

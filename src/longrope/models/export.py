@@ -62,6 +62,7 @@ from longrope.io import (
     check_utf8_path,
     remove_dead_leftovers,
     replace_folder,
+    sibling_prefix,
     write_json,
     write_text,
 )
@@ -214,7 +215,7 @@ def remove_stale_temporaries(out: Path) -> list[Path]:
     removed, so an export running now in another process keeps its folder. Returns what was removed.
     """
     parent = out.parent if str(out.parent) else Path(".")
-    removed = [p for prefix in (f".{out.name}.tmp-", aside_prefix(out)) for p in remove_dead_leftovers(parent, prefix)]
+    removed = [p for prefix in (sibling_prefix(out, "tmp-"), aside_prefix(out)) for p in remove_dead_leftovers(parent, prefix)]
     for path in removed:
         log.info("removed %s left by an interrupted export", path)
     return removed
@@ -222,7 +223,7 @@ def remove_stale_temporaries(out: Path) -> list[Path]:
 
 def temporary_sibling(out: Path, *, folder: bool) -> Path:
     """A new hidden temporary folder/file next to ``out``, named ``.{name}.tmp-{pid}-XXXX``."""
-    prefix = f".{out.name}.tmp-{os.getpid()}-"
+    prefix = f"{sibling_prefix(out, 'tmp-')}{os.getpid()}-"
     if folder:
         return Path(tempfile.mkdtemp(prefix=prefix, dir=out.parent))
     fd, name = tempfile.mkstemp(prefix=prefix, dir=out.parent)

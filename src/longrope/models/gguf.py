@@ -50,7 +50,7 @@ from typing import Any
 import numpy as np
 
 from longrope.errors import UserError
-from longrope.io import check_utf8_path, check_writable_path
+from longrope.io import check_utf8_path, check_writable_path, sibling_prefix
 from longrope.models.export import (
     ExportResult,
     check_target_length,
@@ -486,7 +486,7 @@ def export_gguf(
     out.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(out)
     tmp = temporary_sibling(out, folder=False)
-    workdir = Path(tempfile.mkdtemp(prefix=f".{out.name}.tok-", dir=out.parent))
+    workdir = Path(tempfile.mkdtemp(prefix=sibling_prefix(out, "tok-"), dir=out.parent))
     try:
         writer = gguf.GGUFWriter(tmp, arch=arch)
         writer.add_type(gguf.GGUFType.MODEL)
