@@ -115,6 +115,9 @@ def check_output_file(out: Path, overwrite: bool) -> None:
     check_utf8_path(out.resolve())
     if out.exists() and out.is_dir():
         raise UserError(f"output {out} is a folder; --format gguf writes one file, give e.g. -o {out}.gguf")
+    if out.suffix.lower() != ".gguf":  # written, then refused by --model as "a file but not a .gguf" (battery 11a)
+        raise UserError(f"output {out} does not end in .gguf, the name GGUF files are read by (--model takes a .gguf "
+                        f"file); give e.g. -o {out}.gguf")
     check_writable_path(out)  # a device or pipe there is never replaced, --overwrite or not
     if out.exists() and not overwrite:
         raise UserError(f"output file {out} already exists; pass --overwrite or another -o")
