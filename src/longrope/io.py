@@ -76,8 +76,15 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: st
     """Call ``write(fileobj)`` on a temporary file next to ``path`` and move it into place."""
     path = Path(path)
     check_writable_path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=sibling_prefix(path, ""), suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=sibling_prefix(path, ""), suffix=".tmp", dir=path.parent)
+    except OSError as exc:  # the error named the hidden temporary file, with no fix (battery 11a)
+        if is_disk_full(exc):
+            raise
+        from longrope.errors import UserError
+
+        raise UserError(f"{path} cannot be written ({exc.strerror or exc}); choose a writable folder") from None
     try:
         with os.fdopen(fd, mode) as f:
             write(f)

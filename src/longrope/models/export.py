@@ -60,6 +60,7 @@ from longrope.io import (
     aside_prefix,
     check_replaceable_target,
     check_utf8_path,
+    is_disk_full,
     remove_dead_leftovers,
     replace_folder,
     sibling_prefix,
@@ -276,14 +277,22 @@ def _check_a_model_folder(out: Path) -> None:
 
 
 def check_writable_parent(out: Path) -> None:
-    """The nearest existing ancestor of ``out`` must be a writable folder (one-line error otherwise)."""
+    """The nearest existing ancestor of ``out`` must be a folder an entry can be created in (one-line error
+    otherwise), tried, not asked: ``os.access`` says yes to root everywhere, so an export to /sys or /proc loaded the
+    whole model first and then failed naming its hidden temporary file (battery 11a)."""
     probe = out.parent if str(out.parent) else Path(".")
     while not probe.exists():
         probe = probe.parent
     if not probe.is_dir():
         raise UserError(f"cannot create {out}: {probe} is a file")
-    if not os.access(probe, os.W_OK):
-        raise UserError(f"cannot write into {probe}: permission denied; choose another -o")
+    try:
+        fd, name = tempfile.mkstemp(prefix=".longrope-write-test-", dir=probe)
+        os.close(fd)
+        os.unlink(name)
+    except OSError as exc:
+        if is_disk_full(exc):
+            raise
+        raise UserError(f"cannot write into {probe} ({exc.strerror or exc}); choose another -o") from None
 
 
 def serving_readme(factor_set: Any, info: RopeInfo, name: str) -> str:
