@@ -101,9 +101,21 @@ def _shown(v: Any) -> str:
     return repr(v)
 
 
+def is_integer(v: Any) -> bool:
+    """Whether ``v`` is an integer value: an int or a numpy integer (``np.arange``'s, ``argmax``'s), not a bool. The
+    one test of every integer setting and API argument: a numpy integer was refused by some ("trials must be a
+    positive integer, got np.int64(1)") and taken by others (battery 11a)."""
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+
+def is_number(v: Any) -> bool:
+    """Whether ``v`` is a real number (int, float or a numpy scalar of either), not a bool."""
+    return isinstance(v, numbers.Real) and not isinstance(v, bool)
+
+
 def int_problem(v: Any, lo: int, hi: int) -> str | None:
     """Why ``v`` is not an integer in ``[lo, hi]`` ("must be an integer in [lo, hi], got ..."), or None."""
-    if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+    if not is_integer(v) or not lo <= v <= hi:
         return f"must be an integer in [{lo:,}, {hi:,}], got {_shown(v)}"
     return None
 
@@ -111,7 +123,7 @@ def int_problem(v: Any, lo: int, hi: int) -> str | None:
 def check_seed(seed: Any) -> None:
     """A library caller's seed is an integer in [0, 2^32 - 1], as ``--seed`` (the one check of the passkey keys'
     and the document sample's seed: -1 was numpy's ValueError traceback, 1.5 a TypeError or the draw of seed 1)."""
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed <= MAX_SEED:
+    if not is_integer(seed) or not 0 <= seed <= MAX_SEED:
         raise UserError(f"seed must be an integer in [0, {MAX_SEED:,}], got {_shown(seed)}")
 
 
@@ -123,6 +135,8 @@ def check_int(cfg: Any, name: str, lo: int = 1, hi: int = MAX_COUNT, *, optional
     problem = None if optional and v is None else int_problem(v, lo, hi)
     if problem:
         raise ConfigError(name, "{name} " + problem)
+    if v is not None and type(v) is not int:  # a numpy integer: recorded in config.json as the int it is
+        setattr(cfg, name, int(v))
 
 
 def check_shapes(cfg: Any) -> None:
