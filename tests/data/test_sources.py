@@ -88,3 +88,21 @@ def test_a_link_to_a_file_read_anyway_is_stored_once_under_the_files_own_name(tm
     assert docs == [("s/m.txt", "search"), ("h/a.txt", "heldout")]
     assert [s["path"].rsplit("/", 1)[-1] for s in log.skipped] == ["l.txt", "n.txt"]
     assert "symbolic link to" in log.skipped[0]["reason"]
+
+
+def test_a_byte_order_mark_is_not_part_of_the_first_document(tmp_path):
+    """A .jsonl written with a UTF-8 BOM lost its first line ("1 line(s) ... not JSON"); a .txt with one began its
+    document with U+FEFF (battery 11a)."""
+    import gzip
+
+    from longrope.data.sources import SkipLog
+
+    (tmp_path / "rows.jsonl").write_bytes(b'\xef\xbb\xbf{"text": "first"}\n{"text": "second"}\n')
+    (tmp_path / "doc.txt").write_bytes("\ufeffa text".encode())
+    (tmp_path / "doc2.txt.gz").write_bytes(gzip.compress("\ufeffzipped".encode()))
+    log = SkipLog()
+    docs = {doc_id: text for s in resolve_sources([str(tmp_path)]) for doc_id, text, _ in s.documents(log)}
+    name = tmp_path.name
+    assert docs == {f"{name}/doc.txt": "a text", f"{name}/doc2.txt.gz": "zipped", f"{name}/rows.jsonl#0": "first",
+                    f"{name}/rows.jsonl#1": "second"}
+    assert log.skipped == []

@@ -198,8 +198,10 @@ def _chain_one(first, rest):
 
 
 def _open_text(path: Path):
+    """A .txt/.jsonl file as UTF-8 text; a byte-order mark (Windows tools write one) is not text: it skipped a
+    .jsonl's first line as "not JSON" and began a .txt document with U+FEFF (battery 11a)."""
     raw = gzip.open(path, "rb") if path.name.lower().endswith(".gz") else open(path, "rb")
-    return io.TextIOWrapper(raw, encoding="utf-8", errors="strict", newline="")
+    return io.TextIOWrapper(raw, encoding="utf-8-sig", errors="strict", newline="")
 
 
 def _file_documents(path: Path, name: str, src: Source, log: SkipLog) -> Iterator[tuple[str, str, int]]:
