@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import numbers
+import os
 import types
 import typing
 from collections.abc import Callable
@@ -143,13 +144,17 @@ def check_shapes(cfg: Any) -> None:
     """Refuse, naming the field, a Python caller's value of another shape than the command line gives: None for
     a required setting, a list setting that is not a list or tuple (a string was read letter by letter:
     ``factors="yarn.json"`` looked for a factor file 'y', ``tasks="vt"`` for a task 'v'; ``lengths=512`` was a
-    TypeError), a switch that is not true or false (``quiet="no"`` was on)."""
+    TypeError), a switch that is not true or false (``quiet="no"`` was on). A path object (``pathlib.Path``)
+    where a path string goes becomes that string: ``output=Path("e")`` passed the checks and the run failed writing
+    config.json ("Object of type PosixPath is not JSON serializable"), after the model was loaded; ``data=Path(..)``
+    was refused as naming no shard folder (battery 11a)."""
     hints = _hints(type(cfg))
     for f in dataclasses.fields(cfg):
         if f.metadata.get("nested"):
             continue
-        value = getattr(cfg, f.name)
         inner, optional = _unwrap_optional(hints[f.name])
+        value = _path_strings(getattr(cfg, f.name), inner)
+        setattr(cfg, f.name, value)
         if value is None:
             if not optional and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
                 raise ConfigError(f.name, "{name} is required, got None")
@@ -158,6 +163,15 @@ def check_shapes(cfg: Any) -> None:
                               + (f" (write [{value!r}] for one)" if isinstance(value, (str, int)) else ""))
         elif inner is bool and not isinstance(value, bool):
             raise ConfigError(f.name, "{name} must be True or False, got " + _shown(value))
+
+
+def _path_strings(value: Any, tp: Any) -> Any:
+    """``value`` with a path object read as the string it names, where ``tp`` (a field's type) takes strings."""
+    if tp is str and isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if _tuple_item(tp) is str and isinstance(value, (list, tuple)):
+        return type(value)(os.fspath(v) if isinstance(v, os.PathLike) else v for v in value)
+    return value
 
 
 # ---------------------------------------------------------------------------------------------

@@ -192,3 +192,20 @@ def test_a_numpy_integer_is_an_integer_for_every_check_and_is_recorded_as_one(tm
     for bad in (True, 1.0, np.float64(2.0), "2"):
         with pytest.raises((UserError, ConfigError)):
             PplConfig(model="tiny", data="shards", lengths=[512], output="e", samples=bad)
+
+
+def test_a_path_object_where_a_path_goes_is_read_as_its_string(tmp_path):
+    """PplConfig(output=Path(..)) / factors=(Path(..),) / model=Path(..) passed the checks, then the run failed
+    writing config.json ("Object of type PosixPath is not JSON serializable") after the model was loaded;
+    data=Path(..) was refused as naming no shard folder (battery 11a)."""
+    from pathlib import Path
+
+    from longrope.runs.evaluate import PplConfig
+    from longrope.tools import ExportConfig
+
+    config = PplConfig(model=Path("tiny"), data=tmp_path / "shards", lengths=[512], output=tmp_path / "e",
+                       factors=(Path("yarn.json"), "pi.json"))
+    assert (config.model, config.data, config.output) == ("tiny", str(tmp_path / "shards"), str(tmp_path / "e"))
+    assert config.factors == ("yarn.json", "pi.json")
+    assert json.loads(json.dumps(config_to_dict(config)))["factors"] == ["yarn.json", "pi.json"]
+    assert ExportConfig(model="tiny", factors=Path("f.json"), output=tmp_path / "x").output == str(tmp_path / "x")
