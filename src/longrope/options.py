@@ -246,14 +246,14 @@ def _length_item(part: str, text: str, flag: str, ratios: bool) -> int | str:
             raise UserError(f"{flag}: a context ratio is a number from 1 to {MAX_TOKENS:,} before 'x' (e.g. 8x), "
                             f"got {part!r}")
         return f"{r:g}x"
-    mult = 1
+    mult, given = 1, part  # the message shows the item as typed: '0.5k' was echoed as '0.5' (battery 11a)
     if part[-1] in "kK":
         part, mult = part[:-1], 1024
     try:
         n = int(part) * mult
     except ValueError:
         eg = "2048, 4k or 8x" if ratios else "2048 or 4k"
-        raise UserError(f"{flag}: a length is a whole number of tokens (e.g. {eg}), got {part!r}") from None
+        raise UserError(f"{flag}: a length is a whole number of tokens (e.g. {eg}), got {given!r}") from None
     if n < 2:
         raise UserError(f"{flag}: a length is at least 2 tokens, got {n}")
     return n

@@ -165,10 +165,13 @@ def test_quiet_turns_off_transformers_progress_bars_too(monkeypatch, tmp_path, c
     (["eval", "ppl", "--model", "tiny", "--lengths", "2k,12q", "--data", "d", "-o", "o"],
      "longrope eval ppl: error: --lengths: a length is a whole number of tokens (e.g. 2048, 4k or 8x), got '12q' "
      "(see longrope eval ppl --help)"),
+    (["eval", "passkey", "--model", "tiny", "--lengths", "0.5k,512", "-o", "o"],  # was "got '0.5'" (battery 11a)
+     "longrope eval passkey: error: --lengths: a length is a whole number of tokens (e.g. 2048, 4k or 8x), got "
+     "'0.5k' (see longrope eval passkey --help)"),
 ])
 def test_a_bad_length_is_named_once_and_said_as_it_is(capsys, tmp_path, argv, line):
     """argparse's own "argument --lengths:" prefix repeated the flag our parser names (battery 4), and a ratio
-    too large was called "not at least 1"."""
+    too large was called "not at least 1"; a length in k was echoed without its k (battery 11a)."""
     code, _, err = _run(capsys, *argv)
     assert code == 2 and err.strip() == line
 
