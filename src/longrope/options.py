@@ -153,8 +153,10 @@ def check_shapes(cfg: Any) -> None:
         if f.metadata.get("nested"):
             continue
         inner, optional = _unwrap_optional(hints[f.name])
-        value = _path_strings(getattr(cfg, f.name), inner)
-        setattr(cfg, f.name, value)
+        given = getattr(cfg, f.name)
+        value = _path_strings(given, inner)
+        if value is not given:
+            setattr(cfg, f.name, value)
         if value is None:
             if not optional and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
                 raise ConfigError(f.name, "{name} is required, got None")
@@ -169,7 +171,7 @@ def _path_strings(value: Any, tp: Any) -> Any:
     """``value`` with a path object read as the string it names, where ``tp`` (a field's type) takes strings."""
     if tp is str and isinstance(value, os.PathLike):
         return os.fspath(value)
-    if _tuple_item(tp) is str and isinstance(value, (list, tuple)):
+    if _tuple_item(tp) is str and isinstance(value, (list, tuple)) and any(isinstance(v, os.PathLike) for v in value):
         return type(value)(os.fspath(v) if isinstance(v, os.PathLike) else v for v in value)
     return value
 
