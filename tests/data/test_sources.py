@@ -106,3 +106,20 @@ def test_a_byte_order_mark_is_not_part_of_the_first_document(tmp_path):
     assert docs == {f"{name}/doc.txt": "a text", f"{name}/doc2.txt.gz": "zipped", f"{name}/rows.jsonl#0": "first",
                     f"{name}/rows.jsonl#1": "second"}
     assert log.skipped == []
+
+
+def test_a_linked_subfolder_is_listed_as_skipped_not_dropped_without_a_word(tmp_path):
+    """A symbolic link to a folder inside an input folder is not entered (links may loop): its documents were
+    dropped without a word (battery 11a). Now it is listed with the fix."""
+    from longrope.data.sources import SkipLog
+
+    (tmp_path / "real").mkdir()
+    (tmp_path / "real" / "r.txt").write_text("linked", encoding="utf-8")
+    (tmp_path / "corpus").mkdir()
+    (tmp_path / "corpus" / "own.txt").write_text("own", encoding="utf-8")
+    (tmp_path / "corpus" / "sub").symlink_to("../real")
+    log = SkipLog()
+    docs = [doc_id for s in resolve_sources([str(tmp_path / "corpus")]) for doc_id, _, _ in s.documents(log)]
+    assert docs == ["corpus/own.txt"]
+    assert [s["path"] for s in log.skipped] == [str(tmp_path / "corpus" / "sub")]
+    assert "give its target as an --input" in log.skipped[0]["reason"]

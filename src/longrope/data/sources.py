@@ -135,6 +135,9 @@ class Source:
                     log.ignored_files += 1
                 elif q.is_symlink() and not q.exists() and not hidden:  # is_file() is False: it would vanish
                     log.skip(str(q), "broken symbolic link (its target does not exist)")
+                elif q.is_symlink() and q.is_dir() and not hidden:  # rglob does not enter it: its files vanished
+                    log.skip(str(q), "a symbolic link to a folder, not followed (links may loop or repeat files); "
+                                     "give its target as an --input of its own")
         for path in self.files():
             if links and path in links:
                 log.skip(str(path), f"a symbolic link to {links[path]}, which is read under its own name: each file "
