@@ -188,3 +188,22 @@ def test_read_json_accepts_a_utf8_bom(tmp_path):
     path = tmp_path / "plan.json"
     path.write_bytes(b"\xef\xbb\xbf" + json.dumps({"format": "x"}).encode())
     assert read_json(path, what="plan") == {"format": "x"}
+
+
+@pytest.mark.parametrize("name", ["r" * 250, "é" * 127, "ü" * 120 + "x"])
+def test_an_output_with_a_long_legal_name_gets_hidden_siblings_within_the_name_limit(tmp_path, name):
+    """A legal name near 255 bytes took '.NAME.partial-PID' / '.NAME.tmp-…' siblings past the limit: every writer
+    (tokenize, eval, export, baseline, inspect) failed 'File name too long' (battery 11a). The prefix is shortened,
+    stays the same for the same name (the clean-up of a killed writer finds it) and differs between names."""
+    from longrope.io import NAME_MAX, atomic_write, sibling_prefix
+
+    prefix = sibling_prefix(tmp_path / name, "partial-")
+    assert len(prefix.encode()) + 48 <= NAME_MAX and prefix == sibling_prefix(tmp_path / name, "partial-")
+    assert prefix != sibling_prefix(tmp_path / (name[:-1] + "z"), "partial-")
+    assert sibling_prefix(tmp_path / "short", "tmp-") == ".short.tmp-"
+    atomic_write(tmp_path / name, lambda f: f.write("x"))
+    new = tmp_path / "new"
+    new.mkdir()
+    (tmp_path / (name[:-1] + "d")).mkdir()  # an earlier output: moved aside under a hidden sibling's name
+    replace_folder(new, tmp_path / (name[:-1] + "d"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([name, name[:-1] + "d"])

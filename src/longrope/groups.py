@@ -171,6 +171,7 @@ def _check_field(cfg: Any, f: dataclasses.Field) -> None:
         problem = int_problem(value, lo, PASSKEY_MAX_TRIALS)
         if problem:
             raise ConfigError(name, "{name} " + problem + (" (0 skips the passkey test)" if lo == 0 else ""))
+        setattr(cfg, name, int(value))
     elif concept == "heldout_fraction":
         setattr(cfg, name, check_heldout_fraction(value, name))
     elif concept == "depths":

@@ -76,8 +76,15 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: st
     """Call ``write(fileobj)`` on a temporary file next to ``path`` and move it into place."""
     path = Path(path)
     check_writable_path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=sibling_prefix(path, ""), suffix=".tmp", dir=path.parent)
+    except OSError as exc:  # the error named the hidden temporary file, with no fix (battery 11a)
+        if is_disk_full(exc):
+            raise
+        from longrope.errors import UserError
+
+        raise UserError(f"{path} cannot be written ({exc.strerror or exc}); choose a writable folder") from None
     try:
         with os.fdopen(fd, mode) as f:
             write(f)
@@ -192,10 +199,37 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+#: the longest file name most file systems take (bytes), and the room a hidden sibling's name leaves after the
+#: prefix :func:`sibling_prefix` gives it (a pid, random letters, a suffix)
+NAME_MAX = 255
+_SIBLING_TAIL = 48
+
+
+def sibling_prefix(path: str | os.PathLike, tag: str) -> str:
+    """The start of the name of a hidden entry next to ``path`` (``.{name}.{tag}``): the temporary file or folder
+    an output is built in, a folder moved aside, a run's partial folder; the one place these names are made, so
+    that the writer and the clean-up of a killed writer's leftovers agree. A name too long to take the prefix and
+    a tail within :data:`NAME_MAX` bytes is shortened to its start and a digest of the whole: an -o of a legal
+    250-character name failed 'File name too long' in every writer (battery 11a)."""
+    name = Path(path).name
+    room = NAME_MAX - _SIBLING_TAIL - len(tag.encode()) - 2
+
+    def size(text: str) -> int:
+        return len(text.encode("utf-8", "surrogateescape"))
+
+    if size(name) > room:
+        digest = hashlib.sha256(name.encode("utf-8", "surrogateescape")).hexdigest()[:12]
+        head = name
+        while size(head) > room - len(digest) - 1:
+            head = head[:-1]
+        name = f"{head}~{digest}"
+    return f".{name}.{tag}"
+
+
 def aside_prefix(dest: Path) -> str:
     """The name prefix of the folder :func:`replace_folder` moves aside (``.{name}.old-``), for
     :func:`remove_dead_leftovers` after a kill between its two renames."""
-    return f".{Path(dest).name}.old-"
+    return sibling_prefix(dest, "old-")
 
 
 def check_replaceable_target(dest: str | os.PathLike, flag: str = "-o") -> None:

@@ -102,9 +102,21 @@ def _shown(v: Any) -> str:
     return repr(v)
 
 
+def is_integer(v: Any) -> bool:
+    """Whether ``v`` is an integer value: an int or a numpy integer (``np.arange``'s, ``argmax``'s), not a bool. The
+    one test of every integer setting and API argument: a numpy integer was refused by some ("trials must be a
+    positive integer, got np.int64(1)") and taken by others (battery 11a)."""
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+
+def is_number(v: Any) -> bool:
+    """Whether ``v`` is a real number (int, float or a numpy scalar of either), not a bool."""
+    return isinstance(v, numbers.Real) and not isinstance(v, bool)
+
+
 def int_problem(v: Any, lo: int, hi: int) -> str | None:
     """Why ``v`` is not an integer in ``[lo, hi]`` ("must be an integer in [lo, hi], got ..."), or None."""
-    if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+    if not is_integer(v) or not lo <= v <= hi:
         return f"must be an integer in [{lo:,}, {hi:,}], got {_shown(v)}"
     return None
 
@@ -112,7 +124,7 @@ def int_problem(v: Any, lo: int, hi: int) -> str | None:
 def check_seed(seed: Any) -> None:
     """A library caller's seed is an integer in [0, 2^32 - 1], as ``--seed`` (the one check of the passkey keys'
     and the document sample's seed: -1 was numpy's ValueError traceback, 1.5 a TypeError or the draw of seed 1)."""
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed <= MAX_SEED:
+    if not is_integer(seed) or not 0 <= seed <= MAX_SEED:
         raise UserError(f"seed must be an integer in [0, {MAX_SEED:,}], got {_shown(seed)}")
 
 
@@ -124,19 +136,27 @@ def check_int(cfg: Any, name: str, lo: int = 1, hi: int = MAX_COUNT, *, optional
     problem = None if optional and v is None else int_problem(v, lo, hi)
     if problem:
         raise ConfigError(name, "{name} " + problem)
+    if v is not None and type(v) is not int:  # a numpy integer: recorded in config.json as the int it is
+        setattr(cfg, name, int(v))
 
 
 def check_shapes(cfg: Any) -> None:
     """Refuse, naming the field, a Python caller's value of another shape than the command line gives: None for
     a required setting, a list setting that is not a list or tuple (a string was read letter by letter:
     ``factors="yarn.json"`` looked for a factor file 'y', ``tasks="vt"`` for a task 'v'; ``lengths=512`` was a
-    TypeError), a switch that is not true or false (``quiet="no"`` was on)."""
+    TypeError), a switch that is not true or false (``quiet="no"`` was on). A path object (``pathlib.Path``)
+    where a path string goes becomes that string: ``output=Path("e")`` passed the checks and the run failed writing
+    config.json ("Object of type PosixPath is not JSON serializable"), after the model was loaded; ``data=Path(..)``
+    was refused as naming no shard folder (battery 11a)."""
     hints = _hints(type(cfg))
     for f in dataclasses.fields(cfg):
         if f.metadata.get("nested"):
             continue
-        value = getattr(cfg, f.name)
         inner, optional = _unwrap_optional(hints[f.name])
+        given = getattr(cfg, f.name)
+        value = _path_strings(given, inner)
+        if value is not given:
+            setattr(cfg, f.name, value)
         if value is None:
             if not optional and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
                 raise ConfigError(f.name, "{name} is required, got None")
@@ -155,22 +175,28 @@ def check_shapes(cfg: Any) -> None:
 
 
 def _checked_scalars(name: str, tp: Any, value: Any) -> Any:
-    """``value`` of a text, number or integer field (or a list of them) as the command line gives it, a path
-    object as its text; another type is a :class:`ConfigError` naming the field (a Python caller's
-    ``output=Path(...)`` was a JSON TypeError once the run had started, ``min_factor="1.1"`` a TypeError,
-    ``step=True`` a grid of 1, ``start_tokens=(0.5,)`` a fractional n̂)."""
+    """``value`` of a text, number or integer field (or a list of them) as the command line gives it (path
+    objects were read as their text before, :func:`_path_strings`); another type is a :class:`ConfigError`
+    naming the field (``min_factor="1.1"`` was a TypeError, ``step=True`` a grid of 1, ``start_tokens=(0.5,)``
+    a fractional n̂)."""
     item = _tuple_item(tp)
     if item is not None:
         return tuple(_checked_scalars(name, item, v) for v in value) if isinstance(value, (list, tuple)) else value
-    if tp is str and isinstance(value, os.PathLike):
-        return os.fspath(value)
     if tp is str and not isinstance(value, str):
         raise ConfigError(name, "{name} must be text, got " + _shown(value))
-    if tp in (int, float) and (isinstance(value, bool) or not isinstance(value, numbers.Real)
-                               or (tp is int and not isinstance(value, numbers.Integral))):
+    if (tp is int and not is_integer(value)) or (tp is float and not is_number(value)):
         raise ConfigError(name, "{name} must be " + ("an integer" if tp is int else "a number") + ", got "
                           + _shown(value))
     return int(value) if tp is int else value
+
+
+def _path_strings(value: Any, tp: Any) -> Any:
+    """``value`` with a path object read as the string it names, where ``tp`` (a field's type) takes strings."""
+    if tp is str and isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if _tuple_item(tp) is str and isinstance(value, (list, tuple)) and any(isinstance(v, os.PathLike) for v in value):
+        return type(value)(os.fspath(v) if isinstance(v, os.PathLike) else v for v in value)
+    return value
 
 
 # ---------------------------------------------------------------------------------------------
@@ -245,14 +271,14 @@ def _length_item(part: str, text: str, flag: str, ratios: bool) -> int | str:
             raise UserError(f"{flag}: a context ratio is a number from 1 to {MAX_TOKENS:,} before 'x' (e.g. 8x), "
                             f"got {part!r}")
         return f"{r:g}x"
-    mult = 1
+    mult, given = 1, part  # the message shows the item as typed: '0.5k' was echoed as '0.5' (battery 11a)
     if part[-1] in "kK":
         part, mult = part[:-1], 1024
     try:
         n = int(part) * mult
     except ValueError:
         eg = "2048, 4k or 8x" if ratios else "2048 or 4k"
-        raise UserError(f"{flag}: a length is a whole number of tokens (e.g. {eg}), got {part!r}") from None
+        raise UserError(f"{flag}: a length is a whole number of tokens (e.g. {eg}), got {given!r}") from None
     if n < 2:
         raise UserError(f"{flag}: a length is at least 2 tokens, got {n}")
     return n

@@ -165,10 +165,13 @@ def test_quiet_turns_off_transformers_progress_bars_too(monkeypatch, tmp_path, c
     (["eval", "ppl", "--model", "tiny", "--lengths", "2k,12q", "--data", "d", "-o", "o"],
      "longrope eval ppl: error: --lengths: a length is a whole number of tokens (e.g. 2048, 4k or 8x), got '12q' "
      "(see longrope eval ppl --help)"),
+    (["eval", "passkey", "--model", "tiny", "--lengths", "0.5k,512", "-o", "o"],  # was "got '0.5'" (battery 11a)
+     "longrope eval passkey: error: --lengths: a length is a whole number of tokens (e.g. 2048, 4k or 8x), got "
+     "'0.5k' (see longrope eval passkey --help)"),
 ])
 def test_a_bad_length_is_named_once_and_said_as_it_is(capsys, tmp_path, argv, line):
     """argparse's own "argument --lengths:" prefix repeated the flag our parser names (battery 4), and a ratio
-    too large was called "not at least 1"."""
+    too large was called "not at least 1"; a length in k was echoed without its k (battery 11a)."""
     code, _, err = _run(capsys, *argv)
     assert code == 2 and err.strip() == line
 
@@ -221,3 +224,16 @@ def test_a_console_that_cannot_show_a_character_gets_an_escape_not_a_traceback(m
     code = main(["tokenize", "--tokenizer", "tiny", "--input", str(tmp_path / "books"), "-o", str(tmp_path / "out ü"),
                  "--quiet"])
     assert code == 0 and b"out \\xfc" in raw.getvalue()
+
+
+def test_ctrl_c_while_the_command_line_is_read_is_one_line(monkeypatch, capsys):
+    """Ctrl-C in the first second (the parser being built imports every run module) was a 40-line
+    KeyboardInterrupt traceback; after it, one line. Now one line and status 130 there too (battery 11a)."""
+    import longrope.cli as cli
+
+    def interrupted():
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "build_parser", interrupted)
+    assert cli.main(["eval", "ppl", "--help"]) == 130
+    assert capsys.readouterr().err == "longrope: interrupted\n"

@@ -132,3 +132,16 @@ def test_factors_for_another_original_length_need_the_flag(capsys, tmp_path, yar
     code, _, err = _run(capsys, "generate", "--model", "tiny", "--factors", str(other), "--prompt", "hi",
                         "--max-new-tokens", "2", "--original-length", "1024")
     assert code == 0, err
+
+
+def test_a_prompt_file_with_a_byte_order_mark_is_the_same_prompt(capsys, tmp_path, yarn_file):
+    """--prompt-file saved with a UTF-8 BOM put 3 tokens of it before the prompt, and the output changed (battery
+    11a, as the .jsonl/.txt inputs of tokenize)."""
+    outs = []
+    for name, data in (("plain.txt", b"It was a dark night"), ("bom.txt", b"\xef\xbb\xbfIt was a dark night")):
+        (tmp_path / name).write_bytes(data)
+        code, out, _ = _run(capsys, "generate", "--model", "tiny", "--factors", str(yarn_file), "--prompt-file",
+                            str(tmp_path / name), "--max-new-tokens", "2", "--json")
+        assert code == 0
+        outs.append(json.loads(out))
+    assert outs[0] == outs[1]

@@ -97,3 +97,15 @@ def test_bad_arguments(tmp_path, kw, match):
     args = dict(min_tokens=10, n=1, seed=0, split="all") | kw
     with pytest.raises(UserError, match=match):
         sample_documents(c, args.pop("min_tokens"), args.pop("n"), **args)
+
+
+def test_a_split_emptied_by_pinned_roles_says_so_not_change_the_fraction(tmp_path):
+    """Every document tokenized as train=PATH: "no heldout documents among 3 (heldout fraction 0.5); use --split
+    all or change the fraction", but no fraction moves a pinned document (battery 11a)."""
+    c = make_corpus(tmp_path / "c", [50] * 3, roles=["train", "train", "search"])
+    with pytest.raises(UserError, match=r"every document was pinned .*\(1 to search, 2 to train; .*heldout=PATH") as e:
+        sample_documents(c, 10, 1, seed=0, split="heldout")
+    assert "change the fraction" not in str(e.value)
+    c = make_corpus(tmp_path / "d", [50] * 3, roles=["train", None, None])
+    with pytest.raises(UserError, match="1 pinned to other roles.*change the fraction"):
+        sample_documents(c, 10, 1, seed=0, split="heldout", heldout_fraction=0.0)

@@ -66,3 +66,60 @@ def test_parquet_rows_without_text_are_listed_as_jsonl_lines_are(tmp_path):
     assert [(s["path"].rsplit("/", 1)[-1], s["reason"]) for s in log.skipped] == [
         ("a.parquet", "2 row(s) whose 'text' is not a non-empty string"),
         ("b.parquet", "2 row(s) whose 'text' is not a non-empty string")]
+
+
+def test_a_link_to_a_file_read_anyway_is_stored_once_under_the_files_own_name(tmp_path):
+    """A symbolic link in an input folder to a file another input holds stored the document twice: with
+    ``search=s heldout=h`` and ``s/l.txt -> ../h/a.txt`` a held-out document was also searched on (battery 11a).
+    A link to a file no input holds otherwise is still read, once."""
+    from longrope.data.sources import SkipLog, links_read_twice
+
+    (tmp_path / "h").mkdir()
+    (tmp_path / "s").mkdir()
+    (tmp_path / "out").mkdir()
+    (tmp_path / "h" / "a.txt").write_text("held out", encoding="utf-8")
+    (tmp_path / "out" / "b.txt").write_text("outside", encoding="utf-8")
+    (tmp_path / "s" / "l.txt").symlink_to("../h/a.txt")
+    (tmp_path / "s" / "m.txt").symlink_to("../out/b.txt")
+    (tmp_path / "s" / "n.txt").symlink_to("../out/b.txt")
+    sources = resolve_sources([f"search={tmp_path / 's'}", f"heldout={tmp_path / 'h'}"])
+    log, links = SkipLog(), links_read_twice(sources)
+    docs = [(doc_id, src.role) for src in sources for doc_id, _, _ in src.documents(log, links)]
+    assert docs == [("s/m.txt", "search"), ("h/a.txt", "heldout")]
+    assert [s["path"].rsplit("/", 1)[-1] for s in log.skipped] == ["l.txt", "n.txt"]
+    assert "symbolic link to" in log.skipped[0]["reason"]
+
+
+def test_a_byte_order_mark_is_not_part_of_the_first_document(tmp_path):
+    """A .jsonl written with a UTF-8 BOM lost its first line ("1 line(s) ... not JSON"); a .txt with one began its
+    document with U+FEFF (battery 11a)."""
+    import gzip
+
+    from longrope.data.sources import SkipLog
+
+    (tmp_path / "rows.jsonl").write_bytes(b'\xef\xbb\xbf{"text": "first"}\n{"text": "second"}\n')
+    (tmp_path / "doc.txt").write_bytes("\ufeffa text".encode())
+    (tmp_path / "doc2.txt.gz").write_bytes(gzip.compress("\ufeffzipped".encode()))
+    log = SkipLog()
+    docs = {doc_id: text for s in resolve_sources([str(tmp_path)]) for doc_id, text, _ in s.documents(log)}
+    name = tmp_path.name
+    assert docs == {f"{name}/doc.txt": "a text", f"{name}/doc2.txt.gz": "zipped", f"{name}/rows.jsonl#0": "first",
+                    f"{name}/rows.jsonl#1": "second"}
+    assert log.skipped == []
+
+
+def test_a_linked_subfolder_is_listed_as_skipped_not_dropped_without_a_word(tmp_path):
+    """A symbolic link to a folder inside an input folder is not entered (links may loop): its documents were
+    dropped without a word (battery 11a). Now it is listed with the fix."""
+    from longrope.data.sources import SkipLog
+
+    (tmp_path / "real").mkdir()
+    (tmp_path / "real" / "r.txt").write_text("linked", encoding="utf-8")
+    (tmp_path / "corpus").mkdir()
+    (tmp_path / "corpus" / "own.txt").write_text("own", encoding="utf-8")
+    (tmp_path / "corpus" / "sub").symlink_to("../real")
+    log = SkipLog()
+    docs = [doc_id for s in resolve_sources([str(tmp_path / "corpus")]) for doc_id, _, _ in s.documents(log)]
+    assert docs == ["corpus/own.txt"]
+    assert [s["path"] for s in log.skipped] == [str(tmp_path / "corpus" / "sub")]
+    assert "give its target as an --input" in log.skipped[0]["reason"]

@@ -153,7 +153,7 @@ def test_disk_full_and_unlistable_inputs_are_one_line(tokenizer, corpus_dir, tmp
             _run(tokenizer, [corpus_dir], out)
     assert "\n" not in str(e.value) and not out.exists() and _siblings(out) == []
 
-    def unlistable(self, log):
+    def unlistable(self, log, links=None):
         raise PermissionError(errno.EACCES, "Permission denied", str(corpus_dir / "locked"))
         yield  # a generator, like the real one
 

@@ -326,3 +326,23 @@ def test_exported_config_reads_back_as_the_same_factor_set(tmp_path, family):
     np.testing.assert_array_equal(back.short_factor, fs.short_factor)
     assert (back.original_max_position_embeddings, back.max_position_embeddings) == (TINY_L, 4 * TINY_L)
     assert back.resolved_attention_factor() == pytest.approx(fs.resolved_attention_factor(), rel=1e-12)
+
+
+def test_an_output_where_nothing_can_be_created_is_refused_before_the_model_is_read(tiny_model_dir, tmp_path,
+                                                                                      monkeypatch):
+    """os.access says yes to root on /proc and /sys: export loaded the whole model, then failed 'Operation not
+    permitted (/sys/.xx.tmp-123-ab)', naming a hidden file and no fix; baseline and inspect -o the same (battery
+    11a). Now the folder is tried first, and the line names the user's path and the fix."""
+    import longrope.models.loading as loading
+    from longrope.io import write_json
+    from longrope.models.exporter import export_model
+
+    unwritable = "/proc/longrope-no-such"  # nothing can be created in /proc, by root either
+    factors = FactorSet(long_factor=np.linspace(1, 4, 8), original_max_position_embeddings=32,
+                        max_position_embeddings=128, rope_theta=1e4).save(tmp_path / "f.json")
+    monkeypatch.setattr(loading, "load_model", lambda *a, **k: pytest.fail("the model was loaded"))
+    for out, fmt in ((f"{unwritable}/m", "hf"), (f"{unwritable}.gguf", "gguf")):
+        with pytest.raises(UserError, match=r"cannot write into /proc \(.*\); choose another -o"):
+            export_model(str(tiny_model_dir), factors, out, fmt=fmt)
+    with pytest.raises(UserError, match=r"^/proc/longrope-no-such/r\.json cannot be written .*choose a writable"):
+        write_json(f"{unwritable}/r.json", {})

@@ -25,3 +25,18 @@ def test_the_model_being_exported_is_not_its_own_output(tiny_model_dir, tmp_path
     export_model(str(tiny_model_dir), factors, gguf, fmt="gguf")
     with pytest.raises(UserError, match="is the model being exported"):
         export_model(str(gguf), factors, gguf, fmt="gguf", overwrite=True)
+
+
+def test_an_output_name_of_the_other_format_is_refused_before_the_model_is_read(tiny_model_dir, tmp_path, monkeypatch):
+    """export --format gguf -o m wrote a GGUF that --model then refused ("a file but not a .gguf"); export -o
+    m.gguf (format hf by default) wrote a folder named like a GGUF file, without a word (battery 11a)."""
+    import longrope.models.loading as loading
+
+    factors = FactorSet(long_factor=np.linspace(1, 4, 8), original_max_position_embeddings=32,
+                        max_position_embeddings=128, rope_theta=1e4).save(tmp_path / "f.json")
+    monkeypatch.setattr(loading, "load_model", lambda *a, **k: pytest.fail("the model was loaded"))
+    with pytest.raises(UserError, match=r"does not end in \.gguf.*give e\.g\. -o .*m\.gguf"):
+        export_model(str(tiny_model_dir), factors, tmp_path / "m", fmt="gguf")
+    with pytest.raises(UserError, match="names a GGUF file, but --format hf .* add --format gguf"):
+        export_model(str(tiny_model_dir), factors, tmp_path / "m.GGUF")
+    assert not (tmp_path / "m").exists() and not (tmp_path / "m.GGUF").exists()

@@ -221,3 +221,46 @@ def test_a_python_caller_s_values_of_another_type_are_refused_or_read_as_the_com
     for change, field in (({"plan": {"stages": []}}, "plan"), ({"only": ["a"]}, "only")):
         with pytest.raises(ConfigError, match=f"^{field} must be text"):
             PipelineConfig(output="o", **change)
+
+
+def test_a_numpy_integer_is_an_integer_for_every_check_and_is_recorded_as_one(tmp_path):
+    """np.int64(1) was refused by some checks ("trials must be a positive integer, got np.int64(1)", batch_size,
+    chunk_size, needle n, a config's samples, generate's max_new_tokens) and taken by others (lengths, seeds of the
+    sample) (battery 11a). Now one test (options.is_integer) takes it everywhere; a config records a plain int."""
+    import numpy as np
+
+    from longrope.errors import UserError
+    from longrope.evaluate.lm import check_chunk_size
+    from longrope.models.generation import check_generation_counts, check_sampling
+    from longrope.options import check_seed
+    from longrope.runs.evaluate import PasskeyConfig, PplConfig
+
+    config = PplConfig(model="tiny", data="shards", lengths=[512], output=str(tmp_path / "e"), samples=np.int64(2),
+                       seed=np.uint32(3))
+    assert (type(config.samples), type(config.seed)) == (int, int)
+    assert json.loads(json.dumps(config_to_dict(config)))["samples"] == 2
+    assert type(PasskeyConfig(model="tiny", lengths=[512], output="p", trials=np.int16(1)).trials) is int
+    check_seed(np.int64(1))
+    check_chunk_size(np.int32(16))
+    check_generation_counts(np.int64(3), np.int64(0))
+    check_sampling(True, np.float32(0.7), np.float32(0.9))
+    for bad in (True, 1.0, np.float64(2.0), "2"):
+        with pytest.raises((UserError, ConfigError)):
+            PplConfig(model="tiny", data="shards", lengths=[512], output="e", samples=bad)
+
+
+def test_a_path_object_where_a_path_goes_is_read_as_its_string(tmp_path):
+    """PplConfig(output=Path(..)) / factors=(Path(..),) / model=Path(..) passed the checks, then the run failed
+    writing config.json ("Object of type PosixPath is not JSON serializable") after the model was loaded;
+    data=Path(..) was refused as naming no shard folder (battery 11a)."""
+    from pathlib import Path
+
+    from longrope.runs.evaluate import PplConfig
+    from longrope.tools import ExportConfig
+
+    config = PplConfig(model=Path("tiny"), data=tmp_path / "shards", lengths=[512], output=tmp_path / "e",
+                       factors=(Path("yarn.json"), "pi.json"))
+    assert (config.model, config.data, config.output) == ("tiny", str(tmp_path / "shards"), str(tmp_path / "e"))
+    assert config.factors == ("yarn.json", "pi.json")
+    assert json.loads(json.dumps(config_to_dict(config)))["factors"] == ["yarn.json", "pi.json"]
+    assert ExportConfig(model="tiny", factors=Path("f.json"), output=tmp_path / "x").output == str(tmp_path / "x")

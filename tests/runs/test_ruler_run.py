@@ -237,3 +237,17 @@ def test_hand_edited_cells_and_samples_are_measured_again_and_planted_pipes_neve
     # a pipe where the run writes is refused in one line before any cell, never waited on nor replaced
     # (battery 5: outputs that are devices or pipes are left alone)
     assert main(_argv(out, yarn)) == 2 and calls == []
+
+
+def test_a_length_too_short_for_a_later_task_is_refused_before_any_sample_is_made(tmp_path, yarn, monkeypatch,
+                                                                                  capsys):
+    """The default tasks at 512: vt's length check ran when its samples were made, after every task before it
+    had made its own (minutes at real lengths) (battery 11a). Every (task, length) is checked first."""
+    import longrope.data.ruler as ruler
+
+    monkeypatch.setattr(ruler, "make_samples", lambda *a, **k: pytest.fail("samples were made first"))
+    argv = _argv(tmp_path / "r", yarn)
+    argv[argv.index(TASK)] = f"{TASK},vt"
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "too short for ruler_vt" in err

@@ -246,7 +246,16 @@ def _printable_stdout() -> None:
 
 def main(argv: list[str] | None = None, *, parser: argparse.ArgumentParser | None = None) -> int:
     """``longrope ARGV``; with ``parser`` (from :func:`run_parser`), that program's command line, with the same
-    one-line errors named by its prog."""
+    one-line errors named by its prog. Ctrl-C is one line from the first instant: while the parser was built (the
+    run modules imported) it was a 40-line KeyboardInterrupt traceback (battery 11a)."""
+    try:
+        return _main(argv, parser)
+    except KeyboardInterrupt:
+        print(f"{(parser.prog if parser is not None else 'longrope')}: interrupted", file=sys.stderr)
+        return 130
+
+
+def _main(argv: list[str] | None, parser: argparse.ArgumentParser | None) -> int:
     from longrope.runs import MOVED
 
     argv = sys.argv[1:] if argv is None else list(argv)

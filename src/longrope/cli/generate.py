@@ -48,7 +48,8 @@ def run(args: GenerateConfig) -> int:
                    given_opts.get("top_p", defaults["top_p"]), names=("--temperature", "--top-p"))
     if args.prompt_file is not None:
         try:
-            text = read_regular(args.prompt_file).decode("utf-8")  # a pipe or /dev/zero: refused, not read
+            text = read_regular(args.prompt_file).decode("utf-8-sig")  # a pipe or /dev/zero: refused, not read;
+            # a byte-order mark is no prompt text (it was 3 tokens before the prompt, battery 11a)
         except (OSError, UnicodeDecodeError) as e:
             raise UserError(f"cannot read --prompt-file {args.prompt_file}: {e}") from None
     else:

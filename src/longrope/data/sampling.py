@@ -74,6 +74,20 @@ def document_roles(corpus: TokenCorpus, heldout_fraction: float = HELDOUT_FRACTI
     return [corpus.pinned_role(i) or document_role(name, heldout_fraction) for i, name in enumerate(corpus.names)]
 
 
+def _none_in_split(corpus: TokenCorpus, split: str, heldout_fraction: float) -> str:
+    """Why ``split`` holds no document of ``corpus``, and the fix. Documents pinned at tokenize time keep their role
+    whatever the fraction: with every document pinned to train, "change the fraction" was no fix (battery 11a)."""
+    pinned = [r for r in (corpus.pinned_role(i) for i in range(len(corpus))) if r is not None]
+    if len(pinned) < len(corpus):
+        return (f"{corpus.path}: no {split} documents among {len(corpus)} (heldout fraction {heldout_fraction}"
+                + (f"; {len(pinned)} pinned to other roles at tokenize time" if pinned else "")
+                + "); use --split all or change the fraction")
+    counts = ", ".join(f"{pinned.count(r)} to {r}" for r in sorted(set(pinned)))
+    return (f"{corpus.path}: no {split} documents among {len(corpus)}: every document was pinned to a role at tokenize "
+            f"time ({counts}; the heldout fraction moves none of them); tokenize documents as {split}=PATH or "
+            "without a role, or use --split all")
+
+
 def sample_documents(
     corpus: TokenCorpus,
     min_tokens: int,
@@ -106,8 +120,7 @@ def sample_documents(
     lengths = corpus.lengths
     in_split = np.array([split == "all" or r == split for r in roles], dtype=bool)
     if not in_split.any():
-        raise UserError(f"{corpus.path}: no {split} documents among {len(corpus)} (heldout fraction "
-                        f"{heldout_fraction}); use --split all or change the fraction")
+        raise UserError(_none_in_split(corpus, split, heldout_fraction))
     eligible = np.flatnonzero(in_split & (lengths >= min_tokens))
     if eligible.size == 0:
         longest = int(np.argmax(np.where(in_split, lengths, -1)))

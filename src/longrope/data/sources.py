@@ -30,7 +30,7 @@ import gzip
 import io
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,7 +38,7 @@ from longrope.errors import UserError
 from longrope.hub import hub_offline
 from longrope.hub import hub_reachable as _hub_reachable  # module-level name: tests monkeypatch it
 
-__all__ = ["Source", "SkipLog", "resolve_sources", "HUB_ALIASES", "DOC_SUFFIXES"]
+__all__ = ["Source", "SkipLog", "links_read_twice", "resolve_sources", "HUB_ALIASES", "DOC_SUFFIXES"]
 
 #: Short names for the paper's corpora → (hub id, default text field).
 HUB_ALIASES = {
@@ -121,8 +121,9 @@ class Source:
                           and not any(part.startswith(".") for part in q.relative_to(p).parts))
         return []
 
-    def documents(self, log: SkipLog) -> Iterator[tuple[str, str, int]]:
-        """Yield ``(doc_id, text, bytes_read)``; bytes feed the progress bar (0 for the hub)."""
+    def documents(self, log: SkipLog, links: Mapping[Path, Path] | None = None) -> Iterator[tuple[str, str, int]]:
+        """Yield ``(doc_id, text, bytes_read)``; bytes feed the progress bar (0 for the hub). ``links``
+        (:func:`links_read_twice`): the files not read, as links to a file read under another name."""
         if self.kind == "hub":
             yield from self._hub_documents()
             return
@@ -134,7 +135,14 @@ class Source:
                     log.ignored_files += 1
                 elif q.is_symlink() and not q.exists() and not hidden:  # is_file() is False: it would vanish
                     log.skip(str(q), "broken symbolic link (its target does not exist)")
+                elif q.is_symlink() and q.is_dir() and not hidden:  # rglob does not enter it: its files vanished
+                    log.skip(str(q), "a symbolic link to a folder, not followed (links may loop or repeat files); "
+                                     "give its target as an --input of its own")
         for path in self.files():
+            if links and path in links:
+                log.skip(str(path), f"a symbolic link to {links[path]}, which is read under its own name: each file "
+                                    "is stored once")
+                continue
             rel = path.name if self.kind == "file" else path.relative_to(root).as_posix()
             name = rel if self.kind == "file" else f"{_own_name(root)}/{rel}"
             if not valid_text(name):
@@ -193,8 +201,10 @@ def _chain_one(first, rest):
 
 
 def _open_text(path: Path):
+    """A .txt/.jsonl file as UTF-8 text; a byte-order mark (Windows tools write one) is not text: it skipped a
+    .jsonl's first line as "not JSON" and began a .txt document with U+FEFF (battery 11a)."""
     raw = gzip.open(path, "rb") if path.name.lower().endswith(".gz") else open(path, "rb")
-    return io.TextIOWrapper(raw, encoding="utf-8", errors="strict", newline="")
+    return io.TextIOWrapper(raw, encoding="utf-8-sig", errors="strict", newline="")
 
 
 def _file_documents(path: Path, name: str, src: Source, log: SkipLog) -> Iterator[tuple[str, str, int]]:
@@ -330,6 +340,24 @@ def resolve_sources(
         out.append(Source(spec, kind, role, split, text_field, id_field))
     _refuse_overlaps(out)
     return out
+
+
+def links_read_twice(sources: list[Source]) -> dict[Path, Path]:
+    """The symbolic links among the inputs' files that lead to a file read anyway, each mapped to that file (the
+    one reached without a link, else the first link to it). A link in a folder to another file of the inputs
+    stored the document twice, under two names and possibly two roles: with ``search=A heldout=B`` and a link in A
+    to a file of B, a held-out document was also searched on (battery 11a)."""
+    listed = [p for s in sources if s.kind != "hub" for p in s.files()]
+    first = {p.resolve(): p for p in reversed(listed) if not p.is_symlink()}
+    twice = {}
+    for p in listed:
+        if p.is_symlink():
+            target = p.resolve()
+            if target in first:
+                twice[p] = first[target]
+            else:
+                first[target] = p
+    return twice
 
 
 #: the roles an ``--input`` may be pinned to (``role=PATH``)

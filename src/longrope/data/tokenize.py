@@ -46,7 +46,7 @@ from longrope.data.shards import (
     vocab_sha256,
     write_meta,
 )
-from longrope.data.sources import SkipLog, Source, printable, resolve_sources
+from longrope.data.sources import SkipLog, Source, links_read_twice, printable, resolve_sources
 from longrope.errors import UserError
 from longrope.io import (
     aside_prefix,
@@ -54,6 +54,7 @@ from longrope.io import (
     read_json,
     remove_dead_leftovers,
     replace_folder,
+    sibling_prefix,
 )
 
 __all__ = ["TokenizeReport", "tokenize_corpus", "make_encoder"]
@@ -123,8 +124,9 @@ def _batches(sources: list[Source], log: SkipLog, batch_docs: int, batch_chars: 
              ) -> Iterator[list[tuple[str, str, str | None, int]]]:
     batch: list[tuple[str, str, str | None, int]] = []
     chars = 0
+    links = links_read_twice(sources)
     for src in sources:
-        for doc_id, text, nbytes in src.documents(log):
+        for doc_id, text, nbytes in src.documents(log, links):
             batch.append((doc_id, text, src.role, nbytes))
             chars += len(text)
             if len(batch) >= batch_docs or chars >= batch_chars:
@@ -305,7 +307,7 @@ def _new_build_folder(out: Path) -> Path:
     replaced, and removing what killed builds left)."""
     _check_replaceable(out)
     _remove_stale_builds(out)
-    building = out.parent / f"{_BUILD_PREFIX.format(name=out.name)}{os.getpid()}"
+    building = out.parent / f"{sibling_prefix(out, _BUILD_TAG)}{os.getpid()}"
     try:
         building.mkdir(parents=True)
     except OSError as exc:
@@ -359,7 +361,7 @@ def _write_shards(tokenizer: Any, sources: list, building: Path, log: SkipLog, *
             bar.close()
 
 
-_BUILD_PREFIX = ".{name}.tokenize-"
+_BUILD_TAG = "tokenize-"
 
 
 def _os_error(exc: OSError, building: Path) -> UserError:
@@ -392,7 +394,7 @@ def _check_replaceable(out: Path) -> None:
 
 def _remove_stale_builds(out: Path) -> None:
     """Remove build folders of killed runs on the same output (their process is gone)."""
-    for prefix in (_BUILD_PREFIX.format(name=out.name), aside_prefix(out)):
+    for prefix in (sibling_prefix(out, _BUILD_TAG), aside_prefix(out)):
         remove_dead_leftovers(out.parent, prefix)
 
 

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from longrope.errors import UserError
+from longrope.options import is_integer
 
 __all__ = [
     "check_chunk_size",
@@ -126,7 +127,7 @@ def hidden_states(model: torch.nn.Module, input_ids: torch.Tensor) -> torch.Tens
 def check_chunk_size(chunk_size: Any) -> None:
     """The one check of an LM-head chunk size: a positive integer, or None for the default. (needle_score took
     a negative one: no chunk ran, and the never-written NLL buffer was scored, exact=0 with NLL 1e-44.)"""
-    if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1):
+    if chunk_size is not None and (not is_integer(chunk_size) or chunk_size < 1):
         raise UserError(f"chunk_size must be a positive integer, got {chunk_size!r}")
 
 

@@ -69,7 +69,7 @@ from longrope.errors import UserError
 from longrope.evaluate import lm
 from longrope.evaluate.memory import out_of_memory
 from longrope.evaluate.windows import check_length
-from longrope.options import check_seed
+from longrope.options import check_seed, is_integer
 from longrope.settings import PASSKEY_ANSWER, PASSKEY_DEPTHS, PASSKEY_MODES, check_passkey_depths
 
 __all__ = [
@@ -374,8 +374,9 @@ def needle_prompts(
     ``haystacks`` (token arrays or :class:`longrope.data.Sample` objects from the *search* split)
     prompt ``k`` plants its needle in haystack ``k mod len(haystacks)``; else the synthetic filler.
     """
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+    if not is_integer(n) or n < 1:
         raise UserError(f"n must be a positive integer, got {n!r}")
+    n = int(n)
     check_seed(seed)
     rng = np.random.default_rng([int(seed), int(length)])
     joiner = piece_joiner(tokenizer)
@@ -569,8 +570,9 @@ def passkey_accuracy(
     """
     if mode not in MODES:
         raise UserError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
-    if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
+    if not is_integer(trials) or trials < 1:
         raise UserError(f"trials must be a positive integer, got {trials!r}")
+    trials = int(trials)
     check_seed(seed)
     lengths = [check_length(n) for n in lengths]
     depths = check_passkey_depths(depths)

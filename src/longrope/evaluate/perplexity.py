@@ -25,6 +25,7 @@ import torch
 from longrope.errors import UserError
 from longrope.evaluate import lm
 from longrope.evaluate.windows import Window, check_length, document_windows, max_tokens_below
+from longrope.options import is_integer
 
 __all__ = ["DocNLL", "PerplexityResult", "evaluate_perplexity", "doc_tokens_and_id"]
 
@@ -152,11 +153,11 @@ def evaluate_perplexity(
     Deterministic for a given model and inputs; runs under ``torch.inference_mode()``.
     """
     length = check_length(length)
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+    if not is_integer(batch_size) or batch_size < 1:
         raise UserError(f"batch_size must be a positive integer, got {batch_size!r}")
     if max_tokens is not None and stride is None:
         raise UserError("max_tokens only applies to sliding-window mode (give a stride)")
-    if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1):
+    if max_tokens is not None and (not is_integer(max_tokens) or max_tokens < 1):
         raise UserError(f"max_tokens must be an integer >= 1 (leave it out for no cap), got {max_tokens!r}")
     if max_tokens_below(max_tokens, length):
         raise UserError(f"max_tokens {max_tokens} is below one window of {length} tokens; give at least {length} "

@@ -60,8 +60,10 @@ from longrope.io import (
     aside_prefix,
     check_replaceable_target,
     check_utf8_path,
+    is_disk_full,
     remove_dead_leftovers,
     replace_folder,
+    sibling_prefix,
     write_json,
     write_text,
 )
@@ -214,7 +216,7 @@ def remove_stale_temporaries(out: Path) -> list[Path]:
     removed, so an export running now in another process keeps its folder. Returns what was removed.
     """
     parent = out.parent if str(out.parent) else Path(".")
-    removed = [p for prefix in (f".{out.name}.tmp-", aside_prefix(out)) for p in remove_dead_leftovers(parent, prefix)]
+    removed = [p for prefix in (sibling_prefix(out, "tmp-"), aside_prefix(out)) for p in remove_dead_leftovers(parent, prefix)]
     for path in removed:
         log.info("removed %s left by an interrupted export", path)
     return removed
@@ -222,7 +224,7 @@ def remove_stale_temporaries(out: Path) -> list[Path]:
 
 def temporary_sibling(out: Path, *, folder: bool) -> Path:
     """A new hidden temporary folder/file next to ``out``, named ``.{name}.tmp-{pid}-XXXX``."""
-    prefix = f".{out.name}.tmp-{os.getpid()}-"
+    prefix = f"{sibling_prefix(out, 'tmp-')}{os.getpid()}-"
     if folder:
         return Path(tempfile.mkdtemp(prefix=prefix, dir=out.parent))
     fd, name = tempfile.mkstemp(prefix=prefix, dir=out.parent)
@@ -275,14 +277,22 @@ def _check_a_model_folder(out: Path) -> None:
 
 
 def check_writable_parent(out: Path) -> None:
-    """The nearest existing ancestor of ``out`` must be a writable folder (one-line error otherwise)."""
+    """The nearest existing ancestor of ``out`` must be a folder an entry can be created in (one-line error
+    otherwise), tried, not asked: ``os.access`` says yes to root everywhere, so an export to /sys or /proc loaded the
+    whole model first and then failed naming its hidden temporary file (battery 11a)."""
     probe = out.parent if str(out.parent) else Path(".")
     while not probe.exists():
         probe = probe.parent
     if not probe.is_dir():
         raise UserError(f"cannot create {out}: {probe} is a file")
-    if not os.access(probe, os.W_OK):
-        raise UserError(f"cannot write into {probe}: permission denied; choose another -o")
+    try:
+        fd, name = tempfile.mkstemp(prefix=".longrope-write-test-", dir=probe)
+        os.close(fd)
+        os.unlink(name)
+    except OSError as exc:
+        if is_disk_full(exc):
+            raise
+        raise UserError(f"cannot write into {probe} ({exc.strerror or exc}); choose another -o") from None
 
 
 def serving_readme(factor_set: Any, info: RopeInfo, name: str) -> str:

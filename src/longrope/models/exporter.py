@@ -62,6 +62,9 @@ def export_model(model: str, factors: str | os.PathLike, output: str | os.PathLi
     from longrope.models.factor_files import load_factors_for
     from longrope.models.loading import read_rope_info, resolve_source
 
+    if fmt == "hf" and Path(output).suffix.lower() == ".gguf":  # a folder named x.gguf, without a word (battery 11a)
+        raise UserError(f"-o {output} names a GGUF file, but --format hf writes a Hugging Face folder: add --format "
+                        "gguf, or give the folder a name without .gguf")
     source = resolve_source(model)
     info = require_supported(read_rope_info(model))
     check_export_options(fmt, dtype, source_kind=source.kind, model_type=info.model_type)

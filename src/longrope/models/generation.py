@@ -30,6 +30,7 @@ import torch
 
 from longrope.errors import UserError
 from longrope.models.patch import MODES, current_patch, install_factors
+from longrope.options import is_number
 
 __all__ = ["GenerationResult", "check_sampling", "check_token_ids", "generate", "prepare_batch", "quiet_length_reminder"]
 
@@ -248,14 +249,14 @@ def check_sampling(do_sample: bool, temperature: Any, top_p: Any, *,
     if not do_sample:
         return
     t_name, p_name = names
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not 0 < temperature < math.inf:
+    if not is_number(temperature) or not 0 < temperature < math.inf:
         raise UserError(f"{t_name} must be a number > 0 for sampling, got {temperature!r} "
                         "(for greedy decoding leave sampling off)")
     if temperature < MIN_TEMPERATURE:
         # logits / temperature overflow float32 (inf, then NaN probabilities in torch.multinomial)
         raise UserError(f"{t_name} {temperature!r} is below {MIN_TEMPERATURE:g}, where the scaled logits overflow; "
                         "a temperature that low is greedy decoding: leave sampling off")
-    if isinstance(top_p, bool) or not isinstance(top_p, (int, float)) or not 0 < top_p <= 1:
+    if not is_number(top_p) or not 0 < top_p <= 1:
         raise UserError(f"{p_name} must be in (0, 1] for sampling, got {top_p!r} (1 keeps every token)")
 
 
@@ -298,6 +299,9 @@ def generate(
         raise UserError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
     check_generation_counts(max_new_tokens, seed)
     check_sampling(do_sample, temperature, top_p)
+    max_new_tokens, seed = int(max_new_tokens), int(seed)  # numpy integers pass the checks; transformers takes ints
+    if do_sample:
+        temperature, top_p = float(temperature), float(top_p)
     patch = install_factors(model, factor_set) if factor_set is not None else current_patch(model)
     if patch is None or not patch.active:
         raise UserError("the model carries no active LongRoPE factors; install_factors(model, factor_set) first")

@@ -50,7 +50,7 @@ from typing import Any
 import numpy as np
 
 from longrope.errors import UserError
-from longrope.io import check_utf8_path, check_writable_path
+from longrope.io import check_utf8_path, check_writable_path, sibling_prefix
 from longrope.models.export import (
     ExportResult,
     check_target_length,
@@ -115,6 +115,9 @@ def check_output_file(out: Path, overwrite: bool) -> None:
     check_utf8_path(out.resolve())
     if out.exists() and out.is_dir():
         raise UserError(f"output {out} is a folder; --format gguf writes one file, give e.g. -o {out}.gguf")
+    if out.suffix.lower() != ".gguf":  # written, then refused by --model as "a file but not a .gguf" (battery 11a)
+        raise UserError(f"output {out} does not end in .gguf, the name GGUF files are read by (--model takes a .gguf "
+                        f"file); give e.g. -o {out}.gguf")
     check_writable_path(out)  # a device or pipe there is never replaced, --overwrite or not
     if out.exists() and not overwrite:
         raise UserError(f"output file {out} already exists; pass --overwrite or another -o")
@@ -486,7 +489,7 @@ def export_gguf(
     out.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(out)
     tmp = temporary_sibling(out, folder=False)
-    workdir = Path(tempfile.mkdtemp(prefix=f".{out.name}.tok-", dir=out.parent))
+    workdir = Path(tempfile.mkdtemp(prefix=sibling_prefix(out, "tok-"), dir=out.parent))
     try:
         writer = gguf.GGUFWriter(tmp, arch=arch)
         writer.add_type(gguf.GGUFType.MODEL)

@@ -52,6 +52,7 @@ from longrope.io import (
     read_json,
     remove_dead_leftovers,
     replace_folder,
+    sibling_prefix,
     write_json,
 )
 
@@ -295,7 +296,7 @@ class RunFolder:
                     (final / name).unlink(missing_ok=True)
             if staged:
                 cls._clean_partials(final)
-                work = parent / f".{final.name}.partial-{os.getpid()}"
+                work = parent / f"{sibling_prefix(final, 'partial-')}{os.getpid()}"
                 if work.exists():
                     shutil.rmtree(work)
                 work.mkdir()
@@ -320,7 +321,7 @@ class RunFolder:
     @staticmethod
     def _clean_partials(final: Path) -> None:
         """Remove partial folders of earlier runs for the same target whose process is gone."""
-        remove_dead_leftovers(final.resolve().parent, f".{final.name}.partial-")
+        remove_dead_leftovers(final.resolve().parent, sibling_prefix(final, "partial-"))
 
     # -- writing ----------------------------------------------------------------------------------
     def start(self, config: dict[str, Any], *, device: str | None = None, extra: dict | None = None) -> None:

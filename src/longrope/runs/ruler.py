@@ -167,33 +167,40 @@ def _samples_key(task: str, length: int, config: RulerConfig, vocab: str, haysta
 
 def _all_samples(config: RulerConfig, tasks: list[str], *, tokenizer: Any, tokenizer_path: str, haystack: Any,
                  out: Path, say: Callable[[str], None]) -> dict[tuple[str, int], dict]:
-    """``{(task, length): {"key", "rows"}}``: samples stored in ``out`` when they match, else generated."""
-    from longrope.data.ruler import make_samples
+    """``{(task, length): {"key", "rows"}}``: samples stored in ``out`` when they match, else generated. Every
+    (task, length) to be made is checked first: a length too short for vt (the default tasks at 512) was refused
+    after the samples of every task before it were made, minutes at real lengths (battery 11a)."""
+    from longrope.data.ruler import check_length, make_samples
     from longrope.data.shards import vocab_sha256
 
     vocab = vocab_sha256(tokenizer)
     found: dict[tuple[str, int], dict] = {}
-    announced = False
+    missing = []
     for task in tasks:
         for length in config.lengths:
             key = _samples_key(task, length, config, vocab, haystack)
             stored = _read_json(out / SAMPLES_DIR / f"{task}-{length}.json")
             if _intact_samples(stored, key, config.samples):
                 found[(task, length)] = {"key": key, "rows": stored["rows"][: config.samples], "stored": True}
-                continue
-            if not announced and not config.quiet:
-                say("making RULER samples with lm-eval's task code (importing it takes ~20 s on 2 cores)")
-                announced = True
-            t0 = time.perf_counter()
-            rows = make_samples(task, length, config.samples, tokenizer_path=tokenizer_path, tokenizer=tokenizer,
-                                seed=config.seed, haystack=haystack)
-            if not config.quiet:
-                say(f"samples: {task} at {length} tokens ({time.perf_counter() - t0:.1f} s)")
-            longest = max(int(r["length"]) for r in rows)
-            if longest > length:
-                say(f"note: lm-eval's {task} samples at {length} take up to {longest} tokens with the answer "
-                    "budget (its sizing); evaluated as they are")
-            found[(task, length)] = {"key": key, "rows": rows, "stored": False}
+            else:
+                missing.append((task, length, key))
+    for task, length, _ in missing:
+        check_length(task, length, tokenizer)
+    announced = False
+    for task, length, key in missing:
+        if not announced and not config.quiet:
+            say("making RULER samples with lm-eval's task code (importing it takes ~20 s on 2 cores)")
+            announced = True
+        t0 = time.perf_counter()
+        rows = make_samples(task, length, config.samples, tokenizer_path=tokenizer_path, tokenizer=tokenizer,
+                            seed=config.seed, haystack=haystack)
+        if not config.quiet:
+            say(f"samples: {task} at {length} tokens ({time.perf_counter() - t0:.1f} s)")
+        longest = max(int(r["length"]) for r in rows)
+        if longest > length:
+            say(f"note: lm-eval's {task} samples at {length} take up to {longest} tokens with the answer "
+                "budget (its sizing); evaluated as they are")
+        found[(task, length)] = {"key": key, "rows": rows, "stored": False}
     return found
 
 
