@@ -83,3 +83,13 @@ def test_shipped_accelerate_configs_exist():
         data = yaml.safe_load(accelerate_config(name).read_text())
         assert data["compute_environment"] == "LOCAL_MACHINE" and data["num_processes"] >= 2
     assert yaml.safe_load(accelerate_config("fsdp").read_text())["fsdp_config"]["fsdp_version"] == 2
+
+
+def test_a_precision_takes_the_names_every_command_takes():
+    """finetune refused ``--dtype fp32`` and ``--export-dtype bf16`` while search, eval and export take them
+    (battery 11b's note): one reading of a precision's name (settings.dtype_name), recorded as its canonical name."""
+    cfg = FinetuneConfig(**REQUIRED, dtype="fp32", export_dtype="BF16")
+    assert (cfg.dtype, cfg.export_dtype) == ("float32", "bfloat16")
+    assert FinetuneConfig(**REQUIRED).dtype == "auto" and FinetuneConfig(**REQUIRED).export_dtype is None
+    with pytest.raises(ConfigError, match="export_dtype must be one of float32, bfloat16, float16 "):
+        FinetuneConfig(**REQUIRED, export_dtype="auto")

@@ -18,6 +18,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from longrope import settings
 from longrope.errors import ConfigError
 from longrope.groups import (
     bos_option,
@@ -33,7 +34,7 @@ from longrope.options import MAX_TOKENS, check_int, check_shapes, option, token_
 __all__ = ["FinetuneConfig", "SCHEDULES", "DTYPES", "DEVICES", "TRAJECTORY_FIELDS", "WARMUP_STEPS"]
 
 SCHEDULES = ("linear", "cosine", "constant")
-DTYPES = ("auto", "float32", "bfloat16", "float16")
+DTYPES = ("auto", *settings.DTYPES)
 DEVICES = ("auto", "cpu", "cuda")
 
 _DATA = "data"
@@ -96,8 +97,8 @@ class FinetuneConfig:
     gradient_checkpointing: bool = option(False, "recompute each layer's activations in the backward pass "
                                                "(less memory, ~30% more time)", group=_MEM)
     dtype: str = option("auto", "compute precision (mixed, through accelerate; weights and optimizer stay "
-                              "float32): auto = bfloat16 where the device supports it, else float32",
-                      choices=DTYPES, group=_MEM)
+                              "float32): auto = bfloat16 where the device supports it, else float32; or "
+                              + ", ".join(settings.DTYPES) + " (also fp32, bf16, fp16)", metavar="DTYPE", group=_MEM)
     device: str = device_option("auto (CUDA when available), cpu or cuda; under 'accelerate launch' each process "
                                 "gets its own device", choices=DEVICES, group=_MEM)
     attn_implementation: str = option("sdpa", "attention kernel: sdpa (packed documents get a [N, N] mask per "
@@ -122,7 +123,8 @@ class FinetuneConfig:
     keep_checkpoints: int = option(2, "checkpoints kept (older ones are deleted)", group=_RUN)
     resume: bool = option(False, "continue from the newest checkpoint in the run folder (starts afresh when "
                                "there is none)", group=_RUN)
-    export_dtype: str | None = option(None, "dtype of the exported weights", choices=DTYPES[1:],
+    export_dtype: str | None = option(None, "dtype of the exported weights: " + ", ".join(settings.DTYPES)
+                                    + " (also fp32, bf16, fp16)", metavar="DTYPE",
                                     default_text="the input model's", group=_RUN)
     quiet: bool = option(False, "no progress bar", group=_RUN)
 
@@ -163,13 +165,18 @@ class FinetuneConfig:
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
                 raise ConfigError(name, "{name} must be a finite number >= 0, got " + repr(v))
-        for name, allowed in (("lr_schedule", SCHEDULES), ("dtype", DTYPES), ("device", DEVICES)):
+        for name, allowed in (("lr_schedule", SCHEDULES), ("device", DEVICES)):
             if getattr(self, name) not in allowed:
                 raise ConfigError(name, "{name} must be one of " + ", ".join(allowed)
                                   + f", got {getattr(self, name)!r}")
-        if self.export_dtype is not None and self.export_dtype not in DTYPES[1:]:
-            raise ConfigError("export_dtype", "{name} must be one of " + ", ".join(DTYPES[1:])
-                              + f", got {self.export_dtype!r}")
+        for name, auto in (("dtype", "auto"), ("export_dtype", None)):  # the names every command takes (fp32 ...)
+            value = getattr(self, name)
+            if value != auto:
+                canonical = settings.dtype_name(value)
+                if canonical is None:
+                    raise ConfigError(name, "{name} must be one of " + ", ".join(DTYPES if auto else settings.DTYPES)
+                                      + f" (or fp32, bf16, fp16), got {value!r}")
+                setattr(self, name, canonical)  # the trainer and the resume fingerprint read one spelling
         if not self.lora:  # a LoRA setting changed without --lora would be ignored: refuse it
             import dataclasses
 
