@@ -183,7 +183,11 @@ def _recorded_in(saved: dict, run_dir: Path) -> dict:
     """A pipeline's recorded configuration as ``longrope rerun RUN_DIR`` and ``--config RUN_DIR`` read it: the plan
     that folder ran (its manifest), not the plan file as it reads now (edited, moved or gone since: ``--config``
     read the file, so it ran another plan than rerun, and ``--config RUN --resume`` was refused as a plan that
-    differs from the one RUN ran)."""
+    differs from the one RUN ran). Which stages the last invocation ran (``--only``, ``--until``) is no setting of
+    the pipeline, as ``--resume`` is none: after ``--resume --only compare`` a rerun repeated that one stage in an
+    empty folder and was refused for want of the stages before it (battery 12a); the whole plan runs unless
+    the flag is given again."""
+    saved = {**saved, "only": None, "until": None}
     return {**saved, "plan": str(run_dir.resolve())} if (run_dir / MANIFEST).is_file() else saved
 
 
