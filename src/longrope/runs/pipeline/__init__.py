@@ -163,7 +163,9 @@ def _open_plan(config: PipelineConfig, out: Path) -> tuple[dict | None, dict, st
             raise ConfigError("resume", f"nothing to resume in {out}: its {MANIFEST}, the record of the stages it "
                               f"ran, is missing (its {STAGES_DIR}/ remain); restore it, or start over in a new "
                               "folder (or delete this one)")
-        raise ConfigError("resume", f"nothing to resume in {out} (no {MANIFEST}); run without {{name}}")
+        from longrope.runs.folder import nothing_to_resume
+
+        raise UserError(nothing_to_resume(out, COMMAND))  # the one wording: a folder a fresh start refuses too
     if old is not None and config.plan is None:  # resuming: the plan the folder ran, unless one is given
         plan = check_plan(old["plan"], model=config.model, source=str(out / MANIFEST), strict=False)
         return old, plan, old.get("plan_file", "")
