@@ -241,3 +241,23 @@ def test_hub_dataset_streamed_through_datasets(tokenizer, tmp_path, monkeypatch)
     assert tokenizer.decode(list(c.tokens(1))) == TEXTS[1]
     with pytest.raises(UserError, match="no field 'body'"):
         _run(tokenizer, ["user/data"], tmp_path / "out2", text_field="body")
+
+
+def test_the_same_document_under_two_roles_is_refused_before_the_folder_is_written(tokenizer, tmp_path):
+    """battery 12a: `--input train=mine/ search=corpus/search` with a copy of a search book in mine/ was tokenized;
+    fine-tuning refused the folder only when it started (in a pipeline, after the searches before it), and a held-out
+    copy of a searched document was never refused. Unpinned copies and copies under one role stay allowed."""
+    for role in ("train", "heldout"):
+        (tmp_path / role).mkdir()
+        (tmp_path / role / "copy.txt").write_text(TEXTS[0])
+    (tmp_path / "search").mkdir()
+    (tmp_path / "search" / "book.txt").write_text(TEXTS[0])
+    (tmp_path / "search" / "other.txt").write_text(TEXTS[1])
+    for role in ("train", "heldout"):
+        out = tmp_path / f"out-{role}"
+        with pytest.raises(UserError) as e:
+            _run(tokenizer, [f"{role}={tmp_path / role}", f"search={tmp_path / 'search'}"], out)
+        assert "has the same content as" in str(e.value) and "give it under one role only" in str(e.value)
+        assert not out.exists()
+    _run(tokenizer, [tmp_path / "train", f"search={tmp_path / 'search'}"], tmp_path / "unpinned")
+    assert len(TokenCorpus.open(tmp_path / "unpinned").names) == 3

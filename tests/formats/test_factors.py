@@ -38,7 +38,7 @@ def test_load_gives_the_fields_to_the_class_it_is_given(tmp_path):
 
 def test_a_csv_without_its_lengths_is_one_line(tmp_path):
     path = files.save_csv(_set(), tmp_path / "f.csv")
-    with pytest.raises(UserError, match="reference-code CSV .* give --original-length, --target-length"):
+    with pytest.raises(UserError, match="reference-code CSV: long factors only, without the trained length L, the target length L'"):
         files.load(FactorSet, path, rope_theta=1e4)
 
 

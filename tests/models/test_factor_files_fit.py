@@ -97,6 +97,22 @@ def test_reference_csv_takes_L_from_the_model_or_the_flag(files, info):
     assert _load(files["csv"], info, target_length=1024, original_length=128).original_max_position_embeddings == 128
 
 
+def test_a_reference_csv_without_its_target_length_names_a_flag_the_command_has(files, info, tmp_path, capsys):
+    """A CSV holds no L'. The refusal named ``--rope-theta`` (no command has it) and ``--target-length`` to
+    ``finetune`` (which has none) and to ``search --base-factors`` (whose --target-length was given and is not the
+    base file's L'; battery 12a): a command with the flag is told to give it, the others to use a factors.json."""
+    with pytest.raises(UserError, match="without the target length L'\\): give --target-length N"):
+        _load(files["csv"], info, target_flag="--target-length")
+    with pytest.raises(UserError) as e:
+        _load(files["csv"], info, override_flag=None)  # finetune, a pipeline's fine-tuning stage
+    assert "--target-length N -o DIR` writes one as DIR/factors.json" in str(e.value)
+    assert "--rope-theta" not in str(e.value) and "give --target-length" not in str(e.value)
+    rc = main(["search", "--model", "tiny", "--data", str(tmp_path), "--base-factors", str(files["csv"]),
+               "--target-length", "1024", "-o", str(tmp_path / "s")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "use a factors.json here" in err and "give --target-length" not in err
+
+
 def test_a_target_length_the_file_contradicts_is_refused_not_ignored(files, info):
     """``export/generate --factors factors.json --target-length 8x``: the file's own L' was used unsaid (a 2048
     asked for, 1024 exported; battery 5). The flag gives a CSV its L'; for another file it must agree."""

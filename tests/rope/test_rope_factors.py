@@ -196,9 +196,9 @@ def test_csv_round_trip(tmp_path):
 
 def test_csv_needs_lengths_and_base(tmp_path):
     path = _write(tmp_path, "1.0\n2.0\n", name="f.csv")
-    with pytest.raises(UserError, match="give --rope-theta, --original-length, --target-length"):
+    with pytest.raises(UserError, match="without the rope base, the trained length L, the target length L'"):
         FactorSet.load(path)
-    with pytest.raises(UserError, match="give --target-length"):
+    with pytest.raises(UserError, match="CSV: long factors only, without the target length L'; use a factors.json"):
         FactorSet.load(path, rope_theta=1e4, original_length=4)
     # Content, not the suffix, decides: a bare column of numbers is a CSV too.
     with pytest.raises(UserError, match="reference-code CSV"):

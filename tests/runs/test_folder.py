@@ -261,5 +261,29 @@ def test_a_resume_whose_config_json_is_lost_names_it(tmp_path):
     other = tmp_path / "notes"
     other.mkdir()
     (other / "mine.txt").write_text("x")
-    with pytest.raises(UserError, match="it holds no search run; run without --resume"):
-        RunFolder.open(other, "search", staged=False, resume=True)
+    with pytest.raises(UserError, match="it holds no search run and is not empty; give the folder of the search run"):
+        RunFolder.open(other, "search", staged=False, resume=True)  # a fresh start refuses it too (battery 12a)
+
+
+def test_nothing_to_resume_in_a_folder_a_fresh_start_refuses_does_not_say_run_without_resume(tmp_path, capsys):
+    """battery 12a: `search -o M --resume` with M a model folder (or another command's run) said "run without
+    --resume", and that said "M already exists and is not empty; choose a new folder" (pipeline the same)."""
+    from longrope.cli import main
+
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "config.json").write_text("{}")  # a model folder's, say
+    run = tmp_path / "run"
+    folder = RunFolder.open(run, "eval ppl", staged=False)
+    folder.start({})
+    folder.close()
+    for out, said in ((mine, "holds no search run and is not empty"), (run, "holds an eval ppl run")):
+        with pytest.raises(UserError) as e:
+            RunFolder.open(out, "search", staged=False, resume=True)
+        assert said in str(e.value) and "run without --resume" not in str(e.value), e.value
+        assert "a new folder to start one" in str(e.value)
+    assert main(["pipeline", "-o", str(mine), "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert "holds no pipeline run and is not empty" in err and "run without" not in err, err
+    with pytest.raises(UserError, match="run without --resume"):  # an empty or missing folder: start it
+        RunFolder.open(tmp_path / "new", "search", staged=False, resume=True)

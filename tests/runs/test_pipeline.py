@@ -727,6 +727,23 @@ def test_config_of_a_pipeline_folder_takes_the_plan_it_ran_as_rerun_does(tmp_pat
     assert length(tmp_path / "edited") == 1024
 
 
+def test_rerun_and_config_of_a_pipeline_run_with_only_or_until_run_the_whole_plan(tmp_path, capsys):
+    """battery 12a: config.json kept the last invocation's --only/--until, so after `--resume --only pi-2x` the
+    documented `longrope rerun OUT -o NEW` (the whole pipeline) ran pi-2x alone in an empty folder: refused
+    ("needs the outputs of yarn-2x, which are not done"); `--config OUT -o NEW` the same."""
+    plan_file, out, _ = _two_baselines_done(tmp_path)
+    assert _pipeline(plan_file, out, "--resume", "--only", "pi-2x") == 0
+    assert json.loads((out / "config.json").read_text())["config"]["only"] == "pi-2x"
+    capsys.readouterr()
+    assert main(["rerun", str(out), "-o", str(tmp_path / "again")]) == 0, capsys.readouterr().err
+    assert main(["pipeline", "--config", str(out), "-o", str(tmp_path / "again2"), "--quiet"]) == 0
+    for new in ("again", "again2"):
+        stages = json.loads((tmp_path / new / "pipeline.json").read_text())["stages"]
+        assert all(s["status"] == "done" for s in stages.values()), stages
+    assert main(["pipeline", "--config", str(out), "-o", str(tmp_path / "until"), "--until", "yarn-2x"]) == 0
+    assert json.loads((tmp_path / "until" / "pipeline.json").read_text())["stages"]["pi-2x"]["status"] == "pending"
+
+
 def test_a_resume_of_a_pipeline_whose_manifest_was_deleted_names_the_lost_manifest(tmp_path, capsys):
     """battery 11b: pipeline.json deleted beside the stages: --resume said "run without --resume", and that said
     "add --resume"; the refusal names the lost manifest."""

@@ -58,6 +58,7 @@ __all__ = [
     "sample_sha256",
     "file_sha256",
     "BLOCK_BYTES",
+    "content_hash",
 ]
 
 FORMAT = "longrope-token-shards"
@@ -68,6 +69,12 @@ ROLE_NAMES = {v: k for k, v in ROLE_CODES.items()}
 SPECIAL_TOKEN_POLICY = ("none stored: documents are encoded with add_special_tokens=False; "
                         "evaluation prepends BOS itself")
 _SAMPLE_BLOCKS = 16
+
+
+def content_hash(tokens: np.ndarray) -> str:
+    """Hash of a document's token ids (as little-endian uint32, so uint16 and uint32 shards agree): what "the same
+    content" means for tokenize's role check and fine-tuning's leak check."""
+    return hashlib.blake2b(np.asarray(tokens, dtype="<u4").tobytes(), digest_size=16).hexdigest()
 _SAMPLE_BLOCK = 1 << 16
 #: Bytes per checksummed block of a shard (a multiple of every token size). 1 MiB: one block
 #: holds 512 Ki uint16 tokens, so reading a few long windows hashes only a few MiB, and the

@@ -42,6 +42,7 @@ from longrope.data.shards import (
     SPECIAL_TOKEN_POLICY,
     ShardWriter,
     TokenCorpus,
+    content_hash,
     token_dtype,
     vocab_sha256,
     write_meta,
@@ -323,6 +324,7 @@ def _write_shards(tokenizer: Any, sources: list, building: Path, log: SkipLog, *
     writer = None
     encode = make_encoder(tokenizer)
     checked = False
+    pinned: dict[str, tuple[str, str]] = {}
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -342,6 +344,7 @@ def _write_shards(tokenizer: Any, sources: list, building: Path, log: SkipLog, *
                 checked = True
             for (doc_id, _, role, _), arr in zip(batch, ids):
                 if len(arr):
+                    _refuse_across_roles(doc_id, role, arr, pinned)
                     writer.add(doc_id, arr, role)
                 else:
                     log.skip(doc_id, "no tokens")
@@ -359,6 +362,20 @@ def _write_shards(tokenizer: Any, sources: list, building: Path, log: SkipLog, *
     finally:
         if bar is not None:
             bar.close()
+
+
+def _refuse_across_roles(doc_id: str, role: str | None, tokens: np.ndarray, pinned: dict) -> None:
+    """A document pinned to a role whose content is a document pinned to another (the same book under train= and
+    search=, under two names): fine-tuning refused the folder only when its stage started, in a pipeline after the
+    searches before it (battery 12a); a held-out copy of a searched document was never refused. ``pinned``: content
+    hash -> (document, role) so far."""
+    if role is None:
+        return
+    other = pinned.setdefault(content_hash(tokens), (doc_id, role))
+    if other[1] != role:
+        raise UserError(f"document {printable(doc_id)!r} (role {role}) has the same content as {printable(other[0])!r} "
+                        f"(role {other[1]}): a document under two roles would be both held out and searched or "
+                        "trained on; give it under one role only")
 
 
 _BUILD_TAG = "tokenize-"

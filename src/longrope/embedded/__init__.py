@@ -11,7 +11,7 @@ Everything here ships inside the package, so ``longrope demo`` and the tests nee
 - ``assets/corpus/``: ``split.json`` (every document, its role, domain and the SHA-256 of its text)
   and the search and held-out documents as text: books (the PG19 stand-in) and HOL Light proof
   scripts (the Proof-Pile stand-in). Of the training documents only the fine-tuning ones
-  (``split.json``'s ``finetune``: two books and three HOL Light files) are shipped, gzip'd under
+  (``split.json``'s ``finetune``: six books and three HOL Light files) are shipped, gzip'd under
   ``train/``; the others' hashes are.
 
 Both are rebuilt by the maintainer tool ``python -m tools.train_tiny``, run from a checkout of the

@@ -191,6 +191,24 @@ def csv_fields(
 
 
 # --------------------------------------------------------------------- any file
+class CsvWithoutLengths(UserError):
+    """A reference CSV read without the values it does not hold (``missing``: rope_theta, original_length,
+    target_length). A command that has a flag for the target length names it
+    (:func:`longrope.models.factor_files.load_factors_for`); the message here is right where none has: it named
+    ``--rope-theta`` (no command has it) and ``--target-length`` to finetune (which has none) and to search
+    (whose --target-length is not the base file's L'; battery 12a)."""
+
+    def __init__(self, path: Path, missing: list[str]) -> None:
+        self.path, self.missing = path, missing
+        words = {"rope_theta": "the rope base", "original_length": "the trained length L",
+                 "target_length": "the target length L'"}
+        super().__init__(
+            f"{path} is a reference-code CSV: long factors only, without {', '.join(words[m] for m in missing)}; "
+            f"use a factors.json here (`longrope export --model MODEL --factors {path} --target-length N -o DIR` "
+            "writes one as DIR/factors.json; in Python: FactorSet.load(path, rope_theta=..., original_length=..., "
+            "target_length=...))")
+
+
 def load(
     make: Callable[..., T],
     path: str | os.PathLike,
@@ -207,20 +225,10 @@ def load(
     stripped = text.lstrip()
     # a .json file is JSON (one starting with a // comment was read as a CSV: "'// yarn' is not a number")
     if path.suffix.lower() == ".csv" or (stripped and stripped[0] not in "{[" and path.suffix.lower() != ".json"):
-        missing = [
-            flag
-            for flag, v in (
-                ("--rope-theta", rope_theta),
-                ("--original-length", original_length),
-                ("--target-length", target_length),
-            )
-            if v is None
-        ]
+        missing = [name for name, v in (("rope_theta", rope_theta), ("original_length", original_length),
+                                        ("target_length", target_length)) if v is None]
         if missing:
-            raise UserError(
-                f"{path} is a reference-code CSV (factors only); give {', '.join(missing)} "
-                "(rope_theta, original_length, target_length)"
-            )
+            raise CsvWithoutLengths(path, missing)
         return make(**csv_fields(
             path, rope_theta=rope_theta, original_length=original_length, target_length=target_length,
             rotary_dim=rotary_dim,

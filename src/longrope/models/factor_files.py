@@ -98,6 +98,7 @@ def load_factors_for(
     (a RopeInfo, from the config alone); see the module doc. ``model``: the user's name for the model,
     for messages. ``target_flag``: ``target_length`` is that flag of the user's (the L' of a CSV, which carries
     none); another file with another L' is refused rather than exported or run at its own L' unsaid."""
+    from longrope.formats.factors import CsvWithoutLengths
     from longrope.models.families import require_supported
     from longrope.rope.factors import FactorSet, RotaryDimMismatch
 
@@ -112,6 +113,11 @@ def load_factors_for(
                             rotary_dim=info.rotary_dim)
     except RotaryDimMismatch as e:
         raise UserError(f"{e}; {how_to_make_factors(info, model)}") from None
+    except CsvWithoutLengths:  # the command's own flag for what the CSV lacks (only L' can be missing here)
+        if not target_flag:
+            raise
+        raise UserError(f"{path} is a reference-code CSV (long factors only, without the target length L'): "
+                        f"give {target_flag} N, the length its factors were made for") from None
     csv = (fs.provenance or {}).get("format") == "reference-csv"
     if not csv and original_length is not None and original_length != fs.original_max_position_embeddings:
         raise UserError(f"{path} says its original length is L={fs.original_max_position_embeddings} but "

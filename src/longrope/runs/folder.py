@@ -62,7 +62,8 @@ RUN_FILE = "run.json"
 RESULT_FILE = "summary.json"
 LOCK_FILE = ".lock"
 
-__all__ = ["RunFolder", "FolderLock", "read_run_config", "versions", "RUN_FORMAT", "CONFIG_FILE", "RUN_FILE", "RESULT_FILE"]
+__all__ = ["RunFolder", "FolderLock", "read_run_config", "versions", "RUN_FORMAT", "CONFIG_FILE", "RUN_FILE", "RESULT_FILE",
+           "nothing_to_resume"]
 
 
 def versions(device: str | None = None) -> dict[str, Any]:
@@ -287,7 +288,7 @@ class RunFolder:
             if staged:
                 raise ValueError("a staged run folder cannot be resumed")
             if _run_command(final) != command:
-                raise UserError(_nothing_to_resume(final, command))
+                raise UserError(nothing_to_resume(final, command))
         created = not staged and not final.exists()
         try:
             parent.mkdir(parents=True, exist_ok=True)
@@ -429,7 +430,7 @@ def _run_command(folder: Path) -> str | None:
         return None
 
 
-def _nothing_to_resume(folder: Path, command: str) -> str:
+def nothing_to_resume(folder: Path, command: str) -> str:
     """Why ``folder`` cannot be resumed as a run of ``command``: it holds another command's run or none, or its
     work lost the record that says which command wrote it (config.json deleted or damaged: "it holds no search
     run" beside an intact checkpoint, and the fresh start then refused the folder as not empty)."""
@@ -439,6 +440,13 @@ def _nothing_to_resume(folder: Path, command: str) -> str:
         state = "unreadable" if os.path.lexists(recorded) else "missing"
         return (f"nothing to resume in {folder}: its {CONFIG_FILE}, the record of the run that wrote it, is {state}; "
                 f"restore it (its command line is in {RUN_FILE}'s argv), or choose a new folder")
+    prev = _run_command(folder)
+    if prev != command and (prev is not None or (folder.is_dir() and _work_files(folder))):
+        # a fresh start refuses it too: "run without --resume" was answered "already exists and is not empty;
+        # choose a new folder" (battery 12a)
+        what = f"holds {_article(prev)} {prev} run" if prev else f"holds no {command} run and is not empty"
+        return (f"nothing to resume in {folder}: it {what}; give the folder of the {command} run to resume, or a new "
+                f"folder to start one")
     return f"nothing to resume in {folder}: it holds no {command} run; run without --resume"
 
 

@@ -36,7 +36,6 @@ same cursor (each builds the index spans of the whole global batch and reads onl
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -44,6 +43,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from longrope.data import TokenCorpus, document_roles
+from longrope.data.shards import content_hash
 from longrope.errors import UserError
 from longrope.settings import HELDOUT_FRACTION
 
@@ -67,11 +67,6 @@ IGNORE_INDEX = -100  # the target of positions without one (transformers' conven
 
 Segment = tuple[int, int, int]
 """``(j, start, stop)``: tokens ``start:stop`` of training document ``j`` (``j = -1``: a lone BOS)."""
-
-
-def content_hash(tokens: np.ndarray) -> str:
-    """Hash of a document's token ids (as little-endian uint32, so uint16 and uint32 shards agree)."""
-    return hashlib.blake2b(np.asarray(tokens, dtype="<u4").tobytes(), digest_size=16).hexdigest()
 
 
 def _guarded(corpus: TokenCorpus, roles: Sequence[str], ids: dict, hashes: dict) -> None:

@@ -163,7 +163,9 @@ def _open_plan(config: PipelineConfig, out: Path) -> tuple[dict | None, dict, st
             raise ConfigError("resume", f"nothing to resume in {out}: its {MANIFEST}, the record of the stages it "
                               f"ran, is missing (its {STAGES_DIR}/ remain); restore it, or start over in a new "
                               "folder (or delete this one)")
-        raise ConfigError("resume", f"nothing to resume in {out} (no {MANIFEST}); run without {{name}}")
+        from longrope.runs.folder import nothing_to_resume
+
+        raise UserError(nothing_to_resume(out, COMMAND))  # the one wording: a folder a fresh start refuses too
     if old is not None and config.plan is None:  # resuming: the plan the folder ran, unless one is given
         plan = check_plan(old["plan"], model=config.model, source=str(out / MANIFEST), strict=False)
         return old, plan, old.get("plan_file", "")
@@ -183,7 +185,11 @@ def _recorded_in(saved: dict, run_dir: Path) -> dict:
     """A pipeline's recorded configuration as ``longrope rerun RUN_DIR`` and ``--config RUN_DIR`` read it: the plan
     that folder ran (its manifest), not the plan file as it reads now (edited, moved or gone since: ``--config``
     read the file, so it ran another plan than rerun, and ``--config RUN --resume`` was refused as a plan that
-    differs from the one RUN ran)."""
+    differs from the one RUN ran). Which stages the last invocation ran (``--only``, ``--until``) is no setting of
+    the pipeline, as ``--resume`` is none: after ``--resume --only compare`` a rerun repeated that one stage in an
+    empty folder and was refused for want of the stages before it (battery 12a); the whole plan runs unless
+    the flag is given again."""
+    saved = {**saved, "only": None, "until": None}
     return {**saved, "plan": str(run_dir.resolve())} if (run_dir / MANIFEST).is_file() else saved
 
 
