@@ -597,3 +597,19 @@ def test_a_resume_of_a_search_whose_checkpoint_was_deleted_names_the_lost_checkp
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "its checkpoint.json, the state a search continues from, is missing" in err[0], err
     assert "run without --resume" not in err[0]
+
+
+def test_reuse_of_another_command_s_run_folder_says_what_it_is(tmp_path):
+    """``--reuse PIPELINE_FOLDER`` said only "is not a search run folder (no readable checkpoint.json and
+    config.json)" (battery 12b): the refusal names the folder's command, and for a pipeline where its searches are."""
+    from longrope.errors import ConfigError
+    from longrope.runs.search import read_reuse_source
+
+    for command in ("pipeline", "finetune"):
+        folder = tmp_path / command
+        folder.mkdir()
+        (folder / "config.json").write_text(json.dumps({"format": "longrope-run/1", "command": command, "config": {}}))
+        with pytest.raises(ConfigError) as info:
+            read_reuse_source(folder)
+        assert f"is a {command} run folder, not a search run folder" in str(info.value)
+        assert ("stages" in str(info.value)) == (command == "pipeline")

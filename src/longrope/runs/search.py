@@ -434,6 +434,13 @@ def read_reuse_source(where: Path) -> tuple[dict, dict]:
         if other.get("format") != CHECKPOINT_FORMAT or not isinstance(other_cfg, dict):
             raise ValueError
     except (UserError, ValueError, KeyError, TypeError, AttributeError, IndexError):
+        from longrope.formats.factors import run_record_command
+
+        kind = run_record_command(where / "config.json")  # a pipeline folder said only "not a search run folder"
+        if kind is not None and kind != "a search":
+            raise ConfigError("reuse", f"{{name}} {where} is {kind} run folder, not a search run folder; give the "
+                              "folder of a search" + (f" (a pipeline's search stages are under {where / 'stages'})"
+                                                      if kind == "a pipeline" else "")) from None
         raise ConfigError("reuse", f"{{name}} {where} is not a search run folder (no readable checkpoint.json "
                                    "and config.json)") from None
     return other, other_cfg
