@@ -613,3 +613,16 @@ def test_reuse_of_another_command_s_run_folder_says_what_it_is(tmp_path):
             read_reuse_source(folder)
         assert f"is a {command} run folder, not a search run folder" in str(info.value)
         assert ("stages" in str(info.value)) == (command == "pipeline")
+
+
+def test_a_search_resumed_with_another_worker_count_records_the_evaluator_its_order_comes_from(tiny, tmp_path):
+    """A search started with --workers 2 and resumed in process continues the 2-slot trajectory (the checkpoint's
+    lag), but config.json recorded the resume's workers 0, so ``rerun`` / ``--config`` ran a 1-slot search to other
+    factors (battery 12b). A resume records the evaluator of the start it continues (its own argv is in run.json)."""
+    out = tmp_path / "s"
+    assert _search(tiny, out, "--target-length", str(TARGET), "--no-report", "--max-evals", "1") == 0
+    doc = json.loads((out / "config.json").read_text())
+    doc["config"]["workers"] = 2  # as a start with two workers records it (the lag is the checkpoint's business)
+    (out / "config.json").write_text(json.dumps(doc))
+    assert _search(tiny, out, "--target-length", str(TARGET), "--no-report", "--max-evals", "2", "--resume") == 0
+    assert json.loads((out / "config.json").read_text())["config"]["workers"] == 2
