@@ -736,15 +736,3 @@ def test_a_resume_of_a_pipeline_whose_manifest_was_deleted_names_the_lost_manife
     assert _pipeline(plan_file, out, "--resume") == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "its pipeline.json, the record of the stages it ran, is missing" in err[0], err
-
-
-def test_the_only_of_a_resumed_start_is_not_repeated_by_rerun_or_config(tmp_path):
-    """A pipeline whose last start was ``--resume --only c`` recorded only=c: ``rerun RUN -o NEW`` (and ``--config
-    RUN -o NEW``) ran only c in a new folder, refused as "stage 'c' needs the outputs of data, y, s", and no flag
-    unsets a recorded --only (battery 12b). That start's --only chose what to run again in RUN's folder; a fresh
-    start's --only (a stage without inputs) is a part of the pipeline and stays."""
-    from longrope.runs.pipeline import SPEC
-
-    saved = {"output": "pp", "plan": "p.json", "model": None, "only": "c", "until": None, "quiet": True}
-    assert SPEC.recorded({**saved, "resume": True}, tmp_path)["only"] is None
-    assert SPEC.recorded({**saved, "resume": False}, tmp_path)["only"] == "c"

@@ -183,11 +183,7 @@ def _recorded_in(saved: dict, run_dir: Path) -> dict:
     """A pipeline's recorded configuration as ``longrope rerun RUN_DIR`` and ``--config RUN_DIR`` read it: the plan
     that folder ran (its manifest), not the plan file as it reads now (edited, moved or gone since: ``--config``
     read the file, so it ran another plan than rerun, and ``--config RUN --resume`` was refused as a plan that
-    differs from the one RUN ran). The ``only`` of a resumed start chose the stage that start ran again in RUN's
-    folder, not a part of the pipeline: kept, a rerun into a new folder was refused ("stage 'c' needs the outputs
-    of data, y, s") and no flag unsets it (battery 12b)."""
-    if saved.get("resume") is True and saved.get("only") is not None:
-        saved = {**saved, "only": None}
+    differs from the one RUN ran)."""
     return {**saved, "plan": str(run_dir.resolve())} if (run_dir / MANIFEST).is_file() else saved
 
 
