@@ -164,7 +164,9 @@ def check_shapes(cfg: Any) -> None:
             raise ConfigError(f.name, "{name} must be a list or tuple of values, got " + _shown(value)
                               + (f" (write [{value!r}] for one)" if isinstance(value, (str, int)) else ""))
         elif inner is bool and not isinstance(value, bool):
-            raise ConfigError(f.name, "{name} must be True or False, got " + _shown(value))
+            if not _is_numpy_bool(value):
+                raise ConfigError(f.name, "{name} must be True or False, got " + _shown(value))
+            setattr(cfg, f.name, bool(value))  # np.True_ (a numpy comparison's) was "must be True or False, got np.True_"
         elif not (f.metadata.get("length") or f.metadata.get("parse")):  # texts a later reader parses: theirs
             setattr(cfg, f.name, _checked_scalars(f.name, inner, value))
     for f in dataclasses.fields(cfg):
@@ -187,7 +189,16 @@ def _checked_scalars(name: str, tp: Any, value: Any) -> Any:
     if (tp is int and not is_integer(value)) or (tp is float and not is_number(value)):
         raise ConfigError(name, "{name} must be " + ("an integer" if tp is int else "a number") + ", got "
                           + _shown(value))
-    return int(value) if tp is int else value
+    # plain numbers, as the command line gives them: np.float32(1e-4) passed here and a later check of the field
+    # (isinstance float) refused it as "must be a finite number > 0, got np.float32(0.0001)" (battery 12b)
+    return int(value) if tp is int else float(value) if tp is float else value
+
+
+def _is_numpy_bool(value: Any) -> bool:
+    """Whether ``value`` is a numpy bool (``np.True_``), read as the bool it is."""
+    import numpy as np
+
+    return isinstance(value, np.bool_)
 
 
 def _path_strings(value: Any, tp: Any) -> Any:

@@ -95,3 +95,13 @@ def test_an_empty_factor_file_name_is_refused_not_read_as_the_current_folder():
     for empty in ("", "  "):
         with pytest.raises(UserError, match="factor file name .* is empty"):
             files.load(FactorSet, empty)
+
+
+def test_an_unfinished_search_folder_given_as_factors_says_how_to_finish_it(tmp_path):
+    """A search folder killed before factors.json was refused as "a search run folder without factors.json; give a
+    factor file, a search run folder ..." (it is one; battery 12b): the refusal says how to finish the search."""
+    run = tmp_path / "s"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"format": "longrope-run/1", "command": "search", "config": {}}))
+    with pytest.raises(UserError, match="finish it with 'longrope search --config .* --resume'"):
+        files.factor_file(run)

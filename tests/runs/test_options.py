@@ -264,3 +264,21 @@ def test_a_path_object_where_a_path_goes_is_read_as_its_string(tmp_path):
     assert config.factors == ("yarn.json", "pi.json")
     assert json.loads(json.dumps(config_to_dict(config)))["factors"] == ["yarn.json", "pi.json"]
     assert ExportConfig(model="tiny", factors=Path("f.json"), output=tmp_path / "x").output == str(tmp_path / "x")
+
+
+def test_a_numpy_bool_or_float_is_read_as_the_plain_value_by_every_later_check():
+    """np.True_ (a numpy comparison's) was refused as "quiet must be True or False, got np.True_", and np.float32
+    passed the shape check then was refused by a field's own check ("learning_rate must be a finite number > 0,
+    got np.float32(0.0001)") (battery 12b). check_shapes reads both as the plain bool / float the command line
+    gives; another type is still refused."""
+    import numpy as np
+
+    from longrope.runs.evaluate import PplConfig
+    from longrope.runs.finetune import FinetuneConfig
+
+    config = FinetuneConfig(model="tiny", data="trs", factors="f.json", output="o", lora=np.bool_(True),
+                            learning_rate=np.float32(1e-4), short_share=np.float32(0.25))
+    assert (config.lora, type(config.lora), type(config.learning_rate), config.short_share) == (True, bool, float, 0.25)
+    assert PplConfig(model="tiny", data="s", lengths=[512], output="e", quiet=np.bool_(False)).quiet is False
+    with pytest.raises(ConfigError):
+        PplConfig(model="tiny", data="s", lengths=[512], output="e", quiet=np.int64(1))

@@ -153,3 +153,26 @@ def test_config_of_a_resumed_run_starts_a_new_one(tiny, tmp_path, capsys):
     assert json.loads((first / "config.json").read_text())["config"]["resume"] is True
     assert main(["search", "--config", str(first), "-o", str(tmp_path / "new")]) == 0, capsys.readouterr().err
     assert json.loads((tmp_path / "new" / "config.json").read_text())["config"]["resume"] is False
+
+
+def test_a_recorded_relative_path_checked_when_the_configuration_is_built_reruns_from_another_folder(
+        tmp_path, monkeypatch, capsys):
+    """``cd work && longrope eval ruler --haystack hay.txt ...``, later ``longrope rerun work/r -o ...`` from
+    elsewhere: the configuration (whose check finds the haystack) was built before rerun entered the folder the run
+    started in, so it said "--haystack hay.txt: no such file or folder" (battery 12b); --config already read it."""
+    import dataclasses
+
+    import longrope.runs.ruler as ruler_mod
+
+    seen = []
+    monkeypatch.setattr(ruler_mod, "SPEC", dataclasses.replace(ruler_mod.SPEC, run=lambda c: seen.append(c) or {},
+                                                                 render=lambda r: ""))
+    work, elsewhere = tmp_path / "work", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    _record(work, "eval ruler", {"model": "tiny", "output": "r", "lengths": [512], "haystack": "hay.txt"})
+    (work / "hay.txt").write_text("words " * 50)
+    doc = json.loads((work / "config.json").read_text())
+    (work / "config.json").write_text(json.dumps({**doc, "cwd": str(work)}))
+    monkeypatch.chdir(elsewhere)
+    assert main(["rerun", str(work), "-o", "again"]) == 0, capsys.readouterr().err
+    assert seen[0].haystack == "hay.txt" and seen[0].output == str(elsewhere / "again")

@@ -597,3 +597,32 @@ def test_a_resume_of_a_search_whose_checkpoint_was_deleted_names_the_lost_checkp
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "its checkpoint.json, the state a search continues from, is missing" in err[0], err
     assert "run without --resume" not in err[0]
+
+
+def test_reuse_of_another_command_s_run_folder_says_what_it_is(tmp_path):
+    """``--reuse PIPELINE_FOLDER`` said only "is not a search run folder (no readable checkpoint.json and
+    config.json)" (battery 12b): the refusal names the folder's command, and for a pipeline where its searches are."""
+    from longrope.errors import ConfigError
+    from longrope.runs.search import read_reuse_source
+
+    for command in ("pipeline", "finetune"):
+        folder = tmp_path / command
+        folder.mkdir()
+        (folder / "config.json").write_text(json.dumps({"format": "longrope-run/1", "command": command, "config": {}}))
+        with pytest.raises(ConfigError) as info:
+            read_reuse_source(folder)
+        assert f"is a {command} run folder, not a search run folder" in str(info.value)
+        assert ("stages" in str(info.value)) == (command == "pipeline")
+
+
+def test_a_search_resumed_with_another_worker_count_records_the_evaluator_its_order_comes_from(tiny, tmp_path):
+    """A search started with --workers 2 and resumed in process continues the 2-slot trajectory (the checkpoint's
+    lag), but config.json recorded the resume's workers 0, so ``rerun`` / ``--config`` ran a 1-slot search to other
+    factors (battery 12b). A resume records the evaluator of the start it continues (its own argv is in run.json)."""
+    out = tmp_path / "s"
+    assert _search(tiny, out, "--target-length", str(TARGET), "--no-report", "--max-evals", "1") == 0
+    doc = json.loads((out / "config.json").read_text())
+    doc["config"]["workers"] = 2  # as a start with two workers records it (the lag is the checkpoint's business)
+    (out / "config.json").write_text(json.dumps(doc))
+    assert _search(tiny, out, "--target-length", str(TARGET), "--no-report", "--max-evals", "2", "--resume") == 0
+    assert json.loads((out / "config.json").read_text())["config"]["workers"] == 2

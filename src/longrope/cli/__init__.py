@@ -177,12 +177,16 @@ def _run_command(args: argparse.Namespace) -> int:
     from longrope.runs.folder import read_run_config, recorded_paths_here, run_folder_of
 
     if getattr(args, "_rerun", False):
+        from dataclasses import fields
+
         command, saved = read_run_config(args.run_dir)
         spec = get_run(command)
         args._spec = spec
-        config = config_from_dict(spec.config, spec.recorded(saved, run_folder_of(args.run_dir)))
-        _check_rerun_output(args.output, args.run_dir, command, resumable=hasattr(config, "resume"))
-        _enter_recorded_cwd(args)
+        recorded = spec.recorded(saved, run_folder_of(args.run_dir))
+        _check_rerun_output(args.output, args.run_dir, command,
+                            resumable=any(f.name == "resume" for f in fields(spec.config)))
+        _enter_recorded_cwd(args)  # before the configuration is built: its checks read the recorded relative paths
+        config = config_from_dict(spec.config, recorded)  # (eval ruler's --haystack: "no such file" from elsewhere)
         updates = {spec.output_field: args.output}
         if hasattr(config, "resume"):
             updates["resume"] = False

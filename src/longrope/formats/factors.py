@@ -267,6 +267,10 @@ def factor_file(path: str | os.PathLike) -> Path:
         else:
             raise UserError(_no_factors_in(path))
         if path.name == "config.json" and run_record_command(path):  # e.g. a fine-tuning or eval run folder
+            if run_record_command(path) == "a search":  # "give ... a search run folder" of one: its fix is to finish it
+                raise UserError(f"{path.parent} is a search run folder without factors.json (a search writes it when "
+                                f"it ends): finish it with 'longrope search --config {path.parent} --resume', or give "
+                                "another factor file")
             raise UserError(f"{path.parent} is {run_record_command(path)} run folder without factors.json; give "
                             "a factor file, a search run folder or a fine-tuned model folder (its model/)")
     return path

@@ -434,6 +434,13 @@ def read_reuse_source(where: Path) -> tuple[dict, dict]:
         if other.get("format") != CHECKPOINT_FORMAT or not isinstance(other_cfg, dict):
             raise ValueError
     except (UserError, ValueError, KeyError, TypeError, AttributeError, IndexError):
+        from longrope.formats.factors import run_record_command
+
+        kind = run_record_command(where / "config.json")  # a pipeline folder said only "not a search run folder"
+        if kind is not None and kind != "a search":
+            raise ConfigError("reuse", f"{{name}} {where} is {kind} run folder, not a search run folder; give the "
+                              "folder of a search" + (f" (a pipeline's search stages are under {where / 'stages'})"
+                                                      if kind == "a pipeline" else "")) from None
         raise ConfigError("reuse", f"{{name}} {where} is not a search run folder (no readable checkpoint.json "
                                    "and config.json)") from None
     return other, other_cfg
@@ -591,7 +598,8 @@ def _search_in(folder: Any, config: SearchConfig, plan: Any, ident: dict, preloa
         check_fitness_fits(config.model, config.fitness_name, plan.length, config.seed)
         # the records first (pid and host): a second search into this folder while this one loads its
         # model is refused; a set-up that fails below removes what it wrote (abandon)
-        folder.start(config_to_dict(config), device=run_device(config.device),
+        folder.start(_with_first_evaluator(config_to_dict(config), folder / "config.json", config.resume),
+                     device=run_device(config.device),
                      extra={"plan": {"length": plan.length, "space": plan.space.to_dict(),
                                      "n_seeds": len(plan.seeds), "rope": plan.rope}})
         spec = ObjectiveSpec(model=config.model, data=config.data, length=plan.length, n_docs=config.samples,
@@ -643,6 +651,28 @@ def _search_in(folder: Any, config: SearchConfig, plan: Any, ident: dict, preloa
 
 
 _BASE_CHANGED = "the base factor file holds other factors than the run started with"
+
+
+def _with_first_evaluator(record: dict, recorded: Path, resume: bool) -> dict:
+    """The configuration a (resumed) search records: a resume keeps the evaluator of the start it continues (its
+    slots set the order of the search, kept in the checkpoint as the lag), so that ``rerun`` and ``--config`` repeat
+    the trajectory; the resume's own workers were recorded, and a run started with --workers 2 and resumed in process
+    was rerun in process, to other factors (battery 12b). The resume's command line is in run.json."""
+    if not resume:
+        return record
+    try:
+        saved = read_json(recorded, what="run configuration")["config"]
+    except (UserError, KeyError, TypeError):
+        return record
+    first = {k: saved.get(k) for k in _EVALUATOR_FIELDS if k in saved} if isinstance(saved, dict) else {}
+    workers, devices, address = first.get("workers", 0), first.get("devices", []), first.get("ray_address")
+    if len(first) == len(_EVALUATOR_FIELDS) and type(workers) is int and workers >= 0 and isinstance(devices, list) \
+            and all(isinstance(d, str) for d in devices) and (address is None or isinstance(address, str)):
+        return {**record, **first}
+    return record
+
+
+_EVALUATOR_FIELDS = ("workers", "devices", "ray_address")
 
 
 def _refuse_other_run(ckpt: Path, ident: dict, config: SearchConfig) -> dict:
