@@ -356,26 +356,33 @@ def _seeded(seed: int) -> Iterator[None]:
         cwe_utils.RNG.setstate(cwe_state)
 
 
+#: The words that end a :func:`length_problem` about the number of samples (fewer of them would fit).
+TOO_FEW = "asked for"
+
+
 def _too_short(task: str, length: int, detail: str) -> ConfigError:
+    fewer = ", fewer --samples" if detail.endswith(TOO_FEW) else ""
     return ConfigError("lengths", f"{{name}}: {length} tokens is too short for {task} ({detail}); "
-                                  "use longer lengths or leave this task out with --tasks")
+                                  f"use longer lengths{fewer} or leave this task out with --tasks")
 
 
-def check_length(task: str, length: int, tokenizer: Any) -> None:
-    """A :class:`ConfigError` naming ``lengths`` when ``task`` cannot make samples of ``length`` tokens
-    (:func:`length_problem`)."""
-    problem = length_problem(task, length, tokenizer)
+def check_length(task: str, length: int, tokenizer: Any, *, samples: int = 1,
+                 haystack: Haystack | None = None) -> None:
+    """A :class:`ConfigError` naming ``lengths`` when ``task`` cannot make ``samples`` samples of ``length``
+    tokens (:func:`length_problem`)."""
+    problem = length_problem(task, length, tokenizer, samples=samples, haystack=haystack)
     if problem:
         raise _too_short(task, length, problem)
 
 
-def length_problem(task: str, length: int, tokenizer: Any) -> str | None:
-    """Why ``task`` cannot make samples of ``length`` tokens with ``tokenizer``, or None: RULER's shortest
-    length, and the room lm-eval's vt and cwe generators need — they shrink the haystack until a sample fits
-    and never give up, so a length below it would loop for ever. Their smallest prompt, measured with their
-    own functions (random state left as it was), must fit with 10 % to spare; a niah task's smallest prompt
-    (:func:`_niah_problem`) must fit. What ``eval ruler`` and a pipeline's compare stage check before
-    anything runs."""
+def length_problem(task: str, length: int, tokenizer: Any, *, samples: int = 1,
+                   haystack: Haystack | None = None) -> str | None:
+    """Why ``task`` cannot make ``samples`` samples of ``length`` tokens with ``tokenizer``, or None: RULER's
+    shortest length, and the room lm-eval's vt and cwe generators need — they shrink the haystack until a sample
+    fits and never give up, so a length below it would loop for ever. Their smallest prompt, measured with their
+    own functions (random state left as it was), must fit with 10 % to spare; a niah task must fit enough of
+    its samples (:func:`_niah_problem`; an essay task measured on ``haystack``, the shipped books by default).
+    What ``eval ruler`` and a pipeline's compare stage check before anything runs."""
     import numpy as np
 
     if length < MIN_LENGTH:
@@ -402,7 +409,7 @@ def length_problem(task: str, length: int, tokenizer: Any) -> str | None:
             listed = " ".join(f"{i + 1}. {word}" for i, word in enumerate(answer))
             smallest = n_tokens(example + "\n" + text + " " + listed) + 120
         elif task in NIAH_ARGS:
-            return _niah_problem(task, length, n_tokens)
+            return _niah_problem(task, length, n_tokens, samples, haystack)
         else:
             return None
     finally:
@@ -413,17 +420,16 @@ def length_problem(task: str, length: int, tokenizer: Any) -> str | None:
     return None
 
 
-def _draws() -> Iterator[int]:
-    """Seeds for a few draws of lm-eval's random needles (the caller keeps its random state)."""
-    for draw in range(8):
-        random.seed(draw)
-        yield draw
+#: Draws of a niah task's random needles that size its smallest prompt (:func:`_niah_problem`).
+NIAH_DRAWS = 100
 
 
-def _niah_problem(task: str, length: int, n_tokens: Any) -> str | None:
-    """lm-eval makes a niah sample only when its prompt plus the answer budget fits ``length`` (it shrinks
-    the haystack, never the needles): with a haystack of one unit per needle, the smallest it can try, no
-    sample fits when that prompt does not (with the shortest needles of a few draws, and 5 % to spare)."""
+def _niah_problem(task: str, length: int, n_tokens: Any, samples: int, haystack: Haystack | None) -> str | None:
+    """lm-eval keeps a niah sample only when its prompt plus the answer budget fits ``length``; it shrinks the
+    haystack, never the needles, and skips a sample that fits with no haystack it tries (the smallest: one unit
+    per needle, an essay's first words). The needles are random words, numbers and UUIDs, so near that size only
+    a share of its draws fits: the share of :data:`NIAH_DRAWS` draws of the smallest prompt that fit, times its
+    draws, must reach the samples asked for (niah_single_3 at 256 made none of 500, niah_single_1 320)."""
     import inspect
 
     use_shipped_punkt()
@@ -433,14 +439,24 @@ def _niah_problem(task: str, length: int, n_tokens: Any) -> str | None:
     args["num_needle_k"] = max(args["num_needle_k"], args["num_needle_q"])  # as generate_samples does
     needles = args["num_needle_k"] * args["num_needle_v"]
     kind = TASKS[task].haystack
-    hay = ["word"] * needles if kind == "essay" else prepare_niah.get_haystack(type_haystack=kind)
+    hay = (list((haystack or load_haystack(None)).words[:needles]) if kind == "essay"
+           else prepare_niah.get_haystack(type_haystack=kind))
     budget = inspect.signature(prepare_niah.generate_samples).parameters["tokens_to_generate"].default
-    smallest = budget + min(  # needles are random words and numbers: the shortest of a few draws
-        n_tokens(prepare_niah.generate_input_output(needles, hay, type_haystack=kind, template=niah_utils.TEMPLATE,
-                                                    random_seed=draw, **args)[0]) for draw in _draws())
-    if smallest > 1.05 * length:  # near the length, longer draws than these may still fit: lm-eval decides
-        return f"its smallest prompt with {needles} needle(s) and lm-eval's {budget}-token answer budget take {smallest} tokens"
-    return None
+    sizes = []
+    for draw in range(NIAH_DRAWS):
+        random.seed(draw)  # the caller's random state comes back after (length_problem)
+        sizes.append(budget + n_tokens(prepare_niah.generate_input_output(
+            needles, hay, type_haystack=kind, template=niah_utils.TEMPLATE, random_seed=draw, **args)[0]))
+        if draw == 7 and max(sizes) <= 0.8 * length:
+            return None  # room to spare: every draw fits
+    made = round(MAX_SAMPLES * sum(n <= length for n in sizes) / len(sizes))
+    if made >= samples:
+        return None
+    what = f"its smallest prompt with {needles} needle(s) and lm-eval's {budget}-token answer budget take"
+    if made == 0:
+        return f"{what} {min(sizes)} tokens or more"
+    return (f"{what} {min(sizes)} to {max(sizes)} tokens, so lm-eval keeps about {made} of its {MAX_SAMPLES} "
+            f"samples, fewer than the {samples} {TOO_FEW}")
 
 
 def _essay_dataset(task: str, haystack: Haystack):
@@ -476,7 +492,7 @@ def make_samples(task: str, length: int, n: int, *, tokenizer_path: str, tokeniz
     spec = TASKS[task]
     if not spec.offline:
         raise UserError(f"RULER task {task} cannot run offline: it {spec.why_not}")
-    check_length(task, length, tokenizer)
+    check_length(task, length, tokenizer, samples=n, haystack=haystack)
     cfg = task_config(task)
     if spec.haystack == "essay":
         if haystack is None:

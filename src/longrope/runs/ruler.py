@@ -185,7 +185,7 @@ def _all_samples(config: RulerConfig, tasks: list[str], *, tokenizer: Any, token
             else:
                 missing.append((task, length, key))
     for task, length, _ in missing:
-        check_length(task, length, tokenizer)
+        check_length(task, length, tokenizer, samples=config.samples, haystack=haystack)
     announced = False
     for task, length, key in missing:
         if not announced and not config.quiet:

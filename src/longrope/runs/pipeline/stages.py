@@ -449,7 +449,7 @@ def _check_compare_ruler(config: Any, ctx: StageContext) -> None:
     """Each RULER length fits each RULER task (its shortest prompt, with each RULER method's tokenizer), before
     the first stage runs: the stage itself finds out only when it makes its samples, after the stages before
     it."""
-    from longrope.data.ruler import length_problem
+    from longrope.data.ruler import TOO_FEW, length_problem
     from longrope.models.loading import load_tokenizer_of
     from longrope.runs.compare import ratio_length
 
@@ -469,10 +469,11 @@ def _check_compare_ruler(config: Any, ctx: StageContext) -> None:
         for ratio in config.ruler_ratios:
             for task in config.ruler_tasks:
                 length = ratio_length(ratio, L)
-                problem = length_problem(task, length, tokenizer)
+                problem = length_problem(task, length, tokenizer, samples=config.ruler_samples)
                 if problem:
+                    fewer = ", ask fewer ruler_samples" if problem.endswith(TOO_FEW) else ""
                     raise ConfigError("ruler_ratios", "{name} " + f"{ratio} is {length} tokens, too short for RULER "
-                                      f"task {task} ({problem}): drop {ratio} from " + "{name} or "
+                                      f"task {task} ({problem}): drop {ratio} from " + "{name}" + f"{fewer} or "
                                       f"{task} from ruler_tasks")
 
 
