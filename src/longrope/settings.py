@@ -25,7 +25,7 @@ from typing import Any
 
 from longrope.errors import ConfigError, UserError
 
-__all__ = ["HELDOUT_FRACTION", "PASSKEY_ANSWER", "PASSKEY_DEPTHS", "PASSKEY_MAX_TRIALS", "PASSKEY_MODES",
+__all__ = ["HELDOUT_FRACTION", "PASSKEY_ANSWER", "PASSKEY_DEPTHS", "PASSKEY_MAX_TRIALS", "MAX_SLOTS", "PASSKEY_MODES",
            "PASSKEY_MODE", "PASSKEY_TRIALS", "SPLITS", "SPLIT", "SEED", "WINDOW_SAMPLES", "WINDOWS_PER_DOC", "DEVICE",
            "DTYPE", "DTYPES", "DTYPE_ALIASES", "dtype_name", "check_heldout_fraction", "check_passkey_depths", "check_budget"]
 
@@ -90,6 +90,10 @@ PASSKEY_ANSWER = " {key}."
 #: they repeat often, the 95 % interval is already about +-0.01, and every key's prompt is built by the check
 #: that runs before the model loads; a larger count is a typo that would run for days without a word.
 PASSKEY_MAX_TRIALS = 10_000
+
+#: Most evaluations a search runs at once (its worker processes, devices or Ray workers): the bound of
+#: ``--workers`` and of the order a checkpoint keeps (a hand-edited lag of 10**9 asked far past the budget).
+MAX_SLOTS = 4096
 
 #: How a pass key is scored (:mod:`longrope.evaluate.passkey`): greedy decoding, teacher-forced answer
 #: tokens, or both on the same keys.

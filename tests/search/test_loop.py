@@ -329,6 +329,8 @@ def test_a_preloaded_archive_sets_the_best_to_beat(strategy):
     lambda d: d.update(arrived=[[d["next_ticket"] + 5, [0], [float("nan"), 5]]]),
     lambda d: d["rng"]["state"].update(state=-1),
     lambda d: d.update(seed="zero"),
+    lambda d: d.update(lag=0),
+    lambda d: d.update(lag=10**9),  # asked far past the budget before the bound (battery 12b)
 ])
 def test_a_hand_edited_checkpoint_is_one_line(tmp_path, edit):
     import json

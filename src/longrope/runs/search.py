@@ -48,7 +48,7 @@ from longrope.search.objective import (
 from longrope.search.plan import STRATEGY_NAMES
 from longrope.search.space import PAPER_START_TOKENS
 from longrope.search.strategies import SEARCH_STRATEGIES, StrategyConfig, search_strategy
-from longrope.settings import check_budget, dtype_name
+from longrope.settings import MAX_SLOTS, check_budget, dtype_name
 
 COMMAND = "search"
 _EVAL = "evaluation"
@@ -177,7 +177,7 @@ class SearchConfig:
         self.max_seconds = check_budget(self.max_seconds, "max_seconds")
         resolve_lengths(self)
         check_groups(self)
-        check_int(self, "workers", 0, 4096)
+        check_int(self, "workers", 0, MAX_SLOTS)
         check_int(self, "target_length", 2, MAX_TOKENS, optional=True)
         for name, what in (("base_factors", "a factor file"), ("reuse", "a search run folder"),
                            ("ray_address", "a Ray cluster address")):

@@ -43,6 +43,7 @@ from longrope.search.archive import Archive
 from longrope.search.evaluators import EvalOutcome, EvalRequest, Evaluator, WorkerCrashed
 from longrope.search.space import Genome, SearchSpace
 from longrope.search.strategies import Proposal, Strategy, StrategyConfig
+from longrope.settings import MAX_SLOTS
 
 CHECKPOINT_FORMAT = "longrope-search-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -456,8 +457,8 @@ class SearchLoop:
         self.reused_doc_evals = _count(d.get("reused_doc_evals", 0), "reused_doc_evals")
         # a checkpoint written before the lag was kept: the slots of this start, as those searches resumed
         self.lag = _count(d.get("lag", self.lag), "lag")
-        if self.lag < 1:
-            raise ValueError("lag is 0, not a count of slots >= 1")
+        if not 1 <= self.lag <= MAX_SLOTS:
+            raise ValueError(f"lag is {self.lag}, not a count of slots in [1, {MAX_SLOTS}]")
 
     # -- result ----------------------------------------------------------------------------------
     def _result(self) -> SearchResult:
