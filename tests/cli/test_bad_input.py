@@ -363,3 +363,18 @@ def test_fuzzed_search_options_never_raise(tmp_path_factory, flag, value):
         rc = main(["search", "--model", "tiny", "--data", str(out / "none"), "--target-length", "512", "-o",
                    str(out / "run"), flag, value])
     assert rc == 2 and len([ln for ln in err.getvalue().splitlines() if "error:" in ln]) == 1
+
+
+def test_too_many_open_files_says_to_raise_the_limit(env, monkeypatch, capsys):
+    """EMFILE under a low `ulimit -n` (search plotting its figure at `ulimit -n 10`, battery 13) was 'Too many open
+    files (…/PIL/BmpImagePlugin.py)': a library file the user did not name and no way out."""
+    import errno
+
+    import longrope.cli.baseline as baseline
+
+    exc = OSError(errno.EMFILE, "Too many open files", "/x/site-packages/PIL/BmpImagePlugin.py")
+    monkeypatch.setattr(baseline, "run", lambda args: (_ for _ in ()).throw(exc))
+    assert main(["baseline", "--model", "tiny", "--method", "pi", "--target-length", "64", "-o",
+                 str(env / "b.json")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "too many open files" in err and "ulimit -n" in err, err

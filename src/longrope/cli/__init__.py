@@ -19,6 +19,7 @@ complaint (one line, not the usage block). Heavy libraries are imported inside c
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import os
 import sys
@@ -316,6 +317,10 @@ def _main(argv: list[str] | None, parser: argparse.ArgumentParser | None) -> int
         where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
         if is_disk_full(exc):
             return _disk_full(name, where)
+        if exc.errno in (errno.EMFILE, errno.ENFILE):  # the limit, not the file named, is what to change
+            print(f"{name}: error: too many open files{where}: the limit of open files is too low (ulimit -n); "
+                  "raise it (ulimit -n 4096) and run again (--resume continues a resumable run)", file=sys.stderr)
+            return 2
         print(f"{name}: error: {exc.strerror or exc}{where}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
