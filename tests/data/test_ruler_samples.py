@@ -134,3 +134,16 @@ def test_a_niah_task_too_long_for_a_length_is_found_before_any_sample(length):
         return
     assert {"niah_multikey_3", "niah_multikey_1", "niah_single_3"} <= refused and "niah_single_1" not in refused
     assert "fewer than the 400 asked for" in ruler.length_problem("niah_single_1", length, tok, samples=400)
+
+
+def test_an_ascii_locale_without_utf8_mode_is_refused_in_one_line(monkeypatch):
+    """LANG=C PYTHONUTF8=0: lm-eval's RULER import (wonderwords' word lists) was a UnicodeDecodeError traceback."""
+    import locale
+
+    from longrope.errors import UserError
+
+    monkeypatch.setattr(locale, "getpreferredencoding", lambda do_setlocale=True: "ANSI_X3.4-1968")
+    with pytest.raises(UserError, match="PYTHONUTF8=1"):
+        ruler.check_lm_eval()
+    monkeypatch.setattr(locale, "getpreferredencoding", lambda do_setlocale=True: "UTF-8")
+    ruler.check_lm_eval()

@@ -143,6 +143,20 @@ def check_lm_eval() -> None:
     if have != LM_EVAL_VERSION:
         raise UserError(f"eval ruler was written against lm-eval {LM_EVAL_VERSION} (its RULER task code), "
                         f"but {have} is installed: pip install 'lm-eval[ruler]=={LM_EVAL_VERSION}'")
+    _check_text_encoding()
+
+
+def _check_text_encoding() -> None:
+    """lm-eval's RULER code and its word lists (wonderwords) open their UTF-8 files with the locale's encoding: under
+    an ASCII locale without Python's UTF-8 mode (LANG=C PYTHONUTF8=0) that was a UnicodeDecodeError traceback from
+    a library (battery 13). Refused in one line, before any model is loaded."""
+    import codecs
+    import locale
+
+    encoding = locale.getpreferredencoding(False)
+    if codecs.lookup(encoding).name != "utf-8":
+        raise UserError(f"eval ruler needs UTF-8 text files read as UTF-8, but this Python reads them as {encoding} "
+                        "(the locale): set PYTHONUTF8=1 or a UTF-8 locale (LANG=C.UTF-8)")
 
 
 class _DropLines(logging.Filter):
