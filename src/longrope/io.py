@@ -35,6 +35,17 @@ def is_disk_full(exc: BaseException) -> bool:
     return bool(_DISK_FULL.search(str(exc)))
 
 
+#: how a write past the process's file-size limit (``ulimit -f``) is worded: EFBIG, safetensors' "(os error 27)"
+_TOO_LARGE = re.compile(r"File too large|\(os error 27\)")
+
+
+def is_file_too_large(exc: BaseException) -> bool:
+    """Whether ``exc`` is a write past the file-size limit (``ulimit -f``), raised by us or by a library."""
+    if isinstance(exc, OSError) and exc.errno == errno.EFBIG:
+        return True
+    return bool(_TOO_LARGE.search(str(exc)))
+
+
 def update_hash(h: Any, path: str | os.PathLike) -> Any:
     """Feed the bytes of the file at ``path`` to the hashlib object ``h`` in 4 MiB blocks; returns ``h``."""
     with open(path, "rb") as f:

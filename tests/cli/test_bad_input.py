@@ -378,3 +378,26 @@ def test_too_many_open_files_says_to_raise_the_limit(env, monkeypatch, capsys):
                  str(env / "b.json")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "too many open files" in err and "ulimit -n" in err, err
+
+
+def test_a_write_past_the_file_size_limit_names_the_limit(env, monkeypatch, capsys):
+    """`ulimit -f`: safetensors' 'File too large (os error 27)' was a 30-line traceback (export), and gguf's short
+    write under a limit said only that the disk was full (battery 13)."""
+    import resource
+
+    from safetensors import SafetensorError
+
+    import longrope.cli.baseline as baseline
+
+    argv = ["baseline", "--model", "tiny", "--method", "pi", "--target-length", "64", "-o", str(env / "b.json")]
+    exc = SafetensorError("Error while serializing: I/O error: File too large (os error 27)")
+    monkeypatch.setattr(baseline, "run", lambda args: (_ for _ in ()).throw(exc))
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "file-size limit" in err and "ulimit -f" in err, err
+    monkeypatch.setattr(resource, "getrlimit", lambda what: (1 << 20, resource.RLIM_INFINITY))
+    short = OSError("196608 requested and 64656 written")
+    monkeypatch.setattr(baseline, "run", lambda args: (_ for _ in ()).throw(short))
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no space left" in err and "ulimit -f" in err, err

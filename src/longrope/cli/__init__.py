@@ -230,10 +230,28 @@ def _stdout_gone() -> bool:
         return False
 
 
-def _disk_full(name: str, where: str) -> int:
-    """The one line for a write the disk could not take (every command: one check, :func:`longrope.io.is_disk_full`)."""
+def _write_refused(name: str, exc: BaseException, where: str = "") -> int | None:
+    """The one line for a write the disk could not take (every command: one check, :func:`longrope.io.is_disk_full`)
+    or that passed the file-size limit (``ulimit -f``: safetensors' save was a traceback, gguf's writer said the disk
+    was full, battery 13); None for any other error. A short write under a finite limit may be either: both named."""
+    from longrope.io import is_disk_full, is_file_too_large
+
+    try:
+        import resource
+
+        limited = resource.getrlimit(resource.RLIMIT_FSIZE)[0] != resource.RLIM_INFINITY
+    except (ImportError, AttributeError, OSError, ValueError):  # no such limit here (Windows)
+        limited = False
+    raise_limit = "raise the file-size limit (ulimit -f unlimited) or write a smaller output"
+    if is_file_too_large(exc):
+        print(f"{name}: error: a file grew past the file-size limit of this process{where}; {raise_limit}",
+              file=sys.stderr)
+        return 2
+    if not is_disk_full(exc):
+        return None
+    also = "" if not limited else f" (or a file reached the file-size limit: {raise_limit})"
     print(f"{name}: error: no space left on the disk{where or ' being written to'}; free space there or write the "
-          "output to another disk", file=sys.stderr)
+          f"output to another disk{also}", file=sys.stderr)
     return 2
 
 
@@ -288,7 +306,6 @@ def _main(argv: list[str] | None, parser: argparse.ArgumentParser | None) -> int
         parser.print_help()
         return 2
     from longrope.errors import ConfigError, UserError
-    from longrope.io import is_disk_full
 
     name = " ".join(x for x in (parser.prog, getattr(args, "command", None), getattr(args, "kind", None)) if x)
     try:
@@ -315,8 +332,8 @@ def _main(argv: list[str] | None, parser: argparse.ArgumentParser | None) -> int
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit's flush must not fail again
             return 141  # as a process SIGPIPE ends (Python ignores the signal), not 2 "error: Broken pipe"
         where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
-        if is_disk_full(exc):
-            return _disk_full(name, where)
+        if (refused := _write_refused(name, exc, where)) is not None:
+            return refused
         if exc.errno in (errno.EMFILE, errno.ENFILE):  # the limit, not the file named, is what to change
             print(f"{name}: error: too many open files{where}: the limit of open files is too low (ulimit -n); "
                   "raise it (ulimit -n 4096) and run again (--resume continues a resumable run)", file=sys.stderr)
@@ -329,8 +346,8 @@ def _main(argv: list[str] | None, parser: argparse.ArgumentParser | None) -> int
     except (MemoryError, RuntimeError) as exc:  # an allocation failure outside the evaluations' own guard
         from longrope.evaluate.memory import is_out_of_memory
 
-        if is_disk_full(exc):
-            return _disk_full(name, "")
+        if (refused := _write_refused(name, exc)) is not None:
+            return refused
         if not is_out_of_memory(exc):
             raise
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
@@ -338,6 +355,6 @@ def _main(argv: list[str] | None, parser: argparse.ArgumentParser | None) -> int
               "samples or a smaller batch), a smaller dtype, or a device with more memory", file=sys.stderr)
         return 2
     except Exception as exc:  # a library's own error for a full disk (safetensors' save: a traceback before)
-        if not is_disk_full(exc):
+        if (refused := _write_refused(name, exc)) is None:
             raise
-        return _disk_full(name, "")
+        return refused
