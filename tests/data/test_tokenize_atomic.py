@@ -185,3 +185,21 @@ def test_a_full_disk_that_fails_the_close_too_leaves_no_build_folder(tokenizer, 
     with pytest.raises(UserError, match="No space left on device.*free space"):
         _run(tokenizer, [corpus_dir], out)
     assert not out.exists() and _siblings(out) == []
+
+
+def test_a_shard_past_the_file_size_limit_is_left_to_the_cli_line(tokenizer, corpus_dir, tmp_path, monkeypatch):
+    """`ulimit -f`: EFBIG was worded 'cannot write shards ... (File too large); free space or choose another -o' (the
+    wrong fix, battery 13); it now reaches the CLI's one line naming the limit, with no build folder left."""
+    import errno
+
+    from longrope.data.shards import ShardWriter
+
+    out = tmp_path / "out"
+
+    def too_large(self, name, ids, role=None):
+        raise OSError(errno.EFBIG, "File too large")
+
+    monkeypatch.setattr(ShardWriter, "add", too_large)
+    with pytest.raises(OSError, match="File too large"):
+        _run(tokenizer, [corpus_dir], out)
+    assert not out.exists() and _siblings(out) == []

@@ -52,6 +52,7 @@ from longrope.errors import UserError
 from longrope.io import (
     aside_prefix,
     check_replaceable_target,
+    is_file_too_large,
     read_json,
     remove_dead_leftovers,
     replace_folder,
@@ -356,7 +357,7 @@ def _write_shards(tokenizer: Any, sources: list, building: Path, log: SkipLog, *
         if writer is not None:
             writer.abort()
         shutil.rmtree(building, ignore_errors=True)
-        if isinstance(exc, OSError):
+        if isinstance(exc, OSError) and not is_file_too_large(exc):  # the limit's line is the CLI's (battery 13)
             raise _os_error(exc, building) from None
         raise
     finally:
