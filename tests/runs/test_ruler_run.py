@@ -251,3 +251,21 @@ def test_a_length_too_short_for_a_later_task_is_refused_before_any_sample_is_mad
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "too short for ruler_vt" in err
+
+
+def test_samples_far_shorter_than_their_length_are_noted(tmp_path, yarn, monkeypatch, capsys):
+    """lm-eval's essay tasks grow their haystack 500 words at a time: at 1024 niah_single_2 made 228-token
+    samples, reported under 1024 without a word (battery 13). A cell whose samples are under half its length
+    says so."""
+    import longrope.data.ruler as ruler
+
+    real = ruler.make_samples
+
+    def short(*a, **k):
+        return [{**r, "length": 200} for r in real(*a, **k)]
+
+    monkeypatch.setattr(ruler, "make_samples", short)
+    argv = _argv(tmp_path / "r", yarn)
+    argv[argv.index("256,512")] = "512"
+    assert main(argv) == 0
+    assert "take at most 200 tokens" in capsys.readouterr().err

@@ -165,6 +165,10 @@ def _samples_key(task: str, length: int, config: RulerConfig, vocab: str, haysta
             "haystack": haystack.sha256 if haystack is not None and TASKS[task].haystack == "essay" else None}
 
 
+#: A cell whose longest sample is under this share of its length gets a note: it measures a shorter context.
+SHORT_SAMPLES = 0.5
+
+
 def _all_samples(config: RulerConfig, tasks: list[str], *, tokenizer: Any, tokenizer_path: str, haystack: Any,
                  out: Path, say: Callable[[str], None]) -> dict[tuple[str, int], dict]:
     """``{(task, length): {"key", "rows"}}``: samples stored in ``out`` when they match, else generated. Every
@@ -200,6 +204,10 @@ def _all_samples(config: RulerConfig, tasks: list[str], *, tokenizer: Any, token
         if longest > length:
             say(f"note: lm-eval's {task} samples at {length} take up to {longest} tokens with the answer "
                 "budget (its sizing); evaluated as they are")
+        elif longest < SHORT_SAMPLES * length:  # the essay haystack grows 500 words at a time (battery 13)
+            say(f"note: lm-eval's {task} samples at {length} take at most {longest} tokens with the answer budget "
+                "(its haystack grows in steps too large for this length): the cell measures a shorter context "
+                "than its column says; use a longer length for this task")
         found[(task, length)] = {"key": key, "rows": rows, "stored": False}
     return found
 
