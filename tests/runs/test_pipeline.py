@@ -585,23 +585,14 @@ def test_a_manifest_plan_whose_stages_are_not_stage_objects_is_one_line(tmp_path
     assert len(err) == 1 and "its plan's stages must be a list of stage objects" in err[0], err
 
 
-def test_a_done_stage_that_records_no_outputs_runs_again(tmp_path, capsys):
+@pytest.mark.parametrize("edit", [lambda rec: rec.pop("outputs"), lambda rec: rec.update(outputs={})],
+                         ids=["no-outputs", "empty-outputs"])
+def test_a_done_stage_that_records_no_outputs_runs_again(tmp_path, capsys, edit):
     """Every finished stage records its outputs; a "done" record without them (edited) was skipped, and a
-    later stage failed on the output it did not have (battery 9b)."""
+    later stage failed on the output it did not have (battery 9b). ``"outputs": {}`` passed too (no output
+    missing among none), and a compare stage's summary was a KeyError traceback (battery 11b)."""
     plan_file, out, manifest = _two_baselines_done(tmp_path)
-    manifest["stages"]["yarn-2x"].pop("outputs")
-    (out / "pipeline.json").write_text(json.dumps(manifest))
-    capsys.readouterr()
-    assert _pipeline(plan_file, out, "--resume") == 0
-    again = json.loads((out / "pipeline.json").read_text())["stages"]["yarn-2x"]
-    assert again["status"] == "done" and again["attempts"] == 2 and "factors" in again["outputs"]
-
-
-def test_a_done_stage_that_records_an_empty_set_of_outputs_runs_again(tmp_path, capsys):
-    """battery 11b: ``"outputs": {}`` passed as a finished stage's record (no output missing among none): the stage
-    was skipped, and a later stage failed on its output, or summarize (a compare stage) was a KeyError traceback."""
-    plan_file, out, manifest = _two_baselines_done(tmp_path)
-    manifest["stages"]["yarn-2x"]["outputs"] = {}
+    edit(manifest["stages"]["yarn-2x"])
     (out / "pipeline.json").write_text(json.dumps(manifest))
     capsys.readouterr()
     assert _pipeline(plan_file, out, "--resume") == 0
