@@ -189,6 +189,33 @@ def test_phi3_switches_at_the_factor_sets_L():
     handle.remove()
 
 
+@pytest.mark.parametrize("family", ["llama", "phi3"])
+def test_a_copied_or_pickled_patched_model_generates_through_its_own_switch(family):
+    """Battery 14b: the generation wrapper was a closure over the original's switch, so a deep copy's generate()
+    went through the original's switch (no re-prefill once the original was restored: the copy silently
+    re-rotated, exact for the first layer only), and pickle / torch.save of a patched model failed."""
+    import copy
+    import io
+    import pickle
+
+    model = build_tiny(family)
+    patch = install_factors(model, factor_set(model))
+    prompt = tiny_ids(TINY_L - 4, seed=5)[0].tolist()
+    expected = generate(model, None, prompt, 8, stop_at_eos=False, return_logits=True)
+    twin = copy.deepcopy(model)
+    buffer = io.BytesIO()
+    torch.save(model, buffer)
+    loaded = pickle.loads(pickle.dumps(model))
+    patch.restore()  # the original runs unpatched from now on; the copies keep their factors
+    for other in (twin, loaded, torch.load(io.BytesIO(buffer.getvalue()), weights_only=False)):
+        res = generate(other, None, prompt, 8, stop_at_eos=False, return_logits=True)
+        assert (res.reprefills, res.rerotations) == (1, 0)
+        assert res.new_tokens == expected.new_tokens
+        torch.testing.assert_close(res.logits, expected.logits, atol=ATOL, rtol=RTOL)
+        current_patch(other).restore()
+        assert "prepare_inputs_for_generation" not in vars(other)
+
+
 def test_generate_errors_are_user_errors():
     model = build_tiny("llama")
     with pytest.raises(UserError, match="install_factors"):

@@ -153,6 +153,16 @@ class CacheSwitch:
             decoder.register_forward_hook(self._post, with_kwargs=True),
         )
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled without the caches it tracks (weak references; a pickled model holds no cache)."""
+        state = dict(self.__dict__)
+        state["_records"], state["_pending"] = None, None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._records = weakref.WeakKeyDictionary()
+
     def remove(self) -> None:
         """Detach the hooks (the patch no longer needs them)."""
         for h in self._handles:

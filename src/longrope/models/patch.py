@@ -30,7 +30,7 @@ when the context is larger than L).
 from __future__ import annotations
 
 import dataclasses
-import functools
+import inspect
 import logging
 import math
 from typing import Any
@@ -248,6 +248,29 @@ class LongRopeRotaryEmbedding(nn.Module):
         )
 
 
+class _SwitchingPrepare:
+    """A patched model's ``prepare_inputs_for_generation``: its class's method run through the patch's
+    :meth:`CacheSwitch.prepare_inputs`. An object holding the switch, the plain function and the model, not a
+    closure: ``copy.deepcopy`` of a patched model gives the copy a wrapper of its own switch and model (a closure
+    was shared, so the copy's ``generate()`` went through the original's switch and, once that was restored,
+    no longer re-prefilled at L), and ``pickle`` / ``torch.save`` of the model work as for an unpatched one."""
+
+    def __init__(self, switch: CacheSwitch, base: Any, model: nn.Module) -> None:
+        self.switch = switch
+        own = inspect.ismethod(base) and base.__self__ is model  # kept unbound, bound to the model at each call
+        self.function, self.model = (base.__func__, model) if own else (base, None)
+
+    def _base(self) -> Any:
+        return self.function.__get__(self.model) if self.model is not None else self.function
+
+    @property
+    def __signature__(self) -> inspect.Signature:  # the method's own: generate() inspects it
+        return inspect.signature(self._base())
+
+    def __call__(self, input_ids: Any, *args: Any, **kwargs: Any) -> Any:
+        return self.switch.prepare_inputs(self._base(), input_ids, *args, **kwargs)
+
+
 class RopePatch:
     """Handle on an installed patch: ``swap`` factors, ``restore`` the original RoPE.
 
@@ -321,16 +344,9 @@ class RopePatch:
         want = self.active and self._switch.policy != "keep"
         if want and not self._wrapped_prepare:
             model = self.model
-            if _resets_cache_at_switch(model):
-                base = super(type(model), model).prepare_inputs_for_generation
-            else:
-                base = model.prepare_inputs_for_generation
-            switch = self._switch
-
-            @functools.wraps(base)  # same signature: generate() inspects it
-            def wrapper(input_ids, *args, **kwargs):
-                return switch.prepare_inputs(base, input_ids, *args, **kwargs)
-
+            # The class's own method, looked up through the class so that a copy's wrapper binds to the copy.
+            owner = super(type(model), model) if _resets_cache_at_switch(model) else model
+            wrapper = _SwitchingPrepare(self._switch, owner.prepare_inputs_for_generation, model)
             object.__setattr__(model, "prepare_inputs_for_generation", wrapper)
             self._wrapped_prepare = True
         elif not want and self._wrapped_prepare:
