@@ -468,3 +468,17 @@ def test_other_original_length_warns_once(caplog):
     ref = logits(model, ids)
     patch.swap(fs.with_(attention_factor=1.0))
     torch.testing.assert_close(logits(model, ids), ref, atol=ATOL, rtol=RTOL)
+
+
+def test_a_model_on_the_meta_device_is_refused_in_one_line():
+    """Battery 14b: installing on a model built on the meta device made meta tables; after to_empty() they held
+    uninitialised memory and the model ran with it silently."""
+    import transformers
+
+    from tests.models.model_helpers import tiny_config
+
+    with torch.device("meta"):
+        model = transformers.AutoModelForCausalLM.from_config(tiny_config("llama"))
+    with pytest.raises(UserError, match="meta device"):
+        install_factors(model, factors_for(build_tiny("llama")))
+    assert current_patch(model) is None
