@@ -160,3 +160,24 @@ def test_load_smollm2_gguf():
     assert info.family == "Llama" and info.rotary_dim == 64 and info.rope_theta == 100000.0
     assert tok is not None and tok("hello")["input_ids"]
     assert model.config.model_type == "llama"
+
+
+@pytest.mark.parametrize("damage", ["config_only", "no_tokenizer_json", "empty_tokenizer_json"])
+def test_a_model_folder_with_incomplete_tokenizer_files_is_one_line_naming_them(tmp_path, damage):
+    """Battery 14b: tokenizer_config.json alone made a 3-token tokenizer that encoded any text as nothing (then
+    refused as 'a different vocabulary; re-run tokenize'); a missing or empty tokenizer.json was transformers'
+    "Couldn't instantiate the backend tokenizer from one of:" or a bare "'added_tokens'"."""
+    import shutil
+
+    folder = tmp_path / "m"
+    shutil.copytree(loading.embedded_tiny_path(), folder)
+    if damage == "config_only":
+        (folder / "tokenizer.json").unlink()
+        (folder / "tokenizer_config.json").write_text('{"tokenizer_class": "LlamaTokenizer"}')
+    elif damage == "no_tokenizer_json":
+        (folder / "tokenizer.json").unlink()
+    else:
+        (folder / "tokenizer.json").write_text("{}")
+    with pytest.raises(UserError, match="tokenizer of .*(incomplete|damaged).*copy tokenizer.json") as e:
+        loading.load_tokenizer_of(str(folder))
+    assert "\n" not in str(e.value)

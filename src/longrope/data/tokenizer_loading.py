@@ -37,7 +37,7 @@ def load_tokenizer(name_or_path: str | os.PathLike) -> Any:
         (folder / n).is_file() for n in _TOKENIZER_FILES
     ):
         # a tokenizer-only folder (what AutoTokenizer accepts, but not a model folder)
-        tok = _auto(str(folder), name_or_path, local_files_only=True)
+        tok = loading.check_vocabulary(_auto(str(folder), name_or_path, local_files_only=True), str(name_or_path))
     else:  # as load_model loads it (transformers' notes on our exports' vLLM keys dropped); None: no tokenizer files
         tok = loading.load_tokenizer_of(name_or_path)
     if tok is None:

@@ -56,6 +56,7 @@ __all__ = [
     "read_rope_info",
     "load_model",
     "load_tokenizer_of",
+    "check_vocabulary",
     "resolve_dtype",
     "auto_device",
     "resolve_device",
@@ -371,9 +372,39 @@ def load_tokenizer_of(name_or_path: str | os.PathLike | ModelSource) -> Any | No
     from transformers import AutoTokenizer
 
     source = name_or_path if isinstance(name_or_path, ModelSource) else resolve_source(name_or_path)
-    if source.kind in ("gguf", "hub") or _has_tokenizer(Path(source.location)):
-        return _from_pretrained(source, AutoTokenizer)
-    return None
+    if not (source.kind in ("gguf", "hub") or _has_tokenizer(Path(source.location))):
+        return None
+    try:
+        tokenizer = _from_pretrained(source, AutoTokenizer)
+    except UserError as e:  # transformers' words for a damaged folder ("Couldn't instantiate the backend ...")
+        if source.kind != "folder":
+            raise
+        reason = str(e).removeprefix(f"cannot load {source.label!r}: ").rstrip(" :")
+        raise UserError(f"cannot load the tokenizer of {source.label!r} ({reason}): its tokenizer files are "
+                        f"incomplete or damaged; {TOKENIZER_FILES_FIX}") from None
+    return check_vocabulary(tokenizer, source.label)
+
+
+#: What to do about a folder whose tokenizer files are missing or damaged.
+TOKENIZER_FILES_FIX = ("copy tokenizer.json (or tokenizer.model / vocab.json) and tokenizer_config.json again from "
+                       "the model they belong to")
+
+
+def check_vocabulary(tokenizer: Any, label: str) -> Any:
+    """``tokenizer``, refused when it holds no vocabulary: transformers builds one from a tokenizer_config.json
+    alone (a 3-token LlamaTokenizer that encodes any text as nothing), which then passed as a tokenizer of
+    another vocabulary (battery 14b)."""
+    try:
+        ids = list(tokenizer("The quick brown fox jumps", add_special_tokens=False)["input_ids"])
+    except Exception as e:  # noqa: BLE001 - a tokenizer that cannot encode plain text is as unusable
+        raise UserError(f"the tokenizer of {label!r} cannot encode text ({type(e).__name__}: "
+                        f"{str(e).strip()[:120]}); {TOKENIZER_FILES_FIX}") from None
+    unknown = getattr(tokenizer, "unk_token_id", None)
+    if not ids or all(i == unknown for i in ids):
+        raise UserError(f"the tokenizer of {label!r} holds no vocabulary ({len(tokenizer)} tokens; it encodes text as "
+                        f"nothing): its tokenizer files are incomplete (tokenizer_config.json alone is not a "
+                        f"tokenizer); {TOKENIZER_FILES_FIX}")
+    return tokenizer
 
 
 @contextlib.contextmanager
