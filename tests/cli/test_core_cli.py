@@ -237,3 +237,29 @@ def test_ctrl_c_while_the_command_line_is_read_is_one_line(monkeypatch, capsys):
     monkeypatch.setattr(cli, "build_parser", interrupted)
     assert cli.main(["eval", "ppl", "--help"]) == 130
     assert capsys.readouterr().err == "longrope: interrupted\n"
+
+
+def test_a_stderr_that_cannot_be_written_neither_ends_the_work_nor_changes_the_status(monkeypatch, tmp_path):
+    """stderr on a full disk (``2>/dev/full``, a log on a full file system): the loading bar's write was raised
+    inside the model load ("cannot load 'tiny': No space left on device") and a refused input exited 1, not 2,
+    the one-line error being unwritable (battery 14b). A closed pipe still raises."""
+    import errno
+    import io
+
+    class Full(io.StringIO):
+        def write(self, text):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(sys, "stderr", Full())
+    assert main(["inspect", "--model", str(tmp_path / "nope")]) == 2
+
+    def bar_then_work(args):
+        print("progress 1/2", file=sys.stderr, flush=True)
+        return 0
+
+    import longrope.cli as cli
+
+    monkeypatch.setattr(cli, "_run_tool", bar_then_work)
+    out = tmp_path / "y.json"
+    assert main(["baseline", "--model", "tiny", "--method", "pi", "--target-length", "512", "-o", str(out)]) == 0
+    assert isinstance(sys.stderr, Full)  # put back as it was

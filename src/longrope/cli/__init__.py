@@ -271,11 +271,43 @@ def main(argv: list[str] | None = None, *, parser: argparse.ArgumentParser | Non
     """``longrope ARGV``; with ``parser`` (from :func:`run_parser`), that program's command line, with the same
     one-line errors named by its prog. Ctrl-C is one line from the first instant: while the parser was built (the
     run modules imported) it was a 40-line KeyboardInterrupt traceback (battery 11a)."""
+    stderr, sys.stderr = sys.stderr, _Diagnostics(sys.stderr)
     try:
         return _main(argv, parser)
     except KeyboardInterrupt:
         print(f"{(parser.prog if parser is not None else 'longrope')}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        sys.stderr = stderr
+
+
+class _Diagnostics:
+    """stderr while a command runs: it carries progress bars, warnings and the one-line errors, so a write it
+    cannot take (a full disk or an I/O error under ``2>log``) is dropped. That write was raised inside whatever
+    drew it: a search or evaluation with ``2>/dev/full`` died "cannot load 'tiny': No space left on device", and a
+    refused input exited 1 instead of 2 (battery 14b). A closed pipe still raises, as for stdout."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            raise
+        except OSError:
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            raise
+        except OSError:
+            pass
+
+    def __getattr__(self, name: str) -> Any:  # fileno, isatty, encoding ... as the stream has them
+        return getattr(self._stream, name)
 
 
 def _main(argv: list[str] | None, parser: argparse.ArgumentParser | None) -> int:
