@@ -182,11 +182,14 @@ class GenerateConfig:
         check_groups(self)  # the seed among them
         if (self.prompt is None) == (self.prompt_file is None):
             raise ConfigError(("prompt", "prompt_file"), "give one of {name0} and {name1}")
-        from longrope.data.sources import valid_text
+        from longrope.data.sources import argument_text
 
-        if isinstance(self.prompt, str) and not valid_text(self.prompt):  # bytes the shell passed that are not UTF-8
-            raise ConfigError(("prompt", "prompt_file"), "{name0} holds bytes that are not UTF-8 text (a tokenizer "
-                              "cannot encode them); give UTF-8 text, or a UTF-8 file with {name1}")
+        if isinstance(self.prompt, str):
+            text = argument_text(self.prompt)
+            if text is None:  # bytes the shell passed that are not UTF-8
+                raise ConfigError(("prompt", "prompt_file"), "{name0} holds bytes that are not UTF-8 text (a "
+                                  "tokenizer cannot encode them); give UTF-8 text, or a UTF-8 file with {name1}")
+            self.prompt = text
         check_int(self, "max_new_tokens", 1, MAX_TOKENS)  # as generate() checks it
         given = [f for f in ("temperature", "top_p") if getattr(self, f) is not None]
         if given and not self.sample:

@@ -155,6 +155,15 @@ def test_token_counts_take_the_k_suffix_in_the_runs_too():
     assert (cfg.seq_len, cfg.tokens_per_step, cfg.loss_chunk) == (4096, 16384, 1024)
 
 
+def test_a_utf8_prompt_read_under_an_ascii_locale_is_the_text_typed():
+    """Battery 14b: under LC_ALL=C PYTHONUTF8=0 Python reads a UTF-8 argument as lone surrogates; generate
+    --prompt 'Über' was refused as "bytes that are not UTF-8 text" (they were). Now the text typed."""
+    from longrope.tools import GenerateConfig
+
+    typed = "\udcc3\udc9cber \udce6\udc97\udca5"  # b"\xc3\x9cber \xe6\x97\xa5" read as ASCII + surrogateescape
+    assert GenerateConfig(model="tiny", factors="f.json", prompt=typed, max_new_tokens=2).prompt == "Über 日"
+
+
 def test_a_prompt_that_is_not_utf8_is_one_line_in_the_config_and_the_api():
     """battery 9a: generate --prompt $'abc\\xff' (argv bytes that are not UTF-8, read as lone surrogates) was the
     tokenizer's TypeError traceback "TextEncodeInput must be Union[...]"."""

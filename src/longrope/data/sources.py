@@ -29,6 +29,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import os
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -67,6 +68,19 @@ def printable(text: object) -> str:
 def valid_text(text: str) -> bool:
     """Whether ``text`` is valid Unicode that UTF-8 (and a tokenizer) can encode."""
     return _SURROGATE.search(text) is None
+
+
+def argument_text(text: str) -> str | None:
+    """A command-line argument as the text typed: under an ASCII locale without UTF-8 mode (``LC_ALL=C
+    PYTHONUTF8=0``) Python reads a UTF-8 argument's bytes as lone surrogates; they are the bytes again through
+    ``os.fsencode``, and UTF-8 text when they are (battery 14b: such a prompt was refused as "not UTF-8 text").
+    None when the argument is not UTF-8 at all."""
+    if valid_text(text):
+        return text
+    try:
+        return os.fsencode(text).decode("utf-8")
+    except (UnicodeError, ValueError):
+        return None
 
 
 def _suffix(path: Path) -> str | None:
