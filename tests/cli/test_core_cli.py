@@ -211,15 +211,18 @@ def test_export_quiet_hides_transformers_bars(capsys, tmp_path):
         hf_logging.enable_progress_bar()
 
 
-def test_a_console_that_cannot_show_a_character_gets_an_escape_not_a_traceback(monkeypatch, tmp_path):
+@pytest.mark.parametrize("errors", ["strict", "surrogateescape"])
+def test_a_console_that_cannot_show_a_character_gets_an_escape_not_a_traceback(monkeypatch, tmp_path, errors):
     """battery 9a: PYTHONIOENCODING=ascii tokenize -o 'out ü' wrote the shards, then printed its summary line as a
-    UnicodeEncodeError traceback (exit 1). Now the character is escaped, as Python does on stderr."""
+    UnicodeEncodeError traceback (exit 1). Now the character is escaped, as Python does on stderr. Battery 14b: the
+    same under an ASCII locale without UTF-8 mode (LC_ALL=C PYTHONUTF8=0: stdout's errors are surrogateescape;
+    generate's text with a 'ü' was a traceback)."""
     import io
 
     (tmp_path / "books").mkdir()
     (tmp_path / "books" / "a.txt").write_text("some words of text", encoding="utf-8")
     raw = io.BytesIO()
-    stdout = io.TextIOWrapper(raw, encoding="ascii", errors="strict", write_through=True)
+    stdout = io.TextIOWrapper(raw, encoding="ascii", errors=errors, write_through=True)
     monkeypatch.setattr(sys, "stdout", stdout)
     code = main(["tokenize", "--tokenizer", "tiny", "--input", str(tmp_path / "books"), "-o", str(tmp_path / "out ü"),
                  "--quiet"])

@@ -19,6 +19,7 @@ complaint (one line, not the usage block). Heavy libraries are imported inside c
 from __future__ import annotations
 
 import argparse
+import codecs
 import errno
 import importlib
 import os
@@ -260,11 +261,28 @@ def _printable_stdout() -> None:
     with 'ü' under an ASCII console (PYTHONIOENCODING=ascii, a cp1252 console and CJK text) was a
     UnicodeEncodeError traceback after the work was done."""
     reconfigure = getattr(sys.stdout, "reconfigure", None)
-    if reconfigure is not None and (getattr(sys.stdout, "errors", None) or "strict") == "strict":
+    errors = getattr(sys.stdout, "errors", None) or "strict"
+    if reconfigure is not None and errors in ("strict", "surrogateescape"):
+        if errors == "surrogateescape":  # an ASCII locale without UTF-8 mode (battery 14b: generated text with
+            codecs.register_error(_BYTES_OR_ESCAPES, _bytes_or_escapes)  # a 'ü' was a traceback there)
         try:
-            reconfigure(errors="backslashreplace")
+            reconfigure(errors="backslashreplace" if errors == "strict" else _BYTES_OR_ESCAPES)
         except (ValueError, OSError):  # a closed or detached stream: nothing will be printed to it anyway
             pass
+
+
+_BYTES_OR_ESCAPES = "longrope.bytes-or-escapes"
+
+
+def _bytes_or_escapes(error: UnicodeError) -> tuple[bytes, int]:
+    """surrogateescape's bytes back for a file name's undecodable bytes, backslashreplace's escapes for the rest."""
+    if not isinstance(error, UnicodeEncodeError):
+        raise error
+    out = bytearray()
+    for ch in error.object[error.start:error.end]:
+        code = ord(ch)
+        out += bytes([code - 0xDC00]) if 0xDC80 <= code <= 0xDCFF else ch.encode("ascii", "backslashreplace")
+    return bytes(out), error.end
 
 
 def main(argv: list[str] | None = None, *, parser: argparse.ArgumentParser | None = None) -> int:
