@@ -475,3 +475,16 @@ def test_model_rotary_dim_checks_csv_and_hf_config_too(tmp_path):
     cfg = _phi3_mini_128k_like()
     with pytest.raises(RotaryDimMismatch, match="long_factor has 48 values but the model's rotary dim is 64"):
         FactorSet.load(_write(tmp_path, cfg, name="config.json"), rotary_dim=64)
+
+
+def test_torch_tensors_of_any_dtype_or_grad_are_read_as_their_values():
+    """Battery 14b: FactorSet(long_factor=a bf16 tensor) was "Got unsupported ScalarType BFloat16", a tensor
+    requiring grad torch's RuntimeError (numpy refuses both); float32 ones were read. Now all by their values."""
+    import torch
+
+    values = [1.0, 1.5, 2.0, 4.0]
+    for tensor in (torch.tensor(values, dtype=torch.bfloat16), torch.tensor(values, requires_grad=True),
+                   torch.tensor(values, dtype=torch.float16)):
+        fs = FactorSet(long_factor=tensor, original_max_position_embeddings=256, max_position_embeddings=1024,
+                       rope_theta=1e4)
+        assert fs.long_factor.dtype == np.float64 and fs.long_factor.tolist() == values

@@ -47,6 +47,8 @@ def factor_array(value: Any, field: str, length: int | None = None) -> np.ndarra
     """A fresh float64 1-D copy of ``value``, checked finite and > 0 (``field`` names it in errors)."""
     if isinstance(value, (str, bytes)) or isinstance(value, Mapping):
         raise UserError(f"{field} must be a list of numbers, got {type(value).__name__}")
+    if callable(getattr(value, "detach", None)) and callable(getattr(value, "tolist", None)):
+        value = value.detach().tolist()  # a torch tensor (bf16, requiring grad or on a GPU: numpy refused those)
     if isinstance(value, (list, tuple)):
         for j, x in enumerate(value):
             if isinstance(x, bool) or not isinstance(x, numbers.Real):
