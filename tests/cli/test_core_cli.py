@@ -266,3 +266,25 @@ def test_a_stderr_that_cannot_be_written_neither_ends_the_work_nor_changes_the_s
     out = tmp_path / "y.json"
     assert main(["baseline", "--model", "tiny", "--method", "pi", "--target-length", "512", "-o", str(out)]) == 0
     assert isinstance(sys.stderr, Full)  # put back as it was
+
+
+def test_a_stdout_that_cannot_be_written_is_told_apart_from_the_output(monkeypatch, capsys, tmp_path):
+    """`baseline -o y.json >/dev/full` wrote y.json, then said "no space left on the disk being written to; free space
+    there or write the output to another disk" - as if the output were lost (battery 14b). Now the line says that
+    stdout failed and what was lost."""
+    import errno
+    import io
+
+    class Full(io.StringIO):
+        def write(self, text):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def flush(self):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(sys, "stdout", Full())
+    out = tmp_path / "y.json"
+    assert main(["baseline", "--model", "tiny", "--method", "pi", "--target-length", "512", "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "cannot print to stdout (No space left on device)" in err and "another disk" not in err
+    assert json.loads(out.read_text())["max_position_embeddings"] == 512

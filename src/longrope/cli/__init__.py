@@ -289,40 +289,51 @@ def main(argv: list[str] | None = None, *, parser: argparse.ArgumentParser | Non
     """``longrope ARGV``; with ``parser`` (from :func:`run_parser`), that program's command line, with the same
     one-line errors named by its prog. Ctrl-C is one line from the first instant: while the parser was built (the
     run modules imported) it was a 40-line KeyboardInterrupt traceback (battery 11a)."""
-    stderr, sys.stderr = sys.stderr, _Diagnostics(sys.stderr)
+    _printable_stdout()
+    streams = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = _Stream(sys.stdout, results=True), _Stream(sys.stderr, results=False)
     try:
         return _main(argv, parser)
     except KeyboardInterrupt:
         print(f"{(parser.prog if parser is not None else 'longrope')}: interrupted", file=sys.stderr)
         return 130
     finally:
-        sys.stderr = stderr
+        sys.stdout, sys.stderr = streams
 
 
-class _Diagnostics:
-    """stderr while a command runs: it carries progress bars, warnings and the one-line errors, so a write it
-    cannot take (a full disk or an I/O error under ``2>log``) is dropped. That write was raised inside whatever
-    drew it: a search or evaluation with ``2>/dev/full`` died "cannot load 'tiny': No space left on device", and a
-    refused input exited 1 instead of 2 (battery 14b). A closed pipe still raises, as for stdout."""
+class _StdoutRefused(OSError):
+    """stdout could not take a write (not a closed pipe): what was lost is the printed result, not a file."""
 
-    def __init__(self, stream: Any) -> None:
-        self._stream = stream
+
+class _Stream:
+    """stdout / stderr while a command runs (battery 14b). stderr carries progress bars, warnings and the one-line
+    errors, so a write it cannot take (a full disk or an I/O error under ``2>log``) is dropped: it was raised inside
+    whatever drew it (a search or evaluation with ``2>/dev/full`` died "cannot load 'tiny': No space left on
+    device") and a refused input exited 1 instead of 2. stdout's failure is told apart from an output file's
+    (:class:`_StdoutRefused`): a finished run was worded "write the output to another disk". A closed pipe raises
+    as it is (``| head``: 141)."""
+
+    def __init__(self, stream: Any, *, results: bool) -> None:
+        self._stream, self._results = stream, results
+
+    def _refused(self, e: OSError) -> None:
+        if isinstance(e, BrokenPipeError):
+            raise e
+        if self._results:
+            raise _StdoutRefused(e.errno, e.strerror) from None
 
     def write(self, text: str) -> int:
         try:
             return self._stream.write(text)
-        except BrokenPipeError:
-            raise
-        except OSError:
+        except OSError as e:
+            self._refused(e)
             return len(text)
 
     def flush(self) -> None:
         try:
             self._stream.flush()
-        except BrokenPipeError:
-            raise
-        except OSError:
-            pass
+        except OSError as e:
+            self._refused(e)
 
     def __getattr__(self, name: str) -> Any:  # fileno, isatty, encoding ... as the stream has them
         return getattr(self._stream, name)
@@ -332,7 +343,6 @@ def _main(argv: list[str] | None, parser: argparse.ArgumentParser | None) -> int
     from longrope.runs import MOVED
 
     argv = sys.argv[1:] if argv is None else list(argv)
-    _printable_stdout()
     if parser is None and argv and argv[0] in MOVED:
         print(f"longrope {argv[0]}: error: {MOVED[argv[0]]}", file=sys.stderr)
         return 2
@@ -381,6 +391,11 @@ def _main(argv: list[str] | None, parser: argparse.ArgumentParser | None) -> int
         if isinstance(exc, BrokenPipeError) and _stdout_gone():  # `| head` stopped reading: no mistake of theirs
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit's flush must not fail again
             return 141  # as a process SIGPIPE ends (Python ignores the signal), not 2 "error: Broken pipe"
+        if isinstance(exc, _StdoutRefused):
+            print(f"{name}: error: cannot print to stdout ({exc.strerror}): the printed result is lost (files and run "
+                  "folders are written before anything is printed); redirect stdout where it can be written",
+                  file=sys.stderr)
+            return 2
         where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
         if (refused := _write_refused(name, exc, where)) is not None:
             return refused
