@@ -255,6 +255,9 @@ def test_a_stderr_that_cannot_be_written_neither_ends_the_work_nor_changes_the_s
 
     monkeypatch.setattr(sys, "stderr", Full())
     assert main(["inspect", "--model", str(tmp_path / "nope")]) == 2
+    monkeypatch.setattr(sys, "stderr", None)  # closed at start (2>&-): Python's None, left alone
+    assert main(["inspect", "--model", str(tmp_path / "nope")]) == 2
+    monkeypatch.setattr(sys, "stderr", Full())
 
     def bar_then_work(args):
         print("progress 1/2", file=sys.stderr, flush=True)

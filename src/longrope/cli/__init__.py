@@ -291,7 +291,9 @@ def main(argv: list[str] | None = None, *, parser: argparse.ArgumentParser | Non
     run modules imported) it was a 40-line KeyboardInterrupt traceback (battery 11a)."""
     _printable_stdout()
     streams = sys.stdout, sys.stderr
-    sys.stdout, sys.stderr = _Stream(sys.stdout, results=True), _Stream(sys.stderr, results=False)
+    # a stream closed at start (`>&-`) is None: print() then writes nothing, as before
+    sys.stdout = _Stream(sys.stdout, results=True) if sys.stdout is not None else None
+    sys.stderr = _Stream(sys.stderr, results=False) if sys.stderr is not None else None
     try:
         return _main(argv, parser)
     except KeyboardInterrupt:
