@@ -181,3 +181,31 @@ def test_a_model_folder_with_incomplete_tokenizer_files_is_one_line_naming_them(
     with pytest.raises(UserError, match="tokenizer of .*(incomplete|damaged).*copy tokenizer.json") as e:
         loading.load_tokenizer_of(str(folder))
     assert "\n" not in str(e.value)
+
+
+def test_a_phi3_long_context_config_loads_without_transformers_factor_note(tmp_path):
+    """Battery 14b: a config laid out as Phi-3-mini-128k's (longrope scaling without `factor`, L as the top-level
+    original_max_position_embeddings) printed transformers' "Please set the `factor` field of `rope_parameters`"
+    on every command; the published configs are that way and transformers reads them alike."""
+    import json
+    import logging
+
+    folder = save_tiny(build_tiny("phi3"), tmp_path / "phi3")
+    config = json.loads((folder / "config.json").read_text())
+    half = loading.read_rope_info(str(folder)).rotary_dim // 2
+    config["rope_parameters"] = {**config["rope_parameters"], "rope_type": "longrope",
+                                 "short_factor": [1.0] * half, "long_factor": [2.0] * half}
+    config.update(original_max_position_embeddings=TINY_L, max_position_embeddings=4 * TINY_L)
+    (folder / "config.json").write_text(json.dumps(config))
+    logging.Logger.warning_once.cache_clear()  # transformers says it once per process
+    seen: list[str] = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = lambda record: seen.append(record.getMessage())
+    logger = logging.getLogger("transformers.modeling_rope_utils")  # transformers' loggers do not propagate
+    logger.addHandler(handler)
+    try:
+        info = loading.read_rope_info(str(folder))
+    finally:
+        logger.removeHandler(handler)
+    assert info.max_position_embeddings == 4 * TINY_L
+    assert not [m for m in seen if "factor` field" in m]
