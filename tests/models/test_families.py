@@ -82,3 +82,35 @@ def test_a_model_whose_own_longrope_factors_are_malformed_is_unsupported_in_one_
                  "--max-new-tokens", "1"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and reason in err, err
+
+
+def test_a_linear_scaled_model_is_refused_before_its_factors_are_dropped(tiny_model_dir, tmp_path, capsys):
+    """A config with linear rope scaling (factor 4, a position-interpolation fine-tune) was supported with L =
+    max_position_embeddings: `baseline --method pi` wrote λ = 1 for the model's own length while the model ran
+    λ = 4, and every installed set silently dropped the ×4 (battery 14b). Refused in one line; factor 1 is no
+    scaling and stays supported."""
+    import json
+    import shutil
+
+    from longrope.cli import main
+    from longrope.models import read_rope_info
+
+    def folder_with(factor: float):
+        folder = tmp_path / f"linear{factor:g}"
+        shutil.copytree(tiny_model_dir, folder)
+        config = json.loads((folder / "config.json").read_text())
+        params = {"rope_type": "linear", "factor": factor, "rope_theta": 10000.0}
+        config.update(rope_parameters=params, rope_scaling=params)
+        (folder / "config.json").write_text(json.dumps(config))
+        return folder
+
+    assert read_rope_info(folder_with(1.0)).supported
+    folder = folder_with(4.0)
+    info = read_rope_info(folder)
+    assert not info.supported and "linear with factor 4" in info.reason
+    capsys.readouterr()
+    assert main(["baseline", "--model", str(folder), "--method", "pi", "--target-length", "2x",
+                 "-o", str(tmp_path / "f.json")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "fine-tuned from" in err, err
+    assert not (tmp_path / "f.json").exists()

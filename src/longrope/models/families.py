@@ -224,7 +224,7 @@ def rope_info_from_config(config: Any) -> RopeInfo:
     if not (math.isfinite(theta) and theta > 0):  # (a NaN was reported as supported, and printed as invalid JSON)
         return unsupported(f"{family.name} config has rope_theta {theta}, not a finite number > 0",
                            **{**known, "rope_theta": None})
-    if problem := rope_type_problem(rope_type):
+    if problem := rope_type_problem(rope_type) or linear_scaling_problem(rope_type, params, max_pos):
         return unsupported(problem, **known)
     if prf != 1.0 and not family.honours_partial_rotary:
         return unsupported(
@@ -258,6 +258,24 @@ def rope_type_problem(rope_type: str | None) -> str | None:
         return None
     return (f"its config's rope_scaling has rope_type {rope_type!r}, which transformers does not know "
             f"({', '.join(sorted(ROPE_INIT_FUNCTIONS))}); fix or remove the rope_scaling block of its config.json")
+
+
+def linear_scaling_problem(rope_type: str, params: Any, max_pos: int | None) -> str | None:
+    """Why a model whose config already interpolates positions linearly (``rope_type`` linear, factor f != 1: a
+    position-interpolation fine-tune such as LongChat) cannot take factors, or None. longrope's factors are
+    relative to unscaled RoPE and replace the config's scaling, so installing any set would silently drop the
+    ×f the weights were tuned for; and L is not written (published configs give max_position_embeddings as
+    the length before the fine-tune or after it), so no ratio s = L'/L could be trusted (battery 14b)."""
+    if rope_type.lower() != "linear":
+        return None
+    factor = params.get("factor") if hasattr(params, "get") else None
+    if isinstance(factor, bool) or not isinstance(factor, (int, float)) or float(factor) == 1.0:
+        return None
+    after = f"{max_pos:,}" if isinstance(max_pos, int) else "max_position_embeddings"
+    return (f"its config's rope_scaling is linear with factor {float(factor):g} (a position-interpolation fine-tune); "
+            f"longrope's factors are relative to unscaled RoPE and would silently replace that ×{float(factor):g}, and "
+            f"its context before the fine-tune is not written ({after} or that / {float(factor):g}); extend the "
+            "model it was fine-tuned from instead")
 
 
 def _find_rotary_owner(model: Any) -> Any | None:
