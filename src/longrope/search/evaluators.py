@@ -118,21 +118,54 @@ def _worker_main(worker: str, device: str, factory: Any, conn: Any) -> None:
     """Worker process: build the objective once, then serve requests from its pipe until None/EOF.
     transformers' own bars (its weight-loading bar) are off here: the parent draws the search's
     progress, and N workers' bars on the shared stderr were noise that --quiet did not hide."""
+    _exit_with_parent()
     _no_library_bars()
     try:
         objective = factory(device)
     except BaseException as exc:  # reported to the parent, which stops the search with this line
-        conn.send(("fatal", traceback.format_exception_only(type(exc), exc)[-1].strip()))
+        _tell_parent(conn, ("fatal", traceback.format_exception_only(type(exc), exc)[-1].strip()))
         return
-    conn.send(("ready", None))
+    if not _tell_parent(conn, ("ready", None)):
+        return
     while True:
         try:
             request = conn.recv()
         except (EOFError, OSError):
             return
-        if request is None:
+        if request is None or not _tell_parent(conn, ("outcome", call_objective(objective, request, worker))):
             return
-        conn.send(("outcome", call_objective(objective, request, worker)))
+
+
+def _tell_parent(conn: Any, message: tuple) -> bool:
+    """Send ``message`` to the search; False when it is gone (its pipe broke: nothing to report to)."""
+    try:
+        conn.send(message)
+    except (BrokenPipeError, EOFError, OSError):
+        return False
+    return True
+
+
+def _exit_with_parent() -> None:
+    """A worker lives no longer than the search that spawned it: a thread waits on the parent's sentinel
+    and ends the process when the parent dies however it dies. A search killed with SIGKILL or SIGTERM
+    left its workers loading the model or scoring a candidate for minutes (on a GPU, holding its
+    memory), each ending with a BrokenPipeError traceback on the user's terminal (battery 14c)."""
+    import multiprocessing
+    import os
+    import threading
+
+    parent = multiprocessing.parent_process()
+    sentinel = getattr(parent, "sentinel", None)
+    if sentinel is None:  # not a spawned child (called in-process, in a test): nothing to watch
+        return
+
+    def watch() -> None:
+        from multiprocessing.connection import wait
+
+        wait([sentinel])
+        os._exit(0)
+
+    threading.Thread(target=watch, name="longrope-parent-watch", daemon=True).start()
 
 
 def _no_library_bars() -> None:
