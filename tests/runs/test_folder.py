@@ -287,3 +287,29 @@ def test_nothing_to_resume_in_a_folder_a_fresh_start_refuses_does_not_say_run_wi
     assert "holds no pipeline run and is not empty" in err and "run without" not in err, err
     with pytest.raises(UserError, match="run without --resume"):  # an empty or missing folder: start it
         RunFolder.open(tmp_path / "new", "search", staged=False, resume=True)
+
+
+def test_a_run_killed_while_writing_its_config_leaves_a_folder_a_fresh_start_takes(tmp_path, capsys):
+    """Battery 14c: a run SIGKILLed while it wrote config.json (its temporary written, not yet renamed) left
+    .lock and .config.json.XXXXXXXX.tmp: a fresh start refused the folder as not empty, --resume said there
+    was nothing to resume, 'run without --resume'. Those leftovers are no one's work: the fresh start takes
+    the folder and removes them."""
+    import longrope.io as lio
+    from longrope.runs.folder import CONFIG_FILE, LOCK_FILE
+
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / LOCK_FILE).write_text("12345\n")
+    (out / f"{lio.sibling_prefix(out / CONFIG_FILE, '')}3z7sc7_8.tmp").write_text('{"form')
+    with pytest.raises(UserError, match="without --resume"):
+        RunFolder.open(out, "search", staged=False, resume=True)
+    f = RunFolder.open(out, "search", staged=False)
+    f.start({"a": 1})
+    f.close()
+    assert sorted(p.name for p in out.iterdir()) == [LOCK_FILE, CONFIG_FILE, "run.json"]
+    # someone's own hidden temporary is still someone's: not taken
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / ".notes.abcdefgh.tmp").write_text("mine")
+    with pytest.raises(UserError, match="not empty"):
+        RunFolder.open(other, "search", staged=False)

@@ -274,7 +274,7 @@ class RunFolder:
     @classmethod
     def _open(cls, final: Path, parent: Path, command: str, staged: bool, resume: bool, replace: bool, adopt: bool,
               flag: str, lock: FolderLock | None) -> RunFolder:
-        existing = final.is_dir() and any(p.name != LOCK_FILE for p in final.iterdir())
+        existing = final.is_dir() and any(not _set_up_leftover(p.name) for p in final.iterdir())
         stub = existing and not staged and not resume and _is_stub(final, command, flag)
         if stub:
             existing = False
@@ -309,9 +309,12 @@ class RunFolder:
                 if _work_files(final) and not stub:  # another process ran into it since the checks above
                     lock.release()
                     raise UserError(f"{flag} {final} was just written by another process; choose a new folder")
-            probe = work / f".write-test-{os.getpid()}"
+            probe = work / f"{_PROBE}{os.getpid()}"
             probe.write_bytes(b"")
             probe.unlink()
+            if not staged:  # locked: no other process writes here, so these are a killed run's
+                for leftover in [p for p in work.iterdir() if p.name != LOCK_FILE and _set_up_leftover(p.name)]:
+                    leftover.unlink(missing_ok=True)
         except OSError as exc:
             if lock is not None:
                 lock.release()
@@ -375,6 +378,19 @@ class RunFolder:
 
     def _swap_into_place(self) -> None:
         self.path = replace_folder(self.path, self.final)
+
+
+_PROBE = ".write-test-"
+
+
+def _set_up_leftover(name: str) -> bool:
+    """Whether ``name`` in a run folder is what a run killed during its set-up left besides (or before) its
+    records: the lock, the write probe, or the temporary of config.json or run.json written but not yet renamed
+    (``io.atomic_write``). Such a folder is no one's work: a kill while config.json was written left a folder
+    that a fresh start refused as not empty and --resume as holding no run (battery 14c)."""
+    if name == LOCK_FILE or name.startswith(_PROBE):
+        return True
+    return name.endswith(".tmp") and any(name.startswith(sibling_prefix(record, "")) for record in (CONFIG_FILE, RUN_FILE))
 
 
 def _work_files(folder: Path) -> set[str]:
