@@ -313,3 +313,19 @@ def test_a_run_killed_while_writing_its_config_leaves_a_folder_a_fresh_start_tak
     (other / ".notes.abcdefgh.tmp").write_text("mine")
     with pytest.raises(UserError, match="not empty"):
         RunFolder.open(other, "search", staged=False)
+
+
+def test_the_temporaries_of_writes_a_kill_cut_short_are_removed_when_the_folder_is_next_taken(tmp_path):
+    """Battery 14c: a search killed while it wrote checkpoint.json kept its temporary (.checkpoint.json.*.tmp, a
+    copy of the checkpoint) after every later run, one more per such kill. The next run that takes the folder's
+    lock removes them; the run's own files stay."""
+    out = tmp_path / "run"
+    f = RunFolder.open(out, "search", staged=False)
+    f.start({"a": 1})
+    (out / "checkpoint.json").write_text("{}")
+    f.close()
+    (out / ".checkpoint.json.6bdyayly.tmp").write_text('{"half')
+    (out / ".cells.json.ef76xaj6.tmp").write_text("")
+    g = RunFolder.open(out, "search", staged=False, resume=True)
+    g.close()
+    assert sorted(p.name for p in out.iterdir()) == [".lock", "checkpoint.json", "config.json", "run.json"]

@@ -40,6 +40,7 @@ from __future__ import annotations
 import fcntl
 import os
 import platform
+import re
 import shutil
 import sys
 import time
@@ -313,7 +314,7 @@ class RunFolder:
             probe.write_bytes(b"")
             probe.unlink()
             if not staged:  # locked: no other process writes here, so these are a killed run's
-                for leftover in [p for p in work.iterdir() if p.name != LOCK_FILE and _set_up_leftover(p.name)]:
+                for leftover in [p for p in work.iterdir() if p.name != LOCK_FILE and _killed_writer_leftover(p.name)]:
                     leftover.unlink(missing_ok=True)
         except OSError as exc:
             if lock is not None:
@@ -391,6 +392,19 @@ def _set_up_leftover(name: str) -> bool:
     if name == LOCK_FILE or name.startswith(_PROBE):
         return True
     return name.endswith(".tmp") and any(name.startswith(sibling_prefix(record, "")) for record in (CONFIG_FILE, RUN_FILE))
+
+
+#: the temporary ``io.atomic_write`` writes a file NAME in (``.NAME.`` + mkstemp's 8 characters + ``.tmp``)
+_TEMPORARY = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp")
+
+
+def _killed_writer_leftover(name: str) -> bool:
+    """Whether ``name``, in a run folder this process holds the lock of, is what a killed writer left: a set-up
+    leftover, or the temporary of any file written atomically there (checkpoint.json, cells.json ...). Only the
+    lock holder writes into the folder, so no live process owns one; a search killed while it wrote its
+    checkpoint kept a copy of it (MBs with a long fitness cache) for good, one more after each such kill
+    (battery 14c)."""
+    return _set_up_leftover(name) or _TEMPORARY.fullmatch(name) is not None
 
 
 def _work_files(folder: Path) -> set[str]:
