@@ -124,3 +124,41 @@ def _alive(pid: int) -> bool:
             return f.read().split(") ")[-1][:1] != "Z"
     except FileNotFoundError:
         return False
+
+
+_CTRL_C_PARENT = """
+import time
+from longrope.search.evaluators import ProcessPoolEvaluator
+from longrope.search.synthetic import SyntheticFactory
+pool = ProcessPoolEvaluator(SyntheticFactory(4, 2.0), ["cpu", "cpu"])
+print("started", flush=True)
+try:
+    time.sleep(60)
+except KeyboardInterrupt:
+    pool.close()
+    print("closed", flush=True)
+"""
+
+
+@pytest.mark.timeout(120)
+def test_ctrl_c_stops_the_search_and_its_workers_print_nothing(tmp_path):
+    """Battery 14c: Ctrl-C (SIGINT to the terminal's whole process group) during search --workers N reached the
+    workers too: each printed a KeyboardInterrupt traceback (importing its modules or waiting for a request)
+    under the search's one line. Only the search gets it now; it closes the workers itself."""
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root / "src"), str(root)])}
+    err = tmp_path / "stderr.txt"
+    with open(err, "w") as stderr:
+        parent = subprocess.Popen([sys.executable, "-c", _CTRL_C_PARENT], stdout=subprocess.PIPE, stderr=stderr,
+                                  text=True, env=env, cwd=root, start_new_session=True)
+        assert parent.stdout.readline().strip() == "started"
+        time.sleep(0.3)  # the workers are importing their modules
+        os.killpg(parent.pid, signal.SIGINT)
+        out, _ = parent.communicate(timeout=60)
+    assert parent.returncode == 0 and "closed" in out
+    assert "Traceback" not in err.read_text() and "KeyboardInterrupt" not in err.read_text()

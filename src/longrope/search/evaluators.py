@@ -23,9 +23,11 @@ is a picklable callable ``factory(device: str) -> objective`` used to build one 
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -118,6 +120,7 @@ def _worker_main(worker: str, device: str, factory: Any, conn: Any) -> None:
     """Worker process: build the objective once, then serve requests from its pipe until None/EOF.
     transformers' own bars (its weight-loading bar) are off here: the parent draws the search's
     progress, and N workers' bars on the shared stderr were noise that --quiet did not hide."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the search's to answer (see _interrupts_held)
     _exit_with_parent()
     _no_library_bars()
     try:
@@ -134,6 +137,26 @@ def _worker_main(worker: str, device: str, factory: Any, conn: Any) -> None:
             return
         if request is None or not _tell_parent(conn, ("outcome", call_objective(objective, request, worker))):
             return
+
+
+@contextlib.contextmanager
+def _interrupts_held() -> Iterator[None]:
+    """Spawn a worker with SIGINT ignored (a disposition the spawned interpreter inherits, and then keeps): Ctrl-C,
+    which the terminal sends to the whole process group, reaches only the search, which stops its workers itself
+    (each printed a KeyboardInterrupt traceback, battery 14c). Meanwhile SIGINT is blocked here too, so a Ctrl-C
+    in that moment waits for the search's own handler instead of being lost."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "pthread_sigmask"):
+        yield  # only the main thread may set a handler
+        return
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, handler)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
 
 def _tell_parent(conn: Any, message: tuple) -> bool:
@@ -220,7 +243,8 @@ class ProcessPoolEvaluator:
     def _start(self, worker: str, device: str) -> None:
         parent, child = self._ctx.Pipe(duplex=True)
         proc = self._ctx.Process(target=_worker_main, args=(worker, device, self.factory, child), daemon=True)
-        proc.start()
+        with _interrupts_held():
+            proc.start()
         child.close()  # the parent keeps only its end, so a dead worker reads as EOF
         self._procs[worker] = proc
         self._conns[worker] = parent
