@@ -326,6 +326,14 @@ def test_the_temporaries_of_writes_a_kill_cut_short_are_removed_when_the_folder_
     f.close()
     (out / ".checkpoint.json.6bdyayly.tmp").write_text('{"half')
     (out / ".cells.json.ef76xaj6.tmp").write_text("")
+    (out / "samples").mkdir()
+    (out / "samples" / ".niah_single_1-256.json.qzl9g99g.tmp").write_text("")
+    (out / "stages" / "s").mkdir(parents=True)  # another run's folder (its own lock): another process's to clean
+    (out / "stages" / "s" / ".lock").write_text("")
+    (out / "stages" / "s" / ".checkpoint.json.abcdefgh.tmp").write_text("")
     g = RunFolder.open(out, "search", staged=False, resume=True)
     g.close()
-    assert sorted(p.name for p in out.iterdir()) == [".lock", "checkpoint.json", "config.json", "run.json"]
+    assert sorted(p.name for p in out.iterdir()) == [".lock", "checkpoint.json", "config.json", "run.json", "samples",
+                                                    "stages"]
+    assert not list((out / "samples").iterdir())
+    assert (out / "stages" / "s" / ".checkpoint.json.abcdefgh.tmp").exists()

@@ -314,8 +314,7 @@ class RunFolder:
             probe.write_bytes(b"")
             probe.unlink()
             if not staged:  # locked: no other process writes here, so these are a killed run's
-                for leftover in [p for p in work.iterdir() if p.name != LOCK_FILE and _killed_writer_leftover(p.name)]:
-                    leftover.unlink(missing_ok=True)
+                _remove_killed_writers_leftovers(work)
         except OSError as exc:
             if lock is not None:
                 lock.release()
@@ -405,6 +404,18 @@ def _killed_writer_leftover(name: str) -> bool:
     checkpoint kept a copy of it (MBs with a long fitness cache) for good, one more after each such kill
     (battery 14c)."""
     return _set_up_leftover(name) or _TEMPORARY.fullmatch(name) is not None
+
+
+def _remove_killed_writers_leftovers(folder: Path) -> None:
+    """Remove what killed writers left in the locked run folder ``folder`` and its subfolders (samples/, a pipeline's
+    stage folders), never entering a subfolder that has a lock of its own: another run's folder, which another
+    process may be writing now (a search stage resumed by itself)."""
+    for p in list(folder.iterdir()):
+        if p.is_dir() and not p.is_symlink():
+            if not os.path.lexists(p / LOCK_FILE):
+                _remove_killed_writers_leftovers(p)
+        elif p.name != LOCK_FILE and _killed_writer_leftover(p.name):
+            p.unlink(missing_ok=True)
 
 
 def _work_files(folder: Path) -> set[str]:
