@@ -129,8 +129,8 @@ def _alive(pid: int) -> bool:
 _CTRL_C_PARENT = """
 import time
 from longrope.search.evaluators import ProcessPoolEvaluator
-from longrope.search.synthetic import SyntheticFactory
-pool = ProcessPoolEvaluator(SyntheticFactory(4, 2.0), ["cpu", "cpu"])
+from tests.search.test_evaluators import _SlowStartFactory
+pool = ProcessPoolEvaluator(_SlowStartFactory(4, 2.0), ["cpu", "cpu"])
 print("started", flush=True)
 try:
     time.sleep(60)
@@ -144,7 +144,8 @@ except KeyboardInterrupt:
 def test_ctrl_c_stops_the_search_and_its_workers_print_nothing(tmp_path):
     """Battery 14c: Ctrl-C (SIGINT to the terminal's whole process group) during search --workers N reached the
     workers too: each printed a KeyboardInterrupt traceback (importing its modules or waiting for a request)
-    under the search's one line. Only the search gets it now; it closes the workers itself."""
+    under the search's one line. Only the search gets it now; it closes the workers itself, without waiting
+    5 s for each one that is still loading its model."""
     import subprocess
     import sys
     import time
@@ -157,8 +158,11 @@ def test_ctrl_c_stops_the_search_and_its_workers_print_nothing(tmp_path):
         parent = subprocess.Popen([sys.executable, "-c", _CTRL_C_PARENT], stdout=subprocess.PIPE, stderr=stderr,
                                   text=True, env=env, cwd=root, start_new_session=True)
         assert parent.stdout.readline().strip() == "started"
-        time.sleep(0.3)  # the workers are importing their modules
+        time.sleep(0.3)  # the workers are importing their modules (then load a slow model)
         os.killpg(parent.pid, signal.SIGINT)
+        t0 = time.monotonic()
         out, _ = parent.communicate(timeout=60)
+        answered = time.monotonic() - t0
     assert parent.returncode == 0 and "closed" in out
+    assert answered < 8, f"Ctrl-C took {answered:.1f} s (the workers were waited for one after the other)"
     assert "Traceback" not in err.read_text() and "KeyboardInterrupt" not in err.read_text()

@@ -213,6 +213,10 @@ class WorkerCrashed(RuntimeError):
     """A worker could not start or kept dying; the message says why."""
 
 
+#: seconds a closing pool gives its workers to end by themselves before it stops them
+_CLOSE_GRACE_S = 2.0
+
+
 class ProcessPoolEvaluator:
     """One spawned worker process per entry of ``devices`` (e.g. ``["cuda:0", "cuda:1"]`` or
     ``["cpu"] * N``). Requests go to idle workers; results come back in completion order.
@@ -317,11 +321,16 @@ class ProcessPoolEvaluator:
                 conn.send(None)
             except (BrokenPipeError, OSError):  # already gone
                 pass
+        # one short deadline for all: an idle worker ends at once on None; one still loading its model or scoring a
+        # candidate no one waits for is stopped (5 s each made a Ctrl-C during the workers' set-up take 12 s)
+        deadline = time.monotonic() + _CLOSE_GRACE_S
         for proc in self._procs.values():
-            proc.join(timeout=5)
+            proc.join(timeout=max(0.0, deadline - time.monotonic()))
+        for proc in self._procs.values():
             if proc.is_alive():
                 proc.terminate()
-                proc.join(timeout=5)
+        for proc in self._procs.values():
+            proc.join(timeout=5)
         for conn in self._conns.values():
             conn.close()
         self._procs.clear()
