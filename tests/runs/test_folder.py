@@ -287,3 +287,53 @@ def test_nothing_to_resume_in_a_folder_a_fresh_start_refuses_does_not_say_run_wi
     assert "holds no pipeline run and is not empty" in err and "run without" not in err, err
     with pytest.raises(UserError, match="run without --resume"):  # an empty or missing folder: start it
         RunFolder.open(tmp_path / "new", "search", staged=False, resume=True)
+
+
+def test_a_run_killed_while_writing_its_config_leaves_a_folder_a_fresh_start_takes(tmp_path, capsys):
+    """Battery 14c: a run SIGKILLed while it wrote config.json (its temporary written, not yet renamed) left
+    .lock and .config.json.XXXXXXXX.tmp: a fresh start refused the folder as not empty, --resume said there
+    was nothing to resume, 'run without --resume'. Those leftovers are no one's work: the fresh start takes
+    the folder and removes them."""
+    import longrope.io as lio
+    from longrope.runs.folder import CONFIG_FILE, LOCK_FILE
+
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / LOCK_FILE).write_text("12345\n")
+    (out / f"{lio.sibling_prefix(out / CONFIG_FILE, '')}3z7sc7_8.tmp").write_text('{"form')
+    with pytest.raises(UserError, match="without --resume"):
+        RunFolder.open(out, "search", staged=False, resume=True)
+    f = RunFolder.open(out, "search", staged=False)
+    f.start({"a": 1})
+    f.close()
+    assert sorted(p.name for p in out.iterdir()) == [LOCK_FILE, CONFIG_FILE, "run.json"]
+    # someone's own hidden temporary is still someone's: not taken
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / ".notes.abcdefgh.tmp").write_text("mine")
+    with pytest.raises(UserError, match="not empty"):
+        RunFolder.open(other, "search", staged=False)
+
+
+def test_the_temporaries_of_writes_a_kill_cut_short_are_removed_when_the_folder_is_next_taken(tmp_path):
+    """Battery 14c: a search killed while it wrote checkpoint.json kept its temporary (.checkpoint.json.*.tmp, a
+    copy of the checkpoint) after every later run, one more per such kill. The next run that takes the folder's
+    lock removes them; the run's own files stay."""
+    out = tmp_path / "run"
+    f = RunFolder.open(out, "search", staged=False)
+    f.start({"a": 1})
+    (out / "checkpoint.json").write_text("{}")
+    f.close()
+    (out / ".checkpoint.json.6bdyayly.tmp").write_text('{"half')
+    (out / ".cells.json.ef76xaj6.tmp").write_text("")
+    (out / "samples").mkdir()
+    (out / "samples" / ".niah_single_1-256.json.qzl9g99g.tmp").write_text("")
+    (out / "stages" / "s").mkdir(parents=True)  # another run's folder (its own lock): another process's to clean
+    (out / "stages" / "s" / ".lock").write_text("")
+    (out / "stages" / "s" / ".checkpoint.json.abcdefgh.tmp").write_text("")
+    g = RunFolder.open(out, "search", staged=False, resume=True)
+    g.close()
+    assert sorted(p.name for p in out.iterdir()) == [".lock", "checkpoint.json", "config.json", "run.json", "samples",
+                                                    "stages"]
+    assert not list((out / "samples").iterdir())
+    assert (out / "stages" / "s" / ".checkpoint.json.abcdefgh.tmp").exists()

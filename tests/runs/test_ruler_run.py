@@ -99,6 +99,29 @@ def test_a_killed_run_keeps_its_cells_and_the_same_command_measures_only_the_res
     assert main(_argv(out, yarn, "--resume")) == 0 and calls == []
 
 
+def test_a_run_killed_while_it_stores_its_samples_is_continued_by_the_same_command(tmp_path, yarn, monkeypatch):
+    """Battery 14c: the samples (and a GGUF's tokenizer) were written into a new run folder before its
+    config.json: a run killed then left samples/ alone, and every later run refused the folder ("already
+    exists and is not empty", --resume "holds no eval ruler run"). The records now come first."""
+    import longrope.runs.ruler as ruler_run
+    from longrope.runs.folder import RunFolder
+
+    real = ruler_run.store_samples
+
+    def killed_after(samples, folder):
+        real(samples, folder)
+        raise KeyboardInterrupt  # the process dies here: none of its clean-up runs
+
+    monkeypatch.setattr(ruler_run, "store_samples", killed_after)
+    monkeypatch.setattr(RunFolder, "abandon", RunFolder.close)
+    out = tmp_path / "out"
+    assert main(_argv(out, yarn)) == 130
+    assert (out / "samples").is_dir()
+    monkeypatch.undo()
+    assert main(_argv(out, yarn)) == 0
+    assert json.loads((out / "run.json").read_text())["status"] == "done"
+
+
 def test_a_task_that_needs_the_hub_is_skipped_with_one_line(finished, yarn, capsys):
     # the same folder: every cell is there, so nothing runs but the skip notice and the outputs
     argv = _argv(finished, yarn)

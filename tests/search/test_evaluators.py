@@ -66,3 +66,103 @@ def test_workers_draw_no_library_bars():
     loop = make_loop("steady", seed=7, objective=obj, evaluator=pool, config=small_config(iterations=1))
     res = loop.run(make_seeds(loop.space))
     assert res.history and {h["worker"] for h in res.history} == {"w0"}
+
+
+class _SlowStartFactory(SyntheticFactory):
+    """Takes a minute to build its objective (a model that loads slowly)."""
+
+    def __call__(self, device: str = "cpu") -> SyntheticObjective:
+        import time
+
+        time.sleep(60)
+        return super().__call__(device)
+
+
+_ORPHAN_PARENT = """
+import sys, time
+from longrope.search.evaluators import ProcessPoolEvaluator
+from tests.search.test_evaluators import _SlowStartFactory
+pool = ProcessPoolEvaluator(_SlowStartFactory(4, 2.0), ["cpu"])
+print(pool._procs["w0"].pid, flush=True)
+time.sleep(120)
+"""
+
+
+@pytest.mark.timeout(120)
+def test_a_worker_ends_with_its_killed_search_and_prints_nothing(tmp_path):
+    """Battery 14c: a search SIGKILLed (or SIGTERMed) while its workers loaded the model left them running
+    to the end of the load or of their candidate, then each printed a BrokenPipeError traceback onto the
+    terminal. A worker now ends when its parent dies, silently."""
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root / "src"), str(root)])}
+    err = tmp_path / "stderr.txt"
+    with open(err, "w") as stderr:
+        parent = subprocess.Popen([sys.executable, "-c", _ORPHAN_PARENT], stdout=subprocess.PIPE, stderr=stderr,
+                                  text=True, env=env, cwd=root)
+        worker = int(parent.stdout.readline())
+        time.sleep(1.0)
+        parent.kill()
+        parent.wait()
+        deadline = time.time() + 20
+        while time.time() < deadline and _alive(worker):
+            time.sleep(0.2)
+        alive = _alive(worker)
+        if alive:
+            os.kill(worker, signal.SIGKILL)
+    assert not alive, "the worker outlived its killed search"
+    assert "Traceback" not in err.read_text()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ")[-1][:1] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+_CTRL_C_PARENT = """
+import time
+from longrope.search.evaluators import ProcessPoolEvaluator
+from tests.search.test_evaluators import _SlowStartFactory
+pool = ProcessPoolEvaluator(_SlowStartFactory(4, 2.0), ["cpu", "cpu"])
+print("started", flush=True)
+try:
+    time.sleep(60)
+except KeyboardInterrupt:
+    pool.close()
+    print("closed", flush=True)
+"""
+
+
+@pytest.mark.timeout(120)
+def test_ctrl_c_stops_the_search_and_its_workers_print_nothing(tmp_path):
+    """Battery 14c: Ctrl-C (SIGINT to the terminal's whole process group) during search --workers N reached the
+    workers too: each printed a KeyboardInterrupt traceback (importing its modules or waiting for a request)
+    under the search's one line. Only the search gets it now; it closes the workers itself, without waiting
+    5 s for each one that is still loading its model."""
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root / "src"), str(root)])}
+    err = tmp_path / "stderr.txt"
+    with open(err, "w") as stderr:
+        parent = subprocess.Popen([sys.executable, "-c", _CTRL_C_PARENT], stdout=subprocess.PIPE, stderr=stderr,
+                                  text=True, env=env, cwd=root, start_new_session=True)
+        assert parent.stdout.readline().strip() == "started"
+        time.sleep(0.3)  # the workers are importing their modules (then load a slow model)
+        os.killpg(parent.pid, signal.SIGINT)
+        t0 = time.monotonic()
+        out, _ = parent.communicate(timeout=60)
+        answered = time.monotonic() - t0
+    assert parent.returncode == 0 and "closed" in out
+    assert answered < 8, f"Ctrl-C took {answered:.1f} s (the workers were waited for one after the other)"
+    assert "Traceback" not in err.read_text() and "KeyboardInterrupt" not in err.read_text()

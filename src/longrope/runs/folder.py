@@ -40,6 +40,7 @@ from __future__ import annotations
 import fcntl
 import os
 import platform
+import re
 import shutil
 import sys
 import time
@@ -274,7 +275,7 @@ class RunFolder:
     @classmethod
     def _open(cls, final: Path, parent: Path, command: str, staged: bool, resume: bool, replace: bool, adopt: bool,
               flag: str, lock: FolderLock | None) -> RunFolder:
-        existing = final.is_dir() and any(p.name != LOCK_FILE for p in final.iterdir())
+        existing = final.is_dir() and any(not _set_up_leftover(p.name) for p in final.iterdir())
         stub = existing and not staged and not resume and _is_stub(final, command, flag)
         if stub:
             existing = False
@@ -309,9 +310,11 @@ class RunFolder:
                 if _work_files(final) and not stub:  # another process ran into it since the checks above
                     lock.release()
                     raise UserError(f"{flag} {final} was just written by another process; choose a new folder")
-            probe = work / f".write-test-{os.getpid()}"
+            probe = work / f"{_PROBE}{os.getpid()}"
             probe.write_bytes(b"")
             probe.unlink()
+            if not staged:  # locked: no other process writes here, so these are a killed run's
+                _remove_killed_writers_leftovers(work)
         except OSError as exc:
             if lock is not None:
                 lock.release()
@@ -375,6 +378,44 @@ class RunFolder:
 
     def _swap_into_place(self) -> None:
         self.path = replace_folder(self.path, self.final)
+
+
+_PROBE = ".write-test-"
+
+
+def _set_up_leftover(name: str) -> bool:
+    """Whether ``name`` in a run folder is what a run killed during its set-up left besides (or before) its
+    records: the lock, the write probe, or the temporary of config.json or run.json written but not yet renamed
+    (``io.atomic_write``). Such a folder is no one's work: a kill while config.json was written left a folder
+    that a fresh start refused as not empty and --resume as holding no run (battery 14c)."""
+    if name == LOCK_FILE or name.startswith(_PROBE):
+        return True
+    return name.endswith(".tmp") and any(name.startswith(sibling_prefix(record, "")) for record in (CONFIG_FILE, RUN_FILE))
+
+
+#: the temporary ``io.atomic_write`` writes a file NAME in (``.NAME.`` + mkstemp's 8 characters + ``.tmp``)
+_TEMPORARY = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp")
+
+
+def _killed_writer_leftover(name: str) -> bool:
+    """Whether ``name``, in a run folder this process holds the lock of, is what a killed writer left: a set-up
+    leftover, or the temporary of any file written atomically there (checkpoint.json, cells.json ...). Only the
+    lock holder writes into the folder, so no live process owns one; a search killed while it wrote its
+    checkpoint kept a copy of it (MBs with a long fitness cache) for good, one more after each such kill
+    (battery 14c)."""
+    return _set_up_leftover(name) or _TEMPORARY.fullmatch(name) is not None
+
+
+def _remove_killed_writers_leftovers(folder: Path) -> None:
+    """Remove what killed writers left in the locked run folder ``folder`` and its subfolders (samples/, a pipeline's
+    stage folders), never entering a subfolder that has a lock of its own: another run's folder, which another
+    process may be writing now (a search stage resumed by itself)."""
+    for p in list(folder.iterdir()):
+        if p.is_dir() and not p.is_symlink():
+            if not os.path.lexists(p / LOCK_FILE):
+                _remove_killed_writers_leftovers(p)
+        elif p.name != LOCK_FILE and _killed_writer_leftover(p.name):
+            p.unlink(missing_ok=True)
 
 
 def _work_files(folder: Path) -> set[str]:

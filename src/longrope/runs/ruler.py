@@ -236,7 +236,6 @@ def run_ruler(config: RulerConfig, *, log: Callable[[str], None] | None = None) 
     tokenizer, haystack = _tokenizer_and_haystack(config, tasks, say)
     folder, tokenizer_path, samples = _open(config, tasks, tokenizer, haystack, say)
     try:
-        folder.start(config_to_dict(config), device=run_device(config.device))
         context = _cell_context(config)
         record = {"model": config.model, "factors": factor_records(sets), "tasks": tasks,
                   "skipped_tasks": {t: TASKS[t].why_not for t in config.tasks if t not in tasks},
@@ -320,8 +319,10 @@ def samples_for(config: RulerConfig, tokenizer: Any, out: Path, say: Callable[[s
 def _open(config: RulerConfig, tasks: list[str], tokenizer: Any, haystack: Any,
           say: Callable[[str], None]) -> tuple[Any, str, dict]:
     """The run folder (checked first: a wrong -o costs nothing), the samples (stored ones reused, the
-    rest generated; a length too short for a task fails here and leaves no new folder behind), and
-    the tokenizer and the samples written into the folder."""
+    rest generated; a length too short for a task fails here and leaves no new folder behind), then
+    the run's records (config.json, run.json), and only then the tokenizer and the samples written into
+    the folder: a run killed while it wrote them left samples/ (or tokenizer/) without the config.json
+    that says whose folder it is, which every later run refused, --resume included (battery 14c)."""
     import shutil
 
     from longrope.runs.folder import RunFolder
@@ -333,6 +334,7 @@ def _open(config: RulerConfig, tasks: list[str], tokenizer: Any, haystack: Any,
             tokenizer_path, save_tokenizer = _tokenizer_source(config, tokenizer, out, Path(scratch))
             samples = _all_samples(config, tasks, tokenizer=tokenizer, tokenizer_path=tokenizer_path,
                                    haystack=haystack, out=out, say=say)
+            folder.start(config_to_dict(config), device=run_device(config.device))
             if save_tokenizer:
                 dest = folder.path / TOKENIZER_DIR
                 shutil.rmtree(dest, ignore_errors=True)

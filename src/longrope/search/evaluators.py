@@ -23,9 +23,11 @@ is a picklable callable ``factory(device: str) -> objective`` used to build one 
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -118,21 +120,75 @@ def _worker_main(worker: str, device: str, factory: Any, conn: Any) -> None:
     """Worker process: build the objective once, then serve requests from its pipe until None/EOF.
     transformers' own bars (its weight-loading bar) are off here: the parent draws the search's
     progress, and N workers' bars on the shared stderr were noise that --quiet did not hide."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the search's to answer (see _interrupts_held)
+    _exit_with_parent()
     _no_library_bars()
     try:
         objective = factory(device)
     except BaseException as exc:  # reported to the parent, which stops the search with this line
-        conn.send(("fatal", traceback.format_exception_only(type(exc), exc)[-1].strip()))
+        _tell_parent(conn, ("fatal", traceback.format_exception_only(type(exc), exc)[-1].strip()))
         return
-    conn.send(("ready", None))
+    if not _tell_parent(conn, ("ready", None)):
+        return
     while True:
         try:
             request = conn.recv()
         except (EOFError, OSError):
             return
-        if request is None:
+        if request is None or not _tell_parent(conn, ("outcome", call_objective(objective, request, worker))):
             return
-        conn.send(("outcome", call_objective(objective, request, worker)))
+
+
+@contextlib.contextmanager
+def _interrupts_held() -> Iterator[None]:
+    """Spawn a worker with SIGINT ignored (a disposition the spawned interpreter inherits, and then keeps): Ctrl-C,
+    which the terminal sends to the whole process group, reaches only the search, which stops its workers itself
+    (each printed a KeyboardInterrupt traceback, battery 14c). Meanwhile SIGINT is blocked here too, so a Ctrl-C
+    in that moment waits for the search's own handler instead of being lost."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "pthread_sigmask"):
+        yield  # only the main thread may set a handler
+        return
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, handler)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+
+
+def _tell_parent(conn: Any, message: tuple) -> bool:
+    """Send ``message`` to the search; False when it is gone (its pipe broke: nothing to report to)."""
+    try:
+        conn.send(message)
+    except (BrokenPipeError, EOFError, OSError):
+        return False
+    return True
+
+
+def _exit_with_parent() -> None:
+    """A worker lives no longer than the search that spawned it: a thread waits on the parent's sentinel
+    and ends the process when the parent dies however it dies. A search killed with SIGKILL or SIGTERM
+    left its workers loading the model or scoring a candidate for minutes (on a GPU, holding its
+    memory), each ending with a BrokenPipeError traceback on the user's terminal (battery 14c)."""
+    import multiprocessing
+    import os
+    import threading
+
+    parent = multiprocessing.parent_process()
+    sentinel = getattr(parent, "sentinel", None)
+    if sentinel is None:  # not a spawned child (called in-process, in a test): nothing to watch
+        return
+
+    def watch() -> None:
+        from multiprocessing.connection import wait
+
+        wait([sentinel])
+        os._exit(0)
+
+    threading.Thread(target=watch, name="longrope-parent-watch", daemon=True).start()
 
 
 def _no_library_bars() -> None:
@@ -155,6 +211,10 @@ def _spawn_context():
 
 class WorkerCrashed(RuntimeError):
     """A worker could not start or kept dying; the message says why."""
+
+
+#: seconds a closing pool gives its workers to end by themselves before it stops them
+_CLOSE_GRACE_S = 2.0
 
 
 class ProcessPoolEvaluator:
@@ -187,7 +247,8 @@ class ProcessPoolEvaluator:
     def _start(self, worker: str, device: str) -> None:
         parent, child = self._ctx.Pipe(duplex=True)
         proc = self._ctx.Process(target=_worker_main, args=(worker, device, self.factory, child), daemon=True)
-        proc.start()
+        with _interrupts_held():
+            proc.start()
         child.close()  # the parent keeps only its end, so a dead worker reads as EOF
         self._procs[worker] = proc
         self._conns[worker] = parent
@@ -260,11 +321,16 @@ class ProcessPoolEvaluator:
                 conn.send(None)
             except (BrokenPipeError, OSError):  # already gone
                 pass
+        # one short deadline for all: an idle worker ends at once on None; one still loading its model or scoring a
+        # candidate no one waits for is stopped (5 s each made a Ctrl-C during the workers' set-up take 12 s)
+        deadline = time.monotonic() + _CLOSE_GRACE_S
         for proc in self._procs.values():
-            proc.join(timeout=5)
+            proc.join(timeout=max(0.0, deadline - time.monotonic()))
+        for proc in self._procs.values():
             if proc.is_alive():
                 proc.terminate()
-                proc.join(timeout=5)
+        for proc in self._procs.values():
+            proc.join(timeout=5)
         for conn in self._conns.values():
             conn.close()
         self._procs.clear()
