@@ -500,7 +500,7 @@ def test_a_checkpoint_naming_its_inputs_by_path_is_refused_as_older_not_as_anoth
     capsys.readouterr()
     assert _search(tiny, out, "--target-length", str(TARGET), "--max-evals", "3", "--no-report", "--resume") == 2
     err = capsys.readouterr().err.strip()
-    assert "older longrope" in err and "new output folder" in err and "different configuration" not in err, err
+    assert "older longrope" in err and f"delete {out} to start it over" in err and "different configuration" not in err, err
     assert len(err.splitlines()) == 1
     assert _search(tiny, tmp_path / "new", "--target-length", str(TARGET), "--max-evals", "2", "--no-report",
                    "--reuse", str(out)) == 2

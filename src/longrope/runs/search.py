@@ -714,7 +714,8 @@ def _refuse_other_run(ckpt: Path, ident: dict, config: SearchConfig) -> dict:
     older = _inputs_by_path(old)
     if older:
         raise ConfigError("resume", f"{{name}} refused: {ckpt} cannot be checked to hold this run ({older}); "
-                          "start over in a new output folder (or finish it with the longrope that started it)")
+                          f"delete {ckpt.parent} to start it over (a pipeline's --resume then runs the stage afresh), or "
+                          "finish it with the longrope that started it")
     upgraded = _upgrade_fingerprint(old)
     reused = upgraded["config"].get("reuse") if isinstance(upgraded.get("config"), dict) else None
     if config.reuse is not None and reused is None:
