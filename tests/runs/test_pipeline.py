@@ -695,6 +695,33 @@ def test_rerun_repeats_the_plan_the_folder_ran_not_the_plan_file_as_it_reads_now
     assert "is a folder without a pipeline.json" in capsys.readouterr().err
 
 
+def test_a_pipeline_run_before_the_joint_default_searches_with_the_fitness_it_meant(tmp_path, capsys):
+    """battery 14a: a pipeline whose search stages left the fitness unset ran them with ppl before the joint
+    fitness became the default. Resumed after a kill between two search stages, the next one searched with the
+    joint fitness (the old pipeline's 4x comparison cell: 99.55 by the old longrope, 117.23 resumed), and
+    ``rerun`` / ``--config`` of such a folder searched every stage so. Its unset fitness now means what it meant."""
+    plan = {"format": "longrope-pipeline/1", "model": "tiny", "stages": [
+        {"name": "data", "run": "tokenize", "inputs": ["embedded"]},
+        *({"name": name, "run": "search", "data": "@data", "target_length": "2x", "samples": 1, "max_evals": 1,
+           "report": False} for name in ("s1", "s2"))]}
+    out = tmp_path / "old"
+    assert _pipeline(_write(tmp_path, plan), out, "--until", "s1") == 0
+    recorded = out / "stages" / "s1" / "config.json"  # as the older longrope wrote it: the fitness unset
+    doc = json.loads(recorded.read_text())
+    doc["config"]["fitness"] = None
+    del doc["config"]["retrieval_weight"]
+    recorded.write_text(json.dumps(doc))
+    capsys.readouterr()
+    assert main(["pipeline", "-o", str(out), "--resume", "--quiet"]) == 0, capsys.readouterr().err
+
+    def fitness(run, stage):
+        return json.loads((run / "stages" / stage / "summary.json").read_text())["search"]["fitness"]
+
+    assert fitness(out, "s2") == "ppl"
+    assert main(["rerun", str(out), "-o", str(tmp_path / "again")]) == 0
+    assert [fitness(tmp_path / "again", s) for s in ("s1", "s2")] == ["ppl", "ppl"]
+
+
 def test_config_of_a_pipeline_folder_takes_the_plan_it_ran_as_rerun_does(tmp_path, capsys):
     """battery 11b: ``pipeline --config RUN -o NEW`` read the plan file RUN recorded by its path (edited since: it
     ran another plan than ``rerun RUN`` runs), and ``--config RUN --resume`` was refused as "the plan differs from

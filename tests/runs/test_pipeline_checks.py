@@ -333,8 +333,9 @@ def test_a_search_stage_reusing_a_run_folder_scored_otherwise_is_refused_before_
                                            fitness="ppl", samples=2))
     (run / "config.json").write_text(json.dumps({"format": "longrope-run/1", "command": "search",
                                                  "config": {**recorded, "fitness": "joint"}}))  # edited by hand
+    by_content = ("model", "data", "base_factors")  # a fingerprint holds these by content, not in its config
     (run / "checkpoint.json").write_text(json.dumps({"format": CHECKPOINT_FORMAT, "fingerprint": {
-        "config": {**recorded, "space": {}}}, "cache": []}))
+        "config": {**{k: v for k, v in recorded.items() if k not in by_content}, "space": {}}}, "cache": []}))
     stage = {"name": "s", "run": "search", "data": "@data", "target_length": "2x", "samples": 2,
              "reuse": str(run)}
     err = _refused(tmp_path, capsys, _plan(stage))

@@ -483,6 +483,32 @@ def test_a_resume_knows_a_local_model_by_its_content_not_its_path(tiny, tmp_path
     assert "model.sha256" in err and "config.model" not in err and len(err.splitlines()) == 1, err
 
 
+def test_a_checkpoint_naming_its_inputs_by_path_is_refused_as_older_not_as_another_configuration(tiny, tmp_path,
+                                                                                                  capsys):
+    """A search checkpoint written before fingerprints held the inputs' contents (its config names the model and
+    the shard folder; no dtype, no index digests: longrope of 12-06 00:59 and before) was refused on --resume as
+    'a different configuration' listing eight internal keys, told to 'use the same settings' (the same command
+    line), and --reuse of it said its scores 'mean something else'. Both now say what it is and what to do."""
+    out = tmp_path / "old"
+    assert _search(tiny, out, "--target-length", str(TARGET), "--max-evals", "2", "--no-report") == 0
+    ckpt = json.loads((out / "checkpoint.json").read_text())
+    fp = ckpt["fingerprint"]
+    fp["model"] = str(tiny / "model")  # as the older longrope recorded it
+    fp["config"].update(model=str(tiny / "model"), data=str(tiny / "data"), base_factors=None)
+    del fp["config"]["dtype"], fp["data"]["index"], fp["data"]["names"]
+    (out / "checkpoint.json").write_text(json.dumps(ckpt))
+    capsys.readouterr()
+    assert _search(tiny, out, "--target-length", str(TARGET), "--max-evals", "3", "--no-report", "--resume") == 2
+    err = capsys.readouterr().err.strip()
+    assert "older longrope" in err and f"delete {out} to start it over" in err and "different configuration" not in err, err
+    assert len(err.splitlines()) == 1
+    assert _search(tiny, tmp_path / "new", "--target-length", str(TARGET), "--max-evals", "2", "--no-report",
+                   "--reuse", str(out)) == 2
+    err = capsys.readouterr().err.strip()
+    assert "older longrope" in err and "without --reuse" in err and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "new").exists()
+
+
 def test_critical_floor_installs_lambda_at_least_s_from_the_critical_pair(tiny, tmp_path, capsys):
     from longrope.rope import FactorSet
     from longrope.rope.critical import theoretical_critical_dim

@@ -304,6 +304,18 @@ def _upgrade_fingerprint(old: dict) -> dict:
     return {"answer": LEGACY_ANSWER if planted else None, **old, "config": cfg}
 
 
+def _inputs_by_path(fp: Any) -> str | None:
+    """What a search fingerprint written before fingerprints held the inputs' contents lacks (None for one that
+    holds them): such a record names the model and the shard folder by their paths, which tell nothing of what
+    they hold now, so neither a resume nor ``--reuse`` can be checked against it (its differences from today's
+    form are no differences of the run)."""
+    cfg = fp.get("config") if isinstance(fp, dict) else None
+    if not isinstance(cfg, dict) or "data" not in cfg:  # today's fingerprints hold the data by content only
+        return None
+    return ("it was written by an older longrope, which recorded the model and the shard folder by their paths, "
+            "not their contents")
+
+
 #: Fields that never change the trajectory of a search (a resume may change them). The dtype is not one
 #: of them: scores in two precisions in one archive compare unlike numbers (``--reuse`` refuses it too).
 _RUNTIME_FIELDS = ("output", "resume", "workers", "devices", "ray_address", "device", "quiet", "report",
@@ -443,6 +455,10 @@ def read_reuse_source(where: Path) -> tuple[dict, dict]:
                                                       if kind == "a pipeline" else "")) from None
         raise ConfigError("reuse", f"{{name}} {where} is not a search run folder (no readable checkpoint.json "
                                    "and config.json)") from None
+    older = _inputs_by_path(other.get("fingerprint"))
+    if older:
+        raise ConfigError("reuse", f"{{name}} {where}: its window scores cannot be checked to mean the same here "
+                                   f"({older}); search without {{name}}, or give a search run by this longrope")
     return other, other_cfg
 
 
@@ -695,6 +711,11 @@ def _refuse_other_run(ckpt: Path, ident: dict, config: SearchConfig) -> dict:
     old = old.get("fingerprint", {})
     if not isinstance(old, dict):
         raise UserError(f"{ckpt} is malformed (its fingerprint is no object); delete the folder to start over")
+    older = _inputs_by_path(old)
+    if older:
+        raise ConfigError("resume", f"{{name}} refused: {ckpt} cannot be checked to hold this run ({older}); "
+                          f"delete {ckpt.parent} to start it over (a pipeline's --resume then runs the stage afresh), or "
+                          "finish it with the longrope that started it")
     upgraded = _upgrade_fingerprint(old)
     reused = upgraded["config"].get("reuse") if isinstance(upgraded.get("config"), dict) else None
     if config.reuse is not None and reused is None:

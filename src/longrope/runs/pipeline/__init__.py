@@ -47,6 +47,7 @@ from longrope.runs.pipeline.manifest import (
     MANIFEST,
     MANIFEST_FORMAT,
     editable_keys,
+    in_todays_terms,
     is_done,
     model_identity,
     new_manifest,
@@ -178,7 +179,8 @@ def _open_plan(config: PipelineConfig, out: Path) -> tuple[dict | None, dict, st
             raise ConfigError("plan", f"{{name}} {plan_file} is a folder without a {MANIFEST}; give a plan file")
         return old, check_plan(recorded["plan"], model=config.model, source=str(ran / MANIFEST), strict=False), \
             plan_file
-    return old, load_plan(plan_file, model=config.model), plan_file
+    plan = load_plan(plan_file, model=config.model)  # on --resume: in the terms the folder ran it
+    return old, in_todays_terms(plan, out) if old is not None else plan, plan_file
 
 
 def _recorded_in(saved: dict, run_dir: Path) -> dict:

@@ -57,7 +57,46 @@ def read_manifest(out: Path) -> dict | None:
     for name, st in stages.items():
         if "outputs" in st:
             st["outputs"] = {k: anchor_output(out, name, v, fix=f"{path}: {fix}") for k, v in st["outputs"].items()}
+    doc["plan"] = in_todays_terms(doc["plan"], out)
     return doc
+
+
+def in_todays_terms(plan: dict, out: Path) -> dict:
+    """``plan`` as the pipeline in ``out`` ran it: a pipeline whose search stages recorded no fitness ran before
+    the joint fitness became the default, when an unset one meant the legacy fitness (ppl; needle for
+    longrope2); its search stages that leave the fitness unset get that one written in, so that ``rerun``,
+    ``--config`` and a resume search as it did, not under today's default (a rerun of such a pipeline searched
+    with the joint fitness, to other factors and other numbers, while a rerun of a search of that time kept ppl)."""
+    from longrope.search.objective import legacy_fitness
+    from longrope.search.strategies import SEARCH_STRATEGIES
+
+    stages = plan.get("stages")
+    if not isinstance(stages, list) or not _ran_before_the_joint_fitness(out, stages):
+        return plan
+
+    def unset(s: Any) -> bool:
+        return isinstance(s, dict) and s.get("run") == "search" and s.get("fitness") is None \
+            and str(s.get("strategy", "steady")) in SEARCH_STRATEGIES
+
+    return {**plan, "stages": [{**s, "fitness": legacy_fitness(s.get("strategy", "steady"))} if unset(s) else s
+                               for s in stages]}
+
+
+def _ran_before_the_joint_fitness(out: Path, stages: list) -> bool:
+    """Whether a search stage of the pipeline in ``out`` recorded an unset fitness (resolved in every record
+    since the joint fitness became the default)."""
+    from longrope.runs.folder import read_run_config
+
+    for s in stages:
+        if not isinstance(s, dict) or s.get("run") != "search" or not isinstance(s.get("name"), str):
+            continue
+        try:
+            command, saved = read_run_config(out / STAGES_DIR / s["name"])
+        except (UserError, OSError):
+            continue
+        if command == "search" and saved.get("fitness") is None:
+            return True
+    return False
 
 
 def anchor_output(out: Path, name: str, recorded: Any, *, fix: str) -> str:
