@@ -127,7 +127,9 @@ def _alive(pid: int) -> bool:
 
 
 _CTRL_C_PARENT = """
+import signal
 import time
+signal.signal(signal.SIGINT, signal.default_int_handler)  # a background job (nohup make test &) starts with it ignored
 from longrope.search.evaluators import ProcessPoolEvaluator
 from tests.search.test_evaluators import _SlowStartFactory
 pool = ProcessPoolEvaluator(_SlowStartFactory(4, 2.0), ["cpu", "cpu"])
