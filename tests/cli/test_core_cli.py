@@ -291,3 +291,18 @@ def test_a_stdout_that_cannot_be_written_is_told_apart_from_the_output(monkeypat
     err = capsys.readouterr().err
     assert "cannot print to stdout (No space left on device)" in err and "another disk" not in err
     assert json.loads(out.read_text())["max_position_embeddings"] == 512
+
+
+@pytest.mark.parametrize("local_rank, told", [("0", 1), ("1", 0)])
+def test_a_refusal_under_a_launcher_is_told_once_per_machine(tmp_path, monkeypatch, capsys, local_rank, told):
+    """battery 15: under ``accelerate launch`` every process runs the same checks, and each printed the refusal
+    (two processes: two lines, in two wordings for one folder). The machine's first process tells it; every
+    process still exits 2."""
+    monkeypatch.setenv("LOCAL_RANK", local_rank)
+    for argv in (["finetune", "--bogus"],
+                 ["finetune", "--model", "tiny", "--factors", str(tmp_path / "none.json"), "--data", str(tmp_path),
+                  "-o", str(tmp_path / "ft")]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert len([ln for ln in err.splitlines() if "error:" in ln]) == told, err
+        assert "Traceback" not in err

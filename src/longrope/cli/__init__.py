@@ -231,6 +231,19 @@ def _stdout_gone() -> bool:
         return False
 
 
+def _tell(line: str) -> None:
+    """Print one of the command's own one-line errors (or "interrupted") on stderr, once per machine: under
+    ``accelerate launch`` / torchrun every process runs the same command line and the same checks, so a refused
+    input was told once per process (two processes: twice, in two wordings for one folder; battery 15). The
+    machine's first process (``LOCAL_RANK`` 0, or no launcher) tells it; the others exit with the same status."""
+    try:
+        first = int(os.environ.get("LOCAL_RANK", "0") or 0) == 0
+    except ValueError:
+        first = True
+    if first:
+        print(line, file=sys.stderr)
+
+
 def _write_refused(name: str, exc: BaseException, where: str = "") -> int | None:
     """The one line for a write the disk could not take (every command: one check, :func:`longrope.io.is_disk_full`)
     or that passed the file-size limit (``ulimit -f``: safetensors' save was a traceback, gguf's writer said the disk
@@ -245,14 +258,13 @@ def _write_refused(name: str, exc: BaseException, where: str = "") -> int | None
         limited = False
     raise_limit = "raise the file-size limit (ulimit -f unlimited) or write a smaller output"
     if is_file_too_large(exc):
-        print(f"{name}: error: a file grew past the file-size limit of this process{where}; {raise_limit}",
-              file=sys.stderr)
+        _tell(f"{name}: error: a file grew past the file-size limit of this process{where}; {raise_limit}")
         return 2
     if not is_disk_full(exc):
         return None
     also = "" if not limited else f" (or a file reached the file-size limit: {raise_limit})"
-    print(f"{name}: error: no space left on the disk{where or ' being written to'}; free space there or write the "
-          f"output to another disk{also}", file=sys.stderr)
+    _tell(f"{name}: error: no space left on the disk{where or ' being written to'}; free space there or write the "
+          f"output to another disk{also}")
     return 2
 
 
@@ -297,7 +309,7 @@ def main(argv: list[str] | None = None, *, parser: argparse.ArgumentParser | Non
     try:
         return _main(argv, parser)
     except KeyboardInterrupt:
-        print(f"{(parser.prog if parser is not None else 'longrope')}: interrupted", file=sys.stderr)
+        _tell(f"{(parser.prog if parser is not None else 'longrope')}: interrupted")
         return 130
     finally:
         sys.stdout, sys.stderr = streams
@@ -346,17 +358,17 @@ def _main(argv: list[str] | None, parser: argparse.ArgumentParser | None) -> int
 
     argv = sys.argv[1:] if argv is None else list(argv)
     if parser is None and argv and argv[0] in MOVED:
-        print(f"longrope {argv[0]}: error: {MOVED[argv[0]]}", file=sys.stderr)
+        _tell(f"longrope {argv[0]}: error: {MOVED[argv[0]]}")
         return 2
     parser = parser or build_parser()
     try:
         args, extra = parser.parse_known_args(argv)
     except _ArgError as exc:
-        print(exc, file=sys.stderr)
+        _tell(str(exc))
         return 2
     if extra:  # named under the command they were given to, whose --help lists what it takes
         prog = " ".join(x for x in (parser.prog, getattr(args, "command", None), getattr(args, "kind", None)) if x)
-        print(f"{prog}: error: unrecognized arguments: {' '.join(extra)} (see {prog} --help)", file=sys.stderr)
+        _tell(f"{prog}: error: unrecognized arguments: {' '.join(extra)} (see {prog} --help)")
         return 2
     if getattr(args, "version", False):
         from longrope import __version__
@@ -384,31 +396,30 @@ def _main(argv: list[str] | None, parser: argparse.ArgumentParser | None) -> int
                      f" --config {args.run_dir}' with the flag changed instead)")
         elif getattr(args, "config", None) and not any(hasattr(args, f) for f in exc.fields):  # not typed now
             where = f" (the value recorded in {args.config}: give the flag to change it)"
-        print(f"{name}: error: {exc.render(lambda f: flags.get(f, f))}{where}", file=sys.stderr)
+        _tell(f"{name}: error: {exc.render(lambda f: flags.get(f, f))}{where}")
         return 2
     except UserError as exc:
-        print(f"{name}: error: {exc}", file=sys.stderr)
+        _tell(f"{name}: error: {exc}")
         return 2
     except OSError as exc:  # a file the user named: unreadable, read-only, disk full ...
         if isinstance(exc, BrokenPipeError) and _stdout_gone():  # `| head` stopped reading: no mistake of theirs
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit's flush must not fail again
             return 141  # as a process SIGPIPE ends (Python ignores the signal), not 2 "error: Broken pipe"
         if isinstance(exc, _StdoutRefused):
-            print(f"{name}: error: cannot print to stdout ({exc.strerror}): the printed result is lost (files and run "
-                  "folders are written before anything is printed); redirect stdout where it can be written",
-                  file=sys.stderr)
+            _tell(f"{name}: error: cannot print to stdout ({exc.strerror}): the printed result is lost (files and run "
+                  "folders are written before anything is printed); redirect stdout where it can be written")
             return 2
         where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
         if (refused := _write_refused(name, exc, where)) is not None:
             return refused
         if exc.errno in (errno.EMFILE, errno.ENFILE):  # the limit, not the file named, is what to change
-            print(f"{name}: error: too many open files{where}: the limit of open files is too low (ulimit -n); "
-                  "raise it (ulimit -n 4096) and run again (--resume continues a resumable run)", file=sys.stderr)
+            _tell(f"{name}: error: too many open files{where}: the limit of open files is too low (ulimit -n); "
+                  "raise it (ulimit -n 4096) and run again (--resume continues a resumable run)")
             return 2
-        print(f"{name}: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        _tell(f"{name}: error: {exc.strerror or exc}{where}")
         return 2
     except KeyboardInterrupt:
-        print(f"{name}: interrupted", file=sys.stderr)
+        _tell(f"{name}: interrupted")
         return 130
     except (MemoryError, RuntimeError) as exc:  # an allocation failure outside the evaluations' own guard
         from longrope.evaluate.memory import is_out_of_memory
@@ -418,8 +429,8 @@ def _main(argv: list[str] | None, parser: argparse.ArgumentParser | None) -> int
         if not is_out_of_memory(exc):
             raise
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
-        print(f"{name}: error: out of memory ({first}); use smaller sizes (shorter sequences, fewer "
-              "samples or a smaller batch), a smaller dtype, or a device with more memory", file=sys.stderr)
+        _tell(f"{name}: error: out of memory ({first}); use smaller sizes (shorter sequences, fewer "
+              "samples or a smaller batch), a smaller dtype, or a device with more memory")
         return 2
     except Exception as exc:  # a library's own error for a full disk (safetensors' save: a traceback before)
         if (refused := _write_refused(name, exc)) is None:
