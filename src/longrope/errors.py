@@ -15,6 +15,17 @@ from __future__ import annotations
 class UserError(Exception):
     """A bad input, file or flag. The message is shown to the user as one line."""
 
+    #: under ``accelerate launch`` every process runs the same checks, so the CLI tells a refusal once per
+    #: machine; an error that is one process's own (:class:`PeerLost`) is told by each process that meets it
+    every_process = False
+
+
+class PeerLost(UserError):
+    """A process of an ``accelerate launch`` group lost the connection to another one (killed or crashed): the
+    survivor says so in one line, since the process that stopped cannot."""
+
+    every_process = True
+
 
 class ConfigError(UserError):
     """A bad value of configuration field(s).

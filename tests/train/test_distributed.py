@@ -67,3 +67,32 @@ def test_fsdp_on_one_gpu_trains_like_one_plain_process(make_config, tmp_path):
     assert set(a) == set(b)
     for k in a:
         torch.testing.assert_close(b[k], a[k], rtol=1e-3, atol=1e-4)
+
+
+def test_a_lost_peer_is_one_line_told_by_the_survivor(make_config, tmp_path, monkeypatch, capsys):
+    """battery 15: with one process of a 2-process group killed -9, the survivor's next collective failed in gloo and
+    printed a 40-line traceback. Now: one line saying the group lost a process and --resume continues, told by the
+    survivor whatever its rank (the shared checks' refusals are told by LOCAL_RANK 0 only)."""
+    from longrope.cli import _tell
+    from longrope.errors import PeerLost
+    from longrope.train import loop
+
+    def set_up(self):
+        self.world = 2
+
+    def train(self):
+        raise RuntimeError(self.message)
+
+    monkeypatch.setattr(loop._Trainer, "set_up", set_up)
+    monkeypatch.setattr(loop._Trainer, "train", train)
+    cfg = make_config(steps=2, output=str(tmp_path / "ft"))
+    loop._Trainer.message = ("[/__w/pytorch/pytorch/third_party/gloo/gloo/transport/tcp/pair.cc:553] Connection closed "
+                             "by peer [127.0.0.1]:64728. This is typically caused by a remote worker crashing.")
+    with pytest.raises(PeerLost, match="--resume") as caught:
+        finetune(cfg)
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    _tell(str(caught.value), every_process=caught.value.every_process)
+    assert "--resume" in capsys.readouterr().err
+    loop._Trainer.message = "mat1 and mat2 shapes cannot be multiplied"  # not a lost peer: a bug keeps its traceback
+    with pytest.raises(RuntimeError, match="shapes"):
+        finetune(cfg)

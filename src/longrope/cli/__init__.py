@@ -231,16 +231,17 @@ def _stdout_gone() -> bool:
         return False
 
 
-def _tell(line: str) -> None:
+def _tell(line: str, *, every_process: bool = False) -> None:
     """Print one of the command's own one-line errors (or "interrupted") on stderr, once per machine: under
     ``accelerate launch`` / torchrun every process runs the same command line and the same checks, so a refused
     input was told once per process (two processes: twice, in two wordings for one folder; battery 15). The
-    machine's first process (``LOCAL_RANK`` 0, or no launcher) tells it; the others exit with the same status."""
+    machine's first process (``LOCAL_RANK`` 0, or no launcher) tells it; the others exit with the same status. A
+    process's own failure (``every_process``: a lost peer) is told by each process that meets it."""
     try:
         first = int(os.environ.get("LOCAL_RANK", "0") or 0) == 0
     except ValueError:
         first = True
-    if first:
+    if first or every_process:
         print(line, file=sys.stderr)
 
 
@@ -399,7 +400,7 @@ def _main(argv: list[str] | None, parser: argparse.ArgumentParser | None) -> int
         _tell(f"{name}: error: {exc.render(lambda f: flags.get(f, f))}{where}")
         return 2
     except UserError as exc:
-        _tell(f"{name}: error: {exc}")
+        _tell(f"{name}: error: {exc}", every_process=exc.every_process)
         return 2
     except OSError as exc:  # a file the user named: unreadable, read-only, disk full ...
         if isinstance(exc, BrokenPipeError) and _stdout_gone():  # `| head` stopped reading: no mistake of theirs

@@ -46,7 +46,7 @@ import numpy as np
 import torch
 
 from longrope.data import TokenCorpus
-from longrope.errors import ConfigError, UserError
+from longrope.errors import ConfigError, PeerLost, UserError
 from longrope.train.checkpoint import (
     TrainState,
     check_same_run,
@@ -91,8 +91,26 @@ def finetune(config: FinetuneConfig, *, log: Callable[[str], None] | None = None
         trainer.set_up()
         trainer.train()
         return trainer.export()
+    except RuntimeError as exc:
+        if getattr(trainer, "world", 1) > 1 and _peer_lost(exc):  # a 40-line gloo traceback before (battery 15)
+            raise PeerLost(f"another process of the {trainer.world}-process group stopped (the connection to it "
+                           f"closed); the checkpoints in {trainer.out / 'checkpoints'} are kept: launch the same "
+                           "command with --resume") from None
+        raise
     finally:
         trainer.close()
+
+
+def _peer_lost(exc: RuntimeError) -> bool:
+    """Whether a collective failed because another process of the group went away (killed, crashed): torch's
+    distributed errors (NCCL), or gloo's transport failing on a closed connection."""
+    import torch.distributed as dist
+
+    if isinstance(exc, getattr(dist, "DistError", ())):
+        return True
+    text = str(exc)
+    return "/gloo/transport/" in text or any(s in text for s in ("Connection closed by peer",
+                                                                  "Connection reset by peer"))
 
 
 def _abs_if_path(value: str) -> str:
