@@ -294,7 +294,7 @@ def test_a_stdout_that_cannot_be_written_is_told_apart_from_the_output(monkeypat
 
 
 @pytest.mark.parametrize("local_rank, told", [("0", 1), ("1", 0)])
-def test_a_refusal_under_a_launcher_is_told_once_per_machine(tmp_path, monkeypatch, capsys, local_rank, told):
+def test_a_refusal_or_result_under_a_launcher_is_told_once_per_machine(tmp_path, monkeypatch, capsys, local_rank, told):
     """battery 15: under ``accelerate launch`` every process runs the same checks, and each printed the refusal
     (two processes: two lines, in two wordings for one folder). The machine's first process tells it; every
     process still exits 2."""
@@ -306,3 +306,17 @@ def test_a_refusal_under_a_launcher_is_told_once_per_machine(tmp_path, monkeypat
         err = capsys.readouterr().err
         assert len([ln for ln in err.splitlines() if "error:" in ln]) == told, err
         assert "Traceback" not in err
+    if local_rank == "1":  # and a run's result, the same in every process, is printed once too
+        import longrope.train
+
+        class Done:
+            def to_dict(self):
+                return {"steps": 1, "tokens": 1, "final_loss": 1.0, "model_dir": str(tmp_path / "ft" / "model")}
+
+        factors = tmp_path / "pi.json"
+        assert main(["baseline", "--model", "tiny", "--method", "pi", "--target-length", "512", "-o", str(factors)]) == 0
+        capsys.readouterr()
+        monkeypatch.setattr(longrope.train, "finetune", lambda config, log=None: Done())
+        assert main(["finetune", "--model", "tiny", "--factors", str(factors), "--data", str(tmp_path),
+                     "-o", str(tmp_path / "ft")]) == 0
+        assert capsys.readouterr().out == ""

@@ -211,6 +211,8 @@ def _run_command(args: argparse.Namespace) -> int:
         config = config_from_args(spec.config, args, saved=recorded)
     _apply_quiet(config)
     result = spec.run(config)
+    if not _first_on_machine():  # the result is the same in every process of the group: printed once (battery 15)
+        return 0
     text = spec.render(result)
     if text:
         print(text)
@@ -237,12 +239,17 @@ def _tell(line: str, *, every_process: bool = False) -> None:
     input was told once per process (two processes: twice, in two wordings for one folder; battery 15). The
     machine's first process (``LOCAL_RANK`` 0, or no launcher) tells it; the others exit with the same status. A
     process's own failure (``every_process``: a lost peer) is told by each process that meets it."""
-    try:
-        first = int(os.environ.get("LOCAL_RANK", "0") or 0) == 0
-    except ValueError:
-        first = True
-    if first or every_process:
+    if every_process or _first_on_machine():
         print(line, file=sys.stderr)
+
+
+def _first_on_machine() -> bool:
+    """Whether this process tells what every process of an ``accelerate launch`` group would tell alike (its
+    errors, its printed result): the machine's first (``LOCAL_RANK`` 0), or any process run without a launcher."""
+    try:
+        return int(os.environ.get("LOCAL_RANK", "0") or 0) == 0
+    except ValueError:
+        return True
 
 
 def _write_refused(name: str, exc: BaseException, where: str = "") -> int | None:
