@@ -252,3 +252,18 @@ def test_without_a_log_the_warnings_are_logged_as_warnings(make_config, killed_r
     assert len(warned) == 1 and warned[0].startswith("warning: skipped 1 damaged checkpoint") \
         and "notes.txt" in warned[0], warned
     assert any(r.levelno == logging.INFO and "resumed from" in r.getMessage() for r in caplog.records)
+
+
+def test_a_resume_with_another_process_count_names_tokens_per_step_as_the_fix():
+    """battery 15: a 2-process run with --grad-accum 2 resumed in one process was told '--tokens-per-step is 1024
+    but the checkpoint was made with 2048; resume with the same value': a flag the user never gave, with a fix that
+    then contradicts their --grad-accum. Now it names what the number is made of and the flag that resumes it."""
+    from longrope.options import field_flags
+    from longrope.train import FinetuneConfig
+    from longrope.train.checkpoint import check_same_run
+
+    with pytest.raises(ConfigError) as caught:
+        check_same_run({"tokens_per_step": 2048, "seed": 0}, {"tokens_per_step": 1024, "seed": 0})
+    flags = field_flags(FinetuneConfig)
+    text = caught.value.render(lambda f: flags.get(f, f))
+    assert "processes" in text and "--tokens-per-step 2048 instead of --grad-accum" in text, text

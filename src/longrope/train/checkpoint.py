@@ -270,6 +270,12 @@ def check_same_run(saved: dict[str, Any], current: dict[str, Any]) -> None:
         if key == "mixed_precision":
             raise ConfigError("dtype", "{name} " + f"resolves to mixed precision {_short(value)} here but the checkpoint "
                               f"was trained with {_short(saved[key])}; give the checkpoint's precision with " + "{name}")
+        if key == "tokens_per_step":  # most often not typed: grad-accum x processes changed (battery 15)
+            raise ConfigError(("tokens_per_step", "grad_accum"), "the tokens per step (batch size x seq-len x "
+                              f"{{name1}} x processes) are {_short(value)} here but the checkpoint was made with "
+                              f"{_short(saved[key])}; resume with {{name0}} {_short(saved[key])} instead of "
+                              "{name1} (it sets the accumulation for this number of processes), or start a new run "
+                              "folder")
         raise ConfigError(key, "{name} is " + f"{_short(value)} but the checkpoint was made with {_short(saved[key])}; "
                           "resume with the same value, or start a new run folder")
 
