@@ -51,3 +51,18 @@ def test_ray_evaluator_streams_results_and_survives_a_killed_actor(local_ray):
     # ordered mode: the same canonical result as any other 2-slot evaluator, the kill cost nothing
     assert comparable(res.history) == comparable(reference.history)
     assert {h["worker"] for h in res.history} == {"ray0", "ray1"}
+
+
+@pytest.mark.timeout(120)
+def test_ray_actors_draw_no_library_bars(local_ray):
+    """battery 15: search --ray-address --quiet printed transformers' 'Loading weights' bar from each Ray actor
+    (battery 8 turned them off in the process pool's workers only); an actor now builds its objective with them
+    off (the factory refuses to build while they are on)."""
+    from longrope.search.ray_evaluator import RayEvaluator
+    from tests.search.test_evaluators import _BarCheckingFactory
+
+    evaluator = RayEvaluator(_BarCheckingFactory(N_DIMS, SCALE, n_docs=N_DOCS), num_workers=1, max_restarts=0)
+    obj = SyntheticObjective(N_DIMS, SCALE, n_docs=N_DOCS)
+    loop = make_loop("steady", seed=7, objective=obj, evaluator=evaluator, config=small_config(iterations=1))
+    res = loop.run(make_seeds(loop.space))
+    assert res.history and {h["worker"] for h in res.history} == {"ray0"}

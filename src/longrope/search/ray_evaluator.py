@@ -18,6 +18,7 @@ from longrope.search.evaluators import (
     EvalRequest,
     ObjectiveFactory,
     WorkerCrashed,
+    _no_library_bars,
     call_objective,
 )
 
@@ -28,6 +29,7 @@ class _RayWorker:
     def __init__(self, factory: ObjectiveFactory, name: str) -> None:
         import ray
 
+        _no_library_bars()  # as in a process worker: N actors' loading bars reached the terminal, --quiet or not
         gpus = ray.get_gpu_ids()
         # Ray sets CUDA_VISIBLE_DEVICES to the actor's GPU, which is then cuda:0 inside the actor.
         self.device = "cuda:0" if gpus else "cpu"
