@@ -66,3 +66,25 @@ def test_ray_actors_draw_no_library_bars(local_ray):
     loop = make_loop("steady", seed=7, objective=obj, evaluator=evaluator, config=small_config(iterations=1))
     res = loop.run(make_seeds(loop.space))
     assert res.history and {h["worker"] for h in res.history} == {"ray0"}
+
+
+def test_an_address_where_nothing_listens_is_refused_in_seconds():
+    """battery 15: --ray-address HOST:PORT with nothing listening made Ray retry for over 10 minutes (a warning
+    every 5 s, SIGTERM ignored); now one line before Ray is asked. A listening port passes."""
+    import socket
+    import time
+
+    from longrope.errors import UserError
+    from longrope.search.ray_evaluator import _check_answers
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        _check_answers(f"127.0.0.1:{port}")
+    start = time.monotonic()
+    with pytest.raises(UserError, match="nothing answers at the Ray address"):
+        _check_answers(f"127.0.0.1:{port}")
+    assert time.monotonic() - start < 6
+    for resolved_by_ray in (None, "auto", "ray://127.0.0.1:1"):
+        _check_answers(resolved_by_ray)

@@ -62,6 +62,7 @@ class RayEvaluator:
         self._ray = ray
         self._owns_ray = False
         if not ray.is_initialized():
+            _check_answers(address)
             try:
                 ray.init(address=address, **(init_kwargs or {}))
             except Exception as exc:  # connection refused, bad address: one line for the user
@@ -131,3 +132,23 @@ class RayEvaluator:
         self._refs.clear()
         if self._owns_ray:
             self._ray.shutdown()
+
+
+def _check_answers(address: str | None, timeout_s: float = 5.0) -> None:
+    """Refuse a ``host:port`` where nothing listens, in seconds: Ray's own connect retried for minutes (over 10,
+    printing a warning every 5 s, deaf to SIGTERM; battery 15). ``auto``, ``local``, ``ray://`` and no address are
+    Ray's to resolve."""
+    import socket
+
+    if not address or "://" in address or ":" not in address:
+        return
+    host, _, port = address.rpartition(":")
+    try:
+        number = int(port)
+    except ValueError:
+        return  # not host:port: Ray's own message names it
+    try:
+        socket.create_connection((host.strip("[]"), number), timeout=timeout_s).close()
+    except OSError as exc:
+        raise UserError(f"nothing answers at the Ray address {address!r} ({exc.strerror or exc}); start the "
+                        "cluster there (ray start --head) or give the address its head node prints") from None
