@@ -83,13 +83,26 @@ def seal_intact(doc: Any) -> bool:
         return False
 
 
+#: the suffix of :func:`atomic_write`'s temporaries (``sibling_prefix(path, "")`` + mkstemp's 8 characters + this)
+_TMP_SUFFIX = ".tmp"
+_TEMPORARY = re.compile(r"\..+\.[a-z0-9_]{8}" + re.escape(_TMP_SUFFIX))
+
+
+def is_atomic_temporary(name: str, of: str | None = None) -> bool:
+    """Whether the file name ``name`` is a temporary :func:`atomic_write` makes (of the file named ``of`` when
+    given): what a writer killed before its rename leaves, for a run folder's lock holder to clean up."""
+    if of is not None and not name.startswith(sibling_prefix(of, "")):
+        return False
+    return _TEMPORARY.fullmatch(name) is not None
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: str = "w") -> Path:
     """Call ``write(fileobj)`` on a temporary file next to ``path`` and move it into place."""
     path = Path(path)
     check_writable_path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=sibling_prefix(path, ""), suffix=".tmp", dir=path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=sibling_prefix(path, ""), suffix=_TMP_SUFFIX, dir=path.parent)
     except OSError as exc:  # the error named the hidden temporary file, with no fix (battery 11a)
         if is_disk_full(exc):
             raise

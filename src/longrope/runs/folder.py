@@ -40,7 +40,6 @@ from __future__ import annotations
 import fcntl
 import os
 import platform
-import re
 import shutil
 import sys
 import time
@@ -50,6 +49,7 @@ from typing import Any
 from longrope.errors import UserError
 from longrope.io import (
     check_replaceable_target,
+    is_atomic_temporary,
     read_json,
     remove_dead_leftovers,
     replace_folder,
@@ -390,11 +390,7 @@ def _set_up_leftover(name: str) -> bool:
     that a fresh start refused as not empty and --resume as holding no run (battery 14c)."""
     if name == LOCK_FILE or name.startswith(_PROBE):
         return True
-    return name.endswith(".tmp") and any(name.startswith(sibling_prefix(record, "")) for record in (CONFIG_FILE, RUN_FILE))
-
-
-#: the temporary ``io.atomic_write`` writes a file NAME in (``.NAME.`` + mkstemp's 8 characters + ``.tmp``)
-_TEMPORARY = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp")
+    return any(is_atomic_temporary(name, of=record) for record in (CONFIG_FILE, RUN_FILE))
 
 
 def _killed_writer_leftover(name: str) -> bool:
@@ -403,7 +399,7 @@ def _killed_writer_leftover(name: str) -> bool:
     lock holder writes into the folder, so no live process owns one; a search killed while it wrote its
     checkpoint kept a copy of it (MBs with a long fitness cache) for good, one more after each such kill
     (battery 14c)."""
-    return _set_up_leftover(name) or _TEMPORARY.fullmatch(name) is not None
+    return _set_up_leftover(name) or is_atomic_temporary(name)
 
 
 def _remove_killed_writers_leftovers(folder: Path) -> None:
