@@ -88,3 +88,33 @@ def test_an_address_where_nothing_listens_is_refused_in_seconds():
     assert time.monotonic() - start < 6
     for resolved_by_ray in (None, "auto", "ray://127.0.0.1:1"):
         _check_answers(resolved_by_ray)
+
+
+@pytest.mark.timeout(120)
+def test_a_cluster_that_stops_answering_ends_the_search_in_one_line(local_ray):
+    """battery 15: after `ray stop` mid-search, ray.wait blocked until Ray's core worker gave up on the cluster
+    (60 s) and ended the process itself, with no line of ours. The wait is now bounded and the cluster's control
+    store probed between waits: a search whose cluster is gone stops with one UserError within seconds."""
+    import socket
+    import time
+
+    from longrope.errors import UserError
+    from longrope.search.ray_evaluator import RayEvaluator
+
+    evaluator = RayEvaluator(SyntheticFactory(N_DIMS, SCALE, n_docs=N_DOCS, seconds_per_doc=30.0), num_workers=1,
+                             poll_s=0.2)
+    actors = list(evaluator.actors)
+    with socket.socket() as s:  # a port where nothing listens any more: the control store as `ray stop` leaves it
+        s.bind(("127.0.0.1", 0))
+        closed = f"127.0.0.1:{s.getsockname()[1]}"
+    evaluator._gcs = closed
+    obj = SyntheticObjective(N_DIMS, SCALE, n_docs=N_DOCS)
+    loop = make_loop("steady", seed=7, objective=obj, evaluator=evaluator, config=small_config(iterations=1))
+    start = time.monotonic()
+    try:
+        with pytest.raises(UserError, match=f"the Ray cluster \\(control store {closed}\\) stopped answering"):
+            loop.run(make_seeds(loop.space))
+        assert time.monotonic() - start < 20
+    finally:
+        for actor in actors:  # the local cluster is alive: free its CPU for the module's other tests
+            ray.kill(actor)

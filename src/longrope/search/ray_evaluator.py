@@ -4,7 +4,9 @@ Optional: Ray is imported lazily, only when this evaluator is built (``pip insta
 Each actor builds its objective once (loads the model once) and then only swaps factors. Results
 stream back as they finish (``ray.wait``). An actor that dies (machine lost, OOM, killed) has its
 request re-queued on a fresh actor; after ``max_restarts`` deaths the search stops with the error
-and keeps its checkpoint.
+and keeps its checkpoint. A cluster that stops answering (``ray stop``, its head node lost) is noticed
+between bounded waits and stops the search the same way, before Ray's own core worker ends the process
+without a word of ours.
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ class RayEvaluator:
         num_workers: int | None = None,
         init_kwargs: dict | None = None,
         max_restarts: int = 3,
+        poll_s: float = 5.0,
     ) -> None:
         try:
             import ray
@@ -68,6 +71,9 @@ class RayEvaluator:
             except Exception as exc:  # connection refused, bad address: one line for the user
                 raise UserError(f"cannot connect to the Ray cluster at {address!r}: {exc}") from None
             self._owns_ray = True
+        self.poll_s = poll_s
+        self._gcs = ray.get_runtime_context().gcs_address  # "host:port" of the cluster's control store
+        self._lost = False
         resources = ray.cluster_resources()
         n_gpus = int(resources.get("GPU", 0))
         self._per_actor = {"num_gpus": 1, "num_cpus": 1} if n_gpus else {"num_cpus": 1}
@@ -102,7 +108,10 @@ class RayEvaluator:
         while not out:
             if not self._refs:
                 return out
-            ready, _ = ray.wait(list(self._refs), num_returns=1)
+            ready, _ = ray.wait(list(self._refs), num_returns=1, timeout=self.poll_s)
+            if not ready:
+                self._check_cluster()
+                continue
             more, _ = ray.wait([r for r in self._refs if r not in ready], num_returns=len(self._refs) - len(ready),
                                timeout=0)
             for ref in list(ready) + list(more):
@@ -122,7 +131,22 @@ class RayEvaluator:
             self._dispatch()
         return out
 
+    def _check_cluster(self) -> None:
+        """Battery 15: after ``ray stop`` mid-search, ``ray.wait`` blocked until Ray's core worker gave up on the
+        cluster (60 s) and ended the process itself, with Ray's lines and none of ours. A bounded wait and this
+        probe of the control store's port end the search with one line and the checkpoint kept."""
+        host, _, port = self._gcs.rpartition(":")
+        if _unanswered(host, int(port), self.poll_s) is None:
+            return
+        self._lost = True
+        raise WorkerCrashed(f"the Ray cluster (control store {self._gcs}) stopped answering "
+                            "(ray stop, or its head node lost); start it again")
+
     def close(self) -> None:
+        if self._lost:  # nothing to tell a cluster that is gone: ray.kill and shutdown would wait on it
+            self.actors = []
+            self._refs.clear()
+            return
         for actor in self.actors:
             try:
                 self._ray.kill(actor)
@@ -134,12 +158,21 @@ class RayEvaluator:
             self._ray.shutdown()
 
 
+def _unanswered(host: str, port: int, timeout_s: float) -> str | None:
+    """Why nothing accepts a TCP connection at ``host:port`` within ``timeout_s``, or None when something does."""
+    import socket
+
+    try:
+        socket.create_connection((host.strip("[]"), port), timeout=timeout_s).close()
+    except OSError as exc:
+        return str(exc.strerror or exc)
+    return None
+
+
 def _check_answers(address: str | None, timeout_s: float = 5.0) -> None:
     """Refuse a ``host:port`` where nothing listens, in seconds: Ray's own connect retried for minutes (over 10,
     printing a warning every 5 s, deaf to SIGTERM; battery 15). ``auto``, ``local``, ``ray://`` and no address are
     Ray's to resolve."""
-    import socket
-
     if not address or "://" in address or ":" not in address:
         return
     host, _, port = address.rpartition(":")
@@ -147,8 +180,7 @@ def _check_answers(address: str | None, timeout_s: float = 5.0) -> None:
         number = int(port)
     except ValueError:
         return  # not host:port: Ray's own message names it
-    try:
-        socket.create_connection((host.strip("[]"), number), timeout=timeout_s).close()
-    except OSError as exc:
-        raise UserError(f"nothing answers at the Ray address {address!r} ({exc.strerror or exc}); start the "
-                        "cluster there (ray start --head) or give the address its head node prints") from None
+    why = _unanswered(host, number, timeout_s)
+    if why is not None:
+        raise UserError(f"nothing answers at the Ray address {address!r} ({why}); start the "
+                        "cluster there (ray start --head) or give the address its head node prints")
