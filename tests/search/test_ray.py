@@ -106,15 +106,44 @@ def test_a_cluster_that_stops_answering_ends_the_search_in_one_line(local_ray):
     actors = list(evaluator.actors)
     with socket.socket() as s:  # a port where nothing listens any more: the control store as `ray stop` leaves it
         s.bind(("127.0.0.1", 0))
-        closed = f"127.0.0.1:{s.getsockname()[1]}"
+        closed = ("127.0.0.1", s.getsockname()[1])
+    assert evaluator._gcs is not None  # the local cluster's control store answered at the start: it is probed
     evaluator._gcs = closed
     obj = SyntheticObjective(N_DIMS, SCALE, n_docs=N_DOCS)
     loop = make_loop("steady", seed=7, objective=obj, evaluator=evaluator, config=small_config(iterations=1))
     start = time.monotonic()
     try:
-        with pytest.raises(UserError, match=f"the Ray cluster \\(control store {closed}\\) stopped answering"):
+        with pytest.raises(UserError, match=f"the Ray cluster \\(control store 127.0.0.1:{closed[1]}\\) stopped answering"):
             loop.run(make_seeds(loop.space))
         assert time.monotonic() - start < 20
     finally:
         for actor in actors:  # the local cluster is alive: free its CPU for the module's other tests
             ray.kill(actor)
+
+
+def test_a_control_store_this_process_cannot_reach_at_the_start_is_not_probed():
+    """Through Ray Client the driver may not reach the control store's own address; a probe failing at the start
+    says nothing about the cluster later, so it is not used (the search waits on Ray alone) rather than ending a
+    healthy search after one poll."""
+    import socket
+
+    from longrope.search.ray_evaluator import _reachable_control_store
+
+    class _Context:
+        def __init__(self, address):
+            self.gcs_address = address
+
+    class _Ray:
+        def __init__(self, address):
+            self.address = address
+
+        def get_runtime_context(self):
+            return _Context(self.address)
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        assert _reachable_control_store(_Ray(f"127.0.0.1:{port}"), 1.0) == ("127.0.0.1", port)
+    assert _reachable_control_store(_Ray(f"127.0.0.1:{port}"), 1.0) is None  # closed now
+    assert _reachable_control_store(_Ray(None), 1.0) is None

@@ -72,7 +72,7 @@ class RayEvaluator:
                 raise UserError(f"cannot connect to the Ray cluster at {address!r}: {exc}") from None
             self._owns_ray = True
         self.poll_s = poll_s
-        self._gcs = ray.get_runtime_context().gcs_address  # "host:port" of the cluster's control store
+        self._gcs = _reachable_control_store(ray, poll_s)
         self._lost = False
         resources = ray.cluster_resources()
         n_gpus = int(resources.get("GPU", 0))
@@ -135,11 +135,10 @@ class RayEvaluator:
         """Battery 15: after ``ray stop`` mid-search, ``ray.wait`` blocked until Ray's core worker gave up on the
         cluster (60 s) and ended the process itself, with Ray's lines and none of ours. A bounded wait and this
         probe of the control store's port end the search with one line and the checkpoint kept."""
-        host, _, port = self._gcs.rpartition(":")
-        if _unanswered(host, int(port), self.poll_s) is None:
+        if self._gcs is None or _unanswered(*self._gcs, self.poll_s) is None:
             return
         self._lost = True
-        raise WorkerCrashed(f"the Ray cluster (control store {self._gcs}) stopped answering "
+        raise WorkerCrashed(f"the Ray cluster (control store {self._gcs[0]}:{self._gcs[1]}) stopped answering "
                             "(ray stop, or its head node lost); start it again")
 
     def close(self) -> None:
@@ -156,6 +155,20 @@ class RayEvaluator:
         self._refs.clear()
         if self._owns_ray:
             self._ray.shutdown()
+
+
+def _reachable_control_store(ray: Any, timeout_s: float) -> tuple[str, int] | None:
+    """The cluster's control store as ``(host, port)`` when this process reaches it now, else None (no probe).
+
+    Through Ray Client (``ray://``) the driver may not see the control store's own address (another network,
+    another machine's loopback); a probe that fails at the start says nothing about the cluster later, so the
+    search then waits on Ray alone, as before."""
+    try:
+        host, _, port = str(ray.get_runtime_context().gcs_address).rpartition(":")
+        store = (host, int(port))
+    except Exception:  # Ray Client and older Rays may not say
+        return None
+    return store if _unanswered(*store, timeout_s) is None else None
 
 
 def _unanswered(host: str, port: int, timeout_s: float) -> str | None:
