@@ -278,6 +278,14 @@ def linear_scaling_problem(rope_type: str, params: Any, max_pos: int | None) -> 
             "model it was fine-tuned from instead")
 
 
+def unwrap_adapters(model: Any) -> Any:
+    """The transformers model inside an adapter wrapper (a peft ``PeftModel``: its ``get_base_model()``), else
+    ``model``: factors are installed on, and looked up from, the wrapped model whichever object the caller holds."""
+    get = getattr(model, "get_base_model", None) if hasattr(model, "peft_config") else None
+    inner = get() if callable(get) else None
+    return model if inner is None or inner is model else inner
+
+
 def _find_rotary_owner(model: Any) -> Any | None:
     """The module that owns the shared ``rotary_emb`` (the decoder: ``model.model`` for *ForCausalLM)."""
     for candidate in (getattr(model, "model", None), model):
@@ -298,6 +306,7 @@ def inspect_model(model: Any) -> RopeInfo:
 
     import transformers
 
+    model = unwrap_adapters(model)
     if not hasattr(model, "config") or not hasattr(model, "named_modules"):
         hint = " (for a name or path: read_rope_info)" if isinstance(model, (str, os.PathLike)) else ""
         raise UserError(f"inspect_model takes a loaded transformers model, got {type(model).__name__}{hint}")
