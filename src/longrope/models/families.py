@@ -286,6 +286,13 @@ def unwrap_adapters(model: Any) -> Any:
     return model if inner is None or inner is model else inner
 
 
+def require_no_adapters(model: Any, who: str) -> None:
+    """Refuse an adapter wrapper (peft) where the model's own weights are written out: its files are the adapters'."""
+    if unwrap_adapters(model) is not model:
+        raise UserError(f"{who} takes a model without adapters, got a peft {type(model).__name__}: merge the adapters "
+                        "first (model = model.merge_and_unload()) or pass model.get_base_model() for the base weights")
+
+
 def _find_rotary_owner(model: Any) -> Any | None:
     """The module that owns the shared ``rotary_emb`` (the decoder: ``model.model`` for *ForCausalLM)."""
     for candidate in (getattr(model, "model", None), model):
