@@ -224,7 +224,8 @@ def rope_info_from_config(config: Any) -> RopeInfo:
     if not (math.isfinite(theta) and theta > 0):  # (a NaN was reported as supported, and printed as invalid JSON)
         return unsupported(f"{family.name} config has rope_theta {theta}, not a finite number > 0",
                            **{**known, "rope_theta": None})
-    if problem := rope_type_problem(rope_type) or linear_scaling_problem(rope_type, params, max_pos):
+    if problem := (rope_type_problem(rope_type) or scaling_factor_problem(rope_type, params)
+                   or linear_scaling_problem(rope_type, params, max_pos)):
         return unsupported(problem, **known)
     if prf != 1.0 and not family.honours_partial_rotary:
         return unsupported(
@@ -258,6 +259,19 @@ def rope_type_problem(rope_type: str | None) -> str | None:
         return None
     return (f"its config's rope_scaling has rope_type {rope_type!r}, which transformers does not know "
             f"({', '.join(sorted(ROPE_INIT_FUNCTIONS))}); fix or remove the rope_scaling block of its config.json")
+
+
+def scaling_factor_problem(rope_type: str | None, params: Any) -> str | None:
+    """Why a config's RoPE scaling ``factor`` cannot be used (a string "4": transformers warned, then failed with a
+    TypeError when it built the rotary module; below 1 it warns), or None. Unscaled RoPE ignores it."""
+    factor = params.get("factor") if hasattr(params, "get") else None
+    if rope_type in (None, "default") or factor is None:
+        return None
+    if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not math.isfinite(float(factor)) \
+            or float(factor) < 1:
+        return (f"its config's rope_scaling ({rope_type}) has factor {factor!r}, not a number >= 1 (as transformers "
+                "requires); fix the factor in its config.json")
+    return None
 
 
 def linear_scaling_problem(rope_type: str, params: Any, max_pos: int | None) -> str | None:

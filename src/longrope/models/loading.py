@@ -162,15 +162,15 @@ def _hub_error(source: ModelSource, detail: str = "") -> UserError:
 class _VllmKeysFilter(logging.Filter):
     """Drops transformers' warning about ``short_mscale`` / ``long_mscale`` in a longrope config: our
     exports write those keys on purpose (vLLM reads them; transformers ignores them). Drops its notes on
-    malformed longrope factors too: :func:`~longrope.models.families.rope_info_from_config` refuses those in
-    one line (the notes came first, twice). And its request to "set the `factor` field" of a longrope config that
+    malformed longrope factors and a malformed scaling ``factor`` too: :func:`~longrope.models.families.rope_info_from_config`
+    refuses those in one line (the notes came first, twice). And its request to "set the `factor` field" of a longrope config that
     gives L as ``original_max_position_embeddings``: the layout of every published Phi-3 / Phi-3.5 long-context
     config, which transformers reads alike (L'/L); a user cannot act on it (battery 14b: a line on every command)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         msg = record.getMessage()
         return not (("Unrecognized keys" in msg and "mscale" in msg)
-                    or re.search(r"`rope_parameters`'s (long|short)_factor field must", msg)
+                    or re.search(r"`rope_parameters`'s ((long|short)_)?factor field must", msg)
                     or ("original_max_position_embeddings" in msg and "Please set the `factor` field" in msg))
 
 
