@@ -114,6 +114,19 @@ def _refuse_run_folder(path: Path) -> None:
     raise UserError(f"{path} is {command} run folder, not a model: {fix}")
 
 
+def _refuse_broken_links(folder: Path) -> None:
+    """A model folder whose files are links to files that no longer exist (a snapshot copied or moved out of the
+    Hugging Face cache keeps links to its blobs): say so, not "no file named model.safetensors found"."""
+    try:
+        broken = sorted(p for p in folder.iterdir() if p.is_symlink() and not p.exists())
+    except OSError:
+        return  # unreadable: the load says why
+    if broken:
+        shown = ", ".join(f"{p.name} -> {os.readlink(p)}" for p in broken[:3]) + (" ..." if len(broken) > 3 else "")
+        raise UserError(f"model folder {folder} has links to files that do not exist ({shown}); copy the folder "
+                        "with its files, not its links (cp -rL where the links still resolve), or fetch it again")
+
+
 def resolve_source(name_or_path: str | os.PathLike) -> ModelSource:
     """Turn a user's model argument into a :class:`ModelSource`; missing files → :class:`UserError`."""
     label = str(name_or_path)
@@ -136,6 +149,7 @@ def resolve_source(name_or_path: str | os.PathLike) -> ModelSource:
             raise UserError(f"{path} is a file but not a .gguf; pass a model folder or a .gguf file")
         return ModelSource("gguf", str(path.resolve().parent), path.name, label=label)
     if path.is_dir():
+        _refuse_broken_links(path)
         if (path / "config.json").is_file():
             _refuse_run_folder(path)
             return ModelSource("folder", str(path.resolve()), label=label)
