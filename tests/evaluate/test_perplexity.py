@@ -190,3 +190,19 @@ def test_suite_swaps_factor_sets_and_restores(rng):
     plain = evaluate_perplexity(model, docs, 64, bos_id=1)
     assert res["none"].nll_sum == pytest.approx(plain.nll_sum, rel=1e-6)
     assert abs(res["pi"].nll_sum - plain.nll_sum) > 1e-3
+
+
+def test_a_model_left_in_training_mode_is_evaluated_without_dropout_and_left_as_it_was():
+    """Battery 16: right after a user's training loop (model.train(), dropout on) every call gave another
+    perplexity, where evaluation is documented deterministic; now eval mode for the call, each module's own mode
+    back afterwards."""
+    model = tiny_llama()
+    for layer in model.model.layers:
+        layer.self_attn.attention_dropout = 0.5  # used in training mode only
+    docs = [np.random.default_rng(0).integers(3, 97, 300)]
+    model.eval()
+    reference = evaluate_perplexity(model, docs, 128, bos_id=1).ppl
+    model.train()
+    model.model.layers[0].eval()  # a mixed state is kept as it was
+    assert [evaluate_perplexity(model, docs, 128, bos_id=1).ppl for _ in range(2)] == [reference, reference]
+    assert model.training and not model.model.layers[0].training and model.model.layers[1].training

@@ -346,3 +346,15 @@ def test_an_output_where_nothing_can_be_created_is_refused_before_the_model_is_r
             export_model(str(tiny_model_dir), factors, out, fmt=fmt)
     with pytest.raises(UserError, match=r"^/proc/longrope-no-such/r\.json cannot be written .*choose a writable"):
         write_json(f"{unwritable}/r.json", {})
+
+
+def test_a_peft_wrapped_model_is_refused_naming_the_merge(tmp_path):
+    """Battery 16: export_hf(get_peft_model(m)) failed with FileNotFoundError '.../config.json' (peft saves adapter
+    files only); now one UserError telling to merge the adapters, and nothing is written."""
+    from peft import LoraConfig, get_peft_model
+
+    model = build_tiny("llama")
+    wrapped = get_peft_model(model, LoraConfig(r=2, target_modules=["q_proj"], lora_dropout=0.0))
+    with pytest.raises(UserError, match="merge_and_unload"):
+        export_hf(wrapped, None, _factors(model), tmp_path / "out")
+    assert not list(tmp_path.iterdir())

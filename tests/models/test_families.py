@@ -114,3 +114,23 @@ def test_a_linear_scaled_model_is_refused_before_its_factors_are_dropped(tiny_mo
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "fine-tuned from" in err, err
     assert not (tmp_path / "f.json").exists()
+
+
+@pytest.mark.parametrize("factor", ["4", float("nan"), 0.5])
+def test_a_scaling_factor_that_is_not_a_number_of_at_least_one_is_refused(tiny_model_dir, tmp_path, factor):
+    """Battery 16: a config with rope_scaling {"rope_type": "linear", "factor": "4"} passed (the linear check
+    skips a factor that is not a number): baseline wrote factors, and eval ppl was transformers' TypeError
+    traceback ("unsupported operand type(s) for /=: 'Tensor' and 'str'") after its warning."""
+    import json
+    import shutil
+
+    from longrope.models import read_rope_info
+
+    folder = tmp_path / "m"
+    shutil.copytree(tiny_model_dir, folder)
+    config = json.loads((folder / "config.json").read_text())
+    params = {"rope_type": "linear", "factor": factor, "rope_theta": 10000.0}
+    config.update(rope_parameters=params, rope_scaling=params)
+    (folder / "config.json").write_text(json.dumps(config))
+    info = read_rope_info(folder)
+    assert not info.supported and f"has factor {factor!r}, not a number >= 1" in info.reason

@@ -210,3 +210,19 @@ def test_a_config_with_other_layers_than_its_weights_is_one_line(tmp_path, capfd
     assert ("have no place in its config.json" if layers == 0 else "are not in its weights") in msg
     captured = capfd.readouterr()
     assert "LOAD REPORT" not in captured.err + captured.out
+
+
+def test_a_model_folder_with_links_to_missing_files_names_them(tiny_model_dir, tmp_path):
+    """Battery 16: a folder whose model.safetensors is a link to a file that no longer exists (a snapshot moved
+    out of the Hugging Face cache) was "Error no file named model.safetensors, or pytorch_model.bin, found in
+    directory" (there is one: a broken link), with no way out."""
+    import shutil
+
+    from longrope.models.loading import resolve_source
+
+    folder = tmp_path / "snapshot"
+    shutil.copytree(tiny_model_dir, folder)
+    (folder / "model.safetensors").unlink()
+    (folder / "model.safetensors").symlink_to(tmp_path / "blobs" / "0123abc")
+    with pytest.raises(UserError, match=r"has links to files that do not exist \(model.safetensors -> .*0123abc\)"):
+        resolve_source(str(folder))

@@ -336,6 +336,35 @@ def test_swapping_twice_equals_installing_anew():
     assert torch.equal(logits(model, ids), logits(fresh, ids))
 
 
+def test_a_peft_wrapped_model_is_patched_through_the_model_it_wraps():
+    """Battery 16: install_factors(get_peft_model(m)) said 'model structure not recognised by this transformers
+    version'; now the wrapper and the wrapped model share one patch, and the logits equal patch-then-wrap's."""
+    from peft import LoraConfig, get_peft_model
+
+    lora = LoraConfig(r=2, target_modules=["q_proj", "v_proj"], lora_dropout=0.0)
+    first, then = build_tiny("llama"), build_tiny("llama")
+    install_factors(first, factors_for(first))
+    patched_then_wrapped = get_peft_model(first, lora)
+    wrapped = get_peft_model(then, lora)
+    patch = install_factors(wrapped, factors_for(then))
+    assert current_patch(wrapped) is patch is current_patch(then) and patch.active
+    ids = tiny_ids(3 * TINY_L)
+    assert torch.equal(logits(wrapped, ids), logits(patched_then_wrapped, ids))
+
+
+def test_a_bare_decoder_without_a_language_model_head_is_patched_and_restored():
+    """Battery 16: install_factors(AutoModel's LlamaModel) raised AttributeError 'prepare_inputs_for_generation'
+    (the generation hook), leaving the factors half installed."""
+    causal, bare = build_tiny("llama"), build_tiny("llama").model
+    install_factors(causal, factors_for(causal))
+    patch = install_factors(bare, factors_for(causal))
+    ids = tiny_ids(3 * TINY_L)
+    with torch.no_grad():
+        assert torch.equal(bare(ids).last_hidden_state, causal.model(ids).last_hidden_state)
+    patch.restore()
+    assert not patch.active and "prepare_inputs_for_generation" not in vars(bare)
+
+
 def test_install_on_patched_model_reuses_the_patch():
     model = build_tiny("llama")
     p1 = install_factors(model, factors_for(model))

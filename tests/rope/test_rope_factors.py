@@ -488,3 +488,20 @@ def test_torch_tensors_of_any_dtype_or_grad_are_read_as_their_values():
         fs = FactorSet(long_factor=tensor, original_max_position_embeddings=256, max_position_embeddings=1024,
                        rope_theta=1e4)
         assert fs.long_factor.dtype == np.float64 and fs.long_factor.tolist() == values
+
+
+def test_zero_dimensional_tensors_are_read_as_the_numbers_they_hold():
+    """Battery 16: list(tensor) (0-d tensors) was "long_factor[0] is not a number: tensor(1.)", and
+    attention_factor=torch.tensor(1.2) "must be a finite number > 0 or null, got tensor(1.2000)"; a [1, d/2]
+    tensor "long_factor[0] is not a number: [...]" instead of its shape."""
+    import torch
+
+    values = [1.0, 1.5, 2.0, 4.0]
+    fs = FactorSet(long_factor=list(torch.tensor(values, requires_grad=True)), attention_factor=torch.tensor(1.25),
+                   original_max_position_embeddings=torch.tensor(256), max_position_embeddings=np.array(1024),
+                   rope_theta=torch.tensor(1e4, dtype=torch.float64), start_tokens=torch.tensor(2))
+    assert fs.long_factor.tolist() == values and fs.attention_factor == 1.25 and fs.start_tokens == 2
+    assert (fs.original_max_position_embeddings, fs.max_position_embeddings, fs.rope_theta) == (256, 1024, 1e4)
+    with pytest.raises(UserError, match=r"long_factor must be a non-empty 1-D list of numbers, got shape \[1, 4\]"):
+        FactorSet(long_factor=torch.tensor([values]), original_max_position_embeddings=256,
+                  max_position_embeddings=1024, rope_theta=1e4)

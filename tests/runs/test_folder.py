@@ -124,6 +124,22 @@ def test_a_recorded_config_reads_its_relative_paths_where_the_run_was_started(tm
     assert recorded_paths_here(saved, run) == saved
 
 
+def test_a_run_moved_with_the_folder_it_was_started_in_reads_its_relative_paths_there(tmp_path, monkeypatch):
+    """Battery 16: ``mv project project2`` (run and shards inside), then ``rerun project2/runs/a`` or ``--config``
+    from elsewhere: the recorded folder is gone, so ``--data sh`` was read against the current folder ("not a
+    shard folder", or another folder of that name). The run's place below its recorded ``-o`` stands for it."""
+    started, moved, elsewhere = tmp_path / "project", tmp_path / "project2", tmp_path / "elsewhere"
+    (started / "sh").mkdir(parents=True)
+    (started / "runs" / "a").mkdir(parents=True)
+    elsewhere.mkdir()
+    saved = {"model": "tiny", "data": "sh", "output": "runs/a"}
+    (started / "runs" / "a" / "config.json").write_text(json.dumps(
+        {"format": "longrope-run/1", "command": "search", "config": saved, "cwd": str(started)}))
+    started.rename(moved)
+    monkeypatch.chdir(elsewhere)
+    assert recorded_paths_here(saved, moved / "runs" / "a")["data"] == str(moved / "sh")
+
+
 _HOLDER = """
 import sys
 from longrope.runs.folder import RunFolder

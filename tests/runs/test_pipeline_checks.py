@@ -373,3 +373,19 @@ def test_a_stage_name_too_long_for_its_folder_is_refused_before_any_stage(tmp_pa
                                             "target_length": "2x"}))
     assert "stage 3 needs a \"name\" of letters, digits, '_', '-', '.' (at most 100)" in err
     pipeline.check_plan(_plan({"name": "a" * 100, "run": "baseline", "method": "pi", "target_length": "2x"}))
+
+
+def test_a_finetune_stage_on_shards_without_training_documents_is_refused_before_the_first_stage(
+        tmp_path, capsys, no_stage_runs):
+    """Battery 16: found when the finetune stage started, after every stage before it had run."""
+    from pathlib import Path
+
+    import longrope.embedded
+
+    search = Path(longrope.embedded.__file__).parent / "assets" / "corpus" / "search"
+    shards = tmp_path / "sh"
+    assert main(["tokenize", "--tokenizer", "tiny", "--input", f"search={search}", "-o", str(shards)]) == 0
+    capsys.readouterr()
+    plan = _plan({"name": "ft", "run": "finetune", "factors": "@yarn", "data": str(shards), "steps": 2})
+    err = _refused(tmp_path, capsys, plan)
+    assert "plan stage 'ft' (finetune): " in err and "has no training documents" in err

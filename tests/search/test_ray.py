@@ -68,23 +68,52 @@ def test_ray_actors_draw_no_library_bars(local_ray):
     assert res.history and {h["worker"] for h in res.history} == {"ray0"}
 
 
-def test_an_address_where_nothing_listens_is_refused_in_seconds():
-    """battery 15: --ray-address HOST:PORT with nothing listening made Ray retry for over 10 minutes (a warning
-    every 5 s, SIGTERM ignored); now one line before Ray is asked. A listening port passes."""
+def _serve_once(reply: bytes | None):
+    """A one-connection TCP server on 127.0.0.1 that reads the client's first bytes and sends ``reply`` (None:
+    says nothing); its port."""
     import socket
+    import threading
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+
+    def answer():
+        conn, _ = server.accept()
+        with conn:
+            try:
+                conn.recv(64)
+                if reply is not None:
+                    conn.sendall(reply)
+                conn.recv(64)  # until the client closes
+            except OSError:  # the client hung up first (reset): nothing more to say
+                pass
+        server.close()
+
+    threading.Thread(target=answer, daemon=True).start()
+    return server.getsockname()[1]
+
+
+def test_an_address_where_no_ray_head_answers_is_refused_in_seconds():
+    """battery 15: --ray-address HOST:PORT with nothing listening made Ray retry for over 10 minutes (a warning
+    every 5 s, SIGTERM ignored); now one line before Ray is asked. Battery 16: the same with something else
+    listening there (a web server, a port that accepts and says nothing). A gRPC server (a Ray head's control
+    store answers the HTTP/2 preface with a SETTINGS frame) passes."""
     import time
 
     from longrope.errors import UserError
     from longrope.search.ray_evaluator import _check_answers
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        s.listen()
-        port = s.getsockname()[1]
-        _check_answers(f"127.0.0.1:{port}")
+    _check_answers(f"127.0.0.1:{_serve_once(bytes([0, 0, 0, 4, 0, 0, 0, 0, 0]))}")
+    for reply, why in ((b"HTTP/1.0 400 Bad Request\r\n\r\n", "not a Ray head"), (None, "nothing answered within")):
+        port = _serve_once(reply)
+        start = time.monotonic()
+        with pytest.raises(UserError, match=f"no Ray cluster answers at the Ray address .*{why}"):
+            _check_answers(f"127.0.0.1:{port}", timeout_s=1.0)
+        assert time.monotonic() - start < 3
     start = time.monotonic()
-    with pytest.raises(UserError, match="nothing answers at the Ray address"):
-        _check_answers(f"127.0.0.1:{port}")
+    with pytest.raises(UserError, match="no Ray cluster answers at the Ray address"):
+        _check_answers(f"127.0.0.1:{port}")  # closed now: nothing listens
     assert time.monotonic() - start < 6
     for resolved_by_ray in (None, "auto", "ray://127.0.0.1:1"):
         _check_answers(resolved_by_ray)
@@ -125,8 +154,6 @@ def test_a_control_store_this_process_cannot_reach_at_the_start_is_not_probed():
     """Through Ray Client the driver may not reach the control store's own address; a probe failing at the start
     says nothing about the cluster later, so it is not used (the search waits on Ray alone) rather than ending a
     healthy search after one poll."""
-    import socket
-
     from longrope.search.ray_evaluator import _reachable_control_store
 
     class _Context:
@@ -140,10 +167,7 @@ def test_a_control_store_this_process_cannot_reach_at_the_start_is_not_probed():
         def get_runtime_context(self):
             return _Context(self.address)
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        s.listen()
-        port = s.getsockname()[1]
-        assert _reachable_control_store(_Ray(f"127.0.0.1:{port}"), 1.0) == ("127.0.0.1", port)
+    port = _serve_once(bytes([0, 0, 0, 4, 0, 0, 0, 0, 0]))  # a gRPC server's SETTINGS frame: a control store
+    assert _reachable_control_store(_Ray(f"127.0.0.1:{port}"), 1.0) == ("127.0.0.1", port)
     assert _reachable_control_store(_Ray(f"127.0.0.1:{port}"), 1.0) is None  # closed now
     assert _reachable_control_store(_Ray(None), 1.0) is None

@@ -267,3 +267,19 @@ def test_a_resume_with_another_process_count_names_tokens_per_step_as_the_fix():
     flags = field_flags(FinetuneConfig)
     text = caught.value.render(lambda f: flags.get(f, f))
     assert "processes" in text and "--tokens-per-step 2048 instead of --grad-accum" in text, text
+
+
+def test_a_resume_with_other_tokens_per_step_typed_names_that_flag():
+    """Battery 16: `finetune --resume --tokens-per-step 2048` of a 1024 run (no --grad-accum given) was told to
+    resume 'with --tokens-per-step 1024 instead of --grad-accum', a flag it never gave; the battery-15 wording is
+    for an accumulation (or process count) that changed."""
+    from longrope.options import field_flags
+    from longrope.train import FinetuneConfig
+    from longrope.train.checkpoint import check_same_run
+
+    with pytest.raises(ConfigError) as caught:
+        check_same_run({"tokens_per_step": 1024, "seed": 0}, {"tokens_per_step": 2048, "seed": 0},
+                       tokens_per_step_given=True)
+    flags = field_flags(FinetuneConfig)
+    text = caught.value.render(lambda f: flags.get(f, f))
+    assert text.startswith("--tokens-per-step is 2048 but the checkpoint was made with 1024") and "grad" not in text

@@ -395,7 +395,7 @@ def needle_prompts(
 def needle_score(model: torch.nn.Module, prompts: Sequence[PasskeyPrompt], *,
                  chunk_size: int | None = None) -> NeedleScore:
     """Score the answer tokens of needle-mode prompts: one forward each, no generation."""
-    from longrope.models.generation import check_token_ids
+    from longrope.models.generation import check_token_ids, evaluation_mode
 
     if not prompts:
         raise UserError("no needle prompts to score")
@@ -408,7 +408,7 @@ def needle_score(model: torch.nn.Module, prompts: Sequence[PasskeyPrompt], *,
     device = lm.model_device(model)
     transform = lm.logit_transform(getattr(model, "config", None))
     per = []
-    with torch.inference_mode():
+    with torch.inference_mode(), evaluation_mode(model):
         for p in prompts:
             if p.answer_len < 1:
                 raise UserError("needle_score needs prompts built with with_answer=True")
@@ -444,9 +444,9 @@ def greedy_generate(model: torch.nn.Module, input_ids: np.ndarray, max_new_token
                 return torch.full((seq.shape[0],), done, dtype=torch.bool, device=seq.device)
 
         criteria = StoppingCriteriaList([_Stop()])
-    from longrope.models.generation import plain_decoding, quiet_length_reminder
+    from longrope.models.generation import evaluation_mode, plain_decoding, quiet_length_reminder
 
-    with torch.inference_mode(), quiet_length_reminder(), plain_decoding(model):
+    with torch.inference_mode(), evaluation_mode(model), quiet_length_reminder(), plain_decoding(model):
         out = model.generate(
             ids,
             attention_mask=torch.ones_like(ids),
@@ -510,13 +510,14 @@ def ask_both(model: torch.nn.Module, tokenizer: Any, prompt: PasskeyPrompt, *, p
     :func:`answer_prompt`. Both ways give the same numbers (to float tolerance).
     """
     from longrope.evaluate import prefix
+    from longrope.models.generation import evaluation_mode
 
     forced = answer_prompt(tokenizer, prompt)
     n = len(prompt.input_ids)
     cache = None
     if n > 1 and prefix.single_prefill_exact(model, n - 1, len(forced.input_ids)):
         ids = torch.from_numpy(prompt.input_ids)[None].to(lm.model_device(model))  # [1, n]
-        with torch.inference_mode():
+        with torch.inference_mode(), evaluation_mode(model):
             cache = prefix.prefill(model, ids[:, :-1])
             if cache is not None:
                 answer = torch.from_numpy(forced.answer_ids).to(ids.device)

@@ -185,8 +185,10 @@ def evaluate_perplexity(
         from tqdm.auto import tqdm
 
         bar = tqdm(total=len(windows), desc=f"ppl@{length}", unit="win", leave=False)
+    from longrope.models.generation import evaluation_mode
+
     t0 = time.perf_counter()
-    with torch.inference_mode():
+    with torch.inference_mode(), evaluation_mode(model):
         for batch in batches:
             input_ids = torch.from_numpy(np.stack([w.tokens for w in batch])).to(device)  # [B, T]
             hidden = lm.hidden_states(model, input_ids)  # [B, T, H]

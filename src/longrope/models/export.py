@@ -67,7 +67,7 @@ from longrope.io import (
     write_json,
     write_text,
 )
-from longrope.models.families import FAMILIES, RopeInfo, inspect_model, require_supported
+from longrope.models.families import FAMILIES, RopeInfo, inspect_model, require_no_adapters, require_supported
 from longrope.rope.attention import longrope_attention_factor
 
 __all__ = [
@@ -369,6 +369,7 @@ def export_hf(
 
     from longrope.settings import resolve_dtype
 
+    require_no_adapters(model, "export_hf")
     info = require_supported(inspect_model(model))
     entries, warnings = longrope_config_entries(factor_set, info)
     out = Path(out_dir)

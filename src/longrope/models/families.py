@@ -224,7 +224,8 @@ def rope_info_from_config(config: Any) -> RopeInfo:
     if not (math.isfinite(theta) and theta > 0):  # (a NaN was reported as supported, and printed as invalid JSON)
         return unsupported(f"{family.name} config has rope_theta {theta}, not a finite number > 0",
                            **{**known, "rope_theta": None})
-    if problem := rope_type_problem(rope_type) or linear_scaling_problem(rope_type, params, max_pos):
+    if problem := (rope_type_problem(rope_type) or scaling_factor_problem(rope_type, params)
+                   or linear_scaling_problem(rope_type, params, max_pos)):
         return unsupported(problem, **known)
     if prf != 1.0 and not family.honours_partial_rotary:
         return unsupported(
@@ -260,6 +261,19 @@ def rope_type_problem(rope_type: str | None) -> str | None:
             f"({', '.join(sorted(ROPE_INIT_FUNCTIONS))}); fix or remove the rope_scaling block of its config.json")
 
 
+def scaling_factor_problem(rope_type: str | None, params: Any) -> str | None:
+    """Why a config's RoPE scaling ``factor`` cannot be used (a string "4": transformers warned, then failed with a
+    TypeError when it built the rotary module; below 1 it warns), or None. Unscaled RoPE ignores it."""
+    factor = params.get("factor") if hasattr(params, "get") else None
+    if rope_type in (None, "default") or factor is None:
+        return None
+    if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not math.isfinite(float(factor)) \
+            or float(factor) < 1:
+        return (f"its config's rope_scaling ({rope_type}) has factor {factor!r}, not a number >= 1 (as transformers "
+                "requires); fix the factor in its config.json")
+    return None
+
+
 def linear_scaling_problem(rope_type: str, params: Any, max_pos: int | None) -> str | None:
     """Why a model whose config already interpolates positions linearly (``rope_type`` linear, factor f != 1: a
     position-interpolation fine-tune such as LongChat) cannot take factors, or None. longrope's factors are
@@ -276,6 +290,21 @@ def linear_scaling_problem(rope_type: str, params: Any, max_pos: int | None) -> 
             f"longrope's factors are relative to unscaled RoPE and would silently replace that ×{float(factor):g}, and "
             f"its context before the fine-tune is not written ({after} or that / {float(factor):g}); extend the "
             "model it was fine-tuned from instead")
+
+
+def unwrap_adapters(model: Any) -> Any:
+    """The transformers model inside an adapter wrapper (a peft ``PeftModel``: its ``get_base_model()``), else
+    ``model``: factors are installed on, and looked up from, the wrapped model whichever object the caller holds."""
+    get = getattr(model, "get_base_model", None) if hasattr(model, "peft_config") else None
+    inner = get() if callable(get) else None
+    return model if inner is None or inner is model else inner
+
+
+def require_no_adapters(model: Any, who: str) -> None:
+    """Refuse an adapter wrapper (peft) where the model's own weights are written out: its files are the adapters'."""
+    if unwrap_adapters(model) is not model:
+        raise UserError(f"{who} takes a model without adapters, got a peft {type(model).__name__}: merge the adapters "
+                        "first (model = model.merge_and_unload()) or pass model.get_base_model() for the base weights")
 
 
 def _find_rotary_owner(model: Any) -> Any | None:
@@ -298,6 +327,7 @@ def inspect_model(model: Any) -> RopeInfo:
 
     import transformers
 
+    model = unwrap_adapters(model)
     if not hasattr(model, "config") or not hasattr(model, "named_modules"):
         hint = " (for a name or path: read_rope_info)" if isinstance(model, (str, os.PathLike)) else ""
         raise UserError(f"inspect_model takes a loaded transformers model, got {type(model).__name__}{hint}")

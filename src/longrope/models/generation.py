@@ -77,6 +77,22 @@ def quiet_length_reminder() -> Iterator[None]:
         logger.removeFilter(drop)
 
 
+@contextlib.contextmanager
+def evaluation_mode(model: Any) -> Iterator[None]:
+    """Within the block the model runs in eval mode (dropout off); afterwards every module has its own mode again.
+    A model a user's training loop left in ``train()`` (a peft model with ``lora_dropout``) gave another
+    perplexity, passkey answer or generation at every call, where evaluation is documented deterministic."""
+    modules = list(model.modules()) if callable(getattr(model, "modules", None)) else []
+    modes = [m.training for m in modules]
+    for m in modules:
+        m.training = False
+    try:
+        yield
+    finally:
+        for m, mode in zip(modules, modes):
+            m.training = mode
+
+
 #: the fields of a model's generation_config.json that say which tokens are which, kept by :func:`plain_decoding`
 _TOKEN_FIELDS = ("bos_token_id", "eos_token_id", "pad_token_id", "decoder_start_token_id")
 
@@ -328,7 +344,7 @@ def generate(
     try:
         if cache_policy is not None:
             patch.cache_policy = cache_policy
-        with torch.no_grad(), torch.random.fork_rng(devices=[] if ids.device.type == "cpu" else [ids.device]):
+        with torch.no_grad(), evaluation_mode(model), torch.random.fork_rng(devices=[] if ids.device.type == "cpu" else [ids.device]):
             torch.manual_seed(seed)  # only sampling draws from it; the caller's RNG state is restored
             with quiet_length_reminder(), plain_decoding(model):
                 out = model.generate(input_ids=ids, attention_mask=mask, generation_config=config)

@@ -473,12 +473,13 @@ def export_gguf(
     """Write a loaded Hugging Face ``model`` (+ ``tokenizer``) with ``factor_set`` as one GGUF file."""
     import gguf
 
-    from longrope.models.families import inspect_model, require_supported
+    from longrope.models.families import inspect_model, require_no_adapters, require_supported
 
     if outtype not in OUTTYPES:
         raise UserError(f"GGUF weights type must be one of {', '.join(OUTTYPES)}, got {outtype!r}")
     out = Path(out)
     check_output_file(out, overwrite)
+    require_no_adapters(model, "export_gguf")
     info = require_supported(inspect_model(model))
     if info.model_type in NO_GGUF_FACTORS:
         raise UserError(no_factors_message(NO_GGUF_FACTORS[info.model_type]))

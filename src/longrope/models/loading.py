@@ -114,6 +114,19 @@ def _refuse_run_folder(path: Path) -> None:
     raise UserError(f"{path} is {command} run folder, not a model: {fix}")
 
 
+def _refuse_broken_links(folder: Path) -> None:
+    """A model folder whose files are links to files that no longer exist (a snapshot copied or moved out of the
+    Hugging Face cache keeps links to its blobs): say so, not "no file named model.safetensors found"."""
+    try:
+        broken = sorted(p for p in folder.iterdir() if p.is_symlink() and not p.exists())
+    except OSError:
+        return  # unreadable: the load says why
+    if broken:
+        shown = ", ".join(f"{p.name} -> {os.readlink(p)}" for p in broken[:3]) + (" ..." if len(broken) > 3 else "")
+        raise UserError(f"model folder {folder} has links to files that do not exist ({shown}); copy the folder "
+                        "with its files, not its links (cp -rL where the links still resolve), or fetch it again")
+
+
 def resolve_source(name_or_path: str | os.PathLike) -> ModelSource:
     """Turn a user's model argument into a :class:`ModelSource`; missing files → :class:`UserError`."""
     label = str(name_or_path)
@@ -136,6 +149,7 @@ def resolve_source(name_or_path: str | os.PathLike) -> ModelSource:
             raise UserError(f"{path} is a file but not a .gguf; pass a model folder or a .gguf file")
         return ModelSource("gguf", str(path.resolve().parent), path.name, label=label)
     if path.is_dir():
+        _refuse_broken_links(path)
         if (path / "config.json").is_file():
             _refuse_run_folder(path)
             return ModelSource("folder", str(path.resolve()), label=label)
@@ -162,15 +176,15 @@ def _hub_error(source: ModelSource, detail: str = "") -> UserError:
 class _VllmKeysFilter(logging.Filter):
     """Drops transformers' warning about ``short_mscale`` / ``long_mscale`` in a longrope config: our
     exports write those keys on purpose (vLLM reads them; transformers ignores them). Drops its notes on
-    malformed longrope factors too: :func:`~longrope.models.families.rope_info_from_config` refuses those in
-    one line (the notes came first, twice). And its request to "set the `factor` field" of a longrope config that
+    malformed longrope factors and a malformed scaling ``factor`` too: :func:`~longrope.models.families.rope_info_from_config`
+    refuses those in one line (the notes came first, twice). And its request to "set the `factor` field" of a longrope config that
     gives L as ``original_max_position_embeddings``: the layout of every published Phi-3 / Phi-3.5 long-context
     config, which transformers reads alike (L'/L); a user cannot act on it (battery 14b: a line on every command)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         msg = record.getMessage()
         return not (("Unrecognized keys" in msg and "mscale" in msg)
-                    or re.search(r"`rope_parameters`'s (long|short)_factor field must", msg)
+                    or re.search(r"`rope_parameters`'s ((long|short)_)?factor field must", msg)
                     or ("original_max_position_embeddings" in msg and "Please set the `factor` field" in msg))
 
 

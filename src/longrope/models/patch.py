@@ -42,7 +42,14 @@ from torch import nn
 from longrope.errors import UserError
 from longrope.models.cache_switch import CACHE_POLICIES, CacheSwitch
 from longrope.models.factor_files import check_rotary_fit
-from longrope.models.families import FAMILIES, RopeInfo, _find_rotary_owner, inspect_model, require_supported
+from longrope.models.families import (
+    FAMILIES,
+    RopeInfo,
+    _find_rotary_owner,
+    inspect_model,
+    require_supported,
+    unwrap_adapters,
+)
 from longrope.rope import inv_freq as rope_inv_freq
 from longrope.rope.factors import require_factor_set
 
@@ -341,9 +348,10 @@ class RopePatch:
         skipped in favour of the generic method it would call after its check, as our switch is at
         the factor set's L.
         """
-        want = self.active and self._switch.policy != "keep"
+        model = self.model
+        # A bare decoder (AutoModel) does not generate: nothing to wrap.
+        want = self.active and self._switch.policy != "keep" and hasattr(model, "prepare_inputs_for_generation")
         if want and not self._wrapped_prepare:
-            model = self.model
             # The class's own method, looked up through the class so that a copy's wrapper binds to the copy.
             owner = super(type(model), model) if _resets_cache_at_switch(model) else model
             wrapper = _SwitchingPrepare(self._switch, owner.prepare_inputs_for_generation, model)
@@ -425,8 +433,8 @@ class RopePatch:
 
 
 def current_patch(model: nn.Module) -> RopePatch | None:
-    """The patch installed on ``model`` (active or not), or None."""
-    return getattr(model, "_longrope_patch", None)
+    """The patch installed on ``model`` (active or not), or None. An adapter wrapper (peft) answers for its model."""
+    return getattr(unwrap_adapters(model), "_longrope_patch", None)
 
 
 def _resets_cache_at_switch(model: nn.Module) -> bool:
@@ -449,8 +457,10 @@ def install_factors(model: nn.Module, factor_set: Any) -> RopePatch:
 
     Raises :class:`UserError` for an unsupported model or a factor set that does not fit it
     (wrong rotary dim, other rope base). Installing on a model that already carries a patch
-    swaps the factors of that patch and returns it (one patch per model).
+    swaps the factors of that patch and returns it (one patch per model). A peft ``PeftModel`` is patched
+    through the model it wraps (the same patch either way round).
     """
+    model = unwrap_adapters(model)
     existing = getattr(model, "_longrope_patch", None)
     if existing is not None:
         return existing.swap(factor_set)

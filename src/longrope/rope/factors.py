@@ -39,6 +39,7 @@ from longrope.rope.values import (
     factor_array,
     int_field,
     real_number,
+    scalar_value,
     short_repr,
 )
 
@@ -88,6 +89,9 @@ class FactorSet:
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # frozen dataclass: normalise fields in place once, here
+        for name in ("start_tokens", "attention_factor", "original_max_position_embeddings",
+                     "max_position_embeddings", "rope_theta"):
+            set_(self, name, scalar_value(getattr(self, name)))  # torch.tensor(1.2) is the number 1.2
         long_ = factor_array(self.long_factor, "long_factor")
         set_(self, "long_factor", long_)
         if self.short_factor is None:

@@ -14,7 +14,7 @@ import numpy as np
 from longrope.errors import UserError
 
 __all__ = ["FORMAT_VERSION", "MAX_LENGTH", "RotaryDimMismatch", "check_list_lengths", "factor_array", "int_field", "real_number",
-           "short_repr"]
+           "scalar_value", "short_repr"]
 
 #: The ``factors.json`` format version this longrope reads and writes (:mod:`longrope.formats.factors`).
 FORMAT_VERSION = 1
@@ -43,13 +43,23 @@ def check_list_lengths(d: Mapping[str, Any], rotary_dim: Any, whose: str, *, pre
             raise error(f"{prefix}{key} has {len(value)} values but {whose} is {rotary_dim} (needs {half})")
 
 
+def scalar_value(value: Any) -> Any:
+    """A 0-d torch tensor or numpy array as the Python number it holds (``torch.tensor(1.2)``, an element of
+    ``list(tensor)``, ``np.float64`` arithmetic on arrays); anything else unchanged, for the field's own check."""
+    if getattr(value, "ndim", None) == 0 and callable(getattr(value, "item", None)) and not isinstance(value, numbers.Number):
+        return value.item()
+    return value
+
+
 def factor_array(value: Any, field: str, length: int | None = None) -> np.ndarray:
     """A fresh float64 1-D copy of ``value``, checked finite and > 0 (``field`` names it in errors)."""
     if isinstance(value, (str, bytes)) or isinstance(value, Mapping):
         raise UserError(f"{field} must be a list of numbers, got {type(value).__name__}")
     if callable(getattr(value, "detach", None)) and callable(getattr(value, "tolist", None)):
-        value = value.detach().tolist()  # a torch tensor (bf16, requiring grad or on a GPU: numpy refused those)
+        # a torch tensor (bf16, requiring grad or on a GPU: numpy refused those); of another shape: refused below
+        value = value.detach().tolist() if getattr(value, "ndim", 1) == 1 else np.broadcast_to(1.0, tuple(value.shape))
     if isinstance(value, (list, tuple)):
+        value = [scalar_value(x) for x in value]  # list(tensor): 0-d tensors
         for j, x in enumerate(value):
             if isinstance(x, bool) or not isinstance(x, numbers.Real):
                 raise UserError(f"{field}[{j}] is not a number: {x!r}")

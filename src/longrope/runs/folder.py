@@ -118,14 +118,28 @@ def read_run_config(run_dir: str | os.PathLike) -> tuple[str, dict]:
 
 def read_run_cwd(run_dir: str | os.PathLike) -> Path | None:
     """The folder a recorded run was started in (its config's relative paths are relative to it), when its
-    ``config.json`` records one that still exists; None otherwise (older records, a run from elsewhere)."""
+    ``config.json`` records one that still exists; None otherwise (older records, a run from elsewhere).
+
+    A recorded folder that no longer exists was moved or renamed with the run inside it (``mv project
+    project2``): the run folder sits at its recorded relative ``-o`` below where that folder is now, so that
+    place stands for it (the inputs that moved with it are found again)."""
     path = Path(run_dir)
     try:
         doc = read_json(path / CONFIG_FILE if path.is_dir() else path, what="run configuration", expect=None)
     except UserError:
         return None
     cwd = doc.get("cwd") if isinstance(doc, dict) else None
-    return Path(cwd) if isinstance(cwd, str) and os.path.isabs(cwd) and os.path.isdir(cwd) else None
+    if not isinstance(cwd, str) or not os.path.isabs(cwd):
+        return None
+    if os.path.isdir(cwd):
+        return Path(cwd)
+    config = doc.get("config")
+    output = config.get("output") if isinstance(config, dict) else None
+    parts = Path(output).parts if isinstance(output, str) and output and not os.path.isabs(output) else ()
+    if not parts or any(p in ("..", ".") for p in parts) or not path.is_dir():
+        return None
+    moved = path.resolve().parents[len(parts) - 1]
+    return moved if moved.is_dir() else None
 
 
 def recorded_paths_here(saved: dict, run_dir: str | os.PathLike) -> dict:

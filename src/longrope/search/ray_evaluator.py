@@ -171,20 +171,37 @@ def _reachable_control_store(ray: Any, timeout_s: float) -> tuple[str, int] | No
     return store if _unanswered(*store, timeout_s) is None else None
 
 
+_H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+"""An HTTP/2 client preface and an empty SETTINGS frame: a Ray head's control store (GCS) is a gRPC server,
+which answers with a SETTINGS frame of its own."""
+
+
 def _unanswered(host: str, port: int, timeout_s: float) -> str | None:
-    """Why nothing accepts a TCP connection at ``host:port`` within ``timeout_s``, or None when something does."""
+    """Why no gRPC server (what a Ray head runs) answers at ``host:port`` within ``timeout_s``, or None when one
+    does: nothing listening, or something else (a web server, a silent port: Ray retried on those for minutes)."""
     import socket
 
     try:
-        socket.create_connection((host.strip("[]"), port), timeout=timeout_s).close()
+        with socket.create_connection((host.strip("[]"), port), timeout=timeout_s) as conn:
+            conn.sendall(_H2_PREFACE)
+            head = b""
+            while len(head) < 9:
+                chunk = conn.recv(9 - len(head))
+                if not chunk:
+                    break
+                head += chunk
+    except TimeoutError:
+        return f"a connection was accepted but nothing answered within {timeout_s:g} s, as a Ray head does"
     except OSError as exc:
         return str(exc.strerror or exc)
+    if len(head) < 9 or head[3] != 0x04:  # the frame type of SETTINGS
+        return "something answers there, but not a Ray head (its control store speaks gRPC)"
     return None
 
 
 def _check_answers(address: str | None, timeout_s: float = 5.0) -> None:
-    """Refuse a ``host:port`` where nothing listens, in seconds: Ray's own connect retried for minutes (over 10,
-    printing a warning every 5 s, deaf to SIGTERM; battery 15). ``auto``, ``local``, ``ray://`` and no address are
+    """Refuse a ``host:port`` where no Ray head answers (nothing listens, or another server: battery 16), in
+    seconds: Ray's own connect retried for minutes (over 10, printing a warning every 5 s, deaf to SIGTERM; battery 15). ``auto``, ``local``, ``ray://`` and no address are
     Ray's to resolve."""
     if not address or "://" in address or ":" not in address:
         return
@@ -195,5 +212,5 @@ def _check_answers(address: str | None, timeout_s: float = 5.0) -> None:
         return  # not host:port: Ray's own message names it
     why = _unanswered(host, number, timeout_s)
     if why is not None:
-        raise UserError(f"nothing answers at the Ray address {address!r} ({why}); start the "
+        raise UserError(f"no Ray cluster answers at the Ray address {address!r} ({why}); start the "
                         "cluster there (ray start --head) or give the address its head node prints")

@@ -247,11 +247,12 @@ CONTENT_KEYS = {
 }
 
 
-def check_same_run(saved: dict[str, Any], current: dict[str, Any]) -> None:
+def check_same_run(saved: dict[str, Any], current: dict[str, Any], *, tokens_per_step_given: bool = False) -> None:
     """Refuse to resume when a setting that shapes the trajectory changed (names the first one): the
     content of the factor file and the shard folder, the resolved precision (not the ``--dtype`` that names it:
     a run started with ``auto`` on a CPU resumes on a GPU with ``--dtype float32``), and every setting in
-    ``current`` that ``saved`` also records."""
+    ``current`` that ``saved`` also records. ``tokens_per_step_given``: the user set the tokens per step
+    themselves (then they are the setting named, not the accumulation behind them)."""
     by_content = {CONTENT_KEYS[k][0] for k in CONTENT_KEYS if k in saved}
     if "mixed_precision" in saved:  # the precision --dtype resolves to is compared, not its spelling: 'auto'
         by_content.add("dtype")  # from a CPU run is 'float32' on a GPU, where 'auto' would resolve to bf16
@@ -270,7 +271,7 @@ def check_same_run(saved: dict[str, Any], current: dict[str, Any]) -> None:
         if key == "mixed_precision":
             raise ConfigError("dtype", "{name} " + f"resolves to mixed precision {_short(value)} here but the checkpoint "
                               f"was trained with {_short(saved[key])}; give the checkpoint's precision with " + "{name}")
-        if key == "tokens_per_step":  # most often not typed: grad-accum x processes changed (battery 15)
+        if key == "tokens_per_step" and not tokens_per_step_given:  # grad-accum x processes changed (battery 15)
             raise ConfigError(("tokens_per_step", "grad_accum"), "the tokens per step (batch size x seq-len x "
                               f"{{name1}} x processes) are {_short(value)} here but the checkpoint was made with "
                               f"{_short(saved[key])}; resume with {{name0}} {_short(saved[key])} instead of "

@@ -54,6 +54,7 @@ __all__ = [
     "Segment",
     "PackedWindows",
     "content_hash",
+    "require_training_documents",
     "training_documents",
     "is_short_step",
     "row_targets",
@@ -79,6 +80,16 @@ def _guarded(corpus: TokenCorpus, roles: Sequence[str], ids: dict, hashes: dict)
         hashes.setdefault(content_hash(corpus.tokens(i)), where)
 
 
+def require_training_documents(corpus: TokenCorpus, heldout_fraction: float = HELDOUT_FRACTION) -> list[int]:
+    """Rows of ``corpus`` with role ``train``; a corpus without any is refused in one line (read at a
+    fine-tuning start and by a pipeline's plan check, before the stages in front of its fine-tuning stage)."""
+    train = [i for i, r in enumerate(document_roles(corpus, heldout_fraction)) if r == TRAIN_ROLE]
+    if not train:
+        raise UserError(f"{corpus.path} has no training documents (role '{TRAIN_ROLE}'); tokenize them "
+                        "with 'longrope tokenize --input train=PATH ...'")
+    return train
+
+
 def training_documents(
     corpus: TokenCorpus, *, heldout_fraction: float = HELDOUT_FRACTION, exclude: Sequence[str] = ()
 ) -> np.ndarray:
@@ -88,10 +99,7 @@ def training_documents(
     have been tokenized with the same tokenizer as ``corpus`` (content is compared as token ids).
     """
     roles = document_roles(corpus, heldout_fraction)
-    train = [i for i, r in enumerate(roles) if r == TRAIN_ROLE]
-    if not train:
-        raise UserError(f"{corpus.path} has no training documents (role '{TRAIN_ROLE}'); tokenize them "
-                        "with 'longrope tokenize --input train=PATH ...'")
+    train = require_training_documents(corpus, heldout_fraction)
     ids: dict[str, tuple[str, str, str]] = {}
     hashes: dict[str, tuple[str, str, str]] = {}
     _guarded(corpus, roles, ids, hashes)

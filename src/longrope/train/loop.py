@@ -338,7 +338,8 @@ class _Trainer:
         if found is None:
             return
         path, state = found
-        check_same_run(state.run, self._run_record())
+        check_same_run(state.run, self._run_record(),
+                       tokens_per_step_given=self.cfg.tokens_per_step is not None and self.cfg.grad_accum is None)
         if state.step > self.cfg.steps:
             raise UserError(f"{path}: step {state.step} is past the run's {self.cfg.steps} steps; the checkpoint "
                             "does not belong to this run (delete it, or start a new run folder)")

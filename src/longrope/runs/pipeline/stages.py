@@ -410,6 +410,16 @@ def _run_search(config: Any, ctx: StageContext) -> Outcome:
     return Outcome({"factors": str(ctx.folder / "factors.json")}, metrics)
 
 
+def _check_finetune(config: Any, ctx: StageContext) -> None:
+    """A shard folder the plan names without training documents (it was found when the stage started,
+    after every stage before it had run)."""
+    if ctx.machine and _given(ctx, "data"):
+        from longrope.data.shards import TokenCorpus
+        from longrope.train.data import require_training_documents
+
+        require_training_documents(TokenCorpus.open(_given(ctx, "data"), verify="size"), config.heldout_fraction)
+
+
 def _run_finetune(config: Any, ctx: StageContext) -> Outcome:
     from longrope.runs import get_run
 
@@ -585,7 +595,7 @@ STAGES: dict[str, Stage] = {
                       gives=("factors",)),
     "search": Stage(SearchConfig, _at("factors.json"), _run_search, check=_check_search,
                     build=_search_config, gives=("factors",)),
-    "finetune": Stage(FinetuneConfig, _at("model"), _run_finetune,
+    "finetune": Stage(FinetuneConfig, _at("model"), _run_finetune, check=_check_finetune,
                       # resume what an earlier attempt left; a first attempt starts (no "nothing to resume" line)
                       build=lambda ctx: _command_config("finetune", ctx, resume=ctx.running and ctx.folder.exists()),
                       gives=("model", "factors")),
