@@ -83,6 +83,51 @@ def seal_intact(doc: Any) -> bool:
         return False
 
 
+#: folders a process works in under a lock (absolute path → a check that raises when the folder is no longer
+#: the locked one: moved or removed under the run); every writer here asks :func:`check_held` first, so a run
+#: whose folder went away stops with one line instead of rebuilding the old path (battery 16)
+_HELD: dict[str, Callable[[], None]] = {}
+
+
+def hold_folder(folder: str | os.PathLike, check: Callable[[], None]) -> None:
+    """Register ``check`` for writes under ``folder`` until :func:`release_folder`."""
+    _HELD[os.path.realpath(folder)] = check
+
+
+def release_folder(folder: str | os.PathLike) -> None:
+    _HELD.pop(os.path.realpath(folder), None)
+
+
+def check_held(path: str | os.PathLike) -> None:
+    """Run the checks of the held folders ``path`` lies in (see :data:`_HELD`)."""
+    if not _HELD:
+        return
+    target = os.path.realpath(path)
+    for root, check in list(_HELD.items()):
+        if target == root or target.startswith(root.rstrip(os.sep) + os.sep):
+            check()
+
+
+def make_folder(path: str | os.PathLike) -> Path:
+    """``mkdir -p`` for the writers of run folders: never rebuilds a held folder that was moved away."""
+    path = Path(path)
+    check_held(path)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def append_text(path: str | os.PathLike, text: str, *, sync: bool = False) -> None:
+    """Append ``text`` to a log file (``sync``: fsync it too), its folder made if needed; for the line-by-line
+    logs a resume reads back (a fine-tune's losses, a search's history, a comparison's cells)."""
+    path = Path(path)
+    make_folder(path.parent)
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        if sync:
+            os.fsync(f.fileno())
+
+
 #: the suffix of :func:`atomic_write`'s temporaries (``sibling_prefix(path, "")`` + mkstemp's 8 characters + this)
 _TMP_SUFFIX = ".tmp"
 _TEMPORARY = re.compile(r"\..+\.[a-z0-9_]{8}" + re.escape(_TMP_SUFFIX))
@@ -100,6 +145,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: st
     """Call ``write(fileobj)`` on a temporary file next to ``path`` and move it into place."""
     path = Path(path)
     check_writable_path(path)
+    check_held(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=sibling_prefix(path, ""), suffix=_TMP_SUFFIX, dir=path.parent)

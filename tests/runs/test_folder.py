@@ -353,3 +353,37 @@ def test_the_temporaries_of_writes_a_kill_cut_short_are_removed_when_the_folder_
                                                     "stages"]
     assert not list((out / "samples").iterdir())
     assert (out / "stages" / "s" / ".checkpoint.json.abcdefgh.tmp").exists()
+
+
+@pytest.mark.parametrize("how", ["moved", "removed"])
+def test_a_folder_moved_or_removed_under_its_run_is_not_rebuilt_by_the_next_write(tmp_path, how):
+    """battery 16: `mv f9 f9mv` while a finetune worked in f9: its writers rebuilt f9 by path (checkpoints, logs,
+    the model, run.json; no config.json, no lock) and it ended "done" there, its first steps left in f9mv; a
+    search stopped with a bare "No such file or directory". Every writer of the project now asks the folder's lock
+    first: the run stops with one line, and nothing appears at the old path."""
+    import shutil
+
+    from longrope.io import append_text, make_folder, write_text
+
+    out = tmp_path / "f9"
+    folder = RunFolder.open(out, "finetune", staged=False)
+    folder.start({"x": 1})
+    write_text(out / "train_state.json", "{}")  # in place: writes go on
+    append_text(out / "train_log.jsonl", "{}\n")
+    if how == "moved":
+        out.rename(tmp_path / "f9mv")
+    else:
+        shutil.rmtree(out)
+    try:
+        for write in (lambda: write_text(out / "train_state.json", "{}"),
+                      lambda: append_text(out / "train_log.jsonl", "{}\n"),
+                      lambda: make_folder(out / "checkpoints" / "step-00000004")):
+            with pytest.raises(UserError, match=f"the run folder {out} was moved or removed while this run worked"):
+                write()
+        assert not out.exists()
+        write_text(tmp_path / "elsewhere.txt", "x")  # writes outside the folder are not its business
+    finally:
+        folder.close()
+    write_text(out / "after.txt", "x")  # once the run let go of the folder, the path is anyone's
+    if how == "moved":
+        assert (tmp_path / "f9mv" / "train_log.jsonl").read_text() == "{}\n"

@@ -61,6 +61,7 @@ from longrope.io import (
     check_replaceable_target,
     check_utf8_path,
     is_disk_full,
+    make_folder,
     remove_dead_leftovers,
     replace_folder,
     sibling_prefix,
@@ -374,7 +375,7 @@ def export_hf(
     entries, warnings = longrope_config_entries(factor_set, info)
     out = Path(out_dir)
     check_output_folder(out, overwrite)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(out.parent)
     remove_stale_temporaries(out)
     weights_dtype = resolve_dtype(dtype) if dtype is not None else next(model.parameters()).dtype
     tmp = temporary_sibling(out, folder=True)

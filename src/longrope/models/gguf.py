@@ -50,7 +50,7 @@ from typing import Any
 import numpy as np
 
 from longrope.errors import UserError
-from longrope.io import check_utf8_path, check_writable_path, sibling_prefix
+from longrope.io import check_utf8_path, check_writable_path, make_folder, sibling_prefix
 from longrope.models.export import (
     ExportResult,
     check_target_length,
@@ -243,7 +243,7 @@ def export_gguf_from_gguf(
     if dropped:
         warnings.append("the source's rope_freqs.weight (its own RoPE scaling) is replaced by the LongRoPE factors")
     new_keys = longrope_gguf_keys(arch, factor_set)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(out.parent)
     remove_stale_temporaries(out)
     tmp = temporary_sibling(out, folder=False)
     try:
@@ -487,7 +487,7 @@ def export_gguf(
     warnings = _common_warnings(factor_set)
     config = model.config
     arch = GGUF_ARCHES[info.model_type]
-    out.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(out.parent)
     remove_stale_temporaries(out)
     tmp = temporary_sibling(out, folder=False)
     workdir = Path(tempfile.mkdtemp(prefix=sibling_prefix(out, "tok-"), dir=out.parent))

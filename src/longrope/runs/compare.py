@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 import sys
 import time
@@ -306,12 +305,9 @@ def _read_cells(path: Path) -> tuple[dict[tuple[str, str], dict], int]:
 
 
 def _append_cell(path: Path, cell: dict) -> None:
-    from longrope.io import sealed
+    from longrope.io import append_text, sealed
 
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps(sealed(cell), sort_keys=True) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
+    append_text(path, json.dumps(sealed(cell), sort_keys=True) + "\n", sync=True)
 
 
 def factor_set(spec: str, info: Any, length: int) -> Any:

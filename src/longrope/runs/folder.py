@@ -49,8 +49,10 @@ from typing import Any
 from longrope.errors import UserError
 from longrope.io import (
     check_replaceable_target,
+    hold_folder,
     is_atomic_temporary,
     read_json,
+    release_folder,
     remove_dead_leftovers,
     replace_folder,
     sibling_prefix,
@@ -194,16 +196,36 @@ class FolderLock:
         handle.truncate()
         handle.write(f"{os.getpid()}\n")
         handle.flush()
-        return cls(folder, handle)
+        lock = cls(folder, handle)
+        hold_folder(folder, lock.check_in_place)
+        return lock
+
+    def check_in_place(self) -> None:
+        """Refuse to go on writing when the folder is no longer the one locked: moved (``mv``) or removed while the
+        run worked. Writers rebuilt the old path and went on there without config.json or lock, the work so far
+        left behind under the new name (battery 16)."""
+        if self._handle is None:
+            return
+        mine = os.fstat(self._handle.fileno())
+        try:
+            now = os.stat(self.folder / LOCK_FILE, follow_symlinks=False)
+            if (now.st_dev, now.st_ino) == (mine.st_dev, mine.st_ino):
+                return
+        except OSError:
+            pass
+        raise UserError(f"the run folder {self.folder} was moved or removed while this run worked in it; it stops "
+                        "here, its work so far is where the folder went: continue it there with --resume")
 
     def discard(self) -> None:
         """Remove the lock file while still holding it (the folder was refused: a lock this process
         created leaves nothing behind). A process that opened it meanwhile fails to lock it and refuses."""
         if self._handle is not None:
+            release_folder(self.folder)
             (self.folder / LOCK_FILE).unlink(missing_ok=True)
 
     def release(self) -> None:
         if self._handle is not None:
+            release_folder(self.folder)
             self._handle.close()  # closing the file drops the lock
             self._handle = None
 
@@ -364,13 +386,16 @@ class RunFolder:
         write_json(self.path / RUN_FILE, self._run)
 
     def finish(self, result: dict[str, Any]) -> Path:
-        """Write ``summary.json``, mark the run done and (staged) move the folder into place."""
+        """Write ``summary.json``, mark the run done, (staged) move the folder into place and (in place) let go of
+        its lock: the run is over, whether or not its caller closes it (an ``eval ruler`` run never did, and
+        only the garbage collector freed its lock)."""
         write_json(self.path / RESULT_FILE, result)
         self._run.update(status="done", finished=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                          seconds=round(time.time() - self._t0, 3))
         write_json(self.path / RUN_FILE, self._run)
         if self.staged:
             self._swap_into_place()
+        self.close()
         return self.final
 
     def close(self) -> None:

@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from longrope.errors import UserError
-from longrope.io import write_json, write_text
+from longrope.io import append_text, write_json, write_text
 from longrope.search.archive import Archive
 from longrope.search.evaluators import EvalOutcome, EvalRequest, Evaluator, WorkerCrashed
 from longrope.search.space import Genome, SearchSpace
@@ -350,8 +350,7 @@ class SearchLoop:
         }
         self.history.append(entry)
         if self.history_path:
-            with open(self.history_path, "a") as f_h:
-                f_h.write(json.dumps(entry) + "\n")
+            append_text(self.history_path, json.dumps(entry) + "\n")
         self._save()
         if self.on_progress:
             self.on_progress(

@@ -31,7 +31,16 @@ from pathlib import Path
 from typing import Any
 
 from longrope.errors import ConfigError, UserError
-from longrope.io import SEAL, file_sha256, read_json, replace_folder, seal_intact, sealed, write_json
+from longrope.io import (
+    SEAL,
+    file_sha256,
+    make_folder,
+    read_json,
+    replace_folder,
+    seal_intact,
+    sealed,
+    write_json,
+)
 from longrope.train.data import Cursor
 
 __all__ = ["TrainState", "CHECKPOINTS", "STATE_FILE", "checkpoint_dirs", "latest_checkpoint", "intact_checkpoint",
@@ -120,7 +129,7 @@ def save_checkpoint(accelerator: Any, out: Path, state: TrainState, *, keep: int
     final = root / _name(state.step)
     partial = root / f".{_name(state.step)}{_PARTIAL}"
     if accelerator.is_main_process:
-        root.mkdir(parents=True, exist_ok=True)
+        make_folder(root)
         shutil.rmtree(partial, ignore_errors=True)
     accelerator.wait_for_everyone()
     with _quiet_shared_tensor_notice():

@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from longrope.io import write_bytes, write_text
+from longrope.io import append_text, write_bytes, write_text
 
 __all__ = ["LossLog", "plot_losses", "progress_bar"]
 
@@ -56,10 +56,7 @@ class LossLog:
         return kept
 
     def append(self, entry: dict[str, Any]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(entry) + "\n")
-            f.flush()
+        append_text(self.path, json.dumps(entry) + "\n")
 
 
 def plot_losses(entries: list[dict[str, Any]], path: str | os.PathLike, *, title: str = "Fine-tuning loss") -> None:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from longrope.errors import ConfigError, UserError
-from longrope.io import read_json, write_json, write_text
+from longrope.io import make_folder, read_json, write_json, write_text
 from longrope.options import config_from_dict, option
 from longrope.runs.compare import CompareConfig
 from longrope.runs.search import SearchConfig
@@ -307,7 +307,7 @@ def _baseline_set(config: BaselineSettings, model: str) -> Any:
 
 def _run_baseline(config: BaselineSettings, ctx: StageContext) -> Outcome:
     fs = _baseline_set(config, ctx.model)
-    ctx.folder.mkdir(parents=True, exist_ok=True)
+    make_folder(ctx.folder)
     fs.save(ctx.folder / "factors.json")
     return Outcome({"factors": str(ctx.folder / "factors.json")},
                    {"method": config.method, "target_length": config.target_length})
@@ -517,7 +517,7 @@ def _check_compare_inputs(config: Any, ctx: StageContext) -> None:
 def _run_compare(config: Any, ctx: StageContext) -> Outcome:
     from longrope.runs.compare import format_table, run_compare
 
-    ctx.folder.mkdir(parents=True, exist_ok=True)
+    make_folder(ctx.folder)
     result = run_compare(config, ctx.folder, log=ctx.say)
     write_json(ctx.folder / "summary.json", result)
     write_text(ctx.folder / "compare.md", format_table(result) + "\n")
@@ -576,7 +576,7 @@ def _check_export(config: ExportSettings, ctx: StageContext) -> None:
 def _run_export(config: ExportSettings, ctx: StageContext) -> Outcome:
     from longrope.models.exporter import export_model
 
-    ctx.folder.mkdir(parents=True, exist_ok=True)
+    make_folder(ctx.folder)
     out = export_model(ctx.model, config.factors, _export_output(ctx.folder, ctx.settings), fmt=config.format,
                        dtype=config.dtype, overwrite=True)
     for w in out["warnings"]:
