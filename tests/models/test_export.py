@@ -348,6 +348,7 @@ def test_an_output_where_nothing_can_be_created_is_refused_before_the_model_is_r
         write_json(f"{unwritable}/r.json", {})
 
 
+@pytest.mark.filterwarnings("ignore:`is_gradient_checkpointing` is deprecated:FutureWarning")  # peft's own call
 def test_a_peft_wrapped_model_is_refused_naming_the_merge(tmp_path):
     """Battery 16: export_hf(get_peft_model(m)) failed with FileNotFoundError '.../config.json' (peft saves adapter
     files only); now one UserError telling to merge the adapters, and nothing is written."""

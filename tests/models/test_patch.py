@@ -336,6 +336,7 @@ def test_swapping_twice_equals_installing_anew():
     assert torch.equal(logits(model, ids), logits(fresh, ids))
 
 
+@pytest.mark.filterwarnings("ignore:`is_gradient_checkpointing` is deprecated:FutureWarning")  # peft's own call
 def test_a_peft_wrapped_model_is_patched_through_the_model_it_wraps():
     """Battery 16: install_factors(get_peft_model(m)) said 'model structure not recognised by this transformers
     version'; now the wrapper and the wrapped model share one patch, and the logits equal patch-then-wrap's."""
