@@ -45,6 +45,11 @@ class _RayWorker:
         return os.getpid()
 
 
+#: consecutive failed probes of the control store that mean the cluster is gone (a poll each ``poll_s``: with the
+#: default 5 s, under 30 s, well before Ray's own 60 s)
+_MISSES_TO_LOSE = 3
+
+
 class RayEvaluator:
     """One actor per GPU of the cluster (or ``num_workers`` CPU actors); see the module docstring."""
 
@@ -74,6 +79,7 @@ class RayEvaluator:
         self.poll_s = poll_s
         self._gcs = _reachable_control_store(ray, poll_s)
         self._lost = False
+        self._misses = 0
         resources = ray.cluster_resources()
         n_gpus = int(resources.get("GPU", 0))
         self._per_actor = {"num_gpus": 1, "num_cpus": 1} if n_gpus else {"num_cpus": 1}
@@ -136,6 +142,10 @@ class RayEvaluator:
         cluster (60 s) and ended the process itself, with Ray's lines and none of ours. A bounded wait and this
         probe of the control store's port end the search with one line and the checkpoint kept."""
         if self._gcs is None or _unanswered(*self._gcs, self.poll_s) is None:
+            self._misses = 0
+            return
+        self._misses += 1  # a control store slow for one probe (a loaded head) does not end hours of search
+        if self._misses < _MISSES_TO_LOSE:
             return
         self._lost = True
         raise WorkerCrashed(f"the Ray cluster (control store {self._gcs[0]}:{self._gcs[1]}) stopped answering "
