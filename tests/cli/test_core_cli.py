@@ -320,3 +320,37 @@ def test_a_refusal_or_result_under_a_launcher_is_told_once_per_machine(tmp_path,
         assert main(["finetune", "--model", "tiny", "--factors", str(factors), "--data", str(tmp_path),
                      "-o", str(tmp_path / "ft")]) == 0
         assert capsys.readouterr().out == ""
+
+
+@pytest.mark.parametrize("second_press", ["in_cleanup", "at_exit"])
+def test_a_second_ctrl_c_ends_the_process_without_a_traceback(tmp_path, second_press):
+    """A second Ctrl-C while the first one's clean-up ran (a progress bar's __del__) or while the interpreter exited
+    (torch's atexit hook imports tabulate, ~1 s under load) printed 'Exception ignored in ...' and a 25-line
+    KeyboardInterrupt traceback (battery 17). The first is one line and 130; the second ends the process as the
+    signal does, printing nothing more."""
+    import os
+    import signal
+
+    code = ("import atexit, os, signal, sys, time\n"
+            "import longrope.cli as cli\n"
+            "def press():\n"
+            "    os.kill(os.getpid(), signal.SIGINT)\n"
+            "    time.sleep(2)\n"
+            "class Bar:\n"
+            "    def __del__(self):\n"
+            "        press()\n"
+            "def command(argv, parser):\n"
+            "    bar = Bar()\n"
+            "    try:\n"
+            "        press()\n"
+            "    finally:\n"
+            f"        {'del bar' if second_press == 'in_cleanup' else 'atexit.register(press)'}\n"
+            "cli._main = command\n"
+            "sys.argv = ['longrope', 'search']\n"
+            "raise SystemExit(cli.main())\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60,
+                          cwd=tmp_path)
+    assert "Traceback" not in proc.stderr and "Exception ignored" not in proc.stderr, proc.stderr
+    assert proc.returncode == -signal.SIGINT
+    assert proc.stderr in ("", "longrope: interrupted\n")

@@ -310,6 +310,8 @@ def main(argv: list[str] | None = None, *, parser: argparse.ArgumentParser | Non
     one-line errors named by its prog. Ctrl-C is one line from the first instant: while the parser was built (the
     run modules imported) it was a 40-line KeyboardInterrupt traceback (battery 11a)."""
     _printable_stdout()
+    if argv is None:  # the process's own command line (not a caller's: a test runner keeps its Ctrl-C)
+        _ctrl_c_once()
     streams = sys.stdout, sys.stderr
     # a stream closed at start (`>&-`) is None: print() then writes nothing, as before
     sys.stdout = _Stream(sys.stdout, results=True) if sys.stdout is not None else None
@@ -321,6 +323,35 @@ def main(argv: list[str] | None = None, *, parser: argparse.ArgumentParser | Non
         return 130
     finally:
         sys.stdout, sys.stderr = streams
+        if argv is None:
+            _ctrl_c_once(over=True)
+
+
+def _ctrl_c_once(*, over: bool = False) -> None:
+    """Ctrl-C interrupts the command once, as Python's KeyboardInterrupt (one line, status 130, the run's clean-up
+    done); a second one, pressed while that clean-up or the interpreter's exit runs (libraries' atexit hooks:
+    torch's imports tabulate to report compile times, a second on a busy machine), ends the process as the signal
+    does (status 130, what it leaves is what a kill leaves, which --resume takes). Python's own handler raised
+    there too, inside a garbage-collected progress bar or an atexit hook: 'Exception ignored in ...' and a 25-line
+    KeyboardInterrupt traceback (battery 17). ``over``: the command is over, so the next Ctrl-C is the second.
+    A handler someone else installed is left alone."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+    handler = signal.getsignal(signal.SIGINT)
+    if handler is signal.default_int_handler and not over:
+        signal.signal(signal.SIGINT, _first_ctrl_c)
+    elif handler in (signal.default_int_handler, _first_ctrl_c):
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def _first_ctrl_c(signum: int, frame: Any) -> None:
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    raise KeyboardInterrupt
 
 
 class _StdoutRefused(OSError):
