@@ -23,6 +23,7 @@ import codecs
 import errno
 import importlib
 import os
+import re
 import sys
 from typing import Any
 
@@ -252,6 +253,23 @@ def _first_on_machine() -> bool:
         return True
 
 
+#: how the loader words a shared library it could not map for want of address space (``ulimit -v``)
+_MAP_FAILED = re.compile(r"failed to map segment|cannot allocate memory", re.IGNORECASE)
+
+
+def _raised_by_an_import(exc: BaseException) -> bool:
+    """Whether ``exc`` was raised while a module was being imported (a module's body on its way)."""
+    if isinstance(exc, ImportError):
+        return True
+    tb = exc.__traceback__
+    while tb is not None:
+        code = tb.tb_frame.f_code  # a module's body runs as '<module>' (importlib takes its own frames out)
+        if code.co_name == "<module>" or code.co_filename.startswith("<frozen importlib"):
+            return True
+        tb = tb.tb_next
+    return False
+
+
 def _write_refused(name: str, exc: BaseException, where: str = "") -> int | None:
     """The one line for a write the disk could not take (every command: one check, :func:`longrope.io.is_disk_full`)
     or that passed the file-size limit (``ulimit -f``: safetensors' save was a traceback, gguf's writer said the disk
@@ -460,13 +478,20 @@ def _main(argv: list[str] | None, parser: argparse.ArgumentParser | None) -> int
     except KeyboardInterrupt:
         _tell(f"{name}: interrupted")
         return 130
-    except (MemoryError, RuntimeError) as exc:  # an allocation failure outside the evaluations' own guard
-        from longrope.evaluate.memory import is_out_of_memory
-
+    except (MemoryError, RuntimeError, ImportError) as exc:  # an allocation failure outside the evaluations' guard
+        if isinstance(exc, ImportError) and not _MAP_FAILED.search(str(exc)):
+            raise
         if (refused := _write_refused(name, exc)) is not None:
             return refused
-        if not is_out_of_memory(exc):
-            raise
+        if not isinstance(exc, (MemoryError, ImportError)):  # (importing torch to ask, after a MemoryError, raised another one)
+            from longrope.evaluate.memory import is_out_of_memory
+
+            if not is_out_of_memory(exc):
+                raise
+        if _raised_by_an_import(exc):  # not a size the user chose: the advice below would not help (battery 17)
+            _tell(f"{name}: error: out of memory while loading its libraries (torch, transformers): this process's "
+                  "memory limit is too low for them (ulimit -v); raise it or run without one")
+            return 2
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
         _tell(f"{name}: error: out of memory ({first}); use smaller sizes (shorter sequences, fewer "
               "samples or a smaller batch), a smaller dtype, or a device with more memory")
