@@ -375,3 +375,18 @@ def test_running_out_of_memory_while_the_libraries_load_is_one_line_about_the_li
     assert cli.main(["inspect", "--model", "tiny"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "out of memory while loading its libraries" in err[0] and "ulimit -v" in err[0], err
+
+
+def test_a_current_folder_removed_under_the_shell_is_one_line(monkeypatch, capsys):
+    """A shell whose folder was removed: torch's loader ended 'Intel oneMKL FATAL ERROR: Cannot load
+    libtorch_cpu.so', eval ppl said a bare 'No such file or directory' (battery 17). Now one line naming it."""
+    import os
+
+    def gone():
+        raise FileNotFoundError(2, "No such file or directory")
+
+    monkeypatch.setattr(os, "getcwd", gone)
+    assert main(["baseline", "--model", "tiny", "--method", "pi", "--target-length", "1024", "-o", "/tmp/x.json"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["longrope: error: the current folder no longer exists (it was removed or moved away); cd to an "
+                   "existing folder and run the command again"]

@@ -414,6 +414,13 @@ def _main(argv: list[str] | None, parser: argparse.ArgumentParser | None) -> int
     from longrope.runs import MOVED
 
     argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        os.getcwd()
+    except FileNotFoundError:  # its folder was removed under the shell: torch's loader failed 'Intel oneMKL FATAL
+        # ERROR: Cannot load libtorch_cpu.so', a command's own check said a bare 'No such file or directory' (battery 17)
+        _tell(f"{parser.prog if parser is not None else 'longrope'}: error: the current folder no longer exists "
+              "(it was removed or moved away); cd to an existing folder and run the command again")
+        return 2
     if parser is None and argv and argv[0] in MOVED:
         _tell(f"longrope {argv[0]}: error: {MOVED[argv[0]]}")
         return 2
