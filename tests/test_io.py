@@ -207,3 +207,23 @@ def test_an_output_with_a_long_legal_name_gets_hidden_siblings_within_the_name_l
     (tmp_path / (name[:-1] + "d")).mkdir()  # an earlier output: moved aside under a hidden sibling's name
     replace_folder(new, tmp_path / (name[:-1] + "d"))
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([name, name[:-1] + "d"])
+
+
+def test_a_record_is_read_within_a_tight_memory_limit(tmp_path):
+    """read_json asked for its bound (256 MiB) in one read, which allocates it before reading a byte: under
+    ``ulimit -v`` about 1 GB every command failed "out of memory ... use shorter sequences" on a 2 KB config.json
+    (battery 17). Now a small record reads with 64 MiB of address space to spare."""
+    import subprocess
+    import sys
+
+    (tmp_path / "r.json").write_text('{"a": 1}', encoding="utf-8")
+    code = ("import resource, sys\n"
+            "from longrope.io import read_json, read_regular\n"
+            "with open('/proc/self/statm') as f:\n"
+            "    size = int(f.read().split()[0]) * resource.getpagesize()\n"
+            "resource.setrlimit(resource.RLIMIT_AS, (size + (64 << 20), resource.RLIM_INFINITY))\n"
+            "assert read_json(sys.argv[1]) == {'a': 1}\n"
+            "assert read_regular(sys.argv[1], limit=512 << 20) == b'{\"a\": 1}'\n")
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "r.json")], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr

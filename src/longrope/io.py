@@ -46,6 +46,44 @@ def is_file_too_large(exc: BaseException) -> bool:
     return bool(_TOO_LARGE.search(str(exc)))
 
 
+#: how torch's zip writer (``torch.save``, under accelerate's ``save_state``) words a write that failed: its C++
+#: stream keeps no errno, so a full disk and ``ulimit -f`` alike were "basic_ios::clear: iostream error", then, from
+#: the writer's close, "unexpected pos N vs M" (a fine-tune's checkpoint: a 60-line traceback, battery 17)
+_STREAM_WRITE_FAILED = re.compile(r"basic_ios::clear|iostream error|unexpected pos \d+ vs \d+|"
+                                  r"PytorchStreamWriter failed writing")
+
+#: free bytes under which a write that failed without a reason is taken for a full disk
+_NEARLY_FULL = 1 << 20
+
+
+def as_write_error(exc: BaseException, path: str | os.PathLike) -> OSError | None:
+    """The ``OSError`` that a library's write failure without an errno (torch's zip writer) under ``path`` stands
+    for, so that the one check of the CLI (:func:`is_disk_full`, :func:`is_file_too_large`) words it: ENOSPC when
+    the disk holding ``path`` is (nearly) full, else EFBIG under a file-size limit (``ulimit -f``), else EIO with
+    the library's words; None when ``exc`` is no such failure."""
+    if not _STREAM_WRITE_FAILED.search(str(exc)):
+        return None
+    where = Path(path)
+    while not where.exists() and where != where.parent:
+        where = where.parent
+    try:
+        full = shutil.disk_usage(where).free < _NEARLY_FULL
+    except OSError:
+        full = False
+    if full:
+        return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), os.fspath(path))
+    try:
+        import resource
+
+        limited = resource.getrlimit(resource.RLIMIT_FSIZE)[0] != resource.RLIM_INFINITY
+    except (ImportError, AttributeError, OSError, ValueError):  # no such limit here (Windows)
+        limited = False
+    if limited:
+        return OSError(errno.EFBIG, os.strerror(errno.EFBIG), os.fspath(path))
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+    return OSError(errno.EIO, f"the write failed ({first})", os.fspath(path))
+
+
 def update_hash(h: Any, path: str | os.PathLike) -> Any:
     """Feed the bytes of the file at ``path`` to the hashlib object ``h`` in 4 MiB blocks; returns ``h``."""
     with open(path, "rb") as f:
@@ -417,7 +455,21 @@ def read_regular(path: str | os.PathLike, limit: int | None = None) -> bytes:
     block, or never end, like /dev/zero): the one way longrope reads a file a user names. With ``limit``, at
     most ``limit + 1`` bytes (more than ``limit``: the file is too large for what it should be)."""
     with _open_regular(Path(path)) as f:
-        return f.read() if limit is None else f.read(limit + 1)
+        return f.read() if limit is None else read_at_most(f, limit + 1)
+
+
+def read_at_most(f: Any, limit: int) -> bytes:
+    """Up to ``limit`` bytes of the binary file ``f``, read in blocks: ``f.read(limit)`` allocates ``limit`` bytes
+    before reading one, so every JSON record (a bound of 256 MiB) took 256 MiB of address space, a MemoryError
+    under ``ulimit -v`` (1 GB: "out of memory ... use shorter sequences" for a 2 KB config.json; battery 17)."""
+    blocks, got = [], 0
+    while got < limit:
+        block = f.read(min(1 << 20, limit - got))
+        if not block:
+            break
+        blocks.append(block)
+        got += len(block)
+    return b"".join(blocks)
 
 
 def read_json(path: str | os.PathLike, *, what: str = "JSON file", expect: type | None = dict,
@@ -435,7 +487,7 @@ def read_json(path: str | os.PathLike, *, what: str = "JSON file", expect: type 
 
     try:
         with _open_regular(path) as f:
-            data = f.read(max_bytes + 1)
+            data = read_at_most(f, max_bytes + 1)
     except FileNotFoundError:
         raise UserError(f"{path} does not exist (a {what} was expected there){tail}") from None
     except OSError as exc:

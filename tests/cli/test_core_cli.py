@@ -320,3 +320,73 @@ def test_a_refusal_or_result_under_a_launcher_is_told_once_per_machine(tmp_path,
         assert main(["finetune", "--model", "tiny", "--factors", str(factors), "--data", str(tmp_path),
                      "-o", str(tmp_path / "ft")]) == 0
         assert capsys.readouterr().out == ""
+
+
+@pytest.mark.parametrize("second_press", ["in_cleanup", "at_exit"])
+def test_a_second_ctrl_c_ends_the_process_without_a_traceback(tmp_path, second_press):
+    """A second Ctrl-C while the first one's clean-up ran (a progress bar's __del__) or while the interpreter exited
+    (torch's atexit hook imports tabulate, ~1 s under load) printed 'Exception ignored in ...' and a 25-line
+    KeyboardInterrupt traceback (battery 17). The first is one line and 130; the second ends the process as the
+    signal does, printing nothing more."""
+    import os
+    import signal
+
+    code = ("import atexit, os, signal, sys, time\n"
+            "import longrope.cli as cli\n"
+            "def press():\n"
+            "    os.kill(os.getpid(), signal.SIGINT)\n"
+            "    time.sleep(2)\n"
+            "class Bar:\n"
+            "    def __del__(self):\n"
+            "        press()\n"
+            "def command(argv, parser):\n"
+            "    bar = Bar()\n"
+            "    try:\n"
+            "        press()\n"
+            "    finally:\n"
+            f"        {'del bar' if second_press == 'in_cleanup' else 'atexit.register(press)'}\n"
+            "cli._main = command\n"
+            "sys.argv = ['longrope', 'search']\n"
+            "raise SystemExit(cli.main())\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60,
+                          cwd=tmp_path)
+    assert "Traceback" not in proc.stderr and "Exception ignored" not in proc.stderr, proc.stderr
+    assert proc.returncode == -signal.SIGINT
+    assert proc.stderr in ("", "longrope: interrupted\n")
+
+
+@pytest.mark.parametrize("failure", ["MemoryError()", "ImportError('libtorch_cpu.so: failed to map segment from shared "
+                                                      "object')"])
+def test_running_out_of_memory_while_the_libraries_load_is_one_line_about_the_limit(tmp_path, monkeypatch, capsys,
+                                                                                      failure):
+    """Under ``ulimit -v`` of 0.5-0.8 GB torch's import fails: a traceback (the handler imported torch to ask whether
+    the MemoryError was one, and failed again; the loader's 'failed to map segment'), or 'use shorter sequences',
+    advice for a size the user never chose (battery 17). Now one line naming the memory limit, status 2."""
+    import longrope.cli as cli
+
+    (tmp_path / "heavy_library_b17.py").write_text(f"raise {failure}\n", encoding="utf-8")
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+    def loads_a_library(args):
+        import heavy_library_b17  # noqa: F401
+
+    monkeypatch.setattr(cli, "_run_tool", loads_a_library)
+    assert cli.main(["inspect", "--model", "tiny"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "out of memory while loading its libraries" in err[0] and "ulimit -v" in err[0], err
+
+
+def test_a_current_folder_removed_under_the_shell_is_one_line(monkeypatch, capsys):
+    """A shell whose folder was removed: torch's loader ended 'Intel oneMKL FATAL ERROR: Cannot load
+    libtorch_cpu.so', eval ppl said a bare 'No such file or directory' (battery 17). Now one line naming it."""
+    import os
+
+    def gone():
+        raise FileNotFoundError(2, "No such file or directory")
+
+    monkeypatch.setattr(os, "getcwd", gone)
+    assert main(["baseline", "--model", "tiny", "--method", "pi", "--target-length", "1024", "-o", "/tmp/x.json"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["longrope: error: the current folder no longer exists (it was removed or moved away); cd to an "
+                   "existing folder and run the command again"]

@@ -261,3 +261,32 @@ def test_the_same_document_under_two_roles_is_refused_before_the_folder_is_writt
         assert not out.exists()
     _run(tokenizer, [tmp_path / "train", f"search={tmp_path / 'search'}"], tmp_path / "unpinned")
     assert len(TokenCorpus.open(tmp_path / "unpinned").names) == 3
+
+
+def test_a_huge_document_is_encoded_in_pieces_with_the_ids_of_the_whole(tokenizer, tmp_path, monkeypatch):
+    """One 50 MB line was encoded in one call (the tokenizer's record of it ~120 bytes a character: 6 GB, over five
+    minutes), and again by the slow tokenizer as the fast one's check (battery 17). Now the encoder never sees more
+    than a piece of it, cut where the ids of the whole document do not change."""
+    import longrope.data.tokenize as tokenize_mod
+
+    text = " ".join(TEXTS * 40) + "\n\nend\r\n  of it"
+    (tmp_path / "books").mkdir()
+    (tmp_path / "books" / "huge.txt").write_text(text, encoding="utf-8")
+    monkeypatch.setattr(tokenize_mod, "PIECE_CHARS", 2000)
+    monkeypatch.setattr(tokenize_mod, "_CHECK_CHARS", 1000)
+    seen: list[int] = []
+    real = tokenize_mod.make_encoder
+
+    def recording(tok):
+        encode = real(tok)
+
+        def spy(texts):
+            seen.extend(len(t) for t in texts)
+            return encode(texts)
+        return spy
+
+    monkeypatch.setattr(tokenize_mod, "make_encoder", recording)
+    _run(tokenizer, [tmp_path / "books"], tmp_path / "out")
+    c = TokenCorpus.open(tmp_path / "out", verify="full")
+    assert np.asarray(c.tokens(0)).tolist() == tokenizer(text, add_special_tokens=False)["input_ids"]
+    assert max(seen) <= 2000 and len(text) > 10 * 2000

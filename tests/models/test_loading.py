@@ -135,6 +135,14 @@ def test_dtype_and_device_errors():
         loading.resolve_device("toaster")
 
 
+@pytest.mark.parametrize("device", ["meta", "xla", "hpu:0", "ipu"])
+def test_a_device_torch_names_but_cannot_run_a_model_on_is_one_line(device):
+    """--device meta ended an evaluation in "Tensor.item() cannot be called on meta tensors", --device xla in
+    "PyTorch is not linked with support for xla devices": tracebacks after the model loaded (battery 17)."""
+    with pytest.raises(UserError, match=f"bad device '{device}': a model runs on cpu, cuda"):
+        loading.resolve_device(device)
+
+
 def test_auto_device_is_the_one_reading_of_auto(monkeypatch):
     """"auto" (or no setting) is CUDA when there is a GPU, else the CPU; other names are resolve_device's."""
     for has_gpu, expected in ((False, "cpu"), (True, "cuda")):

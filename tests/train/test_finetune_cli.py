@@ -58,3 +58,39 @@ def test_a_set_up_failure_leaves_no_stub_folder(tiny_dir, factors_file, tmp_path
     assert main(argv) == 2
     assert "nowhere" in capsys.readouterr().err
     assert not out.exists()  # no "running" run.json of a dead process left behind
+
+
+def test_a_checkpoint_the_disk_cannot_take_is_one_line_and_leaves_no_partial(tiny_dir, factors_file, corpus_dir,
+                                                                             tmp_path, capsys, monkeypatch):
+    """torch's zip writer (accelerate's save_state) fails without an errno on a full disk or past ``ulimit -f``:
+    "basic_ios::clear: iostream error", then "unexpected pos N vs M" — a 60-line traceback, exit 1, half a
+    checkpoint left holding the space (battery 17). Now the disk's free space or the file-size limit names it."""
+    import collections
+    import resource
+    import shutil
+
+    import accelerate.checkpointing as acc_checkpointing
+
+    real_save = acc_checkpointing.save
+
+    def save_fails_midway(obj, path, **kwargs):
+        if not kwargs.get("safe_serialization", True):  # the optimizer's torch.save
+            with open(path, "wb") as f:
+                f.write(b"\0" * 1000)
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 12070272 vs 12070164")
+        return real_save(obj, path, **kwargs)
+
+    monkeypatch.setattr(acc_checkpointing, "save", save_fails_midway)
+    usage = collections.namedtuple("usage", "total used free")
+    argv = ["finetune", "--model", str(tiny_dir), "--factors", str(factors_file), "--data", str(corpus_dir),
+            "--steps", "2", "--checkpoint-every", "2", "--seq-len", "64", "--quiet"]
+    cases = [(usage(1 << 30, 1 << 30, 4096), resource.getrlimit(resource.RLIMIT_FSIZE), "no space left on the disk"),
+             (usage(1 << 40, 1 << 30, 1 << 39), (1 << 20, resource.RLIM_INFINITY), "past the file-size limit")]
+    for i, (disk, fsize, said) in enumerate(cases):
+        monkeypatch.setattr(shutil, "disk_usage", lambda path, disk=disk: disk)
+        monkeypatch.setattr(resource, "getrlimit", lambda which, fsize=fsize: fsize)
+        out = tmp_path / f"ft{i}"
+        assert main(argv + ["-o", str(out)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and said in err[0] and "checkpoints" in err[0], err
+        assert not list((out / "checkpoints").iterdir())  # no .partial left holding the space

@@ -23,6 +23,7 @@ import codecs
 import errno
 import importlib
 import os
+import re
 import sys
 from typing import Any
 
@@ -252,6 +253,23 @@ def _first_on_machine() -> bool:
         return True
 
 
+#: how the loader words a shared library it could not map for want of address space (``ulimit -v``)
+_MAP_FAILED = re.compile(r"failed to map segment|cannot allocate memory", re.IGNORECASE)
+
+
+def _raised_by_an_import(exc: BaseException) -> bool:
+    """Whether ``exc`` was raised while a module was being imported (a module's body on its way)."""
+    if isinstance(exc, ImportError):
+        return True
+    tb = exc.__traceback__
+    while tb is not None:
+        code = tb.tb_frame.f_code  # a module's body runs as '<module>' (importlib takes its own frames out)
+        if code.co_name == "<module>" or code.co_filename.startswith("<frozen importlib"):
+            return True
+        tb = tb.tb_next
+    return False
+
+
 def _write_refused(name: str, exc: BaseException, where: str = "") -> int | None:
     """The one line for a write the disk could not take (every command: one check, :func:`longrope.io.is_disk_full`)
     or that passed the file-size limit (``ulimit -f``: safetensors' save was a traceback, gguf's writer said the disk
@@ -310,6 +328,8 @@ def main(argv: list[str] | None = None, *, parser: argparse.ArgumentParser | Non
     one-line errors named by its prog. Ctrl-C is one line from the first instant: while the parser was built (the
     run modules imported) it was a 40-line KeyboardInterrupt traceback (battery 11a)."""
     _printable_stdout()
+    if argv is None:  # the process's own command line (not a caller's: a test runner keeps its Ctrl-C)
+        _ctrl_c_once()
     streams = sys.stdout, sys.stderr
     # a stream closed at start (`>&-`) is None: print() then writes nothing, as before
     sys.stdout = _Stream(sys.stdout, results=True) if sys.stdout is not None else None
@@ -321,6 +341,35 @@ def main(argv: list[str] | None = None, *, parser: argparse.ArgumentParser | Non
         return 130
     finally:
         sys.stdout, sys.stderr = streams
+        if argv is None:
+            _ctrl_c_once(over=True)
+
+
+def _ctrl_c_once(*, over: bool = False) -> None:
+    """Ctrl-C interrupts the command once, as Python's KeyboardInterrupt (one line, status 130, the run's clean-up
+    done); a second one, pressed while that clean-up or the interpreter's exit runs (libraries' atexit hooks:
+    torch's imports tabulate to report compile times, a second on a busy machine), ends the process as the signal
+    does (status 130, what it leaves is what a kill leaves, which --resume takes). Python's own handler raised
+    there too, inside a garbage-collected progress bar or an atexit hook: 'Exception ignored in ...' and a 25-line
+    KeyboardInterrupt traceback (battery 17). ``over``: the command is over, so the next Ctrl-C is the second.
+    A handler someone else installed is left alone."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+    handler = signal.getsignal(signal.SIGINT)
+    if handler is signal.default_int_handler and not over:
+        signal.signal(signal.SIGINT, _first_ctrl_c)
+    elif handler in (signal.default_int_handler, _first_ctrl_c):
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def _first_ctrl_c(signum: int, frame: Any) -> None:
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    raise KeyboardInterrupt
 
 
 class _StdoutRefused(OSError):
@@ -365,6 +414,13 @@ def _main(argv: list[str] | None, parser: argparse.ArgumentParser | None) -> int
     from longrope.runs import MOVED
 
     argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        os.getcwd()
+    except FileNotFoundError:  # its folder was removed under the shell: torch's loader failed 'Intel oneMKL FATAL
+        # ERROR: Cannot load libtorch_cpu.so', a command's own check said a bare 'No such file or directory' (battery 17)
+        _tell(f"{parser.prog if parser is not None else 'longrope'}: error: the current folder no longer exists "
+              "(it was removed or moved away); cd to an existing folder and run the command again")
+        return 2
     if parser is None and argv and argv[0] in MOVED:
         _tell(f"longrope {argv[0]}: error: {MOVED[argv[0]]}")
         return 2
@@ -429,13 +485,20 @@ def _main(argv: list[str] | None, parser: argparse.ArgumentParser | None) -> int
     except KeyboardInterrupt:
         _tell(f"{name}: interrupted")
         return 130
-    except (MemoryError, RuntimeError) as exc:  # an allocation failure outside the evaluations' own guard
-        from longrope.evaluate.memory import is_out_of_memory
-
+    except (MemoryError, RuntimeError, ImportError) as exc:  # an allocation failure outside the evaluations' guard
+        if isinstance(exc, ImportError) and not _MAP_FAILED.search(str(exc)):
+            raise
         if (refused := _write_refused(name, exc)) is not None:
             return refused
-        if not is_out_of_memory(exc):
-            raise
+        if not isinstance(exc, (MemoryError, ImportError)):  # (importing torch to ask, after a MemoryError, raised another one)
+            from longrope.evaluate.memory import is_out_of_memory
+
+            if not is_out_of_memory(exc):
+                raise
+        if _raised_by_an_import(exc):  # not a size the user chose: the advice below would not help (battery 17)
+            _tell(f"{name}: error: out of memory while loading its libraries (torch, transformers): this process's "
+                  "memory limit is too low for them (ulimit -v); raise it or run without one")
+            return 2
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
         _tell(f"{name}: error: out of memory ({first}); use smaller sizes (shorter sequences, fewer "
               "samples or a smaller batch), a smaller dtype, or a device with more memory")

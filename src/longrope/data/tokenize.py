@@ -3,7 +3,9 @@
 :func:`tokenize_corpus` reads documents one batch at a time (a reader thread fills a queue of
 at most two batches while the main thread encodes the previous one), encodes each batch with
 the Rust ``tokenizers`` backend (``encode_batch``, which spreads a batch over every core), and
-appends the ids to the current shard. Memory stays flat: two text batches plus one batch of ids.
+appends the ids to the current shard. Memory stays flat: two text batches plus one batch of ids. A
+document longer than :data:`PIECE_CHARS` is encoded in pieces cut where the tokenizer cuts anyway
+(:func:`encode_documents`), so one huge document costs no more than a batch of ordinary ones.
 
 Re-running with the same inputs (paths, sizes, modification times), tokenizer vocabulary and
 options finds the fingerprint in ``meta.json``, hashes every byte of the folder against its
@@ -104,6 +106,70 @@ def _slow_encoder(tokenizer: Any) -> Callable[[list[str]], list[np.ndarray]]:
         out = tokenizer(texts, add_special_tokens=False)["input_ids"]
         return [np.asarray(x, dtype=np.int64) for x in out]
     return encode
+
+
+#: a document longer than this (characters) is encoded in pieces of at most about this size: encoded whole, one
+#: 50 MB line took the tokenizer's own record of it (~120 bytes a character: 6 GB) and five minutes on one core,
+#: the check against the slow tokenizer doubling both (battery 17)
+PIECE_CHARS = 1 << 20
+#: characters either side of a cut that are encoded whole and as two parts: the cut is taken when both agree
+_CUT_CONTEXT = 256
+_CUT_TRIES = 16
+#: characters of the first document that the fast and the slow encoder must encode alike
+_CHECK_CHARS = 1 << 16
+
+
+def encode_documents(encode: Callable[[list[str]], list[np.ndarray]], texts: list[str], *,
+                     piece_chars: int | None = None, group_chars: int = 4_000_000) -> list[np.ndarray]:
+    """``encode(texts)``, with each text longer than ``piece_chars`` cut into pieces at whitespace where encoding
+    the text around the cut whole and as two parts gives the same ids (so the ids are those of the whole text),
+    and the pieces encoded in groups of at most ``group_chars`` characters. A text with no such cut in reach is
+    encoded whole from there on, as before. ``piece_chars`` defaults to :data:`PIECE_CHARS`."""
+    piece_chars = piece_chars or PIECE_CHARS
+    pieces: list[tuple[int, str]] = []
+    for i, text in enumerate(texts):
+        bounds = [0, *_cuts(text, encode, piece_chars), len(text)]
+        pieces += [(i, text[a:b]) for a, b in zip(bounds, bounds[1:])]
+    parts: list[list[np.ndarray]] = [[] for _ in texts]
+    group: list[tuple[int, str]] = []
+    for k, piece in enumerate(pieces):
+        group.append(piece)
+        if k == len(pieces) - 1 or sum(len(t) for _, t in group) + len(pieces[k + 1][1]) > group_chars:
+            for (i, _), ids in zip(group, encode([t for _, t in group])):
+                parts[i].append(ids)
+            group = []
+    return [p[0] if len(p) == 1 else np.concatenate(p) if p else np.zeros(0, dtype=np.int64) for p in parts]
+
+
+def _cuts(text: str, encode: Callable[[list[str]], list[np.ndarray]], piece_chars: int) -> list[int]:
+    """Where to cut ``text`` into pieces of at most about ``piece_chars`` characters (see :func:`encode_documents`)."""
+    cuts: list[int] = []
+    start = 0
+    while len(text) - start > piece_chars:
+        cut = _safe_cut(text, encode, start + piece_chars, start + piece_chars // 2)
+        if cut is None:
+            break
+        cuts.append(cut)
+        start = cut
+    return cuts
+
+
+def _safe_cut(text: str, encode: Callable[[list[str]], list[np.ndarray]], at: int, lower: int) -> int | None:
+    """A position in ``(lower, at]`` just before a whitespace character that follows another character, where the
+    ids of the text around it equal those of its two sides encoded apart; None when none of the last
+    :data:`_CUT_TRIES` such positions is one."""
+    j = at
+    for _ in range(_CUT_TRIES):
+        j = max(text.rfind(" ", lower, j), text.rfind("\n", lower, j))
+        while j > lower and text[j - 1].isspace():
+            j -= 1
+        if j <= lower:
+            return None
+        left, right = text[max(0, j - _CUT_CONTEXT):j], text[j:j + _CUT_CONTEXT]
+        whole, a, b = encode([left + right, left, right])
+        if np.array_equal(whole, np.concatenate([a, b])):
+            return j
+    return None
 
 
 def _fingerprint(sources: list[Source], vhash: str, options: dict) -> str:
@@ -336,13 +402,12 @@ def _write_shards(tokenizer: Any, sources: list, building: Path, log: SkipLog, *
         writer = ShardWriter(building, dtype, shard_tokens)
         for batch in _prefetch(_batches(sources, log, batch_docs, batch_chars)):
             texts = [b[1] for b in batch]
-            ids = encode(texts)
             if not checked:  # the fast tokenizer must give the slow one's ids, else the slow one is used
-                ref = _slow_encoder(tokenizer)(texts[:1])[0]
-                if not np.array_equal(ref, ids[0]):
+                sample = [texts[0][:_CHECK_CHARS]]
+                if not np.array_equal(_slow_encoder(tokenizer)(sample)[0], encode(sample)[0]):
                     encode = _slow_encoder(tokenizer)
-                    ids = encode(texts)
                 checked = True
+            ids = encode_documents(encode, texts, group_chars=batch_chars)
             for (doc_id, _, role, _), arr in zip(batch, ids):
                 if len(arr):
                     _refuse_across_roles(doc_id, role, arr, pinned)

@@ -349,6 +349,21 @@ def _gguf_rope_scaling(path: Path) -> dict[str, Any] | None:
     return scaling
 
 
+#: the device types a model is run on; another (xpu, hpu ...) only where its torch backend says it is available
+_RUNS_ON = ("cpu", "cuda", "mps")
+
+
+def _backend_available(kind: str) -> bool:
+    """Whether torch has the backend ``torch.<kind>`` and finds it available (xpu on an Intel GPU); never meta."""
+    import torch
+
+    backend = getattr(torch, kind, None) if kind != "meta" else None
+    try:
+        return bool(backend is not None and callable(getattr(backend, "is_available", None)) and backend.is_available())
+    except Exception:  # a backend that cannot even be asked is not one to run on
+        return False
+
+
 def resolve_device(device: Any, *, fix: str = "use --device cpu") -> Any:
     """A ``torch.device`` that exists on this machine (``"cuda"`` without a GPU → :class:`UserError`
     ending in ``fix``, which a caller whose user spells the setting otherwise — a plan key — replaces)."""
@@ -358,6 +373,11 @@ def resolve_device(device: Any, *, fix: str = "use --device cpu") -> Any:
         dev = torch.device(device)
     except (RuntimeError, TypeError) as e:
         raise UserError(f"bad device {device!r}: {e}; {fix}") from None
+    if dev.type not in _RUNS_ON and not _backend_available(dev.type):
+        # a device type torch names but cannot run a model on here: 'meta' (shapes only) ended an evaluation in
+        # "Tensor.item() cannot be called on meta tensors", 'xla' in "not linked with support" (tracebacks, battery 17)
+        raise UserError(f"bad device {device!r}: a model runs on cpu, cuda[:N] or mps here (or on another backend "
+                        f"this torch finds available); {fix}")
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise UserError(f"device {device!r} requested but CUDA is not available; {fix}")
     if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():

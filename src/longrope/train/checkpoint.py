@@ -33,6 +33,7 @@ from typing import Any
 from longrope.errors import ConfigError, UserError
 from longrope.io import (
     SEAL,
+    as_write_error,
     file_sha256,
     make_folder,
     read_json,
@@ -132,8 +133,15 @@ def save_checkpoint(accelerator: Any, out: Path, state: TrainState, *, keep: int
         make_folder(root)
         shutil.rmtree(partial, ignore_errors=True)
     accelerator.wait_for_everyone()
-    with _quiet_shared_tensor_notice():
-        accelerator.save_state(str(partial))
+    try:
+        with _quiet_shared_tensor_notice():
+            accelerator.save_state(str(partial))
+    except RuntimeError as exc:  # torch's writer on a full disk or past ulimit -f: a traceback without an errno
+        failed = as_write_error(exc, partial)
+        if failed is None:
+            raise
+        shutil.rmtree(partial, ignore_errors=True)  # half a checkpoint, never resumed from, holding the space
+        raise failed from None
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         doc = {**state.to_dict(), "files": _file_digests(partial)}
