@@ -358,18 +358,15 @@ def test_a_second_ctrl_c_ends_the_process_without_a_traceback(tmp_path, second_p
 
 @pytest.mark.parametrize("failure", ["MemoryError()", "ImportError('libtorch_cpu.so: failed to map segment from shared "
                                                       "object')"])
-def test_running_out_of_memory_while_the_libraries_load_is_one_line_about_the_limit(tmp_path, monkeypatch, capsys,
+def test_running_out_of_memory_while_the_libraries_load_is_one_line_about_the_limit(monkeypatch, capsys,
                                                                                       failure):
     """Under ``ulimit -v`` of 0.5-0.8 GB torch's import fails: a traceback (the handler imported torch to ask whether
     the MemoryError was one, and failed again; the loader's 'failed to map segment'), or 'use shorter sequences',
     advice for a size the user never chose (battery 17). Now one line naming the memory limit, status 2."""
     import longrope.cli as cli
 
-    (tmp_path / "heavy_library_b17.py").write_text(f"raise {failure}\n", encoding="utf-8")
-    monkeypatch.syspath_prepend(str(tmp_path))
-
-    def loads_a_library(args):
-        import heavy_library_b17  # noqa: F401
+    def loads_a_library(args):  # a module's body failing as it runs (compiled as a module is: '<module>')
+        exec(compile(f"raise {failure}\n", "heavy_library.py", "exec"), {})
 
     monkeypatch.setattr(cli, "_run_tool", loads_a_library)
     assert cli.main(["inspect", "--model", "tiny"]) == 2
