@@ -48,7 +48,10 @@ def shipped_files() -> list[Path]:
     for folder in FOLDERS:
         files += sorted(p for p in (ROOT / folder).rglob("*") if p.is_file() and _is_text(p))
     ignored = _ignored(files)
-    return [p for p in files if p != Path(__file__).resolve() and p not in ignored]
+    # a run folder carried between sessions (experiments/*/runs/) is a machine's record of a run, not text that
+    # cites: its config.json names the folder the run was started in, which a resume reads
+    carried = {p for p in files if (rel := p.relative_to(ROOT).parts)[0] == "experiments" and rel[2:3] == ("runs",)}
+    return [p for p in files if p != Path(__file__).resolve() and p not in ignored and p not in carried]
 
 
 def _ignored(files: list[Path]) -> set[Path]:
