@@ -207,12 +207,15 @@ def put_table(rec: dict, key: str, columns: list[str], rows: list[list[Any]], **
     return rec["tables"][key]
 
 
-def add_out_option(parser: argparse.ArgumentParser, name: str, flag: str = "--out") -> None:
+def add_out_option(parser: argparse.ArgumentParser, name: str, flag: str = "--out", *,
+                   fixed: bool = True) -> None:
     """``--out PATH`` (or ``flag``): the record's path, default ``bench/results/NAME.json``; the
-    Markdown is written next to it with the suffix ``.md``."""
-    parser.add_argument(flag, dest="out", default=str(RESULTS_DIR / f"{name}.json"), metavar="PATH",
-                        help=f"the record (JSON; the Markdown goes next to it as .md) "
-                             f"(default bench/results/{name}.json)")
+    Markdown is written next to it with the suffix ``.md``. ``fixed=False``: NAME is a pattern the
+    script's options complete (the default is then None, which :func:`write_record` reads as the
+    record's own name)."""
+    parser.add_argument(flag, dest="out", default=str(RESULTS_DIR / f"{name}.json") if fixed else None,
+                        metavar="PATH", help=f"the record (JSON; the Markdown goes next to it as .md) "
+                                             f"(default bench/results/{name}.json)")
 
 
 def record_paths(out: str | Path) -> tuple[Path, Path]:
