@@ -114,6 +114,50 @@ def test_the_constrained_fitness_counts_answer_loss_only_above_yarn_s_on_the_sam
     check_constrained("joint", "short")
 
 
+def test_the_constrained_fitness_keeps_yarn_s_reference_for_a_resume_and_measures_a_bad_one_again(setup, tmp_path,
+                                                                                                   monkeypatch):
+    """The reference (YaRN's answer NLL per window: one forward each, minutes at 16k) is written once and read
+    back by the next start with the same windows; a damaged, edited or foreign file is measured afresh."""
+    import json
+
+    from longrope.search.objective import JointObjective
+
+    tok, model, docs, mapper = setup
+    cache = tmp_path / "yarn_reference.json"
+    first = build_objective(model, tok, mapper, docs, LENGTH, tok.bos_token_id, fitness="constrained", seed=3,
+                            reference_file=cache)
+    first.patch.restore()
+    kept = json.loads(cache.read_text())
+    np.testing.assert_array_equal(kept["answer_nll"], first.bound)
+    calls = []
+    real_call = JointObjective.__call__
+
+    def counting(self, *args, **kwargs):
+        calls.append(1)
+        return real_call(self, *args, **kwargs)
+
+    monkeypatch.setattr(JointObjective, "__call__", counting)
+
+    def bound(seed=3, n=3):
+        obj = build_objective(model, tok, mapper, docs[:n], LENGTH, tok.bos_token_id, fitness="constrained",
+                              seed=seed, reference_file=cache)
+        obj.patch.restore()
+        return obj.bound
+
+    np.testing.assert_array_equal(bound(), first.bound)  # read back: no forward
+    assert calls == []
+    kept["answer_nll"][1] = 0.0  # edited by hand: the seal shows it
+    cache.write_text(json.dumps(kept))
+    np.testing.assert_array_equal(bound(), first.bound)
+    assert len(calls) == 1 and json.loads(cache.read_text())["answer_nll"] == list(first.bound)
+    other = bound(seed=4)  # other keys planted: another reference, measured and kept in its place
+    assert len(calls) == 2 and json.loads(cache.read_text())["answer_nll"] == list(other)
+    assert len(bound(seed=4, n=2)) == 2 and len(calls) == 3  # fewer windows: measured again
+    cache.write_text("{not json")
+    np.testing.assert_array_equal(bound(), first.bound)
+    assert len(calls) == 4
+
+
 def test_parts_travel_through_the_archive_and_name_themselves():
     arc = Archive(2)
     g = Genome((100, 120))

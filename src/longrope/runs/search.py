@@ -4,6 +4,8 @@ Files (besides the run folder's ``config.json``, ``run.json`` and ``summary.json
 
 - ``checkpoint.json``: the resumable state, rewritten atomically after every told evaluation;
 - ``history.jsonl``: every evaluated genome, its documents and fitness, in the order told;
+- ``yarn_reference.json`` (constrained fitness): YaRN's answer NLL per search window, the bound,
+  measured at the first start and read back by a resume;
 - ``factors.json``: the best factor set (``FactorSet.save``), with the search in its provenance;
 - ``factors.png``: λ per dimension against PI, NTK and YaRN;
 - ``summary.json``: the search's outcome and, unless ``report`` is off, the held-out perplexity of
@@ -38,6 +40,7 @@ from longrope.runs import RunSpec
 from longrope.search.objective import (
     FITNESSES,
     LEGACY_ANSWER,
+    REFERENCE_FILE,
     WEIGHT_HELP,
     answer_protocol,
     check_constrained,
@@ -622,7 +625,8 @@ def _search_in(folder: Any, config: SearchConfig, plan: Any, ident: dict, preloa
                              mapper=plan.mapper, fitness=config.fitness_name, seed=config.seed, split="search",
                              heldout_fraction=config.heldout_fraction, dtype=config.dtype,
                              windows_per_doc=config.windows_per_doc, attn_implementation=config.attn_implementation,
-                             retrieval_weight=config.retrieval_weight)
+                             retrieval_weight=config.retrieval_weight,
+                             reference_file=str(folder / REFERENCE_FILE) if config.fitness_name == "constrained" else None)
         evaluator, objective = make_evaluator(spec, workers=config.workers, devices=config.devices,
                                               ray_address=config.ray_address, device=run_device(config.device))
     except BaseException:

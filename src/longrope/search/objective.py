@@ -32,8 +32,11 @@ Three fitnesses (:data:`FITNESSES`, the one registry every front end reads), eac
 
 from __future__ import annotations
 
+import math
+import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -247,6 +250,8 @@ class ObjectiveSpec:
     documents as possible (``longrope.evaluate.windows.select_windows``)"""
     retrieval_weight: float | None = None
     """joint fitness: weight of the answer NLL (None: :data:`DEFAULT_RETRIEVAL_WEIGHT`)"""
+    reference_file: str | None = None
+    """constrained fitness: where YaRN's per-window answer NLL is kept between starts (None: measured each time)"""
 
     def __post_init__(self) -> None:
         self.retrieval_weight = check_fitness(self.fitness, self.retrieval_weight)
@@ -278,13 +283,16 @@ class ObjectiveSpec:
             raise UserError(f"{self.data} holds only {len(docs)} {self.split} window(s) of {self.length} tokens, "
                             f"{self.n_docs} are needed")
         return build_objective(model, tokenizer, self.mapper, docs, self.length, bos_id, fitness=self.fitness,
-                               seed=self.seed, retrieval_weight=self.retrieval_weight)
+                               seed=self.seed, retrieval_weight=self.retrieval_weight,
+                               reference_file=self.reference_file)
 
 
 def build_objective(model: Any, tokenizer: Any, mapper: CandidateMapper, docs: Sequence, length: int,
                     bos_id: int | None, *, fitness: str = "ppl", seed: int = 0,
-                    retrieval_weight: float | None = None) -> PerplexityObjective | NeedleObjective | JointObjective:
-    """The objective over ``docs`` on a loaded model (factors installed here, swapped per request)."""
+                    retrieval_weight: float | None = None,
+                    reference_file: str | os.PathLike | None = None) -> PerplexityObjective | NeedleObjective | JointObjective:
+    """The objective over ``docs`` on a loaded model (factors installed here, swapped per request);
+    ``reference_file``: see :meth:`JointObjective.bound_by`."""
     from longrope.models import install_factors
 
     weight = check_fitness(fitness, retrieval_weight)
@@ -298,7 +306,7 @@ def build_objective(model: Any, tokenizer: Any, mapper: CandidateMapper, docs: S
         return JointObjective(model, patch, mapper, docs, length, bos_id, tokenizer, seed, weight)
     if fitness == "constrained":
         objective = JointObjective(model, patch, mapper, docs, length, bos_id, tokenizer, seed, weight)
-        objective.bound_by(yarn_reference(mapper, model))
+        objective.bound_by(yarn_reference(mapper, model), cache=reference_file)
         return objective
     return PerplexityObjective(model, patch, mapper, docs, length, bos_id)
 
@@ -451,10 +459,60 @@ class JointObjective:
                 rows.append([combined, doc_n, doc_nll, doc_n, ans_nll, a, float(exact)])
         return np.asarray(rows, dtype=np.float64)
 
-    def bound_by(self, reference: tuple[np.ndarray, float]) -> None:
+    def bound_by(self, reference: tuple[np.ndarray, float], cache: str | os.PathLike | None = None) -> None:
         """Score from now on as the constrained fitness: the answer NLL counts only above the reference
-        candidate's (``(λ, attention factor)``, start tokens 0) on the same window, measured here once."""
+        candidate's (``(λ, attention factor)``, start tokens 0) on the same window, measured here once.
+
+        ``cache``: a file (a search's run folder holds it) keeping those per-window values for the same
+        reference, windows and dtype, so that a resumed search does not measure them again (one forward per
+        window: minutes at 16k on a CPU). A damaged, edited or foreign one is measured afresh and replaced."""
         factors, attention = reference
-        self.bound = None
+        key = self._reference_key(factors, attention)
+        self.bound = _read_reference(cache, key, self.n_docs) if cache is not None else None
+        if self.bound is not None:
+            return
         rows = self(factors, 0, range(self.n_docs), attention)
         self.bound = rows[:, 4] / rows[:, 5]
+        if cache is not None and Path(cache).parent.is_dir():  # a worker on another machine has no such folder
+            from longrope.io import sealed, write_json
+
+            write_json(cache, sealed({**key, "answer_nll": [float(x) for x in self.bound]}))
+
+    def _reference_key(self, factors: np.ndarray, attention: float) -> dict:
+        """What a kept reference must match: the candidate, the windows' tokens (keys planted) and the dtype."""
+        import hashlib
+
+        h = hashlib.sha256()
+        for p in self.prompts:
+            h.update(np.ascontiguousarray(p.input_ids, dtype=np.int64).tobytes())
+            h.update(repr((p.answer_len, tuple(p.filler_spans))).encode())
+        dtype = next((str(t.dtype) for t in self.model.parameters()), "none")
+        return {"format": REFERENCE_FORMAT, "factors": [float(x) for x in np.asarray(factors, dtype=np.float64)],
+                "attention_factor": float(attention), "windows": h.hexdigest(), "dtype": dtype}
+
+
+#: the layout of a kept reference (:meth:`JointObjective.bound_by`), and its name in a search's run folder
+REFERENCE_FORMAT = "longrope-yarn-reference/1"
+REFERENCE_FILE = "yarn_reference.json"
+
+
+def _read_reference(path: str | os.PathLike, key: dict, n_docs: int) -> np.ndarray | None:
+    """The per-window answer NLL kept in ``path`` for ``key``, or None when it is missing, not intact, made for
+    another key or not ``n_docs`` finite numbers >= 0."""
+    from longrope.errors import UserError
+    from longrope.io import read_json, seal_intact
+
+    if not Path(path).is_file():
+        return None
+    try:
+        doc = read_json(path, what="kept YaRN reference")
+    except UserError:
+        return None
+    if not seal_intact(doc) or any(doc.get(k) != v for k, v in key.items()):
+        return None
+    values = doc.get("answer_nll")
+    if not (isinstance(values, list) and len(values) == n_docs
+            and all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and x >= 0
+                    for x in values)):
+        return None
+    return np.asarray(values, dtype=np.float64)
