@@ -227,3 +227,21 @@ def test_a_record_is_read_within_a_tight_memory_limit(tmp_path):
     proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "r.json")], capture_output=True, text=True,
                           timeout=60)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_a_path_too_long_or_looping_is_said_with_its_fix(tmp_path, capsys):
+    """'File name too long' and 'Too many levels of symbolic links' came bare from the command line, or with 'choose
+    a writable folder' from the writers: no word of what to change (battery 18). The errno's own fix is said."""
+    import errno
+
+    from longrope.cli import main
+    from longrope.io import os_error_fix
+
+    assert "give a shorter one" in os_error_fix(OSError(errno.ENAMETOOLONG, "File name too long"), "other")
+    assert "loops" in os_error_fix(OSError(errno.ELOOP, "Too many levels of symbolic links"))
+    assert os_error_fix(OSError(errno.EACCES, "Permission denied"), "choose a writable folder") == \
+        "choose a writable folder"
+    long_name = str(tmp_path / ("a" * 300 + ".json"))
+    assert main(["baseline", "--model", "tiny", "--method", "pi", "--target-length", "1024", "-o", long_name]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "File name too long" in err[0] and "give a shorter one" in err[0], err

@@ -192,7 +192,8 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: st
             raise
         from longrope.errors import UserError
 
-        raise UserError(f"{path} cannot be written ({exc.strerror or exc}); choose a writable folder") from None
+        raise UserError(f"{path} cannot be written ({exc.strerror or exc}); "
+                        f"{os_error_fix(exc, 'choose a writable folder')}") from None
     try:
         with os.fdopen(fd, mode) as f:
             write(f)
@@ -311,6 +312,22 @@ def pid_alive(pid: int) -> bool:
 #: prefix :func:`sibling_prefix` gives it (a pid, random letters, a suffix)
 NAME_MAX = 255
 _SIBLING_TAIL = 48
+
+
+#: the fix of an OS error whose own words ('File name too long', 'Too many levels of symbolic links') give none
+_OS_ERROR_FIXES = {
+    errno.ENAMETOOLONG: f"a name in the path is longer than the file system takes ({NAME_MAX} bytes; a whole path "
+                        "4,096): give a shorter one",
+    errno.ELOOP: "a symbolic link on the path loops (or links go more than 40 deep): remove it or give the path it "
+                 "should lead to",
+}
+
+
+def os_error_fix(exc: BaseException, default: str | None = None) -> str | None:
+    """What to do about the OS error ``exc``: the fix its errno calls for, where its own words give none (a name
+    too long, a looping link: every writer said 'choose a writable folder', the command line no fix at all, battery
+    18), else ``default`` (the call site's fix for the rest: a read-only folder, a missing one)."""
+    return _OS_ERROR_FIXES.get(getattr(exc, "errno", None), default)
 
 
 def sibling_prefix(path: str | os.PathLike, tag: str) -> str:
@@ -491,7 +508,7 @@ def read_json(path: str | os.PathLike, *, what: str = "JSON file", expect: type 
     except FileNotFoundError:
         raise UserError(f"{path} does not exist (a {what} was expected there){tail}") from None
     except OSError as exc:
-        raise bad(exc.strerror or str(exc)) from None
+        raise bad("; ".join(filter(None, (exc.strerror or str(exc), os_error_fix(exc))))) from None
     if len(data) > max_bytes:
         raise bad(f"larger than {max_bytes >> 20} MiB")
     try:

@@ -539,7 +539,10 @@ def _main(argv: list[str] | None, parser: argparse.ArgumentParser | None) -> int
             _tell(f"{name}: error: too many open files{where}: the limit of open files is too low (ulimit -n); "
                   "raise it (ulimit -n 4096) and run again (--resume continues a resumable run)")
             return 2
-        _tell(f"{name}: error: {exc.strerror or exc}{where}")
+        from longrope.io import os_error_fix
+
+        fix = f"; {os_error_fix(exc)}" if os_error_fix(exc) else ""
+        _tell(f"{name}: error: {exc.strerror or exc}{where}{fix}")
         return 2
     except KeyboardInterrupt as exc:
         return _interrupted(name, exc, args)

@@ -55,6 +55,7 @@ from longrope.io import (
     aside_prefix,
     check_replaceable_target,
     is_file_too_large,
+    os_error_fix,
     read_json,
     remove_dead_leftovers,
     replace_folder,
@@ -380,7 +381,7 @@ def _new_build_folder(out: Path) -> Path:
         building.mkdir(parents=True)
     except OSError as exc:
         raise UserError(f"cannot create {building} next to the output folder ({exc.strerror or exc}); "
-                        "choose an -o in a writable folder") from None
+                        f"{os_error_fix(exc, 'choose an -o in a writable folder')}") from None
     return building
 
 
@@ -454,7 +455,8 @@ def _os_error(exc: OSError, building: Path) -> UserError:
     why = exc.strerror or str(exc)
     if where is None or str(where).startswith(str(building)):
         return UserError(f"cannot write shards next to {building.parent} ({why}); free space or choose another -o")
-    return UserError(f"cannot read {printable(where)} ({why}); fix its permissions or leave it out of --input")
+    return UserError(f"cannot read {printable(where)} ({why}); "
+                     f"{os_error_fix(exc, 'fix its permissions or leave it out of --input')}")
 
 
 def _size(p: Path) -> int:

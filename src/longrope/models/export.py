@@ -62,6 +62,7 @@ from longrope.io import (
     check_utf8_path,
     is_disk_full,
     make_folder,
+    os_error_fix,
     remove_dead_leftovers,
     replace_folder,
     sibling_prefix,
@@ -293,7 +294,8 @@ def check_writable_parent(out: Path) -> None:
     except OSError as exc:
         if is_disk_full(exc):
             raise
-        raise UserError(f"cannot write into {probe} ({exc.strerror or exc}); choose another -o") from None
+        raise UserError(f"cannot write into {probe} ({exc.strerror or exc}); {os_error_fix(exc, 'choose another -o')}") \
+            from None
 
 
 def serving_readme(factor_set: Any, info: RopeInfo, name: str) -> str:

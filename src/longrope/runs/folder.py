@@ -51,6 +51,7 @@ from longrope.io import (
     check_replaceable_target,
     hold_folder,
     is_atomic_temporary,
+    os_error_fix,
     read_json,
     release_folder,
     remove_dead_leftovers,
@@ -249,7 +250,8 @@ def _lock_problem(folder: Path, flag: str, exc: OSError) -> UserError:
         kind = "a link" if os.path.islink(lock) else "a folder" if lock.is_dir() else "a special file"
         return UserError(f"{flag} {folder}: its lock file {lock} is {kind}, not the plain file longrope makes; "
                          "remove it and run again")
-    return UserError(f"{flag} {folder} cannot be written ({exc.strerror or exc}); choose a writable folder")
+    return UserError(f"{flag} {folder} cannot be written ({exc.strerror or exc}); "
+                     f"{os_error_fix(exc, 'choose a writable folder')}")
 
 
 class RunFolder:
@@ -354,8 +356,8 @@ class RunFolder:
         except OSError as exc:
             if lock is not None:
                 lock.release()
-            raise UserError(f"{flag} {final} cannot be written ({exc.strerror or exc}); choose a writable folder") \
-                from None
+            raise UserError(f"{flag} {final} cannot be written ({exc.strerror or exc}); "
+                            f"{os_error_fix(exc, 'choose a writable folder')}") from None
         return cls(final, work, command, staged, created, lock)
 
     @staticmethod
