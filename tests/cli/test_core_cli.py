@@ -437,3 +437,23 @@ def test_an_interrupted_resumable_run_says_that_resume_continues_it(capsys):
         "longrope rerun: interrupted; 'longrope search --config again --resume' continues it",
         "longrope eval ppl: interrupted"]
 
+
+def test_a_looping_link_as_a_path_is_one_line_not_pathlibs_runtime_error(monkeypatch, tmp_path, capsys):
+    """search / eval ppl -o LOOP (a symbolic link that leads back to itself) ended in a 30-line traceback: pathlib's
+    resolve() raises RuntimeError 'Symlink loop from ...' (Python < 3.13), not the OSError every other call gives
+    (battery 18). Now one line naming the link and the fix, status 2."""
+    from pathlib import Path
+
+    import longrope.cli as cli
+
+    (tmp_path / "a").symlink_to(tmp_path / "b")
+    (tmp_path / "b").symlink_to(tmp_path / "a")
+
+    def resolves_its_output(args):
+        Path(tmp_path / "a").resolve()  # raises on Python < 3.13; on later ones, what it raised there:
+        raise RuntimeError(f"Symlink loop from '{tmp_path / 'a'}'")
+
+    monkeypatch.setattr(cli, "_run_tool", resolves_its_output)
+    assert cli.main(["inspect", "--model", "tiny"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "loops" in err[0] and str(tmp_path) in err[0], err

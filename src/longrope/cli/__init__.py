@@ -253,6 +253,10 @@ def _first_on_machine() -> bool:
         return True
 
 
+#: how pathlib's resolve() (Python < 3.13) words a path through a symbolic link that loops: a RuntimeError, where
+#: every other call on such a path raises OSError ELOOP (search / eval ppl -o LOOP were a 30-line traceback, battery 18)
+_SYMLINK_LOOP = re.compile(r"Symlink loop from '(.*)'", re.DOTALL)
+
 #: how the loader words a shared library it could not map for want of address space (``ulimit -v``)
 _MAP_FAILED = re.compile(r"failed to map segment|cannot allocate memory", re.IGNORECASE)
 
@@ -549,6 +553,12 @@ def _main(argv: list[str] | None, parser: argparse.ArgumentParser | None) -> int
     except (MemoryError, RuntimeError, ImportError) as exc:  # an allocation failure outside the evaluations' guard
         if isinstance(exc, ImportError) and not _MAP_FAILED.search(str(exc)):
             raise
+        if isinstance(exc, RuntimeError) and (loop := _SYMLINK_LOOP.fullmatch(str(exc))):
+            from longrope.io import os_error_fix
+
+            _tell(f"{name}: error: {os.strerror(errno.ELOOP)} ({loop.group(1)}); "
+                  f"{os_error_fix(OSError(errno.ELOOP, ''))}")
+            return 2
         if (refused := _write_refused(name, exc)) is not None:
             return refused
         if not isinstance(exc, (MemoryError, ImportError)):  # (importing torch to ask, after a MemoryError, raised another one)
