@@ -489,6 +489,53 @@ def read_at_most(f: Any, limit: int) -> bytes:
     return b"".join(blocks)
 
 
+#: byte-order marks of the Unicode encodings a text file that is not UTF-8 most often is (longest first: UTF-32 LE's
+#: mark starts with UTF-16 LE's)
+_OTHER_UNICODE = ((b"\xff\xfe\x00\x00", "UTF-32"), (b"\x00\x00\xfe\xff", "UTF-32"), (b"\xff\xfe", "UTF-16"),
+                  (b"\xfe\xff", "UTF-16"))
+
+
+def text_encoding_problem(head: bytes | str, exc: UnicodeDecodeError | None = None,
+                          path: str | os.PathLike | None = None) -> str | None:
+    """Why a file read as UTF-8 text is not, with the fix, from its leading bytes ``head`` (or, decoded, its leading
+    text) and the decoding error when there was one; None when it reads as UTF-8 text. The one wording of every
+    reader of a user's text (tokenize's documents, a prompt file, factor files, JSON records): a UTF-16 file (what
+    Windows' editors and PowerShell's ``>`` save) was 'not UTF-8 text (invalid start byte at byte 0)' with no word
+    of what it is or how to convert it, and one without a byte-order mark decoded as UTF-8, every other character
+    a NUL: tokenize stored its NULs as the document (battery 18). ``path``: the file, named in the command given."""
+    import shlex
+
+    file = shlex.quote(os.fspath(path)) if path is not None else "FILE"
+    if isinstance(head, str):
+        sample = head[:4096]
+        nuls = sample.count("\0")
+        if sample and nuls * 4 >= len(sample):  # ASCII text in UTF-16 (or UTF-32): a NUL beside every character
+            order = "UTF-16BE" if sample.startswith("\0") else "UTF-16LE"  # the NUL before each character, or after
+            return ("UTF-16 (or UTF-32) text without a byte-order mark, not UTF-8: every other byte is NUL; convert "
+                    f"it, e.g. iconv -f {order} -t UTF-8 {file} > {file}.utf8")
+        return None
+    for mark, name in _OTHER_UNICODE:
+        if head.startswith(mark):
+            return f"{name} text, not UTF-8; convert it, e.g. iconv -f {name} -t UTF-8 {file} > {file}.utf8"
+    if exc is None:
+        return None
+    return (f"not UTF-8 text ({exc.reason} at byte {exc.start}); convert it to UTF-8, e.g. iconv -f ITS-ENCODING "
+            f"-t UTF-8 {file} > {file}.utf8 (iconv -l lists the encodings)")
+
+
+def decode_text(data: bytes, path: str | os.PathLike | None = None) -> str:
+    """``data`` (the bytes of the file ``path``) as UTF-8 text, a byte-order mark dropped; a :class:`ValueError`
+    saying what it is instead and how to convert it when it is not (:func:`text_encoding_problem`)."""
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ValueError(text_encoding_problem(data[:4], exc, path)) from None
+    problem = text_encoding_problem(text, path=path)
+    if problem is not None:
+        raise ValueError(problem)
+    return text
+
+
 def read_json(path: str | os.PathLike, *, what: str = "JSON file", expect: type | None = dict,
               fix: str | None = None, max_bytes: int = MAX_JSON_BYTES, max_depth: int = MAX_JSON_DEPTH) -> Any:
     """The JSON document in ``path``, read within the size and depth bounds, of type ``expect``
@@ -512,9 +559,9 @@ def read_json(path: str | os.PathLike, *, what: str = "JSON file", expect: type 
     if len(data) > max_bytes:
         raise bad(f"larger than {max_bytes >> 20} MiB")
     try:
-        text = data.decode("utf-8-sig")  # a BOM (Notepad's UTF-8) read as factor files read it
-    except UnicodeDecodeError:
-        raise bad("not UTF-8 text") from None
+        text = decode_text(data, path)  # a BOM (Notepad's UTF-8) read as factor files read it
+    except ValueError as exc:
+        raise bad(str(exc)) from None
     if json_depth(text, max_depth) > max_depth:
         raise bad(f"nested deeper than {max_depth} levels")
     try:

@@ -32,7 +32,7 @@ def run(args: GenerateConfig) -> int:
 
     from longrope.errors import UserError
     from longrope.groups import run_device
-    from longrope.io import os_error_fix, read_regular
+    from longrope.io import decode_text, os_error_fix, read_regular
     from longrope.models import install_factors, load_model, read_rope_info, resolve_dtype
     from longrope.models.factor_files import load_factors_for
     from longrope.models.families import require_supported
@@ -53,9 +53,9 @@ def run(args: GenerateConfig) -> int:
             fix = f"; {os_error_fix(e)}" if os_error_fix(e) else ""
             raise UserError(f"cannot read --prompt-file {args.prompt_file}: {e.strerror or e}{fix}") from None
         try:  # a byte-order mark is no prompt text (it was 3 tokens before the prompt, battery 11a)
-            text = data.decode("utf-8-sig")
-        except UnicodeDecodeError as e:
-            raise UserError(f"cannot read --prompt-file {args.prompt_file}: {e}") from None
+            text = decode_text(data, args.prompt_file)
+        except ValueError as e:
+            raise UserError(f"--prompt-file {args.prompt_file} is {e}") from None
     else:
         text = args.prompt
     if not text:

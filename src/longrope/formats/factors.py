@@ -50,7 +50,7 @@ import numpy as np
 
 from longrope.errors import UserError
 from longrope.formats.hf_config import longrope_fields
-from longrope.io import json_object, os_error_fix, read_regular, write_json, write_text
+from longrope.io import decode_text, json_object, os_error_fix, read_regular, write_json, write_text
 from longrope.rope.values import (
     FORMAT_VERSION,
     RotaryDimMismatch,
@@ -323,9 +323,9 @@ def _read_text(path: Path, what: str) -> str:
         raise UserError(f"{path} is not a {what} ({kind}); give a factors.json, a model's config.json with longrope "
                         "scaling or a reference CSV")
     try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise UserError(f"{what} {path} is not UTF-8 text (byte {e.start}: {e.reason}); save it as UTF-8") from None
+        return decode_text(data, path)
+    except ValueError as e:
+        raise UserError(f"{what} {path} is {e}") from None
 
 
 def _parse_json(text: str, path: Path) -> Any:
