@@ -245,3 +245,21 @@ def test_a_path_too_long_or_looping_is_said_with_its_fix(tmp_path, capsys):
     assert main(["baseline", "--model", "tiny", "--method", "pi", "--target-length", "1024", "-o", long_name]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "File name too long" in err[0] and "give a shorter one" in err[0], err
+
+
+def test_a_path_argument_of_another_type_is_one_error_naming_it(monkeypatch):
+    """load_model(None) / read_rope_info(123) turned the argument into text and asked the hub for a model named
+    'None' ('the hub is unreachable or the id is unknown'); TokenCorpus.open(123) and FactorSet.load(None) were
+    pathlib's TypeError naming no argument (battery 18). Each is one UserError saying what the argument is."""
+    import longrope.models.loading as loading
+    from longrope.data import TokenCorpus
+    from longrope.models import export_hf, read_rope_info
+
+    monkeypatch.setattr(loading, "_hub_reachable", lambda *a, **k: pytest.fail("the hub was asked"))
+    for call, named in ((lambda: read_rope_info(None), "the model"), (lambda: read_rope_info(123), "the model"),
+                        (lambda: TokenCorpus.open(123), "a shard folder"),
+                        (lambda: FactorSet.load(None), "a factor file"),
+                        (lambda: export_hf(object(), None, None, None), "out_dir")):
+        with pytest.raises(UserError, match=named) as err:
+            call()
+        assert "str or os.PathLike" in str(err.value)

@@ -211,6 +211,19 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: st
     return path
 
 
+def path_argument(value: Any, what: str) -> Path:
+    """``value``, an argument of the library that names a file or folder (``what`` says which and how it is given), as
+    a Path; anything else (a number, None, a loaded model) is one :class:`~longrope.errors.UserError` naming it:
+    pathlib's TypeError ('expected str, bytes or os.PathLike object, not int') named no argument, and the model
+    loader turned it into text and asked the hub for a model called 'None' (battery 18)."""
+    if isinstance(value, (str, os.PathLike)):
+        return Path(value)
+    from longrope.errors import UserError
+
+    shown = type(value).__name__ if value is not None else "None"
+    raise UserError(f"{what} is given as a str or os.PathLike, got {shown}")
+
+
 def check_writable_path(path: str | os.PathLike) -> None:
     """Refuse, in one line naming the user's path, an output that is a folder, a device, pipe or socket (the
     move into place would replace it: as root even ``/dev/null``) or one that lies under a file (the OS would

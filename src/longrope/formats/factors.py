@@ -50,7 +50,15 @@ import numpy as np
 
 from longrope.errors import UserError
 from longrope.formats.hf_config import longrope_fields
-from longrope.io import decode_text, json_object, os_error_fix, read_regular, write_json, write_text
+from longrope.io import (
+    decode_text,
+    json_object,
+    os_error_fix,
+    path_argument,
+    read_regular,
+    write_json,
+    write_text,
+)
 from longrope.rope.values import (
     FORMAT_VERSION,
     RotaryDimMismatch,
@@ -258,7 +266,7 @@ def factor_file(path: str | os.PathLike) -> Path:
     if isinstance(path, str) and not path.strip():  # Path('') is '.': --factors '' read the current folder
         raise UserError(f"the factor file name {path!r} is empty; give a factors.json, a model's config.json with "
                         "longrope scaling, a reference CSV or a folder holding one")
-    path = Path(path)
+    path = path_argument(path, "a factor file (factors.json, a model's config.json, a reference CSV or a folder)")
     if path.is_dir():
         for name in ("factors.json", "config.json"):
             if (path / name).is_file():

@@ -50,7 +50,14 @@ from typing import Any
 import numpy as np
 
 from longrope.errors import UserError
-from longrope.io import check_utf8_path, check_writable_path, make_folder, os_error_fix, sibling_prefix
+from longrope.io import (
+    check_utf8_path,
+    check_writable_path,
+    make_folder,
+    os_error_fix,
+    path_argument,
+    sibling_prefix,
+)
 from longrope.models.export import (
     ExportResult,
     check_target_length,
@@ -478,7 +485,7 @@ def export_gguf(
 
     if outtype not in OUTTYPES:
         raise UserError(f"GGUF weights type must be one of {', '.join(OUTTYPES)}, got {outtype!r}")
-    out = Path(out)
+    out = path_argument(out, "export_gguf's out (the .gguf file to write)")
     check_output_file(out, overwrite)
     require_no_adapters(model, "export_gguf")
     info = require_supported(inspect_model(model))

@@ -38,6 +38,7 @@ from typing import Any
 from longrope.errors import UserError
 from longrope.formats import hf_config
 from longrope.hub import hub_reachable as _hub_reachable  # module-level name: tests monkeypatch it
+from longrope.io import path_argument
 from longrope.models.families import (
     RopeInfo,
     attn_implementation_for,
@@ -129,7 +130,8 @@ def _refuse_broken_links(folder: Path) -> None:
 
 def resolve_source(name_or_path: str | os.PathLike) -> ModelSource:
     """Turn a user's model argument into a :class:`ModelSource`; missing files → :class:`UserError`."""
-    label = str(name_or_path)
+    label = str(path_argument(name_or_path, "the model ('tiny', 'smollm2', a model folder, a .gguf file or a hub id)")) \
+        if not isinstance(name_or_path, str) else name_or_path
     if not label.strip():
         raise UserError("empty model name: give 'tiny', 'smollm2', a model folder, a .gguf file or a hub id")
     if label == "tiny":
