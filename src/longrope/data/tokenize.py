@@ -61,6 +61,7 @@ from longrope.io import (
     replace_folder,
     sibling_prefix,
 )
+from longrope.options import check_loaded_tokenizer
 
 __all__ = ["TokenizeReport", "tokenize_corpus", "make_encoder"]
 
@@ -283,9 +284,7 @@ def tokenize_corpus(
         out = out.resolve()  # replace the folder it points to, not the link
     check_replaceable_target(out)
     sources = resolve_sources(_input_specs(inputs), split=split, text_field=text_field, id_field=id_field)
-    if not callable(getattr(tokenizer, "get_vocab", None)):
-        raise UserError(f"tokenizer must be a loaded tokenizer (longrope.data.tokenizer_loading.load_tokenizer"
-                        f"('tiny')), got {type(tokenizer).__name__}")
+    check_loaded_tokenizer(tokenizer, "tokenize_corpus")
     _check_inputs_and_output(sources, out)
     vhash = vocab_sha256(tokenizer)
     dtype = token_dtype(tokenizer)
