@@ -263,3 +263,22 @@ def test_a_path_argument_of_another_type_is_one_error_naming_it(monkeypatch):
         with pytest.raises(UserError, match=named) as err:
             call()
         assert "str or os.PathLike" in str(err.value)
+
+
+def test_a_looping_link_given_as_an_input_is_said_to_loop_not_to_be_missing(tmp_path, monkeypatch):
+    """exists() is False for a symbolic link that loops: --data LOOP was 'no such shard folder', --input LOOP 'no
+    such file or folder', --model LOOP was asked of the hub ('the hub is unreachable or the id is unknown'; battery
+    18). Each says the link loops and what to do."""
+    import longrope.models.loading as loading
+    from longrope.data import TokenCorpus
+    from longrope.data.sources import resolve_sources
+    from longrope.models import read_rope_info
+
+    (tmp_path / "a").symlink_to(tmp_path / "b")
+    (tmp_path / "b").symlink_to(tmp_path / "a")
+    loop = str(tmp_path / "a")
+    monkeypatch.setattr(loading, "_hub_reachable", lambda *a, **k: pytest.fail("the hub was asked"))
+    for call in (lambda: TokenCorpus.open(loop), lambda: resolve_sources([loop]), lambda: read_rope_info(loop)):
+        with pytest.raises(UserError, match="symbolic link on the path loops") as err:
+            call()
+        assert loop in str(err.value)

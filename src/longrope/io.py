@@ -343,6 +343,21 @@ def os_error_fix(exc: BaseException, default: str | None = None) -> str | None:
     return _OS_ERROR_FIXES.get(getattr(exc, "errno", None), default)
 
 
+def check_no_link_loop(path: str | os.PathLike, what: str) -> None:
+    """Refuse ``path`` when it leads through a symbolic link that loops: ``exists()`` is False for it, so an input
+    given that way was said to be missing ('no such shard folder', 'no such file or folder') or, as a model, asked
+    of the hub (battery 18). ``what`` names the argument (``--data``, ``the model``)."""
+    try:
+        os.stat(path)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            from longrope.errors import UserError
+
+            raise UserError(f"{what} {os.fspath(path)}: {exc.strerror}; {os_error_fix(exc)}") from None
+    except ValueError:  # a NUL byte: the caller's own check says so
+        pass
+
+
 def sibling_prefix(path: str | os.PathLike, tag: str) -> str:
     """The start of the name of a hidden entry next to ``path`` (``.{name}.{tag}``): the temporary file or folder
     an output is built in, a folder moved aside, a run's partial folder; the one place these names are made, so

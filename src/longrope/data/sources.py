@@ -38,7 +38,7 @@ from pathlib import Path
 from longrope.errors import UserError
 from longrope.hub import hub_offline
 from longrope.hub import hub_reachable as _hub_reachable  # module-level name: tests monkeypatch it
-from longrope.io import text_encoding_problem
+from longrope.io import check_no_link_loop, text_encoding_problem
 
 __all__ = ["Source", "SkipLog", "links_read_twice", "resolve_sources", "HUB_ALIASES", "DOC_SUFFIXES"]
 
@@ -346,6 +346,7 @@ def resolve_sources(
             raise UserError(f"{spec}: unknown role {prefix.group(1)!r}; prefix an input with "
                             f"{', '.join(r + '=' for r in ROLES)} or nothing")
         p = Path(spec)
+        check_no_link_loop(p, "--input")  # (exists() is False for it: said missing, or read as a dataset name)
         if p.is_dir():
             if (p / "meta.json").is_file() and (p / "index.npy").is_file():  # was "empty corpus: ... names.jsonl"
                 raise UserError(f"{spec} is a shard folder from 'longrope tokenize' (already tokens): pass it as "

@@ -38,7 +38,7 @@ from typing import Any
 from longrope.errors import UserError
 from longrope.formats import hf_config
 from longrope.hub import hub_reachable as _hub_reachable  # module-level name: tests monkeypatch it
-from longrope.io import path_argument
+from longrope.io import check_no_link_loop, path_argument
 from longrope.models.families import (
     RopeInfo,
     attn_implementation_for,
@@ -146,6 +146,7 @@ def resolve_source(name_or_path: str | os.PathLike) -> ModelSource:
     if label == "smollm2":
         return ModelSource("gguf", str(_smollm2_folder()), SMOLLM2_GGUF, label=label)
     path = Path(label).expanduser()
+    check_no_link_loop(path, "model")
     if path.is_file():
         if path.suffix.lower() != ".gguf":
             raise UserError(f"{path} is a file but not a .gguf; pass a model folder or a .gguf file")

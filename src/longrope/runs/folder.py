@@ -48,6 +48,7 @@ from typing import Any
 
 from longrope.errors import UserError
 from longrope.io import (
+    check_no_link_loop,
     check_replaceable_target,
     hold_folder,
     is_atomic_temporary,
@@ -106,6 +107,7 @@ def read_run_config(run_dir: str | os.PathLike) -> tuple[str, dict]:
     path = Path(run_dir)
     cfg_path = path / CONFIG_FILE if path.is_dir() else path
     if not cfg_path.exists():
+        check_no_link_loop(cfg_path, "run folder")
         raise UserError(f"{path} is not a run folder (no {CONFIG_FILE}); give the folder a command wrote")
     doc = read_json(cfg_path, what="run configuration", expect=None)
     from longrope.formats.hf_config import is_model_config
