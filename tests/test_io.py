@@ -227,3 +227,58 @@ def test_a_record_is_read_within_a_tight_memory_limit(tmp_path):
     proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "r.json")], capture_output=True, text=True,
                           timeout=60)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_a_path_too_long_or_looping_is_said_with_its_fix(tmp_path, capsys):
+    """'File name too long' and 'Too many levels of symbolic links' came bare from the command line, or with 'choose
+    a writable folder' from the writers: no word of what to change (battery 18). The errno's own fix is said."""
+    import errno
+
+    from longrope.cli import main
+    from longrope.io import os_error_fix
+
+    assert "give a shorter one" in os_error_fix(OSError(errno.ENAMETOOLONG, "File name too long"), "other")
+    assert "loops" in os_error_fix(OSError(errno.ELOOP, "Too many levels of symbolic links"))
+    assert os_error_fix(OSError(errno.EACCES, "Permission denied"), "choose a writable folder") == \
+        "choose a writable folder"
+    long_name = str(tmp_path / ("a" * 300 + ".json"))
+    assert main(["baseline", "--model", "tiny", "--method", "pi", "--target-length", "1024", "-o", long_name]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "File name too long" in err[0] and "give a shorter one" in err[0], err
+
+
+def test_a_path_argument_of_another_type_is_one_error_naming_it(monkeypatch):
+    """load_model(None) / read_rope_info(123) turned the argument into text and asked the hub for a model named
+    'None' ('the hub is unreachable or the id is unknown'); TokenCorpus.open(123) and FactorSet.load(None) were
+    pathlib's TypeError naming no argument (battery 18). Each is one UserError saying what the argument is."""
+    import longrope.models.loading as loading
+    from longrope.data import TokenCorpus
+    from longrope.models import export_hf, read_rope_info
+
+    monkeypatch.setattr(loading, "_hub_reachable", lambda *a, **k: pytest.fail("the hub was asked"))
+    for call, named in ((lambda: read_rope_info(None), "the model"), (lambda: read_rope_info(123), "the model"),
+                        (lambda: TokenCorpus.open(123), "a shard folder"),
+                        (lambda: FactorSet.load(None), "a factor file"),
+                        (lambda: export_hf(object(), None, None, None), "out_dir")):
+        with pytest.raises(UserError, match=named) as err:
+            call()
+        assert "str or os.PathLike" in str(err.value)
+
+
+def test_a_looping_link_given_as_an_input_is_said_to_loop_not_to_be_missing(tmp_path, monkeypatch):
+    """exists() is False for a symbolic link that loops: --data LOOP was 'no such shard folder', --input LOOP 'no
+    such file or folder', --model LOOP was asked of the hub ('the hub is unreachable or the id is unknown'; battery
+    18). Each says the link loops and what to do."""
+    import longrope.models.loading as loading
+    from longrope.data import TokenCorpus
+    from longrope.data.sources import resolve_sources
+    from longrope.models import read_rope_info
+
+    (tmp_path / "a").symlink_to(tmp_path / "b")
+    (tmp_path / "b").symlink_to(tmp_path / "a")
+    loop = str(tmp_path / "a")
+    monkeypatch.setattr(loading, "_hub_reachable", lambda *a, **k: pytest.fail("the hub was asked"))
+    for call in (lambda: TokenCorpus.open(loop), lambda: resolve_sources([loop]), lambda: read_rope_info(loop)):
+        with pytest.raises(UserError, match="symbolic link on the path loops") as err:
+            call()
+        assert loop in str(err.value)

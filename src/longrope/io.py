@@ -192,7 +192,8 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: st
             raise
         from longrope.errors import UserError
 
-        raise UserError(f"{path} cannot be written ({exc.strerror or exc}); choose a writable folder") from None
+        raise UserError(f"{path} cannot be written ({exc.strerror or exc}); "
+                        f"{os_error_fix(exc, 'choose a writable folder')}") from None
     try:
         with os.fdopen(fd, mode) as f:
             write(f)
@@ -208,6 +209,19 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: st
             pass
         raise
     return path
+
+
+def path_argument(value: Any, what: str) -> Path:
+    """``value``, an argument of the library that names a file or folder (``what`` says which and how it is given), as
+    a Path; anything else (a number, None, a loaded model) is one :class:`~longrope.errors.UserError` naming it:
+    pathlib's TypeError ('expected str, bytes or os.PathLike object, not int') named no argument, and the model
+    loader turned it into text and asked the hub for a model called 'None' (battery 18)."""
+    if isinstance(value, (str, os.PathLike)):
+        return Path(value)
+    from longrope.errors import UserError
+
+    shown = type(value).__name__ if value is not None else "None"
+    raise UserError(f"{what} is given as a str or os.PathLike, got {shown}")
 
 
 def check_writable_path(path: str | os.PathLike) -> None:
@@ -311,6 +325,37 @@ def pid_alive(pid: int) -> bool:
 #: prefix :func:`sibling_prefix` gives it (a pid, random letters, a suffix)
 NAME_MAX = 255
 _SIBLING_TAIL = 48
+
+
+#: the fix of an OS error whose own words ('File name too long', 'Too many levels of symbolic links') give none
+_OS_ERROR_FIXES = {
+    errno.ENAMETOOLONG: f"a name in the path is longer than the file system takes ({NAME_MAX} bytes; a whole path "
+                        "4,096): give a shorter one",
+    errno.ELOOP: "a symbolic link on the path loops (or links go more than 40 deep): remove it or give the path it "
+                 "should lead to",
+}
+
+
+def os_error_fix(exc: BaseException, default: str | None = None) -> str | None:
+    """What to do about the OS error ``exc``: the fix its errno calls for, where its own words give none (a name
+    too long, a looping link: every writer said 'choose a writable folder', the command line no fix at all, battery
+    18), else ``default`` (the call site's fix for the rest: a read-only folder, a missing one)."""
+    return _OS_ERROR_FIXES.get(getattr(exc, "errno", None), default)
+
+
+def check_no_link_loop(path: str | os.PathLike, what: str) -> None:
+    """Refuse ``path`` when it leads through a symbolic link that loops: ``exists()`` is False for it, so an input
+    given that way was said to be missing ('no such shard folder', 'no such file or folder') or, as a model, asked
+    of the hub (battery 18). ``what`` names the argument (``--data``, ``the model``)."""
+    try:
+        os.stat(path)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            from longrope.errors import UserError
+
+            raise UserError(f"{what} {os.fspath(path)}: {exc.strerror}; {os_error_fix(exc)}") from None
+    except ValueError:  # a NUL byte: the caller's own check says so
+        pass
 
 
 def sibling_prefix(path: str | os.PathLike, tag: str) -> str:
@@ -472,6 +517,53 @@ def read_at_most(f: Any, limit: int) -> bytes:
     return b"".join(blocks)
 
 
+#: byte-order marks of the Unicode encodings a text file that is not UTF-8 most often is (longest first: UTF-32 LE's
+#: mark starts with UTF-16 LE's)
+_OTHER_UNICODE = ((b"\xff\xfe\x00\x00", "UTF-32"), (b"\x00\x00\xfe\xff", "UTF-32"), (b"\xff\xfe", "UTF-16"),
+                  (b"\xfe\xff", "UTF-16"))
+
+
+def text_encoding_problem(head: bytes | str, exc: UnicodeDecodeError | None = None,
+                          path: str | os.PathLike | None = None) -> str | None:
+    """Why a file read as UTF-8 text is not, with the fix, from its leading bytes ``head`` (or, decoded, its leading
+    text) and the decoding error when there was one; None when it reads as UTF-8 text. The one wording of every
+    reader of a user's text (tokenize's documents, a prompt file, factor files, JSON records): a UTF-16 file (what
+    Windows' editors and PowerShell's ``>`` save) was 'not UTF-8 text (invalid start byte at byte 0)' with no word
+    of what it is or how to convert it, and one without a byte-order mark decoded as UTF-8, every other character
+    a NUL: tokenize stored its NULs as the document (battery 18). ``path``: the file, named in the command given."""
+    import shlex
+
+    file = shlex.quote(os.fspath(path)) if path is not None else "FILE"
+    if isinstance(head, str):
+        sample = head[:4096]
+        nuls = sample.count("\0")
+        if sample and nuls * 4 >= len(sample):  # ASCII text in UTF-16 (or UTF-32): a NUL beside every character
+            order = "UTF-16BE" if sample.startswith("\0") else "UTF-16LE"  # the NUL before each character, or after
+            return ("UTF-16 (or UTF-32) text without a byte-order mark, not UTF-8: every other byte is NUL; convert "
+                    f"it, e.g. iconv -f {order} -t UTF-8 {file} > {file}.utf8")
+        return None
+    for mark, name in _OTHER_UNICODE:
+        if head.startswith(mark):
+            return f"{name} text, not UTF-8; convert it, e.g. iconv -f {name} -t UTF-8 {file} > {file}.utf8"
+    if exc is None:
+        return None
+    return (f"not UTF-8 text ({exc.reason} at byte {exc.start}); convert it to UTF-8, e.g. iconv -f ITS-ENCODING "
+            f"-t UTF-8 {file} > {file}.utf8 (iconv -l lists the encodings)")
+
+
+def decode_text(data: bytes, path: str | os.PathLike | None = None) -> str:
+    """``data`` (the bytes of the file ``path``) as UTF-8 text, a byte-order mark dropped; a :class:`ValueError`
+    saying what it is instead and how to convert it when it is not (:func:`text_encoding_problem`)."""
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ValueError(text_encoding_problem(data[:4], exc, path)) from None
+    problem = text_encoding_problem(text, path=path)
+    if problem is not None:
+        raise ValueError(problem)
+    return text
+
+
 def read_json(path: str | os.PathLike, *, what: str = "JSON file", expect: type | None = dict,
               fix: str | None = None, max_bytes: int = MAX_JSON_BYTES, max_depth: int = MAX_JSON_DEPTH) -> Any:
     """The JSON document in ``path``, read within the size and depth bounds, of type ``expect``
@@ -491,13 +583,13 @@ def read_json(path: str | os.PathLike, *, what: str = "JSON file", expect: type 
     except FileNotFoundError:
         raise UserError(f"{path} does not exist (a {what} was expected there){tail}") from None
     except OSError as exc:
-        raise bad(exc.strerror or str(exc)) from None
+        raise bad("; ".join(filter(None, (exc.strerror or str(exc), os_error_fix(exc))))) from None
     if len(data) > max_bytes:
         raise bad(f"larger than {max_bytes >> 20} MiB")
     try:
-        text = data.decode("utf-8-sig")  # a BOM (Notepad's UTF-8) read as factor files read it
-    except UnicodeDecodeError:
-        raise bad("not UTF-8 text") from None
+        text = decode_text(data, path)  # a BOM (Notepad's UTF-8) read as factor files read it
+    except ValueError as exc:
+        raise bad(str(exc)) from None
     if json_depth(text, max_depth) > max_depth:
         raise bad(f"nested deeper than {max_depth} levels")
     try:

@@ -128,6 +128,30 @@ def check_seed(seed: Any) -> None:
         raise UserError(f"seed must be an integer in [0, {MAX_SEED:,}], got {_shown(seed)}")
 
 
+def check_loaded_model(model: Any, who: str, hint: str = "load it first: longrope.models.load_model(name)") -> None:
+    """A library caller's model is a loaded transformers model (not its name, not None): the one check of every
+    function that runs one. A name was 'AttributeError: 'str' object has no attribute 'get_input_embeddings''
+    from evaluate_perplexity (battery 18)."""
+    if not hasattr(model, "config") or not hasattr(model, "named_modules"):
+        shown = f" ({hint})" if isinstance(model, (str, os.PathLike)) else ""
+        raise UserError(f"{who} takes a loaded transformers model, got {type(model).__name__}{shown}")
+
+
+def check_loaded_tokenizer(tokenizer: Any, who: str) -> None:
+    """A library caller's tokenizer is a loaded one: the one check of every function that encodes text (a name
+    or None was "'str' object is not callable" from the passkey prompts, battery 18)."""
+    if not callable(getattr(tokenizer, "get_vocab", None)):
+        raise UserError(f"{who} takes a loaded tokenizer (longrope.data.tokenizer_loading.load_tokenizer('tiny'), or "
+                        f"the one load_model returns), got {type(tokenizer).__name__}")
+
+
+def check_sequence(value: Any, name: str, example: str) -> None:
+    """A library caller's list argument is a list (or tuple, array): one value alone was "'int' object is not
+    iterable", None "object of type 'NoneType' has no len()" (battery 18)."""
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or not hasattr(value, "__iter__"):
+        raise UserError(f"{name} must be a list, got {_shown(value)} (write {example} for one)")
+
+
 def check_int(cfg: Any, name: str, lo: int = 1, hi: int = MAX_COUNT, *, optional: bool = False) -> None:
     """Raise :class:`ConfigError` unless field ``name`` of ``cfg`` is an integer in ``[lo, hi]`` (or None
     when ``optional``): the one check of an integer setting, so the command line, a plan, a saved

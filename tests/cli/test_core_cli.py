@@ -387,3 +387,73 @@ def test_a_current_folder_removed_under_the_shell_is_one_line(monkeypatch, capsy
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["longrope: error: the current folder no longer exists (it was removed or moved away); cd to an "
                    "existing folder and run the command again"]
+
+
+@pytest.mark.parametrize("signame", ["SIGTERM", "SIGHUP"])
+def test_sigterm_and_sighup_run_the_clean_up_and_say_so_in_one_line(tmp_path, signame):
+    """SIGTERM (kill, a scheduler's time limit) or SIGHUP (the terminal closed) ended a command where it stood,
+    silently, status 143/129, skipping every clean-up a Ctrl-C runs: an evaluation's hidden partial folder stayed,
+    a pipeline's stage stayed 'running' (battery 18). Now it is answered as a Ctrl-C is: the clean-up runs, one line
+    names the signal, and the status is the shell's for that signal (128 + its number)."""
+    import os
+    import signal
+
+    code = ("import os, signal, sys, time\n"
+            "import longrope.cli as cli\n"
+            "def command(argv, parser):\n"
+            "    try:\n"
+            f"        os.kill(os.getpid(), signal.{signame})\n"
+            "        time.sleep(30)\n"
+            "    finally:\n"
+            "        open('cleaned-up', 'w').close()\n"
+            "cli._main = command\n"
+            "sys.argv = ['longrope', 'search']\n"
+            "raise SystemExit(cli.main())\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60,
+                          cwd=tmp_path)
+    assert proc.returncode == 128 + getattr(signal, signame), proc.stderr
+    assert proc.stderr == f"longrope: terminated ({signame})\n"
+    assert (tmp_path / "cleaned-up").exists()
+
+
+def test_an_interrupted_resumable_run_says_that_resume_continues_it(capsys):
+    """A run that --resume continues says so when a signal or Ctrl-C stops it; a rerun names the folder it made; a
+    staged run (nothing to resume) says only what stopped it."""
+    import argparse
+    import signal
+
+    import longrope.cli as cli
+    from longrope.runs import get_run
+
+    args = argparse.Namespace(_spec=get_run("search"), output="out")
+    assert cli._interrupted("longrope search", cli._Terminated(signal.SIGTERM), args) == 143
+    rerun = argparse.Namespace(_spec=get_run("search"), output="again", _rerun=True)
+    assert cli._interrupted("longrope rerun", KeyboardInterrupt(), rerun) == 130
+    staged = argparse.Namespace(_spec=get_run("eval ppl"), output="out")
+    assert cli._interrupted("longrope eval ppl", KeyboardInterrupt(), staged) == 130
+    assert capsys.readouterr().err.splitlines() == [
+        "longrope search: terminated (SIGTERM); run the same command with --resume to continue",
+        "longrope rerun: interrupted; 'longrope search --config again --resume' continues it",
+        "longrope eval ppl: interrupted"]
+
+
+def test_a_looping_link_as_a_path_is_one_line_not_pathlibs_runtime_error(monkeypatch, tmp_path, capsys):
+    """search / eval ppl -o LOOP (a symbolic link that leads back to itself) ended in a 30-line traceback: pathlib's
+    resolve() raises RuntimeError 'Symlink loop from ...' (Python < 3.13), not the OSError every other call gives
+    (battery 18). Now one line naming the link and the fix, status 2."""
+    from pathlib import Path
+
+    import longrope.cli as cli
+
+    (tmp_path / "a").symlink_to(tmp_path / "b")
+    (tmp_path / "b").symlink_to(tmp_path / "a")
+
+    def resolves_its_output(args):
+        Path(tmp_path / "a").resolve()  # raises on Python < 3.13; on later ones, what it raised there:
+        raise RuntimeError(f"Symlink loop from '{tmp_path / 'a'}'")
+
+    monkeypatch.setattr(cli, "_run_tool", resolves_its_output)
+    assert cli.main(["inspect", "--model", "tiny"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "loops" in err[0] and str(tmp_path) in err[0], err

@@ -123,3 +123,27 @@ def test_a_linked_subfolder_is_listed_as_skipped_not_dropped_without_a_word(tmp_
     assert docs == ["corpus/own.txt"]
     assert [s["path"] for s in log.skipped] == [str(tmp_path / "corpus" / "sub")]
     assert "give its target as an --input" in log.skipped[0]["reason"]
+
+
+def test_utf16_documents_are_named_with_the_conversion_not_read_as_nul_laden_text(tmp_path):
+    """A UTF-16 .txt (Windows editors, PowerShell's ``>``) was skipped as 'not UTF-8 text (invalid start byte at byte
+    0)' with no word of what it is or how to convert it, and one without a byte-order mark decoded as UTF-8, a NUL
+    beside every character: tokenize stored that as the document (battery 18). Both are skipped with the encoding
+    and the iconv line; a .jsonl in UTF-16 the same."""
+    from longrope.data.sources import SkipLog
+
+    text = "A document saved by an editor that writes UTF-16.\n"
+    (tmp_path / "bom.txt").write_bytes(text.encode("utf-16"))
+    (tmp_path / "bare.txt").write_bytes(text.encode("utf-16-le"))
+    (tmp_path / "wide.txt").write_bytes(text.encode("utf-32"))
+    (tmp_path / "rows.jsonl").write_bytes('{"text": "a row"}\n'.encode("utf-16"))
+    (tmp_path / "ok.txt").write_text(text, encoding="utf-8")
+    log = SkipLog()
+    docs = [doc_id for s in resolve_sources([str(tmp_path)]) for doc_id, _, _ in s.documents(log)]
+    assert docs == [f"{tmp_path.name}/ok.txt"]
+    reasons = {s["path"].rsplit("/", 1)[-1]: s["reason"] for s in log.skipped}
+    assert set(reasons) == {"bom.txt", "bare.txt", "wide.txt", "rows.jsonl"}
+    for name, encoding in (("bom.txt", "UTF-16"), ("bare.txt", "UTF-16"), ("wide.txt", "UTF-32"),
+                           ("rows.jsonl", "UTF-16")):
+        assert encoding in reasons[name] and f"iconv -f {encoding}" in reasons[name] and name in reasons[name], \
+            reasons[name]

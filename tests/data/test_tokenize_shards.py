@@ -149,7 +149,7 @@ def test_a_library_caller_s_inputs_and_tokenizer_of_another_kind(tokenizer, corp
                        ([5], "inputs must be files, folders")):
         with pytest.raises(UserError, match=match):
             tokenize_corpus(tokenizer, bad, tmp_path / "out", tokenizer_name="t", progress=False)
-    with pytest.raises(UserError, match="tokenizer must be a loaded tokenizer"):
+    with pytest.raises(UserError, match="tokenize_corpus takes a loaded tokenizer"):
         tokenize_corpus("tiny", [str(corpus_dir)], tmp_path / "out", tokenizer_name="t", progress=False)
     report = tokenize_corpus(tokenizer, [corpus_dir], tmp_path / "out", tokenizer_name="t", progress=False)
     assert report.n_docs > 0

@@ -342,3 +342,32 @@ def test_ask_both_equals_two_forwards_for_every_family(tiny_model, family):
         assert (text, correct) == pk.generate_answer(tiny_model, tok, p.input_ids, p.key, pad_token_id=0), (family, n)
         s = pk.needle_score(tiny_model, [pk.answer_prompt(tok, p)])
         assert nll == pytest.approx(s.mean_nll, rel=1e-5) and exact == (s.exact == 1), (family, n)
+
+
+def test_the_evaluation_api_names_an_argument_of_the_wrong_kind():
+    """A model's name for the model, None for the tokenizer, one length for the list of lengths, a path for the
+    shard folder: each was a Python error from deep inside ("'str' object has no attribute
+    'get_input_embeddings'", "'NoneType' object is not callable", "'int' object is not iterable", "'str' object has
+    no attribute 'names'", battery 18). Each is one UserError naming the function and what it takes."""
+    from longrope.data import sample_documents
+    from longrope.evaluate import build_passkey_prompt, evaluate_perplexity, needle_prompts, needle_score
+    from longrope.evaluate import passkey_accuracy as accuracy
+
+    class Model(torch.nn.Module):
+        config = None
+
+    class Tokenizer:
+        def get_vocab(self):
+            return {}
+
+    model, tokenizer = Model(), Tokenizer()
+    for call, said in ((lambda: evaluate_perplexity("tiny", [[1, 2, 3]], 2, bos_id=None), "loaded transformers model"),
+                       (lambda: evaluate_perplexity(model, None, 2, bos_id=None), "docs must be a list"),
+                       (lambda: accuracy(model, None, [256], bos_id=None), "loaded tokenizer"),
+                       (lambda: accuracy(model, tokenizer, 256, bos_id=None), "lengths must be a list"),
+                       (lambda: build_passkey_prompt("tiny", 256, 12345, 0.5, bos_id=None), "loaded tokenizer"),
+                       (lambda: needle_prompts(None, 256, 1, seed=0, bos_id=None), "loaded tokenizer"),
+                       (lambda: needle_score("tiny", []), "loaded transformers model"),
+                       (lambda: sample_documents("shards", 64, 1, seed=0), "TokenCorpus.open")):
+        with pytest.raises(UserError, match=said):
+            call()

@@ -54,7 +54,7 @@ def test_a_model_file_or_a_huge_file_named_as_factors_is_one_line_and_not_read_w
         with pytest.raises(UserError, match=f"is not a factor file {says.replace('(', '[(]').replace(')', '[)]')}"):
             files.load(FactorSet, tmp_path / name)
     (tmp_path / "utf16.json").write_bytes('{"long_factor": [1]}'.encode("utf-16"))
-    with pytest.raises(UserError, match="is not UTF-8 text"):  # text, said to be saved as UTF-8
+    with pytest.raises(UserError, match="is UTF-16 text, not UTF-8; convert it"):  # text: said how to convert it
         files.load(FactorSet, tmp_path / "utf16.json")
 
 

@@ -105,3 +105,21 @@ def test_longrope2_defaults_and_errors():
         longrope2_factors(10000.0, 16, 4096, 32768, 5, [8.0, 9.0])
     with pytest.raises(UserError, match="critical_dim must be in"):
         longrope2_factors(10000.0, 16, 4096, 32768, 9)
+
+
+@pytest.mark.parametrize("call, named", [
+    (lambda: longrope_attention_factor("4", 4096), "scale"),
+    (lambda: longrope_attention_factor(float("nan"), 4096), "scale"),
+    (lambda: longrope_attention_factor(math.inf, 4096), "scale"),
+    (lambda: longrope_attention_factor(4.0, "4096"), "original_length"),
+    (lambda: yarn_attention_factor(None), "scale"),
+    (lambda: yarn_attention_factor(4.0, float("nan")), "mscale"),
+    (lambda: yarn_attention_factor(4.0, -100.0), "mscale"),
+])
+def test_the_attention_factor_functions_name_a_bad_argument(call, named):
+    """The public attention functions took what they were given: a string scale was a bare TypeError ("'<=' not
+    supported between instances of 'str' and 'float'"), NaN and inf came back as the factor, a negative mscale gave
+    a negative factor (-12.9) that every factor set refuses (battery 18). Now the library's one error, naming it."""
+    with pytest.raises(UserError, match=named):
+        call()
+    assert longrope_attention_factor(np.float64(4.0), np.int64(4096)) == longrope_attention_factor(4.0, 4096)

@@ -94,3 +94,26 @@ def test_a_checkpoint_the_disk_cannot_take_is_one_line_and_leaves_no_partial(tin
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and said in err[0] and "checkpoints" in err[0], err
         assert not list((out / "checkpoints").iterdir())  # no .partial left holding the space
+
+
+def test_a_checkpoint_save_interrupted_leaves_no_partial(tiny_dir, factors_file, corpus_dir, tmp_path, capsys,
+                                                         monkeypatch):
+    """A Ctrl-C (or, since battery 18, SIGTERM) while accelerate's save_state wrote a checkpoint left its hidden
+    '.step-N.partial' folder, a copy of the weights and optimizer, until a later save of the same run; a run never
+    resumed kept it for good. The interrupted save removes it; the finished checkpoints stay."""
+    import accelerate.checkpointing as acc_checkpointing
+
+    real_save = acc_checkpointing.save
+
+    def interrupted_midway(obj, path, **kwargs):
+        real_save(obj, path, **kwargs)
+        if ".step-00000004.partial" in str(path):  # the second checkpoint: a file of it written, then the signal
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(acc_checkpointing, "save", interrupted_midway)
+    out = tmp_path / "ft"
+    argv = ["finetune", "--model", str(tiny_dir), "--factors", str(factors_file), "--data", str(corpus_dir),
+            "--steps", "4", "--checkpoint-every", "2", "--seq-len", "64", "--quiet", "-o", str(out)]
+    assert main(argv) == 130
+    assert "longrope finetune: interrupted" in capsys.readouterr().err.strip().splitlines()[-1]
+    assert [p.name for p in sorted((out / "checkpoints").iterdir())] == ["step-00000002"]

@@ -253,6 +253,10 @@ def _first_on_machine() -> bool:
         return True
 
 
+#: how pathlib's resolve() (Python < 3.13) words a path through a symbolic link that loops: a RuntimeError, where
+#: every other call on such a path raises OSError ELOOP (search / eval ppl -o LOOP were a 30-line traceback, battery 18)
+_SYMLINK_LOOP = re.compile(r"Symlink loop from '(.*)'", re.DOTALL)
+
 #: how the loader words a shared library it could not map for want of address space (``ulimit -v``)
 _MAP_FAILED = re.compile(r"failed to map segment|cannot allocate memory", re.IGNORECASE)
 
@@ -336,9 +340,8 @@ def main(argv: list[str] | None = None, *, parser: argparse.ArgumentParser | Non
     sys.stderr = _Stream(sys.stderr, results=False) if sys.stderr is not None else None
     try:
         return _main(argv, parser)
-    except KeyboardInterrupt:
-        _tell(f"{(parser.prog if parser is not None else 'longrope')}: interrupted")
-        return 130
+    except KeyboardInterrupt as exc:
+        return _interrupted(parser.prog if parser is not None else "longrope", exc)
     finally:
         sys.stdout, sys.stderr = streams
         if argv is None:
@@ -352,7 +355,13 @@ def _ctrl_c_once(*, over: bool = False) -> None:
     does (status 130, what it leaves is what a kill leaves, which --resume takes). Python's own handler raised
     there too, inside a garbage-collected progress bar or an atexit hook: 'Exception ignored in ...' and a 25-line
     KeyboardInterrupt traceback (battery 17). ``over``: the command is over, so the next Ctrl-C is the second.
-    A handler someone else installed is left alone."""
+    A handler someone else installed is left alone.
+
+    SIGTERM (``kill``, a job scheduler's time limit, ``systemctl stop``) and SIGHUP (the terminal closed) are
+    answered the same way (:class:`_Terminated`, a KeyboardInterrupt): they ended the process where it stood,
+    silently, skipping every clean-up a Ctrl-C runs (a pipeline's stage stayed 'running' in its manifest, a run
+    folder's set-up stub and an evaluation's hidden partial folder stayed behind, battery 18). A disposition set to
+    ignore them (``nohup``) is kept."""
     import signal
     import threading
 
@@ -363,6 +372,12 @@ def _ctrl_c_once(*, over: bool = False) -> None:
         signal.signal(signal.SIGINT, _first_ctrl_c)
     elif handler in (signal.default_int_handler, _first_ctrl_c):
         signal.signal(signal.SIGINT, signal.SIG_DFL)
+    for signum in _TERMINATING:
+        handler = signal.getsignal(signum)
+        if handler is signal.SIG_DFL and not over:
+            signal.signal(signum, _first_termination)
+        elif handler is _first_termination and over:
+            signal.signal(signum, signal.SIG_DFL)
 
 
 def _first_ctrl_c(signum: int, frame: Any) -> None:
@@ -370,6 +385,54 @@ def _first_ctrl_c(signum: int, frame: Any) -> None:
 
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     raise KeyboardInterrupt
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP received: a KeyboardInterrupt to every clean-up on the way out (they treat an interrupt
+    alike, however it came), told as the signal it was, status 128 + its number (as the shell reports a process
+    the signal ended)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _signal_numbers() -> tuple[int, ...]:
+    import signal
+
+    return tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+
+_TERMINATING = _signal_numbers()
+
+
+def _first_termination(signum: int, frame: Any) -> None:
+    import signal
+
+    signal.signal(signum, signal.SIG_DFL)  # a second one ends the process as the signal does
+    raise _Terminated(signum)
+
+
+def _interrupted(name: str, exc: KeyboardInterrupt, args: argparse.Namespace | None = None) -> int:
+    """The one line for a command interrupted (Ctrl-C) or terminated (SIGTERM, SIGHUP), and its status; a run that
+    --resume continues says so (its folder keeps the work done: checkpoints, finished stages)."""
+    import signal
+
+    if isinstance(exc, _Terminated):
+        line, status = f"{name}: terminated ({signal.Signals(exc.signum).name})", 128 + exc.signum
+    else:
+        line, status = f"{name}: interrupted", 130
+    from dataclasses import fields
+
+    spec = getattr(args, "_spec", None)
+    if spec is not None and any(f.name == "resume" for f in fields(spec.config)):
+        output = getattr(args, "output", None)
+        if getattr(args, "_rerun", False):
+            line += f"; 'longrope {spec.command} --config {output} --resume' continues it"
+        else:
+            line += "; run the same command with --resume to continue"
+    _tell(line)
+    return status
 
 
 class _StdoutRefused(OSError):
@@ -480,14 +543,22 @@ def _main(argv: list[str] | None, parser: argparse.ArgumentParser | None) -> int
             _tell(f"{name}: error: too many open files{where}: the limit of open files is too low (ulimit -n); "
                   "raise it (ulimit -n 4096) and run again (--resume continues a resumable run)")
             return 2
-        _tell(f"{name}: error: {exc.strerror or exc}{where}")
+        from longrope.io import os_error_fix
+
+        fix = f"; {os_error_fix(exc)}" if os_error_fix(exc) else ""
+        _tell(f"{name}: error: {exc.strerror or exc}{where}{fix}")
         return 2
-    except KeyboardInterrupt:
-        _tell(f"{name}: interrupted")
-        return 130
+    except KeyboardInterrupt as exc:
+        return _interrupted(name, exc, args)
     except (MemoryError, RuntimeError, ImportError) as exc:  # an allocation failure outside the evaluations' guard
         if isinstance(exc, ImportError) and not _MAP_FAILED.search(str(exc)):
             raise
+        if isinstance(exc, RuntimeError) and (loop := _SYMLINK_LOOP.fullmatch(str(exc))):
+            from longrope.io import os_error_fix
+
+            _tell(f"{name}: error: {os.strerror(errno.ELOOP)} ({loop.group(1)}); "
+                  f"{os_error_fix(OSError(errno.ELOOP, ''))}")
+            return 2
         if (refused := _write_refused(name, exc)) is not None:
             return refused
         if not isinstance(exc, (MemoryError, ImportError)):  # (importing torch to ask, after a MemoryError, raised another one)

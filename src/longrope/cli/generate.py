@@ -32,7 +32,7 @@ def run(args: GenerateConfig) -> int:
 
     from longrope.errors import UserError
     from longrope.groups import run_device
-    from longrope.io import read_regular
+    from longrope.io import decode_text, os_error_fix, read_regular
     from longrope.models import install_factors, load_model, read_rope_info, resolve_dtype
     from longrope.models.factor_files import load_factors_for
     from longrope.models.families import require_supported
@@ -48,10 +48,14 @@ def run(args: GenerateConfig) -> int:
                    given_opts.get("top_p", defaults["top_p"]), names=("--temperature", "--top-p"))
     if args.prompt_file is not None:
         try:
-            text = read_regular(args.prompt_file).decode("utf-8-sig")  # a pipe or /dev/zero: refused, not read;
-            # a byte-order mark is no prompt text (it was 3 tokens before the prompt, battery 11a)
-        except (OSError, UnicodeDecodeError) as e:
-            raise UserError(f"cannot read --prompt-file {args.prompt_file}: {e}") from None
+            data = read_regular(args.prompt_file)  # a pipe or /dev/zero: refused, not read
+        except OSError as e:
+            fix = f"; {os_error_fix(e)}" if os_error_fix(e) else ""
+            raise UserError(f"cannot read --prompt-file {args.prompt_file}: {e.strerror or e}{fix}") from None
+        try:  # a byte-order mark is no prompt text (it was 3 tokens before the prompt, battery 11a)
+            text = decode_text(data, args.prompt_file)
+        except ValueError as e:
+            raise UserError(f"--prompt-file {args.prompt_file} is {e}") from None
     else:
         text = args.prompt
     if not text:

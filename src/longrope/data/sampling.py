@@ -108,6 +108,9 @@ def sample_documents(
     Returns fewer than ``n`` windows when the split's long-enough documents run out (the caller
     may warn).
     """
+    if not isinstance(corpus, TokenCorpus):  # a path was "'str' object has no attribute 'names'" (battery 18)
+        raise UserError(f"sample_documents takes an open shard folder (TokenCorpus.open(path)), got "
+                        f"{type(corpus).__name__}")
     if split not in SPLITS:
         raise UserError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
     for name, v, lo in (("min_tokens", min_tokens, 1), ("n", n, 1), ("windows_per_doc", windows_per_doc, 1)):

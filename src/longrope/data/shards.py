@@ -44,7 +44,7 @@ from typing import Any
 import numpy as np
 
 from longrope.errors import UserError
-from longrope.io import file_sha256, read_json, write_json
+from longrope.io import check_no_link_loop, file_sha256, path_argument, read_json, write_json
 
 __all__ = [
     "FORMAT",
@@ -268,11 +268,12 @@ class TokenCorpus:
         """
         if verify not in ("size", "sample", "full"):
             raise UserError(f"verify must be 'size', 'sample' or 'full', got {verify!r}")
-        path = Path(path)
+        path = path_argument(path, "a shard folder")
         meta_path = path / "meta.json"
         if path.exists() and not path.is_dir():
             raise UserError(f"{path} is a file; give a shard folder made by 'longrope tokenize'")
         if not path.is_dir():
+            check_no_link_loop(path, "shard folder")
             raise UserError(f"{path}: no such shard folder; create one with 'longrope tokenize'")
         if not meta_path.is_file():
             raise UserError(f"{path}: no meta.json (not a shard folder, or tokenization did not finish); "

@@ -38,6 +38,7 @@ from pathlib import Path
 from longrope.errors import UserError
 from longrope.hub import hub_offline
 from longrope.hub import hub_reachable as _hub_reachable  # module-level name: tests monkeypatch it
+from longrope.io import check_no_link_loop, text_encoding_problem
 
 __all__ = ["Source", "SkipLog", "links_read_twice", "resolve_sources", "HUB_ALIASES", "DOC_SUFFIXES"]
 
@@ -221,6 +222,15 @@ def _open_text(path: Path):
     return io.TextIOWrapper(raw, encoding="utf-8-sig", errors="strict", newline="")
 
 
+def _leading_bytes(path: Path) -> bytes:
+    """The first bytes of a document file's text (a .gz file's, unpacked), for what its encoding is."""
+    try:
+        with (gzip.open(path, "rb") if path.name.lower().endswith(".gz") else open(path, "rb")) as f:
+            return f.read(4)
+    except (OSError, EOFError):
+        return b""
+
+
 def _file_documents(path: Path, name: str, src: Source, log: SkipLog) -> Iterator[tuple[str, str, int]]:
     suffix = _suffix(path)
     try:
@@ -232,7 +242,9 @@ def _file_documents(path: Path, name: str, src: Source, log: SkipLog) -> Iterato
         if suffix in (".txt", ".txt.gz"):
             with _open_text(path) as f:
                 text = f.read()
-            if text.strip():
+            if (problem := text_encoding_problem(text, path=path)) is not None:  # UTF-16 without a BOM
+                log.skip(str(path), problem)
+            elif text.strip():
                 yield name, text, size
             else:
                 log.skip(str(path), "empty document")
@@ -241,7 +253,7 @@ def _file_documents(path: Path, name: str, src: Source, log: SkipLog) -> Iterato
         elif suffix == ".parquet":
             yield from _parquet_documents(path, name, src, log, size)
     except UnicodeDecodeError as exc:
-        log.skip(str(path), f"not UTF-8 text ({exc.reason} at byte {exc.start})")
+        log.skip(str(path), text_encoding_problem(_leading_bytes(path), exc, path) or "not UTF-8 text")
     except (OSError, EOFError, gzip.BadGzipFile) as exc:
         log.skip(str(path), f"{type(exc).__name__}: {getattr(exc, 'strerror', None) or exc}")
 
@@ -334,6 +346,7 @@ def resolve_sources(
             raise UserError(f"{spec}: unknown role {prefix.group(1)!r}; prefix an input with "
                             f"{', '.join(r + '=' for r in ROLES)} or nothing")
         p = Path(spec)
+        check_no_link_loop(p, "--input")  # (exists() is False for it: said missing, or read as a dataset name)
         if p.is_dir():
             if (p / "meta.json").is_file() and (p / "index.npy").is_file():  # was "empty corpus: ... names.jsonl"
                 raise UserError(f"{spec} is a shard folder from 'longrope tokenize' (already tokens): pass it as "

@@ -55,11 +55,13 @@ from longrope.io import (
     aside_prefix,
     check_replaceable_target,
     is_file_too_large,
+    os_error_fix,
     read_json,
     remove_dead_leftovers,
     replace_folder,
     sibling_prefix,
 )
+from longrope.options import check_loaded_tokenizer
 
 __all__ = ["TokenizeReport", "tokenize_corpus", "make_encoder"]
 
@@ -282,9 +284,7 @@ def tokenize_corpus(
         out = out.resolve()  # replace the folder it points to, not the link
     check_replaceable_target(out)
     sources = resolve_sources(_input_specs(inputs), split=split, text_field=text_field, id_field=id_field)
-    if not callable(getattr(tokenizer, "get_vocab", None)):
-        raise UserError(f"tokenizer must be a loaded tokenizer (longrope.data.tokenizer_loading.load_tokenizer"
-                        f"('tiny')), got {type(tokenizer).__name__}")
+    check_loaded_tokenizer(tokenizer, "tokenize_corpus")
     _check_inputs_and_output(sources, out)
     vhash = vocab_sha256(tokenizer)
     dtype = token_dtype(tokenizer)
@@ -380,7 +380,7 @@ def _new_build_folder(out: Path) -> Path:
         building.mkdir(parents=True)
     except OSError as exc:
         raise UserError(f"cannot create {building} next to the output folder ({exc.strerror or exc}); "
-                        "choose an -o in a writable folder") from None
+                        f"{os_error_fix(exc, 'choose an -o in a writable folder')}") from None
     return building
 
 
@@ -454,7 +454,8 @@ def _os_error(exc: OSError, building: Path) -> UserError:
     why = exc.strerror or str(exc)
     if where is None or str(where).startswith(str(building)):
         return UserError(f"cannot write shards next to {building.parent} ({why}); free space or choose another -o")
-    return UserError(f"cannot read {printable(where)} ({why}); fix its permissions or leave it out of --input")
+    return UserError(f"cannot read {printable(where)} ({why}); "
+                     f"{os_error_fix(exc, 'fix its permissions or leave it out of --input')}")
 
 
 def _size(p: Path) -> int:

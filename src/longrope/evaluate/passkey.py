@@ -69,7 +69,13 @@ from longrope.errors import UserError
 from longrope.evaluate import lm
 from longrope.evaluate.memory import out_of_memory
 from longrope.evaluate.windows import check_length
-from longrope.options import check_seed, is_integer
+from longrope.options import (
+    check_loaded_model,
+    check_loaded_tokenizer,
+    check_seed,
+    check_sequence,
+    is_integer,
+)
 from longrope.settings import PASSKEY_ANSWER, PASSKEY_DEPTHS, PASSKEY_MODES, check_passkey_depths
 
 __all__ = [
@@ -170,6 +176,7 @@ def build_passkey_prompt(
     joiner: str | None = None,
 ) -> PasskeyPrompt:
     """The standard passkey prompt, ``length`` tokens exactly (see the module doc)."""
+    check_loaded_tokenizer(tokenizer, "build_passkey_prompt")
     length = check_length(length)
     if not 0.0 <= float(depth) <= 1.0:
         raise UserError(f"depth must be in [0, 1], got {depth}")
@@ -374,6 +381,7 @@ def needle_prompts(
     ``haystacks`` (token arrays or :class:`longrope.data.Sample` objects from the *search* split)
     prompt ``k`` plants its needle in haystack ``k mod len(haystacks)``; else the synthetic filler.
     """
+    check_loaded_tokenizer(tokenizer, "needle_prompts")
     if not is_integer(n) or n < 1:
         raise UserError(f"n must be a positive integer, got {n!r}")
     n = int(n)
@@ -397,6 +405,7 @@ def needle_score(model: torch.nn.Module, prompts: Sequence[PasskeyPrompt], *,
     """Score the answer tokens of needle-mode prompts: one forward each, no generation."""
     from longrope.models.generation import check_token_ids, evaluation_mode
 
+    check_loaded_model(model, "needle_score")
     if not prompts:
         raise UserError("no needle prompts to score")
     lm.check_chunk_size(chunk_size)
@@ -569,6 +578,9 @@ def passkey_accuracy(
     length) trial ``k`` of depth ``j`` hides its needle in haystack ``(j·trials + k) mod
     len(haystacks)`` instead of the synthetic filler.
     """
+    check_loaded_model(model, "passkey_accuracy")
+    check_loaded_tokenizer(tokenizer, "passkey_accuracy")
+    check_sequence(lengths, "lengths", "[4096]")
     if mode not in MODES:
         raise UserError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
     if not is_integer(trials) or trials < 1:

@@ -25,7 +25,7 @@ import torch
 from longrope.errors import UserError
 from longrope.evaluate import lm
 from longrope.evaluate.windows import Window, check_length, document_windows, max_tokens_below
-from longrope.options import is_integer
+from longrope.options import check_loaded_model, check_sequence, is_integer
 
 __all__ = ["DocNLL", "PerplexityResult", "evaluate_perplexity", "doc_tokens_and_id"]
 
@@ -152,6 +152,8 @@ def evaluate_perplexity(
 
     Deterministic for a given model and inputs; runs under ``torch.inference_mode()``.
     """
+    check_loaded_model(model, "evaluate_perplexity")
+    check_sequence(docs, "docs", "[token_ids]")
     length = check_length(length)
     if not is_integer(batch_size) or batch_size < 1:
         raise UserError(f"batch_size must be a positive integer, got {batch_size!r}")

@@ -50,7 +50,15 @@ import numpy as np
 
 from longrope.errors import UserError
 from longrope.formats.hf_config import longrope_fields
-from longrope.io import json_object, read_regular, write_json, write_text
+from longrope.io import (
+    decode_text,
+    json_object,
+    os_error_fix,
+    path_argument,
+    read_regular,
+    write_json,
+    write_text,
+)
 from longrope.rope.values import (
     FORMAT_VERSION,
     RotaryDimMismatch,
@@ -258,7 +266,7 @@ def factor_file(path: str | os.PathLike) -> Path:
     if isinstance(path, str) and not path.strip():  # Path('') is '.': --factors '' read the current folder
         raise UserError(f"the factor file name {path!r} is empty; give a factors.json, a model's config.json with "
                         "longrope scaling, a reference CSV or a folder holding one")
-    path = Path(path)
+    path = path_argument(path, "a factor file (factors.json, a model's config.json, a reference CSV or a folder)")
     if path.is_dir():
         for name in ("factors.json", "config.json"):
             if (path / name).is_file():
@@ -314,7 +322,8 @@ def _read_text(path: Path, what: str) -> str:
     try:
         data = read_regular(path, limit=MAX_FACTOR_FILE_BYTES)  # a pipe or device: refused, never waited on
     except (OSError, ValueError) as e:  # ValueError: a NUL byte in the path
-        raise UserError(f"cannot read {what} {path}: {getattr(e, 'strerror', None) or e}") from None
+        fix = f"; {os_error_fix(e)}" if os_error_fix(e) else ""
+        raise UserError(f"cannot read {what} {path}: {getattr(e, 'strerror', None) or e}{fix}") from None
     utf16 = data[:2] in (b"\xff\xfe", b"\xfe\xff")  # text all the same: said below to be saved as UTF-8
     kind = ("a GGUF model file" if data[:4] == b"GGUF" else "binary data" if b"\0" in data[:4096] and not utf16
             else f"more than {MAX_FACTOR_FILE_BYTES:,} bytes" if len(data) > MAX_FACTOR_FILE_BYTES else None)
@@ -322,9 +331,9 @@ def _read_text(path: Path, what: str) -> str:
         raise UserError(f"{path} is not a {what} ({kind}); give a factors.json, a model's config.json with longrope "
                         "scaling or a reference CSV")
     try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise UserError(f"{what} {path} is not UTF-8 text (byte {e.start}: {e.reason}); save it as UTF-8") from None
+        return decode_text(data, path)
+    except ValueError as e:
+        raise UserError(f"{what} {path} is {e}") from None
 
 
 def _parse_json(text: str, path: Path) -> Any:

@@ -62,6 +62,8 @@ from longrope.io import (
     check_utf8_path,
     is_disk_full,
     make_folder,
+    os_error_fix,
+    path_argument,
     remove_dead_leftovers,
     replace_folder,
     sibling_prefix,
@@ -293,7 +295,8 @@ def check_writable_parent(out: Path) -> None:
     except OSError as exc:
         if is_disk_full(exc):
             raise
-        raise UserError(f"cannot write into {probe} ({exc.strerror or exc}); choose another -o") from None
+        raise UserError(f"cannot write into {probe} ({exc.strerror or exc}); {os_error_fix(exc, 'choose another -o')}") \
+            from None
 
 
 def serving_readme(factor_set: Any, info: RopeInfo, name: str) -> str:
@@ -370,10 +373,10 @@ def export_hf(
 
     from longrope.settings import resolve_dtype
 
+    out = path_argument(out_dir, "export_hf's out_dir (the folder to write)")
     require_no_adapters(model, "export_hf")
     info = require_supported(inspect_model(model))
     entries, warnings = longrope_config_entries(factor_set, info)
-    out = Path(out_dir)
     check_output_folder(out, overwrite)
     make_folder(out.parent)
     remove_stale_temporaries(out)

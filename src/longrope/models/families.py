@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 from typing import Any
 
 from longrope.errors import UserError
 from longrope.formats import hf_config
+from longrope.options import check_loaded_model
 
 __all__ = [
     "FAMILIES",
@@ -328,9 +328,7 @@ def inspect_model(model: Any) -> RopeInfo:
     import transformers
 
     model = unwrap_adapters(model)
-    if not hasattr(model, "config") or not hasattr(model, "named_modules"):
-        hint = " (for a name or path: read_rope_info)" if isinstance(model, (str, os.PathLike)) else ""
-        raise UserError(f"inspect_model takes a loaded transformers model, got {type(model).__name__}{hint}")
+    check_loaded_model(model, "inspect_model", hint="for a name or path: read_rope_info")
     info = rope_info_from_config(model.config)
     if not info.supported:
         return info

@@ -50,7 +50,14 @@ from typing import Any
 import numpy as np
 
 from longrope.errors import UserError
-from longrope.io import check_utf8_path, check_writable_path, make_folder, sibling_prefix
+from longrope.io import (
+    check_utf8_path,
+    check_writable_path,
+    make_folder,
+    os_error_fix,
+    path_argument,
+    sibling_prefix,
+)
 from longrope.models.export import (
     ExportResult,
     check_target_length,
@@ -161,7 +168,8 @@ def open_gguf(path: str | os.PathLike) -> Any:
         size = path.stat().st_size
         end = max((int(t.data_offset) + int(t.n_bytes) for t in reader.tensors), default=0)
     except OSError as exc:
-        raise UserError(f"cannot read {path}: {exc.strerror or exc}") from None
+        fix = f"; {os_error_fix(exc)}" if os_error_fix(exc) else ""
+        raise UserError(f"cannot read {path}: {exc.strerror or exc}{fix}") from None
     except Exception as exc:  # noqa: BLE001 - any parse failure of a file means the same thing here
         detail = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
         raise UserError(f"{path} is not a readable GGUF file (truncated or damaged: {detail}); give the complete "
@@ -477,7 +485,7 @@ def export_gguf(
 
     if outtype not in OUTTYPES:
         raise UserError(f"GGUF weights type must be one of {', '.join(OUTTYPES)}, got {outtype!r}")
-    out = Path(out)
+    out = path_argument(out, "export_gguf's out (the .gguf file to write)")
     check_output_file(out, overwrite)
     require_no_adapters(model, "export_gguf")
     info = require_supported(inspect_model(model))

@@ -38,6 +38,7 @@ from typing import Any
 from longrope.errors import UserError
 from longrope.formats import hf_config
 from longrope.hub import hub_reachable as _hub_reachable  # module-level name: tests monkeypatch it
+from longrope.io import check_no_link_loop, path_argument
 from longrope.models.families import (
     RopeInfo,
     attn_implementation_for,
@@ -129,7 +130,8 @@ def _refuse_broken_links(folder: Path) -> None:
 
 def resolve_source(name_or_path: str | os.PathLike) -> ModelSource:
     """Turn a user's model argument into a :class:`ModelSource`; missing files → :class:`UserError`."""
-    label = str(name_or_path)
+    label = str(path_argument(name_or_path, "the model ('tiny', 'smollm2', a model folder, a .gguf file or a hub id)")) \
+        if not isinstance(name_or_path, str) else name_or_path
     if not label.strip():
         raise UserError("empty model name: give 'tiny', 'smollm2', a model folder, a .gguf file or a hub id")
     if label == "tiny":
@@ -144,6 +146,7 @@ def resolve_source(name_or_path: str | os.PathLike) -> ModelSource:
     if label == "smollm2":
         return ModelSource("gguf", str(_smollm2_folder()), SMOLLM2_GGUF, label=label)
     path = Path(label).expanduser()
+    check_no_link_loop(path, "model")
     if path.is_file():
         if path.suffix.lower() != ".gguf":
             raise UserError(f"{path} is a file but not a .gguf; pass a model folder or a .gguf file")

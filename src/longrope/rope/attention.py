@@ -18,6 +18,7 @@ import math
 import numbers
 
 from longrope.errors import UserError
+from longrope.rope.values import int_field, real_number, scalar_value
 
 __all__ = [
     "ATTENTION_POLICIES",
@@ -31,8 +32,10 @@ ATTENTION_POLICIES = ("longrope", "yarn", "none")
 
 def longrope_attention_factor(scale: float, original_length: int) -> float:
     """``sqrt(1 + ln s / ln L)``; 1.0 when ``s ≤ 1`` (no extension, no temperature)."""
+    scale = _scale(scale)
     if scale <= 1.0:
         return 1.0
+    original_length = int_field(scalar_value(original_length), "original_length", 1)
     if original_length <= 1:
         # ln(1) = 0 would divide by zero; a 1-token pre-training context is not a real case.
         raise UserError(
@@ -43,9 +46,21 @@ def longrope_attention_factor(scale: float, original_length: int) -> float:
 
 def yarn_attention_factor(scale: float, mscale: float = 1.0) -> float:
     """``0.1·mscale·ln s + 1``; 1.0 when ``s ≤ 1`` (transformers' ``get_mscale``)."""
+    scale = _scale(scale)
+    mscale = real_number(scalar_value(mscale), "mscale")
     if scale <= 1.0:
         return 1.0
-    return 0.1 * mscale * math.log(scale) + 1.0
+    value = 0.1 * mscale * math.log(scale) + 1.0
+    if value <= 0:
+        raise UserError(f"mscale {mscale} gives the attention factor {value:.6g} at scale {scale} (it must be > 0); "
+                        "give an mscale >= 0")
+    return value
+
+
+def _scale(scale: float) -> float:
+    """The scale factor s of the attention functions, checked as the number they take the log of: a string was
+    'TypeError: '<=' not supported between ...', NaN and inf came back as the factor (battery 18)."""
+    return real_number(scalar_value(scale), "scale")
 
 
 def resolve_attention_factor(

@@ -48,9 +48,11 @@ from typing import Any
 
 from longrope.errors import UserError
 from longrope.io import (
+    check_no_link_loop,
     check_replaceable_target,
     hold_folder,
     is_atomic_temporary,
+    os_error_fix,
     read_json,
     release_folder,
     remove_dead_leftovers,
@@ -105,6 +107,7 @@ def read_run_config(run_dir: str | os.PathLike) -> tuple[str, dict]:
     path = Path(run_dir)
     cfg_path = path / CONFIG_FILE if path.is_dir() else path
     if not cfg_path.exists():
+        check_no_link_loop(cfg_path, "run folder")
         raise UserError(f"{path} is not a run folder (no {CONFIG_FILE}); give the folder a command wrote")
     doc = read_json(cfg_path, what="run configuration", expect=None)
     from longrope.formats.hf_config import is_model_config
@@ -249,7 +252,8 @@ def _lock_problem(folder: Path, flag: str, exc: OSError) -> UserError:
         kind = "a link" if os.path.islink(lock) else "a folder" if lock.is_dir() else "a special file"
         return UserError(f"{flag} {folder}: its lock file {lock} is {kind}, not the plain file longrope makes; "
                          "remove it and run again")
-    return UserError(f"{flag} {folder} cannot be written ({exc.strerror or exc}); choose a writable folder")
+    return UserError(f"{flag} {folder} cannot be written ({exc.strerror or exc}); "
+                     f"{os_error_fix(exc, 'choose a writable folder')}")
 
 
 class RunFolder:
@@ -354,8 +358,8 @@ class RunFolder:
         except OSError as exc:
             if lock is not None:
                 lock.release()
-            raise UserError(f"{flag} {final} cannot be written ({exc.strerror or exc}); choose a writable folder") \
-                from None
+            raise UserError(f"{flag} {final} cannot be written ({exc.strerror or exc}); "
+                            f"{os_error_fix(exc, 'choose a writable folder')}") from None
         return cls(final, work, command, staged, created, lock)
 
     @staticmethod

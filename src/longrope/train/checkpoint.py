@@ -136,11 +136,13 @@ def save_checkpoint(accelerator: Any, out: Path, state: TrainState, *, keep: int
     try:
         with _quiet_shared_tensor_notice():
             accelerator.save_state(str(partial))
-    except RuntimeError as exc:  # torch's writer on a full disk or past ulimit -f: a traceback without an errno
-        failed = as_write_error(exc, partial)
-        if failed is None:
+    except BaseException as exc:
+        # half a checkpoint, never resumed from, holding the space: gone whatever stopped the save (a full disk, a
+        # Ctrl-C or SIGTERM: it stayed behind, a hidden copy of the weights, until a later save of the run; battery 18)
+        shutil.rmtree(partial, ignore_errors=True)
+        failed = as_write_error(exc, partial) if isinstance(exc, RuntimeError) else None  # torch's writer on a full
+        if failed is None:  # disk or past ulimit -f: a traceback without an errno
             raise
-        shutil.rmtree(partial, ignore_errors=True)  # half a checkpoint, never resumed from, holding the space
         raise failed from None
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from longrope.errors import ConfigError, UserError
-from longrope.io import read_json
+from longrope.io import check_no_link_loop, read_json
 from longrope.runs.pipeline.stages import STAGES, StageContext, main_output, rope_facts
 
 PLAN_FORMAT = "longrope-pipeline/1"
@@ -40,6 +40,7 @@ def load_plan(path: str | Path, model: str | None = None) -> dict:
     """Read and check a plan; ``model`` replaces its model. Errors name the stage and the fix."""
     path = Path(path)
     if not path.exists():
+        check_no_link_loop(path, "--plan")
         raise ConfigError("plan", f"{{name}} {path} does not exist")
     try:
         plan = read_json(path, what="plan (JSON)", expect=None)
