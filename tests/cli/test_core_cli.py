@@ -400,6 +400,9 @@ def test_sigterm_and_sighup_run_the_clean_up_and_say_so_in_one_line(tmp_path, si
 
     code = ("import os, signal, sys, time\n"
             "import longrope.cli as cli\n"
+            # as a terminal's shell starts it: a test run under nohup would hand the process SIGHUP ignored, and an
+            # ignored disposition is kept (the next test)
+            f"signal.signal(signal.{signame}, signal.SIG_DFL)\n"
             "def command(argv, parser):\n"
             "    try:\n"
             f"        os.kill(os.getpid(), signal.{signame})\n"
@@ -415,6 +418,29 @@ def test_sigterm_and_sighup_run_the_clean_up_and_say_so_in_one_line(tmp_path, si
     assert proc.returncode == 128 + getattr(signal, signame), proc.stderr
     assert proc.stderr == f"longrope: terminated ({signame})\n"
     assert (tmp_path / "cleaned-up").exists()
+
+
+def test_a_hangup_ignored_by_whoever_started_the_command_stays_ignored(tmp_path):
+    """nohup (or a shell's trap '' HUP) starts a command with SIGHUP ignored so that it outlives its terminal; the
+    signal handling above must not undo that."""
+    import os
+
+    code = ("import os, signal, sys, time\n"
+            "import longrope.cli as cli\n"
+            "signal.signal(signal.SIGHUP, signal.SIG_IGN)\n"
+            "def command(argv, parser):\n"
+            "    os.kill(os.getpid(), signal.SIGHUP)\n"
+            "    time.sleep(0.2)\n"
+            "    open('finished', 'w').close()\n"
+            "    return 0\n"
+            "cli._main = command\n"
+            "sys.argv = ['longrope', 'search']\n"
+            "raise SystemExit(cli.main())\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60,
+                          cwd=tmp_path)
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    assert (tmp_path / "finished").exists()
 
 
 def test_an_interrupted_resumable_run_says_that_resume_continues_it(capsys):
