@@ -8,6 +8,7 @@ from pathlib import Path
 
 from bench import bench_smollm2
 from longrope.cli import main as cli
+from tests.bench.bench_helpers import factor_folders, run_plan
 
 EXPERIMENT = Path(__file__).resolve().parents[2] / "experiments" / "smollm2_2x"
 
@@ -31,19 +32,13 @@ def test_records_the_search_the_perplexities_and_the_passkey(tmp_path):
         m["factors"] = {r: (str(search / "factors.json") if "smollm2-2x-search2" in f
                             else str(needle_search / "factors.json") if "smollm2-2x-needle-search" in f else f)
                         for r, f in m["factors"].items()}
-    plan_file = tmp_path / "plan.json"
-    plan_file.write_text(json.dumps(plan))
-    assert cli(["pipeline", "--plan", str(plan_file), "--model", "tiny", "-o", str(tmp_path / "eval"), "--quiet"]) == 0
-    needle_factors = tmp_path / "needle-factors"  # the needle run reads factor folders named after the methods
-    assert cli(["baseline", "--model", "tiny", "--method", "yarn", "--target-length", "512",
-                "-o", str(needle_factors / "yarn" / "factors.json")]) == 0
-    (needle_factors / "searched").mkdir()
-    (needle_factors / "searched" / "factors.json").write_bytes((search / "factors.json").read_bytes())
+    run_plan(plan, tmp_path / "eval")
+    needle_factors = tmp_path / "needle-factors"
+    factor_folders(needle_factors, {"searched": search / "factors.json"}, yarn_target=512)
     assert cli(["eval", "passkey", "--model", "tiny", "--lengths", "512", "--skip-none", "--mode", "needle",
                 "--depths", "0.25,0.75", "--trials", "1", "--seed", "1", "--quiet", "-o", str(tmp_path / "needle"),
                 "--factors", str(needle_factors / "searched"), str(needle_factors / "yarn")]) == 0
-    (needle_factors / "searched-needle").mkdir()  # scored in a run of its own, on the same keys
-    (needle_factors / "searched-needle" / "factors.json").write_bytes((needle_search / "factors.json").read_bytes())
+    factor_folders(needle_factors, {"searched-needle": needle_search / "factors.json"})  # a run of its own, same keys
     assert cli(["eval", "passkey", "--model", "tiny", "--lengths", "512", "--skip-none", "--mode", "needle",
                 "--depths", "0.25,0.75", "--trials", "1", "--seed", "1", "--quiet", "-o", str(tmp_path / "needle2"),
                 "--factors", str(needle_factors / "searched-needle")]) == 0

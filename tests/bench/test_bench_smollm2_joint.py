@@ -9,6 +9,7 @@ from pathlib import Path
 
 from bench import bench_smollm2_joint
 from longrope.cli import main as cli
+from tests.bench.bench_helpers import factor_folders, run_plan
 
 EXPERIMENT = Path(__file__).resolve().parents[2] / "experiments" / "smollm2_2x"
 
@@ -43,17 +44,11 @@ def test_judges_a_constrained_search_by_the_default_searchs_goals(tmp_path):
     stage = plan["stages"][0]
     stage.update(data=str(shards), samples={"2x": 2})
     stage["methods"]["searched-constrained"]["factors"] = {"2x": str(search / "factors.json")}
-    plan_file = tmp_path / "plan.json"
-    plan_file.write_text(json.dumps(plan))
-    assert cli(["pipeline", "--plan", str(plan_file), "--model", "tiny", "-o", str(tmp_path / "eval"), "--quiet"]) == 0
-    keys = tmp_path / "keys"
-    assert cli(["baseline", "--model", "tiny", "--method", "yarn", "--target-length", "512",
-                "-o", str(keys / "yarn" / "factors.json")]) == 0
-    (keys / "searched-constrained").mkdir()
-    (keys / "searched-constrained" / "factors.json").write_bytes((search / "factors.json").read_bytes())
+    run_plan(plan, tmp_path / "eval")
+    keys = factor_folders(tmp_path / "keys", {"searched-constrained": search / "factors.json"}, yarn_target=512)
     assert cli(["eval", "passkey", "--model", "tiny", "--lengths", "512", "--skip-none", "--mode", "both",
                 "--depths", "0.25,0.75", "--trials", "1", "--seed", "1", "--quiet", "-o", str(tmp_path / "pk"),
-                "--factors", str(keys / "yarn"), str(keys / "searched-constrained")]) == 0
+                "--factors", str(keys["yarn"]), str(keys["searched-constrained"])]) == 0
     summary = json.loads((tmp_path / "eval" / "summary.json").read_text())
     ppl, tokens = summary["heldout_ppl"]["2x"], summary["heldout_tokens"]["2x"]
     earlier = tmp_path / "earlier.json"

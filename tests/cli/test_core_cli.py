@@ -389,32 +389,39 @@ def test_a_current_folder_removed_under_the_shell_is_one_line(monkeypatch, capsy
                    "existing folder and run the command again"]
 
 
+def _run_command(cwd, setup: str, body: str) -> subprocess.CompletedProcess:
+    """``longrope search`` in a new Python process whose command is ``body`` (the lines of a function of ``argv,
+    parser``), after ``setup`` (one line run first): what a signal does to a real process, outside pytest's."""
+    import os
+
+    code = ("import os, signal, sys, time\n"
+            "import longrope.cli as cli\n"
+            f"{setup}\n"
+            "def command(argv, parser):\n"
+            f"{body}"
+            "cli._main = command\n"
+            "sys.argv = ['longrope', 'search']\n"
+            "raise SystemExit(cli.main())\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60, cwd=cwd)
+
+
 @pytest.mark.parametrize("signame", ["SIGTERM", "SIGHUP"])
 def test_sigterm_and_sighup_run_the_clean_up_and_say_so_in_one_line(tmp_path, signame):
     """SIGTERM (kill, a scheduler's time limit) or SIGHUP (the terminal closed) ended a command where it stood,
     silently, status 143/129, skipping every clean-up a Ctrl-C runs: an evaluation's hidden partial folder stayed,
     a pipeline's stage stayed 'running' (battery 18). Now it is answered as a Ctrl-C is: the clean-up runs, one line
     names the signal, and the status is the shell's for that signal (128 + its number)."""
-    import os
     import signal
 
-    code = ("import os, signal, sys, time\n"
-            "import longrope.cli as cli\n"
-            # as a terminal's shell starts it: a test run under nohup would hand the process SIGHUP ignored, and an
-            # ignored disposition is kept (the next test)
-            f"signal.signal(signal.{signame}, signal.SIG_DFL)\n"
-            "def command(argv, parser):\n"
-            "    try:\n"
-            f"        os.kill(os.getpid(), signal.{signame})\n"
-            "        time.sleep(30)\n"
-            "    finally:\n"
-            "        open('cleaned-up', 'w').close()\n"
-            "cli._main = command\n"
-            "sys.argv = ['longrope', 'search']\n"
-            "raise SystemExit(cli.main())\n")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60,
-                          cwd=tmp_path)
+    # as a terminal's shell starts it: a test run under nohup would hand the process SIGHUP ignored, and an ignored
+    # disposition is kept (the next test)
+    proc = _run_command(tmp_path, f"signal.signal(signal.{signame}, signal.SIG_DFL)",
+                        "    try:\n"
+                        f"        os.kill(os.getpid(), signal.{signame})\n"
+                        "        time.sleep(30)\n"
+                        "    finally:\n"
+                        "        open('cleaned-up', 'w').close()\n")
     assert proc.returncode == 128 + getattr(signal, signame), proc.stderr
     assert proc.stderr == f"longrope: terminated ({signame})\n"
     assert (tmp_path / "cleaned-up").exists()
@@ -423,22 +430,12 @@ def test_sigterm_and_sighup_run_the_clean_up_and_say_so_in_one_line(tmp_path, si
 def test_a_hangup_ignored_by_whoever_started_the_command_stays_ignored(tmp_path):
     """nohup (or a shell's trap '' HUP) starts a command with SIGHUP ignored so that it outlives its terminal; the
     signal handling above must not undo that."""
-    import os
 
-    code = ("import os, signal, sys, time\n"
-            "import longrope.cli as cli\n"
-            "signal.signal(signal.SIGHUP, signal.SIG_IGN)\n"
-            "def command(argv, parser):\n"
-            "    os.kill(os.getpid(), signal.SIGHUP)\n"
-            "    time.sleep(0.2)\n"
-            "    open('finished', 'w').close()\n"
-            "    return 0\n"
-            "cli._main = command\n"
-            "sys.argv = ['longrope', 'search']\n"
-            "raise SystemExit(cli.main())\n")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60,
-                          cwd=tmp_path)
+    proc = _run_command(tmp_path, "signal.signal(signal.SIGHUP, signal.SIG_IGN)",
+                        "    os.kill(os.getpid(), signal.SIGHUP)\n"
+                        "    time.sleep(0.2)\n"
+                        "    open('finished', 'w').close()\n"
+                        "    return 0\n")
     assert proc.returncode == 0 and proc.stderr == "", proc.stderr
     assert (tmp_path / "finished").exists()
 
