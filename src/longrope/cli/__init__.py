@@ -473,6 +473,30 @@ class _Stream:
         return getattr(self._stream, name)
 
 
+def _told_os_error(name: str, exc: OSError) -> int:
+    """The one line for an OSError that reached the command line (a file the user named: unreadable, read-only, a
+    full disk, ...), and the exit status."""
+    if isinstance(exc, BrokenPipeError) and _stdout_gone():  # `| head` stopped reading: no mistake of theirs
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit's flush must not fail again
+        return 141  # as a process SIGPIPE ends (Python ignores the signal), not 2 "error: Broken pipe"
+    if isinstance(exc, _StdoutRefused):
+        _tell(f"{name}: error: cannot print to stdout ({exc.strerror}): the printed result is lost (files and run "
+              "folders are written before anything is printed); redirect stdout where it can be written")
+        return 2
+    where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+    if (refused := _write_refused(name, exc, where)) is not None:
+        return refused
+    if exc.errno in (errno.EMFILE, errno.ENFILE):  # the limit, not the file named, is what to change
+        _tell(f"{name}: error: too many open files{where}: the limit of open files is too low (ulimit -n); "
+              "raise it (ulimit -n 4096) and run again (--resume continues a resumable run)")
+        return 2
+    from longrope.io import os_error_fix
+
+    fix = f"; {os_error_fix(exc)}" if os_error_fix(exc) else ""
+    _tell(f"{name}: error: {exc.strerror or exc}{where}{fix}")
+    return 2
+
+
 def _main(argv: list[str] | None, parser: argparse.ArgumentParser | None) -> int:
     from longrope.runs import MOVED
 
@@ -529,25 +553,7 @@ def _main(argv: list[str] | None, parser: argparse.ArgumentParser | None) -> int
         _tell(f"{name}: error: {exc}", every_process=exc.every_process)
         return 2
     except OSError as exc:  # a file the user named: unreadable, read-only, disk full ...
-        if isinstance(exc, BrokenPipeError) and _stdout_gone():  # `| head` stopped reading: no mistake of theirs
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit's flush must not fail again
-            return 141  # as a process SIGPIPE ends (Python ignores the signal), not 2 "error: Broken pipe"
-        if isinstance(exc, _StdoutRefused):
-            _tell(f"{name}: error: cannot print to stdout ({exc.strerror}): the printed result is lost (files and run "
-                  "folders are written before anything is printed); redirect stdout where it can be written")
-            return 2
-        where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
-        if (refused := _write_refused(name, exc, where)) is not None:
-            return refused
-        if exc.errno in (errno.EMFILE, errno.ENFILE):  # the limit, not the file named, is what to change
-            _tell(f"{name}: error: too many open files{where}: the limit of open files is too low (ulimit -n); "
-                  "raise it (ulimit -n 4096) and run again (--resume continues a resumable run)")
-            return 2
-        from longrope.io import os_error_fix
-
-        fix = f"; {os_error_fix(exc)}" if os_error_fix(exc) else ""
-        _tell(f"{name}: error: {exc.strerror or exc}{where}{fix}")
-        return 2
+        return _told_os_error(name, exc)
     except KeyboardInterrupt as exc:
         return _interrupted(name, exc, args)
     except (MemoryError, RuntimeError, ImportError) as exc:  # an allocation failure outside the evaluations' guard

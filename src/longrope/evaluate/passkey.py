@@ -578,8 +578,6 @@ def passkey_accuracy(
     length) trial ``k`` of depth ``j`` hides its needle in haystack ``(j·trials + k) mod
     len(haystacks)`` instead of the synthetic filler.
     """
-    check_loaded_model(model, "passkey_accuracy")
-    check_loaded_tokenizer(tokenizer, "passkey_accuracy")
     check_sequence(lengths, "lengths", "[4096]")
     if mode not in MODES:
         raise UserError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
@@ -589,6 +587,8 @@ def passkey_accuracy(
     check_seed(seed)
     lengths = [check_length(n) for n in lengths]
     depths = check_passkey_depths(depths)
+    check_loaded_model(model, "passkey_accuracy")  # after the values: a bad depth is said before anything else
+    check_loaded_tokenizer(tokenizer, "passkey_accuracy")
     from longrope.models.generation import check_token_ids
 
     if bos_id is not None:

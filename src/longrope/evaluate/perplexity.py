@@ -120,6 +120,28 @@ def _batches(windows: list[Window], batch_size: int) -> list[list[Window]]:
     return out
 
 
+def _check_arguments(model: Any, docs: Any, length: Any, *, stride: Any, max_tokens: Any, chunk_size: Any,
+                     batch_size: Any) -> int:
+    """:func:`evaluate_perplexity`'s arguments checked before any work (a :class:`UserError` naming the bad one);
+    the window length as an int."""
+    check_loaded_model(model, "evaluate_perplexity")
+    check_sequence(docs, "docs", "[token_ids]")
+    length = check_length(length)
+    if not is_integer(batch_size) or batch_size < 1:
+        raise UserError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if max_tokens is not None and stride is None:
+        raise UserError("max_tokens only applies to sliding-window mode (give a stride)")
+    if max_tokens is not None and (not is_integer(max_tokens) or max_tokens < 1):
+        raise UserError(f"max_tokens must be an integer >= 1 (leave it out for no cap), got {max_tokens!r}")
+    if max_tokens_below(max_tokens, length):
+        raise UserError(f"max_tokens {max_tokens} is below one window of {length} tokens; give at least {length} "
+                        "or leave it out")
+    if len(docs) == 0:
+        raise UserError("no documents to evaluate; sample at least one document")
+    lm.check_chunk_size(chunk_size)
+    return length
+
+
 def evaluate_perplexity(
     model: torch.nn.Module,
     docs: Sequence[Any],
@@ -152,22 +174,8 @@ def evaluate_perplexity(
 
     Deterministic for a given model and inputs; runs under ``torch.inference_mode()``.
     """
-    check_loaded_model(model, "evaluate_perplexity")
-    check_sequence(docs, "docs", "[token_ids]")
-    length = check_length(length)
-    if not is_integer(batch_size) or batch_size < 1:
-        raise UserError(f"batch_size must be a positive integer, got {batch_size!r}")
-    if max_tokens is not None and stride is None:
-        raise UserError("max_tokens only applies to sliding-window mode (give a stride)")
-    if max_tokens is not None and (not is_integer(max_tokens) or max_tokens < 1):
-        raise UserError(f"max_tokens must be an integer >= 1 (leave it out for no cap), got {max_tokens!r}")
-    if max_tokens_below(max_tokens, length):
-        raise UserError(f"max_tokens {max_tokens} is below one window of {length} tokens; give at least {length} "
-                        "or leave it out")
-    if len(docs) == 0:
-        raise UserError("no documents to evaluate; sample at least one document")
-    lm.check_chunk_size(chunk_size)
-
+    length = _check_arguments(model, docs, length, stride=stride, max_tokens=max_tokens, chunk_size=chunk_size,
+                              batch_size=batch_size)
     ids: list[str] = []
     windows: list[Window] = []
     for i, doc in enumerate(docs):
