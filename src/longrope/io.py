@@ -343,6 +343,11 @@ def os_error_fix(exc: BaseException, default: str | None = None) -> str | None:
     return _OS_ERROR_FIXES.get(getattr(exc, "errno", None), default)
 
 
+def os_error_words(exc: BaseException) -> str:
+    """An OS error as a user reads it: its own words, then the fix where they give none (:func:`os_error_fix`)."""
+    return "; ".join(filter(None, (getattr(exc, "strerror", None) or str(exc), os_error_fix(exc))))
+
+
 def check_no_link_loop(path: str | os.PathLike, what: str) -> None:
     """Refuse ``path`` when it leads through a symbolic link that loops: ``exists()`` is False for it, so an input
     given that way was said to be missing ('no such shard folder', 'no such file or folder') or, as a model, asked
@@ -583,7 +588,7 @@ def read_json(path: str | os.PathLike, *, what: str = "JSON file", expect: type 
     except FileNotFoundError:
         raise UserError(f"{path} does not exist (a {what} was expected there){tail}") from None
     except OSError as exc:
-        raise bad("; ".join(filter(None, (exc.strerror or str(exc), os_error_fix(exc))))) from None
+        raise bad(os_error_words(exc)) from None
     if len(data) > max_bytes:
         raise bad(f"larger than {max_bytes >> 20} MiB")
     try:

@@ -32,7 +32,7 @@ def run(args: GenerateConfig) -> int:
 
     from longrope.errors import UserError
     from longrope.groups import run_device
-    from longrope.io import decode_text, os_error_fix, read_regular
+    from longrope.io import decode_text, os_error_words, read_regular
     from longrope.models import install_factors, load_model, read_rope_info, resolve_dtype
     from longrope.models.factor_files import load_factors_for
     from longrope.models.families import require_supported
@@ -50,8 +50,7 @@ def run(args: GenerateConfig) -> int:
         try:
             data = read_regular(args.prompt_file)  # a pipe or /dev/zero: refused, not read
         except OSError as e:
-            fix = f"; {os_error_fix(e)}" if os_error_fix(e) else ""
-            raise UserError(f"cannot read --prompt-file {args.prompt_file}: {e.strerror or e}{fix}") from None
+            raise UserError(f"cannot read --prompt-file {args.prompt_file}: {os_error_words(e)}") from None
         try:  # a byte-order mark is no prompt text (it was 3 tokens before the prompt, battery 11a)
             text = decode_text(data, args.prompt_file)
         except ValueError as e:

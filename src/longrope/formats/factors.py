@@ -53,7 +53,7 @@ from longrope.formats.hf_config import longrope_fields
 from longrope.io import (
     decode_text,
     json_object,
-    os_error_fix,
+    os_error_words,
     path_argument,
     read_regular,
     write_json,
@@ -322,8 +322,7 @@ def _read_text(path: Path, what: str) -> str:
     try:
         data = read_regular(path, limit=MAX_FACTOR_FILE_BYTES)  # a pipe or device: refused, never waited on
     except (OSError, ValueError) as e:  # ValueError: a NUL byte in the path
-        fix = f"; {os_error_fix(e)}" if os_error_fix(e) else ""
-        raise UserError(f"cannot read {what} {path}: {getattr(e, 'strerror', None) or e}{fix}") from None
+        raise UserError(f"cannot read {what} {path}: {os_error_words(e)}") from None
     utf16 = data[:2] in (b"\xff\xfe", b"\xfe\xff")  # text all the same: said below to be saved as UTF-8
     kind = ("a GGUF model file" if data[:4] == b"GGUF" else "binary data" if b"\0" in data[:4096] and not utf16
             else f"more than {MAX_FACTOR_FILE_BYTES:,} bytes" if len(data) > MAX_FACTOR_FILE_BYTES else None)

@@ -54,7 +54,7 @@ from longrope.io import (
     check_utf8_path,
     check_writable_path,
     make_folder,
-    os_error_fix,
+    os_error_words,
     path_argument,
     sibling_prefix,
 )
@@ -168,8 +168,7 @@ def open_gguf(path: str | os.PathLike) -> Any:
         size = path.stat().st_size
         end = max((int(t.data_offset) + int(t.n_bytes) for t in reader.tensors), default=0)
     except OSError as exc:
-        fix = f"; {os_error_fix(exc)}" if os_error_fix(exc) else ""
-        raise UserError(f"cannot read {path}: {exc.strerror or exc}{fix}") from None
+        raise UserError(f"cannot read {path}: {os_error_words(exc)}") from None
     except Exception as exc:  # noqa: BLE001 - any parse failure of a file means the same thing here
         detail = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
         raise UserError(f"{path} is not a readable GGUF file (truncated or damaged: {detail}); give the complete "
