@@ -4,6 +4,11 @@ Library code raises :class:`UserError` with a one-line message that names what i
 to fix it; the CLI prints that line (no traceback) and exits with status 2. Anything else is a
 bug and keeps its traceback.
 
+:class:`UserError` is a :class:`ValueError`: a library caller who catches ``ValueError`` around a call (Python's
+word for a bad argument value) catches every refusal of this package too. Code here that turns a library's own
+``ValueError`` into a message of its own lets a :class:`UserError` raised under it pass unchanged (it already
+names the problem and its fix).
+
 :class:`ConfigError` is the typed form for a bad value of a configuration field: the library
 names the *field* (``samples``), and whoever shows the message names it the way the user gave it
 — the CLI as its flag (``--samples``), the Python API as the field.
@@ -12,7 +17,7 @@ names the *field* (``samples``), and whoever shows the message names it the way 
 from __future__ import annotations
 
 
-class UserError(Exception):
+class UserError(ValueError):
     """A bad input, file or flag. The message is shown to the user as one line."""
 
     #: under ``accelerate launch`` every process runs the same checks, so the CLI tells a refusal once per

@@ -421,6 +421,8 @@ class SearchLoop:
             )
         try:  # a hand-edited or damaged state: one line, not a KeyError deep in a strategy
             self._load_state(d)
+        except UserError:  # already one line naming the problem
+            raise
         except (KeyError, TypeError, ValueError, IndexError, AttributeError, OverflowError) as exc:
             raise UserError(f"{self.checkpoint} is malformed ({type(exc).__name__}: {str(exc)[:100]}); delete the "
                             "folder to start over, or choose a new one") from None
