@@ -19,3 +19,18 @@ def test_a_refusal_is_a_value_error_and_keeps_its_own_words_under_wrapping_code(
     with pytest.raises(ConfigError) as err:  # plan_search maps SearchSpace's ValueErrors to the bound flags
         plan_search(rope, target_length=512, start_tokens=(0, 4, 600))
     assert err.value.fields == ("start_tokens",)
+
+
+def test_a_refusal_is_one_line_whatever_it_quotes():
+    """A path or value holding a line break, or a library's multi-line words, printed a refusal over several lines
+    (battery 19: 'sh\\nards: no such shard folder', torch's 8-line TypeError for device=None)."""
+    from longrope.data import TokenCorpus
+    from longrope.models import resolve_device
+
+    for call in (lambda: TokenCorpus.open("sh\nards\u2028x"), lambda: resolve_device(None),
+                 lambda: resolve_device("cpu\rx")):
+        with pytest.raises(UserError) as err:
+            call()
+        assert len(str(err.value).splitlines()) == 1, str(err.value)
+    assert "sh\\nards" in str(UserError("sh\nards: no such shard folder"))
+    assert ConfigError("x", "{name} = 'a\nb'").render(lambda f: "--x") == "--x = 'a\\nb'"

@@ -17,8 +17,23 @@ names the *field* (``samples``), and whoever shows the message names it the way 
 from __future__ import annotations
 
 
+#: every character :meth:`str.splitlines` breaks a line at, as the escape that shows it in one line
+_LINE_BREAKS = str.maketrans({c: repr(c)[1:-1] for c in "\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029"})
+
+
+def one_line(text: str) -> str:
+    """``text`` with its line breaks written as escapes (``\\n``): a path or value holding a newline, or a library's
+    multi-line words quoted in a message, printed a refusal over several lines (battery 19)."""
+    return text.translate(_LINE_BREAKS)
+
+
 class UserError(ValueError):
-    """A bad input, file or flag. The message is shown to the user as one line."""
+    """A bad input, file or flag. The message is shown to the user as one line (line breaks in it escaped)."""
+
+    def __init__(self, *args: object) -> None:
+        if args and isinstance(args[0], str):
+            args = (one_line(args[0]), *args[1:])
+        super().__init__(*args)
 
     #: under ``accelerate launch`` every process runs the same checks, so the CLI tells a refusal once per
     #: machine; an error that is one process's own (:class:`PeerLost`) is told by each process that meets it
@@ -51,4 +66,4 @@ class ConfigError(UserError):
         text = self.template
         for i, f in reversed(list(enumerate(self.fields))):
             text = text.replace(f"{{name{i}}}", str(spell(f)))
-        return text.replace("{name}", str(spell(self.fields[0])))
+        return one_line(text.replace("{name}", str(spell(self.fields[0]))))
