@@ -34,3 +34,24 @@ def test_a_refusal_is_one_line_whatever_it_quotes():
         assert len(str(err.value).splitlines()) == 1, str(err.value)
     assert "sh\\nards" in str(UserError("sh\nards: no such shard folder"))
     assert ConfigError("x", "{name} = 'a\nb'").render(lambda f: "--x") == "--x = 'a\\nb'"
+
+
+def test_numbers_past_every_bound_are_refused_in_a_short_line():
+    """10**400 as rope_theta was an OverflowError, as rotary_dim numpy's 'Maximum allowed size exceeded', as an
+    evaluation length or a sample's min_tokens echoed whole; a 5,000-digit integer made the message itself fail
+    (str() refuses it); FactorSet.from_dict(rotary_dim='x') was taken (battery 19)."""
+    from longrope.errors import shown
+    from longrope.evaluate.windows import check_length
+    from longrope.rope import FactorSet
+
+    assert shown(10**5000) == "an integer of 5,001 digits" and shown("x" * 1000).endswith("...")
+    base = {"rope_theta": 1e4, "rotary_dim": 64, "original_length": 256, "target_length": 512}
+    calls = [lambda: make_baseline("pi", **{**base, "rope_theta": 10**400}),
+             lambda: make_baseline("ntk", **{**base, "rotary_dim": 10**400}),
+             lambda: check_length(10**400), lambda: check_length(10**5000)]
+    good = make_baseline("pi", **base).to_dict()
+    calls += [lambda v=v: FactorSet.from_dict(good, rotary_dim=v) for v in ("x", True, 10**400)]
+    for call in calls:
+        with pytest.raises(UserError) as err:
+            call()
+        assert len(str(err.value)) < 160, str(err.value)

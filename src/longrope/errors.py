@@ -27,6 +27,18 @@ def one_line(text: str) -> str:
     return text.translate(_LINE_BREAKS)
 
 
+def shown(value: object) -> str:
+    """``value`` as a refusal quotes it: its ``repr`` cut to 60 characters, an integer of 15 digits or more by its
+    number of digits (counted without ``str``, which refuses integers past 4,300 digits). The one way a message
+    shows a value it was given: a 5,000-digit length or a megabyte of text was echoed whole (battery 19)."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**15:
+        n = abs(value)
+        digits = len(str(n)) if n.bit_length() < 10_000 else int(n.bit_length() * 0.30102999566398120) + 1
+        return f"an integer of {digits:,} digits" if digits < 10_000 else f"an integer of about {digits:,} digits"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 class UserError(ValueError):
     """A bad input, file or flag. The message is shown to the user as one line (line breaks in it escaped)."""
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from longrope.errors import UserError
+from longrope.errors import UserError, shown
 from longrope.settings import HELDOUT_FRACTION
 
 __all__ = ["Window", "document_windows", "check_length", "check_stride", "resolve_bos", "select_windows",
@@ -115,11 +115,16 @@ class Window:
 
 
 def check_length(length: object, *, name: str = "length") -> int:
-    """A context length must be an integer ≥ 2 (a window needs one prediction at least)."""
+    """A context length must be an integer ≥ 2 (a window needs one prediction at least) and at most
+    :data:`~longrope.options.MAX_TOKENS`, as every length flag (10**400 was echoed in full by the next check)."""
+    from longrope.options import MAX_TOKENS
+
     if isinstance(length, bool) or not isinstance(length, (int, np.integer)):
-        raise UserError(f"{name} must be a positive integer number of tokens, got {length!r}")
+        raise UserError(f"{name} must be a positive integer number of tokens, got {shown(length)}")
     if int(length) < 2:
-        raise UserError(f"{name} must be at least 2 tokens, got {int(length)}")
+        raise UserError(f"{name} must be at least 2 tokens, got {shown(int(length))}")
+    if int(length) > MAX_TOKENS:
+        raise UserError(f"{name} must be at most {MAX_TOKENS:,} tokens, got {shown(int(length))}")
     return int(length)
 
 

@@ -60,6 +60,12 @@ def require_factor_set(obj: Any) -> None:
         raise UserError(f"expected a FactorSet (long_factor, short_factor, ...), got {type(obj).__name__}{hint}")
 
 
+def _model_rotary_dim(rotary_dim: Any) -> int | None:
+    """The model's rotary dim a loader is given, checked (None: not known): 'x' or True was taken and the list
+    lengths went unchecked (battery 19)."""
+    return None if rotary_dim is None else check_rotary_dim(rotary_dim)
+
+
 @dataclasses.dataclass(frozen=True, eq=False, kw_only=True)
 class FactorSet:
     """Per-pair RoPE rescale factors plus what is needed to apply them (docs/method.md §2).
@@ -304,7 +310,7 @@ class FactorSet:
         the list that was cut when the two lists differ."""
         from longrope.formats import factors as files
 
-        return files.from_json(cls, d, rotary_dim=rotary_dim)
+        return files.from_json(cls, d, rotary_dim=_model_rotary_dim(rotary_dim))
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write ``factors.json`` atomically (a killed process never leaves half a file)."""
@@ -326,7 +332,7 @@ class FactorSet:
         :func:`longrope.models.export.longrope_config_entries`.)"""
         from longrope.formats import hf_config
 
-        return cls(**hf_config.longrope_fields(config, source=source, rotary_dim=rotary_dim))
+        return cls(**hf_config.longrope_fields(config, source=source, rotary_dim=_model_rotary_dim(rotary_dim)))
 
     @classmethod
     def from_csv(
@@ -349,7 +355,7 @@ class FactorSet:
 
         return cls(**files.csv_fields(path, rope_theta=rope_theta, original_length=original_length,
                                        target_length=target_length, method=method, start_tokens=start_tokens,
-                                       rotary_dim=rotary_dim))
+                                       rotary_dim=_model_rotary_dim(rotary_dim)))
 
     @classmethod
     def load(
@@ -374,4 +380,4 @@ class FactorSet:
         from longrope.formats import factors as files
 
         return files.load(cls, path, rope_theta=rope_theta, original_length=original_length,
-                           target_length=target_length, rotary_dim=rotary_dim)
+                           target_length=target_length, rotary_dim=_model_rotary_dim(rotary_dim))
