@@ -16,7 +16,6 @@ names the *field* (``samples``), and whoever shows the message names it the way 
 
 from __future__ import annotations
 
-
 #: every character :meth:`str.splitlines` breaks a line at, as the escape that shows it in one line
 _LINE_BREAKS = str.maketrans({c: repr(c)[1:-1] for c in "\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029"})
 
