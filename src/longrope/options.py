@@ -139,10 +139,12 @@ def check_loaded_tokenizer(tokenizer: Any, who: str) -> None:
 
 
 def check_sequence(value: Any, name: str, example: str) -> None:
-    """A library caller's list argument is a list (or tuple, array): one value alone was "'int' object is not
-    iterable", None "object of type 'NoneType' has no len()" (battery 18)."""
+    """A library caller's list argument is a non-empty list (or tuple, array): one value alone was "'int' object is
+    not iterable", None "object of type 'NoneType' has no len()" (battery 18)."""
     if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or not hasattr(value, "__iter__"):
         raise UserError(f"{name} must be a list, got {shown(value)} (write {example} for one)")
+    if len(value) == 0:  # passkey_accuracy(lengths=[]) measured nothing and returned an empty result (battery 19)
+        raise UserError(f"{name} is empty: there is nothing to measure; give at least one (e.g. {example})")
 
 
 def check_int(cfg: Any, name: str, lo: int = 1, hi: int = MAX_COUNT, *, optional: bool = False) -> None:

@@ -118,6 +118,7 @@ def sample_documents(
         if (problem := int_problem(v, 1, hi)) is not None:  # 10**400 tokens was echoed whole in the refusal
             raise UserError(f"{name} {problem}")
     check_seed(seed)
+    heldout_fraction = check_heldout_fraction(heldout_fraction)  # checked when every document's role is pinned too
     if len(corpus) == 0:
         raise UserError(f"{corpus.path} holds no documents")
     roles = document_roles(corpus, heldout_fraction)

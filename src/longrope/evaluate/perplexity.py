@@ -136,8 +136,6 @@ def _check_arguments(model: Any, docs: Any, length: Any, *, stride: Any, max_tok
     if max_tokens_below(max_tokens, length):
         raise UserError(f"max_tokens {max_tokens} is below one window of {length} tokens; give at least {length} "
                         "or leave it out")
-    if len(docs) == 0:
-        raise UserError("no documents to evaluate; sample at least one document")
     lm.check_chunk_size(chunk_size)
     return length
 

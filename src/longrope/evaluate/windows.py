@@ -128,6 +128,18 @@ def check_length(length: object, *, name: str = "length") -> int:
     return int(length)
 
 
+def check_bos_id(bos_id: object) -> int | None:
+    """The BOS id prepended to a window or prompt: None (no BOS) or an integer token id. The one check of its type
+    in every function that takes one ('x' was int()'s ValueError, 1.5 and True were taken as ids 1, battery 19);
+    whether the model has that id (not -1, not past its embeddings) is
+    :func:`longrope.models.generation.check_token_ids`'."""
+    if bos_id is None:
+        return None
+    if isinstance(bos_id, bool) or not isinstance(bos_id, (int, np.integer)):
+        raise UserError(f"bos_id must be an integer token id or None for no BOS, got {shown(bos_id)}")
+    return int(bos_id)
+
+
 def check_stride(stride: object, length: int) -> int:
     """A stride must be a positive integer no larger than the window (else tokens go unscored)."""
     if isinstance(stride, bool) or not isinstance(stride, (int, np.integer)) or int(stride) < 1:
@@ -162,6 +174,7 @@ def document_windows(
     ``max_tokens`` (sliding mode only) cuts the BOS-prefixed sequence before windowing.
     """
     length = check_length(length)
+    bos_id = check_bos_id(bos_id)
     tokens = np.asarray(tokens)
     need = length - 1 if bos_id is not None else length
     if len(tokens) < need:
