@@ -27,7 +27,7 @@ from typing import Any
 
 from longrope.errors import ConfigError, UserError, shown
 
-__all__ = ["option", "nested", "check_choices", "check_int", "int_problem", "MAX_TOKENS", "MAX_EXACT", "MAX_COUNT",
+__all__ = ["option", "nested", "check_choices", "check_flag", "check_int", "int_problem", "MAX_TOKENS", "MAX_EXACT", "MAX_COUNT",
            "MAX_SEED", "config_to_argv", "add_options", "config_from_args", "config_to_dict", "config_from_dict",
            "flag_of", "field_flags", "parse_list", "parse_length", "parse_lengths", "token_count", "is_ratio",
            "resolve_ratios",
@@ -112,6 +112,17 @@ def int_problem(v: Any, lo: int, hi: int) -> str | None:
     if not is_integer(v) or not lo <= v <= hi:
         return f"must be an integer in [{lo:,}, {hi:,}], got {shown(v)}"
     return None
+
+
+def check_flag(value: Any, name: str) -> bool:
+    """A library caller's on/off argument is a bool (or a numpy bool): the one check of every such argument. A
+    string is truthy whatever it says: export_hf(overwrite='no') replaced the folder, tokenize_corpus(force='no')
+    rebuilt it, generate(do_sample='false') sampled (battery 19)."""
+    if isinstance(value, bool):
+        return value
+    if getattr(getattr(value, "dtype", None), "kind", None) == "b" and getattr(value, "ndim", None) == 0:
+        return bool(value)
+    raise UserError(f"{name} must be True or False, got {shown(value)}")
 
 
 def check_seed(seed: Any) -> None:

@@ -61,7 +61,7 @@ from longrope.io import (
     replace_folder,
     sibling_prefix,
 )
-from longrope.options import check_loaded_tokenizer
+from longrope.options import check_flag, check_loaded_tokenizer
 
 __all__ = ["TokenizeReport", "tokenize_corpus", "make_encoder"]
 
@@ -279,6 +279,7 @@ def tokenize_corpus(
     Files that cannot be read are skipped, listed in the report and in ``meta.json``.
     """
     t0 = time.perf_counter()
+    force, progress = check_flag(force, "force"), check_flag(progress, "progress")
     out = Path(out_dir)
     if out.is_symlink() and out.is_dir():
         out = out.resolve()  # replace the folder it points to, not the link

@@ -70,6 +70,7 @@ from longrope.evaluate import lm
 from longrope.evaluate.memory import out_of_memory
 from longrope.evaluate.windows import check_bos_id, check_length
 from longrope.options import (
+    check_flag,
     check_loaded_model,
     check_loaded_tokenizer,
     check_seed,
@@ -187,7 +188,7 @@ def build_passkey_prompt(
     depth = check_passkey_depth(depth)
     if not is_integer(key) or not 10_000 <= key <= 99_999:  # '12345' and 12345.7 were taken, 'abc' a ValueError
         raise UserError(f"the pass key must be a 5-digit integer, got {shown(key)}")
-    key, bos_id = int(key), check_bos_id(bos_id)
+    key, bos_id, with_answer = int(key), check_bos_id(bos_id), check_flag(with_answer, "with_answer")
     if joiner is not None and not isinstance(joiner, str):
         raise UserError(f"joiner must be text (the piece between sentences) or None, got {type(joiner).__name__}")
     sep = piece_joiner(tokenizer) if joiner is None else joiner
@@ -597,7 +598,7 @@ def passkey_accuracy(
     check_seed(seed)
     lengths = [check_length(n) for n in lengths]
     depths = check_passkey_depths(depths)
-    bos_id = check_bos_id(bos_id)
+    bos_id, progress = check_bos_id(bos_id), check_flag(progress, "progress")
     check_loaded_model(model, "passkey_accuracy")  # after the values: a bad depth is said before anything else
     check_loaded_tokenizer(tokenizer, "passkey_accuracy")
     from longrope.models.generation import check_token_ids

@@ -30,7 +30,7 @@ import torch
 
 from longrope.errors import UserError
 from longrope.models.patch import MODES, current_patch, install_factors
-from longrope.options import is_number
+from longrope.options import check_flag, is_number
 
 __all__ = ["GenerationResult", "check_sampling", "check_token_ids", "generate", "prepare_batch", "quiet_length_reminder"]
 
@@ -314,6 +314,8 @@ def generate(
     if mode not in MODES:
         raise UserError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
     check_generation_counts(max_new_tokens, seed)
+    do_sample, stop_at_eos = check_flag(do_sample, "do_sample"), check_flag(stop_at_eos, "stop_at_eos")
+    return_logits = check_flag(return_logits, "return_logits")
     check_sampling(do_sample, temperature, top_p)
     max_new_tokens, seed = int(max_new_tokens), int(seed)  # numpy integers pass the checks; transformers takes ints
     if do_sample:

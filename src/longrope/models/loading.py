@@ -572,6 +572,9 @@ def load_model(
     dev = resolve_device(device)
     if attn_implementation is not None and (not isinstance(attn_implementation, str) or not attn_implementation):
         raise UserError(f"attn_implementation must be a name such as 'eager' or 'sdpa', got {attn_implementation!r}")
+    from longrope.options import check_flag
+
+    require_rope = check_flag(require_rope, "require_rope")
     config = _from_pretrained(source, AutoConfig)
     if require_rope:
         _require_rope(config, label=source.label)
