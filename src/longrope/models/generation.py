@@ -160,11 +160,7 @@ def prepare_batch(
         if attention_mask is not None:
             raise UserError("attention_mask goes with token ids; text prompts are tokenized and padded here")
         texts = [prompts] if isinstance(prompts, str) else list(prompts)
-        from longrope.data.sources import valid_text
-
-        if not all(map(valid_text, texts)):  # tokenizers' TypeError "TextEncodeInput must be Union[...]"
-            raise UserError("the prompt holds lone surrogates (bytes that are not UTF-8, e.g. from argv or "
-                            "errors='surrogateescape'); give valid Unicode text")
+        check_text_prompts(texts)
         rows = [list(tokenizer(t, add_special_tokens=True)["input_ids"]) for t in texts]
     else:
         rows = _id_rows(prompts)
@@ -195,9 +191,26 @@ def prepare_batch(
     return ids, mask
 
 
+def check_text_prompts(texts: Sequence[str]) -> None:
+    """Text prompts a tokenizer can take and the model can continue: not empty (``longrope generate`` refused
+    one, ``generate(model, tok, "")`` generated from the BOS alone, battery 19), no lone surrogates."""
+    from longrope.data.sources import valid_text
+
+    if not all(texts):
+        raise UserError("the prompt is empty; give the text to continue")
+    if not all(map(valid_text, texts)):  # tokenizers' TypeError "TextEncodeInput must be Union[...]"
+        raise UserError("the prompt holds lone surrogates (bytes that are not UTF-8, e.g. from argv or "
+                        "errors='surrogateescape'); give valid Unicode text")
+
+
 def _id_rows(prompts: Any) -> list[list[int]]:
     """Token-id prompts as rows of Python ints: a tensor or array of integers ([seq] or [batch, seq]), a list of
-    ids or a list of such lists; anything else (floats, bools, strings in lists) is refused."""
+    ids or a list of such lists; anything else (floats, bools, strings in lists) is refused. Bytes are refused too,
+    though a sequence of integers: b'\\xff\\xfe' was generated from as the token ids 255, 254 (battery 19)."""
+    if isinstance(prompts, (bytes, bytearray, memoryview)) or (
+            isinstance(prompts, Sequence) and any(isinstance(r, (bytes, bytearray, memoryview)) for r in prompts)):
+        raise UserError("a prompt of bytes is neither text nor token ids; decode it first (e.g. "
+                        "data.decode('utf-8')), or give a list of token ids")
     if hasattr(prompts, "shape") and hasattr(prompts, "dtype"):  # torch or numpy
         if isinstance(prompts, torch.Tensor):
             integer = not (prompts.dtype.is_floating_point or prompts.dtype.is_complex or prompts.dtype == torch.bool)
