@@ -267,6 +267,18 @@ def test_a_prompt_of_bytes_or_empty_text_is_refused_as_the_cli_refuses_it():
             generate(model, tok, prompt, 2)
 
 
+def test_a_setting_generate_would_ignore_is_refused_as_the_cli_refuses_it():
+    """generate(temperature=0.5) or top_p without do_sample decoded greedily, and cache_policy with mode 'long' (which
+    never switches) was taken, without a word; longrope generate refuses both (battery 19)."""
+    model = build_tiny("llama")
+    install_factors(model, factor_set(model))
+    for kw, match in (({"temperature": 0.5}, "temperature applies to sampling"), ({"top_p": 0.9}, "top_p applies"),
+                      ({"mode": "long", "cache_policy": "rerotate"}, "cache_policy applies to mode 'switch'")):
+        with pytest.raises(UserError, match=match):
+            generate(model, None, [5, 6, 7], 2, **kw)
+    assert generate(model, None, [5, 6, 7], 2, do_sample=True, temperature=0.5).new_tokens
+
+
 def test_the_model_folder_s_decoding_settings_change_nothing_and_print_nothing(capfd):
     """battery 9a: a model shipped with generation_config.json's repetition_penalty / no_repeat_ngram_size changed
     greedy generation and passkey answers without a word; temperature / top_p / max_length printed transformers'

@@ -274,10 +274,17 @@ def check_sampling(do_sample: bool, temperature: Any, top_p: Any, *,
                    names: tuple[str, str] = ("temperature", "top_p")) -> None:
     """Refuse sampling settings transformers would reject or misread (before any model is loaded).
 
-    ``names``: how the caller spells the two settings (the CLI passes its flags)."""
-    if not do_sample:
-        return
+    ``names``: how the caller spells the two settings (the CLI passes its flags). None is "not given" (1 when
+    sampling); a value given without sampling is refused, as ``longrope generate --temperature`` without
+    ``--sample`` is: ``generate(temperature=0.5)`` decoded greedily without a word (battery 19)."""
     t_name, p_name = names
+    if not do_sample:
+        given = [n for n, v in ((t_name, temperature), (p_name, top_p)) if v is not None]
+        if given:
+            raise UserError(f"{given[0]} applies to sampling; set do_sample=True, or leave {given[0]} out for greedy "
+                            "decoding")
+        return
+    temperature, top_p = 1.0 if temperature is None else temperature, 1.0 if top_p is None else top_p
     if not is_number(temperature) or not 0 < temperature < math.inf:
         raise UserError(f"{t_name} must be a number > 0 for sampling, got {temperature!r} "
                         "(for greedy decoding leave sampling off)")
@@ -311,8 +318,8 @@ def generate(
     factor_set: Any = None,
     cache_policy: str | None = None,
     do_sample: bool = False,
-    temperature: float = 1.0,
-    top_p: float = 1.0,
+    temperature: float | None = None,
+    top_p: float | None = None,
     seed: int = 0,
     stop_at_eos: bool = True,
     return_logits: bool = False,
@@ -332,7 +339,10 @@ def generate(
     check_sampling(do_sample, temperature, top_p)
     max_new_tokens, seed = int(max_new_tokens), int(seed)  # numpy integers pass the checks; transformers takes ints
     if do_sample:
-        temperature, top_p = float(temperature), float(top_p)
+        temperature, top_p = float(1.0 if temperature is None else temperature), float(1.0 if top_p is None else top_p)
+    if cache_policy is not None and mode != "switch":  # as longrope generate --cache-policy with --mode long
+        raise UserError(f"cache_policy applies to mode 'switch' (the KV cache at the switch); mode {mode!r} never "
+                        "switches: leave cache_policy out")
     patch = install_factors(model, factor_set) if factor_set is not None else current_patch(model)
     if patch is None or not patch.active:
         raise UserError("the model carries no active LongRoPE factors; install_factors(model, factor_set) first")
