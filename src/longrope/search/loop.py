@@ -125,6 +125,17 @@ def _jsonable_float(x: float) -> float | None:
     return float(x) if math.isfinite(x) else None
 
 
+def check_checkpoint_format(d: dict, path: Any) -> None:
+    """Refuse a checkpoint another longrope (or a hand) wrote in another format or version: the one check, made by
+    ``search --resume`` before the model loads (it was made only when the loop started, after the model loaded,
+    battery 19) and by the loop itself."""
+    if d.get("format") != CHECKPOINT_FORMAT or d.get("version") != CHECKPOINT_VERSION \
+            or type(d.get("version")) is not int:
+        raise UserError(f"{path} is not a version-{CHECKPOINT_VERSION} longrope search checkpoint (format "
+                        f"{str(d.get('format'))[:60]!r}, version {str(d.get('version'))[:20]}: another longrope "
+                        "wrote it?); resume it with that longrope, or delete the folder to start over")
+
+
 class SearchLoop:
     """Runs a strategy against an evaluator. Construct, then :meth:`run` (fresh) or :meth:`resume`."""
 
@@ -401,10 +412,7 @@ class SearchLoop:
         from longrope.io import read_json
 
         d = read_json(self.checkpoint, what="search checkpoint")
-        if d.get("format") != CHECKPOINT_FORMAT or d.get("version") != CHECKPOINT_VERSION:
-            raise UserError(f"{self.checkpoint} is not a version-{CHECKPOINT_VERSION} longrope search checkpoint (format "
-                            f"{str(d.get('format'))[:60]!r}, version {str(d.get('version'))[:20]}: another longrope "
-                            "wrote it?); resume it with that longrope, or delete the folder to start over")
+        check_checkpoint_format(d, self.checkpoint)
         fingerprint = d.get("fingerprint", {})
         diffs = describe_differences(fingerprint, self.fingerprint) if isinstance(fingerprint, dict) else ["fingerprint"]
         if d.get("strategy_name") != self.strategy.name:
