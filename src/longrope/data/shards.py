@@ -384,11 +384,20 @@ class TokenCorpus:
         """Tokens ``start:stop`` of document ``i`` (a read-only memory-mapped view), verified.
 
         The blocks under the view are checked against their SHA-256 first (once per open corpus);
-        a mismatch is a :class:`UserError`.
+        a mismatch is a :class:`UserError`. ``i`` is a document index in ``[0, len)``, ``start``/``stop`` token
+        offsets >= 0 (cut to the document): 100 was numpy's IndexError, -1 the last document, a text stop a
+        TypeError (battery 19).
         """
+        from longrope.options import int_problem
+
+        for name, value, lo, hi in (("document index i", i, 0, len(self) - 1), ("start", start, 0, 1 << 62),
+                                    ("stop", 0 if stop is None else stop, 0, 1 << 62)):
+            if (problem := int_problem(value, lo, hi)) is not None:
+                raise UserError(f"{self.path}: {name} {problem}")
+        i, start = int(i), int(start)
         row = self.index[i]
         n = int(row["length"])
-        stop = n if stop is None else min(stop, n)
+        stop = n if stop is None else min(int(stop), n)
         start = max(0, min(start, stop))
         off = int(row["offset"])
         k = int(row["shard"])
