@@ -282,3 +282,22 @@ def test_a_looping_link_given_as_an_input_is_said_to_loop_not_to_be_missing(tmp_
         with pytest.raises(UserError, match="symbolic link on the path loops") as err:
             call()
         assert loop in str(err.value)
+
+
+def test_a_record_s_version_is_an_integer_not_a_number_equal_to_it(tmp_path):
+    """A shard folder's meta.json with "version": true (== 1) was opened, as a search checkpoint's was resumed
+    (battery 19): io.is_record_of is the one test of a record's format and version."""
+    import json
+
+    from longrope.data import TokenCorpus
+    from longrope.errors import UserError
+    from longrope.io import is_record_of
+    from tests.data.test_doc_sampling import make_corpus
+
+    assert is_record_of({"format": "f", "version": 1}, "f", 1)
+    assert not any(is_record_of({"format": "f", "version": v}, "f", 1) for v in (True, 1.0, "1"))
+    folder = make_corpus(tmp_path / "c", [50]).path
+    meta = json.loads((folder / "meta.json").read_text())
+    (folder / "meta.json").write_text(json.dumps({**meta, "version": True}))
+    with pytest.raises(UserError, match="not a version-1"):
+        TokenCorpus.open(folder)

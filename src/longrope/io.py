@@ -113,6 +113,14 @@ def sealed(doc: dict[str, Any]) -> dict[str, Any]:
     return {**doc, SEAL: record_digest(doc)}
 
 
+def is_record_of(doc: Any, fmt: str, version: int) -> bool:
+    """Whether the JSON record ``doc`` says it is ``fmt`` at ``version``: the one test of a record's format and
+    version. The version is an integer, not a number equal to it: ``"version": true`` (== 1) was taken by a
+    search --resume and a shard folder (battery 19)."""
+    return isinstance(doc, dict) and doc.get("format") == fmt and type(doc.get("version")) is int \
+        and doc.get("version") == version
+
+
 def seal_intact(doc: Any) -> bool:
     """Whether ``doc`` is a record :func:`sealed` wrote and nobody changed since (False without a seal)."""
     try:

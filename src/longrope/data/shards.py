@@ -44,7 +44,7 @@ from typing import Any
 import numpy as np
 
 from longrope.errors import UserError
-from longrope.io import check_no_link_loop, file_sha256, path_argument, read_json, write_json
+from longrope.io import check_no_link_loop, file_sha256, is_record_of, path_argument, read_json, write_json
 
 __all__ = [
     "FORMAT",
@@ -279,7 +279,7 @@ class TokenCorpus:
             raise UserError(f"{path}: no meta.json (not a shard folder, or tokenization did not finish); "
                             f"run 'longrope tokenize ... -o {path}'")
         meta = read_json(meta_path, what="shard folder's meta.json", fix=_HINT)
-        if meta.get("format") != FORMAT or meta.get("version") != FORMAT_VERSION:
+        if not is_record_of(meta, FORMAT, FORMAT_VERSION):
             raise UserError(f"{path}: not a version-{FORMAT_VERSION} {FORMAT} folder "
                             f"(format {meta.get('format')!r} version {meta.get('version')!r}); re-run 'longrope tokenize'")
         _check_meta(path, meta)

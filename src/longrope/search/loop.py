@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from longrope.errors import UserError
-from longrope.io import append_text, write_json, write_text
+from longrope.io import append_text, is_record_of, write_json, write_text
 from longrope.search.archive import Archive
 from longrope.search.evaluators import EvalOutcome, EvalRequest, Evaluator, WorkerCrashed
 from longrope.search.space import Genome, SearchSpace
@@ -129,8 +129,7 @@ def check_checkpoint_format(d: dict, path: Any) -> None:
     """Refuse a checkpoint another longrope (or a hand) wrote in another format or version: the one check, made by
     ``search --resume`` before the model loads (it was made only when the loop started, after the model loaded,
     battery 19) and by the loop itself."""
-    if d.get("format") != CHECKPOINT_FORMAT or d.get("version") != CHECKPOINT_VERSION \
-            or type(d.get("version")) is not int:
+    if not is_record_of(d, CHECKPOINT_FORMAT, CHECKPOINT_VERSION):
         raise UserError(f"{path} is not a version-{CHECKPOINT_VERSION} longrope search checkpoint (format "
                         f"{str(d.get('format'))[:60]!r}, version {str(d.get('version'))[:20]}: another longrope "
                         "wrote it?); resume it with that longrope, or delete the folder to start over")
