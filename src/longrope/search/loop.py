@@ -535,8 +535,24 @@ def run_search(
     continued from it with ``resume``. ``preload``: the fitness cache of an earlier search of the
     same windows and space (``Archive.to_json``), reused by a fresh run (the budgets count only new
     scores)."""
-    from longrope.search.strategies import make_strategy
+    from longrope.options import check_seed, int_problem
+    from longrope.search.strategies import STRATEGIES, make_strategy
 
+    # the caller's arguments, before any work (evaluator None was "'NoneType' object has no attribute 'slots'",
+    # seed -1 numpy's "expected non-negative integer", battery 19)
+    if not isinstance(space, SearchSpace):
+        raise UserError(f"run_search takes a SearchSpace, got {type(space).__name__}")
+    if not all(callable(getattr(evaluator, name, None)) for name in ("submit", "wait")) \
+            or not hasattr(evaluator, "slots"):
+        raise UserError(f"run_search takes an Evaluator (e.g. InProcessEvaluator(objective)), got "
+                        f"{type(evaluator).__name__}")
+    if (problem := int_problem(n_docs, 1, 1 << 31)) is not None:
+        raise UserError(f"n_docs {problem}")
+    check_seed(seed)
+    if strategy not in STRATEGIES:
+        raise UserError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
+    if not all(isinstance(g, Genome) for g in seeds):
+        raise UserError("run_search's seeds must be Genomes of the space (e.g. from plan_search(...).seeds)")
     archive = Archive.from_json(n_docs, preload, space) if preload and not resume else Archive(n_docs)
     strat = make_strategy(strategy, space, archive, config or StrategyConfig())
     loop = SearchLoop(space, strat, evaluator, seed=seed, checkpoint=checkpoint, history_path=history,
