@@ -27,7 +27,7 @@ from typing import Any
 
 from longrope.errors import ConfigError, UserError, shown
 
-__all__ = ["option", "nested", "check_choices", "check_flag", "check_int", "int_problem", "MAX_TOKENS", "MAX_EXACT", "MAX_COUNT",
+__all__ = ["option", "nested", "check_choices", "check_flag", "check_int", "require_config", "int_problem", "MAX_TOKENS", "MAX_EXACT", "MAX_COUNT",
            "MAX_SEED", "config_to_argv", "add_options", "config_from_args", "config_to_dict", "config_from_dict",
            "flag_of", "field_flags", "parse_list", "parse_length", "parse_lengths", "token_count", "is_ratio",
            "resolve_ratios",
@@ -123,6 +123,15 @@ def check_flag(value: Any, name: str) -> bool:
     if getattr(getattr(value, "dtype", None), "kind", None) == "b" and getattr(value, "ndim", None) == 0:
         return bool(value)
     raise UserError(f"{name} must be True or False, got {shown(value)}")
+
+
+def require_config(config: Any, cls: type, who: str) -> None:
+    """A run's ``config`` is its config dataclass (``run_ppl(PplConfig(...))``): the one check of every ``run``
+    function. None, a dict or another command's config was an AttributeError deep in the run (battery 19)."""
+    if not isinstance(config, cls):
+        hint = f" (build it with {cls.__name__}(**fields) or longrope.options.config_from_dict)" \
+            if isinstance(config, dict) else ""
+        raise UserError(f"{who} takes a {cls.__name__}, got {type(config).__name__}{hint}")
 
 
 def check_seed(seed: Any) -> None:

@@ -310,3 +310,22 @@ def test_an_on_off_argument_of_the_api_is_a_bool(tmp_path):
         with pytest.raises(UserError, match="must be True or False"):
             call()
     assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_every_run_function_takes_its_own_config_and_nothing_else():
+    """run_ppl(None), a dict or another command's config was an AttributeError deep in the run, get_run(['x']) a
+    TypeError (battery 19): every run refuses anything but its config dataclass before any work."""
+    from longrope.errors import UserError
+    from longrope.runs import RUNS, get_run
+
+    with pytest.raises(UserError, match="a run command is a name"):
+        get_run(["search"])
+    specs = [get_run(c) for c in RUNS]
+    for spec, other in zip(specs, specs[1:] + specs[:1]):
+        for wrong in (None, {"model": "tiny"}, object.__new__(other.config)):
+            with pytest.raises(UserError, match=f"takes a {spec.config.__name__}, got"):
+                spec.run(wrong)
+    from longrope.train import finetune
+
+    with pytest.raises(UserError, match="takes a FinetuneConfig, got dict"):
+        finetune({"model": "tiny"})

@@ -582,6 +582,9 @@ def check_fitness_fits(model: str, fitness: str, length: int, seed: int) -> None
 
 def run(config: SearchConfig, *, log: Callable[[str], None] | None = None) -> dict:
     """Run (or resume) the search; returns the result (also in ``summary.json``)."""
+    from longrope.options import require_config
+
+    require_config(config, SearchConfig, "longrope.runs.search.run")
     from longrope.runs.folder import RunFolder
 
     say = log or (lambda msg: print(msg, file=sys.stderr))
