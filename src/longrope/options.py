@@ -324,6 +324,8 @@ def _length_item(part: str, text: str, flag: str, ratios: bool) -> int | str:
     mult, given = 1, part  # the message shows the item as typed: '0.5k' was echoed as '0.5' (battery 11a)
     if part[-1] in "kK":
         part, mult = part[:-1], 1024
+    if part.isdigit() and len(part) > 18:  # past int()'s 4,300 digits it was "not a whole number" (battery 19)
+        raise UserError(f"{flag} must be an integer in [2, {MAX_TOKENS:,}], got an integer of {len(part):,} digits")
     try:
         n = int(part) * mult
     except ValueError:

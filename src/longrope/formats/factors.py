@@ -52,7 +52,7 @@ from longrope.errors import UserError
 from longrope.formats.hf_config import longrope_fields
 from longrope.io import (
     decode_text,
-    json_object,
+    loads_record,
     os_error_words,
     path_argument,
     read_regular,
@@ -358,7 +358,7 @@ def _read_text(path: Path, what: str) -> str:
 def _parse_json(text: str, path: Path) -> Any:
     # NaN/Infinity literals parse (to floats) so that the field check can name the key they sit in.
     try:
-        return json.loads(text, object_pairs_hook=json_object)
+        return loads_record(text)
     except json.JSONDecodeError as e:
         raise UserError(f"{path} is not valid JSON (line {e.lineno}: {e.msg})") from None
     except (ValueError, RecursionError) as e:  # a number too long to parse, nesting too deep
