@@ -282,3 +282,42 @@ def test_a_looping_link_given_as_an_input_is_said_to_loop_not_to_be_missing(tmp_
         with pytest.raises(UserError, match="symbolic link on the path loops") as err:
             call()
         assert loop in str(err.value)
+
+
+def test_a_record_s_version_is_an_integer_not_a_number_equal_to_it(tmp_path):
+    """A shard folder's meta.json with "version": true (== 1) was opened, as a search checkpoint's was resumed
+    (battery 19): io.is_record_of is the one test of a record's format and version."""
+    import json
+
+    from longrope.data import TokenCorpus
+    from longrope.errors import UserError
+    from longrope.io import is_record_of
+    from tests.data.test_doc_sampling import make_corpus
+
+    assert is_record_of({"format": "f", "version": 1}, "f", 1)
+    assert not any(is_record_of({"format": "f", "version": v}, "f", 1) for v in (True, 1.0, "1"))
+    folder = make_corpus(tmp_path / "c", [50]).path
+    meta = json.loads((folder / "meta.json").read_text())
+    (folder / "meta.json").write_text(json.dumps({**meta, "version": True}))
+    with pytest.raises(UserError, match="not a version-1"):
+        TokenCorpus.open(folder)
+
+
+def test_an_integer_of_thousands_of_digits_is_refused_in_a_user_s_words(tmp_path):
+    """A record or length holding an integer past Python's 4,300-digit limit was refused with "use
+    sys.set_int_max_str_digits() to increase the limit" (a record), or as "not a whole number" (a length flag)
+    (battery 19): the records' one parser (io.loads_record) and the length parser name its size."""
+    from longrope.errors import UserError
+    from longrope.io import read_json
+    from longrope.options import parse_length
+    from longrope.rope import FactorSet, make_baseline
+
+    huge = "1" + "0" * 5000
+    (tmp_path / "r.json").write_text('{"a": ' + huge + "}")
+    fs = make_baseline("pi", rope_theta=1e4, rotary_dim=8, original_length=64, target_length=128).to_dict()
+    (tmp_path / "f.json").write_text(json.dumps(fs).replace('"start_tokens": 0', '"start_tokens": ' + huge))
+    for call in (lambda: read_json(tmp_path / "r.json", what="record"), lambda: FactorSet.load(tmp_path / "f.json"),
+                 lambda: parse_length(huge, "--target-length")):
+        with pytest.raises(UserError, match="integer of 5,001 digits") as err:
+            call()
+        assert "set_int_max_str_digits" not in str(err.value)

@@ -111,3 +111,33 @@ def test_a_passkey_trial_count_past_the_bound_is_refused_at_once(tmp_path, capsy
         err = capsys.readouterr().err.strip()
         assert f"[0, {PASSKEY_MAX_TRIALS:,}]" in err or f"[1, {PASSKEY_MAX_TRIALS:,}]" in err, err
         assert len(err.splitlines()) == 1 and not (tmp_path / "x").exists()
+
+
+def test_the_api_arguments_of_shared_settings_pass_their_one_check(tmp_path):
+    """build_passkey_prompt took depth '0.5' and True, key '12345' and 12345.7, bos_id 1.5 (as id 1), and gave
+    'x' to float()/int() (ValueError tracebacks); evaluate_perplexity took bos_id 1.5 and True; needle_prompts'
+    depths 'x' was a ValueError; sample_documents took heldout_fraction 2.0 when every document's role was pinned;
+    passkey_accuracy(lengths=[]) measured nothing (battery 19)."""
+    from longrope.data import sample_documents
+    from longrope.evaluate import build_passkey_prompt, evaluate_perplexity, needle_prompts, passkey_accuracy
+    from tests.data.test_doc_sampling import make_corpus
+    from tests.evaluate.eval_helpers import make_tokenizer, tiny_llama
+
+    tok, model = make_tokenizer(), tiny_llama()
+    ok = {"depth": 0.5, "key": 12345, "bos_id": 1}
+    for bad in ({"depth": "0.5"}, {"depth": True}, {"depth": "x"}, {"key": "12345"}, {"key": 12345.7},
+                {"key": "abc"}, {"bos_id": 1.5}, {"bos_id": "x"}, {"joiner": 5}):
+        kw = ok | bad
+        with pytest.raises(UserError, match=next(iter(bad)).replace("key", "pass key")):
+            build_passkey_prompt(tok, 200, kw.pop("key"), kw.pop("depth"), **kw)
+    docs = [np.arange(3, 90)]
+    for bos in (1.5, True):
+        with pytest.raises(UserError, match="bos_id must be an integer"):
+            evaluate_perplexity(model, docs, 32, bos_id=bos)
+    with pytest.raises(ConfigError, match="depths must be numbers"):
+        needle_prompts(tok, 200, 2, seed=0, bos_id=1, depths="x")
+    with pytest.raises(UserError, match="lengths is empty"):
+        passkey_accuracy(model, tok, [], bos_id=1)
+    corpus = make_corpus(tmp_path / "c", [50] * 2, roles=["heldout", "search"])
+    with pytest.raises(ConfigError, match="heldout_fraction must be in"):
+        sample_documents(corpus, 10, 1, seed=0, heldout_fraction=2.0)

@@ -25,9 +25,9 @@ import typing
 from collections.abc import Callable
 from typing import Any
 
-from longrope.errors import ConfigError, UserError
+from longrope.errors import ConfigError, UserError, shown
 
-__all__ = ["option", "nested", "check_choices", "check_int", "int_problem", "MAX_TOKENS", "MAX_EXACT", "MAX_COUNT",
+__all__ = ["option", "nested", "check_choices", "check_flag", "check_int", "require_config", "int_problem", "MAX_TOKENS", "MAX_EXACT", "MAX_COUNT",
            "MAX_SEED", "config_to_argv", "add_options", "config_from_args", "config_to_dict", "config_from_dict",
            "flag_of", "field_flags", "parse_list", "parse_length", "parse_lengths", "token_count", "is_ratio",
            "resolve_ratios",
@@ -95,13 +95,6 @@ MAX_COUNT = (1 << 31) - 1
 MAX_SEED = (1 << 32) - 1
 
 
-def _shown(v: Any) -> str:
-    """``v`` for a message: a huge integer by its number of digits (a message stays one short line)."""
-    if isinstance(v, int) and not isinstance(v, bool) and abs(v) >= 10**15:
-        return f"an integer of {len(str(abs(v)))} digits"
-    return repr(v)
-
-
 def is_integer(v: Any) -> bool:
     """Whether ``v`` is an integer value: an int or a numpy integer (``np.arange``'s, ``argmax``'s), not a bool. The
     one test of every integer setting and API argument: a numpy integer was refused by some ("trials must be a
@@ -117,15 +110,35 @@ def is_number(v: Any) -> bool:
 def int_problem(v: Any, lo: int, hi: int) -> str | None:
     """Why ``v`` is not an integer in ``[lo, hi]`` ("must be an integer in [lo, hi], got ..."), or None."""
     if not is_integer(v) or not lo <= v <= hi:
-        return f"must be an integer in [{lo:,}, {hi:,}], got {_shown(v)}"
+        return f"must be an integer in [{lo:,}, {hi:,}], got {shown(v)}"
     return None
+
+
+def check_flag(value: Any, name: str) -> bool:
+    """A library caller's on/off argument is a bool (or a numpy bool): the one check of every such argument. A
+    string is truthy whatever it says: export_hf(overwrite='no') replaced the folder, tokenize_corpus(force='no')
+    rebuilt it, generate(do_sample='false') sampled (battery 19)."""
+    if isinstance(value, bool):
+        return value
+    if getattr(getattr(value, "dtype", None), "kind", None) == "b" and getattr(value, "ndim", None) == 0:
+        return bool(value)
+    raise UserError(f"{name} must be True or False, got {shown(value)}")
+
+
+def require_config(config: Any, cls: type, who: str) -> None:
+    """A run's ``config`` is its config dataclass (``run_ppl(PplConfig(...))``): the one check of every ``run``
+    function. None, a dict or another command's config was an AttributeError deep in the run (battery 19)."""
+    if not isinstance(config, cls):
+        hint = f" (build it with {cls.__name__}(**fields) or longrope.options.config_from_dict)" \
+            if isinstance(config, dict) else ""
+        raise UserError(f"{who} takes a {cls.__name__}, got {type(config).__name__}{hint}")
 
 
 def check_seed(seed: Any) -> None:
     """A library caller's seed is an integer in [0, 2^32 - 1], as ``--seed`` (the one check of the passkey keys'
     and the document sample's seed: -1 was numpy's ValueError traceback, 1.5 a TypeError or the draw of seed 1)."""
     if not is_integer(seed) or not 0 <= seed <= MAX_SEED:
-        raise UserError(f"seed must be an integer in [0, {MAX_SEED:,}], got {_shown(seed)}")
+        raise UserError(f"seed must be an integer in [0, {MAX_SEED:,}], got {shown(seed)}")
 
 
 def check_loaded_model(model: Any, who: str, hint: str = "load it first: longrope.models.load_model(name)") -> None:
@@ -146,10 +159,12 @@ def check_loaded_tokenizer(tokenizer: Any, who: str) -> None:
 
 
 def check_sequence(value: Any, name: str, example: str) -> None:
-    """A library caller's list argument is a list (or tuple, array): one value alone was "'int' object is not
-    iterable", None "object of type 'NoneType' has no len()" (battery 18)."""
+    """A library caller's list argument is a non-empty list (or tuple, array): one value alone was "'int' object is
+    not iterable", None "object of type 'NoneType' has no len()" (battery 18)."""
     if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or not hasattr(value, "__iter__"):
-        raise UserError(f"{name} must be a list, got {_shown(value)} (write {example} for one)")
+        raise UserError(f"{name} must be a list, got {shown(value)} (write {example} for one)")
+    if len(value) == 0:  # passkey_accuracy(lengths=[]) measured nothing and returned an empty result (battery 19)
+        raise UserError(f"{name} is empty: there is nothing to measure; give at least one (e.g. {example})")
 
 
 def check_int(cfg: Any, name: str, lo: int = 1, hi: int = MAX_COUNT, *, optional: bool = False) -> None:
@@ -185,11 +200,11 @@ def check_shapes(cfg: Any) -> None:
             if not optional and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
                 raise ConfigError(f.name, "{name} is required, got None")
         elif _tuple_item(inner) is not None and not isinstance(value, (list, tuple)):
-            raise ConfigError(f.name, "{name} must be a list or tuple of values, got " + _shown(value)
+            raise ConfigError(f.name, "{name} must be a list or tuple of values, got " + shown(value)
                               + (f" (write [{value!r}] for one)" if isinstance(value, (str, int)) else ""))
         elif inner is bool and not isinstance(value, bool):
             if not _is_numpy_bool(value):
-                raise ConfigError(f.name, "{name} must be True or False, got " + _shown(value))
+                raise ConfigError(f.name, "{name} must be True or False, got " + shown(value))
             setattr(cfg, f.name, bool(value))  # np.True_ (a numpy comparison's) was "must be True or False, got np.True_"
         elif not (f.metadata.get("length") or f.metadata.get("parse")):  # texts a later reader parses: theirs
             setattr(cfg, f.name, _checked_scalars(f.name, inner, value))
@@ -197,7 +212,7 @@ def check_shapes(cfg: Any) -> None:
         if f.metadata.get("nested") and not isinstance(getattr(cfg, f.name), type(f.default_factory())):  # type: ignore[misc]
             kind = type(f.default_factory()).__name__  # type: ignore[misc]
             raise ConfigError(f.name, "{name} must be a " + f"{kind} (e.g. {kind}(population=16)), got "
-                              + _shown(getattr(cfg, f.name)))
+                              + shown(getattr(cfg, f.name)))
 
 
 def _checked_scalars(name: str, tp: Any, value: Any) -> Any:
@@ -209,10 +224,10 @@ def _checked_scalars(name: str, tp: Any, value: Any) -> Any:
     if item is not None:
         return tuple(_checked_scalars(name, item, v) for v in value) if isinstance(value, (list, tuple)) else value
     if tp is str and not isinstance(value, str):
-        raise ConfigError(name, "{name} must be text, got " + _shown(value))
+        raise ConfigError(name, "{name} must be text, got " + shown(value))
     if (tp is int and not is_integer(value)) or (tp is float and not is_number(value)):
         raise ConfigError(name, "{name} must be " + ("an integer" if tp is int else "a number") + ", got "
-                          + _shown(value))
+                          + shown(value))
     # plain numbers, as the command line gives them: np.float32(1e-4) passed here and a later check of the field
     # (isinstance float) refused it as "must be a finite number > 0, got np.float32(0.0001)" (battery 12b)
     return int(value) if tp is int else float(value) if tp is float else value
@@ -290,7 +305,7 @@ def parse_list(text: str, item: Callable[[str], Any], flag: str) -> tuple:
         return tuple(item(p) for p in parts)
     except (TypeError, ValueError):
         kind = getattr(item, "__name__", "value")
-        raise UserError(f"{flag} must be comma-separated {kind} values, got {text!r}") from None
+        raise UserError(f"{flag} must be comma-separated {kind} values, got {shown(text)}") from None
 
 
 # Lengths, as every command that takes one spells them (the command line, run configs, pipeline plans).
@@ -304,16 +319,18 @@ def _length_item(part: str, text: str, flag: str, ratios: bool) -> int | str:
             r = float("nan")
         if not 1 <= r <= MAX_TOKENS:
             raise UserError(f"{flag}: a context ratio is a number from 1 to {MAX_TOKENS:,} before 'x' (e.g. 8x), "
-                            f"got {part!r}")
+                            f"got {shown(part)}")
         return f"{r:g}x"
     mult, given = 1, part  # the message shows the item as typed: '0.5k' was echoed as '0.5' (battery 11a)
     if part[-1] in "kK":
         part, mult = part[:-1], 1024
+    if part.isdigit() and len(part) > 18:  # past int()'s 4,300 digits it was "not a whole number" (battery 19)
+        raise UserError(f"{flag} must be an integer in [2, {MAX_TOKENS:,}], got an integer of {len(part):,} digits")
     try:
         n = int(part) * mult
     except ValueError:
         eg = "2048, 4k or 8x" if ratios else "2048 or 4k"
-        raise UserError(f"{flag}: a length is a whole number of tokens (e.g. {eg}), got {given!r}") from None
+        raise UserError(f"{flag}: a length is a whole number of tokens (e.g. {eg}), got {shown(given)}") from None
     if n < 2:
         raise UserError(f"{flag}: a length is at least 2 tokens, got {n}")
     return n
@@ -334,7 +351,7 @@ def parse_length(text: str, flag: str, *, ratios: bool = False) -> int | str:
     """One length as ``--lengths`` spells them (``16384``, ``16k``; ``8x`` with ``ratios``); anything else
     is a one-line error."""
     if "," in str(text):
-        raise UserError(f"{flag} takes one length (e.g. 16k), got {text!r}")
+        raise UserError(f"{flag} takes one length (e.g. 16k), got {shown(text)}")
     return parse_lengths(text, flag, ratios=ratios)[0]
 
 
@@ -348,7 +365,7 @@ def token_count(flag: str) -> Callable[[str], int]:
         try:
             return int(t[:-1] if mult > 1 else t) * mult
         except ValueError:
-            raise UserError(f"{flag} must be a number of tokens (e.g. 2048 or 2k), got {text!r}") from None
+            raise UserError(f"{flag} must be a number of tokens (e.g. 2048 or 2k), got {shown(text)}") from None
 
     parse.__name__ = "token count"
     return parse
@@ -627,7 +644,7 @@ def config_from_dict(cls: type, values: dict[str, Any]) -> Any:
             continue
         if f.metadata.get("nested"):
             if not isinstance(values[name], dict):
-                raise ConfigError(name, "{name} must be a JSON object of settings, got " + _shown(values[name]))
+                raise ConfigError(name, "{name} must be a JSON object of settings, got " + shown(values[name]))
             inst = f.default_factory()  # type: ignore[misc]
             kwargs[name] = config_from_dict(type(inst), {**config_to_dict(inst), **values[name]})
         elif f.metadata.get("length"):

@@ -23,11 +23,12 @@ from __future__ import annotations
 import numbers
 from typing import Any
 
-from longrope.errors import ConfigError, UserError
+from longrope.errors import ConfigError, UserError, shown
 
 __all__ = ["HELDOUT_FRACTION", "PASSKEY_ANSWER", "PASSKEY_DEPTHS", "PASSKEY_MAX_TRIALS", "MAX_SLOTS", "PASSKEY_MODES",
            "PASSKEY_MODE", "PASSKEY_TRIALS", "SPLITS", "SPLIT", "SEED", "WINDOW_SAMPLES", "WINDOWS_PER_DOC", "DEVICE",
-           "DTYPE", "DTYPES", "DTYPE_ALIASES", "dtype_name", "check_heldout_fraction", "check_passkey_depths", "check_budget"]
+           "DTYPE", "DTYPES", "DTYPE_ALIASES", "dtype_name", "check_heldout_fraction", "check_passkey_depth",
+           "check_passkey_depths", "check_budget"]
 
 #: Which documents of a shard folder a window sample reads: the held-out ones (reports), the search ones
 #: (the fitness) or all.
@@ -108,8 +109,8 @@ def _number(value: Any) -> bool:
 
 def _shown(value: Any) -> str:
     if isinstance(value, (list, tuple)):
-        return str(list(value))
-    return str(value) if _number(value) else repr(value)
+        return shown(list(value))
+    return str(value) if _number(value) and not isinstance(value, int) else shown(value)
 
 
 def check_heldout_fraction(value: Any, field: str = "heldout_fraction") -> float:
@@ -120,11 +121,24 @@ def check_heldout_fraction(value: Any, field: str = "heldout_fraction") -> float
     return float(value)
 
 
+def _is_depth(value: Any) -> bool:
+    return _number(value) and 0.0 <= value <= 1.0
+
+
+def check_passkey_depth(value: Any, field: str = "depth") -> float:
+    """One depth (``build_passkey_prompt``'s) as a float when it is a number in [0, 1], as each of
+    :func:`check_passkey_depths`; else a :class:`ConfigError` naming ``field`` ('x' was float()'s ValueError, True
+    and '0.5' were taken, battery 19)."""
+    if not _is_depth(value):
+        raise ConfigError(field, "{name} must be a number in [0, 1], got " + _shown(value))
+    return float(value)
+
+
 def check_passkey_depths(value: Any, field: str = "depths") -> tuple[float, ...]:
     """``value`` as a tuple of floats when it is a non-empty sequence of numbers in [0, 1]; else a
     :class:`ConfigError` naming ``field`` (``--depths``, a demo's ``--passkey-depths``, a plan key)."""
     items = None if isinstance(value, (str, bytes, dict)) or not hasattr(value, "__iter__") else list(value)
-    if not items or not all(_number(d) and 0.0 <= d <= 1.0 for d in items):
+    if not items or not all(_is_depth(d) for d in items):
         raise ConfigError(field, "{name} must be numbers in [0, 1], got " + _shown(value))
     depths = tuple(float(d) for d in items)
     if len(set(depths)) < len(depths):  # a repeated depth would record two keys under one (length, depth, trial)

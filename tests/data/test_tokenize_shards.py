@@ -290,3 +290,19 @@ def test_a_huge_document_is_encoded_in_pieces_with_the_ids_of_the_whole(tokenize
     c = TokenCorpus.open(tmp_path / "out", verify="full")
     assert np.asarray(c.tokens(0)).tolist() == tokenizer(text, add_special_tokens=False)["input_ids"]
     assert max(seen) <= 2000 and len(text) > 10 * 2000
+
+
+def test_the_api_s_settings_are_checked_as_the_command_s_flags(tokenizer, corpus_dir, tmp_path):
+    """tokenize_corpus took shard_tokens 1.5 and batch_docs -1, recorded tokenizer_name None, and batch_chars 'x' or
+    out_dir None were TypeErrors (battery 19); nothing is written for a refused setting."""
+    out = tmp_path / "shards"
+    for kw, match in (({"shard_tokens": 1.5}, "shard_tokens must be an integer"),
+                      ({"batch_docs": -1}, "batch_docs must be an integer"),
+                      ({"batch_chars": "x"}, "batch_chars must be an integer"),
+                      ({"tokenizer_name": None}, "tokenizer_name must be a non-empty string"),
+                      ({"text_field": 5}, "text_field must be a non-empty string")):
+        with pytest.raises(UserError, match=match):
+            tokenize_corpus(tokenizer, [str(corpus_dir)], out, **{"tokenizer_name": "t", "progress": False, **kw})
+    with pytest.raises(UserError, match="out_dir"):
+        tokenize_corpus(tokenizer, [str(corpus_dir)], None, tokenizer_name="t", progress=False)
+    assert not out.exists()

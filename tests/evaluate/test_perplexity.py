@@ -164,7 +164,7 @@ def test_a_token_id_without_an_embedding_is_a_user_error(llama, rng):
 
 
 def test_empty_docs(llama):
-    with pytest.raises(UserError, match="no documents"):
+    with pytest.raises(UserError, match="docs is empty"):
         evaluate_perplexity(llama, [], 32, bos_id=1)
 
 

@@ -105,3 +105,16 @@ def test_an_unfinished_search_folder_given_as_factors_says_how_to_finish_it(tmp_
     (run / "config.json").write_text(json.dumps({"format": "longrope-run/1", "command": "search", "config": {}}))
     with pytest.raises(UserError, match="finish it with 'longrope search --config .* --resume'"):
         files.factor_file(run)
+
+
+def test_a_file_is_written_only_under_a_name_it_is_read_back_by(tmp_path):
+    """FactorSet.save('f.csv') wrote JSON that FactorSet.load('f.csv') read as a reference CSV, save_csv('f.json') a
+    CSV that load read as broken JSON, and save(None) was pathlib's TypeError (battery 19): the loader's suffix rule
+    decides what each writer may write, before anything is written."""
+    fs = make_baseline("pi", rope_theta=1e4, rotary_dim=8, original_length=64, target_length=128)
+    for write, name in ((fs.save, "f.csv"), (fs.save_csv, "f.json"), (fs.save, None)):
+        with pytest.raises(UserError, match="would be read back as|str or os.PathLike"):
+            write(tmp_path / name if name else name)
+    assert list(tmp_path.iterdir()) == []
+    assert FactorSet.load(fs.save(tmp_path / "f.json")).same_factors(fs)
+    assert FactorSet.load(fs.save(tmp_path / "f")).same_factors(fs)  # no suffix: the content decides

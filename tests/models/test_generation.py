@@ -253,6 +253,32 @@ def test_token_id_prompts_of_every_kind_are_read_alike_or_refused_in_one_line():
             generate(model, None if not isinstance(prompt, str) else object(), prompt, 2, **kw)
 
 
+def test_a_prompt_of_bytes_or_empty_text_is_refused_as_the_cli_refuses_it():
+    """generate() read b'\\xff\\xfe' as the token ids 255, 254 and generated from an empty text prompt (the BOS
+    alone), which longrope generate refuses (battery 19)."""
+    from longrope.models import load_model
+    from longrope.rope import make_baseline
+
+    model, tok = load_model("tiny")
+    install_factors(model, make_baseline("yarn", rope_theta=1e4, rotary_dim=64, original_length=256, target_length=512))
+    for prompt, match in ((b"\xff\xfe", "bytes"), ([b"ab"], "bytes"), (bytearray(b"a"), "bytes"),
+                          ("", "the prompt is empty"), (["a", ""], "the prompt is empty")):
+        with pytest.raises(UserError, match=match):
+            generate(model, tok, prompt, 2)
+
+
+def test_a_setting_generate_would_ignore_is_refused_as_the_cli_refuses_it():
+    """generate(temperature=0.5) or top_p without do_sample decoded greedily, and cache_policy with mode 'long' (which
+    never switches) was taken, without a word; longrope generate refuses both (battery 19)."""
+    model = build_tiny("llama")
+    install_factors(model, factor_set(model))
+    for kw, match in (({"temperature": 0.5}, "temperature applies to sampling"), ({"top_p": 0.9}, "top_p applies"),
+                      ({"mode": "long", "cache_policy": "rerotate"}, "cache_policy applies to mode 'switch'")):
+        with pytest.raises(UserError, match=match):
+            generate(model, None, [5, 6, 7], 2, **kw)
+    assert generate(model, None, [5, 6, 7], 2, do_sample=True, temperature=0.5).new_tokens
+
+
 def test_the_model_folder_s_decoding_settings_change_nothing_and_print_nothing(capfd):
     """battery 9a: a model shipped with generation_config.json's repetition_penalty / no_repeat_ngram_size changed
     greedy generation and passkey answers without a word; temperature / top_p / max_length printed transformers'

@@ -505,3 +505,28 @@ def test_zero_dimensional_tensors_are_read_as_the_numbers_they_hold():
     with pytest.raises(UserError, match=r"long_factor must be a non-empty 1-D list of numbers, got shape \[1, 4\]"):
         FactorSet(long_factor=torch.tensor([values]), original_max_position_embeddings=256,
                   max_position_embeddings=1024, rope_theta=1e4)
+
+
+def test_the_value_methods_refuse_what_they_cannot_take_in_one_line(tmp_path):
+    """The public methods of the values took or crashed on arguments outside their domain (battery 19):
+    factors_for_length('x') a TypeError and NaN the short factors, inv_freq('medium') a plain ValueError,
+    compose(None) a TypeError, same_factors('x') an AttributeError and rtol=NaN 'equal' with numpy's warning,
+    TokenCorpus.tokens(100) numpy's IndexError and tokens(-1) the last document."""
+    import warnings
+
+    from longrope.data import TokenCorpus
+    from tests.data.test_doc_sampling import make_corpus
+
+    fs = make_baseline("pi", rope_theta=1e4, rotary_dim=8, original_length=64, target_length=128)
+    other = make_baseline("ntk", rope_theta=1e4, rotary_dim=8, original_length=64, target_length=128)
+    corpus = TokenCorpus.open(make_corpus(tmp_path / "c", [50, 60]).path)
+    calls = [lambda: fs.factors_for_length("x"), lambda: fs.factors_for_length(float("nan")),
+             lambda: fs.inv_freq("medium"), lambda: fs.compose(None), lambda: fs.same_factors("x"),
+             lambda: fs.same_factors(other, rtol=float("nan")), lambda: corpus.tokens(2),
+             lambda: corpus.tokens(-1), lambda: corpus.tokens(0, "a")]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for call in calls:
+            with pytest.raises(UserError):
+                call()
+    assert len(corpus.tokens(1, 10, 20)) == 10 and fs.factors_for_length(65) is fs.long_factor

@@ -282,3 +282,50 @@ def test_a_numpy_bool_or_float_is_read_as_the_plain_value_by_every_later_check()
     assert PplConfig(model="tiny", data="s", lengths=[512], output="e", quiet=np.bool_(False)).quiet is False
     with pytest.raises(ConfigError):
         PplConfig(model="tiny", data="s", lengths=[512], output="e", quiet=np.int64(1))
+
+
+def test_an_on_off_argument_of_the_api_is_a_bool(tmp_path):
+    """A string is truthy whatever it says: export_hf(overwrite='no') replaced an existing export,
+    generate(do_sample='false') sampled, load_model(require_rope='no') skipped the check (battery 19). Every
+    on/off argument goes through options.check_flag; a numpy bool is a bool."""
+    import numpy as np
+
+    from longrope.errors import UserError
+    from longrope.models import export_hf, generate, load_model
+    from longrope.models.export import check_output_folder
+    from longrope.options import check_flag
+    from longrope.rope import make_baseline
+
+    assert check_flag(np.bool_(True), "x") is True and check_flag(False, "x") is False
+    with pytest.raises(UserError, match="overwrite must be True or False, got 'no'"):
+        check_output_folder(tmp_path / "out", "no")
+    model, tok = load_model("tiny")
+    factors = make_baseline("yarn", rope_theta=1e4, rotary_dim=64, original_length=256, target_length=512)
+    (tmp_path / "out").mkdir()
+    for call in (lambda: export_hf(model, tok, factors, tmp_path / "out", overwrite="no"),
+                 lambda: generate(model, tok, "Once", 2, factor_set=factors, do_sample="false"),
+                 lambda: make_baseline("yarn", rope_theta=1e4, rotary_dim=64, original_length=256, target_length=512,
+                                       truncate="no"),
+                 lambda: load_model("tiny", require_rope="no")):
+        with pytest.raises(UserError, match="must be True or False"):
+            call()
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_every_run_function_takes_its_own_config_and_nothing_else():
+    """run_ppl(None), a dict or another command's config was an AttributeError deep in the run, get_run(['x']) a
+    TypeError (battery 19): every run refuses anything but its config dataclass before any work."""
+    from longrope.errors import UserError
+    from longrope.runs import RUNS, get_run
+
+    with pytest.raises(UserError, match="a run command is a name"):
+        get_run(["search"])
+    specs = [get_run(c) for c in RUNS]
+    for spec, other in zip(specs, specs[1:] + specs[:1]):
+        for wrong in (None, {"model": "tiny"}, object.__new__(other.config)):
+            with pytest.raises(UserError, match=f"takes a {spec.config.__name__}, got"):
+                spec.run(wrong)
+    from longrope.train import finetune
+
+    with pytest.raises(UserError, match="takes a FinetuneConfig, got dict"):
+        finetune({"model": "tiny"})

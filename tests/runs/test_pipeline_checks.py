@@ -50,8 +50,8 @@ def test_an_export_dtype_gguf_cannot_write_is_refused_before_any_stage(tmp_path,
 
 @pytest.mark.parametrize("key, value, match", [
     ("beta_fast", -5, "plan stage 'yarn' (baseline): beta_fast must be a finite number > 0, got -5"),
-    ("target_length", "four", "plan stage 'yarn' (baseline): 'target_length' must be tokens (an integer) or a "
-                              "ratio like \"8x\", got 'four'"),
+    ("target_length", "four", "plan stage 'yarn' (baseline): target_length: a length is a whole number of tokens "
+                              "(e.g. 2048, 4k or 8x), got 'four'"),
     ("target_length", 8, "plan stage 'yarn' (baseline): target_length 8 is shorter than original_length 256"),
     ("method", 3, "plan stage 'yarn' (baseline): 'method' must be a method name"),
     ("length", 512, "plan stage 'yarn' (baseline): baseline 'yarn' has no option(s) length"),
@@ -61,6 +61,29 @@ def test_a_bad_baseline_value_in_a_later_stage_is_refused_before_the_first(tmp_p
     plan = _plan()
     plan["stages"][1][key] = value
     assert match in _refused(tmp_path, capsys, plan)
+
+
+def test_a_baseline_stage_reads_and_bounds_its_lengths_as_longrope_baseline_does(tmp_path, capsys, no_stage_runs):
+    """A plan's baseline stage took 2^30 tokens that longrope baseline refuses (make_baseline's bound is the factor
+    file's 2^40) and refused "2k", which the command and a search stage read as 2048 (battery 19)."""
+    from longrope.errors import ConfigError
+    from longrope.tools import BaselineConfig
+
+    with pytest.raises(ConfigError, match="target_length must be an integer in"):
+        BaselineConfig(model="tiny", method="yarn", target_length=1 << 30, output="f.json")
+    for key, value in (("target_length", 1 << 30), ("target_length", 10**50)):
+        plan = _plan()
+        plan["stages"][1][key] = value
+        assert "plan stage 'yarn' (baseline): target_length must be an integer in [2, 16,777,216]" in \
+            _refused(tmp_path, capsys, plan)
+    plan = _plan({"name": "dyn", "run": "baseline", "method": "dynamic-ntk", "target_length": "8x",
+                  "length": 1 << 30})
+    assert "plan stage 'dyn' (baseline): length must be an integer in [1, 16,777,216]" in _refused(tmp_path, capsys,
+                                                                                                     plan)
+    from longrope.options import config_from_dict
+    from longrope.runs.pipeline.stages import BaselineSettings
+
+    assert config_from_dict(BaselineSettings, {"method": "yarn", "target_length": "2k"}).target_length == 2048
 
 
 def test_a_missing_baseline_setting_is_named(tmp_path, capsys, no_stage_runs):

@@ -652,3 +652,24 @@ def test_a_search_resumed_with_another_worker_count_records_the_evaluator_its_or
     (out / "config.json").write_text(json.dumps(doc))
     assert _search(tiny, out, "--target-length", str(TARGET), "--no-report", "--max-evals", "2", "--resume") == 0
     assert json.loads((out / "config.json").read_text())["config"]["workers"] == 2
+
+
+def test_a_checkpoint_of_another_version_is_refused_before_the_model_loads(tiny, tmp_path, capsys, monkeypatch):
+    """A checkpoint.json whose version was hand-edited to 1e400 was refused only once the model had loaded and the
+    loop started, and version true (== 1) was resumed (battery 19): search --resume checks the format first."""
+    import longrope.search.backends as backends
+
+    out = tmp_path / "s"
+    assert _search(tiny, out, "--target-length", str(TARGET), "--no-report", "--max-evals", "1") == 0
+    text = (out / "checkpoint.json").read_text()
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model was loaded before the checkpoint was checked")
+
+    monkeypatch.setattr(backends, "make_evaluator", no_model)
+    for version in ("1e400", "true", '"1"'):
+        (out / "checkpoint.json").write_text(text.replace('"version": 1', f'"version": {version}', 1))
+        capsys.readouterr()
+        assert _search(tiny, out, "--target-length", str(TARGET), "--no-report", "--resume") == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "is not a version-1 longrope search checkpoint" in err[0], err

@@ -423,3 +423,23 @@ def test_a_checkpoint_of_another_format_or_version_names_its_fix(tmp_path, edit)
                                         "longrope, or delete the folder to start over") as err:
         make_loop("steady", seed=0, checkpoint=ckpt).resume()
     assert "\n" not in str(err.value)
+
+
+def test_the_search_entry_points_refuse_arguments_of_another_kind_in_one_line():
+    """run_search(evaluator=None) was "'NoneType' object has no attribute 'slots'", seed=-1 numpy's "expected
+    non-negative integer", seeds of another kind an AttributeError; SearchSpace(n_dims='4') a TypeError and
+    upper=inf an OverflowError (battery 19). The space keeps its ValueErrors (plan_search names the bound flags)."""
+    from longrope.search import SearchSpace, run_search
+
+    space = make_space()
+    evaluator = InProcessEvaluator(SyntheticObjective(N_DIMS, SCALE, n_docs=N_DOCS))
+    seeds = make_seeds(space)
+    for kw, match in (({"evaluator": None}, "takes an Evaluator"), ({"seed": -1}, "seed must be an integer"),
+                      ({"n_docs": 0}, "n_docs must be an integer"), ({"strategy": "bogus"}, "unknown strategy"),
+                      ({"seeds": ["x"]}, "seeds must be Genomes")):
+        args = {"evaluator": evaluator, "seeds": seeds, "n_docs": N_DOCS, **kw}
+        with pytest.raises(UserError, match=match):
+            run_search(space, args.pop("seeds"), args.pop("evaluator"), **args)
+    for kw in ({"n_dims": "4"}, {"n_dims": 4, "upper": math.inf}, {"n_dims": 4, "lower": math.nan}):
+        with pytest.raises(ValueError):
+            SearchSpace(**kw)

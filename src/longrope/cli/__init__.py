@@ -241,7 +241,9 @@ def _tell(line: str, *, every_process: bool = False) -> None:
     machine's first process (``LOCAL_RANK`` 0, or no launcher) tells it; the others exit with the same status. A
     process's own failure (``every_process``: a lost peer) is told by each process that meets it."""
     if every_process or _first_on_machine():
-        print(line, file=sys.stderr)
+        from longrope.errors import one_line
+
+        print(one_line(line), file=sys.stderr)  # an argument holding a newline ('--bogus $'a\nb'') stays in it
 
 
 def _first_on_machine() -> bool:

@@ -36,7 +36,7 @@ def run(args: GenerateConfig) -> int:
     from longrope.models import install_factors, load_model, read_rope_info, resolve_dtype
     from longrope.models.factor_files import load_factors_for
     from longrope.models.families import require_supported
-    from longrope.models.generation import check_sampling, generate
+    from longrope.models.generation import check_sampling, check_text_prompts, generate
 
     # Every check on the input before the weights load (seconds, not minutes, on a real model); the counts,
     # the prompt and which options apply are the config's own checks.
@@ -57,8 +57,7 @@ def run(args: GenerateConfig) -> int:
             raise UserError(f"--prompt-file {args.prompt_file} is {e}") from None
     else:
         text = args.prompt
-    if not text:
-        raise UserError("the prompt is empty")
+    check_text_prompts([text])  # before the weights load
     info = require_supported(read_rope_info(args.model))  # the config only: no weights yet
     factor_set = load_factors_for(args.factors, info, original_length=args.original_length,
                                   target_length=args.target_length, model=args.model, target_flag="--target-length")

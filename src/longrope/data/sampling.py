@@ -37,7 +37,7 @@ import numpy as np
 
 from longrope.data.shards import TokenCorpus
 from longrope.errors import UserError
-from longrope.options import check_seed
+from longrope.options import MAX_COUNT, MAX_TOKENS, check_seed, int_problem
 from longrope.settings import HELDOUT_FRACTION, check_heldout_fraction
 
 __all__ = ["SPLIT_SALT", "SPLITS", "Sample", "document_role", "document_roles", "sample_documents"]
@@ -113,10 +113,12 @@ def sample_documents(
                         f"{type(corpus).__name__}")
     if split not in SPLITS:
         raise UserError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
-    for name, v, lo in (("min_tokens", min_tokens, 1), ("n", n, 1), ("windows_per_doc", windows_per_doc, 1)):
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
-            raise UserError(f"{name} must be a positive integer, got {v!r}")
+    for name, v, hi in (("min_tokens", min_tokens, MAX_TOKENS), ("n", n, MAX_COUNT),
+                        ("windows_per_doc", windows_per_doc, MAX_COUNT)):
+        if (problem := int_problem(v, 1, hi)) is not None:  # 10**400 tokens was echoed whole in the refusal
+            raise UserError(f"{name} {problem}")
     check_seed(seed)
+    heldout_fraction = check_heldout_fraction(heldout_fraction)  # checked when every document's role is pinned too
     if len(corpus) == 0:
         raise UserError(f"{corpus.path} holds no documents")
     roles = document_roles(corpus, heldout_fraction)

@@ -44,7 +44,7 @@ from typing import Any
 import numpy as np
 
 from longrope.errors import UserError
-from longrope.io import check_no_link_loop, file_sha256, path_argument, read_json, write_json
+from longrope.io import check_no_link_loop, file_sha256, is_record_of, path_argument, read_json, write_json
 
 __all__ = [
     "FORMAT",
@@ -279,7 +279,7 @@ class TokenCorpus:
             raise UserError(f"{path}: no meta.json (not a shard folder, or tokenization did not finish); "
                             f"run 'longrope tokenize ... -o {path}'")
         meta = read_json(meta_path, what="shard folder's meta.json", fix=_HINT)
-        if meta.get("format") != FORMAT or meta.get("version") != FORMAT_VERSION:
+        if not is_record_of(meta, FORMAT, FORMAT_VERSION):
             raise UserError(f"{path}: not a version-{FORMAT_VERSION} {FORMAT} folder "
                             f"(format {meta.get('format')!r} version {meta.get('version')!r}); re-run 'longrope tokenize'")
         _check_meta(path, meta)
@@ -384,11 +384,20 @@ class TokenCorpus:
         """Tokens ``start:stop`` of document ``i`` (a read-only memory-mapped view), verified.
 
         The blocks under the view are checked against their SHA-256 first (once per open corpus);
-        a mismatch is a :class:`UserError`.
+        a mismatch is a :class:`UserError`. ``i`` is a document index in ``[0, len)``, ``start``/``stop`` token
+        offsets >= 0 (cut to the document): 100 was numpy's IndexError, -1 the last document, a text stop a
+        TypeError (battery 19).
         """
+        from longrope.options import int_problem
+
+        for name, value, lo, hi in (("document index i", i, 0, len(self) - 1), ("start", start, 0, 1 << 62),
+                                    ("stop", 0 if stop is None else stop, 0, 1 << 62)):
+            if (problem := int_problem(value, lo, hi)) is not None:
+                raise UserError(f"{self.path}: {name} {problem}")
+        i, start = int(i), int(start)
         row = self.index[i]
         n = int(row["length"])
-        stop = n if stop is None else min(stop, n)
+        stop = n if stop is None else min(int(stop), n)
         start = max(0, min(start, stop))
         off = int(row["offset"])
         k = int(row["shard"])

@@ -50,18 +50,19 @@ from longrope.data.shards import (
     write_meta,
 )
 from longrope.data.sources import SkipLog, Source, links_read_twice, printable, resolve_sources
-from longrope.errors import UserError
+from longrope.errors import UserError, shown
 from longrope.io import (
     aside_prefix,
     check_replaceable_target,
     is_file_too_large,
     os_error_fix,
+    path_argument,
     read_json,
     remove_dead_leftovers,
     replace_folder,
     sibling_prefix,
 )
-from longrope.options import check_loaded_tokenizer
+from longrope.options import check_flag, check_loaded_tokenizer
 
 __all__ = ["TokenizeReport", "tokenize_corpus", "make_encoder"]
 
@@ -258,6 +259,21 @@ def _input_specs(inputs: Any) -> list[str]:
     return [os.fspath(x) for x in inputs]
 
 
+def _check_arguments(**values: Any) -> None:
+    """tokenize_corpus's settings, checked as ``longrope tokenize`` checks its flags (tools.TokenizeConfig): the API
+    took shard_tokens 1.5 and batch_docs -1, recorded a tokenizer_name of None (a shard folder later refused as
+    malformed), and batch_chars 'x' or out_dir None were TypeErrors (battery 19)."""
+    from longrope.options import MAX_COUNT, int_problem
+
+    for name in ("tokenizer_name", "split", "text_field", "id_field"):
+        value = values[name]
+        if not (value is None and name == "id_field") and (not isinstance(value, str) or not value.strip()):
+            raise UserError(f"{name} must be a non-empty string, got {shown(value)}")
+    for name in ("shard_tokens", "batch_docs", "batch_chars"):
+        if (problem := int_problem(values[name], 1, MAX_COUNT)) is not None:
+            raise UserError(f"{name} {problem}")
+
+
 def tokenize_corpus(
     tokenizer: Any,
     inputs: list[str],
@@ -279,7 +295,10 @@ def tokenize_corpus(
     Files that cannot be read are skipped, listed in the report and in ``meta.json``.
     """
     t0 = time.perf_counter()
-    out = Path(out_dir)
+    force, progress = check_flag(force, "force"), check_flag(progress, "progress")
+    _check_arguments(tokenizer_name=tokenizer_name, split=split, text_field=text_field, id_field=id_field,
+                     shard_tokens=shard_tokens, batch_docs=batch_docs, batch_chars=batch_chars)
+    out = path_argument(out_dir, "tokenize_corpus's out_dir (the shard folder to write)")
     if out.is_symlink() and out.is_dir():
         out = out.resolve()  # replace the folder it points to, not the link
     check_replaceable_target(out)

@@ -65,18 +65,25 @@ from typing import Any
 import numpy as np
 import torch
 
-from longrope.errors import UserError
+from longrope.errors import UserError, shown
 from longrope.evaluate import lm
 from longrope.evaluate.memory import out_of_memory
-from longrope.evaluate.windows import check_length
+from longrope.evaluate.windows import check_bos_id, check_length
 from longrope.options import (
+    check_flag,
     check_loaded_model,
     check_loaded_tokenizer,
     check_seed,
     check_sequence,
     is_integer,
 )
-from longrope.settings import PASSKEY_ANSWER, PASSKEY_DEPTHS, PASSKEY_MODES, check_passkey_depths
+from longrope.settings import (
+    PASSKEY_ANSWER,
+    PASSKEY_DEPTHS,
+    PASSKEY_MODES,
+    check_passkey_depth,
+    check_passkey_depths,
+)
 
 __all__ = [
     "MODES",
@@ -178,10 +185,12 @@ def build_passkey_prompt(
     """The standard passkey prompt, ``length`` tokens exactly (see the module doc)."""
     check_loaded_tokenizer(tokenizer, "build_passkey_prompt")
     length = check_length(length)
-    if not 0.0 <= float(depth) <= 1.0:
-        raise UserError(f"depth must be in [0, 1], got {depth}")
-    if not 10_000 <= int(key) <= 99_999:
-        raise UserError(f"the pass key must be a 5-digit number, got {key}")
+    depth = check_passkey_depth(depth)
+    if not is_integer(key) or not 10_000 <= key <= 99_999:  # '12345' and 12345.7 were taken, 'abc' a ValueError
+        raise UserError(f"the pass key must be a 5-digit integer, got {shown(key)}")
+    key, bos_id, with_answer = int(key), check_bos_id(bos_id), check_flag(with_answer, "with_answer")
+    if joiner is not None and not isinstance(joiner, str):
+        raise UserError(f"joiner must be text (the piece between sentences) or None, got {type(joiner).__name__}")
     sep = piece_joiner(tokenizer) if joiner is None else joiner
     instr = _encode(tokenizer, INSTRUCTION)
     needle = _encode(tokenizer, sep + NEEDLE.format(key=key))
@@ -386,6 +395,8 @@ def needle_prompts(
         raise UserError(f"n must be a positive integer, got {n!r}")
     n = int(n)
     check_seed(seed)
+    length, bos_id = check_length(length), check_bos_id(bos_id)
+    depths = check_passkey_depths(depths) if depths is not None else None
     rng = np.random.default_rng([int(seed), int(length)])
     joiner = piece_joiner(tokenizer)
     out = []
@@ -587,6 +598,7 @@ def passkey_accuracy(
     check_seed(seed)
     lengths = [check_length(n) for n in lengths]
     depths = check_passkey_depths(depths)
+    bos_id, progress = check_bos_id(bos_id), check_flag(progress, "progress")
     check_loaded_model(model, "passkey_accuracy")  # after the values: a bad depth is said before anything else
     check_loaded_tokenizer(tokenizer, "passkey_accuracy")
     from longrope.models.generation import check_token_ids

@@ -25,7 +25,7 @@ import torch
 from longrope.errors import UserError
 from longrope.evaluate import lm
 from longrope.evaluate.windows import Window, check_length, document_windows, max_tokens_below
-from longrope.options import check_loaded_model, check_sequence, is_integer
+from longrope.options import check_flag, check_loaded_model, check_sequence, is_integer
 
 __all__ = ["DocNLL", "PerplexityResult", "evaluate_perplexity", "doc_tokens_and_id"]
 
@@ -136,8 +136,6 @@ def _check_arguments(model: Any, docs: Any, length: Any, *, stride: Any, max_tok
     if max_tokens_below(max_tokens, length):
         raise UserError(f"max_tokens {max_tokens} is below one window of {length} tokens; give at least {length} "
                         "or leave it out")
-    if len(docs) == 0:
-        raise UserError("no documents to evaluate; sample at least one document")
     lm.check_chunk_size(chunk_size)
     return length
 
@@ -176,6 +174,7 @@ def evaluate_perplexity(
     """
     length = _check_arguments(model, docs, length, stride=stride, max_tokens=max_tokens, chunk_size=chunk_size,
                               batch_size=batch_size)
+    per_doc, progress = check_flag(per_doc, "per_doc"), check_flag(progress, "progress")
     ids: list[str] = []
     windows: list[Window] = []
     for i, doc in enumerate(docs):

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from longrope.errors import UserError
+from longrope.errors import UserError, shown
 from longrope.settings import HELDOUT_FRACTION
 
 __all__ = ["Window", "document_windows", "check_length", "check_stride", "resolve_bos", "select_windows",
@@ -115,12 +115,29 @@ class Window:
 
 
 def check_length(length: object, *, name: str = "length") -> int:
-    """A context length must be an integer ≥ 2 (a window needs one prediction at least)."""
+    """A context length must be an integer ≥ 2 (a window needs one prediction at least) and at most
+    :data:`~longrope.options.MAX_TOKENS`, as every length flag (10**400 was echoed in full by the next check)."""
+    from longrope.options import MAX_TOKENS
+
     if isinstance(length, bool) or not isinstance(length, (int, np.integer)):
-        raise UserError(f"{name} must be a positive integer number of tokens, got {length!r}")
+        raise UserError(f"{name} must be a positive integer number of tokens, got {shown(length)}")
     if int(length) < 2:
-        raise UserError(f"{name} must be at least 2 tokens, got {int(length)}")
+        raise UserError(f"{name} must be at least 2 tokens, got {shown(int(length))}")
+    if int(length) > MAX_TOKENS:
+        raise UserError(f"{name} must be at most {MAX_TOKENS:,} tokens, got {shown(int(length))}")
     return int(length)
+
+
+def check_bos_id(bos_id: object) -> int | None:
+    """The BOS id prepended to a window or prompt: None (no BOS) or an integer token id. The one check of its type
+    in every function that takes one ('x' was int()'s ValueError, 1.5 and True were taken as ids 1, battery 19);
+    whether the model has that id (not -1, not past its embeddings) is
+    :func:`longrope.models.generation.check_token_ids`'."""
+    if bos_id is None:
+        return None
+    if isinstance(bos_id, bool) or not isinstance(bos_id, (int, np.integer)):
+        raise UserError(f"bos_id must be an integer token id or None for no BOS, got {shown(bos_id)}")
+    return int(bos_id)
 
 
 def check_stride(stride: object, length: int) -> int:
@@ -157,6 +174,7 @@ def document_windows(
     ``max_tokens`` (sliding mode only) cuts the BOS-prefixed sequence before windowing.
     """
     length = check_length(length)
+    bos_id = check_bos_id(bos_id)
     tokens = np.asarray(tokens)
     need = length - 1 if bos_id is not None else length
     if len(tokens) < need:

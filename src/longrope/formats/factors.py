@@ -52,7 +52,7 @@ from longrope.errors import UserError
 from longrope.formats.hf_config import longrope_fields
 from longrope.io import (
     decode_text,
-    json_object,
+    loads_record,
     os_error_words,
     path_argument,
     read_regular,
@@ -155,8 +155,27 @@ def from_json(make: Callable[..., T], d: Mapping[str, Any], *, rotary_dim: int |
     return fs
 
 
+def _named_as(path: Path) -> str | None:
+    """The format :func:`load` reads a file of this name as, by its suffix alone: "csv", "json", or None (then the
+    content decides). The one rule of the loader and of both writers."""
+    return {".csv": "csv", ".json": "json"}.get(path.suffix.lower())
+
+
+def _check_written_as(path: Any, fmt: str) -> Path:
+    """``path`` as a Path when a file written there in ``fmt`` is read back as ``fmt``: save('f.csv') wrote JSON that
+    FactorSet.load('f.csv') then read as a reference CSV ("'{' is not a number"), save_csv('f.json') a CSV it read as
+    broken JSON (battery 19)."""
+    path = path_argument(path, f"the factor file to write ({fmt})")
+    named = _named_as(path)
+    if named is not None and named != fmt:
+        raise UserError(f"{path} ends in {path.suffix}, so it would be read back as {named.upper()}, not the "
+                        f"{fmt.upper()} written; give a name ending in .{fmt}")
+    return path
+
+
 def save_json(fs: Any, path: str | os.PathLike) -> Path:
     """Write ``factors.json`` atomically (a killed process never leaves half a file)."""
+    path = _check_written_as(path, "json")
     try:
         json.dumps(fs.provenance, allow_nan=False)
     except (TypeError, ValueError) as e:
@@ -167,6 +186,7 @@ def save_json(fs: Any, path: str | os.PathLike) -> Path:
 # --------------------------------------------------------------------- reference CSV
 def save_csv(fs: Any, path: str | os.PathLike) -> Path:
     """Write ``long_factor`` in the reference code's CSV (one λ per line; everything else is lost)."""
+    path = _check_written_as(path, "csv")
     return write_text(path, "".join(f"{float(x)!r}\n" for x in fs.long_factor))
 
 
@@ -232,7 +252,7 @@ def load(
     text = _read_text(path, "factor file")
     stripped = text.lstrip()
     # a .json file is JSON (one starting with a // comment was read as a CSV: "'// yarn' is not a number")
-    if path.suffix.lower() == ".csv" or (stripped and stripped[0] not in "{[" and path.suffix.lower() != ".json"):
+    if _named_as(path) == "csv" or (stripped and stripped[0] not in "{[" and _named_as(path) != "json"):
         missing = [name for name, v in (("rope_theta", rope_theta), ("original_length", original_length),
                                         ("target_length", target_length)) if v is None]
         if missing:
@@ -338,7 +358,7 @@ def _read_text(path: Path, what: str) -> str:
 def _parse_json(text: str, path: Path) -> Any:
     # NaN/Infinity literals parse (to floats) so that the field check can name the key they sit in.
     try:
-        return json.loads(text, object_pairs_hook=json_object)
+        return loads_record(text)
     except json.JSONDecodeError as e:
         raise UserError(f"{path} is not valid JSON (line {e.lineno}: {e.msg})") from None
     except (ValueError, RecursionError) as e:  # a number too long to parse, nesting too deep

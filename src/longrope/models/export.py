@@ -71,6 +71,7 @@ from longrope.io import (
     write_text,
 )
 from longrope.models.families import FAMILIES, RopeInfo, inspect_model, require_no_adapters, require_supported
+from longrope.options import check_flag
 from longrope.rope.attention import longrope_attention_factor
 
 __all__ = [
@@ -247,6 +248,7 @@ def _swap_into_place(tmp: Path, out: Path, overwrite: bool) -> None:
 
 def check_output_folder(out: Path, overwrite: bool) -> None:
     """One-line errors for an output that cannot become the export folder (checked before any work)."""
+    overwrite = check_flag(overwrite, "overwrite")
     check_utf8_path(out.resolve())
     if out.exists() and not out.is_dir():
         raise UserError(f"output {out} is a file; give a folder path with -o (or --format gguf for a .gguf file)")

@@ -30,7 +30,7 @@ import torch
 
 from longrope.errors import UserError
 from longrope.models.patch import MODES, current_patch, install_factors
-from longrope.options import is_number
+from longrope.options import check_flag, is_number
 
 __all__ = ["GenerationResult", "check_sampling", "check_token_ids", "generate", "prepare_batch", "quiet_length_reminder"]
 
@@ -160,11 +160,7 @@ def prepare_batch(
         if attention_mask is not None:
             raise UserError("attention_mask goes with token ids; text prompts are tokenized and padded here")
         texts = [prompts] if isinstance(prompts, str) else list(prompts)
-        from longrope.data.sources import valid_text
-
-        if not all(map(valid_text, texts)):  # tokenizers' TypeError "TextEncodeInput must be Union[...]"
-            raise UserError("the prompt holds lone surrogates (bytes that are not UTF-8, e.g. from argv or "
-                            "errors='surrogateescape'); give valid Unicode text")
+        check_text_prompts(texts)
         rows = [list(tokenizer(t, add_special_tokens=True)["input_ids"]) for t in texts]
     else:
         rows = _id_rows(prompts)
@@ -195,9 +191,26 @@ def prepare_batch(
     return ids, mask
 
 
+def check_text_prompts(texts: Sequence[str]) -> None:
+    """Text prompts a tokenizer can take and the model can continue: not empty (``longrope generate`` refused
+    one, ``generate(model, tok, "")`` generated from the BOS alone, battery 19), no lone surrogates."""
+    from longrope.data.sources import valid_text
+
+    if not all(texts):
+        raise UserError("the prompt is empty; give the text to continue")
+    if not all(map(valid_text, texts)):  # tokenizers' TypeError "TextEncodeInput must be Union[...]"
+        raise UserError("the prompt holds lone surrogates (bytes that are not UTF-8, e.g. from argv or "
+                        "errors='surrogateescape'); give valid Unicode text")
+
+
 def _id_rows(prompts: Any) -> list[list[int]]:
     """Token-id prompts as rows of Python ints: a tensor or array of integers ([seq] or [batch, seq]), a list of
-    ids or a list of such lists; anything else (floats, bools, strings in lists) is refused."""
+    ids or a list of such lists; anything else (floats, bools, strings in lists) is refused. Bytes are refused too,
+    though a sequence of integers: b'\\xff\\xfe' was generated from as the token ids 255, 254 (battery 19)."""
+    if isinstance(prompts, (bytes, bytearray, memoryview)) or (
+            isinstance(prompts, Sequence) and any(isinstance(r, (bytes, bytearray, memoryview)) for r in prompts)):
+        raise UserError("a prompt of bytes is neither text nor token ids; decode it first (e.g. "
+                        "data.decode('utf-8')), or give a list of token ids")
     if hasattr(prompts, "shape") and hasattr(prompts, "dtype"):  # torch or numpy
         if isinstance(prompts, torch.Tensor):
             integer = not (prompts.dtype.is_floating_point or prompts.dtype.is_complex or prompts.dtype == torch.bool)
@@ -261,10 +274,17 @@ def check_sampling(do_sample: bool, temperature: Any, top_p: Any, *,
                    names: tuple[str, str] = ("temperature", "top_p")) -> None:
     """Refuse sampling settings transformers would reject or misread (before any model is loaded).
 
-    ``names``: how the caller spells the two settings (the CLI passes its flags)."""
-    if not do_sample:
-        return
+    ``names``: how the caller spells the two settings (the CLI passes its flags). None is "not given" (1 when
+    sampling); a value given without sampling is refused, as ``longrope generate --temperature`` without
+    ``--sample`` is: ``generate(temperature=0.5)`` decoded greedily without a word (battery 19)."""
     t_name, p_name = names
+    if not do_sample:
+        given = [n for n, v in ((t_name, temperature), (p_name, top_p)) if v is not None]
+        if given:
+            raise UserError(f"{given[0]} applies to sampling; set do_sample=True, or leave {given[0]} out for greedy "
+                            "decoding")
+        return
+    temperature, top_p = 1.0 if temperature is None else temperature, 1.0 if top_p is None else top_p
     if not is_number(temperature) or not 0 < temperature < math.inf:
         raise UserError(f"{t_name} must be a number > 0 for sampling, got {temperature!r} "
                         "(for greedy decoding leave sampling off)")
@@ -298,8 +318,8 @@ def generate(
     factor_set: Any = None,
     cache_policy: str | None = None,
     do_sample: bool = False,
-    temperature: float = 1.0,
-    top_p: float = 1.0,
+    temperature: float | None = None,
+    top_p: float | None = None,
     seed: int = 0,
     stop_at_eos: bool = True,
     return_logits: bool = False,
@@ -314,10 +334,15 @@ def generate(
     if mode not in MODES:
         raise UserError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
     check_generation_counts(max_new_tokens, seed)
+    do_sample, stop_at_eos = check_flag(do_sample, "do_sample"), check_flag(stop_at_eos, "stop_at_eos")
+    return_logits = check_flag(return_logits, "return_logits")
     check_sampling(do_sample, temperature, top_p)
     max_new_tokens, seed = int(max_new_tokens), int(seed)  # numpy integers pass the checks; transformers takes ints
     if do_sample:
-        temperature, top_p = float(temperature), float(top_p)
+        temperature, top_p = float(1.0 if temperature is None else temperature), float(1.0 if top_p is None else top_p)
+    if cache_policy is not None and mode != "switch":  # as longrope generate --cache-policy with --mode long
+        raise UserError(f"cache_policy applies to mode 'switch' (the KV cache at the switch); mode {mode!r} never "
+                        "switches: leave cache_policy out")
     patch = install_factors(model, factor_set) if factor_set is not None else current_patch(model)
     if patch is None or not patch.active:
         raise UserError("the model carries no active LongRoPE factors; install_factors(model, factor_set) first")

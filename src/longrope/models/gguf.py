@@ -68,6 +68,7 @@ from longrope.models.export import (
 )
 from longrope.models.factor_files import check_rotary_fit
 from longrope.models.families import FAMILIES
+from longrope.options import check_flag
 
 __all__ = [
     "GGUF_ARCHES",
@@ -119,6 +120,7 @@ def _common_warnings(factor_set: Any) -> list[str]:
 
 def check_output_file(out: Path, overwrite: bool) -> None:
     """One-line errors for an output that cannot become the GGUF file (checked before any work)."""
+    overwrite = check_flag(overwrite, "overwrite")
     check_utf8_path(out.resolve())
     if out.exists() and out.is_dir():
         raise UserError(f"output {out} is a folder; --format gguf writes one file, give e.g. -o {out}.gguf")

@@ -374,8 +374,9 @@ def resolve_device(device: Any, *, fix: str = "use --device cpu") -> Any:
 
     try:
         dev = torch.device(device)
-    except (RuntimeError, TypeError) as e:
-        raise UserError(f"bad device {device!r}: {e}; {fix}") from None
+    except (RuntimeError, TypeError) as e:  # torch's words for a type are 8 lines of its signatures
+        why = str(e).strip() if isinstance(e, RuntimeError) else "a device is named as cpu, cuda, cuda:N or mps"
+        raise UserError(f"bad device {device!r}: {why}; {fix}") from None
     if dev.type not in _RUNS_ON and not _backend_available(dev.type):
         # a device type torch names but cannot run a model on here: 'meta' (shapes only) ended an evaluation in
         # "Tensor.item() cannot be called on meta tensors", 'xla' in "not linked with support" (tracebacks, battery 17)
@@ -571,6 +572,9 @@ def load_model(
     dev = resolve_device(device)
     if attn_implementation is not None and (not isinstance(attn_implementation, str) or not attn_implementation):
         raise UserError(f"attn_implementation must be a name such as 'eager' or 'sdpa', got {attn_implementation!r}")
+    from longrope.options import check_flag
+
+    require_rope = check_flag(require_rope, "require_rope")
     config = _from_pretrained(source, AutoConfig)
     if require_rope:
         _require_rope(config, label=source.label)

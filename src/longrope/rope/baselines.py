@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from longrope.errors import UserError
+from longrope.options import check_flag
 from longrope.rope.attention import yarn_attention_factor
 from longrope.rope.factors import FactorSet
 from longrope.rope.frequencies import check_rope_theta, check_rotary_dim, inv_freq
@@ -187,7 +188,7 @@ def yarn_correction_range(
                         "rotations in L above which a pair is kept, β_slow those below which it is "
                         "interpolated (defaults 32 and 1); swap them")
     low, high = dim_of(fast), dim_of(slow)
-    if truncate:
+    if check_flag(truncate, "truncate"):
         low, high = math.floor(low), math.ceil(high)
     return max(low, 0), min(high, d - 1)
 

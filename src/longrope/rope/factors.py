@@ -60,6 +60,12 @@ def require_factor_set(obj: Any) -> None:
         raise UserError(f"expected a FactorSet (long_factor, short_factor, ...), got {type(obj).__name__}{hint}")
 
 
+def _model_rotary_dim(rotary_dim: Any) -> int | None:
+    """The model's rotary dim a loader is given, checked (None: not known): 'x' or True was taken and the list
+    lengths went unchecked (battery 19)."""
+    return None if rotary_dim is None else check_rotary_dim(rotary_dim)
+
+
 @dataclasses.dataclass(frozen=True, eq=False, kw_only=True)
 class FactorSet:
     """Per-pair RoPE rescale factors plus what is needed to apply them (docs/method.md §2).
@@ -188,12 +194,13 @@ class FactorSet:
 
     def factors_for_length(self, seq_len: int) -> np.ndarray:
         """``long_factor`` when ``seq_len > L`` else ``short_factor`` — transformers' switching rule."""
+        seq_len = int_field(scalar_value(seq_len), "seq_len", 0)  # 'x' was a TypeError, NaN the short factors
         return self.long_factor if seq_len > self.original_max_position_embeddings else self.short_factor
 
     def inv_freq(self, which: str = "long") -> np.ndarray:
         """Rescaled frequencies ``θ_i / λ_i`` (float64, [d/2]) for ``which`` in {"long", "short"}."""
         if which not in ("long", "short"):
-            raise ValueError(f"which must be 'long' or 'short', got {which!r}")
+            raise UserError(f"which must be 'long' or 'short', got {short_repr(which)}")
         lam = self.long_factor if which == "long" else self.short_factor
         return inv_freq(self.rope_theta, self.rotary_dim) / lam
 
@@ -226,8 +233,7 @@ class FactorSet:
         and takes ``other``'s target length L', n̂ and attention factor (``None`` → derived from the
         new s). Short factors multiply too (``other``'s are normally ones).
         """
-        if not isinstance(other, FactorSet):
-            raise TypeError(f"compose needs a FactorSet, got {type(other).__name__}")
+        require_factor_set(other)
         if other.rotary_dim != self.rotary_dim:
             raise UserError(
                 f"cannot compose factor sets of rotary_dim {self.rotary_dim} and {other.rotary_dim}"
@@ -259,6 +265,10 @@ class FactorSet:
 
     def same_factors(self, other: FactorSet, *, rtol: float = 1e-12, atol: float = 0.0) -> bool:
         """Equal up to ``rtol``/``atol`` on the factors, exactly on everything else but provenance."""
+        require_factor_set(other)  # 'x' was an AttributeError
+        for name, tol in (("rtol", rtol), ("atol", atol)):  # NaN compared every set equal, with numpy's warning
+            if real_number(scalar_value(tol), name) < 0:
+                raise UserError(f"{name} must be a number >= 0, got {short_repr(tol)}")
         return (
             self.long_factor.shape == other.long_factor.shape
             and np.allclose(self.long_factor, other.long_factor, rtol=rtol, atol=atol)
@@ -304,7 +314,7 @@ class FactorSet:
         the list that was cut when the two lists differ."""
         from longrope.formats import factors as files
 
-        return files.from_json(cls, d, rotary_dim=rotary_dim)
+        return files.from_json(cls, d, rotary_dim=_model_rotary_dim(rotary_dim))
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write ``factors.json`` atomically (a killed process never leaves half a file)."""
@@ -326,7 +336,7 @@ class FactorSet:
         :func:`longrope.models.export.longrope_config_entries`.)"""
         from longrope.formats import hf_config
 
-        return cls(**hf_config.longrope_fields(config, source=source, rotary_dim=rotary_dim))
+        return cls(**hf_config.longrope_fields(config, source=source, rotary_dim=_model_rotary_dim(rotary_dim)))
 
     @classmethod
     def from_csv(
@@ -349,7 +359,7 @@ class FactorSet:
 
         return cls(**files.csv_fields(path, rope_theta=rope_theta, original_length=original_length,
                                        target_length=target_length, method=method, start_tokens=start_tokens,
-                                       rotary_dim=rotary_dim))
+                                       rotary_dim=_model_rotary_dim(rotary_dim)))
 
     @classmethod
     def load(
@@ -374,4 +384,4 @@ class FactorSet:
         from longrope.formats import factors as files
 
         return files.load(cls, path, rope_theta=rope_theta, original_length=original_length,
-                           target_length=target_length, rotary_dim=rotary_dim)
+                           target_length=target_length, rotary_dim=_model_rotary_dim(rotary_dim))

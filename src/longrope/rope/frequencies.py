@@ -14,27 +14,38 @@ import numbers
 import numpy as np
 
 from longrope.errors import UserError
+from longrope.rope.values import short_repr
 
-__all__ = ["inv_freq", "rotary_dim", "check_rotary_dim", "check_rope_theta"]
+__all__ = ["MAX_ROTARY_DIM", "inv_freq", "rotary_dim", "check_rotary_dim", "check_rope_theta"]
+
+
+#: Largest rotary dim accepted: 64x the largest head of a released RoPE model (256, Gemma); a larger one is a
+#: typo whose arrays (``inv_freq`` of d/2 values) would exhaust memory (10**12 was numpy's "Maximum allowed size
+#: exceeded", battery 19).
+MAX_ROTARY_DIM = 1 << 14
 
 
 def check_rotary_dim(rotary_dim: int, *, name: str = "rotary_dim") -> int:
-    """Return ``rotary_dim`` as an int after checking it is a positive even integer."""
+    """Return ``rotary_dim`` as an int after checking it is a positive even integer up to :data:`MAX_ROTARY_DIM`."""
     if isinstance(rotary_dim, bool) or not isinstance(rotary_dim, numbers.Integral):
-        raise UserError(f"{name} must be a positive even integer, got {rotary_dim!r}")
+        raise UserError(f"{name} must be a positive even integer, got {short_repr(rotary_dim)}")
     d = int(rotary_dim)
-    if d < 2 or d % 2:
-        raise UserError(f"{name} must be a positive even integer, got {d}")
+    if d < 2 or d % 2 or d > MAX_ROTARY_DIM:
+        raise UserError(f"{name} must be a positive even integer <= {MAX_ROTARY_DIM:,}, got {short_repr(d)}")
     return d
 
 
 def check_rope_theta(rope_theta: float, *, name: str = "rope_theta") -> float:
-    """Return ``rope_theta`` as a float after checking it is finite and > 0."""
+    """Return ``rope_theta`` as a float after checking it is finite and > 0 (an integer too large for a float is
+    refused like inf: it was an OverflowError)."""
     if isinstance(rope_theta, bool) or not isinstance(rope_theta, numbers.Real):
-        raise UserError(f"{name} must be a positive number, got {rope_theta!r}")
-    b = float(rope_theta)
+        raise UserError(f"{name} must be a positive number, got {short_repr(rope_theta)}")
+    try:
+        b = float(rope_theta)
+    except (OverflowError, ValueError):
+        b = math.inf
     if not math.isfinite(b) or b <= 0:
-        raise UserError(f"{name} must be a finite number > 0, got {b}")
+        raise UserError(f"{name} must be a finite number > 0, got {short_repr(rope_theta) if b == math.inf else b}")
     return b
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from longrope.errors import UserError
+from longrope.errors import UserError, shown
 
 __all__ = ["FORMAT_VERSION", "MAX_LENGTH", "RotaryDimMismatch", "check_list_lengths", "factor_array", "int_field", "real_number",
            "scalar_value", "short_repr"]
@@ -115,6 +115,5 @@ def real_number(value: Any, field: str) -> float:
 
 
 def short_repr(value: Any) -> str:
-    """``repr`` cut to one short line (a fuzzed 4000-digit integer must not flood the message)."""
-    text = repr(value) if not isinstance(value, int) or abs(value) < 10**30 else f"a {len(str(abs(value)))}-digit integer"
-    return text if len(text) <= 60 else text[:57] + "..."
+    """``repr`` cut to one short line (a fuzzed 4000-digit integer must not flood the message): :func:`shown`."""
+    return shown(value)

@@ -86,6 +86,8 @@ def get_run(command: str) -> RunSpec:
     """The :class:`RunSpec` of ``command``."""
     from longrope.errors import UserError
 
+    if not isinstance(command, str):  # a list was "unhashable type: 'list'" (battery 19)
+        raise UserError(f"a run command is a name such as 'search' or 'eval ppl', got {type(command).__name__}")
     if command in MOVED:
         raise UserError(MOVED[command])
     if command not in RUNS:

@@ -180,6 +180,9 @@ class _Ctx:
 
 def run(config: DemoConfig, *, log: Callable[[str], None] | None = None) -> dict:
     """Run the demo; returns the summary (also in ``summary.json``)."""
+    from longrope.options import require_config
+
+    require_config(config, DemoConfig, "longrope.runs.demo.run")
     from longrope.runs.progress import Log
 
     ctx = _setup(config, Log(not config.quiet, log))

@@ -241,6 +241,9 @@ def load_for_eval(config: EvalConfig):
 
 def run_ppl(config: PplConfig, *, log: Callable[[str], None] | None = None) -> dict:
     """Perplexity of every factor set at every length on the same windows; returns the result."""
+    from longrope.options import require_config
+
+    require_config(config, PplConfig, "longrope.runs.evaluate.run_ppl")
     from types import SimpleNamespace
 
     from longrope.data import TokenCorpus
@@ -303,6 +306,9 @@ def run_ppl(config: PplConfig, *, log: Callable[[str], None] | None = None) -> d
 
 def run_passkey(config: PasskeyConfig, *, log: Callable[[str], None] | None = None) -> dict:
     """Passkey accuracy of every factor set over lengths × depths (same seeded keys for each)."""
+    from longrope.options import require_config
+
+    require_config(config, PasskeyConfig, "longrope.runs.evaluate.run_passkey")
     from types import SimpleNamespace
 
     from longrope.errors import UserError

@@ -24,6 +24,9 @@ def _main_process() -> bool:
 
 def run(config: FinetuneConfig, *, log: Callable[[str], None] | None = None) -> dict:
     """Fine-tune, export ``OUT/model``; returns the result (also in ``summary.json``)."""
+    from longrope.options import require_config
+
+    require_config(config, FinetuneConfig, "longrope.runs.finetune.run")
     from longrope.errors import UserError
     from longrope.models.factor_files import load_factors_for
     from longrope.models.loading import read_rope_info

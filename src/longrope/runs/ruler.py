@@ -225,6 +225,9 @@ def _cell_context(config: RulerConfig) -> dict:
 
 def run_ruler(config: RulerConfig, *, log: Callable[[str], None] | None = None) -> dict:
     """RULER accuracy of every factor set × length × task (same samples for each set); see the module doc."""
+    from longrope.options import require_config
+
+    require_config(config, RulerConfig, "longrope.runs.ruler.run_ruler")
     from longrope.data.ruler import check_lm_eval
     from longrope.evaluate.ruler import averages, write_ruler_outputs
     from longrope.io import json_safe

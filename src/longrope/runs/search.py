@@ -582,6 +582,9 @@ def check_fitness_fits(model: str, fitness: str, length: int, seed: int) -> None
 
 def run(config: SearchConfig, *, log: Callable[[str], None] | None = None) -> dict:
     """Run (or resume) the search; returns the result (also in ``summary.json``)."""
+    from longrope.options import require_config
+
+    require_config(config, SearchConfig, "longrope.runs.search.run")
     from longrope.runs.folder import RunFolder
 
     say = log or (lambda msg: print(msg, file=sys.stderr))
@@ -703,7 +706,7 @@ def _refuse_other_run(ckpt: Path, ident: dict, config: SearchConfig) -> dict:
     resumes). ``--reuse`` is not compared by its path either: the scores it gave are in the checkpoint since the run started, so a
     resume needs it no more (it is recorded again from the checkpoint when not given) and its source may have
     moved; given to resume a run that started without it, it would be ignored, so it is refused."""
-    from longrope.search.loop import describe_differences
+    from longrope.search.loop import check_checkpoint_format, describe_differences
 
     if not ckpt.exists():
         if any((ckpt.parent / name).exists() for name in ("history.jsonl", "factors.json")):  # its work, not its state
@@ -712,6 +715,7 @@ def _refuse_other_run(ckpt: Path, ident: dict, config: SearchConfig) -> dict:
                               "over in a new folder (or delete this one)")
         raise ConfigError("resume", f"nothing to resume in {ckpt.parent} (no checkpoint.json); run without {{name}}")
     old = read_json(ckpt, what="search checkpoint", fix="delete the folder to start over, or choose a new one")
+    check_checkpoint_format(old, ckpt)
     old = old.get("fingerprint", {})
     if not isinstance(old, dict):
         raise UserError(f"{ckpt} is malformed (its fingerprint is no object); delete the folder to start over")

@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from longrope.errors import UserError
-from longrope.io import append_text, write_json, write_text
+from longrope.io import append_text, is_record_of, write_json, write_text
 from longrope.search.archive import Archive
 from longrope.search.evaluators import EvalOutcome, EvalRequest, Evaluator, WorkerCrashed
 from longrope.search.space import Genome, SearchSpace
@@ -123,6 +123,16 @@ class Progress:
 
 def _jsonable_float(x: float) -> float | None:
     return float(x) if math.isfinite(x) else None
+
+
+def check_checkpoint_format(d: dict, path: Any) -> None:
+    """Refuse a checkpoint another longrope (or a hand) wrote in another format or version: the one check, made by
+    ``search --resume`` before the model loads (it was made only when the loop started, after the model loaded,
+    battery 19) and by the loop itself."""
+    if not is_record_of(d, CHECKPOINT_FORMAT, CHECKPOINT_VERSION):
+        raise UserError(f"{path} is not a version-{CHECKPOINT_VERSION} longrope search checkpoint (format "
+                        f"{str(d.get('format'))[:60]!r}, version {str(d.get('version'))[:20]}: another longrope "
+                        "wrote it?); resume it with that longrope, or delete the folder to start over")
 
 
 class SearchLoop:
@@ -401,10 +411,7 @@ class SearchLoop:
         from longrope.io import read_json
 
         d = read_json(self.checkpoint, what="search checkpoint")
-        if d.get("format") != CHECKPOINT_FORMAT or d.get("version") != CHECKPOINT_VERSION:
-            raise UserError(f"{self.checkpoint} is not a version-{CHECKPOINT_VERSION} longrope search checkpoint (format "
-                            f"{str(d.get('format'))[:60]!r}, version {str(d.get('version'))[:20]}: another longrope "
-                            "wrote it?); resume it with that longrope, or delete the folder to start over")
+        check_checkpoint_format(d, self.checkpoint)
         fingerprint = d.get("fingerprint", {})
         diffs = describe_differences(fingerprint, self.fingerprint) if isinstance(fingerprint, dict) else ["fingerprint"]
         if d.get("strategy_name") != self.strategy.name:
@@ -421,6 +428,8 @@ class SearchLoop:
             )
         try:  # a hand-edited or damaged state: one line, not a KeyError deep in a strategy
             self._load_state(d)
+        except UserError:  # already one line naming the problem
+            raise
         except (KeyError, TypeError, ValueError, IndexError, AttributeError, OverflowError) as exc:
             raise UserError(f"{self.checkpoint} is malformed ({type(exc).__name__}: {str(exc)[:100]}); delete the "
                             "folder to start over, or choose a new one") from None
@@ -526,8 +535,24 @@ def run_search(
     continued from it with ``resume``. ``preload``: the fitness cache of an earlier search of the
     same windows and space (``Archive.to_json``), reused by a fresh run (the budgets count only new
     scores)."""
-    from longrope.search.strategies import make_strategy
+    from longrope.options import check_seed, int_problem
+    from longrope.search.strategies import STRATEGIES, make_strategy
 
+    # the caller's arguments, before any work (evaluator None was "'NoneType' object has no attribute 'slots'",
+    # seed -1 numpy's "expected non-negative integer", battery 19)
+    if not isinstance(space, SearchSpace):
+        raise UserError(f"run_search takes a SearchSpace, got {type(space).__name__}")
+    if not all(callable(getattr(evaluator, name, None)) for name in ("submit", "wait")) \
+            or not hasattr(evaluator, "slots"):
+        raise UserError(f"run_search takes an Evaluator (e.g. InProcessEvaluator(objective)), got "
+                        f"{type(evaluator).__name__}")
+    if (problem := int_problem(n_docs, 1, 1 << 31)) is not None:
+        raise UserError(f"n_docs {problem}")
+    check_seed(seed)
+    if strategy not in STRATEGIES:
+        raise UserError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
+    if not all(isinstance(g, Genome) for g in seeds):
+        raise UserError("run_search's seeds must be Genomes of the space (e.g. from plan_search(...).seeds)")
     archive = Archive.from_json(n_docs, preload, space) if preload and not resume else Archive(n_docs)
     strat = make_strategy(strategy, space, archive, config or StrategyConfig())
     loop = SearchLoop(space, strat, evaluator, seed=seed, checkpoint=checkpoint, history_path=history,

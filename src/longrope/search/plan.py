@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from longrope.errors import ConfigError
+from longrope.errors import ConfigError, UserError
 from longrope.search.objective import CandidateMapper
 from longrope.search.seeds import (
     SHORT_UPPER_DEFAULT,
@@ -73,6 +73,8 @@ def plan_search(rope: dict, **kwargs: Any) -> SearchPlan:
     upper bound, say) are a :class:`~longrope.errors.ConfigError` naming them."""
     try:
         return _plan(rope, **kwargs)
+    except UserError:  # a field of its own already named (start_tokens, target_length, base_factors ...)
+        raise
     except (ValueError, OverflowError) as e:  # SearchSpace's own checks: bounds, grid, n̂ set; absurd sizes
         raise ConfigError(("min_factor", "max_factor", "step"),
                           f"these search bounds leave no valid factors ({e}); check {{name0}}, {{name1}} and "

@@ -17,9 +17,15 @@ Three spaces share this code:
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from longrope.rope.frequencies import MAX_ROTARY_DIM
+
+#: the most factor dimensions a space holds: one per rotary pair of the largest rotary dim accepted
+MAX_DIMS = MAX_ROTARY_DIM // 2
 
 #: n̂ values the paper searches (LongRoPE Table 4).
 PAPER_START_TOKENS: tuple[int, ...] = (0, 1, 2, 4, 8, 12, 16, 20, 24, 28, 32, 64, 128, 256)
@@ -98,8 +104,14 @@ class SearchSpace:
     attention_choices: tuple[float, ...] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
-        if self.n_dims < 1:
-            raise ValueError(f"n_dims must be >= 1, got {self.n_dims}")
+        # the types and finiteness first: '4' was a TypeError, upper=inf an OverflowError in the grid (battery 19)
+        if isinstance(self.n_dims, bool) or not isinstance(self.n_dims, numbers.Integral) \
+                or not 1 <= self.n_dims <= MAX_DIMS:
+            raise ValueError(f"n_dims must be an integer in [1, {MAX_DIMS}], got {self.n_dims!r}")
+        for name in ("lower", "upper", "step"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+                raise ValueError(f"{name} must be a finite number, got {value!r}")
         if not self.step > 0:
             raise ValueError(f"step must be > 0, got {self.step}")
         if not (self.lower > 0 and self.upper >= self.lower):

@@ -86,6 +86,9 @@ def finetune(config: FinetuneConfig, *, log: Callable[[str], None] | None = None
     :class:`~longrope.errors.UserError` (or its :class:`~longrope.errors.ConfigError` form naming the
     field) before the model is loaded.
     """
+    from longrope.options import require_config
+
+    require_config(config, FinetuneConfig, "longrope.train.finetune")
     trainer = _Trainer(config, log)
     try:
         trainer.set_up()

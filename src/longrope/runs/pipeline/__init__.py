@@ -109,6 +109,9 @@ class PipelineConfig:
 
 def run(config: PipelineConfig, *, log: Callable[[str], None] | None = None) -> dict:
     """Run (or resume) the plan's stages in order; returns ``summary.json``'s content."""
+    from longrope.options import require_config
+
+    require_config(config, PipelineConfig, "longrope.runs.pipeline.run")
     from longrope.runs.folder import RunFolder
 
     say = log or (lambda msg: print(msg, file=sys.stderr))

@@ -24,7 +24,7 @@ from typing import Any
 
 from longrope.errors import ConfigError, UserError
 from longrope.io import make_folder, read_json, write_json, write_text
-from longrope.options import config_from_dict, option
+from longrope.options import MAX_TOKENS, check_int, config_from_dict, int_problem, option
 from longrope.runs.compare import CompareConfig
 from longrope.runs.search import SearchConfig
 from longrope.train.config import FinetuneConfig
@@ -276,7 +276,7 @@ class BaselineSettings:
     """A baseline stage; its other plan keys are the method's options (``beta_fast`` ...)."""
 
     method: Any = option(help="method: pi, ntk, dynamic-ntk, yarn, llama3")  # checked below, in the plan's words
-    target_length: Any = option(help="target_length: tokens or a ratio like \"8x\"")
+    target_length: int = option(help="target_length: tokens (16384 or 16k) or a ratio like \"8x\"", length=True)
     model: str | None = option(None, "model whose RoPE facts the factors are for", default_text="the pipeline's")
     options: dict | None = option(None, "the method's options", cli=False)
 
@@ -284,7 +284,13 @@ class BaselineSettings:
         if not isinstance(self.method, str):
             raise _wrong("method", self.method, "a method name (pi, ntk, dynamic-ntk, yarn, llama3)")
         if isinstance(self.target_length, bool) or not isinstance(self.target_length, int):
-            raise _wrong("target_length", self.target_length, "tokens (an integer) or a ratio like \"8x\"")
+            raise _wrong("target_length", self.target_length, "tokens (16384 or 16k) or a ratio like \"8x\"")
+        # the bounds of longrope baseline's own config (tools.BaselineConfig): a plan took 2^30 tokens the command
+        # refuses, make_baseline's bound being the factor file's 2^40 (battery 19)
+        check_int(self, "target_length", 2, MAX_TOKENS)
+        length = (self.options or {}).get("length")
+        if length is not None and int_problem(length, 1, MAX_TOKENS):
+            raise ConfigError("length", "{name} " + int_problem(length, 1, MAX_TOKENS))
 
 
 def _baseline_settings(ctx: StageContext) -> BaselineSettings:
