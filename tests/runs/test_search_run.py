@@ -673,3 +673,27 @@ def test_a_checkpoint_of_another_version_is_refused_before_the_model_loads(tiny,
         assert _search(tiny, out, "--target-length", str(TARGET), "--no-report", "--resume") == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and "is not a version-1 longrope search checkpoint" in err[0], err
+
+
+def test_a_checkpoint_s_counters_are_checked_before_the_model_loads(tiny, tmp_path, capsys, monkeypatch):
+    """A checkpoint.json with "elapsed": -5 (or a next_ticket, history or lag no search writes) was refused only
+    after the model had loaded (battery 19): its plain state is checked with its format, before the model."""
+    import json
+
+    import longrope.search.backends as backends
+
+    out = tmp_path / "s"
+    assert _search(tiny, out, "--target-length", str(TARGET), "--no-report", "--max-evals", "1") == 0
+    saved = json.loads((out / "checkpoint.json").read_text())
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model was loaded before the checkpoint was checked")
+
+    monkeypatch.setattr(backends, "make_evaluator", no_model)
+    for key, value in (("elapsed", -5), ("elapsed", "1"), ("next_ticket", "x"), ("history", 5), ("lag", 0),
+                       ("pending", [[1]]), ("reused_doc_evals", True)):
+        (out / "checkpoint.json").write_text(json.dumps({**saved, key: value}))
+        capsys.readouterr()
+        assert _search(tiny, out, "--target-length", str(TARGET), "--no-report", "--resume") == 2, key
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "is malformed" in err[0], (key, err)

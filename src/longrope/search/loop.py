@@ -133,6 +133,37 @@ def check_checkpoint_format(d: dict, path: Any) -> None:
         raise UserError(f"{path} is not a version-{CHECKPOINT_VERSION} longrope search checkpoint (format "
                         f"{str(d.get('format'))[:60]!r}, version {str(d.get('version'))[:20]}: another longrope "
                         "wrote it?); resume it with that longrope, or delete the folder to start over")
+    try:  # its counters too: what needs no search space is checked before the model loads (battery 19)
+        _counters(d)
+    except (KeyError, TypeError, ValueError, OverflowError) as exc:
+        raise _malformed(path, exc) from None
+
+
+def _malformed(path: Any, exc: BaseException) -> UserError:
+    return UserError(f"{path} is malformed ({type(exc).__name__}: {str(exc)[:100]}); delete the folder to start "
+                     "over, or choose a new one")
+
+
+def _counters(d: dict[str, Any]) -> dict[str, Any]:
+    """The checkpoint's plain state, checked (a ``ValueError`` or the like for a state no search writes): its
+    history records, ticket counters, elapsed seconds and lag (``None`` when an older search kept none), and the
+    shapes of its pending and arrived lists; what their genomes and scores mean is checked against the space."""
+    history = d["history"]
+    if not isinstance(history, list) or not all(isinstance(h, dict) for h in history):
+        raise ValueError("history is not a list of records")
+    for key, width in (("pending", 2), ("arrived", 3)):
+        if not isinstance(d[key], list) or not all(isinstance(x, list) and len(x) == width for x in d[key]):
+            raise ValueError(f"{key} is not a list of {width}-item lists")
+    elapsed = d["elapsed"]
+    if isinstance(elapsed, bool) or not isinstance(elapsed, (int, float)) or not (math.isfinite(elapsed)
+                                                                                    and elapsed >= 0):
+        raise ValueError(f"elapsed time {str(elapsed)[:40]!r} is not a finite number of seconds >= 0")
+    lag = _count(d["lag"], "lag") if "lag" in d else None
+    if lag is not None and not 1 <= lag <= MAX_SLOTS:
+        raise ValueError(f"lag is {lag}, not a count of slots in [1, {MAX_SLOTS}]")
+    return {"history": list(history), "next_ticket": _count(d["next_ticket"], "next_ticket"),
+            "elapsed": float(elapsed), "lag": lag,
+            "reused_doc_evals": _count(d.get("reused_doc_evals", 0), "reused_doc_evals")}
 
 
 class SearchLoop:
@@ -431,23 +462,21 @@ class SearchLoop:
         except UserError:  # already one line naming the problem
             raise
         except (KeyError, TypeError, ValueError, IndexError, AttributeError, OverflowError) as exc:
-            raise UserError(f"{self.checkpoint} is malformed ({type(exc).__name__}: {str(exc)[:100]}); delete the "
-                            "folder to start over, or choose a new one") from None
+            raise _malformed(self.checkpoint, exc) from None
         self._t0 = time.perf_counter()
 
     def _load_state(self, d: dict[str, Any]) -> None:
         """Restore the loop from checkpoint ``d``; a ``ValueError`` (or the like) for a state no search
         writes: counters that are not counts, a negative or non-finite elapsed time, results of tickets
         never asked or scores that are not finite (they would be told to the strategy as measured)."""
+        plain = _counters(d)
         self.rng.bit_generator.state = d["rng"]
         self.strategy.load_state_dict(d["strategy"])
         fresh = Archive.from_json(self.archive.n_docs, d["cache"], self.space)
         self.archive.scores = fresh.scores
         self.archive._ranked = None
-        if not isinstance(d["history"], list) or not all(isinstance(h, dict) for h in d["history"]):
-            raise ValueError("history is not a list of records")
-        self.history = list(d["history"])
-        self.next_ticket = _count(d["next_ticket"], "next_ticket")
+        self.history = plain["history"]
+        self.next_ticket = plain["next_ticket"]
         self.pending = {_count(t, "a pending ticket"): Proposal.from_json(p, self.space, self.archive.n_docs)
                         for t, p in d["pending"]}
         self.archive.reserved = {p.genome for p in self.pending.values()}
@@ -459,14 +488,10 @@ class SearchLoop:
             self.arrived[ticket] = (tuple(int(x) for x in docs), scores)
         if any(t >= self.next_ticket for t in self.pending):
             raise ValueError(f"pending tickets at or beyond next_ticket {self.next_ticket}")
-        self._elapsed_before = float(d["elapsed"])
-        if not (math.isfinite(self._elapsed_before) and self._elapsed_before >= 0):
-            raise ValueError(f"elapsed time {d['elapsed']!r} is not a finite number of seconds >= 0")
-        self.reused_doc_evals = _count(d.get("reused_doc_evals", 0), "reused_doc_evals")
+        self._elapsed_before = plain["elapsed"]
+        self.reused_doc_evals = plain["reused_doc_evals"]
         # a checkpoint written before the lag was kept: the slots of this start, as those searches resumed
-        self.lag = _count(d.get("lag", self.lag), "lag")
-        if not 1 <= self.lag <= MAX_SLOTS:
-            raise ValueError(f"lag is {self.lag}, not a count of slots in [1, {MAX_SLOTS}]")
+        self.lag = self.lag if plain["lag"] is None else plain["lag"]
 
     # -- result ----------------------------------------------------------------------------------
     def _result(self) -> SearchResult:
