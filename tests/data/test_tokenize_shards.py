@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 import numpy as np
@@ -306,3 +307,14 @@ def test_the_api_s_settings_are_checked_as_the_command_s_flags(tokenizer, corpus
     with pytest.raises(UserError, match="out_dir"):
         tokenize_corpus(tokenizer, [str(corpus_dir)], None, tokenizer_name="t", progress=False)
     assert not out.exists()
+
+
+def test_a_split_with_no_hub_input_is_refused_by_the_api_as_by_the_command(tokenizer, corpus_dir, tmp_path):
+    """tokenize_corpus(split='bogus') on local files ignored the split, which longrope tokenize refuses (battery 19b):
+    resolve_sources makes the one check; the split recorded for local files is still the default's."""
+    out = tmp_path / "shards"
+    with pytest.raises(UserError, match="split picks a split of a hub dataset and no input is one"):
+        tokenize_corpus(tokenizer, [str(corpus_dir)], out, tokenizer_name="t", split="bogus", progress=False)
+    assert not out.exists()
+    tokenize_corpus(tokenizer, [str(corpus_dir)], out, tokenizer_name="t", progress=False)
+    assert json.loads((out / "meta.json").read_text())["options"]["split"] == "train"

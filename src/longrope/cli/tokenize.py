@@ -35,14 +35,10 @@ def run(args: TokenizeConfig) -> int:
     from longrope.data import tokenize_corpus
     from longrope.data.sources import resolve_sources
     from longrope.data.tokenizer_loading import load_tokenizer
-    from longrope.errors import ConfigError
 
-    split = "train" if args.split is None else args.split
-    sources = resolve_sources(list(args.input), split=split)  # bad inputs are refused before the tokenizer loads
-    if args.split is not None and not any(s.kind == "hub" for s in sources):
-        raise ConfigError(("split", "input"), "{name0} picks a split of a hub dataset and no {name1} is one; drop {name0}")
+    resolve_sources(list(args.input), split=args.split)  # bad inputs are refused before the tokenizer loads
     tokenizer = load_tokenizer(args.tokenizer)
-    rep = tokenize_corpus(tokenizer, list(args.input), args.output, tokenizer_name=str(args.tokenizer), split=split,
+    rep = tokenize_corpus(tokenizer, list(args.input), args.output, tokenizer_name=str(args.tokenizer), split=args.split,
                           text_field=args.text_field, id_field=args.id_field, shard_tokens=args.shard_tokens,
                           force=args.force, progress=not args.quiet)
     for s in rep.skipped[:20]:

@@ -35,7 +35,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from longrope.errors import UserError
+from longrope.errors import ConfigError, UserError
 from longrope.hub import hub_offline
 from longrope.hub import hub_reachable as _hub_reachable  # module-level name: tests monkeypatch it
 from longrope.io import check_no_link_loop, text_encoding_problem
@@ -43,6 +43,9 @@ from longrope.io import check_no_link_loop, text_encoding_problem
 __all__ = ["Source", "SkipLog", "links_read_twice", "resolve_sources", "HUB_ALIASES", "DOC_SUFFIXES"]
 
 #: Short names for the paper's corpora → (hub id, default text field).
+#: the split of a hub dataset read when none is given
+DEFAULT_SPLIT = "train"
+
 HUB_ALIASES = {
     "pg19": ("deepmind/pg19", "text"),
     "proof-pile": ("hoskinson-center/proof-pile", "text"),
@@ -324,12 +327,13 @@ def _own_name(path: Path) -> str:
 def resolve_sources(
     specs: list[str],
     *,
-    split: str = "train",
+    split: str | None = None,
     text_field: str = "text",
     id_field: str | None = None,
 ) -> list[Source]:
     """Turn ``--input`` strings into sources. ``search=PATH`` / ``heldout=PATH`` / ``train=PATH`` pin a
-    role (``train``: fine-tuning documents, never sampled for a search or a held-out report)."""
+    role (``train``: fine-tuning documents, never sampled for a search or a held-out report). ``split`` picks a
+    hub dataset's split (``train`` when not given); given with no hub input it is refused (it would be ignored)."""
     out = []
     if not specs:
         raise UserError("no --input given; pass files, folders or a dataset name")
@@ -364,7 +368,10 @@ def resolve_sources(
             kind = "hub"
         else:
             raise UserError(f"{spec}: no such file or folder (and not a dataset name like 'pg19' or 'user/name')")
-        out.append(Source(spec, kind, role, split, text_field, id_field))
+        out.append(Source(spec, kind, role, DEFAULT_SPLIT if split is None else split, text_field, id_field))
+    if split is not None and not any(s.kind == "hub" for s in out):
+        raise ConfigError(("split", "input"), "{name0} picks a split of a hub dataset and no {name1} is one; drop "
+                          "{name0}")
     _refuse_overlaps(out)
     return out
 

@@ -49,7 +49,7 @@ from longrope.data.shards import (
     vocab_sha256,
     write_meta,
 )
-from longrope.data.sources import SkipLog, Source, links_read_twice, printable, resolve_sources
+from longrope.data.sources import DEFAULT_SPLIT, SkipLog, Source, links_read_twice, printable, resolve_sources
 from longrope.errors import UserError, shown
 from longrope.io import (
     aside_prefix,
@@ -267,7 +267,7 @@ def _check_arguments(**values: Any) -> None:
 
     for name in ("tokenizer_name", "split", "text_field", "id_field"):
         value = values[name]
-        if not (value is None and name == "id_field") and (not isinstance(value, str) or not value.strip()):
+        if not (value is None and name in ("id_field", "split")) and (not isinstance(value, str) or not value.strip()):
             raise UserError(f"{name} must be a non-empty string, got {shown(value)}")
     for name in ("shard_tokens", "batch_docs", "batch_chars"):
         if (problem := int_problem(values[name], 1, MAX_COUNT)) is not None:
@@ -280,7 +280,7 @@ def tokenize_corpus(
     out_dir: str | os.PathLike,
     *,
     tokenizer_name: str,
-    split: str = "train",
+    split: str | None = None,
     text_field: str = "text",
     id_field: str | None = None,
     shard_tokens: int = 1 << 27,
@@ -307,8 +307,8 @@ def tokenize_corpus(
     _check_inputs_and_output(sources, out)
     vhash = vocab_sha256(tokenizer)
     dtype = token_dtype(tokenizer)
-    options = {"split": split, "text_field": text_field, "id_field": id_field, "shard_tokens": int(shard_tokens),
-               "dtype": dtype.name}
+    options = {"split": DEFAULT_SPLIT if split is None else split, "text_field": text_field, "id_field": id_field,
+               "shard_tokens": int(shard_tokens), "dtype": dtype.name}
     fp = _fingerprint(sources, vhash, options)
     if not force:
         current = _up_to_date(out, fp, sources, t0)
