@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -73,6 +74,39 @@ def test_replace_folder_puts_the_old_folder_back_when_the_rename_fails(tmp_path,
     monkeypatch.undo()
     assert (dest / "f.txt").read_text() == "old" and (new / "f.txt").read_text() == "new"
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(aside_prefix(dest))]
+
+
+def test_an_interrupted_swap_leaves_the_new_folder_in_place_and_its_leftovers_go_at_the_next(tmp_path, monkeypatch):
+    """A Ctrl-C / SIGTERM between replace_folder's two renames left no folder at the output at all (the old one
+    hidden aside, the new one removed by the caller's clean-up); one while the old folder was removed left the rest
+    of it hidden for good next to an evaluation's run folder, which never cleaned such leftovers (battery 19)."""
+    import signal
+
+    dest = _folder(tmp_path / "out", "old")
+    real = os.replace
+
+    def interrupted_after_first(src, dst):
+        real(src, dst)
+        if Path(src) == dest:  # the old folder was just moved aside: Ctrl-C now
+            os.kill(os.getpid(), signal.SIGINT)
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    monkeypatch.setattr(os, "replace", interrupted_after_first)
+    other = threading.Event()  # a second thread, as torch's or a reader's: the kernel may hand it the signal
+    waiting = threading.Thread(target=other.wait, daemon=True)
+    waiting.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            replace_folder(_folder(tmp_path / ".out.tmp-1", "new"), dest)
+    finally:
+        other.set()
+        monkeypatch.undo()
+        signal.signal(signal.SIGINT, previous)
+    assert (dest / "f.txt").read_text() == "new"
+    # what an interrupted removal of the old folder left, by a process that is gone: removed by the next swap
+    left = _folder(tmp_path / f"{aside_prefix(dest)}999999999-abc", "old")
+    replace_folder(_folder(tmp_path / ".out.tmp-2", "newer"), dest)
+    assert not left.exists() and (dest / "f.txt").read_text() == "newer"
 
 
 def test_a_folder_left_aside_by_a_dead_process_is_removed(tmp_path):

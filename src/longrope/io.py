@@ -7,6 +7,7 @@ target, which is atomic on POSIX file systems.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import errno
 import hashlib
@@ -16,9 +17,10 @@ import math
 import os
 import re
 import shutil
+import signal
 import stat
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -407,23 +409,63 @@ def replace_folder(new: str | os.PathLike, dest: str | os.PathLike) -> Path:
     """Put the finished folder ``new`` (a sibling of ``dest``) at ``dest``: the build-aside-then-swap of
     every writer of a whole folder. A folder already at ``dest`` is moved aside (``.{name}.old-{pid}-…``),
     ``new`` renamed into place, then the old one removed; when the rename fails the old folder is put
-    back and the ``OSError`` raised. A reader sees the old folder or the new one, never a mix."""
+    back and the ``OSError`` raised. A reader sees the old folder or the new one, never a mix.
+
+    The two renames are one step for Ctrl-C, SIGTERM and SIGHUP (:func:`interrupts_deferred`): an interrupt
+    between them left no folder at ``dest`` at all. An interrupt while the old folder is removed leaves the rest of
+    it aside; the next swap into ``dest`` removes such leftovers of dead processes first (an evaluation's run
+    folder, replaced by a later run, kept a hidden copy of the previous one for good; battery 19)."""
     new, dest = Path(new), Path(dest)
+    remove_dead_leftovers(dest.parent, aside_prefix(dest))
     old = None
-    if dest.exists() or dest.is_symlink():  # a dangling link too: renaming a folder onto it is ENOTDIR
-        old = dest.with_name(f"{aside_prefix(dest)}{os.getpid()}-{os.urandom(3).hex()}")
-        os.replace(dest, old)
-    try:
-        os.replace(new, dest)
-    except OSError:
-        if old is not None and not dest.exists():
-            os.replace(old, dest)
-        raise
+    with interrupts_deferred():
+        if dest.exists() or dest.is_symlink():  # a dangling link too: renaming a folder onto it is ENOTDIR
+            old = dest.with_name(f"{aside_prefix(dest)}{os.getpid()}-{os.urandom(3).hex()}")
+            os.replace(dest, old)
+        try:
+            os.replace(new, dest)
+        except OSError:
+            if old is not None and not dest.exists():
+                os.replace(old, dest)
+            raise
     if old is not None and old.is_symlink():  # a link given as dest: rmtree refuses links, so it stayed behind
         old.unlink(missing_ok=True)
     elif old is not None:
         shutil.rmtree(old, ignore_errors=True)
     return dest
+
+
+#: the signals a command answers by stopping (Ctrl-C, ``kill``, a closed terminal)
+_STOPPING_SIGNALS = tuple(getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, n))
+
+
+@contextlib.contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Hold Ctrl-C, SIGTERM and SIGHUP while a few file-system calls that must happen together run (two renames of a
+    swap): a signal sent meanwhile is recorded, and raised again when they are done, to the handler that was in
+    place (a disposition that ignores it stays). Done with Python handlers, not a signal mask: the kernel hands a
+    process's signal to any thread that does not block it (torch's, a reader thread), and Python runs the handler in
+    the main thread at once. Only the main thread can set handlers; elsewhere the block runs as it is."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    held = {}
+    for signum in _STOPPING_SIGNALS:
+        handler = signal.getsignal(signum)
+        if handler in (signal.SIG_IGN, None):  # ignored (nohup), or set outside Python: left as it is
+            continue
+        held[signum] = handler
+        signal.signal(signum, lambda n, _frame: caught.append(n))
+    try:
+        yield
+    finally:
+        for signum, handler in held.items():
+            signal.signal(signum, handler)
+        for signum in dict.fromkeys(caught):
+            signal.raise_signal(signum)
 
 
 def remove_dead_leftovers(parent: Path, prefix: str) -> list[Path]:

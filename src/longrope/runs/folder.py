@@ -48,6 +48,7 @@ from typing import Any
 
 from longrope.errors import UserError
 from longrope.io import (
+    aside_prefix,
     check_no_link_loop,
     check_replaceable_target,
     hold_folder,
@@ -364,8 +365,10 @@ class RunFolder:
 
     @staticmethod
     def _clean_partials(final: Path) -> None:
-        """Remove partial folders of earlier runs for the same target whose process is gone."""
-        remove_dead_leftovers(final.resolve().parent, sibling_prefix(final, "partial-"))
+        """Remove partial folders of earlier runs for the same target whose process is gone, and what an earlier
+        swap into it left aside when it was interrupted (:func:`~longrope.io.replace_folder`)."""
+        for prefix in (sibling_prefix(final, "partial-"), aside_prefix(final)):
+            remove_dead_leftovers(final.resolve().parent, prefix)
 
     # -- writing ----------------------------------------------------------------------------------
     def start(self, config: dict[str, Any], *, device: str | None = None, extra: dict | None = None) -> None:
@@ -411,8 +414,8 @@ class RunFolder:
         """After a failure: remove a staged folder; remove an in-place folder that :meth:`open`
         created while it holds no work yet (nothing but config.json and run.json), so that a run
         refused during its set-up leaves nothing behind. Other in-place folders keep their checkpoints."""
-        if self.staged:
-            if self.path.exists():
+        if self.staged:  # the work folder only: an interrupt just after the swap found it renamed to the results
+            if self.path != self.final and self.path.exists():
                 shutil.rmtree(self.path, ignore_errors=True)
         elif (self.created and self.path.is_dir() and _work_files(self.path) <= {CONFIG_FILE, RUN_FILE}
               and _run_pid(self.path) in (None, os.getpid())):  # never another process's records
