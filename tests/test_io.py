@@ -117,6 +117,26 @@ def test_a_folder_left_aside_by_a_dead_process_is_removed(tmp_path):
     assert live.exists()
 
 
+def test_a_file_that_cannot_be_replaced_is_named_with_its_fix_not_the_hidden_temporary(tmp_path, monkeypatch):
+    """The last rename of an atomic write refused (a file bind-mounted into a container: EBUSY; an immutable one:
+    EPERM) was 'Device or resource busy (.../.run.json.x1y2z3.tmp)': the hidden temporary, no fix (battery 19)."""
+    import errno
+
+    target = tmp_path / "run.json"
+    write_json(target, {"old": 1})
+
+    def busy(src, dst):
+        raise OSError(errno.EBUSY, os.strerror(errno.EBUSY), str(src), None, str(dst))
+
+    monkeypatch.setattr(os, "replace", busy)
+    with pytest.raises(UserError) as e:
+        write_json(target, {"new": 2})
+    monkeypatch.undo()
+    message = str(e.value)
+    assert message.startswith(f"{target} cannot be replaced") and "mount point" in message and ".tmp" not in message
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.json"] and read_json(target) == {"old": 1}
+
+
 def test_a_pipe_or_folder_where_a_record_belongs_is_one_line_and_never_blocks(tmp_path):
     """A named pipe planted where a record belongs would block a plain open() until something writes
     to it (a resume hung forever); a folder there is refused in the same words."""

@@ -203,7 +203,12 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: st
             os.fsync(f.fileno())
         # mkstemp makes the file 0600; give it the mode a plain open() would (0666 less umask).
         os.chmod(tmp, 0o666 & ~_UMASK)
-        os.replace(tmp, path)
+        try:
+            os.replace(tmp, path)
+        except OSError as exc:  # named the hidden temporary, with no fix (battery 19)
+            if is_disk_full(exc):
+                raise
+            raise _not_replaceable(path, exc) from None
     except BaseException:
         try:
             os.unlink(tmp)
@@ -211,6 +216,20 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: st
             pass
         raise
     return path
+
+
+def _not_replaceable(path: Path, exc: OSError) -> Exception:
+    """The one line for a finished file that could not be renamed over ``path``: the target is what to change (a
+    file bind-mounted into a container, an immutable or read-only one), not the hidden temporary the OS error named."""
+    from longrope.errors import UserError
+
+    fixes = {errno.EBUSY: "it is a mount point (a file mounted into a container?), which a file cannot be renamed "
+                          "over; write to a path that is not mounted",
+             errno.EPERM: "it is immutable or append-only (lsattr shows it; chattr -ia removes that), or choose "
+                          "another path",
+             errno.EACCES: "make its folder writable or choose another path"}
+    fix = os_error_fix(exc, fixes.get(exc.errno, "choose another path"))
+    return UserError(f"{path} cannot be replaced by its new version ({exc.strerror or exc}); {fix}")
 
 
 def path_argument(value: Any, what: str) -> Path:
