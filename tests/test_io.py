@@ -236,6 +236,40 @@ def test_a_whole_folder_output_that_is_the_current_folder_or_above_is_one_line(t
     assert sorted(p.name for p in work.iterdir()) == ["doc.txt", "yarn.json"]
 
 
+@pytest.mark.parametrize("argv", [
+    ["eval", "passkey", "--model", "tiny", "--lengths", "512", "-o"],
+    ["tokenize", "--tokenizer", "tiny", "--input", "search=doc.txt", "-o"],
+    ["export", "--model", "tiny", "--factors", "yarn.json", "-o"],
+])
+def test_a_whole_folder_output_that_is_a_mount_point_is_one_line_before_the_work(tmp_path, monkeypatch, capsys, argv):
+    """``-o`` a folder mounted into a container (``docker -v host/out:/out``, a bind mount on the same file system,
+    which ``os.path.ismount`` does not see): the swap's rename failed 'Device or resource busy' after all the work,
+    worded three ways (battery 19). A bind mount is faked here through the mount table the check reads."""
+    import builtins
+    import io as stdio
+
+    from longrope.cli import main
+    from longrope.rope import make_baseline
+
+    work = tmp_path / "work"
+    (work / "out").mkdir(parents=True)
+    (work / "doc.txt").write_text("mine")
+    make_baseline("yarn", rope_theta=1e4, rotary_dim=64, original_length=256, target_length=512).save(
+        work / "yarn.json")
+    table = f"36 25 8:1 /host/out {os.path.realpath(work / 'out')} rw,relatime shared:1 - ext4 /dev/vda rw\n"
+    real_open = builtins.open
+
+    def with_mount(file, *a, **k):
+        return stdio.StringIO(table) if file == "/proc/self/mountinfo" else real_open(file, *a, **k)
+
+    monkeypatch.setattr(builtins, "open", with_mount)
+    monkeypatch.chdir(work)
+    assert main([*argv, "out"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "out is a mount point" in err and "out/NAME" in err, err
+    assert sorted(p.name for p in work.iterdir()) == ["doc.txt", "out", "yarn.json"] and not any((work / "out").iterdir())
+
+
 def test_read_json_accepts_a_utf8_bom(tmp_path):
     """Battery 8: pipeline --plan PLAN saved with a UTF-8 BOM (Notepad) was refused with Python's 'Unexpected UTF-8 BOM
     (decode using utf-8-sig)' while factor files with one were read; every JSON file the package reads takes it."""

@@ -411,9 +411,23 @@ def aside_prefix(dest: Path) -> str:
     return sibling_prefix(dest, "old-")
 
 
+def is_mount_point(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a mount point, a bind mount within one file system included (``os.path.ismount`` sees only
+    a change of device: ``docker -v host/out:/out`` and ``mount --bind`` are read from /proc/self/mountinfo)."""
+    if os.path.ismount(path):
+        return True
+    try:
+        with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as f:
+            points = {re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), line.split()[4])
+                      for line in f if len(line.split()) > 4}
+    except OSError:  # no /proc (macOS): what ismount says
+        return False
+    return os.path.realpath(path) in points
+
+
 def check_replaceable_target(dest: str | os.PathLike, flag: str = "-o") -> None:
     """Refuse, before any work, a ``dest`` that :func:`replace_folder` cannot swap: the current folder or one
-    above it ('.', '..', '/'). (``-o .`` failed with a ValueError traceback, "PosixPath('.') has an empty
+    above it ('.', '..', '/'), or a mount point. (``-o .`` failed with a ValueError traceback, "PosixPath('.') has an empty
     name"; ``-o .. --overwrite`` said "Device or resource busy", and would have replaced the folder the user
     works in.)"""
     from longrope.errors import UserError
@@ -422,6 +436,11 @@ def check_replaceable_target(dest: str | os.PathLike, flag: str = "-o") -> None:
     if here == target or here.is_relative_to(target):
         raise UserError(f"{flag} {dest} is the current folder or holds it; this command replaces its output "
                         "folder as a whole: give a new folder's name")
+    if not target.is_symlink() and is_mount_point(target):  # (a link is replaced itself, never what it names)
+        # the swap's rename failed 'Device or resource busy' after all the work, worded three ways (battery 19)
+        raise UserError(f"{flag} {dest} is a mount point (a folder mounted into a container?); this command replaces "
+                        f"its output folder as a whole, which a mounted one cannot be: give a folder inside it "
+                        f"({flag} {os.path.join(str(dest), 'NAME')})")
 
 
 def replace_folder(new: str | os.PathLike, dest: str | os.PathLike) -> Path:

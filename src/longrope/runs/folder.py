@@ -291,10 +291,10 @@ class RunFolder:
         shipped assets, written before run folders existed).
         """
         final = Path(target)
-        if staged:  # built aside, then renamed over the target
-            check_replaceable_target(final, flag)
         if final.is_symlink():  # a link names its target: that folder is judged, written and replaced, never the
             final = Path(os.path.realpath(final))  # link itself (a staged run would swap a folder in for it)
+        if staged:  # built aside, then renamed over the target (the link's: a mount point there is refused too)
+            check_replaceable_target(final, flag)
         if final.exists() and not final.is_dir():
             raise UserError(f"{flag} {final} is a file, not a folder; give a folder path")
         parent = final.resolve().parent
