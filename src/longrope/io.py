@@ -411,6 +411,15 @@ def aside_prefix(dest: Path) -> str:
     return sibling_prefix(dest, "old-")
 
 
+def output_folder(path: str | os.PathLike) -> Path:
+    """The folder a whole-folder writer (a staged run, tokenize, export) judges, writes and replaces for the output
+    ``path``: a link names its target (``ln -s /big/disk/out out`` keeps putting the output there), never the link
+    itself; any other path is itself. (export swapped its folder in for the link, and over a link to an empty
+    folder failed 'Not a directory' after all the work; battery 19.)"""
+    path = Path(path)
+    return Path(os.path.realpath(path)) if path.is_symlink() else path
+
+
 def is_mount_point(path: str | os.PathLike) -> bool:
     """Whether ``path`` is a mount point, a bind mount within one file system included (``os.path.ismount`` sees only
     a change of device: ``docker -v host/out:/out`` and ``mount --bind`` are read from /proc/self/mountinfo)."""

@@ -56,6 +56,7 @@ from longrope.io import (
     check_replaceable_target,
     is_file_too_large,
     os_error_fix,
+    output_folder,
     read_json,
     remove_dead_leftovers,
     replace_folder,
@@ -303,9 +304,7 @@ def tokenize_corpus(
     Files that cannot be read are skipped, listed in the report and in ``meta.json``.
     """
     t0 = time.perf_counter()
-    out = Path(out_dir)
-    if out.is_symlink() and out.is_dir():
-        out = out.resolve()  # replace the folder it points to, not the link
+    out = output_folder(out_dir)  # a link: the folder it points to is replaced, not the link
     check_replaceable_target(out)
     sources = resolve_sources(_input_specs(inputs), split=split, text_field=text_field, id_field=id_field)
     check_loaded_tokenizer(tokenizer, "tokenize_corpus")

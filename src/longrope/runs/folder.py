@@ -54,6 +54,7 @@ from longrope.io import (
     hold_folder,
     is_atomic_temporary,
     os_error_fix,
+    output_folder,
     read_json,
     release_folder,
     remove_dead_leftovers,
@@ -290,9 +291,7 @@ class RunFolder:
         ``adopt``: an existing folder that is no run folder yet becomes one (in place only; e.g. the
         shipped assets, written before run folders existed).
         """
-        final = Path(target)
-        if final.is_symlink():  # a link names its target: that folder is judged, written and replaced, never the
-            final = Path(os.path.realpath(final))  # link itself (a staged run would swap a folder in for it)
+        final = output_folder(target)  # a link's target (a staged run would swap a folder in for the link)
         if staged:  # built aside, then renamed over the target (the link's: a mount point there is refused too)
             check_replaceable_target(final, flag)
         if final.exists() and not final.is_dir():
