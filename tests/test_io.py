@@ -137,6 +137,19 @@ def test_a_file_that_cannot_be_replaced_is_named_with_its_fix_not_the_hidden_tem
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run.json"] and read_json(target) == {"old": 1}
 
 
+def test_a_run_folders_file_replaced_by_a_folder_or_device_link_is_refused_with_a_fix_that_fits(tmp_path):
+    """A search folder whose history.jsonl was a folder, or whose run.json a link to /dev/null, was refused on
+    --resume with 'give the path of a file to write': a path the user never gave (battery 19)."""
+    from longrope.io import check_writable_path
+
+    (tmp_path / "history.jsonl").mkdir()
+    (tmp_path / "run.json").symlink_to(os.devnull)
+    for name in ("history.jsonl", "run.json"):
+        with pytest.raises(UserError) as e:
+            check_writable_path(tmp_path / name)
+        assert str(e.value).startswith(str(tmp_path / name)) and "move it out of the way" in str(e.value)
+
+
 def test_a_pipe_or_folder_where_a_record_belongs_is_one_line_and_never_blocks(tmp_path):
     """A named pipe planted where a record belongs would block a plain open() until something writes
     to it (a resume hung forever); a folder there is refused in the same words."""

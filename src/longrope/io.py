@@ -255,11 +255,13 @@ def check_writable_path(path: str | os.PathLike) -> None:
     if os.fspath(path) == "-":
         raise UserError("'-' is not an output file here (longrope writes no file to stdout); give a file path")
     path = Path(path)
+    # the fix fits a path the user gave (-o) and a run folder's own file someone replaced (its run.json a link to
+    # /dev/null, its history.jsonl a folder: 'give the path of a file to write' named a path nobody gave; battery 19)
+    away = "move it out of the way or give another path"
     if path.is_dir():
-        raise UserError(f"{path} is a folder; give the path of a file to write")
+        raise UserError(f"{path} is a folder where a file is to be written; {away}")
     if path.exists() and not path.is_file():
-        raise UserError(f"{path} is not a regular file (a device, pipe or socket), which writing would replace; "
-                        "give the path of a file to write")
+        raise UserError(f"{path} is not a regular file (a device, pipe or socket), which writing would replace; {away}")
     for parent in path.parents:
         if parent.exists():
             if not parent.is_dir():
