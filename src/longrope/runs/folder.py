@@ -70,7 +70,7 @@ RESULT_FILE = "summary.json"
 LOCK_FILE = ".lock"
 
 __all__ = ["RunFolder", "FolderLock", "read_run_config", "versions", "RUN_FORMAT", "CONFIG_FILE", "RUN_FILE", "RESULT_FILE",
-           "nothing_to_resume"]
+           "nothing_to_resume", "holds_run"]
 
 
 def versions(device: str | None = None) -> dict[str, Any]:
@@ -510,6 +510,11 @@ def _run_command(folder: Path) -> str | None:
         return read_run_config(folder)[0]
     except UserError:
         return None
+
+
+def holds_run(folder: str | os.PathLike, command: str) -> bool:
+    """Whether ``folder`` holds a run of ``command`` (its config.json says so): one that ``--resume`` continues."""
+    return Path(folder).is_dir() and _run_command(Path(folder)) == command
 
 
 def nothing_to_resume(folder: Path, command: str) -> str:
