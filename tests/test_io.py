@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -75,12 +76,78 @@ def test_replace_folder_puts_the_old_folder_back_when_the_rename_fails(tmp_path,
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(aside_prefix(dest))]
 
 
+def test_an_interrupted_swap_leaves_the_new_folder_in_place_and_its_leftovers_go_at_the_next(tmp_path, monkeypatch):
+    """A Ctrl-C / SIGTERM between replace_folder's two renames left no folder at the output at all (the old one
+    hidden aside, the new one removed by the caller's clean-up); one while the old folder was removed left the rest
+    of it hidden for good next to an evaluation's run folder, which never cleaned such leftovers (battery 19)."""
+    import signal
+
+    dest = _folder(tmp_path / "out", "old")
+    real = os.replace
+
+    def interrupted_after_first(src, dst):
+        real(src, dst)
+        if Path(src) == dest:  # the old folder was just moved aside: Ctrl-C now
+            os.kill(os.getpid(), signal.SIGINT)
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    monkeypatch.setattr(os, "replace", interrupted_after_first)
+    other = threading.Event()  # a second thread, as torch's or a reader's: the kernel may hand it the signal
+    waiting = threading.Thread(target=other.wait, daemon=True)
+    waiting.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            replace_folder(_folder(tmp_path / ".out.tmp-1", "new"), dest)
+    finally:
+        other.set()
+        monkeypatch.undo()
+        signal.signal(signal.SIGINT, previous)
+    assert (dest / "f.txt").read_text() == "new"
+    # what an interrupted removal of the old folder left, by a process that is gone: removed by the next swap
+    left = _folder(tmp_path / f"{aside_prefix(dest)}999999999-abc", "old")
+    replace_folder(_folder(tmp_path / ".out.tmp-2", "newer"), dest)
+    assert not left.exists() and (dest / "f.txt").read_text() == "newer"
+
+
 def test_a_folder_left_aside_by_a_dead_process_is_removed(tmp_path):
     dest = tmp_path / "out"
     dead = _folder(tmp_path / f"{aside_prefix(dest)}999999999-abc", "old")
     live = _folder(tmp_path / f"{aside_prefix(dest)}{os.getpid()}-abc", "old")
     assert remove_dead_leftovers(tmp_path, aside_prefix(dest)) == [dead]
     assert live.exists()
+
+
+def test_a_file_that_cannot_be_replaced_is_named_with_its_fix_not_the_hidden_temporary(tmp_path, monkeypatch):
+    """The last rename of an atomic write refused (a file bind-mounted into a container: EBUSY; an immutable one:
+    EPERM) was 'Device or resource busy (.../.run.json.x1y2z3.tmp)': the hidden temporary, no fix (battery 19)."""
+    import errno
+
+    target = tmp_path / "run.json"
+    write_json(target, {"old": 1})
+
+    def busy(src, dst):
+        raise OSError(errno.EBUSY, os.strerror(errno.EBUSY), str(src), None, str(dst))
+
+    monkeypatch.setattr(os, "replace", busy)
+    with pytest.raises(UserError) as e:
+        write_json(target, {"new": 2})
+    monkeypatch.undo()
+    message = str(e.value)
+    assert message.startswith(f"{target} cannot be replaced") and "mount point" in message and ".tmp" not in message
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.json"] and read_json(target) == {"old": 1}
+
+
+def test_a_run_folders_file_replaced_by_a_folder_or_device_link_is_refused_with_a_fix_that_fits(tmp_path):
+    """A search folder whose history.jsonl was a folder, or whose run.json a link to /dev/null, was refused on
+    --resume with 'give the path of a file to write': a path the user never gave (battery 19)."""
+    from longrope.io import check_writable_path
+
+    (tmp_path / "history.jsonl").mkdir()
+    (tmp_path / "run.json").symlink_to(os.devnull)
+    for name in ("history.jsonl", "run.json"):
+        with pytest.raises(UserError) as e:
+            check_writable_path(tmp_path / name)
+        assert str(e.value).startswith(str(tmp_path / name)) and "move it out of the way" in str(e.value)
 
 
 def test_a_pipe_or_folder_where_a_record_belongs_is_one_line_and_never_blocks(tmp_path):
@@ -180,6 +247,40 @@ def test_a_whole_folder_output_that_is_the_current_folder_or_above_is_one_line(t
     assert err.count("\n") == 1 and "is the current folder or holds it" in err, err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["work"] and (work / "doc.txt").read_text() == "mine"
     assert sorted(p.name for p in work.iterdir()) == ["doc.txt", "yarn.json"]
+
+
+@pytest.mark.parametrize("argv", [
+    ["eval", "passkey", "--model", "tiny", "--lengths", "512", "-o"],
+    ["tokenize", "--tokenizer", "tiny", "--input", "search=doc.txt", "-o"],
+    ["export", "--model", "tiny", "--factors", "yarn.json", "-o"],
+])
+def test_a_whole_folder_output_that_is_a_mount_point_is_one_line_before_the_work(tmp_path, monkeypatch, capsys, argv):
+    """``-o`` a folder mounted into a container (``docker -v host/out:/out``, a bind mount on the same file system,
+    which ``os.path.ismount`` does not see): the swap's rename failed 'Device or resource busy' after all the work,
+    worded three ways (battery 19). A bind mount is faked here through the mount table the check reads."""
+    import builtins
+    import io as stdio
+
+    from longrope.cli import main
+    from longrope.rope import make_baseline
+
+    work = tmp_path / "work"
+    (work / "out").mkdir(parents=True)
+    (work / "doc.txt").write_text("mine")
+    make_baseline("yarn", rope_theta=1e4, rotary_dim=64, original_length=256, target_length=512).save(
+        work / "yarn.json")
+    table = f"36 25 8:1 /host/out {os.path.realpath(work / 'out')} rw,relatime shared:1 - ext4 /dev/vda rw\n"
+    real_open = builtins.open
+
+    def with_mount(file, *a, **k):
+        return stdio.StringIO(table) if file == "/proc/self/mountinfo" else real_open(file, *a, **k)
+
+    monkeypatch.setattr(builtins, "open", with_mount)
+    monkeypatch.chdir(work)
+    assert main([*argv, "out"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "out is a mount point" in err and "out/NAME" in err, err
+    assert sorted(p.name for p in work.iterdir()) == ["doc.txt", "out", "yarn.json"] and not any((work / "out").iterdir())
 
 
 def test_read_json_accepts_a_utf8_bom(tmp_path):

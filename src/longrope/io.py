@@ -7,6 +7,7 @@ target, which is atomic on POSIX file systems.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import errno
 import hashlib
@@ -16,9 +17,10 @@ import math
 import os
 import re
 import shutil
+import signal
 import stat
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -209,7 +211,12 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: st
             os.fsync(f.fileno())
         # mkstemp makes the file 0600; give it the mode a plain open() would (0666 less umask).
         os.chmod(tmp, 0o666 & ~_UMASK)
-        os.replace(tmp, path)
+        try:
+            os.replace(tmp, path)
+        except OSError as exc:  # named the hidden temporary, with no fix (battery 19)
+            if is_disk_full(exc):
+                raise
+            raise _not_replaceable(path, exc) from None
     except BaseException:
         try:
             os.unlink(tmp)
@@ -217,6 +224,20 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: st
             pass
         raise
     return path
+
+
+def _not_replaceable(path: Path, exc: OSError) -> Exception:
+    """The one line for a finished file that could not be renamed over ``path``: the target is what to change (a
+    file bind-mounted into a container, an immutable or read-only one), not the hidden temporary the OS error named."""
+    from longrope.errors import UserError
+
+    fixes = {errno.EBUSY: "it is a mount point (a file mounted into a container?), which a file cannot be renamed "
+                          "over; write to a path that is not mounted",
+             errno.EPERM: "it is immutable or append-only (lsattr shows it; chattr -ia removes that), or choose "
+                          "another path",
+             errno.EACCES: "make its folder writable or choose another path"}
+    fix = os_error_fix(exc, fixes.get(exc.errno, "choose another path"))
+    return UserError(f"{path} cannot be replaced by its new version ({exc.strerror or exc}); {fix}")
 
 
 def path_argument(value: Any, what: str) -> Path:
@@ -242,11 +263,13 @@ def check_writable_path(path: str | os.PathLike) -> None:
     if os.fspath(path) == "-":
         raise UserError("'-' is not an output file here (longrope writes no file to stdout); give a file path")
     path = Path(path)
+    # the fix fits a path the user gave (-o) and a run folder's own file someone replaced (its run.json a link to
+    # /dev/null, its history.jsonl a folder: 'give the path of a file to write' named a path nobody gave; battery 19)
+    away = "move it out of the way or give another path"
     if path.is_dir():
-        raise UserError(f"{path} is a folder; give the path of a file to write")
+        raise UserError(f"{path} is a folder where a file is to be written; {away}")
     if path.exists() and not path.is_file():
-        raise UserError(f"{path} is not a regular file (a device, pipe or socket), which writing would replace; "
-                        "give the path of a file to write")
+        raise UserError(f"{path} is not a regular file (a device, pipe or socket), which writing would replace; {away}")
     for parent in path.parents:
         if parent.exists():
             if not parent.is_dir():
@@ -398,9 +421,32 @@ def aside_prefix(dest: Path) -> str:
     return sibling_prefix(dest, "old-")
 
 
+def output_folder(path: str | os.PathLike) -> Path:
+    """The folder a whole-folder writer (a staged run, tokenize, export) judges, writes and replaces for the output
+    ``path``: a link names its target (``ln -s /big/disk/out out`` keeps putting the output there), never the link
+    itself; any other path is itself. (export swapped its folder in for the link, and over a link to an empty
+    folder failed 'Not a directory' after all the work; battery 19.)"""
+    path = Path(path)
+    return Path(os.path.realpath(path)) if path.is_symlink() else path
+
+
+def is_mount_point(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a mount point, a bind mount within one file system included (``os.path.ismount`` sees only
+    a change of device: ``docker -v host/out:/out`` and ``mount --bind`` are read from /proc/self/mountinfo)."""
+    if os.path.ismount(path):
+        return True
+    try:
+        with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as f:
+            points = {re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), line.split()[4])
+                      for line in f if len(line.split()) > 4}
+    except OSError:  # no /proc (macOS): what ismount says
+        return False
+    return os.path.realpath(path) in points
+
+
 def check_replaceable_target(dest: str | os.PathLike, flag: str = "-o") -> None:
     """Refuse, before any work, a ``dest`` that :func:`replace_folder` cannot swap: the current folder or one
-    above it ('.', '..', '/'). (``-o .`` failed with a ValueError traceback, "PosixPath('.') has an empty
+    above it ('.', '..', '/'), or a mount point. (``-o .`` failed with a ValueError traceback, "PosixPath('.') has an empty
     name"; ``-o .. --overwrite`` said "Device or resource busy", and would have replaced the folder the user
     works in.)"""
     from longrope.errors import UserError
@@ -409,29 +455,74 @@ def check_replaceable_target(dest: str | os.PathLike, flag: str = "-o") -> None:
     if here == target or here.is_relative_to(target):
         raise UserError(f"{flag} {dest} is the current folder or holds it; this command replaces its output "
                         "folder as a whole: give a new folder's name")
+    if not target.is_symlink() and is_mount_point(target):  # (a link is replaced itself, never what it names)
+        # the swap's rename failed 'Device or resource busy' after all the work, worded three ways (battery 19)
+        raise UserError(f"{flag} {dest} is a mount point (a folder mounted into a container?); this command replaces "
+                        f"its output folder as a whole, which a mounted one cannot be: give a folder inside it "
+                        f"({flag} {os.path.join(str(dest), 'NAME')})")
 
 
 def replace_folder(new: str | os.PathLike, dest: str | os.PathLike) -> Path:
     """Put the finished folder ``new`` (a sibling of ``dest``) at ``dest``: the build-aside-then-swap of
     every writer of a whole folder. A folder already at ``dest`` is moved aside (``.{name}.old-{pid}-…``),
     ``new`` renamed into place, then the old one removed; when the rename fails the old folder is put
-    back and the ``OSError`` raised. A reader sees the old folder or the new one, never a mix."""
+    back and the ``OSError`` raised. A reader sees the old folder or the new one, never a mix.
+
+    The two renames are one step for Ctrl-C, SIGTERM and SIGHUP (:func:`interrupts_deferred`): an interrupt
+    between them left no folder at ``dest`` at all. An interrupt while the old folder is removed leaves the rest of
+    it aside; the next swap into ``dest`` removes such leftovers of dead processes first (an evaluation's run
+    folder, replaced by a later run, kept a hidden copy of the previous one for good; battery 19)."""
     new, dest = Path(new), Path(dest)
+    remove_dead_leftovers(dest.parent, aside_prefix(dest))
     old = None
-    if dest.exists() or dest.is_symlink():  # a dangling link too: renaming a folder onto it is ENOTDIR
-        old = dest.with_name(f"{aside_prefix(dest)}{os.getpid()}-{os.urandom(3).hex()}")
-        os.replace(dest, old)
-    try:
-        os.replace(new, dest)
-    except OSError:
-        if old is not None and not dest.exists():
-            os.replace(old, dest)
-        raise
+    with interrupts_deferred():
+        if dest.exists() or dest.is_symlink():  # a dangling link too: renaming a folder onto it is ENOTDIR
+            old = dest.with_name(f"{aside_prefix(dest)}{os.getpid()}-{os.urandom(3).hex()}")
+            os.replace(dest, old)
+        try:
+            os.replace(new, dest)
+        except OSError:
+            if old is not None and not dest.exists():
+                os.replace(old, dest)
+            raise
     if old is not None and old.is_symlink():  # a link given as dest: rmtree refuses links, so it stayed behind
         old.unlink(missing_ok=True)
     elif old is not None:
         shutil.rmtree(old, ignore_errors=True)
     return dest
+
+
+#: the signals a command answers by stopping (Ctrl-C, ``kill``, a closed terminal)
+_STOPPING_SIGNALS = tuple(getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, n))
+
+
+@contextlib.contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Hold Ctrl-C, SIGTERM and SIGHUP while a few file-system calls that must happen together run (two renames of a
+    swap): a signal sent meanwhile is recorded, and raised again when they are done, to the handler that was in
+    place (a disposition that ignores it stays). Done with Python handlers, not a signal mask: the kernel hands a
+    process's signal to any thread that does not block it (torch's, a reader thread), and Python runs the handler in
+    the main thread at once. Only the main thread can set handlers; elsewhere the block runs as it is."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    held = {}
+    for signum in _STOPPING_SIGNALS:
+        handler = signal.getsignal(signum)
+        if handler in (signal.SIG_IGN, None):  # ignored (nohup), or set outside Python: left as it is
+            continue
+        held[signum] = handler
+        signal.signal(signum, lambda n, _frame: caught.append(n))
+    try:
+        yield
+    finally:
+        for signum, handler in held.items():
+            signal.signal(signum, handler)
+        for signum in dict.fromkeys(caught):
+            signal.raise_signal(signum)
 
 
 def remove_dead_leftovers(parent: Path, prefix: str) -> list[Path]:

@@ -440,25 +440,39 @@ def test_a_hangup_ignored_by_whoever_started_the_command_stays_ignored(tmp_path)
     assert (tmp_path / "finished").exists()
 
 
-def test_an_interrupted_resumable_run_says_that_resume_continues_it(capsys):
+def test_an_interrupted_resumable_run_says_that_resume_continues_it(capsys, tmp_path, monkeypatch):
     """A run that --resume continues says so when a signal or Ctrl-C stops it; a rerun names the folder it made; a
-    staged run (nothing to resume) says only what stopped it."""
+    staged run (nothing to resume) says only what stopped it. One stopped in its set-up, before its folder held a run
+    (loading the model, importing lm-eval), said '--resume' too, which then answered 'nothing to resume' (battery 19)."""
     import argparse
+    import json
     import signal
 
     import longrope.cli as cli
     from longrope.runs import get_run
+    from longrope.runs.folder import RUN_FORMAT
 
+    monkeypatch.chdir(tmp_path)
+    for name in ("out", "again"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "config.json").write_text(json.dumps({"format": RUN_FORMAT, "command": "search",
+                                                                 "config": {}}))
     args = argparse.Namespace(_spec=get_run("search"), output="out")
     assert cli._interrupted("longrope search", cli._Terminated(signal.SIGTERM), args) == 143
     rerun = argparse.Namespace(_spec=get_run("search"), output="again", _rerun=True)
     assert cli._interrupted("longrope rerun", KeyboardInterrupt(), rerun) == 130
     staged = argparse.Namespace(_spec=get_run("eval ppl"), output="out")
     assert cli._interrupted("longrope eval ppl", KeyboardInterrupt(), staged) == 130
+    early = argparse.Namespace(_spec=get_run("search"), output="not-yet")
+    assert cli._interrupted("longrope search", KeyboardInterrupt(), early) == 130
+    early_rerun = argparse.Namespace(_spec=get_run("search"), output="not-yet", _rerun=True)
+    assert cli._interrupted("longrope rerun", KeyboardInterrupt(), early_rerun) == 130
     assert capsys.readouterr().err.splitlines() == [
         "longrope search: terminated (SIGTERM); run the same command with --resume to continue",
         "longrope rerun: interrupted; 'longrope search --config again --resume' continues it",
-        "longrope eval ppl: interrupted"]
+        "longrope eval ppl: interrupted",
+        "longrope search: interrupted; nothing was written yet: run the same command again",
+        "longrope rerun: interrupted; nothing was written yet: run the same command again"]
 
 
 def test_a_looping_link_as_a_path_is_one_line_not_pathlibs_runtime_error(monkeypatch, tmp_path, capsys):

@@ -158,6 +158,24 @@ def test_overwrite_replaces_an_exported_model_and_nothing_else(capsys, tiny_mode
     assert code == 2 and "is not a GGUF file" in err and notes.read_text() == "keep"
 
 
+def test_an_output_given_as_a_link_exports_into_the_folder_it_names(capsys, tiny_model_dir, tmp_path):
+    """``-o LINK`` (LINK -> a folder on another disk, say): export failed 'Not a directory' after all the work when
+    the folder was empty, and swapped its folder in for the link otherwise, where eval and tokenize write into the
+    folder a link names (battery 19)."""
+    elsewhere = tmp_path / "disk" / "out"
+    elsewhere.mkdir(parents=True)
+    link = tmp_path / "out"
+    link.symlink_to(elsewhere)
+    argv = ["export", "--model", str(tiny_model_dir), "--factors", str(_factors(tmp_path)), "-o", str(link)]
+    code, _, err = _run(capsys, *argv)
+    assert code == 0, err
+    code, _, err = _run(capsys, *argv, "--overwrite")
+    assert code == 0, err
+    assert link.is_symlink() and (elsewhere / "config.json").is_file()
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]  # nothing aside, no temporary
+    assert sorted(p.name for p in elsewhere.parent.iterdir()) == ["out"]
+
+
 @pytest.mark.parametrize("fmt", ["hf", "gguf"])
 def test_each_export_warning_is_said_once(capsys, caplog, tiny_model_dir, tmp_path, fmt):
     """The writers logged their warnings and the command printed them too: on a terminal every warning (n̂ that

@@ -240,3 +240,28 @@ def test_malformed_meta_is_one_line(tmp_path, monkeypatch, edit):
     with pytest.raises(UserError) as e:
         TokenCorpus.open(tmp_path / "s")
     assert "\n" not in str(e.value) and "meta.json" in str(e.value)
+
+
+def test_a_shard_truncated_under_an_open_corpus_is_one_error_not_a_bus_error(tmp_path):
+    """A shard truncated in place (``truncate``, ``cp`` over it) while a command read it: the memory-mapped reader
+    ended the process with SIGBUS, silently (a fine-tune died with status -7 and no line; battery 19). Run in a
+    process of its own, which such a crash would end."""
+    import subprocess
+    import sys
+
+    _write_folder(tmp_path / "s")
+    script = (
+        "import os, sys\n"
+        "from longrope.data import TokenCorpus\n"
+        "from longrope.errors import UserError\n"
+        f"c = TokenCorpus.open({str(tmp_path / 's')!r}, verify='full')\n"
+        "c.tokens(0)\n"
+        f"os.truncate({str(tmp_path / 's' / 'shard-00000.bin')!r}, 4096)\n"
+        "try:\n"
+        "    print(int(c.tokens(len(c) - 1).sum()))\n"
+        "except UserError as e:\n"
+        "    print('refused:', e)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, (done.returncode, done.stderr[-500:])
+    assert done.stdout.startswith("refused:") and "changed while it was read" in done.stdout

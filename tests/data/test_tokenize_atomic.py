@@ -51,6 +51,30 @@ def test_an_interrupted_rebuild_keeps_the_previous_folder(tokenizer, corpus_dir,
     TokenCorpus.open(out, verify="full")
 
 
+def test_an_input_rewritten_while_it_is_read_is_refused_and_nothing_written(tokenizer, corpus_dir, tmp_path,
+                                                                            monkeypatch):
+    """A file rewritten while tokenize read its inputs gave shards of whatever it read, under a fingerprint of the
+    files as they were before: the change was noticed only by the next run (battery 19)."""
+    out = tmp_path / "out"
+    victim = sorted(p for p in corpus_dir.rglob("*") if p.is_file())[-1]
+    real = tokenize_mod.make_encoder
+
+    def rewriting(tok):
+        encode = real(tok)
+
+        def encode_and_edit(texts):
+            if victim.read_text(encoding="utf-8") != "edited meanwhile":
+                victim.write_text("edited meanwhile", encoding="utf-8")
+            return encode(texts)
+        return encode_and_edit
+
+    monkeypatch.setattr(tokenize_mod, "make_encoder", rewriting)
+    with pytest.raises(UserError, match="changed while it was read") as e:
+        _run(tokenizer, [corpus_dir], out)
+    assert victim.name in str(e.value) and "\n" not in str(e.value)
+    assert not out.exists() and _siblings(out) == []
+
+
 def test_a_rebuild_replaces_the_folder_whole(tokenizer, corpus_dir, tmp_path):
     out = tmp_path / "out"
     _run(tokenizer, [corpus_dir], out, shard_tokens=40)

@@ -771,3 +771,19 @@ def test_a_resume_of_a_pipeline_whose_manifest_was_deleted_names_the_lost_manife
     assert _pipeline(plan_file, out, "--resume") == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "its pipeline.json, the record of the stages it ran, is missing" in err[0], err
+
+
+def test_a_finished_stages_factor_file_edited_before_resume_is_written_again(reference, tmp_path):
+    """A done stage's factors.json edited (or damaged) between a kill and --resume was read as it was by every
+    later stage, while the summary reported the stage's own numbers (battery 19): the stage runs again (its search
+    continues its own finished run) and writes what it found."""
+    plan_file, _ = reference
+    out = tmp_path / "out"
+    assert _pipeline(plan_file, out, "--until", "search-2x") == 0
+    factors = out / "stages" / "search-2x" / "factors.json"
+    written = factors.read_text()
+    edited = json.loads(written)
+    edited["long_factor"][0] = 1.5
+    factors.write_text(json.dumps(edited))
+    assert _pipeline(plan_file, out, "--resume", "--until", "search-2x") == 0
+    assert json.loads(factors.read_text()) == json.loads(written)

@@ -428,8 +428,12 @@ def _interrupted(name: str, exc: KeyboardInterrupt, args: argparse.Namespace | N
 
     spec = getattr(args, "_spec", None)
     if spec is not None and any(f.name == "resume" for f in fields(spec.config)):
-        output = getattr(args, "output", None)
-        if getattr(args, "_rerun", False):
+        from longrope.runs.folder import holds_run
+
+        output = getattr(args, spec.output_field, None) or getattr(args, "output", None)
+        if output is not None and not holds_run(output, spec.command):  # stopped in its set-up: --resume would
+            line += "; nothing was written yet: run the same command again"  # would answer 'nothing to resume'
+        elif getattr(args, "_rerun", False):
             line += f"; 'longrope {spec.command} --config {output} --resume' continues it"
         else:
             line += "; run the same command with --resume to continue"

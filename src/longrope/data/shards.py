@@ -1,4 +1,4 @@
-"""Token shards on disk: the format, the writer and the memory-mapped reader.
+"""Token shards on disk: the format, the writer and the reader.
 
 A shard folder holds
 
@@ -244,7 +244,7 @@ _HINT = "re-run 'longrope tokenize' (add --force) to rebuild it"
 
 @dataclass
 class TokenCorpus:
-    """A shard folder opened for reading; documents are zero-copy memory-mapped views.
+    """A shard folder opened for reading; documents are read from the shard files as they are asked for.
 
     Every view :meth:`tokens` returns has been checked against the checksums in ``meta.json``
     (see the module doc); the blocks verified so far are remembered per open corpus.
@@ -341,16 +341,27 @@ class TokenCorpus:
     def pinned_role(self, i: int) -> str | None:
         return ROLE_NAMES[int(self.index["role"][i])]
 
-    def _shard(self, k: int) -> np.ndarray:
-        m = self._maps.get(k)
-        if m is None:
-            rec = self.meta["shards"][k]
-            if rec["n_tokens"] == 0:
-                m = np.zeros(0, self.dtype)
-            else:
-                m = np.memmap(self.path / rec["file"], dtype=self.dtype, mode="r", shape=(rec["n_tokens"],))
-            self._maps[k] = m
-        return m
+    def _bytes(self, k: int, lo: int, hi: int) -> bytes:
+        """Bytes ``lo:hi`` of shard ``k``, read now from the file opened at its first read. Read, not memory-mapped:
+        a mapped shard truncated or rewritten in place while a command ran (``cp`` over it, ``truncate``) ended the
+        process with SIGBUS, silently, or handed out bytes other than the ones verified (battery 19); a short read
+        is said in one line."""
+        if hi <= lo:
+            return b""
+        rec = self.meta["shards"][k]
+        f = self._maps.get(k)
+        if f is None:
+            f = self._maps[k] = open(self.path / rec["file"], "rb", buffering=0)  # noqa: SIM115 (kept open)
+        parts, at = [], lo
+        while at < hi:
+            part = os.pread(f.fileno(), min(hi - at, 1 << 30), at)
+            if not part:
+                size = os.fstat(f.fileno()).st_size
+                raise UserError(f"{self.path / rec['file']}: changed while it was read (now {size} bytes, meta.json "
+                                f"records {rec['bytes']}); {_HINT}, and leave the folder alone while a command reads it")
+            parts.append(part)
+            at += len(part)
+        return b"".join(parts)
 
     def _verify_range(self, k: int, lo: int, hi: int) -> None:
         """Check tokens ``lo:hi`` of shard ``k`` against meta.json, hashing each block once."""
@@ -361,10 +372,13 @@ class TokenCorpus:
             return
         rec = self.meta["shards"][k]
         p = self.path / rec["file"]
-        raw = self._shard(k).view(np.uint8)  # [bytes]
+        total = int(rec["bytes"])
         blocks = rec.get("block_sha256")
         if blocks is None:  # a folder from before per-block sums: the whole shard, once
-            if hashlib.sha256(raw).hexdigest() != rec["sha256"]:
+            h = hashlib.sha256()
+            for at in range(0, total, BLOCK_BYTES):
+                h.update(self._bytes(k, at, min(at + BLOCK_BYTES, total)))
+            if h.hexdigest() != rec["sha256"]:
                 raise UserError(f"{p}: corrupted (SHA-256 differs from meta.json); {_HINT}")
             self._verified[k] = True
             return
@@ -375,13 +389,13 @@ class TokenCorpus:
         for b in range(lo * item // size, (hi * item - 1) // size + 1):
             if state[b]:
                 continue
-            if hashlib.sha256(raw[b * size : (b + 1) * size]).hexdigest() != blocks[b]:
-                raise UserError(f"{p}: corrupted (block {b}, bytes {b * size}-{min((b + 1) * size, len(raw)) - 1}, "
+            if hashlib.sha256(self._bytes(k, b * size, min((b + 1) * size, total))).hexdigest() != blocks[b]:
+                raise UserError(f"{p}: corrupted (block {b}, bytes {b * size}-{min((b + 1) * size, total) - 1}, "
                                 f"differs from its SHA-256 in meta.json); {_HINT}")
             state[b] = True
 
     def tokens(self, i: int, start: int = 0, stop: int | None = None) -> np.ndarray:
-        """Tokens ``start:stop`` of document ``i`` (a read-only memory-mapped view), verified.
+        """Tokens ``start:stop`` of document ``i`` (a read-only array), verified.
 
         The blocks under the view are checked against their SHA-256 first (once per open corpus);
         a mismatch is a :class:`UserError`. ``i`` is a document index in ``[0, len)``, ``start``/``stop`` token
@@ -402,7 +416,8 @@ class TokenCorpus:
         off = int(row["offset"])
         k = int(row["shard"])
         self._verify_range(k, off + start, off + stop)
-        return self._shard(k)[off + start : off + stop]
+        item = self.dtype.itemsize
+        return np.frombuffer(self._bytes(k, (off + start) * item, (off + stop) * item), dtype=self.dtype)
 
     def check_tokenizer(self, tokenizer: Any, *, model_name: str | None = None) -> None:
         """Raise a UserError when ``tokenizer`` is not the one the shards were made with."""
@@ -467,9 +482,10 @@ def _is_count(v: Any) -> bool:
 
 
 def _load_index(p: Path) -> np.ndarray:
-    """index.npy as a plain structured array (never unpickled), memory-mapped."""
+    """index.npy as a plain structured array (never unpickled), read whole (a memory map of it truncated under a
+    running command ended the process with SIGBUS)."""
     try:
-        index = np.load(p, mmap_mode="r", allow_pickle=False)
+        index = np.load(p, allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UserError(f"{p}: not a plain array of index rows ({first}); {_HINT}") from None

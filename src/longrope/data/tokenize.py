@@ -56,6 +56,7 @@ from longrope.io import (
     check_replaceable_target,
     is_file_too_large,
     os_error_fix,
+    output_folder,
     path_argument,
     read_json,
     remove_dead_leftovers,
@@ -175,20 +176,44 @@ def _safe_cut(text: str, encode: Callable[[list[str]], list[np.ndarray]], at: in
     return None
 
 
-def _fingerprint(sources: list[Source], vhash: str, options: dict) -> str:
+def _input_state(sources: list[Source]) -> list[dict]:
+    """Each input's files as the fingerprint sees them: name, size, modification time (a file gone since it was
+    listed: size and time None)."""
     items = []
     for s in sources:
         files = []
         if s.kind != "hub":
             root = Path(s.spec)
             for p in s.files():
-                st = p.stat()
-                files.append([p.relative_to(root).as_posix() if s.kind == "folder" else p.name,
-                              st.st_size, st.st_mtime_ns])
+                try:
+                    st = p.stat()
+                    size, mtime = st.st_size, st.st_mtime_ns
+                except FileNotFoundError:
+                    size = mtime = None
+                files.append([p.relative_to(root).as_posix() if s.kind == "folder" else p.name, size, mtime])
         items.append({"spec": str(Path(s.spec).resolve()) if s.kind != "hub" else s.spec, "kind": s.kind,
                       "role": s.role, "files": files})
-    blob = json.dumps({"v": FORMAT_VERSION, "vocab": vhash, "options": options, "sources": items}, sort_keys=True)
+    return items
+
+
+def _fingerprint(state: list[dict], vhash: str, options: dict) -> str:
+    blob = json.dumps({"v": FORMAT_VERSION, "vocab": vhash, "options": options, "sources": state}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _check_unchanged(sources: list[Source], before: list[dict]) -> None:
+    """Refuse shards read from inputs that changed while they were read (a file rewritten, truncated, added or
+    removed): they may hold half of an edit, under a fingerprint that vouched for the files as they were before
+    (only the next run noticed; battery 19)."""
+    after = _input_state(sources)
+    for old, new in zip(before, after):
+        if old == new:
+            continue
+        then, now = ({f[0]: f[1:] for f in x["files"]} for x in (old, new))
+        changed = sorted(n for n in then.keys() | now.keys() if then.get(n) != now.get(n))
+        where = Path(old["spec"]) / changed[0] if old["kind"] == "folder" and changed else Path(old["spec"])
+        raise UserError(f"input {where} changed while it was read; nothing was written: run tokenize again once "
+                        "the inputs no longer change")
 
 
 def _batches(sources: list[Source], log: SkipLog, batch_docs: int, batch_chars: int,
@@ -298,9 +323,8 @@ def tokenize_corpus(
     force, progress = check_flag(force, "force"), check_flag(progress, "progress")
     _check_arguments(tokenizer_name=tokenizer_name, split=split, text_field=text_field, id_field=id_field,
                      shard_tokens=shard_tokens, batch_docs=batch_docs, batch_chars=batch_chars)
-    out = path_argument(out_dir, "tokenize_corpus's out_dir (the shard folder to write)")
-    if out.is_symlink() and out.is_dir():
-        out = out.resolve()  # replace the folder it points to, not the link
+    # a link: the folder it points to is replaced, not the link
+    out = output_folder(path_argument(out_dir, "tokenize_corpus's out_dir (the shard folder to write)"))
     check_replaceable_target(out)
     sources = resolve_sources(_input_specs(inputs), split=split, text_field=text_field, id_field=id_field)
     check_loaded_tokenizer(tokenizer, "tokenize_corpus")
@@ -309,7 +333,8 @@ def tokenize_corpus(
     dtype = token_dtype(tokenizer)
     options = {"split": DEFAULT_SPLIT if split is None else split, "text_field": text_field, "id_field": id_field,
                "shard_tokens": int(shard_tokens), "dtype": dtype.name}
-    fp = _fingerprint(sources, vhash, options)
+    state = _input_state(sources)
+    fp = _fingerprint(state, vhash, options)
     if not force:
         current = _up_to_date(out, fp, sources, t0)
         if current is not None:
@@ -319,6 +344,11 @@ def tokenize_corpus(
     log = SkipLog()
     writer, files = _write_shards(tokenizer, sources, building, log, dtype=dtype, shard_tokens=shard_tokens,
                                   batch_docs=batch_docs, batch_chars=batch_chars, progress=progress)
+    try:
+        _check_unchanged(sources, state)
+    except UserError:
+        shutil.rmtree(building, ignore_errors=True)
+        raise
     if writer.n_docs == 0:
         shutil.rmtree(building, ignore_errors=True)
         why = f"; {len(log.skipped)} file(s) skipped, first: {log.skipped[0]['path']} ({log.skipped[0]['reason']})" \

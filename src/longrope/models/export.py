@@ -63,6 +63,7 @@ from longrope.io import (
     is_disk_full,
     make_folder,
     os_error_fix,
+    output_folder,
     path_argument,
     remove_dead_leftovers,
     replace_folder,
@@ -375,7 +376,7 @@ def export_hf(
 
     from longrope.settings import resolve_dtype
 
-    out = path_argument(out_dir, "export_hf's out_dir (the folder to write)")
+    out = output_folder(path_argument(out_dir, "export_hf's out_dir (the folder to write)"))
     require_no_adapters(model, "export_hf")
     info = require_supported(inspect_model(model))
     entries, warnings = longrope_config_entries(factor_set, info)

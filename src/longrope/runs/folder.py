@@ -48,11 +48,13 @@ from typing import Any
 
 from longrope.errors import UserError
 from longrope.io import (
+    aside_prefix,
     check_no_link_loop,
     check_replaceable_target,
     hold_folder,
     is_atomic_temporary,
     os_error_fix,
+    output_folder,
     read_json,
     release_folder,
     remove_dead_leftovers,
@@ -68,7 +70,7 @@ RESULT_FILE = "summary.json"
 LOCK_FILE = ".lock"
 
 __all__ = ["RunFolder", "FolderLock", "read_run_config", "versions", "RUN_FORMAT", "CONFIG_FILE", "RUN_FILE", "RESULT_FILE",
-           "nothing_to_resume"]
+           "nothing_to_resume", "holds_run"]
 
 
 def versions(device: str | None = None) -> dict[str, Any]:
@@ -289,11 +291,9 @@ class RunFolder:
         ``adopt``: an existing folder that is no run folder yet becomes one (in place only; e.g. the
         shipped assets, written before run folders existed).
         """
-        final = Path(target)
-        if staged:  # built aside, then renamed over the target
+        final = output_folder(target)  # a link's target (a staged run would swap a folder in for the link)
+        if staged:  # built aside, then renamed over the target (the link's: a mount point there is refused too)
             check_replaceable_target(final, flag)
-        if final.is_symlink():  # a link names its target: that folder is judged, written and replaced, never the
-            final = Path(os.path.realpath(final))  # link itself (a staged run would swap a folder in for it)
         if final.exists() and not final.is_dir():
             raise UserError(f"{flag} {final} is a file, not a folder; give a folder path")
         parent = final.resolve().parent
@@ -364,8 +364,10 @@ class RunFolder:
 
     @staticmethod
     def _clean_partials(final: Path) -> None:
-        """Remove partial folders of earlier runs for the same target whose process is gone."""
-        remove_dead_leftovers(final.resolve().parent, sibling_prefix(final, "partial-"))
+        """Remove partial folders of earlier runs for the same target whose process is gone, and what an earlier
+        swap into it left aside when it was interrupted (:func:`~longrope.io.replace_folder`)."""
+        for prefix in (sibling_prefix(final, "partial-"), aside_prefix(final)):
+            remove_dead_leftovers(final.resolve().parent, prefix)
 
     # -- writing ----------------------------------------------------------------------------------
     def start(self, config: dict[str, Any], *, device: str | None = None, extra: dict | None = None) -> None:
@@ -411,8 +413,8 @@ class RunFolder:
         """After a failure: remove a staged folder; remove an in-place folder that :meth:`open`
         created while it holds no work yet (nothing but config.json and run.json), so that a run
         refused during its set-up leaves nothing behind. Other in-place folders keep their checkpoints."""
-        if self.staged:
-            if self.path.exists():
+        if self.staged:  # the work folder only: an interrupt just after the swap found it renamed to the results
+            if self.path != self.final and self.path.exists():
                 shutil.rmtree(self.path, ignore_errors=True)
         elif (self.created and self.path.is_dir() and _work_files(self.path) <= {CONFIG_FILE, RUN_FILE}
               and _run_pid(self.path) in (None, os.getpid())):  # never another process's records
@@ -508,6 +510,11 @@ def _run_command(folder: Path) -> str | None:
         return read_run_config(folder)[0]
     except UserError:
         return None
+
+
+def holds_run(folder: str | os.PathLike, command: str) -> bool:
+    """Whether ``folder`` holds a run of ``command`` (its config.json says so): one that ``--resume`` continues."""
+    return Path(folder).is_dir() and _run_command(Path(folder)) == command
 
 
 def nothing_to_resume(folder: Path, command: str) -> str:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from longrope.errors import ConfigError, UserError
-from longrope.io import read_json, write_json
+from longrope.io import file_sha256, read_json, write_json
 from longrope.runs.pipeline.plan import STAGES_DIR
 from longrope.runs.pipeline.stages import STAGES, Outcome
 
@@ -189,7 +189,25 @@ def _finished(st: dict) -> bool:
     the missing output, or the summary on a missing key) is an edited record, and the stage runs again."""
     outputs = st.get("outputs")
     return st.get("status") == "done" and isinstance(outputs, dict) and bool(outputs) \
-        and all(Path(p).exists() for p in outputs.values())
+        and all(Path(p).exists() for p in outputs.values()) and _files_as_finished(st)
+
+
+def _output_files(outputs: dict) -> dict[str, str]:
+    """The SHA-256 of each output of a stage that is one file (a factor file, a shard folder's is its meta.json
+    fingerprint elsewhere; model folders are checked by the model digest of the stages that load them)."""
+    return {k: file_sha256(p) for k, p in outputs.items() if isinstance(p, str) and Path(p).is_file()}
+
+
+def _files_as_finished(st: dict) -> bool:
+    """Whether a done stage's file outputs hold what it wrote: one edited or damaged between a kill and --resume
+    (a search stage's factors.json) was read by the stages after it while the summary reported the stage's own
+    numbers (battery 19); such a stage runs again (a search continues its own finished run, which writes its
+    factors again)."""
+    recorded = st.get("output_sha256")
+    if not isinstance(recorded, dict):  # a manifest from before these digests
+        return True
+    now = _output_files(st["outputs"])
+    return all(now.get(k) == v for k, v in recorded.items())
 
 
 def start(st: dict, settings: dict, inputs: dict) -> None:
@@ -205,7 +223,7 @@ def fail(st: dict, exc: BaseException) -> None:
 
 def finish(st: dict, outcome: Outcome, seconds: float) -> None:
     st.update(status="done", ended=now(), seconds=round(seconds, 3), outputs=outcome.outputs,
-              metrics=outcome.metrics, **outcome.record)
+              metrics=outcome.metrics, output_sha256=_output_files(outcome.outputs), **outcome.record)
 
 
 def summarize(manifest: dict) -> dict:
