@@ -164,11 +164,26 @@ def make_folder(path: str | os.PathLike) -> Path:
     return path
 
 
+def unlink_copy(path: str | os.PathLike) -> None:
+    """Give ``path`` a file of its own before it is changed in place (appended to, truncated), when it is one of
+    several hard links to one file: a run folder copied with ``cp -al`` (a cheap snapshot) shares every file with
+    the original, and a resume of the copy appended its lines to the original's log too. Atomic files are safe
+    already (each write is a new file renamed into place); this does the same for the in-place writers."""
+    path = Path(path)
+    try:
+        shared = path.is_file() and not path.is_symlink() and path.stat().st_nlink > 1
+    except OSError:
+        return
+    if shared:
+        write_bytes(path, path.read_bytes())
+
+
 def append_text(path: str | os.PathLike, text: str, *, sync: bool = False) -> None:
     """Append ``text`` to a log file (``sync``: fsync it too), its folder made if needed; for the line-by-line
     logs a resume reads back (a fine-tune's losses, a search's history, a comparison's cells)."""
     path = Path(path)
     make_folder(path.parent)
+    unlink_copy(path)
     with open(path, "a", encoding="utf-8") as f:
         f.write(text)
         f.flush()

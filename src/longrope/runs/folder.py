@@ -37,6 +37,7 @@ long work starts.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import platform
@@ -61,6 +62,7 @@ from longrope.io import (
     remove_dead_leftovers,
     replace_folder,
     sibling_prefix,
+    unlink_copy,
     write_json,
 )
 
@@ -184,6 +186,8 @@ class FolderLock:
     def acquire(cls, folder: str | os.PathLike, command: str, *, flag: str = "--output") -> FolderLock:
         """Lock the (existing) ``folder`` or refuse in one line naming the process that holds it."""
         folder = Path(folder)
+        with contextlib.suppress(OSError):  # a folder copied with cp -al shares its lock file with the original: the
+            unlink_copy(folder / LOCK_FILE)  # copy was refused as "in use" while the original ran (battery 19c)
         try:  # O_NOFOLLOW: a planted symlink never makes the lock truncate the file it points to
             fd = os.open(folder / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
             handle = os.fdopen(fd, "r+")
