@@ -193,9 +193,22 @@ def _finished(st: dict) -> bool:
 
 
 def _output_files(outputs: dict) -> dict[str, str]:
-    """The SHA-256 of each output of a stage that is one file (a factor file, a shard folder's is its meta.json
-    fingerprint elsewhere; model folders are checked by the model digest of the stages that load them)."""
-    return {k: file_sha256(p) for k, p in outputs.items() if isinstance(p, str) and Path(p).is_file()}
+    """The SHA-256 of each output of a stage that is one file (a factor file, a GGUF export) or a model folder (a
+    fine-tuned or exported model: its weights, configs and tokenizer, as ``models.loading.model_digest`` reads
+    them; a fine-tuned model replaced between a kill and --resume was loaded by every later stage while the
+    summary named it the stage's own), or a shard folder (its meta.json, which records every shard's digest: a
+    shard folder rebuilt from other documents was read by the later stages as the stage's)."""
+    from longrope.models.loading import model_digest
+
+    digests = {}
+    for k, p in outputs.items():
+        if isinstance(p, str) and Path(p).is_file():
+            digests[k] = file_sha256(p)
+        elif isinstance(p, str) and (Path(p) / "config.json").is_file():
+            digests[k] = model_digest(p)
+        elif isinstance(p, str) and (Path(p) / "meta.json").is_file():  # a shard folder: meta.json holds the
+            digests[k] = file_sha256(Path(p) / "meta.json")  # digest of every shard (checked when it is opened)
+    return digests
 
 
 def _files_as_finished(st: dict) -> bool:
