@@ -298,3 +298,14 @@ def test_a_checkpoint_linked_from_another_run_is_not_resumed_from(make_config, k
     result, said = _resume(make_config, out)
     assert result.resumed_from == 2
     assert any("is a link to" in m and "not a checkpoint this run saved" in m for m in said), said
+
+
+def test_a_hand_edited_loss_log_neither_crashes_the_export_nor_passes_unsaid(make_config, killed_run):
+    """train_log.jsonl edited between a kill and --resume ("loss": "abc") passed the log's step check: the resumed
+    run trained to the end, then its export failed with a ValueError traceback. A line without the fields the
+    readers use ends the log like a torn one, and a resume whose log lacks steps before its checkpoint says so."""
+    out = killed_run()
+    (out / "train_log.jsonl").write_text('{"step": 1, "loss": "abc", "kind": "long"}\n{"step": 2, "loss": 4.0}\n')
+    result, said = _resume(make_config, out)
+    assert result.resumed_from == 4 and len(result.losses) == 0
+    assert any("holds 0 of the 4 steps before the checkpoint" in m for m in said), said

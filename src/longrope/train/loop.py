@@ -370,7 +370,10 @@ class _Trainer:
             self.state = load_checkpoint(self.accelerator, *self.resume_point)
             self.resumed_from = self.state.step
             if self.accelerator.is_main_process:
-                self.log_file.truncate(self.state.step)
+                kept = self.log_file.truncate(self.state.step)
+                if [e["step"] for e in kept] != list(range(1, self.state.step + 1)):
+                    self.warn(f"{self.out / LOG_FILE} holds {len(kept)} of the {self.state.step} steps before the "
+                              "checkpoint (lines edited or damaged); the loss curve and the first loss show only those")
             self.say(f"resumed from {ckpt} (step {self.state.step})")
         else:
             if self.cfg.resume:
