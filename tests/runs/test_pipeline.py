@@ -814,3 +814,17 @@ def test_a_finished_stages_model_folder_replaced_before_resume_is_made_again(tmp
     assert _pipeline(plan_file, out, "--resume") == 0
     assert json.loads(meta.read_text())["n_docs"] == documents
 
+
+@pytest.mark.parametrize("field, value", [("seconds", "x"), ("metrics", [1]), ("output_sha256", [1]),
+                                          ("config", 5), ("ended", 5)])
+def test_a_stage_record_field_of_the_wrong_kind_is_one_line(tmp_path, capsys, field, value):
+    """A done stage's "seconds": "x" edited into the manifest resumed, then the summary table failed with a
+    ValueError traceback (rc 1); other fields of the wrong kind passed unsaid. Each field the readers use is
+    checked with the manifest (battery 19c)."""
+    plan_file, out, manifest = _two_baselines_done(tmp_path)
+    manifest["stages"]["pi-2x"][field] = value
+    (out / "pipeline.json").write_text(json.dumps(manifest))
+    capsys.readouterr()
+    assert _pipeline(plan_file, out, "--resume") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"stage 'pi-2x''s {field} must be" in err[0], err
