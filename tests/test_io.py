@@ -422,3 +422,31 @@ def test_an_integer_of_thousands_of_digits_is_refused_in_a_user_s_words(tmp_path
         with pytest.raises(UserError, match="integer of 5,001 digits") as err:
             call()
         assert "set_int_max_str_digits" not in str(err.value)
+
+
+def test_a_log_shared_by_hard_links_is_changed_only_in_the_copy_written_to(tmp_path):
+    """A run folder copied with ``cp -al`` shares its files with the original: a resume of the copy appended its
+    lines (a comparison's cells, a search's history) to the original's log too, and dropped a torn last line from
+    both, and the copy's lock (the same file) refused it while the original ran. The in-place writers and the lock
+    give the file a copy of its own first (io.unlink_copy)."""
+    import os
+
+    from longrope.io import append_text
+    from longrope.runs.compare import _read_cells
+
+    original, copy = tmp_path / "run" / "cells.jsonl", tmp_path / "copy" / "cells.jsonl"
+    original.parent.mkdir()
+    copy.parent.mkdir()
+    original.write_text('{"a": 1}\n{"torn')
+    os.link(original, copy)
+    _read_cells(copy)  # the torn line dropped, in the copy only
+    append_text(copy, '{"b": 2}\n')
+    assert original.read_text() == '{"a": 1}\n{"torn'
+    assert copy.read_text() == '{"a": 1}\n{"b": 2}\n'
+    assert original.stat().st_nlink == copy.stat().st_nlink == 1
+    from longrope.runs.folder import LOCK_FILE, FolderLock
+
+    (original.parent / LOCK_FILE).write_text("")
+    os.link(original.parent / LOCK_FILE, copy.parent / LOCK_FILE)  # cp -al copies the lock file too
+    with FolderLock.acquire(original.parent, "compare"), FolderLock.acquire(copy.parent, "compare"):
+        pass  # the copy was refused "in use by another longrope process" while the original ran

@@ -164,11 +164,26 @@ def make_folder(path: str | os.PathLike) -> Path:
     return path
 
 
+def unlink_copy(path: str | os.PathLike) -> None:
+    """Give ``path`` a file of its own before it is changed in place (appended to, truncated), when it is one of
+    several hard links to one file: a run folder copied with ``cp -al`` (a cheap snapshot) shares every file with
+    the original, and a resume of the copy appended its lines to the original's log too. Atomic files are safe
+    already (each write is a new file renamed into place); this does the same for the in-place writers."""
+    path = Path(path)
+    try:
+        shared = path.is_file() and not path.is_symlink() and path.stat().st_nlink > 1
+    except OSError:
+        return
+    if shared:
+        write_bytes(path, path.read_bytes())
+
+
 def append_text(path: str | os.PathLike, text: str, *, sync: bool = False) -> None:
     """Append ``text`` to a log file (``sync``: fsync it too), its folder made if needed; for the line-by-line
     logs a resume reads back (a fine-tune's losses, a search's history, a comparison's cells)."""
     path = Path(path)
     make_folder(path.parent)
+    unlink_copy(path)
     with open(path, "a", encoding="utf-8") as f:
         f.write(text)
         f.flush()
@@ -460,6 +475,59 @@ def check_replaceable_target(dest: str | os.PathLike, flag: str = "-o") -> None:
         raise UserError(f"{flag} {dest} is a mount point (a folder mounted into a container?); this command replaces "
                         f"its output folder as a whole, which a mounted one cannot be: give a folder inside it "
                         f"({flag} {os.path.join(str(dest), 'NAME')})")
+
+
+def place_new(new: str | os.PathLike, dest: str | os.PathLike, *, flag: str = "-o") -> Path:
+    """Rename the finished file or folder ``new`` (a sibling of ``dest``) to ``dest``, which must not exist: the
+    publish step of every writer of an output that was new when it started. Two such writers of one output (two
+    exports, two reruns into one new folder) both checked it was free before their work; the second's rename then
+    replaced the first's result without a word. The rename here is exclusive (``renameat2(RENAME_NOREPLACE)``;
+    where the kernel or file system lacks it, a claimed name: ``mkdir`` or ``link``, which fail on an existing
+    entry); the second writer gets a :class:`~longrope.errors.UserError` and ``new`` stays for it to remove. An
+    empty folder at ``dest`` (left by the user, or a link to one) counts as free."""
+    from longrope.errors import UserError
+
+    new, dest = Path(new), Path(dest)
+    if dest.is_dir() and not dest.is_symlink():
+        with contextlib.suppress(OSError):
+            dest.rmdir()  # only an empty one goes
+    try:
+        _rename_exclusive(new, dest)
+    except (FileExistsError, IsADirectoryError, NotADirectoryError) as exc:
+        if exc.errno in (errno.EEXIST, errno.ENOTEMPTY) or os.path.lexists(dest):
+            raise UserError(f"{flag} {dest} was written by another process while this one worked (two runs into one "
+                            f"new output); this result was not written over it: run again with another {flag}") from None
+        raise
+    except OSError as exc:
+        if exc.errno == errno.ENOTEMPTY:
+            raise UserError(f"{flag} {dest} was written by another process while this one worked (two runs into one "
+                            f"new output); this result was not written over it: run again with another {flag}") from None
+        raise
+    return dest
+
+
+def _rename_exclusive(src: Path, dst: Path) -> None:
+    """``rename(src, dst)`` that fails with ``EEXIST`` when ``dst`` exists (see :func:`place_new`)."""
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):  # not glibc/Linux
+        renameat2 = None
+    if renameat2 is not None:
+        at_fdcwd, rename_noreplace = -100, 1
+        if renameat2(at_fdcwd, os.fsencode(src), at_fdcwd, os.fsencode(dst), rename_noreplace) == 0:
+            return
+        err = ctypes.get_errno()
+        if err not in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):  # unsupported there: claim the name instead
+            raise OSError(err, os.strerror(err), str(dst))
+    if src.is_dir() and not src.is_symlink():
+        os.mkdir(dst)  # the claim: EEXIST for the second writer
+        os.replace(src, dst)  # a folder renamed onto the empty folder just made
+    else:
+        os.link(src, dst)
+        os.unlink(src)
 
 
 def replace_folder(new: str | os.PathLike, dest: str | os.PathLike) -> Path:

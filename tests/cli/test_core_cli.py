@@ -316,7 +316,7 @@ def test_a_refusal_or_result_under_a_launcher_is_told_once_per_machine(tmp_path,
         factors = tmp_path / "pi.json"
         assert main(["baseline", "--model", "tiny", "--method", "pi", "--target-length", "512", "-o", str(factors)]) == 0
         capsys.readouterr()
-        monkeypatch.setattr(longrope.train, "finetune", lambda config, log=None: Done())
+        monkeypatch.setattr(longrope.train, "finetune", lambda config, log=None, on_checked=None: Done())
         assert main(["finetune", "--model", "tiny", "--factors", str(factors), "--data", str(tmp_path),
                      "-o", str(tmp_path / "ft")]) == 0
         assert capsys.readouterr().out == ""

@@ -227,3 +227,25 @@ def test_a_shard_past_the_file_size_limit_is_left_to_the_cli_line(tokenizer, cor
     with pytest.raises(OSError, match="File too large"):
         _run(tokenizer, [corpus_dir], out)
     assert not out.exists() and _siblings(out) == []
+
+
+def test_a_second_run_into_one_new_output_is_refused_not_swapped_in(tokenizer, corpus_dir, tmp_path, monkeypatch):
+    """Two ``tokenize -o NEW`` at once (other inputs) both succeeded: the second swapped its shards in for the
+    first's, whose report named documents the folder no longer held. A folder new when the run began is placed
+    only where nothing arrived meanwhile (io.place_new); a shard folder there at the start is rebuilt as before."""
+    out = tmp_path / "out"
+    first = tmp_path / "first"
+    _run(tokenizer, [corpus_dir], first)
+    write_meta = tokenize_mod.write_meta
+
+    def the_other_run_finishes_first(building, meta):
+        os.rename(first, out)
+        return write_meta(building, meta)
+
+    monkeypatch.setattr(tokenize_mod, "write_meta", the_other_run_finishes_first)
+    one = tmp_path / "one.txt"
+    one.write_text(TEXTS[0], encoding="utf-8")
+    with pytest.raises(UserError, match="was written by another process while this one worked"):
+        _run(tokenizer, [one], out)
+    assert len(TokenCorpus.open(out, verify="full").lengths) > 1  # the other run's folder, not this one's
+    assert _siblings(out) == []

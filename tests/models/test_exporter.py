@@ -40,3 +40,49 @@ def test_an_output_name_of_the_other_format_is_refused_before_the_model_is_read(
     with pytest.raises(UserError, match="names a GGUF file, but --format hf .* add --format gguf"):
         export_model(str(tiny_model_dir), factors, tmp_path / "m.GGUF")
     assert not (tmp_path / "m").exists() and not (tmp_path / "m.GGUF").exists()
+
+
+def test_two_writers_of_one_new_output_the_second_is_refused_not_written_over(tiny_model_dir, tmp_path, monkeypatch):
+    """Two ``export --format gguf -o NEW.gguf`` at once both succeeded, the second replacing the first's file; two
+    ``rerun RUN -o NEW`` the same with folders (battery 19a). An output new when the work began is placed only
+    where nothing arrived meanwhile (io.place_new): the second writer is refused in one line, the first's result
+    stays, and no temporary is left."""
+    import longrope.models.export as export_mod
+    import longrope.models.gguf as gguf_mod
+    from longrope.runs.folder import RunFolder
+
+    factors = FactorSet(long_factor=np.linspace(1, 4, 8), original_max_position_embeddings=32,
+                        max_position_embeddings=128, rope_theta=1e4).save(tmp_path / "f.json")
+    gguf = tmp_path / "m.gguf"
+    add_weights = gguf_mod._add_weights
+
+    def another_export_finishes_first(*args, **kwargs):
+        gguf.write_bytes(b"GGUF the other export")
+        return add_weights(*args, **kwargs)
+
+    monkeypatch.setattr(gguf_mod, "_add_weights", another_export_finishes_first)
+    with pytest.raises(UserError, match="was written by another process while this one worked"):
+        export_model(str(tiny_model_dir), factors, gguf, fmt="gguf")
+    assert gguf.read_bytes() == b"GGUF the other export"
+    hf = tmp_path / "hf"
+    readme = export_mod.serving_readme
+
+    def another_folder_first(*args, **kwargs):
+        hf.mkdir(exist_ok=True)
+        (hf / "config.json").write_text("{}")
+        return readme(*args, **kwargs)
+
+    monkeypatch.setattr(export_mod, "serving_readme", another_folder_first)
+    with pytest.raises(UserError, match="already exists and is not empty|was written by another process"):
+        export_model(str(tiny_model_dir), factors, hf)
+    assert [p.name for p in hf.iterdir()] == ["config.json"]
+    run = tmp_path / "run"
+    folder = RunFolder.open(run, "eval ppl", staged=True, replace=True)
+    folder.start({})
+    run.mkdir()
+    (run / "summary.json").write_text("{}")  # another rerun into the same new folder, finished first
+    with pytest.raises(UserError, match="was written by another process while this one worked"):
+        folder.finish({"mine": 1})
+    folder.abandon()
+    assert (run / "summary.json").read_text() == "{}"
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporaries

@@ -787,3 +787,44 @@ def test_a_finished_stages_factor_file_edited_before_resume_is_written_again(ref
     factors.write_text(json.dumps(edited))
     assert _pipeline(plan_file, out, "--resume", "--until", "search-2x") == 0
     assert json.loads(factors.read_text()) == json.loads(written)
+
+
+def test_a_finished_stages_model_folder_replaced_before_resume_is_made_again(tmp_path):
+    """A done fine-tuning stage's model folder replaced (or edited: its config, its weights) between a kill and
+    --resume was loaded by every later stage while the summary named it the stage's own model (battery 19c; only
+    single-file outputs were checked): the stage runs again (its fine-tuning resumes its finished run and exports
+    the model again). The same for a data stage's shard folder rebuilt from other documents."""
+    plan = _plan()
+    plan["stages"] = [s for s in plan["stages"] if s["name"] in ("data", "yarn-2x", "ft-yarn")]
+    plan_file = _write(tmp_path, plan)
+    out = tmp_path / "out"
+    assert _pipeline(plan_file, out) == 0
+    config = out / "stages" / "ft-yarn" / "model" / "config.json"
+    written = json.loads(config.read_text())
+    config.write_text(json.dumps({**written, "rope_theta": 500000.0}))
+    assert _pipeline(plan_file, out, "--resume") == 0
+    assert json.loads(config.read_text()) == written
+    meta = out / "stages" / "data" / "meta.json"  # the shard folder rebuilt from other documents: made again too
+    documents = json.loads(meta.read_text())["n_docs"]
+    from longrope.embedded import document_paths
+
+    assert main(["tokenize", "--tokenizer", "tiny", "--input", f"train={document_paths('train')[0]}", "-o",
+                 str(meta.parent)]) == 0
+    assert json.loads(meta.read_text())["n_docs"] != documents
+    assert _pipeline(plan_file, out, "--resume") == 0
+    assert json.loads(meta.read_text())["n_docs"] == documents
+
+
+@pytest.mark.parametrize("field, value", [("seconds", "x"), ("metrics", [1]), ("output_sha256", [1]),
+                                          ("config", 5), ("ended", 5)])
+def test_a_stage_record_field_of_the_wrong_kind_is_one_line(tmp_path, capsys, field, value):
+    """A done stage's "seconds": "x" edited into the manifest resumed, then the summary table failed with a
+    ValueError traceback (rc 1); other fields of the wrong kind passed unsaid. Each field the readers use is
+    checked with the manifest (battery 19c)."""
+    plan_file, out, manifest = _two_baselines_done(tmp_path)
+    manifest["stages"]["pi-2x"][field] = value
+    (out / "pipeline.json").write_text(json.dumps(manifest))
+    capsys.readouterr()
+    assert _pipeline(plan_file, out, "--resume") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"stage 'pi-2x''s {field} must be" in err[0], err

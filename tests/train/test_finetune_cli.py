@@ -117,3 +117,17 @@ def test_a_checkpoint_save_interrupted_leaves_no_partial(tiny_dir, factors_file,
     assert main(argv) == 130
     assert "longrope finetune: interrupted" in capsys.readouterr().err.strip().splitlines()[-1]
     assert [p.name for p in sorted((out / "checkpoints").iterdir())] == ["step-00000002"]
+
+
+def test_a_refused_resume_leaves_the_run_records_as_they_were(tiny_dir, factors_file, corpus_dir, tmp_path, capsys):
+    """``finetune --resume --seed 5`` on a run made with seed 0 is refused; it rewrote config.json (seed 5) and
+    run.json (status "running", its argv) before the refusal, and ``rerun`` then repeated the refused settings."""
+    out = tmp_path / "ft"
+    argv = ["finetune", "--model", str(tiny_dir), "--factors", str(factors_file), "--data", str(corpus_dir),
+            "--steps", "2", "--seq-len", "64", "--batch-size", "1", "--quiet", "-o", str(out)]
+    assert main(argv) == 0, capsys.readouterr().err
+    records = {name: (out / name).read_bytes() for name in ("config.json", "run.json")}
+    capsys.readouterr()
+    assert main([*argv, "--resume", "--seed", "5"]) == 2
+    assert "--seed is 5 but the checkpoint was made with 0" in capsys.readouterr().err
+    assert {name: (out / name).read_bytes() for name in records} == records

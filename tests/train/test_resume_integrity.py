@@ -162,7 +162,7 @@ def test_entries_of_the_run_folder_replaced_by_hand_are_refused_before_training_
     (out / "train_log.jsonl").write_bytes(b"\n".join(log))
     result, said = _resume(make_config, out)
     assert result.resumed_from == 2 and result.steps == 4
-    assert any("step 2 does not match its folder step-00000004" in m for m in said), said
+    assert any("step-00000004 is a link to step-00000002, not a checkpoint this run saved" in m for m in said), said
     newest = out / "checkpoints" / "step-00000004"
     assert newest.is_dir() and not newest.is_symlink() and (out / "checkpoints" / "step-00000002").is_dir()
     steps = [json.loads(line)["step"] for line in (out / "train_log.jsonl").read_text().splitlines()]
@@ -283,3 +283,29 @@ def test_a_resume_with_other_tokens_per_step_typed_names_that_flag():
     flags = field_flags(FinetuneConfig)
     text = caught.value.render(lambda f: flags.get(f, f))
     assert text.startswith("--tokens-per-step is 2048 but the checkpoint was made with 1024") and "grad" not in text
+
+
+def test_a_checkpoint_linked_from_another_run_is_not_resumed_from(make_config, killed_run, tmp_path):
+    """A checkpoint folder that is a symlink to another run's checkpoint (made with seed 1) was taken as this run's
+    newest: the refusal said "--seed is 0 but the checkpoint was made with 1", the fix it offered (resume with seed
+    1) continued the other run's trajectory in this folder. A link is no checkpoint this run saved: it is skipped,
+    said so, for this run's own previous one."""
+    other = finetune(make_config(steps=4, checkpoint_every=2, seed=1, output=str(tmp_path / "other")))
+    out = killed_run()
+    own = out / "checkpoints" / "step-00000004"
+    shutil.rmtree(own)
+    own.symlink_to(Path(other.output) / "checkpoints" / "step-00000004")
+    result, said = _resume(make_config, out)
+    assert result.resumed_from == 2
+    assert any("is a link to" in m and "not a checkpoint this run saved" in m for m in said), said
+
+
+def test_a_hand_edited_loss_log_neither_crashes_the_export_nor_passes_unsaid(make_config, killed_run):
+    """train_log.jsonl edited between a kill and --resume ("loss": "abc") passed the log's step check: the resumed
+    run trained to the end, then its export failed with a ValueError traceback. A line without the fields the
+    readers use ends the log like a torn one, and a resume whose log lacks steps before its checkpoint says so."""
+    out = killed_run()
+    (out / "train_log.jsonl").write_text('{"step": 1, "loss": "abc", "kind": "long"}\n{"step": 2, "loss": 4.0}\n')
+    result, said = _resume(make_config, out)
+    assert result.resumed_from == 4 and len(result.losses) == 0
+    assert any("holds 0 of the 4 steps before the checkpoint" in m for m in said), said

@@ -58,6 +58,7 @@ from longrope.io import (
     os_error_fix,
     output_folder,
     path_argument,
+    place_new,
     read_json,
     remove_dead_leftovers,
     replace_folder,
@@ -335,6 +336,7 @@ def tokenize_corpus(
                "shard_tokens": int(shard_tokens), "dtype": dtype.name}
     state = _input_state(sources)
     fp = _fingerprint(state, vhash, options)
+    replaces = out.is_dir() and any(out.iterdir())  # a shard folder rebuilt; a new one is placed, never swapped in
     if not force:
         current = _up_to_date(out, fp, sources, t0)
         if current is not None:
@@ -378,7 +380,7 @@ def tokenize_corpus(
     }
     try:
         write_meta(building, meta)
-        _install(building, out)
+        _install(building, out, replaces)
     except BaseException:
         shutil.rmtree(building, ignore_errors=True)
         raise
@@ -531,10 +533,15 @@ def _remove_stale_builds(out: Path) -> None:
         remove_dead_leftovers(out.parent, prefix)
 
 
-def _install(building: Path, out: Path) -> None:
-    """Put the complete folder ``building`` at ``out`` (:func:`~longrope.io.replace_folder`)."""
+def _install(building: Path, out: Path, replaces: bool) -> None:
+    """Put the complete folder ``building`` at ``out``: in place of the shard folder that was there when the run
+    began (:func:`~longrope.io.replace_folder`), or where there was none (:func:`~longrope.io.place_new`: two
+    tokenize runs into one new -o both succeeded, the first reporting documents the folder no longer held)."""
     try:
-        replace_folder(building, out)
+        if replaces:
+            replace_folder(building, out)
+        else:
+            place_new(building, out)
     except OSError as exc:
         raise UserError(f"cannot move the new shards into {out} ({exc.strerror or exc}); "
                         "check the permissions of its parent folder") from None

@@ -65,6 +65,7 @@ from longrope.io import (
     os_error_fix,
     output_folder,
     path_argument,
+    place_new,
     remove_dead_leftovers,
     replace_folder,
     sibling_prefix,
@@ -239,12 +240,12 @@ def temporary_sibling(out: Path, *, folder: bool) -> Path:
 
 def _swap_into_place(tmp: Path, out: Path, overwrite: bool) -> None:
     """Move the finished ``tmp`` folder to ``out`` (atomic rename when ``out`` does not exist)."""
-    if out.exists():
-        if out.is_dir() and not any(out.iterdir()):
-            out.rmdir()
-        elif not (overwrite and out.is_dir()):
+    if out.exists() and not (out.is_dir() and not any(out.iterdir())):
+        if not (overwrite and out.is_dir()):
             raise UserError(f"output folder {out} already exists and is not empty; pass --overwrite or another -o")
-    replace_folder(tmp, out)
+        replace_folder(tmp, out)
+    else:  # new (or an empty folder): a folder that another export put there meanwhile is not replaced
+        place_new(tmp, out)
 
 
 def check_output_folder(out: Path, overwrite: bool) -> None:

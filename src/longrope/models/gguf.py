@@ -56,6 +56,7 @@ from longrope.io import (
     make_folder,
     os_error_words,
     path_argument,
+    place_new,
     sibling_prefix,
 )
 from longrope.models.export import (
@@ -150,11 +151,14 @@ def _check_factor_fit(factor_set: Any, rotary_dim: int, rope_theta: float, what:
     check_target_length(factor_set)
 
 
-def _finish(tmp: Path, out: Path) -> None:
+def _finish(tmp: Path, out: Path, overwrite: bool) -> None:
     umask = os.umask(0)
     os.umask(umask)
     tmp.chmod(0o666 & ~umask)
-    os.replace(tmp, out)
+    if overwrite:
+        os.replace(tmp, out)
+    else:  # a file that another export put there meanwhile is not replaced
+        place_new(tmp, out)
 
 
 # --------------------------------------------------------------------------- reading
@@ -285,7 +289,7 @@ def export_gguf_from_gguf(
         for t in kept:
             writer.write_tensor_data(t.data, tensor_endianess=reader.endianess)
         writer.close()
-        _finish(tmp, out)
+        _finish(tmp, out, overwrite)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -518,7 +522,7 @@ def export_gguf(
         writer.write_kv_data_to_file()
         writer.write_tensors_to_file()
         writer.close()
-        _finish(tmp, out)
+        _finish(tmp, out, overwrite)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

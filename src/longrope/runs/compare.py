@@ -282,7 +282,7 @@ def _read_cells(path: Path) -> tuple[dict[tuple[str, str], dict], int]:
     """Cells measured so far, and how many lines were left out because they do not match their seal
     (edited by hand or damaged: their cells are measured again). A torn last line from a kill is
     dropped from the file."""
-    from longrope.io import seal_intact
+    from longrope.io import seal_intact, write_bytes
 
     cells: dict[tuple[str, str], dict] = {}
     broken = 0
@@ -291,8 +291,7 @@ def _read_cells(path: Path) -> tuple[dict[tuple[str, str], dict], int]:
     data = path.read_bytes()
     if data and not data.endswith(b"\n"):  # a line torn by a kill: drop it, so the next append starts clean
         data = data[: data.rfind(b"\n") + 1]
-        with open(path, "r+b") as f:
-            f.truncate(len(data))
+        write_bytes(path, data)  # a new file (the old one may be shared with a cp -al copy of the run folder)
     for line in data.decode("utf-8", errors="replace").splitlines():
         try:
             c = json.loads(line)

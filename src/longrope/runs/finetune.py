@@ -44,11 +44,15 @@ def run(config: FinetuneConfig, *, log: Callable[[str], None] | None = None) -> 
             previous = False
         # locked until closed: a second process into this folder (a second --resume) is refused
         folder = RunFolder.open(config.output, COMMAND, staged=False, resume=config.resume and previous)
-    try:
+    def checked() -> None:
+        # the records once the input passed its checks: a refused --resume (another seed, another factor file)
+        # rewrote config.json and run.json with the refused settings, and `rerun` then repeated those
         if folder is not None:
             folder.start(config_to_dict(config), device=config.device)
+
+    try:
         try:
-            result = finetune(config, log=log).to_dict()
+            result = finetune(config, log=log, on_checked=checked).to_dict()
         except BaseException:
             if folder is not None:
                 folder.abandon()  # a set-up failure leaves no stub folder (a folder with work stays)

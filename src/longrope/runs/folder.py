@@ -37,6 +37,7 @@ long work starts.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import platform
@@ -55,11 +56,13 @@ from longrope.io import (
     is_atomic_temporary,
     os_error_fix,
     output_folder,
+    place_new,
     read_json,
     release_folder,
     remove_dead_leftovers,
     replace_folder,
     sibling_prefix,
+    unlink_copy,
     write_json,
 )
 
@@ -183,6 +186,8 @@ class FolderLock:
     def acquire(cls, folder: str | os.PathLike, command: str, *, flag: str = "--output") -> FolderLock:
         """Lock the (existing) ``folder`` or refuse in one line naming the process that holds it."""
         folder = Path(folder)
+        with contextlib.suppress(OSError):  # a folder copied with cp -al shares its lock file with the original: the
+            unlink_copy(folder / LOCK_FILE)  # copy was refused as "in use" while the original ran (battery 19c)
         try:  # O_NOFOLLOW: a planted symlink never makes the lock truncate the file it points to
             fd = os.open(folder / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
             handle = os.fdopen(fd, "r+")
@@ -262,7 +267,7 @@ class RunFolder:
     """A command's output folder (see the module docstring). Create it with :meth:`open`."""
 
     def __init__(self, final: Path, work: Path, command: str, staged: bool, created: bool = False,
-                 lock: FolderLock | None = None) -> None:
+                 lock: FolderLock | None = None, replaces: bool = False) -> None:
         self.final = final
         """where the results end up"""
         self.path = work
@@ -271,6 +276,9 @@ class RunFolder:
         self.staged = staged
         self.created = created
         """whether :meth:`open` created the (in-place) folder, so that :meth:`abandon` may remove it"""
+        self.replaces = replaces
+        """(staged) whether something was at ``final`` when the run began, which its results replace; a folder
+        new then (or empty) is placed only where nothing arrived meanwhile (:func:`~longrope.io.place_new`)"""
         self.lock = lock
         """the in-place folder's :class:`FolderLock` (None for a staged folder: its work folder is this
         process's own)"""
@@ -360,7 +368,7 @@ class RunFolder:
                 lock.release()
             raise UserError(f"{flag} {final} cannot be written ({exc.strerror or exc}); "
                             f"{os_error_fix(exc, 'choose a writable folder')}") from None
-        return cls(final, work, command, staged, created, lock)
+        return cls(final, work, command, staged, created, lock, replaces=final.is_dir() and any(final.iterdir()))
 
     @staticmethod
     def _clean_partials(final: Path) -> None:
@@ -422,7 +430,9 @@ class RunFolder:
         self.close()
 
     def _swap_into_place(self) -> None:
-        self.path = replace_folder(self.path, self.final)
+        # a finished run found at open is replaced; into a new folder, another run's results that arrived
+        # meanwhile are not (two reruns into one new -o: the second replaced the first's without a word)
+        self.path = replace_folder(self.path, self.final) if self.replaces else place_new(self.path, self.final)
 
 
 _PROBE = ".write-test-"

@@ -188,6 +188,10 @@ def intact_checkpoint(path: Path) -> TrainState:
     (without loading anything into a model); a ``UserError`` naming the problem otherwise (a checkpoint
     without digests, written before they were recorded, cannot be verified and is refused too)."""
     path = Path(path)
+    if path.is_symlink():  # save_checkpoint makes folders: a link is another run's checkpoint (a confusing
+        # "--seed is 0 but the checkpoint was made with 1" when that run's settings differed, a silent resume when not)
+        raise UserError(f"{path} is a link to {os.readlink(path)}, not a checkpoint this run saved; remove the link "
+                        "(to resume that run, resume its own folder)")
     doc = read_json(path / STATE_FILE, what="checkpoint state")
     try:
         state = TrainState.from_dict(doc)

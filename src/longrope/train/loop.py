@@ -79,17 +79,19 @@ _PRECISION = {"float32": "no", "bfloat16": "bf16", "float16": "fp16"}
 _log = logging.getLogger(__name__)
 
 
-def finetune(config: FinetuneConfig, *, log: Callable[[str], None] | None = None) -> FinetuneResult:
+def finetune(config: FinetuneConfig, *, log: Callable[[str], None] | None = None,
+             on_checked: Callable[[], None] | None = None) -> FinetuneResult:
     """Fine-tune ``config.model`` with ``config.factors`` installed; write ``config.output``.
 
     Under ``accelerate launch`` every process calls this with the same config. Bad input raises
     :class:`~longrope.errors.UserError` (or its :class:`~longrope.errors.ConfigError` form naming the
-    field) before the model is loaded.
+    field) before the model is loaded. ``on_checked`` is called once the input has passed every check
+    (a resume's checkpoint included), before the model loads: the run folder's records are written then.
     """
     from longrope.options import require_config
 
     require_config(config, FinetuneConfig, "longrope.train.finetune")
-    trainer = _Trainer(config, log)
+    trainer = _Trainer(config, log, on_checked)
     try:
         trainer.set_up()
         trainer.train()
@@ -124,9 +126,11 @@ def _abs_if_path(value: str) -> str:
 class _Trainer:
     """One run's state; the methods are the steps of :func:`finetune`."""
 
-    def __init__(self, config: FinetuneConfig, log: Callable[[str], None] | None):
+    def __init__(self, config: FinetuneConfig, log: Callable[[str], None] | None,
+                 on_checked: Callable[[], None] | None = None):
         self.cfg = config
         self._sink = log
+        self._on_checked = on_checked
         self.out = Path(config.output)
         self.accelerator: Any = None
         self.bar: Any = None
@@ -194,6 +198,8 @@ class _Trainer:
         for w in self._warnings:
             self.warn(w)
         self._find_resume_point()  # a damaged checkpoint or changed input is refused before the model loads
+        if self._on_checked is not None:
+            self._on_checked()
         self._load_model()
         self._prepare()
         self._resume_or_start()
@@ -364,7 +370,10 @@ class _Trainer:
             self.state = load_checkpoint(self.accelerator, *self.resume_point)
             self.resumed_from = self.state.step
             if self.accelerator.is_main_process:
-                self.log_file.truncate(self.state.step)
+                kept = self.log_file.truncate(self.state.step)
+                if [e["step"] for e in kept] != list(range(1, self.state.step + 1)):
+                    self.warn(f"{self.out / LOG_FILE} holds {len(kept)} of the {self.state.step} steps before the "
+                              "checkpoint (lines edited or damaged); the loss curve and the first loss show only those")
             self.say(f"resumed from {ckpt} (step {self.state.step})")
         else:
             if self.cfg.resume:

@@ -43,8 +43,7 @@ class LossLog:
                     entry = json.loads(line)
                 except (ValueError, RecursionError):  # torn or damaged (not UTF-8 too): the log ends here
                     break
-                if not isinstance(entry, dict) or isinstance(entry.get("step", 0), bool) \
-                        or not isinstance(entry.get("step", 0), int):
+                if not _well_formed(entry):  # edited by hand: the log ends here too
                     break
                 out.append(entry)
         return out
@@ -57,6 +56,20 @@ class LossLog:
 
     def append(self, entry: dict[str, Any]) -> None:
         append_text(self.path, json.dumps(entry) + "\n")
+
+
+def _well_formed(entry: Any) -> bool:
+    """Whether a line of the log has the fields its readers use, of their kinds: a step (an int >= 1), a loss (a
+    number; NaN for a step with no targets), a kind (long or short) and a segment (an int or null). A hand-edited
+    line such as ``"loss": "abc"`` passed the step check and crashed the export with a traceback after the whole
+    training (battery 19c)."""
+    def number(v: Any) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+    return (isinstance(entry, dict) and isinstance(entry.get("step"), int) and not isinstance(entry["step"], bool)
+            and entry["step"] >= 1 and number(entry.get("loss")) and entry.get("kind") in ("long", "short")
+            and (entry.get("segment") is None or (isinstance(entry["segment"], int)
+                                                  and not isinstance(entry["segment"], bool))))
 
 
 def plot_losses(entries: list[dict[str, Any]], path: str | os.PathLike, *, title: str = "Fine-tuning loss") -> None:

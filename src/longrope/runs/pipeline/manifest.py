@@ -27,6 +27,20 @@ def new_manifest(plan: dict, plan_file: str) -> dict:
             "stages": {s["name"]: {"run": s["run"], "status": "pending"} for s in plan["stages"]}}
 
 
+#: The fields of a stage record that its readers use, with the kind each must have (a hand-edited manifest).
+_RECORD_KINDS: dict[str, tuple[type | tuple[type, ...], str]] = {
+    "run": (str, "a string"), "status": (str, "a string"), "attempts": (int, "an integer"),
+    "seconds": ((int, float), "a number"), "started": (str, "a string"), "ended": (str, "a string"),
+    "error": (str, "a string"), "config": (dict, "an object"), "inputs": (dict, "an object"),
+    "outputs": (dict, "an object"), "metrics": (dict, "an object"), "output_sha256": (dict, "an object"),
+}
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 def read_manifest(out: Path) -> dict | None:
     """The manifest in ``out`` (None when there is none); a damaged one is a one-line error."""
     path = out / MANIFEST
@@ -42,9 +56,12 @@ def read_manifest(out: Path) -> dict | None:
             or not isinstance(doc.get("plan_file", ""), str) or not isinstance(doc.get("model_sha256", ""), (str, type(None))):
         raise UserError(f"{path} is malformed (its plan must be an object, its stages an object of stage "
                         f"records, its model_sha256 a string); {fix}")
-    for st in stages.values():
-        if not isinstance(st.get("outputs", {}), dict) or not isinstance(st.get("attempts", 0), int):
-            raise UserError(f"{path} is malformed (a stage record's outputs or attempts); {fix}")
+    for name, st in stages.items():
+        bad = next((k for k, kinds in _RECORD_KINDS.items() if k in st and (not isinstance(st[k], kinds[0])
+                                                                           or isinstance(st[k], bool))), None)
+        if bad is not None:  # "seconds": "x" was a ValueError traceback when the summary table was printed
+            raise UserError(f"{path} is malformed (stage {name!r}'s {bad} must be {_RECORD_KINDS[bad][1]}, got "
+                            f"{_short(st[bad])}); {fix}")
     planned = doc["plan"].get("stages", [])
     if not isinstance(planned, list) or not all(isinstance(s, dict) and isinstance(s.get("name"), str)
                                                  and isinstance(s.get("run"), str) for s in planned):
@@ -193,9 +210,22 @@ def _finished(st: dict) -> bool:
 
 
 def _output_files(outputs: dict) -> dict[str, str]:
-    """The SHA-256 of each output of a stage that is one file (a factor file, a shard folder's is its meta.json
-    fingerprint elsewhere; model folders are checked by the model digest of the stages that load them)."""
-    return {k: file_sha256(p) for k, p in outputs.items() if isinstance(p, str) and Path(p).is_file()}
+    """The SHA-256 of each output of a stage that is one file (a factor file, a GGUF export) or a model folder (a
+    fine-tuned or exported model: its weights, configs and tokenizer, as ``models.loading.model_digest`` reads
+    them; a fine-tuned model replaced between a kill and --resume was loaded by every later stage while the
+    summary named it the stage's own), or a shard folder (its meta.json, which records every shard's digest: a
+    shard folder rebuilt from other documents was read by the later stages as the stage's)."""
+    from longrope.models.loading import model_digest
+
+    digests = {}
+    for k, p in outputs.items():
+        if isinstance(p, str) and Path(p).is_file():
+            digests[k] = file_sha256(p)
+        elif isinstance(p, str) and (Path(p) / "config.json").is_file():
+            digests[k] = model_digest(p)
+        elif isinstance(p, str) and (Path(p) / "meta.json").is_file():  # a shard folder: meta.json holds the
+            digests[k] = file_sha256(Path(p) / "meta.json")  # digest of every shard (checked when it is opened)
+    return digests
 
 
 def _files_as_finished(st: dict) -> bool:
