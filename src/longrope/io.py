@@ -493,16 +493,13 @@ def place_new(new: str | os.PathLike, dest: str | os.PathLike, *, flag: str = "-
             dest.rmdir()  # only an empty one goes
     try:
         _rename_exclusive(new, dest)
-    except (FileExistsError, IsADirectoryError, NotADirectoryError) as exc:
-        if exc.errno in (errno.EEXIST, errno.ENOTEMPTY) or os.path.lexists(dest):
-            raise UserError(f"{flag} {dest} was written by another process while this one worked (two runs into one "
-                            f"new output); this result was not written over it: run again with another {flag}") from None
-        raise
     except OSError as exc:
-        if exc.errno == errno.ENOTEMPTY:
-            raise UserError(f"{flag} {dest} was written by another process while this one worked (two runs into one "
-                            f"new output); this result was not written over it: run again with another {flag}") from None
-        raise
+        taken = exc.errno in (errno.EEXIST, errno.ENOTEMPTY) or (
+            isinstance(exc, (IsADirectoryError, NotADirectoryError)) and os.path.lexists(dest))
+        if not taken:
+            raise
+        raise UserError(f"{flag} {dest} was written by another process while this one worked (two runs into one "
+                        f"new output); this result was not written over it: run again with another {flag}") from None
     return dest
 
 
