@@ -675,6 +675,9 @@ def _search_in(folder: Any, config: SearchConfig, plan: Any, ident: dict, preloa
 
 _BASE_CHANGED = "the base factor file holds other factors than the run started with"
 
+#: the digests of a shard folder's fingerprint (``_data_fingerprint``), which a refusal names in words
+_DATA_DIGESTS = ("data.shards:", "data.index:", "data.names:")
+
 
 def _with_first_evaluator(record: dict, recorded: Path, resume: bool) -> dict:
     """The configuration a (resumed) search records: a resume keeps the evaluator of the start it continues (its
@@ -741,6 +744,11 @@ def _refuse_other_run(ckpt: Path, ident: dict, config: SearchConfig) -> dict:
     changed = _BASE_CHANGED + (" (a run recorded before factor sets had digests: compared by the file's bytes)"
                                if "base_factors_sha256" in upgraded else "")
     diffs = [changed if d.startswith("base_factors_") else d for d in diffs]
+    digests = [d.split(":")[0].removeprefix("data.") for d in diffs if d.startswith(_DATA_DIGESTS)]
+    if digests:  # hex digests said in words (they were listed raw, battery 19)
+        diffs = [d for d in diffs if not d.startswith(_DATA_DIGESTS)] + [
+            f"data: the shard folder holds other tokens or documents than the run started with (its "
+            f"{' and '.join(digests)} {'differs' if len(digests) == 1 else 'differ'}: rebuilt?)"]
     if diffs:
         raise ConfigError("resume", "{name} refused, the run in this folder used a different configuration: "
                           + "; ".join(diffs) + " (use the same settings, or a new output folder)")
