@@ -95,6 +95,26 @@ def test_a_run_folder_is_refused_as_a_model_saying_what_it_is(tmp_path):
     assert loading.resolve_source(tmp_path / "f" / "model").kind == "folder"
 
 
+def test_a_shard_folder_or_a_checkpoint_is_refused_as_a_model_saying_what_it_is(tmp_path):
+    """Battery 19c: inspect --model on a shard folder or a fine-tune checkpoint said 'model folder X has no
+    config.json'; each is named as what it is, with what to give instead."""
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    (shards / "meta.json").write_text("{}")
+    (shards / "index.npy").write_bytes(b"")
+    with pytest.raises(UserError, match=r"shards is a shard folder from 'longrope tokenize' .*pass it as --data"):
+        loading.resolve_source(shards)
+    ckpt = tmp_path / "run" / "checkpoints" / "step-00000002"
+    ckpt.mkdir(parents=True)
+    (ckpt / "train_state.json").write_text("{}")
+    with pytest.raises(UserError, match=r"is a fine-tune checkpoint .*finish the run with 'longrope finetune"):
+        loading.resolve_source(ckpt)
+    (tmp_path / "run" / "model").mkdir()
+    (tmp_path / "run" / "model" / "config.json").write_text("{}")
+    with pytest.raises(UserError, match=r"is a fine-tune checkpoint .*give .*run/model \(the fine-tuned model\)"):
+        loading.resolve_source(ckpt)
+
+
 def test_gguf_file_and_folder_resolve(tmp_path):
     (tmp_path / "m.gguf").write_bytes(b"GGUF")
     src = loading.resolve_source(tmp_path / "m.gguf")

@@ -115,6 +115,19 @@ def _refuse_run_folder(path: Path) -> None:
     raise UserError(f"{path} is {command} run folder, not a model: {fix}")
 
 
+def _refuse_other_folder(path: Path) -> None:
+    """A folder of the project's own that is no model (a shard folder, a fine-tune checkpoint) named as one: say
+    what it is and what to give, not "has no config.json" (battery 19)."""
+    if (path / "meta.json").is_file() and (path / "index.npy").is_file():
+        raise UserError(f"{path} is a shard folder from 'longrope tokenize' (tokens, not a model): pass it as --data, "
+                        "and a model folder or .gguf file as the model")
+    if (path / "train_state.json").is_file():
+        run = path.parent.parent
+        fix = f"give {run / 'model'} (the fine-tuned model)" if (run / "model" / "config.json").is_file() else \
+            f"finish the run with 'longrope finetune ... -o {run} --resume', then give its model/ folder"
+        raise UserError(f"{path} is a fine-tune checkpoint (training state, not a model): {fix}")
+
+
 def _refuse_broken_links(folder: Path) -> None:
     """A model folder whose files are links to files that no longer exist (a snapshot copied or moved out of the
     Hugging Face cache keeps links to its blobs): say so, not "no file named model.safetensors found"."""
@@ -159,6 +172,8 @@ def resolve_source(name_or_path: str | os.PathLike) -> ModelSource:
         ggufs = sorted(p.name for p in path.glob("*.gguf"))
         if len(ggufs) == 1:
             return ModelSource("gguf", str(path.resolve()), ggufs[0], label=label)
+        if not ggufs:
+            _refuse_other_folder(path)
         what = f"{len(ggufs)} .gguf files (pass one of them)" if ggufs else "no config.json and no .gguf file"
         raise UserError(f"model folder {path} has {what}")
     if label.lower().endswith((".gguf", ".json", ".safetensors")) or label.startswith((".", "/", "~")):
