@@ -84,6 +84,17 @@ def test_a_baseline_stage_reads_and_bounds_its_lengths_as_longrope_baseline_does
     from longrope.runs.pipeline.stages import BaselineSettings
 
     assert config_from_dict(BaselineSettings, {"method": "yarn", "target_length": "2k"}).target_length == 2048
+    # dynamic-ntk's current length is read as longrope baseline --length reads it: 16k, or a ratio 4x of L (a plan
+    # refused both, battery 19b open item)
+    assert config_from_dict(BaselineSettings, {"method": "dynamic-ntk", "target_length": "8k",
+                                               "length": "2k"}).length == 2048
+    from longrope.runs.pipeline.plan import Resolver
+
+    plan = _plan({"name": "dyn", "run": "baseline", "method": "dynamic-ntk", "target_length": "8x", "length": "4x"})
+    resolver = Resolver(plan, tmp_path / "p")
+    settings = resolver.stage(resolver.entries["dyn"])
+    assert settings["length"] == 4 * resolver.original_length() and settings["target_length"] == \
+        8 * resolver.original_length()
 
 
 def test_a_missing_baseline_setting_is_named(tmp_path, capsys, no_stage_runs):

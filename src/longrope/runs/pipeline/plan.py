@@ -16,7 +16,7 @@ from longrope.runs.pipeline.stages import STAGES, StageContext, main_output, rop
 PLAN_FORMAT = "longrope-pipeline/1"
 PLAN_KEYS = ("format", "description", "model", "stages")
 STAGES_DIR = "stages"
-LENGTH_FIELDS = ("target_length", "seq_len", "short_length")
+LENGTH_FIELDS = ("target_length", "seq_len", "short_length", "length")
 #: a stage's name: its folder stages/NAME and the build folders beside it (".NAME.tokenize-PID") must fit a file
 #: name (255 bytes): a 300-character name failed when its stage started, after the stages before it
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")

@@ -24,7 +24,7 @@ from typing import Any
 
 from longrope.errors import ConfigError, UserError
 from longrope.io import make_folder, read_json, write_json, write_text
-from longrope.options import MAX_TOKENS, check_int, config_from_dict, int_problem, option
+from longrope.options import MAX_TOKENS, check_int, config_from_dict, option
 from longrope.runs.compare import CompareConfig
 from longrope.runs.search import SearchConfig
 from longrope.train.config import FinetuneConfig
@@ -278,6 +278,7 @@ class BaselineSettings:
     method: Any = option(help="method: pi, ntk, dynamic-ntk, yarn, llama3")  # checked below, in the plan's words
     target_length: int = option(help="target_length: tokens (16384 or 16k) or a ratio like \"8x\"", length=True)
     model: str | None = option(None, "model whose RoPE facts the factors are for", default_text="the pipeline's")
+    length: int | None = option(None, "dynamic-ntk: the current length (tokens, 16k or a ratio 4x)", length=True)
     options: dict | None = option(None, "the method's options", cli=False)
 
     def __post_init__(self) -> None:
@@ -288,13 +289,11 @@ class BaselineSettings:
         # the bounds of longrope baseline's own config (tools.BaselineConfig): a plan took 2^30 tokens the command
         # refuses, make_baseline's bound being the factor file's 2^40 (battery 19)
         check_int(self, "target_length", 2, MAX_TOKENS)
-        length = (self.options or {}).get("length")
-        if length is not None and int_problem(length, 1, MAX_TOKENS):
-            raise ConfigError("length", "{name} " + int_problem(length, 1, MAX_TOKENS))
+        check_int(self, "length", 1, MAX_TOKENS, optional=True)  # read as longrope baseline --length reads it
 
 
 def _baseline_settings(ctx: StageContext) -> BaselineSettings:
-    own = ("method", "target_length", "model")
+    own = ("method", "target_length", "model", "length")
     values = {k: v for k, v in ctx.settings.items() if k in own}
     return settings_of(BaselineSettings, ctx, {**values, "options": {k: v for k, v in ctx.settings.items()
                                                                      if k not in own}}, filled=("options",))
@@ -308,7 +307,8 @@ def _baseline_set(config: BaselineSettings, model: str) -> Any:
     info = rope_facts(model)
     return make_baseline(config.method, rope_theta=float(info.rope_theta), rotary_dim=int(info.rotary_dim),
                          original_length=int(info.original_max_position_embeddings),
-                         target_length=config.target_length, **(config.options or {}))
+                         target_length=config.target_length, **(config.options or {}),
+                         **({} if config.length is None else {"length": config.length}))
 
 
 def _run_baseline(config: BaselineSettings, ctx: StageContext) -> Outcome:
