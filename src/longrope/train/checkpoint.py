@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from longrope.errors import ConfigError, UserError
+from longrope.errors import ConfigError, UserError, shown
 from longrope.io import (
     SEAL,
     as_write_error,
@@ -282,29 +282,23 @@ def check_same_run(saved: dict[str, Any], current: dict[str, Any], *, tokens_per
     for key, (field_name, meaning) in CONTENT_KEYS.items():
         if key in saved and key in current and saved[key] != current[key]:
             value, before = current.get(field_name), saved.get(field_name)
-            shown = f" {value}" if isinstance(value, str) else ""
+            said = f" {value}" if isinstance(value, str) else ""
             if isinstance(before, str) and isinstance(value, str) and before != value:  # another file given
                 what = meaning.replace("now holds", "holds").replace("now selects", "selects")
-                raise ConfigError(field_name, "{name}" + f"{shown} {what}; give the checkpoint's ({before}), "
+                raise ConfigError(field_name, "{name}" + f"{said} {what}; give the checkpoint's ({before}), "
                                   "or start a new run folder")
-            raise ConfigError(field_name, "{name}" + f"{shown} {meaning}; restore it, or start a new run folder")
+            raise ConfigError(field_name, "{name}" + f"{said} {meaning}; restore it, or start a new run folder")
     for key, value in current.items():
         if key in CONTENT_KEYS or key in by_content or key not in saved or saved[key] == value:
             continue
         if key == "mixed_precision":
-            raise ConfigError("dtype", "{name} " + f"resolves to mixed precision {_short(value)} here but the checkpoint "
-                              f"was trained with {_short(saved[key])}; give the checkpoint's precision with " + "{name}")
+            raise ConfigError("dtype", "{name} " + f"resolves to mixed precision {shown(value)} here but the checkpoint "
+                              f"was trained with {shown(saved[key])}; give the checkpoint's precision with " + "{name}")
         if key == "tokens_per_step" and not tokens_per_step_given:  # grad-accum x processes changed (battery 15)
             raise ConfigError(("tokens_per_step", "grad_accum"), "the tokens per step (batch size x seq-len x "
-                              f"{{name1}} x processes) are {_short(value)} here but the checkpoint was made with "
-                              f"{_short(saved[key])}; resume with {{name0}} {_short(saved[key])} instead of "
+                              f"{{name1}} x processes) are {shown(value)} here but the checkpoint was made with "
+                              f"{shown(saved[key])}; resume with {{name0}} {shown(saved[key])} instead of "
                               "{name1} (it sets the accumulation for this number of processes), or start a new run "
                               "folder")
-        raise ConfigError(key, "{name} is " + f"{_short(value)} but the checkpoint was made with {_short(saved[key])}; "
+        raise ConfigError(key, "{name} is " + f"{shown(value)} but the checkpoint was made with {shown(saved[key])}; "
                           "resume with the same value, or start a new run folder")
-
-
-def _short(value: Any) -> str:
-    """``repr(value)`` cut to a message's length (a hand-edited record may hold anything)."""
-    text = repr(value)
-    return text if len(text) <= 120 else text[:117] + "..."

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from longrope.errors import ConfigError, UserError
+from longrope.errors import ConfigError, UserError, shown
 from longrope.io import file_sha256, read_json, write_json
 from longrope.runs.pipeline.plan import STAGES_DIR
 from longrope.runs.pipeline.stages import STAGES, Outcome
@@ -36,11 +36,6 @@ _RECORD_KINDS: dict[str, tuple[type | tuple[type, ...], str]] = {
 }
 
 
-def _short(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
 def read_manifest(out: Path) -> dict | None:
     """The manifest in ``out`` (None when there is none); a damaged one is a one-line error."""
     path = out / MANIFEST
@@ -61,7 +56,7 @@ def read_manifest(out: Path) -> dict | None:
                                                                            or isinstance(st[k], bool))), None)
         if bad is not None:  # "seconds": "x" was a ValueError traceback when the summary table was printed
             raise UserError(f"{path} is malformed (stage {name!r}'s {bad} must be {_RECORD_KINDS[bad][1]}, got "
-                            f"{_short(st[bad])}); {fix}")
+                            f"{shown(st[bad])}); {fix}")
     planned = doc["plan"].get("stages", [])
     if not isinstance(planned, list) or not all(isinstance(s, dict) and isinstance(s.get("name"), str)
                                                  and isinstance(s.get("run"), str) for s in planned):
