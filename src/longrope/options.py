@@ -120,7 +120,7 @@ def check_flag(value: Any, name: str) -> bool:
     rebuilt it, generate(do_sample='false') sampled (battery 19)."""
     if isinstance(value, bool):
         return value
-    if getattr(getattr(value, "dtype", None), "kind", None) == "b" and getattr(value, "ndim", None) == 0:
+    if _is_numpy_bool(value):  # read as the bool it is, as a config's bool field reads it (check_shapes)
         return bool(value)
     raise UserError(f"{name} must be True or False, got {shown(value)}")
 
