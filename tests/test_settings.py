@@ -141,3 +141,27 @@ def test_the_api_arguments_of_shared_settings_pass_their_one_check(tmp_path):
     corpus = make_corpus(tmp_path / "c", [50] * 2, roles=["heldout", "search"])
     with pytest.raises(ConfigError, match="heldout_fraction must be in"):
         sample_documents(corpus, 10, 1, seed=0, heldout_fraction=2.0)
+
+
+def test_the_decoding_rule_is_one_for_the_generate_config_and_generate():
+    """longrope generate's config checked only which sampling settings apply together; the bounds (a temperature
+    > 0, top-p in (0, 1]) were a second check in the command's run, and generate() had a third copy of the first
+    rule: GenerateConfig(sample=True, temperature=-1) was taken by a Python caller or a rerun's config until the
+    command ran (battery 19 open item). Both now make settings.check_decoding, each naming its own settings."""
+    from longrope.models.generation import generate
+    from longrope.tools import GenerateConfig
+
+    base = {"model": "tiny", "factors": "f.json", "prompt": "hi", "max_new_tokens": 2}
+    cases = (({"sample": True, "temperature": -1.0}, "temperature must be a number > 0"),
+             ({"sample": True, "temperature": 1e-9}, "is below 1e-06"),
+             ({"sample": True, "top_p": 1.5}, r"top_p must be in \(0, 1\]"),
+             ({"temperature": 0.5}, "temperature applies to sampling: set sample"),
+             ({"mode": "long", "cache_policy": "keep"}, "cache_policy applies to mode 'switch'"))
+    api_names = {"sample": "do_sample"}
+    for given, match in cases:
+        with pytest.raises(ConfigError, match=match):
+            GenerateConfig(**base, **given)
+        kwargs = {api_names.get(k, k): v for k, v in given.items()}
+        with pytest.raises(ConfigError, match=match.replace("set sample", "set do_sample")):
+            generate(object(), None, [1], 2, **kwargs)  # refused before the model is looked at
+    assert GenerateConfig(**base, sample=True, temperature=0.5, top_p=0.9).temperature == 0.5

@@ -12,7 +12,9 @@ function below, so the commands cannot drift apart:
 - the passkey scoring modes the commands offer;
 - the window sample (how many windows, from which split, how many per document, the seed), the device
   and the model dtype (the field factories of :mod:`longrope.groups` carry these defaults);
-- what a budget of 0 means (:func:`check_budget`: no limit, in every command).
+- what a budget of 0 means (:func:`check_budget`: no limit, in every command);
+- which decoding settings apply together and their bounds (:func:`check_decoding`: ``longrope generate``'s
+  config and ``generate()`` make this one check, each naming the settings in its own words).
 
 Only the standard library and :mod:`longrope.errors` are imported here (config modules import this
 one, and ``--help`` stays light).
@@ -28,7 +30,7 @@ from longrope.errors import ConfigError, UserError, shown
 __all__ = ["HELDOUT_FRACTION", "PASSKEY_ANSWER", "PASSKEY_DEPTHS", "PASSKEY_MAX_TRIALS", "MAX_SLOTS", "PASSKEY_MODES",
            "PASSKEY_MODE", "PASSKEY_TRIALS", "SPLITS", "SPLIT", "SEED", "WINDOW_SAMPLES", "WINDOWS_PER_DOC", "DEVICE",
            "DTYPE", "DTYPES", "DTYPE_ALIASES", "dtype_name", "check_heldout_fraction", "check_passkey_depth",
-           "check_passkey_depths", "check_budget"]
+           "check_passkey_depths", "check_budget", "MIN_TEMPERATURE", "DECODING_FIELDS", "check_decoding"]
 
 #: Which documents of a shard folder a window sample reads: the held-out ones (reports), the search ones
 #: (the fitness) or all.
@@ -156,3 +158,42 @@ def check_budget(value: Any, field: str) -> float | None:
     if not _number(value) or not 0 < value < float("inf"):
         raise ConfigError(field, "{name} must be a number >= 0 (0 or unset: no limit), got " + _shown(value))
     return float(value)
+
+
+#: The lowest sampling temperature: below it logits / temperature overflow float32 (and sampling that cold is
+#: greedy decoding anyway).
+MIN_TEMPERATURE = 1e-6
+#: How :func:`check_decoding` names its five settings unless told (``generate()``'s arguments).
+DECODING_FIELDS = ("do_sample", "temperature", "top_p", "mode", "cache_policy")
+
+
+def check_decoding(do_sample: bool, temperature: Any, top_p: Any, mode: str, cache_policy: Any, *,
+                   fields: tuple[str, str, str, str, str] = DECODING_FIELDS) -> None:
+    """The one check of which decoding settings apply together, and of the sampling bounds.
+
+    None is "not given" (1 when sampling). A temperature or top-p given without sampling, or a cache policy with
+    a mode that never switches, is refused (it would be ignored without a word); so is a temperature that is not a
+    number > 0 or below :data:`MIN_TEMPERATURE` (the scaled logits overflow), and a top-p outside (0, 1]. A
+    :class:`ConfigError` names ``fields`` (how the caller spells the five settings: ``longrope generate``'s config
+    passes its own, which the CLI shows as flags)."""
+    f_sample, f_temperature, f_top_p, f_mode, f_policy = fields
+    if cache_policy is not None and mode != "switch":
+        raise ConfigError((f_policy, f_mode), "{name0} applies to {name1} 'switch' (the KV cache at the switch); "
+                          "{name1} " + shown(mode) + " never switches: leave {name0} out")
+    if not do_sample:
+        given = [f for f, v in ((f_temperature, temperature), (f_top_p, top_p)) if v is not None]
+        if given:
+            raise ConfigError((given[0], f_sample), "{name0} applies to sampling: set {name1}, or leave {name0} out "
+                              "for greedy decoding")
+        return
+    temperature = 1.0 if temperature is None else temperature
+    top_p = 1.0 if top_p is None else top_p
+    if not _number(temperature) or not 0 < temperature < float("inf"):
+        raise ConfigError(f_temperature, "{name} must be a number > 0 for sampling, got " + _shown(temperature)
+                          + " (for greedy decoding leave sampling off)")
+    if temperature < MIN_TEMPERATURE:
+        raise ConfigError(f_temperature, "{name} " + _shown(temperature) + f" is below {MIN_TEMPERATURE:g}, where "
+                          "the scaled logits overflow; a temperature that low is greedy decoding: leave sampling off")
+    if not _number(top_p) or not 0 < top_p <= 1:
+        raise ConfigError(f_top_p, "{name} must be in (0, 1] for sampling, got " + _shown(top_p)
+                          + " (1 keeps every token)")

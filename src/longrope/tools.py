@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from longrope.errors import ConfigError
 from longrope.groups import check_groups, device_option, dtype_option, resolve_lengths, seed_option
 from longrope.options import MAX_COUNT, MAX_TOKENS, check_int, option, resolve_ratios, token_count
+from longrope.settings import check_decoding
 
 __all__ = ["BaselineConfig", "ExportConfig", "TokenizeConfig", "GenerateConfig", "InspectConfig", "METHODS",
            "MODEL_HELP", "FACTORS_HELP"]
@@ -191,13 +192,9 @@ class GenerateConfig:
                                   "tokenizer cannot encode them); give UTF-8 text, or a UTF-8 file with {name1}")
             self.prompt = text
         check_int(self, "max_new_tokens", 1, MAX_TOKENS)  # as generate() checks it
-        given = [f for f in ("temperature", "top_p") if getattr(self, f) is not None]
-        if given and not self.sample:
-            raise ConfigError((given[0], "sample"), "{name0} applies to sampling; add {name1}, or drop {name0} for "
-                                                    "greedy decoding")
-        if self.cache_policy is not None and self.mode != "switch":
-            raise ConfigError(("cache_policy", "mode"), "{name0} applies to {name1} switch (the KV cache at the "
-                              f"switch); {{name1}} {self.mode} never switches: drop {{name0}}")
+        # the one rule of which decoding settings apply together and their bounds, as generate() makes it
+        check_decoding(self.sample, self.temperature, self.top_p, self.mode, self.cache_policy,
+                       fields=("sample", "temperature", "top_p", "mode", "cache_policy"))
         check_int(self, "original_length", 2, MAX_TOKENS, optional=True)
         resolve_lengths(self)
         check_int(self, "target_length", 2, MAX_TOKENS, optional=True)

@@ -231,9 +231,10 @@ def test_a_numpy_integer_is_an_integer_for_every_check_and_is_recorded_as_one(tm
 
     from longrope.errors import UserError
     from longrope.evaluate.lm import check_chunk_size
-    from longrope.models.generation import check_generation_counts, check_sampling
+    from longrope.models.generation import check_generation_counts
     from longrope.options import check_seed
     from longrope.runs.evaluate import PasskeyConfig, PplConfig
+    from longrope.settings import check_decoding
 
     config = PplConfig(model="tiny", data="shards", lengths=[512], output=str(tmp_path / "e"), samples=np.int64(2),
                        seed=np.uint32(3))
@@ -243,7 +244,7 @@ def test_a_numpy_integer_is_an_integer_for_every_check_and_is_recorded_as_one(tm
     check_seed(np.int64(1))
     check_chunk_size(np.int32(16))
     check_generation_counts(np.int64(3), np.int64(0))
-    check_sampling(True, np.float32(0.7), np.float32(0.9))
+    check_decoding(True, np.float32(0.7), np.float32(0.9), "switch", None)
     for bad in (True, 1.0, np.float64(2.0), "2"):
         with pytest.raises((UserError, ConfigError)):
             PplConfig(model="tiny", data="shards", lengths=[512], output="e", samples=bad)

@@ -28,24 +28,18 @@ EXAMPLE = """example:
 
 
 def run(args: GenerateConfig) -> int:
-    import inspect
-
     from longrope.errors import UserError
     from longrope.groups import run_device
     from longrope.io import decode_text, os_error_words, read_regular
     from longrope.models import install_factors, load_model, read_rope_info, resolve_dtype
     from longrope.models.factor_files import load_factors_for
     from longrope.models.families import require_supported
-    from longrope.models.generation import check_sampling, check_text_prompts, generate
+    from longrope.models.generation import check_text_prompts, generate
 
-    # Every check on the input before the weights load (seconds, not minutes, on a real model); the counts,
-    # the prompt and which options apply are the config's own checks.
-    # what was given, over generate()'s own defaults (the one source of them)
+    # Every check on the input before the weights load (seconds, not minutes, on a real model): the counts, the
+    # prompt and the decoding settings are the config's own checks (generate()'s, one rule each).
     given_opts = {k: v for k, v in (("temperature", args.temperature), ("top_p", args.top_p),
                                     ("cache_policy", args.cache_policy)) if v is not None}
-    defaults = {k: p.default for k, p in inspect.signature(generate).parameters.items()}
-    check_sampling(args.sample, given_opts.get("temperature", defaults["temperature"]),
-                   given_opts.get("top_p", defaults["top_p"]), names=("--temperature", "--top-p"))
     if args.prompt_file is not None:
         try:
             data = read_regular(args.prompt_file)  # a pipe or /dev/zero: refused, not read

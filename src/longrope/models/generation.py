@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-import math
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -30,9 +29,10 @@ import torch
 
 from longrope.errors import UserError
 from longrope.models.patch import MODES, current_patch, install_factors
-from longrope.options import check_flag, is_number
+from longrope.options import check_flag
+from longrope.settings import check_decoding
 
-__all__ = ["GenerationResult", "check_sampling", "check_token_ids", "generate", "prepare_batch", "quiet_length_reminder"]
+__all__ = ["GenerationResult", "check_token_ids", "generate", "prepare_batch", "quiet_length_reminder"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -265,37 +265,6 @@ def check_token_ids(model: Any, ids: Any, *, what: str, fix: str, tokenizer: Any
                         f"model has {rows:,} token embeddings: {fix}")
 
 
-#: The lowest sampling temperature: below it logits / temperature overflow float32 (and sampling that cold is
-#: greedy decoding anyway).
-MIN_TEMPERATURE = 1e-6
-
-
-def check_sampling(do_sample: bool, temperature: Any, top_p: Any, *,
-                   names: tuple[str, str] = ("temperature", "top_p")) -> None:
-    """Refuse sampling settings transformers would reject or misread (before any model is loaded).
-
-    ``names``: how the caller spells the two settings (the CLI passes its flags). None is "not given" (1 when
-    sampling); a value given without sampling is refused, as ``longrope generate --temperature`` without
-    ``--sample`` is: ``generate(temperature=0.5)`` decoded greedily without a word (battery 19)."""
-    t_name, p_name = names
-    if not do_sample:
-        given = [n for n, v in ((t_name, temperature), (p_name, top_p)) if v is not None]
-        if given:
-            raise UserError(f"{given[0]} applies to sampling; set do_sample=True, or leave {given[0]} out for greedy "
-                            "decoding")
-        return
-    temperature, top_p = 1.0 if temperature is None else temperature, 1.0 if top_p is None else top_p
-    if not is_number(temperature) or not 0 < temperature < math.inf:
-        raise UserError(f"{t_name} must be a number > 0 for sampling, got {temperature!r} "
-                        "(for greedy decoding leave sampling off)")
-    if temperature < MIN_TEMPERATURE:
-        # logits / temperature overflow float32 (inf, then NaN probabilities in torch.multinomial)
-        raise UserError(f"{t_name} {temperature!r} is below {MIN_TEMPERATURE:g}, where the scaled logits overflow; "
-                        "a temperature that low is greedy decoding: leave sampling off")
-    if not is_number(top_p) or not 0 < top_p <= 1:
-        raise UserError(f"{p_name} must be in (0, 1] for sampling, got {top_p!r} (1 keeps every token)")
-
-
 def check_generation_counts(max_new_tokens: Any, seed: Any, *, names: tuple[str, str] = ("max_new_tokens", "seed")
                             ) -> None:
     """The one check of generate()'s integers (``names``: how the caller spells them, e.g. as flags)."""
@@ -336,13 +305,10 @@ def generate(
     check_generation_counts(max_new_tokens, seed)
     do_sample, stop_at_eos = check_flag(do_sample, "do_sample"), check_flag(stop_at_eos, "stop_at_eos")
     return_logits = check_flag(return_logits, "return_logits")
-    check_sampling(do_sample, temperature, top_p)
+    check_decoding(do_sample, temperature, top_p, mode, cache_policy)
     max_new_tokens, seed = int(max_new_tokens), int(seed)  # numpy integers pass the checks; transformers takes ints
     if do_sample:
         temperature, top_p = float(1.0 if temperature is None else temperature), float(1.0 if top_p is None else top_p)
-    if cache_policy is not None and mode != "switch":  # as longrope generate --cache-policy with --mode long
-        raise UserError(f"cache_policy applies to mode 'switch' (the KV cache at the switch); mode {mode!r} never "
-                        "switches: leave cache_policy out")
     patch = install_factors(model, factor_set) if factor_set is not None else current_patch(model)
     if patch is None or not patch.active:
         raise UserError("the model carries no active LongRoPE factors; install_factors(model, factor_set) first")
