@@ -15,6 +15,7 @@ level (``--help`` stays light).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from longrope.errors import ConfigError
 from longrope.groups import check_groups, device_option, dtype_option, resolve_lengths, seed_option
@@ -91,6 +92,34 @@ class BaselineConfig:
                               "{name0} must be in [0, {name1}) = " + f"[0, {self.target_length}), got "
                               f"{self.start_tokens}: n̂ positions keep their original angles, so n̂ ≥ L' rescales "
                               "nothing")
+
+    def factor_set(self, info: Any = None) -> Any:
+        """The :class:`~longrope.rope.FactorSet` this config makes, as ``longrope baseline`` writes it and a pipeline
+        baseline stage does (one recipe: the method's options, the attention factor, n̂, the provenance).
+        ``info``: the model's RoPE facts (:func:`~longrope.models.read_rope_info`; read from ``model``'s config,
+        no weights, when not given)."""
+        import shlex
+
+        from longrope.errors import UserError
+        from longrope.models.loading import read_rope_info
+        from longrope.options import config_to_argv
+        from longrope.rope import make_baseline
+
+        given = self.method_options()
+        info = read_rope_info(self.model) if info is None else info
+        if not info.supported:
+            raise UserError(info.reason)
+        original = info.original_max_position_embeddings if self.original_length is None else self.original_length
+        if self.method == "yarn" and self.attention_factor is not None:  # YaRN's own option (its mscale)
+            given["attention_factor"] = self.attention_factor
+        fs = make_baseline(self.method, rope_theta=info.rope_theta, rotary_dim=info.rotary_dim,
+                           original_length=original, target_length=self.target_length, **given)
+        changes: dict[str, Any] = {"start_tokens": self.start_tokens}
+        if self.attention_factor is not None and self.method != "yarn":
+            changes["attention_factor"] = self.attention_factor
+        command = shlex.join(["longrope", "baseline", *config_to_argv(self)])  # the fully resolved command
+        provenance = {**fs.provenance, "command": command, "model": self.model, "model_type": info.model_type}
+        return fs.with_(provenance=provenance, **changes)
 
     def method_options(self) -> dict:
         """The method options given (not None), checked to apply to ``method``."""

@@ -171,8 +171,8 @@ def _cases(r: Path) -> list[tuple[str, list[str], str]]:
          "--split"),
         # options that do not apply to what was asked are refused, not ignored
         ("search-unordered-alone", [*search, "-o", str(r / "o22"), "--unordered"], "--unordered orders the results"),
-        ("generate-temperature-greedy", [*gen, "--temperature", "0.5"], "add --sample"),
-        ("generate-policy-long", [*gen, "--mode", "long", "--cache-policy", "rerotate"], "drop --cache-policy"),
+        ("generate-temperature-greedy", [*gen, "--temperature", "0.5"], "set --sample"),
+        ("generate-policy-long", [*gen, "--mode", "long", "--cache-policy", "rerotate"], "leave --cache-policy out"),
         # an option the command does not have is named under that command
         ("passkey-unknown-option", ["eval", "passkey", "--model", m, "--lengths", "64", "--bogus", "-o",
                                     str(r / "o20")], "longrope eval passkey: error: unrecognized arguments: --bogus"),

@@ -257,7 +257,7 @@ def test_only_runs_one_stage_when_its_inputs_are_done(reference, tmp_path, capsy
      "not measured"),
     (lambda p: p["stages"][7].update(passkey_methods=["base_nope"]), "passkey_methods"),
     (lambda p: p["stages"][7].update(passkey_methods=[["base_yarn"]]), "passkey_methods"),
-    (lambda p: p["stages"][2].update(method="warp"), "unknown baseline"),
+    (lambda p: p["stages"][2].update(method="warp"), "method must be one of pi, ntk"),
     (lambda p: p["stages"][7].update(samples="five"), "samples must be an integer"),
     (lambda p: p["stages"][7].update(passkey_depths=[2]), "passkey_depths"),
     (lambda p: p["stages"][8].update(format="gguf", dtype="int3"), "unknown dtype"),

@@ -53,8 +53,10 @@ def test_an_export_dtype_gguf_cannot_write_is_refused_before_any_stage(tmp_path,
     ("target_length", "four", "plan stage 'yarn' (baseline): target_length: a length is a whole number of tokens "
                               "(e.g. 2048, 4k or 8x), got 'four'"),
     ("target_length", 8, "plan stage 'yarn' (baseline): target_length 8 is shorter than original_length 256"),
-    ("method", 3, "plan stage 'yarn' (baseline): 'method' must be a method name"),
-    ("length", 512, "plan stage 'yarn' (baseline): baseline 'yarn' has no option(s) length"),
+    ("method", 3, "plan stage 'yarn' (baseline): method must be str, got 3"),
+    ("method", "bogus", "plan stage 'yarn' (baseline): method must be one of pi, ntk, dynamic-ntk, yarn, llama3"),
+    ("length", 512, "plan stage 'yarn' (baseline): length does not apply to method yarn"),
+    ("output", "elsewhere.json", "plan stage 'yarn' (baseline): a baseline stage cannot set 'output'"),
 ])
 def test_a_bad_baseline_value_in_a_later_stage_is_refused_before_the_first(tmp_path, capsys, no_stage_runs,
                                                                            key, value, match):
@@ -81,12 +83,12 @@ def test_a_baseline_stage_reads_and_bounds_its_lengths_as_longrope_baseline_does
     assert "plan stage 'dyn' (baseline): length must be an integer in [1, 16,777,216]" in _refused(tmp_path, capsys,
                                                                                                      plan)
     from longrope.options import config_from_dict
-    from longrope.runs.pipeline.stages import BaselineSettings
 
-    assert config_from_dict(BaselineSettings, {"method": "yarn", "target_length": "2k"}).target_length == 2048
+    both = {"model": "tiny", "output": "f.json"}
+    assert config_from_dict(BaselineConfig, {**both, "method": "yarn", "target_length": "2k"}).target_length == 2048
     # dynamic-ntk's current length is read as longrope baseline --length reads it: 16k, or a ratio 4x of L (a plan
     # refused both, battery 19b open item)
-    assert config_from_dict(BaselineSettings, {"method": "dynamic-ntk", "target_length": "8k",
+    assert config_from_dict(BaselineConfig, {**both, "method": "dynamic-ntk", "target_length": "8k",
                                                "length": "2k"}).length == 2048
     from longrope.runs.pipeline.plan import Resolver
 

@@ -175,3 +175,22 @@ def test_the_compare_config_refuses_bad_settings_once(kw, error, match):
     with pytest.raises(error) as err:
         _compare(**kw)
     assert match in str(err.value)
+
+
+def test_a_baseline_stage_writes_the_factors_longrope_baseline_writes(tmp_path, capsys):
+    """A baseline stage had a settings type of its own beside longrope baseline's config: a plan could not give the
+    command's start_tokens, attention_factor or original_length ("baseline 'pi' has no option(s) start_tokens"), and
+    the two made their factor sets in two places (battery 19 open item). The stage is now the command's config and
+    recipe (BaselineConfig.factor_set): the same settings give the same factors."""
+    settings = {"method": "pi", "target_length": "4x", "start_tokens": 4, "attention_factor": 1.25}
+    out = tmp_path / "out"
+    plan = _write_plan(tmp_path, [{"name": "pi", "run": "baseline", **settings}])
+    assert main(["pipeline", "--plan", str(plan), "-o", str(out), "--quiet"]) == 0
+    assert main(["baseline", "--model", "tiny", "--method", "pi", "--target-length", "4x", "--start-tokens", "4",
+                 "--attention-factor", "1.25", "-o", str(tmp_path / "pi.json")]) == 0
+    capsys.readouterr()
+    staged = json.loads((out / "stages" / "pi" / "factors.json").read_text())
+    command = json.loads((tmp_path / "pi.json").read_text())
+    assert staged.pop("provenance")["command"].startswith("longrope baseline --model tiny --method pi")
+    command.pop("provenance")
+    assert staged == command and staged["start_tokens"] == 4

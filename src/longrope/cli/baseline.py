@@ -11,7 +11,6 @@ a seed) and ``export`` read. Method options (docs/method.md §3): YaRN ``--beta-
 from __future__ import annotations
 
 import json
-import shlex
 
 from longrope.tools import BaselineConfig
 
@@ -27,42 +26,12 @@ EXAMPLE = """example:
 
 
 
-def _command_line(args: BaselineConfig) -> str:
-    """The fully resolved command (from the config, so it is right when called in-process too)."""
-    from longrope.options import config_to_argv
-
-    return shlex.join(["longrope", COMMAND, *config_to_argv(args)])
-
-
 def run(args: BaselineConfig) -> int:
-    from longrope.errors import UserError
     from longrope.formats.outputs import check_replaceable_file
-    from longrope.models.loading import read_rope_info
-    from longrope.rope import make_baseline
 
-    given = args.method_options()
     check_replaceable_file(args.output, writes="a factors.json",
                            is_own=lambda doc: isinstance(doc, dict) and "long_factor" in doc and "rope_theta" in doc)
-    info = read_rope_info(args.model)
-    if not info.supported:
-        raise UserError(info.reason)
-    original = info.original_max_position_embeddings if args.original_length is None else args.original_length
-    if args.method == "yarn" and args.attention_factor is not None:
-        given["attention_factor"] = args.attention_factor
-    fs = make_baseline(
-        args.method,
-        rope_theta=info.rope_theta,
-        rotary_dim=info.rotary_dim,
-        original_length=original,
-        target_length=args.target_length,
-        **given,
-    )
-    changes = {"start_tokens": args.start_tokens}
-    if args.attention_factor is not None and args.method != "yarn":
-        changes["attention_factor"] = args.attention_factor
-    provenance = {**fs.provenance, "command": _command_line(args), "model": args.model,
-                  "model_type": info.model_type}
-    fs = fs.with_(provenance=provenance, **changes)
+    fs = args.factor_set()
     fs.save(args.output)
     summary = {
         "output": args.output,

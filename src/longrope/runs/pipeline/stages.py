@@ -7,9 +7,9 @@ means), its run function, its plan check (what needs the model's RoPE facts or t
 done for every stage before the first one runs) and what a resume may change. The driver
 (:func:`longrope.runs.pipeline.run`) knows no stage by name: a new kind of stage is one new entry.
 
-The settings of ``tokenize``, ``baseline`` and ``export`` stages are declared here
-(:class:`TokenizeSettings`, :class:`BaselineSettings`, :class:`ExportSettings`); ``compare`` takes
-:class:`longrope.runs.compare.CompareConfig`.
+The settings of ``tokenize`` and ``export`` stages are declared here (:class:`TokenizeSettings`,
+:class:`ExportSettings`); ``baseline`` takes ``longrope baseline``'s :class:`longrope.tools.BaselineConfig`,
+``compare`` :class:`longrope.runs.compare.CompareConfig`.
 """
 
 from __future__ import annotations
@@ -24,13 +24,14 @@ from typing import Any
 
 from longrope.errors import ConfigError, UserError
 from longrope.io import make_folder, read_json, write_json, write_text
-from longrope.options import MAX_TOKENS, check_int, config_from_dict, option
+from longrope.options import MAX_TOKENS, config_from_dict, option
 from longrope.runs.compare import CompareConfig
 from longrope.runs.search import SearchConfig
+from longrope.tools import BaselineConfig
 from longrope.train.config import FinetuneConfig
 
 __all__ = ["Stage", "StageContext", "Outcome", "STAGES", "COMPARE_EDITABLE", "main_output", "rope_facts", "settings_of",
-           "TokenizeSettings", "BaselineSettings", "ExportSettings"]
+           "TokenizeSettings", "ExportSettings"]
 
 
 def _stderr(msg: str) -> None:
@@ -271,52 +272,22 @@ def _run_tokenize(config: TokenizeSettings, ctx: StageContext) -> Outcome:
 # baseline: a closed-form factor set → factors.json
 
 
-@dataclass
-class BaselineSettings:
-    """A baseline stage; its other plan keys are the method's options (``beta_fast`` ...)."""
-
-    method: Any = option(help="method: pi, ntk, dynamic-ntk, yarn, llama3")  # checked below, in the plan's words
-    target_length: int = option(help="target_length: tokens (16384 or 16k) or a ratio like \"8x\"", length=True)
-    model: str | None = option(None, "model whose RoPE facts the factors are for", default_text="the pipeline's")
-    length: int | None = option(None, "dynamic-ntk: the current length (tokens, 16k or a ratio 4x)", length=True)
-    options: dict | None = option(None, "the method's options", cli=False)
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.method, str):
-            raise _wrong("method", self.method, "a method name (pi, ntk, dynamic-ntk, yarn, llama3)")
-        if isinstance(self.target_length, bool) or not isinstance(self.target_length, int):
-            raise _wrong("target_length", self.target_length, "tokens (16384 or 16k) or a ratio like \"8x\"")
-        # the bounds of longrope baseline's own config (tools.BaselineConfig): a plan took 2^30 tokens the command
-        # refuses, make_baseline's bound being the factor file's 2^40 (battery 19)
-        check_int(self, "target_length", 2, MAX_TOKENS)
-        check_int(self, "length", 1, MAX_TOKENS, optional=True)  # read as longrope baseline --length reads it
+def _baseline_config(ctx: StageContext) -> BaselineConfig:
+    """A baseline stage is ``longrope baseline``'s own config (its plan keys are the command's settings: method,
+    target_length, the method's options, attention_factor, start_tokens, original_length), written into the stage
+    folder; checked against the pipeline's model when the plan is checked (an earlier stage's output is not there
+    yet), run on the stage's model."""
+    _refuse_pipeline_keys(ctx, ("output",))
+    model = ctx.model if ctx.running else ctx.facts_model
+    return settings_of(BaselineConfig, ctx, {**ctx.settings, "model": model,
+                                             "output": str(ctx.folder / "factors.json")}, filled=("model", "output"))
 
 
-def _baseline_settings(ctx: StageContext) -> BaselineSettings:
-    own = ("method", "target_length", "model", "length")
-    values = {k: v for k, v in ctx.settings.items() if k in own}
-    return settings_of(BaselineSettings, ctx, {**values, "options": {k: v for k, v in ctx.settings.items()
-                                                                     if k not in own}}, filled=("options",))
-
-
-def _baseline_set(config: BaselineSettings, model: str) -> Any:
-    """The factor set a baseline stage writes: ``make_baseline`` on ``model``'s RoPE facts, the stage's
-    method, target length and options (the plan check builds it too: a bad option is refused early)."""
-    from longrope.rope import make_baseline
-
-    info = rope_facts(model)
-    return make_baseline(config.method, rope_theta=float(info.rope_theta), rotary_dim=int(info.rotary_dim),
-                         original_length=int(info.original_max_position_embeddings),
-                         target_length=config.target_length, **(config.options or {}),
-                         **({} if config.length is None else {"length": config.length}))
-
-
-def _run_baseline(config: BaselineSettings, ctx: StageContext) -> Outcome:
-    fs = _baseline_set(config, ctx.model)
+def _run_baseline(config: BaselineConfig, ctx: StageContext) -> Outcome:
+    fs = config.factor_set(rope_facts(config.model))  # the factor set longrope baseline writes
     make_folder(ctx.folder)
-    fs.save(ctx.folder / "factors.json")
-    return Outcome({"factors": str(ctx.folder / "factors.json")},
-                   {"method": config.method, "target_length": config.target_length})
+    fs.save(config.output)
+    return Outcome({"factors": config.output}, {"method": config.method, "target_length": config.target_length})
 
 
 # ------------------------------------------------------------------------------------------------
@@ -328,14 +299,19 @@ def _command_config(command: str, ctx: StageContext, resume: bool, **over: Any) 
 
     spec = get_run(command)
     filled = ("model", spec.output_field, "resume", "quiet")
-    ours = [key for key in filled[1:] if key in ctx.settings]  # a plan's own value would be dropped unsaid
+    _refuse_pipeline_keys(ctx, filled[1:])
+    values = {"model": ctx.plan["model"], **ctx.settings, **over, spec.output_field: str(ctx.folder),
+              "resume": resume, "quiet": ctx.quiet}
+    return settings_of(spec.config, ctx, values, filled=filled)
+
+
+def _refuse_pipeline_keys(ctx: StageContext, keys: tuple[str, ...]) -> None:
+    """A stage's plan setting ``keys`` the pipeline sets itself: a plan's own value would be dropped unsaid."""
+    ours = [key for key in keys if key in ctx.settings]
     if ours:
         raise UserError(f"{_article(ctx.run)} {ctx.run} stage cannot set {ours[0]!r}: the pipeline sets it (each stage "
                         "writes into its own folder stages/NAME, resumes with --resume, is quiet with --quiet); "
                         "remove it from the plan")
-    values = {"model": ctx.plan["model"], **ctx.settings, **over, spec.output_field: str(ctx.folder),
-              "resume": resume, "quiet": ctx.quiet}
-    return settings_of(spec.config, ctx, values, filled=filled)
 
 
 def _search_config(ctx: StageContext) -> Any:
@@ -497,7 +473,6 @@ def _check_compare_inputs(config: Any, ctx: StageContext) -> None:
     """The models, closed forms and factor files a compare stage's methods name themselves, built or read as the
     comparison does (an earlier stage's output is read when the stage starts; it keeps the pipeline model's
     RoPE)."""
-    from longrope.options import MAX_TOKENS
     from longrope.runs.compare import factor_set, ratio_length
 
     L = int(rope_facts(ctx.plan["model"]).original_max_position_embeddings)
@@ -596,8 +571,8 @@ def _run_export(config: ExportSettings, ctx: StageContext) -> Outcome:
 #: Every kind of stage, in the order ``--help`` and messages list them.
 STAGES: dict[str, Stage] = {
     "tokenize": Stage(TokenizeSettings, _at(""), _run_tokenize, check=_check_tokenize, gives=("data",)),
-    "baseline": Stage(BaselineSettings, _at("factors.json"), _run_baseline,
-                      check=lambda config, ctx: _baseline_set(config, ctx.facts_model), build=_baseline_settings,
+    "baseline": Stage(BaselineConfig, _at("factors.json"), _run_baseline,
+                      check=lambda config, ctx: config.factor_set(rope_facts(config.model)), build=_baseline_config,
                       gives=("factors",)),
     "search": Stage(SearchConfig, _at("factors.json"), _run_search, check=_check_search,
                     build=_search_config, gives=("factors",)),
