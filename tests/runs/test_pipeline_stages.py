@@ -194,3 +194,15 @@ def test_a_baseline_stage_writes_the_factors_longrope_baseline_writes(tmp_path, 
     assert staged.pop("provenance")["command"].startswith("longrope baseline --model tiny --method pi")
     command.pop("provenance")
     assert staged == command and staged["start_tokens"] == 4
+
+
+def test_a_baseline_stage_reads_a_ratio_of_its_own_original_length_as_the_command_does(tmp_path, capsys):
+    """longrope baseline --original-length 1000 --target-length 4x makes L' = 4000; the plan resolved every ratio of
+    the pipeline model's L (256 for tiny) first, so the same stage made L' = 1024."""
+    out = tmp_path / "out"
+    plan = _write_plan(tmp_path, [{"name": "pi", "run": "baseline", "method": "pi", "target_length": "4x",
+                                   "original_length": 1000}])
+    assert main(["pipeline", "--plan", str(plan), "-o", str(out), "--quiet"]) == 0
+    capsys.readouterr()
+    staged = json.loads((out / "stages" / "pi" / "factors.json").read_text())
+    assert (staged["original_max_position_embeddings"], staged["max_position_embeddings"]) == (1000, 4000)

@@ -158,11 +158,12 @@ class Resolver:
             self._original = int(rope_facts(self.plan["model"]).original_max_position_embeddings)
         return self._original
 
-    def value(self, v: Any, key: str | None = None) -> Any:
+    def value(self, v: Any, key: str | None = None, *, ratios: bool = True) -> Any:
+        """``v`` resolved; ``ratios``: a length given as a ratio (``8x``) becomes tokens of the plan model's L."""
         if isinstance(v, dict):
-            return {k: self.value(x, k) for k, x in v.items()}
+            return {k: self.value(x, k, ratios=ratios) for k, x in v.items()}
         if isinstance(v, list):
-            return [self.value(x) for x in v]
+            return [self.value(x, ratios=ratios) for x in v]
         if not isinstance(v, str):
             return v
         m = _REF.fullmatch(v)
@@ -173,15 +174,18 @@ class Resolver:
                 return str(folder / m.group(2).lstrip("/"))
             return str(folder if key in _FOLDER_OF else main_output(entry["run"], folder, entry))
         v = v.replace("{model}", self.plan["model"])
-        if key in LENGTH_FIELDS and v.endswith("x"):
+        if ratios and key in LENGTH_FIELDS and v.endswith("x"):
             from longrope.runs.compare import ratio_length
 
             return ratio_length(v, self.original_length())
         return v
 
     def stage(self, entry: dict) -> dict:
-        """The stage's settings resolved (without its name, run and description)."""
-        return {k: self.value(v, k) for k, v in entry.items() if k not in ("name", "run", "description")}
+        """The stage's settings resolved (without its name, run and description). A stage that gives its own
+        ``original_length`` (a baseline's, as ``longrope baseline --original-length``) reads its ratios of that L:
+        they are left to its config, which reads them as the command does."""
+        ratios = "original_length" not in entry
+        return {k: self.value(v, k, ratios=ratios) for k, v in entry.items() if k not in ("name", "run", "description")}
 
     def context(self, name: str, **kw: Any) -> StageContext:
         """What stage ``name``'s check and run see (``kw``: machine, running, quiet, say)."""
