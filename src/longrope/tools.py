@@ -181,6 +181,25 @@ class TokenizeConfig:
             raise ConfigError("input", "{name} is empty; give files, folders or dataset names")
         check_int(self, "shard_tokens", 1, MAX_COUNT)
 
+    def tokenize(self, warn: Any) -> Any:
+        """Tokenize as ``longrope tokenize`` does (and a pipeline tokenize stage): the inputs are checked before
+        the tokenizer loads; each file skipped is said with ``warn`` (the first 20, then their count). Returns the
+        :class:`~longrope.data.tokenize.TokenizeReport`."""
+        from longrope.data import tokenize_corpus
+        from longrope.data.sources import resolve_sources
+        from longrope.data.tokenizer_loading import load_tokenizer
+
+        resolve_sources(list(self.input), split=self.split)  # bad inputs are refused before the tokenizer loads
+        report = tokenize_corpus(load_tokenizer(self.tokenizer), list(self.input), self.output,
+                                 tokenizer_name=str(self.tokenizer), split=self.split, text_field=self.text_field,
+                                 id_field=self.id_field, shard_tokens=self.shard_tokens, force=self.force,
+                                 progress=not self.quiet)
+        for s in report.skipped[:20]:
+            warn(f"skipped {s['path']}: {s['reason']}")
+        if len(report.skipped) > 20:
+            warn(f"{len(report.skipped) - 20} more skipped (see meta.json)")
+        return report
+
 
 @dataclass(kw_only=True)
 class GenerateConfig:

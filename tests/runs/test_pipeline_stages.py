@@ -206,3 +206,24 @@ def test_a_baseline_stage_reads_a_ratio_of_its_own_original_length_as_the_comman
     capsys.readouterr()
     staged = json.loads((out / "stages" / "pi" / "factors.json").read_text())
     assert (staged["original_max_position_embeddings"], staged["max_position_embeddings"]) == (1000, 4000)
+
+
+def test_a_tokenize_stage_takes_longrope_tokenize_s_settings_and_says_what_it_skipped(tmp_path, capsys):
+    """A tokenize stage had a settings type of its own (inputs, tokenizer): a plan could not name a .jsonl's text
+    field, a split or the shard size ("a tokenize stage has no setting 'text_field'"), and files it skipped were only
+    counted in the manifest, where longrope tokenize names each one. The stage is now the command's config and its
+    run (TokenizeConfig.tokenize)."""
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    rows = [json.dumps({"content": f"document {i} " + "words and more words " * 40, "key": f"d{i}"}) for i in range(6)]
+    (docs / "a.jsonl").write_text("\n".join(rows) + "\n")
+    (docs / "bad.txt").write_bytes(b"\xff\xfe\x00not text\xff" * 10)
+    out = tmp_path / "out"
+    plan = _write_plan(tmp_path, [{"name": "data", "run": "tokenize", "inputs": [str(docs)], "text_field": "content",
+                                   "id_field": "key", "shard_tokens": 256}])
+    assert main(["pipeline", "--plan", str(plan), "-o", str(out), "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert "tokenize: warning: skipped " in err and "bad.txt" in err
+    meta = json.loads((out / "stages" / "data" / "meta.json").read_text())
+    assert meta["n_docs"] == 6 and len(meta["shards"]) > 1
+    assert json.loads((out / "pipeline.json").read_text())["stages"]["data"]["metrics"]["skipped"] == 1

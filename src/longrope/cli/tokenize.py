@@ -32,19 +32,7 @@ example:
 
 
 def run(args: TokenizeConfig) -> int:
-    from longrope.data import tokenize_corpus
-    from longrope.data.sources import resolve_sources
-    from longrope.data.tokenizer_loading import load_tokenizer
-
-    resolve_sources(list(args.input), split=args.split)  # bad inputs are refused before the tokenizer loads
-    tokenizer = load_tokenizer(args.tokenizer)
-    rep = tokenize_corpus(tokenizer, list(args.input), args.output, tokenizer_name=str(args.tokenizer), split=args.split,
-                          text_field=args.text_field, id_field=args.id_field, shard_tokens=args.shard_tokens,
-                          force=args.force, progress=not args.quiet)
-    for s in rep.skipped[:20]:
-        print(f"longrope tokenize: warning: skipped {s['path']}: {s['reason']}", file=sys.stderr)
-    if len(rep.skipped) > 20:
-        print(f"longrope tokenize: warning: {len(rep.skipped) - 20} more skipped (see meta.json)", file=sys.stderr)
+    rep = args.tokenize(lambda w: print(f"longrope tokenize: warning: {w}", file=sys.stderr))
     if rep.up_to_date:
         print(f"{rep.out_dir}: up to date ({rep.n_docs} documents, {rep.n_tokens} tokens, {rep.n_shards} shard(s))")
     else:

@@ -7,8 +7,8 @@ means), its run function, its plan check (what needs the model's RoPE facts or t
 done for every stage before the first one runs) and what a resume may change. The driver
 (:func:`longrope.runs.pipeline.run`) knows no stage by name: a new kind of stage is one new entry.
 
-The settings of ``tokenize`` and ``export`` stages are declared here (:class:`TokenizeSettings`,
-:class:`ExportSettings`); ``baseline`` takes ``longrope baseline``'s :class:`longrope.tools.BaselineConfig`,
+The settings of an ``export`` stage are declared here (:class:`ExportSettings`); ``tokenize`` and ``baseline``
+take their commands' own configs (:class:`longrope.tools.TokenizeConfig`, :class:`longrope.tools.BaselineConfig`),
 ``compare`` :class:`longrope.runs.compare.CompareConfig`.
 """
 
@@ -27,11 +27,11 @@ from longrope.io import make_folder, read_json, write_json, write_text
 from longrope.options import MAX_TOKENS, config_from_dict, option
 from longrope.runs.compare import CompareConfig
 from longrope.runs.search import SearchConfig
-from longrope.tools import BaselineConfig
+from longrope.tools import BaselineConfig, TokenizeConfig
 from longrope.train.config import FinetuneConfig
 
 __all__ = ["Stage", "StageContext", "Outcome", "STAGES", "COMPARE_EDITABLE", "main_output", "rope_facts", "settings_of",
-           "TokenizeSettings", "ExportSettings"]
+           "ExportSettings"]
 
 
 def _stderr(msg: str) -> None:
@@ -223,49 +223,48 @@ def rope_facts(model: str) -> Any:
 # tokenize: documents → a shard folder
 
 
-@dataclass
-class TokenizeSettings:
-    """A tokenize stage."""
-
-    inputs: list = option(help="a list of role=PATH or \"embedded\" (the shipped search, held-out and fine-tuning "
-                               "documents)")
-    tokenizer: str | None = option(None, "tokenizer name or folder", default_text="the model's")
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.inputs, list) or not self.inputs or not all(isinstance(i, str) for i in self.inputs):
-            raise _wrong("inputs", self.inputs, "a non-empty list of role=PATH or \"embedded\"")
+#: a tokenize stage's plan key for longrope tokenize's --input (a list: the plan format's spelling)
+_INPUTS = "inputs"
 
 
-def _check_tokenize(config: TokenizeSettings, ctx: StageContext) -> None:
+def _tokenize_config(ctx: StageContext) -> TokenizeConfig:
+    """A tokenize stage is ``longrope tokenize``'s own config (its plan keys are the command's settings:
+    ``inputs``, ``tokenizer`` — the pipeline's model unless given —, ``split``, ``text_field``, ``id_field``,
+    ``shard_tokens``), written into the stage folder; ``"embedded"`` among the inputs stands for the shipped
+    search, held-out and fine-tuning documents."""
+    from longrope.embedded import document_paths
+
+    _refuse_pipeline_keys(ctx, ("output", "quiet", "input"))
+    inputs = ctx.settings.get(_INPUTS)
+    if not isinstance(inputs, list) or not inputs or not all(isinstance(i, str) for i in inputs):
+        raise _wrong(_INPUTS, inputs, "a non-empty list of role=PATH or \"embedded\"")
+    specs: list[str] = []
+    for item in inputs:
+        specs += ([f"{role}={p}" for role in ("search", "heldout", "train") for p in document_paths(role)]
+                  if item == "embedded" else [item])
+    values = {k: v for k, v in ctx.settings.items() if k != _INPUTS}
+    values = {**values, "tokenizer": values.get("tokenizer") or ctx.plan["model"], "input": specs,
+              "output": str(ctx.folder), "quiet": ctx.quiet}
+    return settings_of(TokenizeConfig, ctx, values, filled=("tokenizer", "input", "output", "quiet"))
+
+
+def _check_tokenize(config: TokenizeConfig, ctx: StageContext) -> None:
     """The tokenizer and the documents a tokenize stage names, as ``longrope tokenize`` checks them at its start."""
     if not ctx.machine:
         return
     from longrope.data.sources import resolve_sources
     from longrope.models.loading import resolve_source
 
-    if config.tokenizer is not None:
-        resolve_source(config.tokenizer)
-    named = [i for i in config.inputs if i != "embedded"]
-    for source in resolve_sources(named) if named else []:
+    resolve_source(config.tokenizer)
+    for source in resolve_sources(list(config.input), split=config.split):
         source.preflight()
 
 
-def _run_tokenize(config: TokenizeSettings, ctx: StageContext) -> Outcome:
-    from longrope.data import tokenize_corpus
-    from longrope.data.tokenizer_loading import load_tokenizer
-    from longrope.embedded import document_paths
-
-    name = config.tokenizer or ctx.plan["model"]
-    specs: list[str] = []
-    for item in config.inputs:
-        if item == "embedded":
-            specs += [f"{role}={p}" for role in ("search", "heldout", "train") for p in document_paths(role)]
-        else:
-            specs.append(item)
-    report = tokenize_corpus(load_tokenizer(name), specs, ctx.folder, tokenizer_name=name, progress=not ctx.quiet)
+def _run_tokenize(config: TokenizeConfig, ctx: StageContext) -> Outcome:
+    report = config.tokenize(lambda w: ctx.say(f"tokenize: warning: {w}"))  # as longrope tokenize does
     meta = read_json(ctx.folder / "meta.json", what="shard folder's meta.json")
     return Outcome({"shards": str(ctx.folder)}, {"documents": meta.get("n_docs"), "tokens": meta.get("n_tokens"),
-                                                 "skipped": len(getattr(report, "skipped", []) or [])})
+                                                 "skipped": len(report.skipped)})
 
 
 # ------------------------------------------------------------------------------------------------
@@ -570,7 +569,8 @@ def _run_export(config: ExportSettings, ctx: StageContext) -> Outcome:
 
 #: Every kind of stage, in the order ``--help`` and messages list them.
 STAGES: dict[str, Stage] = {
-    "tokenize": Stage(TokenizeSettings, _at(""), _run_tokenize, check=_check_tokenize, gives=("data",)),
+    "tokenize": Stage(TokenizeConfig, _at(""), _run_tokenize, check=_check_tokenize, build=_tokenize_config,
+                      gives=("data",)),
     "baseline": Stage(BaselineConfig, _at("factors.json"), _run_baseline,
                       check=lambda config, ctx: config.factor_set(rope_facts(config.model)), build=_baseline_config,
                       gives=("factors",)),
