@@ -227,3 +227,21 @@ def test_a_tokenize_stage_takes_longrope_tokenize_s_settings_and_says_what_it_sk
     meta = json.loads((out / "stages" / "data" / "meta.json").read_text())
     assert meta["n_docs"] == 6 and len(meta["shards"]) > 1
     assert json.loads((out / "pipeline.json").read_text())["stages"]["data"]["metrics"]["skipped"] == 1
+
+
+def test_an_export_stage_takes_longrope_export_s_settings(tmp_path, capsys, tiny_model_dir):
+    """An export stage had a settings type of its own (factors, model, format, dtype): reference CSV factors, which
+    longrope export takes with --target-length, could not be exported by a plan ("an export stage has no setting
+    'target_length'"). The stage is now the command's config."""
+    import numpy as np
+
+    csv = tmp_path / "factors.csv"
+    csv.write_text("".join(f"{float(x)!r}\n" for x in np.linspace(1.0, 3.5, 8)))
+    out = tmp_path / "out"
+    path = tmp_path / "plan.json"
+    path.write_text(json.dumps({"format": "longrope-pipeline/1", "model": str(tiny_model_dir), "stages": [
+        {"name": "e", "run": "export", "factors": str(csv), "target_length": 256, "original_length": 64}]}))
+    assert main(["pipeline", "--plan", str(path), "-o", str(out), "--quiet"]) == 0, capsys.readouterr().err
+    config = json.loads((out / "stages" / "e" / "model" / "config.json").read_text())
+    assert config["rope_scaling"]["long_factor"] == list(np.linspace(1.0, 3.5, 8))
+    assert (config["original_max_position_embeddings"], config["max_position_embeddings"]) == (64, 256)

@@ -7,9 +7,10 @@ means), its run function, its plan check (what needs the model's RoPE facts or t
 done for every stage before the first one runs) and what a resume may change. The driver
 (:func:`longrope.runs.pipeline.run`) knows no stage by name: a new kind of stage is one new entry.
 
-The settings of an ``export`` stage are declared here (:class:`ExportSettings`); ``tokenize`` and ``baseline``
-take their commands' own configs (:class:`longrope.tools.TokenizeConfig`, :class:`longrope.tools.BaselineConfig`),
-``compare`` :class:`longrope.runs.compare.CompareConfig`.
+Every stage's settings are its command's own config: ``tokenize``, ``baseline`` and ``export`` take
+:class:`longrope.tools.TokenizeConfig`, :class:`~longrope.tools.BaselineConfig` and
+:class:`~longrope.tools.ExportConfig`, ``search`` and ``finetune`` their runs' configs, ``compare``
+:class:`longrope.runs.compare.CompareConfig`: a plan key is the command's setting, checked by the same code.
 """
 
 from __future__ import annotations
@@ -24,14 +25,13 @@ from typing import Any
 
 from longrope.errors import ConfigError, UserError
 from longrope.io import make_folder, read_json, write_json, write_text
-from longrope.options import MAX_TOKENS, config_from_dict, option
+from longrope.options import MAX_TOKENS, config_from_dict
 from longrope.runs.compare import CompareConfig
 from longrope.runs.search import SearchConfig
-from longrope.tools import BaselineConfig, TokenizeConfig
+from longrope.tools import BaselineConfig, ExportConfig, TokenizeConfig
 from longrope.train.config import FinetuneConfig
 
-__all__ = ["Stage", "StageContext", "Outcome", "STAGES", "COMPARE_EDITABLE", "main_output", "rope_facts", "settings_of",
-           "ExportSettings"]
+__all__ = ["Stage", "StageContext", "Outcome", "STAGES", "COMPARE_EDITABLE", "main_output", "rope_facts", "settings_of"]
 
 
 def _stderr(msg: str) -> None:
@@ -143,7 +143,12 @@ def _check_named_inputs(ctx: StageContext) -> None:
         TokenCorpus.open(_given(ctx, "data"), verify="size")
     if _given(ctx, "factors"):  # as finetune and export read theirs: against the model's RoPE
         info = rope_facts(ctx.facts_model)
-        load_factors_for(_given(ctx, "factors"), info, model=ctx.facts_model, override_flag=None)
+        # an export stage's L and L' of a reference CSV, as longrope export passes its flags
+        takes = {f.name for f in dataclasses.fields(STAGES[ctx.run].config)} & {"original_length", "target_length"}
+        lengths = {k: ctx.settings[k] for k in takes if isinstance(ctx.settings.get(k), int)}
+        load_factors_for(_given(ctx, "factors"), info, model=ctx.facts_model,
+                         override_flag="original_length" if "original_length" in takes else None,
+                         target_flag="target_length" if "target_length" in takes else None, **lengths)
     if _given(ctx, "reuse"):  # a search run folder (its scores are compared with the stage's when it starts)
         from longrope.runs.search import read_reuse_source
 
@@ -523,25 +528,21 @@ def _compare_changed_factors(config: CompareConfig, record: dict) -> str | None:
 # export: ``longrope export`` → model/ (or model.gguf)
 
 
-@dataclass
-class ExportSettings:
-    """An export stage."""
-
-    factors: Any = option(help="a factor file, e.g. \"@search\"")  # checked below, in the plan's words
-    model: str | None = option(None, "the model to export", default_text="the pipeline's")
-    format: str = option("hf", "hf or gguf")
-    dtype: str | None = option(None, "weights' dtype", default_text="the model's")
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.factors, str):
-            raise _wrong("factors", self.factors, "a factor file (a path or \"@STAGE\")")
-
-
 def _export_output(folder: Path, entry: dict) -> Path:
     return folder / ("model.gguf" if entry.get("format") == "gguf" else "model")
 
 
-def _check_export(config: ExportSettings, ctx: StageContext) -> None:
+def _export_config(ctx: StageContext) -> ExportConfig:
+    """An export stage is ``longrope export``'s own config (its plan keys are the command's settings: factors,
+    format, dtype, model — the pipeline's unless given —, and for reference CSV factors original_length and
+    target_length), writing stages/NAME/model (or model.gguf) afresh each time it runs."""
+    _refuse_pipeline_keys(ctx, ("output", "overwrite", "quiet"))
+    values = {**ctx.settings, "model": ctx.model, "output": str(_export_output(ctx.folder, ctx.settings)),
+              "overwrite": True, "quiet": ctx.quiet}
+    return settings_of(ExportConfig, ctx, values, filled=("model", "output", "overwrite", "quiet"))
+
+
+def _check_export(config: ExportConfig, ctx: StageContext) -> None:
     """The option checks of ``longrope export`` (:func:`longrope.models.exporter.check_export_options`),
     naming the plan's keys."""
     from longrope.models.exporter import check_export_options
@@ -553,12 +554,12 @@ def _check_export(config: ExportSettings, ctx: StageContext) -> None:
                          spell=repr)
 
 
-def _run_export(config: ExportSettings, ctx: StageContext) -> Outcome:
+def _run_export(config: ExportConfig, ctx: StageContext) -> Outcome:
     from longrope.models.exporter import export_model
 
     make_folder(ctx.folder)
-    out = export_model(ctx.model, config.factors, _export_output(ctx.folder, ctx.settings), fmt=config.format,
-                       dtype=config.dtype, overwrite=True)
+    out = export_model(config.model, config.factors, config.output, fmt=config.format, dtype=config.dtype,
+                       overwrite=True, original_length=config.original_length, target_length=config.target_length)
     for w in out["warnings"]:
         ctx.say(f"export: warning: {w}")
     return Outcome({"model": out["output"]}, {"format": config.format, "warnings": out["warnings"]})
@@ -584,7 +585,8 @@ STAGES: dict[str, Stage] = {
                      stale=_compare_changed_factors,
                      summary_keys=("heldout_ppl", "passkey", "ruler", "heldout_tokens", "lengths", "passkey_trials",
                                    "goals", "methods")),
-    "export": Stage(ExportSettings, _export_output, _run_export, check=_check_export, gives=("model", "factors")),
+    "export": Stage(ExportConfig, _export_output, _run_export, check=_check_export, build=_export_config,
+                    gives=("model", "factors")),
 }
 
 
