@@ -114,6 +114,21 @@ def int_problem(v: Any, lo: int, hi: int) -> str | None:
     return None
 
 
+def text_problem(v: Any, *, optional: bool = False) -> str | None:
+    """Why ``v`` is not a non-empty string (None allowed when ``optional``): "must be a non-empty string, got ...",
+    or None. The one rule of a name-like setting (a text field, a split, a tokenizer name)."""
+    if (v is None and optional) or (isinstance(v, str) and v.strip()):
+        return None
+    return f"must be a non-empty string, got {shown(v)}"
+
+
+def check_text(cfg: Any, name: str, *, optional: bool = False) -> None:
+    """Raise :class:`ConfigError` unless field ``name`` of ``cfg`` passes :func:`text_problem`."""
+    problem = text_problem(getattr(cfg, name), optional=optional)
+    if problem:
+        raise ConfigError(name, "{name} " + problem)
+
+
 def check_flag(value: Any, name: str) -> bool:
     """A library caller's on/off argument is a bool (or a numpy bool): the one check of every such argument. A
     string is truthy whatever it says: export_hf(overwrite='no') replaced the folder, tokenize_corpus(force='no')

@@ -19,7 +19,7 @@ from typing import Any
 
 from longrope.errors import ConfigError
 from longrope.groups import check_groups, device_option, dtype_option, resolve_lengths, seed_option
-from longrope.options import MAX_COUNT, MAX_TOKENS, check_int, option, resolve_ratios, token_count
+from longrope.options import MAX_COUNT, MAX_TOKENS, check_int, check_text, option, resolve_ratios, token_count
 from longrope.settings import check_decoding
 
 __all__ = ["BaselineConfig", "ExportConfig", "TokenizeConfig", "GenerateConfig", "InspectConfig", "METHODS",
@@ -180,6 +180,8 @@ class TokenizeConfig:
         if not self.input:
             raise ConfigError("input", "{name} is empty; give files, folders or dataset names")
         check_int(self, "shard_tokens", 1, MAX_COUNT)
+        for name in ("tokenizer", "text_field", "split", "id_field"):  # as tokenize_corpus checks them
+            check_text(self, name, optional=name in ("split", "id_field"))
 
     def tokenize(self, warn: Any) -> Any:
         """Tokenize as ``longrope tokenize`` does (and a pipeline tokenize stage): the inputs are checked before

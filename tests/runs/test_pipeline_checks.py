@@ -108,6 +108,10 @@ def test_a_missing_baseline_setting_is_named(tmp_path, capsys, no_stage_runs):
 @pytest.mark.parametrize("stage, match", [
     ({"name": "tok", "run": "tokenize", "inputs": "embedded"},
      "plan stage 'tok' (tokenize): 'inputs' must be a non-empty list of role=PATH or \"embedded\", got 'embedded'"),
+    # refused only when the stage ran, after the stages before it, without the stage's name (and by longrope
+    # tokenize only after its tokenizer loaded, naming tokenize_corpus's argument)
+    ({"name": "tok", "run": "tokenize", "inputs": ["embedded"], "text_field": " "},
+     "plan stage 'tok' (tokenize): text_field must be a non-empty string, got ' '"),
     ({"name": "e", "run": "export", "factors": "@yarn", "format": "onnx"},
      "plan stage 'e' (export): format must be one of hf, gguf, got 'onnx'"),
     ({"name": "e", "run": "export", "factors": 3}, "plan stage 'e' (export): factors must be str, got 3"),

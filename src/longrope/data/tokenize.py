@@ -50,7 +50,7 @@ from longrope.data.shards import (
     write_meta,
 )
 from longrope.data.sources import DEFAULT_SPLIT, SkipLog, Source, links_read_twice, printable, resolve_sources
-from longrope.errors import UserError, shown
+from longrope.errors import UserError
 from longrope.io import (
     aside_prefix,
     check_replaceable_target,
@@ -289,12 +289,11 @@ def _check_arguments(**values: Any) -> None:
     """tokenize_corpus's settings, checked as ``longrope tokenize`` checks its flags (tools.TokenizeConfig): the API
     took shard_tokens 1.5 and batch_docs -1, recorded a tokenizer_name of None (a shard folder later refused as
     malformed), and batch_chars 'x' or out_dir None were TypeErrors (battery 19)."""
-    from longrope.options import MAX_COUNT, int_problem
+    from longrope.options import MAX_COUNT, int_problem, text_problem
 
     for name in ("tokenizer_name", "split", "text_field", "id_field"):
-        value = values[name]
-        if not (value is None and name in ("id_field", "split")) and (not isinstance(value, str) or not value.strip()):
-            raise UserError(f"{name} must be a non-empty string, got {shown(value)}")
+        if (problem := text_problem(values[name], optional=name in ("id_field", "split"))) is not None:
+            raise UserError(f"{name} {problem}")
     for name in ("shard_tokens", "batch_docs", "batch_chars"):
         if (problem := int_problem(values[name], 1, MAX_COUNT)) is not None:
             raise UserError(f"{name} {problem}")
