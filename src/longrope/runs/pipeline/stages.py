@@ -552,6 +552,11 @@ def _check_export(config: ExportConfig, ctx: StageContext) -> None:
     check_export_options(config.format, config.dtype, source_kind=resolve_source(ctx.model).kind if known else None,
                          model_type=rope_facts(ctx.facts_model).model_type if config.format == "gguf" else None,
                          spell=repr)
+    written = ctx.entry.get("factors")
+    if config.target_length is not None and isinstance(written, str) and written.startswith("@") and "/" not in written:
+        # an earlier stage's factors carry their own L' (it was refused when the stage ran, after the stages before)
+        raise ConfigError(("target_length", "factors"), "{name0} gives the L' of reference CSV factors; {name1} "
+                          + written + " are an earlier stage's, which carry their own: leave {name0} out")
 
 
 def _run_export(config: ExportConfig, ctx: StageContext) -> Outcome:
