@@ -112,6 +112,8 @@ def test_a_missing_baseline_setting_is_named(tmp_path, capsys, no_stage_runs):
     # tokenize only after its tokenizer loaded, naming tokenize_corpus's argument)
     ({"name": "tok", "run": "tokenize", "inputs": ["embedded"], "text_field": " "},
      "plan stage 'tok' (tokenize): text_field must be a non-empty string, got ' '"),
+    ({"name": "tok", "run": "tokenize", "input": ["embedded"]},
+     "plan stage 'tok' (tokenize): a tokenize stage takes its documents as 'inputs'"),
     ({"name": "e", "run": "export", "factors": "@yarn", "target_length": 4096},
      "plan stage 'e' (export): target_length gives the L' of reference CSV factors; factors @yarn are an earlier"),
     ({"name": "e", "run": "export", "factors": "@yarn", "format": "onnx"},

@@ -239,7 +239,10 @@ def _tokenize_config(ctx: StageContext) -> TokenizeConfig:
     search, held-out and fine-tuning documents."""
     from longrope.embedded import document_paths
 
-    _refuse_pipeline_keys(ctx, ("output", "quiet", "input"))
+    _refuse_pipeline_keys(ctx, ("output", "quiet"))
+    if "input" in ctx.settings:  # the command's flag is --input; a plan lists them under one key
+        raise UserError("a tokenize stage takes its documents as 'inputs' (a list of role=PATH or \"embedded\"): "
+                        "rename 'input' to 'inputs'")
     inputs = ctx.settings.get(_INPUTS)
     if not isinstance(inputs, list) or not inputs or not all(isinstance(i, str) for i in inputs):
         raise _wrong(_INPUTS, inputs, "a non-empty list of role=PATH or \"embedded\"")
