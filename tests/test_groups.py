@@ -217,3 +217,16 @@ def test_a_python_caller_s_values_of_another_shape_are_refused_naming_the_field(
     with pytest.raises(ConfigError, match="input"):
         TokenizeConfig(tokenizer="tiny", input="books", output="out")
     assert PplConfig(**{**base, "factors": ["yarn.json"], "lengths": "512,1k"}).lengths == (512, 1024)
+
+
+def test_a_ratio_is_of_the_original_length_a_command_is_given_in_every_command():
+    """longrope baseline read --target-length 4x of --original-length, export and generate of the model's L (so
+    `export --factors ref.csv --original-length 64 --target-length 4x` wrote L' = 4 × the model's L over L = 64):
+    resolve_lengths now reads every ratio of the L the factors are for."""
+    from longrope.tools import BaselineConfig, ExportConfig, GenerateConfig
+
+    both = {"model": "tiny", "original_length": 64, "target_length": "4x"}
+    assert BaselineConfig(method="pi", output="f.json", **both).target_length == 256
+    assert ExportConfig(factors="f.csv", output="o", **both).target_length == 256
+    assert GenerateConfig(factors="f.csv", prompt="hi", max_new_tokens=1, **both).target_length == 256
+    assert ExportConfig(factors="f.csv", output="o", model="tiny", target_length="4x").target_length == 4 * 256

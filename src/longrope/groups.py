@@ -200,8 +200,13 @@ def check_groups(cfg: Any) -> None:
 def resolve_lengths(cfg: Any, model_field: str = "model") -> None:
     """Read the length fields of ``cfg`` as the command line does (``"16k"``) and turn their context ratios
     (``8x``) into tokens, times the original context L of the model ``cfg.<model_field>`` names (read from
-    its config, no weights; only when a ratio is given). A model whose L cannot be read is a
-    :class:`ConfigError` naming the length's field."""
+    its config, no weights; only when a ratio is given). A config that overrides L (a non-None ``original_length``:
+    ``longrope baseline``, ``export``, ``generate --original-length``) has its ratios of that L, the L its factors
+    are for. A model whose L cannot be read is a :class:`ConfigError` naming the length's field."""
+    override = getattr(cfg, "original_length", None)
+    if override is not None:  # checked by the config before (an integer >= 2)
+        resolve_ratios(cfg, lambda: int(override))
+        return
 
     def original() -> int:
         from longrope.models.loading import read_rope_info

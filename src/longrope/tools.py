@@ -19,7 +19,7 @@ from typing import Any
 
 from longrope.errors import ConfigError
 from longrope.groups import check_groups, device_option, dtype_option, resolve_lengths, seed_option
-from longrope.options import MAX_COUNT, MAX_TOKENS, check_int, check_text, option, resolve_ratios, token_count
+from longrope.options import MAX_COUNT, MAX_TOKENS, check_int, check_text, option, token_count
 from longrope.settings import check_decoding
 
 __all__ = ["BaselineConfig", "ExportConfig", "TokenizeConfig", "GenerateConfig", "InspectConfig", "METHODS",
@@ -81,8 +81,6 @@ class BaselineConfig:
         check_groups(self)
         # 0 used to fall back to the config's L silently; 1 makes ln L = 0 in the attention factor
         check_int(self, "original_length", 2, MAX_TOKENS, optional=True)
-        if self.original_length is not None:  # a ratio is of the L the factors are made for
-            resolve_ratios(self, lambda: self.original_length)
         resolve_lengths(self)
         check_int(self, "target_length", 2, MAX_TOKENS)
         check_int(self, "length", 1, MAX_TOKENS, optional=True)
@@ -146,7 +144,7 @@ class ExportConfig:
                                default_text="hf: as loaded, float32 for GGUF sources; gguf: float16 — gguf takes "
                                             "float16/float32")
     original_length: int | None = option(None, _ORIGINAL_HELP, parse=token_count("--original-length"), metavar="L")
-    target_length: int | None = option(None, "reference CSV factors only: L' (16k, or 8x the model's L)",
+    target_length: int | None = option(None, "reference CSV factors only: L' (16k, or 8x L: the model's, or --original-length)",
                                        length=True, metavar="N")
     overwrite: bool = option(False, "replace an existing exported model (a model folder or GGUF file; a run folder or other files are refused)")
     quiet: bool = option(False, "no progress bars (transformers' loading and writing bars)")
@@ -223,7 +221,7 @@ class GenerateConfig:
     seed: int = seed_option("sampling seed")
     ignore_eos: bool = option(False, "do not stop at the end-of-sequence token")
     original_length: int | None = option(None, _ORIGINAL_HELP, parse=token_count("--original-length"), metavar="L")
-    target_length: int | None = option(None, "reference CSV factors only: L' (16k, or 8x the model's L)",
+    target_length: int | None = option(None, "reference CSV factors only: L' (16k, or 8x L: the model's, or --original-length)",
                                        length=True, metavar="N")
     dtype: str = dtype_option()
     device: str = device_option()
