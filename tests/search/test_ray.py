@@ -115,8 +115,17 @@ def test_an_address_where_no_ray_head_answers_is_refused_in_seconds():
     with pytest.raises(UserError, match="no Ray cluster answers at the Ray address"):
         _check_answers(f"127.0.0.1:{port}")  # closed now: nothing listens
     assert time.monotonic() - start < 6
-    for resolved_by_ray in (None, "auto", "ray://127.0.0.1:1"):
+    for resolved_by_ray in (None, "auto", "local"):
         _check_answers(resolved_by_ray)
+    # a Ray client address is probed the same way: the client waited 30 s, then printed Ray's UserWarning before
+    # the timeout (battery 20)
+    start = time.monotonic()
+    with pytest.raises(UserError, match="no Ray cluster answers at the Ray address 'ray://127.0.0.1:"):
+        _check_answers(f"ray://127.0.0.1:{port}")
+    assert time.monotonic() - start < 6
+    _check_answers(f"ray://127.0.0.1:{_serve_once(bytes([0, 0, 0, 4, 0, 0, 0, 0, 0]))}")
+    with pytest.raises(UserError, match="names no host"):
+        _check_answers("ray://")
 
 
 @pytest.mark.timeout(120)

@@ -12,6 +12,7 @@ without a word of ours.
 from __future__ import annotations
 
 import os
+import warnings
 from typing import Any
 
 from longrope.errors import UserError
@@ -72,8 +73,13 @@ class RayEvaluator:
         if not ray.is_initialized():
             _check_answers(address)
             try:
-                ray.init(address=address, **(init_kwargs or {}))
+                with warnings.catch_warnings():  # the Ray client's timeout warning: the line below says it
+                    warnings.simplefilter("ignore", UserWarning)
+                    ray.init(address=address, **(init_kwargs or {}))
             except Exception as exc:  # connection refused, bad address: one line for the user
+                if address == "auto" and isinstance(exc, ConnectionError):  # Ray's words name its own --address flag
+                    raise UserError("no Ray cluster runs on this machine for the Ray address 'auto' to join; start "
+                                    "one (ray start --head), or give the address of a running cluster") from None
                 raise UserError(f"cannot connect to the Ray cluster at {address!r}: {exc}") from None
             self._owns_ray = True
         self.poll_s = poll_s
@@ -209,13 +215,28 @@ def _unanswered(host: str, port: int, timeout_s: float) -> str | None:
     return None
 
 
+#: the port of a Ray client server (``ray://HOST``) when the address names none
+RAY_CLIENT_PORT = 10001
+
+
 def _check_answers(address: str | None, timeout_s: float = 5.0) -> None:
-    """Refuse a ``host:port`` where no Ray head answers (nothing listens, or another server: battery 16), in
-    seconds: Ray's own connect retried for minutes (over 10, printing a warning every 5 s, deaf to SIGTERM; battery 15). ``auto``, ``local``, ``ray://`` and no address are
-    Ray's to resolve."""
-    if not address or "://" in address or ":" not in address:
+    """Refuse a ``host:port`` or ``ray://host[:port]`` where no Ray head answers (nothing listens, or another
+    server: battery 16), in seconds: Ray's own connect retried for minutes (over 10, printing a warning every 5 s,
+    deaf to SIGTERM; battery 15), its client for 30 s before a warning and a timeout (battery 20). A Ray client
+    server speaks gRPC as the control store does. ``auto``, ``local`` and no address are Ray's to resolve."""
+    if not address:
         return
-    host, _, port = address.rpartition(":")
+    target = address
+    if address.startswith("ray://"):
+        target = address[len("ray://"):].split("/", 1)[0]
+        if not target:  # the client waited 30 s for a server at no host
+            raise UserError(f"the Ray address {address!r} names no host; write it ray://HOST:PORT (the head node's "
+                            f"Ray client server, port {RAY_CLIENT_PORT} unless set otherwise)")
+        if ":" not in target.lstrip("[").rsplit("]", 1)[-1]:
+            target = f"{target}:{RAY_CLIENT_PORT}"
+    if "://" in target or ":" not in target:
+        return
+    host, _, port = target.rpartition(":")
     try:
         number = int(port)
     except ValueError:
