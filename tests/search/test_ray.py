@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from longrope.search.synthetic import SyntheticFactory, SyntheticObjective
@@ -180,3 +182,21 @@ def test_a_control_store_this_process_cannot_reach_at_the_start_is_not_probed():
     assert _reachable_control_store(_Ray(f"127.0.0.1:{port}"), 1.0) == ("127.0.0.1", port)
     assert _reachable_control_store(_Ray(f"127.0.0.1:{port}"), 1.0) is None  # closed now
     assert _reachable_control_store(_Ray(None), 1.0) is None
+
+
+@pytest.mark.timeout(180)
+def test_a_local_ray_instance_a_search_starts_prints_nothing_of_ray_s(tmp_path):
+    """`search --ray-address local --quiet` printed Ray's start-up lines (a token-authentication WARNING, "Started a
+    local Ray instance. View the dashboard at ...") on stderr (battery 20): library noise a user cannot act on."""
+    import subprocess
+    import sys
+
+    code = ("from longrope.search.ray_evaluator import RayEvaluator\n"
+            "from longrope.search.synthetic import SyntheticFactory\n"
+            "from tests.search.search_helpers import N_DIMS, N_DOCS, SCALE\n"
+            "e = RayEvaluator(SyntheticFactory(N_DIMS, SCALE, n_docs=N_DOCS), address='local', num_workers=1)\n"
+            "e.close()\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=170,
+                         cwd=Path(__file__).resolve().parents[2])
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stderr.strip() == "", out.stderr[-2000:]

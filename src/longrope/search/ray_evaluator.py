@@ -75,7 +75,7 @@ class RayEvaluator:
             try:
                 with warnings.catch_warnings():  # the Ray client's timeout warning: the line below says it
                     warnings.simplefilter("ignore", UserWarning)
-                    ray.init(address=address, **(init_kwargs or {}))
+                    ray.init(address=address, **{"logging_level": _ray_log_level(address), **(init_kwargs or {})})
             except Exception as exc:  # connection refused, bad address: one line for the user
                 if address == "auto" and isinstance(exc, ConnectionError):  # Ray's words name its own --address flag
                     raise UserError("no Ray cluster runs on this machine for the Ray address 'auto' to join; start "
@@ -213,6 +213,16 @@ def _unanswered(host: str, port: int, timeout_s: float) -> str | None:
     if len(head) < 9 or head[3] != 0x04:  # the frame type of SETTINGS
         return "something answers there, but not a Ray head (its control store speaks gRPC)"
     return None
+
+
+def _ray_log_level(address: str | None) -> int:
+    """How much of Ray's own logging a search shows: a local instance it starts (no address, ``local``) only errors
+    (Ray's start-up lines, its dashboard URL and a token-authentication notice were printed on every
+    ``--ray-address local`` search, even with ``--quiet``, battery 20); a cluster it joins warnings too (a version
+    mismatch is the user's to act on)."""
+    import logging
+
+    return logging.ERROR if address in (None, "local") else logging.WARNING
 
 
 #: the port of a Ray client server (``ray://HOST``) when the address names none
