@@ -387,3 +387,25 @@ def test_a_folder_moved_or_removed_under_its_run_is_not_rebuilt_by_the_next_writ
     write_text(out / "after.txt", "x")  # once the run let go of the folder, the path is anyone's
     if how == "moved":
         assert (tmp_path / "f9mv" / "train_log.jsonl").read_text() == "{}\n"
+
+
+def test_a_run_that_stops_before_its_end_says_how_in_run_json(tmp_path):
+    """An interrupted or failed in-place run (a search, a pipeline, a fine-tuning with work kept for --resume) left
+    run.json at "running" with the pid of a process long gone (battery 20): now "interrupted", or "failed" with its
+    error's one line; a resume starts it "running" again."""
+    for exc, status in ((KeyboardInterrupt(), "interrupted"), (UserError("the data changed:\nrebuild"), "failed")):
+        out = tmp_path / status
+        folder = RunFolder.open(out, "search", staged=False)
+        folder.start({"a": 1})
+        (out / "checkpoint.json").write_text("{}")  # work to keep
+        try:
+            raise exc
+        except BaseException:
+            folder.abandon()
+        run = json.loads((out / "run.json").read_text())
+        assert run["status"] == status and run["stopped"]
+        assert run.get("error") == (None if status == "interrupted" else "the data changed:\\nrebuild")
+        again = RunFolder.open(out, "search", staged=False, resume=True)
+        again.start({"a": 1})
+        assert json.loads((out / "run.json").read_text())["status"] == "running"
+        again.close()

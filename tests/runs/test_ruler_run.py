@@ -83,7 +83,7 @@ def test_a_killed_run_keeps_its_cells_and_the_same_command_measures_only_the_res
     out = tmp_path / "out"
     assert main(_argv(out, yarn)) == 130
     kept = json.loads((out / "cells.json").read_text())["cells"]
-    assert len(kept) == 2 and json.loads((out / "run.json").read_text())["status"] == "running"
+    assert len(kept) == 2 and json.loads((out / "run.json").read_text())["status"] == "interrupted"
     before = {(c["factors"], c["length"]): c["cell"] for c in kept}
 
     calls.clear()

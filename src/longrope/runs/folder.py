@@ -5,7 +5,8 @@
     RUN_DIR/
       config.json   {"format": "longrope-run/1", "command": "search", "config": {...}}
                     — the resolved configuration; ``longrope rerun RUN_DIR`` repeats the run from it
-      run.json      argv, library versions, device, start/end time, status ("running", "done")
+      run.json      argv, library versions, device, start/end time, status ("running", "done"; "interrupted" or
+                    "failed" with its one-line error when it stopped before the end; a killed run stays "running")
       summary.json  the command's result (what its ``run`` returns)
       ...           the command's own files (factors.json, ppl.csv, plots, checkpoints, ...)
 
@@ -47,7 +48,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from longrope.errors import UserError
+from longrope.errors import UserError, one_line
 from longrope.io import (
     aside_prefix,
     check_no_link_loop,
@@ -427,7 +428,25 @@ class RunFolder:
         elif (self.created and self.path.is_dir() and _work_files(self.path) <= {CONFIG_FILE, RUN_FILE}
               and _run_pid(self.path) in (None, os.getpid())):  # never another process's records
             shutil.rmtree(self.path, ignore_errors=True)
+        else:
+            self._record_stop()
         self.close()
+
+    def _record_stop(self) -> None:
+        """run.json of a run that stopped before its end (called while its exception is handled): "interrupted"
+        (Ctrl-C, SIGTERM, SIGHUP) or "failed" with the error's line, and when. It said "running" for good, with
+        the pid of a process long gone (battery 20); only a kill leaves it so now."""
+        exc = sys.exc_info()[1]
+        if not self._run or self._run.get("status") != "running" or exc is None:
+            return
+        failed = isinstance(exc, Exception)
+        self._run.update(status="failed" if failed else "interrupted",
+                         stopped=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                         seconds=round(time.time() - self._t0, 3))
+        if failed:
+            self._run["error"] = one_line(str(exc) or type(exc).__name__)[:2000]
+        with contextlib.suppress(OSError, UserError):  # the run's own error is what the user is told
+            write_json(self.path / RUN_FILE, self._run)
 
     def _swap_into_place(self) -> None:
         # a finished run found at open is replaced; into a new folder, another run's results that arrived

@@ -602,12 +602,8 @@ def run(config: SearchConfig, *, log: Callable[[str], None] | None = None) -> di
 def _search_in(folder: Any, config: SearchConfig, plan: Any, ident: dict, preload: list | None,
                say: Callable[[str], None]) -> dict:
     """:func:`run`'s work, in its open (locked) run folder."""
-    from longrope.evaluate.plots import plot_factors
-    from longrope.runs.progress import SearchBar
     from longrope.search.backends import make_evaluator
-    from longrope.search.loop import StopRules, run_search
     from longrope.search.objective import ObjectiveSpec
-    from longrope.search.plan import loop_strategy
 
     ckpt = folder / "checkpoint.json"
     try:  # set-up: a failure here leaves no folder behind (or the one that was there)
@@ -635,6 +631,21 @@ def _search_in(folder: Any, config: SearchConfig, plan: Any, ident: dict, preloa
     except BaseException:
         folder.abandon()
         raise
+    try:
+        return _search_and_report(config, plan, folder, evaluator, objective, ckpt, ident, preload, say)
+    except BaseException:
+        folder.abandon()  # its checkpoint stays for --resume; run.json says how it stopped
+        raise
+
+
+def _search_and_report(config: SearchConfig, plan: Any, folder: Any, evaluator: Any, objective: Any, ckpt: Any,
+                       ident: Any, preload: Any, say: Callable[[str], None]) -> dict[str, Any]:
+    """The search itself, its factors, plot and report, into ``folder`` (set up and started by :func:`run`)."""
+    from longrope.evaluate.plots import plot_factors
+    from longrope.runs.progress import SearchBar
+    from longrope.search.loop import StopRules, run_search
+    from longrope.search.plan import loop_strategy
+
     bar = SearchBar(f"search {config.strategy}", enabled=not config.quiet)
     try:
         result = run_search(plan.space, plan.seeds, evaluator, n_docs=config.samples,

@@ -150,6 +150,9 @@ def run(config: PipelineConfig, *, log: Callable[[str], None] | None = None) -> 
             folder.finish(summary)
         else:
             write_json(out / "summary.json", summary)
+    except BaseException:
+        folder.abandon()  # what ran stays for --resume; run.json says how it stopped
+        raise
     finally:
         folder.close()
     return summary
