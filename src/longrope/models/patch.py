@@ -452,6 +452,23 @@ def _buffer_device(module: nn.Module) -> torch.device | None:
     return None
 
 
+def check_factor_sets(model: nn.Module, named_sets: Any) -> None:
+    """Each factor set of ``named_sets`` (``(name, FactorSet or None)`` pairs) fits ``model``, by the checks
+    :func:`install_factors` and :meth:`RopePatch.swap` make, before the first one is used: a suite of sets refused
+    its third after measuring the first two (battery 20b)."""
+    named_sets = [(name, fs) for name, fs in named_sets if fs is not None]
+    if not named_sets:  # the model's own RoPE only: nothing to fit
+        return
+    info = require_supported(inspect_model(unwrap_adapters(model)))
+    base = _base_inv_freq(info.rope_theta, info.rotary_dim)
+    for name, fs in named_sets:
+        if fs is not None:
+            try:
+                _resolve(fs, info, base)
+            except UserError as e:
+                raise UserError(f"factor set {name!r}: {e}") from None
+
+
 def install_factors(model: nn.Module, factor_set: Any) -> RopePatch:
     """Make ``model`` use ``factor_set`` (a :class:`~longrope.rope.FactorSet`), in place.
 
