@@ -68,7 +68,7 @@ import torch
 from longrope.errors import UserError, shown
 from longrope.evaluate import lm
 from longrope.evaluate.memory import out_of_memory
-from longrope.evaluate.windows import check_bos_id, check_length
+from longrope.evaluate.windows import check_bos_id, check_length, check_token_arrays
 from longrope.options import (
     check_flag,
     check_loaded_model,
@@ -397,6 +397,8 @@ def needle_prompts(
     check_seed(seed)
     length, bos_id = check_length(length), check_bos_id(bos_id)
     depths = check_passkey_depths(depths) if depths is not None else None
+    if haystacks is not None:
+        check_token_arrays(haystacks, "haystacks")
     rng = np.random.default_rng([int(seed), int(length)])
     joiner = piece_joiner(tokenizer)
     out = []
@@ -417,8 +419,7 @@ def needle_score(model: torch.nn.Module, prompts: Sequence[PasskeyPrompt], *,
     from longrope.models.generation import check_token_ids, evaluation_mode
 
     check_loaded_model(model, "needle_score")
-    if not prompts:
-        raise UserError("no needle prompts to score")
+    check_sequence(prompts, "prompts", "[prompt]")  # a generator scored nothing, one prompt was a TypeError
     lm.check_chunk_size(chunk_size)
     for k, p in enumerate(prompts):  # before any forward pass (an id without embedding was an IndexError)
         if not isinstance(p, PasskeyPrompt):
@@ -599,6 +600,8 @@ def passkey_accuracy(
     lengths = [check_length(n) for n in lengths]
     depths = check_passkey_depths(depths)
     bos_id, progress = check_bos_id(bos_id), check_flag(progress, "progress")
+    if haystacks is not None:
+        check_token_arrays(haystacks, "haystacks")
     check_loaded_model(model, "passkey_accuracy")  # after the values: a bad depth is said before anything else
     check_loaded_tokenizer(tokenizer, "passkey_accuracy")
     from longrope.models.generation import check_token_ids
