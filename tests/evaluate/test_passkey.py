@@ -389,3 +389,22 @@ def test_a_list_of_token_arrays_given_as_one_array_or_a_generator_is_refused(mod
                        (lambda: evaluate_perplexity(model, torch.from_numpy(hay), 64, bos_id=1), "docs is one array")):
         with pytest.raises(UserError, match=said):
             call()
+
+
+@pytest.mark.parametrize("mode", ["generate", "needle", "both"])
+def test_every_prompt_is_checked_before_the_first_forward(tok, mode, monkeypatch):
+    """battery 20b: a haystack long enough for the shortest length but not the longest was refused after the shorter
+    lengths were measured, and a tokenizer with more tokens than the model has embeddings was an IndexError from
+    torch's embedding in generate and both modes."""
+    forwards = []
+    small = tiny_llama(vocab=len(tok) // 2, max_pos=512)
+    monkeypatch.setattr(pk, "needle_score", lambda *a, **k: forwards.append(1))
+    monkeypatch.setattr(pk, "ask_both", lambda *a, **k: forwards.append(1))
+    monkeypatch.setattr(pk, "generate_answer", lambda *a, **k: forwards.append(1))
+    with pytest.raises(UserError, match="the passkey prompt of length 120 holds token id .* embeddings"):
+        pk.passkey_accuracy(small, tok, [120], depths=[0.5], trials=1, bos_id=1, mode=mode)
+    model = tiny_llama(vocab=len(tok), max_pos=512)
+    with pytest.raises(UserError, match="prompt of length 300 needs .* give longer haystacks"):
+        pk.passkey_accuracy(model, tok, [120, 300], depths=[0.5], trials=1, bos_id=1, mode=mode,
+                            haystacks=[np.arange(3, 150)])
+    assert forwards == []
