@@ -75,6 +75,9 @@ def check_fits(factor_set: Any, info: Any, *, source: str, model: str | None = N
     L is accepted on a model trained at another L. ``override_flag``: how the command spells that
     option (None when it has none), for the message.
     """
+    from longrope.models.families import require_supported
+
+    require_supported(info)
     L_model = int(info.original_max_position_embeddings)
     L = int(factor_set.original_max_position_embeddings)
     # Keep the target the file had (same scale s, this model's L) in the suggested fix.

@@ -369,7 +369,11 @@ def inspect_model(model: Any) -> RopeInfo:
 
 
 def require_supported(info: RopeInfo) -> RopeInfo:
-    """Raise :class:`UserError` with the reason when ``info`` is not supported."""
+    """Raise :class:`UserError` with the reason when ``info`` is not supported, or is no :class:`RopeInfo` at all (a
+    model's name, None or a dict was an AttributeError in every function taking one; battery 20b)."""
+    if not isinstance(info, RopeInfo):
+        raise UserError(f"expected the model's RopeInfo (inspect_model(model) or read_rope_info(name)), got "
+                        f"{type(info).__name__}")
     if not info.supported:
         raise UserError(info.reason or f"model type {info.model_type!r} is not supported")
     return info

@@ -364,9 +364,9 @@ def factor_set(spec: str, info: Any, length: int) -> Any:
 
     if not isinstance(spec, str):
         raise UserError(f"compare: a factor spec is a text (none, METHOD@Nx or a factor file), got {shown(spec)}")
-    if not all(hasattr(info, k) for k in ("original_max_position_embeddings", "rope_theta", "rotary_dim")):
-        raise UserError(f"compare: factor_set takes the model's RoPE facts (read_rope_info(model)), got "
-                        f"{type(info).__name__}")
+    from longrope.models.families import require_supported
+
+    require_supported(info)
     if spec == "none":
         return None
     L = int(info.original_max_position_embeddings)
