@@ -328,7 +328,9 @@ def inspect_model(model: Any) -> RopeInfo:
     import transformers
 
     model = unwrap_adapters(model)
-    check_loaded_model(model, "inspect_model", hint="for a name or path: read_rope_info")
+    check_loaded_model(model, "inspect_model", hint="for a name or path: read_rope_info", weights=False)
+    if getattr(model, "config", None) is None:  # a bare torch module was "'Linear' object has no attribute 'config'"
+        raise UserError(f"inspect_model takes a transformers model (one with a config), got {type(model).__name__}")
     info = rope_info_from_config(model.config)
     if not info.supported:
         return info

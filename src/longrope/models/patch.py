@@ -50,6 +50,7 @@ from longrope.models.families import (
     require_supported,
     unwrap_adapters,
 )
+from longrope.options import check_loaded_model
 from longrope.rope import inv_freq as rope_inv_freq
 from longrope.rope.factors import require_factor_set
 
@@ -482,10 +483,7 @@ def install_factors(model: nn.Module, factor_set: Any) -> RopePatch:
     if existing is not None:
         return existing.swap(factor_set)
     info = require_supported(inspect_model(model))
-    if any(p.is_meta for p in model.parameters()):  # the tables would be empty and to_empty() fills them with noise
-        raise UserError("the model's weights are on the meta device (not loaded yet): install the factors once "
-                        "its weights are loaded (load_model, from_pretrained, or after to_empty() and "
-                        "load_state_dict())")
+    check_loaded_model(model, "install_factors")  # on the meta device the tables would be empty, then noise
     owner = _find_rotary_owner(model)
     original = owner.rotary_emb
     base = _base_inv_freq(info.rope_theta, info.rotary_dim)
