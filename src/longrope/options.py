@@ -156,13 +156,19 @@ def check_seed(seed: Any) -> None:
         raise UserError(f"seed must be an integer in [0, {MAX_SEED:,}], got {shown(seed)}")
 
 
-def check_loaded_model(model: Any, who: str, hint: str = "load it first: longrope.models.load_model(name)") -> None:
-    """A library caller's model is a loaded torch model (not its name, not None): the one check of every
-    function that runs one. A name was 'AttributeError: 'str' object has no attribute 'get_input_embeddings''
-    from evaluate_perplexity (battery 18)."""
+def check_loaded_model(model: Any, who: str, hint: str = "load it first: longrope.models.load_model(name)", *,
+                       weights: bool = True) -> None:
+    """A library caller's model is a loaded torch model (not its name, not None) and, with ``weights``, one whose
+    weights are loaded (not on the meta device): the one check of every function that runs one. A name was
+    'AttributeError: 'str' object has no attribute 'get_input_embeddings'' from evaluate_perplexity (battery 18), a
+    model built on the meta device torch's "Tensor.item() cannot be called on meta tensors" (battery 20b)."""
     if not hasattr(model, "named_modules"):  # a torch module (a test double without a config too)
         shown = f" ({hint})" if isinstance(model, (str, os.PathLike)) else ""
         raise UserError(f"{who} takes a loaded transformers model, got {type(model).__name__}{shown}")
+    parameters = getattr(model, "parameters", None)
+    if weights and callable(parameters) and any(getattr(p, "is_meta", False) for p in parameters()):
+        raise UserError(f"{who}: the model's weights are on the meta device (not loaded yet): load them first "
+                        "(load_model, from_pretrained, or to_empty() and load_state_dict())")
 
 
 def check_loaded_tokenizer(tokenizer: Any, who: str) -> None:

@@ -23,6 +23,7 @@ one, and ``--help`` stays light).
 from __future__ import annotations
 
 import numbers
+import sys
 from typing import Any
 
 from longrope.errors import ConfigError, UserError, shown
@@ -155,7 +156,7 @@ def check_budget(value: Any, field: str) -> float | None:
     ``search --max-seconds/--max-evals``, the demo's and a plan's."""
     if value is None or (_number(value) and value == 0):
         return None
-    if not _number(value) or not 0 < value < float("inf"):
+    if not _number(value) or not 0 < value <= sys.float_info.max:  # 10**400 was float()'s OverflowError
         raise ConfigError(field, "{name} must be a number >= 0 (0 or unset: no limit), got " + _shown(value))
     return float(value)
 

@@ -147,3 +147,22 @@ def test_an_ascii_locale_without_utf8_mode_is_refused_in_one_line(monkeypatch):
         ruler.check_lm_eval()
     monkeypatch.setattr(locale, "getpreferredencoding", lambda do_setlocale=True: "UTF-8")
     ruler.check_lm_eval()
+
+
+def test_make_samples_refuses_arguments_of_another_kind_before_lm_eval_runs(monkeypatch):
+    """battery 20b: make_samples('NIAH_SINGLE_1', ...) was a KeyError, length '512' a TypeError, 10**30 lm-eval
+    generating for ever, n=0 an empty list; canonical_task(['vt']) "unhashable type: 'list'"."""
+    from longrope.data.tokenizer_loading import load_tokenizer
+    from longrope.errors import UserError
+
+    tok = load_tokenizer("tiny")
+    monkeypatch.setattr(ruler, "length_problem", lambda *a, **k: pytest.fail("checked the room of a bad argument"))
+    base = {"task": "niah_single_1", "length": 512, "n": 2, "tokenizer_path": "tiny", "tokenizer": tok}
+    for kw, said in (({"task": "NIAH_SINGLE_1"}, "unknown RULER task"), ({"length": "512"}, "length must be an integer"),
+                     ({"length": 10**30}, "length must be an integer"), ({"n": 0}, "n must be an integer"),
+                     ({"seed": -1}, "seed must be"), ({"tokenizer": "tiny"}, "loaded tokenizer"),
+                     ({"tokenizer_path": None}, "tokenizer_path"), ({"haystack": "essays.txt"}, "must be a Haystack")):
+        with pytest.raises(UserError, match=said):
+            ruler.make_samples(**{**base, **kw})
+    with pytest.raises(ConfigError, match="unknown RULER task"):
+        ruler.canonical_task(["vt"])

@@ -371,3 +371,40 @@ def test_the_evaluation_api_names_an_argument_of_the_wrong_kind():
                        (lambda: sample_documents("shards", 64, 1, seed=0), "TokenCorpus.open")):
         with pytest.raises(UserError, match=said):
             call()
+
+
+def test_a_list_of_token_arrays_given_as_one_array_or_a_generator_is_refused(model, tok):
+    """battery 20b: haystacks=tokens (one array) was numpy's "truth value of an array is ambiguous", haystacks=[] the
+    synthetic filler without a word, needle_score over a generator scored nothing (a NeedleScore of 0 prompts) and
+    over one prompt was "'PasskeyPrompt' object is not iterable", docs=tokens named its first token "document 0"."""
+    from longrope.evaluate import evaluate_perplexity
+
+    hay = np.arange(3, 300)
+    prompts = pk.needle_prompts(tok, 120, 2, seed=0, bos_id=1)
+    for call, said in ((lambda: pk.passkey_accuracy(model, tok, [120], bos_id=1, haystacks=hay), "one array of token"),
+                       (lambda: pk.passkey_accuracy(model, tok, [120], bos_id=1, haystacks=[]), "haystacks is empty"),
+                       (lambda: pk.needle_prompts(tok, 120, 2, seed=0, bos_id=1, haystacks=hay), "one array of token"),
+                       (lambda: pk.needle_score(model, (p for p in prompts)), "prompts must be a list"),
+                       (lambda: pk.needle_score(model, prompts[0]), "prompts must be a list"),
+                       (lambda: evaluate_perplexity(model, torch.from_numpy(hay), 64, bos_id=1), "docs is one array")):
+        with pytest.raises(UserError, match=said):
+            call()
+
+
+@pytest.mark.parametrize("mode", ["generate", "needle", "both"])
+def test_every_prompt_is_checked_before_the_first_forward(tok, mode, monkeypatch):
+    """battery 20b: a haystack long enough for the shortest length but not the longest was refused after the shorter
+    lengths were measured, and a tokenizer with more tokens than the model has embeddings was an IndexError from
+    torch's embedding in generate and both modes."""
+    forwards = []
+    small = tiny_llama(vocab=len(tok) // 2, max_pos=512)
+    monkeypatch.setattr(pk, "needle_score", lambda *a, **k: forwards.append(1))
+    monkeypatch.setattr(pk, "ask_both", lambda *a, **k: forwards.append(1))
+    monkeypatch.setattr(pk, "generate_answer", lambda *a, **k: forwards.append(1))
+    with pytest.raises(UserError, match="the passkey prompt of length 120 holds token id .* embeddings"):
+        pk.passkey_accuracy(small, tok, [120], depths=[0.5], trials=1, bos_id=1, mode=mode)
+    model = tiny_llama(vocab=len(tok), max_pos=512)
+    with pytest.raises(UserError, match="prompt of length 300 needs .* give longer haystacks"):
+        pk.passkey_accuracy(model, tok, [120, 300], depths=[0.5], trials=1, bos_id=1, mode=mode,
+                            haystacks=[np.arange(3, 150)])
+    assert forwards == []

@@ -206,3 +206,25 @@ def test_a_model_left_in_training_mode_is_evaluated_without_dropout_and_left_as_
     model.model.layers[0].eval()  # a mixed state is kept as it was
     assert [evaluate_perplexity(model, docs, 128, bos_id=1).ppl for _ in range(2)] == [reference, reference]
     assert model.training and not model.model.layers[0].training and model.model.layers[1].training
+
+
+def test_a_model_on_the_meta_device_is_refused_in_one_line():
+    """battery 20b: evaluate_perplexity (or passkey_accuracy, a suite) of a model built on the meta device (no weights
+    yet) was torch's "Tensor.item() cannot be called on meta tensors"; install_factors already refused it: one check
+    (options.check_loaded_model) says it for every function that runs a model."""
+    import pytest
+    import torch
+    import transformers
+
+    from longrope.errors import UserError
+    from longrope.evaluate import evaluate_perplexity
+    from longrope.evaluate.suite import ppl_suite
+    from tests.evaluate.eval_helpers import tiny_llama
+
+    with torch.device("meta"):
+        meta = transformers.AutoModelForCausalLM.from_config(tiny_llama().config)
+    docs = [np.arange(3, 90)]
+    for call in (lambda: evaluate_perplexity(meta, docs, 64, bos_id=1),
+                 lambda: ppl_suite(meta, docs, [("none", None)], [64], bos_id=1)):
+        with pytest.raises(UserError, match="weights are on the meta device"):
+            call()

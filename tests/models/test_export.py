@@ -227,6 +227,29 @@ def test_a_library_caller_s_factor_set_dtype_or_model_of_another_kind_is_one_lin
     assert not any(tmp_path.iterdir())
 
 
+def test_a_tokenizer_or_length_of_the_wrong_kind_is_refused_before_anything_is_written(tmp_path):
+    """battery 20b: export_hf(model, "tiny", ...) was "'str' object has no attribute 'save_pretrained'" after the
+    weights were saved, another model's larger tokenizer was written beside the weights without a word (a GGUF whose
+    vocabulary does not match its embeddings), export_model(output=None) pathlib's TypeError and
+    export_model(target_length="64") a TypeError from a comparison."""
+    from longrope.models import export_gguf
+    from longrope.models.exporter import export_model
+    from tests.evaluate.eval_helpers import make_tokenizer
+
+    model = build_tiny("llama")
+    bigger = make_tokenizer(vocab_size=300)  # 300 tokens, the model has 128 embeddings
+    for export, out in ((export_hf, tmp_path / "hf"), (export_gguf, tmp_path / "x.gguf")):
+        with pytest.raises(UserError, match="takes a loaded tokenizer"):
+            export(model, "tiny", _factors(model), out)
+        with pytest.raises(UserError, match="the tokenizer has 300 tokens but the model has 128 token embeddings"):
+            export(model, bigger, _factors(model), out)
+    with pytest.raises(UserError, match="export_model's output .* got None"):
+        export_model("tiny", tmp_path / "f.json", None)
+    with pytest.raises(UserError, match="target-length must be an integer in"):
+        export_model("tiny", tmp_path / "f.json", tmp_path / "out", target_length="64")
+    assert not any(tmp_path.iterdir())
+
+
 def test_an_output_path_that_is_not_utf8_is_refused_before_any_work(tmp_path):
     """battery 9a: export -o $'x\xff' wrote the weights, then the tokenizers library failed to save under the path
     (UnicodeEncodeError traceback)."""

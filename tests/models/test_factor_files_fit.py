@@ -192,3 +192,25 @@ def test_one_rotary_fit_rule_for_every_consumer(info):
         plan_search(rope, target_length=None, base=fs, short=True)
     rope["rope_theta"] = near
     assert plan_search(rope, target_length=None, base=fs, short=True) is not None
+
+
+def test_a_function_taking_the_model_s_rope_facts_refuses_anything_else_in_one_line():
+    """battery 20b: longrope_config_entries(fs, None), check_fits(fs, "tiny", ...), load_factors_for(path, {...}) and
+    compare.factor_set(spec, None) were AttributeErrors ("'NoneType' object has no attribute
+    'original_max_position_embeddings'"): the one gate of a RopeInfo (families.require_supported) checks its kind."""
+    import pytest
+
+    from longrope.errors import UserError
+    from longrope.models import longrope_config_entries, read_rope_info
+    from longrope.models.factor_files import check_fits, load_factors_for
+    from longrope.rope import make_baseline
+    from longrope.runs.compare import factor_set
+
+    info = read_rope_info("tiny")
+    fs = make_baseline("yarn", rope_theta=info.rope_theta, rotary_dim=info.rotary_dim,
+                       original_length=info.original_max_position_embeddings, target_length=1024)
+    for bad in (None, "tiny", {"rope_theta": info.rope_theta}):
+        for call, args in ((longrope_config_entries, (fs, bad)), (check_fits, (fs, bad, "f.json")),
+                           (load_factors_for, ("f.json", bad)), (factor_set, ("yarn@2x", bad, 512))):
+            with pytest.raises(UserError, match="expected the model's RopeInfo"):
+                call(*args) if call is not check_fits else check_fits(args[0], args[1], source=args[2])

@@ -40,3 +40,41 @@ def test_a_cell_measured_by_another_passkey_protocol_is_measured_again():
     bare = {k: v for k, v in legacy.items() if k != "passkey"}
     assert _stale_cell(bare, METHODS, digests, True, None, passkey_protocol(config)) == "its passkey is asked for"
     assert _stale_cell(bare, METHODS, digests, False, None, None) is None
+
+
+def test_a_comparison_s_ratios_names_and_goals_are_checked_as_written():
+    """battery 20b: "８x" (a full-width digit) and "8x\\n" were ratios, a method named 3 or "" and a model "" were
+    taken, a goal bound NaN, "nan*" or "-1*" another cell was a goal never met, 10**400 an OverflowError, a misspelt
+    key beside the bound and two goals of one name were taken, ratio_length(nan) int()'s ValueError."""
+    import pytest
+
+    from longrope.errors import UserError
+    from longrope.runs.compare import evaluate_goals, ratio_length
+
+    methods = {"ours": {"model": "tiny", "factors": {"2x": "pi@2x"}}, "base": {"model": "tiny", "factors": {"2x": "none"}}}
+
+    def config(**kw):
+        return CompareConfig(**{"data": "x", "methods": methods, "ratios": ("2x",), **kw})
+
+    def goal(bound, **kw):
+        return ({"name": "g", "value": "heldout_ppl.2x.ours", "at_most": bound, **kw},)
+
+    cases = [(dict(ratios=("２x",), methods={"a": {"model": "tiny", "factors": {"２x": "none"}}}), "not a context ratio"),
+             (dict(ratios=("2x\n",), methods={"a": {"model": "tiny", "factors": {"2x\n": "none"}}}), "not a context ratio"),
+             (dict(methods={3: methods["ours"]}), "a method's name must be a non-empty text"),
+             (dict(methods={"": methods["ours"]}), "a method's name must be a non-empty text"),
+             (dict(methods={"a": {"model": "", "factors": {"2x": "none"}}}), "a non-empty string"),
+             (dict(goals=goal(float("nan"))), "a goal bound must be a finite number"),
+             (dict(goals=goal(10**400)), "a goal bound must be a finite number"),
+             (dict(goals=goal("nan*heldout_ppl.2x.base")), "must be a finite number > 0"),
+             (dict(goals=goal("-1*heldout_ppl.2x.base")), "must be a finite number > 0"),
+             (dict(goals=goal(3, at_lest=2)), r"unknown key\(s\) \['at_lest'\]"),
+             (dict(goals=goal(3) * 2), "two goals are named 'g'")]
+    for kw, said in cases:
+        with pytest.raises(UserError, match=said):
+            config(**kw)
+    for ratio, length in ((float("nan"), 32), (-2.0, 32), (None, 32), (2.0, "32")):
+        with pytest.raises(UserError):
+            ratio_length(ratio, length)
+    with pytest.raises(UserError, match="needs exactly one of at_most, at_least"):
+        evaluate_goals([{"name": "g", "value": "x"}], {})

@@ -130,6 +130,24 @@ def test_space_validation_names_the_field():
         SearchSpace(n_dims=4, critical_dims=(1,))
 
 
+def test_a_space_of_values_of_another_kind_is_one_user_error():
+    """battery 20b: SearchSpace took start_tokens=(0.5,) (a fractional n̂), (True,), monotone='no' (a monotone space),
+    critical_lower='1.5'; start_tokens=4 and attention_choices=('a',) were TypeErrors, upper=10**400 an OverflowError,
+    every refusal a plain ValueError the command line would print as a traceback; StopRules(max_evals=10**400) an
+    OverflowError too."""
+    from longrope.errors import UserError
+    from longrope.search import StopRules
+
+    for kw in ({"start_tokens": (0.5,)}, {"start_tokens": (True,)}, {"start_tokens": 4}, {"monotone": "no"},
+               {"critical_lower": "1.5"}, {"attention_choices": ("a",)}, {"attention_choices": 1.0},
+               {"upper": 10**400}, {"critical_dims": (0.5,)}, {"step": 0.0}):
+        with pytest.raises(UserError, match=next(iter(kw))):
+            SearchSpace(n_dims=4, **kw)
+    assert SearchSpace(n_dims=4, monotone=np.bool_(False)).monotone is False
+    with pytest.raises(UserError, match="max_evals must be a number"):
+        StopRules(max_evals=10**400)
+
+
 def test_attention_gene_seeds_and_default():
     from longrope.search.seeds import attention_choices
 

@@ -120,8 +120,8 @@ NIAH_ARGS: dict[str, dict[str, Any]] = {
 
 def canonical_task(name: str) -> str:
     """lm-eval's name for ``name`` (``vt`` -> ``ruler_vt``); unknown names are a :class:`ConfigError`."""
-    name = ALIASES.get(name, name)
-    if name not in TASKS:
+    name = ALIASES.get(name, name) if isinstance(name, str) else name  # a list was "unhashable type" (battery 20b)
+    if not isinstance(name, str) or name not in TASKS:
         known = ", ".join(list(TASKS) + list(ALIASES))
         raise ConfigError("tasks", f"{{name}}: unknown RULER task {name!r}; known: {known}")
     return name
@@ -491,6 +491,25 @@ def _essay_dataset(task: str, haystack: Haystack):
     return build
 
 
+def _checked_arguments(task: Any, length: Any, n: Any, *, tokenizer_path: Any, tokenizer: Any, seed: Any,
+                       haystack: Any) -> tuple[str, int, int]:
+    """:func:`make_samples`' arguments as the command line gives them (one UserError naming the bad one): 'NIAH_1'
+    was a KeyError, length '512' a TypeError, 10**30 lm-eval generating for ever, n 0 an empty list (battery 20b)."""
+    from longrope.io import path_argument
+    from longrope.options import MAX_TOKENS, check_loaded_tokenizer, check_seed, int_problem
+
+    task = canonical_task(task)
+    for name, value, lo, hi in (("length", length, 1, MAX_TOKENS), ("n", n, 1, MAX_SAMPLES)):
+        if (problem := int_problem(value, lo, hi)) is not None:
+            raise UserError(f"{name} {problem}")
+    check_seed(seed)
+    check_loaded_tokenizer(tokenizer, "make_samples")
+    path_argument(tokenizer_path, "make_samples' tokenizer_path (the tokenizer's folder or hub id)")
+    if haystack is not None and not isinstance(haystack, Haystack):
+        raise UserError(f"haystack must be a Haystack (load_haystack(path)) or None, got {type(haystack).__name__}")
+    return task, int(length), int(n)
+
+
 def make_samples(task: str, length: int, n: int, *, tokenizer_path: str, tokenizer: Any, seed: int = 0,
                  haystack: Haystack | None = None) -> list[dict]:
     """The first ``n`` samples lm-eval's ``task`` generates at ``length`` (see the module doc).
@@ -501,6 +520,8 @@ def make_samples(task: str, length: int, n: int, *, tokenizer_path: str, tokeniz
     ``max_length``. A length too short for the task is a :class:`ConfigError` naming ``lengths``.
     lm-eval's fwe does not count its answer budget when it sizes the text, so its ``length`` may
     pass ``max_length`` by a few tokens; the samples are kept as lm-eval made them."""
+    task, length, n = _checked_arguments(task, length, n, tokenizer_path=tokenizer_path, tokenizer=tokenizer, seed=seed,
+                                         haystack=haystack)  # before lm-eval's import (~20 s)
     from lm_eval.api.task import ConfigurableTask
 
     spec = TASKS[task]

@@ -58,7 +58,7 @@ import dataclasses
 import math
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -68,7 +68,7 @@ import torch
 from longrope.errors import UserError, shown
 from longrope.evaluate import lm
 from longrope.evaluate.memory import out_of_memory
-from longrope.evaluate.windows import check_bos_id, check_length
+from longrope.evaluate.windows import check_bos_id, check_length, check_token_arrays
 from longrope.options import (
     check_flag,
     check_loaded_model,
@@ -211,7 +211,8 @@ def build_passkey_prompt(
     else:
         hay = haystack_ids(haystack)
         if len(hay) < budget:
-            raise UserError(f"haystack has {len(hay)} tokens; the prompt needs {budget} filler tokens")
+            raise UserError(f"haystack has {len(hay)} tokens; the prompt of length {length} needs {budget} filler "
+                            "tokens: give longer haystacks or a shorter length")
         before, after = hay[:n_before], hay[n_before:budget]
     parts = [np.asarray(head, np.int64), np.asarray(instr, np.int64), before, np.asarray(needle, np.int64),
              after, np.asarray(question, np.int64), np.asarray(answer, np.int64)]
@@ -397,6 +398,8 @@ def needle_prompts(
     check_seed(seed)
     length, bos_id = check_length(length), check_bos_id(bos_id)
     depths = check_passkey_depths(depths) if depths is not None else None
+    if haystacks is not None:
+        check_token_arrays(haystacks, "haystacks")
     rng = np.random.default_rng([int(seed), int(length)])
     joiner = piece_joiner(tokenizer)
     out = []
@@ -417,8 +420,7 @@ def needle_score(model: torch.nn.Module, prompts: Sequence[PasskeyPrompt], *,
     from longrope.models.generation import check_token_ids, evaluation_mode
 
     check_loaded_model(model, "needle_score")
-    if not prompts:
-        raise UserError("no needle prompts to score")
+    check_sequence(prompts, "prompts", "[prompt]")  # a generator scored nothing, one prompt was a TypeError
     lm.check_chunk_size(chunk_size)
     for k, p in enumerate(prompts):  # before any forward pass (an id without embedding was an IndexError)
         if not isinstance(p, PasskeyPrompt):
@@ -599,6 +601,8 @@ def passkey_accuracy(
     lengths = [check_length(n) for n in lengths]
     depths = check_passkey_depths(depths)
     bos_id, progress = check_bos_id(bos_id), check_flag(progress, "progress")
+    if haystacks is not None:
+        check_token_arrays(haystacks, "haystacks")
     check_loaded_model(model, "passkey_accuracy")  # after the values: a bad depth is said before anything else
     check_loaded_tokenizer(tokenizer, "passkey_accuracy")
     from longrope.models.generation import check_token_ids
@@ -608,6 +612,11 @@ def passkey_accuracy(
     for k, h in enumerate(haystacks or ()):  # before any forward (an id past the embeddings was an IndexError)
         check_token_ids(model, haystack_ids(h), what=f"haystack {k}", fix="give token ids of this model's tokenizer")
     joiner = piece_joiner(tokenizer)
+    for length in dict.fromkeys((min(lengths), max(lengths))):  # the prompts of the ends, before any forward
+        for *_, p in _cell_prompts(tokenizer, length, depths, trials, seed=seed, bos_id=bos_id, mode=mode,
+                                   haystacks=haystacks, joiner=joiner):
+            check_token_ids(model, p.input_ids, what=f"the passkey prompt of length {length}", tokenizer=tokenizer,
+                            fix="give the tokenizer of this model")
     pad = getattr(tokenizer, "pad_token_id", None)
     if pad is None:
         pad = getattr(tokenizer, "eos_token_id", None)
@@ -633,25 +642,40 @@ def _passkey_cells(model: torch.nn.Module, tokenizer: Any, length: int, depths: 
                    seed: int, bos_id: int | None, mode: str, haystacks: Sequence[Any] | None, joiner: str,
                    pad: int | None, result: PasskeyResult, bar: Any) -> None:
     """Every (depth, trial) of one length, appended to ``result``."""
+    from longrope.models.generation import check_token_ids
+
+    for depth, k, key, p in _cell_prompts(tokenizer, length, depths, trials, seed=seed, bos_id=bos_id, mode=mode,
+                                          haystacks=haystacks, joiner=joiner):
+        check_token_ids(model, p.input_ids, what=f"the passkey prompt of length {length}", tokenizer=tokenizer,
+                        fix="give the tokenizer of this model")
+        if mode == "needle":
+            s = needle_score(model, [p])
+            trial = PasskeyTrial(length, float(depth), k, key, s.exact == 1, answer_nll=s.mean_nll)
+        elif mode == "both":  # the same prompt, greedy and teacher-forced, on one prefill
+            text, correct, nll, exact = ask_both(model, tokenizer, p, pad_token_id=pad)
+            trial = PasskeyTrial(length, float(depth), k, key, correct, output=text, answer_nll=nll,
+                                 forced_correct=exact)
+        else:
+            text, correct = generate_answer(model, tokenizer, p.input_ids, key, pad_token_id=pad)
+            trial = PasskeyTrial(length, float(depth), k, key, correct, output=text)
+        result.trials.append(trial)
+        if bar is not None:
+            bar.update(1)
+
+
+def _cell_prompts(tokenizer: Any, length: int, depths: Sequence[float], trials: int, *, seed: int,
+                  bos_id: int | None, mode: str, haystacks: Sequence[Any] | None,
+                  joiner: str) -> Iterator[tuple[float, int, int, PasskeyPrompt]]:
+    """``(depth, trial, key, prompt)`` of every cell of one length: what is measured, and what
+    :func:`passkey_accuracy` builds for the shortest and longest length before any forward (a haystack too short
+    for the longest length, or a tokenizer with ids the model has no embedding for, was refused, or an IndexError,
+    after the shorter lengths were measured; battery 20b)."""
     for di, depth in enumerate(depths):
         for k in range(trials):
             key = passkey_key(seed, length, di, k)
             hay = None
             if haystacks:
-                h = haystacks[(di * trials + k) % len(haystacks)]
-                hay = np.asarray(getattr(h, "tokens", h))
+                hay = haystack_ids(haystacks[(di * trials + k) % len(haystacks)])
             p = build_passkey_prompt(tokenizer, length, key, float(depth), bos_id=bos_id,
                                      with_answer=mode == "needle", joiner=joiner, haystack=hay)
-            if mode == "needle":
-                s = needle_score(model, [p])
-                trial = PasskeyTrial(length, float(depth), k, key, s.exact == 1, answer_nll=s.mean_nll)
-            elif mode == "both":  # the same prompt, greedy and teacher-forced, on one prefill
-                text, correct, nll, exact = ask_both(model, tokenizer, p, pad_token_id=pad)
-                trial = PasskeyTrial(length, float(depth), k, key, correct, output=text, answer_nll=nll,
-                                     forced_correct=exact)
-            else:
-                text, correct = generate_answer(model, tokenizer, p.input_ids, key, pad_token_id=pad)
-                trial = PasskeyTrial(length, float(depth), k, key, correct, output=text)
-            result.trials.append(trial)
-            if bar is not None:
-                bar.update(1)
+            yield float(depth), k, key, p

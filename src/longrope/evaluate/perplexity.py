@@ -24,8 +24,14 @@ import torch
 
 from longrope.errors import UserError
 from longrope.evaluate import lm
-from longrope.evaluate.windows import Window, check_length, document_windows, max_tokens_below
-from longrope.options import check_flag, check_loaded_model, check_sequence, is_integer
+from longrope.evaluate.windows import (
+    Window,
+    check_length,
+    check_token_arrays,
+    document_windows,
+    max_tokens_below,
+)
+from longrope.options import check_flag, check_loaded_model, is_integer
 
 __all__ = ["DocNLL", "PerplexityResult", "evaluate_perplexity", "doc_tokens_and_id"]
 
@@ -125,7 +131,7 @@ def _check_arguments(model: Any, docs: Any, length: Any, *, stride: Any, max_tok
     """:func:`evaluate_perplexity`'s arguments checked before any work (a :class:`UserError` naming the bad one);
     the window length as an int."""
     check_loaded_model(model, "evaluate_perplexity")
-    check_sequence(docs, "docs", "[token_ids]")
+    check_token_arrays(docs, "docs")
     length = check_length(length)
     if not is_integer(batch_size) or batch_size < 1:
         raise UserError(f"batch_size must be a positive integer, got {batch_size!r}")

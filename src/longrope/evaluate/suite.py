@@ -8,23 +8,64 @@ The unscaled model is the set named ``none`` (``swap(None)``: the model's own Ro
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from longrope.errors import UserError, shown
 from longrope.evaluate.passkey import PasskeyResult, passkey_accuracy
 from longrope.evaluate.perplexity import PerplexityResult, evaluate_perplexity
 from longrope.evaluate.plots import plot_passkey_heatmap, plot_ppl_vs_length
 from longrope.io import write_csv, write_json
 
-__all__ = ["NamedFactors", "factor_switch", "ppl_suite", "passkey_suite", "compare_at_length",
+__all__ = ["NamedFactors", "check_sets", "factor_switch", "ppl_suite", "passkey_suite", "compare_at_length",
            "write_ppl_outputs", "write_passkey_outputs", "PPL_CSV_FIELDS"]
 
 NamedFactors = tuple[str, Any]
 """``(name, FactorSet or None)``; None = the model's own RoPE."""
+
+
+def check_sets(model: torch.nn.Module, sets: Any, who: str) -> list[NamedFactors]:
+    """A suite's factor sets as ``[(name, FactorSet or None)]``, checked before any measurement: a list of pairs (or
+    a ``{name: set}`` mapping), each name a distinct non-empty text, each set fitting ``model``. The one check of
+    every suite: ``ppl_suite(sets={...})`` was "too many values to unpack", ``[fs]`` "cannot unpack", ``[]`` an empty
+    result, two sets named alike one mixed curve, a set of another model refused after the others ran (battery 20b)."""
+    from longrope.models.patch import check_factor_sets
+    from longrope.options import check_loaded_model, check_sequence
+
+    check_loaded_model(model, who)
+    if isinstance(sets, Mapping):
+        sets = list(sets.items())
+    check_sequence(sets, "sets", "[('none', None), ('yarn', FactorSet.load('yarn.json'))]")
+    pairs: list[NamedFactors] = []
+    for k, item in enumerate(sets):
+        if not isinstance(item, tuple | list) or len(item) != 2:
+            raise UserError(f"sets[{k}] must be a (name, FactorSet or None) pair, got {shown(item)}")
+        name, fs = item
+        if not isinstance(name, str) or not name.strip():
+            raise UserError(f"sets[{k}]: a factor set's name must be a non-empty text, got {shown(name)}")
+        if any(name == other for other, _ in pairs):
+            raise UserError(f"sets: the name {name!r} is given twice; give each factor set its own name")
+        pairs.append((name, fs))
+    check_factor_sets(model, pairs)
+    return pairs
+
+
+def _check_lengths(lengths: Any) -> list[int]:
+    """A suite's context lengths, each checked as ``length`` is, before the first is measured."""
+    from longrope.evaluate.windows import check_length
+    from longrope.options import check_sequence
+
+    check_sequence(lengths, "lengths", "[4096]")
+    return [check_length(n) for n in lengths]
+
+
+def _check_log(log: Any) -> None:
+    if log is not None and not callable(log):
+        raise UserError(f"log must be a function taking one line of text (e.g. print) or None, got {shown(log)}")
 
 
 @contextmanager
@@ -73,6 +114,8 @@ def ppl_suite(
     from longrope.evaluate.lm import model_device
     from longrope.evaluate.memory import out_of_memory
 
+    sets, lengths = check_sets(model, sets, "ppl_suite"), _check_lengths(lengths)
+    _check_log(log)
     out = []
     with factor_switch(model, sets) as use:
         for name, fs in sets:
@@ -90,11 +133,15 @@ def ppl_suite(
 def compare_at_length(model: torch.nn.Module, docs: Sequence[Any], length: int, sets: dict[str, Any], *,
                       bos_id: int | None, subject: str = "searched") -> dict:
     """Token-weighted PPL of each named factor set on the same ``docs`` at ``length``, and the ratio
-    of ``subject`` to the best of the others (the search's held-out report)."""
+    of ``subject`` (one of the sets' names) to the best of the others (the search's held-out report)."""
     import time
 
+    pairs = check_sets(model, sets, "compare_at_length")
+    if subject not in [name for name, _ in pairs]:
+        raise UserError(f"subject {shown(subject)} is none of the sets' names {[name for name, _ in pairs]}; give the "
+                        "name of the set to compare with the others")
     t0 = time.perf_counter()
-    results = ppl_suite(model, docs, list(sets.items()), [length], bos_id=bos_id)
+    results = ppl_suite(model, docs, pairs, [length], bos_id=bos_id)
     ppl = {name: r.ppl for name, r in results}
     others = {k: v for k, v in ppl.items() if k != subject}
     best = min(others, key=others.get) if others else None
@@ -112,6 +159,8 @@ def compare_at_length(model: torch.nn.Module, docs: Sequence[Any], length: int, 
 def passkey_suite(model: torch.nn.Module, tokenizer: Any, sets: Sequence[NamedFactors], lengths: Sequence[int],
                   *, log: Callable[[str], None] | None = None, **kwargs: Any) -> list[tuple[str, PasskeyResult]]:
     """``passkey_accuracy`` for every factor set (same seeded keys and depths for each)."""
+    sets = check_sets(model, sets, "passkey_suite")
+    _check_log(log)
     out = []
     with factor_switch(model, sets) as use:
         for name, fs in sets:
@@ -163,9 +212,21 @@ def write_passkey_outputs(out_dir: str | os.PathLike, results: list[tuple[str, P
     paths = {"json": out / "passkey.json", "csv": out / "passkey.csv"}
     write_json(paths["json"], {"config": config, "results": [{"factors": n, **r.to_dict()} for n, r in results]})
     write_csv(paths["csv"], rows, fields)
-    for name, r in results:
-        safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
-        p = out / f"passkey_{safe}.png"
+    for (name, r), stem in zip(results, _file_stems([name for name, _ in results])):
+        p = out / f"passkey_{stem}.png"
         plot_passkey_heatmap(r.cells(), p, title=f"Passkey accuracy ({r.mode}) — {name}")
         paths[f"png:{name}"] = p
     return paths
+
+
+def _file_stems(names: Sequence[str]) -> list[str]:
+    """A distinct file-name stem for each set name (letters, digits, ``-_.``; another character is ``_``): sets named
+    "a b" and "a_b" (factor files ``a b.json`` and ``a_b.json``) wrote one heatmap over the other (battery 20b)."""
+    stems: list[str] = []
+    for name in names:
+        base = "".join(ch if ch.isascii() and (ch.isalnum() or ch in "-_.") else "_" for ch in str(name)) or "_"
+        stem, k = base, 2
+        while stem in stems:
+            stem, k = f"{base}-{k}", k + 1
+        stems.append(stem)
+    return stems

@@ -30,8 +30,8 @@ import numpy as np
 from longrope.errors import UserError, shown
 from longrope.settings import HELDOUT_FRACTION
 
-__all__ = ["Window", "document_windows", "check_length", "check_stride", "resolve_bos", "select_windows",
-           "windows_across"]
+__all__ = ["Window", "document_windows", "check_length", "check_stride", "check_token_arrays", "resolve_bos",
+           "select_windows", "windows_across"]
 
 
 def resolve_bos(tokenizer: object = None, *, corpus: object = None, model: object = None) -> int | None:
@@ -126,6 +126,17 @@ def check_length(length: object, *, name: str = "length") -> int:
     if int(length) > MAX_TOKENS:
         raise UserError(f"{name} must be at most {MAX_TOKENS:,} tokens, got {shown(int(length))}")
     return int(length)
+
+
+def check_token_arrays(value: object, name: str) -> None:
+    """A list of token arrays (documents, haystacks) is a non-empty list, not one array: ``haystacks=tokens`` was
+    numpy's "truth value of an array is ambiguous", ``docs=tokens`` "document 0 must be a 1-D array ..., got
+    shape ()" for its first token, ``haystacks=[]`` the synthetic filler without a word (battery 20b)."""
+    from longrope.options import check_sequence
+
+    if getattr(value, "ndim", None) == 1 and str(getattr(value, "dtype", "object")) != "object":  # numpy or torch
+        raise UserError(f"{name} is one array of token ids; give a list of them ([tokens] for one)")
+    check_sequence(value, name, "[tokens]")
 
 
 def check_bos_id(bos_id: object) -> int | None:

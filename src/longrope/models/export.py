@@ -357,6 +357,24 @@ and the short ones otherwise, for the whole context; it multiplies cos/sin by
 """
 
 
+def check_export_tokenizer(model: Any, tokenizer: Any, who: str) -> None:
+    """The tokenizer written beside the weights: None (none written) or a loaded tokenizer with no token the model
+    has no embedding for, checked before anything is written (both writers). A name was "'str' object has no
+    attribute 'save_pretrained'" after the weights were saved; another model's larger tokenizer was written
+    without a word, a Hugging Face folder that fails on its new tokens and a GGUF whose vocabulary does not match
+    its embedding tensor (battery 20b)."""
+    if tokenizer is None:
+        return
+    from longrope.options import check_loaded_tokenizer
+
+    check_loaded_tokenizer(tokenizer, who)
+    rows = int(model.get_input_embeddings().num_embeddings)
+    size = len(tokenizer) if callable(getattr(tokenizer, "__len__", None)) else len(tokenizer.get_vocab())
+    if size > rows:
+        raise UserError(f"{who}: the tokenizer has {size:,} tokens but the model has {rows:,} token embeddings: give "
+                        "this model's own tokenizer (or None to write none)")
+
+
 def export_hf(
     model: Any,
     tokenizer: Any,
@@ -380,6 +398,7 @@ def export_hf(
     out = output_folder(path_argument(out_dir, "export_hf's out_dir (the folder to write)"))
     require_no_adapters(model, "export_hf")
     info = require_supported(inspect_model(model))
+    check_export_tokenizer(model, tokenizer, "export_hf")
     entries, warnings = longrope_config_entries(factor_set, info)
     check_output_folder(out, overwrite)
     make_folder(out.parent)

@@ -59,9 +59,11 @@ def export_model(model: str, factors: str | os.PathLike, output: str | os.PathLi
     the saved weights' dtype (hf default: as stored, float32 for GGUF sources; gguf default:
     float16). Returns ``{"output", "format", "tokenizer", "warnings"}``.
     """
+    from longrope.io import path_argument
     from longrope.models.factor_files import load_factors_for
     from longrope.models.loading import read_rope_info, resolve_source
 
+    path_argument(output, "export_model's output (the folder or .gguf file to write)")  # None was pathlib's TypeError
     if fmt == "hf" and Path(output).suffix.lower() == ".gguf":  # a folder named x.gguf, without a word (battery 11a)
         raise UserError(f"-o {output} names a GGUF file, but --format hf writes a Hugging Face folder: add --format "
                         "gguf, or give the folder a name without .gguf")

@@ -75,6 +75,9 @@ def check_fits(factor_set: Any, info: Any, *, source: str, model: str | None = N
     L is accepted on a model trained at another L. ``override_flag``: how the command spells that
     option (None when it has none), for the message.
     """
+    from longrope.models.families import require_supported
+
+    require_supported(info)
     L_model = int(info.original_max_position_embeddings)
     L = int(factor_set.original_max_position_embeddings)
     # Keep the target the file had (same scale s, this model's L) in the suggested fix.
@@ -100,12 +103,15 @@ def load_factors_for(
     none); another file with another L' is refused rather than exported or run at its own L' unsaid."""
     from longrope.formats.factors import CsvWithoutLengths
     from longrope.models.families import require_supported
+    from longrope.options import int_problem
     from longrope.rope.factors import FactorSet, RotaryDimMismatch
+    from longrope.rope.values import MAX_LENGTH
 
-    if original_length is not None and original_length < 2:
-        raise UserError(f"--original-length must be an integer >= 2, got {original_length}")
-    if target_length is not None and target_length < 1:
-        raise UserError(f"--target-length must be a positive integer, got {target_length}")
+    # a library caller's values too: "64" was a TypeError, True a target of 1 token (battery 20b)
+    for flag, value, lo in ((override_flag or "original_length", original_length, 2),
+                            (target_flag or "target_length", target_length, 1)):
+        if value is not None and (problem := int_problem(value, lo, MAX_LENGTH)) is not None:
+            raise UserError(f"{flag} {problem}")
     require_supported(info)
     L = original_length if original_length is not None else info.original_max_position_embeddings
     try:

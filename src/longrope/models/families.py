@@ -328,7 +328,9 @@ def inspect_model(model: Any) -> RopeInfo:
     import transformers
 
     model = unwrap_adapters(model)
-    check_loaded_model(model, "inspect_model", hint="for a name or path: read_rope_info")
+    check_loaded_model(model, "inspect_model", hint="for a name or path: read_rope_info", weights=False)
+    if getattr(model, "config", None) is None:  # a bare torch module was "'Linear' object has no attribute 'config'"
+        raise UserError(f"inspect_model takes a transformers model (one with a config), got {type(model).__name__}")
     info = rope_info_from_config(model.config)
     if not info.supported:
         return info
@@ -369,7 +371,11 @@ def inspect_model(model: Any) -> RopeInfo:
 
 
 def require_supported(info: RopeInfo) -> RopeInfo:
-    """Raise :class:`UserError` with the reason when ``info`` is not supported."""
+    """Raise :class:`UserError` with the reason when ``info`` is not supported, or is no :class:`RopeInfo` at all (a
+    model's name, None or a dict was an AttributeError in every function taking one; battery 20b)."""
+    if not isinstance(info, RopeInfo):
+        raise UserError(f"expected the model's RopeInfo (inspect_model(model) or read_rope_info(name)), got "
+                        f"{type(info).__name__}")
     if not info.supported:
         raise UserError(info.reason or f"model type {info.model_type!r} is not supported")
     return info

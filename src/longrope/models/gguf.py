@@ -61,6 +61,7 @@ from longrope.io import (
 )
 from longrope.models.export import (
     ExportResult,
+    check_export_tokenizer,
     check_target_length,
     check_writable_parent,
     longrope_config_entries,
@@ -494,6 +495,7 @@ def export_gguf(
     check_output_file(out, overwrite)
     require_no_adapters(model, "export_gguf")
     info = require_supported(inspect_model(model))
+    check_export_tokenizer(model, tokenizer, "export_gguf")
     if info.model_type in NO_GGUF_FACTORS:
         raise UserError(no_factors_message(NO_GGUF_FACTORS[info.model_type]))
     longrope_config_entries(factor_set, info)  # validates the set against the model (its caveats are HF's)

@@ -50,6 +50,7 @@ from longrope.models.families import (
     require_supported,
     unwrap_adapters,
 )
+from longrope.options import check_loaded_model
 from longrope.rope import inv_freq as rope_inv_freq
 from longrope.rope.factors import require_factor_set
 
@@ -452,6 +453,23 @@ def _buffer_device(module: nn.Module) -> torch.device | None:
     return None
 
 
+def check_factor_sets(model: nn.Module, named_sets: Any) -> None:
+    """Each factor set of ``named_sets`` (``(name, FactorSet or None)`` pairs) fits ``model``, by the checks
+    :func:`install_factors` and :meth:`RopePatch.swap` make, before the first one is used: a suite of sets refused
+    its third after measuring the first two (battery 20b)."""
+    named_sets = [(name, fs) for name, fs in named_sets if fs is not None]
+    if not named_sets:  # the model's own RoPE only: nothing to fit
+        return
+    info = require_supported(inspect_model(unwrap_adapters(model)))
+    base = _base_inv_freq(info.rope_theta, info.rotary_dim)
+    for name, fs in named_sets:
+        if fs is not None:
+            try:
+                _resolve(fs, info, base)
+            except UserError as e:
+                raise UserError(f"factor set {name!r}: {e}") from None
+
+
 def install_factors(model: nn.Module, factor_set: Any) -> RopePatch:
     """Make ``model`` use ``factor_set`` (a :class:`~longrope.rope.FactorSet`), in place.
 
@@ -465,10 +483,7 @@ def install_factors(model: nn.Module, factor_set: Any) -> RopePatch:
     if existing is not None:
         return existing.swap(factor_set)
     info = require_supported(inspect_model(model))
-    if any(p.is_meta for p in model.parameters()):  # the tables would be empty and to_empty() fills them with noise
-        raise UserError("the model's weights are on the meta device (not loaded yet): install the factors once "
-                        "its weights are loaded (load_model, from_pretrained, or after to_empty() and "
-                        "load_state_dict())")
+    check_loaded_model(model, "install_factors")  # on the meta device the tables would be empty, then noise
     owner = _find_rotary_owner(model)
     original = owner.rotary_emb
     base = _base_inv_freq(info.rope_theta, info.rotary_dim)

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from longrope.errors import ConfigError, UserError
+from longrope.errors import ConfigError, UserError, one_line, shown
 from longrope.groups import (
     check_groups,
     depths_option,
@@ -42,13 +42,16 @@ from longrope.groups import (
     seed_option,
     trials_option,
 )
-from longrope.options import MAX_COUNT, check_int, int_problem, option
+from longrope.options import MAX_COUNT, MAX_TOKENS, check_int, int_problem, option
 
 CELLS_FILE = "cells.jsonl"
 METRICS = ("heldout_ppl", "passkey", "ruler")
-_RATIO = re.compile(r"^(\d+(?:\.\d+)?)x$")
-_CLOSED_FORM = re.compile(r"^([a-z0-9_-]+)@(\d+(?:\.\d+)?)x$")
-_CELL = re.compile(r"^(heldout_ppl|passkey|ruler)\.(\d+(?:\.\d+)?x)\.(.+)$")
+# ASCII digits, matched whole (re.fullmatch): "８x" (a full-width digit) and "8x\n" were ratios of their own
+_RATIO = re.compile(r"(\d+(?:\.\d+)?)x", re.ASCII)
+_CLOSED_FORM = re.compile(r"([a-z0-9_-]+)@(\d+(?:\.\d+)?)x", re.ASCII)
+_CELL = re.compile(r"(heldout_ppl|passkey|ruler)\.(\d+(?:\.\d+)?x)\.(.+)", re.ASCII | re.DOTALL)
+#: the keys of a goal (a misspelt "at_lest" beside "at_most" was taken without a word)
+GOAL_KEYS = ("name", "value", "at_most", "at_least")
 
 __all__ = ["CompareConfig", "parse_ratio", "ratio_length", "check_methods", "check_goals", "evaluate_goals", "factor_set",
            "run_compare"]
@@ -56,25 +59,37 @@ __all__ = ["CompareConfig", "parse_ratio", "ratio_length", "check_methods", "che
 
 def parse_ratio(text: Any) -> float:
     """``"8x"`` → 8.0 (a ratio of the model's original context); anything else is a UserError."""
-    m = _RATIO.match(str(text))
-    if not m or float(m.group(1)) < 1:
-        raise UserError(f"{text!r} is not a context ratio; write it like \"8x\" (at least \"1x\")")
+    m = _RATIO.fullmatch(text) if isinstance(text, str) else None
+    if not m or not 1 <= float(m.group(1)) < math.inf:
+        raise UserError(f"{shown(text)} is not a context ratio; write it like \"8x\" (at least \"1x\")")
     return float(m.group(1))
 
 
 def ratio_length(ratio: str | float, original_length: int) -> int:
-    """Tokens at ``ratio`` × L (rounded)."""
-    r = parse_ratio(ratio) if isinstance(ratio, str) else float(ratio)
-    return int(round(r * original_length))
+    """Tokens at ``ratio`` × L (rounded): ``ratio`` a text ("8x") or a number >= 1, ``original_length`` an integer
+    >= 1 (NaN was int()'s ValueError, -2 a length of -64, None a TypeError; battery 20b)."""
+    from longrope.options import is_number
+
+    r = parse_ratio(ratio) if isinstance(ratio, str) else ratio
+    if not is_number(r) or not 1 <= r <= sys.float_info.max:
+        raise UserError(f"a context ratio must be a finite number >= 1 or a text like \"8x\", got {shown(ratio)}")
+    if (problem := int_problem(original_length, 1, MAX_TOKENS)) is not None:
+        raise UserError(f"original_length {problem}")
+    return int(round(float(r) * int(original_length)))
 
 
 def check_methods(methods: Any, ratios: list[str]) -> None:
     """The ``methods`` table's shape: ``{name: {"model": M, "factors": {ratio: spec}}}``."""
     if not isinstance(methods, dict) or not methods:
         raise UserError("compare: 'methods' must be a JSON object {name: {\"model\": ..., \"factors\": {...}}}")
+    if not isinstance(ratios, (list, tuple)):  # a text was searched as a substring ("2x" in "32x")
+        raise UserError(f"compare: ratios must be a list like [\"1x\", \"8x\"], got {shown(ratios)}")
     for name, m in methods.items():
-        if not isinstance(m, dict) or not isinstance(m.get("model"), str) or not isinstance(m.get("factors"), dict):
-            raise UserError(f"compare: method {name!r} needs \"model\" (a string) and \"factors\" "
+        if not isinstance(name, str) or not name.strip() or name != one_line(name):  # a name is a cell's key
+            raise UserError(f"compare: a method's name must be a non-empty text on one line, got {shown(name)}")
+        if not isinstance(m, dict) or not isinstance(m.get("model"), str) or not m["model"].strip() \
+                or not isinstance(m.get("factors"), dict):
+            raise UserError(f"compare: method {name!r} needs \"model\" (a non-empty string) and \"factors\" "
                             "({ratio: spec})")
         extra = sorted(set(m) - {"model", "factors", "description"})
         if extra:
@@ -85,33 +100,40 @@ def check_methods(methods: Any, ratios: list[str]) -> None:
                 raise UserError(f"compare: method {name!r} names ratio {ratio!r}, which is not in ratios {ratios}")
             if not isinstance(spec, str) or not spec:
                 raise UserError(f"compare: method {name!r} at {ratio}: the factor spec must be a non-empty string")
-            cf = _CLOSED_FORM.match(spec)
+            cf = _CLOSED_FORM.fullmatch(spec)
             if cf:
                 from longrope.rope.baselines import baseline_options
 
                 baseline_options(cf.group(1))  # unknown method → UserError naming the known ones
-                if float(cf.group(2)) < 1:  # "yarn@0x" failed when the stage started, naming no method
+                if not 1 <= float(cf.group(2)) <= MAX_TOKENS:  # "yarn@0x" failed when the stage started
                     raise UserError(f"compare: method {name!r} at {ratio}: {spec!r} extends to less than the "
-                                    "original context; write the ratio like \"8x\" (at least \"1x\")")
+                                    "original context or past any length; write the ratio like \"8x\" (at least "
+                                    f"\"1x\", at most \"{MAX_TOKENS}x\")")
 
 
 def _parse_operand(text: Any) -> tuple[float, str | None]:
     """``0.9*heldout_ppl.32x.yarn`` → (0.9, path); ``"heldout_ppl.1x.base"`` → (1, path); 3 → (3, None)."""
-    if isinstance(text, (int, float)) and not isinstance(text, bool):
+    from longrope.options import is_number
+
+    if is_number(text):  # a finite number: NaN was a goal never met, 10**400 an OverflowError (battery 20b)
+        if not abs(text) <= sys.float_info.max or math.isnan(text):
+            raise UserError(f"compare: a goal bound must be a finite number, got {shown(text)}")
         return float(text), None
     if not isinstance(text, str):
-        raise UserError(f"compare: a goal bound must be a number or 'K*metric.ratio.method', got {text!r}")
+        raise UserError(f"compare: a goal bound must be a number or 'K*metric.ratio.method', got {shown(text)}")
     factor, _, path = text.rpartition("*")
     try:
         k = float(factor) if factor else 1.0
     except ValueError:
         raise UserError(f"compare: {text!r}: the factor before '*' must be a number") from None
+    if not (math.isfinite(k) and k > 0):  # "nan*" or "-1*" another cell: a bound no measurement meets
+        raise UserError(f"compare: {text!r}: the factor before '*' must be a finite number > 0")
     return k, path
 
 
 def _cell_path(path: str) -> tuple[str, str, str] | None:
     """``"heldout_ppl.1.5x.ours"`` → (metric, ratio, method); None when it does not read so."""
-    m = _CELL.match(path)
+    m = _CELL.fullmatch(path)
     return (m.group(1), m.group(2), m.group(3)) if m else None
 
 
@@ -139,25 +161,49 @@ def check_goals(goals: Any, methods: dict, passkey_ratios: list[str] | None = No
     measured = {"passkey": (passkey_ratios, passkey_methods), "ruler": (ruler_ratios, ruler_methods)}
     if not isinstance(goals, list):
         raise UserError("compare: 'goals' must be a list")
+    names: set[str] = set()
     for g in goals:
-        if not isinstance(g, dict) or not isinstance(g.get("name"), str) or not isinstance(g.get("value"), str):
-            raise UserError(f"compare: goal {g!r} needs a name and a value (METRIC.RATIO.METHOD)")
-        bounds = [k for k in ("at_most", "at_least") if k in g]
-        if len(bounds) != 1:
-            raise UserError(f"compare: goal {g['name']!r} needs exactly one of at_most, at_least")
+        bounds = _check_goal(g, names)
         _check_path(g["value"], methods, f"goal {g['name']!r}", measured)
         _, ref = _parse_operand(g[bounds[0]])
         if ref is not None:
             _check_path(ref, methods, f"goal {g['name']!r}", measured)
 
 
+def _check_goal(g: Any, names: set[str]) -> list[str]:
+    """One goal's keys (``names``: the goals' names so far, each given once); its bound's key in a list."""
+    if not isinstance(g, dict) or not isinstance(g.get("name"), str) or not isinstance(g.get("value"), str):
+        raise UserError(f"compare: goal {shown(g)} needs a name and a value (METRIC.RATIO.METHOD)")
+    unknown = sorted(set(g) - set(GOAL_KEYS), key=str)
+    if unknown:
+        raise UserError(f"compare: goal {g['name']!r} has unknown key(s) {unknown}; a goal takes "
+                        f"{', '.join(GOAL_KEYS)}")
+    if g["name"] in names:  # the result's goals are read by name: one hid the other
+        raise UserError(f"compare: two goals are named {g['name']!r}; give each goal its own name")
+    names.add(g["name"])
+    bounds = [k for k in ("at_most", "at_least") if k in g]
+    if len(bounds) != 1:
+        raise UserError(f"compare: goal {g['name']!r} needs exactly one of at_most, at_least")
+    return bounds
+
+
 def _lookup(result: dict, path: str) -> float | None:
-    metric, ratio, method = _cell_path(path)
+    parts = _cell_path(path)
+    if parts is None:
+        return None
+    metric, ratio, method = parts
     return result.get(metric, {}).get(ratio, {}).get(method)
 
 
 def evaluate_goals(goals: list[dict], result: dict) -> list[dict]:
-    """Each goal with the measured value, its bound and whether it is met (None: not measured)."""
+    """Each goal with the measured value, its bound and whether it is met (None: not measured). The goals are
+    checked as :func:`check_goals` checks them, less the cells they name (a goal naming no cell is not met)."""
+    if not isinstance(goals, list) or not isinstance(result, dict):
+        raise UserError(f"evaluate_goals takes a list of goals and a result dict, got {type(goals).__name__} and "
+                        f"{type(result).__name__}")
+    for g in goals:
+        _check_goal(g, set())
+        _parse_operand(g["at_most" if "at_most" in g else "at_least"])
     out = []
     for g in goals:
         op = "at_most" if "at_most" in g else "at_least"
@@ -208,6 +254,9 @@ class CompareConfig:
     ruler_samples: int = option(10, "RULER samples per (method, ratio, task)")
 
     def __post_init__(self) -> None:
+        from longrope.options import check_shapes
+
+        check_shapes(self)  # the fields' kinds first: ratios="8x" was read letter by letter ("'8' is not a ratio")
         if not self.ratios:
             raise ConfigError("ratios", "{name} must be a list like [\"1x\", \"8x\"]")
         values = [parse_ratio(r) for r in self.ratios]
@@ -313,10 +362,15 @@ def factor_set(spec: str, info: Any, length: int) -> Any:
     """``none`` → None; ``METHOD@Nx`` → the closed-form set; else a factor file or folder."""
     from longrope.rope import FactorSet, make_baseline
 
+    if not isinstance(spec, str):
+        raise UserError(f"compare: a factor spec is a text (none, METHOD@Nx or a factor file), got {shown(spec)}")
+    from longrope.models.families import require_supported
+
+    require_supported(info)
     if spec == "none":
         return None
     L = int(info.original_max_position_embeddings)
-    cf = _CLOSED_FORM.match(spec)
+    cf = _CLOSED_FORM.fullmatch(spec)
     if cf:
         return make_baseline(cf.group(1), rope_theta=float(info.rope_theta), rotary_dim=int(info.rotary_dim),
                              original_length=L, target_length=ratio_length(float(cf.group(2)), L))
@@ -339,7 +393,7 @@ def factor_digests(methods: dict, ratios: list[str]) -> dict[str, str]:
     out: dict[str, str] = {}
     for name, m in methods.items():
         for ratio, spec in m["factors"].items():
-            if ratio not in ratios or spec == "none" or _CLOSED_FORM.match(spec):
+            if ratio not in ratios or spec == "none" or _CLOSED_FORM.fullmatch(spec):
                 continue
             if m["model"] not in infos:
                 infos[m["model"]] = read_rope_info(m["model"])

@@ -71,11 +71,17 @@ def plan_search(rope: dict, **kwargs: Any) -> SearchPlan:
     """Resolve the search from ``rope`` = ``{"rope_theta", "rotary_dim", "original_length", ...}``; see
     :func:`_plan` for the keyword arguments. Bounds that leave no room (``min_factor`` above the
     upper bound, say) are a :class:`~longrope.errors.ConfigError` naming them."""
+    from longrope.search.space import SpaceError
+
     try:
         return _plan(rope, **kwargs)
+    except SpaceError as e:  # SearchSpace's own checks: bounds, grid, n̂ set
+        raise ConfigError(("min_factor", "max_factor", "step"),
+                          f"these search bounds leave no valid factors ({e}); check {{name0}}, {{name1}} and "
+                          "{name2}") from None
     except UserError:  # a field of its own already named (start_tokens, target_length, base_factors ...)
         raise
-    except (ValueError, OverflowError) as e:  # SearchSpace's own checks: bounds, grid, n̂ set; absurd sizes
+    except (ValueError, OverflowError) as e:  # absurd sizes
         raise ConfigError(("min_factor", "max_factor", "step"),
                           f"these search bounds leave no valid factors ({e}); check {{name0}}, {{name1}} and "
                           "{name2}") from None

@@ -18,17 +18,42 @@ from __future__ import annotations
 
 import math
 import numbers
+import sys
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
+from longrope.errors import UserError, shown
+from longrope.options import check_flag
 from longrope.rope.frequencies import MAX_ROTARY_DIM
+from longrope.rope.values import MAX_LENGTH
 
 #: the most factor dimensions a space holds: one per rotary pair of the largest rotary dim accepted
 MAX_DIMS = MAX_ROTARY_DIM // 2
 
 #: n̂ values the paper searches (LongRoPE Table 4).
 PAPER_START_TOKENS: tuple[int, ...] = (0, 1, 2, 4, 8, 12, 16, 20, 24, 28, 32, 64, 128, 256)
+
+
+class SpaceError(UserError):
+    """A value :class:`SearchSpace` refuses. Its own class so that :func:`~longrope.search.plan.plan_search` can say
+    which settings made the space (a library caller gets the plain one-line :class:`UserError`)."""
+
+
+def _finite(value: Any, name: str) -> None:
+    """A real number (not a bool) whose float is finite: 10**400 was float()'s OverflowError."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not abs(value) <= sys.float_info.max:
+        raise SpaceError(f"{name} must be a finite number, got {shown(value)}")
+
+
+def _integers(values: Any, name: str) -> None:
+    """A tuple (or list) of integers up to 2^40 (not bools, not fractions): start_tokens=(0.5,) was n̂ 0.5."""
+    if not isinstance(values, (tuple, list)):
+        raise SpaceError(f"{name} must be a tuple of integers, got {shown(values)}")
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, numbers.Integral) or abs(v) > MAX_LENGTH:
+            raise SpaceError(f"{name} must hold integers (at most {MAX_LENGTH:,}), got {shown(v)} in {shown(values)}")
 
 
 @dataclass(frozen=True, order=True)
@@ -104,35 +129,43 @@ class SearchSpace:
     attention_choices: tuple[float, ...] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
-        # the types and finiteness first: '4' was a TypeError, upper=inf an OverflowError in the grid (battery 19)
+        # the kinds and finiteness first: '4' was a TypeError, upper=inf an OverflowError in the grid (battery 19);
+        # start_tokens=(0.5,) a fractional n̂, monotone='no' a monotone space, ('a',) and 4 TypeErrors (battery 20b)
         if isinstance(self.n_dims, bool) or not isinstance(self.n_dims, numbers.Integral) \
                 or not 1 <= self.n_dims <= MAX_DIMS:
-            raise ValueError(f"n_dims must be an integer in [1, {MAX_DIMS}], got {self.n_dims!r}")
+            raise SpaceError(f"n_dims must be an integer in [1, {MAX_DIMS}], got {shown(self.n_dims)}")
         for name in ("lower", "upper", "step"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
-                raise ValueError(f"{name} must be a finite number, got {value!r}")
+            _finite(getattr(self, name), name)
+        if self.critical_lower is not None:
+            _finite(self.critical_lower, "critical_lower")
+        object.__setattr__(self, "monotone", check_flag(self.monotone, "monotone"))  # 'no' was a monotone space
+        _integers(self.start_tokens, "start_tokens")
+        _integers(self.critical_dims, "critical_dims")
+        if not isinstance(self.attention_choices, (tuple, list)):
+            raise SpaceError(f"attention_choices must be a tuple of numbers, got {shown(self.attention_choices)}")
+        for m in self.attention_choices:
+            _finite(m, "attention_choices")
         if not self.step > 0:
-            raise ValueError(f"step must be > 0, got {self.step}")
+            raise SpaceError(f"step must be > 0, got {self.step}")
         if not (self.lower > 0 and self.upper >= self.lower):
-            raise ValueError(f"need 0 < lower <= upper, got lower={self.lower} upper={self.upper}")
+            raise SpaceError(f"need 0 < lower <= upper, got lower={self.lower} upper={self.upper}")
         if self.q_hi < self.q_lo:
-            raise ValueError(f"no grid point of step {self.step} lies in [{self.lower}, {self.upper}]")
-        if not self.start_tokens or any(int(n) < 0 for n in self.start_tokens):
-            raise ValueError(f"start_tokens must be non-empty and >= 0, got {self.start_tokens}")
+            raise SpaceError(f"no grid point of step {self.step} lies in [{self.lower}, {self.upper}]")
+        if not self.start_tokens or any(n < 0 for n in self.start_tokens):
+            raise SpaceError(f"start_tokens must be non-empty and >= 0, got {self.start_tokens}")
         if list(self.start_tokens) != sorted(set(self.start_tokens)):
-            raise ValueError(f"start_tokens must be sorted and unique, got {self.start_tokens}")
+            raise SpaceError(f"start_tokens must be sorted and unique, got {self.start_tokens}")
         if self.critical_dims:
             if any(not 0 <= c < self.n_dims for c in self.critical_dims):
-                raise ValueError(f"critical_dims must lie in [0, {self.n_dims}), got {self.critical_dims}")
+                raise SpaceError(f"critical_dims must lie in [0, {self.n_dims}), got {self.critical_dims}")
             if list(self.critical_dims) != sorted(set(self.critical_dims)):
-                raise ValueError("critical_dims must be sorted and unique")
+                raise SpaceError("critical_dims must be sorted and unique")
             if self.critical_lower is None or not self.lower <= self.critical_lower <= self.upper:
-                raise ValueError("critical_lower must be set and lie in [lower, upper] for a LongRoPE2 space")
-        if any(not (m > 0 and math.isfinite(m)) for m in self.attention_choices):
-            raise ValueError(f"attention_choices must be finite and > 0, got {self.attention_choices}")
+                raise SpaceError("critical_lower must be set and lie in [lower, upper] for a LongRoPE2 space")
+        if any(not m > 0 for m in self.attention_choices):
+            raise SpaceError(f"attention_choices must be finite and > 0, got {self.attention_choices}")
         if list(self.attention_choices) != sorted(set(self.attention_choices)):
-            raise ValueError("attention_choices must be sorted and unique")
+            raise SpaceError("attention_choices must be sorted and unique")
 
     # -- grid ------------------------------------------------------------------------------------
     @property

@@ -1,0 +1,49 @@
+"""A suite's factor sets and lengths are checked before the first measurement (battery 20b)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from longrope.errors import UserError
+from longrope.evaluate.passkey import PasskeyResult, PasskeyTrial
+from longrope.evaluate.suite import compare_at_length, ppl_suite, write_passkey_outputs
+from longrope.rope import FactorSet
+
+
+def _pi(model, factor: float = 2.0, rope_theta: float = 10000.0):
+    half = model.config.hidden_size // model.config.num_attention_heads // 2
+    L = model.config.max_position_embeddings
+    return FactorSet(long_factor=[factor] * half, original_max_position_embeddings=L, max_position_embeddings=4 * L,
+                     rope_theta=rope_theta)
+
+
+def test_suite_sets_and_lengths_are_checked_before_any_measurement(llama, tmp_path):
+    docs = [np.arange(3, 60) for _ in range(2)]
+    pi, other = _pi(llama), _pi(llama, rope_theta=500000.0)
+    measured = []
+    log = measured.append
+    bad = [
+        ({"none": None, "pi": pi, "x": other}, [16], "factor set 'x'"),  # another model's set, after two good ones
+        ([pi], [16], "must be a (name, FactorSet or None) pair"),
+        ([], [16], "sets is empty"),
+        ([("pi", pi), ("pi", None)], [16], "given twice"),
+        ([("", pi)], [16], "non-empty text"),
+        ([("none", None)], 16, "lengths must be a list"),
+        ([("none", None)], [], "lengths is empty"),
+        ([("none", None)], [16, "32"], "length must be"),
+    ]
+    for sets, lengths, words in bad:
+        with pytest.raises(UserError, match=words.replace("(", r"\(").replace(")", r"\)")):
+            ppl_suite(llama, docs, sets, lengths, bos_id=1, log=log)
+    assert measured == []  # nothing ran before the refusal
+    with pytest.raises(UserError, match="log must be a function"):
+        ppl_suite(llama, docs, [("none", None)], [16], bos_id=1, log="print")
+    # a mapping is the pairs it holds, as compare_at_length takes them
+    assert [n for n, _ in ppl_suite(llama, docs, {"none": None, "pi": pi}, [16], bos_id=1)] == ["none", "pi"]
+    with pytest.raises(UserError, match="subject 'searched' is none of the sets' names"):
+        compare_at_length(llama, docs, 16, {"none": None, "pi": pi}, bos_id=1)
+    # names that differ only in characters a file name cannot hold get one heatmap each
+    result = PasskeyResult("generate", trials=[PasskeyTrial(64, 0.5, 0, 12345, True)])
+    paths = write_passkey_outputs(tmp_path, [("a b", result), ("a_b", result)], {})
+    assert paths["png:a b"] != paths["png:a_b"] and paths["png:a b"].exists() and paths["png:a_b"].exists()
