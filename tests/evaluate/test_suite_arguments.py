@@ -28,7 +28,7 @@ def test_suite_sets_and_lengths_are_checked_before_any_measurement(llama, tmp_pa
         ([pi], [16], "must be a (name, FactorSet or None) pair"),
         ([], [16], "sets is empty"),
         ([("pi", pi), ("pi", None)], [16], "given twice"),
-        ([("", pi)], [16], "non-empty text"),
+        ([("", pi)], [16], "non-empty string"),
         ([("none", None)], 16, "lengths must be a list"),
         ([("none", None)], [], "lengths is empty"),
         ([("none", None)], [16, "32"], "length must be"),

@@ -61,8 +61,8 @@ def test_a_comparison_s_ratios_names_and_goals_are_checked_as_written():
 
     cases = [(dict(ratios=("２x",), methods={"a": {"model": "tiny", "factors": {"２x": "none"}}}), "not a context ratio"),
              (dict(ratios=("2x\n",), methods={"a": {"model": "tiny", "factors": {"2x\n": "none"}}}), "not a context ratio"),
-             (dict(methods={3: methods["ours"]}), "a method's name must be a non-empty text"),
-             (dict(methods={"": methods["ours"]}), "a method's name must be a non-empty text"),
+             (dict(methods={3: methods["ours"]}), "a method's name must be a non-empty string"),
+             (dict(methods={"": methods["ours"]}), "a method's name must be a non-empty string"),
              (dict(methods={"a": {"model": "", "factors": {"2x": "none"}}}), "a non-empty string"),
              (dict(goals=goal(float("nan"))), "a goal bound must be a finite number"),
              (dict(goals=goal(10**400)), "a goal bound must be a finite number"),

@@ -34,7 +34,7 @@ def check_sets(model: torch.nn.Module, sets: Any, who: str) -> list[NamedFactors
     every suite: ``ppl_suite(sets={...})`` was "too many values to unpack", ``[fs]`` "cannot unpack", ``[]`` an empty
     result, two sets named alike one mixed curve, a set of another model refused after the others ran (battery 20b)."""
     from longrope.models.patch import check_factor_sets
-    from longrope.options import check_loaded_model, check_sequence
+    from longrope.options import check_loaded_model, check_sequence, text_problem
 
     check_loaded_model(model, who)
     if isinstance(sets, Mapping):
@@ -45,8 +45,8 @@ def check_sets(model: torch.nn.Module, sets: Any, who: str) -> list[NamedFactors
         if not isinstance(item, tuple | list) or len(item) != 2:
             raise UserError(f"sets[{k}] must be a (name, FactorSet or None) pair, got {shown(item)}")
         name, fs = item
-        if not isinstance(name, str) or not name.strip():
-            raise UserError(f"sets[{k}]: a factor set's name must be a non-empty text, got {shown(name)}")
+        if (problem := text_problem(name)) is not None:
+            raise UserError(f"sets[{k}]: a factor set's name {problem}")
         if any(name == other for other, _ in pairs):
             raise UserError(f"sets: the name {name!r} is given twice; give each factor set its own name")
         pairs.append((name, fs))

@@ -42,7 +42,7 @@ from longrope.groups import (
     seed_option,
     trials_option,
 )
-from longrope.options import MAX_COUNT, MAX_TOKENS, check_int, int_problem, option
+from longrope.options import MAX_COUNT, MAX_TOKENS, check_int, int_problem, option, text_problem
 
 CELLS_FILE = "cells.jsonl"
 METRICS = ("heldout_ppl", "passkey", "ruler")
@@ -85,9 +85,9 @@ def check_methods(methods: Any, ratios: list[str]) -> None:
     if not isinstance(ratios, (list, tuple)):  # a text was searched as a substring ("2x" in "32x")
         raise UserError(f"compare: ratios must be a list like [\"1x\", \"8x\"], got {shown(ratios)}")
     for name, m in methods.items():
-        if not isinstance(name, str) or not name.strip() or name != one_line(name):  # a name is a cell's key
-            raise UserError(f"compare: a method's name must be a non-empty text on one line, got {shown(name)}")
-        if not isinstance(m, dict) or not isinstance(m.get("model"), str) or not m["model"].strip() \
+        if text_problem(name) or name != one_line(name):  # a name is a cell's key
+            raise UserError(f"compare: a method's name must be a non-empty string on one line, got {shown(name)}")
+        if not isinstance(m, dict) or text_problem(m.get("model")) \
                 or not isinstance(m.get("factors"), dict):
             raise UserError(f"compare: method {name!r} needs \"model\" (a non-empty string) and \"factors\" "
                             "({ratio: spec})")
