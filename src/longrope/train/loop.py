@@ -54,6 +54,7 @@ from longrope.train.checkpoint import (
     load_checkpoint,
     newest_intact_checkpoint,
     save_checkpoint,
+    take_run_id,
 )
 from longrope.train.config import TRAJECTORY_FIELDS, FinetuneConfig
 from longrope.train.data import (
@@ -382,6 +383,8 @@ class _Trainer:
             if self.accelerator.is_main_process:
                 self.out.mkdir(parents=True, exist_ok=True)
                 self.log_file.truncate(0)
+        take_run_id(self.out, self.state, main=self.accelerator.is_main_process,
+                    resumed=self.resume_point is not None)  # its checkpoints are this run's
         self.accelerator.wait_for_everyone()
 
     # ------------------------------------------------------------------------------ 2. train
