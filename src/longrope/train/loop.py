@@ -119,6 +119,16 @@ def _peer_lost(exc: RuntimeError) -> bool:
                                                                   "Connection reset by peer"))
 
 
+def _launcher_pid() -> int | None:
+    """The pid of the ``accelerate launch`` / torchrun process that started this one (None when none did). torch
+    starts each process of the group in a session of its own: ``kill -9`` of the launcher, or of its process group,
+    left them training on, unseen, to the end (holding the run folder's lock, so a relaunch was refused). A process
+    whose parent is no longer the launcher stops at the next step, its checkpoints kept (battery 20)."""
+    import torch.distributed as dist
+
+    return os.getppid() if dist.is_torchelastic_launched() else None
+
+
 def _abs_if_path(value: str) -> str:
     p = Path(value).expanduser()
     return str(p.resolve()) if p.exists() else value
@@ -401,7 +411,12 @@ class _Trainer:
         self.bar = progress_bar(cfg.steps, self.state.step, enabled=not cfg.quiet and acc.is_main_process)
         params = [p for p in self.model.parameters() if p.requires_grad]
         rank, W, B, N = acc.process_index, self.world, cfg.batch_size, self.seq_len
+        launcher = _launcher_pid()
         for step in range(self.state.step, cfg.steps):
+            if launcher is not None and os.getppid() != launcher:
+                raise PeerLost(f"the launcher of this {W}-process group stopped (killed?), so its processes stop "
+                               f"too; the checkpoints in {self.out / 'checkpoints'} are kept: launch the same command "
+                               "with --resume")
             t0 = time.perf_counter()
             kind = "short" if is_short_step(step, cfg.short_share) else "long"
             self._use(kind)
