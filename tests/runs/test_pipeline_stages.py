@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -98,7 +99,7 @@ def test_a_stage_kind_registered_alone_runs_through_the_driver(tmp_path, capsys,
     capsys.readouterr()
     plan = _write_plan(tmp_path, _stages("ho"))  # the kind lets a resume change "text": that stage runs again
     assert main(["pipeline", "--plan", str(plan), "-o", str(out), "--quiet", "--resume"]) == 0
-    assert note_stage == ["n1", "n2", "n1"] and n1.read_text().startswith("hoho")
+    assert note_stage == ["n1", "n2", "n1", "n2"] and n1.read_text().startswith("hoho")  # n2 read n1: again too
     assert "n1: its text edited since it ran" in capsys.readouterr().err
     stages = _stages("ho")
     stages[1]["times"] = 3  # not editable: refused, naming what may change
@@ -107,6 +108,34 @@ def test_a_stage_kind_registered_alone_runs_through_the_driver(tmp_path, capsys,
     err = capsys.readouterr().err
     assert "stage 'n1' changed" in err and "a note stage may change only its text" in err
     assert "a compare stage may change only its methods, passkey_methods, ruler_methods, goals" in err
+
+
+def test_a_stage_made_from_an_output_made_again_since_runs_again_from_the_start(tmp_path, capsys, note_stage):
+    """battery 20: an earlier stage made again with other output (its folder deleted and the documents it reads
+    changed, its compare methods edited ...) left every later stage made from the old output "done, skipped": the
+    summary, complete, reported the numbers of data or factors the pipeline no longer held. A stage now records the
+    digests of the outputs it read; one whose inputs changed is made again from the start (its folder cleared),
+    and one whose inputs were made again identical is kept."""
+    out = tmp_path / "out"
+    plan = _write_plan(tmp_path, _stages())
+    assert main(["pipeline", "--plan", str(plan), "-o", str(out), "--quiet"]) == 0
+    n2 = out / "stages" / "n2"
+    (n2 / "left-by-the-old-run").write_text("x")
+    shutil.rmtree(out / "stages" / "yarn")  # made again: the same factors, so nothing after it runs again
+    assert main(["pipeline", "--plan", str(plan), "-o", str(out), "--quiet", "--resume"]) == 0
+    assert note_stage == ["n1", "n2"]
+    capsys.readouterr()
+    plan = _write_plan(tmp_path, _stages("hello"))  # n1 made again with other output: n2, made from it, too
+    assert main(["pipeline", "--plan", str(plan), "-o", str(out), "--quiet", "--resume", "--until", "n1"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert not summary["complete"] and summary["stages"]["n2"]["status"] == "stale"
+    assert main(["pipeline", "--plan", str(plan), "-o", str(out), "--quiet", "--resume"]) == 0
+    assert note_stage == ["n1", "n2", "n1", "n2"]
+    assert "n2: n1 made again since it ran, with other output; making it again from the start" in capsys.readouterr().err
+    n1 = out / "stages" / "n1" / "note.txt"
+    assert (n2 / "note.txt").read_text() == f"again\n{n1.stat().st_size}\n"
+    assert not (n2 / "left-by-the-old-run").exists()
+    assert json.loads((out / "summary.json").read_text())["complete"]
 
 
 @pytest.mark.parametrize("change, match", [

@@ -96,3 +96,30 @@ def test_a_lost_peer_is_one_line_told_by_the_survivor(make_config, tmp_path, mon
     loop._Trainer.message = "mat1 and mat2 shapes cannot be multiplied"  # not a lost peer: a bug keeps its traceback
     with pytest.raises(RuntimeError, match="shapes"):
         finetune(cfg)
+
+
+def test_processes_whose_launcher_was_killed_stop_at_the_next_step(make_config, tmp_path, monkeypatch):
+    """battery 20: torch starts the processes of an ``accelerate launch`` group in sessions of their own; ``kill -9``
+    of the launcher (or of its process group) left them training, unseen, to the end, holding the run folder's lock.
+    A process whose parent is no longer the launcher now stops at the next step with one line naming --resume; its
+    checkpoints are kept and the resume continues them."""
+    import os
+
+    from longrope.errors import PeerLost
+    from longrope.train import loop
+
+    launcher, log = os.getppid(), tmp_path / "ft" / "train_log.jsonl"
+
+    def parent() -> int:  # the launcher killed after step 3: the process is re-parented
+        return 1 if log.is_file() and len(log.read_text().splitlines()) >= 3 else launcher
+
+    monkeypatch.setattr(loop, "_launcher_pid", lambda: launcher)
+    monkeypatch.setattr(os, "getppid", parent)
+    cfg = make_config(steps=6, checkpoint_every=2, output=str(tmp_path / "ft"))
+    with pytest.raises(PeerLost, match="the launcher of this 1-process group stopped .* --resume"):
+        finetune(cfg)
+    assert [json.loads(line)["step"] for line in (tmp_path / "ft" / "train_log.jsonl").read_text().splitlines()] \
+        == [1, 2, 3]
+    monkeypatch.undo()
+    assert finetune(make_config(steps=6, checkpoint_every=2, output=str(tmp_path / "ft"), resume=True)).resumed_from \
+        == 2

@@ -93,7 +93,7 @@ def test_a_checkpoint_the_disk_cannot_take_is_one_line_and_leaves_no_partial(tin
         assert main(argv + ["-o", str(out)]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and said in err[0] and "checkpoints" in err[0], err
-        assert not list((out / "checkpoints").iterdir())  # no .partial left holding the space
+        assert [p.name for p in (out / "checkpoints").iterdir()] == ["run-id"]  # no .partial left holding the space
 
 
 def test_a_checkpoint_save_interrupted_leaves_no_partial(tiny_dir, factors_file, corpus_dir, tmp_path, capsys,
@@ -116,7 +116,7 @@ def test_a_checkpoint_save_interrupted_leaves_no_partial(tiny_dir, factors_file,
             "--steps", "4", "--checkpoint-every", "2", "--seq-len", "64", "--quiet", "-o", str(out)]
     assert main(argv) == 130
     assert "longrope finetune: interrupted" in capsys.readouterr().err.strip().splitlines()[-1]
-    assert [p.name for p in sorted((out / "checkpoints").iterdir())] == ["step-00000002"]
+    assert [p.name for p in sorted((out / "checkpoints").iterdir())] == ["run-id", "step-00000002"]
 
 
 def test_a_refused_resume_leaves_the_run_records_as_they_were(tiny_dir, factors_file, corpus_dir, tmp_path, capsys):

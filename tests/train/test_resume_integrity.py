@@ -300,6 +300,30 @@ def test_a_checkpoint_linked_from_another_run_is_not_resumed_from(make_config, k
     assert any("is a link to" in m and "not a checkpoint this run saved" in m for m in said), said
 
 
+def test_a_checkpoint_copied_from_another_run_is_not_resumed_from(make_config, killed_run, tmp_path):
+    """battery 20: a checkpoint COPIED (not linked) from another run's folder (made with seed 1) into this one was
+    taken as this run's newest: the refusal said "--seed is 0 but the checkpoint was made with 1 ... resume with the
+    same value", and the resume it asked for continued the other run in this folder. The folder and each checkpoint
+    record the run's id (drawn when it starts): another run's checkpoint is skipped, said so, for this run's own;
+    alone, it is refused in one line. A copy of the whole folder is the same run and resumes."""
+    other = finetune(make_config(steps=4, checkpoint_every=2, seed=1, output=str(tmp_path / "other")))
+    out = killed_run()
+    own = out / "checkpoints" / "step-00000004"
+    shutil.rmtree(own)
+    shutil.copytree(Path(other.output) / "checkpoints" / "step-00000004", own)
+    result, said = _resume(make_config, out)
+    assert result.resumed_from == 2
+    assert any("step-00000004 was saved by another fine-tuning run" in m for m in said), said
+    out = killed_run()
+    shutil.rmtree(out / "checkpoints" / "step-00000002")
+    shutil.rmtree(out / "checkpoints" / "step-00000004")
+    shutil.copytree(Path(other.output) / "checkpoints" / "step-00000004", out / "checkpoints" / "step-00000004")
+    with pytest.raises(UserError, match="no intact checkpoint to resume from: .* saved by another fine-tuning run"):
+        _resume(make_config, out)
+    result, _ = _resume(make_config, killed_run())  # the whole folder copied: the same run, resumed
+    assert result.resumed_from == 4
+
+
 def test_a_hand_edited_loss_log_neither_crashes_the_export_nor_passes_unsaid(make_config, killed_run):
     """train_log.jsonl edited between a kill and --resume ("loss": "abc") passed the log's step check: the resumed
     run trained to the end, then its export failed with a ValueError traceback. A line without the fields the

@@ -41,14 +41,18 @@ from longrope.io import (
     seal_intact,
     sealed,
     write_json,
+    write_text,
 )
 from longrope.train.data import Cursor
 
-__all__ = ["TrainState", "CHECKPOINTS", "STATE_FILE", "checkpoint_dirs", "latest_checkpoint", "intact_checkpoint",
-           "newest_intact_checkpoint", "save_checkpoint", "load_checkpoint", "check_same_run"]
+__all__ = ["TrainState", "CHECKPOINTS", "STATE_FILE", "RUN_ID_FILE", "checkpoint_dirs", "latest_checkpoint",
+           "intact_checkpoint", "newest_intact_checkpoint", "save_checkpoint", "load_checkpoint", "check_same_run",
+           "run_id_of", "take_run_id"]
 
 CHECKPOINTS = "checkpoints"
 STATE_FILE = "train_state.json"
+#: ``checkpoints/run-id``: the id of the run whose checkpoints the folder keeps (each checkpoint records it too)
+RUN_ID_FILE = "run-id"
 _PREFIX = "step-"
 _PARTIAL = ".partial"
 
@@ -220,14 +224,16 @@ def intact_checkpoint(path: Path) -> TrainState:
 
 
 def newest_intact_checkpoint(out: Path, say: Callable[[str], None]) -> tuple[Path, TrainState] | None:
-    """The newest checkpoint under ``out`` that :func:`intact_checkpoint` accepts, and its state; the
-    damaged newer ones are skipped with a message saying so. None when there is no checkpoint; a
+    """The newest checkpoint under ``out`` that :func:`intact_checkpoint` accepts and that this run saved (its
+    run id), and its state; the damaged or foreign newer ones are skipped with a message saying so. None when there is no checkpoint; a
     ``UserError`` when there are some and none is intact."""
     damaged: list[str] = []
     dirs = checkpoint_dirs(out)
+    mine = run_id_of(out)
     for path in reversed(dirs):
         try:
             state = intact_checkpoint(path)
+            _refuse_foreign(path, state, mine)
         except UserError as exc:
             damaged.append(str(exc))
             continue
@@ -239,6 +245,51 @@ def newest_intact_checkpoint(out: Path, say: Callable[[str], None]) -> tuple[Pat
         raise UserError(f"no intact checkpoint to resume from: {damaged[0]}" + (f" (and {len(damaged) - 1} more)"
                         if len(damaged) > 1 else "") + f"; delete {Path(out) / CHECKPOINTS} to start over")
     return None
+
+
+def run_id_of(out: Path) -> str | None:
+    """The id of the run whose checkpoints ``out`` keeps, drawn when it started (None: a folder of a run from before
+    run ids, or of none yet)."""
+    path = Path(out) / CHECKPOINTS / RUN_ID_FILE
+    try:
+        text = path.read_text(encoding="ascii").strip()
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"cannot read {path} ({type(exc).__name__}), the id of the run the checkpoints belong to; "
+                        "restore it, or delete it to resume whatever checkpoints the folder holds") from None
+    if not (len(text) == 32 and all(c in "0123456789abcdef" for c in text)):
+        raise UserError(f"{path} is not a run id (32 hex digits; edited?), the id of the run the checkpoints belong "
+                        "to; restore it, or delete it to resume whatever checkpoints the folder holds")
+    return text
+
+
+def take_run_id(out: Path, state: TrainState, *, main: bool, resumed: bool) -> None:
+    """Bind ``out``'s checkpoints to the run in ``state``: a fresh start draws a new id; a resume keeps the
+    checkpoint's (:func:`newest_intact_checkpoint` found it the folder's), or the folder's (a checkpoint from before run
+    ids). Every checkpoint saved from ``state`` records it. Only the main process writes the file (it alone writes
+    checkpoints' states)."""
+    from uuid import uuid4
+
+    if not main:
+        return
+    run_id = state.run.get("run_id") if isinstance(state.run.get("run_id"), str) else None
+    run_id = run_id or (run_id_of(out) if resumed else None) or uuid4().hex
+    state.run["run_id"] = run_id
+    if run_id_of(out) != run_id:
+        make_folder(Path(out) / CHECKPOINTS)
+        write_text(Path(out) / CHECKPOINTS / RUN_ID_FILE, run_id + "\n")
+
+
+def _refuse_foreign(path: Path, state: TrainState, mine: str | None) -> None:
+    """Refuse a checkpoint another run saved (a copy of another run folder's ``step-N``; ``mine``: the folder's run
+    id): taken as this run's newest, it continued that run in this folder (its log and records mixing both), or,
+    when the runs' settings differed, the refusal asked to resume "with the same value" of that other run's seed or
+    learning rate (battery 20). A checkpoint or folder from before run ids cannot tell and is taken."""
+    theirs = state.run.get("run_id")
+    if mine is not None and theirs is not None and theirs != mine:
+        raise UserError(f"{path} was saved by another fine-tuning run (copied from another run folder?), not a "
+                        "checkpoint this run saved; remove it (to continue that run, resume its own folder)")
 
 
 def load_checkpoint(accelerator: Any, path: Path, state: TrainState | None = None) -> TrainState:

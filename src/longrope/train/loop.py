@@ -54,6 +54,7 @@ from longrope.train.checkpoint import (
     load_checkpoint,
     newest_intact_checkpoint,
     save_checkpoint,
+    take_run_id,
 )
 from longrope.train.config import TRAJECTORY_FIELDS, FinetuneConfig
 from longrope.train.data import (
@@ -116,6 +117,16 @@ def _peer_lost(exc: RuntimeError) -> bool:
     text = str(exc)
     return "/gloo/transport/" in text or any(s in text for s in ("Connection closed by peer",
                                                                   "Connection reset by peer"))
+
+
+def _launcher_pid() -> int | None:
+    """The pid of the ``accelerate launch`` / torchrun process that started this one (None when none did). torch
+    starts each process of the group in a session of its own: ``kill -9`` of the launcher, or of its process group,
+    left them training on, unseen, to the end (holding the run folder's lock, so a relaunch was refused). A process
+    whose parent is no longer the launcher stops at the next step, its checkpoints kept (battery 20)."""
+    import torch.distributed as dist
+
+    return os.getppid() if dist.is_torchelastic_launched() else None
 
 
 def _abs_if_path(value: str) -> str:
@@ -382,6 +393,8 @@ class _Trainer:
             if self.accelerator.is_main_process:
                 self.out.mkdir(parents=True, exist_ok=True)
                 self.log_file.truncate(0)
+        take_run_id(self.out, self.state, main=self.accelerator.is_main_process,
+                    resumed=self.resume_point is not None)  # its checkpoints are this run's
         self.accelerator.wait_for_everyone()
 
     # ------------------------------------------------------------------------------ 2. train
@@ -398,7 +411,12 @@ class _Trainer:
         self.bar = progress_bar(cfg.steps, self.state.step, enabled=not cfg.quiet and acc.is_main_process)
         params = [p for p in self.model.parameters() if p.requires_grad]
         rank, W, B, N = acc.process_index, self.world, cfg.batch_size, self.seq_len
+        launcher = _launcher_pid()
         for step in range(self.state.step, cfg.steps):
+            if launcher is not None and os.getppid() != launcher:
+                raise PeerLost(f"the launcher of this {W}-process group stopped (killed?), so its processes stop "
+                               f"too; the checkpoints in {self.out / 'checkpoints'} are kept: launch the same command "
+                               "with --resume")
             t0 = time.perf_counter()
             kind = "short" if is_short_step(step, cfg.short_share) else "long"
             self._use(kind)

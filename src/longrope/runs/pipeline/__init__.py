@@ -277,6 +277,13 @@ def _refuse_missing(name: str, missing: list[str]) -> None:
 def _run_stage(ctx: StageContext, manifest: dict, out: Path, counter: str) -> None:
     """Run one stage unless it is done (and still stands), recording every transition in the manifest."""
     stage, st = STAGES[ctx.run], manifest["stages"][ctx.name]
+    changed = records.changed_inputs(manifest, ctx.name)
+    if changed:  # made from outputs that were made again since, with other content: its own work is void
+        ctx.say(f"pipeline: {ctx.name}: {', '.join(changed)} made again since it ran, with other output; making it "
+                "again from the start")
+        st["status"] = "stale"
+        save(out, manifest, summary=False)
+        _start_over(ctx)
     why = stage.stale(stage.settings(ctx), st) if is_done(manifest, ctx.name) and stage.stale else None
     if why:
         ctx.say(f"pipeline: {ctx.name}: {why}")
@@ -286,9 +293,9 @@ def _run_stage(ctx: StageContext, manifest: dict, out: Path, counter: str) -> No
         return
     used = list(dict.fromkeys(refs(ctx.entry)))
     _refuse_missing(ctx.name, [r for r in used if not is_done(manifest, r)])
-    records.start(st, ctx.settings, {r: str(ctx.folder.parent / r) for r in used})
+    records.start(manifest, ctx.name, ctx.settings, {r: str(ctx.folder.parent / r) for r in used})
     save(out, manifest, summary=False)
-    ctx.say(f"pipeline: {counter} {ctx.name} ({ctx.run})" + (" — resuming" if st["attempts"] > 1 else ""))
+    ctx.say(f"pipeline: {counter} {ctx.name} ({ctx.run})" + (" — resuming" if st["attempts"] > 1 and not changed else ""))
     t0 = time.time()
     try:
         outcome = stage.run(stage.settings(ctx), ctx)
@@ -298,6 +305,18 @@ def _run_stage(ctx: StageContext, manifest: dict, out: Path, counter: str) -> No
         raise
     records.finish(st, outcome, time.time() - t0)
     save(out, manifest)
+
+
+def _start_over(ctx: StageContext) -> None:
+    """Remove a stage's folder (its checkpoints, cells and outputs were made from inputs it no longer has: a
+    search or a fine-tuning resumed from them is refused, a comparison keeps cells of a model at the same path)."""
+    import shutil
+
+    from longrope.runs.folder import FolderLock
+
+    if ctx.folder.is_dir():
+        with FolderLock.acquire(ctx.folder, ctx.run):  # never under a run another process holds in it
+            shutil.rmtree(ctx.folder)
 
 
 def render(result: dict) -> str:

@@ -33,6 +33,7 @@ _RECORD_KINDS: dict[str, tuple[type | tuple[type, ...], str]] = {
     "seconds": ((int, float), "a number"), "started": (str, "a string"), "ended": (str, "a string"),
     "error": (str, "a string"), "config": (dict, "an object"), "inputs": (dict, "an object"),
     "outputs": (dict, "an object"), "metrics": (dict, "an object"), "output_sha256": (dict, "an object"),
+    "input_sha256": (dict, "an object"),
 }
 
 
@@ -191,8 +192,20 @@ def editable_keys() -> str:
 
 
 def is_done(manifest: dict, name: str) -> bool:
-    """A stage is done when the manifest says so and its main output still exists."""
-    return _finished(manifest["stages"].get(name, {}))
+    """A stage is done when the manifest says so, its outputs still hold what it wrote, and the earlier stages it
+    read still hold what it read (:func:`changed_inputs`)."""
+    return _finished(manifest["stages"].get(name, {})) and not changed_inputs(manifest, name)
+
+
+def changed_inputs(manifest: dict, name: str) -> list[str]:
+    """The earlier stages whose outputs are no longer those stage ``name`` read: each was made again since (its
+    folder deleted, its output edited, its compare methods edited ...) and wrote other content. A stage made from
+    them was skipped as done, and the pipeline reported numbers of documents, factors or a model it no longer
+    holds (battery 20); such a stage is made again from the start. A record from before these digests reads none."""
+    read = manifest["stages"].get(name, {}).get("input_sha256")
+    if not isinstance(read, dict):
+        return []
+    return [r for r, digests in read.items() if manifest["stages"].get(r, {}).get("output_sha256") != digests]
 
 
 def _finished(st: dict) -> bool:
@@ -218,9 +231,21 @@ def _output_files(outputs: dict) -> dict[str, str]:
             digests[k] = file_sha256(p)
         elif isinstance(p, str) and (Path(p) / "config.json").is_file():
             digests[k] = model_digest(p)
-        elif isinstance(p, str) and (Path(p) / "meta.json").is_file():  # a shard folder: meta.json holds the
-            digests[k] = file_sha256(Path(p) / "meta.json")  # digest of every shard (checked when it is opened)
+        elif isinstance(p, str) and (Path(p) / "meta.json").is_file():  # a shard folder: by what it holds, as a
+            digests[k] = _shards_digest(Path(p))  # search or a fine-tuning knows its data (not the time it was made)
     return digests
+
+
+def _shards_digest(folder: Path) -> str | None:
+    """A shard folder's content digest (its tokens, documents and roles: ``TokenCorpus.content_digest``); a folder
+    that no longer opens has none (its stage runs again). Its meta.json's own digest changed with the time it was
+    written: the same documents tokenized again made every stage after the data stage run again (battery 20)."""
+    from longrope.data.shards import TokenCorpus
+
+    try:
+        return TokenCorpus.open(folder, verify="size").content_digest
+    except (UserError, OSError, KeyError, TypeError):
+        return None
 
 
 def _files_as_finished(st: dict) -> bool:
@@ -235,9 +260,13 @@ def _files_as_finished(st: dict) -> bool:
     return all(now.get(k) == v for k, v in recorded.items())
 
 
-def start(st: dict, settings: dict, inputs: dict) -> None:
-    """Stage record ``st`` at the start of an attempt."""
-    st.update(status="running", config=settings, started=now(), attempts=st.get("attempts", 0) + 1, inputs=inputs)
+def start(manifest: dict, name: str, settings: dict, inputs: dict) -> None:
+    """Stage ``name``'s record at the start of an attempt; ``inputs``: the earlier stages it reads (name → folder),
+    whose output digests it records (:func:`changed_inputs`)."""
+    st = manifest["stages"][name]
+    read = {r: manifest["stages"][r].get("output_sha256") for r in inputs}
+    st.update(status="running", config=settings, started=now(), attempts=st.get("attempts", 0) + 1, inputs=inputs,
+              input_sha256=read)
     st.pop("error", None)
 
 
@@ -254,11 +283,17 @@ def finish(st: dict, outcome: Outcome, seconds: float) -> None:
 def summarize(manifest: dict) -> dict:
     """``summary.json``: every stage's status and metrics, and the tables of the last done stage whose kind
     reports some (the last comparison) at the top."""
+    # a done stage made from outputs replaced since is not complete (status "stale"); read from the records alone:
+    # the outputs' digests (every weight byte of a model) are computed where a stage is about to be skipped
+    standing = {n: s.get("status") == "done" and not changed_inputs(manifest, n) for n, s in manifest["stages"].items()}
     out: dict[str, Any] = {"model": manifest["plan"]["model"],
-                           "complete": all(s.get("status") == "done" for s in manifest["stages"].values()),
+                           "complete": all(standing.values()),
                            "stages": {n: {k: s.get(k) for k in ("run", "status", "seconds", "metrics", "outputs")
                                           if k in s} for n, s in manifest["stages"].items()}}
-    reporting = [s for s in manifest["stages"].values() if _finished(s)
+    for n, s in out["stages"].items():
+        if s.get("status") == "done" and not standing[n]:
+            s["status"] = "stale"
+    reporting = [s for n, s in manifest["stages"].items() if standing[n] and _finished(s)
                  and s.get("run") in STAGES and STAGES[s["run"]].summary_keys]
     if reporting:
         path = Path(reporting[-1]["outputs"].get("summary", ""))
