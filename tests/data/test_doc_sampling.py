@@ -109,3 +109,12 @@ def test_a_split_emptied_by_pinned_roles_says_so_not_change_the_fraction(tmp_pat
     c = make_corpus(tmp_path / "d", [50] * 3, roles=["train", None, None])
     with pytest.raises(UserError, match="1 pinned to other roles.*change the fraction"):
         sample_documents(c, 10, 1, seed=0, split="heldout", heldout_fraction=0.0)
+def test_a_document_id_that_is_not_a_string_is_refused():
+    """document_role(b"x") hashed "b'x'", a role other than "x"'s, without a word (battery 20b)."""
+    from longrope.data.sampling import document_role
+    from longrope.errors import UserError
+
+    assert document_role("x") in ("heldout", "search")
+    for bad in (b"x", 3, None):
+        with pytest.raises(UserError, match="doc_id must be a string"):
+            document_role(bad)

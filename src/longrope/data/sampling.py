@@ -36,7 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from longrope.data.shards import TokenCorpus
-from longrope.errors import UserError
+from longrope.errors import UserError, shown
 from longrope.options import MAX_COUNT, MAX_TOKENS, check_seed, int_problem
 from longrope.settings import HELDOUT_FRACTION, check_heldout_fraction
 
@@ -62,7 +62,12 @@ class Sample:
 
 
 def document_role(doc_id: str, heldout_fraction: float = HELDOUT_FRACTION, *, salt: str = SPLIT_SALT) -> str:
-    """``"heldout"`` or ``"search"`` for a document id, by a stable hash (see the module doc)."""
+    """``"heldout"`` or ``"search"`` for a document id, by a stable hash (see the module doc). The id is a string, as
+    a shard folder's names are: b"x" or 3 was hashed as its repr ("b'x'"), a role other than the name's (battery
+    20b)."""
+    if not isinstance(doc_id, str) or not isinstance(salt, str):
+        bad, what = (doc_id, "doc_id") if not isinstance(doc_id, str) else (salt, "salt")
+        raise UserError(f"{what} must be a string (a document's name in its shard folder), got {shown(bad)}")
     f = check_heldout_fraction(heldout_fraction)
     digest = hashlib.blake2b(f"{salt}\0{doc_id}".encode(), digest_size=8).digest()
     u = int.from_bytes(digest, "big") / 2.0**64
