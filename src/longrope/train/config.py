@@ -101,9 +101,10 @@ class FinetuneConfig:
                               + ", ".join(settings.DTYPES) + " (also fp32, bf16, fp16)", metavar="DTYPE", group=_MEM)
     device: str = device_option("auto (CUDA when available), cpu or cuda; under 'accelerate launch' each process "
                                 "gets its own device", choices=DEVICES, group=_MEM)
-    attn_implementation: str = option("sdpa", "attention kernel: sdpa (packed documents get a [N, N] mask per "
-                                            "window), flash_attention_2 (varlen, no mask; CUDA), eager",
-                                    group=_MEM)
+    attn_implementation: str | None = option(None, "attention kernel: sdpa (packed documents get a [N, N] mask "
+                                                   "per window), flash_attention_2 (varlen, no mask; CUDA), eager",
+                                           default_text="the family's working one",
+                                           group=_MEM)
     loss_chunk: int | None = option(None, "positions per chunk of the LM head and the loss (never [N, vocab] "
                                         "logits)", default_text="max(128, 2^21 / vocab)", metavar="N",
                                       parse=token_count("--loss-chunk"), group=_MEM)
