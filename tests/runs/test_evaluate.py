@@ -39,3 +39,20 @@ def test_a_factor_file_named_in_bytes_that_are_not_utf8_gets_a_printable_set_nam
                   target_length=512).save(path)
     names = [n for n, _ in factor_sets((str(path),), skip_none=False, info=info, target=512)]
     assert names == ["none", "y\\xff"] and all(n.encode("utf-8") for n in names)
+
+
+def test_the_records_name_the_factor_file_each_set_came_from(tmp_path, capsys):
+    """summary.json's "factors" said "file": null for every factors.json given (only an HF config.json or a CSV
+    carried its path), so a record did not say which file a row measured (battery 20c)."""
+    from longrope.models.loading import read_rope_info
+    from longrope.rope import make_baseline
+
+    info = read_rope_info("tiny")
+    path = tmp_path / "yarn.json"
+    make_baseline("yarn", rope_theta=info.rope_theta, rotary_dim=info.rotary_dim, original_length=256,
+                  target_length=512).save(path)
+    out = tmp_path / "pk"
+    assert main(["eval", "passkey", "--model", "tiny", "--lengths", "256", "--trials", "1", "--depths", "0.5",
+                 "--mode", "needle", "--factors", str(path), "--quiet", "-o", str(out)]) == 0, capsys.readouterr().err
+    records = json.loads((out / "summary.json").read_text())["factors"]
+    assert [(r["name"], r["file"]) for r in records] == [("none", None), ("yarn", str(path))]

@@ -178,6 +178,7 @@ def factor_sets(specs: tuple[str, ...], *, skip_none: bool, info: Any, target: i
             continue
         p = Path(spec)
         fs = load_factors_for(spec, info, original_length=original_length, target_length=target, model=model)
+        fs = fs.with_(provenance={**fs.provenance, "source": printable(spec)})  # the file given: records' "file"
         name = p.name if p.is_dir() else (p.parent.name if p.name in ("factors.json", "config.json") and
                                           p.parent.name else p.stem)
         add(printable(name or spec), fs)  # a file name's non-UTF-8 bytes: escaped (the CSV write was a traceback)
