@@ -158,6 +158,13 @@ class FinetuneConfig:
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and lo <= v <= hi):
                 raise ConfigError(name, "{name} must be in " + f"[{lo:g}, {hi:g}], got {v!r}")
+        # a setting of steps that will not happen would be ignored: refuse it, as a LoRA setting without --lora
+        if self.short_length is not None and self.short_share == 0:
+            raise ConfigError(("short_length", "short_share"), "{name0} sets the length of short steps, but {name1} is "
+                              "0 (no step is short); give {name1} P > 0 (or drop {name0})")
+        if self.passkey_share > 0 and self.short_share == 1:
+            raise ConfigError(("passkey_share", "short_share"), "{name0} replaces rows of long steps, but {name1} is 1 "
+                              "(every step is short); lower {name1} (or drop {name0})")
         for name in ("learning_rate", "lora_alpha"):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
