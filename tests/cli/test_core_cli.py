@@ -26,6 +26,22 @@ def test_help_lists_the_core_commands():
         assert cmd in proc.stdout
 
 
+def test_every_commands_help_is_plain_text(capsys):
+    """inspect, baseline, export and generate printed their module docstrings' reStructuredText markup as --help
+    (``--load``, ``factors.json``) where every other command's help is plain (battery 20c)."""
+    import pytest
+
+    from longrope.cli import build_parser
+
+    parser = build_parser()
+    commands = [a for a in parser._subparsers._group_actions[0].choices if a not in ("eval", "rerun")]
+    for argv in [[c] for c in commands] + [["eval", k] for k in ("ppl", "passkey", "ruler")]:
+        with pytest.raises(SystemExit):
+            parser.parse_args([*argv, "--help"])
+        out = capsys.readouterr().out
+        assert out.startswith("usage:") and "``" not in out, argv
+
+
 def test_inspect_prints_rope_facts(capsys, tiny_model_dir):
     code, out, _ = _run(capsys, "inspect", "--model", str(tiny_model_dir))
     assert code == 0

@@ -116,7 +116,8 @@ def _add_tool(sub, name: str) -> None:
     from longrope.options import add_options
 
     mod = importlib.import_module(f"longrope.cli.{name}")
-    p = sub.add_parser(mod.COMMAND, help=mod.HELP, description=getattr(mod, "DESCRIPTION", mod.HELP),
+    description = re.sub(r"``(.+?)``", r"\1", getattr(mod, "DESCRIPTION", mod.HELP), flags=re.S)  # a docstring's
+    p = sub.add_parser(mod.COMMAND, help=mod.HELP, description=description,  # markup is not --help's text
                        epilog=getattr(mod, "EXAMPLE", None), formatter_class=argparse.RawDescriptionHelpFormatter)
     add_options(p, mod.CONFIG)
     p.set_defaults(_tool=mod)
