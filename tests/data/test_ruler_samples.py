@@ -147,3 +147,18 @@ def test_an_ascii_locale_without_utf8_mode_is_refused_in_one_line(monkeypatch):
         ruler.check_lm_eval()
     monkeypatch.setattr(locale, "getpreferredencoding", lambda do_setlocale=True: "UTF-8")
     ruler.check_lm_eval()
+
+
+def test_lm_evals_count_of_haystacks_it_dropped_is_not_shown(capsys):
+    """Every short RULER run printed 'lm-eval: Skipped 180/500 samples for repeat | max_seq_length=256: could not fit
+    them ...': lm-eval drops candidates that overflow and longrope refuses a length that leaves too few, so the count
+    is nothing a user can act on (battery 20c). Other lm-eval warnings still reach stderr."""
+    import logging
+
+    log = logging.getLogger("lm_eval.tasks.ruler.prepare_niah")
+    with ruler.lm_eval_quiet():
+        log.warning("Skipped %s/%s samples for %s | max_seq_length=%s: could not fit them within the sequence "
+                    "length. Last reason: %s", 180, 500, "repeat", 256, "260 exceeds max_seq_length=256")
+        log.warning("something else")
+    err = capsys.readouterr().err
+    assert "Skipped" not in err and "lm-eval: something else" in err, err
