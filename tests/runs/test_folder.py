@@ -387,3 +387,15 @@ def test_a_folder_moved_or_removed_under_its_run_is_not_rebuilt_by_the_next_writ
     write_text(out / "after.txt", "x")  # once the run let go of the folder, the path is anyone's
     if how == "moved":
         assert (tmp_path / "f9mv" / "train_log.jsonl").read_text() == "{}\n"
+
+
+@pytest.mark.parametrize("argv0,program", [("/venv/lib/python3.11/site-packages/longrope/__main__.py",
+                                            ["python", "-m", "longrope"]), ("/venv/bin/longrope", ["longrope"])])
+def test_run_json_records_the_command_as_it_can_be_typed(tmp_path, monkeypatch, argv0, program):
+    """Under python -m longrope, run.json's argv began with "__main__.py", which no one can type (battery 20c)."""
+    monkeypatch.setattr("sys.argv", [argv0, "eval", "ppl", "--model", "tiny"])
+    f = RunFolder.open(tmp_path / "run", "eval ppl", staged=True)
+    f.start({"a": 1})
+    f.finish({"ok": True})
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["argv"] == [*program, "eval", "ppl", "--model",
+                                                                                "tiny"]
