@@ -603,6 +603,7 @@ def _search_in(folder: Any, config: SearchConfig, plan: Any, ident: dict, preloa
                say: Callable[[str], None]) -> dict:
     """:func:`run`'s work, in its open (locked) run folder."""
     from longrope.evaluate.plots import plot_factors
+    from longrope.evaluate.suite import ppl_text
     from longrope.runs.progress import SearchBar
     from longrope.search.backends import make_evaluator
     from longrope.search.loop import StopRules, run_search
@@ -668,7 +669,9 @@ def _search_in(folder: Any, config: SearchConfig, plan: Any, ident: dict, preloa
     report: dict[str, Any] = {"strategy": config.strategy, "search": outcome}
     if config.report:
         report["heldout"] = heldout_report(config, plan, best, objective)
-        say("held-out ppl: " + ", ".join(f"{k} {v:.4f}" for k, v in report["heldout"]["ppl"].items()))
+        held = report["heldout"]  # what the numbers rest on, as the record says it
+        say(f"held-out ppl at {held['length']} tokens ({len(held['docs'])} documents, {held['scored_tokens_per_set']:,} "
+            "tokens scored per set): " + ", ".join(f"{k} {ppl_text(v, '.4f')}" for k, v in held["ppl"].items()))
     folder.finish(report)
     return report
 
