@@ -277,6 +277,10 @@ def check_writable_path(path: str | os.PathLike) -> None:
 
     if os.fspath(path) == "-":
         raise UserError("'-' is not an output file here (longrope writes no file to stdout); give a file path")
+    text = os.fspath(path)
+    if isinstance(text, str) and text.endswith(("/", os.sep)) and text.strip("/" + os.sep):  # pathlib drops the /:
+        raise UserError(f"{text} ends in '/', a folder, where a file is to be written; give a file name "  # the file
+                        f"(e.g. {text}out.json)")  # was written as 'runs' for 'runs/' (battery 20c)
     path = Path(path)
     # the fix fits a path the user gave (-o) and a run folder's own file someone replaced (its run.json a link to
     # /dev/null, its history.jsonl a folder: 'give the path of a file to write' named a path nobody gave; battery 19)

@@ -220,6 +220,9 @@ def check_shapes(cfg: Any) -> None:
         if value is None:
             if not optional and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
                 raise ConfigError(f.name, "{name} is required, got None")
+        elif inner is str and f.default is dataclasses.MISSING and isinstance(value, str) and not value.strip():
+            # -o "" was read as the current folder ("--output . is the current folder"), --model "" as a hub id
+            raise ConfigError(f.name, "{name} is required, got an empty text; give a value")
         elif _tuple_item(inner) is not None and not isinstance(value, (list, tuple)):
             raise ConfigError(f.name, "{name} must be a list or tuple of values, got " + shown(value)
                               + (f" (write [{value!r}] for one)" if isinstance(value, (str, int)) else ""))

@@ -401,3 +401,16 @@ def test_a_write_past_the_file_size_limit_names_the_limit(env, monkeypatch, caps
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "no space left" in err and "ulimit -f" in err, err
+
+
+def test_a_file_output_given_as_a_folder_with_a_trailing_slash_is_refused(tmp_path, capsys):
+    """baseline -o runs/ (and inspect --output runs/) wrote the file 'runs': pathlib drops the slash that said
+    a folder was meant (battery 20c)."""
+    from longrope.cli import main
+
+    for argv in (["baseline", "--model", "tiny", "--method", "pi", "--target-length", "512"], ["inspect", "--model", "tiny"]):
+        out = tmp_path / "runs"
+        assert main([*argv, "--output", f"{out}/"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "ends in '/'" in err[0], err
+        assert not out.exists()

@@ -26,6 +26,22 @@ def test_help_lists_the_core_commands():
         assert cmd in proc.stdout
 
 
+def test_every_commands_help_is_plain_text(capsys):
+    """inspect, baseline, export and generate printed their module docstrings' reStructuredText markup as --help
+    (``--load``, ``factors.json``) where every other command's help is plain (battery 20c)."""
+    import pytest
+
+    from longrope.cli import build_parser
+
+    parser = build_parser()
+    commands = [a for a in parser._subparsers._group_actions[0].choices if a not in ("eval", "rerun")]
+    for argv in [[c] for c in commands] + [["eval", k] for k in ("ppl", "passkey", "ruler")]:
+        with pytest.raises(SystemExit):
+            parser.parse_args([*argv, "--help"])
+        out = capsys.readouterr().out
+        assert out.startswith("usage:") and "``" not in out, argv
+
+
 def test_inspect_prints_rope_facts(capsys, tiny_model_dir):
     code, out, _ = _run(capsys, "inspect", "--model", str(tiny_model_dir))
     assert code == 0
@@ -494,3 +510,16 @@ def test_a_looping_link_as_a_path_is_one_line_not_pathlibs_runtime_error(monkeyp
     assert cli.main(["inspect", "--model", "tiny"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "loops" in err[0] and str(tmp_path) in err[0], err
+
+
+def test_an_abbreviated_option_is_refused_not_completed(capsys, tmp_path):
+    """argparse completed prefixes: 'eval ppl --mod tiny --len 256 --sam 1 --fac y.json' ran as --model, --lengths,
+    --samples, --factors, against the README's one spelling per setting (battery 20c). The documented --out alias
+    is a spelling of its own and still read."""
+    from longrope.cli import build_parser
+
+    out = str(tmp_path / "x.json")
+    code, _, err = _run(capsys, "baseline", "--mod", "tiny", "--method", "pi", "--target-length", "512", "-o", out)
+    assert code == 2 and "unrecognized arguments: --mod tiny" in err
+    args = build_parser().parse_args(["baseline", "--model", "tiny", "--method", "pi", "--out", out])
+    assert args.output == out

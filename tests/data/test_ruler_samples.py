@@ -166,3 +166,18 @@ def test_make_samples_refuses_arguments_of_another_kind_before_lm_eval_runs(monk
             ruler.make_samples(**{**base, **kw})
     with pytest.raises(ConfigError, match="unknown RULER task"):
         ruler.canonical_task(["vt"])
+
+
+def test_lm_evals_count_of_haystacks_it_dropped_is_not_shown(capsys):
+    """Every short RULER run printed 'lm-eval: Skipped 180/500 samples for repeat | max_seq_length=256: could not fit
+    them ...': lm-eval drops candidates that overflow and longrope refuses a length that leaves too few, so the count
+    is nothing a user can act on (battery 20c). Other lm-eval warnings still reach stderr."""
+    import logging
+
+    log = logging.getLogger("lm_eval.tasks.ruler.prepare_niah")
+    with ruler.lm_eval_quiet():
+        log.warning("Skipped %s/%s samples for %s | max_seq_length=%s: could not fit them within the sequence "
+                    "length. Last reason: %s", 180, 500, "repeat", 256, "260 exceeds max_seq_length=256")
+        log.warning("something else")
+    err = capsys.readouterr().err
+    assert "Skipped" not in err and "lm-eval: something else" in err, err

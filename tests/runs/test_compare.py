@@ -78,3 +78,16 @@ def test_a_comparison_s_ratios_names_and_goals_are_checked_as_written():
             ratio_length(ratio, length)
     with pytest.raises(UserError, match="needs exactly one of at_most, at_least"):
         evaluate_goals([{"name": "g", "value": "x"}], {})
+
+
+def test_the_table_gives_the_passkeys_interval_and_what_each_number_rests_on():
+    """compare.md (and the table the pipeline prints) gave a passkey accuracy of 20 keys as a bare '0.65' and the
+    perplexities without the tokens they rest on (battery 20c)."""
+    from longrope.runs.compare import format_table, tables
+
+    cells = {(n, "8x"): {"ppl": p, "n_tokens": 4094, "passkey": a, "passkey_trials": 20, "passkey_ci95": ci}
+             for n, p, a, ci in (("none", 50.27, 0.0, [0.0, 0.161]), ("yarn", 20.45, 0.65, [0.433, 0.819]))}
+    methods = {n: {"model": "tiny", "factors": {"8x": n}} for n in ("none", "yarn")}
+    table = format_table(tables(cells, methods, ["8x"], {"8x": 2048}))
+    assert "| yarn | 20.45 | 0.65 [0.43, 0.82] |" in table, table
+    assert "4,094 tokens scored" in table and "2,048 tokens per window" in table and "20 seeded keys" in table

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import shutil
 
+import pytest
+
 from longrope.cli import main
 
 
@@ -39,3 +41,54 @@ def test_a_factor_file_named_in_bytes_that_are_not_utf8_gets_a_printable_set_nam
                   target_length=512).save(path)
     names = [n for n, _ in factor_sets((str(path),), skip_none=False, info=info, target=512)]
     assert names == ["none", "y\\xff"] and all(n.encode("utf-8") for n in names)
+
+
+def test_the_records_name_the_factor_file_each_set_came_from(tmp_path, capsys):
+    """summary.json's "factors" said "file": null for every factors.json given (only an HF config.json or a CSV
+    carried its path), so a record did not say which file a row measured (battery 20c)."""
+    from longrope.models.loading import read_rope_info
+    from longrope.rope import make_baseline
+
+    info = read_rope_info("tiny")
+    path = tmp_path / "yarn.json"
+    make_baseline("yarn", rope_theta=info.rope_theta, rotary_dim=info.rotary_dim, original_length=256,
+                  target_length=512).save(path)
+    out = tmp_path / "pk"
+    assert main(["eval", "passkey", "--model", "tiny", "--lengths", "256", "--trials", "1", "--depths", "0.5",
+                 "--mode", "needle", "--factors", str(path), "--quiet", "-o", str(out)]) == 0, capsys.readouterr().err
+    records = json.loads((out / "summary.json").read_text())["factors"]
+    assert [(r["name"], r["file"]) for r in records] == [("none", None), ("yarn", str(path))]
+
+
+def test_a_perplexity_that_is_not_finite_is_said_in_words_and_written_as_json_null(tmp_path, monkeypatch, capsys):
+    """A model overflowing in float16 printed 'ppl nan' as if it were a number and wrote NaN into summary.json and
+    ppl.json, which strict JSON readers (jq, JSON.parse) refuse (battery 20c)."""
+    import longrope.evaluate.suite as suite
+    real = suite.evaluate_perplexity
+
+    def overflowed(*a, **k):
+        import dataclasses
+
+        return dataclasses.replace(real(*a, **k), nll_sum=float("nan"))
+
+    monkeypatch.setattr(suite, "evaluate_perplexity", overflowed)
+    shards = tmp_path / "shards"
+    from longrope.embedded import CORPUS_DIR as corpus
+
+    assert main(["tokenize", "--tokenizer", "tiny", "--input", f"heldout={corpus}/heldout", "-o", str(shards),
+                 "--quiet"]) == 0
+    out = tmp_path / "ppl"
+    assert main(["eval", "ppl", "--model", "tiny", "--data", str(shards), "--lengths", "64", "--samples", "1",
+                 "--skip-none", "--factors", "none", "--quiet", "-o", str(out)]) == 0
+    printed = capsys.readouterr()
+    assert "nan" not in printed.out + printed.err and "ppl not finite" in printed.out, printed
+    for name in ("summary.json", "ppl.json"):
+        text = (out / name).read_text()
+        assert "NaN" not in text
+        json.loads(text, parse_constant=lambda c, name=name: pytest.fail(f"{name} holds {c}"))
+    # the passkey's answer NLL, null in the record: printed in words (was a TypeError traceback)
+    from longrope.runs.evaluate import PASSKEY_SPEC
+
+    record = {"accuracy": {"none": 0.0}, "reference": "none", "retrieval": {"none": {"256": {
+        "keys": 1, "correct": 0, "accuracy": 0.0, "ci95": [0.0, 0.79], "answer_nll": None}}}}
+    assert "answer NLL not finite" in PASSKEY_SPEC.render(record)

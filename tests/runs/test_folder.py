@@ -409,3 +409,15 @@ def test_a_run_that_stops_before_its_end_says_how_in_run_json(tmp_path):
         again.start({"a": 1})
         assert json.loads((out / "run.json").read_text())["status"] == "running"
         again.close()
+
+
+@pytest.mark.parametrize("argv0,program", [("/venv/lib/python3.11/site-packages/longrope/__main__.py",
+                                            ["python", "-m", "longrope"]), ("/venv/bin/longrope", ["longrope"])])
+def test_run_json_records_the_command_as_it_can_be_typed(tmp_path, monkeypatch, argv0, program):
+    """Under python -m longrope, run.json's argv began with "__main__.py", which no one can type (battery 20c)."""
+    monkeypatch.setattr("sys.argv", [argv0, "eval", "ppl", "--model", "tiny"])
+    f = RunFolder.open(tmp_path / "run", "eval ppl", staged=True)
+    f.start({"a": 1})
+    f.finish({"ok": True})
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["argv"] == [*program, "eval", "ppl", "--model",
+                                                                                "tiny"]

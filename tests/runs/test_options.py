@@ -330,3 +330,16 @@ def test_every_run_function_takes_its_own_config_and_nothing_else():
 
     with pytest.raises(UserError, match="takes a FinetuneConfig, got dict"):
         finetune({"model": "tiny"})
+
+
+def test_an_empty_required_text_is_refused_in_every_command(tmp_path, capsys):
+    """-o "" was read as the current folder ('--output . is the current folder or holds it', 'baseline: . is a
+    folder where a file is to be written'): an empty required setting is refused by its name (battery 20c)."""
+    from longrope.cli import main
+
+    for argv in (["baseline", "--model", "tiny", "--method", "pi", "--target-length", "512", "-o", ""],
+                 ["eval", "ppl", "--model", "tiny", "--data", str(tmp_path), "--lengths", "256", "-o", ""],
+                 ["export", "--model", " ", "--factors", "f.json", "-o", str(tmp_path / "x")]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "is required, got an empty text" in err[0], err

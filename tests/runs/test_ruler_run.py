@@ -292,3 +292,13 @@ def test_samples_far_shorter_than_their_length_are_noted(tmp_path, yarn, monkeyp
     argv[argv.index("256,512")] = "512"
     assert main(argv) == 0
     assert "take at most 200 tokens" in capsys.readouterr().err
+
+
+def test_the_printed_table_says_its_unit(finished, capsys):
+    """The printed table gave accuracy in % with no unit beside cell lines in fractions ('accuracy 0.50' above
+    '50.0'), and without the samples behind each number (battery 20c)."""
+    from longrope.runs.ruler import SPEC
+
+    printed = SPEC.render(json.loads((finished / "summary.json").read_text()))
+    first = printed.splitlines()[0]
+    assert "accuracy in %" in first and "2 samples" in first, printed

@@ -700,3 +700,13 @@ def test_a_checkpoint_s_counters_are_checked_before_the_model_loads(tiny, tmp_pa
         assert _search(tiny, out, "--target-length", str(TARGET), "--no-report", "--resume") == 2, key
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and "is malformed" in err[0], (key, err)
+
+
+def test_the_held_out_line_says_what_its_perplexities_rest_on(tiny, tmp_path, capsys):
+    """search printed 'held-out ppl: searched 32.4762, pi 44.6003, ...' without the length or the tokens those
+    perplexities rest on (the record holds both) (battery 20c)."""
+    assert _search(tiny, tmp_path / "s", "--target-length", str(TARGET), "--max-evals", "2") == 0
+    line = next(x for x in capsys.readouterr().err.splitlines() if x.startswith("held-out ppl"))
+    held = json.loads((tmp_path / "s" / "summary.json").read_text())["heldout"]
+    assert line.startswith(f"held-out ppl at {TARGET} tokens ({len(held['docs'])} documents, "
+                           f"{held['scored_tokens_per_set']:,} tokens scored per set): searched "), line

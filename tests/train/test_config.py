@@ -54,6 +54,17 @@ def test_a_lora_setting_without_lora_is_refused_not_ignored(field, value):
     FinetuneConfig(**REQUIRED, lora_targets=["q_proj", "k_proj", "v_proj", "o_proj"])  # the default, from JSON
 
 
+@pytest.mark.parametrize("given,fields", [(dict(short_length=128), ("short_length", "short_share")),
+                                          (dict(short_share=1.0, passkey_share=0.5), ("passkey_share", "short_share"))])
+def test_a_setting_of_steps_that_never_happen_is_refused_not_ignored(given, fields):
+    """finetune --short-length S without --short-share (no short step), or --passkey-share with --short-share 1 (no long
+    step to hold passkey rows), trained as if the flag were not there (battery 20c)."""
+    with pytest.raises(ConfigError) as e:
+        FinetuneConfig(**REQUIRED, **given)
+    assert e.value.fields == fields
+    FinetuneConfig(**REQUIRED, **{**given, "short_share": 0.5})  # with steps of that kind it is taken
+
+
 def test_json_round_trip_and_trajectory_fields():
     cfg = FinetuneConfig(**REQUIRED, lora=True, lora_targets=("q_proj",), exclude=("a", "b"))
     again = FinetuneConfig(**json.loads(json.dumps(cfg.to_dict())))

@@ -148,7 +148,7 @@ def test_a_seq_len_below_l_names_seq_len_not_the_short_length_left_unset(make_co
     assert err.value.render({"seq_len": "--seq-len", "short_length": "--short-length"}.get).startswith(
         "--seq-len (16) is below the factor set's original length L = 32, the default of --short-length")
     with pytest.raises(ConfigError, match=r"short_length \(24\) must not exceed seq_len \(16\)"):
-        finetune(make_config(seq_len=16, short_length=24))
+        finetune(make_config(seq_len=16, short_length=24, short_share=0.5))
 
 
 def test_a_diverging_loss_is_one_line_naming_the_settings(make_config, tmp_path):
@@ -214,5 +214,5 @@ def test_passkey_share_replaces_long_rows_with_passkey_prompts(make_config, tmp_
     with pytest.raises(UserError, match="tokenizer"):
         finetune(make_config(passkey_share=0.5, output=str(tmp_path / "no-tok")))
     with pytest.raises(UserError, match="passkey prompt"):  # refused at set-up, before any step
-        finetune(make_config(model="tiny", factors=str(factors), data=str(shards), seq_len=64, short_length=32,
+        finetune(make_config(model="tiny", factors=str(factors), data=str(shards), seq_len=64, short_length=32, short_share=0.5,
                              passkey_share=0.5, output=str(tmp_path / "short")))

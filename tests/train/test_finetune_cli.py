@@ -131,3 +131,15 @@ def test_a_refused_resume_leaves_the_run_records_as_they_were(tiny_dir, factors_
     assert main([*argv, "--resume", "--seed", "5"]) == 2
     assert "--seed is 5 but the checkpoint was made with 0" in capsys.readouterr().err
     assert {name: (out / name).read_bytes() for name in records} == records
+
+
+def test_finetune_takes_the_familys_attention_by_default(build_tiny_model, factors_file, corpus_dir, tmp_path, capsys):
+    """Gemma 2 runs only with eager attention: finetune's default was 'sdpa' for every family, so a Gemma 2 model
+    was refused unless --attn-implementation was given, with 'omit it' advice for an option nobody gave (battery
+    20c). The default is the family's (as eval's and search's)."""
+    model = tmp_path / "tiny-gemma2"
+    build_tiny_model("gemma2").save_pretrained(model)
+    argv = ["finetune", "--model", str(model), "--factors", str(factors_file), "--data", str(corpus_dir),
+            "--steps", "1", "--seq-len", "64", "--quiet", "-o", str(tmp_path / "ft")]
+    assert main(argv) == 0, capsys.readouterr().err
+    assert (tmp_path / "ft" / "model" / "config.json").exists()

@@ -36,7 +36,13 @@ class _ArgError(Exception):
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse whose errors are one line (``longrope search: error: ... (see --help)``), exit 2."""
+    """argparse whose errors are one line (``longrope search: error: ... (see --help)``), exit 2; options are taken
+    as spelled, never abbreviated (``--mod tiny --len 256`` ran as --model/--lengths: one spelling per setting, and
+    a command that a later option would make ambiguous does not stop working)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> None:  # type: ignore[override]
         raise _ArgError(f"{self.prog}: error: {_named_once(message)} (see {self.prog} --help)")
@@ -116,7 +122,8 @@ def _add_tool(sub, name: str) -> None:
     from longrope.options import add_options
 
     mod = importlib.import_module(f"longrope.cli.{name}")
-    p = sub.add_parser(mod.COMMAND, help=mod.HELP, description=getattr(mod, "DESCRIPTION", mod.HELP),
+    description = re.sub(r"``(.+?)``", r"\1", getattr(mod, "DESCRIPTION", mod.HELP), flags=re.S)  # a docstring's
+    p = sub.add_parser(mod.COMMAND, help=mod.HELP, description=description,  # markup is not --help's text
                        epilog=getattr(mod, "EXAMPLE", None), formatter_class=argparse.RawDescriptionHelpFormatter)
     add_options(p, mod.CONFIG)
     p.set_defaults(_tool=mod)

@@ -8,7 +8,6 @@ shared ``rotary_emb`` whose (cos, sin) every attention layer takes).
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 from longrope.tools import InspectConfig
 
@@ -29,7 +28,7 @@ def run(args: InspectConfig) -> int:
     from longrope.models.loading import read_rope_info
 
     if args.output:  # before the weights load, not after
-        check_replaceable_file(Path(args.output), writes="an inspect report",
+        check_replaceable_file(args.output, writes="an inspect report",
                                is_own=lambda doc: isinstance(doc, dict) and {"model", "rotary_dim", "supported"} <= set(doc))
     if args.load:
         from transformers.utils import logging as hf_logging

@@ -177,6 +177,9 @@ _NOT_ACTIONABLE = (
     "Passed an already-initialized model",
     "Custom kwargs can be passed to `--metadata`",  # advice for lm-eval's own command line
     "This is a friendly reminder - the current text generation call has exceeded",  # past L is the point
+    # lm-eval draws 500 candidate haystacks and drops those that overflow the length; too few left is our own
+    # one-line refusal (make_samples), so its count of the dropped is not the user's to act on
+    "could not fit them within the sequence length",
 )
 
 

@@ -7,6 +7,7 @@ The unscaled model is the set named ``none`` (``swap(None)``: the model's own Ro
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -19,7 +20,7 @@ from longrope.errors import UserError, shown
 from longrope.evaluate.passkey import PasskeyResult, passkey_accuracy
 from longrope.evaluate.perplexity import PerplexityResult, evaluate_perplexity
 from longrope.evaluate.plots import plot_passkey_heatmap, plot_ppl_vs_length
-from longrope.io import write_csv, write_json
+from longrope.io import json_safe, write_csv, write_json
 
 __all__ = ["NamedFactors", "check_sets", "factor_switch", "ppl_suite", "passkey_suite", "compare_at_length",
            "write_ppl_outputs", "write_passkey_outputs", "PPL_CSV_FIELDS"]
@@ -125,9 +126,17 @@ def ppl_suite(
                     r = evaluate_perplexity(model, docs, length, bos_id=bos_id, stride=stride, max_tokens=max_tokens,
                                             chunk_size=chunk_size, batch_size=batch_size, progress=progress)
                 if log:
-                    log(f"{name:>16s}  {length:>8d}  ppl {r.ppl:10.4f}  ({r.n_tokens} tokens, {r.seconds:.1f} s)")
+                    log(f"{name:>16s}  {length:>8d}  ppl {ppl_text(r.ppl)}  ({r.n_tokens} tokens, {r.seconds:.1f} s)")
                 out.append((name, r))
     return out
+
+
+def ppl_text(value: float | None, spec: str = "10.4f") -> str:
+    """A perplexity or a loss as the tables print it; a non-finite one (None in the records) said in words, not as
+    'nan'."""
+    if value is None or not math.isfinite(value):
+        return "not finite (NaN or inf; with a 16-bit --dtype, an overflow: try float32)"
+    return format(value, spec)
 
 
 def compare_at_length(model: torch.nn.Module, docs: Sequence[Any], length: int, sets: dict[str, Any], *,
@@ -187,7 +196,7 @@ def write_ppl_outputs(out_dir: str | os.PathLike, results: list[tuple[str, Perpl
         d["factors"] = name
         rows.append(d)
     paths = {"json": out / "ppl.json", "csv": out / "ppl.csv", "png": out / "ppl.png"}
-    write_json(paths["json"], {"config": config, "results": rows})
+    write_json(paths["json"], json_safe({"config": config, "results": rows}))  # NaN is no JSON: null
     write_csv(paths["csv"], rows, PPL_CSV_FIELDS)
     series: dict[str, list[tuple[int, float]]] = {}
     for name, r in results:
@@ -210,7 +219,7 @@ def write_passkey_outputs(out_dir: str | os.PathLike, results: list[tuple[str, P
     if any("answer_nll" in r for r in rows):
         fields.append("answer_nll")
     paths = {"json": out / "passkey.json", "csv": out / "passkey.csv"}
-    write_json(paths["json"], {"config": config, "results": [{"factors": n, **r.to_dict()} for n, r in results]})
+    write_json(paths["json"], json_safe({"config": config, "results": [{"factors": n, **r.to_dict()} for n, r in results]}))
     write_csv(paths["csv"], rows, fields)
     for (name, r), stem in zip(results, _file_stems([name for name, _ in results])):
         p = out / f"passkey_{stem}.png"

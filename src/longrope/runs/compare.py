@@ -606,6 +606,7 @@ def tables(cells: dict[tuple[str, str], dict], methods: dict, ratios: list[str],
     measured at a ratio is absent), and the tokens each ratio's perplexities rest on."""
     ppl: dict[str, dict[str, float]] = {}
     passkey: dict[str, dict[str, float]] = {}
+    passkey_ci95: dict[str, dict[str, list]] = {}
     ruler: dict[str, dict[str, float]] = {}
     tokens: dict[str, int] = {}
     for r in ratios:
@@ -617,28 +618,43 @@ def tables(cells: dict[tuple[str, str], dict], methods: dict, ratios: list[str],
             tokens[r] = c["n_tokens"]
             if "passkey" in c:
                 passkey.setdefault(r, {})[n] = c["passkey"]
+                if c.get("passkey_ci95") is not None:
+                    passkey_ci95.setdefault(r, {})[n] = list(c["passkey_ci95"])
             if "ruler" in c:
                 ruler.setdefault(r, {})[n] = c["ruler"]
     trials = next((c.get("passkey_trials") for c in cells.values() if "passkey_trials" in c), None)
     return {"ratios": list(ratios), "lengths": lengths, "heldout_ppl": ppl, "heldout_tokens": tokens,
-            "passkey": passkey, "passkey_trials": trials, "ruler": ruler,
+            "passkey": passkey, "passkey_ci95": passkey_ci95, "passkey_trials": trials, "ruler": ruler,
             "methods": {n: {"model": m["model"], "factors": m["factors"],
                             **({"description": m["description"]} if "description" in m else {})}
                         for n, m in methods.items()}}
 
 
 def format_table(result: dict) -> str:
-    """Markdown: one row per method, PPL, passkey and RULER per ratio."""
+    """Markdown: what the numbers rest on (tokens per ratio, keys per passkey cell), then one row per method, PPL,
+    passkey (with its 95 % Wilson interval) and RULER per ratio."""
     ratios = result["ratios"]
     pk = [r for r in ratios if r in result["passkey"]]
     rl = [r for r in ratios if r in result.get("ruler", {})]
+    lengths, tokens = result.get("lengths", {}), result.get("heldout_tokens", {})
+    notes = ["PPL: held-out perplexity at each ratio's length, on the same windows for every method ("
+             + ", ".join(f"{r}: {lengths.get(r, '?'):,} tokens per window, {tokens[r]:,} tokens scored"
+                         if isinstance(lengths.get(r), int) else f"{r}: {tokens[r]:,} tokens scored"
+                         for r in ratios if r in tokens) + ")."]
+    if pk:
+        keys = result.get("passkey_trials")
+        notes.append(f"passkey: greedy accuracy on {keys if keys is not None else 'the same'} seeded keys per cell, "
+                     "[95 % Wilson interval].")
     head = "| method | " + " | ".join([f"PPL {r}" for r in ratios] + [f"passkey {r}" for r in pk]
                                     + [f"RULER {r}" for r in rl]) + " |"
-    rows = [head, "|---|" + "---:|" * (len(ratios) + len(pk) + len(rl))]
+    rows = [*notes, "", head, "|---|" + "---:|" * (len(ratios) + len(pk) + len(rl))]
 
     def cell(metric: str, r: str, n: str, fmt: str) -> str:
         v = result[metric].get(r, {}).get(n)
-        return "—" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, fmt)
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            return "—"
+        ci = result.get("passkey_ci95", {}).get(r, {}).get(n) if metric == "passkey" else None
+        return format(v, fmt) + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "")
 
     for n in result["methods"]:
         rows.append(f"| {n} | " + " | ".join([cell("heldout_ppl", r, n, ".2f") for r in ratios]

@@ -39,6 +39,7 @@ from longrope.groups import (
     trials_option,
     windows_per_doc_option,
 )
+from longrope.io import json_safe
 from longrope.options import MAX_COUNT, MAX_EXACT, MAX_TOKENS, check_int, config_to_dict, option, token_count
 from longrope.runs import RunSpec
 from longrope.settings import HELDOUT_FRACTION, SPLIT
@@ -178,6 +179,7 @@ def factor_sets(specs: tuple[str, ...], *, skip_none: bool, info: Any, target: i
             continue
         p = Path(spec)
         fs = load_factors_for(spec, info, original_length=original_length, target_length=target, model=model)
+        fs = fs.with_(provenance={**fs.provenance, "source": printable(spec)})  # the file given: records' "file"
         name = p.name if p.is_dir() else (p.parent.name if p.name in ("factors.json", "config.json") and
                                           p.parent.name else p.stem)
         add(printable(name or spec), fs)  # a file name's non-UTF-8 bytes: escaped (the CSV write was a traceback)
@@ -297,6 +299,7 @@ def run_ppl(config: PplConfig, *, log: Callable[[str], None] | None = None) -> d
         result = {"kind": "ppl", **record,
                   "results": [{"factors": n, "length": r.length, "ppl": r.ppl, "n_tokens": r.n_tokens,
                                "n_docs": r.n_docs} for n, r in results]}
+        result = json_safe(result)  # a non-finite number is no JSON: null in summary.json
         folder.finish(result)
     except BaseException:
         folder.abandon()
@@ -369,6 +372,7 @@ def run_passkey(config: PasskeyConfig, *, log: Callable[[str], None] | None = No
                   "accuracy": {n: r.accuracy for n, r in results}, "retrieval": retrieval,
                   "reference": reference, "verdicts": verdicts,
                   "cells": [{"factors": n, **c} for n, r in results for c in r.cells()]}
+        result = json_safe(result)  # a non-finite number is no JSON: null in summary.json
         folder.finish(result)
     except BaseException:
         folder.abandon()
@@ -377,7 +381,9 @@ def run_passkey(config: PasskeyConfig, *, log: Callable[[str], None] | None = No
 
 
 def _render_ppl(result: dict) -> str:
-    return "\n".join(f"{r['factors']:>16s}  {r['length']:>8d}  ppl {r['ppl']:10.4f}  ({r['n_tokens']} tokens)"
+    from longrope.evaluate.suite import ppl_text
+
+    return "\n".join(f"{r['factors']:>16s}  {r['length']:>8d}  ppl {ppl_text(r['ppl'])}  ({r['n_tokens']} tokens)"
                      for r in result["results"])
 
 
@@ -403,6 +409,8 @@ def _passkey_verdicts(results: list, reference: str, lengths: tuple[int, ...]) -
 
 
 def _render_passkey(result: dict) -> str:
+    from longrope.evaluate.suite import ppl_text
+
     retrieval = result.get("retrieval")
     if not retrieval:  # results written before intervals were recorded
         return "\n".join(f"{name:>16s}  accuracy {acc:.2f}" for name, acc in result["accuracy"].items())
@@ -410,7 +418,7 @@ def _render_passkey(result: dict) -> str:
     for name, by_length in retrieval.items():
         for length, s in by_length.items():
             lo, hi = s["ci95"]
-            nll = f"  answer NLL {s['answer_nll']:.3f}" if "answer_nll" in s else ""
+            nll = f"  answer NLL {ppl_text(s['answer_nll'], '.3f')}" if "answer_nll" in s else ""
             v = ((result.get("verdicts") or {}).get(name) or {}).get(length)
             tail = "  (reference)" if name == result.get("reference") else ""
             if v:

@@ -264,6 +264,13 @@ def _lock_problem(folder: Path, flag: str, exc: OSError) -> UserError:
                      f"{os_error_fix(exc, 'choose a writable folder')}")
 
 
+def _program() -> list[str]:
+    """How the running program was typed: ``longrope`` (the console script), or ``python -m longrope`` (whose
+    ``sys.argv[0]`` is the package's ``__main__.py``: run.json said "__main__.py", nothing a user can type)."""
+    program = Path(sys.argv[0])
+    return ["python", "-m", program.parent.name] if program.name == "__main__.py" else [program.name]
+
+
 class RunFolder:
     """A command's output folder (see the module docstring). Create it with :meth:`open`."""
 
@@ -388,7 +395,7 @@ class RunFolder:
         starts = [x for x in starts if isinstance(x, str)] if isinstance(starts, list) else []
         self._run = {
             "command": self.command,
-            "argv": [Path(sys.argv[0]).name, *sys.argv[1:]],
+            "argv": [*_program(), *sys.argv[1:]],
             "rerun": f"longrope rerun {self.final}",
             "versions": versions(device),
             "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self._t0)),

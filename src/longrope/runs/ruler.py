@@ -455,8 +455,10 @@ def _measure(config: RulerConfig, folder: Any, sets: list, tasks: list[str], sam
                 entries[key] = sealed(entry)
                 write_json(folder.path / CELLS_FILE, {"cells": list(entries.values())})
                 if bar is not None:
-                    bar.write(f"{name:>16s}  {length:>7d}  {task:<16s} accuracy {cell.accuracy:.2f} "
-                              f"({cell.n} samples, {cell.seconds / max(cell.n, 1):.1f} s/sample)", file=sys.stderr)
+                    lo, hi = cell.interval
+                    bar.write(f"{name:>16s}  {length:>7d}  {task:<16s} accuracy {cell.accuracy:.2f} [{lo:.2f}, "
+                              f"{hi:.2f}] ({cell.n} samples, {cell.seconds / max(cell.n, 1):.1f} s/sample)",
+                              file=sys.stderr)
     finally:
         if bar is not None:
             bar.close()
@@ -464,9 +466,11 @@ def _measure(config: RulerConfig, folder: Any, sets: list, tasks: list[str], sam
 
 
 def _render(result: dict) -> str:
+    """The printed table: accuracy in % as table.md has it (the unit said: the cell lines print fractions)."""
     lengths = result["lengths"]
     head = f"{'factors':>16s}  " + "  ".join(f"{n:>7d}" for n in lengths) + "      avg"
-    lines = [head]
+    lines = [f"RULER accuracy in % (a length: the mean over {len(result['tasks'])} task(s) of {result['samples']} "
+             f"samples each; avg: over lengths; per-task 95 % intervals in table.md)", head]
     for name, row in result["table"].items():
         vals = [row["by_length"].get(str(n)) for n in lengths] + [row["avg"]]
         lines.append(f"{name:>16s}  " + "  ".join("      –" if v is None else f"{100 * v:7.1f}" for v in vals))

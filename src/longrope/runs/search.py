@@ -642,6 +642,7 @@ def _search_and_report(config: SearchConfig, plan: Any, folder: Any, evaluator: 
                        ident: Any, preload: Any, say: Callable[[str], None]) -> dict[str, Any]:
     """The search itself, its factors, plot and report, into ``folder`` (set up and started by :func:`run`)."""
     from longrope.evaluate.plots import plot_factors
+    from longrope.evaluate.suite import ppl_text
     from longrope.runs.progress import SearchBar
     from longrope.search.loop import StopRules, run_search
     from longrope.search.plan import loop_strategy
@@ -679,7 +680,9 @@ def _search_and_report(config: SearchConfig, plan: Any, folder: Any, evaluator: 
     report: dict[str, Any] = {"strategy": config.strategy, "search": outcome}
     if config.report:
         report["heldout"] = heldout_report(config, plan, best, objective)
-        say("held-out ppl: " + ", ".join(f"{k} {v:.4f}" for k, v in report["heldout"]["ppl"].items()))
+        held = report["heldout"]  # what the numbers rest on, as the record says it
+        say(f"held-out ppl at {held['length']} tokens ({len(held['docs'])} documents, {held['scored_tokens_per_set']:,} "
+            "tokens scored per set): " + ", ".join(f"{k} {ppl_text(v, '.4f')}" for k, v in held["ppl"].items()))
     folder.finish(report)
     return report
 

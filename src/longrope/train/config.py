@@ -101,9 +101,10 @@ class FinetuneConfig:
                               + ", ".join(settings.DTYPES) + " (also fp32, bf16, fp16)", metavar="DTYPE", group=_MEM)
     device: str = device_option("auto (CUDA when available), cpu or cuda; under 'accelerate launch' each process "
                                 "gets its own device", choices=DEVICES, group=_MEM)
-    attn_implementation: str = option("sdpa", "attention kernel: sdpa (packed documents get a [N, N] mask per "
-                                            "window), flash_attention_2 (varlen, no mask; CUDA), eager",
-                                    group=_MEM)
+    attn_implementation: str | None = option(None, "attention kernel: sdpa (packed documents get a [N, N] mask "
+                                                   "per window), flash_attention_2 (varlen, no mask; CUDA), eager",
+                                           default_text="the family's working one",
+                                           group=_MEM)
     loss_chunk: int | None = option(None, "positions per chunk of the LM head and the loss (never [N, vocab] "
                                         "logits)", default_text="max(128, 2^21 / vocab)", metavar="N",
                                       parse=token_count("--loss-chunk"), group=_MEM)
@@ -157,6 +158,13 @@ class FinetuneConfig:
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and lo <= v <= hi):
                 raise ConfigError(name, "{name} must be in " + f"[{lo:g}, {hi:g}], got {v!r}")
+        # a setting of steps that will not happen would be ignored: refuse it, as a LoRA setting without --lora
+        if self.short_length is not None and self.short_share == 0:
+            raise ConfigError(("short_length", "short_share"), "{name0} sets the length of short steps, but {name1} is "
+                              "0 (no step is short); give {name1} P > 0 (or drop {name0})")
+        if self.passkey_share > 0 and self.short_share == 1:
+            raise ConfigError(("passkey_share", "short_share"), "{name0} replaces rows of long steps, but {name1} is 1 "
+                              "(every step is short); lower {name1} (or drop {name0})")
         for name in ("learning_rate", "lora_alpha"):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):

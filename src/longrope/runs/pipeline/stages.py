@@ -591,7 +591,7 @@ STAGES: dict[str, Stage] = {
                       gives=("model", "factors")),
     "compare": Stage(CompareConfig, _at(""), _run_compare, check=_check_compare, editable=COMPARE_EDITABLE,
                      stale=_compare_changed_factors,
-                     summary_keys=("heldout_ppl", "passkey", "ruler", "heldout_tokens", "lengths", "passkey_trials",
+                     summary_keys=("heldout_ppl", "passkey", "passkey_ci95", "ruler", "heldout_tokens", "lengths", "passkey_trials",
                                    "goals", "methods")),
     "export": Stage(ExportConfig, _export_output, _run_export, check=_check_export, build=_export_config,
                     gives=("model", "factors")),
