@@ -828,3 +828,26 @@ def test_a_stage_record_field_of_the_wrong_kind_is_one_line(tmp_path, capsys, fi
     assert _pipeline(plan_file, out, "--resume") == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and f"stage 'pi-2x''s {field} must be" in err[0], err
+
+
+def test_a_comparison_cell_that_is_not_finite_is_written_as_null_and_said_in_words(tmp_path, capsys, monkeypatch):
+    """A 16-bit overflow in a comparison's perplexity printed 'ppl nan' as a number and wrote NaN into cells.jsonl,
+    which strict JSON readers refuse (battery 20c open item): the cell holds null and the line says it in words."""
+    from longrope.runs import compare
+
+    real = compare._measure_cell
+
+    def overflowing(*args, **kwargs):
+        return {**real(*args, **kwargs), "ppl": float("nan")}
+
+    monkeypatch.setattr(compare, "_measure_cell", overflowing)
+    plan = {"format": "longrope-pipeline/1", "model": "tiny", "stages": [
+        {"name": "data", "run": "tokenize", "inputs": ["embedded"]},
+        {"name": "compare", "run": "compare", "data": "@data", "ratios": ["2x"], "samples": 1, "passkey_trials": 0,
+         "methods": {"pi": {"model": "{model}", "factors": {"2x": "pi@2x"}}}}]}
+    out = tmp_path / "out"
+    assert main(["pipeline", "--plan", str(_write(tmp_path, plan)), "-o", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "ppl not finite" in err and "ppl nan" not in err
+    line = (out / "stages" / "compare" / "cells.jsonl").read_text()
+    assert "NaN" not in line and json.loads(line.splitlines()[0])["ppl"] is None

@@ -542,8 +542,9 @@ def _measure_model(config: CompareConfig, model_name: str, mine: list[tuple[str,
                    windows: dict, lengths: dict[str, int], digests: dict[str, str], keep: Callable[[dict], None],
                    say: Callable[[str], None], folder: Path) -> None:
     """Load ``model_name`` once and measure its cells ``mine`` (``(method, ratio)``), keeping each as it is done."""
-    from longrope.evaluate.suite import factor_switch
+    from longrope.evaluate.suite import factor_switch, ppl_text
     from longrope.evaluate.windows import resolve_bos
+    from longrope.io import json_safe
     from longrope.models import inspect_model
     from longrope.models.loading import load_model
 
@@ -567,8 +568,9 @@ def _measure_model(config: CompareConfig, model_name: str, mine: list[tuple[str,
                 cell.update(ruler.measure(name, ratio))
             if f"{name}@{ratio}" in digests:
                 cell["factors_sha256"] = digests[f"{name}@{ratio}"]
+            cell = json_safe(cell)  # a non-finite perplexity (a 16-bit overflow) is null: NaN is no JSON
             keep(cell)
-            say(f"compare: {name:>18s} {ratio:>4s} ({lengths[ratio]} tokens)  ppl {cell['ppl']:9.4f}"
+            say(f"compare: {name:>18s} {ratio:>4s} ({lengths[ratio]} tokens)  ppl {ppl_text(cell['ppl'], '9.4f')}"
                 + (f"  passkey {cell['passkey']:.2f}" if "passkey" in cell else "")
                 + (f"  RULER {cell['ruler']:.2f}" if "ruler" in cell else "") + f"  [{spec}]")
 
