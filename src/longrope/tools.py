@@ -208,7 +208,8 @@ class GenerateConfig:
     model: str = option(help=MODEL_HELP, metavar="M")
     factors: str = option(help=FACTORS_HELP + " to install", metavar="F", tags={"once": True})
     prompt: str | None = option(None, "the prompt text (this or --prompt-file)")
-    prompt_file: str | None = option(None, "a UTF-8 text file holding the prompt", metavar="FILE")
+    prompt_file: str | None = option(None, "a UTF-8 text file holding the prompt ('-': standard input)",
+                                     metavar="FILE")
     max_new_tokens: int = option(help="tokens to generate (64, 1k ...)", parse=token_count("--max-new-tokens"),
                                  metavar="N")
     mode: str = option("switch", "switch: short factors up to L, long beyond; long: long from the start",

@@ -145,3 +145,25 @@ def test_a_prompt_file_with_a_byte_order_mark_is_the_same_prompt(capsys, tmp_pat
         assert code == 0
         outs.append(json.loads(out))
     assert outs[0] == outs[1]
+
+
+def test_a_prompt_piped_in_with_prompt_file_dash_is_the_same_prompt(capsys, tmp_path, yarn_file, monkeypatch):
+    """`cat book.txt | longrope generate --prompt-file -` was refused ("cannot read --prompt-file -: No such file or
+    directory"): no prompt could be piped in (battery 20c open item). '-' reads standard input, within a bound."""
+    import io
+    import sys
+
+    from longrope.cli import generate as command
+
+    (tmp_path / "p.txt").write_text("It was a dark night")
+    argv = ["generate", "--model", "tiny", "--factors", str(yarn_file), "--max-new-tokens", "2", "--json"]
+    code, from_file, _ = _run(capsys, *argv, "--prompt-file", str(tmp_path / "p.txt"))
+    assert code == 0
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"It was a dark night")))
+    code, piped, err = _run(capsys, *argv, "--prompt-file", "-")
+    assert code == 0, err
+    assert json.loads(piped) == json.loads(from_file)
+    monkeypatch.setattr(command, "STDIN_LIMIT", 8)
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"It was a dark night")))
+    code, _, err = _run(capsys, *argv, "--prompt-file", "-")
+    assert code == 2 and "standard input holds more than" in err

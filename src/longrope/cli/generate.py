@@ -17,6 +17,8 @@ import sys
 from longrope.tools import GenerateConfig
 
 CONFIG = GenerateConfig
+#: the most bytes ``--prompt-file -`` reads from standard input
+STDIN_LIMIT = 256 << 20
 
 COMMAND = "generate"
 HELP = "generate text with the factors installed (exact across the short/long switch)"
@@ -24,13 +26,14 @@ DESCRIPTION = __doc__
 EXAMPLE = """example:
   longrope generate --model tiny --factors runs/yarn.json --prompt "It was a dark night" --max-new-tokens 40
   longrope generate --model smollm2 --factors f.json --prompt-file book.txt --max-new-tokens 64 --mode long --json
+  cat book.txt | longrope generate --model smollm2 --factors f.json --prompt-file - --max-new-tokens 64
 """
 
 
 def run(args: GenerateConfig) -> int:
     from longrope.errors import UserError
     from longrope.groups import run_device
-    from longrope.io import decode_text, os_error_words, read_regular
+    from longrope.io import decode_text, os_error_words, read_at_most, read_regular
     from longrope.models import install_factors, load_model, read_rope_info, resolve_dtype
     from longrope.models.factor_files import load_factors_for
     from longrope.models.families import require_supported
@@ -40,15 +43,22 @@ def run(args: GenerateConfig) -> int:
     # prompt and the decoding settings are the config's own checks (generate()'s, one rule each).
     given_opts = {k: v for k, v in (("temperature", args.temperature), ("top_p", args.top_p),
                                     ("cache_policy", args.cache_policy)) if v is not None}
-    if args.prompt_file is not None:
+    if args.prompt_file == "-":  # piped in: read to its end, within a bound (`yes |` never ends)
+        data = read_at_most(sys.stdin.buffer, STDIN_LIMIT + 1) if sys.stdin is not None else b""
+        if len(data) > STDIN_LIMIT:
+            raise UserError(f"--prompt-file -: standard input holds more than {STDIN_LIMIT >> 20} MiB; a prompt "
+                            "that long is no prompt (give a file, or a shorter text)")
+    elif args.prompt_file is not None:
         try:
             data = read_regular(args.prompt_file)  # a pipe or /dev/zero: refused, not read
         except OSError as e:
             raise UserError(f"cannot read --prompt-file {args.prompt_file}: {os_error_words(e)}") from None
+    if args.prompt_file is not None:
+        what = "standard input" if args.prompt_file == "-" else args.prompt_file
         try:  # a byte-order mark is no prompt text (it was 3 tokens before the prompt, battery 11a)
-            text = decode_text(data, args.prompt_file)
+            text = decode_text(data, None if args.prompt_file == "-" else args.prompt_file)
         except ValueError as e:
-            raise UserError(f"--prompt-file {args.prompt_file} is {e}") from None
+            raise UserError(f"--prompt-file {what} is {e}") from None
     else:
         text = args.prompt
     check_text_prompts([text])  # before the weights load
