@@ -237,3 +237,25 @@ def test_a_phi3_long_context_config_loads_without_transformers_factor_note(tmp_p
         logger.removeHandler(handler)
     assert info.max_position_embeddings == 4 * TINY_L
     assert not [m for m in seen if "factor` field" in m]
+
+
+def test_a_partial_rotary_gguf_loads_as_the_model_it_was_exported_from(tmp_path, capfd):
+    """transformers' GGUF reader drops phi3.rope.dimension_count: a Phi-3 GGUF rotating half of each head was
+    read as rotating all of it (another model), and Phi3Config's default pad id 32000 was warned about."""
+    import numpy as np
+
+    from longrope.data.tokenizer_loading import load_tokenizer
+    from longrope.models.gguf import export_gguf
+    from longrope.rope import FactorSet
+
+    tokenizer = load_tokenizer("tiny")  # a GGUF without a tokenizer is not one transformers reads
+    model = build_tiny("phi3", vocab_size=len(tokenizer))
+    fs = FactorSet(long_factor=np.linspace(1.0, 4.0, 4), short_factor=np.ones(4), original_max_position_embeddings=TINY_L,
+                   max_position_embeddings=4 * TINY_L, rope_theta=TINY_THETA)
+    path = export_gguf(model, tokenizer, fs, tmp_path / "m.gguf", outtype="f32").path
+    capfd.readouterr()
+    assert loading.read_rope_info(path).rotary_dim == rope_info_from_config(model.config).rotary_dim == 8
+    loaded = loading.load_model(path, dtype="float32", device="cpu")[0]
+    assert rope_info_from_config(loaded.config).rotary_dim == 8
+    assert loaded.config.pad_token_id is None
+    assert "pad_token_id" not in capfd.readouterr().err
