@@ -259,3 +259,26 @@ def test_a_partial_rotary_gguf_loads_as_the_model_it_was_exported_from(tmp_path,
     assert rope_info_from_config(loaded.config).rotary_dim == 8
     assert loaded.config.pad_token_id is None
     assert "pad_token_id" not in capfd.readouterr().err
+
+
+def test_a_gguf_tokenizer_has_the_vocabulary_of_the_folder_it_was_exported_from(tmp_path):
+    """transformers' GPT-2 GGUF tokenizer adds its class default '<|endoftext|>' at id n when the vocabulary has
+    none: a GGUF of the embedded tiny model had 4,097 tokens for 4,096 embeddings, so eval refused even shards of
+    its own tokenizer, and the folder's shards for another vocabulary hash (battery 20d)."""
+    import numpy as np
+
+    from longrope.data import vocab_sha256
+    from longrope.data.tokenizer_loading import load_tokenizer
+    from longrope.models.gguf import export_gguf
+    from longrope.rope import FactorSet
+
+    tokenizer = load_tokenizer("tiny")
+    model = build_tiny("llama", vocab_size=len(tokenizer))
+    fs = FactorSet(long_factor=np.linspace(1.0, 4.0, 8), short_factor=np.ones(8), original_max_position_embeddings=TINY_L,
+                   max_position_embeddings=4 * TINY_L, rope_theta=TINY_THETA)
+    path = export_gguf(model, tokenizer, fs, tmp_path / "m.gguf", outtype="f32").path
+    read = load_tokenizer(path)
+    assert len(read) == len(tokenizer) == 4096
+    assert vocab_sha256(read) == vocab_sha256(tokenizer)
+    text = "a line <|endoftext|> and </s> more"
+    assert read(text)["input_ids"] == tokenizer(text)["input_ids"]

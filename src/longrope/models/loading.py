@@ -242,7 +242,8 @@ def _from_pretrained(source: ModelSource, loader: Any, **kwargs: Any) -> Any:
 
         with _gguf_bar_follows_transformers():
             if loader is AutoTokenizer:
-                return _load_local(source, loader, gguf_file=source.gguf_file, **kwargs)
+                return _without_added_defaults(_load_local(source, loader, gguf_file=source.gguf_file, **kwargs),
+                                               Path(source.location) / str(source.gguf_file))
             config = _gguf_config(source)
             if loader is AutoConfig:
                 return config
@@ -285,6 +286,31 @@ def _gguf_config(source: ModelSource) -> Any:
         params["partial_rotary_factor"] = rotary / head_dim
         config.rope_parameters = params
     return config
+
+
+def _without_added_defaults(tokenizer: Any, path: Path) -> Any:
+    """The GGUF's tokenizer without the tokens transformers adds past the file's list: its GPT-2 builder adds the
+    class's default ``<|endoftext|>`` at id n when the vocabulary has none, so a GGUF of the embedded tiny model had
+    4,097 tokens for its 4,096 embeddings (every eval refused, even on shards of its own tokenizer) and another
+    vocabulary hash than the folder it was exported from."""
+    import json
+
+    try:
+        import gguf
+
+        field = gguf.GGUFReader(path).get_field("tokenizer.ggml.tokens")
+        count = len(field.data) if field is not None else None
+        backend = tokenizer.backend_tokenizer
+    except Exception:  # noqa: BLE001 - an optional repair: transformers already read this file
+        return tokenizer
+    if not count or len(tokenizer) <= count:
+        return tokenizer
+    from tokenizers import Tokenizer
+
+    spec = json.loads(backend.to_str())
+    spec["added_tokens"] = [t for t in spec.get("added_tokens", []) if t["id"] < count]
+    tokenizer._tokenizer = Tokenizer.from_str(json.dumps(spec))
+    return tokenizer
 
 
 def _gguf_header_int(path: Path, key: str) -> int | None:
