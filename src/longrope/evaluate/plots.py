@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from longrope.io import write_bytes
 
 __all__ = ["plot_ppl_vs_length", "plot_passkey_heatmap", "plot_passkey_methods", "plot_factors",
-           "plot_ruler_heatmaps", "quiet_matplotlib_cache_notes"]
+           "plot_ruler_heatmaps", "quiet_matplotlib_cache_notes", "legend"]
 
 
 class _CacheDirNotes(logging.Filter):
@@ -48,7 +48,7 @@ def _save(fig, path: str | os.PathLike) -> None:
     write_bytes(path, buf.getvalue())
 
 
-def _legend(ax, **kwargs) -> None:
+def legend(ax, **kwargs) -> None:
     """A legend when something labelled was drawn (matplotlib warns on an empty one: a plot of no series)."""
     if ax.get_legend_handles_labels()[0]:
         ax.legend(**kwargs)
@@ -104,7 +104,7 @@ def plot_ppl_vs_length(series: Mapping[str, Sequence[tuple[int, float]]], path: 
     ax.set_ylabel("perplexity (token-weighted)")
     ax.set_title(title)
     ax.grid(True, alpha=0.3)
-    _legend(ax)
+    legend(ax)
     _save(fig, path)
 
 
@@ -185,7 +185,7 @@ def plot_factors(path: str | os.PathLike, curve: Sequence[float], label: str, *,
     ax.set_ylabel("rescale factor λ_i")
     ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
-    _legend(ax, fontsize=8)
+    legend(ax, fontsize=8)
     _save(fig, path)
 
 
