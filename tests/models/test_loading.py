@@ -282,3 +282,22 @@ def test_a_gguf_tokenizer_has_the_vocabulary_of_the_folder_it_was_exported_from(
     assert vocab_sha256(read) == vocab_sha256(tokenizer)
     text = "a line <|endoftext|> and </s> more"
     assert read(text)["input_ids"] == tokenizer(text)["input_ids"]
+
+
+def test_a_gguf_written_without_a_tokenizer_loads_as_a_folder_without_one(tmp_path):
+    """export --format gguf of a folder without tokenizer files writes tokenizer.ggml.model 'none'; load_model
+    then asked transformers for its tokenizer: "Cannot build a tokenizer from a GGUF file stating tokenizer 'none'"
+    (battery 20d), so longrope could not read back a file it wrote. The model loads with no tokenizer, as such a
+    folder does."""
+    import numpy as np
+
+    from longrope.models.gguf import export_gguf
+    from longrope.rope import FactorSet
+
+    model = build_tiny("qwen2")
+    fs = FactorSet(long_factor=np.linspace(1.0, 4.0, 8), short_factor=np.ones(8), original_max_position_embeddings=TINY_L,
+                   max_position_embeddings=4 * TINY_L, rope_theta=TINY_THETA)
+    path = export_gguf(model, None, fs, tmp_path / "m.gguf", outtype="f32").path
+    assert loading.load_tokenizer_of(path) is None
+    loaded, tokenizer = loading.load_model(path, dtype="float32", device="cpu")
+    assert tokenizer is None and loaded.config.vocab_size == model.config.vocab_size

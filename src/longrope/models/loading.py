@@ -313,17 +313,24 @@ def _without_added_defaults(tokenizer: Any, path: Path) -> Any:
     return tokenizer
 
 
-def _gguf_header_int(path: Path, key: str) -> int | None:
-    """``{arch}.<key>`` of a GGUF header as an int (None when absent or unreadable)."""
+def _gguf_header(path: Path, key: str, *, arch: bool = False) -> Any:
+    """The value of ``key`` (``{arch}.<key>`` with ``arch``) in a GGUF header; None when absent or unreadable."""
     try:
         import gguf
 
         reader = gguf.GGUFReader(path)
-        arch = reader.get_field("general.architecture")
-        field = reader.get_field(f"{arch.contents()}.{key}") if arch else None
-        value = field.contents() if field is not None else None
+        if arch:
+            name = reader.get_field("general.architecture")
+            key = f"{name.contents()}.{key}" if name else ""
+        field = reader.get_field(key) if key else None
+        return field.contents() if field is not None else None
     except Exception:  # noqa: BLE001 - an optional refinement: transformers already read this file
         return None
+
+
+def _gguf_header_int(path: Path, key: str) -> int | None:
+    """``{arch}.<key>`` of a GGUF header as an int (None when absent or unreadable)."""
+    value = _gguf_header(path, key, arch=True)
     return int(value) if isinstance(value, int) and not isinstance(value, bool) else None
 
 
@@ -514,6 +521,9 @@ def load_tokenizer_of(name_or_path: str | os.PathLike | ModelSource) -> Any | No
     source = name_or_path if isinstance(name_or_path, ModelSource) else resolve_source(name_or_path)
     if not (source.kind in ("gguf", "hub") or _has_tokenizer(Path(source.location))):
         return None
+    if source.kind == "gguf" and _gguf_header(Path(source.location) / str(source.gguf_file),
+                                              "tokenizer.ggml.model") in (None, "none"):
+        return None  # written without one (export of a folder without tokenizer files): as such a folder
     try:
         tokenizer = _from_pretrained(source, AutoTokenizer)
     except UserError as e:  # transformers' words for a damaged folder ("Couldn't instantiate the backend ...")
