@@ -147,6 +147,11 @@ def require_config(config: Any, cls: type, who: str) -> None:
         hint = f" (build it with {cls.__name__}(**fields) or longrope.options.config_from_dict)" \
             if isinstance(config, dict) else ""
         raise UserError(f"{who} takes a {cls.__name__}, got {type(config).__name__}{hint}")
+    if dataclasses.is_dataclass(config):
+        # its checks again, on a copy: a config changed after it was built (cfg.steps = -1 on one reused from an
+        # earlier run) ran 0 steps into a run folder, and a NaN learning rate or an unknown dtype reached torch
+        # (a ValueError / KeyError traceback) where the constructor would have refused it in one line (battery 20d)
+        dataclasses.replace(config)
 
 
 def check_seed(seed: Any) -> None:

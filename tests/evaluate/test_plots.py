@@ -19,3 +19,29 @@ def test_an_unwritable_matplotlib_config_folder_costs_no_lines_on_stderr(tmp_pat
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and proc.stderr == "", proc.stderr
     assert (tmp_path / "p.png").stat().st_size > 0
+
+
+def test_plots_of_nothing_are_drawn_silently_and_inputs_they_cannot_draw_are_one_line_errors(tmp_path):
+    """Battery 20d: an empty series, passkey or RULER grid gave matplotlib's 'No artists with labels' and
+    'singular limits' warnings; a length of 0 its 'cannot be log-scaled' warning and a plot anyway; a reference
+    curve of another length its 'x and y must have same first dimension'."""
+    import warnings
+
+    import pytest
+
+    from longrope.errors import UserError
+    from longrope.evaluate import plots
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        plots.plot_ppl_vs_length({}, tmp_path / "a.png")
+        plots.plot_passkey_heatmap([], tmp_path / "b.png")
+        plots.plot_passkey_methods([], tmp_path / "c.png", length=64, methods=[])
+        plots.plot_ruler_heatmaps({"yarn": {}}, ["niah"], [], tmp_path / "d.png")
+        plots.plot_factors(tmp_path / "e.png", [], "none", references={}, title="t")
+    assert all((tmp_path / f"{n}.png").read_bytes().startswith(b"\x89PNG") for n in "abcde")
+    with pytest.raises(UserError, match="positive token counts, got 0"):
+        plots.plot_ppl_vs_length({"yarn": [(0, 3.0), (64, 4.0)]}, tmp_path / "f.png")
+    with pytest.raises(UserError, match="reference 'pi' has 2 factors but 'found' has 3"):
+        plots.plot_factors(tmp_path / "g.png", [1.0, 2.0, 3.0], "found", references={"pi": [1.0, 2.0]}, title="t")
+    assert not (tmp_path / "f.png").exists() and not (tmp_path / "g.png").exists()

@@ -237,3 +237,67 @@ def test_a_phi3_long_context_config_loads_without_transformers_factor_note(tmp_p
         logger.removeHandler(handler)
     assert info.max_position_embeddings == 4 * TINY_L
     assert not [m for m in seen if "factor` field" in m]
+
+
+def test_a_partial_rotary_gguf_loads_as_the_model_it_was_exported_from(tmp_path, capfd):
+    """transformers' GGUF reader drops phi3.rope.dimension_count: a Phi-3 GGUF rotating half of each head was
+    read as rotating all of it (another model), and Phi3Config's default pad id 32000 was warned about."""
+    import numpy as np
+
+    from longrope.data.tokenizer_loading import load_tokenizer
+    from longrope.models.gguf import export_gguf
+    from longrope.rope import FactorSet
+
+    tokenizer = load_tokenizer("tiny")  # a GGUF without a tokenizer is not one transformers reads
+    model = build_tiny("phi3", vocab_size=len(tokenizer))
+    fs = FactorSet(long_factor=np.linspace(1.0, 4.0, 4), short_factor=np.ones(4), original_max_position_embeddings=TINY_L,
+                   max_position_embeddings=4 * TINY_L, rope_theta=TINY_THETA)
+    path = export_gguf(model, tokenizer, fs, tmp_path / "m.gguf", outtype="f32").path
+    capfd.readouterr()
+    assert loading.read_rope_info(path).rotary_dim == rope_info_from_config(model.config).rotary_dim == 8
+    loaded = loading.load_model(path, dtype="float32", device="cpu")[0]
+    assert rope_info_from_config(loaded.config).rotary_dim == 8
+    assert loaded.config.pad_token_id is None
+    assert "pad_token_id" not in capfd.readouterr().err
+
+
+def test_a_gguf_tokenizer_has_the_vocabulary_of_the_folder_it_was_exported_from(tmp_path):
+    """transformers' GPT-2 GGUF tokenizer adds its class default '<|endoftext|>' at id n when the vocabulary has
+    none: a GGUF of the embedded tiny model had 4,097 tokens for 4,096 embeddings, so eval refused even shards of
+    its own tokenizer, and the folder's shards for another vocabulary hash (battery 20d)."""
+    import numpy as np
+
+    from longrope.data import vocab_sha256
+    from longrope.data.tokenizer_loading import load_tokenizer
+    from longrope.models.gguf import export_gguf
+    from longrope.rope import FactorSet
+
+    tokenizer = load_tokenizer("tiny")
+    model = build_tiny("llama", vocab_size=len(tokenizer))
+    fs = FactorSet(long_factor=np.linspace(1.0, 4.0, 8), short_factor=np.ones(8), original_max_position_embeddings=TINY_L,
+                   max_position_embeddings=4 * TINY_L, rope_theta=TINY_THETA)
+    path = export_gguf(model, tokenizer, fs, tmp_path / "m.gguf", outtype="f32").path
+    read = load_tokenizer(path)
+    assert len(read) == len(tokenizer) == 4096
+    assert vocab_sha256(read) == vocab_sha256(tokenizer)
+    text = "a line <|endoftext|> and </s> more"
+    assert read(text)["input_ids"] == tokenizer(text)["input_ids"]
+
+
+def test_a_gguf_written_without_a_tokenizer_loads_as_a_folder_without_one(tmp_path):
+    """export --format gguf of a folder without tokenizer files writes tokenizer.ggml.model 'none'; load_model
+    then asked transformers for its tokenizer: "Cannot build a tokenizer from a GGUF file stating tokenizer 'none'"
+    (battery 20d), so longrope could not read back a file it wrote. The model loads with no tokenizer, as such a
+    folder does."""
+    import numpy as np
+
+    from longrope.models.gguf import export_gguf
+    from longrope.rope import FactorSet
+
+    model = build_tiny("qwen2")
+    fs = FactorSet(long_factor=np.linspace(1.0, 4.0, 8), short_factor=np.ones(8), original_max_position_embeddings=TINY_L,
+                   max_position_embeddings=4 * TINY_L, rope_theta=TINY_THETA)
+    path = export_gguf(model, None, fs, tmp_path / "m.gguf", outtype="f32").path
+    assert loading.load_tokenizer_of(path) is None
+    loaded, tokenizer = loading.load_model(path, dtype="float32", device="cpu")
+    assert tokenizer is None and loaded.config.vocab_size == model.config.vocab_size

@@ -343,3 +343,26 @@ def test_an_empty_required_text_is_refused_in_every_command(tmp_path, capsys):
         assert main(argv) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and "is required, got an empty text" in err[0], err
+
+
+def test_a_config_changed_after_it_was_built_is_checked_again_by_its_run(tmp_path):
+    """A config reused from an earlier run and edited (cfg.steps = -1) skipped the constructor's checks: finetune ran
+    0 steps into a new run folder, a NaN learning rate was torch's ValueError, an unknown dtype a KeyError
+    (battery 20d). Every run checks its config's fields again before any work."""
+    from longrope.runs import get_run
+    from longrope.runs.evaluate import PplConfig
+    from longrope.train import FinetuneConfig
+
+    finetune = get_run("finetune").run
+    for name, value, words in (("steps", -1, "steps must be an integer"), ("learning_rate", float("nan"), "finite"),
+                               ("dtype", "fp16x", "dtype must be one of")):
+        cfg = FinetuneConfig(model="tiny", factors=str(tmp_path / "f.json"), data=str(tmp_path), output=str(tmp_path / "run"))
+        setattr(cfg, name, value)
+        with pytest.raises(ConfigError, match=words):
+            finetune(cfg)
+        assert not (tmp_path / "run").exists()
+    ppl = PplConfig(model="tiny", data=str(tmp_path), lengths=(64,), output=str(tmp_path / "ppl"))
+    ppl.samples = 0
+    with pytest.raises(ConfigError, match="samples"):
+        get_run("eval ppl").run(ppl)
+    assert not (tmp_path / "ppl").exists()

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from longrope.io import write_bytes
 
 __all__ = ["plot_ppl_vs_length", "plot_passkey_heatmap", "plot_passkey_methods", "plot_factors",
-           "plot_ruler_heatmaps", "quiet_matplotlib_cache_notes"]
+           "plot_ruler_heatmaps", "quiet_matplotlib_cache_notes", "legend"]
 
 
 class _CacheDirNotes(logging.Filter):
@@ -48,6 +48,28 @@ def _save(fig, path: str | os.PathLike) -> None:
     write_bytes(path, buf.getvalue())
 
 
+def legend(ax, **kwargs) -> None:
+    """A legend when something labelled was drawn (matplotlib warns on an empty one: a plot of no series)."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(**kwargs)
+
+
+def _imshow(ax, grid):
+    """The accuracy image of ``grid``, or None when it has no cell (matplotlib warns of singular limits)."""
+    if grid.size == 0:
+        return None
+    return ax.imshow(grid, vmin=0.0, vmax=1.0, cmap="RdYlGn", aspect="auto", origin="upper")
+
+
+def _positive_lengths(lengths, what: str) -> None:
+    """Refuse lengths a log-2 axis cannot place (0, negative) in one line, naming the plot's input."""
+    from longrope.errors import UserError
+
+    bad = [n for n in lengths if not (isinstance(n, (int, float)) and not isinstance(n, bool) and n > 0)]
+    if bad:
+        raise UserError(f"{what}: lengths must be positive token counts, got {bad[0]!r}; drop that point")
+
+
 def _length_label(n: int) -> str:
     return f"{n // 1024}k" if n >= 1024 and n % 1024 == 0 else str(n)
 
@@ -61,6 +83,7 @@ def plot_ppl_vs_length(series: Mapping[str, Sequence[tuple[int, float]]], path: 
     ax = fig.add_subplot(1, 1, 1)
     values = []
     lengths = sorted({n for pts in series.values() for n, _ in pts})
+    _positive_lengths(lengths, "plot_ppl_vs_length")
     for name, pts in series.items():
         pts = sorted(pts)
         xs = [n for n, _ in pts]
@@ -81,7 +104,7 @@ def plot_ppl_vs_length(series: Mapping[str, Sequence[tuple[int, float]]], path: 
     ax.set_ylabel("perplexity (token-weighted)")
     ax.set_title(title)
     ax.grid(True, alpha=0.3)
-    ax.legend()
+    legend(ax)
     _save(fig, path)
 
 
@@ -92,7 +115,7 @@ def _accuracy_heatmap(grid, columns: Sequence[str], depths: Sequence[float], pat
 
     fig = Figure(figsize=(1.4 + 0.95 * len(columns), 1.3 + 0.5 * len(depths)))
     ax = fig.add_subplot(1, 1, 1)
-    im = ax.imshow(grid, vmin=0.0, vmax=1.0, cmap="RdYlGn", aspect="auto", origin="upper")
+    im = _imshow(ax, grid)
     ax.set_xticks(range(len(columns)))
     ax.set_xticklabels(list(columns))
     ax.set_yticks(range(len(depths)))
@@ -104,7 +127,8 @@ def _accuracy_heatmap(grid, columns: Sequence[str], depths: Sequence[float], pat
     ax.set_xlabel(xlabel)
     ax.set_ylabel("needle depth")
     ax.set_title(title)
-    fig.colorbar(im, ax=ax, label="accuracy")
+    if im is not None:
+        fig.colorbar(im, ax=ax, label="accuracy")
     _save(fig, path)
 
 
@@ -149,6 +173,11 @@ def plot_factors(path: str | os.PathLike, curve: Sequence[float], label: str, *,
     ax = fig.add_subplot(1, 1, 1)
     i = list(range(len(curve)))
     for name, lam in references.items():
+        if len(lam) != len(curve):
+            from longrope.errors import UserError
+
+            raise UserError(f"plot_factors: reference {name!r} has {len(lam)} factors but {label!r} has {len(curve)}; "
+                            "give references made for the same rotary dim")
         ax.plot(i, list(lam), linestyle="--", linewidth=1.2, label=name)
     ax.plot(i, list(curve), color="black", linewidth=2, label=label)
     ax.set_yscale("log")
@@ -156,7 +185,7 @@ def plot_factors(path: str | os.PathLike, curve: Sequence[float], label: str, *,
     ax.set_ylabel("rescale factor λ_i")
     ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
+    legend(ax, fontsize=8)
     _save(fig, path)
 
 
@@ -177,7 +206,7 @@ def plot_ruler_heatmaps(grids: Mapping[str, Mapping[tuple[str, int], float]], ta
         for (task, n), acc in grids[name].items():
             if task in tasks and n in lengths:
                 grid[list(tasks).index(task), list(lengths).index(n)] = acc
-        im = ax.imshow(grid, vmin=0.0, vmax=1.0, cmap="RdYlGn", aspect="auto", origin="upper")
+        im = _imshow(ax, grid) or im
         ax.set_xticks(range(len(lengths)))
         ax.set_xticklabels([_length_label(n) for n in lengths])
         ax.set_yticks(range(len(tasks)))

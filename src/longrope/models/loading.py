@@ -238,9 +238,100 @@ def _from_pretrained(source: ModelSource, loader: Any, **kwargs: Any) -> Any:
     """Call ``loader.from_pretrained`` for any kind of source, mapping failures to one-line errors."""
     _quiet_vllm_keys()
     if source.kind == "gguf":
+        from transformers import AutoConfig, AutoTokenizer
+
         with _gguf_bar_follows_transformers():
-            return _load_local(source, loader, gguf_file=source.gguf_file, **kwargs)
+            if loader is AutoTokenizer:
+                return _without_added_defaults(_load_local(source, loader, gguf_file=source.gguf_file, **kwargs),
+                                               Path(source.location) / str(source.gguf_file))
+            config = _gguf_config(source)
+            if loader is AutoConfig:
+                return config
+            return _load_local(source, loader, gguf_file=source.gguf_file, config=config, **kwargs)
     return _load_local(source, loader, **kwargs) if source.kind != "hub" else _load_hub(source, loader, **kwargs)
+
+
+class _GgufTokenIdNote(logging.Filter):
+    """Drops transformers' note that a special-token id lies outside the vocabulary while a GGUF config is built:
+    the id is its config class's default (Phi3Config's pad 32000), not the file's; :func:`_gguf_config` sets it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "_token_id must be `None` or an integer within the vocabulary" not in record.getMessage()
+
+
+def _gguf_config(source: ModelSource) -> Any:
+    """The transformers config of a GGUF, with what its reader leaves out taken from the header: the rotary
+    share (``{arch}.rope.dimension_count`` below the head size: a Phi-3 GGUF of a partial-rotary model was read
+    as rotating every dimension, another model than the one exported) and special-token ids the class's
+    defaults put outside the vocabulary (the file names none: None)."""
+    from transformers import AutoConfig
+
+    logger = logging.getLogger("transformers.configuration_utils")
+    note = _GgufTokenIdNote()
+    logger.addFilter(note)
+    try:
+        config = _load_local(source, AutoConfig, gguf_file=source.gguf_file)
+    finally:
+        logger.removeFilter(note)
+    vocab = getattr(config, "vocab_size", None)
+    for name in ("pad_token_id", "bos_token_id", "eos_token_id"):
+        value = getattr(config, name, None)
+        if isinstance(value, int) and isinstance(vocab, int) and not 0 <= value < vocab:
+            setattr(config, name, None)
+    rotary = _gguf_header_int(Path(source.location) / str(source.gguf_file), "rope.dimension_count")
+    heads = getattr(config, "num_attention_heads", None)
+    head_dim = getattr(config, "head_dim", None) or (config.hidden_size // heads if heads else None)
+    if rotary and head_dim and 0 < rotary < head_dim:
+        params = dict(getattr(config, "rope_parameters", None) or {})
+        params["partial_rotary_factor"] = rotary / head_dim
+        config.rope_parameters = params
+    return config
+
+
+def _without_added_defaults(tokenizer: Any, path: Path) -> Any:
+    """The GGUF's tokenizer without the tokens transformers adds past the file's list: its GPT-2 builder adds the
+    class's default ``<|endoftext|>`` at id n when the vocabulary has none, so a GGUF of the embedded tiny model had
+    4,097 tokens for its 4,096 embeddings (every eval refused, even on shards of its own tokenizer) and another
+    vocabulary hash than the folder it was exported from."""
+    import json
+
+    try:
+        import gguf
+
+        field = gguf.GGUFReader(path).get_field("tokenizer.ggml.tokens")
+        count = len(field.data) if field is not None else None
+        backend = tokenizer.backend_tokenizer
+    except Exception:  # noqa: BLE001 - an optional repair: transformers already read this file
+        return tokenizer
+    if not count or len(tokenizer) <= count:
+        return tokenizer
+    from tokenizers import Tokenizer
+
+    spec = json.loads(backend.to_str())
+    spec["added_tokens"] = [t for t in spec.get("added_tokens", []) if t["id"] < count]
+    tokenizer._tokenizer = Tokenizer.from_str(json.dumps(spec))
+    return tokenizer
+
+
+def _gguf_header(path: Path, key: str, *, arch: bool = False) -> Any:
+    """The value of ``key`` (``{arch}.<key>`` with ``arch``) in a GGUF header; None when absent or unreadable."""
+    try:
+        import gguf
+
+        reader = gguf.GGUFReader(path)
+        if arch:
+            name = reader.get_field("general.architecture")
+            key = f"{name.contents()}.{key}" if name else ""
+        field = reader.get_field(key) if key else None
+        return field.contents() if field is not None else None
+    except Exception:  # noqa: BLE001 - an optional refinement: transformers already read this file
+        return None
+
+
+def _gguf_header_int(path: Path, key: str) -> int | None:
+    """``{arch}.<key>`` of a GGUF header as an int (None when absent or unreadable)."""
+    value = _gguf_header(path, key, arch=True)
+    return int(value) if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def _load_local(source: ModelSource, loader: Any, **kwargs: Any) -> Any:
@@ -430,6 +521,9 @@ def load_tokenizer_of(name_or_path: str | os.PathLike | ModelSource) -> Any | No
     source = name_or_path if isinstance(name_or_path, ModelSource) else resolve_source(name_or_path)
     if not (source.kind in ("gguf", "hub") or _has_tokenizer(Path(source.location))):
         return None
+    if source.kind == "gguf" and _gguf_header(Path(source.location) / str(source.gguf_file),
+                                              "tokenizer.ggml.model") in (None, "none"):
+        return None  # written without one (export of a folder without tokenizer files): as such a folder
     try:
         tokenizer = _from_pretrained(source, AutoTokenizer)
     except UserError as e:  # transformers' words for a damaged folder ("Couldn't instantiate the backend ...")

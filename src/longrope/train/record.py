@@ -74,7 +74,7 @@ def _well_formed(entry: Any) -> bool:
 
 def plot_losses(entries: list[dict[str, Any]], path: str | os.PathLike, *, title: str = "Fine-tuning loss") -> None:
     """Loss per step (long windows as a line, short-window steps as dots), written atomically."""
-    from longrope.evaluate.plots import quiet_matplotlib_cache_notes
+    from longrope.evaluate.plots import legend, quiet_matplotlib_cache_notes
 
     quiet_matplotlib_cache_notes()
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -93,8 +93,7 @@ def plot_losses(entries: list[dict[str, Any]], path: str | os.PathLike, *, title
     ax.set_ylabel("loss (token mean, nats)")
     ax.set_title(title)
     ax.grid(True, alpha=0.3)
-    if entries:
-        ax.legend()
+    legend(ax)  # none when no loss was finite (matplotlib warned of an empty legend)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
     write_bytes(path, buf.getvalue())
