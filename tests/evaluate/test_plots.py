@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 SRC = Path(__file__).resolve().parents[2] / "src"
 
 
@@ -45,3 +47,23 @@ def test_plots_of_nothing_are_drawn_silently_and_inputs_they_cannot_draw_are_one
     with pytest.raises(UserError, match="reference 'pi' has 2 factors but 'found' has 3"):
         plots.plot_factors(tmp_path / "g.png", [1.0, 2.0, 3.0], "found", references={"pi": [1.0, 2.0]}, title="t")
     assert not (tmp_path / "f.png").exists() and not (tmp_path / "g.png").exists()
+
+
+def test_rows_a_plot_cannot_read_or_gives_twice_are_one_line(tmp_path):
+    """plot_passkey_heatmap([{'length': 256}]) was a bare KeyError 'depth'; two rows of one cell, or two points of a
+    series at one length, were drawn over each other (a vertical segment as if a curve) without a word (battery 20d
+    open items). plot_passkey_methods draws the rows of its own length only."""
+    from longrope.errors import UserError
+    from longrope.evaluate.plots import plot_passkey_heatmap, plot_passkey_methods, plot_ppl_vs_length
+
+    png = tmp_path / "p.png"
+    for rows, said in (([{"length": 256}], "row 0 has no 'depth'"), ([3], "row 0 has no 'length'"),
+                       ([{"length": 256, "depth": 0.5, "accuracy": 1.0}] * 2, "two rows for the same cell")):
+        with pytest.raises(UserError, match=said):
+            plot_passkey_heatmap(rows, png)
+    with pytest.raises(UserError, match="series 'x' has two points at length 256"):
+        plot_ppl_vs_length({"x": [(256, 3.0), (256, 4.0)]}, png)
+    assert not png.exists()
+    rows = [{"factors": "y", "depth": 0.5, "accuracy": a, "length": n} for n, a in ((256, 1.0), (512, 0.0))]
+    plot_passkey_methods(rows, png, length=256, methods=["y"])
+    assert png.exists()

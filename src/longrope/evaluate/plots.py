@@ -70,6 +70,24 @@ def _positive_lengths(lengths, what: str) -> None:
         raise UserError(f"{what}: lengths must be positive token counts, got {bad[0]!r}; drop that point")
 
 
+def _check_rows(cells: Sequence[Mapping], keys: tuple[str, ...], cell_keys: tuple[str, ...], what: str) -> None:
+    """Refuse, in one line, rows a heatmap cannot read: a row that is not a mapping or lacks one of ``keys`` (was a
+    bare KeyError), or two rows of one cell (``cell_keys``; the later one was drawn over the earlier, battery 20d)."""
+    from longrope.errors import UserError, shown
+
+    seen = set()
+    for k, c in enumerate(cells):
+        missing = [key for key in keys if not isinstance(c, Mapping) or key not in c]
+        if missing:
+            raise UserError(f"{what}: row {k} has no {missing[0]!r} (each row needs {', '.join(keys)}), got "
+                            f"{shown(c)}")
+        cell = tuple(c[key] for key in cell_keys)
+        if cell in seen:
+            raise UserError(f"{what}: two rows for the same cell ({', '.join(f'{key} {c[key]!r}' for key in cell_keys)}"
+                            "); give each cell once")
+        seen.add(cell)
+
+
 def _length_label(n: int) -> str:
     return f"{n // 1024}k" if n >= 1024 and n % 1024 == 0 else str(n)
 
@@ -84,6 +102,14 @@ def plot_ppl_vs_length(series: Mapping[str, Sequence[tuple[int, float]]], path: 
     values = []
     lengths = sorted({n for pts in series.values() for n, _ in pts})
     _positive_lengths(lengths, "plot_ppl_vs_length")
+    for name, pts in series.items():  # two points at one length drew a vertical segment as if a curve (battery 20d)
+        at = [n for n, _ in pts]
+        if len(set(at)) < len(at):
+            from longrope.errors import UserError
+
+            twice = next(n for n in at if at.count(n) > 1)
+            raise UserError(f"plot_ppl_vs_length: series {name!r} has two points at length {twice}; give each length "
+                            "once")
     for name, pts in series.items():
         pts = sorted(pts)
         xs = [n for n, _ in pts]
@@ -136,6 +162,7 @@ def plot_passkey_heatmap(cells: Sequence[Mapping], path: str | os.PathLike, *, t
     """Accuracy over (depth × length) from rows with ``length``, ``depth``, ``accuracy``."""
     import numpy as np
 
+    _check_rows(cells, ("length", "depth", "accuracy"), ("length", "depth"), "plot_passkey_heatmap")
     lengths = sorted({int(c["length"]) for c in cells})
     depths = sorted({float(c["depth"]) for c in cells})
     grid = np.full((len(depths), len(lengths)), np.nan)
@@ -154,6 +181,9 @@ def plot_passkey_methods(cells: Sequence[Mapping], path: str | os.PathLike, *, l
     import numpy as np
 
     methods = list(methods)
+    # rows of other lengths (a suite's cells at several) are not this plot's: they were drawn over its own
+    cells = [c for c in cells if not (isinstance(c, Mapping) and "length" in c and c["length"] != length)]
+    _check_rows(cells, ("factors", "depth", "accuracy"), ("factors", "depth"), "plot_passkey_methods")
     depths = sorted({float(c["depth"]) for c in cells})
     grid = np.full((len(depths), len(methods)), np.nan)
     for c in cells:
