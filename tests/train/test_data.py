@@ -141,3 +141,21 @@ def test_a_passkey_row_is_the_prompt_with_its_answer_and_every_target():
     assert QUESTION.strip()[:10] in text and len(key) == 5 and text.count(key) >= 2
     again = passkey_row(tok, 300, seed=0, step=5, row=2, bos_id=tok.bos_token_id)
     np.testing.assert_array_equal(again["input_ids"], ids)
+
+
+def test_the_training_data_helpers_refuse_arguments_of_another_kind_in_one_line():
+    """require_training_documents('/path') was an AttributeError, passkey_rows with -4 rows numpy's ValueError and a
+    share of 1.5 taken, intact_checkpoint(None) a TypeError (battery 20d open items)."""
+    from longrope.errors import UserError
+    from longrope.train.checkpoint import intact_checkpoint
+    from longrope.train.data import passkey_rows, require_training_documents
+
+    with pytest.raises(UserError, match="takes an open TokenCorpus"):
+        require_training_documents("/path")
+    for args, said in (((0, 1, -4, 0.5), "n_rows must be an integer"), ((0, 1, 4, 1.5), "share must be a number"),
+                       ((-1, 1, 4, 0.5), "seed must be an integer")):
+        with pytest.raises(UserError, match=said):
+            passkey_rows(*args)
+    assert passkey_rows(0, 1, 4, 0.0) == set()
+    with pytest.raises(UserError, match="intact_checkpoint's path"):
+        intact_checkpoint(None)

@@ -36,6 +36,7 @@ from longrope.io import (
     as_write_error,
     file_sha256,
     make_folder,
+    path_argument,
     read_json,
     replace_folder,
     seal_intact,
@@ -191,7 +192,7 @@ def intact_checkpoint(path: Path) -> TrainState:
     """The state of checkpoint ``path`` once its files match their digests and its fields are in range
     (without loading anything into a model); a ``UserError`` naming the problem otherwise (a checkpoint
     without digests, written before they were recorded, cannot be verified and is refused too)."""
-    path = Path(path)
+    path = Path(path_argument(path, "intact_checkpoint's path (a checkpoint folder)"))
     if path.is_symlink():  # save_checkpoint makes folders: a link is another run's checkpoint (a confusing
         # "--seed is 0 but the checkpoint was made with 1" when that run's settings differed, a silent resume when not)
         raise UserError(f"{path} is a link to {os.readlink(path)}, not a checkpoint this run saved; remove the link "

@@ -44,7 +44,8 @@ import numpy as np
 
 from longrope.data import TokenCorpus, document_roles
 from longrope.data.shards import content_hash
-from longrope.errors import UserError
+from longrope.errors import UserError, shown
+from longrope.options import MAX_COUNT, int_problem, is_number
 from longrope.settings import HELDOUT_FRACTION
 
 __all__ = [
@@ -83,6 +84,9 @@ def _guarded(corpus: TokenCorpus, roles: Sequence[str], ids: dict, hashes: dict)
 def require_training_documents(corpus: TokenCorpus, heldout_fraction: float = HELDOUT_FRACTION) -> list[int]:
     """Rows of ``corpus`` with role ``train``; a corpus without any is refused in one line (read at a
     fine-tuning start and by a pipeline's plan check, before the stages in front of its fine-tuning stage)."""
+    if not isinstance(corpus, TokenCorpus):  # a path was an AttributeError (battery 20d)
+        raise UserError(f"require_training_documents takes an open TokenCorpus (TokenCorpus.open(path)), got "
+                        f"{shown(corpus)}")
     train = [i for i, r in enumerate(document_roles(corpus, heldout_fraction)) if r == TRAIN_ROLE]
     if not train:
         raise UserError(f"{corpus.path} has no training documents (role '{TRAIN_ROLE}'); tokenize them "
@@ -260,6 +264,11 @@ def materialize(
 
 def passkey_rows(seed: int, step: int, n_rows: int, share: float) -> set[int]:
     """Indices of the global batch's rows that are synthetic passkey prompts at ``step``."""
+    for name, value, lo in (("seed", seed, 0), ("step", step, 0), ("n_rows", n_rows, 0)):
+        if (problem := int_problem(value, lo, MAX_COUNT)) is not None:  # -4 rows was numpy's ValueError
+            raise UserError(f"passkey_rows: {name} {problem}")
+    if not is_number(share) or not 0 <= share <= 1:
+        raise UserError(f"passkey_rows: share must be a number in [0, 1], got {shown(share)}")
     if share <= 0:
         return set()
     u = np.random.default_rng([int(seed), 0x9A55, int(step)]).random(n_rows)
