@@ -156,6 +156,7 @@ def test_the_decoding_rule_is_one_for_the_generate_config_and_generate():
              ({"sample": True, "temperature": 1e-9}, "is below 1e-06"),
              ({"sample": True, "top_p": 1.5}, r"top_p must be in \(0, 1\]"),
              ({"temperature": 0.5}, "temperature applies to sampling: set sample"),
+             ({"seed": 5}, "seed applies to sampling: set sample"),  # ignored without a word before (battery 20)
              ({"mode": "long", "cache_policy": "keep"}, "cache_policy applies to mode 'switch'"))
     api_names = {"sample": "do_sample"}
     for given, match in cases:
@@ -165,3 +166,4 @@ def test_the_decoding_rule_is_one_for_the_generate_config_and_generate():
         with pytest.raises(ConfigError, match=match.replace("set sample", "set do_sample")):
             generate(object(), None, [1], 2, **kwargs)  # refused before the model is looked at
     assert GenerateConfig(**base, sample=True, temperature=0.5, top_p=0.9).temperature == 0.5
+    assert GenerateConfig(**base, sample=True, seed=0).seed == 0 and GenerateConfig(**base).seed is None

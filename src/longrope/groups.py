@@ -88,7 +88,11 @@ def samples_option(help: str = "windows per length (each BOS + length-1 tokens; 
     return _field("samples", default, help, metavar=kw.pop("metavar", "K"), **kw)
 
 
-def seed_option(help: str = "seed of the window sample", **kw: Any) -> Any:
+def seed_option(help: str = "seed of the window sample", *, optional: bool = False, **kw: Any) -> Any:
+    """A seed (``optional``: None = not given, shown as the default seed; ``longrope generate``'s applies to
+    sampling only)."""
+    if optional:
+        return _field("seed", None, help, default_text=str(SEED), **kw)
     return _field("seed", SEED, help, **kw)
 
 
@@ -165,7 +169,7 @@ def _check_field(cfg: Any, f: dataclasses.Field) -> None:
     if concept in ("samples", "windows_per_doc"):
         check_int(cfg, name, 1, MAX_COUNT)
     elif concept == "seed":
-        check_int(cfg, name, 0, MAX_SEED)
+        check_int(cfg, name, 0, MAX_SEED, optional=f.default is None)
     elif concept == "trials":
         lo = 0 if f.metadata.get("lo") == 0 else 1
         problem = int_problem(value, lo, PASSKEY_MAX_TRIALS)

@@ -164,25 +164,25 @@ def check_budget(value: Any, field: str) -> float | None:
 #: The lowest sampling temperature: below it logits / temperature overflow float32 (and sampling that cold is
 #: greedy decoding anyway).
 MIN_TEMPERATURE = 1e-6
-#: How :func:`check_decoding` names its five settings unless told (``generate()``'s arguments).
-DECODING_FIELDS = ("do_sample", "temperature", "top_p", "mode", "cache_policy")
+#: How :func:`check_decoding` names its six settings unless told (``generate()``'s arguments).
+DECODING_FIELDS = ("do_sample", "temperature", "top_p", "seed", "mode", "cache_policy")
 
 
-def check_decoding(do_sample: bool, temperature: Any, top_p: Any, mode: str, cache_policy: Any, *,
-                   fields: tuple[str, str, str, str, str] = DECODING_FIELDS) -> None:
+def check_decoding(do_sample: bool, temperature: Any, top_p: Any, seed: Any, mode: str, cache_policy: Any, *,
+                   fields: tuple[str, str, str, str, str, str] = DECODING_FIELDS) -> None:
     """The one check of which decoding settings apply together, and of the sampling bounds.
 
-    None is "not given" (1 when sampling). A temperature or top-p given without sampling, or a cache policy with
-    a mode that never switches, is refused (it would be ignored without a word); so is a temperature that is not a
-    number > 0 or below :data:`MIN_TEMPERATURE` (the scaled logits overflow), and a top-p outside (0, 1]. A
-    :class:`ConfigError` names ``fields`` (how the caller spells the five settings: ``longrope generate``'s config
-    passes its own, which the CLI shows as flags)."""
-    f_sample, f_temperature, f_top_p, f_mode, f_policy = fields
+    None is "not given" (1 when sampling; seed 0). A temperature, top-p or seed given without sampling, or a cache
+    policy with a mode that never switches, is refused (it would be ignored without a word); so is a temperature
+    that is not a number > 0 or below :data:`MIN_TEMPERATURE` (the scaled logits overflow), and a top-p outside (0, 1]. A
+    :class:`ConfigError` names ``fields`` (how the caller spells the six settings: ``longrope generate``'s config
+    passes its own, which the CLI shows as flags). The seed's range is its own check (``--seed``'s, everywhere)."""
+    f_sample, f_temperature, f_top_p, f_seed, f_mode, f_policy = fields
     if cache_policy is not None and mode != "switch":
         raise ConfigError((f_policy, f_mode), "{name0} applies to {name1} 'switch' (the KV cache at the switch); "
                           "{name1} " + shown(mode) + " never switches: leave {name0} out")
     if not do_sample:
-        given = [f for f, v in ((f_temperature, temperature), (f_top_p, top_p)) if v is not None]
+        given = [f for f, v in ((f_temperature, temperature), (f_top_p, top_p), (f_seed, seed)) if v is not None]
         if given:
             raise ConfigError((given[0], f_sample), "{name0} applies to sampling: set {name1}, or leave {name0} out "
                               "for greedy decoding")

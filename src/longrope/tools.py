@@ -219,7 +219,7 @@ class GenerateConfig:
     sample: bool = option(False, "sample instead of greedy decoding")
     temperature: float | None = option(None, "with --sample: temperature", default_text="1")
     top_p: float | None = option(None, "with --sample: nucleus sampling threshold", default_text="1")
-    seed: int = seed_option("sampling seed")
+    seed: int | None = seed_option("with --sample: sampling seed", optional=True)
     ignore_eos: bool = option(False, "do not stop at the end-of-sequence token")
     original_length: int | None = option(None, _ORIGINAL_HELP, parse=token_count("--original-length"), metavar="L")
     target_length: int | None = option(None, "reference CSV factors only: L' (16k, or 8x L: the model's, or --original-length)",
@@ -242,8 +242,8 @@ class GenerateConfig:
             self.prompt = text
         check_int(self, "max_new_tokens", 1, MAX_TOKENS)  # as generate() checks it
         # the one rule of which decoding settings apply together and their bounds, as generate() makes it
-        check_decoding(self.sample, self.temperature, self.top_p, self.mode, self.cache_policy,
-                       fields=("sample", "temperature", "top_p", "mode", "cache_policy"))
+        check_decoding(self.sample, self.temperature, self.top_p, self.seed, self.mode, self.cache_policy,
+                       fields=("sample", "temperature", "top_p", "seed", "mode", "cache_policy"))
         check_int(self, "original_length", 2, MAX_TOKENS, optional=True)
         resolve_lengths(self)
         check_int(self, "target_length", 2, MAX_TOKENS, optional=True)

@@ -112,6 +112,7 @@ def _cases(r: Path) -> list[tuple[str, list[str], str]]:
         ("search-length-huge", [*search, "-o", str(r / "o24"), "--target-length", str(10**23)], "--target-length"),
         ("generate-tokens-huge", [*gen[:-1], str(10**23)], "--max-new-tokens must be an integer in"),
         ("generate-seed-huge", [*gen, "--sample", "--seed", str(10**400)], "--seed must be an integer in"),
+        ("generate-seed-greedy", [*gen, "--seed", "5"], "--seed applies to sampling: set --sample"),
         ("demo-length-huge", ["demo", "--model", m, "--target-length", str(10**400), "--out", str(r / "o33")],
          "--target-length must be an integer in"),
         ("ppl-max-tokens-0", [*ppl, "-o", str(r / "o25"), "--stride", "16", "--max-tokens", "0"], "--max-tokens"),

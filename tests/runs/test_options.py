@@ -244,7 +244,7 @@ def test_a_numpy_integer_is_an_integer_for_every_check_and_is_recorded_as_one(tm
     check_seed(np.int64(1))
     check_chunk_size(np.int32(16))
     check_generation_counts(np.int64(3), np.int64(0))
-    check_decoding(True, np.float32(0.7), np.float32(0.9), "switch", None)
+    check_decoding(True, np.float32(0.7), np.float32(0.9), np.int64(4), "switch", None)
     for bad in (True, 1.0, np.float64(2.0), "2"):
         with pytest.raises((UserError, ConfigError)):
             PplConfig(model="tiny", data="shards", lengths=[512], output="e", samples=bad)

@@ -30,7 +30,7 @@ import torch
 from longrope.errors import UserError
 from longrope.models.patch import MODES, current_patch, install_factors
 from longrope.options import check_flag
-from longrope.settings import check_decoding
+from longrope.settings import SEED, check_decoding
 
 __all__ = ["GenerationResult", "check_token_ids", "generate", "prepare_batch", "quiet_length_reminder"]
 
@@ -267,11 +267,12 @@ def check_token_ids(model: Any, ids: Any, *, what: str, fix: str, tokenizer: Any
 
 def check_generation_counts(max_new_tokens: Any, seed: Any, *, names: tuple[str, str] = ("max_new_tokens", "seed")
                             ) -> None:
-    """The one check of generate()'s integers (``names``: how the caller spells them, e.g. as flags)."""
+    """The one check of generate()'s integers (``names``: how the caller spells them, e.g. as flags; a seed of
+    None is not given)."""
     from longrope.options import MAX_SEED, MAX_TOKENS, int_problem
 
     for name, value, hi in ((names[0], max_new_tokens, MAX_TOKENS), (names[1], seed, MAX_SEED)):
-        problem = int_problem(value, 1 if hi == MAX_TOKENS else 0, hi)
+        problem = None if value is None and hi == MAX_SEED else int_problem(value, 1 if hi == MAX_TOKENS else 0, hi)
         if problem:
             raise UserError(f"{name} {problem}")
 
@@ -289,7 +290,7 @@ def generate(
     do_sample: bool = False,
     temperature: float | None = None,
     top_p: float | None = None,
-    seed: int = 0,
+    seed: int | None = None,
     stop_at_eos: bool = True,
     return_logits: bool = False,
 ) -> GenerationResult:
@@ -305,8 +306,9 @@ def generate(
     check_generation_counts(max_new_tokens, seed)
     do_sample, stop_at_eos = check_flag(do_sample, "do_sample"), check_flag(stop_at_eos, "stop_at_eos")
     return_logits = check_flag(return_logits, "return_logits")
-    check_decoding(do_sample, temperature, top_p, mode, cache_policy)
-    max_new_tokens, seed = int(max_new_tokens), int(seed)  # numpy integers pass the checks; transformers takes ints
+    check_decoding(do_sample, temperature, top_p, seed, mode, cache_policy)
+    # numpy integers pass the checks; transformers takes ints
+    max_new_tokens, seed = int(max_new_tokens), int(SEED if seed is None else seed)
     if do_sample:
         temperature, top_p = float(1.0 if temperature is None else temperature), float(1.0 if top_p is None else top_p)
     patch = install_factors(model, factor_set) if factor_set is not None else current_patch(model)
