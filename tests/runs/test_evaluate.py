@@ -92,3 +92,21 @@ def test_a_perplexity_that_is_not_finite_is_said_in_words_and_written_as_json_nu
     record = {"accuracy": {"none": 0.0}, "reference": "none", "retrieval": {"none": {"256": {
         "keys": 1, "correct": 0, "accuracy": 0.0, "ci95": [0.0, 0.79], "answer_nll": None}}}}
     assert "answer NLL not finite" in PASSKEY_SPEC.render(record)
+
+
+def test_one_factor_set_given_twice_is_refused_before_any_work(tmp_path, capsys):
+    """eval --factors y.json --factors ./y.json measured one set twice, as rows 'y' and 'y-2' (battery 20 open
+    item); the same for 'none' twice. Every eval command (ppl, passkey, ruler) refuses it by its config's check."""
+    from longrope.runs.evaluate import PasskeyConfig
+
+    (tmp_path / "y.json").write_text("{}")  # never read: refused before
+    for factors in ([str(tmp_path / "y.json"), str(tmp_path / "." / "y.json")], ["none", "none"]):
+        argv = ["eval", "passkey", "--model", "tiny", "--lengths", "256", "-o", str(tmp_path / "pk")]
+        for f in factors:
+            argv += ["--factors", f]
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "--factors" in err and "give each factor set once" in err, err
+        with pytest.raises(ValueError, match="give each factor set once"):
+            PasskeyConfig(model="tiny", lengths=[256], output="pk", factors=tuple(factors))
+    assert not (tmp_path / "pk").exists()

@@ -80,6 +80,23 @@ class EvalConfig:
         check_int(self, "original_length", 2, MAX_TOKENS, optional=True)
         if self.skip_none and not self.factors:
             raise ConfigError(("skip_none", "factors"), "nothing to evaluate: {name0} without {name1}")
+        _check_distinct_factors(self.factors)
+
+
+def _check_distinct_factors(specs: tuple[str, ...]) -> None:
+    """One set given twice (the same file or folder, however spelled; 'none' twice) is refused: it was measured
+    twice, as ``y`` and ``y-2``, doubling the run's time for a row that only repeats another (battery 20)."""
+    import os
+
+    seen: dict[str, str] = {}
+    for spec in specs:
+        if not isinstance(spec, str):
+            continue  # the config's shape check names it
+        key = spec if spec == "none" else os.path.realpath(spec)
+        if key in seen:
+            again = f"{spec!r} and {seen[key]!r} name one set" if seen[key] != spec else f"{spec!r} is given twice"
+            raise ConfigError("factors", "{name}: " + again + "; give each factor set once")
+        seen[key] = spec
 
 
 @dataclass(kw_only=True)
