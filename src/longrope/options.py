@@ -205,6 +205,15 @@ def check_int(cfg: Any, name: str, lo: int = 1, hi: int = MAX_COUNT, *, optional
         setattr(cfg, name, int(v))
 
 
+#: The field every command writes to (its run folder or output file): a new name, checked by :func:`check_shapes`.
+OUTPUT_FIELD = "output"
+
+
+def control_character(text: str) -> str | None:
+    """The first control character (C0 or DEL) of ``text``, or None."""
+    return next((ch for ch in text if ord(ch) < 32 or ord(ch) == 127), None)
+
+
 def check_shapes(cfg: Any) -> None:
     """Refuse, naming the field, a Python caller's value of another shape than the command line gives: None for
     a required setting, a list setting that is not a list or tuple (a string was read letter by letter:
@@ -228,6 +237,10 @@ def check_shapes(cfg: Any) -> None:
         elif inner is str and f.default is dataclasses.MISSING and isinstance(value, str) and not value.strip():
             # -o "" was read as the current folder ("--output . is the current folder"), --model "" as a hub id
             raise ConfigError(f.name, "{name} is required, got an empty text; give a value")
+        elif f.name == OUTPUT_FIELD and isinstance(value, str) and control_character(value):
+            raise ConfigError(f.name, "{name} " + shown(value) + " holds a control character ("
+                              + repr(control_character(value)) + "), which no file name a user meant holds (a "
+                              "line copied with its end, a script saved with CRLF line ends); give the name without it")
         elif _tuple_item(inner) is not None and not isinstance(value, (list, tuple)):
             raise ConfigError(f.name, "{name} must be a list or tuple of values, got " + shown(value)
                               + (f" (write [{value!r}] for one)" if isinstance(value, (str, int)) else ""))

@@ -366,3 +366,19 @@ def test_a_config_changed_after_it_was_built_is_checked_again_by_its_run(tmp_pat
     with pytest.raises(ConfigError, match="samples"):
         get_run("eval ppl").run(ppl)
     assert not (tmp_path / "ppl").exists()
+
+
+def test_an_output_name_with_a_control_character_is_refused_in_every_command(tmp_path, capsys):
+    """-o $'runs/x\\n' (a line copied with its end) or a name ending in '\\r' (a script saved with CRLF ends) made a
+    file or run folder whose name no later command line or printed path showed as one line (battery 20 open item).
+    Every command's output is refused by one check (options.check_shapes), before any work."""
+    from longrope.cli import main
+
+    for name in ("x\ny.json", "y.json\r", "a\tb"):
+        for argv in (["baseline", "--model", "tiny", "--method", "pi", "--target-length", "512", "-o"],
+                     ["eval", "ppl", "--model", "tiny", "--data", str(tmp_path), "--lengths", "256", "-o"],
+                     ["tokenize", "--tokenizer", "tiny", "--input", str(tmp_path), "-o"]):
+            assert main([*argv, str(tmp_path / name)]) == 2
+            err = capsys.readouterr().err.strip().splitlines()
+            assert len(err) == 1 and "holds a control character" in err[0], err
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
