@@ -450,3 +450,26 @@ def test_a_log_shared_by_hard_links_is_changed_only_in_the_copy_written_to(tmp_p
     os.link(original.parent / LOCK_FILE, copy.parent / LOCK_FILE)  # cp -al copies the lock file too
     with FolderLock.acquire(original.parent, "compare"), FolderLock.acquire(copy.parent, "compare"):
         pass  # the copy was refused "in use by another longrope process" while the original ran
+
+
+def test_a_record_json_cannot_hold_is_one_line_and_nothing_written(tmp_path):
+    """write_ppl_outputs(out, results, config={"x": object()}) was json's TypeError after the evaluation it records,
+    and a path in the config (config={"data": Path(...)}, how a notebook holds one) the same (battery 20 open
+    item). A path is written as its text; what JSON cannot hold is one UserError naming the file, nothing written."""
+    from pathlib import Path
+
+    from longrope.errors import UserError
+    from longrope.evaluate.suite import write_ppl_outputs
+    from longrope.io import json_safe, write_json
+
+    assert json_safe({"data": Path("shards/a")}) == {"data": "shards/a"}
+    loop: list = []
+    loop.append(loop)
+    for bad in ({"x": object()}, loop):
+        with pytest.raises(UserError, match=r"r\.json cannot be written: .* \(a record holds text"):
+            write_json(tmp_path / "r.json", bad)
+    with pytest.raises(UserError, match="ppl.json cannot be written"):
+        write_ppl_outputs(tmp_path / "e", [], {"x": object()})
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+    write_ppl_outputs(tmp_path / "e", [], {"data": Path("shards")})
+    assert json.loads((tmp_path / "e" / "ppl.json").read_text())["config"] == {"data": "shards"}

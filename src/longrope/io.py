@@ -330,13 +330,25 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
 
 
 def write_json(path: str | os.PathLike, obj: Any, indent: int | None = 2) -> Path:
-    return write_text(path, json.dumps(obj, indent=indent, sort_keys=False) + "\n")
+    """``obj`` as JSON at ``path`` (atomically). A value JSON cannot hold (an object a Python caller put in a record's
+    config, a list holding itself) is one :class:`~longrope.errors.UserError` naming the file, nothing written: it
+    was json's TypeError, after the evaluation the record was to hold (battery 20)."""
+    try:
+        text = json.dumps(obj, indent=indent, sort_keys=False)
+    except (TypeError, ValueError) as exc:
+        from longrope.errors import UserError
+
+        raise UserError(f"{path} cannot be written: {exc} (a record holds text, numbers, true/false, null, lists and "
+                        "objects of them)") from None
+    return write_text(path, text + "\n")
 
 
 def json_safe(obj: Any) -> Any:
-    """A copy that strict JSON can hold: non-finite floats become None, numpy scalars Python ones."""
+    """A copy that strict JSON can hold: non-finite floats become None, numpy scalars Python ones, paths their text."""
     if isinstance(obj, float):
         return obj if math.isfinite(obj) else None
+    if isinstance(obj, os.PathLike):
+        return json_safe(os.fspath(obj))
     if isinstance(obj, dict):
         return {str(k): json_safe(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
