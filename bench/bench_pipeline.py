@@ -57,6 +57,7 @@ def _outcome(run: str, m: dict) -> str:
 
 def build_record(run_dir: str | Path, *, argv: list[str] | None = None) -> tuple[dict, dict]:
     from longrope.errors import UserError
+    from longrope.evaluate.stats import wilson_interval
 
     folder = Path(run_dir)
     config = _read(folder / "config.json")
@@ -78,11 +79,21 @@ def build_record(run_dir: str | Path, *, argv: list[str] | None = None) -> tuple
     methods = list(summary["methods"])
     ppl, passkey = summary["heldout_ppl"], summary["passkey"]
     pk_ratios = [r for r in ratios if r in passkey]
-    put_table(rec, "results", ["method"] + [f"PPL {r}" for r in ratios] + [f"passkey {r}" for r in pk_ratios],
-              [[m] + [ppl.get(r, {}).get(m) for r in ratios] + [passkey.get(r, {}).get(m) for r in pk_ratios]
-               for m in methods],
-              formats=[None] + [".2f"] * len(ratios) + [".2f"] * len(pk_ratios),
-              title="Held-out perplexity and passkey accuracy by context ratio (— : not measured at that ratio)")
+    keys = summary.get("passkey_trials")
+
+    def interval(r: str, m: str) -> list:  # the run's own 95 % Wilson interval, or from its counts (older runs)
+        given = (summary.get("passkey_ci95") or {}).get(r, {}).get(m)
+        if given is not None or passkey.get(r, {}).get(m) is None or not keys:
+            return list(given or (None, None))
+        return list(wilson_interval(round(passkey[r][m] * keys), keys))
+
+    put_table(rec, "results", ["method"] + [f"PPL {r}" for r in ratios]
+              + [c for r in pk_ratios for c in (f"passkey {r}", f"{r} low", f"{r} high")],
+              [[m] + [ppl.get(r, {}).get(m) for r in ratios]
+               + [v for r in pk_ratios for v in (passkey.get(r, {}).get(m), *interval(r, m))] for m in methods],
+              formats=[None] + [".2f"] * len(ratios) + [".2f"] * 3 * len(pk_ratios),
+              title="Held-out perplexity and passkey accuracy by context ratio, with the accuracy's 95 % Wilson "
+                    "interval (— : not measured at that ratio)")
     for r in ratios:
         put_value(rec, f"tokens_{r}", summary["heldout_tokens"].get(r), ",d")
         put_value(rec, f"length_{r}", summary["lengths"][r], ",d")

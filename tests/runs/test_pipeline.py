@@ -358,6 +358,14 @@ def test_the_benchmark_record_of_a_finished_pipeline(reference, tmp_path):
     assert rec["values"]["ppl_4x_ours_progressive"] == summary["heldout_ppl"]["4x"]["ours_progressive"]
     assert rec["values"]["tokens_1x"] == summary["heldout_tokens"]["1x"]
     assert [row[0] for row in rec["tables"]["results"]["rows"]] == list(summary["methods"])
+    table = rec["tables"]["results"]  # every passkey accuracy with its interval, the run's own
+    ratio = next(iter(summary["passkey"]))
+    column = table["columns"].index(f"passkey {ratio}")
+    assert table["columns"][column + 1:column + 3] == [f"{ratio} low", f"{ratio} high"]
+    for row in table["rows"]:
+        if row[0] in summary["passkey"][ratio]:
+            assert row[column + 1:column + 3] == summary["passkey_ci95"][ratio][row[0]]
+            assert row[column + 1] <= row[column] <= row[column + 2]
     assert rec["values"]["goal_0_met"] == summary["goals"][0]["met"]
     assert (tmp_path / "pipeline.md").read_text().startswith("#")
     assert mod.main(["--from-run", str(tmp_path), "--record", str(tmp_path / "x.json")]) == 2
