@@ -264,3 +264,49 @@ def test_pi_with_partial_rotary_matches_transformers_linear():
     fs = make_baseline("pi", rope_theta=10000.0, rotary_dim=d, original_length=2048, target_length=8192)
     np.testing.assert_allclose(fs.inv_freq(), want, rtol=5e-7)
     np.testing.assert_allclose(inv_freq(10000.0, d), want * 4.0, rtol=5e-7)
+
+
+def test_yarn_takes_any_finite_positive_betas_without_a_math_error():
+    """--beta-fast 1e308 --beta-slow 1e-308 was 'ValueError: math domain error' in a traceback (L / (β·2π) under- and
+    overflowed before its log; battery 21): the range is computed in logs where the quotient is not finite."""
+    from longrope.rope.baselines import yarn_correction_range
+
+    assert yarn_correction_range(rope_theta=1e4, rotary_dim=64, original_length=256, beta_fast=1e308,
+                                 beta_slow=1e-308) == (0, 63)
+    assert yarn_correction_range(rope_theta=1e4, rotary_dim=64, original_length=256) == (0, 13)  # as before
+    make_baseline("yarn", rope_theta=1e4, rotary_dim=64, original_length=256, target_length=512, beta_fast=1e308,
+                  beta_slow=1e-308)
+
+
+def test_an_attention_factor_is_checked_in_one_place_within_its_range(tmp_path):
+    """m scales every attention logit by m²: --mscale 1e308 --mscale-all-dim 1 wrote attention_factor 6e306 (an
+    infinite angle in float32) and --attention-factor 1e-30 one that makes every logit 0; a factor set, a baseline
+    and a policy value checked m three ways (battery 21). rope.attention.check_attention_factor is the one check."""
+    import json
+
+    from longrope.cli import main
+    from longrope.errors import UserError
+    from longrope.rope import FactorSet
+    from longrope.rope.attention import ATTENTION_FACTOR_RANGE, resolve_attention_factor
+
+    lo, hi = ATTENTION_FACTOR_RANGE
+    for bad in (1e-30, hi * 1.01, 6e306, float("nan"), 0, True, "1.2"):
+        with pytest.raises(UserError, match="attention_factor"):
+            FactorSet(long_factor=[1.0] * 4, rope_theta=1e4, original_max_position_embeddings=16, max_position_embeddings=32,
+                      attention_factor=bad)
+        with pytest.raises(UserError, match="attention_factor"):
+            make_baseline("pi", rope_theta=1e4, rotary_dim=8, original_length=16, target_length=32,
+                          attention_factor=bad)
+    with pytest.raises(UserError, match=r"is outside \[0.1, 10\]"):
+        resolve_attention_factor(50.0, 2.0, 16)
+    assert resolve_attention_factor(lo, 2.0, 16) == lo
+    out = tmp_path / "y.json"
+    assert main(["baseline", "--model", "tiny", "--method", "yarn", "--target-length", "512", "--mscale", "1e308",
+                 "--mscale-all-dim", "1", "-o", str(out)]) == 2 and not out.exists()
+    path = tmp_path / "edited.json"  # a file edited by hand is refused when read, by the same check
+    make_baseline("pi", rope_theta=1e4, rotary_dim=8, original_length=16, target_length=32).save(path)
+    data = json.loads(path.read_text())
+    data["attention_factor"] = 1e6
+    path.write_text(json.dumps(data))
+    with pytest.raises(UserError, match="outside"):
+        FactorSet.load(path)

@@ -7,7 +7,8 @@ Because q and k are both rotated by tables scaled by ``m``, attention logits sca
   default for ``rope_type="longrope"`` when no ``attention_factor`` is given.
 - ``"yarn"``: ``m = 0.1·ln s + 1``, 1 when ``s ≤ 1`` (transformers' ``get_mscale``).
 - ``"none"``: ``m = 1``.
-- a number: that value, as given (must be finite and > 0).
+- a number: that value, as given (within :data:`ATTENTION_FACTOR_RANGE`: :func:`check_attention_factor`, the one
+  check of an ``m`` wherever one is given — a factor set, a baseline, a policy).
 
 ``None`` means "longrope", the contract's default for :class:`~longrope.rope.FactorSet`.
 """
@@ -21,13 +22,35 @@ from longrope.errors import UserError
 from longrope.rope.values import int_field, real_number, scalar_value
 
 __all__ = [
+    "ATTENTION_FACTOR_RANGE",
     "ATTENTION_POLICIES",
+    "check_attention_factor",
     "longrope_attention_factor",
     "yarn_attention_factor",
     "resolve_attention_factor",
 ]
 
 ATTENTION_POLICIES = ("longrope", "yarn", "none")
+#: The range of an attention factor m. It scales every attention logit by m², and a context extension's is near 1
+#: (YaRN's 0.1 ln s + 1 is 1.69 at 1,000x); m = 6e306 (--mscale 1e308) was an infinite angle in float32, 1e-30 every
+#: logit 0 (battery 21).
+ATTENTION_FACTOR_RANGE = (0.1, 10.0)
+
+
+def check_attention_factor(value: object, name: str = "attention_factor") -> float:
+    """``value`` as the float m it is, or one :class:`UserError` naming ``name``: a real number (not a bool) within
+    :data:`ATTENTION_FACTOR_RANGE`."""
+    try:
+        m = math.nan if isinstance(value, bool) or not isinstance(value, numbers.Real) else float(value)
+    except (OverflowError, ValueError):
+        m = math.nan
+    if not math.isfinite(m) or m <= 0:
+        raise UserError(f"{name} must be a finite number > 0, got {value!r}")
+    lo, hi = ATTENTION_FACTOR_RANGE
+    if not lo <= m <= hi:
+        raise UserError(f"{name} {m:g} is outside [{lo:g}, {hi:g}]: m scales every attention logit by m² ({m * m:.3g} "
+                        "here), where a context extension's is near 1 (YaRN's 0.1 ln s + 1 is 1.69 at 1,000x)")
+    return m
 
 
 def longrope_attention_factor(scale: float, original_length: int) -> float:
@@ -84,13 +107,7 @@ def resolve_attention_factor(
                 f"unknown attention factor policy {policy_or_value!r}; use one of "
                 f"{', '.join(ATTENTION_POLICIES)} or a number > 0"
             ) from None
-        return _check_value(value)
+        return check_attention_factor(value, "attention factor")
     if isinstance(policy_or_value, bool) or not isinstance(policy_or_value, numbers.Real):
         raise UserError(f"attention factor must be a policy name or a number, got {policy_or_value!r}")
-    return _check_value(float(policy_or_value))
-
-
-def _check_value(value: float) -> float:
-    if not math.isfinite(value) or value <= 0:
-        raise UserError(f"attention factor must be a finite number > 0, got {value}")
-    return value
+    return check_attention_factor(policy_or_value, "attention factor")

@@ -25,7 +25,7 @@ import numpy as np
 
 from longrope.errors import UserError
 from longrope.options import check_flag
-from longrope.rope.attention import yarn_attention_factor
+from longrope.rope.attention import check_attention_factor, yarn_attention_factor
 from longrope.rope.factors import FactorSet
 from longrope.rope.frequencies import check_rope_theta, check_rotary_dim, inv_freq
 from longrope.rope.values import int_field
@@ -180,7 +180,10 @@ def yarn_correction_range(
     L = int_field(original_length, "original_length", 1)
 
     def dim_of(rotations: float) -> float:
-        return d * math.log(L / (rotations * 2 * math.pi)) / (2 * math.log(b))
+        ratio = L / (rotations * 2 * math.pi)  # transformers' expression, kept where it is finite (parity) ...
+        log_ratio = math.log(ratio) if 0 < ratio < math.inf else \
+            math.log(L) - math.log(rotations) - math.log(2 * math.pi)  # ... a β near 0 or 1e308: in logs
+        return d * log_ratio / (2 * math.log(b))
 
     fast, slow = _positive(beta_fast, "beta_fast"), _positive(beta_slow, "beta_slow")
     if fast <= slow:  # reversed, the ramp runs backwards: the fast pairs interpolated, the slow ones kept
@@ -254,7 +257,7 @@ def yarn_factors(
             _finite(value, name)
     _check_mscale_pair(mscale, mscale_all_dim, attention_factor)
     if attention_factor is not None:
-        attn = _positive(attention_factor, "attention_factor")
+        attn = check_attention_factor(attention_factor)
     elif mscale and mscale_all_dim:
         attn = yarn_attention_factor(s, float(mscale)) / yarn_attention_factor(s, float(mscale_all_dim))
     else:

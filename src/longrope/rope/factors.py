@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import numbers
 import os
 from collections.abc import Mapping
@@ -30,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from longrope.errors import UserError
-from longrope.rope.attention import resolve_attention_factor
+from longrope.rope.attention import check_attention_factor, resolve_attention_factor
 from longrope.rope.frequencies import check_rope_theta, check_rotary_dim, inv_freq
 from longrope.rope.values import (
     FORMAT_VERSION,
@@ -111,15 +110,8 @@ class FactorSet:
                                 "lists need rotary_dim/2 values, one per rotary pair")
         set_(self, "short_factor", short)
         set_(self, "start_tokens", int_field(self.start_tokens, "start_tokens", 0))
-        if self.attention_factor is not None:
-            a = self.attention_factor
-            try:
-                a_f = math.nan if isinstance(a, bool) or not isinstance(a, numbers.Real) else float(a)
-            except (OverflowError, ValueError):
-                a_f = math.nan
-            if not math.isfinite(a_f) or a_f <= 0:
-                raise UserError(f"attention_factor must be a finite number > 0 or null, got {short_repr(a)}")
-            set_(self, "attention_factor", a_f)
+        if self.attention_factor is not None:  # (null: the longrope policy's, resolved below)
+            set_(self, "attention_factor", check_attention_factor(self.attention_factor))
         set_(
             self,
             "original_max_position_embeddings",
