@@ -176,3 +176,17 @@ def test_a_recorded_relative_path_checked_when_the_configuration_is_built_reruns
     monkeypatch.chdir(elsewhere)
     assert main(["rerun", str(work), "-o", "again"]) == 0, capsys.readouterr().err
     assert seen[0].haystack == "hay.txt" and seen[0].output == str(elsewhere / "again")
+
+
+def test_a_recorded_search_setting_of_another_type_is_refused_in_one_line(tmp_path, capsys):
+    """A hand-edited config.json's strategy or start_tokens of another type (or an unknown strategy) is the field's
+    own one-line refusal (exit 2): the upgrade of older records read them first and died of 'unhashable type: list',
+    a '<' between a text and a number or "unknown strategy ''", with a traceback (battery 21b)."""
+    base = {"model": "tiny", "data": "shards", "output": "x", "target_length": 512}
+    cases = [("strategy", ["steady"]), ("strategy", "frob"), ("start_tokens", [[1]]), ("start_tokens", ["a", 1])]
+    for i, (field, value) in enumerate(cases):
+        _record(tmp_path / f"r{i}", "search", {**base, field: value})
+        assert main(["rerun", str(tmp_path / f"r{i}"), "-o", str(tmp_path / f"o{i}")]) == 2
+        err = capsys.readouterr().err
+        assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+        assert f"--{field.replace('_', '-')} must be" in err, err
