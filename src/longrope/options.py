@@ -225,12 +225,17 @@ def check_shapes(cfg: Any) -> None:
         if value is None:
             if not optional and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
                 raise ConfigError(f.name, "{name} is required, got None")
+            if not optional:  # a setting with a default but no "unset" (sigma=None was '<' between int and None)
+                raise ConfigError(f.name, "{name} must be given a value, got None (leave it out for its default)")
         elif inner is str and f.default is dataclasses.MISSING and isinstance(value, str) and not value.strip():
             # -o "" was read as the current folder ("--output . is the current folder"), --model "" as a hub id
             raise ConfigError(f.name, "{name} is required, got an empty text; give a value")
         elif _tuple_item(inner) is not None and not isinstance(value, (list, tuple)):
             raise ConfigError(f.name, "{name} must be a list or tuple of values, got " + shown(value)
                               + (f" (write [{value!r}] for one)" if isinstance(value, (str, int)) else ""))
+        elif _tuple_item(inner) is not None and Ellipsis not in typing.get_args(inner) \
+                and len(value) != len(typing.get_args(inner)):  # a pair (sigma_bounds=(0.1,)) was an IndexError
+            raise ConfigError(f.name, "{name} must have " + f"{len(typing.get_args(inner))} values, got {shown(value)}")
         elif inner is bool and not isinstance(value, bool):
             if not _is_numpy_bool(value):
                 raise ConfigError(f.name, "{name} must be True or False, got " + shown(value))

@@ -58,3 +58,19 @@ def test_a_knob_that_is_not_finite_is_refused(knob):
     with pytest.raises(ConfigError, match="finite"):
         StrategyConfig(**knob)
     StrategyConfig(sigma=0.5, sigma_bounds=(0.1, 2.0), min_delta=0.0, race_margin=0.1)  # finite ones still do
+
+
+def test_strategy_config_refuses_values_of_another_kind_in_one_line():
+    """StrategyConfig checks each field's kind as every config does (check_shapes): a text, None, a lone number for
+    a list or a pair of another length was a TypeError or IndexError from its range checks (battery 21b)."""
+    import pytest
+
+    from longrope.errors import ConfigError
+    from longrope.search.strategies import StrategyConfig
+
+    for field, value in [("sigma", "0.1"), ("sigma", None), ("mutation_prob", None), ("min_delta", None),
+                         ("race", 2), ("race", None), ("sigma_bounds", (0.1,)), ("sigma_bounds", None),
+                         ("race_margin", [0.1])]:
+        with pytest.raises(ConfigError, match=field) as e:
+            StrategyConfig(**{field: value})
+        assert "\n" not in str(e.value)

@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from longrope.errors import ConfigError
-from longrope.options import MAX_COUNT, check_int, option
+from longrope.options import MAX_COUNT, check_int, check_shapes, option
 from longrope.search.archive import Archive
 from longrope.search.operators import blend_crossover, paper_crossover, paper_mutation, smooth_mutation
 from longrope.search.space import Genome, SearchSpace
@@ -80,6 +80,8 @@ class StrategyConfig:
     max_tries: int = option(1000, "attempts to find an unseen child before giving up on that child", group=_OURS)
 
     def __post_init__(self) -> None:
+        check_shapes(self)  # each field's kind first, as every config's: sigma="0.1", race=2 or mutation_prob=None
+        # were a TypeError ('<' not supported ..., 'int' object is not iterable) from a Python caller (battery 21b)
         for name in ("population", "parents", "iterations", "initial", "max_tries", "race_min_population"):
             check_int(self, name, 1, MAX_CANDIDATES)
         for name in ("mutations", "crossovers", "race_rank"):
