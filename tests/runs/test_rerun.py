@@ -190,3 +190,14 @@ def test_a_recorded_search_setting_of_another_type_is_refused_in_one_line(tmp_pa
         err = capsys.readouterr().err
         assert "Traceback" not in err and len(err.strip().splitlines()) == 1
         assert f"--{field.replace('_', '-')} must be" in err, err
+
+
+def test_an_empty_run_folder_argument_is_refused_not_read_as_the_current_folder(tmp_path, capsys, monkeypatch):
+    """'rerun ""' (an unset $RUN) repeated whatever run the current folder held, and '--config ""' was read as no
+    --config at all ("--model is required"): both are refused in one line (battery 21b)."""
+    _record(tmp_path / "here", "eval ppl", {"model": "tiny", "data": "shards", "output": "x", "lengths": [64]})
+    monkeypatch.chdir(tmp_path / "here")
+    for argv in (["rerun", "", "-o", "again"], ["eval", "ppl", "--config", "", "-o", "again"]):
+        assert main(argv) == 2
+        assert "run folder (RUN_DIR or --config) is given as an empty text" in capsys.readouterr().err
+    assert not (tmp_path / "here" / "again").exists()
