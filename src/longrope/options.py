@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import numbers
 import os
+import sys
 import types
 import typing
 from collections.abc import Callable
@@ -105,6 +107,18 @@ def is_integer(v: Any) -> bool:
 def is_number(v: Any) -> bool:
     """Whether ``v`` is a real number (int, float or a numpy scalar of either), not a bool."""
     return isinstance(v, numbers.Real) and not isinstance(v, bool)
+
+
+def is_finite_number(v: Any) -> bool:
+    """Whether ``v`` is a real number (:func:`is_number`) of finite value: the one finiteness test of every bound.
+    An integer past a float's range is not (10**400 was float()'s OverflowError); a numpy float is compared as
+    the Python float it is (np.float32 against ``sys.float_info.max`` warned "overflow encountered in cast",
+    battery 21b)."""
+    if not is_number(v):
+        return False
+    if isinstance(v, numbers.Integral):
+        return abs(int(v)) <= sys.float_info.max
+    return math.isfinite(float(v))
 
 
 def int_problem(v: Any, lo: int, hi: int) -> str | None:

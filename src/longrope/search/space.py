@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import math
 import numbers
-import sys
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from longrope.errors import UserError, shown
-from longrope.options import check_flag, is_integer
+from longrope.options import check_flag, is_finite_number, is_integer
 from longrope.rope.frequencies import MAX_ROTARY_DIM
 from longrope.rope.values import MAX_LENGTH
 
@@ -43,9 +42,7 @@ class SpaceError(UserError):
 
 def _finite(value: Any, name: str) -> None:
     """A real number (not a bool) whose float is finite: 10**400 was float()'s OverflowError."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not abs(
-            value if isinstance(value, numbers.Integral) else float(value)) <= sys.float_info.max:
-        # float() of a numpy float first: np.float32 compared with float max warned "overflow encountered in cast"
+    if not is_finite_number(value):
         raise SpaceError(f"{name} must be a finite number, got {shown(value)}")
 
 
