@@ -59,6 +59,7 @@ from typing import Any
 
 from bench._record import command, load_average, utc_now
 from bench._record import machine as machine_facts
+from longrope.errors import shown
 
 FORMAT = "longrope-bench/1"
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -99,9 +100,11 @@ def fmt(value: Any, spec: str | None = None) -> str:
         try:
             return format(value, spec)
         except ValueError:
-            raise RecordError(f"bad format spec {spec!r} for {value!r}") from None
+            raise RecordError(f"bad format spec {spec!r} for {shown(value)}") from None
+        except OverflowError:  # an integer past float's range under '.2f' was a traceback (battery 21b)
+            raise RecordError(f"value {shown(value)} is past a float's range for format spec {spec!r}") from None
     if isinstance(value, int):
-        return str(value)
+        return str(value) if abs(value) < 10**4000 else shown(value)  # str() refuses integers past 4,300 digits
     if abs(value) >= 1e4:
         return f"{value:,.0f}"
     text = f"{value:.4g}"
@@ -276,14 +279,24 @@ def check_record(rec: Any, where: str = "record") -> None:
     for k, v in rec["values"].items():
         if not (_scalar(v) or (isinstance(v, list) and all(_scalar(x) for x in v))):
             raise RecordError(f"{where}: value {k!r} is not a scalar")
+    formats = rec.get("value_formats", {})  # a spec is text: 5 was format()'s TypeError with a traceback (21b)
+    if not isinstance(formats, dict) or not all(_spec(f) for f in formats.values()):
+        raise RecordError(f"{where}: value_formats must map value keys to format specs (text such as '.2f')")
     for k, t in rec["tables"].items():
         if not isinstance(t, dict) or not isinstance(t.get("columns"), list) or not isinstance(t.get("rows"), list):
             raise RecordError(f"{where}: table {k!r} needs 'columns' and 'rows'")
+        if t.get("formats") is not None and (not isinstance(t["formats"], list) or not all(map(_spec, t["formats"]))):
+            raise RecordError(f"{where}: table {k!r} formats must be a list of format specs (text) or nulls")
         n = len(t["columns"])
         if any(not isinstance(r, list) or len(r) != n for r in t["rows"]):
             raise RecordError(f"{where}: table {k!r} has a row whose length is not {n}")
         if t.get("formats") is not None and len(t["formats"]) != n:
             raise RecordError(f"{where}: table {k!r} has {len(t['formats'])} formats for {n} columns")
+
+
+def _spec(spec: Any) -> bool:
+    """Whether ``spec`` is a format spec :func:`fmt` takes: text, or null for the default."""
+    return spec is None or isinstance(spec, str)
 
 
 def load_record(path: str | Path) -> dict:

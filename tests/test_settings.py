@@ -167,3 +167,29 @@ def test_the_decoding_rule_is_one_for_the_generate_config_and_generate():
             generate(object(), None, [1], 2, **kwargs)  # refused before the model is looked at
     assert GenerateConfig(**base, sample=True, temperature=0.5, top_p=0.9).temperature == 0.5
     assert GenerateConfig(**base, sample=True, seed=0).seed == 0 and GenerateConfig(**base).seed is None
+
+
+def test_numpy_float_bounds_are_checked_without_numpy_warnings():
+    """A budget, a compare ratio or goal bound and a search-space bound given as a numpy float are checked by the
+    one finiteness test (options.is_finite_number): np.float32 compared with sys.float_info.max warned "overflow
+    encountered in cast", a warning nobody can act on (battery 21b); 10**400 and NaN stay refused."""
+    import warnings
+
+    import numpy as np
+    import pytest
+
+    from longrope.errors import UserError
+    from longrope.options import is_finite_number
+    from longrope.runs.compare import _parse_operand
+    from longrope.search.loop import StopRules
+    from longrope.settings import check_budget
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert check_budget(np.float32(5.0), "max_seconds") == 5.0
+        assert StopRules(max_evals=np.float32(3.0)).max_evals == 3.0
+        assert _parse_operand(np.float32(0.5)) == (0.5, None)
+    assert not any(map(is_finite_number, (10**400, float("nan"), np.float32("inf"), True, "1")))
+    assert all(map(is_finite_number, (10**300, np.int64(3), np.float16(2.0), 0.5)))
+    with pytest.raises(UserError):
+        check_budget(10**400, "max_seconds")

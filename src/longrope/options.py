@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import numbers
 import os
+import sys
 import types
 import typing
 from collections.abc import Callable
@@ -105,6 +107,18 @@ def is_integer(v: Any) -> bool:
 def is_number(v: Any) -> bool:
     """Whether ``v`` is a real number (int, float or a numpy scalar of either), not a bool."""
     return isinstance(v, numbers.Real) and not isinstance(v, bool)
+
+
+def is_finite_number(v: Any) -> bool:
+    """Whether ``v`` is a real number (:func:`is_number`) of finite value: the one finiteness test of every bound.
+    An integer past a float's range is not (10**400 was float()'s OverflowError); a numpy float is compared as
+    the Python float it is (np.float32 against ``sys.float_info.max`` warned "overflow encountered in cast",
+    battery 21b)."""
+    if not is_number(v):
+        return False
+    if isinstance(v, numbers.Integral):
+        return abs(int(v)) <= sys.float_info.max
+    return math.isfinite(float(v))
 
 
 def int_problem(v: Any, lo: int, hi: int) -> str | None:
@@ -234,6 +248,8 @@ def check_shapes(cfg: Any) -> None:
         if value is None:
             if not optional and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
                 raise ConfigError(f.name, "{name} is required, got None")
+            if not optional:  # a setting with a default but no "unset" (sigma=None was '<' between int and None)
+                raise ConfigError(f.name, "{name} must be given a value, got None (leave it out for its default)")
         elif inner is str and f.default is dataclasses.MISSING and isinstance(value, str) and not value.strip():
             # -o "" was read as the current folder ("--output . is the current folder"), --model "" as a hub id
             raise ConfigError(f.name, "{name} is required, got an empty text; give a value")
@@ -244,6 +260,9 @@ def check_shapes(cfg: Any) -> None:
         elif _tuple_item(inner) is not None and not isinstance(value, (list, tuple)):
             raise ConfigError(f.name, "{name} must be a list or tuple of values, got " + shown(value)
                               + (f" (write [{value!r}] for one)" if isinstance(value, (str, int)) else ""))
+        elif _tuple_item(inner) is not None and Ellipsis not in typing.get_args(inner) \
+                and len(value) != len(typing.get_args(inner)):  # a pair (sigma_bounds=(0.1,)) was an IndexError
+            raise ConfigError(f.name, "{name} must have " + f"{len(typing.get_args(inner))} values, got {shown(value)}")
         elif inner is bool and not isinstance(value, bool):
             if not _is_numpy_bool(value):
                 raise ConfigError(f.name, "{name} must be True or False, got " + shown(value))

@@ -23,10 +23,10 @@ one, and ``--help`` stays light).
 from __future__ import annotations
 
 import numbers
-import sys
 from typing import Any
 
 from longrope.errors import ConfigError, UserError, shown
+from longrope.options import is_finite_number
 
 __all__ = ["HELDOUT_FRACTION", "PASSKEY_ANSWER", "PASSKEY_DEPTHS", "PASSKEY_MAX_TRIALS", "MAX_SLOTS", "PASSKEY_MODES",
            "PASSKEY_MODE", "PASSKEY_TRIALS", "SPLITS", "SPLIT", "SEED", "WINDOW_SAMPLES", "WINDOWS_PER_DOC", "DEVICE",
@@ -156,7 +156,7 @@ def check_budget(value: Any, field: str) -> float | None:
     ``search --max-seconds/--max-evals``, the demo's and a plan's."""
     if value is None or (_number(value) and value == 0):
         return None
-    if not _number(value) or not 0 < value <= sys.float_info.max:  # 10**400 was float()'s OverflowError
+    if not is_finite_number(value) or not 0 < value:  # 10**400 was float()'s OverflowError
         raise ConfigError(field, "{name} must be a number >= 0 (0 or unset: no limit), got " + _shown(value))
     return float(value)
 

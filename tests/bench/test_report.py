@@ -96,3 +96,19 @@ def test_template_placeholders_are_filled_and_checked(tmp_path, capsys):
         assert report.main(args) == 2
         err = capsys.readouterr().err
         assert why in err and "T.md:3" in err and err.count("\n") == 1
+
+
+def test_a_record_with_a_format_or_value_fmt_cannot_take_is_refused_in_one_line():
+    """A record's value_formats entry that is no text, a table format that is none, or an integer past a float's
+    range under a float spec is a RecordError (one line, exit 2), not format()'s TypeError or OverflowError with a
+    traceback (battery 21b)."""
+    rec = json.loads(json.dumps(r.new_record("x", "a title")))
+    rec["values"]["v"] = 1.5
+    r.check_record(rec)
+    for bad in ({**rec, "value_formats": {"v": 5}}, {**rec, "value_formats": ["x"]},
+                {**rec, "tables": {"t": {"columns": ["a"], "rows": [[1]], "formats": [3]}}}):
+        with pytest.raises(r.RecordError):
+            r.check_record(bad)
+    with pytest.raises(r.RecordError, match="past a float's range"):
+        r.fmt(10**400, ".2f")
+    assert r.fmt(10**5000).startswith("an integer of")

@@ -147,3 +147,18 @@ def test_utf16_documents_are_named_with_the_conversion_not_read_as_nul_laden_tex
                            ("rows.jsonl", "UTF-16")):
         assert encoding in reasons[name] and f"iconv -f {encoding}" in reasons[name] and name in reasons[name], \
             reasons[name]
+
+
+def test_resolve_sources_refuses_specs_that_are_no_list_of_texts(tmp_path):
+    """resolve_sources(5) was "'int' object is not iterable", a number among the specs an AttributeError, and a
+    string was read letter by letter; a path object is the path it names (battery 21b)."""
+    import pytest
+
+    from longrope.data.sources import resolve_sources
+    from longrope.errors import UserError
+
+    (tmp_path / "a.txt").write_text("some text")
+    assert len(resolve_sources([tmp_path / "a.txt"])) == 1
+    for bad in (5, str(tmp_path / "a.txt"), [str(tmp_path / "a.txt"), 5]):
+        with pytest.raises(UserError):
+            resolve_sources(bad)

@@ -408,3 +408,29 @@ def test_every_prompt_is_checked_before_the_first_forward(tok, mode, monkeypatch
         pk.passkey_accuracy(model, tok, [120, 300], depths=[0.5], trials=1, bos_id=1, mode=mode,
                             haystacks=[np.arange(3, 150)])
     assert forwards == []
+
+
+def test_prefill_and_score_continuation_check_their_ids_before_the_cache_moves(llama):
+    """prefill / score_continuation take integer tensors of ids the model has, checked before a forward changes the
+    cache: a list, a float tensor, an empty answer or an id past the embeddings were TypeErrors, RuntimeErrors or
+    IndexErrors deep in torch; called outside no_grad they kept a graph and warned 'Converting a tensor with
+    requires_grad=True to a scalar' (battery 21b)."""
+    import warnings
+
+    from longrope.evaluate import prefix
+
+    rows = llama.get_input_embeddings().num_embeddings
+    ids = torch.arange(3, 30)[None]
+    with pytest.raises(UserError):
+        prefix.prefill(llama, [3, 4, 5])
+    cache = prefix.prefill(llama, ids)
+    for last, answer in ((torch.tensor([5]), torch.zeros(0, dtype=torch.long)), ([5], torch.tensor([7, 8])),
+                         (torch.tensor([5]), torch.tensor([7.0, 8.0])), (torch.tensor([5]), torch.tensor([7, rows])),
+                         (torch.tensor([5, 6]), torch.tensor([7, 8]))):
+        with pytest.raises(UserError):
+            prefix.score_continuation(llama, cache, last, answer)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        exact, nll = prefix.score_continuation(llama, cache, torch.tensor([5]), torch.tensor([7, 8]))
+    again = prefix.score_continuation(llama, cache, torch.tensor([5]), torch.tensor([7, 8]))
+    assert again == (exact, nll) and nll > 0  # the cache was cropped back each time

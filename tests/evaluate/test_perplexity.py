@@ -228,3 +228,18 @@ def test_a_model_on_the_meta_device_is_refused_in_one_line():
                  lambda: ppl_suite(meta, docs, [("none", None)], [64], bos_id=1)):
         with pytest.raises(UserError, match="weights are on the meta device"):
             call()
+
+
+def test_window_helpers_check_their_lengths_in_one_line():
+    """The window helpers check a length (and a cap, a count, a BOS id) by check_length's one rule: a text length
+    was "'>' not supported" from check_stride or max_tokens_below, max_tokens='100' an arithmetic error on
+    slicing, a BOS id past int64 numpy's OverflowError, windows_across(n='2') a TypeError (battery 21b)."""
+    from longrope.evaluate.windows import check_stride, max_tokens_below, windows_across
+
+    tokens = np.arange(2, 300)
+    for call in (lambda: check_stride(16, "64"), lambda: max_tokens_below(100, None),
+                 lambda: document_windows(0, tokens, 64, bos_id=1, stride=32, max_tokens="100"),
+                 lambda: document_windows(0, tokens, 64, bos_id=1 << 70),
+                 lambda: windows_across({}, 64, "2", split="heldout", seed=0)):
+        with pytest.raises(UserError):
+            call()

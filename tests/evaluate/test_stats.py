@@ -67,3 +67,24 @@ def test_paired_test_only_on_the_same_keys():
     assert paired_test([0.1, 0.2, 0.9], [0.3, 0.3, 0.3]) == {"nll_wins": 2, "nll_losses": 1,
                                                               "sign_p": sign_test_p(2, 1)}
     assert paired_test([], [0.3]) == {} and paired_test([0.1], [0.3, 0.3]) == {}
+
+
+def test_stats_refuse_counts_that_are_no_counts_and_test_many_keys():
+    """wilson_interval and sign_test_p check their counts in one line: n=-3 came back as the (nan, nan) of an empty
+    sample and n=True as a sample of one, a text z or a float count was a TypeError, a mismatched pair a plain
+    ValueError; and the sign test of more than 1,023 keys overflowed 2.0**n (battery 21b)."""
+    import pytest
+
+    from longrope.errors import UserError
+    from longrope.evaluate.stats import paired_wins, sign_test_p, wilson_interval
+
+    for call in (lambda: wilson_interval(1, -3), lambda: wilson_interval(1, True), lambda: wilson_interval(1, 4.0),
+                 lambda: wilson_interval(1, 4, z="1.96"), lambda: wilson_interval(1, 4, z=float("nan")),
+                 lambda: wilson_interval(float("nan"), 4), lambda: sign_test_p(2.0, 1), lambda: sign_test_p(-1, 3),
+                 lambda: paired_wins([1.0], [1.0, 2.0]), lambda: paired_wins(1.0, [1.0])):
+        with pytest.raises(UserError):
+            call()
+    assert wilson_interval(0, 0) != wilson_interval(0, 0)  # (nan, nan): nothing measured, as documented
+    assert sign_test_p(600, 600) == 1.0 and sign_test_p(0, 1500) < 1e-300
+    assert abs(sign_test_p(530, 470) - 0.0620) < 1e-3  # exact: 0.06202
+    assert 0.007 < sign_test_p(1060, 940) < 0.0085  # exact: 0.00793

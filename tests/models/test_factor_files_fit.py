@@ -182,7 +182,8 @@ def test_one_rotary_fit_rule_for_every_consumer(info):
     assert rotary_fit_problem(fs, info.rotary_dim, near) is None
     assert check_fits(fs, dataclasses.replace(info, rope_theta=near), source="f") is fs
     assert "rope_theta=10000 but the model has rope_theta=10000.1" in rotary_fit_problem(fs, info.rotary_dim, off)
-    short = types.SimpleNamespace(long_factor=[1.0] * 32, short_factor=[1.0] * 8, rope_theta=info.rope_theta)
+    short = types.SimpleNamespace(long_factor=[1.0] * 32, short_factor=[1.0] * 8, rope_theta=info.rope_theta,
+                                  original_max_position_embeddings=256, max_position_embeddings=1024)
     assert rotary_fit_problem(short, 64, info.rope_theta, "tiny") == (
         "short_factor has 8 values but tiny has rotary dim 64 (needs 32)")
     with pytest.raises(UserError, match=r"^f\.json: factor set is for rope_theta=10000 .*; do this$"):
@@ -214,3 +215,23 @@ def test_a_function_taking_the_model_s_rope_facts_refuses_anything_else_in_one_l
                            (load_factors_for, ("f.json", bad)), (factor_set, ("yarn@2x", bad, 512))):
             with pytest.raises(UserError, match="expected the model's RopeInfo"):
                 call(*args) if call is not check_fits else check_fits(args[0], args[1], source=args[2])
+
+
+def test_fit_and_csv_helpers_check_their_arguments_in_one_line(tmp_path):
+    """rotary_fit_problem checks the factor set, rotary dim and base by their one checks (rotary_dim=NaN was int()'s
+    ValueError, None a TypeError, rope_theta=None float()'s TypeError); csv_fields checks its path as every path
+    argument (a number was pathlib's TypeError) (battery 21b)."""
+    import pytest
+
+    from longrope.errors import UserError
+    from longrope.formats.factors import csv_fields
+    from longrope.models.factor_files import rotary_fit_problem
+    from longrope.rope import FactorSet
+
+    fs = FactorSet.identity(16, 1e4, 256, 1024)
+    for call in (lambda: rotary_fit_problem(fs, float("nan"), 1e4), lambda: rotary_fit_problem(fs, None, 1e4),
+                 lambda: rotary_fit_problem(fs, 16, None), lambda: rotary_fit_problem("f.json", 16, 1e4),
+                 lambda: csv_fields(5, rope_theta=1e4, original_length=256, target_length=1024)):
+        with pytest.raises(UserError):
+            call()
+    assert rotary_fit_problem(fs, 16, 1e4) is None and "rotary dim 32" in rotary_fit_problem(fs, 32, 1e4)

@@ -123,3 +123,30 @@ def test_the_attention_factor_functions_name_a_bad_argument(call, named):
     with pytest.raises(UserError, match=named):
         call()
     assert longrope_attention_factor(np.float64(4.0), np.int64(4096)) == longrope_attention_factor(4.0, 4096)
+
+
+def test_rope_helpers_take_numbers_by_the_one_rule():
+    """A scale of 0 or below is refused, not read as "no extension" (1.0); theoretical_critical_dim's offset is an
+    integer by int_field's rule (2.5 was read as 2, True as 1, None a TypeError); same_factors' tolerance is the
+    checked float (a 10**40 integer was numpy's isfinite TypeError) (battery 21b)."""
+    import numpy as np
+    import pytest
+
+    from longrope.errors import UserError
+    from longrope.rope import FactorSet, theoretical_critical_dim
+    from longrope.rope.attention import (
+        longrope_attention_factor,
+        resolve_attention_factor,
+        yarn_attention_factor,
+    )
+
+    fs = FactorSet.identity(16, 1e4, 256, 1024)
+    for call in (lambda: longrope_attention_factor(-3, 256), lambda: yarn_attention_factor(0),
+                 lambda: resolve_attention_factor("yarn", -1.0, 256),
+                 lambda: theoretical_critical_dim(1e4, 16, 256, offset=2.5),
+                 lambda: theoretical_critical_dim(1e4, 16, 256, offset=True),
+                 lambda: theoretical_critical_dim(1e4, 16, 256, offset=None)):
+        with pytest.raises(UserError):
+            call()
+    assert theoretical_critical_dim(1e4, 16, 256, offset=np.int64(-1)) == theoretical_critical_dim(1e4, 16, 256) - 1
+    assert fs.same_factors(fs, rtol=10**40) and longrope_attention_factor(0.5, 256) == 1.0

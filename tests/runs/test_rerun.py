@@ -176,3 +176,28 @@ def test_a_recorded_relative_path_checked_when_the_configuration_is_built_reruns
     monkeypatch.chdir(elsewhere)
     assert main(["rerun", str(work), "-o", "again"]) == 0, capsys.readouterr().err
     assert seen[0].haystack == "hay.txt" and seen[0].output == str(elsewhere / "again")
+
+
+def test_a_recorded_search_setting_of_another_type_is_refused_in_one_line(tmp_path, capsys):
+    """A hand-edited config.json's strategy or start_tokens of another type (or an unknown strategy) is the field's
+    own one-line refusal (exit 2): the upgrade of older records read them first and died of 'unhashable type: list',
+    a '<' between a text and a number or "unknown strategy ''", with a traceback (battery 21b)."""
+    base = {"model": "tiny", "data": "shards", "output": "x", "target_length": 512}
+    cases = [("strategy", ["steady"]), ("strategy", "frob"), ("start_tokens", [[1]]), ("start_tokens", ["a", 1])]
+    for i, (field, value) in enumerate(cases):
+        _record(tmp_path / f"r{i}", "search", {**base, field: value})
+        assert main(["rerun", str(tmp_path / f"r{i}"), "-o", str(tmp_path / f"o{i}")]) == 2
+        err = capsys.readouterr().err
+        assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+        assert f"--{field.replace('_', '-')} must be" in err, err
+
+
+def test_an_empty_run_folder_argument_is_refused_not_read_as_the_current_folder(tmp_path, capsys, monkeypatch):
+    """'rerun ""' (an unset $RUN) repeated whatever run the current folder held, and '--config ""' was read as no
+    --config at all ("--model is required"): both are refused in one line (battery 21b)."""
+    _record(tmp_path / "here", "eval ppl", {"model": "tiny", "data": "shards", "output": "x", "lengths": [64]})
+    monkeypatch.chdir(tmp_path / "here")
+    for argv in (["rerun", "", "-o", "again"], ["eval", "ppl", "--config", "", "-o", "again"]):
+        assert main(argv) == 2
+        assert "run folder (RUN_DIR or --config) is given as an empty text" in capsys.readouterr().err
+    assert not (tmp_path / "here" / "again").exists()

@@ -443,3 +443,28 @@ def test_the_search_entry_points_refuse_arguments_of_another_kind_in_one_line():
     for kw in ({"n_dims": "4"}, {"n_dims": 4, "upper": math.inf}, {"n_dims": 4, "lower": math.nan}):
         with pytest.raises(ValueError):
             SearchSpace(**kw)
+
+
+def test_archive_refuses_documents_and_scores_that_do_not_pair_in_one_line():
+    """Archive checks its document indices and score rows: scores of fewer rows than documents were cut by zip()
+    without a word, an index past n_docs recorded as a document the search never has, 1-D scores an IndexError,
+    n_docs='4' a TypeError; fitness over no document was inf, the score of a diverged model (battery 21b)."""
+    import numpy as np
+    import pytest
+
+    from longrope.errors import UserError
+    from longrope.search.archive import Archive
+    from longrope.search.space import Genome
+
+    g = Genome((100, 200))
+    for call in (lambda: Archive("4"), lambda: Archive(0),
+                 lambda: Archive(4).add(g, [0, 1], np.array([[3.0, 2.0]])),
+                 lambda: Archive(4).add(g, [0, 9], np.array([[3.0, 2.0], [4.0, 2.0]])),
+                 lambda: Archive(4).add(g, [0, 1], np.array([3.0, 2.0])),
+                 lambda: Archive(4).fitness(g, 1)):
+        with pytest.raises(UserError):
+            call()
+    arc = Archive(4)
+    arc.add(g, [0, 1], np.array([[3.0, 2.0], [5.0, 2.0]]))
+    arc.add(g, [], np.zeros((0, 2)))
+    assert arc.fitness(g, [0, 1]) == 2.0 and arc.fitness(g, []) is None and arc.fitness(g) is None

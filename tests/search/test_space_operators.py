@@ -182,3 +182,48 @@ def test_progressive_seeds_start_from_the_closed_forms_of_the_whole_extension():
     # where λ_cf / λ_base is inside [1, 1.25 s'], the composed seed is the closed form itself (to the grid)
     inside = (yarn.long_factor / base.long_factor >= 1) & (yarn.long_factor / base.long_factor <= 1.25 * Lt / L0)
     np.testing.assert_allclose(lam[inside], yarn.long_factor[inside], rtol=0.01)
+
+
+def test_space_seeds_and_operators_refuse_bad_numbers_in_one_line():
+    """The search's building blocks check their numbers by the one check of each kind: a NaN or infinite factor was
+    snapped to the lower bound without a word (a genome of factors nobody gave), n̂ 2.7 read as 2, L=0 a
+    ZeroDivisionError, a rotary dim of another model numpy's broadcast error, a text probability or sigma a
+    TypeError, np.float32 bounds a RuntimeWarning (battery 21b)."""
+    import warnings
+
+    import numpy as np
+    import pytest
+
+    from longrope.errors import UserError
+    from longrope.search import operators, seeds
+    from longrope.search.space import SearchSpace
+
+    space = seeds.long_space(8, 8.0)
+    g = space.from_factors(np.linspace(1, 8, 8))
+    rng = np.random.default_rng(0)
+    calls = [
+        lambda: space.from_factors(np.array([1, 2, np.nan, 3, 4, 5, 6, 7.0])),
+        lambda: space.from_factors(np.array([1, 2, np.inf, 3, 4, 5, 6, 7.0])),
+        lambda: space.canonical([100.0] * 7 + [np.nan]),
+        lambda: space.canonical([100.0] * 6),
+        lambda: space.canonical([100.0] * 8, start_tokens=2.7),
+        lambda: space.canonical([100.0] * 8, start_tokens=None),
+        lambda: seeds.extended_seeds(space, 1e4, 16, 0, 2048),
+        lambda: seeds.longrope2_seeds(seeds.longrope2_space(8, 8.0, (5, 6)), 1e4, 16, "256", 2048),
+        lambda: seeds.paper_seeds(space, 1e4, 4, 256, 2048),
+        lambda: seeds.progressive_seeds(space, 1e4, 16, 256, 1024, 2048, np.zeros(8)),
+        lambda: seeds.long_space(8, "8"),
+        lambda: seeds.longrope2_space(8, 8.0, 5),
+        lambda: seeds.critical_window(1e4, 16, 256, below=2.5),
+        lambda: operators.paper_mutation(space, g, rng, "0.3"),
+        lambda: operators.smooth_mutation(space, g, rng, -1.0),
+        lambda: operators.smooth_mutation(space, g, rng, float("inf")),
+        lambda: operators.smooth_mutation(space, g, rng, 0.1, discrete_prob=None),
+    ]
+    for i, call in enumerate(calls):
+        with pytest.raises(UserError) as e:
+            call()
+        assert "\n" not in str(e.value), i
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert SearchSpace(n_dims=8, lower=np.float32(1.0), upper=np.float32(4.0)).upper == 4.0

@@ -58,3 +58,42 @@ def test_a_knob_that_is_not_finite_is_refused(knob):
     with pytest.raises(ConfigError, match="finite"):
         StrategyConfig(**knob)
     StrategyConfig(sigma=0.5, sigma_bounds=(0.1, 2.0), min_delta=0.0, race_margin=0.1)  # finite ones still do
+
+
+def test_strategy_config_refuses_values_of_another_kind_in_one_line():
+    """StrategyConfig checks each field's kind as every config does (check_shapes): a text, None, a lone number for
+    a list or a pair of another length was a TypeError or IndexError from its range checks (battery 21b)."""
+    import pytest
+
+    from longrope.errors import ConfigError
+    from longrope.search.strategies import StrategyConfig
+
+    for field, value in [("sigma", "0.1"), ("sigma", None), ("mutation_prob", None), ("min_delta", None),
+                         ("race", 2), ("race", None), ("sigma_bounds", (0.1,)), ("sigma_bounds", None),
+                         ("race_margin", [0.1])]:
+        with pytest.raises(ConfigError, match=field) as e:
+            StrategyConfig(**{field: value})
+        assert "\n" not in str(e.value)
+
+
+def test_search_names_and_counts_are_refused_as_user_errors():
+    """A fitness, strategy or mapper mode that is unknown or no name, and an n_docs that is no count, are one-line
+    UserErrors (the CLI's exit 2): they were plain ValueErrors (a traceback when one reached the command line: the
+    recorded strategy '' of a hand-edited config.json), a KeyError (named_parts) or a TypeError ('unhashable type',
+    '<' between str and int) (battery 21b)."""
+    import pytest
+
+    from longrope.errors import UserError
+    from longrope.search.archive import Archive
+    from longrope.search.objective import CandidateMapper, ObjectiveSpec, check_fitness, named_parts
+    from longrope.search.space import SearchSpace
+    from longrope.search.strategies import StrategyConfig, make_strategy, search_strategy
+
+    mapper = CandidateMapper("long", 1e4, 256, 2048)
+    for call in (lambda: check_fitness("frob", None), lambda: check_fitness(["joint"], None),
+                 lambda: check_fitness("ppl", 0.5), lambda: search_strategy(""), lambda: search_strategy(["paper"]),
+                 lambda: make_strategy("x", SearchSpace(n_dims=4), Archive(2), StrategyConfig()),
+                 lambda: CandidateMapper("x", 1e4, 256, 2048), lambda: named_parts("frob", [1.0], 1),
+                 lambda: ObjectiveSpec(model="tiny", data="d", length=512, n_docs="3", mapper=mapper)):
+        with pytest.raises(UserError):
+            call()

@@ -203,8 +203,9 @@ def _run_command(args: argparse.Namespace) -> int:
         config = replace(config, **updates)
     else:
         spec = args._spec
-        saved = recorded_paths_here(read_run_config(args.config)[1], args.config) if args.config else None
-        if args.config and read_run_config(args.config)[0] != spec.command:
+        given = args.config is not None  # --config '' (an unset variable) is refused, not read as no --config
+        saved = recorded_paths_here(read_run_config(args.config)[1], args.config) if given else None
+        if given and read_run_config(args.config)[0] != spec.command:
             from longrope.errors import UserError
 
             raise UserError(f"--config {args.config} was recorded by '{read_run_config(args.config)[0]}', "

@@ -39,6 +39,7 @@ from longrope.errors import ConfigError, UserError
 from longrope.hub import hub_offline
 from longrope.hub import hub_reachable as _hub_reachable  # module-level name: tests monkeypatch it
 from longrope.io import check_no_link_loop, text_encoding_problem
+from longrope.options import check_sequence
 
 __all__ = ["Source", "SkipLog", "links_read_twice", "resolve_sources", "HUB_ALIASES", "DOC_SUFFIXES"]
 
@@ -337,7 +338,12 @@ def resolve_sources(
     out = []
     if not specs:
         raise UserError("no --input given; pass files, folders or a dataset name")
+    check_sequence(specs, "specs", '["search=PATH"]')  # a number was "'int' object is not iterable" (battery 21b)
     for spec in specs:
+        if isinstance(spec, os.PathLike):
+            spec = os.fspath(spec)
+        if not isinstance(spec, str):  # a number among them was an AttributeError on startswith
+            raise UserError(f"each input must be a path or dataset name (text), got {type(spec).__name__} in specs")
         role, given = None, spec
         for r in ROLES:
             if spec.startswith(r + "=") and not Path(spec).exists():

@@ -50,21 +50,50 @@ def prefill(model: torch.nn.Module, ids: torch.Tensor) -> Any | None:
     back (sliding-window and other special layers): the caller then forwards separately."""
     from transformers.cache_utils import DynamicCache, DynamicLayer
 
+    _check_ids(model, ids, "ids", 2)
     cache = DynamicCache(config=model.config)
     if any(type(layer) is not DynamicLayer for layer in getattr(cache, "layers", ())):
         return None
-    lm.decoder_body(model)(input_ids=ids, cache=cache, use_cache=True)
+    with torch.no_grad():  # a cache of the prompt, never trained through: no graph kept (nor torch's warning)
+        lm.decoder_body(model)(input_ids=ids, cache=cache, use_cache=True)
     return cache
+
+
+def _check_ids(model: torch.nn.Module, ids: Any, name: str, ndim: int) -> None:
+    """``ids`` is a non-empty integer tensor of ``ndim`` dimensions (``[1, T]`` or ``[T]``) whose ids the model has,
+    checked before a forward changes the cache: a number, a list or a float tensor was a TypeError or RuntimeError
+    deep in torch, an id past the embeddings an IndexError, an empty answer 'batch_size (1) to match target
+    batch_size (0)' (battery 21b)."""
+    from longrope.errors import UserError
+    from longrope.models.generation import check_token_ids
+
+    shape = "[1, T]" if ndim == 2 else "[T]"
+    if not isinstance(ids, torch.Tensor) or ids.dtype not in (torch.int64, torch.int32) or ids.ndim != ndim \
+            or ids.numel() == 0 or (ndim == 2 and ids.shape[0] != 1):
+        got = f"a {ids.dtype} tensor of shape {list(ids.shape)}" if isinstance(ids, torch.Tensor) \
+            else type(ids).__name__
+        raise UserError(f"{name} must be a non-empty integer tensor of token ids, shape {shape}; got {got}")
+    check_token_ids(model, ids, what=name, fix="give ids of the model's own tokenizer")
 
 
 def score_continuation(model: torch.nn.Module, cache: Any, last: torch.Tensor, answer: torch.Tensor, *,
                        chunk_size: int = 16) -> tuple[bool, float]:
     """Teacher-forced ``(exact, NLL sum)`` of ``answer`` (``[a]``) after the cached prefix and its
     last token ``last`` (``[1]``); the cache is cropped back to the prefix afterwards."""
+    _check_ids(model, last, "last", 1)
+    _check_ids(model, answer, "answer", 1)
+    lm.check_chunk_size(chunk_size)
+    if chunk_size is None:
+        chunk_size = 16
+    if last.numel() != 1:
+        from longrope.errors import UserError
+
+        raise UserError(f"last must be the prompt's one last token id (shape [1]), got shape {list(last.shape)}")
     inputs = torch.cat([last, answer[:-1]])[None]  # [1, a]: row j predicts answer[j]
-    hidden = lm.decoder_body(model)(input_ids=inputs, cache=cache, use_cache=True).last_hidden_state[0]
-    cache.crop(-int(inputs.shape[1]))
-    transform = lm.logit_transform(getattr(model, "config", None))
-    nll, arg = lm.chunked_nll(model, hidden, answer, chunk_size=chunk_size, transform=transform,
-                              return_argmax=True)
+    with torch.no_grad():  # a score: no graph kept (it warned 'Converting a tensor with requires_grad=True')
+        hidden = lm.decoder_body(model)(input_ids=inputs, cache=cache, use_cache=True).last_hidden_state[0]
+        cache.crop(-int(inputs.shape[1]))
+        transform = lm.logit_transform(getattr(model, "config", None))
+        nll, arg = lm.chunked_nll(model, hidden, answer, chunk_size=chunk_size, transform=transform,
+                                  return_argmax=True)
     return bool(torch.equal(arg, answer)), float(nll.double().sum())

@@ -14,19 +14,32 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from longrope.errors import UserError, shown
+from longrope.options import MAX_COUNT, check_sequence, int_problem, is_integer, is_number
+
 __all__ = ["wilson_interval", "sign_test_p", "paired_wins", "paired_test", "Verdict", "verdict", "retrieval_verdict"]
 
 #: z of a two-sided 95 % interval
 Z95 = 1.959963984540054
 
+#: the most keys the sign test sums exactly; above, its normal approximation
+EXACT_SIGN_TEST = 1000
+
 
 def wilson_interval(successes: float, n: int, z: float = Z95) -> tuple[float, float]:
-    """Wilson score interval of a proportion ``successes / n`` (95 % by default); (nan, nan) for n = 0.
-    ``successes`` may be fractional (a sum of per-sample scores in [0, 1], as RULER's)."""
-    if n <= 0:
+    """Wilson score interval of a proportion ``successes / n`` (95 % by default); (nan, nan) for n = 0 (nothing
+    measured: the tables print null). ``successes`` may be fractional (a sum of per-sample scores in [0, 1], as
+    RULER's). A count that is no count, a NaN or a ``z`` that is not a finite number > 0 is a one-line
+    :class:`UserError`: n=-3 came back as (nan, nan) like an empty sample, n=True as a sample of one, a text z
+    as a TypeError (battery 21b)."""
+    if not is_integer(n) or n < 0:
+        raise UserError(f"n must be a number of samples (an integer >= 0), got {shown(n)}")
+    if not is_number(z) or not 0 < z < math.inf:
+        raise UserError(f"z must be a finite number > 0, got {shown(z)}")
+    if n == 0:
         return float("nan"), float("nan")
-    if not 0 <= successes <= n:
-        raise ValueError(f"successes must lie in [0, {n}], got {successes}")
+    if not is_number(successes) or not 0 <= successes <= n:
+        raise UserError(f"successes must lie in [0, {n}], got {shown(successes)}")
     p = successes / n
     z2 = z * z
     centre = (p + z2 / (2 * n)) / (1 + z2 / n)
@@ -37,11 +50,17 @@ def wilson_interval(successes: float, n: int, z: float = Z95) -> tuple[float, fl
 def sign_test_p(wins: int, losses: int) -> float:
     """Two-sided exact sign test: the chance of a split at least this uneven if wins and losses were
     equally likely (ties are left out by the caller). 1.0 when there is nothing to test."""
+    for value, name in ((wins, "wins"), (losses, "losses")):
+        if int_problem(value, 0, MAX_COUNT):  # 2.0 was range()'s TypeError, -1 math.comb's ValueError
+            raise UserError(f"{name} must be a count (an integer in [0, {MAX_COUNT:,}]), got {shown(value)}")
     n = wins + losses
     if n == 0:
         return 1.0
+    if n > EXACT_SIGN_TEST:  # the normal approximation with continuity correction (exact to ~3 digits here): the
+        # exact sum overflowed 2.0**n past 1,023 keys and takes minutes of big-integer arithmetic past a million
+        return min(1.0, math.erfc(max(abs(wins - losses) - 1, 0) / math.sqrt(2 * n)))
     k = min(wins, losses)
-    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2.0**n
+    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2**n
     return min(1.0, 2.0 * tail)
 
 
@@ -102,7 +121,7 @@ def _retrieval(accuracy: float, ref_accuracy: float, answer_nll: float | None,
 def paired_test(nlls: Sequence[float], ref_nlls: Sequence[float]) -> dict:
     """Key by key against a reference on the same keys: ``nll_wins`` (lower answer NLL), ``nll_losses`` and the
     exact sign test's ``sign_p``; empty when the two lists are not paired (missing or of other lengths)."""
-    if not nlls or not ref_nlls or len(nlls) != len(ref_nlls):
+    if not _listed(nlls) or not _listed(ref_nlls) or len(nlls) != len(ref_nlls):
         return {}
     wins, losses = paired_wins(nlls, ref_nlls)
     return {"nll_wins": wins, "nll_losses": losses, "sign_p": sign_test_p(wins, losses)}
@@ -110,11 +129,18 @@ def paired_test(nlls: Sequence[float], ref_nlls: Sequence[float]) -> dict:
 
 def paired_wins(a: Sequence[float], b: Sequence[float]) -> tuple[int, int]:
     """``(keys where a < b, keys where a > b)`` of two paired score lists (lower is better)."""
+    check_sequence(a, "a", "[nll]")
+    check_sequence(b, "b", "[nll]")
     if len(a) != len(b):
-        raise ValueError(f"paired scores need equal lengths, got {len(a)} and {len(b)}")
+        raise UserError(f"paired scores need equal lengths, got {len(a)} and {len(b)}")
     wins = sum(1 for x, y in zip(a, b) if x < y)
     losses = sum(1 for x, y in zip(a, b) if x > y)
     return wins, losses
+
+
+def _listed(x: object) -> bool:
+    """Whether ``x`` is a non-empty list of scores (a number alone was "object of type 'float' has no len()")."""
+    return hasattr(x, "__len__") and not isinstance(x, (str, bytes)) and len(x) > 0  # type: ignore[arg-type]
 
 
 def _finite(x: float | None) -> bool:

@@ -64,6 +64,7 @@ def select_windows(corpus: object, length: int, n: int, *, split: str, seed: int
     """
     from longrope.data import document_roles, sample_documents
 
+    length = check_length(length)  # a text was "unsupported operand type(s) for -" (battery 21b)
     need = length - 1 if bos else length
     roles = document_roles(corpus, heldout_fraction)
     lengths = np.asarray(corpus.lengths)
@@ -85,6 +86,11 @@ def windows_across(corpora: dict, length: int, n: int, *, split: str, seed: int)
     interleaved — first of each domain, second of each, … — so that any prefix of them and a search's planted
     depths mix the domains. Returns the windows and how many each domain gave (fewer than its share
     when its documents run out)."""
+    from longrope.options import MAX_COUNT, int_problem
+
+    problem = int_problem(n, 0, MAX_COUNT)
+    if problem:  # a text was "unsupported operand type(s) for //" (battery 21b)
+        raise UserError(f"n (the number of windows) {problem}")
     names = list(corpora)
     groups, got = [], {}
     for k, name in enumerate(names):
@@ -146,13 +152,15 @@ def check_bos_id(bos_id: object) -> int | None:
     :func:`longrope.models.generation.check_token_ids`'."""
     if bos_id is None:
         return None
-    if isinstance(bos_id, bool) or not isinstance(bos_id, (int, np.integer)):
+    if isinstance(bos_id, bool) or not isinstance(bos_id, (int, np.integer)) or abs(int(bos_id)) >= 1 << 63:
+        # past int64: numpy's OverflowError when the window was built (battery 21b)
         raise UserError(f"bos_id must be an integer token id or None for no BOS, got {shown(bos_id)}")
     return int(bos_id)
 
 
 def check_stride(stride: object, length: int) -> int:
     """A stride must be a positive integer no larger than the window (else tokens go unscored)."""
+    length = check_length(length)
     if isinstance(stride, bool) or not isinstance(stride, (int, np.integer)) or int(stride) < 1:
         raise UserError(f"stride must be a positive integer number of tokens, got {stride!r}")
     if int(stride) > length:
@@ -165,6 +173,7 @@ def max_tokens_below(max_tokens: object, length: int) -> bool:
     """Whether a sliding-mode cap of ``max_tokens`` tokens per document is below one window of ``length`` (the rule
     both evaluate_perplexity and ``eval ppl`` refuse: the cap was silently raised to one window, --max-tokens 100
     at 512 scored 511 tokens a document)."""
+    length = check_length(length)
     return max_tokens is not None and not isinstance(max_tokens, bool) and isinstance(max_tokens, int) \
         and max_tokens < length
 
@@ -198,6 +207,8 @@ def document_windows(
         return [Window(doc_index, seq, 1)]
 
     stride = check_stride(stride, length)
+    if max_tokens is not None:  # a text or a tensor was an arithmetic error on slicing (battery 21b)
+        max_tokens = check_length(max_tokens, name="max_tokens")
     body = np.asarray(tokens if max_tokens is None else tokens[: max(need, max_tokens - (bos_id is not None))],
                       dtype=np.int64)
     seq = body if bos_id is None else np.concatenate([np.array([bos_id], np.int64), body])

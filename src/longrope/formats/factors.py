@@ -203,7 +203,7 @@ def csv_fields(
     """The FactorSet fields of the reference code's CSV (one λ per line → ``long_factor``; short factors
     are ones). The CSV carries no lengths or base, so they must be given. Blank lines and ``#`` comments
     are skipped; a row with several numbers (the per-layer 32×64 variant) is rejected."""
-    path = Path(path)
+    path = path_argument(path, "a factor CSV")  # the one check of a path argument (a number was Path()'s TypeError)
     values = _parse_csv_column(_read_text(path, "factor CSV"), str(path))
     check_list_lengths({"long_factor": list(values)}, rotary_dim, "the model's rotary dim", prefix=f"{path}: ",
                        error=RotaryDimMismatch)

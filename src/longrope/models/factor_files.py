@@ -47,7 +47,12 @@ def rotary_fit_problem(factor_set: Any, rotary_dim: int, rope_theta: float, who:
     """What keeps ``factor_set`` from fitting a model with ``rotary_dim`` and base ``rope_theta`` (None: it
     fits): one factor per rotary pair in both lists, the same base within :data:`ROPE_THETA_RTOL`. The one
     judge of the rotary fit; :func:`check_fits` adds the original length L."""
-    half = int(rotary_dim) // 2
+    from longrope.rope.factors import require_factor_set
+    from longrope.rope.frequencies import check_rope_theta, check_rotary_dim
+
+    require_factor_set(factor_set)  # the one check of each argument: NaN was int()'s ValueError, None a TypeError,
+    rotary_dim, rope_theta = check_rotary_dim(rotary_dim), check_rope_theta(rope_theta)  # 'x' an AttributeError
+    half = rotary_dim // 2
     for name in ("long_factor", "short_factor"):
         n = int(len(getattr(factor_set, name)))
         if n != half:

@@ -83,7 +83,10 @@ def yarn_attention_factor(scale: float, mscale: float = 1.0) -> float:
 def _scale(scale: float) -> float:
     """The scale factor s of the attention functions, checked as the number they take the log of: a string was
     'TypeError: '<=' not supported between ...', NaN and inf came back as the factor (battery 18)."""
-    return real_number(scalar_value(scale), "scale")
+    scale = real_number(scalar_value(scale), "scale")
+    if scale <= 0:  # a ratio of two lengths: -3 and 0 were read as "no extension" and gave 1.0 (battery 21b)
+        raise UserError(f"scale must be > 0 (the target length over the original one), got {scale:g}")
+    return scale
 
 
 def resolve_attention_factor(

@@ -22,8 +22,8 @@ import numpy as np
 
 from longrope.errors import UserError
 from longrope.rope.factors import FactorSet
-from longrope.rope.frequencies import check_rope_theta, check_rotary_dim
-from longrope.rope.values import int_field
+from longrope.rope.frequencies import MAX_ROTARY_DIM, check_rope_theta, check_rotary_dim
+from longrope.rope.values import int_field, scalar_value
 
 __all__ = ["theoretical_critical_dim", "longrope2_factors"]
 
@@ -38,7 +38,8 @@ def theoretical_critical_dim(
     if b <= 1:
         raise UserError(f"rope_theta must be > 1 for a critical dimension, got {b}")
     raw = (d / 2) * math.log(L / (2 * math.pi)) / math.log(b)
-    return int(min(max(math.ceil(raw) + int(offset), 0), d // 2))
+    offset = int_field(scalar_value(offset), "offset", -MAX_ROTARY_DIM, MAX_ROTARY_DIM)  # one integer rule: 2.5
+    return int(min(max(math.ceil(raw) + offset, 0), d // 2))  # was read as 2, True as 1, None int()'s TypeError
 
 
 def longrope2_factors(

@@ -258,8 +258,9 @@ class FactorSet:
     def same_factors(self, other: FactorSet, *, rtol: float = 1e-12, atol: float = 0.0) -> bool:
         """Equal up to ``rtol``/``atol`` on the factors, exactly on everything else but provenance."""
         require_factor_set(other)  # 'x' was an AttributeError
+        rtol, atol = (real_number(scalar_value(tol), name) for name, tol in (("rtol", rtol), ("atol", atol)))
         for name, tol in (("rtol", rtol), ("atol", atol)):  # NaN compared every set equal, with numpy's warning
-            if real_number(scalar_value(tol), name) < 0:
+            if tol < 0:  # the checked float is what numpy gets: a 10**40 integer was its isfinite TypeError
                 raise UserError(f"{name} must be a number >= 0, got {short_repr(tol)}")
         return (
             self.long_factor.shape == other.long_factor.shape

@@ -68,10 +68,10 @@ def parse_ratio(text: Any) -> float:
 def ratio_length(ratio: str | float, original_length: int) -> int:
     """Tokens at ``ratio`` × L (rounded): ``ratio`` a text ("8x") or a number >= 1, ``original_length`` an integer
     >= 1 (NaN was int()'s ValueError, -2 a length of -64, None a TypeError; battery 20b)."""
-    from longrope.options import is_number
+    from longrope.options import is_finite_number
 
     r = parse_ratio(ratio) if isinstance(ratio, str) else ratio
-    if not is_number(r) or not 1 <= r <= sys.float_info.max:
+    if not is_finite_number(r) or not 1 <= r:
         raise UserError(f"a context ratio must be a finite number >= 1 or a text like \"8x\", got {shown(ratio)}")
     if (problem := int_problem(original_length, 1, MAX_TOKENS)) is not None:
         raise UserError(f"original_length {problem}")
@@ -113,10 +113,10 @@ def check_methods(methods: Any, ratios: list[str]) -> None:
 
 def _parse_operand(text: Any) -> tuple[float, str | None]:
     """``0.9*heldout_ppl.32x.yarn`` → (0.9, path); ``"heldout_ppl.1x.base"`` → (1, path); 3 → (3, None)."""
-    from longrope.options import is_number
+    from longrope.options import is_finite_number, is_number
 
     if is_number(text):  # a finite number: NaN was a goal never met, 10**400 an OverflowError (battery 20b)
-        if not abs(text) <= sys.float_info.max or math.isnan(text):
+        if not is_finite_number(text):
             raise UserError(f"compare: a goal bound must be a finite number, got {shown(text)}")
         return float(text), None
     if not isinstance(text, str):

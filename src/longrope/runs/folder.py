@@ -110,7 +110,10 @@ def run_folder_of(run_arg: str | os.PathLike) -> Path:
 
 def read_run_config(run_dir: str | os.PathLike) -> tuple[str, dict]:
     """``(command, config dict)`` saved in a run folder; a one-line error when it is not one."""
-    path = Path(run_dir)
+    if isinstance(run_dir, str) and not run_dir.strip():  # Path('') is '.': 'rerun ""' (an unset $RUN) repeated
+        raise UserError("the run folder (RUN_DIR or --config) is given as an empty text; give the folder a command "
+                        "wrote (its -o)")
+    path = Path(run_dir)  # whatever run the current folder held, and --config '' was read as no --config (21b)
     cfg_path = path / CONFIG_FILE if path.is_dir() else path
     if not cfg_path.exists():
         check_no_link_loop(cfg_path, "run folder")

@@ -35,7 +35,7 @@ from longrope.groups import (
     windows_per_doc_option,
 )
 from longrope.io import read_json
-from longrope.options import MAX_TOKENS, check_int, config_to_dict, nested, option
+from longrope.options import MAX_TOKENS, check_int, config_to_dict, is_integer, nested, option
 from longrope.runs import RunSpec
 from longrope.search.objective import (
     FITNESSES,
@@ -246,9 +246,9 @@ def recorded_config(saved: dict) -> dict:
     started only since the joint fitness became the default; in older records it meant
     :func:`legacy_fitness`, which ``rerun`` and ``--config`` must repeat rather than today's default."""
     saved = _without_inert_settings(saved)
-    if isinstance(saved, dict) and saved.get("fitness") is None:
-        strategy = saved.get("strategy", "steady")
-        return {**saved, "fitness": legacy_fitness(strategy if isinstance(strategy, str) else "")}
+    strategy = saved.get("strategy", "steady") if isinstance(saved, dict) else None
+    if isinstance(strategy, str) and strategy in SEARCH_STRATEGIES and saved.get("fitness") is None:
+        return {**saved, "fitness": legacy_fitness(strategy)}  # another strategy: its field's own check refuses it
     return saved
 
 
@@ -260,7 +260,8 @@ def _inert_space_settings(strategy: str, short: bool, progressive: bool, min_fac
     critical = strategy in SEARCH_STRATEGIES and search_strategy(strategy).space == "critical" and not progressive
     if critical and min_factor is not None:
         return "min_factor", "bounds the λ that steady and paper search; {name1} longrope2 sets its own floor"
-    given = isinstance(start_tokens, (list, tuple)) and tuple(sorted(set(start_tokens))) != PAPER_START_TOKENS
+    given = isinstance(start_tokens, (list, tuple)) and all(map(is_integer, start_tokens)) \
+        and tuple(sorted(set(start_tokens))) != PAPER_START_TOKENS  # other items: the field's own check names them
     if given and (critical or short is True):
         return "start_tokens", ("are the n̂ values steady and paper search; {name1} longrope2 keeps n̂ = 0" if critical
                                 else "are the n̂ values an extension search tries; {name2} keeps the base file's n̂")
@@ -275,6 +276,8 @@ def _without_inert_settings(saved: Any) -> Any:
     if not isinstance(saved, dict):
         return saved
     strategy = saved.get("strategy", "steady")
+    if not isinstance(strategy, str):  # a hand-edited config.json's list or object: the strategy field's own check
+        return saved  # names it in one line ("strategy in SEARCH_STRATEGIES" was 'unhashable type: list', battery 21b)
     short = saved.get("short") is True
     out = dict(saved)
     if saved.get("fixed_attention") is True and (short or (strategy in SEARCH_STRATEGIES

@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from longrope.errors import UserError, shown
+from longrope.options import MAX_COUNT, int_problem
 from longrope.search.space import Genome
 
 
@@ -24,9 +26,10 @@ class Archive:
     """Genome -> {doc index: (nll_sum, n_tokens, *parts)}, plus the ranking of fully evaluated genomes."""
 
     def __init__(self, n_docs: int) -> None:
-        if n_docs < 1:
-            raise ValueError(f"n_docs must be >= 1, got {n_docs}")
-        self.n_docs = n_docs
+        problem = int_problem(n_docs, 1, MAX_COUNT)
+        if problem:  # a text was '<' between str and int (battery 21b)
+            raise UserError(f"n_docs {problem}")
+        self.n_docs = int(n_docs)
         self.scores: dict[Genome, dict[int, tuple]] = {}
         #: genomes proposed but not yet told back (so that no duplicate is proposed meanwhile).
         self.reserved: set[Genome] = set()
@@ -35,8 +38,16 @@ class Archive:
     # -- updates ---------------------------------------------------------------------------------
     def add(self, genome: Genome, docs: Iterable[int], scores: np.ndarray) -> None:
         """Record per-document ``scores`` ``[len(docs), 2 + parts]`` (nll_sum, n_tokens, *parts) of ``genome``."""
+        docs = self._docs(docs)
+        rows = np.asarray(scores, dtype=np.float64)
+        if not docs and rows.size == 0:  # a ticket whose windows were all scored meanwhile: nothing to record
+            return
+        if rows.ndim != 2 or rows.shape[0] != len(docs) or rows.shape[1] < 2:  # zip() dropped the rows past the
+            # shorter one without a word, 1-D scores were an IndexError (battery 21b)
+            raise UserError(f"scores must be one row (nll_sum, n_tokens, ...) per document: {len(docs)} x 2 or more, "
+                            f"got shape {list(rows.shape)}")
         entry = self.scores.setdefault(genome, {})
-        for d, row in zip(docs, np.asarray(scores, dtype=np.float64)):
+        for d, row in zip(docs, rows):
             nll = float(row[0])
             if not math.isfinite(nll):
                 nll = math.inf  # a diverged model is the worst fitness, never a crash of the loop
@@ -72,10 +83,12 @@ class Archive:
 
     def fitness(self, genome: Genome, docs: Iterable[int] | None = None) -> float | None:
         """Mean NLL per token over ``docs`` (default: all docs); None when one of them is missing."""
+        docs = range(self.n_docs) if docs is None else self._docs(docs)
         have = self.scores.get(genome)
         if have is None:
             return None
-        docs = range(self.n_docs) if docs is None else docs
+        if not docs:  # no document measured: no fitness (it was inf, the score of a diverged model, battery 21b)
+            return None
         nll = 0.0
         ntok = 0
         for d in docs:
@@ -86,6 +99,15 @@ class Archive:
         if ntok <= 0:
             return math.inf
         return nll / ntok
+
+    def _docs(self, docs: Iterable[int]) -> list[int]:
+        """``docs`` as a list of document indices of this archive: an index past n_docs was recorded as a document
+        the search never has, a number alone was "'int' object is not iterable" (battery 21b)."""
+        listed = not isinstance(docs, (str, bytes)) and hasattr(docs, "__iter__") and getattr(docs, "ndim", 1) != 0
+        out = list(docs) if listed else None
+        if out is None or any(int_problem(d, 0, self.n_docs - 1) for d in out):
+            raise UserError(f"docs must be a list of document indices in [0, {self.n_docs - 1}], got {shown(docs)}")
+        return [int(d) for d in out]
 
     def ranked(self) -> list[Genome]:
         """Fully evaluated genomes, best first; ties broken by the genome itself (deterministic)."""

@@ -33,6 +33,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from longrope.errors import UserError
+
 
 class Objective(Protocol):
     n_docs: int
@@ -227,7 +229,7 @@ class ProcessPoolEvaluator:
 
     def __init__(self, factory: ObjectiveFactory, devices: Sequence[str], *, max_restarts: int = 3) -> None:
         if not devices:
-            raise ValueError("at least one device is needed")
+            raise UserError("at least one device is needed")
         self.factory = factory
         self.devices = list(devices)
         self.slots = len(self.devices)

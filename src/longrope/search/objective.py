@@ -41,7 +41,8 @@ from typing import Any
 
 import numpy as np
 
-from longrope.errors import UserError
+from longrope.errors import UserError, shown
+from longrope.options import MAX_COUNT, int_problem
 from longrope.settings import HELDOUT_FRACTION
 
 MODES = ("long", "short", "progressive")
@@ -107,8 +108,9 @@ LEGACY_ANSWER = " {key}"
 def named_parts(fitness: str, parts: Any, n_windows: int) -> dict:
     """What a fitness's summed parts mean, for reports: the document perplexity, the mean answer NLL per key
     and the keys answered exactly (teacher-forced) over ``n_windows`` windows; empty when it has none."""
+    check_fitness(fitness, None)  # an unknown name was a KeyError
     names = FITNESSES[fitness].parts
-    if parts is None or len(parts) != len(names):
+    if parts is None or not hasattr(parts, "__len__") or len(parts) != len(names):
         return {}
     got = dict(zip(names, (float(x) for x in parts)))
     out: dict[str, Any] = {}
@@ -140,18 +142,18 @@ def legacy_fitness(strategy: str) -> str:
 
 def check_fitness(fitness: str, retrieval_weight: float | None) -> float | None:
     """The retrieval weight a fitness runs with (its row's default when unset); a weight given to a fitness
-    that has none, or outside [0, 100], is a ``ValueError`` naming it."""
-    if fitness not in FITNESSES:
-        raise ValueError(f"fitness must be one of {', '.join(FITNESSES)}, got {fitness!r}")
+    that has none, or outside [0, 100], is a one-line :class:`UserError` naming it."""
+    if not isinstance(fitness, str) or fitness not in FITNESSES:  # a list was "unhashable type"
+        raise UserError(f"fitness must be one of {', '.join(FITNESSES)}, got {fitness!r}")
     default = FITNESSES[fitness].default_weight
     if default is None:
         if retrieval_weight is not None:
             weighted = " and ".join(f.name for f in FITNESSES.values() if f.default_weight is not None)
-            raise ValueError(f"a retrieval weight applies to the {weighted} fitnesses only, not {fitness!r}")
+            raise UserError(f"a retrieval weight applies to the {weighted} fitnesses only, not {fitness!r}")
         return None
     w = default if retrieval_weight is None else retrieval_weight
     if isinstance(w, bool) or not isinstance(w, (int, float)) or not 0.0 <= float(w) <= 100.0:
-        raise ValueError(f"the retrieval weight must be a number in [0, 100], got {w!r}")
+        raise UserError(f"the retrieval weight must be a number in [0, 100], got {w!r}")
     return float(w)
 
 
@@ -180,10 +182,10 @@ class CandidateMapper:
     (LongRoPE2's rule above the critical pair; ``--critical-floor``); None: no floor"""
 
     def __post_init__(self) -> None:
-        if self.mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
+        if not isinstance(self.mode, str) or self.mode not in MODES:
+            raise UserError(f"mode must be one of {MODES}, got {self.mode!r}")
         if self.mode != "long" and self.base is None:
-            raise ValueError(f"mode {self.mode!r} needs base factors")
+            raise UserError(f"mode {self.mode!r} needs base factors")
 
     def factor_set(
         self,
@@ -255,8 +257,8 @@ class ObjectiveSpec:
 
     def __post_init__(self) -> None:
         self.retrieval_weight = check_fitness(self.fitness, self.retrieval_weight)
-        if self.n_docs < 1:
-            raise ValueError(f"n_docs must be >= 1, got {self.n_docs}")
+        if int_problem(self.n_docs, 1, MAX_COUNT):  # a text was '<' between str and int
+            raise UserError(f"n_docs must be an integer >= 1, got {shown(self.n_docs)}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -315,7 +317,7 @@ def check_constrained(fitness: str, mode: str) -> None:
     """The constrained fitness bounds retrieval by YaRN's for L → L': an extension search's (``long``) only; a
     ``ValueError`` naming the fitness otherwise."""
     if fitness == "constrained" and mode != "long":
-        raise ValueError("the constrained fitness bounds retrieval by YaRN's extension of the model, so it scores "
+        raise UserError("the constrained fitness bounds retrieval by YaRN's extension of the model, so it scores "
                          f"extension searches only, not a {mode} search; use joint or ppl")
 
 

@@ -16,7 +16,19 @@ from __future__ import annotations
 
 import numpy as np
 
+from longrope.errors import UserError
+from longrope.rope.values import real_number, scalar_value
 from longrope.search.space import Genome, SearchSpace, isotonic_non_decreasing
+
+
+def _share(value: float, name: str, hi: float = 1.0) -> float:
+    """A probability (``hi`` 1) or a mutation scale: a finite number in ``[0, hi]``, checked by the one number
+    check (rope.values): a text was '<' between float and str, sigma=-1 numpy's "scale < 0" and sigma=inf a
+    child of NaN factors (battery 21b)."""
+    v = real_number(scalar_value(value), name)
+    if not 0.0 <= v <= hi:
+        raise UserError(f"{name} must be a number in [0, {hi:g}], got {v:g}")
+    return v
 
 
 # -- the paper's operators ------------------------------------------------------------------------
@@ -27,6 +39,7 @@ def paper_mutation(space: SearchSpace, parent: Genome, rng: np.random.Generator,
     child is monotone by construction; the first/last gene are bounded by the space's bounds.
     n̂ (and d_rcd) are redrawn uniformly from their sets with the same probability.
     """
+    prob = _share(prob, "prob")
     q = np.asarray(parent.q, dtype=np.int64).copy()
     lo, hi = space.gene_bounds(parent.critical)
     free = space.free_dims(parent)
@@ -63,6 +76,10 @@ def paper_crossover(space: SearchSpace, a: Genome, b: Genome, rng: np.random.Gen
 
 
 # -- our operators --------------------------------------------------------------------------------
+#: the largest mutation scale (log units) smooth_mutation takes: e^10 moves a factor 22,000-fold, far past any
+#: search space's bounds (StrategyConfig's sigma bounds are 0.004-0.5); a larger one overflowed exp to inf
+MAX_SIGMA = 10.0
+
 def _neighbour(values: tuple[int, ...], current: int, rng: np.random.Generator, reach: int) -> int:
     """Move ``current`` by 1..reach positions in the sorted ``values`` (clamped at the ends)."""
     idx = values.index(current) if current in values else int(np.searchsorted(values, current))
@@ -86,6 +103,7 @@ def smooth_mutation(
     n̂, d_rcd and the attention temperature move to a neighbouring value with probability
     ``discrete_prob`` each.
     """
+    sigma, discrete_prob = _share(sigma, "sigma", MAX_SIGMA), _share(discrete_prob, "discrete_prob")
     free = space.free_dims(parent)
     q = np.asarray(parent.q, dtype=np.float64)
     x = np.log(q * space.step)

@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from longrope.errors import UserError
+from longrope.rope.frequencies import MAX_ROTARY_DIM
+from longrope.rope.values import factor_array, int_field, real_number, scalar_value
 from longrope.search.space import PAPER_START_TOKENS, Genome, SearchSpace
 
 #: Default upper bound of the short-factor search (our choice; docs/method.md §5.4: the paper only says "lower").
@@ -54,11 +57,32 @@ def long_space(n_dims: int, scale: float, *, step: float = 0.01, lower: float | 
     return SearchSpace(
         n_dims=n_dims,
         lower=1.0 if lower is None else lower,
-        upper=1.25 * scale if upper is None else upper,
+        upper=1.25 * _scale(scale) if upper is None else upper,
         step=step,
-        start_tokens=tuple(start_tokens),
-        attention_choices=tuple(attention),
+        start_tokens=tuple(start_tokens) if isinstance(start_tokens, list) else start_tokens,  # the space checks them
+        attention_choices=tuple(attention) if isinstance(attention, list) else attention,
     )
+
+
+def _scale(scale: float) -> float:
+    """The extension ratio s = L'/L of a space's bounds: a finite number >= 1 (a text was a TypeError, battery 21b)."""
+    s = real_number(scalar_value(scale), "scale")
+    if s < 1.0:
+        raise UserError(f"scale must be >= 1 (the target length over the original one), got {s:g}")
+    return s
+
+
+def _ratio(space: SearchSpace, theta: float, d: int, L: int, Lt: int) -> float:
+    """``Lt / L`` of a seed function's RoPE facts, each checked first by the one check of its kind, and ``d`` the
+    space's: L=0 was a ZeroDivisionError, a text a TypeError, a rotary dim of another model numpy's broadcast
+    error (battery 21b)."""
+    from longrope.rope.frequencies import check_rope_theta, check_rotary_dim
+
+    check_rope_theta(theta)
+    if check_rotary_dim(d) // 2 != space.n_dims:
+        raise UserError(f"rotary dim {d} has {d // 2} pairs but the space has {space.n_dims} dimensions; give the "
+                        "rotary dim the space was built for")
+    return int_field(scalar_value(Lt), "target length", 1) / int_field(scalar_value(L), "original length", 1)
 
 
 def longrope2_space(n_dims: int, scale: float, critical_dims: tuple[int, ...], *, step: float = 0.01,
@@ -67,11 +91,11 @@ def longrope2_space(n_dims: int, scale: float, critical_dims: tuple[int, ...], *
     return SearchSpace(
         n_dims=n_dims,
         lower=1.0,
-        upper=2.0 * scale if upper is None else upper,
+        upper=2.0 * _scale(scale) if upper is None else upper,
         step=step,
         start_tokens=(0,),
-        critical_dims=tuple(critical_dims),
-        critical_lower=scale,
+        critical_dims=tuple(critical_dims) if isinstance(critical_dims, list) else critical_dims,
+        critical_lower=_scale(scale),
     )
 
 
@@ -81,6 +105,7 @@ def critical_window(theta: float, d: int, L: int, below: int = 6, above: int = 1
     from longrope.rope import theoretical_critical_dim
 
     tcd = theoretical_critical_dim(theta, d, L)
+    below, above = (int_field(scalar_value(v), n, 0, MAX_ROTARY_DIM) for v, n in ((below, "below"), (above, "above")))
     lo = max(1, tcd - below)
     hi = min(d // 2 - 1, tcd + above - 1)
     if hi < lo:
@@ -90,6 +115,7 @@ def critical_window(theta: float, d: int, L: int, below: int = 6, above: int = 1
 
 def paper_seeds(space: SearchSpace, theta: float, d: int, L: int, Lt: int) -> list[Genome]:
     """PI, NTK and YaRN with n̂ = 0, snapped into the space (the published initialisation)."""
+    _ratio(space, theta, d, L, Lt)
     return [space.from_factors(_baseline(m, theta, d, L, Lt), 0) for m in ("pi", "ntk", "yarn")]
 
 
@@ -99,7 +125,7 @@ def extended_seeds(space: SearchSpace, theta: float, d: int, L: int, Lt: int) ->
     LongRoPE's (deduplicated)."""
     from longrope.rope import longrope2_factors, make_baseline, theoretical_critical_dim
 
-    s = Lt / L
+    s = _ratio(space, theta, d, L, Lt)
     sets = [make_baseline(m, rope_theta=theta, rotary_dim=d, original_length=L, target_length=Lt)
             for m in ("pi", "ntk", "yarn", "llama3")]
     shapes = [(fs.long_factor, fs.resolved_attention_factor()) for fs in sets[:3]]
@@ -134,8 +160,9 @@ def progressive_seeds(space: SearchSpace, theta: float, d: int, L: int, L0: int,
     own temperatures — so the search starts from what YaRN or NTK at Lt would install."""
     from longrope.rope import make_baseline
 
+    _ratio(space, theta, d, L, L0)
     out = extended_seeds(space, theta, d, L0, Lt)
-    base_long = np.asarray(base_long, dtype=np.float64)
+    base_long = factor_array(base_long, "base_long", space.n_dims)
     for m in ("yarn", "ntk", "pi", "llama3"):
         fs = make_baseline(m, rope_theta=theta, rotary_dim=d, original_length=L, target_length=Lt)
         g = space.from_factors(fs.long_factor / base_long, 0, attention_factor=fs.resolved_attention_factor())
@@ -147,7 +174,7 @@ def progressive_seeds(space: SearchSpace, theta: float, d: int, L: int, L0: int,
 def longrope2_seeds(space: SearchSpace, theta: float, d: int, L: int, Lt: int) -> list[Genome]:
     """For each candidate d_rcd: the searched block at s (LongRoPE2's start), and YaRN/NTK shapes
     lifted into [s, 2s]."""
-    s = Lt / L
+    s = _ratio(space, theta, d, L, Lt)
     out: list[Genome] = []
     others = [_baseline(m, theta, d, L, Lt) for m in ("yarn", "ntk")]
     for crit in space.critical_dims:

@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import math
 import numbers
-import sys
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from longrope.errors import UserError, shown
-from longrope.options import check_flag
+from longrope.options import check_flag, is_finite_number, is_integer
 from longrope.rope.frequencies import MAX_ROTARY_DIM
 from longrope.rope.values import MAX_LENGTH
 
@@ -43,7 +42,7 @@ class SpaceError(UserError):
 
 def _finite(value: Any, name: str) -> None:
     """A real number (not a bool) whose float is finite: 10**400 was float()'s OverflowError."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not abs(value) <= sys.float_info.max:
+    if not is_finite_number(value):
         raise SpaceError(f"{name} must be a finite number, got {shown(value)}")
 
 
@@ -226,13 +225,16 @@ class SearchSpace:
 
         Rounding is a monotone map, so a non-decreasing real vector stays non-decreasing on the grid.
         """
-        v = np.rint(np.asarray(q, dtype=np.float64)).astype(np.int64)
+        v = self._raw_genes(q)
+        for value, name in ((start_tokens, "start_tokens"), (critical, "critical"), (attention, "attention")):
+            if not is_integer(value):  # 2.7 was read as n̂ 2 and True as 1, None was int()'s TypeError (battery 21b)
+                raise SpaceError(f"{name} must be an integer, got {shown(value)}")
         if self.has_critical:
             crit = min(self.critical_dims, key=lambda c: (abs(c - critical), c))
         else:
             crit = -1
         lo, hi = self.gene_bounds(crit)
-        v = np.clip(v, lo, hi)
+        v = np.clip(np.rint(v), lo, hi).astype(np.int64)  # clipped as floats: a huge value cast first wrapped around
         if self.monotone:
             v = np.maximum.accumulate(v)
         if self.has_critical:
@@ -245,10 +247,28 @@ class SearchSpace:
         self, factors: np.ndarray, start_tokens: int = 0, critical: int = -1, attention_factor: float | None = None
     ) -> Genome:
         """The nearest valid genome to real-valued factors (how the seeds enter the space)."""
-        return self.canonical(
-            np.asarray(factors, dtype=np.float64) / self.step, start_tokens, critical,
-            self.attention_index(attention_factor),
-        )
+        from longrope.rope.values import factor_array
+
+        try:
+            lam = factor_array(factors, "factors", self.n_dims)  # finite, > 0, one per rotary pair
+        except UserError as e:
+            raise SpaceError(str(e)) from None
+        return self.canonical(lam / self.step, start_tokens, critical, self.attention_index(attention_factor))
+
+    def _raw_genes(self, q: Any) -> np.ndarray:
+        """``q`` (real-valued grid indices, one per rotary pair) as finite floats: a NaN or an infinity was cast to
+        the int64 minimum and clipped to the lower bound without a word, another length numpy's broadcast error
+        (battery 21b)."""
+        try:
+            v = np.asarray(q, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise SpaceError(f"q must be {self.n_dims} numbers (grid indices of λ), got {shown(q)}") from None
+        if v.shape != (self.n_dims,):
+            raise SpaceError(f"q must hold {self.n_dims} values (one per rotary pair of this space), got shape "
+                             f"{list(v.shape)}")
+        if not np.all(np.isfinite(v)):
+            raise SpaceError(f"q must be finite numbers, got {shown(q)}")
+        return v
 
     def _derived_below(self, q_crit: int, crit: int) -> np.ndarray:
         """LongRoPE2: dims below d_rcd follow an NTK-style geometric ramp from 1 to λ_{d_rcd}.

@@ -24,8 +24,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from longrope.errors import ConfigError
-from longrope.options import MAX_COUNT, check_int, option
+from longrope.errors import ConfigError, UserError
+from longrope.options import MAX_COUNT, check_int, check_shapes, option
 from longrope.search.archive import Archive
 from longrope.search.operators import blend_crossover, paper_crossover, paper_mutation, smooth_mutation
 from longrope.search.space import Genome, SearchSpace
@@ -80,6 +80,8 @@ class StrategyConfig:
     max_tries: int = option(1000, "attempts to find an unseen child before giving up on that child", group=_OURS)
 
     def __post_init__(self) -> None:
+        check_shapes(self)  # each field's kind first, as every config's: sigma="0.1", race=2 or mutation_prob=None
+        # were a TypeError ('<' not supported ..., 'int' object is not iterable) from a Python caller (battery 21b)
         for name in ("population", "parents", "iterations", "initial", "max_tries", "race_min_population"):
             check_int(self, name, 1, MAX_CANDIDATES)
         for name in ("mutations", "crossovers", "race_rank"):
@@ -189,7 +191,7 @@ def _unique_seeds(seeds: list[Genome]) -> list[Genome]:
         if g not in out:
             out.append(g)
     if not out:
-        raise ValueError("at least one seed genome is needed")
+        raise UserError("at least one seed genome is needed")
     return out
 
 
@@ -515,8 +517,8 @@ assert tuple(_LOOPS) == STRATEGIES
 
 
 def make_strategy(name: str, space: SearchSpace, archive: Archive, config: StrategyConfig) -> Strategy:
-    if name not in _LOOPS:
-        raise ValueError(f"unknown strategy {name!r}; choose one of {', '.join(STRATEGIES)}")
+    if not isinstance(name, str) or name not in _LOOPS:
+        raise UserError(f"unknown strategy {name!r}; choose one of {', '.join(STRATEGIES)}")
     return _LOOPS[name](space, archive, config)
 
 
@@ -555,7 +557,7 @@ SEARCH_STRATEGIES: dict[str, SearchStrategy] = {
 
 
 def search_strategy(name: str) -> SearchStrategy:
-    """The row of a ``--strategy`` name (a ValueError naming the choices for another)."""
-    if name not in SEARCH_STRATEGIES:
-        raise ValueError(f"unknown strategy {name!r}; choose one of {', '.join(SEARCH_STRATEGIES)}")
+    """The row of a ``--strategy`` name (a one-line UserError naming the choices for another)."""
+    if not isinstance(name, str) or name not in SEARCH_STRATEGIES:
+        raise UserError(f"unknown strategy {name!r}; choose one of {', '.join(SEARCH_STRATEGIES)}")
     return SEARCH_STRATEGIES[name]
