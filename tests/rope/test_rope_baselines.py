@@ -300,6 +300,10 @@ def test_an_attention_factor_is_checked_in_one_place_within_its_range(tmp_path):
     with pytest.raises(UserError, match=r"is outside \[0.1, 10\]"):
         resolve_attention_factor(50.0, 2.0, 16)
     assert resolve_attention_factor(lo, 2.0, 16) == lo
+    from longrope.search.space import SearchSpace, SpaceError
+
+    with pytest.raises(SpaceError, match=r"attention_choices 50 is outside"):  # a searched m: the same check
+        SearchSpace(n_dims=4, lower=1, upper=2, step=0.1, start_tokens=(0,), attention_choices=(1.0, 50.0))
     out = tmp_path / "y.json"
     assert main(["baseline", "--model", "tiny", "--method", "yarn", "--target-length", "512", "--mscale", "1e308",
                  "--mscale-all-dim", "1", "-o", str(out)]) == 2 and not out.exists()

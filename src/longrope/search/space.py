@@ -25,6 +25,7 @@ import numpy as np
 
 from longrope.errors import UserError, shown
 from longrope.options import check_flag, is_finite_number, is_integer
+from longrope.rope.attention import check_attention_factor
 from longrope.rope.frequencies import MAX_ROTARY_DIM
 from longrope.rope.values import MAX_LENGTH
 
@@ -161,8 +162,11 @@ class SearchSpace:
                 raise SpaceError("critical_dims must be sorted and unique")
             if self.critical_lower is None or not self.lower <= self.critical_lower <= self.upper:
                 raise SpaceError("critical_lower must be set and lie in [lower, upper] for a LongRoPE2 space")
-        if any(not m > 0 for m in self.attention_choices):
-            raise SpaceError(f"attention_choices must be finite and > 0, got {self.attention_choices}")
+        for m in self.attention_choices:  # each a factor set's m: the one check of an attention factor
+            try:
+                check_attention_factor(m, "attention_choices")
+            except UserError as exc:
+                raise SpaceError(str(exc)) from None
         if list(self.attention_choices) != sorted(set(self.attention_choices)):
             raise SpaceError("attention_choices must be sorted and unique")
 
