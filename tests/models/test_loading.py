@@ -57,6 +57,39 @@ def test_a_config_whose_rope_theta_is_no_finite_positive_number_is_unsupported(t
     json.dumps(info.rope_theta, allow_nan=False)
 
 
+@pytest.mark.parametrize("family, field, value, said", [
+    ("llama", "rope_theta", "abc", "rope_theta 'abc', which is not a number"),
+    ("llama", "rope_theta", "10000", "rope_theta '10000', which is not a number"),
+    ("phi3", "partial_rotary_factor", "half", "partial_rotary_factor 'half', not a number in (0, 1]"),
+    ("phi3", "partial_rotary_factor", 1.5, "partial_rotary_factor 1.5, not a number in (0, 1]"),
+    ("phi3", "partial_rotary_factor", float("nan"), "partial_rotary_factor nan, not a number in (0, 1]"),
+    ("llama", "max_position_embeddings", 0, "max_position_embeddings 0, not a context length"),
+    ("llama", "max_position_embeddings", -1, "max_position_embeddings -1, not a context length"),
+    ("llama", "max_position_embeddings", 10**18, "max_position_embeddings an integer of 19 digits, not a context"),
+    ("llama", "original_max_position_embeddings", "256", "original_max_position_embeddings '256', not a context"),
+])
+def test_rope_facts_of_the_wrong_kind_or_out_of_range_are_unsupported_with_the_field_named(family, field, value, said):
+    """A config.json's RoPE facts as written are checked: a rope_theta "abc" or partial_rotary_factor "half" was a
+    ValueError traceback in every command, a rope_theta "10000" passed as supported (then a TypeError in the forward),
+    max_position_embeddings 0 or -1 was read as L (and printed back as the fix "--target-length -2"), a Phi-3
+    partial_rotary_factor 1.5 rotated more channels than its head has (battery 21c)."""
+    import types
+
+    from tests.models.model_helpers import tiny_config
+
+    config = tiny_config(family).to_dict()
+    params = dict(config["rope_parameters"])
+    if field == "original_max_position_embeddings":
+        params.update(rope_type="yarn", factor=4.0, original_max_position_embeddings=value)
+    elif field == "max_position_embeddings":
+        config[field] = value
+    else:
+        params[field] = value
+    config["rope_parameters"] = params
+    info = rope_info_from_config(types.SimpleNamespace(**config))  # as written: transformers' class checks aside
+    assert not info.supported and said in info.reason, info.reason
+
+
 def test_partial_rotary_on_a_family_that_ignores_it_is_unsupported():
     from tests.models.model_helpers import tiny_config
 
