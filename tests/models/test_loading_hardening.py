@@ -226,3 +226,24 @@ def test_a_model_folder_with_links_to_missing_files_names_them(tiny_model_dir, t
     (folder / "model.safetensors").symlink_to(tmp_path / "blobs" / "0123abc")
     with pytest.raises(UserError, match=r"has links to files that do not exist \(model.safetensors -> .*0123abc\)"):
         resolve_source(str(folder))
+
+
+@pytest.mark.parametrize("field, value, said", [
+    ("num_attention_heads", 0, "(ZeroDivisionError: integer modulo by zero): a size such as num_attention_heads is 0"),
+    ("max_position_embeddings", "256", "'max_position_embeddings' expected int, got str (value: '256')"),
+    ("head_dim", 15, "RoPE requires an even rotary dimension, but got `head_dim`=15"),
+    ("num_attention_heads", 3, "The hidden size (64) is not a multiple of the number of attention heads (3)"),
+])
+def test_a_config_json_transformers_own_checks_refuse_is_one_line_with_their_reason(tmp_path, field, value, said):
+    """transformers' config classes check their fields and sizes themselves: their two-line message was cut to its
+    first line ("Class validation error for validator 'validate_rope':", the reason dropped), and a check that
+    divides by num_attention_heads 0 was a ZeroDivisionError traceback in every command (battery 21c)."""
+    folder = save_tiny(build_tiny("llama"), tmp_path / "m")
+    cfg = json.loads((folder / "config.json").read_text())
+    cfg[field] = value
+    (folder / "config.json").write_text(json.dumps(cfg))
+    for read in (loading.read_rope_info, loading.load_model):
+        with pytest.raises(UserError) as e:
+            read(folder)
+        msg = _one_line(e)
+        assert said in msg and "its config.json is refused by transformers' check" in msg and "fix" in msg, msg

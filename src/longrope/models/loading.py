@@ -346,20 +346,40 @@ def _load_local(source: ModelSource, loader: Any, **kwargs: Any) -> Any:
         # RecursionError there)
         read_json(Path(source.location) / "config.json", what="model configuration (config.json)")
     from huggingface_hub.errors import StrictDataclassError  # transformers' config field checks
+    from transformers import AutoConfig
 
+    # a config class's own checks fail with what they divide or compare by too: num_attention_heads 0 was a
+    # ZeroDivisionError traceback ("integer modulo by zero") in every command (battery 21c)
+    of_config = (ArithmeticError, TypeError) if loader is AutoConfig else ()
     try:
         return loader.from_pretrained(source.location, local_files_only=True, **kwargs)
-    except (OSError, ValueError, KeyError, StrictDataclassError) as e:
-        raise UserError(f"cannot load {source.label!r}: {_config_problem(e)}") from None
+    except (OSError, ValueError, KeyError, StrictDataclassError, *of_config) as e:
+        where = "its GGUF header" if source.kind == "gguf" else "its config.json"
+        raise UserError(f"cannot load {source.label!r}: {_config_problem(e, where)}") from None
 
 
-def _config_problem(e: Exception) -> str:
-    """The first line of a load failure, and where to look when it is the RoPE scaling block."""
+def _config_problem(e: Exception, where: str = "its config.json") -> str:
+    """The first line of a load failure, and where to look when it is the RoPE scaling block. A config class's
+    field or validator check is two lines ("Validation error for field 'head_dim':" and the reason below it): both,
+    as one (the first alone ended in a colon, the reason dropped; battery 21c)."""
+    from huggingface_hub.errors import StrictDataclassError
+
     text = str(e).strip()
     first = text.splitlines()[0] if text else type(e).__name__
+    if isinstance(e, StrictDataclassError) and text:
+        first = " ".join(line.strip() for line in text.splitlines()[:2])
     if "rope_parameters" in text or "rope_scaling" in text or "rope_type" in text:
         return (f"{first.rstrip('.:')}; fix or remove the rope_scaling block of its config.json "
                 "(a mapping with rope_type and that type's keys)")
+    gguf = "GGUF" in where
+    if isinstance(e, StrictDataclassError):
+        fix = "write the file again from its model" if gguf else \
+            "fix that field in its config.json (or use the config.json saved with its weights)"
+        return f"{where} is refused by transformers' check: {first.rstrip('.')}; {fix}"
+    if isinstance(e, (ArithmeticError, TypeError)):
+        fix = "write the file again from its model" if gguf else "fix it in its config.json"
+        return (f"{where} is refused by transformers' check ({type(e).__name__}: {first.rstrip('.')}): a size such "
+                f"as num_attention_heads is 0 or of the wrong kind; {fix}")
     return first
 
 
