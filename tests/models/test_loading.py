@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 
@@ -334,3 +336,62 @@ def test_a_gguf_written_without_a_tokenizer_loads_as_a_folder_without_one(tmp_pa
     assert loading.load_tokenizer_of(path) is None
     loaded, tokenizer = loading.load_model(path, dtype="float32", device="cpu")
     assert tokenizer is None and loaded.config.vocab_size == model.config.vocab_size
+
+
+def _gguf_with_scaling(src, dst, **keys):
+    """``src`` rewritten with ``llama.rope.scaling.<key>`` set to each ``(value, GGUFValueType)`` of ``keys``."""
+    import gguf
+    import numpy as np
+
+    reader = gguf.GGUFReader(src)
+    writer = gguf.GGUFWriter(dst, reader.get_field("general.architecture").contents())
+    wanted = {f"llama.rope.scaling.{k}": v for k, v in keys.items()}
+    for name, field in reader.fields.items():
+        if name.startswith("GGUF.") or name == "general.architecture" or name in wanted:
+            continue
+        kind = field.types[0]
+        writer.add_key_value(name, field.contents(), kind,
+                             sub_type=field.types[-1] if kind == gguf.GGUFValueType.ARRAY else None)
+    for name, (value, kind) in wanted.items():
+        writer.add_key_value(name, value, kind)
+    for t in reader.tensors:
+        writer.add_tensor(t.name, np.array(t.data))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return dst
+
+
+@pytest.mark.parametrize("keys, said", [
+    ({"original_context_length": (0, "UINT32")}, "original_context_length is 0, not a context length"),
+    ({"original_context_length": ("256", "STRING")}, "original_context_length is '256', not a context length"),
+    ({"type": ("bogus", "STRING")}, "scaling.type is 'bogus', not one of llama.cpp's scaling types"),
+    ({"type": (7, "UINT32")}, "scaling.type is 7, not one of llama.cpp's scaling types"),
+    ({"attn_factor": (float("nan"), "FLOAT32")}, "attn_factor is nan, not a finite number > 0"),
+    ({"type": ("linear", "STRING"), "factor": (4.0, "FLOAT32")}, "linear with factor 4 (a position-interpolation"),
+])
+def test_a_gguf_header_rope_scaling_is_checked_as_a_config_json_one(tmp_path, keys, said):
+    """A GGUF header's rope.scaling keys were read only where they had the kind expected, else dropped: an
+    original_context_length 0 or "256" left L at the extended context_length, a type 'bogus' or 7 passed, and a
+    header declaring linear ×4 (a position-interpolation fine-tune) was supported, its scaling silently replaced by
+    the factors, where the same model as a folder is refused (battery 21c)."""
+    import gguf
+    import numpy as np
+
+    from longrope.models import inspect_model
+    from longrope.models.gguf import export_gguf
+    from longrope.rope import FactorSet
+
+    fs = FactorSet(long_factor=np.linspace(1.0, 4.0, 8), short_factor=np.ones(8), original_max_position_embeddings=TINY_L,
+                   max_position_embeddings=4 * TINY_L, rope_theta=TINY_THETA)
+    good = export_gguf(build_tiny("llama"), None, fs, tmp_path / "m.gguf", outtype="f32").path
+    typed = {k: (v, getattr(gguf.GGUFValueType, kind)) for k, (v, kind) in keys.items()}
+    path = _gguf_with_scaling(good, tmp_path / "bad.gguf", **typed)
+    if "linear" in said:  # well formed, and unsupported as the folder is
+        for info in (loading.read_rope_info(path), inspect_model(loading.load_model(path)[0])):
+            assert not info.supported and said in info.reason
+        return
+    for read in (loading.read_rope_info, loading.load_model):
+        with pytest.raises(UserError, match=re.escape(said)):
+            read(path)

@@ -373,12 +373,10 @@ def inspect_model(model: Any) -> RopeInfo:
     info = rope_info_from_config(model.config)
     if not info.supported:
         return info
-    original = getattr(model, "_longrope_original_length", None)  # a GGUF's own L (load_model sets it)
-    if isinstance(original, int) and original > 0:
-        info = dataclasses.replace(info, original_max_position_embeddings=original)
     scaling = getattr(model, "_longrope_gguf_scaling", None)  # the scaling its header declares (not applied)
-    if isinstance(scaling, dict):
-        info = dataclasses.replace(info, rope_scaling=scaling)
+    info = with_declared_scaling(info, scaling if isinstance(scaling, dict) else None)
+    if not info.supported:
+        return info
     version = tuple(int(p) for p in transformers.__version__.split(".")[:2] if p.isdigit())
     if version < MIN_TRANSFORMERS:
         return dataclasses.replace(
@@ -407,6 +405,20 @@ def inspect_model(model: Any) -> RopeInfo:
             reason=f"{info.family} model structure not recognised by this transformers version: {problem}",
         )
     return info
+
+
+def with_declared_scaling(info: RopeInfo, scaling: dict[str, Any] | None) -> RopeInfo:
+    """``info`` of a model whose file declares RoPE scaling its config object does not carry (a GGUF header's
+    ``rope.scaling.*``, which transformers' reader drops): that scaling, its original context as L, and the checks a
+    config.json's scaling gets. A GGUF declaring linear ×4 (a position-interpolation fine-tune) was supported, and
+    its factors silently replaced, while the same model as a folder is refused (battery 21c)."""
+    if scaling is None or not info.supported:
+        return info
+    original = scaling.get("original_max_position_embeddings")
+    info = dataclasses.replace(info, rope_scaling=scaling, original_max_position_embeddings=(
+        original if original is not None else info.original_max_position_embeddings))
+    problem = linear_scaling_problem(str(scaling.get("rope_type") or "none"), scaling, info.max_position_embeddings)
+    return dataclasses.replace(info, supported=False, reason=problem) if problem else info
 
 
 def require_supported(info: RopeInfo) -> RopeInfo:

@@ -44,8 +44,10 @@ from longrope.models.families import (
     attn_implementation_for,
     rope_info_from_config,
     rope_type_problem,
+    with_declared_scaling,
 )
 from longrope.models.families import require_rope as _require_rope
+from longrope.rope.values import MAX_LENGTH, int_field, short_repr
 from longrope.settings import resolve_dtype  # noqa: F401 - longrope.models.resolve_dtype, as always
 
 __all__ = [
@@ -441,18 +443,21 @@ def read_rope_info(name_or_path: str | os.PathLike) -> RopeInfo:
     source = resolve_source(name_or_path)
     info = rope_info_from_config(_from_pretrained(source, AutoConfig))
     if source.kind == "gguf" and info.supported:
-        scaling = _gguf_rope_scaling(Path(source.location) / str(source.gguf_file))
-        if scaling is not None:  # transformers drops it: inspect said "rope_scaling": null of a longrope export
-            original = scaling.get("original_max_position_embeddings")
-            info = dataclasses.replace(info, rope_scaling=scaling, original_max_position_embeddings=(
-                original if original is not None else info.original_max_position_embeddings))
+        # transformers drops it: inspect said "rope_scaling": null of a longrope export
+        info = with_declared_scaling(info, _gguf_rope_scaling(Path(source.location) / str(source.gguf_file)))
     return info
 
 
+#: The RoPE scaling types a GGUF header names (llama.cpp's LLAMA_ROPE_SCALING_TYPES).
+GGUF_SCALING_TYPES = ("none", "linear", "yarn", "longrope")
+
+
 def _gguf_rope_scaling(path: Path) -> dict[str, Any] | None:
-    """The RoPE scaling a GGUF header declares (``{arch}.rope.scaling.type``, its original context and attention
-    factor), marked ``applied_by_transformers: False`` (transformers' GGUF reader drops it; llama.cpp applies it);
-    None when absent or unreadable."""
+    """The RoPE scaling a GGUF header declares (``{arch}.rope.scaling.type``, its original context, factor and
+    attention factor), marked ``applied_by_transformers: False`` (transformers' GGUF reader drops it; llama.cpp
+    applies it); None when absent or unreadable. A key of the wrong kind or out of range is a one-line
+    :class:`UserError` naming it: an ``original_context_length`` 0 or "256" was dropped, and L read as the
+    extended ``context_length`` (battery 21c)."""
     try:
         import gguf
 
@@ -464,16 +469,31 @@ def _gguf_rope_scaling(path: Path) -> dict[str, Any] | None:
             field = reader.get_field(prefix + key) if prefix else None
             return field.contents() if field is not None else None
 
-        kind, original, attention = value("type"), value("original_context_length"), value("attn_factor")
+        kind, original, attention, factor = (value("type"), value("original_context_length"), value("attn_factor"),
+                                             value("factor"))
     except Exception:  # noqa: BLE001 - an optional refinement: transformers already read this file
         return None
-    if not isinstance(kind, str) and original is None:
+    if kind is None and original is None:
         return None
-    scaling: dict[str, Any] = {"rope_type": kind if isinstance(kind, str) else None}
-    if isinstance(original, int) and original > 0:
-        scaling["original_max_position_embeddings"] = int(original)
-    if isinstance(attention, float) and math.isfinite(attention):
-        scaling["attention_factor"] = attention
+
+    def bad(key: str, got: Any, wanted: str) -> UserError:
+        return UserError(f"cannot load {path}: its GGUF header's {prefix}{key} is {short_repr(got)}, not {wanted}; "
+                         "write the file again from its model")
+
+    if kind is not None and not (isinstance(kind, str) and kind.lower() in GGUF_SCALING_TYPES):
+        raise bad("type", kind, f"one of llama.cpp's scaling types ({', '.join(GGUF_SCALING_TYPES)})")
+    scaling: dict[str, Any] = {"rope_type": kind}
+    if original is not None:
+        try:
+            scaling["original_max_position_embeddings"] = int_field(original, "original_context_length", 1, MAX_LENGTH)
+        except UserError:
+            raise bad("original_context_length", original, f"a context length in [1, {MAX_LENGTH:,}]") from None
+    for key, got, name in (("factor", factor, "factor"), ("attn_factor", attention, "attention_factor")):
+        if got is None:
+            continue
+        if isinstance(got, bool) or not isinstance(got, (int, float)) or not math.isfinite(got) or got <= 0:
+            raise bad(key, got, "a finite number > 0")
+        scaling[name] = float(got)
     scaling["applied_by_transformers"] = False
     return scaling
 
@@ -707,6 +727,8 @@ def load_model(
     config = _from_pretrained(source, AutoConfig)
     if require_rope:
         _require_rope(config, label=source.label)
+    # the scaling a GGUF header declares (transformers drops it), read and checked before any weight is
+    gguf_scaling = _gguf_rope_scaling(Path(source.location) / str(source.gguf_file)) if source.kind == "gguf" else None
     problem = rope_type_problem(hf_config.rope_type(hf_config.rope_parameters(config) or {}))
     if problem:  # transformers' own message would be the bare type name, from a KeyError
         raise UserError(f"cannot load {source.label!r}: {problem}")
@@ -740,6 +762,5 @@ def load_model(
     tokenizer = load_tokenizer_of(source)
     model._longrope_source = dataclasses.asdict(source)  # provenance for export and results
     if source.kind == "gguf":  # transformers drops the header's L and scaling; inspect_model reads them from here
-        model._longrope_gguf_scaling = _gguf_rope_scaling(Path(source.location) / str(source.gguf_file))
-        model._longrope_original_length = (model._longrope_gguf_scaling or {}).get("original_max_position_embeddings")
+        model._longrope_gguf_scaling = gguf_scaling
     return model, tokenizer
