@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -338,14 +339,13 @@ def test_a_gguf_written_without_a_tokenizer_loads_as_a_folder_without_one(tmp_pa
     assert tokenizer is None and loaded.config.vocab_size == model.config.vocab_size
 
 
-def _gguf_with_scaling(src, dst, **keys):
-    """``src`` rewritten with ``llama.rope.scaling.<key>`` set to each ``(value, GGUFValueType)`` of ``keys``."""
+def _gguf_with(src, dst, wanted):
+    """``src`` rewritten with each header key of ``wanted`` set to its ``(value, GGUFValueType)``."""
     import gguf
     import numpy as np
 
     reader = gguf.GGUFReader(src)
     writer = gguf.GGUFWriter(dst, reader.get_field("general.architecture").contents())
-    wanted = {f"llama.rope.scaling.{k}": v for k, v in keys.items()}
     for name, field in reader.fields.items():
         if name.startswith("GGUF.") or name == "general.architecture" or name in wanted:
             continue
@@ -386,8 +386,8 @@ def test_a_gguf_header_rope_scaling_is_checked_as_a_config_json_one(tmp_path, ke
     fs = FactorSet(long_factor=np.linspace(1.0, 4.0, 8), short_factor=np.ones(8), original_max_position_embeddings=TINY_L,
                    max_position_embeddings=4 * TINY_L, rope_theta=TINY_THETA)
     good = export_gguf(build_tiny("llama"), None, fs, tmp_path / "m.gguf", outtype="f32").path
-    typed = {k: (v, getattr(gguf.GGUFValueType, kind)) for k, (v, kind) in keys.items()}
-    path = _gguf_with_scaling(good, tmp_path / "bad.gguf", **typed)
+    typed = {f"llama.rope.scaling.{k}": (v, getattr(gguf.GGUFValueType, kind)) for k, (v, kind) in keys.items()}
+    path = _gguf_with(good, tmp_path / "bad.gguf", typed)
     if "linear" in said:  # well formed, and unsupported as the folder is
         for info in (loading.read_rope_info(path), inspect_model(loading.load_model(path)[0])):
             assert not info.supported and said in info.reason
@@ -395,3 +395,37 @@ def test_a_gguf_header_rope_scaling_is_checked_as_a_config_json_one(tmp_path, ke
     for read in (loading.read_rope_info, loading.load_model):
         with pytest.raises(UserError, match=re.escape(said)):
             read(path)
+
+
+@pytest.mark.parametrize("kind", ["folder", "gguf"])
+def test_a_tokenizer_its_library_cannot_build_is_one_line_before_the_weights_are_read(tmp_path, kind):
+    """tokenizers' bare Exception for a tokenizer.json whose merges name tokens its vocabulary lacks, and an
+    IndexError for a GGUF whose bos id lies past its token list, were tracebacks, after the weights had loaded
+    (battery 21c). Here the weights are damaged too: the tokenizer is what is refused, so it is read first."""
+    import gguf
+    import numpy as np
+
+    from longrope.data.tokenizer_loading import load_tokenizer
+    from longrope.models.gguf import export_gguf
+    from longrope.rope import FactorSet
+
+    tokenizer = load_tokenizer("tiny")
+    model = build_tiny("llama", vocab_size=len(tokenizer))
+    if kind == "folder":
+        path = save_tiny(model, tmp_path / "m")
+        tokenizer.save_pretrained(path)
+        spec = json.loads((path / "tokenizer.json").read_text())
+        spec["model"]["vocab"] = dict(list(spec["model"]["vocab"].items())[:50])
+        (path / "tokenizer.json").write_text(json.dumps(spec))
+        (path / "model.safetensors").write_bytes(b"\0" * 64)
+        said = "its tokenizer files are incomplete or damaged"
+    else:
+        fs = FactorSet(long_factor=np.linspace(1.0, 4.0, 8), short_factor=np.ones(8),
+                       original_max_position_embeddings=TINY_L, max_position_embeddings=4 * TINY_L, rope_theta=TINY_THETA)
+        good = export_gguf(model, tokenizer, fs, tmp_path / "m.gguf", outtype="f32").path
+        path = _gguf_with(good, tmp_path / "bad.gguf", {"tokenizer.ggml.bos_token_id": (99999, gguf.GGUFValueType.UINT32)})
+        said = "its GGUF header's tokenizer keys (tokenizer.ggml.*) are damaged"
+    for read in (loading.load_tokenizer_of, loading.load_model):
+        with pytest.raises(UserError) as e:
+            read(path)
+        assert "\n" not in str(e.value) and said in str(e.value) and "cannot load the tokenizer" in str(e.value)

@@ -572,6 +572,15 @@ def load_tokenizer_of(name_or_path: str | os.PathLike | ModelSource) -> Any | No
         reason = str(e).removeprefix(f"cannot load {source.label!r}: ").rstrip(" :")
         raise UserError(f"cannot load the tokenizer of {source.label!r} ({reason}): its tokenizer files are "
                         f"incomplete or damaged; {TOKENIZER_FILES_FIX}") from None
+    except Exception as e:  # noqa: BLE001 - the tokenizers library's bare Exception ("Token `Ġ` out of vocabulary"),
+        # an IndexError for a GGUF's bos id past its token list, a TypeError for token ids written as numbers: each
+        # was a traceback, after the weights had loaded (battery 21c)
+        text = str(e).strip()
+        reason = f"{type(e).__name__}: {text.splitlines()[0][:160] if text else 'no message'}"
+        what, fix = (("its GGUF header's tokenizer keys (tokenizer.ggml.*) are damaged",
+                      "write the file again from its model") if source.kind == "gguf"
+                     else ("its tokenizer files are incomplete or damaged", TOKENIZER_FILES_FIX))
+        raise UserError(f"cannot load the tokenizer of {source.label!r} ({reason}): {what}; {fix}") from None
     return check_vocabulary(tokenizer, source.label)
 
 
@@ -738,6 +747,7 @@ def load_model(
         kwargs["attn_implementation"] = impl
     default = attn_implementation_for(str(getattr(config, "model_type", "")))
     shown = default or "transformers' own"
+    tokenizer = load_tokenizer_of(source)  # seconds, and refused before the weights are read
     misfit = None
     try:
         with _held_load_report() as held:
@@ -759,7 +769,6 @@ def load_model(
         raise misfit
     model.to(dev)
     model.eval()
-    tokenizer = load_tokenizer_of(source)
     model._longrope_source = dataclasses.asdict(source)  # provenance for export and results
     if source.kind == "gguf":  # transformers drops the header's L and scaling; inspect_model reads them from here
         model._longrope_gguf_scaling = gguf_scaling
