@@ -429,3 +429,42 @@ def test_a_tokenizer_its_library_cannot_build_is_one_line_before_the_weights_are
         with pytest.raises(UserError) as e:
             read(path)
         assert "\n" not in str(e.value) and said in str(e.value) and "cannot load the tokenizer" in str(e.value)
+
+
+def test_a_qwen3_gguf_whose_head_is_not_the_class_default_loads_as_the_model_it_was_written_from(tmp_path):
+    """transformers' qwen3 GGUF reader takes no head size from the header: Qwen3Config's default 128 stood, so a
+    Qwen3 of head 16 was read as rotating 16 of 128 channels ("Qwen3 rotates the whole head but its config has
+    partial_rotary_factor=0.125") and its weights refused as not fitting (battery 21c). The head size is the header's
+    attention.key_length, as llama.cpp reads it."""
+    import gguf
+    import numpy as np
+
+    from tests.models.model_helpers import tiny_ids
+
+    model = build_tiny("qwen3")
+    c = model.config
+    names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.QWEN3, c.num_hidden_layers)
+    writer = gguf.GGUFWriter(tmp_path / "q.gguf", "qwen3")
+    u32, f32 = gguf.GGUFValueType.UINT32, gguf.GGUFValueType.FLOAT32
+    for key, value, kind in [
+        ("context_length", c.max_position_embeddings, u32), ("embedding_length", c.hidden_size, u32),
+        ("block_count", c.num_hidden_layers, u32), ("feed_forward_length", c.intermediate_size, u32),
+        ("attention.head_count", c.num_attention_heads, u32), ("attention.head_count_kv", c.num_key_value_heads, u32),
+        ("rope.freq_base", TINY_THETA, f32), ("attention.layer_norm_rms_epsilon", c.rms_norm_eps, f32),
+        ("rope.dimension_count", c.head_dim, u32), ("attention.key_length", c.head_dim, u32),
+        ("attention.value_length", c.head_dim, u32), ("vocab_size", c.vocab_size, u32),
+    ]:
+        writer.add_key_value(f"qwen3.{key}", value, kind)
+    writer.add_key_value("tokenizer.ggml.model", "none", gguf.GGUFValueType.STRING)
+    for name, tensor in model.state_dict().items():
+        writer.add_tensor(names.get_name(name, try_suffixes=(".weight", ".bias")), tensor.float().numpy())
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    info = loading.read_rope_info(tmp_path / "q.gguf")
+    assert info.supported and (info.head_dim, info.rotary_dim) == (16, 16), info.reason
+    loaded = loading.load_model(tmp_path / "q.gguf")[0]
+    ids = tiny_ids(24)
+    with torch.no_grad():
+        np.testing.assert_allclose(loaded(ids).logits.numpy(), model(ids).logits.numpy(), atol=1e-4)

@@ -262,7 +262,8 @@ class _GgufTokenIdNote(logging.Filter):
 
 
 def _gguf_config(source: ModelSource) -> Any:
-    """The transformers config of a GGUF, with what its reader leaves out taken from the header: the rotary
+    """The transformers config of a GGUF, with what its reader leaves out taken from the header: the head size
+    (``{arch}.attention.key_length``), the rotary
     share (``{arch}.rope.dimension_count`` below the head size: a Phi-3 GGUF of a partial-rotary model was read
     as rotating every dimension, another model than the one exported) and special-token ids the class's
     defaults put outside the vocabulary (the file names none: None)."""
@@ -280,7 +281,12 @@ def _gguf_config(source: ModelSource) -> Any:
         value = getattr(config, name, None)
         if isinstance(value, int) and isinstance(vocab, int) and not 0 <= value < vocab:
             setattr(config, name, None)
-    rotary = _gguf_header_int(Path(source.location) / str(source.gguf_file), "rope.dimension_count")
+    path = Path(source.location) / str(source.gguf_file)
+    key_length = _gguf_header_int(path, "attention.key_length")
+    if key_length and key_length > 0 and isinstance(getattr(config, "head_dim", None), int) \
+            and config.head_dim != key_length:  # the head size: transformers' qwen3 reader leaves the class's 128
+        config.head_dim = key_length  # (a Qwen3 of head 16 was read as partial rotary 0.125, then "weights do not fit")
+    rotary = _gguf_header_int(path, "rope.dimension_count")
     heads = getattr(config, "num_attention_heads", None)
     head_dim = getattr(config, "head_dim", None) or (config.hidden_size // heads if heads else None)
     if rotary and head_dim and 0 < rotary < head_dim:
