@@ -247,3 +247,23 @@ def test_a_config_json_transformers_own_checks_refuse_is_one_line_with_their_rea
             read(folder)
         msg = _one_line(e)
         assert said in msg and "its config.json is refused by transformers' check" in msg and "fix" in msg, msg
+
+
+@pytest.mark.parametrize("damage", ["shard_missing", "index_not_json"])
+def test_a_sharded_checkpoint_whose_index_or_shard_is_damaged_is_one_line_naming_the_index(tmp_path, damage):
+    """A shard the index names that is not there was "No such file or directory: .../model-00002-of-00002.safetensors",
+    an index that is no JSON "Expecting property name enclosed in double quotes: line 1 column 2": neither named the
+    index nor what to do (battery 21c)."""
+    folder = tmp_path / "m"
+    build_tiny("llama").save_pretrained(folder, max_shard_size="100KB")
+    shards = sorted(folder.glob("model-*.safetensors"))
+    assert len(shards) > 1 and (folder / "model.safetensors.index.json").is_file()
+    if damage == "shard_missing":
+        shards[-1].unlink()
+        said = f"its weight index model.safetensors.index.json names {shards[-1].name}, which is not in the folder"
+    else:
+        (folder / "model.safetensors.index.json").write_text("{not json")
+        said = "its weight index model.safetensors.index.json is not valid JSON"
+    with pytest.raises(UserError) as e:
+        loading.load_model(folder)
+    assert said in _one_line(e) and "download or save the model again" in str(e.value)

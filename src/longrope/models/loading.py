@@ -363,7 +363,34 @@ def _load_local(source: ModelSource, loader: Any, **kwargs: Any) -> Any:
         return loader.from_pretrained(source.location, local_files_only=True, **kwargs)
     except (OSError, ValueError, KeyError, StrictDataclassError, *of_config) as e:
         where = "its GGUF header" if source.kind == "gguf" else "its config.json"
-        raise UserError(f"cannot load {source.label!r}: {_config_problem(e, where)}") from None
+        raise UserError(f"cannot load {source.label!r}: {_index_problem(source, e) or _config_problem(e, where)}") \
+            from None
+
+
+#: The indexes of a sharded checkpoint (transformers' names), which name each tensor's shard file.
+_WEIGHT_INDEXES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
+
+
+def _index_problem(source: ModelSource, e: Exception) -> str | None:
+    """What is wrong with a sharded checkpoint's index or shards, naming the file and the fix, or None: a shard the
+    index names that is not there was "No such file or directory: .../model-00004-of-00004.safetensors", an index
+    that is no JSON "Expecting property name enclosed in double quotes: line 1 column 2", neither naming the index
+    nor what to do (battery 21c)."""
+    import json
+
+    if source.kind != "folder" or not isinstance(e, (FileNotFoundError, json.JSONDecodeError)):
+        return None
+    folder = Path(source.location)
+    index = next((folder / name for name in _WEIGHT_INDEXES if (folder / name).is_file()), None)
+    if index is None:
+        return None
+    fix = "download or save the model again (every shard with its index)"
+    if isinstance(e, json.JSONDecodeError):
+        return f"its weight index {index.name} is not valid JSON ({e.msg} at line {e.lineno}); {fix}"
+    missing = re.search(r"No such file or directory:? '?([^']+)'?$", str(e).strip())
+    named = missing.group(1) if missing else e.filename
+    shown = os.path.relpath(named, folder) if named else "a shard"
+    return f"its weight index {index.name} names {shown}, which is not in the folder; {fix}"
 
 
 def _config_problem(e: Exception, where: str = "its config.json") -> str:
