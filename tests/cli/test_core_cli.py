@@ -338,6 +338,32 @@ def test_a_refusal_or_result_under_a_launcher_is_told_once_per_machine(tmp_path,
         assert capsys.readouterr().out == ""
 
 
+def test_a_refusal_met_by_one_process_of_a_launched_group_is_told_once_by_it(tmp_path, monkeypatch, capsys):
+    """battery 21c: a refusal met by LOCAL_RANK 1 alone (another CUDA_VISIBLE_DEVICES or file system in its
+    environment) was never told: only LOCAL_RANK 0 spoke, and it, stopped by torchrun, said "terminated (SIGTERM);
+    nothing was written yet: run the same command again". The group's first process to tell anything tells it,
+    whatever its rank; what the others of that group would tell after it is not told again."""
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "group-a")
+    argv = ["finetune", "--model", "tiny", "--factors", str(tmp_path / "none.json"), "--data", str(tmp_path),
+            "-o", str(tmp_path / "ft")]
+    import longrope.cli as cli
+
+    for local_rank, told in (("1", 1), ("0", 0), ("1", 0)):
+        monkeypatch.setattr(cli, "_TELLER", None)  # each a process of its own
+        monkeypatch.setenv("LOCAL_RANK", local_rank)
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert len([ln for ln in err.splitlines() if "error:" in ln]) == told, (local_rank, err)
+    monkeypatch.setattr(cli, "_TELLER", None)
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "group-b")  # another launch: its own first teller, which tells all it has
+    assert main(argv) == 2 and main(argv) == 2
+    assert capsys.readouterr().err.count("none.json") == 2
+
+
 @pytest.mark.parametrize("second_press", ["in_cleanup", "at_exit"])
 def test_a_second_ctrl_c_ends_the_process_without_a_traceback(tmp_path, second_press):
     """A second Ctrl-C while the first one's clean-up ran (a progress bar's __del__) or while the interpreter exited

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import gguf
 import numpy as np
@@ -238,6 +239,7 @@ def _quantized_gguf(path, fs_source):
     writer.add_name("synthetic")
     writer.add_context_length(TINY_L)
     writer.add_embedding_length(64)
+    writer.add_block_count(1)
     writer.add_head_count(4)
     writer.add_rope_dimension_count(16)
     writer.add_rope_freq_base(10000.0)
@@ -313,3 +315,41 @@ def test_f32_export_keeps_exact_weights(tmp_path):
     np.testing.assert_array_equal(np.asarray(t["blk.1.ffn_down.weight"].data),
                                   model.state_dict()["model.layers.1.mlp.down_proj.weight"].numpy())
     assert torch.is_tensor(model.model.embed_tokens.weight)  # the model itself is untouched
+
+
+@pytest.mark.parametrize("damage, said", [
+    ("more_blocks", "its header says 3 blocks but its tensors are of 2"),
+    ("missing_tensor", "its block 1 lacks tensor(s) the other blocks have (e.g. blk.1.attn_q.weight)"),
+    ("attn_q_shape", "its tensor blk.1.attn_q.weight has shape [64, 32], which its header's sizes do not give"),
+])
+def test_gguf_to_gguf_refuses_a_source_whose_header_and_tensors_disagree(tmp_path, damage, said):
+    """The GGUF -> GGUF export reads no weight through transformers: a source whose header said more blocks than
+    its tensors hold, a block without a tensor the others have, or an attn_q of other rows than heads x head size
+    was copied into a new, as broken, file, and the export said it was written (battery 21c)."""
+    model = build_tiny("llama")
+    src = export_gguf(model, None, factor_set(model), tmp_path / "src.gguf", outtype="f32").path
+    reader = gguf.GGUFReader(src)
+    writer = gguf.GGUFWriter(tmp_path / "bad.gguf", arch="llama")
+    for field in reader.fields.values():
+        if field.name.startswith("GGUF.") or field.name == "general.architecture":
+            continue
+        value = field.contents()
+        if damage == "more_blocks" and field.name == "llama.block_count":
+            value += 1
+        kind = field.types[0]
+        writer.add_key_value(field.name, value, kind, sub_type=field.types[-1] if kind == gguf.GGUFValueType.ARRAY
+                             else None)
+    for t in reader.tensors:
+        data = np.array(t.data)
+        if t.name == "blk.1.attn_q.weight" and damage == "missing_tensor":
+            continue
+        if t.name == "blk.1.attn_q.weight" and damage == "attn_q_shape":
+            data = data[:32]
+        writer.add_tensor(t.name, data)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    with pytest.raises(UserError, match=re.escape(said)):
+        export_gguf_from_gguf(tmp_path / "bad.gguf", factor_set(model), tmp_path / "out.gguf")
+    assert not (tmp_path / "out.gguf").exists()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import re
+
 import pytest
 import torch
 
@@ -55,6 +58,39 @@ def test_a_config_whose_rope_theta_is_no_finite_positive_number_is_unsupported(t
     info = rope_info_from_config(tiny_config("llama", rope_parameters={"rope_type": "default", "rope_theta": theta}))
     assert not info.supported and "not a finite number > 0" in info.reason
     json.dumps(info.rope_theta, allow_nan=False)
+
+
+@pytest.mark.parametrize("family, field, value, said", [
+    ("llama", "rope_theta", "abc", "rope_theta 'abc', which is not a number"),
+    ("llama", "rope_theta", "10000", "rope_theta '10000', which is not a number"),
+    ("phi3", "partial_rotary_factor", "half", "partial_rotary_factor 'half', not a number in (0, 1]"),
+    ("phi3", "partial_rotary_factor", 1.5, "partial_rotary_factor 1.5, not a number in (0, 1]"),
+    ("phi3", "partial_rotary_factor", float("nan"), "partial_rotary_factor nan, not a number in (0, 1]"),
+    ("llama", "max_position_embeddings", 0, "max_position_embeddings 0, not a context length"),
+    ("llama", "max_position_embeddings", -1, "max_position_embeddings -1, not a context length"),
+    ("llama", "max_position_embeddings", 10**18, "max_position_embeddings an integer of 19 digits, not a context"),
+    ("llama", "original_max_position_embeddings", "256", "original_max_position_embeddings '256', not a context"),
+])
+def test_rope_facts_of_the_wrong_kind_or_out_of_range_are_unsupported_with_the_field_named(family, field, value, said):
+    """A config.json's RoPE facts as written are checked: a rope_theta "abc" or partial_rotary_factor "half" was a
+    ValueError traceback in every command, a rope_theta "10000" passed as supported (then a TypeError in the forward),
+    max_position_embeddings 0 or -1 was read as L (and printed back as the fix "--target-length -2"), a Phi-3
+    partial_rotary_factor 1.5 rotated more channels than its head has (battery 21c)."""
+    import types
+
+    from tests.models.model_helpers import tiny_config
+
+    config = tiny_config(family).to_dict()
+    params = dict(config["rope_parameters"])
+    if field == "original_max_position_embeddings":
+        params.update(rope_type="yarn", factor=4.0, original_max_position_embeddings=value)
+    elif field == "max_position_embeddings":
+        config[field] = value
+    else:
+        params[field] = value
+    config["rope_parameters"] = params
+    info = rope_info_from_config(types.SimpleNamespace(**config))  # as written: transformers' class checks aside
+    assert not info.supported and said in info.reason, info.reason
 
 
 def test_partial_rotary_on_a_family_that_ignores_it_is_unsupported():
@@ -301,3 +337,134 @@ def test_a_gguf_written_without_a_tokenizer_loads_as_a_folder_without_one(tmp_pa
     assert loading.load_tokenizer_of(path) is None
     loaded, tokenizer = loading.load_model(path, dtype="float32", device="cpu")
     assert tokenizer is None and loaded.config.vocab_size == model.config.vocab_size
+
+
+def _gguf_with(src, dst, wanted):
+    """``src`` rewritten with each header key of ``wanted`` set to its ``(value, GGUFValueType)``."""
+    import gguf
+    import numpy as np
+
+    reader = gguf.GGUFReader(src)
+    writer = gguf.GGUFWriter(dst, reader.get_field("general.architecture").contents())
+    for name, field in reader.fields.items():
+        if name.startswith("GGUF.") or name == "general.architecture" or name in wanted:
+            continue
+        kind = field.types[0]
+        writer.add_key_value(name, field.contents(), kind,
+                             sub_type=field.types[-1] if kind == gguf.GGUFValueType.ARRAY else None)
+    for name, (value, kind) in wanted.items():
+        writer.add_key_value(name, value, kind)
+    for t in reader.tensors:
+        writer.add_tensor(t.name, np.array(t.data))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return dst
+
+
+@pytest.mark.parametrize("keys, said", [
+    ({"original_context_length": (0, "UINT32")}, "original_context_length is 0, not a context length"),
+    ({"original_context_length": ("256", "STRING")}, "original_context_length is '256', not a context length"),
+    ({"type": ("bogus", "STRING")}, "scaling.type is 'bogus', not one of llama.cpp's scaling types"),
+    ({"type": (7, "UINT32")}, "scaling.type is 7, not one of llama.cpp's scaling types"),
+    ({"attn_factor": (float("nan"), "FLOAT32")}, "attn_factor is nan, not a finite number > 0"),
+    ({"type": ("linear", "STRING"), "factor": (4.0, "FLOAT32")}, "linear with factor 4 (a position-interpolation"),
+])
+def test_a_gguf_header_rope_scaling_is_checked_as_a_config_json_one(tmp_path, keys, said):
+    """A GGUF header's rope.scaling keys were read only where they had the kind expected, else dropped: an
+    original_context_length 0 or "256" left L at the extended context_length, a type 'bogus' or 7 passed, and a
+    header declaring linear ×4 (a position-interpolation fine-tune) was supported, its scaling silently replaced by
+    the factors, where the same model as a folder is refused (battery 21c)."""
+    import gguf
+    import numpy as np
+
+    from longrope.models import inspect_model
+    from longrope.models.gguf import export_gguf
+    from longrope.rope import FactorSet
+
+    fs = FactorSet(long_factor=np.linspace(1.0, 4.0, 8), short_factor=np.ones(8), original_max_position_embeddings=TINY_L,
+                   max_position_embeddings=4 * TINY_L, rope_theta=TINY_THETA)
+    good = export_gguf(build_tiny("llama"), None, fs, tmp_path / "m.gguf", outtype="f32").path
+    typed = {f"llama.rope.scaling.{k}": (v, getattr(gguf.GGUFValueType, kind)) for k, (v, kind) in keys.items()}
+    path = _gguf_with(good, tmp_path / "bad.gguf", typed)
+    if "linear" in said:  # well formed, and unsupported as the folder is
+        for info in (loading.read_rope_info(path), inspect_model(loading.load_model(path)[0])):
+            assert not info.supported and said in info.reason
+        return
+    for read in (loading.read_rope_info, loading.load_model):
+        with pytest.raises(UserError, match=re.escape(said)):
+            read(path)
+
+
+@pytest.mark.parametrize("kind", ["folder", "gguf"])
+def test_a_tokenizer_its_library_cannot_build_is_one_line_before_the_weights_are_read(tmp_path, kind):
+    """tokenizers' bare Exception for a tokenizer.json whose merges name tokens its vocabulary lacks, and an
+    IndexError for a GGUF whose bos id lies past its token list, were tracebacks, after the weights had loaded
+    (battery 21c). Here the weights are damaged too: the tokenizer is what is refused, so it is read first."""
+    import gguf
+    import numpy as np
+
+    from longrope.data.tokenizer_loading import load_tokenizer
+    from longrope.models.gguf import export_gguf
+    from longrope.rope import FactorSet
+
+    tokenizer = load_tokenizer("tiny")
+    model = build_tiny("llama", vocab_size=len(tokenizer))
+    if kind == "folder":
+        path = save_tiny(model, tmp_path / "m")
+        tokenizer.save_pretrained(path)
+        spec = json.loads((path / "tokenizer.json").read_text())
+        spec["model"]["vocab"] = dict(list(spec["model"]["vocab"].items())[:50])
+        (path / "tokenizer.json").write_text(json.dumps(spec))
+        (path / "model.safetensors").write_bytes(b"\0" * 64)
+        said = "its tokenizer files are incomplete or damaged"
+    else:
+        fs = FactorSet(long_factor=np.linspace(1.0, 4.0, 8), short_factor=np.ones(8),
+                       original_max_position_embeddings=TINY_L, max_position_embeddings=4 * TINY_L, rope_theta=TINY_THETA)
+        good = export_gguf(model, tokenizer, fs, tmp_path / "m.gguf", outtype="f32").path
+        path = _gguf_with(good, tmp_path / "bad.gguf", {"tokenizer.ggml.bos_token_id": (99999, gguf.GGUFValueType.UINT32)})
+        said = "its GGUF header's tokenizer keys (tokenizer.ggml.*) are damaged"
+    for read in (loading.load_tokenizer_of, loading.load_model):
+        with pytest.raises(UserError) as e:
+            read(path)
+        assert "\n" not in str(e.value) and said in str(e.value) and "cannot load the tokenizer" in str(e.value)
+
+
+def test_a_qwen3_gguf_whose_head_is_not_the_class_default_loads_as_the_model_it_was_written_from(tmp_path):
+    """transformers' qwen3 GGUF reader takes no head size from the header: Qwen3Config's default 128 stood, so a
+    Qwen3 of head 16 was read as rotating 16 of 128 channels ("Qwen3 rotates the whole head but its config has
+    partial_rotary_factor=0.125") and its weights refused as not fitting (battery 21c). The head size is the header's
+    attention.key_length, as llama.cpp reads it."""
+    import gguf
+    import numpy as np
+
+    from tests.models.model_helpers import tiny_ids
+
+    model = build_tiny("qwen3")
+    c = model.config
+    names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.QWEN3, c.num_hidden_layers)
+    writer = gguf.GGUFWriter(tmp_path / "q.gguf", "qwen3")
+    u32, f32 = gguf.GGUFValueType.UINT32, gguf.GGUFValueType.FLOAT32
+    for key, value, kind in [
+        ("context_length", c.max_position_embeddings, u32), ("embedding_length", c.hidden_size, u32),
+        ("block_count", c.num_hidden_layers, u32), ("feed_forward_length", c.intermediate_size, u32),
+        ("attention.head_count", c.num_attention_heads, u32), ("attention.head_count_kv", c.num_key_value_heads, u32),
+        ("rope.freq_base", TINY_THETA, f32), ("attention.layer_norm_rms_epsilon", c.rms_norm_eps, f32),
+        ("rope.dimension_count", c.head_dim, u32), ("attention.key_length", c.head_dim, u32),
+        ("attention.value_length", c.head_dim, u32), ("vocab_size", c.vocab_size, u32),
+    ]:
+        writer.add_key_value(f"qwen3.{key}", value, kind)
+    writer.add_key_value("tokenizer.ggml.model", "none", gguf.GGUFValueType.STRING)
+    for name, tensor in model.state_dict().items():
+        writer.add_tensor(names.get_name(name, try_suffixes=(".weight", ".bias")), tensor.float().numpy())
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    info = loading.read_rope_info(tmp_path / "q.gguf")
+    assert info.supported and (info.head_dim, info.rotary_dim) == (16, 16), info.reason
+    loaded = loading.load_model(tmp_path / "q.gguf")[0]
+    ids = tiny_ids(24)
+    with torch.no_grad():
+        np.testing.assert_allclose(loaded(ids).logits.numpy(), model(ids).logits.numpy(), atol=1e-4)

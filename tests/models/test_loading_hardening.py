@@ -226,3 +226,44 @@ def test_a_model_folder_with_links_to_missing_files_names_them(tiny_model_dir, t
     (folder / "model.safetensors").symlink_to(tmp_path / "blobs" / "0123abc")
     with pytest.raises(UserError, match=r"has links to files that do not exist \(model.safetensors -> .*0123abc\)"):
         resolve_source(str(folder))
+
+
+@pytest.mark.parametrize("field, value, said", [
+    ("num_attention_heads", 0, "(ZeroDivisionError: integer modulo by zero): a size such as num_attention_heads is 0"),
+    ("max_position_embeddings", "256", "'max_position_embeddings' expected int, got str (value: '256')"),
+    ("head_dim", 15, "RoPE requires an even rotary dimension, but got `head_dim`=15"),
+    ("num_attention_heads", 3, "The hidden size (64) is not a multiple of the number of attention heads (3)"),
+])
+def test_a_config_json_transformers_own_checks_refuse_is_one_line_with_their_reason(tmp_path, field, value, said):
+    """transformers' config classes check their fields and sizes themselves: their two-line message was cut to its
+    first line ("Class validation error for validator 'validate_rope':", the reason dropped), and a check that
+    divides by num_attention_heads 0 was a ZeroDivisionError traceback in every command (battery 21c)."""
+    folder = save_tiny(build_tiny("llama"), tmp_path / "m")
+    cfg = json.loads((folder / "config.json").read_text())
+    cfg[field] = value
+    (folder / "config.json").write_text(json.dumps(cfg))
+    for read in (loading.read_rope_info, loading.load_model):
+        with pytest.raises(UserError) as e:
+            read(folder)
+        msg = _one_line(e)
+        assert said in msg and "its config.json is refused by transformers' check" in msg and "fix" in msg, msg
+
+
+@pytest.mark.parametrize("damage", ["shard_missing", "index_not_json"])
+def test_a_sharded_checkpoint_whose_index_or_shard_is_damaged_is_one_line_naming_the_index(tmp_path, damage):
+    """A shard the index names that is not there was "No such file or directory: .../model-00002-of-00002.safetensors",
+    an index that is no JSON "Expecting property name enclosed in double quotes: line 1 column 2": neither named the
+    index nor what to do (battery 21c)."""
+    folder = tmp_path / "m"
+    build_tiny("llama").save_pretrained(folder, max_shard_size="100KB")
+    shards = sorted(folder.glob("model-*.safetensors"))
+    assert len(shards) > 1 and (folder / "model.safetensors.index.json").is_file()
+    if damage == "shard_missing":
+        shards[-1].unlink()
+        said = f"its weight index model.safetensors.index.json names {shards[-1].name}, which is not in the folder"
+    else:
+        (folder / "model.safetensors.index.json").write_text("{not json")
+        said = "its weight index model.safetensors.index.json is not valid JSON"
+    with pytest.raises(UserError) as e:
+        loading.load_model(folder)
+    assert said in _one_line(e) and "download or save the model again" in str(e.value)

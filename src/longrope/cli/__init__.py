@@ -247,11 +247,58 @@ def _tell(line: str, *, every_process: bool = False) -> None:
     ``accelerate launch`` / torchrun every process runs the same command line and the same checks, so a refused
     input was told once per process (two processes: twice, in two wordings for one folder; battery 15). The
     machine's first process (``LOCAL_RANK`` 0, or no launcher) tells it; the others exit with the same status. A
-    process's own failure (``every_process``: a lost peer) is told by each process that meets it."""
-    if every_process or _first_on_machine():
+    process's own failure (``every_process``: a lost peer) is told by each process that meets it.
+
+    Under a launcher the teller is the machine's first process to tell anything, whatever its rank: a refusal met by
+    one process only (another ``CUDA_VISIBLE_DEVICES`` or file system in its environment, a check raced by a change)
+    was never told, since only LOCAL_RANK 0 spoke, and LOCAL_RANK 0, stopped by torchrun, said "terminated (SIGTERM);
+    nothing was written yet: run the same command again" (battery 21c)."""
+    if every_process or _first_to_tell():
         from longrope.errors import one_line
 
         print(one_line(line), file=sys.stderr)  # an argument holding a newline ('--bogus $'a\nb'') stays in it
+
+
+def _first_to_tell() -> bool:
+    """Whether this process is the one of its machine's launched group that tells the group's refusal: the first to
+    claim the group's marker file (named by the launcher's pid and run id) in the temporary folder; without a
+    launcher, or where no marker can be made, :func:`_first_on_machine`."""
+    global _TELLER
+    group = os.environ.get("TORCHELASTIC_RUN_ID")
+    if "LOCAL_RANK" not in os.environ or not group:
+        return _first_on_machine()
+    if _TELLER is not None:  # decided already in this process: it tells all it has to, or nothing
+        return _TELLER
+    import hashlib
+    import tempfile
+    from pathlib import Path
+
+    key = hashlib.sha256(f"{os.getppid()}:{group}:{os.environ.get('TORCHELASTIC_RESTART_COUNT', '')}".encode())
+    folder = Path(tempfile.gettempdir()) / "longrope-told"
+    try:
+        folder.mkdir(mode=0o700, exist_ok=True)
+        _forget_finished_groups(folder)
+        os.close(os.open(folder / f"{os.getppid()}-{key.hexdigest()[:20]}", os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        _TELLER = True
+    except FileExistsError:
+        _TELLER = False
+    except OSError:
+        _TELLER = _first_on_machine()
+    return _TELLER
+
+
+#: whether this process tells its launched group's refusals (None: not decided yet)
+_TELLER: bool | None = None
+
+
+def _forget_finished_groups(folder: Any) -> None:
+    """Remove the markers of launchers that no longer run (their pid leads the marker's name)."""
+    from pathlib import Path
+
+    for marker in folder.iterdir():
+        pid = marker.name.split("-", 1)[0]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists() and Path("/proc/self").exists():
+            marker.unlink(missing_ok=True)
 
 
 def _first_on_machine() -> bool:

@@ -122,6 +122,9 @@ def _write(model: str, source: Any, factor_set: Any, output: str | os.PathLike, 
         check_output_file(Path(output), overwrite)
         torch_dtype = resolve_dtype(dtype or "float16")
         if source.kind == "gguf":
+            from longrope.models.loading import load_tokenizer_of
+
+            load_tokenizer_of(source)  # seconds: a tokenizer that cannot be built is not copied into a new file
             result = export_gguf_from_gguf(Path(source.location) / source.gguf_file, factor_set, output,
                                            overwrite=overwrite)
             tokenizer_out: Any = "copied from the source GGUF"

@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from typing import Any
 
 from longrope.errors import UserError
 from longrope.formats import hf_config
 from longrope.options import check_loaded_model
+from longrope.rope.values import MAX_LENGTH, int_field, short_repr
 
 __all__ = [
     "FAMILIES",
@@ -166,13 +168,34 @@ def _head_dim(config: Any) -> int | None:
     return head_dim if isinstance(head_dim, int) and not isinstance(head_dim, bool) and head_dim > 0 else None
 
 
+def _real_or_none(value: Any) -> float | None:
+    """A config's real number as a float (NaN and inf kept, for the range check to name), None for anything else
+    (a string, a list, a boolean)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return None
+    try:
+        return float(value)
+    except (OverflowError, ValueError):
+        return math.inf
+
+
+def _config_length(value: Any, field: str) -> tuple[int | None, str | None]:
+    """``(length, None)`` for a config's context length written as an integer in [1, MAX_LENGTH] (4096.0 too),
+    ``(None, None)`` when it is not written, ``(None, why)`` otherwise."""
+    if value is None:
+        return None, None
+    try:
+        return int_field(value, field, 1, MAX_LENGTH), None
+    except UserError:
+        return None, f"{field} {short_repr(value)}, not a context length in [1, {MAX_LENGTH:,}]"
+
+
 def rope_info_from_config(config: Any) -> RopeInfo:
     """Read :class:`RopeInfo` from a transformers config object (no weights needed)."""
     model_type = str(getattr(config, "model_type", "") or "unknown")
     family = FAMILIES.get(model_type)
     head_dim = _head_dim(config)
-    max_pos = getattr(config, "max_position_embeddings", None)
-    max_pos = int(max_pos) if isinstance(max_pos, int) else None
+    max_pos, max_pos_problem = _config_length(getattr(config, "max_position_embeddings", None), "max_position_embeddings")
     params = hf_config.rope_parameters(config)
 
     def unsupported(reason: str, **known: Any) -> RopeInfo:
@@ -202,15 +225,18 @@ def rope_info_from_config(config: Any) -> RopeInfo:
             f"model type {model_type!r} has per-layer-type rope parameters, which are not supported; "
             f"supported families: {supported_families_text()}"
         )
-    theta = hf_config.rope_theta(config, params)
-    theta = float(theta) if theta is not None else None
+    written_theta = hf_config.rope_theta(config, params)
+    theta = _real_or_none(written_theta)
     rope_type = hf_config.rope_type(params) or "default"
     scaling = {k: v for k, v in params.items() if k not in ("rope_theta",)} if rope_type != "default" else None
-    original = hf_config.original_length(config, params)
-    original = int(original) if original is not None else max_pos
-    prf = float(hf_config.partial_rotary_factor(config, params))
+    original, original_problem = _config_length(hf_config.original_length(config, params),
+                                                "original_max_position_embeddings")
+    if original is None and original_problem is None:
+        original, original_problem = max_pos, max_pos_problem
+    written_prf = hf_config.partial_rotary_factor(config, params)
+    prf = _real_or_none(written_prf)
     known = dict(
-        rope_theta=theta,
+        rope_theta=theta if theta is not None and math.isfinite(theta) and theta > 0 else None,
         original_max_position_embeddings=original,
         rope_scaling=dict(scaling) if scaling else None,
     )
@@ -219,11 +245,21 @@ def rope_info_from_config(config: Any) -> RopeInfo:
             f"model type {model_type!r} is not a supported family; supported families: {supported_families_text()}",
             **known,
         )
+    # the RoPE facts as written, each checked (a rope_theta "abc" or partial_rotary_factor "half" was a ValueError
+    # traceback in every command, a rope_theta "10000" passed as supported and failed in transformers' forward, and
+    # max_position_embeddings 0 or -1 was read as L and printed back in a fix "--target-length -2"; battery 21c)
+    if problem := max_pos_problem or original_problem:
+        return unsupported(f"{family.name} config has {problem}; fix it in its config.json", **known)
+    if written_theta is not None and not (theta is not None and math.isfinite(theta) and theta > 0):
+        if theta is None:
+            return unsupported(f"{family.name} config has rope_theta {short_repr(written_theta)}, which is not a number; "
+                               "write it as a number > 0 in its config.json", **known)
+        return unsupported(f"{family.name} config has rope_theta {theta}, not a finite number > 0", **known)
+    if prf is None:
+        return unsupported(f"{family.name} config has partial_rotary_factor {short_repr(written_prf)}, not a number in "
+                           "(0, 1]; fix it in its config.json", **known)
     if head_dim is None or theta is None or original is None:
         return unsupported(f"{family.name} config lacks head_dim, rope_theta or max_position_embeddings", **known)
-    if not (math.isfinite(theta) and theta > 0):  # (a NaN was reported as supported, and printed as invalid JSON)
-        return unsupported(f"{family.name} config has rope_theta {theta}, not a finite number > 0",
-                           **{**known, "rope_theta": None})
     if problem := (rope_type_problem(rope_type) or scaling_factor_problem(rope_type, params)
                    or linear_scaling_problem(rope_type, params, max_pos)):
         return unsupported(problem, **known)
@@ -231,6 +267,9 @@ def rope_info_from_config(config: Any) -> RopeInfo:
         return unsupported(
             f"{family.name} rotates the whole head but its config has partial_rotary_factor={prf}", **known
         )
+    if not (math.isfinite(prf) and 0 < prf <= 1):  # (Phi-3 with 1.5 rotated more channels than a head has)
+        return unsupported(f"{family.name} config has partial_rotary_factor {prf}, not a number in (0, 1]; fix it in "
+                           "its config.json", **known)
     rotary_dim = int(head_dim * prf)
     if rotary_dim < 2 or rotary_dim % 2:
         return unsupported(f"rotary dim {rotary_dim} (head_dim {head_dim} × {prf}) is not even", **known)
@@ -334,12 +373,10 @@ def inspect_model(model: Any) -> RopeInfo:
     info = rope_info_from_config(model.config)
     if not info.supported:
         return info
-    original = getattr(model, "_longrope_original_length", None)  # a GGUF's own L (load_model sets it)
-    if isinstance(original, int) and original > 0:
-        info = dataclasses.replace(info, original_max_position_embeddings=original)
     scaling = getattr(model, "_longrope_gguf_scaling", None)  # the scaling its header declares (not applied)
-    if isinstance(scaling, dict):
-        info = dataclasses.replace(info, rope_scaling=scaling)
+    info = with_declared_scaling(info, scaling if isinstance(scaling, dict) else None)
+    if not info.supported:
+        return info
     version = tuple(int(p) for p in transformers.__version__.split(".")[:2] if p.isdigit())
     if version < MIN_TRANSFORMERS:
         return dataclasses.replace(
@@ -368,6 +405,20 @@ def inspect_model(model: Any) -> RopeInfo:
             reason=f"{info.family} model structure not recognised by this transformers version: {problem}",
         )
     return info
+
+
+def with_declared_scaling(info: RopeInfo, scaling: dict[str, Any] | None) -> RopeInfo:
+    """``info`` of a model whose file declares RoPE scaling its config object does not carry (a GGUF header's
+    ``rope.scaling.*``, which transformers' reader drops): that scaling, its original context as L, and the checks a
+    config.json's scaling gets. A GGUF declaring linear ×4 (a position-interpolation fine-tune) was supported, and
+    its factors silently replaced, while the same model as a folder is refused (battery 21c)."""
+    if scaling is None or not info.supported:
+        return info
+    original = scaling.get("original_max_position_embeddings")
+    info = dataclasses.replace(info, rope_scaling=scaling, original_max_position_embeddings=(
+        original if original is not None else info.original_max_position_embeddings))
+    problem = linear_scaling_problem(str(scaling.get("rope_type") or "none"), scaling, info.max_position_embeddings)
+    return dataclasses.replace(info, supported=False, reason=problem) if problem else info
 
 
 def require_supported(info: RopeInfo) -> RopeInfo:

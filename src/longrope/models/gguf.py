@@ -42,6 +42,7 @@ import functools
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -237,6 +238,48 @@ def _field(reader: Any, key: str) -> Any:
     return field.contents() if field is not None else None
 
 
+def check_gguf_source(path: Path, reader: Any, arch: str) -> None:
+    """Refuse, in one line, a GGUF whose header and tensors disagree, before it is copied: the GGUF -> GGUF export
+    reads no weight through transformers, so a file whose header said 6 blocks over 4 blocks' tensors or whose attn_q
+    rows were not heads x head size was copied into a new, as broken, file, and the export said it was written
+    (battery 21c; its tokenizer is checked by :func:`longrope.models.exporter.export_model`, above both modules)."""
+    fix = "write the source file again from its model"
+
+    def header_int(key: str) -> int | None:
+        value = _field(reader, f"{arch}.{key}")
+        return int(value) if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+
+    blocks, emb, heads = header_int("block_count"), header_int("embedding_length"), header_int("attention.head_count")
+    if blocks is None or emb is None or heads is None:
+        raise UserError(f"{path}: its header has no positive {arch}.block_count, embedding_length and "
+                        f"attention.head_count; {fix}")
+    head = header_int("attention.key_length") or emb // heads
+    found = {int(m.group(1)) for t in reader.tensors if (m := re.match(r"blk\.(\d+)\.", t.name))}
+    if found != set(range(blocks)):
+        raise UserError(f"{path}: its header says {blocks} blocks but its tensors are of {len(found)} "
+                        f"(blk.{min(found, default=0)}..blk.{max(found, default=-1)}); {fix}")
+    per_block: dict[int, set[str]] = {i: set() for i in found}
+    for t in reader.tensors:
+        if m := re.match(r"blk\.(\d+)\.(.+)", t.name):
+            per_block[int(m.group(1))].add(m.group(2))
+    every = set().union(*per_block.values())
+    for i, names in sorted(per_block.items()):
+        if names != every:
+            raise UserError(f"{path}: its block {i} lacks tensor(s) the other blocks have (e.g. blk.{i}."
+                            f"{sorted(every - names)[0]}); {fix}")
+    shapes = {t.name: [int(n) for n in t.shape] for t in reader.tensors}  # ne order: [input, output]
+    for name, shape in shapes.items():
+        if name == "token_embd.weight":
+            fits = len(shape) == 2 and shape[0] == emb
+        elif re.fullmatch(r"blk\.\d+\.attn_q\.weight", name):
+            fits = shape == [emb, heads * head]
+        else:
+            continue
+        if not fits:
+            raise UserError(f"{path}: its tensor {name} has shape {shape}, which its header's sizes do not give "
+                            f"({arch}.embedding_length {emb}, {heads} heads of {head}); {fix}")
+
+
 def export_gguf_from_gguf(
     src: str | os.PathLike, factor_set: Any, out: str | os.PathLike, *, overwrite: bool = False
 ) -> ExportResult:
@@ -253,6 +296,7 @@ def export_gguf_from_gguf(
     _check_factor_fit(factor_set, facts["rotary_dim"], facts["rope_theta"], f"{src.name}")
     warnings = _common_warnings(factor_set)
     reader = open_gguf(src)
+    check_gguf_source(src, reader, arch)
     dropped = [t.name for t in reader.tensors if t.name == "rope_freqs.weight"]
     if dropped:
         warnings.append("the source's rope_freqs.weight (its own RoPE scaling) is replaced by the LongRoPE factors")

@@ -44,8 +44,10 @@ from longrope.models.families import (
     attn_implementation_for,
     rope_info_from_config,
     rope_type_problem,
+    with_declared_scaling,
 )
 from longrope.models.families import require_rope as _require_rope
+from longrope.rope.values import MAX_LENGTH, int_field, short_repr
 from longrope.settings import resolve_dtype  # noqa: F401 - longrope.models.resolve_dtype, as always
 
 __all__ = [
@@ -260,7 +262,8 @@ class _GgufTokenIdNote(logging.Filter):
 
 
 def _gguf_config(source: ModelSource) -> Any:
-    """The transformers config of a GGUF, with what its reader leaves out taken from the header: the rotary
+    """The transformers config of a GGUF, with what its reader leaves out taken from the header: the head size
+    (``{arch}.attention.key_length``), the rotary
     share (``{arch}.rope.dimension_count`` below the head size: a Phi-3 GGUF of a partial-rotary model was read
     as rotating every dimension, another model than the one exported) and special-token ids the class's
     defaults put outside the vocabulary (the file names none: None)."""
@@ -278,7 +281,12 @@ def _gguf_config(source: ModelSource) -> Any:
         value = getattr(config, name, None)
         if isinstance(value, int) and isinstance(vocab, int) and not 0 <= value < vocab:
             setattr(config, name, None)
-    rotary = _gguf_header_int(Path(source.location) / str(source.gguf_file), "rope.dimension_count")
+    path = Path(source.location) / str(source.gguf_file)
+    key_length = _gguf_header_int(path, "attention.key_length")
+    if key_length and key_length > 0 and isinstance(getattr(config, "head_dim", None), int) \
+            and config.head_dim != key_length:  # the head size: transformers' qwen3 reader leaves the class's 128
+        config.head_dim = key_length  # (a Qwen3 of head 16 was read as partial rotary 0.125, then "weights do not fit")
+    rotary = _gguf_header_int(path, "rope.dimension_count")
     heads = getattr(config, "num_attention_heads", None)
     head_dim = getattr(config, "head_dim", None) or (config.hidden_size // heads if heads else None)
     if rotary and head_dim and 0 < rotary < head_dim:
@@ -346,20 +354,67 @@ def _load_local(source: ModelSource, loader: Any, **kwargs: Any) -> Any:
         # RecursionError there)
         read_json(Path(source.location) / "config.json", what="model configuration (config.json)")
     from huggingface_hub.errors import StrictDataclassError  # transformers' config field checks
+    from transformers import AutoConfig
 
+    # a config class's own checks fail with what they divide or compare by too: num_attention_heads 0 was a
+    # ZeroDivisionError traceback ("integer modulo by zero") in every command (battery 21c)
+    of_config = (ArithmeticError, TypeError) if loader is AutoConfig else ()
     try:
         return loader.from_pretrained(source.location, local_files_only=True, **kwargs)
-    except (OSError, ValueError, KeyError, StrictDataclassError) as e:
-        raise UserError(f"cannot load {source.label!r}: {_config_problem(e)}") from None
+    except (OSError, ValueError, KeyError, StrictDataclassError, *of_config) as e:
+        where = "its GGUF header" if source.kind == "gguf" else "its config.json"
+        raise UserError(f"cannot load {source.label!r}: {_index_problem(source, e) or _config_problem(e, where)}") \
+            from None
 
 
-def _config_problem(e: Exception) -> str:
-    """The first line of a load failure, and where to look when it is the RoPE scaling block."""
+#: The indexes of a sharded checkpoint (transformers' names), which name each tensor's shard file.
+_WEIGHT_INDEXES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
+
+
+def _index_problem(source: ModelSource, e: Exception) -> str | None:
+    """What is wrong with a sharded checkpoint's index or shards, naming the file and the fix, or None: a shard the
+    index names that is not there was "No such file or directory: .../model-00004-of-00004.safetensors", an index
+    that is no JSON "Expecting property name enclosed in double quotes: line 1 column 2", neither naming the index
+    nor what to do (battery 21c)."""
+    import json
+
+    if source.kind != "folder" or not isinstance(e, (FileNotFoundError, json.JSONDecodeError)):
+        return None
+    folder = Path(source.location)
+    index = next((folder / name for name in _WEIGHT_INDEXES if (folder / name).is_file()), None)
+    if index is None:
+        return None
+    fix = "download or save the model again (every shard with its index)"
+    if isinstance(e, json.JSONDecodeError):
+        return f"its weight index {index.name} is not valid JSON ({e.msg} at line {e.lineno}); {fix}"
+    missing = re.search(r"No such file or directory:? '?([^']+)'?$", str(e).strip())
+    named = missing.group(1) if missing else e.filename
+    shown = os.path.relpath(named, folder) if named else "a shard"
+    return f"its weight index {index.name} names {shown}, which is not in the folder; {fix}"
+
+
+def _config_problem(e: Exception, where: str = "its config.json") -> str:
+    """The first line of a load failure, and where to look when it is the RoPE scaling block. A config class's
+    field or validator check is two lines ("Validation error for field 'head_dim':" and the reason below it): both,
+    as one (the first alone ended in a colon, the reason dropped; battery 21c)."""
+    from huggingface_hub.errors import StrictDataclassError
+
     text = str(e).strip()
     first = text.splitlines()[0] if text else type(e).__name__
+    if isinstance(e, StrictDataclassError) and text:
+        first = " ".join(line.strip() for line in text.splitlines()[:2])
     if "rope_parameters" in text or "rope_scaling" in text or "rope_type" in text:
         return (f"{first.rstrip('.:')}; fix or remove the rope_scaling block of its config.json "
                 "(a mapping with rope_type and that type's keys)")
+    gguf = "GGUF" in where
+    if isinstance(e, StrictDataclassError):
+        fix = "write the file again from its model" if gguf else \
+            "fix that field in its config.json (or use the config.json saved with its weights)"
+        return f"{where} is refused by transformers' check: {first.rstrip('.')}; {fix}"
+    if isinstance(e, (ArithmeticError, TypeError)):
+        fix = "write the file again from its model" if gguf else "fix it in its config.json"
+        return (f"{where} is refused by transformers' check ({type(e).__name__}: {first.rstrip('.')}): a size such "
+                f"as num_attention_heads is 0 or of the wrong kind; {fix}")
     return first
 
 
@@ -421,18 +476,21 @@ def read_rope_info(name_or_path: str | os.PathLike) -> RopeInfo:
     source = resolve_source(name_or_path)
     info = rope_info_from_config(_from_pretrained(source, AutoConfig))
     if source.kind == "gguf" and info.supported:
-        scaling = _gguf_rope_scaling(Path(source.location) / str(source.gguf_file))
-        if scaling is not None:  # transformers drops it: inspect said "rope_scaling": null of a longrope export
-            original = scaling.get("original_max_position_embeddings")
-            info = dataclasses.replace(info, rope_scaling=scaling, original_max_position_embeddings=(
-                original if original is not None else info.original_max_position_embeddings))
+        # transformers drops it: inspect said "rope_scaling": null of a longrope export
+        info = with_declared_scaling(info, _gguf_rope_scaling(Path(source.location) / str(source.gguf_file)))
     return info
 
 
+#: The RoPE scaling types a GGUF header names (llama.cpp's LLAMA_ROPE_SCALING_TYPES).
+GGUF_SCALING_TYPES = ("none", "linear", "yarn", "longrope")
+
+
 def _gguf_rope_scaling(path: Path) -> dict[str, Any] | None:
-    """The RoPE scaling a GGUF header declares (``{arch}.rope.scaling.type``, its original context and attention
-    factor), marked ``applied_by_transformers: False`` (transformers' GGUF reader drops it; llama.cpp applies it);
-    None when absent or unreadable."""
+    """The RoPE scaling a GGUF header declares (``{arch}.rope.scaling.type``, its original context, factor and
+    attention factor), marked ``applied_by_transformers: False`` (transformers' GGUF reader drops it; llama.cpp
+    applies it); None when absent or unreadable. A key of the wrong kind or out of range is a one-line
+    :class:`UserError` naming it: an ``original_context_length`` 0 or "256" was dropped, and L read as the
+    extended ``context_length`` (battery 21c)."""
     try:
         import gguf
 
@@ -444,16 +502,31 @@ def _gguf_rope_scaling(path: Path) -> dict[str, Any] | None:
             field = reader.get_field(prefix + key) if prefix else None
             return field.contents() if field is not None else None
 
-        kind, original, attention = value("type"), value("original_context_length"), value("attn_factor")
+        kind, original, attention, factor = (value("type"), value("original_context_length"), value("attn_factor"),
+                                             value("factor"))
     except Exception:  # noqa: BLE001 - an optional refinement: transformers already read this file
         return None
-    if not isinstance(kind, str) and original is None:
+    if kind is None and original is None:
         return None
-    scaling: dict[str, Any] = {"rope_type": kind if isinstance(kind, str) else None}
-    if isinstance(original, int) and original > 0:
-        scaling["original_max_position_embeddings"] = int(original)
-    if isinstance(attention, float) and math.isfinite(attention):
-        scaling["attention_factor"] = attention
+
+    def bad(key: str, got: Any, wanted: str) -> UserError:
+        return UserError(f"cannot load {path}: its GGUF header's {prefix}{key} is {short_repr(got)}, not {wanted}; "
+                         "write the file again from its model")
+
+    if kind is not None and not (isinstance(kind, str) and kind.lower() in GGUF_SCALING_TYPES):
+        raise bad("type", kind, f"one of llama.cpp's scaling types ({', '.join(GGUF_SCALING_TYPES)})")
+    scaling: dict[str, Any] = {"rope_type": kind}
+    if original is not None:
+        try:
+            scaling["original_max_position_embeddings"] = int_field(original, "original_context_length", 1, MAX_LENGTH)
+        except UserError:
+            raise bad("original_context_length", original, f"a context length in [1, {MAX_LENGTH:,}]") from None
+    for key, got, name in (("factor", factor, "factor"), ("attn_factor", attention, "attention_factor")):
+        if got is None:
+            continue
+        if isinstance(got, bool) or not isinstance(got, (int, float)) or not math.isfinite(got) or got <= 0:
+            raise bad(key, got, "a finite number > 0")
+        scaling[name] = float(got)
     scaling["applied_by_transformers"] = False
     return scaling
 
@@ -532,6 +605,15 @@ def load_tokenizer_of(name_or_path: str | os.PathLike | ModelSource) -> Any | No
         reason = str(e).removeprefix(f"cannot load {source.label!r}: ").rstrip(" :")
         raise UserError(f"cannot load the tokenizer of {source.label!r} ({reason}): its tokenizer files are "
                         f"incomplete or damaged; {TOKENIZER_FILES_FIX}") from None
+    except Exception as e:  # noqa: BLE001 - the tokenizers library's bare Exception ("Token `Ġ` out of vocabulary"),
+        # an IndexError for a GGUF's bos id past its token list, a TypeError for token ids written as numbers: each
+        # was a traceback, after the weights had loaded (battery 21c)
+        text = str(e).strip()
+        reason = f"{type(e).__name__}: {text.splitlines()[0][:160] if text else 'no message'}"
+        what, fix = (("its GGUF header's tokenizer keys (tokenizer.ggml.*) are damaged",
+                      "write the file again from its model") if source.kind == "gguf"
+                     else ("its tokenizer files are incomplete or damaged", TOKENIZER_FILES_FIX))
+        raise UserError(f"cannot load the tokenizer of {source.label!r} ({reason}): {what}; {fix}") from None
     return check_vocabulary(tokenizer, source.label)
 
 
@@ -687,6 +769,8 @@ def load_model(
     config = _from_pretrained(source, AutoConfig)
     if require_rope:
         _require_rope(config, label=source.label)
+    # the scaling a GGUF header declares (transformers drops it), read and checked before any weight is
+    gguf_scaling = _gguf_rope_scaling(Path(source.location) / str(source.gguf_file)) if source.kind == "gguf" else None
     problem = rope_type_problem(hf_config.rope_type(hf_config.rope_parameters(config) or {}))
     if problem:  # transformers' own message would be the bare type name, from a KeyError
         raise UserError(f"cannot load {source.label!r}: {problem}")
@@ -696,6 +780,7 @@ def load_model(
         kwargs["attn_implementation"] = impl
     default = attn_implementation_for(str(getattr(config, "model_type", "")))
     shown = default or "transformers' own"
+    tokenizer = load_tokenizer_of(source)  # seconds, and refused before the weights are read
     misfit = None
     try:
         with _held_load_report() as held:
@@ -717,9 +802,7 @@ def load_model(
         raise misfit
     model.to(dev)
     model.eval()
-    tokenizer = load_tokenizer_of(source)
     model._longrope_source = dataclasses.asdict(source)  # provenance for export and results
     if source.kind == "gguf":  # transformers drops the header's L and scaling; inspect_model reads them from here
-        model._longrope_gguf_scaling = _gguf_rope_scaling(Path(source.location) / str(source.gguf_file))
-        model._longrope_original_length = (model._longrope_gguf_scaling or {}).get("original_max_position_embeddings")
+        model._longrope_gguf_scaling = gguf_scaling
     return model, tokenizer
