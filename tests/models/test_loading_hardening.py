@@ -249,7 +249,7 @@ def test_a_config_json_transformers_own_checks_refuse_is_one_line_with_their_rea
         assert said in msg and "its config.json is refused by transformers' check" in msg and "fix" in msg, msg
 
 
-@pytest.mark.parametrize("damage", ["shard_missing", "index_not_json"])
+@pytest.mark.parametrize("damage", ["shard_missing", "index_not_json", "shard_outside"])
 def test_a_sharded_checkpoint_whose_index_or_shard_is_damaged_is_one_line_naming_the_index(tmp_path, damage):
     """A shard the index names that is not there was "No such file or directory: .../model-00002-of-00002.safetensors",
     an index that is no JSON "Expecting property name enclosed in double quotes: line 1 column 2": neither named the
@@ -261,9 +261,16 @@ def test_a_sharded_checkpoint_whose_index_or_shard_is_damaged_is_one_line_naming
     if damage == "shard_missing":
         shards[-1].unlink()
         said = f"its weight index model.safetensors.index.json names {shards[-1].name}, which is not in the folder"
+    elif damage == "shard_outside":  # read by transformers from outside the folder when a file lay there
+        index = json.loads((folder / "model.safetensors.index.json").read_text())
+        outside = tmp_path / shards[-1].name
+        shards[-1].rename(outside)
+        index["weight_map"] = {k: f"../{v}" if v == shards[-1].name else v for k, v in index["weight_map"].items()}
+        (folder / "model.safetensors.index.json").write_text(json.dumps(index))
+        said = f"its weight index model.safetensors.index.json names '../{shards[-1].name}', outside the model folder"
     else:
         (folder / "model.safetensors.index.json").write_text("{not json")
-        said = "its weight index model.safetensors.index.json is not valid JSON"
+        said = "model.safetensors.index.json is not a readable weight index of a sharded checkpoint"
     with pytest.raises(UserError) as e:
         loading.load_model(folder)
     assert said in _one_line(e) and "download or save the model again" in str(e.value)

@@ -353,6 +353,8 @@ def _load_local(source: ModelSource, loader: Any, **kwargs: Any) -> Any:
         # bounded and shape-checked before transformers parses it (a file nested 200,000 deep is a
         # RecursionError there)
         read_json(Path(source.location) / "config.json", what="model configuration (config.json)")
+    if source.kind == "folder":
+        _check_weight_index(source)
     from huggingface_hub.errors import StrictDataclassError  # transformers' config field checks
     from transformers import AutoConfig
 
@@ -371,26 +373,48 @@ def _load_local(source: ModelSource, loader: Any, **kwargs: Any) -> Any:
 _WEIGHT_INDEXES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
 
 
+def _check_weight_index(source: ModelSource) -> None:
+    """A sharded checkpoint's index names shard files in its folder: an entry such as ``../../x.safetensors`` (or an
+    absolute path) was read by transformers from outside the folder, refused only when no file lay there (battery
+    21c). The index is read by the one bounded JSON reader; its shape is checked."""
+    from longrope.io import read_json
+
+    folder = Path(source.location)
+    for name in _WEIGHT_INDEXES:
+        if not (folder / name).is_file():
+            continue
+        index = read_json(folder / name, what="weight index of a sharded checkpoint", fix=_RESAVE)
+        shards = index.get("weight_map") if isinstance(index, dict) else None
+        if not isinstance(shards, dict) or not all(isinstance(v, str) and v for v in shards.values()):
+            raise UserError(f"cannot load {source.label!r}: its weight index {name} holds no weight_map of tensor "
+                            f"names to shard files; {_RESAVE}")
+        inside = os.path.realpath(folder)
+        for shard in sorted(set(shards.values())):
+            where = os.path.realpath(folder / shard)
+            if os.path.isabs(shard) or os.path.commonpath([inside, where]) != inside:
+                raise UserError(f"cannot load {source.label!r}: its weight index {name} names {shard!r}, outside "
+                                f"the model folder, where a checkpoint's shards lie; {_RESAVE}")
+
+
+#: the fix of a damaged sharded checkpoint
+_RESAVE = "download or save the model again (every shard with its index)"
+
+
 def _index_problem(source: ModelSource, e: Exception) -> str | None:
     """What is wrong with a sharded checkpoint's index or shards, naming the file and the fix, or None: a shard the
     index names that is not there was "No such file or directory: .../model-00004-of-00004.safetensors", an index
     that is no JSON "Expecting property name enclosed in double quotes: line 1 column 2", neither naming the index
     nor what to do (battery 21c)."""
-    import json
-
-    if source.kind != "folder" or not isinstance(e, (FileNotFoundError, json.JSONDecodeError)):
-        return None
+    if source.kind != "folder" or not isinstance(e, FileNotFoundError):
+        return None  # (an index that is no JSON, or names a shard outside the folder: _check_weight_index)
     folder = Path(source.location)
     index = next((folder / name for name in _WEIGHT_INDEXES if (folder / name).is_file()), None)
     if index is None:
         return None
-    fix = "download or save the model again (every shard with its index)"
-    if isinstance(e, json.JSONDecodeError):
-        return f"its weight index {index.name} is not valid JSON ({e.msg} at line {e.lineno}); {fix}"
     missing = re.search(r"No such file or directory:? '?([^']+)'?$", str(e).strip())
     named = missing.group(1) if missing else e.filename
     shown = os.path.relpath(named, folder) if named else "a shard"
-    return f"its weight index {index.name} names {shown}, which is not in the folder; {fix}"
+    return f"its weight index {index.name} names {shown}, which is not in the folder; {_RESAVE}"
 
 
 def _config_problem(e: Exception, where: str = "its config.json") -> str:
