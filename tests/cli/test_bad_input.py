@@ -395,7 +395,9 @@ def test_a_write_past_the_file_size_limit_names_the_limit(env, monkeypatch, caps
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "file-size limit" in err and "ulimit -f" in err, err
-    monkeypatch.setattr(resource, "getrlimit", lambda what: (1 << 20, resource.RLIM_INFINITY))
+    real = resource.getrlimit
+    monkeypatch.setattr(resource, "getrlimit", lambda what: (1 << 20, resource.RLIM_INFINITY)
+                        if what == resource.RLIMIT_FSIZE else real(what))
     short = OSError("196608 requested and 64656 written")
     monkeypatch.setattr(baseline, "run", lambda args: (_ for _ in ()).throw(short))
     assert main(argv) == 2
@@ -414,3 +416,23 @@ def test_a_file_output_given_as_a_folder_with_a_trailing_slash_is_refused(tmp_pa
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and "ends in '/'" in err[0], err
         assert not out.exists()
+
+
+def test_an_address_space_limit_too_small_for_the_libraries_is_refused_first(env, monkeypatch, capsys):
+    """`ulimit -v` below what torch and transformers take to load: importing torch aborted the process (std::bad_alloc,
+    status 134, at 500 MB), scipy's BLAS spun for ever (800 MB), a library that could not be mapped was blamed on the
+    attention implementation (900 MB) (battery 21). Refused in one line before any library is imported."""
+    import resource
+
+    import longrope.cli.baseline as baseline
+
+    real = resource.getrlimit
+    small = 800_000 * 1024
+    monkeypatch.setattr(resource, "getrlimit", lambda what: (small, resource.RLIM_INFINITY)
+                        if what == resource.RLIMIT_AS else real(what))
+    monkeypatch.setattr(baseline, "run", lambda args: pytest.fail("the command ran under the limit"))
+    out = env / "b.json"
+    assert main(["baseline", "--model", "tiny", "--method", "pi", "--target-length", "64", "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "ulimit -v 800000 KiB" in err and "raise it" in err, err
+    assert not out.exists()

@@ -283,6 +283,33 @@ def _raised_by_an_import(exc: BaseException) -> bool:
     return False
 
 
+#: the address space (bytes) torch, transformers and the libraries they load (scipy's BLAS through transformers'
+#: model classes) take before a command's own work: 0.7 GB for inspect, 1.05-1.1 GB for a command that loads the
+#: tiny model (tokenize, generate, export; VmPeak, torch 2.13 on Linux)
+LIBRARY_ADDRESS_SPACE = 1 << 30
+
+
+def _address_space_too_small() -> str | None:
+    """Why this process cannot load its libraries under its address-space limit (``ulimit -v``), with the fix; None
+    when there is no such limit or it is at least :data:`LIBRARY_ADDRESS_SPACE`. Checked before a command imports
+    torch: under a smaller limit the import aborted the process ('terminate called after throwing an instance of
+    std::bad_alloc', status 134, at 500 MB), scipy's BLAS spun for ever on its first allocation (800 MB: a command
+    that never ended), a library that could not be mapped was blamed on the attention implementation (900 MB), and
+    the tiny model's 18 MB of weights were told to use shorter sequences (1 GB; battery 21)."""
+    try:
+        import resource
+
+        limit = resource.getrlimit(resource.RLIMIT_AS)[0]
+    except (ImportError, AttributeError, OSError, ValueError):  # no such limit here (Windows)
+        return None
+    if limit == resource.RLIM_INFINITY or limit >= LIBRARY_ADDRESS_SPACE:
+        return None
+    need = LIBRARY_ADDRESS_SPACE // 1024
+    return (f"this process's address-space limit (ulimit -v {limit // 1024} KiB) is below the {need:,} KiB (1 GiB) that "
+            f"torch and transformers take to load, under which they abort or hang; raise it (ulimit -v {need} or more, "
+            "or unlimited) and run the command again")
+
+
 def _write_refused(name: str, exc: BaseException, where: str = "") -> int | None:
     """The one line for a write the disk could not take (every command: one check, :func:`longrope.io.is_disk_full`)
     or that passed the file-size limit (``ulimit -f``: safetensors' save was a traceback, gguf's writer said the disk
@@ -546,6 +573,9 @@ def _main(argv: list[str] | None, parser: argparse.ArgumentParser | None) -> int
     from longrope.errors import ConfigError, UserError
 
     name = " ".join(x for x in (parser.prog, getattr(args, "command", None), getattr(args, "kind", None)) if x)
+    if (small := _address_space_too_small()) is not None:
+        _tell(f"{name}: error: {small}")
+        return 2
     try:
         return int((_run_command(args) if is_run else _run_tool(args)) or 0)
     except ConfigError as exc:
