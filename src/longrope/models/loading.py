@@ -31,6 +31,7 @@ import math
 import os
 import pickle
 import re
+import shlex
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -128,6 +129,25 @@ def _refuse_other_folder(path: Path) -> None:
         raise UserError(f"{path} is a fine-tune checkpoint (training state, not a model): {fix}")
 
 
+def _refuse_unreadable(path: Path) -> None:
+    """A model file, or a model folder or one of its files, that this user may not read: say so, with the fix. Each
+    reader worded it as another problem: an unreadable model.safetensors was 'No such file or directory', an
+    unreadable tokenizer.json 'its tokenizer files are incomplete or damaged; copy them again', an unreadable folder
+    'has no config.json and no .gguf file' (battery 21)."""
+    if path.is_dir():
+        if not os.access(path, os.R_OK | os.X_OK):
+            raise UserError(f"cannot read model folder {path} (permission denied): make it readable "
+                            f"(chmod a+rx {shlex.quote(str(path))}) or give a copy you can read")
+        denied = sorted(p.name for p in path.iterdir() if p.is_file() and not os.access(p, os.R_OK))
+        if denied:
+            shown = ", ".join(denied[:3]) + (" ..." if len(denied) > 3 else "")
+            raise UserError(f"cannot read {shown} in model folder {path} (permission denied): make the files "
+                            f"readable (chmod a+r {shlex.quote(str(path))}/*) or give a copy you can read")
+    elif not os.access(path, os.R_OK):
+        raise UserError(f"cannot read model file {path} (permission denied): make it readable "
+                        f"(chmod a+r {shlex.quote(str(path))}) or give a copy you can read")
+
+
 def _refuse_broken_links(folder: Path) -> None:
     """A model folder whose files are links to files that no longer exist (a snapshot copied or moved out of the
     Hugging Face cache keeps links to its blobs): say so, not "no file named model.safetensors found"."""
@@ -163,8 +183,10 @@ def resolve_source(name_or_path: str | os.PathLike) -> ModelSource:
     if path.is_file():
         if path.suffix.lower() != ".gguf":
             raise UserError(f"{path} is a file but not a .gguf; pass a model folder or a .gguf file")
+        _refuse_unreadable(path)
         return ModelSource("gguf", str(path.resolve().parent), path.name, label=label)
     if path.is_dir():
+        _refuse_unreadable(path)
         _refuse_broken_links(path)
         if (path / "config.json").is_file():
             _refuse_run_folder(path)
