@@ -436,3 +436,18 @@ def test_an_address_space_limit_too_small_for_the_libraries_is_refused_first(env
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "ulimit -v 800000 KiB" in err and "raise it" in err, err
     assert not out.exists()
+
+
+def test_a_permission_error_at_the_command_line_says_what_to_change(env, monkeypatch, capsys):
+    """A shard file or a run folder this user may not read came to the command line as 'Permission denied (PATH)'
+    and nothing more: the problem without its fix (battery 21)."""
+    import errno
+
+    import longrope.cli.baseline as baseline
+
+    exc = PermissionError(errno.EACCES, "Permission denied", "/data/shards/shard-00000.bin")
+    monkeypatch.setattr(baseline, "run", lambda args: (_ for _ in ()).throw(exc))
+    assert main(["baseline", "--model", "tiny", "--method", "pi", "--target-length", "64", "-o",
+                 str(env / "b.json")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "shard-00000.bin" in err and "chmod" in err, err

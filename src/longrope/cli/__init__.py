@@ -532,9 +532,18 @@ def _told_os_error(name: str, exc: OSError) -> int:
         return 2
     from longrope.io import os_error_fix
 
-    fix = f"; {os_error_fix(exc)}" if os_error_fix(exc) else ""
-    _tell(f"{name}: error: {exc.strerror or exc}{where}{fix}")
+    fix = os_error_fix(exc, _LAST_FIXES.get(exc.errno))
+    _tell(f"{name}: error: {exc.strerror or exc}{where}{f'; {fix}' if fix else ''}")
     return 2
+
+
+#: the fix of an OS error that reached the command line without a reader's own words: a shard file or a run folder
+#: this user may not read was 'Permission denied (PATH)', no word of what to do (battery 21)
+_LAST_FIXES = {
+    errno.EACCES: "this user may not use that path: change its permissions (chmod) or owner, or give another path",
+    errno.EPERM: "this user may not use that path: change its permissions (chmod) or owner, or give another path",
+    errno.EROFS: "the file system there is read-only: give a path on a writable one",
+}
 
 
 def _main(argv: list[str] | None, parser: argparse.ArgumentParser | None) -> int:
