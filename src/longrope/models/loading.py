@@ -39,7 +39,7 @@ from typing import Any
 from longrope.errors import UserError
 from longrope.formats import hf_config
 from longrope.hub import hub_reachable as _hub_reachable  # module-level name: tests monkeypatch it
-from longrope.io import check_no_link_loop, path_argument
+from longrope.io import check_no_link_loop, path_argument, path_kind
 from longrope.models.families import (
     RopeInfo,
     attn_implementation_for,
@@ -198,6 +198,8 @@ def resolve_source(name_or_path: str | os.PathLike) -> ModelSource:
             _refuse_other_folder(path)
         what = f"{len(ggufs)} .gguf files (pass one of them)" if ggufs else "no config.json and no .gguf file"
         raise UserError(f"model folder {path} has {what}")
+    if path_kind(path) is not None:  # neither a file nor a folder: a device, a named pipe, a socket
+        raise UserError(f"{path} is {path_kind(path)}, not a model; pass a model folder or a .gguf file")
     if label.lower().endswith((".gguf", ".json", ".safetensors")) or label.startswith((".", "/", "~")):
         raise UserError(f"no such model file or folder: {label}")
     if _HUB_ID.fullmatch(label) or re.fullmatch(r"[A-Za-z0-9][\w.-]*", label):
