@@ -451,3 +451,25 @@ def test_a_permission_error_at_the_command_line_says_what_to_change(env, monkeyp
                  str(env / "b.json")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "shard-00000.bin" in err and "chmod" in err, err
+
+
+def test_a_run_stopped_by_the_file_size_limit_or_a_full_disk_says_how_to_continue(env, monkeypatch, capsys):
+    """A search stopped by `ulimit -f` said only 'raise the file-size limit ... or write a smaller output': not that
+    its work is kept and --resume continues it, as an interrupted one says (battery 21)."""
+    import dataclasses
+    import errno
+
+    import longrope.runs.folder as folder
+    import longrope.runs.search as search
+
+    for exc, said in [(OSError(errno.EFBIG, "File too large"), "file-size limit"),
+                      (OSError(errno.ENOSPC, "No space left on device"), "no space left")]:
+        monkeypatch.setattr(search, "SPEC", dataclasses.replace(search.SPEC, run=lambda config, exc=exc: (
+            _ for _ in ()).throw(exc)))
+        for holds, then in [(True, "run the same command with --resume to continue"),
+                            (False, "nothing was written yet: run the same command again")]:
+            monkeypatch.setattr(folder, "holds_run", lambda output, command, holds=holds: holds)
+            assert main(["search", "--model", str(env / "model"), "--data", str(env / "data"), "--target-length",
+                         "128", "-o", str(env / "s-limit")]) == 2
+            err = capsys.readouterr().err
+            assert err.count("\n") == 1 and said in err and err.rstrip().endswith(then), err

@@ -310,10 +310,12 @@ def _address_space_too_small() -> str | None:
             "or unlimited) and run the command again")
 
 
-def _write_refused(name: str, exc: BaseException, where: str = "") -> int | None:
+def _write_refused(name: str, exc: BaseException, where: str = "", then: str = "") -> int | None:
     """The one line for a write the disk could not take (every command: one check, :func:`longrope.io.is_disk_full`)
     or that passed the file-size limit (``ulimit -f``: safetensors' save was a traceback, gguf's writer said the disk
-    was full, battery 13); None for any other error. A short write under a finite limit may be either: both named."""
+    was full, battery 13); None for any other error. A short write under a finite limit may be either: both named.
+    ``then``: what a resumable run adds (:func:`_how_to_continue`): a search stopped by the limit said only 'write a
+    smaller output', not that its work is kept for --resume (battery 21)."""
     from longrope.io import is_disk_full, is_file_too_large
 
     try:
@@ -324,13 +326,13 @@ def _write_refused(name: str, exc: BaseException, where: str = "") -> int | None
         limited = False
     raise_limit = "raise the file-size limit (ulimit -f unlimited) or write a smaller output"
     if is_file_too_large(exc):
-        _tell(f"{name}: error: a file grew past the file-size limit of this process{where}; {raise_limit}")
+        _tell(f"{name}: error: a file grew past the file-size limit of this process{where}; {raise_limit}{then}")
         return 2
     if not is_disk_full(exc):
         return None
     also = "" if not limited else f" (or a file reached the file-size limit: {raise_limit})"
     _tell(f"{name}: error: no space left on the disk{where or ' being written to'}; free space there or write the "
-          f"output to another disk{also}")
+          f"output to another disk{also}{then}")
     return 2
 
 
@@ -458,21 +460,27 @@ def _interrupted(name: str, exc: KeyboardInterrupt, args: argparse.Namespace | N
         line, status = f"{name}: terminated ({signal.Signals(exc.signum).name})", 128 + exc.signum
     else:
         line, status = f"{name}: interrupted", 130
+    _tell(line + _how_to_continue(args))
+    return status
+
+
+def _how_to_continue(args: argparse.Namespace | None) -> str:
+    """What a resumable run that stopped before its end (interrupted, or a write the disk or the file-size limit
+    refused) says of its work: '; run the same command with --resume to continue', or that nothing was written yet;
+    '' for a command that is no resumable run."""
     from dataclasses import fields
 
     spec = getattr(args, "_spec", None)
-    if spec is not None and any(f.name == "resume" for f in fields(spec.config)):
-        from longrope.runs.folder import holds_run
+    if spec is None or not any(f.name == "resume" for f in fields(spec.config)):
+        return ""
+    from longrope.runs.folder import holds_run
 
-        output = getattr(args, spec.output_field, None) or getattr(args, "output", None)
-        if output is not None and not holds_run(output, spec.command):  # stopped in its set-up: --resume would
-            line += "; nothing was written yet: run the same command again"  # would answer 'nothing to resume'
-        elif getattr(args, "_rerun", False):
-            line += f"; 'longrope {spec.command} --config {output} --resume' continues it"
-        else:
-            line += "; run the same command with --resume to continue"
-    _tell(line)
-    return status
+    output = getattr(args, spec.output_field, None) or getattr(args, "output", None)
+    if output is not None and not holds_run(output, spec.command):  # stopped in its set-up: --resume would
+        return "; nothing was written yet: run the same command again"  # would answer 'nothing to resume'
+    if getattr(args, "_rerun", False):
+        return f"; 'longrope {spec.command} --config {output} --resume' continues it"
+    return "; run the same command with --resume to continue"
 
 
 class _StdoutRefused(OSError):
@@ -513,9 +521,10 @@ class _Stream:
         return getattr(self._stream, name)
 
 
-def _told_os_error(name: str, exc: OSError) -> int:
+def _told_os_error(name: str, exc: OSError, then: str = "") -> int:
     """The one line for an OSError that reached the command line (a file the user named: unreadable, read-only, a
-    full disk, ...), and the exit status."""
+    full disk, ...), and the exit status; ``then``: :func:`_write_refused`'s (out of file descriptors, the run folder's
+    record could not be opened to tell whether it holds work)."""
     if isinstance(exc, BrokenPipeError) and _stdout_gone():  # `| head` stopped reading: no mistake of theirs
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit's flush must not fail again
         return 141  # as a process SIGPIPE ends (Python ignores the signal), not 2 "error: Broken pipe"
@@ -524,7 +533,7 @@ def _told_os_error(name: str, exc: OSError) -> int:
               "folders are written before anything is printed); redirect stdout where it can be written")
         return 2
     where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
-    if (refused := _write_refused(name, exc, where)) is not None:
+    if (refused := _write_refused(name, exc, where, then)) is not None:
         return refused
     if exc.errno in (errno.EMFILE, errno.ENFILE):  # the limit, not the file named, is what to change
         _tell(f"{name}: error: too many open files{where}: the limit of open files is too low (ulimit -n); "
@@ -605,7 +614,7 @@ def _main(argv: list[str] | None, parser: argparse.ArgumentParser | None) -> int
         _tell(f"{name}: error: {exc}", every_process=exc.every_process)
         return 2
     except OSError as exc:  # a file the user named: unreadable, read-only, disk full ...
-        return _told_os_error(name, exc)
+        return _told_os_error(name, exc, _how_to_continue(args))
     except KeyboardInterrupt as exc:
         return _interrupted(name, exc, args)
     except (MemoryError, RuntimeError, ImportError) as exc:  # an allocation failure outside the evaluations' guard
@@ -617,7 +626,7 @@ def _main(argv: list[str] | None, parser: argparse.ArgumentParser | None) -> int
             _tell(f"{name}: error: {os.strerror(errno.ELOOP)} ({loop.group(1)}); "
                   f"{os_error_fix(OSError(errno.ELOOP, ''))}")
             return 2
-        if (refused := _write_refused(name, exc)) is not None:
+        if (refused := _write_refused(name, exc, then=_how_to_continue(args))) is not None:
             return refused
         if not isinstance(exc, (MemoryError, ImportError)):  # (importing torch to ask, after a MemoryError, raised another one)
             from longrope.evaluate.memory import is_out_of_memory
@@ -633,6 +642,6 @@ def _main(argv: list[str] | None, parser: argparse.ArgumentParser | None) -> int
               "samples or a smaller batch), a smaller dtype, or a device with more memory")
         return 2
     except Exception as exc:  # a library's own error for a full disk (safetensors' save: a traceback before)
-        if (refused := _write_refused(name, exc)) is None:
+        if (refused := _write_refused(name, exc, then=_how_to_continue(args))) is None:
             raise
         return refused
