@@ -473,3 +473,18 @@ def test_a_run_stopped_by_the_file_size_limit_or_a_full_disk_says_how_to_continu
                          "128", "-o", str(env / "s-limit")]) == 2
             err = capsys.readouterr().err
             assert err.count("\n") == 1 and said in err and err.rstrip().endswith(then), err
+
+
+def test_a_value_that_starts_with_a_dash_is_said_how_to_give(env, capsys, monkeypatch):
+    """A file named '-y.json' given as '-o -y.json' or '--factors -y.json' was argparse's 'expected one argument'
+    alone: no word of how such a value is given (battery 21). The way is said, and works."""
+    monkeypatch.chdir(env)
+    assert main(["baseline", "--model", "tiny", "--method", "pi", "--target-length", "1024", "-o", "-y.json"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "expected one argument" in err and "--option=VALUE" in err, err
+    assert main(["baseline", "--model", "tiny", "--method", "pi", "--target-length", "1024", "--output=-y.json"]) == 0
+    assert (env / "-y.json").is_file()
+    capsys.readouterr()
+    assert main(["eval", "ppl", "--model", "tiny", "--data", "data", "--factors", "-y.json", "-o", "e"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "expected at least one argument" in err and "./VALUE" in err, err

@@ -45,7 +45,14 @@ class _Parser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> None:  # type: ignore[override]
+        if _NO_VALUE.search(message):  # '-o -x.json': argparse takes a value that starts with '-' for an option
+            message += " (a value that starts with '-' is given as --option=VALUE, or a path as ./VALUE)"
         raise _ArgError(f"{self.prog}: error: {_named_once(message)} (see {self.prog} --help)")
+
+
+#: argparse's words for an option given no value, which is what a value starting with '-' ('-o -y.json', a file
+#: named '-y.json') looks like to it: the problem was said, not how to give such a value (battery 21)
+_NO_VALUE = re.compile(r"expected (one|at least one) argument")
 
 
 def _named_once(message: str) -> str:
