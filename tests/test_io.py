@@ -212,7 +212,7 @@ def test_an_output_that_is_a_pipe_device_or_dash_is_refused_and_left_alone(tmp_p
     pipe = tmp_path / "out.json"
     os.mkfifo(pipe)
     message = _error(lambda: write_json(pipe, {"a": 1}))
-    assert "is not a regular file (a device, pipe or socket)" in message and "\n" not in message
+    assert "is a special file (device, pipe or socket), not a regular file" in message and "\n" not in message
     assert pipe.exists() and not pipe.is_file()  # still the pipe
     assert "not a regular file" in _error(lambda: write_json("/dev/null", {"a": 1}))
     monkeypatch.chdir(tmp_path)
@@ -473,3 +473,29 @@ def test_a_record_json_cannot_hold_is_one_line_and_nothing_written(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == []
     write_ppl_outputs(tmp_path / "e", [], {"data": Path("shards")})
     assert json.loads((tmp_path / "e" / "ppl.json").read_text())["config"] == {"data": "shards"}
+
+
+def test_a_device_or_pipe_where_a_file_or_folder_belongs_is_named_as_what_it_is(tmp_path, capsys):
+    """/dev/null as an output folder was 'is a file', /dev/zero as a shard folder 'is a file', and /dev/zero or a
+    named pipe called model.gguf as the model 'no such model file or folder' (it exists; battery 21). One wording of
+    what stands there (io.path_kind), whoever refuses it."""
+    from longrope.cli import main
+    from longrope.io import SPECIAL_FILE, path_kind
+
+    pipe = tmp_path / "model.gguf"
+    os.mkfifo(pipe)
+    assert (path_kind(pipe), path_kind(tmp_path), path_kind(tmp_path / "none")) == (SPECIAL_FILE, "a folder", None)
+    factors = tmp_path / "pi.json"
+    assert main(["baseline", "--model", "tiny", "--method", "pi", "--target-length", "512", "-o", str(factors)]) == 0
+    capsys.readouterr()
+    cases = [(["inspect", "--model", str(pipe)], f"{pipe} is {SPECIAL_FILE}, not a model"),
+             (["inspect", "--model", "/dev/zero"], f"/dev/zero is {SPECIAL_FILE}, not a model"),
+             (["export", "--model", "tiny", "--factors", str(factors), "-o", "/dev/null"],
+              f"output /dev/null is {SPECIAL_FILE}, not a folder"),
+             (["eval", "ppl", "--model", "tiny", "--data", "/dev/zero", "--lengths", "256", "-o", str(tmp_path / "e")],
+              f"/dev/zero is {SPECIAL_FILE}, not a folder"),
+             (["demo", "--model", "tiny", "--out", "/dev/null"], f"/dev/null is {SPECIAL_FILE}, not a folder")]
+    for argv, said in cases:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and said in err, (argv, err)

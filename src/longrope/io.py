@@ -268,6 +268,22 @@ def path_argument(value: Any, what: str) -> Path:
     raise UserError(f"{what} is given as a str or os.PathLike, got {shown}")
 
 
+#: how a message names what is neither a regular file nor a folder (a device such as /dev/null, a named pipe, a socket)
+SPECIAL_FILE = "a special file (device, pipe or socket)"
+
+
+def path_kind(path: str | os.PathLike) -> str | None:
+    """What ``path`` is, as a message names it: 'a folder', 'a file' (a regular one), :data:`SPECIAL_FILE`, or None
+    when there is nothing there (a link followed). The one wording of what stands where something else was expected:
+    /dev/null given as an output folder was 'is a file', /dev/zero or a named pipe given as a model 'no such model
+    file or folder' (battery 21)."""
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        return None
+    return "a folder" if stat.S_ISDIR(mode) else "a file" if stat.S_ISREG(mode) else SPECIAL_FILE
+
+
 def check_writable_path(path: str | os.PathLike) -> None:
     """Refuse, in one line naming the user's path, an output that is a folder, a device, pipe or socket (the
     move into place would replace it: as root even ``/dev/null``) or one that lies under a file (the OS would
@@ -288,7 +304,7 @@ def check_writable_path(path: str | os.PathLike) -> None:
     if path.is_dir():
         raise UserError(f"{path} is a folder where a file is to be written; {away}")
     if path.exists() and not path.is_file():
-        raise UserError(f"{path} is not a regular file (a device, pipe or socket), which writing would replace; {away}")
+        raise UserError(f"{path} is {SPECIAL_FILE}, not a regular file, which writing would replace; {away}")
     for parent in path.parents:
         if parent.exists():
             if not parent.is_dir():
@@ -694,7 +710,7 @@ def _open_regular(path: Path) -> Any:
     mode = os.fstat(fd).st_mode
     if not stat.S_ISREG(mode):
         os.close(fd)
-        raise OSError(f"a {'folder' if stat.S_ISDIR(mode) else 'special file (pipe, socket or device)'}, not a file")
+        raise OSError(f"{'a folder' if stat.S_ISDIR(mode) else SPECIAL_FILE}, not a file")
     os.set_blocking(fd, True)
     return os.fdopen(fd, "rb")
 

@@ -396,7 +396,9 @@ def test_a_write_past_the_file_size_limit_names_the_limit(env, monkeypatch, caps
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "file-size limit" in err and "ulimit -f" in err, err
-    monkeypatch.setattr(resource, "getrlimit", lambda what: (1 << 20, resource.RLIM_INFINITY))
+    real = resource.getrlimit
+    monkeypatch.setattr(resource, "getrlimit", lambda what: (1 << 20, resource.RLIM_INFINITY)
+                        if what == resource.RLIMIT_FSIZE else real(what))
     short = OSError("196608 requested and 64656 written")
     monkeypatch.setattr(baseline, "run", lambda args: (_ for _ in ()).throw(short))
     assert main(argv) == 2
@@ -415,3 +417,75 @@ def test_a_file_output_given_as_a_folder_with_a_trailing_slash_is_refused(tmp_pa
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and "ends in '/'" in err[0], err
         assert not out.exists()
+
+
+def test_an_address_space_limit_too_small_for_the_libraries_is_refused_first(env, monkeypatch, capsys):
+    """`ulimit -v` below what torch and transformers take to load: importing torch aborted the process (std::bad_alloc,
+    status 134, at 500 MB), scipy's BLAS spun for ever (800 MB), a library that could not be mapped was blamed on the
+    attention implementation (900 MB) (battery 21). Refused in one line before any library is imported."""
+    import resource
+
+    import longrope.cli.baseline as baseline
+
+    real = resource.getrlimit
+    small = 800_000 * 1024
+    monkeypatch.setattr(resource, "getrlimit", lambda what: (small, resource.RLIM_INFINITY)
+                        if what == resource.RLIMIT_AS else real(what))
+    monkeypatch.setattr(baseline, "run", lambda args: pytest.fail("the command ran under the limit"))
+    out = env / "b.json"
+    assert main(["baseline", "--model", "tiny", "--method", "pi", "--target-length", "64", "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "ulimit -v 800000 KiB" in err and "raise it" in err, err
+    assert not out.exists()
+
+
+def test_a_permission_error_at_the_command_line_says_what_to_change(env, monkeypatch, capsys):
+    """A shard file or a run folder this user may not read came to the command line as 'Permission denied (PATH)'
+    and nothing more: the problem without its fix (battery 21)."""
+    import errno
+
+    import longrope.cli.baseline as baseline
+
+    exc = PermissionError(errno.EACCES, "Permission denied", "/data/shards/shard-00000.bin")
+    monkeypatch.setattr(baseline, "run", lambda args: (_ for _ in ()).throw(exc))
+    assert main(["baseline", "--model", "tiny", "--method", "pi", "--target-length", "64", "-o",
+                 str(env / "b.json")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "shard-00000.bin" in err and "chmod" in err, err
+
+
+def test_a_run_stopped_by_the_file_size_limit_or_a_full_disk_says_how_to_continue(env, monkeypatch, capsys):
+    """A search stopped by `ulimit -f` said only 'raise the file-size limit ... or write a smaller output': not that
+    its work is kept and --resume continues it, as an interrupted one says (battery 21)."""
+    import dataclasses
+    import errno
+
+    import longrope.runs.folder as folder
+    import longrope.runs.search as search
+
+    for exc, said in [(OSError(errno.EFBIG, "File too large"), "file-size limit"),
+                      (OSError(errno.ENOSPC, "No space left on device"), "no space left")]:
+        monkeypatch.setattr(search, "SPEC", dataclasses.replace(search.SPEC, run=lambda config, exc=exc: (
+            _ for _ in ()).throw(exc)))
+        for holds, then in [(True, "run the same command with --resume to continue"),
+                            (False, "nothing was written yet: run the same command again")]:
+            monkeypatch.setattr(folder, "holds_run", lambda output, command, holds=holds: holds)
+            assert main(["search", "--model", str(env / "model"), "--data", str(env / "data"), "--target-length",
+                         "128", "-o", str(env / "s-limit")]) == 2
+            err = capsys.readouterr().err
+            assert err.count("\n") == 1 and said in err and err.rstrip().endswith(then), err
+
+
+def test_a_value_that_starts_with_a_dash_is_said_how_to_give(env, capsys, monkeypatch):
+    """A file named '-y.json' given as '-o -y.json' or '--factors -y.json' was argparse's 'expected one argument'
+    alone: no word of how such a value is given (battery 21). The way is said, and works."""
+    monkeypatch.chdir(env)
+    assert main(["baseline", "--model", "tiny", "--method", "pi", "--target-length", "1024", "-o", "-y.json"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "expected one argument" in err and "--option=VALUE" in err, err
+    assert main(["baseline", "--model", "tiny", "--method", "pi", "--target-length", "1024", "--output=-y.json"]) == 0
+    assert (env / "-y.json").is_file()
+    capsys.readouterr()
+    assert main(["eval", "ppl", "--model", "tiny", "--data", "data", "--factors", "-y.json", "-o", "e"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "expected at least one argument" in err and "./VALUE" in err, err

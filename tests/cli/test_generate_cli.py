@@ -167,3 +167,14 @@ def test_a_prompt_piped_in_with_prompt_file_dash_is_the_same_prompt(capsys, tmp_
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"It was a dark night")))
     code, _, err = _run(capsys, *argv, "--prompt-file", "-")
     assert code == 2 and "standard input holds more than" in err
+
+
+def test_a_closed_standard_input_is_said_to_be_closed_not_an_empty_prompt(capsys, yarn_file, monkeypatch):
+    """`longrope generate --prompt-file - <&-` said 'the prompt is empty; give the text to continue': a closed input
+    read as an empty one, the way to pipe the prompt unsaid (battery 21)."""
+    import sys
+
+    monkeypatch.setattr(sys, "stdin", None)
+    code, _, err = _run(capsys, "generate", "--model", "tiny", "--factors", str(yarn_file), "--prompt-file", "-",
+                        "--max-new-tokens", "2")
+    assert code == 2 and err.count("\n") == 1 and "standard input is closed" in err and "| longrope generate" in err

@@ -274,3 +274,30 @@ def test_a_sharded_checkpoint_whose_index_or_shard_is_damaged_is_one_line_naming
     with pytest.raises(UserError) as e:
         loading.load_model(folder)
     assert said in _one_line(e) and "download or save the model again" in str(e.value)
+
+
+def test_model_files_this_user_may_not_read_are_said_to_be_unreadable(tmp_path, monkeypatch):
+    """Battery 21 (as a user other than root, chmod 000): an unreadable model.safetensors was 'No such file or
+    directory', an unreadable tokenizer.json 'its tokenizer files are incomplete or damaged; copy them again', an
+    unreadable folder 'has no config.json and no .gguf file'. Each is said as what it is, with the fix."""
+    import os
+    import shutil
+
+    from longrope.models.loading import embedded_tiny_path, load_tokenizer_of, resolve_source
+
+    folder = tmp_path / "model"
+    shutil.copytree(embedded_tiny_path(), folder)
+    (folder / "m.gguf").write_bytes(b"GGUF")
+    real = os.access
+    for denied, said in [(folder / "model.safetensors", r"cannot read model.safetensors in model folder .*chmod"),
+                         (folder / "tokenizer.json", r"cannot read tokenizer.json in model folder"),
+                         (folder, r"cannot read model folder .*permission denied.*chmod a\+rx"),
+                         (folder / "m.gguf", r"cannot read model file .*m.gguf \(permission denied\)")]:
+        monkeypatch.setattr(os, "access", lambda p, mode, denied=denied: False if os.fspath(p) == os.fspath(denied)
+                            else real(p, mode))
+        target = folder / "m.gguf" if denied.name == "m.gguf" else folder
+        with pytest.raises(UserError, match=said):
+            resolve_source(str(target))
+        if denied.name == "tokenizer.json":
+            with pytest.raises(UserError, match=said):
+                load_tokenizer_of(str(folder))

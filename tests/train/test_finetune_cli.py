@@ -86,9 +86,11 @@ def test_a_checkpoint_the_disk_cannot_take_is_one_line_and_leaves_no_partial(tin
             "--steps", "2", "--checkpoint-every", "2", "--seq-len", "64", "--quiet"]
     cases = [(usage(1 << 30, 1 << 30, 4096), resource.getrlimit(resource.RLIMIT_FSIZE), "no space left on the disk"),
              (usage(1 << 40, 1 << 30, 1 << 39), (1 << 20, resource.RLIM_INFINITY), "past the file-size limit")]
+    real = resource.getrlimit
     for i, (disk, fsize, said) in enumerate(cases):
         monkeypatch.setattr(shutil, "disk_usage", lambda path, disk=disk: disk)
-        monkeypatch.setattr(resource, "getrlimit", lambda which, fsize=fsize: fsize)
+        monkeypatch.setattr(resource, "getrlimit", lambda which, fsize=fsize: fsize
+                            if which == resource.RLIMIT_FSIZE else real(which))
         out = tmp_path / f"ft{i}"
         assert main(argv + ["-o", str(out)]) == 2
         err = capsys.readouterr().err.strip().splitlines()

@@ -45,7 +45,14 @@ class _Parser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> None:  # type: ignore[override]
+        if _NO_VALUE.search(message):  # '-o -x.json': argparse takes a value that starts with '-' for an option
+            message += " (a value that starts with '-' is given as --option=VALUE, or a path as ./VALUE)"
         raise _ArgError(f"{self.prog}: error: {_named_once(message)} (see {self.prog} --help)")
+
+
+#: argparse's words for an option given no value, which is what a value starting with '-' ('-o -y.json', a file
+#: named '-y.json') looks like to it: the problem was said, not how to give such a value (battery 21)
+_NO_VALUE = re.compile(r"expected (one|at least one) argument")
 
 
 def _named_once(message: str) -> str:
@@ -331,10 +338,39 @@ def _raised_by_an_import(exc: BaseException) -> bool:
     return False
 
 
-def _write_refused(name: str, exc: BaseException, where: str = "") -> int | None:
+#: the address space (bytes) torch, transformers and the libraries they load (scipy's BLAS through transformers'
+#: model classes) take before a command's own work: 0.7 GB for inspect, 1.05-1.1 GB for a command that loads the
+#: tiny model (tokenize, generate, export; VmPeak, torch 2.13 on Linux)
+LIBRARY_ADDRESS_SPACE = 1 << 30
+
+
+def _address_space_too_small() -> str | None:
+    """Why this process cannot load its libraries under its address-space limit (``ulimit -v``), with the fix; None
+    when there is no such limit or it is at least :data:`LIBRARY_ADDRESS_SPACE`. Checked before a command imports
+    torch: under a smaller limit the import aborted the process ('terminate called after throwing an instance of
+    std::bad_alloc', status 134, at 500 MB), scipy's BLAS spun for ever on its first allocation (800 MB: a command
+    that never ended), a library that could not be mapped was blamed on the attention implementation (900 MB), and
+    the tiny model's 18 MB of weights were told to use shorter sequences (1 GB; battery 21)."""
+    try:
+        import resource
+
+        limit = resource.getrlimit(resource.RLIMIT_AS)[0]
+    except (ImportError, AttributeError, OSError, ValueError):  # no such limit here (Windows)
+        return None
+    if limit == resource.RLIM_INFINITY or limit >= LIBRARY_ADDRESS_SPACE:
+        return None
+    need = LIBRARY_ADDRESS_SPACE // 1024
+    return (f"this process's address-space limit (ulimit -v {limit // 1024} KiB) is below the {need:,} KiB (1 GiB) that "
+            f"torch and transformers take to load, under which they abort or hang; raise it (ulimit -v {need} or more, "
+            "or unlimited) and run the command again")
+
+
+def _write_refused(name: str, exc: BaseException, where: str = "", then: str = "") -> int | None:
     """The one line for a write the disk could not take (every command: one check, :func:`longrope.io.is_disk_full`)
     or that passed the file-size limit (``ulimit -f``: safetensors' save was a traceback, gguf's writer said the disk
-    was full, battery 13); None for any other error. A short write under a finite limit may be either: both named."""
+    was full, battery 13); None for any other error. A short write under a finite limit may be either: both named.
+    ``then``: what a resumable run adds (:func:`_how_to_continue`): a search stopped by the limit said only 'write a
+    smaller output', not that its work is kept for --resume (battery 21)."""
     from longrope.io import is_disk_full, is_file_too_large
 
     try:
@@ -345,13 +381,13 @@ def _write_refused(name: str, exc: BaseException, where: str = "") -> int | None
         limited = False
     raise_limit = "raise the file-size limit (ulimit -f unlimited) or write a smaller output"
     if is_file_too_large(exc):
-        _tell(f"{name}: error: a file grew past the file-size limit of this process{where}; {raise_limit}")
+        _tell(f"{name}: error: a file grew past the file-size limit of this process{where}; {raise_limit}{then}")
         return 2
     if not is_disk_full(exc):
         return None
     also = "" if not limited else f" (or a file reached the file-size limit: {raise_limit})"
     _tell(f"{name}: error: no space left on the disk{where or ' being written to'}; free space there or write the "
-          f"output to another disk{also}")
+          f"output to another disk{also}{then}")
     return 2
 
 
@@ -479,21 +515,27 @@ def _interrupted(name: str, exc: KeyboardInterrupt, args: argparse.Namespace | N
         line, status = f"{name}: terminated ({signal.Signals(exc.signum).name})", 128 + exc.signum
     else:
         line, status = f"{name}: interrupted", 130
+    _tell(line + _how_to_continue(args))
+    return status
+
+
+def _how_to_continue(args: argparse.Namespace | None) -> str:
+    """What a resumable run that stopped before its end (interrupted, or a write the disk or the file-size limit
+    refused) says of its work: '; run the same command with --resume to continue', or that nothing was written yet;
+    '' for a command that is no resumable run."""
     from dataclasses import fields
 
     spec = getattr(args, "_spec", None)
-    if spec is not None and any(f.name == "resume" for f in fields(spec.config)):
-        from longrope.runs.folder import holds_run
+    if spec is None or not any(f.name == "resume" for f in fields(spec.config)):
+        return ""
+    from longrope.runs.folder import holds_run
 
-        output = getattr(args, spec.output_field, None) or getattr(args, "output", None)
-        if output is not None and not holds_run(output, spec.command):  # stopped in its set-up: --resume would
-            line += "; nothing was written yet: run the same command again"  # would answer 'nothing to resume'
-        elif getattr(args, "_rerun", False):
-            line += f"; 'longrope {spec.command} --config {output} --resume' continues it"
-        else:
-            line += "; run the same command with --resume to continue"
-    _tell(line)
-    return status
+    output = getattr(args, spec.output_field, None) or getattr(args, "output", None)
+    if output is not None and not holds_run(output, spec.command):  # stopped in its set-up: --resume would
+        return "; nothing was written yet: run the same command again"  # would answer 'nothing to resume'
+    if getattr(args, "_rerun", False):
+        return f"; 'longrope {spec.command} --config {output} --resume' continues it"
+    return "; run the same command with --resume to continue"
 
 
 class _StdoutRefused(OSError):
@@ -534,9 +576,10 @@ class _Stream:
         return getattr(self._stream, name)
 
 
-def _told_os_error(name: str, exc: OSError) -> int:
+def _told_os_error(name: str, exc: OSError, then: str = "") -> int:
     """The one line for an OSError that reached the command line (a file the user named: unreadable, read-only, a
-    full disk, ...), and the exit status."""
+    full disk, ...), and the exit status; ``then``: :func:`_write_refused`'s (out of file descriptors, the run folder's
+    record could not be opened to tell whether it holds work)."""
     if isinstance(exc, BrokenPipeError) and _stdout_gone():  # `| head` stopped reading: no mistake of theirs
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit's flush must not fail again
         return 141  # as a process SIGPIPE ends (Python ignores the signal), not 2 "error: Broken pipe"
@@ -545,7 +588,7 @@ def _told_os_error(name: str, exc: OSError) -> int:
               "folders are written before anything is printed); redirect stdout where it can be written")
         return 2
     where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
-    if (refused := _write_refused(name, exc, where)) is not None:
+    if (refused := _write_refused(name, exc, where, then)) is not None:
         return refused
     if exc.errno in (errno.EMFILE, errno.ENFILE):  # the limit, not the file named, is what to change
         _tell(f"{name}: error: too many open files{where}: the limit of open files is too low (ulimit -n); "
@@ -553,9 +596,18 @@ def _told_os_error(name: str, exc: OSError) -> int:
         return 2
     from longrope.io import os_error_fix
 
-    fix = f"; {os_error_fix(exc)}" if os_error_fix(exc) else ""
-    _tell(f"{name}: error: {exc.strerror or exc}{where}{fix}")
+    fix = os_error_fix(exc, _LAST_FIXES.get(exc.errno))
+    _tell(f"{name}: error: {exc.strerror or exc}{where}{f'; {fix}' if fix else ''}")
     return 2
+
+
+#: the fix of an OS error that reached the command line without a reader's own words: a shard file or a run folder
+#: this user may not read was 'Permission denied (PATH)', no word of what to do (battery 21)
+_LAST_FIXES = {
+    errno.EACCES: "this user may not use that path: change its permissions (chmod) or owner, or give another path",
+    errno.EPERM: "this user may not use that path: change its permissions (chmod) or owner, or give another path",
+    errno.EROFS: "the file system there is read-only: give a path on a writable one",
+}
 
 
 def _main(argv: list[str] | None, parser: argparse.ArgumentParser | None) -> int:
@@ -594,6 +646,9 @@ def _main(argv: list[str] | None, parser: argparse.ArgumentParser | None) -> int
     from longrope.errors import ConfigError, UserError
 
     name = " ".join(x for x in (parser.prog, getattr(args, "command", None), getattr(args, "kind", None)) if x)
+    if (small := _address_space_too_small()) is not None:
+        _tell(f"{name}: error: {small}")
+        return 2
     try:
         return int((_run_command(args) if is_run else _run_tool(args)) or 0)
     except ConfigError as exc:
@@ -614,7 +669,7 @@ def _main(argv: list[str] | None, parser: argparse.ArgumentParser | None) -> int
         _tell(f"{name}: error: {exc}", every_process=exc.every_process)
         return 2
     except OSError as exc:  # a file the user named: unreadable, read-only, disk full ...
-        return _told_os_error(name, exc)
+        return _told_os_error(name, exc, _how_to_continue(args))
     except KeyboardInterrupt as exc:
         return _interrupted(name, exc, args)
     except (MemoryError, RuntimeError, ImportError) as exc:  # an allocation failure outside the evaluations' guard
@@ -626,7 +681,7 @@ def _main(argv: list[str] | None, parser: argparse.ArgumentParser | None) -> int
             _tell(f"{name}: error: {os.strerror(errno.ELOOP)} ({loop.group(1)}); "
                   f"{os_error_fix(OSError(errno.ELOOP, ''))}")
             return 2
-        if (refused := _write_refused(name, exc)) is not None:
+        if (refused := _write_refused(name, exc, then=_how_to_continue(args))) is not None:
             return refused
         if not isinstance(exc, (MemoryError, ImportError)):  # (importing torch to ask, after a MemoryError, raised another one)
             from longrope.evaluate.memory import is_out_of_memory
@@ -642,6 +697,6 @@ def _main(argv: list[str] | None, parser: argparse.ArgumentParser | None) -> int
               "samples or a smaller batch), a smaller dtype, or a device with more memory")
         return 2
     except Exception as exc:  # a library's own error for a full disk (safetensors' save: a traceback before)
-        if (refused := _write_refused(name, exc)) is None:
+        if (refused := _write_refused(name, exc, then=_how_to_continue(args))) is None:
             raise
         return refused

@@ -44,7 +44,13 @@ def run(args: GenerateConfig) -> int:
     given_opts = {k: v for k, v in (("temperature", args.temperature), ("top_p", args.top_p),
                                     ("cache_policy", args.cache_policy)) if v is not None}
     if args.prompt_file == "-":  # piped in: read to its end, within a bound (`yes |` never ends)
-        data = read_at_most(sys.stdin.buffer, STDIN_LIMIT + 1) if sys.stdin is not None else b""
+        if sys.stdin is None:  # closed ('<&-'): it was 'the prompt is empty', as if an empty text had been piped
+            raise UserError("--prompt-file -: standard input is closed; pipe the prompt in (... | longrope generate "
+                            "--prompt-file -), or give --prompt TEXT or --prompt-file FILE")
+        try:
+            data = read_at_most(sys.stdin.buffer, STDIN_LIMIT + 1)
+        except OSError as e:  # '< /some/folder': 'Is a directory' with no word of which input (battery 21)
+            raise UserError(f"cannot read --prompt-file - (standard input): {os_error_words(e)}") from None
         if len(data) > STDIN_LIMIT:
             raise UserError(f"--prompt-file -: standard input holds more than {STDIN_LIMIT >> 20} MiB; a prompt "
                             "that long is no prompt (give a file, or a shorter text)")

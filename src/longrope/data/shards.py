@@ -44,7 +44,15 @@ from typing import Any
 import numpy as np
 
 from longrope.errors import UserError
-from longrope.io import check_no_link_loop, file_sha256, is_record_of, path_argument, read_json, write_json
+from longrope.io import (
+    check_no_link_loop,
+    file_sha256,
+    is_record_of,
+    path_argument,
+    path_kind,
+    read_json,
+    write_json,
+)
 
 __all__ = [
     "FORMAT",
@@ -271,7 +279,7 @@ class TokenCorpus:
         path = path_argument(path, "a shard folder")
         meta_path = path / "meta.json"
         if path.exists() and not path.is_dir():
-            raise UserError(f"{path} is a file; give a shard folder made by 'longrope tokenize'")
+            raise UserError(f"{path} is {path_kind(path)}, not a folder; give a shard folder made by 'longrope tokenize'")
         if not path.is_dir():
             check_no_link_loop(path, "shard folder")
             raise UserError(f"{path}: no such shard folder; create one with 'longrope tokenize'")

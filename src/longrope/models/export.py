@@ -65,6 +65,7 @@ from longrope.io import (
     os_error_fix,
     output_folder,
     path_argument,
+    path_kind,
     place_new,
     remove_dead_leftovers,
     replace_folder,
@@ -253,7 +254,8 @@ def check_output_folder(out: Path, overwrite: bool) -> None:
     overwrite = check_flag(overwrite, "overwrite")
     check_utf8_path(out.resolve())
     if out.exists() and not out.is_dir():
-        raise UserError(f"output {out} is a file; give a folder path with -o (or --format gguf for a .gguf file)")
+        raise UserError(f"output {out} is {path_kind(out)}, not a folder; give a folder path with -o (or --format gguf "
+                        "for a .gguf file)")
     check_replaceable_target(out)
     if out.exists() and any(out.iterdir()):
         if not overwrite:

@@ -31,6 +31,7 @@ import math
 import os
 import pickle
 import re
+import shlex
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,7 @@ from typing import Any
 from longrope.errors import UserError
 from longrope.formats import hf_config
 from longrope.hub import hub_reachable as _hub_reachable  # module-level name: tests monkeypatch it
-from longrope.io import check_no_link_loop, path_argument
+from longrope.io import check_no_link_loop, path_argument, path_kind
 from longrope.models.families import (
     RopeInfo,
     attn_implementation_for,
@@ -130,6 +131,25 @@ def _refuse_other_folder(path: Path) -> None:
         raise UserError(f"{path} is a fine-tune checkpoint (training state, not a model): {fix}")
 
 
+def _refuse_unreadable(path: Path) -> None:
+    """A model file, or a model folder or one of its files, that this user may not read: say so, with the fix. Each
+    reader worded it as another problem: an unreadable model.safetensors was 'No such file or directory', an
+    unreadable tokenizer.json 'its tokenizer files are incomplete or damaged; copy them again', an unreadable folder
+    'has no config.json and no .gguf file' (battery 21)."""
+    if path.is_dir():
+        if not os.access(path, os.R_OK | os.X_OK):
+            raise UserError(f"cannot read model folder {path} (permission denied): make it readable "
+                            f"(chmod a+rx {shlex.quote(str(path))}) or give a copy you can read")
+        denied = sorted(p.name for p in path.iterdir() if p.is_file() and not os.access(p, os.R_OK))
+        if denied:
+            shown = ", ".join(denied[:3]) + (" ..." if len(denied) > 3 else "")
+            raise UserError(f"cannot read {shown} in model folder {path} (permission denied): make the files "
+                            f"readable (chmod a+r {shlex.quote(str(path))}/*) or give a copy you can read")
+    elif not os.access(path, os.R_OK):
+        raise UserError(f"cannot read model file {path} (permission denied): make it readable "
+                        f"(chmod a+r {shlex.quote(str(path))}) or give a copy you can read")
+
+
 def _refuse_broken_links(folder: Path) -> None:
     """A model folder whose files are links to files that no longer exist (a snapshot copied or moved out of the
     Hugging Face cache keeps links to its blobs): say so, not "no file named model.safetensors found"."""
@@ -165,8 +185,10 @@ def resolve_source(name_or_path: str | os.PathLike) -> ModelSource:
     if path.is_file():
         if path.suffix.lower() != ".gguf":
             raise UserError(f"{path} is a file but not a .gguf; pass a model folder or a .gguf file")
+        _refuse_unreadable(path)
         return ModelSource("gguf", str(path.resolve().parent), path.name, label=label)
     if path.is_dir():
+        _refuse_unreadable(path)
         _refuse_broken_links(path)
         if (path / "config.json").is_file():
             _refuse_run_folder(path)
@@ -178,6 +200,8 @@ def resolve_source(name_or_path: str | os.PathLike) -> ModelSource:
             _refuse_other_folder(path)
         what = f"{len(ggufs)} .gguf files (pass one of them)" if ggufs else "no config.json and no .gguf file"
         raise UserError(f"model folder {path} has {what}")
+    if path_kind(path) is not None:  # neither a file nor a folder: a device, a named pipe, a socket
+        raise UserError(f"{path} is {path_kind(path)}, not a model; pass a model folder or a .gguf file")
     if label.lower().endswith((".gguf", ".json", ".safetensors")) or label.startswith((".", "/", "~")):
         raise UserError(f"no such model file or folder: {label}")
     if _HUB_ID.fullmatch(label) or re.fullmatch(r"[A-Za-z0-9][\w.-]*", label):

@@ -57,6 +57,7 @@ from longrope.io import (
     is_atomic_temporary,
     os_error_fix,
     output_folder,
+    path_kind,
     place_new,
     read_json,
     release_folder,
@@ -314,7 +315,7 @@ class RunFolder:
         if staged:  # built aside, then renamed over the target (the link's: a mount point there is refused too)
             check_replaceable_target(final, flag)
         if final.exists() and not final.is_dir():
-            raise UserError(f"{flag} {final} is a file, not a folder; give a folder path")
+            raise UserError(f"{flag} {final} is {path_kind(final)}, not a folder; give a folder path")
         parent = final.resolve().parent
         if parent.exists() and not parent.is_dir():
             raise UserError(f"{flag} {final}: {parent} is a file, not a folder")
