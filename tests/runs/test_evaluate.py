@@ -110,3 +110,18 @@ def test_one_factor_set_given_twice_is_refused_before_any_work(tmp_path, capsys)
         with pytest.raises(ValueError, match="give each factor set once"):
             PasskeyConfig(model="tiny", lengths=[256], output="pk", factors=tuple(factors))
     assert not (tmp_path / "pk").exists()
+
+
+def test_a_factor_file_named_with_a_control_character_gets_a_one_line_set_name(tmp_path):
+    """A factor file named 'a\\tb.json' printed its tab raw in the eval table (its row a column wider) and kept it in
+    the records' names (battery 21a open item): a set's name escapes control characters as it escapes non-UTF-8
+    bytes (data.sources.printable)."""
+    from longrope.models.loading import read_rope_info
+    from longrope.rope import make_baseline
+    from longrope.runs.evaluate import factor_sets
+
+    info = read_rope_info("tiny")
+    path = tmp_path / "a\tb.json"
+    make_baseline("yarn", rope_theta=info.rope_theta, rotary_dim=info.rotary_dim, original_length=256,
+                  target_length=512).save(path)
+    assert [n for n, _ in factor_sets((str(path),), skip_none=True, info=info, target=512)] == ["a\\tb"]

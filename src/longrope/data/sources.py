@@ -57,17 +57,20 @@ DOC_SUFFIXES = (".txt", ".txt.gz", ".jsonl", ".jsonl.gz", ".parquet")
 # Lone UTF-16 surrogates: what a non-UTF-8 file name (os.fsdecode) or an escaped "\ud800" in
 # JSON turns into; such a str cannot be encoded as UTF-8 (names.jsonl) nor by the tokenizer.
 _SURROGATE = re.compile("[\ud800-\udfff]")
+_CONTROL = re.compile("[\x00-\x1f\x7f]")
 
 
 def printable(text: object) -> str:
-    """``text`` with lone surrogates written as escapes, safe to print and to store as UTF-8."""
+    """``text`` with lone surrogates and control characters written as escapes (``\\xff``, ``\\t``), safe to print
+    on one line (a table's row, a message) and to store as UTF-8: a factor file named with a tab made an eval table's
+    row a column wider (battery 21a)."""
     s = str(text)
-    if not _SURROGATE.search(s):
-        return s
-    try:  # a file name's undecodable bytes (surrogateescape) → their \xNN escapes
-        return s.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-    except UnicodeEncodeError:
-        return s.encode("utf-8", "backslashreplace").decode("utf-8")
+    if _SURROGATE.search(s):
+        try:  # a file name's undecodable bytes (surrogateescape) → their \xNN escapes
+            s = s.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        except UnicodeEncodeError:
+            s = s.encode("utf-8", "backslashreplace").decode("utf-8")
+    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], s)
 
 
 def valid_text(text: str) -> bool:
