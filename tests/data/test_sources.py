@@ -162,3 +162,13 @@ def test_resolve_sources_refuses_specs_that_are_no_list_of_texts(tmp_path):
     for bad in (5, str(tmp_path / "a.txt"), [str(tmp_path / "a.txt"), 5]):
         with pytest.raises(UserError):
             resolve_sources(bad)
+
+
+def test_a_device_among_the_inputs_is_named_as_what_it_is():
+    """--input /dev/zero was ': not a regular file or folder', with no fix and another wording than every other
+    check's (battery 21a open item): io.SPECIAL_FILE's words, and what to give."""
+    from longrope.data.sources import resolve_sources
+    from longrope.errors import UserError
+
+    with pytest.raises(UserError, match=r"/dev/zero is a special file \(device, pipe or socket\), not a text file"):
+        resolve_sources(["/dev/zero"])

@@ -371,7 +371,10 @@ def resolve_sources(
                                 "(optionally .txt.gz/.jsonl.gz)")
             kind = "file"
         elif p.exists():
-            raise UserError(f"{spec}: not a regular file or folder")
+            from longrope.io import SPECIAL_FILE
+
+            raise UserError(f"{spec} is {SPECIAL_FILE}, not a text file or a folder of them: give the files "
+                            "(.txt, .jsonl, .parquet) or their folder")
         elif spec in HUB_ALIASES or (spec.count("/") == 1 and not spec.startswith((".", "/"))
                                      and _suffix(p) is None):
             kind = "hub"
