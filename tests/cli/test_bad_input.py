@@ -277,6 +277,16 @@ def test_an_allocation_failure_is_one_line_naming_the_way_out(env, monkeypatch, 
         main(["baseline", "--model", "tiny", "--method", "pi", "--target-length", "64", "-o", str(env / "b.json")])
 
 
+def _baseline_failing_with(exc, env, monkeypatch, capsys):
+    """``longrope baseline``'s run raising ``exc``: its exit status is 2 and its standard error is returned."""
+    import longrope.cli.baseline as baseline
+
+    monkeypatch.setattr(baseline, "run", lambda args: (_ for _ in ()).throw(exc))
+    assert main(["baseline", "--model", "tiny", "--method", "pi", "--target-length", "64", "-o",
+                 str(env / "b.json")]) == 2
+    return capsys.readouterr().err
+
+
 @pytest.mark.parametrize("error", ["safetensors", "numpy-short-write", "enospc"])
 def test_a_full_disk_is_one_line_naming_the_way_out(env, monkeypatch, capsys, error):
     """A write the disk cannot take, however the library words it: safetensors' save was a 25-line traceback
@@ -285,15 +295,10 @@ def test_a_full_disk_is_one_line_naming_the_way_out(env, monkeypatch, capsys, er
 
     from safetensors import SafetensorError
 
-    import longrope.cli.baseline as baseline
-
     exc = {"safetensors": SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)"),
            "numpy-short-write": OSError("196608 requested and 64656 written"),
            "enospc": OSError(errno.ENOSPC, "No space left on device")}[error]
-    monkeypatch.setattr(baseline, "run", lambda args: (_ for _ in ()).throw(exc))
-    assert main(["baseline", "--model", "tiny", "--method", "pi", "--target-length", "64", "-o",
-                 str(env / "b.json")]) == 2
-    err = capsys.readouterr().err
+    err = _baseline_failing_with(exc, env, monkeypatch, capsys)
     assert err.count("\n") == 1 and "no space left on the disk" in err and "another disk" in err, err
 
 
@@ -371,13 +376,8 @@ def test_too_many_open_files_says_to_raise_the_limit(env, monkeypatch, capsys):
     files (…/PIL/BmpImagePlugin.py)': a library file the user did not name and no way out."""
     import errno
 
-    import longrope.cli.baseline as baseline
-
     exc = OSError(errno.EMFILE, "Too many open files", "/x/site-packages/PIL/BmpImagePlugin.py")
-    monkeypatch.setattr(baseline, "run", lambda args: (_ for _ in ()).throw(exc))
-    assert main(["baseline", "--model", "tiny", "--method", "pi", "--target-length", "64", "-o",
-                 str(env / "b.json")]) == 2
-    err = capsys.readouterr().err
+    err = _baseline_failing_with(exc, env, monkeypatch, capsys)
     assert err.count("\n") == 1 and "too many open files" in err and "ulimit -n" in err, err
 
 
@@ -444,13 +444,8 @@ def test_a_permission_error_at_the_command_line_says_what_to_change(env, monkeyp
     and nothing more: the problem without its fix (battery 21)."""
     import errno
 
-    import longrope.cli.baseline as baseline
-
     exc = PermissionError(errno.EACCES, "Permission denied", "/data/shards/shard-00000.bin")
-    monkeypatch.setattr(baseline, "run", lambda args: (_ for _ in ()).throw(exc))
-    assert main(["baseline", "--model", "tiny", "--method", "pi", "--target-length", "64", "-o",
-                 str(env / "b.json")]) == 2
-    err = capsys.readouterr().err
+    err = _baseline_failing_with(exc, env, monkeypatch, capsys)
     assert err.count("\n") == 1 and "shard-00000.bin" in err and "chmod" in err, err
 
 
