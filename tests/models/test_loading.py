@@ -468,3 +468,26 @@ def test_a_qwen3_gguf_whose_head_is_not_the_class_default_loads_as_the_model_it_
     ids = tiny_ids(24)
     with torch.no_grad():
         np.testing.assert_allclose(loaded(ids).logits.numpy(), model(ids).logits.numpy(), atol=1e-4)
+
+
+def test_a_gguf_whose_rotary_dims_exceed_its_head_is_refused_before_factors_are_made(tmp_path):
+    """rope.dimension_count larger than the head size (a header written wrong): baseline wrote factors for that many
+    pairs, and only loading the weights refused the file (battery 21c open item). The header is refused where the
+    config is read, by every command."""
+    import gguf
+    import numpy as np
+
+    from longrope.cli import main
+    from longrope.models.gguf import export_gguf
+    from longrope.rope import FactorSet
+
+    fs = FactorSet(long_factor=np.linspace(1.0, 4.0, 8), short_factor=np.ones(8), original_max_position_embeddings=TINY_L,
+                   max_position_embeddings=4 * TINY_L, rope_theta=TINY_THETA)
+    good = export_gguf(build_tiny("llama"), None, fs, tmp_path / "m.gguf", outtype="f32").path
+    head = int(loading.read_rope_info(good).rotary_dim)
+    path = _gguf_with(good, tmp_path / "wide.gguf", {"llama.rope.dimension_count": (2 * head, gguf.GGUFValueType.UINT32)})
+    with pytest.raises(UserError, match=f"rope.dimension_count {2 * head} is larger than the head size {head}"):
+        loading.read_rope_info(path)
+    out = tmp_path / "f.json"
+    assert main(["baseline", "--model", str(path), "--method", "pi", "--target-length", "4x", "-o", str(out)]) == 2
+    assert not out.exists()

@@ -313,6 +313,10 @@ def _gguf_config(source: ModelSource) -> Any:
     rotary = _gguf_header_int(path, "rope.dimension_count")
     heads = getattr(config, "num_attention_heads", None)
     head_dim = getattr(config, "head_dim", None) or (config.hidden_size // heads if heads else None)
+    if rotary and head_dim and rotary > head_dim:  # baseline wrote factors for it; loading refused the weights
+        raise UserError(f"cannot load {source.label!r}: its GGUF header's rope.dimension_count {rotary} is larger "
+                        f"than the head size {head_dim} (rotary dims lie within a head); write the file again from "
+                        "its model")
     if rotary and head_dim and 0 < rotary < head_dim:
         params = dict(getattr(config, "rope_parameters", None) or {})
         params["partial_rotary_factor"] = rotary / head_dim
