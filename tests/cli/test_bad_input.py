@@ -272,6 +272,16 @@ def test_an_allocation_failure_is_one_line_naming_the_way_out(env, monkeypatch, 
                  str(env / "b.json")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "out of memory" in err and "shorter sequences" in err and "more detail" not in err
+    import resource  # under an address-space limit just above the libraries' floor, the limit is named (battery 21a)
+
+    real, limit = resource.getrlimit, (1 << 30) + (1 << 27)
+    monkeypatch.setattr(resource, "getrlimit", lambda what: (limit, resource.RLIM_INFINITY)
+                        if what == resource.RLIMIT_AS else real(what))
+    assert main(["baseline", "--model", "tiny", "--method", "pi", "--target-length", "64", "-o",
+                 str(env / "b.json")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"raise this process's address-space limit (ulimit -v {limit // 1024} KiB)" in err
+    monkeypatch.setattr(resource, "getrlimit", real)
     monkeypatch.setattr(baseline, "run", lambda args: (_ for _ in ()).throw(RuntimeError("a bug")))
     with pytest.raises(RuntimeError, match="a bug"):  # any other RuntimeError keeps its traceback
         main(["baseline", "--model", "tiny", "--method", "pi", "--target-length", "64", "-o", str(env / "b.json")])
