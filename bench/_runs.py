@@ -30,5 +30,11 @@ def read_jsonl(path: Path) -> list[dict]:
 
 
 def command(run: dict) -> str:
-    """The command line a run folder's ``run.json`` recorded, as ``longrope ...``."""
-    return shlex.join(["longrope", *run.get("argv", [])[1:]])
+    """The command line a run folder's ``run.json`` recorded, as ``longrope ...``, its paths under the working
+    directory relative to it. The program is dropped however it was typed: ``longrope`` or ``python -m longrope``
+    (three words: the record said "longrope -m longrope pipeline ...")."""
+    from bench._report import relative_paths
+
+    argv = [str(a) for a in run.get("argv") or []]
+    args = argv[3:] if argv[1:3] == ["-m", "longrope"] else argv[1:]
+    return shlex.join(["longrope", *relative_paths(args)])

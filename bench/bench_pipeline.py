@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import sys
 from pathlib import Path
 
 from bench._report import add_out_option, new_record, put_table, put_value, relative_paths, write_record
+from bench._runs import command
 
 DESCRIPTION = """\
 `longrope pipeline` with the shipped plan (`longrope/embedded/assets/pipeline/tiny.json`) on the
@@ -68,10 +68,12 @@ def build_record(run_dir: str | Path, *, argv: list[str] | None = None) -> tuple
         raise UserError(f"--from-run {folder}: the pipeline has not finished; continue it with --resume")
     rec = new_record("pipeline", "`longrope pipeline`: the progressive recipe on the embedded model", script=__file__,
                      argv=argv, description=DESCRIPTION, settings=config["config"])
-    rec["source"] = {"command": shlex.join(["longrope", *run.get("argv", ["pipeline"])[1:]]),
+    rec["source"] = {"command": command(run),
                      "run_dir": str(run_dir), "started": run.get("started"), "finished": run.get("finished"),
                      "recorded": rec["utc"]}
-    rec["utc"] = run.get("started") or rec["utc"]
+    earlier = run.get("previous_starts")
+    earlier = [t for t in earlier if isinstance(t, str)] if isinstance(earlier, list) else []
+    rec["utc"] = (earlier or [run.get("started")])[0] or rec["utc"]  # the first start (a resumed run's is later)
     stage_seconds = sum(s.get("seconds") or 0.0 for s in manifest["stages"].values())
     rec["seconds"] = stage_seconds
     rec.pop("load_average_start", None)
@@ -114,6 +116,7 @@ def build_record(run_dir: str | Path, *, argv: list[str] | None = None) -> tuple
     put_table(rec, "stages", ["stage", "run", "seconds", "outcome"], rows, formats=[None, None, ".0f", None],
               title="Stages (seconds of each stage's last attempt)")
     put_value(rec, "seconds_total", stage_seconds, ".0f")
+    put_value(rec, "starts", 1 + len(earlier))  # a stopped run, resumed
     rec["data"] = {"summary": summary, "stages": {n: {k: s.get(k) for k in ("run", "config", "metrics", "seconds")}
                                                   for n, s in manifest["stages"].items()}}
     return rec, dict(run.get("versions") or {})

@@ -29,7 +29,7 @@ import sys
 from pathlib import Path
 
 from bench._report import add_out_option, new_record, put_table, put_value, write_record
-from bench._runs import read_json
+from bench._runs import command, read_json
 
 DESCRIPTION = """\
 RULER (lm-evaluation-harness's own task code and metric, `longrope eval ruler`): for each factor set,
@@ -80,7 +80,7 @@ def build_record(run_dirs: list[Path], *, name: str, goal: tuple[str, str, int] 
     tasks = list(dict.fromkeys(c["task"] for c in cells))
     rec = new_record(name, f"RULER by context length: {config.get('model')}", script=__file__, argv=argv,
                      description=DESCRIPTION, settings={"runs": [str(d) for d in run_dirs]})
-    rec["source"] = {"commands": " ; ".join(" ".join(["longrope", *_read(d / "run.json").get("argv", [])[1:]])
+    rec["source"] = {"commands": " ; ".join(command(_read(d / "run.json"))
                                             for d in run_dirs),
                      "lm_eval": config.get("lm_eval"), "haystack": (config.get("haystack") or {}).get("name")}
     by = {(c["factors"], int(c["length"]), c["task"]): c for c in cells}
