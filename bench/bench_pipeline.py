@@ -4,7 +4,7 @@ Reads a finished pipeline folder — its ``summary.json`` (the comparison's tabl
 ``pipeline.json`` (each stage's settings, metrics and time) and ``run.json`` — and writes the record
 ``bench/results/pipeline.json`` and ``pipeline.md`` rendered from it::
 
-    OMP_NUM_THREADS=2 .venv/bin/longrope pipeline --model tiny -o runs/pipeline      # ~30-45 min on 2 cores
+    OMP_NUM_THREADS=2 .venv/bin/longrope pipeline --model tiny -o runs/pipeline      # ~50 min on 2 idle cores
     .venv/bin/python -m bench.bench_pipeline --from-run runs/pipeline
 
 The numbers are the run's; the record names the command that produced it (``source.command``).
