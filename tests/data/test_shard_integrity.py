@@ -264,3 +264,31 @@ def test_a_shard_truncated_under_an_open_corpus_is_one_error_not_a_bus_error(tmp
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, (done.returncode, done.stderr[-500:])
     assert done.stdout.startswith("refused:") and "changed while it was read" in done.stdout
+
+
+@pytest.mark.parametrize("replacement", ["pipe", "deleted"])
+def test_a_shard_replaced_before_its_first_read_is_one_error_not_a_hang(tmp_path, replacement):
+    """A shard file is opened at the first read, maybe minutes after the checks of open(): one replaced meanwhile
+    by a named pipe waited for a writer for ever, one deleted was a FileNotFoundError (battery 22b). In a child
+    process: the old code never returned."""
+    import subprocess
+    import sys
+
+    _write_folder(tmp_path / "s")
+    shard = tmp_path / "s" / "shard-00000.bin"
+    make = f"os.mkfifo({str(shard)!r})\n" if replacement == "pipe" else ""
+    script = (
+        "import os\n"
+        "from longrope.data import TokenCorpus\n"
+        "from longrope.errors import UserError\n"
+        f"c = TokenCorpus.open({str(tmp_path / 's')!r})\n"
+        f"os.remove({str(shard)!r})\n" + make +
+        "try:\n"
+        "    c.tokens(0)\n"
+        "except UserError as e:\n"
+        "    print('refused:', e)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, (done.returncode, done.stderr[-500:])
+    assert done.stdout.startswith("refused:") and "changed while it was read" in done.stdout
+    assert done.stdout.count("\n") == 1

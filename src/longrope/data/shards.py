@@ -48,6 +48,8 @@ from longrope.io import (
     check_no_link_loop,
     file_sha256,
     is_record_of,
+    open_regular,
+    os_error_words,
     path_argument,
     path_kind,
     read_json,
@@ -363,8 +365,12 @@ class TokenCorpus:
             return b""
         rec = self.meta["shards"][k]
         f = self._maps.get(k)
-        if f is None:
-            f = self._maps[k] = open(self.path / rec["file"], "rb", buffering=0)  # noqa: SIM115 (kept open)
+        if f is None:  # opened at the first read, maybe minutes after the checks of open(): a regular file only
+            try:  # (a named pipe put in its place waited for a writer for ever; battery 22b)
+                f = self._maps[k] = open_regular(self.path / rec["file"])
+            except OSError as exc:
+                raise UserError(f"{self.path / rec['file']}: changed while it was read ({os_error_words(exc)}); "
+                                f"{_HINT}, and leave the folder alone while a command reads it") from None
         parts, at = [], lo
         while at < hi:
             part = os.pread(f.fileno(), min(hi - at, 1 << 30), at)
