@@ -702,7 +702,7 @@ def loads_record(text: str) -> Any:
     return json.loads(text, object_pairs_hook=json_object, parse_int=_json_int)
 
 
-def _open_regular(path: Path) -> Any:
+def open_regular(path: Path) -> Any:
     """``path`` opened for reading in binary, or an ``OSError`` when it is no regular file: a folder, or a
     named pipe or device planted where a record belongs, whose read would block or never end (opened
     non-blocking, so that the check itself cannot hang)."""
@@ -719,7 +719,7 @@ def read_regular(path: str | os.PathLike, limit: int | None = None) -> bytes:
     """The bytes of the regular file ``path``; an ``OSError`` for a folder, pipe or device (whose read would
     block, or never end, like /dev/zero): the one way longrope reads a file a user names. With ``limit``, at
     most ``limit + 1`` bytes (more than ``limit``: the file is too large for what it should be)."""
-    with _open_regular(Path(path)) as f:
+    with open_regular(Path(path)) as f:
         return f.read() if limit is None else read_at_most(f, limit + 1)
 
 
@@ -798,7 +798,7 @@ def read_json(path: str | os.PathLike, *, what: str = "JSON file", expect: type 
         return UserError(f"{path} is not a readable {what} ({reason}){tail}")
 
     try:
-        with _open_regular(path) as f:
+        with open_regular(path) as f:
             data = read_at_most(f, max_bytes + 1)
     except FileNotFoundError:
         raise UserError(f"{path} does not exist (a {what} was expected there){tail}") from None

@@ -104,25 +104,24 @@ def test_sampled_windows_are_verified(tmp_path, monkeypatch):
         sample_documents(c, 100, 300 * 30, seed=0, split="all", windows_per_doc=30)
 
 
-def test_each_block_is_hashed_once_per_open_corpus(tmp_path, monkeypatch):
+def test_a_block_rewritten_after_it_was_read_is_refused_on_the_next_read(tmp_path, monkeypatch):
+    """Blocks were hashed once per open corpus and read again on every later call: a shard rewritten in place
+    (cp over it) while a fine-tune read it gave its later steps tokens no checksum had seen (battery 22b)."""
     docs = _write_folder(tmp_path / "s", monkeypatch=monkeypatch)
-    c = TokenCorpus.open(tmp_path / "s", verify="size")
-    calls = []
-    real = hashlib.sha256
-
-    def counting(data=b""):
-        calls.append(len(memoryview(data).cast("B")))
-        return real(data)
-
-    monkeypatch.setattr(shards_mod.hashlib, "sha256", counting)
-    assert np.array_equal(c.tokens(0), docs[0])  # 6000 bytes: blocks 0 and 1
-    assert calls == [BLOCK, BLOCK]
-    c.tokens(0, 10, 20)
-    c.tokens(0)
-    assert len(calls) == 2  # already verified
-    c.tokens(1)  # bytes 6000..11999: block 1 (done) and block 2
-    assert len(calls) == 3
-    assert c._verified[0].sum() == 3
+    monkeypatch.setattr(shards_mod, "KEPT_BLOCKS", 1, raising=False)  # block 0 is read again from the file, not kept
+    c = TokenCorpus.open(tmp_path / "s", verify="full")
+    assert np.array_equal(c.tokens(0), docs[0])  # blocks 0 and 1
+    shard = tmp_path / "s" / "shard-00000.bin"
+    data = bytearray(shard.read_bytes())
+    data[10:20] = bytes(reversed(data[10:20]))
+    with open(shard, "r+b") as f:  # in place, same size: the open file sees the new bytes
+        f.write(data)
+    with pytest.raises(UserError, match=r"corrupted \(block 0\b") as e:
+        c.tokens(0, 0, 50)
+    assert "\n" not in str(e.value) and "leave the folder alone" in str(e.value)
+    assert np.array_equal(c.tokens(1), docs[1])  # blocks 1 and 2 are untouched
+    monkeypatch.setattr(shards_mod, "KEPT_BLOCKS", 8)
+    assert np.array_equal(c.tokens(2), docs[2]) and np.array_equal(c.tokens(2), docs[2])  # a kept block
 
 
 def test_full_verify_marks_everything(tmp_path, monkeypatch):
@@ -265,3 +264,31 @@ def test_a_shard_truncated_under_an_open_corpus_is_one_error_not_a_bus_error(tmp
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, (done.returncode, done.stderr[-500:])
     assert done.stdout.startswith("refused:") and "changed while it was read" in done.stdout
+
+
+@pytest.mark.parametrize("replacement", ["pipe", "deleted"])
+def test_a_shard_replaced_before_its_first_read_is_one_error_not_a_hang(tmp_path, replacement):
+    """A shard file is opened at the first read, maybe minutes after the checks of open(): one replaced meanwhile
+    by a named pipe waited for a writer for ever, one deleted was a FileNotFoundError (battery 22b). In a child
+    process: the old code never returned."""
+    import subprocess
+    import sys
+
+    _write_folder(tmp_path / "s")
+    shard = tmp_path / "s" / "shard-00000.bin"
+    make = f"os.mkfifo({str(shard)!r})\n" if replacement == "pipe" else ""
+    script = (
+        "import os\n"
+        "from longrope.data import TokenCorpus\n"
+        "from longrope.errors import UserError\n"
+        f"c = TokenCorpus.open({str(tmp_path / 's')!r})\n"
+        f"os.remove({str(shard)!r})\n" + make +
+        "try:\n"
+        "    c.tokens(0)\n"
+        "except UserError as e:\n"
+        "    print('refused:', e)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, (done.returncode, done.stderr[-500:])
+    assert done.stdout.startswith("refused:") and "changed while it was read" in done.stdout
+    assert done.stdout.count("\n") == 1

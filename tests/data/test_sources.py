@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import resource
+import subprocess
+import sys
+
 import pytest
 
 from longrope.data.sources import resolve_sources
@@ -172,3 +177,23 @@ def test_a_device_among_the_inputs_is_named_as_what_it_is():
 
     with pytest.raises(UserError, match=r"/dev/zero is a special file \(device, pipe or socket\), not a text file"):
         resolve_sources(["/dev/zero"])
+
+
+@pytest.mark.parametrize("kind", ["pipe", "device"])
+@pytest.mark.parametrize("suffix", [".txt", ".jsonl.gz", ".parquet"])
+def test_a_listed_file_replaced_by_a_pipe_or_device_is_skipped_not_waited_on(tmp_path, kind, suffix):
+    """A file listed as a document and replaced, while tokenize read the inputs, by a named pipe (open waited for
+    a writer for ever) or a link to /dev/zero (read until memory ran out) is skipped in a moment (battery 22b);
+    tokenize then refuses the changed input. In a child process: the old code never returned."""
+    victim = tmp_path / f"doc{suffix}"
+    if kind == "pipe":
+        os.mkfifo(victim)
+    else:
+        victim.symlink_to("/dev/zero")
+    code = ("import sys; from pathlib import Path; from longrope.data.sources import Source, SkipLog, _file_documents;"
+            "log = SkipLog(); p = Path(sys.argv[1]);"
+            "docs = list(_file_documents(p, p.name, Source(str(p), 'file'), log)); print(len(docs), log.skipped)")
+    done = subprocess.run([sys.executable, "-c", code, str(victim)], capture_output=True, text=True, timeout=30,
+                          preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30)))
+    assert done.returncode == 0, done.stderr[-500:]
+    assert done.stdout.startswith("0 [") and "not a file" in done.stdout

@@ -75,6 +75,36 @@ def test_an_input_rewritten_while_it_is_read_is_refused_and_nothing_written(toke
     assert not out.exists() and _siblings(out) == []
 
 
+def test_an_input_replaced_with_its_size_and_date_kept_while_it_is_read_is_refused(tokenizer, corpus_dir, tmp_path,
+                                                                                  monkeypatch):
+    """The first file, already read, replaced by a rename with the same size and modification time (rsync -t,
+    cp -p): the changed-while-read check saw only sizes and dates, the shards kept the old text, and the next run
+    called them up to date (battery 22b)."""
+    out = tmp_path / "out"
+    victim = sorted(p for p in corpus_dir.rglob("*") if p.is_file() and p.suffix == ".txt")[0]
+    real = tokenize_mod.make_encoder
+
+    def replacing(tok):
+        encode = real(tok)
+
+        def encode_and_replace(texts):
+            old = victim.read_text(encoding="utf-8")
+            if old != old.swapcase():
+                st = victim.stat()
+                spare = tmp_path / "spare.txt"
+                spare.write_text(old.swapcase(), encoding="utf-8")
+                os.utime(spare, ns=(st.st_atime_ns, st.st_mtime_ns))
+                os.replace(spare, victim)
+            return encode(texts)
+        return encode_and_replace
+
+    monkeypatch.setattr(tokenize_mod, "make_encoder", replacing)
+    with pytest.raises(UserError, match="changed while it was read") as e:
+        _run(tokenizer, [corpus_dir], out)
+    assert victim.name in str(e.value) and "\n" not in str(e.value)
+    assert not out.exists() and _siblings(out) == []
+
+
 def test_a_rebuild_replaces_the_folder_whole(tokenizer, corpus_dir, tmp_path):
     out = tmp_path / "out"
     _run(tokenizer, [corpus_dir], out, shard_tokens=40)

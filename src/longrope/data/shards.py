@@ -16,8 +16,8 @@ A shard folder holds
 No special tokens are stored: evaluation decides whether to prepend BOS.
 
 **No token is used unverified.** :meth:`TokenCorpus.tokens` checks the blocks a read touches
-against their recorded SHA-256 the first time each block is read (an open corpus remembers the
-blocks it has verified, so a block is hashed once per open), and raises a :class:`UserError`
+against their recorded SHA-256 each time they are read (the bytes hashed are the bytes returned:
+a shard rewritten while a command reads it is noticed), and raises a :class:`UserError`
 naming the file and byte offset on a mismatch. Folders written before per-block sums existed
 are still read: the first read from such a shard hashes the whole shard against its recorded
 SHA-256. Measured cost: ``bench/results/shard_verify.md``.
@@ -26,8 +26,8 @@ Checks on open (:meth:`TokenCorpus.open`), before any long work: file sizes and 
 (``index.npy`` and ``names.jsonl`` are hashed in full, and every index row must lie inside its
 shard); ``verify="sample"`` (default) also hashes ≤ 1 MiB per shard (16 blocks of 64 KiB spread
 over the file, or the whole of a small file), which catches truncation, padding and most
-corruption in milliseconds; ``verify="full"`` hashes every byte now (and the reads then need no
-further hashing). A mismatch is a :class:`UserError` that names the file and says to re-run
+corruption in milliseconds; ``verify="full"`` hashes every byte now (the reads still hash what
+they read). A mismatch is a :class:`UserError` that names the file and says to re-run
 ``longrope tokenize``.
 """
 
@@ -48,6 +48,8 @@ from longrope.io import (
     check_no_link_loop,
     file_sha256,
     is_record_of,
+    open_regular,
+    os_error_words,
     path_argument,
     path_kind,
     read_json,
@@ -247,6 +249,9 @@ class ShardWriter:
         return {"block_bytes": BLOCK_BYTES, "shards": self.shards, **files}
 
 
+#: verified blocks a TokenCorpus keeps in memory (1 MiB each): a scan of small documents hashes each once
+KEPT_BLOCKS = 8
+
 _HINT = "re-run 'longrope tokenize' (add --force) to rebuild it"
 
 
@@ -255,7 +260,7 @@ class TokenCorpus:
     """A shard folder opened for reading; documents are read from the shard files as they are asked for.
 
     Every view :meth:`tokens` returns has been checked against the checksums in ``meta.json``
-    (see the module doc); the blocks verified so far are remembered per open corpus.
+    (see the module doc), as it was read.
     """
 
     path: Path
@@ -263,6 +268,8 @@ class TokenCorpus:
     index: np.ndarray
     names: list[str]
     _maps: dict
+    _kept: dict = field(default_factory=dict)
+    """(shard, block) → the bytes of one of the last blocks read and verified, oldest first."""
     _verified: dict = field(default_factory=dict)
     """shard number → bool array over its blocks (True = hashed and matching), or True for a
     whole shard checked against its file SHA-256 (folders without per-block sums)."""
@@ -358,8 +365,12 @@ class TokenCorpus:
             return b""
         rec = self.meta["shards"][k]
         f = self._maps.get(k)
-        if f is None:
-            f = self._maps[k] = open(self.path / rec["file"], "rb", buffering=0)  # noqa: SIM115 (kept open)
+        if f is None:  # opened at the first read, maybe minutes after the checks of open(): a regular file only
+            try:  # (a named pipe put in its place waited for a writer for ever; battery 22b)
+                f = self._maps[k] = open_regular(self.path / rec["file"])
+            except OSError as exc:
+                raise UserError(f"{self.path / rec['file']}: changed while it was read ({os_error_words(exc)}); "
+                                f"{_HINT}, and leave the folder alone while a command reads it") from None
         parts, at = [], lo
         while at < hi:
             part = os.pread(f.fileno(), min(hi - at, 1 << 30), at)
@@ -405,7 +416,7 @@ class TokenCorpus:
     def tokens(self, i: int, start: int = 0, stop: int | None = None) -> np.ndarray:
         """Tokens ``start:stop`` of document ``i`` (a read-only array), verified.
 
-        The blocks under the view are checked against their SHA-256 first (once per open corpus);
+        The blocks under the view are checked against their SHA-256 as they are read;
         a mismatch is a :class:`UserError`. ``i`` is a document index in ``[0, len)``, ``start``/``stop`` token
         offsets >= 0 (cut to the document): 100 was numpy's IndexError, -1 the last document, a text stop a
         TypeError (battery 19).
@@ -423,9 +434,38 @@ class TokenCorpus:
         start = max(0, min(start, stop))
         off = int(row["offset"])
         k = int(row["shard"])
-        self._verify_range(k, off + start, off + stop)
         item = self.dtype.itemsize
-        return np.frombuffer(self._bytes(k, (off + start) * item, (off + stop) * item), dtype=self.dtype)
+        return np.frombuffer(self._checked_bytes(k, (off + start) * item, (off + stop) * item), dtype=self.dtype)
+
+    def _checked_bytes(self, k: int, lo: int, hi: int) -> bytes:
+        """Bytes ``lo:hi`` of shard ``k``, cut from whole blocks hashed as they were read: the bytes checked are the
+        bytes returned. Blocks were hashed once per open and read again on each later call, so a shard rewritten in
+        place while a command read it (a fine-tune's later steps read the same blocks) gave tokens no checksum had
+        seen (battery 22b). The last :data:`KEPT_BLOCKS` verified blocks are kept: reads of many small documents
+        in a row hash each block once, as before."""
+        rec = self.meta["shards"][k]
+        blocks = rec.get("block_sha256")
+        if hi <= lo or blocks is None:  # a folder from before per-block sums: the whole shard, once per open
+            self._verify_range(k, lo // self.dtype.itemsize, -(-hi // self.dtype.itemsize))
+            return self._bytes(k, lo, hi)
+        size, total = self.meta["block_bytes"], int(rec["bytes"])
+        first, last = lo // size, (hi - 1) // size
+        parts = [self._checked_block(k, b, size, total, blocks[b]) for b in range(first, last + 1)]
+        data = parts[0] if len(parts) == 1 else b"".join(parts)
+        return data[lo - first * size:hi - first * size]
+
+    def _checked_block(self, k: int, b: int, size: int, total: int, want: str) -> bytes:
+        kept = self._kept.pop((k, b), None)
+        if kept is None:
+            kept = self._bytes(k, b * size, min((b + 1) * size, total))
+            if hashlib.sha256(kept).hexdigest() != want:
+                raise UserError(f"{self.path / self.meta['shards'][k]['file']}: corrupted (block {b}, bytes "
+                                f"{b * size}-{min((b + 1) * size, total) - 1}, differs from its SHA-256 in meta.json); "
+                                f"{_HINT}, and leave the folder alone while a command reads it")
+        self._kept[(k, b)] = kept  # the most recent last
+        while len(self._kept) > KEPT_BLOCKS:
+            self._kept.pop(next(iter(self._kept)))
+        return kept
 
     def check_tokenizer(self, tokenizer: Any, *, model_name: str | None = None) -> None:
         """Raise a UserError when ``tokenizer`` is not the one the shards were made with."""

@@ -38,7 +38,7 @@ from pathlib import Path
 from longrope.errors import ConfigError, UserError
 from longrope.hub import hub_offline
 from longrope.hub import hub_reachable as _hub_reachable  # module-level name: tests monkeypatch it
-from longrope.io import check_no_link_loop, text_encoding_problem
+from longrope.io import check_no_link_loop, open_regular, text_encoding_problem
 from longrope.options import check_sequence
 
 __all__ = ["Source", "SkipLog", "links_read_twice", "resolve_sources", "HUB_ALIASES", "DOC_SUFFIXES"]
@@ -225,14 +225,35 @@ def _chain_one(first, rest):
 def _open_text(path: Path):
     """A .txt/.jsonl file as UTF-8 text; a byte-order mark (Windows tools write one) is not text: it skipped a
     .jsonl's first line as "not JSON" and began a .txt document with U+FEFF (battery 11a)."""
-    raw = gzip.open(path, "rb") if path.name.lower().endswith(".gz") else open(path, "rb")
-    return io.TextIOWrapper(raw, encoding="utf-8-sig", errors="strict", newline="")
+    return io.TextIOWrapper(_open_bytes(path), encoding="utf-8-sig", errors="strict", newline="")
+
+
+def _open_bytes(path: Path):
+    """A document file's bytes (a .gz file's, unpacked), opened as a regular file only: a file listed as one and
+    replaced while the inputs were read by a named pipe (open waited for a writer for ever) or a link to a device
+    (/dev/zero read until memory ran out) is an OSError, skipped, and the change refused (battery 22b)."""
+    raw = open_regular(path)
+    return _GzipReader(raw) if path.name.lower().endswith(".gz") else raw
+
+
+class _GzipReader(gzip.GzipFile):
+    """A .gz file unpacked from an open file, which closing it closes too (GzipFile leaves a given one open)."""
+
+    def __init__(self, raw) -> None:
+        super().__init__(fileobj=raw, mode="rb")
+        self._raw = raw
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self._raw.close()
 
 
 def _leading_bytes(path: Path) -> bytes:
     """The first bytes of a document file's text (a .gz file's, unpacked), for what its encoding is."""
     try:
-        with (gzip.open(path, "rb") if path.name.lower().endswith(".gz") else open(path, "rb")) as f:
+        with _open_bytes(path) as f:
             return f.read(4)
     except (OSError, EOFError):
         return b""
@@ -296,8 +317,13 @@ def _jsonl_documents(path, name, src, log, size) -> Iterator[tuple[str, str, int
 def _parquet_documents(path, name, src, log, size) -> Iterator[tuple[str, str, int]]:
     import pyarrow.parquet as pq
 
+    with open_regular(path) as raw:
+        yield from _parquet_rows(pq, raw, path, name, src, log, size)
+
+
+def _parquet_rows(pq, raw, path, name, src, log, size) -> Iterator[tuple[str, str, int]]:
     try:
-        pf = pq.ParquetFile(path)
+        pf = pq.ParquetFile(raw)
     except Exception as exc:  # pyarrow raises its own ArrowInvalid etc. for corrupt files
         log.skip(str(path), f"unreadable parquet ({type(exc).__name__}: {str(exc)[:100]})")
         return

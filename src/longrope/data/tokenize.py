@@ -178,8 +178,10 @@ def _safe_cut(text: str, encode: Callable[[list[str]], list[np.ndarray]], at: in
 
 
 def _input_state(sources: list[Source]) -> list[dict]:
-    """Each input's files as the fingerprint sees them: name, size, modification time (a file gone since it was
-    listed: size and time None)."""
+    """Each input's files: name, size, modification time (what the fingerprint sees), then device, inode and
+    change time (what only the changed-while-read check sees: a file replaced by a rename or rewritten with its
+    size and modification time kept, as ``rsync -t``/``cp -p`` do, kept both; battery 22b). A file gone since it
+    was listed: all None."""
     items = []
     for s in sources:
         files = []
@@ -188,17 +190,20 @@ def _input_state(sources: list[Source]) -> list[dict]:
             for p in s.files():
                 try:
                     st = p.stat()
-                    size, mtime = st.st_size, st.st_mtime_ns
+                    facts = [st.st_size, st.st_mtime_ns, st.st_dev, st.st_ino, st.st_ctime_ns]
                 except FileNotFoundError:
-                    size = mtime = None
-                files.append([p.relative_to(root).as_posix() if s.kind == "folder" else p.name, size, mtime])
+                    facts = [None] * 5
+                files.append([p.relative_to(root).as_posix() if s.kind == "folder" else p.name, *facts])
         items.append({"spec": str(Path(s.spec).resolve()) if s.kind != "hub" else s.spec, "kind": s.kind,
                       "role": s.role, "files": files})
     return items
 
 
 def _fingerprint(state: list[dict], vhash: str, options: dict) -> str:
-    blob = json.dumps({"v": FORMAT_VERSION, "vocab": vhash, "options": options, "sources": state}, sort_keys=True)
+    """The inputs' paths, sizes and modification times with the vocabulary and options (a copied or restored
+    corpus with its dates kept is the same corpus: the identity facts of :func:`_input_state` are left out)."""
+    sources = [{**item, "files": [f[:3] for f in item["files"]]} for item in state]
+    blob = json.dumps({"v": FORMAT_VERSION, "vocab": vhash, "options": options, "sources": sources}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
