@@ -203,3 +203,29 @@ def test_an_evaluators_bad_arguments_are_one_line_refusals_and_leave_no_worker()
     with pytest.raises(UserError, match="submitted EvalRequests, got NoneType"):
         InProcessEvaluator(factory("cpu")).submit(None)
     assert _children() <= before
+
+
+@pytest.mark.timeout(60)
+def test_a_closed_pool_refuses_more_work_instead_of_hanging(tmp_path):
+    """After close(), a pool's wait() looped for ever on no worker and its submit() said KeyError 'w0'; a second
+    run_search on the pool the first one closed wrote its checkpoint and then failed. Each is one line now, the
+    search before it writes anything; closing twice is harmless (battery 22a)."""
+    import numpy as np
+
+    from longrope.errors import UserError
+    from longrope.search import run_search
+    from longrope.search.evaluators import EvalRequest
+
+    pool = ProcessPoolEvaluator(SyntheticFactory(N_DIMS, SCALE, n_docs=N_DOCS), ["cpu"])
+    request = EvalRequest(0, np.ones(N_DIMS), 256, (0,))
+    pool.submit(request)
+    assert [o.ticket for o in pool.wait()] == [0]
+    pool.submit(request)  # left queued: close() drops it
+    pool.close()
+    space = make_loop("steady", seed=0).space
+    for call in (lambda: pool.submit(request), pool.wait,
+                 lambda: run_search(space, make_seeds(space), pool, n_docs=N_DOCS, checkpoint=tmp_path / "c.json")):
+        with pytest.raises(UserError, match="is closed .* make a new one"):
+            call()
+    pool.close()
+    assert not (tmp_path / "c.json").exists()

@@ -98,10 +98,21 @@ def call_objective(objective: Objective, request: EvalRequest, worker: str) -> E
 
 
 def check_request(request: Any, evaluator: Any) -> None:
-    """The one check of what an evaluator's ``submit`` is handed: None was queued and broke ``wait`` with
-    "'NoneType' object has no attribute 'ticket'" (battery 22a)."""
+    """The one check of what an evaluator's ``submit`` is handed, and that it is still open: None was queued and
+    broke ``wait`` with "'NoneType' object has no attribute 'ticket'"; a closed pool's ``wait`` looped for ever on
+    no worker and its ``submit`` said KeyError 'w0' (battery 22a)."""
+    check_open(evaluator)
     if not isinstance(request, EvalRequest):
         raise UserError(f"an evaluator is submitted EvalRequests, got {type(request).__name__}")
+
+
+def check_open(evaluator: Any) -> None:
+    """A :class:`UserError` when ``evaluator`` was closed and cannot evaluate any more (its workers are stopped;
+    an in-process evaluator holds nothing to stop and stays usable). ``run_search`` closes the evaluator it ran on,
+    so a second search on the same pool is refused here, before it writes anything."""
+    if getattr(evaluator, "_closed", False):
+        raise UserError(f"this {type(evaluator).__name__} is closed (by close() or at the end of the search it ran); "
+                        "make a new one to evaluate more")
 
 
 def check_devices(devices: Any) -> list[str]:
@@ -265,6 +276,7 @@ class ProcessPoolEvaluator:
                             f"ObjectiveSpec(...)), got {shown(factory)}")
         if (problem := int_problem(max_restarts, 0, 1 << 20)) is not None:
             raise UserError(f"max_restarts {problem}")
+        self._closed = False
         self.factory = factory
         self.slots = len(self.devices)
         self.max_restarts = max_restarts
@@ -334,6 +346,7 @@ class ProcessPoolEvaluator:
     def wait(self) -> list[EvalOutcome]:
         from multiprocessing.connection import wait as wait_connections
 
+        check_open(self)
         if not self._backlog and all(r is None for r in self._busy.values()):
             return []
         out: list[EvalOutcome] = []
@@ -379,4 +392,5 @@ class ProcessPoolEvaluator:
             conn.close()
         self._procs.clear()
         self._conns.clear()
-
+        self._backlog.clear()
+        self._closed = True

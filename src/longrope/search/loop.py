@@ -40,7 +40,7 @@ import numpy as np
 from longrope.errors import UserError
 from longrope.io import append_text, is_record_of, write_json, write_text
 from longrope.search.archive import Archive
-from longrope.search.evaluators import EvalOutcome, EvalRequest, Evaluator, WorkerCrashed
+from longrope.search.evaluators import EvalOutcome, EvalRequest, Evaluator, WorkerCrashed, check_open
 from longrope.search.space import Genome, SearchSpace
 from longrope.search.strategies import Proposal, Strategy, StrategyConfig
 from longrope.settings import MAX_SLOTS
@@ -571,6 +571,7 @@ def run_search(
             or not hasattr(evaluator, "slots"):
         raise UserError(f"run_search takes an Evaluator (e.g. InProcessEvaluator(objective)), got "
                         f"{type(evaluator).__name__}")
+    check_open(evaluator)
     if (problem := int_problem(n_docs, 1, 1 << 31)) is not None:
         raise UserError(f"n_docs {problem}")
     check_seed(seed)
