@@ -168,3 +168,64 @@ def test_ctrl_c_stops_the_search_and_its_workers_print_nothing(tmp_path):
     assert parent.returncode == 0 and "closed" in out
     assert answered < 8, f"Ctrl-C took {answered:.1f} s (the workers were waited for one after the other)"
     assert "Traceback" not in err.read_text() and "KeyboardInterrupt" not in err.read_text()
+
+
+def _children() -> set[int]:
+    import multiprocessing
+
+    return {p.pid for p in multiprocessing.active_children()}
+
+
+@pytest.mark.timeout(120)
+def test_an_evaluators_bad_arguments_are_one_line_refusals_and_leave_no_worker():
+    """A notebook's devices "cpu" (three workers on 'c', 'p', 'u'), 5, [5] or 5,000 of them, workers -1 (in process
+    without a word), 0.5 or 10**9, a negative max_restarts, an objective that is None, a factory that cannot be
+    pickled and a submitted None are UserErrors naming the argument (battery 22a)."""
+    from longrope.errors import UserError
+    from longrope.search.backends import make_evaluator
+    from longrope.search.evaluators import InProcessEvaluator
+
+    factory = SyntheticFactory(N_DIMS, SCALE, n_docs=N_DOCS)
+    before = _children()
+    for devices, words in [("cpu", "list of device names"), (5, "list of device names"), ([5], "device names"),
+                           ([""], "device names"), (["cpu"] * 5000, "1 to 4,096 devices")]:
+        with pytest.raises(UserError, match=words):
+            ProcessPoolEvaluator(factory, devices)
+    with pytest.raises(UserError, match="max_restarts must be an integer"):
+        ProcessPoolEvaluator(factory, ["cpu"], max_restarts=-1)
+    with pytest.raises(UserError, match="cannot be sent to a worker process"):
+        ProcessPoolEvaluator(lambda device: factory(device), ["cpu", "cpu"])
+    for workers in (-1, 0.5, "2", True, 10**9):
+        with pytest.raises(UserError, match="workers must be an integer in"):
+            make_evaluator(factory, workers=workers)
+    with pytest.raises(UserError, match="takes an objective"):
+        InProcessEvaluator(None)
+    with pytest.raises(UserError, match="submitted EvalRequests, got NoneType"):
+        InProcessEvaluator(factory("cpu")).submit(None)
+    assert _children() <= before
+
+
+@pytest.mark.timeout(60)
+def test_a_closed_pool_refuses_more_work_instead_of_hanging(tmp_path):
+    """After close(), a pool's wait() looped for ever on no worker and its submit() said KeyError 'w0'; a second
+    run_search on the pool the first one closed wrote its checkpoint and then failed. Each is one line now, the
+    search before it writes anything; closing twice is harmless (battery 22a)."""
+    import numpy as np
+
+    from longrope.errors import UserError
+    from longrope.search import run_search
+    from longrope.search.evaluators import EvalRequest
+
+    pool = ProcessPoolEvaluator(SyntheticFactory(N_DIMS, SCALE, n_docs=N_DOCS), ["cpu"])
+    request = EvalRequest(0, np.ones(N_DIMS), 256, (0,))
+    pool.submit(request)
+    assert [o.ticket for o in pool.wait()] == [0]
+    pool.submit(request)  # left queued: close() drops it
+    pool.close()
+    space = make_loop("steady", seed=0).space
+    for call in (lambda: pool.submit(request), pool.wait,
+                 lambda: run_search(space, make_seeds(space), pool, n_docs=N_DOCS, checkpoint=tmp_path / "c.json")):
+        with pytest.raises(UserError, match="is closed .* make a new one"):
+            call()
+    pool.close()
+    assert not (tmp_path / "c.json").exists()

@@ -468,3 +468,47 @@ def test_archive_refuses_documents_and_scores_that_do_not_pair_in_one_line():
     arc.add(g, [0, 1], np.array([[3.0, 2.0], [5.0, 2.0]]))
     arc.add(g, [], np.zeros((0, 2)))
     assert arc.fitness(g, [0, 1]) == 2.0 and arc.fitness(g, []) is None and arc.fitness(g) is None
+
+
+def test_run_search_refuses_arguments_of_the_wrong_kind_before_any_work(tmp_path):
+    """A notebook's stop={...} / config={...} (AttributeErrors deep in the loop), checkpoint=5, on_progress=5 and a
+    malformed preload (TypeErrors), resume="yes" (taken as a resume), seeds=None; a generator of seeds was used up by
+    the check of its kind and then said "at least one seed genome is needed". SearchLoop runs the same one check
+    (battery 22a)."""
+    from longrope.search import StopRules, run_search
+
+    space = make_space()
+    seeds = make_seeds(space)
+
+    def evaluator():
+        return InProcessEvaluator(SyntheticObjective(N_DIMS, SCALE, n_docs=N_DOCS))
+
+    for kw, match in (({"stop": {"max_evals": 3}}, "stop must be a StopRules"),
+                      ({"config": {"population": 4}}, "config must be a StrategyConfig"),
+                      ({"checkpoint": 5}, "checkpoint must be a file path"),
+                      ({"history": 5}, "history must be a file path"),
+                      ({"on_progress": 5}, "on_progress must be a function"),
+                      ({"resume": "yes"}, "resume must be True or False"),
+                      ({"ordered": "no"}, "ordered must be True or False"),
+                      ({"fingerprint": [1]}, "fingerprint must be a dict"),
+                      ({"preload": [1, 2]}, "preload is not a fitness cache"),
+                      ({"seeds": None}, "seeds must be a list of Genomes")):
+        args = {"seeds": seeds, "n_docs": N_DOCS, "checkpoint": tmp_path / "c.json", **kw}
+        with pytest.raises(UserError, match=match):
+            run_search(space, args.pop("seeds"), evaluator(), **args)
+        assert not (tmp_path / "c.json").exists()
+    from longrope.search import SearchLoop, make_strategy
+    from longrope.search.archive import Archive
+    from longrope.search.strategies import StrategyConfig
+
+    strategy = make_strategy("steady", space, Archive(N_DOCS), StrategyConfig())
+    for kw, match in (({"seed": "x"}, "seed must be an integer"), ({"max_failures": 0}, "max_failures must be"),
+                      ({"stop": {"a": 1}}, "stop must be a StopRules"), ({"on_progress": 5}, "on_progress must be")):
+        with pytest.raises(UserError, match=match):
+            SearchLoop(space, strategy, evaluator(), **{"seed": 0, **kw})
+    with pytest.raises(UserError, match="takes a Strategy"):
+        SearchLoop(space, None, evaluator(), seed=0)
+    stop = StopRules(max_evals=3)
+    from_list = run_search(space, seeds, evaluator(), n_docs=N_DOCS, stop=stop)
+    from_generator = run_search(space, (g for g in seeds), evaluator(), n_docs=N_DOCS, stop=stop)
+    assert from_generator.fitness == from_list.fitness and from_generator.best == from_list.best

@@ -24,6 +24,14 @@ def make_evaluator(factory: Any, *, workers: int = 0, devices: Sequence[str] = (
     between them), one process per entry of ``devices``, or one Ray actor per GPU of the cluster at
     ``ray_address``.
     """
+    from longrope.errors import UserError
+    from longrope.options import int_problem
+    from longrope.settings import MAX_SLOTS
+
+    # -1 ran in process without a word, 0.5 and "2" were numpy's and Python's TypeErrors, 10**9 built a list of a
+    # billion device names (battery 22a); devices are checked by the pool itself
+    if (problem := int_problem(workers, 0, MAX_SLOTS)) is not None:
+        raise UserError(f"workers {problem} (0: in this process)")
     if ray_address:
         from longrope.search.ray_evaluator import RayEvaluator
 
@@ -33,6 +41,6 @@ def make_evaluator(factory: Any, *, workers: int = 0, devices: Sequence[str] = (
     if workers > 0:
         if getattr(factory, "threads", None) is None and hasattr(factory, "threads"):
             factory.threads = 1
-        return ProcessPoolEvaluator(factory, ["cpu"] * workers), None
+        return ProcessPoolEvaluator(factory, ["cpu"] * int(workers)), None
     objective = factory(device)
     return InProcessEvaluator(objective), objective

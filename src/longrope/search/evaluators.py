@@ -24,6 +24,7 @@ is a picklable callable ``factory(device: str) -> objective`` used to build one 
 from __future__ import annotations
 
 import contextlib
+import pickle
 import signal
 import time
 import traceback
@@ -33,7 +34,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from longrope.errors import UserError
+from longrope.errors import UserError, shown
 
 
 class Objective(Protocol):
@@ -96,16 +97,55 @@ def call_objective(objective: Objective, request: EvalRequest, worker: str) -> E
         return EvalOutcome(request.ticket, None, last, time.perf_counter() - t0, worker)
 
 
+def check_request(request: Any, evaluator: Any) -> None:
+    """The one check of what an evaluator's ``submit`` is handed, and that it is still open: None was queued and
+    broke ``wait`` with "'NoneType' object has no attribute 'ticket'"; a closed pool's ``wait`` looped for ever on
+    no worker and its ``submit`` said KeyError 'w0' (battery 22a)."""
+    check_open(evaluator)
+    if not isinstance(request, EvalRequest):
+        raise UserError(f"an evaluator is submitted EvalRequests, got {type(request).__name__}")
+
+
+def check_open(evaluator: Any) -> None:
+    """A :class:`UserError` when ``evaluator`` was closed and cannot evaluate any more (its workers are stopped;
+    an in-process evaluator holds nothing to stop and stays usable). ``run_search`` closes the evaluator it ran on,
+    so a second search on the same pool is refused here, before it writes anything."""
+    if getattr(evaluator, "_closed", False):
+        raise UserError(f"this {type(evaluator).__name__} is closed (by close() or at the end of the search it ran); "
+                        "make a new one to evaluate more")
+
+
+def check_devices(devices: Any) -> list[str]:
+    """``devices`` of a process pool as a list of device names (1 to :data:`~longrope.settings.MAX_SLOTS`), or a
+    :class:`UserError`: the string "cpu" started three workers on devices 'c', 'p' and 'u', an int said "'int' object
+    is not iterable", and ["cpu"] * 5000 started 5000 processes (battery 22a)."""
+    from longrope.settings import MAX_SLOTS
+
+    if isinstance(devices, (str, bytes)) or not isinstance(devices, Sequence):
+        raise UserError(f"devices must be a list of device names such as ['cpu', 'cpu'] or ['cuda:0'], "
+                        f"got {shown(devices)}")
+    if not 1 <= len(devices) <= MAX_SLOTS:
+        raise UserError(f"devices must name 1 to {MAX_SLOTS:,} devices (one worker each), got {len(devices):,}")
+    for dev in devices:
+        if not isinstance(dev, str) or not dev.strip():
+            raise UserError(f"devices must be device names such as 'cpu' or 'cuda:0', got {shown(dev)}")
+    return list(devices)
+
+
 class InProcessEvaluator:
     """Calls the objective in this process; one slot, so the run is exactly reproducible."""
 
     slots = 1
 
     def __init__(self, objective: Objective) -> None:
+        if not callable(objective):
+            raise UserError(f"InProcessEvaluator takes an objective (a callable such as ObjectiveSpec(...)('cpu')), "
+                            f"got {shown(objective)}")
         self.objective = objective
         self._queue: list[EvalRequest] = []
 
     def submit(self, request: EvalRequest) -> None:
+        check_request(request, self)
         self._queue.append(request)
 
     def wait(self) -> list[EvalOutcome]:
@@ -228,10 +268,16 @@ class ProcessPoolEvaluator:
     """
 
     def __init__(self, factory: ObjectiveFactory, devices: Sequence[str], *, max_restarts: int = 3) -> None:
-        if not devices:
-            raise UserError("at least one device is needed")
+        from longrope.options import int_problem
+
+        self.devices = check_devices(devices)
+        if not callable(factory):
+            raise UserError(f"ProcessPoolEvaluator takes an objective factory (a picklable callable such as "
+                            f"ObjectiveSpec(...)), got {shown(factory)}")
+        if (problem := int_problem(max_restarts, 0, 1 << 20)) is not None:
+            raise UserError(f"max_restarts {problem}")
+        self._closed = False
         self.factory = factory
-        self.devices = list(devices)
         self.slots = len(self.devices)
         self.max_restarts = max_restarts
         self._ctx = _spawn_context()
@@ -240,8 +286,15 @@ class ProcessPoolEvaluator:
         self._busy: dict[str, EvalRequest | None] = {}
         self._backlog: list[EvalRequest] = []
         self._restarts = 0
-        for i, dev in enumerate(self.devices):
-            self._start(f"w{i}", dev)
+        try:
+            for i, dev in enumerate(self.devices):
+                self._start(f"w{i}", dev)
+        except BaseException as exc:  # the workers already started are stopped, not left to the parent's exit
+            self.close()
+            if isinstance(exc, (AttributeError, TypeError, pickle.PicklingError)):
+                raise UserError(f"the objective factory cannot be sent to a worker process ({exc}); give a picklable "
+                                f"one, e.g. an instance of a module-level class such as ObjectiveSpec") from None
+            raise
 
     def _device(self, worker: str) -> str:
         return self.devices[int(worker[1:])]
@@ -267,6 +320,7 @@ class ProcessPoolEvaluator:
                     self._worker_died(worker)
 
     def submit(self, request: EvalRequest) -> None:
+        check_request(request, self)
         self._backlog.append(request)
         self._dispatch()
 
@@ -292,6 +346,7 @@ class ProcessPoolEvaluator:
     def wait(self) -> list[EvalOutcome]:
         from multiprocessing.connection import wait as wait_connections
 
+        check_open(self)
         if not self._backlog and all(r is None for r in self._busy.values()):
             return []
         out: list[EvalOutcome] = []
@@ -337,3 +392,5 @@ class ProcessPoolEvaluator:
             conn.close()
         self._procs.clear()
         self._conns.clear()
+        self._backlog.clear()
+        self._closed = True

@@ -32,15 +32,15 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 import numpy as np
 
-from longrope.errors import UserError
+from longrope.errors import UserError, shown
 from longrope.io import append_text, is_record_of, write_json, write_text
 from longrope.search.archive import Archive
-from longrope.search.evaluators import EvalOutcome, EvalRequest, Evaluator, WorkerCrashed
+from longrope.search.evaluators import EvalOutcome, EvalRequest, Evaluator, WorkerCrashed, check_open
 from longrope.search.space import Genome, SearchSpace
 from longrope.search.strategies import Proposal, Strategy, StrategyConfig
 from longrope.settings import MAX_SLOTS
@@ -184,6 +184,15 @@ class SearchLoop:
         on_progress: Callable[[Progress], None] | None = None,
         stop: StopRules | None = None,
     ) -> None:
+        if not isinstance(space, SearchSpace):
+            raise UserError(f"a search takes a SearchSpace, got {shown(space)}")
+        if not all(callable(getattr(strategy, name, None)) for name in ("start", "ask", "tell")) \
+                or not isinstance(getattr(strategy, "archive", None), Archive):
+            raise UserError(f"a search takes a Strategy (e.g. make_strategy('steady', space, Archive(n_docs), "
+                            f"StrategyConfig())), got {shown(strategy)}")
+        check_evaluator(evaluator)
+        _check_loop_arguments(seed=seed, checkpoint=checkpoint, history=history_path, fingerprint=fingerprint,
+                              ordered=ordered, on_progress=on_progress, stop=stop, max_failures=max_failures)
         self.space = space
         self.strategy = strategy
         self.archive: Archive = strategy.archive
@@ -517,6 +526,43 @@ class SearchLoop:
         )
 
 
+def check_evaluator(evaluator: Any) -> None:
+    """A :class:`UserError` unless ``evaluator`` is an open :class:`Evaluator` (None was "'NoneType' object has no
+    attribute 'slots'", battery 19)."""
+    if not all(callable(getattr(evaluator, name, None)) for name in ("submit", "wait")) \
+            or not hasattr(evaluator, "slots"):
+        raise UserError(f"a search takes an Evaluator (e.g. InProcessEvaluator(objective)), got "
+                        f"{type(evaluator).__name__}")
+    check_open(evaluator)
+
+
+def _check_flag(name: str, value: Any) -> None:
+    if not isinstance(value, (bool, np.bool_)):
+        raise UserError(f"{name} must be True or False, got {shown(value)}")
+
+
+def _check_loop_arguments(*, seed: Any, checkpoint: Any, history: Any, fingerprint: Any, ordered: Any,
+                          on_progress: Any, stop: Any, max_failures: Any) -> None:
+    """The one check of a search loop's arguments, for :class:`SearchLoop` and :func:`run_search` alike: a notebook's
+    stop={...} was an AttributeError deep in the loop, checkpoint=5 a TypeError after the strategy started,
+    on_progress=5 a TypeError after the first result, ordered="no" an ordered search (battery 22a)."""
+    from longrope.options import check_seed, int_problem
+
+    check_seed(seed)
+    if stop is not None and not isinstance(stop, StopRules):
+        raise UserError(f"stop must be a StopRules (e.g. StopRules(max_evals=100)) or None, got {shown(stop)}")
+    for name, value in (("checkpoint", checkpoint), ("history", history)):
+        if value is not None and not (isinstance(value, (str, PurePath)) and str(value).strip()):
+            raise UserError(f"{name} must be a file path or None, got {shown(value)}")
+    _check_flag("ordered", ordered)
+    if on_progress is not None and not callable(on_progress):
+        raise UserError(f"on_progress must be a function of a Progress or None, got {shown(on_progress)}")
+    if fingerprint is not None and not isinstance(fingerprint, dict):
+        raise UserError(f"fingerprint must be a dict or None, got {shown(fingerprint)}")
+    if (problem := int_problem(max_failures, 1, 1 << 20)) is not None:
+        raise UserError(f"max_failures {problem}")
+
+
 def _count(value: Any, what: str) -> int:
     """``value`` as a count (an integer >= 0, not a bool) or a ``ValueError`` naming ``what``."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
@@ -560,25 +606,39 @@ def run_search(
     continued from it with ``resume``. ``preload``: the fitness cache of an earlier search of the
     same windows and space (``Archive.to_json``), reused by a fresh run (the budgets count only new
     scores)."""
-    from longrope.options import check_seed, int_problem
+    from longrope.options import int_problem
     from longrope.search.strategies import STRATEGIES, make_strategy
 
     # the caller's arguments, before any work (evaluator None was "'NoneType' object has no attribute 'slots'",
     # seed -1 numpy's "expected non-negative integer", battery 19)
     if not isinstance(space, SearchSpace):
         raise UserError(f"run_search takes a SearchSpace, got {type(space).__name__}")
-    if not all(callable(getattr(evaluator, name, None)) for name in ("submit", "wait")) \
-            or not hasattr(evaluator, "slots"):
-        raise UserError(f"run_search takes an Evaluator (e.g. InProcessEvaluator(objective)), got "
-                        f"{type(evaluator).__name__}")
+    check_evaluator(evaluator)
     if (problem := int_problem(n_docs, 1, 1 << 31)) is not None:
         raise UserError(f"n_docs {problem}")
-    check_seed(seed)
     if strategy not in STRATEGIES:
         raise UserError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
+    # a notebook's stop={...} or config={...} was an AttributeError deep in the loop, checkpoint=5 a TypeError after
+    # the strategy started, resume="yes" a resume, a generator of seeds was used up by this very check and then
+    # said "at least one seed genome is needed" (battery 22a)
+    if seeds is None or isinstance(seeds, (str, bytes, dict)) or not hasattr(seeds, "__iter__"):
+        raise UserError(f"run_search's seeds must be a list of Genomes of the space, got {shown(seeds)}")
+    seeds = list(seeds)
     if not all(isinstance(g, Genome) for g in seeds):
         raise UserError("run_search's seeds must be Genomes of the space (e.g. from plan_search(...).seeds)")
-    archive = Archive.from_json(n_docs, preload, space) if preload and not resume else Archive(n_docs)
+    if config is not None and not isinstance(config, StrategyConfig):
+        raise UserError(f"config must be a StrategyConfig (e.g. StrategyConfig(population=16)) or None, "
+                        f"got {shown(config)}")
+    _check_flag("resume", resume)
+    _check_loop_arguments(seed=seed, checkpoint=checkpoint, history=history, fingerprint=fingerprint,
+                          ordered=ordered, on_progress=on_progress, stop=stop, max_failures=3)
+    archive = Archive(n_docs)
+    if preload and not resume:
+        try:
+            archive = Archive.from_json(n_docs, preload, space)
+        except (ValueError, TypeError, AttributeError, IndexError, KeyError) as exc:
+            raise UserError(f"run_search's preload is not a fitness cache of this search's windows and space "
+                            f"(Archive.to_json's list): {exc}") from None
     strat = make_strategy(strategy, space, archive, config or StrategyConfig())
     loop = SearchLoop(space, strat, evaluator, seed=seed, checkpoint=checkpoint, history_path=history,
                       fingerprint=fingerprint, ordered=ordered, on_progress=on_progress, stop=stop)
