@@ -245,8 +245,6 @@ def test_a_shard_truncated_under_an_open_corpus_is_one_error_not_a_bus_error(tmp
     """A shard truncated in place (``truncate``, ``cp`` over it) while a command read it: the memory-mapped reader
     ended the process with SIGBUS, silently (a fine-tune died with status -7 and no line; battery 19). Run in a
     process of its own, which such a crash would end."""
-    import subprocess
-    import sys
 
     _write_folder(tmp_path / "s")
     script = (
@@ -261,9 +259,7 @@ def test_a_shard_truncated_under_an_open_corpus_is_one_error_not_a_bus_error(tmp
         "except UserError as e:\n"
         "    print('refused:', e)\n"
     )
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, (done.returncode, done.stderr[-500:])
-    assert done.stdout.startswith("refused:") and "changed while it was read" in done.stdout
+    _refused_in_a_child(script, timeout=120)
 
 
 @pytest.mark.parametrize("replacement", ["pipe", "deleted"])
@@ -271,8 +267,6 @@ def test_a_shard_replaced_before_its_first_read_is_one_error_not_a_hang(tmp_path
     """A shard file is opened at the first read, maybe minutes after the checks of open(): one replaced meanwhile
     by a named pipe waited for a writer for ever, one deleted was a FileNotFoundError (battery 22b). In a child
     process: the old code never returned."""
-    import subprocess
-    import sys
 
     _write_folder(tmp_path / "s")
     shard = tmp_path / "s" / "shard-00000.bin"
@@ -288,7 +282,16 @@ def test_a_shard_replaced_before_its_first_read_is_one_error_not_a_hang(tmp_path
         "except UserError as e:\n"
         "    print('refused:', e)\n"
     )
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=30)
+    assert _refused_in_a_child(script, timeout=30).count("\n") == 1
+
+
+def _refused_in_a_child(script, *, timeout):
+    """Run ``script`` in a child Python (a hang is a timeout, SIGBUS a status, not this test process's end): it prints
+    'refused: ...' with the one line of a read of a folder changed while it was read. Returns what it printed."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=timeout)
     assert done.returncode == 0, (done.returncode, done.stderr[-500:])
     assert done.stdout.startswith("refused:") and "changed while it was read" in done.stdout
-    assert done.stdout.count("\n") == 1
+    return done.stdout

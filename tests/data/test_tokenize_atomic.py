@@ -57,18 +57,28 @@ def test_an_input_rewritten_while_it_is_read_is_refused_and_nothing_written(toke
     files as they were before: the change was noticed only by the next run (battery 19)."""
     out = tmp_path / "out"
     victim = sorted(p for p in corpus_dir.rglob("*") if p.is_file())[-1]
+
+    def edit():
+        if victim.read_text(encoding="utf-8") != "edited meanwhile":
+            victim.write_text("edited meanwhile", encoding="utf-8")
+
+    _refused_when_changed_by(edit, victim, tokenizer, corpus_dir, out, monkeypatch)
+
+
+def _refused_when_changed_by(change, victim, tokenizer, corpus_dir, out, monkeypatch):
+    """Tokenize ``corpus_dir`` into ``out`` with ``change()`` run before every encoding batch: refused in one line
+    naming ``victim``, nothing left behind."""
     real = tokenize_mod.make_encoder
 
-    def rewriting(tok):
+    def changing(tok):
         encode = real(tok)
 
-        def encode_and_edit(texts):
-            if victim.read_text(encoding="utf-8") != "edited meanwhile":
-                victim.write_text("edited meanwhile", encoding="utf-8")
+        def encode_and_change(texts):
+            change()
             return encode(texts)
-        return encode_and_edit
+        return encode_and_change
 
-    monkeypatch.setattr(tokenize_mod, "make_encoder", rewriting)
+    monkeypatch.setattr(tokenize_mod, "make_encoder", changing)
     with pytest.raises(UserError, match="changed while it was read") as e:
         _run(tokenizer, [corpus_dir], out)
     assert victim.name in str(e.value) and "\n" not in str(e.value)
@@ -82,27 +92,17 @@ def test_an_input_replaced_with_its_size_and_date_kept_while_it_is_read_is_refus
     called them up to date (battery 22b)."""
     out = tmp_path / "out"
     victim = sorted(p for p in corpus_dir.rglob("*") if p.is_file() and p.suffix == ".txt")[0]
-    real = tokenize_mod.make_encoder
 
-    def replacing(tok):
-        encode = real(tok)
+    def replace():
+        old = victim.read_text(encoding="utf-8")
+        if old != old.swapcase():
+            st = victim.stat()
+            spare = tmp_path / "spare.txt"
+            spare.write_text(old.swapcase(), encoding="utf-8")
+            os.utime(spare, ns=(st.st_atime_ns, st.st_mtime_ns))
+            os.replace(spare, victim)
 
-        def encode_and_replace(texts):
-            old = victim.read_text(encoding="utf-8")
-            if old != old.swapcase():
-                st = victim.stat()
-                spare = tmp_path / "spare.txt"
-                spare.write_text(old.swapcase(), encoding="utf-8")
-                os.utime(spare, ns=(st.st_atime_ns, st.st_mtime_ns))
-                os.replace(spare, victim)
-            return encode(texts)
-        return encode_and_replace
-
-    monkeypatch.setattr(tokenize_mod, "make_encoder", replacing)
-    with pytest.raises(UserError, match="changed while it was read") as e:
-        _run(tokenizer, [corpus_dir], out)
-    assert victim.name in str(e.value) and "\n" not in str(e.value)
-    assert not out.exists() and _siblings(out) == []
+    _refused_when_changed_by(replace, victim, tokenizer, corpus_dir, out, monkeypatch)
 
 
 def test_a_rebuild_replaces_the_folder_whole(tokenizer, corpus_dir, tmp_path):
