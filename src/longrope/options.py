@@ -21,6 +21,7 @@ import dataclasses
 import math
 import numbers
 import os
+import re
 import sys
 import types
 import typing
@@ -223,9 +224,14 @@ def check_int(cfg: Any, name: str, lo: int = 1, hi: int = MAX_COUNT, *, optional
 OUTPUT_FIELD = "output"
 
 
+#: A control character (C0 or DEL): what no name a user meant holds, and what a one-line message escapes.
+CONTROL_CHARACTER = re.compile("[\x00-\x1f\x7f]")
+
+
 def control_character(text: str) -> str | None:
-    """The first control character (C0 or DEL) of ``text``, or None."""
-    return next((ch for ch in text if ord(ch) < 32 or ord(ch) == 127), None)
+    """The first control character of ``text`` (:data:`CONTROL_CHARACTER`), or None."""
+    found = CONTROL_CHARACTER.search(text)
+    return found.group() if found else None
 
 
 def check_shapes(cfg: Any) -> None:

@@ -318,7 +318,7 @@ class TokenCorpus:
         return corpus
 
     def verify(self, level: str = "full") -> None:
-        """Re-check every shard now; ``"full"`` hashes every byte (and marks every block verified)."""
+        """Re-check every shard now; ``"full"`` hashes every byte (reads still hash the blocks they read)."""
         if level not in ("size", "sample", "full"):
             raise UserError(f"verify must be 'size', 'sample' or 'full', got {level!r}")
         for k, rec in enumerate(self.meta["shards"]):

@@ -39,7 +39,7 @@ from longrope.errors import ConfigError, UserError
 from longrope.hub import hub_offline
 from longrope.hub import hub_reachable as _hub_reachable  # module-level name: tests monkeypatch it
 from longrope.io import check_no_link_loop, open_regular, text_encoding_problem
-from longrope.options import check_sequence
+from longrope.options import CONTROL_CHARACTER, check_sequence
 
 __all__ = ["Source", "SkipLog", "links_read_twice", "resolve_sources", "HUB_ALIASES", "DOC_SUFFIXES"]
 
@@ -57,7 +57,6 @@ DOC_SUFFIXES = (".txt", ".txt.gz", ".jsonl", ".jsonl.gz", ".parquet")
 # Lone UTF-16 surrogates: what a non-UTF-8 file name (os.fsdecode) or an escaped "\ud800" in
 # JSON turns into; such a str cannot be encoded as UTF-8 (names.jsonl) nor by the tokenizer.
 _SURROGATE = re.compile("[\ud800-\udfff]")
-_CONTROL = re.compile("[\x00-\x1f\x7f]")
 
 
 def printable(text: object) -> str:
@@ -70,7 +69,7 @@ def printable(text: object) -> str:
             s = s.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
         except UnicodeEncodeError:
             s = s.encode("utf-8", "backslashreplace").decode("utf-8")
-    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], s)
+    return CONTROL_CHARACTER.sub(lambda m: repr(m.group())[1:-1], s)
 
 
 def valid_text(text: str) -> bool:

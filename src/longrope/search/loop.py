@@ -39,6 +39,7 @@ import numpy as np
 
 from longrope.errors import UserError, shown
 from longrope.io import append_text, is_record_of, write_json, write_text
+from longrope.options import check_flag
 from longrope.search.archive import Archive
 from longrope.search.evaluators import EvalOutcome, EvalRequest, Evaluator, WorkerCrashed, check_open
 from longrope.search.space import Genome, SearchSpace
@@ -536,11 +537,6 @@ def check_evaluator(evaluator: Any) -> None:
     check_open(evaluator)
 
 
-def _check_flag(name: str, value: Any) -> None:
-    if not isinstance(value, (bool, np.bool_)):
-        raise UserError(f"{name} must be True or False, got {shown(value)}")
-
-
 def _check_loop_arguments(*, seed: Any, checkpoint: Any, history: Any, fingerprint: Any, ordered: Any,
                           on_progress: Any, stop: Any, max_failures: Any) -> None:
     """The one check of a search loop's arguments, for :class:`SearchLoop` and :func:`run_search` alike: a notebook's
@@ -554,7 +550,7 @@ def _check_loop_arguments(*, seed: Any, checkpoint: Any, history: Any, fingerpri
     for name, value in (("checkpoint", checkpoint), ("history", history)):
         if value is not None and not (isinstance(value, (str, PurePath)) and str(value).strip()):
             raise UserError(f"{name} must be a file path or None, got {shown(value)}")
-    _check_flag("ordered", ordered)
+    check_flag(ordered, "ordered")
     if on_progress is not None and not callable(on_progress):
         raise UserError(f"on_progress must be a function of a Progress or None, got {shown(on_progress)}")
     if fingerprint is not None and not isinstance(fingerprint, dict):
@@ -629,7 +625,7 @@ def run_search(
     if config is not None and not isinstance(config, StrategyConfig):
         raise UserError(f"config must be a StrategyConfig (e.g. StrategyConfig(population=16)) or None, "
                         f"got {shown(config)}")
-    _check_flag("resume", resume)
+    check_flag(resume, "resume")
     _check_loop_arguments(seed=seed, checkpoint=checkpoint, history=history, fingerprint=fingerprint,
                           ordered=ordered, on_progress=on_progress, stop=stop, max_failures=3)
     archive = Archive(n_docs)
