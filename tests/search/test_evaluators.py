@@ -205,6 +205,25 @@ def test_an_evaluators_bad_arguments_are_one_line_refusals_and_leave_no_worker()
     assert _children() <= before
 
 
+def test_make_evaluator_refuses_two_parallel_backends_as_the_search_config_does():
+    """workers and devices together ran on the devices without a word from Python, where the search config refused
+    the pair (battery 22's open item): one rule, backends_given, for both."""
+    from longrope.errors import ConfigError, UserError
+    from longrope.runs.search import SearchConfig
+    from longrope.search.backends import backends_given, make_evaluator
+
+    factory = SyntheticFactory(N_DIMS, SCALE, n_docs=N_DOCS)
+    before = _children()
+    for kwargs in ({"workers": 2, "devices": ["cpu"]}, {"devices": ["cpu"], "ray_address": "auto"},
+                   {"workers": 1, "ray_address": "auto"}):
+        with pytest.raises(UserError, match="given together; give only one of workers, devices, ray_address"):
+            make_evaluator(factory, **kwargs)
+        with pytest.raises(ConfigError, match="give only one of"):
+            SearchConfig(model="m", data="d", output="o", target_length=64, **kwargs)
+    assert backends_given(0, [], None) == () and backends_given(3, (), "") == ("workers",)
+    assert _children() <= before
+
+
 @pytest.mark.timeout(60)
 def test_a_closed_pool_refuses_more_work_instead_of_hanging(tmp_path):
     """After close(), a pool's wait() looped for ever on no worker and its submit() said KeyError 'w0'; a second

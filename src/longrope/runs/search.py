@@ -37,6 +37,7 @@ from longrope.groups import (
 from longrope.io import read_json
 from longrope.options import MAX_TOKENS, check_int, config_to_dict, is_integer, nested, option
 from longrope.runs import RunSpec
+from longrope.search.backends import BACKEND_FIELDS, backends_given
 from longrope.search.objective import (
     FITNESSES,
     LEGACY_ANSWER,
@@ -187,10 +188,11 @@ class SearchConfig:
             value = getattr(self, name)  # '' (an unset shell variable) meant the option was not given at all
             if value is not None and not value.strip():
                 raise ConfigError(name, "{name} is empty; give " + what + ", or leave {name} out")
-        if sum([self.workers > 0, bool(self.devices), bool(self.ray_address)]) > 1:
-            raise ConfigError(("workers", "devices", "ray_address"), "give only one of {name0}, {name1} and {name2}")
-        if self.unordered and not (self.workers > 0 or self.devices or self.ray_address):
-            raise ConfigError(("unordered", "workers", "devices", "ray_address"),
+        given = backends_given(self.workers, self.devices, self.ray_address)
+        if len(given) > 1:
+            raise ConfigError(BACKEND_FIELDS, "give only one of {name0}, {name1} and {name2}")
+        if self.unordered and not given:
+            raise ConfigError(("unordered", *BACKEND_FIELDS),
                               "{name0} orders the results of parallel evaluators; give {name1}, {name2} or {name3} "
                               "too, or drop {name0}")
         if self.short and self.base_factors is None:
@@ -526,7 +528,7 @@ def check_devices(config: SearchConfig) -> None:
     ``devices``), before a folder is opened; a Ray cluster's are checked by connecting to it."""
     from longrope.models.loading import resolve_device
 
-    in_process = not (config.workers or config.devices or config.ray_address)
+    in_process = not backends_given(config.workers, config.devices, config.ray_address)
     if in_process or config.report:
         _device_field(run_device, config.device, "device")
     for d in config.devices:
@@ -707,15 +709,14 @@ def _with_first_evaluator(record: dict, recorded: Path, resume: bool) -> dict:
         saved = read_json(recorded, what="run configuration")["config"]
     except (UserError, KeyError, TypeError):
         return record
-    first = {k: saved.get(k) for k in _EVALUATOR_FIELDS if k in saved} if isinstance(saved, dict) else {}
+    first = {k: saved.get(k) for k in BACKEND_FIELDS if k in saved} if isinstance(saved, dict) else {}
     workers, devices, address = first.get("workers", 0), first.get("devices", []), first.get("ray_address")
-    if len(first) == len(_EVALUATOR_FIELDS) and type(workers) is int and workers >= 0 and isinstance(devices, list) \
+    if len(first) == len(BACKEND_FIELDS) and type(workers) is int and workers >= 0 and isinstance(devices, list) \
             and all(isinstance(d, str) for d in devices) and (address is None or isinstance(address, str)):
         return {**record, **first}
     return record
 
 
-_EVALUATOR_FIELDS = ("workers", "devices", "ray_address")
 
 
 def _refuse_other_run(ckpt: Path, ident: dict, config: SearchConfig) -> dict:

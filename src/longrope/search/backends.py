@@ -12,7 +12,16 @@ from typing import Any
 
 from longrope.search.evaluators import Evaluator, InProcessEvaluator, ProcessPoolEvaluator
 
-__all__ = ["make_evaluator"]
+__all__ = ["BACKEND_FIELDS", "backends_given", "make_evaluator"]
+
+BACKEND_FIELDS = ("workers", "devices", "ray_address")  # the ways to evaluate outside this process: one at most
+
+
+def backends_given(workers: Any, devices: Sequence[str] | None, ray_address: str | None) -> tuple[str, ...]:
+    """The names in :data:`BACKEND_FIELDS` whose value asks for parallel evaluation (the rule a search config and
+    :func:`make_evaluator` both apply: more than one is refused, none is this process)."""
+    asked = (isinstance(workers, int) and not isinstance(workers, bool) and workers > 0, bool(devices), bool(ray_address))
+    return tuple(name for name, on in zip(BACKEND_FIELDS, asked) if on)
 
 
 def make_evaluator(factory: Any, *, workers: int = 0, devices: Sequence[str] = (), ray_address: str | None = None,
@@ -32,6 +41,8 @@ def make_evaluator(factory: Any, *, workers: int = 0, devices: Sequence[str] = (
     # billion device names (battery 22a); devices are checked by the pool itself
     if (problem := int_problem(workers, 0, MAX_SLOTS)) is not None:
         raise UserError(f"workers {problem} (0: in this process)")
+    if len(given := backends_given(workers, devices, ray_address)) > 1:  # devices won without a word (battery 22)
+        raise UserError(f"{', '.join(given)} were given together; give only one of {', '.join(BACKEND_FIELDS)}")
     if ray_address:
         from longrope.search.ray_evaluator import RayEvaluator
 
