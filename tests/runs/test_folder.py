@@ -98,7 +98,16 @@ def test_read_run_config_errors_are_one_line(tmp_path):
     with pytest.raises(UserError, match="not a run folder"):
         read_run_config(tmp_path)
     (tmp_path / "config.json").write_text('{"resolved": {}}')
-    with pytest.raises(UserError, match="longrope-run/1"):
+    with pytest.raises(UserError, match="not a run configuration"):
+        read_run_config(tmp_path)
+    # a pipeline's manifest or a factor file given as --config was guessed 'written by an older longrope?'
+    (tmp_path / "pipeline.json").write_text('{"format": "longrope-pipeline/1", "plan": {}}')
+    with pytest.raises(UserError, match=r"pipeline.json is not a run configuration \(the config.json a longrope "
+                                        r"command writes in its run folder\); give the run folder") as err:
+        read_run_config(tmp_path / "pipeline.json")
+    assert "older longrope" not in str(err.value)
+    (tmp_path / "config.json").write_text('{"format": "longrope-run/9", "command": "search", "config": {}}')
+    with pytest.raises(UserError, match="this longrope cannot read \\(format 'longrope-run/9'; it reads longrope-run/1"):
         read_run_config(tmp_path)
     (tmp_path / "config.json").write_text('{"model_type": "llama", "hidden_size": 64}')
     with pytest.raises(UserError, match="is a model folder .* not a run folder"):

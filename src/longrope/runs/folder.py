@@ -125,9 +125,13 @@ def read_run_config(run_dir: str | os.PathLike) -> tuple[str, dict]:
     if is_model_config(doc):
         raise UserError(f"{path} is a model folder (its {CONFIG_FILE} configures a model), not a run folder; "
                         "give the folder a longrope command wrote (its -o)")
-    if not isinstance(doc, dict) or doc.get("format") != RUN_FORMAT or not isinstance(doc.get("config"), dict):
-        raise UserError(f"{cfg_path} is not a {RUN_FORMAT} run configuration (written by an older longrope?); "
-                        f"run the command again with its flags")
+    if not isinstance(doc, dict) or not isinstance(doc.get("format"), str) or not doc["format"].startswith("longrope-run/"):
+        # a pipeline's pipeline.json or a factor file given as --config was guessed 'written by an older longrope?'
+        raise UserError(f"{cfg_path} is not a run configuration (the {CONFIG_FILE} a longrope command writes in its "
+                        "run folder); give the run folder (its -o) or that file")
+    if doc["format"] != RUN_FORMAT or not isinstance(doc.get("config"), dict):
+        raise UserError(f"{cfg_path} is a run configuration this longrope cannot read (format "
+                        f"{doc['format'][:80]!r}; it reads {RUN_FORMAT}); run the command again with its flags")
     return str(doc.get("command")), doc["config"]
 
 
