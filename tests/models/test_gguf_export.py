@@ -353,3 +353,39 @@ def test_gguf_to_gguf_refuses_a_source_whose_header_and_tensors_disagree(tmp_pat
     with pytest.raises(UserError, match=re.escape(said)):
         export_gguf_from_gguf(tmp_path / "bad.gguf", factor_set(model), tmp_path / "out.gguf")
     assert not (tmp_path / "out.gguf").exists()
+
+
+_KILLED_MID_WRITE = """
+import os, signal, sys
+import gguf
+from longrope.models.gguf import export_gguf
+from tests.models.test_gguf_export import factor_set
+from tests.models.model_helpers import build_tiny
+
+def killed(self, *a, **k):
+    os.kill(os.getpid(), signal.SIGKILL)
+
+gguf.GGUFWriter.write_tensors_to_file = killed
+model = build_tiny("llama")
+export_gguf(model, None, factor_set(model), sys.argv[1])
+"""
+
+
+def test_what_a_killed_export_left_is_removed_by_the_next_one(tmp_path):
+    """Battery 23c: an export SIGKILLed while it wrote (OOM killer, kill -9) left its temporary file and the folder
+    the tokenizer was written to; the next export to the same file removed the first, never the second."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    out = tmp_path / "m.gguf"
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root / "src"), str(root)])}
+    proc = subprocess.run([sys.executable, "-c", _KILLED_MID_WRITE, str(out)], cwd=root, env=env, timeout=300,
+                          capture_output=True, text=True)
+    assert proc.returncode == -9, proc.stderr[-2000:]
+    assert any(p.name.startswith(".m.gguf.") for p in tmp_path.iterdir())  # what the kill left
+    model = build_tiny("llama")
+    export_gguf(model, None, factor_set(model), out)
+    assert [p.name for p in tmp_path.iterdir()] == ["m.gguf"]

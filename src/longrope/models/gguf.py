@@ -44,7 +44,6 @@ import logging
 import os
 import re
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +57,6 @@ from longrope.io import (
     os_error_words,
     path_argument,
     place_new,
-    sibling_prefix,
 )
 from longrope.models.export import (
     ExportResult,
@@ -549,7 +547,9 @@ def export_gguf(
     make_folder(out.parent)
     remove_stale_temporaries(out)
     tmp = temporary_sibling(out, folder=False)
-    workdir = Path(tempfile.mkdtemp(prefix=sibling_prefix(out, "tok-"), dir=out.parent))
+    # named as the file's own temporary (.{name}.tmp-{pid}-...): an export killed meanwhile (SIGKILL, OOM) left a
+    # '.{name}.tok-...' folder that no later export removed, as it carried no pid (battery 23c)
+    workdir = temporary_sibling(out, folder=True)
     try:
         writer = gguf.GGUFWriter(tmp, arch=arch)
         writer.add_type(gguf.GGUFType.MODEL)
