@@ -389,3 +389,21 @@ def test_what_a_killed_export_left_is_removed_by_the_next_one(tmp_path):
     model = build_tiny("llama")
     export_gguf(model, None, factor_set(model), out)
     assert [p.name for p in tmp_path.iterdir()] == ["m.gguf"]
+
+
+def test_a_link_given_as_the_gguf_output_names_the_file_written(tmp_path):
+    """Battery 23c: as for an export folder, -o LINK writes the file the link names. The link itself was replaced by
+    the new file (the target kept the old model), and a dangling link failed after all the work as 'written by
+    another process while this one worked'."""
+    model = build_tiny("llama")
+    fs = factor_set(model)
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    (disk / "old.gguf").write_bytes(b"GGUF")
+    (tmp_path / "live.gguf").symlink_to(disk / "old.gguf")
+    (tmp_path / "dangling.gguf").symlink_to(disk / "new.gguf")
+    export_gguf(model, None, fs, tmp_path / "live.gguf", overwrite=True)
+    export_gguf(model, None, fs, tmp_path / "dangling.gguf")
+    for link, target in (("live.gguf", "old.gguf"), ("dangling.gguf", "new.gguf")):
+        assert (tmp_path / link).is_symlink()
+        assert fields(disk / target)["llama.rope.scaling.type"] == "longrope"
