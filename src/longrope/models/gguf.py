@@ -97,6 +97,12 @@ OUTTYPES = ("f16", "f32")
 
 def longrope_gguf_keys(arch: str, factor_set: Any) -> dict[str, tuple[Any, str]]:
     """``{key: (value, gguf type name)}`` for the rope keys this export sets (see module doc)."""
+    from longrope.rope.factors import require_factor_set
+
+    if arch not in set(GGUF_ARCHES.values()):
+        raise UserError(f"arch must be a llama.cpp architecture longrope writes factors for "
+                        f"({', '.join(sorted(set(GGUF_ARCHES.values())))}), got {arch!r}")
+    require_factor_set(factor_set)
     return {
         f"{arch}.context_length": (int(factor_set.max_position_embeddings), "UINT32"),
         f"{arch}.rope.scaling.type": ("longrope", "STRING"),
@@ -120,10 +126,10 @@ def _common_warnings(factor_set: Any) -> list[str]:
     return []
 
 
-def check_output_file(out: Path, overwrite: bool) -> None:
+def check_output_file(out: str | os.PathLike, overwrite: bool) -> None:
     """One-line errors for an output that cannot become the GGUF file (checked before any work)."""
     overwrite = check_flag(overwrite, "overwrite")
-    out = output_target(out)  # a link: the file it names is judged and replaced
+    out = output_target(path_argument(out, "check_output_file's out (the .gguf file)"))  # a link: the file it names is judged and replaced
     check_utf8_path(out.resolve())
     if out.exists() and out.is_dir():
         raise UserError(f"output {out} is a folder; --format gguf writes one file, give e.g. -o {out}.gguf")
@@ -170,7 +176,7 @@ def open_gguf(path: str | os.PathLike) -> Any:
     index errors of many kinds on one)."""
     import gguf
 
-    path = Path(path)
+    path = path_argument(path, "a GGUF file's path")
     try:
         reader = gguf.GGUFReader(path)
         size = path.stat().st_size
@@ -190,8 +196,12 @@ def open_gguf(path: str | os.PathLike) -> Any:
 def check_gguf_file(path: str | os.PathLike) -> None:
     """Refuse a truncated or damaged GGUF in one line before anything else reads it (checked once per
     file version: its size and modification time)."""
-    st = Path(path).stat()
-    _check_gguf_cached(str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
+    path = path_argument(path, "a GGUF file's path")
+    try:
+        st = path.stat()
+    except OSError as exc:
+        raise UserError(f"cannot read {path}: {os_error_words(exc)}") from None
+    _check_gguf_cached(str(path.resolve()), st.st_size, st.st_mtime_ns)
 
 
 @functools.lru_cache(maxsize=16)
@@ -286,8 +296,8 @@ def export_gguf_from_gguf(
     """Copy the GGUF ``src`` to ``out`` with ``factor_set`` added (see module doc)."""
     import gguf
 
-    out = output_target(out)
-    src = Path(src)
+    out = output_target(path_argument(out, "export_gguf_from_gguf's out (the .gguf file to write)"))
+    src = path_argument(src, "export_gguf_from_gguf's src (the GGUF file to copy)")
     check_output_file(out, overwrite)
     if out.resolve() == src.resolve():
         raise UserError(f"-o {out} is the source model itself; write to another file")
