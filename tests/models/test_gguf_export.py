@@ -407,3 +407,17 @@ def test_a_link_given_as_the_gguf_output_names_the_file_written(tmp_path):
     for link, target in (("live.gguf", "old.gguf"), ("dangling.gguf", "new.gguf")):
         assert (tmp_path / link).is_symlink()
         assert fields(disk / target)["llama.rope.scaling.type"] == "longrope"
+
+
+def test_the_gguf_name_of_a_local_model_is_its_folder_name_not_its_path(tmp_path):
+    """Battery 23c: general.name was config._name_or_path, the absolute path of a local source folder."""
+    from longrope.models import load_model
+
+    model = build_tiny("llama")
+    model.save_pretrained(tmp_path / "models" / "my-model")
+    loaded, _ = load_model(str(tmp_path / "models" / "my-model"), dtype=torch.float32)
+    export_gguf(loaded, None, factor_set(loaded), tmp_path / "a.gguf")
+    assert fields(tmp_path / "a.gguf")["general.name"] == "my-model"
+    model.config._name_or_path = "someone/some-model"  # a hub id stays as it is
+    export_gguf(model, None, factor_set(model), tmp_path / "b.gguf")
+    assert fields(tmp_path / "b.gguf")["general.name"] == "someone/some-model"

@@ -528,6 +528,17 @@ def _add_weights(writer: Any, model: Any, arch: str, outtype: str) -> None:
         writer.add_tensor(gguf_name, arr)
 
 
+def _model_name(config: Any) -> str:
+    """The GGUF's ``general.name`` for a model loaded from ``config._name_or_path``: a hub id as it is, a local folder
+    by its name. The folder's whole absolute path was written: a file made to be shared told where it was made,
+    llama.cpp showed the path as the model's name, and transformers read it back into a re-export's config.json
+    (battery 23c)."""
+    given = str(getattr(config, "_name_or_path", "") or "")
+    if given and (os.path.isabs(given) or os.path.exists(given)):
+        return Path(given).name
+    return given
+
+
 def export_gguf(
     model: Any,
     tokenizer: Any,
@@ -565,7 +576,7 @@ def export_gguf(
     try:
         writer = gguf.GGUFWriter(tmp, arch=arch)
         writer.add_type(gguf.GGUFType.MODEL)
-        writer.add_name(str(name or getattr(config, "_name_or_path", "") or out.stem))
+        writer.add_name(str(name or _model_name(config) or out.stem))
         writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
         writer.add_file_type(gguf.LlamaFileType.MOSTLY_F16 if outtype == "f16" else gguf.LlamaFileType.ALL_F32)
         _hparams(writer, config, info, arch, warnings)
