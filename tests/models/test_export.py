@@ -382,3 +382,16 @@ def test_a_peft_wrapped_model_is_refused_naming_the_merge(tmp_path):
     with pytest.raises(UserError, match="merge_and_unload"):
         export_hf(wrapped, None, _factors(model), tmp_path / "out")
     assert not list(tmp_path.iterdir())
+
+
+def test_an_export_exported_again_with_other_factors_keeps_none_of_the_first_n_hat(tmp_path):
+    """Battery 23c: n̂ = 3 exported, then that folder exported with n̂ = 0 kept 'longrope_start_tokens: 3' in its
+    config.json (factors.json said 0): --factors FOLDER/config.json installed n̂ = 3."""
+    from longrope.models import load_model
+
+    model = build_tiny("llama")
+    export_hf(model, None, _factors(model, start_tokens=3), tmp_path / "first")
+    again, _ = load_model(str(tmp_path / "first"))
+    export_hf(again, None, _factors(model, start_tokens=0), tmp_path / "second")
+    assert FactorSet.load(tmp_path / "second" / "config.json").start_tokens == 0
+    assert START_TOKENS_KEY not in json.loads((tmp_path / "second" / "config.json").read_text())

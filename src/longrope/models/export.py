@@ -426,6 +426,9 @@ def export_hf(
             tokenizer.save_pretrained(tmp)
         cfg_path = tmp / "config.json"
         config = json.loads(cfg_path.read_text())
+        # n̂ is written only when > 0: an export exported again (or fine-tuned) with n̂ = 0 kept its source's n̂ in
+        # config.json beside factors.json's 0, and --factors FOLDER/config.json read the old n̂ (battery 23c)
+        config.pop(START_TOKENS_KEY, None)
         config.update(entries)
         write_json(cfg_path, config)
         factors = factor_set.to_dict() if hasattr(factor_set, "to_dict") else None
