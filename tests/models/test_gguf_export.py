@@ -421,3 +421,23 @@ def test_the_gguf_name_of_a_local_model_is_its_folder_name_not_its_path(tmp_path
     model.config._name_or_path = "someone/some-model"  # a hub id stays as it is
     export_gguf(model, None, factor_set(model), tmp_path / "b.gguf")
     assert fields(tmp_path / "b.gguf")["general.name"] == "someone/some-model"
+
+
+def test_a_qwen2_written_as_a_llama_gguf_is_read_back_with_its_biases(tmp_path):
+    """Battery 23c: a Qwen2 is written as a llama GGUF with q/k/v biases (the architecture llama.cpp applies factors
+    for); transformers' reader built a Llama without biases from it and dropped them without a word, so eval and
+    generate of the file ran another model than llama.cpp (logits 0.3-0.6 off). A Llama's MLP biases likewise."""
+    from longrope.models import install_factors, load_model
+
+    for family, kwargs in (("qwen2", {}), ("llama", {"mlp_bias": True})):
+        model = build_tiny(family, **kwargs)
+        fs = factor_set(model)
+        export_gguf(model, None, fs, tmp_path / f"{family}.gguf", outtype="f32")
+        back, _ = load_model(str(tmp_path / f"{family}.gguf"), dtype=torch.float32)
+        assert inspect_model(back).model_type == family
+        for m in (model, back):
+            install_factors(m, fs)
+        ids = torch.randint(3, 128, (1, 2 * TINY_L), generator=torch.Generator().manual_seed(0))
+        with torch.no_grad():
+            for n in (TINY_L // 2, 2 * TINY_L):  # short and long factors
+                torch.testing.assert_close(back(ids[:, :n]).logits, model(ids[:, :n]).logits, atol=1e-4, rtol=1e-4)
