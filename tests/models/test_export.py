@@ -395,3 +395,20 @@ def test_an_export_exported_again_with_other_factors_keeps_none_of_the_first_n_h
     export_hf(again, None, _factors(model, start_tokens=0), tmp_path / "second")
     assert FactorSet.load(tmp_path / "second" / "config.json").start_tokens == 0
     assert START_TOKENS_KEY not in json.loads((tmp_path / "second" / "config.json").read_text())
+
+
+def test_a_model_without_loaded_weights_is_refused_by_both_writers_before_anything_is_written(tmp_path):
+    """Battery 23c: a model built on the meta device was "NotImplementedError: Cannot copy out of meta tensor" from
+    inside save_pretrained / the GGUF writer."""
+    import transformers
+
+    from longrope.models import export_gguf
+
+    config = build_tiny("llama").config
+    with torch.device("meta"):
+        model = transformers.AutoModelForCausalLM.from_config(config)
+    fs = _factors(build_tiny("llama"))
+    for write, out in ((export_hf, tmp_path / "hf"), (export_gguf, tmp_path / "m.gguf")):
+        with pytest.raises(UserError, match="weights are on the meta device"):
+            write(model, None, fs, out)
+    assert list(tmp_path.iterdir()) == []

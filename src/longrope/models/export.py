@@ -74,7 +74,7 @@ from longrope.io import (
     write_text,
 )
 from longrope.models.families import FAMILIES, RopeInfo, inspect_model, require_no_adapters, require_supported
-from longrope.options import check_flag
+from longrope.options import check_flag, check_loaded_model
 from longrope.rope.attention import longrope_attention_factor
 
 __all__ = [
@@ -408,6 +408,7 @@ def export_hf(
 
     out = output_target(path_argument(out_dir, "export_hf's out_dir (the folder to write)"))
     require_no_adapters(model, "export_hf")
+    check_loaded_model(model, "export_hf")  # on the meta device: "Cannot copy out of meta tensor" while writing (battery 23c)
     info = require_supported(inspect_model(model))
     check_export_tokenizer(model, tokenizer, "export_hf")
     entries, warnings = longrope_config_entries(factor_set, info)

@@ -70,7 +70,7 @@ from longrope.models.export import (
 )
 from longrope.models.factor_files import check_rotary_fit
 from longrope.models.families import FAMILIES
-from longrope.options import check_flag
+from longrope.options import check_flag, check_loaded_model
 
 __all__ = [
     "GGUF_ARCHES",
@@ -559,6 +559,7 @@ def export_gguf(
     out = output_target(path_argument(out, "export_gguf's out (the .gguf file to write)"))
     check_output_file(out, overwrite)
     require_no_adapters(model, "export_gguf")
+    check_loaded_model(model, "export_gguf")  # on the meta device: "Cannot copy out of meta tensor" while writing (battery 23c)
     info = require_supported(inspect_model(model))
     check_export_tokenizer(model, tokenizer, "export_gguf")
     if info.model_type in NO_GGUF_FACTORS:
