@@ -468,11 +468,13 @@ def aside_prefix(dest: Path) -> str:
     return sibling_prefix(dest, "old-")
 
 
-def output_folder(path: str | os.PathLike) -> Path:
-    """The folder a whole-folder writer (a staged run, tokenize, export) judges, writes and replaces for the output
-    ``path``: a link names its target (``ln -s /big/disk/out out`` keeps putting the output there), never the link
-    itself; any other path is itself. (export swapped its folder in for the link, and over a link to an empty
-    folder failed 'Not a directory' after all the work; battery 19.)"""
+def output_target(path: str | os.PathLike) -> Path:
+    """The file or folder a writer of a whole output (a staged run, tokenize, an export: a folder or a GGUF file)
+    judges, writes and replaces for the output ``path``: a link names its target (``ln -s /big/disk/out out`` keeps
+    putting the output there), never the link itself; any other path is itself. (export swapped its folder in for the
+    link, and over a link to an empty folder failed 'Not a directory' after all the work, battery 19; a GGUF export
+    replaced a link with a file, and through a dangling one failed 'written by another process' after all the work,
+    battery 23c.)"""
     path = Path(path)
     return Path(os.path.realpath(path)) if path.is_symlink() else path
 

@@ -382,3 +382,33 @@ def test_a_peft_wrapped_model_is_refused_naming_the_merge(tmp_path):
     with pytest.raises(UserError, match="merge_and_unload"):
         export_hf(wrapped, None, _factors(model), tmp_path / "out")
     assert not list(tmp_path.iterdir())
+
+
+def test_an_export_exported_again_with_other_factors_keeps_none_of_the_first_n_hat(tmp_path):
+    """Battery 23c: n̂ = 3 exported, then that folder exported with n̂ = 0 kept 'longrope_start_tokens: 3' in its
+    config.json (factors.json said 0): --factors FOLDER/config.json installed n̂ = 3."""
+    from longrope.models import load_model
+
+    model = build_tiny("llama")
+    export_hf(model, None, _factors(model, start_tokens=3), tmp_path / "first")
+    again, _ = load_model(str(tmp_path / "first"))
+    export_hf(again, None, _factors(model, start_tokens=0), tmp_path / "second")
+    assert FactorSet.load(tmp_path / "second" / "config.json").start_tokens == 0
+    assert START_TOKENS_KEY not in json.loads((tmp_path / "second" / "config.json").read_text())
+
+
+def test_a_model_without_loaded_weights_is_refused_by_both_writers_before_anything_is_written(tmp_path):
+    """Battery 23c: a model built on the meta device was "NotImplementedError: Cannot copy out of meta tensor" from
+    inside save_pretrained / the GGUF writer."""
+    import transformers
+
+    from longrope.models import export_gguf
+
+    config = build_tiny("llama").config
+    with torch.device("meta"):
+        model = transformers.AutoModelForCausalLM.from_config(config)
+    fs = _factors(build_tiny("llama"))
+    for write, out in ((export_hf, tmp_path / "hf"), (export_gguf, tmp_path / "m.gguf")):
+        with pytest.raises(UserError, match="weights are on the meta device"):
+            write(model, None, fs, out)
+    assert list(tmp_path.iterdir()) == []

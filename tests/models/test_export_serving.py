@@ -75,7 +75,8 @@ def test_stale_temporaries_of_killed_exports_are_removed(tmp_path):
 
 
 def test_target_below_original_is_refused_in_one_line():
-    fake = types.SimpleNamespace(original_max_position_embeddings=4096, max_position_embeddings=2048)
+    fake = types.SimpleNamespace(long_factor=[1.0], short_factor=[1.0], original_max_position_embeddings=4096,
+                                 max_position_embeddings=2048)
     with pytest.raises(UserError, match="below its original length") as exc:
         check_target_length(fake)
     assert "\n" not in str(exc.value)

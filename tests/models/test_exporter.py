@@ -86,3 +86,31 @@ def test_two_writers_of_one_new_output_the_second_is_refused_not_written_over(ti
     folder.abandon()
     assert (run / "summary.json").read_text() == "{}"
     assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporaries
+
+
+def test_the_public_export_and_gguf_functions_refuse_what_they_cannot_take_in_one_line(tmp_path):
+    """Battery 23c: the public functions of longrope.models.export and .gguf beside the two writers raised pathlib's
+    TypeError for a path given as None or a number, and AttributeError for a str where a Path was typed or for no
+    factor set / model facts at all; each is now one UserError naming the argument."""
+    from longrope.models import export, gguf
+
+    fs = FactorSet(long_factor=np.linspace(1, 4, 8), original_max_position_embeddings=32,
+                   max_position_embeddings=128, rope_theta=1e4)
+    calls = [
+        ("export_gguf_from_gguf's src", lambda: gguf.export_gguf_from_gguf(None, fs, tmp_path / "a.gguf")),
+        ("export_gguf_from_gguf's out", lambda: gguf.export_gguf_from_gguf(tmp_path / "s.gguf", fs, 3)),
+        ("a GGUF file's path", lambda: gguf.gguf_rope_facts(None)),
+        ("arch must be", lambda: gguf.longrope_gguf_keys(5, fs)),
+        ("expected a FactorSet", lambda: gguf.longrope_gguf_keys("llama", None)),
+        ("check_output_file's out", lambda: gguf.check_output_file(7, False)),
+        ("check_output_folder's out", lambda: export.check_output_folder(None, False)),
+        ("expected a FactorSet", lambda: export.check_target_length(None)),
+        ("remove_stale_temporaries's out", lambda: export.remove_stale_temporaries(None)),
+        ("expected the model's RopeInfo", lambda: export.serving_readme(fs, None, "x")),
+    ]
+    for said, call in calls:
+        with pytest.raises(UserError, match=said):
+            call()
+    export.check_output_folder(str(tmp_path / "new"), False)  # a str where the hint said Path: taken
+    gguf.check_output_file(str(tmp_path / "new.gguf"), False)
+    assert export.remove_stale_temporaries(str(tmp_path / "new")) == []

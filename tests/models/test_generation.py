@@ -346,3 +346,19 @@ def test_device_side_switch_gives_the_same_tables(monkeypatch):
     for pos, (cos, sin) in zip(cases, host):
         cos_d, sin_d = patch.module(x, pos)
         assert torch.equal(cos, cos_d) and torch.equal(sin, sin_d)
+
+
+def test_a_tokenizer_or_mask_generate_cannot_take_is_one_line():
+    """Battery 23c: a tokenizer given by name was "'str' object is not callable" (with ids: after the whole generation,
+    at the decoding); a mask of 2s "1 is not in list", one of text "too many dimensions 'str'"."""
+    model = build_tiny("llama")
+    install_factors(model, factor_set(model))
+    ids = torch.tensor([[5, 6, 7]])
+    for tokenizer, prompt in (("tiny", "hello"), ("tiny", [5, 6, 7])):
+        with pytest.raises(UserError, match="generate takes a loaded tokenizer"):
+            generate(model, tokenizer, prompt, 2)
+    for mask in (torch.full((1, 3), 2), [["a", "b", "c"]], torch.tensor([[0.5, 1.0, 1.0]])):
+        with pytest.raises(UserError, match="attention_mask must hold only 0 .* and 1"):
+            generate(model, None, ids, 2, attention_mask=mask)
+    for mask in (torch.tensor([[0, 1, 1]]), np.array([[False, True, True]]), [[0.0, 1.0, 1.0]]):
+        assert generate(model, None, ids, 2, attention_mask=mask).prompt_tokens == [[6, 7]]

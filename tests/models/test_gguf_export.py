@@ -353,3 +353,91 @@ def test_gguf_to_gguf_refuses_a_source_whose_header_and_tensors_disagree(tmp_pat
     with pytest.raises(UserError, match=re.escape(said)):
         export_gguf_from_gguf(tmp_path / "bad.gguf", factor_set(model), tmp_path / "out.gguf")
     assert not (tmp_path / "out.gguf").exists()
+
+
+_KILLED_MID_WRITE = """
+import os, signal, sys
+import gguf
+from longrope.models.gguf import export_gguf
+from tests.models.test_gguf_export import factor_set
+from tests.models.model_helpers import build_tiny
+
+def killed(self, *a, **k):
+    os.kill(os.getpid(), signal.SIGKILL)
+
+gguf.GGUFWriter.write_tensors_to_file = killed
+model = build_tiny("llama")
+export_gguf(model, None, factor_set(model), sys.argv[1])
+"""
+
+
+def test_what_a_killed_export_left_is_removed_by_the_next_one(tmp_path):
+    """Battery 23c: an export SIGKILLed while it wrote (OOM killer, kill -9) left its temporary file and the folder
+    the tokenizer was written to; the next export to the same file removed the first, never the second."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    out = tmp_path / "m.gguf"
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root / "src"), str(root)])}
+    proc = subprocess.run([sys.executable, "-c", _KILLED_MID_WRITE, str(out)], cwd=root, env=env, timeout=300,
+                          capture_output=True, text=True)
+    assert proc.returncode == -9, proc.stderr[-2000:]
+    assert any(p.name.startswith(".m.gguf.") for p in tmp_path.iterdir())  # what the kill left
+    model = build_tiny("llama")
+    export_gguf(model, None, factor_set(model), out)
+    assert [p.name for p in tmp_path.iterdir()] == ["m.gguf"]
+
+
+def test_a_link_given_as_the_gguf_output_names_the_file_written(tmp_path):
+    """Battery 23c: as for an export folder, -o LINK writes the file the link names. The link itself was replaced by
+    the new file (the target kept the old model), and a dangling link failed after all the work as 'written by
+    another process while this one worked'."""
+    model = build_tiny("llama")
+    fs = factor_set(model)
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    (disk / "old.gguf").write_bytes(b"GGUF")
+    (tmp_path / "live.gguf").symlink_to(disk / "old.gguf")
+    (tmp_path / "dangling.gguf").symlink_to(disk / "new.gguf")
+    export_gguf(model, None, fs, tmp_path / "live.gguf", overwrite=True)
+    export_gguf(model, None, fs, tmp_path / "dangling.gguf")
+    for link, target in (("live.gguf", "old.gguf"), ("dangling.gguf", "new.gguf")):
+        assert (tmp_path / link).is_symlink()
+        assert fields(disk / target)["llama.rope.scaling.type"] == "longrope"
+
+
+def test_the_gguf_name_of_a_local_model_is_its_folder_name_not_its_path(tmp_path):
+    """Battery 23c: general.name was config._name_or_path, the absolute path of a local source folder."""
+    from longrope.models import load_model
+
+    model = build_tiny("llama")
+    model.save_pretrained(tmp_path / "models" / "my-model")
+    loaded, _ = load_model(str(tmp_path / "models" / "my-model"), dtype=torch.float32)
+    export_gguf(loaded, None, factor_set(loaded), tmp_path / "a.gguf")
+    assert fields(tmp_path / "a.gguf")["general.name"] == "my-model"
+    model.config._name_or_path = "someone/some-model"  # a hub id stays as it is
+    export_gguf(model, None, factor_set(model), tmp_path / "b.gguf")
+    assert fields(tmp_path / "b.gguf")["general.name"] == "someone/some-model"
+
+
+def test_a_qwen2_written_as_a_llama_gguf_is_read_back_with_its_biases(tmp_path):
+    """Battery 23c: a Qwen2 is written as a llama GGUF with q/k/v biases (the architecture llama.cpp applies factors
+    for); transformers' reader built a Llama without biases from it and dropped them without a word, so eval and
+    generate of the file ran another model than llama.cpp (logits 0.3-0.6 off). A Llama's MLP biases likewise."""
+    from longrope.models import install_factors, load_model
+
+    for family, kwargs in (("qwen2", {}), ("llama", {"mlp_bias": True})):
+        model = build_tiny(family, **kwargs)
+        fs = factor_set(model)
+        export_gguf(model, None, fs, tmp_path / f"{family}.gguf", outtype="f32")
+        back, _ = load_model(str(tmp_path / f"{family}.gguf"), dtype=torch.float32)
+        assert inspect_model(back).model_type == family
+        for m in (model, back):
+            install_factors(m, fs)
+        ids = torch.randint(3, 128, (1, 2 * TINY_L), generator=torch.Generator().manual_seed(0))
+        with torch.no_grad():
+            for n in (TINY_L // 2, 2 * TINY_L):  # short and long factors
+                torch.testing.assert_close(back(ids[:, :n]).logits, model(ids[:, :n]).logits, atol=1e-4, rtol=1e-4)

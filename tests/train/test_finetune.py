@@ -216,3 +216,14 @@ def test_passkey_share_replaces_long_rows_with_passkey_prompts(make_config, tmp_
     with pytest.raises(UserError, match="passkey prompt"):  # refused at set-up, before any step
         finetune(make_config(model="tiny", factors=str(factors), data=str(shards), seq_len=64, short_length=32, short_share=0.5,
                              passkey_share=0.5, output=str(tmp_path / "short")))
+
+
+def test_the_exported_model_keeps_its_kv_cache_setting(make_config, tiny_dir):
+    """Battery 23c: training turned the model's config.use_cache off, and the export saved it so: the fine-tuned
+    folder's stock forward calls returned no KV cache (its base and every other export do), also with
+    gradient checkpointing, which needs no cache either (the loss asks for none)."""
+    from transformers import AutoConfig
+
+    assert AutoConfig.from_pretrained(tiny_dir).use_cache is True
+    result = finetune(make_config(steps=2, warmup_steps=0, lora=True, lora_rank=4, gradient_checkpointing=True))
+    assert json.loads((result.model_dir / "config.json").read_text())["use_cache"] is True

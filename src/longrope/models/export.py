@@ -63,7 +63,7 @@ from longrope.io import (
     is_disk_full,
     make_folder,
     os_error_fix,
-    output_folder,
+    output_target,
     path_argument,
     path_kind,
     place_new,
@@ -74,7 +74,7 @@ from longrope.io import (
     write_text,
 )
 from longrope.models.families import FAMILIES, RopeInfo, inspect_model, require_no_adapters, require_supported
-from longrope.options import check_flag
+from longrope.options import check_flag, check_loaded_model
 from longrope.rope.attention import longrope_attention_factor
 
 __all__ = [
@@ -173,6 +173,9 @@ def longrope_config_entries(factor_set: Any, info: RopeInfo) -> tuple[dict[str, 
 
 def check_target_length(factor_set: Any) -> None:
     """Refuse a factor set whose target length L' is below its original length L (one line)."""
+    from longrope.rope.factors import require_factor_set
+
+    require_factor_set(factor_set)
     L = int(factor_set.original_max_position_embeddings)
     L_target = int(factor_set.max_position_embeddings)
     if L_target < L:
@@ -216,12 +219,13 @@ def _default_permissions(folder: Path) -> None:
             path.chmod(0o666 & ~umask)
 
 
-def remove_stale_temporaries(out: Path) -> list[Path]:
+def remove_stale_temporaries(out: str | os.PathLike) -> list[Path]:
     """Delete what killed exports to ``out`` left behind: ``.{name}.tmp-*`` / ``.{name}.old-*`` siblings.
 
     Each holds a full copy of the weights. Only leftovers of processes that no longer run are
     removed, so an export running now in another process keeps its folder. Returns what was removed.
     """
+    out = path_argument(out, "remove_stale_temporaries's out (the export's folder or file)")
     parent = out.parent if str(out.parent) else Path(".")
     removed = [p for prefix in (sibling_prefix(out, "tmp-"), aside_prefix(out)) for p in remove_dead_leftovers(parent, prefix)]
     for path in removed:
@@ -249,8 +253,9 @@ def _swap_into_place(tmp: Path, out: Path, overwrite: bool) -> None:
         place_new(tmp, out)
 
 
-def check_output_folder(out: Path, overwrite: bool) -> None:
+def check_output_folder(out: str | os.PathLike, overwrite: bool) -> None:
     """One-line errors for an output that cannot become the export folder (checked before any work)."""
+    out = path_argument(out, "check_output_folder's out (the export folder)")
     overwrite = check_flag(overwrite, "overwrite")
     check_utf8_path(out.resolve())
     if out.exists() and not out.is_dir():
@@ -307,6 +312,10 @@ def check_writable_parent(out: Path) -> None:
 
 def serving_readme(factor_set: Any, info: RopeInfo, name: str) -> str:
     """The export folder's README.md: what the factors are and how to serve them in each runtime."""
+    from longrope.rope.factors import require_factor_set
+
+    require_factor_set(factor_set)
+    require_supported(info)
     L = int(factor_set.original_max_position_embeddings)
     L_target = int(factor_set.max_position_embeddings)
     m = float(factor_set.resolved_attention_factor())
@@ -397,8 +406,9 @@ def export_hf(
 
     from longrope.settings import resolve_dtype
 
-    out = output_folder(path_argument(out_dir, "export_hf's out_dir (the folder to write)"))
+    out = output_target(path_argument(out_dir, "export_hf's out_dir (the folder to write)"))
     require_no_adapters(model, "export_hf")
+    check_loaded_model(model, "export_hf")  # on the meta device: "Cannot copy out of meta tensor" while writing (battery 23c)
     info = require_supported(inspect_model(model))
     check_export_tokenizer(model, tokenizer, "export_hf")
     entries, warnings = longrope_config_entries(factor_set, info)
@@ -417,6 +427,9 @@ def export_hf(
             tokenizer.save_pretrained(tmp)
         cfg_path = tmp / "config.json"
         config = json.loads(cfg_path.read_text())
+        # n̂ is written only when > 0: an export exported again (or fine-tuned) with n̂ = 0 kept its source's n̂ in
+        # config.json beside factors.json's 0, and --factors FOLDER/config.json read the old n̂ (battery 23c)
+        config.pop(START_TOKENS_KEY, None)
         config.update(entries)
         write_json(cfg_path, config)
         factors = factor_set.to_dict() if hasattr(factor_set, "to_dict") else None

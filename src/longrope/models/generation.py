@@ -144,13 +144,17 @@ _PROMPT_KINDS = "text, a list of token ids, a list of such lists or a [batch, se
 
 
 def prepare_batch(
-    model: Any, tokenizer: Any, prompts: Any, attention_mask: Any = None
+    model: Any, tokenizer: Any, prompts: Any, attention_mask: Any = None, *, who: str = "prepare_batch"
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(input_ids, attention_mask)`` ``[batch, seq]`` on the model's device, ragged rows left-padded.
 
-    ``attention_mask`` goes with ids of one width (a tensor, an array or equal lists); it must have their shape.
+    ``tokenizer``: None or a loaded one (``who`` names the caller in the refusal). ``attention_mask`` goes with ids
+    of one width (a tensor, an array or equal lists); it must have their shape and hold only 0 and 1.
     (It was ignored for lists, a reshape traceback for another shape; float ids were truncated, 1.7 -> 1; numpy
-    arrays were refused; ``[["a"]]`` was a ValueError.)"""
+    arrays were refused; ``[["a"]]`` was a ValueError; a tokenizer's name was "'str' object is not callable", a mask
+    of 2s "1 is not in list", a mask of text "too many dimensions 'str'", battery 23c.)"""
+    from longrope.options import check_loaded_tokenizer
+
     device = next(model.parameters()).device
     if isinstance(prompts, str) or (
         isinstance(prompts, Sequence) and prompts and all(isinstance(p, str) for p in prompts)
@@ -159,10 +163,13 @@ def prepare_batch(
             raise UserError("text prompts need a tokenizer; pass token ids or a model with a tokenizer")
         if attention_mask is not None:
             raise UserError("attention_mask goes with token ids; text prompts are tokenized and padded here")
+        check_loaded_tokenizer(tokenizer, who)
         texts = [prompts] if isinstance(prompts, str) else list(prompts)
         check_text_prompts(texts)
         rows = [list(tokenizer(t, add_special_tokens=True)["input_ids"]) for t in texts]
     else:
+        if tokenizer is not None:  # it decodes the new tokens: refused now, not after the whole generation
+            check_loaded_tokenizer(tokenizer, who)
         rows = _id_rows(prompts)
         if attention_mask is not None or hasattr(prompts, "shape"):
             if len({len(r) for r in rows}) != 1:
@@ -172,7 +179,7 @@ def prepare_batch(
             if attention_mask is None:
                 mask = torch.ones_like(ids)
             else:
-                mask = torch.as_tensor(attention_mask, device=device)
+                mask = _mask_tensor(attention_mask, device)
                 if mask.ndim == 1:
                     mask = mask[None]
                 if tuple(mask.shape) != tuple(ids.shape):
@@ -189,6 +196,18 @@ def prepare_batch(
     mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], dtype=torch.long, device=device)
     _check_ids(model, tokenizer, ids)
     return ids, mask
+
+
+def _mask_tensor(attention_mask: Any, device: Any) -> torch.Tensor:
+    """A caller's attention mask as a tensor of 0s and 1s (bools, integers or floats that are exactly 0 or 1)."""
+    try:
+        mask = torch.as_tensor(attention_mask, device=device)
+    except (TypeError, ValueError, RuntimeError):
+        mask = None
+    if mask is None or mask.dtype.is_complex or not bool(((mask == 0) | (mask == 1)).all()):
+        raise UserError("attention_mask must hold only 0 (padding) and 1 (a token), as a tensor, an array or lists "
+                        "of the ids' shape")
+    return mask
 
 
 def check_text_prompts(texts: Sequence[str]) -> None:
@@ -314,7 +333,7 @@ def generate(
     patch = install_factors(model, factor_set) if factor_set is not None else current_patch(model)
     if patch is None or not patch.active:
         raise UserError("the model carries no active LongRoPE factors; install_factors(model, factor_set) first")
-    ids, mask = prepare_batch(model, tokenizer, input_ids, attention_mask)
+    ids, mask = prepare_batch(model, tokenizer, input_ids, attention_mask, who="generate")
     pad = _pad_id(model, tokenizer)
     eos = _eos_ids(model, tokenizer) if stop_at_eos else None
     config = GenerationConfig(

@@ -44,7 +44,6 @@ import logging
 import os
 import re
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -56,9 +55,9 @@ from longrope.io import (
     check_writable_path,
     make_folder,
     os_error_words,
+    output_target,
     path_argument,
     place_new,
-    sibling_prefix,
 )
 from longrope.models.export import (
     ExportResult,
@@ -71,7 +70,7 @@ from longrope.models.export import (
 )
 from longrope.models.factor_files import check_rotary_fit
 from longrope.models.families import FAMILIES
-from longrope.options import check_flag
+from longrope.options import check_flag, check_loaded_model
 
 __all__ = [
     "GGUF_ARCHES",
@@ -98,6 +97,12 @@ OUTTYPES = ("f16", "f32")
 
 def longrope_gguf_keys(arch: str, factor_set: Any) -> dict[str, tuple[Any, str]]:
     """``{key: (value, gguf type name)}`` for the rope keys this export sets (see module doc)."""
+    from longrope.rope.factors import require_factor_set
+
+    if arch not in set(GGUF_ARCHES.values()):
+        raise UserError(f"arch must be a llama.cpp architecture longrope writes factors for "
+                        f"({', '.join(sorted(set(GGUF_ARCHES.values())))}), got {arch!r}")
+    require_factor_set(factor_set)
     return {
         f"{arch}.context_length": (int(factor_set.max_position_embeddings), "UINT32"),
         f"{arch}.rope.scaling.type": ("longrope", "STRING"),
@@ -121,9 +126,10 @@ def _common_warnings(factor_set: Any) -> list[str]:
     return []
 
 
-def check_output_file(out: Path, overwrite: bool) -> None:
+def check_output_file(out: str | os.PathLike, overwrite: bool) -> None:
     """One-line errors for an output that cannot become the GGUF file (checked before any work)."""
     overwrite = check_flag(overwrite, "overwrite")
+    out = output_target(path_argument(out, "check_output_file's out (the .gguf file)"))  # a link: the file it names is judged and replaced
     check_utf8_path(out.resolve())
     if out.exists() and out.is_dir():
         raise UserError(f"output {out} is a folder; --format gguf writes one file, give e.g. -o {out}.gguf")
@@ -170,7 +176,7 @@ def open_gguf(path: str | os.PathLike) -> Any:
     index errors of many kinds on one)."""
     import gguf
 
-    path = Path(path)
+    path = path_argument(path, "a GGUF file's path")
     try:
         reader = gguf.GGUFReader(path)
         size = path.stat().st_size
@@ -190,8 +196,12 @@ def open_gguf(path: str | os.PathLike) -> Any:
 def check_gguf_file(path: str | os.PathLike) -> None:
     """Refuse a truncated or damaged GGUF in one line before anything else reads it (checked once per
     file version: its size and modification time)."""
-    st = Path(path).stat()
-    _check_gguf_cached(str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
+    path = path_argument(path, "a GGUF file's path")
+    try:
+        st = path.stat()
+    except OSError as exc:
+        raise UserError(f"cannot read {path}: {os_error_words(exc)}") from None
+    _check_gguf_cached(str(path.resolve()), st.st_size, st.st_mtime_ns)
 
 
 @functools.lru_cache(maxsize=16)
@@ -286,8 +296,8 @@ def export_gguf_from_gguf(
     """Copy the GGUF ``src`` to ``out`` with ``factor_set`` added (see module doc)."""
     import gguf
 
-    out = Path(out)
-    src = Path(src)
+    out = output_target(path_argument(out, "export_gguf_from_gguf's out (the .gguf file to write)"))
+    src = path_argument(src, "export_gguf_from_gguf's src (the GGUF file to copy)")
     check_output_file(out, overwrite)
     if out.resolve() == src.resolve():
         raise UserError(f"-o {out} is the source model itself; write to another file")
@@ -518,6 +528,17 @@ def _add_weights(writer: Any, model: Any, arch: str, outtype: str) -> None:
         writer.add_tensor(gguf_name, arr)
 
 
+def _model_name(config: Any) -> str:
+    """The GGUF's ``general.name`` for a model loaded from ``config._name_or_path``: a hub id as it is, a local folder
+    by its name. The folder's whole absolute path was written: a file made to be shared told where it was made,
+    llama.cpp showed the path as the model's name, and transformers read it back into a re-export's config.json
+    (battery 23c)."""
+    given = str(getattr(config, "_name_or_path", "") or "")
+    if given and (os.path.isabs(given) or os.path.exists(given)):
+        return Path(given).name
+    return given
+
+
 def export_gguf(
     model: Any,
     tokenizer: Any,
@@ -535,9 +556,10 @@ def export_gguf(
 
     if outtype not in OUTTYPES:
         raise UserError(f"GGUF weights type must be one of {', '.join(OUTTYPES)}, got {outtype!r}")
-    out = path_argument(out, "export_gguf's out (the .gguf file to write)")
+    out = output_target(path_argument(out, "export_gguf's out (the .gguf file to write)"))
     check_output_file(out, overwrite)
     require_no_adapters(model, "export_gguf")
+    check_loaded_model(model, "export_gguf")  # on the meta device: "Cannot copy out of meta tensor" while writing (battery 23c)
     info = require_supported(inspect_model(model))
     check_export_tokenizer(model, tokenizer, "export_gguf")
     if info.model_type in NO_GGUF_FACTORS:
@@ -549,11 +571,13 @@ def export_gguf(
     make_folder(out.parent)
     remove_stale_temporaries(out)
     tmp = temporary_sibling(out, folder=False)
-    workdir = Path(tempfile.mkdtemp(prefix=sibling_prefix(out, "tok-"), dir=out.parent))
+    # named as the file's own temporary (.{name}.tmp-{pid}-...): an export killed meanwhile (SIGKILL, OOM) left a
+    # '.{name}.tok-...' folder that no later export removed, as it carried no pid (battery 23c)
+    workdir = temporary_sibling(out, folder=True)
     try:
         writer = gguf.GGUFWriter(tmp, arch=arch)
         writer.add_type(gguf.GGUFType.MODEL)
-        writer.add_name(str(name or getattr(config, "_name_or_path", "") or out.stem))
+        writer.add_name(str(name or _model_name(config) or out.stem))
         writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
         writer.add_file_type(gguf.LlamaFileType.MOSTLY_F16 if outtype == "f16" else gguf.LlamaFileType.ALL_F32)
         _hparams(writer, config, info, arch, warnings)

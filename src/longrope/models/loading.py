@@ -321,6 +321,34 @@ def _gguf_config(source: ModelSource) -> Any:
         params = dict(getattr(config, "rope_parameters", None) or {})
         params["partial_rotary_factor"] = rotary / head_dim
         config.rope_parameters = params
+    return _with_biases(config, path)
+
+
+def _with_biases(config: Any, path: Path) -> Any:
+    """A ``llama`` GGUF's biases, which transformers' reader drops without a word (its Llama config says none):
+    q/k/v attention biases alone are a Qwen2 (how ``longrope export --format gguf`` writes one, the architecture
+    llama.cpp applies factors for); other attention or MLP biases are a Llama with ``attention_bias`` /
+    ``mlp_bias``. A Qwen2 exported to GGUF was read back as another model (logits 0.3-0.6 off on a tiny one), so
+    every eval and generate of the file measured a model llama.cpp does not run (battery 23c)."""
+    if getattr(config, "model_type", None) != "llama" or getattr(config, "attention_bias", False) \
+            or getattr(config, "mlp_bias", False):
+        return config
+    try:
+        import gguf
+
+        names = {t.name for t in gguf.GGUFReader(path).tensors}
+    except Exception:  # noqa: BLE001 - transformers already read this file; open_gguf judged it whole
+        return config
+    attention = {part for part in ("q", "k", "v", "output") if f"blk.0.attn_{part}.bias" in names}
+    mlp = any(f"blk.0.ffn_{part}.bias" in names for part in ("gate", "up", "down"))
+    if attention == {"q", "k", "v"} and not mlp:
+        from transformers import Qwen2Config
+
+        fields = {k: v for k, v in config.to_dict().items()
+                  if k not in ("model_type", "architectures", "attention_bias", "mlp_bias", "pretraining_tp",
+                               "transformers_version")}
+        return Qwen2Config(**fields)
+    config.attention_bias, config.mlp_bias = bool(attention), mlp
     return config
 
 

@@ -296,7 +296,9 @@ class _Trainer:
         self.short_fs = fs.with_(long_factor=fs.short_factor)
         self.patch = install_factors(model, self.long_fs)
         self.kind = "long"
-        model.config.use_cache = False
+        # No KV cache while training: the loss asks its forward for none (train.loss). The config keeps its own
+        # use_cache: set False here, it was saved in the exported model, whose stock forward calls then returned
+        # no cache (battery 23c).
         if cfg.gradient_checkpointing:
             model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
         set_seed(cfg.seed)  # LoRA's adapter init draws from torch's generator
