@@ -318,3 +318,24 @@ def test_a_split_with_no_hub_input_is_refused_by_the_api_as_by_the_command(token
     assert not out.exists()
     tokenize_corpus(tokenizer, [str(corpus_dir)], out, tokenizer_name="t", progress=False)
     assert json.loads((out / "meta.json").read_text())["options"]["split"] == "train"
+
+
+def test_a_special_token_spelled_in_a_document_is_stored_as_its_characters(tokenizer, tmp_path, monkeypatch):
+    """``</s>`` in an HTML page or ``<s>`` in a post about tokenizers was stored as the EOS and BOS ids, inside
+    documents whose shards say no special token is stored (battery 23c); on the fast path and the slow one alike,
+    and the caller's tokenizer still parses them afterwards."""
+    import longrope.data.tokenize as tk
+
+    text = "strike <s>this</s> out, then <pad> it"
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "page.txt").write_text(text, encoding="utf-8")
+    specials = set(tokenizer.all_special_ids)
+    for path, patch in (("fast", False), ("slow", True)):
+        if patch:  # a tokenizer without a Rust backend to copy takes the slow encoder
+            monkeypatch.setattr(tk, "make_encoder", tk._slow_encoder)
+        _run(tokenizer, [tmp_path / "in"], tmp_path / path)
+        ids = np.asarray(TokenCorpus.open(tmp_path / path).tokens(0)).tolist()
+        assert not specials & set(ids), (path, ids)
+        assert tokenizer.decode(ids) == text
+    assert tokenizer.bos_token_id in tokenizer(text, add_special_tokens=False)["input_ids"]  # the caller's is as it was
+

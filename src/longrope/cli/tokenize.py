@@ -14,7 +14,8 @@ DESCRIPTION = """\
 Tokenize documents into a shard folder: token ids (uint16 when the vocabulary fits, else
 uint32, memory-mapped on load), a document index, and meta.json with the tokenizer's
 vocabulary hash and SHA-256 checksums (per shard and per 1 MiB block; every token is checked
-when it is first read). No special tokens are stored; evaluation adds BOS.
+when it is first read). No special tokens are stored (one spelled in a document, such as
+</s>, is stored as its characters); evaluation adds BOS.
 
 Inputs: .txt (one document per file), .jsonl (one per line, --text-field), .parquet, folders
 of those (recursive), or a Hugging Face dataset name (pg19, proof-pile, user/name; needs the

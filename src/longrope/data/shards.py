@@ -76,8 +76,8 @@ FORMAT_VERSION = 1
 INDEX_DTYPE = np.dtype([("shard", "<u4"), ("offset", "<u8"), ("length", "<u8"), ("role", "u1")])
 ROLE_CODES = {None: 0, "search": 1, "heldout": 2, "train": 3}
 ROLE_NAMES = {v: k for k, v in ROLE_CODES.items()}
-SPECIAL_TOKEN_POLICY = ("none stored: documents are encoded with add_special_tokens=False; "
-                        "evaluation prepends BOS itself")
+SPECIAL_TOKEN_POLICY = ("none stored: documents are encoded with add_special_tokens=False, a special token's "
+                        "spelling in their text as its characters; evaluation prepends BOS itself")
 _SAMPLE_BLOCKS = 16
 
 

@@ -22,6 +22,7 @@ absent — never half-written, never an empty folder.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
@@ -93,11 +94,22 @@ class TokenizeReport:
 def make_encoder(tokenizer: Any) -> Callable[[list[str]], list[np.ndarray]]:
     """A batch encoder without special tokens, using the Rust backend directly when there is one.
 
+    A document's text is text: a special token's spelling in it (``</s>`` in an HTML page, ``<|endoftext|>`` in a
+    post about tokenizers) is encoded as the characters it is made of, not as that token's id. Parsed, it put
+    EOS and BOS ids inside documents whose shards say none are stored (battery 23c), and a corpus could plant
+    what the model reads as a document boundary or a chat turn. The user's tokenizer is left as it was: the
+    backend encoding the documents is a copy.
+
     ``backend.encode_batch_fast`` skips the offsets that ``tokenizer(...)`` computes and the
     Python-side BatchEncoding; it is checked against ``tokenizer(...)`` on the first batch by
     :func:`tokenize_corpus`, which falls back if they ever disagree.
     """
     backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None and hasattr(backend, "encode_special_tokens"):
+        backend = copy.deepcopy(backend)
+        backend.encode_special_tokens = True
+    else:
+        backend = None  # a backend that cannot be told so: the slow path, which can
     fast = getattr(backend, "encode_batch_fast", None) or getattr(backend, "encode_batch", None)
     if fast is not None:
         def encode(texts: list[str]) -> list[np.ndarray]:
@@ -108,7 +120,7 @@ def make_encoder(tokenizer: Any) -> Callable[[list[str]], list[np.ndarray]]:
 
 def _slow_encoder(tokenizer: Any) -> Callable[[list[str]], list[np.ndarray]]:
     def encode(texts: list[str]) -> list[np.ndarray]:
-        out = tokenizer(texts, add_special_tokens=False)["input_ids"]
+        out = tokenizer(texts, add_special_tokens=False, split_special_tokens=True)["input_ids"]
         return [np.asarray(x, dtype=np.int64) for x in out]
     return encode
 
