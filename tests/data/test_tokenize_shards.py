@@ -339,3 +339,16 @@ def test_a_special_token_spelled_in_a_document_is_stored_as_its_characters(token
         assert tokenizer.decode(ids) == text
     assert tokenizer.bos_token_id in tokenizer(text, add_special_tokens=False)["input_ids"]  # the caller's is as it was
 
+
+def test_a_document_longer_than_the_tokenizer_s_max_length_prints_no_reminder(tokenizer, corpus_dir, tmp_path,
+                                                                              capfd, caplog):
+    """A tokenizer whose model_max_length is small (an export's, a model's own) had transformers print 'Token
+    indices sequence length is longer than the specified maximum sequence length' on every tokenize: shards hold
+    whole documents, windows are cut later, so there is nothing to act on (battery 23c)."""
+    import logging
+
+    tokenizer.model_max_length = 8
+    with caplog.at_level(logging.WARNING):
+        _run(tokenizer, [corpus_dir], tmp_path / "out")
+    said = capfd.readouterr().err + caplog.text
+    assert "Token indices sequence length" not in said, said

@@ -120,7 +120,9 @@ def make_encoder(tokenizer: Any) -> Callable[[list[str]], list[np.ndarray]]:
 
 def _slow_encoder(tokenizer: Any) -> Callable[[list[str]], list[np.ndarray]]:
     def encode(texts: list[str]) -> list[np.ndarray]:
-        out = tokenizer(texts, add_special_tokens=False, split_special_tokens=True)["input_ids"]
+        # verbose=False: a document longer than the tokenizer's model_max_length is what shards hold (the
+        # windows are cut later), so transformers' 'Token indices sequence length is longer than ...' was noise
+        out = tokenizer(texts, add_special_tokens=False, split_special_tokens=True, verbose=False)["input_ids"]
         return [np.asarray(x, dtype=np.int64) for x in out]
     return encode
 
