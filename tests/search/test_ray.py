@@ -200,3 +200,28 @@ def test_a_local_ray_instance_a_search_starts_prints_nothing_of_ray_s(tmp_path):
                          cwd=Path(__file__).resolve().parents[2])
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stderr.strip() == "", out.stderr[-2000:]
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("kw, named", [({"factory": None}, "objective factory"), ({"num_workers": -1}, "num_workers"),
+                                       ({"num_workers": "2"}, "num_workers"), ({"poll_s": -1}, "poll_s"),
+                                       ({"max_restarts": -1}, "max_restarts"), ({"init_kwargs": "x"}, "init_kwargs")])
+def test_the_ray_evaluator_checks_its_arguments_and_refuses_work_once_closed(local_ray, kw, named):
+    """Battery 23b: the process pool's checks (battery 22a) were not the Ray evaluator's: num_workers=-1 made no actor,
+    "2" and 0.5 were TypeErrors, poll_s=-1 Ray's "Timeout value out of range", a factory None or a request "junk"
+    were taken and failed inside an actor; a closed one took requests and its wait answered [] for ever."""
+    from longrope.errors import UserError
+    from longrope.search.evaluators import EvalRequest
+    from longrope.search.ray_evaluator import RayEvaluator
+
+    args = {"factory": SyntheticFactory(N_DIMS, SCALE, n_docs=N_DOCS), "num_workers": 1, **kw}
+    with pytest.raises(UserError, match=named):
+        RayEvaluator(args.pop("factory"), **args)
+    evaluator = RayEvaluator(SyntheticFactory(N_DIMS, SCALE, n_docs=N_DOCS), num_workers=1)
+    with pytest.raises(UserError, match="EvalRequests"):
+        evaluator.submit("junk")
+    evaluator.close()
+    evaluator.close()  # a second close is nothing
+    for call in (lambda: evaluator.submit(EvalRequest(0, [1.0] * N_DIMS, 0, (0,))), evaluator.wait):
+        with pytest.raises(UserError, match="is closed"):
+            call()

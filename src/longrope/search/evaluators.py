@@ -115,6 +115,19 @@ def check_open(evaluator: Any) -> None:
                         "make a new one to evaluate more")
 
 
+def check_pool_arguments(owner: str, factory: Any, max_restarts: Any) -> None:
+    """The one check of what every pool of workers is built from (process pool and Ray): a picklable objective
+    factory and a count of restarts. The Ray evaluator took None as its factory (each actor then died on it) and -1
+    restarts, and gave up on the first death (battery 23b)."""
+    from longrope.options import int_problem
+
+    if not callable(factory):
+        raise UserError(f"{owner} takes an objective factory (a picklable callable such as ObjectiveSpec(...)), "
+                        f"got {shown(factory)}")
+    if (problem := int_problem(max_restarts, 0, 1 << 20)) is not None:
+        raise UserError(f"max_restarts {problem}")
+
+
 def check_devices(devices: Any) -> list[str]:
     """``devices`` of a process pool as a list of device names (1 to :data:`~longrope.settings.MAX_SLOTS`), or a
     :class:`UserError`: the string "cpu" started three workers on devices 'c', 'p' and 'u', an int said "'int' object
@@ -268,14 +281,8 @@ class ProcessPoolEvaluator:
     """
 
     def __init__(self, factory: ObjectiveFactory, devices: Sequence[str], *, max_restarts: int = 3) -> None:
-        from longrope.options import int_problem
-
         self.devices = check_devices(devices)
-        if not callable(factory):
-            raise UserError(f"ProcessPoolEvaluator takes an objective factory (a picklable callable such as "
-                            f"ObjectiveSpec(...)), got {shown(factory)}")
-        if (problem := int_problem(max_restarts, 0, 1 << 20)) is not None:
-            raise UserError(f"max_restarts {problem}")
+        check_pool_arguments("ProcessPoolEvaluator", factory, max_restarts)
         self._closed = False
         self.factory = factory
         self.slots = len(self.devices)

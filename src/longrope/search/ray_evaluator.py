@@ -15,7 +15,7 @@ import os
 import warnings
 from typing import Any
 
-from longrope.errors import UserError
+from longrope.errors import UserError, shown
 from longrope.search.evaluators import (
     EvalOutcome,
     EvalRequest,
@@ -23,6 +23,9 @@ from longrope.search.evaluators import (
     WorkerCrashed,
     _no_library_bars,
     call_objective,
+    check_open,
+    check_pool_arguments,
+    check_request,
 )
 
 
@@ -64,10 +67,12 @@ class RayEvaluator:
         max_restarts: int = 3,
         poll_s: float = 5.0,
     ) -> None:
+        _check_arguments(factory, num_workers, init_kwargs, max_restarts, poll_s)
         try:
             import ray
         except ImportError:
             raise UserError("the Ray evaluator needs Ray: pip install 'longrope[ray]'") from None
+        self._closed = False
         self._ray = ray
         self._owns_ray = False
         if not ray.is_initialized():
@@ -111,10 +116,12 @@ class RayEvaluator:
             self._refs[self.actors[i].evaluate.remote(req)] = (i, req)
 
     def submit(self, request: EvalRequest) -> None:
+        check_request(request, self)
         self._backlog.append(request)
         self._dispatch()
 
     def wait(self) -> list[EvalOutcome]:
+        check_open(self)
         ray = self._ray
         out: list[EvalOutcome] = []
         while not out:
@@ -158,6 +165,10 @@ class RayEvaluator:
                             "(ray stop, or its head node lost); start it again")
 
     def close(self) -> None:
+        if self._closed:  # a second close: its actors are gone and Ray shut down already
+            return
+        self._closed = True
+        self._backlog.clear()
         if self._lost:  # nothing to tell a cluster that is gone: ray.kill and shutdown would wait on it
             self.actors = []
             self._refs.clear()
@@ -171,6 +182,22 @@ class RayEvaluator:
         self._refs.clear()
         if self._owns_ray:
             self._ray.shutdown()
+
+
+def _check_arguments(factory: Any, num_workers: Any, init_kwargs: Any, max_restarts: Any, poll_s: Any) -> None:
+    """What a :class:`RayEvaluator` is built from, checked before Ray starts: -1 workers made no actor and a search
+    that waited on none, 0.5 or "2" were Python's TypeError, a poll of -1 s Ray's "Timeout value out of range"
+    after Ray had started, init_kwargs="x" was taken unread (battery 23b)."""
+    from longrope.options import int_problem, is_finite_number
+    from longrope.settings import MAX_SLOTS
+
+    check_pool_arguments("RayEvaluator", factory, max_restarts)
+    if num_workers is not None and (problem := int_problem(num_workers, 1, MAX_SLOTS)) is not None:
+        raise UserError(f"num_workers {problem} (None: one actor per GPU of the cluster, else per CPU)")
+    if init_kwargs is not None and not isinstance(init_kwargs, dict):
+        raise UserError(f"init_kwargs must be a dict of ray.init's arguments or None, got {shown(init_kwargs)}")
+    if not is_finite_number(poll_s) or not 0 < poll_s <= 3600:
+        raise UserError(f"poll_s must be a number of seconds in (0, 3600], got {shown(poll_s)}")
 
 
 def _reachable_control_store(ray: Any, timeout_s: float) -> tuple[str, int] | None:
