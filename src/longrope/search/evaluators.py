@@ -93,8 +93,16 @@ def call_objective(objective: Objective, request: EvalRequest, worker: str) -> E
             raise ValueError(f"objective returned shape {scores.shape}, expected ({len(request.docs)}, 2 or more)")
         return EvalOutcome(request.ticket, scores, None, time.perf_counter() - t0, worker)
     except Exception as exc:  # the loop decides: retry, or stop with this message
-        last = traceback.format_exception_only(type(exc), exc)[-1].strip()
-        return EvalOutcome(request.ticket, None, last, time.perf_counter() - t0, worker)
+        return EvalOutcome(request.ticket, None, failure_line(exc), time.perf_counter() - t0, worker)
+
+
+def failure_line(exc: BaseException) -> str:
+    """What a worker reports of an exception: a :class:`UserError`'s own line (it names the problem and the fix),
+    else the exception's type and first line. A worker's UserError reached the user as "worker w0 could not build
+    its objective: longrope.errors.UserError: ..." (battery 23b)."""
+    if isinstance(exc, UserError):
+        return str(exc)
+    return traceback.format_exception_only(type(exc), exc)[-1].strip()
 
 
 def check_request(request: Any, evaluator: Any) -> None:
@@ -181,7 +189,7 @@ def _worker_main(worker: str, device: str, factory: Any, conn: Any) -> None:
     try:
         objective = factory(device)
     except BaseException as exc:  # reported to the parent, which stops the search with this line
-        _tell_parent(conn, ("fatal", traceback.format_exception_only(type(exc), exc)[-1].strip()))
+        _tell_parent(conn, ("fatal", failure_line(exc)))
         return
     if not _tell_parent(conn, ("ready", None)):
         return
