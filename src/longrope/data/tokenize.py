@@ -49,7 +49,15 @@ from longrope.data.shards import (
     vocab_sha256,
     write_meta,
 )
-from longrope.data.sources import DEFAULT_SPLIT, SkipLog, Source, links_read_twice, printable, resolve_sources
+from longrope.data.sources import (
+    DEFAULT_SPLIT,
+    SkipLog,
+    Source,
+    changed_while_read,
+    links_read_twice,
+    printable,
+    resolve_sources,
+)
 from longrope.errors import UserError
 from longrope.io import (
     aside_prefix,
@@ -217,9 +225,8 @@ def _check_unchanged(sources: list[Source], before: list[dict]) -> None:
             continue
         then, now = ({f[0]: f[1:] for f in x["files"]} for x in (old, new))
         changed = sorted(n for n in then.keys() | now.keys() if then.get(n) != now.get(n))
-        where = Path(old["spec"]) / changed[0] if old["kind"] == "folder" and changed else Path(old["spec"])
-        raise UserError(f"input {where} changed while it was read; nothing was written: run tokenize again once "
-                        "the inputs no longer change")
+        raise changed_while_read(Path(old["spec"]) / changed[0] if old["kind"] == "folder" and changed
+                                 else Path(old["spec"]))
 
 
 def _batches(sources: list[Source], log: SkipLog, batch_docs: int, batch_chars: int,
