@@ -258,3 +258,29 @@ def test_a_worker_s_own_refusal_reaches_the_user_as_its_line():
         pool.close()
     assert str(info.value) == ("worker w0 could not build its objective: the model m changed while the search ran; "
                                "put back the one it started with")
+
+
+@pytest.mark.timeout(60)
+def test_a_worker_killed_and_replaced_is_told_in_one_line(caplog):
+    """Battery 23b: a worker killed mid-search (the out-of-memory killer, kill -9) was replaced without a word, and
+    the death that used up the restarts was told as "exit code -9"."""
+    import logging
+
+    pool = ProcessPoolEvaluator(SyntheticFactory(N_DIMS, SCALE, n_docs=N_DOCS, seconds_per_doc=2.0), ["cpu"],
+                                max_restarts=1)
+    try:
+        for _ in range(2):
+            pool.submit(EvalRequest(0, np.ones(N_DIMS), 0, (0,)))
+            os.kill(pool._procs["w0"].pid, signal.SIGKILL)
+            with caplog.at_level(logging.WARNING, logger="longrope.search.evaluators"):
+                if pool._restarts == 0:
+                    assert [o.ticket for o in pool.wait()] == [0]  # its candidate ran again on a new worker
+                else:
+                    with pytest.raises(WorkerCrashed, match=r"died \(killed by SIGKILL \(out of memory, or kill -9\)\) "
+                                                            "and 1 restarts are used up"):
+                        pool.wait()
+    finally:
+        pool.close()
+    assert [r.getMessage() for r in caplog.records] == [
+        "search: worker w0 on cpu died (killed by SIGKILL (out of memory, or kill -9)); its candidate runs again on "
+        "a new one (restart 1 of 1)"]

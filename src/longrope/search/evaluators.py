@@ -24,6 +24,7 @@ is a picklable callable ``factory(device: str) -> objective`` used to build one 
 from __future__ import annotations
 
 import contextlib
+import logging
 import pickle
 import signal
 import time
@@ -276,6 +277,30 @@ class WorkerCrashed(RuntimeError):
     """A worker could not start or kept dying; the message says why."""
 
 
+_log = logging.getLogger(__name__)
+
+
+def tell_restart(worker: str, why: str, restarts: int, max_restarts: int) -> None:
+    """The one line of a worker that died and is replaced, its candidate queued again: a warning of this module's
+    logger, which reaches the user of a command line that configures no logging. A worker killed (by the
+    out-of-memory killer, kill -9) was replaced without a word until the restarts were used up (battery 23b)."""
+    _log.warning(f"search: {worker} died ({why}); its candidate runs again on a new one "
+                 f"(restart {restarts} of {max_restarts})")
+
+
+def exit_words(exitcode: int | None) -> str:
+    """How a worker process ended, in words: "killed by SIGKILL (...)" where Python says exit code -9."""
+    if exitcode is None:
+        return "its pipe closed while it ran"
+    if exitcode < 0:
+        try:
+            name = signal.Signals(-exitcode).name
+        except ValueError:
+            name = f"signal {-exitcode}"
+        return f"killed by {name}" + (" (out of memory, or kill -9)" if exitcode == -signal.SIGKILL else "")
+    return f"exit status {exitcode}"
+
+
 #: seconds a closing pool gives its workers to end by themselves before it stops them
 _CLOSE_GRACE_S = 2.0
 
@@ -351,9 +376,11 @@ class ProcessPoolEvaluator:
         self._restarts += 1
         if self._restarts > self.max_restarts:
             raise WorkerCrashed(
-                f"worker {worker} on {self._device(worker)} died (exit code {proc.exitcode}) "
+                f"worker {worker} on {self._device(worker)} died ({exit_words(proc.exitcode)}) "
                 f"and {self.max_restarts} restarts are used up"
             )
+        tell_restart(f"worker {worker} on {self._device(worker)}", exit_words(proc.exitcode), self._restarts,
+                     self.max_restarts)
         if req is not None:
             self._backlog.insert(0, req)  # its candidate is re-queued, nothing is lost
         self._start(worker, self._device(worker))

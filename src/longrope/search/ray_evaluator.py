@@ -26,6 +26,7 @@ from longrope.search.evaluators import (
     check_open,
     check_pool_arguments,
     check_request,
+    tell_restart,
 )
 
 
@@ -140,10 +141,11 @@ class RayEvaluator:
                     self._idle.append(i)
                 except ray.exceptions.RayActorError as exc:
                     self._restarts += 1
+                    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
                     if self._restarts > self.max_restarts:
-                        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
                         raise WorkerCrashed(f"Ray actor ray{i} died and {self.max_restarts} restarts are used up: "
                                             f"{first}") from None
+                    tell_restart(f"Ray actor ray{i}", first, self._restarts, self.max_restarts)
                     self._backlog.insert(0, req)  # its candidate is re-queued, nothing is lost
                     self.actors[i] = self._new_actor(i)
                     self._idle.append(i)
