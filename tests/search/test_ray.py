@@ -225,3 +225,27 @@ def test_the_ray_evaluator_checks_its_arguments_and_refuses_work_once_closed(loc
     for call in (lambda: evaluator.submit(EvalRequest(0, [1.0] * N_DIMS, 0, (0,))), evaluator.wait):
         with pytest.raises(UserError, match="is closed"):
             call()
+
+
+@pytest.mark.timeout(120)
+def test_an_actor_that_cannot_build_its_objective_stops_the_search_with_the_reason(local_ray):
+    """Battery 23b: an actor whose objective refused its inputs (a model changed while the search ran) died in its
+    creation, was restarted three times, each building it again and printing Ray's traceback, and the search ended
+    with "Ray actor ray0 died and 3 restarts are used up: The actor died because of an error raised in its creation
+    task ...", without the reason. It stops at once with the reason, as a process worker does."""
+    import numpy as np
+
+    from longrope.search.evaluators import EvalRequest, WorkerCrashed
+    from longrope.search.ray_evaluator import RayEvaluator
+    from tests.search.test_evaluators import _RefusingFactory
+
+    evaluator = RayEvaluator(_RefusingFactory(N_DIMS, SCALE, n_docs=N_DOCS), num_workers=1)
+    try:
+        evaluator.submit(EvalRequest(0, np.ones(N_DIMS), 0, (0,)))
+        with pytest.raises(WorkerCrashed) as info:
+            evaluator.wait()
+    finally:
+        evaluator.close()
+    assert str(info.value) == ("Ray actor ray0 could not build its objective: the model m changed while the search "
+                               "ran; put back the one it started with")
+    assert evaluator._restarts == 0

@@ -26,6 +26,7 @@ from longrope.search.evaluators import (
     check_open,
     check_pool_arguments,
     check_request,
+    failure_line,
     tell_restart,
 )
 
@@ -41,9 +42,18 @@ class _RayWorker:
         # Ray sets CUDA_VISIBLE_DEVICES to the actor's GPU, which is then cuda:0 inside the actor.
         self.device = "cuda:0" if gpus else "cpu"
         self.name = name
-        self.objective = factory(self.device)
+        self.fatal: str | None = None
+        try:
+            self.objective = factory(self.device)
+        except BaseException as exc:  # told by evaluate(), as a process worker tells its parent (battery 23b)
+            self.objective, self.fatal = None, failure_line(exc)
 
-    def evaluate(self, request: EvalRequest) -> EvalOutcome:
+    def evaluate(self, request: EvalRequest) -> EvalOutcome | tuple[str, str]:
+        """The request's outcome, or ``("fatal", why)`` when this actor could not build its objective: raised in
+        ``__init__``, it was a crash (three restarts, each building it again, Ray's traceback of each on the
+        terminal) ending in a line without the reason (battery 23b)."""
+        if self.fatal is not None:
+            return ("fatal", self.fatal)
         return call_objective(self.objective, request, self.name)
 
     def pid(self) -> int:
@@ -137,7 +147,10 @@ class RayEvaluator:
             for ref in list(ready) + list(more):
                 i, req = self._refs.pop(ref)
                 try:
-                    out.append(ray.get(ref))
+                    outcome = ray.get(ref)
+                    if isinstance(outcome, tuple) and outcome[:1] == ("fatal",):
+                        raise WorkerCrashed(f"Ray actor ray{i} could not build its objective: {outcome[1]}")
+                    out.append(outcome)
                     self._idle.append(i)
                 except ray.exceptions.RayActorError as exc:
                     self._restarts += 1
