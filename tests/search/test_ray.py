@@ -249,3 +249,16 @@ def test_an_actor_that_cannot_build_its_objective_stops_the_search_with_the_reas
     assert str(info.value) == ("Ray actor ray0 could not build its objective: the model m changed while the search "
                                "ran; put back the one it started with")
     assert evaluator._restarts == 0
+
+
+@pytest.mark.timeout(120)
+def test_more_actors_than_the_cluster_can_run_at_once_are_refused(local_ray):
+    """Battery 23b: num_workers=4 on a 2-CPU cluster placed two actors; the requests given to the other two waited for
+    ever (the cluster answered, so nothing noticed), the search with them."""
+    from longrope.errors import UserError
+    from longrope.search.ray_evaluator import RayEvaluator
+
+    with pytest.raises(UserError, match=r"num_workers 3 is more actors than this Ray cluster can run at once \(2: one "
+                                        r"CPU each\); give at most 2"):
+        RayEvaluator(SyntheticFactory(N_DIMS, SCALE, n_docs=N_DOCS), num_workers=3)
+    RayEvaluator(SyntheticFactory(N_DIMS, SCALE, n_docs=N_DOCS), num_workers=2).close()

@@ -105,7 +105,14 @@ class RayEvaluator:
         resources = ray.cluster_resources()
         n_gpus = int(resources.get("GPU", 0))
         self._per_actor = {"num_gpus": 1, "num_cpus": 1} if n_gpus else {"num_cpus": 1}
-        n = num_workers or (n_gpus if n_gpus else max(1, int(resources.get("CPU", 1))))
+        room = min(n_gpus, int(resources.get("CPU", 1))) if n_gpus else max(1, int(resources.get("CPU", 1)))
+        if num_workers is not None and num_workers > room:
+            # the actors beyond it were never placed: their requests waited for ever, without a word (battery 23b)
+            self._shut_down_own_ray()
+            raise UserError(f"num_workers {num_workers} is more actors than this Ray cluster can run at once ({room}: "
+                            f"one {'GPU' if n_gpus else 'CPU'} each); give at most {room}, or None for one per "
+                            f"{'GPU' if n_gpus else 'CPU'}")
+        n = num_workers or room
         self.slots = n
         self.factory = factory
         self.max_restarts = max_restarts
@@ -116,6 +123,12 @@ class RayEvaluator:
         self._refs: dict[Any, tuple[int, EvalRequest]] = {}
         self._restarts = 0
         self._generation = [0] * n
+
+    def _shut_down_own_ray(self) -> None:
+        """Shut down the Ray this evaluator started, when it is refused before it has any actor."""
+        self._closed = True
+        if self._owns_ray:
+            self._ray.shutdown()
 
     def _new_actor(self, i: int) -> Any:
         return self._remote_cls.remote(self.factory, f"ray{i}")
