@@ -561,7 +561,8 @@ def _rename_exclusive(src: Path, dst: Path) -> None:
         os.unlink(src)
 
 
-def replace_folder(new: str | os.PathLike, dest: str | os.PathLike) -> Path:
+def replace_folder(new: str | os.PathLike, dest: str | os.PathLike, *,
+                   problem: Callable[[Path], str | None] | None = None) -> Path:
     """Put the finished folder ``new`` (a sibling of ``dest``) at ``dest``: the build-aside-then-swap of
     every writer of a whole folder. A folder already at ``dest`` is moved aside (``.{name}.old-{pid}-…``),
     ``new`` renamed into place, then the old one removed; when the rename fails the old folder is put
@@ -570,12 +571,22 @@ def replace_folder(new: str | os.PathLike, dest: str | os.PathLike) -> Path:
     The two renames are one step for Ctrl-C, SIGTERM and SIGHUP (:func:`interrupts_deferred`): an interrupt
     between them left no folder at ``dest`` at all. An interrupt while the old folder is removed leaves the rest of
     it aside; the next swap into ``dest`` removes such leftovers of dead processes first (an evaluation's run
-    folder, replaced by a later run, kept a hidden copy of the previous one for good; battery 19)."""
+    folder, replaced by a later run, kept a hidden copy of the previous one for good; battery 19).
+
+    ``problem(dest)``: why what is at ``dest`` now may not be replaced, or None; the writer's own check of its output
+    made when it began, made again here: what arrived there while it worked (a folder of the user's files, a
+    file) was moved aside and removed without a word (battery 23b). A problem is a
+    :class:`~longrope.errors.UserError`, ``dest`` left as it is."""
     new, dest = Path(new), Path(dest)
     remove_dead_leftovers(dest.parent, aside_prefix(dest))
     old = None
     with interrupts_deferred():
         if dest.exists() or dest.is_symlink():  # a dangling link too: renaming a folder onto it is ENOTDIR
+            if problem is not None and (why := problem(dest)) is not None:
+                from longrope.errors import UserError
+
+                raise UserError(f"{dest} changed while this run worked: it now {why}; it was left as it is and this "
+                                "run's output was not written over it: run again with another output")
             old = dest.with_name(f"{aside_prefix(dest)}{os.getpid()}-{os.urandom(3).hex()}")
             os.replace(dest, old)
         try:

@@ -279,3 +279,33 @@ def test_a_second_run_into_one_new_output_is_refused_not_swapped_in(tokenizer, c
         _run(tokenizer, [one], out)
     assert len(TokenCorpus.open(out, verify="full").lengths) > 1  # the other run's folder, not this one's
     assert _siblings(out) == []
+
+
+@pytest.mark.parametrize("replacement", ["nothing", "a file"])
+def test_a_folder_removed_while_the_inputs_are_listed_is_refused_as_a_changed_input(tokenizer, tmp_path, monkeypatch,
+                                                                                   replacement):
+    """Battery 23b: a folder inside an input folder removed (or replaced by a file) between its parent's listing and
+    its own made the listing raise: tokenize said "No such file or directory (PATH)" with no fix."""
+    import shutil
+
+    inputs = tmp_path / "in"
+    (inputs / "sub").mkdir(parents=True)
+    (inputs / "a.txt").write_text(TEXTS[0], encoding="utf-8")
+    (inputs / "sub" / "b.txt").write_text(TEXTS[1], encoding="utf-8")
+    real = os.scandir
+    removed = []
+
+    def scandir(path="."):
+        if not isinstance(path, int) and os.fspath(path) == str(inputs / "sub") and not removed:
+            removed.append(path)
+            shutil.rmtree(path)
+            if replacement == "a file":
+                (inputs / "sub").write_text("now a file", encoding="utf-8")
+        return real(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    out = tmp_path / "out"
+    with pytest.raises(UserError, match="changed while it was read") as e:
+        _run(tokenizer, [inputs], out)
+    assert removed and "sub" in str(e.value) and "\n" not in str(e.value)
+    assert not out.exists() and _siblings(out) == []

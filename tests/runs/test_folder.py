@@ -430,3 +430,68 @@ def test_run_json_records_the_command_as_it_can_be_typed(tmp_path, monkeypatch, 
     f.finish({"ok": True})
     assert json.loads((tmp_path / "run" / "run.json").read_text())["argv"] == [*program, "eval", "ppl", "--model",
                                                                                 "tiny"]
+
+
+@pytest.mark.parametrize("arrived", ["a folder of the user's files", "a file"])
+def test_what_arrived_at_the_output_while_a_run_worked_is_not_replaced(tmp_path, tokenizer_for_swap, arrived):
+    """Battery 23b: a writer that replaces its output (eval's finished run, tokenize's shard folder) checked what was
+    there when it began; what arrived while it worked (the user's notes in a folder of that name, a file) was moved
+    aside at the swap and removed without a word. The writer's check is made again at the swap."""
+    import shutil
+
+    from longrope.data import tokenize as tokenize_mod
+    from longrope.data import tokenize_corpus
+
+    def arrive(out):
+        shutil.rmtree(out)
+        if arrived == "a file":
+            out.write_text("my notes")
+        else:
+            out.mkdir()
+            (out / "notes.txt").write_text("my notes")
+
+    def kept(out):
+        return (out if arrived == "a file" else out / "notes.txt").read_text() == "my notes"
+
+    out = tmp_path / "run"
+    f = RunFolder.open(out, "eval ppl", staged=True)
+    f.start({"v": 1})
+    f.finish({"v": 1})
+    g = RunFolder.open(out, "eval ppl", staged=True, replace=True)
+    g.start({"v": 2})
+    arrive(out)
+    with pytest.raises(UserError, match="changed while this run worked: it now (is not|holds).* another output"):
+        g.finish({"v": 2})
+    g.abandon()
+    assert kept(out) and [p.name for p in tmp_path.iterdir()] == ["run"]
+
+    texts = tmp_path / "texts"
+    texts.mkdir()
+    (texts / "a.txt").write_text("some words to tokenize " * 20)
+    shards = tmp_path / "shards"
+    tokenize_corpus(tokenizer_for_swap, [str(texts)], shards, tokenizer_name="t", progress=False)
+    real = tokenize_mod.make_encoder
+
+    def arriving(tok):
+        encode = real(tok)
+
+        def encode_after(batch):
+            if shards.is_dir() and (shards / "meta.json").exists():  # once: the shard folder there is replaced
+                arrive(shards)
+            return encode(batch)
+        return encode_after
+
+    tokenize_mod.make_encoder = arriving
+    try:
+        with pytest.raises(UserError, match="changed while this run worked"):
+            tokenize_corpus(tokenizer_for_swap, [str(texts)], shards, tokenizer_name="t", progress=False, force=True)
+    finally:
+        tokenize_mod.make_encoder = real
+    assert kept(shards) and sorted(p.name for p in tmp_path.iterdir()) == ["run", "shards", "texts"]
+
+
+@pytest.fixture
+def tokenizer_for_swap():
+    from longrope.data.tokenizer_loading import load_tokenizer
+
+    return load_tokenizer("tiny")

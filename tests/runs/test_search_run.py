@@ -710,3 +710,55 @@ def test_the_held_out_line_says_what_its_perplexities_rest_on(tiny, tmp_path, ca
     held = json.loads((tmp_path / "s" / "summary.json").read_text())["heldout"]
     assert line.startswith(f"held-out ppl at {TARGET} tokens ({len(held['docs'])} documents, "
                            f"{held['scored_tokens_per_set']:,} tokens scored per set): searched "), line
+
+
+def test_a_model_or_shard_folder_replaced_while_a_search_runs_is_refused_where_it_is_loaded_again(tiny, tmp_path,
+                                                                                                 capsys, monkeypatch):
+    """Battery 23b: the held-out report opened the shard folder again (and, after worker processes, loaded the model
+    again), as a worker restarted after a crash did, with no check that they were still the ones the search started
+    with: a model replaced at its path mid-search gave a report of the searched factors on another model (held-out
+    perplexity 2369 instead of 23). Each place they are loaded again now compares them with the start's digests."""
+    import shutil
+
+    from longrope.errors import UserError
+    from longrope.io import file_sha256
+    from longrope.models.loading import model_digest
+    from longrope.search import loop
+    from longrope.search.objective import ObjectiveSpec
+
+    model, data = tmp_path / "model", tmp_path / "data"
+    shutil.copytree(tiny / "model", model)
+    shutil.copytree(tiny / "data", data)
+
+    def rebuild_data():  # the same tokens under other names: a shard folder rebuilt with other content
+        names = data / "names.jsonl"
+        names.write_text("".join(json.dumps(f"other{k}") + "\n" for k in range(len(names.read_text().splitlines()))))
+        meta = json.loads((data / "meta.json").read_text())
+        meta["names"] = {**meta["names"], "bytes": names.stat().st_size, "sha256": file_sha256(names)}
+        (data / "meta.json").write_text(json.dumps(meta))
+
+    real = loop.run_search
+
+    def then_rebuilt(*a, **k):
+        result = real(*a, **k)
+        rebuild_data()
+        return result
+
+    monkeypatch.setattr(loop, "run_search", then_rebuilt)
+    argv = ["search", "--model", str(model), "--data", str(data), "-o", str(tmp_path / "run"), *KNOBS, "--fitness",
+            "ppl", "--target-length", str(TARGET)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]  # after the search's own line
+    assert f"the shard folder {data} changed while the search ran" in err and "--resume" in err, err
+    assert err.startswith("longrope search: error:") and not (tmp_path / "run" / "summary.json").exists()
+
+    # a worker (re)started after the model was replaced at its path
+    from longrope.runs.search import SearchConfig, make_plan
+
+    plan = make_plan(SearchConfig(model=str(model), data=str(data), output=str(tmp_path / "x"), target_length=TARGET))
+    spec = ObjectiveSpec(model=str(model), data=str(data), length=TARGET, n_docs=2, mapper=plan.mapper,
+                         model_sha256=model_digest(model))
+    config = json.loads((model / "config.json").read_text())
+    (model / "config.json").write_text(json.dumps({**config, "rms_norm_eps": 1e-3}))
+    with pytest.raises(UserError, match=f"the model {model} changed while the search ran"):
+        spec("cpu")

@@ -5,9 +5,10 @@ from __future__ import annotations
 import os
 import signal
 
+import numpy as np
 import pytest
 
-from longrope.search.evaluators import ProcessPoolEvaluator
+from longrope.search.evaluators import EvalRequest, ProcessPoolEvaluator, WorkerCrashed
 from longrope.search.synthetic import SyntheticFactory, SyntheticObjective
 from tests.search.search_helpers import (
     N_DIMS,
@@ -80,7 +81,9 @@ class _SlowStartFactory(SyntheticFactory):
 
 _ORPHAN_PARENT = """
 import sys, time
-from longrope.search.evaluators import ProcessPoolEvaluator
+import numpy as np
+
+from longrope.search.evaluators import EvalRequest, ProcessPoolEvaluator, WorkerCrashed
 from tests.search.test_evaluators import _SlowStartFactory
 pool = ProcessPoolEvaluator(_SlowStartFactory(4, 2.0), ["cpu"])
 print(pool._procs["w0"].pid, flush=True)
@@ -130,7 +133,9 @@ _CTRL_C_PARENT = """
 import signal
 import time
 signal.signal(signal.SIGINT, signal.default_int_handler)  # a background job (nohup make test &) starts with it ignored
-from longrope.search.evaluators import ProcessPoolEvaluator
+import numpy as np
+
+from longrope.search.evaluators import EvalRequest, ProcessPoolEvaluator, WorkerCrashed
 from tests.search.test_evaluators import _SlowStartFactory
 pool = ProcessPoolEvaluator(_SlowStartFactory(4, 2.0), ["cpu", "cpu"])
 print("started", flush=True)
@@ -248,3 +253,53 @@ def test_a_closed_pool_refuses_more_work_instead_of_hanging(tmp_path):
             call()
     pool.close()
     assert not (tmp_path / "c.json").exists()
+
+
+class _RefusingFactory(SyntheticFactory):
+    """Refuses to build its objective the way a model changed since the search started is refused."""
+
+    def __call__(self, device: str = "cpu") -> SyntheticObjective:
+        from longrope.errors import UserError
+
+        raise UserError("the model m changed while the search ran; put back the one it started with")
+
+
+@pytest.mark.timeout(60)
+def test_a_worker_s_own_refusal_reaches_the_user_as_its_line():
+    """Battery 23b: a worker whose objective refused its inputs (a UserError: problem and fix) was reported as "worker
+    w0 could not build its objective: longrope.errors.UserError: the model ...", the type's dotted name in the line."""
+    pool = ProcessPoolEvaluator(_RefusingFactory(N_DIMS, SCALE, n_docs=N_DOCS), ["cpu"], max_restarts=0)
+    try:
+        pool.submit(EvalRequest(0, np.ones(N_DIMS), 0, (0,)))
+        with pytest.raises(WorkerCrashed) as info:
+            pool.wait()
+    finally:
+        pool.close()
+    assert str(info.value) == ("worker w0 could not build its objective: the model m changed while the search ran; "
+                               "put back the one it started with")
+
+
+@pytest.mark.timeout(60)
+def test_a_worker_killed_and_replaced_is_told_in_one_line(caplog):
+    """Battery 23b: a worker killed mid-search (the out-of-memory killer, kill -9) was replaced without a word, and
+    the death that used up the restarts was told as "exit code -9"."""
+    import logging
+
+    pool = ProcessPoolEvaluator(SyntheticFactory(N_DIMS, SCALE, n_docs=N_DOCS, seconds_per_doc=2.0), ["cpu"],
+                                max_restarts=1)
+    try:
+        for _ in range(2):
+            pool.submit(EvalRequest(0, np.ones(N_DIMS), 0, (0,)))
+            os.kill(pool._procs["w0"].pid, signal.SIGKILL)
+            with caplog.at_level(logging.WARNING, logger="longrope.search.evaluators"):
+                if pool._restarts == 0:
+                    assert [o.ticket for o in pool.wait()] == [0]  # its candidate ran again on a new worker
+                else:
+                    with pytest.raises(WorkerCrashed, match=r"died \(killed by SIGKILL \(out of memory, or kill -9\)\) "
+                                                            "and 1 restarts are used up"):
+                        pool.wait()
+    finally:
+        pool.close()
+    assert [r.getMessage() for r in caplog.records] == [
+        "search: worker w0 on cpu died (killed by SIGKILL (out of memory, or kill -9)); its candidate runs again on "
+        "a new one (restart 1 of 1)"]

@@ -200,3 +200,65 @@ def test_a_local_ray_instance_a_search_starts_prints_nothing_of_ray_s(tmp_path):
                          cwd=Path(__file__).resolve().parents[2])
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stderr.strip() == "", out.stderr[-2000:]
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("kw, named", [({"factory": None}, "objective factory"), ({"num_workers": -1}, "num_workers"),
+                                       ({"num_workers": "2"}, "num_workers"), ({"poll_s": -1}, "poll_s"),
+                                       ({"max_restarts": -1}, "max_restarts"), ({"init_kwargs": "x"}, "init_kwargs")])
+def test_the_ray_evaluator_checks_its_arguments_and_refuses_work_once_closed(local_ray, kw, named):
+    """Battery 23b: the process pool's checks (battery 22a) were not the Ray evaluator's: num_workers=-1 made no actor,
+    "2" and 0.5 were TypeErrors, poll_s=-1 Ray's "Timeout value out of range", a factory None or a request "junk"
+    were taken and failed inside an actor; a closed one took requests and its wait answered [] for ever."""
+    from longrope.errors import UserError
+    from longrope.search.evaluators import EvalRequest
+    from longrope.search.ray_evaluator import RayEvaluator
+
+    args = {"factory": SyntheticFactory(N_DIMS, SCALE, n_docs=N_DOCS), "num_workers": 1, **kw}
+    with pytest.raises(UserError, match=named):
+        RayEvaluator(args.pop("factory"), **args)
+    evaluator = RayEvaluator(SyntheticFactory(N_DIMS, SCALE, n_docs=N_DOCS), num_workers=1)
+    with pytest.raises(UserError, match="EvalRequests"):
+        evaluator.submit("junk")
+    evaluator.close()
+    evaluator.close()  # a second close is nothing
+    for call in (lambda: evaluator.submit(EvalRequest(0, [1.0] * N_DIMS, 0, (0,))), evaluator.wait):
+        with pytest.raises(UserError, match="is closed"):
+            call()
+
+
+@pytest.mark.timeout(120)
+def test_an_actor_that_cannot_build_its_objective_stops_the_search_with_the_reason(local_ray):
+    """Battery 23b: an actor whose objective refused its inputs (a model changed while the search ran) died in its
+    creation, was restarted three times, each building it again and printing Ray's traceback, and the search ended
+    with "Ray actor ray0 died and 3 restarts are used up: The actor died because of an error raised in its creation
+    task ...", without the reason. It stops at once with the reason, as a process worker does."""
+    import numpy as np
+
+    from longrope.search.evaluators import EvalRequest, WorkerCrashed
+    from longrope.search.ray_evaluator import RayEvaluator
+    from tests.search.test_evaluators import _RefusingFactory
+
+    evaluator = RayEvaluator(_RefusingFactory(N_DIMS, SCALE, n_docs=N_DOCS), num_workers=1)
+    try:
+        evaluator.submit(EvalRequest(0, np.ones(N_DIMS), 0, (0,)))
+        with pytest.raises(WorkerCrashed) as info:
+            evaluator.wait()
+    finally:
+        evaluator.close()
+    assert str(info.value) == ("Ray actor ray0 could not build its objective: the model m changed while the search "
+                               "ran; put back the one it started with")
+    assert evaluator._restarts == 0
+
+
+@pytest.mark.timeout(120)
+def test_more_actors_than_the_cluster_can_run_at_once_are_refused(local_ray):
+    """Battery 23b: num_workers=4 on a 2-CPU cluster placed two actors; the requests given to the other two waited for
+    ever (the cluster answered, so nothing noticed), the search with them."""
+    from longrope.errors import UserError
+    from longrope.search.ray_evaluator import RayEvaluator
+
+    with pytest.raises(UserError, match=r"num_workers 3 is more actors than this Ray cluster can run at once \(2: one "
+                                        r"CPU each\); give at most 2"):
+        RayEvaluator(SyntheticFactory(N_DIMS, SCALE, n_docs=N_DOCS), num_workers=3)
+    RayEvaluator(SyntheticFactory(N_DIMS, SCALE, n_docs=N_DOCS), num_workers=2).close()

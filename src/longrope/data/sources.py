@@ -138,7 +138,7 @@ class Source:
         if self.kind == "file":
             return [p]
         if self.kind == "folder":
-            return sorted(q for q in p.rglob("*") if q.is_file() and _suffix(q) is not None
+            return sorted(q for q in _listing(p) if q.is_file() and _suffix(q) is not None
                           and not any(part.startswith(".") for part in q.relative_to(p).parts))
         return []
 
@@ -150,7 +150,7 @@ class Source:
             return
         root = Path(self.spec)
         if self.kind == "folder":
-            for q in sorted(root.rglob("*")):
+            for q in _listing(root):
                 hidden = any(part.startswith(".") for part in q.relative_to(root).parts)
                 if q.is_file() and _suffix(q) is None and not hidden:
                     log.ignored_files += 1
@@ -214,6 +214,22 @@ class Source:
                 if valid_text(doc_id):
                     yield doc_id, text, 0
             i += 1
+
+
+def changed_while_read(where: str | os.PathLike) -> UserError:
+    """The refusal of inputs that changed while they were listed or read (the one wording of it)."""
+    return UserError(f"input {printable(os.fspath(where))} changed while it was read; nothing was written: run tokenize "
+                     "again once the inputs no longer change")
+
+
+def _listing(root: Path) -> list[Path]:
+    """Everything under the input folder ``root``, sorted. A folder inside it removed or replaced by a file while it
+    was listed made ``rglob`` raise: tokenize said "No such file or directory (PATH)" with no fix, not that its
+    input changed while read (battery 23b)."""
+    try:
+        return sorted(root.rglob("*"))
+    except (FileNotFoundError, NotADirectoryError) as exc:
+        raise changed_while_read(exc.filename or root) from None
 
 
 def _chain_one(first, rest):

@@ -50,7 +50,15 @@ from longrope.data.shards import (
     vocab_sha256,
     write_meta,
 )
-from longrope.data.sources import DEFAULT_SPLIT, SkipLog, Source, links_read_twice, printable, resolve_sources
+from longrope.data.sources import (
+    DEFAULT_SPLIT,
+    SkipLog,
+    Source,
+    changed_while_read,
+    links_read_twice,
+    printable,
+    resolve_sources,
+)
 from longrope.errors import UserError
 from longrope.io import (
     aside_prefix,
@@ -231,9 +239,8 @@ def _check_unchanged(sources: list[Source], before: list[dict]) -> None:
             continue
         then, now = ({f[0]: f[1:] for f in x["files"]} for x in (old, new))
         changed = sorted(n for n in then.keys() | now.keys() if then.get(n) != now.get(n))
-        where = Path(old["spec"]) / changed[0] if old["kind"] == "folder" and changed else Path(old["spec"])
-        raise UserError(f"input {where} changed while it was read; nothing was written: run tokenize again once "
-                        "the inputs no longer change")
+        raise changed_while_read(Path(old["spec"]) / changed[0] if old["kind"] == "folder" and changed
+                                 else Path(old["spec"]))
 
 
 def _batches(sources: list[Source], log: SkipLog, batch_docs: int, batch_chars: int,
@@ -536,13 +543,20 @@ def _size(p: Path) -> int:
 
 def _check_replaceable(out: Path) -> None:
     """Refuse to replace a folder that holds anything but a shard folder's files."""
+    if (why := _not_replaceable(out)) is not None:
+        raise UserError(f"output folder {out} {why}; choose a new -o (tokenize replaces its output folder as a whole)")
+
+
+def _not_replaceable(out: Path) -> str | None:
+    """Why ``out`` is not a shard folder tokenize may replace (a file, or a folder holding other files), or None:
+    checked before the work and again at the swap (what arrived meanwhile is not replaced; battery 23b)."""
     if not out.is_dir():
-        return
+        return "is not a folder" if out.exists() or out.is_symlink() else None
     for entry in out.iterdir():
         if entry.name in _OUR_NAMES or (entry.name.startswith("shard-") and entry.name.endswith(".bin")):
             continue
-        raise UserError(f"output folder {out} holds {entry.name!r}, which is not part of a shard folder; "
-                        "choose a new -o (tokenize replaces its output folder as a whole)")
+        return f"holds {entry.name!r}, which is not part of a shard folder"
+    return None
 
 
 def _remove_stale_builds(out: Path) -> None:
@@ -557,7 +571,7 @@ def _install(building: Path, out: Path, replaces: bool) -> None:
     tokenize runs into one new -o both succeeded, the first reporting documents the folder no longer held)."""
     try:
         if replaces:
-            replace_folder(building, out)
+            replace_folder(building, out, problem=_not_replaceable)
         else:
             place_new(building, out)
     except OSError as exc:

@@ -248,7 +248,7 @@ def _swap_into_place(tmp: Path, out: Path, overwrite: bool) -> None:
     if out.exists() and not (out.is_dir() and not any(out.iterdir())):
         if not (overwrite and out.is_dir()):
             raise UserError(f"output folder {out} already exists and is not empty; pass --overwrite or another -o")
-        replace_folder(tmp, out)
+        replace_folder(tmp, out, problem=lambda d: None if d.is_dir() else "is not a folder")
     else:  # new (or an empty folder): a folder that another export put there meanwhile is not replaced
         place_new(tmp, out)
 

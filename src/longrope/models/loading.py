@@ -530,11 +530,27 @@ def model_digest(name_or_path: str | os.PathLike) -> str | None:
     root = Path(source.location)
     files = [root / str(source.gguf_file)] if source.kind == "gguf" else sorted(
         p for p in root.iterdir() if p.is_file() and p.name.endswith(_MODEL_FILES) and not p.name.startswith("."))
+    # the same files, unchanged since they were hashed in this process (size, dates, inode), are not read again: a
+    # search hashes its model for its fingerprint and again where it loads it (battery 23b)
+    key = tuple((str(path.resolve()), *_file_facts(path)) for path in files)
+    if key in _DIGESTS:
+        return _DIGESTS[key]
     h = hashlib.sha256()
     for path in files:
         h.update(path.name.encode("utf-8") + b"\0")
         update_hash(h, path)
+    if key == tuple((str(path.resolve()), *_file_facts(path)) for path in files):  # not changed while read
+        _DIGESTS[key] = h.hexdigest()
     return h.hexdigest()
+
+
+#: :func:`model_digest`'s digests in this process, by the files' paths and stat facts
+_DIGESTS: dict[tuple, str] = {}
+
+
+def _file_facts(path: Path) -> tuple:
+    st = path.stat()
+    return st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev
 
 
 def load_config(name_or_path: str | os.PathLike) -> Any:

@@ -466,7 +466,18 @@ class RunFolder:
     def _swap_into_place(self) -> None:
         # a finished run found at open is replaced; into a new folder, another run's results that arrived
         # meanwhile are not (two reruns into one new -o: the second replaced the first's without a word)
-        self.path = replace_folder(self.path, self.final) if self.replaces else place_new(self.path, self.final)
+        self.path = (replace_folder(self.path, self.final, problem=self._not_a_run_to_replace) if self.replaces
+                     else place_new(self.path, self.final))
+
+    def _not_a_run_to_replace(self, final: Path) -> str | None:
+        """Why what is at ``final`` now is not the finished run of this command that :meth:`open` found there (what
+        arrived while this one worked: another command's run, the user's files), or None (battery 23b)."""
+        if not final.is_dir():
+            return "is not a folder"
+        if not any(not _set_up_leftover(p.name) for p in final.iterdir()):
+            return None
+        prev = _run_command(final)
+        return None if prev == self.command else (f"holds {_article(prev)} {prev} run" if prev else "is not empty")
 
 
 _PROBE = ".write-test-"

@@ -5,10 +5,12 @@ stdout is kept for each command's result (a table, the run folder), so these go 
 
 from __future__ import annotations
 
+import logging
 import math
 import sys
 import time
 from collections.abc import Callable
+from typing import Any
 
 __all__ = ["Log", "SearchBar", "eta"]
 
@@ -47,10 +49,13 @@ class SearchBar:
 
     def __init__(self, desc: str, enabled: bool) -> None:
         self.bar = None
+        self._lines = None
         if enabled:
             from tqdm.auto import tqdm
 
             self.bar = tqdm(total=None, desc=desc, unit="cand", dynamic_ncols=True, file=sys.stderr)
+            self._lines = _LinesAboveBar(self.bar)  # the search's own warnings (a worker replaced) above the bar
+            logging.getLogger("longrope.search").addHandler(self._lines)
 
     def __call__(self, p) -> None:
         if self.bar is None:
@@ -61,5 +66,19 @@ class SearchBar:
         self.bar.set_postfix_str(f"best score {p.best_ppl:.4g}, {p.full_evals:.1f} evals, {rate:.2f} evals/s")
 
     def close(self) -> None:
+        if self._lines is not None:
+            logging.getLogger("longrope.search").removeHandler(self._lines)
+            self._lines = None
         if self.bar is not None:
             self.bar.close()
+
+
+class _LinesAboveBar(logging.Handler):
+    """A warning of the search's loggers written above its bar (``tqdm.write``), not onto the bar's line."""
+
+    def __init__(self, bar: Any) -> None:
+        super().__init__(logging.WARNING)
+        self.bar = bar
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.bar.write(record.getMessage(), file=sys.stderr)

@@ -607,6 +607,8 @@ def run(config: SearchConfig, *, log: Callable[[str], None] | None = None) -> di
 def _search_in(folder: Any, config: SearchConfig, plan: Any, ident: dict, preload: list | None,
                say: Callable[[str], None]) -> dict:
     """:func:`run`'s work, in its open (locked) run folder."""
+    from longrope.data import TokenCorpus
+    from longrope.models.loading import model_digest
     from longrope.search.backends import make_evaluator
     from longrope.search.objective import ObjectiveSpec
 
@@ -626,6 +628,7 @@ def _search_in(folder: Any, config: SearchConfig, plan: Any, ident: dict, preloa
                      extra={"plan": {"length": plan.length, "space": plan.space.to_dict(),
                                      "n_seeds": len(plan.seeds), "rope": plan.rope}})
         spec = ObjectiveSpec(model=config.model, data=config.data, length=plan.length, n_docs=config.samples,
+                             model_sha256=model_digest(config.model), data_digest=TokenCorpus.open(config.data).content_digest,
                              mapper=plan.mapper, fitness=config.fitness_name, seed=config.seed, split="search",
                              heldout_fraction=config.heldout_fraction, dtype=config.dtype,
                              windows_per_doc=config.windows_per_doc, attn_implementation=config.attn_implementation,
@@ -637,14 +640,14 @@ def _search_in(folder: Any, config: SearchConfig, plan: Any, ident: dict, preloa
         folder.abandon()
         raise
     try:
-        return _search_and_report(config, plan, folder, evaluator, objective, ckpt, ident, preload, say)
+        return _search_and_report(config, plan, folder, evaluator, objective, ckpt, ident, preload, say, spec)
     except BaseException:
         folder.abandon()  # its checkpoint stays for --resume; run.json says how it stopped
         raise
 
 
 def _search_and_report(config: SearchConfig, plan: Any, folder: Any, evaluator: Any, objective: Any, ckpt: Any,
-                       ident: Any, preload: Any, say: Callable[[str], None]) -> dict[str, Any]:
+                       ident: Any, preload: Any, say: Callable[[str], None], spec: Any) -> dict[str, Any]:
     """The search itself, its factors, plot and report, into ``folder`` (set up and started by :func:`run`)."""
     from longrope.evaluate.plots import plot_factors
     from longrope.evaluate.suite import ppl_text
@@ -684,7 +687,7 @@ def _search_and_report(config: SearchConfig, plan: Any, folder: Any, evaluator: 
                  title=f"{config.model}: L'={plan.length}")
     report: dict[str, Any] = {"strategy": config.strategy, "search": outcome}
     if config.report:
-        report["heldout"] = heldout_report(config, plan, best, objective)
+        report["heldout"] = heldout_report(config, plan, best, objective, spec)
         held = report["heldout"]  # what the numbers rest on, as the record says it
         say(f"held-out ppl at {held['length']} tokens ({len(held['docs'])} documents, {held['scored_tokens_per_set']:,} "
             "tokens scored per set): " + ", ".join(f"{k} {ppl_text(v, '.4f')}" for k, v in held["ppl"].items()))
@@ -794,12 +797,14 @@ def result_curve(best: Any, plan: Any, strategy: str) -> tuple[list[float], str]
     return list(best.long_factor), f"searched ({strategy}, n̂={best.start_tokens}, m={m:.3g})"
 
 
-def heldout_report(config: SearchConfig, plan: Any, best: Any, objective: Any) -> dict:
-    """PPL of the result and of the baselines on the same held-out windows at the search length."""
+def heldout_report(config: SearchConfig, plan: Any, best: Any, objective: Any, spec: Any) -> dict:
+    """PPL of the result and of the baselines on the same held-out windows at the search length, on the model and
+    shard folder the search ran on (``spec``'s digests)."""
     from longrope.data import TokenCorpus
     from longrope.evaluate.suite import compare_at_length
     from longrope.evaluate.windows import resolve_bos, select_windows
     from longrope.models.loading import load_model
+    from longrope.search.objective import check_inputs_unchanged
 
     if objective is not None:  # in-process search: reuse its model (loaded once)
         model, tokenizer = objective.model, getattr(objective, "tokenizer", None)
@@ -807,6 +812,8 @@ def heldout_report(config: SearchConfig, plan: Any, best: Any, objective: Any) -
         model, tokenizer = load_model(config.model, dtype=config.dtype, device=run_device(config.device),
                                       attn_implementation=config.attn_implementation)
     corpus = TokenCorpus.open(config.data)
+    check_inputs_unchanged(config.model, corpus, model_sha256=None if objective is not None else spec.model_sha256,
+                           data_digest=spec.data_digest)
     bos_id = objective.bos_id if objective is not None else resolve_bos(tokenizer, corpus=corpus, model=model)
     docs = select_windows(corpus, plan.length, config.heldout_samples, split="heldout", seed=config.seed,
                           heldout_fraction=config.heldout_fraction, windows_per_doc=config.windows_per_doc,

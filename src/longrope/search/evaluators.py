@@ -24,6 +24,7 @@ is a picklable callable ``factory(device: str) -> objective`` used to build one 
 from __future__ import annotations
 
 import contextlib
+import logging
 import pickle
 import signal
 import time
@@ -93,8 +94,16 @@ def call_objective(objective: Objective, request: EvalRequest, worker: str) -> E
             raise ValueError(f"objective returned shape {scores.shape}, expected ({len(request.docs)}, 2 or more)")
         return EvalOutcome(request.ticket, scores, None, time.perf_counter() - t0, worker)
     except Exception as exc:  # the loop decides: retry, or stop with this message
-        last = traceback.format_exception_only(type(exc), exc)[-1].strip()
-        return EvalOutcome(request.ticket, None, last, time.perf_counter() - t0, worker)
+        return EvalOutcome(request.ticket, None, failure_line(exc), time.perf_counter() - t0, worker)
+
+
+def failure_line(exc: BaseException) -> str:
+    """What a worker reports of an exception: a :class:`UserError`'s own line (it names the problem and the fix),
+    else the exception's type and first line. A worker's UserError reached the user as "worker w0 could not build
+    its objective: longrope.errors.UserError: ..." (battery 23b)."""
+    if isinstance(exc, UserError):
+        return str(exc)
+    return traceback.format_exception_only(type(exc), exc)[-1].strip()
 
 
 def check_request(request: Any, evaluator: Any) -> None:
@@ -113,6 +122,19 @@ def check_open(evaluator: Any) -> None:
     if getattr(evaluator, "_closed", False):
         raise UserError(f"this {type(evaluator).__name__} is closed (by close() or at the end of the search it ran); "
                         "make a new one to evaluate more")
+
+
+def check_pool_arguments(owner: str, factory: Any, max_restarts: Any) -> None:
+    """The one check of what every pool of workers is built from (process pool and Ray): a picklable objective
+    factory and a count of restarts. The Ray evaluator took None as its factory (each actor then died on it) and -1
+    restarts, and gave up on the first death (battery 23b)."""
+    from longrope.options import int_problem
+
+    if not callable(factory):
+        raise UserError(f"{owner} takes an objective factory (a picklable callable such as ObjectiveSpec(...)), "
+                        f"got {shown(factory)}")
+    if (problem := int_problem(max_restarts, 0, 1 << 20)) is not None:
+        raise UserError(f"max_restarts {problem}")
 
 
 def check_devices(devices: Any) -> list[str]:
@@ -168,7 +190,7 @@ def _worker_main(worker: str, device: str, factory: Any, conn: Any) -> None:
     try:
         objective = factory(device)
     except BaseException as exc:  # reported to the parent, which stops the search with this line
-        _tell_parent(conn, ("fatal", traceback.format_exception_only(type(exc), exc)[-1].strip()))
+        _tell_parent(conn, ("fatal", failure_line(exc)))
         return
     if not _tell_parent(conn, ("ready", None)):
         return
@@ -255,6 +277,30 @@ class WorkerCrashed(RuntimeError):
     """A worker could not start or kept dying; the message says why."""
 
 
+_log = logging.getLogger(__name__)
+
+
+def tell_restart(worker: str, why: str, restarts: int, max_restarts: int) -> None:
+    """The one line of a worker that died and is replaced, its candidate queued again: a warning of this module's
+    logger, which reaches the user of a command line that configures no logging. A worker killed (by the
+    out-of-memory killer, kill -9) was replaced without a word until the restarts were used up (battery 23b)."""
+    _log.warning(f"search: {worker} died ({why}); its candidate runs again on a new one "
+                 f"(restart {restarts} of {max_restarts})")
+
+
+def exit_words(exitcode: int | None) -> str:
+    """How a worker process ended, in words: "killed by SIGKILL (...)" where Python says exit code -9."""
+    if exitcode is None:
+        return "its pipe closed while it ran"
+    if exitcode < 0:
+        try:
+            name = signal.Signals(-exitcode).name
+        except ValueError:
+            name = f"signal {-exitcode}"
+        return f"killed by {name}" + (" (out of memory, or kill -9)" if exitcode == -signal.SIGKILL else "")
+    return f"exit status {exitcode}"
+
+
 #: seconds a closing pool gives its workers to end by themselves before it stops them
 _CLOSE_GRACE_S = 2.0
 
@@ -268,14 +314,8 @@ class ProcessPoolEvaluator:
     """
 
     def __init__(self, factory: ObjectiveFactory, devices: Sequence[str], *, max_restarts: int = 3) -> None:
-        from longrope.options import int_problem
-
         self.devices = check_devices(devices)
-        if not callable(factory):
-            raise UserError(f"ProcessPoolEvaluator takes an objective factory (a picklable callable such as "
-                            f"ObjectiveSpec(...)), got {shown(factory)}")
-        if (problem := int_problem(max_restarts, 0, 1 << 20)) is not None:
-            raise UserError(f"max_restarts {problem}")
+        check_pool_arguments("ProcessPoolEvaluator", factory, max_restarts)
         self._closed = False
         self.factory = factory
         self.slots = len(self.devices)
@@ -336,9 +376,11 @@ class ProcessPoolEvaluator:
         self._restarts += 1
         if self._restarts > self.max_restarts:
             raise WorkerCrashed(
-                f"worker {worker} on {self._device(worker)} died (exit code {proc.exitcode}) "
+                f"worker {worker} on {self._device(worker)} died ({exit_words(proc.exitcode)}) "
                 f"and {self.max_restarts} restarts are used up"
             )
+        tell_restart(f"worker {worker} on {self._device(worker)}", exit_words(proc.exitcode), self._restarts,
+                     self.max_restarts)
         if req is not None:
             self._backlog.insert(0, req)  # its candidate is re-queued, nothing is lost
         self._start(worker, self._device(worker))

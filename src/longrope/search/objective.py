@@ -254,6 +254,10 @@ class ObjectiveSpec:
     """joint fitness: weight of the answer NLL (None: :data:`DEFAULT_RETRIEVAL_WEIGHT`)"""
     reference_file: str | None = None
     """constrained fitness: where YaRN's per-window answer NLL is kept between starts (None: measured each time)"""
+    model_sha256: str | None = None
+    """the model's digest when the search started (``model_digest``; None: not checked, a hub model)"""
+    data_digest: str | None = None
+    """the shard folder's ``content_digest`` when the search started (None: not checked)"""
 
     def __post_init__(self) -> None:
         self.retrieval_weight = check_fitness(self.fitness, self.retrieval_weight)
@@ -275,6 +279,7 @@ class ObjectiveSpec:
         model, tokenizer = load_model(self.model, dtype=self.dtype, device=device,
                                       attn_implementation=self.attn_implementation)
         corpus = TokenCorpus.open(self.data)
+        check_inputs_unchanged(self.model, corpus, model_sha256=self.model_sha256, data_digest=self.data_digest)
         if tokenizer is not None:
             corpus.check_tokenizer(tokenizer, model_name=self.model)
         bos_id = resolve_bos(tokenizer, corpus=corpus, model=model)
@@ -287,6 +292,24 @@ class ObjectiveSpec:
         return build_objective(model, tokenizer, self.mapper, docs, self.length, bos_id, fitness=self.fitness,
                                seed=self.seed, retrieval_weight=self.retrieval_weight,
                                reference_file=self.reference_file)
+
+
+def check_inputs_unchanged(model: str, corpus: Any, *, model_sha256: str | None = None,
+                           data_digest: str | None = None) -> None:
+    """Refuse a model or shard folder loaded again during a search (a worker started or restarted, the held-out
+    report) that is not the one the search started with: one replaced or rebuilt at the same path meanwhile was
+    used without a word, a restarted worker scoring candidates on another model and the report measuring the
+    searched factors on another model (battery 23b). The digests are the start's (None: not checked)."""
+    from longrope.data.sources import printable
+    from longrope.models.loading import model_digest
+
+    fix = "put back the one it started with and run the same command with --resume, or start a new search"
+    if data_digest is not None and corpus.content_digest != data_digest:
+        raise UserError(f"the shard folder {corpus.path} changed while the search ran (rebuilt or replaced since it "
+                        f"started); {fix}")
+    if model_sha256 is not None and model_digest(model) != model_sha256:
+        raise UserError(f"the model {printable(model)} changed while the search ran (its files are not those it started "
+                        f"with); {fix}")
 
 
 def build_objective(model: Any, tokenizer: Any, mapper: CandidateMapper, docs: Sequence, length: int,

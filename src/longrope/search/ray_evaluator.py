@@ -15,7 +15,7 @@ import os
 import warnings
 from typing import Any
 
-from longrope.errors import UserError
+from longrope.errors import UserError, shown
 from longrope.search.evaluators import (
     EvalOutcome,
     EvalRequest,
@@ -23,6 +23,11 @@ from longrope.search.evaluators import (
     WorkerCrashed,
     _no_library_bars,
     call_objective,
+    check_open,
+    check_pool_arguments,
+    check_request,
+    failure_line,
+    tell_restart,
 )
 
 
@@ -37,9 +42,18 @@ class _RayWorker:
         # Ray sets CUDA_VISIBLE_DEVICES to the actor's GPU, which is then cuda:0 inside the actor.
         self.device = "cuda:0" if gpus else "cpu"
         self.name = name
-        self.objective = factory(self.device)
+        self.fatal: str | None = None
+        try:
+            self.objective = factory(self.device)
+        except BaseException as exc:  # told by evaluate(), as a process worker tells its parent (battery 23b)
+            self.objective, self.fatal = None, failure_line(exc)
 
-    def evaluate(self, request: EvalRequest) -> EvalOutcome:
+    def evaluate(self, request: EvalRequest) -> EvalOutcome | tuple[str, str]:
+        """The request's outcome, or ``("fatal", why)`` when this actor could not build its objective: raised in
+        ``__init__``, it was a crash (three restarts, each building it again, Ray's traceback of each on the
+        terminal) ending in a line without the reason (battery 23b)."""
+        if self.fatal is not None:
+            return ("fatal", self.fatal)
         return call_objective(self.objective, request, self.name)
 
     def pid(self) -> int:
@@ -64,10 +78,12 @@ class RayEvaluator:
         max_restarts: int = 3,
         poll_s: float = 5.0,
     ) -> None:
+        _check_arguments(factory, num_workers, init_kwargs, max_restarts, poll_s)
         try:
             import ray
         except ImportError:
             raise UserError("the Ray evaluator needs Ray: pip install 'longrope[ray]'") from None
+        self._closed = False
         self._ray = ray
         self._owns_ray = False
         if not ray.is_initialized():
@@ -89,7 +105,14 @@ class RayEvaluator:
         resources = ray.cluster_resources()
         n_gpus = int(resources.get("GPU", 0))
         self._per_actor = {"num_gpus": 1, "num_cpus": 1} if n_gpus else {"num_cpus": 1}
-        n = num_workers or (n_gpus if n_gpus else max(1, int(resources.get("CPU", 1))))
+        room = min(n_gpus, int(resources.get("CPU", 1))) if n_gpus else max(1, int(resources.get("CPU", 1)))
+        if num_workers is not None and num_workers > room:
+            # the actors beyond it were never placed: their requests waited for ever, without a word (battery 23b)
+            self._shut_down_own_ray()
+            raise UserError(f"num_workers {num_workers} is more actors than this Ray cluster can run at once ({room}: "
+                            f"one {'GPU' if n_gpus else 'CPU'} each); give at most {room}, or None for one per "
+                            f"{'GPU' if n_gpus else 'CPU'}")
+        n = num_workers or room
         self.slots = n
         self.factory = factory
         self.max_restarts = max_restarts
@@ -101,6 +124,12 @@ class RayEvaluator:
         self._restarts = 0
         self._generation = [0] * n
 
+    def _shut_down_own_ray(self) -> None:
+        """Shut down the Ray this evaluator started, when it is refused before it has any actor."""
+        self._closed = True
+        if self._owns_ray:
+            self._ray.shutdown()
+
     def _new_actor(self, i: int) -> Any:
         return self._remote_cls.remote(self.factory, f"ray{i}")
 
@@ -111,10 +140,12 @@ class RayEvaluator:
             self._refs[self.actors[i].evaluate.remote(req)] = (i, req)
 
     def submit(self, request: EvalRequest) -> None:
+        check_request(request, self)
         self._backlog.append(request)
         self._dispatch()
 
     def wait(self) -> list[EvalOutcome]:
+        check_open(self)
         ray = self._ray
         out: list[EvalOutcome] = []
         while not out:
@@ -129,14 +160,18 @@ class RayEvaluator:
             for ref in list(ready) + list(more):
                 i, req = self._refs.pop(ref)
                 try:
-                    out.append(ray.get(ref))
+                    outcome = ray.get(ref)
+                    if isinstance(outcome, tuple) and outcome[:1] == ("fatal",):
+                        raise WorkerCrashed(f"Ray actor ray{i} could not build its objective: {outcome[1]}")
+                    out.append(outcome)
                     self._idle.append(i)
                 except ray.exceptions.RayActorError as exc:
                     self._restarts += 1
+                    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
                     if self._restarts > self.max_restarts:
-                        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
                         raise WorkerCrashed(f"Ray actor ray{i} died and {self.max_restarts} restarts are used up: "
                                             f"{first}") from None
+                    tell_restart(f"Ray actor ray{i}", first, self._restarts, self.max_restarts)
                     self._backlog.insert(0, req)  # its candidate is re-queued, nothing is lost
                     self.actors[i] = self._new_actor(i)
                     self._idle.append(i)
@@ -158,6 +193,10 @@ class RayEvaluator:
                             "(ray stop, or its head node lost); start it again")
 
     def close(self) -> None:
+        if self._closed:  # a second close: its actors are gone and Ray shut down already
+            return
+        self._closed = True
+        self._backlog.clear()
         if self._lost:  # nothing to tell a cluster that is gone: ray.kill and shutdown would wait on it
             self.actors = []
             self._refs.clear()
@@ -171,6 +210,22 @@ class RayEvaluator:
         self._refs.clear()
         if self._owns_ray:
             self._ray.shutdown()
+
+
+def _check_arguments(factory: Any, num_workers: Any, init_kwargs: Any, max_restarts: Any, poll_s: Any) -> None:
+    """What a :class:`RayEvaluator` is built from, checked before Ray starts: -1 workers made no actor and a search
+    that waited on none, 0.5 or "2" were Python's TypeError, a poll of -1 s Ray's "Timeout value out of range"
+    after Ray had started, init_kwargs="x" was taken unread (battery 23b)."""
+    from longrope.options import int_problem, is_finite_number
+    from longrope.settings import MAX_SLOTS
+
+    check_pool_arguments("RayEvaluator", factory, max_restarts)
+    if num_workers is not None and (problem := int_problem(num_workers, 1, MAX_SLOTS)) is not None:
+        raise UserError(f"num_workers {problem} (None: one actor per GPU of the cluster, else per CPU)")
+    if init_kwargs is not None and not isinstance(init_kwargs, dict):
+        raise UserError(f"init_kwargs must be a dict of ray.init's arguments or None, got {shown(init_kwargs)}")
+    if not is_finite_number(poll_s) or not 0 < poll_s <= 3600:
+        raise UserError(f"poll_s must be a number of seconds in (0, 3600], got {shown(poll_s)}")
 
 
 def _reachable_control_store(ray: Any, timeout_s: float) -> tuple[str, int] | None:
