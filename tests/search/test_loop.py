@@ -512,3 +512,25 @@ def test_run_search_refuses_arguments_of_the_wrong_kind_before_any_work(tmp_path
     from_list = run_search(space, seeds, evaluator(), n_docs=N_DOCS, stop=stop)
     from_generator = run_search(space, (g for g in seeds), evaluator(), n_docs=N_DOCS, stop=stop)
     assert from_generator.fitness == from_list.fitness and from_generator.best == from_list.best
+
+
+@pytest.mark.parametrize("said, fix_once", [
+    ("worker w0 died and 3 restarts are used up: exit code 1", "is kept, fix it and --resume"),
+    ("worker w0 could not build its objective: the model m changed while the search ran; put it back and run the "
+     "same command with --resume, or start a new search", "is kept"),
+])
+def test_a_crashed_worker_s_line_says_the_fix_once(tmp_path, said, fix_once):
+    """A worker's refusal that gives its own fix (--resume) had the loop's '; the checkpoint … is kept, fix it and
+    --resume' added after it: the advice twice in one line (battery 23b)."""
+    from longrope.search.evaluators import WorkerCrashed
+
+    class Crashing(ShuffledParallel):
+        def wait(self):
+            raise WorkerCrashed(said)
+
+    obj = SyntheticObjective(N_DIMS, SCALE, n_docs=N_DOCS)
+    loop = make_loop("steady", seed=2, evaluator=Crashing(obj, 2, 0), checkpoint=tmp_path / "ckpt.json")
+    with pytest.raises(UserError) as info:
+        loop.run(make_seeds(loop.space))
+    line = str(info.value)
+    assert line.endswith(f"the checkpoint {tmp_path / 'ckpt.json'} {fix_once}") and line.count("--resume") == 1, line

@@ -265,7 +265,9 @@ class SearchLoop:
                 try:
                     outcomes = self.evaluator.wait()
                 except WorkerCrashed as exc:
-                    where = f"; the checkpoint {self.checkpoint} is kept, fix it and --resume" if self.checkpoint else ""
+                    # a worker's own refusal says what to do (--resume among it): the fix was said twice (23b)
+                    fix = "" if "--resume" in str(exc) else ", fix it and --resume"
+                    where = f"; the checkpoint {self.checkpoint} is kept{fix}" if self.checkpoint else ""
                     raise UserError(f"{exc}{where}") from None
                 for outcome in outcomes:
                     self._on_outcome(outcome)
