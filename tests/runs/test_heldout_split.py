@@ -137,7 +137,8 @@ def test_every_command_holds_out_the_same_documents(tiny, unpinned, tmp_path, mo
     draws = {}
 
     search_cfg = SearchConfig(model=model, data=data, output=str(tmp_path / "search"), target_length=2 * L)
-    draws["search"] = _draw(monkeypatch, lambda: search_run.heldout_report(search_cfg, plan, None, in_process))
+    unchecked = SimpleNamespace(model_sha256=None, data_digest=None)  # the digests a search started with: not asked here
+    draws["search"] = _draw(monkeypatch, lambda: search_run.heldout_report(search_cfg, plan, None, in_process, unchecked))
     draws["eval ppl"] = _draw(monkeypatch, lambda: run_ppl(
         PplConfig(model=model, data=data, lengths=(2 * L,), output=str(tmp_path / "ppl"), quiet=True)))
     draws["eval passkey --data"] = _draw(monkeypatch, lambda: run_passkey(
@@ -158,7 +159,7 @@ def test_every_command_holds_out_the_same_documents(tiny, unpinned, tmp_path, mo
     search_stage, ctx = stage("search", {"data": data, "target_length": 2 * L})
     staged_search = search_stage.settings(ctx)
     draws["pipeline search stage"] = _draw(
-        monkeypatch, lambda: search_run.heldout_report(staged_search, plan, None, in_process))
+        monkeypatch, lambda: search_run.heldout_report(staged_search, plan, None, in_process, unchecked))
     finetune_stage, ctx = stage("finetune", {"data": data, "factors": str(factors)})
     staged_finetune = finetune_stage.settings(ctx)
     draws["pipeline finetune stage"] = _draw(monkeypatch, lambda: _Trainer(staged_finetune, None).set_up())
