@@ -224,8 +224,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: st
             write(f)
             f.flush()
             os.fsync(f.fileno())
-        # mkstemp makes the file 0600; give it the mode a plain open() would (0666 less umask).
-        os.chmod(tmp, 0o666 & ~_UMASK)
+        give_default_modes(tmp)  # mkstemp makes the file 0600
         try:
             os.replace(tmp, path)
         except OSError as exc:  # named the hidden temporary, with no fix (battery 19)
@@ -335,6 +334,24 @@ def _read_umask() -> int:
 
 # Read once at import: os.umask can only be read by setting it, which is not thread-safe later.
 _UMASK = _read_umask()
+
+
+def give_default_modes(path: str | os.PathLike) -> None:
+    """Give ``path`` (a file, or a folder and everything in it) the modes a plain ``open()``/``mkdir`` would have
+    made under this process's umask: the one rule for outputs written by tools that make them private (mkstemp and
+    mkdtemp, 0600/0700; safetensors' writer, 0600 whatever the umask: a fine-tune's checkpoint weights were unreadable
+    to the group and others that could read the rest of the run; battery 23a). Links are left alone."""
+    path = Path(path)
+    if path.is_symlink():
+        return
+    if not path.is_dir():
+        os.chmod(path, 0o666 & ~_UMASK)
+        return
+    for root, _dirs, files in os.walk(path):
+        os.chmod(root, 0o777 & ~_UMASK)
+        for name in files:
+            if not os.path.islink(os.path.join(root, name)):
+                os.chmod(os.path.join(root, name), 0o666 & ~_UMASK)
 
 
 def write_text(path: str | os.PathLike, text: str) -> Path:

@@ -54,6 +54,7 @@ from longrope.errors import UserError
 from longrope.io import (
     check_utf8_path,
     check_writable_path,
+    give_default_modes,
     make_folder,
     os_error_words,
     path_argument,
@@ -154,9 +155,7 @@ def _check_factor_fit(factor_set: Any, rotary_dim: int, rope_theta: float, what:
 
 
 def _finish(tmp: Path, out: Path, overwrite: bool) -> None:
-    umask = os.umask(0)
-    os.umask(umask)
-    tmp.chmod(0o666 & ~umask)
+    give_default_modes(tmp)
     if overwrite:
         os.replace(tmp, out)
     else:  # a file that another export put there meanwhile is not replaced
