@@ -485,11 +485,15 @@ def aside_prefix(dest: Path) -> str:
     return sibling_prefix(dest, "old-")
 
 
-def output_folder(path: str | os.PathLike) -> Path:
-    """The folder a whole-folder writer (a staged run, tokenize, export) judges, writes and replaces for the output
-    ``path``: a link names its target (``ln -s /big/disk/out out`` keeps putting the output there), never the link
-    itself; any other path is itself. (export swapped its folder in for the link, and over a link to an empty
-    folder failed 'Not a directory' after all the work; battery 19.)"""
+def output_target(path: str | os.PathLike) -> Path:
+    """The folder or file a writer of a whole output (a staged run, tokenize, export, baseline's factors.json, a
+    GGUF file) judges, writes and replaces for the output ``path`` the user gave: a link names its target (``ln -s
+    /big/disk/out out`` keeps putting the output there), never the link itself; any other path is itself. (export
+    swapped its folder in for the link, and over a link to an empty folder failed 'Not a directory' after all the
+    work, battery 19; baseline and a GGUF export with --overwrite replaced a link to a file with their file, the
+    target left as it was, and a GGUF export to a dangling link said after all its work that another process had
+    written it, battery 23a.) A run folder's own files are never read through this: a link planted there is
+    replaced, not written through."""
     path = Path(path)
     return Path(os.path.realpath(path)) if path.is_symlink() else path
 

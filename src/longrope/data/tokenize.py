@@ -56,7 +56,7 @@ from longrope.io import (
     check_replaceable_target,
     is_file_too_large,
     os_error_fix,
-    output_folder,
+    output_target,
     path_argument,
     place_new,
     read_json,
@@ -329,7 +329,7 @@ def tokenize_corpus(
     _check_arguments(tokenizer_name=tokenizer_name, split=split, text_field=text_field, id_field=id_field,
                      shard_tokens=shard_tokens, batch_docs=batch_docs, batch_chars=batch_chars)
     # a link: the folder it points to is replaced, not the link
-    out = output_folder(path_argument(out_dir, "tokenize_corpus's out_dir (the shard folder to write)"))
+    out = output_target(path_argument(out_dir, "tokenize_corpus's out_dir (the shard folder to write)"))
     check_replaceable_target(out)
     sources = resolve_sources(_input_specs(inputs), split=split, text_field=text_field, id_field=id_field)
     check_loaded_tokenizer(tokenizer, "tokenize_corpus")

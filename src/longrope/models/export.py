@@ -64,7 +64,7 @@ from longrope.io import (
     is_disk_full,
     make_folder,
     os_error_fix,
-    output_folder,
+    output_target,
     path_argument,
     path_kind,
     place_new,
@@ -388,7 +388,7 @@ def export_hf(
 
     from longrope.settings import resolve_dtype
 
-    out = output_folder(path_argument(out_dir, "export_hf's out_dir (the folder to write)"))
+    out = output_target(path_argument(out_dir, "export_hf's out_dir (the folder to write)"))
     require_no_adapters(model, "export_hf")
     info = require_supported(inspect_model(model))
     check_export_tokenizer(model, tokenizer, "export_hf")

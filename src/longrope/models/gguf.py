@@ -57,6 +57,7 @@ from longrope.io import (
     give_default_modes,
     make_folder,
     os_error_words,
+    output_target,
     path_argument,
     place_new,
     sibling_prefix,
@@ -123,8 +124,10 @@ def _common_warnings(factor_set: Any) -> list[str]:
 
 
 def check_output_file(out: Path, overwrite: bool) -> None:
-    """One-line errors for an output that cannot become the GGUF file (checked before any work)."""
+    """One-line errors for an output that cannot become the GGUF file (checked before any work); a link is judged
+    by its target (:func:`~longrope.io.output_target`), which is what is written."""
     overwrite = check_flag(overwrite, "overwrite")
+    out = output_target(out)
     check_utf8_path(out.resolve())
     if out.exists() and out.is_dir():
         raise UserError(f"output {out} is a folder; --format gguf writes one file, give e.g. -o {out}.gguf")
@@ -285,7 +288,7 @@ def export_gguf_from_gguf(
     """Copy the GGUF ``src`` to ``out`` with ``factor_set`` added (see module doc)."""
     import gguf
 
-    out = Path(out)
+    out = output_target(out)
     src = Path(src)
     check_output_file(out, overwrite)
     if out.resolve() == src.resolve():
@@ -534,7 +537,7 @@ def export_gguf(
 
     if outtype not in OUTTYPES:
         raise UserError(f"GGUF weights type must be one of {', '.join(OUTTYPES)}, got {outtype!r}")
-    out = path_argument(out, "export_gguf's out (the .gguf file to write)")
+    out = output_target(path_argument(out, "export_gguf's out (the .gguf file to write)"))
     check_output_file(out, overwrite)
     require_no_adapters(model, "export_gguf")
     info = require_supported(inspect_model(model))

@@ -56,7 +56,7 @@ from longrope.io import (
     hold_folder,
     is_atomic_temporary,
     os_error_fix,
-    output_folder,
+    output_target,
     path_kind,
     place_new,
     read_json,
@@ -311,7 +311,7 @@ class RunFolder:
         ``adopt``: an existing folder that is no run folder yet becomes one (in place only; e.g. the
         shipped assets, written before run folders existed).
         """
-        final = output_folder(target)  # a link's target (a staged run would swap a folder in for the link)
+        final = output_target(target)  # a link's target (a staged run would swap a folder in for the link)
         if staged:  # built aside, then renamed over the target (the link's: a mount point there is refused too)
             check_replaceable_target(final, flag)
         if final.exists() and not final.is_dir():
