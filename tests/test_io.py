@@ -499,3 +499,21 @@ def test_a_device_or_pipe_where_a_file_or_folder_belongs_is_named_as_what_it_is(
         assert main(argv) == 2, argv
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and said in err, (argv, err)
+
+
+def test_a_permission_refused_under_a_umask_that_takes_the_owners_own_is_told_the_umask(monkeypatch):
+    """``umask 377``: the folder a command had just made could not be written in, and the line said 'choose a
+    writable folder' (tokenize: 'free space or choose another -o'), never the umask (battery 23a)."""
+    import errno
+
+    from longrope import io
+    from longrope.data import tokenize
+
+    denied = PermissionError(errno.EACCES, "Permission denied")
+    monkeypatch.setattr(io, "_UMASK", 0o377)
+    assert "umask (377)" in io.os_error_fix(denied, "choose a writable folder")
+    assert "umask (377)" in str(tokenize._os_error(denied, Path("/x/.out.tokenize-1")))
+    monkeypatch.setattr(io, "_UMASK", 0o022)
+    assert io.os_error_fix(denied, "choose a writable folder") == "choose a writable folder"
+    said = str(tokenize._os_error(denied, Path("/x/.out.tokenize-1")))
+    assert "choose a writable -o" in said and "free space" not in said

@@ -434,8 +434,14 @@ _OS_ERROR_FIXES = {
 def os_error_fix(exc: BaseException, default: str | None = None) -> str | None:
     """What to do about the OS error ``exc``: the fix its errno calls for, where its own words give none (a name
     too long, a looping link: every writer said 'choose a writable folder', the command line no fix at all, battery
-    18), else ``default`` (the call site's fix for the rest: a read-only folder, a missing one)."""
-    return _OS_ERROR_FIXES.get(getattr(exc, "errno", None), default)
+    18), else ``default`` (the call site's fix for the rest: a read-only folder, a missing one). A permission refused
+    under a umask that takes the owner's own read or write permission (``umask 377``) is the umask's doing: the
+    folder a command had just made was said not writable, 'choose a writable folder' (battery 23a)."""
+    code = getattr(exc, "errno", None)
+    if code in (errno.EACCES, errno.EPERM) and _UMASK & 0o600:
+        return (f"this process's umask ({_UMASK:03o}) takes the owner's own permission on the files and folders it "
+                "makes: set a usual one (umask 022, or 077) and run again")
+    return _OS_ERROR_FIXES.get(code, default)
 
 
 def os_error_words(exc: BaseException) -> str:
