@@ -322,8 +322,15 @@ def check_utf8_path(path: str | os.PathLike, flag: str = "-o") -> None:
         text.encode("utf-8")
     except UnicodeEncodeError:
         shown = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-        raise UserError(f"{flag} {shown}: the path holds bytes that are not UTF-8, which the model's tokenizer "
-                        "cannot be written under; choose a UTF-8 name") from None
+        try:
+            os.fsencode(text).decode("utf-8")
+        except UnicodeDecodeError:
+            raise UserError(f"{flag} {shown}: the path holds bytes that are not UTF-8, which the model's tokenizer "
+                            "cannot be written under; choose a UTF-8 name") from None
+        # UTF-8 bytes read as ASCII (LC_ALL=C with PYTHONUTF8=0): the name was said not to be UTF-8 (battery 23a)
+        raise UserError(f"{flag} {shown}: this Python reads file names as ASCII (an ASCII locale with PYTHONUTF8=0), "
+                        "and the model's tokenizer cannot be written under a name it cannot read; run it with "
+                        "PYTHONUTF8=1 or a UTF-8 locale (LC_ALL=C.UTF-8)") from None
 
 
 def _read_umask() -> int:
