@@ -119,7 +119,10 @@ def run(config: PipelineConfig, *, log: Callable[[str], None] | None = None) -> 
     if isinstance(config.model, str) and config.model and os.path.lexists(config.model):  # typed now, read here
         config = replace(config, model=os.path.abspath(config.model))
     old, plan, plan_file = _open_plan(config, out)
-    with _in_folder(_plan_base(config, out)):
+    base = _plan_base(config, out)
+    if base is not None and base.resolve() != Path.cwd().resolve():  # -o as typed here, recorded from there
+        config = replace(config, output=str(out))
+    with _in_folder(base):
         return _run(config, out, old, plan, plan_file, say)
 
 
