@@ -499,3 +499,33 @@ def test_a_device_or_pipe_where_a_file_or_folder_belongs_is_named_as_what_it_is(
         assert main(argv) == 2, argv
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and said in err, (argv, err)
+
+
+def test_a_permission_refused_under_a_umask_that_takes_the_owners_own_is_told_the_umask(monkeypatch):
+    """``umask 377``: the folder a command had just made could not be written in, and the line said 'choose a
+    writable folder' (tokenize: 'free space or choose another -o'), never the umask (battery 23a)."""
+    import errno
+
+    from longrope import io
+    from longrope.data import tokenize
+
+    denied = PermissionError(errno.EACCES, "Permission denied")
+    monkeypatch.setattr(io, "_UMASK", 0o377)
+    assert "umask (377)" in io.os_error_fix(denied, "choose a writable folder")
+    assert "umask (377)" in str(tokenize._os_error(denied, Path("/x/.out.tokenize-1")))
+    monkeypatch.setattr(io, "_UMASK", 0o022)
+    assert io.os_error_fix(denied, "choose a writable folder") == "choose a writable folder"
+    said = str(tokenize._os_error(denied, Path("/x/.out.tokenize-1")))
+    assert "choose a writable -o" in said and "free space" not in said
+
+
+def test_a_utf8_output_name_read_under_an_ascii_locale_is_told_the_locale():
+    """Under ``LC_ALL=C PYTHONUTF8=0`` Python reads a UTF-8 name ('ü') as lone surrogates: an export to it was refused
+    as 'the path holds bytes that are not UTF-8', which they are (battery 23a). The line names the locale; bytes that
+    are not UTF-8 keep their own words."""
+    from longrope.io import check_utf8_path
+
+    with pytest.raises(UserError, match="reads file names as ASCII.*PYTHONUTF8=1"):
+        check_utf8_path("/x/\udcc3\udcbc dir/out")  # 'ü' (c3 bc) as the C locale reads it
+    with pytest.raises(UserError, match="bytes that are not UTF-8"):
+        check_utf8_path("/x/\udcff/out")

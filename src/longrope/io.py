@@ -224,8 +224,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: st
             write(f)
             f.flush()
             os.fsync(f.fileno())
-        # mkstemp makes the file 0600; give it the mode a plain open() would (0666 less umask).
-        os.chmod(tmp, 0o666 & ~_UMASK)
+        give_default_modes(tmp)  # mkstemp makes the file 0600
         try:
             os.replace(tmp, path)
         except OSError as exc:  # named the hidden temporary, with no fix (battery 19)
@@ -323,8 +322,15 @@ def check_utf8_path(path: str | os.PathLike, flag: str = "-o") -> None:
         text.encode("utf-8")
     except UnicodeEncodeError:
         shown = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-        raise UserError(f"{flag} {shown}: the path holds bytes that are not UTF-8, which the model's tokenizer "
-                        "cannot be written under; choose a UTF-8 name") from None
+        try:
+            os.fsencode(text).decode("utf-8")
+        except UnicodeDecodeError:
+            raise UserError(f"{flag} {shown}: the path holds bytes that are not UTF-8, which the model's tokenizer "
+                            "cannot be written under; choose a UTF-8 name") from None
+        # UTF-8 bytes read as ASCII (LC_ALL=C with PYTHONUTF8=0): the name was said not to be UTF-8 (battery 23a)
+        raise UserError(f"{flag} {shown}: this Python reads file names as ASCII (an ASCII locale with PYTHONUTF8=0), "
+                        "and the model's tokenizer cannot be written under a name it cannot read; run it with "
+                        "PYTHONUTF8=1 or a UTF-8 locale (LC_ALL=C.UTF-8)") from None
 
 
 def _read_umask() -> int:
@@ -335,6 +341,24 @@ def _read_umask() -> int:
 
 # Read once at import: os.umask can only be read by setting it, which is not thread-safe later.
 _UMASK = _read_umask()
+
+
+def give_default_modes(path: str | os.PathLike) -> None:
+    """Give ``path`` (a file, or a folder and everything in it) the modes a plain ``open()``/``mkdir`` would have
+    made under this process's umask: the one rule for outputs written by tools that make them private (mkstemp and
+    mkdtemp, 0600/0700; safetensors' writer, 0600 whatever the umask: a fine-tune's checkpoint weights were unreadable
+    to the group and others that could read the rest of the run; battery 23a). Links are left alone."""
+    path = Path(path)
+    if path.is_symlink():
+        return
+    if not path.is_dir():
+        os.chmod(path, 0o666 & ~_UMASK)
+        return
+    for root, _dirs, files in os.walk(path):
+        os.chmod(root, 0o777 & ~_UMASK)
+        for name in files:
+            if not os.path.islink(os.path.join(root, name)):
+                os.chmod(os.path.join(root, name), 0o666 & ~_UMASK)
 
 
 def write_text(path: str | os.PathLike, text: str) -> Path:
@@ -417,8 +441,14 @@ _OS_ERROR_FIXES = {
 def os_error_fix(exc: BaseException, default: str | None = None) -> str | None:
     """What to do about the OS error ``exc``: the fix its errno calls for, where its own words give none (a name
     too long, a looping link: every writer said 'choose a writable folder', the command line no fix at all, battery
-    18), else ``default`` (the call site's fix for the rest: a read-only folder, a missing one)."""
-    return _OS_ERROR_FIXES.get(getattr(exc, "errno", None), default)
+    18), else ``default`` (the call site's fix for the rest: a read-only folder, a missing one). A permission refused
+    under a umask that takes the owner's own read or write permission (``umask 377``) is the umask's doing: the
+    folder a command had just made was said not writable, 'choose a writable folder' (battery 23a)."""
+    code = getattr(exc, "errno", None)
+    if code in (errno.EACCES, errno.EPERM) and _UMASK & 0o600:
+        return (f"this process's umask ({_UMASK:03o}) takes the owner's own permission on the files and folders it "
+                "makes: set a usual one (umask 022, or 077) and run again")
+    return _OS_ERROR_FIXES.get(code, default)
 
 
 def os_error_words(exc: BaseException) -> str:
@@ -469,12 +499,14 @@ def aside_prefix(dest: Path) -> str:
 
 
 def output_target(path: str | os.PathLike) -> Path:
-    """The file or folder a writer of a whole output (a staged run, tokenize, an export: a folder or a GGUF file)
-    judges, writes and replaces for the output ``path``: a link names its target (``ln -s /big/disk/out out`` keeps
-    putting the output there), never the link itself; any other path is itself. (export swapped its folder in for the
-    link, and over a link to an empty folder failed 'Not a directory' after all the work, battery 19; a GGUF export
-    replaced a link with a file, and through a dangling one failed 'written by another process' after all the work,
-    battery 23c.)"""
+    """The folder or file a writer of a whole output (a staged run, tokenize, export, baseline's factors.json, a
+    GGUF file) judges, writes and replaces for the output ``path`` the user gave: a link names its target (``ln -s
+    /big/disk/out out`` keeps putting the output there), never the link itself; any other path is itself. (export
+    swapped its folder in for the link, and over a link to an empty folder failed 'Not a directory' after all the
+    work, battery 19; baseline and a GGUF export with --overwrite replaced a link to a file with their file, the
+    target left as it was, and a GGUF export to a dangling link said after all its work that another process had
+    written it, battery 23a.) A run folder's own files are never read through this: a link planted there is
+    replaced, not written through."""
     path = Path(path)
     return Path(os.path.realpath(path)) if path.is_symlink() else path
 

@@ -494,3 +494,15 @@ def test_a_value_that_starts_with_a_dash_is_said_how_to_give(env, capsys, monkey
     assert main(["eval", "ppl", "--model", "tiny", "--data", "data", "--factors", "-y.json", "-o", "e"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "expected at least one argument" in err and "./VALUE" in err, err
+
+
+def test_a_run_folder_that_starts_with_a_dash_is_said_how_to_give(tmp_path, capsys, monkeypatch):
+    """``rerun -run -o x``: argparse took the run folder '-run' for an option and said only that RUN_DIR was
+    missing (battery 23a); the line says how to give it, and a missing RUN_DIR alone gets no such words."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["rerun", "-run", "-o", "again"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "RUN_DIR" in err and "./VALUE" in err, err
+    assert main(["rerun", "-o", "again"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "RUN_DIR" in err and "./VALUE" not in err, err

@@ -193,3 +193,26 @@ def test_each_export_warning_is_said_once(capsys, caplog, tiny_model_dir, tmp_pa
     assert code == 0, err
     assert err.count("n̂ = 4") == 1 and err.startswith("longrope export: warning: n̂ = 4"), err
     assert not [r for r in caplog.records if r.name.startswith("longrope.models")]
+
+
+def test_a_file_output_given_as_a_link_is_written_at_its_target(capsys, tiny_model_dir, tmp_path):
+    """A link given as -o names where the output goes, as it does for folders (``ln -s /big/disk/x.gguf x.gguf``):
+    baseline and a GGUF export with --overwrite replaced the link with their file, the target left as it was; a GGUF
+    export to a dangling link said after all its work that another process had written it (battery 23a)."""
+    big, here = tmp_path / "big", tmp_path / "here"
+    big.mkdir()
+    here.mkdir()
+    (big / "old.gguf").write_bytes(b"GGUF")  # an earlier export, to be replaced
+    for name, target in (("y.json", "y.json"), ("old.gguf", "old.gguf"), ("new.gguf", "new.gguf")):
+        (here / name).symlink_to(big / target)
+    code, _, err = _run(capsys, "baseline", "--model", str(tiny_model_dir), "--method", "yarn", "--target-length",
+                        "128", "-o", str(here / "y.json"))
+    assert code == 0, err
+    f = _factors(tmp_path)
+    for name, extra in (("old.gguf", ["--overwrite"]), ("new.gguf", [])):
+        code, _, err = _run(capsys, "export", "--model", str(tiny_model_dir), "--factors", str(f), "--format", "gguf",
+                            "--dtype", "float32", "-o", str(here / name), *extra)
+        assert code == 0, err
+    assert all((here / name).is_symlink() for name in ("y.json", "old.gguf", "new.gguf"))
+    assert json.loads((big / "y.json").read_text())["method"] == "yarn"
+    assert all(gguf.GGUFReader(big / name).fields for name in ("old.gguf", "new.gguf"))

@@ -859,3 +859,27 @@ def test_a_comparison_cell_that_is_not_finite_is_written_as_null_and_said_in_wor
     assert "ppl not finite" in err and "ppl nan" not in err
     line = (out / "stages" / "compare" / "cells.jsonl").read_text()
     assert "NaN" not in line and json.loads(line.splitlines()[0])["ppl"] is None
+
+
+def test_a_resume_from_another_folder_reads_the_recorded_plan_where_it_was_started(tmp_path, capsys, monkeypatch):
+    """A plan's relative paths (``inputs: [search=docs/a.txt]``) are read against the folder the pipeline was
+    started in, by a resume that runs the recorded plan from another folder as by ``rerun``: the resume read them
+    there, and tokenized that folder's docs/ when it had one, without a word (battery 23a)."""
+    from longrope.embedded import search_texts
+
+    texts = list(search_texts().values())
+    for folder, text in (("a/work", texts[0][:20000]), ("other", "A few words only.\n")):
+        (tmp_path / folder / "docs").mkdir(parents=True)
+        (tmp_path / folder / "docs" / "a.txt").write_text(text)
+        (tmp_path / folder / "docs" / "b.txt").write_text(text[::-1])
+    plan = {"format": "longrope-pipeline/1", "model": "tiny", "stages": [
+        {"name": "yarn", "run": "baseline", "method": "yarn", "target_length": "2x"},
+        {"name": "data", "run": "tokenize", "inputs": ["search=docs/a.txt", "heldout=docs/b.txt"]}]}
+    monkeypatch.chdir(tmp_path / "a" / "work")
+    assert _pipeline(_write(tmp_path, plan), tmp_path / "p", "--until", "yarn") == 0, capsys.readouterr().err
+    monkeypatch.chdir(tmp_path / "other")
+    assert main(["pipeline", "-o", "../p", "--resume", "--quiet"]) == 0, capsys.readouterr().err
+    assert json.loads((tmp_path / "p" / "stages" / "data" / "meta.json").read_text())["n_tokens"] > 1000
+    assert Path.cwd() == tmp_path / "other"
+    record = json.loads((tmp_path / "p" / "config.json").read_text())  # -o as typed in other/, recorded from work/
+    assert (Path(record["cwd"]) / record["config"]["output"]).resolve() == (tmp_path / "p").resolve()

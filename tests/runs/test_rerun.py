@@ -201,3 +201,29 @@ def test_an_empty_run_folder_argument_is_refused_not_read_as_the_current_folder(
         assert main(argv) == 2
         assert "run folder (RUN_DIR or --config) is given as an empty text" in capsys.readouterr().err
     assert not (tmp_path / "here" / "again").exists()
+
+
+def test_a_resume_from_another_folder_keeps_the_record_relative(tiny, tmp_path, capsys, monkeypatch):
+    """``cd work && longrope search --data shards -o s``, then ``longrope search --config work/s --resume`` from
+    elsewhere: that resume recorded the whole configuration absolute, so once the project moved (``mv work work2``)
+    the run could no longer be resumed or rerun, as it could before that resume (battery 23a)."""
+    import os
+
+    work = tmp_path / "work"
+    work.mkdir()
+    os.symlink(tiny / "model", work / "model")
+    os.symlink(tiny / "data", work / "shards")
+    monkeypatch.chdir(work)
+    assert main(["search", "--model", "model", "--data", "shards", "--target-length", "128", "--fitness", "ppl",
+                 "--quiet", "--samples", "2", "--heldout-samples", "2", "--population", "4", "--parents", "2",
+                 "--max-evals", "4", "-o", "s"]) == 0
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert main(["search", "--config", "../work/s", "--resume", "--max-evals", "5"]) == 0, capsys.readouterr().err
+    record = json.loads((work / "s" / "config.json").read_text())
+    assert [record["config"][k] for k in ("model", "data", "output")] == ["model", "shards", "s"]
+    assert record["cwd"] == str(work)
+    (tmp_path / "work").rename(tmp_path / "work2")
+    assert main(["search", "--config", "../work2/s", "--resume", "--max-evals", "6"]) == 0, capsys.readouterr().err
+    assert _summary(tmp_path / "work2" / "s")["search"]["full_evals"] == 6

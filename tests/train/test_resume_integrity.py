@@ -333,3 +333,18 @@ def test_a_hand_edited_loss_log_neither_crashes_the_export_nor_passes_unsaid(mak
     result, said = _resume(make_config, out)
     assert result.resumed_from == 4 and len(result.losses) == 0
     assert any("holds 0 of the 4 steps before the checkpoint" in m for m in said), said
+
+
+def test_checkpoint_files_get_the_modes_the_umask_gives(make_config, tmp_path):
+    """safetensors writes its file 0600 whatever the umask: a checkpoint's weights were the one file of a run folder
+    that the group and others could not read (to resume or copy it) where the umask gave them the rest (battery
+    23a). Every file of a checkpoint has the mode a plain open() gives."""
+    import os
+    import stat
+
+    umask = os.umask(0)
+    os.umask(umask)
+    finetune(make_config(steps=2, checkpoint_every=1, output=str(tmp_path / "modes")))
+    files = [p for p in (tmp_path / "modes" / "checkpoints").rglob("*") if p.is_file()]
+    assert any(p.suffix == ".safetensors" for p in files)
+    assert {p.name: oct(stat.S_IMODE(p.stat().st_mode)) for p in files} == {p.name: oct(0o666 & ~umask) for p in files}

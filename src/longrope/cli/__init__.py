@@ -44,10 +44,27 @@ class _Parser(argparse.ArgumentParser):
         kwargs.setdefault("allow_abbrev", False)
         super().__init__(*args, **kwargs)
 
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:  # type: ignore[override]
+        self._given = list(sys.argv[1:] if args is None else args)  # what error() may have to explain
+        return super().parse_known_args(args, namespace)
+
     def error(self, message: str) -> None:  # type: ignore[override]
         if _NO_VALUE.search(message):  # '-o -x.json': argparse takes a value that starts with '-' for an option
             message += " (a value that starts with '-' is given as --option=VALUE, or a path as ./VALUE)"
+        elif message.startswith(_MISSING) and any(self._unknown_dash(a) for a in getattr(self, "_given", ())):
+            # 'rerun -run -o x': a RUN_DIR starting with '-' was taken for an option, and the line said only that
+            # RUN_DIR was missing (battery 23a)
+            message += " (a value that starts with '-' is given as a path: ./VALUE)"
         raise _ArgError(f"{self.prog}: error: {_named_once(message)} (see {self.prog} --help)")
+
+    def _unknown_dash(self, arg: Any) -> bool:
+        """Whether ``arg`` starts with '-' but is none of this parser's options (a value argparse set aside)."""
+        return (isinstance(arg, str) and arg.startswith("-") and arg != "-" and not arg.startswith("--")
+                and arg.partition("=")[0] not in self._option_string_actions)
+
+
+#: argparse's words for a positional argument that is missing
+_MISSING = "the following arguments are required:"
 
 
 #: argparse's words for an option given no value, which is what a value starting with '-' ('-o -y.json', a file

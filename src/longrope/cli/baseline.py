@@ -29,10 +29,10 @@ EXAMPLE = """example:
 def run(args: BaselineConfig) -> int:
     from longrope.formats.outputs import check_replaceable_file
 
-    check_replaceable_file(args.output, writes="a factors.json",
-                           is_own=lambda doc: isinstance(doc, dict) and "long_factor" in doc and "rope_theta" in doc)
+    out = check_replaceable_file(args.output, writes="a factors.json",
+                                 is_own=lambda doc: isinstance(doc, dict) and "long_factor" in doc and "rope_theta" in doc)
     fs = args.factor_set()
-    fs.save(args.output)
+    fs.save(out)
     summary = {
         "output": args.output,
         "method": fs.method,

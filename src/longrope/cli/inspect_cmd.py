@@ -27,9 +27,10 @@ def run(args: InspectConfig) -> int:
     from longrope.io import write_json
     from longrope.models.loading import read_rope_info
 
+    out = None
     if args.output:  # before the weights load, not after
-        check_replaceable_file(args.output, writes="an inspect report",
-                               is_own=lambda doc: isinstance(doc, dict) and {"model", "rotary_dim", "supported"} <= set(doc))
+        out = check_replaceable_file(args.output, writes="an inspect report",
+                                     is_own=lambda doc: isinstance(doc, dict) and {"model", "rotary_dim", "supported"} <= set(doc))
     if args.load:
         from transformers.utils import logging as hf_logging
 
@@ -43,6 +44,6 @@ def run(args: InspectConfig) -> int:
         info = read_rope_info(args.model)
     result = {"model": args.model, **info.to_dict()}
     print(json.dumps(result, indent=2))
-    if args.output:
-        write_json(args.output, result)
+    if out is not None:
+        write_json(out, result)
     return 0

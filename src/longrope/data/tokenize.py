@@ -63,6 +63,7 @@ from longrope.errors import UserError
 from longrope.io import (
     aside_prefix,
     check_replaceable_target,
+    is_disk_full,
     is_file_too_large,
     os_error_fix,
     output_target,
@@ -529,7 +530,8 @@ def _os_error(exc: OSError, building: Path) -> UserError:
     where = exc.filename
     why = exc.strerror or str(exc)
     if where is None or str(where).startswith(str(building)):
-        return UserError(f"cannot write shards next to {building.parent} ({why}); free space or choose another -o")
+        fix = "free space or choose another -o" if is_disk_full(exc) else "choose a writable -o"
+        return UserError(f"cannot write shards next to {building.parent} ({why}); {os_error_fix(exc, fix)}")
     return UserError(f"cannot read {printable(where)} ({why}); "
                      f"{os_error_fix(exc, 'fix its permissions or leave it out of --input')}")
 

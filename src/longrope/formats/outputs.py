@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from longrope.errors import UserError
-from longrope.io import check_writable_path, read_json
+from longrope.io import check_writable_path, output_target, read_json
 
 __all__ = ["check_replaceable_file", "folder_owner"]
 
@@ -46,19 +46,20 @@ def folder_owner(folder: Path) -> str | None:
     return None
 
 
-def check_replaceable_file(path: str | os.PathLike, *, writes: str, is_own: Callable[[Any], bool]) -> None:
-    """Refuse, in one line before any work, an output file the command must not replace (see the module doc).
+def check_replaceable_file(path: str | os.PathLike, *, writes: str, is_own: Callable[[Any], bool]) -> Path:
+    """Refuse, in one line before any work, an output file the command must not replace (see the module doc); returns
+    the file to write (a link's target: :func:`~longrope.io.output_target`).
 
     ``writes``: what the command writes ("a factors.json"); ``is_own(doc)``: whether a parsed JSON document is
     one such file."""
-    check_writable_path(path)
-    path = Path(path)
+    check_writable_path(path)  # as given: 'runs/' ends in a folder's '/'
+    path = output_target(path)
     owner = folder_owner(path.resolve().parent)
     if owner is not None:
         raise UserError(f"{path} is inside {path.resolve().parent}, {owner}; writing {writes} there would change "
                         "it: choose an -o outside that folder")
     if not path.exists():
-        return
+        return path
     try:
         doc = read_json(path, expect=None)
     except UserError:
@@ -66,3 +67,4 @@ def check_replaceable_file(path: str | os.PathLike, *, writes: str, is_own: Call
     if path.stat().st_size and not is_own(doc):
         raise UserError(f"{path} exists and is not {writes}, which this command would replace; choose another -o "
                         "(or delete the file first)")
+    return path

@@ -60,6 +60,7 @@ from longrope.io import (
     aside_prefix,
     check_replaceable_target,
     check_utf8_path,
+    give_default_modes,
     is_disk_full,
     make_folder,
     os_error_fix,
@@ -207,16 +208,6 @@ def _clean_copy(model: Any, dtype: Any) -> Any:
     if getattr(model, "generation_config", None) is not None:
         fresh.generation_config = copy.deepcopy(model.generation_config)
     return fresh.eval()
-
-
-def _default_permissions(folder: Path) -> None:
-    """mkdtemp/mkstemp create 0700/0600 entries; give the export the modes a plain save would have."""
-    umask = os.umask(0)
-    os.umask(umask)
-    folder.chmod(0o777 & ~umask)
-    for path in folder.iterdir():
-        if path.is_file():
-            path.chmod(0o666 & ~umask)
 
 
 def remove_stale_temporaries(out: str | os.PathLike) -> list[Path]:
@@ -445,7 +436,7 @@ def export_hf(
             or int(loaded.max_position_embeddings) != entries["max_position_embeddings"]
         ):
             raise RuntimeError(f"exported config is not read back as longrope by this transformers: {params}")
-        _default_permissions(tmp)
+        give_default_modes(tmp)  # mkdtemp/mkstemp made it 0700/0600
         _swap_into_place(tmp, out, overwrite)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -53,6 +53,7 @@ from longrope.errors import UserError
 from longrope.io import (
     check_utf8_path,
     check_writable_path,
+    give_default_modes,
     make_folder,
     os_error_words,
     output_target,
@@ -127,9 +128,10 @@ def _common_warnings(factor_set: Any) -> list[str]:
 
 
 def check_output_file(out: str | os.PathLike, overwrite: bool) -> None:
-    """One-line errors for an output that cannot become the GGUF file (checked before any work)."""
+    """One-line errors for an output that cannot become the GGUF file (checked before any work); a link is judged
+    by its target (:func:`~longrope.io.output_target`), which is what is written."""
     overwrite = check_flag(overwrite, "overwrite")
-    out = output_target(path_argument(out, "check_output_file's out (the .gguf file)"))  # a link: the file it names is judged and replaced
+    out = output_target(path_argument(out, "check_output_file's out (the .gguf file)"))
     check_utf8_path(out.resolve())
     if out.exists() and out.is_dir():
         raise UserError(f"output {out} is a folder; --format gguf writes one file, give e.g. -o {out}.gguf")
@@ -160,9 +162,7 @@ def _check_factor_fit(factor_set: Any, rotary_dim: int, rope_theta: float, what:
 
 
 def _finish(tmp: Path, out: Path, overwrite: bool) -> None:
-    umask = os.umask(0)
-    os.umask(umask)
-    tmp.chmod(0o666 & ~umask)
+    give_default_modes(tmp)
     if overwrite:
         os.replace(tmp, out)
     else:  # a file that another export put there meanwhile is not replaced

@@ -178,6 +178,45 @@ def recorded_paths_here(saved: dict, run_dir: str | os.PathLike) -> dict:
     return {k: [here(x) for x in v] if isinstance(v, list) else here(v) for k, v in saved.items()}
 
 
+def _as_recorded(folder: Path, command: str, config: dict) -> tuple[dict, str]:
+    """``(config, cwd)`` to record for a run starting in ``folder``: a resumed run started from another folder keeps
+    its record's relative paths and the folder they are relative to (the values :func:`recorded_paths_here` made
+    absolute for it, ``-o`` included, name what the record names), and records its own other relative paths
+    absolute. A resume from elsewhere (``--config RUN --resume``) recorded the whole configuration absolute: the
+    project moved with the run inside it (``mv project project2``) could no longer be resumed or rerun, as it could
+    before that resume (battery 23a)."""
+    here = os.getcwd()
+    if not (folder / CONFIG_FILE).is_file():
+        return config, here
+    try:
+        previous, saved = read_run_config(folder)
+    except UserError:
+        return config, here
+    base = read_run_cwd(folder)
+    if previous != command or base is None or base.resolve() == Path(here).resolve():
+        return config, here
+
+    def same(new: Any, old: Any) -> bool:  # the new value names what the recorded relative one names
+        return (isinstance(new, str) and isinstance(old, str) and bool(old) and not os.path.isabs(old)
+                and os.path.lexists(base / old) and os.path.realpath(new) == os.path.realpath(base / old))
+
+    def kept(new: Any, old: Any) -> Any:
+        if same(new, old):
+            return old
+        if isinstance(new, str) and new and not os.path.isabs(new) and os.path.lexists(new):
+            return os.path.abspath(new)  # a path of this resume's own, read against the folder it ran in
+        return new
+
+    def field(key: str, new: Any) -> Any:
+        old = saved.get(key)
+        if isinstance(new, list):
+            olds = old if isinstance(old, list) and len(old) == len(new) else [None] * len(new)
+            return [kept(n, o) for n, o in zip(new, olds)]
+        return kept(new, old)
+
+    return {k: field(k, v) for k, v in config.items()}, str(base)
+
+
 class FolderLock:
     """An exclusive lock on ``FOLDER/.lock``, held while a process works in the folder.
 
@@ -396,8 +435,9 @@ class RunFolder:
     # -- writing ----------------------------------------------------------------------------------
     def start(self, config: dict[str, Any], *, device: str | None = None, extra: dict | None = None) -> None:
         """Write ``config.json`` and ``run.json`` (status "running")."""
+        config, cwd = _as_recorded(self.path, self.command, config)
         write_json(self.path / CONFIG_FILE, {"format": RUN_FORMAT, "command": self.command, "config": config,
-                                             "cwd": os.getcwd()})  # what its relative paths are relative to
+                                             "cwd": cwd})  # what its relative paths are relative to
         prev = _read_run(self.path) if (self.path / RUN_FILE).exists() else {}  # a resumed run keeps its starts
         starts = prev.get("previous_starts")
         starts = [x for x in starts if isinstance(x, str)] if isinstance(starts, list) else []

@@ -35,6 +35,7 @@ from longrope.io import (
     SEAL,
     as_write_error,
     file_sha256,
+    give_default_modes,
     make_folder,
     path_argument,
     read_json,
@@ -151,6 +152,7 @@ def save_checkpoint(accelerator: Any, out: Path, state: TrainState, *, keep: int
         raise failed from None
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
+        give_default_modes(partial)  # safetensors wrote the weights 0600, whatever the umask
         doc = {**state.to_dict(), "files": _file_digests(partial)}
         write_json(partial / STATE_FILE, sealed(doc))
         if final.is_symlink() or final.is_file():  # not a checkpoint this run wrote (it was refused as damaged)

@@ -32,10 +32,12 @@ resolves its references; :mod:`.manifest` reads and writes ``pipeline.json``; th
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from longrope.errors import ConfigError, UserError
@@ -112,11 +114,51 @@ def run(config: PipelineConfig, *, log: Callable[[str], None] | None = None) -> 
     from longrope.options import require_config
 
     require_config(config, PipelineConfig, "longrope.runs.pipeline.run")
-    from longrope.runs.folder import RunFolder
-
     say = log or (lambda msg: print(msg, file=sys.stderr))
     out = Path(config.output).resolve()  # stored paths do not depend on the working directory
+    if isinstance(config.model, str) and config.model and os.path.lexists(config.model):  # typed now, read here
+        config = replace(config, model=os.path.abspath(config.model))
     old, plan, plan_file = _open_plan(config, out)
+    base = _plan_base(config, out)
+    if base is not None and base.resolve() != Path.cwd().resolve():  # -o as typed here, recorded from there
+        config = replace(config, output=str(out))
+    with _in_folder(base):
+        return _run(config, out, old, plan, plan_file, say)
+
+
+def _plan_base(config: PipelineConfig, out: Path) -> Path | None:
+    """The folder the relative paths of the plan to run are read against: for a plan read from a pipeline folder's
+    record (a resume without --plan, --plan PIPELINE_FOLDER, --config, rerun), the folder that pipeline was started
+    in, as ``longrope rerun`` reads a recorded run's paths; None (the current folder) for a plan file given now. A
+    resume typed in another folder read the recorded plan's ``inputs: [search=docs/]`` there: it tokenized that
+    folder's docs/ when it had one, without a word (battery 23a)."""
+    from longrope.runs.folder import read_run_cwd
+
+    if config.plan is None:
+        return read_run_cwd(out) if read_manifest(out) is not None else None
+    ran = Path(config.plan)
+    ran = ran if ran.is_dir() else ran.parent if ran.name == MANIFEST else None
+    return read_run_cwd(ran) if ran is not None and (ran / MANIFEST).is_file() else None
+
+
+@contextlib.contextmanager
+def _in_folder(base: Path | None) -> Iterator[None]:
+    """Work in ``base`` (when given and not the current folder) while the plan runs, and come back after."""
+    here = os.getcwd()
+    if base is None or base.resolve() == Path(here).resolve():
+        yield
+        return
+    os.chdir(base)
+    try:
+        yield
+    finally:
+        os.chdir(here)
+
+
+def _run(config: PipelineConfig, out: Path, old: dict | None, plan: dict, plan_file: str,
+         say: Callable[[str], None]) -> dict:
+    from longrope.runs.folder import RunFolder
+
     names = [s["name"] for s in plan["stages"]]
     selected = _selected(config, names)
     edited = _edits(old, plan)
