@@ -565,8 +565,26 @@ def place_new(new: str | os.PathLike, dest: str | os.PathLike, *, flag: str = "-
         if not taken:
             raise
         raise UserError(f"{flag} {dest} was written by another process while this one worked (two runs into one "
-                        f"new output); this result was not written over it: run again with another {flag}") from None
+                        f"new output); this result was not written over it: {kept_beside(new, dest, flag)}") from None
     return dest
+
+
+def kept_beside(new: Path, dest: Path, flag: str = "-o") -> str:
+    """Keep the finished output ``new`` that may not go to ``dest`` (something arrived there while it was made):
+    renamed to the first free visible sibling, ``{name}.kept-{k}`` (a file keeps its suffix last:
+    ``model.kept-1.gguf``), and the words saying where. It was removed with the writer's temporary files, so
+    hours of evaluation were lost to a folder made at ``-o`` meanwhile (battery 23's review). Where no such name
+    can be had (a name at the length limit, a read-only parent), it goes as before and the words say to run again."""
+    stem, suffix = (dest.stem, dest.suffix) if new.is_file() and dest.suffix else (dest.name, "")
+    for k in range(1, 100):
+        try:
+            _rename_exclusive(new, kept := dest.with_name(f"{stem}.kept-{k}{suffix}"))
+        except OSError as exc:
+            if exc.errno in (errno.EEXIST, errno.ENOTEMPTY) or os.path.lexists(kept):
+                continue
+            break
+        return f"it is kept at {kept}; move it where you want it, or run again with another {flag}"
+    return f"run again with another {flag}"
 
 
 def _rename_exclusive(src: Path, dst: Path) -> None:
@@ -618,7 +636,7 @@ def replace_folder(new: str | os.PathLike, dest: str | os.PathLike, *,
                 from longrope.errors import UserError
 
                 raise UserError(f"{dest} changed while this run worked: it now {why}; it was left as it is and this "
-                                "run's output was not written over it: run again with another output")
+                                f"run's output was not written over it: {kept_beside(new, dest)}")
             old = dest.with_name(f"{aside_prefix(dest)}{os.getpid()}-{os.urandom(3).hex()}")
             os.replace(dest, old)
         try:

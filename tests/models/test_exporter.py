@@ -47,6 +47,8 @@ def test_two_writers_of_one_new_output_the_second_is_refused_not_written_over(ti
     ``rerun RUN -o NEW`` the same with folders (battery 19a). An output new when the work began is placed only
     where nothing arrived meanwhile (io.place_new): the second writer is refused in one line, the first's result
     stays, and no temporary is left."""
+    import json
+
     import longrope.models.export as export_mod
     import longrope.models.gguf as gguf_mod
     from longrope.runs.folder import RunFolder
@@ -61,9 +63,13 @@ def test_two_writers_of_one_new_output_the_second_is_refused_not_written_over(ti
         return add_weights(*args, **kwargs)
 
     monkeypatch.setattr(gguf_mod, "_add_weights", another_export_finishes_first)
-    with pytest.raises(UserError, match="was written by another process while this one worked"):
+    with pytest.raises(UserError, match="was written by another process while this one worked") as info:
         export_model(str(tiny_model_dir), factors, gguf, fmt="gguf")
     assert gguf.read_bytes() == b"GGUF the other export"
+    # the second writer's result is kept beside, not removed with its temporaries (battery 23's review)
+    kept = tmp_path / "m.kept-1.gguf"
+    assert f"it is kept at {kept}; move it where you want it" in str(info.value)
+    assert kept.read_bytes()[:4] == b"GGUF" and kept.stat().st_size > 1000
     hf = tmp_path / "hf"
     readme = export_mod.serving_readme
 
@@ -85,6 +91,7 @@ def test_two_writers_of_one_new_output_the_second_is_refused_not_written_over(ti
         folder.finish({"mine": 1})
     folder.abandon()
     assert (run / "summary.json").read_text() == "{}"
+    assert json.loads((tmp_path / "run.kept-1" / "summary.json").read_text()) == {"mine": 1}
     assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporaries
 
 

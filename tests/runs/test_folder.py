@@ -460,10 +460,13 @@ def test_what_arrived_at_the_output_while_a_run_worked_is_not_replaced(tmp_path,
     g = RunFolder.open(out, "eval ppl", staged=True, replace=True)
     g.start({"v": 2})
     arrive(out)
-    with pytest.raises(UserError, match="changed while this run worked: it now (is not|holds).* another output"):
+    with pytest.raises(UserError, match="changed while this run worked: it now (is not|holds).* it is kept at "
+                                        f"{tmp_path / 'run.kept-1'}; move it where you want it, or run again"):
         g.finish({"v": 2})
     g.abandon()
-    assert kept(out) and [p.name for p in tmp_path.iterdir()] == ["run"]
+    assert kept(out) and sorted(p.name for p in tmp_path.iterdir()) == ["run", "run.kept-1"]
+    assert json.loads((tmp_path / "run.kept-1" / "summary.json").read_text()) == {"v": 2}  # this run's work, kept
+    shutil.rmtree(tmp_path / "run.kept-1")
 
     texts = tmp_path / "texts"
     texts.mkdir()
@@ -487,7 +490,8 @@ def test_what_arrived_at_the_output_while_a_run_worked_is_not_replaced(tmp_path,
             tokenize_corpus(tokenizer_for_swap, [str(texts)], shards, tokenizer_name="t", progress=False, force=True)
     finally:
         tokenize_mod.make_encoder = real
-    assert kept(shards) and sorted(p.name for p in tmp_path.iterdir()) == ["run", "shards", "texts"]
+    assert kept(shards) and sorted(p.name for p in tmp_path.iterdir()) == ["run", "shards", "shards.kept-1", "texts"]
+    assert (tmp_path / "shards.kept-1" / "meta.json").is_file()
 
 
 @pytest.fixture
