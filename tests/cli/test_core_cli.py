@@ -549,3 +549,27 @@ def test_an_abbreviated_option_is_refused_not_completed(capsys, tmp_path):
     assert code == 2 and "unrecognized arguments: --mod tiny" in err
     args = build_parser().parse_args(["baseline", "--model", "tiny", "--method", "pi", "--out", out])
     assert args.output == out
+
+
+def test_a_standard_descriptor_closed_at_start_is_not_taken_by_a_file_the_command_opens(tmp_path):
+    """Under ``2>&-`` the first file a command opened took fd 2 (the run folder's lock file did, battery 23a), so
+    stderr written by native code or a child process would land in it. Closed standard descriptors now hold
+    /dev/null while the command runs."""
+    import os
+
+    code = ("import os, sys\n"
+            "import longrope.cli as cli\n"
+            "def command(argv, parser):\n"
+            "    fd = os.open('opened', os.O_CREAT | os.O_WRONLY)\n"
+            "    os.write(2, b'native stderr')\n"
+            "    os.close(fd)\n"
+            "    with open('fd', 'w') as f:\n"
+            "        f.write(str(fd))\n"
+            "    return 0\n"
+            "cli._main = command\n"
+            "raise SystemExit(cli.main([]))\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    proc = subprocess.run(["bash", "-c", f'"{sys.executable}" -c "$CODE" 1>&- 2>&- 0<&-'], env={**env, "CODE": code},
+                          cwd=tmp_path, timeout=120)
+    assert proc.returncode == 0
+    assert int((tmp_path / "fd").read_text()) > 2 and (tmp_path / "opened").read_bytes() == b""

@@ -414,6 +414,21 @@ def _write_refused(name: str, exc: BaseException, where: str = "", then: str = "
     return 2
 
 
+def _reserve_standard_fds() -> None:
+    """Give a standard descriptor closed at start (``2>&-``, a daemon's bare environment) /dev/null: the next file
+    opened took its number, so the run folder's lock file sat at fd 2 (battery 23a), and what native code or a
+    child process writes to stderr (a library's C++ warning, a crash report) would land in the file the run is
+    writing. Python's own stream stays closed (None), as the user asked."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+
+
 def _printable_stdout() -> None:
     """Print what the console's encoding cannot show as escapes, as Python does on stderr: a path or generated text
     with 'ü' under an ASCII console (PYTHONIOENCODING=ascii, a cp1252 console and CJK text) was a
@@ -447,6 +462,7 @@ def main(argv: list[str] | None = None, *, parser: argparse.ArgumentParser | Non
     """``longrope ARGV``; with ``parser`` (from :func:`run_parser`), that program's command line, with the same
     one-line errors named by its prog. Ctrl-C is one line from the first instant: while the parser was built (the
     run modules imported) it was a 40-line KeyboardInterrupt traceback (battery 11a)."""
+    _reserve_standard_fds()
     _printable_stdout()
     if argv is None:  # the process's own command line (not a caller's: a test runner keeps its Ctrl-C)
         _ctrl_c_once()
