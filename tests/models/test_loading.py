@@ -491,3 +491,36 @@ def test_a_gguf_whose_rotary_dims_exceed_its_head_is_refused_before_factors_are_
     out = tmp_path / "f.json"
     assert main(["baseline", "--model", str(path), "--method", "pi", "--target-length", "4x", "-o", str(out)]) == 2
     assert not out.exists()
+
+
+def test_a_digest_taken_in_one_process_is_trusted_in_another_while_the_files_are_unchanged(tmp_path, monkeypatch):
+    """A search's workers (spawned afresh) each read the whole model again to check it was still the one the search
+    started with, and loaded it before checking (review of battery 23b). The start passes the files' stat facts
+    with the digest: a worker reads the weights only when a file changed, and refuses a changed model before it
+    loads it."""
+    import longrope.io as io_mod
+    from longrope.search.objective import ObjectiveSpec
+
+    folder = save_tiny(build_tiny("llama"), tmp_path / "m")
+    digest = loading.model_digest(folder)
+    facts = loading.digest_facts(folder, digest)
+    assert facts is not None and loading.digest_facts(folder, "0" * 64) is None
+    reads = []
+    real = io_mod.update_hash
+    monkeypatch.setattr(io_mod, "update_hash", lambda h, path: (reads.append(path), real(h, path)))
+    monkeypatch.setattr(loading, "_DIGESTS", {})  # a fresh process
+    loading.trust_digest(json.loads(json.dumps(facts)), digest)  # as pickled or written: lists
+    assert loading.model_digest(folder) == digest and reads == []
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "rms_norm_eps": 1e-3}))
+    assert loading.model_digest(folder) != digest and reads
+
+    def no_load(*args, **kwargs):
+        raise AssertionError("the changed model was loaded before it was refused")
+
+    monkeypatch.setattr(loading, "load_model", no_load)
+    spec = ObjectiveSpec.__new__(ObjectiveSpec)  # the fields the check reads, without a search plan to build
+    spec.__dict__.update(model=str(folder), data=str(tmp_path), threads=None, model_sha256=digest,
+                         model_facts=facts, data_digest=None)
+    with pytest.raises(UserError, match="changed while the search ran"):
+        spec("cpu")

@@ -524,28 +524,56 @@ def model_digest(name_or_path: str | os.PathLike) -> str | None:
 
     from longrope.io import update_hash
 
-    source = resolve_source(name_or_path)
-    if source.kind == "hub":
+    files = _model_files(name_or_path)
+    if files is None:
         return None
-    root = Path(source.location)
-    files = [root / str(source.gguf_file)] if source.kind == "gguf" else sorted(
-        p for p in root.iterdir() if p.is_file() and p.name.endswith(_MODEL_FILES) and not p.name.startswith("."))
     # the same files, unchanged since they were hashed in this process (size, dates, inode), are not read again: a
     # search hashes its model for its fingerprint and again where it loads it (battery 23b)
-    key = tuple((str(path.resolve()), *_file_facts(path)) for path in files)
+    key = _facts_of(files)
     if key in _DIGESTS:
         return _DIGESTS[key]
     h = hashlib.sha256()
     for path in files:
         h.update(path.name.encode("utf-8") + b"\0")
         update_hash(h, path)
-    if key == tuple((str(path.resolve()), *_file_facts(path)) for path in files):  # not changed while read
+    if key == _facts_of(files):  # not changed while read
         _DIGESTS[key] = h.hexdigest()
     return h.hexdigest()
 
 
 #: :func:`model_digest`'s digests in this process, by the files' paths and stat facts
 _DIGESTS: dict[tuple, str] = {}
+
+
+def _model_files(name_or_path: str | os.PathLike) -> list[Path] | None:
+    """The files :func:`model_digest` reads (None: a hub model)."""
+    source = resolve_source(name_or_path)
+    if source.kind == "hub":
+        return None
+    root = Path(source.location)
+    return [root / str(source.gguf_file)] if source.kind == "gguf" else sorted(
+        p for p in root.iterdir() if p.is_file() and p.name.endswith(_MODEL_FILES) and not p.name.startswith("."))
+
+
+def _facts_of(files: list[Path]) -> tuple:
+    return tuple((str(path.resolve()), *_file_facts(path)) for path in files)
+
+
+def digest_facts(name_or_path: str | os.PathLike, digest: str | None) -> tuple | None:
+    """The files' stat facts under which this process found the model's digest to be ``digest`` (unchanged since),
+    for another process to take with :func:`trust_digest`; None where it did not (or a hub model). A search's
+    workers, spawned afresh, each read a 14 GB model whole again to check it was still the one the search started
+    with (the review of battery 23b)."""
+    files = None if digest is None else _model_files(name_or_path)
+    key = None if files is None else _facts_of(files)
+    return key if key is not None and _DIGESTS.get(key) == digest else None
+
+
+def trust_digest(facts: Any, digest: str | None) -> None:
+    """Take ``digest`` as the model's while its files keep the stat facts ``facts`` (:func:`digest_facts` in the
+    process that hashed them): :func:`model_digest` then reads them only when one changed."""
+    if facts and digest:
+        _DIGESTS[tuple(tuple(f) for f in facts)] = digest
 
 
 def _file_facts(path: Path) -> tuple:

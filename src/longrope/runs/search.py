@@ -608,7 +608,7 @@ def _search_in(folder: Any, config: SearchConfig, plan: Any, ident: dict, preloa
                say: Callable[[str], None]) -> dict:
     """:func:`run`'s work, in its open (locked) run folder."""
     from longrope.data import TokenCorpus
-    from longrope.models.loading import model_digest
+    from longrope.models.loading import digest_facts, model_digest
     from longrope.search.backends import make_evaluator
     from longrope.search.objective import ObjectiveSpec
 
@@ -627,8 +627,10 @@ def _search_in(folder: Any, config: SearchConfig, plan: Any, ident: dict, preloa
                      device=run_device(config.device),
                      extra={"plan": {"length": plan.length, "space": plan.space.to_dict(),
                                      "n_seeds": len(plan.seeds), "rope": plan.rope}})
+        model_sha256 = model_digest(config.model)  # this process's digest of its files: read once, by fingerprint()
         spec = ObjectiveSpec(model=config.model, data=config.data, length=plan.length, n_docs=config.samples,
-                             model_sha256=model_digest(config.model), data_digest=TokenCorpus.open(config.data).content_digest,
+                             model_sha256=model_sha256, model_facts=digest_facts(config.model, model_sha256),
+                             data_digest=TokenCorpus.open(config.data).content_digest,
                              mapper=plan.mapper, fitness=config.fitness_name, seed=config.seed, split="search",
                              heldout_fraction=config.heldout_fraction, dtype=config.dtype,
                              windows_per_doc=config.windows_per_doc, attn_implementation=config.attn_implementation,
@@ -808,12 +810,12 @@ def heldout_report(config: SearchConfig, plan: Any, best: Any, objective: Any, s
 
     if objective is not None:  # in-process search: reuse its model (loaded once)
         model, tokenizer = objective.model, getattr(objective, "tokenizer", None)
-    else:
+    else:  # checked before it loads: a replaced model was loaded whole, then refused
+        check_inputs_unchanged(config.model, None, model_sha256=spec.model_sha256)
         model, tokenizer = load_model(config.model, dtype=config.dtype, device=run_device(config.device),
                                       attn_implementation=config.attn_implementation)
     corpus = TokenCorpus.open(config.data)
-    check_inputs_unchanged(config.model, corpus, model_sha256=None if objective is not None else spec.model_sha256,
-                           data_digest=spec.data_digest)
+    check_inputs_unchanged(config.model, corpus, data_digest=spec.data_digest)
     bos_id = objective.bos_id if objective is not None else resolve_bos(tokenizer, corpus=corpus, model=model)
     docs = select_windows(corpus, plan.length, config.heldout_samples, split="heldout", seed=config.seed,
                           heldout_fraction=config.heldout_fraction, windows_per_doc=config.windows_per_doc,

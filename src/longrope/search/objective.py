@@ -258,6 +258,9 @@ class ObjectiveSpec:
     """the model's digest when the search started (``model_digest``; None: not checked, a hub model)"""
     data_digest: str | None = None
     """the shard folder's ``content_digest`` when the search started (None: not checked)"""
+    model_facts: tuple | None = None
+    """the model files' stat facts when ``model_sha256`` was taken (``loading.digest_facts``): a worker that finds
+    them unchanged does not read the weights again to check them"""
 
     def __post_init__(self) -> None:
         self.retrieval_weight = check_fitness(self.fitness, self.retrieval_weight)
@@ -272,14 +275,16 @@ class ObjectiveSpec:
 
         from longrope.data import TokenCorpus
         from longrope.evaluate.windows import resolve_bos, select_windows
-        from longrope.models.loading import load_model
+        from longrope.models.loading import load_model, trust_digest
 
         if self.threads:
             torch.set_num_threads(int(self.threads))
+        trust_digest(self.model_facts, self.model_sha256)
+        check_inputs_unchanged(self.model, None, model_sha256=self.model_sha256)  # before a replaced model loads
         model, tokenizer = load_model(self.model, dtype=self.dtype, device=device,
                                       attn_implementation=self.attn_implementation)
         corpus = TokenCorpus.open(self.data)
-        check_inputs_unchanged(self.model, corpus, model_sha256=self.model_sha256, data_digest=self.data_digest)
+        check_inputs_unchanged(self.model, corpus, data_digest=self.data_digest)
         if tokenizer is not None:
             corpus.check_tokenizer(tokenizer, model_name=self.model)
         bos_id = resolve_bos(tokenizer, corpus=corpus, model=model)
@@ -299,7 +304,8 @@ def check_inputs_unchanged(model: str, corpus: Any, *, model_sha256: str | None 
     """Refuse a model or shard folder loaded again during a search (a worker started or restarted, the held-out
     report) that is not the one the search started with: one replaced or rebuilt at the same path meanwhile was
     used without a word, a restarted worker scoring candidates on another model and the report measuring the
-    searched factors on another model (battery 23b). The digests are the start's (None: not checked)."""
+    searched factors on another model (battery 23b). The digests are the start's (None: not checked; ``corpus``
+    is asked only for a ``data_digest``)."""
     from longrope.data.sources import printable
     from longrope.models.loading import model_digest
 
