@@ -337,7 +337,16 @@ def test_a_special_token_spelled_in_a_document_is_stored_as_its_characters(token
         ids = np.asarray(TokenCorpus.open(tmp_path / path).tokens(0)).tolist()
         assert not specials & set(ids), (path, ids)
         assert tokenizer.decode(ids) == text
-    assert tokenizer.bos_token_id in tokenizer(text, add_special_tokens=False)["input_ids"]  # the caller's is as it was
+    assert tokenizer.backend_tokenizer.encode_special_tokens is False  # the caller's is as it was (review)
+    assert tokenizer.bos_token_id in tokenizer(text, add_special_tokens=False)["input_ids"]
+    # a folder built under the earlier policy (special tokens parsed) is not taken as up to date: rebuilt
+    import longrope.data.shards as shards_mod
+
+    monkeypatch.setattr(tk, "SPECIAL_TOKEN_POLICY", "none stored: documents are encoded with add_special_tokens=False")
+    monkeypatch.setattr(shards_mod, "SPECIAL_TOKEN_POLICY", tk.SPECIAL_TOKEN_POLICY)
+    _run(tokenizer, [tmp_path / "in"], tmp_path / "older")
+    monkeypatch.undo()
+    assert not _run(tokenizer, [tmp_path / "in"], tmp_path / "older").up_to_date
 
 
 def test_a_document_longer_than_the_tokenizer_s_max_length_prints_no_reminder(tokenizer, corpus_dir, tmp_path,

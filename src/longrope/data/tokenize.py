@@ -131,7 +131,13 @@ def _slow_encoder(tokenizer: Any) -> Callable[[list[str]], list[np.ndarray]]:
     def encode(texts: list[str]) -> list[np.ndarray]:
         # verbose=False: a document longer than the tokenizer's model_max_length is what shards hold (the
         # windows are cut later), so transformers' 'Token indices sequence length is longer than ...' was noise
-        out = tokenizer(texts, add_special_tokens=False, split_special_tokens=True, verbose=False)["input_ids"]
+        backend = getattr(tokenizer, "backend_tokenizer", None)
+        before = getattr(backend, "encode_special_tokens", None)
+        try:
+            out = tokenizer(texts, add_special_tokens=False, split_special_tokens=True, verbose=False)["input_ids"]
+        finally:  # transformers leaves split_special_tokens set on the caller's backend until its next call
+            if before is not None:
+                backend.encode_special_tokens = before
         return [np.asarray(x, dtype=np.int64) for x in out]
     return encode
 
@@ -359,7 +365,8 @@ def tokenize_corpus(
     vhash = vocab_sha256(tokenizer)
     dtype = token_dtype(tokenizer)
     options = {"split": DEFAULT_SPLIT if split is None else split, "text_field": text_field, "id_field": id_field,
-               "shard_tokens": int(shard_tokens), "dtype": dtype.name}
+               "shard_tokens": int(shard_tokens), "dtype": dtype.name,
+               "special_tokens": SPECIAL_TOKEN_POLICY}  # a folder built when </s> in a text was stored as EOS: rebuilt
     state = _input_state(sources)
     fp = _fingerprint(state, vhash, options)
     replaces = out.is_dir() and any(out.iterdir())  # a shard folder rebuilt; a new one is placed, never swapped in
