@@ -883,3 +883,22 @@ def test_a_resume_from_another_folder_reads_the_recorded_plan_where_it_was_start
     assert Path.cwd() == tmp_path / "other"
     record = json.loads((tmp_path / "p" / "config.json").read_text())  # -o as typed in other/, recorded from work/
     assert (Path(record["cwd"]) / record["config"]["output"]).resolve() == (tmp_path / "p").resolve()
+
+
+def test_a_model_path_typed_where_the_pipeline_runs_is_recorded_as_typed(tmp_path, capsys, monkeypatch):
+    """Every existing --model path was recorded absolute, a resume in the folder the pipeline started in too: a
+    moved project no longer resumed, and a pipeline recorded before with a relative model was refused as another
+    plan on resume (review of battery 23a). Only a resume whose plan is read in another folder makes it absolute."""
+    import shutil
+
+    from longrope.embedded import TINY_MODEL_DIR
+
+    shutil.copytree(TINY_MODEL_DIR, tmp_path / "m")
+    plan = {"format": "longrope-pipeline/1", "model": "tiny", "stages": [
+        {"name": "yarn", "run": "baseline", "method": "yarn", "target_length": "2x"},
+        {"name": "pi", "run": "baseline", "method": "pi", "target_length": "2x"}]}
+    monkeypatch.chdir(tmp_path)
+    assert _pipeline(_write(tmp_path, plan), Path("p"), "--model", "m", "--until", "yarn") == 0, capsys.readouterr().err
+    assert main(["pipeline", "-o", "p", "--model", "m", "--resume", "--quiet"]) == 0, capsys.readouterr().err
+    assert json.loads((tmp_path / "p" / "config.json").read_text())["config"]["model"] == "m"
+    assert (tmp_path / "p" / "stages" / "pi" / "factors.json").is_file()

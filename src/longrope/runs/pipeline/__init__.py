@@ -116,12 +116,12 @@ def run(config: PipelineConfig, *, log: Callable[[str], None] | None = None) -> 
     require_config(config, PipelineConfig, "longrope.runs.pipeline.run")
     say = log or (lambda msg: print(msg, file=sys.stderr))
     out = Path(config.output).resolve()  # stored paths do not depend on the working directory
-    if isinstance(config.model, str) and config.model and os.path.lexists(config.model):  # typed now, read here
-        config = replace(config, model=os.path.abspath(config.model))
-    old, plan, plan_file = _open_plan(config, out)
     base = _plan_base(config, out)
-    if base is not None and base.resolve() != Path.cwd().resolve():  # -o as typed here, recorded from there
+    if base is not None and base.resolve() != Path.cwd().resolve():  # -o and a model path as typed here, read there
         config = replace(config, output=str(out))
+        if isinstance(config.model, str) and config.model and os.path.lexists(config.model):
+            config = replace(config, model=os.path.abspath(config.model))
+    old, plan, plan_file = _open_plan(config, out)
     with _in_folder(base):
         return _run(config, out, old, plan, plan_file, say)
 
