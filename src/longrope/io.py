@@ -536,7 +536,7 @@ def check_replaceable_target(dest: str | os.PathLike, flag: str = "-o") -> None:
     if here == target or here.is_relative_to(target):
         raise UserError(f"{flag} {dest} is the current folder or holds it; this command replaces its output "
                         "folder as a whole: give a new folder's name")
-    if not target.is_symlink() and is_mount_point(target):  # (a link is replaced itself, never what it names)
+    if not target.is_symlink() and is_mount_point(target):  # (writers judge a link by its target: output_target)
         # the swap's rename failed 'Device or resource busy' after all the work, worded three ways (battery 19)
         raise UserError(f"{flag} {dest} is a mount point (a folder mounted into a container?); this command replaces "
                         f"its output folder as a whole, which a mounted one cannot be: give a folder inside it "
@@ -549,8 +549,8 @@ def place_new(new: str | os.PathLike, dest: str | os.PathLike, *, flag: str = "-
     exports, two reruns into one new folder) both checked it was free before their work; the second's rename then
     replaced the first's result without a word. The rename here is exclusive (``renameat2(RENAME_NOREPLACE)``;
     where the kernel or file system lacks it, a claimed name: ``mkdir`` or ``link``, which fail on an existing
-    entry); the second writer gets a :class:`~longrope.errors.UserError` and ``new`` stays for it to remove. An
-    empty folder at ``dest`` (left by the user, or a link to one) counts as free."""
+    entry); the second writer gets a :class:`~longrope.errors.UserError` and ``new`` is kept beside ``dest``
+    (:func:`kept_beside`). An empty folder at ``dest`` (left by the user, or a link to one) counts as free."""
     from longrope.errors import UserError
 
     new, dest = Path(new), Path(dest)
@@ -567,6 +567,15 @@ def place_new(new: str | os.PathLike, dest: str | os.PathLike, *, flag: str = "-
         raise UserError(f"{flag} {dest} was written by another process while this one worked (two runs into one "
                         f"new output); this result was not written over it: {kept_beside(new, dest, flag)}") from None
     return dest
+
+
+def arrived_meanwhile(new: Path, dest: Path, why: str) -> Exception:
+    """The refusal of a writer that finds at ``dest``, when its output ``new`` is done, what it may not replace and
+    was not there when it began (``why``: "is not a folder", "holds a search run"); ``new`` is kept beside it."""
+    from longrope.errors import UserError
+
+    return UserError(f"{dest} changed while this run worked: it now {why}; it was left as it is and this run's "
+                     f"output was not written over it: {kept_beside(new, dest)}")
 
 
 def kept_beside(new: Path, dest: Path, flag: str = "-o") -> str:
@@ -633,10 +642,7 @@ def replace_folder(new: str | os.PathLike, dest: str | os.PathLike, *,
     with interrupts_deferred():
         if dest.exists() or dest.is_symlink():  # a dangling link too: renaming a folder onto it is ENOTDIR
             if problem is not None and (why := problem(dest)) is not None:
-                from longrope.errors import UserError
-
-                raise UserError(f"{dest} changed while this run worked: it now {why}; it was left as it is and this "
-                                f"run's output was not written over it: {kept_beside(new, dest)}")
+                raise arrived_meanwhile(new, dest, why)
             old = dest.with_name(f"{aside_prefix(dest)}{os.getpid()}-{os.urandom(3).hex()}")
             os.replace(dest, old)
         try:

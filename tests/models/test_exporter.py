@@ -95,6 +95,61 @@ def test_two_writers_of_one_new_output_the_second_is_refused_not_written_over(ti
     assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporaries
 
 
+def test_an_overwrite_export_checks_again_at_the_swap_what_it_checked_before_the_work(tiny_model_dir, tmp_path,
+                                                                                      monkeypatch):
+    """``export --overwrite`` refuses, before the work, a run folder or a folder of the user's files, and a file that
+    is no GGUF; what arrived there while it worked was replaced all the same (a folder export checked only that a
+    folder was there, a GGUF export nothing, and a folder there was an IsADirectoryError). The one rule of each is
+    made again when the output is put in place, and the export is kept beside (review of battery 23b)."""
+    import longrope.models.export as export_mod
+    import longrope.models.gguf as gguf_mod
+    from longrope.models.export import check_output_folder
+    from longrope.runs.folder import RunFolder
+
+    factors = FactorSet(long_factor=np.linspace(1, 4, 8), original_max_position_embeddings=32,
+                        max_position_embeddings=128, rope_theta=1e4).save(tmp_path / "f.json")
+    hf = tmp_path / "hf"
+    export_model(str(tiny_model_dir), factors, hf)
+    readme = export_mod.serving_readme
+
+    def a_search_arrives(*args, **kwargs):
+        import shutil
+
+        shutil.rmtree(hf)
+        run = RunFolder.open(hf, "search", staged=False)
+        run.start({})
+        run.close()
+        return readme(*args, **kwargs)
+
+    monkeypatch.setattr(export_mod, "serving_readme", a_search_arrives)
+    with pytest.raises(UserError, match=f"{hf} changed while this run worked: it now is a search run folder.* "
+                                        f"kept at {tmp_path / 'hf.kept-1'}"):
+        export_model(str(tiny_model_dir), factors, hf, overwrite=True)
+    assert (hf / "run.json").is_file() and (tmp_path / "hf.kept-1" / "config.json").is_file()
+    monkeypatch.undo()
+
+    gguf = tmp_path / "m.gguf"
+    export_model(str(tiny_model_dir), factors, gguf, fmt="gguf")
+    add_weights = gguf_mod._add_weights
+
+    def notes_arrive(*args, **kwargs):
+        gguf.write_text("my notes")
+        return add_weights(*args, **kwargs)
+
+    monkeypatch.setattr(gguf_mod, "_add_weights", notes_arrive)
+    with pytest.raises(UserError, match="it now is not a GGUF file.* kept at"):
+        export_model(str(tiny_model_dir), factors, gguf, fmt="gguf", overwrite=True)
+    assert gguf.read_text() == "my notes" and (tmp_path / "m.kept-1.gguf").read_bytes()[:4] == b"GGUF"
+    monkeypatch.undo()
+
+    # a link is judged by what it names, by the early check as by the writer: a link to the current folder passed
+    (tmp_path / "here").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "here")
+    monkeypatch.chdir(tmp_path / "here")
+    with pytest.raises(UserError, match="is the current folder or holds it"):
+        check_output_folder(tmp_path / "link", True)
+
+
 def test_the_public_export_and_gguf_functions_refuse_what_they_cannot_take_in_one_line(tmp_path):
     """Battery 23c: the public functions of longrope.models.export and .gguf beside the two writers raised pathlib's
     TypeError for a path given as None or a number, and AttributeError for a str where a Path was typed or for no

@@ -239,14 +239,16 @@ def _swap_into_place(tmp: Path, out: Path, overwrite: bool) -> None:
     if out.exists() and not (out.is_dir() and not any(out.iterdir())):
         if not (overwrite and out.is_dir()):
             raise UserError(f"output folder {out} already exists and is not empty; pass --overwrite or another -o")
-        replace_folder(tmp, out, problem=lambda d: None if d.is_dir() else "is not a folder")
+        replace_folder(tmp, out, problem=_not_a_model_folder)
     else:  # new (or an empty folder): a folder that another export put there meanwhile is not replaced
         place_new(tmp, out)
 
 
 def check_output_folder(out: str | os.PathLike, overwrite: bool) -> None:
-    """One-line errors for an output that cannot become the export folder (checked before any work)."""
-    out = path_argument(out, "check_output_folder's out (the export folder)")
+    """One-line errors for an output that cannot become the export folder (checked before any work); a link is
+    judged by its target (:func:`~longrope.io.output_target`), which is what is written, as for a GGUF file: the
+    command line's early check judged the link itself (the review of battery 23a and 23c)."""
+    out = output_target(path_argument(out, "check_output_folder's out (the export folder)"))
     overwrite = check_flag(overwrite, "overwrite")
     check_utf8_path(out.resolve())
     if out.exists() and not out.is_dir():
@@ -263,22 +265,30 @@ def check_output_folder(out: str | os.PathLike, overwrite: bool) -> None:
 def _check_a_model_folder(out: Path) -> None:
     """``--overwrite`` replaces a model folder (an earlier export), never a run folder or a folder of other
     files: an idle search folder was replaced whole, its checkpoint and results lost."""
+    if (why := _not_a_model_folder(out)) is not None:
+        raise UserError(f"output folder {out} {why}: --overwrite replaces only an exported model folder; choose "
+                        "another -o")
+
+
+def _not_a_model_folder(out: Path) -> str | None:
+    """Why ``--overwrite`` may not replace ``out`` (None: an exported model folder): the one rule of the check before
+    the work and of the one at the swap, where a run folder or the user's files that arrived meanwhile were
+    replaced (the review of battery 23b)."""
     from longrope.formats.factors import run_record_command
     from longrope.formats.hf_config import is_model_config
     from longrope.io import read_json
 
+    if not out.is_dir():
+        return "is not a folder"
     config = out / "config.json"
     command = run_record_command(config) if config.is_file() else None
     if command is not None:
-        raise UserError(f"output folder {out} is {command} run folder, not a model folder: --overwrite replaces "
-                        "only an exported model; choose another -o")
+        return f"is {command} run folder, not a model folder"
     try:
         doc = read_json(config, what="model configuration (config.json)", expect=None) if config.is_file() else None
     except UserError:
         doc = None
-    if not is_model_config(doc):
-        raise UserError(f"output folder {out} holds no model (no model config.json): --overwrite replaces only "
-                        "an exported model folder, not other files; choose another -o or empty it")
+    return None if is_model_config(doc) else "holds no model (no model config.json)"
 
 
 def check_writable_parent(out: Path) -> None:

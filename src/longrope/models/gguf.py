@@ -51,6 +51,7 @@ import numpy as np
 
 from longrope.errors import UserError
 from longrope.io import (
+    arrived_meanwhile,
     check_utf8_path,
     check_writable_path,
     give_default_modes,
@@ -141,10 +142,20 @@ def check_output_file(out: str | os.PathLike, overwrite: bool) -> None:
     check_writable_path(out)  # a device or pipe there is never replaced, --overwrite or not
     if out.exists() and not overwrite:
         raise UserError(f"output file {out} already exists; pass --overwrite or another -o")
-    if out.exists() and out.stat().st_size and not _is_gguf(out):  # as for folders: an export, nothing else
-        raise UserError(f"output file {out} is not a GGUF file: --overwrite replaces only an exported model; "
-                        "choose another -o")
+    if out.exists() and (why := _not_a_gguf_to_replace(out)) is not None:  # as for folders: an export, nothing else
+        raise UserError(f"output file {out} {why}: --overwrite replaces only an exported model; choose another -o")
     check_writable_parent(out)
+
+
+def _not_a_gguf_to_replace(out: Path) -> str | None:
+    """Why ``--overwrite`` may not replace what is at ``out`` (None: a GGUF file, an empty one, or nothing): the
+    rule of the check before the work and of the one when the file is put in place, where a file of the user's
+    that arrived meanwhile was replaced and a folder was an IsADirectoryError (the review of battery 23b)."""
+    if not os.path.lexists(out):
+        return None
+    if out.is_dir():
+        return "is a folder"
+    return None if not out.exists() or not out.stat().st_size or _is_gguf(out) else "is not a GGUF file"
 
 
 def _is_gguf(path: Path) -> bool:
@@ -164,6 +175,8 @@ def _check_factor_fit(factor_set: Any, rotary_dim: int, rope_theta: float, what:
 def _finish(tmp: Path, out: Path, overwrite: bool) -> None:
     give_default_modes(tmp)
     if overwrite:
+        if (why := _not_a_gguf_to_replace(out)) is not None:
+            raise arrived_meanwhile(tmp, out, why)
         os.replace(tmp, out)
     else:  # a file that another export put there meanwhile is not replaced
         place_new(tmp, out)
