@@ -277,6 +277,24 @@ def test_a_worker_s_own_refusal_reaches_the_user_as_its_line():
         pool.close()
     assert str(info.value) == ("worker w0 could not build its objective: the model m changed while the search ran; "
                                "put back the one it started with")
+    assert info.value.says_fix  # the search adds no advice of its own after it
+
+
+def test_an_idle_worker_that_dies_is_told_without_a_candidate_and_both_evaluators_end_alike(caplog):
+    """The restart line said 'its candidate runs again' of a worker that held none, and the process pool and Ray
+    worded a death that used up the restarts each their own way (review of battery 23b): one function says both."""
+    import logging
+
+    from longrope.search.evaluators import could_not_build, worker_died
+
+    with caplog.at_level(logging.WARNING, logger="longrope.search.evaluators"):
+        worker_died("worker w1 on cpu", "exit status 1", 1, 3, requeued=False)
+    assert [r.getMessage() for r in caplog.records] == [
+        "search: worker w1 on cpu died (exit status 1); a new one takes its place (restart 1 of 3)"]
+    with pytest.raises(WorkerCrashed, match=r"^Ray actor ray0 died \(lost\) and 3 restarts are used up$"):
+        worker_died("Ray actor ray0", "lost", 4, 3, requeued=True)
+    crashed = could_not_build("worker w0", "ValueError: boom")  # a report of another shape: no fix said
+    assert str(crashed) == "worker w0 could not build its objective: ValueError: boom" and not crashed.says_fix
 
 
 @pytest.mark.timeout(60)
@@ -295,11 +313,11 @@ def test_a_worker_killed_and_replaced_is_told_in_one_line(caplog):
                 if pool._restarts == 0:
                     assert [o.ticket for o in pool.wait()] == [0]  # its candidate ran again on a new worker
                 else:
-                    with pytest.raises(WorkerCrashed, match=r"died \(killed by SIGKILL \(out of memory, or kill -9\)\) "
+                    with pytest.raises(WorkerCrashed, match=r"died \(killed by SIGKILL: out of memory, or kill -9\) "
                                                             "and 1 restarts are used up"):
                         pool.wait()
     finally:
         pool.close()
     assert [r.getMessage() for r in caplog.records] == [
-        "search: worker w0 on cpu died (killed by SIGKILL (out of memory, or kill -9)); its candidate runs again on "
+        "search: worker w0 on cpu died (killed by SIGKILL: out of memory, or kill -9); its candidate runs again on "
         "a new one (restart 1 of 1)"]

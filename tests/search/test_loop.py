@@ -514,19 +514,19 @@ def test_run_search_refuses_arguments_of_the_wrong_kind_before_any_work(tmp_path
     assert from_generator.fitness == from_list.fitness and from_generator.best == from_list.best
 
 
-@pytest.mark.parametrize("said, fix_once", [
-    ("worker w0 died and 3 restarts are used up: exit code 1", "is kept, fix it and --resume"),
+@pytest.mark.parametrize("said, says_fix, fix_once", [
+    ("worker w0 died (exit status 1) and 3 restarts are used up", False, "is kept, fix it and --resume"),
     ("worker w0 could not build its objective: the model m changed while the search ran; put it back and run the "
-     "same command with --resume, or start a new search", "is kept"),
+     "same command with --resume, or start a new search", True, "is kept"),
 ])
-def test_a_crashed_worker_s_line_says_the_fix_once(tmp_path, said, fix_once):
+def test_a_crashed_worker_s_line_says_the_fix_once(tmp_path, said, says_fix, fix_once):
     """A worker's refusal that gives its own fix (--resume) had the loop's '; the checkpoint … is kept, fix it and
     --resume' added after it: the advice twice in one line (battery 23b)."""
     from longrope.search.evaluators import WorkerCrashed
 
     class Crashing(ShuffledParallel):
         def wait(self):
-            raise WorkerCrashed(said)
+            raise WorkerCrashed(said, says_fix=says_fix)
 
     obj = SyntheticObjective(N_DIMS, SCALE, n_docs=N_DOCS)
     loop = make_loop("steady", seed=2, evaluator=Crashing(obj, 2, 0), checkpoint=tmp_path / "ckpt.json")

@@ -190,7 +190,7 @@ def _worker_main(worker: str, device: str, factory: Any, conn: Any) -> None:
     try:
         objective = factory(device)
     except BaseException as exc:  # reported to the parent, which stops the search with this line
-        _tell_parent(conn, ("fatal", failure_line(exc)))
+        _tell_parent(conn, ("fatal", fatal_report(exc)))
         return
     if not _tell_parent(conn, ("ready", None)):
         return
@@ -274,18 +274,41 @@ def _spawn_context():
 
 
 class WorkerCrashed(RuntimeError):
-    """A worker could not start or kept dying; the message says why."""
+    """A worker could not start or kept dying; the message says why, and ``says_fix`` whether it says what to do
+    too (a worker's own refusal): the search adds its own advice only where it does not (the review of battery 23b:
+    the loop looked for '--resume' in the text)."""
+
+    def __init__(self, message: str, *, says_fix: bool = False) -> None:
+        super().__init__(message)
+        self.says_fix = says_fix
+
+
+def fatal_report(exc: BaseException) -> tuple[str, bool]:
+    """What a worker that could not build its objective sends back: its :func:`failure_line` and whether that line
+    says the fix (a :class:`UserError`)."""
+    return failure_line(exc), isinstance(exc, UserError)
+
+
+def could_not_build(worker: str, report: Any) -> WorkerCrashed:
+    """The error of a worker (``worker w0``, ``Ray actor ray0``) whose objective could not be built, from its
+    :func:`fatal_report`: one wording for the process pool and Ray."""
+    line, says_fix = report if isinstance(report, (tuple, list)) and len(report) == 2 else (str(report), False)
+    return WorkerCrashed(f"{worker} could not build its objective: {line}", says_fix=bool(says_fix))
 
 
 _log = logging.getLogger(__name__)
 
 
-def tell_restart(worker: str, why: str, restarts: int, max_restarts: int) -> None:
-    """The one line of a worker that died and is replaced, its candidate queued again: a warning of this module's
-    logger, which reaches the user of a command line that configures no logging. A worker killed (by the
-    out-of-memory killer, kill -9) was replaced without a word until the restarts were used up (battery 23b)."""
-    _log.warning(f"search: {worker} died ({why}); its candidate runs again on a new one "
-                 f"(restart {restarts} of {max_restarts})")
+def worker_died(worker: str, why: str, restarts: int, max_restarts: int, *, requeued: bool) -> None:
+    """A worker (``worker w0 on cpu``, ``Ray actor ray0``) died (``why``) and this is restart ``restarts``: past
+    ``max_restarts`` a :class:`WorkerCrashed`, else the one line of its replacement (its candidate, when it held one,
+    queued again), a warning of this module's logger, which reaches the user of a command line that configures no
+    logging. A worker killed (by the out-of-memory killer, kill -9) was replaced without a word until the restarts
+    were used up (battery 23b); the process pool and Ray worded the end each their own way."""
+    if restarts > max_restarts:
+        raise WorkerCrashed(f"{worker} died ({why}) and {max_restarts} restarts are used up")
+    what = "its candidate runs again on a new one" if requeued else "a new one takes its place"
+    _log.warning(f"search: {worker} died ({why}); {what} (restart {restarts} of {max_restarts})")
 
 
 def exit_words(exitcode: int | None) -> str:
@@ -297,7 +320,7 @@ def exit_words(exitcode: int | None) -> str:
             name = signal.Signals(-exitcode).name
         except ValueError:
             name = f"signal {-exitcode}"
-        return f"killed by {name}" + (" (out of memory, or kill -9)" if exitcode == -signal.SIGKILL else "")
+        return f"killed by {name}" + (": out of memory, or kill -9" if exitcode == -signal.SIGKILL else "")
     return f"exit status {exitcode}"
 
 
@@ -374,13 +397,8 @@ class ProcessPoolEvaluator:
         except OSError:
             pass
         self._restarts += 1
-        if self._restarts > self.max_restarts:
-            raise WorkerCrashed(
-                f"worker {worker} on {self._device(worker)} died ({exit_words(proc.exitcode)}) "
-                f"and {self.max_restarts} restarts are used up"
-            )
-        tell_restart(f"worker {worker} on {self._device(worker)}", exit_words(proc.exitcode), self._restarts,
-                     self.max_restarts)
+        worker_died(f"worker {worker} on {self._device(worker)}", exit_words(proc.exitcode), self._restarts,
+                    self.max_restarts, requeued=req is not None)
         if req is not None:
             self._backlog.insert(0, req)  # its candidate is re-queued, nothing is lost
         self._start(worker, self._device(worker))
@@ -403,7 +421,7 @@ class ProcessPoolEvaluator:
                     self._worker_died(worker)
                     continue
                 if kind == "fatal":
-                    raise WorkerCrashed(f"worker {worker} could not build its objective: {payload}")
+                    raise could_not_build(f"worker {worker}", payload)
                 if kind == "outcome":
                     self._busy[worker] = None
                     out.append(payload)

@@ -265,8 +265,7 @@ class SearchLoop:
                 try:
                     outcomes = self.evaluator.wait()
                 except WorkerCrashed as exc:
-                    # a worker's own refusal says what to do (--resume among it): the fix was said twice (23b)
-                    fix = "" if "--resume" in str(exc) else ", fix it and --resume"
+                    fix = "" if exc.says_fix else ", fix it and --resume"  # a worker's own refusal says it
                     where = f"; the checkpoint {self.checkpoint} is kept{fix}" if self.checkpoint else ""
                     raise UserError(f"{exc}{where}") from None
                 for outcome in outcomes:

@@ -26,8 +26,9 @@ from longrope.search.evaluators import (
     check_open,
     check_pool_arguments,
     check_request,
-    failure_line,
-    tell_restart,
+    could_not_build,
+    fatal_report,
+    worker_died,
 )
 
 
@@ -42,13 +43,13 @@ class _RayWorker:
         # Ray sets CUDA_VISIBLE_DEVICES to the actor's GPU, which is then cuda:0 inside the actor.
         self.device = "cuda:0" if gpus else "cpu"
         self.name = name
-        self.fatal: str | None = None
+        self.fatal: tuple[str, bool] | None = None
         try:
             self.objective = factory(self.device)
         except BaseException as exc:  # told by evaluate(), as a process worker tells its parent (battery 23b)
-            self.objective, self.fatal = None, failure_line(exc)
+            self.objective, self.fatal = None, fatal_report(exc)
 
-    def evaluate(self, request: EvalRequest) -> EvalOutcome | tuple[str, str]:
+    def evaluate(self, request: EvalRequest) -> EvalOutcome | tuple[str, tuple[str, bool]]:
         """The request's outcome, or ``("fatal", why)`` when this actor could not build its objective: raised in
         ``__init__``, it was a crash (three restarts, each building it again, Ray's traceback of each on the
         terminal) ending in a line without the reason (battery 23b)."""
@@ -162,16 +163,13 @@ class RayEvaluator:
                 try:
                     outcome = ray.get(ref)
                     if isinstance(outcome, tuple) and outcome[:1] == ("fatal",):
-                        raise WorkerCrashed(f"Ray actor ray{i} could not build its objective: {outcome[1]}")
+                        raise could_not_build(f"Ray actor ray{i}", outcome[1])
                     out.append(outcome)
                     self._idle.append(i)
                 except ray.exceptions.RayActorError as exc:
                     self._restarts += 1
                     first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                    if self._restarts > self.max_restarts:
-                        raise WorkerCrashed(f"Ray actor ray{i} died and {self.max_restarts} restarts are used up: "
-                                            f"{first}") from None
-                    tell_restart(f"Ray actor ray{i}", first, self._restarts, self.max_restarts)
+                    worker_died(f"Ray actor ray{i}", first, self._restarts, self.max_restarts, requeued=True)
                     self._backlog.insert(0, req)  # its candidate is re-queued, nothing is lost
                     self.actors[i] = self._new_actor(i)
                     self._idle.append(i)
