@@ -501,22 +501,36 @@ def test_a_device_or_pipe_where_a_file_or_folder_belongs_is_named_as_what_it_is(
         assert err.count("\n") == 1 and said in err, (argv, err)
 
 
-def test_a_permission_refused_under_a_umask_that_takes_the_owners_own_is_told_the_umask(monkeypatch):
+def test_a_permission_refused_under_a_umask_that_takes_the_owners_own_is_told_the_umask(tmp_path):
     """``umask 377``: the folder a command had just made could not be written in, and the line said 'choose a
-    writable folder' (tokenize: 'free space or choose another -o'), never the umask (battery 23a)."""
+    writable folder' (tokenize: 'free space or choose another -o'), never the umask (battery 23a). Only where the
+    entry refused is this user's and lacks what the umask takes; the umask as it is now, not at import (review)."""
     import errno
+    import os
 
     from longrope import io
     from longrope.data import tokenize
 
-    denied = PermissionError(errno.EACCES, "Permission denied")
-    monkeypatch.setattr(io, "_UMASK", 0o377)
-    assert "umask (377)" in io.os_error_fix(denied, "choose a writable folder")
-    assert "umask (377)" in str(tokenize._os_error(denied, Path("/x/.out.tokenize-1")))
-    monkeypatch.setattr(io, "_UMASK", 0o022)
-    assert io.os_error_fix(denied, "choose a writable folder") == "choose a writable folder"
-    said = str(tokenize._os_error(denied, Path("/x/.out.tokenize-1")))
-    assert "choose a writable -o" in said and "free space" not in said
+    made = tmp_path / "made"
+    made.mkdir(mode=0o500)  # as `umask 377` makes a folder: no write for its owner
+    denied = PermissionError(errno.EACCES, "Permission denied", str(made / ".out.tokenize-1"))
+    readable = tmp_path / "readable"
+    readable.write_text("x")
+    other = PermissionError(errno.EACCES, "Permission denied", str(readable))  # its owner's bits are whole
+    before = os.umask(0o377)
+    try:
+        assert io.current_umask() == 0o377
+        assert "umask (377)" in io.os_error_fix(denied, "choose a writable folder")
+        assert "umask (377)" in str(tokenize._os_error(denied, made / ".out.tokenize-1"))
+        assert io.os_error_fix(other, "choose a writable folder") == "choose a writable folder"
+        assert io.os_error_fix(PermissionError(errno.EACCES, "no name"), "x") == "x"
+        os.umask(0o022)
+        assert io.os_error_fix(denied, "choose a writable folder") == "choose a writable folder"
+        said = str(tokenize._os_error(denied, made / ".out.tokenize-1"))
+        assert "choose a writable -o" in said and "free space" not in said
+    finally:
+        os.umask(before)
+        made.chmod(0o700)
 
 
 def test_a_utf8_output_name_read_under_an_ascii_locale_is_told_the_locale():

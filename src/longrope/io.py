@@ -333,14 +333,18 @@ def check_utf8_path(path: str | os.PathLike, flag: str = "-o") -> None:
                         "PYTHONUTF8=1 or a UTF-8 locale (LC_ALL=C.UTF-8)") from None
 
 
-def _read_umask() -> int:
+def current_umask() -> int:
+    """This process's umask, as it is now: read from /proc where Linux shows it (a Python caller may change it after
+    import: the modes given were the import's, review of battery 23a), else by setting it and back (not safe
+    beside threads that create files, so only where there is no /proc)."""
+    with contextlib.suppress(OSError, ValueError):
+        with open("/proc/self/status", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
     mask = os.umask(0)
     os.umask(mask)
     return mask
-
-
-# Read once at import: os.umask can only be read by setting it, which is not thread-safe later.
-_UMASK = _read_umask()
 
 
 def give_default_modes(path: str | os.PathLike) -> None:
@@ -348,17 +352,17 @@ def give_default_modes(path: str | os.PathLike) -> None:
     made under this process's umask: the one rule for outputs written by tools that make them private (mkstemp and
     mkdtemp, 0600/0700; safetensors' writer, 0600 whatever the umask: a fine-tune's checkpoint weights were unreadable
     to the group and others that could read the rest of the run; battery 23a). Links are left alone."""
-    path = Path(path)
+    path, umask = Path(path), current_umask()
     if path.is_symlink():
         return
     if not path.is_dir():
-        os.chmod(path, 0o666 & ~_UMASK)
+        os.chmod(path, 0o666 & ~umask)
         return
     for root, _dirs, files in os.walk(path):
-        os.chmod(root, 0o777 & ~_UMASK)
+        os.chmod(root, 0o777 & ~umask)
         for name in files:
             if not os.path.islink(os.path.join(root, name)):
-                os.chmod(os.path.join(root, name), 0o666 & ~_UMASK)
+                os.chmod(os.path.join(root, name), 0o666 & ~umask)
 
 
 def write_text(path: str | os.PathLike, text: str) -> Path:
@@ -443,12 +447,31 @@ def os_error_fix(exc: BaseException, default: str | None = None) -> str | None:
     too long, a looping link: every writer said 'choose a writable folder', the command line no fix at all, battery
     18), else ``default`` (the call site's fix for the rest: a read-only folder, a missing one). A permission refused
     under a umask that takes the owner's own read or write permission (``umask 377``) is the umask's doing: the
-    folder a command had just made was said not writable, 'choose a writable folder' (battery 23a)."""
+    folder a command had just made was said not writable, 'choose a writable folder' (battery 23a); only where the
+    entry refused (or its folder) is this user's and lacks what the umask takes: a file of another user's that
+    cannot be read is not the umask's doing (the review)."""
     code = getattr(exc, "errno", None)
-    if code in (errno.EACCES, errno.EPERM) and _UMASK & 0o600:
-        return (f"this process's umask ({_UMASK:03o}) takes the owner's own permission on the files and folders it "
+    if code in (errno.EACCES, errno.EPERM) and (umask := current_umask()) & 0o600 and _umask_took(exc, umask):
+        return (f"this process's umask ({umask:03o}) takes the owner's own permission on the files and folders it "
                 "makes: set a usual one (umask 022, or 077) and run again")
     return _OS_ERROR_FIXES.get(code, default)
+
+
+def _umask_took(exc: BaseException, umask: int) -> bool:
+    """Whether the entry an OS error names, or the folder it is in, is this user's and lacks an owner's permission
+    ``umask`` takes (read or write; search too for a folder)."""
+    name = getattr(exc, "filename", None)
+    if not isinstance(name, (str, bytes, os.PathLike)):
+        return False
+    for entry in (name, os.path.dirname(os.fsdecode(name)) or "."):
+        try:
+            st = os.stat(entry)
+        except (OSError, ValueError):
+            continue
+        owner_bits = 0o700 if stat.S_ISDIR(st.st_mode) else 0o600
+        if st.st_uid == os.geteuid() and ~st.st_mode & umask & owner_bits:
+            return True
+    return False
 
 
 def os_error_words(exc: BaseException) -> str:
