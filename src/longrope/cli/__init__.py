@@ -51,20 +51,33 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
         if _NO_VALUE.search(message):  # '-o -x.json': argparse takes a value that starts with '-' for an option
             message += " (a value that starts with '-' is given as --option=VALUE, or a path as ./VALUE)"
-        elif message.startswith(_MISSING) and any(self._unknown_dash(a) for a in getattr(self, "_given", ())):
+        elif message.startswith(_MISSING) and any(self._set_aside(getattr(self, "_given", ()))):
             # 'rerun -run -o x': a RUN_DIR starting with '-' was taken for an option, and the line said only that
             # RUN_DIR was missing (battery 23a)
             message += " (a value that starts with '-' is given as a path: ./VALUE)"
         raise _ArgError(f"{self.prog}: error: {_named_once(message)} (see {self.prog} --help)")
 
-    def _unknown_dash(self, arg: Any) -> bool:
-        """Whether ``arg`` starts with '-' but is none of this parser's options (a value argparse set aside)."""
-        return (isinstance(arg, str) and arg.startswith("-") and arg != "-" and not arg.startswith("--")
-                and arg.partition("=")[0] not in self._option_string_actions)
+    def _set_aside(self, given: Any) -> list[str]:
+        """The words of ``given`` that start with '-' and are none of this parser's options, nor an option's value
+        (``--seed -1``), nor a short option with its value attached (``-ox.json``): a value argparse set aside."""
+        words = [a for a in given if isinstance(a, str)]
+        out = []
+        for i, arg in enumerate(words):
+            if not arg.startswith("-") or arg == "-" or arg.startswith("--") or _NEGATIVE_NUMBER.match(arg):
+                continue
+            if arg.partition("=")[0] in self._option_string_actions or arg[:2] in self._option_string_actions:
+                continue
+            before = self._option_string_actions.get(words[i - 1].partition("=")[0]) if i else None
+            if before is not None and before.nargs != 0 and "=" not in words[i - 1]:
+                continue  # the value of the option before it
+            out.append(arg)
+        return out
 
 
 #: argparse's words for a positional argument that is missing
 _MISSING = "the following arguments are required:"
+
+_NEGATIVE_NUMBER = re.compile(r"^-\d+$|^-\d*\.\d+$")
 
 
 #: argparse's words for an option given no value, which is what a value starting with '-' ('-o -y.json', a file
