@@ -259,6 +259,6 @@ def test_more_actors_than_the_cluster_can_run_at_once_are_refused(local_ray):
     from longrope.search.ray_evaluator import RayEvaluator
 
     with pytest.raises(UserError, match=r"num_workers 3 is more actors than this Ray cluster can run at once \(2: one "
-                                        r"CPU each\); give at most 2"):
+                                        r"CPU each, on the nodes it has now\); give at most 2"):
         RayEvaluator(SyntheticFactory(N_DIMS, SCALE, n_docs=N_DOCS), num_workers=3)
     RayEvaluator(SyntheticFactory(N_DIMS, SCALE, n_docs=N_DOCS), num_workers=2).close()

@@ -110,9 +110,10 @@ class RayEvaluator:
         if num_workers is not None and num_workers > room:
             # the actors beyond it were never placed: their requests waited for ever, without a word (battery 23b)
             self._shut_down_own_ray()
+            # (an autoscaling cluster is counted by the nodes it has when the search starts: start them first)
             raise UserError(f"num_workers {num_workers} is more actors than this Ray cluster can run at once ({room}: "
-                            f"one {'GPU' if n_gpus else 'CPU'} each); give at most {room}, or None for one per "
-                            f"{'GPU' if n_gpus else 'CPU'}")
+                            f"one {'GPU' if n_gpus else 'CPU'} each, on the nodes it has now); give at most {room}, "
+                            f"or None for one per {'GPU' if n_gpus else 'CPU'}, or add nodes before the search starts")
         n = num_workers or room
         self.slots = n
         self.factory = factory
