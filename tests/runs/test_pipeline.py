@@ -834,6 +834,29 @@ def test_a_finished_stages_factor_file_edited_before_resume_is_written_again(ref
     assert json.loads(factors.read_text()) == json.loads(written)
 
 
+def test_a_done_stage_made_again_for_an_edited_or_removed_output_says_which(tmp_path, capsys):
+    """A done stage whose output was edited or removed before --resume was made again with only "— resuming"
+    (battery 24a): the hand edit was written over without a word. The resume names the output and says why."""
+    plan = {"format": "longrope-pipeline/1", "model": "tiny", "stages": [
+        {"name": "yarn", "run": "baseline", "method": "yarn", "target_length": "2x"},
+        {"name": "pi", "run": "baseline", "method": "pi", "target_length": "2x"}]}
+    plan_file, out = _write(tmp_path, plan), tmp_path / "out"
+    assert _pipeline(plan_file, out) == 0
+    factors = out / "stages" / "yarn" / "factors.json"
+    written = json.loads(factors.read_text())
+    factors.write_text(json.dumps({**written, "long_factor": [1.5] * len(written["long_factor"])}))
+    (out / "stages" / "pi" / "factors.json").unlink()
+    capsys.readouterr()
+    assert _pipeline(plan_file, out, "--resume") == 0
+    err = capsys.readouterr().err
+    assert f"pipeline: yarn: {factors} removed or changed since it ran; making it again" in err
+    assert f"pipeline: pi: {out / 'stages' / 'pi' / 'factors.json'} removed or changed since it ran" in err
+    assert json.loads(factors.read_text()) == written
+    capsys.readouterr()
+    assert _pipeline(plan_file, out, "--resume") == 0  # nothing changed since: nothing said
+    assert "removed or changed" not in capsys.readouterr().err
+
+
 def test_a_finished_stages_model_folder_replaced_before_resume_is_made_again(tmp_path):
     """A done fine-tuning stage's model folder replaced (or edited: its config, its weights) between a kill and
     --resume was loaded by every later stage while the summary named it the stage's own model (battery 19c; only
