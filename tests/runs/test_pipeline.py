@@ -484,6 +484,43 @@ def test_a_done_comparison_measures_again_the_cells_whose_factor_file_changed(tm
     assert summary["heldout_ppl"]["2x"]["base"] == first[0]["ppl"]
 
 
+def test_a_done_comparison_measures_again_the_cells_whose_own_model_folder_changed(tmp_path, capsys):
+    """A compare method may name a model folder of its own (no stage made it, so no stage digest covers it):
+    its weights rewritten at the same path before --resume made the done comparison keep the old cells,
+    and a resume that re-entered it for a plan edit kept them too (the model was compared by path only).
+    The cells record the model's digest: its cells are measured again, the others kept."""
+    import shutil
+
+    from longrope.models.loading import resolve_source
+
+    own = tmp_path / "own-model"
+    shutil.copytree(resolve_source("tiny").location, own)
+    plan = {"format": "longrope-pipeline/1", "model": "tiny", "stages": [
+        {"name": "data", "run": "tokenize", "inputs": ["embedded"]},
+        {"name": "compare", "run": "compare", "data": "@data", "ratios": ["1x"], "samples": 1, "passkey_trials": 0,
+         "methods": {"base": {"model": "{model}", "factors": {"1x": "none"}},
+                     "own": {"model": str(own), "factors": {"1x": "none"}}}}]}
+    plan_file, out = _write(tmp_path, plan), tmp_path / "out"
+    assert _pipeline(plan_file, out) == 0
+    cells = out / "stages" / "compare" / "cells.jsonl"
+    first = {c["method"]: c for c in map(json.loads, cells.read_text().splitlines())}
+    from safetensors.numpy import load_file, save_file
+
+    weights = load_file(own / "model.safetensors")
+    name = sorted(k for k in weights if k.endswith("mlp.gate_proj.weight"))[0]
+    weights[name] = weights[name] * 3
+    save_file(weights, own / "model.safetensors", metadata={"format": "pt"})
+    capsys.readouterr()
+    assert _pipeline(plan_file, out, "--resume") == 0
+    assert "models changed since it ran" in capsys.readouterr().err
+    again = [json.loads(x) for x in cells.read_text().splitlines()]
+    assert len(again) == 3 and again[2]["method"] == "own" and again[2]["ppl"] != first["own"]["ppl"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["heldout_ppl"]["1x"] == {"base": first["base"]["ppl"], "own": again[2]["ppl"]}
+    assert _pipeline(plan_file, out, "--resume") == 0  # nothing changed since: nothing measured
+    assert len(cells.read_text().splitlines()) == 3
+
+
 def test_a_resumed_comparison_measures_only_the_methods_added_or_changed_in_its_plan(tmp_path, capsys):
     """A compare stage may gain a method (a second search), a passkey or a goal between runs: --resume
     with the edited plan measures those cells alone; a change of its windows is still refused."""
@@ -795,6 +832,29 @@ def test_a_finished_stages_factor_file_edited_before_resume_is_written_again(ref
     factors.write_text(json.dumps(edited))
     assert _pipeline(plan_file, out, "--resume", "--until", "search-2x") == 0
     assert json.loads(factors.read_text()) == json.loads(written)
+
+
+def test_a_done_stage_made_again_for_an_edited_or_removed_output_says_which(tmp_path, capsys):
+    """A done stage whose output was edited or removed before --resume was made again with only "— resuming"
+    (battery 24a): the hand edit was written over without a word. The resume names the output and says why."""
+    plan = {"format": "longrope-pipeline/1", "model": "tiny", "stages": [
+        {"name": "yarn", "run": "baseline", "method": "yarn", "target_length": "2x"},
+        {"name": "pi", "run": "baseline", "method": "pi", "target_length": "2x"}]}
+    plan_file, out = _write(tmp_path, plan), tmp_path / "out"
+    assert _pipeline(plan_file, out) == 0
+    factors = out / "stages" / "yarn" / "factors.json"
+    written = json.loads(factors.read_text())
+    factors.write_text(json.dumps({**written, "long_factor": [1.5] * len(written["long_factor"])}))
+    (out / "stages" / "pi" / "factors.json").unlink()
+    capsys.readouterr()
+    assert _pipeline(plan_file, out, "--resume") == 0
+    err = capsys.readouterr().err
+    assert f"pipeline: yarn: {factors} removed or changed since it ran; making it again" in err
+    assert f"pipeline: pi: {out / 'stages' / 'pi' / 'factors.json'} removed or changed since it ran" in err
+    assert json.loads(factors.read_text()) == written
+    capsys.readouterr()
+    assert _pipeline(plan_file, out, "--resume") == 0  # nothing changed since: nothing said
+    assert "removed or changed" not in capsys.readouterr().err
 
 
 def test_a_finished_stages_model_folder_replaced_before_resume_is_made_again(tmp_path):

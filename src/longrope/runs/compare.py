@@ -403,8 +403,18 @@ def factor_digests(methods: dict, ratios: list[str]) -> dict[str, str]:
     return out
 
 
+def model_digests(methods: dict) -> dict[str, str | None]:
+    """Each model the methods name → the SHA-256 of its content (:func:`longrope.models.loading.model_digest`;
+    None for a hub model). A cell measured on a model that now holds other weights, config or tokenizer at
+    the same path is stale; one whose model moved with the same content (a copied run folder) is not."""
+    from longrope.models.loading import model_digest
+
+    return {m["model"]: model_digest(m["model"]) for m in methods.values()}
+
+
 def _stale_cell(cell: dict, methods: dict, digests: dict[str, str], needs_passkey: bool,
-                ruler: dict | None = None, passkey: dict | None = None) -> str | None:
+                ruler: dict | None = None, passkey: dict | None = None,
+                models: dict[str, str | None] | None = None) -> str | None:
     """Why a measured cell no longer stands for its (method, ratio) of the plan, or None if it does:
     the method now names another model, other factors (for a factor file: other content, wherever
     it lies; for a closed form or ``none``: another name), or asks for a passkey the cell lacks or one by
@@ -415,7 +425,11 @@ def _stale_cell(cell: dict, methods: dict, digests: dict[str, str], needs_passke
     m = methods.get(name)
     if m is None or ratio not in m["factors"]:
         return None
-    if cell.get("model", m["model"]) != m["model"]:
+    now = (models or {}).get(m["model"])
+    if cell.get("model_sha256") is not None and now is not None:  # the model's content decides, wherever it lies
+        if cell["model_sha256"] != now:
+            return "its model holds other files (weights, config or tokenizer)"
+    elif cell.get("model", m["model"]) != m["model"]:
         return "the method names another model"
     if cell.get("factors_sha256") is not None:
         if cell["factors_sha256"] != digests.get(f"{name}@{ratio}"):
@@ -464,9 +478,10 @@ def run_compare(config: CompareConfig, folder: Path, *, log: Callable[[str], Non
         say(f"compare: {broken} line(s) of {cells_path} do not match their digest (edited or damaged); "
             "their cells are measured again")
     digests = factor_digests(config.methods, list(config.ratios))
+    models = model_digests(config.methods)
     for (name, ratio), c in list(cells.items()):
         why = _stale_cell(c, config.methods, digests, config.measures_passkey(name, ratio),
-                          _ruler_protocol(config, name, ratio), passkey_protocol(config))
+                          _ruler_protocol(config, name, ratio), passkey_protocol(config), models)
         if why:
             say(f"compare: {name} at {ratio}: {why} since the cell was measured; measuring it again")
             del cells[(name, ratio)]
@@ -478,11 +493,12 @@ def run_compare(config: CompareConfig, folder: Path, *, log: Callable[[str], Non
         mine = [(n, r) for n, r in todo if config.methods[n]["model"] == model_name]
         if mine:
             _measure_model(config, model_name, mine, corpus, windows, lengths, digests,
-                           lambda cell: _keep_cell(cells_path, cells, cell), say, folder)
+                           lambda cell: _keep_cell(cells_path, cells, cell), say, folder, models.get(model_name))
     result = tables(cells, config.methods, list(config.ratios), lengths)
     result["windows"] = {r: [d.doc_id for d in windows[r]] for r in config.ratios}
     result["goals"] = evaluate_goals(list(config.goals), result)
     result["factor_digests"] = digests
+    result["model_digests"] = models
     return result
 
 
@@ -540,7 +556,7 @@ def _keep_cell(path: Path, cells: dict, cell: dict) -> None:
 
 def _measure_model(config: CompareConfig, model_name: str, mine: list[tuple[str, str]], corpus: Any,
                    windows: dict, lengths: dict[str, int], digests: dict[str, str], keep: Callable[[dict], None],
-                   say: Callable[[str], None], folder: Path) -> None:
+                   say: Callable[[str], None], folder: Path, model_sha256: str | None = None) -> None:
     """Load ``model_name`` once and measure its cells ``mine`` (``(method, ratio)``), keeping each as it is done."""
     from longrope.evaluate.suite import factor_switch, ppl_text
     from longrope.evaluate.windows import resolve_bos
@@ -564,6 +580,8 @@ def _measure_model(config: CompareConfig, model_name: str, mine: list[tuple[str,
             use(factor_set(spec, info, lengths[ratio]))
             cell = _measure_cell(config, model, tokenizer, bos_id, name, ratio, windows[ratio], lengths[ratio])
             cell["model"] = model_name
+            if model_sha256 is not None:
+                cell["model_sha256"] = model_sha256
             if config.measures_ruler(name, ratio):
                 cell.update(ruler.measure(name, ratio))
             if f"{name}@{ratio}" in digests:

@@ -333,6 +333,9 @@ def _run_stage(ctx: StageContext, manifest: dict, out: Path, counter: str) -> No
     if is_done(manifest, ctx.name):
         ctx.say(f"pipeline: {counter} {ctx.name} ({ctx.run}): done, skipped")
         return
+    lost = records.lost_outputs(st)
+    if lost:
+        ctx.say(f"pipeline: {ctx.name}: {', '.join(lost)} removed or changed since it ran; making it again")
     used = list(dict.fromkeys(refs(ctx.entry)))
     _refuse_missing(ctx.name, [r for r in used if not is_done(manifest, r)])
     records.start(manifest, ctx.name, ctx.settings, {r: str(ctx.folder.parent / r) for r in used})

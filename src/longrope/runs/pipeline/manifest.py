@@ -208,13 +208,26 @@ def changed_inputs(manifest: dict, name: str) -> list[str]:
     return [r for r, digests in read.items() if manifest["stages"].get(r, {}).get("output_sha256") != digests]
 
 
+def lost_outputs(st: dict) -> list[str]:
+    """The outputs of a stage recorded done that no longer hold what it wrote (removed, edited or damaged since it
+    ran): such a stage runs again — one edited between a kill and --resume (a search stage's factors.json) was read
+    by the stages after it while the summary reported the stage's own numbers (battery 19) — and --resume says
+    which (it said only "resuming": a factor file edited by hand was written over without a word, battery 24a)."""
+    outputs = st.get("outputs")
+    if st.get("status") != "done" or not isinstance(outputs, dict):
+        return []
+    recorded = st.get("output_sha256") if isinstance(st.get("output_sha256"), dict) else {}  # none: an old manifest
+    now = _output_files({k: p for k, p in outputs.items() if k in recorded})
+    return [str(p) for k, p in outputs.items() if not Path(p).exists() or (k in recorded and now.get(k) != recorded[k])] \
+        + [f"its output {k!r}" for k in recorded if k not in outputs]
+
+
 def _finished(st: dict) -> bool:
     """A stage record that says done and names its outputs, every one still there: a finished stage always records
     its main output, so none (or an empty set: ``"outputs": {}`` was skipped as done, and a later stage failed on
     the missing output, or the summary on a missing key) is an edited record, and the stage runs again."""
     outputs = st.get("outputs")
-    return st.get("status") == "done" and isinstance(outputs, dict) and bool(outputs) \
-        and all(Path(p).exists() for p in outputs.values()) and _files_as_finished(st)
+    return st.get("status") == "done" and isinstance(outputs, dict) and bool(outputs) and not lost_outputs(st)
 
 
 def _output_files(outputs: dict) -> dict[str, str]:
@@ -246,18 +259,6 @@ def _shards_digest(folder: Path) -> str | None:
         return TokenCorpus.open(folder, verify="size").content_digest
     except (UserError, OSError, KeyError, TypeError):
         return None
-
-
-def _files_as_finished(st: dict) -> bool:
-    """Whether a done stage's file outputs hold what it wrote: one edited or damaged between a kill and --resume
-    (a search stage's factors.json) was read by the stages after it while the summary reported the stage's own
-    numbers (battery 19); such a stage runs again (a search continues its own finished run, which writes its
-    factors again)."""
-    recorded = st.get("output_sha256")
-    if not isinstance(recorded, dict):  # a manifest from before these digests
-        return True
-    now = _output_files(st["outputs"])
-    return all(now.get(k) == v for k, v in recorded.items())
 
 
 def start(manifest: dict, name: str, settings: dict, inputs: dict) -> None:

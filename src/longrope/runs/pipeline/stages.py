@@ -515,15 +515,20 @@ def _run_compare(config: Any, ctx: StageContext) -> Outcome:
                 f"({g['value']} = {g['measured']}, bound {g['bound']})")
     return Outcome({"summary": str(ctx.folder / "summary.json")},
                    {k: result[k] for k in ("heldout_ppl", "passkey", "ruler", "goals")},
-                   {"factor_digests": result["factor_digests"]})
+                   {"factor_digests": result["factor_digests"], "model_digests": result["model_digests"]})
 
 
 def _compare_changed_factors(config: CompareConfig, record: dict) -> str | None:
-    """Why a done comparison runs again: its factor files now hold other factors than it measured."""
-    from longrope.runs.compare import factor_digests
+    """Why a done comparison runs again: its factor files now hold other factors, or its models other files,
+    than it measured."""
+    from longrope.runs.compare import factor_digests, model_digests
 
     if "factor_digests" in record and factor_digests(config.methods, list(config.ratios)) != record["factor_digests"]:
         return "factor files changed since it ran; measuring the changed cells again"
+    if isinstance(record.get("model_digests"), dict):
+        was, now = record["model_digests"], model_digests(config.methods)
+        if any(was.get(m) is not None and was.get(m) != d for m, d in now.items()):
+            return "models changed since it ran (weights, config or tokenizer); measuring their cells again"
     return None
 
 
