@@ -227,3 +227,20 @@ def test_the_exported_model_keeps_its_kv_cache_setting(make_config, tiny_dir):
     assert AutoConfig.from_pretrained(tiny_dir).use_cache is True
     result = finetune(make_config(steps=2, warmup_steps=0, lora=True, lora_rank=4, gradient_checkpointing=True))
     assert json.loads((result.model_dir / "config.json").read_text())["use_cache"] is True
+
+
+def test_a_one_step_run_without_a_warmup_given_trains(make_config, tiny_dir):
+    """Battery 24b: ``finetune --steps 1`` took the default warm-up clamped to 1 step, whose first learning
+    rate is 0: the run reported success and exported the input weights unchanged. The default warm-up ends
+    before the last step; an explicit warm-up of 1 in a 1-step run is refused."""
+    from transformers import AutoModelForCausalLM
+
+    from longrope.errors import ConfigError
+
+    result = finetune(make_config(steps=1, warmup_steps=None))
+    assert json.loads(result.log_path.read_text().splitlines()[0])["lr"] == pytest.approx(3e-3)
+    trained = AutoModelForCausalLM.from_pretrained(result.model_dir)
+    original = AutoModelForCausalLM.from_pretrained(tiny_dir)
+    assert not torch.equal(original.model.layers[0].mlp.up_proj.weight, trained.model.layers[0].mlp.up_proj.weight)
+    with pytest.raises(ConfigError, match="nothing would be trained"):
+        make_config(steps=1, warmup_steps=1, output=str(result.model_dir.parent.parent / "other"))
