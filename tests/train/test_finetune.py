@@ -144,11 +144,20 @@ def test_a_seq_len_below_l_names_seq_len_not_the_short_length_left_unset(make_co
     """--seq-len 2 alone blamed --short-length, a flag the user had not given (battery 5): its default L
     exceeded the windows."""
     with pytest.raises(ConfigError) as err:
-        finetune(make_config(seq_len=16))
+        finetune(make_config(seq_len=16, short_share=0.5))
     assert err.value.render({"seq_len": "--seq-len", "short_length": "--short-length"}.get).startswith(
         "--seq-len (16) is below the factor set's original length L = 32, the default of --short-length")
     with pytest.raises(ConfigError, match=r"short_length \(24\) must not exceed seq_len \(16\)"):
         finetune(make_config(seq_len=16, short_length=24, short_share=0.5))
+
+
+def test_a_seq_len_below_l_without_short_steps_is_not_told_to_shorten_the_short_length(make_config):
+    """Battery 24b: --seq-len 100 (below L = 256) with no --short-share was told 'or a shorter --short-length',
+    and following it was refused (--short-length without short steps). The refusal names only --seq-len."""
+    with pytest.raises(ConfigError) as err:
+        finetune(make_config(seq_len=16))
+    assert err.value.fields == ("seq_len",)
+    assert "short_length" not in str(err.value) and "give a seq_len of at least 32" in str(err.value)
 
 
 def test_a_diverging_loss_is_one_line_naming_the_settings(make_config, tmp_path):

@@ -523,6 +523,10 @@ def check_lengths(cfg: FinetuneConfig, factor_set: Any) -> tuple[int, int]:
     if cfg.seq_len is None and seq_len < 2:
         raise ConfigError("seq_len", "{name} must be >= 2 tokens")
     if short_length > seq_len and cfg.short_length is None:  # the user set only seq_len
+        if cfg.short_share == 0:  # no step is short: a shorter --short-length would be refused as unused
+            raise ConfigError("seq_len", "{name} " + f"({seq_len}) is below the factor set's original length L = {L}: "
+                              "the long factors it trains are used beyond L only; give a {name} of at least "
+                              f"{L}")
         raise ConfigError(("seq_len", "short_length"), "{name0} " + f"({seq_len}) is below the factor set's "
                           f"original length L = {L}, the default of " + "{name1}; give a {name0} of at least "
                           f"{L}, or a shorter " + "{name1}")
