@@ -232,3 +232,21 @@ def test_a_ratio_is_of_the_original_length_a_command_is_given_in_every_command()
     assert ExportConfig(factors="f.csv", output="o", **both).target_length == 256
     assert GenerateConfig(factors="f.csv", prompt="hi", max_new_tokens=1, **both).target_length == 256
     assert ExportConfig(factors="f.csv", output="o", model="tiny", target_length="4x").target_length == 4 * 256
+
+
+def test_an_empty_text_in_a_python_caller_s_list_of_names_is_refused_as_the_command_line_drops_it():
+    """Battery 24b: FinetuneConfig(lora=True, lora_trainable=["", "embed"]) trained every weight of the model
+    fully beside the adapters ('' is in every parameter name), exclude=[""] read the current folder; the
+    command line's "embed," is ("embed",)."""
+    from longrope.cli import build_parser
+    from longrope.options import config_from_args
+    from longrope.train import FinetuneConfig
+
+    req = {"model": "tiny", "factors": "f.json", "data": "d", "output": "o"}
+    with pytest.raises(ConfigError, match=r"lora_trainable holds an empty text in \['', 'embed'\]"):
+        FinetuneConfig(**req, lora=True, lora_trainable=["", "embed"])
+    with pytest.raises(ConfigError, match="exclude holds an empty text"):
+        FinetuneConfig(**req, exclude=[" "])
+    args = build_parser().parse_args(["finetune", "--model", "tiny", "--factors", "f.json", "--data", "d", "-o", "o",
+                                      "--lora", "--lora-trainable", "embed,"])
+    assert config_from_args(FinetuneConfig, args).lora_trainable == ("embed",)

@@ -289,7 +289,13 @@ def _checked_scalars(name: str, tp: Any, value: Any) -> Any:
     a fractional n̂)."""
     item = _tuple_item(tp)
     if item is not None:
-        return tuple(_checked_scalars(name, item, v) for v in value) if isinstance(value, (list, tuple)) else value
+        if not isinstance(value, (list, tuple)):
+            return value
+        if _unwrap_optional(item)[0] is str and any(isinstance(v, str) and not v.strip() for v in value):
+            # the command line drops empty items ("a,,b"); in Python lora_trainable=["", "embed"] matched every
+            # parameter name (LoRA trained all weights), exclude=[""] read the current folder
+            raise ConfigError(name, "{name} holds an empty text in " + shown(value) + "; give names only")
+        return tuple(_checked_scalars(name, item, v) for v in value)
     if tp is str and not isinstance(value, str):
         raise ConfigError(name, "{name} must be text, got " + shown(value))
     if (tp is int and not is_integer(value)) or (tp is float and not is_number(value)):

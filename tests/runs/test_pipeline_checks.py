@@ -436,3 +436,18 @@ def test_a_finetune_stage_on_shards_without_training_documents_is_refused_before
     plan = _plan({"name": "ft", "run": "finetune", "factors": "@yarn", "data": str(shards), "steps": 2})
     err = _refused(tmp_path, capsys, plan)
     assert "plan stage 'ft' (finetune): " in err and "has no training documents" in err
+
+
+@pytest.mark.parametrize("settings, says", [
+    ({"dtype": "float16", "device": "cpu"}, "dtype float16 (mixed precision with a gradient scaler) needs a GPU"),
+    ({"seq_len": 256, "short_share": 0.5, "short_length": 512}, "short_length (512) must not exceed seq_len (256)"),
+    ({"seq_len": 256, "tokens_per_step": 100}, "tokens_per_step (100) must be a multiple of batch_size x seq_len"),
+    ({"seq_len": 256, "tokens_per_step": 256, "grad_accum": 2}, "grad_accum 2 contradicts tokens_per_step 256"),
+])
+def test_a_finetune_stage_s_own_settings_are_refused_before_the_first_stage(tmp_path, capsys, no_stage_runs,
+                                                                            settings, says):
+    """Battery 24b: precision, lengths and tokens per step, which need no earlier stage's output, were
+    refused only when the finetune stage started (after a search of hours, say), not with the plan."""
+    plan = _plan({"name": "ft", "run": "finetune", "factors": "@yarn", "data": "@data", "steps": 2, **settings})
+    err = _refused(tmp_path, capsys, plan)
+    assert err.startswith("longrope pipeline: error: plan stage 'ft' (finetune): ") and says in err

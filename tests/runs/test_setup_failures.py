@@ -161,7 +161,8 @@ def test_the_default_warmup_is_clamped_to_the_steps_and_an_explicit_one_is_check
     from longrope.train.config import WARMUP_STEPS, FinetuneConfig
 
     req = {"model": "tiny", "factors": "f.json", "data": "d", "output": "o"}
-    assert FinetuneConfig(**req, steps=1).warmup == 1
+    assert FinetuneConfig(**req, steps=1).warmup == 0  # a warm-up starts from 0: the only step trains at the peak
+    assert FinetuneConfig(**req, steps=10).warmup == 9
     assert FinetuneConfig(**req, steps=400).warmup == WARMUP_STEPS
     assert FinetuneConfig(**req, steps=1, warmup_steps=0).warmup == 0
     # not given stays not given in the saved config: started again with more steps, the default applies
@@ -182,7 +183,7 @@ def test_finetune_steps_1_without_warmup_passes_the_command_line(tmp_path):
 
     args = build_parser().parse_args(["finetune", "--model", "tiny", "--factors", "f.json", "--data", "d",
                                       "--steps", "1", "-o", str(tmp_path / "ft")])
-    assert config_from_args(FinetuneConfig, args).warmup == 1
+    assert config_from_args(FinetuneConfig, args).warmup == 0
     args = build_parser().parse_args(["finetune", "--model", "tiny", "--factors", "f.json", "--data", "d",
                                       "--steps", "1", "--warmup-steps", "20", "-o", str(tmp_path / "ft")])
     with pytest.raises(ConfigError, match="warmup_steps"):

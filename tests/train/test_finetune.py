@@ -144,11 +144,20 @@ def test_a_seq_len_below_l_names_seq_len_not_the_short_length_left_unset(make_co
     """--seq-len 2 alone blamed --short-length, a flag the user had not given (battery 5): its default L
     exceeded the windows."""
     with pytest.raises(ConfigError) as err:
-        finetune(make_config(seq_len=16))
+        finetune(make_config(seq_len=16, short_share=0.5))
     assert err.value.render({"seq_len": "--seq-len", "short_length": "--short-length"}.get).startswith(
         "--seq-len (16) is below the factor set's original length L = 32, the default of --short-length")
     with pytest.raises(ConfigError, match=r"short_length \(24\) must not exceed seq_len \(16\)"):
         finetune(make_config(seq_len=16, short_length=24, short_share=0.5))
+
+
+def test_a_seq_len_below_l_without_short_steps_is_not_told_to_shorten_the_short_length(make_config):
+    """Battery 24b: --seq-len 100 (below L = 256) with no --short-share was told 'or a shorter --short-length',
+    and following it was refused (--short-length without short steps). The refusal names only --seq-len."""
+    with pytest.raises(ConfigError) as err:
+        finetune(make_config(seq_len=16))
+    assert err.value.fields == ("seq_len",)
+    assert "short_length" not in str(err.value) and "give a seq_len of at least 32" in str(err.value)
 
 
 def test_a_diverging_loss_is_one_line_naming_the_settings(make_config, tmp_path):
@@ -227,3 +236,20 @@ def test_the_exported_model_keeps_its_kv_cache_setting(make_config, tiny_dir):
     assert AutoConfig.from_pretrained(tiny_dir).use_cache is True
     result = finetune(make_config(steps=2, warmup_steps=0, lora=True, lora_rank=4, gradient_checkpointing=True))
     assert json.loads((result.model_dir / "config.json").read_text())["use_cache"] is True
+
+
+def test_a_one_step_run_without_a_warmup_given_trains(make_config, tiny_dir):
+    """Battery 24b: ``finetune --steps 1`` took the default warm-up clamped to 1 step, whose first learning
+    rate is 0: the run reported success and exported the input weights unchanged. The default warm-up ends
+    before the last step; an explicit warm-up of 1 in a 1-step run is refused."""
+    from transformers import AutoModelForCausalLM
+
+    from longrope.errors import ConfigError
+
+    result = finetune(make_config(steps=1, warmup_steps=None))
+    assert json.loads(result.log_path.read_text().splitlines()[0])["lr"] == pytest.approx(3e-3)
+    trained = AutoModelForCausalLM.from_pretrained(result.model_dir)
+    original = AutoModelForCausalLM.from_pretrained(tiny_dir)
+    assert not torch.equal(original.model.layers[0].mlp.up_proj.weight, trained.model.layers[0].mlp.up_proj.weight)
+    with pytest.raises(ConfigError, match="nothing would be trained"):
+        make_config(steps=1, warmup_steps=1, output=str(result.model_dir.parent.parent / "other"))

@@ -46,3 +46,21 @@ def test_an_adapter_on_a_tied_lm_head_is_refused(build_tiny_model):
         warnings.simplefilter("error")
         before = wrapped(ids).logits
         torch.testing.assert_close(merge_lora(wrapped)(ids).logits, before)
+
+
+def test_a_rank_beyond_the_smallest_targeted_layer_is_refused_before_peft_allocates(build_tiny_model):
+    """Battery 24b: --lora-rank 2147483647 died as 'out of memory ... use shorter sequences' (peft allocated
+    rank x (in + out) per layer); any rank above min(out, in) of a layer only costs memory. Refused naming
+    the flag and the smallest targeted layer; the largest rank that fits is accepted."""
+    from longrope.errors import ConfigError
+    from longrope.train.lora import apply_lora
+
+    model = build_tiny_model("llama")
+    k = model.model.layers[0].self_attn.k_proj.weight
+    most = min(k.shape)
+    with pytest.raises(ConfigError) as e:
+        apply_lora(model, rank=most + 1, alpha=4.0, dropout=0.0, targets=["q_proj", "k_proj"], trainable=[])
+    assert e.value.fields == ("lora_rank",) and f"rank at most {most}" in str(e.value) and "k_proj" in str(e.value)
+    wrapped = apply_lora(build_tiny_model("llama"), rank=most, alpha=4.0, dropout=0.0, targets=["q_proj", "k_proj"],
+                         trainable=[])
+    assert any("lora_" in name for name, _ in wrapped.named_parameters())

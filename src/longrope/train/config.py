@@ -43,7 +43,7 @@ _MEM = "memory and precision"
 _LORA = "LoRA (peft)"
 _RUN = "checkpoints and output"
 
-#: The warm-up when none is given (clamped to ``steps``: a short run warms up over all of its steps).
+#: The warm-up when none is given (clamped to ``steps - 1``: a short run warms up over all its steps but the last).
 WARMUP_STEPS = 20
 
 
@@ -84,7 +84,7 @@ class FinetuneConfig:
     lr_schedule: str = option("linear", "decay after warm-up: linear or cosine to 0, or constant",
                             choices=SCHEDULES, group=_OPT)
     warmup_steps: int | None = option(None, "linear warm-up from 0, in optimizer steps (inside --steps)",
-                                      default_text=f"{WARMUP_STEPS}, or --steps when fewer", group=_OPT)
+                                      default_text=f"{WARMUP_STEPS}, or --steps - 1 when fewer", group=_OPT)
     batch_size: int = option(1, "windows per process per micro-step", group=_OPT)
     grad_accum: int | None = option(None, "micro-steps per optimizer step", default_text="1, or what "
                                   "--tokens-per-step needs", group=_OPT)
@@ -154,6 +154,10 @@ class FinetuneConfig:
             if self.warmup_steps < 0 or self.warmup_steps > self.steps:
                 raise ConfigError(("warmup_steps", "steps"), "{name0} must be in [0, {name1}], got "
                                   + str(self.warmup_steps))
+            if self.warmup_steps == self.steps == 1:  # the warm-up's first step has learning rate 0
+                raise ConfigError(("warmup_steps", "steps"), "{name0} 1 gives the only step of a {name1} 1 run a "
+                                  "learning rate of 0 (a warm-up starts from 0), so nothing would be trained; give "
+                                  "{name0} 0, or more {name1}")
         for name, lo, hi in (("short_share", 0.0, 1.0), ("passkey_share", 0.0, 1.0), ("lora_dropout", 0.0, 0.999)):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and lo <= v <= hi):
@@ -201,8 +205,10 @@ class FinetuneConfig:
 
     @property
     def warmup(self) -> int:
-        """The warm-up in optimizer steps: ``warmup_steps`` when given, else the default clamped to ``steps``."""
-        return min(WARMUP_STEPS, self.steps) if self.warmup_steps is None else self.warmup_steps
+        """The warm-up in optimizer steps: ``warmup_steps`` when given, else the default clamped to ``steps - 1``
+        (a warm-up starts from learning rate 0: a shorter run warms up over all its steps but the last, which
+        trains at the peak; a 1-step run trains at the peak)."""
+        return min(WARMUP_STEPS, self.steps - 1) if self.warmup_steps is None else self.warmup_steps
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict (tuples become lists)."""

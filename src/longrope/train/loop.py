@@ -70,7 +70,7 @@ from longrope.train.loss import CausalLMLoss, default_loss_chunk
 from longrope.train.record import LossLog, plot_losses, progress_bar
 from longrope.train.result import FinetuneResult
 
-__all__ = ["finetune", "LOG_FILE", "PLOT_FILE", "MODEL_DIR"]
+__all__ = ["finetune", "check_settings", "LOG_FILE", "PLOT_FILE", "MODEL_DIR"]
 
 LOG_FILE = "train_log.jsonl"
 PLOT_FILE = "loss.png"
@@ -173,27 +173,13 @@ class _Trainer:
         self.train_rows = training_documents(self.corpus, heldout_fraction=cfg.heldout_fraction, exclude=cfg.exclude)
         # the one judge of whether a factor file fits the model (rotary dim, base, L), from its config
         self.factor_set = load_factors_for(cfg.factors, read_rope_info(cfg.model), model=cfg.model, override_flag=None)
-        L = int(self.factor_set.original_max_position_embeddings)
-        self.seq_len = int(cfg.seq_len or self.factor_set.max_position_embeddings)
-        self.short_length = int(cfg.short_length or L)
-        if cfg.seq_len is None and self.seq_len < 2:
-            raise ConfigError("seq_len", "{name} must be >= 2 tokens")
-        if self.short_length > self.seq_len and cfg.short_length is None:  # the user set only seq_len
-            raise ConfigError(("seq_len", "short_length"), "{name0} " + f"({self.seq_len}) is below the factor set's "
-                              f"original length L = {L}, the default of " + "{name1}; give a {name0} of at least "
-                              f"{L}, or a shorter " + "{name1}")
-        if self.short_length > self.seq_len:
-            raise ConfigError(("short_length", "seq_len"), "{name0} " + f"({self.short_length}) must not exceed "
-                              + "{name1} " + f"({self.seq_len})")
+        self.seq_len, self.short_length = check_lengths(cfg, self.factor_set)
         longest = int(self.corpus.lengths[self.train_rows].max())
         if longest + int(cfg.bos) < self.seq_len:
             self._warnings = [f"the longest training document has {longest} tokens, fewer than seq_len {self.seq_len}: "
                               "every window packs several documents and positions beyond that are never trained"]
         else:
             self._warnings = []
-        if cfg.short_share > 0 and self.short_length > L:
-            raise ConfigError("short_length", "{name} " + f"({self.short_length}) must be at most the factor set's "
-                              f"original length L = {L}: short windows train the short factors, used up to L")
         self.tokenizer = None
         if cfg.passkey_share > 0:
             from longrope.data.tokenizer_loading import load_tokenizer
@@ -233,9 +219,7 @@ class _Trainer:
 
         cfg = self.cfg
         cpu = auto_device(cfg.device).type == "cpu"  # "cuda" without a GPU: a one-line error
-        if cpu and cfg.dtype == "float16":
-            raise ConfigError("dtype", "{name} float16 (mixed precision with a gradient scaler) needs a GPU; use "
-                              "bfloat16 or float32 on a CPU")
+        check_precision(cfg, cpu)
         if cfg.dtype == "auto":
             launched = "ACCELERATE_MIXED_PRECISION" in os.environ  # the launcher's config decides
             bf16 = not cpu and torch.cuda.is_available() and torch.cuda.is_bf16_supported()
@@ -250,18 +234,7 @@ class _Trainer:
 
         world = PartialState(cpu=cpu).num_processes
         self.world = int(world)
-        per_row = cfg.batch_size * self.seq_len * self.world
-        if cfg.tokens_per_step is not None:
-            if cfg.tokens_per_step % per_row:
-                raise ConfigError(("tokens_per_step", "batch_size", "seq_len"),
-                                  "{name0} " + f"({cfg.tokens_per_step}) must be a multiple of " + "{name1} x {name2} "
-                                  + f"x processes = {cfg.batch_size} x {self.seq_len} x {self.world} = {per_row}")
-            accum = cfg.tokens_per_step // per_row
-            if cfg.grad_accum is not None and cfg.grad_accum != accum:
-                raise ConfigError(("grad_accum", "tokens_per_step"), "{name0} " + f"{cfg.grad_accum} contradicts "
-                                  + "{name1} " + f"{cfg.tokens_per_step} (which needs {accum}); give one of them")
-        else:
-            accum = cfg.grad_accum or 1
+        accum = accumulation(cfg, self.seq_len, self.world)
         self.grad_accum = int(accum)
         self.global_rows = cfg.batch_size * self.grad_accum * self.world
         self.accelerator = Accelerator(cpu=cpu, mixed_precision=precision, gradient_accumulation_steps=self.grad_accum,
@@ -535,6 +508,85 @@ class _Trainer:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+
+
+# ------------------------------------------------------------------------------------------------
+# the checks of the settings that need neither weights nor data: the run's set-up and a pipeline's
+# plan check (before any stage runs) both call these, so a plan is refused for what the command refuses
+
+
+def check_lengths(cfg: FinetuneConfig, factor_set: Any) -> tuple[int, int]:
+    """``(seq_len, short_length)`` the run trains with ``factor_set`` (its L' and L fill the unset ones)."""
+    L = int(factor_set.original_max_position_embeddings)
+    seq_len = int(cfg.seq_len or factor_set.max_position_embeddings)
+    short_length = int(cfg.short_length or L)
+    if cfg.seq_len is None and seq_len < 2:
+        raise ConfigError("seq_len", "{name} must be >= 2 tokens")
+    if short_length > seq_len and cfg.short_length is None:  # the user set only seq_len
+        if cfg.short_share == 0:  # no step is short: a shorter --short-length would be refused as unused
+            raise ConfigError("seq_len", "{name} " + f"({seq_len}) is below the factor set's original length L = {L}: "
+                              "the long factors it trains are used beyond L only; give a {name} of at least "
+                              f"{L}")
+        raise ConfigError(("seq_len", "short_length"), "{name0} " + f"({seq_len}) is below the factor set's "
+                          f"original length L = {L}, the default of " + "{name1}; give a {name0} of at least "
+                          f"{L}, or a shorter " + "{name1}")
+    check_short_length(cfg, seq_len, short_length)
+    if cfg.short_share > 0 and short_length > L:
+        raise ConfigError("short_length", "{name} " + f"({short_length}) must be at most the factor set's "
+                          f"original length L = {L}: short windows train the short factors, used up to L")
+    return seq_len, short_length
+
+
+def check_short_length(cfg: FinetuneConfig, seq_len: int, short_length: int) -> None:
+    """Short windows no longer than the long ones."""
+    if short_length > seq_len:
+        raise ConfigError(("short_length", "seq_len"), "{name0} " + f"({short_length}) must not exceed "
+                          + "{name1} " + f"({seq_len})")
+
+
+def check_precision(cfg: FinetuneConfig, cpu: bool) -> None:
+    """float16 needs its gradient scaler, which runs on a GPU only."""
+    if cpu and cfg.dtype == "float16":
+        raise ConfigError("dtype", "{name} float16 (mixed precision with a gradient scaler) needs a GPU; use "
+                          "bfloat16 or float32 on a CPU")
+
+
+def accumulation(cfg: FinetuneConfig, seq_len: int, world: int) -> int:
+    """Micro-steps per optimizer step: ``grad_accum``, or what ``tokens_per_step`` needs over ``world`` processes."""
+    per_row = cfg.batch_size * seq_len * world
+    if cfg.tokens_per_step is None:
+        return cfg.grad_accum or 1
+    if cfg.tokens_per_step % per_row:
+        raise ConfigError(("tokens_per_step", "batch_size", "seq_len"),
+                          "{name0} " + f"({cfg.tokens_per_step}) must be a multiple of " + "{name1} x {name2} "
+                          + f"x processes = {cfg.batch_size} x {seq_len} x {world} = {per_row}")
+    accum = cfg.tokens_per_step // per_row
+    if cfg.grad_accum is not None and cfg.grad_accum != accum:
+        raise ConfigError(("grad_accum", "tokens_per_step"), "{name0} " + f"{cfg.grad_accum} contradicts "
+                          + "{name1} " + f"{cfg.tokens_per_step} (which needs {accum}); give one of them")
+    return accum
+
+
+def check_settings(cfg: FinetuneConfig, *, facts_model: str | None, machine: bool) -> None:
+    """What :class:`_Trainer` checks of ``cfg`` before it reads data or weights, for a run not started yet (a
+    pipeline's plan): the lengths against the factor file when it can be read now (``facts_model`` names the
+    model whose RoPE it must fit; None: the file is an earlier stage's output), else against each other; the
+    tokens per step over this launch's processes; and, on the machine that will run it, the precision."""
+    from longrope.models import auto_device
+
+    seq_len = cfg.seq_len
+    if facts_model is not None:
+        from longrope.models.factor_files import load_factors_for
+        from longrope.models.loading import read_rope_info
+
+        factor_set = load_factors_for(cfg.factors, read_rope_info(facts_model), model=facts_model, override_flag=None)
+        seq_len = check_lengths(cfg, factor_set)[0]
+    elif seq_len is not None and cfg.short_length is not None:
+        check_short_length(cfg, seq_len, cfg.short_length)
+    if seq_len is not None:
+        accumulation(cfg, seq_len, max(1, int(os.environ.get("WORLD_SIZE", "1"))))
+    if machine:
+        check_precision(cfg, auto_device(cfg.device).type == "cpu")
 
 
 def _stored_dtype(model: Any) -> str:

@@ -28,6 +28,7 @@ def apply_lora(model: nn.Module, *, rank: int, alpha: float, dropout: float, tar
     from peft import LoraConfig, get_peft_model
 
     _refuse_tied_head(model, targets)
+    _refuse_rank_beyond_layers(model, int(rank), targets)
     config = LoraConfig(r=int(rank), lora_alpha=float(alpha), lora_dropout=float(dropout),
                         target_modules=list(targets), bias="none", task_type="CAUSAL_LM")
     try:
@@ -64,6 +65,18 @@ def _refuse_tied_head(model: nn.Module, targets: Sequence[str]) -> None:
                               "embeddings: merging its adapter at export would change the embeddings too, so the "
                               "exported model would not be the one trained; leave it out of {name0} ({name1} "
                               f"{t} trains it fully)")
+
+
+def _refuse_rank_beyond_layers(model: nn.Module, rank: int, targets: Sequence[str]) -> None:
+    """An adapter's update B·A of an ``out x in`` layer has rank at most ``min(out, in)``: a larger ``rank`` only
+    costs memory (rank x (in + out) per layer; an absurd one dies as out of memory blaming the sequences)."""
+    sizes = [(min(m.weight.shape), name, tuple(m.weight.shape)) for name, m in model.named_modules()
+             if any(name == t or name.endswith("." + t) for t in targets) and getattr(m, "weight", None) is not None
+             and m.weight.ndim == 2]
+    if sizes and rank > min(sizes)[0]:
+        most, name, shape = min(sizes)
+        raise ConfigError("lora_rank", "{name} " + f"{rank} exceeds the size of {name!r} ({shape[0]} x {shape[1]}), "
+                          f"whose update has rank at most {most}; give " + "{name} " + f"{most} or less")
 
 
 def merge_lora(model: nn.Module) -> nn.Module:

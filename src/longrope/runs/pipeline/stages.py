@@ -400,8 +400,13 @@ def _run_search(config: Any, ctx: StageContext) -> Outcome:
 
 
 def _check_finetune(config: Any, ctx: StageContext) -> None:
-    """A shard folder the plan names without training documents (it was found when the stage started,
-    after every stage before it had run)."""
+    """What ``longrope finetune`` checks before it reads data or weights (lengths against the factor file the
+    plan names, tokens per step, precision on this machine), and a shard folder the plan names without
+    training documents: all were found when the stage started, after every stage before it had run."""
+    from longrope.train.loop import check_settings
+
+    check_settings(config, facts_model=ctx.facts_model if ctx.machine and _given(ctx, "factors") else None,
+                   machine=ctx.machine)
     if ctx.machine and _given(ctx, "data"):
         from longrope.data.shards import TokenCorpus
         from longrope.train.data import require_training_documents
