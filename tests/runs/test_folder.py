@@ -25,13 +25,19 @@ def test_staged_folder_appears_only_when_finished(tmp_path):
     assert not list(tmp_path.glob(".run.partial-*"))
 
 
-def test_a_failed_staged_run_keeps_the_previous_complete_folder(tmp_path):
-    out = tmp_path / "run"
+def _finished_then_started_again(out):
+    """A staged run finished at ``out`` ({"v": 1}), and a second one started to replace it ({"v": 2})."""
     f = RunFolder.open(out, "eval ppl", staged=True)
     f.start({"v": 1})
     f.finish({"v": 1})
     g = RunFolder.open(out, "eval ppl", staged=True, replace=True)
     g.start({"v": 2})
+    return g
+
+
+def test_a_failed_staged_run_keeps_the_previous_complete_folder(tmp_path):
+    out = tmp_path / "run"
+    g = _finished_then_started_again(out)
     g.abandon()  # what a failure does
     assert json.loads((out / "summary.json").read_text()) == {"v": 1}
     h = RunFolder.open(out, "eval ppl", staged=True, replace=True)
@@ -454,11 +460,7 @@ def test_what_arrived_at_the_output_while_a_run_worked_is_not_replaced(tmp_path,
         return (out if arrived == "a file" else out / "notes.txt").read_text() == "my notes"
 
     out = tmp_path / "run"
-    f = RunFolder.open(out, "eval ppl", staged=True)
-    f.start({"v": 1})
-    f.finish({"v": 1})
-    g = RunFolder.open(out, "eval ppl", staged=True, replace=True)
-    g.start({"v": 2})
+    g = _finished_then_started_again(out)
     arrive(out)
     with pytest.raises(UserError, match="changed while this run worked: it now (is not|holds).* it is kept at "
                                         f"{tmp_path / 'run.kept-1'}; move it where you want it, or run again"):

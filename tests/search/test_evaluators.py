@@ -268,16 +268,21 @@ class _RefusingFactory(SyntheticFactory):
 def test_a_worker_s_own_refusal_reaches_the_user_as_its_line():
     """Battery 23b: a worker whose objective refused its inputs (a UserError: problem and fix) was reported as "worker
     w0 could not build its objective: longrope.errors.UserError: the model ...", the type's dotted name in the line."""
-    pool = ProcessPoolEvaluator(_RefusingFactory(N_DIMS, SCALE, n_docs=N_DOCS), ["cpu"], max_restarts=0)
+    crashed = refusal_of(ProcessPoolEvaluator(_RefusingFactory(N_DIMS, SCALE, n_docs=N_DOCS), ["cpu"], max_restarts=0))
+    assert str(crashed) == ("worker w0 could not build its objective: the model m changed while the search ran; "
+                            "put back the one it started with")
+    assert crashed.says_fix  # the search adds no advice of its own after it
+
+
+def refusal_of(evaluator) -> WorkerCrashed:
+    """What ``evaluator`` (its workers refusing their objective) raises for the first request; closed after."""
     try:
-        pool.submit(EvalRequest(0, np.ones(N_DIMS), 0, (0,)))
+        evaluator.submit(EvalRequest(0, np.ones(N_DIMS), 0, (0,)))
         with pytest.raises(WorkerCrashed) as info:
-            pool.wait()
+            evaluator.wait()
     finally:
-        pool.close()
-    assert str(info.value) == ("worker w0 could not build its objective: the model m changed while the search ran; "
-                               "put back the one it started with")
-    assert info.value.says_fix  # the search adds no advice of its own after it
+        evaluator.close()
+    return info.value
 
 
 def test_an_idle_worker_that_dies_is_told_without_a_candidate_and_both_evaluators_end_alike(caplog):
