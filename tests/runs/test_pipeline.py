@@ -672,6 +672,14 @@ def test_only_a_stage_whose_inputs_never_ran_leaves_no_folder(tmp_path, capsys):
     assert "stage 'export' needs the outputs of yarn-2x" in err and len(err.splitlines()) == 1, err
     assert not out.exists()
     assert _pipeline(plan_file, out, "--only", "yarn-2x") == 0  # a plain start, as if nothing had happened
+    # an input that ran but whose output was edited since is said to be so, not only 'not done' (battery 24a)
+    factors = out / "stages" / "yarn-2x" / "factors.json"
+    factors.write_text(factors.read_text().replace("[", "[1.5, ", 1))
+    capsys.readouterr()
+    assert _pipeline(plan_file, out, "--resume", "--only", "export") == 2
+    err = capsys.readouterr().err.strip()
+    assert ("needs the outputs of yarn-2x, which is not done (yarn-2x: ran, but its output was changed or removed "
+            "since)") in err and len(err.splitlines()) == 1, err
 
 
 @pytest.mark.parametrize("other, said", [({"seed": 1}, "seed: 0 -> 1"), ({"target_length": "4x"}, "target_length: 512 -> 1024"),

@@ -172,7 +172,7 @@ def _run(config: PipelineConfig, out: Path, old: dict | None, plan: dict, plan_f
     _check_reuses(resolver, [n for n in selected if n not in finished])
     done = {n for n in finished if old is not None and is_done(old, n)}
     for name in selected:  # an earlier stage --only leaves out and that has not run: before the folder is written
-        _refuse_missing(name, [r for r in _inputs(plan, name) if r not in done])
+        _refuse_missing(name, [r for r in _inputs(plan, name) if r not in done], finished)
         done.add(name)
     folder = RunFolder.open(out, COMMAND, staged=False, resume=config.resume)  # locked: one process per folder
     try:
@@ -309,10 +309,15 @@ def _inputs(plan: dict, name: str) -> list[str]:
     return list(dict.fromkeys(refs(entry)))
 
 
-def _refuse_missing(name: str, missing: list[str]) -> None:
+def _refuse_missing(name: str, missing: list[str], ran: set[str] = frozenset()) -> None:
+    """Refuse a stage whose inputs ``missing`` are not done; those in ``ran`` ran, and their output changed or went
+    since (an edited factors.json): they were said only to be 'not done' (battery 24a)."""
     if missing:
+        edited = [m for m in missing if m in ran]
+        since = (f" ({', '.join(edited)}: ran, but {'its' if len(edited) == 1 else 'their'} output was changed or "
+                 "removed since)") if edited else ""
         raise UserError(f"stage {name!r} needs the outputs of {', '.join(missing)}, which "
-                        f"{'is' if len(missing) == 1 else 'are'} not done; run those first (or the whole "
+                        f"{'is' if len(missing) == 1 else 'are'} not done{since}; run those first (or the whole "
                         "pipeline with --resume)")
 
 
