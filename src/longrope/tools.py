@@ -104,7 +104,7 @@ class BaselineConfig:
         from longrope.rope import make_baseline
 
         given = self.method_options()
-        info = read_rope_info(self.model) if info is None else info
+        info = read_rope_info(self.model, self.original_length) if info is None else info
         if not info.supported:
             raise UserError(info.reason)
         original = info.original_max_position_embeddings if self.original_length is None else self.original_length

@@ -93,6 +93,23 @@ def test_rope_facts_of_the_wrong_kind_or_out_of_range_are_unsupported_with_the_f
     assert not info.supported and said in info.reason, info.reason
 
 
+def test_a_config_json_that_names_no_context_length_is_unsupported_unless_the_length_is_given(tmp_path):
+    """A config.json without max_position_embeddings was read as its config class's default (Llama's 2048) and every
+    factor and target length built on it; a length the model's files do not give (battery 22's open item)."""
+    folder = save_tiny(build_tiny("llama"), tmp_path / "m")
+    config = json.loads((folder / "config.json").read_text())
+    del config["max_position_embeddings"]
+    (folder / "config.json").write_text(json.dumps(config))
+    info = loading.read_rope_info(folder)
+    assert not info.supported and "names no max_position_embeddings" in info.reason
+    assert "2,048" in info.reason and "--original-length" in info.reason
+    assert loading.read_rope_info(folder, original_length=TINY_L).supported  # the user gave L on purpose
+    config["rope_parameters"] = {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": TINY_L,
+                                 "rope_theta": TINY_THETA}
+    (folder / "config.json").write_text(json.dumps(config))
+    assert loading.read_rope_info(folder).original_max_position_embeddings == TINY_L  # L written in its rope block
+
+
 def test_partial_rotary_on_a_family_that_ignores_it_is_unsupported():
     from tests.models.model_helpers import tiny_config
 

@@ -145,3 +145,22 @@ def test_finetune_takes_the_familys_attention_by_default(build_tiny_model, facto
             "--steps", "1", "--seq-len", "64", "--quiet", "-o", str(tmp_path / "ft")]
     assert main(argv) == 0, capsys.readouterr().err
     assert (tmp_path / "ft" / "model" / "config.json").exists()
+
+
+def test_a_fine_tuning_the_python_api_ran_is_resumed_by_the_command(make_config, tmp_path, capsys):
+    """``longrope.train.finetune`` writes checkpoints but no run record: ``finetune --resume`` on that folder said
+    "already exists and is not empty; choose a new folder", not why. It is taken up, checked as any resume is, and
+    becomes a run folder; the Python API's ``quiet`` draws no transformers bars either."""
+    from longrope.train import finetune
+
+    cfg = make_config(steps=4, checkpoint_every=2, warmup_steps=1)
+    finetune(cfg)
+    assert "Writing model shards" not in capsys.readouterr().err
+    out = cfg.output
+    argv = ["finetune", "--model", cfg.model, "--factors", cfg.factors, "--data", cfg.data, "--seq-len", "64",
+            "--learning-rate", "3e-3", "--warmup-steps", "1", "--checkpoint-every", "2", "--quiet", "-o", out,
+            "--resume"]
+    assert main([*argv, "--steps", "6"]) == 2  # the checkpoint's own settings are still checked
+    assert "checkpoint was made with 4" in capsys.readouterr().err
+    assert main([*argv, "--steps", "4"]) == 0, capsys.readouterr().err
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["status"] == "done"

@@ -68,7 +68,7 @@ def run(args: GenerateConfig) -> int:
     else:
         text = args.prompt
     check_text_prompts([text])  # before the weights load
-    info = require_supported(read_rope_info(args.model))  # the config only: no weights yet
+    info = require_supported(read_rope_info(args.model, args.original_length))  # the config only: no weights yet
     factor_set = load_factors_for(args.factors, info, original_length=args.original_length,
                                   target_length=args.target_length, model=args.model, target_flag="--target-length")
     device = run_device(args.device)

@@ -68,7 +68,7 @@ def export_model(model: str, factors: str | os.PathLike, output: str | os.PathLi
         raise UserError(f"-o {output} names a GGUF file, but --format hf writes a Hugging Face folder: add --format "
                         "gguf, or give the folder a name without .gguf")
     source = resolve_source(model)
-    info = require_supported(read_rope_info(model))
+    info = require_supported(read_rope_info(model, original_length))
     check_export_options(fmt, dtype, source_kind=source.kind, model_type=info.model_type)
     factor_set = load_factors_for(factors, info, original_length=original_length, target_length=target_length,
                                   model=str(model), target_flag="--target-length")

@@ -588,8 +588,11 @@ def load_config(name_or_path: str | os.PathLike) -> Any:
     return _from_pretrained(resolve_source(name_or_path), AutoConfig)
 
 
-def read_rope_info(name_or_path: str | os.PathLike) -> RopeInfo:
+def read_rope_info(name_or_path: str | os.PathLike, original_length: int | None = None) -> RopeInfo:
     """:class:`RopeInfo` from the config alone (cheap; no weights are read).
+
+    ``original_length``: an L the user gives on purpose (``--original-length``), which a config.json that names no
+    context length then needs no longer (without it such a model is unsupported, saying why).
 
     For a GGUF that carries RoPE scaling (e.g. one ``longrope export --format gguf`` wrote), L is its
     ``{arch}.rope.scaling.original_context_length``: transformers' GGUF reader drops that key and
@@ -602,7 +605,31 @@ def read_rope_info(name_or_path: str | os.PathLike) -> RopeInfo:
     if source.kind == "gguf" and info.supported:
         # transformers drops it: inspect said "rope_scaling": null of a longrope export
         info = with_declared_scaling(info, _gguf_rope_scaling(Path(source.location) / str(source.gguf_file)))
+    if source.kind == "folder" and info.supported and original_length is None \
+            and (problem := _unwritten_length(Path(source.location), info)):
+        info = dataclasses.replace(info, supported=False, reason=problem)
     return info
+
+
+def _unwritten_length(folder: Path, info: RopeInfo) -> str | None:
+    """Why L cannot be trusted, or None: a config.json that names no context length (no
+    ``max_position_embeddings``, no ``original_max_position_embeddings`` at the top or in its rope block) was
+    read as its config class's default (Llama's 2048, Qwen2's 32768), a length no fact of the model gives, and
+    every factor and target length was then built on it (battery 22's open item)."""
+    from longrope.io import read_json
+
+    path = folder / "config.json"
+    if not path.is_file():
+        return None
+    raw = read_json(path, what="model configuration (config.json)")
+    if not isinstance(raw, dict) or "max_position_embeddings" in raw or "original_max_position_embeddings" in raw:
+        return None
+    if any(isinstance(raw.get(key), dict) and "original_max_position_embeddings" in raw[key]
+           for key in ("rope_scaling", "rope_parameters")):
+        return None
+    return (f"{path} names no max_position_embeddings (transformers would read its {info.family} default, "
+            f"{info.max_position_embeddings:,}, as the context it was trained on); write the model's trained context "
+            "length there (or give --original-length where the command takes it)")
 
 
 #: The RoPE scaling types a GGUF header names (llama.cpp's LLAMA_ROPE_SCALING_TYPES).

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from pathlib import Path
 
 from longrope.options import config_to_dict
 from longrope.runs import RunSpec
@@ -32,6 +33,7 @@ def run(config: FinetuneConfig, *, log: Callable[[str], None] | None = None) -> 
     from longrope.models.loading import read_rope_info
     from longrope.runs.folder import RunFolder, read_run_config
     from longrope.train import finetune
+    from longrope.train.checkpoint import CHECKPOINTS
 
     # The factor file against the model's config (no weights) before the run folder, the
     # accelerator and minutes of weight loading: a file for another model fails here, in seconds.
@@ -42,8 +44,12 @@ def run(config: FinetuneConfig, *, log: Callable[[str], None] | None = None) -> 
             previous = read_run_config(config.output)[0] == COMMAND
         except UserError:
             previous = False
+        # a fine-tuning the Python API ran there (longrope.train.finetune: checkpoints, no run record) is taken up
+        # as this run's: its checkpoints are checked against this config as any resume's are (--resume said the
+        # folder "already exists and is not empty", not why)
+        adopt = config.resume and not previous and (Path(config.output) / CHECKPOINTS).is_dir()
         # locked until closed: a second process into this folder (a second --resume) is refused
-        folder = RunFolder.open(config.output, COMMAND, staged=False, resume=config.resume and previous)
+        folder = RunFolder.open(config.output, COMMAND, staged=False, resume=config.resume and previous, adopt=adopt)
     def checked() -> None:
         # the records once the input passed its checks: a refused --resume (another seed, another factor file)
         # rewrote config.json and run.json with the refused settings, and `rerun` then repeated those

@@ -168,6 +168,10 @@ class _Trainer:
         from longrope.models.loading import read_rope_info
 
         cfg = self.cfg
+        if cfg.quiet:  # quiet through the Python API too: transformers' loading and saving bars were drawn there
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.disable_progress_bar()
         self._check_output()
         self.corpus = TokenCorpus.open(cfg.data)
         self.train_rows = training_documents(self.corpus, heldout_fraction=cfg.heldout_fraction, exclude=cfg.exclude)

@@ -15,7 +15,7 @@ from torch import nn
 
 from longrope.errors import ConfigError
 
-__all__ = ["apply_lora", "merge_lora", "trainable_summary"]
+__all__ = ["apply_lora", "check_lora_fits", "merge_lora", "trainable_summary"]
 
 
 def apply_lora(model: nn.Module, *, rank: int, alpha: float, dropout: float, targets: Sequence[str],
@@ -27,8 +27,7 @@ def apply_lora(model: nn.Module, *, rank: int, alpha: float, dropout: float, tar
     """
     from peft import LoraConfig, get_peft_model
 
-    _refuse_tied_head(model, targets)
-    _refuse_rank_beyond_layers(model, int(rank), targets)
+    _check_fit(model, int(rank), targets, trainable)
     config = LoraConfig(r=int(rank), lora_alpha=float(alpha), lora_dropout=float(dropout),
                         target_modules=list(targets), bias="none", task_type="CAUSAL_LM")
     try:
@@ -41,14 +40,39 @@ def apply_lora(model: nn.Module, *, rank: int, alpha: float, dropout: float, tar
     except ValueError as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else "no module matched"
         raise ConfigError("lora_targets", "{name} " + f"{list(targets)} do not fit this model: {first}") from None
-    matched = 0
     for name, p in peft_model.named_parameters():
         if "lora_" not in name and any(part in name for part in trainable):
             p.requires_grad_(True)
-            matched += 1
-    if trainable and matched == 0:
-        raise ConfigError("lora_trainable", "{name} " + f"{list(trainable)} match no parameter of this model")
     return peft_model
+
+
+def check_lora_fits(model_name: str, *, rank: int, targets: Sequence[str], trainable: Sequence[str] = ()) -> None:
+    """What :func:`apply_lora` checks of its settings against a model, from the model's config alone (its layers
+    built on the meta device: no weights read): a pipeline's fine-tuning stage with a rank beyond a layer's size or
+    targets that name no module was refused only when the stage loaded its model, after every stage before it had
+    run (battery 24b's open item)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from longrope.models.loading import load_config
+
+    with torch.device("meta"):
+        skeleton = AutoModelForCausalLM.from_config(load_config(model_name))
+    _check_fit(skeleton, int(rank), targets, trainable)
+
+
+def _check_fit(model: nn.Module, rank: int, targets: Sequence[str], trainable: Sequence[str]) -> None:
+    """The LoRA settings against ``model``'s modules: the tied head, the rank, each target matching a module (as
+    peft matches a list: the module's name or its last parts) and ``trainable`` matching a parameter."""
+    _refuse_tied_head(model, targets)
+    _refuse_rank_beyond_layers(model, rank, targets)
+    names = [name for name, _ in model.named_modules()]
+    unmatched = [t for t in targets if not any(n == t or n.endswith("." + t) for n in names)]
+    if unmatched:
+        raise ConfigError("lora_targets", "{name} " + f"{unmatched} match no module of this model (its attention "
+                          "projections are named e.g. q_proj, k_proj, v_proj, o_proj); give module names it has")
+    if trainable and not any(part in name for name, _ in model.named_parameters() for part in trainable):
+        raise ConfigError("lora_trainable", "{name} " + f"{list(trainable)} match no parameter of this model")
 
 
 def _refuse_tied_head(model: nn.Module, targets: Sequence[str]) -> None:

@@ -407,6 +407,11 @@ def _check_finetune(config: Any, ctx: StageContext) -> None:
 
     check_settings(config, facts_model=ctx.facts_model if ctx.machine and _given(ctx, "factors") else None,
                    machine=ctx.machine)
+    if config.lora:  # against the model's layers (an earlier stage's output keeps the pipeline model's)
+        from longrope.train.lora import check_lora_fits
+
+        check_lora_fits(ctx.facts_model, rank=config.lora_rank, targets=config.lora_targets,
+                        trainable=config.lora_trainable)
     if ctx.machine and _given(ctx, "data"):
         from longrope.data.shards import TokenCorpus
         from longrope.train.data import require_training_documents
