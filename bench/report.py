@@ -25,7 +25,7 @@ import re
 import sys
 from pathlib import Path
 
-from bench._report import FORMAT, RecordError, fmt, load_record, render_record, render_table, render_time
+from bench._report import RecordError, fmt, load_record, render_record, render_table, render_time
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "bench" / "BENCHMARKS.template.md"
@@ -124,17 +124,16 @@ def first_difference(expected: str, actual: str) -> str | None:
 
 
 def rendered_results(results_dir: Path) -> dict[Path, str]:
-    """``{NAME.md: its text rendered from NAME.json}`` for every record in ``results_dir``."""
-    import json
-
+    """``{NAME.md: its text rendered from NAME.json}`` for every record in ``results_dir``: each ``*.json`` there is a
+    record, and one that cannot be read or rendered is a :class:`RecordError` naming it (a damaged record the template
+    does not name was skipped without a word, its Markdown left as it was, battery 25c)."""
     out = {}
     for path in sorted(Path(results_dir).glob("*.json")):
+        rec = load_record(path)
         try:
-            doc = json.loads(path.read_text(encoding="utf-8"))
-        except ValueError:
-            continue
-        if isinstance(doc, dict) and doc.get("format") == FORMAT:
-            out[path.with_suffix(".md")] = render_record(load_record(path))
+            out[path.with_suffix(".md")] = render_record(rec)
+        except RecordError as exc:
+            raise RecordError(f"{path}: {exc}") from None
     return out
 
 
