@@ -55,7 +55,6 @@ answer NLL is continuous and separates two sets that answer the same keys.
 from __future__ import annotations
 
 import dataclasses
-import math
 import re
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -371,7 +370,9 @@ class NeedleScore:
 
     @property
     def ppl(self) -> float:
-        return math.exp(self.mean_nll)
+        from longrope.evaluate.stats import perplexity
+
+        return perplexity(self.mean_nll)
 
 
 def needle_prompts(
