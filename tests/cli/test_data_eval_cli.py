@@ -269,7 +269,7 @@ def test_eval_passkey_empty_data_folder_before_the_weights(model_dir, tmp_path, 
 def test_absurd_length_is_refused_with_the_memory_it_needs(model_dir, tmp_path, capsys, no_weights):
     err = _one_line(capsys, ["eval", "passkey", "--model", str(model_dir), "--lengths", "100000000000",
                              "--trials", "1", "--depths", "0.5", "-o", str(tmp_path / "o")])
-    assert "GiB" in err and "use lengths below" in err
+    assert "GiB" in err and "use lengths of at most" in err
 
 
 def test_factor_file_for_another_base_fails_before_the_unscaled_evaluation(model_dir, shards, tmp_path, capsys,
