@@ -249,7 +249,7 @@ def _one_line(capsys, argv):
     (["--lengths", "128", "--heldout-fraction", "2"], "--heldout-fraction must be in [0, 1]"),
     (["--lengths", "128", "--split", "search"], "--split needs --data"),
     (["--lengths", "128", "--heldout-fraction", "0.3"], "--heldout-fraction needs --data"),
-    (["--lengths", "100000000000"], "--lengths 100000000000"),
+    (["--lengths", "100000000000"], "--lengths: a length is at most 16,777,216 tokens, got 100,000,000,000"),
     (["--lengths", "128", "--original-length", "1"], "--original-length"),
 ])
 def test_eval_passkey_bad_input_before_the_weights(model_dir, tmp_path, capsys, no_weights, argv, needle):
@@ -266,8 +266,11 @@ def test_eval_passkey_empty_data_folder_before_the_weights(model_dir, tmp_path, 
     assert str(tmp_path / "empty") in err and "shard folder" in err
 
 
-def test_absurd_length_is_refused_with_the_memory_it_needs(model_dir, tmp_path, capsys, no_weights):
-    err = _one_line(capsys, ["eval", "passkey", "--model", str(model_dir), "--lengths", "100000000000",
+def test_absurd_length_is_refused_with_the_memory_it_needs(model_dir, tmp_path, capsys, no_weights, monkeypatch):
+    from longrope.evaluate import memory
+
+    monkeypatch.setattr(memory, "device_memory", lambda device: 1 << 30)  # a 1 GiB machine
+    err = _one_line(capsys, ["eval", "passkey", "--model", str(model_dir), "--lengths", "16000000",
                              "--trials", "1", "--depths", "0.5", "-o", str(tmp_path / "o")])
     assert "GiB" in err and "use lengths of at most" in err
 
