@@ -126,6 +126,22 @@ def test_eval_ppl_matches_library_call(model_dir, shards, tmp_path):
     assert row["ppl"] == pytest.approx(ref.ppl, rel=1e-6)
 
 
+def test_the_record_names_the_unit_ppl_doc_mean_averages_over(model_dir, shards, tmp_path):
+    """ppl_doc_mean averages per-window means in truncate mode and per-document means in sliding mode (each document
+    scored whole over its windows); the record said "per-window" in both (battery 25c). Recomputed from per_doc."""
+    import math
+
+    for stride, unit in ((None, "per-window mean NLL"), (30, "per-document mean NLL")):
+        out = tmp_path / f"res-{stride}"
+        assert main(["eval", "ppl", "--model", str(model_dir), "--data", str(shards), "--lengths", "100",
+                     "--samples", "2", "--quiet", "-o", str(out), *(["--stride", str(stride)] if stride else [])]) == 0
+        doc = json.loads((out / "ppl.json").read_text())
+        assert unit in doc["config"]["weighting"]
+        per = doc["results"][0]["per_doc"]
+        mean = sum(p["nll_sum"] / p["n_tokens"] for p in per) / len(per)
+        assert doc["results"][0]["ppl_doc_mean"] == pytest.approx(math.exp(mean), rel=1e-9)
+
+
 def test_eval_passkey_generate_and_needle(model_dir, tmp_path, capsys):
     for mode in ("generate", "needle"):
         out = tmp_path / mode

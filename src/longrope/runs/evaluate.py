@@ -310,8 +310,10 @@ def run_ppl(config: PplConfig, *, log: Callable[[str], None] | None = None) -> d
         record = {"model": config.model, "factors": factor_records(sets), "data": str(config.data),
                   "tokenizer": corpus.tokenizer_info, "bos_id": bos, "documents": [d.doc_id for d in docs],
                   "mode": "truncate" if config.stride is None else "sliding",
-                  "weighting": "ppl = exp(sum of NLL / number of scored tokens); "
-                               "ppl_doc_mean = exp(mean of per-window mean NLL)",
+                  # sliding mode scores each document whole, over many windows: "per-window" named the wrong unit
+                  "weighting": "ppl = exp(sum of NLL / number of scored tokens); ppl_doc_mean = exp(mean of "
+                               + ("per-window mean NLL)" if config.stride is None else
+                                  "per-document mean NLL, each document scored over its sliding windows)"),
                   "original_max_position_embeddings": info.original_max_position_embeddings}
         write_ppl_outputs(folder.path, results, record, original_length=info.original_max_position_embeddings)
         result = {"kind": "ppl", **record,
