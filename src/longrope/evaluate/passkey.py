@@ -67,7 +67,7 @@ import torch
 from longrope.errors import UserError, shown
 from longrope.evaluate import lm
 from longrope.evaluate.memory import out_of_memory
-from longrope.evaluate.windows import check_bos_id, check_length, check_token_arrays
+from longrope.evaluate.windows import check_bos_id, check_length, check_lengths, check_token_arrays
 from longrope.options import (
     check_flag,
     check_loaded_model,
@@ -592,14 +592,13 @@ def passkey_accuracy(
     length) trial ``k`` of depth ``j`` hides its needle in haystack ``(j·trials + k) mod
     len(haystacks)`` instead of the synthetic filler.
     """
-    check_sequence(lengths, "lengths", "[4096]")
+    lengths = check_lengths(lengths)
     if mode not in MODES:
         raise UserError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
     if not is_integer(trials) or trials < 1:
         raise UserError(f"trials must be a positive integer, got {trials!r}")
     trials = int(trials)
     check_seed(seed)
-    lengths = [check_length(n) for n in lengths]
     depths = check_passkey_depths(depths)
     bos_id, progress = check_bos_id(bos_id), check_flag(progress, "progress")
     if haystacks is not None:
