@@ -144,17 +144,29 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--results", default=str(RESULTS), help="folder of the records (default bench/results)")
     ap.add_argument("--output", default=str(OUTPUT), help="the file rendered (default BENCHMARKS.md)")
     args = ap.parse_args(argv)
-    template = Path(args.template)
-    try:
-        text = HEADER + render_template(template.read_text(encoding="utf-8"), Records(Path(args.results)),
-                                        where=template.name)
-        results = rendered_results(Path(args.results))
+    from longrope.errors import UserError
+    from longrope.io import os_error_words
+
+    try:  # every file it reads or writes: a folder given as --template or --output, or where a NAME.md belongs, was
+        # an IsADirectoryError traceback, a write refused by the project's writer a UserError one (battery 25c)
+        return _report(args)
     except FileNotFoundError as exc:
         print(f"error: {exc.filename} is missing", file=sys.stderr)
-        return 2
-    except RecordError as exc:
+    except (RecordError, UserError) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+    except IsADirectoryError as exc:
+        print(f"error: {exc.filename} is a folder where a file belongs; move it out of the way or give a file",
+              file=sys.stderr)
+    except OSError as exc:
+        print(f"error: {exc.filename}: {os_error_words(exc)}", file=sys.stderr)
+    return 2
+
+
+def _report(args: argparse.Namespace) -> int:
+    template = Path(args.template)
+    text = HEADER + render_template(template.read_text(encoding="utf-8"), Records(Path(args.results)),
+                                    where=template.name)
+    results = rendered_results(Path(args.results))
     output = Path(args.output)
     if args.check:
         for md, want in results.items():

@@ -138,3 +138,27 @@ def test_a_damaged_record_is_refused_in_one_line_naming_it(tmp_path, capsys, dam
                         "--output", str(tmp_path / "out.md"), "--check"]) == 2
     err = capsys.readouterr().err
     assert "toy.json" in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_a_folder_where_report_reads_or_writes_a_file_is_one_line(tmp_path, capsys):
+    """A folder given as --template or --output, or lying where a NAME.md belongs, was an IsADirectoryError
+    traceback, and --output a folder without --check the project writer's UserError with one (battery 25c)."""
+    results = tmp_path / "results"
+    results.mkdir()
+    _toy_record(results)
+    template = tmp_path / "T.md"
+    template.write_text("# T\n{{toy.value.count}}\n")
+    (tmp_path / "dir").mkdir()
+    base = ["--results", str(results), "--template", str(template), "--output", str(tmp_path / "out.md")]
+    cases = [[*base[:2], "--template", str(tmp_path), *base[4:]], [*base[:4], "--output", str(tmp_path / "dir")],
+             [*base[:4], "--output", str(tmp_path / "dir"), "--check"]]
+    for argv in cases:
+        assert report.main(argv) == 2
+        err = capsys.readouterr().err
+        assert "is a folder" in err and err.count("\n") == 1
+    (results / "toy.md").unlink()
+    (results / "toy.md").mkdir()
+    for extra in ([], ["--check"]):
+        assert report.main(base + extra) == 2
+        err = capsys.readouterr().err
+        assert "toy.md is a folder" in err and err.count("\n") == 1
