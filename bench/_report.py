@@ -276,9 +276,22 @@ def check_record(rec: Any, where: str = "record") -> None:
         for k in rec[group]:
             if not KEY.match(k):
                 raise RecordError(f"{where}: {group} key {k!r} must match {KEY.pattern}")
-    for k, v in rec["values"].items():
-        if not (_scalar(v) or (isinstance(v, list) and all(_scalar(x) for x in v))):
-            raise RecordError(f"{where}: value {k!r} is not a scalar")
+    for group in ("values", "settings", "machine", "source"):  # every field the Markdown renders, by its shape: a
+        # hand-edited "source": [1], "notes": 5 or a dict among the settings was a TypeError traceback (battery 25c)
+        fields = rec.get(group, {})
+        if not isinstance(fields, dict):
+            raise RecordError(f"{where}: field {group!r} must be a JSON object of scalars")
+        for k, v in fields.items():
+            if not _scalar_or_list(v) and not (group == "machine" and isinstance(v, dict)
+                                               and all(map(_scalar, v.values()))):
+                raise RecordError(f"{where}: {group} {k!r} is not a scalar (a number, text, boolean or null)")
+    for k in ("description", "seconds"):
+        if not (rec.get(k) is None or isinstance(rec[k], str if k == "description" else (int, float))
+                and not isinstance(rec[k], bool)):
+            raise RecordError(f"{where}: field {k!r} must be {'text' if k == 'description' else 'a number'} or null")
+    notes = rec.get("notes", [])
+    if not isinstance(notes, list) or not all(isinstance(n, str) for n in notes):
+        raise RecordError(f"{where}: field 'notes' must be a list of text")
     formats = rec.get("value_formats", {})  # a spec is text: 5 was format()'s TypeError with a traceback (21b)
     if not isinstance(formats, dict) or not all(_spec(f) for f in formats.values()):
         raise RecordError(f"{where}: value_formats must map value keys to format specs (text such as '.2f')")
@@ -290,8 +303,16 @@ def check_record(rec: Any, where: str = "record") -> None:
         n = len(t["columns"])
         if any(not isinstance(r, list) or len(r) != n for r in t["rows"]):
             raise RecordError(f"{where}: table {k!r} has a row whose length is not {n}")
+        if not all(_scalar(c) for r in t["rows"] for c in r):
+            raise RecordError(f"{where}: table {k!r} has a cell that is not a scalar (a number, text, boolean or null)")
+        if any(t.get(f) is not None and not isinstance(t[f], str) for f in ("title", "note")):
+            raise RecordError(f"{where}: table {k!r} title and note must be text or null")
         if t.get("formats") is not None and len(t["formats"]) != n:
             raise RecordError(f"{where}: table {k!r} has {len(t['formats'])} formats for {n} columns")
+
+
+def _scalar_or_list(v: Any) -> bool:
+    return _scalar(v) or (isinstance(v, list) and all(_scalar(x) for x in v))
 
 
 def _spec(spec: Any) -> bool:
@@ -301,13 +322,17 @@ def _spec(spec: Any) -> bool:
 
 def load_record(path: str | Path) -> dict:
     """Read and check one record; :class:`RecordError` (one line) when it is missing or malformed."""
+    from longrope.errors import UserError
+    from longrope.io import read_json
+
     path = Path(path)
-    try:
-        rec = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise RecordError(f"{path} is missing; run the benchmark that writes it") from None
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise RecordError(f"cannot read {path}: {exc}") from None
+    if not path.exists():
+        raise RecordError(f"{path} is missing; run the benchmark that writes it")
+    try:  # the project's one reader of JSON records: bounded in size and depth (a record nested 100,000 deep
+        # was json's RecursionError with a traceback, battery 25c)
+        rec = read_json(path, what="benchmark record", expect=None, fix="rerun the benchmark that writes it")
+    except UserError as exc:
+        raise RecordError(str(exc)) from None
     check_record(rec, str(path))
     return rec
 

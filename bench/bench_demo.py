@@ -39,14 +39,12 @@ STEPS = ("load", "tokenize", "search", "ppl", "passkey", "total")
 
 
 def _read_json(path: Path, what: str) -> dict:
+    from bench._runs import read_json
     from longrope.errors import UserError
 
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserError(f"{path.parent} is not a finished demo run folder (no {path.name}); {what}") from None
-    except (OSError, ValueError) as exc:
-        raise UserError(f"cannot read {path}: {exc}") from None
+    if not path.exists():
+        raise UserError(f"{path.parent} is not a finished demo run folder (no {path.name}); {what}")
+    return read_json(path, what)
 
 
 def read_run(run_dir: str | Path) -> tuple[dict, dict, dict]:

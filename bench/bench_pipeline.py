@@ -13,7 +13,6 @@ The numbers are the run's; the record names the command that produced it (``sour
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -33,14 +32,12 @@ with (a LongRoPE set uses its short factors below L, as transformers does)."""
 
 
 def _read(path: Path) -> dict:
+    from bench._runs import read_json
     from longrope.errors import UserError
 
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserError(f"{path.parent} is not a finished pipeline folder (no {path.name})") from None
-    except (OSError, ValueError) as exc:
-        raise UserError(f"cannot read {path}: {exc}") from None
+    if not path.exists():
+        raise UserError(f"{path.parent} is not a finished pipeline folder (no {path.name})")
+    return read_json(path)
 
 
 def _outcome(run: str, m: dict) -> str:

@@ -52,15 +52,32 @@ def _label(n: int) -> str:
 
 
 def collect(run_dirs: list[Path]) -> tuple[list[dict], dict]:
-    """Every cell of the runs (a (set, length, task) measured twice is refused) and the first run's config."""
+    """Every cell of the runs (a (set, length, task) measured twice is refused) and the first run's config. Each
+    cell is read as eval ruler reads its own (a hand-edited one was a KeyError traceback), and the runs must have
+    measured one model on one haystack: cells of two were merged into one table under the first's name (battery
+    25c)."""
     from longrope.errors import UserError
+    from longrope.evaluate.ruler import Cell
 
     cells: dict[tuple, dict] = {}
     config: dict = {}
     for d in run_dirs:
         doc = _read(d / "ruler.json")
-        config = config or doc.get("config", {})
-        for c in doc["cells"]:
+        if not (isinstance(doc.get("config"), dict) and isinstance(doc.get("cells"), list)):
+            raise UserError(f"{d / 'ruler.json'} holds no 'config' and 'cells' of an eval ruler run; finish the run "
+                            "first (the same command again)")
+        for what, get in (("model", lambda c: c.get("model")),
+                          ("haystack", lambda c: (c.get("haystack") or {}).get("sha256"))):
+            if config and None not in (get(config), get(doc["config"])) and get(config) != get(doc["config"]):
+                raise UserError(f"{d}: measured another {what} than {run_dirs[0]} ({get(doc['config'])!r}, not "
+                                f"{get(config)!r}); give runs of one model and haystack")
+        config = config or doc["config"]
+        for k, c in enumerate(doc["cells"]):
+            try:
+                Cell.from_dict(c)
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                raise UserError(f"{d / 'ruler.json'}: cell {k} is not one eval ruler writes ({type(exc).__name__}: "
+                                f"{exc}); measure it again (the same eval ruler command)") from None
             key = (c["factors"], int(c["length"]), c["task"])
             if key in cells:
                 raise UserError(f"{d}: the cell {key} was measured in another run too; give each cell one run")

@@ -25,7 +25,7 @@ import re
 import sys
 from pathlib import Path
 
-from bench._report import FORMAT, RecordError, fmt, load_record, render_record, render_table, render_time
+from bench._report import RecordError, fmt, load_record, render_record, render_table, render_time
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "bench" / "BENCHMARKS.template.md"
@@ -124,17 +124,16 @@ def first_difference(expected: str, actual: str) -> str | None:
 
 
 def rendered_results(results_dir: Path) -> dict[Path, str]:
-    """``{NAME.md: its text rendered from NAME.json}`` for every record in ``results_dir``."""
-    import json
-
+    """``{NAME.md: its text rendered from NAME.json}`` for every record in ``results_dir``: each ``*.json`` there is a
+    record, and one that cannot be read or rendered is a :class:`RecordError` naming it (a damaged record the template
+    does not name was skipped without a word, its Markdown left as it was, battery 25c)."""
     out = {}
     for path in sorted(Path(results_dir).glob("*.json")):
+        rec = load_record(path)
         try:
-            doc = json.loads(path.read_text(encoding="utf-8"))
-        except ValueError:
-            continue
-        if isinstance(doc, dict) and doc.get("format") == FORMAT:
-            out[path.with_suffix(".md")] = render_record(load_record(path))
+            out[path.with_suffix(".md")] = render_record(rec)
+        except RecordError as exc:
+            raise RecordError(f"{path}: {exc}") from None
     return out
 
 
@@ -145,17 +144,29 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--results", default=str(RESULTS), help="folder of the records (default bench/results)")
     ap.add_argument("--output", default=str(OUTPUT), help="the file rendered (default BENCHMARKS.md)")
     args = ap.parse_args(argv)
-    template = Path(args.template)
-    try:
-        text = HEADER + render_template(template.read_text(encoding="utf-8"), Records(Path(args.results)),
-                                        where=template.name)
-        results = rendered_results(Path(args.results))
+    from longrope.errors import UserError
+    from longrope.io import os_error_words
+
+    try:  # every file it reads or writes: a folder given as --template or --output, or where a NAME.md belongs, was
+        # an IsADirectoryError traceback, a write refused by the project's writer a UserError one (battery 25c)
+        return _report(args)
     except FileNotFoundError as exc:
         print(f"error: {exc.filename} is missing", file=sys.stderr)
-        return 2
-    except RecordError as exc:
+    except (RecordError, UserError) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+    except IsADirectoryError as exc:
+        print(f"error: {exc.filename} is a folder where a file belongs; move it out of the way or give a file",
+              file=sys.stderr)
+    except OSError as exc:
+        print(f"error: {exc.filename}: {os_error_words(exc)}", file=sys.stderr)
+    return 2
+
+
+def _report(args: argparse.Namespace) -> int:
+    template = Path(args.template)
+    text = HEADER + render_template(template.read_text(encoding="utf-8"), Records(Path(args.results)),
+                                    where=template.name)
+    results = rendered_results(Path(args.results))
     output = Path(args.output)
     if args.check:
         for md, want in results.items():

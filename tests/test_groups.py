@@ -149,6 +149,21 @@ def test_one_length_parser():
         token_count("--stride")("1x")
 
 
+def test_a_length_past_the_largest_names_its_flag():
+    """A length past MAX_TOKENS given as tokens, 16k or a ratio of the model's L was refused by a later check as
+    "length must be at most 16,777,216 tokens" without naming the flag it came from (battery 25c)."""
+    from longrope.runs.evaluate import PplConfig
+
+    for text in ("20000000", "16385k"):
+        with pytest.raises(UserError, match=r"^--lengths: a length is at most 16,777,216 tokens, got "):
+            parse_lengths(f"256,{text}")
+    with pytest.raises(UserError, match=r"^--lengths: 65537x of the model's 256 tokens is 16,777,472 tokens, more"):
+        config_from_dict(PplConfig, {"model": "tiny", "data": "d", "output": "o", "lengths": "1x,65537x"})
+    assert parse_lengths("16384k") == [16_777_216]
+    with pytest.raises(ConfigError, match=r"^lengths must be integers in \[2, 16,777,216\] tokens, got \[256, 20000000\]"):
+        PplConfig(model="tiny", data="d", output="o", lengths=(256, 20_000_000))  # a recorded config's, a plan's
+
+
 def test_every_length_takes_16k_and_8x_from_the_model(tmp_path):
     """Every length a command takes is read by one parser: tokens, 16k, or a ratio of the model's L (resolved
     from the model's config when the config is built: config.json records tokens)."""

@@ -406,6 +406,8 @@ def _length_item(part: str, text: str, flag: str, ratios: bool) -> int | str:
         raise UserError(f"{flag}: a length is a whole number of tokens (e.g. {eg}), got {shown(given)}") from None
     if n < 2:
         raise UserError(f"{flag}: a length is at least 2 tokens, got {n}")
+    if n > MAX_TOKENS:  # checked later by check_length as "length must be at most ...", without naming the flag
+        raise UserError(f"{flag}: a length is at most {MAX_TOKENS:,} tokens, got {n:,}")
     return n
 
 
@@ -494,6 +496,10 @@ def resolve_ratios(cfg: Any, original_length: Callable[[], int]) -> None:
             continue
         n = original_length()
         resolved = [int(round(float(v[:-1]) * n)) if is_ratio(v) else v for v in items]
+        for v, r in zip(items, resolved):
+            if is_ratio(v) and r > MAX_TOKENS:  # was "length must be at most ..." from a later check, no flag named
+                raise UserError(f"{flag_of(f.name, f)}: {v} of the model's {n:,} tokens is {r:,} tokens, more than "
+                                f"the {MAX_TOKENS:,} a length may be; give a smaller ratio")
         setattr(cfg, f.name, tuple(sorted(set(resolved))) if isinstance(value, (tuple, list)) else resolved[0])
 
 

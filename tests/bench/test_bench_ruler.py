@@ -64,3 +64,23 @@ def test_a_length_column_averages_the_tasks_measured_at_that_length(tmp_path):
     rows = {r[0]: r[1:] for r in rec["tables"]["ruler"]["rows"]}
     assert rows["none"] == [0.5, None, 0.5] and rows["yarn"] == [None, 0.5, 0.5] and rows["ours"] == [None, None, None]
     assert rec["values"]["tasks_256"] == "vt" and set(rec["values"]["tasks_512"].split(",")) == {"niah_single_1", "vt"}
+
+
+def test_damaged_runs_and_runs_of_two_models_are_one_line(tmp_path, capsys):
+    """A hand-edited cell (no task) was a KeyError traceback, a ruler.json holding a list an AttributeError, one
+    nested 100,000 deep a RecursionError; runs of two models were merged into one table under the first's name
+    (battery 25c)."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    for f, n in ((a, 256), (b, 512)):
+        f.mkdir()
+        _run(f, [_cell("none", n, "niah_single_1", [1.0])], ["none"], [n])
+    doc = json.loads((b / "ruler.json").read_text())
+    argv = ["--runs", str(a), str(b), "--record", str(tmp_path / "r.json")]
+    for damaged, said in (({**doc, "config": {**doc["config"], "model": "smollm2"}}, "measured another model"),
+                          ({**doc, "cells": [{k: v for k, v in doc["cells"][0].items() if k != "task"}]},
+                           "cell 0 is not one eval ruler writes"),
+                          ([1], "not a JSON object"), ("[" * 100_000 + "]" * 100_000, "nested deeper")):
+        (b / "ruler.json").write_text(damaged if isinstance(damaged, str) else json.dumps(damaged))
+        assert bench_ruler.main(argv) == 2
+        err = capsys.readouterr().err
+        assert said in err and err.count("\n") == 1 and "Traceback" not in err

@@ -112,3 +112,53 @@ def test_a_record_with_a_format_or_value_fmt_cannot_take_is_refused_in_one_line(
     with pytest.raises(r.RecordError, match="past a float's range"):
         r.fmt(10**400, ".2f")
     assert r.fmt(10**5000).startswith("an integer of")
+
+
+@pytest.mark.parametrize("damage", [
+    lambda d: d.update(source=[1, 2]), lambda d: d.update(notes=5), lambda d: d.update(description=5),
+    lambda d: d.update(seconds={}), lambda d: d["settings"].update(n={"x": 1}),
+    lambda d: d["machine"].update(cpus=[1, {}]), lambda d: d["tables"]["t"]["rows"][0].__setitem__(0, {"a": 1}),
+    lambda d: d["tables"]["t"].update(note=7), "[" * 100_000 + "]" * 100_000, '{"format": "longrope-bench/1"',
+])
+def test_a_damaged_record_is_refused_in_one_line_naming_it(tmp_path, capsys, damage):
+    """Every field the Markdown renders is checked by its shape when a record is read, the record read within the
+    project's size and depth bounds, and every *.json of the results folder is a record: a hand-edited "source",
+    "notes", description, table note or a dict among settings/cells was a TypeError traceback, a deeply nested one a
+    RecursionError, and a damaged record the template did not name was skipped without a word (battery 25c)."""
+    results = tmp_path / "results"
+    results.mkdir()
+    rec = _toy_record(results)
+    if callable(damage):
+        damage(rec)
+        damage = json.dumps(rec)
+    (results / "toy.json").write_text(damage)
+    template = tmp_path / "T.md"
+    template.write_text("# T\n")
+    assert report.main(["--results", str(results), "--template", str(template),
+                        "--output", str(tmp_path / "out.md"), "--check"]) == 2
+    err = capsys.readouterr().err
+    assert "toy.json" in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_a_folder_where_report_reads_or_writes_a_file_is_one_line(tmp_path, capsys):
+    """A folder given as --template or --output, or lying where a NAME.md belongs, was an IsADirectoryError
+    traceback, and --output a folder without --check the project writer's UserError with one (battery 25c)."""
+    results = tmp_path / "results"
+    results.mkdir()
+    _toy_record(results)
+    template = tmp_path / "T.md"
+    template.write_text("# T\n{{toy.value.count}}\n")
+    (tmp_path / "dir").mkdir()
+    base = ["--results", str(results), "--template", str(template), "--output", str(tmp_path / "out.md")]
+    cases = [[*base[:2], "--template", str(tmp_path), *base[4:]], [*base[:4], "--output", str(tmp_path / "dir")],
+             [*base[:4], "--output", str(tmp_path / "dir"), "--check"]]
+    for argv in cases:
+        assert report.main(argv) == 2
+        err = capsys.readouterr().err
+        assert "is a folder" in err and err.count("\n") == 1
+    (results / "toy.md").unlink()
+    (results / "toy.md").mkdir()
+    for extra in ([], ["--check"]):
+        assert report.main(base + extra) == 2
+        err = capsys.readouterr().err
+        assert "toy.md is a folder" in err and err.count("\n") == 1

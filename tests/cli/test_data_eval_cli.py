@@ -126,6 +126,22 @@ def test_eval_ppl_matches_library_call(model_dir, shards, tmp_path):
     assert row["ppl"] == pytest.approx(ref.ppl, rel=1e-6)
 
 
+def test_the_record_names_the_unit_ppl_doc_mean_averages_over(model_dir, shards, tmp_path):
+    """ppl_doc_mean averages per-window means in truncate mode and per-document means in sliding mode (each document
+    scored whole over its windows); the record said "per-window" in both (battery 25c). Recomputed from per_doc."""
+    import math
+
+    for stride, unit in ((None, "per-window mean NLL"), (30, "per-document mean NLL")):
+        out = tmp_path / f"res-{stride}"
+        assert main(["eval", "ppl", "--model", str(model_dir), "--data", str(shards), "--lengths", "100",
+                     "--samples", "2", "--quiet", "-o", str(out), *(["--stride", str(stride)] if stride else [])]) == 0
+        doc = json.loads((out / "ppl.json").read_text())
+        assert unit in doc["config"]["weighting"]
+        per = doc["results"][0]["per_doc"]
+        mean = sum(p["nll_sum"] / p["n_tokens"] for p in per) / len(per)
+        assert doc["results"][0]["ppl_doc_mean"] == pytest.approx(math.exp(mean), rel=1e-9)
+
+
 def test_eval_passkey_generate_and_needle(model_dir, tmp_path, capsys):
     for mode in ("generate", "needle"):
         out = tmp_path / mode
@@ -249,7 +265,7 @@ def _one_line(capsys, argv):
     (["--lengths", "128", "--heldout-fraction", "2"], "--heldout-fraction must be in [0, 1]"),
     (["--lengths", "128", "--split", "search"], "--split needs --data"),
     (["--lengths", "128", "--heldout-fraction", "0.3"], "--heldout-fraction needs --data"),
-    (["--lengths", "100000000000"], "--lengths 100000000000"),
+    (["--lengths", "100000000000"], "--lengths: a length is at most 16,777,216 tokens, got 100,000,000,000"),
     (["--lengths", "128", "--original-length", "1"], "--original-length"),
 ])
 def test_eval_passkey_bad_input_before_the_weights(model_dir, tmp_path, capsys, no_weights, argv, needle):
@@ -266,10 +282,13 @@ def test_eval_passkey_empty_data_folder_before_the_weights(model_dir, tmp_path, 
     assert str(tmp_path / "empty") in err and "shard folder" in err
 
 
-def test_absurd_length_is_refused_with_the_memory_it_needs(model_dir, tmp_path, capsys, no_weights):
-    err = _one_line(capsys, ["eval", "passkey", "--model", str(model_dir), "--lengths", "100000000000",
+def test_absurd_length_is_refused_with_the_memory_it_needs(model_dir, tmp_path, capsys, no_weights, monkeypatch):
+    from longrope.evaluate import memory
+
+    monkeypatch.setattr(memory, "device_memory", lambda device: 1 << 30)  # a 1 GiB machine
+    err = _one_line(capsys, ["eval", "passkey", "--model", str(model_dir), "--lengths", "16000000",
                              "--trials", "1", "--depths", "0.5", "-o", str(tmp_path / "o")])
-    assert "GiB" in err and "use lengths below" in err
+    assert "GiB" in err and "use lengths of at most" in err
 
 
 def test_factor_file_for_another_base_fails_before_the_unscaled_evaluation(model_dir, shards, tmp_path, capsys,

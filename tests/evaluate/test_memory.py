@@ -33,10 +33,26 @@ def test_a_length_beyond_the_device_is_refused_with_the_largest_that_could_fit(m
         memory.check_lengths_fit([256, 100_000_000], TINY, rotary_dim=64, dtype="float32", device="cpu",
                                  kv_cache=True)
     msg = str(e.value)
-    assert msg.startswith("lengths 100000000:") and "1 GiB of cpu" in msg and f"below {(1 << 30) // per:,}" in msg
+    assert msg.startswith("lengths 100000000:") and "1 GiB of cpu" in msg and f"at most {(1 << 30) // per:,}" in msg
     # an unknown device size refuses nothing
     monkeypatch.setattr(memory, "device_memory", lambda device: None)
     memory.check_lengths_fit([10**12], TINY, rotary_dim=64, dtype="float32", device="cpu", kv_cache=True)
+
+
+def test_a_length_just_past_the_memory_says_two_different_sizes(monkeypatch):
+    """Both sizes were rounded to whole GiB: "needs at least 24 GiB ..., more than the 24 GiB of cpu" (battery 25c).
+    They are shown with as many decimals as tell them apart, and the largest length that fits is offered as such."""
+    total = int(23.5 * (1 << 30))
+    monkeypatch.setattr(memory, "device_memory", lambda device: total)
+    per = memory.bytes_per_token(TINY, rotary_dim=64, dtype_bytes=4, kv_cache=False)
+    fits = total // per
+    memory.check_lengths_fit([fits], TINY, rotary_dim=64, dtype="float32", device="cpu", kv_cache=False)
+    for n in (fits + 1, 10_000_000):
+        with pytest.raises(ConfigError) as e:
+            memory.check_lengths_fit([n], TINY, rotary_dim=64, dtype="float32", device="cpu", kv_cache=False)
+        need, have = str(e.value).split("needs at least ")[1].split(" with ")[0], str(e.value).split("than the ")[1]
+        assert have.split(" of cpu")[0] != need and f"at most {fits:,} tokens" in str(e.value)
+    assert need == "23.8 GiB" and have.startswith("23.5 GiB of cpu")
 
 
 def test_the_real_machine_refuses_a_ten_billion_token_passkey():

@@ -243,3 +243,23 @@ def test_window_helpers_check_their_lengths_in_one_line():
                  lambda: windows_across({}, 64, "2", split="heldout", seed=0)):
         with pytest.raises(UserError):
             call()
+
+
+def test_a_mean_nll_past_a_floats_range_is_an_infinite_perplexity_not_an_overflow_error():
+    """A model that overflows in float16 scored a finite mean NLL of ~5,700 nats: math.exp's OverflowError ended
+    eval ppl with a traceback after every measurement (battery 25c). Every loss → perplexity goes through one
+    conversion: inf past the range, NaN for NaN, exp below."""
+    import math
+
+    from longrope.evaluate.passkey import NeedleScore
+    from longrope.evaluate.perplexity import PerplexityResult
+    from longrope.evaluate.stats import perplexity
+
+    r = PerplexityResult(length=256, mode="truncate", stride=None, bos=True, n_docs=2, n_tokens=510,
+                         nll_sum=2_916_635.4, doc_mean_nll=5718.9)
+    assert r.ppl == math.inf and r.ppl_doc_mean == math.inf
+    assert r.to_dict()["ppl"] == math.inf
+    needle = NeedleScore(n_prompts=10, exact=0, nll_sum=1e6, n_tokens=10)
+    assert needle.ppl == math.inf
+    assert perplexity(709.5) == math.inf and math.isnan(perplexity(math.nan)) and perplexity(0.0) == 1.0
+    assert perplexity(2.0) == math.exp(2.0)

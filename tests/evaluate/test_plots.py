@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import sys
@@ -66,4 +67,36 @@ def test_rows_a_plot_cannot_read_or_gives_twice_are_one_line(tmp_path):
     assert not png.exists()
     rows = [{"factors": "y", "depth": 0.5, "accuracy": a, "length": n} for n, a in ((256, 1.0), (512, 0.0))]
     plot_passkey_methods(rows, png, length=256, methods=["y"])
+    assert png.exists()
+
+
+def test_values_a_plot_cannot_place_are_one_line(tmp_path):
+    """A text perplexity was a TypeError traceback and a text accuracy a ValueError; a negative perplexity, an
+    accuracy of 2 and original_length -5 were drawn (or left off the axis) without a word (battery 25c). NaN and inf
+    (a 16-bit overflow) are still drawn as gaps."""
+    from longrope.errors import UserError
+    from longrope.evaluate.plots import (
+        plot_passkey_heatmap,
+        plot_passkey_methods,
+        plot_ppl_vs_length,
+        plot_ruler_heatmaps,
+    )
+
+    png = tmp_path / "p.png"
+    for points, kwargs, said in (([(256, "x")], {}, "perplexities must be numbers"),
+                                 ([(256, -5.0)], {}, "got -5.0"),
+                                 ([(256, 3.0)], {"original_length": -5}, "original_length must be a positive"),
+                                 ([(256, 3.0)], {"original_length": "x"}, "original_length must be a positive")):
+        with pytest.raises(UserError, match=said):
+            plot_ppl_vs_length({"a": points}, png, **kwargs)
+    for bad in ("x", 2.0, -0.5, math.inf):
+        with pytest.raises(UserError, match="accuracies must be numbers in \\[0, 1\\]"):
+            plot_passkey_heatmap([{"length": 256, "depth": 0.5, "accuracy": bad}], png)
+        with pytest.raises(UserError, match="accuracies must be numbers in \\[0, 1\\]"):
+            plot_passkey_methods([{"factors": "a", "depth": 0.5, "accuracy": bad}], png, length=256, methods=["a"])
+        with pytest.raises(UserError, match="accuracies must be numbers in \\[0, 1\\]"):
+            plot_ruler_heatmaps({"a": {("vt", 512): bad}}, ["vt"], [512], png)
+    assert not png.exists()
+    plot_ppl_vs_length({"a": [(256, math.nan), (512, math.inf), (1024, 3.0)]}, png, original_length=256)
+    plot_passkey_heatmap([{"length": 256, "depth": 0.5, "accuracy": math.nan}], png)
     assert png.exists()

@@ -30,6 +30,14 @@ def test_wilson_interval_known_values_and_edges():
     assert wilson_interval(40, 80)[1] - wilson_interval(40, 80)[0] < wilson_interval(20, 40)[1] - wilson_interval(20, 40)[0]
 
 
+def test_wilson_bounds_at_no_and_every_success_are_exact_for_any_count():
+    """At 0 successes the lower bound is 0 and at n the upper one is 1, exactly: the formula's rounding left 2.2e-19
+    for 0 of 1,000 keys in the records' ci95_low (battery 25c)."""
+    for n in (1, 3, 7, 40, 999, 1000, 12345, 10**6):
+        assert wilson_interval(0, n)[0] == 0.0 and wilson_interval(n, n)[1] == 1.0
+        assert wilson_interval(0.0, n)[0] == 0.0 and wilson_interval(float(n), n)[1] == 1.0
+
+
 def test_sign_test_is_the_exact_two_sided_binomial():
     assert sign_test_p(0, 0) == 1.0
     assert sign_test_p(5, 0) == pytest.approx(2 / 32)

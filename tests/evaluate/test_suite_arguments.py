@@ -47,3 +47,23 @@ def test_suite_sets_and_lengths_are_checked_before_any_measurement(llama, tmp_pa
     result = PasskeyResult("generate", trials=[PasskeyTrial(64, 0.5, 0, 12345, True)])
     paths = write_passkey_outputs(tmp_path, [("a b", result), ("a_b", result)], {})
     assert paths["png:a b"] != paths["png:a_b"] and paths["png:a b"].exists() and paths["png:a_b"].exists()
+
+
+def test_a_length_given_twice_is_refused_before_any_measurement(llama, tmp_path, monkeypatch):
+    """passkey_accuracy([128, 128]) measured every key twice and counted it as two trials (an interval too narrow);
+    ppl_suite(..., [64, 64]) measured both, then failed at its plot (battery 25c). One check of a list of lengths."""
+    import longrope.evaluate.passkey as passkey
+    from longrope.evaluate import passkey_accuracy
+    from longrope.evaluate.suite import passkey_suite
+
+    docs = [np.arange(3, 60) for _ in range(2)]
+    measured = []
+    with pytest.raises(UserError, match="^lengths gives 16 twice; give each length once$"):
+        ppl_suite(llama, docs, [("none", None)], [16, 32, 16], bos_id=1, log=measured.append)
+    assert measured == []
+    monkeypatch.setattr(passkey, "ask_both", lambda *a, **k: pytest.fail("a key was asked"))
+    tok = object()
+    for call in (lambda: passkey_accuracy(llama, tok, [128, 128], bos_id=1, trials=1, depths=[0.5]),
+                 lambda: passkey_suite(llama, tok, [("none", None)], [128, 128], bos_id=1, trials=1, depths=[0.5])):
+        with pytest.raises(UserError, match="^lengths gives 128 twice"):
+            call()

@@ -91,3 +91,21 @@ def test_the_table_gives_the_passkeys_interval_and_what_each_number_rests_on():
     table = format_table(tables(cells, methods, ["8x"], {"8x": 2048}))
     assert "| yarn | 20.45 | 0.65 [0.43, 0.82] |" in table, table
     assert "4,094 tokens scored" in table and "2,048 tokens per window" in table and "20 seeded keys" in table
+
+
+def test_a_perplexity_that_overflowed_meets_no_goal():
+    """Two perplexities that overflowed (a 16-bit model: inf) met "ours at most yarn" (inf <= inf), with a NaN ratio
+    (battery 25c). A non-finite measurement or bound meets no goal, and its ratio is not given."""
+    import math
+
+    from longrope.runs.compare import evaluate_goals
+
+    result = {"heldout_ppl": {"8x": {"ours": math.inf, "yarn": math.inf, "pi": 12.0, "nan": math.nan}}}
+    goals = [{"name": "a", "value": "heldout_ppl.8x.ours", "at_most": "1.0*heldout_ppl.8x.yarn"},
+             {"name": "b", "value": "heldout_ppl.8x.pi", "at_most": "1.0*heldout_ppl.8x.yarn"},
+             {"name": "c", "value": "heldout_ppl.8x.ours", "at_least": 5},
+             {"name": "d", "value": "heldout_ppl.8x.nan", "at_most": 100}]
+    a, b, c, d = evaluate_goals(goals, result)
+    assert a["met"] is False and a["ratio_to_reference"] is None
+    assert b["met"] is False and c["met"] is False and d["met"] is False
+    assert evaluate_goals([{"name": "e", "value": "heldout_ppl.8x.pi", "at_most": 13}], result)[0]["met"] is True

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+from pathlib import Path
 
 import pytest
 
@@ -302,3 +303,29 @@ def test_the_printed_table_says_its_unit(finished, capsys):
     printed = SPEC.render(json.loads((finished / "summary.json").read_text()))
     first = printed.splitlines()[0]
     assert "accuracy in %" in first and "2 samples" in first, printed
+
+
+def test_a_haystack_changed_between_two_runs_into_one_folder_is_said_before_its_cells_are_measured_again(
+        tmp_path, monkeypatch, capsys):
+    """The essay haystack's text edited between two runs of the same command: its samples were made again and their
+    cells re-measured with no word of why (a rerun that keeps everything is expected to measure nothing). The note
+    names the changed input (battery 25c)."""
+    import longrope.evaluate.ruler as ruler
+
+    haystack = tmp_path / "hay"
+    haystack.mkdir()
+    book = next((Path(__file__).resolve().parents[2] / "src/longrope/embedded/assets/corpus/heldout").glob("*.txt"))
+    text = book.read_text(encoding="utf-8")
+    (haystack / "a.txt").write_text(text[:60_000], encoding="utf-8")
+    real, calls = ruler.score_cell, []
+    monkeypatch.setattr(ruler, "score_cell", lambda *a, **k: (calls.append(a[1:4]), real(*a, **k))[1])
+    argv = ["eval", "ruler", "--model", "tiny", "--lengths", "512", "--tasks", "niah_single_2", "--samples", "1",
+            "--haystack", str(haystack), "-o", str(tmp_path / "out"), "--quiet"]
+    assert main(argv) == 0 and len(calls) == 1
+    capsys.readouterr()
+    assert main(argv) == 0 and len(calls) == 1  # nothing changed: nothing measured, nothing said
+    assert "made from" not in capsys.readouterr().err
+    (haystack / "a.txt").write_text(text[60_000:120_000], encoding="utf-8")
+    assert main(argv) == 0 and len(calls) == 2
+    err = capsys.readouterr().err
+    assert "niah_single_2 samples at 512 tokens were made from another haystack" in err

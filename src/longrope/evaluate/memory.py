@@ -78,10 +78,21 @@ def check_lengths_fit(lengths: Sequence[int], config: Any, *, rotary_dim: int, d
     if n * per <= total:
         return
     rows = f"{batch} sequences" if batch > 1 else "one sequence"
-    raise ConfigError(field, "{name} " + f"{n}: {rows} of {n:,} tokens needs at least {n * per / _GIB:,.0f} GiB "
+    need, have = _distinct_sizes(n * per, total)
+    raise ConfigError(field, "{name} " + f"{n}: {rows} of {n:,} tokens needs at least {need} "
                       f"with this model ({per:,} bytes per token{' for its KV cache,' if kv_cache else ''} hidden "
-                      f"states and RoPE tables alone), more than the {total / _GIB:,.0f} GiB of {device}; use "
-                      f"lengths below {total // per:,} tokens")
+                      f"states and RoPE tables alone), more than the {have} of {device}; use "
+                      f"lengths of at most {total // per:,} tokens")
+
+
+def _distinct_sizes(need: int, total: int) -> tuple[str, str]:
+    """Two byte counts in GiB with as few decimals (up to 3) as show them apart (else in bytes): a length just past the memory said
+    "needs at least 24 GiB ..., more than the 24 GiB of cpu" (battery 25c)."""
+    for places in range(4):
+        a, b = f"{need / _GIB:,.{places}f} GiB", f"{total / _GIB:,.{places}f} GiB"
+        if a != b:
+            return a, b
+    return f"{need:,} bytes", f"{total:,} bytes"
 
 
 _OOM_TEXT = ("out of memory", "can't allocate memory", "cannot allocate memory", "not enough memory",

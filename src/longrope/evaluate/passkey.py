@@ -55,7 +55,6 @@ answer NLL is continuous and separates two sets that answer the same keys.
 from __future__ import annotations
 
 import dataclasses
-import math
 import re
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -68,7 +67,7 @@ import torch
 from longrope.errors import UserError, shown
 from longrope.evaluate import lm
 from longrope.evaluate.memory import out_of_memory
-from longrope.evaluate.windows import check_bos_id, check_length, check_token_arrays
+from longrope.evaluate.windows import check_bos_id, check_length, check_lengths, check_token_arrays
 from longrope.options import (
     check_flag,
     check_loaded_model,
@@ -371,7 +370,9 @@ class NeedleScore:
 
     @property
     def ppl(self) -> float:
-        return math.exp(self.mean_nll)
+        from longrope.evaluate.stats import perplexity
+
+        return perplexity(self.mean_nll)
 
 
 def needle_prompts(
@@ -591,14 +592,13 @@ def passkey_accuracy(
     length) trial ``k`` of depth ``j`` hides its needle in haystack ``(j·trials + k) mod
     len(haystacks)`` instead of the synthetic filler.
     """
-    check_sequence(lengths, "lengths", "[4096]")
+    lengths = check_lengths(lengths)
     if mode not in MODES:
         raise UserError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
     if not is_integer(trials) or trials < 1:
         raise UserError(f"trials must be a positive integer, got {trials!r}")
     trials = int(trials)
     check_seed(seed)
-    lengths = [check_length(n) for n in lengths]
     depths = check_passkey_depths(depths)
     bos_id, progress = check_bos_id(bos_id), check_flag(progress, "progress")
     if haystacks is not None:

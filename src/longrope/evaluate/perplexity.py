@@ -13,7 +13,6 @@ reported too as ``ppl_doc_mean``. In truncate mode every document contributes th
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -24,6 +23,7 @@ import torch
 
 from longrope.errors import UserError
 from longrope.evaluate import lm
+from longrope.evaluate.stats import perplexity
 from longrope.evaluate.windows import (
     Window,
     check_length,
@@ -77,12 +77,12 @@ class PerplexityResult:
     @property
     def ppl(self) -> float:
         """Token-weighted perplexity ``exp(Σ nll / Σ n)``."""
-        return math.exp(self.mean_nll) if self.n_tokens else float("nan")
+        return perplexity(self.mean_nll) if self.n_tokens else float("nan")
 
     @property
     def ppl_doc_mean(self) -> float:
         """``exp(mean over documents of each one's mean NLL)`` — the LongRoPE paper's fitness."""
-        return math.exp(self.doc_mean_nll)
+        return perplexity(self.doc_mean_nll)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

@@ -12,7 +12,9 @@ import math
 import os
 from collections.abc import Mapping, Sequence
 
+from longrope.errors import UserError, shown
 from longrope.io import write_bytes
+from longrope.options import is_integer, is_number
 
 __all__ = ["plot_ppl_vs_length", "plot_passkey_heatmap", "plot_passkey_methods", "plot_factors",
            "plot_ruler_heatmaps", "quiet_matplotlib_cache_notes", "legend"]
@@ -63,18 +65,23 @@ def _imshow(ax, grid):
 
 def _positive_lengths(lengths, what: str) -> None:
     """Refuse lengths a log-2 axis cannot place (0, negative) in one line, naming the plot's input."""
-    from longrope.errors import UserError
-
     bad = [n for n in lengths if not (isinstance(n, (int, float)) and not isinstance(n, bool) and n > 0)]
     if bad:
         raise UserError(f"{what}: lengths must be positive token counts, got {bad[0]!r}; drop that point")
 
 
+def _check_values(values, what: str, *, low: float, high: float = math.inf, fix: str) -> None:
+    """Refuse, in one line, a plotted value that is no number or lies outside ``[low, high]`` (NaN, and inf above
+    ``high``, are drawn as gaps: a measurement that overflowed); a text perplexity was a TypeError traceback, a text
+    accuracy a ValueError, a negative perplexity vanished from its log axis without a word (battery 25c)."""
+    for v in values:
+        if not is_number(v) or not (math.isnan(v) or low <= v <= high or (high == math.inf and v == math.inf)):
+            raise UserError(f"{what} must be numbers in [{low:g}, {high:g}] (NaN for none), got {shown(v)}; {fix}")
+
+
 def _check_rows(cells: Sequence[Mapping], keys: tuple[str, ...], cell_keys: tuple[str, ...], what: str) -> None:
     """Refuse, in one line, rows a heatmap cannot read: a row that is not a mapping or lacks one of ``keys`` (was a
     bare KeyError), or two rows of one cell (``cell_keys``; the later one was drawn over the earlier, battery 20d)."""
-    from longrope.errors import UserError, shown
-
     seen = set()
     for k, c in enumerate(cells):
         missing = [key for key in keys if not isinstance(c, Mapping) or key not in c]
@@ -105,11 +112,14 @@ def plot_ppl_vs_length(series: Mapping[str, Sequence[tuple[int, float]]], path: 
     for name, pts in series.items():  # two points at one length drew a vertical segment as if a curve (battery 20d)
         at = [n for n, _ in pts]
         if len(set(at)) < len(at):
-            from longrope.errors import UserError
-
             twice = next(n for n in at if at.count(n) > 1)
             raise UserError(f"plot_ppl_vs_length: series {name!r} has two points at length {twice}; give each length "
                             "once")
+    _check_values([p for pts in series.values() for _, p in pts], "plot_ppl_vs_length: perplexities", low=0.0,
+                  fix="give exp(mean NLL) of each point")
+    if original_length is not None and not (is_integer(original_length) and original_length > 0):
+        raise UserError(f"plot_ppl_vs_length: original_length must be a positive number of tokens or None, got "
+                        f"{shown(original_length)}")
     for name, pts in series.items():
         pts = sorted(pts)
         xs = [n for n, _ in pts]
@@ -163,6 +173,8 @@ def plot_passkey_heatmap(cells: Sequence[Mapping], path: str | os.PathLike, *, t
     import numpy as np
 
     _check_rows(cells, ("length", "depth", "accuracy"), ("length", "depth"), "plot_passkey_heatmap")
+    _check_values([c["accuracy"] for c in cells], "plot_passkey_heatmap: accuracies", low=0.0, high=1.0,
+                  fix="give shares of keys answered")
     lengths = sorted({int(c["length"]) for c in cells})
     depths = sorted({float(c["depth"]) for c in cells})
     grid = np.full((len(depths), len(lengths)), np.nan)
@@ -184,6 +196,8 @@ def plot_passkey_methods(cells: Sequence[Mapping], path: str | os.PathLike, *, l
     # rows of other lengths (a suite's cells at several) are not this plot's: they were drawn over its own
     cells = [c for c in cells if not (isinstance(c, Mapping) and "length" in c and c["length"] != length)]
     _check_rows(cells, ("factors", "depth", "accuracy"), ("factors", "depth"), "plot_passkey_methods")
+    _check_values([c["accuracy"] for c in cells], "plot_passkey_methods: accuracies", low=0.0, high=1.0,
+                  fix="give shares of keys answered")
     depths = sorted({float(c["depth"]) for c in cells})
     grid = np.full((len(depths), len(methods)), np.nan)
     for c in cells:
@@ -204,8 +218,6 @@ def plot_factors(path: str | os.PathLike, curve: Sequence[float], label: str, *,
     i = list(range(len(curve)))
     for name, lam in references.items():
         if len(lam) != len(curve):
-            from longrope.errors import UserError
-
             raise UserError(f"plot_factors: reference {name!r} has {len(lam)} factors but {label!r} has {len(curve)}; "
                             "give references made for the same rotary dim")
         ax.plot(i, list(lam), linestyle="--", linewidth=1.2, label=name)
@@ -227,6 +239,8 @@ def plot_ruler_heatmaps(grids: Mapping[str, Mapping[tuple[str, int], float]], ta
     from matplotlib.figure import Figure
 
     names = list(grids)
+    _check_values([acc for name in names for acc in grids[name].values()], "plot_ruler_heatmaps: accuracies",
+                  low=0.0, high=1.0, fix="give mean scores of the cells")
     width = 1.0 + 0.8 * len(lengths)
     fig = Figure(figsize=(2.2 + width * len(names), 1.4 + 0.35 * len(tasks)))
     axes = [fig.add_subplot(1, len(names), k + 1) for k in range(len(names))]

@@ -57,11 +57,9 @@ def check_sets(model: torch.nn.Module, sets: Any, who: str) -> list[NamedFactors
 
 def _check_lengths(lengths: Any) -> list[int]:
     """A suite's context lengths, each checked as ``length`` is, before the first is measured."""
-    from longrope.evaluate.windows import check_length
-    from longrope.options import check_sequence
+    from longrope.evaluate.windows import check_lengths
 
-    check_sequence(lengths, "lengths", "[4096]")
-    return [check_length(n) for n in lengths]
+    return check_lengths(lengths)
 
 
 def _check_log(log: Any) -> None:

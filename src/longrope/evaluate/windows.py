@@ -30,7 +30,7 @@ import numpy as np
 from longrope.errors import UserError, shown
 from longrope.settings import HELDOUT_FRACTION
 
-__all__ = ["Window", "document_windows", "check_length", "check_stride", "check_token_arrays", "resolve_bos",
+__all__ = ["Window", "document_windows", "check_length", "check_lengths", "check_stride", "check_token_arrays", "resolve_bos",
            "select_windows", "windows_across"]
 
 
@@ -118,6 +118,20 @@ class Window:
     @property
     def n_scored(self) -> int:
         return len(self.tokens) - self.score_start
+
+
+def check_lengths(lengths: object, name: str = "lengths") -> list[int]:
+    """The context lengths of a measurement over several (a suite's, passkey's): a non-empty list, each checked as
+    :func:`check_length`, each given once: [128, 128] measured every key twice and counted it as two (an interval
+    too narrow), and a perplexity suite failed at its plot after measuring both (battery 25c)."""
+    from longrope.options import check_sequence
+
+    check_sequence(lengths, name, "[4096]")
+    out = [check_length(n, name=name[:-1] if name.endswith("s") else name) for n in lengths]
+    if len(set(out)) < len(out):
+        twice = next(n for n in out if out.count(n) > 1)
+        raise UserError(f"{name} gives {twice} twice; give each length once")
+    return out
 
 
 def check_length(length: object, *, name: str = "length") -> int:

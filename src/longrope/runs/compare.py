@@ -211,11 +211,16 @@ def evaluate_goals(goals: list[dict], result: dict) -> list[dict]:
         k, ref = _parse_operand(g[op])
         ref_value = _lookup(result, ref) if ref is not None else 1.0
         bound = None if ref_value is None else k * ref_value
-        met = None if value is None or bound is None else (value <= bound if op == "at_most" else value >= bound)
+        if value is None or bound is None:
+            met = None
+        elif not (math.isfinite(value) and math.isfinite(bound)):  # an overflow (inf, NaN) meets no goal: "ours at
+            met = False  # most yarn" was met when both perplexities overflowed to inf (battery 25c)
+        else:
+            met = value <= bound if op == "at_most" else value >= bound
+        ratio = (value / ref_value if ref is not None and value is not None and ref_value
+                 and math.isfinite(value) and math.isfinite(ref_value) else None)
         out.append({"name": g["name"], "value": g["value"], op: g[op], "measured": value, "bound": bound,
-                    "ratio_to_reference": (value / ref_value if ref is not None and value is not None
-                                           and ref_value else None),
-                    "met": met})
+                    "ratio_to_reference": ratio, "met": met})
     return out
 
 

@@ -40,7 +40,7 @@ from longrope.groups import (
     windows_per_doc_option,
 )
 from longrope.io import json_safe
-from longrope.options import MAX_COUNT, MAX_EXACT, MAX_TOKENS, check_int, config_to_dict, option, token_count
+from longrope.options import MAX_COUNT, MAX_TOKENS, check_int, config_to_dict, option, token_count
 from longrope.runs import RunSpec
 from longrope.settings import HELDOUT_FRACTION, SPLIT
 
@@ -72,10 +72,11 @@ class EvalConfig:
         resolve_lengths(self)
         check_groups(self)
         self.lengths = tuple(sorted(set(int(n) for n in self.lengths)))
-        # no tighter bound than float-exact integers: a length too long for this machine is refused by the
-        # memory estimate before the weights load, naming the memory it needs and the longest that fits
-        if not self.lengths or self.lengths[0] < 2 or self.lengths[-1] > MAX_EXACT:
-            raise ConfigError("lengths", "{name} must be integers in " + f"[2, {MAX_EXACT:,}] tokens, got "
+        # the bound of every length (MAX_TOKENS; float-exact integers here let 20,000,000 through to a later
+        # "length must be at most" naming no field, battery 25c): a length under it too long for this machine is
+        # refused by the memory estimate before the weights load, naming the memory it needs and the longest that fits
+        if not self.lengths or self.lengths[0] < 2 or self.lengths[-1] > MAX_TOKENS:
+            raise ConfigError("lengths", "{name} must be integers in " + f"[2, {MAX_TOKENS:,}] tokens, got "
                               + (str(list(self.lengths)) if len(str(self.lengths)) < 200 else "a larger one"))
         check_int(self, "original_length", 2, MAX_TOKENS, optional=True)
         if self.skip_none and not self.factors:
@@ -309,8 +310,10 @@ def run_ppl(config: PplConfig, *, log: Callable[[str], None] | None = None) -> d
         record = {"model": config.model, "factors": factor_records(sets), "data": str(config.data),
                   "tokenizer": corpus.tokenizer_info, "bos_id": bos, "documents": [d.doc_id for d in docs],
                   "mode": "truncate" if config.stride is None else "sliding",
-                  "weighting": "ppl = exp(sum of NLL / number of scored tokens); "
-                               "ppl_doc_mean = exp(mean of per-window mean NLL)",
+                  # sliding mode scores each document whole, over many windows: "per-window" named the wrong unit
+                  "weighting": "ppl = exp(sum of NLL / number of scored tokens); ppl_doc_mean = exp(mean of "
+                               + ("per-window mean NLL)" if config.stride is None else
+                                  "per-document mean NLL, each document scored over its sliding windows)"),
                   "original_max_position_embeddings": info.original_max_position_embeddings}
         write_ppl_outputs(folder.path, results, record, original_length=info.original_max_position_embeddings)
         result = {"kind": "ppl", **record,

@@ -188,6 +188,9 @@ def _all_samples(config: RulerConfig, tasks: list[str], *, tokenizer: Any, token
                 found[(task, length)] = {"key": key, "rows": stored["rows"][: config.samples], "stored": True}
             else:
                 missing.append((task, length, key))
+                if (why := _samples_changed(stored, key)) is not None:
+                    say(f"note: the stored {task} samples at {length} tokens were made from {why}; made again, "
+                        "and a cell whose samples differ is measured afresh")
     for task, length, _ in missing:
         check_length(task, length, tokenizer, samples=config.samples, haystack=haystack)
     announced = False
@@ -352,6 +355,26 @@ def _open(config: RulerConfig, tasks: list[str], tokenizer: Any, haystack: Any,
 
 def _entry_key(context: dict, factors: str, fingerprint: str, length: int, task: str, samples: str) -> tuple:
     return (_fingerprint(context), factors, fingerprint, int(length), task, samples)
+
+
+#: what made a (task, length)'s samples, as its key names it, and how a change of it is said
+_SAMPLE_INPUTS = {"haystack": "another haystack (--haystack, or the text of its files, changed since)",
+                  "tokenizer": "another tokenizer", "lm_eval": "another lm-eval version", "seed": "another --seed"}
+
+
+def _samples_changed(stored: Any, key: dict) -> str | None:
+    """Why samples stored for the same (task, length) are not reused, in words, when a rerun would otherwise re-measure
+    their cells without a word: one of the inputs they were made from differs (a haystack whose files changed between
+    two runs into one folder, battery 25c), or their rows were edited since. None when nothing was stored."""
+    if not (isinstance(stored, dict) and isinstance(stored.get("key"), dict)):
+        return None
+    old = stored["key"]
+    changed = [words for field, words in _SAMPLE_INPUTS.items() if old.get(field) != key.get(field)]
+    if changed:
+        return " and ".join(changed)
+    if old == key and not _intact_samples(stored, key, 0):
+        return "rows edited since they were written"
+    return None
 
 
 def _intact_samples(stored: Any, key: dict, n: int) -> bool:

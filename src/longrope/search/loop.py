@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from longrope.errors import UserError, shown
+from longrope.evaluate.stats import perplexity
 from longrope.io import append_text, is_record_of, write_json, write_text
 from longrope.options import check_flag
 from longrope.search.archive import Archive
@@ -394,8 +395,8 @@ class SearchLoop:
             "fitness": _jsonable_float(f) if f is not None else None,
             **({"parts": [_jsonable_float(x) for x in parts]}
                if (parts := self.archive.parts(g, seen)) is not None else {}),
-            "ppl": _jsonable_float(math.exp(f)) if f is not None and f < 700 else None,
-            "best_ppl": _jsonable_float(math.exp(best[1])) if best and best[1] < 700 else None,
+            "ppl": _jsonable_float(perplexity(f)) if f is not None else None,
+            "best_ppl": _jsonable_float(perplexity(best[1])) if best else None,
             "doc_evals_total": self.archive.n_doc_evals(),
             "elapsed": round(self._elapsed(), 3),
             **self._meta.pop(ticket, {}),
@@ -409,7 +410,7 @@ class SearchLoop:
                 Progress(
                     done=self.strategy.progress(),
                     budget=self.strategy.budget,
-                    best_ppl=math.exp(best[1]) if best and best[1] < 700 else math.inf,
+                    best_ppl=perplexity(best[1]) if best else math.inf,
                     full_evals=(self.archive.n_doc_evals() - self.reused_doc_evals) / self.archive.n_docs,
                     elapsed=self._elapsed(),
                 )
@@ -516,7 +517,7 @@ class SearchLoop:
             start_tokens=g.start_tokens,
             attention_factor=self.space.attention_factor(g),
             fitness=f,
-            ppl=math.exp(f) if f < 700 else math.inf,
+            ppl=perplexity(f),
             n_candidates=self.strategy.progress(),
             n_doc_evals=self.archive.n_doc_evals(),
             n_docs=self.archive.n_docs,

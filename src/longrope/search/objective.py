@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 
 from longrope.errors import UserError, shown
+from longrope.evaluate.stats import perplexity
 from longrope.options import MAX_COUNT, int_problem
 from longrope.settings import HELDOUT_FRACTION
 
@@ -115,7 +116,7 @@ def named_parts(fitness: str, parts: Any, n_windows: int) -> dict:
     got = dict(zip(names, (float(x) for x in parts)))
     out: dict[str, Any] = {}
     if got.get("doc_tokens"):
-        out["doc_ppl"] = float(np.exp(got["doc_nll"] / got["doc_tokens"]))
+        out["doc_ppl"] = perplexity(got["doc_nll"] / got["doc_tokens"])
     if "answer_nll" in got and n_windows:
         out["answer_nll"] = got["answer_nll"] / got["answer_tokens"] if got["answer_tokens"] else float("nan")
         out["answer_exact"] = int(round(got["answer_exact"]))
