@@ -309,12 +309,19 @@ def test_a_stdout_that_cannot_be_written_is_told_apart_from_the_output(monkeypat
     assert json.loads(out.read_text())["max_position_embeddings"] == 512
 
 
+def _launched_as(monkeypatch, local_rank: str) -> None:
+    """The variables a launcher sets in one process of a two-process group on one machine."""
+    for name, value in (("LOCAL_RANK", local_rank), ("RANK", local_rank), ("WORLD_SIZE", "2"),
+                        ("MASTER_ADDR", "127.0.0.1"), ("MASTER_PORT", "29500")):
+        monkeypatch.setenv(name, value)
+
+
 @pytest.mark.parametrize("local_rank, told", [("0", 1), ("1", 0)])
 def test_a_refusal_or_result_under_a_launcher_is_told_once_per_machine(tmp_path, monkeypatch, capsys, local_rank, told):
     """battery 15: under ``accelerate launch`` every process runs the same checks, and each printed the refusal
     (two processes: two lines, in two wordings for one folder). The machine's first process tells it; every
     process still exits 2."""
-    monkeypatch.setenv("LOCAL_RANK", local_rank)
+    _launched_as(monkeypatch, local_rank)
     for argv in (["finetune", "--bogus"],
                  ["finetune", "--model", "tiny", "--factors", str(tmp_path / "none.json"), "--data", str(tmp_path),
                   "-o", str(tmp_path / "ft")]):
@@ -354,7 +361,7 @@ def test_a_refusal_met_by_one_process_of_a_launched_group_is_told_once_by_it(tmp
 
     for local_rank, told in (("1", 1), ("0", 0), ("1", 0)):
         monkeypatch.setattr(cli, "_TELLER", None)  # each a process of its own
-        monkeypatch.setenv("LOCAL_RANK", local_rank)
+        _launched_as(monkeypatch, local_rank)
         assert main(argv) == 2
         err = capsys.readouterr().err
         assert len([ln for ln in err.splitlines() if "error:" in ln]) == told, (local_rank, err)

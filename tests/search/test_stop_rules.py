@@ -62,3 +62,16 @@ def test_a_zero_budget_is_no_limit():
 def test_strategy_counts_are_bounded(field):
     with pytest.raises(ConfigError, match=f"{field} must be an integer in .*, got an integer of 401 digits"):
         StrategyConfig(**{field: 10**400})
+
+
+def test_the_initial_set_counts_against_the_candidate_budget():
+    """A budget P + T·(N1+N2) below --initial (population 4, 2 iterations of 2 + 2: 12) was exceeded by the initial
+    set alone (16 evaluated), and the search then said it "used the budget of 12 candidates"."""
+    n, scale, docs = 8, 4.0, 3
+    space = SearchSpace(n_dims=n, lower=1.0, upper=1.25 * scale)
+    seeds = [space.from_factors(np.full(n, scale))]
+    cfg = StrategyConfig(population=4, parents=2, mutations=2, crossovers=2, iterations=2, initial=16, patience=100)
+    r = run_search(space, seeds, InProcessEvaluator(SyntheticObjective(n, scale, n_docs=docs)), n_docs=docs,
+                   strategy="steady", config=cfg, stop=StopRules(), seed=0)
+    assert r.stop_reason == "used the budget of 12 candidates"
+    assert r.n_candidates <= cfg.budget

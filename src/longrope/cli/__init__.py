@@ -701,6 +701,11 @@ def _main(argv: list[str] | None, parser: argparse.ArgumentParser | None) -> int
     if (small := _address_space_too_small()) is not None:
         _tell(f"{name}: error: {small}")
         return 2
+    from longrope.train.launch import launch_problem
+
+    if (stray := launch_problem()) is not None:  # told by every process: the variables that pick the teller are wrong
+        _tell(f"{name}: error: {stray}", every_process=True)
+        return 2
     try:
         return int((_run_command(args) if is_run else _run_tool(args)) or 0)
     except ConfigError as exc:

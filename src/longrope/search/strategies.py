@@ -55,8 +55,8 @@ class StrategyConfig:
                              group=_PAPER)
     mutation_prob: float = option(0.3, "per-gene mutation probability p of the paper's mutation", group=_PAPER)
     # -- ours only --
-    initial: int = option(16, "ours: size of the initial set (all seeds first, then smooth mutants of them)",
-                          group=_OURS)
+    initial: int = option(16, "ours: size of the initial set (all seeds first, then smooth mutants of them; "
+                          "counted in, and at most, the candidate budget)", group=_OURS)
     race: tuple[int, ...] = option((1,), "ours: cumulative document counts of the racing stages before the full "
                                          "set, comma-separated; 'none' scores every candidate fully", group=_OURS,
                                    metavar="N,N")
@@ -399,7 +399,10 @@ class SteadyStrategy(Strategy):
         n_seeds = len(initial)
         seen = set(initial)
         tries = 0
-        while len(initial) < max(cfg.initial, n_seeds) and tries < cfg.max_tries * cfg.initial:
+        # the initial set counts against the budget: a budget below --initial (population 4, 2 iterations: 12) was
+        # exceeded by the initial set alone, and the search then said "used the budget of 12 candidates" after 16
+        size = max(min(cfg.initial, self.budget), n_seeds)
+        while len(initial) < size and tries < cfg.max_tries * cfg.initial:
             tries += 1
             parent = initial[int(rng.integers(n_seeds))]
             child = smooth_mutation(self.space, parent, rng, self.c.sigma)

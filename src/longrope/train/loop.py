@@ -90,8 +90,11 @@ def finetune(config: FinetuneConfig, *, log: Callable[[str], None] | None = None
     (a resume's checkpoint included), before the model loads: the run folder's records are written then.
     """
     from longrope.options import require_config
+    from longrope.train.launch import launch_problem
 
     require_config(config, FinetuneConfig, "longrope.train.finetune")
+    if (stray := launch_problem()) is not None:  # (the command line checks it first, for every command)
+        raise UserError(stray)
     trainer = _Trainer(config, log, on_checked)
     try:
         trainer.set_up()
