@@ -320,6 +320,25 @@ def test_a_gguf_tokenizer_has_the_vocabulary_of_the_folder_it_was_exported_from(
     assert read(text)["input_ids"] == tokenizer(text)["input_ids"]
 
 
+def test_a_smollm_gguf_tokenizer_splits_digits_as_the_folder_it_was_exported_from(tmp_path):
+    """transformers' GGUF reader ignores ``tokenizer.ggml.pre`` 'smollm' (digits split one by one before GPT-2's
+    regex): whitespace before a digit was tokenized otherwise than by the tiny model's own tokenizer, on 2 of the 8
+    shipped documents (and by the ``smollm2`` model than by SmolLM2's tokenizer and llama.cpp; battery 25a)."""
+    import numpy as np
+
+    from longrope.data.tokenizer_loading import load_tokenizer
+    from longrope.models.gguf import export_gguf
+    from longrope.rope import FactorSet
+
+    tokenizer = load_tokenizer("tiny")
+    model = build_tiny("llama", vocab_size=len(tokenizer))
+    fs = FactorSet(long_factor=np.linspace(1.0, 4.0, 8), short_factor=np.ones(8), original_max_position_embeddings=TINY_L,
+                   max_position_embeddings=4 * TINY_L, rope_theta=TINY_THETA)
+    read = load_tokenizer(export_gguf(model, tokenizer, fs, tmp_path / "m.gguf", outtype="f32").path)
+    for text in ("&c.]\n\n1 Clown", "q r.\n        2 < 3", "pass key 90210 is 4 7"):
+        assert read(text)["input_ids"] == tokenizer(text)["input_ids"], text
+
+
 def test_a_gguf_written_without_a_tokenizer_loads_as_a_folder_without_one(tmp_path):
     """export --format gguf of a folder without tokenizer files writes tokenizer.ggml.model 'none'; load_model
     then asked transformers for its tokenizer: "Cannot build a tokenizer from a GGUF file stating tokenizer 'none'"

@@ -268,8 +268,9 @@ def _from_pretrained(source: ModelSource, loader: Any, **kwargs: Any) -> Any:
 
         with _gguf_bar_follows_transformers():
             if loader is AutoTokenizer:
-                return _without_added_defaults(_load_local(source, loader, gguf_file=source.gguf_file, **kwargs),
-                                               Path(source.location) / str(source.gguf_file))
+                path = Path(source.location) / str(source.gguf_file)
+                return _with_digit_split(_without_added_defaults(
+                    _load_local(source, loader, gguf_file=source.gguf_file, **kwargs), path), path)
             config = _gguf_config(source)
             if loader is AutoConfig:
                 return config
@@ -374,6 +375,31 @@ def _without_added_defaults(tokenizer: Any, path: Path) -> Any:
     spec = json.loads(backend.to_str())
     spec["added_tokens"] = [t for t in spec.get("added_tokens", []) if t["id"] < count]
     tokenizer._tokenizer = Tokenizer.from_str(json.dumps(spec))
+    return tokenizer
+
+
+#: llama.cpp's pre-tokenizer names (``tokenizer.ggml.pre``) that split every digit off before GPT-2's regex: its
+#: ``\\p{N}`` rule first, as the Hugging Face tokenizers these files come from (``Digits(individual_digits=True)``, then
+#: ``ByteLevel``). transformers' GGUF reader knows none of them and splits with GPT-2's regex alone.
+DIGIT_SPLIT_PRE = ("smollm", "starcoder", "refact")
+
+
+def _with_digit_split(tokenizer: Any, path: Path) -> Any:
+    """The GGUF's tokenizer splitting text as its ``tokenizer.ggml.pre`` says, where transformers' reader does not:
+    a SmolLM GGUF (``smollm``: the ``smollm2`` model, and every GPT-2-style export of the embedded tiny model) was read
+    with GPT-2's regex alone, so whitespace before a digit merged otherwise ("\\n\\n1" three tokens, not two) and
+    the tokens differed from the model's own tokenizer and from llama.cpp's on 1 document in 4 of the shipped
+    corpus (battery 25a)."""
+    if _gguf_header(path, "tokenizer.ggml.pre") not in DIGIT_SPLIT_PRE \
+            or _gguf_header(path, "tokenizer.ggml.model") != "gpt2":  # (names of byte-level BPE pre-tokenizers)
+        return tokenizer
+    from tokenizers import pre_tokenizers
+
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        return tokenizer
+    byte_level = backend.pre_tokenizer or pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    backend.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True), byte_level])
     return tokenizer
 
 
