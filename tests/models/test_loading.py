@@ -382,6 +382,58 @@ def _gguf_with(src, dst, wanted):
     return dst
 
 
+@pytest.mark.parametrize("damage, said", [
+    ("drop blk.1.ffn_up.weight", "its weights do not fit its GGUF header: 1 tensor(s) its GGUF header needs"),
+    ("drop tokenizer.ggml.tokens", "its GGUF header lacks 'tokens'"),
+    ("arch bogus", "architecture bogus is not supported"),
+    ("theta -5", "rope_theta -5.0, not a finite number > 0"),
+])
+def test_a_gguf_transformers_refuses_is_told_with_what_to_do(tmp_path, damage, said):
+    """A GGUF whose tensors do not fit its header was told to "use the config.json saved with them" (a GGUF has
+    none), a header's RoPE fact written wrong to "fix it in its config.json", and transformers' reader's own refusals
+    came bare: "'tokens'", "architecture bogus is not supported yet" (battery 25a)."""
+    import gguf
+    import numpy as np
+
+    from longrope.data.tokenizer_loading import load_tokenizer
+    from longrope.models.gguf import export_gguf
+    from longrope.rope import FactorSet
+
+    tokenizer = load_tokenizer("tiny")
+    fs = FactorSet(long_factor=np.linspace(1.0, 4.0, 8), short_factor=np.ones(8), original_max_position_embeddings=TINY_L,
+                   max_position_embeddings=4 * TINY_L, rope_theta=TINY_THETA)
+    src = export_gguf(build_tiny("llama", vocab_size=len(tokenizer)), tokenizer, fs, tmp_path / "src.gguf",
+                      outtype="f32").path
+    how, what = damage.split()
+    reader = gguf.GGUFReader(src)
+    arch = what if how == "arch" else "llama"
+    writer = gguf.GGUFWriter(tmp_path / "m.gguf", arch)
+    for name, field in reader.fields.items():
+        if name.startswith("GGUF.") or name in ("general.architecture", what):
+            continue
+        kind = field.types[0]
+        if how == "theta" and name == "llama.rope.freq_base":
+            writer.add_key_value(name, float(what), kind)
+            continue
+        writer.add_key_value(name.replace("llama.", f"{arch}."), field.contents(), kind,
+                             sub_type=field.types[-1] if kind == gguf.GGUFValueType.ARRAY else None)
+    for t in reader.tensors:
+        if t.name != what:
+            writer.add_tensor(t.name, np.array(t.data))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    if how == "theta":
+        reason = loading.read_rope_info(tmp_path / "m.gguf").reason
+    else:
+        with pytest.raises(UserError) as e:
+            loading.load_model(tmp_path / "m.gguf")
+        reason = str(e.value)
+    assert said in reason and "config.json" not in reason and "\n" not in reason
+    assert reason.endswith(loading.GGUF_FIX)
+
+
 @pytest.mark.parametrize("keys, said", [
     ({"original_context_length": (0, "UINT32")}, "original_context_length is 0, not a context length"),
     ({"original_context_length": ("256", "STRING")}, "original_context_length is '256', not a context length"),

@@ -41,6 +41,8 @@ from longrope.formats import hf_config
 from longrope.hub import hub_reachable as _hub_reachable  # module-level name: tests monkeypatch it
 from longrope.io import check_no_link_loop, path_argument, path_kind
 from longrope.models.families import (
+    CONFIG_FIX,
+    GGUF_FIX,
     RopeInfo,
     attn_implementation_for,
     rope_info_from_config,
@@ -514,14 +516,20 @@ def _config_problem(e: Exception, where: str = "its config.json") -> str:
                 "(a mapping with rope_type and that type's keys)")
     gguf = "GGUF" in where
     if isinstance(e, StrictDataclassError):
-        fix = "write the file again from its model" if gguf else \
-            "fix that field in its config.json (or use the config.json saved with its weights)"
+        fix = GGUF_FIX if gguf else "fix that field in its config.json (or use the config.json saved with its weights)"
         return f"{where} is refused by transformers' check: {first.rstrip('.')}; {fix}"
     if isinstance(e, (ArithmeticError, TypeError)):
-        fix = "write the file again from its model" if gguf else "fix it in its config.json"
+        fix = GGUF_FIX if gguf else "fix it in its config.json"
         return (f"{where} is refused by transformers' check ({type(e).__name__}: {first.rstrip('.')}): a size such "
                 f"as num_attention_heads is 0 or of the wrong kind; {fix}")
+    if gguf:  # transformers' GGUF reader's own words name no fix: a bare "'tokens'" (a KeyError for a header without
+        # its token list), "cannot reshape array of size 65536 into shape (3,42,2,256)", "architecture bogus is not
+        # supported yet" (battery 25a)
+        if isinstance(e, KeyError):
+            first = f"its GGUF header lacks {first} (a key transformers' GGUF reader needs)"
+        return f"{first.rstrip('.')}; {GGUF_FIX}"
     return first
+
 
 
 def _load_hub(source: ModelSource, loader: Any, **kwargs: Any) -> Any:
@@ -624,7 +632,7 @@ def read_rope_info(name_or_path: str | os.PathLike) -> RopeInfo:
     from transformers import AutoConfig
 
     source = resolve_source(name_or_path)
-    info = rope_info_from_config(_from_pretrained(source, AutoConfig))
+    info = rope_info_from_config(_from_pretrained(source, AutoConfig), fix=GGUF_FIX if source.kind == "gguf" else CONFIG_FIX)
     if source.kind == "gguf" and info.supported:
         # transformers drops it: inspect said "rope_scaling": null of a longrope export
         info = with_declared_scaling(info, _gguf_rope_scaling(Path(source.location) / str(source.gguf_file)))
@@ -818,14 +826,22 @@ def _misfit_weights(source: ModelSource, info: dict) -> UserError | None:
     missing, unexpected = list(info.get("missing_keys") or ()), list(info.get("unexpected_keys") or ())
     if not missing and not unexpected:
         return None
+    where, fix = _misfit_words(source)
     said = []
     if missing:
-        said.append(f"{len(missing)} tensor(s) its config.json needs are not in its weights (e.g. {sorted(missing)[0]})")
+        said.append(f"{len(missing)} tensor(s) {where} needs are not in its weights (e.g. {sorted(missing)[0]})")
     if unexpected:
-        said.append(f"{len(unexpected)} tensor(s) in its weights have no place in its config.json (e.g. "
+        said.append(f"{len(unexpected)} tensor(s) in its weights have no place in {where} (e.g. "
                     f"{sorted(unexpected)[0]})")
-    return UserError(f"cannot load {source.label!r}: its weights do not fit its config.json: {'; '.join(said)}; "
-                     "the config was edited or belongs to other weights: use the config.json saved with them")
+    return UserError(f"cannot load {source.label!r}: its weights do not fit {where}: {'; '.join(said)}; {fix}")
+
+
+def _misfit_words(source: ModelSource) -> tuple[str, str]:
+    """Where a model's sizes are written and what to do when its weights do not fit them: a GGUF has no config.json
+    to take again (its header and tensors were told to "use the config.json saved with them"; battery 25a)."""
+    if source.kind == "gguf":
+        return "its GGUF header", f"the header was edited or belongs to other tensors: {GGUF_FIX}"
+    return "its config.json", "the config was edited or belongs to other weights: use the config.json saved with them"
 
 
 def _weights_error(source: ModelSource, exc: BaseException) -> UserError | None:
@@ -842,8 +858,8 @@ def _weights_error(source: ModelSource, exc: BaseException) -> UserError | None:
         )
     name = type(exc).__name__
     if isinstance(exc, RuntimeError) and ("ignore_mismatched_sizes" in text or "size mismatch" in text):
-        return UserError(f"cannot load {source.label!r}: its weights do not fit its config.json (tensor shapes differ: "
-                         "the config was edited or belongs to other weights); use the config.json saved with them")
+        where, fix = _misfit_words(source)
+        return UserError(f"cannot load {source.label!r}: its weights do not fit {where} (tensor shapes differ); {fix}")
     if name == "SafetensorError" or (isinstance(exc, RuntimeError) and "PytorchStreamReader" in text) \
             or isinstance(exc, EOFError):
         files = sorted(p.name for p in folder.glob("*.safetensors")) or sorted(p.name for p in folder.glob("*.bin"))
