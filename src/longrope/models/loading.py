@@ -266,9 +266,12 @@ def _from_pretrained(source: ModelSource, loader: Any, **kwargs: Any) -> Any:
     """Call ``loader.from_pretrained`` for any kind of source, mapping failures to one-line errors."""
     _quiet_vllm_keys()
     if source.kind == "gguf":
+        import numpy as np
         from transformers import AutoConfig, AutoTokenizer
 
-        with _gguf_bar_follows_transformers():
+        # a damaged quantized block (a NaN scale) printed numpy's "invalid value encountered in multiply" with the
+        # source line of gguf's dequantizer; load_model refuses the NaN weights in one line (battery 25a)
+        with _gguf_bar_follows_transformers(), np.errstate(all="ignore"):
             if loader is AutoTokenizer:
                 path = Path(source.location) / str(source.gguf_file)
                 return _with_digit_split(_without_added_defaults(
@@ -836,6 +839,22 @@ def _misfit_weights(source: ModelSource, info: dict) -> UserError | None:
     return UserError(f"cannot load {source.label!r}: its weights do not fit {where}: {'; '.join(said)}; {fix}")
 
 
+def _refuse_non_finite(model: Any, source: ModelSource) -> None:
+    """A model whose weights hold NaN or infinity computes nothing but NaN: a damaged GGUF (a quantized block's scale
+    NaN) or weights file loaded, and a search, an eval or a fine-tune ran on it to the end, each perplexity "not
+    finite (... with a 16-bit --dtype, an overflow: try float32)", advice that does not apply (battery 25a). One
+    pass over the weights, on the device they were moved to."""
+    import torch
+
+    with torch.no_grad():
+        bad = next((name for name, p in model.named_parameters()
+                    if p.is_floating_point() and not bool(torch.isfinite(p).all())), None)
+    if bad is not None:
+        fix = (f"the file is damaged: {GGUF_FIX}" if source.kind == "gguf"
+               else "its weights file is damaged: download or save the model again")
+        raise UserError(f"cannot load {source.label!r}: its weights hold NaN or infinite values (e.g. {bad}); {fix}")
+
+
 def _misfit_words(source: ModelSource) -> tuple[str, str]:
     """Where a model's sizes are written and what to do when its weights do not fit them: a GGUF has no config.json
     to take again (its header and tensors were told to "use the config.json saved with them"; battery 25a)."""
@@ -967,6 +986,7 @@ def load_model(
     if misfit is not None:
         raise misfit
     model.to(dev)
+    _refuse_non_finite(model, source)
     model.eval()
     model._longrope_source = dataclasses.asdict(source)  # provenance for export and results
     if source.kind == "gguf":  # transformers drops the header's L and scaling; inspect_model reads them from here
