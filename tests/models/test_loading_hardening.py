@@ -349,3 +349,35 @@ def test_weights_holding_nan_are_refused_in_one_line_without_numpy_warnings(tmp_
         loading.load_model(path)
     assert "its weights hold NaN or infinite values (e.g. model.layers.0.mlp.up_proj.weight)" in _one_line(e)
     assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
+
+
+def test_a_gguf_of_a_tensor_type_the_reader_cannot_dequantize_is_refused_before_its_weights(tmp_path):
+    """A GGUF holding an F64 (or Q8_1, Q8_K, integer) tensor was a NotImplementedError traceback from gguf's
+    dequantizer, after its config and tokenizer had loaded (battery 25a)."""
+    import gguf
+    import numpy as np
+
+    from longrope.models.gguf import export_gguf
+    from longrope.rope import FactorSet
+    from tests.models.model_helpers import TINY_L, TINY_THETA
+
+    fs = FactorSet(long_factor=np.linspace(1.0, 4.0, 8), short_factor=np.ones(8),
+                   original_max_position_embeddings=TINY_L, max_position_embeddings=4 * TINY_L, rope_theta=TINY_THETA)
+    src = export_gguf(build_tiny("llama"), None, fs, tmp_path / "src.gguf", outtype="f32").path
+    reader = gguf.GGUFReader(src)
+    writer = gguf.GGUFWriter(tmp_path / "m.gguf", "llama")
+    for name, field in reader.fields.items():
+        if not name.startswith("GGUF.") and name != "general.architecture":
+            kind = field.types[0]
+            writer.add_key_value(name, field.contents(), kind,
+                                 sub_type=field.types[-1] if kind == gguf.GGUFValueType.ARRAY else None)
+    for t in reader.tensors:
+        data = np.array(t.data)
+        writer.add_tensor(t.name, data.astype(np.float64) if t.name == "blk.0.ffn_up.weight" else data)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    with pytest.raises(UserError) as e:
+        loading.load_model(tmp_path / "m.gguf")
+    assert "cannot dequantize: F64 (e.g. blk.0.ffn_up.weight); convert it" in _one_line(e)

@@ -279,6 +279,9 @@ def _from_pretrained(source: ModelSource, loader: Any, **kwargs: Any) -> Any:
             config = _gguf_config(source)
             if loader is AutoConfig:
                 return config
+            from longrope.models.gguf import check_gguf_dequantizable
+
+            check_gguf_dequantizable(Path(source.location) / str(source.gguf_file))
             return _load_local(source, loader, gguf_file=source.gguf_file, config=config, **kwargs)
     return _load_local(source, loader, **kwargs) if source.kind != "hub" else _load_hub(source, loader, **kwargs)
 
