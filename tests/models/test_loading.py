@@ -158,6 +158,28 @@ def test_gguf_file_and_folder_resolve(tmp_path):
     assert loading.resolve_source(tmp_path).gguf_file == "m.gguf"
 
 
+def test_a_gguf_reached_through_a_link_or_named_in_capitals_is_found(tmp_path):
+    """A link named *.gguf to a file of another name (a hub cache's snapshots/REV/model.gguf -> ../../blobs/SHA) was
+    looked for beside its target, as blobs/model.gguf ("No such file or directory"); a folder holding M.GGUF had "no
+    .gguf file" though M.GGUF given as a file loads (battery 25a)."""
+    import numpy as np
+
+    from longrope.models.gguf import export_gguf
+    from longrope.rope import FactorSet
+
+    fs = FactorSet(long_factor=np.linspace(1.0, 4.0, 8), short_factor=np.ones(8), original_max_position_embeddings=TINY_L,
+                   max_position_embeddings=4 * TINY_L, rope_theta=TINY_THETA)
+    (tmp_path / "blobs").mkdir()
+    export_gguf(build_tiny("llama"), None, fs, tmp_path / "blobs" / "m.gguf", outtype="f32")
+    (tmp_path / "blobs" / "m.gguf").rename(tmp_path / "blobs" / "5f3a9c")
+    (tmp_path / "snapshot").mkdir()
+    (tmp_path / "snapshot" / "model.gguf").symlink_to("../blobs/5f3a9c")
+    (tmp_path / "upper").mkdir()
+    (tmp_path / "upper" / "M.GGUF").write_bytes((tmp_path / "blobs" / "5f3a9c").read_bytes())
+    for model in (tmp_path / "snapshot" / "model.gguf", tmp_path / "snapshot", tmp_path / "upper"):
+        assert loading.read_rope_info(model).original_max_position_embeddings == TINY_L, model
+
+
 def test_missing_embedded_tiny_model_is_a_user_error(tmp_path, monkeypatch):
     monkeypatch.setattr(loading, "embedded_tiny_path", lambda: tmp_path / "tiny")
     with pytest.raises(UserError, match="embedded tiny model is missing"):

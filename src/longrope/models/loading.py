@@ -188,14 +188,16 @@ def resolve_source(name_or_path: str | os.PathLike) -> ModelSource:
         if path.suffix.lower() != ".gguf":
             raise UserError(f"{path} is a file but not a .gguf; pass a model folder or a .gguf file")
         _refuse_unreadable(path)
-        return ModelSource("gguf", str(path.resolve().parent), path.name, label=label)
+        # the folder resolved, the name kept: a link named *.gguf to a file of another name (a hub cache's
+        # snapshots/REV/model.gguf -> ../../blobs/SHA) was looked for as blobs/model.gguf (battery 25a)
+        return ModelSource("gguf", str(path.parent.resolve()), path.name, label=label)
     if path.is_dir():
         _refuse_unreadable(path)
         _refuse_broken_links(path)
         if (path / "config.json").is_file():
             _refuse_run_folder(path)
             return ModelSource("folder", str(path.resolve()), label=label)
-        ggufs = sorted(p.name for p in path.glob("*.gguf"))
+        ggufs = sorted(p.name for p in path.iterdir() if p.suffix.lower() == ".gguf" and p.is_file())  # M.GGUF too
         if len(ggufs) == 1:
             return ModelSource("gguf", str(path.resolve()), ggufs[0], label=label)
         if not ggufs:
