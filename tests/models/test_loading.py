@@ -175,6 +175,28 @@ def test_gguf_file_and_folder_resolve(tmp_path):
     assert loading.resolve_source(tmp_path).gguf_file == "m.gguf"
 
 
+def test_a_gguf_reached_through_a_link_or_named_in_capitals_is_found(tmp_path):
+    """A link named *.gguf to a file of another name (a hub cache's snapshots/REV/model.gguf -> ../../blobs/SHA) was
+    looked for beside its target, as blobs/model.gguf ("No such file or directory"); a folder holding M.GGUF had "no
+    .gguf file" though M.GGUF given as a file loads (battery 25a)."""
+    import numpy as np
+
+    from longrope.models.gguf import export_gguf
+    from longrope.rope import FactorSet
+
+    fs = FactorSet(long_factor=np.linspace(1.0, 4.0, 8), short_factor=np.ones(8), original_max_position_embeddings=TINY_L,
+                   max_position_embeddings=4 * TINY_L, rope_theta=TINY_THETA)
+    (tmp_path / "blobs").mkdir()
+    export_gguf(build_tiny("llama"), None, fs, tmp_path / "blobs" / "m.gguf", outtype="f32")
+    (tmp_path / "blobs" / "m.gguf").rename(tmp_path / "blobs" / "5f3a9c")
+    (tmp_path / "snapshot").mkdir()
+    (tmp_path / "snapshot" / "model.gguf").symlink_to("../blobs/5f3a9c")
+    (tmp_path / "upper").mkdir()
+    (tmp_path / "upper" / "M.GGUF").write_bytes((tmp_path / "blobs" / "5f3a9c").read_bytes())
+    for model in (tmp_path / "snapshot" / "model.gguf", tmp_path / "snapshot", tmp_path / "upper"):
+        assert loading.read_rope_info(model).original_max_position_embeddings == TINY_L, model
+
+
 def test_missing_embedded_tiny_model_is_a_user_error(tmp_path, monkeypatch):
     monkeypatch.setattr(loading, "embedded_tiny_path", lambda: tmp_path / "tiny")
     with pytest.raises(UserError, match="embedded tiny model is missing"):
@@ -337,6 +359,25 @@ def test_a_gguf_tokenizer_has_the_vocabulary_of_the_folder_it_was_exported_from(
     assert read(text)["input_ids"] == tokenizer(text)["input_ids"]
 
 
+def test_a_smollm_gguf_tokenizer_splits_digits_as_the_folder_it_was_exported_from(tmp_path):
+    """transformers' GGUF reader ignores ``tokenizer.ggml.pre`` 'smollm' (digits split one by one before GPT-2's
+    regex): whitespace before a digit was tokenized otherwise than by the tiny model's own tokenizer, on 2 of the 8
+    shipped documents (and by the ``smollm2`` model than by SmolLM2's tokenizer and llama.cpp; battery 25a)."""
+    import numpy as np
+
+    from longrope.data.tokenizer_loading import load_tokenizer
+    from longrope.models.gguf import export_gguf
+    from longrope.rope import FactorSet
+
+    tokenizer = load_tokenizer("tiny")
+    model = build_tiny("llama", vocab_size=len(tokenizer))
+    fs = FactorSet(long_factor=np.linspace(1.0, 4.0, 8), short_factor=np.ones(8), original_max_position_embeddings=TINY_L,
+                   max_position_embeddings=4 * TINY_L, rope_theta=TINY_THETA)
+    read = load_tokenizer(export_gguf(model, tokenizer, fs, tmp_path / "m.gguf", outtype="f32").path)
+    for text in ("&c.]\n\n1 Clown", "q r.\n        2 < 3", "pass key 90210 is 4 7"):
+        assert read(text)["input_ids"] == tokenizer(text)["input_ids"], text
+
+
 def test_a_gguf_written_without_a_tokenizer_loads_as_a_folder_without_one(tmp_path):
     """export --format gguf of a folder without tokenizer files writes tokenizer.ggml.model 'none'; load_model
     then asked transformers for its tokenizer: "Cannot build a tokenizer from a GGUF file stating tokenizer 'none'"
@@ -378,6 +419,58 @@ def _gguf_with(src, dst, wanted):
     writer.write_tensors_to_file()
     writer.close()
     return dst
+
+
+@pytest.mark.parametrize("damage, said", [
+    ("drop blk.1.ffn_up.weight", "its weights do not fit its GGUF header: 1 tensor(s) its GGUF header needs"),
+    ("drop tokenizer.ggml.tokens", "its GGUF header lacks 'tokens'"),
+    ("arch bogus", "architecture bogus is not supported"),
+    ("theta -5", "rope_theta -5.0, not a finite number > 0"),
+])
+def test_a_gguf_transformers_refuses_is_told_with_what_to_do(tmp_path, damage, said):
+    """A GGUF whose tensors do not fit its header was told to "use the config.json saved with them" (a GGUF has
+    none), a header's RoPE fact written wrong to "fix it in its config.json", and transformers' reader's own refusals
+    came bare: "'tokens'", "architecture bogus is not supported yet" (battery 25a)."""
+    import gguf
+    import numpy as np
+
+    from longrope.data.tokenizer_loading import load_tokenizer
+    from longrope.models.gguf import export_gguf
+    from longrope.rope import FactorSet
+
+    tokenizer = load_tokenizer("tiny")
+    fs = FactorSet(long_factor=np.linspace(1.0, 4.0, 8), short_factor=np.ones(8), original_max_position_embeddings=TINY_L,
+                   max_position_embeddings=4 * TINY_L, rope_theta=TINY_THETA)
+    src = export_gguf(build_tiny("llama", vocab_size=len(tokenizer)), tokenizer, fs, tmp_path / "src.gguf",
+                      outtype="f32").path
+    how, what = damage.split()
+    reader = gguf.GGUFReader(src)
+    arch = what if how == "arch" else "llama"
+    writer = gguf.GGUFWriter(tmp_path / "m.gguf", arch)
+    for name, field in reader.fields.items():
+        if name.startswith("GGUF.") or name in ("general.architecture", what):
+            continue
+        kind = field.types[0]
+        if how == "theta" and name == "llama.rope.freq_base":
+            writer.add_key_value(name, float(what), kind)
+            continue
+        writer.add_key_value(name.replace("llama.", f"{arch}."), field.contents(), kind,
+                             sub_type=field.types[-1] if kind == gguf.GGUFValueType.ARRAY else None)
+    for t in reader.tensors:
+        if t.name != what:
+            writer.add_tensor(t.name, np.array(t.data))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    if how == "theta":
+        reason = loading.read_rope_info(tmp_path / "m.gguf").reason
+    else:
+        with pytest.raises(UserError) as e:
+            loading.load_model(tmp_path / "m.gguf")
+        reason = str(e.value)
+    assert said in reason and "config.json" not in reason and "\n" not in reason
+    assert reason.endswith(loading.GGUF_FIX)
 
 
 @pytest.mark.parametrize("keys, said", [

@@ -190,8 +190,17 @@ def _config_length(value: Any, field: str) -> tuple[int | None, str | None]:
         return None, f"{field} {short_repr(value)}, not a context length in [1, {MAX_LENGTH:,}]"
 
 
-def rope_info_from_config(config: Any) -> RopeInfo:
-    """Read :class:`RopeInfo` from a transformers config object (no weights needed)."""
+#: What to do about a RoPE fact a model folder's config.json writes wrong.
+CONFIG_FIX = "fix it in its config.json"
+#: What to do about a GGUF file whose header or tensors are refused or disagree: it has no config.json to fix (its
+#: refusals said "fix it in its config.json", "use the config.json saved with them"; battery 25a).
+GGUF_FIX = ("write the file again from its model (llama.cpp's convert_hf_to_gguf.py, or longrope export --format "
+            "gguf), or pass the model's Hugging Face folder")
+
+
+def rope_info_from_config(config: Any, *, fix: str = CONFIG_FIX) -> RopeInfo:
+    """Read :class:`RopeInfo` from a transformers config object (no weights needed); ``fix``: what to do about a
+    RoPE fact written wrong (:data:`GGUF_FIX` for a GGUF header, which has no config.json to fix)."""
     model_type = str(getattr(config, "model_type", "") or "unknown")
     family = FAMILIES.get(model_type)
     head_dim = _head_dim(config)
@@ -249,15 +258,15 @@ def rope_info_from_config(config: Any) -> RopeInfo:
     # traceback in every command, a rope_theta "10000" passed as supported and failed in transformers' forward, and
     # max_position_embeddings 0 or -1 was read as L and printed back in a fix "--target-length -2"; battery 21c)
     if problem := max_pos_problem or original_problem:
-        return unsupported(f"{family.name} config has {problem}; fix it in its config.json", **known)
+        return unsupported(f"{family.name} config has {problem}; {fix}", **known)
     if written_theta is not None and not (theta is not None and math.isfinite(theta) and theta > 0):
         if theta is None:
-            return unsupported(f"{family.name} config has rope_theta {short_repr(written_theta)}, which is not a number; "
-                               "write it as a number > 0 in its config.json", **known)
-        return unsupported(f"{family.name} config has rope_theta {theta}, not a finite number > 0", **known)
+            return unsupported(f"{family.name} config has rope_theta {short_repr(written_theta)}, which is not a number > 0; "
+                               f"{fix}", **known)
+        return unsupported(f"{family.name} config has rope_theta {theta}, not a finite number > 0; {fix}", **known)
     if prf is None:
         return unsupported(f"{family.name} config has partial_rotary_factor {short_repr(written_prf)}, not a number in "
-                           "(0, 1]; fix it in its config.json", **known)
+                           f"(0, 1]; {fix}", **known)
     if head_dim is None or theta is None or original is None:
         return unsupported(f"{family.name} config lacks head_dim, rope_theta or max_position_embeddings", **known)
     if problem := (rope_type_problem(rope_type) or scaling_factor_problem(rope_type, params)
@@ -268,8 +277,7 @@ def rope_info_from_config(config: Any) -> RopeInfo:
             f"{family.name} rotates the whole head but its config has partial_rotary_factor={prf}", **known
         )
     if not (math.isfinite(prf) and 0 < prf <= 1):  # (Phi-3 with 1.5 rotated more channels than a head has)
-        return unsupported(f"{family.name} config has partial_rotary_factor {prf}, not a number in (0, 1]; fix it in "
-                           "its config.json", **known)
+        return unsupported(f"{family.name} config has partial_rotary_factor {prf}, not a number in (0, 1]; {fix}", **known)
     rotary_dim = int(head_dim * prf)
     if rotary_dim < 2 or rotary_dim % 2:
         return unsupported(f"rotary dim {rotary_dim} (head_dim {head_dim} × {prf}) is not even", **known)
@@ -370,7 +378,9 @@ def inspect_model(model: Any) -> RopeInfo:
     check_loaded_model(model, "inspect_model", hint="for a name or path: read_rope_info", weights=False)
     if getattr(model, "config", None) is None:  # a bare torch module was "'Linear' object has no attribute 'config'"
         raise UserError(f"inspect_model takes a transformers model (one with a config), got {type(model).__name__}")
-    info = rope_info_from_config(model.config)
+    source = getattr(model, "_longrope_source", None)
+    gguf = isinstance(source, dict) and source.get("kind") == "gguf"
+    info = rope_info_from_config(model.config, fix=GGUF_FIX if gguf else CONFIG_FIX)
     if not info.supported:
         return info
     scaling = getattr(model, "_longrope_gguf_scaling", None)  # the scaling its header declares (not applied)

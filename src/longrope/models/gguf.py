@@ -217,6 +217,37 @@ def check_gguf_file(path: str | os.PathLike) -> None:
     _check_gguf_cached(str(path.resolve()), st.st_size, st.st_mtime_ns)
 
 
+def check_gguf_dequantizable(path: str | os.PathLike) -> None:
+    """Refuse, before its weights are read, a GGUF holding tensors of a type transformers' reader cannot dequantize
+    (gguf's dequantizer has none for Q8_1, Q8_K, Q1_0, I8-I64, F64): loading it was a NotImplementedError traceback
+    after the tokenizer and config had loaded (battery 25a). ``export --format gguf`` of such a file copies its
+    tensors unchanged and needs no such check."""
+    path = path_argument(path, "a GGUF file's path")
+    reader = open_gguf(path)
+    types = sorted({t.tensor_type.name: t.name for t in reader.tensors if not _dequantizable(int(t.tensor_type))}.items())
+    if types:
+        shown = ", ".join(f"{kind} (e.g. {name})" for kind, name in types[:3])
+        raise UserError(f"{path} holds tensors of a type the GGUF reader cannot dequantize: {shown}; convert it to "
+                        "another type (llama.cpp's llama-quantize, e.g. to Q8_0 or F16), or pass the model's Hugging "
+                        "Face folder")
+
+
+@functools.lru_cache(maxsize=64)
+def _dequantizable(kind: int) -> bool:
+    """Whether gguf's dequantizer (the one transformers' GGUF reader calls) reads tensors of this type."""
+    import gguf
+
+    qtype = gguf.GGMLQuantizationType(kind)
+    block, size = gguf.GGML_QUANT_SIZES[qtype]
+    try:
+        gguf.quants.dequantize(np.zeros((1, size), np.uint8), qtype)
+    except NotImplementedError:
+        return False
+    except Exception:  # noqa: BLE001 - one block of zeros is no real tensor; only the missing dequantizer is told
+        return True
+    return True
+
+
 @functools.lru_cache(maxsize=16)
 def _check_gguf_cached(path: str, size: int, mtime_ns: int) -> None:
     open_gguf(path)

@@ -41,6 +41,8 @@ from longrope.formats import hf_config
 from longrope.hub import hub_reachable as _hub_reachable  # module-level name: tests monkeypatch it
 from longrope.io import check_no_link_loop, path_argument, path_kind
 from longrope.models.families import (
+    CONFIG_FIX,
+    GGUF_FIX,
     RopeInfo,
     attn_implementation_for,
     rope_info_from_config,
@@ -186,14 +188,16 @@ def resolve_source(name_or_path: str | os.PathLike) -> ModelSource:
         if path.suffix.lower() != ".gguf":
             raise UserError(f"{path} is a file but not a .gguf; pass a model folder or a .gguf file")
         _refuse_unreadable(path)
-        return ModelSource("gguf", str(path.resolve().parent), path.name, label=label)
+        # the folder resolved, the name kept: a link named *.gguf to a file of another name (a hub cache's
+        # snapshots/REV/model.gguf -> ../../blobs/SHA) was looked for as blobs/model.gguf (battery 25a)
+        return ModelSource("gguf", str(path.parent.resolve()), path.name, label=label)
     if path.is_dir():
         _refuse_unreadable(path)
         _refuse_broken_links(path)
         if (path / "config.json").is_file():
             _refuse_run_folder(path)
             return ModelSource("folder", str(path.resolve()), label=label)
-        ggufs = sorted(p.name for p in path.glob("*.gguf"))
+        ggufs = sorted(p.name for p in path.iterdir() if p.suffix.lower() == ".gguf" and p.is_file())  # M.GGUF too
         if len(ggufs) == 1:
             return ModelSource("gguf", str(path.resolve()), ggufs[0], label=label)
         if not ggufs:
@@ -264,15 +268,22 @@ def _from_pretrained(source: ModelSource, loader: Any, **kwargs: Any) -> Any:
     """Call ``loader.from_pretrained`` for any kind of source, mapping failures to one-line errors."""
     _quiet_vllm_keys()
     if source.kind == "gguf":
+        import numpy as np
         from transformers import AutoConfig, AutoTokenizer
 
-        with _gguf_bar_follows_transformers():
+        # a damaged quantized block (a NaN scale) printed numpy's "invalid value encountered in multiply" with the
+        # source line of gguf's dequantizer; load_model refuses the NaN weights in one line (battery 25a)
+        with _gguf_bar_follows_transformers(), np.errstate(all="ignore"):
             if loader is AutoTokenizer:
-                return _without_added_defaults(_load_local(source, loader, gguf_file=source.gguf_file, **kwargs),
-                                               Path(source.location) / str(source.gguf_file))
+                path = Path(source.location) / str(source.gguf_file)
+                return _with_digit_split(_without_added_defaults(
+                    _load_local(source, loader, gguf_file=source.gguf_file, **kwargs), path), path)
             config = _gguf_config(source)
             if loader is AutoConfig:
                 return config
+            from longrope.models.gguf import check_gguf_dequantizable
+
+            check_gguf_dequantizable(Path(source.location) / str(source.gguf_file))
             return _load_local(source, loader, gguf_file=source.gguf_file, config=config, **kwargs)
     return _load_local(source, loader, **kwargs) if source.kind != "hub" else _load_hub(source, loader, **kwargs)
 
@@ -374,6 +385,31 @@ def _without_added_defaults(tokenizer: Any, path: Path) -> Any:
     spec = json.loads(backend.to_str())
     spec["added_tokens"] = [t for t in spec.get("added_tokens", []) if t["id"] < count]
     tokenizer._tokenizer = Tokenizer.from_str(json.dumps(spec))
+    return tokenizer
+
+
+#: llama.cpp's pre-tokenizer names (``tokenizer.ggml.pre``) that split every digit off before GPT-2's regex: its
+#: ``\\p{N}`` rule first, as the Hugging Face tokenizers these files come from (``Digits(individual_digits=True)``, then
+#: ``ByteLevel``). transformers' GGUF reader knows none of them and splits with GPT-2's regex alone.
+DIGIT_SPLIT_PRE = ("smollm", "starcoder", "refact")
+
+
+def _with_digit_split(tokenizer: Any, path: Path) -> Any:
+    """The GGUF's tokenizer splitting text as its ``tokenizer.ggml.pre`` says, where transformers' reader does not:
+    a SmolLM GGUF (``smollm``: the ``smollm2`` model, and every GPT-2-style export of the embedded tiny model) was read
+    with GPT-2's regex alone, so whitespace before a digit merged otherwise ("\\n\\n1" three tokens, not two) and
+    the tokens differed from the model's own tokenizer and from llama.cpp's on 1 document in 4 of the shipped
+    corpus (battery 25a)."""
+    if _gguf_header(path, "tokenizer.ggml.pre") not in DIGIT_SPLIT_PRE \
+            or _gguf_header(path, "tokenizer.ggml.model") != "gpt2":  # (names of byte-level BPE pre-tokenizers)
+        return tokenizer
+    from tokenizers import pre_tokenizers
+
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        return tokenizer
+    byte_level = backend.pre_tokenizer or pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    backend.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True), byte_level])
     return tokenizer
 
 
@@ -488,14 +524,20 @@ def _config_problem(e: Exception, where: str = "its config.json") -> str:
                 "(a mapping with rope_type and that type's keys)")
     gguf = "GGUF" in where
     if isinstance(e, StrictDataclassError):
-        fix = "write the file again from its model" if gguf else \
-            "fix that field in its config.json (or use the config.json saved with its weights)"
+        fix = GGUF_FIX if gguf else "fix that field in its config.json (or use the config.json saved with its weights)"
         return f"{where} is refused by transformers' check: {first.rstrip('.')}; {fix}"
     if isinstance(e, (ArithmeticError, TypeError)):
-        fix = "write the file again from its model" if gguf else "fix it in its config.json"
+        fix = GGUF_FIX if gguf else "fix it in its config.json"
         return (f"{where} is refused by transformers' check ({type(e).__name__}: {first.rstrip('.')}): a size such "
                 f"as num_attention_heads is 0 or of the wrong kind; {fix}")
+    if gguf:  # transformers' GGUF reader's own words name no fix: a bare "'tokens'" (a KeyError for a header without
+        # its token list), "cannot reshape array of size 65536 into shape (3,42,2,256)", "architecture bogus is not
+        # supported yet" (battery 25a)
+        if isinstance(e, KeyError):
+            first = f"its GGUF header lacks {first} (a key transformers' GGUF reader needs)"
+        return f"{first.rstrip('.')}; {GGUF_FIX}"
     return first
+
 
 
 def _load_hub(source: ModelSource, loader: Any, **kwargs: Any) -> Any:
@@ -601,7 +643,7 @@ def read_rope_info(name_or_path: str | os.PathLike, original_length: int | None 
     from transformers import AutoConfig
 
     source = resolve_source(name_or_path)
-    info = rope_info_from_config(_from_pretrained(source, AutoConfig))
+    info = rope_info_from_config(_from_pretrained(source, AutoConfig), fix=GGUF_FIX if source.kind == "gguf" else CONFIG_FIX)
     if source.kind == "gguf" and info.supported:
         # transformers drops it: inspect said "rope_scaling": null of a longrope export
         info = with_declared_scaling(info, _gguf_rope_scaling(Path(source.location) / str(source.gguf_file)))
@@ -819,14 +861,38 @@ def _misfit_weights(source: ModelSource, info: dict) -> UserError | None:
     missing, unexpected = list(info.get("missing_keys") or ()), list(info.get("unexpected_keys") or ())
     if not missing and not unexpected:
         return None
+    where, fix = _misfit_words(source)
     said = []
     if missing:
-        said.append(f"{len(missing)} tensor(s) its config.json needs are not in its weights (e.g. {sorted(missing)[0]})")
+        said.append(f"{len(missing)} tensor(s) {where} needs are not in its weights (e.g. {sorted(missing)[0]})")
     if unexpected:
-        said.append(f"{len(unexpected)} tensor(s) in its weights have no place in its config.json (e.g. "
+        said.append(f"{len(unexpected)} tensor(s) in its weights have no place in {where} (e.g. "
                     f"{sorted(unexpected)[0]})")
-    return UserError(f"cannot load {source.label!r}: its weights do not fit its config.json: {'; '.join(said)}; "
-                     "the config was edited or belongs to other weights: use the config.json saved with them")
+    return UserError(f"cannot load {source.label!r}: its weights do not fit {where}: {'; '.join(said)}; {fix}")
+
+
+def _refuse_non_finite(model: Any, source: ModelSource) -> None:
+    """A model whose weights hold NaN or infinity computes nothing but NaN: a damaged GGUF (a quantized block's scale
+    NaN) or weights file loaded, and a search, an eval or a fine-tune ran on it to the end, each perplexity "not
+    finite (... with a 16-bit --dtype, an overflow: try float32)", advice that does not apply (battery 25a). One
+    pass over the weights, on the device they were moved to."""
+    import torch
+
+    with torch.no_grad():
+        bad = next((name for name, p in model.named_parameters()
+                    if p.is_floating_point() and not bool(torch.isfinite(p).all())), None)
+    if bad is not None:
+        fix = (f"the file is damaged: {GGUF_FIX}" if source.kind == "gguf"
+               else "its weights file is damaged: download or save the model again")
+        raise UserError(f"cannot load {source.label!r}: its weights hold NaN or infinite values (e.g. {bad}); {fix}")
+
+
+def _misfit_words(source: ModelSource) -> tuple[str, str]:
+    """Where a model's sizes are written and what to do when its weights do not fit them: a GGUF has no config.json
+    to take again (its header and tensors were told to "use the config.json saved with them"; battery 25a)."""
+    if source.kind == "gguf":
+        return "its GGUF header", f"the header was edited or belongs to other tensors: {GGUF_FIX}"
+    return "its config.json", "the config was edited or belongs to other weights: use the config.json saved with them"
 
 
 def _weights_error(source: ModelSource, exc: BaseException) -> UserError | None:
@@ -843,8 +909,8 @@ def _weights_error(source: ModelSource, exc: BaseException) -> UserError | None:
         )
     name = type(exc).__name__
     if isinstance(exc, RuntimeError) and ("ignore_mismatched_sizes" in text or "size mismatch" in text):
-        return UserError(f"cannot load {source.label!r}: its weights do not fit its config.json (tensor shapes differ: "
-                         "the config was edited or belongs to other weights); use the config.json saved with them")
+        where, fix = _misfit_words(source)
+        return UserError(f"cannot load {source.label!r}: its weights do not fit {where} (tensor shapes differ); {fix}")
     if name == "SafetensorError" or (isinstance(exc, RuntimeError) and "PytorchStreamReader" in text) \
             or isinstance(exc, EOFError):
         files = sorted(p.name for p in folder.glob("*.safetensors")) or sorted(p.name for p in folder.glob("*.bin"))
@@ -952,6 +1018,7 @@ def load_model(
     if misfit is not None:
         raise misfit
     model.to(dev)
+    _refuse_non_finite(model, source)
     model.eval()
     model._longrope_source = dataclasses.asdict(source)  # provenance for export and results
     if source.kind == "gguf":  # transformers drops the header's L and scaling; inspect_model reads them from here
