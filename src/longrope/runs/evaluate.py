@@ -429,6 +429,7 @@ def _passkey_verdicts(results: list, reference: str, lengths: tuple[int, ...]) -
 
 
 def _render_passkey(result: dict) -> str:
+    from longrope.evaluate.stats import paired_test_text
     from longrope.evaluate.suite import ppl_text
 
     retrieval = result.get("retrieval")
@@ -442,8 +443,7 @@ def _render_passkey(result: dict) -> str:
             v = ((result.get("verdicts") or {}).get(name) or {}).get(length)
             tail = "  (reference)" if name == result.get("reference") else ""
             if v:
-                test = (f"; lower answer NLL on {v['nll_wins']} of {v['nll_wins'] + v['nll_losses']} keys, sign "
-                        f"test p {v['sign_p']:.2g}") if "nll_wins" in v else ""
+                test = f"; {paired_test_text(v)}" if "nll_wins" in v else ""
                 tail = f"  — {v['label']}{test}"
             lines.append(f"{name:>16s}  {length:>8s}  accuracy {s['accuracy']:.2f} [{lo:.2f}, {hi:.2f}] "
                          f"({s['correct']}/{s['keys']} keys){nll}{tail}")
