@@ -298,7 +298,8 @@ def run_ppl(config: PplConfig, *, log: Callable[[str], None] | None = None) -> d
         say("note: the tokenizer has no BOS token; windows start with document tokens")
     docs = windows(bos)
     if len(docs) < config.samples:
-        say(f"warning: only {len(docs)} {config.split} window(s) of {max(config.lengths)} tokens; evaluating "
+        which = "" if config.split == "all" else f" {config.split}"  # ("only 1 all window(s)" with --split all)
+        say(f"warning: only {len(docs)}{which} window(s) of {max(config.lengths)} tokens; evaluating "
             f"those (asked for {config.samples})")
     folder = RunFolder.open(config.output, PPL_SPEC.command, staged=True, replace=True)
     try:
