@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -107,6 +108,16 @@ def test_eval_ppl_with_factor_sets(model_dir, shards, tmp_path, capsys):
     assert len(docs) == 1
     by = {(r["factors"], r["length"]): r["ppl"] for r in res["results"]}
     assert by[("pi", 256)] != by[("none", 256)]
+
+
+def test_the_warning_of_too_few_windows_names_the_split_in_words(model_dir, shards, tmp_path, capsys):
+    """With --split all it said "only 3 all window(s)" (battery 25c's open item)."""
+    argv = ["eval", "ppl", "--model", str(model_dir), "--data", str(shards), "--lengths", "256", "--samples", "999",
+            "--skip-none", "--factors", "none", "--quiet", "-o", str(tmp_path / "res")]
+    for split, says in (("all", r"warning: only \d+ window\(s\) of 256"), ("search", r"only \d+ search window\(s\) of 256")):
+        main([*argv, "--split", split])
+        err = capsys.readouterr().err
+        assert re.search(says, err), err
 
 
 def test_eval_ppl_matches_library_call(model_dir, shards, tmp_path):

@@ -72,9 +72,20 @@ def test_verdict_without_answer_nll_uses_accuracy_alone():
 def test_paired_test_only_on_the_same_keys():
     from longrope.evaluate.stats import paired_test
 
-    assert paired_test([0.1, 0.2, 0.9], [0.3, 0.3, 0.3]) == {"nll_wins": 2, "nll_losses": 1,
+    assert paired_test([0.1, 0.2, 0.9], [0.3, 0.3, 0.3]) == {"nll_wins": 2, "nll_losses": 1, "nll_ties": 0,
                                                               "sign_p": sign_test_p(2, 1)}
     assert paired_test([], [0.3]) == {} and paired_test([0.1], [0.3, 0.3]) == {}
+
+
+def test_the_words_for_a_paired_test_say_which_keys_tied():
+    """Every key tied read "lower answer NLL on 0 of 0 keys, sign test p 1" (battery 25c's open item); the demo
+    and eval passkey said it in two wordings, each its own."""
+    from longrope.evaluate.stats import paired_test, paired_test_text
+
+    assert paired_test_text(paired_test([0.3, 0.3], [0.3, 0.3])) == "answer NLL tied on every key (2): no sign test"
+    said = paired_test_text(paired_test([0.1, 0.3, 0.9], [0.3, 0.3, 0.3]))
+    assert said == f"lower answer NLL on 1 of 2 keys that differ (1 tied), sign test p {sign_test_p(1, 1):.2g}"
+    assert paired_test_text({}) == ""
 
 
 def test_stats_refuse_counts_that_are_no_counts_and_test_many_keys():

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from longrope.errors import UserError, shown
 from longrope.options import MAX_COUNT, check_sequence, int_problem, is_integer, is_number
 
-__all__ = ["perplexity", "wilson_interval", "sign_test_p", "paired_wins", "paired_test", "Verdict", "verdict", "retrieval_verdict"]
+__all__ = ["perplexity", "wilson_interval", "sign_test_p", "paired_wins", "paired_test", "paired_test_text", "Verdict", "verdict", "retrieval_verdict"]
 
 #: z of a two-sided 95 % interval
 Z95 = 1.959963984540054
@@ -135,7 +135,20 @@ def paired_test(nlls: Sequence[float], ref_nlls: Sequence[float]) -> dict:
     if not _listed(nlls) or not _listed(ref_nlls) or len(nlls) != len(ref_nlls):
         return {}
     wins, losses = paired_wins(nlls, ref_nlls)
-    return {"nll_wins": wins, "nll_losses": losses, "sign_p": sign_test_p(wins, losses)}
+    return {"nll_wins": wins, "nll_losses": losses, "nll_ties": len(nlls) - wins - losses,
+            "sign_p": sign_test_p(wins, losses)}
+
+
+def paired_test_text(test: dict) -> str:
+    """The words for a :func:`paired_test` (``""`` when there is none), one sentence for every report: keys that
+    tied are said to (every key tied read "lower answer NLL on 0 of 0 keys, sign test p 1")."""
+    if "nll_wins" not in test:
+        return ""
+    wins, losses, ties = test["nll_wins"], test["nll_losses"], test.get("nll_ties")
+    if wins + losses == 0:
+        return f"answer NLL tied on every key{f' ({ties})' if ties else ''}: no sign test"
+    tied = f" ({ties} tied)" if ties else ""
+    return f"lower answer NLL on {wins} of {wins + losses} keys that differ{tied}, sign test p {test['sign_p']:.2g}"
 
 
 def paired_wins(a: Sequence[float], b: Sequence[float]) -> tuple[int, int]:

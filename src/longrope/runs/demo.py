@@ -519,6 +519,8 @@ def _fmt(x: Any, spec: str = ".2f") -> str:
 
 def render_table(summary: dict) -> str:
     """The demo's result as a Markdown table (what the CLI prints and ``table.md`` holds)."""
+    from longrope.evaluate.stats import paired_test_text
+
     target, L = summary["target_length"], summary["original_length"]
     lengths = [int(n) for n in summary["lengths"]]
     head = ["method"] + [f"{n}{' (target)' if n == target else ''}" for n in lengths]
@@ -560,8 +562,7 @@ def render_table(summary: dict) -> str:
                       f"domain at {target}; retrieval: accuracy at least its and answer NLL at most its):"]
         for m, v in verdicts.items():
             ratios = ", ".join(f"{dom} {r:.3f}x" for dom, r in v["ppl_ratio"].items())
-            test = (f"; lower answer NLL on {v['nll_wins']} of {v['nll_wins'] + v['nll_losses']} keys (sign test p "
-                    f"{v['sign_p']:.2g})") if "nll_wins" in v else ""
+            test = f"; {paired_test_text(v)}" if "nll_wins" in v else ""
             lines.append(f"- {m}: {v['label']} (ppl {ratios}{test})")
     lines += [
         "",

@@ -298,7 +298,8 @@ def run_ppl(config: PplConfig, *, log: Callable[[str], None] | None = None) -> d
         say("note: the tokenizer has no BOS token; windows start with document tokens")
     docs = windows(bos)
     if len(docs) < config.samples:
-        say(f"warning: only {len(docs)} {config.split} window(s) of {max(config.lengths)} tokens; evaluating "
+        which = "" if config.split == "all" else f" {config.split}"  # ("only 1 all window(s)" with --split all)
+        say(f"warning: only {len(docs)}{which} window(s) of {max(config.lengths)} tokens; evaluating "
             f"those (asked for {config.samples})")
     folder = RunFolder.open(config.output, PPL_SPEC.command, staged=True, replace=True)
     try:
@@ -429,6 +430,7 @@ def _passkey_verdicts(results: list, reference: str, lengths: tuple[int, ...]) -
 
 
 def _render_passkey(result: dict) -> str:
+    from longrope.evaluate.stats import paired_test_text
     from longrope.evaluate.suite import ppl_text
 
     retrieval = result.get("retrieval")
@@ -442,8 +444,7 @@ def _render_passkey(result: dict) -> str:
             v = ((result.get("verdicts") or {}).get(name) or {}).get(length)
             tail = "  (reference)" if name == result.get("reference") else ""
             if v:
-                test = (f"; lower answer NLL on {v['nll_wins']} of {v['nll_wins'] + v['nll_losses']} keys, sign "
-                        f"test p {v['sign_p']:.2g}") if "nll_wins" in v else ""
+                test = f"; {paired_test_text(v)}" if "nll_wins" in v else ""
                 tail = f"  — {v['label']}{test}"
             lines.append(f"{name:>16s}  {length:>8s}  accuracy {s['accuracy']:.2f} [{lo:.2f}, {hi:.2f}] "
                          f"({s['correct']}/{s['keys']} keys){nll}{tail}")
