@@ -105,6 +105,11 @@ def failure_line(exc: BaseException) -> str:
     its objective: longrope.errors.UserError: ..." (battery 23b)."""
     if isinstance(exc, UserError):
         return str(exc)
+    if isinstance(exc, (MemoryError, RuntimeError)):  # what an allocation failure is (torch's OOM: a RuntimeError)
+        from longrope.evaluate.memory import out_of_memory_line
+
+        if (line := out_of_memory_line(exc)) is not None:
+            return line
     return traceback.format_exception_only(type(exc), exc)[-1].strip()
 
 
