@@ -92,10 +92,11 @@ time.sleep(120)
 
 
 @pytest.mark.timeout(120)
-def test_a_worker_ends_with_its_killed_search_and_prints_nothing(tmp_path):
+@pytest.mark.parametrize("stopped", [False, True])
+def test_a_worker_ends_with_its_killed_search_and_prints_nothing(tmp_path, stopped):
     """Battery 14c: a search SIGKILLed (or SIGTERMed) while its workers loaded the model left them running
     to the end of the load or of their candidate, then each printed a BrokenPipeError traceback onto the
-    terminal. A worker now ends when its parent dies, silently."""
+    terminal. A worker now ends when its parent dies, silently; one stopped (SIGSTOP) then too (battery 25b)."""
     import subprocess
     import sys
     import time
@@ -109,6 +110,8 @@ def test_a_worker_ends_with_its_killed_search_and_prints_nothing(tmp_path):
                                   text=True, env=env, cwd=root)
         worker = int(parent.stdout.readline())
         time.sleep(1.0)
+        if stopped:
+            os.kill(worker, signal.SIGSTOP)
         parent.kill()
         parent.wait()
         deadline = time.time() + 20

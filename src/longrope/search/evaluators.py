@@ -253,6 +253,7 @@ def _exit_with_parent() -> None:
     sentinel = getattr(parent, "sentinel", None)
     if sentinel is None:  # not a spawned child (called in-process, in a test): nothing to watch
         return
+    _killed_by_the_kernel_with_parent()
 
     def watch() -> None:
         from multiprocessing.connection import wait
@@ -261,6 +262,23 @@ def _exit_with_parent() -> None:
         os._exit(0)
 
     threading.Thread(target=watch, name="longrope-parent-watch", daemon=True).start()
+
+
+def _killed_by_the_kernel_with_parent() -> None:
+    """Linux: the kernel sends this worker SIGKILL when the search's thread that started it ends (``prctl``
+    ``PR_SET_PDEATHSIG``). The watcher thread of :func:`_exit_with_parent` cannot run in a stopped worker (SIGSTOP,
+    Ctrl-Z): one stopped while its search was SIGKILLed stayed stopped for good (battery 25b's open item). Elsewhere,
+    or where libc has no prctl, the watcher alone."""
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL), 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
 
 
 def _no_library_bars() -> None:
