@@ -543,3 +543,28 @@ def test_a_utf8_output_name_read_under_an_ascii_locale_is_told_the_locale():
         check_utf8_path("/x/\udcc3\udcbc dir/out")  # 'ü' (c3 bc) as the C locale reads it
     with pytest.raises(UserError, match="bytes that are not UTF-8"):
         check_utf8_path("/x/\udcff/out")
+
+
+def test_a_leftover_whose_pid_another_later_process_took_is_removed(tmp_path):
+    """Battery 25b: a killed run's hidden leftover (``.NAME.partial-PID``) was kept for as long as any process held
+    its pid, a pid the system had given again to an unrelated process; one written after its process started (a
+    live writer's) is kept."""
+    import subprocess
+    import time
+
+    other = subprocess.Popen(["sleep", "60"])
+    try:
+        dead = tmp_path / f".out.partial-{other.pid}"
+        (dead / "model").mkdir(parents=True)
+        an_hour_ago = time.time() - 3600  # written by the dead writer, long before the sleep took its pid
+        os.utime(dead, (an_hour_ago, an_hour_ago))
+        live = tmp_path / f".out.partial-{os.getpid()}x"
+        live.mkdir()
+        assert remove_dead_leftovers(tmp_path, ".out.partial-") == [dead]
+        assert not dead.exists() and live.exists()
+        fresh = tmp_path / f".out.partial-{other.pid}y"
+        fresh.mkdir()  # written now, by a process that started before: its own
+        assert remove_dead_leftovers(tmp_path, ".out.partial-") == [] and fresh.exists()
+    finally:
+        other.kill()
+        other.wait()

@@ -427,6 +427,33 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+def _writes(pid: int, path: Path) -> bool:
+    """Whether process ``pid`` may still be writing ``path`` (a leftover named after it): it runs, and it started no
+    later than ``path`` was last written. A process that started after that is another one that took the pid of
+    the dead writer (pids are reused): a killed export's hidden folder of weights stayed for as long as it lived
+    (battery 25b)."""
+    if not pid_alive(pid):
+        return False
+    started = _process_start(pid)
+    try:
+        written = path.lstat().st_mtime
+    except OSError:
+        return True
+    return started is None or started <= written + 2.0  # (a clock tick of rounding, and a file system's)
+
+
+def _process_start(pid: int) -> float | None:
+    """When process ``pid`` started (seconds since the epoch), from /proc; None where that cannot be read."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            ticks = int(f.read().rsplit(") ", 1)[1].split()[19])  # field 22, starttime, in clock ticks since boot
+        with open("/proc/stat") as f:
+            boot = next(int(line.split()[1]) for line in f if line.startswith("btime "))
+        return boot + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+
+
 #: the longest file name most file systems take (bytes), and the room a hidden sibling's name leaves after the
 #: prefix :func:`sibling_prefix` gives it (a pid, random letters, a suffix)
 NAME_MAX = 255
@@ -728,7 +755,7 @@ def remove_dead_leftovers(parent: Path, prefix: str) -> list[Path]:
         if not path.name.startswith(prefix):
             continue
         m = re.match(r"\d+", path.name[len(prefix):])
-        if m and (int(m.group()) == os.getpid() or pid_alive(int(m.group()))):
+        if m and (int(m.group()) == os.getpid() or _writes(int(m.group()), path)):
             continue
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path, ignore_errors=True)

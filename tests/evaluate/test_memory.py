@@ -90,3 +90,21 @@ def test_ppl_suite_names_the_set_and_length_that_ran_out(monkeypatch):
     model = torch.nn.Linear(2, 2)
     with pytest.raises(UserError, match="perplexity with factors 'none' at length 4096"):
         suite.ppl_suite(model, [], [("none", None)], [4096], bos_id=None)
+
+
+def test_an_allocation_failure_under_an_address_space_limit_names_the_limit_in_a_guard_and_a_search_worker(
+        monkeypatch):
+    """Battery 25b: under ulimit -v an evaluation's out-of-memory line named no limit, and a search worker's was the
+    allocator's raw words ("[enforce fail at alloc_cpu.cpp:127] ...") with no fix; both now end with the limit."""
+    from longrope.search.evaluators import failure_line
+
+    monkeypatch.setattr(memory, "address_space_limit", lambda: 1600 << 20)
+    raw = RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: "
+                       "you tried to allocate 50331648 bytes. Error code 12 (Cannot allocate memory)")
+    with pytest.raises(UserError, match=r"ulimit -v 1638400 KiB"):
+        with memory.out_of_memory("perplexity", 16384, "cpu"):
+            raise raw
+    line = failure_line(raw)
+    assert line.startswith("out of memory scoring a candidate") and "--target-length" in line
+    assert line.endswith("(ulimit -v 1638400 KiB)")
+    assert failure_line(RuntimeError("shape mismatch")) == "RuntimeError: shape mismatch"

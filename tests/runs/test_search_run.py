@@ -150,6 +150,25 @@ def test_a_worker_that_fails_on_every_candidate_stops_with_its_error(tiny, tmp_p
     assert (tmp_path / "f" / "checkpoint.json").exists()
 
 
+def test_a_held_out_report_out_of_memory_after_the_search_says_how_to_finish(tiny, tmp_path, monkeypatch, capsys):
+    """Battery 25b: the held-out report ran out of memory under ulimit -v after the whole search had run, and its
+    line said only "evaluate shorter lengths", an option search has not; it now says the search is done and that
+    --resume --no-report finishes the run."""
+    from longrope.errors import UserError
+    from longrope.runs import search as search_mod
+
+    def out_of_memory(*args, **kwargs):
+        raise UserError("out of memory on cpu evaluating perplexity with factors 'searched' at length 128")
+
+    monkeypatch.setattr(search_mod, "heldout_report", out_of_memory)
+    out = tmp_path / "s"
+    assert _search(tiny, out, "--target-length", str(TARGET)) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert len(err) == 1 and "--resume --no-report" in err[0] and str(out / "factors.json") in err[0]
+    assert _search(tiny, out, "--target-length", str(TARGET), "--resume", "--no-report") == 0
+    assert json.loads((out / "run.json").read_text())["status"] == "done"
+
+
 def test_config_validation_names_the_field_and_the_flag(tiny, tmp_path):
     from longrope.errors import ConfigError
     from longrope.options import field_flags

@@ -92,10 +92,11 @@ time.sleep(120)
 
 
 @pytest.mark.timeout(120)
-def test_a_worker_ends_with_its_killed_search_and_prints_nothing(tmp_path):
+@pytest.mark.parametrize("stopped", [False, True])
+def test_a_worker_ends_with_its_killed_search_and_prints_nothing(tmp_path, stopped):
     """Battery 14c: a search SIGKILLed (or SIGTERMed) while its workers loaded the model left them running
     to the end of the load or of their candidate, then each printed a BrokenPipeError traceback onto the
-    terminal. A worker now ends when its parent dies, silently."""
+    terminal. A worker now ends when its parent dies, silently; one stopped (SIGSTOP) then too (battery 25b)."""
     import subprocess
     import sys
     import time
@@ -109,6 +110,8 @@ def test_a_worker_ends_with_its_killed_search_and_prints_nothing(tmp_path):
                                   text=True, env=env, cwd=root)
         worker = int(parent.stdout.readline())
         time.sleep(1.0)
+        if stopped:
+            os.kill(worker, signal.SIGSTOP)
         parent.kill()
         parent.wait()
         deadline = time.time() + 20
@@ -326,3 +329,42 @@ def test_a_worker_killed_and_replaced_is_told_in_one_line(caplog):
     assert [r.getMessage() for r in caplog.records] == [
         "search: worker w0 on cpu died (killed by SIGKILL: out of memory, or kill -9); its candidate runs again on "
         "a new one (restart 1 of 1)"]
+
+
+@pytest.mark.timeout(120)
+def test_a_stopped_worker_ends_a_timed_search_naming_it_and_keeping_its_work(tmp_path):
+    """Battery 25b: a worker stopped with SIGSTOP hung a search given a time budget for ever (only Ctrl-C ended
+    it, and SIGTERM left it joining the stopped worker). It now ends once no result comes back for the stall
+    time after the budget, naming the worker, its checkpoint keeping the results that came back, no worker left."""
+    import json
+    import time
+
+    from longrope.errors import UserError
+    from longrope.search.loop import StopRules
+
+    pool = ProcessPoolEvaluator(SyntheticFactory(N_DIMS, SCALE, n_docs=N_DOCS, seconds_per_doc=0.02), ["cpu", "cpu"])
+    procs = dict(pool._procs)
+
+    stopped = []
+
+    def stop_one(progress):  # w0 stopped while it holds a candidate
+        if progress.done >= 4 and not stopped and pool._busy["w0"] is not None:
+            stopped.append(os.kill(procs["w0"].pid, signal.SIGSTOP))
+
+    ckpt = tmp_path / "checkpoint.json"
+    loop = make_loop("steady", seed=7, evaluator=pool, config=small_config(iterations=50), on_progress=stop_one,
+                     checkpoint=ckpt, stop=StopRules(max_seconds=2.0, stall_seconds=1.0))
+    t0 = time.monotonic()
+    try:
+        with pytest.raises(UserError) as err:
+            loop.run(make_seeds(loop.space))
+    finally:
+        for proc in procs.values():
+            if proc.is_alive():
+                os.kill(proc.pid, signal.SIGKILL)
+    assert stopped and time.monotonic() - t0 < 30
+    assert "worker w0 on cpu" in str(err.value) and "stopped by SIGSTOP" in str(err.value)
+    assert "--resume" in str(err.value)
+    assert not any(p.is_alive() for p in procs.values())
+    told = json.loads(ckpt.read_text())
+    assert len(told["history"]) >= 4 and told["pending"]

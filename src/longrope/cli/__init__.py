@@ -374,17 +374,6 @@ def _raised_by_an_import(exc: BaseException) -> bool:
 LIBRARY_ADDRESS_SPACE = 1 << 30
 
 
-def _address_space_limit() -> int | None:
-    """This process's address-space limit (``ulimit -v``) in bytes, or None when it has none."""
-    try:
-        import resource
-
-        limit = resource.getrlimit(resource.RLIMIT_AS)[0]
-    except (ImportError, AttributeError, OSError, ValueError):  # no such limit here (Windows)
-        return None
-    return None if limit == resource.RLIM_INFINITY else int(limit)
-
-
 def _address_space_too_small() -> str | None:
     """Why this process cannot load its libraries under its address-space limit (``ulimit -v``), with the fix; None
     when there is no such limit or it is at least :data:`LIBRARY_ADDRESS_SPACE`. Checked before a command imports
@@ -392,7 +381,9 @@ def _address_space_too_small() -> str | None:
     std::bad_alloc', status 134, at 500 MB), scipy's BLAS spun for ever on its first allocation (800 MB: a command
     that never ended), a library that could not be mapped was blamed on the attention implementation (900 MB), and
     the tiny model's 18 MB of weights were told to use shorter sequences (1 GB; battery 21)."""
-    limit = _address_space_limit()
+    from longrope.evaluate.memory import address_space_limit
+
+    limit = address_space_limit()
     if limit is None or limit >= LIBRARY_ADDRESS_SPACE:
         return None
     need = LIBRARY_ADDRESS_SPACE // 1024
@@ -749,11 +740,11 @@ def _main(argv: list[str] | None, parser: argparse.ArgumentParser | None) -> int
             _tell(f"{name}: error: out of memory while loading its libraries (torch, transformers): this process's "
                   "memory limit is too low for them (ulimit -v); raise it or run without one")
             return 2
+        from longrope.evaluate.memory import limit_advice  # a limit above the libraries' floor (battery 21a)
+
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
-        limit = _address_space_limit()  # a limit just above the libraries' floor ran out first (battery 21a)
-        limited = "" if limit is None else f", or raise this process's address-space limit (ulimit -v {limit // 1024} KiB)"
         _tell(f"{name}: error: out of memory ({first}); use smaller sizes (shorter sequences, fewer "
-              f"samples or a smaller batch), a smaller dtype, or a device with more memory{limited}")
+              f"samples or a smaller batch), a smaller dtype, or a device with more memory{limit_advice()}")
         return 2
     except Exception as exc:  # a library's own error for a full disk (safetensors' save: a traceback before)
         if (refused := _write_refused(name, exc, then=_how_to_continue(args))) is None:

@@ -25,7 +25,8 @@ from typing import Any
 
 from longrope.errors import ConfigError, UserError
 
-__all__ = ["bytes_per_token", "device_memory", "check_lengths_fit", "out_of_memory", "is_out_of_memory"]
+__all__ = ["bytes_per_token", "device_memory", "check_lengths_fit", "out_of_memory", "is_out_of_memory",
+           "address_space_limit", "limit_advice", "out_of_memory_line"]
 
 _GIB = float(1 << 30)
 
@@ -108,6 +109,37 @@ def is_out_of_memory(exc: BaseException) -> bool:
     return isinstance(exc, RuntimeError) and any(t in str(exc).lower() for t in _OOM_TEXT)
 
 
+def address_space_limit() -> int | None:
+    """This process's address-space limit (``ulimit -v``) in bytes, or None when it has none."""
+    try:
+        import resource
+
+        limit = resource.getrlimit(resource.RLIMIT_AS)[0]
+    except (ImportError, AttributeError, OSError, ValueError):  # no such limit here (Windows)
+        return None
+    return None if limit == resource.RLIM_INFINITY else int(limit)
+
+
+def limit_advice() -> str:
+    """The clause every out-of-memory line ends with when this process runs under an address-space limit (the
+    limit, not the machine, may be what ran out): ", or raise this process's address-space limit (ulimit -v N
+    KiB)"; "" without one. An evaluation's out-of-memory line, and a search worker's, named no limit (battery
+    25b; the command line's own catch-all did since battery 21a)."""
+    limit = address_space_limit()
+    return "" if limit is None else f", or raise this process's address-space limit (ulimit -v {limit // 1024} KiB)"
+
+
+def out_of_memory_line(exc: BaseException) -> str | None:
+    """One line for an allocation failure met while scoring a search candidate (in a worker process, a Ray actor
+    or the search's own), or None for another error: a worker's was the allocator's raw words ("[enforce fail at
+    alloc_cpu.cpp:127] ...") and no fix (battery 25b)."""
+    if not is_out_of_memory(exc):
+        return None
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+    return (f"out of memory scoring a candidate ({first}); use a shorter --target-length or fewer --samples, a "
+            f"smaller dtype, or a device with more memory{limit_advice()}")
+
+
 @contextmanager
 def out_of_memory(what: str, length: int, device: Any) -> Iterator[None]:
     """Turn an allocation failure inside the block into one line naming ``what`` and ``length``."""
@@ -117,4 +149,5 @@ def out_of_memory(what: str, length: int, device: Any) -> Iterator[None]:
         if not is_out_of_memory(exc):
             raise
         raise UserError(f"out of memory on {device} evaluating {what} at length {length}; evaluate shorter "
-                        "lengths (or fewer windows per batch), or use a device with more memory") from None
+                        f"lengths (or fewer windows per batch), or use a device with more memory{limit_advice()}") \
+            from None

@@ -689,7 +689,12 @@ def _search_and_report(config: SearchConfig, plan: Any, folder: Any, evaluator: 
                  title=f"{config.model}: L'={plan.length}")
     report: dict[str, Any] = {"strategy": config.strategy, "search": outcome}
     if config.report:
-        report["heldout"] = heldout_report(config, plan, best, objective, spec)
+        try:
+            report["heldout"] = heldout_report(config, plan, best, objective, spec)
+        except UserError as exc:  # out of memory at the report's length (ulimit -v): the hours of search are done
+            raise UserError(f"{exc}; the search itself is done (its factors are in {folder.final / 'factors.json'}): "
+                            "the same command with --resume --no-report finishes the run without the held-out "
+                            "report") from None
         held = report["heldout"]  # what the numbers rest on, as the record says it
         say(f"held-out ppl at {held['length']} tokens ({len(held['docs'])} documents, {held['scored_tokens_per_set']:,} "
             "tokens scored per set): " + ", ".join(f"{k} {ppl_text(v, '.4f')}" for k, v in held["ppl"].items()))

@@ -71,13 +71,15 @@ class EvalOutcome:
 
 
 class Evaluator(Protocol):
-    """What the loop needs: ``slots`` requests may be in flight; ``wait`` returns finished ones."""
+    """What the loop needs: ``slots`` requests may be in flight; ``wait`` returns finished ones. ``deadline``
+    (a :func:`time.monotonic` time, given by a search with a time budget): when it passes with requests out and
+    none finished, ``wait`` raises :class:`WorkerStalled` naming the workers that hold them."""
 
     slots: int
 
     def submit(self, request: EvalRequest) -> None: ...
 
-    def wait(self) -> list[EvalOutcome]: ...
+    def wait(self, deadline: float | None = None) -> list[EvalOutcome]: ...
 
     def close(self) -> None: ...
 
@@ -103,6 +105,11 @@ def failure_line(exc: BaseException) -> str:
     its objective: longrope.errors.UserError: ..." (battery 23b)."""
     if isinstance(exc, UserError):
         return str(exc)
+    if isinstance(exc, (MemoryError, RuntimeError)):  # what an allocation failure is (torch's OOM: a RuntimeError)
+        from longrope.evaluate.memory import out_of_memory_line
+
+        if (line := out_of_memory_line(exc)) is not None:
+            return line
     return traceback.format_exception_only(type(exc), exc)[-1].strip()
 
 
@@ -170,7 +177,8 @@ class InProcessEvaluator:
         check_request(request, self)
         self._queue.append(request)
 
-    def wait(self) -> list[EvalOutcome]:
+    def wait(self, deadline: float | None = None) -> list[EvalOutcome]:
+        """The next request's outcome (``deadline`` is moot: the request runs here, to its end)."""
         if not self._queue:
             return []
         return [call_objective(self.objective, self._queue.pop(0), "main")]
@@ -245,6 +253,7 @@ def _exit_with_parent() -> None:
     sentinel = getattr(parent, "sentinel", None)
     if sentinel is None:  # not a spawned child (called in-process, in a test): nothing to watch
         return
+    _killed_by_the_kernel_with_parent()
 
     def watch() -> None:
         from multiprocessing.connection import wait
@@ -253,6 +262,23 @@ def _exit_with_parent() -> None:
         os._exit(0)
 
     threading.Thread(target=watch, name="longrope-parent-watch", daemon=True).start()
+
+
+def _killed_by_the_kernel_with_parent() -> None:
+    """Linux: the kernel sends this worker SIGKILL when the search's thread that started it ends (``prctl``
+    ``PR_SET_PDEATHSIG``). The watcher thread of :func:`_exit_with_parent` cannot run in a stopped worker (SIGSTOP,
+    Ctrl-Z): one stopped while its search was SIGKILLed stayed stopped for good (battery 25b's open item). Elsewhere,
+    or where libc has no prctl, the watcher alone."""
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL), 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
 
 
 def _no_library_bars() -> None:
@@ -281,6 +307,30 @@ class WorkerCrashed(RuntimeError):
     def __init__(self, message: str, *, says_fix: bool = False) -> None:
         super().__init__(message)
         self.says_fix = says_fix
+
+
+class WorkerStalled(WorkerCrashed):
+    """Workers holding requests gave no result by the deadline a search with a time budget set (a worker stopped by
+    SIGSTOP or Ctrl-Z, or hung): the message names them; the search keeps its checkpoint for --resume."""
+
+
+def stalled(holders: Sequence[str]) -> WorkerStalled:
+    """The :class:`WorkerStalled` of the workers (each "worker w0 on cpu (pid 123, ...)") that stopped answering:
+    one wording for the process pool and Ray."""
+    return WorkerStalled(f"{', '.join(holders)} stopped answering")
+
+
+def process_state(pid: int) -> str:
+    """What the system says of a worker process that does not answer, for its line: ", stopped by SIGSTOP or
+    Ctrl-Z" for a stopped one, "" when it looks alive or cannot be read."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            state = f.read().rsplit(") ", 1)[-1][:1]
+    except (OSError, ValueError):
+        return ""
+    if state in ("T", "t"):
+        return ", stopped by SIGSTOP or Ctrl-Z"
+    return ""
 
 
 def fatal_report(exc: BaseException) -> tuple[str, bool]:
@@ -324,6 +374,15 @@ def exit_words(exitcode: int | None) -> str:
     return f"exit status {exitcode}"
 
 
+def _continue(pid: int | None) -> None:
+    """SIGCONT to a worker being stopped, so that a SIGTERM pending on a stopped process takes effect."""
+    import os
+
+    if pid is not None and hasattr(signal, "SIGCONT"):
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGCONT)
+
+
 #: seconds a closing pool gives its workers to end by themselves before it stops them
 _CLOSE_GRACE_S = 2.0
 
@@ -347,6 +406,7 @@ class ProcessPoolEvaluator:
         self._procs: dict[str, Any] = {}
         self._conns: dict[str, Any] = {}
         self._busy: dict[str, EvalRequest | None] = {}
+        self._since: dict[str, float] = {}  # when each busy worker was handed its request (time.monotonic)
         self._backlog: list[EvalRequest] = []
         self._restarts = 0
         try:
@@ -377,6 +437,7 @@ class ProcessPoolEvaluator:
             if self._busy[worker] is None and self._backlog:
                 req = self._backlog.pop(0)
                 self._busy[worker] = req
+                self._since[worker] = time.monotonic()
                 try:
                     self._conns[worker].send(req)
                 except (BrokenPipeError, OSError):
@@ -403,7 +464,7 @@ class ProcessPoolEvaluator:
             self._backlog.insert(0, req)  # its candidate is re-queued, nothing is lost
         self._start(worker, self._device(worker))
 
-    def wait(self) -> list[EvalOutcome]:
+    def wait(self, deadline: float | None = None) -> list[EvalOutcome]:
         from multiprocessing.connection import wait as wait_connections
 
         check_open(self)
@@ -411,6 +472,9 @@ class ProcessPoolEvaluator:
             return []
         out: list[EvalOutcome] = []
         while not out:
+            if deadline is not None and time.monotonic() >= deadline and not any(
+                    c.poll() for w, c in self._conns.items() if self._busy[w] is not None):
+                raise stalled(self._holders())
             by_conn = {conn: w for w, conn in self._conns.items()}
             ready = wait_connections(list(by_conn), timeout=1.0)
             for conn in ready:
@@ -432,6 +496,14 @@ class ProcessPoolEvaluator:
             self._dispatch()
         return out
 
+    def _holders(self) -> list[str]:
+        """The busy workers, longest-held request first, each with its pid, how long it has held its request and
+        whether it is stopped (a hung search named no one: only Ctrl-C ended it, battery 25b)."""
+        now = time.monotonic()
+        busy = sorted((w for w, r in self._busy.items() if r is not None), key=lambda w: self._since.get(w, now))
+        return [f"worker {w} on {self._device(w)} (pid {self._procs[w].pid}, no result for "
+                f"{now - self._since.get(w, now):.0f} s{process_state(self._procs[w].pid)})" for w in busy]
+
     def close(self) -> None:
         for conn in self._conns.values():
             try:
@@ -446,8 +518,14 @@ class ProcessPoolEvaluator:
         for proc in self._procs.values():
             if proc.is_alive():
                 proc.terminate()
+                _continue(proc.pid)  # a stopped worker (SIGSTOP, Ctrl-Z) takes its SIGTERM only once continued
+        deadline = time.monotonic() + _CLOSE_GRACE_S
         for proc in self._procs.values():
-            proc.join(timeout=5)
+            proc.join(timeout=max(0.0, deadline - time.monotonic()))
+        for proc in self._procs.values():
+            if proc.is_alive():  # deaf to SIGTERM (a native hang): the interpreter's exit joined it for ever
+                proc.kill()
+                proc.join(timeout=5)
         for conn in self._conns.values():
             conn.close()
         self._procs.clear()

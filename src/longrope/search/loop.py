@@ -27,6 +27,7 @@ Determinism and resume — the design:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
@@ -40,9 +41,16 @@ import numpy as np
 from longrope.errors import UserError, shown
 from longrope.evaluate.stats import perplexity
 from longrope.io import append_text, is_record_of, write_json, write_text
-from longrope.options import check_flag
+from longrope.options import check_flag, is_finite_number
 from longrope.search.archive import Archive
-from longrope.search.evaluators import EvalOutcome, EvalRequest, Evaluator, WorkerCrashed, check_open
+from longrope.search.evaluators import (
+    EvalOutcome,
+    EvalRequest,
+    Evaluator,
+    WorkerCrashed,
+    WorkerStalled,
+    check_open,
+)
 from longrope.search.space import Genome, SearchSpace
 from longrope.search.strategies import Proposal, Strategy, StrategyConfig
 from longrope.settings import MAX_SLOTS
@@ -96,12 +104,29 @@ class StopRules:
     """full-fidelity evaluations (documents scored / documents per fitness; racing counts fractions)"""
     max_seconds: float | None = None
     """wall-clock seconds of search, a resumed search's earlier time included"""
+    stall_seconds: float = 60.0
+    """with a time budget: how long, once it is spent, the loop waits for an in-flight evaluation without any
+    result coming back (or twice the slowest evaluation so far, when that is longer; the whole budget again
+    before any) until it names the workers holding them as stopped answering and ends, its checkpoint kept.
+    A worker stopped with SIGSTOP hung a search given --max-seconds for ever (battery 25b)."""
 
     def __post_init__(self) -> None:
+        from longrope.options import is_finite_number
         from longrope.settings import check_budget
 
         for name in ("max_evals", "max_seconds"):  # 0 or None: no limit, as every command reads a budget
             object.__setattr__(self, name, check_budget(getattr(self, name), name))
+        if not is_finite_number(self.stall_seconds) or not self.stall_seconds > 0:
+            raise UserError(f"stall_seconds must be a number of seconds > 0, got {shown(self.stall_seconds)}")
+
+    def answer_within(self, elapsed: float, slowest: float | None) -> float | None:
+        """Seconds from now (``elapsed`` seconds into the search) by which a wait for in-flight evaluations must
+        bring a result, the slowest evaluation so far taking ``slowest`` seconds (None: none finished yet);
+        None without a time budget (a wait then waits as long as an evaluation takes)."""
+        if self.max_seconds is None:
+            return None
+        patience = max(self.stall_seconds, 2 * slowest if slowest is not None else self.max_seconds)
+        return max(0.0, self.max_seconds - elapsed) + patience
 
     def spent(self, full_evals: float, elapsed: float) -> str | None:
         """Why the budget is spent, or None."""
@@ -222,6 +247,8 @@ class SearchLoop:
         self.failures = 0
         self._meta: dict[int, dict] = {}
         self._elapsed_before = 0.0
+        #: seconds of the slowest evaluation so far (None: none came back yet), for StopRules.answer_within
+        self._slowest: float | None = None
         self._t0 = time.perf_counter()
         self._started = False
         #: window scores the archive held before this search began (reused from another search)
@@ -264,16 +291,34 @@ class SearchLoop:
                         raise RuntimeError(f"pending tickets {sorted(self.pending)} are neither running nor done")
                     break
                 try:
-                    outcomes = self.evaluator.wait()
+                    outcomes = self._wait()
+                except WorkerStalled as exc:
+                    where = (f"; the checkpoint {self.checkpoint} keeps the finished work: the same command with "
+                             "--resume continues on new workers") if self.checkpoint else ""
+                    raise UserError(f"{exc} after the time budget of {self.stop.max_seconds:g} s was spent"
+                                    f"{where}") from None
                 except WorkerCrashed as exc:
                     fix = "" if exc.says_fix else ", fix it and --resume"  # a worker's own refusal says it
                     where = f"; the checkpoint {self.checkpoint} is kept{fix}" if self.checkpoint else ""
                     raise UserError(f"{exc}{where}") from None
                 for outcome in outcomes:
                     self._on_outcome(outcome)
+        except BaseException:
+            if self.arrived:  # results that came back but wait for an earlier ticket: kept for --resume
+                with contextlib.suppress(Exception):  # (a save that fails leaves the last checkpoint, and the error)
+                    self._save()
+            raise
         finally:
             self.evaluator.close()
         return self._result()
+
+    def _wait(self) -> list[EvalOutcome]:
+        """The evaluator's next results; with a time budget, a :class:`WorkerStalled` when none comes back in
+        :meth:`StopRules.answer_within` (a worker that hung or was stopped hung the whole search, battery 25b)."""
+        within = self.stop.answer_within(self._elapsed(), self._slowest)
+        if within is None:
+            return self.evaluator.wait()
+        return self.evaluator.wait(deadline=time.monotonic() + within)
 
     def _advance(self) -> None:
         """Ask for work and tell finished results, interleaved canonically.
@@ -361,6 +406,7 @@ class SearchLoop:
             self._dispatch(ticket)
             return
         self.failures = 0
+        self._slowest = max(self._slowest or 0.0, float(outcome.seconds))
         self.in_flight.discard(ticket)
         # Held back until the ticket is told: the strategy must not see results out of order.
         self.arrived[ticket] = (self.archive.missing_docs(prop.genome, prop.docs), outcome.scores)
@@ -501,6 +547,8 @@ class SearchLoop:
         if any(t >= self.next_ticket for t in self.pending):
             raise ValueError(f"pending tickets at or beyond next_ticket {self.next_ticket}")
         self._elapsed_before = plain["elapsed"]
+        self._slowest = max((float(h["seconds"]) for h in self.history if is_finite_number(h.get("seconds"))),
+                            default=None)
         self.reused_doc_evals = plain["reused_doc_evals"]
         # a checkpoint written before the lag was kept: the slots of this start, as those searches resumed
         self.lag = self.lag if plain["lag"] is None else plain["lag"]

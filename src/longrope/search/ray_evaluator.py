@@ -12,6 +12,7 @@ without a word of ours.
 from __future__ import annotations
 
 import os
+import time
 import warnings
 from typing import Any
 
@@ -28,6 +29,7 @@ from longrope.search.evaluators import (
     check_request,
     could_not_build,
     fatal_report,
+    stalled,
     worker_died,
 )
 
@@ -123,6 +125,7 @@ class RayEvaluator:
         self._idle: list[int] = list(range(n))
         self._backlog: list[EvalRequest] = []
         self._refs: dict[Any, tuple[int, EvalRequest]] = {}
+        self._since: dict[int, float] = {}  # when each busy actor was handed its request (time.monotonic)
         self._restarts = 0
         self._generation = [0] * n
 
@@ -139,6 +142,7 @@ class RayEvaluator:
         while self._idle and self._backlog:
             i = self._idle.pop(0)
             req = self._backlog.pop(0)
+            self._since[i] = time.monotonic()
             self._refs[self.actors[i].evaluate.remote(req)] = (i, req)
 
     def submit(self, request: EvalRequest) -> None:
@@ -146,15 +150,18 @@ class RayEvaluator:
         self._backlog.append(request)
         self._dispatch()
 
-    def wait(self) -> list[EvalOutcome]:
+    def wait(self, deadline: float | None = None) -> list[EvalOutcome]:
         check_open(self)
         ray = self._ray
         out: list[EvalOutcome] = []
         while not out:
             if not self._refs:
                 return out
-            ready, _ = ray.wait(list(self._refs), num_returns=1, timeout=self.poll_s)
+            timeout = self.poll_s if deadline is None else min(self.poll_s, max(0.0, deadline - time.monotonic()))
+            ready, _ = ray.wait(list(self._refs), num_returns=1, timeout=timeout)
             if not ready:
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise stalled(self._holders())
                 self._check_cluster()
                 continue
             more, _ = ray.wait([r for r in self._refs if r not in ready], num_returns=len(self._refs) - len(ready),
@@ -176,6 +183,12 @@ class RayEvaluator:
                     self._idle.append(i)
             self._dispatch()
         return out
+
+    def _holders(self) -> list[str]:
+        """The actors holding a request, longest-held first, each with how long it has held it."""
+        now = time.monotonic()
+        held = sorted(self._refs.values(), key=lambda ir: self._since.get(ir[0], now))
+        return [f"Ray actor ray{i} (no result for {now - self._since.get(i, now):.0f} s)" for i, _ in held]
 
     def _check_cluster(self) -> None:
         """Battery 15: after ``ray stop`` mid-search, ``ray.wait`` blocked until Ray's core worker gave up on the
