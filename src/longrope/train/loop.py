@@ -93,7 +93,7 @@ def finetune(config: FinetuneConfig, *, log: Callable[[str], None] | None = None
     from longrope.train.launch import launch_problem
 
     require_config(config, FinetuneConfig, "longrope.train.finetune")
-    if (stray := launch_problem()) is not None:  # (the command line checks it first, for every command)
+    if (stray := launch_problem(training=True)) is not None:  # (the command line checks LOCAL_RANK for every command)
         raise UserError(stray)
     trainer = _Trainer(config, log, on_checked)
     try:
@@ -594,6 +594,10 @@ def check_settings(cfg: FinetuneConfig, *, facts_model: str | None, machine: boo
         accumulation(cfg, seq_len, max(1, int(os.environ.get("WORLD_SIZE", "1"))))
     if machine:
         check_precision(cfg, auto_device(cfg.device).type == "cpu")
+        from longrope.train.launch import launch_problem
+
+        if (stray := launch_problem(training=True)) is not None:
+            raise UserError(stray)
 
 
 def _stored_dtype(model: Any) -> str:
