@@ -671,7 +671,7 @@ def _unwritten_length(folder: Path, info: RopeInfo) -> str | None:
         return None
     return (f"{path} names no max_position_embeddings (transformers would read its {info.family} default, "
             f"{info.max_position_embeddings:,}, as the context it was trained on); write the model's trained context "
-            "length there (or give --original-length where the command takes it)")
+            "length there (baseline, export and generate also take it as --original-length)")
 
 
 #: The RoPE scaling types a GGUF header names (llama.cpp's LLAMA_ROPE_SCALING_TYPES).
