@@ -99,16 +99,16 @@ def call_objective(objective: Objective, request: EvalRequest, worker: str) -> E
         return EvalOutcome(request.ticket, None, failure_line(exc), time.perf_counter() - t0, worker)
 
 
-def failure_line(exc: BaseException) -> str:
+def failure_line(exc: BaseException, *, loading: bool = False) -> str:
     """What a worker reports of an exception: a :class:`UserError`'s own line (it names the problem and the fix),
     else the exception's type and first line. A worker's UserError reached the user as "worker w0 could not build
-    its objective: longrope.errors.UserError: ..." (battery 23b)."""
+    its objective: longrope.errors.UserError: ..." (battery 23b). ``loading``: met while building its objective."""
     if isinstance(exc, UserError):
         return str(exc)
     if isinstance(exc, (MemoryError, RuntimeError)):  # what an allocation failure is (torch's OOM: a RuntimeError)
         from longrope.evaluate.memory import out_of_memory_line
 
-        if (line := out_of_memory_line(exc)) is not None:
+        if (line := out_of_memory_line(exc, loading=loading)) is not None:
             return line
     return traceback.format_exception_only(type(exc), exc)[-1].strip()
 
@@ -336,7 +336,7 @@ def process_state(pid: int) -> str:
 def fatal_report(exc: BaseException) -> tuple[str, bool]:
     """What a worker that could not build its objective sends back: its :func:`failure_line` and whether that line
     says the fix (a :class:`UserError`)."""
-    return failure_line(exc), isinstance(exc, UserError)
+    return failure_line(exc, loading=True), isinstance(exc, UserError)
 
 
 def could_not_build(worker: str, report: Any) -> WorkerCrashed:

@@ -174,7 +174,9 @@ class _Trainer:
         if cfg.quiet:  # quiet through the Python API too: transformers' loading and saving bars were drawn there
             from transformers.utils import logging as hf_logging
 
-            hf_logging.disable_progress_bar()
+            if hf_logging.is_progress_bar_enabled():  # on again when the run ends (close), for the caller's own use
+                hf_logging.disable_progress_bar()
+                self._bars_off = True
         self._check_output()
         self.corpus = TokenCorpus.open(cfg.data)
         self.train_rows = training_documents(self.corpus, heldout_fraction=cfg.heldout_fraction, exclude=cfg.exclude)
@@ -515,6 +517,11 @@ class _Trainer:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+        if getattr(self, "_bars_off", False):
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.enable_progress_bar()
+            self._bars_off = False
 
 
 # ------------------------------------------------------------------------------------------------
