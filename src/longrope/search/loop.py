@@ -111,7 +111,6 @@ class StopRules:
     A worker stopped with SIGSTOP hung a search given --max-seconds for ever (battery 25b)."""
 
     def __post_init__(self) -> None:
-        from longrope.options import is_finite_number
         from longrope.settings import check_budget
 
         for name in ("max_evals", "max_seconds"):  # 0 or None: no limit, as every command reads a budget
