@@ -25,7 +25,6 @@ Writes ``bench/results/llamacpp.json`` and ``llamacpp.md`` (``--out`` elsewhere)
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import tempfile
 import time
@@ -33,6 +32,7 @@ from pathlib import Path
 
 from bench import _llamacpp
 from bench._report import add_out_option, new_record, put_table, put_value, write_record
+from longrope.evaluate.stats import perplexity
 
 DESCRIPTION = """\
 Perplexity of the same model and factor set computed by longrope (the factors installed in the
@@ -147,11 +147,11 @@ def run_case(case: dict, docs_dir: Path | None, threads: int, outtype: str) -> d
         t_cpp = time.time() - t1
     count = sum(o[1] for o in ours)
     assert all(c["tokens"] == o[1] for c, o in zip(answer["windows"], ours)), (answer["windows"], ours)
-    ppl = {name: math.exp(sum(x) / count) for name, x in (
+    ppl = {name: perplexity(sum(x) / count) for name, x in (
         ("longrope", [o[0] for o in ours]), ("llamacpp", [c["nll"] for c in answer["windows"]]),
         ("unscaled", [r[0] for r in raw]))}
     if hat:
-        ppl["longrope_with_start_tokens"] = math.exp(sum(h[0] for h in hat) / count)
+        ppl["longrope_with_start_tokens"] = perplexity(sum(h[0] for h in hat) / count)
     return {"model": case["model"], "factors": label, "L": fs.original_max_position_embeddings,
             "L_target": fs.max_position_embeddings, "m": fs.resolved_attention_factor(), "n_hat": fs.start_tokens,
             "window": length, "windows": len(windows), "scored": count, "context": answer.get("contextSize"),

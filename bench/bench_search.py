@@ -24,7 +24,6 @@ script itself; its numbers say nothing about a real model.
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import tempfile
 import time
@@ -32,6 +31,7 @@ from pathlib import Path
 
 from bench._report import add_out_option, new_record, put_table, put_value, write_record
 from longrope.embedded.corpus import DOMAINS
+from longrope.evaluate.stats import perplexity
 from longrope.search.evaluators import InProcessEvaluator
 from longrope.search.loop import run_search
 from longrope.search.strategies import StrategyConfig
@@ -193,7 +193,7 @@ def main(argv=None) -> int:
         from longrope.rope import make_baseline
 
         def held(lam, n_hat, m=None):
-            return math.exp(heldout_obj.full_nll(lam, n_hat, m))
+            return perplexity(heldout_obj.full_nll(lam, n_hat, m))
 
         ppl = {"paper": held(paper.factors, paper.start_tokens, paper.attention_factor),
                "ours": held(ours.factors, ours.start_tokens, ours.attention_factor),

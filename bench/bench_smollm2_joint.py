@@ -42,6 +42,7 @@ from bench._runs import command as _command
 from bench._runs import read_json as _read
 from bench._runs import read_jsonl as _read_jsonl
 from bench.bench_smollm2 import _critical_values, _scored, merge_needle_runs, race_analysis
+from longrope.evaluate.stats import perplexity
 
 #: the fitnesses this record judges: the default, and the constrained one that asks the same goals of it
 FITNESSES = ("joint", "constrained")
@@ -132,7 +133,7 @@ def _yarn_seed_values(rec: dict, history: list[dict], step: float, rope: dict, t
                 and np.abs(np.asarray(f) - np.asarray(yarn.long_factor)).max() <= step
                 and abs(float(r["attention_factor"]) - float(yarn.attention_factor)) <= 1e-3):
             nll, tokens, answer, answer_tokens = (float(x) for x in r["parts"][:4])
-            put_value(rec, "search_yarn_doc_ppl", math.exp(nll / tokens), ".3f")
+            put_value(rec, "search_yarn_doc_ppl", perplexity(nll / tokens), ".3f")
             put_value(rec, "search_yarn_answer_nll", answer / answer_tokens, ".3f")
             return
 

@@ -568,3 +568,34 @@ def test_a_leftover_whose_pid_another_later_process_took_is_removed(tmp_path):
     finally:
         other.kill()
         other.wait()
+
+
+def test_a_live_swap_s_aside_folder_is_not_taken_for_a_dead_writer_s(tmp_path, monkeypatch):
+    """The review of battery 25b: the previous output renamed aside kept its old date, so another writer's
+    remove_dead_leftovers, run between this swap's two renames, took this live process for a later one that reused
+    a dead writer's pid and removed the aside folder the swap puts back when its second rename fails."""
+    import subprocess
+    import sys
+    import time
+
+    from longrope.io import aside_prefix, replace_folder
+
+    dest = tmp_path / "out"
+    (dest / "a").mkdir(parents=True)
+    two_days_ago = time.time() - 2 * 86400
+    os.utime(dest, (two_days_ago, two_days_ago))
+    new = tmp_path / "new"
+    new.mkdir()
+    real, removed = os.replace, []
+
+    def replace(src, dst):
+        real(src, dst)
+        if Path(dst).name.startswith(aside_prefix(dest)):  # another writer's clean-up, between the two renames
+            removed.append(subprocess.run(
+                [sys.executable, "-c", "import sys; from pathlib import Path; from longrope.io import "
+                 "remove_dead_leftovers as r; print(r(Path(sys.argv[1]), sys.argv[2]))", str(tmp_path),
+                 aside_prefix(dest)], capture_output=True, text=True, check=True).stdout.strip())
+
+    monkeypatch.setattr(os, "replace", replace)
+    replace_folder(new, dest)
+    assert removed == ["[]"]

@@ -694,6 +694,11 @@ def replace_folder(new: str | os.PathLike, dest: str | os.PathLike, *,
             if problem is not None and (why := problem(dest)) is not None:
                 raise arrived_meanwhile(new, dest, why)
             old = dest.with_name(f"{aside_prefix(dest)}{os.getpid()}-{os.urandom(3).hex()}")
+            # dated now first: a rename keeps the old output's date, which a second writer's remove_dead_leftovers
+            # read as written before this process started (a dead writer's, its pid reused), and removed this live
+            # swap's aside folder before the put-back below could need it (the review of battery 25b)
+            with contextlib.suppress(OSError):
+                os.utime(dest, follow_symlinks=False)
             os.replace(dest, old)
         try:
             os.replace(new, dest)

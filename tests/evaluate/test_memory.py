@@ -96,7 +96,7 @@ def test_an_allocation_failure_under_an_address_space_limit_names_the_limit_in_a
         monkeypatch):
     """Battery 25b: under ulimit -v an evaluation's out-of-memory line named no limit, and a search worker's was the
     allocator's raw words ("[enforce fail at alloc_cpu.cpp:127] ...") with no fix; both now end with the limit."""
-    from longrope.search.evaluators import failure_line
+    from longrope.search.evaluators import failure_line, fatal_report
 
     monkeypatch.setattr(memory, "address_space_limit", lambda: 1600 << 20)
     raw = RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: "
@@ -108,3 +108,6 @@ def test_an_allocation_failure_under_an_address_space_limit_names_the_limit_in_a
     assert line.startswith("out of memory scoring a candidate") and "--target-length" in line
     assert line.endswith("(ulimit -v 1638400 KiB)")
     assert failure_line(RuntimeError("shape mismatch")) == "RuntimeError: shape mismatch"
+    line, _ = fatal_report(raw)  # met loading the model: the fixes of a load (the review of battery 25)
+    assert line.startswith("out of memory loading the model") and "fewer workers per device" in line
+    assert "--target-length" not in line

@@ -102,7 +102,7 @@ def test_a_config_json_that_names_no_context_length_is_unsupported_unless_the_le
     (folder / "config.json").write_text(json.dumps(config))
     info = loading.read_rope_info(folder)
     assert not info.supported and "names no max_position_embeddings" in info.reason
-    assert "2,048" in info.reason and "--original-length" in info.reason
+    assert "2,048" in info.reason and "baseline, export and generate also take it as --original-length" in info.reason
     assert loading.read_rope_info(folder, original_length=TINY_L).supported  # the user gave L on purpose
     config["rope_parameters"] = {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": TINY_L,
                                  "rope_theta": TINY_THETA}

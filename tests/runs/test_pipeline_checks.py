@@ -445,7 +445,7 @@ def test_a_finetune_stage_on_shards_without_training_documents_is_refused_before
     ({"seq_len": 256, "tokens_per_step": 256, "grad_accum": 2}, "grad_accum 2 contradicts tokens_per_step 256"),
     # LoRA settings against the model's layers, from its config (battery 24b's open item)
     ({"lora": True, "lora_rank": 4096}, "lora_rank 4096 exceeds the size of"),
-    ({"lora": True, "lora_targets": ["q_proj", "qkv_proj"]}, "lora_targets ['qkv_proj'] match no module"),
+    ({"lora": True, "lora_targets": ["qkv_proj", "attn_proj"]}, "lora_targets ['qkv_proj', 'attn_proj'] match no"),
     ({"lora": True, "lora_trainable": ["nothing_named_so"]}, "match no parameter of this model"),
 ])
 def test_a_finetune_stage_s_own_settings_are_refused_before_the_first_stage(tmp_path, capsys, no_stage_runs,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 
@@ -76,6 +77,19 @@ class _SlowStartFactory(SyntheticFactory):
         import time
 
         time.sleep(60)
+        return super().__call__(device)
+
+
+@dataclasses.dataclass
+class _LoadsForFactory(SyntheticFactory):
+    """Takes ``load_s`` seconds to build its objective (a model that loads for a while)."""
+
+    load_s: float = 3.0
+
+    def __call__(self, device: str = "cpu") -> SyntheticObjective:
+        import time
+
+        time.sleep(self.load_s)
         return super().__call__(device)
 
 
@@ -368,3 +382,20 @@ def test_a_stopped_worker_ends_a_timed_search_naming_it_and_keeping_its_work(tmp
     assert not any(p.is_alive() for p in procs.values())
     told = json.loads(ckpt.read_text())
     assert len(told["history"]) >= 4 and told["pending"]
+
+
+@pytest.mark.timeout(60)
+def test_a_worker_loading_its_model_past_the_deadline_is_not_taken_for_stopped():
+    """The review of battery 25b: the stall clock ran from the request, so a worker still loading its model when the
+    time budget ran out was named as having stopped answering, and a search given --max-seconds ended before its
+    first result. A loading worker is waited for; its clock starts when it is ready."""
+    import time
+
+    pool = ProcessPoolEvaluator(_LoadsForFactory(N_DIMS, SCALE, n_docs=N_DOCS, load_s=3.0), ["cpu"])
+    try:
+        pool.submit(EvalRequest(0, np.ones(N_DIMS), 0, (0,)))
+        t0 = time.monotonic()
+        out = pool.wait(deadline=time.monotonic() + 0.5)
+        assert [o.ticket for o in out] == [0] and time.monotonic() - t0 >= 2.0
+    finally:
+        pool.close()

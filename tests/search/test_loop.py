@@ -534,3 +534,25 @@ def test_a_crashed_worker_s_line_says_the_fix_once(tmp_path, said, says_fix, fix
         loop.run(make_seeds(loop.space))
     line = str(info.value)
     assert line.endswith(f"the checkpoint {tmp_path / 'ckpt.json'} {fix_once}") and line.count("--resume") == 1, line
+
+
+def test_an_interrupt_while_a_ticket_is_told_leaves_the_last_consistent_checkpoint(tmp_path):
+    """The review of battery 25b: on the way out the loop saved its state when results waited for an earlier ticket,
+    also when the interrupt came while a ticket was half told (out of the pending set, not yet in the history): the
+    checkpoint then lost that ticket, and a resume quietly diverged. The last consistent checkpoint stays."""
+    ckpt = tmp_path / "checkpoint.json"
+    saved: list[bytes] = []
+    loop = make_loop("steady", seed=3, checkpoint=ckpt, on_progress=lambda p: saved.append(ckpt.read_bytes()))
+    told, tell = [0], loop.strategy.tell
+
+    def interrupted_fifth(prop):
+        told[0] += 1
+        if told[0] == 5:
+            loop.arrived[10**6] = ((0,), np.zeros((1, 2)))  # a result that came back early, waiting to be told
+            raise KeyboardInterrupt
+        tell(prop)
+
+    loop.strategy.tell = interrupted_fifth
+    with pytest.raises(KeyboardInterrupt):
+        loop.run(make_seeds(loop.space))
+    assert len(saved) == 4 and ckpt.read_bytes() == saved[-1]

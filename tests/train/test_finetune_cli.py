@@ -151,11 +151,15 @@ def test_a_fine_tuning_the_python_api_ran_is_resumed_by_the_command(make_config,
     """``longrope.train.finetune`` writes checkpoints but no run record: ``finetune --resume`` on that folder said
     "already exists and is not empty; choose a new folder", not why. It is taken up, checked as any resume is, and
     becomes a run folder; the Python API's ``quiet`` draws no transformers bars either."""
+    from transformers.utils import logging as hf_logging
+
     from longrope.train import finetune
 
     cfg = make_config(steps=4, checkpoint_every=2, warmup_steps=1)
+    hf_logging.enable_progress_bar()
     finetune(cfg)
     assert "Writing model shards" not in capsys.readouterr().err
+    assert hf_logging.is_progress_bar_enabled()  # the caller's own setting, back when the run ends
     out = cfg.output
     argv = ["finetune", "--model", cfg.model, "--factors", cfg.factors, "--data", cfg.data, "--seq-len", "64",
             "--learning-rate", "3e-3", "--warmup-steps", "1", "--checkpoint-every", "2", "--quiet", "-o", out,

@@ -64,3 +64,19 @@ def test_a_rank_beyond_the_smallest_targeted_layer_is_refused_before_peft_alloca
     wrapped = apply_lora(build_tiny_model("llama"), rank=most, alpha=4.0, dropout=0.0, targets=["q_proj", "k_proj"],
                          trainable=[])
     assert any("lora_" in name for name, _ in wrapped.named_parameters())
+
+
+def test_targets_are_matched_as_peft_matches_them(tmp_path):
+    """The review of battery 25: every target had to match a module, so Phi-3 (fused qkv_proj) was refused with the
+    default targets, whose o_proj peft adapts; and a trainable part naming a targeted weight (q_proj.weight, which
+    peft renames q_proj.base_layer.weight) passed the check and trained nothing more."""
+    from longrope.errors import ConfigError
+    from longrope.train.lora import check_lora_fits
+    from tests.models.model_helpers import build_tiny, save_tiny
+
+    phi3 = str(save_tiny(build_tiny("phi3"), tmp_path / "phi3"))
+    check_lora_fits(phi3, rank=2, targets=("q_proj", "k_proj", "v_proj", "o_proj"), trainable=("norm",))
+    with pytest.raises(ConfigError, match=r"\['q_proj', 'k_proj'\] match no module"):
+        check_lora_fits(phi3, rank=2, targets=("q_proj", "k_proj"))
+    with pytest.raises(ConfigError, match="match no parameter"):
+        check_lora_fits(phi3, rank=2, targets=("o_proj",), trainable=("o_proj.weight",))

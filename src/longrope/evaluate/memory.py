@@ -129,13 +129,17 @@ def limit_advice() -> str:
     return "" if limit is None else f", or raise this process's address-space limit (ulimit -v {limit // 1024} KiB)"
 
 
-def out_of_memory_line(exc: BaseException) -> str | None:
+def out_of_memory_line(exc: BaseException, *, loading: bool = False) -> str | None:
     """One line for an allocation failure met while scoring a search candidate (in a worker process, a Ray actor
-    or the search's own), or None for another error: a worker's was the allocator's raw words ("[enforce fail at
-    alloc_cpu.cpp:127] ...") and no fix (battery 25b)."""
+    or the search's own), or while loading the model to score with (``loading``), or None for another error: a
+    worker's was the allocator's raw words ("[enforce fail at alloc_cpu.cpp:127] ...") and no fix (battery 25b), and
+    one met loading the model was told as scoring, with fixes that do not shrink a load (its review)."""
     if not is_out_of_memory(exc):
         return None
     first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+    if loading:
+        return (f"out of memory loading the model ({first}); use fewer workers per device (each loads its own copy), "
+                f"a smaller dtype, or a device with more memory{limit_advice()}")
     return (f"out of memory scoring a candidate ({first}); use a shorter --target-length or fewer --samples, a "
             f"smaller dtype, or a device with more memory{limit_advice()}")
 

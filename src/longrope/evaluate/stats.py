@@ -135,8 +135,9 @@ def paired_test(nlls: Sequence[float], ref_nlls: Sequence[float]) -> dict:
     if not _listed(nlls) or not _listed(ref_nlls) or len(nlls) != len(ref_nlls):
         return {}
     wins, losses = paired_wins(nlls, ref_nlls)
-    return {"nll_wins": wins, "nll_losses": losses, "nll_ties": len(nlls) - wins - losses,
-            "sign_p": sign_test_p(wins, losses)}
+    # ties are equal finite pairs: a NaN (an overflowed float16 score) neither wins, loses nor ties
+    ties = sum(1 for x, y in zip(nlls, ref_nlls) if x == y and math.isfinite(x))
+    return {"nll_wins": wins, "nll_losses": losses, "nll_ties": ties, "sign_p": sign_test_p(wins, losses)}
 
 
 def paired_test_text(test: dict) -> str:
@@ -146,7 +147,7 @@ def paired_test_text(test: dict) -> str:
         return ""
     wins, losses, ties = test["nll_wins"], test["nll_losses"], test.get("nll_ties")
     if wins + losses == 0:
-        return f"answer NLL tied on every key{f' ({ties})' if ties else ''}: no sign test"
+        return f"answer NLL tied on all {ties} keys compared: no sign test" if ties else "no answer NLL to compare"
     tied = f" ({ties} tied)" if ties else ""
     return f"lower answer NLL on {wins} of {wins + losses} keys that differ{tied}, sign test p {test['sign_p']:.2g}"
 

@@ -671,7 +671,7 @@ def _unwritten_length(folder: Path, info: RopeInfo) -> str | None:
         return None
     return (f"{path} names no max_position_embeddings (transformers would read its {info.family} default, "
             f"{info.max_position_embeddings:,}, as the context it was trained on); write the model's trained context "
-            "length there (or give --original-length where the command takes it)")
+            "length there (baseline, export and generate also take it as --original-length)")
 
 
 #: The RoPE scaling types a GGUF header names (llama.cpp's LLAMA_ROPE_SCALING_TYPES).
@@ -878,9 +878,12 @@ def _refuse_non_finite(model: Any, source: ModelSource) -> None:
     pass over the weights, on the device they were moved to."""
     import torch
 
+    def finite(p: Any) -> bool:  # in slices: a boolean mask of a 70B model's embedding was 1 GB more on the device
+        flat = p.detach().reshape(-1)
+        return all(bool(torch.isfinite(part).all()) for part in flat.split(1 << 24))
+
     with torch.no_grad():
-        bad = next((name for name, p in model.named_parameters()
-                    if p.is_floating_point() and not bool(torch.isfinite(p).all())), None)
+        bad = next((name for name, p in model.named_parameters() if p.is_floating_point() and not finite(p)), None)
     if bad is not None:
         fix = (f"the file is damaged: {GGUF_FIX}" if source.kind == "gguf"
                else "its weights file is damaged: download or save the model again")

@@ -38,6 +38,10 @@ def run(config: FinetuneConfig, *, log: Callable[[str], None] | None = None) -> 
     # The factor file against the model's config (no weights) before the run folder, the
     # accelerator and minutes of weight loading: a file for another model fails here, in seconds.
     load_factors_for(config.factors, read_rope_info(config.model), model=config.model, override_flag=None)
+    from longrope.train.launch import launch_problem
+
+    if (stray := launch_problem(training=True)) is not None:  # before the run folder: RANK decides who writes it
+        raise UserError(stray)
     folder = None
     if _main_process():
         try:

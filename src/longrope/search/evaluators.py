@@ -99,16 +99,16 @@ def call_objective(objective: Objective, request: EvalRequest, worker: str) -> E
         return EvalOutcome(request.ticket, None, failure_line(exc), time.perf_counter() - t0, worker)
 
 
-def failure_line(exc: BaseException) -> str:
+def failure_line(exc: BaseException, *, loading: bool = False) -> str:
     """What a worker reports of an exception: a :class:`UserError`'s own line (it names the problem and the fix),
     else the exception's type and first line. A worker's UserError reached the user as "worker w0 could not build
-    its objective: longrope.errors.UserError: ..." (battery 23b)."""
+    its objective: longrope.errors.UserError: ..." (battery 23b). ``loading``: met while building its objective."""
     if isinstance(exc, UserError):
         return str(exc)
     if isinstance(exc, (MemoryError, RuntimeError)):  # what an allocation failure is (torch's OOM: a RuntimeError)
         from longrope.evaluate.memory import out_of_memory_line
 
-        if (line := out_of_memory_line(exc)) is not None:
+        if (line := out_of_memory_line(exc, loading=loading)) is not None:
             return line
     return traceback.format_exception_only(type(exc), exc)[-1].strip()
 
@@ -336,7 +336,7 @@ def process_state(pid: int) -> str:
 def fatal_report(exc: BaseException) -> tuple[str, bool]:
     """What a worker that could not build its objective sends back: its :func:`failure_line` and whether that line
     says the fix (a :class:`UserError`)."""
-    return failure_line(exc), isinstance(exc, UserError)
+    return failure_line(exc, loading=True), isinstance(exc, UserError)
 
 
 def could_not_build(worker: str, report: Any) -> WorkerCrashed:
@@ -406,7 +406,8 @@ class ProcessPoolEvaluator:
         self._procs: dict[str, Any] = {}
         self._conns: dict[str, Any] = {}
         self._busy: dict[str, EvalRequest | None] = {}
-        self._since: dict[str, float] = {}  # when each busy worker was handed its request (time.monotonic)
+        self._since: dict[str, float] = {}  # when each busy worker's wait began: its request, or its "ready" after
+        self._ready: set[str] = set()  # the workers that built their objective (loaded the model) since they started
         self._backlog: list[EvalRequest] = []
         self._restarts = 0
         try:
@@ -431,6 +432,7 @@ class ProcessPoolEvaluator:
         self._procs[worker] = proc
         self._conns[worker] = parent
         self._busy[worker] = None
+        self._ready.discard(worker)
 
     def _dispatch(self) -> None:
         for worker in list(self._busy):
@@ -471,9 +473,9 @@ class ProcessPoolEvaluator:
         if not self._backlog and all(r is None for r in self._busy.values()):
             return []
         out: list[EvalOutcome] = []
+        window = None if deadline is None else deadline - time.monotonic()
         while not out:
-            if deadline is not None and time.monotonic() >= deadline and not any(
-                    c.poll() for w, c in self._conns.items() if self._busy[w] is not None):
+            if deadline is not None and self._stalled(deadline, window):
                 raise stalled(self._holders())
             by_conn = {conn: w for w, conn in self._conns.items()}
             ready = wait_connections(list(by_conn), timeout=1.0)
@@ -486,6 +488,10 @@ class ProcessPoolEvaluator:
                     continue
                 if kind == "fatal":
                     raise could_not_build(f"worker {worker}", payload)
+                if kind == "ready":  # its model is loaded: the wait for its request's answer starts now
+                    self._ready.add(worker)
+                    if self._busy[worker] is not None:
+                        self._since[worker] = time.monotonic()
                 if kind == "outcome":
                     self._busy[worker] = None
                     out.append(payload)
@@ -495,6 +501,24 @@ class ProcessPoolEvaluator:
                         self._worker_died(worker)
             self._dispatch()
         return out
+
+    def _stalled(self, deadline: float, window: float) -> bool:
+        """Whether every busy worker stopped answering: past ``deadline`` with no answer waiting, each has held its
+        request ``window`` seconds (the patience this wait was given) since it was handed it or since it loaded its
+        model, whichever came later. A worker still loading its model is not stalled unless it is stopped: loading
+        a big model counted as not answering, and a search given --max-seconds ended before its first result (the
+        review of battery 25b)."""
+        now = time.monotonic()
+        busy = [w for w, r in self._busy.items() if r is not None]
+        if now < deadline or not busy or any(self._conns[w].poll() for w in busy):
+            return False
+        for w in busy:
+            if w not in self._ready:
+                if not process_state(self._procs[w].pid):  # loading, not stopped
+                    return False
+            elif now - self._since.get(w, now) < window:
+                return False
+        return True
 
     def _holders(self) -> list[str]:
         """The busy workers, longest-held request first, each with its pid, how long it has held its request and

@@ -111,7 +111,6 @@ class StopRules:
     A worker stopped with SIGSTOP hung a search given --max-seconds for ever (battery 25b)."""
 
     def __post_init__(self) -> None:
-        from longrope.options import is_finite_number
         from longrope.settings import check_budget
 
         for name in ("max_evals", "max_seconds"):  # 0 or None: no limit, as every command reads a budget
@@ -243,6 +242,7 @@ class SearchLoop:
         self.in_flight: set[int] = set()
         #: ticket -> (docs, scores) of results that came back but are not told yet (ordered mode)
         self.arrived: dict[int, tuple[tuple[int, ...], np.ndarray]] = {}
+        self._telling = False  # a ticket is being told (_tell): the state is half updated
         self.next_ticket = 0
         self.failures = 0
         self._meta: dict[int, dict] = {}
@@ -304,7 +304,10 @@ class SearchLoop:
                 for outcome in outcomes:
                     self._on_outcome(outcome)
         except BaseException:
-            if self.arrived:  # results that came back but wait for an earlier ticket: kept for --resume
+            # results that came back but wait for an earlier ticket: kept for --resume; not from a state an
+            # interrupt left half told (a ticket out of the pending set and not yet in the history: the review of
+            # battery 25b), where the last checkpoint is the consistent one
+            if self.arrived and not self._telling:
                 with contextlib.suppress(Exception):  # (a save that fails leaves the last checkpoint, and the error)
                     self._save()
             raise
@@ -413,6 +416,7 @@ class SearchLoop:
         self._meta[ticket] = {"seconds": round(outcome.seconds, 4), "worker": outcome.worker}
 
     def _tell(self, ticket: int) -> None:
+        self._telling = True  # the state is half told until the end: no save of it on the way out (_loop)
         prop = self.pending.pop(ticket)
         scored: tuple[int, ...] = ()  # the windows scored for this ticket; the others were in the archive
         if ticket in self.arrived:
@@ -451,6 +455,7 @@ class SearchLoop:
         if self.history_path:
             append_text(self.history_path, json.dumps(entry) + "\n")
         self._save()
+        self._telling = False
         if self.on_progress:
             self.on_progress(
                 Progress(

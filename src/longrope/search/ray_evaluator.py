@@ -126,6 +126,7 @@ class RayEvaluator:
         self._backlog: list[EvalRequest] = []
         self._refs: dict[Any, tuple[int, EvalRequest]] = {}
         self._since: dict[int, float] = {}  # when each busy actor was handed its request (time.monotonic)
+        self._answered: set[int] = set()  # the actors that returned a result (so built their objective) since started
         self._restarts = 0
         self._generation = [0] * n
 
@@ -154,13 +155,14 @@ class RayEvaluator:
         check_open(self)
         ray = self._ray
         out: list[EvalOutcome] = []
+        window = None if deadline is None else deadline - time.monotonic()
         while not out:
             if not self._refs:
                 return out
             timeout = self.poll_s if deadline is None else min(self.poll_s, max(0.0, deadline - time.monotonic()))
             ready, _ = ray.wait(list(self._refs), num_returns=1, timeout=timeout)
             if not ready:
-                if deadline is not None and time.monotonic() >= deadline:
+                if deadline is not None and self._stalled(deadline, window):
                     raise stalled(self._holders())
                 self._check_cluster()
                 continue
@@ -173,6 +175,7 @@ class RayEvaluator:
                     if isinstance(outcome, tuple) and outcome[:1] == ("fatal",):
                         raise could_not_build(f"Ray actor ray{i}", outcome[1])
                     out.append(outcome)
+                    self._answered.add(i)
                     self._idle.append(i)
                 except ray.exceptions.RayActorError as exc:
                     self._restarts += 1
@@ -180,9 +183,19 @@ class RayEvaluator:
                     worker_died(f"Ray actor ray{i}", first, self._restarts, self.max_restarts, requeued=True)
                     self._backlog.insert(0, req)  # its candidate is re-queued, nothing is lost
                     self.actors[i] = self._new_actor(i)
+                    self._answered.discard(i)
                     self._idle.append(i)
             self._dispatch()
         return out
+
+    def _stalled(self, deadline: float, window: float) -> bool:
+        """Whether every busy actor stopped answering: past ``deadline``, each has answered before (an actor that
+        has not yet may still be loading its model, which the pool's workers say and Ray's actors do not) and has
+        held its request ``window`` seconds (the patience this wait was given)."""
+        now = time.monotonic()
+        busy = [i for i, _ in self._refs.values()]
+        return now >= deadline and bool(busy) and all(
+            i in self._answered and now - self._since.get(i, now) >= window for i in busy)
 
     def _holders(self) -> list[str]:
         """The actors holding a request, longest-held first, each with how long it has held it."""

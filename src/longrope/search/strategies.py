@@ -56,7 +56,7 @@ class StrategyConfig:
     mutation_prob: float = option(0.3, "per-gene mutation probability p of the paper's mutation", group=_PAPER)
     # -- ours only --
     initial: int = option(16, "ours: size of the initial set (all seeds first, then smooth mutants of them; "
-                          "counted in, and at most, the candidate budget)", group=_OURS)
+                          "counted in the candidate budget; no larger than it, unless the seeds alone are)", group=_OURS)
     race: tuple[int, ...] = option((1,), "ours: cumulative document counts of the racing stages before the full "
                                          "set, comma-separated; 'none' scores every candidate fully", group=_OURS,
                                    metavar="N,N")

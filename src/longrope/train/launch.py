@@ -45,30 +45,47 @@ _PLACE = ("RANK", "LOCAL_RANK", "WORLD_SIZE")
 _MEETING = ("MASTER_ADDR", "MASTER_PORT")
 
 
-def launch_problem(environ: dict | None = None) -> str | None:
-    """Why the launcher variables of ``environ`` (the process's) describe no group this process can be part of, or
-    None (none set, or a launcher's whole consistent set). Left in a shell or a job's environment by another job,
-    ``RANK=1`` alone made ``finetune`` write its results with no run record, ``LOCAL_RANK=3`` silenced every
-    command's one-line errors (exit 2, nothing said), ``WORLD_SIZE=2`` was accelerate's traceback, and a set without
-    ``MASTER_PORT`` waited for peers that never came."""
+def launch_problem(environ: dict | None = None, *, training: bool = False) -> str | None:
+    """Why the launcher variables of ``environ`` (the process's) are no launch this process can act on, or None.
+
+    Every command reads ``LOCAL_RANK`` (the machine's first process tells a group's refusals): one set with no group
+    that could hold it (``LOCAL_RANK=3`` left in a shell by another job) silenced every command's one-line errors.
+    A fine-tuning (``training``) also reads ``RANK`` and ``WORLD_SIZE`` (the group, and the process that writes the
+    run record): ``RANK=1`` alone made finetune write its results with no run record, ``WORLD_SIZE=2`` alone was
+    accelerate's traceback, and a set without ``MASTER_PORT`` waited for peers that never came. Sets that only part
+    of the launchers write (a Kubeflow pod's, with no ``LOCAL_RANK``; a batch script's exported ``WORLD_SIZE`` and
+    ``MASTER_*`` for the launcher it starts later) are no business of the commands that do not train."""
     env = os.environ if environ is None else environ
-    given = [name for name in (*_PLACE, *_MEETING) if env.get(name, "") != ""]
-    if not any(name in given for name in _PLACE):
+
+    def number(name: str) -> int | None:
+        text = str(env.get(name, "")).strip()
+        return int(text) if text.isdigit() else None
+
+    local = str(env.get("LOCAL_RANK", "")).strip()
+    if local:
+        if number("LOCAL_RANK") is None:
+            return (f"the environment's LOCAL_RANK is {local!r}, not a number >= 0; unset LOCAL_RANK (left from "
+                    "another job), or start the command with a launcher (accelerate launch, torchrun)")
+        world = number("WORLD_SIZE")
+        if int(local) > 0 and (world is None or int(local) >= world):
+            return (f"the environment's LOCAL_RANK={local} names a process of no launched group (WORLD_SIZE "
+                    f"{env.get('WORLD_SIZE') or 'unset'}), so this process would say nothing of what it refuses; "
+                    "unset LOCAL_RANK (left from another job), or start the command with a launcher "
+                    "(accelerate launch, torchrun)")
+    if not training or not any(str(env.get(name, "")).strip() for name in _PLACE):
         return None
     names = (*_PLACE, *_MEETING)
     fix = (f"unset {', '.join(names[:-1])} and {names[-1]} (left from another job), or start the command with "
            "accelerate launch or torchrun, which set them all")
-    if missing := [name for name in (*_PLACE, *_MEETING) if name not in given]:
-        shown = ", ".join(f"{name}={env[name]}" for name in given)
+    needed = ("RANK", "WORLD_SIZE", *_MEETING)
+    if missing := [name for name in needed if not str(env.get(name, "")).strip()]:
+        shown = ", ".join(f"{name}={env[name]}" for name in names if str(env.get(name, "")).strip())
         return f"the environment holds {shown} but not {', '.join(missing)}: no launcher's group; {fix}"
-    values = {}
-    for name in _PLACE:
-        text = str(env[name]).strip()
-        if not text.isdigit():
-            return f"the environment's {name} is {text!r}, not a number >= 0; {fix}"
-        values[name] = int(text)
-    world, rank, local = values["WORLD_SIZE"], values["RANK"], values["LOCAL_RANK"]
-    if world < 1 or rank >= world or local > rank:
-        return (f"the environment's RANK={rank}, LOCAL_RANK={local}, WORLD_SIZE={world} describe no process of a "
-                f"group (0 <= LOCAL_RANK <= RANK < WORLD_SIZE); {fix}")
+    for name in ("RANK", "WORLD_SIZE"):
+        if number(name) is None:
+            return f"the environment's {name} is {str(env[name]).strip()!r}, not a number >= 0; {fix}"
+    world, rank, local_rank = number("WORLD_SIZE"), number("RANK"), number("LOCAL_RANK")
+    if world < 1 or rank >= world or (local_rank is not None and local_rank > rank):
+        return (f"the environment's RANK={rank}, LOCAL_RANK={env.get('LOCAL_RANK') or 'unset'}, WORLD_SIZE={world} "
+                f"describe no process of a group (0 <= LOCAL_RANK <= RANK < WORLD_SIZE); {fix}")
     return None

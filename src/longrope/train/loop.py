@@ -93,7 +93,7 @@ def finetune(config: FinetuneConfig, *, log: Callable[[str], None] | None = None
     from longrope.train.launch import launch_problem
 
     require_config(config, FinetuneConfig, "longrope.train.finetune")
-    if (stray := launch_problem()) is not None:  # (the command line checks it first, for every command)
+    if (stray := launch_problem(training=True)) is not None:  # (the command line checks LOCAL_RANK for every command)
         raise UserError(stray)
     trainer = _Trainer(config, log, on_checked)
     try:
@@ -174,7 +174,9 @@ class _Trainer:
         if cfg.quiet:  # quiet through the Python API too: transformers' loading and saving bars were drawn there
             from transformers.utils import logging as hf_logging
 
-            hf_logging.disable_progress_bar()
+            if hf_logging.is_progress_bar_enabled():  # on again when the run ends (close), for the caller's own use
+                hf_logging.disable_progress_bar()
+                self._bars_off = True
         self._check_output()
         self.corpus = TokenCorpus.open(cfg.data)
         self.train_rows = training_documents(self.corpus, heldout_fraction=cfg.heldout_fraction, exclude=cfg.exclude)
@@ -515,6 +517,11 @@ class _Trainer:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+        if getattr(self, "_bars_off", False):
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.enable_progress_bar()
+            self._bars_off = False
 
 
 # ------------------------------------------------------------------------------------------------
@@ -594,6 +601,10 @@ def check_settings(cfg: FinetuneConfig, *, facts_model: str | None, machine: boo
         accumulation(cfg, seq_len, max(1, int(os.environ.get("WORLD_SIZE", "1"))))
     if machine:
         check_precision(cfg, auto_device(cfg.device).type == "cpu")
+        from longrope.train.launch import launch_problem
+
+        if (stray := launch_problem(training=True)) is not None:
+            raise UserError(stray)
 
 
 def _stored_dtype(model: Any) -> str:

@@ -66,13 +66,25 @@ def _check_fit(model: nn.Module, rank: int, targets: Sequence[str], trainable: S
     peft matches a list: the module's name or its last parts) and ``trainable`` matching a parameter."""
     _refuse_tied_head(model, targets)
     _refuse_rank_beyond_layers(model, rank, targets)
-    names = [name for name, _ in model.named_modules()]
-    unmatched = [t for t in targets if not any(n == t or n.endswith("." + t) for n in names)]
-    if unmatched:
-        raise ConfigError("lora_targets", "{name} " + f"{unmatched} match no module of this model (its attention "
-                          "projections are named e.g. q_proj, k_proj, v_proj, o_proj); give module names it has")
-    if trainable and not any(part in name for name, _ in model.named_parameters() for part in trainable):
+    # as peft matches a list: a target matches a module whose name is it or ends with "." + it, and one match is
+    # enough (Phi-3's fused qkv_proj leaves the default's o_proj: adapters there, as peft makes them)
+    targeted = {n for n, _ in model.named_modules() if any(n == t or n.endswith("." + t) for t in targets)}
+    if not targeted:
+        raise ConfigError("lora_targets", "{name} " + f"{list(targets)} match no module of this model; give names of "
+                          "its linear layers (e.g. q_proj, o_proj)")
+    if trainable and not any(part in name for name in _names_once_wrapped(model, targeted) for part in trainable):
         raise ConfigError("lora_trainable", "{name} " + f"{list(trainable)} match no parameter of this model")
+
+
+def _names_once_wrapped(model: nn.Module, targeted: set[str]) -> list[str]:
+    """The parameter names of ``model`` as peft renames them once the ``targeted`` modules hold adapters
+    (``q_proj.weight`` becomes ``q_proj.base_layer.weight``), adapters aside: what ``trainable`` is matched
+    against."""
+    names = []
+    for name, _ in model.named_parameters():
+        module, _, leaf = name.rpartition(".")
+        names.append(f"{module}.base_layer.{leaf}" if module in targeted else name)
+    return names
 
 
 def _refuse_tied_head(model: nn.Module, targets: Sequence[str]) -> None:
