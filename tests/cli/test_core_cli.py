@@ -607,3 +607,19 @@ def test_every_command_with_an_output_reads_all_three_spellings_the_readme_gives
         for flag in ("-o", "--output", "--out"):
             args, extra = p.parse_known_args([flag, "somewhere"] + (["RUN"] if words == ("rerun",) else []))
             assert (args.output, extra) == ("somewhere", []), (words, flag)
+
+
+def test_the_shipped_documents_the_help_examples_name_are_there():
+    """README: `longrope COMMAND --help` shows a runnable example. search's tokenized
+    `search=corpus/search heldout=corpus/heldout`, folders no checkout or install has (the shipped corpus is
+    src/longrope/embedded/assets/corpus/) (battery 26b)."""
+    import re
+    from pathlib import Path
+
+    from longrope.cli import build_parser
+
+    root = Path(__file__).resolve().parents[2]
+    examples = "\n".join(p.epilog or "" for _, p in _command_parsers(build_parser()))
+    named = re.findall(r"(?:search|heldout|train)=(\S*corpus\S*)", examples)
+    assert named, "no example tokenizes the shipped corpus"
+    assert [p for p in named if not (root / p).is_dir()] == []
