@@ -65,6 +65,16 @@ def option(default: Any = dataclasses.MISSING, help: str = "", *, flag: str | No
     return dataclasses.field(default=default, metadata=meta)
 
 
+OUTPUT_FLAGS = ("-o", "--output")
+OUTPUT_ALIASES = ("--out",)  # the older spelling, still read in every command (README "The commands")
+
+
+def output_option(help: str, *, metavar: str, default: Any = dataclasses.MISSING, **kw: Any) -> Any:
+    """A command's output (``-o``/``--output``; ``--out`` still read): the one declaration of that spelling,
+    so every command takes the same flags (search, eval, finetune and pipeline did not read ``--out``)."""
+    return option(default, help, short=OUTPUT_FLAGS[0], metavar=metavar, aliases=OUTPUT_ALIASES, **kw)
+
+
 def nested(factory: Callable[[], Any], help: str, *, group: str | None = None) -> Any:
     """A nested config dataclass whose own fields become command-line options; ``factory()`` gives
     its defaults (a class, or e.g. ``lambda: StrategyConfig(population=16)`` for other defaults)."""

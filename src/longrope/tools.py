@@ -19,7 +19,7 @@ from typing import Any
 
 from longrope.errors import ConfigError
 from longrope.groups import check_groups, device_option, dtype_option, resolve_lengths, seed_option
-from longrope.options import MAX_COUNT, MAX_TOKENS, check_int, check_text, option, token_count
+from longrope.options import MAX_COUNT, MAX_TOKENS, check_int, check_text, option, output_option, token_count
 from longrope.settings import check_decoding
 
 __all__ = ["BaselineConfig", "ExportConfig", "TokenizeConfig", "GenerateConfig", "InspectConfig", "METHODS",
@@ -39,8 +39,7 @@ class InspectConfig:
 
     model: str = option(help=MODEL_HELP, metavar="M")
     load: bool = option(False, "also load the weights and check the model structure (slower)")
-    output: str | None = option(None, "also write the JSON to this file", short="-o", metavar="FILE",
-                                aliases=("--out",))
+    output: str | None = output_option("also write the JSON to this file", metavar="FILE", default=None)
 
 
 @dataclass(kw_only=True)
@@ -51,7 +50,7 @@ class BaselineConfig:
     method: str = option(help="closed-form method", choices=METHODS)
     target_length: int = option(help="target context L' in tokens: 16384, 16k, or 8x the original context L",
                                 length=True, metavar="N")
-    output: str = option(help="factors.json to write", short="-o", metavar="FILE", aliases=("--out",))
+    output: str = output_option("factors.json to write", metavar="FILE")
     original_length: int | None = option(None, "override the original context L, an integer >= 2",
                                          default_text="from the model config", parse=token_count("--original-length"),
                                          metavar="L")
@@ -137,8 +136,7 @@ class ExportConfig:
 
     model: str = option(help=MODEL_HELP, metavar="M")
     factors: str = option(help=FACTORS_HELP + " to export", metavar="F", tags={"once": True})
-    output: str = option(help="output folder (hf: must not exist or be empty) or file (gguf)", short="-o",
-                         metavar="OUT", aliases=("--out",))
+    output: str = output_option("output folder (hf: must not exist or be empty) or file (gguf)", metavar="OUT")
     format: str = option("hf", "hf: a Hugging Face folder; gguf: one llama.cpp file", choices=("hf", "gguf"))
     dtype: str | None = option(None, "dtype of the saved weights: float32, bfloat16, float16",
                                default_text="hf: as loaded, float32 for GGUF sources; gguf: float16 — gguf takes "
@@ -164,7 +162,7 @@ class TokenizeConfig:
                             metavar="M")
     input: tuple[str, ...] = option(help="files, folders or dataset names (repeatable); search=SRC / heldout=SRC / "
                                          "train=SRC pins a role", multiple=True, metavar="SRC")
-    output: str = option(help="shard folder to write", short="-o", metavar="DIR", aliases=("--out",))
+    output: str = output_option("shard folder to write", metavar="DIR")
     split: str | None = option(None, "hub dataset split", default_text="train")
     text_field: str = option("text", "text field of .jsonl/.parquet/hub rows")
     id_field: str | None = option(None, "optional id field used in document names")

@@ -580,3 +580,46 @@ def test_a_standard_descriptor_closed_at_start_is_not_taken_by_a_file_the_comman
                           cwd=tmp_path, timeout=120)
     assert proc.returncode == 0
     assert int((tmp_path / "fd").read_text()) > 2 and (tmp_path / "opened").read_bytes() == b""
+
+
+def _command_parsers(parser, prefix=()):
+    """Every command's parser (eval's kinds included), keyed by the words that name it."""
+    import argparse
+
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                nested = dict(_command_parsers(sub, (*prefix, name)))
+                yield from nested.items() if nested else [((*prefix, name), sub)]
+
+
+def test_every_command_with_an_output_reads_all_three_spellings_the_readme_gives():
+    """README "The commands": the output is -o/--output and --out is still read, in every command; search, eval,
+    finetune, pipeline and rerun refused --out ("unrecognized arguments") (battery 26b)."""
+    from longrope.cli import build_parser
+
+    commands = dict(_command_parsers(build_parser()))
+    with_output = {words: p for words, p in commands.items()
+                   if any("--output" in a.option_strings for a in p._actions)}
+    assert {("search",), ("eval", "ppl"), ("eval", "ruler"), ("finetune",), ("pipeline",), ("rerun",),
+            ("export",), ("baseline",)} <= set(with_output)
+    for words, p in with_output.items():
+        for flag in ("-o", "--output", "--out"):
+            args, extra = p.parse_known_args([flag, "somewhere"] + (["RUN"] if words == ("rerun",) else []))
+            assert (args.output, extra) == ("somewhere", []), (words, flag)
+
+
+def test_the_shipped_documents_the_help_examples_name_are_there():
+    """README: `longrope COMMAND --help` shows a runnable example. search's tokenized
+    `search=corpus/search heldout=corpus/heldout`, folders no checkout or install has (the shipped corpus is
+    src/longrope/embedded/assets/corpus/) (battery 26b)."""
+    import re
+    from pathlib import Path
+
+    from longrope.cli import build_parser
+
+    root = Path(__file__).resolve().parents[2]
+    examples = "\n".join(p.epilog or "" for _, p in _command_parsers(build_parser()))
+    named = re.findall(r"(?:search|heldout|train)=(\S*corpus\S*)", examples)
+    assert named, "no example tokenizes the shipped corpus"
+    assert [p for p in named if not (root / p).is_dir()] == []

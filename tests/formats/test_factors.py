@@ -118,3 +118,15 @@ def test_a_file_is_written_only_under_a_name_it_is_read_back_by(tmp_path):
     assert list(tmp_path.iterdir()) == []
     assert FactorSet.load(fs.save(tmp_path / "f.json")).same_factors(fs)
     assert FactorSet.load(fs.save(tmp_path / "f")).same_factors(fs)  # no suffix: the content decides
+
+
+@pytest.mark.parametrize("value", [[], 0, False, ""])
+def test_provenance_that_is_no_json_object_is_refused_even_when_empty(tmp_path, value):
+    """docs/factors-format.md: `provenance` is a JSON object (default {} when absent); `[]`, `0`, `false` and
+    `""` were read as {} while `[1]` and `"x"` were refused (battery 26b)."""
+    d = files.to_json(_set())
+    d["provenance"] = value
+    with pytest.raises(UserError, match="provenance must be a JSON object"):
+        files.from_json(FactorSet, d)
+    d["provenance"] = None  # null stands for an absent key
+    assert files.from_json(FactorSet, d).provenance == {}

@@ -114,3 +114,32 @@ def test_the_note_transformers_logs_on_loading_an_export_is_the_one_its_readme_e
     readme = (out / "README.md").read_text()
     assert notes and all("mscale" in m for m in notes)
     assert "Unrecognized keys in `rope_parameters`\" of `short_mscale` and `long_mscale`" in readme
+
+
+def test_the_model_cards_transformers_lines_note_the_vllm_keys_as_often_as_the_card_says(tmp_path, monkeypatch):
+    """The card's own transformers lines, run as written from the folder's parent, print the note once per
+    config read (the model's load and the tokenizer's); the card said "notes once" (battery 26b)."""
+    import logging
+    import re
+
+    from longrope.models import load_model
+
+    model, tok = load_model("tiny")
+    out = export_hf(model, tok, factor_set(model, attention_factor=1.083), tmp_path / "m").path
+    readme = (out / "README.md").read_text()
+    block = re.search(r"```python\n(.*?)```", readme, re.S).group(1)
+    logger = logging.getLogger("transformers.modeling_rope_utils")
+    kept, logger.filters = logger.filters, []
+    seen: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: seen.append(record.getMessage())
+    logger.addHandler(handler)
+    monkeypatch.chdir(tmp_path)
+    try:
+        exec(block, {})
+    finally:
+        logger.removeHandler(handler)
+        logger.filters = kept
+    notes = [m for m in seen if "Unrecognized keys" in m]
+    assert len(notes) == block.count("from_pretrained") == 2
+    assert "each time it reads\nthis config.json (twice for the two lines above" in readme

@@ -314,3 +314,18 @@ def test_an_attention_factor_is_checked_in_one_place_within_its_range(tmp_path):
     path.write_text(json.dumps(data))
     with pytest.raises(UserError, match="outside"):
         FactorSet.load(path)
+
+
+def test_the_defaults_method_md_gives_for_longrope_baseline_are_the_code_s():
+    """docs/method.md §3 said "Defaults: factor 8" for llama3 and a (128, 2) β default for Mistral; the code takes
+    factor s = L'/L and (32, 1) for every family. The page now names what `longrope baseline` uses (battery 26b)."""
+    from pathlib import Path
+
+    text = " ".join((Path(__file__).resolve().parents[2] / "docs" / "method.md").read_text().split())
+    llama3 = make_baseline("llama3", rope_theta=1e4, rotary_dim=16, original_length=64, target_length=256)
+    assert llama3.provenance["options"]["factor"] == 4.0  # s = 256/64, not Llama 3.1's 8
+    assert (llama3.provenance["options"]["low_freq_factor"], llama3.provenance["options"]["high_freq_factor"]) == (1, 4)
+    assert "`longrope baseline` defaults to low 1, high 4 and factor `s = L'/L`" in text
+    yarn = make_baseline("yarn", rope_theta=1e4, rotary_dim=16, original_length=64, target_length=256)
+    assert (yarn.provenance["options"]["beta_fast"], yarn.provenance["options"]["beta_slow"]) == (32, 1)
+    assert "`longrope baseline` uses `(32, 1)` for every family" in text

@@ -150,7 +150,12 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog="example:\n  longrope rerun runs/search-2k -o runs/search-2k-again",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     r.add_argument("run_dir", metavar="RUN_DIR", help="a run folder written by search, eval, finetune, pipeline or demo")
-    r.add_argument("-o", "--output", required=True, metavar="NEW_DIR", help="where the new run goes")
+    from longrope.options import OUTPUT_ALIASES, OUTPUT_FLAGS
+
+    # required, checked in main(): argparse's own check would not count the older spelling --out
+    r.add_argument(*OUTPUT_FLAGS, dest="output", default=argparse.SUPPRESS, metavar="NEW_DIR",
+                   help="where the new run goes (required)")
+    r.add_argument(*OUTPUT_ALIASES, dest="output", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     r.set_defaults(_rerun=True)
     return parser
 
@@ -219,12 +224,16 @@ def _check_rerun_output(output: str, run_dir: str, command: str, *, resumable: b
 def _run_command(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
+    from longrope.errors import UserError
     from longrope.options import config_from_args, config_from_dict
     from longrope.runs import get_run
     from longrope.runs.folder import read_run_config, recorded_paths_here, run_folder_of
 
     if getattr(args, "_rerun", False):
         from dataclasses import fields
+
+        if not hasattr(args, "output"):  # not argparse's required=True, which would not count --out
+            raise UserError("the following arguments are required: -o/--output (see longrope rerun --help)")
 
         command, saved = read_run_config(args.run_dir)
         spec = get_run(command)

@@ -142,7 +142,8 @@ def from_json(make: Callable[..., T], d: Mapping[str, Any], *, rotary_dim: int |
         max_position_embeddings=d["max_position_embeddings"],
         rope_theta=d["rope_theta"],
         method=d.get("method", "custom"),
-        provenance=d.get("provenance") or {},
+        # null means absent (docs/factors-format.md: a JSON object, default {}); [], 0, false, "" are no object
+        provenance={} if d.get("provenance") is None else d["provenance"],
     )
     dim = d.get("rotary_dim")
     if "rotary_dim" in d and (isinstance(dim, bool) or not (isinstance(dim, int) or (

@@ -346,9 +346,9 @@ transformers uses the short factors while `max(position)+1 <= {L}` and the long 
 on both. When `generate()` crosses {L} tokens, every family but Phi-3 keeps the keys it cached with
 the short factors beside queries rotated with the long ones (an inexact mix); `longrope generate`
 re-feeds the sequence once at that step and stays exact (`--cache-policy reprefill`). transformers
-notes once, on loading, "Unrecognized keys in `rope_parameters`" of `short_mscale` and `long_mscale`:
-those two keys are vLLM's (below), written on purpose; transformers ignores them and reads m from
-`attention_factor`.
+notes "Unrecognized keys in `rope_parameters`" of `short_mscale` and `long_mscale` each time it reads
+this config.json (twice for the two lines above: the model's load and the tokenizer's): those two keys
+are vLLM's (below), written on purpose; transformers ignores them and reads m from `attention_factor`.
 
 ## vLLM
 

@@ -53,7 +53,15 @@ from longrope.groups import (
     seed_option,
     trials_option,
 )
-from longrope.options import MAX_TOKENS, check_int, config_to_dict, nested, option, renamed_keys
+from longrope.options import (
+    MAX_TOKENS,
+    check_int,
+    config_to_dict,
+    nested,
+    option,
+    output_option,
+    renamed_keys,
+)
 from longrope.runs import RunSpec
 from longrope.runs.search import fitness_option, recorded_config, resolve_fitness, retrieval_weight_option
 from longrope.search.plan import BASELINE_NAMES, STRATEGY_NAMES
@@ -118,8 +126,8 @@ class DemoConfig:
                                                "(Proof-Pile stand-in); the first is the headline",
                                       metavar="D,D")
     seed: int = seed_option("seed of the windows, the search and the keys")
-    output: str | None = option(None, "run folder", short="-o", metavar="DIR", aliases=("--out",),
-                                default_text="runs/demo-<UTC timestamp>")
+    output: str | None = output_option("run folder", metavar="DIR", default=None,
+                                       default_text="runs/demo-<UTC timestamp>")
     device: str = device_option()
     dtype: str = dtype_option()
     attn_implementation: str | None = option(None, "attention implementation (sdpa, eager, ...)",

@@ -40,7 +40,15 @@ from longrope.groups import (
     windows_per_doc_option,
 )
 from longrope.io import json_safe
-from longrope.options import MAX_COUNT, MAX_TOKENS, check_int, config_to_dict, option, token_count
+from longrope.options import (
+    MAX_COUNT,
+    MAX_TOKENS,
+    check_int,
+    config_to_dict,
+    option,
+    output_option,
+    token_count,
+)
 from longrope.runs import RunSpec
 from longrope.settings import HELDOUT_FRACTION, SPLIT
 
@@ -52,8 +60,8 @@ class EvalConfig:
     model: str = option(help='"tiny", "smollm2", a model folder, a .gguf file or a hub id', metavar="M")
     lengths: tuple[int, ...] = option(help="context lengths in tokens, comma-separated: 4096, 4k, or 8x the "
                                            "model's original context", length=True, metavar="N,N")
-    output: str = option(help="run folder (a finished eval run there is replaced when this one succeeds)",
-                         short="-o", metavar="OUT")
+    output: str = output_option("run folder (a finished eval run there is replaced when this one succeeds)",
+                                metavar="OUT")
     factors: tuple[str, ...] = option((), "factor files (factors.json, HF config.json, reference CSV) or folders; "
                                           "'none' = unscaled", multiple=True, metavar="F")
     skip_none: bool = option(False, "do not evaluate the unscaled model")

@@ -35,7 +35,7 @@ from longrope.groups import (
     windows_per_doc_option,
 )
 from longrope.io import read_json
-from longrope.options import MAX_TOKENS, check_int, config_to_dict, is_integer, nested, option
+from longrope.options import MAX_TOKENS, check_int, config_to_dict, is_integer, nested, option, output_option
 from longrope.runs import RunSpec
 from longrope.search.backends import BACKEND_FIELDS, backends_given
 from longrope.search.objective import (
@@ -118,7 +118,7 @@ class SearchConfig:
 
     model: str = option(help='"tiny", "smollm2", a model folder, a .gguf file or a hub id')
     data: str = data_option()
-    output: str = option(help="run folder (created; holds the checkpoint)", short="-o", metavar="RUN_DIR")
+    output: str = output_option("run folder (created; holds the checkpoint)", metavar="RUN_DIR")
     target_length: int | None = option(None, "target context L' in tokens: 16384, 16k, or 8x the model's original "
                                              "context (required except with --short)", metavar="N", length=True)
     strategy: str = option("steady", "search strategy: steady (ours), paper (Algorithm 1 as published), "
@@ -866,7 +866,8 @@ modes:
                                   writes λ_F ⊙ λ'""",
     example="""\
 examples:
-  longrope tokenize --tokenizer tiny --input search=corpus/search heldout=corpus/heldout -o shards/tiny
+  longrope tokenize --tokenizer tiny -o shards/tiny --input search=src/longrope/embedded/assets/corpus/search \\
+      heldout=src/longrope/embedded/assets/corpus/heldout
   longrope search --model tiny --data shards/tiny --target-length 2048 --iterations 10 -o runs/tiny-2k
   longrope search --model tiny --data shards/tiny --target-length 2048 -o runs/tiny-2k --resume
   longrope rerun runs/tiny-2k -o runs/tiny-2k-again""",

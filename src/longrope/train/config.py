@@ -29,7 +29,7 @@ from longrope.groups import (
     resolve_lengths,
     seed_option,
 )
-from longrope.options import MAX_TOKENS, check_int, check_shapes, option, token_count
+from longrope.options import MAX_TOKENS, check_int, check_shapes, option, output_option, token_count
 
 __all__ = ["FinetuneConfig", "SCHEDULES", "DTYPES", "DEVICES", "TRAJECTORY_FIELDS", "WARMUP_STEPS"]
 
@@ -57,8 +57,8 @@ class FinetuneConfig:
                              "while training; its tables are fixed, not trained", metavar="F")
     data: str = data_option("shard folder from 'longrope tokenize' holding documents of role 'train' "
                             "(--input train=PATH)")
-    output: str = option(help="run folder: checkpoints/, train_log.jsonl, loss.png and the exported model/",
-                       metavar="OUT", short="-o")
+    output: str = output_option("run folder: checkpoints/, train_log.jsonl, loss.png and the exported model/",
+                                metavar="OUT")
     seq_len: int | None = option(None, "training window N in tokens: 16384, 16k, or 8x the model's original "
                                        "context", metavar="N", length=True,
                                  default_text="the factor set's target length L'", group=_DATA)

@@ -42,7 +42,7 @@ from pathlib import Path
 
 from longrope.errors import ConfigError, UserError
 from longrope.io import write_json
-from longrope.options import check_shapes, config_to_dict, option
+from longrope.options import check_shapes, config_to_dict, option, output_option
 from longrope.runs import RunSpec
 from longrope.runs.pipeline import manifest as records
 from longrope.runs.pipeline.manifest import (
@@ -85,7 +85,7 @@ __all__ = ["PipelineConfig", "run", "render", "SPEC", "load_plan", "check_plan",
 class PipelineConfig:
     """Everything ``longrope pipeline`` does."""
 
-    output: str = option(help="pipeline folder (created; holds every stage)", short="-o", metavar="OUT")
+    output: str = output_option("pipeline folder (created; holds every stage)", metavar="OUT")
     plan: str | None = option(None, "plan file (JSON, longrope-pipeline/1), or a pipeline folder: the plan it ran",
                               metavar="FILE",
                               default_text="the shipped showcase plan (sized for --model tiny)")
