@@ -64,3 +64,19 @@ def test_a_rank_beyond_the_smallest_targeted_layer_is_refused_before_peft_alloca
     wrapped = apply_lora(build_tiny_model("llama"), rank=most, alpha=4.0, dropout=0.0, targets=["q_proj", "k_proj"],
                          trainable=[])
     assert any("lora_" in name for name, _ in wrapped.named_parameters())
+
+
+def test_unmatched_targets_are_told_the_projections_this_family_has(build_tiny_model):
+    """finetune --lora on a Phi-3 model (its default targets q_proj/k_proj/v_proj absent: Phi-3 fuses them into
+    qkv_proj) was refused as "its attention projections are named e.g. q_proj, k_proj, v_proj, o_proj", the very
+    names it lacks (battery 26a): the refusal names the projections the model has, and they are taken."""
+    from longrope.errors import ConfigError
+    from longrope.train.lora import apply_lora
+
+    model = build_tiny_model("phi3")
+    with pytest.raises(ConfigError, match="its attention projections are ") as e:
+        apply_lora(model, rank=2, alpha=4.0, dropout=0.0, targets=["q_proj", "k_proj", "v_proj", "o_proj"])
+    told = str(e.value).split("its attention projections are ")[1]
+    assert sorted(told.split(";")[0].split(", ")) == ["o_proj", "qkv_proj"] and "q_proj, k_proj" not in str(e.value)
+    wrapped = apply_lora(model, rank=2, alpha=4.0, dropout=0.0, targets=["qkv_proj", "o_proj"])
+    assert any("qkv_proj.lora_A" in name for name, _ in wrapped.named_parameters())

@@ -69,10 +69,23 @@ def _check_fit(model: nn.Module, rank: int, targets: Sequence[str], trainable: S
     names = [name for name, _ in model.named_modules()]
     unmatched = [t for t in targets if not any(n == t or n.endswith("." + t) for n in names)]
     if unmatched:
-        raise ConfigError("lora_targets", "{name} " + f"{unmatched} match no module of this model (its attention "
-                          "projections are named e.g. q_proj, k_proj, v_proj, o_proj); give module names it has")
+        projections = _attention_projections(model)
+        named = (f"its attention projections are {', '.join(projections)}; give "
+                 + "{name} " + ",".join(projections)) if projections else "give module names it has"
+        raise ConfigError("lora_targets", "{name} " + f"{unmatched} match no module of this model ({named})")
     if trainable and not any(part in name for name, _ in model.named_parameters() for part in trainable):
         raise ConfigError("lora_trainable", "{name} " + f"{list(trainable)} match no parameter of this model")
+
+
+def _attention_projections(model: nn.Module) -> list[str]:
+    """The last names of the linear layers inside the model's attention blocks, in module order (Llama's q_proj,
+    k_proj, v_proj, o_proj; Phi-3's fused qkv_proj and o_proj): what a refused ``lora_targets`` is told to name."""
+    found: list[str] = []
+    for name, module in model.named_modules():
+        parts = name.split(".")
+        if isinstance(module, nn.Linear) and len(parts) > 1 and "attn" in parts[-2] and parts[-1] not in found:
+            found.append(parts[-1])
+    return found
 
 
 def _refuse_tied_head(model: nn.Module, targets: Sequence[str]) -> None:
