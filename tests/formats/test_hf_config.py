@@ -54,3 +54,12 @@ def test_the_model_facts_and_the_factor_set_agree_on_a_config():
 def test_longrope_fields_refuse_a_config_without_longrope():
     with pytest.raises(UserError, match="has no longrope rope scaling"):
         hf_config.longrope_fields({"rope_scaling": {"type": "linear", "factor": 2.0}})
+
+
+def test_a_published_config_of_another_scaling_given_as_factors_is_told_the_fix():
+    """eval --factors QWEN2_YARN/config.json (a published config whose scaling is yarn, not longrope) ended at
+    "...; nothing to load", naming no way on (battery 26a): the refusal says what to give instead."""
+    with pytest.raises(UserError, match=r"\(rope type: yarn\); nothing to load: give a factors\.json instead "
+                                        r"\('longrope baseline --model MODEL --method") as e:
+        hf_config.longrope_fields({"rope_scaling": {"rope_type": "yarn", "factor": 4.0}})
+    assert "\n" not in str(e.value)

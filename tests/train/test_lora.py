@@ -66,17 +66,33 @@ def test_a_rank_beyond_the_smallest_targeted_layer_is_refused_before_peft_alloca
     assert any("lora_" in name for name, _ in wrapped.named_parameters())
 
 
-def test_targets_are_matched_as_peft_matches_them(tmp_path):
-    """The review of battery 25: every target had to match a module, so Phi-3 (fused qkv_proj) was refused with the
-    default targets, whose o_proj peft adapts; and a trainable part naming a targeted weight (q_proj.weight, which
-    peft renames q_proj.base_layer.weight) passed the check and trained nothing more."""
+def test_a_trainable_part_is_matched_against_the_names_peft_gives_targeted_weights(tmp_path):
+    """The review of battery 25: a trainable part naming a targeted weight (o_proj.weight, which peft renames
+    o_proj.base_layer.weight) passed the plan-time check and trained nothing more; the check reads a model's
+    layers from its config alone (check_lora_fits)."""
     from longrope.errors import ConfigError
     from longrope.train.lora import check_lora_fits
     from tests.models.model_helpers import build_tiny, save_tiny
 
     phi3 = str(save_tiny(build_tiny("phi3"), tmp_path / "phi3"))
-    check_lora_fits(phi3, rank=2, targets=("q_proj", "k_proj", "v_proj", "o_proj"), trainable=("norm",))
-    with pytest.raises(ConfigError, match=r"\['q_proj', 'k_proj'\] match no module"):
-        check_lora_fits(phi3, rank=2, targets=("q_proj", "k_proj"))
+    check_lora_fits(phi3, rank=2, targets=("qkv_proj", "o_proj"), trainable=("norm",))
+    with pytest.raises(ConfigError, match="its attention projections are "):
+        check_lora_fits(phi3, rank=2, targets=("q_proj", "k_proj", "v_proj", "o_proj"))
     with pytest.raises(ConfigError, match="match no parameter"):
         check_lora_fits(phi3, rank=2, targets=("o_proj",), trainable=("o_proj.weight",))
+
+
+def test_unmatched_targets_are_told_the_projections_this_family_has(build_tiny_model):
+    """finetune --lora on a Phi-3 model (its default targets q_proj/k_proj/v_proj absent: Phi-3 fuses them into
+    qkv_proj) was refused as "its attention projections are named e.g. q_proj, k_proj, v_proj, o_proj", the very
+    names it lacks (battery 26a): the refusal names the projections the model has, and they are taken."""
+    from longrope.errors import ConfigError
+    from longrope.train.lora import apply_lora
+
+    model = build_tiny_model("phi3")
+    with pytest.raises(ConfigError, match="its attention projections are ") as e:
+        apply_lora(model, rank=2, alpha=4.0, dropout=0.0, targets=["q_proj", "k_proj", "v_proj", "o_proj"])
+    told = str(e.value).split("its attention projections are ")[1]
+    assert sorted(told.split(";")[0].split(", ")) == ["o_proj", "qkv_proj"] and "q_proj, k_proj" not in str(e.value)
+    wrapped = apply_lora(model, rank=2, alpha=4.0, dropout=0.0, targets=["qkv_proj", "o_proj"])
+    assert any("qkv_proj.lora_A" in name for name, _ in wrapped.named_parameters())

@@ -152,7 +152,9 @@ def longrope_parameters(config: Any, source: str) -> Mapping[str, Any]:
             found[key] = longrope[0]
     if not found:
         kinds = ", ".join(sorted(set(other_types))) or "none"
-        raise UserError(f"{source} has no longrope rope scaling (rope type: {kinds}); nothing to load")
+        raise UserError(f"{source} has no longrope rope scaling (rope type: {kinds}); nothing to load: give a "
+                        "factors.json instead ('longrope baseline --model MODEL --method pi|ntk|yarn|llama3' writes one; "
+                        "'none' is the model with its own scaling as it loads)")
     if len(found) == 2:
         a, b = found["rope_parameters"], found["rope_scaling"]
         for k in ("long_factor", "short_factor"):

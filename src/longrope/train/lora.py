@@ -66,12 +66,16 @@ def _check_fit(model: nn.Module, rank: int, targets: Sequence[str], trainable: S
     peft matches a list: the module's name or its last parts) and ``trainable`` matching a parameter."""
     _refuse_tied_head(model, targets)
     _refuse_rank_beyond_layers(model, rank, targets)
-    # as peft matches a list: a target matches a module whose name is it or ends with "." + it, and one match is
-    # enough (Phi-3's fused qkv_proj leaves the default's o_proj: adapters there, as peft makes them)
-    targeted = {n for n, _ in model.named_modules() if any(n == t or n.endswith("." + t) for t in targets)}
-    if not targeted:
-        raise ConfigError("lora_targets", "{name} " + f"{list(targets)} match no module of this model; give names of "
-                          "its linear layers (e.g. q_proj, o_proj)")
+    # every target must name a module (peft needs only one): Phi-3's fused qkv_proj left the default's o_proj
+    # alone matching, and adapters on o_proj only, without a word, are not the LongLoRA recipe the user asked for
+    names = [name for name, _ in model.named_modules()]
+    unmatched = [t for t in targets if not any(n == t or n.endswith("." + t) for n in names)]
+    if unmatched:
+        projections = _attention_projections(model)
+        named = (f"its attention projections are {', '.join(projections)}; give "
+                 + "{name} " + ",".join(projections)) if projections else "give module names it has"
+        raise ConfigError("lora_targets", "{name} " + f"{unmatched} match no module of this model ({named})")
+    targeted = {n for n in names if any(n == t or n.endswith("." + t) for t in targets)}
     if trainable and not any(part in name for name in _names_once_wrapped(model, targeted) for part in trainable):
         raise ConfigError("lora_trainable", "{name} " + f"{list(trainable)} match no parameter of this model")
 
@@ -85,6 +89,17 @@ def _names_once_wrapped(model: nn.Module, targeted: set[str]) -> list[str]:
         module, _, leaf = name.rpartition(".")
         names.append(f"{module}.base_layer.{leaf}" if module in targeted else name)
     return names
+
+
+def _attention_projections(model: nn.Module) -> list[str]:
+    """The last names of the linear layers inside the model's attention blocks, in module order (Llama's q_proj,
+    k_proj, v_proj, o_proj; Phi-3's fused qkv_proj and o_proj): what a refused ``lora_targets`` is told to name."""
+    found: list[str] = []
+    for name, module in model.named_modules():
+        parts = name.split(".")
+        if isinstance(module, nn.Linear) and len(parts) > 1 and "attn" in parts[-2] and parts[-1] not in found:
+            found.append(parts[-1])
+    return found
 
 
 def _refuse_tied_head(model: nn.Module, targets: Sequence[str]) -> None:
