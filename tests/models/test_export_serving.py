@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -89,16 +90,12 @@ def test_output_that_is_a_file_is_refused(tmp_path):
         export_hf(model, None, factor_set(model), tmp_path / "file")
 
 
-def test_the_note_transformers_logs_on_loading_an_export_is_the_one_its_readme_explains(tmp_path):
-    """Stock transformers notes "Unrecognized keys in `rope_parameters`" of the vLLM keys on loading every export;
-    the model card (and docs/method.md) says what it is, so a user does not take it for a broken export (battery
-    23's open item). The note is read here without longrope's own filter, as a user's process sees it."""
+@contextlib.contextmanager
+def _rope_notes():
+    """The messages transformers' rope module logs meanwhile, as a user's process sees them (without longrope's
+    own filter of that logger)."""
     import logging
 
-    from transformers import AutoConfig
-
-    model = build_tiny("llama")
-    out = export_hf(model, None, factor_set(model, attention_factor=1.083), tmp_path / "m").path
     logger = logging.getLogger("transformers.modeling_rope_utils")
     kept, logger.filters = logger.filters, []
     seen: list[str] = []
@@ -106,10 +103,22 @@ def test_the_note_transformers_logs_on_loading_an_export_is_the_one_its_readme_e
     handler.emit = lambda record: seen.append(record.getMessage())
     logger.addHandler(handler)
     try:
-        AutoConfig.from_pretrained(out)
+        yield seen
     finally:
         logger.removeHandler(handler)
         logger.filters = kept
+
+
+def test_the_note_transformers_logs_on_loading_an_export_is_the_one_its_readme_explains(tmp_path):
+    """Stock transformers notes "Unrecognized keys in `rope_parameters`" of the vLLM keys on loading every export;
+    the model card (and docs/method.md) says what it is, so a user does not take it for a broken export (battery
+    23's open item). The note is read here without longrope's own filter, as a user's process sees it."""
+    from transformers import AutoConfig
+
+    model = build_tiny("llama")
+    out = export_hf(model, None, factor_set(model, attention_factor=1.083), tmp_path / "m").path
+    with _rope_notes() as seen:
+        AutoConfig.from_pretrained(out)
     notes = [m for m in seen if "Unrecognized keys" in m]
     readme = (out / "README.md").read_text()
     assert notes and all("mscale" in m for m in notes)
@@ -119,7 +128,6 @@ def test_the_note_transformers_logs_on_loading_an_export_is_the_one_its_readme_e
 def test_the_model_cards_transformers_lines_note_the_vllm_keys_as_often_as_the_card_says(tmp_path, monkeypatch):
     """The card's own transformers lines, run as written from the folder's parent, print the note once per
     config read (the model's load and the tokenizer's); the card said "notes once" (battery 26b)."""
-    import logging
     import re
 
     from longrope.models import load_model
@@ -128,18 +136,9 @@ def test_the_model_cards_transformers_lines_note_the_vllm_keys_as_often_as_the_c
     out = export_hf(model, tok, factor_set(model, attention_factor=1.083), tmp_path / "m").path
     readme = (out / "README.md").read_text()
     block = re.search(r"```python\n(.*?)```", readme, re.S).group(1)
-    logger = logging.getLogger("transformers.modeling_rope_utils")
-    kept, logger.filters = logger.filters, []
-    seen: list[str] = []
-    handler = logging.Handler()
-    handler.emit = lambda record: seen.append(record.getMessage())
-    logger.addHandler(handler)
     monkeypatch.chdir(tmp_path)
-    try:
+    with _rope_notes() as seen:
         exec(block, {})
-    finally:
-        logger.removeHandler(handler)
-        logger.filters = kept
     notes = [m for m in seen if "Unrecognized keys" in m]
     assert len(notes) == block.count("from_pretrained") == 2
     assert "each time it reads\nthis config.json (twice for the two lines above" in readme

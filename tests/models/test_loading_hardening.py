@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -303,57 +304,9 @@ def test_model_files_this_user_may_not_read_are_said_to_be_unreadable(tmp_path, 
                 load_tokenizer_of(str(folder))
 
 
-@pytest.mark.parametrize("kind", ["folder", "gguf"])
-def test_weights_holding_nan_are_refused_in_one_line_without_numpy_warnings(tmp_path, kind, recwarn):
-    """A damaged GGUF (a quantized block whose scale is NaN) loaded with numpy's "invalid value encountered in
-    multiply" printed, and every perplexity of it was "not finite (... try float32)"; a folder whose weights hold
-    NaN likewise (battery 25a)."""
-    import gguf
-    import numpy as np
-
-    from longrope.models.gguf import export_gguf
-    from longrope.rope import FactorSet
-    from tests.models.model_helpers import TINY_L, TINY_THETA
-
-    model = build_tiny("llama")
-    if kind == "folder":
-        with torch.no_grad():
-            model.model.layers[0].mlp.up_proj.weight[0, 0] = float("nan")
-        path = save_tiny(model, tmp_path / "m")
-    else:
-        fs = FactorSet(long_factor=np.linspace(1.0, 4.0, 8), short_factor=np.ones(8),
-                       original_max_position_embeddings=TINY_L, max_position_embeddings=4 * TINY_L, rope_theta=TINY_THETA)
-        src = export_gguf(model, None, fs, tmp_path / "src.gguf", outtype="f32").path
-        reader = gguf.GGUFReader(src)
-        writer = gguf.GGUFWriter(tmp_path / "m.gguf", "llama")
-        for name, field in reader.fields.items():
-            if not name.startswith("GGUF.") and name != "general.architecture":
-                kind_ = field.types[0]
-                writer.add_key_value(name, field.contents(), kind_,
-                                     sub_type=field.types[-1] if kind_ == gguf.GGUFValueType.ARRAY else None)
-        for t in reader.tensors:
-            data = np.array(t.data)
-            if t.name == "blk.0.ffn_up.weight":  # Q8_0, every block's f16 scale infinite (times 0: NaN)
-                data[:, :32] = 0.0
-                q = gguf.quants.quantize(data, gguf.GGMLQuantizationType.Q8_0)
-                q.reshape(-1, 34)[:, :2] = np.frombuffer(np.float16(np.inf).tobytes(), np.uint8)
-                writer.add_tensor(t.name, q, raw_dtype=gguf.GGMLQuantizationType.Q8_0)
-            else:
-                writer.add_tensor(t.name, data)
-        writer.write_header_to_file()
-        writer.write_kv_data_to_file()
-        writer.write_tensors_to_file()
-        writer.close()
-        path = tmp_path / "m.gguf"
-    with pytest.raises(UserError) as e:
-        loading.load_model(path)
-    assert "its weights hold NaN or infinite values (e.g. model.layers.0.mlp.up_proj.weight)" in _one_line(e)
-    assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
-
-
-def test_a_gguf_of_a_tensor_type_the_reader_cannot_dequantize_is_refused_before_its_weights(tmp_path):
-    """A GGUF holding an F64 (or Q8_1, Q8_K, integer) tensor was a NotImplementedError traceback from gguf's
-    dequantizer, after its config and tokenizer had loaded (battery 25a)."""
+def _gguf_with(tmp_path, model, name: str, replace) -> Path:
+    """``tmp_path/m.gguf``: ``model`` exported as a float32 GGUF, then written again with the tensor ``name``
+    given by ``replace(data, writer)`` (which adds it itself); the other keys and tensors as exported."""
     import gguf
     import numpy as np
 
@@ -363,21 +316,59 @@ def test_a_gguf_of_a_tensor_type_the_reader_cannot_dequantize_is_refused_before_
 
     fs = FactorSet(long_factor=np.linspace(1.0, 4.0, 8), short_factor=np.ones(8),
                    original_max_position_embeddings=TINY_L, max_position_embeddings=4 * TINY_L, rope_theta=TINY_THETA)
-    src = export_gguf(build_tiny("llama"), None, fs, tmp_path / "src.gguf", outtype="f32").path
-    reader = gguf.GGUFReader(src)
+    reader = gguf.GGUFReader(export_gguf(model, None, fs, tmp_path / "src.gguf", outtype="f32").path)
     writer = gguf.GGUFWriter(tmp_path / "m.gguf", "llama")
-    for name, field in reader.fields.items():
-        if not name.startswith("GGUF.") and name != "general.architecture":
+    for key, field in reader.fields.items():
+        if not key.startswith("GGUF.") and key != "general.architecture":
             kind = field.types[0]
-            writer.add_key_value(name, field.contents(), kind,
+            writer.add_key_value(key, field.contents(), kind,
                                  sub_type=field.types[-1] if kind == gguf.GGUFValueType.ARRAY else None)
     for t in reader.tensors:
-        data = np.array(t.data)
-        writer.add_tensor(t.name, data.astype(np.float64) if t.name == "blk.0.ffn_up.weight" else data)
+        if t.name == name:
+            replace(np.array(t.data), writer)
+        else:
+            writer.add_tensor(t.name, np.array(t.data))
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
     writer.close()
+    return tmp_path / "m.gguf"
+
+
+@pytest.mark.parametrize("kind", ["folder", "gguf"])
+def test_weights_holding_nan_are_refused_in_one_line_without_numpy_warnings(tmp_path, kind, recwarn):
+    """A damaged GGUF (a quantized block whose scale is NaN) loaded with numpy's "invalid value encountered in
+    multiply" printed, and every perplexity of it was "not finite (... try float32)"; a folder whose weights hold
+    NaN likewise (battery 25a)."""
+    import gguf
+    import numpy as np
+
+    model = build_tiny("llama")
+    if kind == "folder":
+        with torch.no_grad():
+            model.model.layers[0].mlp.up_proj.weight[0, 0] = float("nan")
+        path = save_tiny(model, tmp_path / "m")
+    else:
+        def infinite_scales(data, writer):  # Q8_0, every block's f16 scale infinite (times 0: NaN)
+            data[:, :32] = 0.0
+            q = gguf.quants.quantize(data, gguf.GGMLQuantizationType.Q8_0)
+            q.reshape(-1, 34)[:, :2] = np.frombuffer(np.float16(np.inf).tobytes(), np.uint8)
+            writer.add_tensor("blk.0.ffn_up.weight", q, raw_dtype=gguf.GGMLQuantizationType.Q8_0)
+
+        path = _gguf_with(tmp_path, model, "blk.0.ffn_up.weight", infinite_scales)
+    with pytest.raises(UserError) as e:
+        loading.load_model(path)
+    assert "its weights hold NaN or infinite values (e.g. model.layers.0.mlp.up_proj.weight)" in _one_line(e)
+    assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
+
+
+def test_a_gguf_of_a_tensor_type_the_reader_cannot_dequantize_is_refused_before_its_weights(tmp_path):
+    """A GGUF holding an F64 (or Q8_1, Q8_K, integer) tensor was a NotImplementedError traceback from gguf's
+    dequantizer, after its config and tokenizer had loaded (battery 25a)."""
+    import numpy as np
+
+    _gguf_with(tmp_path, build_tiny("llama"), "blk.0.ffn_up.weight",
+               lambda data, writer: writer.add_tensor("blk.0.ffn_up.weight", data.astype(np.float64)))
     with pytest.raises(UserError) as e:
         loading.load_model(tmp_path / "m.gguf")
     assert "cannot dequantize: F64 (e.g. blk.0.ffn_up.weight); convert it" in _one_line(e)
