@@ -74,6 +74,30 @@ def test_out_folder_that_holds_files_is_refused(tmp_path, demo_model_dir):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.txt"]
 
 
+def test_a_model_with_its_own_scaling_is_said_to_be_the_row_none(tmp_path, demo_model_dir):
+    """demo labelled a model's own scaling (a Phi-3-128k's, a yarn config's) 'none' without a word, where eval says
+    'none' is the model as it loads, not the unscaled model (battery 26a): one wording, runs.evaluate.none_note."""
+    import shutil
+
+    from longrope.runs.demo import _setup
+
+    folder = tmp_path / "yarn-model"
+    shutil.copytree(demo_model_dir, folder)
+    config = json.loads((folder / "config.json").read_text())
+    L = config["max_position_embeddings"]
+    config.update(max_position_embeddings=2 * L, rope_scaling={"rope_type": "yarn", "factor": 2.0,
+                                                               "original_max_position_embeddings": L})
+    config.pop("rope_parameters", None)
+    (folder / "config.json").write_text(json.dumps(config))
+    said: list[str] = []
+    ctx = _setup(DemoConfig(model=str(folder), output=str(tmp_path / "out"), quiet=True), said.append)
+    try:
+        assert any("carries its own RoPE scaling (yarn): 'none' is the model as it loads" in n for n in ctx.notes)
+    finally:
+        ctx.folder.abandon()
+        ctx.folder.close()
+
+
 # -- smoke runs ----------------------------------------------------------------------------------
 def _read_csv(path: Path) -> list[dict]:
     with open(path, newline="") as f:

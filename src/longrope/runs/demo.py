@@ -244,7 +244,11 @@ def _setup(config: DemoConfig, say: Any) -> _Ctx:
     folder = RunFolder.open(out, SPEC.command, staged=True)
     say(f"demo: {config.model} (L = {L}, rotary dim {info.rotary_dim}, theta {info.rope_theta:g}) → {target} tokens "
         f"({target / L:g}×) on {device}; run folder {out}")
-    return _Ctx(config, say, folder, L, target, lengths, device, {"started": time.perf_counter()}, [])
+    from longrope.runs.evaluate import none_note
+
+    # the row 'none' of a model with its own scaling is that scaling, said as eval says it (and kept in the notes)
+    notes = [note] if (note := none_note(config.model, info)) is not None else []
+    return _Ctx(config, say, folder, L, target, lengths, device, {"started": time.perf_counter()}, notes)
 
 
 def _check_tokenizer(config: DemoConfig, target: int) -> None:

@@ -238,16 +238,24 @@ def prepare_eval(config: EvalConfig, *, kv_cache: bool, batch: int = 1) -> tuple
                        model=config.model, original_length=config.original_length)
     check_lengths_fit(config.lengths, hf_config, rotary_dim=info.rotary_dim, dtype=config.dtype,
                       device=run_device(config.device), kv_cache=kv_cache, batch=batch)
+    if any(fs is None for _, fs in sets) and (note := none_note(config.model, info)) is not None:
+        _say(f"note: {note}")
+    return hf_config, info, sets
+
+
+def none_note(model: str, info: Any) -> str | None:
+    """What the row 'none' is when the model is not the unscaled one (its RoPE facts ``info``), or None: one wording
+    for eval and demo (demo labelled a Phi-3-128k's own scaling 'none' without a word; battery 26a)."""
     scaling = info.rope_scaling or {}
     own = scaling.get("rope_type") or scaling.get("type")
-    if scaling.get("applied_by_transformers") is False and any(fs is None for _, fs in sets):  # a GGUF's header
-        _say(f"note: {config.model} declares RoPE scaling ({own}) that transformers' GGUF reader does not apply: "
-             "'none' is the model without it (llama.cpp applies it); to measure it, give --factors the factor file "
-             "it was exported from")
-    elif own not in (None, "default") and any(fs is None for _, fs in sets):  # e.g. a folder longrope export wrote
-        _say(f"note: {config.model} carries its own RoPE scaling ({own}): 'none' is the model as it loads, with that "
-             "scaling, not the unscaled model")
-    return hf_config, info, sets
+    if scaling.get("applied_by_transformers") is False:  # a GGUF's header
+        return (f"{model} declares RoPE scaling ({own}) that transformers' GGUF reader does not apply: 'none' is the "
+                "model without it (llama.cpp applies it); to measure it, give --factors the factor file it was "
+                "exported from")
+    if own not in (None, "default"):  # e.g. a folder longrope export wrote, a published long-context config
+        return f"{model} carries its own RoPE scaling ({own}): 'none' is the model as it loads, with that scaling, " \
+               "not the unscaled model"
+    return None
 
 
 def load_for_eval(config: EvalConfig):
