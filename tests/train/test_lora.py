@@ -77,7 +77,7 @@ def test_a_trainable_part_is_matched_against_the_names_peft_gives_targeted_weigh
     phi3 = str(save_tiny(build_tiny("phi3"), tmp_path / "phi3"))
     check_lora_fits(phi3, rank=2, targets=("qkv_proj", "o_proj"), trainable=("norm",))
     with pytest.raises(ConfigError, match="its attention projections are "):
-        check_lora_fits(phi3, rank=2, targets=("q_proj", "k_proj", "v_proj", "o_proj"))
+        check_lora_fits(phi3, rank=2, targets=("q_proj", "k_proj", "o_proj"))
     with pytest.raises(ConfigError, match="match no parameter"):
         check_lora_fits(phi3, rank=2, targets=("o_proj",), trainable=("o_proj.weight",))
 
@@ -91,8 +91,24 @@ def test_unmatched_targets_are_told_the_projections_this_family_has(build_tiny_m
 
     model = build_tiny_model("phi3")
     with pytest.raises(ConfigError, match="its attention projections are ") as e:
-        apply_lora(model, rank=2, alpha=4.0, dropout=0.0, targets=["q_proj", "k_proj", "v_proj", "o_proj"])
+        apply_lora(model, rank=2, alpha=4.0, dropout=0.0, targets=["q_proj", "k_proj", "o_proj"])
     told = str(e.value).split("its attention projections are ")[1]
     assert sorted(told.split(";")[0].split(", ")) == ["o_proj", "qkv_proj"] and "q_proj, k_proj" not in str(e.value)
     wrapped = apply_lora(model, rank=2, alpha=4.0, dropout=0.0, targets=["qkv_proj", "o_proj"])
     assert any("qkv_proj.lora_A" in name for name, _ in wrapped.named_parameters())
+
+
+def test_the_default_targets_are_the_attention_projections_of_the_model_s_own_layout(build_tiny_model):
+    """The default (q_proj, k_proj, v_proj, o_proj: "the attention projections") was refused on Phi-3, whose first
+    three are one fused qkv_proj; it now takes the model's own, as the docs say (battery 26a's open item C). Given
+    targets are taken as given."""
+    from longrope.train.config import LORA_ATTENTION
+    from longrope.train.lora import apply_lora, targets_for
+
+    phi3, llama = build_tiny_model("phi3"), build_tiny_model("llama")
+    assert sorted(targets_for(phi3, LORA_ATTENTION)) == ["o_proj", "qkv_proj"]
+    assert targets_for(llama, LORA_ATTENTION) == LORA_ATTENTION
+    assert targets_for(phi3, ["o_proj"]) == ("o_proj",)
+    wrapped = apply_lora(phi3, rank=2, alpha=4.0, dropout=0.0, targets=LORA_ATTENTION)
+    adapted = {name.split(".lora_A")[0].rsplit(".", 1)[-1] for name, _ in wrapped.named_parameters() if ".lora_A" in name}
+    assert adapted == {"qkv_proj", "o_proj"}

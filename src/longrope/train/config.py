@@ -47,6 +47,11 @@ _RUN = "checkpoints and output"
 WARMUP_STEPS = 20
 
 
+
+#: the default LoRA targets: the attention projections as the Llama layout names them; a model that has other names
+#: for them (Phi-3's fused qkv_proj) gets its own in their place (longrope.train.lora.targets_for)
+LORA_ATTENTION = ("q_proj", "k_proj", "v_proj", "o_proj")
+
 @dataclass
 class FinetuneConfig:
     """Continued pre-training with LongRoPE factors installed (docs/method.md §5, §6)."""
@@ -113,8 +118,10 @@ class FinetuneConfig:
     lora_rank: int = option(8, "LoRA rank r", group=_LORA)
     lora_alpha: float = option(16.0, "LoRA alpha (scaling alpha / r)", group=_LORA)
     lora_dropout: float = option(0.0, "dropout on the LoRA input", group=_LORA)
-    lora_targets: tuple[str, ...] = option(("q_proj", "k_proj", "v_proj", "o_proj"),
-                                         "module names that get adapters", metavar="NAME,NAME", group=_LORA)
+    lora_targets: tuple[str, ...] = option(LORA_ATTENTION, "module names that get adapters", metavar="NAME,NAME",
+                                         default_text=f"{','.join(LORA_ATTENTION)}: the attention projections "
+                                                      "(a model that names them otherwise, as Phi-3's fused "
+                                                      "qkv_proj, its own)", group=_LORA)
     lora_trainable: tuple[str, ...] = option(("embed", "norm"), "parameters whose name contains one of these are "
                                                               "trained fully alongside the adapters (LongLoRA "
                                                               "trains embeddings and norms)",

@@ -15,7 +15,7 @@ from torch import nn
 
 from longrope.errors import ConfigError
 
-__all__ = ["apply_lora", "check_lora_fits", "merge_lora", "trainable_summary"]
+__all__ = ["apply_lora", "check_lora_fits", "merge_lora", "targets_for", "trainable_summary"]
 
 
 def apply_lora(model: nn.Module, *, rank: int, alpha: float, dropout: float, targets: Sequence[str],
@@ -27,6 +27,7 @@ def apply_lora(model: nn.Module, *, rank: int, alpha: float, dropout: float, tar
     """
     from peft import LoraConfig, get_peft_model
 
+    targets = targets_for(model, targets)
     _check_fit(model, int(rank), targets, trainable)
     config = LoraConfig(r=int(rank), lora_alpha=float(alpha), lora_dropout=float(dropout),
                         target_modules=list(targets), bias="none", task_type="CAUSAL_LM")
@@ -58,7 +59,22 @@ def check_lora_fits(model_name: str, *, rank: int, targets: Sequence[str], train
 
     with torch.device("meta"):
         skeleton = AutoModelForCausalLM.from_config(load_config(model_name))
-    _check_fit(skeleton, int(rank), targets, trainable)
+    _check_fit(skeleton, int(rank), targets_for(skeleton, targets), trainable)
+
+
+def targets_for(model: nn.Module, targets: Sequence[str]) -> tuple[str, ...]:
+    """The modules that get adapters: ``targets``, or, when they are the default (the attention projections as the
+    Llama layout names them) and ``model`` names its projections otherwise, its own (Phi-3: qkv_proj, o_proj). The
+    default means "the attention projections" (docs/finetune.md); on Phi-3 it was refused (battery 26a)."""
+    from longrope.train.config import LORA_ATTENTION
+
+    targets = tuple(targets)
+    if targets != LORA_ATTENTION:
+        return targets
+    names = [name for name, _ in model.named_modules()]
+    if all(any(n == t or n.endswith("." + t) for n in names) for t in targets):
+        return targets
+    return tuple(_attention_projections(model)) or targets
 
 
 def _check_fit(model: nn.Module, rank: int, targets: Sequence[str], trainable: Sequence[str]) -> None:
