@@ -67,3 +67,27 @@ def test_a_length_given_twice_is_refused_before_any_measurement(llama, tmp_path,
                  lambda: passkey_suite(llama, tok, [("none", None)], [128, 128], bos_id=1, trials=1, depths=[0.5])):
         with pytest.raises(UserError, match="^lengths gives 128 twice"):
             call()
+
+
+def test_the_best_baseline_of_a_held_out_comparison_is_never_one_whose_perplexity_overflowed():
+    """A float16 set that overflows (NaN perplexity) listed first was taken as the best baseline (NaN compares false
+    both ways) and the search's held-out ratio came out NaN beside finite baselines."""
+    import torch
+
+    from tests.models.model_helpers import TINY_L, build_tiny
+
+    model = build_tiny("llama")
+    with torch.no_grad():  # large q/k: an attention temperature of 10 overflows in float16
+        for name, p in model.named_parameters():
+            if "q_proj" in name or "k_proj" in name:
+                p.mul_(60)
+    model = model.half()
+    docs = [np.random.default_rng(0).integers(3, 128, size=200) for _ in range(2)]
+
+    def pi(m):
+        return FactorSet(long_factor=np.full(8, 4.0), attention_factor=m, original_max_position_embeddings=TINY_L,
+                         max_position_embeddings=4 * TINY_L, rope_theta=10000.0)
+
+    out = compare_at_length(model, docs, 4 * TINY_L, {"searched": pi(1.0), "hot": pi(10.0), "pi": pi(1.0)}, bos_id=1)
+    assert out["ppl"]["hot"] != out["ppl"]["hot"]  # it did overflow
+    assert out["best_baseline"] == "pi" and out["ratio_to_best_baseline"] == 1.0

@@ -143,6 +143,8 @@ def compare_at_length(model: torch.nn.Module, docs: Sequence[Any], length: int, 
     of ``subject`` (one of the sets' names) to the best of the others (the search's held-out report)."""
     import time
 
+    from longrope.evaluate.stats import lowest
+
     pairs = check_sets(model, sets, "compare_at_length")
     if subject not in [name for name, _ in pairs]:
         raise UserError(f"subject {shown(subject)} is none of the sets' names {[name for name, _ in pairs]}; give the "
@@ -151,7 +153,7 @@ def compare_at_length(model: torch.nn.Module, docs: Sequence[Any], length: int, 
     results = ppl_suite(model, docs, pairs, [length], bos_id=bos_id)
     ppl = {name: r.ppl for name, r in results}
     others = {k: v for k, v in ppl.items() if k != subject}
-    best = min(others, key=others.get) if others else None
+    best = lowest(others)
     return {
         "length": length,
         "docs": [getattr(d, "doc_id", str(i)) for i, d in enumerate(docs)],
