@@ -112,14 +112,15 @@ def ppl_suite(
     """``evaluate_perplexity`` for every (factor set, length), the same documents throughout."""
     from longrope.evaluate.lm import model_device
     from longrope.evaluate.memory import out_of_memory
+    from longrope.rope.baselines import at_length
 
     sets, lengths = check_sets(model, sets, "ppl_suite"), _check_lengths(lengths)
     _check_log(log)
     out = []
     with factor_switch(model, sets) as use:
         for name, fs in sets:
-            use(fs)
             for length in lengths:
+                use(at_length(fs, length))  # a dynamic NTK set follows the length; the others are one swap
                 with out_of_memory(f"perplexity with factors {name!r}", length, model_device(model)):
                     r = evaluate_perplexity(model, docs, length, bos_id=bos_id, stride=stride, max_tokens=max_tokens,
                                             chunk_size=chunk_size, batch_size=batch_size, progress=progress)
@@ -171,10 +172,19 @@ def passkey_suite(model: torch.nn.Module, tokenizer: Any, sets: Sequence[NamedFa
     sets = check_sets(model, sets, "passkey_suite")
     _check_log(log)
     out = []
+    from longrope.rope.baselines import at_length, follows_length
+
     with factor_switch(model, sets) as use:
         for name, fs in sets:
-            use(fs)
-            r = passkey_accuracy(model, tokenizer, lengths, **kwargs)
+            if not follows_length(fs):  # one set for every length
+                use(fs)
+                r = passkey_accuracy(model, tokenizer, lengths, **kwargs)
+            else:  # dynamic NTK: recomputed for each length, the keys the same (seeded per length)
+                parts = []
+                for length in lengths:
+                    use(at_length(fs, length))
+                    parts.append(passkey_accuracy(model, tokenizer, [length], **kwargs))
+                r = PasskeyResult(parts[0].mode, [t for p in parts for t in p.trials], sum(p.seconds for p in parts))
             if log:
                 for c in r.cells():
                     log(f"{name:>16s}  {c['length']:>8d}  depth {c['depth']:.2f}  accuracy {c['accuracy']:.2f}")
