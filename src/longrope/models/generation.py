@@ -101,13 +101,20 @@ def reset_dynamic_rope(modules: Any) -> None:
     an 8L measurement and 155.91 fresh (``eval ppl --lengths 8192,2048``, a passkey after a perplexity; battery
     27b). Every measurement starts here (:func:`evaluation_mode`, a RULER cell)."""
     for m in modules:
-        kind = getattr(m, "rope_type", None)
-        original = getattr(m, "original_inv_freq", None)
-        if isinstance(kind, str) and "dynamic" in kind and isinstance(original, torch.Tensor) \
-                and isinstance(getattr(m, "inv_freq", None), torch.Tensor) and hasattr(m, "original_max_seq_len"):
+        if is_dynamic_rope(m):
             with torch.no_grad():
-                m.inv_freq = original.to(m.inv_freq.device).clone()
+                m.inv_freq = m.original_inv_freq.to(m.inv_freq.device).clone()
             m.max_seq_len_cached = m.original_max_seq_len
+
+
+def is_dynamic_rope(module: Any) -> bool:
+    """Whether ``module`` is a transformers rotary embedding of the ``dynamic`` rope type: its base follows the length
+    of the sequence past ``original_max_seq_len``, so a cache filled at one length is not the prefix of a longer
+    forward."""
+    kind = getattr(module, "rope_type", None)
+    return isinstance(kind, str) and "dynamic" in kind and hasattr(module, "original_max_seq_len") \
+        and isinstance(getattr(module, "original_inv_freq", None), torch.Tensor) \
+        and isinstance(getattr(module, "inv_freq", None), torch.Tensor)
 
 
 #: the fields of a model's generation_config.json that say which tokens are which, kept by :func:`plain_decoding`
