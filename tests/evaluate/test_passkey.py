@@ -434,3 +434,17 @@ def test_prefill_and_score_continuation_check_their_ids_before_the_cache_moves(l
         exact, nll = prefix.score_continuation(llama, cache, torch.tensor([5]), torch.tensor([7, 8]))
     again = prefix.score_continuation(llama, cache, torch.tensor([5]), torch.tensor([7, 8]))
     assert again == (exact, nll) and nll > 0  # the cache was cropped back each time
+
+
+def test_ask_both_on_a_model_s_own_dynamic_rope_scores_the_answer_as_a_forward_from_scratch_does():
+    """A model with transformers' dynamic scaling changes its base with every length past L: the answer was scored
+    on a cache of the prompt's base (claimed exact) and differed from needle mode's forward from scratch."""
+    from tests.models.model_helpers import build_tiny, clone_with_rope
+
+    model = clone_with_rope(build_tiny("llama"), "llama", {"rope_type": "dynamic", "factor": 8.0})
+    tok = _IdsTokenizer()
+    for n in (20, 60):  # within L = 32, and past it
+        p = pk.PasskeyPrompt(np.random.default_rng(n).integers(3, 120, n), 12345, 0.5, 1, 0)
+        _, _, nll, exact = pk.ask_both(model, tok, p, pad_token_id=0)
+        s = pk.needle_score(model, [pk.answer_prompt(tok, p)])
+        assert nll == pytest.approx(s.mean_nll, rel=1e-5) and exact == (s.exact == 1), n

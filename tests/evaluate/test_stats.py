@@ -109,3 +109,13 @@ def test_stats_refuse_counts_that_are_no_counts_and_test_many_keys():
     assert sign_test_p(600, 600) == 1.0 and sign_test_p(0, 1500) < 1e-300
     assert abs(sign_test_p(530, 470) - 0.0620) < 1e-3  # exact: 0.06202
     assert 0.007 < sign_test_p(1060, 940) < 0.0085  # exact: 0.00793
+
+
+def test_the_lowest_of_compared_values_is_the_lowest_finite_one_whatever_their_order():
+    from longrope.evaluate.stats import lowest
+
+    nan = float("nan")
+    assert lowest({"a": nan, "b": 3.0, "c": 2.0}) == "c"
+    assert lowest({"a": float("inf"), "b": 5.0}) == "b"
+    assert lowest({"a": 1.0, "b": 0.5, "c": 0.1}, ["a", "b"]) == "b"
+    assert lowest({"a": nan, "b": None}) is None

@@ -362,3 +362,18 @@ def test_a_tokenizer_or_mask_generate_cannot_take_is_one_line():
             generate(model, None, ids, 2, attention_mask=mask)
     for mask in (torch.tensor([[0, 1, 1]]), np.array([[False, True, True]]), [[0.0, 1.0, 1.0]]):
         assert generate(model, None, ids, 2, attention_mask=mask).prompt_tokens == [[6, 7]]
+
+
+def test_a_model_s_own_dynamic_rope_measures_a_length_alike_whatever_was_measured_before():
+    """transformers' dynamic RoPE keeps the base of the longest sequence it saw for every shorter one above L: the
+    'none' row of such a model at 2L depended on whether 8L was measured first (eval ppl --lengths 8192,2048)."""
+    from longrope.evaluate.suite import ppl_suite
+    from tests.models.model_helpers import clone_with_rope
+
+    base = build_tiny("llama")
+    docs = [np.random.default_rng(k).integers(3, 128, size=8 * TINY_L) for k in range(2)]
+    fresh = clone_with_rope(base, "llama", {"rope_type": "dynamic", "factor": 4.0})
+    used = clone_with_rope(base, "llama", {"rope_type": "dynamic", "factor": 4.0})
+    want = ppl_suite(fresh, docs, [("none", None)], [2 * TINY_L], bos_id=1)[0][1].nll_sum
+    got = [r.nll_sum for _, r in ppl_suite(used, docs, [("none", None)], [8 * TINY_L, 2 * TINY_L], bos_id=1)]
+    assert got[1] == want

@@ -329,3 +329,19 @@ def test_the_defaults_method_md_gives_for_longrope_baseline_are_the_code_s():
     yarn = make_baseline("yarn", rope_theta=1e4, rotary_dim=16, original_length=64, target_length=256)
     assert (yarn.provenance["options"]["beta_fast"], yarn.provenance["options"]["beta_slow"]) == (32, 1)
     assert "`longrope baseline` uses `(32, 1)` for every family" in text
+
+
+def test_a_dynamic_ntk_set_at_a_length_is_the_closed_form_of_that_length_and_other_sets_are_left_as_they_are():
+    from longrope.rope.baselines import at_length
+
+    common = dict(rope_theta=10000.0, rotary_dim=16, original_length=256, target_length=2048)
+    dyn = make_baseline("dynamic-ntk", **common).with_(start_tokens=4)  # made for ℓ = L' = 2048
+    at_512 = at_length(dyn, 512)
+    np.testing.assert_allclose(at_512.long_factor, make_baseline("dynamic-ntk", length=512, **common).long_factor,
+                               rtol=1e-15)
+    assert at_512.start_tokens == 4 and at_512.provenance["options"]["length"] == 512
+    np.testing.assert_array_equal(at_length(dyn, 2048).long_factor, dyn.long_factor)
+    yarn = make_baseline("yarn", **common)
+    assert at_length(yarn, 512) is yarn and at_length(None, 512) is None
+    edited = dyn.with_(long_factor=dyn.long_factor * 1.01)  # not the closed form its provenance names
+    assert at_length(edited, 512) is edited

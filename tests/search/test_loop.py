@@ -351,16 +351,20 @@ def test_a_hand_edited_checkpoint_is_one_line(tmp_path, edit):
 
 def test_an_archive_no_search_could_have_written_is_refused_when_read():
     """A cache read back (--resume, --reuse) holds only what a search writes: document indices inside the
-    windows searched, finite scores over at least one token, parts of one width. A NaN would win or lose every
-    race and an index past the windows would make a genome look fully evaluated."""
+    windows searched, scores over at least one token, parts of one width, and no -inf (it would win every race) nor
+    NaN NLL (a diverged model's is recorded as +inf, the worst fitness). An index past the windows would make a
+    genome look fully evaluated."""
     from longrope.search.archive import Archive
     from longrope.search.space import Genome
 
     g = Genome(tuple([100] * 4), 0, -1, 0)
     good = [[g.to_json(), {"0": [10.0, 5, 9.0, 5.0], "1": [11.0, 5, 10.0, 5.0]}]]
     assert Archive.from_json(2, good).is_full(g)
-    for bad, match in (({"0": [float("nan"), 5, 9.0, 5.0]}, "not finite"),
-                       ({"0": [10.0, 5, float("inf"), 5.0]}, "not finite"),
+    diverged = [[g.to_json(), {"0": [float("inf"), 5, float("nan"), 5.0], "1": [11.0, 5, 10.0, 5.0]}]]
+    assert Archive.from_json(2, diverged).fitness(g) == math.inf
+    for bad, match in (({"0": [float("nan"), 5, 9.0, 5.0]}, "NaN"),
+                       ({"0": [-float("inf"), 5, 9.0, 5.0]}, "-inf"),
+                       ({"0": [10.0, 5, -float("inf"), 5.0]}, "-inf"),
                        ({"0": [10.0, 0, 9.0, 5.0]}, "counts no token"),
                        ({"2": [10.0, 5, 9.0, 5.0]}, "outside the 2 window"),
                        ({"-1": [10.0, 5, 9.0, 5.0]}, "outside the 2 window"),
@@ -556,3 +560,33 @@ def test_an_interrupt_while_a_ticket_is_told_leaves_the_last_consistent_checkpoi
     with pytest.raises(KeyboardInterrupt):
         loop.run(make_seeds(loop.space))
     assert len(saved) == 4 and ckpt.read_bytes() == saved[-1]
+
+
+class DivergesOnLargeFactors(SyntheticObjective):
+    """A model that overflows (NaN NLL, as float16 does) for candidates with a large last factor."""
+
+    def __call__(self, factors, start_tokens, docs, attention_factor=None):
+        out = super().__call__(factors, start_tokens, docs, attention_factor)
+        if factors[-1] > 0.9 * SCALE:
+            out[:, 0] = np.nan
+        return out
+
+
+@pytest.mark.parametrize("slots", [1, 3])
+def test_a_search_that_scored_a_diverged_candidate_resumes_like_the_uninterrupted_run(tmp_path, slots):
+    """A diverged candidate is the worst fitness (+inf in the archive, NaN as it arrived): its checkpoint was refused
+    at --resume as malformed ("a score [inf, ...] that is not finite"), the user told to delete the folder."""
+    obj = DivergesOnLargeFactors(N_DIMS, SCALE, n_docs=N_DOCS)
+
+    def evaluator(objective, order_seed=0):
+        return InProcessEvaluator(objective) if slots == 1 else ShuffledParallel(objective, slots, order_seed)
+
+    _, reference = run("paper", seed=3, objective=obj, evaluator=evaluator(obj))
+    assert any(h["fitness"] is None for h in reference.history)  # some candidates diverged
+    ckpt = tmp_path / "ckpt.json"
+    loop = make_loop("paper", seed=3, evaluator=evaluator(FailAfter(obj, 12, Killed()), 1), checkpoint=ckpt)
+    with pytest.raises(Killed):
+        loop.run(make_seeds(loop.space))
+    assert "Infinity" in ckpt.read_text() or "NaN" in ckpt.read_text()
+    resumed = make_loop("paper", seed=3, evaluator=evaluator(obj, 2), checkpoint=ckpt).resume()
+    assert comparable(resumed.history) == comparable(reference.history)

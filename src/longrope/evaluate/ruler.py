@@ -125,7 +125,10 @@ def score_cell(lm: Any, factors: str, task: str, length: int, rows: Sequence[dic
     from lm_eval.evaluator import evaluate
 
     from longrope.data.ruler import lm_eval_quiet, samples_sha256
+    from longrope.models.generation import reset_dynamic_rope
 
+    model = getattr(lm, "model", None)
+    reset_dynamic_rope(model.modules() if callable(getattr(model, "modules", None)) else ())
     t0 = time.perf_counter()
     lm.set_cache_hook(_SampleHook(on_sample) if on_sample else CacheHook(None))
     try:

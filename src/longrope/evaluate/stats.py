@@ -12,12 +12,12 @@ lower on more keys than chance would give.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from longrope.errors import UserError, shown
 from longrope.options import MAX_COUNT, check_sequence, int_problem, is_integer, is_number
 
-__all__ = ["perplexity", "wilson_interval", "sign_test_p", "paired_wins", "paired_test", "paired_test_text", "Verdict", "verdict", "retrieval_verdict"]
+__all__ = ["perplexity", "lowest", "wilson_interval", "sign_test_p", "paired_wins", "paired_test", "paired_test_text", "Verdict", "verdict", "retrieval_verdict"]
 
 #: z of a two-sided 95 % interval
 Z95 = 1.959963984540054
@@ -31,6 +31,16 @@ def perplexity(mean_nll: float) -> float:
     in float16 scored a finite mean NLL over 709, and math.exp's OverflowError ended eval ppl with a traceback after
     every measurement, battery 25c), NaN for NaN."""
     return math.exp(mean_nll) if mean_nll < 709.0 else (math.inf if mean_nll == mean_nll else math.nan)
+
+
+def lowest(values: Mapping[str, float], names: Sequence[str] | None = None) -> str | None:
+    """The name (of ``names``, default every key of ``values``) whose value is the lowest finite number: the best of
+    perplexities compared, where a NaN (an overflowed float16 run) is never the best. None when no value is finite.
+    ``min(values, key=values.get)`` took a NaN listed first as the lowest (NaN compares false both ways), and a
+    search's held-out report named that overflowed baseline the best, its ratio NaN (battery 27b)."""
+    names = list(values) if names is None else list(names)
+    finite = [n for n in names if _finite(values.get(n))]
+    return min(finite, key=lambda n: values[n]) if finite else None
 
 
 def wilson_interval(successes: float, n: int, z: float = Z95) -> tuple[float, float]:

@@ -112,14 +112,15 @@ def ppl_suite(
     """``evaluate_perplexity`` for every (factor set, length), the same documents throughout."""
     from longrope.evaluate.lm import model_device
     from longrope.evaluate.memory import out_of_memory
+    from longrope.rope.baselines import at_length
 
     sets, lengths = check_sets(model, sets, "ppl_suite"), _check_lengths(lengths)
     _check_log(log)
     out = []
     with factor_switch(model, sets) as use:
         for name, fs in sets:
-            use(fs)
             for length in lengths:
+                use(at_length(fs, length))  # a dynamic NTK set follows the length; the others are one swap
                 with out_of_memory(f"perplexity with factors {name!r}", length, model_device(model)):
                     r = evaluate_perplexity(model, docs, length, bos_id=bos_id, stride=stride, max_tokens=max_tokens,
                                             chunk_size=chunk_size, batch_size=batch_size, progress=progress)
@@ -143,6 +144,8 @@ def compare_at_length(model: torch.nn.Module, docs: Sequence[Any], length: int, 
     of ``subject`` (one of the sets' names) to the best of the others (the search's held-out report)."""
     import time
 
+    from longrope.evaluate.stats import lowest
+
     pairs = check_sets(model, sets, "compare_at_length")
     if subject not in [name for name, _ in pairs]:
         raise UserError(f"subject {shown(subject)} is none of the sets' names {[name for name, _ in pairs]}; give the "
@@ -151,7 +154,7 @@ def compare_at_length(model: torch.nn.Module, docs: Sequence[Any], length: int, 
     results = ppl_suite(model, docs, pairs, [length], bos_id=bos_id)
     ppl = {name: r.ppl for name, r in results}
     others = {k: v for k, v in ppl.items() if k != subject}
-    best = min(others, key=others.get) if others else None
+    best = lowest(others)
     return {
         "length": length,
         "docs": [getattr(d, "doc_id", str(i)) for i, d in enumerate(docs)],
@@ -169,10 +172,19 @@ def passkey_suite(model: torch.nn.Module, tokenizer: Any, sets: Sequence[NamedFa
     sets = check_sets(model, sets, "passkey_suite")
     _check_log(log)
     out = []
+    from longrope.rope.baselines import at_length, follows_length
+
     with factor_switch(model, sets) as use:
         for name, fs in sets:
-            use(fs)
-            r = passkey_accuracy(model, tokenizer, lengths, **kwargs)
+            if not follows_length(fs):  # one set for every length
+                use(fs)
+                r = passkey_accuracy(model, tokenizer, lengths, **kwargs)
+            else:  # dynamic NTK: recomputed for each length, the keys the same (seeded per length)
+                parts = []
+                for length in lengths:
+                    use(at_length(fs, length))
+                    parts.append(passkey_accuracy(model, tokenizer, [length], **kwargs))
+                r = PasskeyResult(parts[0].mode, [t for p in parts for t in p.trials], sum(p.seconds for p in parts))
             if log:
                 for c in r.cells():
                     log(f"{name:>16s}  {c['length']:>8d}  depth {c['depth']:.2f}  accuracy {c['accuracy']:.2f}")

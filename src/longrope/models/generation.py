@@ -86,11 +86,35 @@ def evaluation_mode(model: Any) -> Iterator[None]:
     modes = [m.training for m in modules]
     for m in modules:
         m.training = False
+    reset_dynamic_rope(modules)
     try:
         yield
     finally:
         for m, mode in zip(modules, modes):
             m.training = mode
+
+
+def reset_dynamic_rope(modules: Any) -> None:
+    """Put a model's own dynamic RoPE (transformers' ``dynamic`` rope type) back to its unscaled start, so that the
+    next forward computes the base for its own length. transformers keeps the base of the longest sequence seen
+    so far for every shorter one above L: the ``none`` row of a model with dynamic scaling at 2L read 155.06 after
+    an 8L measurement and 155.91 fresh (``eval ppl --lengths 8192,2048``, a passkey after a perplexity; battery
+    27b). Every measurement starts here (:func:`evaluation_mode`, a RULER cell)."""
+    for m in modules:
+        if is_dynamic_rope(m):
+            with torch.no_grad():
+                m.inv_freq = m.original_inv_freq.to(m.inv_freq.device).clone()
+            m.max_seq_len_cached = m.original_max_seq_len
+
+
+def is_dynamic_rope(module: Any) -> bool:
+    """Whether ``module`` is a transformers rotary embedding of the ``dynamic`` rope type: its base follows the length
+    of the sequence past ``original_max_seq_len``, so a cache filled at one length is not the prefix of a longer
+    forward."""
+    kind = getattr(module, "rope_type", None)
+    return isinstance(kind, str) and "dynamic" in kind and hasattr(module, "original_max_seq_len") \
+        and isinstance(getattr(module, "original_inv_freq", None), torch.Tensor) \
+        and isinstance(getattr(module, "inv_freq", None), torch.Tensor)
 
 
 #: the fields of a model's generation_config.json that say which tokens are which, kept by :func:`plain_decoding`

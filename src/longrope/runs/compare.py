@@ -568,6 +568,7 @@ def _measure_model(config: CompareConfig, model_name: str, mine: list[tuple[str,
     from longrope.io import json_safe
     from longrope.models import inspect_model
     from longrope.models.loading import load_model
+    from longrope.rope.baselines import at_length
 
     model, tokenizer = load_model(model_name, dtype=config.dtype, device=run_device(config.device))
     info = inspect_model(model)
@@ -582,7 +583,7 @@ def _measure_model(config: CompareConfig, model_name: str, mine: list[tuple[str,
     with factor_switch(model, []) as use:
         for name, ratio in mine:
             spec = config.methods[name]["factors"][ratio]
-            use(factor_set(spec, info, lengths[ratio]))
+            use(at_length(factor_set(spec, info, lengths[ratio]), lengths[ratio]))  # dynamic NTK: at this length
             cell = _measure_cell(config, model, tokenizer, bos_id, name, ratio, windows[ratio], lengths[ratio])
             cell["model"] = model_name
             if model_sha256 is not None:

@@ -447,6 +447,7 @@ def _passkey(ctx: _Ctx, model: Any, tokenizer: Any, bos: int | None, sets: list,
 
 
 def _summary(ctx: _Ctx, tables: dict, heldout: dict, passkey: dict, search: dict) -> dict:
+    from longrope.evaluate.stats import lowest
     from longrope.io import json_safe
 
     target, main, r = ctx.target, ctx.config.domains[0], search["result"]
@@ -455,7 +456,7 @@ def _summary(ctx: _Ctx, tables: dict, heldout: dict, passkey: dict, search: dict
         if not all(target in row for row in table.values()):
             continue  # this domain's held-out documents hold no window of the target length (noted)
         at = {name: row[target] for name, row in table.items()}
-        base = min(BASELINE_NAMES, key=lambda m: at[m] if math.isfinite(at[m]) else math.inf)
+        base = lowest(at, BASELINE_NAMES) or BASELINE_NAMES[0]  # none finite: the ratio is NaN whichever is named
         per_domain[dom] = {
             "heldout_ppl": at, "heldout_windows": len(heldout[dom][target]), "best_baseline": base,
             "longrope_vs_best_baseline": at["longrope"] / at[base] if at[base] > 0 else float("nan"),

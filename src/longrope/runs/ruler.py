@@ -434,6 +434,7 @@ def _measure(config: RulerConfig, folder: Any, sets: list, tasks: list[str], sam
     from longrope.evaluate import ruler as scoring  # module attribute: tests replace score_cell
     from longrope.evaluate.suite import factor_switch
     from longrope.io import check_writable_path, write_json
+    from longrope.rope.baselines import at_length
 
     entries = _stored_cells(folder)
     todo, cells = [], []
@@ -465,9 +466,10 @@ def _measure(config: RulerConfig, folder: Any, sets: list, tasks: list[str], sam
         with factor_switch(model, sets) as use:
             current = object()
             for name, fs, length, task, rows, key in todo:
-                if fs is not current:
-                    use(fs)  # a swap of the installed factors (None: the model's own RoPE)
-                    current = fs
+                applied = at_length(fs, length)  # a dynamic NTK set follows the length (a new set each cell)
+                if applied is not current:
+                    use(applied)  # a swap of the installed factors (None: the model's own RoPE)
+                    current = applied
                 if bar is not None:
                     bar.set_postfix_str(f"{name} {length} {task}")
                 cell = scoring.score_cell(lm, name, task, length, rows, chat_template=config.chat_template,

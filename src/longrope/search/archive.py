@@ -22,6 +22,16 @@ from longrope.options import MAX_COUNT, int_problem
 from longrope.search.space import Genome
 
 
+def recordable_score(row: Any) -> bool:
+    """Whether ``row`` (nll_sum, n_tokens, *parts) is a score a search records and checkpoints: a token count >= 1 and
+    numbers that are not -inf. A diverged model's NaN or +inf NLL is measured, not damage (:meth:`Archive.add`
+    records it as +inf, the worst fitness, and keeps its parts as they came): refusing it at ``--resume`` called the
+    checkpoint of a search whose float16 candidate overflowed "malformed" and sent the user to delete the folder.
+    Only -inf, the score that would win every race, and a count of no token are refused."""
+    values = [float(x) for x in row]
+    return len(values) >= 2 and math.isfinite(values[1]) and values[1] >= 1 and -math.inf not in values
+
+
 class Archive:
     """Genome -> {doc index: (nll_sum, n_tokens, *parts)}, plus the ranking of fully evaluated genomes."""
 
@@ -146,8 +156,8 @@ class Archive:
                 doc, row = int(d), (float(v[0]), int(v[1]), *(float(x) for x in v[2:]))
                 if not 0 <= doc < n_docs:
                     raise ValueError(f"a score of document {doc}, outside the {n_docs} window(s) searched")
-                if row[1] < 1 or not all(math.isfinite(x) for x in row):
-                    raise ValueError(f"a score {list(v)[:4]} that is not finite or counts no token")
+                if not recordable_score(row) or math.isnan(row[0]):  # add() records a NaN NLL as +inf
+                    raise ValueError(f"a score {list(v)[:4]} that is -inf, NaN or counts no token")
                 if width is not None and len(row) != width:
                     raise ValueError("scores of different widths (parts of different fitnesses)")
                 width = len(row)

@@ -42,7 +42,7 @@ from longrope.errors import UserError, shown
 from longrope.evaluate.stats import perplexity
 from longrope.io import append_text, is_record_of, write_json, write_text
 from longrope.options import check_flag, is_finite_number
-from longrope.search.archive import Archive
+from longrope.search.archive import Archive, recordable_score
 from longrope.search.evaluators import (
     EvalOutcome,
     EvalRequest,
@@ -531,7 +531,7 @@ class SearchLoop:
     def _load_state(self, d: dict[str, Any]) -> None:
         """Restore the loop from checkpoint ``d``; a ``ValueError`` (or the like) for a state no search
         writes: counters that are not counts, a negative or non-finite elapsed time, results of tickets
-        never asked or scores that are not finite (they would be told to the strategy as measured)."""
+        never asked or scores no evaluator gives, -inf or of no token (they would be told to the strategy as measured)."""
         plain = _counters(d)
         self.rng.bit_generator.state = d["rng"]
         self.strategy.load_state_dict(d["strategy"])
@@ -546,8 +546,8 @@ class SearchLoop:
         self.arrived = {}
         for t, docs, sc in d["arrived"]:
             ticket, scores = _count(t, "an arrived ticket"), np.asarray(sc, dtype=np.float64)
-            if ticket not in self.pending or not np.isfinite(scores).all():
-                raise ValueError(f"a result of ticket {ticket} that is not pending or not finite")
+            if ticket not in self.pending or scores.ndim != 2 or not all(recordable_score(r) for r in scores):
+                raise ValueError(f"a result of ticket {ticket} that is not pending or not a score")
             self.arrived[ticket] = (tuple(int(x) for x in docs), scores)
         if any(t >= self.next_ticket for t in self.pending):
             raise ValueError(f"pending tickets at or beyond next_ticket {self.next_ticket}")
