@@ -358,6 +358,10 @@ def test_a_stopped_worker_ends_a_timed_search_naming_it_and_keeping_its_work(tmp
 
     pool = ProcessPoolEvaluator(SyntheticFactory(N_DIMS, SCALE, n_docs=N_DOCS, seconds_per_doc=0.02), ["cpu", "cpu"])
     procs = dict(pool._procs)
+    for ticket in (0, 1):  # both workers loaded before the 2 s budget starts (a loaded machine: flaky otherwise)
+        pool.submit(EvalRequest(ticket, np.ones(N_DIMS), 0, (0,)))
+    while len(pool._ready) < 2 or any(r is not None for r in pool._busy.values()):
+        pool.wait()
 
     stopped = []
 
