@@ -218,6 +218,16 @@ def check_sequence(value: Any, name: str, example: str) -> None:
         raise UserError(f"{name} is empty: there is nothing to measure; give at least one (e.g. {example})")
 
 
+def check_once(values: Any, name: str, what: str) -> None:
+    """Each of a caller's ``values`` given once: a length or task listed twice was measured or averaged twice
+    (battery 25c, 27)."""
+    seen: set = set()
+    for v in values:
+        if v in seen:
+            raise UserError(f"{name} gives {shown(v)} twice; give each {what} once")
+        seen.add(v)
+
+
 def check_int(cfg: Any, name: str, lo: int = 1, hi: int = MAX_COUNT, *, optional: bool = False) -> None:
     """Raise :class:`ConfigError` unless field ``name`` of ``cfg`` is an integer in ``[lo, hi]`` (or None
     when ``optional``): the one check of an integer setting, so the command line, a plan, a saved

@@ -83,12 +83,20 @@ class BaselineConfig:
         resolve_lengths(self)
         check_int(self, "target_length", 2, MAX_TOKENS)
         check_int(self, "length", 1, MAX_TOKENS, optional=True)
+        self.check_start_tokens(self.original_length)  # again with the model's L when it is read
+
+    def check_start_tokens(self, original: int | None) -> None:
+        """``start_tokens`` is an integer n̂ a factor set from L = ``original`` (None: not known yet) to
+        ``target_length`` may keep."""
+        from longrope.rope.values import START_TOKENS_WHY, start_tokens_limit
+
+        limit = start_tokens_limit(self.target_length if original is None else original, self.target_length)
         if isinstance(self.start_tokens, bool) or not isinstance(self.start_tokens, int) \
-                or not 0 <= self.start_tokens < self.target_length:
-            raise ConfigError(("start_tokens", "target_length"),
-                              "{name0} must be in [0, {name1}) = " + f"[0, {self.target_length}), got "
-                              f"{self.start_tokens}: n̂ positions keep their original angles, so n̂ ≥ L' rescales "
-                              "nothing")
+                or not 0 <= self.start_tokens <= limit:
+            bound = (f"the model's L (and at most {limit} for L' = {self.target_length})" if original is None
+                     else f"{limit} (L = {original}, L' = {self.target_length})")
+            raise ConfigError("start_tokens", "{name} " + f"{self.start_tokens!r} is not an integer from 0 to {bound}: "
+                              f"{START_TOKENS_WHY}")
 
     def factor_set(self, info: Any = None) -> Any:
         """The :class:`~longrope.rope.FactorSet` this config makes, as ``longrope baseline`` writes it and a pipeline
@@ -107,6 +115,7 @@ class BaselineConfig:
         if not info.supported:
             raise UserError(info.reason)
         original = info.original_max_position_embeddings if self.original_length is None else self.original_length
+        self.check_start_tokens(original)
         if self.method == "yarn" and self.attention_factor is not None:  # YaRN's own option (its mscale)
             given["attention_factor"] = self.attention_factor
         fs = make_baseline(self.method, rope_theta=info.rope_theta, rotary_dim=info.rotary_dim,

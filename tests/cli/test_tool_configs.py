@@ -140,7 +140,7 @@ def test_a_tool_config_is_the_python_api_too():
 
     cfg = BaselineConfig(model="tiny", method="pi", target_length="16k", output="pi.json")
     assert cfg.target_length == 16384 and dataclasses.asdict(cfg)["start_tokens"] == 0
-    with pytest.raises(ConfigError, match=r"^start_tokens must be in \[0, target_length\)"):
+    with pytest.raises(ConfigError, match=r"^start_tokens 64 is not an integer from 0 to the model's L \(and at most 63 "):
         BaselineConfig(model="tiny", method="pi", target_length=64, output="o", start_tokens=64)
     with pytest.raises(ConfigError, match="^input is empty"):
         TokenizeConfig(tokenizer="tiny", input=(), output="s")
@@ -178,3 +178,17 @@ def test_a_prompt_that_is_not_utf8_is_one_line_in_the_config_and_the_api():
     install_factors(model, make_baseline("yarn", rope_theta=1e4, rotary_dim=64, original_length=256, target_length=512))
     with pytest.raises(UserError, match="lone surrogates"):
         generate(model, tok, [bad], 2)
+
+
+def test_baseline_refuses_retained_start_tokens_beyond_the_model_s_original_length(tmp_path, capsys, monkeypatch):
+    # battery 26's open item: n̂ between L and L' was written (its positions keep angles the model never saw), while
+    # a search refuses such an n̂; one rule now (rope.values.start_tokens_limit) for baseline, search and files
+    from longrope.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    argv = ["baseline", "--model", "tiny", "--method", "yarn", "--target-length", "2048", "-o", "f.json"]
+    assert main([*argv, "--start-tokens", "257"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--start-tokens 257 is not an integer from 0 to 256 (L = 256, L' = 2048)" in err, err
+    assert len(err.splitlines()) == 1 and not any(tmp_path.iterdir())
+    assert main([*argv, "--start-tokens", "256"]) == 0

@@ -100,3 +100,18 @@ def test_values_a_plot_cannot_place_are_one_line(tmp_path):
     plot_ppl_vs_length({"a": [(256, math.nan), (512, math.inf), (1024, 3.0)]}, png, original_length=256)
     plot_passkey_heatmap([{"length": 256, "depth": 0.5, "accuracy": math.nan}], png)
     assert png.exists()
+
+
+def test_a_perplexity_or_factor_near_the_largest_float_is_drawn_without_numpy_s_overflow_warning(tmp_path):
+    """battery 25c's open item: a diverged model's perplexity of 1e308 drew, but numpy's "overflow encountered in exp"
+    (matplotlib's log axis margins) reached the user, who can do nothing about it."""
+    import warnings
+
+    from longrope.evaluate import plots
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        plots.plot_ppl_vs_length({"a": [(256, 1e308), (512, 1.5e308)], "b": [(256, 2.0), (512, 3.0)]},
+                                 tmp_path / "p.png")
+        plots.plot_factors(tmp_path / "f.png", [1.0, 1e300, 1.5e308], "found", references={}, title="t")
+    assert all((tmp_path / f).read_bytes().startswith(b"\x89PNG") for f in ("p.png", "f.png"))

@@ -35,7 +35,7 @@ factor_sets = st.builds(
     lambda half, data, n_hat, attn, L, s, theta: FactorSet(
         long_factor=data[:half],
         short_factor=data[half : 2 * half],
-        start_tokens=n_hat % (L * s),  # n̂ below L' (a larger one is refused by design)
+        start_tokens=n_hat % (min(L, L * s - 1) + 1),  # n̂ ≤ min(L, L' - 1) (a larger one is refused by design)
         attention_factor=attn,
         original_max_position_embeddings=L,
         max_position_embeddings=L * s,
@@ -107,7 +107,10 @@ def test_inputs_are_copied_not_aliased():
         ({"start_tokens": 1.5}, "start_tokens must be an integer"),
         # a hand-edited n̂ past L' loaded everywhere (generate, eval, export) while baseline refuses to write one
         # (battery 7)
-        ({"start_tokens": 10**9}, "start_tokens n̂ = 1000000000 is not below max_position_embeddings L'"),
+        ({"start_tokens": 10**9}, "start_tokens n̂ = 1000000000 is more than 64 for L = 64, L' = 512"),
+        # between L and L' the retained positions' original angles are ones the model never saw; search and
+        # baseline refused such an n̂ while a factor file kept it (battery 26's open item)
+        ({"start_tokens": 65}, "start_tokens n̂ = 65 is more than 64 .* give n̂ from 0 to 64"),
         ({"attention_factor": 0.0}, "attention_factor must be a finite number > 0"),
         ({"attention_factor": float("inf")}, "attention_factor must be a finite number > 0"),
         ({"original_max_position_embeddings": 0}, "original_max_position_embeddings must be an integer >= 1"),

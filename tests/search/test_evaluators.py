@@ -358,6 +358,10 @@ def test_a_stopped_worker_ends_a_timed_search_naming_it_and_keeping_its_work(tmp
 
     pool = ProcessPoolEvaluator(SyntheticFactory(N_DIMS, SCALE, n_docs=N_DOCS, seconds_per_doc=0.02), ["cpu", "cpu"])
     procs = dict(pool._procs)
+    for ticket in (0, 1):  # both workers loaded before the 2 s budget starts (a loaded machine: flaky otherwise)
+        pool.submit(EvalRequest(ticket, np.ones(N_DIMS), 0, (0,)))
+    while len(pool._ready) < 2 or any(r is not None for r in pool._busy.values()):
+        pool.wait()
 
     stopped = []
 
@@ -399,3 +403,34 @@ def test_a_worker_loading_its_model_past_the_deadline_is_not_taken_for_stopped()
         assert [o.ticket for o in out] == [0] and time.monotonic() - t0 >= 2.0
     finally:
         pool.close()
+
+
+@pytest.mark.timeout(60)
+def test_a_worker_stopped_without_a_time_budget_is_named_once_with_how_to_go_on(monkeypatch, caplog):
+    """Battery 25b's open item: without --max-seconds a search waits for a stopped worker (SIGSTOP, Ctrl-Z) for ever,
+    and said nothing. It now says once which worker is stopped and how to go on (kill -CONT) or end (Ctrl-C); the
+    worker continued, its result comes back."""
+    import logging
+    import threading
+
+    from longrope.search import evaluators
+
+    monkeypatch.setattr(evaluators, "STOPPED_NOTE_SECONDS", 0.5)
+    pool = ProcessPoolEvaluator(SyntheticFactory(N_DIMS, SCALE, n_docs=N_DOCS, seconds_per_doc=0.3), ["cpu"])
+    pid = pool._procs["w0"].pid
+    timer = threading.Timer(4.0, os.kill, (pid, signal.SIGCONT))
+    try:
+        pool.submit(EvalRequest(0, np.ones(N_DIMS), 0, (0,)))
+        assert [o.ticket for o in pool.wait()] == [0]  # loaded and answering
+        pool.submit(EvalRequest(1, np.ones(N_DIMS), 0, tuple(range(N_DOCS))))
+        os.kill(pid, signal.SIGSTOP)
+        timer.start()
+        with caplog.at_level(logging.WARNING, logger=evaluators.__name__):
+            assert [o.ticket for o in pool.wait()] == [1]
+    finally:
+        timer.cancel()
+        os.kill(pid, signal.SIGCONT)
+        pool.close()
+    notes = [r.getMessage() for r in caplog.records if "is stopped by SIGSTOP" in r.getMessage()]
+    assert len(notes) == 1, notes
+    assert f"worker w0 on cpu (pid {pid})" in notes[0] and f"kill -CONT {pid}" in notes[0] and "Ctrl-C" in notes[0]

@@ -21,7 +21,7 @@ def test_the_default_start_token_grid_stops_at_the_original_length():
 def test_a_start_token_beyond_the_original_length_is_refused_by_name():
     with pytest.raises(ConfigError) as e:
         plan_search(ROPE_64, target_length=512, start_tokens=(0, 4, 600))
-    assert e.value.fields == ("start_tokens",) and "600" in str(e.value) and "original length 64" in str(e.value)
+    assert e.value.fields == ("start_tokens",) and "600" in str(e.value) and "original length L = 64" in str(e.value)
 
 
 def test_a_start_token_grid_within_the_original_length_is_kept():

@@ -6,6 +6,7 @@ with the Agg canvas into memory and written atomically.
 
 from __future__ import annotations
 
+import functools
 import io
 import logging
 import math
@@ -63,6 +64,21 @@ def _imshow(ax, grid):
     return ax.imshow(grid, vmin=0.0, vmax=1.0, cmap="RdYlGn", aspect="auto", origin="upper")
 
 
+def _log_axis_overflow_quiet(plot):
+    """``plot`` without numpy's overflow warnings from matplotlib's log axes: a value near the largest float (a
+    diverged model's perplexity of 1e308, a factor of 1e308) overflows in the axis's margins, and the warning told the user nothing
+    they could act on; the point is drawn at the top all the same (battery 25c's open item)."""
+
+    @functools.wraps(plot)
+    def quiet(*args, **kwargs):
+        import numpy as np
+
+        with np.errstate(over="ignore", under="ignore"):
+            return plot(*args, **kwargs)
+
+    return quiet
+
+
 def _positive_lengths(lengths, what: str) -> None:
     """Refuse lengths a log-2 axis cannot place (0, negative) in one line, naming the plot's input."""
     bad = [n for n in lengths if not (isinstance(n, (int, float)) and not isinstance(n, bool) and n > 0)]
@@ -99,6 +115,7 @@ def _length_label(n: int) -> str:
     return f"{n // 1024}k" if n >= 1024 and n % 1024 == 0 else str(n)
 
 
+@_log_axis_overflow_quiet
 def plot_ppl_vs_length(series: Mapping[str, Sequence[tuple[int, float]]], path: str | os.PathLike, *,
                        title: str = "Perplexity vs context length", original_length: int | None = None) -> None:
     """One line per factor set: ``series[name] = [(length, ppl), ...]``; log-scale y when it spans >10×."""
@@ -207,6 +224,7 @@ def plot_passkey_methods(cells: Sequence[Mapping], path: str | os.PathLike, *, l
                       title=f"Passkey accuracy at {_length_label(length)} tokens")
 
 
+@_log_axis_overflow_quiet
 def plot_factors(path: str | os.PathLike, curve: Sequence[float], label: str, *,
                  references: Mapping[str, Sequence[float]], title: str) -> None:
     """λ per frequency index: ``curve`` (solid, labelled ``label``) against ``references`` (dashed,

@@ -164,7 +164,9 @@ def _mean(xs: Sequence[float]) -> float | None:
 def averages(cells: Sequence[Cell], sets: Sequence[str], lengths: Sequence[int],
              tasks: Sequence[str]) -> dict[str, dict]:
     """Per factor set: the mean over tasks at each length (None until every task is measured there)
-    and ``avg`` over lengths (None until every length is complete) — the paper table's numbers."""
+    and ``avg`` over lengths (None until every length is complete) — the paper table's numbers. Each set, length
+    and task given once."""
+    _check_axes(sets, lengths, tasks)
     by = {(c.factors, c.length, c.task): c for c in cells}
     out: dict[str, dict] = {}
     for s in sets:
@@ -175,6 +177,18 @@ def averages(cells: Sequence[Cell], sets: Sequence[str], lengths: Sequence[int],
         done = [v for v in per_length.values() if v is not None]
         out[s] = {"by_length": per_length, "avg": _mean(done) if len(done) == len(lengths) else None}
     return out
+
+
+def _check_axes(sets: Sequence[str], lengths: Sequence[int], tasks: Sequence[str]) -> None:
+    """A table's rows, columns and tasks given once: lengths [4096, 4096] left every average None for good, a task
+    given twice counted twice in its length's mean (battery 27)."""
+    from longrope.evaluate.windows import check_lengths
+    from longrope.options import check_once, check_sequence
+
+    check_lengths(lengths)
+    for values, name, what in ((sets, "sets", "factor set"), (tasks, "tasks", "task")):
+        check_sequence(values, name, "['none']" if name == "sets" else "['niah_single_1']")
+        check_once(values, name, what)
 
 
 def _table_md(cells: Sequence[Cell], sets: Sequence[str], lengths: Sequence[int], tasks: Sequence[str],
@@ -222,6 +236,7 @@ def write_ruler_outputs(out_dir: str | os.PathLike, cells: Sequence[Cell], *, se
     heatmap per factor set). Cells of sets, lengths or tasks not asked for now are left out."""
     from longrope.evaluate.plots import plot_ruler_heatmaps
 
+    _check_axes(sets, lengths, tasks)
     out = Path(out_dir)
     keep = [c for c in cells if c.factors in sets and c.length in lengths and c.task in tasks]
     keep.sort(key=lambda c: (list(sets).index(c.factors), c.length, list(tasks).index(c.task)))

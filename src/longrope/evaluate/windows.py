@@ -124,13 +124,11 @@ def check_lengths(lengths: object, name: str = "lengths") -> list[int]:
     """The context lengths of a measurement over several (a suite's, passkey's): a non-empty list, each checked as
     :func:`check_length`, each given once: [128, 128] measured every key twice and counted it as two (an interval
     too narrow), and a perplexity suite failed at its plot after measuring both (battery 25c)."""
-    from longrope.options import check_sequence
+    from longrope.options import check_once, check_sequence
 
     check_sequence(lengths, name, "[4096]")
     out = [check_length(n, name=name[:-1] if name.endswith("s") else name) for n in lengths]
-    if len(set(out)) < len(out):
-        twice = next(n for n in out if out.count(n) > 1)
-        raise UserError(f"{name} gives {twice} twice; give each length once")
+    check_once(out, name, "length")
     return out
 
 

@@ -6,7 +6,7 @@ in the original window (``short_factor``), the number of retained start tokens `
 attention temperature, the original and target lengths and the rope base.
 
 Every :class:`FactorSet` is usable as built (``__post_init__``): L' ≥ L (a factor set extends the
-context; L' < L is refused), lengths and n̂ at most 2^40, factors finite and > 0 with finite,
+context; L' < L is refused), lengths at most 2^40, n̂ at most min(L, L' − 1), factors finite and > 0 with finite,
 positive rescaled frequencies ``θ_i/λ_i`` whose angles stay below 2^52 rad up to L'; a bad value is a
 one-line :class:`UserError`.
 
@@ -34,12 +34,14 @@ from longrope.rope.frequencies import check_rope_theta, check_rotary_dim, inv_fr
 from longrope.rope.values import (
     FORMAT_VERSION,
     MAX_LENGTH,
+    START_TOKENS_WHY,
     RotaryDimMismatch,
     factor_array,
     int_field,
     real_number,
     scalar_value,
     short_repr,
+    start_tokens_limit,
 )
 
 __all__ = ["FORMAT_VERSION", "MAX_LENGTH", "FactorSet", "RotaryDimMismatch"]
@@ -128,10 +130,11 @@ class FactorSet:
                 f"original_max_position_embeddings L = {self.original_max_position_embeddings}; a factor set "
                 "extends the context, so L' must be >= L (fix the target length or the file)"
             )
-        if 0 < self.start_tokens >= self.max_position_embeddings:  # as baseline --start-tokens is refused
-            raise UserError(f"start_tokens n̂ = {self.start_tokens} is not below max_position_embeddings L' = "
-                            f"{self.max_position_embeddings}: the first n̂ positions keep their original angles, so "
-                            "no position up to L' would use the factors; give n̂ below L' (fix the file)")
+        limit = start_tokens_limit(self.original_max_position_embeddings, self.max_position_embeddings)
+        if self.start_tokens > max(limit, 0):
+            raise UserError(f"start_tokens n̂ = {self.start_tokens} is more than {limit} for L = "
+                            f"{self.original_max_position_embeddings}, L' = {self.max_position_embeddings}: "
+                            f"{START_TOKENS_WHY}; give n̂ from 0 to {limit} (fix the file)")
         theta = self.rope_theta
         if not isinstance(theta, bool) and isinstance(theta, numbers.Real):
             theta = real_number(theta, "rope_theta")

@@ -101,6 +101,18 @@ def int_field(value: Any, field: str, minimum: int, maximum: int = MAX_LENGTH) -
     return v
 
 
+def start_tokens_limit(original: int, target: int) -> int:
+    """The most retained start tokens n̂ a factor set for L = ``original`` → L' = ``target`` may keep (see
+    :data:`START_TOKENS_WHY`): n̂ ≤ L and n̂ < L'. One rule for factor files, ``baseline --start-tokens`` and a
+    search's n̂ grid."""
+    return min(int(original), int(target) - 1)
+
+
+#: why n̂ is bounded, in the words every refusal of a too large n̂ uses
+START_TOKENS_WHY = ("the first n̂ positions keep their original angles, which the model knows only below its original "
+                    "length L, and positions from n̂ to L' use the factors")
+
+
 def real_number(value: Any, field: str) -> float:
     """A finite float from a real number (a huge JSON integer is refused, not an OverflowError)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):

@@ -320,6 +320,10 @@ def stalled(holders: Sequence[str]) -> WorkerStalled:
     return WorkerStalled(f"{', '.join(holders)} stopped answering")
 
 
+#: how long a busy worker is stopped (SIGSTOP, Ctrl-Z) before the search says so, once
+STOPPED_NOTE_SECONDS = 30.0
+
+
 def process_state(pid: int) -> str:
     """What the system says of a worker process that does not answer, for its line: ", stopped by SIGSTOP or
     Ctrl-Z" for a stopped one, "" when it looks alive or cannot be read."""
@@ -408,6 +412,7 @@ class ProcessPoolEvaluator:
         self._busy: dict[str, EvalRequest | None] = {}
         self._since: dict[str, float] = {}  # when each busy worker's wait began: its request, or its "ready" after
         self._ready: set[str] = set()  # the workers that built their objective (loaded the model) since they started
+        self._stopped: dict[str, float | None] = {}  # a busy worker seen stopped: since when (None: said so already)
         self._backlog: list[EvalRequest] = []
         self._restarts = 0
         try:
@@ -499,8 +504,26 @@ class ProcessPoolEvaluator:
                 for worker, proc in list(self._procs.items()):
                     if not proc.is_alive():
                         self._worker_died(worker)
+                self._note_stopped()
             self._dispatch()
         return out
+
+    def _note_stopped(self) -> None:
+        """One warning for a busy worker stopped (SIGSTOP, Ctrl-Z) for :data:`STOPPED_NOTE_SECONDS`: without a time
+        budget the search waits for it for ever, and said nothing (battery 25b's open item); the line says how to
+        go on or end. Said again if it is stopped again after going on."""
+        now = time.monotonic()
+        for w, req in self._busy.items():
+            pid = self._procs[w].pid
+            if req is None or not process_state(pid):
+                self._stopped.pop(w, None)
+                continue
+            since = self._stopped.setdefault(w, now)
+            if since is not None and now - since >= STOPPED_NOTE_SECONDS:
+                self._stopped[w] = None
+                _log.warning(f"search: worker {w} on {self._device(w)} (pid {pid}) is stopped by SIGSTOP or Ctrl-Z "
+                             f"and holds a candidate; the search waits for it: `kill -CONT {pid}` lets it go on, "
+                             "Ctrl-C ends the search (its checkpoint kept for --resume)")
 
     def _stalled(self, deadline: float, window: float) -> bool:
         """Whether every busy worker stopped answering: past ``deadline`` with no answer waiting, each has held its

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from longrope.errors import ConfigError, UserError
+from longrope.rope.values import START_TOKENS_WHY
 from longrope.search.objective import CandidateMapper
 from longrope.search.seeds import (
     SHORT_UPPER_DEFAULT,
@@ -88,16 +89,15 @@ def plan_search(rope: dict, **kwargs: Any) -> SearchPlan:
 
 
 def start_token_grid(start_tokens: tuple[int, ...], L: int) -> tuple[int, ...]:
-    """The n̂ values a search may use on a model trained on L tokens. The first n̂ positions keep their
-    original angles, which the model knows only below L, so n̂ ≤ L. The paper's grid (the default) is
+    """The n̂ values a search may use on a model trained on L tokens: n̂ ≤ L (as for every factor set,
+    :func:`~longrope.rope.values.start_tokens_limit`; a search's L' is above L). The paper's grid (the default) is
     cut to that; a grid the user gave with a larger value is refused naming it."""
     grid = tuple(int(t) for t in start_tokens)
     if grid == PAPER_START_TOKENS:
         return tuple(t for t in grid if t <= L)
     if max(grid) > L:
-        raise ConfigError("start_tokens", f"{{name}} {max(grid)} is more than the model's original length {L}: "
-                          "the first n̂ positions keep their original angles, which the model knows only "
-                          f"below {L}; give values from 0 to {L}")
+        raise ConfigError("start_tokens", f"{{name}} {max(grid)} is more than the model's original length L = {L}: "
+                          f"{START_TOKENS_WHY}; give values from 0 to {L}")
     return grid
 
 
