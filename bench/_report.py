@@ -221,6 +221,34 @@ def add_out_option(parser: argparse.ArgumentParser, name: str, flag: str = "--ou
                                              f"(default bench/results/{name}.json)")
 
 
+def count(minimum: int = 1, maximum: int = 2**40):
+    """An argparse ``type``: a whole number in [``minimum``, ``maximum``]. A benchmark given ``--repeats 0`` or
+    ``--mb -1`` ran its set-up and then failed with a traceback (battery 27); argparse now says which option."""
+    from longrope.options import int_problem
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text.replace("_", ""))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+        if (problem := int_problem(value, minimum, maximum)) is not None:
+            raise argparse.ArgumentTypeError(problem)
+        return value
+
+    return parse
+
+
+def amount(text: str) -> float:
+    """An argparse ``type``: a finite number > 0 (megabytes, seconds, a factor); NaN and -1 ran into a traceback."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return value
+
+
 def record_paths(out: str | Path) -> tuple[Path, Path]:
     """``(NAME.json, NAME.md)`` for ``--out`` (given with either suffix, or none)."""
     out = Path(out)

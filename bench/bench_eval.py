@@ -30,7 +30,7 @@ import sys
 import time
 
 from bench._child import run_module
-from bench._report import RESULTS_DIR, new_record, put_table, put_value, write_record
+from bench._report import RESULTS_DIR, count, new_record, put_table, put_value, write_record
 
 DESCRIPTION = """\
 `evaluate_perplexity` (truncate mode, one window of BOS + length − 1 tokens, batch 1, fp32, default
@@ -144,10 +144,10 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="random32k", choices=["random32k", "tiny"])
     ap.add_argument("--lengths", default="2048,8192")
-    ap.add_argument("--repeats", type=int, default=2, help="timed calls per subprocess (best of)")
-    ap.add_argument("--rounds", type=int, default=2,
+    ap.add_argument("--repeats", type=count(), default=2, help="timed calls per subprocess (best of)")
+    ap.add_argument("--rounds", type=count(), default=2,
                     help="subprocesses per mode, interleaved (bare, eval, naive, bare, ...) so load drift hits all")
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=count(), default=2)
     ap.add_argument("--modes", default="bare,eval,naive")
     ap.add_argument("--out", default=None, metavar="PATH",
                     help="the record (JSON; the Markdown goes next to it) (default bench/results/eval_<model>.json)")

@@ -28,7 +28,7 @@ import math
 import sys
 from pathlib import Path
 
-from bench._report import add_out_option, new_record, put_table, put_value, write_record
+from bench._report import add_out_option, count, new_record, put_table, put_value, write_record
 
 DESCRIPTION = """\
 Searches of the embedded tiny Llama (L = 256) at 8x (2048 tokens) that differ only in their fitness
@@ -95,9 +95,9 @@ def _derived(fs, plan_rope: dict, yarn) -> dict:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--work", default=".bench/fitness", help="folder of the searches and the measured cells")
-    ap.add_argument("--max-evals", type=int, default=60, help="full evaluations per search")
-    ap.add_argument("--samples", type=int, default=8, help="held-out windows per domain and length")
-    ap.add_argument("--trials", type=int, default=8, help="keys per depth (5 depths)")
+    ap.add_argument("--max-evals", type=count(), default=60, help="full evaluations per search")
+    ap.add_argument("--samples", type=count(), default=8, help="held-out windows per domain and length")
+    ap.add_argument("--trials", type=count(), default=8, help="keys per depth (5 depths)")
     ap.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset of the variants")
     ap.add_argument("--closed-forms", default="yarn,ntk,pi", help="closed forms measured beside them (yarn first)")
     ap.add_argument("--name", default="fitness", help="record name (default fitness; give --out beside another)")

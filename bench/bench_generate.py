@@ -24,7 +24,7 @@ import argparse
 import statistics
 import time
 
-from bench._report import add_out_option, new_record, put_table, put_value, write_record
+from bench._report import add_out_option, count, new_record, put_table, put_value, write_record
 
 DESCRIPTION = """\
 (1) Greedy decoding speed of the embedded model with and without YaRN factors installed (prompt and
@@ -142,12 +142,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", default="tiny", help="model for (3) (default: the embedded tiny model)")
     ap.add_argument("--decode-models", default="tiny,smollm2",
                     help="models for (1), comma-separated (default tiny,smollm2; smollm2 is skipped when absent)")
-    ap.add_argument("--prompt-tokens", type=int, default=64, help="(1) prompt length (default 64)")
-    ap.add_argument("--new-tokens", type=int, default=128, help="(1) tokens generated (default 128)")
-    ap.add_argument("--repeats", type=int, default=7, help="interleaved repeats (default 7)")
-    ap.add_argument("--switch-length", type=int, default=8192, help="(2) L of the random model (default 8192)")
-    ap.add_argument("--accuracy-steps", type=int, default=24, help="(3) steps after the crossing (default 24)")
-    ap.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    ap.add_argument("--prompt-tokens", type=count(), default=64, help="(1) prompt length (default 64)")
+    ap.add_argument("--new-tokens", type=count(), default=128, help="(1) tokens generated (default 128)")
+    ap.add_argument("--repeats", type=count(), default=7, help="interleaved repeats (default 7)")
+    ap.add_argument("--switch-length", type=count(2), default=8192, help="(2) L of the random model (default 8192)")
+    ap.add_argument("--accuracy-steps", type=count(), default=24, help="(3) steps after the crossing (default 24)")
+    ap.add_argument("--threads", type=count(), default=2, help="torch threads (default 2)")
     add_out_option(ap, "generate")
     args = ap.parse_args(argv)
 

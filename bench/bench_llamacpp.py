@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 from bench import _llamacpp
-from bench._report import add_out_option, new_record, put_table, put_value, write_record
+from bench._report import add_out_option, count, new_record, put_table, put_value, write_record
 from longrope.evaluate.stats import perplexity
 
 DESCRIPTION = """\
@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
                          "|relative PPL difference| (default 0.01). Repeatable.")
     ap.add_argument("--docs", default=None, help="folder of held-out .txt documents (default: the embedded ones)")
     ap.add_argument("--outtype", choices=("f32", "f16"), default="f32", help="GGUF weights for HF sources")
-    ap.add_argument("--threads", type=int, default=2, help="threads for torch and llama.cpp (default 2)")
+    ap.add_argument("--threads", type=count(), default=2, help="threads for torch and llama.cpp (default 2)")
     add_out_option(ap, "llamacpp")
     args = ap.parse_args(argv)
     if not _llamacpp.available():

@@ -28,7 +28,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from bench._report import add_out_option, new_record, put_table, put_value, write_record
+from bench._report import add_out_option, count, new_record, put_table, put_value, write_record
 from bench._runs import command, read_json
 
 DESCRIPTION = """\
@@ -166,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--name", default="ruler-smollm2", help="record name (default ruler-smollm2)")
     ap.add_argument("--goal-set", default=None, help="factor set whose average the goal checks")
     ap.add_argument("--goal-reference", default="yarn", help="the set it must match or beat (default yarn)")
-    ap.add_argument("--goal-length", type=int, default=16384, help="the length of the goal (default 16384)")
+    ap.add_argument("--goal-length", type=count(2), default=16384, help="the length of the goal (default 16384)")
     add_out_option(ap, "ruler-smollm2", flag="--record")
     args = ap.parse_args(argv)
     goal = (args.goal_set, args.goal_reference, args.goal_length) if args.goal_set else None

@@ -29,7 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench._report import add_out_option, new_record, put_table, put_value, write_record
+from bench._report import add_out_option, amount, count, new_record, put_table, put_value, write_record
 from longrope.embedded.corpus import DOMAINS
 from longrope.evaluate.stats import perplexity
 from longrope.search.evaluators import InProcessEvaluator
@@ -47,20 +47,20 @@ def parse_args(argv=None):
     p.add_argument("--data", default=None, help="shard folder (default: tokenize the embedded corpus)")
     p.add_argument("--domain", default="books", choices=DOMAINS,
                    help="embedded corpus domain when --data is not given (default books)")
-    p.add_argument("--factor", type=float, default=8.0, help="target length = factor × L (default 8)")
-    p.add_argument("--population", type=int, default=32)
-    p.add_argument("--parents", type=int, default=16)
-    p.add_argument("--mutations", type=int, default=8)
-    p.add_argument("--crossovers", type=int, default=8)
-    p.add_argument("--iterations", type=int, default=10)
-    p.add_argument("--samples", type=int, default=5)
-    p.add_argument("--heldout-samples", type=int, default=5)
-    p.add_argument("--windows-per-doc", type=int, default=4,
+    p.add_argument("--factor", type=amount, default=8.0, help="target length = factor × L (default 8)")
+    p.add_argument("--population", type=count(), default=32)
+    p.add_argument("--parents", type=count(), default=16)
+    p.add_argument("--mutations", type=count(), default=8)
+    p.add_argument("--crossovers", type=count(), default=8)
+    p.add_argument("--iterations", type=count(), default=10)
+    p.add_argument("--samples", type=count(), default=5)
+    p.add_argument("--heldout-samples", type=count(), default=5)
+    p.add_argument("--windows-per-doc", type=count(), default=4,
                    help="windows per book (the embedded corpus has few, long books)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    p.add_argument("--seed", type=count(0), default=0)
+    p.add_argument("--threads", type=count(), default=None, help="torch threads (default: torch's)")
     p.add_argument("--synthetic", action="store_true", help="synthetic objective instead of a model")
-    p.add_argument("--synthetic-dims", type=int, default=32)
+    p.add_argument("--synthetic-dims", type=count(), default=32)
     add_out_option(p, "search")
     p.add_argument("--note", default=None, help="a paragraph placed under the description (e.g. what model this is)")
     p.add_argument("--quiet", action="store_true")

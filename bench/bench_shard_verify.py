@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from bench._record import command_line
+from bench._report import count
 
 
 def build(folder: Path, n_tokens: int, doc_tokens: int, seed: int) -> float:
@@ -67,12 +68,12 @@ def best(fn, repeats: int) -> float:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--tokens", type=int, default=100_000_000)
-    ap.add_argument("--doc-tokens", type=int, default=100_000)
-    ap.add_argument("--windows", type=int, default=20)
-    ap.add_argument("--window", type=int, default=8192)
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--tokens", type=count(), default=100_000_000)
+    ap.add_argument("--doc-tokens", type=count(), default=100_000)
+    ap.add_argument("--windows", type=count(), default=20)
+    ap.add_argument("--window", type=count(2), default=8192)
+    ap.add_argument("--repeats", type=count(), default=3)
+    ap.add_argument("--seed", type=count(0), default=0)
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
 

@@ -18,7 +18,7 @@ import sys
 import time
 
 from bench._child import run_module
-from bench._report import add_out_option, new_record, put_table, put_value, write_record
+from bench._report import add_out_option, count, new_record, put_table, put_value, write_record
 
 DESCRIPTION = """\
 One window of real text (a shipped held-out book, SmolLM2's tokenizer), BOS + length − 1 tokens,
@@ -56,7 +56,7 @@ def _child(dtype: str, lengths: list[int], repeats: int) -> dict:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--lengths", default="1024,2048,4096", help="window lengths in tokens (comma-separated)")
-    ap.add_argument("--repeats", type=int, default=2, help="timed calls per length (best is kept)")
+    ap.add_argument("--repeats", type=count(), default=2, help="timed calls per length (best is kept)")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     add_out_option(ap, "smollm2_speed")
     args = ap.parse_args(argv)

@@ -30,7 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench._report import add_out_option, new_record, put_table, put_value, write_record
+from bench._report import add_out_option, count, new_record, put_table, put_value, write_record
 
 DESCRIPTION = """\
 `RopePatch.swap` (validate a factor set and copy its tables into the preallocated buffers: the
@@ -78,11 +78,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default="tiny", help="model to use (default: embedded tiny, else random Llama)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="float32")
-    parser.add_argument("--lengths", type=int, nargs="+", default=[2048, 4096])
-    parser.add_argument("--repeats", type=int, default=7, help="interleaved forward pairs per length")
-    parser.add_argument("--swaps", type=int, default=2000, help="distinct factor sets swapped in")
-    parser.add_argument("--reloads", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "0") or 0),
+    parser.add_argument("--lengths", type=count(2), nargs="+", default=[2048, 4096])
+    parser.add_argument("--repeats", type=count(), default=7, help="interleaved forward pairs per length")
+    parser.add_argument("--swaps", type=count(), default=2000, help="distinct factor sets swapped in")
+    parser.add_argument("--reloads", type=count(), default=3)
+    parser.add_argument("--threads", type=count(0), default=int(os.environ.get("OMP_NUM_THREADS", "0") or 0),
                         help="torch CPU threads (0 = torch default)")
     add_out_option(parser, "swap")
     args = parser.parse_args(argv)

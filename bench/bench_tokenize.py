@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 from bench._child import run_module
-from bench._report import add_out_option, new_record, put_table, put_value, write_record
+from bench._report import add_out_option, amount, new_record, put_table, put_value, write_record
 
 ROOT = Path(__file__).resolve().parent.parent
 DESCRIPTION = """\
@@ -93,7 +93,7 @@ def run_one(tokenizer: str, corpus: Path, out: Path, threads: int | None) -> dic
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tokenizer", default="smollm2")
-    ap.add_argument("--mb", type=float, default=40)
+    ap.add_argument("--mb", type=amount, default=40)
     add_out_option(ap, "tokenize")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--corpus", help=argparse.SUPPRESS)

@@ -47,7 +47,7 @@ import time
 from pathlib import Path
 
 from bench._child import run_module
-from bench._report import add_out_option, new_record, put_table, put_value, write_record
+from bench._report import add_out_option, count, new_record, put_table, put_value, write_record
 
 MODES = ("plain", "ours", "ours-packed")
 DESCRIPTION = __doc__.split("Run (writes")[0].split("\n", 2)[2].strip()
@@ -222,14 +222,14 @@ def ddp_check(steps: int, seq_len: int) -> dict:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--length", type=int, default=2048)
-    ap.add_argument("--repeats", type=int, default=5, help="timed subprocesses per mode (interleaved)")
-    ap.add_argument("--steps", type=int, default=3, help="timed steps per subprocess (after one warm-up)")
-    ap.add_argument("--memory-repeats", type=int, default=2, help="memory subprocesses per mode")
-    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--length", type=count(2), default=2048)
+    ap.add_argument("--repeats", type=count(), default=5, help="timed subprocesses per mode (interleaved)")
+    ap.add_argument("--steps", type=count(), default=3, help="timed steps per subprocess (after one warm-up)")
+    ap.add_argument("--memory-repeats", type=count(), default=2, help="memory subprocesses per mode")
+    ap.add_argument("--threads", type=count(), default=1)
     ap.add_argument("--modes", default=",".join(MODES))
-    ap.add_argument("--ddp-steps", type=int, default=3, help="steps of the 1- vs 2-process check (0: skip it)")
-    ap.add_argument("--ddp-seq-len", type=int, default=256)
+    ap.add_argument("--ddp-steps", type=count(0), default=3, help="steps of the 1- vs 2-process check (0: skip it)")
+    ap.add_argument("--ddp-seq-len", type=count(2), default=256)
     add_out_option(ap, "train")
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)

@@ -24,6 +24,7 @@ import sys
 import time
 from pathlib import Path
 
+from bench._report import count
 from bench.gpu import cuda_ready
 
 DEFAULT_TASKS = "niah_single_1,niah_multikey_1,vt"
@@ -42,9 +43,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("-o", "--output", required=True, help="results folder (a run there is continued)")
     ap.add_argument("--model", default=None, help="model (default smollm2; tiny with --smoke)")
     ap.add_argument("--factors", nargs="*", default=[], help="factor files measured at the extended length too")
-    ap.add_argument("--ratio", type=int, default=4, help="extended length as a multiple of L (default 4: 32k)")
+    ap.add_argument("--ratio", type=count(), default=4, help="extended length as a multiple of L (default 4: 32k)")
     ap.add_argument("--tasks", default=DEFAULT_TASKS, help=f"RULER tasks (default {DEFAULT_TASKS})")
-    ap.add_argument("--samples", type=int, default=20, help="samples per cell (default 20)")
+    ap.add_argument("--samples", type=count(), default=20, help="samples per cell (default 20)")
     ap.add_argument("--smoke", action="store_true", help="the same steps on a CPU with the tiny model")
     args = ap.parse_args(argv)
 

@@ -48,6 +48,7 @@ import sys
 import time
 from pathlib import Path
 
+from bench._report import amount
 from bench.gpu import cuda_ready
 
 
@@ -66,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("-o", "--output", required=True, help="results folder (created)")
     ap.add_argument("--model", default=None, help="model (default smollm2; tiny with --smoke)")
     ap.add_argument("--smoke", action="store_true", help="the same steps on a CPU with the tiny model, in minutes")
-    ap.add_argument("--search-seconds", type=float, default=300.0, help="search budget on the device (default 300)")
+    ap.add_argument("--search-seconds", type=amount, default=300.0, help="search budget on the device (default 300)")
     args = ap.parse_args(argv)
 
     from longrope.data import tokenize_corpus

@@ -162,3 +162,27 @@ def test_a_folder_where_report_reads_or_writes_a_file_is_one_line(tmp_path, caps
         assert report.main(base + extra) == 2
         err = capsys.readouterr().err
         assert "toy.md is a folder" in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["-m", "bench.bench_tokenize", "--mb", "-1"], "argument --mb: must be a finite number > 0, got -1"),
+    (["-m", "bench.bench_tokenize", "--mb", "nan"], "argument --mb: must be a finite number > 0, got nan"),
+    (["-m", "bench.bench_shard_verify", "--repeats", "0"], "argument --repeats: must be an integer in [1, "),
+    (["-m", "bench.bench_swap", "--lengths", "1"], "argument --lengths: must be an integer in [2, "),
+    (["-m", "bench.bench_train", "--steps", "x"], "argument --steps: must be a whole number, got 'x'"),
+])
+def test_a_benchmark_s_numeric_option_it_cannot_use_is_refused_by_name_before_any_work(argv, needle):
+    """Battery 27: `bench_tokenize --mb -1` built its corpus and failed with a UserError traceback, `--mb nan` with
+    int()'s ValueError, `bench_shard_verify --repeats 0` wrote 100M tokens and then failed on min() of nothing.
+    Every numeric option of the bench scripts now has its bounds in its argparse type (bench._report.count,
+    amount): exit 2 and one error line naming the option."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root / "src"), str(root)])}
+    proc = subprocess.run([sys.executable, *argv], cwd=root, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and needle in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr and needle in proc.stderr.strip().splitlines()[-1], proc.stderr

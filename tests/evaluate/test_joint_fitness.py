@@ -192,3 +192,26 @@ def test_windows_across_shares_out_and_interleaves(monkeypatch):
     assert all(v[1:] == ("search", 4, None) for v in asked.values())
     assert counts == {"books": 3, "maths": 1, "code": 2}
     assert got == ["b0", "m0", "c0", "b1", "c1", "b2"]
+
+
+def test_a_reference_answer_loss_that_is_not_finite_is_refused_not_a_constraint_that_vanishes(setup, monkeypatch):
+    """Battery 27b's open item: with YaRN's answer NLL NaN on a window (a 16-bit model that overflows), the excess
+    max(0, x - NaN) was 0 for every candidate: the constraint vanished there without a word."""
+    from longrope.errors import UserError
+    from longrope.search.objective import JointObjective
+
+    tok, model, docs, mapper = setup
+    real_call = JointObjective.__call__
+
+    def overflowing(self, *args, **kwargs):
+        rows = real_call(self, *args, **kwargs)
+        rows[1, 4] = np.nan
+        return rows
+
+    monkeypatch.setattr(JointObjective, "__call__", overflowing)
+    with pytest.raises(UserError, match=r"reference \(YaRN\) has an answer loss on window 1 that is not finite .*"
+                                        r"try float32"):
+        build_objective(model, tok, mapper, docs, LENGTH, tok.bos_token_id, fitness="constrained", seed=3)
+    from longrope.models.patch import current_patch
+
+    assert not current_patch(model).active  # the caller's model left as it came (unpatched)

@@ -338,7 +338,11 @@ def build_objective(model: Any, tokenizer: Any, mapper: CandidateMapper, docs: S
         return JointObjective(model, patch, mapper, docs, length, bos_id, tokenizer, seed, weight)
     if fitness == "constrained":
         objective = JointObjective(model, patch, mapper, docs, length, bos_id, tokenizer, seed, weight)
-        objective.bound_by(yarn_reference(mapper, model), cache=reference_file)
+        try:
+            objective.bound_by(yarn_reference(mapper, model), cache=reference_file)
+        except BaseException:  # the caller's model is left as it came (a refused reference, Ctrl-C, out of memory)
+            patch.restore()
+            raise
         return objective
     return PerplexityObjective(model, patch, mapper, docs, length, bos_id)
 
@@ -504,7 +508,15 @@ class JointObjective:
         if self.bound is not None:
             return
         rows = self(factors, 0, range(self.n_docs), attention)
-        self.bound = rows[:, 4] / rows[:, 5]
+        bound = rows[:, 4] / rows[:, 5]
+        if not np.isfinite(bound).all():  # max(0, x - NaN) is 0: the constraint vanished on that window (battery 27)
+            from longrope.errors import UserError
+            from longrope.evaluate.suite import ppl_text
+
+            d = int(np.flatnonzero(~np.isfinite(bound))[0])
+            raise UserError(f"the constrained fitness's reference (YaRN) has an answer loss on window {d} that is "
+                            f"{ppl_text(float(bound[d]))}; without it the constraint cannot be measured")
+        self.bound = bound
         if cache is not None and Path(cache).parent.is_dir():  # a worker on another machine has no such folder
             from longrope.io import sealed, write_json
 
