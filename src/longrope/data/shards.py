@@ -500,6 +500,18 @@ class TokenCorpus:
                             f"different vocabulary (sha256 {have[:12]} ≠ {want[:12]}); re-run 'longrope tokenize "
                             f"--tokenizer <the model>' for this model")
 
+    def check_fits(self, vocab_size: Any) -> None:
+        """Raise a ConfigError (``data``, ``model``) when the shards' vocabulary is larger than the model's
+        ``vocab_size`` embeddings (None or 0: unknown, not judged), before any weight is read: fine-tuning found it
+        at its first batch, in a run folder that then asked for --resume (battery 27c)."""
+        from longrope.errors import ConfigError
+
+        vocab = int(vocab_size or 0)
+        if vocab and int(self.tokenizer_info.get("vocab_size", 0)) > vocab:
+            raise ConfigError(("data", "model"), f"{{name0}} uses a {self.tokenizer_info['vocab_size']}-token "
+                                                 f"vocabulary but {{name1}} has {vocab} embeddings; tokenize with "
+                                                 "the model's tokenizer")
+
     @property
     def tokenizer_info(self) -> dict:
         return self.meta["tokenizer"]

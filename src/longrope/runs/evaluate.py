@@ -304,11 +304,7 @@ def run_ppl(config: PplConfig, *, log: Callable[[str], None] | None = None) -> d
         corpus.check_tokenizer(tokenizer, model_name=config.model)
     else:
         say(f"warning: {config.model} has no tokenizer; cannot check that {config.data} was tokenized for it")
-    vocab = int(getattr(hf_config, "vocab_size", 0) or 0)
-    if vocab and corpus.tokenizer_info.get("vocab_size", 0) > vocab:
-        raise ConfigError(("data", "model"), f"{{name0}} uses a {corpus.tokenizer_info['vocab_size']}-token "
-                                             f"vocabulary but {{name1}} has {vocab} embeddings; tokenize with "
-                                             "the model's tokenizer")
+    corpus.check_fits(getattr(hf_config, "vocab_size", 0))
     bos = resolve_bos(tokenizer, corpus=corpus, model=SimpleNamespace(config=hf_config)) if config.bos else None
     if config.bos and bos is None:
         say("note: the tokenizer has no BOS token; windows start with document tokens")

@@ -543,11 +543,14 @@ def _device_field(resolve: Callable, device: str, field: str) -> None:
 
 
 def _check_windows(config: SearchConfig, length: int) -> None:
-    """Enough windows in both splits, before a model is loaded or a worker started."""
+    """Enough windows in both splits, and token ids the model has embeddings for, before a model is loaded or a
+    worker started."""
     from longrope.data import TokenCorpus
     from longrope.evaluate.windows import resolve_bos, select_windows
+    from longrope.models.loading import load_config
 
     corpus = TokenCorpus.open(config.data)
+    corpus.check_fits(getattr(load_config(config.model), "vocab_size", 0))
     bos = resolve_bos(None, corpus=corpus) is not None
     needs = [("search", config.samples, "samples")] + ([("heldout", config.heldout_samples, "heldout_samples")]
                                                        if config.report else [])
