@@ -361,3 +361,30 @@ def test_a_document_longer_than_the_tokenizer_s_max_length_prints_no_reminder(to
         _run(tokenizer, [corpus_dir], tmp_path / "out")
     said = capfd.readouterr().err + caplog.text
     assert "Token indices sequence length" not in said, said
+
+
+def test_a_gguf_with_padded_token_slots_reads_the_shards_of_the_folder_it_was_exported_from(tokenizer, corpus_dir,
+                                                                                             tmp_path):
+    """Battery 27c: a model with more embeddings than its tokenizer has tokens is exported to GGUF with a
+    '[PAD{id}]' placeholder in each unused slot; the folder's shards (the very token ids the GGUF's tokenizer
+    gives) were refused for the GGUF as "a different vocabulary". Shards made from such a GGUF before (their
+    recorded hash counts the placeholders) still serve it."""
+    import numpy as np
+
+    from longrope.models.gguf import export_gguf
+    from longrope.models.loading import load_tokenizer_of
+    from longrope.rope import FactorSet
+    from tests.models.model_helpers import TINY_L, TINY_THETA, build_tiny
+
+    model = build_tiny("llama", vocab_size=len(tokenizer) + 24)
+    fs = FactorSet(long_factor=np.linspace(1.0, 4.0, 8), short_factor=np.ones(8), original_max_position_embeddings=TINY_L,
+                   max_position_embeddings=4 * TINY_L, rope_theta=TINY_THETA)
+    read = load_tokenizer_of(export_gguf(model, tokenizer, fs, tmp_path / "m.gguf", outtype="f32").path)
+    assert len(read) == len(tokenizer) + 24
+    _run(tokenizer, [corpus_dir], tmp_path / "out")
+    corpus = TokenCorpus.open(tmp_path / "out")
+    corpus.check_tokenizer(read)
+    meta = json.loads((tmp_path / "out" / "meta.json").read_text())
+    meta["tokenizer"]["vocab_sha256"] = vocab_sha256(read, pad_slots=True)  # made from the GGUF before
+    (tmp_path / "out" / "meta.json").write_text(json.dumps(meta))
+    TokenCorpus.open(tmp_path / "out").check_tokenizer(read)

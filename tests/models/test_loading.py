@@ -286,6 +286,22 @@ def test_a_model_folder_with_incomplete_tokenizer_files_is_one_line_naming_them(
     assert "\n" not in str(e.value)
 
 
+def test_a_model_folder_whose_tokenizer_is_longer_than_its_embeddings_is_one_line_naming_its_tokenizer(tmp_path):
+    """Battery 27c: a folder holding another model's larger tokenizer was refused later with fixes that did not fit
+    it ("tokenize with the model's tokenizer" from eval ppl on shards of that very tokenizer, "the shards were
+    tokenized for another model" from finetune, "give this model's own tokenizer (or None ...)" from export)."""
+    from tests.data.data_helpers import make_tokenizer
+
+    folder = save_tiny(build_tiny("llama"), tmp_path / "m")  # 128 embeddings
+    make_tokenizer(300).save_pretrained(folder)
+    with pytest.raises(UserError, match=r"tokenizer of .* has 300 tokens but the model has 128 token embeddings.*"
+                                        r"another model's; copy tokenizer.json") as e:
+        loading.load_tokenizer_of(str(folder))
+    assert "\n" not in str(e.value)
+    save_tiny(build_tiny("llama", vocab_size=300), folder)  # its own size: loads
+    assert len(loading.load_tokenizer_of(str(folder))) == 300
+
+
 def test_a_phi3_long_context_config_loads_without_transformers_factor_note(tmp_path):
     """Battery 14b: a config laid out as Phi-3-mini-128k's (longrope scaling without `factor`, L as the top-level
     original_max_position_embeddings) printed transformers' "Please set the `factor` field of `rope_parameters`"

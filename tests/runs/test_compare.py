@@ -109,3 +109,39 @@ def test_a_perplexity_that_overflowed_meets_no_goal():
     assert a["met"] is False and a["ratio_to_reference"] is None
     assert b["met"] is False and c["met"] is False and d["met"] is False
     assert evaluate_goals([{"name": "e", "value": "heldout_ppl.8x.pi", "at_most": 13}], result)[0]["met"] is True
+
+
+def test_none_of_a_model_with_its_own_rope_scaling_is_noted_as_eval_notes_it(tmp_path, capsys):
+    """Battery 27c: 'none' of an exported model (its config carries the factors) measured that scaling, and 'none'
+    of its GGUF (whose scaling transformers' reader drops) the unscaled model, the same export 5.75 and 20.5 at 4x,
+    without the note eval ppl and demo give."""
+    import json
+
+    from longrope.cli import main
+    from longrope.data import tokenize_corpus
+    from longrope.data.tokenizer_loading import load_tokenizer
+    from longrope.embedded import search_texts
+    from longrope.models.exporter import export_model
+    from longrope.rope import make_baseline
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.txt").write_text(next(iter(search_texts().values()))[:4000], encoding="utf-8")
+    tokenize_corpus(load_tokenizer("tiny"), [f"heldout={docs}"], tmp_path / "shards", tokenizer_name="tiny",
+                    progress=False)
+    from longrope.models.loading import read_rope_info
+
+    info = read_rope_info("tiny")
+    make_baseline("yarn", rope_theta=info.rope_theta, rotary_dim=info.rotary_dim, original_length=256,
+                  target_length=512).save(tmp_path / "yarn.json")
+    export_model("tiny", tmp_path / "yarn.json", tmp_path / "exported")
+    methods = {"exported": {"model": str(tmp_path / "exported"), "factors": {"1x": "none"}}}
+    plan = {"format": "longrope-pipeline/1", "model": "tiny", "stages": [
+        {"name": "cmp", "run": "compare", "data": str(tmp_path / "shards"), "ratios": ["1x"], "samples": 1,
+         "passkey_trials": 0, "methods": methods}]}
+    (tmp_path / "plan.json").write_text(json.dumps(plan))
+    assert main(["pipeline", "--plan", str(tmp_path / "plan.json"), "-o", str(tmp_path / "out")]) == 0
+    notes = [line for line in capsys.readouterr().err.splitlines() if line.startswith("note: ")]
+    assert len(notes) == 1 and notes[0].startswith(f"note: method exported: {tmp_path / 'exported'} carries its own "
+                                                   "RoPE scaling"), notes
+    assert notes[0].endswith("'none' is the model as it loads, with that scaling, not the unscaled model")

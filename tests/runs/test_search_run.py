@@ -241,6 +241,7 @@ def test_reuse_scores_no_window_twice_and_refuses_other_windows(tiny, tmp_path, 
         assert _search(tiny, tmp_path / "bad", *extra, "--reuse", str(first)) == 2
         err = capsys.readouterr().err.strip()
         assert "--reuse" in err and "mean something else" in err and len(err.splitlines()) == 1
+        assert err.endswith("; give the same model, data and settings as that search, or drop --reuse"), err  # 27c
         assert not (tmp_path / "bad").exists()
     assert _search(tiny, tmp_path / "bad2", "--target-length", str(TARGET), "--reuse", str(tmp_path)) == 2
     assert "not a search run folder" in capsys.readouterr().err

@@ -108,11 +108,11 @@ KNOBS = ["--population", "6", "--parents", "3", "--mutations", "2", "--crossover
          "--fitness", "ppl"]
 
 
-def _search(tiny, out, *extra):
+def _search(tiny, out, *extra, model=None, data=None):
     from longrope.cli import main
 
-    return main(["search", "--model", str(tiny / "model"), "--data", str(tiny / "data"), "-o", str(out), *KNOBS,
-                 *extra])
+    return main(["search", "--model", str(model or tiny / "model"), "--data", str(data or tiny / "data"), "-o",
+                 str(out), *KNOBS, *extra])
 
 
 @pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="needs a machine without CUDA")
@@ -188,3 +188,24 @@ def test_finetune_steps_1_without_warmup_passes_the_command_line(tmp_path):
                                       "--steps", "1", "--warmup-steps", "20", "-o", str(tmp_path / "ft")])
     with pytest.raises(ConfigError, match="warmup_steps"):
         config_from_args(FinetuneConfig, args)
+
+
+def test_a_search_on_shards_of_a_larger_vocabulary_is_refused_before_its_folder(tiny, tmp_path, capsys):
+    """Battery 27c: a model without tokenizer files searched on shards holding ids past its embeddings failed at
+    its first evaluations ("failed 3 times in a row ... fix it and --resume"), its folder left for a --resume
+    that the re-tokenized data would refuse; it is one line before any folder or weight."""
+    import shutil
+
+    model, data = tmp_path / "model", tmp_path / "data"
+    shutil.copytree(tiny / "model", model)
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        (model / name).unlink(missing_ok=True)
+    shutil.copytree(tiny / "data", data)
+    meta = json.loads((data / "meta.json").read_text())
+    meta["tokenizer"]["vocab_size"] = 1000  # made with a larger tokenizer than the model's embeddings
+    (data / "meta.json").write_text(json.dumps(meta))
+    out = tmp_path / "s41"
+    assert _search(tiny, out, "--fitness", "ppl", model=model, data=data) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--data uses a 1000-token vocabulary but --model has" in err and len(err.splitlines()) == 1, err
+    assert not out.exists()

@@ -253,3 +253,20 @@ def test_a_one_step_run_without_a_warmup_given_trains(make_config, tiny_dir):
     assert not torch.equal(original.model.layers[0].mlp.up_proj.weight, trained.model.layers[0].mlp.up_proj.weight)
     with pytest.raises(ConfigError, match="nothing would be trained"):
         make_config(steps=1, warmup_steps=1, output=str(result.model_dir.parent.parent / "other"))
+
+
+def test_shards_of_a_larger_vocabulary_are_refused_before_the_run_folder(make_config, tmp_path):
+    """Battery 27c: shards holding ids past the model's 128 embeddings (a model without tokenizer files) were refused
+    at the first batch, after the run folder was made: the same command again asked for --resume."""
+    from longrope.runs.finetune import run
+
+    docs = [(f"train/{k}.txt", np.arange(3, 403) % 400, "train") for k in range(3)]
+    data = write_corpus(tmp_path / "big-vocab", docs)
+    meta = json.loads((data / "meta.json").read_text())
+    meta["tokenizer"]["vocab_size"] = 400
+    (data / "meta.json").write_text(json.dumps(meta))
+    config = make_config(data=str(data))
+    with pytest.raises(ConfigError, match="uses a 400-token vocabulary but .* has 128 embeddings") as e:
+        run(config)
+    assert set(e.value.fields) == {"data", "model"}
+    assert not Path(config.output).exists()

@@ -94,14 +94,23 @@ BLOCK_BYTES = 1 << 20
 _TOKEN_DTYPES = ("uint16", "uint32")
 
 
-def vocab_sha256(tokenizer: Any) -> str:
+#: The token a GGUF writer puts in each unused slot of its token list (``[PAD{id}]``, UNUSED, as llama.cpp's
+#: converter does) when the model has more embeddings than its tokenizer has tokens.
+GGUF_PAD_TOKEN = "[PAD{}]"
+
+
+def vocab_sha256(tokenizer: Any, *, pad_slots: bool = False) -> str:
     """SHA-256 of the tokenizer's token→id map (added tokens included), order-independent.
 
     Two tokenizers with the same hash give every token the same id, which is what shards and
-    a model must agree on.
+    a model must agree on. The ``[PAD{id}]`` placeholders of a GGUF's unused slots are left out (no text
+    encodes to them): a GGUF exported from a folder has the folder's hash, so the folder's shards serve it
+    (they were refused as "a different vocabulary", battery 27c); ``pad_slots`` keeps them, the hash shards
+    made from such a GGUF before recorded.
     """
     vocab = tokenizer.get_vocab()
-    blob = json.dumps(sorted(vocab.items(), key=lambda kv: (kv[1], kv[0])), ensure_ascii=False)
+    items = vocab.items() if pad_slots else [(t, i) for t, i in vocab.items() if t != GGUF_PAD_TOKEN.format(i)]
+    blob = json.dumps(sorted(items, key=lambda kv: (kv[1], kv[0])), ensure_ascii=False)
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
@@ -494,11 +503,23 @@ class TokenCorpus:
         """Raise a UserError when ``tokenizer`` is not the one the shards were made with."""
         want = self.meta["tokenizer"]["vocab_sha256"]
         have = vocab_sha256(tokenizer)
-        if have != want:
+        if want not in (have, vocab_sha256(tokenizer, pad_slots=True)):
             who = f"the model {model_name!r}" if model_name else "this tokenizer"
             raise UserError(f"{self.path} was tokenized with {self.meta['tokenizer']['name']!r} but {who} has a "
                             f"different vocabulary (sha256 {have[:12]} ≠ {want[:12]}); re-run 'longrope tokenize "
                             f"--tokenizer <the model>' for this model")
+
+    def check_fits(self, vocab_size: Any) -> None:
+        """Raise a ConfigError (``data``, ``model``) when the shards' vocabulary is larger than the model's
+        ``vocab_size`` embeddings (None or 0: unknown, not judged), before any weight is read: fine-tuning found it
+        at its first batch, in a run folder that then asked for --resume (battery 27c)."""
+        from longrope.errors import ConfigError
+
+        vocab = int(vocab_size or 0)
+        if vocab and int(self.tokenizer_info.get("vocab_size", 0)) > vocab:
+            raise ConfigError(("data", "model"), f"{{name0}} uses a {self.tokenizer_info['vocab_size']}-token "
+                                                 f"vocabulary but {{name1}} has {vocab} embeddings; tokenize with "
+                                                 "the model's tokenizer")
 
     @property
     def tokenizer_info(self) -> dict:

@@ -456,13 +456,15 @@ def _tokenizer_vocab(tokenizer: Any, vocab_size: int, workdir: Path, warnings: l
 def _vocab_from(vocab: Any, model_name: str, vocab_size: int) -> dict:
     import gguf
 
+    from longrope.data.shards import GGUF_PAD_TOKEN
+
     tokens, scores, types = [], [], []
     for text, score, ttype in vocab.all_tokens():
         tokens.append(text)
         scores.append(score)
         types.append(ttype)
     for i in range(len(tokens), vocab_size):
-        tokens.append(f"[PAD{i}]".encode())
+        tokens.append(GGUF_PAD_TOKEN.format(i).encode())
         scores.append(-1000.0)
         types.append(gguf.TokenType.UNUSED)
     return {"model": model_name, "tokens": tokens, "scores": scores, "types": types, "pre": None}
@@ -487,6 +489,8 @@ def _gpt2_pre(tj: dict) -> str | None:
 def _gpt2_vocab(tokenizer: Any, tj: dict, vocab_size: int, warnings: list[str]) -> dict:
     import gguf
 
+    from longrope.data.shards import GGUF_PAD_TOKEN
+
     vocab = tokenizer.get_vocab()
     reverse = {i: t for t, i in vocab.items()}
     added = {int(i): tok for i, tok in getattr(tokenizer, "added_tokens_decoder", {}).items()}
@@ -495,7 +499,7 @@ def _gpt2_vocab(tokenizer: Any, tj: dict, vocab_size: int, warnings: list[str]) 
     tokens, types = [], []
     for i in range(size):
         if i not in reverse:
-            tokens.append(f"[PAD{i}]")
+            tokens.append(GGUF_PAD_TOKEN.format(i))
             types.append(gguf.TokenType.UNUSED)
         elif i in special_ids or (i in added and getattr(added[i], "special", False)):
             tokens.append(reverse[i])

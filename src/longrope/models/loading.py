@@ -807,7 +807,31 @@ def load_tokenizer_of(name_or_path: str | os.PathLike | ModelSource) -> Any | No
                       "write the file again from its model") if source.kind == "gguf"
                      else ("its tokenizer files are incomplete or damaged", TOKENIZER_FILES_FIX))
         raise UserError(f"cannot load the tokenizer of {source.label!r} ({reason}): {what}; {fix}") from None
-    return check_vocabulary(tokenizer, source.label)
+    tokenizer = check_vocabulary(tokenizer, source.label)
+    if source.kind == "folder":
+        _check_tokenizer_fits(tokenizer, Path(source.location), source.label)
+    return tokenizer
+
+
+def _check_tokenizer_fits(tokenizer: Any, folder: Path, label: str) -> None:
+    """A folder's tokenizer has no token past the model's embeddings (``vocab_size`` in its config.json): such a
+    folder's text was refused later with fixes that did not fit it, its own tokenizer being the misfit ("tokenize
+    with the model's tokenizer" from eval ppl on shards of that very tokenizer, "the shards were tokenized for
+    another model" from finetune, "give this model's own tokenizer (or None ...)" from export, battery 27c). A
+    config.json without a readable vocab_size is not judged here."""
+    import json
+
+    try:
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    text = config.get("text_config") if isinstance(config, dict) and "vocab_size" not in config else None
+    rows = (text if isinstance(text, dict) else config if isinstance(config, dict) else {}).get("vocab_size")
+    if not isinstance(rows, int) or isinstance(rows, bool) or rows < 1 or len(tokenizer) <= rows:
+        return
+    raise UserError(f"the tokenizer of {label!r} has {len(tokenizer):,} tokens but the model has {rows:,} token "
+                    f"embeddings (vocab_size in its config.json): its tokenizer files are another model's; "
+                    f"{TOKENIZER_FILES_FIX}")
 
 
 #: What to do about a folder whose tokenizer files are missing or damaged.

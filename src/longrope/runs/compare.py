@@ -567,11 +567,15 @@ def _measure_model(config: CompareConfig, model_name: str, mine: list[tuple[str,
     from longrope.evaluate.windows import resolve_bos
     from longrope.io import json_safe
     from longrope.models import inspect_model
-    from longrope.models.loading import load_model
+    from longrope.models.loading import load_model, read_rope_info
     from longrope.rope.baselines import at_length
+    from longrope.runs.evaluate import none_note
 
     model, tokenizer = load_model(model_name, dtype=config.dtype, device=run_device(config.device))
     info = inspect_model(model)
+    plain = [n for n, r in mine if config.methods[n]["factors"][r] == "none"]
+    if plain and (note := none_note(model_name, read_rope_info(model_name), "the method's factors")) is not None:
+        say(f"note: method {', '.join(dict.fromkeys(plain))}: {note}")
     bos_id = resolve_bos(tokenizer, corpus=corpus, model=model)
     if tokenizer is not None:
         corpus.check_tokenizer(tokenizer, model_name=model_name)

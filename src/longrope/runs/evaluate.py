@@ -243,14 +243,15 @@ def prepare_eval(config: EvalConfig, *, kv_cache: bool, batch: int = 1) -> tuple
     return hf_config, info, sets
 
 
-def none_note(model: str, info: Any) -> str | None:
+def none_note(model: str, info: Any, factors: str = "--factors") -> str | None:
     """What the row 'none' is when the model is not the unscaled one (its RoPE facts ``info``), or None: one wording
-    for eval and demo (demo labelled a Phi-3-128k's own scaling 'none' without a word; battery 26a)."""
+    for eval, demo and a pipeline's compare (demo labelled a Phi-3-128k's own scaling 'none' without a word, battery
+    26a; compare too, battery 27c). ``factors``: where the caller's user gives a factor file instead."""
     scaling = info.rope_scaling or {}
     own = scaling.get("rope_type") or scaling.get("type")
     if scaling.get("applied_by_transformers") is False:  # a GGUF's header
         return (f"{model} declares RoPE scaling ({own}) that transformers' GGUF reader does not apply: 'none' is the "
-                "model without it (llama.cpp applies it); to measure it, give --factors the factor file it was "
+                f"model without it (llama.cpp applies it); to measure it, give {factors} the factor file it was "
                 "exported from")
     if own not in (None, "default"):  # e.g. a folder longrope export wrote, a published long-context config
         return f"{model} carries its own RoPE scaling ({own}): 'none' is the model as it loads, with that scaling, " \
@@ -304,11 +305,7 @@ def run_ppl(config: PplConfig, *, log: Callable[[str], None] | None = None) -> d
         corpus.check_tokenizer(tokenizer, model_name=config.model)
     else:
         say(f"warning: {config.model} has no tokenizer; cannot check that {config.data} was tokenized for it")
-    vocab = int(getattr(hf_config, "vocab_size", 0) or 0)
-    if vocab and corpus.tokenizer_info.get("vocab_size", 0) > vocab:
-        raise ConfigError(("data", "model"), f"{{name0}} uses a {corpus.tokenizer_info['vocab_size']}-token "
-                                             f"vocabulary but {{name1}} has {vocab} embeddings; tokenize with "
-                                             "the model's tokenizer")
+    corpus.check_fits(getattr(hf_config, "vocab_size", 0))
     bos = resolve_bos(tokenizer, corpus=corpus, model=SimpleNamespace(config=hf_config)) if config.bos else None
     if config.bos and bos is None:
         say("note: the tokenizer has no BOS token; windows start with document tokens")

@@ -416,6 +416,14 @@ def _score_identity(ident: dict, strategy: str, fitness: str | None, dtype: str)
             **{k: cfg.get(k) for k in _SCORE_FIELDS}}
 
 
+def reuse_refusal(where: Any, diffs: list[str]) -> ConfigError:
+    """The one refusal of a ``--reuse`` whose window scores mean something else here (``diffs``: what differs), by
+    the search and by a pipeline's plan check. The search's named what differed and no fix (battery 27c)."""
+    return ConfigError("reuse", "{name} " + f"{where}: its window scores mean something else here: "
+                       + "; ".join(diffs[:4]) + (" ..." if len(diffs) > 4 else "")
+                       + "; give the same model, data and settings as that search, or drop {name}")
+
+
 def reuse_conflicts(config: SearchConfig, source: SearchConfig) -> list[str]:
     """The settings a window's score depends on that differ between a search and the search whose folder it
     would ``--reuse``, as far as their configurations tell (a pipeline's plan check, before either runs: the
@@ -491,8 +499,7 @@ def reused_scores(config: SearchConfig, ident: dict, space: Any = None) -> list:
     mine = _score_identity(_as_recorded(ident, theirs_fp, config), config.strategy, config.fitness, config.dtype)
     diffs = describe_differences(theirs, mine)
     if diffs:
-        raise ConfigError("reuse", f"{{name}} {where}: its window scores mean something else here: "
-                          + "; ".join(diffs[:4]) + (" ..." if len(diffs) > 4 else ""))
+        raise reuse_refusal(where, diffs)
     try:  # well-formed for these windows (the same as its own, checked above; its genomes are checked later)
         Archive.from_json(config.samples, other["cache"], space)
     except (ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
@@ -543,11 +550,14 @@ def _device_field(resolve: Callable, device: str, field: str) -> None:
 
 
 def _check_windows(config: SearchConfig, length: int) -> None:
-    """Enough windows in both splits, before a model is loaded or a worker started."""
+    """Enough windows in both splits, and token ids the model has embeddings for, before a model is loaded or a
+    worker started."""
     from longrope.data import TokenCorpus
     from longrope.evaluate.windows import resolve_bos, select_windows
+    from longrope.models.loading import load_config
 
     corpus = TokenCorpus.open(config.data)
+    corpus.check_fits(getattr(load_config(config.model), "vocab_size", 0))
     bos = resolve_bos(None, corpus=corpus) is not None
     needs = [("search", config.samples, "samples")] + ([("heldout", config.heldout_samples, "heldout_samples")]
                                                        if config.report else [])

@@ -168,7 +168,7 @@ class _Trainer:
     # ------------------------------------------------------------------------------ 1. set-up
     def set_up(self) -> None:
         from longrope.models.factor_files import load_factors_for
-        from longrope.models.loading import read_rope_info
+        from longrope.models.loading import load_config, read_rope_info
 
         cfg = self.cfg
         if cfg.quiet:  # quiet through the Python API too: transformers' loading and saving bars were drawn there
@@ -182,6 +182,7 @@ class _Trainer:
         self.train_rows = training_documents(self.corpus, heldout_fraction=cfg.heldout_fraction, exclude=cfg.exclude)
         # the one judge of whether a factor file fits the model (rotary dim, base, L), from its config
         self.factor_set = load_factors_for(cfg.factors, read_rope_info(cfg.model), model=cfg.model, override_flag=None)
+        self.corpus.check_fits(getattr(load_config(cfg.model), "vocab_size", 0))
         self.seq_len, self.short_length = check_lengths(cfg, self.factor_set)
         longest = int(self.corpus.lengths[self.train_rows].max())
         if longest + int(cfg.bos) < self.seq_len:

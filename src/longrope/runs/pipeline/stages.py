@@ -369,6 +369,7 @@ def _check_reuse_source(config: Any, where: Path) -> None:
         read_reuse_source,
         recorded_config,
         reuse_conflicts,
+        reuse_refusal,
         scored_under,
     )
 
@@ -379,8 +380,7 @@ def _check_reuse_source(config: Any, where: Path) -> None:
         return
     diffs = reuse_conflicts(config, theirs)
     if diffs:
-        raise ConfigError("reuse", "{name} " + f"{where}: its window scores mean something else here: "
-                          + "; ".join(diffs) + "; give the stage the same settings, or drop {name}")
+        raise reuse_refusal(where, diffs)
 
 
 def _run_search(config: Any, ctx: StageContext) -> Outcome:
