@@ -381,6 +381,9 @@ def test_a_second_ctrl_c_ends_the_process_without_a_traceback(tmp_path, second_p
     import signal
 
     code = ("import atexit, os, signal, sys, time\n"
+            # as from a terminal: a background job of a non-interactive shell (`make test &`) starts with SIGINT
+            # ignored, which the command rightly keeps, and the presses did nothing
+            "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
             "import longrope.cli as cli\n"
             "def press():\n"
             "    os.kill(os.getpid(), signal.SIGINT)\n"
