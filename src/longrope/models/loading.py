@@ -819,11 +819,11 @@ def _check_tokenizer_fits(tokenizer: Any, folder: Path, label: str) -> None:
     with the model's tokenizer" from eval ppl on shards of that very tokenizer, "the shards were tokenized for
     another model" from finetune, "give this model's own tokenizer (or None ...)" from export, battery 27c). A
     config.json without a readable vocab_size is not judged here."""
-    import json
+    from longrope.io import read_json
 
-    try:
-        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    try:  # the project's bounded reader: json.loads of a config.json nested 100,000 deep was a RecursionError
+        config = read_json(folder / "config.json", what="model config")
+    except UserError:  # a missing or damaged config.json is told by whatever reads the model
         return
     text = config.get("text_config") if isinstance(config, dict) and "vocab_size" not in config else None
     rows = (text if isinstance(text, dict) else config if isinstance(config, dict) else {}).get("vocab_size")
