@@ -136,3 +136,18 @@ def test_a_dynamic_ntk_set_s_pass_keys_are_asked_with_the_set_of_each_length():
                                  target_length=512, length=n))
         want += passkey_accuracy(model, tok, [n], **kw).answer_nlls
     assert got.answer_nlls == pytest.approx(want, rel=1e-6)
+
+
+@pytest.mark.parametrize("lengths, needle", [([128, 128], "lengths gives 128 twice"), ([], "lengths is empty")])
+def test_a_dynamic_ntk_set_s_pass_key_lengths_are_checked_as_every_set_s(lengths, needle):
+    """The review of battery 27b: measured one length at a time, a dynamic NTK set's lengths skipped the check of the
+    whole list: [128, 128] was measured and counted twice, [] an IndexError."""
+    from longrope.errors import UserError
+    from longrope.evaluate.suite import passkey_suite
+    from longrope.rope import make_baseline
+    from tests.evaluate.eval_helpers import make_tokenizer, tiny_llama
+
+    model, tok = tiny_llama(vocab=400, max_pos=64), make_tokenizer(400)
+    dyn = make_baseline("dynamic-ntk", rope_theta=10000.0, rotary_dim=16, original_length=64, target_length=512)
+    with pytest.raises(UserError, match=needle):
+        passkey_suite(model, tok, [("dynamic-ntk", dyn)], lengths, bos_id=1, trials=1, depths=[0.5], mode="needle")

@@ -577,6 +577,7 @@ def passkey_accuracy(
     mode: str = "generate",
     haystacks: Sequence[Any] | None = None,
     progress: bool = False,
+    before_length: Callable[[int], None] | None = None,
 ) -> PasskeyResult:
     """Passkey retrieval over a (length × depth) grid, ``trials`` seeded keys per cell.
 
@@ -590,9 +591,13 @@ def passkey_accuracy(
     teacher-forced (``answer_nll``, ``forced_correct``), from one prefill of the prompt (:func:`ask_both`). With
     ``haystacks`` (token arrays or samples with ``.tokens``, each long enough for the longest
     length) trial ``k`` of depth ``j`` hides its needle in haystack ``(j·trials + k) mod
-    len(haystacks)`` instead of the synthetic filler.
+    len(haystacks)`` instead of the synthetic filler. ``before_length(n)`` is called before length ``n`` is
+    measured, after every check (:func:`~longrope.evaluate.suite.passkey_suite` installs a dynamic NTK set's factors
+    of that length there).
     """
     lengths = check_lengths(lengths)
+    if before_length is not None and not callable(before_length):
+        raise UserError(f"before_length must be a function of the length or None, got {shown(before_length)}")
     if mode not in MODES:
         raise UserError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
     if not is_integer(trials) or trials < 1:
@@ -629,6 +634,8 @@ def passkey_accuracy(
     t0 = time.perf_counter()
     device = lm.model_device(model)
     for length in lengths:
+        if before_length is not None:
+            before_length(length)
         with out_of_memory(f"passkey ({mode})", length, device):
             _passkey_cells(model, tokenizer, length, depths, trials, seed=seed, bos_id=bos_id, mode=mode,
                            haystacks=haystacks, joiner=joiner, pad=pad, result=result, bar=bar)

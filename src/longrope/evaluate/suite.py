@@ -176,15 +176,12 @@ def passkey_suite(model: torch.nn.Module, tokenizer: Any, sets: Sequence[NamedFa
 
     with factor_switch(model, sets) as use:
         for name, fs in sets:
-            if not follows_length(fs):  # one set for every length
-                use(fs)
-                r = passkey_accuracy(model, tokenizer, lengths, **kwargs)
-            else:  # dynamic NTK: recomputed for each length, the keys the same (seeded per length)
-                parts = []
-                for length in lengths:
-                    use(at_length(fs, length))
-                    parts.append(passkey_accuracy(model, tokenizer, [length], **kwargs))
-                r = PasskeyResult(parts[0].mode, [t for p in parts for t in p.trials], sum(p.seconds for p in parts))
+            use(fs)
+            # dynamic NTK: recomputed for each length (the keys the same, seeded per length), within one call so
+            # that the lengths are checked together and the prompts of the ends built before any forward (one call
+            # per length measured [400, 400] twice and [] was an IndexError: the review of battery 27b)
+            each = (lambda n, fs=fs: use(at_length(fs, n))) if follows_length(fs) else None
+            r = passkey_accuracy(model, tokenizer, lengths, before_length=each, **kwargs)
             if log:
                 for c in r.cells():
                     log(f"{name:>16s}  {c['length']:>8d}  depth {c['depth']:.2f}  accuracy {c['accuracy']:.2f}")
