@@ -145,3 +145,29 @@ def test_none_of_a_model_with_its_own_rope_scaling_is_noted_as_eval_notes_it(tmp
     assert len(notes) == 1 and notes[0].startswith(f"note: method exported: {tmp_path / 'exported'} carries its own "
                                                    "RoPE scaling"), notes
     assert notes[0].endswith("'none' is the model as it loads, with that scaling, not the unscaled model")
+
+
+def test_a_dynamic_ntk_cell_measured_with_another_length_s_set_is_measured_again(tmp_path):
+    """The review of battery 27b: compare cells were bound to a factor file's set as written (and a closed form's to
+    its name), so a comparison resumed after a dynamic NTK set came to follow the length kept cells measured with the
+    set of another length. The digest is now the set applied at the cell's length, a dynamic closed form's too."""
+    from longrope.models.loading import read_rope_info
+    from longrope.rope import make_baseline
+    from longrope.runs.compare import factor_digests
+
+    info = read_rope_info("tiny")
+    dyn = make_baseline("dynamic-ntk", rope_theta=info.rope_theta, rotary_dim=info.rotary_dim,
+                        original_length=info.original_max_position_embeddings, target_length=8 * 256)
+    dyn.save(tmp_path / "dyn.json")
+    methods = {"file": {"model": "tiny", "factors": {"2x": str(tmp_path / "dyn.json"), "8x": str(tmp_path / "dyn.json")}},
+               "closed": {"model": "tiny", "factors": {"2x": "dynamic-ntk@8x"}},
+               "yarn": {"model": "tiny", "factors": {"2x": "yarn@2x"}}}
+    digests = factor_digests(methods, ["2x", "8x"])
+    assert sorted(digests) == ["closed@2x", "file@2x", "file@8x"]  # a static closed form is bound by its name
+    assert digests["file@8x"] == dyn.digest() != digests["file@2x"]  # at the file's own length, its own set
+    old = {"method": "file", "ratio": "2x", "model": "tiny", "factors_sha256": dyn.digest()}
+    assert _stale_cell(old, methods, digests, False) == "its factors changed"
+    assert _stale_cell({**old, "ratio": "8x"}, methods, digests, False) is None
+    legacy = {"method": "closed", "ratio": "2x", "model": "tiny", "factors": "dynamic-ntk@8x"}
+    assert "before a dynamic NTK set followed the length" in _stale_cell(legacy, methods, digests, False)
+    assert _stale_cell({**legacy, "factors_sha256": digests["closed@2x"]}, methods, digests, False) is None

@@ -329,3 +329,27 @@ def test_a_haystack_changed_between_two_runs_into_one_folder_is_said_before_its_
     assert main(argv) == 0 and len(calls) == 2
     err = capsys.readouterr().err
     assert "niah_single_2 samples at 512 tokens were made from another haystack" in err
+
+
+def test_cells_of_a_dynamic_ntk_file_measured_with_the_file_s_own_set_are_measured_again(tmp_path, monkeypatch):
+    """The review of battery 27b: cells were keyed by the factor file as written, so a run folder measured before a
+    dynamic NTK set followed the length (the file's 1024-token set applied at 512) kept those cells beside new ones.
+    The key is now the set applied at the cell's length: such cells are measured again, then kept."""
+    import longrope.evaluate.ruler as ruler
+    import longrope.rope.baselines as baselines
+    from longrope.models.loading import read_rope_info
+    from longrope.rope import make_baseline
+
+    info = read_rope_info("tiny")
+    dyn = tmp_path / "dyn.json"
+    make_baseline("dynamic-ntk", rope_theta=info.rope_theta, rotary_dim=info.rotary_dim,
+                  original_length=info.original_max_position_embeddings, target_length=1024).save(dyn)
+    real, calls = ruler.score_cell, []
+    monkeypatch.setattr(ruler, "score_cell", lambda *a, **k: (calls.append(a[1:4]), real(*a, **k))[1])
+    argv = ["eval", "ruler", "--model", "tiny", "--factors", str(dyn), "--skip-none", "--lengths", "512",
+            "--tasks", TASK, "--samples", "1", "-o", str(tmp_path / "out"), "--quiet"]
+    with monkeypatch.context() as old:
+        old.setattr(baselines, "at_length", lambda fs, length: fs)  # as before: the file's set at every length
+        assert main(argv) == 0 and len(calls) == 1
+    assert main(argv) == 0 and len(calls) == 2  # measured again with the set of 512 tokens
+    assert main(argv) == 0 and len(calls) == 2  # and kept from then on

@@ -388,23 +388,31 @@ def factor_set(spec: str, info: Any, length: int) -> Any:
 
 def factor_digests(methods: dict, ratios: list[str]) -> dict[str, str]:
     """``"METHOD@RATIO"`` → SHA-256 of the factor set a cell applies, for every cell whose factors
-    come from a file or folder (closed forms and ``none`` are fixed by their name). A cell measured
+    come from a file or folder, or are a dynamic NTK closed form (other closed forms and ``none`` are fixed by
+    their name). A cell measured
     with other factors than these is stale: a resumed comparison measures it again. The digest
     covers what is applied, not the file's provenance: a search resumed without a new best
     rewrites its factor file with other provenance, and its cells stay measured."""
     from longrope.models.loading import read_rope_info
+    from longrope.rope.baselines import at_length, follows_length
 
     infos: dict[str, Any] = {}
     out: dict[str, str] = {}
     for name, m in methods.items():
         for ratio, spec in m["factors"].items():
-            if ratio not in ratios or spec == "none" or _CLOSED_FORM.fullmatch(spec):
+            if ratio not in ratios or spec == "none":
                 continue
             if m["model"] not in infos:
                 infos[m["model"]] = read_rope_info(m["model"])
             info = infos[m["model"]]
-            fs = factor_set(spec, info, ratio_length(ratio, int(info.original_max_position_embeddings)))
-            out[f"{name}@{ratio}"] = fs.digest()
+            length = ratio_length(ratio, int(info.original_max_position_embeddings))
+            fs = factor_set(spec, info, length)
+            if _CLOSED_FORM.fullmatch(spec) and not follows_length(fs):
+                continue
+            # the set applied at this length: a dynamic NTK set's of that length (a closed form's too), so that a
+            # cell measured with the file's set at another length, before, is measured again (the review of
+            # battery 27b)
+            out[f"{name}@{ratio}"] = at_length(fs, length).digest()
     return out
 
 
@@ -439,6 +447,8 @@ def _stale_cell(cell: dict, methods: dict, digests: dict[str, str], needs_passke
     if cell.get("factors_sha256") is not None:
         if cell["factors_sha256"] != digests.get(f"{name}@{ratio}"):
             return "its factors changed"
+    elif f"{name}@{ratio}" in digests and _CLOSED_FORM.fullmatch(m["factors"][ratio]):
+        return "it was measured before a dynamic NTK set followed the length"
     elif cell.get("factors", m["factors"][ratio]) != m["factors"][ratio]:
         return "the method names other factors"
     if needs_passkey and "passkey" not in cell:

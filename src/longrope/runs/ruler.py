@@ -442,7 +442,10 @@ def _measure(config: RulerConfig, folder: Any, sets: list, tasks: list[str], sam
         for length in config.lengths:
             for task in tasks:
                 rows = samples[(task, length)]["rows"]
-                key = _entry_key(context, name, _set_fingerprint(fs), length, task, samples_sha256(rows))
+                # the set measured at this length: a dynamic NTK file's own set only at its ℓ (cells measured with the
+                # file's set at every length, before, are measured again: the review of battery 27b)
+                key = _entry_key(context, name, _set_fingerprint(at_length(fs, length)), length, task,
+                                 samples_sha256(rows))
                 if key in entries:
                     cells.append(scoring.Cell.from_dict(entries[key]["cell"]))
                 else:

@@ -534,7 +534,8 @@ def _compare_changed_factors(config: CompareConfig, record: dict) -> str | None:
     from longrope.runs.compare import factor_digests, model_digests
 
     if "factor_digests" in record and factor_digests(config.methods, list(config.ratios)) != record["factor_digests"]:
-        return "factor files changed since it ran; measuring the changed cells again"
+        return ("factor files changed since it ran (or, for a dynamic NTK set, the set applied at a length); measuring "
+                "the changed cells again")
     if isinstance(record.get("model_digests"), dict):
         was, now = record["model_digests"], model_digests(config.methods)
         if any(was.get(m) is not None and was.get(m) != d for m, d in now.items()):
