@@ -202,6 +202,34 @@ def test_a_local_ray_instance_a_search_starts_prints_nothing_of_ray_s(tmp_path):
     assert out.stderr.strip() == "", out.stderr[-2000:]
 
 
+@pytest.mark.timeout(180)
+def test_a_search_on_a_local_ray_it_starts_keeps_its_own_sigterm_handler():
+    """Battery 27a: `search --ray-address local` given SIGTERM (kill, a job scheduler's limit) printed Ray's native
+    stack dump and aborted with status 134, never saying 'terminated (SIGTERM); ... --resume': ray.init replaced the
+    command's SIGTERM handler, and Ray's core worker put a native one in its place. The handler set before stays."""
+    import subprocess
+    import sys
+
+    code = ("import os, signal\n"
+            "from longrope.search.ray_evaluator import RayEvaluator\n"
+            "from longrope.search.synthetic import SyntheticFactory\n"
+            "from tests.search.search_helpers import N_DIMS, N_DOCS, SCALE\n"
+            "def mine(signum, frame): raise KeyboardInterrupt('ours')\n"
+            "signal.signal(signal.SIGTERM, mine)\n"
+            "e = RayEvaluator(SyntheticFactory(N_DIMS, SCALE, n_docs=N_DOCS), address='local', num_workers=1)\n"
+            "try:\n"
+            "    os.kill(os.getpid(), signal.SIGTERM)\n"
+            "    signal.pause()\n"
+            "except KeyboardInterrupt as exc:\n"
+            "    print(exc)\n"
+            "finally:\n"
+            "    e.close()\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=170,
+                         cwd=Path(__file__).resolve().parents[2])
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "ours" and "SIGTERM received" not in out.stderr, out.stderr[-2000:]
+
+
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("kw, named", [({"factory": None}, "objective factory"), ({"num_workers": -1}, "num_workers"),
                                        ({"num_workers": "2"}, "num_workers"), ({"poll_s": -1}, "poll_s"),
