@@ -746,6 +746,26 @@ def interrupts_deferred() -> Iterator[None]:
             signal.raise_signal(signum)
 
 
+@contextlib.contextmanager
+def signal_handlers_kept() -> Iterator[None]:
+    """Put back this process's handlers of Ctrl-C, SIGTERM and SIGHUP after a library call that replaces them (only
+    the main thread can; elsewhere the block runs as it is). ``ray.init`` sets its own SIGTERM handler and Ray's core
+    worker a native one: a search on a local Ray given SIGTERM printed Ray's stack dump and aborted (status 134),
+    without the command's line or its clean-up (battery 27a)."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    kept = {signum: signal.getsignal(signum) for signum in _STOPPING_SIGNALS}
+    try:
+        yield
+    finally:
+        for signum, handler in kept.items():
+            if handler is not None:  # None: set outside Python, nothing to put back
+                signal.signal(signum, handler)
+
+
 def remove_dead_leftovers(parent: Path, prefix: str) -> list[Path]:
     """Delete the entries ``{prefix}{pid}…`` of ``parent`` that a killed process left behind.
 

@@ -184,22 +184,49 @@ def test_a_control_store_this_process_cannot_reach_at_the_start_is_not_probed():
     assert _reachable_control_store(_Ray(None), 1.0) is None
 
 
+def _with_a_local_ray_evaluator(body: str):
+    """Run ``body`` in a new Python process, between starting a one-actor :class:`RayEvaluator` on a local Ray of its
+    own (``e``) and closing it; the finished process."""
+    import subprocess
+    import sys
+
+    code = ("import os, signal\n"
+            "from longrope.search.ray_evaluator import RayEvaluator\n"
+            "from longrope.search.synthetic import SyntheticFactory\n"
+            "from tests.search.search_helpers import N_DIMS, N_DOCS, SCALE\n"
+            "def mine(signum, frame): raise KeyboardInterrupt('ours')\n"
+            "signal.signal(signal.SIGTERM, mine)\n"
+            "e = RayEvaluator(SyntheticFactory(N_DIMS, SCALE, n_docs=N_DOCS), address='local', num_workers=1)\n"
+            "try:\n"
+            + "".join(f"    {line}\n" for line in body.splitlines()) +
+            "finally:\n"
+            "    e.close()\n")
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=170,
+                          cwd=Path(__file__).resolve().parents[2])
+
+
 @pytest.mark.timeout(180)
 def test_a_local_ray_instance_a_search_starts_prints_nothing_of_ray_s(tmp_path):
     """`search --ray-address local --quiet` printed Ray's start-up lines (a token-authentication WARNING, "Started a
     local Ray instance. View the dashboard at ...") on stderr (battery 20): library noise a user cannot act on."""
-    import subprocess
-    import sys
-
-    code = ("from longrope.search.ray_evaluator import RayEvaluator\n"
-            "from longrope.search.synthetic import SyntheticFactory\n"
-            "from tests.search.search_helpers import N_DIMS, N_DOCS, SCALE\n"
-            "e = RayEvaluator(SyntheticFactory(N_DIMS, SCALE, n_docs=N_DOCS), address='local', num_workers=1)\n"
-            "e.close()\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=170,
-                         cwd=Path(__file__).resolve().parents[2])
+    out = _with_a_local_ray_evaluator("pass")
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stderr.strip() == "", out.stderr[-2000:]
+
+
+@pytest.mark.timeout(180)
+def test_a_search_on_a_local_ray_it_starts_keeps_its_own_sigterm_handler():
+    """Battery 27a: `search --ray-address local` given SIGTERM (kill, a job scheduler's limit) printed Ray's native
+    stack dump and aborted with status 134, never saying 'terminated (SIGTERM); ... --resume': ray.init replaced the
+    command's SIGTERM handler (the one this process set before, ``mine``), and Ray's core worker put a native one in
+    its place. The handler set before stays."""
+    out = _with_a_local_ray_evaluator("try:\n"
+                                      "    os.kill(os.getpid(), signal.SIGTERM)\n"
+                                      "    signal.pause()\n"
+                                      "except KeyboardInterrupt as exc:\n"
+                                      "    print(exc)")
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "ours" and "SIGTERM received" not in out.stderr, out.stderr[-2000:]
 
 
 @pytest.mark.timeout(120)

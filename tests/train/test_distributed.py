@@ -107,14 +107,14 @@ def test_processes_whose_launcher_was_killed_stop_at_the_next_step(make_config, 
     import os
 
     from longrope.errors import PeerLost
-    from longrope.train import loop
+    from longrope.train import launch
 
     launcher, log = os.getppid(), tmp_path / "ft" / "train_log.jsonl"
 
     def parent() -> int:  # the launcher killed after step 3: the process is re-parented
         return 1 if log.is_file() and len(log.read_text().splitlines()) >= 3 else launcher
 
-    monkeypatch.setattr(loop, "_launcher_pid", lambda: launcher)
+    monkeypatch.setattr(launch, "_launcher", launcher)
     monkeypatch.setattr(os, "getppid", parent)
     cfg = make_config(steps=6, checkpoint_every=2, output=str(tmp_path / "ft"))
     with pytest.raises(PeerLost, match="the launcher of this 1-process group stopped .* --resume"):
@@ -124,3 +124,42 @@ def test_processes_whose_launcher_was_killed_stop_at_the_next_step(make_config, 
     monkeypatch.undo()
     assert finetune(make_config(steps=6, checkpoint_every=2, output=str(tmp_path / "ft"), resume=True)).resumed_from \
         == 2
+
+
+def test_processes_whose_launcher_was_killed_while_they_set_up_stop_before_training(make_config, tmp_path,
+                                                                                   monkeypatch):
+    """battery 27a: the launcher's pid was read when training began, as the process's parent then: a launcher killed
+    while its processes loaded the model (seconds of a real model's minutes of set-up) was gone already, the parent
+    read was init, and they trained to the end unseen. The launcher is the parent the process had when it started (the
+    command line reads it first): a process re-parented before the group formed stops then, in one line."""
+    from longrope.errors import PeerLost
+    from longrope.train import launch
+
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "none")  # started by torchrun / accelerate launch
+    monkeypatch.setattr(launch, "_launcher", 4242, raising=False)  # its parent when it started, since killed
+    monkeypatch.setattr(os, "getppid", lambda: 1)
+    with pytest.raises(PeerLost, match="the launcher of this .*-process group stopped .*; launch the same command "
+                                       "again$"):
+        finetune(make_config(steps=4, output=str(tmp_path / "ft")))
+    assert not (tmp_path / "ft" / "train_log.jsonl").exists()
+
+
+def test_a_launcher_killed_while_the_group_forms_is_one_line(make_config, tmp_path, monkeypatch):
+    """battery 27a: the launcher killed while its processes met on its store (torch.distributed's rendezvous): one
+    process printed torch's DistNetworkError, 70 lines of C++ frames and a traceback. Now the line of a stopped
+    launcher."""
+    import torch.distributed as dist
+
+    from longrope.errors import PeerLost
+    from longrope.train import launch, loop
+
+    monkeypatch.setattr(launch, "_launcher", os.getppid(), raising=False)
+
+    def group_forms(self):
+        monkeypatch.setattr(os, "getppid", lambda: 1)  # the launcher killed meanwhile: re-parented
+        raise dist.DistNetworkError("Failed to recv, got 0 bytes. Connection was likely closed. Did the remote "
+                                    "server shutdown or crash?")
+
+    monkeypatch.setattr(loop._Trainer, "_make_accelerator", group_forms)
+    with pytest.raises(PeerLost, match="the launcher of this .*-process group stopped"):
+        finetune(make_config(steps=4, output=str(tmp_path / "ft")))

@@ -479,6 +479,9 @@ def main(argv: list[str] | None = None, *, parser: argparse.ArgumentParser | Non
     _printable_stdout()
     if argv is None:  # the process's own command line (not a caller's: a test runner keeps its Ctrl-C)
         _ctrl_c_once()
+        from longrope.train.launch import launcher_pid
+
+        launcher_pid()  # its parent, now: a launcher killed later is told by finetune (train.loop)
     streams = sys.stdout, sys.stderr
     # a stream closed at start (`>&-`) is None: print() then writes nothing, as before
     sys.stdout = _Stream(sys.stdout, results=True) if sys.stdout is not None else None

@@ -17,6 +17,7 @@ import warnings
 from typing import Any
 
 from longrope.errors import UserError, shown
+from longrope.io import signal_handlers_kept
 from longrope.search.evaluators import (
     EvalOutcome,
     EvalRequest,
@@ -92,8 +93,8 @@ class RayEvaluator:
         if not ray.is_initialized():
             _check_answers(address)
             try:
-                with warnings.catch_warnings():  # the Ray client's timeout warning: the line below says it
-                    warnings.simplefilter("ignore", UserWarning)
+                with warnings.catch_warnings(), signal_handlers_kept():  # (Ray's would abort on SIGTERM)
+                    warnings.simplefilter("ignore", UserWarning)  # the Ray client's timeout warning: the line below
                     ray.init(address=address, **{"logging_level": _ray_log_level(address), **(init_kwargs or {})})
             except Exception as exc:  # connection refused, bad address: one line for the user
                 if address == "auto" and isinstance(exc, ConnectionError):  # Ray's words name its own --address flag

@@ -11,7 +11,8 @@ docs/finetune.md:
   sharded checkpoints.
 
 And :func:`launch_problem`: whether the environment's launcher variables (``RANK``, ``LOCAL_RANK``,
-``WORLD_SIZE``, ``MASTER_ADDR``, ``MASTER_PORT``) describe a launched group this process can join.
+``WORLD_SIZE``, ``MASTER_ADDR``, ``MASTER_PORT``) describe a launched group this process can join;
+:func:`launcher_stopped`: whether the launcher that started this process is gone.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from pathlib import Path
 
 from longrope.errors import UserError
 
-__all__ = ["ACCELERATE_CONFIGS", "accelerate_config", "launch_problem"]
+__all__ = ["ACCELERATE_CONFIGS", "accelerate_config", "launch_problem", "launcher_pid", "launcher_stopped"]
 
 ACCELERATE_CONFIGS = ("cpu-ddp", "ddp", "fsdp")
 
@@ -89,3 +90,25 @@ def launch_problem(environ: dict | None = None, *, training: bool = False) -> st
         return (f"the environment's RANK={rank}, LOCAL_RANK={env.get('LOCAL_RANK') or 'unset'}, WORLD_SIZE={world} "
                 f"describe no process of a group (0 <= LOCAL_RANK <= RANK < WORLD_SIZE); {fix}")
     return None
+
+
+_UNREAD = -1
+_launcher = _UNREAD
+
+
+def launcher_pid() -> int | None:
+    """The pid of the launcher (torchrun, ``accelerate launch``: what sets ``TORCHELASTIC_RUN_ID``) that started this
+    process, None when none did: its parent when first asked, so asked as the command starts (the command line's
+    ``main``, :func:`~longrope.train.finetune`). Read when training began, a launcher killed while its processes set
+    up (loaded the model) was gone already, their parent was init, and they trained to the end unseen (battery 27a)."""
+    global _launcher
+    if _launcher == _UNREAD:
+        _launcher = os.getppid() if os.environ.get("TORCHELASTIC_RUN_ID") is not None else None
+    return _launcher
+
+
+def launcher_stopped() -> bool:
+    """Whether the launcher that started this process is gone (killed: torch starts each process of a group in a
+    session of its own, so they outlive it; its parent is then another process)."""
+    pid = launcher_pid()
+    return pid is not None and os.getppid() != pid

@@ -90,9 +90,10 @@ def finetune(config: FinetuneConfig, *, log: Callable[[str], None] | None = None
     (a resume's checkpoint included), before the model loads: the run folder's records are written then.
     """
     from longrope.options import require_config
-    from longrope.train.launch import launch_problem
+    from longrope.train.launch import launch_problem, launcher_pid
 
     require_config(config, FinetuneConfig, "longrope.train.finetune")
+    launcher_pid()  # read now, while the launcher is this process's parent (the command line read it first)
     if (stray := launch_problem(training=True)) is not None:  # (the command line checks LOCAL_RANK for every command)
         raise UserError(stray)
     trainer = _Trainer(config, log, on_checked)
@@ -101,6 +102,8 @@ def finetune(config: FinetuneConfig, *, log: Callable[[str], None] | None = None
         trainer.train()
         return trainer.export()
     except RuntimeError as exc:
+        if (lost := _launcher_lost(trainer)) is not None:  # (the group's set-up failing on the gone launcher's store)
+            raise lost from None
         if getattr(trainer, "world", 1) > 1 and _peer_lost(exc):  # a 40-line gloo traceback before (battery 15)
             raise PeerLost(f"another process of the {trainer.world}-process group stopped (the connection to it "
                            f"closed); the checkpoints in {trainer.out / 'checkpoints'} are kept: launch the same "
@@ -122,14 +125,24 @@ def _peer_lost(exc: RuntimeError) -> bool:
                                                                   "Connection reset by peer"))
 
 
-def _launcher_pid() -> int | None:
-    """The pid of the ``accelerate launch`` / torchrun process that started this one (None when none did). torch
-    starts each process of the group in a session of its own: ``kill -9`` of the launcher, or of its process group,
-    left them training on, unseen, to the end (holding the run folder's lock, so a relaunch was refused). A process
-    whose parent is no longer the launcher stops at the next step, its checkpoints kept (battery 20)."""
-    import torch.distributed as dist
+def _launcher_lost(trainer: _Trainer) -> PeerLost | None:
+    """The one line of a process whose launcher stopped (``kill -9`` of ``accelerate launch`` or of its process group),
+    or None while it runs: asked before the group forms, at every step and when a collective fails. A launcher killed
+    while the group formed left one process with torch's 70-line store traceback and the other waiting on the gone
+    launcher's store for 30 minutes (battery 27a); killed during the set-up, they trained on unseen (battery 20)."""
+    from longrope.train.launch import launcher_stopped
 
-    return os.getppid() if dist.is_torchelastic_launched() else None
+    if not launcher_stopped():
+        return None
+    out = trainer.out
+    if latest_checkpoint(out) is not None:
+        again = f"the checkpoints in {out / 'checkpoints'} are kept: launch the same command with --resume"
+    elif trainer.cfg.resume or trainer.recorded:  # the run folder holds the run: a plain start is refused
+        again = "launch the same command with --resume"
+    else:
+        again = "launch the same command again"
+    world = getattr(trainer, "world", None) or os.environ.get("WORLD_SIZE", "?")  # (known once the group formed)
+    return PeerLost(f"the launcher of this {world}-process group stopped (killed?), so its processes stop too; {again}")
 
 
 def _abs_if_path(value: str) -> str:
@@ -146,6 +159,7 @@ class _Trainer:
         self._sink = log
         self._on_checked = on_checked
         self.out = Path(config.output)
+        self.recorded = False  # whether the run folder's records were written (on_checked called)
         self.accelerator: Any = None
         self.bar: Any = None
         self._record: dict[str, Any] | None = None
@@ -201,12 +215,15 @@ class _Trainer:
             except UserError as exc:
                 raise ConfigError(("passkey_share", "seq_len"), "{name0} needs windows that hold the passkey "
                                   f"prompt: {exc}") from None
+        if (lost := _launcher_lost(self)) is not None:  # before the group forms on its store
+            raise lost
         self._make_accelerator()
         for w in self._warnings:
             self.warn(w)
         self._find_resume_point()  # a damaged checkpoint or changed input is refused before the model loads
         if self._on_checked is not None:
             self._on_checked()
+        self.recorded = True
         self._load_model()
         self._prepare()
         self._resume_or_start()
@@ -396,12 +413,9 @@ class _Trainer:
         self.bar = progress_bar(cfg.steps, self.state.step, enabled=not cfg.quiet and acc.is_main_process)
         params = [p for p in self.model.parameters() if p.requires_grad]
         rank, W, B, N = acc.process_index, self.world, cfg.batch_size, self.seq_len
-        launcher = _launcher_pid()
         for step in range(self.state.step, cfg.steps):
-            if launcher is not None and os.getppid() != launcher:
-                raise PeerLost(f"the launcher of this {W}-process group stopped (killed?), so its processes stop "
-                               f"too; the checkpoints in {self.out / 'checkpoints'} are kept: launch the same command "
-                               "with --resume")
+            if (lost := _launcher_lost(self)) is not None:
+                raise lost
             t0 = time.perf_counter()
             kind = "short" if is_short_step(step, cfg.short_share) else "long"
             self._use(kind)
