@@ -388,3 +388,24 @@ def test_a_gguf_with_padded_token_slots_reads_the_shards_of_the_folder_it_was_ex
     meta["tokenizer"]["vocab_sha256"] = vocab_sha256(read, pad_slots=True)  # made from the GGUF before
     (tmp_path / "out" / "meta.json").write_text(json.dumps(meta))
     TokenCorpus.open(tmp_path / "out").check_tokenizer(read)
+
+
+def test_shards_record_the_largest_id_they_hold_and_fit_a_model_by_it(tokenizer, corpus_dir, tmp_path):
+    """The review of battery 27c: shards were judged by their tokenizer's length, so the shards of a model whose own
+    tokenizer adds special tokens past its embeddings (CodeLlama-34b: 32,004 for 32,000 rows) were refused by eval,
+    search and finetune although no stored id reached them. The largest id written is recorded and judged."""
+    from longrope.data.shards import ShardWriter
+    from longrope.errors import ConfigError
+
+    w = ShardWriter(tmp_path / "s", np.dtype("<u2"))
+    w.add("a", np.array([5, 17, 3]))
+    w.add("b", np.array([2, 41]))
+    assert w.max_token_id == 41
+    w.abort()
+    _run(tokenizer, [corpus_dir], tmp_path / "out")
+    corpus = TokenCorpus.open(tmp_path / "out")
+    top = corpus.tokenizer_info["max_token_id"]
+    assert top == max(int(np.asarray(corpus.tokens(i)).max()) for i in range(len(corpus.names)))
+    corpus.check_fits(top + 1)  # every stored id has an embedding, whatever the tokenizer's length
+    with pytest.raises(ConfigError, match=f"holds token id {top} but .* has {top} token embeddings"):
+        corpus.check_fits(top)

@@ -300,6 +300,12 @@ def test_a_model_folder_whose_tokenizer_is_longer_than_its_embeddings_is_one_lin
     assert "\n" not in str(e.value)
     save_tiny(build_tiny("llama", vocab_size=300), folder)  # its own size: loads
     assert len(loading.load_tokenizer_of(str(folder))) == 300
+    # the review of battery 27c: a model's own tokenizer may add special tokens past its embeddings that no text
+    # becomes (CodeLlama-34b: 32,004 tokens for 32,000 rows): judged by its base vocabulary, it loads
+    tok = make_tokenizer(300)
+    tok.add_special_tokens({"additional_special_tokens": ["<PRE>", "<SUF>", "<MID>", "<EOT>"]})
+    tok.save_pretrained(folder)
+    assert len(loading.load_tokenizer_of(str(folder))) == 304
 
 
 def test_a_phi3_long_context_config_loads_without_transformers_factor_note(tmp_path):

@@ -202,10 +202,10 @@ def test_a_search_on_shards_of_a_larger_vocabulary_is_refused_before_its_folder(
         (model / name).unlink(missing_ok=True)
     shutil.copytree(tiny / "data", data)
     meta = json.loads((data / "meta.json").read_text())
-    meta["tokenizer"]["vocab_size"] = 1000  # made with a larger tokenizer than the model's embeddings
+    meta["tokenizer"].update(vocab_size=1000, max_token_id=999)  # made with a larger tokenizer than the model's
     (data / "meta.json").write_text(json.dumps(meta))
     out = tmp_path / "s41"
     assert _search(tiny, out, "--fitness", "ppl", model=model, data=data) == 2
     err = capsys.readouterr().err.strip()
-    assert "--data uses a 1000-token vocabulary but --model has" in err and len(err.splitlines()) == 1, err
+    assert "--data holds token id 999 but --model has" in err and len(err.splitlines()) == 1, err
     assert not out.exists()

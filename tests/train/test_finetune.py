@@ -263,10 +263,10 @@ def test_shards_of_a_larger_vocabulary_are_refused_before_the_run_folder(make_co
     docs = [(f"train/{k}.txt", np.arange(3, 403) % 400, "train") for k in range(3)]
     data = write_corpus(tmp_path / "big-vocab", docs)
     meta = json.loads((data / "meta.json").read_text())
-    meta["tokenizer"]["vocab_size"] = 400
+    meta["tokenizer"].update(vocab_size=400, max_token_id=399)  # as `longrope tokenize` records them
     (data / "meta.json").write_text(json.dumps(meta))
     config = make_config(data=str(data))
-    with pytest.raises(ConfigError, match="uses a 400-token vocabulary but .* has 128 embeddings") as e:
+    with pytest.raises(ConfigError, match="holds token id 399 but .* has 128 token embeddings") as e:
         run(config)
     assert set(e.value.fields) == {"data", "model"}
     assert not Path(config.output).exists()

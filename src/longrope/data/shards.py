@@ -169,6 +169,7 @@ class ShardWriter:
         self._blocks: list[str] = []
         self._pos = 0
         self.n_tokens = 0
+        self.max_token_id: int | None = None  # the largest id written (None: none yet)
         self._limit = np.iinfo(self.dtype).max
 
     def _open_next(self) -> None:
@@ -212,8 +213,11 @@ class ShardWriter:
 
     def add(self, name: str, ids: np.ndarray, role: str | None = None) -> None:
         ids = np.asarray(ids)
-        if ids.size and (int(ids.max()) > self._limit or int(ids.min()) < 0):
-            raise ValueError(f"token id out of range for {self.dtype} in document {name}")
+        if ids.size:
+            top = int(ids.max())
+            if top > self._limit or int(ids.min()) < 0:
+                raise ValueError(f"token id out of range for {self.dtype} in document {name}")
+            self.max_token_id = top if self.max_token_id is None else max(self.max_token_id, top)
         if self._f is None or (self._pos > 0 and self._pos + len(ids) > self.shard_tokens):
             self._open_next()
         data = ids.astype(self.dtype, copy=False).tobytes()
@@ -510,16 +514,19 @@ class TokenCorpus:
                             f"--tokenizer <the model>' for this model")
 
     def check_fits(self, vocab_size: Any) -> None:
-        """Raise a ConfigError (``data``, ``model``) when the shards' vocabulary is larger than the model's
-        ``vocab_size`` embeddings (None or 0: unknown, not judged), before any weight is read: fine-tuning found it
-        at its first batch, in a run folder that then asked for --resume (battery 27c)."""
+        """Raise a ConfigError (``data``, ``model``) when the shards hold a token id past the model's ``vocab_size``
+        embeddings (None or 0: unknown, not judged), before any weight is read: fine-tuning found it at its first
+        batch, in a run folder that then asked for --resume (battery 27c). Judged by the largest id the shards hold
+        (``tokenizer.max_token_id``, recorded since then), not the tokenizer's length: a model's own tokenizer may
+        add special tokens past its embeddings that no text in the shards became (CodeLlama, Gemma 3; the review of
+        battery 27c). Shards made before it was recorded are not judged here; their windows are checked as they are
+        read."""
         from longrope.errors import ConfigError
 
-        vocab = int(vocab_size or 0)
-        if vocab and int(self.tokenizer_info.get("vocab_size", 0)) > vocab:
-            raise ConfigError(("data", "model"), f"{{name0}} uses a {self.tokenizer_info['vocab_size']}-token "
-                                                 f"vocabulary but {{name1}} has {vocab} embeddings; tokenize with "
-                                                 "the model's tokenizer")
+        vocab, top = int(vocab_size or 0), self.tokenizer_info.get("max_token_id")
+        if vocab and top is not None and top >= vocab:
+            raise ConfigError(("data", "model"), f"{{name0}} holds token id {top:,} but {{name1}} has {vocab:,} token "
+                                                 "embeddings; tokenize with the model's tokenizer")
 
     @property
     def tokenizer_info(self) -> dict:
@@ -545,7 +552,7 @@ def _check_meta(folder: Path, meta: dict) -> None:
     tok = meta.get("tokenizer")
     if not isinstance(tok, dict) or not isinstance(tok.get("vocab_sha256"), str) or not isinstance(tok.get("name"), str):
         raise bad("no tokenizer record with a name and a vocabulary hash")
-    for key in ("bos_token_id", "eos_token_id", "vocab_size"):
+    for key in ("bos_token_id", "eos_token_id", "vocab_size", "max_token_id"):
         if tok.get(key) is not None and not _is_count(tok[key]):
             raise bad(f"the tokenizer's {key} {tok[key]!r} is not a token id")
     file_rec(meta.get("index"), "'index'")

@@ -397,6 +397,7 @@ def tokenize_corpus(
             "name": tokenizer_name,
             "vocab_sha256": vhash,
             "vocab_size": len(tokenizer),
+            "max_token_id": writer.max_token_id,  # what a model's embeddings must cover (TokenCorpus.check_fits)
             "bos_token_id": getattr(tokenizer, "bos_token_id", None),
             "eos_token_id": getattr(tokenizer, "eos_token_id", None),
         },

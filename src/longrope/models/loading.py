@@ -817,8 +817,11 @@ def _check_tokenizer_fits(tokenizer: Any, folder: Path, label: str) -> None:
     """A folder's tokenizer has no token past the model's embeddings (``vocab_size`` in its config.json): such a
     folder's text was refused later with fixes that did not fit it, its own tokenizer being the misfit ("tokenize
     with the model's tokenizer" from eval ppl on shards of that very tokenizer, "the shards were tokenized for
-    another model" from finetune, "give this model's own tokenizer (or None ...)" from export, battery 27c). A
-    config.json without a readable vocab_size is not judged here."""
+    another model" from finetune, "give this model's own tokenizer (or None ...)" from export, battery 27c). Judged
+    by the base vocabulary (``tokenizer.vocab_size``, without added tokens): published models add special tokens past
+    their embeddings that ordinary text never becomes (CodeLlama-34b: 32,004 tokens for 32,000 rows; Gemma 3), and
+    were refused for everything (the review of battery 27c); an added token that text does become is refused where
+    it is met (``check_token_ids``). A config.json without a readable vocab_size is not judged here."""
     from longrope.io import read_json
 
     try:  # the project's bounded reader: json.loads of a config.json nested 100,000 deep was a RecursionError
@@ -827,9 +830,10 @@ def _check_tokenizer_fits(tokenizer: Any, folder: Path, label: str) -> None:
         return
     text = config.get("text_config") if isinstance(config, dict) and "vocab_size" not in config else None
     rows = (text if isinstance(text, dict) else config if isinstance(config, dict) else {}).get("vocab_size")
-    if not isinstance(rows, int) or isinstance(rows, bool) or rows < 1 or len(tokenizer) <= rows:
+    base = getattr(tokenizer, "vocab_size", None)
+    if not isinstance(rows, int) or isinstance(rows, bool) or rows < 1 or not isinstance(base, int) or base <= rows:
         return
-    raise UserError(f"the tokenizer of {label!r} has {len(tokenizer):,} tokens but the model has {rows:,} token "
+    raise UserError(f"the tokenizer of {label!r} has {base:,} tokens but the model has {rows:,} token "
                     f"embeddings (vocab_size in its config.json): its tokenizer files are another model's; "
                     f"{TOKENIZER_FILES_FIX}")
 
