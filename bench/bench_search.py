@@ -58,7 +58,7 @@ def parse_args(argv=None):
     p.add_argument("--windows-per-doc", type=count(), default=4,
                    help="windows per book (the embedded corpus has few, long books)")
     p.add_argument("--seed", type=count(0), default=0)
-    p.add_argument("--threads", type=count(), default=None, help="torch threads (default: torch's)")
+    p.add_argument("--threads", type=count(0), default=None, help="torch threads (default, or 0: torch's)")
     p.add_argument("--synthetic", action="store_true", help="synthetic objective instead of a model")
     p.add_argument("--synthetic-dims", type=count(), default=32)
     add_out_option(p, "search")

@@ -119,3 +119,7 @@ def test_the_lowest_of_compared_values_is_the_lowest_finite_one_whatever_their_o
     assert lowest({"a": float("inf"), "b": 5.0}) == "b"
     assert lowest({"a": 1.0, "b": 0.5, "c": 0.1}, ["a", "b"]) == "b"
     assert lowest({"a": nan, "b": None}) is None
+    import numpy as np
+
+    # the review of battery 27b: numpy floats (a perplexity taken from a tensor) counted as not finite
+    assert lowest({"a": np.float32(2.0), "b": 3.0}) == "a" and lowest({"a": np.float64(nan)}) is None

@@ -12,6 +12,7 @@ lower on more keys than chance would give.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Mapping, Sequence
 
 from longrope.errors import UserError, shown
@@ -179,4 +180,4 @@ def _listed(x: object) -> bool:
 
 
 def _finite(x: float | None) -> bool:
-    return x is not None and isinstance(x, (int, float)) and math.isfinite(x)
+    return isinstance(x, numbers.Real) and not isinstance(x, bool) and math.isfinite(x)  # numpy floats too
