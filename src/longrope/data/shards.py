@@ -99,6 +99,14 @@ _TOKEN_DTYPES = ("uint16", "uint32")
 GGUF_PAD_TOKEN = "[PAD{}]"
 
 
+def recorded_vocab_hashes(tokenizer: Any) -> tuple[str, ...]:
+    """The vocabulary hashes a record made with ``tokenizer`` may carry: :func:`vocab_sha256` now, and for a GGUF
+    with ``[PAD{id}]`` slots the hash that counted them, which shards and RULER samples made from it before
+    recorded (one rule for every reader of a recorded hash)."""
+    now, before = vocab_sha256(tokenizer), vocab_sha256(tokenizer, pad_slots=True)
+    return (now,) if before == now else (now, before)
+
+
 def vocab_sha256(tokenizer: Any, *, pad_slots: bool = False) -> str:
     """SHA-256 of the tokenizer's token→id map (added tokens included), order-independent.
 
@@ -506,8 +514,9 @@ class TokenCorpus:
     def check_tokenizer(self, tokenizer: Any, *, model_name: str | None = None) -> None:
         """Raise a UserError when ``tokenizer`` is not the one the shards were made with."""
         want = self.meta["tokenizer"]["vocab_sha256"]
-        have = vocab_sha256(tokenizer)
-        if want not in (have, vocab_sha256(tokenizer, pad_slots=True)):
+        hashes = recorded_vocab_hashes(tokenizer)
+        have = hashes[0]
+        if want not in hashes:
             who = f"the model {model_name!r}" if model_name else "this tokenizer"
             raise UserError(f"{self.path} was tokenized with {self.meta['tokenizer']['name']!r} but {who} has a "
                             f"different vocabulary (sha256 {have[:12]} ≠ {want[:12]}); re-run 'longrope tokenize "
