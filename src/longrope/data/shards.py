@@ -525,15 +525,21 @@ class TokenCorpus:
     def check_fits(self, vocab_size: Any) -> None:
         """Raise a ConfigError (``data``, ``model``) when the shards hold a token id past the model's ``vocab_size``
         embeddings (None or 0: unknown, not judged), before any weight is read: fine-tuning found it at its first
-        batch, in a run folder that then asked for --resume (battery 27c). Judged by the largest id the shards hold
-        (``tokenizer.max_token_id``, recorded since then), not the tokenizer's length: a model's own tokenizer may
-        add special tokens past its embeddings that no text in the shards became (CodeLlama, Gemma 3; the review of
-        battery 27c). Shards made before it was recorded are not judged here; their windows are checked as they are
-        read."""
+        batch, in a run folder that then asked for --resume (battery 27c). Judged by the largest id the shards hold,
+        not the tokenizer's length: a model's own tokenizer may add special tokens past its embeddings that no text
+        in the shards became (CodeLlama, Gemma 3; the review of battery 27c). ``tokenize`` records that id
+        (``tokenizer.max_token_id``); for shards made before, it is read from the shards when their tokenizer is
+        longer than the embeddings (a verified pass over every token, only then)."""
         from longrope.errors import ConfigError
 
-        vocab, top = int(vocab_size or 0), self.tokenizer_info.get("max_token_id")
-        if vocab and top is not None and top >= vocab:
+        vocab = int(vocab_size or 0)
+        if not vocab:
+            return
+        top = self.tokenizer_info.get("max_token_id")
+        if top is None and int(self.tokenizer_info.get("vocab_size") or 0) > vocab:
+            top = max((int(np.max(self.tokens(i))) for i in range(len(self)) if int(self.index[i]["length"])),
+                      default=None)
+        if top is not None and top >= vocab:
             raise ConfigError(("data", "model"), f"{{name0}} holds token id {top:,} but {{name1}} has {vocab:,} token "
                                                  "embeddings; tokenize with the model's tokenizer")
 
