@@ -123,3 +123,15 @@ def test_the_lowest_of_compared_values_is_the_lowest_finite_one_whatever_their_o
 
     # the review of battery 27b: numpy floats (a perplexity taken from a tensor) counted as not finite
     assert lowest({"a": np.float32(2.0), "b": 3.0}) == "a" and lowest({"a": np.float64(nan)}) is None
+    assert lowest({"a": 10**400, "b": 1.0}) == "b"  # past a float's range: not finite, no OverflowError
+
+
+def test_verdicts_on_numpy_numbers_are_those_on_python_numbers():
+    """The second review of battery 27: with numpy inputs the answer-NLL comparison was np.False_, which `is not
+    False`, so a worse answer NLL counted as retrieval kept ("better on perplexity and retrieval")."""
+    import numpy as np
+
+    from longrope.evaluate.stats import Verdict, verdict
+
+    assert verdict(5, 6, 1, 1, answer_nll=np.float32(2.0), ref_answer_nll=1.0) == Verdict.PPL_ONLY
+    assert verdict(5, 6, 1, 1, answer_nll=2.0, ref_answer_nll=1.0) == Verdict.PPL_ONLY

@@ -241,7 +241,7 @@ def test_a_tokenizer_or_length_of_the_wrong_kind_is_refused_before_anything_is_w
     for export, out in ((export_hf, tmp_path / "hf"), (export_gguf, tmp_path / "x.gguf")):
         with pytest.raises(UserError, match="takes a loaded tokenizer"):
             export(model, "tiny", _factors(model), out)
-        with pytest.raises(UserError, match="the tokenizer has 300 tokens but the model has 128 token embeddings"):
+        with pytest.raises(UserError, match="base vocabulary has 300 tokens but the model has 128 token embeddings"):
             export(model, bigger, _factors(model), out)
     with pytest.raises(UserError, match="export_model's output .* got None"):
         export_model("tiny", tmp_path / "f.json", None)
@@ -412,3 +412,21 @@ def test_a_model_without_loaded_weights_is_refused_by_both_writers_before_anythi
         with pytest.raises(UserError, match="weights are on the meta device"):
             write(model, None, fs, out)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_model_s_own_added_tokens_past_its_embeddings_export_as_a_folder_and_are_named_for_a_gguf(tmp_path):
+    """The second review of battery 27: a model's own tokenizer with special tokens past its embeddings (CodeLlama-34b:
+    32,004 for 32,000 rows) loaded, then export (and finetune, at its very end) refused it as "give this model's own
+    tokenizer". A folder keeps such tokens; a GGUF (one token per embedding row) says why it cannot."""
+    from longrope.models import export_gguf
+    from tests.evaluate.eval_helpers import make_tokenizer
+
+    model = build_tiny("llama", vocab_size=300)
+    own = make_tokenizer(vocab_size=300)
+    own.add_special_tokens({"additional_special_tokens": ["<PRE>", "<SUF>", "<MID>", "<EOT>"]})
+    export_hf(model, own, _factors(model), tmp_path / "hf")
+    assert (tmp_path / "hf" / "tokenizer.json").is_file()
+    with pytest.raises(UserError, match=r"export_gguf: the tokenizer has 4 added token\(s\) past the model's 300 token "
+                                        r"embeddings.*--format hf"):
+        export_gguf(model, own, _factors(model), tmp_path / "x.gguf")
+    assert not (tmp_path / "x.gguf").exists()

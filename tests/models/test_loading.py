@@ -294,7 +294,8 @@ def test_a_model_folder_whose_tokenizer_is_longer_than_its_embeddings_is_one_lin
 
     folder = save_tiny(build_tiny("llama"), tmp_path / "m")  # 128 embeddings
     make_tokenizer(300).save_pretrained(folder)
-    with pytest.raises(UserError, match=r"tokenizer of .* has 300 tokens but the model has 128 token embeddings.*"
+    with pytest.raises(UserError, match=r"tokenizer of .*: its base vocabulary has 300 tokens but the model has 128 "
+                                        r"token embeddings.*"
                                         r"another model's; copy tokenizer.json") as e:
         loading.load_tokenizer_of(str(folder))
     assert "\n" not in str(e.value)

@@ -160,7 +160,7 @@ def test_a_dynamic_ntk_cell_measured_with_another_length_s_set_is_measured_again
                         original_length=info.original_max_position_embeddings, target_length=8 * 256)
     dyn.save(tmp_path / "dyn.json")
     methods = {"file": {"model": "tiny", "factors": {"2x": str(tmp_path / "dyn.json"), "8x": str(tmp_path / "dyn.json")}},
-               "closed": {"model": "tiny", "factors": {"2x": "dynamic-ntk@8x"}},
+               "closed": {"model": "tiny", "factors": {"2x": "dynamic-ntk@8x", "8x": "dynamic-ntk@8x"}},
                "yarn": {"model": "tiny", "factors": {"2x": "yarn@2x"}}}
     digests = factor_digests(methods, ["2x", "8x"])
     assert sorted(digests) == ["closed@2x", "file@2x", "file@8x"]  # a static closed form is bound by its name
@@ -171,3 +171,5 @@ def test_a_dynamic_ntk_cell_measured_with_another_length_s_set_is_measured_again
     legacy = {"method": "closed", "ratio": "2x", "model": "tiny", "factors": "dynamic-ntk@8x"}
     assert "before a dynamic NTK set followed the length" in _stale_cell(legacy, methods, digests, False)
     assert _stale_cell({**legacy, "factors_sha256": digests["closed@2x"]}, methods, digests, False) is None
+    # at its own ratio a dynamic closed form is the same set in every version: its cell stands (the second review)
+    assert "closed@8x" not in digests and _stale_cell({**legacy, "ratio": "8x"}, methods, digests, False) is None

@@ -353,3 +353,29 @@ def test_cells_of_a_dynamic_ntk_file_measured_with_the_file_s_own_set_are_measur
         assert main(argv) == 0 and len(calls) == 1
     assert main(argv) == 0 and len(calls) == 2  # measured again with the set of 512 tokens
     assert main(argv) == 0 and len(calls) == 2  # and kept from then on
+
+
+def test_samples_stored_under_a_gguf_tokenizer_s_hash_of_before_are_kept(tmp_path):
+    """The review of battery 27c: a GGUF's vocabulary hash no longer counts its [PAD{id}] slots, so RULER samples
+    stored under the hash of before were made again (lm-eval's import and generation) with the note that they came
+    from another tokenizer, which was not so. Every reader of a recorded hash takes both
+    (data.shards.recorded_vocab_hashes)."""
+    import json
+
+    from longrope.data.ruler import samples_sha256
+    from longrope.data.shards import recorded_vocab_hashes
+    from longrope.models.loading import load_tokenizer_of
+    from longrope.runs.ruler import SAMPLES_DIR, RulerConfig, _all_samples, _samples_key
+
+    tok = load_tokenizer_of("tiny")
+    tok.add_tokens([f"[PAD{len(tok)}]"])  # a GGUF writer's unused slot
+    now, before = recorded_vocab_hashes(tok)
+    config = RulerConfig(model="tiny", lengths=(256,), tasks=(TASK,), samples=1, output=str(tmp_path / "o"))
+    rows = [{"input": "x", "outputs": ["1"], "gen_prefix": None}]
+    (tmp_path / SAMPLES_DIR).mkdir()
+    (tmp_path / SAMPLES_DIR / f"{TASK}-256.json").write_text(json.dumps(
+        {"key": _samples_key(TASK, 256, config, before, None), "rows": rows, "sha256": samples_sha256(rows)}))
+    said = []
+    found = _all_samples(config, [TASK], tokenizer=tok, tokenizer_path="tiny", haystack=None, out=tmp_path,
+                         say=said.append)
+    assert found[(TASK, 256)]["rows"] == rows and found[(TASK, 256)]["key"]["tokenizer"] == now and said == []

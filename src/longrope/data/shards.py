@@ -99,6 +99,14 @@ _TOKEN_DTYPES = ("uint16", "uint32")
 GGUF_PAD_TOKEN = "[PAD{}]"
 
 
+def recorded_vocab_hashes(tokenizer: Any) -> tuple[str, ...]:
+    """The vocabulary hashes a record made with ``tokenizer`` may carry: :func:`vocab_sha256` now, and for a GGUF
+    with ``[PAD{id}]`` slots the hash that counted them, which shards and RULER samples made from it before
+    recorded (one rule for every reader of a recorded hash)."""
+    now, before = vocab_sha256(tokenizer), vocab_sha256(tokenizer, pad_slots=True)
+    return (now,) if before == now else (now, before)
+
+
 def vocab_sha256(tokenizer: Any, *, pad_slots: bool = False) -> str:
     """SHA-256 of the tokenizer's token→id map (added tokens included), order-independent.
 
@@ -506,8 +514,9 @@ class TokenCorpus:
     def check_tokenizer(self, tokenizer: Any, *, model_name: str | None = None) -> None:
         """Raise a UserError when ``tokenizer`` is not the one the shards were made with."""
         want = self.meta["tokenizer"]["vocab_sha256"]
-        have = vocab_sha256(tokenizer)
-        if want not in (have, vocab_sha256(tokenizer, pad_slots=True)):
+        hashes = recorded_vocab_hashes(tokenizer)
+        have = hashes[0]
+        if want not in hashes:
             who = f"the model {model_name!r}" if model_name else "this tokenizer"
             raise UserError(f"{self.path} was tokenized with {self.meta['tokenizer']['name']!r} but {who} has a "
                             f"different vocabulary (sha256 {have[:12]} ≠ {want[:12]}); re-run 'longrope tokenize "
@@ -516,15 +525,21 @@ class TokenCorpus:
     def check_fits(self, vocab_size: Any) -> None:
         """Raise a ConfigError (``data``, ``model``) when the shards hold a token id past the model's ``vocab_size``
         embeddings (None or 0: unknown, not judged), before any weight is read: fine-tuning found it at its first
-        batch, in a run folder that then asked for --resume (battery 27c). Judged by the largest id the shards hold
-        (``tokenizer.max_token_id``, recorded since then), not the tokenizer's length: a model's own tokenizer may
-        add special tokens past its embeddings that no text in the shards became (CodeLlama, Gemma 3; the review of
-        battery 27c). Shards made before it was recorded are not judged here; their windows are checked as they are
-        read."""
+        batch, in a run folder that then asked for --resume (battery 27c). Judged by the largest id the shards hold,
+        not the tokenizer's length: a model's own tokenizer may add special tokens past its embeddings that no text
+        in the shards became (CodeLlama, Gemma 3; the review of battery 27c). ``tokenize`` records that id
+        (``tokenizer.max_token_id``); for shards made before, it is read from the shards when their tokenizer is
+        longer than the embeddings (a verified pass over every token, only then)."""
         from longrope.errors import ConfigError
 
-        vocab, top = int(vocab_size or 0), self.tokenizer_info.get("max_token_id")
-        if vocab and top is not None and top >= vocab:
+        vocab = int(vocab_size or 0)
+        if not vocab:
+            return
+        top = self.tokenizer_info.get("max_token_id")
+        if top is None and int(self.tokenizer_info.get("vocab_size") or 0) > vocab:
+            top = max((int(np.max(self.tokens(i))) for i in range(len(self)) if int(self.index[i]["length"])),
+                      default=None)
+        if top is not None and top >= vocab:
             raise ConfigError(("data", "model"), f"{{name0}} holds token id {top:,} but {{name1}} has {vocab:,} token "
                                                  "embeddings; tokenize with the model's tokenizer")
 

@@ -12,7 +12,6 @@ lower on more keys than chance would give.
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Mapping, Sequence
 
 from longrope.errors import UserError, shown
@@ -103,7 +102,7 @@ class Verdict:
 def verdict(ppl: float, ref_ppl: float, accuracy: float, ref_accuracy: float,
             answer_nll: float | None = None, ref_answer_nll: float | None = None) -> str:
     """The :class:`Verdict` label of a set against a reference (see there for the rule)."""
-    better_ppl = _finite(ppl) and _finite(ref_ppl) and ppl < ref_ppl
+    better_ppl = bool(_finite(ppl) and _finite(ref_ppl) and ppl < ref_ppl)  # numpy bools are not False
     acc_ok, nll_ok = _retrieval(accuracy, ref_accuracy, answer_nll, ref_answer_nll)
     kept = acc_ok and nll_ok is not False
     if better_ppl and kept:
@@ -134,10 +133,10 @@ def _retrieval(accuracy: float, ref_accuracy: float, answer_nll: float | None,
                ref_answer_nll: float | None) -> tuple[bool, bool | None]:
     """The one retrieval rule: (accuracy at least the reference's, answer NLL at most the reference's — None
     when either NLL is unknown)."""
-    acc_ok = _finite(accuracy) and _finite(ref_accuracy) and accuracy >= ref_accuracy
+    acc_ok = bool(_finite(accuracy) and _finite(ref_accuracy) and accuracy >= ref_accuracy)
     if not (_finite(answer_nll) and _finite(ref_answer_nll)):
         return acc_ok, None
-    return acc_ok, answer_nll <= ref_answer_nll
+    return acc_ok, bool(answer_nll <= ref_answer_nll)  # np.False_ is not False: a worse NLL counted as kept
 
 
 def paired_test(nlls: Sequence[float], ref_nlls: Sequence[float]) -> dict:
@@ -180,4 +179,6 @@ def _listed(x: object) -> bool:
 
 
 def _finite(x: float | None) -> bool:
-    return isinstance(x, numbers.Real) and not isinstance(x, bool) and math.isfinite(x)  # numpy floats too
+    from longrope.options import is_finite_number  # the one finiteness test (numpy floats, 10**400)
+
+    return is_finite_number(x)

@@ -609,7 +609,7 @@ def export_gguf(
     require_no_adapters(model, "export_gguf")
     check_loaded_model(model, "export_gguf")  # on the meta device: "Cannot copy out of meta tensor" while writing (battery 23c)
     info = require_supported(inspect_model(model))
-    check_export_tokenizer(model, tokenizer, "export_gguf")
+    check_export_tokenizer(model, tokenizer, "export_gguf", every_token=True)
     if info.model_type in NO_GGUF_FACTORS:
         raise UserError(no_factors_message(NO_GGUF_FACTORS[info.model_type]))
     longrope_config_entries(factor_set, info)  # validates the set against the model (its caveats are HF's)

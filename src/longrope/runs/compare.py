@@ -388,8 +388,8 @@ def factor_set(spec: str, info: Any, length: int) -> Any:
 
 def factor_digests(methods: dict, ratios: list[str]) -> dict[str, str]:
     """``"METHOD@RATIO"`` → SHA-256 of the factor set a cell applies, for every cell whose factors
-    come from a file or folder, or are a dynamic NTK closed form (other closed forms and ``none`` are fixed by
-    their name). A cell measured
+    come from a file or folder, or are a dynamic NTK closed form away from its own ratio (other closed forms and
+    ``none`` are fixed by their name). A cell measured
     with other factors than these is stale: a resumed comparison measures it again. The digest
     covers what is applied, not the file's provenance: a search resumed without a new best
     rewrites its factor file with other provenance, and its cells stay measured."""
@@ -407,12 +407,13 @@ def factor_digests(methods: dict, ratios: list[str]) -> dict[str, str]:
             info = infos[m["model"]]
             length = ratio_length(ratio, int(info.original_max_position_embeddings))
             fs = factor_set(spec, info, length)
-            if _CLOSED_FORM.fullmatch(spec) and not follows_length(fs):
-                continue
+            applied = at_length(fs, length)
+            if _CLOSED_FORM.fullmatch(spec) and (not follows_length(fs) or applied.digest() == fs.digest()):
+                continue  # bound by its name: the same set in every version (a dynamic one at its own ratio too)
             # the set applied at this length: a dynamic NTK set's of that length (a closed form's too), so that a
-            # cell measured with the file's set at another length, before, is measured again (the review of
+            # cell measured with the file's set at another length, before, is measured again (the reviews of
             # battery 27b)
-            out[f"{name}@{ratio}"] = at_length(fs, length).digest()
+            out[f"{name}@{ratio}"] = applied.digest()
     return out
 
 
@@ -430,7 +431,8 @@ def _stale_cell(cell: dict, methods: dict, digests: dict[str, str], needs_passke
                 models: dict[str, str | None] | None = None) -> str | None:
     """Why a measured cell no longer stands for its (method, ratio) of the plan, or None if it does:
     the method now names another model, other factors (for a factor file: other content, wherever
-    it lies; for a closed form or ``none``: another name), or asks for a passkey the cell lacks or one by
+    it lies; for a closed form or ``none``: another name, and for a dynamic NTK closed form away from its own ratio
+    a cell measured before such a set followed the length), or asks for a passkey the cell lacks or one by
     another ``passkey`` protocol (a cell written before cells recorded it is taken as is), or a RULER
     accuracy measured with ``ruler`` (its protocol) the cell lacks. (A
     cell of a method the plan no longer has is kept, unused.)"""

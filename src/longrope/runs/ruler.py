@@ -175,15 +175,18 @@ def _all_samples(config: RulerConfig, tasks: list[str], *, tokenizer: Any, token
     (task, length) to be made is checked first: a length too short for vt (the default tasks at 512) was refused
     after the samples of every task before it were made, minutes at real lengths (battery 11a)."""
     from longrope.data.ruler import check_length, make_samples
-    from longrope.data.shards import vocab_sha256
+    from longrope.data.shards import recorded_vocab_hashes
 
-    vocab = vocab_sha256(tokenizer)
+    vocab, *before = recorded_vocab_hashes(tokenizer)
     found: dict[tuple[str, int], dict] = {}
     missing = []
     for task in tasks:
         for length in config.lengths:
             key = _samples_key(task, length, config, vocab, haystack)
             stored = _read_json(out / SAMPLES_DIR / f"{task}-{length}.json")
+            if isinstance(stored, dict) and isinstance(stored.get("key"), dict) \
+                    and stored["key"].get("tokenizer") in before:  # the same tokenizer's hash of before (a GGUF's)
+                stored = {**stored, "key": {**stored["key"], "tokenizer": vocab}}
             if _intact_samples(stored, key, config.samples):
                 found[(task, length)] = {"key": key, "rows": stored["rows"][: config.samples], "stored": True}
             else:
