@@ -255,8 +255,10 @@ def _batches(sources: list[Source], log: SkipLog, batch_docs: int, batch_chars: 
     batch: list[tuple[str, str, str | None, int]] = []
     chars = 0
     links = links_read_twice(sources)
+    seen: dict[str, Source] = {}
     for src in sources:
         for doc_id, text, nbytes in src.documents(log, links):
+            _refuse_twice_named(doc_id, src, seen)
             batch.append((doc_id, text, src.role, nbytes))
             chars += len(text)
             if len(batch) >= batch_docs or chars >= batch_chars:
@@ -264,6 +266,26 @@ def _batches(sources: list[Source], log: SkipLog, batch_docs: int, batch_chars: 
                 batch, chars = [], 0
     if batch:
         yield batch
+
+
+def _refuse_twice_named(doc_id: str, src: Source, seen: dict[str, Source]) -> None:
+    """Refuse a document id already given to another document: two files of one name given as two inputs
+    (``search=a/data.jsonl train=b/data.jsonl``), or --id-field values that repeat (``1`` and ``"1"``, or a missing one
+    standing for its line number), were stored under one name, which the records name documents by and fine-tuning
+    compares; a training document was refused as "the same id" as a search document it shared nothing with
+    (battery 28b). ``seen``: id -> the input that gave it."""
+    if doc_id not in seen:
+        seen[doc_id] = src
+        return
+    other = seen[doc_id]
+    if other is src:  # --id-field values that repeat
+        where, fix = (f"twice in {printable(src.spec)}", "give --id-field values that are unique (a row without one is "
+                      "named by its line or row number), or leave --id-field out")
+    else:
+        where, fix = (f"by {printable(other.spec)} and {printable(src.spec)}", "rename one of them (a file given "
+                      "is named by its name, a folder's files by the folder's name and their path in it)")
+    raise UserError(f"document id {printable(doc_id)!r} is given {where}; each document needs its own id (records name "
+                    f"documents by it, and it decides their search/held-out role): {fix}")
 
 
 def _prefetch(it: Iterator, depth: int = 2) -> Iterator:
