@@ -430,3 +430,23 @@ def test_a_document_id_given_twice_is_refused_naming_the_inputs_and_the_fix(toke
     rows.write_text(json.dumps({"id": 1, "text": TEXTS[2]}) + "\n" + json.dumps({"id": "1", "text": TEXTS[3]}) + "\n")
     with pytest.raises(UserError, match=r"'rows.jsonl#1' is given twice in .*unique"):
         tokenize_corpus(tokenizer, [str(rows)], tmp_path / "out2", tokenizer_name="t", id_field="id", progress=False)
+
+
+def test_a_tokenizer_of_the_same_vocabulary_that_encodes_otherwise_rebuilds_the_folder(tokenizer, corpus_dir, tmp_path):
+    """battery 28b: the up-to-date check knew the tokenizer by its vocabulary alone: a tokenizer replaced by one of the
+    same vocabulary that encodes text otherwise (a lowercasing normalizer here; a changed merge or legacy spacing)
+    found the folder "up to date" and kept the shards the old one encoded."""
+    import copy
+
+    from tokenizers import normalizers
+
+    other = copy.deepcopy(tokenizer)
+    other.backend_tokenizer.normalizer = normalizers.Lowercase()
+    assert vocab_sha256(other) == vocab_sha256(tokenizer)
+    out = tmp_path / "out"
+    first = _run(tokenizer, [corpus_dir], out)
+    assert _run(copy.deepcopy(tokenizer), [corpus_dir], out).up_to_date  # the same rules: nothing to do
+    again = _run(other, [corpus_dir], out)
+    assert not again.up_to_date and again.n_tokens != first.n_tokens
+    c = TokenCorpus.open(out)
+    assert list(c.tokens(c.names.index("books/a.txt"))) == other(TEXTS[0], add_special_tokens=False)["input_ids"]

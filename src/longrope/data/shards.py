@@ -114,6 +114,18 @@ def vocab_sha256(tokenizer: Any, *, pad_slots: bool = False) -> str:
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
+def encoding_sha256(tokenizer: Any) -> str | None:
+    """SHA-256 of how the tokenizer turns text into ids: its backend's whole definition (normalizer, pre-tokenizer,
+    merges, vocabulary), None for a tokenizer without a Rust backend. Two tokenizers of one vocabulary can encode a
+    text apart (a normalizer or a merge changed, ``legacy`` spacing): tokenize's up-to-date check knew only the
+    vocabulary, and kept shards encoded by a tokenizer that was replaced (battery 28b)."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    to_str = getattr(backend, "to_str", None)
+    if to_str is None:
+        return None
+    return hashlib.sha256(to_str().encode("utf-8")).hexdigest()
+
+
 def token_dtype(tokenizer: Any) -> np.dtype:
     """uint16 when every id fits in 16 bits, else uint32."""
     vocab = tokenizer.get_vocab()

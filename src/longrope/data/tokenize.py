@@ -46,6 +46,7 @@ from longrope.data.shards import (
     ShardWriter,
     TokenCorpus,
     content_hash,
+    encoding_sha256,
     token_dtype,
     vocab_sha256,
     write_meta,
@@ -388,7 +389,8 @@ def tokenize_corpus(
     dtype = token_dtype(tokenizer)
     options = {"split": DEFAULT_SPLIT if split is None else split, "text_field": text_field, "id_field": id_field,
                "shard_tokens": int(shard_tokens), "dtype": dtype.name,
-               "special_tokens": SPECIAL_TOKEN_POLICY}  # a folder built when </s> in a text was stored as EOS: rebuilt
+               "special_tokens": SPECIAL_TOKEN_POLICY,  # a folder built when </s> in a text was stored as EOS: rebuilt
+               "encoding_sha256": encoding_sha256(tokenizer)}  # one vocabulary, other rules: rebuilt
     state = _input_state(sources)
     fp = _fingerprint(state, vhash, options)
     replaces = out.is_dir() and any(out.iterdir())  # a shard folder rebuilt; a new one is placed, never swapped in
