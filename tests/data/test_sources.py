@@ -230,3 +230,23 @@ def test_a_listed_file_replaced_by_a_pipe_or_device_is_skipped_not_waited_on(tmp
                           preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30)))
     assert done.returncode == 0, done.stderr[-500:]
     assert done.stdout.startswith("0 [") and "not a file" in done.stdout
+
+
+def test_an_id_field_that_is_the_text_field_is_refused_in_one_line(tmp_path, capsys):
+    """battery 28b: --id-field text on a parquet input was an IndexError traceback (the column was read once), and on
+    a .jsonl input each document was named by its whole text."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from longrope.cli import main
+    from longrope.errors import ConfigError
+
+    pq.write_table(pa.table({"body": ["some words", "more words"]}), tmp_path / "a.parquet")
+    for flags in (["--id-field", "text"], ["--id-field", "body", "--text-field", "body"]):
+        assert main(["tokenize", "--tokenizer", "tiny", "--input", str(tmp_path / "a.parquet"), "-o",
+                     str(tmp_path / "out"), "--quiet", *flags]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "is the text field (--text-field)" in err and "leave --id-field out" in err
+    with pytest.raises(ConfigError, match="is the text field"):
+        resolve_sources([str(tmp_path / "a.parquet")], text_field="body", id_field="body")
+    assert not (tmp_path / "out").exists()

@@ -41,7 +41,7 @@ from longrope.hub import hub_reachable as _hub_reachable  # module-level name: t
 from longrope.io import check_no_link_loop, open_regular, text_encoding_problem
 from longrope.options import CONTROL_CHARACTER, check_sequence
 
-__all__ = ["Source", "SkipLog", "links_read_twice", "resolve_sources", "HUB_ALIASES", "DOC_SUFFIXES"]
+__all__ = ["Source", "SkipLog", "check_fields", "links_read_twice", "resolve_sources", "HUB_ALIASES", "DOC_SUFFIXES"]
 
 #: Short names for the paper's corpora → (hub id, default text field).
 #: the split of a hub dataset read when none is given
@@ -388,6 +388,15 @@ def _own_name(path: Path) -> str:
     return path.name if path.name not in ("", ".", "..") else path.resolve().name
 
 
+def check_fields(text_field: object, id_field: object) -> None:
+    """Refuse an id field that is the text field: a parquet input was an IndexError traceback (the column read once),
+    a .jsonl input named each document by its whole text (battery 28b)."""
+    if id_field is not None and id_field == text_field:
+        raise ConfigError(("id_field", "text_field"), "{name0} " + f"{printable(id_field)!r} is the text field "
+                          "({name1}): documents would be named by their whole text; give another field, or leave {name0} "
+                          "out (documents are then named by their line or row number)")
+
+
 def resolve_sources(
     specs: list[str],
     *,
@@ -401,6 +410,7 @@ def resolve_sources(
     out = []
     if not specs:
         raise UserError("no --input given; pass files, folders or a dataset name")
+    check_fields(text_field, id_field)
     check_sequence(specs, "specs", '["search=PATH"]')  # a number was "'int' object is not iterable" (battery 21b)
     for spec in specs:
         if isinstance(spec, os.PathLike):
