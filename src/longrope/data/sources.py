@@ -109,6 +109,14 @@ class SkipLog:
     def skip(self, where: str, reason: str) -> None:
         self.skipped.append({"path": printable(where), "reason": printable(reason)})
 
+    def said(self) -> str:
+        """``"; N file(s) skipped, first: PATH (REASON)"``, or '' when none was: what a refusal of too little text
+        adds, since the text may be in the files skipped."""
+        if not self.skipped:
+            return ""
+        first = self.skipped[0]
+        return f"; {len(self.skipped)} file(s) skipped, first: {first['path']} ({first['reason']})"
+
 
 @dataclass(frozen=True)
 class Source:

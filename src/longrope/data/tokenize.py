@@ -410,9 +410,7 @@ def tokenize_corpus(
         raise
     if writer.n_docs == 0:
         shutil.rmtree(building, ignore_errors=True)
-        why = f"; {len(log.skipped)} file(s) skipped, first: {log.skipped[0]['path']} ({log.skipped[0]['reason']})" \
-            if log.skipped else ""
-        raise UserError(f"empty corpus: no documents with text in {', '.join(printable(i) for i in inputs)}{why}")
+        raise UserError(f"empty corpus: no documents with text in {', '.join(printable(i) for i in inputs)}{log.said()}")
     meta = {
         "format": FORMAT,
         "version": FORMAT_VERSION,
