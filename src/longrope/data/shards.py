@@ -544,6 +544,13 @@ class TokenCorpus:
     def tokenizer_info(self) -> dict:
         return self.meta["tokenizer"]
 
+    @property
+    def encoding_sha256(self) -> str | None:
+        """:func:`encoding_sha256` of the tokenizer the folder was made with (None: not recorded, made before)."""
+        options = self.meta.get("options")
+        value = options.get("encoding_sha256") if isinstance(options, dict) else None
+        return value if isinstance(value, str) else None
+
 
 def _check_meta(folder: Path, meta: dict) -> None:
     """meta.json's structure, so that a damaged or hand-edited file gives one line, not a KeyError."""
