@@ -187,6 +187,9 @@ class TokenizeConfig:
         check_int(self, "shard_tokens", 1, MAX_COUNT)
         for name in ("tokenizer", "text_field", "split", "id_field"):  # as tokenize_corpus checks them
             check_text(self, name, optional=name in ("split", "id_field"))
+        from longrope.data.sources import check_fields
+
+        check_fields(self.text_field, self.id_field)
 
     def tokenize(self, warn: Any) -> Any:
         """Tokenize as ``longrope tokenize`` does (and a pipeline tokenize stage): the inputs are checked before

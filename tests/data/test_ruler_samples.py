@@ -181,3 +181,14 @@ def test_lm_evals_count_of_haystacks_it_dropped_is_not_shown(capsys):
         log.warning("something else")
     err = capsys.readouterr().err
     assert "Skipped" not in err and "lm-eval: something else" in err, err
+
+
+def test_a_haystack_folder_of_unreadable_files_says_they_were_skipped(tmp_path):
+    """battery 28b: --haystack of a folder of books not in UTF-8 (UTF-16 without a mark, latin-1) was refused with
+    "only 0 words; the essay haystack needs text enough ..." while its files held plenty: they were skipped without a
+    word, and the refusal did not say so."""
+    (tmp_path / "a.txt").write_bytes(("un café " * 3000).encode("latin-1"))
+    with pytest.raises(ConfigError) as e:
+        ruler.load_haystack(str(tmp_path))
+    msg = str(e.value)
+    assert "only 0 words; 1 file(s) skipped, first: " in msg and "a.txt (not UTF-8 text" in msg and "\n" not in msg

@@ -69,8 +69,41 @@ def test_parquet_rows_without_text_are_listed_as_jsonl_lines_are(tmp_path):
             for doc_id, _, _ in src.documents(log)]
     assert docs == ["a.parquet#0", "a.parquet#3"]
     assert [(s["path"].rsplit("/", 1)[-1], s["reason"]) for s in log.skipped] == [
-        ("a.parquet", "2 row(s) whose 'text' is not a non-empty string"),
-        ("b.parquet", "2 row(s) whose 'text' is not a non-empty string")]
+        ("a.parquet", "2 row(s) whose 'text' is not a string or is empty or only whitespace"),
+        ("b.parquet", "2 row(s) whose 'text' is not a string or is empty or only whitespace")]
+
+
+def test_a_document_of_only_whitespace_is_skipped_and_listed_in_every_format(tmp_path, monkeypatch):
+    """battery 28b: a .txt file of spaces was skipped as empty, but a .jsonl line or a parquet row of them was stored
+    as a document (an empty .jsonl text was said to be "without a string field"), and a hub row without text was
+    dropped without a word."""
+    import sys
+    import types
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from longrope.data import sources
+    from longrope.data.sources import SkipLog
+
+    (tmp_path / "a.txt").write_text(" \n\t\u3000 ")
+    (tmp_path / "b.jsonl").write_text('{"text": "words"}\n{"text": "  \\r\\n "}\n{"text": ""}\n{"text": 3}\n')
+    pq.write_table(pa.table({"text": ["words", "\n\n"]}), tmp_path / "c.parquet")
+    rows = [{"text": "words"}, {"text": "   "}, {"text": None}]
+    monkeypatch.setitem(sys.modules, "datasets", types.SimpleNamespace(load_dataset=lambda *a, **k: iter(rows)))
+    monkeypatch.setattr(sources, "hub_offline", lambda **k: None)
+    monkeypatch.setattr(sources, "_hub_reachable", lambda: True)
+    log = SkipLog()
+    docs = [doc_id for src in resolve_sources([str(tmp_path / n) for n in ("a.txt", "b.jsonl", "c.parquet")]
+                                              + ["user/set"]) for doc_id, _, _ in src.documents(log)]
+    assert docs == ["b.jsonl#0", "c.parquet#0", "user/set/train#0"]
+    assert [(s["path"].rsplit("/", 1)[-1], s["reason"]) for s in log.skipped] == [
+        ("a.txt", "the document is empty or only whitespace"),
+        ("b.jsonl", "1 line(s) without a string field 'text' or not JSON"),
+        ("b.jsonl", "2 line(s) whose 'text' is empty or only whitespace"),
+        ("c.parquet", "1 row(s) whose 'text' is not a string or is empty or only whitespace"),
+        ("train", "2 row(s) whose 'text' is not a string, is empty or only whitespace, or whose text or id is not "
+                  "valid Unicode")]
 
 
 def test_a_link_to_a_file_read_anyway_is_stored_once_under_the_files_own_name(tmp_path):
@@ -197,3 +230,23 @@ def test_a_listed_file_replaced_by_a_pipe_or_device_is_skipped_not_waited_on(tmp
                           preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30)))
     assert done.returncode == 0, done.stderr[-500:]
     assert done.stdout.startswith("0 [") and "not a file" in done.stdout
+
+
+def test_an_id_field_that_is_the_text_field_is_refused_in_one_line(tmp_path, capsys):
+    """battery 28b: --id-field text on a parquet input was an IndexError traceback (the column was read once), and on
+    a .jsonl input each document was named by its whole text."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from longrope.cli import main
+    from longrope.errors import ConfigError
+
+    pq.write_table(pa.table({"body": ["some words", "more words"]}), tmp_path / "a.parquet")
+    for flags in (["--id-field", "text"], ["--id-field", "body", "--text-field", "body"]):
+        assert main(["tokenize", "--tokenizer", "tiny", "--input", str(tmp_path / "a.parquet"), "-o",
+                     str(tmp_path / "out"), "--quiet", *flags]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "is the text field (--text-field)" in err and "leave --id-field out" in err
+    with pytest.raises(ConfigError, match="is the text field"):
+        resolve_sources([str(tmp_path / "a.parquet")], text_field="body", id_field="body")
+    assert not (tmp_path / "out").exists()

@@ -419,3 +419,44 @@ def test_shards_record_the_largest_id_they_hold_and_fit_a_model_by_it(tokenizer,
     old.check_fits(top + 1)
     with pytest.raises(ConfigError, match=f"holds token id {top} but"):
         old.check_fits(top)
+
+
+def test_a_document_id_given_twice_is_refused_naming_the_inputs_and_the_fix(tokenizer, tmp_path):
+    """battery 28b: search=a/data.jsonl train=b/data.jsonl stored both files' lines as data.jsonl#0, #1, ...; fine-tuning
+    refused every training document as having "the same id" as a search document it shared nothing with, and records
+    naming documents by id were ambiguous. --id-field values that repeat (1 and "1") were stored twice too."""
+    for name, text in (("a", TEXTS[0]), ("b", TEXTS[1])):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "data.jsonl").write_text(json.dumps({"text": text}) + "\n")
+    out = tmp_path / "out"
+    with pytest.raises(UserError) as e:
+        _run(tokenizer, [f"search={tmp_path / 'a' / 'data.jsonl'}", f"train={tmp_path / 'b' / 'data.jsonl'}"], out)
+    msg = str(e.value)
+    assert "'data.jsonl#0' is given by" in msg and str(tmp_path / "b") in msg and "rename one" in msg
+    assert not out.exists()
+    _run(tokenizer, [f"search={tmp_path / 'a'}", f"train={tmp_path / 'b'}"], out)  # the folders name them apart
+    assert TokenCorpus.open(out).names == ["a/data.jsonl#0", "b/data.jsonl#0"]
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text(json.dumps({"id": 1, "text": TEXTS[2]}) + "\n" + json.dumps({"id": "1", "text": TEXTS[3]}) + "\n")
+    with pytest.raises(UserError, match=r"'rows.jsonl#1' is given twice in .*unique"):
+        tokenize_corpus(tokenizer, [str(rows)], tmp_path / "out2", tokenizer_name="t", id_field="id", progress=False)
+
+
+def test_a_tokenizer_of_the_same_vocabulary_that_encodes_otherwise_rebuilds_the_folder(tokenizer, corpus_dir, tmp_path):
+    """battery 28b: the up-to-date check knew the tokenizer by its vocabulary alone: a tokenizer replaced by one of the
+    same vocabulary that encodes text otherwise (a lowercasing normalizer here; a changed merge or legacy spacing)
+    found the folder "up to date" and kept the shards the old one encoded."""
+    import copy
+
+    from tokenizers import normalizers
+
+    other = copy.deepcopy(tokenizer)
+    other.backend_tokenizer.normalizer = normalizers.Lowercase()
+    assert vocab_sha256(other) == vocab_sha256(tokenizer)
+    out = tmp_path / "out"
+    first = _run(tokenizer, [corpus_dir], out)
+    assert _run(copy.deepcopy(tokenizer), [corpus_dir], out).up_to_date  # the same rules: nothing to do
+    again = _run(other, [corpus_dir], out)
+    assert not again.up_to_date and again.n_tokens != first.n_tokens
+    c = TokenCorpus.open(out)
+    assert list(c.tokens(c.names.index("books/a.txt"))) == other(TEXTS[0], add_special_tokens=False)["input_ids"]

@@ -125,3 +125,22 @@ def test_a_factor_file_named_with_a_control_character_gets_a_one_line_set_name(t
     make_baseline("yarn", rope_theta=info.rope_theta, rotary_dim=info.rotary_dim, original_length=256,
                   target_length=512).save(path)
     assert [n for n, _ in factor_sets((str(path),), skip_none=True, info=info, target=512)] == ["a\\tb"]
+
+
+def test_sliding_mode_with_several_windows_per_document_is_refused_before_any_work(tmp_path, capsys):
+    """battery 28b: eval ppl --stride 128 --windows-per-doc 2 cut each document into windows of the longest length,
+    over which the stride had nothing to slide: each was scored as in truncate mode and recorded as sliding ("each
+    document scored over its sliding windows"). One window per document (the default) slides over it whole."""
+    from longrope.runs.evaluate import PplConfig
+
+    argv = ["eval", "ppl", "--model", "tiny", "--data", str(tmp_path / "shards"), "--lengths", "256", "--stride",
+            "128", "--windows-per-doc", "2", "-o", str(tmp_path / "ppl")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--windows-per-doc" in err and "--stride" in err and "drop" in err, err
+    assert not (tmp_path / "ppl").exists()
+    base = {"model": "tiny", "data": "shards", "lengths": [256], "output": "ppl"}
+    with pytest.raises(ValueError, match="nothing to slide"):
+        PplConfig(**base, stride=128, windows_per_doc=2)
+    PplConfig(**base, stride=128)
+    PplConfig(**base, windows_per_doc=2)

@@ -782,3 +782,28 @@ def test_a_model_or_shard_folder_replaced_while_a_search_runs_is_refused_where_i
     (model / "config.json").write_text(json.dumps({**config, "rms_norm_eps": 1e-3}))
     with pytest.raises(UserError, match=f"the model {model} changed while the search ran"):
         spec("cpu")
+
+
+def test_a_split_without_documents_is_refused_with_a_fix_that_helps(tiny, tmp_path, capsys):
+    """battery 28b: a shard folder whose every document was pinned to heldout was refused with "holds only 0 search
+    window(s) ...: lower --samples or the length, raise --windows-per-doc, lower --heldout-fraction (now 0.5), or add
+    longer documents", none of which helps (a pinned document keeps its role whatever the fraction)."""
+    import shutil
+
+    from longrope.data import TokenCorpus
+    from longrope.data.shards import ShardWriter, write_meta
+
+    src = TokenCorpus.open(tiny / "data")
+    data = tmp_path / "heldout-only"
+    w = ShardWriter(data, src.dtype)
+    for i, name in enumerate(src.names):
+        w.add(name, np.asarray(src.tokens(i)), "heldout")
+    write_meta(data, {**{k: v for k, v in src.meta.items() if k not in ("shards", "index", "names")}, **w.finish()})
+    argv = ["search", "--model", str(tiny / "model"), "--data", str(data), "-o", str(tmp_path / "s"), *KNOBS,
+            "--fitness", "ppl", "--target-length", str(TARGET)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "no search documents among 10: every document was pinned" in err and "10 to heldout" in err, err
+    assert "--heldout-fraction moves none of them" in err and "search=PATH" in err and "--split" not in err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "s").exists()
+    shutil.rmtree(data)

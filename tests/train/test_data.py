@@ -159,3 +159,18 @@ def test_the_training_data_helpers_refuse_arguments_of_another_kind_in_one_line(
     assert passkey_rows(0, 1, 4, 0.0) == set()
     with pytest.raises(UserError, match="intact_checkpoint's path"):
         intact_checkpoint(None)
+
+
+def test_an_excluded_folder_encoded_by_other_rules_of_the_same_vocabulary_is_refused(tmp_path):
+    """battery 28b: --exclude compared tokenizers by vocabulary alone: a folder made by a tokenizer of the same
+    vocabulary that encodes text otherwise (a normalizer) holds other ids for the same text, so a held-out book in it
+    was not found among the training documents."""
+    import json
+
+    c = _corpus(tmp_path, [("train/x.txt", pattern_doc(5, 80), "train")])
+    write_corpus(tmp_path / "eval", [("pg19/y.txt", pattern_doc(6, 80), "heldout")])
+    for folder, rules in ((c.path, "a" * 64), (tmp_path / "eval", "b" * 64)):
+        meta = json.loads((folder / "meta.json").read_text())
+        (folder / "meta.json").write_text(json.dumps({**meta, "options": {"encoding_sha256": rules}}))
+    with pytest.raises(UserError, match="eval was tokenized with another tokenizer than"):
+        training_documents(TokenCorpus.open(c.path), exclude=[str(tmp_path / "eval")])

@@ -281,6 +281,7 @@ def load_haystack(path: str | None, tokenizer: Any = None) -> Haystack:
     """The shipped books (``path`` None), text documents (a .txt/.jsonl/.parquet file or a folder of
     them) or a shard folder from ``longrope tokenize`` (decoded with ``tokenizer``, which must be the
     one it was made with). Words are split as lm-eval splits the essays (runs of white space)."""
+    skipped = ""  # the files of a --haystack folder that could not be read (not UTF-8 ...): said with too few words
     if path is None:
         docs = _shipped_book_texts()
         name = "shipped books"
@@ -300,12 +301,13 @@ def load_haystack(path: str | None, tokenizer: Any = None) -> Haystack:
                 raise ConfigError("haystack", "{name} " + str(exc)) from None
             log = SkipLog()
             docs = [(doc_id, text) for src in sources for doc_id, text, _ in src.documents(log)]
+            skipped = log.said()
         name = str(path)
     text = " ".join(t for _, t in docs)
     words = tuple(w for w in re.sub(r"\s+", " ", text).split(" ") if w)
     if len(words) < 1000:
-        raise ConfigError("haystack", f"{{name}} {name}: only {len(words)} words; the essay haystack needs text "
-                                      "enough for the longest length (about 0.75 words per token)")
+        raise ConfigError("haystack", f"{{name}} {name}: only {len(words)} words{skipped}; the essay haystack needs "
+                                      "text enough for the longest length (about 0.75 words per token)")
     digest = hashlib.sha256(" ".join(words).encode("utf-8")).hexdigest()
     return Haystack(name, tuple(d for d, _ in docs), words, digest)
 

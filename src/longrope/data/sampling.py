@@ -40,7 +40,8 @@ from longrope.errors import UserError, shown
 from longrope.options import MAX_COUNT, MAX_TOKENS, check_seed, int_problem
 from longrope.settings import HELDOUT_FRACTION, check_heldout_fraction
 
-__all__ = ["SPLIT_SALT", "SPLITS", "Sample", "document_role", "document_roles", "sample_documents"]
+__all__ = ["SPLIT_SALT", "SPLITS", "Sample", "document_role", "document_roles", "empty_split", "none_in_split",
+           "sample_documents"]
 
 SPLIT_SALT = "longrope-split-v1"
 SPLITS = ("search", "heldout", "all")
@@ -79,18 +80,31 @@ def document_roles(corpus: TokenCorpus, heldout_fraction: float = HELDOUT_FRACTI
     return [corpus.pinned_role(i) or document_role(name, heldout_fraction) for i, name in enumerate(corpus.names)]
 
 
-def _none_in_split(corpus: TokenCorpus, split: str, heldout_fraction: float) -> str:
-    """Why ``split`` holds no document of ``corpus``, and the fix. Documents pinned at tokenize time keep their role
-    whatever the fraction: with every document pinned to train, "change the fraction" was no fix (battery 11a)."""
+def empty_split(corpus: TokenCorpus, split: str, heldout_fraction: float) -> tuple[int, dict[str, int]] | None:
+    """None when ``split`` holds a document of ``corpus``; else ``(documents pinned, {role: count})``: what the
+    refusals say, since documents pinned at tokenize time keep their role whatever the fraction."""
+    if split == "all" or split in document_roles(corpus, heldout_fraction):
+        return None
     pinned = [r for r in (corpus.pinned_role(i) for i in range(len(corpus))) if r is not None]
-    if len(pinned) < len(corpus):
-        return (f"{corpus.path}: no {split} documents among {len(corpus)} (heldout fraction {heldout_fraction}"
-                + (f"; {len(pinned)} pinned to other roles at tokenize time" if pinned else "")
-                + "); use --split all or change the fraction")
-    counts = ", ".join(f"{pinned.count(r)} to {r}" for r in sorted(set(pinned)))
+    return len(pinned), {r: pinned.count(r) for r in sorted(set(pinned))}
+
+
+def none_in_split(corpus: TokenCorpus, split: str, heldout_fraction: float, *, fraction: str = "the fraction",
+                  other: str = "use --split all or ") -> str:
+    """Why ``split`` holds no document of ``corpus`` (:func:`empty_split` says it holds none), and the fix: with every
+    document pinned to train, "change the fraction" was no fix (battery 11a); ``search`` said "lower
+    --heldout-fraction, raise --windows-per-doc or add longer documents" for a corpus whose every document was pinned
+    to heldout (battery 28b). ``fraction``: how the caller's heldout fraction is spelled; ``other``: the caller's other
+    way out, or ''."""
+    n_pinned, counts = empty_split(corpus, split, heldout_fraction) or (0, {})
+    if n_pinned < len(corpus):
+        return (f"{corpus.path}: no {split} documents among {len(corpus)} (heldout fraction {heldout_fraction:g}"
+                + (f"; {n_pinned} pinned to other roles at tokenize time" if n_pinned else "")
+                + f"); {other}change {fraction}")
+    shown = ", ".join(f"{c} to {r}" for r, c in counts.items())
     return (f"{corpus.path}: no {split} documents among {len(corpus)}: every document was pinned to a role at tokenize "
-            f"time ({counts}; the heldout fraction moves none of them); tokenize documents as {split}=PATH or "
-            "without a role, or use --split all")
+            f"time ({shown}; {fraction} moves none of them); tokenize documents as {split}=PATH or without a role"
+            + (", or use --split all" if other else ""))
 
 
 def sample_documents(
@@ -130,7 +144,7 @@ def sample_documents(
     lengths = corpus.lengths
     in_split = np.array([split == "all" or r == split for r in roles], dtype=bool)
     if not in_split.any():
-        raise UserError(_none_in_split(corpus, split, heldout_fraction))
+        raise UserError(none_in_split(corpus, split, heldout_fraction))
     eligible = np.flatnonzero(in_split & (lengths >= min_tokens))
     if eligible.size == 0:
         longest = int(np.argmax(np.where(in_split, lengths, -1)))

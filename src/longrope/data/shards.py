@@ -122,6 +122,18 @@ def vocab_sha256(tokenizer: Any, *, pad_slots: bool = False) -> str:
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
+def encoding_sha256(tokenizer: Any) -> str | None:
+    """SHA-256 of how the tokenizer turns text into ids: its backend's whole definition (normalizer, pre-tokenizer,
+    merges, vocabulary), None for a tokenizer without a Rust backend. Two tokenizers of one vocabulary can encode a
+    text apart (a normalizer or a merge changed, ``legacy`` spacing): tokenize's up-to-date check knew only the
+    vocabulary, and kept shards encoded by a tokenizer that was replaced (battery 28b)."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    to_str = getattr(backend, "to_str", None)
+    if to_str is None:
+        return None
+    return hashlib.sha256(to_str().encode("utf-8")).hexdigest()
+
+
 def token_dtype(tokenizer: Any) -> np.dtype:
     """uint16 when every id fits in 16 bits, else uint32."""
     vocab = tokenizer.get_vocab()
@@ -546,6 +558,13 @@ class TokenCorpus:
     @property
     def tokenizer_info(self) -> dict:
         return self.meta["tokenizer"]
+
+    @property
+    def encoding_sha256(self) -> str | None:
+        """:func:`encoding_sha256` of the tokenizer the folder was made with (None: not recorded, made before)."""
+        options = self.meta.get("options")
+        value = options.get("encoding_sha256") if isinstance(options, dict) else None
+        return value if isinstance(value, str) else None
 
 
 def _check_meta(folder: Path, meta: dict) -> None:

@@ -41,7 +41,7 @@ from longrope.hub import hub_reachable as _hub_reachable  # module-level name: t
 from longrope.io import check_no_link_loop, open_regular, text_encoding_problem
 from longrope.options import CONTROL_CHARACTER, check_sequence
 
-__all__ = ["Source", "SkipLog", "links_read_twice", "resolve_sources", "HUB_ALIASES", "DOC_SUFFIXES"]
+__all__ = ["Source", "SkipLog", "check_fields", "links_read_twice", "resolve_sources", "HUB_ALIASES", "DOC_SUFFIXES"]
 
 #: Short names for the paper's corpora → (hub id, default text field).
 #: the split of a hub dataset read when none is given
@@ -109,6 +109,14 @@ class SkipLog:
     def skip(self, where: str, reason: str) -> None:
         self.skipped.append({"path": printable(where), "reason": printable(reason)})
 
+    def said(self) -> str:
+        """``"; N file(s) skipped, first: PATH (REASON)"``, or '' when none was: what a refusal of too little text
+        adds, since the text may be in the files skipped."""
+        if not self.skipped:
+            return ""
+        first = self.skipped[0]
+        return f"; {len(self.skipped)} file(s) skipped, first: {first['path']} ({first['reason']})"
+
 
 @dataclass(frozen=True)
 class Source:
@@ -146,7 +154,7 @@ class Source:
         """Yield ``(doc_id, text, bytes_read)``; bytes feed the progress bar (0 for the hub). ``links``
         (:func:`links_read_twice`): the files not read, as links to a file read under another name."""
         if self.kind == "hub":
-            yield from self._hub_documents()
+            yield from self._hub_documents(log)
             return
         root = Path(self.spec)
         if self.kind == "folder":
@@ -183,7 +191,7 @@ class Source:
             raise UserError(f"{self.spec!r} is not a local file or folder and the Hugging Face hub is unreachable "
                             "(offline?); download the dataset and pass its files or folder as --input")
 
-    def _hub_documents(self) -> Iterator[tuple[str, str, int]]:
+    def _hub_documents(self, log: SkipLog) -> Iterator[tuple[str, str, int]]:
         hub_id, default_field = HUB_ALIASES.get(self.spec, (self.spec, self.text_field))
         text_field = self.text_field if self.text_field != "text" else default_field
         self.preflight()
@@ -205,15 +213,19 @@ class Source:
         if text_field not in first:
             raise UserError(f"dataset {hub_id!r} has no field {text_field!r} (fields: {', '.join(first)}); "
                             "pick one with --text-field")
-        i = 0
+        i = bad = 0
         for row in _chain_one(first, rows):
             text = row.get(text_field)
-            if isinstance(text, str) and text and valid_text(text):
-                rid = row.get(self.id_field) if self.id_field else None
-                doc_id = f"{self.label}#{rid if rid is not None else i}"
-                if valid_text(doc_id):
-                    yield doc_id, text, 0
+            rid = row.get(self.id_field) if self.id_field else None
+            doc_id = f"{self.label}#{rid if rid is not None else i}"
+            if _has_text(text) and valid_text(text) and valid_text(doc_id):
+                yield doc_id, text, 0
+            else:  # listed as .jsonl lines and parquet rows are (they were dropped without a word)
+                bad += 1
             i += 1
+        if bad:
+            log.skip(self.label, f"{bad} row(s) whose {text_field!r} is not a string, is {_EMPTY}, or whose text or "
+                                 "id is not valid Unicode")
 
 
 def changed_while_read(where: str | os.PathLike) -> UserError:
@@ -287,10 +299,10 @@ def _file_documents(path: Path, name: str, src: Source, log: SkipLog) -> Iterato
                 text = f.read()
             if (problem := text_encoding_problem(text, path=path)) is not None:  # UTF-16 without a BOM
                 log.skip(str(path), problem)
-            elif text.strip():
+            elif _has_text(text):
                 yield name, text, size
             else:
-                log.skip(str(path), "empty document")
+                log.skip(str(path), f"the document is {_EMPTY}")
         elif suffix in (".jsonl", ".jsonl.gz"):
             yield from _jsonl_documents(path, name, src, log, size)
         elif suffix == ".parquet":
@@ -302,7 +314,7 @@ def _file_documents(path: Path, name: str, src: Source, log: SkipLog) -> Iterato
 
 
 def _jsonl_documents(path, name, src, log, size) -> Iterator[tuple[str, str, int]]:
-    bad = invalid = 0
+    bad = invalid = empty = 0
     with _open_text(path) as f:
         for lineno, line in enumerate(f):
             if not line.strip():
@@ -313,8 +325,11 @@ def _jsonl_documents(path, name, src, log, size) -> Iterator[tuple[str, str, int
             except (json.JSONDecodeError, KeyError, TypeError, IndexError, ValueError, RecursionError):
                 bad += 1
                 continue
-            if not isinstance(text, str) or not text:
+            if not isinstance(text, str):
                 bad += 1
+                continue
+            if not text.strip():
+                empty += 1
                 continue
             rid = row.get(src.id_field) if src.id_field and isinstance(row, dict) else None
             doc_id = f"{name}#{rid if rid is not None else lineno}"
@@ -325,6 +340,8 @@ def _jsonl_documents(path, name, src, log, size) -> Iterator[tuple[str, str, int
             yield doc_id, text, len(line)
     if bad:
         log.skip(f"{path}", f"{bad} line(s) without a string field {src.text_field!r} or not JSON")
+    if empty:
+        log.skip(f"{path}", f"{empty} line(s) whose {src.text_field!r} is {_EMPTY}")
     if invalid:
         log.skip(f"{path}", f"{invalid} line(s) whose text or id is not valid Unicode (lone surrogate escapes)")
 
@@ -353,13 +370,23 @@ def _parquet_rows(pq, raw, path, name, src, log, size) -> Iterator[tuple[str, st
         texts = batch.column(0).to_pylist()
         ids = batch.column(1).to_pylist() if src.id_field else [None] * len(texts)
         for text, rid in zip(texts, ids):
-            if isinstance(text, str) and text:
+            if _has_text(text):
                 yield f"{name}#{rid if rid is not None else row}", text, size // n_rows
             else:  # listed as .jsonl lines are (rows of numbers or nulls were dropped without a word)
                 bad += 1
             row += 1
     if bad:
-        log.skip(str(path), f"{bad} row(s) whose {src.text_field!r} is not a non-empty string")
+        log.skip(str(path), f"{bad} row(s) whose {src.text_field!r} is not a string or is {_EMPTY}")
+
+
+#: what a document without text is: skipped whatever its format (a .jsonl line or a parquet row of spaces was stored as a
+#: document, where a .txt file of them was skipped as empty; battery 28b)
+_EMPTY = "empty or only whitespace"
+
+
+def _has_text(text: object) -> bool:
+    """Whether a document's text is text: a string with more than whitespace in it (one policy for every format)."""
+    return isinstance(text, str) and bool(text.strip())
 
 
 def _own_name(path: Path) -> str:
@@ -367,6 +394,15 @@ def _own_name(path: Path) -> str:
     (their ``name`` is empty: ids began with '/', and the search/held-out split of the same folder changed
     with the way it was named)."""
     return path.name if path.name not in ("", ".", "..") else path.resolve().name
+
+
+def check_fields(text_field: object, id_field: object) -> None:
+    """Refuse an id field that is the text field: a parquet input was an IndexError traceback (the column read once),
+    a .jsonl input named each document by its whole text (battery 28b)."""
+    if id_field is not None and id_field == text_field:
+        raise ConfigError(("id_field", "text_field"), "{name0} " + f"{printable(id_field)!r} is the text field "
+                          "({name1}): documents would be named by their whole text; give another field, or leave {name0} "
+                          "out (documents are then named by their line or row number)")
 
 
 def resolve_sources(
@@ -382,6 +418,7 @@ def resolve_sources(
     out = []
     if not specs:
         raise UserError("no --input given; pass files, folders or a dataset name")
+    check_fields(text_field, id_field)
     check_sequence(specs, "specs", '["search=PATH"]')  # a number was "'int' object is not iterable" (battery 21b)
     for spec in specs:
         if isinstance(spec, os.PathLike):

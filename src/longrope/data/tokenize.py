@@ -46,6 +46,7 @@ from longrope.data.shards import (
     ShardWriter,
     TokenCorpus,
     content_hash,
+    encoding_sha256,
     token_dtype,
     vocab_sha256,
     write_meta,
@@ -255,8 +256,10 @@ def _batches(sources: list[Source], log: SkipLog, batch_docs: int, batch_chars: 
     batch: list[tuple[str, str, str | None, int]] = []
     chars = 0
     links = links_read_twice(sources)
+    seen: dict[str, Source] = {}
     for src in sources:
         for doc_id, text, nbytes in src.documents(log, links):
+            _refuse_twice_named(doc_id, src, seen)
             batch.append((doc_id, text, src.role, nbytes))
             chars += len(text)
             if len(batch) >= batch_docs or chars >= batch_chars:
@@ -264,6 +267,26 @@ def _batches(sources: list[Source], log: SkipLog, batch_docs: int, batch_chars: 
                 batch, chars = [], 0
     if batch:
         yield batch
+
+
+def _refuse_twice_named(doc_id: str, src: Source, seen: dict[str, Source]) -> None:
+    """Refuse a document id already given to another document: two files of one name given as two inputs
+    (``search=a/data.jsonl train=b/data.jsonl``), or --id-field values that repeat (``1`` and ``"1"``, or a missing one
+    standing for its line number), were stored under one name, which the records name documents by and fine-tuning
+    compares; a training document was refused as "the same id" as a search document it shared nothing with
+    (battery 28b). ``seen``: id -> the input that gave it."""
+    if doc_id not in seen:
+        seen[doc_id] = src
+        return
+    other = seen[doc_id]
+    if other is src:  # --id-field values that repeat
+        where, fix = (f"twice in {printable(src.spec)}", "give --id-field values that are unique (a row without one is "
+                      "named by its line or row number), or leave --id-field out")
+    else:
+        where, fix = (f"by {printable(other.spec)} and {printable(src.spec)}", "rename one of them (a file given "
+                      "is named by its name, a folder's files by the folder's name and their path in it)")
+    raise UserError(f"document id {printable(doc_id)!r} is given {where}; each document needs its own id (records name "
+                    f"documents by it, and it decides their search/held-out role): {fix}")
 
 
 def _prefetch(it: Iterator, depth: int = 2) -> Iterator:
@@ -366,7 +389,8 @@ def tokenize_corpus(
     dtype = token_dtype(tokenizer)
     options = {"split": DEFAULT_SPLIT if split is None else split, "text_field": text_field, "id_field": id_field,
                "shard_tokens": int(shard_tokens), "dtype": dtype.name,
-               "special_tokens": SPECIAL_TOKEN_POLICY}  # a folder built when </s> in a text was stored as EOS: rebuilt
+               "special_tokens": SPECIAL_TOKEN_POLICY,  # a folder built when </s> in a text was stored as EOS: rebuilt
+               "encoding_sha256": encoding_sha256(tokenizer)}  # one vocabulary, other rules: rebuilt
     state = _input_state(sources)
     fp = _fingerprint(state, vhash, options)
     replaces = out.is_dir() and any(out.iterdir())  # a shard folder rebuilt; a new one is placed, never swapped in
@@ -386,9 +410,7 @@ def tokenize_corpus(
         raise
     if writer.n_docs == 0:
         shutil.rmtree(building, ignore_errors=True)
-        why = f"; {len(log.skipped)} file(s) skipped, first: {log.skipped[0]['path']} ({log.skipped[0]['reason']})" \
-            if log.skipped else ""
-        raise UserError(f"empty corpus: no documents with text in {', '.join(printable(i) for i in inputs)}{why}")
+        raise UserError(f"empty corpus: no documents with text in {', '.join(printable(i) for i in inputs)}{log.said()}")
     meta = {
         "format": FORMAT,
         "version": FORMAT_VERSION,

@@ -142,6 +142,10 @@ class PplConfig(EvalConfig):
         if self.stride is not None and not 1 <= self.stride <= min(self.lengths):
             raise ConfigError("stride", f"{{name}} must be between 1 and the shortest length ({min(self.lengths)}), "
                                         f"got {self.stride}")
+        if self.stride is not None and self.windows_per_doc != 1:  # (the stride had nothing to slide over; battery 28b)
+            raise ConfigError(("windows_per_doc", "stride"), "{name0} cuts documents into windows of the longest "
+                              "length, over which {name1} has nothing to slide (each was scored as in truncate mode and "
+                              "recorded as sliding); drop {name0}: sliding mode scores each sampled document whole")
         check_int(self, "chunk_size", 1, MAX_TOKENS, optional=True)
 
 

@@ -553,6 +553,7 @@ def _check_windows(config: SearchConfig, length: int) -> None:
     """Enough windows in both splits, and token ids the model has embeddings for, before a model is loaded or a
     worker started."""
     from longrope.data import TokenCorpus
+    from longrope.data.sampling import empty_split, none_in_split
     from longrope.evaluate.windows import resolve_bos, select_windows
     from longrope.models.loading import load_config
 
@@ -562,6 +563,9 @@ def _check_windows(config: SearchConfig, length: int) -> None:
     needs = [("search", config.samples, "samples")] + ([("heldout", config.heldout_samples, "heldout_samples")]
                                                        if config.report else [])
     for split, n, field in needs:
+        if empty_split(corpus, split, config.heldout_fraction) is not None:  # no fix of the windows helps
+            raise ConfigError("heldout_fraction", none_in_split(corpus, split, config.heldout_fraction,
+                                                                fraction="{name}", other=""))
         got = len(select_windows(corpus, length, n, split=split, seed=config.seed, bos=bos,
                                  heldout_fraction=config.heldout_fraction, windows_per_doc=config.windows_per_doc))
         if got < n:  # the held-out share moves documents between the splits: name it, the way it helps

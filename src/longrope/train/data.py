@@ -109,7 +109,9 @@ def training_documents(
     _guarded(corpus, roles, ids, hashes)
     for path in exclude:
         other = TokenCorpus.open(path)
-        if other.tokenizer_info.get("vocab_sha256") != corpus.tokenizer_info.get("vocab_sha256"):
+        rules = (corpus.encoding_sha256, other.encoding_sha256)  # one vocabulary, other rules: one text, other ids
+        if other.tokenizer_info.get("vocab_sha256") != corpus.tokenizer_info.get("vocab_sha256") \
+                or (None not in rules and rules[0] != rules[1]):
             raise UserError(f"{other.path} was tokenized with another tokenizer than {corpus.path}, so their "
                             "contents cannot be compared; re-tokenize it with the model's tokenizer")
         _guarded(other, document_roles(other, heldout_fraction), ids, hashes)
