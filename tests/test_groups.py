@@ -265,3 +265,14 @@ def test_an_empty_text_in_a_python_caller_s_list_of_names_is_refused_as_the_comm
     args = build_parser().parse_args(["finetune", "--model", "tiny", "--factors", "f.json", "--data", "d", "-o", "o",
                                       "--lora", "--lora-trainable", "embed,"])
     assert config_from_args(FinetuneConfig, args).lora_trainable == ("embed",)
+
+
+def test_split_all_is_said_to_include_the_training_documents_wherever_it_is_offered():
+    """Battery 28b's open item: `eval ppl --split all` measured the train= documents too, and --help did not say so."""
+    import dataclasses
+
+    from longrope.runs.evaluate import PasskeyConfig, PplConfig
+
+    for cls in (PplConfig, PasskeyConfig):
+        split = next(f for f in dataclasses.fields(cls) if f.name == "split")
+        assert "all (every document, train= ones included)" in split.metadata["help"], cls

@@ -96,7 +96,11 @@ def seed_option(help: str = "seed of the window sample", *, optional: bool = Fal
     return _field("seed", SEED, help, **kw)
 
 
-def split_option(help: str = "which documents: heldout, search or all", **kw: Any) -> Any:
+#: what --split chooses, in the words of every command that has it ("all" took train= documents without saying so)
+SPLIT_HELP = "which documents: heldout, search or all (every document, train= ones included)"
+
+
+def split_option(help: str = SPLIT_HELP, **kw: Any) -> Any:
     return _field("split", SPLIT, help, choices=SPLITS, **kw)
 
 

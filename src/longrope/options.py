@@ -201,6 +201,20 @@ def check_loaded_model(model: Any, who: str, hint: str = "load it first: longrop
                         "(load_model, from_pretrained, or to_empty() and load_state_dict())")
 
 
+def tokenizer_fit_problem(tokenizer: Any, rows: int) -> str | None:
+    """Why ``tokenizer`` does not fit a model of ``rows`` token embeddings, or None: judged by its base vocabulary
+    (``vocab_size``, without added tokens), the ids ordinary text becomes. Published models add special tokens past
+    their embeddings that text never becomes (CodeLlama-34b: 32,004 tokens for 32,000 rows; Gemma 3): judged by the
+    tokenizer's length they were refused (the reviews of battery 27c). One rule for loading a folder and for
+    writing an export's tokenizer."""
+    base = getattr(tokenizer, "vocab_size", None)
+    if not isinstance(base, int) or isinstance(base, bool):
+        base = len(tokenizer.get_vocab())
+    if base <= rows:
+        return None
+    return f"its base vocabulary has {base:,} tokens but the model has {rows:,} token embeddings"
+
+
 def check_loaded_tokenizer(tokenizer: Any, who: str) -> None:
     """A library caller's tokenizer is a loaded one: the one check of every function that encodes text (a name
     or None was "'str' object is not callable" from the passkey prompts, battery 18)."""

@@ -374,15 +374,14 @@ and the short ones otherwise, for the whole context; it multiplies cos/sin by
 
 def check_export_tokenizer(model: Any, tokenizer: Any, who: str, *, every_token: bool = False) -> None:
     """The tokenizer written beside the weights: None (none written) or a loaded tokenizer the model's embeddings fit
-    (:func:`~longrope.models.loading.tokenizer_fit_problem`), checked before anything is written (both writers). A
+    (:func:`~longrope.options.tokenizer_fit_problem`), checked before anything is written (both writers). A
     name was "'str' object has no attribute 'save_pretrained'" after the weights were saved; another model's larger
     tokenizer was written without a word, a Hugging Face folder that fails on its new tokens (battery 20b).
     ``every_token`` (a GGUF, one token per embedding row): added tokens past the embeddings are refused too, saying
     so (a model's own added tokens were "give this model's own tokenizer", the second review of battery 27)."""
     if tokenizer is None:
         return
-    from longrope.models.loading import tokenizer_fit_problem
-    from longrope.options import check_loaded_tokenizer
+    from longrope.options import check_loaded_tokenizer, tokenizer_fit_problem
 
     check_loaded_tokenizer(tokenizer, who)
     rows = int(model.get_input_embeddings().num_embeddings)

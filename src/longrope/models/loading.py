@@ -832,23 +832,11 @@ def _check_tokenizer_fits(tokenizer: Any, folder: Path, label: str) -> None:
     rows = (text if isinstance(text, dict) else config if isinstance(config, dict) else {}).get("vocab_size")
     if not isinstance(rows, int) or isinstance(rows, bool) or rows < 1:
         return
+    from longrope.options import tokenizer_fit_problem
+
     if (problem := tokenizer_fit_problem(tokenizer, rows)) is not None:
         raise UserError(f"the tokenizer of {label!r}: {problem} (vocab_size in its config.json): its tokenizer files "
                         f"are another model's; {TOKENIZER_FILES_FIX}")
-
-
-def tokenizer_fit_problem(tokenizer: Any, rows: int) -> str | None:
-    """Why ``tokenizer`` does not fit a model of ``rows`` token embeddings, or None: judged by its base vocabulary
-    (``vocab_size``, without added tokens), the ids ordinary text becomes. Published models add special tokens past
-    their embeddings that text never becomes (CodeLlama-34b: 32,004 tokens for 32,000 rows; Gemma 3): judged by the
-    tokenizer's length they were refused (the reviews of battery 27c). One rule for loading a folder and for
-    writing an export's tokenizer."""
-    base = getattr(tokenizer, "vocab_size", None)
-    if not isinstance(base, int) or isinstance(base, bool):
-        base = len(tokenizer.get_vocab())
-    if base <= rows:
-        return None
-    return f"its base vocabulary has {base:,} tokens but the model has {rows:,} token embeddings"
 
 
 #: What to do about a folder whose tokenizer files are missing or damaged.

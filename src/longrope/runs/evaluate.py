@@ -23,6 +23,7 @@ from typing import Any
 
 from longrope.errors import ConfigError
 from longrope.groups import (
+    SPLIT_HELP,
     bos_option,
     check_groups,
     data_option,
@@ -160,7 +161,7 @@ class PasskeyConfig(EvalConfig):
                                    metavar="NAME", default_text="yarn when evaluated, else the first set")
     data: str | None = data_option("hide the needle in real documents of this shard folder instead of the filler",
                                    required=False)
-    split: str = split_option("with --data: which documents")
+    split: str = split_option("with --data: " + SPLIT_HELP)
     heldout_fraction: float = heldout_fraction_option("with --data: share of documents held out")
 
     def __post_init__(self) -> None:
