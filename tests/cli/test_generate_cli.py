@@ -178,3 +178,26 @@ def test_a_closed_standard_input_is_said_to_be_closed_not_an_empty_prompt(capsys
     code, _, err = _run(capsys, "generate", "--model", "tiny", "--factors", str(yarn_file), "--prompt-file", "-",
                         "--max-new-tokens", "2")
     assert code == 2 and err.count("\n") == 1 and "standard input is closed" in err and "| longrope generate" in err
+
+
+@pytest.mark.parametrize("errors", ["strict", "surrogateescape"])
+def test_json_output_on_an_ascii_console_is_json(monkeypatch, yarn_file, errors):
+    """battery 28a: PYTHONIOENCODING=ascii generate --json printed the text's '«' as the console escape \\xab, which
+    json.load refused ('Invalid \\escape'); now JSON's own \\u00ab, the same text once loaded."""
+    import io
+    import sys
+
+    from longrope.models import install_factors, load_model
+    from longrope.models.generation import generate
+    from longrope.rope import FactorSet
+
+    prompt = "« »« »« »« »« »« »"  # the tiny model continues it with a '«' (greedy, seeded weights)
+    raw = io.BytesIO()
+    monkeypatch.setattr(sys, "stdout", io.TextIOWrapper(raw, encoding="ascii", errors=errors, write_through=True))
+    code = main(["generate", "--model", "tiny", "--factors", str(yarn_file), "--prompt", prompt,
+                 "--max-new-tokens", "20", "--json"])
+    model, tok = load_model("tiny")
+    install_factors(model, FactorSet.load(yarn_file))
+    text = generate(model, tok, prompt, 20).text[0]
+    assert code == 0 and not text.isascii(), text
+    assert json.loads(raw.getvalue().decode("ascii"))["text"] == text

@@ -457,6 +457,21 @@ def _printable_stdout() -> None:
             pass
 
 
+def stdout_json(value: Any, **kwargs: Any) -> str:
+    """``value`` as JSON text for stdout: its characters as they are where stdout's encoding has them, JSON's own
+    \\u escapes where it has not. The escapes :func:`_printable_stdout` puts in place of a character the console
+    cannot show (\\xab, \\U0001f600) are no JSON: ``PYTHONIOENCODING=ascii longrope generate --json`` printed text
+    with a '«' that json.load refused ('Invalid \\escape', battery 28a)."""
+    import json
+
+    text = json.dumps(value, ensure_ascii=False, **kwargs)
+    try:
+        text.encode(getattr(sys.stdout, "encoding", None) or "utf-8")
+    except (UnicodeEncodeError, LookupError):
+        return json.dumps(value, **kwargs)
+    return text
+
+
 _BYTES_OR_ESCAPES = "longrope.bytes-or-escapes"
 
 

@@ -11,7 +11,6 @@ from the first token, like vLLM with ``--max-model-len`` > L and llama.cpp with 
 
 from __future__ import annotations
 
-import json
 import sys
 
 from longrope.tools import GenerateConfig
@@ -90,8 +89,10 @@ def run(args: GenerateConfig) -> int:
                       do_sample=args.sample, seed=args.seed,
                       stop_at_eos=not args.ignore_eos)
     if args.json:
-        print(json.dumps({"prompt_tokens": result.prompt_tokens[0], "new_tokens": result.new_tokens[0],
-                          "text": result.text[0]}, ensure_ascii=False))
+        from longrope.cli import stdout_json
+
+        print(stdout_json({"prompt_tokens": result.prompt_tokens[0], "new_tokens": result.new_tokens[0],
+                           "text": result.text[0]}))
     else:
         print(result.text[0])
     crossed = "re-fed once" if result.reprefills else "re-rotated" if result.rerotations else None
