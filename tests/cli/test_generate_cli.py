@@ -201,3 +201,16 @@ def test_json_output_on_an_ascii_console_is_json(monkeypatch, yarn_file, errors)
     text = generate(model, tok, prompt, 20).text[0]
     assert code == 0 and not text.isascii(), text
     assert json.loads(raw.getvalue().decode("ascii"))["text"] == text
+
+
+def test_a_prompt_file_that_is_a_pipe_is_told_to_use_prompt_file_dash(capsys, tmp_path, yarn_file, no_weights):
+    """battery 28a: --prompt-file <(cmd), /dev/stdin under a pipe or a named pipe was 'a special file (device, pipe or
+    socket), not a file', no word of the spelling that reads a pipe (--prompt-file -)."""
+    import os
+
+    fifo = tmp_path / "prompt.fifo"
+    os.mkfifo(fifo)
+    code, out, err = _run(capsys, "generate", "--model", "tiny", "--factors", str(yarn_file), "--prompt-file",
+                          str(fifo), "--max-new-tokens", "4")
+    assert code == 2 and not out and err.count("\n") == 1
+    assert f"--prompt-file {fifo}" in err and "--prompt-file - as standard input" in err, err

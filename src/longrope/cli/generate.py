@@ -11,6 +11,7 @@ from the first token, like vLLM with ``--max-model-len`` > L and llama.cpp with 
 
 from __future__ import annotations
 
+import os
 import sys
 
 from longrope.tools import GenerateConfig
@@ -57,7 +58,15 @@ def run(args: GenerateConfig) -> int:
         try:
             data = read_regular(args.prompt_file)  # a pipe or /dev/zero: refused, not read
         except OSError as e:
-            raise UserError(f"cannot read --prompt-file {args.prompt_file}: {os_error_words(e)}") from None
+            import stat
+
+            try:  # /dev/stdin under a pipe, <(cmd), a named pipe: the pipe has its own spelling, '-', bounded
+                piped = stat.S_ISFIFO(os.stat(args.prompt_file).st_mode)
+            except (OSError, ValueError):
+                piped = False
+            then = ("; a pipe is read with --prompt-file - as standard input (... | longrope generate --prompt-file -)"
+                    if piped else "")
+            raise UserError(f"cannot read --prompt-file {args.prompt_file}: {os_error_words(e)}{then}") from None
     if args.prompt_file is not None:
         what = "standard input" if args.prompt_file == "-" else args.prompt_file
         try:  # a byte-order mark is no prompt text (it was 3 tokens before the prompt, battery 11a)
