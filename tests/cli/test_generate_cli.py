@@ -214,3 +214,16 @@ def test_a_prompt_file_that_is_a_pipe_is_told_to_use_prompt_file_dash(capsys, tm
                           str(fifo), "--max-new-tokens", "4")
     assert code == 2 and not out and err.count("\n") == 1
     assert f"--prompt-file {fifo}" in err and "--prompt-file - as standard input" in err, err
+
+
+def test_a_model_folder_without_a_tokenizer_is_refused_before_its_weights_load(capsys, tmp_path, tiny_model_dir,
+                                                                                no_weights):
+    """battery 28a: a model folder without tokenizer files loaded its weights (minutes for a real model) before
+    'has no tokenizer; text prompts need one'; now it is told before."""
+    from longrope.rope import make_baseline
+
+    factors = make_baseline("yarn", rope_theta=10000.0, rotary_dim=16, original_length=32,
+                            target_length=128).save(tmp_path / "yarn.json")
+    code, out, err = _run(capsys, "generate", "--model", str(tiny_model_dir), "--factors", str(factors), "--prompt",
+                          "hi", "--max-new-tokens", "4")
+    assert code == 2 and not out and err.count("\n") == 1 and "has no tokenizer" in err, err

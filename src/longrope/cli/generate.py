@@ -38,6 +38,7 @@ def run(args: GenerateConfig) -> int:
     from longrope.models.factor_files import load_factors_for
     from longrope.models.families import require_supported
     from longrope.models.generation import check_text_prompts, generate
+    from longrope.models.loading import load_tokenizer_of
 
     # Every check on the input before the weights load (seconds, not minutes, on a real model): the counts, the
     # prompt and the decoding settings are the config's own checks (generate()'s, one rule each).
@@ -79,13 +80,14 @@ def run(args: GenerateConfig) -> int:
     info = require_supported(read_rope_info(args.model, args.original_length))  # the config only: no weights yet
     factor_set = load_factors_for(args.factors, info, original_length=args.original_length,
                                   target_length=args.target_length, model=args.model, target_flag="--target-length")
+    if load_tokenizer_of(args.model) is None:  # seconds: the weights (minutes for a real model) were read first
+        raise UserError(f"{args.model} has no tokenizer; text prompts need one: give a model folder with its "
+                        "tokenizer files")
     device = run_device(args.device)
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # the output is the text: transformers' loading bar is noise here
     model, tokenizer = load_model(args.model, dtype=resolve_dtype(args.dtype), device=device)
-    if tokenizer is None:
-        raise UserError(f"{args.model} has no tokenizer; text prompts need one")
     install_factors(model, factor_set)
     from longrope.models.generation import prepare_batch
 
