@@ -267,6 +267,16 @@ def path_argument(value: Any, what: str) -> Path:
     raise UserError(f"{what} is given as a str or os.PathLike, got {shown}")
 
 
+def expand_user(path: str | os.PathLike) -> Path:
+    """``path`` with a leading ``~`` or ``~user`` read as that home folder, as the shell does; left as it is where
+    there is no such user (or no home): pathlib's RuntimeError 'Could not determine home directory.' was a traceback
+    for ``--model '~nosuchuser/m'`` (battery 28a), now the path is looked for as written and said to be missing."""
+    try:
+        return Path(path).expanduser()
+    except RuntimeError:
+        return Path(path)
+
+
 #: how a message names what is neither a regular file nor a folder (a device such as /dev/null, a named pipe, a socket)
 SPECIAL_FILE = "a special file (device, pipe or socket)"
 
