@@ -227,3 +227,22 @@ def test_a_model_folder_without_a_tokenizer_is_refused_before_its_weights_load(c
     code, out, err = _run(capsys, "generate", "--model", str(tiny_model_dir), "--factors", str(factors), "--prompt",
                           "hi", "--max-new-tokens", "4")
     assert code == 2 and not out and err.count("\n") == 1 and "has no tokenizer" in err, err
+
+
+def test_prompt_file_dash_at_a_terminal_says_it_reads_the_terminal(capsys, yarn_file, monkeypatch):
+    """battery 28a: --prompt-file - with no pipe (standard input a terminal) waited for typed text without a word, as
+    if hung; now one line says it reads the terminal and how to end the text (a pipe gets no such line)."""
+    import io
+    import sys
+
+    class Terminal(io.TextIOWrapper):
+        def isatty(self) -> bool:
+            return True
+
+    argv = ["generate", "--model", "tiny", "--factors", str(yarn_file), "--max-new-tokens", "2", "--prompt-file", "-"]
+    monkeypatch.setattr(sys, "stdin", Terminal(io.BytesIO(b"It was a dark night")))
+    code, _, err = _run(capsys, *argv)
+    assert code == 0 and "reading the prompt from the terminal" in err and "Ctrl-D" in err, err
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"It was a dark night")))
+    code, _, err = _run(capsys, *argv)
+    assert code == 0 and "terminal" not in err, err

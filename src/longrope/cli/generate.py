@@ -48,6 +48,9 @@ def run(args: GenerateConfig) -> int:
         if sys.stdin is None:  # closed ('<&-'): it was 'the prompt is empty', as if an empty text had been piped
             raise UserError("--prompt-file -: standard input is closed; pipe the prompt in (... | longrope generate "
                             "--prompt-file -), or give --prompt TEXT or --prompt-file FILE")
+        if sys.stdin.isatty():  # no pipe: it waited for typed text without a word, as if hung (battery 28a)
+            print("longrope generate: reading the prompt from the terminal: type it, then Ctrl-D on a line of its "
+                  "own (or pipe it in: ... | longrope generate --prompt-file -)", file=sys.stderr)
         try:
             data = read_at_most(sys.stdin.buffer, STDIN_LIMIT + 1)
         except OSError as e:  # '< /some/folder': 'Is a directory' with no word of which input (battery 21)
