@@ -707,7 +707,10 @@ def _main(argv: list[str] | None, parser: argparse.ArgumentParser | None) -> int
     if getattr(args, "version", False):
         from longrope import __version__
 
-        print(__version__)
+        try:  # `longrope --version | true`: a BrokenPipeError traceback, status 1 (battery 28a)
+            print(__version__, flush=True)
+        except OSError as exc:
+            return _told_os_error(parser.prog, exc)
         return 0
     is_run = hasattr(args, "_spec") or getattr(args, "_rerun", False)
     if not is_run and not getattr(args, "_tool", None):
