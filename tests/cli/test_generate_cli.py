@@ -163,7 +163,7 @@ def test_a_prompt_piped_in_with_prompt_file_dash_is_the_same_prompt(capsys, tmp_
     code, piped, err = _run(capsys, *argv, "--prompt-file", "-")
     assert code == 0, err
     assert json.loads(piped) == json.loads(from_file)
-    monkeypatch.setattr(command, "STDIN_LIMIT", 8)
+    monkeypatch.setattr(command, "PROMPT_LIMIT", 8)
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"It was a dark night")))
     code, _, err = _run(capsys, *argv, "--prompt-file", "-")
     assert code == 2 and "standard input holds more than" in err
@@ -246,3 +246,16 @@ def test_prompt_file_dash_at_a_terminal_says_it_reads_the_terminal(capsys, yarn_
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"It was a dark night")))
     code, _, err = _run(capsys, *argv)
     assert code == 0 and "terminal" not in err, err
+
+
+def test_a_prompt_file_past_the_bound_is_refused_before_it_is_read_whole(capsys, tmp_path, yarn_file, monkeypatch,
+                                                                         no_weights):
+    """battery 28a: --prompt-file of a 6 GB file was read whole (standard input had a bound, a file none): under
+    ulimit -v 'out of memory ... use shorter sequences, fewer samples'; now the bound of '-' and one line."""
+    from longrope.cli import generate as command
+
+    monkeypatch.setattr(command, "PROMPT_LIMIT", 8, raising=False)
+    (tmp_path / "p.txt").write_text("It was a dark night")
+    code, out, err = _run(capsys, "generate", "--model", "tiny", "--factors", str(yarn_file), "--max-new-tokens", "2",
+                          "--prompt-file", str(tmp_path / "p.txt"))
+    assert code == 2 and not out and err.count("\n") == 1 and "p.txt holds more than" in err, err

@@ -17,8 +17,8 @@ import sys
 from longrope.tools import GenerateConfig
 
 CONFIG = GenerateConfig
-#: the most bytes ``--prompt-file -`` reads from standard input
-STDIN_LIMIT = 256 << 20
+#: the most bytes of a prompt ``--prompt-file`` reads, from a file or standard input (``-``)
+PROMPT_LIMIT = 256 << 20
 
 COMMAND = "generate"
 HELP = "generate text with the factors installed (exact across the short/long switch)"
@@ -52,15 +52,14 @@ def run(args: GenerateConfig) -> int:
             print("longrope generate: reading the prompt from the terminal: type it, then Ctrl-D on a line of its "
                   "own (or pipe it in: ... | longrope generate --prompt-file -)", file=sys.stderr)
         try:
-            data = read_at_most(sys.stdin.buffer, STDIN_LIMIT + 1)
+            data = read_at_most(sys.stdin.buffer, PROMPT_LIMIT + 1)
         except OSError as e:  # '< /some/folder': 'Is a directory' with no word of which input (battery 21)
             raise UserError(f"cannot read --prompt-file - (standard input): {os_error_words(e)}") from None
-        if len(data) > STDIN_LIMIT:
-            raise UserError(f"--prompt-file -: standard input holds more than {STDIN_LIMIT >> 20} MiB; a prompt "
-                            "that long is no prompt (give a file, or a shorter text)")
     elif args.prompt_file is not None:
         try:
-            data = read_regular(args.prompt_file)  # a pipe or /dev/zero: refused, not read
+            # a pipe or /dev/zero: refused, not read; a file, within the bound (a 6 GB log was read whole, then
+            # 'out of memory ... use shorter sequences, fewer samples' under ulimit -v, or the machine's memory gone)
+            data = read_regular(args.prompt_file, limit=PROMPT_LIMIT)
         except OSError as e:
             import stat
 
@@ -73,6 +72,9 @@ def run(args: GenerateConfig) -> int:
             raise UserError(f"cannot read --prompt-file {args.prompt_file}: {os_error_words(e)}{then}") from None
     if args.prompt_file is not None:
         what = "standard input" if args.prompt_file == "-" else args.prompt_file
+        if len(data) > PROMPT_LIMIT:
+            raise UserError(f"--prompt-file {'-: ' if args.prompt_file == '-' else ''}{what} holds more than "
+                            f"{PROMPT_LIMIT >> 20} MiB; a prompt that long is no prompt: give a shorter text")
         try:  # a byte-order mark is no prompt text (it was 3 tokens before the prompt, battery 11a)
             text = decode_text(data, None if args.prompt_file == "-" else args.prompt_file)
         except ValueError as e:
