@@ -259,3 +259,15 @@ def test_a_prompt_file_past_the_bound_is_refused_before_it_is_read_whole(capsys,
     code, out, err = _run(capsys, "generate", "--model", "tiny", "--factors", str(yarn_file), "--max-new-tokens", "2",
                           "--prompt-file", str(tmp_path / "p.txt"))
     assert code == 2 and not out and err.count("\n") == 1 and "p.txt holds more than" in err, err
+
+
+def test_piped_text_that_is_not_utf8_is_told_to_convert_it_on_its_way_in(capsys, yarn_file, monkeypatch, no_weights):
+    """battery 28a: UTF-16 piped into --prompt-file - was told 'iconv -f UTF-16 -t UTF-8 FILE > FILE.utf8', a file
+    nobody named; now the conversion goes in the pipe."""
+    import io
+    import sys
+
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO("It was".encode("utf-16"))))
+    code, _, err = _run(capsys, "generate", "--model", "tiny", "--factors", str(yarn_file), "--max-new-tokens", "2",
+                        "--prompt-file", "-")
+    assert code == 2 and "| iconv -f UTF-16 -t UTF-8 |" in err and "FILE" not in err, err

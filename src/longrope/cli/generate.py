@@ -76,7 +76,7 @@ def run(args: GenerateConfig) -> int:
             raise UserError(f"--prompt-file {'-: ' if args.prompt_file == '-' else ''}{what} holds more than "
                             f"{PROMPT_LIMIT >> 20} MiB; a prompt that long is no prompt: give a shorter text")
         try:  # a byte-order mark is no prompt text (it was 3 tokens before the prompt, battery 11a)
-            text = decode_text(data, None if args.prompt_file == "-" else args.prompt_file)
+            text = decode_text(data, args.prompt_file)  # "-": converted on its way in
         except ValueError as e:
             raise UserError(f"--prompt-file {what} is {e}") from None
     else:
