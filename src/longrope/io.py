@@ -267,6 +267,16 @@ def path_argument(value: Any, what: str) -> Path:
     raise UserError(f"{what} is given as a str or os.PathLike, got {shown}")
 
 
+def expand_user(path: str | os.PathLike) -> Path:
+    """``path`` with a leading ``~`` or ``~user`` read as that home folder, as the shell does; left as it is where
+    there is no such user (or no home): pathlib's RuntimeError 'Could not determine home directory.' was a traceback
+    for ``--model '~nosuchuser/m'`` (battery 28a), now the path is looked for as written and said to be missing."""
+    try:
+        return Path(path).expanduser()
+    except RuntimeError:
+        return Path(path)
+
+
 #: how a message names what is neither a regular file nor a folder (a device such as /dev/null, a named pipe, a socket)
 SPECIAL_FILE = "a special file (device, pipe or socket)"
 
@@ -894,25 +904,31 @@ def text_encoding_problem(head: bytes | str, exc: UnicodeDecodeError | None = No
     reader of a user's text (tokenize's documents, a prompt file, factor files, JSON records): a UTF-16 file (what
     Windows' editors and PowerShell's ``>`` save) was 'not UTF-8 text (invalid start byte at byte 0)' with no word
     of what it is or how to convert it, and one without a byte-order mark decoded as UTF-8, every other character
-    a NUL: tokenize stored its NULs as the document (battery 18). ``path``: the file, named in the command given."""
+    a NUL: tokenize stored its NULs as the document (battery 18). ``path``: the file, named in the command given;
+    ``"-"``: standard input, converted on its way in (it was told 'iconv ... FILE > FILE.utf8', battery 28a)."""
     import shlex
 
     file = shlex.quote(os.fspath(path)) if path is not None else "FILE"
+
+    def convert(encoding: str) -> str:
+        if file == "-":
+            return f"... | iconv -f {encoding} -t UTF-8 | longrope ..."
+        return f"iconv -f {encoding} -t UTF-8 {file} > {file}.utf8"
     if isinstance(head, str):
         sample = head[:4096]
         nuls = sample.count("\0")
         if sample and nuls * 4 >= len(sample):  # ASCII text in UTF-16 (or UTF-32): a NUL beside every character
             order = "UTF-16BE" if sample.startswith("\0") else "UTF-16LE"  # the NUL before each character, or after
             return ("UTF-16 (or UTF-32) text without a byte-order mark, not UTF-8: every other byte is NUL; convert "
-                    f"it, e.g. iconv -f {order} -t UTF-8 {file} > {file}.utf8")
+                    f"it, e.g. {convert(order)}")
         return None
     for mark, name in _OTHER_UNICODE:
         if head.startswith(mark):
-            return f"{name} text, not UTF-8; convert it, e.g. iconv -f {name} -t UTF-8 {file} > {file}.utf8"
+            return f"{name} text, not UTF-8; convert it, e.g. {convert(name)}"
     if exc is None:
         return None
-    return (f"not UTF-8 text ({exc.reason} at byte {exc.start}); convert it to UTF-8, e.g. iconv -f ITS-ENCODING "
-            f"-t UTF-8 {file} > {file}.utf8 (iconv -l lists the encodings)")
+    return (f"not UTF-8 text ({exc.reason} at byte {exc.start}); convert it to UTF-8, e.g. {convert('ITS-ENCODING')} "
+            "(iconv -l lists the encodings)")
 
 
 def decode_text(data: bytes, path: str | os.PathLike | None = None) -> str:

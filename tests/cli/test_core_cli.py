@@ -626,3 +626,19 @@ def test_the_shipped_documents_the_help_examples_name_are_there():
     named = re.findall(r"(?:search|heldout|train)=(\S*corpus\S*)", examples)
     assert named, "no example tokenizes the shipped corpus"
     assert [p for p in named if not (root / p).is_dir()] == []
+
+
+def test_version_to_a_stdout_that_cannot_take_it_is_one_line(monkeypatch, capsys):
+    """battery 28a: `longrope --version | true` (or > /dev/full) was a BrokenPipeError / OSError traceback, status 1,
+    where every command's printed result is one line (or 141 for a pipe nobody reads)."""
+    import errno
+    import io
+
+    class Full(io.StringIO):
+        def write(self, text: str) -> int:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(sys, "stdout", Full())
+    code = main(["--version"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "cannot print to stdout" in err, err

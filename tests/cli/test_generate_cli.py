@@ -163,7 +163,7 @@ def test_a_prompt_piped_in_with_prompt_file_dash_is_the_same_prompt(capsys, tmp_
     code, piped, err = _run(capsys, *argv, "--prompt-file", "-")
     assert code == 0, err
     assert json.loads(piped) == json.loads(from_file)
-    monkeypatch.setattr(command, "STDIN_LIMIT", 8)
+    monkeypatch.setattr(command, "PROMPT_LIMIT", 8)
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"It was a dark night")))
     code, _, err = _run(capsys, *argv, "--prompt-file", "-")
     assert code == 2 and "standard input holds more than" in err
@@ -178,3 +178,96 @@ def test_a_closed_standard_input_is_said_to_be_closed_not_an_empty_prompt(capsys
     code, _, err = _run(capsys, "generate", "--model", "tiny", "--factors", str(yarn_file), "--prompt-file", "-",
                         "--max-new-tokens", "2")
     assert code == 2 and err.count("\n") == 1 and "standard input is closed" in err and "| longrope generate" in err
+
+
+@pytest.mark.parametrize("errors", ["strict", "surrogateescape"])
+def test_json_output_on_an_ascii_console_is_json(monkeypatch, yarn_file, errors):
+    """battery 28a: PYTHONIOENCODING=ascii generate --json printed the text's '«' as the console escape \\xab, which
+    json.load refused ('Invalid \\escape'); now JSON's own \\u00ab, the same text once loaded."""
+    import io
+    import sys
+
+    from longrope.models import install_factors, load_model
+    from longrope.models.generation import generate
+    from longrope.rope import FactorSet
+
+    prompt = "« »« »« »« »« »« »"  # the tiny model continues it with a '«' (greedy, seeded weights)
+    raw = io.BytesIO()
+    monkeypatch.setattr(sys, "stdout", io.TextIOWrapper(raw, encoding="ascii", errors=errors, write_through=True))
+    code = main(["generate", "--model", "tiny", "--factors", str(yarn_file), "--prompt", prompt,
+                 "--max-new-tokens", "20", "--json"])
+    model, tok = load_model("tiny")
+    install_factors(model, FactorSet.load(yarn_file))
+    text = generate(model, tok, prompt, 20).text[0]
+    assert code == 0 and not text.isascii(), text
+    assert json.loads(raw.getvalue().decode("ascii"))["text"] == text
+
+
+def test_a_prompt_file_that_is_a_pipe_is_told_to_use_prompt_file_dash(capsys, tmp_path, yarn_file, no_weights):
+    """battery 28a: --prompt-file <(cmd), /dev/stdin under a pipe or a named pipe was 'a special file (device, pipe or
+    socket), not a file', no word of the spelling that reads a pipe (--prompt-file -)."""
+    import os
+
+    fifo = tmp_path / "prompt.fifo"
+    os.mkfifo(fifo)
+    code, out, err = _run(capsys, "generate", "--model", "tiny", "--factors", str(yarn_file), "--prompt-file",
+                          str(fifo), "--max-new-tokens", "4")
+    assert code == 2 and not out and err.count("\n") == 1
+    assert f"--prompt-file {fifo}" in err and "--prompt-file - as standard input" in err, err
+
+
+def test_a_model_folder_without_a_tokenizer_is_refused_before_its_weights_load(capsys, tmp_path, tiny_model_dir,
+                                                                                no_weights):
+    """battery 28a: a model folder without tokenizer files loaded its weights (minutes for a real model) before
+    'has no tokenizer; text prompts need one'; now it is told before."""
+    from longrope.rope import make_baseline
+
+    factors = make_baseline("yarn", rope_theta=10000.0, rotary_dim=16, original_length=32,
+                            target_length=128).save(tmp_path / "yarn.json")
+    code, out, err = _run(capsys, "generate", "--model", str(tiny_model_dir), "--factors", str(factors), "--prompt",
+                          "hi", "--max-new-tokens", "4")
+    assert code == 2 and not out and err.count("\n") == 1 and "has no tokenizer" in err, err
+
+
+def test_prompt_file_dash_at_a_terminal_says_it_reads_the_terminal(capsys, yarn_file, monkeypatch):
+    """battery 28a: --prompt-file - with no pipe (standard input a terminal) waited for typed text without a word, as
+    if hung; now one line says it reads the terminal and how to end the text (a pipe gets no such line)."""
+    import io
+    import sys
+
+    class Terminal(io.TextIOWrapper):
+        def isatty(self) -> bool:
+            return True
+
+    argv = ["generate", "--model", "tiny", "--factors", str(yarn_file), "--max-new-tokens", "2", "--prompt-file", "-"]
+    monkeypatch.setattr(sys, "stdin", Terminal(io.BytesIO(b"It was a dark night")))
+    code, _, err = _run(capsys, *argv)
+    assert code == 0 and "reading the prompt from the terminal" in err and "Ctrl-D" in err, err
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"It was a dark night")))
+    code, _, err = _run(capsys, *argv)
+    assert code == 0 and "terminal" not in err, err
+
+
+def test_a_prompt_file_past_the_bound_is_refused_before_it_is_read_whole(capsys, tmp_path, yarn_file, monkeypatch,
+                                                                         no_weights):
+    """battery 28a: --prompt-file of a 6 GB file was read whole (standard input had a bound, a file none): under
+    ulimit -v 'out of memory ... use shorter sequences, fewer samples'; now the bound of '-' and one line."""
+    from longrope.cli import generate as command
+
+    monkeypatch.setattr(command, "PROMPT_LIMIT", 8, raising=False)
+    (tmp_path / "p.txt").write_text("It was a dark night")
+    code, out, err = _run(capsys, "generate", "--model", "tiny", "--factors", str(yarn_file), "--max-new-tokens", "2",
+                          "--prompt-file", str(tmp_path / "p.txt"))
+    assert code == 2 and not out and err.count("\n") == 1 and "p.txt holds more than" in err, err
+
+
+def test_piped_text_that_is_not_utf8_is_told_to_convert_it_on_its_way_in(capsys, yarn_file, monkeypatch, no_weights):
+    """battery 28a: UTF-16 piped into --prompt-file - was told 'iconv -f UTF-16 -t UTF-8 FILE > FILE.utf8', a file
+    nobody named; now the conversion goes in the pipe."""
+    import io
+    import sys
+
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO("It was".encode("utf-16"))))
+    code, _, err = _run(capsys, "generate", "--model", "tiny", "--factors", str(yarn_file), "--max-new-tokens", "2",
+                        "--prompt-file", "-")
+    assert code == 2 and "| iconv -f UTF-16 -t UTF-8 |" in err and "FILE" not in err, err

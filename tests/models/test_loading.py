@@ -130,6 +130,17 @@ def test_missing_paths_are_user_errors(tmp_path):
         loading.resolve_source(tmp_path / "empty")
 
 
+def test_a_home_folder_of_no_such_user_is_a_missing_path_not_a_traceback():
+    """battery 28a: inspect --model '~nosuchuser/m' was pathlib's RuntimeError 'Could not determine home directory.'
+    as a traceback; the path is looked for as written and said to be missing, as every other missing path."""
+    from longrope.data.tokenizer_loading import load_tokenizer
+
+    with pytest.raises(UserError, match="no such model"):
+        loading.resolve_source("~longrope-no-such-user-28a/model")
+    with pytest.raises(UserError):
+        load_tokenizer("~longrope-no-such-user-28a/model")
+
+
 def test_a_run_folder_is_refused_as_a_model_saying_what_it_is(tmp_path):
     """Battery 8: inspect/search --model RUN (a search run folder) said transformers' 'Unrecognized model ...
     Should have a `model_type` key'; a run folder is named as one, a finetune run's pointing at its model/."""

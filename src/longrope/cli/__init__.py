@@ -457,6 +457,21 @@ def _printable_stdout() -> None:
             pass
 
 
+def stdout_json(value: Any, **kwargs: Any) -> str:
+    """``value`` as JSON text for stdout: its characters as they are where stdout's encoding has them, JSON's own
+    \\u escapes where it has not. The escapes :func:`_printable_stdout` puts in place of a character the console
+    cannot show (\\xab, \\U0001f600) are no JSON: ``PYTHONIOENCODING=ascii longrope generate --json`` printed text
+    with a '«' that json.load refused ('Invalid \\escape', battery 28a)."""
+    import json
+
+    text = json.dumps(value, ensure_ascii=False, **kwargs)
+    try:
+        text.encode(getattr(sys.stdout, "encoding", None) or "utf-8")
+    except (UnicodeEncodeError, LookupError):
+        return json.dumps(value, **kwargs)
+    return text
+
+
 _BYTES_OR_ESCAPES = "longrope.bytes-or-escapes"
 
 
@@ -692,7 +707,10 @@ def _main(argv: list[str] | None, parser: argparse.ArgumentParser | None) -> int
     if getattr(args, "version", False):
         from longrope import __version__
 
-        print(__version__)
+        try:  # `longrope --version | true`: a BrokenPipeError traceback, status 1 (battery 28a)
+            print(__version__, flush=True)
+        except OSError as exc:
+            return _told_os_error(parser.prog, exc)
         return 0
     is_run = hasattr(args, "_spec") or getattr(args, "_rerun", False)
     if not is_run and not getattr(args, "_tool", None):

@@ -11,14 +11,14 @@ from the first token, like vLLM with ``--max-model-len`` > L and llama.cpp with 
 
 from __future__ import annotations
 
-import json
+import os
 import sys
 
 from longrope.tools import GenerateConfig
 
 CONFIG = GenerateConfig
-#: the most bytes ``--prompt-file -`` reads from standard input
-STDIN_LIMIT = 256 << 20
+#: the most bytes of a prompt ``--prompt-file`` reads, from a file or standard input (``-``)
+PROMPT_LIMIT = 256 << 20
 
 COMMAND = "generate"
 HELP = "generate text with the factors installed (exact across the short/long switch)"
@@ -38,6 +38,7 @@ def run(args: GenerateConfig) -> int:
     from longrope.models.factor_files import load_factors_for
     from longrope.models.families import require_supported
     from longrope.models.generation import check_text_prompts, generate
+    from longrope.models.loading import load_tokenizer_of
 
     # Every check on the input before the weights load (seconds, not minutes, on a real model): the counts, the
     # prompt and the decoding settings are the config's own checks (generate()'s, one rule each).
@@ -47,22 +48,35 @@ def run(args: GenerateConfig) -> int:
         if sys.stdin is None:  # closed ('<&-'): it was 'the prompt is empty', as if an empty text had been piped
             raise UserError("--prompt-file -: standard input is closed; pipe the prompt in (... | longrope generate "
                             "--prompt-file -), or give --prompt TEXT or --prompt-file FILE")
+        if sys.stdin.isatty():  # no pipe: it waited for typed text without a word, as if hung (battery 28a)
+            print("longrope generate: reading the prompt from the terminal: type it, then Ctrl-D on a line of its "
+                  "own (or pipe it in: ... | longrope generate --prompt-file -)", file=sys.stderr)
         try:
-            data = read_at_most(sys.stdin.buffer, STDIN_LIMIT + 1)
+            data = read_at_most(sys.stdin.buffer, PROMPT_LIMIT + 1)
         except OSError as e:  # '< /some/folder': 'Is a directory' with no word of which input (battery 21)
             raise UserError(f"cannot read --prompt-file - (standard input): {os_error_words(e)}") from None
-        if len(data) > STDIN_LIMIT:
-            raise UserError(f"--prompt-file -: standard input holds more than {STDIN_LIMIT >> 20} MiB; a prompt "
-                            "that long is no prompt (give a file, or a shorter text)")
     elif args.prompt_file is not None:
         try:
-            data = read_regular(args.prompt_file)  # a pipe or /dev/zero: refused, not read
+            # a pipe or /dev/zero: refused, not read; a file, within the bound (a 6 GB log was read whole, then
+            # 'out of memory ... use shorter sequences, fewer samples' under ulimit -v, or the machine's memory gone)
+            data = read_regular(args.prompt_file, limit=PROMPT_LIMIT)
         except OSError as e:
-            raise UserError(f"cannot read --prompt-file {args.prompt_file}: {os_error_words(e)}") from None
+            import stat
+
+            try:  # /dev/stdin under a pipe, <(cmd), a named pipe: the pipe has its own spelling, '-', bounded
+                piped = stat.S_ISFIFO(os.stat(args.prompt_file).st_mode)
+            except (OSError, ValueError):
+                piped = False
+            then = ("; a pipe is read with --prompt-file - as standard input (... | longrope generate --prompt-file -)"
+                    if piped else "")
+            raise UserError(f"cannot read --prompt-file {args.prompt_file}: {os_error_words(e)}{then}") from None
     if args.prompt_file is not None:
         what = "standard input" if args.prompt_file == "-" else args.prompt_file
+        if len(data) > PROMPT_LIMIT:
+            raise UserError(f"--prompt-file {'-: ' if args.prompt_file == '-' else ''}{what} holds more than "
+                            f"{PROMPT_LIMIT >> 20} MiB; a prompt that long is no prompt: give a shorter text")
         try:  # a byte-order mark is no prompt text (it was 3 tokens before the prompt, battery 11a)
-            text = decode_text(data, None if args.prompt_file == "-" else args.prompt_file)
+            text = decode_text(data, args.prompt_file)  # "-": converted on its way in
         except ValueError as e:
             raise UserError(f"--prompt-file {what} is {e}") from None
     else:
@@ -71,13 +85,14 @@ def run(args: GenerateConfig) -> int:
     info = require_supported(read_rope_info(args.model, args.original_length))  # the config only: no weights yet
     factor_set = load_factors_for(args.factors, info, original_length=args.original_length,
                                   target_length=args.target_length, model=args.model, target_flag="--target-length")
+    if load_tokenizer_of(args.model) is None:  # seconds: the weights (minutes for a real model) were read first
+        raise UserError(f"{args.model} has no tokenizer; text prompts need one: give a model folder with its "
+                        "tokenizer files")
     device = run_device(args.device)
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # the output is the text: transformers' loading bar is noise here
     model, tokenizer = load_model(args.model, dtype=resolve_dtype(args.dtype), device=device)
-    if tokenizer is None:
-        raise UserError(f"{args.model} has no tokenizer; text prompts need one")
     install_factors(model, factor_set)
     from longrope.models.generation import prepare_batch
 
@@ -90,8 +105,10 @@ def run(args: GenerateConfig) -> int:
                       do_sample=args.sample, seed=args.seed,
                       stop_at_eos=not args.ignore_eos)
     if args.json:
-        print(json.dumps({"prompt_tokens": result.prompt_tokens[0], "new_tokens": result.new_tokens[0],
-                          "text": result.text[0]}, ensure_ascii=False))
+        from longrope.cli import stdout_json
+
+        print(stdout_json({"prompt_tokens": result.prompt_tokens[0], "new_tokens": result.new_tokens[0],
+                           "text": result.text[0]}))
     else:
         print(result.text[0])
     crossed = "re-fed once" if result.reprefills else "re-rotated" if result.rerotations else None

@@ -8,10 +8,10 @@ directly. Anything else ("tiny", "smollm2", model folders, GGUF files, hub ids) 
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
 from longrope.errors import UserError
+from longrope.io import expand_user
 
 __all__ = ["load_tokenizer"]
 
@@ -32,7 +32,7 @@ def load_tokenizer(name_or_path: str | os.PathLike) -> Any:
     """A Hugging Face tokenizer for a model name, folder, ``.gguf`` file or hub id."""
     from longrope.models import loading
 
-    folder = Path(name_or_path).expanduser()
+    folder = expand_user(name_or_path)
     if folder.is_dir() and not (folder / "config.json").is_file() and any(
         (folder / n).is_file() for n in _TOKENIZER_FILES
     ):

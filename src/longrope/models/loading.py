@@ -39,7 +39,7 @@ from typing import Any
 from longrope.errors import UserError
 from longrope.formats import hf_config
 from longrope.hub import hub_reachable as _hub_reachable  # module-level name: tests monkeypatch it
-from longrope.io import check_no_link_loop, path_argument, path_kind
+from longrope.io import check_no_link_loop, expand_user, path_argument, path_kind
 from longrope.models.families import (
     CONFIG_FIX,
     GGUF_FIX,
@@ -182,7 +182,7 @@ def resolve_source(name_or_path: str | os.PathLike) -> ModelSource:
         return ModelSource("folder", str(folder), label=label)
     if label == "smollm2":
         return ModelSource("gguf", str(_smollm2_folder()), SMOLLM2_GGUF, label=label)
-    path = Path(label).expanduser()
+    path = expand_user(label)
     check_no_link_loop(path, "model")
     if path.is_file():
         if path.suffix.lower() != ".gguf":

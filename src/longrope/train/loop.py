@@ -47,6 +47,7 @@ import torch
 
 from longrope.data import TokenCorpus
 from longrope.errors import ConfigError, PeerLost, UserError
+from longrope.io import expand_user
 from longrope.train.checkpoint import (
     TrainState,
     check_same_run,
@@ -146,7 +147,7 @@ def _launcher_lost(trainer: _Trainer) -> PeerLost | None:
 
 
 def _abs_if_path(value: str) -> str:
-    p = Path(value).expanduser()
+    p = expand_user(value)
     return str(p.resolve()) if p.exists() else value
 
 
