@@ -668,3 +668,22 @@ def test_a_digest_taken_in_one_process_is_trusted_in_another_while_the_files_are
                          model_facts=facts, data_digest=None)
     with pytest.raises(UserError, match="changed while the search ran"):
         spec("cpu")
+
+
+def test_a_folder_here_named_as_an_embedded_model_is_noted_once_as_not_used(tmp_path, monkeypatch, caplog):
+    """Battery 28a's open item: after `cp -r some-model tiny`, `--model tiny` measured the embedded model without a
+    word. The name keeps its meaning; one note (a warning of this module's logger, which reaches the user of the
+    command line) says the folder here is not used and how to reach it."""
+    import logging
+
+    from longrope.cli import main
+
+    monkeypatch.setattr(loading, "_SHADOWED_NOTED", set())
+    monkeypatch.chdir(tmp_path)
+    note = "note: 'tiny' names the embedded tiny model; the tiny in this folder is not used (write ./tiny for it)"
+    with caplog.at_level(logging.WARNING, logger=loading.__name__):
+        assert main(["inspect", "--model", "tiny"]) == 0
+        assert note not in caplog.text  # no such folder here: nothing to say
+        (tmp_path / "tiny").mkdir()
+        assert main(["inspect", "--model", "tiny"]) == 0 and main(["inspect", "--model", "tiny"]) == 0
+    assert [r.getMessage() for r in caplog.records].count(note) == 1, caplog.text
