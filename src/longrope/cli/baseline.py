@@ -10,8 +10,6 @@ a seed) and ``export`` read. Method options (docs/method.md §3): YaRN ``--beta-
 
 from __future__ import annotations
 
-import json
-
 from longrope.tools import BaselineConfig
 
 CONFIG = BaselineConfig
@@ -44,5 +42,7 @@ def run(args: BaselineConfig) -> int:
         "start_tokens": fs.start_tokens,
         "long_factor_range": [float(fs.long_factor.min()), float(fs.long_factor.max())],
     }
-    print(json.dumps(summary, indent=2))
+    from longrope.cli import stdout_json
+
+    print(stdout_json(summary, indent=2))
     return 0

@@ -20,7 +20,6 @@ overrides it) and L' must be given with ``--target-length``.
 from __future__ import annotations
 
 import contextlib
-import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -48,7 +47,9 @@ def run(args: ExportConfig) -> int:
                            target_length=args.target_length)
     for w in out["warnings"]:
         print(f"longrope export: warning: {w}", file=sys.stderr)
-    print(json.dumps(out, indent=2))
+    from longrope.cli import stdout_json
+
+    print(stdout_json(out, indent=2))
     return 0
 
 

@@ -7,8 +7,6 @@ shared ``rotary_emb`` whose (cos, sin) every attention layer takes).
 
 from __future__ import annotations
 
-import json
-
 from longrope.tools import InspectConfig
 
 CONFIG = InspectConfig
@@ -43,7 +41,9 @@ def run(args: InspectConfig) -> int:
     else:
         info = read_rope_info(args.model)
     result = {"model": args.model, **info.to_dict()}
-    print(json.dumps(result, indent=2))
+    from longrope.cli import stdout_json
+
+    print(stdout_json(result, indent=2))
     if out is not None:
         write_json(out, result)
     return 0
