@@ -103,8 +103,8 @@ def int_field(value: Any, field: str, minimum: int, maximum: int = MAX_LENGTH) -
 
 def start_tokens_limit(original: int, target: int) -> int:
     """The most retained start tokens n̂ a factor set for L = ``original`` → L' = ``target`` may keep (see
-    :data:`START_TOKENS_WHY`): n̂ ≤ L and n̂ < L'. One rule for factor files, ``baseline --start-tokens`` and a
-    search's n̂ grid."""
+    :data:`START_TOKENS_WHY`): n̂ ≤ L and n̂ < L'. The rule of factor files and ``baseline --start-tokens``; a search's
+    n̂ grid (:func:`~longrope.search.plan.start_token_grid`) is cut at L, which this gives for its L' > L."""
     return min(int(original), int(target) - 1)
 
 
