@@ -79,7 +79,7 @@ def _field(concept: str, default: Any, help: str, **kwargs: Any) -> Any:
 
 def data_option(help: str = "shard folder from 'longrope tokenize'", *, required: bool = True, **kw: Any) -> Any:
     """The shard folder the windows come from (required unless ``required=False``: then None = none)."""
-    return _field("data", dataclasses.MISSING if required else None, help, metavar="DIR", **kw)
+    return _field("data", dataclasses.MISSING if required else None, help, metavar="DIR", path=True, **kw)
 
 
 def samples_option(help: str = "windows per length (each BOS + length-1 tokens; at most --windows-per-doc from "

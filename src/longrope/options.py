@@ -34,14 +34,14 @@ __all__ = ["option", "nested", "check_choices", "check_flag", "check_int", "requ
            "MAX_SEED", "config_to_argv", "add_options", "config_from_args", "config_to_dict", "config_from_dict",
            "flag_of", "field_flags", "parse_list", "parse_length", "parse_lengths", "token_count", "is_ratio",
            "resolve_ratios",
-           "renamed_keys"]
+           "renamed_keys", "user_path_text"]
 
 
 def option(default: Any = dataclasses.MISSING, help: str = "", *, flag: str | None = None, short: str | None = None,
            choices: tuple | Callable[[], tuple] | None = None, metavar: str | None = None,
            parse: Callable[[str], Any] | None = None, group: str | None = None, cli: bool = True,
            default_text: str | None = None, multiple: bool = False, aliases: tuple[str, ...] = (),
-           length: bool = False, tags: dict | None = None) -> Any:
+           length: bool = False, path: bool = False, tags: dict | None = None) -> Any:
     """A documented config field.
 
     ``help`` is required (every field is documented); ``flag`` overrides ``--field-name``;
@@ -53,13 +53,15 @@ def option(default: Any = dataclasses.MISSING, help: str = "", *, flag: str | No
     out of ``--help``; ``length`` (an ``int`` or ``tuple[int, ...]`` field of tokens) reads every length
     as :func:`parse_lengths` does — ``16384``, ``16k`` and ``8x`` (times the model's original context,
     resolved by :func:`resolve_ratios` once the model is known); ``tags`` is more metadata (the shared
-    setting a field stands for, :mod:`longrope.groups`).
+    setting a field stands for, :mod:`longrope.groups`); ``path`` (a field naming files or folders): the command
+    line reads a leading ``~`` as the shell does, where the shell leaves it (:func:`user_path_text`).
     """
     if not help:
         raise TypeError("option() needs a help text: every config field is documented")
     meta = {"help": help, "flag": flag, "short": short, "choices": choices, "metavar": metavar, "parse": parse,
             "group": group, "cli": cli, "default_text": default_text,
-            "multiple": multiple, "aliases": tuple(aliases), "length": length, **(tags or {})}
+            "multiple": multiple, "aliases": tuple(aliases), "length": length, "path": path,
+            **(tags or {})}
     if isinstance(default, (list, dict, set)):
         raise TypeError("mutable defaults are not allowed; use a tuple")
     return dataclasses.field(default=default, metadata=meta)
@@ -72,7 +74,7 @@ OUTPUT_ALIASES = ("--out",)  # the older spelling, still read in every command (
 def output_option(help: str, *, metavar: str, default: Any = dataclasses.MISSING, **kw: Any) -> Any:
     """A command's output (``-o``/``--output``; ``--out`` still read): the one declaration of that spelling,
     so every command takes the same flags (search, eval, finetune and pipeline did not read ``--out``)."""
-    return option(default, help, short=OUTPUT_FLAGS[0], metavar=metavar, aliases=OUTPUT_ALIASES, **kw)
+    return option(default, help, short=OUTPUT_FLAGS[0], metavar=metavar, aliases=OUTPUT_ALIASES, path=True, **kw)
 
 
 def nested(factory: Callable[[], Any], help: str, *, group: str | None = None) -> Any:
@@ -537,14 +539,45 @@ def resolve_ratios(cfg: Any, original_length: Callable[[], int]) -> None:
         setattr(cfg, f.name, tuple(sorted(set(resolved))) if isinstance(value, (tuple, list)) else resolved[0])
 
 
+#: ``NAME=~...``: a tilde after the ``=`` of a word such as ``search=~/books`` (bash reads it so in an assignment)
+_NAMED_TILDE = re.compile(r"([A-Za-z_][\w-]*=)(~.*)", re.S)
+
+
+def user_path_text(text: str) -> str:
+    """``text`` (a path as typed) with a leading ``~`` or ``~user``, or one after ``NAME=``, read as that home
+    folder. The shell does this for ``--factors ~/f.json`` but not for ``--factors=~/f.json``, ``-o '~/x'`` or
+    ``search=~/books``: those named a folder called '~' in the current one (only ``--model`` expanded it)."""
+    from longrope.io import expand_user
+
+    named = _NAMED_TILDE.fullmatch(text)
+    if named:
+        return named.group(1) + user_path_text(named.group(2))
+    return os.fspath(expand_user(text)) if text.startswith("~") else text
+
+
 def _converter(tp: Any, f: dataclasses.Field, flag: str) -> Callable[[str], Any]:
     conv = _plain_converter(tp, f, flag)
+    if f.metadata.get("path"):
+        conv = _as_user_paths(conv)
 
     def convert(text: str) -> Any:  # argparse reports ArgumentTypeError as one line, naming the flag
         try:
             return conv(text)
         except UserError as exc:
             raise argparse.ArgumentTypeError(str(exc)) from None
+
+    convert.__name__ = getattr(conv, "__name__", "value")
+    return convert
+
+
+def _as_user_paths(conv: Callable[[str], Any]) -> Callable[[str], Any]:
+    """``conv`` (a path field's conversion) with each path it gives read by :func:`user_path_text`."""
+
+    def convert(text: str) -> Any:
+        value = conv(text)
+        if isinstance(value, tuple):
+            return tuple(user_path_text(v) if isinstance(v, str) else v for v in value)
+        return user_path_text(value) if isinstance(value, str) else value
 
     convert.__name__ = getattr(conv, "__name__", "value")
     return convert
@@ -642,7 +675,8 @@ def add_options(parser: argparse.ArgumentParser, cls: type, *, groups: dict | No
         if choices:
             kwargs["choices"] = choices
         if meta.get("multiple"):
-            kwargs.update(nargs="+", action="extend", type=_tuple_item(_unwrap_optional(tp)[0]))
+            item = _tuple_item(_unwrap_optional(tp)[0])
+            kwargs.update(nargs="+", action="extend", type=user_path_text if meta.get("path") and item is str else item)
         elif meta.get("once"):
             kwargs["action"] = _Once
         if meta.get("metavar"):

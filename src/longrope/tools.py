@@ -37,7 +37,7 @@ _METHOD_OPTIONS = "method options"
 class InspectConfig:
     """``longrope inspect``: a model's RoPE facts as JSON."""
 
-    model: str = option(help=MODEL_HELP, metavar="M")
+    model: str = option(help=MODEL_HELP, metavar="M", path=True)
     load: bool = option(False, "also load the weights and check the model structure (slower)")
     output: str | None = output_option("also write the JSON to this file", metavar="FILE", default=None)
 
@@ -46,7 +46,7 @@ class InspectConfig:
 class BaselineConfig:
     """``longrope baseline``: the factors of a closed-form method as a factors.json."""
 
-    model: str = option(help=MODEL_HELP, metavar="M")
+    model: str = option(help=MODEL_HELP, metavar="M", path=True)
     method: str = option(help="closed-form method", choices=METHODS)
     target_length: int = option(help="target context L' in tokens: 16384, 16k, or 8x the original context L",
                                 length=True, metavar="N")
@@ -143,8 +143,8 @@ class BaselineConfig:
 class ExportConfig:
     """``longrope export``: the model with its factors, as a Hugging Face folder or a GGUF file."""
 
-    model: str = option(help=MODEL_HELP, metavar="M")
-    factors: str = option(help=FACTORS_HELP + " to export", metavar="F", tags={"once": True})
+    model: str = option(help=MODEL_HELP, metavar="M", path=True)
+    factors: str = option(help=FACTORS_HELP + " to export", metavar="F", path=True, tags={"once": True})
     output: str = output_option("output folder (hf: must not exist or be empty) or file (gguf)", metavar="OUT")
     format: str = option("hf", "hf: a Hugging Face folder; gguf: one llama.cpp file", choices=("hf", "gguf"))
     dtype: str | None = option(None, "dtype of the saved weights: float32, bfloat16, float16",
@@ -168,9 +168,10 @@ class TokenizeConfig:
     """``longrope tokenize``: corpora → memory-mapped token shards with a verified index."""
 
     tokenizer: str = option(help='tokenizer: "tiny", "smollm2", a model folder, a .gguf file or a hub id',
-                            metavar="M")
+                            metavar="M", path=True)
     input: tuple[str, ...] = option(help="files, folders or dataset names (repeatable); search=SRC / heldout=SRC / "
-                                         "train=SRC pins a role", multiple=True, metavar="SRC")
+                                         "train=SRC pins a role", multiple=True, metavar="SRC",
+                                    path=True)
     output: str = output_option("shard folder to write", metavar="DIR")
     split: str | None = option(None, "hub dataset split", default_text="train")
     text_field: str = option("text", "text field of .jsonl/.parquet/hub rows")
@@ -215,11 +216,11 @@ class TokenizeConfig:
 class GenerateConfig:
     """``longrope generate``: greedy (or seeded sampled) generation with the factors installed."""
 
-    model: str = option(help=MODEL_HELP, metavar="M")
-    factors: str = option(help=FACTORS_HELP + " to install", metavar="F", tags={"once": True})
+    model: str = option(help=MODEL_HELP, metavar="M", path=True)
+    factors: str = option(help=FACTORS_HELP + " to install", metavar="F", path=True, tags={"once": True})
     prompt: str | None = option(None, "the prompt text (this or --prompt-file)")
     prompt_file: str | None = option(None, "a UTF-8 text file holding the prompt ('-': standard input)",
-                                     metavar="FILE")
+                                     metavar="FILE", path=True)
     max_new_tokens: int = option(help="tokens to generate (64, 1k ...)", parse=token_count("--max-new-tokens"),
                                  metavar="N")
     mode: str = option("switch", "switch: short factors up to L, long beyond; long: long from the start",

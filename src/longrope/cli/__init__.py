@@ -149,13 +149,16 @@ def build_parser() -> argparse.ArgumentParser:
                                    "commands give the same numbers.",
                        epilog="example:\n  longrope rerun runs/search-2k -o runs/search-2k-again",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    r.add_argument("run_dir", metavar="RUN_DIR", help="a run folder written by search, eval, finetune, pipeline or demo")
-    from longrope.options import OUTPUT_ALIASES, OUTPUT_FLAGS
+    from longrope.options import OUTPUT_ALIASES, OUTPUT_FLAGS, user_path_text
+
+    r.add_argument("run_dir", metavar="RUN_DIR", type=user_path_text,
+                   help="a run folder written by search, eval, finetune, pipeline or demo")
 
     # required, checked in main(): argparse's own check would not count the older spelling --out
-    r.add_argument(*OUTPUT_FLAGS, dest="output", default=argparse.SUPPRESS, metavar="NEW_DIR",
+    r.add_argument(*OUTPUT_FLAGS, dest="output", default=argparse.SUPPRESS, metavar="NEW_DIR", type=user_path_text,
                    help="where the new run goes (required)")
-    r.add_argument(*OUTPUT_ALIASES, dest="output", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    r.add_argument(*OUTPUT_ALIASES, dest="output", default=argparse.SUPPRESS, type=user_path_text,
+                   help=argparse.SUPPRESS)
     r.set_defaults(_rerun=True)
     return parser
 

@@ -96,7 +96,7 @@ class DemoConfig:
     """Everything ``longrope demo`` does. Sized for the embedded model on 2 CPU cores: the whole run
     stays well under 10 minutes (``bench/results/demo.md``)."""
 
-    model: str = option("tiny", '"tiny" (embedded), "smollm2", a model folder or .gguf')
+    model: str = option("tiny", '"tiny" (embedded), "smollm2", a model folder or .gguf', path=True)
     target_length: int | None = option(None, "target context L' of the search and the headline: 2048, 2k or 8x",
                                        default_text="8x, 8 times the model's trained length", metavar="N",
                                        length=True)

@@ -58,13 +58,15 @@ from longrope.settings import HELDOUT_FRACTION, SPLIT
 class EvalConfig:
     """Settings both evaluations share."""
 
-    model: str = option(help='"tiny", "smollm2", a model folder, a .gguf file or a hub id', metavar="M")
+    model: str = option(help='"tiny", "smollm2", a model folder, a .gguf file or a hub id', metavar="M",
+                        path=True)
     lengths: tuple[int, ...] = option(help="context lengths in tokens, comma-separated: 4096, 4k, or 8x the "
                                            "model's original context", length=True, metavar="N,N")
     output: str = output_option("run folder (a finished eval run there is replaced when this one succeeds)",
                                 metavar="OUT")
     factors: tuple[str, ...] = option((), "factor files (factors.json, HF config.json, reference CSV) or folders; "
-                                          "'none' = unscaled", multiple=True, metavar="F")
+                                          "'none' = unscaled", multiple=True, metavar="F",
+                                      path=True)
     skip_none: bool = option(False, "do not evaluate the unscaled model")
     seed: int = seed_option("seed of the window sample / the pass keys")
     dtype: str = dtype_option()

@@ -63,7 +63,7 @@ class RulerConfig(EvalConfig):
                               f"{MAX_SAMPLES})", metavar="N")
     haystack: str | None = option(None, "text for the essay haystack (RULER's is Paul Graham's essays from the "
                                         "hub): .txt/.jsonl/.parquet files, a folder of them, or a shard folder",
-                                  metavar="PATH", default_text="the shipped books")
+                                  metavar="PATH", default_text="the shipped books", path=True)
     bos: bool = bos_option("BOS as the tokenizer adds it (lm-eval's default); off: never")
     chat_template: bool = option(False, "wrap each prompt in the tokenizer's chat template (lm-eval's "
                                         "--apply_chat_template; for instruct models such as smollm2)")

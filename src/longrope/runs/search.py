@@ -116,7 +116,7 @@ def resolve_fitness(config: Any, mode: str) -> None:
 class SearchConfig:
     """Everything ``longrope search`` does; the only home of its defaults."""
 
-    model: str = option(help='"tiny", "smollm2", a model folder, a .gguf file or a hub id')
+    model: str = option(help='"tiny", "smollm2", a model folder, a .gguf file or a hub id', path=True)
     data: str = data_option()
     output: str = output_option("run folder (created; holds the checkpoint)", metavar="RUN_DIR")
     target_length: int | None = option(None, "target context L' in tokens: 16384, 16k, or 8x the model's original "
@@ -153,10 +153,11 @@ class SearchConfig:
     reuse: str | None = option(None, "start from the window scores of an earlier search's run folder (same model, "
                                      "data, length, windows, search space and dtype; strategy knobs may differ): "
                                      "no window is scored twice, and the budgets count only new scores",
-                               metavar="RUN_DIR", group="budgets")
+                               metavar="RUN_DIR", group="budgets", path=True)
     short: bool = option(False, "search the short factors of --base-factors at length L", group=_MODES)
     base_factors: str | None = option(None, "factor file the model was fine-tuned with (progressive search), or "
-                                            "whose short factors to fill (--short)", metavar="F", group=_MODES)
+                                            "whose short factors to fill (--short)", metavar="F", group=_MODES,
+                                      path=True)
     heldout_samples: int = samples_option("held-out windows in the report", metavar="N", group=_EVAL)
     windows_per_doc: int = windows_per_doc_option(group=_EVAL)
     heldout_fraction: float = heldout_fraction_option(group=_EVAL)

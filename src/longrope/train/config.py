@@ -57,9 +57,10 @@ class FinetuneConfig:
     """Continued pre-training with LongRoPE factors installed (docs/method.md §5, §6)."""
 
     model: str = option(help='model to fine-tune: "tiny", "smollm2", a Hugging Face folder, a .gguf file or a hub id',
-                      metavar="M")
+                      metavar="M", path=True)
     factors: str = option(help="factor file (factors.json, a longrope config.json or a run folder) installed "
-                             "while training; its tables are fixed, not trained", metavar="F")
+                             "while training; its tables are fixed, not trained", metavar="F",
+                          path=True)
     data: str = data_option("shard folder from 'longrope tokenize' holding documents of role 'train' "
                             "(--input train=PATH)")
     output: str = output_option("run folder: checkpoints/, train_log.jsonl, loss.png and the exported model/",
@@ -83,7 +84,7 @@ class FinetuneConfig:
                                                       "for training)", group=_DATA)
     exclude: tuple[str, ...] = option((), "more shard folders whose search and held-out documents must not be "
                                         "trained on (checked by document id and by content)",
-                                    metavar="DIR,DIR", group=_DATA)
+                                    metavar="DIR,DIR", group=_DATA, path=True)
     steps: int = option(400, "optimizer steps (LongRoPE: 400 at 128k, then 600 at 256k)", group=_OPT)
     learning_rate: float = option(2e-5, "peak learning rate (LongRoPE on LLaMA2: 2e-5)", metavar="LR", group=_OPT)
     lr_schedule: str = option("linear", "decay after warm-up: linear or cosine to 0, or constant",

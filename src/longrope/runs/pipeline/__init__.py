@@ -87,9 +87,9 @@ class PipelineConfig:
 
     output: str = output_option("pipeline folder (created; holds every stage)", metavar="OUT")
     plan: str | None = option(None, "plan file (JSON, longrope-pipeline/1), or a pipeline folder: the plan it ran",
-                              metavar="FILE",
+                              metavar="FILE", path=True,
                               default_text="the shipped showcase plan (sized for --model tiny)")
-    model: str | None = option(None, "model; replaces the plan's 'model'", metavar="M",
+    model: str | None = option(None, "model; replaces the plan's 'model'", metavar="M", path=True,
                                default_text="the plan's")
     only: str | None = option(None, "run this one stage (the stages it refers to must be done)", metavar="STAGE")
     until: str | None = option(None, "stop after this stage (--resume continues)", metavar="STAGE")
