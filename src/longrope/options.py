@@ -34,7 +34,7 @@ __all__ = ["option", "nested", "check_choices", "check_flag", "check_int", "requ
            "MAX_SEED", "config_to_argv", "add_options", "config_from_args", "config_to_dict", "config_from_dict",
            "flag_of", "field_flags", "parse_list", "parse_length", "parse_lengths", "token_count", "is_ratio",
            "resolve_ratios",
-           "renamed_keys", "user_path_text"]
+           "renamed_keys", "user_path_text", "check_chat_template"]
 
 
 def option(default: Any = dataclasses.MISSING, help: str = "", *, flag: str | None = None, short: str | None = None,
@@ -223,6 +223,18 @@ def check_loaded_tokenizer(tokenizer: Any, who: str) -> None:
     if not callable(getattr(tokenizer, "get_vocab", None)):
         raise UserError(f"{who} takes a loaded tokenizer (longrope.data.tokenizer_loading.load_tokenizer('tiny'), or "
                         f"the one load_model returns), got {type(tokenizer).__name__}")
+
+
+def check_chat_template(tokenizer: Any, model: Any = None) -> None:
+    """Refuse a chat template asked of a tokenizer that has none (``model``: how the message names the model; its
+    flag for a config's ``chat_template`` field): the one check of ``eval ruler --chat-template`` and ``generate
+    --chat-template``, made before the weights load."""
+    if getattr(tokenizer, "chat_template", None):
+        return
+    if model is None:
+        raise UserError("the tokenizer has no chat template; give the prompt as it is, without one")
+    raise ConfigError(("chat_template", "model"), "{name0}: the tokenizer of {name1} " + f"{model} has no chat "
+                      "template; leave the flag out")
 
 
 def check_sequence(value: Any, name: str, example: str) -> None:

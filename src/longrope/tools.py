@@ -223,6 +223,8 @@ class GenerateConfig:
                                      metavar="FILE", path=True)
     max_new_tokens: int = option(help="tokens to generate (64, 1k ...)", parse=token_count("--max-new-tokens"),
                                  metavar="N")
+    chat_template: bool = option(False, "send the prompt as a user message through the tokenizer's chat template "
+                                        "(for instruct models such as smollm2)")
     mode: str = option("switch", "switch: short factors up to L, long beyond; long: long from the start",
                        choices=("switch", "long"))
     cache_policy: str | None = option(None, "--mode switch: what happens to the KV cache at the switch",

@@ -271,3 +271,37 @@ def test_piped_text_that_is_not_utf8_is_told_to_convert_it_on_its_way_in(capsys,
     code, _, err = _run(capsys, "generate", "--model", "tiny", "--factors", str(yarn_file), "--max-new-tokens", "2",
                         "--prompt-file", "-")
     assert code == 2 and "| iconv -f UTF-16 -t UTF-8 |" in err and "FILE" not in err, err
+
+
+_TEMPLATE = ("{% for m in messages %}{{ bos_token }}<{{ m['role'] }}>{{ m['content'] }}{% endfor %}"
+             "{% if add_generation_prompt %}<assistant>{% endif %}")
+
+
+def test_chat_template_sends_the_prompt_as_a_user_message_with_one_bos(capsys, tmp_path, yarn_file):
+    """generate had no --chat-template (the lead's open item of battery 28a): an instruct model such as smollm2 got
+    its question as raw text to continue. The prompt now goes through the tokenizer's template as RULER's
+    --chat-template sends it, with the template's own special tokens only (no BOS added on top of its BOS)."""
+    from longrope.models import install_factors, load_model
+    from longrope.models.generation import generate
+    from longrope.rope import FactorSet
+
+    model, tok = load_model("tiny")
+    folder = tmp_path / "chat-tiny"
+    model.save_pretrained(folder)
+    tok.chat_template = _TEMPLATE
+    tok.save_pretrained(folder)
+    code, out, err = _run(capsys, "generate", "--model", str(folder), "--factors", str(yarn_file), "--prompt",
+                          "the whale", "--chat-template", "--max-new-tokens", "4", "--ignore-eos", "--json")
+    assert code == 0, err
+    got = json.loads(out)
+    expected = tok(f"{tok.bos_token}<user>the whale<assistant>", add_special_tokens=False)["input_ids"]
+    assert got["prompt_tokens"] == expected and expected.count(tok.bos_token_id) == 1
+    install_factors(model, FactorSet.load(yarn_file))
+    ref = generate(model, tok, [expected], 4, stop_at_eos=False)
+    assert ref.new_tokens[0] == got["new_tokens"]
+
+
+def test_chat_template_of_a_tokenizer_without_one_is_refused_before_the_weights(capsys, yarn_file, no_weights):
+    code, _, err = _run(capsys, "generate", "--model", "tiny", "--factors", str(yarn_file), "--prompt", "hi",
+                        "--chat-template", "--max-new-tokens", "2")
+    assert code == 2 and err.count("\n") == 1 and "has no chat template; leave the flag out" in err

@@ -27,6 +27,7 @@ EXAMPLE = """example:
   longrope generate --model tiny --factors runs/yarn.json --prompt "It was a dark night" --max-new-tokens 40
   longrope generate --model smollm2 --factors f.json --prompt-file book.txt --max-new-tokens 64 --mode long --json
   cat book.txt | longrope generate --model smollm2 --factors f.json --prompt-file - --max-new-tokens 64
+  longrope generate --model smollm2 --factors f.json --chat-template --prompt "Summarize: ..." --max-new-tokens 64
 """
 
 
@@ -85,23 +86,29 @@ def run(args: GenerateConfig) -> int:
     info = require_supported(read_rope_info(args.model, args.original_length))  # the config only: no weights yet
     factor_set = load_factors_for(args.factors, info, original_length=args.original_length,
                                   target_length=args.target_length, model=args.model, target_flag="--target-length")
-    if load_tokenizer_of(args.model) is None:  # seconds: the weights (minutes for a real model) were read first
+    tokenizer = load_tokenizer_of(args.model)
+    if tokenizer is None:  # seconds: the weights (minutes for a real model) were read first
         raise UserError(f"{args.model} has no tokenizer; text prompts need one: give a model folder with its "
                         "tokenizer files")
+    if args.chat_template:
+        from longrope.options import check_chat_template
+
+        check_chat_template(tokenizer, args.model)
     device = run_device(args.device)
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # the output is the text: transformers' loading bar is noise here
     model, tokenizer = load_model(args.model, dtype=resolve_dtype(args.dtype), device=device)
     install_factors(model, factor_set)
-    from longrope.models.generation import prepare_batch
+    from longrope.models.generation import chat_prompt_ids, prepare_batch
 
-    total = prepare_batch(model, tokenizer, text, None)[0].shape[1] + args.max_new_tokens  # as generate() feeds it
+    prompt = [chat_prompt_ids(tokenizer, text)] if args.chat_template else text
+    total = prepare_batch(model, tokenizer, prompt, None)[0].shape[1] + args.max_new_tokens  # as generate() feeds it
     if total > factor_set.max_position_embeddings:  # allowed (the angles extend), but past what was prepared for
         print(f"longrope generate: warning: prompt + --max-new-tokens reach {total:,} tokens, past the factors' "
               f"target length L' = {factor_set.max_position_embeddings:,}; text beyond L' is outside the extended "
               "context", file=sys.stderr)
-    result = generate(model, tokenizer, text, args.max_new_tokens, args.mode, **given_opts,
+    result = generate(model, tokenizer, prompt, args.max_new_tokens, args.mode, **given_opts,
                       do_sample=args.sample, seed=args.seed,
                       stop_at_eos=not args.ignore_eos)
     if args.json:

@@ -32,7 +32,8 @@ from longrope.models.patch import MODES, current_patch, install_factors
 from longrope.options import check_flag
 from longrope.settings import SEED, check_decoding
 
-__all__ = ["GenerationResult", "check_token_ids", "generate", "prepare_batch", "quiet_length_reminder"]
+__all__ = ["GenerationResult", "chat_prompt_ids", "check_token_ids", "generate", "prepare_batch",
+           "quiet_length_reminder"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -244,6 +245,20 @@ def check_text_prompts(texts: Sequence[str]) -> None:
     if not all(map(valid_text, texts)):  # tokenizers' TypeError "TextEncodeInput must be Union[...]"
         raise UserError("the prompt holds lone surrogates (bytes that are not UTF-8, e.g. from argv or "
                         "errors='surrogateescape'); give valid Unicode text")
+
+
+def chat_prompt_ids(tokenizer: Any, text: str) -> list[int]:
+    """The token ids of ``text`` sent as one user message through the tokenizer's chat template, ready for the
+    assistant's reply (``add_generation_prompt``): what an instruct model such as SmolLM2-Instruct was trained to
+    answer. The template writes its own special tokens, so none is added on top (a second BOS otherwise); a
+    tokenizer without a template is refused (:func:`longrope.options.check_chat_template` says so first)."""
+    from longrope.options import check_chat_template
+
+    check_text_prompts([text])
+    check_chat_template(tokenizer)
+    templated = tokenizer.apply_chat_template([{"role": "user", "content": text}], tokenize=False,
+                                              add_generation_prompt=True)
+    return list(tokenizer(templated, add_special_tokens=False)["input_ids"])
 
 
 def _id_rows(prompts: Any) -> list[list[int]]:

@@ -287,14 +287,14 @@ def _runnable_tasks(config: RulerConfig, say: Callable[[str], None]) -> list[str
 def _tokenizer_and_haystack(config: RulerConfig, tasks: list[str], say: Callable[[str], None]) -> tuple:
     from longrope.data.ruler import load_haystack
     from longrope.models.loading import load_tokenizer_of
+    from longrope.options import check_chat_template
 
     tokenizer = load_tokenizer_of(config.model)
     if tokenizer is None:
         raise ConfigError("model", "{name} " + f"{config.model} has no tokenizer files; RULER sizes its prompts "
                                                "with the model's tokenizer")
-    if config.chat_template and not getattr(tokenizer, "chat_template", None):
-        raise ConfigError(("chat_template", "model"), "{name0}: the tokenizer of {name1} " + f"{config.model} "
-                          "has no chat template; leave the flag out")
+    if config.chat_template:
+        check_chat_template(tokenizer, config.model)
     essay = [t for t in tasks if TASKS[t].haystack == "essay"]
     if config.haystack is not None and not essay:
         say("note: --haystack is used by the essay tasks only, and none is asked for")
