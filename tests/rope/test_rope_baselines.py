@@ -345,3 +345,14 @@ def test_a_dynamic_ntk_set_at_a_length_is_the_closed_form_of_that_length_and_oth
     assert at_length(yarn, 512) is yarn and at_length(None, 512) is None
     edited = dyn.with_(long_factor=dyn.long_factor * 1.01)  # not the closed form its provenance names
     assert at_length(edited, 512) is edited
+
+
+@pytest.mark.parametrize("option", ["beta_fast", "factor", "mscale", "low_freq_factor"])
+def test_an_option_too_large_for_a_float_is_one_line_naming_it(option):
+    """beta_fast=10**400 (a Python integer a float cannot hold) was math.isfinite's OverflowError traceback from inside
+    the baseline (battery 29a): every number option is read as the checked float it is, or refused naming it."""
+    method = "llama3" if option == "low_freq_factor" else "yarn"
+    extra = {"mscale_all_dim": 1.0} if option == "mscale" else {}
+    with pytest.raises(UserError, match=f"^{option} must be a finite number.*an integer of 401 digits"):
+        make_baseline(method, rope_theta=1e4, rotary_dim=64, original_length=256, target_length=2048,
+                      **{option: 10**400}, **extra)
