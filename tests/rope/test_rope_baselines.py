@@ -356,3 +356,18 @@ def test_an_option_too_large_for_a_float_is_one_line_naming_it(option):
     with pytest.raises(UserError, match=f"^{option} must be a finite number.*an integer of 401 digits"):
         make_baseline(method, rope_theta=1e4, rotary_dim=64, original_length=256, target_length=2048,
                       **{option: 10**400}, **extra)
+
+
+def test_a_baseline_made_from_numpy_options_saves_and_records_them_as_python_numbers(tmp_path):
+    """Settings take numpy numbers (README), but yarn's options were recorded as given: make_baseline("yarn",
+    beta_fast=np.int64(32)) made a set whose save() said "provenance is not JSON-serialisable: Object of type int64",
+    a provenance the caller never wrote (battery 29a)."""
+    fs = make_baseline("yarn", rope_theta=1e4, rotary_dim=64, original_length=256, target_length=2048,
+                       beta_fast=np.int64(32), beta_slow=np.float32(1), mscale=np.float32(1.0),
+                       mscale_all_dim=np.float64(0.5))
+    options = FactorSet.load(fs.save(tmp_path / "yarn.json")).provenance["options"]
+    assert options["beta_fast"] == 32 and type(options["beta_fast"]) is int
+    assert options["beta_slow"] == 1.0 and type(options["mscale"]) is float
+    plain = make_baseline("yarn", rope_theta=1e4, rotary_dim=64, original_length=256, target_length=2048,
+                          mscale=1.0, mscale_all_dim=0.5)
+    assert fs.same_factors(plain)

@@ -98,6 +98,9 @@ def _check_mscale_pair(mscale: Any, mscale_all_dim: Any, attention_factor: Any) 
 def _result(
     method: str, lam: np.ndarray, b: float, L: int, Lt: int, attention: float | None, options: dict[str, Any]
 ) -> FactorSet:
+    # the options as the Python numbers they are: a numpy one (beta_fast=np.int64(32)) made a set that could not be
+    # saved, "provenance is not JSON-serialisable" about a provenance the caller never wrote
+    options = {k: v.item() if isinstance(v, np.generic) else v for k, v in options.items()}
     return FactorSet(
         long_factor=lam,
         attention_factor=attention,
