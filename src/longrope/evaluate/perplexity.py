@@ -27,6 +27,7 @@ from longrope.evaluate.stats import perplexity
 from longrope.evaluate.windows import (
     Window,
     check_length,
+    check_stride,
     check_token_arrays,
     document_windows,
     max_tokens_below,
@@ -127,9 +128,10 @@ def _batches(windows: list[Window], batch_size: int) -> list[list[Window]]:
 
 
 def _check_arguments(model: Any, docs: Any, length: Any, *, stride: Any, max_tokens: Any, chunk_size: Any,
-                     batch_size: Any) -> int:
+                     batch_size: Any) -> tuple[int, int | None]:
     """:func:`evaluate_perplexity`'s arguments checked before any work (a :class:`UserError` naming the bad one);
-    the window length as an int."""
+    the window length and the stride as the ints they are (a numpy stride was kept in the result, whose to_dict()
+    JSON could not hold)."""
     check_loaded_model(model, "evaluate_perplexity")
     check_token_arrays(docs, "docs")
     length = check_length(length)
@@ -143,7 +145,7 @@ def _check_arguments(model: Any, docs: Any, length: Any, *, stride: Any, max_tok
         raise UserError(f"max_tokens {max_tokens} is below one window of {length} tokens; give at least {length} "
                         "or leave it out")
     lm.check_chunk_size(chunk_size)
-    return length
+    return length, (None if stride is None else check_stride(stride, length))
 
 
 def evaluate_perplexity(
@@ -178,8 +180,8 @@ def evaluate_perplexity(
 
     Deterministic for a given model and inputs; runs under ``torch.inference_mode()``.
     """
-    length = _check_arguments(model, docs, length, stride=stride, max_tokens=max_tokens, chunk_size=chunk_size,
-                              batch_size=batch_size)
+    length, stride = _check_arguments(model, docs, length, stride=stride, max_tokens=max_tokens, chunk_size=chunk_size,
+                                      batch_size=batch_size)
     per_doc, progress = check_flag(per_doc, "per_doc"), check_flag(progress, "progress")
     ids: list[str] = []
     windows: list[Window] = []
