@@ -134,6 +134,10 @@ class LongRopeRotaryEmbedding(nn.Module):
         self.original_max_position_embeddings = 1
         self.always_long = False
         """True: long factors for every call, whatever the length (``RopePatch.mode = "long"``)."""
+        object.__setattr__(self, "replaced", None)  # a plain attribute, not a submodule (one rotary_emb in the tree)
+        """The model's own rotary module this one replaces (set by :func:`install_factors`): ``model.to(...)`` reaches
+        it through this one (:meth:`_apply`), so that :meth:`RopePatch.restore` puts back the module the model would
+        have had."""
         self.load(resolved)
 
     @torch.no_grad()
@@ -178,6 +182,12 @@ class LongRopeRotaryEmbedding(nn.Module):
             target = new.device if new.device.type != "mps" else torch.device("cpu")
             if new.dtype != torch.float64 or new.device != target:
                 self._buffers[name] = old.to(device=target)
+        replaced = self.__dict__.get("replaced")
+        if replaced is not None:
+            # the model's own module, out of the tree while this one stands in for it, follows the cast or move the
+            # model gets: restore() after model.to(torch.bfloat16) put back a float32 inv_freq, and the model it
+            # gave back was not the unpatched model (logits 0.02 apart in bfloat16; battery 29a)
+            replaced._apply(fn, recurse)
         return self
 
     def _is_long(self, position_ids: torch.Tensor) -> torch.Tensor | bool:
@@ -491,6 +501,7 @@ def install_factors(model: nn.Module, factor_set: Any) -> RopePatch:
     ref = original.inv_freq if isinstance(getattr(original, "inv_freq", None), torch.Tensor) else None
     device = ref.device if ref is not None else next(model.parameters()).device
     module = LongRopeRotaryEmbedding(info, resolved, config=getattr(original, "config", None)).to(device)
+    object.__setattr__(module, "replaced", original)
     patch = RopePatch(model, owner, original, module, info, factor_set)
     # A plain attribute (not a submodule) so it stays out of state_dict / named_modules.
     object.__setattr__(model, "_longrope_patch", patch)
