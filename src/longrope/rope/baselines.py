@@ -381,7 +381,7 @@ def _lookup(method: str) -> BaselineFn:
     try:
         return BASELINES[method]
     except (KeyError, TypeError):
-        raise UserError(f"unknown baseline method {method!r}; known: {', '.join(BASELINES)}") from None
+        raise UserError(f"unknown baseline method {short_repr(method)}; known: {', '.join(BASELINES)}") from None
 
 
 def make_baseline(
@@ -399,7 +399,7 @@ def make_baseline(
     unknown = sorted(set(options) - set(allowed))
     if unknown:
         raise UserError(
-            f"baseline {method!r} has no option(s) {', '.join(unknown)}; it takes: {', '.join(allowed) or 'none'}"
+            f"baseline {short_repr(method)} has no option(s) {', '.join(map(short_repr, unknown))}; it takes: {', '.join(allowed) or 'none'}"
         )
     return fn(
         rope_theta=rope_theta,

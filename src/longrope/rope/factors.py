@@ -155,7 +155,7 @@ class FactorSet:
                                 f"past 2^52 rad by position {self.max_position_embeddings} (not computable: NaN "
                                 "results); use factors of a sane size")
         if not isinstance(self.method, str) or not self.method:
-            raise UserError(f"method must be a non-empty string, got {self.method!r}")
+            raise UserError(f"method must be a non-empty string, got {short_repr(self.method)}")
         if not isinstance(self.provenance, Mapping):
             raise UserError(f"provenance must be a JSON object (dict), got {type(self.provenance).__name__}")
         set_(self, "provenance", dict(self.provenance))

@@ -62,7 +62,7 @@ def factor_array(value: Any, field: str, length: int | None = None) -> np.ndarra
         value = [scalar_value(x) for x in value]  # list(tensor): 0-d tensors
         for j, x in enumerate(value):
             if isinstance(x, bool) or not isinstance(x, numbers.Real):
-                raise UserError(f"{field}[{j}] is not a number: {x!r}")
+                raise UserError(f"{field}[{j}] is not a number: {short_repr(x)}")
     try:
         arr = np.array(value, dtype=np.float64, copy=True)
     except (TypeError, ValueError, OverflowError) as e:
