@@ -171,3 +171,15 @@ def test_high_factors_that_are_not_numbers_are_one_line_and_tensors_are_read():
     assert longrope2_factors(*args, high_factors=torch.tensor(9.0)).same_factors(want)
     assert longrope2_factors(1e4, 64, 256, 2048, 32, high_factors=[]).same_factors(
         longrope2_factors(1e4, 64, 256, 2048, 32))
+
+
+def test_resolve_attention_factor_takes_a_tensor_as_the_other_attention_functions_do():
+    """The README: the attention-factor functions take torch tensors. longrope_attention_factor and
+    yarn_attention_factor did, resolve_attention_factor(torch.tensor(1.2), ...) said "must be a policy name or a
+    number, got tensor(1.2000)" (battery 29a)."""
+    import torch
+
+    from longrope.rope import resolve_attention_factor
+
+    assert resolve_attention_factor(torch.tensor(1.25, dtype=torch.float64), 8.0, 256) == 1.25
+    assert resolve_attention_factor(torch.tensor(1.25), torch.tensor(8.0), torch.tensor(256)) == 1.25

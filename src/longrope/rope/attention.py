@@ -93,6 +93,7 @@ def resolve_attention_factor(
     policy_or_value: str | float | None, scale: float, original_length: int
 ) -> float:
     """Turn a policy name, an explicit value or ``None`` (= "longrope") into the factor ``m``."""
+    policy_or_value = scalar_value(policy_or_value)  # torch.tensor(1.2), as the other attention functions take it
     if policy_or_value is None:
         return longrope_attention_factor(scale, original_length)
     if isinstance(policy_or_value, str):
