@@ -27,7 +27,7 @@ from longrope.options import check_flag
 from longrope.rope.attention import check_attention_factor, yarn_attention_factor
 from longrope.rope.factors import FactorSet
 from longrope.rope.frequencies import check_rope_theta, check_rotary_dim, inv_freq
-from longrope.rope.values import int_field, real_number, short_repr
+from longrope.rope.values import int_field, real_number, scalar_value, short_repr
 
 __all__ = [
     "BASELINES",
@@ -100,7 +100,7 @@ def _result(
 ) -> FactorSet:
     # the options as the Python numbers they are: a numpy one (beta_fast=np.int64(32)) made a set that could not be
     # saved, "provenance is not JSON-serialisable" about a provenance the caller never wrote
-    options = {k: v.item() if isinstance(v, np.generic) else v for k, v in options.items()}
+    options = {k: scalar_value(v) for k, v in options.items()}
     return FactorSet(
         long_factor=lam,
         attention_factor=attention,
