@@ -227,7 +227,7 @@ class SearchLoop:
         self.rng = np.random.default_rng(self.seed)
         self.checkpoint = Path(checkpoint) if checkpoint else None
         self.history_path = Path(history_path) if history_path else None
-        self.fingerprint = fingerprint or {}
+        self.fingerprint = _as_recorded(fingerprint or {})
         self.ordered = ordered or evaluator.slots == 1
         #: ordered mode: ticket j is asked once ticket j − lag is told (the slots at the start; kept on resume)
         self.lag = int(evaluator.slots)
@@ -612,6 +612,17 @@ def _check_loop_arguments(*, seed: Any, checkpoint: Any, history: Any, fingerpri
         raise UserError(f"fingerprint must be a dict or None, got {shown(fingerprint)}")
     if (problem := int_problem(max_failures, 1, 1 << 20)) is not None:
         raise UserError(f"max_failures {problem}")
+
+
+def _as_recorded(fingerprint: dict) -> dict:
+    """``fingerprint`` as its checkpoint will read back (a JSON round trip), checked before any work: a tuple in it
+    read back as a list, so every --resume was refused ("lengths: [256, 512] -> (256, 512)"), and a value JSON cannot
+    hold (an np.int64) was "c.json cannot be written" after the first scores (battery 29a)."""
+    try:
+        return json.loads(json.dumps(fingerprint, allow_nan=False))
+    except (TypeError, ValueError) as exc:
+        raise UserError(f"fingerprint must hold what JSON holds (text, numbers, true/false, null, lists and dicts of "
+                        f"them), as the checkpoint records it: {exc}") from None
 
 
 def _count(value: Any, what: str) -> int:
