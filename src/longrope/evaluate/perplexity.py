@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from longrope.errors import UserError
+from longrope.errors import UserError, shown
 from longrope.evaluate import lm
 from longrope.evaluate.stats import perplexity
 from longrope.evaluate.windows import (
@@ -136,11 +136,11 @@ def _check_arguments(model: Any, docs: Any, length: Any, *, stride: Any, max_tok
     check_token_arrays(docs, "docs")
     length = check_length(length)
     if not is_integer(batch_size) or batch_size < 1:
-        raise UserError(f"batch_size must be a positive integer, got {batch_size!r}")
+        raise UserError(f"batch_size must be a positive integer, got {shown(batch_size)}")
     if max_tokens is not None and stride is None:
         raise UserError("max_tokens only applies to sliding-window mode (give a stride)")
     if max_tokens is not None and (not is_integer(max_tokens) or max_tokens < 1):
-        raise UserError(f"max_tokens must be an integer >= 1 (leave it out for no cap), got {max_tokens!r}")
+        raise UserError(f"max_tokens must be an integer >= 1 (leave it out for no cap), got {shown(max_tokens)}")
     if max_tokens_below(max_tokens, length):
         raise UserError(f"max_tokens {max_tokens} is below one window of {length} tokens; give at least {length} "
                         "or leave it out")

@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 
-from longrope.errors import UserError
+from longrope.errors import UserError, shown
 from longrope.models.patch import MODES, current_patch, install_factors
 from longrope.options import check_flag
 from longrope.settings import SEED, check_decoding
@@ -276,7 +276,7 @@ def _id_rows(prompts: Any) -> list[list[int]]:
             isinstance(r, Sequence) and not isinstance(r, str) for r in prompts):
         bad = next((t for r in prompts for t in r if not _is_id(t)), None)
         if bad is not None:
-            raise UserError(f"token ids must be integers, got {bad!r}")
+            raise UserError(f"token ids must be integers, got {shown(bad)}")
         return [[int(t) for t in r] for r in prompts]
     raise UserError(f"prompt must be {_PROMPT_KINDS}")
 
@@ -345,7 +345,7 @@ def generate(
     from transformers import GenerationConfig
 
     if mode not in MODES:
-        raise UserError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+        raise UserError(f"mode must be one of {', '.join(MODES)}, got {shown(mode)}")
     check_generation_counts(max_new_tokens, seed)
     do_sample, stop_at_eos = check_flag(do_sample, "do_sample"), check_flag(stop_at_eos, "stop_at_eos")
     return_logits = check_flag(return_logits, "return_logits")

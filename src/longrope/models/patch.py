@@ -39,7 +39,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from longrope.errors import UserError
+from longrope.errors import UserError, shown
 from longrope.models.cache_switch import CACHE_POLICIES, CacheSwitch
 from longrope.models.factor_files import check_rotary_fit
 from longrope.models.families import (
@@ -325,7 +325,7 @@ class RopePatch:
     @mode.setter
     def mode(self, value: str) -> None:
         if value not in MODES:
-            raise UserError(f"mode must be one of {', '.join(MODES)}, got {value!r}")
+            raise UserError(f"mode must be one of {', '.join(MODES)}, got {shown(value)}")
         self._module.always_long = value == "long"
 
     @property
@@ -336,7 +336,7 @@ class RopePatch:
     @cache_policy.setter
     def cache_policy(self, value: str) -> None:
         if value not in CACHE_POLICIES:
-            raise UserError(f"cache policy must be one of {', '.join(CACHE_POLICIES)}, got {value!r}")
+            raise UserError(f"cache policy must be one of {', '.join(CACHE_POLICIES)}, got {shown(value)}")
         self._switch.policy = value
         self._sync_generation_wrapper()
 

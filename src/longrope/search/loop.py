@@ -679,7 +679,7 @@ def run_search(
     if (problem := int_problem(n_docs, 1, 1 << 31)) is not None:
         raise UserError(f"n_docs {problem}")
     if strategy not in STRATEGIES:
-        raise UserError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
+        raise UserError(f"unknown strategy {shown(strategy)}; choose one of {', '.join(STRATEGIES)}")
     # a notebook's stop={...} or config={...} was an AttributeError deep in the loop, checkpoint=5 a TypeError after
     # the strategy started, resume="yes" a resume, a generator of seeds was used up by this very check and then
     # said "at least one seed genome is needed" (battery 22a)
