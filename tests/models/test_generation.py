@@ -377,3 +377,14 @@ def test_a_model_s_own_dynamic_rope_measures_a_length_alike_whatever_was_measure
     want = ppl_suite(fresh, docs, [("none", None)], [2 * TINY_L], bos_id=1)[0][1].nll_sum
     got = [r.nll_sum for _, r in ppl_suite(used, docs, [("none", None)], [8 * TINY_L, 2 * TINY_L], bos_id=1)]
     assert got[1] == want
+
+
+def test_a_token_id_past_int64_is_one_line_like_any_id_without_an_embedding():
+    """prepare_batch([[1, 2, 10**30]]) built its tensor before checking the ids: torch's "Overflow when unpacking long
+    long" traceback, where an id of 1000 is one line naming it (battery 29a)."""
+    model = build_tiny("llama")
+    for prompts in ([[1, 2, 10**30]], [1, 2, -(10**30)], [[1, 2, 10**5000]]):
+        with pytest.raises(UserError, match="^the prompt holds token id .*give token ids of this model's tokenizer"):
+            prepare_batch(model, None, prompts)
+    with pytest.raises(UserError, match="holds token id 1000"):
+        prepare_batch(model, None, [[1, 2, 1000]])

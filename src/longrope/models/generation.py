@@ -271,14 +271,24 @@ def _id_rows(prompts: Any) -> list[list[int]]:
             raise UserError(f"input_ids must be [batch, seq] with seq >= 1, got shape {list(prompts.shape)}")
         return arr.tolist()
     if isinstance(prompts, Sequence) and prompts and all(_is_id(t) for t in prompts):
-        return [[int(t) for t in prompts]]
+        return _in_range([[int(t) for t in prompts]])
     if isinstance(prompts, Sequence) and prompts and all(
             isinstance(r, Sequence) and not isinstance(r, str) for r in prompts):
         bad = next((t for r in prompts for t in r if not _is_id(t)), None)
         if bad is not None:
             raise UserError(f"token ids must be integers, got {shown(bad)}")
-        return [[int(t) for t in r] for r in prompts]
+        return _in_range([[int(t) for t in r] for r in prompts])
     raise UserError(f"prompt must be {_PROMPT_KINDS}")
+
+
+def _in_range(rows: list[list[int]]) -> list[list[int]]:
+    """``rows`` when every id fits a tensor of token ids (int64); one past it (10**30) was torch's "Overflow when
+    unpacking long long" traceback, before the check that names an id without an embedding (battery 29a)."""
+    bad = next((t for r in rows for t in r if not -(2**63) <= t < 2**63), None)
+    if bad is not None:
+        raise UserError(f"the prompt holds token id {shown(bad)}, past any model's token embeddings: give token ids "
+                        "of this model's tokenizer")
+    return rows
 
 
 def _is_id(t: Any) -> bool:
