@@ -555,3 +555,23 @@ def test_a_huge_or_long_value_is_quoted_short_by_every_rope_refusal():
         with pytest.raises(UserError) as e:
             call()
         assert len(str(e.value)) < 200 and "\n" not in str(e.value)
+
+
+def test_to_dict_and_the_constructor_copy_provenance_so_a_frozen_set_stays_as_built():
+    """to_dict() handed out the set's own provenance: editing the dict it returned (a variant file) edited the frozen
+    set, its equality, and a dynamic NTK set's options, from which eval recomputes it at each length; a caller's
+    nested options dict edited after the set was built did the same (battery 29a)."""
+    from longrope.rope.baselines import at_length
+
+    fs = make_baseline("dynamic-ntk", rope_theta=1e4, rotary_dim=8, original_length=4, target_length=32)
+    want = at_length(fs, 16)
+    twin = FactorSet.from_dict(fs.to_dict())
+    d = fs.to_dict()
+    d["provenance"]["options"]["factor"] = 2.0
+    d["provenance"]["note"] = "an edited copy"
+    assert fs == twin and "note" not in fs.provenance and at_length(fs, 16) == want
+    options = {"a": [1]}
+    built = FactorSet(long_factor=[1.0, 2.0], original_max_position_embeddings=4, max_position_embeddings=8,
+                      rope_theta=1e4, provenance={"options": options})
+    options["a"].append(2)
+    assert built.provenance == {"options": {"a": [1]}}
