@@ -246,3 +246,17 @@ def test_a_space_of_numpy_numbers_holds_python_ones_and_its_search_checkpoints(t
     run_search(space, seeds, InProcessEvaluator(SyntheticObjective(12, 8.0, n_docs=2)), n_docs=2, config=config,
                stop=StopRules(max_evals=10), checkpoint=tmp_path / "c.json")
     assert json.loads((tmp_path / "c.json").read_text())["space"]["n_dims"] == 12
+
+
+def test_a_seed_temperature_that_is_not_an_attention_factor_is_refused_not_snapped_to_a_choice():
+    """SearchSpace.from_factors(..., attention_factor=nan) gave a genome of the first temperature ("nearest" to NaN)
+    without a word, 'x' was a TypeError from inside (battery 29a); a tensor is the number it holds."""
+    import torch
+
+    from longrope.errors import UserError
+
+    space = SearchSpace(n_dims=4, lower=1.0, upper=8.0, attention_choices=(1.0, 1.1, 1.2))
+    for bad in (float("nan"), "x", 1e9):
+        with pytest.raises(UserError, match="^attention_factor"):
+            space.from_factors(np.full(4, 2.0), attention_factor=bad)
+    assert space.attention_index(torch.tensor(1.19)) == 2 and space.attention_index(None) == 2

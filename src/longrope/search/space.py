@@ -208,6 +208,10 @@ class SearchSpace:
             return -1
         if m is None:
             return len(self.attention_choices) - 1
+        try:  # NaN was "nearest" to the first choice, 'x' a TypeError (battery 29a): the one check of an m
+            m = check_attention_factor(scalar_value(m), "attention_factor")
+        except UserError as exc:
+            raise SpaceError(str(exc)) from None
         return int(np.argmin([abs(c - m) for c in self.attention_choices]))
 
     def gene_bounds(self, critical: int = -1) -> tuple[np.ndarray, np.ndarray]:
