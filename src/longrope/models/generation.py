@@ -28,7 +28,7 @@ from typing import Any
 import torch
 
 from longrope.errors import UserError, shown
-from longrope.models.patch import MODES, current_patch, install_factors
+from longrope.models.patch import MODES, check_cache_policy, current_patch, install_factors
 from longrope.options import check_flag
 from longrope.settings import SEED, check_decoding
 
@@ -364,10 +364,14 @@ def generate(
     max_new_tokens, seed = int(max_new_tokens), int(SEED if seed is None else seed)
     if do_sample:
         temperature, top_p = float(1.0 if temperature is None else temperature), float(1.0 if top_p is None else top_p)
+    # the prompt before the factors are installed: a refused prompt left the model with factor_set installed (an
+    # unpatched model patched, a patched one's factors replaced; battery 29a)
+    ids, mask = prepare_batch(model, tokenizer, input_ids, attention_mask, who="generate")
+    if cache_policy is not None:
+        check_cache_policy(cache_policy)
     patch = install_factors(model, factor_set) if factor_set is not None else current_patch(model)
     if patch is None or not patch.active:
         raise UserError("the model carries no active LongRoPE factors; install_factors(model, factor_set) first")
-    ids, mask = prepare_batch(model, tokenizer, input_ids, attention_mask, who="generate")
     pad = _pad_id(model, tokenizer)
     eos = _eos_ids(model, tokenizer) if stop_at_eos else None
     config = GenerationConfig(

@@ -335,9 +335,7 @@ class RopePatch:
 
     @cache_policy.setter
     def cache_policy(self, value: str) -> None:
-        if value not in CACHE_POLICIES:
-            raise UserError(f"cache policy must be one of {', '.join(CACHE_POLICIES)}, got {shown(value)}")
-        self._switch.policy = value
+        self._switch.policy = check_cache_policy(value)
         self._sync_generation_wrapper()
 
     @property
@@ -441,6 +439,13 @@ class RopePatch:
 
     def __exit__(self, *exc: object) -> None:
         self.restore()
+
+
+def check_cache_policy(value: Any) -> str:
+    """``value`` when it is one of :data:`CACHE_POLICIES`, else the one refusal of a cache policy."""
+    if not isinstance(value, str) or value not in CACHE_POLICIES:
+        raise UserError(f"cache policy must be one of {', '.join(CACHE_POLICIES)}, got {shown(value)}")
+    return value
 
 
 def current_patch(model: nn.Module) -> RopePatch | None:
