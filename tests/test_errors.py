@@ -55,3 +55,30 @@ def test_numbers_past_every_bound_are_refused_in_a_short_line():
         with pytest.raises(UserError) as err:
             call()
         assert len(str(err.value)) < 160, str(err.value)
+
+
+def test_a_setting_of_five_thousand_digits_is_refused_in_a_short_line_by_the_api():
+    """Refusals that quoted the value with repr were Python's "Exceeds the limit (4300 digits) for integer string
+    conversion" traceback for -10**5000: evaluate_perplexity's batch_size, max_tokens, chunk_size and stride, a
+    patch's mode and cache policy, generate's mode, resolve_dtype (battery 29a). They quote through shown() now."""
+    import numpy as np
+
+    from longrope.evaluate import evaluate_perplexity
+    from longrope.models import generate, inspect_model, install_factors
+    from longrope.settings import resolve_dtype
+    from tests.models.model_helpers import build_tiny
+
+    big = -10**5000
+    model = build_tiny("llama")
+    info = inspect_model(model)
+    patch = install_factors(model, make_baseline("pi", rope_theta=info.rope_theta, rotary_dim=info.rotary_dim,
+                                                 original_length=32, target_length=64))
+    docs = [np.arange(1, 100)]
+    kwargs = [{"batch_size": big}, {"stride": 8, "max_tokens": big}, {"chunk_size": big}, {"stride": big}]
+    calls = [lambda kw=kw: evaluate_perplexity(model, docs, 32, bos_id=1, **kw) for kw in kwargs]
+    calls += [lambda: setattr(patch, "mode", big), lambda: setattr(patch, "cache_policy", big),
+              lambda: generate(model, None, [[1, 2, 3]], 2, mode=big), lambda: resolve_dtype(big)]
+    for call in calls:
+        with pytest.raises(UserError) as err:
+            call()
+        assert "5,001 digits" in str(err.value) and len(str(err.value)) < 160, str(err.value)

@@ -25,7 +25,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from longrope.errors import ConfigError, UserError
+from longrope.errors import ConfigError, UserError, shown
 from longrope.options import (
     MAX_COUNT,
     MAX_SEED,
@@ -189,7 +189,7 @@ def _check_field(cfg: Any, f: dataclasses.Field) -> None:
     elif concept == "device" and (not isinstance(value, str) or not value.strip()):
         raise ConfigError(name, "{name} must name a device (auto, cpu, cuda, cuda:1, mps), got " + repr(value))
     elif concept == "dtype" and str(value).lower() not in (*DTYPES, *DTYPE_ALIASES):
-        raise ConfigError(name, "{name} must be one of " + f"{', '.join(DTYPES)}, got {value!r}")
+        raise ConfigError(name, "{name} must be one of " + f"{', '.join(DTYPES)}, got {shown(value)}")
     elif concept == "bos" and not isinstance(value, bool):
         raise ConfigError(name, "{name} must be true or false, got " + repr(value))
 

@@ -96,7 +96,7 @@ def check_choices(cfg: Any) -> None:
         values = value if isinstance(value, tuple) else (value,)
         bad = [v for v in values if v is not None and v not in allowed]
         if bad:
-            raise ConfigError(f.name, "{name} must be one of " + f"{', '.join(map(str, allowed))}, got {bad[0]!r}")
+            raise ConfigError(f.name, "{name} must be one of " + f"{', '.join(map(str, allowed))}, got {shown(bad[0])}")
 
 
 #: Upper bound of a length or token count (context lengths, windows, generated tokens): 8x the 2M-token
@@ -779,9 +779,9 @@ def _coerce(tp: Any, value: Any, name: str) -> Any:
     if inner is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if inner in (int, float, str, bool) and not isinstance(value, inner):
-        raise ConfigError(name, "{name} must be " + f"{inner.__name__}, got {value!r}")
+        raise ConfigError(name, "{name} must be " + f"{inner.__name__}, got {shown(value)}")
     if inner is int and isinstance(value, bool):
-        raise ConfigError(name, "{name} must be " + f"int, got {value!r}")
+        raise ConfigError(name, "{name} must be " + f"int, got {shown(value)}")
     return value
 
 

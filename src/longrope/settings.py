@@ -58,6 +58,8 @@ def dtype_name(dtype: Any) -> str | None:
     """The name in :data:`DTYPES` that ``dtype`` spells ("fp32", "FLOAT32", ``torch.float32`` → "float32"), or None:
     how runs compare a recorded precision with a given one (``search --resume --dtype fp32`` of a float32 run is the
     same run)."""
+    if isinstance(dtype, numbers.Number):  # no number names a dtype (and str() refuses one of 5,000 digits)
+        return None
     text = str(dtype).lower().replace("torch.", "")
     return text if text in DTYPES else DTYPE_ALIASES.get(text)
 
@@ -70,7 +72,7 @@ def resolve_dtype(dtype: Any) -> Any:
 
     name = dtype_name(dtype)
     if name is None:
-        raise UserError(f"unknown dtype {dtype!r}; use one of {', '.join(DTYPES)}")
+        raise UserError(f"unknown dtype {shown(dtype)}; use one of {', '.join(DTYPES)}")
     return getattr(torch, name)
 
 #: The share of a shard folder's documents (those without a pinned role) that the stable hash split of

@@ -184,3 +184,17 @@ def test_verify_manifest_catches_a_damaged_or_misrolled_finetune_document(tmp_pa
     assert any("does not match" in p for p in verify_manifest(split, corpus))
     split["finetune"] = [split["roles"]["heldout"][0]]
     assert any("not a training book" in p for p in verify_manifest(split, corpus))
+
+
+def test_a_role_or_domain_the_shipped_corpus_lacks_is_refused_not_an_empty_list():
+    """document_paths("Search") or document_paths("heldout", "math") returned [] without a word: a caller tokenized
+    no documents (battery 29a). The manifest's roles and domains are the ones there are."""
+    from longrope.embedded import document_paths
+    from longrope.errors import UserError
+
+    assert document_paths("search") and document_paths("heldout", "maths") and document_paths("train", "books")
+    for args, said in ((("Search",), "no role 'Search'; its roles: heldout, search, train"),
+                       (("heldout", "math"), "no domain 'math'; its domains: books, maths"),
+                       (([1],), r"no role \[1\]")):
+        with pytest.raises(UserError, match=said):
+            document_paths(*args)

@@ -263,3 +263,16 @@ def test_a_mean_nll_past_a_floats_range_is_an_infinite_perplexity_not_an_overflo
     assert needle.ppl == math.inf
     assert perplexity(709.5) == math.inf and math.isnan(perplexity(math.nan)) and perplexity(0.0) == 1.0
     assert perplexity(2.0) == math.exp(2.0)
+
+
+def test_a_numpy_stride_is_recorded_as_an_int_and_the_result_is_json():
+    """Settings take numpy numbers (README), but evaluate_perplexity kept the stride as given: its result's to_dict()
+    held an np.int64 that json.dumps refused (battery 29a)."""
+    import json
+
+    model = tiny_llama(max_pos=32)
+    docs = [np.random.default_rng(k).integers(1, 97, 60) for k in range(2)]
+    got = evaluate_perplexity(model, docs, np.int64(16), bos_id=np.int64(1), stride=np.int64(8))
+    plain = evaluate_perplexity(model, docs, 16, bos_id=1, stride=8)
+    assert type(got.stride) is int and type(got.length) is int
+    assert json.loads(json.dumps(got.to_dict()))["stride"] == 8 and got.nll_sum == plain.nll_sum

@@ -134,3 +134,19 @@ def test_a_scaling_factor_that_is_not_a_number_of_at_least_one_is_refused(tiny_m
     (folder / "config.json").write_text(json.dumps(config))
     info = read_rope_info(folder)
     assert not info.supported and f"has factor {factor!r}, not a number >= 1" in info.reason
+
+
+def test_rope_info_from_a_config_json_dict_is_the_info_of_its_config_object():
+    """rope_info_from_config read model_type and max_position_embeddings as attributes: a config.json dict (what the
+    formats module says a config may be) of a Llama was "model type 'unknown' is not a supported family", though its
+    head_dim and rope_theta were read (battery 29a)."""
+    from transformers import GPT2Config, Phi3Config
+
+    from longrope.models import rope_info_from_config
+
+    config = Phi3Config(hidden_size=64, num_attention_heads=4, max_position_embeddings=256,
+                        original_max_position_embeddings=32, partial_rotary_factor=0.5)
+    from_dict = rope_info_from_config(config.to_dict())
+    assert from_dict.supported and from_dict.family == "Phi-3" and from_dict.max_position_embeddings == 256
+    assert from_dict == rope_info_from_config(config)
+    assert "'gpt2' has no RoPE" in rope_info_from_config(GPT2Config().to_dict()).reason

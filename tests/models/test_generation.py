@@ -377,3 +377,33 @@ def test_a_model_s_own_dynamic_rope_measures_a_length_alike_whatever_was_measure
     want = ppl_suite(fresh, docs, [("none", None)], [2 * TINY_L], bos_id=1)[0][1].nll_sum
     got = [r.nll_sum for _, r in ppl_suite(used, docs, [("none", None)], [8 * TINY_L, 2 * TINY_L], bos_id=1)]
     assert got[1] == want
+
+
+def test_a_token_id_past_int64_is_one_line_like_any_id_without_an_embedding():
+    """prepare_batch([[1, 2, 10**30]]) built its tensor before checking the ids: torch's "Overflow when unpacking long
+    long" traceback, where an id of 1000 is one line naming it (battery 29a)."""
+    model = build_tiny("llama")
+    for prompts in ([[1, 2, 10**30]], [1, 2, -(10**30)], [[1, 2, 10**5000]]):
+        with pytest.raises(UserError, match="^the prompt holds token id .*give token ids of this model's tokenizer"):
+            prepare_batch(model, None, prompts)
+    with pytest.raises(UserError, match="holds token id 1000"):
+        prepare_batch(model, None, [[1, 2, 1000]])
+
+
+def test_a_refused_prompt_leaves_the_model_with_the_factors_it_had():
+    """generate(..., factor_set=B) installed B before it read the prompt and the cache policy: a refused prompt or
+    policy left a patched model running B and an unpatched one patched (battery 29a). They are checked first."""
+    from longrope.rope import make_baseline
+
+    patched, plain = build_tiny("llama"), build_tiny("llama")
+    info = inspect_model(patched)
+    common = dict(rope_theta=info.rope_theta, rotary_dim=info.rotary_dim, original_length=TINY_L)
+    a = make_baseline("pi", target_length=2 * TINY_L, **common)
+    b = make_baseline("yarn", target_length=8 * TINY_L, **common)
+    install_factors(patched, a)
+    for model in (patched, plain):
+        with pytest.raises(UserError, match="every prompt needs at least one token"):
+            generate(model, None, [[]], 3, factor_set=b)
+        with pytest.raises(UserError, match="^cache policy must be one of reprefill, rerotate, keep, got 'bogus'"):
+            generate(model, None, [[1, 2]], 3, factor_set=b, cache_policy="bogus")
+    assert current_patch(patched).factor_set is a and current_patch(plain) is None

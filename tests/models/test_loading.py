@@ -687,3 +687,12 @@ def test_a_folder_here_named_as_an_embedded_model_is_noted_once_as_not_used(tmp_
         (tmp_path / "tiny").mkdir()
         assert main(["inspect", "--model", "tiny"]) == 0 and main(["inspect", "--model", "tiny"]) == 0
     assert [r.getMessage() for r in caplog.records].count(note) == 1, caplog.text
+
+
+def test_load_model_reads_device_auto_as_every_command_does(tmp_path):
+    """load_model(path, device="auto") was refused with torch's list of device types and "use --device cpu", though
+    "auto" is every command's device default (CUDA when there is one; battery 29a)."""
+    folder = save_tiny(build_tiny("llama"), tmp_path / "m")
+    model, _ = loading.load_model(folder, device="auto")
+    want = "cuda" if torch.cuda.is_available() else "cpu"
+    assert next(model.parameters()).device.type == want

@@ -412,6 +412,21 @@ def test_follows_device_and_keeps_float64_under_dtype_cast():
     assert cos.dtype == torch.bfloat16 and sin.dtype == torch.bfloat16
 
 
+def test_restore_after_a_dtype_cast_gives_the_model_an_unpatched_model_would_be(family):
+    """The model's own rotary module, out of the tree while patched, missed model.to(torch.bfloat16): restore() put
+    back a float32 inv_freq, and the "unmodified model again" gave logits 0.02 apart from the same model cast without
+    a patch (battery 29a). It follows the cast now; the installed tables stay float64."""
+    plain, patched = build_tiny(family), build_tiny(family)
+    patch = install_factors(patched, factors_for(patched))
+    plain.to(torch.bfloat16)
+    patched.to(torch.bfloat16)
+    assert patch.module.long_inv_freq.dtype == torch.float64
+    patch.restore()
+    ids = tiny_ids(2 * TINY_L)
+    assert patched.model.rotary_emb.inv_freq.dtype == plain.model.rotary_emb.inv_freq.dtype
+    assert torch.equal(logits(patched, ids), logits(plain, ids))
+
+
 def test_gpt2_is_refused_naming_supported_families():
     import transformers
 

@@ -150,3 +150,36 @@ def test_rope_helpers_take_numbers_by_the_one_rule():
             call()
     assert theoretical_critical_dim(1e4, 16, 256, offset=np.int64(-1)) == theoretical_critical_dim(1e4, 16, 256) - 1
     assert fs.same_factors(fs, rtol=10**40) and longrope_attention_factor(0.5, 256) == 1.0
+
+
+def test_high_factors_that_are_not_numbers_are_one_line_and_tensors_are_read():
+    """longrope2_factors read high_factors with np.asarray: text, a dict, 10**400 or a tensor requiring grad were
+    numpy's ValueError/TypeError, an OverflowError and torch's RuntimeError from inside (battery 29a). They go
+    through the one factor-list reader now; a 0-d tensor is the scalar it holds, as the docstring says."""
+    import torch
+
+    from longrope.rope import longrope2_factors
+
+    args = (1e4, 64, 256, 2048, 20)
+    for bad, said in ((["a"] * 12, r"\[0\] is not a number"), ("abc", "list of numbers, got str"),
+                      ({"a": 1}, "list of numbers, got dict"), (10**400, "an integer of 401 digits"),
+                      ([10**400] * 12, "finite numbers")):
+        with pytest.raises(UserError, match=f"^high_factors.*{said}"):
+            longrope2_factors(*args, high_factors=bad)
+    want = longrope2_factors(*args, high_factors=[9.0] * 12)
+    assert longrope2_factors(*args, high_factors=torch.full((12,), 9.0, requires_grad=True)).same_factors(want)
+    assert longrope2_factors(*args, high_factors=torch.tensor(9.0)).same_factors(want)
+    assert longrope2_factors(1e4, 64, 256, 2048, 32, high_factors=[]).same_factors(
+        longrope2_factors(1e4, 64, 256, 2048, 32))
+
+
+def test_resolve_attention_factor_takes_a_tensor_as_the_other_attention_functions_do():
+    """The README: the attention-factor functions take torch tensors. longrope_attention_factor and
+    yarn_attention_factor did, resolve_attention_factor(torch.tensor(1.2), ...) said "must be a policy name or a
+    number, got tensor(1.2000)" (battery 29a)."""
+    import torch
+
+    from longrope.rope import resolve_attention_factor
+
+    assert resolve_attention_factor(torch.tensor(1.25, dtype=torch.float64), 8.0, 256) == 1.25
+    assert resolve_attention_factor(torch.tensor(1.25), torch.tensor(8.0), torch.tensor(256)) == 1.25

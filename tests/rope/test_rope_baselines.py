@@ -345,3 +345,29 @@ def test_a_dynamic_ntk_set_at_a_length_is_the_closed_form_of_that_length_and_oth
     assert at_length(yarn, 512) is yarn and at_length(None, 512) is None
     edited = dyn.with_(long_factor=dyn.long_factor * 1.01)  # not the closed form its provenance names
     assert at_length(edited, 512) is edited
+
+
+@pytest.mark.parametrize("option", ["beta_fast", "factor", "mscale", "low_freq_factor"])
+def test_an_option_too_large_for_a_float_is_one_line_naming_it(option):
+    """beta_fast=10**400 (a Python integer a float cannot hold) was math.isfinite's OverflowError traceback from inside
+    the baseline (battery 29a): every number option is read as the checked float it is, or refused naming it."""
+    method = "llama3" if option == "low_freq_factor" else "yarn"
+    extra = {"mscale_all_dim": 1.0} if option == "mscale" else {}
+    with pytest.raises(UserError, match=f"^{option} must be a finite number.*an integer of 401 digits"):
+        make_baseline(method, rope_theta=1e4, rotary_dim=64, original_length=256, target_length=2048,
+                      **{option: 10**400}, **extra)
+
+
+def test_a_baseline_made_from_numpy_options_saves_and_records_them_as_python_numbers(tmp_path):
+    """Settings take numpy numbers (README), but yarn's options were recorded as given: make_baseline("yarn",
+    beta_fast=np.int64(32)) made a set whose save() said "provenance is not JSON-serialisable: Object of type int64",
+    a provenance the caller never wrote (battery 29a)."""
+    fs = make_baseline("yarn", rope_theta=1e4, rotary_dim=64, original_length=256, target_length=2048,
+                       beta_fast=np.int64(32), beta_slow=np.float32(1), mscale=np.float32(1.0),
+                       mscale_all_dim=np.float64(0.5))
+    options = FactorSet.load(fs.save(tmp_path / "yarn.json")).provenance["options"]
+    assert options["beta_fast"] == 32 and type(options["beta_fast"]) is int
+    assert options["beta_slow"] == 1.0 and type(options["mscale"]) is float
+    plain = make_baseline("yarn", rope_theta=1e4, rotary_dim=64, original_length=256, target_length=2048,
+                          mscale=1.0, mscale_all_dim=0.5)
+    assert fs.same_factors(plain)

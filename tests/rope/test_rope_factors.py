@@ -533,3 +533,45 @@ def test_the_value_methods_refuse_what_they_cannot_take_in_one_line(tmp_path):
             with pytest.raises(UserError):
                 call()
     assert len(corpus.tokens(1, 10, 20)) == 10 and fs.factors_for_length(65) is fs.long_factor
+
+
+def test_a_huge_or_long_value_is_quoted_short_by_every_rope_refusal():
+    """The rope package quoted refused values with repr: an integer of 5,001 digits was Python's "Exceeds the limit
+    (4300 digits) for integer string conversion" traceback (attention_factor, method, head_dim), 10**5000 as
+    head_dim or partial_rotary_factor an OverflowError, and 100,000 characters of text came back in the message
+    (battery 29a). Every refusal quotes through shown(): one short line."""
+    from longrope.rope import resolve_attention_factor, rotary_dim
+
+    big, text = 10**5000, "x" * 100_000
+    common = dict(original_max_position_embeddings=4, max_position_embeddings=8, rope_theta=1e4)
+    calls = [lambda: rotary_dim(big), lambda: rotary_dim(-big), lambda: rotary_dim(64, big), lambda: rotary_dim(64, text),
+             lambda: FactorSet(long_factor=[1.0] * 4, attention_factor=-big, **common),
+             lambda: FactorSet(long_factor=[1.0] * 4, method=big, **common),
+             lambda: FactorSet(long_factor=[1.0, text], **common),
+             lambda: make_baseline(text, rope_theta=1e4, rotary_dim=8, original_length=4, target_length=8),
+             lambda: make_baseline("pi", rope_theta=1e4, rotary_dim=8, original_length=4, target_length=8, **{text: 1}),
+             lambda: resolve_attention_factor(text, 2.0, 4), lambda: resolve_attention_factor([1] * 100_000, 2.0, 4)]
+    for call in calls:
+        with pytest.raises(UserError) as e:
+            call()
+        assert len(str(e.value)) < 200 and "\n" not in str(e.value)
+
+
+def test_to_dict_and_the_constructor_copy_provenance_so_a_frozen_set_stays_as_built():
+    """to_dict() handed out the set's own provenance: editing the dict it returned (a variant file) edited the frozen
+    set, its equality, and a dynamic NTK set's options, from which eval recomputes it at each length; a caller's
+    nested options dict edited after the set was built did the same (battery 29a)."""
+    from longrope.rope.baselines import at_length
+
+    fs = make_baseline("dynamic-ntk", rope_theta=1e4, rotary_dim=8, original_length=4, target_length=32)
+    want = at_length(fs, 16)
+    twin = FactorSet.from_dict(fs.to_dict())
+    d = fs.to_dict()
+    d["provenance"]["options"]["factor"] = 2.0
+    d["provenance"]["note"] = "an edited copy"
+    assert fs == twin and "note" not in fs.provenance and at_length(fs, 16) == want
+    options = {"a": [1]}
+    built = FactorSet(long_factor=[1.0, 2.0], original_max_position_embeddings=4, max_position_embeddings=8,
+                      rope_theta=1e4, provenance={"options": options})
+    options["a"].append(2)
+    assert built.provenance == {"options": {"a": [1]}}

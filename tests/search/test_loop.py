@@ -590,3 +590,23 @@ def test_a_search_that_scored_a_diverged_candidate_resumes_like_the_uninterrupte
     assert "Infinity" in ckpt.read_text() or "NaN" in ckpt.read_text()
     resumed = make_loop("paper", seed=3, evaluator=evaluator(obj, 2), checkpoint=ckpt).resume()
     assert comparable(resumed.history) == comparable(reference.history)
+
+
+def test_a_fingerprint_with_a_tuple_resumes_and_one_json_cannot_hold_is_refused_before_any_score(tmp_path):
+    """A Python caller's fingerprint={"lengths": (256, 512)} read back from the checkpoint as a list, and every resume
+    was refused ("lengths: [256, 512] -> (256, 512)"); an np.int64 in it was "c.json cannot be written" after the
+    first scores (battery 29a). The loop keeps the fingerprint as its checkpoint will read it, checked up front."""
+    from longrope.search import StopRules, run_search
+
+    space = make_space()
+    objective = SyntheticObjective(N_DIMS, SCALE, n_docs=N_DOCS)
+    args = dict(n_docs=N_DOCS, config=small_config(), checkpoint=tmp_path / "c.json",
+                fingerprint={"lengths": (256, 512)})
+    first = run_search(space, make_seeds(space), InProcessEvaluator(objective), stop=StopRules(max_evals=5), **args)
+    more = run_search(space, make_seeds(space), InProcessEvaluator(objective), stop=StopRules(max_evals=10),
+                      resume=True, **args)
+    assert more.n_doc_evals > first.n_doc_evals
+    with pytest.raises(UserError, match="^fingerprint must hold what JSON holds.*int64"):
+        run_search(space, make_seeds(space), InProcessEvaluator(objective), n_docs=N_DOCS,
+                   checkpoint=tmp_path / "d.json", fingerprint={"seed": np.int64(1)})
+    assert not (tmp_path / "d.json").exists()

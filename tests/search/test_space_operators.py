@@ -227,3 +227,36 @@ def test_space_seeds_and_operators_refuse_bad_numbers_in_one_line():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert SearchSpace(n_dims=8, lower=np.float32(1.0), upper=np.float32(4.0)).upper == 4.0
+
+
+def test_a_space_of_numpy_numbers_holds_python_ones_and_its_search_checkpoints(tmp_path):
+    """Settings take numpy numbers (README), but SearchSpace kept them as given: run_search with n_dims=np.int64(12)
+    scored its first candidates and then said "c.json cannot be written: Object of type int64 is not JSON
+    serializable" (battery 29a)."""
+    import json
+
+    from longrope.search import InProcessEvaluator, StopRules, StrategyConfig, SyntheticObjective, run_search
+
+    space = SearchSpace(n_dims=np.int64(12), lower=np.float64(1.0), upper=np.float32(10.0), step=np.float64(0.01),
+                        start_tokens=[np.int64(0), np.int64(4)], attention_choices=(np.float64(1.0), 1.2))
+    assert type(space.n_dims) is int and space.start_tokens == (0, 4) and type(space.upper) is float
+    assert json.loads(json.dumps(space.to_dict()))["n_dims"] == 12
+    seeds = [space.from_factors(np.full(12, 8.0))]
+    config = StrategyConfig(population=6, parents=3, mutations=2, crossovers=2, iterations=2, initial=4)
+    run_search(space, seeds, InProcessEvaluator(SyntheticObjective(12, 8.0, n_docs=2)), n_docs=2, config=config,
+               stop=StopRules(max_evals=10), checkpoint=tmp_path / "c.json")
+    assert json.loads((tmp_path / "c.json").read_text())["space"]["n_dims"] == 12
+
+
+def test_a_seed_temperature_that_is_not_an_attention_factor_is_refused_not_snapped_to_a_choice():
+    """SearchSpace.from_factors(..., attention_factor=nan) gave a genome of the first temperature ("nearest" to NaN)
+    without a word, 'x' was a TypeError from inside (battery 29a); a tensor is the number it holds."""
+    import torch
+
+    from longrope.errors import UserError
+
+    space = SearchSpace(n_dims=4, lower=1.0, upper=8.0, attention_choices=(1.0, 1.1, 1.2))
+    for bad in (float("nan"), "x", 1e9):
+        with pytest.raises(UserError, match="^attention_factor"):
+            space.from_factors(np.full(4, 2.0), attention_factor=bad)
+    assert space.attention_index(torch.tensor(1.19)) == 2 and space.attention_index(None) == 2

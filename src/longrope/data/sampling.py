@@ -131,7 +131,7 @@ def sample_documents(
         raise UserError(f"sample_documents takes an open shard folder (TokenCorpus.open(path)), got "
                         f"{type(corpus).__name__}")
     if split not in SPLITS:
-        raise UserError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
+        raise UserError(f"split must be one of {', '.join(SPLITS)}, got {shown(split)}")
     for name, v, hi in (("min_tokens", min_tokens, MAX_TOKENS), ("n", n, MAX_COUNT),
                         ("windows_per_doc", windows_per_doc, MAX_COUNT)):
         if (problem := int_problem(v, 1, hi)) is not None:  # 10**400 tokens was echoed whole in the refusal

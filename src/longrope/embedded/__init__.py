@@ -62,9 +62,16 @@ def document_paths(role: str, domain: str | None = None, corpus_dir: str | Path 
     corpus_dir = Path(corpus_dir)
     split = load_split(corpus_dir)
     shipped_train = set(split.get("finetune", []))
+    books = [(entry, entry.get("domain") or SOURCE_DOMAINS.get(entry.get("source"), "local")) for entry in split["books"]]
+    # a role or domain the manifest does not have ('Search', 'math') was an empty list, read as "no documents"
+    for name, value, known in (("role", role, sorted({e["role"] for e, _ in books})),
+                               ("domain", domain, sorted({d for _, d in books}))):
+        if (value is not None or name == "role") and value not in known:  # (a list: [1] is no role, not a TypeError)
+            from longrope.errors import UserError, shown
+
+            raise UserError(f"the shipped corpus has no {name} {shown(value)}; its {name}s: {', '.join(known)}")
     out = []
-    for entry in split["books"]:
-        dom = entry.get("domain") or SOURCE_DOMAINS.get(entry.get("source"), "local")
+    for entry, dom in books:
         if entry["role"] != role or (domain is not None and dom != domain):
             continue
         if role == "train":

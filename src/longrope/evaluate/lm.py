@@ -22,7 +22,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from longrope.errors import UserError
+from longrope.errors import UserError, shown
 from longrope.options import is_integer
 
 __all__ = [
@@ -128,7 +128,7 @@ def check_chunk_size(chunk_size: Any) -> None:
     """The one check of an LM-head chunk size: a positive integer, or None for the default. (needle_score took
     a negative one: no chunk ran, and the never-written NLL buffer was scored, exact=0 with NLL 1e-44.)"""
     if chunk_size is not None and (not is_integer(chunk_size) or chunk_size < 1):
-        raise UserError(f"chunk_size must be a positive integer, got {chunk_size!r}")
+        raise UserError(f"chunk_size must be a positive integer, got {shown(chunk_size)}")
 
 
 def chunked_nll(

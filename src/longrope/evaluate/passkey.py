@@ -394,7 +394,7 @@ def needle_prompts(
     """
     check_loaded_tokenizer(tokenizer, "needle_prompts")
     if not is_integer(n) or n < 1:
-        raise UserError(f"n must be a positive integer, got {n!r}")
+        raise UserError(f"n must be a positive integer, got {shown(n)}")
     n = int(n)
     check_seed(seed)
     length, bos_id = check_length(length), check_bos_id(bos_id)
@@ -599,9 +599,9 @@ def passkey_accuracy(
     if before_length is not None and not callable(before_length):
         raise UserError(f"before_length must be a function of the length or None, got {shown(before_length)}")
     if mode not in MODES:
-        raise UserError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+        raise UserError(f"mode must be one of {', '.join(MODES)}, got {shown(mode)}")
     if not is_integer(trials) or trials < 1:
-        raise UserError(f"trials must be a positive integer, got {trials!r}")
+        raise UserError(f"trials must be a positive integer, got {shown(trials)}")
     trials = int(trials)
     check_seed(seed)
     depths = check_passkey_depths(depths)

@@ -21,12 +21,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from longrope.errors import UserError
+from longrope.errors import UserError, shown
 from longrope.evaluate import lm
 from longrope.evaluate.stats import perplexity
 from longrope.evaluate.windows import (
     Window,
     check_length,
+    check_stride,
     check_token_arrays,
     document_windows,
     max_tokens_below,
@@ -127,23 +128,24 @@ def _batches(windows: list[Window], batch_size: int) -> list[list[Window]]:
 
 
 def _check_arguments(model: Any, docs: Any, length: Any, *, stride: Any, max_tokens: Any, chunk_size: Any,
-                     batch_size: Any) -> int:
+                     batch_size: Any) -> tuple[int, int | None]:
     """:func:`evaluate_perplexity`'s arguments checked before any work (a :class:`UserError` naming the bad one);
-    the window length as an int."""
+    the window length and the stride as the ints they are (a numpy stride was kept in the result, whose to_dict()
+    JSON could not hold)."""
     check_loaded_model(model, "evaluate_perplexity")
     check_token_arrays(docs, "docs")
     length = check_length(length)
     if not is_integer(batch_size) or batch_size < 1:
-        raise UserError(f"batch_size must be a positive integer, got {batch_size!r}")
+        raise UserError(f"batch_size must be a positive integer, got {shown(batch_size)}")
     if max_tokens is not None and stride is None:
         raise UserError("max_tokens only applies to sliding-window mode (give a stride)")
     if max_tokens is not None and (not is_integer(max_tokens) or max_tokens < 1):
-        raise UserError(f"max_tokens must be an integer >= 1 (leave it out for no cap), got {max_tokens!r}")
+        raise UserError(f"max_tokens must be an integer >= 1 (leave it out for no cap), got {shown(max_tokens)}")
     if max_tokens_below(max_tokens, length):
         raise UserError(f"max_tokens {max_tokens} is below one window of {length} tokens; give at least {length} "
                         "or leave it out")
     lm.check_chunk_size(chunk_size)
-    return length
+    return length, (None if stride is None else check_stride(stride, length))
 
 
 def evaluate_perplexity(
@@ -178,8 +180,8 @@ def evaluate_perplexity(
 
     Deterministic for a given model and inputs; runs under ``torch.inference_mode()``.
     """
-    length = _check_arguments(model, docs, length, stride=stride, max_tokens=max_tokens, chunk_size=chunk_size,
-                              batch_size=batch_size)
+    length, stride = _check_arguments(model, docs, length, stride=stride, max_tokens=max_tokens, chunk_size=chunk_size,
+                                      batch_size=batch_size)
     per_doc, progress = check_flag(per_doc, "per_doc"), check_flag(progress, "progress")
     ids: list[str] = []
     windows: list[Window] = []

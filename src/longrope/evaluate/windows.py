@@ -174,7 +174,7 @@ def check_stride(stride: object, length: int) -> int:
     """A stride must be a positive integer no larger than the window (else tokens go unscored)."""
     length = check_length(length)
     if isinstance(stride, bool) or not isinstance(stride, (int, np.integer)) or int(stride) < 1:
-        raise UserError(f"stride must be a positive integer number of tokens, got {stride!r}")
+        raise UserError(f"stride must be a positive integer number of tokens, got {shown(stride)}")
     if int(stride) > length:
         raise UserError(f"stride {int(stride)} is larger than the window length {length}; "
                         "tokens between windows would never be scored, use a stride ≤ the length")

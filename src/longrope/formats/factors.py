@@ -38,6 +38,7 @@ and the reference code's CSV (one λ per line, long factors only). See docs/fact
 
 from __future__ import annotations
 
+import copy
 import csv
 import io
 import json
@@ -102,7 +103,7 @@ def to_json(fs: Any) -> dict[str, Any]:
         "attention_factor": fs.attention_factor,
         "long_factor": [float(x) for x in fs.long_factor],
         "short_factor": [float(x) for x in fs.short_factor],
-        "provenance": fs.provenance,
+        "provenance": copy.deepcopy(fs.provenance),  # the caller's to edit: it was the set's own (battery 29a)
     }
 
 

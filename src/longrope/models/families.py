@@ -156,7 +156,7 @@ def require_rope(config: Any, *, label: str | None = None) -> None:
     """
     if has_rope(config):
         return
-    model_type = str(getattr(config, "model_type", "") or "unknown")
+    model_type = str(hf_config.getter(config)("model_type") or "unknown")
     why = _NO_ROPE.get(model_type, "no rotary position embedding in its config")
     who = f"{label}: " if label else ""
     raise UserError(f"{who}model type {model_type!r} has no RoPE ({why}), so context extension by RoPE "
@@ -199,12 +199,14 @@ GGUF_FIX = ("write the file again from its model (llama.cpp's convert_hf_to_gguf
 
 
 def rope_info_from_config(config: Any, *, fix: str = CONFIG_FIX) -> RopeInfo:
-    """Read :class:`RopeInfo` from a transformers config object (no weights needed); ``fix``: what to do about a
-    RoPE fact written wrong (:data:`GGUF_FIX` for a GGUF header, which has no config.json to fix)."""
-    model_type = str(getattr(config, "model_type", "") or "unknown")
+    """Read :class:`RopeInfo` from a transformers config object or a ``config.json`` dict, each key through
+    :func:`~longrope.formats.hf_config.getter` (no weights needed; a Llama config.json dict was "model type 'unknown'",
+    battery 29a); ``fix``: what to do about a RoPE fact written wrong (:data:`GGUF_FIX` for a GGUF header)."""
+    get = hf_config.getter(config)
+    model_type = str(get("model_type") or "unknown")
     family = FAMILIES.get(model_type)
     head_dim = _head_dim(config)
-    max_pos, max_pos_problem = _config_length(getattr(config, "max_position_embeddings", None), "max_position_embeddings")
+    max_pos, max_pos_problem = _config_length(get("max_position_embeddings"), "max_position_embeddings")
     params = hf_config.rope_parameters(config)
 
     def unsupported(reason: str, **known: Any) -> RopeInfo:
@@ -228,7 +230,7 @@ def rope_info_from_config(config: Any, *, fix: str = CONFIG_FIX) -> RopeInfo:
         return unsupported(
             f"model type {model_type!r} has no RoPE ({why}); supported families: {supported_families_text()}"
         )
-    labels = getattr(config, "_rope_type_labels", None) or getattr(config, "layer_types", None) or ()
+    labels = get("_rope_type_labels") or get("layer_types") or ()
     if any(k in labels for k in params):
         return unsupported(
             f"model type {model_type!r} has per-layer-type rope parameters, which are not supported; "

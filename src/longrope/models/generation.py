@@ -27,8 +27,8 @@ from typing import Any
 
 import torch
 
-from longrope.errors import UserError
-from longrope.models.patch import MODES, current_patch, install_factors
+from longrope.errors import UserError, shown
+from longrope.models.patch import MODES, check_cache_policy, current_patch, install_factors
 from longrope.options import check_flag
 from longrope.settings import SEED, check_decoding
 
@@ -286,14 +286,24 @@ def _id_rows(prompts: Any) -> list[list[int]]:
             raise UserError(f"input_ids must be [batch, seq] with seq >= 1, got shape {list(prompts.shape)}")
         return arr.tolist()
     if isinstance(prompts, Sequence) and prompts and all(_is_id(t) for t in prompts):
-        return [[int(t) for t in prompts]]
+        return _in_range([[int(t) for t in prompts]])
     if isinstance(prompts, Sequence) and prompts and all(
             isinstance(r, Sequence) and not isinstance(r, str) for r in prompts):
         bad = next((t for r in prompts for t in r if not _is_id(t)), None)
         if bad is not None:
-            raise UserError(f"token ids must be integers, got {bad!r}")
-        return [[int(t) for t in r] for r in prompts]
+            raise UserError(f"token ids must be integers, got {shown(bad)}")
+        return _in_range([[int(t) for t in r] for r in prompts])
     raise UserError(f"prompt must be {_PROMPT_KINDS}")
+
+
+def _in_range(rows: list[list[int]]) -> list[list[int]]:
+    """``rows`` when every id fits a tensor of token ids (int64); one past it (10**30) was torch's "Overflow when
+    unpacking long long" traceback, before the check that names an id without an embedding (battery 29a)."""
+    bad = next((t for r in rows for t in r if not -(2**63) <= t < 2**63), None)
+    if bad is not None:
+        raise UserError(f"the prompt holds token id {shown(bad)}, past any model's token embeddings: give token ids "
+                        "of this model's tokenizer")
+    return rows
 
 
 def _is_id(t: Any) -> bool:
@@ -360,7 +370,7 @@ def generate(
     from transformers import GenerationConfig
 
     if mode not in MODES:
-        raise UserError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+        raise UserError(f"mode must be one of {', '.join(MODES)}, got {shown(mode)}")
     check_generation_counts(max_new_tokens, seed)
     do_sample, stop_at_eos = check_flag(do_sample, "do_sample"), check_flag(stop_at_eos, "stop_at_eos")
     return_logits = check_flag(return_logits, "return_logits")
@@ -369,10 +379,14 @@ def generate(
     max_new_tokens, seed = int(max_new_tokens), int(SEED if seed is None else seed)
     if do_sample:
         temperature, top_p = float(1.0 if temperature is None else temperature), float(1.0 if top_p is None else top_p)
+    # the prompt before the factors are installed: a refused prompt left the model with factor_set installed (an
+    # unpatched model patched, a patched one's factors replaced; battery 29a)
+    ids, mask = prepare_batch(model, tokenizer, input_ids, attention_mask, who="generate")
+    if cache_policy is not None:
+        check_cache_policy(cache_policy)
     patch = install_factors(model, factor_set) if factor_set is not None else current_patch(model)
     if patch is None or not patch.active:
         raise UserError("the model carries no active LongRoPE factors; install_factors(model, factor_set) first")
-    ids, mask = prepare_batch(model, tokenizer, input_ids, attention_mask, who="generate")
     pad = _pad_id(model, tokenizer)
     eos = _eos_ids(model, tokenizer) if stop_at_eos else None
     config = GenerationConfig(

@@ -1009,7 +1009,8 @@ def load_model(
     attn_implementation: str | None = None,
     require_rope: bool = True,
 ) -> tuple[Any, Any]:
-    """Load ``(model, tokenizer)`` in eval mode on ``device`` in ``dtype``.
+    """Load ``(model, tokenizer)`` in eval mode on ``device`` in ``dtype``; ``device="auto"`` is CUDA when there is one,
+    as every command reads it (:func:`auto_device`; it was refused with torch's list of device types, battery 29a).
 
     ``attn_implementation``: ``None`` (default) takes the family's entry in
     :data:`longrope.models.families.FAMILIES` (``"sdpa"``; ``"eager"`` for Gemma 2, which
@@ -1027,7 +1028,7 @@ def load_model(
 
     source = resolve_source(name_or_path)
     torch_dtype = resolve_dtype(dtype)
-    dev = resolve_device(device)
+    dev = auto_device(device)
     if attn_implementation is not None and (not isinstance(attn_implementation, str) or not attn_implementation):
         raise UserError(f"attn_implementation must be a name such as 'eager' or 'sdpa', got {attn_implementation!r}")
     from longrope.options import check_flag

@@ -39,7 +39,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from longrope.errors import UserError
+from longrope.errors import UserError, shown
 from longrope.models.cache_switch import CACHE_POLICIES, CacheSwitch
 from longrope.models.factor_files import check_rotary_fit
 from longrope.models.families import (
@@ -134,6 +134,10 @@ class LongRopeRotaryEmbedding(nn.Module):
         self.original_max_position_embeddings = 1
         self.always_long = False
         """True: long factors for every call, whatever the length (``RopePatch.mode = "long"``)."""
+        object.__setattr__(self, "replaced", None)  # a plain attribute, not a submodule (one rotary_emb in the tree)
+        """The model's own rotary module this one replaces (set by :func:`install_factors`): ``model.to(...)`` reaches
+        it through this one (:meth:`_apply`), so that :meth:`RopePatch.restore` puts back the module the model would
+        have had."""
         self.load(resolved)
 
     @torch.no_grad()
@@ -178,6 +182,12 @@ class LongRopeRotaryEmbedding(nn.Module):
             target = new.device if new.device.type != "mps" else torch.device("cpu")
             if new.dtype != torch.float64 or new.device != target:
                 self._buffers[name] = old.to(device=target)
+        replaced = self.__dict__.get("replaced")
+        if replaced is not None:
+            # the model's own module, out of the tree while this one stands in for it, follows the cast or move the
+            # model gets: restore() after model.to(torch.bfloat16) put back a float32 inv_freq, and the model it
+            # gave back was not the unpatched model (logits 0.02 apart in bfloat16; battery 29a)
+            replaced._apply(fn, recurse)
         return self
 
     def _is_long(self, position_ids: torch.Tensor) -> torch.Tensor | bool:
@@ -315,7 +325,7 @@ class RopePatch:
     @mode.setter
     def mode(self, value: str) -> None:
         if value not in MODES:
-            raise UserError(f"mode must be one of {', '.join(MODES)}, got {value!r}")
+            raise UserError(f"mode must be one of {', '.join(MODES)}, got {shown(value)}")
         self._module.always_long = value == "long"
 
     @property
@@ -325,9 +335,7 @@ class RopePatch:
 
     @cache_policy.setter
     def cache_policy(self, value: str) -> None:
-        if value not in CACHE_POLICIES:
-            raise UserError(f"cache policy must be one of {', '.join(CACHE_POLICIES)}, got {value!r}")
-        self._switch.policy = value
+        self._switch.policy = check_cache_policy(value)
         self._sync_generation_wrapper()
 
     @property
@@ -433,6 +441,13 @@ class RopePatch:
         self.restore()
 
 
+def check_cache_policy(value: Any) -> str:
+    """``value`` when it is one of :data:`CACHE_POLICIES`, else the one refusal of a cache policy."""
+    if not isinstance(value, str) or value not in CACHE_POLICIES:
+        raise UserError(f"cache policy must be one of {', '.join(CACHE_POLICIES)}, got {shown(value)}")
+    return value
+
+
 def current_patch(model: nn.Module) -> RopePatch | None:
     """The patch installed on ``model`` (active or not), or None. An adapter wrapper (peft) answers for its model."""
     return getattr(unwrap_adapters(model), "_longrope_patch", None)
@@ -491,6 +506,7 @@ def install_factors(model: nn.Module, factor_set: Any) -> RopePatch:
     ref = original.inv_freq if isinstance(getattr(original, "inv_freq", None), torch.Tensor) else None
     device = ref.device if ref is not None else next(model.parameters()).device
     module = LongRopeRotaryEmbedding(info, resolved, config=getattr(original, "config", None)).to(device)
+    object.__setattr__(module, "replaced", original)
     patch = RopePatch(model, owner, original, module, info, factor_set)
     # A plain attribute (not a submodule) so it stays out of state_dict / named_modules.
     object.__setattr__(model, "_longrope_patch", patch)

@@ -19,7 +19,7 @@ import math
 import numbers
 
 from longrope.errors import UserError
-from longrope.rope.values import int_field, real_number, scalar_value
+from longrope.rope.values import int_field, real_number, scalar_value, short_repr
 
 __all__ = [
     "ATTENTION_FACTOR_RANGE",
@@ -45,7 +45,7 @@ def check_attention_factor(value: object, name: str = "attention_factor") -> flo
     except (OverflowError, ValueError):
         m = math.nan
     if not math.isfinite(m) or m <= 0:
-        raise UserError(f"{name} must be a finite number > 0, got {value!r}")
+        raise UserError(f"{name} must be a finite number > 0, got {short_repr(value)}")
     lo, hi = ATTENTION_FACTOR_RANGE
     if not lo <= m <= hi:
         raise UserError(f"{name} {m:g} is outside [{lo:g}, {hi:g}]: m scales every attention logit by m² ({m * m:.3g} "
@@ -93,6 +93,7 @@ def resolve_attention_factor(
     policy_or_value: str | float | None, scale: float, original_length: int
 ) -> float:
     """Turn a policy name, an explicit value or ``None`` (= "longrope") into the factor ``m``."""
+    policy_or_value = scalar_value(policy_or_value)  # torch.tensor(1.2), as the other attention functions take it
     if policy_or_value is None:
         return longrope_attention_factor(scale, original_length)
     if isinstance(policy_or_value, str):
@@ -107,10 +108,10 @@ def resolve_attention_factor(
             value = float(name)
         except ValueError:
             raise UserError(
-                f"unknown attention factor policy {policy_or_value!r}; use one of "
+                f"unknown attention factor policy {short_repr(policy_or_value)}; use one of "
                 f"{', '.join(ATTENTION_POLICIES)} or a number > 0"
             ) from None
         return check_attention_factor(value, "attention factor")
     if isinstance(policy_or_value, bool) or not isinstance(policy_or_value, numbers.Real):
-        raise UserError(f"attention factor must be a policy name or a number, got {policy_or_value!r}")
+        raise UserError(f"attention factor must be a policy name or a number, got {short_repr(policy_or_value)}")
     return check_attention_factor(policy_or_value, "attention factor")

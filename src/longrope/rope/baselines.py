@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import inspect
 import math
-import numbers
 from collections.abc import Callable
 from typing import Any
 
@@ -28,7 +27,7 @@ from longrope.options import check_flag
 from longrope.rope.attention import check_attention_factor, yarn_attention_factor
 from longrope.rope.factors import FactorSet
 from longrope.rope.frequencies import check_rope_theta, check_rotary_dim, inv_freq
-from longrope.rope.values import int_field
+from longrope.rope.values import int_field, real_number, scalar_value, short_repr
 
 __all__ = [
     "BASELINES",
@@ -63,17 +62,6 @@ def _common(
     return b, d, L, Lt
 
 
-def _positive(value: Any, name: str) -> float:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, numbers.Real)
-        or not math.isfinite(value)
-        or value <= 0
-    ):
-        raise UserError(f"{name} must be a finite number > 0, got {value!r}")
-    return float(value)
-
-
 def _scale_factor(value: Any) -> float:
     """A method's scale factor s (yarn, llama3, dynamic NTK): at least 1, as transformers requires of it; below 1
     it shrank the context (λ = 0.5 on the low frequencies) in a file that says it extends it."""
@@ -83,10 +71,16 @@ def _scale_factor(value: Any) -> float:
     return s
 
 
-def _finite(value: Any, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
-        raise UserError(f"{name} must be a finite number, got {value!r}")
-    return float(value)
+def _positive(value: Any, name: str) -> float:
+    """``value`` as a finite float > 0, or one line naming ``name`` (an integer too large for a float, beta_fast=10**400,
+    was math.isfinite's OverflowError traceback)."""
+    try:
+        v = real_number(value, name)
+    except UserError:
+        v = math.nan
+    if not v > 0:
+        raise UserError(f"{name} must be a finite number > 0, got {short_repr(value)}")
+    return v
 
 
 def _check_mscale_pair(mscale: Any, mscale_all_dim: Any, attention_factor: Any) -> None:
@@ -104,6 +98,9 @@ def _check_mscale_pair(mscale: Any, mscale_all_dim: Any, attention_factor: Any) 
 def _result(
     method: str, lam: np.ndarray, b: float, L: int, Lt: int, attention: float | None, options: dict[str, Any]
 ) -> FactorSet:
+    # the options as the Python numbers they are: a numpy one (beta_fast=np.int64(32)) made a set that could not be
+    # saved, "provenance is not JSON-serialisable" about a provenance the caller never wrote
+    options = {k: scalar_value(v) for k, v in options.items()}
     return FactorSet(
         long_factor=lam,
         attention_factor=attention,
@@ -287,7 +284,7 @@ def yarn_factors(
     lam = 1.0 / ((1.0 - mask) / s + mask)
     for name, value in (("mscale", mscale), ("mscale_all_dim", mscale_all_dim)):
         if value is not None:  # NaN/inf: "provenance is not JSON-serialisable" when the file was written
-            _finite(value, name)
+            real_number(value, name)  # (an integer too large for a float: one line, not an OverflowError)
     _check_mscale_pair(mscale, mscale_all_dim, attention_factor)
     if attention_factor is not None:
         attn = check_attention_factor(attention_factor)
@@ -384,7 +381,7 @@ def _lookup(method: str) -> BaselineFn:
     try:
         return BASELINES[method]
     except (KeyError, TypeError):
-        raise UserError(f"unknown baseline method {method!r}; known: {', '.join(BASELINES)}") from None
+        raise UserError(f"unknown baseline method {short_repr(method)}; known: {', '.join(BASELINES)}") from None
 
 
 def make_baseline(
@@ -402,7 +399,7 @@ def make_baseline(
     unknown = sorted(set(options) - set(allowed))
     if unknown:
         raise UserError(
-            f"baseline {method!r} has no option(s) {', '.join(unknown)}; it takes: {', '.join(allowed) or 'none'}"
+            f"baseline {short_repr(method)} has no option(s) {', '.join(map(short_repr, unknown))}; it takes: {', '.join(allowed) or 'none'}"
         )
     return fn(
         rope_theta=rope_theta,

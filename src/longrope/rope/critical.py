@@ -23,7 +23,7 @@ import numpy as np
 from longrope.errors import UserError
 from longrope.rope.factors import FactorSet
 from longrope.rope.frequencies import MAX_ROTARY_DIM, check_rope_theta, check_rotary_dim
-from longrope.rope.values import int_field, scalar_value
+from longrope.rope.values import factor_array, int_field, real_number, scalar_value
 
 __all__ = ["theoretical_critical_dim", "longrope2_factors"]
 
@@ -69,19 +69,20 @@ def longrope2_factors(
         raise UserError(f"critical_dim must be in [0, {half}] (a rotary pair index), got {k}")
     s = Lt / L
     n_high = half - k
-    if high_factors is None:
+    value = scalar_value(high_factors)  # a 0-d tensor or array is the scalar it holds
+    if value is None:
         high = np.full(n_high, s)
-    elif isinstance(high_factors, numbers.Real) and not isinstance(high_factors, bool):
-        high = np.full(n_high, float(high_factors))
+    elif isinstance(value, numbers.Real) and not isinstance(value, bool):
+        high = np.full(n_high, real_number(value, "high_factors"))
     else:
-        high = np.asarray(high_factors, dtype=np.float64)
+        # the one reader of a factor list (text, None, a tensor requiring grad, 10**400: one line each; they were
+        # numpy's ValueError/TypeError, OverflowError and torch's RuntimeError tracebacks, battery 29a)
+        high = np.empty(0) if n_high == 0 and _is_empty(value) else factor_array(value, "high_factors")
         if high.shape != (n_high,):
             raise UserError(
                 f"high_factors must have {n_high} values (d/2 − critical_dim), got shape {list(high.shape)}"
             )
     if n_high:
-        if not np.all(np.isfinite(high)):
-            raise UserError("high_factors must be finite")
         if np.any(high < s * (1 - 1e-12)):
             raise UserError(f"high_factors must all be >= s = {s:g} (LongRoPE2 interpolates these pairs)")
         if np.any(np.diff(high) < 0):
@@ -98,3 +99,11 @@ def longrope2_factors(
         method="longrope2",
         provenance={"method": "longrope2", "options": {"critical_dim": k, "anchor": anchor}},
     )
+
+
+def _is_empty(value: object) -> bool:
+    """Whether ``value`` is an empty sequence (the high factors of ``critical_dim = d/2``: there are none)."""
+    try:
+        return len(value) == 0  # type: ignore[arg-type]
+    except TypeError:
+        return False

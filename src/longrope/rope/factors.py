@@ -18,6 +18,7 @@ and the reference code's CSV — are read and written by :mod:`longrope.formats`
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import numbers
@@ -155,10 +156,14 @@ class FactorSet:
                                 f"past 2^52 rad by position {self.max_position_embeddings} (not computable: NaN "
                                 "results); use factors of a sane size")
         if not isinstance(self.method, str) or not self.method:
-            raise UserError(f"method must be a non-empty string, got {self.method!r}")
+            raise UserError(f"method must be a non-empty string, got {short_repr(self.method)}")
         if not isinstance(self.provenance, Mapping):
             raise UserError(f"provenance must be a JSON object (dict), got {type(self.provenance).__name__}")
-        set_(self, "provenance", dict(self.provenance))
+        try:  # a deep copy, as the arrays are: the caller's nested dicts (options) edited afterwards edited this set
+            set_(self, "provenance", copy.deepcopy(dict(self.provenance)))
+        except (TypeError, copy.Error) as exc:  # (a lock, a module: nothing a JSON record holds)
+            raise UserError(f"provenance must be a JSON object (text, numbers, lists and dicts), got a value that "
+                            f"cannot be copied: {exc}") from None
 
     # ----------------------------------------------------------------- derived quantities
     @property

@@ -55,15 +55,17 @@ def rotary_dim(head_dim: int, partial_rotary_factor: float = 1.0) -> int:
     Truncation with ``int`` matches transformers (``dim = int(head_dim * partial_rotary_factor)``),
     so a factor file validated here has the same length as the model's ``inv_freq`` buffer.
     """
-    if isinstance(head_dim, bool) or not isinstance(head_dim, numbers.Integral) or head_dim < 2:
-        raise UserError(f"head_dim must be an integer >= 2, got {head_dim!r}")
-    if (
-        isinstance(partial_rotary_factor, bool)
-        or not isinstance(partial_rotary_factor, numbers.Real)
-        or not (0.0 < float(partial_rotary_factor) <= 1.0)
-    ):
-        raise UserError(f"partial_rotary_factor must be in (0, 1], got {partial_rotary_factor!r}")
-    d = int(int(head_dim) * float(partial_rotary_factor))
+    if isinstance(head_dim, bool) or not isinstance(head_dim, numbers.Integral) or not 2 <= head_dim <= MAX_ROTARY_DIM:
+        # (bounded like the rotary dim: 10**5000 was an OverflowError traceback in the product below)
+        raise UserError(f"head_dim must be an integer from 2 to {MAX_ROTARY_DIM:,}, got {short_repr(head_dim)}")
+    try:
+        factor = math.nan if isinstance(partial_rotary_factor, bool) or not isinstance(
+            partial_rotary_factor, numbers.Real) else float(partial_rotary_factor)
+    except (OverflowError, ValueError):  # an integer too large for a float
+        factor = math.nan
+    if not 0.0 < factor <= 1.0:
+        raise UserError(f"partial_rotary_factor must be in (0, 1], got {short_repr(partial_rotary_factor)}")
+    d = int(int(head_dim) * factor)
     if d < 2 or d % 2:
         raise UserError(
             f"rotary dim int(head_dim {head_dim} * partial_rotary_factor {partial_rotary_factor}) = {d} "

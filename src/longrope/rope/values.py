@@ -44,9 +44,11 @@ def check_list_lengths(d: Mapping[str, Any], rotary_dim: Any, whose: str, *, pre
 
 
 def scalar_value(value: Any) -> Any:
-    """A 0-d torch tensor or numpy array as the Python number it holds (``torch.tensor(1.2)``, an element of
-    ``list(tensor)``, ``np.float64`` arithmetic on arrays); anything else unchanged, for the field's own check."""
-    if getattr(value, "ndim", None) == 0 and callable(getattr(value, "item", None)) and not isinstance(value, numbers.Number):
+    """A 0-d torch tensor or numpy array, or a numpy number, as the Python number it holds (``torch.tensor(1.2)``, an
+    element of ``list(tensor)``, ``np.float64`` arithmetic on arrays, ``np.int64(32)``: a record keeps the checked
+    value, and JSON holds Python numbers only); anything else unchanged, for the field's own check."""
+    if isinstance(value, np.generic) or (getattr(value, "ndim", None) == 0 and callable(getattr(value, "item", None))
+                                         and not isinstance(value, numbers.Number)):
         return value.item()
     return value
 
@@ -62,7 +64,7 @@ def factor_array(value: Any, field: str, length: int | None = None) -> np.ndarra
         value = [scalar_value(x) for x in value]  # list(tensor): 0-d tensors
         for j, x in enumerate(value):
             if isinstance(x, bool) or not isinstance(x, numbers.Real):
-                raise UserError(f"{field}[{j}] is not a number: {x!r}")
+                raise UserError(f"{field}[{j}] is not a number: {short_repr(x)}")
     try:
         arr = np.array(value, dtype=np.float64, copy=True)
     except (TypeError, ValueError, OverflowError) as e:

@@ -227,7 +227,7 @@ class SearchLoop:
         self.rng = np.random.default_rng(self.seed)
         self.checkpoint = Path(checkpoint) if checkpoint else None
         self.history_path = Path(history_path) if history_path else None
-        self.fingerprint = fingerprint or {}
+        self.fingerprint = _as_recorded(fingerprint or {})
         self.ordered = ordered or evaluator.slots == 1
         #: ordered mode: ticket j is asked once ticket j − lag is told (the slots at the start; kept on resume)
         self.lag = int(evaluator.slots)
@@ -614,6 +614,17 @@ def _check_loop_arguments(*, seed: Any, checkpoint: Any, history: Any, fingerpri
         raise UserError(f"max_failures {problem}")
 
 
+def _as_recorded(fingerprint: dict) -> dict:
+    """``fingerprint`` as its checkpoint will read back (a JSON round trip), checked before any work: a tuple in it
+    read back as a list, so every --resume was refused ("lengths: [256, 512] -> (256, 512)"), and a value JSON cannot
+    hold (an np.int64) was "c.json cannot be written" after the first scores (battery 29a)."""
+    try:
+        return json.loads(json.dumps(fingerprint, allow_nan=False))
+    except (TypeError, ValueError) as exc:
+        raise UserError(f"fingerprint must hold what JSON holds (text, numbers, true/false, null, lists and dicts of "
+                        f"them), as the checkpoint records it: {exc}") from None
+
+
 def _count(value: Any, what: str) -> int:
     """``value`` as a count (an integer >= 0, not a bool) or a ``ValueError`` naming ``what``."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
@@ -668,7 +679,7 @@ def run_search(
     if (problem := int_problem(n_docs, 1, 1 << 31)) is not None:
         raise UserError(f"n_docs {problem}")
     if strategy not in STRATEGIES:
-        raise UserError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
+        raise UserError(f"unknown strategy {shown(strategy)}; choose one of {', '.join(STRATEGIES)}")
     # a notebook's stop={...} or config={...} was an AttributeError deep in the loop, checkpoint=5 a TypeError after
     # the strategy started, resume="yes" a resume, a generator of seeds was used up by this very check and then
     # said "at least one seed genome is needed" (battery 22a)

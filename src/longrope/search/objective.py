@@ -145,7 +145,7 @@ def check_fitness(fitness: str, retrieval_weight: float | None) -> float | None:
     """The retrieval weight a fitness runs with (its row's default when unset); a weight given to a fitness
     that has none, or outside [0, 100], is a one-line :class:`UserError` naming it."""
     if not isinstance(fitness, str) or fitness not in FITNESSES:  # a list was "unhashable type"
-        raise UserError(f"fitness must be one of {', '.join(FITNESSES)}, got {fitness!r}")
+        raise UserError(f"fitness must be one of {', '.join(FITNESSES)}, got {shown(fitness)}")
     default = FITNESSES[fitness].default_weight
     if default is None:
         if retrieval_weight is not None:
@@ -154,7 +154,7 @@ def check_fitness(fitness: str, retrieval_weight: float | None) -> float | None:
         return None
     w = default if retrieval_weight is None else retrieval_weight
     if isinstance(w, bool) or not isinstance(w, (int, float)) or not 0.0 <= float(w) <= 100.0:
-        raise UserError(f"the retrieval weight must be a number in [0, 100], got {w!r}")
+        raise UserError(f"the retrieval weight must be a number in [0, 100], got {shown(w)}")
     return float(w)
 
 

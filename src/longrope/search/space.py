@@ -27,7 +27,7 @@ from longrope.errors import UserError, shown
 from longrope.options import check_flag, is_finite_number, is_integer
 from longrope.rope.attention import check_attention_factor
 from longrope.rope.frequencies import MAX_ROTARY_DIM
-from longrope.rope.values import MAX_LENGTH
+from longrope.rope.values import MAX_LENGTH, scalar_value
 
 #: the most factor dimensions a space holds: one per rotary pair of the largest rotary dim accepted
 MAX_DIMS = MAX_ROTARY_DIM // 2
@@ -131,6 +131,11 @@ class SearchSpace:
     def __post_init__(self) -> None:
         # the kinds and finiteness first: '4' was a TypeError, upper=inf an OverflowError in the grid (battery 19);
         # start_tokens=(0.5,) a fractional n̂, monotone='no' a monotone space, ('a',) and 4 TypeErrors (battery 20b)
+        for name in ("n_dims", "lower", "upper", "step", "critical_lower"):  # numpy numbers as Python ones: the space
+            object.__setattr__(self, name, scalar_value(getattr(self, name)))  # goes into checkpoints (JSON)
+        for name in ("start_tokens", "critical_dims", "attention_choices"):
+            if isinstance(getattr(self, name), (tuple, list)):  # n_dims=np.int64(12) was "c.json cannot be written"
+                object.__setattr__(self, name, tuple(scalar_value(v) for v in getattr(self, name)))  # (battery 29a)
         if isinstance(self.n_dims, bool) or not isinstance(self.n_dims, numbers.Integral) \
                 or not 1 <= self.n_dims <= MAX_DIMS:
             raise SpaceError(f"n_dims must be an integer in [1, {MAX_DIMS}], got {shown(self.n_dims)}")
@@ -203,6 +208,10 @@ class SearchSpace:
             return -1
         if m is None:
             return len(self.attention_choices) - 1
+        try:  # NaN was "nearest" to the first choice, 'x' a TypeError (battery 29a): the one check of an m
+            m = check_attention_factor(scalar_value(m), "attention_factor")
+        except UserError as exc:
+            raise SpaceError(str(exc)) from None
         return int(np.argmin([abs(c - m) for c in self.attention_choices]))
 
     def gene_bounds(self, critical: int = -1) -> tuple[np.ndarray, np.ndarray]:

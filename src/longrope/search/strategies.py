@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from longrope.errors import ConfigError, UserError
+from longrope.errors import ConfigError, UserError, shown
 from longrope.options import MAX_COUNT, check_int, check_shapes, option
 from longrope.search.archive import Archive
 from longrope.search.operators import blend_crossover, paper_crossover, paper_mutation, smooth_mutation
@@ -521,7 +521,7 @@ assert tuple(_LOOPS) == STRATEGIES
 
 def make_strategy(name: str, space: SearchSpace, archive: Archive, config: StrategyConfig) -> Strategy:
     if not isinstance(name, str) or name not in _LOOPS:
-        raise UserError(f"unknown strategy {name!r}; choose one of {', '.join(STRATEGIES)}")
+        raise UserError(f"unknown strategy {shown(name)}; choose one of {', '.join(STRATEGIES)}")
     return _LOOPS[name](space, archive, config)
 
 
@@ -562,5 +562,5 @@ SEARCH_STRATEGIES: dict[str, SearchStrategy] = {
 def search_strategy(name: str) -> SearchStrategy:
     """The row of a ``--strategy`` name (a one-line UserError naming the choices for another)."""
     if not isinstance(name, str) or name not in SEARCH_STRATEGIES:
-        raise UserError(f"unknown strategy {name!r}; choose one of {', '.join(SEARCH_STRATEGIES)}")
+        raise UserError(f"unknown strategy {shown(name)}; choose one of {', '.join(SEARCH_STRATEGIES)}")
     return SEARCH_STRATEGIES[name]

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from longrope import settings
-from longrope.errors import ConfigError
+from longrope.errors import ConfigError, shown
 from longrope.groups import (
     bos_option,
     check_groups,
@@ -169,7 +169,7 @@ class FinetuneConfig:
         for name, lo, hi in (("short_share", 0.0, 1.0), ("passkey_share", 0.0, 1.0), ("lora_dropout", 0.0, 0.999)):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and lo <= v <= hi):
-                raise ConfigError(name, "{name} must be in " + f"[{lo:g}, {hi:g}], got {v!r}")
+                raise ConfigError(name, "{name} must be in " + f"[{lo:g}, {hi:g}], got {shown(v)}")
         # a setting of steps that will not happen would be ignored: refuse it, as a LoRA setting without --lora
         if self.short_length is not None and self.short_share == 0:
             raise ConfigError(("short_length", "short_share"), "{name0} sets the length of short steps, but {name1} is "
@@ -188,14 +188,14 @@ class FinetuneConfig:
         for name, allowed in (("lr_schedule", SCHEDULES), ("device", DEVICES)):
             if getattr(self, name) not in allowed:
                 raise ConfigError(name, "{name} must be one of " + ", ".join(allowed)
-                                  + f", got {getattr(self, name)!r}")
+                                  + f", got {shown(getattr(self, name))}")
         for name, auto in (("dtype", "auto"), ("export_dtype", None)):  # the names every command takes (fp32 ...)
             value = getattr(self, name)
             if value != auto:
                 canonical = settings.dtype_name(value)
                 if canonical is None:
                     raise ConfigError(name, "{name} must be one of " + ", ".join(DTYPES if auto else settings.DTYPES)
-                                      + f" (or fp32, bf16, fp16), got {value!r}")
+                                      + f" (or fp32, bf16, fp16), got {shown(value)}")
                 setattr(self, name, canonical)  # the trainer and the resume fingerprint read one spelling
         if not self.lora:  # a LoRA setting changed without --lora would be ignored: refuse it
             import dataclasses

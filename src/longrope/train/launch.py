@@ -21,7 +21,7 @@ import importlib.util
 import os
 from pathlib import Path
 
-from longrope.errors import UserError
+from longrope.errors import UserError, shown
 
 __all__ = ["ACCELERATE_CONFIGS", "accelerate_config", "launch_problem", "launcher_pid", "launcher_stopped"]
 
@@ -31,7 +31,7 @@ ACCELERATE_CONFIGS = ("cpu-ddp", "ddp", "fsdp")
 def accelerate_config(name: str) -> Path:
     """Path of a shipped accelerate config (``name`` without ``.yaml``)."""
     if name not in ACCELERATE_CONFIGS:
-        raise UserError(f"no shipped accelerate config {name!r}; choose one of {', '.join(ACCELERATE_CONFIGS)}")
+        raise UserError(f"no shipped accelerate config {shown(name)}; choose one of {', '.join(ACCELERATE_CONFIGS)}")
     spec = importlib.util.find_spec("longrope.embedded")
     assert spec is not None and spec.submodule_search_locations
     path = Path(next(iter(spec.submodule_search_locations))) / "assets" / "accelerate" / f"{name}.yaml"
