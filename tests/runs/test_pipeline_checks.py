@@ -455,3 +455,31 @@ def test_a_finetune_stage_s_own_settings_are_refused_before_the_first_stage(tmp_
     plan = _plan({"name": "ft", "run": "finetune", "factors": "@yarn", "data": "@data", "steps": 2, **settings})
     err = _refused(tmp_path, capsys, plan)
     assert err.startswith("longrope pipeline: error: plan stage 'ft' (finetune): ") and says in err
+
+
+def test_a_resume_naming_the_same_model_folder_another_way_continues(tmp_path, capsys, monkeypatch):
+    """A pipeline started in proj/ with --model m, resumed from proj's parent with --model proj/m (or with
+    --model ./m in proj/), names the same folder: it was refused as a plan whose model differs ('m' ->
+    '/.../proj/m'). Another folder is still a difference."""
+    import shutil
+
+    from longrope.embedded import TINY_MODEL_DIR
+
+    proj = tmp_path / "proj"
+    proj.mkdir()
+    shutil.copytree(TINY_MODEL_DIR, proj / "m")
+    shutil.copytree(TINY_MODEL_DIR, tmp_path / "other")
+    (proj / "plan.json").write_text(json.dumps({"format": "longrope-pipeline/1", "model": "tiny", "stages": [
+        {"name": "yarn-2x", "run": "baseline", "method": "yarn", "target_length": "2x"},
+        {"name": "pi-2x", "run": "baseline", "method": "pi", "target_length": "2x"}]}))
+    monkeypatch.chdir(proj)
+    assert main(["pipeline", "--plan", "plan.json", "--model", "m", "-o", "out", "--until", "yarn-2x"]) == 0
+    monkeypatch.chdir(tmp_path)
+    capsys.readouterr()
+    assert main(["pipeline", "-o", "proj/out", "--resume", "--model", "other", "--until", "yarn-2x"]) == 2
+    assert "model 'm' -> " in capsys.readouterr().err
+    assert main(["pipeline", "-o", "proj/out", "--resume", "--model", "proj/m", "--until", "yarn-2x"]) == 0
+    monkeypatch.chdir(proj)
+    assert main(["pipeline", "-o", "out", "--resume", "--model", "./m"]) == 0
+    manifest = json.loads((proj / "out" / "pipeline.json").read_text())
+    assert manifest["plan"]["model"] == "m" and manifest["stages"]["pi-2x"]["status"] == "done"

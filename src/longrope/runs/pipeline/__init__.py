@@ -48,6 +48,7 @@ from longrope.runs.pipeline import manifest as records
 from longrope.runs.pipeline.manifest import (
     MANIFEST,
     MANIFEST_FORMAT,
+    as_recorded_model,
     editable_keys,
     in_todays_terms,
     is_done,
@@ -159,6 +160,7 @@ def _run(config: PipelineConfig, out: Path, old: dict | None, plan: dict, plan_f
          say: Callable[[str], None]) -> dict:
     from longrope.runs.folder import RunFolder
 
+    plan = as_recorded_model(plan, old)
     names = [s["name"] for s in plan["stages"]]
     selected = _selected(config, names)
     edited = _edits(old, plan)

@@ -146,6 +146,25 @@ def model_identity(model: str, old: dict | None) -> str | None:
     return digest
 
 
+def as_recorded_model(plan: dict, old: dict | None) -> dict:
+    """``plan`` with its model spelled as the pipeline in ``old`` recorded it, where both spellings name one local
+    model folder or file (read in the folder the pipeline was started in): a resume typed in another folder with
+    ``--model proj/m`` for the ``m`` typed at the start, or with ``--model ./m``, was refused as a plan whose
+    model differs (``model 'm' -> '/…/proj/m'``), though it was the same folder (battery 29c). What the model
+    holds is checked by its digest (:func:`model_identity`)."""
+    from longrope.models.loading import resolve_source
+
+    was = (old or {}).get("plan", {}).get("model")
+    if not isinstance(was, str) or was == plan["model"]:
+        return plan
+    try:
+        a, b = resolve_source(was), resolve_source(plan["model"])
+    except UserError:
+        return plan
+    same = a.kind != "hub" and (a.kind, a.location, a.gguf_file) == (b.kind, b.location, b.gguf_file)
+    return {**plan, "model": was} if same else plan
+
+
 def _edited(a: dict | None, b: dict | None) -> bool:
     """Both versions are one stage that differ only in the keys its kind lets a resume change."""
     if a is None or b is None or a.get("run") != b.get("run") or a.get("run") not in STAGES:
