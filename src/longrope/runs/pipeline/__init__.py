@@ -128,14 +128,15 @@ def run(config: PipelineConfig, *, log: Callable[[str], None] | None = None) -> 
 
 
 def _plan_base(config: PipelineConfig, out: Path) -> Path | None:
-    """The folder the relative paths of the plan to run are read against: for a plan read from a pipeline folder's
-    record (a resume without --plan, --plan PIPELINE_FOLDER, --config, rerun), the folder that pipeline was started
-    in, as ``longrope rerun`` reads a recorded run's paths; None (the current folder) for a plan file given now. A
-    resume typed in another folder read the recorded plan's ``inputs: [search=docs/]`` there: it tokenized that
-    folder's docs/ when it had one, without a word (battery 23a)."""
+    """The folder the relative paths of the plan to run are read against: for a resume, and for a plan read from a
+    pipeline folder's record (--plan PIPELINE_FOLDER, --config, rerun), the folder that pipeline was started
+    in, as ``longrope rerun`` reads a recorded run's paths; None (the current folder) for a new pipeline's plan file.
+    A resume typed in another folder read the recorded plan's ``inputs: [search=docs/]`` there: it tokenized that
+    folder's docs/ when it had one, without a word (battery 23a); so did a resume given its plan file again
+    (``--resume --plan FILE``), which must be the plan the pipeline ran, read where it ran (battery 29c)."""
     from longrope.runs.folder import read_run_cwd
 
-    if config.plan is None:
+    if config.plan is None or config.resume:
         return read_run_cwd(out) if read_manifest(out) is not None else None
     ran = Path(config.plan)
     ran = ran if ran.is_dir() else ran.parent if ran.name == MANIFEST else None
