@@ -483,3 +483,28 @@ def test_a_resume_naming_the_same_model_folder_another_way_continues(tmp_path, c
     assert main(["pipeline", "-o", "out", "--resume", "--model", "./m"]) == 0
     manifest = json.loads((proj / "out" / "pipeline.json").read_text())
     assert manifest["plan"]["model"] == "m" and manifest["stages"]["pi-2x"]["status"] == "done"
+
+
+def test_a_resume_where_a_finished_stage_s_named_input_holds_other_content_is_refused(tmp_path, capsys):
+    """A factor file (or shard folder) a finished stage named by path, rewritten before --resume, was read by the
+    stages still to run while the finished one kept what it made from the old one: two export stages of one
+    pipeline exported two factor sets, without a word. Refused, as a model rebuilt at its path is; restored, the
+    pipeline continues."""
+    factors = tmp_path / "f.json"
+    assert main(["baseline", "--model", "tiny", "--method", "yarn", "--target-length", "512", "-o", str(factors)]) == 0
+    original = factors.read_bytes()
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps({"format": "longrope-pipeline/1", "model": "tiny", "stages": [
+        {"name": "one", "run": "export", "factors": str(factors)},
+        {"name": "two", "run": "export", "factors": str(factors)}]}))
+    out = tmp_path / "out"
+    assert main(["pipeline", "--plan", str(plan), "-o", str(out), "--until", "one", "--quiet"]) == 0
+    factors.unlink()
+    assert main(["baseline", "--model", "tiny", "--method", "pi", "--target-length", "512", "-o", str(factors)]) == 0
+    capsys.readouterr()
+    assert main(["pipeline", "-o", str(out), "--resume", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert f"{factors}, which stage 'one' read, holds other content" in err and len(err.splitlines()) == 1
+    assert json.loads((out / "pipeline.json").read_text())["stages"]["two"]["status"] == "pending"
+    factors.write_bytes(original)
+    assert main(["pipeline", "-o", str(out), "--resume", "--quiet"]) == 0

@@ -71,7 +71,15 @@ from longrope.runs.pipeline.plan import (
     refs,
     shipped_plan,
 )
-from longrope.runs.pipeline.stages import COMPARE_EDITABLE, STAGES, Outcome, Stage, StageContext, main_output
+from longrope.runs.pipeline.stages import (
+    COMPARE_EDITABLE,
+    STAGES,
+    Outcome,
+    Stage,
+    StageContext,
+    main_output,
+    named_inputs,
+)
 
 COMMAND = "pipeline"
 STAGE_RUNS = tuple(STAGES)
@@ -171,6 +179,7 @@ def _run(config: PipelineConfig, out: Path, old: dict | None, plan: dict, plan_f
                 if st.get("status") == "done" and n not in edited}
     for name in names:  # every stage's settings, before the first one runs
         _check(resolver.context(name, machine=name in selected and name not in finished))
+    _refuse_changed_named(old, finished)
     _check_stage_folders([out / STAGES_DIR, *(resolver.stage_dir(n) for n in selected)])
     _check_reuses(resolver, [n for n in selected if n not in finished])
     done = {n for n in finished if old is not None and is_done(old, n)}
@@ -288,6 +297,18 @@ def _check(ctx: StageContext) -> None:
         raise UserError(f"plan stage {ctx.name!r} ({ctx.run}): {exc}") from None
 
 
+def _refuse_changed_named(old: dict | None, finished: set[str]) -> None:
+    """Refuse a resume where an input a finished stage named by path (``"data": "shards/"``) holds other content
+    now, as one whose model holds other files is: the stages still to run would read the new content beside the
+    finished ones made from the old."""
+    for name in sorted(finished):
+        changed = records.changed_named_inputs(old["stages"][name])
+        if changed:
+            raise ConfigError("resume", "{name} refused: " + f"{changed[0]}, which stage {name!r} read, holds other "
+                              "content than when it ran (its results were made from that); restore it, or start the "
+                              "pipeline in a new folder")
+
+
 def _check_reuses(resolver: Resolver, running: list[str]) -> None:
     """A search stage reusing an earlier search stage's scores (``"reuse": "@NAME"``) under settings where they
     mean something else is refused before the first stage runs (it was refused when it started, after the
@@ -346,7 +367,7 @@ def _run_stage(ctx: StageContext, manifest: dict, out: Path, counter: str) -> No
         ctx.say(f"pipeline: {ctx.name}: {', '.join(lost)} removed or changed since it ran; making it again")
     used = list(dict.fromkeys(refs(ctx.entry)))
     _refuse_missing(ctx.name, [r for r in used if not is_done(manifest, r)])
-    records.start(manifest, ctx.name, ctx.settings, {r: str(ctx.folder.parent / r) for r in used})
+    records.start(manifest, ctx.name, ctx.settings, {r: str(ctx.folder.parent / r) for r in used}, named_inputs(ctx))
     save(out, manifest, summary=False)
     ctx.say(f"pipeline: {counter} {ctx.name} ({ctx.run})" + (" — resuming" if st["attempts"] > 1 and not changed else ""))
     t0 = time.time()
