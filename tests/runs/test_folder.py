@@ -526,3 +526,17 @@ def test_a_finished_eval_run_holding_anything_else_is_not_replaced(tmp_path, ext
         g.finish({"v": 2})
     g.abandon()
     assert mine.exists() and json.loads((out / "summary.json").read_text()) == {"v": 1}
+
+
+def test_a_folder_in_use_is_refused_naming_the_run_that_holds_it(tmp_path):
+    """A finetune refused in a folder a search held said "(one finetune run per folder)", as if a fine-tuning ran
+    there; the refusal names the holder's command where its records say it."""
+    out = tmp_path / "run"
+    folder = RunFolder.open(out, "search", staged=False)
+    folder.start({})
+    try:
+        with pytest.raises(UserError, match=rf"in use by another longrope process \(pid {os.getpid()}, a search run\);"
+                                            r".*\(one run per folder\)$"):
+            RunFolder.open(out, "finetune", staged=False)
+    finally:
+        folder.close()

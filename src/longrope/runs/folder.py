@@ -247,9 +247,13 @@ class FolderLock:
             handle.seek(0)
             holder = handle.read(32).strip()
             handle.close()
-            who = f" (pid {holder})" if holder.isdigit() else ""
-            raise UserError(f"{flag} {folder} is in use by another longrope process{who}; wait for it to finish or "
-                            f"stop it, or give another folder (one {command} run per folder)") from None
+            who = f"pid {holder}" if holder.isdigit() else ""
+            # the holder's command, where its config.json names one: a finetune refused in a folder a search held
+            # said "(one finetune run per folder)", as if a fine-tuning ran there (battery 29c)
+            holds = _run_command(folder)
+            what = ", ".join(w for w in (who, f"{_article(holds)} {holds} run" if holds else "") if w)
+            raise UserError(f"{flag} {folder} is in use by another longrope process{f' ({what})' if what else ''}; "
+                            "wait for it to finish or stop it, or give another folder (one run per folder)") from None
         handle.seek(0)
         handle.truncate()
         handle.write(f"{os.getpid()}\n")
