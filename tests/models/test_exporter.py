@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from longrope.errors import UserError
+from longrope.evaluate.suite import PPL_OUTPUTS
 from longrope.models.exporter import export_model
 from longrope.rope import FactorSet
 
@@ -83,7 +84,7 @@ def test_two_writers_of_one_new_output_the_second_is_refused_not_written_over(ti
         export_model(str(tiny_model_dir), factors, hf)
     assert [p.name for p in hf.iterdir()] == ["config.json"]
     run = tmp_path / "run"
-    folder = RunFolder.open(run, "eval ppl", staged=True, replace=True)
+    folder = RunFolder.open(run, "eval ppl", staged=True, replace=PPL_OUTPUTS)
     folder.start({})
     run.mkdir()
     (run / "summary.json").write_text("{}")  # another rerun into the same new folder, finished first

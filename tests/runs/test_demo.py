@@ -243,3 +243,26 @@ def test_a_model_without_a_tokenizer_is_refused_before_its_weights_load(tmp_path
     err = capsys.readouterr().err.strip()
     assert "has no tokenizer" in err and len(err.splitlines()) == 1, err
     assert not (tmp_path / "out").exists()
+
+
+def test_a_demo_started_in_the_same_second_as_another_gets_its_own_default_folder(tmp_path, monkeypatch):
+    """Two demos started in one folder in the same second both chose runs/demo-<stamp> (the folder appears when a
+    demo finishes); the one that finished second was refused after its work. A name another demo is making (its
+    staged folder beside it) is taken."""
+    from datetime import datetime
+
+    from longrope.io import sibling_prefix
+    from longrope.runs import demo
+
+    class Frozen(datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return datetime(2026, 1, 2, 3, 4, 5, tzinfo=tz)
+
+    monkeypatch.setattr(demo, "datetime", Frozen)
+    monkeypatch.chdir(tmp_path)
+    first = demo._default_folder()
+    assert first == str(Path("runs") / "demo-20260102T030405Z")
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / f"{sibling_prefix(first, 'partial-')}4242").mkdir()  # the other demo at work
+    assert demo._default_folder() == first + "-2"

@@ -8,6 +8,7 @@ import os
 import pytest
 
 from longrope.errors import UserError
+from longrope.evaluate.suite import PASSKEY_OUTPUTS, PPL_OUTPUTS
 from longrope.runs.folder import RunFolder, read_run_config, recorded_paths_here
 
 
@@ -30,7 +31,7 @@ def _finished_then_started_again(out):
     f = RunFolder.open(out, "eval ppl", staged=True)
     f.start({"v": 1})
     f.finish({"v": 1})
-    g = RunFolder.open(out, "eval ppl", staged=True, replace=True)
+    g = RunFolder.open(out, "eval ppl", staged=True, replace=PPL_OUTPUTS)
     g.start({"v": 2})
     return g
 
@@ -40,7 +41,7 @@ def test_a_failed_staged_run_keeps_the_previous_complete_folder(tmp_path):
     g = _finished_then_started_again(out)
     g.abandon()  # what a failure does
     assert json.loads((out / "summary.json").read_text()) == {"v": 1}
-    h = RunFolder.open(out, "eval ppl", staged=True, replace=True)
+    h = RunFolder.open(out, "eval ppl", staged=True, replace=PPL_OUTPUTS)
     h.start({"v": 3})
     h.finish({"v": 3})
     assert json.loads((out / "summary.json").read_text()) == {"v": 3}
@@ -70,7 +71,7 @@ def test_bad_targets_are_refused_before_work(tmp_path, case):
         (tmp_path / "f").write_text("x")
         target = tmp_path / "f" / "out"
     with pytest.raises(UserError, match="--output"):
-        RunFolder.open(target, "eval ppl", staged=True, replace=True)
+        RunFolder.open(target, "eval ppl", staged=True, replace=PPL_OUTPUTS)
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
@@ -260,7 +261,7 @@ def test_an_output_given_as_a_symlink_writes_into_its_target_and_keeps_the_link(
     link = tmp_path / "latest"
     link.symlink_to(target)  # dangling
     for _ in range(2):  # created, then replaced
-        folder = RunFolder.open(link, "eval passkey", staged=True, replace=True)
+        folder = RunFolder.open(link, "eval passkey", staged=True, replace=PASSKEY_OUTPUTS)
         folder.start({"x": 1})
         folder.finish({"ok": True})
         assert link.is_symlink() and (target / "summary.json").exists()
@@ -501,3 +502,41 @@ def tokenizer_for_swap():
     from longrope.data.tokenizer_loading import load_tokenizer
 
     return load_tokenizer("tiny")
+
+
+@pytest.mark.parametrize("extra", ["notes.txt", "search-run/"])
+def test_a_finished_eval_run_holding_anything_else_is_not_replaced(tmp_path, extra):
+    """An eval run replaces a finished one of its command as a whole: a file or folder put there since (notes, a
+    search run made inside it with -o RUN/sub) went with the old results without a word; now refused before the
+    work, and at the swap when it arrived meanwhile."""
+    out = tmp_path / "run"
+    f = RunFolder.open(out, "eval ppl", staged=True)
+    f.start({"v": 1})
+    (f.path / "ppl.json").write_text("{}")
+    f.finish({"v": 1})
+    mine = out / extra.rstrip("/")
+    mine.mkdir() if extra.endswith("/") else mine.write_text("mine")
+    with pytest.raises(UserError, match=f"holds '{mine.name}', which is not part of an eval ppl run"):
+        RunFolder.open(out, "eval ppl", staged=True, replace=PPL_OUTPUTS)
+    mine.rename(tmp_path / "aside")
+    g = RunFolder.open(out, "eval ppl", staged=True, replace=PPL_OUTPUTS)  # its own outputs alone: replaced
+    g.start({"v": 2})
+    (tmp_path / "aside").rename(mine)  # arrived while the new run worked
+    with pytest.raises(UserError, match=f"holds '{mine.name}', which is not part of an eval ppl run"):
+        g.finish({"v": 2})
+    g.abandon()
+    assert mine.exists() and json.loads((out / "summary.json").read_text()) == {"v": 1}
+
+
+def test_a_folder_in_use_is_refused_naming_the_run_that_holds_it(tmp_path):
+    """A finetune refused in a folder a search held said "(one finetune run per folder)", as if a fine-tuning ran
+    there; the refusal names the holder's command where its records say it."""
+    out = tmp_path / "run"
+    folder = RunFolder.open(out, "search", staged=False)
+    folder.start({})
+    try:
+        with pytest.raises(UserError, match=rf"in use by another longrope process \(pid {os.getpid()}, a search run\);"
+                                            r".*\(one run per folder\)$"):
+            RunFolder.open(out, "finetune", staged=False)
+    finally:
+        folder.close()

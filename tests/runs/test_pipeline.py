@@ -929,10 +929,9 @@ def test_a_comparison_cell_that_is_not_finite_is_written_as_null_and_said_in_wor
     assert "NaN" not in line and json.loads(line.splitlines()[0])["ppl"] is None
 
 
-def test_a_resume_from_another_folder_reads_the_recorded_plan_where_it_was_started(tmp_path, capsys, monkeypatch):
-    """A plan's relative paths (``inputs: [search=docs/a.txt]``) are read against the folder the pipeline was
-    started in, by a resume that runs the recorded plan from another folder as by ``rerun``: the resume read them
-    there, and tokenized that folder's docs/ when it had one, without a word (battery 23a)."""
+def _plan_reading_docs_in_two_folders(tmp_path: Path) -> dict:
+    """A plan whose tokenize stage reads docs/ relative to where it runs, and two folders holding a docs/:
+    a/work/ (the pipeline starts there; thousands of tokens) and other/ (a few words)."""
     from longrope.embedded import search_texts
 
     texts = list(search_texts().values())
@@ -940,9 +939,16 @@ def test_a_resume_from_another_folder_reads_the_recorded_plan_where_it_was_start
         (tmp_path / folder / "docs").mkdir(parents=True)
         (tmp_path / folder / "docs" / "a.txt").write_text(text)
         (tmp_path / folder / "docs" / "b.txt").write_text(text[::-1])
-    plan = {"format": "longrope-pipeline/1", "model": "tiny", "stages": [
+    return {"format": "longrope-pipeline/1", "model": "tiny", "stages": [
         {"name": "yarn", "run": "baseline", "method": "yarn", "target_length": "2x"},
         {"name": "data", "run": "tokenize", "inputs": ["search=docs/a.txt", "heldout=docs/b.txt"]}]}
+
+
+def test_a_resume_from_another_folder_reads_the_recorded_plan_where_it_was_started(tmp_path, capsys, monkeypatch):
+    """A plan's relative paths (``inputs: [search=docs/a.txt]``) are read against the folder the pipeline was
+    started in, by a resume that runs the recorded plan from another folder as by ``rerun``: the resume read them
+    there, and tokenized that folder's docs/ when it had one, without a word (battery 23a)."""
+    plan = _plan_reading_docs_in_two_folders(tmp_path)
     monkeypatch.chdir(tmp_path / "a" / "work")
     assert _pipeline(_write(tmp_path, plan), tmp_path / "p", "--until", "yarn") == 0, capsys.readouterr().err
     monkeypatch.chdir(tmp_path / "other")
@@ -970,3 +976,18 @@ def test_a_model_path_typed_where_the_pipeline_runs_is_recorded_as_typed(tmp_pat
     assert main(["pipeline", "-o", "p", "--model", "m", "--resume", "--quiet"]) == 0, capsys.readouterr().err
     assert json.loads((tmp_path / "p" / "config.json").read_text())["config"]["model"] == "m"
     assert (tmp_path / "p" / "stages" / "pi" / "factors.json").is_file()
+
+
+def test_a_resume_given_its_plan_file_in_another_folder_reads_the_plan_where_it_was_started(tmp_path, capsys,
+                                                                                            monkeypatch):
+    """``--resume --plan FILE`` typed in another folder read the plan's relative paths there (the plan is the one
+    the pipeline ran, so the resume was accepted): its tokenize stage still to run tokenized that folder's docs/,
+    without a word, where a resume without --plan read the folder the pipeline started in (battery 29c)."""
+    plan = _plan_reading_docs_in_two_folders(tmp_path)
+    plan_file = _write(tmp_path, plan)
+    monkeypatch.chdir(tmp_path / "a" / "work")
+    assert _pipeline(plan_file, tmp_path / "p", "--until", "yarn") == 0, capsys.readouterr().err
+    monkeypatch.chdir(tmp_path / "other")
+    assert _pipeline(plan_file, Path("../p"), "--resume") == 0, capsys.readouterr().err
+    assert json.loads((tmp_path / "p" / "stages" / "data" / "meta.json").read_text())["n_tokens"] > 1000
+    assert Path.cwd() == tmp_path / "other"

@@ -455,3 +455,56 @@ def test_a_finetune_stage_s_own_settings_are_refused_before_the_first_stage(tmp_
     plan = _plan({"name": "ft", "run": "finetune", "factors": "@yarn", "data": "@data", "steps": 2, **settings})
     err = _refused(tmp_path, capsys, plan)
     assert err.startswith("longrope pipeline: error: plan stage 'ft' (finetune): ") and says in err
+
+
+def test_a_resume_naming_the_same_model_folder_another_way_continues(tmp_path, capsys, monkeypatch):
+    """A pipeline started in proj/ with --model m, resumed from proj's parent with --model proj/m (or with
+    --model ./m in proj/), names the same folder: it was refused as a plan whose model differs ('m' ->
+    '/.../proj/m'). Another folder is still a difference."""
+    import shutil
+
+    from longrope.embedded import TINY_MODEL_DIR
+
+    proj = tmp_path / "proj"
+    proj.mkdir()
+    shutil.copytree(TINY_MODEL_DIR, proj / "m")
+    shutil.copytree(TINY_MODEL_DIR, tmp_path / "other")
+    (proj / "plan.json").write_text(json.dumps({"format": "longrope-pipeline/1", "model": "tiny", "stages": [
+        {"name": "yarn-2x", "run": "baseline", "method": "yarn", "target_length": "2x"},
+        {"name": "pi-2x", "run": "baseline", "method": "pi", "target_length": "2x"}]}))
+    monkeypatch.chdir(proj)
+    assert main(["pipeline", "--plan", "plan.json", "--model", "m", "-o", "out", "--until", "yarn-2x"]) == 0
+    monkeypatch.chdir(tmp_path)
+    capsys.readouterr()
+    assert main(["pipeline", "-o", "proj/out", "--resume", "--model", "other", "--until", "yarn-2x"]) == 2
+    assert "model 'm' -> " in capsys.readouterr().err
+    assert main(["pipeline", "-o", "proj/out", "--resume", "--model", "proj/m", "--until", "yarn-2x"]) == 0
+    monkeypatch.chdir(proj)
+    assert main(["pipeline", "-o", "out", "--resume", "--model", "./m"]) == 0
+    manifest = json.loads((proj / "out" / "pipeline.json").read_text())
+    assert manifest["plan"]["model"] == "m" and manifest["stages"]["pi-2x"]["status"] == "done"
+
+
+def test_a_resume_where_a_finished_stage_s_named_input_holds_other_content_is_refused(tmp_path, capsys):
+    """A factor file (or shard folder) a finished stage named by path, rewritten before --resume, was read by the
+    stages still to run while the finished one kept what it made from the old one: two export stages of one
+    pipeline exported two factor sets, without a word. Refused, as a model rebuilt at its path is; restored, the
+    pipeline continues."""
+    factors = tmp_path / "f.json"
+    assert main(["baseline", "--model", "tiny", "--method", "yarn", "--target-length", "512", "-o", str(factors)]) == 0
+    original = factors.read_bytes()
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps({"format": "longrope-pipeline/1", "model": "tiny", "stages": [
+        {"name": "one", "run": "export", "factors": str(factors)},
+        {"name": "two", "run": "export", "factors": str(factors)}]}))
+    out = tmp_path / "out"
+    assert main(["pipeline", "--plan", str(plan), "-o", str(out), "--until", "one", "--quiet"]) == 0
+    factors.unlink()
+    assert main(["baseline", "--model", "tiny", "--method", "pi", "--target-length", "512", "-o", str(factors)]) == 0
+    capsys.readouterr()
+    assert main(["pipeline", "-o", str(out), "--resume", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert f"{factors}, which stage 'one' read, holds other content" in err and len(err.splitlines()) == 1
+    assert json.loads((out / "pipeline.json").read_text())["stages"]["two"]["status"] == "pending"
+    factors.write_bytes(original)
+    assert main(["pipeline", "-o", str(out), "--resume", "--quiet"]) == 0

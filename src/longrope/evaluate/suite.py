@@ -193,6 +193,12 @@ PPL_CSV_FIELDS = ["factors", "length", "mode", "stride", "bos", "n_docs", "n_tok
                   "ppl_doc_mean", "seconds"]
 
 
+#: the files :func:`write_ppl_outputs` writes (shell patterns): an eval ppl run folder holds these besides its records
+PPL_OUTPUTS = ("ppl.json", "ppl.csv", "ppl.png")
+#: the files :func:`write_passkey_outputs` writes (shell patterns)
+PASSKEY_OUTPUTS = ("passkey.json", "passkey.csv", "passkey_*.png")
+
+
 def write_ppl_outputs(out_dir: str | os.PathLike, results: list[tuple[str, PerplexityResult]], config: dict, *,
                       original_length: int | None = None) -> dict[str, Path]:
     """``ppl.json`` (config + every result with per-document sums), ``ppl.csv``, ``ppl.png``."""

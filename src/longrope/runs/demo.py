@@ -513,10 +513,21 @@ def _verdicts(per_domain: dict, passkey: dict, reference: str, target: int) -> d
 
 
 def _default_folder() -> str:
+    """``runs/demo-<UTC timestamp>``, or ``...-2``, ``...-3``: the first name that neither exists nor is being made by
+    another demo (its staged folder beside it). Two demos started in one folder in the same second both chose the
+    same name; the one that finished second was refused after all its work ("written by another process ... run
+    again with another -o", though none was given), its results set aside (battery 29c)."""
+    from longrope.io import sibling_prefix
+
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     base = path = Path("runs") / f"demo-{stamp}"
+    staging = [p.name for p in base.parent.iterdir()] if base.parent.is_dir() else []
+
+    def taken(p: Path) -> bool:
+        return p.exists() or any(n.startswith(sibling_prefix(p, "partial-")) for n in staging)
+
     k = 1
-    while path.exists():
+    while taken(path):
         k += 1
         path = base.with_name(f"{base.name}-{k}")
     return str(path)

@@ -291,7 +291,7 @@ def run_ppl(config: PplConfig, *, log: Callable[[str], None] | None = None) -> d
     from types import SimpleNamespace
 
     from longrope.data import TokenCorpus
-    from longrope.evaluate.suite import ppl_suite, write_ppl_outputs
+    from longrope.evaluate.suite import PPL_OUTPUTS, ppl_suite, write_ppl_outputs
     from longrope.evaluate.windows import resolve_bos, select_windows
     from longrope.models.loading import load_tokenizer_of
     from longrope.runs.folder import RunFolder
@@ -321,7 +321,7 @@ def run_ppl(config: PplConfig, *, log: Callable[[str], None] | None = None) -> d
         which = "" if config.split == "all" else f" {config.split}"  # ("only 1 all window(s)" with --split all)
         say(f"warning: only {len(docs)}{which} window(s) of {max(config.lengths)} tokens; evaluating "
             f"those (asked for {config.samples})")
-    folder = RunFolder.open(config.output, PPL_SPEC.command, staged=True, replace=True)
+    folder = RunFolder.open(config.output, PPL_SPEC.command, staged=True, replace=PPL_OUTPUTS)
     try:
         model, _ = load_for_eval(config)
         folder.start(config_to_dict(config), device=run_device(config.device))
@@ -357,7 +357,7 @@ def run_passkey(config: PasskeyConfig, *, log: Callable[[str], None] | None = No
 
     from longrope.errors import UserError
     from longrope.evaluate.passkey import check_passkey_lengths
-    from longrope.evaluate.suite import passkey_suite, write_passkey_outputs
+    from longrope.evaluate.suite import PASSKEY_OUTPUTS, passkey_suite, write_passkey_outputs
     from longrope.evaluate.windows import resolve_bos
     from longrope.models.loading import load_tokenizer_of
     from longrope.runs.folder import RunFolder
@@ -391,7 +391,7 @@ def run_passkey(config: PasskeyConfig, *, log: Callable[[str], None] | None = No
         haystacks = sample_documents(corpus, max(config.lengths), len(config.depths) * config.trials,
                                      seed=config.seed, split=config.split,
                                      heldout_fraction=config.heldout_fraction)
-    folder = RunFolder.open(config.output, PASSKEY_SPEC.command, staged=True, replace=True)
+    folder = RunFolder.open(config.output, PASSKEY_SPEC.command, staged=True, replace=PASSKEY_OUTPUTS)
     try:
         model, tokenizer = load_for_eval(config)
         folder.start(config_to_dict(config), device=run_device(config.device))

@@ -247,9 +247,13 @@ class FolderLock:
             handle.seek(0)
             holder = handle.read(32).strip()
             handle.close()
-            who = f" (pid {holder})" if holder.isdigit() else ""
-            raise UserError(f"{flag} {folder} is in use by another longrope process{who}; wait for it to finish or "
-                            f"stop it, or give another folder (one {command} run per folder)") from None
+            who = f"pid {holder}" if holder.isdigit() else ""
+            # the holder's command, where its config.json names one: a finetune refused in a folder a search held
+            # said "(one finetune run per folder)", as if a fine-tuning ran there (battery 29c)
+            holds = _run_command(folder)
+            what = ", ".join(w for w in (who, f"{_article(holds)} {holds} run" if holds else "") if w)
+            raise UserError(f"{flag} {folder} is in use by another longrope process{f' ({what})' if what else ''}; "
+                            "wait for it to finish or stop it, or give another folder (one run per folder)") from None
         handle.seek(0)
         handle.truncate()
         handle.write(f"{os.getpid()}\n")
@@ -322,7 +326,7 @@ class RunFolder:
     """A command's output folder (see the module docstring). Create it with :meth:`open`."""
 
     def __init__(self, final: Path, work: Path, command: str, staged: bool, created: bool = False,
-                 lock: FolderLock | None = None, replaces: bool = False) -> None:
+                 lock: FolderLock | None = None, replaces: bool = False, outputs: tuple[str, ...] = ()) -> None:
         self.final = final
         """where the results end up"""
         self.path = work
@@ -334,6 +338,8 @@ class RunFolder:
         self.replaces = replaces
         """(staged) whether something was at ``final`` when the run began, which its results replace; a folder
         new then (or empty) is placed only where nothing arrived meanwhile (:func:`~longrope.io.place_new`)"""
+        self.outputs = outputs
+        """(staged, replacing) the files a run of ``command`` writes besides its records (shell patterns)"""
         self.lock = lock
         """the in-place folder's :class:`FolderLock` (None for a staged folder: its work folder is this
         process's own)"""
@@ -346,11 +352,13 @@ class RunFolder:
     # -- opening ----------------------------------------------------------------------------------
     @classmethod
     def open(cls, target: str | os.PathLike, command: str, *, staged: bool, resume: bool = False,
-             replace: bool = False, adopt: bool = False, flag: str = "--output") -> RunFolder:
+             replace: tuple[str, ...] = (), adopt: bool = False, flag: str = "--output") -> RunFolder:
         """Check ``target`` and prepare the folder to write into.
 
         ``resume``: the folder must hold an unfinished or finished run of ``command`` (in place only).
-        ``replace``: a finished run of the same command at ``target`` is replaced on success.
+        ``replace``: the files a run of ``command`` writes besides its records (shell patterns, ``ppl.json``,
+        ``passkey_*.png``); given, a finished run of the same command at ``target`` that holds nothing else is
+        replaced on success.
         ``adopt``: an existing folder that is no run folder yet becomes one (in place only; e.g. the
         shipped assets, written before run folders existed).
         """
@@ -376,7 +384,8 @@ class RunFolder:
         return folder
 
     @classmethod
-    def _open(cls, final: Path, parent: Path, command: str, staged: bool, resume: bool, replace: bool, adopt: bool,
+    def _open(cls, final: Path, parent: Path, command: str, staged: bool, resume: bool, replace: tuple[str, ...],
+              adopt: bool,
               flag: str, lock: FolderLock | None) -> RunFolder:
         existing = final.is_dir() and any(not _set_up_leftover(p.name) for p in final.iterdir())
         stub = existing and not staged and not resume and _is_stub(final, command, flag)
@@ -388,6 +397,8 @@ class RunFolder:
                 what = f"holds {_article(prev)} {prev} run" if prev else "is not empty"
                 hint = "add --resume to continue it, or choose" if prev == command and not staged else "choose"
                 raise UserError(f"{flag} {final} already exists and {what}; {hint} a new folder")
+            if (why := _not_only_a_run(final, command, replace)) is not None:
+                raise UserError(f"{flag} {final} {why}; move it away, or choose a new folder")
         if resume:
             if staged:
                 raise ValueError("a staged run folder cannot be resumed")
@@ -423,7 +434,8 @@ class RunFolder:
                 lock.release()
             raise UserError(f"{flag} {final} cannot be written ({exc.strerror or exc}); "
                             f"{os_error_fix(exc, 'choose a writable folder')}") from None
-        return cls(final, work, command, staged, created, lock, replaces=final.is_dir() and any(final.iterdir()))
+        return cls(final, work, command, staged, created, lock, replaces=final.is_dir() and any(final.iterdir()),
+                   outputs=replace)
 
     @staticmethod
     def _clean_partials(final: Path) -> None:
@@ -517,7 +529,22 @@ class RunFolder:
         if not any(not _set_up_leftover(p.name) for p in final.iterdir()):
             return None
         prev = _run_command(final)
-        return None if prev == self.command else (f"holds {_article(prev)} {prev} run" if prev else "is not empty")
+        if prev != self.command:
+            return f"holds {_article(prev)} {prev} run" if prev else "is not empty"
+        return _not_only_a_run(final, self.command, self.outputs)
+
+
+def _not_only_a_run(folder: Path, command: str, outputs: tuple[str, ...]) -> str | None:
+    """Why the finished run of ``command`` in ``folder``, which a new run replaces as a whole, holds more than that
+    run (its records and ``outputs``), or None: a file or folder put there since (notes, a search run made inside
+    it) went with the old results without a word (battery 29c)."""
+    import fnmatch
+
+    for name in sorted(_work_files(folder)):
+        if (name not in (CONFIG_FILE, RUN_FILE, RESULT_FILE) and not any(fnmatch.fnmatchcase(name, p) for p in outputs)) \
+                or (folder / name).is_dir():
+            return f"holds {name!r}, which is not part of {_article(command)} {command} run (a new run replaces it as a whole)"
+    return None
 
 
 _PROBE = ".write-test-"

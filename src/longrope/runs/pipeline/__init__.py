@@ -48,6 +48,7 @@ from longrope.runs.pipeline import manifest as records
 from longrope.runs.pipeline.manifest import (
     MANIFEST,
     MANIFEST_FORMAT,
+    as_recorded_model,
     editable_keys,
     in_todays_terms,
     is_done,
@@ -70,7 +71,15 @@ from longrope.runs.pipeline.plan import (
     refs,
     shipped_plan,
 )
-from longrope.runs.pipeline.stages import COMPARE_EDITABLE, STAGES, Outcome, Stage, StageContext, main_output
+from longrope.runs.pipeline.stages import (
+    COMPARE_EDITABLE,
+    STAGES,
+    Outcome,
+    Stage,
+    StageContext,
+    main_output,
+    named_inputs,
+)
 
 COMMAND = "pipeline"
 STAGE_RUNS = tuple(STAGES)
@@ -127,14 +136,15 @@ def run(config: PipelineConfig, *, log: Callable[[str], None] | None = None) -> 
 
 
 def _plan_base(config: PipelineConfig, out: Path) -> Path | None:
-    """The folder the relative paths of the plan to run are read against: for a plan read from a pipeline folder's
-    record (a resume without --plan, --plan PIPELINE_FOLDER, --config, rerun), the folder that pipeline was started
-    in, as ``longrope rerun`` reads a recorded run's paths; None (the current folder) for a plan file given now. A
-    resume typed in another folder read the recorded plan's ``inputs: [search=docs/]`` there: it tokenized that
-    folder's docs/ when it had one, without a word (battery 23a)."""
+    """The folder the relative paths of the plan to run are read against: for a resume, and for a plan read from a
+    pipeline folder's record (--plan PIPELINE_FOLDER, --config, rerun), the folder that pipeline was started
+    in, as ``longrope rerun`` reads a recorded run's paths; None (the current folder) for a new pipeline's plan file.
+    A resume typed in another folder read the recorded plan's ``inputs: [search=docs/]`` there: it tokenized that
+    folder's docs/ when it had one, without a word (battery 23a); so did a resume given its plan file again
+    (``--resume --plan FILE``), which must be the plan the pipeline ran, read where it ran (battery 29c)."""
     from longrope.runs.folder import read_run_cwd
 
-    if config.plan is None:
+    if config.plan is None or config.resume:
         return read_run_cwd(out) if read_manifest(out) is not None else None
     ran = Path(config.plan)
     ran = ran if ran.is_dir() else ran.parent if ran.name == MANIFEST else None
@@ -159,6 +169,7 @@ def _run(config: PipelineConfig, out: Path, old: dict | None, plan: dict, plan_f
          say: Callable[[str], None]) -> dict:
     from longrope.runs.folder import RunFolder
 
+    plan = as_recorded_model(plan, old)
     names = [s["name"] for s in plan["stages"]]
     selected = _selected(config, names)
     edited = _edits(old, plan)
@@ -168,6 +179,7 @@ def _run(config: PipelineConfig, out: Path, old: dict | None, plan: dict, plan_f
                 if st.get("status") == "done" and n not in edited}
     for name in names:  # every stage's settings, before the first one runs
         _check(resolver.context(name, machine=name in selected and name not in finished))
+    _refuse_changed_named(old, finished)
     _check_stage_folders([out / STAGES_DIR, *(resolver.stage_dir(n) for n in selected)])
     _check_reuses(resolver, [n for n in selected if n not in finished])
     done = {n for n in finished if old is not None and is_done(old, n)}
@@ -285,6 +297,18 @@ def _check(ctx: StageContext) -> None:
         raise UserError(f"plan stage {ctx.name!r} ({ctx.run}): {exc}") from None
 
 
+def _refuse_changed_named(old: dict | None, finished: set[str]) -> None:
+    """Refuse a resume where an input a finished stage named by path (``"data": "shards/"``) holds other content
+    now, as one whose model holds other files is: the stages still to run would read the new content beside the
+    finished ones made from the old."""
+    for name in sorted(finished):
+        changed = records.changed_named_inputs(old["stages"][name])
+        if changed:
+            raise ConfigError("resume", "{name} refused: " + f"{changed[0]}, which stage {name!r} read, holds other "
+                              "content than when it ran (its results were made from that); restore it, or start the "
+                              "pipeline in a new folder")
+
+
 def _check_reuses(resolver: Resolver, running: list[str]) -> None:
     """A search stage reusing an earlier search stage's scores (``"reuse": "@NAME"``) under settings where they
     mean something else is refused before the first stage runs (it was refused when it started, after the
@@ -343,7 +367,7 @@ def _run_stage(ctx: StageContext, manifest: dict, out: Path, counter: str) -> No
         ctx.say(f"pipeline: {ctx.name}: {', '.join(lost)} removed or changed since it ran; making it again")
     used = list(dict.fromkeys(refs(ctx.entry)))
     _refuse_missing(ctx.name, [r for r in used if not is_done(manifest, r)])
-    records.start(manifest, ctx.name, ctx.settings, {r: str(ctx.folder.parent / r) for r in used})
+    records.start(manifest, ctx.name, ctx.settings, {r: str(ctx.folder.parent / r) for r in used}, named_inputs(ctx))
     save(out, manifest, summary=False)
     ctx.say(f"pipeline: {counter} {ctx.name} ({ctx.run})" + (" — resuming" if st["attempts"] > 1 and not changed else ""))
     t0 = time.time()

@@ -33,7 +33,7 @@ _RECORD_KINDS: dict[str, tuple[type | tuple[type, ...], str]] = {
     "seconds": ((int, float), "a number"), "started": (str, "a string"), "ended": (str, "a string"),
     "error": (str, "a string"), "config": (dict, "an object"), "inputs": (dict, "an object"),
     "outputs": (dict, "an object"), "metrics": (dict, "an object"), "output_sha256": (dict, "an object"),
-    "input_sha256": (dict, "an object"),
+    "input_sha256": (dict, "an object"), "named_sha256": (dict, "an object"),
 }
 
 
@@ -146,6 +146,25 @@ def model_identity(model: str, old: dict | None) -> str | None:
     return digest
 
 
+def as_recorded_model(plan: dict, old: dict | None) -> dict:
+    """``plan`` with its model spelled as the pipeline in ``old`` recorded it, where both spellings name one local
+    model folder or file (read in the folder the pipeline was started in): a resume typed in another folder with
+    ``--model proj/m`` for the ``m`` typed at the start, or with ``--model ./m``, was refused as a plan whose
+    model differs (``model 'm' -> '/…/proj/m'``), though it was the same folder (battery 29c). What the model
+    holds is checked by its digest (:func:`model_identity`)."""
+    from longrope.models.loading import resolve_source
+
+    was = (old or {}).get("plan", {}).get("model")
+    if not isinstance(was, str) or was == plan["model"]:
+        return plan
+    try:
+        a, b = resolve_source(was), resolve_source(plan["model"])
+    except UserError:
+        return plan
+    same = a.kind != "hub" and (a.kind, a.location, a.gguf_file) == (b.kind, b.location, b.gguf_file)
+    return {**plan, "model": was} if same else plan
+
+
 def _edited(a: dict | None, b: dict | None) -> bool:
     """Both versions are one stage that differ only in the keys its kind lets a resume change."""
     if a is None or b is None or a.get("run") != b.get("run") or a.get("run") not in STAGES:
@@ -249,6 +268,26 @@ def _output_files(outputs: dict) -> dict[str, str]:
     return digests
 
 
+def changed_named_inputs(st: dict) -> list[str]:
+    """The inputs a finished stage named by path (a shard folder, a factor file, a model: ``"data": "shards/"``)
+    that hold other content now than when it ran. A resume skipped such a stage as done while the stages still to
+    run read the new content: two search stages of one pipeline searched two sets of documents, without a word
+    (battery 29c). One removed since is none (no stage reads it now); a record from before these digests reads none."""
+    named = st.get("named_sha256")
+    if st.get("status") != "done" or not isinstance(named, dict):
+        return []
+    return [p for p, digest in named.items() if Path(p).exists() and _content_digest(p) != digest]
+
+
+def _content_digest(path: str) -> str | None:
+    """The content digest of an input named by path, as :func:`_output_files` reads an output (None where it is
+    none of those, or no longer opens)."""
+    try:
+        return _output_files({"input": path}).get("input")
+    except (UserError, OSError):
+        return None
+
+
 def _shards_digest(folder: Path) -> str | None:
     """A shard folder's content digest (its tokens, documents and roles: ``TokenCorpus.content_digest``); a folder
     that no longer opens has none (its stage runs again). Its meta.json's own digest changed with the time it was
@@ -261,13 +300,14 @@ def _shards_digest(folder: Path) -> str | None:
         return None
 
 
-def start(manifest: dict, name: str, settings: dict, inputs: dict) -> None:
+def start(manifest: dict, name: str, settings: dict, inputs: dict, named: list[str] = ()) -> None:
     """Stage ``name``'s record at the start of an attempt; ``inputs``: the earlier stages it reads (name → folder),
-    whose output digests it records (:func:`changed_inputs`)."""
+    whose output digests it records (:func:`changed_inputs`); ``named``: the paths of the inputs it names itself,
+    whose content digests it records (:func:`changed_named_inputs`)."""
     st = manifest["stages"][name]
     read = {r: manifest["stages"][r].get("output_sha256") for r in inputs}
     st.update(status="running", config=settings, started=now(), attempts=st.get("attempts", 0) + 1, inputs=inputs,
-              input_sha256=read)
+              input_sha256=read, named_sha256={p: _content_digest(p) for p in named})
     st.pop("error", None)
 
 

@@ -31,7 +31,8 @@ from longrope.runs.search import SearchConfig
 from longrope.tools import BaselineConfig, ExportConfig, TokenizeConfig
 from longrope.train.config import FinetuneConfig
 
-__all__ = ["Stage", "StageContext", "Outcome", "STAGES", "COMPARE_EDITABLE", "main_output", "rope_facts", "settings_of"]
+__all__ = ["Stage", "StageContext", "Outcome", "STAGES", "COMPARE_EDITABLE", "NAMED_INPUTS", "main_output", "named_inputs",
+           "rope_facts", "settings_of"]
 
 
 def _stderr(msg: str) -> None:
@@ -125,6 +126,17 @@ def _given(ctx: StageContext, key: str) -> str | None:
     ``@NAME``), else None."""
     written = ctx.entry.get(key)
     return ctx.settings.get(key) if isinstance(written, str) and not written.startswith("@") else None
+
+
+#: the settings that name a stage's inputs by path (not an earlier stage's ``@NAME``), whose content a resume binds
+NAMED_INPUTS = ("model", "data", "factors", "base_factors")
+
+
+def named_inputs(ctx: StageContext) -> list[str]:
+    """The paths of the inputs stage ``ctx`` names itself (:data:`NAMED_INPUTS`), the pipeline's model aside (its
+    content binds the whole pipeline: ``manifest.model_identity``)."""
+    paths = [_given(ctx, key) for key in NAMED_INPUTS]
+    return list(dict.fromkeys(p for p in paths if isinstance(p, str) and p and p != ctx.plan["model"]))
 
 
 def _check_named_inputs(ctx: StageContext) -> None:
