@@ -441,3 +441,23 @@ def test_a_qwen2_written_as_a_llama_gguf_is_read_back_with_its_biases(tmp_path):
         with torch.no_grad():
             for n in (TINY_L // 2, 2 * TINY_L):  # short and long factors
                 torch.testing.assert_close(back(ids[:, :n]).logits, model(ids[:, :n]).logits, atol=1e-4, rtol=1e-4)
+
+
+def test_a_byte_fallback_bpe_vocabulary_scores_its_pieces_in_merge_order(tmp_path):
+    """llama.cpp's tokenizer for such a vocabulary (Llama 2, Mistral) joins the adjacent pair whose joined piece scores
+    highest; every piece scored -1000 (the gguf package's placeholder), so it joined the leftmost pair first and split
+    text otherwise than transformers (battery 29b; test_llamacpp.py checks the tokens with the real llama.cpp)."""
+    import json
+
+    from tests.models.model_helpers import byte_fallback_tokenizer
+
+    tok = byte_fallback_tokenizer()
+    model = build_tiny("llama", vocab_size=len(tok))
+    out = export_gguf(model, tok, factor_set(model), tmp_path / "m.gguf", outtype="f32").path
+    meta = fields(out)
+    score = dict(zip(meta["tokenizer.ggml.tokens"], meta["tokenizer.ggml.scores"]))
+    merges = json.loads(tok.backend_tokenizer.to_str())["model"]["merges"]
+    made = [a + b for a, b in (m.split(" ", 1) if isinstance(m, str) else m for m in merges)]
+    assert len(made) > 100
+    assert [score[p] for p in made] == sorted((score[p] for p in made), reverse=True)  # earlier merges first
+    assert len({score[p] for p in made}) == len(made)

@@ -88,3 +88,20 @@ def test_llamacpp_on_a_copied_quantized_gguf(tmp_path):
     n = answer["windows"][0]["tokens"]
     assert n == 768 - score_from
     assert abs(np.exp(answer["windows"][0]["nll"] / n) / np.exp(ours / n) - 1) < 0.02
+
+
+def test_llamacpp_tokenizes_a_byte_fallback_bpe_export_as_transformers_does(tmp_path):
+    """A Llama-2/Mistral-style tokenizer (BPE with byte fallback): llama.cpp joins pieces by their GGUF scores, which
+    were all -1000, so half of these texts came out as other tokens (battery 29b)."""
+    from tests.models.model_helpers import byte_fallback_tokenizer
+
+    tok = byte_fallback_tokenizer()
+    model = build_tiny("llama", vocab_size=len(tok), max_position_embeddings=L)
+    info = inspect_model(model)
+    fs = FactorSet(long_factor=np.linspace(1, 4, info.rotary_dim // 2), original_max_position_embeddings=L,
+                   max_position_embeddings=TARGET, rope_theta=info.rope_theta)
+    out = export_gguf(model, tok, fs, tmp_path / "m.gguf", outtype="f32", name="tiny").path
+    texts = ["Anne Elliot was a very fine gentleman", "don't I'm", "numbers 1234567 3.14", "a\n\n\nb", "ünïcödé café",
+             "Sir Walter Elliot, of Kellynch Hall, in Somersetshire"]
+    answer = llamacpp.run({"model": str(out), "tokenize": texts})
+    assert answer["tokenized"] == [tok(t, add_special_tokens=False)["input_ids"] for t in texts]

@@ -174,3 +174,10 @@ def test_an_excluded_folder_encoded_by_other_rules_of_the_same_vocabulary_is_ref
         (folder / "meta.json").write_text(json.dumps({**meta, "options": {"encoding_sha256": rules}}))
     with pytest.raises(UserError, match="eval was tokenized with another tokenizer than"):
         training_documents(TokenCorpus.open(c.path), exclude=[str(tmp_path / "eval")])
+
+
+def test_one_token_documents_are_left_out_without_bos_only(tmp_path):
+    """Without BOS a one-token document has no target (battery 29b); with BOS it has one (BOS -> the token)."""
+    c = _corpus(tmp_path, [("t/a", np.array([7]), "train"), ("t/b", pattern_doc(3, 60), "train")])
+    assert training_documents(c).tolist() == [0, 1]
+    assert training_documents(c, bos=False).tolist() == [1]

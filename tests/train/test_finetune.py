@@ -270,3 +270,12 @@ def test_shards_of_a_larger_vocabulary_are_refused_before_the_run_folder(make_co
         run(config)
     assert set(e.value.fields) == {"data", "model"}
     assert not Path(config.output).exists()
+
+
+def test_one_token_documents_without_bos_are_refused_before_the_model_loads(make_config, tmp_path, no_weights):
+    """Battery 29b: training documents of one token each and --no-bos gave every step zero targets: a
+    ZeroDivisionError traceback at the first step."""
+    docs = [(f"train/{k}.txt", np.array([5 + k]), "train") for k in range(4)]
+    data = write_corpus(tmp_path / "one-token", [*docs, ("search/a.txt", pattern_doc(2, 200), "search")])
+    with pytest.raises(UserError, match="every training document has one token, which has no target without BOS"):
+        finetune(make_config(data=str(data), bos=False))

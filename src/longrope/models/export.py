@@ -412,6 +412,7 @@ def export_hf(
     import torch
     from transformers import AutoConfig
 
+    from longrope.rope.baselines import as_made
     from longrope.settings import resolve_dtype
 
     out = output_target(path_argument(out_dir, "export_hf's out_dir (the folder to write)"))
@@ -440,7 +441,7 @@ def export_hf(
         config.pop(START_TOKENS_KEY, None)
         config.update(entries)
         write_json(cfg_path, config)
-        factors = factor_set.to_dict() if hasattr(factor_set, "to_dict") else None
+        factors = as_made(factor_set).to_dict() if hasattr(factor_set, "to_dict") else None  # what config.json applies
         if factors is not None:
             write_json(tmp / FACTORS_FILE, factors)
         write_text(tmp / "README.md", serving_readme(factor_set, info, out.name))

@@ -95,12 +95,14 @@ def require_training_documents(corpus: TokenCorpus, heldout_fraction: float = HE
 
 
 def training_documents(
-    corpus: TokenCorpus, *, heldout_fraction: float = HELDOUT_FRACTION, exclude: Sequence[str] = ()
+    corpus: TokenCorpus, *, heldout_fraction: float = HELDOUT_FRACTION, exclude: Sequence[str] = (), bos: bool = True
 ) -> np.ndarray:
-    """Rows of ``corpus`` with role ``train`` (non-empty), after refusing any overlap (see module doc).
+    """Rows of ``corpus`` with role ``train`` that hold a target, after refusing any overlap (see module doc).
 
     ``exclude``: more shard folders whose search/held-out documents must not be trained on; they must
     have been tokenized with the same tokenizer as ``corpus`` (content is compared as token ids).
+    ``bos``: whether segments begin with BOS; without it a one-token document has no target and is left out
+    (a corpus of them made a step of no targets, a ZeroDivisionError at the first step: battery 29b).
     """
     roles = document_roles(corpus, heldout_fraction)
     train = require_training_documents(corpus, heldout_fraction)
@@ -127,9 +129,13 @@ def training_documents(
             raise UserError(f"training document {name!r} has {how} as {role} document{same} of {folder}: "
                             "training on it would leak into the search and the evaluation; drop it from "
                             "the train= input")
-    keep = np.array([i for i in train if lengths[i] > 0], dtype=np.int64)
+    shortest = 1 if bos else 2  # tokens a segment needs for one target (BOS is the first when there is one)
+    keep = np.array([i for i in train if lengths[i] >= shortest], dtype=np.int64)
     if keep.size == 0:
-        raise UserError(f"{corpus.path}: every training document is empty")
+        if bos or not any(lengths[i] for i in train):
+            raise UserError(f"{corpus.path}: every training document is empty")
+        raise UserError(f"{corpus.path}: every training document has one token, which has no target without BOS "
+                        "(nothing to train on); drop --no-bos, or tokenize longer training documents")
     return keep
 
 

@@ -194,7 +194,8 @@ class _Trainer:
                 self._bars_off = True
         self._check_output()
         self.corpus = TokenCorpus.open(cfg.data)
-        self.train_rows = training_documents(self.corpus, heldout_fraction=cfg.heldout_fraction, exclude=cfg.exclude)
+        self.train_rows = training_documents(self.corpus, heldout_fraction=cfg.heldout_fraction, exclude=cfg.exclude,
+                                             bos=cfg.bos)
         # the one judge of whether a factor file fits the model (rotary dim, base, L), from its config
         self.factor_set = load_factors_for(cfg.factors, read_rope_info(cfg.model), model=cfg.model, override_flag=None)
         self.corpus.check_fits(getattr(load_config(cfg.model), "vocab_size", 0))
