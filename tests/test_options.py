@@ -1,7 +1,5 @@
 """The one reading of command-line text into config fields (:mod:`longrope.options`)."""
 
-import dataclasses
-
 from longrope.cli import build_parser
 from longrope.options import user_path_text
 
@@ -40,20 +38,34 @@ def test_user_path_text_leaves_unknown_users_and_inner_tildes():
     assert user_path_text("tiny") == "tiny"
 
 
-def test_every_field_named_like_a_path_is_marked_as_one():
-    """A new file or folder field that forgets path=True would read '~' literally again: the fields whose metavar
-    names a file, folder or model are all marked."""
-    from longrope.runs.demo import DemoConfig
-    from longrope.runs.evaluate import PasskeyConfig, PplConfig
-    from longrope.runs.pipeline import PipelineConfig
-    from longrope.runs.ruler import RulerConfig
-    from longrope.runs.search import SearchConfig
-    from longrope.tools import BaselineConfig, ExportConfig, GenerateConfig, InspectConfig, TokenizeConfig
-    from longrope.train.config import FinetuneConfig
+def _option_actions(parser):
+    """Every option and positional of ``parser`` and of its subcommands, as ``(command, action)``."""
+    import argparse
 
-    pathlike = {"M", "F", "DIR", "DIR,DIR", "OUT", "FILE", "RUN_DIR", "PATH", "SRC"}
-    for cls in (DemoConfig, PplConfig, PasskeyConfig, RulerConfig, PipelineConfig, SearchConfig, BaselineConfig,
-                ExportConfig, GenerateConfig, InspectConfig, TokenizeConfig, FinetuneConfig):
-        for f in dataclasses.fields(cls):
-            if f.name in ("model", "output", "data") or f.metadata.get("metavar") in pathlike:
-                assert f.metadata.get("path"), (cls.__name__, f.name)
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                for where, a in _option_actions(sub):
+                    yield f"{name} {where}".strip(), a
+        elif action.dest not in ("help", "version"):
+            yield "", action
+
+
+def test_every_option_naming_a_file_folder_or_model_reads_a_tilde(monkeypatch, tmp_path):
+    """A new path option that forgets path=True (or an argparse-level one such as --config RUN_DIR, which read
+    '~/ppl' as a folder called '~', review of battery 29) would read '~' literally again: every option of longrope
+    and of the repository's tool whose metavar names a file, folder or model reads it as the home folder."""
+    from longrope.cli import run_parser
+    from tools.train_tiny.run import PROGRAM, SPEC
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    pathlike = {"M", "F", "DIR", "DIR,DIR", "OUT", "FILE", "RUN_DIR", "NEW_DIR", "PATH", "SRC", "CKPT"}
+    seen = 0
+    for parser in (build_parser(), run_parser(PROGRAM, SPEC)):
+        for command, action in _option_actions(parser):
+            if action.metavar in pathlike or action.dest in ("model", "output", "data", "config", "run_dir"):
+                seen += 1
+                value = action.type("~/x") if action.type else "~/x"
+                values = value if isinstance(value, tuple) else (value,)
+                assert all(str(v) == str(tmp_path / "x") for v in values), (command, action.option_strings or action.dest)
+    assert seen > 40

@@ -51,10 +51,12 @@ class TinyConfig:
     eval_passkey_trials: int = option(0, "passkey prompts near L scored at each periodic evaluation (0 = none; "
                                          "logging only)")
     tokenizer: str | None = option(None, "reuse this tokenizer (a folder with tokenizer.json, or the file) "
-                                         "instead of training one", metavar="PATH")
+                                         "instead of training one", metavar="PATH",
+                                   path=True)
     init_from: str | None = option(None, "start from the weights of this train-tiny checkpoint (.safetensors; "
                                          "its optimizer and schedule do not carry over; old .pt pickles are "
-                                         "refused, never unpickled)", metavar="CKPT")
+                                         "refused, never unpickled)", metavar="CKPT",
+                                   path=True)
     eval_every: int = option(250, "steps between periodic evaluations")
     eval_windows: int = option(24, "held-out windows of L tokens scored at each periodic evaluation (logging only)")
     checkpoint_every_s: float = option(120.0, "seconds between checkpoints", flag="--checkpoint-every", metavar="S")

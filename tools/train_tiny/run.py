@@ -42,10 +42,13 @@ PROGRAM = "python -m tools.train_tiny"
 class TrainTinyConfig:
     """Everything ``python -m tools.train_tiny`` does; ``model`` determines the trained weights."""
 
-    output: str = option(help="output folder (gets corpus/ and tiny/)", short="-o", metavar="DIR", aliases=("--out",))
-    cache_dir: str = option(".corpus", "where raw downloads, unpacked packages and checkpoints go", metavar="DIR")
+    output: str = option(help="output folder (gets corpus/ and tiny/)", short="-o", metavar="DIR", aliases=("--out",),
+                         path=True)
+    cache_dir: str = option(".corpus", "where raw downloads, unpacked packages and checkpoints go", metavar="DIR",
+                           path=True)
     text_dir: str | None = option(None, "use this folder of .txt files as the corpus instead of downloading "
-                                        "books (needs --search-docs and --heldout-docs)", metavar="DIR")
+                                        "books (needs --search-docs and --heldout-docs)", metavar="DIR",
+                                  path=True)
     search_docs: tuple[str, ...] = option((), "book names (file stems) used as search documents",
                                           default_text="the built-in split", metavar="A,B")
     heldout_docs: tuple[str, ...] = option((), "book names held out for the report",

@@ -112,9 +112,9 @@ def run_parser(prog: str, spec) -> argparse.ArgumentParser:
 
 def _add_run_options(p: argparse.ArgumentParser, spec) -> None:
     """``--config RUN_DIR`` and one option per field of ``spec``'s config."""
-    from longrope.options import add_options
+    from longrope.options import add_options, user_path_text
 
-    p.add_argument("--config", default=None, metavar="RUN_DIR",
+    p.add_argument("--config", default=None, metavar="RUN_DIR", type=user_path_text,
                    help="start from the configuration a run recorded (RUN_DIR or its config.json); "
                         "flags given override it")
     add_options(p, spec.config)
