@@ -305,3 +305,22 @@ def test_chat_template_of_a_tokenizer_without_one_is_refused_before_the_weights(
     code, _, err = _run(capsys, "generate", "--model", "tiny", "--factors", str(yarn_file), "--prompt", "hi",
                         "--chat-template", "--max-new-tokens", "2")
     assert code == 2 and err.count("\n") == 1 and "has no chat template; leave the flag out" in err
+
+
+def test_a_chat_template_that_refuses_the_prompt_is_one_line_before_the_weights(capsys, tmp_path, yarn_file,
+                                                                                request):
+    """A template may refuse a conversation of one user message (raise_exception('... must start with a system
+    message')): that was a 38-line jinja traceback after the weights had loaded (review of battery 29)."""
+    from longrope.models import load_model
+
+    model, tok = load_model("tiny")
+    folder = tmp_path / "strict-chat-tiny"
+    model.save_pretrained(folder)
+    tok.chat_template = ("{% if messages[0]['role'] != 'system' %}{{ raise_exception('Conversation must start "
+                         "with a system message') }}{% endif %}")
+    tok.save_pretrained(folder)
+    request.getfixturevalue("no_weights")  # from here on, loading weights fails the test
+    code, _, err = _run(capsys, "generate", "--model", str(folder), "--factors", str(yarn_file), "--prompt", "hi",
+                        "--chat-template", "--max-new-tokens", "2")
+    assert code == 2 and err.count("\n") == 1, err
+    assert "chat template refuses" in err and "must start with a system message" in err

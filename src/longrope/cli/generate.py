@@ -90,19 +90,22 @@ def run(args: GenerateConfig) -> int:
     if tokenizer is None:  # seconds: the weights (minutes for a real model) were read first
         raise UserError(f"{args.model} has no tokenizer; text prompts need one: give a model folder with its "
                         "tokenizer files")
-    if args.chat_template:
+    if args.chat_template:  # the prompt as the template makes it, before the weights (a template may refuse it)
+        from longrope.models.generation import chat_prompt_ids
         from longrope.options import check_chat_template
 
         check_chat_template(tokenizer, args.model)
+        prompt = [chat_prompt_ids(tokenizer, text)]
+    else:
+        prompt = text
     device = run_device(args.device)
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # the output is the text: transformers' loading bar is noise here
     model, tokenizer = load_model(args.model, dtype=resolve_dtype(args.dtype), device=device)
     install_factors(model, factor_set)
-    from longrope.models.generation import chat_prompt_ids, prepare_batch
+    from longrope.models.generation import prepare_batch
 
-    prompt = [chat_prompt_ids(tokenizer, text)] if args.chat_template else text
     total = prepare_batch(model, tokenizer, prompt, None)[0].shape[1] + args.max_new_tokens  # as generate() feeds it
     if total > factor_set.max_position_embeddings:  # allowed (the angles extend), but past what was prepared for
         print(f"longrope generate: warning: prompt + --max-new-tokens reach {total:,} tokens, past the factors' "

@@ -256,8 +256,16 @@ def chat_prompt_ids(tokenizer: Any, text: str) -> list[int]:
 
     check_text_prompts([text])
     check_chat_template(tokenizer)
-    templated = tokenizer.apply_chat_template([{"role": "user", "content": text}], tokenize=False,
-                                              add_generation_prompt=True)
+    try:
+        from jinja2 import TemplateError  # transformers renders templates with jinja2
+    except ImportError:  # then apply_chat_template says it needs jinja2 itself
+        TemplateError = ()  # noqa: N806
+    try:  # a template may refuse a conversation ('must start with a system message'): a traceback otherwise
+        templated = tokenizer.apply_chat_template([{"role": "user", "content": text}], tokenize=False,
+                                                  add_generation_prompt=True)
+    except TemplateError as exc:
+        raise UserError(f"the tokenizer's chat template refuses a prompt sent as one user message ({shown(str(exc))}); "
+                        "give the prompt without the chat template, or a model whose template takes it") from None
     return list(tokenizer(templated, add_special_tokens=False)["input_ids"])
 
 
