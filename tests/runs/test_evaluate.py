@@ -144,3 +144,34 @@ def test_sliding_mode_with_several_windows_per_document_is_refused_before_any_wo
         PplConfig(**base, stride=128, windows_per_doc=2)
     PplConfig(**base, stride=128)
     PplConfig(**base, windows_per_doc=2)
+
+
+def test_eval_ppl_and_passkey_run_twice_into_one_folder_replace_their_own_outputs(tiny, tmp_path, capsys):
+    """A rerun into the same folder replaces a finished run that holds nothing but that run's records and outputs;
+    the names of those outputs were written down twice (the writers' literals and PPL_OUTPUTS / PASSKEY_OUTPUTS), so
+    a new output file would have made every rerun refuse its own file (battery 29e): the writers now name their
+    files from the same constants, and what a run writes is exactly what its rerun replaces."""
+    import fnmatch
+
+    from longrope.evaluate.suite import PASSKEY_OUTPUTS, PPL_OUTPUTS
+    from longrope.models.loading import read_rope_info
+    from longrope.rope import make_baseline
+    from longrope.runs.folder import CONFIG_FILE, RESULT_FILE, RUN_FILE
+
+    info = read_rope_info("tiny")
+    yarn = tmp_path / "yarn.json"
+    make_baseline("yarn", rope_theta=info.rope_theta, rotary_dim=info.rotary_dim, original_length=256,
+                  target_length=512).save(yarn)
+    commands = {
+        PPL_OUTPUTS: ["eval", "ppl", "--model", str(tiny / "model"), "--data", str(tiny / "data"), "--lengths", "32",
+                      "--samples", "1", "--quiet", "-o", str(tmp_path / "ppl")],
+        PASSKEY_OUTPUTS: ["eval", "passkey", "--model", "tiny", "--lengths", "256", "--trials", "1", "--depths", "0.5",
+                          "--mode", "needle", "--factors", str(yarn), "--quiet", "-o", str(tmp_path / "passkey")],
+    }
+    for outputs, argv in commands.items():
+        for _ in range(2):
+            assert main(argv) == 0, capsys.readouterr().err
+        written = {p.name for p in (tmp_path / argv[-1]).iterdir()} - {CONFIG_FILE, RUN_FILE, RESULT_FILE}
+        assert written and all(any(fnmatch.fnmatchcase(n, p) for p in outputs) for n in written), written
+        assert all(fnmatch.filter(written, p) for p in outputs), (written, outputs)
+    assert {p.name for p in (tmp_path / "passkey").glob("passkey_*.png")} == {"passkey_none.png", "passkey_yarn.png"}

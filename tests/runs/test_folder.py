@@ -504,11 +504,12 @@ def tokenizer_for_swap():
     return load_tokenizer("tiny")
 
 
-@pytest.mark.parametrize("extra", ["notes.txt", "search-run/"])
+@pytest.mark.parametrize("extra", ["notes.txt", "search-run/", ".notes", ".git/"])
 def test_a_finished_eval_run_holding_anything_else_is_not_replaced(tmp_path, extra):
     """An eval run replaces a finished one of its command as a whole: a file or folder put there since (notes, a
     search run made inside it with -o RUN/sub) went with the old results without a word; now refused before the
-    work, and at the swap when it arrived meanwhile."""
+    work, and at the swap when it arrived meanwhile. A hidden one too: a .git or .notes went without a word
+    (battery 29e)."""
     out = tmp_path / "run"
     f = RunFolder.open(out, "eval ppl", staged=True)
     f.start({"v": 1})
@@ -540,3 +541,21 @@ def test_a_folder_in_use_is_refused_naming_the_run_that_holds_it(tmp_path):
             RunFolder.open(out, "finetune", staged=False)
     finally:
         folder.close()
+
+
+def test_a_finished_eval_run_with_its_own_writers_leftovers_is_still_replaced(tmp_path):
+    """What a writer of the run's own files leaves (a temporary of ppl.json or run.json, a write probe, a lock) is
+    no one's work: it does not stop the run being replaced, while the user's hidden files do (battery 29e)."""
+    out = tmp_path / "run"
+    f = RunFolder.open(out, "eval ppl", staged=True)
+    f.start({"v": 1})
+    f.finish({"v": 1})
+    for name in (".ppl.json.abcd_123.tmp", ".run.json.k2j4h5g6.tmp", ".write-test-123", ".lock"):
+        (out / name).write_text("")
+    g = RunFolder.open(out, "eval ppl", staged=True, replace=PPL_OUTPUTS)
+    g.start({"v": 2})
+    g.finish({"v": 2})
+    assert json.loads((out / "summary.json").read_text()) == {"v": 2}
+    (out / ".notes.txt.abcd_123.tmp").write_text("")  # not the run's file: the user's editor, another tool
+    with pytest.raises(UserError, match="holds '.notes.txt.abcd_123.tmp', which is not part of an eval ppl run"):
+        RunFolder.open(out, "eval ppl", staged=True, replace=PPL_OUTPUTS)

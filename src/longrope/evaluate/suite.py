@@ -193,10 +193,17 @@ PPL_CSV_FIELDS = ["factors", "length", "mode", "stride", "bos", "n_docs", "n_tok
                   "ppl_doc_mean", "seconds"]
 
 
+#: the files :func:`write_ppl_outputs` writes, by kind; the one place their names are made (a rerun into a run
+#: folder replaces only the files :data:`PPL_OUTPUTS` names)
+PPL_FILES = {"json": "ppl.json", "csv": "ppl.csv", "png": "ppl.png"}
 #: the files :func:`write_ppl_outputs` writes (shell patterns): an eval ppl run folder holds these besides its records
-PPL_OUTPUTS = ("ppl.json", "ppl.csv", "ppl.png")
+PPL_OUTPUTS = tuple(PPL_FILES.values())
+#: the files :func:`write_passkey_outputs` writes besides a heatmap per set, by kind
+PASSKEY_FILES = {"json": "passkey.json", "csv": "passkey.csv"}
+#: the name of a set's heatmap (``stem``: the set's file-name stem)
+PASSKEY_HEATMAP = "passkey_{stem}.png"
 #: the files :func:`write_passkey_outputs` writes (shell patterns)
-PASSKEY_OUTPUTS = ("passkey.json", "passkey.csv", "passkey_*.png")
+PASSKEY_OUTPUTS = (*PASSKEY_FILES.values(), PASSKEY_HEATMAP.format(stem="*"))
 
 
 def write_ppl_outputs(out_dir: str | os.PathLike, results: list[tuple[str, PerplexityResult]], config: dict, *,
@@ -208,7 +215,7 @@ def write_ppl_outputs(out_dir: str | os.PathLike, results: list[tuple[str, Perpl
         d = r.to_dict()
         d["factors"] = name
         rows.append(d)
-    paths = {"json": out / "ppl.json", "csv": out / "ppl.csv", "png": out / "ppl.png"}
+    paths = {kind: out / name for kind, name in PPL_FILES.items()}
     write_json(paths["json"], json_safe({"config": config, "results": rows}))  # NaN is no JSON: null
     write_csv(paths["csv"], rows, PPL_CSV_FIELDS)
     series: dict[str, list[tuple[int, float]]] = {}
@@ -231,11 +238,11 @@ def write_passkey_outputs(out_dir: str | os.PathLike, results: list[tuple[str, P
     fields = ["factors", "mode", "length", "depth", "trials", "correct", "accuracy"]
     if any("answer_nll" in r for r in rows):
         fields.append("answer_nll")
-    paths = {"json": out / "passkey.json", "csv": out / "passkey.csv"}
+    paths = {kind: out / name for kind, name in PASSKEY_FILES.items()}
     write_json(paths["json"], json_safe({"config": config, "results": [{"factors": n, **r.to_dict()} for n, r in results]}))
     write_csv(paths["csv"], rows, fields)
     for (name, r), stem in zip(results, _file_stems([name for name, _ in results])):
-        p = out / f"passkey_{stem}.png"
+        p = out / PASSKEY_HEATMAP.format(stem=stem)
         plot_passkey_heatmap(r.cells(), p, title=f"Passkey accuracy ({r.mode}) — {name}")
         paths[f"png:{name}"] = p
     return paths

@@ -537,14 +537,24 @@ class RunFolder:
 def _not_only_a_run(folder: Path, command: str, outputs: tuple[str, ...]) -> str | None:
     """Why the finished run of ``command`` in ``folder``, which a new run replaces as a whole, holds more than that
     run (its records and ``outputs``), or None: a file or folder put there since (notes, a search run made inside
-    it) went with the old results without a word (battery 29c)."""
+    it) went with the old results without a word (battery 29c). Hidden names count too (a ``.git`` or ``.notes``
+    went, battery 29e); only what a writer of the run's own files leaves (lock, probe, temporaries) does not."""
     import fnmatch
 
-    for name in sorted(_work_files(folder)):
-        if (name not in (CONFIG_FILE, RUN_FILE, RESULT_FILE) and not any(fnmatch.fnmatchcase(name, p) for p in outputs)) \
-                or (folder / name).is_dir():
+    own = (CONFIG_FILE, RUN_FILE, RESULT_FILE, *outputs)
+    for name in sorted(p.name for p in folder.iterdir()):  # hidden names too: a .git or .notes of the user's
+        if (folder / name).is_dir() or not (any(fnmatch.fnmatchcase(name, p) for p in own)
+                                            or _set_up_leftover(name) or _temporary_of(name, own)):
             return f"holds {name!r}, which is not part of {_article(command)} {command} run (a new run replaces it as a whole)"
     return None
+
+
+def _temporary_of(name: str, patterns: tuple[str, ...]) -> bool:
+    """Whether ``name`` is the temporary :func:`~longrope.io.atomic_write` makes of a file named by one of
+    ``patterns`` (shell patterns): what a writer of those files left when it was killed before its rename."""
+    import fnmatch
+
+    return is_atomic_temporary(name) and any(fnmatch.fnmatchcase(name, f"{sibling_prefix(p, '')}*") for p in patterns)
 
 
 _PROBE = ".write-test-"
