@@ -150,3 +150,20 @@ def test_rope_info_from_a_config_json_dict_is_the_info_of_its_config_object():
     assert from_dict.supported and from_dict.family == "Phi-3" and from_dict.max_position_embeddings == 256
     assert from_dict == rope_info_from_config(config)
     assert "'gpt2' has no RoPE" in rope_info_from_config(GPT2Config().to_dict()).reason
+
+
+def test_a_config_json_dict_that_leaves_keys_out_reads_its_class_defaults_as_transformers_does():
+    """Read key by key, a Llama config.json dict without rope_theta had 'no RoPE' and a Qwen3 one without head_dim a
+    head of 16 channels where transformers' config (and so the model) has 128 (review of battery 29)."""
+    from transformers import AutoConfig
+
+    from longrope.models import rope_info_from_config
+
+    for values in ({"model_type": "llama", "hidden_size": 64, "num_attention_heads": 4},
+                   {"model_type": "qwen3", "hidden_size": 64, "num_attention_heads": 4}):
+        info = rope_info_from_config(values)
+        assert info.supported, info.reason
+        assert info == rope_info_from_config(AutoConfig.for_model(**values))
+    assert rope_info_from_config({"model_type": "qwen3", "hidden_size": 64, "num_attention_heads": 4}).head_dim == 128
+    unknown = rope_info_from_config({"model_type": "no-such-family", "rope_theta": 1e4, "head_dim": 16})
+    assert not unknown.supported and "'no-such-family' is not a supported family" in unknown.reason
