@@ -227,6 +227,27 @@ def test_passkey_share_replaces_long_rows_with_passkey_prompts(make_config, tmp_
                              passkey_share=0.5, output=str(tmp_path / "short")))
 
 
+def test_a_passkey_rows_longest_segment_is_its_whole_window(make_config, tmp_path):
+    """train_log's longest_segment recorded the packed rows' longest document where passkey prompts (whole windows)
+    had replaced them: 6 tokens on a step of 512-token passkey rows (battery 29b's open item)."""
+    from longrope.data import tokenize_corpus
+    from longrope.data.tokenizer_loading import load_tokenizer
+    from longrope.rope import make_baseline
+
+    factors = make_baseline("yarn", rope_theta=1e4, rotary_dim=64, original_length=256, target_length=512).save(
+        tmp_path / "yarn.json")
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for i in range(4):
+        (docs / f"d{i}.txt").write_text(f"a short note number {i} about the sea.")
+    shards = tmp_path / "shards"
+    tokenize_corpus(load_tokenizer("tiny"), [f"train={docs}"], shards, tokenizer_name="tiny", progress=False)
+    cfg = make_config(model="tiny", factors=str(factors), data=str(shards), seq_len=512, steps=2, short_share=0.0,
+                      passkey_share=1.0, batch_size=2, output=str(tmp_path / "pk"), checkpoint_every=2)
+    log = [json.loads(x) for x in finetune(cfg).log_path.read_text().splitlines()]
+    assert [(r["passkey_rows"], r["longest_segment"]) for r in log] == [(2, 512), (2, 512)]
+
+
 def test_the_exported_model_keeps_its_kv_cache_setting(make_config, tiny_dir):
     """Battery 23c: training turned the model's config.use_cache off, and the export saved it so: the fine-tuned
     folder's stock forward calls returned no KV cache (its base and every other export do), also with

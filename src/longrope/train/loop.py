@@ -425,7 +425,9 @@ class _Trainer:
             rows, cursor = self.windows.rows(self.state.cursor, self.global_rows, N, segment)
             synthetic = passkey_rows(cfg.seed, step, len(rows), cfg.passkey_share if kind == "long" else 0.0)
             targets = sum(N - 1 if g in synthetic else row_targets(r, cfg.bos) for g, r in enumerate(rows))
-            longest = max(b - a for row in rows for _, a, b in row) + int(cfg.bos)  # the step's longest segment
+            # the step's longest segment: a passkey row is one of N tokens (it replaces the packed row it stands in for)
+            longest = max(N if g in synthetic else max(b - a for _, a, b in row) + int(cfg.bos)
+                          for g, row in enumerate(rows))
             scale = W * self.grad_accum / targets
             lr = float(self.optimizer.param_groups[0]["lr"])
             nll = torch.zeros((), dtype=torch.float32, device=acc.device)
