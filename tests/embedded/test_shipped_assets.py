@@ -120,3 +120,15 @@ def test_a_staged_run_records_its_starting_checkpoint():
         init = run["init_from"]
         assert len(init["sha256"]) == 64 and init["step"] >= 1 and len(init["fingerprint"]) == 16
         assert init["log"] and init["log"][-1]["step"] <= init["step"]
+
+
+def test_training_info_of_a_folder_without_its_record_is_one_line(tmp_path):
+    """training_info('/nonexistent') was a FileNotFoundError traceback (battery 29a's open item)."""
+    import pytest
+
+    from longrope.embedded import training_info
+    from longrope.errors import UserError
+
+    assert training_info()["config"]  # the shipped model's record
+    with pytest.raises(UserError, match=r"training.json does not exist .*tools.train_tiny"):
+        training_info(tmp_path)

@@ -99,5 +99,10 @@ def search_texts(corpus_dir: str | Path = CORPUS_DIR) -> dict[str, str]:
 
 
 def training_info(model_dir: str | Path = TINY_MODEL_DIR) -> dict:
-    """``training.json`` of the tiny model: command, seed, config, run summary and report."""
-    return json.loads((Path(model_dir) / "training.json").read_text(encoding="utf-8"))
+    """``training.json`` of the tiny model (or of ``model_dir``, a folder ``python -m tools.train_tiny`` wrote):
+    command, seed, config, run summary and report. A folder without one is a one-line UserError (it was a
+    FileNotFoundError traceback, battery 29a)."""
+    from longrope.io import read_json
+
+    return read_json(Path(model_dir) / "training.json", what="training record of python -m tools.train_tiny",
+                     fix="give the folder tools.train_tiny wrote (its tiny/), or leave model_dir out for the shipped model")
