@@ -427,6 +427,18 @@ def test_restore_after_a_dtype_cast_gives_the_model_an_unpatched_model_would_be(
     assert torch.equal(logits(patched, ids), logits(plain, ids))
 
 
+def test_install_factors_refuses_none_alike_on_a_patched_and_an_unpatched_model():
+    """None restored a patched model's own RoPE without a word and was 'expected a FactorSet' on an unpatched one
+    (battery 29a's open item): refused on both, naming restore(); the patched model keeps its factors."""
+    model = build_tiny("llama")
+    with pytest.raises(UserError, match=r"got None; .*restore\(\)"):
+        install_factors(model, None)
+    patch = install_factors(model, factors_for(model))
+    with pytest.raises(UserError, match=r"got None; .*restore\(\)"):
+        install_factors(model, None)
+    assert current_patch(model) is patch and patch.factor_set is not None
+
+
 def test_gpt2_is_refused_naming_supported_families():
     import transformers
 

@@ -491,8 +491,13 @@ def install_factors(model: nn.Module, factor_set: Any) -> RopePatch:
     Raises :class:`UserError` for an unsupported model or a factor set that does not fit it
     (wrong rotary dim, other rope base). Installing on a model that already carries a patch
     swaps the factors of that patch and returns it (one patch per model). A peft ``PeftModel`` is patched
-    through the model it wraps (the same patch either way round).
+    through the model it wraps (the same patch either way round). ``None`` is refused on any model (it restored a
+    patched model's own RoPE and was refused on an unpatched one, battery 29a): ``patch.restore()`` or
+    ``patch.swap(None)`` put the original RoPE back.
     """
+    if factor_set is None:
+        raise UserError("install_factors needs a FactorSet, got None; to run the model with its own RoPE again, "
+                        "call restore() (or swap(None)) on the patch install_factors returned")
     model = unwrap_adapters(model)
     existing = getattr(model, "_longrope_patch", None)
     if existing is not None:
