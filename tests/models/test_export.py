@@ -447,3 +447,30 @@ def test_a_dynamic_ntk_export_reads_back_as_the_factors_its_config_applies(tmp_p
     for source in (tmp_path / "dyn", tmp_path / "dyn" / "factors.json"):
         back = at_length(FactorSet.load(source), 2 * TINY_L)
         np.testing.assert_array_equal(back.long_factor, config["rope_parameters"]["long_factor"])
+
+
+def test_a_dynamic_ntk_folder_exported_before_the_mark_reads_back_as_its_config_applies(tmp_path):
+    """A folder exported before the set was marked as made (its factors.json a plain dynamic NTK set) kept eval
+    recomputing it per length (review of battery 29b): a factors.json whose config.json beside it applies the same
+    long factors is read as made; the same file elsewhere, or beside a config with other factors, still follows L."""
+    from longrope.rope.baselines import APPLIED_AS_MADE, at_length, dynamic_ntk_factors, follows_length
+
+    model = build_tiny("llama")
+    dyn = dynamic_ntk_factors(rope_theta=TINY_THETA, rotary_dim=inspect_model(model).rotary_dim,
+                              original_length=TINY_L, target_length=8 * TINY_L)
+    export_hf(model, None, dyn, tmp_path / "old")
+    path = tmp_path / "old" / "factors.json"
+    record = json.loads(path.read_text())
+    del record["provenance"][APPLIED_AS_MADE]  # as written before the mark
+    path.write_text(json.dumps(record))
+    config = json.loads((tmp_path / "old" / "config.json").read_text())
+    for source in (tmp_path / "old", path):
+        back = at_length(FactorSet.load(source), 2 * TINY_L)
+        np.testing.assert_array_equal(back.long_factor, config["rope_parameters"]["long_factor"])
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    (alone / "factors.json").write_text(json.dumps(record))
+    assert follows_length(FactorSet.load(alone / "factors.json"))
+    config["rope_parameters"]["long_factor"] = [1.0] * len(config["rope_parameters"]["long_factor"])
+    (alone / "config.json").write_text(json.dumps(config))
+    assert follows_length(FactorSet.load(alone))

@@ -306,6 +306,23 @@ def factor_file(path: str | os.PathLike) -> Path:
     return path
 
 
+def applied_by_its_config(path: Path, long_factor: Any) -> bool:
+    """Whether ``path`` is a model folder's ``factors.json`` whose ``config.json`` beside it applies ``long_factor``
+    (the longrope scaling ``longrope export`` writes): that folder's runtimes apply the set as made at every length."""
+    config = path.with_name("config.json")
+    if path.name != "factors.json" or not config.is_file():
+        return False
+    from longrope.formats.hf_config import rope_parameters
+    from longrope.io import read_json
+
+    try:
+        params = rope_parameters(read_json(config, what="config.json"))
+        written = np.asarray((params or {}).get("long_factor"), dtype=np.float64)
+    except (UserError, TypeError, ValueError):
+        return False
+    return written.shape == np.shape(long_factor) and bool(np.array_equal(written, np.asarray(long_factor)))
+
+
 def _no_factors_in(folder: Path) -> str:
     """Why a folder given as factors holds none, and what to give instead (it said only "is a folder without
     factors.json or config.json": no fix, and false of a factors.json that is a broken link)."""

@@ -25,7 +25,7 @@ import numpy as np
 from longrope.errors import UserError
 from longrope.options import check_flag
 from longrope.rope.attention import check_attention_factor, yarn_attention_factor
-from longrope.rope.factors import FactorSet
+from longrope.rope.factors import APPLIED_AS_MADE, FactorSet, as_made, follows_length  # noqa: F401 - re-exported
 from longrope.rope.frequencies import check_rope_theta, check_rotary_dim, inv_freq
 from longrope.rope.values import int_field, real_number, scalar_value, short_repr
 
@@ -159,30 +159,6 @@ def dynamic_ntk_factors(
     lam = ratio ** (2.0 * i / (d - 2))
     options = {"length": ell, "factor": s, "effective_ratio": ratio, "base": b * ratio ** (d / (d - 2))}
     return _result("dynamic-ntk", lam, b, L, Lt, 1.0, options)
-
-
-#: provenance key of a dynamic NTK set applied as made at every length: the set a model folder's ``factors.json``
-#: holds (its config.json holds those factors for every runtime; a fine-tuned model was trained with them)
-APPLIED_AS_MADE = "applied_as_made"
-
-
-def follows_length(factor_set: Any) -> bool:
-    """Whether :func:`at_length` recomputes ``factor_set`` for each length (a dynamic NTK set that says how, and not
-    one fixed by :func:`as_made`)."""
-    provenance = getattr(factor_set, "provenance", None)
-    return getattr(factor_set, "method", None) == "dynamic-ntk" and isinstance(provenance, dict) \
-        and isinstance(provenance.get("options"), dict) and not provenance.get(APPLIED_AS_MADE)
-
-
-def as_made(factor_set: Any) -> Any:
-    """``factor_set`` marked to be applied as made at every length (any set that does not follow the length: itself).
-    A model folder's factor set is what its config gives transformers, vLLM and llama.cpp at every length above L,
-    and what a fine-tuning trained with: evaluated from the folder's ``factors.json`` a dynamic NTK set was recomputed
-    per length, so ``eval ppl`` of a fine-tuned model measured factors it was never trained with, unlike its
-    ``config.json`` (perplexity 22.8 against 25.9 at 512 tokens on the embedded model; battery 29b)."""
-    if not follows_length(factor_set):
-        return factor_set
-    return factor_set.with_(provenance={**factor_set.provenance, APPLIED_AS_MADE: True})
 
 
 def at_length(factor_set: Any, length: int) -> Any:

@@ -62,6 +62,30 @@ def require_factor_set(obj: Any) -> None:
         raise UserError(f"expected a FactorSet (long_factor, short_factor, ...), got {type(obj).__name__}{hint}")
 
 
+#: provenance key of a dynamic NTK set applied as made at every length: the set a model folder's ``factors.json``
+#: holds (its config.json holds those factors for every runtime; a fine-tuned model was trained with them)
+APPLIED_AS_MADE = "applied_as_made"
+
+
+def follows_length(factor_set: Any) -> bool:
+    """Whether :func:`~longrope.rope.baselines.at_length` recomputes ``factor_set`` for each length (a dynamic NTK set that says how, and not
+    one fixed by :func:`as_made`)."""
+    provenance = getattr(factor_set, "provenance", None)
+    return getattr(factor_set, "method", None) == "dynamic-ntk" and isinstance(provenance, dict) \
+        and isinstance(provenance.get("options"), dict) and not provenance.get(APPLIED_AS_MADE)
+
+
+def as_made(factor_set: Any) -> Any:
+    """``factor_set`` marked to be applied as made at every length (any set that does not follow the length: itself).
+    A model folder's factor set is what its config gives transformers, vLLM and llama.cpp at every length above L,
+    and what a fine-tuning trained with: evaluated from the folder's ``factors.json`` a dynamic NTK set was recomputed
+    per length, so ``eval ppl`` of a fine-tuned model measured factors it was never trained with, unlike its
+    ``config.json`` (perplexity 22.8 against 25.9 at 512 tokens on the embedded model; battery 29b)."""
+    if not follows_length(factor_set):
+        return factor_set
+    return factor_set.with_(provenance={**factor_set.provenance, APPLIED_AS_MADE: True})
+
+
 def _model_rotary_dim(rotary_dim: Any) -> int | None:
     """The model's rotary dim a loader is given, checked (None: not known): 'x' or True was taken and the list
     lengths went unchecked (battery 19)."""
@@ -384,5 +408,10 @@ class FactorSet:
         """
         from longrope.formats import factors as files
 
-        return files.load(cls, path, rope_theta=rope_theta, original_length=original_length,
-                           target_length=target_length, rotary_dim=_model_rotary_dim(rotary_dim))
+        fs = files.load(cls, path, rope_theta=rope_theta, original_length=original_length,
+                        target_length=target_length, rotary_dim=_model_rotary_dim(rotary_dim))
+        if follows_length(fs) and files.applied_by_its_config(files.factor_file(path), fs.long_factor):
+            # a model folder's factors.json written before export marked it (as_made): its config.json applies these
+            # factors at every length, and a fine-tuning trained with them (battery 29b's review)
+            fs = as_made(fs)
+        return fs
