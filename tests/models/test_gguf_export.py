@@ -461,3 +461,23 @@ def test_a_byte_fallback_bpe_vocabulary_scores_its_pieces_in_merge_order(tmp_pat
     assert len(made) > 100
     assert [score[p] for p in made] == sorted((score[p] for p in made), reverse=True)  # earlier merges first
     assert len({score[p] for p in made}) == len(made)
+
+
+def test_a_gguf_whose_pieces_score_alike_is_copied_with_a_warning(tmp_path, monkeypatch):
+    """A GGUF longrope wrote from a byte-fallback BPE before its pieces were scored by merge rank scores them all
+    alike; a re-export copied that vocabulary without a word, llama.cpp still tokenizing otherwise than transformers
+    (review of battery 29b). A source scored by merge rank is copied without the warning."""
+    import longrope.models.gguf as gguf_module
+    from tests.models.model_helpers import byte_fallback_tokenizer
+
+    tok = byte_fallback_tokenizer()
+    model = build_tiny("llama", vocab_size=len(tok))
+    fs = factor_set(model)
+    scored = export_gguf(model, tok, fs, tmp_path / "scored.gguf", outtype="f32").path
+    assert not any("score every piece alike" in w or "scores every piece" in w
+                   for w in export_gguf_from_gguf(scored, fs, tmp_path / "a.gguf").warnings)
+    monkeypatch.setattr(gguf_module, "_merge_scores", lambda model: {})  # as written before: one score for all
+    flat = export_gguf(model, tok, fs, tmp_path / "flat.gguf", outtype="f32").path
+    assert len(set(fields(flat)["tokenizer.ggml.scores"])) == 1
+    warnings = export_gguf_from_gguf(flat, fs, tmp_path / "b.gguf").warnings
+    assert any("scores every piece alike" in w and "export the Hugging Face model" in w for w in warnings)

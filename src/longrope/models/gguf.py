@@ -292,6 +292,25 @@ def _field(reader: Any, key: str) -> Any:
     return field.contents() if field is not None else None
 
 
+def _flat_scores_warning(reader: Any) -> str | None:
+    """A warning where the source's SentencePiece-style vocabulary scores every piece alike: llama.cpp then joins
+    the leftmost pair first and tokenizes text otherwise than transformers (a GGUF longrope wrote from a byte-fallback
+    BPE before its pieces were scored by merge rank, battery 29b); a copy keeps those scores (review of battery 29b)."""
+    import numpy as np
+
+    if _field(reader, "tokenizer.ggml.model") != "llama":
+        return None
+    field = reader.get_field("tokenizer.ggml.scores")
+    if field is None or len(field.data) < 2:
+        return None
+    scores = np.asarray([field.parts[i][0] for i in field.data], dtype=np.float64)
+    if np.ptp(scores) > 0:
+        return None
+    return ("the source's tokenizer scores every piece alike (a GGUF longrope wrote before 2026-12-07 from a byte-fallback "
+            "BPE, or another tool's): llama.cpp tokenizes text otherwise than transformers with it; export the "
+            "Hugging Face model to GGUF instead")
+
+
 def check_gguf_source(path: Path, reader: Any, arch: str) -> None:
     """Refuse, in one line, a GGUF whose header and tensors disagree, before it is copied: the GGUF -> GGUF export
     reads no weight through transformers, so a file whose header said 6 blocks over 4 blocks' tensors or whose attn_q
@@ -351,6 +370,8 @@ def export_gguf_from_gguf(
     warnings = _common_warnings(factor_set)
     reader = open_gguf(src)
     check_gguf_source(src, reader, arch)
+    if (flat := _flat_scores_warning(reader)) is not None:
+        warnings.append(flat)
     dropped = [t.name for t in reader.tensors if t.name == "rope_freqs.weight"]
     if dropped:
         warnings.append("the source's rope_freqs.weight (its own RoPE scaling) is replaced by the LongRoPE factors")
