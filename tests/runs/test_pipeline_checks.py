@@ -508,3 +508,52 @@ def test_a_resume_where_a_finished_stage_s_named_input_holds_other_content_is_re
     assert json.loads((out / "pipeline.json").read_text())["stages"]["two"]["status"] == "pending"
     factors.write_bytes(original)
     assert main(["pipeline", "-o", str(out), "--resume", "--quiet"]) == 0
+
+
+def test_a_resume_where_a_finished_stage_s_factor_folder_holds_other_factors_is_refused(tmp_path, capsys):
+    """A folder holding factors.json named as a stage's factors (which the factor readers accept) was recorded with
+    no digest, read as an output is (a file, a model folder, a shard folder): rewritten before --resume, the stage
+    still to run exported other factors than the finished one, without a word. Its digest is that of the file the
+    factor reader picks; refused as a factor file rewritten is."""
+    folder = tmp_path / "F"
+    folder.mkdir()
+    assert main(["baseline", "--model", "tiny", "--method", "yarn", "--target-length", "512",
+                 "-o", str(folder / "factors.json")]) == 0
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps({"format": "longrope-pipeline/1", "model": "tiny", "stages": [
+        {"name": "one", "run": "export", "factors": str(folder)},
+        {"name": "two", "run": "export", "factors": str(folder)}]}))
+    out = tmp_path / "out"
+    assert main(["pipeline", "--plan", str(plan), "-o", str(out), "--until", "one", "--quiet"]) == 0
+    named = json.loads((out / "pipeline.json").read_text())["stages"]["one"]["named_sha256"]
+    assert named["factors"]["path"] == str(folder) and isinstance(named["factors"]["sha256"], str)
+    (folder / "factors.json").unlink()
+    assert main(["baseline", "--model", "tiny", "--method", "pi", "--target-length", "512",
+                 "-o", str(folder / "factors.json")]) == 0
+    capsys.readouterr()
+    assert main(["pipeline", "-o", str(out), "--resume", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert f"{folder}, which stage 'one' read, holds other content" in err and len(err.splitlines()) == 1
+
+
+def test_a_gguf_model_folder_or_a_run_folder_named_by_a_stage_is_bound_by_its_content(tmp_path):
+    """A model folder holding one .gguf (no config.json) named as a stage's model, and a run folder (factors.json
+    beside the run's config.json) named as its factors, were recorded with no digest, which bound nothing: each is
+    read as the stage reads it, and other content there shows at a resume."""
+    from longrope.runs.pipeline import manifest as records
+
+    (tmp_path / "g").mkdir()
+    (tmp_path / "g" / "m.gguf").write_bytes(b"GGUF" + bytes(64))
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "config.json").write_text(json.dumps({"command": "search", "config": {}}))
+    (tmp_path / "run" / "factors.json").write_text("{}")
+    named = {"model": str(tmp_path / "g"), "factors": str(tmp_path / "run")}
+    manifest = {"stages": {"one": {"run": "export", "status": "pending"}}}
+    records.start(manifest, "one", {}, {}, named)
+    st = manifest["stages"]["one"]
+    assert all(isinstance(rec["sha256"], str) for rec in st["named_sha256"].values())
+    st["status"] = "done"
+    assert records.changed_named_inputs(st) == []
+    (tmp_path / "g" / "m.gguf").write_bytes(b"GGUF" + bytes(65))
+    (tmp_path / "run" / "factors.json").write_text("{ }")
+    assert records.changed_named_inputs(st) == [str(tmp_path / "g"), str(tmp_path / "run")]
