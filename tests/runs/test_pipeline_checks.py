@@ -5,6 +5,7 @@ runs in these tests: a stage that started would fail them."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 
@@ -557,3 +558,23 @@ def test_a_gguf_model_folder_or_a_run_folder_named_by_a_stage_is_bound_by_its_co
     (tmp_path / "g" / "m.gguf").write_bytes(b"GGUF" + bytes(65))
     (tmp_path / "run" / "factors.json").write_text("{ }")
     assert records.changed_named_inputs(st) == [str(tmp_path / "g"), str(tmp_path / "run")]
+
+
+def test_a_resume_that_makes_again_a_stage_whose_named_input_changed_reads_the_new_content(tmp_path, capsys):
+    """A stage's folder deleted is the way to make it again: a resume after its factor file was rewritten was
+    refused ("f.json, which stage 'one' read, holds other content"), though stage one was to be made again from
+    the new file. Only stages skipped as done are asked; both stages export the new factors."""
+    factors = tmp_path / "f.json"
+    assert main(["baseline", "--model", "tiny", "--method", "yarn", "--target-length", "512", "-o", str(factors)]) == 0
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps({"format": "longrope-pipeline/1", "model": "tiny", "stages": [
+        {"name": "one", "run": "export", "factors": str(factors)},
+        {"name": "two", "run": "export", "factors": str(factors)}]}))
+    out = tmp_path / "out"
+    assert main(["pipeline", "--plan", str(plan), "-o", str(out), "--until", "one", "--quiet"]) == 0
+    factors.unlink()
+    assert main(["baseline", "--model", "tiny", "--method", "pi", "--target-length", "512", "-o", str(factors)]) == 0
+    shutil.rmtree(out / "stages" / "one")
+    assert main(["pipeline", "-o", str(out), "--resume", "--quiet"]) == 0, capsys.readouterr().err
+    made = [json.loads((out / "stages" / n / "model" / "factors.json").read_text()) for n in ("one", "two")]
+    assert made[0] == made[1] == json.loads(factors.read_text())
