@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -578,3 +579,23 @@ def test_a_resume_that_makes_again_a_stage_whose_named_input_changed_reads_the_n
     assert main(["pipeline", "-o", str(out), "--resume", "--quiet"]) == 0, capsys.readouterr().err
     made = [json.loads((out / "stages" / n / "model" / "factors.json").read_text()) for n in ("one", "two")]
     assert made[0] == made[1] == json.loads(factors.read_text())
+
+
+def test_a_refused_resume_typed_in_another_folder_names_the_changed_input_where_it_is(tmp_path, capsys, monkeypatch):
+    """The refusal named the factor file as the plan wrote it, read in the folder the pipeline started in
+    ("f.json"): typed from another folder, it named a file that is not there. It names the file itself."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    monkeypatch.chdir(tmp_path / "a")
+    assert main(["baseline", "--model", "tiny", "--method", "yarn", "--target-length", "512", "-o", "f.json"]) == 0
+    Path("plan.json").write_text(json.dumps({"format": "longrope-pipeline/1", "model": "tiny", "stages": [
+        {"name": "one", "run": "export", "factors": "f.json"},
+        {"name": "two", "run": "export", "factors": "f.json"}]}))
+    assert main(["pipeline", "--plan", "plan.json", "-o", "out", "--until", "one", "--quiet"]) == 0
+    Path("f.json").unlink()
+    assert main(["baseline", "--model", "tiny", "--method", "pi", "--target-length", "512", "-o", "f.json"]) == 0
+    monkeypatch.chdir(tmp_path / "b")
+    capsys.readouterr()
+    assert main(["pipeline", "-o", "../a/out", "--resume", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert f"refused: {tmp_path / 'a' / 'f.json'}, which stage 'one' read" in err and len(err.splitlines()) == 1

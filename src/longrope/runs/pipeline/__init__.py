@@ -304,10 +304,10 @@ def _refuse_changed_named(old: dict | None, done: set[str]) -> None:
     asked: it reads the new content too (it was refused: fix 29p)."""
     for name in sorted(done):
         changed = records.changed_named_inputs(old["stages"][name])
-        if changed:
-            raise ConfigError("resume", "{name} refused: " + f"{changed[0]}, which stage {name!r} read, holds other "
-                              "content than when it ran (its results were made from that); restore it, or start the "
-                              "pipeline in a new folder")
+        if changed:  # named as found from anywhere: the record's path is read in the folder the pipeline started in
+            raise ConfigError("resume", "{name} refused: " + f"{os.path.abspath(changed[0])}, which stage {name!r} "
+                              "read, holds other content than when it ran (its results were made from that); restore it, "
+                              "or start the pipeline in a new folder")
 
 
 def _check_reuses(resolver: Resolver, running: list[str]) -> None:
