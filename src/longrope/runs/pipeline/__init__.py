@@ -126,10 +126,12 @@ def run(config: PipelineConfig, *, log: Callable[[str], None] | None = None) -> 
     say = log or (lambda msg: print(msg, file=sys.stderr))
     out = Path(config.output).resolve()  # stored paths do not depend on the working directory
     base = _plan_base(config, out)
-    if base is not None and base.resolve() != Path.cwd().resolve():  # -o and a model path as typed here, read there
-        config = replace(config, output=str(out))
-        if isinstance(config.model, str) and config.model and os.path.lexists(config.model):
-            config = replace(config, model=os.path.abspath(config.model))
+    if base is not None and base.resolve() != Path.cwd().resolve():  # -o, a model and a plan path as typed here,
+        config = replace(config, output=str(out))  # read there (the plan is read here: its records, config.json's
+        for key in ("model", "plan"):  # plan and the manifest's plan_file, named it from this folder)
+            typed = getattr(config, key)
+            if isinstance(typed, str) and typed and os.path.lexists(typed):
+                config = replace(config, **{key: os.path.abspath(typed)})
     old, plan, plan_file = _open_plan(config, out)
     with _in_folder(base):
         return _run(config, out, old, plan, plan_file, say)
