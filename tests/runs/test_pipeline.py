@@ -991,3 +991,24 @@ def test_a_resume_given_its_plan_file_in_another_folder_reads_the_plan_where_it_
     assert _pipeline(plan_file, Path("../p"), "--resume") == 0, capsys.readouterr().err
     assert json.loads((tmp_path / "p" / "stages" / "data" / "meta.json").read_text())["n_tokens"] > 1000
     assert Path.cwd() == tmp_path / "other"
+
+
+def test_a_resume_given_its_plan_file_in_another_folder_records_the_plan_file_where_it_is(tmp_path, capsys,
+                                                                                          monkeypatch):
+    """``--resume --plan ../../a/plan.json`` typed in another folder recorded the path as typed, in records read in the
+    folder the pipeline was started in (config.json's plan, the manifest's and run.json's plan_file): they named a
+    file that is not there. They name the plan file itself."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b" / "c").mkdir(parents=True)
+    plan_file = _write(tmp_path / "a", {"format": "longrope-pipeline/1", "model": "tiny", "stages": [
+        {"name": "yarn", "run": "baseline", "method": "yarn", "target_length": "2x"},
+        {"name": "pi", "run": "baseline", "method": "pi", "target_length": "2x"}]})
+    monkeypatch.chdir(tmp_path / "a")
+    assert _pipeline(Path("plan.json"), Path("p"), "--until", "yarn") == 0, capsys.readouterr().err
+    monkeypatch.chdir(tmp_path / "b" / "c")
+    assert _pipeline(Path("../../a/plan.json"), Path("../../a/p"), "--resume") == 0, capsys.readouterr().err
+    out = tmp_path / "a" / "p"
+    recorded = [json.loads((out / "config.json").read_text())["config"]["plan"],
+                json.loads((out / "pipeline.json").read_text())["plan_file"],
+                json.loads((out / "run.json").read_text())["plan_file"]]
+    assert all((tmp_path / "a" / r).resolve() == plan_file.resolve() for r in recorded), recorded

@@ -5,6 +5,8 @@ runs in these tests: a stage that started would fail them."""
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
 import pytest
 
@@ -485,26 +487,101 @@ def test_a_resume_naming_the_same_model_folder_another_way_continues(tmp_path, c
     assert manifest["plan"]["model"] == "m" and manifest["stages"]["pi-2x"]["status"] == "done"
 
 
+def _one_of_two_exports_then_factors_rewritten(tmp_path, factors: Path, named: str) -> tuple[Path, bytes]:
+    """A pipeline in ``tmp_path/out`` of two export stages naming ``named`` as their factors (yarn, written at
+    ``factors``), run until its first; then ``factors`` rewritten with pi. Returns the folder and the yarn bytes."""
+    factors.parent.mkdir(parents=True, exist_ok=True)
+
+    def baseline(method: str) -> None:
+        factors.unlink(missing_ok=True)
+        assert main(["baseline", "--model", "tiny", "--method", method, "--target-length", "512",
+                     "-o", str(factors)]) == 0
+
+    baseline("yarn")
+    original = factors.read_bytes()
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps({"format": "longrope-pipeline/1", "model": "tiny", "stages": [
+        {"name": "one", "run": "export", "factors": named}, {"name": "two", "run": "export", "factors": named}]}))
+    out = tmp_path / "out"
+    assert main(["pipeline", "--plan", str(plan), "-o", str(out), "--until", "one", "--quiet"]) == 0
+    baseline("pi")
+    return out, original
+
+
+def _refused_resume(capsys, out) -> str:
+    capsys.readouterr()
+    assert main(["pipeline", "-o", str(out), "--resume", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    return err
+
+
 def test_a_resume_where_a_finished_stage_s_named_input_holds_other_content_is_refused(tmp_path, capsys):
     """A factor file (or shard folder) a finished stage named by path, rewritten before --resume, was read by the
     stages still to run while the finished one kept what it made from the old one: two export stages of one
     pipeline exported two factor sets, without a word. Refused, as a model rebuilt at its path is; restored, the
     pipeline continues."""
     factors = tmp_path / "f.json"
-    assert main(["baseline", "--model", "tiny", "--method", "yarn", "--target-length", "512", "-o", str(factors)]) == 0
-    original = factors.read_bytes()
-    plan = tmp_path / "plan.json"
-    plan.write_text(json.dumps({"format": "longrope-pipeline/1", "model": "tiny", "stages": [
-        {"name": "one", "run": "export", "factors": str(factors)},
-        {"name": "two", "run": "export", "factors": str(factors)}]}))
-    out = tmp_path / "out"
-    assert main(["pipeline", "--plan", str(plan), "-o", str(out), "--until", "one", "--quiet"]) == 0
-    factors.unlink()
-    assert main(["baseline", "--model", "tiny", "--method", "pi", "--target-length", "512", "-o", str(factors)]) == 0
-    capsys.readouterr()
-    assert main(["pipeline", "-o", str(out), "--resume", "--quiet"]) == 2
-    err = capsys.readouterr().err.strip()
-    assert f"{factors}, which stage 'one' read, holds other content" in err and len(err.splitlines()) == 1
+    out, original = _one_of_two_exports_then_factors_rewritten(tmp_path, factors, str(factors))
+    assert f"{factors}, which stage 'one' read, holds other content" in _refused_resume(capsys, out)
     assert json.loads((out / "pipeline.json").read_text())["stages"]["two"]["status"] == "pending"
     factors.write_bytes(original)
     assert main(["pipeline", "-o", str(out), "--resume", "--quiet"]) == 0
+
+
+def test_a_resume_where_a_finished_stage_s_factor_folder_holds_other_factors_is_refused(tmp_path, capsys):
+    """A folder holding factors.json named as a stage's factors (which the factor readers accept) was recorded with
+    no digest, read as an output is (a file, a model folder, a shard folder): rewritten before --resume, the stage
+    still to run exported other factors than the finished one, without a word. Its digest is that of the file the
+    factor reader picks; refused as a factor file rewritten is."""
+    folder = tmp_path / "F"
+    out, _ = _one_of_two_exports_then_factors_rewritten(tmp_path, folder / "factors.json", str(folder))
+    named = json.loads((out / "pipeline.json").read_text())["stages"]["one"]["named_sha256"]
+    assert named["factors"]["path"] == str(folder) and isinstance(named["factors"]["sha256"], str)
+    assert f"{folder}, which stage 'one' read, holds other content" in _refused_resume(capsys, out)
+
+
+def test_a_gguf_model_folder_or_a_run_folder_named_by_a_stage_is_bound_by_its_content(tmp_path):
+    """A model folder holding one .gguf (no config.json) named as a stage's model, and a run folder (factors.json
+    beside the run's config.json) named as its factors, were recorded with no digest, which bound nothing: each is
+    read as the stage reads it, and other content there shows at a resume."""
+    from longrope.runs.pipeline import manifest as records
+
+    (tmp_path / "g").mkdir()
+    (tmp_path / "g" / "m.gguf").write_bytes(b"GGUF" + bytes(64))
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "config.json").write_text(json.dumps({"command": "search", "config": {}}))
+    (tmp_path / "run" / "factors.json").write_text("{}")
+    named = {"model": str(tmp_path / "g"), "factors": str(tmp_path / "run")}
+    manifest = {"stages": {"one": {"run": "export", "status": "pending"}}}
+    records.start(manifest, "one", {}, {}, named)
+    st = manifest["stages"]["one"]
+    assert all(isinstance(rec["sha256"], str) for rec in st["named_sha256"].values())
+    st["status"] = "done"
+    assert records.changed_named_inputs(st) == []
+    (tmp_path / "g" / "m.gguf").write_bytes(b"GGUF" + bytes(65))
+    (tmp_path / "run" / "factors.json").write_text("{ }")
+    assert records.changed_named_inputs(st) == [str(tmp_path / "g"), str(tmp_path / "run")]
+
+
+def test_a_resume_that_makes_again_a_stage_whose_named_input_changed_reads_the_new_content(tmp_path, capsys):
+    """A stage's folder deleted is the way to make it again: a resume after its factor file was rewritten was
+    refused ("f.json, which stage 'one' read, holds other content"), though stage one was to be made again from
+    the new file. Only stages skipped as done are asked; both stages export the new factors."""
+    factors = tmp_path / "f.json"
+    out, _ = _one_of_two_exports_then_factors_rewritten(tmp_path, factors, str(factors))
+    shutil.rmtree(out / "stages" / "one")
+    assert main(["pipeline", "-o", str(out), "--resume", "--quiet"]) == 0, capsys.readouterr().err
+    made = [json.loads((out / "stages" / n / "model" / "factors.json").read_text()) for n in ("one", "two")]
+    assert made[0] == made[1] == json.loads(factors.read_text())
+
+
+def test_a_refused_resume_typed_in_another_folder_names_the_changed_input_where_it_is(tmp_path, capsys, monkeypatch):
+    """The refusal named the factor file as the plan wrote it, read in the folder the pipeline started in
+    ("f.json"): typed from another folder, it named a file that is not there. It names the file itself."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    monkeypatch.chdir(tmp_path / "a")
+    out, _ = _one_of_two_exports_then_factors_rewritten(tmp_path, tmp_path / "a" / "f.json", "f.json")
+    monkeypatch.chdir(tmp_path / "b")
+    assert f"refused: {tmp_path / 'a' / 'f.json'}, which stage 'one' read" in _refused_resume(capsys, out)

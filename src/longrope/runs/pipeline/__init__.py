@@ -126,10 +126,12 @@ def run(config: PipelineConfig, *, log: Callable[[str], None] | None = None) -> 
     say = log or (lambda msg: print(msg, file=sys.stderr))
     out = Path(config.output).resolve()  # stored paths do not depend on the working directory
     base = _plan_base(config, out)
-    if base is not None and base.resolve() != Path.cwd().resolve():  # -o and a model path as typed here, read there
-        config = replace(config, output=str(out))
-        if isinstance(config.model, str) and config.model and os.path.lexists(config.model):
-            config = replace(config, model=os.path.abspath(config.model))
+    if base is not None and base.resolve() != Path.cwd().resolve():  # -o, a model and a plan path as typed here,
+        config = replace(config, output=str(out))  # read there (the plan is read here: its records, config.json's
+        for key in ("model", "plan"):  # plan and the manifest's plan_file, named it from this folder)
+            typed = getattr(config, key)
+            if isinstance(typed, str) and typed and os.path.lexists(typed):
+                config = replace(config, **{key: os.path.abspath(typed)})
     old, plan, plan_file = _open_plan(config, out)
     with _in_folder(base):
         return _run(config, out, old, plan, plan_file, say)
@@ -179,10 +181,10 @@ def _run(config: PipelineConfig, out: Path, old: dict | None, plan: dict, plan_f
                 if st.get("status") == "done" and n not in edited}
     for name in names:  # every stage's settings, before the first one runs
         _check(resolver.context(name, machine=name in selected and name not in finished))
-    _refuse_changed_named(old, finished)
     _check_stage_folders([out / STAGES_DIR, *(resolver.stage_dir(n) for n in selected)])
     _check_reuses(resolver, [n for n in selected if n not in finished])
     done = {n for n in finished if old is not None and is_done(old, n)}
+    _refuse_changed_named(old, done)  # a stage to be made again (its folder deleted) reads the inputs as they are
     for name in selected:  # an earlier stage --only leaves out and that has not run: before the folder is written
         _refuse_missing(name, [r for r in _inputs(plan, name) if r not in done], finished)
         done.add(name)
@@ -297,16 +299,17 @@ def _check(ctx: StageContext) -> None:
         raise UserError(f"plan stage {ctx.name!r} ({ctx.run}): {exc}") from None
 
 
-def _refuse_changed_named(old: dict | None, finished: set[str]) -> None:
-    """Refuse a resume where an input a finished stage named by path (``"data": "shards/"``) holds other content
-    now, as one whose model holds other files is: the stages still to run would read the new content beside the
-    finished ones made from the old."""
-    for name in sorted(finished):
+def _refuse_changed_named(old: dict | None, done: set[str]) -> None:
+    """Refuse a resume where an input a stage skipped as done named by path (``"data": "shards/"``) holds other
+    content now, as one whose model holds other files is: the stages still to run would read the new content beside
+    the finished ones made from the old. A stage that runs again (its folder deleted: the way to redo one) is not
+    asked: it reads the new content too (it was refused: fix 29p)."""
+    for name in sorted(done):
         changed = records.changed_named_inputs(old["stages"][name])
-        if changed:
-            raise ConfigError("resume", "{name} refused: " + f"{changed[0]}, which stage {name!r} read, holds other "
-                              "content than when it ran (its results were made from that); restore it, or start the "
-                              "pipeline in a new folder")
+        if changed:  # named as found from anywhere: the record's path is read in the folder the pipeline started in
+            raise ConfigError("resume", "{name} refused: " + f"{os.path.abspath(changed[0])}, which stage {name!r} "
+                              "read, holds other content than when it ran (its results were made from that); restore it, "
+                              "or start the pipeline in a new folder")
 
 
 def _check_reuses(resolver: Resolver, running: list[str]) -> None:

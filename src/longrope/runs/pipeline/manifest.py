@@ -12,7 +12,7 @@ from typing import Any
 from longrope.errors import ConfigError, UserError, shown
 from longrope.io import file_sha256, read_json, write_json
 from longrope.runs.pipeline.plan import STAGES_DIR
-from longrope.runs.pipeline.stages import STAGES, Outcome
+from longrope.runs.pipeline.stages import NAMED_INPUTS, STAGES, Outcome
 
 MANIFEST_FORMAT = "longrope-pipeline-manifest/1"
 MANIFEST = "pipeline.json"
@@ -272,19 +272,40 @@ def changed_named_inputs(st: dict) -> list[str]:
     """The inputs a finished stage named by path (a shard folder, a factor file, a model: ``"data": "shards/"``)
     that hold other content now than when it ran. A resume skipped such a stage as done while the stages still to
     run read the new content: two search stages of one pipeline searched two sets of documents, without a word
-    (battery 29c). One removed since is none (no stage reads it now); a record from before these digests reads none."""
+    (battery 29c). One removed since is none (no stage reads it now); one that no longer reads as its role is
+    changed; a record from before these digests (or from before they were kept by role) reads none."""
     named = st.get("named_sha256")
     if st.get("status") != "done" or not isinstance(named, dict):
         return []
-    return [p for p, digest in named.items() if Path(p).exists() and _content_digest(p) != digest]
+    return [rec["path"] for role, rec in named.items() if role in NAMED_INPUTS and isinstance(rec, dict)
+            and isinstance(rec.get("path"), str) and Path(rec["path"]).exists()
+            and _named_digest_or_none(role, rec["path"]) != rec.get("sha256")]
 
 
-def _content_digest(path: str) -> str | None:
-    """The content digest of an input named by path, as :func:`_output_files` reads an output (None where it is
-    none of those, or no longer opens)."""
+def named_digest(role: str, path: str) -> str | None:
+    """The content digest of an input a stage names by path, read as the stage reads it in that role
+    (:data:`~longrope.runs.pipeline.stages.NAMED_INPUTS`): a model by ``model_digest`` (None: a hub model; a GGUF
+    file is hashed once per process), a shard folder by its documents, factors by the file the factor reader picks
+    (a folder's factors.json, else its config.json). An input that does not read so is the one-line error its
+    stage gives: read as an output was, a folder holding factors.json, a search run folder given as factors or a
+    GGUF model folder were recorded as no digest, which bound nothing (a resume read other factors)."""
+    if role == "model":
+        from longrope.models.loading import model_digest
+
+        return model_digest(path)
+    if role == "data":
+        from longrope.data.shards import TokenCorpus
+
+        return TokenCorpus.open(Path(path), verify="size").content_digest
+    from longrope.formats.factors import factor_file
+
+    return file_sha256(factor_file(path))
+
+
+def _named_digest_or_none(role: str, path: str) -> str | None:
     try:
-        return _output_files({"input": path}).get("input")
-    except (UserError, OSError):
+        return named_digest(role, path)
+    except (UserError, OSError, KeyError, TypeError):  # no longer reads as it did: not what the stage read
         return None
 
 
@@ -300,14 +321,15 @@ def _shards_digest(folder: Path) -> str | None:
         return None
 
 
-def start(manifest: dict, name: str, settings: dict, inputs: dict, named: list[str] = ()) -> None:
+def start(manifest: dict, name: str, settings: dict, inputs: dict, named: dict | None = None) -> None:
     """Stage ``name``'s record at the start of an attempt; ``inputs``: the earlier stages it reads (name → folder),
-    whose output digests it records (:func:`changed_inputs`); ``named``: the paths of the inputs it names itself,
+    whose output digests it records (:func:`changed_inputs`); ``named``: the inputs it names itself (role → path),
     whose content digests it records (:func:`changed_named_inputs`)."""
     st = manifest["stages"][name]
     read = {r: manifest["stages"][r].get("output_sha256") for r in inputs}
     st.update(status="running", config=settings, started=now(), attempts=st.get("attempts", 0) + 1, inputs=inputs,
-              input_sha256=read, named_sha256={p: _content_digest(p) for p in named})
+              input_sha256=read, named_sha256={role: {"path": p, "sha256": named_digest(role, p)}
+                                               for role, p in (named or {}).items()})
     st.pop("error", None)
 
 

@@ -132,11 +132,11 @@ def _given(ctx: StageContext, key: str) -> str | None:
 NAMED_INPUTS = ("model", "data", "factors", "base_factors")
 
 
-def named_inputs(ctx: StageContext) -> list[str]:
-    """The paths of the inputs stage ``ctx`` names itself (:data:`NAMED_INPUTS`), the pipeline's model aside (its
+def named_inputs(ctx: StageContext) -> dict[str, str]:
+    """The inputs stage ``ctx`` names itself (:data:`NAMED_INPUTS`), role → path, the pipeline's model aside (its
     content binds the whole pipeline: ``manifest.model_identity``)."""
-    paths = [_given(ctx, key) for key in NAMED_INPUTS]
-    return list(dict.fromkeys(p for p in paths if isinstance(p, str) and p and p != ctx.plan["model"]))
+    paths = {key: _given(ctx, key) for key in NAMED_INPUTS}
+    return {key: p for key, p in paths.items() if isinstance(p, str) and p and p != ctx.plan["model"]}
 
 
 def _check_named_inputs(ctx: StageContext) -> None:
