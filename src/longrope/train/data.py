@@ -57,6 +57,7 @@ __all__ = [
     "content_hash",
     "require_training_documents",
     "training_documents",
+    "documents_with_targets",
     "is_short_step",
     "row_targets",
     "holds_target",
@@ -127,7 +128,6 @@ def training_documents(
             raise UserError(f"{other.path} was tokenized with another tokenizer than {corpus.path}, so their "
                             "contents cannot be compared; re-tokenize it with the model's tokenizer")
         _guarded(other, document_roles(other, heldout_fraction), ids, hashes)
-    lengths = corpus.lengths
     for i in train:
         name = corpus.names[i]
         hit, how = ids.get(name), "the same id"
@@ -139,7 +139,14 @@ def training_documents(
             raise UserError(f"training document {name!r} has {how} as {role} document{same} of {folder}: "
                             "training on it would leak into the search and the evaluation; drop it from "
                             "the train= input")
-    return np.array([i for i in train if holds_target(lengths[i], bos)], dtype=np.int64)
+    return documents_with_targets(corpus, train, bos=bos)
+
+
+def documents_with_targets(corpus: TokenCorpus, rows: Sequence[int], *, bos: bool) -> np.ndarray:
+    """Those of ``rows`` whose document holds a target (:func:`holds_target`): the training rows
+    :func:`training_documents` gives, of the training documents it checked."""
+    lengths = corpus.lengths
+    return np.array([i for i in rows if holds_target(lengths[i], bos)], dtype=np.int64)
 
 
 def is_short_step(step: int, share: float) -> bool:
