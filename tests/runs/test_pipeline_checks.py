@@ -440,6 +440,25 @@ def test_a_finetune_stage_on_shards_without_training_documents_is_refused_before
     assert "plan stage 'ft' (finetune): " in err and "has no training documents" in err
 
 
+def test_a_finetune_stage_without_bos_on_one_token_training_documents_is_refused_before_the_first_stage(
+        tmp_path, capsys, no_stage_runs):
+    """Review of battery 29: a plan with "bos": false on training documents of one token each (no target without
+    BOS) passed the plan check and was refused only when the finetune stage started, after the stages before it."""
+    import numpy as np
+
+    from tests.train.train_helpers import pattern_doc, write_corpus
+
+    docs = [(f"train/{k}.txt", np.array([5 + k]), "train") for k in range(3)]
+    shards = write_corpus(tmp_path / "sh", [*docs, ("search/a.txt", pattern_doc(2, 200), "search")])
+    stage = {"name": "ft", "run": "finetune", "factors": "@yarn", "data": str(shards), "steps": 2}
+    err = _refused(tmp_path, capsys, _plan({**stage, "bos": False}))
+    assert err.endswith("every training document has one token, which has no target when segments begin without "
+                        "BOS (set by bos): nothing to train on; begin them with BOS, or tokenize longer training "
+                        "documents")
+    assert "plan stage 'ft' (finetune): " in err
+    pipeline.check_plan(_plan(stage))  # with BOS each one is a target
+
+
 @pytest.mark.parametrize("settings, says", [
     ({"dtype": "float16", "device": "cpu"}, "dtype float16 (mixed precision with a gradient scaler) needs a GPU"),
     ({"seq_len": 256, "short_share": 0.5, "short_length": 512}, "short_length (512) must not exceed seq_len (256)"),

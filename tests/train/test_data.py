@@ -181,3 +181,18 @@ def test_one_token_documents_are_left_out_without_bos_only(tmp_path):
     c = _corpus(tmp_path, [("t/a", np.array([7]), "train"), ("t/b", pattern_doc(3, 60), "train")])
     assert training_documents(c).tolist() == [0, 1]
     assert training_documents(c, bos=False).tolist() == [1]
+
+
+def test_require_training_documents_refuses_one_token_documents_without_bos_by_the_field(tmp_path):
+    """Review of battery 29: the refusal named the CLI's --no-bos from the API and a plan too, and the pipeline's plan
+    check (require_training_documents) did not know bos, so such a plan failed only when its finetune stage started."""
+    from longrope.errors import ConfigError
+    from longrope.train.data import holds_target, require_training_documents
+
+    c = _corpus(tmp_path, [("t/a", np.array([7]), "train"), ("t/b", np.array([8]), "train")])
+    assert require_training_documents(c) == [0, 1]
+    with pytest.raises(ConfigError, match="every training document has one token") as e:
+        require_training_documents(c, bos=False)
+    assert e.value.fields == ("bos",) and "--no-bos" not in str(e.value)
+    assert e.value.render(lambda f: "--no-bos").count("(set by --no-bos)") == 1
+    assert [holds_target(n, bos) for n in (0, 1, 2) for bos in (True, False)] == [False, False, True, False, True, True]

@@ -348,3 +348,35 @@ def test_checkpoint_files_get_the_modes_the_umask_gives(make_config, tmp_path):
     files = [p for p in (tmp_path / "modes" / "checkpoints").rglob("*") if p.is_file()]
     assert any(p.suffix == ".safetensors" for p in files)
     assert {p.name: oct(stat.S_IMODE(p.stat().st_mode)) for p in files} == {p.name: oct(0o666 & ~umask) for p in files}
+
+
+def test_a_no_bos_run_started_when_one_token_documents_were_trained_on_resumes_on_its_documents(
+        make_config, tmp_path, monkeypatch):
+    """Review of battery 29: a --no-bos run started before one-token training documents were left out (they have no
+    target without BOS) recorded a selection with them; its resume was refused as if --exclude or the held-out split
+    had changed ('restore it'), which the user never touched. It resumes on the documents it was started with."""
+    import longrope.train.loop as loop
+    from longrope.data import TokenCorpus
+    from tests.train.train_helpers import pattern_doc, write_corpus
+
+    docs = [(f"train/{k}.txt", pattern_doc(100, 40 + 37 * k, start=k), "train") for k in range(4)]
+    docs += [(f"train/one-{k}.txt", np.array([9 + k]), "train") for k in range(4)]
+    docs += [("books/search-a.txt", pattern_doc(200, 300), "search"),
+             ("books/heldout-a.txt", pattern_doc(300, 300), "heldout")]
+    data = str(write_corpus(tmp_path / "mixed", docs))
+    new_rows = loop.training_documents
+
+    def before(corpus, **kwargs):  # the selection of those days: every non-empty document, with BOS or without
+        return new_rows(corpus, **{**kwargs, "bos": True})
+
+    with monkeypatch.context() as m:
+        m.setattr(loop, "training_documents", before)
+        whole = finetune(make_config(data=data, bos=False, steps=4, keep_checkpoints=2))
+    cut = tmp_path / "cut"  # the run killed after its step-2 checkpoint
+    shutil.copytree(whole.output, cut)
+    shutil.rmtree(cut / "model")
+    shutil.rmtree(checkpoint_dirs(cut)[-1])
+    assert len(new_rows(TokenCorpus.open(data), bos=False)) == 4  # the one-token documents are left out now
+    resumed = finetune(make_config(data=data, bos=False, steps=4, output=str(cut), resume=True))
+    assert resumed.resumed_from == 2
+    assert resumed.final_loss == whole.final_loss  # the same documents in the same order as the run it continues

@@ -44,7 +44,7 @@ import numpy as np
 
 from longrope.data import TokenCorpus, document_roles
 from longrope.data.shards import content_hash
-from longrope.errors import UserError, shown
+from longrope.errors import ConfigError, UserError, shown
 from longrope.options import MAX_COUNT, int_problem, is_number
 from longrope.settings import HELDOUT_FRACTION
 
@@ -57,8 +57,10 @@ __all__ = [
     "content_hash",
     "require_training_documents",
     "training_documents",
+    "documents_with_targets",
     "is_short_step",
     "row_targets",
+    "holds_target",
     "materialize",
     "passkey_rows",
     "passkey_row",
@@ -81,8 +83,10 @@ def _guarded(corpus: TokenCorpus, roles: Sequence[str], ids: dict, hashes: dict)
         hashes.setdefault(content_hash(corpus.tokens(i)), where)
 
 
-def require_training_documents(corpus: TokenCorpus, heldout_fraction: float = HELDOUT_FRACTION) -> list[int]:
-    """Rows of ``corpus`` with role ``train``; a corpus without any is refused in one line (read at a
+def require_training_documents(corpus: TokenCorpus, heldout_fraction: float = HELDOUT_FRACTION, *,
+                               bos: bool = True) -> list[int]:
+    """Rows of ``corpus`` with role ``train``; a corpus without any, or without one that holds a target
+    (:func:`holds_target`: ``bos`` off makes a one-token document hold none), is refused in one line (read at a
     fine-tuning start and by a pipeline's plan check, before the stages in front of its fine-tuning stage)."""
     if not isinstance(corpus, TokenCorpus):  # a path was an AttributeError (battery 20d)
         raise UserError(f"require_training_documents takes an open TokenCorpus (TokenCorpus.open(path)), got "
@@ -91,6 +95,13 @@ def require_training_documents(corpus: TokenCorpus, heldout_fraction: float = HE
     if not train:
         raise UserError(f"{corpus.path} has no training documents (role '{TRAIN_ROLE}'); tokenize them "
                         "with 'longrope tokenize --input train=PATH ...'")
+    lengths = corpus.lengths
+    if not any(holds_target(lengths[i], bos) for i in train):
+        if not any(holds_target(lengths[i], True) for i in train):
+            raise UserError(f"{corpus.path}: every training document is empty")
+        raise ConfigError("bos", f"{corpus.path}: every training document has one token, which has no target when "
+                          "segments begin without BOS (set by {name}): nothing to train on; begin them with BOS, or "
+                          "tokenize longer training documents")
     return train
 
 
@@ -105,7 +116,7 @@ def training_documents(
     (a corpus of them made a step of no targets, a ZeroDivisionError at the first step: battery 29b).
     """
     roles = document_roles(corpus, heldout_fraction)
-    train = require_training_documents(corpus, heldout_fraction)
+    train = require_training_documents(corpus, heldout_fraction, bos=bos)
     ids: dict[str, tuple[str, str, str]] = {}
     hashes: dict[str, tuple[str, str, str]] = {}
     _guarded(corpus, roles, ids, hashes)
@@ -117,7 +128,6 @@ def training_documents(
             raise UserError(f"{other.path} was tokenized with another tokenizer than {corpus.path}, so their "
                             "contents cannot be compared; re-tokenize it with the model's tokenizer")
         _guarded(other, document_roles(other, heldout_fraction), ids, hashes)
-    lengths = corpus.lengths
     for i in train:
         name = corpus.names[i]
         hit, how = ids.get(name), "the same id"
@@ -129,14 +139,14 @@ def training_documents(
             raise UserError(f"training document {name!r} has {how} as {role} document{same} of {folder}: "
                             "training on it would leak into the search and the evaluation; drop it from "
                             "the train= input")
-    shortest = 1 if bos else 2  # tokens a segment needs for one target (BOS is the first when there is one)
-    keep = np.array([i for i in train if lengths[i] >= shortest], dtype=np.int64)
-    if keep.size == 0:
-        if bos or not any(lengths[i] for i in train):
-            raise UserError(f"{corpus.path}: every training document is empty")
-        raise UserError(f"{corpus.path}: every training document has one token, which has no target without BOS "
-                        "(nothing to train on); drop --no-bos, or tokenize longer training documents")
-    return keep
+    return documents_with_targets(corpus, train, bos=bos)
+
+
+def documents_with_targets(corpus: TokenCorpus, rows: Sequence[int], *, bos: bool) -> np.ndarray:
+    """Those of ``rows`` whose document holds a target (:func:`holds_target`): the training rows
+    :func:`training_documents` gives, of the training documents it checked."""
+    lengths = corpus.lengths
+    return np.array([i for i in rows if holds_target(lengths[i], bos)], dtype=np.int64)
 
 
 def is_short_step(step: int, share: float) -> bool:
@@ -233,6 +243,12 @@ def _segment_length(seg: Segment, bos: bool) -> int:
 def row_targets(row: Sequence[Segment], bos: bool) -> int:
     """Positions of ``row`` that have a target: every token but the last of each segment."""
     return sum(_segment_length(s, bos) - 1 for s in row)
+
+
+def holds_target(length: int, bos: bool) -> bool:
+    """Whether a document of ``length`` tokens, a segment of its own, has a target (:func:`row_targets`'s rule:
+    without BOS a one-token document has none)."""
+    return row_targets([(0, 0, int(length))], bos) > 0
 
 
 def materialize(

@@ -60,10 +60,12 @@ from longrope.train.checkpoint import (
 from longrope.train.config import TRAJECTORY_FIELDS, FinetuneConfig
 from longrope.train.data import (
     PackedWindows,
+    documents_with_targets,
     is_short_step,
     materialize,
     passkey_row,
     passkey_rows,
+    require_training_documents,
     row_targets,
     training_documents,
 )
@@ -149,6 +151,11 @@ def _launcher_lost(trainer: _Trainer) -> PeerLost | None:
 def _abs_if_path(value: str) -> str:
     p = expand_user(value)
     return str(p.resolve()) if p.exists() else value
+
+
+def _rows_digest(rows: np.ndarray) -> str:
+    """The digest of the training rows a run records (``train_docs_sha256``)."""
+    return hashlib.sha256(np.asarray(rows, dtype="<i8").tobytes()).hexdigest()
 
 
 class _Trainer:
@@ -345,7 +352,7 @@ class _Trainer:
                    mixed_precision=str(self.accelerator.mixed_precision),
                    # what the run reads, by content (a file rewritten in place is another input)
                    factors_sha256=self.factor_set.digest(), data_sha256=self.corpus.content_digest,
-                   train_docs_sha256=hashlib.sha256(np.asarray(self.train_rows, dtype="<i8").tobytes()).hexdigest())
+                   train_docs_sha256=_rows_digest(self.train_rows))
         digest = model_digest(self.cfg.model)
         if digest is not None:  # a hub model is named by its id
             run["model_sha256"] = digest
@@ -362,6 +369,7 @@ class _Trainer:
         if found is None:
             return
         path, state = found
+        self._take_rows_of_an_older_no_bos_run(state.run)
         check_same_run(state.run, self._run_record(),
                        tokens_per_step_given=self.cfg.tokens_per_step is not None and self.cfg.grad_accum is None)
         if state.step > self.cfg.steps:
@@ -373,6 +381,19 @@ class _Trainer:
             raise UserError(f"{path}: the data cursor {state.cursor.to_dict()} {problem}; the checkpoint does not "
                             "belong to this data (delete it, or start a new run folder)")
         self.resume_point = found
+
+    def _take_rows_of_an_older_no_bos_run(self, saved: dict[str, Any]) -> None:
+        """A run without BOS started before one-token training documents were left out (they hold no target
+        without it) trained on every non-empty one: it resumes on those rows (a one-token segment carries no
+        target), not refused as if the held-out split or ``exclude`` had changed."""
+        digest, record = saved.get("train_docs_sha256"), self._run_record()
+        if self.cfg.bos or digest is None or digest == record["train_docs_sha256"]:
+            return
+        train = require_training_documents(self.corpus, self.cfg.heldout_fraction)  # training_documents checked them
+        rows = documents_with_targets(self.corpus, train, bos=True)  # every non-empty one: the selection of then
+        if _rows_digest(rows) == digest:
+            self.train_rows = rows
+            self._record = {**record, "train_docs_sha256": digest}
 
     def _resume_or_start(self) -> None:
         self.log_file = LossLog(self.out / LOG_FILE)

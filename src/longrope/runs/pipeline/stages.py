@@ -414,7 +414,8 @@ def _run_search(config: Any, ctx: StageContext) -> Outcome:
 def _check_finetune(config: Any, ctx: StageContext) -> None:
     """What ``longrope finetune`` checks before it reads data or weights (lengths against the factor file the
     plan names, tokens per step, precision on this machine), and a shard folder the plan names without
-    training documents: all were found when the stage started, after every stage before it had run."""
+    training documents (or without one that holds a target, as ``bos`` cuts them): all were found when the stage
+    started, after every stage before it had run."""
     from longrope.train.loop import check_settings
 
     check_settings(config, facts_model=ctx.facts_model if ctx.machine and _given(ctx, "factors") else None,
@@ -428,7 +429,8 @@ def _check_finetune(config: Any, ctx: StageContext) -> None:
         from longrope.data.shards import TokenCorpus
         from longrope.train.data import require_training_documents
 
-        require_training_documents(TokenCorpus.open(_given(ctx, "data"), verify="size"), config.heldout_fraction)
+        require_training_documents(TokenCorpus.open(_given(ctx, "data"), verify="size"), config.heldout_fraction,
+                                   bos=config.bos)
 
 
 def _run_finetune(config: Any, ctx: StageContext) -> Outcome:
