@@ -302,3 +302,20 @@ def test_one_token_documents_without_bos_are_refused_before_the_model_loads(make
                        r"begin without BOS \(set by bos\)") as e:
         finetune(make_config(data=str(data), bos=False))
     assert e.value.fields == ("bos",)  # each interface spells it its own way (the CLI: --no-bos), not a flag in all
+
+
+def test_a_model_without_a_bos_token_names_the_flag_that_trains_without_it(tmp_path, build_tiny_model, factors_file,
+                                                                          corpus_dir, capsys):
+    """The refusal read '--no-bos is on but the model has no BOS token; turn it off' on the command line: the flag
+    spelled for a field that is on by default, and the opposite of the fix (fix-29t's open item)."""
+    from longrope.cli import main
+
+    model = build_tiny_model("llama")
+    model.config.bos_token_id = None
+    model.save_pretrained(tmp_path / "no-bos-model")
+    capsys.readouterr()  # (transformers' bar of the save above)
+    code = main(["finetune", "--model", str(tmp_path / "no-bos-model"), "--factors", str(factors_file), "--data",
+                 str(corpus_dir), "-o", str(tmp_path / "run"), "--seq-len", "64", "--steps", "1", "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1, err
+    assert "the model has no BOS token, so training segments cannot begin with one; train without it (--no-bos)" in err

@@ -296,7 +296,9 @@ class _Trainer:
         self.vocab_size = int(model.get_output_embeddings().weight.shape[0])
         bos = tokenizer.bos_token_id if tokenizer is not None else getattr(model.config, "bos_token_id", None)
         if cfg.bos and bos is None:
-            raise ConfigError("bos", "{name} is on but the model has no BOS token; turn it off")
+            # "{name} is on ...; turn it off" read "--no-bos is on" on the command line, the opposite of its fix
+            raise ConfigError("bos", "the model has no BOS token, so training segments cannot begin with one; train "
+                              "without it ({name})")
         self.bos_id = int(bos) if cfg.bos else None
         self.export_dtype = cfg.export_dtype or _stored_dtype(model)
         # Forced factor sets (see the module doc): each regime's factors whatever the positions.
