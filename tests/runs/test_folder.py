@@ -559,3 +559,21 @@ def test_a_finished_eval_run_with_its_own_writers_leftovers_is_still_replaced(tm
     (out / ".notes.txt.abcd_123.tmp").write_text("")  # not the run's file: the user's editor, another tool
     with pytest.raises(UserError, match="holds '.notes.txt.abcd_123.tmp', which is not part of an eval ppl run"):
         RunFolder.open(out, "eval ppl", staged=True, replace=PPL_OUTPUTS)
+
+
+@pytest.mark.parametrize("dropping", [".DS_Store", "._ppl.csv", "Thumbs.db", ".ipynb_checkpoints/"])
+def test_a_finished_eval_run_holding_what_a_file_browser_or_notebook_writes_is_still_replaced(tmp_path, dropping):
+    """Hidden names count as the user's work, and so Finder's .DS_Store (written again whenever the folder is
+    looked at) or Jupyter's .ipynb_checkpoints/ refused every rerun into an eval folder (review of battery 29)."""
+    out = tmp_path / "run"
+    f = RunFolder.open(out, "eval ppl", staged=True)
+    f.start({"v": 1})
+    (f.path / "ppl.json").write_text("{}")
+    f.finish({"v": 1})
+    there = out / dropping.rstrip("/")
+    there.mkdir() if dropping.endswith("/") else there.write_text("x")
+    g = RunFolder.open(out, "eval ppl", staged=True, replace=PPL_OUTPUTS)
+    g.start({"v": 2})
+    (g.path / "ppl.json").write_text("{}")
+    g.finish({"v": 2})
+    assert json.loads((out / "summary.json").read_text()) == {"v": 2}

@@ -538,11 +538,14 @@ def _not_only_a_run(folder: Path, command: str, outputs: tuple[str, ...]) -> str
     """Why the finished run of ``command`` in ``folder``, which a new run replaces as a whole, holds more than that
     run (its records and ``outputs``), or None: a file or folder put there since (notes, a search run made inside
     it) went with the old results without a word (battery 29c). Hidden names count too (a ``.git`` or ``.notes``
-    went, battery 29e); only what a writer of the run's own files leaves (lock, probe, temporaries) does not."""
+    went, battery 29e); only what a writer of the run's own files leaves (lock, probe, temporaries) and
+    :data:`SYSTEM_DROPPINGS` (a Finder's .DS_Store, a notebook's checkpoints) do not."""
     import fnmatch
 
     own = (CONFIG_FILE, RUN_FILE, RESULT_FILE, *outputs)
     for name in sorted(p.name for p in folder.iterdir()):  # hidden names too: a .git or .notes of the user's
+        if any(fnmatch.fnmatchcase(name, p) for p in SYSTEM_DROPPINGS):
+            continue
         if (folder / name).is_dir() or not (any(fnmatch.fnmatchcase(name, p) for p in own)
                                             or _set_up_leftover(name) or _temporary_of(name, own)):
             return f"holds {name!r}, which is not part of {_article(command)} {command} run (a new run replaces it as a whole)"
@@ -558,6 +561,12 @@ def _temporary_of(name: str, patterns: tuple[str, ...]) -> bool:
 
 
 _PROBE = ".write-test-"
+
+
+#: what file browsers, notebooks and file systems write into any folder a user opens or copies (shell patterns):
+#: no one's work, and written again as soon as it is moved away -- a finished eval run holding one is still replaced
+#: (review of battery 29: Finder's .DS_Store refused every rerun into an eval folder once it was looked at)
+SYSTEM_DROPPINGS = (".DS_Store", "._*", "Thumbs.db", "desktop.ini", ".ipynb_checkpoints", ".nfs*", ".directory")
 
 
 def _set_up_leftover(name: str) -> bool:
