@@ -155,15 +155,30 @@ def test_rope_info_from_a_config_json_dict_is_the_info_of_its_config_object():
 def test_a_config_json_dict_that_leaves_keys_out_reads_its_class_defaults_as_transformers_does():
     """Read key by key, a Llama config.json dict without rope_theta had 'no RoPE' and a Qwen3 one without head_dim a
     head of 16 channels where transformers' config (and so the model) has 128 (review of battery 29)."""
-    from transformers import AutoConfig
-
     from longrope.models import rope_info_from_config
 
-    for values in ({"model_type": "llama", "hidden_size": 64, "num_attention_heads": 4},
-                   {"model_type": "qwen3", "hidden_size": 64, "num_attention_heads": 4}):
-        info = rope_info_from_config(values)
-        assert info.supported, info.reason
-        assert info == rope_info_from_config(AutoConfig.for_model(**values))
+    llama = rope_info_from_config({"model_type": "llama", "hidden_size": 64, "num_attention_heads": 4})
+    assert llama.supported and llama.rope_theta == 1e4 and llama.original_max_position_embeddings == 2048
     assert rope_info_from_config({"model_type": "qwen3", "hidden_size": 64, "num_attention_heads": 4}).head_dim == 128
     unknown = rope_info_from_config({"model_type": "no-such-family", "rope_theta": 1e4, "head_dim": 16})
     assert not unknown.supported and "'no-such-family' is not a supported family" in unknown.reason
+
+
+def test_a_config_json_dict_is_left_as_it_was_and_values_transformers_refuses_are_read_key_by_key():
+    """Read through transformers' config class, the caller's dict changed (its rope_scaling gained rope_theta, a Phi-3
+    one rope_type and partial_rotary_factor), and values the class refuses (StrictDataclassError, num_attention_heads
+    0's ZeroDivisionError) were tracebacks where they had been read key by key (second review of battery 29)."""
+    import copy
+
+    from longrope.models import rope_info_from_config
+
+    phi3 = {"model_type": "phi3", "hidden_size": 64, "num_attention_heads": 4, "max_position_embeddings": 256,
+            "original_max_position_embeddings": 32, "partial_rotary_factor": 0.5,
+            "rope_scaling": {"type": "longrope", "long_factor": [1.0] * 8, "short_factor": [1.0] * 8}}
+    before = copy.deepcopy(phi3)
+    rope_info_from_config(phi3)
+    assert phi3 == before
+    for values in ({"model_type": "llama", "hidden_size": 10, "num_attention_heads": 3, "rope_theta": 1e4},
+                   {"model_type": "qwen2", "hidden_size": "64", "num_attention_heads": 4, "rope_theta": 1e4},
+                   {"model_type": "llama", "num_attention_heads": 0, "head_dim": 16, "rope_theta": 1e4}):
+        rope_info_from_config(values)  # a RopeInfo (supported or not, with its reason), no traceback

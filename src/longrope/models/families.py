@@ -12,6 +12,7 @@ Each family below was checked against transformers 5.24 with tiny random models 
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import numbers
@@ -199,6 +200,16 @@ GGUF_FIX = ("write the file again from its model (llama.cpp's convert_hf_to_gguf
             "gguf), or pass the model's Hugging Face folder")
 
 
+def config_value_errors() -> tuple[type[BaseException], ...]:
+    """What transformers raises for config values it refuses: its field checks (huggingface_hub's
+    StrictDataclassError), and what a config class's own checks divide or compare by (num_attention_heads 0 was a
+    ZeroDivisionError traceback, "integer modulo by zero", in every command; battery 21c). The one list of both
+    readers of a config's values: a config.json loaded from a folder and a config.json dict."""
+    from huggingface_hub.errors import StrictDataclassError
+
+    return (ValueError, KeyError, TypeError, ArithmeticError, StrictDataclassError)
+
+
 def _as_config_object(values: Mapping[str, Any]) -> Any:
     """``values`` (a config.json dict) as the config object transformers makes of that file; ``values`` itself where
     transformers does not know its model type or refuses the values (they are read, and refused, key by key)."""
@@ -207,9 +218,9 @@ def _as_config_object(values: Mapping[str, Any]) -> Any:
         return values
     from transformers import AutoConfig
 
-    try:
-        return AutoConfig.for_model(**dict(values))
-    except (ValueError, TypeError, KeyError, AttributeError):
+    try:  # a deep copy: the config class edits nested dicts (rope_scaling) in place, and they are the caller's
+        return AutoConfig.for_model(**copy.deepcopy(dict(values)))
+    except (*config_value_errors(), AttributeError):
         return values
 
 

@@ -45,6 +45,7 @@ from longrope.models.families import (
     GGUF_FIX,
     RopeInfo,
     attn_implementation_for,
+    config_value_errors,
     rope_info_from_config,
     rope_type_problem,
     with_declared_scaling,
@@ -468,12 +469,10 @@ def _load_local(source: ModelSource, loader: Any, **kwargs: Any) -> Any:
     from huggingface_hub.errors import StrictDataclassError  # transformers' config field checks
     from transformers import AutoConfig
 
-    # a config class's own checks fail with what they divide or compare by too: num_attention_heads 0 was a
-    # ZeroDivisionError traceback ("integer modulo by zero") in every command (battery 21c)
-    of_config = (ArithmeticError, TypeError) if loader is AutoConfig else ()
+    refused = config_value_errors() if loader is AutoConfig else (ValueError, KeyError, StrictDataclassError)
     try:
         return loader.from_pretrained(source.location, local_files_only=True, **kwargs)
-    except (OSError, ValueError, KeyError, StrictDataclassError, *of_config) as e:
+    except (OSError, *refused) as e:
         where = "its GGUF header" if source.kind == "gguf" else "its config.json"
         raise UserError(f"cannot load {source.label!r}: {_index_problem(source, e) or _config_problem(e, where)}") \
             from None
