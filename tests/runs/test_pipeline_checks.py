@@ -542,7 +542,9 @@ def test_a_resume_where_a_finished_stage_s_named_input_holds_other_content_is_re
     pipeline continues."""
     factors = tmp_path / "f.json"
     out, original = _one_of_two_exports_then_factors_rewritten(tmp_path, factors, str(factors))
-    assert f"{factors}, which stage 'one' read, holds other content" in _refused_resume(capsys, out)
+    err = _refused_resume(capsys, out)
+    assert f"{factors}, which stage 'one' read, holds other content" in err
+    assert f"delete {out / 'stages' / 'one'} to make it again from it" in err  # the way that keeps the others
     assert json.loads((out / "pipeline.json").read_text())["stages"]["two"]["status"] == "pending"
     factors.write_bytes(original)
     assert main(["pipeline", "-o", str(out), "--resume", "--quiet"]) == 0
@@ -604,3 +606,21 @@ def test_a_refused_resume_typed_in_another_folder_names_the_changed_input_where_
     out, _ = _one_of_two_exports_then_factors_rewritten(tmp_path, tmp_path / "a" / "f.json", "f.json")
     monkeypatch.chdir(tmp_path / "b")
     assert f"refused: {tmp_path / 'a' / 'f.json'}, which stage 'one' read" in _refused_resume(capsys, out)
+
+
+def test_a_stage_model_named_with_a_tilde_is_bound_by_its_content(tmp_path, monkeypatch):
+    """A stage's "model": "~/g" is read by the model loader in the home folder, but the resume check looked for
+    ./~/g, found nothing and compared nothing: a model changed there since was used by the stages still to run
+    (second review of battery 29)."""
+    from longrope.runs.pipeline import manifest as records
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "g").mkdir()
+    (tmp_path / "g" / "m.gguf").write_bytes(b"GGUF" + bytes(64))
+    manifest = {"stages": {"one": {"run": "export", "status": "pending"}}}
+    records.start(manifest, "one", {}, {}, {"model": "~/g"})
+    st = manifest["stages"]["one"]
+    st["status"] = "done"
+    assert records.changed_named_inputs(st) == []
+    (tmp_path / "g" / "m.gguf").write_bytes(b"GGUF" + bytes(65))
+    assert records.changed_named_inputs(st) == [str(tmp_path / "g")]

@@ -184,7 +184,7 @@ def _run(config: PipelineConfig, out: Path, old: dict | None, plan: dict, plan_f
     _check_stage_folders([out / STAGES_DIR, *(resolver.stage_dir(n) for n in selected)])
     _check_reuses(resolver, [n for n in selected if n not in finished])
     done = {n for n in finished if old is not None and is_done(old, n)}
-    _refuse_changed_named(old, done)  # a stage to be made again (its folder deleted) reads the inputs as they are
+    _refuse_changed_named(old, done, out)  # a stage to be made again (its folder deleted) reads the inputs as they are
     for name in selected:  # an earlier stage --only leaves out and that has not run: before the folder is written
         _refuse_missing(name, [r for r in _inputs(plan, name) if r not in done], finished)
         done.add(name)
@@ -299,17 +299,25 @@ def _check(ctx: StageContext) -> None:
         raise UserError(f"plan stage {ctx.name!r} ({ctx.run}): {exc}") from None
 
 
-def _refuse_changed_named(old: dict | None, done: set[str]) -> None:
+def _refuse_changed_named(old: dict | None, done: set[str], out: Path) -> None:
     """Refuse a resume where an input a stage skipped as done named by path (``"data": "shards/"``) holds other
     content now, as one whose model holds other files is: the stages still to run would read the new content beside
     the finished ones made from the old. A stage that runs again (its folder deleted: the way to redo one) is not
-    asked: it reads the new content too (it was refused: fix 29p)."""
+    asked: it reads the new content too (it was refused: fix 29p). The refusal names every such stage that read the
+    input, and the folders whose deletion makes them again (it named one stage, and no way but a new pipeline)."""
+    readers: dict[str, list[str]] = {}
     for name in sorted(done):
-        changed = records.changed_named_inputs(old["stages"][name])
-        if changed:  # named as found from anywhere: the record's path is read in the folder the pipeline started in
-            raise ConfigError("resume", "{name} refused: " + f"{os.path.abspath(changed[0])}, which stage {name!r} "
-                              "read, holds other content than when it ran (its results were made from that); restore it, "
-                              "or start the pipeline in a new folder")
+        for path in records.changed_named_inputs(old["stages"][name]):
+            readers.setdefault(path, []).append(name)
+    if not readers:
+        return
+    path, names = next(iter(readers.items()))
+    where = os.path.abspath(path)  # found from anywhere: the record's path is read in the folder the pipeline started in
+    folders = " ".join(str(out / STAGES_DIR / n) for n in names)
+    raise ConfigError("resume", "{name} refused: " + f"{where}, which stage{'s' if len(names) > 1 else ''} "
+                      f"{', '.join(map(repr, names))} read, holds other content than when "
+                      f"{'they' if len(names) > 1 else 'it'} ran; restore it, delete {folders} to make "
+                      f"{'them' if len(names) > 1 else 'it'} again from it, or start the pipeline in a new folder")
 
 
 def _check_reuses(resolver: Resolver, running: list[str]) -> None:

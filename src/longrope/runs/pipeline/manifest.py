@@ -277,9 +277,18 @@ def changed_named_inputs(st: dict) -> list[str]:
     named = st.get("named_sha256")
     if st.get("status") != "done" or not isinstance(named, dict):
         return []
-    return [rec["path"] for role, rec in named.items() if role in NAMED_INPUTS and isinstance(rec, dict)
-            and isinstance(rec.get("path"), str) and Path(rec["path"]).exists()
+    return [str(named_path(role, rec["path"])) for role, rec in named.items() if role in NAMED_INPUTS and isinstance(rec, dict)
+            and isinstance(rec.get("path"), str) and named_path(role, rec["path"]).exists()
             and _named_digest_or_none(role, rec["path"]) != rec.get("sha256")]
+
+
+def named_path(role: str, path: str) -> Path:
+    """Where an input a stage names in ``role`` lies: a model's ``~`` is its home folder, as the model loader reads it
+    (``"model": "~/m"`` was looked for as ./~/m, found missing, and so never compared; second review of battery 29);
+    other paths are as written."""
+    from longrope.io import expand_user
+
+    return expand_user(path) if role == "model" else Path(path)
 
 
 def named_digest(role: str, path: str) -> str | None:
