@@ -404,7 +404,9 @@ class FactorSet:
         ``rope_theta``, ``original_length`` and ``target_length``. ``rotary_dim`` (the model's, when
         known): a factor list of another length is a :class:`RotaryDimMismatch` naming the file and
         the list. Whether the rest of the set fits a model (base, L) is
-        :func:`longrope.models.factor_files.check_fits`.
+        :func:`longrope.models.factor_files.check_fits`. A dynamic NTK ``factors.json`` whose ``config.json`` beside it
+        applies the same long factors (a model folder's) is read as made (:func:`as_made`), as that folder's runtimes
+        apply it.
         """
         from longrope.formats import factors as files
 
