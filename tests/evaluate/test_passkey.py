@@ -448,3 +448,22 @@ def test_ask_both_on_a_model_s_own_dynamic_rope_scores_the_answer_as_a_forward_f
         _, _, nll, exact = pk.ask_both(model, tok, p, pad_token_id=0)
         s = pk.needle_score(model, [pk.answer_prompt(tok, p)])
         assert nll == pytest.approx(s.mean_nll, rel=1e-5) and exact == (s.exact == 1), n
+
+
+def test_ask_both_on_a_model_s_own_longrope_scaling_scores_the_answer_as_a_forward_from_scratch_does():
+    """A model whose config carries longrope scaling (an export loaded as it is) uses its long factors for every
+    position once a forward passes L: an answer crossing L was scored on a cache of the prompt's short-factor keys
+    (claimed exact), 1.16 nats against 0.01 from scratch on the embedded model's export at 256 (battery 30a)."""
+    from tests.models.model_helpers import TINY_L, build_tiny, clone_with_rope
+
+    base = build_tiny("llama")
+    half = base.model.rotary_emb.inv_freq.shape[0]
+    scaling = {"rope_type": "longrope", "rope_theta": 10000.0, "original_max_position_embeddings": TINY_L,
+               "short_factor": [1.0] * half, "long_factor": list(np.linspace(1.0, 8.0, half))}
+    model = clone_with_rope(base, "llama", scaling, max_position_embeddings=8 * TINY_L)
+    tok = _IdsTokenizer()
+    for n in (TINY_L - 10, TINY_L - 1, TINY_L, 3 * TINY_L):  # within L, the answer crossing L, past L
+        p = pk.PasskeyPrompt(np.random.default_rng(n).integers(3, 120, n), 12345, 0.5, 1, 0)
+        _, _, nll, exact = pk.ask_both(model, tok, p, pad_token_id=0)
+        s = pk.needle_score(model, [pk.answer_prompt(tok, p)])
+        assert nll == pytest.approx(s.mean_nll, rel=1e-5) and exact == (s.exact == 1), n

@@ -175,3 +175,26 @@ def test_eval_ppl_and_passkey_run_twice_into_one_folder_replace_their_own_output
         assert written and all(any(fnmatch.fnmatchcase(n, p) for p in outputs) for n in written), written
         assert all(fnmatch.filter(written, p) for p in outputs), (written, outputs)
     assert {p.name for p in (tmp_path / "passkey").glob("passkey_*.png")} == {"passkey_none.png", "passkey_yarn.png"}
+
+
+def test_passkey_verdicts_compare_with_the_yarn_set_whatever_its_file_is_named(tmp_path, capsys):
+    """eval passkey on the demo's factors_yarn.json compared every set with 'none': the default reference was only a
+    set named yarn (battery 30a). A YaRN set under another name is the reference now; one named yarn comes first."""
+    from longrope.models.loading import read_rope_info
+    from longrope.rope import make_baseline
+    from longrope.runs.evaluate import default_reference
+
+    info = read_rope_info("tiny")
+    made = {name: make_baseline(method, rope_theta=info.rope_theta, rotary_dim=info.rotary_dim, original_length=256,
+                                target_length=512) for name, method in (("pi", "pi"), ("factors_yarn", "yarn"))}
+    for name, fs in made.items():
+        fs.save(tmp_path / f"{name}.json")
+    out = tmp_path / "pk"
+    assert main(["eval", "passkey", "--model", "tiny", "--lengths", "256", "--trials", "1", "--depths", "0.5",
+                 "--mode", "needle", "--factors", str(tmp_path / "pi.json"), str(tmp_path / "factors_yarn.json"),
+                 "--quiet", "-o", str(out)]) == 0, capsys.readouterr().err
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["reference"] == "factors_yarn" and set(summary["verdicts"]) == {"none", "pi"}
+    sets = [("none", None), ("pi", made["pi"]), ("factors_yarn", made["factors_yarn"])]
+    assert default_reference(sets + [("yarn", made["factors_yarn"])]) == "yarn"
+    assert default_reference(sets[:2]) == "none"

@@ -724,11 +724,12 @@ def test_a_checkpoint_s_counters_are_checked_before_the_model_loads(tiny, tmp_pa
 
 def test_the_held_out_line_says_what_its_perplexities_rest_on(tiny, tmp_path, capsys):
     """search printed 'held-out ppl: searched 32.4762, pi 44.6003, ...' without the length or the tokens those
-    perplexities rest on (the record holds both) (battery 20c)."""
+    perplexities rest on (the record holds both) (battery 20c); it counted the windows as documents ('3 documents'
+    of two held-out documents, one giving two windows; battery 30a)."""
     assert _search(tiny, tmp_path / "s", "--target-length", str(TARGET), "--max-evals", "2") == 0
     line = next(x for x in capsys.readouterr().err.splitlines() if x.startswith("held-out ppl"))
     held = json.loads((tmp_path / "s" / "summary.json").read_text())["heldout"]
-    assert line.startswith(f"held-out ppl at {TARGET} tokens ({len(held['docs'])} documents, "
+    assert line.startswith(f"held-out ppl at {TARGET} tokens ({len(held['docs'])} windows, "
                            f"{held['scored_tokens_per_set']:,} tokens scored per set): searched "), line
 
 

@@ -118,6 +118,23 @@ def is_dynamic_rope(module: Any) -> bool:
         and isinstance(getattr(module, "inv_freq", None), torch.Tensor)
 
 
+def own_longrope_length(module: Any) -> int | None:
+    """The L at which ``module``, a transformers rotary embedding of the ``longrope`` rope type (a folder ``longrope
+    export`` wrote, Phi-3-128k), switches from its short factors to its long ones, or None for any other module: a
+    forward whose last position is at least L uses the long factors for every position, so a cache filled below L
+    is not the prefix of a forward past it."""
+    kind = getattr(module, "rope_type", None)
+    config = getattr(module, "config", None)
+    if kind != "longrope" or config is None:
+        return None
+    for key in ("rope_parameters", "rope_scaling"):
+        block = getattr(config, key, None)
+        if isinstance(block, dict) and isinstance(block.get("original_max_position_embeddings"), int):
+            return int(block["original_max_position_embeddings"])
+    original = getattr(config, "original_max_position_embeddings", None)
+    return int(original) if isinstance(original, int) else None
+
+
 #: the fields of a model's generation_config.json that say which tokens are which, kept by :func:`plain_decoding`
 _TOKEN_FIELDS = ("bos_token_id", "eos_token_id", "pad_token_id", "decoder_start_token_id")
 

@@ -160,7 +160,7 @@ class PasskeyConfig(EvalConfig):
     depths: tuple[float, ...] = depths_option()
     mode: str = mode_option()
     reference: str | None = option(None, "the factor set every verdict compares with (its name as printed)",
-                                   metavar="NAME", default_text="yarn when evaluated, else the first set")
+                                   metavar="NAME", default_text="the YaRN set when one is evaluated, else the first set")
     data: str | None = data_option("hide the needle in real documents of this shard folder instead of the filler",
                                    required=False)
     split: str = split_option("with --data: " + SPLIT_HELP)
@@ -217,6 +217,16 @@ def factor_sets(specs: tuple[str, ...], *, skip_none: bool, info: Any, target: i
                                           p.parent.name else p.stem)
         add(printable(name or spec), fs)  # a file name's non-UTF-8 bytes: escaped (the CSV write was a traceback)
     return sets
+
+
+def default_reference(sets: list[tuple[str, Any]]) -> str:
+    """The set passkey verdicts compare with when --reference is not given: the one named yarn, else the first whose
+    factors are YaRN's (a file named otherwise: the demo's factors_yarn.json was not taken for it, and every verdict
+    compared with 'none'; battery 30a), else the first set."""
+    names = [n for n, _ in sets]
+    if "yarn" in names:
+        return "yarn"
+    return next((n for n, fs in sets if fs is not None and fs.method == "yarn"), names[0])
 
 
 def factor_records(sets: list[tuple[str, Any]]) -> list[dict]:
@@ -371,7 +381,7 @@ def run_passkey(config: PasskeyConfig, *, log: Callable[[str], None] | None = No
     if given is not None and given not in names:
         raise ConfigError("reference", "{name} " + f"{given!r} is not among the evaluated sets "
                                        f"({', '.join(names)}); give one of them")
-    reference = given or ("yarn" if "yarn" in names else names[0])
+    reference = given or default_reference(sets)
     # The prompts and the haystacks need only the tokenizer: checked before the weights load.
     tokenizer = load_tokenizer_of(config.model)
     if tokenizer is None:
@@ -501,7 +511,7 @@ PASSKEY_SPEC = RunSpec(
 eval passkey: the standard passkey prompt, sized exactly in tokens; --mode both (default: greedy
 decoding with the KV cache, and the same keys' answer tokens teacher-forced), generate or needle;
 40 keys per set and length by default, accuracy with its 95 % Wilson interval, the mean answer
-NLL, and one verdict line per set against --reference (yarn when evaluated); passkey.json,
+NLL, and one verdict line per set against --reference (the YaRN set when evaluated); passkey.json,
 passkey.csv and a heatmap per factor set.""",
     example="""\
 example:

@@ -711,7 +711,7 @@ def _search_and_report(config: SearchConfig, plan: Any, folder: Any, evaluator: 
                             "the same command with --resume --no-report finishes the run without the held-out "
                             "report") from None
         held = report["heldout"]  # what the numbers rest on, as the record says it
-        say(f"held-out ppl at {held['length']} tokens ({len(held['docs'])} documents, {held['scored_tokens_per_set']:,} "
+        say(f"held-out ppl at {held['length']} tokens ({len(held['docs'])} windows, {held['scored_tokens_per_set']:,} "
             "tokens scored per set): " + ", ".join(f"{k} {ppl_text(v, '.4f')}" for k, v in held["ppl"].items()))
     folder.finish(report)
     return report
