@@ -82,8 +82,8 @@ def _spy_training(monkeypatch, draws: list) -> None:
 
     real = loop.training_documents
 
-    def spy(corpus, *, heldout_fraction=HELDOUT_FRACTION, exclude=()):
-        real(corpus, heldout_fraction=heldout_fraction, exclude=exclude)  # the real checks still pass
+    def spy(corpus, *, heldout_fraction=HELDOUT_FRACTION, exclude=(), **more):
+        real(corpus, heldout_fraction=heldout_fraction, exclude=exclude, **more)  # the real checks still pass
         draws.append((heldout_fraction, sorted(_heldout_names(Path(corpus.path), heldout_fraction))))
         raise _Drawn
 

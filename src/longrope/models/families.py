@@ -211,8 +211,11 @@ def config_value_errors() -> tuple[type[BaseException], ...]:
 
 
 def _as_config_object(values: Mapping[str, Any]) -> Any:
-    """``values`` (a config.json dict) as the config object transformers makes of that file; ``values`` itself where
-    transformers does not know its model type or refuses the values (they are read, and refused, key by key)."""
+    """``values`` (a config.json dict) as the config object transformers makes of that file, its class's defaults
+    for the keys it leaves out (read key by key, a Llama dict without rope_theta had 'no RoPE' and a Qwen3 one without
+    head_dim a head of 16 channels where the model has 128; review of battery 29); ``values`` itself where transformers
+    does not know its model type or refuses the values: read, and refused, key by key through
+    :func:`~longrope.formats.hf_config.getter` (a Llama dict was "model type 'unknown'", battery 29a)."""
     model_type = values.get("model_type")
     if not isinstance(model_type, str) or any(not isinstance(k, str) for k in values):
         return values
@@ -225,12 +228,9 @@ def _as_config_object(values: Mapping[str, Any]) -> Any:
 
 
 def rope_info_from_config(config: Any, *, fix: str = CONFIG_FIX) -> RopeInfo:
-    """Read :class:`RopeInfo` from a transformers config object or a ``config.json`` dict (no weights needed). A dict
-    of a model type transformers knows is read as transformers reads that file, its class's defaults for the keys it
-    leaves out (read key by key, a Llama dict without rope_theta had 'no RoPE' and a Qwen3 one without head_dim a
-    head of 16 channels where the config has 128; review of battery 29); another dict key by key through
-    :func:`~longrope.formats.hf_config.getter` (a Llama config.json dict was "model type 'unknown'", battery 29a).
-    ``fix``: what to do about a RoPE fact written wrong (:data:`GGUF_FIX` for a GGUF header)."""
+    """Read :class:`RopeInfo` from a transformers config object or a ``config.json`` dict (no weights needed; a dict
+    as :func:`_as_config_object` makes it). ``fix``: what to do about a RoPE fact written wrong (:data:`GGUF_FIX` for
+    a GGUF header)."""
     if isinstance(config, Mapping):
         config = _as_config_object(config)
     get = hf_config.getter(config)
