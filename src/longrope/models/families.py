@@ -241,20 +241,10 @@ def rope_info_from_config(config: Any, *, fix: str = CONFIG_FIX) -> RopeInfo:
     params = hf_config.rope_parameters(config)
 
     def unsupported(reason: str, **known: Any) -> RopeInfo:
-        fields = dict(
-            model_type=model_type,
-            family=None,
-            head_dim=head_dim,
-            rotary_dim=None,
-            rope_theta=None,
-            original_max_position_embeddings=None,
-            max_position_embeddings=max_pos,
-            rope_scaling=None,
-            supported=False,
-            reason=reason,
-        )
-        fields.update(known)
-        return RopeInfo(**fields)
+        fields = dict(model_type=model_type, family=None, head_dim=head_dim, rotary_dim=None, rope_theta=None,
+                      original_max_position_embeddings=None, max_position_embeddings=max_pos, rope_scaling=None,
+                      supported=False, reason=reason)
+        return RopeInfo(**{**fields, **known})
 
     if params is None:
         why = _NO_ROPE.get(model_type, "no rotary position embedding in its config")
