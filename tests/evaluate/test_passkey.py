@@ -450,15 +450,18 @@ def test_ask_both_on_a_model_s_own_dynamic_rope_scores_the_answer_as_a_forward_f
         assert nll == pytest.approx(s.mean_nll, rel=1e-5) and exact == (s.exact == 1), n
 
 
-def test_ask_both_on_a_model_s_own_longrope_scaling_scores_the_answer_as_a_forward_from_scratch_does():
+@pytest.mark.parametrize("written_L", ["int", "float"])
+def test_ask_both_on_a_model_s_own_longrope_scaling_scores_the_answer_as_a_forward_from_scratch_does(written_L):
     """A model whose config carries longrope scaling (an export loaded as it is) uses its long factors for every
     position once a forward passes L: an answer crossing L was scored on a cache of the prompt's short-factor keys
-    (claimed exact), 1.16 nats against 0.01 from scratch on the embedded model's export at 256 (battery 30a)."""
+    (claimed exact), 1.16 nats against 0.01 from scratch on the embedded model's export at 256 (battery 30a). The
+    same with L written 32.0, which transformers switches at too (review of battery 30a)."""
     from tests.models.model_helpers import TINY_L, build_tiny, clone_with_rope
 
     base = build_tiny("llama")
     half = base.model.rotary_emb.inv_freq.shape[0]
-    scaling = {"rope_type": "longrope", "rope_theta": 10000.0, "original_max_position_embeddings": TINY_L,
+    L = TINY_L if written_L == "int" else float(TINY_L)
+    scaling = {"rope_type": "longrope", "rope_theta": 10000.0, "original_max_position_embeddings": L,
                "short_factor": [1.0] * half, "long_factor": list(np.linspace(1.0, 8.0, half))}
     model = clone_with_rope(base, "llama", scaling, max_position_embeddings=8 * TINY_L)
     tok = _IdsTokenizer()

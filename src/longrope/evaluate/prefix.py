@@ -40,7 +40,7 @@ def _uses_long(model: torch.nn.Module, n_tokens: int) -> bool | None:
     decide = getattr(rotary, "uses_long", None)
     if decide is None:
         own = own_longrope_length(rotary)
-        return None if own is None else int(n_tokens) > own
+        return None if own is None else int(n_tokens) > own  # transformers: long where max(position) + 1 > L
     return bool(decide(torch.tensor([[int(n_tokens) - 1]])))
 
 

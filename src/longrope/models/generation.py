@@ -118,21 +118,22 @@ def is_dynamic_rope(module: Any) -> bool:
         and isinstance(getattr(module, "inv_freq", None), torch.Tensor)
 
 
-def own_longrope_length(module: Any) -> int | None:
+def own_longrope_length(module: Any) -> float | None:
     """The L at which ``module``, a transformers rotary embedding of the ``longrope`` rope type (a folder ``longrope
     export`` wrote, Phi-3-128k), switches from its short factors to its long ones, or None for any other module: a
     forward whose last position is at least L uses the long factors for every position, so a cache filled below L
-    is not the prefix of a forward past it."""
+    is not the prefix of a forward past it. Read where the module reads it (its config's
+    ``rope_parameters["original_max_position_embeddings"]``, which transformers fills from the top-level value or
+    ``max_position_embeddings``), as the number it is: written ``256.0`` it was no int, read as no switch, and the
+    answer was scored on short-factor keys again (review of battery 30a)."""
+    import numbers
+
     kind = getattr(module, "rope_type", None)
-    config = getattr(module, "config", None)
-    if kind != "longrope" or config is None:
+    params = getattr(getattr(module, "config", None), "rope_parameters", None)
+    if kind != "longrope" or not isinstance(params, dict):
         return None
-    for key in ("rope_parameters", "rope_scaling"):
-        block = getattr(config, key, None)
-        if isinstance(block, dict) and isinstance(block.get("original_max_position_embeddings"), int):
-            return int(block["original_max_position_embeddings"])
-    original = getattr(config, "original_max_position_embeddings", None)
-    return int(original) if isinstance(original, int) else None
+    value = params.get("original_max_position_embeddings")
+    return float(value) if isinstance(value, numbers.Real) and not isinstance(value, bool) else None
 
 
 #: the fields of a model's generation_config.json that say which tokens are which, kept by :func:`plain_decoding`
