@@ -277,6 +277,20 @@ def expand_user(path: str | os.PathLike) -> Path:
         return Path(path)
 
 
+#: what file browsers, notebooks and file systems write into any folder a user opens or copies (shell patterns):
+#: no one's work, and written again as soon as it is moved away (review of battery 29: Finder's .DS_Store refused every
+#: rerun into an eval folder once it was looked at, and a new -o folder or a shard folder to rebuild likewise)
+SYSTEM_DROPPINGS = (".DS_Store", "._*", "Thumbs.db", "desktop.ini", ".ipynb_checkpoints", ".nfs*", ".directory")
+
+
+def is_system_dropping(name: str) -> bool:
+    """Whether ``name`` (in a folder) is one of :data:`SYSTEM_DROPPINGS`: an output folder holding only such names is
+    empty, and one holding a run or shards besides is still that run's or those shards' to replace."""
+    import fnmatch
+
+    return any(fnmatch.fnmatchcase(name, p) for p in SYSTEM_DROPPINGS)
+
+
 #: how a message names what is neither a regular file nor a folder (a device such as /dev/null, a named pipe, a socket)
 SPECIAL_FILE = "a special file (device, pipe or socket)"
 

@@ -127,6 +127,19 @@ def test_an_empty_existing_folder_is_fine_and_a_foreign_one_is_refused(tokenizer
     assert "\n" not in str(e.value) and (other / "thesis.tex").read_text(encoding="utf-8") == "precious"
 
 
+def test_a_folder_holding_what_a_file_browser_writes_is_empty_or_still_a_shard_folder(tokenizer, corpus_dir, tmp_path):
+    """A shard folder looked at once in Finder (its .DS_Store) could not be tokenized again, and a new -o holding only
+    one was refused (third review of battery 29)."""
+    out = tmp_path / "out"
+    _run(tokenizer, [corpus_dir], out)
+    (out / ".DS_Store").write_bytes(b"x")
+    assert _run(tokenizer, [corpus_dir], out, force=True).n_docs == 7
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    (fresh / ".DS_Store").write_bytes(b"x")
+    assert _run(tokenizer, [corpus_dir], fresh).n_docs == 7
+
+
 def test_stale_build_folders_of_dead_runs_are_removed(tokenizer, corpus_dir, tmp_path):
     out = tmp_path / "out"
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)

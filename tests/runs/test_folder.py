@@ -577,3 +577,16 @@ def test_a_finished_eval_run_holding_what_a_file_browser_or_notebook_writes_is_s
     (g.path / "ppl.json").write_text("{}")
     g.finish({"v": 2})
     assert json.loads((out / "summary.json").read_text()) == {"v": 2}
+
+
+@pytest.mark.parametrize("staged", [True, False])
+def test_a_new_output_folder_holding_only_what_a_file_browser_writes_is_empty(tmp_path, staged):
+    """A new -o folder holding only Finder's .DS_Store was refused as 'already exists and is not empty' (in place) or,
+    staged, only when the run had finished ('changed while this run worked'; third review of battery 29)."""
+    out = tmp_path / "fresh"
+    out.mkdir()
+    (out / ".DS_Store").write_text("x")
+    f = RunFolder.open(out, "eval ppl" if staged else "search", staged=staged, replace=PPL_OUTPUTS if staged else ())
+    f.start({"v": 1})
+    f.finish({"v": 1})
+    assert json.loads((out / "summary.json").read_text()) == {"v": 1}

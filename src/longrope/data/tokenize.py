@@ -66,6 +66,7 @@ from longrope.io import (
     check_replaceable_target,
     is_disk_full,
     is_file_too_large,
+    is_system_dropping,
     os_error_fix,
     output_target,
     path_argument,
@@ -585,7 +586,8 @@ def _not_replaceable(out: Path) -> str | None:
     if not out.is_dir():
         return "is not a folder" if out.exists() or out.is_symlink() else None
     for entry in out.iterdir():
-        if entry.name in _OUR_NAMES or (entry.name.startswith("shard-") and entry.name.endswith(".bin")):
+        if entry.name in _OUR_NAMES or (entry.name.startswith("shard-") and entry.name.endswith(".bin")) \
+                or is_system_dropping(entry.name):
             continue
         return f"holds {entry.name!r}, which is not part of a shard folder"
     return None

@@ -55,6 +55,7 @@ from longrope.io import (
     check_replaceable_target,
     hold_folder,
     is_atomic_temporary,
+    is_system_dropping,
     os_error_fix,
     output_target,
     path_kind,
@@ -387,7 +388,7 @@ class RunFolder:
     def _open(cls, final: Path, parent: Path, command: str, staged: bool, resume: bool, replace: tuple[str, ...],
               adopt: bool,
               flag: str, lock: FolderLock | None) -> RunFolder:
-        existing = final.is_dir() and any(not _set_up_leftover(p.name) for p in final.iterdir())
+        existing = final.is_dir() and any(not _no_ones_work(p.name) for p in final.iterdir())
         stub = existing and not staged and not resume and _is_stub(final, command, flag)
         if stub:
             existing = False
@@ -526,7 +527,7 @@ class RunFolder:
         arrived while this one worked: another command's run, the user's files), or None (battery 23b)."""
         if not final.is_dir():
             return "is not a folder"
-        if not any(not _set_up_leftover(p.name) for p in final.iterdir()):
+        if not any(not _no_ones_work(p.name) for p in final.iterdir()):
             return None
         prev = _run_command(final)
         if prev != self.command:
@@ -539,12 +540,12 @@ def _not_only_a_run(folder: Path, command: str, outputs: tuple[str, ...]) -> str
     run (its records and ``outputs``), or None: a file or folder put there since (notes, a search run made inside
     it) went with the old results without a word (battery 29c). Hidden names count too (a ``.git`` or ``.notes``
     went, battery 29e); only what a writer of the run's own files leaves (lock, probe, temporaries) and
-    :data:`SYSTEM_DROPPINGS` (a Finder's .DS_Store, a notebook's checkpoints) do not."""
+    :func:`~longrope.io.is_system_dropping` (a Finder's .DS_Store, a notebook's checkpoints) do not."""
     import fnmatch
 
     own = (CONFIG_FILE, RUN_FILE, RESULT_FILE, *outputs)
     for name in sorted(p.name for p in folder.iterdir()):  # hidden names too: a .git or .notes of the user's
-        if any(fnmatch.fnmatchcase(name, p) for p in SYSTEM_DROPPINGS):
+        if is_system_dropping(name):
             continue
         if (folder / name).is_dir() or not (any(fnmatch.fnmatchcase(name, p) for p in own)
                                             or _set_up_leftover(name) or _temporary_of(name, own)):
@@ -563,10 +564,10 @@ def _temporary_of(name: str, patterns: tuple[str, ...]) -> bool:
 _PROBE = ".write-test-"
 
 
-#: what file browsers, notebooks and file systems write into any folder a user opens or copies (shell patterns):
-#: no one's work, and written again as soon as it is moved away -- a finished eval run holding one is still replaced
-#: (review of battery 29: Finder's .DS_Store refused every rerun into an eval folder once it was looked at)
-SYSTEM_DROPPINGS = (".DS_Store", "._*", "Thumbs.db", "desktop.ini", ".ipynb_checkpoints", ".nfs*", ".directory")
+def _no_ones_work(name: str) -> bool:
+    """Whether ``name`` in an output folder is no one's work: a set-up leftover, or what a file browser or notebook
+    wrote there (:func:`~longrope.io.is_system_dropping`). A folder holding nothing else is empty to a new run."""
+    return _set_up_leftover(name) or is_system_dropping(name)
 
 
 def _set_up_leftover(name: str) -> bool:
