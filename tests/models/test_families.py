@@ -181,4 +181,8 @@ def test_a_config_json_dict_is_left_as_it_was_and_values_transformers_refuses_ar
     for values in ({"model_type": "llama", "hidden_size": 10, "num_attention_heads": 3, "rope_theta": 1e4},
                    {"model_type": "qwen2", "hidden_size": "64", "num_attention_heads": 4, "rope_theta": 1e4},
                    {"model_type": "llama", "num_attention_heads": 0, "head_dim": 16, "rope_theta": 1e4}):
-        rope_info_from_config(values)  # a RopeInfo (supported or not, with its reason), no traceback
+        info = rope_info_from_config(values)  # a RopeInfo naming transformers' reason, as loading the file says it
+        assert not info.supported and "refused by transformers' check" in info.reason, info.reason
+    wrong = {**phi3, "rope_scaling": {**phi3["rope_scaling"], "short_factor": [1.0] * 9}}
+    info = rope_info_from_config(wrong)  # read key by key, it 'has no RoPE' (third review of battery 29)
+    assert not info.supported and "short_factor" in info.reason and "has no RoPE" not in info.reason, info.reason

@@ -210,29 +210,62 @@ def config_value_errors() -> tuple[type[BaseException], ...]:
     return (ValueError, KeyError, TypeError, ArithmeticError, StrictDataclassError)
 
 
-def _as_config_object(values: Mapping[str, Any]) -> Any:
+def config_problem(e: Exception, where: str = "its config.json") -> str:
+    """The first line of a load failure, and where to look when it is the RoPE scaling block. A config class's
+    field or validator check is two lines ("Validation error for field 'head_dim':" and the reason below it): both,
+    as one (the first alone ended in a colon, the reason dropped; battery 21c)."""
+    from huggingface_hub.errors import StrictDataclassError
+
+    text = str(e).strip()
+    first = text.splitlines()[0] if text else type(e).__name__
+    if isinstance(e, StrictDataclassError) and text:
+        first = " ".join(line.strip() for line in text.splitlines()[:2])
+    if "rope_parameters" in text or "rope_scaling" in text or "rope_type" in text:
+        return (f"{first.rstrip('.:')}; fix or remove the rope_scaling block of its config.json "
+                "(a mapping with rope_type and that type's keys)")
+    gguf = "GGUF" in where
+    if isinstance(e, StrictDataclassError):
+        fix = GGUF_FIX if gguf else "fix that field in its config.json (or use the config.json saved with its weights)"
+        return f"{where} is refused by transformers' check: {first.rstrip('.')}; {fix}"
+    if isinstance(e, (ArithmeticError, TypeError)):
+        fix = GGUF_FIX if gguf else "fix it in its config.json"
+        return (f"{where} is refused by transformers' check ({type(e).__name__}: {first.rstrip('.')}): a size such "
+                f"as num_attention_heads is 0 or of the wrong kind; {fix}")
+    if gguf:  # transformers' GGUF reader's own words name no fix: a bare "'tokens'" (a KeyError for a header without
+        # its token list), "cannot reshape array of size 65536 into shape (3,42,2,256)", "architecture bogus is not
+        # supported yet" (battery 25a)
+        if isinstance(e, KeyError):
+            first = f"its GGUF header lacks {first} (a key transformers' GGUF reader needs)"
+        return f"{first.rstrip('.')}; {GGUF_FIX}"
+    return first
+
+
+def _as_config_object(values: Mapping[str, Any]) -> tuple[Any, str | None]:
     """``values`` (a config.json dict) as the config object transformers makes of that file, its class's defaults
     for the keys it leaves out (read key by key, a Llama dict without rope_theta had 'no RoPE' and a Qwen3 one without
     head_dim a head of 16 channels where the model has 128; review of battery 29); ``values`` itself where transformers
-    does not know its model type or refuses the values: read, and refused, key by key through
-    :func:`~longrope.formats.hf_config.getter` (a Llama dict was "model type 'unknown'", battery 29a)."""
+    does not know its model type: read key by key through :func:`~longrope.formats.hf_config.getter` (a Llama dict
+    was "model type 'unknown'", battery 29a). With it, why transformers refuses the values (None: it takes them), as
+    loading the file from a folder says it (read key by key, such a dict got another reason: a Phi-3 one with factors
+    of the wrong length 'has no RoPE'; third review of battery 29)."""
     model_type = values.get("model_type")
-    if not isinstance(model_type, str) or any(not isinstance(k, str) for k in values):
-        return values
-    from transformers import AutoConfig
+    from transformers import CONFIG_MAPPING, AutoConfig
 
+    if not isinstance(model_type, str) or model_type not in CONFIG_MAPPING or any(not isinstance(k, str) for k in values):
+        return values, None
     try:  # a deep copy: the config class edits nested dicts (rope_scaling) in place, and they are the caller's
-        return AutoConfig.for_model(**copy.deepcopy(dict(values)))
-    except (*config_value_errors(), AttributeError):
-        return values
+        return AutoConfig.for_model(**copy.deepcopy(dict(values))), None
+    except (*config_value_errors(), AttributeError) as exc:
+        return values, config_problem(exc)
 
 
 def rope_info_from_config(config: Any, *, fix: str = CONFIG_FIX) -> RopeInfo:
     """Read :class:`RopeInfo` from a transformers config object or a ``config.json`` dict (no weights needed; a dict
     as :func:`_as_config_object` makes it). ``fix``: what to do about a RoPE fact written wrong (:data:`GGUF_FIX` for
     a GGUF header)."""
+    refused = None
     if isinstance(config, Mapping):
-        config = _as_config_object(config)
+        config, refused = _as_config_object(config)
     get = hf_config.getter(config)
     model_type = str(get("model_type") or "unknown")
     family = FAMILIES.get(model_type)
@@ -246,6 +279,8 @@ def rope_info_from_config(config: Any, *, fix: str = CONFIG_FIX) -> RopeInfo:
                       supported=False, reason=reason)
         return RopeInfo(**{**fields, **known})
 
+    if refused is not None:
+        return unsupported(refused)
     if params is None:
         why = _NO_ROPE.get(model_type, "no rotary position embedding in its config")
         return unsupported(

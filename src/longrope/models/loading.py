@@ -45,6 +45,7 @@ from longrope.models.families import (
     GGUF_FIX,
     RopeInfo,
     attn_implementation_for,
+    config_problem,
     config_value_errors,
     rope_info_from_config,
     rope_type_problem,
@@ -474,7 +475,7 @@ def _load_local(source: ModelSource, loader: Any, **kwargs: Any) -> Any:
         return loader.from_pretrained(source.location, local_files_only=True, **kwargs)
     except (OSError, *refused) as e:
         where = "its GGUF header" if source.kind == "gguf" else "its config.json"
-        raise UserError(f"cannot load {source.label!r}: {_index_problem(source, e) or _config_problem(e, where)}") \
+        raise UserError(f"cannot load {source.label!r}: {_index_problem(source, e) or config_problem(e, where)}") \
             from None
 
 
@@ -524,37 +525,6 @@ def _index_problem(source: ModelSource, e: Exception) -> str | None:
     named = missing.group(1) if missing else e.filename
     shown = os.path.relpath(named, folder) if named else "a shard"
     return f"its weight index {index.name} names {shown}, which is not in the folder; {_RESAVE}"
-
-
-def _config_problem(e: Exception, where: str = "its config.json") -> str:
-    """The first line of a load failure, and where to look when it is the RoPE scaling block. A config class's
-    field or validator check is two lines ("Validation error for field 'head_dim':" and the reason below it): both,
-    as one (the first alone ended in a colon, the reason dropped; battery 21c)."""
-    from huggingface_hub.errors import StrictDataclassError
-
-    text = str(e).strip()
-    first = text.splitlines()[0] if text else type(e).__name__
-    if isinstance(e, StrictDataclassError) and text:
-        first = " ".join(line.strip() for line in text.splitlines()[:2])
-    if "rope_parameters" in text or "rope_scaling" in text or "rope_type" in text:
-        return (f"{first.rstrip('.:')}; fix or remove the rope_scaling block of its config.json "
-                "(a mapping with rope_type and that type's keys)")
-    gguf = "GGUF" in where
-    if isinstance(e, StrictDataclassError):
-        fix = GGUF_FIX if gguf else "fix that field in its config.json (or use the config.json saved with its weights)"
-        return f"{where} is refused by transformers' check: {first.rstrip('.')}; {fix}"
-    if isinstance(e, (ArithmeticError, TypeError)):
-        fix = GGUF_FIX if gguf else "fix it in its config.json"
-        return (f"{where} is refused by transformers' check ({type(e).__name__}: {first.rstrip('.')}): a size such "
-                f"as num_attention_heads is 0 or of the wrong kind; {fix}")
-    if gguf:  # transformers' GGUF reader's own words name no fix: a bare "'tokens'" (a KeyError for a header without
-        # its token list), "cannot reshape array of size 65536 into shape (3,42,2,256)", "architecture bogus is not
-        # supported yet" (battery 25a)
-        if isinstance(e, KeyError):
-            first = f"its GGUF header lacks {first} (a key transformers' GGUF reader needs)"
-        return f"{first.rstrip('.')}; {GGUF_FIX}"
-    return first
-
 
 
 def _load_hub(source: ModelSource, loader: Any, **kwargs: Any) -> Any:
