@@ -543,8 +543,8 @@ def test_a_resume_where_a_finished_stage_s_named_input_holds_other_content_is_re
     factors = tmp_path / "f.json"
     out, original = _one_of_two_exports_then_factors_rewritten(tmp_path, factors, str(factors))
     err = _refused_resume(capsys, out)
-    assert f"{factors}, which stage 'one' read, holds other content" in err
-    assert f"delete {out / 'stages' / 'one'} to make it again from it" in err  # the way that keeps the others
+    assert f"{factors} (read by 'one') holds other content" in err
+    assert f"delete {out / 'stages' / 'one'} to make it again from the new content" in err  # keeps the others
     assert json.loads((out / "pipeline.json").read_text())["stages"]["two"]["status"] == "pending"
     factors.write_bytes(original)
     assert main(["pipeline", "-o", str(out), "--resume", "--quiet"]) == 0
@@ -559,7 +559,7 @@ def test_a_resume_where_a_finished_stage_s_factor_folder_holds_other_factors_is_
     out, _ = _one_of_two_exports_then_factors_rewritten(tmp_path, folder / "factors.json", str(folder))
     named = json.loads((out / "pipeline.json").read_text())["stages"]["one"]["named_sha256"]
     assert named["factors"]["path"] == str(folder) and isinstance(named["factors"]["sha256"], str)
-    assert f"{folder}, which stage 'one' read, holds other content" in _refused_resume(capsys, out)
+    assert f"{folder} (read by 'one') holds other content" in _refused_resume(capsys, out)
 
 
 def test_a_gguf_model_folder_or_a_run_folder_named_by_a_stage_is_bound_by_its_content(tmp_path):
@@ -605,7 +605,7 @@ def test_a_refused_resume_typed_in_another_folder_names_the_changed_input_where_
     monkeypatch.chdir(tmp_path / "a")
     out, _ = _one_of_two_exports_then_factors_rewritten(tmp_path, tmp_path / "a" / "f.json", "f.json")
     monkeypatch.chdir(tmp_path / "b")
-    assert f"refused: {tmp_path / 'a' / 'f.json'}, which stage 'one' read" in _refused_resume(capsys, out)
+    assert f"refused: {tmp_path / 'a' / 'f.json'} (read by 'one')" in _refused_resume(capsys, out)
 
 
 def test_a_stage_model_named_with_a_tilde_is_bound_by_its_content(tmp_path, monkeypatch):
@@ -624,3 +624,24 @@ def test_a_stage_model_named_with_a_tilde_is_bound_by_its_content(tmp_path, monk
     assert records.changed_named_inputs(st) == []
     (tmp_path / "g" / "m.gguf").write_bytes(b"GGUF" + bytes(65))
     assert records.changed_named_inputs(st) == [str(tmp_path / "g")]
+
+
+def test_a_resume_refused_for_changed_inputs_names_all_of_them_at_once(tmp_path, capsys):
+    """Two done stages reading two factor files, both rewritten: the refusal named the first file and its stage only,
+    so the user deleted that folder, resumed, and was refused again for the second (third review of battery 29)."""
+    files = {n: tmp_path / f"{n}.json" for n in ("f", "g")}
+    for path in files.values():
+        assert main(["baseline", "--model", "tiny", "--method", "yarn", "--target-length", "512", "-o", str(path)]) == 0
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps({"format": "longrope-pipeline/1", "model": "tiny", "stages": [
+        {"name": "one", "run": "export", "factors": str(files["f"])},
+        {"name": "two", "run": "export", "factors": str(files["g"])},
+        {"name": "three", "run": "export", "factors": str(files["f"])}]}))
+    out = tmp_path / "out"
+    assert main(["pipeline", "--plan", str(plan), "-o", str(out), "--until", "two", "--quiet"]) == 0
+    for path in files.values():
+        path.unlink()
+        assert main(["baseline", "--model", "tiny", "--method", "pi", "--target-length", "512", "-o", str(path)]) == 0
+    err = _refused_resume(capsys, out)
+    assert f"{files['f']} (read by 'one'); {files['g']} (read by 'two') hold other content" in err
+    assert f"delete {out / 'stages' / 'one'} {out / 'stages' / 'two'} to make them again" in err

@@ -311,13 +311,16 @@ def _refuse_changed_named(old: dict | None, done: set[str], out: Path) -> None:
             readers.setdefault(path, []).append(name)
     if not readers:
         return
-    path, names = next(iter(readers.items()))
-    where = os.path.abspath(path)  # found from anywhere: the record's path is read in the folder the pipeline started in
-    folders = " ".join(str(out / STAGES_DIR / n) for n in names)
-    raise ConfigError("resume", "{name} refused: " + f"{where}, which stage{'s' if len(names) > 1 else ''} "
-                      f"{', '.join(map(repr, names))} read, holds other content than when "
-                      f"{'they' if len(names) > 1 else 'it'} ran; restore it, delete {folders} to make "
-                      f"{'them' if len(names) > 1 else 'it'} again from it, or start the pipeline in a new folder")
+    # every changed input at once (one each time, the user deleted folders resume by resume), each found from
+    # anywhere: the record's path is read in the folder the pipeline started in
+    said = "; ".join(f"{os.path.abspath(path)} (read by {', '.join(map(repr, names))})" for path, names in readers.items())
+    stages = sorted({n for names in readers.values() for n in names})
+    folders = " ".join(str(out / STAGES_DIR / n) for n in stages)
+    raise ConfigError("resume", "{name} refused: " + f"{said} {'holds' if len(readers) == 1 else 'hold'} other "
+                      f"content than when {'that stage' if len(stages) == 1 else 'those stages'} ran; restore "
+                      f"{'it' if len(readers) == 1 else 'them'}, delete {folders} to make "
+                      f"{'it' if len(stages) == 1 else 'them'} again from the new content, or start the pipeline in "
+                      "a new folder")
 
 
 def _check_reuses(resolver: Resolver, running: list[str]) -> None:
