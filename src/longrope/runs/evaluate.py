@@ -160,7 +160,7 @@ class PasskeyConfig(EvalConfig):
     depths: tuple[float, ...] = depths_option()
     mode: str = mode_option()
     reference: str | None = option(None, "the factor set every verdict compares with (its name as printed)",
-                                   metavar="NAME", default_text="the YaRN set when one is evaluated, else the first set")
+                                   metavar="NAME", default_text="the set named yarn, else the first YaRN set given, else the first set")
     data: str | None = data_option("hide the needle in real documents of this shard folder instead of the filler",
                                    required=False)
     split: str = split_option("with --data: " + SPLIT_HELP)
