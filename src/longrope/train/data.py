@@ -98,7 +98,8 @@ def require_training_documents(corpus: TokenCorpus, heldout_fraction: float = HE
     lengths = corpus.lengths
     if not any(holds_target(lengths[i], bos) for i in train):
         if not any(holds_target(lengths[i], True) for i in train):
-            raise UserError(f"{corpus.path}: every training document is empty")
+            raise UserError(f"{corpus.path}: every training document is empty (nothing to train on); tokenize the "
+                            "texts to train on again, non-empty (train=PATH, or documents without a role)")
         raise ConfigError("bos", f"{corpus.path}: every training document has one token, which has no target when "
                           "segments begin without BOS (set by {name}): nothing to train on; begin them with BOS, or "
                           "tokenize longer training documents")
