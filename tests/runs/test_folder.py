@@ -504,19 +504,26 @@ def tokenizer_for_swap():
     return load_tokenizer("tiny")
 
 
+def _finished_eval_run_holding(tmp_path, name: str):
+    """A finished eval ppl run at ``tmp_path/run`` with ``name`` put into it afterwards (a folder when it ends with
+    '/', else a file); returns the run folder and that path."""
+    out = tmp_path / "run"
+    f = RunFolder.open(out, "eval ppl", staged=True)
+    f.start({"v": 1})
+    (f.path / "ppl.json").write_text("{}")
+    f.finish({"v": 1})
+    there = out / name.rstrip("/")
+    there.mkdir() if name.endswith("/") else there.write_text("x")
+    return out, there
+
+
 @pytest.mark.parametrize("extra", ["notes.txt", "search-run/", ".notes", ".git/"])
 def test_a_finished_eval_run_holding_anything_else_is_not_replaced(tmp_path, extra):
     """An eval run replaces a finished one of its command as a whole: a file or folder put there since (notes, a
     search run made inside it with -o RUN/sub) went with the old results without a word; now refused before the
     work, and at the swap when it arrived meanwhile. A hidden one too: a .git or .notes went without a word
     (battery 29e)."""
-    out = tmp_path / "run"
-    f = RunFolder.open(out, "eval ppl", staged=True)
-    f.start({"v": 1})
-    (f.path / "ppl.json").write_text("{}")
-    f.finish({"v": 1})
-    mine = out / extra.rstrip("/")
-    mine.mkdir() if extra.endswith("/") else mine.write_text("mine")
+    out, mine = _finished_eval_run_holding(tmp_path, extra)
     with pytest.raises(UserError, match=f"holds '{mine.name}', which is not part of an eval ppl run"):
         RunFolder.open(out, "eval ppl", staged=True, replace=PPL_OUTPUTS)
     mine.rename(tmp_path / "aside")
@@ -565,13 +572,7 @@ def test_a_finished_eval_run_with_its_own_writers_leftovers_is_still_replaced(tm
 def test_a_finished_eval_run_holding_what_a_file_browser_or_notebook_writes_is_still_replaced(tmp_path, dropping):
     """Hidden names count as the user's work, and so Finder's .DS_Store (written again whenever the folder is
     looked at) or Jupyter's .ipynb_checkpoints/ refused every rerun into an eval folder (review of battery 29)."""
-    out = tmp_path / "run"
-    f = RunFolder.open(out, "eval ppl", staged=True)
-    f.start({"v": 1})
-    (f.path / "ppl.json").write_text("{}")
-    f.finish({"v": 1})
-    there = out / dropping.rstrip("/")
-    there.mkdir() if dropping.endswith("/") else there.write_text("x")
+    out, _ = _finished_eval_run_holding(tmp_path, dropping)
     g = RunFolder.open(out, "eval ppl", staged=True, replace=PPL_OUTPUTS)
     g.start({"v": 2})
     (g.path / "ppl.json").write_text("{}")
