@@ -280,7 +280,7 @@ def expand_user(path: str | os.PathLike) -> Path:
 #: what file browsers, notebooks and file systems write into any folder a user opens or copies (shell patterns):
 #: no one's work, and written again as soon as it is moved away (review of battery 29: Finder's .DS_Store refused every
 #: rerun into an eval folder once it was looked at, and a new -o folder or a shard folder to rebuild likewise)
-SYSTEM_DROPPINGS = (".DS_Store", "._*", "Thumbs.db", "desktop.ini", ".ipynb_checkpoints", ".nfs*", ".directory")
+SYSTEM_DROPPINGS = (".DS_Store", "._*", "Thumbs.db", "desktop.ini", ".ipynb_checkpoints", ".directory")
 
 
 def is_system_dropping(name: str) -> bool:
