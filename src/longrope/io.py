@@ -291,6 +291,21 @@ def is_system_dropping(name: str) -> bool:
     return any(fnmatch.fnmatchcase(name, p) for p in SYSTEM_DROPPINGS)
 
 
+def holds_work(folder: str | os.PathLike) -> bool:
+    """Whether ``folder`` (an existing folder) holds anything but :data:`SYSTEM_DROPPINGS`: the one test of "an
+    output that is not empty" for a new output (every writer: a folder holding only a .DS_Store is empty to it, and a
+    publish into it goes through :func:`place_new`, never a swap that would replace what arrived meanwhile)."""
+    return any(not is_system_dropping(p.name) for p in Path(folder).iterdir())
+
+
+def _clear_droppings(folder: Path) -> None:
+    """Remove the :data:`SYSTEM_DROPPINGS` of ``folder`` (what a file browser writes again anyway)."""
+    for p in folder.iterdir():
+        if is_system_dropping(p.name):
+            with contextlib.suppress(OSError):
+                shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+
+
 #: how a message names what is neither a regular file nor a folder (a device such as /dev/null, a named pipe, a socket)
 SPECIAL_FILE = "a special file (device, pipe or socket)"
 
@@ -624,12 +639,15 @@ def place_new(new: str | os.PathLike, dest: str | os.PathLike, *, flag: str = "-
     replaced the first's result without a word. The rename here is exclusive (``renameat2(RENAME_NOREPLACE)``;
     where the kernel or file system lacks it, a claimed name: ``mkdir`` or ``link``, which fail on an existing
     entry); the second writer gets a :class:`~longrope.errors.UserError` and ``new`` is kept beside ``dest``
-    (:func:`kept_beside`). An empty folder at ``dest`` (left by the user, or a link to one) counts as free."""
+    (:func:`kept_beside`). An empty folder at ``dest`` (left by the user, or a link to one), or one holding only
+    what a file browser writes (:func:`holds_work`), counts as free."""
     from longrope.errors import UserError
 
     new, dest = Path(new), Path(dest)
     if dest.is_dir() and not dest.is_symlink():
         with contextlib.suppress(OSError):
+            if not holds_work(dest):  # a .DS_Store alone does not make it taken
+                _clear_droppings(dest)
             dest.rmdir()  # only an empty one goes
     try:
         _rename_exclusive(new, dest)

@@ -216,3 +216,23 @@ def test_a_file_output_given_as_a_link_is_written_at_its_target(capsys, tiny_mod
     assert all((here / name).is_symlink() for name in ("y.json", "old.gguf", "new.gguf"))
     assert json.loads((big / "y.json").read_text())["method"] == "yarn"
     assert all(gguf.GGUFReader(big / name).fields for name in ("old.gguf", "new.gguf"))
+
+
+def test_export_and_rerun_take_a_new_folder_holding_only_a_file_browsers_dropping(capsys, tmp_path):
+    """export -o FOLDER with only Finder's .DS_Store in it was 'already exists and is not empty; pass --overwrite', and
+    with --overwrite 'holds no model'; rerun -o likewise refused it (fourth review of battery 29)."""
+    factors = tmp_path / "y.json"
+    assert _run(capsys, "baseline", "--model", "tiny", "--method", "yarn", "--target-length", "512",
+                "-o", str(factors))[0] == 0
+    out = tmp_path / "fresh"
+    out.mkdir()
+    (out / ".DS_Store").write_text("x")
+    code, _, err = _run(capsys, "export", "--model", "tiny", "--factors", str(factors), "-o", str(out))
+    assert code == 0, err
+    assert (out / "config.json").is_file() and not (out / ".DS_Store").exists()
+    from longrope.cli import _check_rerun_output
+
+    again = tmp_path / "again"
+    again.mkdir()
+    (again / ".DS_Store").write_text("x")
+    _check_rerun_output(str(again), str(tmp_path), "eval ppl", resumable=False)  # no refusal

@@ -272,16 +272,25 @@ def test_a_shard_past_the_file_size_limit_is_left_to_the_cli_line(tokenizer, cor
     assert not out.exists() and _siblings(out) == []
 
 
-def test_a_second_run_into_one_new_output_is_refused_not_swapped_in(tokenizer, corpus_dir, tmp_path, monkeypatch):
+@pytest.mark.parametrize("new", ["absent", "holding only a .DS_Store"])
+def test_a_second_run_into_one_new_output_is_refused_not_swapped_in(tokenizer, corpus_dir, tmp_path, monkeypatch,
+                                                                    new):
     """Two ``tokenize -o NEW`` at once (other inputs) both succeeded: the second swapped its shards in for the
     first's, whose report named documents the folder no longer held. A folder new when the run began is placed
-    only where nothing arrived meanwhile (io.place_new); a shard folder there at the start is rebuilt as before."""
+    only where nothing arrived meanwhile (io.place_new); a shard folder there at the start is rebuilt as before.
+    A new folder holding only a file browser's .DS_Store is new too (it was swapped; fourth review of battery 29)."""
+    import shutil
+
     out = tmp_path / "out"
+    if new != "absent":
+        out.mkdir()
+        (out / ".DS_Store").write_bytes(b"x")
     first = tmp_path / "first"
     _run(tokenizer, [corpus_dir], first)
     write_meta = tokenize_mod.write_meta
 
     def the_other_run_finishes_first(building, meta):
+        shutil.rmtree(out, ignore_errors=True)  # (the other run's place_new clears a folder of droppings)
         os.rename(first, out)
         return write_meta(building, meta)
 

@@ -591,3 +591,20 @@ def test_a_new_output_folder_holding_only_what_a_file_browser_writes_is_empty(tm
     f.start({"v": 1})
     f.finish({"v": 1})
     assert json.loads((out / "summary.json").read_text()) == {"v": 1}
+
+
+def test_a_second_run_into_a_new_folder_holding_only_a_dropping_is_refused_not_swapped_in(tmp_path):
+    """A new -o holding only a .DS_Store counted as empty at the start but as a run to replace at the swap: a run of
+    the same command that finished there meanwhile was replaced without a word (fourth review of battery 29). It is
+    placed as into a new folder: the second to finish is refused, its result kept beside."""
+    out = tmp_path / "fresh"
+    out.mkdir()
+    (out / ".DS_Store").write_text("x")
+    a = RunFolder.open(out, "eval ppl", staged=True, replace=PPL_OUTPUTS)
+    a.start({"v": "a"})
+    b = RunFolder.open(out, "eval ppl", staged=True, replace=PPL_OUTPUTS)
+    b.start({"v": "b"})
+    b.finish({"v": "b"})
+    with pytest.raises(UserError, match="written by another process while this one worked"):
+        a.finish({"v": "a"})
+    assert json.loads((out / "summary.json").read_text()) == {"v": "b"}

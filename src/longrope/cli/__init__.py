@@ -211,9 +211,10 @@ def _check_rerun_output(output: str, run_dir: str, command: str, *, resumable: b
     from pathlib import Path
 
     from longrope.errors import UserError
+    from longrope.io import holds_work
 
     out = Path(output)
-    if out.is_dir() and any(out.iterdir()):
+    if out.is_dir() and holds_work(out):
         from longrope.runs.folder import run_folder_of
 
         source = run_folder_of(run_dir)

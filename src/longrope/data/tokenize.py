@@ -64,6 +64,7 @@ from longrope.errors import UserError
 from longrope.io import (
     aside_prefix,
     check_replaceable_target,
+    holds_work,
     is_disk_full,
     is_file_too_large,
     is_system_dropping,
@@ -394,7 +395,7 @@ def tokenize_corpus(
                "encoding_sha256": encoding_sha256(tokenizer)}  # one vocabulary, other rules: rebuilt
     state = _input_state(sources)
     fp = _fingerprint(state, vhash, options)
-    replaces = out.is_dir() and any(out.iterdir())  # a shard folder rebuilt; a new one is placed, never swapped in
+    replaces = out.is_dir() and holds_work(out)  # a shard folder rebuilt; a new one is placed, never swapped in
     if not force:
         current = _up_to_date(out, fp, sources, t0)
         if current is not None:

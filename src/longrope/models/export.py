@@ -61,6 +61,7 @@ from longrope.io import (
     check_replaceable_target,
     check_utf8_path,
     give_default_modes,
+    holds_work,
     is_disk_full,
     make_folder,
     os_error_fix,
@@ -236,7 +237,7 @@ def temporary_sibling(out: Path, *, folder: bool) -> Path:
 
 def _swap_into_place(tmp: Path, out: Path, overwrite: bool) -> None:
     """Move the finished ``tmp`` folder to ``out`` (atomic rename when ``out`` does not exist)."""
-    if out.exists() and not (out.is_dir() and not any(out.iterdir())):
+    if out.exists() and not (out.is_dir() and not holds_work(out)):
         if not (overwrite and out.is_dir()):
             raise UserError(f"output folder {out} already exists and is not empty; pass --overwrite or another -o")
         replace_folder(tmp, out, problem=_not_a_model_folder)
@@ -255,7 +256,7 @@ def check_output_folder(out: str | os.PathLike, overwrite: bool) -> None:
         raise UserError(f"output {out} is {path_kind(out)}, not a folder; give a folder path with -o (or --format gguf "
                         "for a .gguf file)")
     check_replaceable_target(out)
-    if out.exists() and any(out.iterdir()):
+    if out.exists() and holds_work(out):
         if not overwrite:
             raise UserError(f"output folder {out} already exists and is not empty; pass --overwrite or another -o")
         _check_a_model_folder(out)

@@ -54,6 +54,7 @@ from longrope.io import (
     check_no_link_loop,
     check_replaceable_target,
     hold_folder,
+    holds_work,
     is_atomic_temporary,
     is_system_dropping,
     os_error_fix,
@@ -435,7 +436,7 @@ class RunFolder:
                 lock.release()
             raise UserError(f"{flag} {final} cannot be written ({exc.strerror or exc}); "
                             f"{os_error_fix(exc, 'choose a writable folder')}") from None
-        return cls(final, work, command, staged, created, lock, replaces=final.is_dir() and any(final.iterdir()),
+        return cls(final, work, command, staged, created, lock, replaces=final.is_dir() and holds_work(final),
                    outputs=replace)
 
     @staticmethod
