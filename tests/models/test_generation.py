@@ -407,3 +407,20 @@ def test_a_refused_prompt_leaves_the_model_with_the_factors_it_had():
         with pytest.raises(UserError, match="^cache policy must be one of reprefill, rerotate, keep, got 'bogus'"):
             generate(model, None, [[1, 2]], 3, factor_set=b, cache_policy="bogus")
     assert current_patch(patched).factor_set is a and current_patch(plain) is None
+
+
+def test_own_longrope_length_reads_a_transformers_4_config_as_its_rotary_does():
+    """Reading only rope_parameters (transformers 5), a 4.x config (rope_scaling and a top-level L) gave no switch, and
+    passkey both scored an answer crossing L on short-factor keys under 4.x (fourth review of battery 29)."""
+    from types import SimpleNamespace
+
+    from longrope.models.generation import own_longrope_length
+
+    v4 = SimpleNamespace(rope_scaling={"type": "longrope"}, original_max_position_embeddings=4096,
+                         max_position_embeddings=131072)
+    assert own_longrope_length(SimpleNamespace(rope_type="longrope", config=v4)) == 4096.0
+    v4_no_L = SimpleNamespace(rope_scaling={"type": "longrope"}, max_position_embeddings=256)
+    assert own_longrope_length(SimpleNamespace(rope_type="longrope", config=v4_no_L)) == 256.0
+    v5 = SimpleNamespace(rope_parameters={"rope_type": "longrope", "original_max_position_embeddings": 32.0})
+    assert own_longrope_length(SimpleNamespace(rope_type="longrope", config=v5)) == 32.0
+    assert own_longrope_length(SimpleNamespace(rope_type="default", config=v5)) is None

@@ -128,11 +128,15 @@ def own_longrope_length(module: Any) -> float | None:
     answer was scored on short-factor keys again (review of battery 30a)."""
     import numbers
 
-    kind = getattr(module, "rope_type", None)
-    params = getattr(getattr(module, "config", None), "rope_parameters", None)
-    if kind != "longrope" or not isinstance(params, dict):
+    config = getattr(module, "config", None)
+    if getattr(module, "rope_type", None) != "longrope" or config is None:
         return None
-    value = params.get("original_max_position_embeddings")
+    params = getattr(config, "rope_parameters", None)
+    if isinstance(params, dict):
+        value = params.get("original_max_position_embeddings")
+    else:  # transformers 4.x (no rope_parameters): its rotary reads the top-level value, else max_position_embeddings
+        value = getattr(config, "original_max_position_embeddings", None) or getattr(config, "max_position_embeddings",
+                                                                                     None)
     return float(value) if isinstance(value, numbers.Real) and not isinstance(value, bool) else None
 
 

@@ -308,12 +308,12 @@ def _refuse_changed_named(old: dict | None, done: set[str], out: Path) -> None:
     readers: dict[str, list[str]] = {}
     for name in sorted(done):
         for path in records.changed_named_inputs(old["stages"][name]):
-            readers.setdefault(path, []).append(name)
+            readers.setdefault(os.path.abspath(path), []).append(name)  # f.json and ./f.json: one input
     if not readers:
         return
     # every changed input at once (one each time, the user deleted folders resume by resume), each found from
     # anywhere: the record's path is read in the folder the pipeline started in
-    said = "; ".join(f"{os.path.abspath(path)} (read by {', '.join(map(repr, names))})" for path, names in readers.items())
+    said = "; ".join(f"{path} (read by {', '.join(map(repr, names))})" for path, names in readers.items())
     stages = sorted({n for names in readers.values() for n in names})
     folders = " ".join(str(out / STAGES_DIR / n) for n in stages)
     raise ConfigError("resume", "{name} refused: " + f"{said} {'holds' if len(readers) == 1 else 'hold'} other "
