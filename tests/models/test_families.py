@@ -186,3 +186,12 @@ def test_a_config_json_dict_is_left_as_it_was_and_values_transformers_refuses_ar
     wrong = {**phi3, "rope_scaling": {**phi3["rope_scaling"], "short_factor": [1.0] * 9}}
     info = rope_info_from_config(wrong)  # read key by key, it 'has no RoPE' (third review of battery 29)
     assert not info.supported and "short_factor" in info.reason and "has no RoPE" not in info.reason, info.reason
+
+
+def test_a_refused_config_json_dict_of_an_unsupported_family_is_said_to_be_one():
+    """A gemma3_text dict transformers' class refuses was given transformers' reason and 'fix that field', for a family
+    that is not supported anyway (fifth review of battery 29)."""
+    from longrope.models import rope_info_from_config
+
+    info = rope_info_from_config({"model_type": "gemma3_text", "hidden_size": 10, "num_attention_heads": 3})
+    assert not info.supported and "'gemma3_text' is not a supported family" in info.reason, info.reason

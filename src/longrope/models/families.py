@@ -279,8 +279,9 @@ def rope_info_from_config(config: Any, *, fix: str = CONFIG_FIX) -> RopeInfo:
                       supported=False, reason=reason)
         return RopeInfo(**{**fields, **known})
 
-    if refused is not None:
-        return unsupported(refused)
+    if refused is not None:  # an unsupported family is said so first, as for any other config
+        return unsupported(refused if family is not None else f"model type {model_type!r} is not a supported family; "
+                           f"supported families: {supported_families_text()}")
     if params is None:
         why = _NO_ROPE.get(model_type, "no rotary position embedding in its config")
         return unsupported(
