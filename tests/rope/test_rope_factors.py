@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import math
+import pickle
 
 import numpy as np
 import pytest
@@ -575,3 +577,18 @@ def test_to_dict_and_the_constructor_copy_provenance_so_a_frozen_set_stays_as_bu
                       rope_theta=1e4, provenance={"options": options})
     options["a"].append(2)
     assert built.provenance == {"options": {"a": [1]}}
+
+
+def test_factor_arrays_are_read_only_so_a_frozen_set_cannot_be_edited_in_place():
+    """fs.long_factor[0] = 9 edited a frozen set (its equality, its digest, a model it was installed on at the next
+    swap), while the caller's own array stays theirs to edit."""
+    mine = np.array([1.0, 2.0])
+    fs = FactorSet(long_factor=mine, original_max_position_embeddings=4, max_position_embeddings=8, rope_theta=1e4)
+    for arr in (fs.long_factor, fs.short_factor):
+        with pytest.raises(ValueError, match="read-only"):
+            arr[0] = 9.0
+    mine[0] = 5.0
+    assert fs.long_factor.tolist() == [1.0, 2.0]
+    assert fs.with_(long_factor=fs.long_factor * 2).long_factor.tolist() == [2.0, 4.0]
+    for twin in (copy.deepcopy(fs), pickle.loads(pickle.dumps(fs))):  # a search worker's copy
+        assert twin == fs and not twin.long_factor.flags.writeable and not twin.short_factor.flags.writeable

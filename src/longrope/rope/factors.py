@@ -96,8 +96,8 @@ def _model_rotary_dim(rotary_dim: Any) -> int | None:
 class FactorSet:
     """Per-pair RoPE rescale factors plus what is needed to apply them (docs/method.md §2).
 
-    Frozen: derive variants with :meth:`with_`. The arrays are private float64 copies; do not
-    write into them (a search builds a new FactorSet per genome, which costs microseconds).
+    Frozen: derive variants with :meth:`with_`. The arrays are private read-only float64 copies (a
+    search builds a new FactorSet per genome, which costs microseconds).
     """
 
     long_factor: np.ndarray
@@ -136,6 +136,7 @@ class FactorSet:
                 raise UserError(f"long_factor has {long_.size} values but short_factor has {short.size}; both "
                                 "lists need rotary_dim/2 values, one per rotary pair")
         set_(self, "short_factor", short)
+        self._freeze_arrays()
         set_(self, "start_tokens", int_field(self.start_tokens, "start_tokens", 0))
         if self.attention_factor is not None:  # (null: the longrope policy's, resolved below)
             set_(self, "attention_factor", check_attention_factor(self.attention_factor))
@@ -188,6 +189,16 @@ class FactorSet:
         except (TypeError, copy.Error) as exc:  # (a lock, a module: nothing a JSON record holds)
             raise UserError(f"provenance must be a JSON object (text, numbers, lists and dicts), got a value that "
                             f"cannot be copied: {exc}") from None
+
+    def _freeze_arrays(self) -> None:
+        """Frozen means frozen: ``fs.long_factor[0] = 2`` edited a set in use (its digest, its equality)."""
+        for arr in (self.long_factor, self.short_factor):
+            arr.setflags(write=False)
+
+    def __setstate__(self, state: dict) -> None:
+        """Unpickled (a search worker's copy) or deep-copied: numpy hands back writable arrays; frozen again."""
+        self.__dict__.update(state)
+        self._freeze_arrays()
 
     # ----------------------------------------------------------------- derived quantities
     @property
