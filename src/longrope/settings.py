@@ -107,6 +107,13 @@ PASSKEY_MODES = ("generate", "needle", "both")
 #: The mode a passkey measurement uses unless told: greedy accuracy and the answer NLL of the same keys.
 PASSKEY_MODE = "both"
 
+#: Which factors an installed patch applies (:mod:`longrope.models.patch`): ``switch``, the short factors while
+#: max(position)+1 <= L and the long ones beyond (transformers' rule); ``long``, the long ones from the first token.
+SWITCH_MODES = ("switch", "long")
+#: What happens to the KV cache when generation crosses L in ``switch`` mode (:mod:`longrope.models.cache_switch`):
+#: re-fed once with the long factors (exact), its keys re-rotated in place, or kept as they are (transformers').
+CACHE_POLICIES = ("reprefill", "rerotate", "keep")
+
 
 def _number(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)

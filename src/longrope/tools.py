@@ -20,7 +20,7 @@ from typing import Any
 from longrope.errors import ConfigError
 from longrope.groups import check_groups, device_option, dtype_option, resolve_lengths, seed_option
 from longrope.options import MAX_COUNT, MAX_TOKENS, check_int, check_text, option, output_option, token_count
-from longrope.settings import check_decoding
+from longrope.settings import CACHE_POLICIES, SWITCH_MODES, check_decoding
 
 __all__ = ["BaselineConfig", "ExportConfig", "TokenizeConfig", "GenerateConfig", "InspectConfig", "METHODS",
            "MODEL_HELP", "FACTORS_HELP"]
@@ -226,9 +226,9 @@ class GenerateConfig:
     chat_template: bool = option(False, "send the prompt as a user message through the tokenizer's chat template "
                                         "(for instruct models such as smollm2)")
     mode: str = option("switch", "switch: short factors up to L, long beyond; long: long from the start",
-                       choices=("switch", "long"))
+                       choices=SWITCH_MODES)
     cache_policy: str | None = option(None, "--mode switch: what happens to the KV cache at the switch",
-                                      choices=("reprefill", "rerotate", "keep"), default_text="reprefill: exact")
+                                      choices=CACHE_POLICIES, default_text="reprefill: exact")
     sample: bool = option(False, "sample instead of greedy decoding")
     temperature: float | None = option(None, "with --sample: temperature", default_text="1")
     top_p: float | None = option(None, "with --sample: nucleus sampling threshold", default_text="1")

@@ -539,3 +539,20 @@ def test_a_model_on_the_meta_device_is_refused_in_one_line():
     with pytest.raises(UserError, match="meta device"):
         install_factors(model, factors_for(build_tiny("llama")))
     assert current_patch(model) is None
+
+
+def test_generate_command_offers_exactly_the_engine_modes_and_cache_policies():
+    """The generate command spelled the modes and cache policies out a second time (a policy added to the engine
+    would have been refused by the CLI): its choices are the engine's tuples, and the engine refuses the rest alike."""
+    import dataclasses
+
+    from longrope.models import cache_switch, patch
+    from longrope.tools import GenerateConfig
+
+    choices = {f.name: f.metadata["choices"] for f in dataclasses.fields(GenerateConfig)}
+    assert choices["mode"] is patch.MODES and choices["cache_policy"] is cache_switch.CACHE_POLICIES
+    for check, good in ((patch.check_mode, patch.MODES), (patch.check_cache_policy, cache_switch.CACHE_POLICIES)):
+        assert [check(v) for v in good] == list(good)
+        for bad in ("Switch", ["long"], None):
+            with pytest.raises(UserError, match="must be one of"):
+                check(bad)

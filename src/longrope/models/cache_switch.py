@@ -46,10 +46,9 @@ import torch
 from torch import nn
 
 from longrope.errors import UserError
+from longrope.settings import CACHE_POLICIES
 
 __all__ = ["CACHE_POLICIES", "CacheSwitch", "rerotate_keys_"]
-
-CACHE_POLICIES = ("reprefill", "rerotate", "keep")
 
 log = logging.getLogger(__name__)
 

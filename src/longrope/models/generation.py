@@ -28,7 +28,7 @@ from typing import Any
 import torch
 
 from longrope.errors import UserError, shown
-from longrope.models.patch import MODES, check_cache_policy, current_patch, install_factors
+from longrope.models.patch import check_cache_policy, check_mode, current_patch, install_factors
 from longrope.options import check_flag
 from longrope.settings import SEED, check_decoding
 
@@ -399,8 +399,7 @@ def generate(
     """
     from transformers import GenerationConfig
 
-    if mode not in MODES:
-        raise UserError(f"mode must be one of {', '.join(MODES)}, got {shown(mode)}")
+    check_mode(mode)
     check_generation_counts(max_new_tokens, seed)
     do_sample, stop_at_eos = check_flag(do_sample, "do_sample"), check_flag(stop_at_eos, "stop_at_eos")
     return_logits = check_flag(return_logits, "return_logits")

@@ -53,15 +53,17 @@ from longrope.models.families import (
 from longrope.options import check_loaded_model
 from longrope.rope import inv_freq as rope_inv_freq
 from longrope.rope.factors import require_factor_set
+from longrope.settings import SWITCH_MODES
 
-__all__ = ["CACHE_POLICIES", "MODES", "LongRopeRotaryEmbedding", "RopePatch", "current_patch", "install_factors"]
+__all__ = ["CACHE_POLICIES", "MODES", "LongRopeRotaryEmbedding", "RopePatch", "check_cache_policy", "check_mode", "current_patch",
+           "install_factors"]
 
 log = logging.getLogger(__name__)
 
 _TWO_PI = 2.0 * math.pi
 # Buffers this module keeps in float64 whatever ``model.to(dtype)`` asks (see ``_apply``).
 _FP64_BUFFERS = ("base_inv_freq", "short_inv_freq", "long_inv_freq")
-MODES = ("switch", "long")
+MODES = SWITCH_MODES
 """``switch``: short factors while max(position)+1 <= L, long beyond (transformers); ``long``: always long."""
 
 
@@ -324,9 +326,7 @@ class RopePatch:
 
     @mode.setter
     def mode(self, value: str) -> None:
-        if value not in MODES:
-            raise UserError(f"mode must be one of {', '.join(MODES)}, got {shown(value)}")
-        self._module.always_long = value == "long"
+        self._module.always_long = check_mode(value) == "long"
 
     @property
     def cache_policy(self) -> str:
@@ -439,6 +439,13 @@ class RopePatch:
 
     def __exit__(self, *exc: object) -> None:
         self.restore()
+
+
+def check_mode(value: Any) -> str:
+    """``value`` when it is one of :data:`MODES`, else the one refusal of a patch mode."""
+    if not isinstance(value, str) or value not in MODES:
+        raise UserError(f"mode must be one of {', '.join(MODES)}, got {shown(value)}")
+    return value
 
 
 def check_cache_policy(value: Any) -> str:
