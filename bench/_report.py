@@ -238,6 +238,38 @@ def count(minimum: int = 1, maximum: int = 2**40):
     return parse
 
 
+def length_list(text: str) -> list[int]:
+    """An argparse ``type``: context lengths as the commands' ``--lengths`` read them (``2048,4k``; sorted, each
+    once). ``--lengths x`` was int()'s traceback and ``4k`` refused (battery 31)."""
+    from longrope.errors import UserError
+    from longrope.options import parse_lengths
+
+    try:
+        return parse_lengths(text, "--lengths")
+    except UserError as exc:  # argparse names the option first
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("--lengths: ")) from None
+
+
+def names(known: tuple[str, ...], *, required: tuple[str, ...] = ()):
+    """An argparse ``type``: a comma-separated subset of ``known`` (each once, in the order given) holding every
+    name of ``required`` (the reference the others are divided by). ``--modes zz`` measured another mode and
+    recorded it as "zz" (bench_eval), or ran its whole benchmark and failed at the table (bench_train)."""
+
+    def parse(text: str) -> list[str]:
+        given = list(dict.fromkeys(t.strip() for t in text.split(",") if t.strip()))
+        unknown = [t for t in given if t not in known]
+        if unknown or not given:
+            raise argparse.ArgumentTypeError(f"unknown name(s) {', '.join(unknown) or '(none given)'}; "
+                                             f"choose from {', '.join(known)}")
+        missing = [t for t in required if t not in given]
+        if missing:
+            raise argparse.ArgumentTypeError(f"must include {', '.join(missing)} (the reference the others are "
+                                             f"compared with), got {', '.join(given)}")
+        return given
+
+    return parse
+
+
 def amount(text: str) -> float:
     """An argparse ``type``: a finite number > 0 (megabytes, seconds, a factor); NaN and -1 ran into a traceback."""
     try:

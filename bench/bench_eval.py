@@ -30,7 +30,16 @@ import sys
 import time
 
 from bench._child import run_module
-from bench._report import RESULTS_DIR, count, new_record, put_table, put_value, write_record
+from bench._report import (
+    RESULTS_DIR,
+    count,
+    length_list,
+    names,
+    new_record,
+    put_table,
+    put_value,
+    write_record,
+)
 
 DESCRIPTION = """\
 `evaluate_perplexity` (truncate mode, one window of BOS + length − 1 tokens, batch 1, fp32, default
@@ -44,6 +53,8 @@ forward, causal attention): any exact evaluation pays for the head, the bare for
 Goals (values `goal_*`): eval time and eval peak memory as multiples of the bare forward's."""
 GOAL_TIME_RATIO = 1.05
 GOAL_PEAK_RATIO = 1.10
+#: What is timed: the decoder body alone (the floor), ``evaluate_perplexity``, transformers' full-logits loss.
+MODES = ("bare", "eval", "naive")
 
 
 def _rss_bytes() -> int:
@@ -143,21 +154,21 @@ def combine(rounds: list[dict]) -> dict:
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="random32k", choices=["random32k", "tiny"])
-    ap.add_argument("--lengths", default="2048,8192")
+    ap.add_argument("--lengths", type=length_list, default="2048,8192")
     ap.add_argument("--repeats", type=count(), default=2, help="timed calls per subprocess (best of)")
     ap.add_argument("--rounds", type=count(), default=2,
                     help="subprocesses per mode, interleaved (bare, eval, naive, bare, ...) so load drift hits all")
     ap.add_argument("--threads", type=count(), default=2)
-    ap.add_argument("--modes", default="bare,eval,naive")
+    ap.add_argument("--modes", type=names(MODES), default=",".join(MODES))
     ap.add_argument("--out", default=None, metavar="PATH",
                     help="the record (JSON; the Markdown goes next to it) (default bench/results/eval_<model>.json)")
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
-    lengths = [int(x) for x in args.lengths.split(",")]
+    lengths = args.lengths
     if args.worker:
         print(json.dumps(worker(args.worker, args.model, lengths[0], args.repeats, args.threads)))
         return
-    modes = args.modes.split(",")
+    modes = args.modes
     rec = new_record(f"eval_{args.model}", f"Perplexity evaluation cost: `{args.model}` model", script=__file__,
                      argv=argv, description=DESCRIPTION,
                      settings={"model": args.model, "lengths": lengths, "repeats": args.repeats, "rounds": args.rounds,

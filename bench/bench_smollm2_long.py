@@ -17,7 +17,7 @@ import json
 import sys
 
 from bench._child import run_module
-from bench._report import add_out_option, new_record, put_table, put_value, write_record
+from bench._report import add_out_option, length_list, new_record, put_table, put_value, write_record
 
 DESCRIPTION = """\
 One window of real text (the first shipped held-out book, SmolLM2's tokenizer), BOS + length − 1
@@ -30,17 +30,17 @@ window's seconds over its length; `× previous` compares a row's time with the r
 
 def _measure(dtype: str, length: int | None) -> dict:
     """One subprocess of ``bench.bench_smollm2_speed``'s child: ``length`` None scores no window."""
-    args = ["--child", dtype, "--repeats", "1", "--lengths", str(length or "")]
+    args = ["--child", dtype, "--repeats", "1", *(["--lengths", str(length)] if length else ["--model-only"])]
     proc = run_module("bench.bench_smollm2_speed", args, check=True)
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--lengths", default="4096,8192,16384,32768", help="window lengths in tokens (comma-separated)")
+    ap.add_argument("--lengths", type=length_list, default="4096,8192,16384,32768", help="window lengths in tokens (comma-separated)")
     add_out_option(ap, "smollm2_long")
     args = ap.parse_args(argv)
-    lengths = sorted(int(x) for x in args.lengths.split(","))
+    lengths = args.lengths
     rec = new_record("smollm2_long", "SmolLM2-135M on this CPU: one window's time and memory at long lengths",
                      script=__file__, argv=argv, description=DESCRIPTION,
                      settings={"lengths": lengths, "dtype": "float32"})

@@ -18,7 +18,7 @@ import sys
 import time
 
 from bench._child import run_module
-from bench._report import add_out_option, count, new_record, put_table, put_value, write_record
+from bench._report import add_out_option, count, length_list, new_record, put_table, put_value, write_record
 
 DESCRIPTION = """\
 One window of real text (a shipped held-out book, SmolLM2's tokenizer), BOS + length − 1 tokens,
@@ -55,21 +55,23 @@ def _child(dtype: str, lengths: list[int], repeats: int) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--lengths", default="1024,2048,4096", help="window lengths in tokens (comma-separated)")
+    ap.add_argument("--lengths", type=length_list, default="1024,2048,4096", help="window lengths in tokens (comma-separated)")
     ap.add_argument("--repeats", type=count(), default=2, help="timed calls per length (best is kept)")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--model-only", action="store_true", help=argparse.SUPPRESS)  # a child scoring no window
     add_out_option(ap, "smollm2_speed")
     args = ap.parse_args(argv)
-    lengths = [int(x) for x in args.lengths.split(",") if x.strip()]
+    lengths = args.lengths
     if args.child:
-        print(json.dumps(_child(args.child, lengths, args.repeats)))
+        print(json.dumps(_child(args.child, [] if args.model_only else lengths, args.repeats)))
         return 0
     rec = new_record("smollm2_speed", "SmolLM2-135M on this CPU: one window's evaluation by length and dtype",
                      script=__file__, argv=argv, description=DESCRIPTION,
                      settings={"lengths": lengths, "repeats": args.repeats})
     results = {}
     for dtype in ("float32", "bfloat16"):
-        proc = run_module(__spec__.name, ["--child", dtype, "--lengths", args.lengths, "--repeats", str(args.repeats)],
+        proc = run_module(__spec__.name, ["--child", dtype, "--lengths", ",".join(map(str, lengths)),
+                                           "--repeats", str(args.repeats)],
                           check=True)
         results[dtype] = json.loads(proc.stdout.strip().splitlines()[-1])
     rows = []

@@ -47,7 +47,7 @@ import time
 from pathlib import Path
 
 from bench._child import run_module
-from bench._report import add_out_option, count, new_record, put_table, put_value, write_record
+from bench._report import add_out_option, count, names, new_record, put_table, put_value, write_record
 
 MODES = ("plain", "ours", "ours-packed")
 DESCRIPTION = __doc__.split("Run (writes")[0].split("\n", 2)[2].strip()
@@ -227,7 +227,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--steps", type=count(), default=3, help="timed steps per subprocess (after one warm-up)")
     ap.add_argument("--memory-repeats", type=count(), default=2, help="memory subprocesses per mode")
     ap.add_argument("--threads", type=count(), default=1)
-    ap.add_argument("--modes", default=",".join(MODES))
+    ap.add_argument("--modes", type=names(MODES, required=("plain",)), default=",".join(MODES))
     ap.add_argument("--ddp-steps", type=count(0), default=3, help="steps of the 1- vs 2-process check (0: skip it)")
     ap.add_argument("--ddp-seq-len", type=count(2), default=256)
     add_out_option(ap, "train")
@@ -236,7 +236,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.worker:
         print(json.dumps(worker(args.worker, args.length, args.steps, args.threads)))
         return
-    modes = args.modes.split(",")
+    modes = args.modes
     rec = new_record("train", "Fine-tuning step: factors + chunked loss vs a plain transformers step", script=__file__,
                      argv=argv, description=DESCRIPTION,
                      settings={"model": "tiny", "length": args.length, "repeats": args.repeats,

@@ -170,12 +170,19 @@ def test_a_folder_where_report_reads_or_writes_a_file_is_one_line(tmp_path, caps
     (["-m", "bench.bench_shard_verify", "--repeats", "0"], "argument --repeats: must be an integer in [1, "),
     (["-m", "bench.bench_swap", "--lengths", "1"], "argument --lengths: must be an integer in [2, "),
     (["-m", "bench.bench_train", "--steps", "x"], "argument --steps: must be a whole number, got 'x'"),
+    (["-m", "bench.bench_eval", "--lengths", "2k,x"], "argument --lengths: a length is a whole number of tokens"),
+    (["-m", "bench.bench_smollm2_long", "--lengths", "x"], "argument --lengths: a length is a whole number"),
+    (["-m", "bench.bench_smollm2_speed", "--lengths", "1"], "argument --lengths: a length is at least 2 tokens"),
+    (["-m", "bench.bench_eval", "--modes", "eval,zz"], "argument --modes: unknown name(s) zz; choose from bare, eval"),
+    (["-m", "bench.bench_train", "--modes", "ours"], "argument --modes: must include plain (the reference"),
 ])
 def test_a_benchmark_s_numeric_option_it_cannot_use_is_refused_by_name_before_any_work(argv, needle):
     """Battery 27: `bench_tokenize --mb -1` built its corpus and failed with a UserError traceback, `--mb nan` with
     int()'s ValueError, `bench_shard_verify --repeats 0` wrote 100M tokens and then failed on min() of nothing.
     Every numeric option of the bench scripts now has its bounds in its argparse type (bench._report.count,
-    amount): exit 2 and one error line naming the option."""
+    amount): exit 2 and one error line naming the option. Battery 31: `--lengths x` was int()'s traceback (and 4k
+    refused), `bench_eval --modes zz` timed the eval mode and recorded it as "zz", `bench_train --modes ours` ran
+    the whole benchmark and failed at the table (bench._report.length_list, names)."""
     import os
     import subprocess
     import sys
@@ -186,3 +193,10 @@ def test_a_benchmark_s_numeric_option_it_cannot_use_is_refused_by_name_before_an
     proc = subprocess.run([sys.executable, *argv], cwd=root, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and needle in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr and needle in proc.stderr.strip().splitlines()[-1], proc.stderr
+
+
+def test_length_and_name_lists_read_as_the_commands_read_them():
+    from bench._report import length_list, names
+
+    assert length_list("4k, 2048,4096") == [2048, 4096]
+    assert names(("a", "b", "c"), required=("a",))("c,a,c") == ["c", "a"]
