@@ -49,11 +49,13 @@ boolean (``A`` when true). Without one: ints as they are, floats to 4 significan
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import re
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -236,6 +238,23 @@ def count(minimum: int = 1, maximum: int = 2**40):
         return value
 
     return parse
+
+
+def refusing(main: Callable) -> Callable:
+    """A benchmark's ``main``, with the library's refusals (a model that is not there, a shard folder that is not one)
+    said in one line, exit status 2, as the commands say them: `bench_search --data /nowhere` and `bench_generate
+    --decode-models x` ended in the UserError's traceback (battery 31)."""
+    from longrope.errors import UserError
+
+    @functools.wraps(main)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return main(*args, **kwargs)
+        except UserError as exc:
+            print(f"{Path(main.__code__.co_filename).name}: error: {exc}", file=sys.stderr)
+            return 2
+
+    return run
 
 
 def length_list(text: str) -> list[int]:

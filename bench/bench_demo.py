@@ -22,7 +22,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from bench._report import add_out_option, fmt, new_record, put_table, put_value, write_record
+from bench._report import add_out_option, fmt, new_record, put_table, put_value, refusing, write_record
 
 DESCRIPTION = """\
 `longrope demo`: a LongRoPE search at the target length on windows of the search books and proof
@@ -236,6 +236,7 @@ def _demo_command(argv: list[str]) -> str:
     return shlex.join(["longrope", "demo", *out])
 
 
+@refusing
 def main(argv: list[str] | None = None) -> int:
     from longrope.errors import ConfigError, UserError
     from longrope.options import add_options, config_from_args, field_flags
@@ -267,9 +268,6 @@ def main(argv: list[str] | None = None) -> int:
         rec, machine = build_record(run_dir, source, argv=argv)
     except ConfigError as exc:
         print(f"bench_demo.py: error: {exc.render(lambda f: flags.get(f, f))}", file=sys.stderr)
-        return 2
-    except UserError as exc:
-        print(f"bench_demo.py: error: {exc}", file=sys.stderr)
         return 2
     write_record(rec, args.out, machine=machine)
     return 0

@@ -38,6 +38,7 @@ from bench._report import (
     new_record,
     put_table,
     put_value,
+    refusing,
     write_record,
 )
 
@@ -151,6 +152,7 @@ def combine(rounds: list[dict]) -> dict:
     return {**peak, "seconds": min(r["seconds"] for r in rounds), "rounds": rounds}
 
 
+@refusing
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="random32k", choices=["random32k", "tiny"])

@@ -28,7 +28,7 @@ import math
 import sys
 from pathlib import Path
 
-from bench._report import add_out_option, count, new_record, put_table, put_value, write_record
+from bench._report import add_out_option, count, new_record, put_table, put_value, refusing, write_record
 
 DESCRIPTION = """\
 Searches of the embedded tiny Llama (L = 256) at 8x (2048 tokens) that differ only in their fitness
@@ -92,6 +92,7 @@ def _derived(fs, plan_rope: dict, yarn) -> dict:
             "+n0": fs.with_(start_tokens=0)}
 
 
+@refusing
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--work", default=".bench/fitness", help="folder of the searches and the measured cells")

@@ -24,7 +24,7 @@ import argparse
 import statistics
 import time
 
-from bench._report import add_out_option, count, new_record, put_table, put_value, write_record
+from bench._report import add_out_option, count, new_record, put_table, put_value, refusing, write_record
 
 DESCRIPTION = """\
 (1) Greedy decoding speed of the embedded model with and without YaRN factors installed (prompt and
@@ -137,6 +137,7 @@ def policy_accuracy(model, tok, fs, docs_dir, prompt_tokens: int, steps: int) ->
     return out
 
 
+@refusing
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="tiny", help="model for (3) (default: the embedded tiny model)")

@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 from bench import _llamacpp
-from bench._report import add_out_option, count, new_record, put_table, put_value, write_record
+from bench._report import add_out_option, count, new_record, put_table, put_value, refusing, write_record
 from longrope.evaluate.stats import perplexity
 
 DESCRIPTION = """\
@@ -160,6 +160,7 @@ def run_case(case: dict, docs_dir: Path | None, threads: int, outtype: str) -> d
             "nll": {"longrope": ours, "llamacpp": answer["windows"], "unscaled": raw}}
 
 
+@refusing
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--case", action="append", required=True, metavar="SPEC",

@@ -16,7 +16,15 @@ import argparse
 import sys
 from pathlib import Path
 
-from bench._report import add_out_option, new_record, put_table, put_value, relative_paths, write_record
+from bench._report import (
+    add_out_option,
+    new_record,
+    put_table,
+    put_value,
+    refusing,
+    relative_paths,
+    write_record,
+)
 from bench._runs import command
 
 DESCRIPTION = """\
@@ -119,18 +127,13 @@ def build_record(run_dir: str | Path, *, argv: list[str] | None = None) -> tuple
     return rec, dict(run.get("versions") or {})
 
 
+@refusing
 def main(argv: list[str] | None = None) -> int:
-    from longrope.errors import UserError
-
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--from-run", metavar="RUN_DIR", required=True, help="a finished pipeline folder")
     add_out_option(ap, "pipeline", flag="--record")
     args = ap.parse_args(argv)
-    try:
-        rec, machine = build_record(args.from_run, argv=argv)
-    except UserError as exc:
-        print(f"bench_pipeline: error: {exc}", file=sys.stderr)
-        return 2
+    rec, machine = build_record(args.from_run, argv=argv)
     write_record(relative_paths(rec), args.out, machine=machine)
     return 0
 

@@ -28,7 +28,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from bench._report import add_out_option, count, new_record, put_table, put_value, write_record
+from bench._report import add_out_option, count, new_record, put_table, put_value, refusing, write_record
 from bench._runs import command, read_json
 
 DESCRIPTION = """\
@@ -158,9 +158,8 @@ def _paired(rec: dict, by: dict, g_set: str, g_ref: str, length: int, tasks: lis
     put_value(rec, "goal_sign_p", sign_test_p(better, worse), ".2g")
 
 
+@refusing
 def main(argv: list[str] | None = None) -> int:
-    from longrope.errors import UserError
-
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", required=True, type=Path, nargs="+", help="finished `eval ruler` run folders")
     ap.add_argument("--name", default="ruler-smollm2", help="record name (default ruler-smollm2)")
@@ -170,11 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     add_out_option(ap, "ruler-smollm2", flag="--record")
     args = ap.parse_args(argv)
     goal = (args.goal_set, args.goal_reference, args.goal_length) if args.goal_set else None
-    try:
-        rec = build_record(args.runs, name=args.name, goal=goal, argv=argv)
-    except UserError as exc:
-        print(f"bench_ruler: error: {exc}", file=sys.stderr)
-        return 2
+    rec = build_record(args.runs, name=args.name, goal=goal, argv=argv)
     write_record(rec, args.out)
     return 0
 

@@ -29,7 +29,16 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench._report import add_out_option, amount, count, new_record, put_table, put_value, write_record
+from bench._report import (
+    add_out_option,
+    amount,
+    count,
+    new_record,
+    put_table,
+    put_value,
+    refusing,
+    write_record,
+)
 from longrope.embedded.corpus import DOMAINS
 from longrope.evaluate.stats import perplexity
 from longrope.search.evaluators import InProcessEvaluator
@@ -109,6 +118,7 @@ def reach(history: list[dict], target: float):
     return None
 
 
+@refusing
 def main(argv=None) -> int:
     args = parse_args(argv)
     cfg = StrategyConfig(population=args.population, parents=args.parents, mutations=args.mutations,

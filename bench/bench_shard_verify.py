@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from bench._record import command_line
-from bench._report import count
+from bench._report import count, refusing
 
 
 def build(folder: Path, n_tokens: int, doc_tokens: int, seed: int) -> float:
@@ -66,6 +66,7 @@ def best(fn, repeats: int) -> float:
     return min(times)
 
 
+@refusing
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tokens", type=count(), default=100_000_000)

@@ -25,6 +25,7 @@ from bench._report import (
     put_table,
     put_value,
     record_paths,
+    refusing,
     relative_paths,
     write_record,
 )
@@ -400,8 +401,8 @@ def _needle_search(rec: dict, folder: Path) -> None:
     put_value(rec, "needle_search_seconds_per_window", per_window[len(per_window) // 2], ",.0f")
 
 
+@refusing
 def main(argv: list[str] | None = None) -> int:
-    from longrope.errors import UserError
     from longrope.rope import FactorSet
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -415,14 +416,10 @@ def main(argv: list[str] | None = None) -> int:
                     help=f"a second search run folder, with --fitness needle (evaluated as {NEEDLE_METHOD!r})")
     add_out_option(ap, "smollm2-2x", flag="--record")
     args = ap.parse_args(argv)
-    try:
-        rec = build_record(args.search, args.eval, argv=argv, needle_dirs=args.needle,
-                           needle_search_dir=args.needle_search)
-        factors = FactorSet.load(args.search / "factors.json")
-        second = FactorSet.load(args.needle_search / "factors.json") if args.needle_search else None
-    except UserError as exc:
-        print(f"bench_smollm2: error: {exc}", file=sys.stderr)
-        return 2
+    rec = build_record(args.search, args.eval, argv=argv, needle_dirs=args.needle,
+                       needle_search_dir=args.needle_search)
+    factors = FactorSet.load(args.search / "factors.json")
+    second = FactorSet.load(args.needle_search / "factors.json") if args.needle_search else None
     folder = record_paths(args.out)[0].with_suffix("")
     factors.save(folder / "factors.json")  # smollm2-2x/factors.json
     if second is not None:

@@ -35,6 +35,7 @@ from bench._report import (
     put_table,
     put_value,
     record_paths,
+    refusing,
     relative_paths,
     write_record,
 )
@@ -240,8 +241,8 @@ def build_record(search_dir: Path, eval_dir: Path, key_dirs: list[Path], earlier
     return rec
 
 
+@refusing
 def main(argv: list[str] | None = None) -> int:
-    from longrope.errors import UserError
     from longrope.rope import FactorSet
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -256,12 +257,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="the record whose closed forms are compared (default bench/results/smollm2-2x.json)")
     add_out_option(ap, "smollm2-2x-FITNESS", flag="--record", fixed=False)
     args = ap.parse_args(argv)
-    try:
-        rec = build_record(args.search, args.eval, args.keys, args.earlier, argv=argv, fitness=args.fitness)
-        factors = FactorSet.load(args.search / "factors.json")
-    except UserError as exc:
-        print(f"bench_smollm2_joint: error: {exc}", file=sys.stderr)
-        return 2
+    rec = build_record(args.search, args.eval, args.keys, args.earlier, argv=argv, fitness=args.fitness)
+    factors = FactorSet.load(args.search / "factors.json")
     record = record_paths(args.out or RESULTS_DIR / f"{names(args.fitness)[0]}.json")[0]
     factors.save(record.parent / "smollm2-2x" / f"factors-{args.fitness}.json")  # beside the record
     write_record(rec, args.out)

@@ -17,7 +17,15 @@ import json
 import sys
 
 from bench._child import run_module
-from bench._report import add_out_option, length_list, new_record, put_table, put_value, write_record
+from bench._report import (
+    add_out_option,
+    length_list,
+    new_record,
+    put_table,
+    put_value,
+    refusing,
+    write_record,
+)
 
 DESCRIPTION = """\
 One window of real text (the first shipped held-out book, SmolLM2's tokenizer), BOS + length − 1
@@ -35,6 +43,7 @@ def _measure(dtype: str, length: int | None) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+@refusing
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--lengths", type=length_list, default="4096,8192,16384,32768", help="window lengths in tokens (comma-separated)")

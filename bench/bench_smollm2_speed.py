@@ -18,7 +18,16 @@ import sys
 import time
 
 from bench._child import run_module
-from bench._report import add_out_option, count, length_list, new_record, put_table, put_value, write_record
+from bench._report import (
+    add_out_option,
+    count,
+    length_list,
+    new_record,
+    put_table,
+    put_value,
+    refusing,
+    write_record,
+)
 
 DESCRIPTION = """\
 One window of real text (a shipped held-out book, SmolLM2's tokenizer), BOS + length − 1 tokens,
@@ -53,6 +62,7 @@ def _child(dtype: str, lengths: list[int], repeats: int) -> dict:
     return out
 
 
+@refusing
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--lengths", type=length_list, default="1024,2048,4096", help="window lengths in tokens (comma-separated)")

@@ -30,7 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench._report import add_out_option, count, new_record, put_table, put_value, write_record
+from bench._report import add_out_option, count, new_record, put_table, put_value, refusing, write_record
 
 DESCRIPTION = """\
 `RopePatch.swap` (validate a factor set and copy its tables into the preallocated buffers: the
@@ -73,6 +73,7 @@ def _timed(fn, device) -> float:
     return time.perf_counter() - t0
 
 
+@refusing
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="tiny", help="model to use (default: embedded tiny, else random Llama)")

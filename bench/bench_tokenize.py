@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 from bench._child import run_module
-from bench._report import add_out_option, amount, new_record, put_table, put_value, write_record
+from bench._report import add_out_option, amount, new_record, put_table, put_value, refusing, write_record
 
 ROOT = Path(__file__).resolve().parent.parent
 DESCRIPTION = """\
@@ -90,6 +90,7 @@ def run_one(tokenizer: str, corpus: Path, out: Path, threads: int | None) -> dic
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
+@refusing
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tokenizer", default="smollm2")

@@ -47,7 +47,16 @@ import time
 from pathlib import Path
 
 from bench._child import run_module
-from bench._report import add_out_option, count, names, new_record, put_table, put_value, write_record
+from bench._report import (
+    add_out_option,
+    count,
+    names,
+    new_record,
+    put_table,
+    put_value,
+    refusing,
+    write_record,
+)
 
 MODES = ("plain", "ours", "ours-packed")
 DESCRIPTION = __doc__.split("Run (writes")[0].split("\n", 2)[2].strip()
@@ -220,6 +229,7 @@ def ddp_check(steps: int, seq_len: int) -> dict:
                        "--num_processes 2 SCRIPT"}
 
 
+@refusing
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--length", type=count(2), default=2048)

@@ -175,6 +175,9 @@ def test_a_folder_where_report_reads_or_writes_a_file_is_one_line(tmp_path, caps
     (["-m", "bench.bench_smollm2_speed", "--lengths", "1"], "argument --lengths: a length is at least 2 tokens"),
     (["-m", "bench.bench_eval", "--modes", "eval,zz"], "argument --modes: unknown name(s) zz; choose from bare, eval"),
     (["-m", "bench.bench_train", "--modes", "ours"], "argument --modes: must include plain (the reference"),
+    (["-m", "bench.bench_search", "--data", "/nowhere/shards"], "bench_search.py: error: /nowhere/shards: no such "),
+    (["-m", "bench.bench_smollm2_joint", "--search", "/nowhere", "--eval", "/nowhere", "--keys", "/nowhere"],
+     "bench_smollm2_joint.py: error: "),
 ])
 def test_a_benchmark_s_numeric_option_it_cannot_use_is_refused_by_name_before_any_work(argv, needle):
     """Battery 27: `bench_tokenize --mb -1` built its corpus and failed with a UserError traceback, `--mb nan` with
@@ -182,7 +185,8 @@ def test_a_benchmark_s_numeric_option_it_cannot_use_is_refused_by_name_before_an
     Every numeric option of the bench scripts now has its bounds in its argparse type (bench._report.count,
     amount): exit 2 and one error line naming the option. Battery 31: `--lengths x` was int()'s traceback (and 4k
     refused), `bench_eval --modes zz` timed the eval mode and recorded it as "zz", `bench_train --modes ours` ran
-    the whole benchmark and failed at the table (bench._report.length_list, names)."""
+    the whole benchmark and failed at the table (bench._report.length_list, names); `bench_search --data /nowhere`
+    ended in the library's UserError as a traceback (bench._report.refusing)."""
     import os
     import subprocess
     import sys
