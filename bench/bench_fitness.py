@@ -28,7 +28,17 @@ import math
 import sys
 from pathlib import Path
 
-from bench._report import add_out_option, count, new_record, put_table, put_value, refusing, write_record
+from bench._report import (
+    add_out_option,
+    count,
+    names,
+    new_record,
+    put_table,
+    put_value,
+    refusing,
+    write_record,
+)
+from longrope.search.plan import BASELINE_NAMES
 
 DESCRIPTION = """\
 Searches of the embedded tiny Llama (L = 256) at 8x (2048 tokens) that differ only in their fitness
@@ -99,16 +109,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-evals", type=count(), default=60, help="full evaluations per search")
     ap.add_argument("--samples", type=count(), default=8, help="held-out windows per domain and length")
     ap.add_argument("--trials", type=count(), default=8, help="keys per depth (5 depths)")
-    ap.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset of the variants")
-    ap.add_argument("--closed-forms", default="yarn,ntk,pi", help="closed forms measured beside them (yarn first)")
+    ap.add_argument("--variants", type=names(tuple(VARIANTS)), default=",".join(VARIANTS),
+                    help="comma-separated subset of the variants")
+    ap.add_argument("--closed-forms", type=names(BASELINE_NAMES), default="yarn,ntk,pi",
+                    help="closed forms measured beside them (yarn first)")
     ap.add_argument("--name", default="fitness", help="record name (default fitness; give --out beside another)")
     add_out_option(ap, "fitness")
     args = ap.parse_args(argv)
-    names = [v for v in args.variants.split(",") if v]
-    unknown = [v for v in names if v not in VARIANTS]
-    if unknown:
-        print(f"bench_fitness.py: error: unknown variant(s) {unknown}; known: {', '.join(VARIANTS)}", file=sys.stderr)
-        return 2
+    variants = args.variants
 
     def say(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
@@ -116,10 +124,10 @@ def main(argv: list[str] | None = None) -> int:
     rec = new_record(args.name, "Search fitness: perplexity and retrieval (embedded model, 8x)", script=__file__,
                      argv=argv, description=DESCRIPTION,
                      settings={"max_evals": args.max_evals, "samples": args.samples, "trials": args.trials,
-                               "variants": names, "derived_from": DERIVE_FROM})
+                               "variants": variants, "derived_from": DERIVE_FROM})
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    folders = {n: _search(n, VARIANTS[n][0], work, args.max_evals, say) for n in names}
+    folders = {n: _search(n, VARIANTS[n][0], work, args.max_evals, say) for n in variants}
     cells = _measure(folders, work, args, say)
     _put(rec, cells, folders)
     write_record(rec, args.out)
@@ -145,7 +153,7 @@ def _measure(folders: dict, work: Path, args, say) -> dict:
     summary = json.loads((first / "summary.json").read_text())
     target = int(summary["target_length"])
     yarn = FactorSet.load(first / "factors_yarn.json")
-    sets = {m: FactorSet.load(first / f"factors_{m}.json") for m in args.closed_forms.split(",") if m}
+    sets = {m: FactorSet.load(first / f"factors_{m}.json") for m in args.closed_forms}
     for n, f in folders.items():
         sets[n] = FactorSet.load(f / "factors.json")
     if DERIVE_FROM in folders:
