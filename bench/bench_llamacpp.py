@@ -31,7 +31,16 @@ import time
 from pathlib import Path
 
 from bench import _llamacpp
-from bench._report import add_out_option, count, new_record, put_table, put_value, refusing, write_record
+from bench._report import (
+    add_out_option,
+    amount,
+    count,
+    new_record,
+    put_table,
+    put_value,
+    refusing,
+    write_record,
+)
 from longrope.evaluate.stats import perplexity
 
 DESCRIPTION = """\
@@ -46,6 +55,8 @@ dequantized, which accounts for a small difference on its own."""
 
 def held_out_windows(tokenizer, docs_dir: Path, length: int, n: int, bos: int | None) -> list[list[int]]:
     """``n`` windows of ``length`` tokens (BOS + text), round-robin over the documents' chunks."""
+    from longrope.errors import UserError
+
     docs = []
     for path in sorted(docs_dir.glob("*.txt")):
         ids = tokenizer(path.read_text(encoding="utf-8"), add_special_tokens=False)["input_ids"]
@@ -58,7 +69,7 @@ def held_out_windows(tokenizer, docs_dir: Path, length: int, n: int, bos: int | 
                 windows.append(([bos] if bos is not None else []) + chunks[k])
         k += 1
     if len(windows) < n:
-        sys.exit(f"only {len(windows)} windows of {length} tokens in {docs_dir}; ask for fewer or shorter")
+        raise UserError(f"only {len(windows)} windows of {length} tokens in {docs_dir}; ask for fewer or shorter")
     return windows
 
 
@@ -82,15 +93,23 @@ CASE_KEYS = ("factors", "target", "window", "windows", "score_last", "goal")
 
 
 def parse_case(text: str) -> dict:
-    """``MODEL[,factors=F][,target=N][,window=N][,windows=N][,score_last=N][,goal=X]`` → dict."""
+    """``MODEL[,factors=F][,target=N][,window=N][,windows=N][,score_last=N][,goal=X]`` → dict (an argparse
+    ``type``: ``window=x`` was int()'s traceback, and a bad part was found only once llama.cpp was there)."""
     model, *parts = text.split(",")
-    case = {"model": model, "factors": None, "target": None, "window": None, "windows": 4, "score_last": None,
+    if not model:
+        raise argparse.ArgumentTypeError(f"{text!r} names no model; start with tiny, smollm2, a folder or a .gguf")
+    case = {"spec": text, "model": model, "factors": None, "target": None, "window": None, "windows": 4, "score_last": None,
             "goal": 0.01}
     for part in parts:
         key, _, value = part.partition("=")
         if key not in CASE_KEYS or not value:
-            sys.exit(f"bad --case part {part!r}; keys: {', '.join(CASE_KEYS)}")
-        case[key] = value if key == "factors" else float(value) if key == "goal" else int(value)
+            raise argparse.ArgumentTypeError(f"bad part {part!r}; keys: {', '.join(CASE_KEYS)}")
+        try:
+            case[key] = value if key == "factors" else amount(value) if key == "goal" else count()(value)
+        except argparse.ArgumentTypeError as exc:
+            raise argparse.ArgumentTypeError(f"{key}: {exc}") from None
+    if not case["factors"] and not case["target"]:
+        raise argparse.ArgumentTypeError(f"{text!r} needs factors=F or target=N (YaRN factors at N)")
     return case
 
 
@@ -110,8 +129,6 @@ def run_case(case: dict, docs_dir: Path | None, threads: int, outtype: str) -> d
         fs = load_factors_for(case["factors"], info, target_length=case["target"])
         label = case["factors"]
     else:
-        if not case["target"]:
-            sys.exit("a --case needs factors=F or target=N (YaRN factors at N)")
         fs = make_baseline("yarn", rope_theta=info.rope_theta, rotary_dim=info.rotary_dim,
                            original_length=info.original_max_position_embeddings, target_length=case["target"])
         label = "yarn (baseline)"
@@ -163,7 +180,7 @@ def run_case(case: dict, docs_dir: Path | None, threads: int, outtype: str) -> d
 @refusing
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--case", action="append", required=True, metavar="SPEC",
+    ap.add_argument("--case", type=parse_case, action="append", required=True, metavar="SPEC",
                     help="MODEL[,factors=F][,target=N][,window=N][,windows=N][,score_last=N][,goal=X]: model "
                          "'tiny', 'smollm2', a folder or a .gguf; factors (default YaRN at target); window length "
                          "(default L'); windows (default 4); score the last K tokens (default all); goal: max "
@@ -179,9 +196,9 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    cases = [parse_case(c) for c in args.case]
+    cases = args.case
     rec = new_record("llamacpp", "llama.cpp applies the GGUF export's factors", script=__file__, argv=argv,
-                     settings={"cases": args.case, "threads": args.threads, "outtype": args.outtype,
+                     settings={"cases": [c["spec"] for c in cases], "threads": args.threads, "outtype": args.outtype,
                                "docs": args.docs or "embedded held-out documents"},
                      description=DESCRIPTION)
     results = [run_case(c, Path(args.docs) if args.docs else None, args.threads, args.outtype) for c in cases]

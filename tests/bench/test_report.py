@@ -176,6 +176,8 @@ def test_a_folder_where_report_reads_or_writes_a_file_is_one_line(tmp_path, caps
     (["-m", "bench.bench_eval", "--modes", "eval,zz"], "argument --modes: unknown name(s) zz; choose from bare, eval"),
     (["-m", "bench.bench_train", "--modes", "ours"], "argument --modes: must include plain (the reference"),
     (["-m", "bench.bench_fitness", "--closed-forms", "yarn,zz"], "argument --closed-forms: unknown name(s) zz;"),
+    (["-m", "bench.bench_llamacpp", "--case", "tiny,target=4096,window=x"], "argument --case: window: must be a whole"),
+    (["-m", "bench.bench_llamacpp", "--case", "tiny,window=512"], "argument --case: 'tiny,window=512' needs factors="),
     (["-m", "bench.bench_search", "--data", "/nowhere/shards"], "bench_search.py: error: /nowhere/shards: no such "),
     (["-m", "bench.bench_smollm2_joint", "--search", "/nowhere", "--eval", "/nowhere", "--keys", "/nowhere"],
      "bench_smollm2_joint.py: error: "),
