@@ -474,3 +474,22 @@ def test_a_dynamic_ntk_folder_exported_before_the_mark_reads_back_as_its_config_
     config["rope_parameters"]["long_factor"] = [1.0] * len(config["rope_parameters"]["long_factor"])
     (alone / "config.json").write_text(json.dumps(config))
     assert follows_length(FactorSet.load(alone))
+
+
+def test_a_tokenizer_that_says_the_original_length_says_the_target_length_in_the_export(tmp_path):
+    """Battery 31b: a model's own tokenizer_config.json says L as model_max_length (Phi-3-mini-4k: 4096) and the export
+    kept it: vLLM serves at most the smaller of it and max_position_embeddings, so the README's
+    'vllm serve FOLDER --max-model-len L'' was refused, and transformers' tokenizer warned of indexing errors past L.
+    A larger value (the usual 1e30 'no limit') is left as it is."""
+    from transformers import AutoTokenizer
+
+    from tests.evaluate.eval_helpers import make_tokenizer
+
+    model = build_tiny("llama", vocab_size=300)
+    for given, want in ((TINY_L, 4 * TINY_L), (10**30, 10**30)):
+        own = make_tokenizer(vocab_size=300)
+        own.model_max_length = given
+        out = export_hf(model, own, _factors(model), tmp_path / f"hf-{given}").path
+        assert json.loads((out / "tokenizer_config.json").read_text())["model_max_length"] == want
+        assert AutoTokenizer.from_pretrained(out).model_max_length == want
+    assert own.model_max_length == 10**30  # the caller's tokenizer is not changed

@@ -48,6 +48,7 @@ import dataclasses
 import json
 import logging
 import math
+import numbers
 import os
 import shutil
 import tempfile
@@ -395,6 +396,22 @@ def check_export_tokenizer(model: Any, tokenizer: Any, who: str, *, every_token:
                         "(--format hf), which keeps them")
 
 
+def _widen_tokenizer_length(folder: Path, length: int) -> None:
+    """The saved tokenizer's ``model_max_length`` raised to the export's L' when it is below it. A model's own
+    tokenizer says L there (Phi-3-mini-4k: 4096): kept in the export, vLLM takes the smaller of it and
+    max_position_embeddings as the longest context it serves (``vllm serve FOLDER --max-model-len L'``, the
+    README's command, was refused) and transformers' tokenizer warned of indexing errors past L (battery 31b)."""
+    from longrope.io import read_json
+
+    path = folder / "tokenizer_config.json"
+    if not path.is_file():
+        return
+    doc = read_json(path, what="tokenizer configuration (tokenizer_config.json)")
+    value = doc.get("model_max_length")
+    if isinstance(value, numbers.Real) and not isinstance(value, bool) and value < length:
+        write_json(path, {**doc, "model_max_length": length})
+
+
 def export_hf(
     model: Any,
     tokenizer: Any,
@@ -435,6 +452,7 @@ def export_hf(
             src.save_pretrained(tmp)
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)
+            _widen_tokenizer_length(tmp, entries["max_position_embeddings"])
         cfg_path = tmp / "config.json"
         config = json.loads(cfg_path.read_text())
         # n̂ is written only when > 0: an export exported again (or fine-tuned) with n̂ = 0 kept its source's n̂ in
