@@ -142,3 +142,18 @@ def test_the_model_cards_transformers_lines_note_the_vllm_keys_as_often_as_the_c
     notes = [m for m in seen if "Unrecognized keys" in m]
     assert len(notes) == block.count("from_pretrained") == 2
     assert "each time it reads\nthis config.json (twice for the two lines above" in readme
+
+
+def test_a_phi3_export_with_the_default_m_explains_the_note_transformers_logs_on_it(tmp_path):
+    """Battery 31b: a Phi-3 export with the default m writes the three-key rope_scaling transformers 4.x requires;
+    transformers 5 logs "... Please set the `factor` field ..." on it, not the vLLM-keys note its card promised
+    (which it does not log). The card names the note it gets and why nothing needs setting."""
+    from transformers import AutoConfig
+
+    model = build_tiny("phi3")
+    out = export_hf(model, None, factor_set(model), tmp_path / "m").path
+    readme = (out / "README.md").read_text()
+    with _rope_notes() as seen:
+        AutoConfig.from_pretrained(out).validate_rope()  # what a model's load runs (the note is logged once a process)
+    assert not [m for m in seen if "Unrecognized keys" in m] and "Unrecognized keys" not in readme
+    assert "Please set the `factor` field\": `rope_scaling` is the three keys transformers 4.x's Phi-3 requires" in readme

@@ -152,7 +152,7 @@ def longrope_config_entries(factor_set: Any, info: RopeInfo) -> tuple[dict[str, 
         entries["partial_rotary_factor"] = prf
     parameters = {**scaling, "rope_theta": float(info.rope_theta)}
     if family.hf4_three_key_scaling:
-        if math.isclose(m, longrope_attention_factor(s, L), rel_tol=1e-12):
+        if _three_key_scaling(factor_set, info):
             # transformers 4.x Phi-3 accepts exactly these three keys and derives the same m.
             scaling = {"type": "longrope", "short_factor": short_f, "long_factor": long_f}
         else:
@@ -172,6 +172,15 @@ def longrope_config_entries(factor_set: Any, info: RopeInfo) -> tuple[dict[str, 
             "factors, so their logits match the patched model only at position 0"
         )
     return entries, warnings
+
+
+def _three_key_scaling(factor_set: Any, info: RopeInfo) -> bool:
+    """Whether the export's ``rope_scaling`` is the three keys transformers 4.x's Phi-3 requires (a Phi-3-like family
+    whose m is the default sqrt(1 + ln s / ln L)): transformers 5 then notes the missing ``factor``, not the vLLM keys."""
+    L = int(factor_set.original_max_position_embeddings)
+    s = int(factor_set.max_position_embeddings) / L
+    return FAMILIES[info.model_type].hf4_three_key_scaling and math.isclose(
+        float(factor_set.resolved_attention_factor()), longrope_attention_factor(s, L), rel_tol=1e-12)
 
 
 def check_target_length(factor_set: Any) -> None:
@@ -329,6 +338,15 @@ def serving_readme(factor_set: Any, info: RopeInfo, name: str) -> str:
         f"1…{n_hat - 1} with the rescaled factors, so they match `longrope` exactly only at position 0.\n"
         if n_hat >= 2 else ""
     )
+    transformers_note = (
+        "transformers 5\nlogs once \"This model config has set a `rope_parameters['original_max_position_embeddings']` "
+        "field ...\nPlease set the `factor` field\": `rope_scaling` is the three keys transformers 4.x's Phi-3 requires "
+        "(it refuses\na `factor`); transformers derives the same s and m from `max_position_embeddings`, so nothing "
+        "needs setting.\nvLLM reads the same three keys (its `short_mscale` / `long_mscale` below are then its default, this m)."
+        if _three_key_scaling(factor_set, info) else
+        "transformers\nnotes \"Unrecognized keys in `rope_parameters`\" of `short_mscale` and `long_mscale` each time it "
+        "reads\nthis config.json (twice for the two lines above: the model's load and the tokenizer's): those two keys\n"
+        "are vLLM's (below), written on purpose; transformers ignores them and reads m from `attention_factor`.")
     return f"""# {name}: a {info.family} model with LongRoPE factors
 
 Original context L = {L} tokens, target L' = {L_target} (s = {L_target / L:g}), rope base {info.rope_theta:g},
@@ -347,10 +365,7 @@ tokenizer = AutoTokenizer.from_pretrained("{name}")
 transformers uses the short factors while `max(position)+1 <= {L}` and the long ones beyond, with m
 on both. When `generate()` crosses {L} tokens, every family but Phi-3 keeps the keys it cached with
 the short factors beside queries rotated with the long ones (an inexact mix); `longrope generate`
-re-feeds the sequence once at that step and stays exact (`--cache-policy reprefill`). transformers
-notes "Unrecognized keys in `rope_parameters`" of `short_mscale` and `long_mscale` each time it reads
-this config.json (twice for the two lines above: the model's load and the tokenizer's): those two keys
-are vLLM's (below), written on purpose; transformers ignores them and reads m from `attention_factor`.
+re-feeds the sequence once at that step and stays exact (`--cache-policy reprefill`). {transformers_note}
 
 ## vLLM
 
