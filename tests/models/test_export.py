@@ -493,3 +493,19 @@ def test_a_tokenizer_that_says_the_original_length_says_the_target_length_in_the
         assert json.loads((out / "tokenizer_config.json").read_text())["model_max_length"] == want
         assert AutoTokenizer.from_pretrained(out).model_max_length == want
     assert own.model_max_length == 10**30  # the caller's tokenizer is not changed
+
+
+def test_a_generation_config_whose_max_length_is_the_context_says_the_target_length_in_the_export(tmp_path):
+    """Battery 31b: Llama 2's generation_config.json says max_length 4096, its context L; the export kept it, and stock
+    generate() / pipeline("text-generation") refused every prompt past L ("Input length of input_ids is ..., but
+    `max_length` is set to ..."). A shorter max_length is a generation length of its own and stays."""
+    from transformers import AutoModelForCausalLM
+
+    model = build_tiny("llama")
+    for given, want in ((TINY_L, 4 * TINY_L), (2 * TINY_L, 4 * TINY_L), (TINY_L // 2, TINY_L // 2)):
+        model.generation_config.max_length = given
+        out = export_hf(model, None, _factors(model), tmp_path / f"hf-{given}").path
+        assert json.loads((out / "generation_config.json").read_text())["max_length"] == want
+    assert model.generation_config.max_length == TINY_L // 2  # the caller's model is not changed
+    stock = AutoModelForCausalLM.from_pretrained(tmp_path / f"hf-{TINY_L}")
+    assert stock.generate(tiny_ids(TINY_L + 8), do_sample=False).shape[1] > TINY_L + 8  # refused past L before

@@ -411,20 +411,29 @@ def check_export_tokenizer(model: Any, tokenizer: Any, who: str, *, every_token:
                         "(--format hf), which keeps them")
 
 
-def _widen_tokenizer_length(folder: Path, length: int) -> None:
-    """The saved tokenizer's ``model_max_length`` raised to the export's L' when it is below it. A model's own
-    tokenizer says L there (Phi-3-mini-4k: 4096): kept in the export, vLLM takes the smaller of it and
-    max_position_embeddings as the longest context it serves (``vllm serve FOLDER --max-model-len L'``, the
-    README's command, was refused) and transformers' tokenizer warned of indexing errors past L (battery 31b)."""
+def _widen_saved_lengths(folder: Path, original: int, length: int) -> None:
+    """The context lengths that the files beside config.json state, raised to the export's L' (battery 31b):
+
+    - the tokenizer's ``model_max_length`` when below L'. A model's own tokenizer says L there (Phi-3-mini-4k:
+      4096): vLLM serves at most the smaller of it and max_position_embeddings (``vllm serve FOLDER --max-model-len
+      L'``, the README's command, was refused) and transformers' tokenizer warned of indexing errors past L;
+    - ``generation_config.json``'s ``max_length`` when it is the model's context (from L up to L'; Llama 2 says 4096):
+      stock ``generate()`` and ``pipeline("text-generation")`` refused every prompt past L ("Input length of input_ids
+      is ..., but `max_length` is set to ..."). A shorter one is a generation length of its own and stays."""
     from longrope.io import read_json
 
-    path = folder / "tokenizer_config.json"
-    if not path.is_file():
-        return
-    doc = read_json(path, what="tokenizer configuration (tokenizer_config.json)")
-    value = doc.get("model_max_length")
-    if isinstance(value, numbers.Real) and not isinstance(value, bool) and value < length:
-        write_json(path, {**doc, "model_max_length": length})
+    def is_number(value: Any) -> bool:
+        return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+    for name, key, lowest in (("tokenizer_config.json", "model_max_length", None),
+                              ("generation_config.json", "max_length", original)):
+        path = folder / name
+        if not path.is_file():
+            continue
+        doc = read_json(path, what=name)
+        value = doc.get(key)
+        if is_number(value) and value < length and (lowest is None or value >= lowest):
+            write_json(path, {**doc, key: length})
 
 
 def export_hf(
@@ -467,7 +476,7 @@ def export_hf(
             src.save_pretrained(tmp)
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)
-            _widen_tokenizer_length(tmp, entries["max_position_embeddings"])
+        _widen_saved_lengths(tmp, entries["original_max_position_embeddings"], entries["max_position_embeddings"])
         cfg_path = tmp / "config.json"
         config = json.loads(cfg_path.read_text())
         # n̂ is written only when > 0: an export exported again (or fine-tuned) with n̂ = 0 kept its source's n̂ in
