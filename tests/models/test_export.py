@@ -509,3 +509,13 @@ def test_a_generation_config_whose_max_length_is_the_context_says_the_target_len
     assert model.generation_config.max_length == TINY_L // 2  # the caller's model is not changed
     stock = AutoModelForCausalLM.from_pretrained(tmp_path / f"hf-{TINY_L}")
     assert stock.generate(tiny_ids(TINY_L + 8), do_sample=False).shape[1] > TINY_L + 8  # refused past L before
+
+
+def test_a_source_config_s_other_context_length_keys_say_the_target_length_in_the_export(tmp_path):
+    """Battery 31b: a source config.json may carry a foreign length key (early Llama conversions' max_sequence_length,
+    seq_length) that transformers keeps; vLLM serves at most the smallest of those and max_position_embeddings, so an
+    export that kept L there was refused at --max-model-len L'."""
+    model = build_tiny("llama", max_sequence_length=TINY_L, seq_length=TINY_L)
+    out = export_hf(model, None, _factors(model), tmp_path / "hf").path
+    config = json.loads((out / "config.json").read_text())
+    assert config["max_sequence_length"] == config["seq_length"] == config["max_position_embeddings"] == 4 * TINY_L

@@ -411,12 +411,20 @@ def check_export_tokenizer(model: Any, tokenizer: Any, who: str, *, every_token:
                         "(--format hf), which keeps them")
 
 
-def _widen_saved_lengths(folder: Path, original: int, length: int) -> None:
-    """The context lengths that the files beside config.json state, raised to the export's L' (battery 31b):
+#: config.json keys besides max_position_embeddings that vLLM reads as the longest context (it serves the smallest
+#: present; transformers keeps such foreign keys of a source config, e.g. early Llama conversions' max_sequence_length)
+_CONTEXT_LENGTH_KEYS = ("n_positions", "max_seq_len", "seq_length", "model_max_length", "max_sequence_length",
+                       "max_seq_length", "seq_len")
 
-    - the tokenizer's ``model_max_length`` when below L'. A model's own tokenizer says L there (Phi-3-mini-4k:
-      4096): vLLM serves at most the smaller of it and max_position_embeddings (``vllm serve FOLDER --max-model-len
-      L'``, the README's command, was refused) and transformers' tokenizer warned of indexing errors past L;
+
+def _widen_saved_lengths(folder: Path, original: int, length: int) -> None:
+    """The context lengths the saved files state besides ``max_position_embeddings``, raised to the export's L'
+    (battery 31b):
+
+    - the tokenizer's ``model_max_length`` and config.json's :data:`_CONTEXT_LENGTH_KEYS`, when below L'. A model's
+      own tokenizer says L there (Phi-3-mini-4k: 4096): vLLM serves at most the smallest of them and
+      max_position_embeddings (``vllm serve FOLDER --max-model-len L'``, the README's command, was refused) and
+      transformers' tokenizer warned of indexing errors past L;
     - ``generation_config.json``'s ``max_length`` when it is the model's context (from L up to L'; Llama 2 says 4096):
       stock ``generate()`` and ``pipeline("text-generation")`` refused every prompt past L ("Input length of input_ids
       is ..., but `max_length` is set to ..."). A shorter one is a generation length of its own and stays."""
@@ -425,15 +433,17 @@ def _widen_saved_lengths(folder: Path, original: int, length: int) -> None:
     def is_number(value: Any) -> bool:
         return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
-    for name, key, lowest in (("tokenizer_config.json", "model_max_length", None),
-                              ("generation_config.json", "max_length", original)):
+    for name, keys, lowest in (("tokenizer_config.json", ("model_max_length",), None),
+                               ("config.json", _CONTEXT_LENGTH_KEYS, None),
+                               ("generation_config.json", ("max_length",), original)):
         path = folder / name
         if not path.is_file():
             continue
         doc = read_json(path, what=name)
-        value = doc.get(key)
-        if is_number(value) and value < length and (lowest is None or value >= lowest):
-            write_json(path, {**doc, key: length})
+        short = {key: length for key in keys
+                 if is_number(doc.get(key)) and doc[key] < length and (lowest is None or doc[key] >= lowest)}
+        if short:
+            write_json(path, {**doc, **short})
 
 
 def export_hf(
@@ -476,7 +486,6 @@ def export_hf(
             src.save_pretrained(tmp)
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)
-        _widen_saved_lengths(tmp, entries["original_max_position_embeddings"], entries["max_position_embeddings"])
         cfg_path = tmp / "config.json"
         config = json.loads(cfg_path.read_text())
         # n̂ is written only when > 0: an export exported again (or fine-tuned) with n̂ = 0 kept its source's n̂ in
@@ -484,6 +493,7 @@ def export_hf(
         config.pop(START_TOKENS_KEY, None)
         config.update(entries)
         write_json(cfg_path, config)
+        _widen_saved_lengths(tmp, entries["original_max_position_embeddings"], entries["max_position_embeddings"])
         factors = as_made(factor_set).to_dict() if hasattr(factor_set, "to_dict") else None  # what config.json applies
         if factors is not None:
             write_json(tmp / FACTORS_FILE, factors)
