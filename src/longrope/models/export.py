@@ -322,8 +322,10 @@ def check_writable_parent(out: Path) -> None:
             from None
 
 
-def serving_readme(factor_set: Any, info: RopeInfo, name: str) -> str:
-    """The export folder's README.md: what the factors are and how to serve them in each runtime."""
+def serving_readme(factor_set: Any, info: RopeInfo, name: str, *, tokenizer: bool = True) -> str:
+    """The export folder's README.md: what the factors are and how to serve them in each runtime. ``tokenizer``:
+    whether the folder holds one (without, the card loaded one from the folder, which transformers refused; battery
+    31b)."""
     from longrope.rope.factors import require_factor_set
 
     require_factor_set(factor_set)
@@ -338,6 +340,13 @@ def serving_readme(factor_set: Any, info: RopeInfo, name: str) -> str:
         f"1…{n_hat - 1} with the rescaled factors, so they match `longrope` exactly only at position 0.\n"
         if n_hat >= 2 else ""
     )
+    reads = "twice for the two lines above: the model's load and the tokenizer's" if tokenizer else \
+        "once for the line above, the model's load"
+    load_lines = (f'from transformers import AutoModelForCausalLM, AutoTokenizer\nmodel = AutoModelForCausalLM.from_pretrained('
+                  f'"{name}")\ntokenizer = AutoTokenizer.from_pretrained("{name}")' if tokenizer else
+                  f'from transformers import AutoModelForCausalLM\nmodel = AutoModelForCausalLM.from_pretrained("{name}")\n'
+                  "# no tokenizer was exported with this folder (its source had none): load the source model's")
+    vllm_tokenizer = "" if tokenizer else " --tokenizer SOURCE_MODEL   # this folder has no tokenizer"
     transformers_note = (
         "transformers 5\nlogs once \"This model config has set a `rope_parameters['original_max_position_embeddings']` "
         "field ...\nPlease set the `factor` field\": `rope_scaling` is the three keys transformers 4.x's Phi-3 requires "
@@ -345,7 +354,7 @@ def serving_readme(factor_set: Any, info: RopeInfo, name: str) -> str:
         "needs setting.\nvLLM reads the same three keys (its `short_mscale` / `long_mscale` below are then its default, this m)."
         if _three_key_scaling(factor_set, info) else
         "transformers\nnotes \"Unrecognized keys in `rope_parameters`\" of `short_mscale` and `long_mscale` each time it "
-        "reads\nthis config.json (twice for the two lines above: the model's load and the tokenizer's): those two keys\n"
+        f"reads\nthis config.json ({reads}): those two keys\n"
         "are vLLM's (below), written on purpose; transformers ignores them and reads m from `attention_factor`.")
     return f"""# {name}: a {info.family} model with LongRoPE factors
 
@@ -357,9 +366,7 @@ The factors are in `config.json` (`rope_scaling` and `rope_parameters`, rope typ
 ## transformers (4.51+ and 5.x)
 
 ```python
-from transformers import AutoModelForCausalLM, AutoTokenizer
-model = AutoModelForCausalLM.from_pretrained("{name}")
-tokenizer = AutoTokenizer.from_pretrained("{name}")
+{load_lines}
 ```
 
 transformers uses the short factors while `max(position)+1 <= {L}` and the long ones beyond, with m
@@ -370,7 +377,7 @@ re-feeds the sequence once at that step and stays exact (`--cache-policy reprefi
 ## vLLM
 
 ```bash
-vllm serve {name} --max-model-len {L_target}
+vllm serve {name} --max-model-len {L_target}{vllm_tokenizer}
 ```
 
 vLLM picks one factor set for the whole engine at start: the long factors when `--max-model-len` >
@@ -497,7 +504,7 @@ def export_hf(
         factors = as_made(factor_set).to_dict() if hasattr(factor_set, "to_dict") else None  # what config.json applies
         if factors is not None:
             write_json(tmp / FACTORS_FILE, factors)
-        write_text(tmp / "README.md", serving_readme(factor_set, info, out.name))
+        write_text(tmp / "README.md", serving_readme(factor_set, info, out.name, tokenizer=tokenizer is not None))
         # Read back with the installed transformers: the factors must arrive where its rotary reads them.
         loaded = AutoConfig.from_pretrained(tmp)
         params = loaded.rope_parameters
