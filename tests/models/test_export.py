@@ -474,3 +474,48 @@ def test_a_dynamic_ntk_folder_exported_before_the_mark_reads_back_as_its_config_
     config["rope_parameters"]["long_factor"] = [1.0] * len(config["rope_parameters"]["long_factor"])
     (alone / "config.json").write_text(json.dumps(config))
     assert follows_length(FactorSet.load(alone))
+
+
+def test_a_tokenizer_that_says_the_original_length_says_the_target_length_in_the_export(tmp_path):
+    """Battery 31b: a model's own tokenizer_config.json says L as model_max_length (Phi-3-mini-4k: 4096) and the export
+    kept it: vLLM serves at most the smaller of it and max_position_embeddings, so the README's
+    'vllm serve FOLDER --max-model-len L'' was refused, and transformers' tokenizer warned of indexing errors past L.
+    A larger value (the usual 1e30 'no limit') is left as it is."""
+    from transformers import AutoTokenizer
+
+    from tests.evaluate.eval_helpers import make_tokenizer
+
+    model = build_tiny("llama", vocab_size=300)
+    for given, want in ((TINY_L, 4 * TINY_L), (10**30, 10**30)):
+        own = make_tokenizer(vocab_size=300)
+        own.model_max_length = given
+        out = export_hf(model, own, _factors(model), tmp_path / f"hf-{given}").path
+        assert json.loads((out / "tokenizer_config.json").read_text())["model_max_length"] == want
+        assert AutoTokenizer.from_pretrained(out).model_max_length == want
+    assert own.model_max_length == 10**30  # the caller's tokenizer is not changed
+
+
+def test_a_generation_config_whose_max_length_is_the_context_says_the_target_length_in_the_export(tmp_path):
+    """Battery 31b: Llama 2's generation_config.json says max_length 4096, its context L; the export kept it, and stock
+    generate() / pipeline("text-generation") refused every prompt past L ("Input length of input_ids is ..., but
+    `max_length` is set to ..."). A shorter max_length is a generation length of its own and stays."""
+    from transformers import AutoModelForCausalLM
+
+    model = build_tiny("llama")
+    for given, want in ((TINY_L, 4 * TINY_L), (2 * TINY_L, 4 * TINY_L), (TINY_L // 2, TINY_L // 2)):
+        model.generation_config.max_length = given
+        out = export_hf(model, None, _factors(model), tmp_path / f"hf-{given}").path
+        assert json.loads((out / "generation_config.json").read_text())["max_length"] == want
+    assert model.generation_config.max_length == TINY_L // 2  # the caller's model is not changed
+    stock = AutoModelForCausalLM.from_pretrained(tmp_path / f"hf-{TINY_L}")
+    assert stock.generate(tiny_ids(TINY_L + 8), do_sample=False).shape[1] > TINY_L + 8  # refused past L before
+
+
+def test_a_source_config_s_other_context_length_keys_say_the_target_length_in_the_export(tmp_path):
+    """Battery 31b: a source config.json may carry a foreign length key (early Llama conversions' max_sequence_length,
+    seq_length) that transformers keeps; vLLM serves at most the smallest of those and max_position_embeddings, so an
+    export that kept L there was refused at --max-model-len L'."""
+    model = build_tiny("llama", max_sequence_length=TINY_L, seq_length=TINY_L)
+    out = export_hf(model, None, _factors(model), tmp_path / "hf").path
+    config = json.loads((out / "config.json").read_text())
+    assert config["max_sequence_length"] == config["seq_length"] == config["max_position_embeddings"] == 4 * TINY_L

@@ -142,3 +142,37 @@ def test_the_model_cards_transformers_lines_note_the_vllm_keys_as_often_as_the_c
     notes = [m for m in seen if "Unrecognized keys" in m]
     assert len(notes) == block.count("from_pretrained") == 2
     assert "each time it reads\nthis config.json (twice for the two lines above" in readme
+
+
+def test_a_phi3_export_with_the_default_m_explains_the_note_transformers_logs_on_it(tmp_path):
+    """Battery 31b: a Phi-3 export with the default m writes the three-key rope_scaling transformers 4.x requires;
+    transformers 5 logs "... Please set the `factor` field ..." on it, not the vLLM-keys note its card promised
+    (which it does not log). The card names the note it gets and why nothing needs setting."""
+    from transformers import AutoConfig
+
+    model = build_tiny("phi3")
+    out = export_hf(model, None, factor_set(model), tmp_path / "m").path
+    readme = (out / "README.md").read_text()
+    with _rope_notes() as seen:
+        AutoConfig.from_pretrained(out).validate_rope()  # what a model's load runs (the note is logged once a process)
+    assert not [m for m in seen if "Unrecognized keys" in m] and "Unrecognized keys" not in readme
+    assert "Please set the `factor` field\": `rope_scaling` is the three keys transformers 4.x's Phi-3 requires" in readme
+
+
+def test_the_model_card_of_an_export_without_a_tokenizer_loads_no_tokenizer_from_the_folder(tmp_path, monkeypatch):
+    """Battery 31b: a model without a tokenizer exports a folder without one, and its card's transformers lines still
+    loaded one from the folder (transformers refused). The card's lines, run as written, now load; they say where a
+    tokenizer comes from, and the note about the vLLM keys counts one read of the config."""
+    import re
+
+    model = build_tiny("llama")
+    out = export_hf(model, None, factor_set(model, attention_factor=1.083), tmp_path / "m").path
+    readme = (out / "README.md").read_text()
+    block = re.search(r"```python\n(.*?)```", readme, re.S).group(1)
+    assert "AutoTokenizer" not in block and "load the source model's" in block
+    monkeypatch.chdir(tmp_path)
+    with _rope_notes() as seen:
+        exec(block, {})
+    assert len([m for m in seen if "Unrecognized keys" in m]) == block.count("from_pretrained") == 1
+    assert "(once for the line above, the model's load)" in readme
+    assert f"vllm serve m --max-model-len {4 * TINY_L} --tokenizer SOURCE_MODEL" in readme

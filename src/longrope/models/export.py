@@ -48,6 +48,7 @@ import dataclasses
 import json
 import logging
 import math
+import numbers
 import os
 import shutil
 import tempfile
@@ -151,7 +152,7 @@ def longrope_config_entries(factor_set: Any, info: RopeInfo) -> tuple[dict[str, 
         entries["partial_rotary_factor"] = prf
     parameters = {**scaling, "rope_theta": float(info.rope_theta)}
     if family.hf4_three_key_scaling:
-        if math.isclose(m, longrope_attention_factor(s, L), rel_tol=1e-12):
+        if _three_key_scaling(factor_set, info):
             # transformers 4.x Phi-3 accepts exactly these three keys and derives the same m.
             scaling = {"type": "longrope", "short_factor": short_f, "long_factor": long_f}
         else:
@@ -171,6 +172,15 @@ def longrope_config_entries(factor_set: Any, info: RopeInfo) -> tuple[dict[str, 
             "factors, so their logits match the patched model only at position 0"
         )
     return entries, warnings
+
+
+def _three_key_scaling(factor_set: Any, info: RopeInfo) -> bool:
+    """Whether the export's ``rope_scaling`` is the three keys transformers 4.x's Phi-3 requires (a Phi-3-like family
+    whose m is the default sqrt(1 + ln s / ln L)): transformers 5 then notes the missing ``factor``, not the vLLM keys."""
+    L = int(factor_set.original_max_position_embeddings)
+    s = int(factor_set.max_position_embeddings) / L
+    return FAMILIES[info.model_type].hf4_three_key_scaling and math.isclose(
+        float(factor_set.resolved_attention_factor()), longrope_attention_factor(s, L), rel_tol=1e-12)
 
 
 def check_target_length(factor_set: Any) -> None:
@@ -312,8 +322,10 @@ def check_writable_parent(out: Path) -> None:
             from None
 
 
-def serving_readme(factor_set: Any, info: RopeInfo, name: str) -> str:
-    """The export folder's README.md: what the factors are and how to serve them in each runtime."""
+def serving_readme(factor_set: Any, info: RopeInfo, name: str, *, tokenizer: bool = True) -> str:
+    """The export folder's README.md: what the factors are and how to serve them in each runtime. ``tokenizer``:
+    whether the folder holds one (without, the card loaded one from the folder, which transformers refused; battery
+    31b)."""
     from longrope.rope.factors import require_factor_set
 
     require_factor_set(factor_set)
@@ -328,6 +340,22 @@ def serving_readme(factor_set: Any, info: RopeInfo, name: str) -> str:
         f"1…{n_hat - 1} with the rescaled factors, so they match `longrope` exactly only at position 0.\n"
         if n_hat >= 2 else ""
     )
+    reads = "twice for the two lines above: the model's load and the tokenizer's" if tokenizer else \
+        "once for the line above, the model's load"
+    load_lines = (f'from transformers import AutoModelForCausalLM, AutoTokenizer\nmodel = AutoModelForCausalLM.from_pretrained('
+                  f'"{name}")\ntokenizer = AutoTokenizer.from_pretrained("{name}")' if tokenizer else
+                  f'from transformers import AutoModelForCausalLM\nmodel = AutoModelForCausalLM.from_pretrained("{name}")\n'
+                  "# no tokenizer was exported with this folder (its source had none): load the source model's")
+    vllm_tokenizer = "" if tokenizer else " --tokenizer SOURCE_MODEL   # this folder has no tokenizer"
+    transformers_note = (
+        "transformers 5\nlogs once \"This model config has set a `rope_parameters['original_max_position_embeddings']` "
+        "field ...\nPlease set the `factor` field\": `rope_scaling` is the three keys transformers 4.x's Phi-3 requires "
+        "(it refuses\na `factor`); transformers derives the same s and m from `max_position_embeddings`, so nothing "
+        "needs setting.\nvLLM reads the same three keys (its `short_mscale` / `long_mscale` below are then its default, this m)."
+        if _three_key_scaling(factor_set, info) else
+        "transformers\nnotes \"Unrecognized keys in `rope_parameters`\" of `short_mscale` and `long_mscale` each time it "
+        f"reads\nthis config.json ({reads}): those two keys\n"
+        "are vLLM's (below), written on purpose; transformers ignores them and reads m from `attention_factor`.")
     return f"""# {name}: a {info.family} model with LongRoPE factors
 
 Original context L = {L} tokens, target L' = {L_target} (s = {L_target / L:g}), rope base {info.rope_theta:g},
@@ -338,23 +366,18 @@ The factors are in `config.json` (`rope_scaling` and `rope_parameters`, rope typ
 ## transformers (4.51+ and 5.x)
 
 ```python
-from transformers import AutoModelForCausalLM, AutoTokenizer
-model = AutoModelForCausalLM.from_pretrained("{name}")
-tokenizer = AutoTokenizer.from_pretrained("{name}")
+{load_lines}
 ```
 
 transformers uses the short factors while `max(position)+1 <= {L}` and the long ones beyond, with m
 on both. When `generate()` crosses {L} tokens, every family but Phi-3 keeps the keys it cached with
 the short factors beside queries rotated with the long ones (an inexact mix); `longrope generate`
-re-feeds the sequence once at that step and stays exact (`--cache-policy reprefill`). transformers
-notes "Unrecognized keys in `rope_parameters`" of `short_mscale` and `long_mscale` each time it reads
-this config.json (twice for the two lines above: the model's load and the tokenizer's): those two keys
-are vLLM's (below), written on purpose; transformers ignores them and reads m from `attention_factor`.
+re-feeds the sequence once at that step and stays exact (`--cache-policy reprefill`). {transformers_note}
 
 ## vLLM
 
 ```bash
-vllm serve {name} --max-model-len {L_target}
+vllm serve {name} --max-model-len {L_target}{vllm_tokenizer}
 ```
 
 vLLM picks one factor set for the whole engine at start: the long factors when `--max-model-len` >
@@ -393,6 +416,41 @@ def check_export_tokenizer(model: Any, tokenizer: Any, who: str, *, every_token:
         raise UserError(f"{who}: the tokenizer has {size - rows:,} added token(s) past the model's {rows:,} token "
                         "embeddings, and a GGUF holds one token per embedding row: export a Hugging Face folder "
                         "(--format hf), which keeps them")
+
+
+#: config.json keys besides max_position_embeddings that vLLM reads as the longest context (it serves the smallest
+#: present; transformers keeps such foreign keys of a source config, e.g. early Llama conversions' max_sequence_length)
+_CONTEXT_LENGTH_KEYS = ("n_positions", "max_seq_len", "seq_length", "model_max_length", "max_sequence_length",
+                       "max_seq_length", "seq_len")
+
+
+def _widen_saved_lengths(folder: Path, original: int, length: int) -> None:
+    """The context lengths the saved files state besides ``max_position_embeddings``, raised to the export's L'
+    (battery 31b):
+
+    - the tokenizer's ``model_max_length`` and config.json's :data:`_CONTEXT_LENGTH_KEYS`, when below L'. A model's
+      own tokenizer says L there (Phi-3-mini-4k: 4096): vLLM serves at most the smallest of them and
+      max_position_embeddings (``vllm serve FOLDER --max-model-len L'``, the README's command, was refused) and
+      transformers' tokenizer warned of indexing errors past L;
+    - ``generation_config.json``'s ``max_length`` when it is the model's context (from L up to L'; Llama 2 says 4096):
+      stock ``generate()`` and ``pipeline("text-generation")`` refused every prompt past L ("Input length of input_ids
+      is ..., but `max_length` is set to ..."). A shorter one is a generation length of its own and stays."""
+    from longrope.io import read_json
+
+    def is_number(value: Any) -> bool:
+        return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+    for name, keys, lowest in (("tokenizer_config.json", ("model_max_length",), None),
+                               ("config.json", _CONTEXT_LENGTH_KEYS, None),
+                               ("generation_config.json", ("max_length",), original)):
+        path = folder / name
+        if not path.is_file():
+            continue
+        doc = read_json(path, what=name)
+        short = {key: length for key in keys
+                 if is_number(doc.get(key)) and doc[key] < length and (lowest is None or doc[key] >= lowest)}
+        if short:
+            write_json(path, {**doc, **short})
 
 
 def export_hf(
@@ -442,10 +500,11 @@ def export_hf(
         config.pop(START_TOKENS_KEY, None)
         config.update(entries)
         write_json(cfg_path, config)
+        _widen_saved_lengths(tmp, entries["original_max_position_embeddings"], entries["max_position_embeddings"])
         factors = as_made(factor_set).to_dict() if hasattr(factor_set, "to_dict") else None  # what config.json applies
         if factors is not None:
             write_json(tmp / FACTORS_FILE, factors)
-        write_text(tmp / "README.md", serving_readme(factor_set, info, out.name))
+        write_text(tmp / "README.md", serving_readme(factor_set, info, out.name, tokenizer=tokenizer is not None))
         # Read back with the installed transformers: the factors must arrive where its rotary reads them.
         loaded = AutoConfig.from_pretrained(tmp)
         params = loaded.rope_parameters
