@@ -149,6 +149,27 @@ def test_an_ascii_locale_without_utf8_mode_is_refused_in_one_line(monkeypatch):
     ruler.check_lm_eval()
 
 
+def test_lm_eval_without_its_ruler_extra_is_refused_in_one_line(monkeypatch):
+    """battery 31a: pip install lm-eval (no [ruler]) lacks wonderwords and nltk; eval ruler loaded the tokenizer, then
+    lm-eval's RULER import raised its ImportError as a traceback."""
+    from importlib import metadata
+
+    from longrope.errors import UserError
+
+    real = metadata.version
+
+    def without_wonderwords(name):
+        if name == "wonderwords":
+            raise metadata.PackageNotFoundError(name)
+        return real(name)
+
+    monkeypatch.setattr(metadata, "version", without_wonderwords)
+    with pytest.raises(UserError, match=r"wonderwords is not installed: pip install 'longrope\[ruler\]'"):
+        ruler.check_lm_eval()
+    monkeypatch.setattr(metadata, "version", real)
+    ruler.check_lm_eval()
+
+
 def test_make_samples_refuses_arguments_of_another_kind_before_lm_eval_runs(monkeypatch):
     """battery 20b: make_samples('NIAH_SINGLE_1', ...) was a KeyError, length '512' a TypeError, 10**30 lm-eval
     generating for ever, n=0 an empty list; canonical_task(['vt']) "unhashable type: 'list'"."""

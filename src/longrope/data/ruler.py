@@ -143,7 +143,29 @@ def check_lm_eval() -> None:
     if have != LM_EVAL_VERSION:
         raise UserError(f"eval ruler was written against lm-eval {LM_EVAL_VERSION} (its RULER task code), "
                         f"but {have} is installed: pip install 'lm-eval[ruler]=={LM_EVAL_VERSION}'")
+    _check_ruler_requirements()
     _check_text_encoding()
+
+
+def _check_ruler_requirements() -> None:
+    """lm-eval installed without its ``ruler`` extra (``pip install lm-eval`` rather than ``longrope[ruler]``) lacks
+    the packages its RULER code imports (nltk, wonderwords): that was lm-eval's ImportError traceback, after the
+    tokenizer was loaded (battery 31a). The extra's requirements, as lm-eval's own metadata lists them, refused in
+    one line when one is not installed."""
+    from importlib import metadata
+
+    wanted = [re.match(r"[A-Za-z0-9_.-]+", r).group(0) for r in metadata.requires("lm_eval") or ()
+              if re.search(r"""extra\s*==\s*["']ruler["']""", r)]
+    missing = []
+    for name in wanted:
+        try:
+            metadata.version(name)
+        except metadata.PackageNotFoundError:
+            missing.append(name)
+    if missing:
+        raise UserError(f"eval ruler needs lm-eval's RULER dependencies, but {', '.join(missing)} "
+                        f"{'is' if len(missing) == 1 else 'are'} not installed: pip install 'longrope[ruler]' "
+                        f"(or pip install 'lm-eval[ruler]=={LM_EVAL_VERSION}')")
 
 
 def _check_text_encoding() -> None:
