@@ -89,6 +89,18 @@ def test_every_offline_task_makes_its_samples_on_the_tiny_tokenizer():
     assert "Persuasion" in essay  # the first book (lm-eval adds essay words 500 at a time), not Paul Graham
 
 
+def test_a_cwe_cell_gets_the_samples_of_a_fresh_process_whatever_was_made_before():
+    """battery 31a: the second ruler_cwe cell of a process (the same task, length and seed) got other samples: the
+    reset of lm-eval's module-level cwe random state hit the package's first copy of cwe_utils, while lm-eval's YAML
+    loader runs a fresh copy. A fresh process (stock lm-eval) makes the first samples."""
+    from longrope.models.loading import embedded_tiny_path, load_tokenizer_of
+
+    tok = load_tokenizer_of("tiny")
+    made = [ruler.samples_sha256(ruler.make_samples("ruler_cwe", 2048, 1, tokenizer_path=str(embedded_tiny_path()),
+                                                    tokenizer=tok)) for _ in range(2)]
+    assert made[0] == made[1]
+
+
 def test_the_shipped_punkt_model_is_the_one_the_books_train(tmp_path):
     texts = [t for _, t in ruler._shipped_book_texts()]
     folder = ruler.train_punkt(texts, tmp_path)

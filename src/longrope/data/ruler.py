@@ -379,12 +379,18 @@ def _seeded(seed: int) -> Iterator[None]:
     import numpy as np
 
     global _CWE_FRESH_STATE
-    from lm_eval.tasks.ruler import cwe_utils
+    import lm_eval.tasks.ruler.cwe_utils  # noqa: F401
 
-    # cwe keeps a module-level Random(42) that every cwe sample advances: reset it to the state a
-    # fresh process has (recorded at our first import), so a cell does not depend on earlier cells.
+    # cwe keeps a module-level Random(42) that every cwe sample advances: reset it to the state a fresh process
+    # has, so a cell does not depend on earlier cells. The module lm-eval's task runs is the one in sys.modules:
+    # its YAML loader executes cwe_utils afresh there (the package's attribute kept the first copy, which was reset
+    # instead: the second cwe cell of a process got other samples, battery 31a). The fresh state is Random(42)
+    # after the import's shuffle of the word list, whatever a copy has drawn since.
+    cwe_utils = sys.modules["lm_eval.tasks.ruler.cwe_utils"]
     if _CWE_FRESH_STATE is None:
-        _CWE_FRESH_STATE = cwe_utils.RNG.getstate()
+        fresh = random.Random(42)
+        fresh.shuffle(list(cwe_utils.WORDS))
+        _CWE_FRESH_STATE = fresh.getstate()
     py_state, np_state, cwe_state = random.getstate(), np.random.get_state(), cwe_utils.RNG.getstate()
     random.seed(seed)
     np.random.seed(1234 + seed)
