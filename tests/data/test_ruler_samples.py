@@ -101,6 +101,27 @@ def test_a_cwe_cell_gets_the_samples_of_a_fresh_process_whatever_was_made_before
     assert made[0] == made[1]
 
 
+def test_lm_eval_loads_a_model_folders_tokenizer_without_running_its_code(tmp_path):
+    """battery 31a: lm-eval's RULER code loads the tokenizer with trust_remote_code=True, so a model folder whose
+    tokenizer_config.json names Python code (auto_map) had it run by eval ruler alone."""
+    import json
+    import shutil
+
+    from longrope.models.loading import embedded_tiny_path, load_tokenizer_of
+
+    folder = tmp_path / "model"
+    shutil.copytree(embedded_tiny_path(), folder)
+    marker = tmp_path / "ran"
+    config = json.loads((folder / "tokenizer_config.json").read_text())
+    (folder / "tokenizer_config.json").write_text(json.dumps({**config, "auto_map": {
+        "AutoTokenizer": [None, "code.Tok"]}}))
+    (folder / "code.py").write_text(f"import pathlib\npathlib.Path({str(marker)!r}).write_text('ran')\n"
+                                    "from transformers import PreTrainedTokenizerFast as Tok\n")
+    tok = load_tokenizer_of(str(folder))
+    rows = ruler.make_samples("niah_single_1", 512, 1, tokenizer_path=str(folder), tokenizer=tok)
+    assert rows and not marker.exists()
+
+
 def test_the_shipped_punkt_model_is_the_one_the_books_train(tmp_path):
     texts = [t for _, t in ruler._shipped_book_texts()]
     folder = ruler.train_punkt(texts, tmp_path)

@@ -543,6 +543,28 @@ def _checked_arguments(task: Any, length: Any, n: Any, *, tokenizer_path: Any, t
     return task, int(length), int(n)
 
 
+@contextlib.contextmanager
+def _tokenizers_without_remote_code() -> Iterator[None]:
+    """lm-eval's RULER code loads the tokenizer it sizes prompts with by ``AutoTokenizer.from_pretrained(path,
+    trust_remote_code=True)``: a model folder whose tokenizer_config.json names Python code (``auto_map``) had that
+    code run by eval ruler alone; every other command loads the folder without it (battery 31a). While lm-eval makes
+    samples, ``trust_remote_code`` is False. Patched on transformers' class, not lm-eval's module: lm-eval's YAML
+    loader executes its task modules afresh, so its modules come in several copies."""
+    from transformers import AutoTokenizer
+
+    real = AutoTokenizer.__dict__["from_pretrained"]
+    load = AutoTokenizer.from_pretrained
+
+    def without_code(*args: Any, **kwargs: Any) -> Any:
+        return load(*args, **{**kwargs, "trust_remote_code": False})
+
+    AutoTokenizer.from_pretrained = without_code
+    try:
+        yield
+    finally:
+        AutoTokenizer.from_pretrained = real
+
+
 def make_samples(task: str, length: int, n: int, *, tokenizer_path: str, tokenizer: Any, seed: int = 0,
                  haystack: Haystack | None = None) -> list[dict]:
     """The first ``n`` samples lm-eval's ``task`` generates at ``length`` (see the module doc).
@@ -570,7 +592,7 @@ def make_samples(task: str, length: int, n: int, *, tokenizer_path: str, tokeniz
                        "tokenizer": str(tokenizer_path)}
     cfg.pop("tag", None)
     try:
-        with _seeded(seed), lm_eval_quiet():
+        with _seeded(seed), lm_eval_quiet(), _tokenizers_without_remote_code():
             docs = ConfigurableTask(config=cfg).dataset["test"]
     except ValueError as exc:
         if "Could not generate any sample" in str(exc):
