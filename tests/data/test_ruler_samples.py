@@ -89,6 +89,39 @@ def test_every_offline_task_makes_its_samples_on_the_tiny_tokenizer():
     assert "Persuasion" in essay  # the first book (lm-eval adds essay words 500 at a time), not Paul Graham
 
 
+def test_a_cwe_cell_gets_the_samples_of_a_fresh_process_whatever_was_made_before():
+    """battery 31a: the second ruler_cwe cell of a process (the same task, length and seed) got other samples: the
+    reset of lm-eval's module-level cwe random state hit the package's first copy of cwe_utils, while lm-eval's YAML
+    loader runs a fresh copy. A fresh process (stock lm-eval) makes the first samples."""
+    from longrope.models.loading import embedded_tiny_path, load_tokenizer_of
+
+    tok = load_tokenizer_of("tiny")
+    made = [ruler.samples_sha256(ruler.make_samples("ruler_cwe", 2048, 1, tokenizer_path=str(embedded_tiny_path()),
+                                                    tokenizer=tok)) for _ in range(2)]
+    assert made[0] == made[1]
+
+
+def test_lm_eval_loads_a_model_folders_tokenizer_without_running_its_code(tmp_path):
+    """battery 31a: lm-eval's RULER code loads the tokenizer with trust_remote_code=True, so a model folder whose
+    tokenizer_config.json names Python code (auto_map) had it run by eval ruler alone."""
+    import json
+    import shutil
+
+    from longrope.models.loading import embedded_tiny_path, load_tokenizer_of
+
+    folder = tmp_path / "model"
+    shutil.copytree(embedded_tiny_path(), folder)
+    marker = tmp_path / "ran"
+    config = json.loads((folder / "tokenizer_config.json").read_text())
+    (folder / "tokenizer_config.json").write_text(json.dumps({**config, "auto_map": {
+        "AutoTokenizer": [None, "code.Tok"]}}))
+    (folder / "code.py").write_text(f"import pathlib\npathlib.Path({str(marker)!r}).write_text('ran')\n"
+                                    "from transformers import PreTrainedTokenizerFast as Tok\n")
+    tok = load_tokenizer_of(str(folder))
+    rows = ruler.make_samples("niah_single_1", 512, 1, tokenizer_path=str(folder), tokenizer=tok)
+    assert rows and not marker.exists()
+
+
 def test_the_shipped_punkt_model_is_the_one_the_books_train(tmp_path):
     texts = [t for _, t in ruler._shipped_book_texts()]
     folder = ruler.train_punkt(texts, tmp_path)
@@ -146,6 +179,27 @@ def test_an_ascii_locale_without_utf8_mode_is_refused_in_one_line(monkeypatch):
     with pytest.raises(UserError, match="PYTHONUTF8=1"):
         ruler.check_lm_eval()
     monkeypatch.setattr(locale, "getpreferredencoding", lambda do_setlocale=True: "UTF-8")
+    ruler.check_lm_eval()
+
+
+def test_lm_eval_without_its_ruler_extra_is_refused_in_one_line(monkeypatch):
+    """battery 31a: pip install lm-eval (no [ruler]) lacks wonderwords and nltk; eval ruler loaded the tokenizer, then
+    lm-eval's RULER import raised its ImportError as a traceback."""
+    from importlib import metadata
+
+    from longrope.errors import UserError
+
+    real = metadata.version
+
+    def without_wonderwords(name):
+        if name == "wonderwords":
+            raise metadata.PackageNotFoundError(name)
+        return real(name)
+
+    monkeypatch.setattr(metadata, "version", without_wonderwords)
+    with pytest.raises(UserError, match=r"wonderwords is not installed: pip install 'longrope\[ruler\]'"):
+        ruler.check_lm_eval()
+    monkeypatch.setattr(metadata, "version", real)
     ruler.check_lm_eval()
 
 

@@ -123,6 +123,22 @@ def test_a_run_killed_while_it_stores_its_samples_is_continued_by_the_same_comma
     assert json.loads((out / "run.json").read_text())["status"] == "done"
 
 
+def test_the_tokenizer_a_run_saves_is_as_readable_as_the_rest_of_the_run(tmp_path, yarn, monkeypatch):
+    """battery 31a: a GGUF's (or hub id's) tokenizer saved into the run folder kept its scratch folder's 0700 mode:
+    the group and others who could read ruler.json could not read the tokenizer/ it names."""
+    import longrope.runs.ruler as ruler_run
+    from longrope.io import current_umask
+
+    def saved(config, tokenizer, out, scratch):  # as for a model with no tokenizer folder of its own
+        tokenizer.save_pretrained(str(scratch))
+        return str(scratch), True
+
+    monkeypatch.setattr(ruler_run, "_tokenizer_source", saved)
+    out = tmp_path / "out"
+    assert main(_argv(out, yarn)) == 0
+    assert (out / "tokenizer").stat().st_mode & 0o777 == 0o777 & ~current_umask()
+
+
 def test_a_task_that_needs_the_hub_is_skipped_with_one_line(finished, yarn, capsys):
     # the same folder: every cell is there, so nothing runs but the skip notice and the outputs
     argv = _argv(finished, yarn)

@@ -143,7 +143,29 @@ def check_lm_eval() -> None:
     if have != LM_EVAL_VERSION:
         raise UserError(f"eval ruler was written against lm-eval {LM_EVAL_VERSION} (its RULER task code), "
                         f"but {have} is installed: pip install 'lm-eval[ruler]=={LM_EVAL_VERSION}'")
+    _check_ruler_requirements()
     _check_text_encoding()
+
+
+def _check_ruler_requirements() -> None:
+    """lm-eval installed without its ``ruler`` extra (``pip install lm-eval`` rather than ``longrope[ruler]``) lacks
+    the packages its RULER code imports (nltk, wonderwords): that was lm-eval's ImportError traceback, after the
+    tokenizer was loaded (battery 31a). The extra's requirements, as lm-eval's own metadata lists them, refused in
+    one line when one is not installed."""
+    from importlib import metadata
+
+    wanted = [re.match(r"[A-Za-z0-9_.-]+", r).group(0) for r in metadata.requires("lm_eval") or ()
+              if re.search(r"""extra\s*==\s*["']ruler["']""", r)]
+    missing = []
+    for name in wanted:
+        try:
+            metadata.version(name)
+        except metadata.PackageNotFoundError:
+            missing.append(name)
+    if missing:
+        raise UserError(f"eval ruler needs lm-eval's RULER dependencies, but {', '.join(missing)} "
+                        f"{'is' if len(missing) == 1 else 'are'} not installed: pip install 'longrope[ruler]' "
+                        f"(or pip install 'lm-eval[ruler]=={LM_EVAL_VERSION}')")
 
 
 def _check_text_encoding() -> None:
@@ -357,12 +379,18 @@ def _seeded(seed: int) -> Iterator[None]:
     import numpy as np
 
     global _CWE_FRESH_STATE
-    from lm_eval.tasks.ruler import cwe_utils
+    import lm_eval.tasks.ruler.cwe_utils  # noqa: F401
 
-    # cwe keeps a module-level Random(42) that every cwe sample advances: reset it to the state a
-    # fresh process has (recorded at our first import), so a cell does not depend on earlier cells.
+    # cwe keeps a module-level Random(42) that every cwe sample advances: reset it to the state a fresh process
+    # has, so a cell does not depend on earlier cells. The module lm-eval's task runs is the one in sys.modules:
+    # its YAML loader executes cwe_utils afresh there (the package's attribute kept the first copy, which was reset
+    # instead: the second cwe cell of a process got other samples, battery 31a). The fresh state is Random(42)
+    # after the import's shuffle of the word list, whatever a copy has drawn since.
+    cwe_utils = sys.modules["lm_eval.tasks.ruler.cwe_utils"]
     if _CWE_FRESH_STATE is None:
-        _CWE_FRESH_STATE = cwe_utils.RNG.getstate()
+        fresh = random.Random(42)
+        fresh.shuffle(list(cwe_utils.WORDS))
+        _CWE_FRESH_STATE = fresh.getstate()
     py_state, np_state, cwe_state = random.getstate(), np.random.get_state(), cwe_utils.RNG.getstate()
     random.seed(seed)
     np.random.seed(1234 + seed)
@@ -515,6 +543,28 @@ def _checked_arguments(task: Any, length: Any, n: Any, *, tokenizer_path: Any, t
     return task, int(length), int(n)
 
 
+@contextlib.contextmanager
+def _tokenizers_without_remote_code() -> Iterator[None]:
+    """lm-eval's RULER code loads the tokenizer it sizes prompts with by ``AutoTokenizer.from_pretrained(path,
+    trust_remote_code=True)``: a model folder whose tokenizer_config.json names Python code (``auto_map``) had that
+    code run by eval ruler alone; every other command loads the folder without it (battery 31a). While lm-eval makes
+    samples, ``trust_remote_code`` is False. Patched on transformers' class, not lm-eval's module: lm-eval's YAML
+    loader executes its task modules afresh, so its modules come in several copies."""
+    from transformers import AutoTokenizer
+
+    real = AutoTokenizer.__dict__["from_pretrained"]
+    load = AutoTokenizer.from_pretrained
+
+    def without_code(*args: Any, **kwargs: Any) -> Any:
+        return load(*args, **{**kwargs, "trust_remote_code": False})
+
+    AutoTokenizer.from_pretrained = without_code
+    try:
+        yield
+    finally:
+        AutoTokenizer.from_pretrained = real
+
+
 def make_samples(task: str, length: int, n: int, *, tokenizer_path: str, tokenizer: Any, seed: int = 0,
                  haystack: Haystack | None = None) -> list[dict]:
     """The first ``n`` samples lm-eval's ``task`` generates at ``length`` (see the module doc).
@@ -542,7 +592,7 @@ def make_samples(task: str, length: int, n: int, *, tokenizer_path: str, tokeniz
                        "tokenizer": str(tokenizer_path)}
     cfg.pop("tag", None)
     try:
-        with _seeded(seed), lm_eval_quiet():
+        with _seeded(seed), lm_eval_quiet(), _tokenizers_without_remote_code():
             docs = ConfigurableTask(config=cfg).dataset["test"]
     except ValueError as exc:
         if "Could not generate any sample" in str(exc):

@@ -334,6 +334,7 @@ def _open(config: RulerConfig, tasks: list[str], tokenizer: Any, haystack: Any,
     that says whose folder it is, which every later run refused, --resume included (battery 14c)."""
     import shutil
 
+    from longrope.io import give_default_modes
     from longrope.runs.folder import RunFolder
 
     out = Path(config.output)
@@ -348,6 +349,7 @@ def _open(config: RulerConfig, tasks: list[str], tokenizer: Any, haystack: Any,
                 dest = folder.path / TOKENIZER_DIR
                 shutil.rmtree(dest, ignore_errors=True)
                 shutil.copytree(scratch, dest)
+                give_default_modes(dest)  # copytree kept mkdtemp's 0700: the group could read the run but not it
                 tokenizer_path = str(dest.resolve())
         store_samples(samples, folder.path)
     except BaseException:
