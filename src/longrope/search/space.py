@@ -202,8 +202,9 @@ class SearchSpace:
         return float(self.attention_choices[genome.attention]) if self.has_attention else None
 
     def attention_index(self, m: float | None) -> int:
-        """Index of the choice nearest to ``m`` (None → the largest: LongRoPE's default is the largest
-        of the usual temperatures); -1 when the space does not search it."""
+        """Index of the choice nearest to ``m`` (None → the largest choice: the space knows neither s nor L, so a
+        caller that means a factor set's default, LongRoPE's ``sqrt(1 + ln s / ln L)``, passes its value; it is
+        below YaRN's ``1 + 0.1 ln s`` whenever L is above ~150); -1 when the space does not search it."""
         if not self.has_attention:
             return -1
         if m is None:
