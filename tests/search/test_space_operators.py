@@ -260,3 +260,23 @@ def test_a_seed_temperature_that_is_not_an_attention_factor_is_refused_not_snapp
         with pytest.raises(UserError, match="^attention_factor"):
             space.from_factors(np.full(4, 2.0), attention_factor=bad)
     assert space.attention_index(torch.tensor(1.19)) == 2 and space.attention_index(None) == 2
+
+
+def test_a_step_that_puts_no_grid_point_on_the_lower_bound_is_refused():
+    """λ = k·step: step 0.03 made 1.02 the smallest factor, so no pair could keep its rotation (λ = 1) and every seed's
+    fast pairs were interpolated without a word; 0.05 and 0.025 divide 1."""
+    from longrope.search.space import SpaceError
+
+    with pytest.raises(SpaceError, match=r"not on the grid of step 0.03 .*smallest λ searched would be 1.02"):
+        SearchSpace(n_dims=4, upper=10.0, step=0.03)
+    for step in (0.05, 0.025, 0.01):
+        assert SearchSpace(n_dims=4, upper=10.0, step=step).q_lo * step == pytest.approx(1.0)
+
+
+def test_a_search_plan_names_the_step_that_misses_the_lower_bound():
+    from longrope.errors import ConfigError
+    from longrope.search.plan import plan_search
+
+    with pytest.raises(ConfigError, match="not on the grid of step 0.3") as e:
+        plan_search({"rope_theta": 1e4, "rotary_dim": 16, "original_length": 256}, target_length=2048, step=0.3)
+    assert "step" in e.value.fields

@@ -97,3 +97,21 @@ def test_search_names_and_counts_are_refused_as_user_errors():
                  lambda: ObjectiveSpec(model="tiny", data="d", length=512, n_docs="3", mapper=mapper)):
         with pytest.raises(UserError):
             call()
+
+
+def test_ours_keeps_more_genomes_than_the_population_whose_help_says_it_counts_in_the_budget():
+    """--population bounds nothing in ours (its help said "archive size bound of ours"): it counts in the candidate
+    budget P + T·(N1+N2), and the archive keeps every genome scored."""
+    import dataclasses
+
+    from longrope.search import InProcessEvaluator, StrategyConfig, SyntheticObjective, run_search
+    from longrope.search.seeds import long_space, paper_seeds
+
+    space = long_space(8, 8.0)
+    config = StrategyConfig(population=4, parents=2, mutations=2, crossovers=2, iterations=3, initial=4)
+    res = run_search(space, paper_seeds(space, 10000.0, 16, 256, 2048), InProcessEvaluator(SyntheticObjective(8, 8.0, 2)),
+                     n_docs=2, config=config, seed=0)
+    assert res.n_candidates == config.budget == 16
+    assert len({(tuple(h["factors"]), h["start_tokens"]) for h in res.history}) > config.population
+    text = next(f for f in dataclasses.fields(StrategyConfig) if f.name == "population").metadata["help"]
+    assert "bound" not in text and "budget" in text

@@ -127,7 +127,8 @@ class SearchConfig:
     samples: int = samples_option("search windows the fitness is computed on (each BOS + L'-1 tokens; several may "
                                   "come from one long document, see --windows-per-doc)", metavar="N")
     knobs: StrategyConfig = nested(StrategyConfig, "the strategies' knobs")
-    step: float = option(0.01, "grid of λ", group="the paper's knobs (LongRoPE Table 4 defaults)")
+    step: float = option(0.01, "grid of λ: its multiples, so it must divide the lower bound (1.0: 0.01, 0.02, 0.05 ...)",
+                         group="the paper's knobs (LongRoPE Table 4 defaults)")
     min_factor: float | None = option(None, "lower bound of λ", default_text="1.0",
                                       group="the paper's knobs (LongRoPE Table 4 defaults)",
                                       tags={"follows": ("strategy", "short"), "keep": _used_space_setting("min_factor")})

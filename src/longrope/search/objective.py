@@ -12,7 +12,7 @@ Three fitnesses (:data:`FITNESSES`, the one registry every front end reads), eac
 ``(nll_sum, n_tokens, *parts)`` with the first two additive, so racing and the cache stay exact:
 
 - ``joint`` (the default): perplexity and retrieval from one forward per window. A pass key is
-  planted at a seeded depth in the window's own document (the prompt of
+  planted in the window's own document at a depth spread evenly over the windows (the prompt of
   :func:`longrope.evaluate.passkey.build_passkey_prompt`, the document as filler, the answer
   appended); the fitness is the document tokens' mean NLL plus ``retrieval_weight`` × the answer
   tokens' mean NLL. A perplexity-only fitness cannot see retrieval: on the embedded model it chose
@@ -21,7 +21,7 @@ Three fitnesses (:data:`FITNESSES`, the one registry every front end reads), eac
 - ``ppl``: perplexity at the target length on search-split documents, each truncated to
   BOS + L'−1 tokens (the LongRoPE protocol);
 - ``needle``: LongRoPE2's needle-driven perplexity: the NLL of the answer tokens of a pass key
-  planted in a real document at a seeded depth, teacher-forced (one forward, no generation);
+  planted in a real document (seeded keys, evenly spread depths), teacher-forced (one forward, no generation);
 - ``constrained``: the joint fitness's forward, scored as perplexity subject to retrieval: the
   document tokens' mean NLL plus ``retrieval_weight`` × how far the window's mean answer NLL lies
   *above YaRN's on the same window* (a hinge: zero at or below it). YaRN's answer NLL per window is

@@ -78,7 +78,7 @@ def plan_search(rope: dict, **kwargs: Any) -> SearchPlan:
         return _plan(rope, **kwargs)
     except SpaceError as e:  # SearchSpace's own checks: bounds, grid, n̂ set
         raise ConfigError(("min_factor", "max_factor", "step"),
-                          f"these search bounds leave no valid factors ({e}); check {{name0}}, {{name1}} and "
+                          f"these search bounds make no search space ({e}); check {{name0}}, {{name1}} and "
                           "{name2}") from None
     except UserError:  # a field of its own already named (start_tokens, target_length, base_factors ...)
         raise

@@ -119,21 +119,31 @@ def paper_seeds(space: SearchSpace, theta: float, d: int, L: int, Lt: int) -> li
     return [space.from_factors(_baseline(m, theta, d, L, Lt), 0) for m in ("pi", "ntk", "yarn")]
 
 
-def extended_seeds(space: SearchSpace, theta: float, d: int, L: int, Lt: int) -> list[Genome]:
+def extended_seeds(space: SearchSpace, theta: float, d: int, L: int, Lt: int,
+                   longrope_m: float | None = None) -> list[Genome]:
     """The paper's seeds plus YaRN-linear, llama3, LongRoPE2 shapes, n̂ variants and — when the
     space searches the temperature — each shape with its own method's temperature and with
-    LongRoPE's (deduplicated)."""
-    from longrope.rope import longrope2_factors, make_baseline, theoretical_critical_dim
+    LongRoPE's (deduplicated): ``longrope_m``, the default temperature of the factor set a candidate
+    installs (None: ``sqrt(1 + ln s / ln L)`` of L → Lt)."""
+    from longrope.rope import (
+        longrope2_factors,
+        longrope_attention_factor,
+        make_baseline,
+        theoretical_critical_dim,
+    )
 
     s = _ratio(space, theta, d, L, Lt)
+    # LongRoPE's temperature by value: the space's attention_index(None) is its largest choice, YaRN's 1 + 0.1 ln s
+    # for any L above ~150, so the shapes meant to run under LongRoPE's m ran under YaRN's (battery 31d)
+    lrope = longrope_attention_factor(s, L) if longrope_m is None else real_number(longrope_m, "longrope_m")
     sets = [make_baseline(m, rope_theta=theta, rotary_dim=d, original_length=L, target_length=Lt)
             for m in ("pi", "ntk", "yarn", "llama3")]
     shapes = [(fs.long_factor, fs.resolved_attention_factor()) for fs in sets[:3]]
-    shapes.append((_yarn_linear(theta, d, L, Lt), None))
+    shapes.append((_yarn_linear(theta, d, L, Lt), lrope))
     shapes.append((sets[3].long_factor, sets[3].resolved_attention_factor()))
     tcd = theoretical_critical_dim(theta, d, L)
     for k in sorted({max(1, min(d // 2 - 1, tcd + o)) for o in (-2, -1)}):
-        shapes.append((longrope2_factors(theta, d, L, Lt, k, high_factors=s).long_factor, None))
+        shapes.append((longrope2_factors(theta, d, L, Lt, k, high_factors=s).long_factor, lrope))
     out: list[Genome] = []
 
     def add(g: Genome) -> None:
@@ -144,7 +154,7 @@ def extended_seeds(space: SearchSpace, theta: float, d: int, L: int, Lt: int) ->
         add(space.from_factors(lam, 0, attention_factor=m))
     if space.has_attention:  # the same shapes under LongRoPE's temperature (the paper's setting)
         for lam, _ in shapes[:3]:
-            add(space.from_factors(lam, 0, attention_factor=None))
+            add(space.from_factors(lam, 0, attention_factor=lrope))
     # n̂ matters little for the loss of most tokens but is free to try on the smooth shapes.
     if len(space.start_tokens) > 1:
         for lam, m in shapes[2:4]:
@@ -158,10 +168,11 @@ def progressive_seeds(space: SearchSpace, theta: float, d: int, L: int, L0: int,
     of the step L0 → Lt, then the closed forms for the whole extension L → Lt re-expressed
     relative to the fine-tuned factors (λ' = λ_cf / λ_base, projected into the space) with their
     own temperatures — so the search starts from what YaRN or NTK at Lt would install."""
-    from longrope.rope import make_baseline
+    from longrope.rope import longrope_attention_factor, make_baseline
 
     _ratio(space, theta, d, L, L0)
-    out = extended_seeds(space, theta, d, L0, Lt)
+    # the installed set is for L -> Lt (FactorSet.compose): its default temperature is LongRoPE's of that ratio
+    out = extended_seeds(space, theta, d, L0, Lt, longrope_attention_factor(Lt / L, L))
     base_long = factor_array(base_long, "base_long", space.n_dims)
     for m in ("yarn", "ntk", "pi", "llama3"):
         fs = make_baseline(m, rope_theta=theta, rotary_dim=d, original_length=L, target_length=Lt)

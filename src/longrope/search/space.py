@@ -156,6 +156,13 @@ class SearchSpace:
             raise SpaceError(f"need 0 < lower <= upper, got lower={self.lower} upper={self.upper}")
         if self.q_hi < self.q_lo:
             raise SpaceError(f"no grid point of step {self.step} lies in [{self.lower}, {self.upper}]")
+        # the grid is the multiples of the step (genomes are q = λ / step): step 0.03 made 1.02 the smallest λ, so no
+        # pair kept its rotation (λ = 1) and every seed's fast pairs were interpolated (battery 31d)
+        cells = self.lower / self.step
+        if abs(cells - round(cells)) > 1e-6 * max(1.0, cells):
+            raise SpaceError(f"the lower bound {self.lower:g} is not on the grid of step {self.step:g} (λ = k·step): "
+                             f"the smallest λ searched would be {self.q_lo * self.step:g}; give a step that divides "
+                             f"{self.lower:g} (0.01 divides 1.0), or a lower bound that is a multiple of the step")
         if not self.start_tokens or any(n < 0 for n in self.start_tokens):
             raise SpaceError(f"start_tokens must be non-empty and >= 0, got {self.start_tokens}")
         if list(self.start_tokens) != sorted(set(self.start_tokens)):
@@ -202,8 +209,9 @@ class SearchSpace:
         return float(self.attention_choices[genome.attention]) if self.has_attention else None
 
     def attention_index(self, m: float | None) -> int:
-        """Index of the choice nearest to ``m`` (None → the largest: LongRoPE's default is the largest
-        of the usual temperatures); -1 when the space does not search it."""
+        """Index of the choice nearest to ``m`` (None → the largest choice: the space knows neither s nor L, so a
+        caller that means a factor set's default, LongRoPE's ``sqrt(1 + ln s / ln L)``, passes its value; it is
+        below YaRN's ``1 + 0.1 ln s`` whenever L is above ~150); -1 when the space does not search it."""
         if not self.has_attention:
             return -1
         if m is None:

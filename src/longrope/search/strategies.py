@@ -46,7 +46,8 @@ MAX_CANDIDATES = 10**6
 class StrategyConfig:
     """Knobs of both strategies (the paper's defaults, LongRoPE Table 4, plus ours)."""
 
-    population: int = option(64, "initial population P of the paper strategy; archive size bound of ours",
+    population: int = option(64, "initial population P of the paper strategy; ours counts it in its candidate "
+                             "budget P + T·(N1+N2) and starts from --initial",
                              group=_PAPER)
     parents: int = option(32, "parents k: the best k are the parents of the next children", group=_PAPER)
     mutations: int = option(16, "mutants per iteration N1", group=_PAPER)
