@@ -696,3 +696,38 @@ def test_load_model_reads_device_auto_as_every_command_does(tmp_path):
     model, _ = loading.load_model(folder, device="auto")
     want = "cuda" if torch.cuda.is_available() else "cpu"
     assert next(model.parameters()).device.type == want
+
+
+def test_a_gguf_header_is_parsed_once_per_file_version_while_it_loads(tmp_path, monkeypatch):
+    """Loading the smollm2 tokenizer parsed its 49k-token GGUF header six times (5 s each: 29 s before any work, in
+    every command given a GGUF; battery 31c). A file written again (another version) is parsed again."""
+    import sys
+
+    import gguf
+    import numpy as np
+
+    from longrope.data.tokenizer_loading import load_tokenizer
+    from longrope.models.gguf import export_gguf
+    from longrope.rope import FactorSet
+
+    tokenizer = load_tokenizer("tiny")
+    fs = FactorSet(long_factor=np.linspace(1.0, 4.0, 8), short_factor=np.ones(8), original_max_position_embeddings=TINY_L,
+                   max_position_embeddings=4 * TINY_L, rope_theta=TINY_THETA)
+    path = export_gguf(build_tiny("llama", vocab_size=len(tokenizer)), tokenizer, fs, tmp_path / "m.gguf",
+                       outtype="f32").path
+    parsed = []
+
+    class Counting(gguf.GGUFReader):
+        def __init__(self, *args, **kwargs):
+            if sys._getframe(1).f_globals["__name__"].startswith("longrope."):  # transformers parses it once more
+                parsed.append(args)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(gguf, "GGUFReader", Counting)
+    loading.load_tokenizer_of(path)
+    assert len(parsed) == 1
+    loading.load_tokenizer_of(path)
+    assert len(parsed) == 1
+    path.write_bytes(path.read_bytes())  # a new version of the file
+    assert loading.read_rope_info(path).original_max_position_embeddings == TINY_L
+    assert len(parsed) == 2

@@ -365,9 +365,9 @@ def _with_biases(config: Any, path: Path) -> Any:
             or getattr(config, "mlp_bias", False):
         return config
     try:
-        import gguf
+        from longrope.models.gguf import open_gguf
 
-        names = {t.name for t in gguf.GGUFReader(path).tensors}
+        names = {t.name for t in open_gguf(path).tensors}
     except Exception:  # noqa: BLE001 - transformers already read this file; open_gguf judged it whole
         return config
     attention = {part for part in ("q", "k", "v", "output") if f"blk.0.attn_{part}.bias" in names}
@@ -391,9 +391,9 @@ def _without_added_defaults(tokenizer: Any, path: Path) -> Any:
     import json
 
     try:
-        import gguf
+        from longrope.models.gguf import open_gguf
 
-        field = gguf.GGUFReader(path).get_field("tokenizer.ggml.tokens")
+        field = open_gguf(path).get_field("tokenizer.ggml.tokens")
         count = len(field.data) if field is not None else None
         backend = tokenizer.backend_tokenizer
     except Exception:  # noqa: BLE001 - an optional repair: transformers already read this file
@@ -436,9 +436,9 @@ def _with_digit_split(tokenizer: Any, path: Path) -> Any:
 def _gguf_header(path: Path, key: str, *, arch: bool = False) -> Any:
     """The value of ``key`` (``{arch}.<key>`` with ``arch``) in a GGUF header; None when absent or unreadable."""
     try:
-        import gguf
+        from longrope.models.gguf import open_gguf
 
-        reader = gguf.GGUFReader(path)
+        reader = open_gguf(path)
         if arch:
             name = reader.get_field("general.architecture")
             key = f"{name.contents()}.{key}" if name else ""
@@ -672,9 +672,9 @@ def _gguf_rope_scaling(path: Path) -> dict[str, Any] | None:
     :class:`UserError` naming it: an ``original_context_length`` 0 or "256" was dropped, and L read as the
     extended ``context_length`` (battery 21c)."""
     try:
-        import gguf
+        from longrope.models.gguf import open_gguf
 
-        reader = gguf.GGUFReader(path)
+        reader = open_gguf(path)
         arch = reader.get_field("general.architecture")
         prefix = f"{arch.contents()}.rope.scaling." if arch else None
 
