@@ -250,3 +250,24 @@ def test_an_id_field_that_is_the_text_field_is_refused_in_one_line(tmp_path, cap
     with pytest.raises(ConfigError, match="is the text field"):
         resolve_sources([str(tmp_path / "a.parquet")], text_field="body", id_field="body")
     assert not (tmp_path / "out").exists()
+
+
+def test_a_folder_that_cannot_be_listed_is_skipped_and_the_rest_of_the_inputs_are_read(tmp_path, monkeypatch):
+    """A folder nested past the system's path length limit (ENAMETOOLONG) stopped the whole tokenize run, the other
+    files of the input unread (battery 31c). It is listed as skipped, with the reason, and the rest is read."""
+    from longrope.data.sources import SkipLog
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "top.txt").write_text("top", encoding="utf-8")
+    monkeypatch.chdir(corpus)
+    for _ in range(20):  # 20 x 251 bytes: past PATH_MAX (4096) from the corpus, built one step at a time
+        os.mkdir("d" * 250)
+        os.chdir("d" * 250)
+    with open("leaf.txt", "w", encoding="utf-8") as f:
+        f.write("deep")
+    monkeypatch.chdir(tmp_path)
+    log = SkipLog()
+    docs = [doc_id for s in resolve_sources([str(corpus)]) for doc_id, _, _ in s.documents(log)]
+    assert docs == ["corpus/top.txt"]
+    assert len(log.skipped) == 1 and log.skipped[0]["reason"].startswith("folder not read: File name too long")

@@ -158,7 +158,8 @@ class Source:
             return
         root = Path(self.spec)
         if self.kind == "folder":
-            for q in _listing(root):
+            unlisted: list[tuple[str, str]] = []
+            for q in _listing(root, unlisted):
                 hidden = any(part.startswith(".") for part in q.relative_to(root).parts)
                 if q.is_file() and _suffix(q) is None and not hidden:
                     log.ignored_files += 1
@@ -167,6 +168,9 @@ class Source:
                 elif q.is_symlink() and q.is_dir() and not hidden:  # rglob does not enter it: its files vanished
                     log.skip(str(q), "a symbolic link to a folder, not followed (links may loop or repeat files); "
                                      "give its target as an --input of its own")
+            for where, reason in unlisted:
+                if not any(part.startswith(".") for part in Path(where).relative_to(root).parts):
+                    log.skip(where, reason)
         for path in self.files():
             if links and path in links:
                 log.skip(str(path), f"a symbolic link to {links[path]}, which is read under its own name: each file "
@@ -234,14 +238,34 @@ def changed_while_read(where: str | os.PathLike) -> UserError:
                      "again once the inputs no longer change")
 
 
-def _listing(root: Path) -> list[Path]:
-    """Everything under the input folder ``root``, sorted. A folder inside it removed or replaced by a file while it
-    was listed made ``rglob`` raise: tokenize said "No such file or directory (PATH)" with no fix, not that its
-    input changed while read (battery 23b)."""
-    try:
-        return sorted(root.rglob("*"))
-    except (FileNotFoundError, NotADirectoryError) as exc:
-        raise changed_while_read(exc.filename or root) from None
+def _listing(root: Path, unlisted: list[tuple[str, str]] | None = None) -> list[Path]:
+    """Everything under the input folder ``root``, sorted, as ``root.rglob("*")`` lists it (links to folders listed,
+    not entered). A folder inside it removed or replaced by a file while it was listed is a change of the inputs,
+    refused (it was "No such file or directory (PATH)" with no fix, battery 23b). A folder that cannot be listed (a
+    path past the system's length limit, no permission) is skipped: ``(folder, reason)`` appended to ``unlisted``; a
+    path too long stopped the whole run with the rest of the inputs unread (battery 31c)."""
+    import errno
+
+    out: list[Path] = []
+
+    def cannot_list(exc: OSError) -> None:
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+            raise changed_while_read(exc.filename or root) from None
+        if unlisted is not None:
+            unlisted.append((os.fspath(exc.filename or root), f"folder not read: {exc.strerror or exc}"))
+
+    for folder, dirs, files in os.walk(root, onerror=cannot_list):
+        for name in (*dirs, *files):
+            path = Path(folder, name)
+            try:
+                os.lstat(path)  # a name that puts the path past the length limit lists but cannot be looked at
+            except OSError as exc:
+                cannot_list(exc)
+                if name in dirs:
+                    dirs.remove(name)  # not entered: its path is the one that cannot be used
+                continue
+            out.append(path)
+    return sorted(out)
 
 
 def _chain_one(first, rest):
