@@ -15,8 +15,15 @@ def run_module(module: str, args: list[str], *, env: dict[str, str] | None = Non
                check: bool = False) -> subprocess.CompletedProcess:
     """``python -m MODULE ARGS`` in a child process (``env``: its environment, default this one's),
     stdout and stderr captured as text. The repository root goes first on the child's ``PYTHONPATH``
-    so ``bench`` imports wherever the parent was started."""
+    so ``bench`` imports wherever the parent was started. ``check``: a child that failed is the library's
+    UserError with its last line (the child's one-line refusal; it was a CalledProcessError traceback, or the
+    parent's IndexError on the empty output: battery 31)."""
+    from longrope.errors import UserError
+
     env = dict(os.environ if env is None else env)
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), *([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])])
-    return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, env=env,
-                          check=check)
+    proc = subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, env=env)
+    if check and proc.returncode != 0:
+        last = (proc.stderr.strip().splitlines() or [f"exited with status {proc.returncode}"])[-1]
+        raise UserError(f"the {module} worker failed: {last.split(': error: ', 1)[-1]}")
+    return proc

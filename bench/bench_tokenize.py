@@ -84,9 +84,7 @@ def run_one(tokenizer: str, corpus: Path, out: Path, threads: int | None) -> dic
     if threads:
         env["RAYON_NUM_THREADS"] = str(threads)
     r = run_module(__spec__.name, ["--worker", "--tokenizer", tokenizer, "--corpus", str(corpus), "--shards", str(out)],
-                   env=env)
-    if r.returncode != 0:
-        raise SystemExit(r.stderr)
+                   env=env, check=True)
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
@@ -135,4 +133,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

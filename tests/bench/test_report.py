@@ -176,13 +176,15 @@ def test_a_folder_where_report_reads_or_writes_a_file_is_one_line(tmp_path, caps
     (["-m", "bench.bench_eval", "--modes", "eval,zz"], "argument --modes: unknown name(s) zz; choose from bare, eval"),
     (["-m", "bench.bench_train", "--modes", "ours"], "argument --modes: must include plain (the reference"),
     (["-m", "bench.bench_fitness", "--closed-forms", "yarn,zz"], "argument --closed-forms: unknown name(s) zz;"),
+    (["-m", "bench.bench_tokenize", "--tokenizer", "/nowhere", "--mb", "0.01", "--out", "{tmp}/t.json"],
+     "bench_tokenize.py: error: the bench.bench_tokenize worker failed: no such model file or folder: /nowhere"),
     (["-m", "bench.bench_llamacpp", "--case", "tiny,target=4096,window=x"], "argument --case: window: must be a whole"),
     (["-m", "bench.bench_llamacpp", "--case", "tiny,window=512"], "argument --case: 'tiny,window=512' needs factors="),
     (["-m", "bench.bench_search", "--data", "/nowhere/shards"], "bench_search.py: error: /nowhere/shards: no such "),
     (["-m", "bench.bench_smollm2_joint", "--search", "/nowhere", "--eval", "/nowhere", "--keys", "/nowhere"],
      "bench_smollm2_joint.py: error: "),
 ])
-def test_a_benchmark_s_numeric_option_it_cannot_use_is_refused_by_name_before_any_work(argv, needle):
+def test_a_benchmark_s_numeric_option_it_cannot_use_is_refused_by_name_before_any_work(argv, needle, tmp_path):
     """Battery 27: `bench_tokenize --mb -1` built its corpus and failed with a UserError traceback, `--mb nan` with
     int()'s ValueError, `bench_shard_verify --repeats 0` wrote 100M tokens and then failed on min() of nothing.
     Every numeric option of the bench scripts now has its bounds in its argparse type (bench._report.count,
@@ -197,6 +199,7 @@ def test_a_benchmark_s_numeric_option_it_cannot_use_is_refused_by_name_before_an
 
     root = Path(__file__).resolve().parents[2]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root / "src"), str(root)])}
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
     proc = subprocess.run([sys.executable, *argv], cwd=root, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and needle in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr and needle in proc.stderr.strip().splitlines()[-1], proc.stderr
