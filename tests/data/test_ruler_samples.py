@@ -246,3 +246,27 @@ def test_a_haystack_folder_of_unreadable_files_says_they_were_skipped(tmp_path):
         ruler.load_haystack(str(tmp_path))
     msg = str(e.value)
     assert "only 0 words; 1 file(s) skipped, first: " in msg and "a.txt (not UTF-8 text" in msg and "\n" not in msg
+
+
+def test_a_tokenizer_its_caller_loaded_with_its_code_makes_samples(tmp_path):
+    """First review of battery 31: with lm-eval's loads forced to trust_remote_code=False, a library caller who loaded
+    a tokenizer that needs its own code (on purpose) got transformers' multi-line refusal from make_samples; lm-eval
+    now sizes the prompts with the caller's tokenizer, loading nothing."""
+    import json
+    import shutil
+
+    from transformers import AutoTokenizer
+
+    from longrope.models.loading import embedded_tiny_path
+
+    folder = tmp_path / "model"
+    shutil.copytree(embedded_tiny_path(), folder)
+    config = json.loads((folder / "tokenizer_config.json").read_text())
+    (folder / "tokenizer_config.json").write_text(json.dumps({**config, "tokenizer_class": "CustomTok", "auto_map": {
+        "AutoTokenizer": [None, "custom_tok_31.CustomTok"]}}))
+    (folder / "custom_tok_31.py").write_text("from transformers import PreTrainedTokenizerFast\n\n\n"
+                                             "class CustomTok(PreTrainedTokenizerFast):\n    pass\n")
+    tok = AutoTokenizer.from_pretrained(folder, trust_remote_code=True)
+    assert type(tok).__name__ == "CustomTok"
+    rows = ruler.make_samples("niah_single_1", 512, 1, tokenizer_path=str(folder), tokenizer=tok)
+    assert len(rows) == 1 and rows[0]["outputs"]

@@ -43,6 +43,7 @@ import os
 import random
 import re
 import sys
+import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -545,20 +546,28 @@ def _checked_arguments(task: Any, length: Any, n: Any, *, tokenizer_path: Any, t
     return task, int(length), int(n)
 
 
+#: held while lm-eval makes samples: the global random states and transformers' AutoTokenizer are patched meanwhile
+_SAMPLES_LOCK = threading.Lock()
+
+
 @contextlib.contextmanager
-def _tokenizers_without_remote_code() -> Iterator[None]:
+def _tokenizers_without_remote_code(path: str, tokenizer: Any) -> Iterator[None]:
     """lm-eval's RULER code loads the tokenizer it sizes prompts with by ``AutoTokenizer.from_pretrained(path,
     trust_remote_code=True)``: a model folder whose tokenizer_config.json names Python code (``auto_map``) had that
     code run by eval ruler alone; every other command loads the folder without it (battery 31a). While lm-eval makes
-    samples, ``trust_remote_code`` is False. Patched on transformers' class, not lm-eval's module: lm-eval's YAML
-    loader executes its task modules afresh, so its modules come in several copies."""
+    samples, it gets the caller's ``tokenizer`` for ``path`` (loaded as the caller chose: a tokenizer that needs its
+    code, loaded so on purpose, kept working) and any other path loads with ``trust_remote_code`` False. Patched on
+    transformers' class, not lm-eval's module: lm-eval's YAML loader executes its task modules afresh, so its modules
+    come in several copies. Callers hold :data:`_SAMPLES_LOCK`."""
     from transformers import AutoTokenizer
 
     real = AutoTokenizer.__dict__["from_pretrained"]
     load = AutoTokenizer.from_pretrained
 
-    def without_code(*args: Any, **kwargs: Any) -> Any:
-        return load(*args, **{**kwargs, "trust_remote_code": False})
+    def without_code(name: Any, *args: Any, **kwargs: Any) -> Any:
+        if tokenizer is not None and os.fspath(name) == os.fspath(path):
+            return tokenizer
+        return load(name, *args, **{**kwargs, "trust_remote_code": False})
 
     AutoTokenizer.from_pretrained = without_code
     try:
@@ -594,7 +603,7 @@ def make_samples(task: str, length: int, n: int, *, tokenizer_path: str, tokeniz
                        "tokenizer": str(tokenizer_path)}
     cfg.pop("tag", None)
     try:
-        with _seeded(seed), lm_eval_quiet(), _tokenizers_without_remote_code():
+        with _SAMPLES_LOCK, _seeded(seed), lm_eval_quiet(), _tokenizers_without_remote_code(tokenizer_path, tokenizer):
             docs = ConfigurableTask(config=cfg).dataset["test"]
     except ValueError as exc:
         if "Could not generate any sample" in str(exc):
