@@ -555,8 +555,9 @@ def _tokenizers_without_remote_code(path: str, tokenizer: Any) -> Iterator[None]
     """lm-eval's RULER code loads the tokenizer it sizes prompts with by ``AutoTokenizer.from_pretrained(path,
     trust_remote_code=True)``: a model folder whose tokenizer_config.json names Python code (``auto_map``) had that
     code run by eval ruler alone; every other command loads the folder without it (battery 31a). While lm-eval makes
-    samples, it gets the caller's ``tokenizer`` for ``path`` (loaded as the caller chose: a tokenizer that needs its
-    code, loaded so on purpose, kept working) and any other path loads with ``trust_remote_code`` False. Patched on
+    samples, every load is without code; one of ``path`` that cannot load without its code gets the caller's
+    ``tokenizer`` (loaded as the caller chose: one that needs its code, loaded so on purpose, kept working; the
+    others reload as stock lm-eval does, so the samples stay stock lm-eval's). Patched on
     transformers' class, not lm-eval's module: lm-eval's YAML loader executes its task modules afresh, so its modules
     come in several copies. Callers hold :data:`_SAMPLES_LOCK`."""
     from transformers import AutoTokenizer
@@ -565,9 +566,12 @@ def _tokenizers_without_remote_code(path: str, tokenizer: Any) -> Iterator[None]
     load = AutoTokenizer.from_pretrained
 
     def without_code(name: Any, *args: Any, **kwargs: Any) -> Any:
-        if tokenizer is not None and os.fspath(name) == os.fspath(path):
+        try:
+            return load(name, *args, **{**kwargs, "trust_remote_code": False})
+        except ValueError:  # transformers' "contains custom code which must be executed ..."
+            if tokenizer is None or os.fspath(name) != os.fspath(path):
+                raise
             return tokenizer
-        return load(name, *args, **{**kwargs, "trust_remote_code": False})
 
     AutoTokenizer.from_pretrained = without_code
     try:
