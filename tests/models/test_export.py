@@ -519,3 +519,22 @@ def test_a_source_config_s_other_context_length_keys_say_the_target_length_in_th
     out = export_hf(model, None, _factors(model), tmp_path / "hf").path
     config = json.loads((out / "config.json").read_text())
     assert config["max_sequence_length"] == config["seq_length"] == config["max_position_embeddings"] == 4 * TINY_L
+
+
+def test_an_export_exported_again_at_a_shorter_target_states_the_shorter_one(tmp_path):
+    """First review of battery 31: the saved lengths were only ever raised, so an export at L' = 8L exported again at
+    2L kept 8L in its tokenizer, its generation config and its config's other length keys (stock generate() then took
+    prompts past the new L'). A length that stated the source's context (up to its max_position_embeddings) is set to
+    the new L'; a larger one (a tokenizer's "no limit") is not a context and stays."""
+    from longrope.models.export import _saved_lengths_to_target
+
+    L = TINY_L
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps({"model_max_length": 8 * L}))
+    (tmp_path / "config.json").write_text(json.dumps({"max_position_embeddings": 2 * L, "seq_length": 8 * L,
+                                                      "n_positions": 10**30}))
+    (tmp_path / "generation_config.json").write_text(json.dumps({"max_length": 8 * L}))
+    _saved_lengths_to_target(tmp_path, L, 2 * L, 8 * L)
+    assert json.loads((tmp_path / "tokenizer_config.json").read_text())["model_max_length"] == 2 * L
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["seq_length"] == 2 * L and config["n_positions"] == 10**30
+    assert json.loads((tmp_path / "generation_config.json").read_text())["max_length"] == 2 * L

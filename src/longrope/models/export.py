@@ -424,9 +424,11 @@ _CONTEXT_LENGTH_KEYS = ("n_positions", "max_seq_len", "seq_length", "model_max_l
                        "max_seq_length", "seq_len")
 
 
-def _widen_saved_lengths(folder: Path, original: int, length: int) -> None:
-    """The context lengths the saved files state besides ``max_position_embeddings``, raised to the export's L'
-    (battery 31b):
+def _saved_lengths_to_target(folder: Path, original: int, length: int, source_length: Any) -> None:
+    """The context lengths the saved files state besides ``max_position_embeddings``, set to the export's L'
+    (battery 31b): raised when below it as follows, and lowered when above it up to the source's own
+    ``max_position_embeddings`` (``source_length``: they stated the source's context, e.g. an export's L' exported again
+    at a shorter L'; a larger one, such as a tokenizer's "no limit", is not a context and stays):
 
     - the tokenizer's ``model_max_length`` and config.json's :data:`_CONTEXT_LENGTH_KEYS`, when below L'. A model's
       own tokenizer says L there (Phi-3-mini-4k: 4096): vLLM serves at most the smallest of them and
@@ -447,10 +449,11 @@ def _widen_saved_lengths(folder: Path, original: int, length: int) -> None:
         if not path.is_file():
             continue
         doc = read_json(path, what=name)
-        short = {key: length for key in keys
-                 if is_number(doc.get(key)) and doc[key] < length and (lowest is None or doc[key] >= lowest)}
-        if short:
-            write_json(path, {**doc, **short})
+        changed = {key: length for key in keys if is_number(doc.get(key)) and (
+            (doc[key] < length and (lowest is None or doc[key] >= lowest))
+            or (is_number(source_length) and length < doc[key] <= source_length))}
+        if changed:
+            write_json(path, {**doc, **changed})
 
 
 def export_hf(
@@ -495,12 +498,14 @@ def export_hf(
             tokenizer.save_pretrained(tmp)
         cfg_path = tmp / "config.json"
         config = json.loads(cfg_path.read_text())
+        source_length = config.get("max_position_embeddings")  # the source's context, before the export's L'
         # n̂ is written only when > 0: an export exported again (or fine-tuned) with n̂ = 0 kept its source's n̂ in
         # config.json beside factors.json's 0, and --factors FOLDER/config.json read the old n̂ (battery 23c)
         config.pop(START_TOKENS_KEY, None)
         config.update(entries)
         write_json(cfg_path, config)
-        _widen_saved_lengths(tmp, entries["original_max_position_embeddings"], entries["max_position_embeddings"])
+        _saved_lengths_to_target(tmp, entries["original_max_position_embeddings"], entries["max_position_embeddings"],
+                                 source_length)
         factors = as_made(factor_set).to_dict() if hasattr(factor_set, "to_dict") else None  # what config.json applies
         if factors is not None:
             write_json(tmp / FACTORS_FILE, factors)
