@@ -162,7 +162,8 @@ class SearchSpace:
         if abs(cells - round(cells)) > 1e-6 * max(1.0, cells):
             raise SpaceError(f"the lower bound {self.lower:g} is not on the grid of step {self.step:g} (λ = k·step): "
                              f"the smallest λ searched would be {self.q_lo * self.step:g}; give a step that divides "
-                             f"{self.lower:g} (0.01 divides 1.0), or a lower bound that is a multiple of the step")
+                             f"{self.lower:g} (0.01 divides 1.0), or a lower bound that is a multiple of the step (a run "
+                             "folder searched so before this check cannot go on: start a new run)")
         if not self.start_tokens or any(n < 0 for n in self.start_tokens):
             raise SpaceError(f"start_tokens must be non-empty and >= 0, got {self.start_tokens}")
         if list(self.start_tokens) != sorted(set(self.start_tokens)):
