@@ -22,7 +22,8 @@ import shlex
 import sys
 from pathlib import Path
 
-from bench._report import add_out_option, fmt, new_record, put_table, put_value, refusing, write_record
+from bench._args import refusing
+from bench._report import add_out_option, fmt, new_record, put_table, put_value, write_record
 
 DESCRIPTION = """\
 `longrope demo`: a LongRoPE search at the target length on windows of the search books and proof

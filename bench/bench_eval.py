@@ -29,18 +29,9 @@ import resource
 import sys
 import time
 
+from bench._args import count, length_list, names, refusing
 from bench._child import run_module
-from bench._report import (
-    RESULTS_DIR,
-    count,
-    length_list,
-    names,
-    new_record,
-    put_table,
-    put_value,
-    refusing,
-    write_record,
-)
+from bench._report import RESULTS_DIR, new_record, put_table, put_value, write_record
 
 DESCRIPTION = """\
 `evaluate_perplexity` (truncate mode, one window of BOS + length − 1 tokens, batch 1, fp32, default

@@ -28,16 +28,8 @@ import math
 import sys
 from pathlib import Path
 
-from bench._report import (
-    add_out_option,
-    count,
-    names,
-    new_record,
-    put_table,
-    put_value,
-    refusing,
-    write_record,
-)
+from bench._args import count, names, refusing
+from bench._report import add_out_option, new_record, put_table, put_value, write_record
 from longrope.search.plan import BASELINE_NAMES
 
 DESCRIPTION = """\

@@ -24,7 +24,8 @@ import argparse
 import statistics
 import time
 
-from bench._report import add_out_option, count, new_record, put_table, put_value, refusing, write_record
+from bench._args import count, refusing
+from bench._report import add_out_option, new_record, put_table, put_value, write_record
 
 DESCRIPTION = """\
 (1) Greedy decoding speed of the embedded model with and without YaRN factors installed (prompt and

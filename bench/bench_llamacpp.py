@@ -31,16 +31,8 @@ import time
 from pathlib import Path
 
 from bench import _llamacpp
-from bench._report import (
-    add_out_option,
-    amount,
-    count,
-    new_record,
-    put_table,
-    put_value,
-    refusing,
-    write_record,
-)
+from bench._args import amount, count, refusing
+from bench._report import add_out_option, new_record, put_table, put_value, write_record
 from longrope.evaluate.stats import perplexity
 
 DESCRIPTION = """\

@@ -16,15 +16,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from bench._report import (
-    add_out_option,
-    new_record,
-    put_table,
-    put_value,
-    refusing,
-    relative_paths,
-    write_record,
-)
+from bench._args import refusing
+from bench._report import add_out_option, new_record, put_table, put_value, relative_paths, write_record
 from bench._runs import command
 
 DESCRIPTION = """\

@@ -28,7 +28,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from bench._report import add_out_option, count, new_record, put_table, put_value, refusing, write_record
+from bench._args import count, refusing
+from bench._report import add_out_option, new_record, put_table, put_value, write_record
 from bench._runs import command, read_json
 
 DESCRIPTION = """\

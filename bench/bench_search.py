@@ -29,16 +29,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench._report import (
-    add_out_option,
-    amount,
-    count,
-    new_record,
-    put_table,
-    put_value,
-    refusing,
-    write_record,
-)
+from bench._args import amount, count, refusing
+from bench._report import add_out_option, new_record, put_table, put_value, write_record
 from longrope.embedded.corpus import DOMAINS
 from longrope.evaluate.stats import perplexity
 from longrope.search.evaluators import InProcessEvaluator
@@ -152,6 +144,10 @@ def main(argv=None) -> int:
         if args.threads:
             torch.set_num_threads(args.threads)
         data = args.data
+        if data is not None:  # a folder that is not one is refused before the model loads
+            from longrope.data import TokenCorpus
+
+            TokenCorpus.open(data, verify="size").close()
         if data is None:
             data = embedded_shards(args.model, Path(tempfile.gettempdir())
                                    / f"longrope-bench-{args.model}-{args.domain}-shards", args.domain)

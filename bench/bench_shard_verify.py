@@ -34,8 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
+from bench._args import count, refusing
 from bench._record import command_line
-from bench._report import count, refusing
 
 
 def build(folder: Path, n_tokens: int, doc_tokens: int, seed: int) -> float:

@@ -19,13 +19,13 @@ import math
 import sys
 from pathlib import Path
 
+from bench._args import refusing
 from bench._report import (
     add_out_option,
     new_record,
     put_table,
     put_value,
     record_paths,
-    refusing,
     relative_paths,
     write_record,
 )

@@ -27,6 +27,7 @@ import math
 import sys
 from pathlib import Path
 
+from bench._args import refusing
 from bench._report import (
     RESULTS_DIR,
     add_out_option,
@@ -35,7 +36,6 @@ from bench._report import (
     put_table,
     put_value,
     record_paths,
-    refusing,
     relative_paths,
     write_record,
 )

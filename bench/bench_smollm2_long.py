@@ -16,16 +16,9 @@ import argparse
 import json
 import sys
 
+from bench._args import length_list, refusing
 from bench._child import run_module
-from bench._report import (
-    add_out_option,
-    length_list,
-    new_record,
-    put_table,
-    put_value,
-    refusing,
-    write_record,
-)
+from bench._report import add_out_option, new_record, put_table, put_value, write_record
 
 DESCRIPTION = """\
 One window of real text (the first shipped held-out book, SmolLM2's tokenizer), BOS + length − 1

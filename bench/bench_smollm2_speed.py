@@ -17,17 +17,9 @@ import resource
 import sys
 import time
 
+from bench._args import count, length_list, refusing
 from bench._child import run_module
-from bench._report import (
-    add_out_option,
-    count,
-    length_list,
-    new_record,
-    put_table,
-    put_value,
-    refusing,
-    write_record,
-)
+from bench._report import add_out_option, new_record, put_table, put_value, write_record
 
 DESCRIPTION = """\
 One window of real text (a shipped held-out book, SmolLM2's tokenizer), BOS + length − 1 tokens,

@@ -30,7 +30,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench._report import add_out_option, count, new_record, put_table, put_value, refusing, write_record
+from bench._args import count, refusing
+from bench._report import add_out_option, new_record, put_table, put_value, write_record
 
 DESCRIPTION = """\
 `RopePatch.swap` (validate a factor set and copy its tables into the preallocated buffers: the

@@ -25,8 +25,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench._args import amount, refusing
 from bench._child import run_module
-from bench._report import add_out_option, amount, new_record, put_table, put_value, refusing, write_record
+from bench._report import add_out_option, new_record, put_table, put_value, write_record
 
 ROOT = Path(__file__).resolve().parent.parent
 DESCRIPTION = """\

@@ -46,17 +46,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench._args import count, names, refusing
 from bench._child import run_module
-from bench._report import (
-    add_out_option,
-    count,
-    names,
-    new_record,
-    put_table,
-    put_value,
-    refusing,
-    write_record,
-)
+from bench._report import add_out_option, new_record, put_table, put_value, write_record
 
 MODES = ("plain", "ours", "ours-packed")
 DESCRIPTION = __doc__.split("Run (writes")[0].split("\n", 2)[2].strip()

@@ -24,7 +24,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench._report import count
+from bench._args import count
 from bench.gpu import cuda_ready
 
 DEFAULT_TASKS = "niah_single_1,niah_multikey_1,vt"

@@ -48,7 +48,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench._report import amount
+from bench._args import amount
 from bench.gpu import cuda_ready
 
 

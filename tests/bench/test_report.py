@@ -187,11 +187,11 @@ def test_a_folder_where_report_reads_or_writes_a_file_is_one_line(tmp_path, caps
 def test_a_benchmark_s_numeric_option_it_cannot_use_is_refused_by_name_before_any_work(argv, needle, tmp_path):
     """Battery 27: `bench_tokenize --mb -1` built its corpus and failed with a UserError traceback, `--mb nan` with
     int()'s ValueError, `bench_shard_verify --repeats 0` wrote 100M tokens and then failed on min() of nothing.
-    Every numeric option of the bench scripts now has its bounds in its argparse type (bench._report.count,
+    Every numeric option of the bench scripts now has its bounds in its argparse type (bench._args.count,
     amount): exit 2 and one error line naming the option. Battery 31: `--lengths x` was int()'s traceback (and 4k
     refused), `bench_eval --modes zz` timed the eval mode and recorded it as "zz", `bench_train --modes ours` ran
-    the whole benchmark and failed at the table (bench._report.length_list, names); `bench_search --data /nowhere`
-    ended in the library's UserError as a traceback (bench._report.refusing)."""
+    the whole benchmark and failed at the table (bench._args.length_list, names); `bench_search --data /nowhere`
+    ended in the library's UserError as a traceback (bench._args.refusing)."""
     import os
     import subprocess
     import sys
@@ -206,7 +206,7 @@ def test_a_benchmark_s_numeric_option_it_cannot_use_is_refused_by_name_before_an
 
 
 def test_length_and_name_lists_read_as_the_commands_read_them():
-    from bench._report import length_list, names
+    from bench._args import length_list, names
 
     assert length_list("4k, 2048,4096") == [2048, 4096]
     assert names(("a", "b", "c"), required=("a",))("c,a,c") == ["c", "a"]
