@@ -270,3 +270,26 @@ def test_a_tokenizer_its_caller_loaded_with_its_code_makes_samples(tmp_path):
     assert type(tok).__name__ == "CustomTok"
     rows = ruler.make_samples("niah_single_1", 512, 1, tokenizer_path=str(folder), tokenizer=tok)
     assert len(rows) == 1 and rows[0]["outputs"]
+
+
+def test_the_patched_tokenizer_loader_takes_keywords_and_keeps_other_failures(tmp_path):
+    """Second review of battery 31: the loader patched while samples are made took the path only positionally (a
+    keyword call was a TypeError), and any ValueError of the path, not only transformers' "needs its custom code",
+    was answered with the caller's tokenizer."""
+    import json
+    import shutil
+
+    from transformers import AutoTokenizer
+
+    from longrope.models.loading import embedded_tiny_path
+
+    caller = object()
+    with ruler._tokenizers_without_remote_code(str(embedded_tiny_path()), caller):
+        tok = AutoTokenizer.from_pretrained(pretrained_model_name_or_path=str(embedded_tiny_path()))
+    assert tok is not caller and tok.vocab_size > 0
+    bad = tmp_path / "bad"
+    shutil.copytree(embedded_tiny_path(), bad)
+    (bad / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "NoSuchTokenizerFast"}))
+    (bad / "tokenizer.json").unlink()
+    with ruler._tokenizers_without_remote_code(str(bad), caller), pytest.raises(ValueError):
+        AutoTokenizer.from_pretrained(str(bad))

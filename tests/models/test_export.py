@@ -498,11 +498,12 @@ def test_a_tokenizer_that_says_the_original_length_says_the_target_length_in_the
 def test_a_generation_config_whose_max_length_is_the_context_says_the_target_length_in_the_export(tmp_path):
     """Battery 31b: Llama 2's generation_config.json says max_length 4096, its context L; the export kept it, and stock
     generate() / pipeline("text-generation") refused every prompt past L ("Input length of input_ids is ..., but
-    `max_length` is set to ..."). A shorter max_length is a generation length of its own and stays."""
+    `max_length` is set to ..."). Another max_length (shorter, or between L and L') is a generation budget and stays
+    (second review of battery 31)."""
     from transformers import AutoModelForCausalLM
 
     model = build_tiny("llama")
-    for given, want in ((TINY_L, 4 * TINY_L), (2 * TINY_L, 4 * TINY_L), (TINY_L // 2, TINY_L // 2)):
+    for given, want in ((TINY_L, 4 * TINY_L), (2 * TINY_L, 2 * TINY_L), (TINY_L // 2, TINY_L // 2)):
         model.generation_config.max_length = given
         out = export_hf(model, None, _factors(model), tmp_path / f"hf-{given}").path
         assert json.loads((out / "generation_config.json").read_text())["max_length"] == want

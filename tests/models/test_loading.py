@@ -731,3 +731,13 @@ def test_a_gguf_header_is_parsed_once_per_file_version_while_it_loads(tmp_path, 
     path.write_bytes(path.read_bytes())  # a new version of the file
     assert loading.read_rope_info(path).original_max_position_embeddings == TINY_L
     assert len(parsed) == 2
+    # second review of battery 31: a kept reader of a file since deleted held its memory map (the disk space) for the
+    # life of the process; it is dropped at the next call, and the cache is used under a lock (threads)
+    from longrope.models import gguf as ours
+
+    other = tmp_path / "other.gguf"
+    other.write_bytes(path.read_bytes())
+    ours.open_gguf(other)
+    other.unlink()
+    ours.open_gguf(path)
+    assert all(key[0] != str(other) for key in ours._READERS)

@@ -565,12 +565,13 @@ def _tokenizers_without_remote_code(path: str, tokenizer: Any) -> Iterator[None]
     real = AutoTokenizer.__dict__["from_pretrained"]
     load = AutoTokenizer.from_pretrained
 
-    def without_code(name: Any, *args: Any, **kwargs: Any) -> Any:
+    def without_code(*args: Any, **kwargs: Any) -> Any:
         try:
-            return load(name, *args, **{**kwargs, "trust_remote_code": False})
-        except ValueError:  # transformers' "contains custom code which must be executed ..."
-            if tokenizer is None or os.fspath(name) != os.fspath(path):
-                raise
+            return load(*args, **{**kwargs, "trust_remote_code": False})
+        except ValueError as exc:
+            name = args[0] if args else kwargs.get("pretrained_model_name_or_path")
+            if tokenizer is None or "custom code" not in str(exc) or os.fspath(name or "") != os.fspath(path):
+                raise  # (only transformers' "contains custom code which must be executed ...")
             return tokenizer
 
     AutoTokenizer.from_pretrained = without_code

@@ -248,11 +248,12 @@ def _listing(root: Path, unlisted: list[tuple[str, str]] | None = None) -> list[
 
     out: list[Path] = []
 
-    def cannot_list(exc: OSError) -> None:
+    def cannot_list(exc: OSError, what: str = "folder") -> None:
         if exc.errno in (errno.ENOENT, errno.ENOTDIR):
             raise changed_while_read(exc.filename or root) from None
         if unlisted is not None:
-            unlisted.append((os.fspath(exc.filename or root), f"folder not read: {exc.strerror or exc}"))
+            why = " (the path passes the system's length limit)" if exc.errno == errno.ENAMETOOLONG else ""
+            unlisted.append((os.fspath(exc.filename or root), f"{what} not read: {exc.strerror or exc}{why}"))
 
     for folder, dirs, files in os.walk(root, onerror=cannot_list):
         for name in (*dirs, *files):
@@ -260,7 +261,7 @@ def _listing(root: Path, unlisted: list[tuple[str, str]] | None = None) -> list[
             try:
                 os.lstat(path)  # a name that puts the path past the length limit lists but cannot be looked at
             except OSError as exc:
-                cannot_list(exc)
+                cannot_list(exc, "folder" if name in dirs else "file")
                 if name in dirs:
                     dirs.remove(name)  # not entered: its path is the one that cannot be used
                 continue

@@ -434,9 +434,10 @@ def _saved_lengths_to_target(folder: Path, original: int, length: int, source_le
       own tokenizer says L there (Phi-3-mini-4k: 4096): vLLM serves at most the smallest of them and
       max_position_embeddings (``vllm serve FOLDER --max-model-len L'``, the README's command, was refused) and
       transformers' tokenizer warned of indexing errors past L;
-    - ``generation_config.json``'s ``max_length`` when it is the model's context (from L up to L'; Llama 2 says 4096):
+    - ``generation_config.json``'s ``max_length`` when it is the model's context (L or the source's
+      max_position_embeddings, below L'; Llama 2 says 4096):
       stock ``generate()`` and ``pipeline("text-generation")`` refused every prompt past L ("Input length of input_ids
-      is ..., but `max_length` is set to ..."). A shorter one is a generation length of its own and stays."""
+      is ..., but `max_length` is set to ..."). Another one is a generation length of its own and stays."""
     from longrope.io import read_json
 
     def is_number(value: Any) -> bool:
@@ -450,7 +451,7 @@ def _saved_lengths_to_target(folder: Path, original: int, length: int, source_le
             continue
         doc = read_json(path, what=name)
         changed = {key: length for key in keys if is_number(doc.get(key)) and (
-            (doc[key] < length and (lowest is None or doc[key] >= lowest))
+            (doc[key] < length and (lowest is None or doc[key] in (lowest, source_length)))
             or (is_number(source_length) and length < doc[key] <= source_length))}
         if changed:
             write_json(path, {**doc, **changed})

@@ -46,6 +46,7 @@ import logging
 import os
 import re
 import shutil
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -191,30 +192,50 @@ def open_gguf(path: str | os.PathLike) -> Any:
     index errors of many kinds on one). Parsed once per file version (its place, size, times and inode, and the
     SHA-256 of its header, checked on every call: milliseconds): loading the ``smollm2`` tokenizer parsed its
     49k-token header six times (5 s each, 29 s in all), and every command given a GGUF paid it (battery 31c). The
-    reader is shared: read it, never write through it."""
+    reader is shared: read it, never write through it. A kept reader whose file was since replaced or deleted is
+    dropped at the next call (its memory map held the old file's disk space); callers may be threads."""
     path = path_argument(path, "a GGUF file's path")
-    try:
-        st = path.stat()
-        key = (str(path), str(path.resolve()), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev)
-        if key in _READERS:
-            reader, digest = _READERS[key]
-            if _header_digest(path, reader.data_offset) == digest:
-                _READERS.move_to_end(key)
-                return reader
-    except OSError as exc:
-        raise UserError(f"cannot read {path}: {os_error_words(exc)}") from None
-    reader = _parse_gguf(path)
-    try:
-        _READERS[key] = (reader, _header_digest(path, reader.data_offset))
-    except OSError as exc:
-        raise UserError(f"cannot read {path}: {os_error_words(exc)}") from None
-    while len(_READERS) > 4:
-        _READERS.popitem(last=False)
-    return reader
+    with _READERS_LOCK:
+        _drop_stale_readers()
+        try:
+            key = _version_key(path)
+            if key in _READERS:
+                reader, digest = _READERS[key]
+                if _header_digest(path, reader.data_offset) == digest:
+                    _READERS.move_to_end(key)
+                    return reader
+        except OSError as exc:
+            raise UserError(f"cannot read {path}: {os_error_words(exc)}") from None
+        reader = _parse_gguf(path)
+        try:
+            _READERS[key] = (reader, _header_digest(path, reader.data_offset))
+        except OSError as exc:
+            raise UserError(f"cannot read {path}: {os_error_words(exc)}") from None
+        while len(_READERS) > 4:
+            _READERS.popitem(last=False)
+        return reader
 
 
 #: the readers :func:`open_gguf` parsed, newest last: (place, size, times, inode) -> (reader, header SHA-256)
 _READERS: collections.OrderedDict[tuple, tuple[Any, str]] = collections.OrderedDict()
+_READERS_LOCK = threading.RLock()
+
+
+def _version_key(path: Path) -> tuple:
+    """What names one version of a file: its place (as given and resolved), size, times, inode and device."""
+    st = path.stat()
+    return (str(path), str(path.resolve()), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev)
+
+
+def _drop_stale_readers() -> None:
+    """Forget the kept readers whose file is no longer the version they read (replaced, rewritten, deleted)."""
+    for key in list(_READERS):
+        try:
+            current = _version_key(Path(key[0]))
+        except OSError:
+            current = None
+        if current != key:
+            del _READERS[key]
 
 
 def _header_digest(path: Path, size: int) -> str:
