@@ -437,7 +437,8 @@ def _saved_lengths_to_target(folder: Path, original: int, length: int, source_le
     - ``generation_config.json``'s ``max_length`` when it is the model's context (L or the source's
       max_position_embeddings, below L'; Llama 2 says 4096):
       stock ``generate()`` and ``pipeline("text-generation")`` refused every prompt past L ("Input length of input_ids
-      is ..., but `max_length` is set to ..."). Another one is a generation length of its own and stays."""
+      is ..., but `max_length` is set to ..."). Another one below L' is a generation budget and stays (one above L', up to
+      the source's context, is lowered as the rest: no generation runs past L')."""
     from longrope.io import read_json
 
     def is_number(value: Any) -> bool:

@@ -223,8 +223,8 @@ _READERS_LOCK = threading.RLock()
 
 def _version_key(path: Path) -> tuple:
     """What names one version of a file: its place (as given and resolved), size, times, inode and device."""
-    st = path.stat()
-    return (str(path), str(path.resolve()), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev)
+    st = path.stat()  # (realpath, not Path.resolve: a link loop made between the two was a RuntimeError)
+    return (str(path), os.path.realpath(path), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev)
 
 
 def _drop_stale_readers() -> None:
