@@ -884,8 +884,9 @@ modes:
 examples:
   longrope tokenize --tokenizer tiny -o shards/tiny --input search=src/longrope/embedded/assets/corpus/search \\
       heldout=src/longrope/embedded/assets/corpus/heldout
-  longrope search --model tiny --data shards/tiny --target-length 2048 --iterations 10 -o runs/tiny-2k
-  longrope search --model tiny --data shards/tiny --target-length 2048 -o runs/tiny-2k --resume
+  longrope search --model tiny --data shards/tiny --target-length 2048 --windows-per-doc 4 --iterations 10 -o runs/tiny-2k
+  longrope search --model tiny --data shards/tiny --target-length 2048 --windows-per-doc 4 --iterations 10 -o runs/tiny-2k \\
+      --resume
   longrope rerun runs/tiny-2k -o runs/tiny-2k-again""",
     config=SearchConfig,
     run=run,
