@@ -176,7 +176,8 @@ class TokenizeConfig:
     split: str | None = option(None, "hub dataset split", default_text="train")
     text_field: str = option("text", "text field of .jsonl/.parquet/hub rows")
     id_field: str | None = option(None, "optional id field used in document names")
-    shard_tokens: int = option(1 << 27, "tokens per shard file (2048, 64k ...)", default_text="2^27",
+    shard_tokens: int = option(1 << 27, "most tokens per shard file (2048, 64k ...); documents are never split: a "
+                                        "longer one fills a shard alone", default_text="2^27",
                                parse=token_count("--shard-tokens"), metavar="N")
     force: bool = option(False, "rebuild even if the folder is up to date")
     quiet: bool = option(False, "no progress bar")
