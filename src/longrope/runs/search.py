@@ -95,7 +95,7 @@ def _used_space_setting(name: str) -> Any:
 
 def retrieval_weight_option(**kw: Any) -> Any:
     """The ``retrieval_weight`` field of a command that searches."""
-    return option(None, WEIGHT_HELP, metavar="W", default_text="per fitness", tags={"follows": "fitness"}, **kw)
+    return option(None, WEIGHT_HELP, metavar="W", tags={"follows": "fitness"}, **kw)
 
 
 def resolve_fitness(config: Any, mode: str) -> None:
