@@ -201,7 +201,7 @@ class TokenizeConfig:
         from longrope.data.sources import resolve_sources
         from longrope.data.tokenizer_loading import load_tokenizer
 
-        resolve_sources(list(self.input), split=self.split)  # bad inputs are refused before the tokenizer loads
+        resolve_sources(list(self.input), split=self.split, text_field=self.text_field, id_field=self.id_field)  # bad inputs are refused before the tokenizer loads
         report = tokenize_corpus(load_tokenizer(self.tokenizer), list(self.input), self.output,
                                  tokenizer_name=str(self.tokenizer), split=self.split, text_field=self.text_field,
                                  id_field=self.id_field, shard_tokens=self.shard_tokens, force=self.force,
