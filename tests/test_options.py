@@ -69,3 +69,17 @@ def test_every_option_naming_a_file_folder_or_model_reads_a_tilde(monkeypatch, t
                 values = value if isinstance(value, tuple) else (value,)
                 assert all(str(v) == str(tmp_path / "x") for v in values), (command, action.option_strings or action.dest)
     assert seen > 40
+
+
+def test_a_nested_configs_declared_default_text_is_shown_where_its_command_keeps_that_default(capsys):
+    """search's --patience (None: the strategy's stall rule) showed no default at all; demo's own 250 stays."""
+    import pytest
+
+    parser = build_parser()
+    shown = {}
+    for command in ("search", "demo"):
+        with pytest.raises(SystemExit):
+            parser.parse_args([command, "--help"])
+        shown[command] = " ".join(capsys.readouterr().out.split())
+    assert "(the stall rule) (default paper: never; ours: max(3·(N1+N2), budget/8))" in shown["search"]
+    assert "(the stall rule) (default 250)" in shown["demo"]

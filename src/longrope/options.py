@@ -617,9 +617,11 @@ def _plain_converter(tp: Any, f: dataclasses.Field, flag: str) -> Callable[[str]
 
 
 def _default_text(f: dataclasses.Field, defaults: Any = None) -> str | None:
-    if f.metadata.get("default_text") is not None and defaults is None:
-        return f.metadata["default_text"]
     d = getattr(defaults, f.name) if defaults is not None else f.default
+    # a nested config's own default (not one its command overrides) is shown as the field declares it: search's
+    # --patience (None: the strategy's stall rule) showed no default at all
+    if f.metadata.get("default_text") is not None and (defaults is None or d is f.default or d == f.default):
+        return f.metadata["default_text"]
     if d is dataclasses.MISSING or d is None or d is False or d == ():
         return None
     if isinstance(d, tuple):

@@ -176,7 +176,8 @@ class TokenizeConfig:
     split: str | None = option(None, "hub dataset split", default_text="train")
     text_field: str = option("text", "text field of .jsonl/.parquet/hub rows")
     id_field: str | None = option(None, "optional id field used in document names")
-    shard_tokens: int = option(1 << 27, "tokens per shard file (2048, 64k ...)", default_text="2^27",
+    shard_tokens: int = option(1 << 27, "most tokens per shard file (2048, 64k ...); documents are never split: a "
+                                        "longer one fills a shard alone", default_text="2^27",
                                parse=token_count("--shard-tokens"), metavar="N")
     force: bool = option(False, "rebuild even if the folder is up to date")
     quiet: bool = option(False, "no progress bar")
@@ -200,7 +201,7 @@ class TokenizeConfig:
         from longrope.data.sources import resolve_sources
         from longrope.data.tokenizer_loading import load_tokenizer
 
-        resolve_sources(list(self.input), split=self.split)  # bad inputs are refused before the tokenizer loads
+        resolve_sources(list(self.input), split=self.split, text_field=self.text_field, id_field=self.id_field)  # bad inputs are refused before the tokenizer loads
         report = tokenize_corpus(load_tokenizer(self.tokenizer), list(self.input), self.output,
                                  tokenizer_name=str(self.tokenizer), split=self.split, text_field=self.text_field,
                                  id_field=self.id_field, shard_tokens=self.shard_tokens, force=self.force,

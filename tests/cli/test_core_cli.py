@@ -642,3 +642,25 @@ def test_version_to_a_stdout_that_cannot_take_it_is_one_line(monkeypatch, capsys
     code = main(["--version"])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "cannot print to stdout" in err, err
+
+
+def test_a_help_examples_resume_repeats_the_settings_of_the_run_it_continues():
+    """battery 32a: search's examples started a run with --iterations 10 and resumed it without, which a resume
+    refuses (config.knobs.iterations: 10 -> 40); the run itself needed more search windows than the shipped
+    corpus's three search books give one each (--windows-per-doc 4)."""
+    import shlex
+
+    from longrope.cli import build_parser
+
+    parser = build_parser()
+    checked = 0
+    for words, p in _command_parsers(parser):
+        lines = (p.epilog or "").replace("\\\n", " ").splitlines()
+        runs = [shlex.split(line.strip())[1:] for line in lines if line.strip().startswith(f"longrope {' '.join(words)} ")]
+        for argv in runs:
+            if "--resume" not in argv:
+                continue
+            fresh = [a for a in argv if a != "--resume"]
+            assert fresh in runs, f"{' '.join(words)}: resumes {' '.join(fresh)}, which no example starts"
+            checked += 1
+    assert checked >= 2  # search's and finetune's

@@ -280,3 +280,21 @@ def test_a_folder_that_cannot_be_listed_is_skipped_and_the_rest_of_the_inputs_ar
     assert len(reasons) == 2 and all(r.endswith("File name too long (the path passes the system's length limit)")
                                      for r in reasons)
     assert [r.split(" ")[0] for r in reasons] == ["file", "folder"]
+
+
+def test_a_text_or_id_field_with_no_input_holding_rows_is_refused_in_one_line(tmp_path, capsys):
+    """battery 32a: --text-field/--id-field with only .txt inputs was accepted and read nothing (--split is refused
+    so); an input with rows (a .jsonl in a folder) takes them."""
+    from longrope.cli import main
+
+    books = tmp_path / "books"
+    books.mkdir()
+    (books / "a.txt").write_text("one document", encoding="utf-8")
+    for flag in ("--text-field", "--id-field"):
+        assert main(["tokenize", "--tokenizer", "tiny", "--input", str(books), flag, "body", "--quiet",
+                     "-o", str(tmp_path / "s")]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f"{flag} names a field of .jsonl/.parquet/hub rows" in err, err
+    (books / "more").mkdir()
+    (books / "more" / "b.jsonl").write_text('{"body": "two", "name": "b"}\n', encoding="utf-8")
+    assert resolve_sources([str(books)], text_field="body", id_field="name")

@@ -608,3 +608,20 @@ def test_a_second_run_into_a_new_folder_holding_only_a_dropping_is_refused_not_s
     with pytest.raises(UserError, match="written by another process while this one worked"):
         a.finish({"v": "a"})
     assert json.loads((out / "summary.json").read_text()) == {"v": "b"}
+
+
+def test_the_rerun_command_run_json_records_runs_as_written(tmp_path):
+    """battery 32a: run.json said `longrope rerun runs/ft2`, which stops at 'the following arguments are required:
+    -o/--output'; the command it records names a new folder, quoted for the shell."""
+    import shlex
+
+    from longrope.cli import build_parser
+
+    out = tmp_path / "my run"
+    f = RunFolder.open(out, "eval ppl", staged=True)
+    f.start({"a": 1})
+    f.finish({"ok": True})
+    argv = shlex.split(json.loads((out / "run.json").read_text())["rerun"])
+    assert argv[0] == "longrope"
+    args = build_parser().parse_args(argv[1:])
+    assert (args.run_dir, args.output) == (str(out), f"{out}-again")

@@ -487,6 +487,10 @@ def resolve_sources(
     if split is not None and not any(s.kind == "hub" for s in out):
         raise ConfigError(("split", "input"), "{name0} picks a split of a hub dataset and no {name1} is one; drop "
                           "{name0}")
+    given = [name for name, set_ in (("text_field", text_field != "text"), ("id_field", id_field is not None)) if set_]
+    if given and not any(s.kind == "hub" or any(_suffix(f) not in (".txt", ".txt.gz") for f in s.files()) for s in out):
+        raise ConfigError((given[0], "input"), "{name0} names a field of .jsonl/.parquet/hub rows and no {name1} holds "
+                          "rows (a .txt file is one document); drop {name0}")
     _refuse_overlaps(out)
     return out
 

@@ -67,7 +67,7 @@ class EvalConfig:
     factors: tuple[str, ...] = option((), "factor files (factors.json, HF config.json, reference CSV) or folders; "
                                           "'none' = unscaled", multiple=True, metavar="F",
                                       path=True)
-    skip_none: bool = option(False, "do not evaluate the unscaled model")
+    skip_none: bool = option(False, "do not add the unscaled model (a 'none' given in --factors is still evaluated)")
     seed: int = seed_option("seed of the window sample / the pass keys")
     dtype: str = dtype_option()
     device: str = device_option()

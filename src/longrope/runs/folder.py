@@ -324,6 +324,13 @@ def _program() -> list[str]:
     return ["python", "-m", program.parent.name] if program.name == "__main__.py" else [program.name]
 
 
+def _rerun_command(final: Path) -> str:
+    """run.json's ``rerun``: the command that repeats the run, as typed (``rerun`` needs a new folder: ``-o``)."""
+    import shlex
+
+    return shlex.join(["longrope", "rerun", str(final), "-o", f"{final}-again"])
+
+
 class RunFolder:
     """A command's output folder (see the module docstring). Create it with :meth:`open`."""
 
@@ -458,7 +465,7 @@ class RunFolder:
         self._run = {
             "command": self.command,
             "argv": [*_program(), *sys.argv[1:]],
-            "rerun": f"longrope rerun {self.final}",
+            "rerun": _rerun_command(self.final),
             "versions": versions(device),
             "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self._t0)),
             "status": "running",

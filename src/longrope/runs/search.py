@@ -95,7 +95,7 @@ def _used_space_setting(name: str) -> Any:
 
 def retrieval_weight_option(**kw: Any) -> Any:
     """The ``retrieval_weight`` field of a command that searches."""
-    return option(None, WEIGHT_HELP, metavar="W", default_text="per fitness", tags={"follows": "fitness"}, **kw)
+    return option(None, WEIGHT_HELP, metavar="W", tags={"follows": "fitness"}, **kw)
 
 
 def resolve_fitness(config: Any, mode: str) -> None:
@@ -884,8 +884,9 @@ modes:
 examples:
   longrope tokenize --tokenizer tiny -o shards/tiny --input search=src/longrope/embedded/assets/corpus/search \\
       heldout=src/longrope/embedded/assets/corpus/heldout
-  longrope search --model tiny --data shards/tiny --target-length 2048 --iterations 10 -o runs/tiny-2k
-  longrope search --model tiny --data shards/tiny --target-length 2048 -o runs/tiny-2k --resume
+  longrope search --model tiny --data shards/tiny --target-length 2048 --windows-per-doc 4 --iterations 10 -o runs/tiny-2k
+  longrope search --model tiny --data shards/tiny --target-length 2048 --windows-per-doc 4 --iterations 10 -o runs/tiny-2k \\
+      --resume
   longrope rerun runs/tiny-2k -o runs/tiny-2k-again""",
     config=SearchConfig,
     run=run,

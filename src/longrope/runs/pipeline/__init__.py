@@ -425,7 +425,7 @@ a second search on the fine-tuned model at s2 giving λ_final = λ_ft ⊙ λ', s
 at L, evaluation, export), or any other sequence of tokenize / baseline / search / finetune /
 compare / export stages. Without --plan, the shipped showcase plan runs (sized for --model tiny:
 8x search and fine-tuning, 32x second search, recovery, and the comparison against the fine-tuned
-YaRN baseline; ~30 min on 2 CPU cores).
+YaRN baseline; ~50 min on 2 idle CPU cores, BENCHMARKS.md §9).
 
 OUT/pipeline.json records each stage's resolved settings, inputs, outputs, metrics and status;
 each stage is an ordinary run folder under OUT/stages/. A killed pipeline continues with --resume

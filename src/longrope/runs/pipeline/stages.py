@@ -276,7 +276,8 @@ def _check_tokenize(config: TokenizeConfig, ctx: StageContext) -> None:
     from longrope.models.loading import resolve_source
 
     resolve_source(config.tokenizer)
-    for source in resolve_sources(list(config.input), split=config.split):
+    for source in resolve_sources(list(config.input), split=config.split, text_field=config.text_field,
+                                  id_field=config.id_field):
         source.preflight()
 
 
