@@ -119,31 +119,26 @@ def paper_seeds(space: SearchSpace, theta: float, d: int, L: int, Lt: int) -> li
     return [space.from_factors(_baseline(m, theta, d, L, Lt), 0) for m in ("pi", "ntk", "yarn")]
 
 
-def extended_seeds(space: SearchSpace, theta: float, d: int, L: int, Lt: int,
-                   longrope_m: float | None = None) -> list[Genome]:
+def extended_seeds(space: SearchSpace, theta: float, d: int, L: int, Lt: int) -> list[Genome]:
     """The paper's seeds plus YaRN-linear, llama3, LongRoPE2 shapes, n̂ variants and — when the
-    space searches the temperature — each shape with its own method's temperature and with
-    LongRoPE's (deduplicated): ``longrope_m``, the default temperature of the factor set a candidate
-    installs (None: ``sqrt(1 + ln s / ln L)`` of L → Lt)."""
-    from longrope.rope import (
-        longrope2_factors,
-        longrope_attention_factor,
-        make_baseline,
-        theoretical_critical_dim,
-    )
+    space searches the temperature — each shape with its own method's temperature, and the paper's three shapes
+    again under the space's largest temperature choice (deduplicated). The shapes with no temperature of their own
+    (YaRN-linear, LongRoPE2's) take that largest choice too: ``attention_factor=None`` reads as it, which is YaRN's
+    ``1 + 0.1 ln s`` whenever L is above ~150, above LongRoPE's default ``sqrt(1 + ln s / ln L)``. Measured:
+    seeding those under LongRoPE's default instead (proposed by battery 31d) made the demo's searched set answer
+    26 of 40 pass keys rather than 36 at the same perplexity (books 0.866x YaRN either way), so the hotter start
+    stays."""
+    from longrope.rope import longrope2_factors, make_baseline, theoretical_critical_dim
 
     s = _ratio(space, theta, d, L, Lt)
-    # LongRoPE's temperature by value: the space's attention_index(None) is its largest choice, YaRN's 1 + 0.1 ln s
-    # for any L above ~150, so the shapes meant to run under LongRoPE's m ran under YaRN's (battery 31d)
-    lrope = longrope_attention_factor(s, L) if longrope_m is None else real_number(longrope_m, "longrope_m")
     sets = [make_baseline(m, rope_theta=theta, rotary_dim=d, original_length=L, target_length=Lt)
             for m in ("pi", "ntk", "yarn", "llama3")]
     shapes = [(fs.long_factor, fs.resolved_attention_factor()) for fs in sets[:3]]
-    shapes.append((_yarn_linear(theta, d, L, Lt), lrope))
+    shapes.append((_yarn_linear(theta, d, L, Lt), None))
     shapes.append((sets[3].long_factor, sets[3].resolved_attention_factor()))
     tcd = theoretical_critical_dim(theta, d, L)
     for k in sorted({max(1, min(d // 2 - 1, tcd + o)) for o in (-2, -1)}):
-        shapes.append((longrope2_factors(theta, d, L, Lt, k, high_factors=s).long_factor, lrope))
+        shapes.append((longrope2_factors(theta, d, L, Lt, k, high_factors=s).long_factor, None))
     out: list[Genome] = []
 
     def add(g: Genome) -> None:
@@ -152,9 +147,9 @@ def extended_seeds(space: SearchSpace, theta: float, d: int, L: int, Lt: int,
 
     for lam, m in shapes:
         add(space.from_factors(lam, 0, attention_factor=m))
-    if space.has_attention:  # the same shapes under LongRoPE's temperature (the paper's setting)
+    if space.has_attention:  # the paper's shapes again under the largest temperature (None: see the docstring)
         for lam, _ in shapes[:3]:
-            add(space.from_factors(lam, 0, attention_factor=lrope))
+            add(space.from_factors(lam, 0, attention_factor=None))
     # n̂ matters little for the loss of most tokens but is free to try on the smooth shapes.
     if len(space.start_tokens) > 1:
         for lam, m in shapes[2:4]:
@@ -168,11 +163,10 @@ def progressive_seeds(space: SearchSpace, theta: float, d: int, L: int, L0: int,
     of the step L0 → Lt, then the closed forms for the whole extension L → Lt re-expressed
     relative to the fine-tuned factors (λ' = λ_cf / λ_base, projected into the space) with their
     own temperatures — so the search starts from what YaRN or NTK at Lt would install."""
-    from longrope.rope import longrope_attention_factor, make_baseline
+    from longrope.rope import make_baseline
 
     _ratio(space, theta, d, L, L0)
-    # the installed set is for L -> Lt (FactorSet.compose): its default temperature is LongRoPE's of that ratio
-    out = extended_seeds(space, theta, d, L0, Lt, longrope_attention_factor(Lt / L, L))
+    out = extended_seeds(space, theta, d, L0, Lt)
     base_long = factor_array(base_long, "base_long", space.n_dims)
     for m in ("yarn", "ntk", "pi", "llama3"):
         fs = make_baseline(m, rope_theta=theta, rotary_dim=d, original_length=L, target_length=Lt)
