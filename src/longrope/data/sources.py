@@ -147,7 +147,7 @@ class Source:
             return [p]
         if self.kind == "folder":
             return sorted(q for q in _listing(p) if q.is_file() and _suffix(q) is not None
-                          and not any(part.startswith(".") for part in q.relative_to(p).parts))
+                          and not _hidden(q, p))
         return []
 
     def documents(self, log: SkipLog, links: Mapping[Path, Path] | None = None) -> Iterator[tuple[str, str, int]]:
@@ -160,7 +160,7 @@ class Source:
         if self.kind == "folder":
             unlisted: list[tuple[str, str]] = []
             for q in _listing(root, unlisted):
-                hidden = any(part.startswith(".") for part in q.relative_to(root).parts)
+                hidden = _hidden(q, root)
                 if q.is_file() and _suffix(q) is None and not hidden:
                     log.ignored_files += 1
                 elif q.is_symlink() and not q.exists() and not hidden:  # is_file() is False: it would vanish
@@ -169,7 +169,7 @@ class Source:
                     log.skip(str(q), "a symbolic link to a folder, not followed (links may loop or repeat files); "
                                      "give its target as an --input of its own")
             for where, reason in unlisted:
-                if not any(part.startswith(".") for part in Path(where).relative_to(root).parts):
+                if not _hidden(Path(where), root):
                     log.skip(where, reason)
         for path in self.files():
             if links and path in links:
@@ -236,6 +236,11 @@ def changed_while_read(where: str | os.PathLike) -> UserError:
     """The refusal of inputs that changed while they were listed or read (the one wording of it)."""
     return UserError(f"input {printable(os.fspath(where))} changed while it was read; nothing was written: run tokenize "
                      "again once the inputs no longer change")
+
+
+def _hidden(path: Path, root: Path) -> bool:
+    """Whether ``path`` lies in a hidden place under the input folder ``root`` (a name starting with '.'): not read."""
+    return any(part.startswith(".") for part in path.relative_to(root).parts)
 
 
 def _listing(root: Path, unlisted: list[tuple[str, str]] | None = None) -> list[Path]:

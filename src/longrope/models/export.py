@@ -48,7 +48,6 @@ import dataclasses
 import json
 import logging
 import math
-import numbers
 import os
 import shutil
 import tempfile
@@ -440,9 +439,7 @@ def _saved_lengths_to_target(folder: Path, original: int, length: int, source_le
       is ..., but `max_length` is set to ..."). Another one below L' is a generation budget and stays (one above L', up to
       the source's context, is lowered as the rest: no generation runs past L')."""
     from longrope.io import read_json
-
-    def is_number(value: Any) -> bool:
-        return isinstance(value, numbers.Real) and not isinstance(value, bool)
+    from longrope.options import is_number
 
     for name, keys, lowest in (("tokenizer_config.json", ("model_max_length",), None),
                                ("config.json", _CONTEXT_LENGTH_KEYS, None),
