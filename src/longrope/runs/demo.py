@@ -91,6 +91,11 @@ def _demo_knobs() -> StrategyConfig:
                           race_rank=4, patience=250)
 
 
+#: the demo's search budget unless told: seconds, and full evaluations (on an idle 2-core machine the latter binds)
+DEMO_MAX_SECONDS = 330.0
+DEMO_MAX_EVALS = 150.0
+
+
 @dataclass
 class DemoConfig:
     """Everything ``longrope demo`` does. Sized for the embedded model on 2 CPU cores: the whole run
@@ -102,13 +107,14 @@ class DemoConfig:
                                        length=True)
     lengths: tuple[int, ...] | None = option(None, "perplexity-vs-length grid: 256,2k,4x ...", length=True,
                                              metavar="N,N", default_text="L, 2L, ... up to the target, then 2 x target")
-    max_seconds: float | None = option(330.0, "wall-clock budget of the search in seconds (0: no limit); at least "
-                                              "one candidate is always scored in full", metavar="S", default_text="330",
+    max_seconds: float | None = option(DEMO_MAX_SECONDS, "wall-clock budget of the search in seconds (0: no limit); "
+                                                         "at least one candidate is always scored in full", metavar="S",
+                                       default_text=f"{DEMO_MAX_SECONDS:g}",
                                        aliases=("--budget-seconds",))
-    max_evals: float | None = option(150.0, "stop the search after this many full-fidelity evaluations, "
+    max_evals: float | None = option(DEMO_MAX_EVALS, "stop the search after this many full-fidelity evaluations, "
                                             "whichever of this and --max-seconds comes first (0: no limit); "
                                             "on an idle 2-core machine this cap binds and the run is reproducible",
-                                     metavar="N", default_text="150")
+                                     metavar="N", default_text=f"{DEMO_MAX_EVALS:g}")
     samples: int = samples_option("held-out windows per length and domain (perplexity)", default=DEMO_SAMPLES)
     search_samples: int = samples_option("search windows at the target length the fitness is computed on, shared "
                                          "out over the domains", default=DEMO_SAMPLES)
